@@ -1,0 +1,2 @@
+//! The `sluice` binary: command-line entry point.
+fn main() {}
