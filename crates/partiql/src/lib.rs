@@ -1,9 +1,10 @@
 //! Lexer, parser and syntax tree of the QLDB PartiQL dialect (DDL, DML, queries, `?` parameters).
 //!
 //! [`parse`] turns the text of one statement into an [`ast::Statement`]; the ledger evaluates it.
-//! The crate depends on nothing: the lexer and the recursive-descent (Pratt) parser are written by
-//! hand, never panic on any input, and bound their nesting depth so hostile input gets an error
-//! instead of a stack overflow.
+//! Every tree renders as a one-line S-expression through `Display`, the form the snapshot tests
+//! compare. The crate depends on nothing: the lexer (`lexer.rs`) and the recursive-descent and
+//! Pratt parser (`parser.rs`) are written by hand, never panic on any input, and bound their
+//! nesting depth so hostile input gets an error instead of a stack overflow.
 
 #![cfg_attr(
     not(test),
@@ -11,18 +12,23 @@
 )]
 
 pub mod ast;
+mod display;
 mod error;
+mod lexer;
+mod parser;
 
 pub use error::{ParseError, Position};
+pub use parser::NESTING_DEPTH_MAX;
 
 /// Parses one statement, optionally followed by a `;`.
 ///
 /// `?` parameters are numbered in order of appearance from 0; see
 /// [`ast::Statement::parameter_count`].
 pub fn parse(sql: &str) -> Result<ast::Statement, ParseError> {
-    let _ = sql;
-    Err(ParseError::new(
-        "the parser is not implemented yet",
-        Position { line: 1, column: 1 },
-    ))
+    parser::parse_statement(sql)
+}
+
+/// Parses one expression, such as an index path (`a.b`) or a value to compare with.
+pub fn parse_expr(text: &str) -> Result<ast::Expr, ParseError> {
+    parser::parse_expression(text)
 }
