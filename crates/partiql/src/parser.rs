@@ -9,8 +9,23 @@ use crate::error::{ParseError, Position};
 use crate::lexer::{Sym, Token, TokenKind, tokenize};
 
 /// The deepest nesting of expressions and subqueries accepted. Real statements nest a handful of
-/// levels; the bound exists so that recursion cannot exhaust a 2 MiB thread stack.
+/// levels; the bound exists so that recursion cannot exhaust the stack. An optimized build uses
+/// about 2 KiB of stack per level, so the deepest statement needs about 512 KiB.
 pub const NESTING_DEPTH_MAX: u32 = 256;
+
+/// The most stack the parser uses below its entry point before it reports "nested too deeply".
+/// This is the safety net for unoptimized builds, whose frames are several times larger than
+/// those of optimized builds: there the limit is reached before [`NESTING_DEPTH_MAX`]. Either
+/// way a caller on a thread with the default 2 MiB stack is safe.
+const STACK_BYTES_MAX: usize = 1024 * 1024;
+
+/// The address of a local variable of the caller's frame, to measure how much stack the parser
+/// has used so far; only differences of two such addresses are meaningful.
+#[inline(never)]
+fn stack_address() -> usize {
+    let marker = 0_u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
 
 /// Words that cannot be used as bare identifiers, because the grammar gives them a meaning
 /// where an identifier or an implicit alias could stand (`FROM T WHERE ...` must not read
@@ -113,6 +128,16 @@ pub(crate) fn parse_expression(source: &str) -> Result<Expr, ParseError> {
     Ok(expr)
 }
 
+/// An infix form, found by [`Parser::peek_infix`].
+#[derive(Clone, Copy)]
+enum Infix {
+    Binary(BinaryOp),
+    Is,
+    In { negated: bool },
+    Like { negated: bool },
+    Between { negated: bool },
+}
+
 /// The optional names bound by a source: `[AS] alias [AT at] [BY by]`.
 struct Bindings {
     alias: Option<Ident>,
@@ -126,6 +151,8 @@ struct Parser {
     depth: u32,
     n_parameters: usize,
     eof: Token,
+    /// The stack address when parsing began, see [`STACK_BYTES_MAX`].
+    stack_base: usize,
 }
 
 impl Parser {
@@ -146,6 +173,7 @@ impl Parser {
             depth: 0,
             n_parameters: 0,
             eof,
+            stack_base: stack_address(),
         })
     }
 
@@ -236,7 +264,8 @@ impl Parser {
 
     /// Counts one level of nesting; the caller calls [`Parser::leave`] when the rule returns.
     fn enter(&mut self) -> Result<(), ParseError> {
-        if self.depth >= NESTING_DEPTH_MAX {
+        let stack_bytes = self.stack_base.abs_diff(stack_address());
+        if self.depth >= NESTING_DEPTH_MAX || stack_bytes > STACK_BYTES_MAX {
             return Err(ParseError::new(
                 format!("statement nested too deeply: more than {NESTING_DEPTH_MAX} levels"),
                 self.peek().position,
@@ -594,7 +623,9 @@ impl Parser {
 
     fn sources(&mut self) -> Result<FromItem, ParseError> {
         let mut item = FromItem::Scan(self.scan()?);
-        loop {
+        // Each join nests the sources before it one level deeper, as operator chains do.
+        let mut n_levels = 0_u32;
+        let item = loop {
             let (kind, needs_on) = if self.eat_sym(Sym::Comma) {
                 (JoinKind::Cross, false)
             } else if self.is_kw("cross") && self.is_kw_at(1, "join") {
@@ -611,8 +642,10 @@ impl Parser {
                 self.expect_kw("join")?;
                 (JoinKind::Left, true)
             } else {
-                return Ok(item);
+                break item;
             };
+            self.enter()?;
+            n_levels = n_levels.saturating_add(1);
             let right = FromItem::Scan(self.scan()?);
             let on = if kind != JoinKind::Cross && (needs_on || self.is_kw("on")) {
                 self.expect_kw("on")?;
@@ -626,7 +659,9 @@ impl Parser {
                 right: Box::new(right),
                 on,
             };
-        }
+        };
+        self.depth = self.depth.saturating_sub(n_levels);
+        Ok(item)
     }
 
     fn scan(&mut self) -> Result<Scan, ParseError> {
@@ -656,10 +691,28 @@ impl Parser {
     }
 
     fn expr_bp_inner(&mut self, min_bp: u8) -> Result<Expr, ParseError> {
+        // Each step of the loop is its own function: in unoptimized builds a frame holds every
+        // temporary of its function, and this loop is on the path of every nesting level.
         let mut left = self.prefix()?;
-        loop {
-            let token = self.peek();
-            if let TokenKind::Sym(sym) = token.kind {
+        // A chain such as `a + b + c` nests one level deeper per operator (the tree leans left),
+        // so each operator counts as a level: trees are dropped and printed recursively too.
+        let mut n_levels = 0_u32;
+        while let Some((infix, bp)) = self.peek_infix() {
+            if bp < min_bp {
+                break;
+            }
+            self.enter()?;
+            n_levels = n_levels.saturating_add(1);
+            left = self.infix(left, infix, bp)?;
+        }
+        self.depth = self.depth.saturating_sub(n_levels);
+        Ok(left)
+    }
+
+    /// The infix operator or predicate at the current token, with its binding power.
+    fn peek_infix(&self) -> Option<(Infix, u8)> {
+        match &self.peek().kind {
+            TokenKind::Sym(sym) => {
                 let (op, bp) = match sym {
                     Sym::Eq => (BinaryOp::Eq, BP_PREDICATE),
                     Sym::NotEq => (BinaryOp::NotEq, BP_PREDICATE),
@@ -673,139 +726,128 @@ impl Parser {
                     Sym::Star => (BinaryOp::Mul, BP_MULTIPLICATIVE),
                     Sym::Slash => (BinaryOp::Div, BP_MULTIPLICATIVE),
                     Sym::Percent => (BinaryOp::Mod, BP_MULTIPLICATIVE),
-                    _ => return Ok(left),
+                    _ => return None,
                 };
-                if bp < min_bp {
-                    return Ok(left);
-                }
-                self.advance();
-                let right = self.expr_bp(bp.saturating_add(1))?;
-                left = Expr::Binary {
-                    op,
-                    left: Box::new(left),
-                    right: Box::new(right),
+                Some((Infix::Binary(op), bp))
+            }
+            TokenKind::Word(word) => {
+                let infix = match word.to_ascii_lowercase().as_str() {
+                    "or" => Infix::Binary(BinaryOp::Or),
+                    "and" => Infix::Binary(BinaryOp::And),
+                    "is" => Infix::Is,
+                    "in" => Infix::In { negated: false },
+                    "like" => Infix::Like { negated: false },
+                    "between" => Infix::Between { negated: false },
+                    "not" if self.is_kw_at(1, "in") => Infix::In { negated: true },
+                    "not" if self.is_kw_at(1, "like") => Infix::Like { negated: true },
+                    "not" if self.is_kw_at(1, "between") => Infix::Between { negated: true },
+                    _ => return None,
                 };
-                continue;
+                let bp = match infix {
+                    Infix::Binary(BinaryOp::Or) => BP_OR,
+                    Infix::Binary(BinaryOp::And) => BP_AND,
+                    _ => BP_PREDICATE,
+                };
+                Some((infix, bp))
             }
-            let TokenKind::Word(word) = &token.kind else {
-                return Ok(left);
-            };
-            let word = word.to_ascii_lowercase();
-            let bp = match word.as_str() {
-                "or" => BP_OR,
-                "and" => BP_AND,
-                "is" | "in" | "like" | "between" => BP_PREDICATE,
-                "not"
-                    if self.is_kw_at(1, "in")
-                        || self.is_kw_at(1, "like")
-                        || self.is_kw_at(1, "between") =>
-                {
-                    BP_PREDICATE
-                }
-                _ => return Ok(left),
-            };
-            if bp < min_bp {
-                return Ok(left);
-            }
-            self.advance();
-            left = match word.as_str() {
-                "or" | "and" => {
-                    let op = if word == "or" {
-                        BinaryOp::Or
-                    } else {
-                        BinaryOp::And
-                    };
-                    let right = self.expr_bp(bp.saturating_add(1))?;
-                    Expr::Binary {
-                        op,
-                        left: Box::new(left),
-                        right: Box::new(right),
-                    }
-                }
-                "is" => {
-                    let negated = self.eat_kw("not");
-                    let test = if self.eat_kw("null") {
-                        IsTest::Null
-                    } else if self.eat_kw("missing") {
-                        IsTest::Missing
-                    } else {
-                        return Err(self.unexpected("`NULL` or `MISSING`"));
-                    };
-                    Expr::Is {
-                        value: Box::new(left),
-                        test,
-                        negated,
-                    }
-                }
-                _ => {
-                    let negated = word == "not";
-                    let predicate = if negated {
-                        let predicate = self.peek().kind.clone();
-                        self.advance();
-                        match predicate {
-                            TokenKind::Word(predicate) => predicate.to_ascii_lowercase(),
-                            _ => String::new(),
-                        }
-                    } else {
-                        word
-                    };
-                    self.predicate(left, &predicate, negated)?
-                }
-            };
+            _ => None,
         }
     }
 
-    /// The rest of `IN`, `LIKE` or `BETWEEN`, whose keyword (and `NOT`) is consumed.
-    fn predicate(
-        &mut self,
-        left: Expr,
-        predicate: &str,
-        negated: bool,
-    ) -> Result<Expr, ParseError> {
+    /// Parses the rest of an infix form whose operator is the current token.
+    fn infix(&mut self, left: Expr, infix: Infix, bp: u8) -> Result<Expr, ParseError> {
+        self.advance();
         let value = Box::new(left);
-        let operand_bp = BP_PREDICATE.saturating_add(1);
-        match predicate {
-            "in" => {
-                let collection = if self.is_sym(Sym::LParen) && !self.is_kw_at(1, "select") {
-                    // `IN (a, b)` is a list even with one element; `IN (SELECT ...)` is a subquery.
-                    self.enter()?;
-                    let items = self.parenthesized_list();
-                    self.leave();
-                    Expr::List(items?)
-                } else {
-                    self.expr_bp(operand_bp)?
-                };
+        match infix {
+            Infix::Binary(op) => {
+                let right = Box::new(self.expr_bp(bp.saturating_add(1))?);
+                Ok(Expr::Binary {
+                    op,
+                    left: value,
+                    right,
+                })
+            }
+            Infix::Is => self.is_test(value),
+            Infix::In { negated } => {
+                if negated {
+                    self.advance();
+                }
+                let collection = Box::new(self.in_collection()?);
                 Ok(Expr::In {
                     value,
-                    collection: Box::new(collection),
+                    collection,
                     negated,
                 })
             }
-            "like" => {
-                let pattern = Box::new(self.expr_bp(operand_bp)?);
-                let escape = if self.eat_kw("escape") {
-                    Some(Box::new(self.expr_bp(operand_bp)?))
-                } else {
-                    None
-                };
-                Ok(Expr::Like {
-                    value,
-                    pattern,
-                    escape,
-                    negated,
-                })
-            }
-            _ => {
-                let low = Box::new(self.expr_bp(operand_bp)?);
-                self.expect_kw("and")?;
-                let high = Box::new(self.expr_bp(operand_bp)?);
-                Ok(Expr::Between {
-                    value,
-                    low,
-                    high,
-                    negated,
-                })
-            }
+            Infix::Like { negated } => self.like(value, negated),
+            Infix::Between { negated } => self.between(value, negated),
+        }
+    }
+
+    /// The rest of `IS [NOT] NULL` / `IS [NOT] MISSING`.
+    fn is_test(&mut self, value: Box<Expr>) -> Result<Expr, ParseError> {
+        let negated = self.eat_kw("not");
+        let test = if self.eat_kw("null") {
+            IsTest::Null
+        } else if self.eat_kw("missing") {
+            IsTest::Missing
+        } else {
+            return Err(self.unexpected("`NULL` or `MISSING`"));
+        };
+        Ok(Expr::Is {
+            value,
+            test,
+            negated,
+        })
+    }
+
+    /// The rest of `[NOT] LIKE pattern [ESCAPE escape]`.
+    fn like(&mut self, value: Box<Expr>, negated: bool) -> Result<Expr, ParseError> {
+        if negated {
+            self.advance();
+        }
+        let operand_bp = BP_PREDICATE.saturating_add(1);
+        let pattern = Box::new(self.expr_bp(operand_bp)?);
+        let escape = if self.eat_kw("escape") {
+            Some(Box::new(self.expr_bp(operand_bp)?))
+        } else {
+            None
+        };
+        Ok(Expr::Like {
+            value,
+            pattern,
+            escape,
+            negated,
+        })
+    }
+
+    /// The rest of `[NOT] BETWEEN low AND high`.
+    fn between(&mut self, value: Box<Expr>, negated: bool) -> Result<Expr, ParseError> {
+        if negated {
+            self.advance();
+        }
+        let operand_bp = BP_PREDICATE.saturating_add(1);
+        let low = Box::new(self.expr_bp(operand_bp)?);
+        self.expect_kw("and")?;
+        let high = Box::new(self.expr_bp(operand_bp)?);
+        Ok(Expr::Between {
+            value,
+            low,
+            high,
+            negated,
+        })
+    }
+
+    /// The collection after `IN`: `(a, b)` is a list even with one element, `(SELECT ...)` a
+    /// subquery, anything else an expression such as `?` or `[a, b]`.
+    fn in_collection(&mut self) -> Result<Expr, ParseError> {
+        if self.is_sym(Sym::LParen) && !self.is_kw_at(1, "select") {
+            self.enter()?;
+            let items = self.parenthesized_list();
+            self.leave();
+            Ok(Expr::List(items?))
+        } else {
+            self.expr_bp(BP_PREDICATE.saturating_add(1))
         }
     }
 
@@ -835,44 +877,40 @@ impl Parser {
     }
 
     fn prefix(&mut self) -> Result<Expr, ParseError> {
-        let token = self.peek().clone();
-        match &token.kind {
-            TokenKind::Sym(Sym::Minus) | TokenKind::Sym(Sym::Plus) => {
-                self.advance();
-                let negative = token.kind == TokenKind::Sym(Sym::Minus);
-                // A sign directly before a number is part of the literal, so that i64::MIN and
-                // negative decimals are literals rather than negations.
-                let number = match &self.peek().kind {
-                    TokenKind::Int(_) | TokenKind::Decimal(_) | TokenKind::Float(_) => {
-                        Some(self.advance())
-                    }
-                    _ => None,
-                };
-                if let Some(number) = number {
-                    let literal = Self::number_literal(&number, negative)?;
-                    return self.postfix(Expr::Lit(literal));
-                }
-                let operand = Box::new(self.expr_bp(BP_UNARY)?);
-                let op = if negative {
-                    UnaryOp::Neg
-                } else {
-                    UnaryOp::Plus
-                };
-                Ok(Expr::Unary { op, operand })
-            }
-            TokenKind::Word(word) if word.eq_ignore_ascii_case("not") => {
-                self.advance();
-                let operand = Box::new(self.expr_bp(BP_NOT)?);
-                Ok(Expr::Unary {
-                    op: UnaryOp::Not,
-                    operand,
-                })
-            }
-            _ => {
-                let primary = self.primary()?;
-                self.postfix(primary)
-            }
+        if self.is_sym(Sym::Minus) || self.is_sym(Sym::Plus) {
+            return self.signed();
         }
+        if self.is_kw("not") {
+            self.advance();
+            let operand = Box::new(self.expr_bp(BP_NOT)?);
+            return Ok(Expr::Unary {
+                op: UnaryOp::Not,
+                operand,
+            });
+        }
+        let primary = self.primary()?;
+        self.postfix(primary)
+    }
+
+    /// `-x` or `+x`; a sign directly before a number is part of the literal, so that i64::MIN
+    /// and negative decimals are literals rather than negations.
+    fn signed(&mut self) -> Result<Expr, ParseError> {
+        let negative = self.advance().kind == TokenKind::Sym(Sym::Minus);
+        if matches!(
+            self.peek().kind,
+            TokenKind::Int(_) | TokenKind::Decimal(_) | TokenKind::Float(_)
+        ) {
+            let number = self.advance();
+            let literal = Self::number_literal(&number, negative)?;
+            return self.postfix(Expr::Lit(literal));
+        }
+        let operand = Box::new(self.expr_bp(BP_UNARY)?);
+        let op = if negative {
+            UnaryOp::Neg
+        } else {
+            UnaryOp::Plus
+        };
+        Ok(Expr::Unary { op, operand })
     }
 
     fn number_literal(token: &Token, negative: bool) -> Result<Literal, ParseError> {
@@ -917,51 +955,8 @@ impl Parser {
     }
 
     fn primary(&mut self) -> Result<Expr, ParseError> {
-        let token = self.peek().clone();
-        match &token.kind {
-            TokenKind::Int(_) | TokenKind::Decimal(_) | TokenKind::Float(_) => {
-                self.advance();
-                Ok(Expr::Lit(Self::number_literal(&token, false)?))
-            }
-            TokenKind::String(text) => {
-                self.advance();
-                Ok(Expr::Lit(Literal::String(text.clone())))
-            }
-            TokenKind::Ion(text) => {
-                self.advance();
-                Ok(Expr::Ion(text.clone()))
-            }
-            TokenKind::QuotedIdent(name) => {
-                self.advance();
-                Ok(Expr::Var(Ident::quoted(name.clone())))
-            }
-            TokenKind::Sym(Sym::Question) => {
-                self.advance();
-                let index = self.n_parameters;
-                self.n_parameters = self.n_parameters.saturating_add(1);
-                Ok(Expr::Param(index))
-            }
-            TokenKind::Sym(Sym::LParen) => {
-                self.advance();
-                if self.is_kw("select") {
-                    let select = self.select()?;
-                    self.expect_sym(Sym::RParen)?;
-                    return Ok(Expr::Subquery(Box::new(select)));
-                }
-                let mut items = self.expr_list(Sym::RParen)?;
-                if items.is_empty() {
-                    return Err(self.unexpected("an expression"));
-                }
-                self.expect_sym(Sym::RParen)?;
-                match (items.pop(), items.is_empty()) {
-                    (Some(only), true) => Ok(only),
-                    (Some(last), false) => {
-                        items.push(last);
-                        Ok(Expr::List(items))
-                    }
-                    (None, _) => Err(ParseError::new("expected an expression", token.position)),
-                }
-            }
+        match &self.peek().kind {
+            TokenKind::Sym(Sym::LParen) => self.parenthesized(),
             TokenKind::Sym(Sym::LBracket) => {
                 self.advance();
                 let items = self.expr_list(Sym::RBracket)?;
@@ -978,9 +973,56 @@ impl Parser {
                 self.advance();
                 self.struct_fields()
             }
-            TokenKind::Word(word) => self.word_primary(&word.to_ascii_lowercase(), word),
-            _ => Err(self.unexpected("an expression")),
+            TokenKind::Word(_) => self.word_primary(),
+            _ => self.atom(),
         }
+    }
+
+    /// A literal, Ion literal, quoted identifier or parameter.
+    fn atom(&mut self) -> Result<Expr, ParseError> {
+        let token = self.peek().clone();
+        let expr = match token.kind {
+            TokenKind::Int(_) | TokenKind::Decimal(_) | TokenKind::Float(_) => {
+                Expr::Lit(Self::number_literal(&token, false)?)
+            }
+            TokenKind::String(text) => Expr::Lit(Literal::String(text)),
+            TokenKind::Ion(text) => Expr::Ion(text),
+            TokenKind::QuotedIdent(name) => Expr::Var(Ident::quoted(name)),
+            TokenKind::Sym(Sym::Question) => {
+                let index = self.n_parameters;
+                self.n_parameters = self.n_parameters.saturating_add(1);
+                Expr::Param(index)
+            }
+            _ => return Err(self.unexpected("an expression")),
+        };
+        self.advance();
+        Ok(expr)
+    }
+
+    /// `(expr)`, `(SELECT ...)` or `(a, b, ...)`, which is a list.
+    fn parenthesized(&mut self) -> Result<Expr, ParseError> {
+        self.advance();
+        if self.is_kw("select") {
+            return self.subquery(Sym::RParen);
+        }
+        let mut items = self.expr_list(Sym::RParen)?;
+        if items.is_empty() {
+            return Err(self.unexpected("an expression"));
+        }
+        self.expect_sym(Sym::RParen)?;
+        if items.len() == 1
+            && let Some(only) = items.pop()
+        {
+            return Ok(only);
+        }
+        Ok(Expr::List(items))
+    }
+
+    /// A query used as a value, followed by `close`.
+    fn subquery(&mut self, close: Sym) -> Result<Expr, ParseError> {
+        let select = Box::new(self.select()?);
+        self.expect_sym(close)?;
+        Ok(Expr::Subquery(select))
     }
 
     fn struct_fields(&mut self) -> Result<Expr, ParseError> {
@@ -1003,8 +1045,12 @@ impl Parser {
         Ok(Expr::Struct(fields))
     }
 
-    fn word_primary(&mut self, lower: &str, word: &str) -> Result<Expr, ParseError> {
-        let literal = match lower {
+    fn word_primary(&mut self) -> Result<Expr, ParseError> {
+        let TokenKind::Word(word) = &self.peek().kind else {
+            return Err(self.unexpected("an expression"));
+        };
+        let lower = word.to_ascii_lowercase();
+        let literal = match lower.as_str() {
             "null" => Some(Literal::Null),
             "missing" => Some(Literal::Missing),
             "true" => Some(Literal::Bool(true)),
@@ -1019,40 +1065,48 @@ impl Parser {
             self.advance();
             return self.case();
         }
-        let is_call = self.peek_at(1).kind == TokenKind::Sym(Sym::LParen);
-        if is_call && lower != "select" {
-            self.advance();
-            self.advance();
-            let call = match lower {
-                "cast" => self.cast()?,
-                "trim" => self.trim()?,
-                "substring" => self.substring()?,
-                "extract" => self.extract()?,
-                "count" if self.is_sym(Sym::Star) => {
-                    self.advance();
-                    Expr::CountStar
-                }
-                _ => {
-                    // `EXISTS(SELECT ...)` and similar take a bare query as their argument.
-                    let args = if self.is_kw("select") {
-                        vec![Expr::Subquery(Box::new(self.select()?))]
-                    } else {
-                        self.expr_list(Sym::RParen)?
-                    };
-                    Expr::Call {
-                        name: lower.to_owned(),
-                        args,
-                    }
-                }
-            };
-            self.expect_sym(Sym::RParen)?;
-            return Ok(call);
+        if self.peek_at(1).kind == TokenKind::Sym(Sym::LParen) && lower != "select" {
+            return self.call(lower);
         }
-        if is_reserved(word) {
+        if is_reserved(&lower) {
             return Err(self.unexpected("an expression"));
         }
+        let ident = Ident::regular(word.clone());
         self.advance();
-        Ok(Expr::Var(Ident::regular(word)))
+        Ok(Expr::Var(ident))
+    }
+
+    /// Expects the `)` that closes a call's arguments.
+    fn closed(&mut self, expr: Expr) -> Result<Expr, ParseError> {
+        self.expect_sym(Sym::RParen)?;
+        Ok(expr)
+    }
+
+    /// A function call; the name and `(` are the current tokens.
+    fn call(&mut self, name: String) -> Result<Expr, ParseError> {
+        self.advance();
+        self.advance();
+        match name.as_str() {
+            "cast" => self.cast().and_then(|expr| self.closed(expr)),
+            "trim" => self.trim().and_then(|expr| self.closed(expr)),
+            "substring" => self.substring().and_then(|expr| self.closed(expr)),
+            "extract" => self.extract().and_then(|expr| self.closed(expr)),
+            "count" if self.is_sym(Sym::Star) => {
+                self.advance();
+                self.expect_sym(Sym::RParen)?;
+                Ok(Expr::CountStar)
+            }
+            _ if self.is_kw("select") => {
+                // `EXISTS(SELECT ...)` and similar take a bare query as their argument.
+                let args = vec![self.subquery(Sym::RParen)?];
+                Ok(Expr::Call { name, args })
+            }
+            _ => {
+                let args = self.expr_list(Sym::RParen)?;
+                self.expect_sym(Sym::RParen)?;
+                Ok(Expr::Call { name, args })
+            }
+        }
     }
 
     fn case(&mut self) -> Result<Expr, ParseError> {
