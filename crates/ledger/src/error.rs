@@ -7,8 +7,8 @@ pub enum LedgerError {
     #[error("syntax error at line {line}, column {column}: {message}")]
     Syntax {
         message: String,
-        line: usize,
-        column: usize,
+        line: u32,
+        column: u32,
     },
     /// The statement parsed but cannot be evaluated (unknown table, wrong types, bad parameters).
     #[error("bad request: {0}")]
@@ -61,11 +61,22 @@ storage_error_from!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 impl From<ion_rs::IonError> for LedgerError {
     fn from(error: ion_rs::IonError) -> Self {
         LedgerError::BadRequest(format!("ion: {error}"))
+    }
+}
+
+impl From<sluice_partiql::ParseError> for LedgerError {
+    fn from(error: sluice_partiql::ParseError) -> Self {
+        LedgerError::Syntax {
+            message: error.message,
+            line: error.line,
+            column: error.column,
+        }
     }
 }

@@ -101,7 +101,11 @@ pub fn merkle_proof(leaves: &[Hash], leaf_index: usize) -> Option<Vec<Hash>> {
     let mut level: Vec<Hash> = leaves.to_vec();
     let mut index = leaf_index;
     while level.len() > 1 {
-        let sibling_index = if index.is_multiple_of(2) { index + 1 } else { index - 1 };
+        let sibling_index = if index.is_multiple_of(2) {
+            index + 1
+        } else {
+            index - 1
+        };
         if let Some(sibling) = level.get(sibling_index) {
             proof.push(*sibling);
         }

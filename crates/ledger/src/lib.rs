@@ -12,3 +12,17 @@ pub mod hash;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::LedgerError;
+pub mod eval;
+pub mod journal;
+pub mod ledger;
+pub mod model;
+pub mod storage;
+pub mod transaction;
+pub mod value;
+
+pub use ledger::{
+    BlockWithProof, ChainReport, Ledger, LedgerDescription, LedgerDigest, Ledgers,
+    RevisionWithProof,
+};
+pub use model::{BlockAddress, Limits, Revision, RevisionMetadata, TableInfo, TableStatus};
+pub use transaction::{CommitResult, DocumentView, Transaction};

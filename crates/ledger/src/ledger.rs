@@ -1,0 +1,562 @@
+//! Ledgers on disk: the data directory of ledgers (one redb file each, with deletion
+//! protection), opening a ledger, and its journal reads: digest, blocks and revisions with
+//! proofs, and the full chain verification.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ion_rs::Element;
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::clock::Clock;
+use crate::error::LedgerError;
+use crate::hash::{self, Hash};
+use crate::journal::{self, Strictness};
+use crate::model::{self, BlockAddress, Limits, Revision};
+use crate::storage;
+use crate::transaction::Transaction;
+
+/// Longest ledger name QLDB accepts, in characters.
+pub const LEDGER_NAME_LENGTH_MAX_CHARS: usize = 32;
+
+/// File name suffix of a ledger's redb file inside the data directory.
+const LEDGER_FILE_SUFFIX: &str = ".ledger.redb";
+
+/// Checks a ledger name: 1 to 32 ASCII letters, digits and hyphens, as QLDB requires.
+pub fn validate_ledger_name(name: &str) -> Result<(), LedgerError> {
+    let valid = !name.is_empty()
+        && name.len() <= LEDGER_NAME_LENGTH_MAX_CHARS
+        && name
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || character == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(LedgerError::BadRequest(format!(
+            "invalid ledger name {name:?}: 1 to {LEDGER_NAME_LENGTH_MAX_CHARS} letters, digits or hyphens"
+        )))
+    }
+}
+
+/// A ledger's description, as the control plane reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerDescription {
+    /// The ledger's name.
+    pub name: String,
+    /// Whether deleting it is refused.
+    pub deletion_protection: bool,
+    /// The journal strand id.
+    pub strand_id: String,
+}
+
+/// The data directory holding every ledger, and the ledgers currently open.
+#[derive(Debug)]
+pub struct Ledgers {
+    data_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    open_ledgers: Mutex<HashMap<String, Arc<Ledger>>>,
+}
+
+impl Ledgers {
+    /// Uses (and creates if needed) `data_dir` for ledger files.
+    pub fn open_dir(
+        data_dir: impl AsRef<Path>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(data_dir.as_ref())?;
+        Ok(Ledgers {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            clock,
+            limits,
+            open_ledgers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn ledger_path(&self, name: &str) -> PathBuf {
+        self.data_dir.join(format!("{name}{LEDGER_FILE_SUFFIX}"))
+    }
+
+    fn open_map(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, Arc<Ledger>>>, LedgerError> {
+        self.open_ledgers
+            .lock()
+            .map_err(|_| LedgerError::Internal("ledger map lock poisoned".to_owned()))
+    }
+
+    /// Creates a new, empty ledger. QLDB turns deletion protection on by default.
+    pub fn create_ledger(
+        &self,
+        name: &str,
+        deletion_protection: bool,
+    ) -> Result<Arc<Ledger>, LedgerError> {
+        validate_ledger_name(name)?;
+        let mut open_ledgers = self.open_map()?;
+        let path = self.ledger_path(name);
+        if open_ledgers.contains_key(name) || path.exists() {
+            return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
+        }
+        let ledger = Arc::new(Ledger::create(
+            &path,
+            name,
+            deletion_protection,
+            self.clock.clone(),
+            self.limits.clone(),
+        )?);
+        open_ledgers.insert(name.to_owned(), ledger.clone());
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger (or returns it if already open).
+    pub fn ledger(&self, name: &str) -> Result<Arc<Ledger>, LedgerError> {
+        validate_ledger_name(name)?;
+        let mut open_ledgers = self.open_map()?;
+        if let Some(ledger) = open_ledgers.get(name) {
+            return Ok(ledger.clone());
+        }
+        let path = self.ledger_path(name);
+        if !path.exists() {
+            return Err(LedgerError::NotFound(format!("ledger {name}")));
+        }
+        let ledger = Arc::new(Ledger::open(
+            &path,
+            self.clock.clone(),
+            self.limits.clone(),
+        )?);
+        open_ledgers.insert(name.to_owned(), ledger.clone());
+        Ok(ledger)
+    }
+
+    /// Names of every ledger in the data directory, sorted.
+    pub fn list_ledgers(&self) -> Result<Vec<String>, LedgerError> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.data_dir)? {
+            let file_name = entry?.file_name();
+            if let Some(name) = file_name.to_string_lossy().strip_suffix(LEDGER_FILE_SUFFIX) {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Describes a ledger.
+    pub fn describe_ledger(&self, name: &str) -> Result<LedgerDescription, LedgerError> {
+        self.ledger(name)?.describe()
+    }
+
+    /// Turns deletion protection on or off.
+    pub fn update_ledger(
+        &self,
+        name: &str,
+        deletion_protection: bool,
+    ) -> Result<LedgerDescription, LedgerError> {
+        let ledger = self.ledger(name)?;
+        ledger.set_deletion_protection(deletion_protection)?;
+        ledger.describe()
+    }
+
+    /// Deletes a ledger and its file; refused while deletion protection is on.
+    pub fn delete_ledger(&self, name: &str) -> Result<(), LedgerError> {
+        let ledger = self.ledger(name)?;
+        if ledger.describe()?.deletion_protection {
+            return Err(LedgerError::PreconditionFailed(format!(
+                "ledger {name} has deletion protection on; turn it off before deleting"
+            )));
+        }
+        let mut open_ledgers = self.open_map()?;
+        open_ledgers.remove(name);
+        drop(ledger);
+        std::fs::remove_file(self.ledger_path(name))?;
+        Ok(())
+    }
+}
+
+/// A digest: the Merkle root of every block hash up to the tip, and that tip's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerDigest {
+    /// The digest.
+    pub digest: Hash,
+    /// The last block covered.
+    pub digest_tip_address: BlockAddress,
+}
+
+/// A block with, when a digest tip was given, its proof.
+#[derive(Debug, Clone)]
+pub struct BlockWithProof {
+    /// The whole block.
+    pub block: Element,
+    /// The block hash.
+    pub block_hash: Hash,
+    /// Hashes to fold with the block hash to get the digest at the tip; `None` without a tip.
+    pub proof: Option<Vec<Hash>>,
+}
+
+/// A revision with, when a digest tip was given, its proof.
+#[derive(Debug, Clone)]
+pub struct RevisionWithProof {
+    /// The revision, committed view.
+    pub revision: Revision,
+    /// Hashes to fold with the revision hash to get the digest at the tip.
+    pub proof: Option<Vec<Hash>>,
+}
+
+/// What [`Ledger::verify_chain`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Number of blocks verified.
+    pub blocks_verified: u64,
+    /// The digest at the tip, if there is any block.
+    pub digest: Option<LedgerDigest>,
+}
+
+/// One ledger: a redb file holding its catalog, documents, revisions, indexes and journal.
+#[derive(Debug)]
+pub struct Ledger {
+    name: String,
+    strand_id: String,
+    pub(crate) database: Database,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: Limits,
+}
+
+impl Ledger {
+    /// Creates the ledger file at `path`.
+    pub fn create(
+        path: &Path,
+        name: &str,
+        deletion_protection: bool,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Result<Self, LedgerError> {
+        let database = Database::create(path)?;
+        let strand_id = model::new_id();
+        let mut write = database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        storage::create_all_tables(&write)?;
+        {
+            let mut meta = write.open_table(storage::META)?;
+            meta.insert(
+                "format_version",
+                storage::FORMAT_VERSION.to_string().as_bytes(),
+            )?;
+            meta.insert("ledger_name", name.as_bytes())?;
+            meta.insert("strand_id", strand_id.as_bytes())?;
+            meta.insert(
+                "deletion_protection",
+                deletion_protection.to_string().as_bytes(),
+            )?;
+            meta.insert("catalog_version", b"0".as_slice())?;
+        }
+        write.commit()?;
+        Ok(Ledger {
+            name: name.to_owned(),
+            strand_id,
+            database,
+            clock,
+            limits,
+        })
+    }
+
+    /// Opens an existing ledger file.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, limits: Limits) -> Result<Self, LedgerError> {
+        let database = Database::open(path)?;
+        let read = database.begin_read()?;
+        let meta = read.open_table(storage::META)?;
+        let format_version = storage::meta_u64(&meta, "format_version")?;
+        if format_version != storage::FORMAT_VERSION {
+            return Err(LedgerError::Storage(format!(
+                "ledger format version {format_version} is not supported (this build reads {})",
+                storage::FORMAT_VERSION
+            )));
+        }
+        let name = storage::meta_text(&meta, "ledger_name")?
+            .ok_or_else(|| LedgerError::Storage("ledger without a name".to_owned()))?;
+        let strand_id = storage::meta_text(&meta, "strand_id")?
+            .ok_or_else(|| LedgerError::Storage("ledger without a strand id".to_owned()))?;
+        drop(meta);
+        drop(read);
+        Ok(Ledger {
+            name,
+            strand_id,
+            database,
+            clock,
+            limits,
+        })
+    }
+
+    /// The ledger's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The journal's only strand.
+    pub fn strand_id(&self) -> &str {
+        &self.strand_id
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Name, deletion protection and strand id.
+    pub fn describe(&self) -> Result<LedgerDescription, LedgerError> {
+        let read = self.database.begin_read()?;
+        let meta = read.open_table(storage::META)?;
+        Ok(LedgerDescription {
+            name: self.name.clone(),
+            deletion_protection: storage::meta_text(&meta, "deletion_protection")?.as_deref()
+                != Some("false"),
+            strand_id: self.strand_id.clone(),
+        })
+    }
+
+    /// Turns deletion protection on or off (durably).
+    pub fn set_deletion_protection(&self, deletion_protection: bool) -> Result<(), LedgerError> {
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut meta = write.open_table(storage::META)?;
+            meta.insert(
+                "deletion_protection",
+                deletion_protection.to_string().as_bytes(),
+            )?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Starts a transaction on a snapshot of the committed state.
+    pub fn begin(self: &Arc<Self>) -> Result<Transaction, LedgerError> {
+        Transaction::begin(self.clone())
+    }
+
+    /// Runs one statement in its own transaction and commits it.
+    pub fn execute(
+        self: &Arc<Self>,
+        statement_text: &str,
+        parameters: &[Element],
+    ) -> Result<Vec<Element>, LedgerError> {
+        let mut transaction = self.begin()?;
+        let values = transaction.execute(statement_text, parameters)?;
+        transaction.commit()?;
+        Ok(values)
+    }
+
+    /// The digest at the current tip; `None` while the journal is empty.
+    pub fn digest(&self) -> Result<Option<LedgerDigest>, LedgerError> {
+        let read = self.database.begin_read()?;
+        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
+        let Some((tip, _)) = storage::read_tip(&block_hashes)? else {
+            return Ok(None);
+        };
+        let hashes = storage::read_block_hashes(&block_hashes, tip)?;
+        let digest = hash::merkle_root(&hashes)
+            .ok_or_else(|| LedgerError::Internal("no block hashes".to_owned()))?;
+        Ok(Some(LedgerDigest {
+            digest,
+            digest_tip_address: self.address(tip),
+        }))
+    }
+
+    fn address(&self, sequence_no: u64) -> BlockAddress {
+        BlockAddress {
+            strand_id: self.strand_id.clone(),
+            sequence_no,
+        }
+    }
+
+    fn check_address(&self, address: &BlockAddress) -> Result<(), LedgerError> {
+        if address.strand_id != self.strand_id {
+            return Err(LedgerError::BadRequest(format!(
+                "strand {} is not this ledger's strand",
+                address.strand_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The proof of block `sequence_no` against the digest at `tip`: its path in the Merkle tree
+    /// of block hashes `0..=tip`.
+    fn block_proof(
+        &self,
+        block_hashes: &impl ReadableTable<u64, &'static [u8]>,
+        sequence_no: u64,
+        digest_tip_address: &BlockAddress,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        self.check_address(digest_tip_address)?;
+        if digest_tip_address.sequence_no < sequence_no {
+            return Err(LedgerError::BadRequest(
+                "the digest tip comes before the requested block".to_owned(),
+            ));
+        }
+        let hashes = storage::read_block_hashes(block_hashes, digest_tip_address.sequence_no)?;
+        if (hashes.len() as u64) <= digest_tip_address.sequence_no {
+            return Err(LedgerError::NotFound(format!(
+                "digest tip {}",
+                digest_tip_address.sequence_no
+            )));
+        }
+        let index = usize::try_from(sequence_no)
+            .map_err(|_| LedgerError::BadRequest("sequence number too large".to_owned()))?;
+        hash::merkle_proof(&hashes, index)
+            .ok_or_else(|| LedgerError::NotFound(format!("block {sequence_no}")))
+    }
+
+    /// GetBlock: the block at `address`, with a proof when a digest tip is given.
+    pub fn block(
+        &self,
+        address: &BlockAddress,
+        digest_tip_address: Option<&BlockAddress>,
+    ) -> Result<BlockWithProof, LedgerError> {
+        self.check_address(address)?;
+        let read = self.database.begin_read()?;
+        let blocks = read.open_table(storage::BLOCKS)?;
+        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
+        let block = storage::read_block(&blocks, address.sequence_no)?
+            .ok_or_else(|| LedgerError::NotFound(format!("block {}", address.sequence_no)))?;
+        let block_hash = model::field_hash(model::expect_struct(&block, "block")?, "blockHash")?;
+        let proof = match digest_tip_address {
+            None => None,
+            Some(tip) => Some(self.block_proof(&block_hashes, address.sequence_no, tip)?),
+        };
+        Ok(BlockWithProof {
+            block,
+            block_hash,
+            proof,
+        })
+    }
+
+    /// GetRevision: the revision of `document_id` committed in the block at `address`, with a
+    /// proof when a digest tip is given: revision → revisions root → entries hash → block hash →
+    /// digest.
+    pub fn revision(
+        &self,
+        address: &BlockAddress,
+        document_id: &str,
+        digest_tip_address: Option<&BlockAddress>,
+    ) -> Result<RevisionWithProof, LedgerError> {
+        let block = self.block(address, None)?;
+        let verified =
+            journal::verify_block(&block.block, None, Strictness::Qldb).or_else(|_| {
+                // The block links to a previous hash; verify_block only needs it for the link check.
+                let previous = model::expect_struct(&block.block, "block")
+                    .ok()
+                    .and_then(|fields| model::field_hash(fields, "previousBlockHash").ok());
+                journal::verify_block(&block.block, previous.as_ref(), Strictness::Qldb)
+            })?;
+        let fields = model::expect_struct(&block.block, "block")?;
+        let revisions = fields
+            .get("revisions")
+            .and_then(Element::as_sequence)
+            .ok_or_else(|| LedgerError::NotFound(format!("document {document_id} in block")))?;
+        let mut found = None;
+        for (index, element) in revisions.elements().enumerate() {
+            let revision_fields = model::expect_struct(element, "revision")?;
+            let id = revision_fields
+                .get("metadata")
+                .and_then(Element::as_struct)
+                .and_then(|metadata| metadata.get("id"))
+                .and_then(Element::as_text);
+            if id == Some(document_id) {
+                found = Some((index, Revision::from_element(element)?));
+                break;
+            }
+        }
+        let (index, revision) = found
+            .ok_or_else(|| LedgerError::NotFound(format!("document {document_id} in block")))?;
+        let proof = match digest_tip_address {
+            None => None,
+            Some(tip) => {
+                let mut proof = hash::merkle_proof(&verified.revision_hashes, index)
+                    .ok_or_else(|| LedgerError::Internal("revision index".to_owned()))?;
+                let root = hash::merkle_root(&verified.revision_hashes)
+                    .ok_or_else(|| LedgerError::Internal("no revision root".to_owned()))?;
+                let root_index = verified
+                    .entries_hash_list
+                    .iter()
+                    .position(|entry| *entry == root)
+                    .ok_or_else(|| LedgerError::Internal("root not in entries".to_owned()))?;
+                proof.extend(
+                    hash::merkle_proof(&verified.entries_hash_list, root_index)
+                        .ok_or_else(|| LedgerError::Internal("entries proof".to_owned()))?,
+                );
+                if let Some(previous) = verified.previous_block_hash {
+                    proof.push(previous);
+                }
+                let read = self.database.begin_read()?;
+                let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
+                proof.extend(self.block_proof(&block_hashes, address.sequence_no, tip)?);
+                Some(proof)
+            }
+        };
+        Ok(RevisionWithProof { revision, proof })
+    }
+
+    /// Re-verifies every block: its revision hashes, entries hash, block hash and link to the
+    /// previous block, and that the stored block hash index agrees. Calls `progress(done, total)`.
+    pub fn verify_chain(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<ChainReport, LedgerError> {
+        let read = self.database.begin_read()?;
+        let blocks = read.open_table(storage::BLOCKS)?;
+        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
+        let Some((tip, _)) = storage::read_tip(&block_hashes)? else {
+            return Ok(ChainReport {
+                blocks_verified: 0,
+                digest: None,
+            });
+        };
+        let total = tip + 1;
+        let mut previous: Option<Hash> = None;
+        let mut hashes = Vec::new();
+        for sequence_no in 0..total {
+            let block = storage::read_block(&blocks, sequence_no)?.ok_or_else(|| {
+                LedgerError::VerificationFailed(format!("block {sequence_no} is missing"))
+            })?;
+            let verified = journal::verify_block(&block, previous.as_ref(), Strictness::Exact)?;
+            if verified.address != self.address(sequence_no) {
+                return Err(LedgerError::VerificationFailed(format!(
+                    "block {sequence_no} carries the address of another block"
+                )));
+            }
+            let indexed = block_hashes
+                .get(sequence_no)?
+                .map(|value| value.value().to_vec())
+                .unwrap_or_default();
+            if indexed.as_slice() != verified.block_hash.as_slice() {
+                return Err(LedgerError::VerificationFailed(format!(
+                    "block {sequence_no}: the block hash index disagrees with the block"
+                )));
+            }
+            hashes.push(verified.block_hash);
+            previous = Some(verified.block_hash);
+            progress(sequence_no + 1, total);
+        }
+        let digest = hash::merkle_root(&hashes).map(|digest| LedgerDigest {
+            digest,
+            digest_tip_address: self.address(tip),
+        });
+        Ok(ChainReport {
+            blocks_verified: total,
+            digest,
+        })
+    }
+
+    /// Every block from `first` to the tip, in order, for export and streams.
+    pub fn blocks_from(&self, first_sequence_no: u64) -> Result<Vec<Element>, LedgerError> {
+        let read = self.database.begin_read()?;
+        let blocks = read.open_table(storage::BLOCKS)?;
+        let mut result = Vec::new();
+        for entry in blocks.range(first_sequence_no..)? {
+            let (_, value) = entry?;
+            result.push(model::decode_stored(value.value())?);
+        }
+        Ok(result)
+    }
+}

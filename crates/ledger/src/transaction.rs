@@ -1,0 +1,919 @@
+//! Transactions: a snapshot of the committed state, the transaction's own writes layered over
+//! it, the read set for optimistic concurrency control, and the commit protocol that validates
+//! the read set, assigns versions, builds the journal block and writes everything durably in one
+//! redb write transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use ion_rs::{Element, Timestamp};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use time::OffsetDateTime;
+
+use crate::error::LedgerError;
+use crate::hash::{self, Hash};
+use crate::journal::{self, DocumentInfo, StatementInfo};
+use crate::ledger::Ledger;
+use crate::model::{
+    self, BlockAddress, IndexInfo, Revision, RevisionMetadata, TableInfo, TableStatus,
+};
+use crate::storage;
+use crate::value;
+
+/// A document as a transaction sees it: committed, or written earlier in the transaction.
+#[derive(Debug, Clone)]
+pub struct DocumentView {
+    /// The table id.
+    pub table_id: String,
+    /// The document id.
+    pub document_id: String,
+    /// The user data.
+    pub data: Element,
+    /// The committed revision it comes from, `None` for a document written by this transaction
+    /// and not yet committed.
+    pub committed: Option<Revision>,
+}
+
+impl DocumentView {
+    /// The committed view `{blockAddress, hash, data, metadata}`; for a document written by this
+    /// transaction only `{data, metadata: {id}}` is known.
+    pub fn committed_view(&self) -> Element {
+        match &self.committed {
+            Some(revision) if revision.data.as_ref() == Some(&self.data) => revision.to_element(),
+            _ => Element::from(
+                ion_rs::Struct::builder()
+                    .with_field("data", self.data.clone())
+                    .with_field(
+                        "metadata",
+                        Element::from(
+                            ion_rs::Struct::builder()
+                                .with_field("id", Element::string(self.document_id.as_str()))
+                                .build(),
+                        ),
+                    )
+                    .build(),
+            ),
+        }
+    }
+}
+
+/// What a commit produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitResult {
+    /// The transaction id.
+    pub transaction_id: String,
+    /// The block written, `None` for a transaction that changed nothing.
+    pub block_address: Option<BlockAddress>,
+    /// QLDB's commit digest: Ion hash of the transaction id folded with `dot` with each
+    /// statement hash; drivers compare it with their own.
+    pub commit_digest: Hash,
+}
+
+/// One thing a transaction read, re-checked at commit.
+#[derive(Debug, Clone)]
+enum ReadItem {
+    /// A document looked up by id: its current version then (`None` when absent).
+    Document {
+        table_id: String,
+        document_id: String,
+        version: Option<u64>,
+    },
+    /// A full table scan or history read: the table's last write sequence then.
+    Table {
+        table_id: String,
+        write_sequence: Option<u64>,
+    },
+    /// An index lookup: the document ids found then.
+    Index {
+        table_id: String,
+        index_id: String,
+        value_key: String,
+        document_ids: BTreeSet<String>,
+    },
+}
+
+/// A document written by the transaction and not yet committed.
+#[derive(Debug, Clone)]
+struct PendingWrite {
+    table_name: String,
+    data: Option<Element>,
+    statement_indexes: BTreeSet<usize>,
+    order: usize,
+}
+
+/// A ledger transaction: multi-statement, serializable by optimistic concurrency control.
+#[derive(Debug)]
+pub struct Transaction {
+    ledger: Arc<Ledger>,
+    snapshot: ReadTransaction,
+    transaction_id: String,
+    started_at: OffsetDateTime,
+    catalog_version_seen: u64,
+    catalog: Vec<TableInfo>,
+    catalog_changed: bool,
+    new_indexes: Vec<(String, IndexInfo)>,
+    writes: BTreeMap<(String, String), PendingWrite>,
+    reads: Vec<ReadItem>,
+    statements: Vec<StatementInfo>,
+}
+
+impl Transaction {
+    pub(crate) fn begin(ledger: Arc<Ledger>) -> Result<Self, LedgerError> {
+        let snapshot = ledger.database.begin_read()?;
+        let (catalog_version_seen, catalog) = {
+            let meta = snapshot.open_table(storage::META)?;
+            let tables = snapshot.open_table(storage::TABLES)?;
+            (
+                storage::meta_u64(&meta, "catalog_version")?,
+                storage::read_tables(&tables)?,
+            )
+        };
+        let started_at = ledger.clock.now();
+        Ok(Transaction {
+            ledger,
+            snapshot,
+            transaction_id: model::new_id(),
+            started_at,
+            catalog_version_seen,
+            catalog,
+            catalog_changed: false,
+            new_indexes: Vec::new(),
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
+            statements: Vec::new(),
+        })
+    }
+
+    /// The transaction id (22-char Base62).
+    pub fn id(&self) -> &str {
+        &self.transaction_id
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Fails once the transaction is older than the configured timeout.
+    pub fn check_not_expired(&self) -> Result<(), LedgerError> {
+        let age_ms = (self.ledger.clock.now() - self.started_at).whole_milliseconds();
+        if age_ms > i128::from(self.ledger.limits.transaction_timeout_ms) {
+            return Err(LedgerError::TransactionExpired(format!(
+                "transaction {} is older than {} ms",
+                self.transaction_id, self.ledger.limits.transaction_timeout_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parses and runs one statement with its `?` parameters; returns its result values.
+    pub fn execute(
+        &mut self,
+        statement_text: &str,
+        parameters: &[Element],
+    ) -> Result<Vec<Element>, LedgerError> {
+        self.check_not_expired()?;
+        let statement = sluice_partiql::parse(statement_text)?;
+        let expected = statement.parameter_count();
+        if expected != parameters.len() {
+            return Err(LedgerError::BadRequest(format!(
+                "the statement has {expected} parameters, {} were given",
+                parameters.len()
+            )));
+        }
+        let statement_index = self.record_statement(statement_text, parameters)?;
+        crate::eval::execute_statement(self, &statement, parameters, statement_index)
+    }
+
+    /// Records a statement for `transactionInfo` and returns its index.
+    pub(crate) fn record_statement(
+        &mut self,
+        text: &str,
+        parameters: &[Element],
+    ) -> Result<usize, LedgerError> {
+        let mut digest = hash::ion_hash(&Element::string(text))?;
+        for parameter in parameters {
+            digest = hash::dot_hashes(&digest, &hash::ion_hash(parameter)?);
+        }
+        let start_time = model::timestamp_from_datetime(self.ledger.clock.now())?;
+        self.statements.push(StatementInfo {
+            text: text.to_owned(),
+            start_time,
+            digest,
+        });
+        Ok(self.statements.len() - 1)
+    }
+
+    /// QLDB's commit digest of this transaction so far.
+    pub fn commit_digest(&self) -> Result<Hash, LedgerError> {
+        let mut digest = hash::ion_hash(&Element::string(self.transaction_id.as_str()))?;
+        for statement in &self.statements {
+            digest = hash::dot_hashes(&digest, &statement.digest);
+        }
+        Ok(digest)
+    }
+
+    // ----- catalog -----
+
+    /// Every table of the catalog as this transaction sees it (dropped ones included).
+    pub fn tables(&self) -> &[TableInfo] {
+        &self.catalog
+    }
+
+    /// The active table named `name` (matched by `matches`, so quoting rules apply).
+    pub fn active_table(&self, matches: impl Fn(&str) -> bool) -> Option<TableInfo> {
+        let exact: Vec<&TableInfo> = self
+            .catalog
+            .iter()
+            .filter(|table| table.status == TableStatus::Active && matches(&table.name))
+            .collect();
+        exact.first().map(|table| (*table).clone())
+    }
+
+    fn replace_table(&mut self, table: TableInfo) {
+        self.catalog_changed = true;
+        match self
+            .catalog
+            .iter_mut()
+            .find(|existing| existing.table_id == table.table_id)
+        {
+            Some(existing) => *existing = table,
+            None => self.catalog.push(table),
+        }
+    }
+
+    /// CREATE TABLE: returns the new table id.
+    pub fn create_table(&mut self, name: &str) -> Result<String, LedgerError> {
+        if self.active_table(|candidate| candidate == name).is_some() {
+            return Err(LedgerError::AlreadyExists(format!("table {name}")));
+        }
+        let active = self
+            .catalog
+            .iter()
+            .filter(|table| table.status == TableStatus::Active)
+            .count();
+        if active >= self.ledger.limits.active_tables_max {
+            return Err(LedgerError::LimitExceeded(format!(
+                "a ledger has at most {} active tables",
+                self.ledger.limits.active_tables_max
+            )));
+        }
+        let table_id = model::new_id();
+        self.replace_table(TableInfo {
+            table_id: table_id.clone(),
+            name: name.to_owned(),
+            status: TableStatus::Active,
+            indexes: Vec::new(),
+        });
+        Ok(table_id)
+    }
+
+    /// DROP TABLE: marks the table deleted; returns its id.
+    pub fn drop_table(&mut self, table: &TableInfo) -> Result<String, LedgerError> {
+        let mut dropped = table.clone();
+        dropped.status = TableStatus::Deleted;
+        self.replace_table(dropped);
+        Ok(table.table_id.clone())
+    }
+
+    /// UNDROP TABLE by id: reactivates a dropped table; returns its id.
+    pub fn undrop_table(&mut self, table_id: &str) -> Result<String, LedgerError> {
+        let table = self
+            .catalog
+            .iter()
+            .find(|table| table.table_id == table_id)
+            .cloned()
+            .ok_or_else(|| LedgerError::NotFound(format!("table id {table_id}")))?;
+        if table.status == TableStatus::Active {
+            return Err(LedgerError::PreconditionFailed(format!(
+                "table {} is active",
+                table.name
+            )));
+        }
+        if self
+            .active_table(|candidate| candidate == table.name)
+            .is_some()
+        {
+            return Err(LedgerError::AlreadyExists(format!(
+                "an active table named {}",
+                table.name
+            )));
+        }
+        let mut undropped = table;
+        undropped.status = TableStatus::Active;
+        self.replace_table(undropped);
+        Ok(table_id.to_owned())
+    }
+
+    /// CREATE INDEX: adds an equality index on `field_path`; returns the index id.
+    pub fn create_index(
+        &mut self,
+        table: &TableInfo,
+        field_path: Vec<String>,
+    ) -> Result<String, LedgerError> {
+        if table
+            .indexes
+            .iter()
+            .any(|index| index.field_path == field_path)
+        {
+            return Err(LedgerError::AlreadyExists(format!(
+                "index on {} of table {}",
+                field_path.join("."),
+                table.name
+            )));
+        }
+        if table.indexes.len() >= self.ledger.limits.indexes_per_table_max {
+            return Err(LedgerError::LimitExceeded(format!(
+                "a table has at most {} indexes",
+                self.ledger.limits.indexes_per_table_max
+            )));
+        }
+        let index = IndexInfo {
+            index_id: model::new_id(),
+            field_path,
+        };
+        let mut updated = table.clone();
+        updated.indexes.push(index.clone());
+        self.new_indexes
+            .push((table.table_id.clone(), index.clone()));
+        self.replace_table(updated);
+        Ok(index.index_id)
+    }
+
+    /// DROP INDEX by id.
+    pub fn drop_index(&mut self, table: &TableInfo, index_id: &str) -> Result<(), LedgerError> {
+        if !table.indexes.iter().any(|index| index.index_id == index_id) {
+            return Err(LedgerError::NotFound(format!(
+                "index {index_id} on table {}",
+                table.name
+            )));
+        }
+        let mut updated = table.clone();
+        updated.indexes.retain(|index| index.index_id != index_id);
+        self.new_indexes
+            .retain(|(_, index)| index.index_id != index_id);
+        self.replace_table(updated);
+        Ok(())
+    }
+
+    // ----- reads -----
+
+    fn table_write_sequence(&self, table_id: &str) -> Result<Option<u64>, LedgerError> {
+        let table = self.snapshot.open_table(storage::TABLE_WRITE_SEQUENCE)?;
+        Ok(table.get(table_id)?.map(|value| value.value()))
+    }
+
+    fn own_write_view(
+        &self,
+        table_id: &str,
+        document_id: &str,
+        committed: Option<Revision>,
+    ) -> Option<DocumentView> {
+        let pending = self
+            .writes
+            .get(&(table_id.to_owned(), document_id.to_owned()))?;
+        Some(DocumentView {
+            table_id: table_id.to_owned(),
+            document_id: document_id.to_owned(),
+            data: pending.data.clone()?,
+            committed,
+        })
+    }
+
+    /// Every live document of a table (a full scan, recorded in the read set).
+    pub fn scan_table(&mut self, table_id: &str) -> Result<Vec<DocumentView>, LedgerError> {
+        let write_sequence = self.table_write_sequence(table_id)?;
+        self.reads.push(ReadItem::Table {
+            table_id: table_id.to_owned(),
+            write_sequence,
+        });
+        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+        let mut views = Vec::new();
+        let mut seen = BTreeSet::new();
+        for revision in storage::read_table_documents(&documents, table_id)? {
+            let document_id = revision.metadata.id.clone();
+            seen.insert(document_id.clone());
+            if self
+                .writes
+                .contains_key(&(table_id.to_owned(), document_id.clone()))
+            {
+                if let Some(view) = self.own_write_view(table_id, &document_id, Some(revision)) {
+                    views.push(view);
+                }
+                continue;
+            }
+            if let Some(data) = revision.data.clone() {
+                views.push(DocumentView {
+                    table_id: table_id.to_owned(),
+                    document_id,
+                    data,
+                    committed: Some(revision),
+                });
+            }
+        }
+        for ((write_table_id, document_id), _) in self.writes.iter() {
+            if write_table_id == table_id
+                && !seen.contains(document_id)
+                && let Some(view) = self.own_write_view(table_id, document_id, None)
+            {
+                views.push(view);
+            }
+        }
+        Ok(views)
+    }
+
+    /// One document by id (recorded in the read set, absence included).
+    pub fn document(
+        &mut self,
+        table_id: &str,
+        document_id: &str,
+    ) -> Result<Option<DocumentView>, LedgerError> {
+        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+        let committed = storage::read_document(&documents, table_id, document_id)?;
+        self.reads.push(ReadItem::Document {
+            table_id: table_id.to_owned(),
+            document_id: document_id.to_owned(),
+            version: committed.as_ref().map(|revision| revision.metadata.version),
+        });
+        if self
+            .writes
+            .contains_key(&(table_id.to_owned(), document_id.to_owned()))
+        {
+            return Ok(self.own_write_view(table_id, document_id, committed));
+        }
+        Ok(committed.and_then(|revision| {
+            revision.data.clone().map(|data| DocumentView {
+                table_id: table_id.to_owned(),
+                document_id: document_id.to_owned(),
+                data,
+                committed: Some(revision),
+            })
+        }))
+    }
+
+    /// Documents whose indexed field equals `value`, through the index; `None` when the value is
+    /// not indexable (the caller scans instead). Recorded in the read set.
+    pub fn index_lookup(
+        &mut self,
+        table_id: &str,
+        index: &IndexInfo,
+        lookup_value: &Element,
+    ) -> Result<Option<Vec<DocumentView>>, LedgerError> {
+        let Some(value_key) = value::index_value_key(lookup_value) else {
+            return Ok(None);
+        };
+        // An index created by this transaction is not built yet: scan.
+        if self
+            .new_indexes
+            .iter()
+            .any(|(_, new)| new.index_id == index.index_id)
+        {
+            return Ok(None);
+        }
+        let entries = self.snapshot.open_multimap_table(storage::INDEX_ENTRIES)?;
+        let document_ids: BTreeSet<String> =
+            storage::read_index(&entries, table_id, &index.index_id, &value_key)?
+                .into_iter()
+                .collect();
+        self.reads.push(ReadItem::Index {
+            table_id: table_id.to_owned(),
+            index_id: index.index_id.clone(),
+            value_key: value_key.clone(),
+            document_ids: document_ids.clone(),
+        });
+        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+        let mut views = Vec::new();
+        for document_id in &document_ids {
+            // Each found document is also a document read, so a change to any of its other
+            // fields conflicts too.
+            let version = storage::read_document(&documents, table_id, document_id)?
+                .map(|revision| revision.metadata.version);
+            self.reads.push(ReadItem::Document {
+                table_id: table_id.to_owned(),
+                document_id: document_id.clone(),
+                version,
+            });
+            if self
+                .writes
+                .contains_key(&(table_id.to_owned(), document_id.clone()))
+            {
+                continue;
+            }
+            if let Some(revision) = storage::read_document(&documents, table_id, document_id)?
+                && let Some(data) = revision.data.clone()
+            {
+                views.push(DocumentView {
+                    table_id: table_id.to_owned(),
+                    document_id: document_id.clone(),
+                    data,
+                    committed: Some(revision),
+                });
+            }
+        }
+        let own: Vec<(String, Element)> = self
+            .writes
+            .iter()
+            .filter(|((write_table_id, _), _)| write_table_id == table_id)
+            .filter_map(|((_, document_id), pending)| {
+                pending.data.clone().map(|data| (document_id.clone(), data))
+            })
+            .collect();
+        for (document_id, data) in own {
+            let matches = value::value_at_path(&data, &index.field_path)
+                .and_then(value::index_value_key)
+                .is_some_and(|key| key == value_key);
+            if matches {
+                let committed = storage::read_document(&documents, table_id, &document_id)?;
+                views.push(DocumentView {
+                    table_id: table_id.to_owned(),
+                    document_id,
+                    data,
+                    committed,
+                });
+            }
+        }
+        Ok(Some(views))
+    }
+
+    /// Every committed revision of a table, ordered by document then version (a table read).
+    pub fn table_history(&mut self, table_id: &str) -> Result<Vec<Revision>, LedgerError> {
+        let write_sequence = self.table_write_sequence(table_id)?;
+        self.reads.push(ReadItem::Table {
+            table_id: table_id.to_owned(),
+            write_sequence,
+        });
+        let revisions = self.snapshot.open_table(storage::REVISIONS)?;
+        storage::read_table_revisions(&revisions, table_id)
+    }
+
+    // ----- writes -----
+
+    fn check_document(&self, data: &Element) -> Result<(), LedgerError> {
+        if data.as_struct().is_none() {
+            return Err(LedgerError::BadRequest(
+                "a document must be a struct".to_owned(),
+            ));
+        }
+        let size_bytes = value::encoded_size_bytes(data)?;
+        if size_bytes > self.ledger.limits.document_size_max_bytes {
+            return Err(LedgerError::LimitExceeded(format!(
+                "document of {size_bytes} bytes exceeds the limit of {} bytes",
+                self.ledger.limits.document_size_max_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn put_write(
+        &mut self,
+        table: &TableInfo,
+        document_id: &str,
+        data: Option<Element>,
+        statement_index: usize,
+    ) -> Result<(), LedgerError> {
+        let key = (table.table_id.clone(), document_id.to_owned());
+        let next_order = self.writes.len();
+        if !self.writes.contains_key(&key)
+            && self.writes.len() >= self.ledger.limits.documents_written_per_transaction_max
+        {
+            return Err(LedgerError::LimitExceeded(format!(
+                "a transaction writes at most {} documents",
+                self.ledger.limits.documents_written_per_transaction_max
+            )));
+        }
+        let pending = self.writes.entry(key).or_insert_with(|| PendingWrite {
+            table_name: table.name.clone(),
+            data: None,
+            statement_indexes: BTreeSet::new(),
+            order: next_order,
+        });
+        pending.data = data;
+        pending.statement_indexes.insert(statement_index);
+        Ok(())
+    }
+
+    /// Inserts a new document; returns its id.
+    pub fn insert_document(
+        &mut self,
+        table: &TableInfo,
+        data: Element,
+        statement_index: usize,
+    ) -> Result<String, LedgerError> {
+        self.check_document(&data)?;
+        let document_id = model::new_id();
+        self.put_write(table, &document_id, Some(data), statement_index)?;
+        Ok(document_id)
+    }
+
+    /// Replaces a document's data.
+    pub fn update_document(
+        &mut self,
+        table: &TableInfo,
+        document_id: &str,
+        data: Element,
+        statement_index: usize,
+    ) -> Result<(), LedgerError> {
+        self.check_document(&data)?;
+        self.put_write(table, document_id, Some(data), statement_index)
+    }
+
+    /// Deletes a document (its final revision will have no data).
+    pub fn delete_document(
+        &mut self,
+        table: &TableInfo,
+        document_id: &str,
+        statement_index: usize,
+    ) -> Result<(), LedgerError> {
+        let key = (table.table_id.clone(), document_id.to_owned());
+        // Deleting a document inserted by this same transaction leaves no trace at all.
+        let committed_exists = {
+            let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+            storage::read_document(&documents, &table.table_id, document_id)?.is_some()
+        };
+        if !committed_exists && self.writes.contains_key(&key) {
+            self.writes.remove(&key);
+            return Ok(());
+        }
+        self.put_write(table, document_id, None, statement_index)
+    }
+
+    /// Ends the transaction without writing anything.
+    pub fn abort(self) {}
+
+    // ----- commit -----
+
+    /// Validates the read set and writes the transaction's block durably. Fails with
+    /// [`LedgerError::OccConflict`] when anything read changed since the snapshot.
+    pub fn commit(self) -> Result<CommitResult, LedgerError> {
+        self.check_not_expired()?;
+        let commit_digest = self.commit_digest()?;
+        let ledger = self.ledger.clone();
+        let mut write = ledger.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        self.validate_reads(&write)?;
+        if self.writes.is_empty() && !self.catalog_changed {
+            write.abort()?;
+            return Ok(CommitResult {
+                transaction_id: self.transaction_id,
+                block_address: None,
+                commit_digest,
+            });
+        }
+        let tip = {
+            let block_hashes = write.open_table(storage::BLOCK_HASHES)?;
+            storage::read_tip(&block_hashes)?
+        };
+        let sequence_no = tip.map_or(0, |(last, _)| last + 1);
+        let previous_block_hash = tip.map(|(_, block_hash)| block_hash);
+        let address = BlockAddress {
+            strand_id: ledger.strand_id().to_owned(),
+            sequence_no,
+        };
+        let tx_time: Timestamp = model::timestamp_from_datetime(ledger.clock.now())?;
+
+        let mut ordered: Vec<(&(String, String), &PendingWrite)> = self.writes.iter().collect();
+        ordered.sort_by_key(|(_, pending)| pending.order);
+        let mut revisions = Vec::with_capacity(ordered.len());
+        let mut previous_data = Vec::with_capacity(ordered.len());
+        let mut document_infos = Vec::with_capacity(ordered.len());
+        {
+            let documents = write.open_table(storage::DOCUMENTS)?;
+            for ((table_id, document_id), pending) in &ordered {
+                let current = storage::read_document(&documents, table_id, document_id)?;
+                if current
+                    .as_ref()
+                    .is_some_and(|revision| revision.data.is_none())
+                {
+                    return Err(LedgerError::OccConflict(format!(
+                        "document {document_id} was deleted"
+                    )));
+                }
+                let version = current
+                    .as_ref()
+                    .map_or(0, |revision| revision.metadata.version + 1);
+                let metadata = RevisionMetadata {
+                    id: document_id.clone(),
+                    version,
+                    tx_time: tx_time.clone(),
+                    tx_id: self.transaction_id.clone(),
+                };
+                let hash = hash::revision_hash(&metadata.to_element(), pending.data.as_ref())?;
+                revisions.push(Revision {
+                    block_address: address.clone(),
+                    hash,
+                    data: pending.data.clone(),
+                    metadata,
+                });
+                previous_data.push(current.and_then(|revision| revision.data));
+                document_infos.push(DocumentInfo {
+                    document_id: document_id.clone(),
+                    table_name: pending.table_name.clone(),
+                    table_id: table_id.clone(),
+                    statement_indexes: pending.statement_indexes.iter().copied().collect(),
+                });
+            }
+        }
+        let transaction_info = journal::transaction_info_element(&self.statements, &document_infos);
+        let block = journal::build_block(
+            &address,
+            &self.transaction_id,
+            &tx_time,
+            transaction_info,
+            &revisions,
+            previous_block_hash.as_ref(),
+        )?;
+        // Check the block just before writing it, as the reader will.
+        journal::verify_block(
+            &block.element,
+            previous_block_hash.as_ref(),
+            journal::Strictness::Exact,
+        )?;
+        let block_bytes = model::encode_binary(&block.element)?;
+        {
+            let mut blocks = write.open_table(storage::BLOCKS)?;
+            blocks.insert(sequence_no, block_bytes.as_slice())?;
+            let mut block_hashes = write.open_table(storage::BLOCK_HASHES)?;
+            block_hashes.insert(sequence_no, block.block_hash.as_slice())?;
+        }
+        apply_revisions(
+            &write,
+            &self.catalog,
+            &revisions,
+            &previous_data,
+            &ordered,
+            sequence_no,
+        )?;
+        if self.catalog_changed {
+            let mut tables = write.open_table(storage::TABLES)?;
+            for table in &self.catalog {
+                let bytes = model::encode_binary(&table.to_element())?;
+                tables.insert(table.table_id.as_str(), bytes.as_slice())?;
+            }
+            let mut meta = write.open_table(storage::META)?;
+            let next_version = self.catalog_version_seen + 1;
+            meta.insert("catalog_version", next_version.to_string().as_bytes())?;
+            drop(meta);
+            drop(tables);
+            for (table_id, index) in &self.new_indexes {
+                build_index(&write, table_id, index)?;
+            }
+        }
+        write.commit()?;
+        tracing::debug!(ledger = ledger.name(), sequence_no, transaction_id = %self.transaction_id, "committed block");
+        Ok(CommitResult {
+            transaction_id: self.transaction_id,
+            block_address: Some(address),
+            commit_digest,
+        })
+    }
+
+    fn validate_reads(&self, write: &redb::WriteTransaction) -> Result<(), LedgerError> {
+        {
+            let meta = write.open_table(storage::META)?;
+            if storage::meta_u64(&meta, "catalog_version")? != self.catalog_version_seen {
+                return Err(LedgerError::OccConflict(
+                    "the catalog changed since the transaction started".to_owned(),
+                ));
+            }
+        }
+        let documents = write.open_table(storage::DOCUMENTS)?;
+        let write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
+        let entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
+        for read in &self.reads {
+            match read {
+                ReadItem::Document {
+                    table_id,
+                    document_id,
+                    version,
+                } => {
+                    let now = storage::read_document(&documents, table_id, document_id)?
+                        .map(|revision| revision.metadata.version);
+                    if now != *version {
+                        return Err(LedgerError::OccConflict(format!(
+                            "document {document_id} changed since it was read"
+                        )));
+                    }
+                }
+                ReadItem::Table {
+                    table_id,
+                    write_sequence,
+                } => {
+                    let now = write_sequences
+                        .get(table_id.as_str())?
+                        .map(|value| value.value());
+                    if now != *write_sequence {
+                        return Err(LedgerError::OccConflict(format!(
+                            "table {table_id} changed since it was read"
+                        )));
+                    }
+                }
+                ReadItem::Index {
+                    table_id,
+                    index_id,
+                    value_key,
+                    document_ids,
+                } => {
+                    let now: BTreeSet<String> =
+                        storage::read_index(&entries, table_id, index_id, value_key)?
+                            .into_iter()
+                            .collect();
+                    if now != *document_ids {
+                        return Err(LedgerError::OccConflict(format!(
+                            "documents matching an index lookup on table {table_id} changed"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes revisions, current documents, index entries and table write sequences.
+fn apply_revisions(
+    write: &redb::WriteTransaction,
+    catalog: &[TableInfo],
+    revisions: &[Revision],
+    previous_data: &[Option<Element>],
+    ordered: &[(&(String, String), &PendingWrite)],
+    sequence_no: u64,
+) -> Result<(), LedgerError> {
+    let mut documents = write.open_table(storage::DOCUMENTS)?;
+    let mut revisions_table = write.open_table(storage::REVISIONS)?;
+    let mut write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
+    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
+    for ((revision, previous), ((table_id, document_id), _)) in
+        revisions.iter().zip(previous_data).zip(ordered)
+    {
+        let bytes = model::encode_binary(&revision.to_element())?;
+        documents.insert((table_id.as_str(), document_id.as_str()), bytes.as_slice())?;
+        revisions_table.insert(
+            (
+                table_id.as_str(),
+                document_id.as_str(),
+                revision.metadata.version,
+            ),
+            bytes.as_slice(),
+        )?;
+        write_sequences.insert(table_id.as_str(), sequence_no)?;
+        let indexes = catalog
+            .iter()
+            .find(|table| &table.table_id == table_id)
+            .map(|table| table.indexes.clone())
+            .unwrap_or_default();
+        for index in &indexes {
+            let old_key = previous
+                .as_ref()
+                .and_then(|data| value::value_at_path(data, &index.field_path))
+                .and_then(value::index_value_key);
+            let new_key = revision
+                .data
+                .as_ref()
+                .and_then(|data| value::value_at_path(data, &index.field_path))
+                .and_then(value::index_value_key);
+            if old_key == new_key {
+                continue;
+            }
+            if let Some(old_key) = old_key {
+                entries.remove(
+                    (table_id.as_str(), index.index_id.as_str(), old_key.as_str()),
+                    document_id.as_str(),
+                )?;
+            }
+            if let Some(new_key) = new_key {
+                entries.insert(
+                    (table_id.as_str(), index.index_id.as_str(), new_key.as_str()),
+                    document_id.as_str(),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fills a new index from the table's current documents.
+fn build_index(
+    write: &redb::WriteTransaction,
+    table_id: &str,
+    index: &IndexInfo,
+) -> Result<(), LedgerError> {
+    let current = {
+        let documents = write.open_table(storage::DOCUMENTS)?;
+        storage::read_table_documents(&documents, table_id)?
+    };
+    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
+    for revision in current {
+        if let Some(key) = revision
+            .data
+            .as_ref()
+            .and_then(|data| value::value_at_path(data, &index.field_path))
+            .and_then(value::index_value_key)
+        {
+            entries.insert(
+                (table_id, index.index_id.as_str(), key.as_str()),
+                revision.metadata.id.as_str(),
+            )?;
+        }
+    }
+    Ok(())
+}

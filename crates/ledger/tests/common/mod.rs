@@ -1,0 +1,87 @@
+//! Shared helpers of the ledger's integration tests: a temp data dir, a manual clock, Ion parsing.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use ion_rs::Element;
+use sluice_ledger::{Ledger, Ledgers, Limits, ManualClock};
+use time::macros::datetime;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub ledgers: Ledgers,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(datetime!(2024-01-02 03:04:05.678 UTC)));
+        let ledgers = Ledgers::open_dir(dir.path().join("ledgers"), clock.clone(), limits).unwrap();
+        Fixture {
+            dir,
+            clock,
+            ledgers,
+        }
+    }
+
+    pub fn ledger(&self, name: &str) -> Arc<Ledger> {
+        self.ledgers.create_ledger(name, true).unwrap()
+    }
+
+    /// Reopens the data dir as after a restart.
+    pub fn reopen(&mut self) {
+        self.ledgers = Ledgers::open_dir(
+            self.dir.path().join("ledgers"),
+            self.clock.clone(),
+            Limits::default(),
+        )
+        .unwrap();
+    }
+}
+
+pub fn ion(text: &str) -> Element {
+    Element::read_one(text).unwrap()
+}
+
+pub fn ion_all(text: &str) -> Vec<Element> {
+    Element::read_all(text).unwrap().into_iter().collect()
+}
+
+/// Runs a statement in its own transaction.
+pub fn run(ledger: &Arc<Ledger>, sql: &str) -> Vec<Element> {
+    ledger
+        .execute(sql, &[])
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// Asserts two bags of Ion values are equal, ignoring order.
+pub fn assert_bag_eq(actual: &[Element], expected_text: &str) {
+    let expected = ion_all(expected_text);
+    let mut remaining: Vec<Element> = expected.clone();
+    for value in actual {
+        let position = remaining.iter().position(|candidate| candidate == value);
+        match position {
+            Some(position) => {
+                remaining.remove(position);
+            }
+            None => panic!("unexpected {value} in {actual:?}, expected {expected:?}"),
+        }
+    }
+    assert!(remaining.is_empty(), "missing {remaining:?} in {actual:?}");
+}
+
+pub fn document_id(result: &[Element]) -> String {
+    result[0]
+        .as_struct()
+        .unwrap()
+        .get("documentId")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned()
+}

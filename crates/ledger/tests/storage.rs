@@ -1,0 +1,125 @@
+//! Ledgers on disk: creation, deletion protection, documents, revisions and versions, the
+//! committed view and history, and persistence across reopen.
+
+mod common;
+
+use common::*;
+use sluice_ledger::LedgerError;
+
+#[test]
+fn ledger_deletion_is_refused_while_protected() {
+    let fixture = Fixture::new();
+    fixture.ledger("orders");
+    assert!(matches!(
+        fixture.ledgers.create_ledger("orders", true),
+        Err(LedgerError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        fixture.ledgers.delete_ledger("orders"),
+        Err(LedgerError::PreconditionFailed(_))
+    ));
+    assert!(
+        fixture
+            .ledgers
+            .describe_ledger("orders")
+            .unwrap()
+            .deletion_protection
+    );
+    fixture.ledgers.update_ledger("orders", false).unwrap();
+    fixture.ledgers.delete_ledger("orders").unwrap();
+    assert!(matches!(
+        fixture.ledgers.ledger("orders"),
+        Err(LedgerError::NotFound(_))
+    ));
+    assert!(fixture.ledgers.list_ledgers().unwrap().is_empty());
+    assert!(matches!(
+        fixture.ledgers.create_ledger("bad name!", true),
+        Err(LedgerError::BadRequest(_))
+    ));
+}
+
+#[test]
+fn revisions_have_growing_versions_and_a_final_delete_revision() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("orders");
+    run(&ledger, "CREATE TABLE Orders");
+    let inserted = run(
+        &ledger,
+        "INSERT INTO Orders VALUE {'OrderId': '1', 'Quantity': 1}",
+    );
+    let id = document_id(&inserted);
+    assert_eq!(id.len(), 22);
+    assert!(
+        id.chars()
+            .all(|character| character.is_ascii_alphanumeric())
+    );
+    fixture.clock.advance_ms(1000);
+    run(
+        &ledger,
+        "UPDATE Orders SET Quantity = 2 WHERE OrderId = '1'",
+    );
+    fixture.clock.advance_ms(1000);
+    run(&ledger, "DELETE FROM Orders WHERE OrderId = '1'");
+
+    assert!(run(&ledger, "SELECT * FROM Orders").is_empty());
+    let history = run(
+        &ledger,
+        "SELECT h.metadata.version AS v, h.data AS d FROM history(Orders) AS h",
+    );
+    assert_bag_eq(
+        &history,
+        "{v: 0, d: {OrderId: \"1\", Quantity: 1}} {v: 1, d: {OrderId: \"1\", Quantity: 2}} {v: 2}",
+    );
+    let ids = run(
+        &ledger,
+        "SELECT VALUE h.metadata.id FROM history(Orders) AS h",
+    );
+    assert!(ids.iter().all(|value| value.as_text() == Some(id.as_str())));
+}
+
+#[test]
+fn committed_view_has_block_address_hash_data_and_metadata() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("orders");
+    run(&ledger, "CREATE TABLE Orders");
+    run(&ledger, "INSERT INTO Orders VALUE {'OrderId': '1'}");
+    let committed = run(&ledger, "SELECT * FROM _ql_committed_Orders");
+    assert_eq!(committed.len(), 1);
+    let fields = committed[0].as_struct().unwrap();
+    for name in ["blockAddress", "hash", "data", "metadata"] {
+        assert!(
+            fields.get(name).is_some(),
+            "missing {name} in {}",
+            committed[0]
+        );
+    }
+    let metadata = fields.get("metadata").unwrap().as_struct().unwrap();
+    assert_eq!(metadata.get("version").unwrap().as_i64(), Some(0));
+    assert_eq!(
+        metadata.get("txTime").unwrap(),
+        &ion("2024-01-02T03:04:05.678Z")
+    );
+    let address = fields.get("blockAddress").unwrap().as_struct().unwrap();
+    assert_eq!(address.get("sequenceNo").unwrap().as_i64(), Some(1));
+    assert_eq!(
+        address.get("strandId").unwrap().as_text(),
+        Some(ledger.strand_id())
+    );
+    // The user view is the data only.
+    assert_bag_eq(&run(&ledger, "SELECT * FROM Orders"), "{OrderId: \"1\"}");
+}
+
+#[test]
+fn data_survives_reopen() {
+    let mut fixture = Fixture::new();
+    let ledger = fixture.ledger("orders");
+    run(&ledger, "CREATE TABLE Orders");
+    run(&ledger, "INSERT INTO Orders << {'a': 1}, {'a': 2} >>");
+    let digest_before = ledger.digest().unwrap().unwrap();
+    drop(ledger);
+    fixture.reopen();
+    let ledger = fixture.ledgers.ledger("orders").unwrap();
+    assert_bag_eq(&run(&ledger, "SELECT VALUE a FROM Orders"), "1 2");
+    assert_eq!(ledger.digest().unwrap().unwrap(), digest_before);
+    assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks_verified, 2);
+}
