@@ -1,0 +1,305 @@
+//! Transactions: multi-statement visibility of own writes, serializable OCC (document reads,
+//! reads that found nothing, scans, index lookups), QLDB limits and the timeout, indexes.
+
+mod common;
+
+use common::*;
+use sluice_ledger::{LedgerError, Limits};
+
+#[test]
+fn statements_see_earlier_writes_of_the_same_transaction() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let mut transaction = ledger.begin().unwrap();
+    transaction
+        .execute("INSERT INTO T VALUE {'k': 1}", &[])
+        .unwrap();
+    transaction
+        .execute("UPDATE T SET k = 2 WHERE k = 1", &[])
+        .unwrap();
+    let seen = transaction.execute("SELECT VALUE k FROM T", &[]).unwrap();
+    assert_bag_eq(&seen, "2");
+    // Not visible outside before commit.
+    assert!(run(&ledger, "SELECT * FROM T").is_empty());
+    let commit = transaction.commit().unwrap();
+    assert!(commit.block_address.is_some());
+    assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T"), "2");
+    // One revision only: insert and update in one transaction make version 0.
+    assert_bag_eq(
+        &run(
+            &ledger,
+            "SELECT VALUE h.metadata.version FROM history(T) AS h",
+        ),
+        "0",
+    );
+}
+
+#[test]
+fn concurrent_update_of_a_read_document_is_an_occ_conflict() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    run(&ledger, "INSERT INTO T VALUE {'k': 1, 'n': 0}");
+    let mut first = ledger.begin().unwrap();
+    let mut second = ledger.begin().unwrap();
+    first
+        .execute("UPDATE T SET n = 1 WHERE k = 1", &[])
+        .unwrap();
+    second
+        .execute("UPDATE T SET n = 2 WHERE k = 1", &[])
+        .unwrap();
+    first.commit().unwrap();
+    assert!(matches!(second.commit(), Err(LedgerError::OccConflict(_))));
+    assert_bag_eq(&run(&ledger, "SELECT VALUE n FROM T"), "1");
+}
+
+#[test]
+fn a_read_that_found_nothing_conflicts_with_a_later_insert() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    run(&ledger, "CREATE TABLE U");
+    // Write skew: each transaction checks T is empty, then writes to U.
+    let mut first = ledger.begin().unwrap();
+    let mut second = ledger.begin().unwrap();
+    assert!(
+        first
+            .execute("SELECT * FROM T WHERE k = 1", &[])
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        second
+            .execute("SELECT * FROM T WHERE k = 1", &[])
+            .unwrap()
+            .is_empty()
+    );
+    first.execute("INSERT INTO T VALUE {'k': 1}", &[]).unwrap();
+    second.execute("INSERT INTO T VALUE {'k': 1}", &[]).unwrap();
+    first.commit().unwrap();
+    assert!(matches!(second.commit(), Err(LedgerError::OccConflict(_))));
+    assert_eq!(run(&ledger, "SELECT * FROM T").len(), 1);
+}
+
+#[test]
+fn index_lookups_that_found_nothing_conflict_too() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    run(&ledger, "CREATE INDEX ON T (k)");
+    run(&ledger, "INSERT INTO T VALUE {'k': 0}");
+    let mut first = ledger.begin().unwrap();
+    let mut second = ledger.begin().unwrap();
+    assert!(
+        first
+            .execute("SELECT * FROM T WHERE k = 7", &[])
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        second
+            .execute("SELECT * FROM T WHERE k = 7", &[])
+            .unwrap()
+            .is_empty()
+    );
+    first.execute("INSERT INTO T VALUE {'k': 7}", &[]).unwrap();
+    second.execute("INSERT INTO T VALUE {'k': 7}", &[]).unwrap();
+    first.commit().unwrap();
+    assert!(matches!(second.commit(), Err(LedgerError::OccConflict(_))));
+}
+
+#[test]
+fn disjoint_index_lookups_do_not_conflict() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    run(&ledger, "CREATE INDEX ON T (k)");
+    run(
+        &ledger,
+        "INSERT INTO T << {'k': 1, 'n': 0}, {'k': 2, 'n': 0} >>",
+    );
+    let mut first = ledger.begin().unwrap();
+    let mut second = ledger.begin().unwrap();
+    first
+        .execute("UPDATE T SET n = 1 WHERE k = 1", &[])
+        .unwrap();
+    second
+        .execute("UPDATE T SET n = 2 WHERE k = 2", &[])
+        .unwrap();
+    first.commit().unwrap();
+    second.commit().unwrap();
+    assert_bag_eq(
+        &run(&ledger, "SELECT k, n FROM T"),
+        "{k: 1, n: 1} {k: 2, n: 2}",
+    );
+}
+
+#[test]
+fn index_is_used_and_kept_up_to_date() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE Vehicle");
+    run(
+        &ledger,
+        "INSERT INTO Vehicle << {'VIN': 'A', 'n': 1}, {'VIN': 'B', 'n': 2} >>",
+    );
+    // Created on a non-empty table: built at commit.
+    run(&ledger, "CREATE INDEX ON Vehicle (VIN)");
+    assert_bag_eq(
+        &run(&ledger, "SELECT VALUE n FROM Vehicle WHERE VIN = 'A'"),
+        "1",
+    );
+    run(&ledger, "UPDATE Vehicle SET VIN = 'C' WHERE VIN = 'A'");
+    assert!(run(&ledger, "SELECT * FROM Vehicle WHERE VIN = 'A'").is_empty());
+    assert_bag_eq(
+        &run(
+            &ledger,
+            "SELECT VALUE n FROM Vehicle AS v WHERE v.VIN IN ('B', 'C')",
+        ),
+        "1 2",
+    );
+    run(&ledger, "DELETE FROM Vehicle WHERE VIN = 'B'");
+    assert_bag_eq(
+        &run(
+            &ledger,
+            "SELECT VALUE n FROM Vehicle WHERE VIN IN ('B', 'C')",
+        ),
+        "1",
+    );
+    let tables = run(
+        &ledger,
+        "SELECT VALUE t.indexes FROM information_schema.user_tables AS t",
+    );
+    assert_eq!(tables.len(), 1);
+    assert!(tables[0].to_string().contains("[VIN]"), "{}", tables[0]);
+}
+
+#[test]
+fn at_most_five_indexes_per_table() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    for field in ["a", "b", "c", "d", "e"] {
+        run(&ledger, &format!("CREATE INDEX ON T ({field})"));
+    }
+    assert!(matches!(
+        ledger.execute("CREATE INDEX ON T (f)", &[]),
+        Err(LedgerError::LimitExceeded(_))
+    ));
+}
+
+#[test]
+fn limits_are_enforced() {
+    let limits = Limits {
+        document_size_max_bytes: 64,
+        documents_written_per_transaction_max: 3,
+        ..Limits::default()
+    };
+    let fixture = Fixture::with_limits(limits);
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let big = format!("INSERT INTO T VALUE {{'text': '{}'}}", "x".repeat(100));
+    assert!(matches!(
+        ledger.execute(&big, &[]),
+        Err(LedgerError::LimitExceeded(_))
+    ));
+    assert!(matches!(
+        ledger.execute(
+            "INSERT INTO T << {'a': 1}, {'a': 2}, {'a': 3}, {'a': 4} >>",
+            &[]
+        ),
+        Err(LedgerError::LimitExceeded(_))
+    ));
+    assert!(run(&ledger, "SELECT * FROM T").is_empty());
+    run(&ledger, "INSERT INTO T << {'a': 1}, {'a': 2}, {'a': 3} >>");
+}
+
+#[test]
+fn default_limits_are_qldb_quotas() {
+    let limits = Limits::default();
+    assert_eq!(limits.document_size_max_bytes, 128 * 1024);
+    assert_eq!(limits.documents_written_per_transaction_max, 40);
+    assert_eq!(limits.transaction_timeout_ms, 30_000);
+    assert_eq!(limits.indexes_per_table_max, 5);
+}
+
+#[test]
+fn a_transaction_expires_after_the_timeout() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let mut transaction = ledger.begin().unwrap();
+    transaction
+        .execute("INSERT INTO T VALUE {'a': 1}", &[])
+        .unwrap();
+    fixture.clock.advance_ms(30_001);
+    assert!(matches!(
+        transaction.execute("SELECT * FROM T", &[]),
+        Err(LedgerError::TransactionExpired(_))
+    ));
+    assert!(matches!(
+        transaction.commit(),
+        Err(LedgerError::TransactionExpired(_))
+    ));
+    assert!(run(&ledger, "SELECT * FROM T").is_empty());
+}
+
+#[test]
+fn syntax_errors_carry_line_and_column() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    match ledger.execute("SELECT * FROM\n  WHERE", &[]) {
+        Err(LedgerError::Syntax { line, column, .. }) => {
+            assert_eq!(line, 2);
+            assert!(column >= 1);
+        }
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+    assert!(matches!(
+        ledger.execute("SELECT * FROM Nope", &[]),
+        Err(LedgerError::NotFound(_))
+    ));
+}
+
+#[test]
+fn ddl_in_a_transaction_conflicts_with_concurrent_ddl() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    let mut first = ledger.begin().unwrap();
+    let mut second = ledger.begin().unwrap();
+    first.execute("CREATE TABLE T", &[]).unwrap();
+    second.execute("CREATE TABLE T", &[]).unwrap();
+    first.commit().unwrap();
+    assert!(matches!(second.commit(), Err(LedgerError::OccConflict(_))));
+}
+
+#[test]
+fn drop_and_undrop_table() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    let created = run(&ledger, "CREATE TABLE T");
+    let table_id = created[0]
+        .as_struct()
+        .unwrap()
+        .get("tableId")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    run(&ledger, "INSERT INTO T VALUE {'a': 1}");
+    run(&ledger, "DROP TABLE T");
+    assert!(matches!(
+        ledger.execute("SELECT * FROM T", &[]),
+        Err(LedgerError::NotFound(_))
+    ));
+    assert_bag_eq(
+        &run(
+            &ledger,
+            "SELECT VALUE status FROM information_schema.user_tables",
+        ),
+        "\"DELETED\"",
+    );
+    run(&ledger, &format!("UNDROP TABLE \"{table_id}\""));
+    assert_bag_eq(&run(&ledger, "SELECT VALUE a FROM T"), "1");
+}
