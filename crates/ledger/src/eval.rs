@@ -305,6 +305,7 @@ impl Evaluator<'_> {
         path: &Expr,
         target: &DmlTarget,
         env: &Env,
+        allow_root: bool,
     ) -> Result<Vec<PathKey>, LedgerError> {
         let alias = target.alias.as_ref().unwrap_or(&target.table);
         let (root, steps): (&Ident, &[PathStep]) = match path {
@@ -316,8 +317,7 @@ impl Evaluator<'_> {
             _ => return Err(bad("a SET/REMOVE target is a path")),
         };
         let mut keys = Vec::new();
-        if !alias.matches(&root.name) || (root.quoted != alias.quoted && !alias.matches(&root.name))
-        {
+        if !alias.matches(&root.name) {
             keys.push(PathKey::Field(root.clone()));
         }
         for step in steps {
@@ -342,9 +342,9 @@ impl Evaluator<'_> {
                 }
             }
         }
-        if keys.is_empty() {
+        if keys.is_empty() && !allow_root {
             return Err(bad(
-                "cannot replace a whole document with SET; use a field path",
+                "cannot replace or remove a whole document; use a field path",
             ));
         }
         Ok(keys)
@@ -359,14 +359,14 @@ impl Evaluator<'_> {
     ) -> Result<Element, LedgerError> {
         match op {
             DmlOp::Set { path, value } => {
-                let keys = self.dml_path(path, target, env)?;
+                let keys = self.dml_path(path, target, env, false)?;
                 let Some(new_value) = self.expr(value, env)? else {
                     return remove_at(&data, &keys);
                 };
                 set_at(&data, &keys, new_value)
             }
             DmlOp::Remove { path } => {
-                let keys = self.dml_path(path, target, env)?;
+                let keys = self.dml_path(path, target, env, false)?;
                 remove_at(&data, &keys)
             }
             DmlOp::InsertInto {
@@ -374,7 +374,7 @@ impl Evaluator<'_> {
                 value,
                 position,
             } => {
-                let keys = self.dml_path(path, target, env)?;
+                let keys = self.dml_path(path, target, env, true)?;
                 let new_value = self
                     .expr(value, env)?
                     .ok_or_else(|| bad("INSERT INTO of MISSING"))?;
