@@ -130,6 +130,12 @@ impl Ledgers {
         Ok(ledger)
     }
 
+    /// Forgets an open ledger; its file closes once the last handle to it is dropped.
+    pub fn close_ledger(&self, name: &str) -> Result<(), LedgerError> {
+        self.open_map()?.remove(name);
+        Ok(())
+    }
+
     /// Names of every ledger in the data directory, sorted.
     pub fn list_ledgers(&self) -> Result<Vec<String>, LedgerError> {
         let mut names = Vec::new();
@@ -441,14 +447,15 @@ impl Ledger {
         digest_tip_address: Option<&BlockAddress>,
     ) -> Result<RevisionWithProof, LedgerError> {
         let block = self.block(address, None)?;
+        // Re-check the block's own hashes before building a proof from them; the link to the
+        // previous block is checked by `verify_chain`, so the stored one is taken here.
+        let stored_previous = model::expect_struct(&block.block, "block")?
+            .get("previousBlockHash")
+            .and_then(Element::as_lob)
+            .map(hash::hash_from_slice)
+            .transpose()?;
         let verified =
-            journal::verify_block(&block.block, None, Strictness::Qldb).or_else(|_| {
-                // The block links to a previous hash; verify_block only needs it for the link check.
-                let previous = model::expect_struct(&block.block, "block")
-                    .ok()
-                    .and_then(|fields| model::field_hash(fields, "previousBlockHash").ok());
-                journal::verify_block(&block.block, previous.as_ref(), Strictness::Qldb)
-            })?;
+            journal::verify_block(&block.block, stored_previous.as_ref(), Strictness::Qldb)?;
         let fields = model::expect_struct(&block.block, "block")?;
         let revisions = fields
             .get("revisions")
