@@ -64,14 +64,27 @@ pub(crate) fn read_file_bounded(path: &Path, bytes_max: u64) -> Result<Option<Ve
     Ok(Some(bytes))
 }
 
-/// Creates a directory and its parents, and makes the new entry durable in its parent.
+/// Creates a directory and any missing parents, and makes each new entry durable in its
+/// parent, so that a crash never loses a folder that later files were made durable in.
 pub(crate) fn create_directory_durably(path: &Path, disk: &dyn Disk) -> Result<()> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|ancestor| !ancestor.exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
     fs::create_dir_all(path)
         .map_err(|error| LogError::io(format!("create directory {}", path.display()), error))?;
-    if let Some(parent) = path.parent() {
-        disk.sync_directory(parent).map_err(|error| {
-            LogError::io(format!("fsync directory {}", parent.display()), error)
-        })?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            disk.sync_directory(parent).map_err(|error| {
+                LogError::io(format!("fsync directory {}", parent.display()), error)
+            })?;
+        }
     }
     Ok(())
 }

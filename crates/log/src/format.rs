@@ -294,6 +294,51 @@ impl<'a> ByteReader<'a> {
 mod tests {
     use super::*;
 
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|start| u8::from_str_radix(&text[start..start + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Format version 1 as written by an independent encoder of docs/log-format.md (Python
+    /// `struct` and `zlib.crc32`): every later build must write and read these exact bytes.
+    #[test]
+    fn version_1_bytes_are_stable() {
+        let header = SegmentHeader {
+            shard_index: 3,
+            first_offset: 99,
+            created_time_ms: 12345,
+        };
+        let header_bytes =
+            hex("534c5549434553470100000003000000630000000000000039300000000000007b03bcc2");
+        assert_eq!(header.encode().to_vec(), header_bytes);
+        assert_eq!(SegmentHeader::decode(&header_bytes), Ok(header));
+
+        let frame_bytes = hex(concat!(
+            "2b000000b32c70fa0700000000000000e803000000000000012a000000000000",
+            "00000000000000000003006b657968656c6c6f"
+        ));
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, 7, 1000, "key", Some(42), b"hello");
+        assert_eq!(frame, frame_bytes);
+        let record = decode_frame_body(&frame_bytes[8..]).unwrap();
+        assert_eq!((record.offset, record.arrival_time_ms), (7, 1000));
+        assert_eq!(record.data, b"hello");
+
+        let checkpoint = CheckpointFile {
+            shard_index: 1,
+            sequence_number: 1 << 70,
+            written_time_ms: 5,
+        };
+        let checkpoint_bytes = hex(concat!(
+            "534c5549434543500100000001000000000000000000000040000000000000",
+            "000500000000000000e08da822"
+        ));
+        assert_eq!(checkpoint.encode(), checkpoint_bytes);
+        assert_eq!(CheckpointFile::decode(&checkpoint_bytes), Ok(checkpoint));
+    }
+
     #[test]
     fn frame_round_trips_and_checks_its_crc() {
         let mut out = Vec::new();

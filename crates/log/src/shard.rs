@@ -23,6 +23,7 @@ use crate::{
     clock::Clock,
     disk::Disk,
     error::{LogError, Result},
+    files::create_directory_durably,
     format::{SEGMENT_HEADER_BYTES, SegmentHeader, StoredRecord, encode_frame},
     hash_key::HashKeyRange,
     limits::{READ_BYTES_MAX, READ_RECORDS_MAX},
@@ -228,12 +229,7 @@ impl Shard {
         directory: PathBuf,
         environment: Arc<Environment>,
     ) -> Result<Shard> {
-        fs::create_dir_all(&directory).map_err(|error| {
-            LogError::io(
-                format!("create shard directory {}", directory.display()),
-                error,
-            )
-        })?;
+        create_directory_durably(&directory, environment.disk.as_ref())?;
         let header = SegmentHeader {
             shard_index,
             first_offset: 0,
