@@ -2,7 +2,7 @@
 //!
 //! [`parse`] turns the text of one statement into an [`ast::Statement`]; the ledger evaluates it.
 //! Every tree renders as a one-line S-expression through `Display`, the form the snapshot tests
-//! compare. The crate depends on nothing: the lexer (`lexer.rs`) and the recursive-descent and
+//! compare, and prints back as PartiQL text through `to_sql` (`sql.rs`). The crate depends on nothing: the lexer (`lexer.rs`) and the recursive-descent and
 //! Pratt parser (`parser.rs`) are written by hand, never panic on any input, and bound their
 //! nesting depth so hostile input gets an error instead of a stack overflow.
 
@@ -16,6 +16,7 @@ mod display;
 mod error;
 mod lexer;
 mod parser;
+mod sql;
 
 pub use error::{ParseError, Position};
 pub use parser::NESTING_DEPTH_MAX;

@@ -102,14 +102,14 @@ fn is_reserved(word: &str) -> bool {
 
 // Binding powers of the infix operators, lowest first. A left-associative operator of power `p`
 // parses its right operand at `p + 1`.
-const BP_OR: u8 = 1;
-const BP_AND: u8 = 2;
-const BP_NOT: u8 = 3;
-const BP_PREDICATE: u8 = 4;
-const BP_CONCAT: u8 = 5;
-const BP_ADDITIVE: u8 = 6;
-const BP_MULTIPLICATIVE: u8 = 7;
-const BP_UNARY: u8 = 8;
+pub(crate) const BP_OR: u8 = 1;
+pub(crate) const BP_AND: u8 = 2;
+pub(crate) const BP_NOT: u8 = 3;
+pub(crate) const BP_PREDICATE: u8 = 4;
+pub(crate) const BP_CONCAT: u8 = 5;
+pub(crate) const BP_ADDITIVE: u8 = 6;
+pub(crate) const BP_MULTIPLICATIVE: u8 = 7;
+pub(crate) const BP_UNARY: u8 = 8;
 
 /// Parses one statement with an optional trailing `;`.
 pub(crate) fn parse_statement(source: &str) -> Result<Statement, ParseError> {
@@ -1215,6 +1215,13 @@ impl Parser {
     }
 
     fn substring(&mut self) -> Result<Expr, ParseError> {
+        // An empty argument list is left for the evaluator to reject, as for any other call.
+        if self.is_sym(Sym::RParen) {
+            return Ok(Expr::Call {
+                name: "substring".to_owned(),
+                args: Vec::new(),
+            });
+        }
         let mut args = vec![self.expr()?];
         if self.eat_kw("from") {
             args.push(self.expr()?);

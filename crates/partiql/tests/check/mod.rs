@@ -17,7 +17,15 @@ const LINE_WIDTH_MAX: usize = 80;
 #[track_caller]
 pub fn check(input: &str, expected: &str) {
     let actual = match sluice_partiql::parse(input) {
-        Ok(statement) => pretty(&statement.to_string()),
+        Ok(statement) => {
+            // Every snapshot is also a round trip through the printer.
+            let printed = statement.to_sql();
+            match sluice_partiql::parse(&printed) {
+                Ok(reparsed) => assert_eq!(reparsed, statement, "printed as {printed}"),
+                Err(error) => panic!("printed form {printed} does not parse: {error}"),
+            }
+            pretty(&statement.to_string())
+        }
         Err(error) => render_error(&error),
     };
     compare(&actual, expected, Location::caller());
@@ -27,7 +35,14 @@ pub fn check(input: &str, expected: &str) {
 #[track_caller]
 pub fn check_expr(input: &str, expected: &str) {
     let actual = match sluice_partiql::parse_expr(input) {
-        Ok(expr) => pretty(&expr.to_string()),
+        Ok(expr) => {
+            let printed = expr.to_sql();
+            match sluice_partiql::parse_expr(&printed) {
+                Ok(reparsed) => assert_eq!(reparsed, expr, "printed as {printed}"),
+                Err(error) => panic!("printed form {printed} does not parse: {error}"),
+            }
+            pretty(&expr.to_string())
+        }
         Err(error) => render_error(&error),
     };
     compare(&actual, expected, Location::caller());
