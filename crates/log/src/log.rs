@@ -20,7 +20,7 @@ use crate::{
     files::create_directory_durably,
     limits::{SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_BYTES_MAX_LIMIT, SEGMENT_BYTES_MIN, STREAMS_MAX},
     lock, read_lock,
-    shard::{Environment, RetentionOutcome},
+    shard::{Environment, RetentionOutcome, RetentionPolicy},
     stream::{Stream, StreamConfig, StreamSummary, validate_name},
     write_lock,
 };
@@ -212,6 +212,29 @@ impl Log {
                     error,
                 )
             })
+    }
+
+    /// Changes a stream's retention (Kinesis Increase/DecreaseStreamRetentionPeriod): the
+    /// catalog is rewritten durably first, then the stream uses the new policy from its next
+    /// retention pass.
+    pub fn set_retention(&self, name: &str, policy: RetentionPolicy) -> Result<()> {
+        let _catalog_guard = lock(&self.catalog_lock);
+        let stream = self.stream(name)?;
+        let config = StreamConfig {
+            retention_period_ms: policy.retention_period_ms,
+            retention_bytes_per_shard_max: policy.retention_bytes_per_shard_max,
+            ..stream.config()
+        };
+        config.validate()?;
+        let mut entries = Log::catalog_entries(&read_lock(&self.streams));
+        for entry in &mut entries {
+            if entry.name == name {
+                entry.config = config;
+            }
+        }
+        write_catalog(&self.directory, &entries, self.environment.disk.as_ref())?;
+        stream.set_retention_policy(policy);
+        Ok(())
     }
 
     pub fn stream(&self, name: &str) -> Result<Arc<Stream>> {

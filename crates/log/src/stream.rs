@@ -173,7 +173,8 @@ pub struct StreamSummary {
 #[derive(Debug)]
 pub struct Stream {
     name: String,
-    config: StreamConfig,
+    /// Shard count is fixed at creation; retention can change (`Log::set_retention`).
+    config: Mutex<StreamConfig>,
     created_time_ms: u64,
     directory: PathBuf,
     environment: Arc<Environment>,
@@ -245,7 +246,7 @@ impl Stream {
         }
         Ok(Stream {
             name: name.to_owned(),
-            config,
+            config: Mutex::new(config),
             created_time_ms,
             directory,
             environment,
@@ -261,7 +262,13 @@ impl Stream {
     }
 
     pub fn config(&self) -> StreamConfig {
-        self.config
+        *lock(&self.config)
+    }
+
+    pub(crate) fn set_retention_policy(&self, policy: RetentionPolicy) {
+        let mut config = lock(&self.config);
+        config.retention_period_ms = policy.retention_period_ms;
+        config.retention_bytes_per_shard_max = policy.retention_bytes_per_shard_max;
     }
 
     pub fn created_time_ms(&self) -> u64 {
@@ -271,7 +278,7 @@ impl Stream {
     pub fn summary(&self) -> StreamSummary {
         StreamSummary {
             name: self.name.clone(),
-            config: self.config,
+            config: self.config(),
             created_time_ms: self.created_time_ms,
         }
     }
@@ -379,8 +386,9 @@ impl Stream {
     /// Applies the stream's retention to every shard at time `now_ms`.
     pub fn enforce_retention(&self, now_ms: u64) -> Result<RetentionOutcome> {
         let mut outcome = RetentionOutcome::default();
+        let policy = self.config().retention_policy();
         for shard in &self.shards {
-            outcome.add(shard.enforce_retention(now_ms, self.config.retention_policy())?);
+            outcome.add(shard.enforce_retention(now_ms, policy)?);
         }
         Ok(outcome)
     }

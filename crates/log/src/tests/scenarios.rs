@@ -721,6 +721,29 @@ fn the_catalog_survives_reopen_and_leftover_folders_are_removed() {
         .collect();
     assert_eq!(names, [("first".to_owned(), 2), ("second".to_owned(), 5)]);
     assert_eq!(test_log.log().stream("second").unwrap().config(), config);
+    // Retention changes are persisted in the catalog.
+    let longer = crate::RetentionPolicy {
+        retention_period_ms: 7 * 24 * 3_600_000,
+        retention_bytes_per_shard_max: None,
+    };
+    test_log.log().set_retention("second", longer).unwrap();
+    assert!(
+        test_log
+            .log()
+            .set_retention(
+                "second",
+                crate::RetentionPolicy {
+                    retention_period_ms: 0,
+                    retention_bytes_per_shard_max: None
+                }
+            )
+            .is_err()
+    );
+    assert!(test_log.log().set_retention("missing", longer).is_err());
+    test_log.reopen().unwrap();
+    let second = test_log.log().stream("second").unwrap();
+    assert_eq!(second.config().retention_policy(), longer);
+    assert_eq!(second.config().shard_count, 5);
     assert!(!test_log.path().join("streams/orphan").exists());
     assert!(!test_log.path().join("streams/third").exists());
     // A second open of the same directory is refused while the first holds it.
