@@ -7,6 +7,10 @@
 //! appends ([`Stream::append`], [`Stream::append_batch`]) and holds [`Shard`]s that read
 //! ([`Shard::position_for`], [`Shard::read`]). An append returns only once its bytes are fsynced.
 //! The byte layouts and the commit protocol are specified in `docs/log-format.md`.
+//!
+//! Every call is blocking (appends wait for an fsync): async callers run them on
+//! `spawn_blocking` or a dedicated thread. Time comes only from the [`Clock`] in [`LogOptions`],
+//! durability calls only through its [`Disk`], so tests move time and inject fsync failures.
 
 #![deny(
     clippy::unwrap_used,

@@ -37,6 +37,10 @@ use crate::{
     write_lock,
 };
 
+/// Attempts of one read when retention keeps deleting the segment it is reading: each attempt
+/// restarts from the new trim horizon, so more than one retry means a pathological retention loop.
+const READ_ATTEMPTS_MAX: usize = 3;
+
 /// What every shard shares: time, disk and the segment size limit.
 #[derive(Debug)]
 pub(crate) struct Environment {
@@ -214,6 +218,8 @@ pub struct Shard {
     segments: RwLock<Vec<Arc<Segment>>>,
     durable_next_offset: AtomicU64,
     poisoned: AtomicBool,
+    /// Set when the stream is deleted, for readers (writers see `WriterState::closed`).
+    deleted: AtomicBool,
 }
 
 pub(crate) fn shard_directory_name(shard_index: u32) -> String {
@@ -373,6 +379,7 @@ impl Shard {
             segments: RwLock::new(segments),
             durable_next_offset: AtomicU64::new(next_offset),
             poisoned: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
         }
     }
 
@@ -633,6 +640,7 @@ impl Shard {
 
     /// Refuses every later write; used when the stream is deleted.
     pub(crate) fn close(&self) {
+        self.deleted.store(true, Ordering::Release);
         lock(&self.writer).closed = true;
     }
 
@@ -802,20 +810,23 @@ impl Shard {
                 "bytes_max must be between 1 and {READ_BYTES_MAX}, not {bytes_max}"
             )));
         }
-        // A second attempt is needed only when retention deleted a segment during the first.
-        let mut attempts_left = 2;
-        loop {
-            attempts_left -= 1;
-            match self.read_once(position, records_max, bytes_max)? {
-                Some(batch) => return Ok(batch),
-                None if attempts_left > 0 => continue,
-                None => {
-                    return Err(LogError::InvalidArgument(
-                        "read raced with retention twice; retry".to_owned(),
-                    ));
-                }
+        // Another attempt is needed only when retention deleted a segment during this one; the
+        // next attempt starts from the new trim horizon.
+        for _ in 0..READ_ATTEMPTS_MAX {
+            if self.deleted.load(Ordering::Acquire) {
+                return Err(LogError::StreamDeleted(self.stream_name.clone()));
+            }
+            if let Some(batch) = self.read_once(position, records_max, bytes_max)? {
+                return Ok(batch);
             }
         }
+        Err(LogError::io(
+            format!(
+                "read shard {} of stream {}",
+                self.shard_index, self.stream_name
+            ),
+            io::Error::other("segments kept vanishing under concurrent retention"),
+        ))
     }
 
     fn read_once(
