@@ -974,6 +974,12 @@ impl Parser {
                 self.struct_fields()
             }
             TokenKind::Word(_) => self.word_primary(),
+            TokenKind::Sym(Sym::At) => {
+                // `@x` asks PartiQL to look `x` up among the bindings before the tables; names
+                // resolve to bindings first anyway (see `ast::Scan`), so the `@` adds nothing.
+                self.advance();
+                self.ident("a name after `@`").map(Expr::Var)
+            }
             _ => self.atom(),
         }
     }

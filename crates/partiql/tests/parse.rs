@@ -1216,9 +1216,102 @@ fn errors() {
         "#,
     );
     check(
+        "SELECT @ FROM T",
+        r#"
+        error 1:10: unexpected token `FROM`, expected a name after `@`
+        "#,
+    );
+    check(
         "SELECT ! FROM T",
         r#"
         error 1:8: unexpected character `!`
         "#,
+    );
+}
+
+/// Statements in the style of the Amazon QLDB developer guide and its tutorial ledger; each must
+/// parse and print back to the same tree.
+const QLDB_GUIDE_STATEMENTS: &[&str] = &[
+    "CREATE TABLE Vehicle WITH (aws_tags = `{'IsTest': 'true', 'FeatureX': 'false'}`)",
+    "CREATE INDEX ON Person (GovId)",
+    "CREATE INDEX ON VehicleRegistration (LicensePlateNumber)",
+    "DROP INDEX \"4tPW3fUhaVhDinRgKRLhGU\" ON VehicleRegistration WITH (purge = true)",
+    "UNDROP TABLE \"5PLf9SXwndd63lPaSIa0O6\"",
+    "INSERT INTO Person << {'FirstName' : 'Raul', 'LastName' : 'Lewis', 'DOB' : `1963-08-19T`, \
+     'GovId' : 'LEWISR261LL', 'GovIdType' : 'Driver License', 'Address' : '1719 University \
+     Street, Seattle, WA, 98109'}, {'FirstName' : 'Brent', 'LastName' : 'Logan', 'DOB' : \
+     `1967-07-03T`, 'GovId' : 'LOGANB486CG', 'GovIdType' : 'Passport', 'Address' : '43 Stockert \
+     Hollow Road, Everett, WA, 98203'} >>",
+    "INSERT INTO VehicleRegistration VALUE {'VIN' : '1N4AL11D75C109151', 'LicensePlateNumber' : \
+     'LEWISR261LL', 'State' : 'WA', 'City' : 'Seattle', 'ValidFromDate' : `2017-08-21T`, \
+     'ValidToDate' : `2020-05-11T`, 'PendingPenaltyTicketAmount' : 90.25, 'Owners' : { \
+     'PrimaryOwner' : { 'PersonId': '294jJ3YUoH1IEEm8GSabOs' }, 'SecondaryOwners' : [] } }",
+    "SELECT * FROM Person WHERE GovId = 'LEWISR261LL'",
+    "SELECT * FROM Person WHERE GovId IN ('LEWISR261LL', 'LOGANB486CG')",
+    "SELECT v.Make, v.Model, r.Owners FROM Vehicle AS v, VehicleRegistration AS r \
+     WHERE v.VIN = r.VIN",
+    "SELECT v.VIN FROM Vehicle AS v INNER JOIN VehicleRegistration AS r ON v.VIN = r.VIN",
+    "SELECT r.VIN, o.PersonId FROM VehicleRegistration AS r, @r.Owners.SecondaryOwners AS o",
+    "SELECT r_id, r.VIN FROM VehicleRegistration AS r BY r_id WHERE r.VIN = '1N4AL11D75C109151'",
+    "SELECT * FROM _ql_committed_VehicleRegistration AS r WHERE r.data.VIN = '1N4AL11D75C109151'",
+    "SELECT h.data.VIN, h.data.City, h.data.Owners FROM history(VehicleRegistration) AS h \
+     WHERE h.metadata.id = 'ADR2LQq48hM3FbBo7LgJmr'",
+    "SELECT * FROM history(Person, `2019-06-05T00:00:00Z`, `2019-06-05T23:59:59Z`) AS h \
+     WHERE h.metadata.id = ?",
+    "SELECT t.tableId, t.name FROM information_schema.user_tables AS t WHERE t.status = 'ACTIVE'",
+    "SELECT VALUE name FROM information_schema.user_tables WHERE status = 'ACTIVE'",
+    "SELECT COUNT(*) AS num_rows FROM VehicleRegistration",
+    "SELECT FirstName, LastName FROM Person WHERE DOB BETWEEN `1960-01-01T` AND `1970-01-01T`",
+    "SELECT * FROM Person WHERE LastName LIKE 'Le%' AND Address IS NOT MISSING",
+    "SELECT SUBSTRING(FirstName, 1, 3) AS initials, UPPER(LastName) FROM Person",
+    "SELECT DATE_DIFF(year, DOB, UTCNOW()) AS age FROM Person",
+    "SELECT CAST(\"Year\" AS STRING) FROM Vehicle",
+    "SELECT * FROM Vehicle AS v WHERE EXISTS(SELECT * FROM VehicleRegistration AS r \
+     WHERE r.VIN = v.VIN)",
+    "UPDATE VehicleRegistration AS r SET r.Owners.PrimaryOwner.PersonId = ? WHERE r.VIN = ?",
+    "UPDATE Person AS p SET p.Address = '1719 University Street' WHERE p.GovId = 'LEWISR261LL'",
+    "FROM VehicleRegistration AS r WHERE r.VIN = '1N4AL11D75C109151' \
+     INSERT INTO r.Owners.SecondaryOwners VALUE { 'PersonId' : '1nmeDdLo3AhGswBtyM1eYh' }",
+    "FROM Person AS p WHERE p.GovId = '111-22-3333' REMOVE p.Address",
+    "FROM VehicleRegistration AS r WHERE r.VIN = '1N4AL11D75C109151' SET r.City = 'Bellevue'",
+    "DELETE FROM VehicleRegistration AS r WHERE r.VIN = '1N4AL11D75C109151'",
+    "DROP TABLE VehicleRegistration;",
+];
+
+#[test]
+fn qldb_guide_statements_parse_and_print_back() {
+    for text in QLDB_GUIDE_STATEMENTS {
+        let statement = match sluice_partiql::parse(text) {
+            Ok(statement) => statement,
+            Err(error) => panic!("{text}: {error}"),
+        };
+        let printed = statement.to_sql();
+        assert_eq!(
+            sluice_partiql::parse(&printed).ok(),
+            Some(statement),
+            "{text}\n{printed}"
+        );
+    }
+}
+
+#[test]
+fn parameters_are_numbered_in_order_of_appearance() {
+    check(
+        "FROM T AS t WHERE t.a = ? AND t.b IN ? SET t.c = ?, t.d = [?, ?]",
+        r#"
+        (from_update T
+          (as t)
+          (set (path t .c) ?2)
+          (set (path t .d) (list ?3 ?4))
+          (where (and (= (path t .a) ?0) (in (path t .b) ?1))))
+        "#,
+    );
+    let statement = sluice_partiql::parse("SELECT ? FROM T WHERE a = ? LIMIT ?").expect("parses");
+    assert_eq!(statement.parameter_count(), 3);
+    assert_eq!(
+        sluice_partiql::parse("SELECT 1")
+            .expect("parses")
+            .parameter_count(),
+        0
     );
 }
