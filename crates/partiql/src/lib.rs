@@ -25,6 +25,20 @@ pub use parser::NESTING_DEPTH_MAX;
 ///
 /// `?` parameters are numbered in order of appearance from 0; see
 /// [`ast::Statement::parameter_count`].
+///
+/// ```
+/// let statement = sluice_partiql::parse("SELECT * FROM Vehicle AS v WHERE v.VIN = ?;")?;
+/// assert_eq!(
+///     statement.to_string(),
+///     "(select (project *) (from (scan Vehicle (as v))) (where (= (path v .VIN) ?0)))"
+/// );
+/// assert_eq!(statement.parameter_count(), 1);
+/// assert_eq!(statement.to_sql(), "SELECT * FROM Vehicle AS v WHERE v.VIN = ?");
+///
+/// let error = sluice_partiql::parse("SELECT * FROM").unwrap_err();
+/// assert_eq!(error.to_string(), "unexpected end of input, expected an expression at line 1, column 14");
+/// # Ok::<(), sluice_partiql::ParseError>(())
+/// ```
 pub fn parse(sql: &str) -> Result<ast::Statement, ParseError> {
     parser::parse_statement(sql)
 }

@@ -276,6 +276,16 @@ fn select_basics() {
 }
 
 #[test]
+fn comments_and_case_insensitive_keywords() {
+    check(
+        "sElEcT /* block\n comment */ a -- line comment\nFrOm T wHeRe a iS nOt NuLl",
+        r#"
+        (select (project (item a)) (from (scan T)) (where (is_not_null a)))
+        "#,
+    );
+}
+
+#[test]
 fn select_sources() {
     check(
         "SELECT * FROM Vehicle AS v, VehicleRegistration AS r WHERE v.VIN = r.VIN",
@@ -1213,6 +1223,18 @@ fn errors() {
         "SELECT 'é' ||| 'x'",
         r#"
         error 1:14: unexpected character `|`
+        "#,
+    );
+    check(
+        "SELECT 'multi\nline é' = = 1",
+        r#"
+        error 2:11: unexpected token `=`, expected an expression
+        "#,
+    );
+    check(
+        "SELECT 'héllo' = = 1",
+        r#"
+        error 1:18: unexpected token `=`, expected an expression
         "#,
     );
     check(
