@@ -149,6 +149,29 @@ pub(crate) fn encode_frame(
     }
 }
 
+/// Whether `buffer` holds exactly `count` whole, valid frames with consecutive offsets from
+/// `first_offset`: the check that pairs every write with a read, run before writing in debug builds.
+pub(crate) fn frames_are_valid(buffer: &[u8], first_offset: u64, count: usize) -> bool {
+    let mut rest = buffer;
+    for expected_offset in (first_offset..).take(count) {
+        let Some((header, after_header)) =
+            rest.split_first_chunk::<{ FRAME_HEADER_BYTES as usize }>()
+        else {
+            return false;
+        };
+        let (body_length, crc) = decode_frame_header(*header);
+        let Some((body, after_body)) = after_header.split_at_checked(body_length as usize) else {
+            return false;
+        };
+        let decoded_offset = decode_frame_body(body).map(|record| record.offset);
+        if crc32fast::hash(body) != crc || decoded_offset != Ok(expected_offset) {
+            return false;
+        }
+        rest = after_body;
+    }
+    rest.is_empty()
+}
+
 /// Reads the body length and CRC from a frame header.
 pub(crate) fn decode_frame_header(header: [u8; FRAME_HEADER_BYTES as usize]) -> (u32, u32) {
     let [l0, l1, l2, l3, c0, c1, c2, c3] = header;

@@ -24,7 +24,7 @@ use crate::{
     disk::Disk,
     error::{LogError, Result},
     files::create_directory_durably,
-    format::{SEGMENT_HEADER_BYTES, SegmentHeader, StoredRecord, encode_frame},
+    format::{SEGMENT_HEADER_BYTES, SegmentHeader, StoredRecord, encode_frame, frames_are_valid},
     hash_key::HashKeyRange,
     limits::{READ_BYTES_MAX, READ_RECORDS_MAX},
     lock, read_lock,
@@ -509,6 +509,7 @@ impl Shard {
             offset += 1;
         }
         let end_offset = offset;
+        debug_assert!(frames_are_valid(&buffer, first_offset, records.len()));
         let batch_bytes = buffer.len() as u64;
         let segment_has_records = writer.write_position_bytes > SEGMENT_HEADER_BYTES;
         if segment_has_records
@@ -580,6 +581,7 @@ impl Shard {
                 }
             };
         *lock(&segment.index) = Some(Vec::new());
+        tracing::debug!(path = %segment.path.display(), "rolled to a new segment");
         let segment = Arc::new(segment);
         write_lock(&self.segments).push(Arc::clone(&segment));
         writer.file = Arc::new(file);
@@ -941,6 +943,11 @@ impl Shard {
                         error,
                     )
                 })?;
+            tracing::info!(
+                path = %victim.path.display(),
+                size_bytes = victim.size_bytes(),
+                "retention deleted segment"
+            );
             outcome.segments_deleted += 1;
             outcome.bytes_deleted += victim.size_bytes();
         }
