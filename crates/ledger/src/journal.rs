@@ -133,9 +133,10 @@ pub fn build_block(
 pub enum Strictness {
     /// Our own blocks: `entriesHashList` must be exactly `[IonHash(transactionInfo), root of revisions]`.
     Exact,
-    /// Blocks from a QLDB export: QLDB may put more entries in `entriesHashList` and may list
-    /// revisions with only a hash; every revision with data or metadata must hash to its `hash`,
-    /// and the revision root must be one of the entries.
+    /// Blocks from a QLDB export (and stored blocks, which may have been imported): QLDB may
+    /// put more entries in `entriesHashList` and may list revisions with only a hash; every
+    /// revision with metadata must hash to its `hash`, and `IonHash(transactionInfo)` and the
+    /// revisions' Merkle root must both be entries.
     Qldb,
 }
 
@@ -198,7 +199,14 @@ pub fn verify_block(
             let revision_fields = model::expect_struct(revision, "revision")?;
             let stored_hash = model::field_hash(revision_fields, "hash")?;
             if let Some(metadata) = revision_fields.get("metadata") {
-                let computed = hash::revision_hash(metadata, revision_fields.get("data"))?;
+                // A redacted QLDB revision keeps the hash of its data as `dataHash`.
+                let computed = match revision_fields.get("dataHash").and_then(Element::as_lob) {
+                    Some(data_hash) => hash::dot_hashes(
+                        &hash::ion_hash(metadata)?,
+                        &hash::hash_from_slice(data_hash)?,
+                    ),
+                    None => hash::revision_hash(metadata, revision_fields.get("data"))?,
+                };
                 if computed != stored_hash {
                     return Err(fail(format!(
                         "revision hash {} does not match its content",
@@ -226,6 +234,14 @@ pub fn verify_block(
             }
         }
         Strictness::Qldb => {
+            let transaction_info = fields
+                .get("transactionInfo")
+                .ok_or_else(|| fail("block without transactionInfo".to_owned()))?;
+            if !entries_hash_list.contains(&hash::ion_hash(transaction_info)?) {
+                return Err(fail(
+                    "the transactionInfo hash is not in entriesHashList".to_owned(),
+                ));
+            }
             if let Some(root) = hash::merkle_root(&revision_hashes)
                 && !entries_hash_list.contains(&root)
             {

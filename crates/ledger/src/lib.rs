@@ -13,6 +13,7 @@ pub mod hash;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::LedgerError;
 pub mod eval;
+pub mod export;
 pub mod journal;
 pub mod ledger;
 pub mod model;
@@ -20,6 +21,7 @@ pub mod storage;
 pub mod transaction;
 pub mod value;
 
+pub use export::{ExportFormat, JournalExport};
 pub use ledger::{
     BlockWithProof, ChainReport, Ledger, LedgerDescription, LedgerDigest, Ledgers,
     RevisionWithProof,

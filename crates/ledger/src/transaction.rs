@@ -69,6 +69,11 @@ pub struct CommitResult {
     pub commit_digest: Hash,
 }
 
+/// Table id under which catalog entries are journaled (not a valid user table id: too short).
+pub const CATALOG_TABLE_ID: &str = "_ql_catalog";
+/// Table name of the catalog's revisions in `transactionInfo.documents`.
+pub const CATALOG_TABLE_NAME: &str = "information_schema.user_tables";
+
 /// One thing a transaction read, re-checked at commit.
 #[derive(Debug, Clone)]
 enum ReadItem {
@@ -110,6 +115,8 @@ pub struct Transaction {
     started_at: OffsetDateTime,
     catalog_version_seen: u64,
     catalog: Vec<TableInfo>,
+    catalog_at_start: Vec<TableInfo>,
+    catalog_statements: BTreeMap<String, BTreeSet<usize>>,
     catalog_changed: bool,
     new_indexes: Vec<(String, IndexInfo)>,
     writes: BTreeMap<(String, String), PendingWrite>,
@@ -135,7 +142,9 @@ impl Transaction {
             transaction_id: model::new_id(),
             started_at,
             catalog_version_seen,
+            catalog_at_start: catalog.clone(),
             catalog,
+            catalog_statements: BTreeMap::new(),
             catalog_changed: false,
             new_indexes: Vec::new(),
             writes: BTreeMap::new(),
@@ -232,6 +241,11 @@ impl Transaction {
 
     fn replace_table(&mut self, table: TableInfo) {
         self.catalog_changed = true;
+        // DDL runs inside the statement recorded last.
+        self.catalog_statements
+            .entry(table.table_id.clone())
+            .or_default()
+            .insert(self.statements.len().saturating_sub(1));
         match self
             .catalog
             .iter_mut()
@@ -671,8 +685,33 @@ impl Transaction {
         };
         let tx_time: Timestamp = model::timestamp_from_datetime(ledger.clock.now())?;
 
-        let mut ordered: Vec<(&(String, String), &PendingWrite)> = self.writes.iter().collect();
+        let mut ordered: Vec<((String, String), PendingWrite)> = self
+            .writes
+            .iter()
+            .map(|(key, pending)| (key.clone(), pending.clone()))
+            .collect();
         ordered.sort_by_key(|(_, pending)| pending.order);
+        // Catalog changes are journaled too, as revisions of the system catalog table, so the
+        // journal alone rebuilds the ledger (restore) and DDL is verifiable like data.
+        for table in &self.catalog {
+            if self.catalog_at_start.contains(table) {
+                continue;
+            }
+            let pending = PendingWrite {
+                table_name: CATALOG_TABLE_NAME.to_owned(),
+                data: Some(table.to_element()),
+                statement_indexes: self
+                    .catalog_statements
+                    .get(&table.table_id)
+                    .cloned()
+                    .unwrap_or_default(),
+                order: ordered.len(),
+            };
+            ordered.push((
+                (CATALOG_TABLE_ID.to_owned(), table.table_id.clone()),
+                pending,
+            ));
+        }
         let mut revisions = Vec::with_capacity(ordered.len());
         let mut previous_data = Vec::with_capacity(ordered.len());
         let mut document_infos = Vec::with_capacity(ordered.len());
@@ -835,7 +874,7 @@ fn apply_revisions(
     catalog: &[TableInfo],
     revisions: &[Revision],
     previous_data: &[Option<Element>],
-    ordered: &[(&(String, String), &PendingWrite)],
+    ordered: &[((String, String), PendingWrite)],
     sequence_no: u64,
 ) -> Result<(), LedgerError> {
     let mut documents = write.open_table(storage::DOCUMENTS)?;
@@ -892,7 +931,7 @@ fn apply_revisions(
 }
 
 /// Fills a new index from the table's current documents.
-fn build_index(
+pub(crate) fn build_index(
     write: &redb::WriteTransaction,
     table_id: &str,
     index: &IndexInfo,
