@@ -1,6 +1,7 @@
 //! Tests of the log as a whole: shared helpers (temporary directory, manual clock, a disk whose
 //! fsyncs can be made to fail and are counted), scenario tests and the model-based property test.
 
+mod fixture;
 mod model;
 mod scenarios;
 
