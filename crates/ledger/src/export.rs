@@ -467,6 +467,15 @@ pub(crate) fn apply_blocks(ledger: &Ledger, blocks: &[Element]) -> Result<(), Le
         let catalog_version = storage::meta_u64(&meta, "catalog_version")? + 1;
         meta.insert("catalog_version", catalog_version.to_string().as_bytes())?;
     }
+    for block in blocks {
+        let fields = model::expect_struct(block, "block")?;
+        let address =
+            BlockAddress::from_element(fields.get("blockAddress").ok_or_else(|| {
+                LedgerError::BadRequest("block without blockAddress".to_owned())
+            })?)?;
+        let block_hash = model::field_hash(fields, "blockHash")?;
+        crate::journal_tree::append_leaf(&write, address.sequence_no, &block_hash)?;
+    }
     for table in tables.values() {
         for index in &table.indexes {
             transaction::build_index(&write, &table.table_id, index)?;

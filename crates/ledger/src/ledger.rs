@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ion_rs::Element;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase};
 
 use crate::clock::Clock;
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, Strictness};
+use crate::journal_tree;
 use crate::model::{self, BlockAddress, Limits, Revision};
 use crate::storage;
 use crate::transaction::Transaction;
@@ -356,6 +357,7 @@ impl Ledger {
             .ok_or_else(|| LedgerError::Storage("ledger without a strand id".to_owned()))?;
         drop(meta);
         drop(read);
+        backfill_journal_tree(&database)?;
         Ok(Ledger {
             name,
             strand_id,
@@ -431,8 +433,8 @@ impl Ledger {
         let Some((tip, _)) = storage::read_tip(&block_hashes)? else {
             return Ok(None);
         };
-        let hashes = storage::read_block_hashes(&block_hashes, tip)?;
-        let digest = hash::merkle_root(&hashes)
+        let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
+        let digest = journal_tree::root(&tree, tip + 1)?
             .ok_or_else(|| LedgerError::Internal("no block hashes".to_owned()))?;
         Ok(Some(LedgerDigest {
             digest,
@@ -461,7 +463,7 @@ impl Ledger {
     /// of block hashes `0..=tip`.
     fn block_proof(
         &self,
-        block_hashes: &impl ReadableTable<u64, &'static [u8]>,
+        read: &redb::ReadTransaction,
         sequence_no: u64,
         digest_tip_address: &BlockAddress,
     ) -> Result<Vec<Hash>, LedgerError> {
@@ -471,17 +473,16 @@ impl Ledger {
                 "the digest tip comes before the requested block".to_owned(),
             ));
         }
-        let hashes = storage::read_block_hashes(block_hashes, digest_tip_address.sequence_no)?;
-        if (hashes.len() as u64) <= digest_tip_address.sequence_no {
+        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
+        let tip = storage::read_tip(&block_hashes)?.map(|(tip, _)| tip);
+        if tip.is_none_or(|tip| tip < digest_tip_address.sequence_no) {
             return Err(LedgerError::NotFound(format!(
                 "digest tip {}",
                 digest_tip_address.sequence_no
             )));
         }
-        let index = usize::try_from(sequence_no)
-            .map_err(|_| LedgerError::BadRequest("sequence number too large".to_owned()))?;
-        hash::merkle_proof(&hashes, index)
-            .ok_or_else(|| LedgerError::NotFound(format!("block {sequence_no}")))
+        let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
+        journal_tree::proof(&tree, sequence_no, digest_tip_address.sequence_no + 1)
     }
 
     /// GetBlock: the block at `address`, with a proof when a digest tip is given.
@@ -493,13 +494,12 @@ impl Ledger {
         self.check_address(address)?;
         let read = self.database.begin_read()?;
         let blocks = read.open_table(storage::BLOCKS)?;
-        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
         let block = storage::read_block(&blocks, address.sequence_no)?
             .ok_or_else(|| LedgerError::NotFound(format!("block {}", address.sequence_no)))?;
         let block_hash = model::field_hash(model::expect_struct(&block, "block")?, "blockHash")?;
         let proof = match digest_tip_address {
             None => None,
-            Some(tip) => Some(self.block_proof(&block_hashes, address.sequence_no, tip)?),
+            Some(tip) => Some(self.block_proof(&read, address.sequence_no, tip)?),
         };
         Ok(BlockWithProof {
             block,
@@ -567,8 +567,7 @@ impl Ledger {
                     proof.push(previous);
                 }
                 let read = self.database.begin_read()?;
-                let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
-                proof.extend(self.block_proof(&block_hashes, address.sequence_no, tip)?);
+                proof.extend(self.block_proof(&read, address.sequence_no, tip)?);
                 Some(proof)
             }
         };
@@ -622,6 +621,12 @@ impl Ledger {
             previous = Some(verified.block_hash);
             progress(sequence_no + 1, total);
         }
+        let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
+        if journal_tree::root(&tree, total)? != hash::merkle_root(&hashes) {
+            return Err(LedgerError::VerificationFailed(
+                "the stored journal tree disagrees with the block hashes".to_owned(),
+            ));
+        }
         let digest = hash::merkle_root(&hashes).map(|digest| LedgerDigest {
             digest,
             digest_tip_address: self.address(tip),
@@ -643,4 +648,34 @@ impl Ledger {
         }
         Ok(result)
     }
+}
+
+/// Fills the journal tree from the block hashes when it lags behind them: ledgers written
+/// before the tree existed, or a tree table lost. Writes nothing when it is complete.
+fn backfill_journal_tree(database: &Database) -> Result<(), LedgerError> {
+    let (stored_leaves, block_count) = {
+        let read = database.begin_read()?;
+        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
+        let block_count = storage::read_tip(&block_hashes)?.map_or(0, |(tip, _)| tip + 1);
+        let stored_leaves = match read.open_table(journal_tree::JOURNAL_TREE) {
+            Ok(tree) => journal_tree::leaf_count(&tree)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        (stored_leaves, block_count)
+    };
+    if stored_leaves >= block_count {
+        return Ok(());
+    }
+    let mut write = database.begin_write()?;
+    write.set_durability(redb::Durability::Immediate)?;
+    let hashes = {
+        let block_hashes = write.open_table(storage::BLOCK_HASHES)?;
+        storage::read_block_hashes(&block_hashes, block_count - 1)?
+    };
+    for (sequence_no, block_hash) in hashes.iter().enumerate().skip(stored_leaves as usize) {
+        journal_tree::append_leaf(&write, sequence_no as u64, block_hash)?;
+    }
+    write.commit()?;
+    Ok(())
 }

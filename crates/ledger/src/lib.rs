@@ -15,6 +15,7 @@ pub use error::LedgerError;
 pub mod eval;
 pub mod export;
 pub mod journal;
+pub mod journal_tree;
 pub mod ledger;
 pub mod model;
 pub mod storage;

@@ -45,6 +45,7 @@ pub fn create_all_tables(write: &WriteTransaction) -> Result<(), LedgerError> {
     write.open_table(DOCUMENTS)?;
     write.open_table(REVISIONS)?;
     write.open_multimap_table(INDEX_ENTRIES)?;
+    write.open_table(crate::journal_tree::JOURNAL_TREE)?;
     Ok(())
 }
 

@@ -774,6 +774,7 @@ impl Transaction {
             let mut block_hashes = write.open_table(storage::BLOCK_HASHES)?;
             block_hashes.insert(sequence_no, block.block_hash.as_slice())?;
         }
+        crate::journal_tree::append_leaf(&write, sequence_no, &block.block_hash)?;
         apply_revisions(
             &write,
             &self.catalog,
