@@ -19,6 +19,7 @@ pub mod journal_tree;
 pub mod ledger;
 pub mod model;
 pub mod storage;
+pub mod stream;
 pub mod transaction;
 pub mod value;
 
