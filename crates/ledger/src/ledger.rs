@@ -426,6 +426,26 @@ impl Ledger {
         Ok(values)
     }
 
+    /// Runs `body` in a transaction and commits it, retrying from scratch on OCC conflicts up
+    /// to `attempts_max` attempts in all, as QLDB drivers do.
+    pub fn run_in_transaction<T>(
+        self: &Arc<Self>,
+        attempts_max: usize,
+        mut body: impl FnMut(&mut Transaction) -> Result<T, LedgerError>,
+    ) -> Result<(T, crate::transaction::CommitResult), LedgerError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut transaction = self.begin()?;
+            let outcome =
+                body(&mut transaction).and_then(|value| Ok((value, transaction.commit()?)));
+            match outcome {
+                Err(LedgerError::OccConflict(_)) if attempt < attempts_max => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// The digest at the current tip; `None` while the journal is empty.
     pub fn digest(&self) -> Result<Option<LedgerDigest>, LedgerError> {
         let read = self.database.begin_read()?;

@@ -303,3 +303,50 @@ fn drop_and_undrop_table() {
     run(&ledger, &format!("UNDROP TABLE \"{table_id}\""));
     assert_bag_eq(&run(&ledger, "SELECT VALUE a FROM T"), "1");
 }
+
+#[test]
+fn concurrent_increments_with_retries_are_serializable() {
+    const THREADS: usize = 4;
+    const INCREMENTS_PER_THREAD: i64 = 10;
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE Counter");
+    run(
+        &ledger,
+        "INSERT INTO Counter VALUE {'name': 'c', 'n': 0}",
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            let ledger = ledger.clone();
+            scope.spawn(move || {
+                for _ in 0..INCREMENTS_PER_THREAD {
+                    ledger
+                        .run_in_transaction(1_000, |transaction| {
+                            let current = transaction
+                                .execute("SELECT VALUE n FROM Counter WHERE name = 'c'", &[])?;
+                            let value = current[0].as_i64().unwrap();
+                            transaction.execute(
+                                "UPDATE Counter SET n = ? WHERE name = 'c'",
+                                &[ion(&(value + 1).to_string())],
+                            )
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_bag_eq(
+        &run(&ledger, "SELECT VALUE n FROM Counter"),
+        &(THREADS as i64 * INCREMENTS_PER_THREAD).to_string(),
+    );
+    ledger.verify_chain(|_, _| {}).unwrap();
+}
+
+#[test]
+fn handles_cross_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<sluice_ledger::Transaction>();
+    assert_send_sync::<sluice_ledger::Ledger>();
+    assert_send_sync::<sluice_ledger::Ledgers>();
+}
