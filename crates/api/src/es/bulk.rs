@@ -1,0 +1,322 @@
+//! `_bulk`: newline-delimited actions (`index`, `create`, `update`, `delete`) with their sources.
+//! Items are grouped by index and applied in order within each index, with one translog fsync per
+//! index for the whole request; every item gets its own status, and one bad item never fails the
+//! others. A malformed action line fails the request as a whole, as in Elasticsearch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use sluice_search::{Index, SearchError, WriteRequest};
+
+use super::documents::{apply_refresh, condition, outcome_json, outcome_status, parse_update};
+use super::{EsApi, EsError, EsResult, blocking, is_pretty, json_response, refresh_param};
+use crate::http::Request;
+use hyper::StatusCode;
+
+/// Items one bulk request may hold.
+pub const BULK_ITEMS_MAX: usize = 100_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Index,
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Index => "index",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One parsed item: where it goes, and the write, or the error that stops it before the engine.
+struct Item {
+    action: Action,
+    index: String,
+    id: Option<String>,
+    write: Result<WriteRequest, EsError>,
+}
+
+fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(n, line)| (n + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+}
+
+fn malformed(line: usize, reason: impl std::fmt::Display) -> EsError {
+    EsError::illegal_argument(format!("Malformed action/metadata line [{line}], {reason}"))
+}
+
+fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, EsError> {
+    let mut items = Vec::new();
+    let mut lines = lines(body);
+    while let Some((number, line)) = lines.next() {
+        if items.len() >= BULK_ITEMS_MAX {
+            return Err(EsError::illegal_argument(format!(
+                "a bulk request may hold at most {BULK_ITEMS_MAX} items"
+            )));
+        }
+        let action_line: Value = serde_json::from_slice(line)
+            .map_err(|e| malformed(number, format!("expected START_OBJECT: {e}")))?;
+        let Value::Object(action_object) = action_line else {
+            return Err(malformed(number, "expected START_OBJECT"));
+        };
+        let mut entries = action_object.into_iter();
+        let (Some((name, meta)), None) = (entries.next(), entries.next()) else {
+            return Err(malformed(number, "expected one action"));
+        };
+        let action = match name.as_str() {
+            "index" => Action::Index,
+            "create" => Action::Create,
+            "update" => Action::Update,
+            "delete" => Action::Delete,
+            other => {
+                return Err(malformed(
+                    number,
+                    format!(
+                        "expected field [create], [delete], [index] or [update] but found [{other}]"
+                    ),
+                ));
+            }
+        };
+        let Value::Object(meta) = meta else {
+            return Err(malformed(number, "expected START_OBJECT"));
+        };
+        let text = |meta: &Map<String, Value>, key: &str| -> Option<String> {
+            meta.get(key).and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+        };
+        for key in meta.keys() {
+            if !matches!(
+                key.as_str(),
+                "_index"
+                    | "_id"
+                    | "routing"
+                    | "version"
+                    | "version_type"
+                    | "if_seq_no"
+                    | "if_primary_term"
+                    | "retry_on_conflict"
+                    | "pipeline"
+                    | "require_alias"
+                    | "_source"
+                    | "dynamic_templates"
+                    | "op_type"
+                    | "require_data_stream"
+                    | "list_executed_pipelines"
+            ) {
+                return Err(EsError::illegal_argument(format!(
+                    "Action/metadata line [{number}] contains an unknown parameter [{key}]"
+                )));
+            }
+        }
+        let Some(index) = text(&meta, "_index").or(default_index.map(str::to_string)) else {
+            return Err(EsError::validation("index is missing"));
+        };
+        let id = text(&meta, "_id");
+        let number_of = |key: &str| -> Result<Option<u64>, EsError> {
+            match meta.get(key) {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    malformed(number, format!("[{key}] must be a non-negative number"))
+                }),
+            }
+        };
+        let create =
+            action == Action::Create || text(&meta, "op_type").as_deref() == Some("create");
+        let write_condition = condition(
+            number_of("version")?,
+            meta.get("version_type").and_then(Value::as_str),
+            number_of("if_seq_no")?,
+            number_of("if_primary_term")?,
+            create,
+        );
+        let source = if action == Action::Delete {
+            None
+        } else {
+            let Some((_, source)) = lines.next() else {
+                return Err(EsError::illegal_argument(format!(
+                    "The bulk request must be terminated by a newline [\\n]; action on line [{number}] has no source"
+                )));
+            };
+            Some(source)
+        };
+        let write = write_condition.and_then(|write_condition| match (action, source) {
+            (Action::Delete, _) => match &id {
+                Some(id) => Ok(WriteRequest::Delete {
+                    id: id.clone(),
+                    condition: write_condition,
+                }),
+                None => Err(EsError::validation("id is missing")),
+            },
+            (Action::Update, Some(source)) => {
+                let Some(id) = &id else {
+                    return Err(EsError::validation("id is missing"));
+                };
+                let body = super::parse_json_body(source, "x_content_parse_exception")?;
+                Ok(WriteRequest::Update(parse_update(
+                    id,
+                    &body,
+                    write_condition,
+                )?))
+            }
+            (_, Some(source)) => {
+                let document = super::parse_json_body(source, "document_parsing_exception")?;
+                Ok(WriteRequest::Index {
+                    id: id.clone(),
+                    source: Arc::from(source),
+                    document,
+                    condition: write_condition,
+                })
+            }
+            (_, None) => Err(EsError::validation("source is missing")),
+        });
+        items.push(Item {
+            action,
+            index,
+            id,
+            write,
+        });
+    }
+    if items.is_empty() {
+        return Err(EsError::validation("no requests added"));
+    }
+    Ok(items)
+}
+
+fn item_error_json(action: Action, index: &str, id: Option<&str>, error: &EsError) -> Value {
+    let mut body =
+        json!({"_index": index, "status": error.status.as_u16(), "error": error.item_error()});
+    if let Some(id) = id {
+        body["_id"] = Value::String(id.to_string());
+    }
+    json!({ action.name(): body })
+}
+
+pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&str>) -> EsResult {
+    let started = Instant::now();
+    let refresh = refresh_param(request)?;
+    let _slot = api.slot(&api.write_slots, "bulk")?;
+    let items = parse_items(&request.body, default_index)?;
+    let indices = api.node.indices().clone();
+    let pretty = is_pretty(request);
+    blocking(move || {
+        let mut results: Vec<Option<Value>> = vec![None; items.len()];
+        let mut errors = false;
+        // Group the writes by index, keeping their order within each index.
+        let mut groups: BTreeMap<String, Vec<(usize, WriteRequest)>> = BTreeMap::new();
+        let actions: Vec<(Action, String, Option<String>)> = items
+            .iter()
+            .map(|i| (i.action, i.index.clone(), i.id.clone()))
+            .collect();
+        for (position, item) in items.into_iter().enumerate() {
+            match item.write {
+                Ok(write) => groups
+                    .entry(item.index)
+                    .or_default()
+                    .push((position, write)),
+                Err(error) => {
+                    errors = true;
+                    results[position] = Some(item_error_json(
+                        item.action,
+                        &item.index,
+                        item.id.as_deref(),
+                        &error,
+                    ));
+                }
+            }
+        }
+        let mut touched: Vec<(Arc<Index>, u64)> = Vec::new();
+        for (index_name, writes) in groups {
+            let index = match indices.get_or_create(&index_name) {
+                Ok(index) => index,
+                Err(error) => {
+                    let error = EsError::from(error);
+                    for (position, _) in writes {
+                        errors = true;
+                        let (action, _, id) = &actions[position];
+                        results[position] =
+                            Some(item_error_json(*action, &index_name, id.as_deref(), &error));
+                    }
+                    continue;
+                }
+            };
+            let (positions, requests): (Vec<usize>, Vec<WriteRequest>) = writes.into_iter().unzip();
+            let outcomes = index.write(requests);
+            let mut max_seq_no = None;
+            for (position, outcome) in positions.into_iter().zip(outcomes) {
+                let (action, _, id) = &actions[position];
+                results[position] = Some(match outcome {
+                    Ok(outcome) => {
+                        max_seq_no = max_seq_no.max(Some(outcome.seq_no));
+                        let mut body = outcome_json(&index, &outcome);
+                        body["status"] = json!(outcome_status(&outcome).as_u16());
+                        json!({ action.name(): body })
+                    }
+                    Err(error) => {
+                        errors = true;
+                        let id = match &error {
+                            SearchError::VersionConflict { id, .. }
+                            | SearchError::DocumentMissing { id, .. } => Some(id.clone()),
+                            _ => id.clone(),
+                        };
+                        item_error_json(*action, &index_name, id.as_deref(), &EsError::from(error))
+                    }
+                });
+            }
+            if let Some(seq_no) = max_seq_no {
+                touched.push((index, seq_no));
+            }
+        }
+        for (index, seq_no) in touched {
+            apply_refresh(&index, refresh, Some(seq_no))?;
+        }
+        let items: Vec<Value> = results
+            .into_iter()
+            .map(|r| r.unwrap_or(Value::Null))
+            .collect();
+        let body =
+            json!({"errors": errors, "took": started.elapsed().as_millis() as u64, "items": items});
+        Ok(json_response(StatusCode::OK, &body, pretty))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_actions_and_sources() {
+        let body = b"{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\":1}\n{\"delete\":{\"_index\":\"a\",\"_id\":\"2\"}}\n\n{\"create\":{\"_id\":\"3\"}}\r\n{\"y\":2}\n";
+        let items = parse_items(body, Some("b")).unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[2].index, "b");
+        assert!(items.iter().all(|i| i.write.is_ok()));
+    }
+
+    #[test]
+    fn bad_sources_fail_their_item_only_and_bad_actions_fail_the_request() {
+        let items = parse_items(
+            b"{\"index\":{\"_index\":\"a\"}}\n{not json\n{\"index\":{\"_index\":\"a\"}}\n{}\n",
+            None,
+        )
+        .unwrap();
+        assert!(items[0].write.is_err() && items[1].write.is_ok());
+        assert!(parse_items(b"{\"explode\":{}}\n", None).is_err());
+        assert!(parse_items(b"[1]\n", None).is_err());
+        assert!(parse_items(b"{\"index\":{}}\n{}\n", None).is_err());
+    }
+}

@@ -1,0 +1,506 @@
+//! Single-document APIs: index, create, get, `_source`, delete, update and `_mget`.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::{Map, Value, json};
+use sluice_search::version::{Condition, VersionType};
+use sluice_search::{Index, SearchError, UpdateRequest, WriteOutcome, WriteRequest, WriteResult};
+
+use super::{
+    EsApi, EsError, EsResult, Refresh, blocking, bool_param, is_pretty, json_response, ok,
+    parse_json_body, refresh_param, shards_json, u64_param, wildcard_match,
+};
+use crate::http::Request;
+
+/// Builds a write condition from the version parameters of a request or a bulk item.
+pub(crate) fn condition(
+    version: Option<u64>,
+    version_type: Option<&str>,
+    if_seq_no: Option<u64>,
+    if_primary_term: Option<u64>,
+    create: bool,
+) -> Result<Condition, EsError> {
+    let version_type =
+        match version_type {
+            None => None,
+            Some(name) => Some(VersionType::parse(name).ok_or_else(|| {
+                EsError::illegal_argument(format!("No version type match [{name}]"))
+            })?),
+        };
+    Condition::from_parameters(version, version_type, if_seq_no, if_primary_term, create)
+        .map_err(EsError::validation)
+}
+
+fn request_condition(request: &Request, create: bool) -> Result<Condition, EsError> {
+    let create = create || request.param("op_type") == Some("create");
+    if let Some(op_type) = request.param("op_type") {
+        if op_type != "create" && op_type != "index" {
+            return Err(EsError::illegal_argument(format!(
+                "opType must be 'create' or 'index', found: [{op_type}]"
+            )));
+        }
+    }
+    condition(
+        u64_param(request, "version")?,
+        request.param("version_type"),
+        u64_param(request, "if_seq_no")?,
+        u64_param(request, "if_primary_term")?,
+        create,
+    )
+}
+
+/// The JSON of a write's result, as single-document APIs and bulk items show it.
+pub(crate) fn outcome_json(index: &Index, outcome: &WriteOutcome) -> Value {
+    let shards = if outcome.result == WriteResult::Noop {
+        json!({"total": 0, "successful": 0, "failed": 0})
+    } else {
+        shards_json(index)
+    };
+    json!({
+        "_index": index.name(),
+        "_id": outcome.id,
+        "_version": outcome.version,
+        "result": outcome.result.name(),
+        "_shards": shards,
+        "_seq_no": outcome.seq_no,
+        "_primary_term": outcome.primary_term,
+    })
+}
+
+pub(crate) fn outcome_status(outcome: &WriteOutcome) -> StatusCode {
+    match outcome.result {
+        WriteResult::Created => StatusCode::CREATED,
+        WriteResult::NotFound => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
+}
+
+/// Makes a completed write visible as the `refresh` parameter asks.
+pub(crate) fn apply_refresh(
+    index: &Index,
+    refresh: Refresh,
+    max_seq_no: Option<u64>,
+) -> Result<(), SearchError> {
+    match (refresh, max_seq_no) {
+        (Refresh::Immediate, _) => index.refresh(),
+        (Refresh::WaitFor, Some(seq_no)) => index.wait_for_refresh(seq_no),
+        _ => Ok(()),
+    }
+}
+
+async fn write_one(
+    api: &EsApi,
+    request: &Request,
+    index: Arc<Index>,
+    write: WriteRequest,
+) -> EsResult {
+    let refresh = refresh_param(request)?;
+    let _slot = api.slot(&api.write_slots, "write")?;
+    let pretty = is_pretty(request);
+    blocking(move || {
+        let outcome = index.write(vec![write]).pop().unwrap_or_else(|| {
+            Err(SearchError::IllegalArgument {
+                reason: "empty write".into(),
+            })
+        })?;
+        if outcome.result != WriteResult::Noop {
+            apply_refresh(&index, refresh, Some(outcome.seq_no))?;
+        }
+        let mut body = outcome_json(&index, &outcome);
+        if refresh == Refresh::Immediate && outcome.result != WriteResult::Noop {
+            body["forced_refresh"] = Value::Bool(true);
+        }
+        let mut response = json_response(outcome_status(&outcome), &body, pretty);
+        if outcome.result == WriteResult::Created {
+            response
+                .headers
+                .push(("location", format!("/{}/_doc/{}", index.name(), outcome.id)));
+        }
+        Ok(response)
+    })
+    .await
+}
+
+pub(super) async fn index(
+    api: &EsApi,
+    request: &Request,
+    index: &str,
+    id: Option<&str>,
+    create: bool,
+) -> EsResult {
+    let condition = request_condition(request, create)?;
+    if request.body.is_empty() {
+        return Err(EsError::bad_request(
+            "parse_exception",
+            "request body is required",
+        ));
+    }
+    let document = parse_json_body(&request.body, "document_parsing_exception")?;
+    let index = api.node.indices().get_or_create(index)?;
+    let write = WriteRequest::Index {
+        id: id.map(str::to_string),
+        source: Arc::from(&request.body[..]),
+        document,
+        condition,
+    };
+    write_one(api, request, index, write).await
+}
+
+pub(super) async fn delete(api: &EsApi, request: &Request, index: &str, id: &str) -> EsResult {
+    let condition = request_condition(request, false)?;
+    let index = api.node.indices().get(index)?;
+    write_one(
+        api,
+        request,
+        index,
+        WriteRequest::Delete {
+            id: id.to_string(),
+            condition,
+        },
+    )
+    .await
+}
+
+pub(super) async fn update(api: &EsApi, request: &Request, index: &str, id: &str) -> EsResult {
+    if request.param("version").is_some() {
+        return Err(EsError::validation(
+            "internal versioning can not be used for optimistic concurrency control. Please use `if_seq_no` and `if_primary_term` instead",
+        ));
+    }
+    let condition = condition(
+        None,
+        None,
+        u64_param(request, "if_seq_no")?,
+        u64_param(request, "if_primary_term")?,
+        false,
+    )?;
+    let body = parse_json_body(&request.body, "x_content_parse_exception")?;
+    let update = parse_update(id, &body, condition)?;
+    let index = api.node.indices().get_or_create(index)?;
+    write_one(api, request, index, WriteRequest::Update(update)).await
+}
+
+/// Reads the body of `_update` (or of a bulk `update` item).
+pub(crate) fn parse_update(
+    id: &str,
+    body: &Value,
+    condition: Condition,
+) -> Result<UpdateRequest, EsError> {
+    let Value::Object(body) = body else {
+        return Err(EsError::parse("request body must be an object"));
+    };
+    let mut update = UpdateRequest {
+        id: id.to_string(),
+        detect_noop: true,
+        condition,
+        ..UpdateRequest::default()
+    };
+    for (key, value) in body {
+        match key.as_str() {
+            "doc" => update.doc = Some(object_or_error(key, value)?),
+            "upsert" => update.upsert = Some(object_or_error(key, value)?),
+            "doc_as_upsert" => {
+                update.doc_as_upsert = value
+                    .as_bool()
+                    .ok_or_else(|| EsError::parse("[doc_as_upsert] must be a boolean"))?
+            }
+            "detect_noop" => {
+                update.detect_noop = value
+                    .as_bool()
+                    .ok_or_else(|| EsError::parse("[detect_noop] must be a boolean"))?
+            }
+            "_source" | "scripted_upsert" => {}
+            "script" => {
+                return Err(EsError::illegal_argument(
+                    "scripted updates are not supported by Sluice; send a partial [doc] instead",
+                ));
+            }
+            other => {
+                return Err(EsError::parse(format!(
+                    "[UpdateRequest] unknown field [{other}]"
+                )));
+            }
+        }
+    }
+    if update.doc.is_none() {
+        return Err(EsError::validation("script or doc is missing"));
+    }
+    Ok(update)
+}
+
+fn object_or_error(key: &str, value: &Value) -> Result<Value, EsError> {
+    if value.is_object() {
+        Ok(value.clone())
+    } else {
+        Err(EsError::parse(format!("[{key}] must be an object")))
+    }
+}
+
+/// Which parts of `_source` to return.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceFilter {
+    pub enabled: bool,
+    pub includes: Vec<String>,
+    pub excludes: Vec<String>,
+}
+
+impl Default for SourceFilter {
+    fn default() -> Self {
+        SourceFilter {
+            enabled: true,
+            includes: Vec::new(),
+            excludes: Vec::new(),
+        }
+    }
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl SourceFilter {
+    pub fn from_params(request: &Request) -> SourceFilter {
+        let mut filter = SourceFilter::default();
+        match request.param("_source") {
+            Some("false") => filter.enabled = false,
+            Some("true") | Some("") | None => {}
+            Some(list) => filter.includes = split_list(list),
+        }
+        if let Some(list) = request.param("_source_includes") {
+            filter.includes = split_list(list);
+        }
+        if let Some(list) = request.param("_source_excludes") {
+            filter.excludes = split_list(list);
+        }
+        filter
+    }
+
+    pub fn from_json(value: &Value) -> Result<SourceFilter, EsError> {
+        let strings = |value: &Value| -> Result<Vec<String>, EsError> {
+            match value {
+                Value::String(s) => Ok(vec![s.clone()]),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| EsError::parse("[_source] entries must be strings"))
+                    })
+                    .collect(),
+                _ => Err(EsError::parse(
+                    "[_source] must be a boolean, a string, an array or an object",
+                )),
+            }
+        };
+        let mut filter = SourceFilter::default();
+        match value {
+            Value::Bool(enabled) => filter.enabled = *enabled,
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match key.as_str() {
+                        "includes" | "include" => filter.includes = strings(value)?,
+                        "excludes" | "exclude" => filter.excludes = strings(value)?,
+                        other => {
+                            return Err(EsError::parse(format!(
+                                "Unknown key for a START_ARRAY in [{other}]."
+                            )));
+                        }
+                    }
+                }
+            }
+            other => filter.includes = strings(other)?,
+        }
+        Ok(filter)
+    }
+
+    /// The filtered source, or `None` when the source is not wanted.
+    pub fn apply(&self, source: &[u8]) -> Option<Value> {
+        if !self.enabled {
+            return None;
+        }
+        let value: Value = serde_json::from_slice(source).unwrap_or(Value::Null);
+        if self.includes.is_empty() && self.excludes.is_empty() {
+            return Some(value);
+        }
+        Some(self.filter_value(&value, "", self.includes.is_empty()))
+    }
+
+    fn filter_value(&self, value: &Value, path: &str, included: bool) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (key, child) in map {
+                    let child_path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    if self.excludes.iter().any(|p| covers(p, &child_path)) {
+                        continue;
+                    }
+                    let child_included =
+                        included || self.includes.iter().any(|p| covers(p, &child_path));
+                    if child_included && !child.is_object() && !child.is_array() {
+                        out.insert(key.clone(), child.clone());
+                        continue;
+                    }
+                    let may_descend = child_included
+                        || self
+                            .includes
+                            .iter()
+                            .any(|p| p.contains('*') || p.starts_with(&format!("{child_path}.")));
+                    if !may_descend {
+                        continue;
+                    }
+                    let filtered = self.filter_value(child, &child_path, child_included);
+                    let empty = matches!(&filtered, Value::Object(m) if m.is_empty())
+                        || matches!(&filtered, Value::Array(a) if a.is_empty());
+                    if child_included || !empty {
+                        out.insert(key.clone(), filtered);
+                    }
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Value::Object(_) | Value::Array(_) => {
+                            Some(self.filter_value(item, path, included))
+                        }
+                        scalar if included => Some(scalar.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            scalar => scalar.clone(),
+        }
+    }
+}
+
+/// Whether a source filter pattern selects `path` (or an object above it).
+fn covers(pattern: &str, path: &str) -> bool {
+    wildcard_match(pattern, path) || path.starts_with(&format!("{pattern}."))
+}
+
+pub(super) async fn get(
+    api: &EsApi,
+    request: &Request,
+    index_name: &str,
+    id: &str,
+    source_only: bool,
+) -> EsResult {
+    let index = api.node.indices().get(index_name)?;
+    let filter = SourceFilter::from_params(request);
+    let refresh = bool_param(request, "refresh")?.unwrap_or(false);
+    let pretty = is_pretty(request);
+    let id = id.to_string();
+    blocking(move || {
+        if refresh {
+            index.refresh()?;
+        }
+        let document = index.get(&id)?;
+        Ok(match (document, source_only) {
+            (Some(document), false) => {
+                let mut body = json!({
+                    "_index": index.name(), "_id": id, "_version": document.version,
+                    "_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true,
+                });
+                if let Some(source) = filter.apply(&document.source) {
+                    body["_source"] = source;
+                }
+                json_response(StatusCode::OK, &body, pretty)
+            }
+            (Some(document), true) => {
+                let source = filter.apply(&document.source).unwrap_or(Value::Null);
+                json_response(StatusCode::OK, &source, pretty)
+            }
+            (None, false) => json_response(StatusCode::NOT_FOUND, &json!({"_index": index.name(), "_id": id, "found": false}), pretty),
+            (None, true) => {
+                let error = EsError::new(StatusCode::NOT_FOUND, "resource_not_found_exception", format!("Document not found [{}]/[{id}]", index.name()));
+                json_response(error.status, &error.body(), pretty)
+            }
+        })
+    })
+    .await
+}
+
+pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&str>) -> EsResult {
+    let body = parse_json_body(&request.body, "x_content_parse_exception")?;
+    let default_filter = SourceFilter::from_params(request);
+    let mut wanted: Vec<(Option<String>, String, SourceFilter)> = Vec::new();
+    match (body.get("docs"), body.get("ids")) {
+        (Some(Value::Array(docs)), _) => {
+            for (position, doc) in docs.iter().enumerate() {
+                let index = doc
+                    .get("_index")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or(default_index.map(str::to_string));
+                let Some(id) = doc.get("_id").and_then(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .or_else(|| v.as_i64().map(|i| i.to_string()))
+                }) else {
+                    return Err(EsError::validation(format!(
+                        "id is missing for doc {position}"
+                    )));
+                };
+                if index.is_none() {
+                    return Err(EsError::validation(format!(
+                        "index is missing for doc {position}"
+                    )));
+                }
+                let filter = match doc.get("_source") {
+                    Some(spec) => SourceFilter::from_json(spec)?,
+                    None => default_filter.clone(),
+                };
+                wanted.push((index, id, filter));
+            }
+        }
+        (_, Some(Value::Array(ids))) => {
+            let Some(index) = default_index else {
+                return Err(EsError::validation("index is missing for doc 0"));
+            };
+            for id in ids {
+                let Some(id) = id
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| id.as_i64().map(|i| i.to_string()))
+                else {
+                    return Err(EsError::parse("[ids] must hold strings"));
+                };
+                wanted.push((Some(index.to_string()), id, default_filter.clone()));
+            }
+        }
+        _ => return Err(EsError::validation("no documents to get")),
+    }
+    let indices = api.node.indices().clone();
+    let docs = blocking(move || {
+        let mut docs = Vec::with_capacity(wanted.len());
+        for (index_name, id, filter) in wanted {
+            let index_name = index_name.unwrap_or_default();
+            let doc = match indices.get(&index_name).and_then(|index| index.get(&id)) {
+                Ok(Some(document)) => {
+                    let mut doc = json!({"_index": index_name, "_id": id, "_version": document.version,
+                        "_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true});
+                    if let Some(source) = filter.apply(&document.source) {
+                        doc["_source"] = source;
+                    }
+                    doc
+                }
+                Ok(None) => json!({"_index": index_name, "_id": id, "found": false}),
+                Err(error) => json!({"_index": index_name, "_id": id, "error": EsError::from(error).item_error()}),
+            };
+            docs.push(doc);
+        }
+        Ok(docs)
+    })
+    .await?;
+    ok(request, json!({ "docs": docs }))
+}

@@ -1,0 +1,311 @@
+//! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
+//! bounds that turn overload into 429 instead of unbounded queues.
+
+mod bulk;
+mod documents;
+pub mod error;
+mod indices;
+mod search;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+use sluice_node::Node;
+use sluice_search::Index;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use self::error::EsError;
+use crate::http::{BodyError, Handler, Request, Response};
+
+/// Write requests (document writes and bulks) that may run at once; beyond it, 429.
+pub const WRITE_REQUESTS_MAX: usize = 64;
+/// Search requests that may run at once; beyond it, 429.
+pub const SEARCH_REQUESTS_MAX: usize = 64;
+/// The version Sluice reports: the Elasticsearch 8 REST API it follows.
+pub const COMPATIBLE_VERSION: &str = "8.17.0";
+
+pub struct EsApi {
+    node: Arc<Node>,
+    write_slots: Arc<Semaphore>,
+    search_slots: Arc<Semaphore>,
+}
+
+type EsResult = Result<Response, EsError>;
+
+impl EsApi {
+    pub fn new(node: Arc<Node>) -> EsApi {
+        EsApi {
+            node,
+            write_slots: Arc::new(Semaphore::new(WRITE_REQUESTS_MAX)),
+            search_slots: Arc::new(Semaphore::new(SEARCH_REQUESTS_MAX)),
+        }
+    }
+
+    fn slot(&self, slots: &Arc<Semaphore>, what: &str) -> Result<OwnedSemaphorePermit, EsError> {
+        slots.clone().try_acquire_owned().map_err(|_| {
+            EsError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "es_rejected_execution_exception",
+                format!("rejected execution of {what} request: too many requests in flight"),
+            )
+        })
+    }
+
+    async fn route(&self, request: &Request) -> EsResult {
+        let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+        let method = &request.method;
+        let get = method == Method::GET;
+        let head = method == Method::HEAD;
+        let post = method == Method::POST;
+        let put = method == Method::PUT;
+        let delete = method == Method::DELETE;
+        match segments.as_slice() {
+            [] if get || head => indices::root(self, request),
+            ["_cluster", "health"] if get => indices::cluster_health(self, request, None),
+            ["_cluster", "health", target] if get => {
+                indices::cluster_health(self, request, Some(target))
+            }
+            ["_cat", "indices"] if get => indices::cat_indices(self, request, None),
+            ["_cat", "indices", target] if get => indices::cat_indices(self, request, Some(target)),
+            ["_search"] if get || post => search::search(self, request, None).await,
+            [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
+            ["_count"] if get || post => search::count(self, request, None).await,
+            [target, "_count"] if get || post => search::count(self, request, Some(target)).await,
+            ["_bulk"] if post || put => bulk::bulk(self, request, None).await,
+            [index, "_bulk"] if post || put => bulk::bulk(self, request, Some(index)).await,
+            ["_mget"] if get || post => documents::mget(self, request, None).await,
+            [index, "_mget"] if get || post => documents::mget(self, request, Some(index)).await,
+            ["_refresh"] if get || post => indices::refresh(self, request, None).await,
+            [target, "_refresh"] if get || post => {
+                indices::refresh(self, request, Some(target)).await
+            }
+            ["_mapping"] if get => indices::get_mapping(self, None),
+            [target, "_mapping"] if get => indices::get_mapping(self, Some(target)),
+            [index, "_mapping"] if put || post => indices::put_mapping(self, request, index).await,
+            [target, "_settings"] if get => indices::get_settings(self, target),
+            [index, "_settings"] if put => indices::put_settings(self, request, index).await,
+            [index, "_doc", id] if put || post => {
+                documents::index(self, request, index, Some(id), false).await
+            }
+            [index, "_doc"] if post => documents::index(self, request, index, None, false).await,
+            [index, "_create", id] if put || post => {
+                documents::index(self, request, index, Some(id), true).await
+            }
+            [index, "_doc", id] if get || head => {
+                documents::get(self, request, index, id, false).await
+            }
+            [index, "_source", id] if get || head => {
+                documents::get(self, request, index, id, true).await
+            }
+            [index, "_doc", id] if delete => documents::delete(self, request, index, id).await,
+            [index, "_update", id] if post => documents::update(self, request, index, id).await,
+            [index] if put => indices::create_index(self, request, index).await,
+            [target] if delete => indices::delete_index(self, target).await,
+            [target] if head => indices::index_exists(self, target),
+            [target] if get && !target.starts_with('_') => indices::get_index(self, target),
+            _ => Err(EsError::bad_request(
+                "illegal_argument_exception",
+                format!(
+                    "no handler found for uri [{}] and method [{}]",
+                    request.raw_path, request.method
+                ),
+            )),
+        }
+    }
+
+    /// Resolves an index expression (`a`, `a,b`, `logs-*`, `_all`) to indices. Names without a
+    /// wildcard must exist; wildcards may match nothing.
+    fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
+        let indices = self.node.indices();
+        let target = target.unwrap_or("_all");
+        let mut resolved: Vec<Arc<Index>> = Vec::new();
+        for part in target.split(',').filter(|p| !p.is_empty()) {
+            if part == "_all" || part.contains('*') {
+                let pattern = if part == "_all" { "*" } else { part };
+                for index in indices.list() {
+                    let hidden = index.name().starts_with('.') && !pattern.starts_with('.');
+                    if !hidden
+                        && wildcard_match(pattern, index.name())
+                        && !resolved.iter().any(|i| i.name() == index.name())
+                    {
+                        resolved.push(index);
+                    }
+                }
+            } else {
+                let index = indices.get(part)?;
+                if !resolved.iter().any(|i| i.name() == index.name()) {
+                    resolved.push(index);
+                }
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+/// `*` matches any run of characters.
+pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return true;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(position) => rest = &rest[position + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+impl Handler for EsApi {
+    fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
+        Box::pin(async move {
+            let pretty = request.query.get("pretty").is_some_and(|v| v != "false");
+            let mut response = match self.route(&request).await {
+                Ok(response) => response,
+                Err(error) => json_response(error.status, &error.body(), pretty),
+            };
+            response
+                .headers
+                .push(("x-elastic-product", "Elasticsearch".into()));
+            response
+        })
+    }
+
+    fn body_error(&self, error: BodyError) -> Response {
+        let error = match error {
+            BodyError::TooLarge => EsError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "content_too_long_exception",
+                format!(
+                    "request body is too large, the limit is [{}] bytes",
+                    crate::http::BODY_BYTES_MAX
+                ),
+            ),
+            BodyError::Broken(reason) => EsError::bad_request(
+                "parse_exception",
+                format!("failed to read request body: {reason}"),
+            ),
+        };
+        let mut response = json_response(error.status, &error.body(), false);
+        response
+            .headers
+            .push(("x-elastic-product", "Elasticsearch".into()));
+        response
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &Value, pretty: bool) -> Response {
+    let bytes = if pretty {
+        serde_json::to_vec_pretty(body)
+    } else {
+        serde_json::to_vec(body)
+    }
+    .unwrap_or_default();
+    Response::new(status, "application/json", bytes)
+}
+
+pub(crate) fn ok(request: &Request, body: Value) -> EsResult {
+    Ok(json_response(StatusCode::OK, &body, is_pretty(request)))
+}
+
+pub(crate) fn is_pretty(request: &Request) -> bool {
+    request.query.get("pretty").is_some_and(|v| v != "false")
+}
+
+/// Runs blocking engine work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EsError> + Send + 'static,
+) -> Result<T, EsError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        EsError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            format!("internal task failed: {error}"),
+        )
+    })?
+}
+
+/// Parses a JSON body, with the position of the first error, as Elasticsearch reports it.
+pub(crate) fn parse_json_body(body: &[u8], kind: &'static str) -> Result<Value, EsError> {
+    serde_json::from_slice(body).map_err(|error| {
+        EsError::bad_request(
+            kind,
+            format!(
+                "[{}:{}] failed to parse: {error}",
+                error.line(),
+                error.column()
+            ),
+        )
+    })
+}
+
+/// The `refresh` parameter of writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    No,
+    Immediate,
+    WaitFor,
+}
+
+pub(crate) fn refresh_param(request: &Request) -> Result<Refresh, EsError> {
+    match request.param("refresh") {
+        None | Some("false") => Ok(Refresh::No),
+        Some("true") | Some("") => Ok(Refresh::Immediate),
+        Some("wait_for") => Ok(Refresh::WaitFor),
+        Some(other) => Err(EsError::illegal_argument(format!(
+            "Unknown value for refresh: [{other}]."
+        ))),
+    }
+}
+
+pub(crate) fn u64_param(request: &Request, name: &str) -> Result<Option<u64>, EsError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some(text) => text.parse::<u64>().map(Some).map_err(|_| {
+            EsError::illegal_argument(format!(
+                "Failed to parse [{name}] with value [{text}] as a non-negative number"
+            ))
+        }),
+    }
+}
+
+pub(crate) fn bool_param(request: &Request, name: &str) -> Result<Option<bool>, EsError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some("true") | Some("") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(EsError::illegal_argument(format!(
+            "Failed to parse value [{other}] as only [true] or [false] are allowed."
+        ))),
+    }
+}
+
+pub(crate) fn shards_json(index: &Index) -> Value {
+    serde_json::json!({"total": 1 + index.settings().number_of_replicas, "successful": 1, "failed": 0})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("logs-*", "logs-2016"));
+        assert!(wildcard_match("*", "x"));
+        assert!(wildcard_match("a*c*e", "abcde"));
+        assert!(!wildcard_match("a*c", "abd"));
+        assert!(wildcard_match("abc", "abc"));
+        assert!(!wildcard_match("abc", "abcd"));
+    }
+}

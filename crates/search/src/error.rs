@@ -1,0 +1,75 @@
+//! The one error type of the search engine. Each variant is a kind a client can act on; the
+//! `api` crate maps kinds to Elasticsearch error types and HTTP statuses in one place.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("no such index [{index}]")]
+    IndexNotFound { index: String },
+    #[error("index [{index}/{uuid}] already exists")]
+    IndexAlreadyExists { index: String, uuid: String },
+    #[error("Invalid index name [{name}], {reason}")]
+    InvalidIndexName { name: String, reason: String },
+    /// A write whose version, sequence number or `create` condition does not hold.
+    #[error("{reason}")]
+    VersionConflict {
+        index: String,
+        id: String,
+        reason: String,
+    },
+    /// A document that does not fit its mapping; nothing of it was written.
+    #[error("{reason}")]
+    DocumentParsing { reason: String },
+    /// A new field under `dynamic: strict`.
+    #[error("{reason}")]
+    StrictDynamicMapping { reason: String },
+    /// A mapping definition that cannot be accepted.
+    #[error("{reason}")]
+    MapperParsing { reason: String },
+    #[error("{reason}")]
+    IllegalArgument { reason: String },
+    /// Request parameters that are each valid but do not go together.
+    #[error("Validation Failed: 1: {reason};")]
+    Validation { reason: String },
+    #[error("[{id}]: document missing")]
+    DocumentMissing { index: String, id: String },
+    /// A bounded resource is full; the caller should retry later.
+    #[error("{reason}")]
+    Rejected { reason: String },
+    /// The index refuses writes after a failed fsync, until it is reopened.
+    #[error("index [{index}] refuses writes after a failed fsync: {reason}")]
+    Poisoned { index: String, reason: String },
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+}
+
+impl SearchError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SearchError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn parsing(reason: impl Into<String>) -> Self {
+        SearchError::DocumentParsing {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn illegal(reason: impl Into<String>) -> Self {
+        SearchError::IllegalArgument {
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = SearchError> = std::result::Result<T, E>;

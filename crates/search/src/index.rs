@@ -1,0 +1,1119 @@
+//! One index: its tantivy index, translog, mapping and settings, the live version map, and the
+//! write, get, search and refresh paths.
+//!
+//! Write path (`Index::write`): under the index's write lock each operation is parsed against the
+//! mapping, its version decided against what the index holds for the id (the live version map of
+//! writes not yet refreshed, else the current searcher — tombstones included), given the next
+//! sequence number, appended to the translog buffer, handed to tantivy's `IndexWriter` and
+//! recorded in the live map. The lock is released and the translog fsynced once for every
+//! concurrent writer (group commit); only then are the writes acknowledged.
+//!
+//! Refresh (`Index::refresh`) commits tantivy with the highest sequence number it holds in the
+//! commit payload, reloads the reader and empties the live map, then drops the translog
+//! generations that the commit covers. Opening replays the translog operations above the
+//! committed sequence number.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, TermQuery, TermSetQuery,
+};
+use tantivy::schema::{IndexRecordOption, OwnedValue, Value as _};
+use tantivy::{
+    DocAddress, DocSet, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED,
+    TantivyDocument, Term,
+};
+
+use crate::error::{Result, SearchError};
+use crate::ids;
+use crate::mapping::{FieldType, Mappings, query_value};
+use crate::query::Query;
+use crate::schema::{SchemaFields, build_schema, json_objects, value_term};
+use crate::settings::IndexSettings;
+use crate::translog::{Operation, Translog, sync_directory};
+use crate::version::{Condition, Current, PRIMARY_TERM, resolve};
+
+/// Format of `index.json`; bump when its shape changes, and keep reading the old ones.
+pub const INDEX_META_FORMAT_VERSION: u64 = 1;
+/// Longest document id, in bytes, as in Elasticsearch.
+pub const ID_BYTES_MAX: usize = 512;
+/// Sources held by the live version map before a refresh is forced, so that memory stays
+/// bounded even with `refresh_interval: -1`.
+pub const LIVE_MAP_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Threads of tantivy's writer per index.
+pub const INDEXING_THREADS: usize = 2;
+/// Memory tantivy's writer may use per index before it flushes a segment.
+pub const INDEXING_MEMORY_BYTES: usize = 96 * 1024 * 1024;
+
+/// A write to apply to an index.
+#[derive(Debug, Clone)]
+pub enum WriteRequest {
+    /// Index a whole document. `id: None` generates one.
+    Index {
+        id: Option<String>,
+        source: Arc<[u8]>,
+        document: Value,
+        condition: Condition,
+    },
+    Delete {
+        id: String,
+        condition: Condition,
+    },
+    Update(UpdateRequest),
+}
+
+/// `POST /index/_update/id`: merge `doc` into the document, or insert `upsert`.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest {
+    pub id: String,
+    pub doc: Option<Value>,
+    pub upsert: Option<Value>,
+    pub doc_as_upsert: bool,
+    pub detect_noop: bool,
+    pub condition: Condition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteResult {
+    Created,
+    Updated,
+    Deleted,
+    NotFound,
+    Noop,
+}
+
+impl WriteResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteResult::Created => "created",
+            WriteResult::Updated => "updated",
+            WriteResult::Deleted => "deleted",
+            WriteResult::NotFound => "not_found",
+            WriteResult::Noop => "noop",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub id: String,
+    pub version: u64,
+    pub seq_no: u64,
+    pub primary_term: u64,
+    pub result: WriteResult,
+}
+
+/// A stored document as `GET /index/_doc/id` returns it.
+#[derive(Debug, Clone)]
+pub struct StoredDocument {
+    pub version: u64,
+    pub seq_no: u64,
+    pub primary_term: u64,
+    pub source: Arc<[u8]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub id: String,
+    pub score: f32,
+    pub version: u64,
+    pub seq_no: u64,
+    pub source: Arc<[u8]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchHits {
+    pub total: u64,
+    pub max_score: Option<f32>,
+    pub hits: Vec<Hit>,
+}
+
+/// The newest write of an id that the current searcher may not show yet.
+#[derive(Debug, Clone)]
+struct LiveEntry {
+    version: u64,
+    seq_no: u64,
+    /// `None` for a delete.
+    source: Option<Arc<[u8]>>,
+}
+
+struct WriteState {
+    writer: IndexWriter,
+    live: HashMap<String, LiveEntry>,
+    live_bytes: usize,
+    next_seq_no: u64,
+    /// Writes since the last refresh.
+    dirty: bool,
+    last_refresh: Instant,
+}
+
+struct Found {
+    current: Current,
+    source: Option<Arc<[u8]>>,
+}
+
+pub struct Index {
+    name: String,
+    uuid: String,
+    directory: PathBuf,
+    creation_date_ms: u64,
+    settings: RwLock<IndexSettings>,
+    mappings: RwLock<Arc<Mappings>>,
+    fields: SchemaFields,
+    reader: IndexReader,
+    state: Mutex<WriteState>,
+    translog: Translog,
+    /// Highest sequence number visible to searches, and its waiters (`refresh=wait_for`).
+    refreshed_seq_no: Mutex<Option<u64>>,
+    refreshed: Condvar,
+    closed: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old or the new content, never a mix.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("tmp");
+    let mut file = fs::File::create(&temporary).map_err(|e| SearchError::io(&temporary, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| SearchError::io(&temporary, e))?;
+    fs::rename(&temporary, path).map_err(|e| SearchError::io(path, e))?;
+    if let Some(parent) = path.parent() {
+        sync_directory(parent)?;
+    }
+    Ok(())
+}
+
+fn directory_size(path: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_size(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Merges `patch` into `target` as `_update` does: objects recursively, anything else replaced.
+fn deep_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                match target.get_mut(key) {
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        deep_merge(existing, value)
+                    }
+                    _ => {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+impl Index {
+    /// Creates a new, empty index in `directory`.
+    pub fn create(
+        directory: &Path,
+        name: &str,
+        settings: IndexSettings,
+        mappings: Mappings,
+    ) -> Result<Index> {
+        fs::create_dir_all(directory.join("tantivy")).map_err(|e| SearchError::io(directory, e))?;
+        let (schema, _) = build_schema();
+        let mmap =
+            MmapDirectory::open(directory.join("tantivy")).map_err(|e| SearchError::Corrupt {
+                what: directory.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        tantivy::Index::create(mmap, schema, tantivy::IndexSettings::default())?;
+        let meta = json!({
+            "format_version": INDEX_META_FORMAT_VERSION,
+            "name": name,
+            "uuid": ids::new_uuid(),
+            "creation_date_ms": now_ms(),
+            "settings": Value::Object(settings.flat.clone()),
+            "mappings": mappings.to_json(),
+        });
+        write_atomically(&directory.join("index.json"), meta.to_string().as_bytes())?;
+        if let Some(parent) = directory.parent() {
+            sync_directory(parent)?;
+        }
+        Index::open(directory)
+    }
+
+    /// Opens the index in `directory`, replaying its translog.
+    pub fn open(directory: &Path) -> Result<Index> {
+        let meta_path = directory.join("index.json");
+        let meta_bytes = fs::read(&meta_path).map_err(|e| SearchError::io(&meta_path, e))?;
+        let corrupt = |reason: String| SearchError::Corrupt {
+            what: meta_path.display().to_string(),
+            reason,
+        };
+        let meta: Value =
+            serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(e.to_string()))?;
+        let format = meta
+            .get("format_version")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if format != INDEX_META_FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "unknown index.json format version {format}"
+            )));
+        }
+        let text = |key: &str| {
+            meta.get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| corrupt(format!("missing {key}")))
+        };
+        let name = text("name")?;
+        let uuid = text("uuid")?;
+        let creation_date_ms = meta
+            .get("creation_date_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let settings = IndexSettings::from_json(meta.get("settings").unwrap_or(&Value::Null))
+            .or_else(|_| IndexSettings::from_json(&Value::Object(Map::new())))?;
+        let mappings = Mappings::from_json(meta.get("mappings").unwrap_or(&json!({})))?;
+
+        let mmap =
+            MmapDirectory::open(directory.join("tantivy")).map_err(|e| corrupt(e.to_string()))?;
+        let tantivy_index = tantivy::Index::open(mmap)?;
+        let (_, fields) = build_schema();
+        let committed_seq_no: Option<u64> = tantivy_index
+            .load_metas()?
+            .payload
+            .as_deref()
+            .and_then(|payload| serde_json::from_str::<Value>(payload).ok())
+            .and_then(|payload| payload.get("max_seq_no").and_then(Value::as_u64));
+        let writer: IndexWriter =
+            tantivy_index.writer_with_num_threads(INDEXING_THREADS, INDEXING_MEMORY_BYTES)?;
+        let reader = tantivy_index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let (translog, operations) = Translog::open(&directory.join("translog"))?;
+
+        let index = Index {
+            name,
+            uuid,
+            directory: directory.to_path_buf(),
+            creation_date_ms,
+            settings: RwLock::new(settings),
+            mappings: RwLock::new(Arc::new(mappings)),
+            fields,
+            reader,
+            state: Mutex::new(WriteState {
+                writer,
+                live: HashMap::new(),
+                live_bytes: 0,
+                next_seq_no: committed_seq_no.map_or(0, |s| s + 1),
+                dirty: false,
+                last_refresh: Instant::now(),
+            }),
+            translog,
+            refreshed_seq_no: Mutex::new(committed_seq_no),
+            refreshed: Condvar::new(),
+            closed: AtomicBool::new(false),
+        };
+        let replayed = index.replay(operations, committed_seq_no)?;
+        if replayed > 0 {
+            tracing::info!(index = %index.name, replayed, "replayed translog");
+        }
+        // Commit what was replayed (and roll past recovered generations) before taking writes.
+        lock(&index.state).dirty = true;
+        index.refresh()?;
+        Ok(index)
+    }
+
+    fn replay(&self, operations: Vec<Operation>, committed_seq_no: Option<u64>) -> Result<usize> {
+        let mut state = lock(&self.state);
+        let mappings = self.mappings();
+        let mut replayed = 0;
+        for operation in operations {
+            if committed_seq_no.is_some_and(|committed| operation.seq_no() <= committed) {
+                continue;
+            }
+            state.next_seq_no = state.next_seq_no.max(operation.seq_no() + 1);
+            match operation {
+                Operation::Index {
+                    seq_no,
+                    version,
+                    id,
+                    source,
+                } => {
+                    let entries = serde_json::from_slice::<Value>(&source)
+                        .ok()
+                        .and_then(|document| mappings.parse_document(&id, &document).ok())
+                        .map(|parsed| parsed.entries)
+                        .unwrap_or_else(|| {
+                            tracing::error!(index = %self.name, id, "replayed document no longer fits its mapping; kept unsearchable");
+                            Vec::new()
+                        });
+                    self.add_to_tantivy(
+                        &state.writer,
+                        &id,
+                        version,
+                        seq_no,
+                        Some(&source),
+                        entries,
+                    )?;
+                }
+                Operation::Delete {
+                    seq_no,
+                    version,
+                    id,
+                } => {
+                    self.add_to_tantivy(&state.writer, &id, version, seq_no, None, Vec::new())?;
+                }
+            }
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    pub fn creation_date_ms(&self) -> u64 {
+        self.creation_date_ms
+    }
+
+    pub fn settings(&self) -> IndexSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn mappings(&self) -> Arc<Mappings> {
+        self.mappings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    fn persist_meta(&self, settings: &IndexSettings, mappings: &Mappings) -> Result<()> {
+        let meta = json!({
+            "format_version": INDEX_META_FORMAT_VERSION,
+            "name": self.name,
+            "uuid": self.uuid,
+            "creation_date_ms": self.creation_date_ms,
+            "settings": Value::Object(settings.flat.clone()),
+            "mappings": mappings.to_json(),
+        });
+        write_atomically(
+            &self.directory.join("index.json"),
+            meta.to_string().as_bytes(),
+        )
+    }
+
+    /// `PUT /index/_mapping`.
+    pub fn put_mapping(&self, update: &Mappings) -> Result<()> {
+        let _state = lock(&self.state);
+        let merged = self.mappings().merged_with(update)?;
+        self.persist_meta(&self.settings(), &merged)?;
+        *self.mappings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(merged);
+        Ok(())
+    }
+
+    /// `PUT /index/_settings`.
+    pub fn put_settings(&self, update: &Value) -> Result<()> {
+        let _state = lock(&self.state);
+        let mut settings = self.settings();
+        settings.update(update, false)?;
+        self.persist_meta(&settings, &self.mappings())?;
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SearchError::IndexNotFound {
+                index: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies `requests` in order and returns once every accepted one is durable. One request
+    /// failing never fails the others.
+    pub fn write(&self, requests: Vec<WriteRequest>) -> Vec<Result<WriteOutcome>> {
+        if self.check_open().is_err() {
+            return requests
+                .iter()
+                .map(|_| {
+                    Err(SearchError::IndexNotFound {
+                        index: self.name.clone(),
+                    })
+                })
+                .collect();
+        }
+        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut durable_end = 0;
+        {
+            let mut state = lock(&self.state);
+            for request in requests {
+                let outcome = self.apply(&mut state, request).map(|(outcome, end)| {
+                    durable_end = durable_end.max(end);
+                    outcome
+                });
+                outcomes.push(outcome);
+            }
+            if state.live_bytes > LIVE_MAP_BYTES_MAX {
+                if let Err(error) = self.refresh_locked(&mut state) {
+                    tracing::error!(index = %self.name, %error, "forced refresh failed");
+                }
+            }
+        }
+        if durable_end > 0 {
+            if let Err(error) = self.translog.sync_to(durable_end) {
+                let reason = error.to_string();
+                return outcomes
+                    .into_iter()
+                    .map(|o| {
+                        o.and_then(|_| {
+                            Err(SearchError::Poisoned {
+                                index: self.name.clone(),
+                                reason: reason.clone(),
+                            })
+                        })
+                    })
+                    .collect();
+            }
+        }
+        outcomes
+    }
+
+    /// Applies one request under the write lock; returns its outcome and the translog offset
+    /// that must be durable before it is acknowledged (0 for none).
+    fn apply(&self, state: &mut WriteState, request: WriteRequest) -> Result<(WriteOutcome, u64)> {
+        match request {
+            WriteRequest::Index {
+                id,
+                source,
+                document,
+                condition,
+            } => {
+                let auto_id = id.is_none();
+                let id = match id {
+                    Some(id) => validate_id(id)?,
+                    None => ids::new_document_id(),
+                };
+                // A generated id is new by construction: no need to look it up.
+                let found = if auto_id {
+                    None
+                } else {
+                    self.lookup(state, &id, false)?
+                };
+                self.index_document(
+                    state,
+                    id,
+                    source,
+                    &document,
+                    condition,
+                    found.map(|f| f.current),
+                )
+            }
+            WriteRequest::Delete { id, condition } => {
+                let id = validate_id(id)?;
+                let found = self.lookup(state, &id, false)?;
+                let current = found.map(|f| f.current);
+                let version = resolve(&id, current, condition)
+                    .map_err(|reason| self.conflict(&id, reason))?;
+                let seq_no = state.next_seq_no;
+                let end = self.translog.append(&Operation::Delete {
+                    seq_no,
+                    version,
+                    id: id.clone(),
+                })?;
+                state.next_seq_no += 1;
+                self.add_to_tantivy(&state.writer, &id, version, seq_no, None, Vec::new())?;
+                state.live_bytes += id.len();
+                state.live.insert(
+                    id.clone(),
+                    LiveEntry {
+                        version,
+                        seq_no,
+                        source: None,
+                    },
+                );
+                state.dirty = true;
+                let result = if current.is_some_and(|c| !c.deleted) {
+                    WriteResult::Deleted
+                } else {
+                    WriteResult::NotFound
+                };
+                Ok((
+                    WriteOutcome {
+                        id,
+                        version,
+                        seq_no,
+                        primary_term: PRIMARY_TERM,
+                        result,
+                    },
+                    end,
+                ))
+            }
+            WriteRequest::Update(update) => self.update(state, update),
+        }
+    }
+
+    fn update(&self, state: &mut WriteState, update: UpdateRequest) -> Result<(WriteOutcome, u64)> {
+        let id = validate_id(update.id)?;
+        let found = self.lookup(state, &id, true)?;
+        let live = found.as_ref().filter(|f| !f.current.deleted);
+        let Some(live) = live else {
+            if let Condition::IfSeqNo { .. } = update.condition {
+                let reason = resolve(&id, found.map(|f| f.current), update.condition)
+                    .err()
+                    .unwrap_or_default();
+                return Err(self.conflict(&id, reason));
+            }
+            let document = match (update.upsert, update.doc) {
+                (Some(upsert), _) => upsert,
+                (None, Some(doc)) if update.doc_as_upsert => doc,
+                _ => {
+                    return Err(SearchError::DocumentMissing {
+                        index: self.name.clone(),
+                        id,
+                    });
+                }
+            };
+            let source: Arc<[u8]> = serde_json::to_vec(&document)
+                .map_err(|e| SearchError::illegal(e.to_string()))?
+                .into();
+            return self.index_document(
+                state,
+                id,
+                source,
+                &document,
+                Condition::None,
+                found.map(|f| f.current),
+            );
+        };
+        let Some(doc) = update.doc else {
+            return Err(SearchError::Validation {
+                reason: "script or doc is missing".into(),
+            });
+        };
+        let existing_source = live.source.clone().unwrap_or_else(|| Arc::from(&b"{}"[..]));
+        let existing: Value =
+            serde_json::from_slice(&existing_source).map_err(|e| SearchError::Corrupt {
+                what: format!("_source of [{id}]"),
+                reason: e.to_string(),
+            })?;
+        let mut merged = existing.clone();
+        deep_merge(&mut merged, &doc);
+        let current = live.current;
+        if update.detect_noop && merged == existing {
+            if let Condition::IfSeqNo { .. } = update.condition {
+                resolve(&id, Some(current), update.condition)
+                    .map_err(|reason| self.conflict(&id, reason))?;
+            }
+            let outcome = WriteOutcome {
+                id,
+                version: current.version,
+                seq_no: current.seq_no,
+                primary_term: PRIMARY_TERM,
+                result: WriteResult::Noop,
+            };
+            return Ok((outcome, 0));
+        }
+        let source: Arc<[u8]> = serde_json::to_vec(&merged)
+            .map_err(|e| SearchError::illegal(e.to_string()))?
+            .into();
+        self.index_document(state, id, source, &merged, update.condition, Some(current))
+    }
+
+    fn index_document(
+        &self,
+        state: &mut WriteState,
+        id: String,
+        source: Arc<[u8]>,
+        document: &Value,
+        condition: Condition,
+        current: Option<Current>,
+    ) -> Result<(WriteOutcome, u64)> {
+        let mappings = self.mappings();
+        let parsed = mappings.parse_document(&id, document)?;
+        let version =
+            resolve(&id, current, condition).map_err(|reason| self.conflict(&id, reason))?;
+        if let Some(updated) = parsed.mapping_update {
+            // The new mapping is durable before any write that relies on it.
+            self.persist_meta(&self.settings(), &updated)?;
+            *self.mappings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(updated);
+        }
+        let seq_no = state.next_seq_no;
+        let end = self.translog.append(&Operation::Index {
+            seq_no,
+            version,
+            id: id.clone(),
+            source: source.to_vec(),
+        })?;
+        state.next_seq_no += 1;
+        self.add_to_tantivy(
+            &state.writer,
+            &id,
+            version,
+            seq_no,
+            Some(&source),
+            parsed.entries,
+        )?;
+        state.live_bytes += id.len() + source.len();
+        state.live.insert(
+            id.clone(),
+            LiveEntry {
+                version,
+                seq_no,
+                source: Some(source),
+            },
+        );
+        state.dirty = true;
+        let result = if current.is_some_and(|c| !c.deleted) {
+            WriteResult::Updated
+        } else {
+            WriteResult::Created
+        };
+        Ok((
+            WriteOutcome {
+                id,
+                version,
+                seq_no,
+                primary_term: PRIMARY_TERM,
+                result,
+            },
+            end,
+        ))
+    }
+
+    fn conflict(&self, id: &str, reason: String) -> SearchError {
+        SearchError::VersionConflict {
+            index: self.name.clone(),
+            id: id.to_string(),
+            reason,
+        }
+    }
+
+    /// Replaces whatever tantivy holds for `id` with a document, or a tombstone when `source`
+    /// is `None`.
+    fn add_to_tantivy(
+        &self,
+        writer: &IndexWriter,
+        id: &str,
+        version: u64,
+        seq_no: u64,
+        source: Option<&[u8]>,
+        entries: Vec<(String, crate::mapping::IndexValue)>,
+    ) -> Result<()> {
+        let fields = &self.fields;
+        writer.delete_term(Term::from_field_text(fields.id, id));
+        let mut document = TantivyDocument::new();
+        document.add_text(fields.id, id);
+        document.add_u64(fields.version, version);
+        document.add_u64(fields.seq_no, seq_no);
+        match source {
+            Some(source) => {
+                document.add_bytes(fields.source, source);
+                let (text, exact) = json_objects(entries);
+                if !text.is_empty() {
+                    document.add_field_value(fields.text, &OwnedValue::Object(text));
+                }
+                if !exact.is_empty() {
+                    document.add_field_value(fields.exact, &OwnedValue::Object(exact));
+                }
+            }
+            None => document.add_bool(fields.deleted, true),
+        }
+        writer.add_document(document)?;
+        Ok(())
+    }
+
+    /// What the index holds for `id`: the live map first, then the searcher.
+    fn lookup(&self, state: &WriteState, id: &str, with_source: bool) -> Result<Option<Found>> {
+        if let Some(entry) = state.live.get(id) {
+            return Ok(Some(Found {
+                current: Current {
+                    version: entry.version,
+                    seq_no: entry.seq_no,
+                    deleted: entry.source.is_none(),
+                },
+                source: entry.source.clone(),
+            }));
+        }
+        self.lookup_committed(&self.reader.searcher(), id, with_source)
+    }
+
+    fn lookup_committed(
+        &self,
+        searcher: &Searcher,
+        id: &str,
+        with_source: bool,
+    ) -> Result<Option<Found>> {
+        let term = Term::from_field_text(self.fields.id, id);
+        for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let inverted = segment.inverted_index(self.fields.id)?;
+            let postings = inverted
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|e| SearchError::io(&self.directory, e))?;
+            let Some(mut postings) = postings else {
+                continue;
+            };
+            let alive = segment.alive_bitset();
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if alive.is_none_or(|bits| bits.is_alive(doc)) {
+                    let fast = segment.fast_fields();
+                    let version = fast.u64("_version")?.first(doc).unwrap_or(0);
+                    let seq_no = fast.u64("_seq_no")?.first(doc).unwrap_or(0);
+                    let deleted = fast.bool("_deleted")?.first(doc).unwrap_or(false);
+                    let source = if with_source && !deleted {
+                        Some(
+                            self.stored_source(searcher, DocAddress::new(segment_ord as u32, doc))?,
+                        )
+                    } else {
+                        None
+                    };
+                    return Ok(Some(Found {
+                        current: Current {
+                            version,
+                            seq_no,
+                            deleted,
+                        },
+                        source,
+                    }));
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(None)
+    }
+
+    fn stored_source(&self, searcher: &Searcher, address: DocAddress) -> Result<Arc<[u8]>> {
+        let document: TantivyDocument = searcher.doc(address)?;
+        Ok(document
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_bytes())
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(&b"{}"[..])))
+    }
+
+    /// `GET /index/_doc/id`, real time: it sees writes before they are refreshed.
+    pub fn get(&self, id: &str) -> Result<Option<StoredDocument>> {
+        self.check_open()?;
+        let (live, searcher) = {
+            let state = lock(&self.state);
+            (state.live.get(id).cloned(), self.reader.searcher())
+        };
+        let found = match live {
+            Some(entry) => Some(Found {
+                current: Current {
+                    version: entry.version,
+                    seq_no: entry.seq_no,
+                    deleted: entry.source.is_none(),
+                },
+                source: entry.source,
+            }),
+            None => self.lookup_committed(&searcher, id, true)?,
+        };
+        Ok(found.and_then(|f| {
+            let source = f.source?;
+            (!f.current.deleted).then_some(StoredDocument {
+                version: f.current.version,
+                seq_no: f.current.seq_no,
+                primary_term: PRIMARY_TERM,
+                source,
+            })
+        }))
+    }
+
+    fn to_tantivy(&self, query: &Query) -> Result<Box<dyn tantivy::query::Query>> {
+        let mappings = self.mappings();
+        let boosted =
+            |inner: Box<dyn tantivy::query::Query>, boost: f32| -> Box<dyn tantivy::query::Query> {
+                if (boost - 1.0).abs() < f32::EPSILON {
+                    inner
+                } else {
+                    Box::new(BoostQuery::new(inner, boost))
+                }
+            };
+        let term_for = |field: &str, value: &Value| -> Result<Option<Term>> {
+            if field == "_id" {
+                let Some(id) = value
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| value.as_i64().map(|i| i.to_string()))
+                else {
+                    return Ok(None);
+                };
+                return Ok(Some(Term::from_field_text(self.fields.id, &id)));
+            }
+            let Some(mapping) = mappings.field(field) else {
+                return Ok(None);
+            };
+            if mapping.field_type == FieldType::Object {
+                return Ok(None);
+            }
+            let indexed = query_value(mapping, value).ok_or_else(|| {
+                SearchError::illegal(format!(
+                    "failed to create query: [{value}] is not a valid value for field [{field}] of type [{}]",
+                    mapping.field_type.name()
+                ))
+            })?;
+            Ok(Some(value_term(&self.fields, field, &indexed)))
+        };
+        Ok(match query {
+            Query::MatchAll { boost } => boosted(Box::new(AllQuery), *boost),
+            Query::MatchNone => Box::new(EmptyQuery),
+            Query::Term {
+                field,
+                value,
+                boost,
+            } => match term_for(field, value)? {
+                Some(term) => boosted(
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
+                    *boost,
+                ),
+                None => Box::new(EmptyQuery),
+            },
+            Query::Terms {
+                field,
+                values,
+                boost,
+            } => {
+                let mut terms = Vec::new();
+                for value in values {
+                    terms.extend(term_for(field, value)?);
+                }
+                Box::new(ConstScoreQuery::new(
+                    Box::new(TermSetQuery::new(terms)),
+                    *boost,
+                ))
+            }
+            Query::Ids { values, boost } => {
+                let terms = values
+                    .iter()
+                    .map(|id| Term::from_field_text(self.fields.id, id));
+                Box::new(ConstScoreQuery::new(
+                    Box::new(TermSetQuery::new(terms)),
+                    *boost,
+                ))
+            }
+        })
+    }
+
+    /// Wraps a query so that tombstones never match.
+    fn without_tombstones(&self, query: Box<dyn tantivy::query::Query>) -> BooleanQuery {
+        let tombstone = Term::from_field_bool(self.fields.deleted, true);
+        BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (
+                Occur::MustNot,
+                Box::new(TermQuery::new(tombstone, IndexRecordOption::Basic)),
+            ),
+        ])
+    }
+
+    /// Runs `query` on the last refreshed state and returns hits `from..from + size`.
+    pub fn search(&self, query: &Query, from: usize, size: usize) -> Result<SearchHits> {
+        self.check_open()?;
+        let window = self.settings().max_result_window;
+        if (from + size) as u64 > window {
+            return Err(SearchError::illegal(format!(
+                "Result window is too large, from + size must be less than or equal to: [{window}] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
+                from + size
+            )));
+        }
+        let query = self.without_tombstones(self.to_tantivy(query)?);
+        let searcher = self.reader.searcher();
+        if size == 0 {
+            let total = searcher.search(&query, &Count)? as u64;
+            return Ok(SearchHits {
+                total,
+                max_score: None,
+                hits: Vec::new(),
+            });
+        }
+        let (top, total) = searcher.search(
+            &query,
+            &(
+                TopDocs::with_limit(size).and_offset(from).order_by_score(),
+                Count,
+            ),
+        )?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let document: TantivyDocument = searcher.doc(address)?;
+            let id = document
+                .get_first(self.fields.id)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let version = document
+                .get_first(self.fields.version)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            let seq_no = document
+                .get_first(self.fields.seq_no)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            let source = document
+                .get_first(self.fields.source)
+                .and_then(|v| v.as_bytes())
+                .map(Arc::from)
+                .unwrap_or_else(|| Arc::from(&b"{}"[..]));
+            hits.push(Hit {
+                id,
+                score,
+                version,
+                seq_no,
+                source,
+            });
+        }
+        let max_score = hits.iter().map(|h| h.score).reduce(f32::max);
+        Ok(SearchHits {
+            total: total as u64,
+            max_score,
+            hits,
+        })
+    }
+
+    /// Number of documents a query matches on the last refreshed state.
+    pub fn count(&self, query: &Query) -> Result<u64> {
+        self.check_open()?;
+        let query = self.without_tombstones(self.to_tantivy(query)?);
+        Ok(self.reader.searcher().search(&query, &Count)? as u64)
+    }
+
+    /// Live documents, as `docs.count` shows them.
+    pub fn docs_count(&self) -> u64 {
+        self.count(&Query::match_all()).unwrap_or(0)
+    }
+
+    pub fn store_size_bytes(&self) -> u64 {
+        directory_size(&self.directory)
+    }
+
+    /// Makes every write so far searchable and durable in tantivy.
+    pub fn refresh(&self) -> Result<()> {
+        let mut state = lock(&self.state);
+        self.refresh_locked(&mut state)
+    }
+
+    fn refresh_locked(&self, state: &mut WriteState) -> Result<()> {
+        state.last_refresh = Instant::now();
+        if !state.dirty {
+            return Ok(());
+        }
+        let max_seq_no = state.next_seq_no.checked_sub(1);
+        let sealed = self.translog.roll()?;
+        let mut prepared = state.writer.prepare_commit()?;
+        prepared.set_payload(&json!({ "max_seq_no": max_seq_no }).to_string());
+        prepared.commit()?;
+        self.reader.reload()?;
+        state.live.clear();
+        state.live_bytes = 0;
+        state.dirty = false;
+        self.translog.remove_through(sealed)?;
+        *lock(&self.refreshed_seq_no) = max_seq_no;
+        self.refreshed.notify_all();
+        Ok(())
+    }
+
+    /// Refreshes when the refresh interval has passed since the last refresh and there are writes.
+    pub fn refresh_if_due(&self) -> Result<()> {
+        let Some(interval) = self.settings().refresh_interval else {
+            return Ok(());
+        };
+        let mut state = lock(&self.state);
+        if state.dirty && state.last_refresh.elapsed() >= interval {
+            self.refresh_locked(&mut state)?;
+        }
+        Ok(())
+    }
+
+    /// `refresh=wait_for`: returns once `seq_no` is visible to searches.
+    pub fn wait_for_refresh(&self, seq_no: u64) -> Result<()> {
+        let Some(interval) = self.settings().refresh_interval else {
+            return self.refresh();
+        };
+        let deadline = Instant::now() + interval * 2 + Duration::from_secs(1);
+        let mut refreshed = lock(&self.refreshed_seq_no);
+        while refreshed.is_none_or(|r| r < seq_no) {
+            let now = Instant::now();
+            if now >= deadline {
+                drop(refreshed);
+                return self.refresh();
+            }
+            refreshed = self
+                .refreshed
+                .wait_timeout(refreshed, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        Ok(())
+    }
+
+    /// Commits what is pending and refuses further work; called on shutdown and delete.
+    pub fn close(&self, commit: bool) -> Result<()> {
+        if commit && !self.translog.is_poisoned() {
+            self.refresh()?;
+        }
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+fn validate_id(id: String) -> Result<String> {
+    if id.is_empty() {
+        return Err(SearchError::Validation {
+            reason: "id is missing".into(),
+        });
+    }
+    if id.len() > ID_BYTES_MAX {
+        return Err(SearchError::Validation {
+            reason: format!(
+                "id [{id}] is too long, must be no longer than {ID_BYTES_MAX} bytes but was: {}",
+                id.len()
+            ),
+        });
+    }
+    Ok(id)
+}

@@ -1,0 +1,1057 @@
+//! Mappings as Elasticsearch defines them: field types, multi-fields, dynamic mapping, and the
+//! parsing of a JSON document into the typed values the index stores.
+//!
+//! A mapping is kept in Elasticsearch's own JSON shape on disk and on the wire, so this module
+//! reads and writes that shape. Parsing a document never changes the mapping in place: it returns
+//! the entries to index and, when dynamic mapping found new fields, the mapping to adopt, so that
+//! a rejected document leaves no trace.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::date;
+use crate::error::{Result, SearchError};
+
+/// Fields an index may map in all (`index.mapping.total_fields.limit`).
+pub const TOTAL_FIELDS_MAX: usize = 1000;
+/// How deep objects may nest (`index.mapping.depth.limit`).
+pub const DEPTH_MAX: usize = 20;
+/// `ignore_above` of the `.keyword` sub-field that dynamic mapping adds to strings.
+pub const DYNAMIC_KEYWORD_IGNORE_ABOVE: u64 = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Text,
+    Keyword,
+    Long,
+    Integer,
+    Short,
+    Byte,
+    Double,
+    Float,
+    Boolean,
+    Date,
+    Object,
+}
+
+impl FieldType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Keyword => "keyword",
+            FieldType::Long => "long",
+            FieldType::Integer => "integer",
+            FieldType::Short => "short",
+            FieldType::Byte => "byte",
+            FieldType::Double => "double",
+            FieldType::Float => "float",
+            FieldType::Boolean => "boolean",
+            FieldType::Date => "date",
+            FieldType::Object => "object",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<FieldType> {
+        Some(match name {
+            "text" => FieldType::Text,
+            "keyword" => FieldType::Keyword,
+            "long" => FieldType::Long,
+            "integer" => FieldType::Integer,
+            "short" => FieldType::Short,
+            "byte" => FieldType::Byte,
+            "double" => FieldType::Double,
+            "float" => FieldType::Float,
+            "boolean" => FieldType::Boolean,
+            "date" => FieldType::Date,
+            "object" => FieldType::Object,
+            _ => return None,
+        })
+    }
+
+    fn integer_range(self) -> Option<(i64, i64)> {
+        match self {
+            FieldType::Long => Some((i64::MIN, i64::MAX)),
+            FieldType::Integer => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+            FieldType::Short => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
+            FieldType::Byte => Some((i64::from(i8::MIN), i64::from(i8::MAX))),
+            _ => None,
+        }
+    }
+
+    /// Parameters a field of this type accepts besides `type`, `fields` and `properties`.
+    /// Those Sluice does not act on yet are kept so that a mapping round-trips unchanged.
+    fn accepts_parameter(self, name: &str) -> bool {
+        const COMMON: &[&str] = &["index", "store", "doc_values", "meta", "copy_to", "boost"];
+        let specific: &[&str] = match self {
+            FieldType::Text => &[
+                "analyzer",
+                "search_analyzer",
+                "search_quote_analyzer",
+                "norms",
+                "fielddata",
+                "fielddata_frequency_filter",
+                "index_options",
+                "index_phrases",
+                "index_prefixes",
+                "position_increment_gap",
+                "similarity",
+                "term_vector",
+                "eager_global_ordinals",
+            ],
+            FieldType::Keyword => &[
+                "ignore_above",
+                "normalizer",
+                "norms",
+                "null_value",
+                "similarity",
+                "index_options",
+                "eager_global_ordinals",
+                "split_queries_on_whitespace",
+            ],
+            FieldType::Long
+            | FieldType::Integer
+            | FieldType::Short
+            | FieldType::Byte
+            | FieldType::Double
+            | FieldType::Float => &["coerce", "ignore_malformed", "null_value"],
+            FieldType::Boolean => &["null_value"],
+            FieldType::Date => &["format", "locale", "ignore_malformed", "null_value"],
+            FieldType::Object => &["dynamic", "enabled", "subobjects"],
+        };
+        (self != FieldType::Object && COMMON.contains(&name)) || specific.contains(&name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dynamic {
+    True,
+    False,
+    Strict,
+}
+
+impl Dynamic {
+    fn parse(value: &Value) -> Option<Dynamic> {
+        match value {
+            Value::Bool(true) => Some(Dynamic::True),
+            Value::Bool(false) => Some(Dynamic::False),
+            Value::String(s) if s == "true" => Some(Dynamic::True),
+            Value::String(s) if s == "false" => Some(Dynamic::False),
+            Value::String(s) if s == "strict" => Some(Dynamic::Strict),
+            _ => None,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        match self {
+            Dynamic::True => Value::String("true".into()),
+            Dynamic::False => Value::String("false".into()),
+            Dynamic::Strict => Value::String("strict".into()),
+        }
+    }
+}
+
+/// One mapped field: a leaf with its type, or an object with properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldMapping {
+    pub field_type: FieldType,
+    pub properties: BTreeMap<String, FieldMapping>,
+    /// Multi-fields: the same value indexed again under `name.sub`.
+    pub fields: BTreeMap<String, FieldMapping>,
+    pub dynamic: Option<Dynamic>,
+    /// Other accepted parameters, kept as given (`format`, `ignore_above`, `analyzer`, …).
+    pub parameters: Map<String, Value>,
+}
+
+impl FieldMapping {
+    fn leaf(field_type: FieldType) -> FieldMapping {
+        FieldMapping {
+            field_type,
+            properties: BTreeMap::new(),
+            fields: BTreeMap::new(),
+            dynamic: None,
+            parameters: Map::new(),
+        }
+    }
+
+    fn is_indexed(&self) -> bool {
+        !matches!(self.parameters.get("index"), Some(Value::Bool(false)))
+    }
+
+    fn is_enabled(&self) -> bool {
+        !matches!(self.parameters.get("enabled"), Some(Value::Bool(false)))
+    }
+
+    pub fn date_format(&self) -> &str {
+        self.parameters
+            .get("format")
+            .and_then(Value::as_str)
+            .unwrap_or(date::DEFAULT_DATE_FORMAT)
+    }
+
+    fn ignore_above(&self) -> Option<u64> {
+        self.parameters.get("ignore_above").and_then(Value::as_u64)
+    }
+
+    fn coerce(&self) -> bool {
+        !matches!(self.parameters.get("coerce"), Some(Value::Bool(false)))
+    }
+
+    fn parse(path: &str, body: &Value, depth: usize) -> Result<FieldMapping> {
+        let Value::Object(body) = body else {
+            return Err(mapper(format!(
+                "Expected map for property [fields] on field [{path}] but got a {}",
+                json_kind(body)
+            )));
+        };
+        if depth > DEPTH_MAX {
+            return Err(SearchError::illegal(format!(
+                "Limit of mapping depth [{DEPTH_MAX}] has been exceeded"
+            )));
+        }
+        let field_type = match body.get("type") {
+            None => FieldType::Object,
+            Some(Value::String(name)) => FieldType::from_name(name).ok_or_else(|| {
+                mapper(format!(
+                    "No handler for type [{name}] declared on field [{path}]"
+                ))
+            })?,
+            Some(other) => {
+                return Err(mapper(format!(
+                    "No handler for type [{other}] declared on field [{path}]"
+                )));
+            }
+        };
+        let mut field = FieldMapping::leaf(field_type);
+        for (key, value) in body {
+            match key.as_str() {
+                "type" => {}
+                "properties" if field_type == FieldType::Object => {
+                    field.properties = parse_properties(path, value, depth + 1)?;
+                }
+                "fields" if field_type != FieldType::Object => {
+                    let Value::Object(subfields) = value else {
+                        return Err(mapper(format!(
+                            "Expected map for property [fields] on field [{path}]"
+                        )));
+                    };
+                    for (name, sub) in subfields {
+                        let sub_path = format!("{path}.{name}");
+                        let sub_mapping = FieldMapping::parse(&sub_path, sub, depth + 1)?;
+                        if sub_mapping.field_type == FieldType::Object {
+                            return Err(mapper(format!(
+                                "Type [object] cannot be used in multi field [{sub_path}]"
+                            )));
+                        }
+                        field.fields.insert(name.clone(), sub_mapping);
+                    }
+                }
+                "dynamic" if field_type == FieldType::Object => {
+                    field.dynamic = Some(Dynamic::parse(value).ok_or_else(|| {
+                        mapper(format!(
+                            "Could not convert [dynamic] to boolean or [strict] on field [{path}]"
+                        ))
+                    })?);
+                }
+                name if field_type.accepts_parameter(name) => {
+                    field.validate_parameter(path, name, value)?;
+                    field.parameters.insert(name.to_string(), value.clone());
+                }
+                name => {
+                    return Err(mapper(format!(
+                        "unknown parameter [{name}] on mapper [{path}] of type [{}]",
+                        field_type.name()
+                    )));
+                }
+            }
+        }
+        Ok(field)
+    }
+
+    fn validate_parameter(&self, path: &str, name: &str, value: &Value) -> Result<()> {
+        let valid = match name {
+            "ignore_above" => value.as_u64().is_some(),
+            "format" => value.as_str().is_some_and(|f| !f.is_empty()),
+            "index" | "store" | "doc_values" | "coerce" | "enabled" | "norms" => value.is_boolean(),
+            _ => true,
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(mapper(format!(
+                "Failed to parse mapping: invalid value [{value}] for parameter [{name}] on field [{path}]"
+            )))
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut body = Map::new();
+        if self.field_type != FieldType::Object {
+            body.insert("type".into(), Value::String(self.field_type.name().into()));
+        }
+        if let Some(dynamic) = self.dynamic {
+            body.insert("dynamic".into(), dynamic.to_json());
+        }
+        for (key, value) in &self.parameters {
+            body.insert(key.clone(), value.clone());
+        }
+        if !self.fields.is_empty() {
+            let fields = self
+                .fields
+                .iter()
+                .map(|(name, sub)| (name.clone(), sub.to_json()))
+                .collect();
+            body.insert("fields".into(), Value::Object(fields));
+        }
+        if !self.properties.is_empty() {
+            body.insert("properties".into(), properties_to_json(&self.properties));
+        }
+        Value::Object(body)
+    }
+
+    /// Adds what `other` has that `self` lacks; a field that would change type is refused.
+    fn merge(&mut self, path: &str, other: &FieldMapping) -> Result<()> {
+        if self.field_type != other.field_type {
+            return Err(SearchError::illegal(format!(
+                "mapper [{path}] cannot be changed from type [{}] to [{}]",
+                self.field_type.name(),
+                other.field_type.name()
+            )));
+        }
+        for (key, value) in &other.parameters {
+            self.parameters.insert(key.clone(), value.clone());
+        }
+        if other.dynamic.is_some() {
+            self.dynamic = other.dynamic;
+        }
+        merge_maps(path, &mut self.properties, &other.properties)?;
+        merge_maps(path, &mut self.fields, &other.fields)
+    }
+
+    fn count_fields(&self) -> usize {
+        1 + self.fields.len()
+            + self
+                .properties
+                .values()
+                .map(FieldMapping::count_fields)
+                .sum::<usize>()
+    }
+}
+
+fn merge_maps(
+    path: &str,
+    mine: &mut BTreeMap<String, FieldMapping>,
+    theirs: &BTreeMap<String, FieldMapping>,
+) -> Result<()> {
+    for (name, field) in theirs {
+        let child_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        match mine.get_mut(name) {
+            Some(existing) => existing.merge(&child_path, field)?,
+            None => {
+                mine.insert(name.clone(), field.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mapper(reason: String) -> SearchError {
+    SearchError::MapperParsing { reason }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn parse_properties(
+    path: &str,
+    value: &Value,
+    depth: usize,
+) -> Result<BTreeMap<String, FieldMapping>> {
+    let Value::Object(properties) = value else {
+        return Err(mapper(format!(
+            "Expected map for property [properties] on field [{path}] but got a {}",
+            json_kind(value)
+        )));
+    };
+    let mut parsed = BTreeMap::new();
+    for (name, body) in properties {
+        if name.is_empty() {
+            return Err(mapper("field name cannot be an empty string".into()));
+        }
+        let child_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        // A dotted name in a mapping is a path of objects, as in Elasticsearch.
+        let mut segments = name.split('.').rev();
+        let leaf_name = segments.next().unwrap_or(name);
+        let mut field = FieldMapping::parse(&child_path, body, depth)?;
+        let mut key = leaf_name.to_string();
+        for parent in segments {
+            let mut object = FieldMapping::leaf(FieldType::Object);
+            object.properties.insert(key, field);
+            field = object;
+            key = parent.to_string();
+        }
+        match parsed.get_mut(&key) {
+            Some(existing) => FieldMapping::merge(existing, &child_path, &field)?,
+            None => {
+                parsed.insert(key, field);
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn properties_to_json(properties: &BTreeMap<String, FieldMapping>) -> Value {
+    Value::Object(
+        properties
+            .iter()
+            .map(|(name, field)| (name.clone(), field.to_json()))
+            .collect(),
+    )
+}
+
+/// An index's mapping: the root object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mappings {
+    pub dynamic: Dynamic,
+    pub date_detection: bool,
+    pub numeric_detection: bool,
+    pub properties: BTreeMap<String, FieldMapping>,
+    /// Root parameters kept as given (`_source`, `_meta`, `dynamic_templates`, …).
+    pub parameters: Map<String, Value>,
+}
+
+impl Default for Mappings {
+    fn default() -> Self {
+        Mappings {
+            dynamic: Dynamic::True,
+            date_detection: true,
+            numeric_detection: false,
+            properties: BTreeMap::new(),
+            parameters: Map::new(),
+        }
+    }
+}
+
+/// A typed value as the index stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexValue {
+    /// Analyzed text, searched by its tokens.
+    Text(String),
+    /// An exact string.
+    Keyword(String),
+    Long(i64),
+    Double(f64),
+    Boolean(bool),
+    /// Epoch milliseconds.
+    Date(i64),
+}
+
+/// What a document contributes to the index: `(field path, value)` pairs.
+#[derive(Debug, Default, PartialEq)]
+pub struct ParsedDocument {
+    pub entries: Vec<(String, IndexValue)>,
+    /// The mapping to adopt when the document introduced new fields.
+    pub mapping_update: Option<Mappings>,
+}
+
+impl Mappings {
+    /// Reads the body of `mappings` in `PUT /index` or `PUT /index/_mapping`.
+    pub fn from_json(value: &Value) -> Result<Mappings> {
+        let Value::Object(body) = value else {
+            return Err(mapper(format!(
+                "Failed to parse mapping: expected an object, got a {}",
+                json_kind(value)
+            )));
+        };
+        // Elasticsearch 6 wrapped mappings in a type name; `_doc` is still accepted.
+        let body = match body.get("_doc") {
+            Some(Value::Object(inner)) if body.len() == 1 => inner,
+            _ => body,
+        };
+        let mut mappings = Mappings::default();
+        for (key, value) in body {
+            match key.as_str() {
+                "properties" => mappings.properties = parse_properties("", value, 1)?,
+                "dynamic" => {
+                    mappings.dynamic = Dynamic::parse(value).ok_or_else(|| {
+                        mapper("Could not convert [dynamic] to boolean or [strict]".into())
+                    })?;
+                }
+                "date_detection" => mappings.date_detection = parse_bool(key, value)?,
+                "numeric_detection" => mappings.numeric_detection = parse_bool(key, value)?,
+                "_source"
+                | "_meta"
+                | "_routing"
+                | "dynamic_templates"
+                | "dynamic_date_formats"
+                | "_field_names" => {
+                    mappings.parameters.insert(key.clone(), value.clone());
+                }
+                other => {
+                    return Err(mapper(format!(
+                        "Root mapping definition has unsupported parameters:  [{other} : {value}]"
+                    )));
+                }
+            }
+        }
+        mappings.check_total_fields()?;
+        Ok(mappings)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut body = Map::new();
+        if self.dynamic != Dynamic::True {
+            body.insert("dynamic".into(), self.dynamic.to_json());
+        }
+        if !self.date_detection {
+            body.insert("date_detection".into(), Value::Bool(false));
+        }
+        if self.numeric_detection {
+            body.insert("numeric_detection".into(), Value::Bool(true));
+        }
+        for (key, value) in &self.parameters {
+            body.insert(key.clone(), value.clone());
+        }
+        if !self.properties.is_empty() {
+            body.insert("properties".into(), properties_to_json(&self.properties));
+        }
+        Value::Object(body)
+    }
+
+    /// `PUT /index/_mapping`: adds new fields and parameters; changing a field's type is refused.
+    pub fn merged_with(&self, update: &Mappings) -> Result<Mappings> {
+        let mut merged = self.clone();
+        merged.dynamic = update.dynamic;
+        merged.date_detection = update.date_detection;
+        merged.numeric_detection = update.numeric_detection;
+        for (key, value) in &update.parameters {
+            merged.parameters.insert(key.clone(), value.clone());
+        }
+        merge_maps("", &mut merged.properties, &update.properties)?;
+        merged.check_total_fields()?;
+        Ok(merged)
+    }
+
+    fn check_total_fields(&self) -> Result<()> {
+        let total: usize = self
+            .properties
+            .values()
+            .map(FieldMapping::count_fields)
+            .sum();
+        if total > TOTAL_FIELDS_MAX {
+            return Err(SearchError::illegal(format!(
+                "Limit of total fields [{TOTAL_FIELDS_MAX}] has been exceeded"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The mapping of a dotted path, following objects and multi-fields.
+    pub fn field(&self, path: &str) -> Option<&FieldMapping> {
+        let mut segments = path.split('.');
+        let mut current = self.properties.get(segments.next()?)?;
+        for segment in segments {
+            current = current
+                .properties
+                .get(segment)
+                .or_else(|| current.fields.get(segment))?;
+        }
+        Some(current)
+    }
+
+    /// Parses `source` (the document with id `id`) into index entries under this mapping.
+    pub fn parse_document(&self, id: &str, source: &Value) -> Result<ParsedDocument> {
+        let Value::Object(object) = source else {
+            return Err(SearchError::parsing(format!(
+                "failed to parse: the document with id '{id}' must be a JSON object, got a {}",
+                json_kind(source)
+            )));
+        };
+        let mut parser = DocumentParser {
+            id,
+            new_fields: Vec::new(),
+            entries: Vec::new(),
+            root: self,
+        };
+        parser.parse_object("", &self.properties, self.dynamic, object, 1)?;
+        let mapping_update = if parser.new_fields.is_empty() {
+            None
+        } else {
+            let mut updated = self.clone();
+            for (path, field) in parser.new_fields {
+                updated.insert_path(&path, field);
+            }
+            updated.check_total_fields()?;
+            Some(updated)
+        };
+        Ok(ParsedDocument {
+            entries: parser.entries,
+            mapping_update,
+        })
+    }
+
+    fn insert_path(&mut self, path: &str, field: FieldMapping) {
+        let mut segments: Vec<&str> = path.split('.').collect();
+        let Some(leaf) = segments.pop() else { return };
+        let mut properties = &mut self.properties;
+        for segment in segments {
+            let entry = properties
+                .entry(segment.to_string())
+                .or_insert_with(|| FieldMapping::leaf(FieldType::Object));
+            properties = &mut entry.properties;
+        }
+        properties.entry(leaf.to_string()).or_insert(field);
+    }
+}
+
+fn parse_bool(key: &str, value: &Value) -> Result<bool> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "true" => Ok(true),
+        Value::String(s) if s == "false" => Ok(false),
+        _ => Err(mapper(format!(
+            "Failed to parse mapping: [{key}] must be a boolean, got [{value}]"
+        ))),
+    }
+}
+
+struct DocumentParser<'a> {
+    id: &'a str,
+    root: &'a Mappings,
+    /// Fields introduced by this document, in the order met, with their full paths.
+    new_fields: Vec<(String, FieldMapping)>,
+    entries: Vec<(String, IndexValue)>,
+}
+
+impl DocumentParser<'_> {
+    fn new_field(&self, path: &str) -> Option<&FieldMapping> {
+        self.new_fields
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, f)| f)
+    }
+
+    fn parse_object(
+        &mut self,
+        path: &str,
+        properties: &BTreeMap<String, FieldMapping>,
+        dynamic: Dynamic,
+        object: &Map<String, Value>,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > DEPTH_MAX {
+            return Err(SearchError::parsing(format!(
+                "Limit of mapping depth [{DEPTH_MAX}] has been exceeded"
+            )));
+        }
+        for (key, value) in object {
+            if key.is_empty() || key.split('.').any(str::is_empty) {
+                return Err(SearchError::parsing(format!(
+                    "failed to parse: field name cannot contain only whitespace or be empty: ['{key}']"
+                )));
+            }
+            // `{"a.b": 1}` is `{"a": {"b": 1}}`.
+            if let Some((head, tail)) = key.split_once('.') {
+                let mut inner = Map::new();
+                inner.insert(tail.to_string(), value.clone());
+                let mut outer = Map::new();
+                outer.insert(head.to_string(), Value::Object(inner));
+                self.parse_object(path, properties, dynamic, &outer, depth)?;
+                continue;
+            }
+            let field_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            self.parse_value(&field_path, properties.get(key), dynamic, value, depth)?;
+        }
+        Ok(())
+    }
+
+    fn parse_value(
+        &mut self,
+        path: &str,
+        mapped: Option<&FieldMapping>,
+        dynamic: Dynamic,
+        value: &Value,
+        depth: usize,
+    ) -> Result<()> {
+        if let Value::Array(items) = value {
+            for item in items {
+                let mapped = mapped.cloned().or_else(|| self.new_field(path).cloned());
+                self.parse_value(path, mapped.as_ref(), dynamic, item, depth)?;
+            }
+            return Ok(());
+        }
+        if value.is_null() {
+            return Ok(());
+        }
+        let field = match mapped.cloned().or_else(|| self.new_field(path).cloned()) {
+            Some(field) => field,
+            None => match dynamic {
+                Dynamic::False => return Ok(()),
+                Dynamic::Strict => {
+                    let (parent, leaf) = path.rsplit_once('.').unwrap_or(("_doc", path));
+                    return Err(SearchError::StrictDynamicMapping {
+                        reason: format!(
+                            "[{parent}] mapping set to strict, dynamic introduction of [{leaf}] within [{parent}] is not allowed"
+                        ),
+                    });
+                }
+                Dynamic::True => {
+                    let field = self.infer(value);
+                    self.new_fields.push((path.to_string(), field.clone()));
+                    field
+                }
+            },
+        };
+        if field.field_type == FieldType::Object {
+            let Value::Object(object) = value else {
+                return Err(SearchError::parsing(format!(
+                    "object mapping for [{path}] tried to parse field [{}] as object, but found a concrete value",
+                    path.rsplit('.').next().unwrap_or(path)
+                )));
+            };
+            if !field.is_enabled() {
+                return Ok(());
+            }
+            let dynamic = field.dynamic.unwrap_or(dynamic);
+            // Properties the document adds to this object are looked up among the new fields.
+            return self.parse_object(path, &field.properties, dynamic, object, depth + 1);
+        }
+        self.parse_leaf(path, &field, value)?;
+        for (name, sub) in &field.fields {
+            self.parse_leaf(&format!("{path}.{name}"), sub, value)?;
+        }
+        Ok(())
+    }
+
+    fn infer(&self, value: &Value) -> FieldMapping {
+        match value {
+            Value::Bool(_) => FieldMapping::leaf(FieldType::Boolean),
+            Value::Number(n) if n.is_i64() || n.is_u64() => FieldMapping::leaf(FieldType::Long),
+            Value::Number(_) => FieldMapping::leaf(FieldType::Float),
+            Value::String(s) if self.root.date_detection && date::detect_date(s) => {
+                FieldMapping::leaf(FieldType::Date)
+            }
+            Value::String(s) if self.root.numeric_detection && s.parse::<i64>().is_ok() => {
+                FieldMapping::leaf(FieldType::Long)
+            }
+            Value::String(s) if self.root.numeric_detection && s.parse::<f64>().is_ok() => {
+                FieldMapping::leaf(FieldType::Float)
+            }
+            Value::String(_) => {
+                let mut keyword = FieldMapping::leaf(FieldType::Keyword);
+                keyword.parameters.insert(
+                    "ignore_above".into(),
+                    Value::from(DYNAMIC_KEYWORD_IGNORE_ABOVE),
+                );
+                let mut text = FieldMapping::leaf(FieldType::Text);
+                text.fields.insert("keyword".into(), keyword);
+                text
+            }
+            Value::Object(_) | Value::Array(_) | Value::Null => {
+                FieldMapping::leaf(FieldType::Object)
+            }
+        }
+    }
+
+    fn parse_leaf(&mut self, path: &str, field: &FieldMapping, value: &Value) -> Result<()> {
+        let indexed = convert(field, value).ok_or_else(|| {
+            SearchError::parsing(format!(
+                "failed to parse field [{path}] of type [{}] in document with id '{}'. Preview of field's value: '{}'",
+                field.field_type.name(),
+                self.id,
+                preview(value)
+            ))
+        })?;
+        let Some(indexed) = indexed else {
+            return Ok(());
+        };
+        if field.is_indexed() {
+            self.entries.push((path.to_string(), indexed));
+        }
+        Ok(())
+    }
+}
+
+/// Converts one JSON value to the field's type. `None` when it does not fit; `Some(None)` when it
+/// fits but is not indexed (a keyword longer than `ignore_above`).
+fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
+    let converted = match field.field_type {
+        FieldType::Text => IndexValue::Text(scalar_string(value)?),
+        FieldType::Keyword => {
+            let text = scalar_string(value)?;
+            if field
+                .ignore_above()
+                .is_some_and(|limit| text.chars().count() as u64 > limit)
+            {
+                return Some(None);
+            }
+            IndexValue::Keyword(text)
+        }
+        FieldType::Long | FieldType::Integer | FieldType::Short | FieldType::Byte => {
+            let (min, max) = field.field_type.integer_range()?;
+            let number = match value {
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => i,
+                    None if field.coerce() => float_to_integer(n.as_f64()?)?,
+                    None => return None,
+                },
+                Value::String(s) if field.coerce() => match s.trim().parse::<i64>() {
+                    Ok(i) => i,
+                    Err(_) => float_to_integer(s.trim().parse::<f64>().ok()?)?,
+                },
+                _ => return None,
+            };
+            if number < min || number > max {
+                return None;
+            }
+            IndexValue::Long(number)
+        }
+        FieldType::Double | FieldType::Float => {
+            let number = match value {
+                Value::Number(n) => n.as_f64()?,
+                Value::String(s) if field.coerce() => s.trim().parse::<f64>().ok()?,
+                _ => return None,
+            };
+            if !number.is_finite() {
+                return None;
+            }
+            if field.field_type == FieldType::Float {
+                let single = number as f32;
+                if !single.is_finite() {
+                    return None;
+                }
+                IndexValue::Double(f64::from(single))
+            } else {
+                IndexValue::Double(number)
+            }
+        }
+        FieldType::Boolean => IndexValue::Boolean(match value {
+            Value::Bool(b) => *b,
+            Value::String(s) if s == "true" => true,
+            Value::String(s) if s == "false" || s.is_empty() => false,
+            _ => return None,
+        }),
+        FieldType::Date => IndexValue::Date(match value {
+            Value::String(s) => date::parse_date_str(s, field.date_format())?,
+            Value::Number(n) => date::parse_date_number(n.as_f64()?, field.date_format())?,
+            _ => return None,
+        }),
+        FieldType::Object => return None,
+    };
+    Some(Some(converted))
+}
+
+fn float_to_integer(value: f64) -> Option<i64> {
+    // 2^63 is exactly representable; anything at or past it does not fit a long.
+    (value.is_finite() && value > -9.223_372_036_854_776e18 && value < 9.223_372_036_854_776e18)
+        .then(|| value.trunc() as i64)
+}
+
+fn scalar_string(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Elasticsearch shows the start of a rejected value in its error message.
+fn preview(value: &Value) -> String {
+    const PREVIEW_CHARS_MAX: usize = 20;
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}={}", preview(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        other => other.to_string(),
+    };
+    if text.chars().count() > PREVIEW_CHARS_MAX {
+        let cut: String = text.chars().take(PREVIEW_CHARS_MAX).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+/// Converts a query value for `field` the same way a document value would be, for term queries.
+pub fn query_value(field: &FieldMapping, value: &Value) -> Option<IndexValue> {
+    let mut field = field.clone();
+    // A term query may look for values longer than ignore_above: they simply match nothing.
+    field.parameters.remove("ignore_above");
+    convert(&field, value).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn dynamic_mapping_follows_elasticsearch_defaults() {
+        let mappings = Mappings::default();
+        let doc = json!({"message": "hello", "count": 3, "ratio": 0.5, "ok": true,
+                         "at": "2016-02-25T13:00:00Z", "user": {"name": "a"}, "tags": ["x", "y"], "none": null, "empty": []});
+        let parsed = mappings.parse_document("1", &doc).unwrap();
+        let updated = parsed.mapping_update.unwrap();
+        assert_eq!(
+            updated.to_json(),
+            json!({"properties": {
+                "at": {"type": "date"},
+                "count": {"type": "long"},
+                "message": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}},
+                "ok": {"type": "boolean"},
+                "ratio": {"type": "float"},
+                "tags": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}},
+                "user": {"properties": {"name": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}}}
+            }})
+        );
+        assert!(parsed.entries.contains(&(
+            "message.keyword".into(),
+            IndexValue::Keyword("hello".into())
+        )));
+        assert!(
+            parsed
+                .entries
+                .contains(&("tags".into(), IndexValue::Text("y".into())))
+        );
+        assert!(
+            parsed
+                .entries
+                .contains(&("at".into(), IndexValue::Date(1_456_405_200_000)))
+        );
+        assert!(
+            parsed
+                .entries
+                .contains(&("user.name".into(), IndexValue::Text("a".into())))
+        );
+    }
+
+    #[test]
+    fn dotted_keys_are_objects() {
+        let parsed = Mappings::default()
+            .parse_document("1", &json!({"a.b": 1}))
+            .unwrap();
+        assert_eq!(
+            parsed.mapping_update.unwrap().to_json(),
+            json!({"properties": {"a": {"properties": {"b": {"type": "long"}}}}})
+        );
+    }
+
+    #[test]
+    fn values_that_do_not_fit_are_rejected() {
+        let mappings = Mappings::from_json(&json!({"properties": {"n": {"type": "integer"}, "o": {"properties": {"x": {"type": "keyword"}}}}})).unwrap();
+        let err = mappings
+            .parse_document("7", &json!({"n": "abc"}))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to parse field [n] of type [integer] in document with id '7'. Preview of field's value: 'abc'"
+        );
+        assert!(
+            mappings
+                .parse_document("7", &json!({"n": 3_000_000_000_i64}))
+                .is_err()
+        );
+        assert!(
+            mappings
+                .parse_document("7", &json!({"o": 5}))
+                .unwrap_err()
+                .to_string()
+                .contains("object mapping for [o]")
+        );
+        assert_eq!(
+            mappings
+                .parse_document("7", &json!({"n": "12"}))
+                .unwrap()
+                .entries,
+            vec![("n".into(), IndexValue::Long(12))]
+        );
+        assert_eq!(
+            mappings
+                .parse_document("7", &json!({"n": 12.7}))
+                .unwrap()
+                .entries,
+            vec![("n".into(), IndexValue::Long(12))]
+        );
+    }
+
+    #[test]
+    fn strict_and_false() {
+        let strict = Mappings::from_json(
+            &json!({"dynamic": "strict", "properties": {"a": {"type": "long"}}}),
+        )
+        .unwrap();
+        let err = strict.parse_document("1", &json!({"b": 1})).unwrap_err();
+        assert!(matches!(err, SearchError::StrictDynamicMapping { .. }));
+        assert_eq!(
+            err.to_string(),
+            "[_doc] mapping set to strict, dynamic introduction of [b] within [_doc] is not allowed"
+        );
+        let off = Mappings::from_json(&json!({"dynamic": false})).unwrap();
+        let parsed = off.parse_document("1", &json!({"b": 1})).unwrap();
+        assert!(parsed.entries.is_empty() && parsed.mapping_update.is_none());
+    }
+
+    #[test]
+    fn mapping_definitions_are_validated_and_round_trip() {
+        let body = json!({"properties": {"t": {"type": "date", "format": "yyyy-MM-dd"}, "k": {"type": "keyword", "ignore_above": 10}}});
+        assert_eq!(Mappings::from_json(&body).unwrap().to_json(), body);
+        assert!(
+            Mappings::from_json(&json!({"properties": {"x": {"type": "nope"}}}))
+                .unwrap_err()
+                .to_string()
+                .contains("No handler for type [nope]")
+        );
+        assert!(
+            Mappings::from_json(&json!({"properties": {"x": {"type": "long", "bogus": 1}}}))
+                .is_err()
+        );
+        let base = Mappings::from_json(&json!({"properties": {"x": {"type": "long"}}})).unwrap();
+        let change = Mappings::from_json(&json!({"properties": {"x": {"type": "text"}}})).unwrap();
+        assert_eq!(
+            base.merged_with(&change).unwrap_err().to_string(),
+            "mapper [x] cannot be changed from type [long] to [text]"
+        );
+    }
+
+    #[test]
+    fn keyword_ignore_above_skips_long_values() {
+        let mappings = Mappings::from_json(
+            &json!({"properties": {"k": {"type": "keyword", "ignore_above": 3}}}),
+        )
+        .unwrap();
+        assert!(
+            mappings
+                .parse_document("1", &json!({"k": "long value"}))
+                .unwrap()
+                .entries
+                .is_empty()
+        );
+    }
+}
