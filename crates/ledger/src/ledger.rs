@@ -281,6 +281,9 @@ pub struct Ledger {
     pub(crate) database: Database,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
+    /// Set when a commit failed in the storage engine (a failed fsync may have left the file in
+    /// an unknown state): every later transaction is refused until the ledger is reopened.
+    pub(crate) poisoned: std::sync::atomic::AtomicBool,
 }
 
 impl Ledger {
@@ -336,6 +339,7 @@ impl Ledger {
             database,
             clock,
             limits,
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -364,6 +368,7 @@ impl Ledger {
             database,
             clock,
             limits,
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -513,19 +518,41 @@ impl Ledger {
     ) -> Result<BlockWithProof, LedgerError> {
         self.check_address(address)?;
         let read = self.database.begin_read()?;
-        let blocks = read.open_table(storage::BLOCKS)?;
-        let block = storage::read_block(&blocks, address.sequence_no)?
-            .ok_or_else(|| LedgerError::NotFound(format!("block {}", address.sequence_no)))?;
-        let block_hash = model::field_hash(model::expect_struct(&block, "block")?, "blockHash")?;
+        let (block, verified) = self.read_verified_block(&read, address.sequence_no)?;
         let proof = match digest_tip_address {
             None => None,
             Some(tip) => Some(self.block_proof(&read, address.sequence_no, tip)?),
         };
         Ok(BlockWithProof {
             block,
-            block_hash,
+            block_hash: verified.block_hash,
             proof,
         })
+    }
+
+    /// Reads a block and re-checks its own hashes just after reading, as the writer did just
+    /// before writing. Its link to the previous block is checked by `verify_chain`, so the
+    /// stored `previousBlockHash` is taken here.
+    fn read_verified_block(
+        &self,
+        read: &redb::ReadTransaction,
+        sequence_no: u64,
+    ) -> Result<(Element, journal::VerifiedBlock), LedgerError> {
+        let blocks = read.open_table(storage::BLOCKS)?;
+        let block = storage::read_block(&blocks, sequence_no)?
+            .ok_or_else(|| LedgerError::NotFound(format!("block {sequence_no}")))?;
+        let stored_previous = model::expect_struct(&block, "block")?
+            .get("previousBlockHash")
+            .and_then(Element::as_lob)
+            .map(hash::hash_from_slice)
+            .transpose()?;
+        let verified = journal::verify_block(&block, stored_previous.as_ref(), Strictness::Qldb)?;
+        if verified.address != self.address(sequence_no) {
+            return Err(LedgerError::VerificationFailed(format!(
+                "block {sequence_no} carries the address of another block"
+            )));
+        }
+        Ok((block, verified))
     }
 
     /// GetRevision: the revision of `document_id` committed in the block at `address`, with a
@@ -537,17 +564,10 @@ impl Ledger {
         document_id: &str,
         digest_tip_address: Option<&BlockAddress>,
     ) -> Result<RevisionWithProof, LedgerError> {
-        let block = self.block(address, None)?;
-        // Re-check the block's own hashes before building a proof from them; the link to the
-        // previous block is checked by `verify_chain`, so the stored one is taken here.
-        let stored_previous = model::expect_struct(&block.block, "block")?
-            .get("previousBlockHash")
-            .and_then(Element::as_lob)
-            .map(hash::hash_from_slice)
-            .transpose()?;
-        let verified =
-            journal::verify_block(&block.block, stored_previous.as_ref(), Strictness::Qldb)?;
-        let fields = model::expect_struct(&block.block, "block")?;
+        self.check_address(address)?;
+        let read = self.database.begin_read()?;
+        let (block, verified) = self.read_verified_block(&read, address.sequence_no)?;
+        let fields = model::expect_struct(&block, "block")?;
         let revisions = fields
             .get("revisions")
             .and_then(Element::as_sequence)
@@ -586,7 +606,6 @@ impl Ledger {
                 if let Some(previous) = verified.previous_block_hash {
                     proof.push(previous);
                 }
-                let read = self.database.begin_read()?;
                 proof.extend(self.block_proof(&read, address.sequence_no, tip)?);
                 Some(proof)
             }

@@ -126,6 +126,12 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) fn begin(ledger: Arc<Ledger>) -> Result<Self, LedgerError> {
+        if ledger.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(LedgerError::Storage(format!(
+                "ledger {} refuses transactions after a failed commit; reopen it",
+                ledger.name()
+            )));
+        }
         let snapshot = ledger.database.begin_read()?;
         let (catalog_version_seen, catalog) = {
             let meta = snapshot.open_table(storage::META)?;
@@ -798,7 +804,13 @@ impl Transaction {
                 build_index(&write, table_id, index)?;
             }
         }
-        write.commit()?;
+        if let Err(error) = write.commit() {
+            ledger
+                .poisoned
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(ledger = ledger.name(), %error, "commit failed; ledger poisoned until reopened");
+            return Err(error.into());
+        }
         tracing::debug!(ledger = ledger.name(), sequence_no, transaction_id = %self.transaction_id, "committed block");
         Ok(CommitResult {
             transaction_id: self.transaction_id,

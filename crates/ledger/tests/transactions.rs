@@ -311,10 +311,7 @@ fn concurrent_increments_with_retries_are_serializable() {
     let fixture = Fixture::new();
     let ledger = fixture.ledger("l");
     run(&ledger, "CREATE TABLE Counter");
-    run(
-        &ledger,
-        "INSERT INTO Counter VALUE {'name': 'c', 'n': 0}",
-    );
+    run(&ledger, "INSERT INTO Counter VALUE {'name': 'c', 'n': 0}");
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
             let ledger = ledger.clone();
