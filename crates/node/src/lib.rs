@@ -3,7 +3,8 @@
 //!
 //! Layout of `--data-dir`:
 //! - `sluice.lock`: held (flock) while a process uses the directory, so two never share it;
-//! - `indices/`: the search indices (see `sluice-search`).
+//! - `indices/`: the search indices (see `sluice-search`);
+//! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use sluice_log::{Log, LogOptions};
 use sluice_search::Indices;
 
 /// How often the refresh worker looks for indices whose refresh interval has passed.
@@ -28,11 +30,14 @@ pub enum NodeError {
     Locked(PathBuf),
     #[error(transparent)]
     Search(#[from] sluice_search::SearchError),
+    #[error(transparent)]
+    Log(#[from] sluice_log::LogError),
 }
 
 pub struct Node {
     data_dir: PathBuf,
     indices: Arc<Indices>,
+    log: Arc<Log>,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -51,6 +56,7 @@ impl Node {
         lock.try_lock()
             .map_err(|_| NodeError::Locked(data_dir.to_path_buf()))?;
         let indices = Arc::new(Indices::open(&data_dir.join("indices"))?);
+        let log = Arc::new(Log::open(&data_dir.join("streams"), LogOptions::default())?);
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -69,6 +75,7 @@ impl Node {
         Ok(Node {
             data_dir: data_dir.to_path_buf(),
             indices,
+            log,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -81,6 +88,11 @@ impl Node {
 
     pub fn indices(&self) -> &Arc<Indices> {
         &self.indices
+    }
+
+    /// The streams (Kinesis-like) and their consumer checkpoints.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
     }
 
     /// Stops the workers and commits every engine.

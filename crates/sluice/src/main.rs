@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_api::Server;
+use sluice_api::aws::AwsApi;
 use sluice_api::es::EsApi;
 use sluice_node::Node;
 
@@ -38,6 +39,9 @@ struct UpArgs {
     /// Port of the Elasticsearch-compatible search API (0 picks a free port).
     #[arg(long, default_value_t = 9200)]
     es_port: u16,
+    /// Port of the AWS-compatible APIs (Kinesis, Firehose, QLDB; 0 picks a free port).
+    #[arg(long, default_value_t = 4566)]
+    aws_port: u16,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,17 +74,24 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the search API to {}:{}", args.bind, args.es_port))?;
         let es_address = es_server.local_addr()?;
+        let aws_server = Server::bind(SocketAddr::new(args.bind, args.aws_port))
+            .await
+            .with_context(|| format!("binding the AWS APIs to {}:{}", args.bind, args.aws_port))?;
+        let aws_address = aws_server.local_addr()?;
         let es = es_server.serve(Arc::new(EsApi::new(node.clone())));
+        let aws = aws_server.serve(Arc::new(aws_api(&node)));
         // Tests and scripts read these lines to find the endpoints.
         println!("sluice {} is up", env!("CARGO_PKG_VERSION"));
         println!("data directory: {}", args.data_dir.display());
         println!("search API (Elasticsearch): http://{es_address}");
+        println!("AWS APIs: http://{aws_address}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
 
         wait_for_signal().await?;
         tracing::info!("shutting down");
         es.shutdown().await;
+        aws.shutdown().await;
         tokio::task::spawn_blocking(move || match Arc::try_unwrap(node) {
             Ok(node) => node.shutdown(),
             Err(node) => node.indices().close_all(),
@@ -90,6 +101,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         println!("sluice stopped");
         Ok(())
     })
+}
+
+/// The AWS-compatible services served on `--aws-port`.
+fn aws_api(_node: &Arc<Node>) -> AwsApi {
+    AwsApi::new()
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
