@@ -1259,6 +1259,19 @@ impl Evaluator<'_> {
         if is_aggregate_name(name) {
             return Err(bad(format!("{name} is only allowed in a SELECT list")));
         }
+        if matches!(name, "date_add" | "date_diff" | "extract") {
+            let Some((Expr::Var(part), rest)) = args.split_first() else {
+                return Err(bad(format!("{name} takes a date part first")));
+            };
+            let mut values = Vec::with_capacity(rest.len());
+            for arg in rest {
+                values.push(self.expr(arg, env)?);
+            }
+            return crate::datetime::call(name, &part.name.to_ascii_lowercase(), &values);
+        }
+        if name == "txid" {
+            return Ok(Some(Element::string(self.transaction.id())));
+        }
         let mut values = Vec::with_capacity(args.len());
         for arg in args {
             values.push(self.expr(arg, env)?);
@@ -1345,6 +1358,30 @@ impl Evaluator<'_> {
                 Some(Number::Float(float)) => Element::float(float.abs()),
                 None => Element::null(IonType::Null),
             })),
+            "to_timestamp" => {
+                if values.len() > 1 {
+                    return Err(bad("to_timestamp with a format pattern is not supported"));
+                }
+                let Some(value) = first else { return Ok(None) };
+                let Some(text) = value::text_of(&value) else {
+                    return Ok(null());
+                };
+                Element::read_one(text.trim().as_bytes())
+                    .ok()
+                    .filter(|parsed| parsed.as_timestamp().is_some())
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("{text:?} is not an Ion timestamp")))
+            }
+            "to_string" => {
+                if values.len() > 1 {
+                    return Err(bad("to_string with a format pattern is not supported"));
+                }
+                let Some(value) = first else { return Ok(None) };
+                match value.as_timestamp() {
+                    Some(_) => Ok(Some(Element::string(model::encode_text(&value)?))),
+                    None => Ok(null()),
+                }
+            }
             other => Err(bad(format!("unknown function {other}"))),
         }
     }

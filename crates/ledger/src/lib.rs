@@ -7,6 +7,7 @@
 )]
 
 pub mod clock;
+pub mod datetime;
 pub mod error;
 pub mod hash;
 

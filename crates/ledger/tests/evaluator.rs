@@ -363,3 +363,40 @@ fn subqueries_and_exists() {
         "\"V1\"",
     );
 }
+
+#[test]
+fn date_functions_and_txid() {
+    let (_fixture, ledger) = vehicles();
+    let value = |sql: &str| run(&ledger, sql);
+    assert_bag_eq(
+        &value("SELECT VALUE EXTRACT(YEAR FROM `2024-02-29T10:20:30Z`)"),
+        "2024",
+    );
+    assert_bag_eq(
+        &value("SELECT VALUE EXTRACT(minute FROM `2024-02-29T10:20:30Z`)"),
+        "20",
+    );
+    assert_bag_eq(
+        &value("SELECT VALUE DATE_ADD(year, 1, `2024-02-29T10:20:30.000Z`)"),
+        "2025-02-28T10:20:30.000Z",
+    );
+    assert_bag_eq(
+        &value("SELECT VALUE DATE_ADD(day, -1, `2024-03-01T00:00:00.000Z`)"),
+        "2024-02-29T00:00:00.000Z",
+    );
+    assert_bag_eq(
+        &value("SELECT VALUE DATE_DIFF(month, `2024-01-15T00:00Z`, `2024-04-01T00:00Z`)"),
+        "3",
+    );
+    assert_bag_eq(
+        &value("SELECT VALUE DATE_DIFF(hour, `2024-01-01T00:00Z`, `2024-01-02T01:30Z`)"),
+        "25",
+    );
+    assert_bag_eq(
+        &value("SELECT VALUE TO_TIMESTAMP('2007-02-23T12:14:33.079Z')"),
+        "2007-02-23T12:14:33.079Z",
+    );
+    let mut transaction = ledger.begin().unwrap();
+    let id = transaction.execute("SELECT VALUE TXID()", &[]).unwrap();
+    assert_eq!(id[0].as_text(), Some(transaction.id()));
+}
