@@ -1,6 +1,36 @@
 //! QLDB-compatible verifiable ledger engine: tables of Ion documents with revisions, OCC
 //! transactions, PartiQL evaluation, a journal of hash-chained blocks, digests and proofs,
 //! export, restore and import. Speaks Rust types only; the wire layer lives in `api`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sluice_ledger::{Ledgers, Limits, SystemClock};
+//!
+//! # fn main() -> Result<(), sluice_ledger::LedgerError> {
+//! let dir = tempfile::tempdir()?;
+//! let ledgers = Ledgers::open_dir(dir.path(), Arc::new(SystemClock), Limits::default())?;
+//! let ledger = ledgers.create_ledger("vehicles", true)?;
+//! ledger.execute("CREATE TABLE Vehicle", &[])?;
+//!
+//! let mut transaction = ledger.begin()?;
+//! let parameter = ion_rs::Element::read_one(r#"{VIN: "1N4AL11D75C109151", Year: 2011}"#)?;
+//! transaction.execute("INSERT INTO Vehicle VALUE ?", &[parameter])?;
+//! let commit = transaction.commit()?; // OccConflict when something read changed meanwhile
+//!
+//! let digest = ledger.digest()?.expect("one block at least");
+//! let block = ledger.block(&commit.block_address.expect("a write commits a block"), Some(&digest.digest_tip_address))?;
+//! let folded = sluice_ledger::hash::fold_proof(&block.block_hash, &block.proof.unwrap_or_default());
+//! assert_eq!(folded, digest.digest);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Map of the crate: [`ledger`] (ledgers on disk, digests, proofs, chain verification),
+//! [`transaction`] (snapshot, read set, commit protocol), [`eval`] (PartiQL), [`journal`]
+//! (block shapes), [`journal_tree`] (the block-hash Merkle tree), [`hash`] (QLDB hashing),
+//! [`storage`] (redb layout, spec in `docs/ledger-format.md`), [`export`] (export, restore,
+//! import), [`stream`] (journal stream records), [`model`] and [`value`] (types and PartiQL
+//! value semantics), [`datetime`], [`clock`], [`error`].
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)

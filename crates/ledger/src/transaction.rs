@@ -662,6 +662,24 @@ impl Transaction {
 
     // ----- commit -----
 
+    /// QLDBSession's CommitTransaction: commits only when the client's commit digest (computed by
+    /// the driver from the transaction id and the statements it sent) equals ours, so a statement
+    /// lost or altered on the way is caught.
+    pub fn commit_with_digest(
+        self,
+        client_commit_digest: &[u8],
+    ) -> Result<CommitResult, LedgerError> {
+        let ours = self.commit_digest()?;
+        if client_commit_digest != ours.as_slice() {
+            return Err(LedgerError::BadRequest(format!(
+                "commit digest {} does not match the transaction's {}",
+                hash::to_base64(client_commit_digest),
+                hash::to_base64(&ours)
+            )));
+        }
+        self.commit()
+    }
+
     /// Validates the read set and writes the transaction's block durably. Fails with
     /// [`LedgerError::OccConflict`] when anything read changed since the snapshot.
     pub fn commit(self) -> Result<CommitResult, LedgerError> {

@@ -347,3 +347,40 @@ fn handles_cross_threads() {
     assert_send_sync::<sluice_ledger::Ledger>();
     assert_send_sync::<sluice_ledger::Ledgers>();
 }
+
+#[test]
+fn commit_digest_is_checked_like_qldb_session() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let statement = "INSERT INTO T VALUE ?";
+    let parameter = ion("{a: 1}");
+    // What a QLDB driver computes: dot-fold of Ion hashes of the id, statements and parameters.
+    let driver_digest = |transaction_id: &str| {
+        use sluice_ledger::hash::{dot_hashes, ion_hash};
+        let statement_hash = dot_hashes(
+            &ion_hash(&ion_rs::Element::string(statement)).unwrap(),
+            &ion_hash(&parameter).unwrap(),
+        );
+        dot_hashes(
+            &ion_hash(&ion_rs::Element::string(transaction_id)).unwrap(),
+            &statement_hash,
+        )
+    };
+    let mut transaction = ledger.begin().unwrap();
+    transaction
+        .execute(statement, std::slice::from_ref(&parameter))
+        .unwrap();
+    let wrong = driver_digest("not the id");
+    assert!(matches!(
+        transaction.commit_with_digest(&wrong),
+        Err(LedgerError::BadRequest(_))
+    ));
+    let mut transaction = ledger.begin().unwrap();
+    transaction
+        .execute(statement, std::slice::from_ref(&parameter))
+        .unwrap();
+    let right = driver_digest(transaction.id());
+    let commit = transaction.commit_with_digest(&right).unwrap();
+    assert_eq!(commit.commit_digest, right);
+}
