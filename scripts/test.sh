@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of Sluice: the Rust workspace's tests, then the compatibility tests that drive
+# the real `sluice` binary with the real clients (elasticsearch, opensearch-py, boto3, …).
+# Python packages go into .venv-test, created on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv-test/bin/python ]; then
+    python3 -m venv .venv-test
+fi
+.venv-test/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+cargo build --workspace --all-targets
+cargo test --workspace
+SLUICE_BIN="$PWD/target/debug/sluice" .venv-test/bin/python -m pytest tests/python -q -p no:cacheprovider

@@ -1,0 +1,96 @@
+"""Shared fixtures: start the real `sluice` binary on ephemeral ports in a temporary data
+directory, hand its endpoints to the test, and stop it (SIGTERM, then SIGKILL) afterwards."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("SLUICE_BIN", ROOT / "target" / "debug" / "sluice"))
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+
+
+class Sluice:
+    """A running `sluice up` process."""
+
+    def __init__(self, data_dir, extra_args=()):
+        self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args)
+        self.process = None
+        self.es_url = None
+        self.aws_url = None
+        self.output = []
+
+    def start(self):
+        if not BINARY.exists():
+            raise RuntimeError(f"{BINARY} does not exist: build it with `cargo build -p sluice`")
+        args = [str(BINARY), "up", "--data-dir", str(self.data_dir), "--es-port", "0", "--aws-port", "0", *self.extra_args]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            match = re.search(r"search API \(Elasticsearch\): (http://\S+)", line)
+            if match:
+                self.es_url = match.group(1)
+            match = re.search(r"AWS APIs: (http://\S+)", line)
+            if match:
+                self.aws_url = match.group(1)
+            if self.es_url and self.aws_url:
+                break
+        if not (self.es_url and self.aws_url):
+            self.kill()
+            raise RuntimeError("sluice did not start:\n" + "".join(self.output))
+        # Keep draining the output so the process never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _drain(self):
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode if self.process else None
+
+    def kill(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT_S)
+
+
+@pytest.fixture
+def sluice(tmp_path):
+    """A fresh server for one test."""
+    server = Sluice(tmp_path / "data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sluice_factory(tmp_path):
+    """Starts servers on demand (for restarts and crash tests); stops them all at the end."""
+    servers = []
+
+    def start(data_dir=None, extra_args=()):
+        server = Sluice(data_dir or tmp_path / "data", extra_args).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
