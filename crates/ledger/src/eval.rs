@@ -1346,15 +1346,21 @@ impl Evaluator<'_> {
                 self.transaction.ledger().clock.now(),
             )?))),
             "abs" => Ok(first.map(|value| match Number::from_element(&value) {
-                Some(Number::Int(int)) => Element::int(int.abs()),
+                Some(Number::Int(int)) => int
+                    .checked_abs()
+                    .map_or_else(model::null_element, Element::int),
                 Some(Number::Decimal {
                     coefficient,
                     exponent,
-                }) => Number::Decimal {
-                    coefficient: coefficient.abs(),
-                    exponent,
-                }
-                .to_element(),
+                }) => coefficient
+                    .checked_abs()
+                    .map_or_else(model::null_element, |coefficient| {
+                        Number::Decimal {
+                            coefficient,
+                            exponent,
+                        }
+                        .to_element()
+                    }),
                 Some(Number::Float(float)) => Element::float(float.abs()),
                 None => Element::null(IonType::Null),
             })),
