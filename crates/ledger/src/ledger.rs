@@ -21,6 +21,9 @@ use crate::transaction::Transaction;
 /// Longest ledger name QLDB accepts, in characters.
 pub const LEDGER_NAME_LENGTH_MAX_CHARS: usize = 32;
 
+/// QLDB's default for `DeletionProtection` when CreateLedger does not say.
+pub const DELETION_PROTECTION_DEFAULT: bool = true;
+
 /// File name suffix of a ledger's redb file inside the data directory.
 const LEDGER_FILE_SUFFIX: &str = ".ledger.redb";
 
@@ -88,7 +91,8 @@ impl Ledgers {
             .map_err(|_| LedgerError::Internal("ledger map lock poisoned".to_owned()))
     }
 
-    /// Creates a new, empty ledger. QLDB turns deletion protection on by default.
+    /// Creates a new, empty ledger. QLDB turns deletion protection on by default
+    /// ([`DELETION_PROTECTION_DEFAULT`]).
     pub fn create_ledger(
         &self,
         name: &str,
