@@ -236,7 +236,7 @@ impl Transaction {
     }
 
     /// The active table named `name` (matched by `matches`, so quoting rules apply).
-    pub fn active_table(&self, matches: impl Fn(&str) -> bool) -> Option<TableInfo> {
+    pub(crate) fn active_table(&self, matches: impl Fn(&str) -> bool) -> Option<TableInfo> {
         let exact: Vec<&TableInfo> = self
             .catalog
             .iter()
@@ -263,7 +263,7 @@ impl Transaction {
     }
 
     /// CREATE TABLE: returns the new table id.
-    pub fn create_table(&mut self, name: &str) -> Result<String, LedgerError> {
+    pub(crate) fn create_table(&mut self, name: &str) -> Result<String, LedgerError> {
         if self.active_table(|candidate| candidate == name).is_some() {
             return Err(LedgerError::AlreadyExists(format!("table {name}")));
         }
@@ -289,7 +289,7 @@ impl Transaction {
     }
 
     /// DROP TABLE: marks the table deleted; returns its id.
-    pub fn drop_table(&mut self, table: &TableInfo) -> Result<String, LedgerError> {
+    pub(crate) fn drop_table(&mut self, table: &TableInfo) -> Result<String, LedgerError> {
         let mut dropped = table.clone();
         dropped.status = TableStatus::Deleted;
         self.replace_table(dropped);
@@ -297,7 +297,7 @@ impl Transaction {
     }
 
     /// UNDROP TABLE by id: reactivates a dropped table; returns its id.
-    pub fn undrop_table(&mut self, table_id: &str) -> Result<String, LedgerError> {
+    pub(crate) fn undrop_table(&mut self, table_id: &str) -> Result<String, LedgerError> {
         let table = self
             .catalog
             .iter()
@@ -326,7 +326,7 @@ impl Transaction {
     }
 
     /// CREATE INDEX: adds an equality index on `field_path`; returns the index id.
-    pub fn create_index(
+    pub(crate) fn create_index(
         &mut self,
         table: &TableInfo,
         field_path: Vec<String>,
@@ -361,7 +361,7 @@ impl Transaction {
     }
 
     /// DROP INDEX by id.
-    pub fn drop_index(&mut self, table: &TableInfo, index_id: &str) -> Result<(), LedgerError> {
+    pub(crate) fn drop_index(&mut self, table: &TableInfo, index_id: &str) -> Result<(), LedgerError> {
         if !table.indexes.iter().any(|index| index.index_id == index_id) {
             return Err(LedgerError::NotFound(format!(
                 "index {index_id} on table {}",
@@ -401,7 +401,7 @@ impl Transaction {
     }
 
     /// Every live document of a table (a full scan, recorded in the read set).
-    pub fn scan_table(&mut self, table_id: &str) -> Result<Vec<DocumentView>, LedgerError> {
+    pub(crate) fn scan_table(&mut self, table_id: &str) -> Result<Vec<DocumentView>, LedgerError> {
         let write_sequence = self.table_write_sequence(table_id)?;
         self.reads.push(ReadItem::Table {
             table_id: table_id.to_owned(),
@@ -443,7 +443,7 @@ impl Transaction {
     }
 
     /// One document by id (recorded in the read set, absence included).
-    pub fn document(
+    pub(crate) fn document(
         &mut self,
         table_id: &str,
         document_id: &str,
@@ -473,7 +473,7 @@ impl Transaction {
 
     /// Documents whose indexed field equals `value`, through the index; `None` when the value is
     /// not indexable (the caller scans instead). Recorded in the read set.
-    pub fn index_lookup(
+    pub(crate) fn index_lookup(
         &mut self,
         table_id: &str,
         index: &IndexInfo,
@@ -556,7 +556,7 @@ impl Transaction {
     }
 
     /// Every committed revision of a table, ordered by document then version (a table read).
-    pub fn table_history(&mut self, table_id: &str) -> Result<Vec<Revision>, LedgerError> {
+    pub(crate) fn table_history(&mut self, table_id: &str) -> Result<Vec<Revision>, LedgerError> {
         let write_sequence = self.table_write_sequence(table_id)?;
         self.reads.push(ReadItem::Table {
             table_id: table_id.to_owned(),
@@ -613,7 +613,7 @@ impl Transaction {
     }
 
     /// Inserts a new document; returns its id.
-    pub fn insert_document(
+    pub(crate) fn insert_document(
         &mut self,
         table: &TableInfo,
         data: Element,
@@ -626,7 +626,7 @@ impl Transaction {
     }
 
     /// Replaces a document's data.
-    pub fn update_document(
+    pub(crate) fn update_document(
         &mut self,
         table: &TableInfo,
         document_id: &str,
@@ -638,7 +638,7 @@ impl Transaction {
     }
 
     /// Deletes a document (its final revision will have no data).
-    pub fn delete_document(
+    pub(crate) fn delete_document(
         &mut self,
         table: &TableInfo,
         document_id: &str,
