@@ -443,7 +443,7 @@ impl Transaction {
     }
 
     /// One document by id (recorded in the read set, absence included).
-    pub(crate) fn document(
+    pub fn document(
         &mut self,
         table_id: &str,
         document_id: &str,
