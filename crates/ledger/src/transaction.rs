@@ -361,7 +361,11 @@ impl Transaction {
     }
 
     /// DROP INDEX by id.
-    pub(crate) fn drop_index(&mut self, table: &TableInfo, index_id: &str) -> Result<(), LedgerError> {
+    pub(crate) fn drop_index(
+        &mut self,
+        table: &TableInfo,
+        index_id: &str,
+    ) -> Result<(), LedgerError> {
         if !table.indexes.iter().any(|index| index.index_id == index_id) {
             return Err(LedgerError::NotFound(format!(
                 "index {index_id} on table {}",
@@ -443,7 +447,7 @@ impl Transaction {
     }
 
     /// One document by id (recorded in the read set, absence included).
-    pub fn document(
+    pub(crate) fn document(
         &mut self,
         table_id: &str,
         document_id: &str,

@@ -384,3 +384,36 @@ fn commit_digest_is_checked_like_qldb_session() {
     let commit = transaction.commit_with_digest(&right).unwrap();
     assert_eq!(commit.commit_digest, right);
 }
+
+#[test]
+fn lookups_by_document_id_read_only_that_document() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let first = document_id(&run(&ledger, "INSERT INTO T VALUE {'n': 0}"));
+    let second = document_id(&run(&ledger, "INSERT INTO T VALUE {'n': 0}"));
+    let mut one = ledger.begin().unwrap();
+    let mut two = ledger.begin().unwrap();
+    one.execute(
+        "UPDATE T AS t BY id SET t.n = 1 WHERE id = ?",
+        &[ion_rs::Element::string(first.as_str())],
+    )
+    .unwrap();
+    two.execute(
+        "UPDATE T AS t BY id SET t.n = 2 WHERE id = ?",
+        &[ion_rs::Element::string(second.as_str())],
+    )
+    .unwrap();
+    one.commit().unwrap();
+    two.commit().unwrap();
+    assert_bag_eq(
+        &ledger
+            .execute(
+                "SELECT VALUE t.n FROM T AS t BY id WHERE id = ?",
+                &[ion_rs::Element::string(first.as_str())],
+            )
+            .unwrap(),
+        "1",
+    );
+    assert!(run(&ledger, "SELECT * FROM T AS t BY id WHERE id = 'nope'").is_empty());
+}
