@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ion_rs::{Element, Timestamp};
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase, ReadableMultimapTable, ReadableTable};
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
@@ -119,6 +119,7 @@ pub struct Transaction {
     catalog_statements: BTreeMap<String, BTreeSet<usize>>,
     catalog_changed: bool,
     new_indexes: Vec<(String, IndexInfo)>,
+    dropped_indexes: Vec<(String, String)>,
     writes: BTreeMap<(String, String), PendingWrite>,
     reads: Vec<ReadItem>,
     statements: Vec<StatementInfo>,
@@ -153,6 +154,7 @@ impl Transaction {
             catalog_statements: BTreeMap::new(),
             catalog_changed: false,
             new_indexes: Vec::new(),
+            dropped_indexes: Vec::new(),
             writes: BTreeMap::new(),
             reads: Vec::new(),
             statements: Vec::new(),
@@ -376,6 +378,8 @@ impl Transaction {
         updated.indexes.retain(|index| index.index_id != index_id);
         self.new_indexes
             .retain(|(_, index)| index.index_id != index_id);
+        self.dropped_indexes
+            .push((table.table_id.clone(), index_id.to_owned()));
         self.replace_table(updated);
         Ok(())
     }
@@ -690,17 +694,18 @@ impl Transaction {
         self.check_not_expired()?;
         let commit_digest = self.commit_digest()?;
         let ledger = self.ledger.clone();
-        let mut write = ledger.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        self.validate_reads(&write)?;
+        // A read-only transaction read one consistent snapshot, which is a serializable history
+        // by itself: nothing to validate, nothing to write, and no wait for the writer lock.
         if self.writes.is_empty() && !self.catalog_changed {
-            write.abort()?;
             return Ok(CommitResult {
                 transaction_id: self.transaction_id,
                 block_address: None,
                 commit_digest,
             });
         }
+        let mut write = ledger.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        self.validate_reads(&write)?;
         let tip = {
             let block_hashes = write.open_table(storage::BLOCK_HASHES)?;
             storage::read_tip(&block_hashes)?
@@ -822,6 +827,9 @@ impl Transaction {
             meta.insert("catalog_version", next_version.to_string().as_bytes())?;
             drop(meta);
             drop(tables);
+            for (table_id, index_id) in &self.dropped_indexes {
+                remove_index_entries(&write, table_id, index_id)?;
+            }
             for (table_id, index) in &self.new_indexes {
                 build_index(&write, table_id, index)?;
             }
@@ -988,6 +996,28 @@ pub(crate) fn build_index(
                 revision.metadata.id.as_str(),
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Removes every entry of a dropped index.
+fn remove_index_entries(
+    write: &redb::WriteTransaction,
+    table_id: &str,
+    index_id: &str,
+) -> Result<(), LedgerError> {
+    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
+    let mut keys = Vec::new();
+    for entry in entries.range((table_id, index_id, "")..)? {
+        let (key, _) = entry?;
+        let (entry_table_id, entry_index_id, value_key) = key.value();
+        if entry_table_id != table_id || entry_index_id != index_id {
+            break;
+        }
+        keys.push(value_key.to_owned());
+    }
+    for value_key in keys {
+        entries.remove_all((table_id, index_id, value_key.as_str()))?;
     }
     Ok(())
 }

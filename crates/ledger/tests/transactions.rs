@@ -417,3 +417,39 @@ fn lookups_by_document_id_read_only_that_document() {
     );
     assert!(run(&ledger, "SELECT * FROM T AS t BY id WHERE id = 'nope'").is_empty());
 }
+
+#[test]
+fn drop_index_removes_it_and_its_entries() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("drop-index");
+    run(&ledger, "CREATE TABLE T");
+    run(&ledger, "CREATE INDEX ON T (k)");
+    run(&ledger, "INSERT INTO T << {'k': 1}, {'k': 2} >>");
+    let index_id = run(
+        &ledger,
+        "SELECT VALUE i.indexId FROM information_schema.user_tables AS t, t.indexes AS i",
+    )[0]
+    .as_text()
+    .unwrap()
+    .to_owned();
+    run(&ledger, &format!("DROP INDEX \"{index_id}\" ON T"));
+    assert!(
+        run(
+            &ledger,
+            "SELECT VALUE t.indexes FROM information_schema.user_tables AS t"
+        )[0]
+        .as_sequence()
+        .unwrap()
+        .is_empty()
+    );
+    assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T WHERE k = 2"), "2");
+    drop(ledger);
+    fixture.ledgers.close_ledger("drop-index").unwrap();
+    let database =
+        redb::Database::open(fixture.dir.path().join("ledgers/drop-index.ledger.redb")).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&database).unwrap();
+    let entries = read
+        .open_multimap_table(sluice_ledger::storage::INDEX_ENTRIES)
+        .unwrap();
+    assert_eq!(redb::ReadableTableMetadata::len(&entries).unwrap(), 0);
+}
