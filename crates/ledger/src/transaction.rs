@@ -69,6 +69,9 @@ pub struct CommitResult {
     pub commit_digest: Hash,
 }
 
+/// Meta key of the last block's timestamp (Unix nanoseconds), so block times never decrease.
+pub(crate) const LAST_BLOCK_TIME_KEY: &str = "last_block_time_unix_ns";
+
 /// Table id under which catalog entries are journaled (not a valid user table id: too short).
 pub const CATALOG_TABLE_ID: &str = "_ql_catalog";
 /// Table name of the catalog's revisions in `transactionInfo.documents`.
@@ -716,7 +719,25 @@ impl Transaction {
             strand_id: ledger.strand_id().to_owned(),
             sequence_no,
         };
-        let tx_time: Timestamp = model::timestamp_from_datetime(ledger.clock.now())?;
+        // Block timestamps never go backwards, even when the wall clock does: exports and
+        // streams cut the journal by time and rely on that order.
+        let last_block_time_unix_ns: Option<i128> = {
+            let meta = write.open_table(storage::META)?;
+            storage::meta_text(&meta, LAST_BLOCK_TIME_KEY)?.and_then(|text| text.parse().ok())
+        };
+        let now = ledger.clock.now();
+        let commit_instant = match last_block_time_unix_ns
+            .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
+        {
+            Some(last) if last > now => last,
+            _ => now,
+        };
+        let tx_time: Timestamp = model::timestamp_from_datetime(commit_instant)?;
+        {
+            let mut meta = write.open_table(storage::META)?;
+            let stored = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
+            meta.insert(LAST_BLOCK_TIME_KEY, stored.to_string().as_bytes())?;
+        }
 
         let mut ordered: Vec<((String, String), PendingWrite)> = self
             .writes
