@@ -497,27 +497,27 @@ impl Index {
                 });
                 outcomes.push(outcome);
             }
-            if state.live_bytes > LIVE_MAP_BYTES_MAX {
-                if let Err(error) = self.refresh_locked(&mut state) {
-                    tracing::error!(index = %self.name, %error, "forced refresh failed");
-                }
+            if state.live_bytes > LIVE_MAP_BYTES_MAX
+                && let Err(error) = self.refresh_locked(&mut state)
+            {
+                tracing::error!(index = %self.name, %error, "forced refresh failed");
             }
         }
-        if durable_end > 0 {
-            if let Err(error) = self.translog.sync_to(durable_end) {
-                let reason = error.to_string();
-                return outcomes
-                    .into_iter()
-                    .map(|o| {
-                        o.and_then(|_| {
-                            Err(SearchError::Poisoned {
-                                index: self.name.clone(),
-                                reason: reason.clone(),
-                            })
+        if durable_end > 0
+            && let Err(error) = self.translog.sync_to(durable_end)
+        {
+            let reason = error.to_string();
+            return outcomes
+                .into_iter()
+                .map(|o| {
+                    o.and_then(|_| {
+                        Err(SearchError::Poisoned {
+                            index: self.name.clone(),
+                            reason: reason.clone(),
                         })
                     })
-                    .collect();
-            }
+                })
+                .collect();
         }
         outcomes
     }

@@ -124,5 +124,5 @@ proptest! {
 
 /// Half the cases reopen from a commit, half from the translog alone.
 fn step_commit(ops: &[Op]) -> bool {
-    ops.len() % 2 == 0
+    ops.len().is_multiple_of(2)
 }
