@@ -29,6 +29,15 @@ pub enum Error {
         /// Which rule.
         reason: String,
     },
+    /// The caller's event breaks a rule of the contract (two records with one id, …);
+    /// nothing was run.
+    #[error("invalid event for function {name}: {reason}")]
+    InvalidEvent {
+        /// The function's name.
+        name: String,
+        /// Which rule.
+        reason: String,
+    },
     /// The event is larger than [`crate::PAYLOAD_BYTES_MAX`]; nothing was run.
     #[error("request payload of {bytes} bytes exceeds the limit of {limit} bytes")]
     RequestTooLarge {
@@ -147,6 +156,7 @@ impl Error {
             Error::RetriesExhausted { last, .. } => last.firehose_error_code(),
             Error::FunctionExists { .. }
             | Error::InvalidDefinition { .. }
+            | Error::InvalidEvent { .. }
             | Error::RequestTooLarge { .. }
             | Error::ResponseTooLarge { .. }
             | Error::Timeout { .. }
@@ -165,6 +175,7 @@ impl Error {
             | Error::FunctionExists { .. }
             | Error::InvalidArn { .. }
             | Error::InvalidDefinition { .. }
+            | Error::InvalidEvent { .. }
             | Error::RequestTooLarge { .. }
             | Error::RetriesExhausted { .. }
             | Error::ShutDown => false,

@@ -195,7 +195,7 @@ impl FunctionRegistry {
     ) -> Result<Invocation<FirehoseTransformationResponse>> {
         let name = function_name(name_or_arn)?.to_owned();
         if let Err(reason) = event.check_record_ids_unique() {
-            return Err(Error::InvalidDefinition { name, reason });
+            return Err(Error::InvalidEvent { name, reason });
         }
         let payload = serde_json::to_value(event).map_err(|error| Error::InvalidJson {
             name: name.clone(),

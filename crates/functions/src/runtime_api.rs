@@ -35,6 +35,9 @@ use crate::error::{Error, Result};
 use crate::limits::{PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE};
 use crate::process::{OutputTail, environment, forward_output};
 
+/// Pause after a failed `accept` before trying again.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// Path prefix of every Runtime API route.
 const API_PREFIX: &str = "/2018-06-01/runtime/";
 
@@ -369,8 +372,14 @@ impl RuntimeInstance {
 /// Accepts connections of the runtime process until the instance aborts this task.
 async fn serve(listener: TcpListener, state: Arc<ApiState>) {
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Out of file descriptors, usually: wait instead of spinning on the error.
+                tracing::warn!(function = %state.function_name, %error, "runtime api cannot accept");
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+                continue;
+            }
         };
         let state = Arc::clone(&state);
         tokio::spawn(async move {
