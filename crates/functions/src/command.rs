@@ -9,7 +9,7 @@ use tokio::process::Command;
 use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
 use crate::limits::PAYLOAD_BYTES_MAX;
-use crate::process::{OutputTail, environment, forward_output};
+use crate::process::{OutputTail, ProcessGroup, environment, forward_output, own_process_group};
 
 /// Runs the command once with `payload` on stdin and returns what it wrote on stdout.
 /// A non-zero exit, a timeout (the process is killed) or more than [`PAYLOAD_BYTES_MAX`]
@@ -41,10 +41,13 @@ pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> R
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    own_process_group(&mut command);
     if let Some(task_root) = &definition.task_root {
         command.current_dir(task_root);
     }
     let mut child = command.spawn().map_err(io_error("starting the command"))?;
+    // Whatever the handler forked dies with it when this invocation ends, however it ends.
+    let _group = ProcessGroup::of(&child);
 
     let tail = OutputTail::default();
     if let Some(stderr) = child.stderr.take() {

@@ -163,3 +163,44 @@ fn emit_line(function_name: &str, stream: &'static str, line: &[u8]) {
         text.trim_end_matches('\r')
     );
 }
+
+/// Puts a handler process in its own process group, so [`ProcessGroup`] can end it together
+/// with whatever it forked (a shell wrapper's children, worker processes).
+pub(crate) fn own_process_group(command: &mut tokio::process::Command) {
+    #[cfg(unix)]
+    command.process_group(0);
+    #[cfg(not(unix))]
+    let _ = command;
+}
+
+/// The process group of a handler process; dropping it kills every process left in the group,
+/// so a timeout, a crash or a cancelled invocation leaves nothing running behind.
+#[derive(Debug)]
+pub(crate) struct ProcessGroup {
+    leader: Option<u32>,
+}
+
+impl ProcessGroup {
+    /// The group led by `child`, which must have been started after [`own_process_group`].
+    pub(crate) fn of(child: &tokio::process::Child) -> Self {
+        ProcessGroup { leader: child.id() }
+    }
+
+    /// Sends SIGKILL to every process of the group; a group already gone is fine.
+    pub(crate) fn kill(&self) {
+        #[cfg(unix)]
+        if let Some(pid) = self
+            .leader
+            .and_then(|leader| i32::try_from(leader).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

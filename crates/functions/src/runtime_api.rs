@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
 use crate::limits::{PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE};
-use crate::process::{OutputTail, environment, forward_output};
+use crate::process::{OutputTail, ProcessGroup, environment, forward_output, own_process_group};
 
 /// Pause after a failed `accept` before trying again.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -203,6 +203,7 @@ impl RuntimeInstance {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        own_process_group(&mut command);
         if let Some(task_root) = &definition.task_root {
             command.current_dir(task_root);
         }
@@ -220,6 +221,7 @@ impl RuntimeInstance {
         if let Some(pipe) = child.stderr.take() {
             forward_output(pipe, name.clone(), "stderr", Some(stderr.clone()));
         }
+        let group = ProcessGroup::of(&child);
         let (exit_sender, exited) = watch::channel(None);
         let (kill, kill_requested) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -232,10 +234,13 @@ impl RuntimeInstance {
                     Err(error) => format!("waiting for the runtime failed: {error}"),
                 },
                 _ = kill_requested => {
+                    group.kill();
                     let _ = child.kill().await;
                     "runtime was stopped".to_owned()
                 }
             };
+            // Helpers the runtime forked do not outlive it.
+            drop(group);
             let _ = exit_sender.send(Some(description));
         });
         tracing::info!(function = %name, %address, "runtime process started");

@@ -232,6 +232,57 @@ async fn a_slow_handler_is_killed_at_its_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// Whether `pid` is gone (or a zombie waiting to be reaped), polled for up to five seconds
+/// because SIGKILL is delivered asynchronously.
+fn process_ends(pid: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_timeout_also_kills_what_the_handler_forked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let registry = FunctionRegistry::new();
+    let mut definition = FunctionDefinition::new(
+        "forks",
+        FunctionKind::Command,
+        sh(&format!(
+            "sleep 30 & echo $! > '{}'; wait",
+            pid_file.display()
+        )),
+    );
+    definition.timeout = Duration::from_millis(500);
+    registry.register(definition).unwrap();
+    let error = registry
+        .invoke_with("forks", &json!({}), &no_retries())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.last_attempt(), Error::Timeout { .. }),
+        "{error}"
+    );
+    let pid = lines(&pid_file).into_iter().next().unwrap();
+    assert!(
+        process_ends(&pid),
+        "the forked sleep {pid} outlived the timeout"
+    );
+}
+
 #[tokio::test]
 async fn a_non_zero_exit_is_a_function_error_with_stderr() {
     let registry = FunctionRegistry::new();
