@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
-use crate::limits::PAYLOAD_BYTES_MAX;
+use crate::limits::{PAYLOAD_BYTES_MAX, STDERR_DRAIN_WAIT};
 use crate::process::{OutputTail, ProcessGroup, environment, forward_output, own_process_group};
 
 /// Runs the command once with `payload` on stdin and returns what it wrote on stdout.
@@ -50,9 +50,10 @@ pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> R
     let _group = ProcessGroup::of(&child);
 
     let tail = OutputTail::default();
-    if let Some(stderr) = child.stderr.take() {
-        forward_output(stderr, name.clone(), "stderr", Some(tail.clone()));
-    }
+    let stderr_forwarder = child
+        .stderr
+        .take()
+        .map(|stderr| forward_output(stderr, name.clone(), "stderr", Some(tail.clone())));
     if let Some(mut stdin) = child.stdin.take() {
         // Written from its own task so a process that answers before reading all of its input
         // cannot deadlock against us; a process that never reads stdin just breaks the pipe.
@@ -109,6 +110,11 @@ pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> R
         Ok(Ok(Some(done))) => done,
     };
     if !status.success() {
+        // The process has exited, but the forwarder may not have read its last words yet.
+        // Helpers it forked may hold stderr open, so the wait is bounded.
+        if let Some(forwarder) = stderr_forwarder {
+            let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, forwarder).await;
+        }
         let stderr = tail.text();
         let mut message = match status.code() {
             Some(code) => format!("command exited with status {code}"),

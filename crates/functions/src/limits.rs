@@ -49,6 +49,10 @@ pub const MEMORY_SIZE_MB_MAX: u32 = 10_240;
 /// Tail of a process's stderr kept to explain a failure, in bytes; older output is only logged.
 pub const STDERR_TAIL_BYTES_MAX: usize = 8 * 1024;
 
+/// How long a failed command's error waits for the rest of its stderr after it exited; a
+/// forked helper holding stderr open only shortens the message.
+pub const STDERR_DRAIN_WAIT: Duration = Duration::from_secs(1);
+
 /// Longest line of process output forwarded to the log as one event; longer lines are cut.
 pub const LOG_LINE_BYTES_MAX: usize = 16 * 1024;
 

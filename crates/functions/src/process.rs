@@ -116,12 +116,14 @@ impl OutputTail {
 
 /// Reads `reader` until it closes, logging each line (cut at [`LOG_LINE_BYTES_MAX`]) with the
 /// function's name, and keeping a tail in `tail`. Memory stays bounded whatever the process writes.
+/// The returned handle finishes when the pipe closes.
 pub(crate) fn forward_output<R>(
     reader: R,
     function_name: String,
     stream: &'static str,
     tail: Option<OutputTail>,
-) where
+) -> tokio::task::JoinHandle<()>
+where
     R: AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
@@ -151,7 +153,7 @@ pub(crate) fn forward_output<R>(
         if !line.is_empty() {
             emit_line(&function_name, stream, &line);
         }
-    });
+    })
 }
 
 fn emit_line(function_name: &str, stream: &'static str, line: &[u8]) {

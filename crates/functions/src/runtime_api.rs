@@ -32,7 +32,9 @@ use crate::arn::function_arn;
 use crate::clock::Clock;
 use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
-use crate::limits::{PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE};
+use crate::limits::{
+    PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE, STDERR_DRAIN_WAIT,
+};
 use crate::process::{OutputTail, ProcessGroup, environment, forward_output, own_process_group};
 
 /// Pause after a failed `accept` before trying again.
@@ -66,12 +68,18 @@ impl RuntimePool {
         if self.shut_down.load(Ordering::SeqCst) {
             return Err(Error::ShutDown);
         }
-        let warm = self.take_idle();
-        let mut instance = match warm {
-            Some(instance) => instance,
+        let mut instance = match self.take_idle() {
+            Some(warm) => warm,
             None => RuntimeInstance::start(&self.definition, Arc::clone(&self.clock)).await?,
         };
-        let outcome = instance.invoke(payload).await;
+        let mut outcome = instance.invoke(payload.clone()).await;
+        if outcome.is_err() && instance.died_before_delivery && instance.initialised {
+            // The warm process died while idle, before the host noticed: this event never
+            // reached it, so it goes to a fresh process as Lambda would, without using a retry.
+            tracing::info!(function = %self.definition.name, "warm runtime process had died; starting a new one");
+            instance = RuntimeInstance::start(&self.definition, Arc::clone(&self.clock)).await?;
+            outcome = instance.invoke(payload).await;
+        }
         if instance.reusable
             && instance.is_alive()
             && !self.shut_down.load(Ordering::SeqCst)
@@ -127,6 +135,8 @@ struct ApiState {
     trace_seed: u64,
     next: tokio::sync::Mutex<mpsc::Receiver<PendingInvocation>>,
     in_flight: Mutex<HashMap<String, oneshot::Sender<RuntimeOutcome>>>,
+    /// Events handed out by `/invocation/next` so far.
+    n_delivered: AtomicU64,
     init_error: watch::Sender<Option<(String, String)>>,
 }
 
@@ -141,10 +151,14 @@ struct RuntimeInstance {
     exited: watch::Receiver<Option<String>>,
     kill: Option<oneshot::Sender<()>>,
     stderr: OutputTail,
+    /// Finishes when the process's stderr closes: its last words are in `stderr` then.
+    stderr_forwarder: Option<JoinHandle<()>>,
     /// Still fresh: the first invocation also waits for the runtime to initialise.
     initialised: bool,
     /// False once the process timed out, crashed or broke the protocol.
     reusable: bool,
+    /// The last invocation failed because the process ended before it took the event.
+    died_before_delivery: bool,
 }
 
 impl Drop for RuntimeInstance {
@@ -182,6 +196,7 @@ impl RuntimeInstance {
             trace_seed: random_u64(),
             next: tokio::sync::Mutex::new(next_receiver),
             in_flight: Mutex::new(HashMap::new()),
+            n_delivered: AtomicU64::new(0),
             init_error,
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
@@ -218,9 +233,10 @@ impl RuntimeInstance {
         if let Some(stdout) = child.stdout.take() {
             forward_output(stdout, name.clone(), "stdout", None);
         }
-        if let Some(pipe) = child.stderr.take() {
-            forward_output(pipe, name.clone(), "stderr", Some(stderr.clone()));
-        }
+        let stderr_forwarder = child
+            .stderr
+            .take()
+            .map(|pipe| forward_output(pipe, name.clone(), "stderr", Some(stderr.clone())));
         let group = ProcessGroup::of(&child);
         let (exit_sender, exited) = watch::channel(None);
         let (kill, kill_requested) = oneshot::channel::<()>();
@@ -254,8 +270,10 @@ impl RuntimeInstance {
             exited,
             kill: Some(kill),
             stderr,
+            stderr_forwarder,
             initialised: false,
             reusable: true,
+            died_before_delivery: false,
         })
     }
 
@@ -276,6 +294,8 @@ impl RuntimeInstance {
         let request_id = new_request_id();
         let (responder, answer) = oneshot::channel();
         self.stderr.clear();
+        self.died_before_delivery = false;
+        let n_delivered_before = self.state.n_delivered.load(Ordering::SeqCst);
         let pending = PendingInvocation {
             request_id: request_id.clone(),
             payload,
@@ -294,7 +314,9 @@ impl RuntimeInstance {
         };
         let mut exited = self.exited.clone();
         let mut init_error = self.state.init_error.subscribe();
+        // Biased: a runtime that answered and then exited has still answered.
         let outcome = tokio::select! {
+            biased;
             answer = answer => answer.ok(),
             _ = exited.wait_for(Option::is_some) => None,
             _ = init_error.wait_for(Option::is_some) => None,
@@ -330,6 +352,8 @@ impl RuntimeInstance {
             }
             None => {
                 self.reusable = false;
+                self.died_before_delivery =
+                    self.state.n_delivered.load(Ordering::SeqCst) == n_delivered_before;
                 let init_error = self.state.init_error.borrow().clone();
                 if let Some((error_type, message)) = init_error {
                     return Err(Error::FunctionError {
@@ -338,12 +362,13 @@ impl RuntimeInstance {
                         message: format!("runtime failed to initialise: {message}"),
                     });
                 }
-                // Give the exit watcher a moment so the error says how the process ended.
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(200),
-                    exited.wait_for(Option::is_some),
-                )
-                .await;
+                // Give the exit watcher and the stderr forwarder a bounded moment, so the
+                // error says how the process ended and what it said last.
+                let _ =
+                    tokio::time::timeout(STDERR_DRAIN_WAIT, exited.wait_for(Option::is_some)).await;
+                if let Some(forwarder) = self.stderr_forwarder.take() {
+                    let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, forwarder).await;
+                }
                 let description = exited
                     .borrow()
                     .clone()
@@ -466,6 +491,7 @@ async fn next_invocation(state: &ApiState) -> Response<Full<Bytes>> {
     if let Ok(mut in_flight) = state.in_flight.lock() {
         in_flight.insert(pending.request_id.clone(), pending.responder);
     }
+    state.n_delivered.fetch_add(1, Ordering::SeqCst);
     let trace_id = format!(
         "Root=1-{:08x}-{:016x}{:08x};Sampled=0",
         pending.deadline_ms / 1000 % (1 << 32),

@@ -388,7 +388,7 @@ async fn concurrency_limit_is_respected() {
         "limited",
         FunctionKind::Command,
         sh(&format!(
-            "echo start >> '{0}'; sleep 0.3; echo end >> '{0}'; cat",
+            "echo start >> '{0}'; sleep 0.5; echo end >> '{0}'; cat",
             log.display()
         )),
     );

@@ -94,6 +94,9 @@ while True:
         sys.exit(7)
     elif mode == "huge":
         post("/invocation/" + request_id + "/response", b'"' + b"x" * 7_000_000 + b'"')
+    elif mode == "once":
+        post("/invocation/" + request_id + "/response", json.dumps({"pid": os.getpid()}).encode())
+        sys.exit(0)
     elif mode == "sleep":
         import time
         time.sleep(0.3)
@@ -465,6 +468,25 @@ async fn runtime_processes_are_pooled_up_to_the_concurrency() {
     registry.shutdown().await;
     let error = registry.invoke("pooled", &json!(0)).await.unwrap_err();
     assert!(matches!(error, Error::ShutDown), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_answers_then_exits_has_answered_and_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = FunctionRegistry::new();
+    registry
+        .register(hand_written_function("once", "once", dir.path()))
+        .unwrap();
+    let first = registry
+        .invoke_with("once", &json!(1), &no_retries())
+        .await
+        .unwrap();
+    let second = registry
+        .invoke_with("once", &json!(2), &no_retries())
+        .await
+        .unwrap();
+    assert_eq!((first.attempts, second.attempts), (1, 1));
+    assert_ne!(first.response["pid"], second.response["pid"]);
 }
 
 #[tokio::test]
