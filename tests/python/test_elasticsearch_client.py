@@ -3,6 +3,7 @@ document store: indices, single-document APIs, bulk helpers, versioning, search 
 health, mappings (explicit, dynamic, strict) and the errors and exception classes it raises."""
 
 import itertools
+import threading
 
 import pytest
 from elasticsearch import (
@@ -485,3 +486,83 @@ def test_api_error_carries_status_and_type(es):
         es.get(index=name, id="1")
     assert raised.value.meta.status == 404
     assert raised.value.message == "index_not_found_exception"
+
+
+def test_concurrent_writers_get_distinct_versions_and_one_cas_winner(shared_sluice, es):
+    name = unique("concurrent")
+    results = []
+    lock = threading.Lock()
+
+    def writer(n):
+        client = Elasticsearch(shared_sluice.es_url, request_timeout=30)
+        for i in range(20):
+            response = client.index(index=name, id="same", document={"writer": n, "i": i})
+            with lock:
+                results.append((response["_version"], response["_seq_no"]))
+        client.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(v for v, _ in results) == list(range(1, 101))
+    assert len({s for _, s in results}) == 100
+    current = es.get(index=name, id="same")
+    assert current["_version"] == 100
+    winners = []
+
+    def compare_and_set(n):
+        client = Elasticsearch(shared_sluice.es_url, request_timeout=30)
+        try:
+            client.index(
+                index=name,
+                id="same",
+                document={"winner": n},
+                if_seq_no=current["_seq_no"],
+                if_primary_term=current["_primary_term"],
+            )
+            with lock:
+                winners.append(n)
+        except ConflictError:
+            pass
+        client.close()
+
+    threads = [threading.Thread(target=compare_and_set, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    assert es.get_source(index=name, id="same").body == {"winner": winners[0]}
+
+
+def test_state_after_restart(sluice_factory, tmp_path):
+    """Versions and sequence numbers continue after a restart, a deleted and re-created index does
+    not bring back its old documents, and unrefreshed writes are searchable after recovery."""
+    data_dir = tmp_path / "state-data"
+    server = sluice_factory(data_dir)
+    es = Elasticsearch(server.es_url, request_timeout=30)
+    es.index(index="old", id="1", document={"generation": 1})
+    es.indices.delete(index="old")
+    es.indices.create(index="old")
+    es.index(index="old", id="2", document={"generation": 2})
+    es.index(index="docs", id="1", document={"n": 1})
+    last = es.index(index="docs", id="1", document={"n": 2})
+    es.index(index="docs", id="deleted", document={"n": 0})
+    es.delete(index="docs", id="deleted")
+    auto_ids = {es.index(index="docs", document={"auto": True})["_id"] for _ in range(5)}
+    es.close()
+    assert server.stop() == 0
+
+    server = sluice_factory(data_dir)
+    es = Elasticsearch(server.es_url, request_timeout=30)
+    assert not es.exists(index="old", id="1")
+    assert es.get_source(index="old", id="2").body == {"generation": 2}
+    # Recovery makes the documents searchable without an explicit refresh.
+    assert es.count(index="docs")["count"] == 6
+    again = es.index(index="docs", id="1", document={"n": 3})
+    assert again["_version"] == 3 and again["_seq_no"] > last["_seq_no"]
+    assert es.index(index="docs", id="deleted", document={"n": 1})["_version"] == 3
+    assert not auto_ids & {es.index(index="docs", document={"auto": True})["_id"] for _ in range(5)}
+    es.close()
