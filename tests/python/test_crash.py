@@ -1,8 +1,9 @@
 """The crash test: several threads send `_bulk` requests (unique ids, and external-version
-overwrites of their own ids) while the server is killed with SIGKILL; after a restart on the same
-data directory every acknowledged write must be there with at least its acknowledged version,
-nothing twice, nothing that was never sent, and the server must take writes again. The cycle
-(load, kill, restart, check) repeats, and what one restart recovered must survive the next crash."""
+overwrites and deletes of their own ids) while the server is killed with SIGKILL; after a restart
+on the same data directory every acknowledged write must be there with at least its acknowledged
+version, every acknowledged delete must still hold (and refuse stale external writes), nothing
+twice, nothing that was never sent, and the server must take writes again. The cycle (load, kill,
+restart, check) repeats, and what one restart recovered must survive the next crash."""
 
 import http.client
 import json
@@ -15,8 +16,11 @@ ROUNDS = 3
 LOAD_THREADS = 4
 UNIQUE_ITEMS_PER_BULK = 40
 EXTERNAL_ITEMS_PER_BULK = 10
-# Each thread overwrites this many ids of its own with ever higher external versions.
+# Each thread overwrites this many ids of its own with ever higher external versions; every
+# DELETE_EVERY-th external operation is a delete.
 EXTERNAL_IDS_PER_THREAD = 15
+DELETE_EVERY = 4
+STALE_WRITES_CHECKED_PER_ROUND = 20
 LOAD_BEFORE_KILL_S = 1.5
 MIN_ACKED_BULKS_BEFORE_KILL = 4
 DEADLINE_S = 60
@@ -44,10 +48,9 @@ class Model:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.attempted = {}  # id -> [versions sent, in order]
-        self.acked = {}  # id -> highest acknowledged version
-        self.refused = set()  # ids whose every answer so far was an item error
-        self.in_flight = {}  # id -> {versions sent in requests that got no answer}
+        self.attempted = {}  # id -> [(kind, version) sent, in order]; kind is "index" or "delete"
+        self.acked = {}  # id -> (version, kind) of the acknowledged operation with the highest version
+        self.in_flight = {}  # id -> {(kind, version) sent in requests that got no answer}
         self.settled = {}  # id -> version found after a restart (None: absent), for older rounds
         self.acked_bulks = 0
 
@@ -59,38 +62,42 @@ def load(server, model, round_number, thread_number, stop):
     external_version = round_number * 1_000_000
     try:
         while not stop.is_set():
-            items = []  # (id, version sent or None for internal)
+            items = []  # (id, kind, version)
             lines = []
             for _ in range(UNIQUE_ITEMS_PER_BULK):
                 doc_id = f"u-{round_number}-{thread_number}-{sequence}"
                 sequence += 1
-                items.append((doc_id, 1))
+                items.append((doc_id, "index", 1))
                 lines.append(json.dumps({"create": {"_index": INDEX, "_id": doc_id}}))
                 lines.append(json.dumps({"kind": "unique", "round": round_number, "n": sequence}))
             for _ in range(EXTERNAL_ITEMS_PER_BULK):
                 external_version += 1
                 doc_id = f"x-{round_number}-{thread_number}-{external_version % EXTERNAL_IDS_PER_THREAD}"
-                items.append((doc_id, external_version))
-                lines.append(json.dumps({"index": {"_index": INDEX, "_id": doc_id, "version": external_version, "version_type": "external"}}))
-                lines.append(json.dumps({"kind": "external", "v": external_version}))
+                kind = "delete" if external_version % DELETE_EVERY == 0 else "index"
+                items.append((doc_id, kind, external_version))
+                lines.append(json.dumps({kind: {"_index": INDEX, "_id": doc_id, "version": external_version, "version_type": "external"}}))
+                if kind == "index":
+                    lines.append(json.dumps({"kind": "external", "v": external_version}))
             with model.lock:
-                for doc_id, version in items:
-                    model.attempted.setdefault(doc_id, []).append(version)
-                    model.in_flight.setdefault(doc_id, set()).add(version)
+                for doc_id, kind, version in items:
+                    model.attempted.setdefault(doc_id, []).append((kind, version))
+                    model.in_flight.setdefault(doc_id, set()).add((kind, version))
             body = ("\n".join(lines) + "\n").encode()
             status, response = connection.call("POST", "/_bulk", body, "application/x-ndjson")
             assert status == 200, response
             with model.lock:
                 model.acked_bulks += 1
-                for (doc_id, version), item in zip(items, response["items"], strict=True):
+                for (doc_id, kind, version), item in zip(items, response["items"], strict=True):
                     result = next(iter(item.values()))
-                    model.in_flight[doc_id].discard(version)
-                    if result["status"] in (200, 201):
+                    model.in_flight[doc_id].discard((kind, version))
+                    # A delete of a missing document is acknowledged too: 404 with result not_found.
+                    acknowledged = result["status"] in (200, 201) or (
+                        kind == "delete" and result["status"] == 404 and result.get("result") == "not_found"
+                    )
+                    if acknowledged:
                         assert result["_id"] == doc_id and result["_version"] == version, result
-                        model.acked[doc_id] = max(model.acked.get(doc_id, 0), version)
-                        model.refused.discard(doc_id)
-                    elif doc_id not in model.acked:
-                        model.refused.add(doc_id)
+                        if version > model.acked.get(doc_id, (0, None))[0]:
+                            model.acked[doc_id] = (version, kind)
     except (OSError, http.client.HTTPException):
         pass  # The server was killed: the request in flight stays in `in_flight`.
     finally:
@@ -147,18 +154,18 @@ def check_after_restart(server, model):
             continue
         sent = model.attempted[doc_id]
         unanswered = model.in_flight.get(doc_id, set())
-        if doc_id in model.acked:
-            acked = model.acked[doc_id]
-            if version is None:
-                problems.append(f"{doc_id}: acknowledged with version {acked}, lost")
-            elif len(sent) == 1 and version != acked:
+        acked, acked_kind = model.acked.get(doc_id, (0, None))
+        if version is not None:
+            if ("index", version) not in sent:
+                problems.append(f"{doc_id}: found version {version} that was never sent")
+            elif len(sent) == 1 and acked and version != acked:
                 problems.append(f"{doc_id}: written once, acknowledged version {acked}, found {version}")
             elif version < acked:
-                problems.append(f"{doc_id}: acknowledged version {acked}, found older {version}")
-            elif version > acked and version not in unanswered:
-                problems.append(f"{doc_id}: found version {version} that was never sent or was refused")
-        elif version is not None and version not in unanswered:
-            problems.append(f"{doc_id}: found version {version}, never acknowledged nor in flight")
+                problems.append(f"{doc_id}: acknowledged {acked_kind} version {acked}, found older {version}")
+            elif version != acked and ("index", version) not in unanswered:
+                problems.append(f"{doc_id}: found version {version}, neither acknowledged nor in flight")
+        elif acked_kind == "index" and not any(k == "delete" and v > acked for k, v in unanswered):
+            problems.append(f"{doc_id}: acknowledged with version {acked}, lost")
     assert not problems, f"{len(problems)} problems, first: {problems[:10]}"
     # Nothing twice and nothing unknown: the index holds exactly the documents found by id.
     status, response = connection.call("POST", f"/{INDEX}/_refresh")
@@ -166,6 +173,17 @@ def check_after_restart(server, model):
     status, response = connection.call("GET", f"/{INDEX}/_count")
     assert status == 200, response
     assert response["count"] == len(found), (response["count"], len(found))
+    # An acknowledged delete keeps refusing stale external writes after the crash.
+    deleted = [
+        (doc_id, version)
+        for doc_id, (version, kind) in sorted(model.acked.items())
+        if kind == "delete" and doc_id not in found and doc_id not in model.settled
+    ]
+    for doc_id, version in deleted[:STALE_WRITES_CHECKED_PER_ROUND]:
+        status, response = connection.call(
+            "PUT", f"/{INDEX}/_doc/{doc_id}?version={version}&version_type=external", json.dumps({"stale": True})
+        )
+        assert status == 409, (doc_id, version, response)
     # Whatever this restart recovered must survive the next crash as it is.
     for doc_id in ids:
         model.settled.setdefault(doc_id, found.get(doc_id))
@@ -197,7 +215,7 @@ def test_acknowledged_bulk_writes_survive_kill_9(sluice_factory, tmp_path):
         server = sluice_factory(data_dir)
         documents = check_after_restart(server, model)
         check_takes_writes(server, round_number)
-        model.attempted[f"after-{round_number}"] = [1]
+        model.attempted[f"after-{round_number}"] = [("index", 1)]
         model.settled[f"after-{round_number}"] = 1
     assert len(model.acked) > ROUNDS * MIN_ACKED_BULKS_BEFORE_KILL * UNIQUE_ITEMS_PER_BULK // 2
     assert documents >= len(model.acked)
