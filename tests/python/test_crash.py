@@ -220,3 +220,40 @@ def test_acknowledged_bulk_writes_survive_kill_9(sluice_factory, tmp_path):
     assert len(model.acked) > ROUNDS * MIN_ACKED_BULKS_BEFORE_KILL * UNIQUE_ITEMS_PER_BULK // 2
     assert documents >= len(model.acked)
     server.stop()
+
+
+def test_acknowledged_index_metadata_survives_kill_9(sluice_factory, tmp_path):
+    """Created indices, put mappings, dynamic mappings of acknowledged documents and index deletes
+    are durable once acknowledged, like documents."""
+    data_dir = tmp_path / "metadata-data"
+    server = sluice_factory(data_dir)
+    connection = Connection(server)
+    requests = [
+        ("PUT", "/made", {"settings": {"number_of_replicas": 0}, "mappings": {"properties": {"k": {"type": "keyword"}}}}),
+        ("PUT", "/made/_mapping", {"properties": {"n": {"type": "long"}}}),
+        ("PUT", "/dynamic/_doc/1", {"when": "2024-01-01", "x": 5}),
+        ("PUT", "/strict", {"mappings": {"dynamic": "strict", "properties": {"a": {"type": "long"}}}}),
+        ("PUT", "/gone/_doc/1", {"a": 1}),
+        ("DELETE", "/gone", None),
+    ]
+    for method, path, body in requests:
+        status, response = connection.call(method, path, None if body is None else json.dumps(body))
+        assert status in (200, 201), (path, response)
+    connection.close()
+    server.kill()
+
+    server = sluice_factory(data_dir)
+    connection = Connection(server)
+    status, response = connection.call("GET", "/made/_mapping")
+    assert response["made"]["mappings"]["properties"] == {"k": {"type": "keyword"}, "n": {"type": "long"}}
+    status, response = connection.call("GET", "/made/_settings")
+    assert response["made"]["settings"]["index"]["number_of_replicas"] == "0"
+    status, response = connection.call("GET", "/dynamic/_mapping")
+    assert response["dynamic"]["mappings"]["properties"] == {"when": {"type": "date"}, "x": {"type": "long"}}
+    status, response = connection.call("PUT", "/dynamic/_doc/2", json.dumps({"x": "not a long"}))
+    assert status == 400 and response["error"]["type"] == "document_parsing_exception"
+    status, response = connection.call("PUT", "/strict/_doc/1", json.dumps({"b": 1}))
+    assert status == 400 and response["error"]["type"] == "strict_dynamic_mapping_exception"
+    status, response = connection.call("GET", "/gone/_doc/1")
+    assert status == 404 and response["error"]["type"] == "index_not_found_exception"
+    connection.close()
