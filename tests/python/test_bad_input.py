@@ -434,3 +434,23 @@ def test_fuzz_main_endpoints(shared_sluice):
     # The loop exercised both successes and refusals.
     assert any(s < 300 for s in statuses) and any(s >= 400 for s in statuses), statuses
     assert_alive(shared_sluice)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"POST /_bulk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["request-line", "content-length", "non-ascii-path", "header", "chunk-size"],
+)
+def test_malformed_http_gets_a_400_not_a_hang(shared_sluice, raw):
+    url = urllib.parse.urlsplit(shared_sluice.es_url)
+    with socket.create_connection((url.hostname, url.port), timeout=TIMEOUT_S) as sock:
+        sock.sendall(raw)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert_alive(shared_sluice)
