@@ -214,3 +214,47 @@ def test_errors(client):
     assert malformed.value.status_code == 400
     assert malformed.value.info["error"]["reason"]
     assert isinstance(malformed.value, TransportError)
+
+
+def test_stale_external_write_after_delete_is_refused_after_restart(sluice_factory, tmp_path):
+    data_dir = tmp_path / "os-restart-data"
+    server = sluice_factory(data_dir)
+    client = OpenSearch(hosts=[server.es_url], timeout=30)
+    client.index(index="tomb", id="1", body={"v": 5}, params={"version": 5, "version_type": "external"})
+    client.delete(index="tomb", id="1", params={"version": 7, "version_type": "external"})
+    client.close()
+    assert server.stop() == 0
+
+    server = sluice_factory(data_dir)
+    client = OpenSearch(hosts=[server.es_url], timeout=30)
+    with pytest.raises(ConflictError) as stale:
+        client.index(index="tomb", id="1", body={"v": 6}, params={"version": 6, "version_type": "external"})
+    assert (
+        stale.value.info["error"]["reason"]
+        == "[1]: version conflict, current version [7] is higher or equal to the one provided [6]"
+    )
+    assert client.exists(index="tomb", id="1") is False
+    assert client.index(index="tomb", id="1", body={"v": 8}, params={"version": 8, "version_type": "external"})["result"] == "created"
+    client.close()
+
+
+@pytest.mark.parametrize("bad_name", ["UPPER", "_under", "a b", "a/b", "+plus", "x" * 300])
+def test_invalid_index_names(client, bad_name):
+    with pytest.raises(RequestError) as refused:
+        client.indices.create(index=bad_name)
+    assert_error(refused, RequestError, 400, "invalid_index_name_exception")
+
+
+def test_unknown_index_is_404_everywhere(client):
+    ghost = unique("os-nowhere")
+    for call in (
+        lambda: client.get(index=ghost, id="1"),
+        lambda: client.count(index=ghost),
+        lambda: client.indices.get_mapping(index=ghost),
+        lambda: client.delete(index=ghost, id="1"),
+        lambda: client.indices.refresh(index=ghost),
+    ):
+        with pytest.raises(NotFoundError) as missing:
+            call()
+        assert_error(missing, NotFoundError, 404, "index_not_found_exception")
+    assert client.indices.exists(index=ghost) is False
