@@ -68,6 +68,8 @@ impl Response {
 pub enum BodyError {
     TooLarge,
     Broken(String),
+    /// The path has a broken percent-escape or is not UTF-8 once decoded.
+    BadPath(String),
 }
 
 pub trait Handler: Send + Sync + 'static {
@@ -75,7 +77,8 @@ pub trait Handler: Send + Sync + 'static {
     fn body_error(&self, error: BodyError) -> Response;
 }
 
-fn percent_decode(segment: &str) -> String {
+/// Decodes `%XX` escapes; `None` for a broken escape or bytes that are not UTF-8.
+fn percent_decode_strict(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -83,17 +86,20 @@ fn percent_decode(segment: &str) -> String {
         if byte == b'%' {
             let hex = bytes
                 .get(index + 1..index + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            if let Some(decoded) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(decoded);
-                index += 3;
-                continue;
-            }
+                .and_then(|h| std::str::from_utf8(h).ok())?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            out.push(byte);
+            index += 1;
         }
-        out.push(byte);
-        index += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
+}
+
+/// Decodes `%XX` escapes, keeping broken ones as they are (for query strings).
+fn percent_decode(segment: &str) -> String {
+    percent_decode_strict(segment).unwrap_or_else(|| segment.to_string())
 }
 
 fn parse_query(query: Option<&str>) -> HashMap<String, String> {
@@ -135,13 +141,19 @@ async fn read_request<H: Handler>(
         Err(error) => return Err(handler.body_error(BodyError::Broken(error.to_string()))),
     };
     let path = parts.uri.path();
+    let segments: Option<Vec<String>> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode_strict)
+        .collect();
+    let Some(segments) = segments else {
+        return Err(handler.body_error(BodyError::BadPath(format!(
+            "unable to decode the path [{path}]: invalid percent-encoding or UTF-8"
+        ))));
+    };
     Ok(Request {
         method: parts.method,
-        segments: path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(percent_decode)
-            .collect(),
+        segments,
         raw_path: path.to_string(),
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
@@ -244,6 +256,9 @@ mod tests {
     fn decoding() {
         assert_eq!(percent_decode("a%2Fb"), "a/b");
         assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode_strict("bad%zz"), None);
+        assert_eq!(percent_decode_strict("%FF%FE"), None);
+        assert_eq!(percent_decode_strict("caf%C3%A9"), Some("café".into()));
         let q = parse_query(Some("refresh=true&q=a+b&x"));
         assert_eq!(q["refresh"], "true");
         assert_eq!(q["q"], "a b");

@@ -10,10 +10,16 @@ use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
 /// The format of a `date` field that declares none.
 pub const DEFAULT_DATE_FORMAT: &str = "strict_date_optional_time||epoch_millis";
 
-/// The formats that dynamic mapping tries on new string fields (Elasticsearch's
-/// `dynamic_date_formats` default).
-pub const DYNAMIC_DATE_FORMATS: &str =
-    "strict_date_optional_time||yyyy/MM/dd HH:mm:ss Z||yyyy/MM/dd Z";
+/// The formats that dynamic mapping tries on new string fields, in order (Elasticsearch's
+/// `dynamic_date_formats` default), each with the `format` a field it detects is mapped with
+/// (`None`: the default format, left out of the mapping).
+pub const DYNAMIC_DATE_FORMATS: &[(&str, Option<&str>)] = &[
+    ("strict_date_optional_time", None),
+    (
+        "yyyy/MM/dd HH:mm:ss||yyyy/MM/dd",
+        Some("yyyy/MM/dd HH:mm:ss||yyyy/MM/dd||epoch_millis"),
+    ),
+];
 
 /// Parses `value` with the first alternative of `format` that accepts it.
 pub fn parse_date_str(value: &str, format: &str) -> Option<i64> {
@@ -44,13 +50,18 @@ pub fn parse_date_number(value: f64, format: &str) -> Option<i64> {
     Some(millis.trunc() as i64)
 }
 
-/// Whether a string looks like a date to dynamic mapping. Only full dates qualify, so that a
-/// bare year or a number in a string stays text, as it does in Elasticsearch.
-pub fn detect_date(value: &str) -> bool {
+/// Whether a string looks like a date to dynamic mapping, and if so the `format` to map it
+/// with (`Some(None)`: the default). Only full dates qualify, so that a bare year or a number in
+/// a string stays text, as it does in Elasticsearch.
+pub fn detect_date(value: &str) -> Option<Option<&'static str>> {
     let bytes = value.as_bytes();
-    bytes.len() >= 10
-        && bytes.get(4).is_some_and(|b| *b == b'-' || *b == b'/')
-        && parse_date_str(value, DYNAMIC_DATE_FORMATS).is_some()
+    if bytes.len() < 10 || !bytes.get(4).is_some_and(|b| *b == b'-' || *b == b'/') {
+        return None;
+    }
+    DYNAMIC_DATE_FORMATS
+        .iter()
+        .find(|(detect, _)| parse_date_str(value, detect).is_some())
+        .map(|(_, mapped)| *mapped)
 }
 
 /// Renders epoch milliseconds as `strict_date_optional_time` in UTC.
@@ -341,11 +352,11 @@ mod tests {
     #[test]
     fn patterns() {
         assert_eq!(
-            parse_date_str("2015/01/01 12:10:30 +0000", DYNAMIC_DATE_FORMATS),
+            parse_date_str("2015/01/01 12:10:30 +0000", "yyyy/MM/dd HH:mm:ss Z"),
             Some(1_420_114_230_000)
         );
         assert_eq!(
-            parse_date_str("2015/01/01 Z", DYNAMIC_DATE_FORMATS),
+            parse_date_str("2015/01/01 Z", "yyyy/MM/dd Z"),
             Some(1_420_070_400_000)
         );
         assert_eq!(
@@ -364,12 +375,14 @@ mod tests {
 
     #[test]
     fn detection_needs_a_full_date() {
-        assert!(detect_date("2015-01-01"));
-        assert!(detect_date("2015-01-01T12:10:30Z"));
-        assert!(detect_date("2015/01/01 12:10:30 +0000"));
-        assert!(!detect_date("2015"));
-        assert!(!detect_date("12345678901"));
-        assert!(!detect_date("hello world"));
+        assert_eq!(detect_date("2015-01-01"), Some(None));
+        assert_eq!(detect_date("2015-01-01T12:10:30Z"), Some(None));
+        let slashes = Some(Some("yyyy/MM/dd HH:mm:ss||yyyy/MM/dd||epoch_millis"));
+        assert_eq!(detect_date("2015/09/02"), slashes);
+        assert_eq!(detect_date("2015/09/02 12:10:30"), slashes);
+        assert_eq!(detect_date("2015"), None);
+        assert_eq!(detect_date("12345678901"), None);
+        assert_eq!(detect_date("hello world"), None);
     }
 
     #[test]

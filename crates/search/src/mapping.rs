@@ -17,6 +17,23 @@ use crate::error::{Result, SearchError};
 pub const TOTAL_FIELDS_MAX: usize = 1000;
 /// How deep objects may nest (`index.mapping.depth.limit`).
 pub const DEPTH_MAX: usize = 20;
+/// Fields Elasticsearch reserves: a document may not hold them at its root.
+const METADATA_FIELDS: &[&str] = &[
+    "_id",
+    "_index",
+    "_source",
+    "_version",
+    "_seq_no",
+    "_primary_term",
+    "_routing",
+    "_ignored",
+    "_field_names",
+    "_doc_count",
+    "_tier",
+    "_data_stream_timestamp",
+    "_nested_path",
+    "_feature",
+];
 /// `ignore_above` of the `.keyword` sub-field that dynamic mapping adds to strings.
 pub const DYNAMIC_KEYWORD_IGNORE_ABOVE: u64 = 256;
 
@@ -583,6 +600,14 @@ impl Mappings {
                 json_kind(source)
             )));
         };
+        if let Some(field) = object
+            .keys()
+            .find(|key| METADATA_FIELDS.contains(&key.as_str()))
+        {
+            return Err(SearchError::parsing(format!(
+                "Field [{field}] is a metadata field and cannot be added inside a document. Use the index API request parameters."
+            )));
+        }
         let mut parser = DocumentParser {
             id,
             new_fields: Vec::new(),
@@ -748,8 +773,14 @@ impl DocumentParser<'_> {
             Value::Bool(_) => FieldMapping::leaf(FieldType::Boolean),
             Value::Number(n) if n.is_i64() || n.is_u64() => FieldMapping::leaf(FieldType::Long),
             Value::Number(_) => FieldMapping::leaf(FieldType::Float),
-            Value::String(s) if self.root.date_detection && date::detect_date(s) => {
-                FieldMapping::leaf(FieldType::Date)
+            Value::String(s) if self.root.date_detection && date::detect_date(s).is_some() => {
+                let mut field = FieldMapping::leaf(FieldType::Date);
+                if let Some(Some(format)) = date::detect_date(s) {
+                    field
+                        .parameters
+                        .insert("format".into(), Value::String(format.into()));
+                }
+                field
             }
             Value::String(s) if self.root.numeric_detection && s.parse::<i64>().is_ok() => {
                 FieldMapping::leaf(FieldType::Long)

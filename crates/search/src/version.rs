@@ -22,7 +22,8 @@ impl VersionType {
     pub fn parse(name: &str) -> Option<VersionType> {
         match name {
             "internal" => Some(VersionType::Internal),
-            "external" => Some(VersionType::External),
+            // Elasticsearch still accepts `external_gt`, the old name of `external`.
+            "external" | "external_gt" => Some(VersionType::External),
             "external_gte" => Some(VersionType::ExternalGte),
             _ => None,
         }

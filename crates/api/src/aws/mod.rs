@@ -214,6 +214,7 @@ impl Handler for AwsApi {
                 "SerializationException",
                 format!("failed to read request body: {reason}"),
             ),
+            BodyError::BadPath(reason) => AwsError::client("InvalidArgumentException", reason),
         };
         error_response(&error, "application/x-amz-json-1.1")
     }

@@ -209,6 +209,11 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
     let started = Instant::now();
     let refresh = refresh_param(request)?;
     let _slot = api.slot(&api.write_slots, "bulk")?;
+    if !request.body.is_empty() && !request.body.ends_with(b"\n") {
+        return Err(EsError::illegal_argument(
+            "The bulk request must be terminated by a newline [\\n]",
+        ));
+    }
     let items = parse_items(&request.body, default_index)?;
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);

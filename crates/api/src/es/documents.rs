@@ -8,7 +8,7 @@ use sluice_search::version::{Condition, VersionType};
 use sluice_search::{Index, SearchError, UpdateRequest, WriteOutcome, WriteRequest, WriteResult};
 
 use super::{
-    EsApi, EsError, EsResult, Refresh, blocking, bool_param, is_pretty, json_response, ok,
+    EsApi, EsError, EsResult, RawSources, Refresh, blocking, bool_param, is_pretty, json_response,
     parse_json_body, refresh_param, shards_json, u64_param, wildcard_match,
 };
 use crate::http::Request;
@@ -95,6 +95,7 @@ async fn write_one(
     request: &Request,
     index: Arc<Index>,
     write: WriteRequest,
+    fetch_source: Option<SourceFilter>,
 ) -> EsResult {
     let refresh = refresh_param(request)?;
     let _slot = api.slot(&api.write_slots, "write")?;
@@ -112,7 +113,18 @@ async fn write_one(
         if refresh == Refresh::Immediate && outcome.result != WriteResult::Noop {
             body["forced_refresh"] = Value::Bool(true);
         }
-        let mut response = json_response(outcome_status(&outcome), &body, pretty);
+        let mut raw = RawSources::default();
+        // `_update` with `_source`: the document as it now is, under `get`.
+        if let Some(filter) = fetch_source
+            && let Some(document) = index.get(&outcome.id)?
+        {
+            let mut get = json!({"_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true});
+            if let Some(source) = filter.render(&document.source, &mut raw) {
+                get["_source"] = source;
+            }
+            body["get"] = get;
+        }
+        let mut response = raw.render(outcome_status(&outcome), &body, pretty);
         if outcome.result == WriteResult::Created {
             response
                 .headers
@@ -145,7 +157,7 @@ pub(super) async fn index(
         document,
         condition,
     };
-    write_one(api, request, index, write).await
+    write_one(api, request, index, write, None).await
 }
 
 pub(super) async fn delete(api: &EsApi, request: &Request, index: &str, id: &str) -> EsResult {
@@ -159,6 +171,7 @@ pub(super) async fn delete(api: &EsApi, request: &Request, index: &str, id: &str
             id: id.to_string(),
             condition,
         },
+        None,
     )
     .await
 }
@@ -179,7 +192,25 @@ pub(super) async fn update(api: &EsApi, request: &Request, index: &str, id: &str
     let body = parse_json_body(&request.body, "x_content_parse_exception")?;
     let update = parse_update(id, &body, condition)?;
     let index = api.node.indices().get_or_create(index)?;
-    write_one(api, request, index, WriteRequest::Update(update)).await
+    let fetch_source = match body.get("_source") {
+        Some(spec) => Some(SourceFilter::from_json(spec)?),
+        None if request.param("_source").is_some()
+            || request.param("_source_includes").is_some()
+            || request.param("_source_excludes").is_some() =>
+        {
+            Some(SourceFilter::from_params(request))
+        }
+        None => None,
+    }
+    .filter(|filter| filter.enabled);
+    write_one(
+        api,
+        request,
+        index,
+        WriteRequest::Update(update),
+        fetch_source,
+    )
+    .await
 }
 
 /// Reads the body of `_update` (or of a bulk `update` item).
@@ -319,6 +350,15 @@ impl SourceFilter {
         Ok(filter)
     }
 
+    /// The source for a response: the stored bytes themselves when nothing is filtered out
+    /// (through `raw`), the filtered tree otherwise, `None` when the source is not wanted.
+    pub fn render(&self, source: &Arc<[u8]>, raw: &mut super::RawSources) -> Option<Value> {
+        if self.enabled && self.includes.is_empty() && self.excludes.is_empty() {
+            return Some(raw.placeholder(source.clone()));
+        }
+        self.apply(source)
+    }
+
     /// The filtered source, or `None` when the source is not wanted.
     pub fn apply(&self, source: &[u8]) -> Option<Value> {
         if !self.enabled {
@@ -399,6 +439,7 @@ pub(super) async fn get(
     let index = api.node.indices().get(index_name)?;
     let filter = SourceFilter::from_params(request);
     let refresh = bool_param(request, "refresh")?.unwrap_or(false);
+    let wanted_version = u64_param(request, "version")?;
     let pretty = is_pretty(request);
     let id = id.to_string();
     blocking(move || {
@@ -406,20 +447,34 @@ pub(super) async fn get(
             index.refresh()?;
         }
         let document = index.get(&id)?;
+        if let (Some(document), Some(wanted)) = (&document, wanted_version)
+            && document.version != wanted
+        {
+            return Err(EsError::from(SearchError::VersionConflict {
+                index: index.name().to_string(),
+                id: id.clone(),
+                reason: format!(
+                    "[{id}]: version conflict, current version [{}] is different than the one provided [{wanted}]",
+                    document.version
+                ),
+            }));
+        }
         Ok(match (document, source_only) {
             (Some(document), false) => {
+                let mut raw = RawSources::default();
                 let mut body = json!({
                     "_index": index.name(), "_id": id, "_version": document.version,
                     "_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true,
                 });
-                if let Some(source) = filter.apply(&document.source) {
+                if let Some(source) = filter.render(&document.source, &mut raw) {
                     body["_source"] = source;
                 }
-                json_response(StatusCode::OK, &body, pretty)
+                raw.render(StatusCode::OK, &body, pretty)
             }
             (Some(document), true) => {
-                let source = filter.apply(&document.source).unwrap_or(Value::Null);
-                json_response(StatusCode::OK, &source, pretty)
+                let mut raw = RawSources::default();
+                let source = filter.render(&document.source, &mut raw).unwrap_or(Value::Null);
+                raw.render(StatusCode::OK, &source, pretty)
             }
             (None, false) => json_response(StatusCode::NOT_FOUND, &json!({"_index": index.name(), "_id": id, "found": false}), pretty),
             (None, true) => {
@@ -482,7 +537,9 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
         _ => return Err(EsError::validation("no documents to get")),
     }
     let indices = api.node.indices().clone();
-    let docs = blocking(move || {
+    let pretty = is_pretty(request);
+    blocking(move || {
+        let mut raw = RawSources::default();
         let mut docs = Vec::with_capacity(wanted.len());
         for (index_name, id, filter) in wanted {
             let index_name = index_name.unwrap_or_default();
@@ -490,7 +547,7 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
                 Ok(Some(document)) => {
                     let mut doc = json!({"_index": index_name, "_id": id, "_version": document.version,
                         "_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true});
-                    if let Some(source) = filter.apply(&document.source) {
+                    if let Some(source) = filter.render(&document.source, &mut raw) {
                         doc["_source"] = source;
                     }
                     doc
@@ -500,8 +557,7 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
             };
             docs.push(doc);
         }
-        Ok(docs)
+        Ok(raw.render(StatusCode::OK, &json!({ "docs": docs }), pretty))
     })
-    .await?;
-    ok(request, json!({ "docs": docs }))
+    .await
 }

@@ -5,6 +5,7 @@ mod bulk;
 mod documents;
 pub mod error;
 mod indices;
+mod routes;
 mod search;
 
 use std::future::Future;
@@ -171,6 +172,9 @@ impl Handler for EsApi {
     fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
         Box::pin(async move {
             let pretty = request.query.get("pretty").is_some_and(|v| v != "false");
+            if let Some(response) = precheck(&request) {
+                return response;
+            }
             let mut response = match self.route(&request).await {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
@@ -196,6 +200,7 @@ impl Handler for EsApi {
                 "parse_exception",
                 format!("failed to read request body: {reason}"),
             ),
+            BodyError::BadPath(reason) => EsError::illegal_argument(reason),
         };
         let mut response = json_response(error.status, &error.body(), false);
         response
@@ -203,6 +208,75 @@ impl Handler for EsApi {
             .push(("x-elastic-product", "Elasticsearch".into()));
         response
     }
+}
+
+/// Media types a request body may have (Elasticsearch's JSON and NDJSON, plain or versioned).
+const ACCEPTED_CONTENT_TYPES: &[&str] = &[
+    "application/json",
+    "application/x-ndjson",
+    "application/vnd.elasticsearch+json",
+    "application/vnd.elasticsearch+x-ndjson",
+];
+
+/// Answers what Elasticsearch refuses before any handler runs: an unsupported body media type
+/// (406), a method the path does not serve (405) and parameters it does not know (400).
+fn precheck(request: &Request) -> Option<Response> {
+    let with_product = |mut response: Response| {
+        response
+            .headers
+            .push(("x-elastic-product", "Elasticsearch".into()));
+        Some(response)
+    };
+    if !request.body.is_empty()
+        && let Some(content_type) = request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+    {
+        let media_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if !ACCEPTED_CONTENT_TYPES.contains(&media_type.as_str()) {
+            let body = serde_json::json!({
+                "error": format!("Content-Type header [{content_type}] is not supported"),
+                "status": 406,
+            });
+            return with_product(json_response(StatusCode::NOT_ACCEPTABLE, &body, false));
+        }
+    }
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    let (methods, params) = routes::rules(&segments)?;
+    if !methods.contains(&request.method.as_str()) {
+        let body = serde_json::json!({
+            "error": format!(
+                "Incorrect HTTP method for uri [{}] and method [{}], allowed: [{}]",
+                request.raw_path,
+                request.method,
+                methods.join(", ")
+            ),
+            "status": 405,
+        });
+        let mut response = json_response(StatusCode::METHOD_NOT_ALLOWED, &body, false);
+        response.headers.push(("allow", methods.join(",")));
+        return with_product(response);
+    }
+    let unknown = routes::unrecognized(request.query.keys(), params);
+    if !unknown.is_empty() {
+        let (noun, list) = if unknown.len() == 1 {
+            ("parameter", unknown.join(""))
+        } else {
+            ("parameters", unknown.join("], ["))
+        };
+        let error = EsError::illegal_argument(format!(
+            "request [{}] contains unrecognized {noun}: [{list}]",
+            request.raw_path
+        ));
+        return with_product(json_response(error.status, &error.body(), false));
+    }
+    None
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &Value, pretty: bool) -> Response {
@@ -213,6 +287,59 @@ pub(crate) fn json_response(status: StatusCode, body: &Value, pretty: bool) -> R
     }
     .unwrap_or_default();
     Response::new(status, "application/json", bytes)
+}
+
+/// Responses that carry stored `_source`s exactly as they were sent (numbers, escapes and key
+/// order untouched): each source stands in the JSON tree as a placeholder string that
+/// serialisation cannot produce from user text (it holds NUL characters), and the stored bytes
+/// replace the placeholders after serialisation.
+#[derive(Default)]
+pub(crate) struct RawSources {
+    sources: Vec<Arc<[u8]>>,
+}
+
+impl RawSources {
+    pub fn placeholder(&mut self, source: Arc<[u8]>) -> Value {
+        let value = Value::String(format!("\u{0}sluice-source-{}\u{0}", self.sources.len()));
+        self.sources.push(source);
+        value
+    }
+
+    pub fn render(self, status: StatusCode, body: &Value, pretty: bool) -> Response {
+        let serialized = if pretty {
+            serde_json::to_vec_pretty(body)
+        } else {
+            serde_json::to_vec(body)
+        }
+        .unwrap_or_default();
+        let mut out = Vec::with_capacity(
+            serialized.len() + self.sources.iter().map(|s| s.len()).sum::<usize>(),
+        );
+        let mut rest = serialized.as_slice();
+        for (n, source) in self.sources.iter().enumerate() {
+            let token = format!("\"\\u0000sluice-source-{n}\\u0000\"");
+            match find(rest, token.as_bytes()) {
+                Some(position) => {
+                    out.extend_from_slice(&rest[..position]);
+                    out.extend_from_slice(trim_ascii(source));
+                    rest = &rest[position + token.len()..];
+                }
+                None => break,
+            }
+        }
+        out.extend_from_slice(rest);
+        Response::new(status, "application/json", out)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
 }
 
 pub(crate) fn ok(request: &Request, body: Value) -> EsResult {

@@ -213,6 +213,18 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
     if let Some(size) = u64_param(request, "size")? {
         search.size = size as usize;
     }
+    match request.param("track_total_hits") {
+        None => {}
+        Some("true") | Some("") => search.track_total_hits = None,
+        Some("false") => search.track_total_hits = Some(0),
+        Some(text) => {
+            search.track_total_hits = Some(text.parse().map_err(|_| {
+                EsError::illegal_argument(format!(
+                    "Failed to parse [track_total_hits] with value [{text}]"
+                ))
+            })?)
+        }
+    }
     if request.param("q").is_some() {
         return Err(EsError::illegal_argument(
             "[q] query strings are not supported by Sluice yet; send a query body",
@@ -226,7 +238,9 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
     let search = parse_search(request)?;
     let indices = api.resolve(target)?;
     let _slot = api.slot(&api.search_slots, "search")?;
-    let body = blocking(move || {
+    let pretty = super::is_pretty(request);
+    blocking(move || {
+        let mut raw = super::RawSources::default();
         let window = search.from + search.size;
         let mut total = 0u64;
         let mut hits = Vec::new();
@@ -256,7 +270,7 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
                     json["_seq_no"] = json!(hit.seq_no);
                     json["_primary_term"] = json!(1);
                 }
-                if let Some(source) = search.source.apply(&hit.source) {
+                if let Some(source) = search.source.render(&hit.source, &mut raw) {
                     json["_source"] = source;
                 }
                 json
@@ -272,15 +286,15 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
             json!({"total": {"value": value, "relation": relation}, "max_score": max_score, "hits": page})
         };
         let shards = indices.len();
-        Ok(json!({
+        let body = json!({
             "took": started.elapsed().as_millis() as u64,
             "timed_out": false,
             "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
             "hits": hits_json,
-        }))
+        });
+        Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
     })
-    .await?;
-    ok(request, body)
+    .await
 }
 
 pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
