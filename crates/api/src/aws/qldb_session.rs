@@ -1,0 +1,519 @@
+//! QLDBSession (AWS JSON 1.0, `X-Amz-Target: QLDBSession.SendCommand`): the data plane the QLDB
+//! drivers (pyqldb, the Java and Go drivers) speak. One `SendCommand` carries exactly one of
+//! StartSession, StartTransaction, ExecuteStatement, FetchPage, CommitTransaction,
+//! AbortTransaction, EndSession.
+//!
+//! Sessions live in a bounded map and expire after [`SESSION_IDLE_TIMEOUT_MS`] without a
+//! command, as QLDB's do; each holds at most one open [`Transaction`], which the engine expires
+//! after its own timeout (30 s by default). Results are cut into pages of at most
+//! [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the rest waits, bounded, for
+//! FetchPage. Every engine call runs in `spawn_blocking`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use ion_rs::Element;
+use serde_json::{Value, json};
+use sluice_ledger::{Clock, Ledger, LedgerError, Ledgers, Transaction};
+use time::OffsetDateTime;
+
+use super::{AwsError, BoxFuture, JsonService};
+
+/// A session without any command for this long is gone (QLDB: 15 minutes).
+pub const SESSION_IDLE_TIMEOUT_MS: i64 = 15 * 60 * 1000;
+/// Most sessions open at once, across ledgers (QLDB: 1500 active sessions per ledger). At the
+/// limit, expired sessions are swept; if none is, StartSession fails with LimitExceededException.
+pub const SESSIONS_MAX: usize = 1500;
+/// Most commands being processed at once; beyond, RateExceededException tells the driver to back
+/// off (it retries), so a burst cannot queue unbounded work on the blocking pool.
+pub const COMMANDS_IN_FLIGHT_MAX: usize = 256;
+/// Most values in one page (QLDB: 200 documents).
+pub const PAGE_VALUES_MAX: usize = 200;
+/// Most bytes of Ion binary in one page (QLDB: 4 MB). A page holds at least one value.
+pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Most results of one transaction still waiting for FetchPage; beyond, ExecuteStatement fails
+/// with LimitExceededException until the driver reads or abandons (aborts) them.
+pub const PENDING_RESULTS_PER_TRANSACTION_MAX: usize = 64;
+/// Most statement parameters (QLDB's own limit).
+pub const PARAMETERS_MAX: usize = 1_000;
+/// Longest statement text in bytes (QLDB: 100 KB, the whole command must stay under 128 KB).
+pub const STATEMENT_BYTES_MAX: usize = 100 * 1024;
+
+/// An open transaction of a session.
+struct OpenTransaction {
+    transaction: Transaction,
+    /// Results not yet read, by page token: Ion binary of each value.
+    pending_results: HashMap<String, VecDeque<Vec<u8>>>,
+}
+
+struct Session {
+    ledger: Arc<Ledger>,
+    last_used: OffsetDateTime,
+    transaction: Option<OpenTransaction>,
+}
+
+/// The QLDBSession service over the node's ledgers.
+pub struct QldbSessionService {
+    ledgers: Arc<Ledgers>,
+    clock: Arc<dyn Clock>,
+    sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl QldbSessionService {
+    pub fn new(ledgers: Arc<Ledgers>, clock: Arc<dyn Clock>) -> QldbSessionService {
+        QldbSessionService {
+            ledgers,
+            clock,
+            sessions: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
+        }
+    }
+
+    /// Number of sessions in the map (expired ones included until swept).
+    pub fn session_count(&self) -> usize {
+        self.sessions
+            .lock()
+            .map(|sessions| sessions.len())
+            .unwrap_or(0)
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> AwsError {
+    AwsError::client("BadRequestException", message)
+}
+
+fn invalid_session(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidSessionException", message)
+}
+
+/// The one place where engine errors become QLDBSession errors.
+fn session_error(error: LedgerError, transaction_id: Option<&str>) -> AwsError {
+    match error {
+        LedgerError::Syntax {
+            message,
+            line,
+            column,
+        } => bad_request(format!(
+            "Parser Error: at line {line}, column {column}: {message}"
+        )),
+        LedgerError::BadRequest(message)
+        | LedgerError::NotFound(message)
+        | LedgerError::AlreadyExists(message)
+        | LedgerError::PreconditionFailed(message) => bad_request(message),
+        LedgerError::LimitExceeded(message) => AwsError::client("LimitExceededException", message),
+        LedgerError::OccConflict(message) => AwsError::client("OccConflictException", message),
+        // pyqldb recognises an expired transaction by this message and retries in a new one.
+        LedgerError::TransactionExpired(_) => invalid_session(format!(
+            "Transaction {} has expired",
+            transaction_id.unwrap_or("")
+        )),
+        other @ (LedgerError::VerificationFailed(_)
+        | LedgerError::Storage(_)
+        | LedgerError::Io(_)
+        | LedgerError::Internal(_)) => AwsError::internal(other.to_string()),
+    }
+}
+
+/// The bytes of a `ValueHolder` (`{IonBinary: base64}` or `{IonText: "..."}`) as one Ion value.
+fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
+    if let Some(binary) = holder.get("IonBinary") {
+        let text = binary
+            .as_str()
+            .ok_or_else(|| bad_request("IonBinary must be a base64 string"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|error| bad_request(format!("IonBinary is not base64: {error}")))?;
+        return Element::read_one(bytes)
+            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+    }
+    if let Some(text) = holder.get("IonText") {
+        let text = text
+            .as_str()
+            .ok_or_else(|| bad_request("IonText must be a string"))?;
+        return Element::read_one(text.as_bytes())
+            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+    }
+    Err(bad_request("a ValueHolder needs IonBinary or IonText"))
+}
+
+fn text_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, AwsError> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request(format!("{name} is required")))
+}
+
+/// Cuts the front of `values` into one page; returns the page's values.
+fn take_page(values: &mut VecDeque<Vec<u8>>) -> Vec<Value> {
+    let mut page = Vec::new();
+    let mut page_bytes = 0usize;
+    while let Some(next) = values.front() {
+        let full = page.len() >= PAGE_VALUES_MAX
+            || (!page.is_empty() && page_bytes + next.len() > PAGE_BYTES_MAX);
+        if full {
+            break;
+        }
+        page_bytes += next.len();
+        if let Some(bytes) = values.pop_front() {
+            page.push(
+                json!({"IonBinary": base64::engine::general_purpose::STANDARD.encode(bytes)}),
+            );
+        }
+    }
+    page
+}
+
+fn timing(started: Instant) -> Value {
+    json!({"ProcessingTimeMilliseconds": started.elapsed().as_millis() as u64})
+}
+
+impl QldbSessionService {
+    fn sessions_map(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, Arc<Mutex<Session>>>>, AwsError> {
+        self.sessions
+            .lock()
+            .map_err(|_| AwsError::internal("session map lock poisoned"))
+    }
+
+    fn is_idle(&self, session: &Session, now: OffsetDateTime) -> bool {
+        (now - session.last_used).whole_milliseconds() > i128::from(SESSION_IDLE_TIMEOUT_MS)
+    }
+
+    /// Removes every session idle for too long (their transactions are dropped: aborted).
+    fn sweep_idle(&self, sessions: &mut HashMap<String, Arc<Mutex<Session>>>) {
+        let now = self.clock.now();
+        sessions.retain(|_, session| match session.try_lock() {
+            Ok(session) => !self.is_idle(&session, now),
+            // Busy means in use right now: not idle.
+            Err(std::sync::TryLockError::WouldBlock) => true,
+            Err(std::sync::TryLockError::Poisoned(_)) => false,
+        });
+    }
+
+    /// Blocking: runs one command.
+    fn send_command(&self, body: &Value) -> Result<Value, AwsError> {
+        let started = Instant::now();
+        if let Some(request) = body.get("StartSession") {
+            let ledger_name = text_field(request, "LedgerName")?;
+            let ledger = self
+                .ledgers
+                .ledger(ledger_name)
+                .map_err(|error| match error {
+                    LedgerError::NotFound(_) => {
+                        bad_request(format!("the ledger {ledger_name} does not exist"))
+                    }
+                    other => session_error(other, None),
+                })?;
+            let token = sluice_ledger::model::new_id();
+            let mut sessions = self.sessions_map()?;
+            if sessions.len() >= SESSIONS_MAX {
+                self.sweep_idle(&mut sessions);
+            }
+            if sessions.len() >= SESSIONS_MAX {
+                return Err(AwsError::client(
+                    "LimitExceededException",
+                    format!("at most {SESSIONS_MAX} sessions can be open at once"),
+                ));
+            }
+            sessions.insert(
+                token.clone(),
+                Arc::new(Mutex::new(Session {
+                    ledger,
+                    last_used: self.clock.now(),
+                    transaction: None,
+                })),
+            );
+            return Ok(json!({"StartSession": {
+                "SessionToken": token, "TimingInformation": timing(started)}}));
+        }
+        let token = body
+            .get("SessionToken")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_request("SessionToken is required"))?;
+        let session = self
+            .sessions_map()?
+            .get(token)
+            .cloned()
+            .ok_or_else(|| invalid_session("no open session with this token"))?;
+        let mut session = session
+            .lock()
+            .map_err(|_| AwsError::internal("session lock poisoned"))?;
+        let now = self.clock.now();
+        if self.is_idle(&session, now) {
+            drop(session);
+            self.sessions_map()?.remove(token);
+            return Err(invalid_session(format!(
+                "the session expired after {} minutes without a command",
+                SESSION_IDLE_TIMEOUT_MS / 60_000
+            )));
+        }
+        session.last_used = now;
+
+        if body.get("EndSession").is_some() {
+            session.transaction = None;
+            drop(session);
+            self.sessions_map()?.remove(token);
+            return Ok(json!({"EndSession": {"TimingInformation": timing(started)}}));
+        }
+        if body.get("StartTransaction").is_some() {
+            if let Some(open) = &session.transaction {
+                // A driver starts a new transaction only after the last one ended; one still
+                // open here was abandoned, and QLDB refuses rather than guessing.
+                if open.transaction.check_not_expired().is_ok() {
+                    return Err(bad_request(format!(
+                        "transaction {} is still open in this session",
+                        open.transaction.id()
+                    )));
+                }
+            }
+            let transaction = session
+                .ledger
+                .begin()
+                .map_err(|error| session_error(error, None))?;
+            let transaction_id = transaction.id().to_owned();
+            session.transaction = Some(OpenTransaction {
+                transaction,
+                pending_results: HashMap::new(),
+            });
+            return Ok(json!({"StartTransaction": {
+                "TransactionId": transaction_id, "TimingInformation": timing(started)}}));
+        }
+        if body.get("AbortTransaction").is_some() {
+            if let Some(open) = session.transaction.take() {
+                open.transaction.abort();
+            }
+            return Ok(json!({"AbortTransaction": {"TimingInformation": timing(started)}}));
+        }
+        if let Some(request) = body.get("ExecuteStatement") {
+            let transaction_id = text_field(request, "TransactionId")?;
+            let statement = text_field(request, "Statement")?;
+            if statement.len() > STATEMENT_BYTES_MAX {
+                return Err(bad_request(format!(
+                    "a statement has at most {STATEMENT_BYTES_MAX} bytes"
+                )));
+            }
+            let parameters = match request.get("Parameters") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(holders)) if holders.len() <= PARAMETERS_MAX => holders
+                    .iter()
+                    .map(value_from_holder)
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(Value::Array(_)) => {
+                    return Err(bad_request(format!(
+                        "a statement has at most {PARAMETERS_MAX} parameters"
+                    )));
+                }
+                Some(_) => return Err(bad_request("Parameters must be a list of ValueHolders")),
+            };
+            let open = open_transaction(&mut session, transaction_id)?;
+            if open.pending_results.len() >= PENDING_RESULTS_PER_TRANSACTION_MAX {
+                return Err(AwsError::client(
+                    "LimitExceededException",
+                    format!(
+                        "a transaction keeps at most {PENDING_RESULTS_PER_TRANSACTION_MAX} unread results"
+                    ),
+                ));
+            }
+            let values = match open.transaction.execute(statement, &parameters) {
+                Ok(values) => values,
+                Err(error) => {
+                    let expired = matches!(error, LedgerError::TransactionExpired(_));
+                    let error = session_error(error, Some(transaction_id));
+                    if expired {
+                        session.transaction = None;
+                    }
+                    return Err(error);
+                }
+            };
+            let mut encoded = VecDeque::with_capacity(values.len());
+            for value in &values {
+                encoded.push_back(
+                    sluice_ledger::model::encode_binary(value)
+                        .map_err(|error| session_error(error, Some(transaction_id)))?,
+                );
+            }
+            let page_values = take_page(&mut encoded);
+            let read_ios = page_values.len();
+            let mut page = json!({"Values": page_values});
+            if !encoded.is_empty() {
+                let page_token = sluice_ledger::model::new_id();
+                page["NextPageToken"] = json!(page_token);
+                open.pending_results.insert(page_token, encoded);
+            }
+            return Ok(json!({"ExecuteStatement": {
+                "FirstPage": page,
+                "TimingInformation": timing(started),
+                "ConsumedIOs": {"ReadIOs": read_ios, "WriteIOs": 0},
+            }}));
+        }
+        if let Some(request) = body.get("FetchPage") {
+            let transaction_id = text_field(request, "TransactionId")?;
+            let page_token = text_field(request, "NextPageToken")?;
+            let open = open_transaction(&mut session, transaction_id)?;
+            if let Err(error) = open.transaction.check_not_expired() {
+                session.transaction = None;
+                return Err(session_error(error, Some(transaction_id)));
+            }
+            let mut remaining = open
+                .pending_results
+                .remove(page_token)
+                .ok_or_else(|| bad_request("no pending result for this page token"))?;
+            let page_values = take_page(&mut remaining);
+            let read_ios = page_values.len();
+            let mut page = json!({"Values": page_values});
+            if !remaining.is_empty() {
+                let next_token = sluice_ledger::model::new_id();
+                page["NextPageToken"] = json!(next_token);
+                open.pending_results.insert(next_token, remaining);
+            }
+            return Ok(json!({"FetchPage": {
+                "Page": page,
+                "TimingInformation": timing(started),
+                "ConsumedIOs": {"ReadIOs": read_ios, "WriteIOs": 0},
+            }}));
+        }
+        if let Some(request) = body.get("CommitTransaction") {
+            let transaction_id = text_field(request, "TransactionId")?;
+            let digest_text = text_field(request, "CommitDigest")?;
+            let client_digest = base64::engine::general_purpose::STANDARD
+                .decode(digest_text)
+                .map_err(|error| bad_request(format!("CommitDigest is not base64: {error}")))?;
+            open_transaction(&mut session, transaction_id)?;
+            // Commit or fail, the transaction is over either way (QLDB: an OCC conflict ends it).
+            let open = session
+                .transaction
+                .take()
+                .ok_or_else(|| AwsError::internal("the open transaction vanished"))?;
+            let commit = open
+                .transaction
+                .commit_with_digest(&client_digest)
+                .map_err(|error| session_error(error, Some(transaction_id)))?;
+            return Ok(json!({"CommitTransaction": {
+                "TransactionId": commit.transaction_id,
+                "CommitDigest": base64::engine::general_purpose::STANDARD.encode(commit.commit_digest),
+                "TimingInformation": timing(started),
+                "ConsumedIOs": {"ReadIOs": 0, "WriteIOs": usize::from(commit.block_address.is_some())},
+            }}));
+        }
+        Err(bad_request(
+            "SendCommand needs one of StartSession, StartTransaction, ExecuteStatement, FetchPage, CommitTransaction, AbortTransaction, EndSession",
+        ))
+    }
+}
+
+/// The session's open transaction if its id is `transaction_id`.
+fn open_transaction<'a>(
+    session: &'a mut Session,
+    transaction_id: &str,
+) -> Result<&'a mut OpenTransaction, AwsError> {
+    match session.transaction.as_mut() {
+        Some(open) if open.transaction.id() == transaction_id => Ok(open),
+        Some(_) | None => Err(invalid_session(format!(
+            "Transaction {transaction_id} has expired"
+        ))),
+    }
+}
+
+impl JsonService for Arc<QldbSessionService> {
+    fn target_prefix(&self) -> &'static str {
+        "QLDBSession"
+    }
+
+    fn call<'a>(
+        &'a self,
+        operation: &'a str,
+        body: Value,
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        Box::pin(async move {
+            if operation != "SendCommand" {
+                return Err(AwsError::client(
+                    "UnknownOperationException",
+                    format!("QLDBSession has no operation {operation}"),
+                ));
+            }
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                return Err(AwsError::client(
+                    "RateExceededException",
+                    format!("more than {COMMANDS_IN_FLIGHT_MAX} commands in flight; retry later"),
+                ));
+            };
+            let service = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                service.send_command(&body)
+            })
+            .await
+            .unwrap_or_else(|error| Err(AwsError::internal(format!("command failed: {error}"))))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::StatusCode;
+
+    #[test]
+    fn pages_hold_at_most_200_values_and_4_mb() {
+        let mut values: VecDeque<Vec<u8>> = (0..450).map(|_| vec![0u8; 10]).collect();
+        assert_eq!(take_page(&mut values).len(), 200);
+        assert_eq!(take_page(&mut values).len(), 200);
+        assert_eq!(take_page(&mut values).len(), 50);
+        assert!(values.is_empty());
+
+        let mut big: VecDeque<Vec<u8>> = (0..5).map(|_| vec![0u8; 3 * 1024 * 1024]).collect();
+        assert_eq!(take_page(&mut big).len(), 1, "two would pass 4 MB");
+        let mut huge: VecDeque<Vec<u8>> = VecDeque::from(vec![vec![0u8; PAGE_BYTES_MAX + 1]]);
+        assert_eq!(
+            take_page(&mut huge).len(),
+            1,
+            "a page holds at least one value"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_say_line_and_column_and_expiry_says_expired() {
+        let error = session_error(
+            LedgerError::Syntax {
+                message: "unexpected token".into(),
+                line: 2,
+                column: 7,
+            },
+            None,
+        );
+        assert_eq!(error.kind, "BadRequestException");
+        assert!(
+            error.message.contains("line 2, column 7"),
+            "{}",
+            error.message
+        );
+        let error = session_error(LedgerError::TransactionExpired("x".into()), Some("abc"));
+        assert_eq!(error.kind, "InvalidSessionException");
+        assert_eq!(error.message, "Transaction abc has expired");
+        assert_eq!(
+            session_error(LedgerError::OccConflict("x".into()), None).kind,
+            "OccConflictException"
+        );
+        assert_eq!(
+            session_error(LedgerError::Storage("x".into()), None).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn value_holders_accept_binary_and_text() {
+        let binary = sluice_ledger::model::encode_binary(&Element::int(7)).unwrap();
+        let holder = json!({"IonBinary": base64::engine::general_purpose::STANDARD.encode(binary)});
+        assert_eq!(value_from_holder(&holder).unwrap(), Element::int(7));
+        assert_eq!(
+            value_from_holder(&json!({"IonText": "{a: 1}"})).unwrap(),
+            Element::read_one("{a:1}").unwrap()
+        );
+        assert!(value_from_holder(&json!({"IonText": "{a: "})).is_err());
+        assert!(value_from_holder(&json!({"IonBinary": "%%%"})).is_err());
+        assert!(value_from_holder(&json!({})).is_err());
+    }
+}
