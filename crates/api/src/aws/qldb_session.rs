@@ -54,11 +54,14 @@ struct Session {
     transaction: Option<OpenTransaction>,
 }
 
+/// Open sessions by token.
+type SessionMap = HashMap<String, Arc<Mutex<Session>>>;
+
 /// The QLDBSession service over the node's ledgers.
 pub struct QldbSessionService {
     ledgers: Arc<Ledgers>,
     clock: Arc<dyn Clock>,
-    sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    sessions: Mutex<SessionMap>,
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
@@ -170,9 +173,7 @@ fn timing(started: Instant) -> Value {
 }
 
 impl QldbSessionService {
-    fn sessions_map(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, Arc<Mutex<Session>>>>, AwsError> {
+    fn sessions_map(&self) -> Result<std::sync::MutexGuard<'_, SessionMap>, AwsError> {
         self.sessions
             .lock()
             .map_err(|_| AwsError::internal("session map lock poisoned"))
@@ -183,7 +184,7 @@ impl QldbSessionService {
     }
 
     /// Removes every session idle for too long (their transactions are dropped: aborted).
-    fn sweep_idle(&self, sessions: &mut HashMap<String, Arc<Mutex<Session>>>) {
+    fn sweep_idle(&self, sessions: &mut SessionMap) {
         let now = self.clock.now();
         sessions.retain(|_, session| match session.try_lock() {
             Ok(session) => !self.is_idle(&session, now),
