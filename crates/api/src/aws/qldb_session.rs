@@ -517,4 +517,124 @@ mod tests {
         assert!(value_from_holder(&json!({"IonBinary": "%%%"})).is_err());
         assert!(value_from_holder(&json!({})).is_err());
     }
+
+    /// A temporary directory removed when dropped (the api crate keeps its dev-dependencies few).
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn service_with_clock() -> (TempDir, Arc<sluice_ledger::ManualClock>, QldbSessionService) {
+        let directory = TempDir(
+            std::env::temp_dir().join(format!("sluice-session-{}", sluice_ledger::model::new_id())),
+        );
+        let clock = Arc::new(sluice_ledger::ManualClock::new(OffsetDateTime::now_utc()));
+        let ledgers = Arc::new(
+            Ledgers::open_dir(
+                &directory.0,
+                clock.clone(),
+                sluice_ledger::Limits::default(),
+            )
+            .unwrap(),
+        );
+        ledgers.create_ledger("expiry", false).unwrap();
+        let service = QldbSessionService::new(ledgers, clock.clone());
+        (directory, clock, service)
+    }
+
+    fn start_session(service: &QldbSessionService) -> String {
+        let started = service
+            .send_command(&json!({"StartSession": {"LedgerName": "expiry"}}))
+            .unwrap();
+        started["StartSession"]["SessionToken"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn idle_sessions_expire_after_15_minutes_and_transactions_after_30_seconds() {
+        let (_directory, clock, service) = service_with_clock();
+        let token = start_session(&service);
+        let started = service
+            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+            .unwrap();
+        let transaction_id = started["StartTransaction"]["TransactionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        clock.advance_ms(31_000);
+        let error = service
+            .send_command(&json!({"SessionToken": token, "ExecuteStatement": {
+                "TransactionId": transaction_id, "Statement": "CREATE TABLE T"}}))
+            .unwrap_err();
+        assert_eq!(error.kind, "InvalidSessionException");
+        assert_eq!(
+            error.message,
+            format!("Transaction {transaction_id} has expired")
+        );
+        // The session itself survives an expired transaction.
+        service
+            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+            .unwrap();
+
+        clock.advance_ms(SESSION_IDLE_TIMEOUT_MS - 1_000);
+        service
+            .send_command(&json!({"SessionToken": token, "AbortTransaction": {}}))
+            .unwrap();
+        clock.advance_ms(SESSION_IDLE_TIMEOUT_MS + 1);
+        let error = service
+            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+            .unwrap_err();
+        assert_eq!(error.kind, "InvalidSessionException");
+        assert_eq!(
+            service.session_count(),
+            0,
+            "an expired session leaves the map"
+        );
+    }
+
+    #[test]
+    fn a_full_session_map_sweeps_idle_sessions_first() {
+        let (_directory, clock, service) = service_with_clock();
+        for _ in 0..SESSIONS_MAX {
+            start_session(&service);
+        }
+        let error = service
+            .send_command(&json!({"StartSession": {"LedgerName": "expiry"}}))
+            .unwrap_err();
+        assert_eq!(error.kind, "LimitExceededException");
+        clock.advance_ms(SESSION_IDLE_TIMEOUT_MS + 1);
+        start_session(&service);
+        assert_eq!(service.session_count(), 1);
+    }
+
+    #[test]
+    fn malformed_commands_are_bad_requests_not_panics() {
+        let (_directory, _clock, service) = service_with_clock();
+        let token = start_session(&service);
+        for body in [
+            json!({}),
+            json!({"StartSession": {}}),
+            json!({"StartSession": {"LedgerName": 5}}),
+            json!({"SessionToken": token}),
+            json!({"SessionToken": token, "ExecuteStatement": {"TransactionId": "x"}}),
+            json!({"SessionToken": token, "ExecuteStatement": {"TransactionId": "x", "Statement": "SELECT 1 FROM T", "Parameters": 3}}),
+            json!({"SessionToken": token, "FetchPage": {"TransactionId": "x", "NextPageToken": "y"}}),
+            json!({"SessionToken": token, "CommitTransaction": {"TransactionId": "x", "CommitDigest": "%%"}}),
+        ] {
+            let error = service.send_command(&body).unwrap_err();
+            assert!(
+                matches!(
+                    error.kind,
+                    "BadRequestException" | "InvalidSessionException"
+                ),
+                "{body}: {error:?}"
+            );
+        }
+    }
 }
