@@ -205,3 +205,36 @@ fn sql_digest_verify_export_restore_round_trip() {
         .expect("run sluice");
     assert!(!unreachable.status.success());
 }
+
+#[test]
+fn import_reads_an_export_directory_and_keeps_its_digest() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ledger/tests/fixtures/format-v1");
+    let expected = std::fs::read_to_string(fixture.join("digest.txt")).expect("digest.txt");
+    let mut expected = expected.lines();
+    let (digest, tip, export) = (
+        expected.next().expect("digest line"),
+        expected.next().expect("tip line"),
+        expected.next().expect("export line"),
+    );
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data_dir.path());
+    let export_dir = fixture.join(export);
+    server.ok(&[
+        "ledger",
+        "import",
+        "imported",
+        "--from",
+        export_dir.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        server.ok(&["ledger", "digest", "imported"]),
+        format!("digest: {digest}\ntip: {tip}\n")
+    );
+    assert!(
+        server
+            .ok(&["ledger", "verify", "imported"])
+            .starts_with("verified 5 blocks")
+    );
+    let missing = server.run(&["ledger", "import", "other", "--from", "/nonexistent/export"]);
+    assert!(!missing.status.success());
+}
