@@ -8,8 +8,15 @@
 //! after its own timeout (30 s by default). Results are cut into pages of at most
 //! [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the rest waits, bounded, for
 //! FetchPage. Every engine call runs in `spawn_blocking`.
+//!
+//! Limits and what happens at them: more than [`SESSIONS_MAX`] live sessions →
+//! LimitExceededException; more than [`OPEN_TRANSACTIONS_MAX`] open transactions →
+//! CapacityExceededException (503, retried by drivers); more than [`COMMANDS_IN_FLIGHT_MAX`]
+//! commands being processed → RateExceededException; engine limits (document size, documents
+//! per transaction) → LimitExceededException.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -36,14 +43,40 @@ pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most results of one transaction still waiting for FetchPage; beyond, ExecuteStatement fails
 /// with LimitExceededException until the driver reads or abandons (aborts) them.
 pub const PENDING_RESULTS_PER_TRANSACTION_MAX: usize = 64;
+/// Most transactions open at once across sessions: each pins a snapshot of its ledger file, so
+/// pages freed by later commits cannot be reused while it lives. Beyond, StartTransaction fails
+/// with CapacityExceededException (HTTP 503, which drivers retry with backoff).
+pub const OPEN_TRANSACTIONS_MAX: usize = 1_024;
 /// Most statement parameters (QLDB's own limit).
 pub const PARAMETERS_MAX: usize = 1_000;
 /// Longest statement text in bytes (QLDB: 100 KB, the whole command must stay under 128 KB).
 pub const STATEMENT_BYTES_MAX: usize = 100 * 1024;
 
+/// A slot in the count of open transactions, given back when dropped (commit, abort, expiry,
+/// end or sweep of the session alike).
+struct TransactionSlot(Arc<AtomicUsize>);
+
+impl TransactionSlot {
+    fn take(open_transactions: &Arc<AtomicUsize>) -> Option<TransactionSlot> {
+        open_transactions
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < OPEN_TRANSACTIONS_MAX).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| TransactionSlot(open_transactions.clone()))
+    }
+}
+
+impl Drop for TransactionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// An open transaction of a session.
 struct OpenTransaction {
     transaction: Transaction,
+    _slot: TransactionSlot,
     /// Results not yet read, by page token: Ion binary of each value.
     pending_results: HashMap<String, VecDeque<Vec<u8>>>,
 }
@@ -63,6 +96,7 @@ pub struct QldbSessionService {
     clock: Arc<dyn Clock>,
     sessions: Mutex<SessionMap>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    open_transactions: Arc<AtomicUsize>,
 }
 
 impl QldbSessionService {
@@ -72,6 +106,7 @@ impl QldbSessionService {
             clock,
             sessions: Mutex::new(HashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
+            open_transactions: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -270,6 +305,15 @@ impl QldbSessionService {
                     )));
                 }
             }
+            // An expired transaction still open here is dropped first, giving back its slot.
+            session.transaction = None;
+            let slot = TransactionSlot::take(&self.open_transactions).ok_or_else(|| {
+                AwsError::new(
+                    hyper::StatusCode::SERVICE_UNAVAILABLE,
+                    "CapacityExceededException",
+                    format!("{OPEN_TRANSACTIONS_MAX} transactions are open; retry later"),
+                )
+            })?;
             let transaction = session
                 .ledger
                 .begin()
@@ -277,6 +321,7 @@ impl QldbSessionService {
             let transaction_id = transaction.id().to_owned();
             session.transaction = Some(OpenTransaction {
                 transaction,
+                _slot: slot,
                 pending_results: HashMap::new(),
             });
             return Ok(json!({"StartTransaction": {
@@ -611,6 +656,40 @@ mod tests {
         clock.advance_ms(SESSION_IDLE_TIMEOUT_MS + 1);
         start_session(&service);
         assert_eq!(service.session_count(), 1);
+    }
+
+    #[test]
+    fn open_transactions_are_bounded_and_their_slots_come_back() {
+        let (_directory, _clock, service) = service_with_clock();
+        let tokens: Vec<String> = (0..=OPEN_TRANSACTIONS_MAX)
+            .map(|_| start_session(&service))
+            .collect();
+        for token in tokens.iter().take(OPEN_TRANSACTIONS_MAX) {
+            service
+                .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+                .unwrap();
+        }
+        let last = tokens.last().unwrap();
+        let error = service
+            .send_command(&json!({"SessionToken": last, "StartTransaction": {}}))
+            .unwrap_err();
+        assert_eq!(
+            (error.kind, error.status.as_u16()),
+            ("CapacityExceededException", 503)
+        );
+        service
+            .send_command(&json!({"SessionToken": tokens[0], "AbortTransaction": {}}))
+            .unwrap();
+        service
+            .send_command(&json!({"SessionToken": tokens[1], "EndSession": {}}))
+            .unwrap();
+        service
+            .send_command(&json!({"SessionToken": last, "StartTransaction": {}}))
+            .unwrap();
+        assert_eq!(
+            service.open_transactions.load(Ordering::SeqCst),
+            OPEN_TRANSACTIONS_MAX - 1
+        );
     }
 
     #[test]
