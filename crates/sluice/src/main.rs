@@ -123,7 +123,7 @@ struct UpArgs {
     aws_port: u16,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -132,10 +132,19 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Up(args) => up(args),
         Command::Sql(args) => sql(args),
         Command::Ledger(args) => ledger(args),
+    };
+    // The error and its context on one line, without a backtrace even when RUST_BACKTRACE is
+    // set: a server's answer is not a bug of the CLI.
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
