@@ -101,6 +101,13 @@ def test_errors_have_the_shapes_qldb_drivers_expect(ledger, sluice):
     assert len(result["ExecuteStatement"]["FirstPage"]["Values"]) == 1
 
     with pytest.raises(ClientError) as error:
+        session.send_command(SessionToken=token, ExecuteStatement={
+            "TransactionId": txn, "Statement": "INSERT INTO Vehicle ?",
+            "Parameters": [{"IonText": '{VIN: "%s"}' % ("x" * 200_000)}]})
+    assert error.value.response["Error"]["Code"] == "LimitExceededException"
+
+    # QLDB documents are at most 128 KB; then a wrong commit digest is refused.
+    with pytest.raises(ClientError) as error:
         session.send_command(SessionToken=token, CommitTransaction={
             "TransactionId": txn, "CommitDigest": b"\x00" * 32})
     assert error.value.response["Error"]["Code"] == "BadRequestException"

@@ -218,11 +218,21 @@ impl QldbSessionService {
         (now - session.last_used).whole_milliseconds() > i128::from(SESSION_IDLE_TIMEOUT_MS)
     }
 
-    /// Removes every session idle for too long (their transactions are dropped: aborted).
+    /// Removes every session idle for too long, and drops transactions past their timeout from
+    /// the others: either way the transaction's snapshot and slot are given back.
     fn sweep_idle(&self, sessions: &mut SessionMap) {
         let now = self.clock.now();
         sessions.retain(|_, session| match session.try_lock() {
-            Ok(session) => !self.is_idle(&session, now),
+            Ok(mut session) => {
+                let expired = session
+                    .transaction
+                    .as_ref()
+                    .is_some_and(|open| open.transaction.check_not_expired().is_err());
+                if expired {
+                    session.transaction = None;
+                }
+                !self.is_idle(&session, now)
+            }
             // Busy means in use right now: not idle.
             Err(std::sync::TryLockError::WouldBlock) => true,
             Err(std::sync::TryLockError::Poisoned(_)) => false,
@@ -245,9 +255,9 @@ impl QldbSessionService {
                 })?;
             let token = sluice_ledger::model::new_id();
             let mut sessions = self.sessions_map()?;
-            if sessions.len() >= SESSIONS_MAX {
-                self.sweep_idle(&mut sessions);
-            }
+            // Sweeping at most SESSIONS_MAX entries on each new session is cheap, and keeps
+            // abandoned sessions and transactions from pinning ledger snapshots for long.
+            self.sweep_idle(&mut sessions);
             if sessions.len() >= SESSIONS_MAX {
                 return Err(AwsError::client(
                     "LimitExceededException",
@@ -644,7 +654,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_session_map_sweeps_idle_sessions_first() {
+    fn new_sessions_sweep_idle_sessions_and_expired_transactions() {
         let (_directory, clock, service) = service_with_clock();
         for _ in 0..SESSIONS_MAX {
             start_session(&service);
