@@ -208,6 +208,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let aws_address = aws_server.local_addr()?;
         let es = es_server.serve(Arc::new(EsApi::new(node.clone())));
         let aws = aws_server.serve(Arc::new(aws_api(&node)));
+        let stop_signals = install_stop_signals()?;
         // Tests and scripts read these lines to find the endpoints.
         println!("sluice {} is up", env!("CARGO_PKG_VERSION"));
         println!("data directory: {}", args.data_dir.display());
@@ -216,7 +217,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
 
-        wait_for_signal().await?;
+        wait_for_signal(stop_signals).await?;
         tracing::info!("shutting down");
         es.shutdown().await;
         aws.shutdown().await;
@@ -243,14 +244,26 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
         .with_rest_service(Arc::new(qldb))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM and SIGINT, caught from the moment this is created.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+/// Installs the handlers. Done before the endpoints are announced: a SIGTERM sent as soon as a
+/// test or script reads them must stop the server cleanly, not kill it.
+fn install_stop_signals() -> anyhow::Result<StopSignals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(StopSignals {
+        terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+    })
+}
+
+async fn wait_for_signal(mut signals: StopSignals) -> anyhow::Result<()> {
     tokio::select! {
-        _ = terminate.recv() => {},
-        _ = interrupt.recv() => {},
+        _ = signals.terminate.recv() => {},
+        _ = signals.interrupt.recv() => {},
     }
     Ok(())
 }
