@@ -4,7 +4,9 @@
 //! Layout of `--data-dir`:
 //! - `sluice.lock`: held (flock) while a process uses the directory, so two never share it;
 //! - `indices/`: the search indices (see `sluice-search`);
-//! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`).
+//! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`);
+//! - `ledgers/`: the verifiable ledgers, one redb file each (see `sluice-ledger`);
+//! - `s3/<bucket>/<prefix>/`: where QLDB's ExportJournalToS3 writes, since Sluice has no S3.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use sluice_ledger::{Ledgers, Limits, SystemClock};
 use sluice_log::{Log, LogOptions};
 use sluice_search::Indices;
 
@@ -32,12 +35,15 @@ pub enum NodeError {
     Search(#[from] sluice_search::SearchError),
     #[error(transparent)]
     Log(#[from] sluice_log::LogError),
+    #[error(transparent)]
+    Ledger(#[from] sluice_ledger::LedgerError),
 }
 
 pub struct Node {
     data_dir: PathBuf,
     indices: Arc<Indices>,
     log: Arc<Log>,
+    ledgers: Arc<Ledgers>,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -57,6 +63,11 @@ impl Node {
             .map_err(|_| NodeError::Locked(data_dir.to_path_buf()))?;
         let indices = Arc::new(Indices::open(&data_dir.join("indices"))?);
         let log = Arc::new(Log::open(data_dir.join("streams"), LogOptions::default())?);
+        let ledgers = Arc::new(Ledgers::open_dir(
+            data_dir.join("ledgers"),
+            Arc::new(SystemClock),
+            Limits::default(),
+        )?);
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -73,6 +84,7 @@ impl Node {
             data_dir: data_dir.to_path_buf(),
             indices,
             log,
+            ledgers,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -90,6 +102,17 @@ impl Node {
     /// The streams (Kinesis-like) and their consumer checkpoints.
     pub fn log(&self) -> &Arc<Log> {
         &self.log
+    }
+
+    /// The verifiable ledgers (QLDB-like). Their files are opened lazily, on first use.
+    pub fn ledgers(&self) -> &Arc<Ledgers> {
+        &self.ledgers
+    }
+
+    /// Where ExportJournalToS3 writes, Sluice having no S3: `data_dir/s3`, holding one
+    /// directory per bucket, `<bucket>/<prefix>/…`.
+    pub fn s3_dir(&self) -> PathBuf {
+        self.data_dir.join("s3")
     }
 
     /// Stops the workers and commits every engine.

@@ -1,4 +1,8 @@
-//! The `sluice` binary: command-line entry point. `sluice up` runs the whole system.
+//! The `sluice` binary: command-line entry point. `sluice up` runs the whole system; `sluice sql`
+//! and `sluice ledger …` are clients of a running server's AWS port.
+
+mod http_client;
+mod ledger_cli;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,6 +12,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_api::Server;
 use sluice_api::aws::AwsApi;
+use sluice_api::aws::qldb::QldbService;
+use sluice_api::aws::qldb_session::QldbSessionService;
 use sluice_api::es::EsApi;
 use sluice_node::Node;
 
@@ -26,6 +32,79 @@ struct Cli {
 enum Command {
     /// Run Sluice: open the data directory and serve every API until SIGINT or SIGTERM.
     Up(UpArgs),
+    /// Run one PartiQL statement on a ledger, in its own transaction, through QLDBSession.
+    Sql(SqlArgs),
+    /// Manage ledgers: create, list, delete, digest, verify, export, restore, import.
+    Ledger(LedgerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SqlArgs {
+    /// The server's AWS port.
+    #[arg(long, default_value = ledger_cli::DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// The ledger.
+    #[arg(long)]
+    ledger: String,
+    /// How to print the values: `ion` keeps every Ion type exactly.
+    #[arg(long, value_enum, default_value_t = ledger_cli::OutputFormat::Table)]
+    format: ledger_cli::OutputFormat,
+    /// The PartiQL statement, with `?` for each parameter.
+    statement: String,
+    /// The parameters, each one Ion text value (`'{VIN: "1N4AL11D75C109151", Year: 2011}'`).
+    parameters: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct LedgerArgs {
+    /// The server's AWS port.
+    #[arg(long, global = true, default_value = ledger_cli::DEFAULT_ENDPOINT)]
+    endpoint: String,
+    #[command(subcommand)]
+    command: LedgerCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Create a ledger.
+    Create {
+        name: String,
+        /// Refuse deletion until turned off (QLDB's default: on).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        deletion_protection: bool,
+    },
+    /// List the ledgers.
+    List,
+    /// Delete a ledger (its deletion protection must be off).
+    Delete { name: String },
+    /// Print the ledger's digest and its tip address.
+    Digest { name: String },
+    /// Fetch every block and check every hash, chain link and the digest here, on the client.
+    Verify { name: String },
+    /// Export the journal (ExportJournalToS3) into the server's `data_dir/s3/<bucket>/<prefix>`;
+    /// prints the export's directory.
+    Export {
+        name: String,
+        #[arg(long, default_value = "sluice-exports")]
+        bucket: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// ION_BINARY, ION_TEXT or JSON (JSON cannot be restored, as in QLDB).
+        #[arg(long, default_value = "ION_TEXT")]
+        format: String,
+    },
+    /// Create a ledger from a journal export of Sluice (a directory the server can read).
+    Restore {
+        name: String,
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Create a ledger from an Amazon QLDB S3 journal export downloaded into a directory.
+    Import {
+        name: String,
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -44,7 +123,7 @@ struct UpArgs {
     aws_port: u16,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -53,8 +132,57 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Up(args) => up(args),
+        Command::Sql(args) => sql(args),
+        Command::Ledger(args) => ledger(args),
+    };
+    // The error and its context on one line, without a backtrace even when RUST_BACKTRACE is
+    // set: a server's answer is not a bug of the CLI.
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn sql(args: SqlArgs) -> anyhow::Result<()> {
+    let client = ledger_cli::AwsClient::new(&args.endpoint)?;
+    let parameters = args
+        .parameters
+        .iter()
+        .map(|text| {
+            ion_rs::Element::read_one(text.as_bytes())
+                .with_context(|| format!("parameter {text:?} is not one Ion value"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let values =
+        ledger_cli::execute_statement(&client, &args.ledger, &args.statement, &parameters)?;
+    print!("{}", ledger_cli::render(&values, args.format)?);
+    Ok(())
+}
+
+fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
+    let client = ledger_cli::AwsClient::new(&args.endpoint)?;
+    match args.command {
+        LedgerCommand::Create {
+            name,
+            deletion_protection,
+        } => ledger_cli::create(&client, &name, deletion_protection),
+        LedgerCommand::List => ledger_cli::list(&client),
+        LedgerCommand::Delete { name } => ledger_cli::delete(&client, &name),
+        LedgerCommand::Digest { name } => ledger_cli::digest(&client, &name),
+        LedgerCommand::Verify { name } => ledger_cli::verify(&client, &name),
+        LedgerCommand::Export {
+            name,
+            bucket,
+            prefix,
+            format,
+        } => ledger_cli::export(&client, &name, &bucket, &prefix, &format),
+        LedgerCommand::Restore { name, from } => ledger_cli::load(&client, &name, &from, "restore"),
+        LedgerCommand::Import { name, from } => ledger_cli::load(&client, &name, &from, "import"),
     }
 }
 
@@ -80,6 +208,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let aws_address = aws_server.local_addr()?;
         let es = es_server.serve(Arc::new(EsApi::new(node.clone())));
         let aws = aws_server.serve(Arc::new(aws_api(&node)));
+        let stop_signals = install_stop_signals()?;
         // Tests and scripts read these lines to find the endpoints.
         println!("sluice {} is up", env!("CARGO_PKG_VERSION"));
         println!("data directory: {}", args.data_dir.display());
@@ -88,7 +217,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
 
-        wait_for_signal().await?;
+        wait_for_signal(stop_signals).await?;
         tracing::info!("shutting down");
         es.shutdown().await;
         aws.shutdown().await;
@@ -104,18 +233,37 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The AWS-compatible services served on `--aws-port`.
-fn aws_api(_node: &Arc<Node>) -> AwsApi {
+fn aws_api(node: &Arc<Node>) -> AwsApi {
+    let qldb_session = Arc::new(QldbSessionService::new(
+        node.ledgers().clone(),
+        Arc::new(sluice_ledger::SystemClock),
+    ));
+    let qldb = Arc::new(QldbService::new(node.ledgers().clone(), node.s3_dir()));
     AwsApi::new()
+        .with_json_service(Arc::new(qldb_session))
+        .with_rest_service(Arc::new(qldb))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM and SIGINT, caught from the moment this is created.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+/// Installs the handlers. Done before the endpoints are announced: a SIGTERM sent as soon as a
+/// test or script reads them must stop the server cleanly, not kill it.
+fn install_stop_signals() -> anyhow::Result<StopSignals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(StopSignals {
+        terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+    })
+}
+
+async fn wait_for_signal(mut signals: StopSignals) -> anyhow::Result<()> {
     tokio::select! {
-        _ = terminate.recv() => {},
-        _ = interrupt.recv() => {},
+        _ = signals.terminate.recv() => {},
+        _ = signals.interrupt.recv() => {},
     }
     Ok(())
 }

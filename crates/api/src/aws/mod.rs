@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 use crate::http::{BodyError, Handler, Request, Response};
 
+pub mod qldb;
+pub mod qldb_session;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An error as AWS JSON protocols report it.

@@ -1,0 +1,496 @@
+//! The QLDB control plane (REST-JSON, as boto3's `qldb` client and the AWS CLI call it):
+//! CreateLedger, ListLedgers, DescribeLedger, UpdateLedger, DeleteLedger, GetDigest, GetBlock,
+//! GetRevision, ExportJournalToS3 and DescribeJournalS3Export.
+//!
+//! Sluice has no S3: ExportJournalToS3 writes into `data_dir/s3/<Bucket>/<Prefix>`, in the layout
+//! of QLDB's S3 exports (`<ledger>/<exportId>/…`), and answers with that directory as the
+//! Sluice extension field `ExportDirectory`.
+//!
+//! Sluice extensions, on the same port and in the same style:
+//! - `POST /ledgers/{name}/restore {"ExportDirectory": "/path"}`: creates ledger `name` from a
+//!   journal export of Sluice (every hash re-verified; the digest equals the source's);
+//! - `POST /ledgers/{name}/import {"ExportDirectory": "/path"}`: creates ledger `name` from an
+//!   Amazon QLDB S3 journal export downloaded locally.
+//!
+//! Both answer like DescribeLedger.
+
+use std::collections::VecDeque;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice_ledger::{BlockAddress, ExportFormat, LedgerDescription, LedgerError, Ledgers};
+use time::OffsetDateTime;
+
+use super::{AwsError, BoxFuture, RestService, aws_response, error_response};
+use crate::http::{Request, Response};
+
+/// Most ledgers in one ListLedgers page (QLDB's `MaxResults` maximum is 100).
+pub const LIST_LEDGERS_PAGE_MAX: usize = 100;
+/// Most export descriptions remembered for DescribeJournalS3Export; the oldest is forgotten
+/// first (its files stay).
+pub const EXPORT_DESCRIPTIONS_MAX: usize = 1_000;
+/// The account in ARNs: Sluice has no accounts.
+const ACCOUNT_ID: &str = "000000000000";
+const REGION: &str = "us-east-1";
+const CONTENT_TYPE: &str = "application/json";
+
+/// The control plane over the node's ledgers.
+pub struct QldbService {
+    ledgers: Arc<Ledgers>,
+    /// `data_dir/s3`: the root of every ExportJournalToS3 bucket.
+    s3_root: PathBuf,
+    exports: Mutex<VecDeque<(String, String, Value)>>,
+}
+
+impl QldbService {
+    pub fn new(ledgers: Arc<Ledgers>, s3_root: PathBuf) -> QldbService {
+        QldbService {
+            ledgers,
+            s3_root,
+            exports: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+/// The one place where engine errors become QLDB control-plane errors.
+fn control_error(error: LedgerError) -> AwsError {
+    match error {
+        LedgerError::NotFound(message) => {
+            AwsError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+        }
+        LedgerError::AlreadyExists(message) => AwsError::new(
+            StatusCode::CONFLICT,
+            "ResourceAlreadyExistsException",
+            message,
+        ),
+        LedgerError::PreconditionFailed(message) => AwsError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "ResourcePreconditionNotMetException",
+            message,
+        ),
+        LedgerError::LimitExceeded(message) => AwsError::client("LimitExceededException", message),
+        LedgerError::BadRequest(_)
+        | LedgerError::Syntax { .. }
+        | LedgerError::OccConflict(_)
+        | LedgerError::TransactionExpired(_) => invalid_parameter(error.to_string()),
+        other @ (LedgerError::VerificationFailed(_)
+        | LedgerError::Storage(_)
+        | LedgerError::Io(_)
+        | LedgerError::Internal(_)) => AwsError::internal(other.to_string()),
+    }
+}
+
+fn invalid_parameter(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidParameterException", message)
+}
+
+fn arn(name: &str) -> String {
+    format!("arn:aws:qldb:{REGION}:{ACCOUNT_ID}:ledger/{name}")
+}
+
+fn describe_json(description: &LedgerDescription) -> Value {
+    json!({
+        "Name": description.name,
+        "Arn": arn(&description.name),
+        "State": "ACTIVE",
+        "PermissionsMode": "STANDARD",
+        "DeletionProtection": description.deletion_protection,
+    })
+}
+
+fn ion_text_field(body: &Value, name: &str) -> Result<Option<String>, AwsError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(holder) => holder
+            .get("IonText")
+            .and_then(Value::as_str)
+            .map(|text| Some(text.to_owned()))
+            .ok_or_else(|| invalid_parameter(format!("{name} needs IonText"))),
+    }
+}
+
+fn block_address_field(body: &Value, name: &str) -> Result<Option<BlockAddress>, AwsError> {
+    ion_text_field(body, name)?
+        .map(|text| BlockAddress::parse_ion_text(&text).map_err(control_error))
+        .transpose()
+}
+
+/// A REST-JSON timestamp (epoch seconds, possibly fractional, or an ISO 8601 string).
+fn timestamp_field(body: &Value, name: &str) -> Result<Option<OffsetDateTime>, AwsError> {
+    let invalid = || invalid_parameter(format!("{name} is not a timestamp"));
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => {
+            let seconds = number.as_f64().ok_or_else(invalid)?;
+            let nanos = (seconds * 1e9).round();
+            if !nanos.is_finite() || nanos.abs() > 1e20 {
+                return Err(invalid());
+            }
+            OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+                .map(Some)
+                .map_err(|_| invalid())
+        }
+        Some(Value::String(text)) => {
+            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map(Some)
+                .map_err(|_| invalid())
+        }
+        Some(_) => Err(invalid()),
+    }
+}
+
+/// A bucket or prefix as a relative path that stays inside its root.
+fn safe_relative(text: &str, what: &str) -> Result<PathBuf, AwsError> {
+    let path = Path::new(text.trim_matches('/'));
+    let mut relative = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => relative.push(part),
+            Component::CurDir => {}
+            _ => return Err(invalid_parameter(format!("{what} {text:?} is not allowed"))),
+        }
+    }
+    Ok(relative)
+}
+
+fn export_directory_field(body: &Value) -> Result<PathBuf, AwsError> {
+    body.get("ExportDirectory")
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| invalid_parameter("ExportDirectory is required"))
+}
+
+impl QldbService {
+    /// Blocking: runs one control-plane operation.
+    fn operation(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        query: &std::collections::HashMap<String, String>,
+        body: &Value,
+    ) -> Result<Value, AwsError> {
+        let ledgers = &self.ledgers;
+        match (method, segments) {
+            (&Method::POST, ["ledgers"]) => {
+                let name = body
+                    .get("Name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid_parameter("Name is required"))?;
+                let deletion_protection = body
+                    .get("DeletionProtection")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(sluice_ledger::ledger::DELETION_PROTECTION_DEFAULT);
+                let ledger = ledgers
+                    .create_ledger(name, deletion_protection)
+                    .map_err(control_error)?;
+                let mut description = describe_json(&ledger.describe().map_err(control_error)?);
+                if let Some(mode) = body.get("PermissionsMode") {
+                    description["PermissionsMode"] = mode.clone();
+                }
+                description["CreationDateTime"] = json!(OffsetDateTime::now_utc().unix_timestamp());
+                Ok(description)
+            }
+            (&Method::GET, ["ledgers"]) => {
+                let page_max = query
+                    .get("max_results")
+                    .and_then(|text| text.parse::<usize>().ok())
+                    .unwrap_or(LIST_LEDGERS_PAGE_MAX)
+                    .clamp(1, LIST_LEDGERS_PAGE_MAX);
+                let after = query.get("next_token").cloned().unwrap_or_default();
+                let names = ledgers.list_ledgers().map_err(control_error)?;
+                let page: Vec<&String> = names
+                    .iter()
+                    .filter(|name| name.as_str() > after.as_str())
+                    .take(page_max)
+                    .collect();
+                let mut result = json!({"Ledgers": page
+                    .iter()
+                    .map(|name| json!({"Name": name, "State": "ACTIVE"}))
+                    .collect::<Vec<_>>()});
+                if let Some(last) = page.last()
+                    && names.last().is_some_and(|final_name| final_name > *last)
+                {
+                    result["NextToken"] = json!(last);
+                }
+                Ok(result)
+            }
+            (&Method::GET, ["ledgers", name]) => Ok(describe_json(
+                &ledgers.describe_ledger(name).map_err(control_error)?,
+            )),
+            (&Method::PATCH, ["ledgers", name]) => {
+                let description = match body.get("DeletionProtection").and_then(Value::as_bool) {
+                    Some(protection) => ledgers.update_ledger(name, protection),
+                    None => ledgers.describe_ledger(name),
+                }
+                .map_err(control_error)?;
+                Ok(describe_json(&description))
+            }
+            (&Method::DELETE, ["ledgers", name]) => {
+                ledgers.delete_ledger(name).map_err(control_error)?;
+                Ok(json!({}))
+            }
+            (&Method::POST, ["ledgers", name, "digest"]) => {
+                let digest = ledgers
+                    .ledger(name)
+                    .and_then(|ledger| ledger.digest())
+                    .map_err(control_error)?
+                    .ok_or_else(|| {
+                        control_error(LedgerError::PreconditionFailed(format!(
+                            "ledger {name} has no block yet"
+                        )))
+                    })?;
+                Ok(json!({
+                    "Digest": sluice_ledger::hash::to_base64(&digest.digest),
+                    "DigestTipAddress": {"IonText": digest.digest_tip_address.to_ion_text()},
+                }))
+            }
+            (&Method::POST, ["ledgers", name, "block"]) => {
+                let address = block_address_field(body, "BlockAddress")?
+                    .ok_or_else(|| invalid_parameter("BlockAddress is required"))?;
+                let tip = block_address_field(body, "DigestTipAddress")?;
+                let block = ledgers
+                    .ledger(name)
+                    .and_then(|ledger| ledger.block(&address, tip.as_ref()))
+                    .map_err(control_error)?;
+                let text =
+                    sluice_ledger::model::encode_text(&block.block).map_err(control_error)?;
+                let mut result = json!({"Block": {"IonText": text}});
+                if let Some(proof) = block.proof {
+                    result["Proof"] =
+                        json!({"IonText": sluice_ledger::hash::proof_to_ion_text(&proof)});
+                }
+                Ok(result)
+            }
+            (&Method::POST, ["ledgers", name, "revision"]) => {
+                let address = block_address_field(body, "BlockAddress")?
+                    .ok_or_else(|| invalid_parameter("BlockAddress is required"))?;
+                let document_id = body
+                    .get("DocumentId")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid_parameter("DocumentId is required"))?;
+                let tip = block_address_field(body, "DigestTipAddress")?;
+                let revision = ledgers
+                    .ledger(name)
+                    .and_then(|ledger| ledger.revision(&address, document_id, tip.as_ref()))
+                    .map_err(control_error)?;
+                let text = sluice_ledger::model::encode_text(&revision.revision.to_element())
+                    .map_err(control_error)?;
+                let mut result = json!({"Revision": {"IonText": text}});
+                if let Some(proof) = revision.proof {
+                    result["Proof"] =
+                        json!({"IonText": sluice_ledger::hash::proof_to_ion_text(&proof)});
+                }
+                Ok(result)
+            }
+            (&Method::POST, ["ledgers", name, "journal-s3-exports"]) => {
+                self.export_journal(name, body)
+            }
+            (&Method::GET, ["ledgers", name, "journal-s3-exports", export_id]) => {
+                let exports = self
+                    .exports
+                    .lock()
+                    .map_err(|_| AwsError::internal("export list lock poisoned"))?;
+                exports
+                    .iter()
+                    .find(|(ledger, id, _)| ledger == name && id == export_id)
+                    .map(|(_, _, description)| json!({"ExportDescription": description}))
+                    .ok_or_else(|| {
+                        control_error(LedgerError::NotFound(format!("export {export_id}")))
+                    })
+            }
+            (&Method::POST, ["ledgers", name, "restore"]) => {
+                let directory = export_directory_field(body)?;
+                let ledger = ledgers
+                    .restore_ledger(name, &directory)
+                    .map_err(control_error)?;
+                Ok(describe_json(&ledger.describe().map_err(control_error)?))
+            }
+            (&Method::POST, ["ledgers", name, "import"]) => {
+                let directory = export_directory_field(body)?;
+                let ledger = ledgers
+                    .import_qldb_export(name, &directory)
+                    .map_err(control_error)?;
+                Ok(describe_json(&ledger.describe().map_err(control_error)?))
+            }
+            _ => Err(AwsError::new(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                format!("no QLDB operation {method} /{}", segments.join("/")),
+            )),
+        }
+    }
+
+    fn export_journal(&self, name: &str, body: &Value) -> Result<Value, AwsError> {
+        let configuration = body
+            .get("S3ExportConfiguration")
+            .ok_or_else(|| invalid_parameter("S3ExportConfiguration is required"))?;
+        let bucket = configuration
+            .get("Bucket")
+            .and_then(Value::as_str)
+            .filter(|bucket| !bucket.is_empty())
+            .ok_or_else(|| invalid_parameter("S3ExportConfiguration.Bucket is required"))?;
+        let prefix = configuration
+            .get("Prefix")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let root = self
+            .s3_root
+            .join(safe_relative(bucket, "Bucket")?)
+            .join(safe_relative(prefix, "Prefix")?);
+        let format = match body.get("OutputFormat").and_then(Value::as_str) {
+            None | Some("ION_BINARY") => ExportFormat::IonBinary,
+            Some("ION_TEXT") => ExportFormat::IonText,
+            Some("JSON") => ExportFormat::JsonLines,
+            Some(other) => {
+                return Err(invalid_parameter(format!(
+                    "OutputFormat {other} is not one of ION_BINARY, ION_TEXT, JSON"
+                )));
+            }
+        };
+        let start = timestamp_field(body, "InclusiveStartTime")?;
+        let end = timestamp_field(body, "ExclusiveEndTime")?;
+        let ledger = self.ledgers.ledger(name).map_err(control_error)?;
+        let export = ledger
+            .export_journal(&root, format, start, end)
+            .map_err(control_error)?;
+        let description = json!({
+            "LedgerName": name,
+            "ExportId": export.export_id,
+            "ExportCreationTime": OffsetDateTime::now_utc().unix_timestamp(),
+            "Status": "COMPLETED",
+            "InclusiveStartTime": start.map_or(0, OffsetDateTime::unix_timestamp),
+            "ExclusiveEndTime": end.map_or(0, OffsetDateTime::unix_timestamp),
+            "S3ExportConfiguration": configuration,
+            "RoleArn": body.get("RoleArn").cloned().unwrap_or(Value::Null),
+            "OutputFormat": body.get("OutputFormat").cloned().unwrap_or(json!("ION_BINARY")),
+        });
+        let mut exports = self
+            .exports
+            .lock()
+            .map_err(|_| AwsError::internal("export list lock poisoned"))?;
+        if exports.len() >= EXPORT_DESCRIPTIONS_MAX {
+            exports.pop_front();
+        }
+        exports.push_back((name.to_owned(), export.export_id.clone(), description));
+        Ok(json!({
+            "ExportId": export.export_id,
+            "ExportDirectory": export.directory.display().to_string(),
+            "BlocksExported": export.blocks_exported,
+        }))
+    }
+}
+
+impl RestService for Arc<QldbService> {
+    fn handle<'a>(&'a self, request: &'a Request) -> Option<BoxFuture<'a, Response>> {
+        let is_ours = request.segments.first().map(String::as_str) == Some("ledgers");
+        if !is_ours {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let body = if request.body.is_empty() {
+                json!({})
+            } else {
+                match serde_json::from_slice::<Value>(&request.body) {
+                    Ok(body @ Value::Object(_)) => body,
+                    Ok(_) | Err(_) => {
+                        return error_response(
+                            &AwsError::client(
+                                "SerializationException",
+                                "the request body must be a JSON object",
+                            ),
+                            CONTENT_TYPE,
+                        );
+                    }
+                }
+            };
+            let service = self.clone();
+            let method = request.method.clone();
+            let segments = request.segments.clone();
+            let query = request.query.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+                service.operation(&method, &segments, &query, &body)
+            })
+            .await
+            .unwrap_or_else(|error| Err(AwsError::internal(format!("operation failed: {error}"))));
+            match outcome {
+                Ok(body) => aws_response(StatusCode::OK, CONTENT_TYPE, &body),
+                Err(error) => error_response(&error, CONTENT_TYPE),
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_prefixes_stay_inside_the_s3_root() {
+        assert_eq!(
+            safe_relative("bucket", "Bucket").unwrap(),
+            PathBuf::from("bucket")
+        );
+        assert_eq!(
+            safe_relative("/a/b/", "Prefix").unwrap(),
+            PathBuf::from("a/b")
+        );
+        assert!(safe_relative("../etc", "Prefix").is_err());
+        assert!(safe_relative("a/../../b", "Prefix").is_err());
+    }
+
+    #[test]
+    fn errors_take_the_statuses_boto3_expects() {
+        let cases = [
+            (
+                LedgerError::NotFound("x".into()),
+                404,
+                "ResourceNotFoundException",
+            ),
+            (
+                LedgerError::AlreadyExists("x".into()),
+                409,
+                "ResourceAlreadyExistsException",
+            ),
+            (
+                LedgerError::PreconditionFailed("x".into()),
+                412,
+                "ResourcePreconditionNotMetException",
+            ),
+            (
+                LedgerError::BadRequest("x".into()),
+                400,
+                "InvalidParameterException",
+            ),
+            (LedgerError::Internal("x".into()), 500, "InternalFailure"),
+        ];
+        for (error, status, kind) in cases {
+            let error = control_error(error);
+            assert_eq!((error.status.as_u16(), error.kind), (status, kind));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_epoch_seconds_or_rfc3339() {
+        let body = json!({"A": 1.5, "B": "2020-01-01T00:00:00Z", "C": true});
+        assert_eq!(
+            timestamp_field(&body, "A")
+                .unwrap()
+                .unwrap()
+                .unix_timestamp_nanos(),
+            1_500_000_000
+        );
+        assert_eq!(
+            timestamp_field(&body, "B")
+                .unwrap()
+                .unwrap()
+                .unix_timestamp(),
+            1_577_836_800
+        );
+        assert!(timestamp_field(&body, "C").is_err());
+        assert!(timestamp_field(&body, "D").unwrap().is_none());
+    }
+}

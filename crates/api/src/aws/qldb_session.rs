@@ -1,0 +1,729 @@
+//! QLDBSession (AWS JSON 1.0, `X-Amz-Target: QLDBSession.SendCommand`): the data plane the QLDB
+//! drivers (pyqldb, the Java and Go drivers) speak. One `SendCommand` carries exactly one of
+//! StartSession, StartTransaction, ExecuteStatement, FetchPage, CommitTransaction,
+//! AbortTransaction, EndSession.
+//!
+//! Sessions live in a bounded map and expire after [`SESSION_IDLE_TIMEOUT_MS`] without a
+//! command, as QLDB's do; each holds at most one open [`Transaction`], which the engine expires
+//! after its own timeout (30 s by default). Results are cut into pages of at most
+//! [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the rest waits, bounded, for
+//! FetchPage. Every engine call runs in `spawn_blocking`.
+//!
+//! Limits and what happens at them: more than [`SESSIONS_MAX`] live sessions →
+//! LimitExceededException; more than [`OPEN_TRANSACTIONS_MAX`] open transactions →
+//! CapacityExceededException (503, retried by drivers); more than [`COMMANDS_IN_FLIGHT_MAX`]
+//! commands being processed → RateExceededException; engine limits (document size, documents
+//! per transaction) → LimitExceededException.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use ion_rs::Element;
+use serde_json::{Value, json};
+use sluice_ledger::{Clock, Ledger, LedgerError, Ledgers, Transaction};
+use time::OffsetDateTime;
+
+use super::{AwsError, BoxFuture, JsonService};
+
+/// A session without any command for this long is gone (QLDB: 15 minutes).
+pub const SESSION_IDLE_TIMEOUT_MS: i64 = 15 * 60 * 1000;
+/// Most sessions open at once, across ledgers (QLDB: 1500 active sessions per ledger). At the
+/// limit, expired sessions are swept; if none is, StartSession fails with LimitExceededException.
+pub const SESSIONS_MAX: usize = 1500;
+/// Most commands being processed at once; beyond, RateExceededException tells the driver to back
+/// off (it retries), so a burst cannot queue unbounded work on the blocking pool.
+pub const COMMANDS_IN_FLIGHT_MAX: usize = 256;
+/// Most values in one page (QLDB: 200 documents).
+pub const PAGE_VALUES_MAX: usize = 200;
+/// Most bytes of Ion binary in one page (QLDB: 4 MB). A page holds at least one value.
+pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Most results of one transaction still waiting for FetchPage; beyond, ExecuteStatement fails
+/// with LimitExceededException until the driver reads or abandons (aborts) them.
+pub const PENDING_RESULTS_PER_TRANSACTION_MAX: usize = 64;
+/// Most transactions open at once across sessions: each pins a snapshot of its ledger file, so
+/// pages freed by later commits cannot be reused while it lives. Beyond, StartTransaction fails
+/// with CapacityExceededException (HTTP 503, which drivers retry with backoff).
+pub const OPEN_TRANSACTIONS_MAX: usize = 1_024;
+/// Most statement parameters (QLDB's own limit).
+pub const PARAMETERS_MAX: usize = 1_000;
+/// Longest statement text in bytes (QLDB: 100 KB, the whole command must stay under 128 KB).
+pub const STATEMENT_BYTES_MAX: usize = 100 * 1024;
+
+/// A slot in the count of open transactions, given back when dropped (commit, abort, expiry,
+/// end or sweep of the session alike).
+struct TransactionSlot(Arc<AtomicUsize>);
+
+impl TransactionSlot {
+    fn take(open_transactions: &Arc<AtomicUsize>) -> Option<TransactionSlot> {
+        open_transactions
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < OPEN_TRANSACTIONS_MAX).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| TransactionSlot(open_transactions.clone()))
+    }
+}
+
+impl Drop for TransactionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An open transaction of a session.
+struct OpenTransaction {
+    transaction: Transaction,
+    _slot: TransactionSlot,
+    /// Results not yet read, by page token: Ion binary of each value.
+    pending_results: HashMap<String, VecDeque<Vec<u8>>>,
+}
+
+struct Session {
+    ledger: Arc<Ledger>,
+    last_used: OffsetDateTime,
+    transaction: Option<OpenTransaction>,
+}
+
+/// Open sessions by token.
+type SessionMap = HashMap<String, Arc<Mutex<Session>>>;
+
+/// The QLDBSession service over the node's ledgers.
+pub struct QldbSessionService {
+    ledgers: Arc<Ledgers>,
+    clock: Arc<dyn Clock>,
+    sessions: Mutex<SessionMap>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    open_transactions: Arc<AtomicUsize>,
+}
+
+impl QldbSessionService {
+    pub fn new(ledgers: Arc<Ledgers>, clock: Arc<dyn Clock>) -> QldbSessionService {
+        QldbSessionService {
+            ledgers,
+            clock,
+            sessions: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
+            open_transactions: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Number of sessions in the map (expired ones included until swept).
+    pub fn session_count(&self) -> usize {
+        self.sessions
+            .lock()
+            .map(|sessions| sessions.len())
+            .unwrap_or(0)
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> AwsError {
+    AwsError::client("BadRequestException", message)
+}
+
+fn invalid_session(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidSessionException", message)
+}
+
+/// The one place where engine errors become QLDBSession errors.
+fn session_error(error: LedgerError, transaction_id: Option<&str>) -> AwsError {
+    match error {
+        LedgerError::Syntax {
+            message,
+            line,
+            column,
+        } => bad_request(format!(
+            "Parser Error: at line {line}, column {column}: {message}"
+        )),
+        LedgerError::BadRequest(message)
+        | LedgerError::NotFound(message)
+        | LedgerError::AlreadyExists(message)
+        | LedgerError::PreconditionFailed(message) => bad_request(message),
+        LedgerError::LimitExceeded(message) => AwsError::client("LimitExceededException", message),
+        LedgerError::OccConflict(message) => AwsError::client("OccConflictException", message),
+        // pyqldb recognises an expired transaction by this message and retries in a new one.
+        LedgerError::TransactionExpired(_) => invalid_session(format!(
+            "Transaction {} has expired",
+            transaction_id.unwrap_or("")
+        )),
+        other @ (LedgerError::VerificationFailed(_)
+        | LedgerError::Storage(_)
+        | LedgerError::Io(_)
+        | LedgerError::Internal(_)) => AwsError::internal(other.to_string()),
+    }
+}
+
+/// The bytes of a `ValueHolder` (`{IonBinary: base64}` or `{IonText: "..."}`) as one Ion value.
+fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
+    if let Some(binary) = holder.get("IonBinary") {
+        let text = binary
+            .as_str()
+            .ok_or_else(|| bad_request("IonBinary must be a base64 string"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|error| bad_request(format!("IonBinary is not base64: {error}")))?;
+        return Element::read_one(bytes)
+            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+    }
+    if let Some(text) = holder.get("IonText") {
+        let text = text
+            .as_str()
+            .ok_or_else(|| bad_request("IonText must be a string"))?;
+        return Element::read_one(text.as_bytes())
+            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+    }
+    Err(bad_request("a ValueHolder needs IonBinary or IonText"))
+}
+
+fn text_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, AwsError> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request(format!("{name} is required")))
+}
+
+/// Cuts the front of `values` into one page; returns the page's values.
+fn take_page(values: &mut VecDeque<Vec<u8>>) -> Vec<Value> {
+    let mut page = Vec::new();
+    let mut page_bytes = 0usize;
+    while let Some(next) = values.front() {
+        let full = page.len() >= PAGE_VALUES_MAX
+            || (!page.is_empty() && page_bytes + next.len() > PAGE_BYTES_MAX);
+        if full {
+            break;
+        }
+        page_bytes += next.len();
+        if let Some(bytes) = values.pop_front() {
+            page.push(
+                json!({"IonBinary": base64::engine::general_purpose::STANDARD.encode(bytes)}),
+            );
+        }
+    }
+    page
+}
+
+fn timing(started: Instant) -> Value {
+    json!({"ProcessingTimeMilliseconds": started.elapsed().as_millis() as u64})
+}
+
+impl QldbSessionService {
+    fn sessions_map(&self) -> Result<std::sync::MutexGuard<'_, SessionMap>, AwsError> {
+        self.sessions
+            .lock()
+            .map_err(|_| AwsError::internal("session map lock poisoned"))
+    }
+
+    fn is_idle(&self, session: &Session, now: OffsetDateTime) -> bool {
+        (now - session.last_used).whole_milliseconds() > i128::from(SESSION_IDLE_TIMEOUT_MS)
+    }
+
+    /// Removes every session idle for too long, and drops transactions past their timeout from
+    /// the others: either way the transaction's snapshot and slot are given back.
+    fn sweep_idle(&self, sessions: &mut SessionMap) {
+        let now = self.clock.now();
+        sessions.retain(|_, session| match session.try_lock() {
+            Ok(mut session) => {
+                let expired = session
+                    .transaction
+                    .as_ref()
+                    .is_some_and(|open| open.transaction.check_not_expired().is_err());
+                if expired {
+                    session.transaction = None;
+                }
+                !self.is_idle(&session, now)
+            }
+            // Busy means in use right now: not idle.
+            Err(std::sync::TryLockError::WouldBlock) => true,
+            Err(std::sync::TryLockError::Poisoned(_)) => false,
+        });
+    }
+
+    /// Blocking: runs one command.
+    fn send_command(&self, body: &Value) -> Result<Value, AwsError> {
+        let started = Instant::now();
+        if let Some(request) = body.get("StartSession") {
+            let ledger_name = text_field(request, "LedgerName")?;
+            let ledger = self
+                .ledgers
+                .ledger(ledger_name)
+                .map_err(|error| match error {
+                    LedgerError::NotFound(_) => {
+                        bad_request(format!("the ledger {ledger_name} does not exist"))
+                    }
+                    other => session_error(other, None),
+                })?;
+            let token = sluice_ledger::model::new_id();
+            let mut sessions = self.sessions_map()?;
+            // Sweeping at most SESSIONS_MAX entries on each new session is cheap, and keeps
+            // abandoned sessions and transactions from pinning ledger snapshots for long.
+            self.sweep_idle(&mut sessions);
+            if sessions.len() >= SESSIONS_MAX {
+                return Err(AwsError::client(
+                    "LimitExceededException",
+                    format!("at most {SESSIONS_MAX} sessions can be open at once"),
+                ));
+            }
+            sessions.insert(
+                token.clone(),
+                Arc::new(Mutex::new(Session {
+                    ledger,
+                    last_used: self.clock.now(),
+                    transaction: None,
+                })),
+            );
+            return Ok(json!({"StartSession": {
+                "SessionToken": token, "TimingInformation": timing(started)}}));
+        }
+        let token = body
+            .get("SessionToken")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_request("SessionToken is required"))?;
+        let session = self
+            .sessions_map()?
+            .get(token)
+            .cloned()
+            .ok_or_else(|| invalid_session("no open session with this token"))?;
+        let mut session = session
+            .lock()
+            .map_err(|_| AwsError::internal("session lock poisoned"))?;
+        let now = self.clock.now();
+        if self.is_idle(&session, now) {
+            drop(session);
+            self.sessions_map()?.remove(token);
+            return Err(invalid_session(format!(
+                "the session expired after {} minutes without a command",
+                SESSION_IDLE_TIMEOUT_MS / 60_000
+            )));
+        }
+        session.last_used = now;
+
+        if body.get("EndSession").is_some() {
+            session.transaction = None;
+            drop(session);
+            self.sessions_map()?.remove(token);
+            return Ok(json!({"EndSession": {"TimingInformation": timing(started)}}));
+        }
+        if body.get("StartTransaction").is_some() {
+            if let Some(open) = &session.transaction {
+                // A driver starts a new transaction only after the last one ended; one still
+                // open here was abandoned, and QLDB refuses rather than guessing.
+                if open.transaction.check_not_expired().is_ok() {
+                    return Err(bad_request(format!(
+                        "transaction {} is still open in this session",
+                        open.transaction.id()
+                    )));
+                }
+            }
+            // An expired transaction still open here is dropped first, giving back its slot.
+            session.transaction = None;
+            let slot = TransactionSlot::take(&self.open_transactions).ok_or_else(|| {
+                AwsError::new(
+                    hyper::StatusCode::SERVICE_UNAVAILABLE,
+                    "CapacityExceededException",
+                    format!("{OPEN_TRANSACTIONS_MAX} transactions are open; retry later"),
+                )
+            })?;
+            let transaction = session
+                .ledger
+                .begin()
+                .map_err(|error| session_error(error, None))?;
+            let transaction_id = transaction.id().to_owned();
+            session.transaction = Some(OpenTransaction {
+                transaction,
+                _slot: slot,
+                pending_results: HashMap::new(),
+            });
+            return Ok(json!({"StartTransaction": {
+                "TransactionId": transaction_id, "TimingInformation": timing(started)}}));
+        }
+        if body.get("AbortTransaction").is_some() {
+            if let Some(open) = session.transaction.take() {
+                open.transaction.abort();
+            }
+            return Ok(json!({"AbortTransaction": {"TimingInformation": timing(started)}}));
+        }
+        if let Some(request) = body.get("ExecuteStatement") {
+            let transaction_id = text_field(request, "TransactionId")?;
+            let statement = text_field(request, "Statement")?;
+            if statement.len() > STATEMENT_BYTES_MAX {
+                return Err(bad_request(format!(
+                    "a statement has at most {STATEMENT_BYTES_MAX} bytes"
+                )));
+            }
+            let parameters = match request.get("Parameters") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(holders)) if holders.len() <= PARAMETERS_MAX => holders
+                    .iter()
+                    .map(value_from_holder)
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(Value::Array(_)) => {
+                    return Err(bad_request(format!(
+                        "a statement has at most {PARAMETERS_MAX} parameters"
+                    )));
+                }
+                Some(_) => return Err(bad_request("Parameters must be a list of ValueHolders")),
+            };
+            let open = open_transaction(&mut session, transaction_id)?;
+            if open.pending_results.len() >= PENDING_RESULTS_PER_TRANSACTION_MAX {
+                return Err(AwsError::client(
+                    "LimitExceededException",
+                    format!(
+                        "a transaction keeps at most {PENDING_RESULTS_PER_TRANSACTION_MAX} unread results"
+                    ),
+                ));
+            }
+            let values = match open.transaction.execute(statement, &parameters) {
+                Ok(values) => values,
+                Err(error) => {
+                    let expired = matches!(error, LedgerError::TransactionExpired(_));
+                    let error = session_error(error, Some(transaction_id));
+                    if expired {
+                        session.transaction = None;
+                    }
+                    return Err(error);
+                }
+            };
+            let mut encoded = VecDeque::with_capacity(values.len());
+            for value in &values {
+                encoded.push_back(
+                    sluice_ledger::model::encode_binary(value)
+                        .map_err(|error| session_error(error, Some(transaction_id)))?,
+                );
+            }
+            let page_values = take_page(&mut encoded);
+            let read_ios = page_values.len();
+            let mut page = json!({"Values": page_values});
+            if !encoded.is_empty() {
+                let page_token = sluice_ledger::model::new_id();
+                page["NextPageToken"] = json!(page_token);
+                open.pending_results.insert(page_token, encoded);
+            }
+            return Ok(json!({"ExecuteStatement": {
+                "FirstPage": page,
+                "TimingInformation": timing(started),
+                "ConsumedIOs": {"ReadIOs": read_ios, "WriteIOs": 0},
+            }}));
+        }
+        if let Some(request) = body.get("FetchPage") {
+            let transaction_id = text_field(request, "TransactionId")?;
+            let page_token = text_field(request, "NextPageToken")?;
+            let open = open_transaction(&mut session, transaction_id)?;
+            if let Err(error) = open.transaction.check_not_expired() {
+                session.transaction = None;
+                return Err(session_error(error, Some(transaction_id)));
+            }
+            let mut remaining = open
+                .pending_results
+                .remove(page_token)
+                .ok_or_else(|| bad_request("no pending result for this page token"))?;
+            let page_values = take_page(&mut remaining);
+            let read_ios = page_values.len();
+            let mut page = json!({"Values": page_values});
+            if !remaining.is_empty() {
+                let next_token = sluice_ledger::model::new_id();
+                page["NextPageToken"] = json!(next_token);
+                open.pending_results.insert(next_token, remaining);
+            }
+            return Ok(json!({"FetchPage": {
+                "Page": page,
+                "TimingInformation": timing(started),
+                "ConsumedIOs": {"ReadIOs": read_ios, "WriteIOs": 0},
+            }}));
+        }
+        if let Some(request) = body.get("CommitTransaction") {
+            let transaction_id = text_field(request, "TransactionId")?;
+            let digest_text = text_field(request, "CommitDigest")?;
+            let client_digest = base64::engine::general_purpose::STANDARD
+                .decode(digest_text)
+                .map_err(|error| bad_request(format!("CommitDigest is not base64: {error}")))?;
+            open_transaction(&mut session, transaction_id)?;
+            // Commit or fail, the transaction is over either way (QLDB: an OCC conflict ends it).
+            let open = session
+                .transaction
+                .take()
+                .ok_or_else(|| AwsError::internal("the open transaction vanished"))?;
+            let commit = open
+                .transaction
+                .commit_with_digest(&client_digest)
+                .map_err(|error| session_error(error, Some(transaction_id)))?;
+            return Ok(json!({"CommitTransaction": {
+                "TransactionId": commit.transaction_id,
+                "CommitDigest": base64::engine::general_purpose::STANDARD.encode(commit.commit_digest),
+                "TimingInformation": timing(started),
+                "ConsumedIOs": {"ReadIOs": 0, "WriteIOs": usize::from(commit.block_address.is_some())},
+            }}));
+        }
+        Err(bad_request(
+            "SendCommand needs one of StartSession, StartTransaction, ExecuteStatement, FetchPage, CommitTransaction, AbortTransaction, EndSession",
+        ))
+    }
+}
+
+/// The session's open transaction if its id is `transaction_id`.
+fn open_transaction<'a>(
+    session: &'a mut Session,
+    transaction_id: &str,
+) -> Result<&'a mut OpenTransaction, AwsError> {
+    match session.transaction.as_mut() {
+        Some(open) if open.transaction.id() == transaction_id => Ok(open),
+        Some(_) | None => Err(invalid_session(format!(
+            "Transaction {transaction_id} has expired"
+        ))),
+    }
+}
+
+impl JsonService for Arc<QldbSessionService> {
+    fn target_prefix(&self) -> &'static str {
+        "QLDBSession"
+    }
+
+    fn call<'a>(
+        &'a self,
+        operation: &'a str,
+        body: Value,
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        Box::pin(async move {
+            if operation != "SendCommand" {
+                return Err(AwsError::client(
+                    "UnknownOperationException",
+                    format!("QLDBSession has no operation {operation}"),
+                ));
+            }
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                return Err(AwsError::client(
+                    "RateExceededException",
+                    format!("more than {COMMANDS_IN_FLIGHT_MAX} commands in flight; retry later"),
+                ));
+            };
+            let service = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                service.send_command(&body)
+            })
+            .await
+            .unwrap_or_else(|error| Err(AwsError::internal(format!("command failed: {error}"))))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::StatusCode;
+
+    #[test]
+    fn pages_hold_at_most_200_values_and_4_mb() {
+        let mut values: VecDeque<Vec<u8>> = (0..450).map(|_| vec![0u8; 10]).collect();
+        assert_eq!(take_page(&mut values).len(), 200);
+        assert_eq!(take_page(&mut values).len(), 200);
+        assert_eq!(take_page(&mut values).len(), 50);
+        assert!(values.is_empty());
+
+        let mut big: VecDeque<Vec<u8>> = (0..5).map(|_| vec![0u8; 3 * 1024 * 1024]).collect();
+        assert_eq!(take_page(&mut big).len(), 1, "two would pass 4 MB");
+        let mut huge: VecDeque<Vec<u8>> = VecDeque::from(vec![vec![0u8; PAGE_BYTES_MAX + 1]]);
+        assert_eq!(
+            take_page(&mut huge).len(),
+            1,
+            "a page holds at least one value"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_say_line_and_column_and_expiry_says_expired() {
+        let error = session_error(
+            LedgerError::Syntax {
+                message: "unexpected token".into(),
+                line: 2,
+                column: 7,
+            },
+            None,
+        );
+        assert_eq!(error.kind, "BadRequestException");
+        assert!(
+            error.message.contains("line 2, column 7"),
+            "{}",
+            error.message
+        );
+        let error = session_error(LedgerError::TransactionExpired("x".into()), Some("abc"));
+        assert_eq!(error.kind, "InvalidSessionException");
+        assert_eq!(error.message, "Transaction abc has expired");
+        assert_eq!(
+            session_error(LedgerError::OccConflict("x".into()), None).kind,
+            "OccConflictException"
+        );
+        assert_eq!(
+            session_error(LedgerError::Storage("x".into()), None).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn value_holders_accept_binary_and_text() {
+        let binary = sluice_ledger::model::encode_binary(&Element::int(7)).unwrap();
+        let holder = json!({"IonBinary": base64::engine::general_purpose::STANDARD.encode(binary)});
+        assert_eq!(value_from_holder(&holder).unwrap(), Element::int(7));
+        assert_eq!(
+            value_from_holder(&json!({"IonText": "{a: 1}"})).unwrap(),
+            Element::read_one("{a:1}").unwrap()
+        );
+        assert!(value_from_holder(&json!({"IonText": "{a: "})).is_err());
+        assert!(value_from_holder(&json!({"IonBinary": "%%%"})).is_err());
+        assert!(value_from_holder(&json!({})).is_err());
+    }
+
+    /// A temporary directory removed when dropped (the api crate keeps its dev-dependencies few).
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn service_with_clock() -> (TempDir, Arc<sluice_ledger::ManualClock>, QldbSessionService) {
+        let directory = TempDir(
+            std::env::temp_dir().join(format!("sluice-session-{}", sluice_ledger::model::new_id())),
+        );
+        let clock = Arc::new(sluice_ledger::ManualClock::new(OffsetDateTime::now_utc()));
+        let ledgers = Arc::new(
+            Ledgers::open_dir(
+                &directory.0,
+                clock.clone(),
+                sluice_ledger::Limits::default(),
+            )
+            .unwrap(),
+        );
+        ledgers.create_ledger("expiry", false).unwrap();
+        let service = QldbSessionService::new(ledgers, clock.clone());
+        (directory, clock, service)
+    }
+
+    fn start_session(service: &QldbSessionService) -> String {
+        let started = service
+            .send_command(&json!({"StartSession": {"LedgerName": "expiry"}}))
+            .unwrap();
+        started["StartSession"]["SessionToken"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn idle_sessions_expire_after_15_minutes_and_transactions_after_30_seconds() {
+        let (_directory, clock, service) = service_with_clock();
+        let token = start_session(&service);
+        let started = service
+            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+            .unwrap();
+        let transaction_id = started["StartTransaction"]["TransactionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        clock.advance_ms(31_000);
+        let error = service
+            .send_command(&json!({"SessionToken": token, "ExecuteStatement": {
+                "TransactionId": transaction_id, "Statement": "CREATE TABLE T"}}))
+            .unwrap_err();
+        assert_eq!(error.kind, "InvalidSessionException");
+        assert_eq!(
+            error.message,
+            format!("Transaction {transaction_id} has expired")
+        );
+        // The session itself survives an expired transaction.
+        service
+            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+            .unwrap();
+
+        clock.advance_ms(SESSION_IDLE_TIMEOUT_MS - 1_000);
+        service
+            .send_command(&json!({"SessionToken": token, "AbortTransaction": {}}))
+            .unwrap();
+        clock.advance_ms(SESSION_IDLE_TIMEOUT_MS + 1);
+        let error = service
+            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+            .unwrap_err();
+        assert_eq!(error.kind, "InvalidSessionException");
+        assert_eq!(
+            service.session_count(),
+            0,
+            "an expired session leaves the map"
+        );
+    }
+
+    #[test]
+    fn new_sessions_sweep_idle_sessions_and_expired_transactions() {
+        let (_directory, clock, service) = service_with_clock();
+        for _ in 0..SESSIONS_MAX {
+            start_session(&service);
+        }
+        let error = service
+            .send_command(&json!({"StartSession": {"LedgerName": "expiry"}}))
+            .unwrap_err();
+        assert_eq!(error.kind, "LimitExceededException");
+        clock.advance_ms(SESSION_IDLE_TIMEOUT_MS + 1);
+        start_session(&service);
+        assert_eq!(service.session_count(), 1);
+    }
+
+    #[test]
+    fn open_transactions_are_bounded_and_their_slots_come_back() {
+        let (_directory, _clock, service) = service_with_clock();
+        let tokens: Vec<String> = (0..=OPEN_TRANSACTIONS_MAX)
+            .map(|_| start_session(&service))
+            .collect();
+        for token in tokens.iter().take(OPEN_TRANSACTIONS_MAX) {
+            service
+                .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
+                .unwrap();
+        }
+        let last = tokens.last().unwrap();
+        let error = service
+            .send_command(&json!({"SessionToken": last, "StartTransaction": {}}))
+            .unwrap_err();
+        assert_eq!(
+            (error.kind, error.status.as_u16()),
+            ("CapacityExceededException", 503)
+        );
+        service
+            .send_command(&json!({"SessionToken": tokens[0], "AbortTransaction": {}}))
+            .unwrap();
+        service
+            .send_command(&json!({"SessionToken": tokens[1], "EndSession": {}}))
+            .unwrap();
+        service
+            .send_command(&json!({"SessionToken": last, "StartTransaction": {}}))
+            .unwrap();
+        assert_eq!(
+            service.open_transactions.load(Ordering::SeqCst),
+            OPEN_TRANSACTIONS_MAX - 1
+        );
+    }
+
+    #[test]
+    fn malformed_commands_are_bad_requests_not_panics() {
+        let (_directory, _clock, service) = service_with_clock();
+        let token = start_session(&service);
+        for body in [
+            json!({}),
+            json!({"StartSession": {}}),
+            json!({"StartSession": {"LedgerName": 5}}),
+            json!({"SessionToken": token}),
+            json!({"SessionToken": token, "ExecuteStatement": {"TransactionId": "x"}}),
+            json!({"SessionToken": token, "ExecuteStatement": {"TransactionId": "x", "Statement": "SELECT 1 FROM T", "Parameters": 3}}),
+            json!({"SessionToken": token, "FetchPage": {"TransactionId": "x", "NextPageToken": "y"}}),
+            json!({"SessionToken": token, "CommitTransaction": {"TransactionId": "x", "CommitDigest": "%%"}}),
+        ] {
+            let error = service.send_command(&body).unwrap_err();
+            assert!(
+                matches!(
+                    error.kind,
+                    "BadRequestException" | "InvalidSessionException"
+                ),
+                "{body}: {error:?}"
+            );
+        }
+    }
+}

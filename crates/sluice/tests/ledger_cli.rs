@@ -1,0 +1,240 @@
+//! The ledger CLI against the real binary: `sluice up` on ephemeral ports in a temporary data
+//! directory, then `sluice sql` and `sluice ledger create|digest|verify|export|restore` as a user
+//! runs them.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A running `sluice up`, killed when dropped.
+struct Server {
+    child: Child,
+    aws_url: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(SLUICE)
+            .args(["up", "--es-port", "0", "--aws-port", "0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sluice up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let aws_url = loop {
+            let line = lines
+                .next()
+                .expect("sluice up ended before printing its endpoints")
+                .expect("read stdout");
+            if let Some(url) = line.strip_prefix("AWS APIs: ") {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, aws_url }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(SLUICE)
+            .args(args)
+            .args(["--endpoint", &self.aws_url])
+            .output()
+            .expect("run sluice")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "sluice {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sql_digest_verify_export_restore_round_trip() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data_dir.path());
+
+    server.ok(&["ledger", "create", "cars"]);
+    assert_eq!(server.ok(&["ledger", "list"]), "cars\n");
+    server.ok(&["sql", "--ledger", "cars", "CREATE TABLE Car"]);
+    server.ok(&[
+        "sql",
+        "--ledger",
+        "cars",
+        "INSERT INTO Car ?",
+        r#"{VIN: "1N4AL11D75C109151", Year: 2011, Price: 19999.50, Registered: 2020-07-05T18:22:14.019Z, Photo: {{AAEC}}}"#,
+    ]);
+    server.ok(&[
+        "sql",
+        "--ledger",
+        "cars",
+        "INSERT INTO Car ?",
+        r#"{VIN: "KM8SRDHF6EU074761", Year: 2015}"#,
+    ]);
+    server.ok(&[
+        "sql",
+        "--ledger",
+        "cars",
+        "UPDATE Car SET Year = ? WHERE VIN = ?",
+        "2016",
+        r#""KM8SRDHF6EU074761""#,
+    ]);
+
+    // Ion output keeps every Ion type exactly: decimal precision, timestamp precision, blobs.
+    let ion = server.ok(&[
+        "sql",
+        "--ledger",
+        "cars",
+        "--format",
+        "ion",
+        "SELECT * FROM Car WHERE VIN = ?",
+        r#""1N4AL11D75C109151""#,
+    ]);
+    assert_eq!(
+        ion_rs::Element::read_all(ion.as_bytes()).expect("ion output"),
+        ion_rs::Element::read_all(
+            r#"{VIN: "1N4AL11D75C109151", Year: 2011, Price: 19999.50, Registered: 2020-07-05T18:22:14.019Z, Photo: {{AAEC}}}"#
+        )
+        .expect("expected ion")
+    );
+    let json = server.ok(&[
+        "sql",
+        "--ledger",
+        "cars",
+        "--format",
+        "json",
+        "SELECT VIN, Year FROM Car WHERE Year > 2012",
+    ]);
+    assert_eq!(json, "{\"VIN\":\"KM8SRDHF6EU074761\",\"Year\":2016}\n");
+    let table = server.ok(&[
+        "sql",
+        "--ledger",
+        "cars",
+        "SELECT VIN FROM Car WHERE Year = 2016",
+    ]);
+    assert_eq!(
+        table,
+        "VIN\n-----------------\nKM8SRDHF6EU074761\n(1 row)\n"
+    );
+
+    // Errors come back in QLDB's shape and fail the command.
+    let failed = server.run(&["sql", "--ledger", "cars", "SELECT * FROM Car WHERE"]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("BadRequestException") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+
+    let digest = server.ok(&["ledger", "digest", "cars"]);
+    assert!(
+        digest.starts_with("digest: ") && digest.contains("tip: {strandId:"),
+        "{digest}"
+    );
+    let verified = server.ok(&["ledger", "verify", "cars"]);
+    assert!(
+        verified.starts_with("verified 4 blocks of ledger cars"),
+        "{verified}"
+    );
+
+    let export_dir = server.ok(&[
+        "ledger", "export", "cars", "--bucket", "backups", "--prefix", "nightly",
+    ]);
+    let export_dir = export_dir.trim();
+    assert!(
+        Path::new(export_dir).starts_with(data_dir.path().join("s3/backups/nightly/cars")),
+        "{export_dir}"
+    );
+    server.ok(&["ledger", "restore", "cars-copy", "--from", export_dir]);
+    assert_eq!(
+        server.ok(&["ledger", "digest", "cars-copy"]),
+        digest,
+        "byte for byte"
+    );
+    server.ok(&["ledger", "verify", "cars-copy"]);
+    assert_eq!(
+        server.ok(&[
+            "sql",
+            "--ledger",
+            "cars-copy",
+            "--format",
+            "ion",
+            "SELECT VIN FROM Car WHERE Year = 2016"
+        ]),
+        "{VIN: \"KM8SRDHF6EU074761\"}\n"
+    );
+    // The restored ledger keeps going after the restored tip.
+    server.ok(&[
+        "sql",
+        "--ledger",
+        "cars-copy",
+        "INSERT INTO Car ?",
+        "{VIN: \"NEW\"}",
+    ]);
+    assert!(
+        server
+            .ok(&["ledger", "verify", "cars-copy"])
+            .starts_with("verified 5 blocks")
+    );
+
+    let restore_again = server.run(&["ledger", "restore", "cars-copy", "--from", export_dir]);
+    assert!(!restore_again.status.success());
+    assert!(
+        String::from_utf8_lossy(&restore_again.stderr).contains("ResourceAlreadyExistsException")
+    );
+    let unreachable = Command::new(SLUICE)
+        .args(["ledger", "list", "--endpoint", "http://127.0.0.1:1"])
+        .output()
+        .expect("run sluice");
+    assert!(!unreachable.status.success());
+}
+
+#[test]
+fn import_reads_an_export_directory_and_keeps_its_digest() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ledger/tests/fixtures/format-v1");
+    let expected = std::fs::read_to_string(fixture.join("digest.txt")).expect("digest.txt");
+    let mut expected = expected.lines();
+    let (digest, tip, export) = (
+        expected.next().expect("digest line"),
+        expected.next().expect("tip line"),
+        expected.next().expect("export line"),
+    );
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data_dir.path());
+    let export_dir = fixture.join(export);
+    server.ok(&[
+        "ledger",
+        "import",
+        "imported",
+        "--from",
+        export_dir.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        server.ok(&["ledger", "digest", "imported"]),
+        format!("digest: {digest}\ntip: {tip}\n")
+    );
+    assert!(
+        server
+            .ok(&["ledger", "verify", "imported"])
+            .starts_with("verified 5 blocks")
+    );
+    let missing = server.run(&["ledger", "import", "other", "--from", "/nonexistent/export"]);
+    assert!(!missing.status.success());
+}
