@@ -4,7 +4,13 @@
 //! Layout of `--data-dir`:
 //! - `sluice.lock`: held (flock) while a process uses the directory, so two never share it;
 //! - `indices/`: the search indices (see `sluice-search`);
-//! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`).
+//! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`);
+//! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
+//! - `s3/<bucket>/<key>`: the local S3-like store of delivery backups and S3 destinations.
+
+mod functions;
+
+pub use functions::FunctionsTransformer;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -13,7 +19,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sluice_log::{Log, LogOptions};
+use sluice_delivery::{DeliveryStreams, DeliveryStreamsOptions, NoFunctions, Transformer};
+use sluice_log::{Clock, Log, LogOptions, SystemClock};
 use sluice_search::Indices;
 
 /// How often the refresh worker looks for indices whose refresh interval has passed.
@@ -32,12 +39,33 @@ pub enum NodeError {
     Search(#[from] sluice_search::SearchError),
     #[error(transparent)]
     Log(#[from] sluice_log::LogError),
+    #[error(transparent)]
+    Delivery(#[from] sluice_delivery::DeliveryError),
+}
+
+/// What a node is opened with besides its directory.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The wall clock of arrival times, retention, buffering, rotation and retries.
+    pub clock: Arc<dyn Clock>,
+    /// Runs delivery streams' Lambda processors.
+    pub transformer: Arc<dyn Transformer>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            clock: Arc::new(SystemClock),
+            transformer: Arc::new(NoFunctions),
+        }
+    }
 }
 
 pub struct Node {
     data_dir: PathBuf,
     indices: Arc<Indices>,
     log: Arc<Log>,
+    delivery: Arc<DeliveryStreams>,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -47,6 +75,11 @@ impl Node {
     /// Opens (or creates) the data directory, recovers every engine in it, and starts the
     /// background workers.
     pub fn open(data_dir: &Path) -> Result<Node, NodeError> {
+        Node::open_with(data_dir, NodeOptions::default())
+    }
+
+    /// [`Node::open`] with an injected clock and function host.
+    pub fn open_with(data_dir: &Path, options: NodeOptions) -> Result<Node, NodeError> {
         let io = |source| NodeError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -56,18 +89,27 @@ impl Node {
         lock.try_lock()
             .map_err(|_| NodeError::Locked(data_dir.to_path_buf()))?;
         let indices = Arc::new(Indices::open(&data_dir.join("indices"))?);
-        let log = Arc::new(Log::open(&data_dir.join("streams"), LogOptions::default())?);
+        let log = Arc::new(Log::open(
+            data_dir.join("streams"),
+            LogOptions {
+                clock: options.clock.clone(),
+                ..LogOptions::default()
+            },
+        )?);
+        let delivery = Arc::new(DeliveryStreams::open(
+            data_dir,
+            log.clone(),
+            indices.clone(),
+            DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone()),
+        )?);
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
             std::thread::Builder::new()
                 .name("sluice-refresh".into())
                 .spawn(move || {
-                    loop {
-                        match stopped.recv_timeout(REFRESH_TICK) {
-                            Err(RecvTimeoutError::Timeout) => indices.refresh_due(),
-                            _ => break,
-                        }
+                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_TICK) {
+                        indices.refresh_due();
                     }
                 })
                 .map_err(io)?
@@ -76,6 +118,7 @@ impl Node {
             data_dir: data_dir.to_path_buf(),
             indices,
             log,
+            delivery,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -95,12 +138,19 @@ impl Node {
         &self.log
     }
 
+    /// The delivery streams (Firehose-like) and their workers.
+    pub fn delivery(&self) -> &Arc<DeliveryStreams> {
+        &self.delivery
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
+        // Delivery workers first: they write into the indices closed below.
+        self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {
             let _ = refresher.join();

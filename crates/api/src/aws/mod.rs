@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use crate::http::{BodyError, Handler, Request, Response};
 
+pub mod firehose;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An error as AWS JSON protocols report it.
