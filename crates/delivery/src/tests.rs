@@ -468,3 +468,77 @@ fn puts_over_the_limits_are_refused_whole() {
         Err(DeliveryError::LimitExceeded(_))
     ));
 }
+
+#[test]
+fn kinesis_source_is_read_from_latest_and_s3_destination_gets_objects() {
+    let directory = tempfile::tempdir().unwrap();
+    let root = directory.path().to_path_buf();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let log = Arc::new(
+        Log::open(
+            root.join("streams"),
+            LogOptions {
+                clock: clock.clone(),
+                ..LogOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let orders = log
+        .create_stream("orders", sluice_log::StreamConfig::new(2))
+        .unwrap();
+    orders
+        .append(&sluice_log::AppendRecord::new("a", b"before".to_vec()))
+        .unwrap();
+    let indices = Arc::new(Indices::open(&root.join("indices")).unwrap());
+    let mut options = DeliveryStreamsOptions::new(clock.clone(), Arc::new(NoFunctions));
+    options.start_workers = false;
+    let streams = DeliveryStreams::open(&root, log, indices, options).unwrap();
+    let location = S3Location {
+        bucket_arn: "arn:aws:s3:::archive".to_owned(),
+        prefix: "orders/".to_owned(),
+        error_output_prefix: None,
+        role_arn: None,
+    };
+    let stream = streams
+        .create(DeliveryStreamConfig {
+            name: "archive".to_owned(),
+            source: Source::KinesisStream {
+                stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/orders".to_owned(),
+                stream_name: "orders".to_owned(),
+                role_arn: None,
+            },
+            buffering: BufferingHints::from_firehose(1, 0).unwrap(),
+            processors: Vec::new(),
+            destination: Destination::S3(S3Destination { location }),
+            created_time_ms: 0,
+        })
+        .unwrap();
+    assert!(
+        stream.put_records(&hello(1)).is_err(),
+        "no PutRecord on a Kinesis source"
+    );
+    for key in ["a", "b", "c"] {
+        orders
+            .append(&sluice_log::AppendRecord::new(
+                key,
+                format!("{key};").into_bytes(),
+            ))
+            .unwrap();
+    }
+    let outcome = stream.pump(&AdvanceClock(clock.clone())).unwrap();
+    assert_eq!(
+        outcome.flushed_records, 3,
+        "the record from before the create is skipped"
+    );
+    let objects = files_under(&root.join("s3/archive/orders/2016/02/25/13"));
+    assert_eq!(objects.len(), 1);
+    let mut parts: Vec<String> = std::fs::read_to_string(&objects[0])
+        .unwrap()
+        .split_terminator(';')
+        .map(str::to_owned)
+        .collect();
+    parts.sort();
+    assert_eq!(parts, ["a", "b", "c"]);
+    assert_eq!(stream.metrics().snapshot().incoming_records, 3);
+}
