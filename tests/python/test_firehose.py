@@ -284,3 +284,40 @@ def test_kill_9_under_load_loses_and_duplicates_nothing_acknowledged(sluice_fact
         seen[hit["_source"]["message"]] += 1
     assert all(seen[m] == 1 for m in acknowledged), "an acknowledged record is missing or duplicated"
     assert max(seen.values()) == 1
+
+
+def test_config_file_declares_functions_and_delivery_streams(sluice_factory, tmp_path):
+    path = tmp_path / "declared.json"
+    path.write_text(json.dumps({
+        "functions": [{
+            "name": "identity",
+            "kind": "runtime-api",
+            "command": [sys.executable, "-m", "awslambdaric", "identity.handler"],
+            "task_root": str(HANDLERS),
+        }],
+        "delivery_streams": [{
+            "DeliveryStreamName": "declared",
+            "DeliveryStreamType": "DirectPut",
+            "AmazonopensearchserviceDestinationConfiguration": {
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                "IndexName": "declared",
+                "IndexRotationPeriod": "NoRotation",
+                "BufferingHints": {"IntervalInSeconds": 0, "SizeInMBs": 1},
+                "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                                    "BucketARN": "arn:aws:s3:::declared"},
+                "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": LAMBDA_ARN.format("identity")}]}]},
+            },
+        }],
+    }))
+    sluice = sluice_factory(extra_args=["--config", str(path)])
+    client = firehose(sluice)
+    description = client.describe_delivery_stream(DeliveryStreamName="declared")["DeliveryStreamDescription"]
+    assert "AmazonopensearchserviceDestinationDescription" in description["Destinations"][0]
+    client.put_record(DeliveryStreamName="declared", Record={"Data": b'{"message": "hello"}'})
+    wait_until(lambda: count(sluice, "declared") == 1, what="the declared stream to deliver")
+    sluice.stop()
+    # Applying the same file again keeps the existing stream (and its checkpoint).
+    sluice = sluice_factory(extra_args=["--config", str(path)])
+    assert firehose(sluice).list_delivery_streams()["DeliveryStreamNames"] == ["declared"]
+    assert count(sluice, "declared") == 1
