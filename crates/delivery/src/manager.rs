@@ -22,7 +22,7 @@ use sluice_search::Indices;
 use crate::backup::ObjectStore;
 use crate::config::{DeliveryStreamConfig, Source, stream_name_from_arn};
 use crate::error::{DeliveryError, Result};
-use crate::limits::{CATALOG_BYTES_MAX, DELIVERY_STREAMS_MAX, PUMP_TICK_MS};
+use crate::limits::{BACKLOG_RECORDS_MAX, CATALOG_BYTES_MAX, DELIVERY_STREAMS_MAX, PUMP_TICK_MS};
 use crate::stream::{DeliveryStream, Pause, consumer_name, log_stream_name};
 use crate::transform::Transformer;
 
@@ -37,6 +37,8 @@ pub struct DeliveryStreamsOptions {
     pub transformer: Arc<dyn Transformer>,
     /// Run a worker thread per stream; tests that pump by hand turn this off.
     pub start_workers: bool,
+    /// Undelivered records of a DirectPut stream at which puts are throttled.
+    pub backlog_records_max: u64,
 }
 
 impl DeliveryStreamsOptions {
@@ -45,6 +47,7 @@ impl DeliveryStreamsOptions {
             clock,
             transformer,
             start_workers: true,
+            backlog_records_max: BACKLOG_RECORDS_MAX,
         }
     }
 }
@@ -204,6 +207,7 @@ impl DeliveryStreams {
             self.objects.clone(),
             self.options.transformer.clone(),
             self.options.clock.clone(),
+            self.options.backlog_records_max,
         )?);
         let (stop, stopped) = mpsc::channel();
         let worker = if self.options.start_workers {

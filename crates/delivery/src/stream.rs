@@ -27,8 +27,8 @@ use crate::config::{
 use crate::error::{DeliveryError, Result};
 use crate::ids::document_id;
 use crate::limits::{
-    BACKLOG_RECORDS_MAX, BUFFER_RECORDS_MAX, PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX,
-    RECORD_BYTES_MAX, RETRY_BACKOFF_MS_FIRST, RETRY_BACKOFF_MS_MAX,
+    BUFFER_RECORDS_MAX, PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX, RECORD_BYTES_MAX,
+    RETRY_BACKOFF_MS_FIRST, RETRY_BACKOFF_MS_MAX,
 };
 use crate::metrics::Metrics;
 use crate::rotation::rotated_index_name;
@@ -89,6 +89,8 @@ pub struct DeliveryStream {
     /// Offset after the last checkpointed record of shard 0 (DirectPut streams have one shard);
     /// the backlog is the log's end minus this.
     delivered_next_offset: AtomicU64,
+    /// Undelivered records at which puts are throttled ([`crate::limits::BACKLOG_RECORDS_MAX`]).
+    backlog_records_max: u64,
     state: Mutex<BufferState>,
 }
 
@@ -115,6 +117,7 @@ impl DeliveryStream {
         objects: ObjectStore,
         transformer: Arc<dyn Transformer>,
         clock: Arc<dyn Clock>,
+        backlog_records_max: u64,
     ) -> Result<DeliveryStream> {
         let consumer = consumer_name(&config.name);
         let mut positions = Vec::new();
@@ -141,6 +144,7 @@ impl DeliveryStream {
             clock,
             metrics: Metrics::default(),
             delivered_next_offset: AtomicU64::new(delivered_next_offset),
+            backlog_records_max,
             state: Mutex::new(BufferState {
                 positions,
                 buffer: Vec::new(),
@@ -205,11 +209,11 @@ impl DeliveryStream {
             .position_for(IteratorStart::Latest)?
             .next_record_offset;
         let backlog = end.saturating_sub(self.delivered_next_offset.load(Ordering::Acquire));
-        if backlog >= BACKLOG_RECORDS_MAX {
+        if backlog + records.len() as u64 > self.backlog_records_max {
             Metrics::add(&self.metrics.throttled_records, records.len() as u64);
             return Err(DeliveryError::Throttled(format!(
-                "Slow down. Delivery stream {} has {backlog} records not yet delivered (limit {BACKLOG_RECORDS_MAX}).",
-                self.config.name
+                "Slow down. Delivery stream {} has {backlog} records not yet delivered (limit {}).",
+                self.config.name, self.backlog_records_max
             )));
         }
         let appends: Vec<AppendRecord> = records

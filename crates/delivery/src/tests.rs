@@ -542,3 +542,43 @@ fn kinesis_source_is_read_from_latest_and_s3_destination_gets_objects() {
     assert_eq!(parts, ["a", "b", "c"]);
     assert_eq!(stream.metrics().snapshot().incoming_records, 3);
 }
+
+#[test]
+fn puts_are_throttled_past_the_backlog_limit_until_delivery_catches_up() {
+    let directory = tempfile::tempdir().unwrap();
+    let root = directory.path().to_path_buf();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let log = Arc::new(
+        Log::open(
+            root.join("streams"),
+            LogOptions {
+                clock: clock.clone(),
+                ..LogOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let indices = Arc::new(Indices::open(&root.join("indices")).unwrap());
+    let mut options = DeliveryStreamsOptions::new(clock.clone(), Arc::new(NoFunctions));
+    options.start_workers = false;
+    options.backlog_records_max = 10;
+    let streams = DeliveryStreams::open(&root, log, indices, options).unwrap();
+    let stream = streams
+        .create(search_config("slow", IndexRotation::NoRotation, 0))
+        .unwrap();
+    stream.put_records(&hello(10)).unwrap();
+    assert!(matches!(
+        stream.put_records(&hello(1)),
+        Err(DeliveryError::Throttled(_))
+    ));
+    assert_eq!(stream.metrics().snapshot().throttled_records, 1);
+    clock.advance_ms(60_000);
+    assert_eq!(
+        stream
+            .pump(&AdvanceClock(clock.clone()))
+            .unwrap()
+            .flushed_records,
+        10
+    );
+    stream.put_records(&hello(10)).unwrap();
+}
