@@ -266,7 +266,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing_acknowledged(sluice_fact
     threads = [threading.Thread(target=produce, args=(w,)) for w in range(3)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: len(acknowledged) >= 2000, what="load")
+    wait_until(lambda: len(acknowledged) >= 6000, what="load")
     sluice.kill()
     stop.set()
     for thread in threads:
