@@ -1,5 +1,6 @@
 //! The running system: the data directory's layout, the engines opened in it, and the background
-//! workers that keep them going (refresh), with an orderly shutdown.
+//! workers that keep them going (index refresh, one delivery worker per delivery stream), with an
+//! orderly shutdown: delivery workers stop before the indices they write into are closed.
 //!
 //! Layout of `--data-dir`:
 //! - `sluice.lock`: held (flock) while a process uses the directory, so two never share it;

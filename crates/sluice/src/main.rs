@@ -37,6 +37,9 @@ enum Command {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Environment: SLUICE_CLOCK_OFFSET_MS=<signed ms> shifts Sluice's clock (arrival times, index rotation, buffering, retries), for tests and demos; SLUICE_LOG sets the log filter."
+)]
 struct UpArgs {
     /// Directory holding all data; created if missing.
     #[arg(long, default_value = "./sluice-data")]
