@@ -321,3 +321,23 @@ def test_config_file_declares_functions_and_delivery_streams(sluice_factory, tmp
     sluice = sluice_factory(extra_args=["--config", str(path)])
     assert firehose(sluice).list_delivery_streams()["DeliveryStreamNames"] == ["declared"]
     assert count(sluice, "declared") == 1
+
+
+def test_scenario_3_stock_ticker_gets_a_timestamp_from_its_lambda(sluice_factory, tmp_path):
+    sluice = sluice_factory(extra_args=config_file(tmp_path, [("stock", "stock")]))
+    client = firehose(sluice)
+    create_stream(client, "stocks", index="stockdata", rotation="NoRotation", processor="stock",
+                  backup_mode="FailedDocumentsOnly")
+    tickers = [("AMZN", "RETAIL"), ("WMT", "RETAIL"), ("NVDA", "TECHNOLOGY")]
+    records = [
+        {"Data": json.dumps({"ticker_symbol": t, "sector": s, "change": -0.5 + i, "price": 100.0 + i}).encode()}
+        for i, (t, s) in enumerate(tickers * 10)
+    ]
+    assert client.put_record_batch(DeliveryStreamName="stocks", Records=records)["FailedPutCount"] == 0
+    wait_until(lambda: count(sluice, "stockdata") == 30, what="30 stock documents")
+    status, body = es(sluice, "POST", "/stockdata/_search", {"size": 1, "query": {"term": {"ticker_symbol": "nvda"}}})
+    assert status == 200 and body["hits"]["total"]["value"] == 10, body
+    source = body["hits"]["hits"][0]["_source"]
+    assert source["timestamp"].endswith("Z") and "T" in source["timestamp"]
+    # FailedDocumentsOnly: nothing failed, so nothing is backed up.
+    assert not (sluice.data_dir / "s3" / "backup").exists()
