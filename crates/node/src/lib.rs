@@ -1,12 +1,19 @@
 //! The running system: the data directory's layout, the engines opened in it, and the background
-//! workers that keep them going (refresh), with an orderly shutdown.
+//! workers that keep them going (index refresh, one delivery worker per delivery stream), with an
+//! orderly shutdown: delivery workers stop before the indices they write into are closed.
 //!
 //! Layout of `--data-dir`:
 //! - `sluice.lock`: held (flock) while a process uses the directory, so two never share it;
 //! - `indices/`: the search indices (see `sluice-search`);
 //! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`);
 //! - `ledgers/`: the verifiable ledgers, one redb file each (see `sluice-ledger`);
-//! - `s3/<bucket>/<prefix>/`: where QLDB's ExportJournalToS3 writes, since Sluice has no S3.
+//! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
+//! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
+//!   S3 destinations and QLDB's ExportJournalToS3.
+
+mod functions;
+
+pub use functions::FunctionsTransformer;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -15,8 +22,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sluice_ledger::{Ledgers, Limits, SystemClock};
-use sluice_log::{Log, LogOptions};
+use sluice_delivery::{DeliveryStreams, DeliveryStreamsOptions, NoFunctions, Transformer};
+use sluice_ledger::{Ledgers, Limits};
+use sluice_log::{Clock, Log, LogOptions, SystemClock};
 use sluice_search::Indices;
 
 /// How often the refresh worker looks for indices whose refresh interval has passed.
@@ -37,6 +45,26 @@ pub enum NodeError {
     Log(#[from] sluice_log::LogError),
     #[error(transparent)]
     Ledger(#[from] sluice_ledger::LedgerError),
+    #[error(transparent)]
+    Delivery(#[from] sluice_delivery::DeliveryError),
+}
+
+/// What a node is opened with besides its directory.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The wall clock of arrival times, retention, buffering, rotation and retries.
+    pub clock: Arc<dyn Clock>,
+    /// Runs delivery streams' Lambda processors.
+    pub transformer: Arc<dyn Transformer>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            clock: Arc::new(SystemClock),
+            transformer: Arc::new(NoFunctions),
+        }
+    }
 }
 
 pub struct Node {
@@ -44,6 +72,7 @@ pub struct Node {
     indices: Arc<Indices>,
     log: Arc<Log>,
     ledgers: Arc<Ledgers>,
+    delivery: Arc<DeliveryStreams>,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -53,6 +82,11 @@ impl Node {
     /// Opens (or creates) the data directory, recovers every engine in it, and starts the
     /// background workers.
     pub fn open(data_dir: &Path) -> Result<Node, NodeError> {
+        Node::open_with(data_dir, NodeOptions::default())
+    }
+
+    /// [`Node::open`] with an injected clock and function host.
+    pub fn open_with(data_dir: &Path, options: NodeOptions) -> Result<Node, NodeError> {
         let io = |source| NodeError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -62,11 +96,23 @@ impl Node {
         lock.try_lock()
             .map_err(|_| NodeError::Locked(data_dir.to_path_buf()))?;
         let indices = Arc::new(Indices::open(&data_dir.join("indices"))?);
-        let log = Arc::new(Log::open(data_dir.join("streams"), LogOptions::default())?);
+        let log = Arc::new(Log::open(
+            data_dir.join("streams"),
+            LogOptions {
+                clock: options.clock.clone(),
+                ..LogOptions::default()
+            },
+        )?);
         let ledgers = Arc::new(Ledgers::open_dir(
             data_dir.join("ledgers"),
-            Arc::new(SystemClock),
+            Arc::new(sluice_ledger::SystemClock),
             Limits::default(),
+        )?);
+        let delivery = Arc::new(DeliveryStreams::open(
+            data_dir,
+            log.clone(),
+            indices.clone(),
+            DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone()),
         )?);
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
@@ -85,6 +131,7 @@ impl Node {
             indices,
             log,
             ledgers,
+            delivery,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -115,12 +162,19 @@ impl Node {
         self.data_dir.join("s3")
     }
 
+    /// The delivery streams (Firehose-like) and their workers.
+    pub fn delivery(&self) -> &Arc<DeliveryStreams> {
+        &self.delivery
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
+        // Delivery workers first: they write into the indices closed below.
+        self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {
             let _ = refresher.join();

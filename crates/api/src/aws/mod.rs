@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::http::{BodyError, Handler, Request, Response};
 
+pub mod firehose;
 pub mod qldb;
 pub mod qldb_session;
 

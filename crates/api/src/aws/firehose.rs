@@ -1,0 +1,755 @@
+//! The Firehose-compatible API (`Firehose_20150804.*`, AWS JSON 1.1) over the node's delivery
+//! streams, and `GET /metrics` (Prometheus text) with their counters. Request members are read
+//! here, turned into `sluice_delivery` configs, and every `DeliveryError` maps to Firehose's
+//! exception in [`delivery_error`]. A destination with a ClusterEndpoint (an external cluster)
+//! is refused for now: Sluice delivers into its own index.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+use sluice_delivery::{
+    BackupMode, BufferingHints, DeliveryError, DeliveryStream, DeliveryStreamConfig, Destination,
+    DocumentIdOption, IndexRotation, LambdaProcessor, S3Destination, S3Location, SearchDestination,
+    SearchFlavor, Source, limits,
+};
+use sluice_node::Node;
+
+use super::{AwsError, BoxFuture, JsonService, RestService};
+use crate::http::{Request, Response};
+
+const ACCOUNT_ID: &str = "000000000000";
+
+pub struct FirehoseService {
+    node: Arc<Node>,
+}
+
+impl FirehoseService {
+    pub fn new(node: Arc<Node>) -> FirehoseService {
+        FirehoseService { node }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidArgumentException", message)
+}
+
+fn not_found(name: &str) -> AwsError {
+    AwsError::client(
+        "ResourceNotFoundException",
+        format!("Firehose {name} under account {ACCOUNT_ID} not found."),
+    )
+}
+
+/// The one place delivery errors become Firehose exceptions.
+fn delivery_error(error: DeliveryError) -> AwsError {
+    match error {
+        DeliveryError::NotFound(name) => not_found(&name),
+        DeliveryError::AlreadyExists(name) => AwsError::client(
+            "ResourceInUseException",
+            format!("Firehose {name} under accountId {ACCOUNT_ID} already exists"),
+        ),
+        DeliveryError::InvalidArgument(message) => invalid(message),
+        DeliveryError::LimitExceeded(message) => AwsError::client("ValidationException", message),
+        DeliveryError::Throttled(message) => {
+            AwsError::client("ServiceUnavailableException", message)
+        }
+        other => AwsError::internal(other.to_string()),
+    }
+}
+
+fn missing(path: &str) -> AwsError {
+    AwsError::validation(format!(
+        "1 validation error detected: Value null at '{path}' failed to satisfy constraint: Member must not be null"
+    ))
+}
+
+fn string<'a>(object: &'a Value, member: &str) -> Result<Option<&'a str>, AwsError> {
+    match object.get(member) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(AwsError::client(
+            "SerializationException",
+            format!("{member} must be a string"),
+        )),
+    }
+}
+
+fn required<'a>(object: &'a Value, member: &str) -> Result<&'a str, AwsError> {
+    string(object, member)?.ok_or_else(|| missing(member))
+}
+
+fn number(object: &Value, member: &str) -> Result<Option<u64>, AwsError> {
+    match object.get(member) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+            AwsError::client(
+                "SerializationException",
+                format!("{member} must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+fn buffering(destination: &Value) -> Result<BufferingHints, AwsError> {
+    let hints = destination.get("BufferingHints").unwrap_or(&Value::Null);
+    BufferingHints::from_firehose(
+        number(hints, "SizeInMBs")?.unwrap_or(limits::BUFFER_SIZE_MB_DEFAULT),
+        number(hints, "IntervalInSeconds")?.unwrap_or(limits::BUFFER_INTERVAL_S_DEFAULT),
+    )
+    .map_err(delivery_error)
+}
+
+fn s3_location(configuration: &Value, path: &str) -> Result<S3Location, AwsError> {
+    Ok(S3Location {
+        bucket_arn: string(configuration, "BucketARN")?
+            .ok_or_else(|| missing(&format!("{path}.bucketARN")))?
+            .to_owned(),
+        prefix: string(configuration, "Prefix")?
+            .unwrap_or_default()
+            .to_owned(),
+        error_output_prefix: string(configuration, "ErrorOutputPrefix")?.map(str::to_owned),
+        role_arn: string(configuration, "RoleARN")?.map(str::to_owned),
+    })
+}
+
+fn processors(destination: &Value) -> Result<Vec<LambdaProcessor>, AwsError> {
+    let Some(processing) = destination.get("ProcessingConfiguration") else {
+        return Ok(Vec::new());
+    };
+    if processing.get("Enabled") == Some(&Value::Bool(false)) {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for processor in processing
+        .get("Processors")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let kind = required(processor, "Type")?;
+        if kind != "Lambda" {
+            return Err(invalid(format!(
+                "processor type {kind} is not supported; Sluice runs Lambda processors"
+            )));
+        }
+        let mut lambda_arn = None;
+        let mut number_of_retries = limits::PROCESSOR_RETRIES_DEFAULT;
+        let mut buffer_size_bytes = limits::PROCESSOR_BUFFER_BYTES_DEFAULT;
+        let mut buffer_interval_s = 60;
+        for parameter in processor
+            .get("Parameters")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let name = required(parameter, "ParameterName")?;
+            let value = required(parameter, "ParameterValue")?;
+            let bad = || {
+                invalid(format!(
+                    "processor parameter {name} has an invalid value {value}"
+                ))
+            };
+            match name {
+                "LambdaArn" => lambda_arn = Some(value.to_owned()),
+                "NumberOfRetries" => number_of_retries = value.parse().map_err(|_| bad())?,
+                "BufferSizeInMBs" => {
+                    let mb: f64 = value.parse().map_err(|_| bad())?;
+                    if !(0.2..=3.0).contains(&mb) {
+                        return Err(bad());
+                    }
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    {
+                        buffer_size_bytes = (mb * 1024.0 * 1024.0) as u64;
+                    }
+                }
+                "BufferIntervalInSeconds" => {
+                    buffer_interval_s = value.parse().map_err(|_| bad())?;
+                    if !(60..=900).contains(&buffer_interval_s) {
+                        return Err(bad());
+                    }
+                }
+                "RoleArn" => {}
+                other => {
+                    return Err(invalid(format!(
+                        "processor parameter {other} is not supported"
+                    )));
+                }
+            }
+        }
+        found.push(LambdaProcessor {
+            lambda_arn: lambda_arn
+                .ok_or_else(|| invalid("a Lambda processor needs the LambdaArn parameter"))?,
+            number_of_retries,
+            buffer_size_bytes,
+            buffer_interval_s,
+        });
+    }
+    Ok(found)
+}
+
+fn search_destination(
+    configuration: &Value,
+    flavor: SearchFlavor,
+    member: &str,
+) -> Result<(SearchDestination, BufferingHints, Vec<LambdaProcessor>), AwsError> {
+    if string(configuration, "ClusterEndpoint")?.is_some() {
+        return Err(invalid(format!(
+            "{member}.ClusterEndpoint: delivery into an external cluster is not supported yet; leave ClusterEndpoint and DomainARN out to deliver into Sluice's own index"
+        )));
+    }
+    let index_name = string(configuration, "IndexName")?
+        .ok_or_else(|| missing(&format!("{member}.indexName")))?;
+    let rotation = match string(configuration, "IndexRotationPeriod")? {
+        None => IndexRotation::OneDay,
+        Some(name) => IndexRotation::parse(name)
+            .ok_or_else(|| invalid(format!("IndexRotationPeriod {name} is not valid")))?,
+    };
+    let retry_duration_s = match configuration.get("RetryOptions") {
+        Some(options) => {
+            number(options, "DurationInSeconds")?.unwrap_or(limits::RETRY_DURATION_S_DEFAULT)
+        }
+        None => limits::RETRY_DURATION_S_DEFAULT,
+    };
+    let backup_mode = match string(configuration, "S3BackupMode")? {
+        None | Some("FailedDocumentsOnly") => BackupMode::FailedDocumentsOnly,
+        Some("AllDocuments") => BackupMode::AllDocuments,
+        Some(other) => return Err(invalid(format!("S3BackupMode {other} is not valid"))),
+    };
+    let document_id = match configuration
+        .get("DocumentIdOptions")
+        .map(|options| string(options, "DefaultDocumentIdFormat"))
+        .transpose()?
+        .flatten()
+    {
+        None | Some("FIREHOSE_DEFAULT") => DocumentIdOption::FirehoseDefault,
+        Some("NO_DOCUMENT_ID") => DocumentIdOption::NoDocumentId,
+        Some(other) => {
+            return Err(invalid(format!(
+                "DefaultDocumentIdFormat {other} is not valid"
+            )));
+        }
+    };
+    let s3 = configuration
+        .get("S3Configuration")
+        .ok_or_else(|| missing(&format!("{member}.s3Configuration")))?;
+    let destination = SearchDestination {
+        flavor,
+        domain_arn: string(configuration, "DomainARN")?.map(str::to_owned),
+        role_arn: string(configuration, "RoleARN")?.map(str::to_owned),
+        index_name: index_name.to_owned(),
+        type_name: string(configuration, "TypeName")?.map(str::to_owned),
+        rotation,
+        document_id,
+        retry_duration_s,
+        backup_mode,
+        backup: s3_location(s3, &format!("{member}.s3Configuration"))?,
+    };
+    Ok((
+        destination,
+        buffering(configuration)?,
+        processors(configuration)?,
+    ))
+}
+
+/// CreateDeliveryStream's request as a delivery config.
+pub fn create_request_config(body: &Value) -> Result<DeliveryStreamConfig, AwsError> {
+    let name = required(body, "DeliveryStreamName")?;
+    let source = match string(body, "DeliveryStreamType")?.unwrap_or("DirectPut") {
+        "DirectPut" => Source::DirectPut,
+        "KinesisStreamAsSource" => {
+            let configuration = body
+                .get("KinesisStreamSourceConfiguration")
+                .ok_or_else(|| {
+                    invalid(
+                        "KinesisStreamSourceConfiguration is required for KinesisStreamAsSource",
+                    )
+                })?;
+            let stream_arn = required(configuration, "KinesisStreamARN")?;
+            Source::KinesisStream {
+                stream_arn: stream_arn.to_owned(),
+                stream_name: sluice_delivery::stream_name_from_arn(stream_arn)
+                    .map_err(delivery_error)?
+                    .to_owned(),
+                role_arn: string(configuration, "RoleARN")?.map(str::to_owned),
+            }
+        }
+        other => {
+            return Err(invalid(format!(
+                "DeliveryStreamType {other} is not supported"
+            )));
+        }
+    };
+    let mut destinations = Vec::new();
+    if let Some(configuration) = body.get("ElasticsearchDestinationConfiguration") {
+        destinations.push(search_destination(
+            configuration,
+            SearchFlavor::Elasticsearch,
+            "elasticsearchDestinationConfiguration",
+        )?);
+    }
+    if let Some(configuration) = body.get("AmazonopensearchserviceDestinationConfiguration") {
+        destinations.push(search_destination(
+            configuration,
+            SearchFlavor::OpenSearch,
+            "amazonopensearchserviceDestinationConfiguration",
+        )?);
+    }
+    let mut s3 = None;
+    if let Some(configuration) = body
+        .get("ExtendedS3DestinationConfiguration")
+        .or_else(|| body.get("S3DestinationConfiguration"))
+    {
+        s3 = Some((
+            S3Destination {
+                location: s3_location(configuration, "extendedS3DestinationConfiguration")?,
+            },
+            buffering(configuration)?,
+            processors(configuration)?,
+        ));
+    }
+    for unsupported in [
+        "RedshiftDestinationConfiguration",
+        "SplunkDestinationConfiguration",
+        "HttpEndpointDestinationConfiguration",
+        "AmazonOpenSearchServerlessDestinationConfiguration",
+        "SnowflakeDestinationConfiguration",
+        "IcebergDestinationConfiguration",
+    ] {
+        if body.get(unsupported).is_some() {
+            return Err(invalid(format!("{unsupported} is not supported")));
+        }
+    }
+    let (destination, buffering, processors) = match (destinations.pop(), s3) {
+        (Some(search), None) if destinations.is_empty() => {
+            (Destination::Search(search.0), search.1, search.2)
+        }
+        (None, Some(s3)) => (Destination::S3(s3.0), s3.1, s3.2),
+        (None, None) => {
+            return Err(invalid(
+                "a delivery stream needs exactly one destination configuration",
+            ));
+        }
+        _ => return Err(invalid("Only one destination configuration is allowed")),
+    };
+    Ok(DeliveryStreamConfig {
+        name: name.to_owned(),
+        source,
+        buffering,
+        processors,
+        destination,
+        created_time_ms: 0,
+    })
+}
+
+fn stream_name(body: &Value) -> Result<&str, AwsError> {
+    required(body, "DeliveryStreamName")
+}
+
+fn decode_record(record: &Value) -> Result<Vec<u8>, AwsError> {
+    let data = string(record, "Data")?.ok_or_else(|| missing("record.data"))?;
+    BASE64
+        .decode(data)
+        .map_err(|_| AwsError::client("SerializationException", "Record.Data is not valid base64"))
+}
+
+fn s3_description(location: &S3Location, buffering: Option<BufferingHints>) -> Value {
+    let mut description = json!({
+        "RoleARN": location.role_arn.clone().unwrap_or_default(),
+        "BucketARN": location.bucket_arn,
+        "Prefix": location.prefix,
+        "CompressionFormat": "UNCOMPRESSED",
+        "EncryptionConfiguration": {"NoEncryptionConfig": "NoEncryption"},
+        "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 300},
+    });
+    if let Some(prefix) = &location.error_output_prefix {
+        description["ErrorOutputPrefix"] = json!(prefix);
+    }
+    if let Some(hints) = buffering {
+        description["BufferingHints"] = buffering_description(hints);
+    }
+    description
+}
+
+fn buffering_description(hints: BufferingHints) -> Value {
+    json!({
+        "SizeInMBs": hints.size_bytes / (1024 * 1024),
+        "IntervalInSeconds": hints.interval_ms / 1000,
+    })
+}
+
+fn processing_description(processors: &[LambdaProcessor]) -> Value {
+    json!({
+        "Enabled": !processors.is_empty(),
+        "Processors": processors.iter().map(|processor| json!({
+            "Type": "Lambda",
+            "Parameters": [
+                {"ParameterName": "LambdaArn", "ParameterValue": processor.lambda_arn},
+                {"ParameterName": "NumberOfRetries", "ParameterValue": processor.number_of_retries.to_string()},
+                {"ParameterName": "BufferSizeInMBs", "ParameterValue": format!("{}", processor.buffer_size_bytes as f64 / (1024.0 * 1024.0))},
+                {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": processor.buffer_interval_s.to_string()},
+            ],
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn metrics_description(stream: &DeliveryStream) -> Value {
+    let m = stream.metrics().snapshot();
+    json!({
+        "IncomingRecords": m.incoming_records,
+        "IncomingBytes": m.incoming_bytes,
+        "IncomingPutRequests": m.incoming_put_requests,
+        "ThrottledRecords": m.throttled_records,
+        "DeliveryToElasticsearch.Records": m.delivery_records,
+        "DeliveryToElasticsearch.Bytes": m.delivery_bytes,
+        "DeliveryToElasticsearch.Success": m.delivery_success,
+        "DeliveryToElasticsearch.DataFreshness": m.data_freshness_s,
+        "FailedDocuments": m.failed_documents,
+        "DeliveryRetries": m.delivery_retries,
+        "ExecuteProcessing.Success.Records": m.processing_ok_records,
+        "ProcessingFailedRecords": m.processing_failed_records,
+        "DroppedRecords": m.dropped_records,
+        "BackupToS3.Records": m.backup_records,
+    })
+}
+
+fn describe(config: &DeliveryStreamConfig, stream: Option<&DeliveryStream>) -> Value {
+    let arn = format!(
+        "arn:aws:firehose:us-east-1:{ACCOUNT_ID}:deliverystream/{}",
+        config.name
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let created_s = config.created_time_ms as f64 / 1000.0;
+    let mut destination = Map::new();
+    destination.insert("DestinationId".into(), json!("destinationId-000000000001"));
+    match &config.destination {
+        Destination::Search(search) => {
+            let member = match search.flavor {
+                SearchFlavor::Elasticsearch => "ElasticsearchDestinationDescription",
+                SearchFlavor::OpenSearch => "AmazonopensearchserviceDestinationDescription",
+            };
+            let mut description = json!({
+                "RoleARN": search.role_arn.clone().unwrap_or_default(),
+                "IndexName": search.index_name,
+                "IndexRotationPeriod": search.rotation.name(),
+                "BufferingHints": buffering_description(config.buffering),
+                "RetryOptions": {"DurationInSeconds": search.retry_duration_s},
+                "S3BackupMode": match search.backup_mode {
+                    BackupMode::AllDocuments => "AllDocuments",
+                    BackupMode::FailedDocumentsOnly => "FailedDocumentsOnly",
+                },
+                "S3DestinationDescription": s3_description(&search.backup, None),
+                "ProcessingConfiguration": processing_description(&config.processors),
+                "DocumentIdOptions": {"DefaultDocumentIdFormat": match search.document_id {
+                    DocumentIdOption::FirehoseDefault => "FIREHOSE_DEFAULT",
+                    DocumentIdOption::NoDocumentId => "NO_DOCUMENT_ID",
+                }},
+            });
+            if let Some(domain) = &search.domain_arn {
+                description["DomainARN"] = json!(domain);
+            }
+            if let Some(type_name) = &search.type_name {
+                description["TypeName"] = json!(type_name);
+            }
+            destination.insert(member.into(), description);
+        }
+        Destination::S3(s3) => {
+            let mut description = s3_description(&s3.location, Some(config.buffering));
+            description["ProcessingConfiguration"] = processing_description(&config.processors);
+            description["S3BackupMode"] = json!("Disabled");
+            destination.insert(
+                "ExtendedS3DestinationDescription".into(),
+                description.clone(),
+            );
+            destination.insert(
+                "S3DestinationDescription".into(),
+                s3_description(&s3.location, Some(config.buffering)),
+            );
+        }
+    }
+    let mut description = json!({
+        "DeliveryStreamName": config.name,
+        "DeliveryStreamARN": arn,
+        "DeliveryStreamStatus": if stream.is_some() { "ACTIVE" } else { "SUSPENDED" },
+        "DeliveryStreamEncryptionConfiguration": {"Status": "DISABLED"},
+        "DeliveryStreamType": match config.source {
+            Source::DirectPut => "DirectPut",
+            Source::KinesisStream { .. } => "KinesisStreamAsSource",
+        },
+        "VersionId": "1",
+        "CreateTimestamp": created_s,
+        "Destinations": [Value::Object(destination)],
+        "HasMoreDestinations": false,
+    });
+    if let Source::KinesisStream {
+        stream_arn,
+        role_arn,
+        ..
+    } = &config.source
+    {
+        description["Source"] = json!({"KinesisStreamSourceDescription": {
+            "KinesisStreamARN": stream_arn,
+            "RoleARN": role_arn.clone().unwrap_or_default(),
+            "DeliveryStartTimestamp": created_s,
+        }});
+    }
+    if let Some(stream) = stream {
+        // A Sluice extension: CloudWatch's per-stream metrics, as counters since start.
+        description["SluiceMetrics"] = metrics_description(stream);
+    }
+    json!({"DeliveryStreamDescription": description})
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AwsError> + Send + 'static,
+) -> Result<T, AwsError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| AwsError::internal(format!("worker failed: {error}")))?
+}
+
+impl FirehoseService {
+    async fn dispatch(&self, operation: &str, body: Value) -> Result<Value, AwsError> {
+        let delivery = self.node.delivery().clone();
+        match operation {
+            "CreateDeliveryStream" => {
+                let config = create_request_config(&body)?;
+                let stream =
+                    blocking(move || delivery.create(config).map_err(delivery_error)).await?;
+                Ok(json!({"DeliveryStreamARN": stream.arn()}))
+            }
+            "DescribeDeliveryStream" => {
+                let name = stream_name(&body)?;
+                let config = delivery.config(name).map_err(delivery_error)?;
+                let stream = delivery.get(name).ok();
+                Ok(describe(&config, stream.as_deref()))
+            }
+            "ListDeliveryStreams" => {
+                let limit = number(&body, "Limit")?.unwrap_or(10).clamp(1, 10_000);
+                let kind = string(&body, "DeliveryStreamType")?;
+                let start = string(&body, "ExclusiveStartDeliveryStreamName")?;
+                let names: Vec<String> = delivery
+                    .configs()
+                    .into_iter()
+                    .filter(|config| match kind {
+                        Some("DirectPut") => matches!(config.source, Source::DirectPut),
+                        Some("KinesisStreamAsSource") => {
+                            matches!(config.source, Source::KinesisStream { .. })
+                        }
+                        _ => true,
+                    })
+                    .map(|config| config.name)
+                    .filter(|name| start.is_none_or(|start| name.as_str() > start))
+                    .collect();
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                Ok(json!({
+                    "DeliveryStreamNames": names.iter().take(limit).collect::<Vec<_>>(),
+                    "HasMoreDeliveryStreams": names.len() > limit,
+                }))
+            }
+            "DeleteDeliveryStream" => {
+                let name = stream_name(&body)?.to_owned();
+                blocking(move || delivery.delete(&name).map_err(delivery_error)).await?;
+                Ok(json!({}))
+            }
+            "PutRecord" => {
+                let name = stream_name(&body)?;
+                let record = body.get("Record").ok_or_else(|| missing("record"))?;
+                let data = decode_record(record)?;
+                let stream = delivery.get(name).map_err(delivery_error)?;
+                let mut outcomes =
+                    blocking(move || stream.put_records(&[data]).map_err(delivery_error)).await?;
+                match outcomes.pop() {
+                    Some(Ok(record_id)) => Ok(json!({"RecordId": record_id, "Encrypted": false})),
+                    Some(Err((code, message))) => Err(AwsError::client(code, message)),
+                    None => Err(AwsError::internal("no outcome for the record")),
+                }
+            }
+            "PutRecordBatch" => {
+                let name = stream_name(&body)?;
+                let records = body
+                    .get("Records")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| missing("records"))?;
+                if records.len() > limits::PUT_BATCH_RECORDS_MAX {
+                    return Err(AwsError::validation(format!(
+                        "1 validation error detected: Value '{}' at 'records' failed to satisfy constraint: Member must have length less than or equal to {}",
+                        records.len(),
+                        limits::PUT_BATCH_RECORDS_MAX
+                    )));
+                }
+                let data = records
+                    .iter()
+                    .map(decode_record)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let stream = delivery.get(name).map_err(delivery_error)?;
+                let outcomes =
+                    blocking(move || stream.put_records(&data).map_err(delivery_error)).await?;
+                let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
+                let responses: Vec<Value> = outcomes
+                    .into_iter()
+                    .map(|outcome| match outcome {
+                        Ok(record_id) => json!({"RecordId": record_id}),
+                        Err((code, message)) => json!({"ErrorCode": code, "ErrorMessage": message}),
+                    })
+                    .collect();
+                Ok(json!({
+                    "FailedPutCount": failed,
+                    "Encrypted": false,
+                    "RequestResponses": responses,
+                }))
+            }
+            other => Err(AwsError::client(
+                "UnknownOperationException",
+                format!("Firehose operation {other} is not supported"),
+            )),
+        }
+    }
+}
+
+impl JsonService for FirehoseService {
+    fn target_prefix(&self) -> &'static str {
+        "Firehose_20150804"
+    }
+
+    fn call<'a>(
+        &'a self,
+        operation: &'a str,
+        body: Value,
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        Box::pin(self.dispatch(operation, body))
+    }
+}
+
+/// `GET /metrics`: every delivery stream's counters in Prometheus text format.
+pub struct MetricsService {
+    node: Arc<Node>,
+}
+
+impl MetricsService {
+    pub fn new(node: Arc<Node>) -> MetricsService {
+        MetricsService { node }
+    }
+}
+
+/// The Prometheus exposition of the delivery streams' metrics.
+pub fn prometheus_text(node: &Node) -> String {
+    let streams = node.delivery().list();
+    let snapshots: Vec<_> = streams
+        .iter()
+        .map(|stream| (stream.name().to_owned(), stream.metrics().snapshot()))
+        .collect();
+    let mut text = String::new();
+    type Get = fn(&sluice_delivery::MetricsSnapshot) -> f64;
+    #[allow(clippy::cast_precision_loss)]
+    let families: [(&str, &str, &str, Get); 13] = [
+        (
+            "sluice_firehose_incoming_records_total",
+            "counter",
+            "IncomingRecords",
+            |m| m.incoming_records as f64,
+        ),
+        (
+            "sluice_firehose_incoming_bytes_total",
+            "counter",
+            "IncomingBytes",
+            |m| m.incoming_bytes as f64,
+        ),
+        (
+            "sluice_firehose_incoming_put_requests_total",
+            "counter",
+            "IncomingPutRequests",
+            |m| m.incoming_put_requests as f64,
+        ),
+        (
+            "sluice_firehose_throttled_records_total",
+            "counter",
+            "ThrottledRecords",
+            |m| m.throttled_records as f64,
+        ),
+        (
+            "sluice_firehose_delivery_to_elasticsearch_records_total",
+            "counter",
+            "DeliveryToElasticsearch.Records",
+            |m| m.delivery_records as f64,
+        ),
+        (
+            "sluice_firehose_delivery_to_elasticsearch_bytes_total",
+            "counter",
+            "DeliveryToElasticsearch.Bytes",
+            |m| m.delivery_bytes as f64,
+        ),
+        (
+            "sluice_firehose_delivery_to_elasticsearch_success",
+            "gauge",
+            "DeliveryToElasticsearch.Success (delivered / attempted)",
+            |m| m.delivery_success,
+        ),
+        (
+            "sluice_firehose_delivery_to_elasticsearch_data_freshness_seconds",
+            "gauge",
+            "DeliveryToElasticsearch.DataFreshness",
+            |m| m.data_freshness_s as f64,
+        ),
+        (
+            "sluice_firehose_failed_documents_total",
+            "counter",
+            "documents backed up as failed after the retry duration",
+            |m| m.failed_documents as f64,
+        ),
+        (
+            "sluice_firehose_delivery_retries_total",
+            "counter",
+            "delivery attempts that were retries",
+            |m| m.delivery_retries as f64,
+        ),
+        (
+            "sluice_firehose_processing_failed_records_total",
+            "counter",
+            "records a processor marked ProcessingFailed",
+            |m| m.processing_failed_records as f64,
+        ),
+        (
+            "sluice_firehose_dropped_records_total",
+            "counter",
+            "records a processor marked Dropped",
+            |m| m.dropped_records as f64,
+        ),
+        (
+            "sluice_firehose_backup_records_total",
+            "counter",
+            "records backed up (AllDocuments)",
+            |m| m.backup_records as f64,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} {kind}");
+        for (stream, snapshot) in &snapshots {
+            let _ = writeln!(
+                text,
+                "{name}{{delivery_stream=\"{stream}\"}} {}",
+                get(snapshot)
+            );
+        }
+    }
+    text
+}
+
+impl RestService for MetricsService {
+    fn handle<'a>(&'a self, request: &'a Request) -> Option<BoxFuture<'a, Response>> {
+        if request.method != Method::GET || request.segments != ["metrics"] {
+            return None;
+        }
+        Some(Box::pin(async move {
+            Response::new(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                prometheus_text(&self.node),
+            )
+        }))
+    }
+}

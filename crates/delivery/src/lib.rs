@@ -1,0 +1,62 @@
+//! `sluice-delivery`: delivery streams, the Firehose-like stage between a durable log and a
+//! destination. A [`DeliveryStream`] reads its source (its own DirectPut log stream, or an
+//! existing Kinesis-like stream) with a durable consumer checkpoint, buffers records by size and
+//! interval, runs them through Lambda-style processors (a [`Transformer`]), writes them into a
+//! search index (with rotation, document ids from log positions, retries for a bounded
+//! duration) or into an S3-like directory, backs up all or failed documents, and only then
+//! moves its checkpoint. A crash at any point redelivers, and ids derived from log positions make
+//! the redelivery idempotent.
+//!
+//! [`DeliveryStreams`] is the catalog (persisted under the data directory) and runs one worker
+//! thread per stream. This crate knows nothing about HTTP or AWS wire shapes, nor how functions
+//! run: the node adapts the function host to [`Transformer`]. Time comes only from the
+//! [`sluice_log::Clock`] it is given, so tests move buffering intervals, rotation and retries.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+mod backup;
+mod config;
+mod error;
+mod ids;
+pub mod limits;
+mod manager;
+mod metrics;
+mod rotation;
+mod stream;
+mod transform;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::{
+    backup::{ObjectStore, object_key, object_uuid},
+    config::{
+        BackupMode, BufferingHints, DeliveryStreamConfig, Destination, DocumentIdOption,
+        LambdaProcessor, S3Destination, S3Location, SearchDestination, SearchFlavor, Source,
+        bucket_name_from_arn, stream_name_from_arn,
+    },
+    error::{DeliveryError, Result},
+    ids::document_id,
+    manager::{DeliveryStreams, DeliveryStreamsOptions},
+    metrics::{Metrics, MetricsSnapshot},
+    rotation::{IndexRotation, rotated_index_name, week_of_year},
+    stream::{DeliveryStream, Pause, PumpOutcome, PutOutcome, log_stream_name},
+    transform::{
+        NoFunctions, TransformFailure, TransformInput, TransformOutput, TransformResult,
+        Transformer,
+    },
+};

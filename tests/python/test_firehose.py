@@ -1,0 +1,343 @@
+"""Firehose compatibility: boto3's firehose client against the real `sluice` binary, delivering
+into Sluice's own index through Lambda handlers run by awslambdaric (scenario 2), with hourly
+rotation on a shifted clock, failed documents backed up after the retry duration, and a kill -9
+under load that loses and duplicates nothing acknowledged."""
+
+import base64
+import calendar
+import collections
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+HANDLERS = Path(__file__).resolve().parent / "handlers"
+DELIVERY_TIMEOUT_S = 60
+LAMBDA_ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
+
+
+def firehose(sluice):
+    return boto3.client(
+        "firehose",
+        endpoint_url=sluice.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def es(sluice, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        sluice.es_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def count(sluice, target, query=None):
+    es(sluice, "POST", f"/{target}/_refresh")
+    status, body = es(sluice, "POST", f"/{target}/_count", {"query": query or {"match_all": {}}})
+    return body["count"] if status == 200 else 0
+
+
+def wait_until(condition, timeout_s=DELIVERY_TIMEOUT_S, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def config_file(tmp_path, functions=()):
+    path = tmp_path / "sluice.json"
+    path.write_text(
+        json.dumps(
+            {
+                "functions": [
+                    {
+                        "name": name,
+                        "kind": "runtime-api",
+                        "command": [sys.executable, "-m", "awslambdaric", f"{module}.handler"],
+                        "task_root": str(HANDLERS),
+                    }
+                    for name, module in functions
+                ]
+            }
+        )
+    )
+    return ["--config", str(path)]
+
+
+def create_stream(client, name, index="example", rotation="OneHour", processor=None,
+                  retry_s=60, interval_s=1, backup_mode="AllDocuments"):
+    destination = {
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+        "IndexName": index,
+        "IndexRotationPeriod": rotation,
+        "BufferingHints": {"IntervalInSeconds": interval_s, "SizeInMBs": 1},
+        "RetryOptions": {"DurationInSeconds": retry_s},
+        "S3BackupMode": backup_mode,
+        "S3Configuration": {
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "BucketARN": "arn:aws:s3:::backup",
+        },
+    }
+    if processor:
+        destination["ProcessingConfiguration"] = {
+            "Enabled": True,
+            "Processors": [
+                {
+                    "Type": "Lambda",
+                    "Parameters": [
+                        {"ParameterName": "LambdaArn", "ParameterValue": LAMBDA_ARN.format(processor)},
+                        {"ParameterName": "NumberOfRetries", "ParameterValue": "3"},
+                        {"ParameterName": "BufferSizeInMBs", "ParameterValue": "1"},
+                        {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": "60"},
+                    ],
+                }
+            ],
+        }
+    return client.create_delivery_stream(
+        DeliveryStreamName=name,
+        DeliveryStreamType="DirectPut",
+        ElasticsearchDestinationConfiguration=destination,
+    )
+
+
+def hello_records(n, word="hello world"):
+    return [{"Data": json.dumps({"message": f"{word} {i}"}).encode()} for i in range(n)]
+
+
+@pytest.mark.parametrize("handler, expected_word", [("identity", "hello"), ("bye", "bye")])
+def test_scenario_2_put_record_batch_through_a_lambda_into_rotated_index(
+    sluice_factory, tmp_path, handler, expected_word
+):
+    sluice = sluice_factory(extra_args=config_file(tmp_path, [(handler, handler)]))
+    client = firehose(sluice)
+    arn = create_stream(client, "hello-stream", processor=handler)["DeliveryStreamARN"]
+    assert arn.endswith(":deliverystream/hello-stream")
+
+    hours = {time.strftime("example-%Y-%m-%d-%H", time.gmtime())}
+    response = client.put_record_batch(DeliveryStreamName="hello-stream", Records=hello_records(499))
+    hours.add(time.strftime("example-%Y-%m-%d-%H", time.gmtime()))
+    assert response["FailedPutCount"] == 0
+    assert len(response["RequestResponses"]) == 499
+    assert all("RecordId" in r for r in response["RequestResponses"])
+
+    wait_until(lambda: count(sluice, "example-*") == 499, what="499 documents")
+    assert count(sluice, "example-*", {"term": {"message": expected_word}}) == 499
+    other = "bye" if expected_word == "hello" else "hello"
+    assert count(sluice, "example-*", {"term": {"message": other}}) == 0
+    status, indices = es(sluice, "GET", "/_cat/indices/example-*?format=json")
+    assert status == 200
+    [index] = [i["index"] for i in indices]
+    assert index in hours
+    # AllDocuments: every delivered document is also in the backup bucket.
+    backup = sluice.data_dir / "s3" / "backup"
+    wait_until(
+        lambda: sum(f.read_bytes().count(b'"message"') for f in backup.rglob("*") if f.is_file()
+                    and "failed" not in str(f)) == 499,
+        what="the backup of all documents",
+    )
+
+    description = client.describe_delivery_stream(DeliveryStreamName="hello-stream")["DeliveryStreamDescription"]
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["DeliveryStreamType"] == "DirectPut"
+    destination = description["Destinations"][0]["ElasticsearchDestinationDescription"]
+    assert destination["IndexName"] == "example"
+    assert destination["IndexRotationPeriod"] == "OneHour"
+    assert client.list_delivery_streams()["DeliveryStreamNames"] == ["hello-stream"]
+
+    with urllib.request.urlopen(sluice.aws_url + "/metrics") as metrics:
+        text = metrics.read().decode()
+    assert 'sluice_firehose_incoming_records_total{delivery_stream="hello-stream"} 499' in text
+    assert 'sluice_firehose_delivery_to_elasticsearch_records_total{delivery_stream="hello-stream"} 499' in text
+
+
+def test_errors_match_firehose(sluice):
+    client = firehose(sluice)
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.put_record(DeliveryStreamName="missing", Record={"Data": b"x"})
+    create_stream(client, "twice")
+    with pytest.raises(client.exceptions.ResourceInUseException):
+        create_stream(client, "twice")
+    with pytest.raises(client.exceptions.InvalidArgumentException, match="external cluster"):
+        client.create_delivery_stream(
+            DeliveryStreamName="external",
+            ElasticsearchDestinationConfiguration={
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                "ClusterEndpoint": "https://search.example.com",
+                "IndexName": "x",
+                "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                                    "BucketARN": "arn:aws:s3:::b"},
+            },
+        )
+    record_id = client.put_record(DeliveryStreamName="twice", Record={"Data": b'{"a": 1}'})["RecordId"]
+    assert record_id
+    client.delete_delivery_stream(DeliveryStreamName="twice")
+    assert client.list_delivery_streams()["DeliveryStreamNames"] == []
+
+
+def shifted(iso):
+    """SLUICE_CLOCK_OFFSET_MS that makes the server's clock read `iso` (UTC) now."""
+    target_ms = calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%S")) * 1000
+    return str(target_ms - int(time.time() * 1000))
+
+
+def test_hourly_rotation_follows_the_arrival_time(sluice_factory, monkeypatch, tmp_path):
+    monkeypatch.setenv("SLUICE_CLOCK_OFFSET_MS", shifted("2016-02-25T13:30:00"))
+    sluice = sluice_factory()
+    client = firehose(sluice)
+    create_stream(client, "rotating")
+    client.put_record_batch(DeliveryStreamName="rotating", Records=hello_records(3))
+    wait_until(lambda: count(sluice, "example-2016-02-25-13") == 3, what="the 13h index")
+    sluice.stop()
+
+    monkeypatch.setenv("SLUICE_CLOCK_OFFSET_MS", shifted("2016-02-25T14:30:00"))
+    sluice = sluice_factory()
+    client = firehose(sluice)
+    client.put_record_batch(DeliveryStreamName="rotating", Records=hello_records(4))
+    wait_until(lambda: count(sluice, "example-2016-02-25-14") == 4, what="the 14h index")
+    assert count(sluice, "example-2016-02-25-13") == 3
+
+
+def test_documents_the_index_refuses_end_in_elasticsearch_failed(sluice):
+    status, _ = es(sluice, "PUT", "/strict", {"mappings": {"properties": {"n": {"type": "integer"}}}})
+    assert status == 200
+    client = firehose(sluice)
+    create_stream(client, "failing", index="strict", rotation="NoRotation", retry_s=2,
+                  backup_mode="FailedDocumentsOnly")
+    response = client.put_record_batch(
+        DeliveryStreamName="failing",
+        Records=[{"Data": b'{"n": 1}'}, {"Data": b'{"n": "not a number"}'}],
+    )
+    assert response["FailedPutCount"] == 0
+    failed_dir = sluice.data_dir / "s3" / "backup" / "elasticsearch_failed"
+    files = wait_until(lambda: [f for f in failed_dir.rglob("*") if f.is_file()], what="a failed-documents object")
+    [line] = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert set(line) == {"attemptsMade", "arrivalTimestamp", "errorCode", "errorMessage",
+                         "attemptEndingTimestamp", "esDocumentId", "esIndexName", "esTypeName", "rawData"}
+    assert line["errorCode"] == "400"
+    assert line["esIndexName"] == "strict"
+    assert base64.b64decode(line["rawData"]) == b'{"n": "not a number"}'
+    assert line["attemptEndingTimestamp"] - line["arrivalTimestamp"] >= 2000
+    assert count(sluice, "strict") == 1
+
+
+def test_kill_9_under_load_loses_and_duplicates_nothing_acknowledged(sluice_factory):
+    sluice = sluice_factory()
+    client = firehose(sluice)
+    create_stream(client, "crash", index="crash", rotation="NoRotation", interval_s=0,
+                  backup_mode="FailedDocumentsOnly")
+    acknowledged = []
+    stop = threading.Event()
+
+    def produce(worker):
+        producer = firehose(sluice)
+        batch_number = 0
+        while not stop.is_set():
+            messages = [f"w{worker}-b{batch_number}-r{i}" for i in range(100)]
+            batch_number += 1
+            try:
+                response = producer.put_record_batch(
+                    DeliveryStreamName="crash",
+                    Records=[{"Data": json.dumps({"message": m}).encode()} for m in messages],
+                )
+            except Exception:
+                return
+            for message, result in zip(messages, response["RequestResponses"]):
+                if "RecordId" in result:
+                    acknowledged.append(message)
+
+    threads = [threading.Thread(target=produce, args=(w,)) for w in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(acknowledged) >= 6000, what="load")
+    sluice.kill()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert acknowledged
+
+    sluice = sluice_factory()
+    wait_until(lambda: count(sluice, "crash") >= len(acknowledged), what="redelivery after restart")
+    es(sluice, "POST", "/crash/_refresh")
+    seen = collections.Counter()
+    total = count(sluice, "crash")
+    status, body = es(sluice, "POST", "/crash/_search", {"size": 10000, "query": {"match_all": {}}})
+    assert status == 200 and total <= 10000
+    for hit in body["hits"]["hits"]:
+        seen[hit["_source"]["message"]] += 1
+    assert all(seen[m] == 1 for m in acknowledged), "an acknowledged record is missing or duplicated"
+    assert max(seen.values()) == 1
+
+
+def test_config_file_declares_functions_and_delivery_streams(sluice_factory, tmp_path):
+    path = tmp_path / "declared.json"
+    path.write_text(json.dumps({
+        "functions": [{
+            "name": "identity",
+            "kind": "runtime-api",
+            "command": [sys.executable, "-m", "awslambdaric", "identity.handler"],
+            "task_root": str(HANDLERS),
+        }],
+        "delivery_streams": [{
+            "DeliveryStreamName": "declared",
+            "DeliveryStreamType": "DirectPut",
+            "AmazonopensearchserviceDestinationConfiguration": {
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                "IndexName": "declared",
+                "IndexRotationPeriod": "NoRotation",
+                "BufferingHints": {"IntervalInSeconds": 0, "SizeInMBs": 1},
+                "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                                    "BucketARN": "arn:aws:s3:::declared"},
+                "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": LAMBDA_ARN.format("identity")}]}]},
+            },
+        }],
+    }))
+    sluice = sluice_factory(extra_args=["--config", str(path)])
+    client = firehose(sluice)
+    description = client.describe_delivery_stream(DeliveryStreamName="declared")["DeliveryStreamDescription"]
+    assert "AmazonopensearchserviceDestinationDescription" in description["Destinations"][0]
+    client.put_record(DeliveryStreamName="declared", Record={"Data": b'{"message": "hello"}'})
+    wait_until(lambda: count(sluice, "declared") == 1, what="the declared stream to deliver")
+    sluice.stop()
+    # Applying the same file again keeps the existing stream (and its checkpoint).
+    sluice = sluice_factory(extra_args=["--config", str(path)])
+    assert firehose(sluice).list_delivery_streams()["DeliveryStreamNames"] == ["declared"]
+    assert count(sluice, "declared") == 1
+
+
+def test_scenario_3_stock_ticker_gets_a_timestamp_from_its_lambda(sluice_factory, tmp_path):
+    sluice = sluice_factory(extra_args=config_file(tmp_path, [("stock", "stock")]))
+    client = firehose(sluice)
+    create_stream(client, "stocks", index="stockdata", rotation="NoRotation", processor="stock",
+                  backup_mode="FailedDocumentsOnly")
+    tickers = [("AMZN", "RETAIL"), ("WMT", "RETAIL"), ("NVDA", "TECHNOLOGY")]
+    records = [
+        {"Data": json.dumps({"ticker_symbol": t, "sector": s, "change": -0.5 + i, "price": 100.0 + i}).encode()}
+        for i, (t, s) in enumerate(tickers * 10)
+    ]
+    assert client.put_record_batch(DeliveryStreamName="stocks", Records=records)["FailedPutCount"] == 0
+    wait_until(lambda: count(sluice, "stockdata") == 30, what="30 stock documents")
+    status, body = es(sluice, "POST", "/stockdata/_search", {"size": 1, "query": {"term": {"ticker_symbol": "nvda"}}})
+    assert status == 200 and body["hits"]["total"]["value"] == 10, body
+    source = body["hits"]["hits"][0]["_source"]
+    assert source["timestamp"].endswith("Z") and "T" in source["timestamp"]
+    # FailedDocumentsOnly: nothing failed, so nothing is backed up.
+    assert not (sluice.data_dir / "s3" / "backup").exists()
