@@ -144,3 +144,15 @@ def test_external_gt_is_external(sluice):
     assert status == 201, raw
     status, _, raw = call(sluice, "PUT", "/i/_doc/1?version=3&version_type=external_gt", '{"a":1}')
     assert status == 409, raw
+
+
+# Duplicate keys: Elasticsearch's strict duplicate detection answers 400 "Duplicate field 'q'",
+# in documents and in bulk sources alike; nothing is written.
+def test_duplicate_keys_are_400(sluice):
+    status, _, raw = call(sluice, "PUT", "/i/_doc/1", '{"q":1,"q":2}')
+    assert status == 400, raw
+    assert "Duplicate field 'q'" in json.loads(raw)["error"]["reason"]
+    status, _, raw = call(sluice, "POST", "/_bulk", '{"index":{"_index":"i","_id":"2"}}\n{"a":{"b":1,"b":2}}\n', {"Content-Type": "application/x-ndjson"})
+    item = json.loads(raw)["items"][0]["index"]
+    assert item["status"] == 400 and "Duplicate field 'b'" in item["error"]["reason"]
+    assert call(sluice, "GET", "/i/_doc/2")[0] == 404

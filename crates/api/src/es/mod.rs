@@ -7,6 +7,7 @@ pub mod error;
 mod indices;
 mod routes;
 mod search;
+mod strict_json;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -365,7 +366,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Parses a JSON body, with the position of the first error, as Elasticsearch reports it.
 pub(crate) fn parse_json_body(body: &[u8], kind: &'static str) -> Result<Value, EsError> {
-    serde_json::from_slice(body).map_err(|error| {
+    strict_json::from_slice(body).map_err(|error| {
         EsError::bad_request(
             kind,
             format!(
