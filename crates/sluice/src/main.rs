@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_api::Server;
 use sluice_api::aws::AwsApi;
+use sluice_api::aws::kinesis::KinesisService;
 use sluice_api::es::EsApi;
 use sluice_node::Node;
 
@@ -104,8 +105,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The AWS-compatible services served on `--aws-port`.
-fn aws_api(_node: &Arc<Node>) -> AwsApi {
-    AwsApi::new()
+fn aws_api(node: &Arc<Node>) -> AwsApi {
+    AwsApi::new().with_json_service(Arc::new(KinesisService::new(Arc::clone(node.log()))))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
