@@ -83,6 +83,10 @@ const QUOTED_VALUE_CHARS_MAX: usize = 64;
 
 const MILLIS_PER_HOUR: u64 = 60 * 60 * 1000;
 
+/// Largest timestamp accepted in a request, in epoch seconds (about the year 5138): larger
+/// values are not times and would overflow milliseconds.
+const TIMESTAMP_SECONDS_MAX: f64 = 1.0e11;
+
 /// How a stream's capacity is managed, as reported in `StreamModeDetails`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamMode {
@@ -1009,7 +1013,7 @@ impl<'a> Input<'a> {
             Some(other) => return Err(wrong_type(key, "a timestamp", other)),
         };
         match seconds {
-            Some(seconds) if seconds.is_finite() && seconds >= 0.0 && seconds < 1.0e13 => {
+            Some(seconds) if (0.0..TIMESTAMP_SECONDS_MAX).contains(&seconds) => {
                 Ok(Some((seconds * 1000.0).round() as u64))
             }
             _ => Err(invalid_argument(format!(
