@@ -94,3 +94,12 @@ def sluice_factory(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_sluice(tmp_path_factory):
+    """One server for all the tests of a module that do not restart it; each test uses its own
+    indices, so the tests stay independent while the module pays for one start."""
+    server = Sluice(tmp_path_factory.mktemp("shared") / "data").start()
+    yield server
+    server.stop()

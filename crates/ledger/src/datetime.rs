@@ -27,7 +27,9 @@ fn instant(value: &Option<Element>) -> Result<Option<OffsetDateTime>, LedgerErro
 
 /// Adds whole months, clamping the day to the target month's length.
 fn add_months(instant: OffsetDateTime, months: i64) -> Result<OffsetDateTime, LedgerError> {
-    let total = i64::from(instant.year()) * 12 + i64::from(u8::from(instant.month())) - 1 + months;
+    let total = (i64::from(instant.year()) * 12 + i64::from(u8::from(instant.month())) - 1)
+        .checked_add(months)
+        .ok_or_else(|| bad("date out of range"))?;
     let year = i32::try_from(total.div_euclid(12)).map_err(|_| bad("date out of range"))?;
     let month_number =
         u8::try_from(total.rem_euclid(12) + 1).map_err(|_| bad("date out of range"))?;
@@ -36,6 +38,19 @@ fn add_months(instant: OffsetDateTime, months: i64) -> Result<OffsetDateTime, Le
     let date =
         time::Date::from_calendar_date(year, month, day).map_err(|_| bad("date out of range"))?;
     Ok(instant.replace_date(date))
+}
+
+/// Adds `amount` units of `unit_seconds`, refusing results outside the representable range.
+fn add_seconds(
+    instant: OffsetDateTime,
+    amount: i64,
+    unit_seconds: i64,
+) -> Result<OffsetDateTime, LedgerError> {
+    amount
+        .checked_mul(unit_seconds)
+        .map(time::Duration::seconds)
+        .and_then(|duration| instant.checked_add(duration))
+        .ok_or_else(|| bad("date out of range"))
 }
 
 /// Evaluates `extract`, `date_add` or `date_diff` with its date part and its other arguments.
@@ -87,10 +102,10 @@ pub fn call(
             let result = match part {
                 "year" => add_months(start, amount.saturating_mul(12))?,
                 "month" => add_months(start, amount)?,
-                "day" => start + time::Duration::days(amount),
-                "hour" => start + time::Duration::hours(amount),
-                "minute" => start + time::Duration::minutes(amount),
-                "second" => start + time::Duration::seconds(amount),
+                "day" => add_seconds(start, amount, 86_400)?,
+                "hour" => add_seconds(start, amount, 3_600)?,
+                "minute" => add_seconds(start, amount, 60)?,
+                "second" => add_seconds(start, amount, 1)?,
                 other => return Err(bad(format!("unknown date part {other}"))),
             };
             Ok(Some(Element::timestamp(model::timestamp_from_datetime(

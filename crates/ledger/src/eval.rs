@@ -274,7 +274,8 @@ impl Evaluator<'_> {
         let table = self.table(&target.table)?;
         let alias = target.alias.as_ref().unwrap_or(&target.table).name.clone();
         let conjuncts = condition.map(split_conjuncts).unwrap_or_default();
-        let documents = self.table_documents(&table, &alias, true, &conjuncts)?;
+        let documents =
+            self.table_documents(&table, &alias, target.by.as_ref(), true, &conjuncts)?;
         let mut rows = Vec::new();
         for document in documents {
             let mut env = Env::default().with(Binding {
@@ -795,7 +796,7 @@ impl Evaluator<'_> {
         let documents = if committed_view {
             self.transaction.scan_table(&table.table_id)?
         } else {
-            self.table_documents(&table, &alias, single_scan, conjuncts)?
+            self.table_documents(&table, &alias, scan.by.as_ref(), single_scan, conjuncts)?
         };
         let mut rows = Vec::with_capacity(documents.len());
         for (position, document) in documents.into_iter().enumerate() {
@@ -908,9 +909,43 @@ impl Evaluator<'_> {
         &mut self,
         table: &TableInfo,
         alias: &str,
+        by: Option<&Ident>,
         allow_unqualified: bool,
         conjuncts: &[&Expr],
     ) -> Result<Vec<DocumentView>, LedgerError> {
+        // `BY id ... WHERE id = 'constant'`: a lookup by document id, as QLDB optimizes it.
+        if let Some(by) = by {
+            for conjunct in conjuncts {
+                let Expr::Binary {
+                    op: BinaryOp::Eq,
+                    left,
+                    right,
+                } = conjunct
+                else {
+                    continue;
+                };
+                let constant = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Var(name), constant) | (constant, Expr::Var(name))
+                        if by.matches(&name.name) && is_constant(constant) =>
+                    {
+                        constant
+                    }
+                    _ => continue,
+                };
+                if let Some(document_id) = self
+                    .expr(constant, &Env::default())?
+                    .as_ref()
+                    .and_then(value::text_of)
+                    .map(str::to_owned)
+                {
+                    return Ok(self
+                        .transaction
+                        .document(&table.table_id, &document_id)?
+                        .into_iter()
+                        .collect());
+                }
+            }
+        }
         for conjunct in conjuncts {
             if let Some((index, lookup_values)) =
                 self.index_candidate(table, alias, allow_unqualified, conjunct)?
@@ -1346,15 +1381,21 @@ impl Evaluator<'_> {
                 self.transaction.ledger().clock.now(),
             )?))),
             "abs" => Ok(first.map(|value| match Number::from_element(&value) {
-                Some(Number::Int(int)) => Element::int(int.abs()),
+                Some(Number::Int(int)) => int
+                    .checked_abs()
+                    .map_or_else(model::null_element, Element::int),
                 Some(Number::Decimal {
                     coefficient,
                     exponent,
-                }) => Number::Decimal {
-                    coefficient: coefficient.abs(),
-                    exponent,
-                }
-                .to_element(),
+                }) => coefficient
+                    .checked_abs()
+                    .map_or_else(model::null_element, |coefficient| {
+                        Number::Decimal {
+                            coefficient,
+                            exponent,
+                        }
+                        .to_element()
+                    }),
                 Some(Number::Float(float)) => Element::float(float.abs()),
                 None => Element::null(IonType::Null),
             })),

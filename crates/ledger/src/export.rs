@@ -126,20 +126,19 @@ impl Ledger {
             model::encode_text(&started)?.as_bytes(),
         )?;
 
-        let mut selected = Vec::new();
-        for block in self.blocks_from(0)? {
-            let time = block_timestamp(&block)?;
-            let after_start = inclusive_start_time.is_none_or(|start| time >= start);
-            let before_end = exclusive_end_time.is_none_or(|end| time < end);
-            if after_start && before_end {
-                selected.push((time, block));
-            }
-        }
+        // Blocks stream through one group (one data object) at a time.
         let mut keys = Vec::new();
         let mut group: Vec<Element> = Vec::new();
         let mut group_hour: Option<String> = None;
-        let blocks_exported = selected.len() as u64;
-        for (time, block) in selected {
+        let mut blocks_exported = 0u64;
+        self.for_each_block(0, |block| {
+            let time = block_timestamp(&block)?;
+            if exclusive_end_time.is_some_and(|end| time >= end) {
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+            if inclusive_start_time.is_some_and(|start| time < start) {
+                return Ok(std::ops::ControlFlow::Continue(()));
+            }
             let hour = format!(
                 "{:04}/{:02}/{:02}/{:02}",
                 time.year(),
@@ -160,7 +159,9 @@ impl Ledger {
                 group_hour = Some(hour);
             }
             group.push(block);
-        }
+            blocks_exported += 1;
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
         if let Some(hour) = group_hour {
             keys.push(self.write_export_object(&directory, &hour, &group, format)?);
         }
@@ -464,6 +465,13 @@ pub(crate) fn apply_blocks(ledger: &Ledger, blocks: &[Element]) -> Result<(), Le
             tables_table.insert(table.table_id.as_str(), bytes.as_slice())?;
         }
         let mut meta = write.open_table(storage::META)?;
+        if let Some(last) = blocks.last() {
+            let nanos = block_timestamp(last)?.unix_timestamp_nanos();
+            meta.insert(
+                transaction::LAST_BLOCK_TIME_KEY,
+                nanos.to_string().as_bytes(),
+            )?;
+        }
         let catalog_version = storage::meta_u64(&meta, "catalog_version")? + 1;
         meta.insert("catalog_version", catalog_version.to_string().as_bytes())?;
     }

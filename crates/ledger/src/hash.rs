@@ -183,6 +183,32 @@ pub fn to_base64(hash: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(hash)
 }
 
+/// A proof as the Ion text QLDB's GetBlock and GetRevision return: `[{{base64}},{{base64}}]`.
+pub fn proof_to_ion_text(proof: &[Hash]) -> String {
+    let items: Vec<String> = proof
+        .iter()
+        .map(|node| format!("{{{{{}}}}}", to_base64(node)))
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Parses the Ion text of a proof (a list of 32-byte blobs).
+pub fn proof_from_ion_text(text: &str) -> Result<Vec<Hash>, LedgerError> {
+    let element = Element::read_one(text.as_bytes())
+        .map_err(|error| LedgerError::BadRequest(format!("invalid proof: {error}")))?;
+    let items = element
+        .as_sequence()
+        .ok_or_else(|| LedgerError::BadRequest("a proof is a list of blobs".to_owned()))?;
+    items
+        .elements()
+        .map(|item| {
+            item.as_lob()
+                .ok_or_else(|| LedgerError::BadRequest("a proof is a list of blobs".to_owned()))
+                .and_then(hash_from_slice)
+        })
+        .collect()
+}
+
 /// Parses a standard base64 hash.
 pub fn from_base64(text: &str) -> Result<Hash, LedgerError> {
     use base64::Engine as _;
@@ -248,6 +274,16 @@ mod tests {
             to_base64(&revision_hash(&metadata, Some(&data)).unwrap()),
             "hrhsCwsNPzLjCsOBHRtSkMCh2JGrB6q0eOGFswyQBPU="
         );
+    }
+
+    #[test]
+    fn proof_ion_text_round_trips() {
+        let proof = vec![sha256_bytes(b"a"), sha256_bytes(b"b")];
+        let text = proof_to_ion_text(&proof);
+        assert!(text.starts_with("[{{") && text.ends_with("}}]"), "{text}");
+        assert_eq!(proof_from_ion_text(&text).unwrap(), proof);
+        assert_eq!(proof_from_ion_text("[]").unwrap(), Vec::<Hash>::new());
+        assert!(proof_from_ion_text("[1]").is_err());
     }
 
     #[test]

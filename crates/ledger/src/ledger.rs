@@ -21,6 +21,9 @@ use crate::transaction::Transaction;
 /// Longest ledger name QLDB accepts, in characters.
 pub const LEDGER_NAME_LENGTH_MAX_CHARS: usize = 32;
 
+/// QLDB's default for `DeletionProtection` when CreateLedger does not say.
+pub const DELETION_PROTECTION_DEFAULT: bool = true;
+
 /// File name suffix of a ledger's redb file inside the data directory.
 const LEDGER_FILE_SUFFIX: &str = ".ledger.redb";
 
@@ -88,7 +91,8 @@ impl Ledgers {
             .map_err(|_| LedgerError::Internal("ledger map lock poisoned".to_owned()))
     }
 
-    /// Creates a new, empty ledger. QLDB turns deletion protection on by default.
+    /// Creates a new, empty ledger. QLDB turns deletion protection on by default
+    /// ([`DELETION_PROTECTION_DEFAULT`]).
     pub fn create_ledger(
         &self,
         name: &str,
@@ -676,16 +680,33 @@ impl Ledger {
         })
     }
 
-    /// Every block from `first` to the tip, in order, for export and streams.
+    /// Every block from `first` to the tip, in order (all in memory: for small ranges and tests;
+    /// [`Ledger::for_each_block`] streams).
     pub fn blocks_from(&self, first_sequence_no: u64) -> Result<Vec<Element>, LedgerError> {
+        let mut result = Vec::new();
+        self.for_each_block(first_sequence_no, |block| {
+            result.push(block);
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
+        Ok(result)
+    }
+
+    /// Calls `visit` with each block from `first_sequence_no` to the tip of one snapshot, in
+    /// order, one at a time, until it returns `Break`.
+    pub fn for_each_block(
+        &self,
+        first_sequence_no: u64,
+        mut visit: impl FnMut(Element) -> Result<std::ops::ControlFlow<()>, LedgerError>,
+    ) -> Result<(), LedgerError> {
         let read = self.database.begin_read()?;
         let blocks = read.open_table(storage::BLOCKS)?;
-        let mut result = Vec::new();
         for entry in blocks.range(first_sequence_no..)? {
             let (_, value) = entry?;
-            result.push(model::decode_stored(value.value())?);
+            if visit(model::decode_stored(value.value())?)?.is_break() {
+                break;
+            }
         }
-        Ok(result)
+        Ok(())
     }
 }
 

@@ -45,7 +45,9 @@ pub fn new_id() -> String {
 
 /// Converts a UTC instant to an Ion timestamp with millisecond precision, as QLDB stamps `txTime`.
 pub fn timestamp_from_datetime(instant: OffsetDateTime) -> Result<Timestamp, LedgerError> {
-    let instant = instant.to_offset(time::UtcOffset::UTC);
+    let instant = instant
+        .checked_to_offset(time::UtcOffset::UTC)
+        .ok_or_else(|| LedgerError::BadRequest("instant out of range".to_owned()))?;
     let year = u32::try_from(instant.year())
         .map_err(|_| LedgerError::Internal("year before 0".to_owned()))?;
     Timestamp::with_ymd(
@@ -80,9 +82,10 @@ pub fn datetime_from_timestamp(timestamp: &Timestamp) -> Result<OffsetDateTime, 
     let offset_seconds = timestamp.offset().unwrap_or(0).saturating_mul(60);
     let offset =
         time::UtcOffset::from_whole_seconds(offset_seconds).map_err(|_| invalid("offset"))?;
-    Ok(time::PrimitiveDateTime::new(date, time_of_day)
+    time::PrimitiveDateTime::new(date, time_of_day)
         .assume_offset(offset)
-        .to_offset(time::UtcOffset::UTC))
+        .checked_to_offset(time::UtcOffset::UTC)
+        .ok_or_else(|| invalid("out of range"))
 }
 
 /// QLDB's limits, configurable; the defaults are QLDB's published quotas.

@@ -127,18 +127,19 @@ impl Ledger {
         exclusive_end_time: Option<OffsetDateTime>,
     ) -> Result<Vec<Element>, LedgerError> {
         let mut records = Vec::new();
-        for block in self.blocks_from(first_sequence_no)? {
+        self.for_each_block(first_sequence_no, |block| {
             if let Some(end) = exclusive_end_time {
                 let timestamp = model::expect_struct(&block, "block")?
                     .get("blockTimestamp")
                     .and_then(Element::as_timestamp)
                     .ok_or_else(|| LedgerError::Storage("block without timestamp".to_owned()))?;
                 if model::datetime_from_timestamp(&timestamp)? >= end {
-                    break;
+                    return Ok(std::ops::ControlFlow::Break(()));
                 }
             }
             records.extend(block_records(stream_arn, &block)?);
-        }
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
         Ok(records)
     }
 }

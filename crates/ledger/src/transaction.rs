@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ion_rs::{Element, Timestamp};
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase, ReadableMultimapTable, ReadableTable};
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
@@ -69,6 +69,9 @@ pub struct CommitResult {
     pub commit_digest: Hash,
 }
 
+/// Meta key of the last block's timestamp (Unix nanoseconds), so block times never decrease.
+pub(crate) const LAST_BLOCK_TIME_KEY: &str = "last_block_time_unix_ns";
+
 /// Table id under which catalog entries are journaled (not a valid user table id: too short).
 pub const CATALOG_TABLE_ID: &str = "_ql_catalog";
 /// Table name of the catalog's revisions in `transactionInfo.documents`.
@@ -119,6 +122,7 @@ pub struct Transaction {
     catalog_statements: BTreeMap<String, BTreeSet<usize>>,
     catalog_changed: bool,
     new_indexes: Vec<(String, IndexInfo)>,
+    dropped_indexes: Vec<(String, String)>,
     writes: BTreeMap<(String, String), PendingWrite>,
     reads: Vec<ReadItem>,
     statements: Vec<StatementInfo>,
@@ -153,6 +157,7 @@ impl Transaction {
             catalog_statements: BTreeMap::new(),
             catalog_changed: false,
             new_indexes: Vec::new(),
+            dropped_indexes: Vec::new(),
             writes: BTreeMap::new(),
             reads: Vec::new(),
             statements: Vec::new(),
@@ -236,7 +241,7 @@ impl Transaction {
     }
 
     /// The active table named `name` (matched by `matches`, so quoting rules apply).
-    pub fn active_table(&self, matches: impl Fn(&str) -> bool) -> Option<TableInfo> {
+    pub(crate) fn active_table(&self, matches: impl Fn(&str) -> bool) -> Option<TableInfo> {
         let exact: Vec<&TableInfo> = self
             .catalog
             .iter()
@@ -263,7 +268,7 @@ impl Transaction {
     }
 
     /// CREATE TABLE: returns the new table id.
-    pub fn create_table(&mut self, name: &str) -> Result<String, LedgerError> {
+    pub(crate) fn create_table(&mut self, name: &str) -> Result<String, LedgerError> {
         if self.active_table(|candidate| candidate == name).is_some() {
             return Err(LedgerError::AlreadyExists(format!("table {name}")));
         }
@@ -289,7 +294,7 @@ impl Transaction {
     }
 
     /// DROP TABLE: marks the table deleted; returns its id.
-    pub fn drop_table(&mut self, table: &TableInfo) -> Result<String, LedgerError> {
+    pub(crate) fn drop_table(&mut self, table: &TableInfo) -> Result<String, LedgerError> {
         let mut dropped = table.clone();
         dropped.status = TableStatus::Deleted;
         self.replace_table(dropped);
@@ -297,7 +302,7 @@ impl Transaction {
     }
 
     /// UNDROP TABLE by id: reactivates a dropped table; returns its id.
-    pub fn undrop_table(&mut self, table_id: &str) -> Result<String, LedgerError> {
+    pub(crate) fn undrop_table(&mut self, table_id: &str) -> Result<String, LedgerError> {
         let table = self
             .catalog
             .iter()
@@ -326,7 +331,7 @@ impl Transaction {
     }
 
     /// CREATE INDEX: adds an equality index on `field_path`; returns the index id.
-    pub fn create_index(
+    pub(crate) fn create_index(
         &mut self,
         table: &TableInfo,
         field_path: Vec<String>,
@@ -361,7 +366,11 @@ impl Transaction {
     }
 
     /// DROP INDEX by id.
-    pub fn drop_index(&mut self, table: &TableInfo, index_id: &str) -> Result<(), LedgerError> {
+    pub(crate) fn drop_index(
+        &mut self,
+        table: &TableInfo,
+        index_id: &str,
+    ) -> Result<(), LedgerError> {
         if !table.indexes.iter().any(|index| index.index_id == index_id) {
             return Err(LedgerError::NotFound(format!(
                 "index {index_id} on table {}",
@@ -372,6 +381,8 @@ impl Transaction {
         updated.indexes.retain(|index| index.index_id != index_id);
         self.new_indexes
             .retain(|(_, index)| index.index_id != index_id);
+        self.dropped_indexes
+            .push((table.table_id.clone(), index_id.to_owned()));
         self.replace_table(updated);
         Ok(())
     }
@@ -401,7 +412,7 @@ impl Transaction {
     }
 
     /// Every live document of a table (a full scan, recorded in the read set).
-    pub fn scan_table(&mut self, table_id: &str) -> Result<Vec<DocumentView>, LedgerError> {
+    pub(crate) fn scan_table(&mut self, table_id: &str) -> Result<Vec<DocumentView>, LedgerError> {
         let write_sequence = self.table_write_sequence(table_id)?;
         self.reads.push(ReadItem::Table {
             table_id: table_id.to_owned(),
@@ -443,7 +454,7 @@ impl Transaction {
     }
 
     /// One document by id (recorded in the read set, absence included).
-    pub fn document(
+    pub(crate) fn document(
         &mut self,
         table_id: &str,
         document_id: &str,
@@ -473,7 +484,7 @@ impl Transaction {
 
     /// Documents whose indexed field equals `value`, through the index; `None` when the value is
     /// not indexable (the caller scans instead). Recorded in the read set.
-    pub fn index_lookup(
+    pub(crate) fn index_lookup(
         &mut self,
         table_id: &str,
         index: &IndexInfo,
@@ -556,7 +567,7 @@ impl Transaction {
     }
 
     /// Every committed revision of a table, ordered by document then version (a table read).
-    pub fn table_history(&mut self, table_id: &str) -> Result<Vec<Revision>, LedgerError> {
+    pub(crate) fn table_history(&mut self, table_id: &str) -> Result<Vec<Revision>, LedgerError> {
         let write_sequence = self.table_write_sequence(table_id)?;
         self.reads.push(ReadItem::Table {
             table_id: table_id.to_owned(),
@@ -613,7 +624,7 @@ impl Transaction {
     }
 
     /// Inserts a new document; returns its id.
-    pub fn insert_document(
+    pub(crate) fn insert_document(
         &mut self,
         table: &TableInfo,
         data: Element,
@@ -626,7 +637,7 @@ impl Transaction {
     }
 
     /// Replaces a document's data.
-    pub fn update_document(
+    pub(crate) fn update_document(
         &mut self,
         table: &TableInfo,
         document_id: &str,
@@ -638,7 +649,7 @@ impl Transaction {
     }
 
     /// Deletes a document (its final revision will have no data).
-    pub fn delete_document(
+    pub(crate) fn delete_document(
         &mut self,
         table: &TableInfo,
         document_id: &str,
@@ -686,17 +697,18 @@ impl Transaction {
         self.check_not_expired()?;
         let commit_digest = self.commit_digest()?;
         let ledger = self.ledger.clone();
-        let mut write = ledger.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        self.validate_reads(&write)?;
+        // A read-only transaction read one consistent snapshot, which is a serializable history
+        // by itself: nothing to validate, nothing to write, and no wait for the writer lock.
         if self.writes.is_empty() && !self.catalog_changed {
-            write.abort()?;
             return Ok(CommitResult {
                 transaction_id: self.transaction_id,
                 block_address: None,
                 commit_digest,
             });
         }
+        let mut write = ledger.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        self.validate_reads(&write)?;
         let tip = {
             let block_hashes = write.open_table(storage::BLOCK_HASHES)?;
             storage::read_tip(&block_hashes)?
@@ -707,7 +719,25 @@ impl Transaction {
             strand_id: ledger.strand_id().to_owned(),
             sequence_no,
         };
-        let tx_time: Timestamp = model::timestamp_from_datetime(ledger.clock.now())?;
+        // Block timestamps never go backwards, even when the wall clock does: exports and
+        // streams cut the journal by time and rely on that order.
+        let last_block_time_unix_ns: Option<i128> = {
+            let meta = write.open_table(storage::META)?;
+            storage::meta_text(&meta, LAST_BLOCK_TIME_KEY)?.and_then(|text| text.parse().ok())
+        };
+        let now = ledger.clock.now();
+        let commit_instant = match last_block_time_unix_ns
+            .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
+        {
+            Some(last) if last > now => last,
+            _ => now,
+        };
+        let tx_time: Timestamp = model::timestamp_from_datetime(commit_instant)?;
+        {
+            let mut meta = write.open_table(storage::META)?;
+            let stored = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
+            meta.insert(LAST_BLOCK_TIME_KEY, stored.to_string().as_bytes())?;
+        }
 
         let mut ordered: Vec<((String, String), PendingWrite)> = self
             .writes
@@ -818,6 +848,9 @@ impl Transaction {
             meta.insert("catalog_version", next_version.to_string().as_bytes())?;
             drop(meta);
             drop(tables);
+            for (table_id, index_id) in &self.dropped_indexes {
+                remove_index_entries(&write, table_id, index_id)?;
+            }
             for (table_id, index) in &self.new_indexes {
                 build_index(&write, table_id, index)?;
             }
@@ -984,6 +1017,28 @@ pub(crate) fn build_index(
                 revision.metadata.id.as_str(),
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Removes every entry of a dropped index.
+fn remove_index_entries(
+    write: &redb::WriteTransaction,
+    table_id: &str,
+    index_id: &str,
+) -> Result<(), LedgerError> {
+    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
+    let mut keys = Vec::new();
+    for entry in entries.range((table_id, index_id, "")..)? {
+        let (key, _) = entry?;
+        let (entry_table_id, entry_index_id, value_key) = key.value();
+        if entry_table_id != table_id || entry_index_id != index_id {
+            break;
+        }
+        keys.push(value_key.to_owned());
+    }
+    for value_key in keys {
+        entries.remove_all((table_id, index_id, value_key.as_str()))?;
     }
     Ok(())
 }

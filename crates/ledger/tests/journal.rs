@@ -336,3 +336,28 @@ fn verify_chain_reports_progress() {
         .unwrap();
     assert_eq!(calls, vec![(1, 2), (2, 2)]);
 }
+
+#[test]
+fn block_timestamps_never_go_backwards() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    fixture.clock.advance_ms(-60_000);
+    run(&ledger, "INSERT INTO T VALUE {'a': 1}");
+    let blocks = ledger.blocks_from(0).unwrap();
+    let time = |block: &Element| {
+        block
+            .as_struct()
+            .unwrap()
+            .get("blockTimestamp")
+            .unwrap()
+            .as_timestamp()
+            .unwrap()
+    };
+    assert_eq!(time(&blocks[1]), time(&blocks[0]));
+    let tx_time = run(
+        &ledger,
+        "SELECT VALUE c.metadata.txTime FROM _ql_committed_T AS c",
+    );
+    assert_eq!(tx_time[0], ion("2024-01-02T03:04:05.678Z"));
+}

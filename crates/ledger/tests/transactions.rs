@@ -384,3 +384,72 @@ fn commit_digest_is_checked_like_qldb_session() {
     let commit = transaction.commit_with_digest(&right).unwrap();
     assert_eq!(commit.commit_digest, right);
 }
+
+#[test]
+fn lookups_by_document_id_read_only_that_document() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let first = document_id(&run(&ledger, "INSERT INTO T VALUE {'n': 0}"));
+    let second = document_id(&run(&ledger, "INSERT INTO T VALUE {'n': 0}"));
+    let mut one = ledger.begin().unwrap();
+    let mut two = ledger.begin().unwrap();
+    one.execute(
+        "UPDATE T AS t BY id SET t.n = 1 WHERE id = ?",
+        &[ion_rs::Element::string(first.as_str())],
+    )
+    .unwrap();
+    two.execute(
+        "UPDATE T AS t BY id SET t.n = 2 WHERE id = ?",
+        &[ion_rs::Element::string(second.as_str())],
+    )
+    .unwrap();
+    one.commit().unwrap();
+    two.commit().unwrap();
+    assert_bag_eq(
+        &ledger
+            .execute(
+                "SELECT VALUE t.n FROM T AS t BY id WHERE id = ?",
+                &[ion_rs::Element::string(first.as_str())],
+            )
+            .unwrap(),
+        "1",
+    );
+    assert!(run(&ledger, "SELECT * FROM T AS t BY id WHERE id = 'nope'").is_empty());
+}
+
+#[test]
+fn drop_index_removes_it_and_its_entries() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("drop-index");
+    run(&ledger, "CREATE TABLE T");
+    run(&ledger, "CREATE INDEX ON T (k)");
+    run(&ledger, "INSERT INTO T << {'k': 1}, {'k': 2} >>");
+    let index_id = run(
+        &ledger,
+        "SELECT VALUE i.indexId FROM information_schema.user_tables AS t, t.indexes AS i",
+    )[0]
+    .as_text()
+    .unwrap()
+    .to_owned();
+    run(&ledger, &format!("DROP INDEX \"{index_id}\" ON T"));
+    assert!(
+        run(
+            &ledger,
+            "SELECT VALUE t.indexes FROM information_schema.user_tables AS t"
+        )[0]
+        .as_sequence()
+        .unwrap()
+        .is_empty()
+    );
+    assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T WHERE k = 2"), "2");
+    drop(ledger);
+    fixture.ledgers.close_ledger("drop-index").unwrap();
+    let database =
+        redb::Database::open(fixture.dir.path().join("ledgers/drop-index.ledger.redb")).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&database).unwrap();
+    let entries = read
+        .open_multimap_table(sluice_ledger::storage::INDEX_ENTRIES)
+        .unwrap();
+    assert_eq!(redb::ReadableTableMetadata::len(&entries).unwrap(), 0);
+}

@@ -56,18 +56,15 @@ impl Node {
         lock.try_lock()
             .map_err(|_| NodeError::Locked(data_dir.to_path_buf()))?;
         let indices = Arc::new(Indices::open(&data_dir.join("indices"))?);
-        let log = Arc::new(Log::open(&data_dir.join("streams"), LogOptions::default())?);
+        let log = Arc::new(Log::open(data_dir.join("streams"), LogOptions::default())?);
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
             std::thread::Builder::new()
                 .name("sluice-refresh".into())
                 .spawn(move || {
-                    loop {
-                        match stopped.recv_timeout(REFRESH_TICK) {
-                            Err(RecvTimeoutError::Timeout) => indices.refresh_due(),
-                            _ => break,
-                        }
+                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_TICK) {
+                        indices.refresh_due();
                     }
                 })
                 .map_err(io)?

@@ -153,6 +153,93 @@ struct WriteState {
     /// Writes since the last refresh.
     dirty: bool,
     last_refresh: Instant,
+    /// Readers of the current searcher's segments for version lookups, rebuilt on refresh.
+    id_lookup: Arc<IdLookup>,
+}
+
+/// Per-segment readers that answer "what does the searcher hold for this `_id`", opened once
+/// per searcher generation instead of once per lookup.
+struct IdLookup {
+    searcher: Searcher,
+    fields: SchemaFields,
+    segments: Vec<SegmentLookup>,
+}
+
+struct SegmentLookup {
+    inverted: Arc<tantivy::InvertedIndexReader>,
+    alive: Option<tantivy::fastfield::AliveBitSet>,
+    version: tantivy::columnar::Column<u64>,
+    seq_no: tantivy::columnar::Column<u64>,
+    deleted: tantivy::columnar::Column<bool>,
+}
+
+impl IdLookup {
+    fn new(searcher: Searcher, fields: SchemaFields) -> Result<IdLookup> {
+        let mut segments = Vec::with_capacity(searcher.segment_readers().len());
+        for segment in searcher.segment_readers() {
+            let fast = segment.fast_fields();
+            segments.push(SegmentLookup {
+                inverted: segment.inverted_index(fields.id)?,
+                alive: segment.alive_bitset().cloned(),
+                version: fast.u64("_version")?,
+                seq_no: fast.u64("_seq_no")?,
+                deleted: fast.bool("_deleted")?,
+            });
+        }
+        Ok(IdLookup {
+            searcher,
+            fields,
+            segments,
+        })
+    }
+
+    fn find(&self, id: &str, with_source: bool) -> Result<Option<Found>> {
+        let term = Term::from_field_text(self.fields.id, id);
+        for (segment_ord, segment) in self.segments.iter().enumerate() {
+            let postings = segment
+                .inverted
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|e| SearchError::Corrupt {
+                    what: "_id postings".into(),
+                    reason: e.to_string(),
+                })?;
+            let Some(mut postings) = postings else {
+                continue;
+            };
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if segment.alive.as_ref().is_none_or(|bits| bits.is_alive(doc)) {
+                    let version = segment.version.first(doc).unwrap_or(0);
+                    let seq_no = segment.seq_no.first(doc).unwrap_or(0);
+                    let deleted = segment.deleted.first(doc).unwrap_or(false);
+                    let source = if with_source && !deleted {
+                        Some(self.stored_source(DocAddress::new(segment_ord as u32, doc))?)
+                    } else {
+                        None
+                    };
+                    return Ok(Some(Found {
+                        current: Current {
+                            version,
+                            seq_no,
+                            deleted,
+                        },
+                        source,
+                    }));
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(None)
+    }
+
+    fn stored_source(&self, address: DocAddress) -> Result<Arc<[u8]>> {
+        let document: TantivyDocument = self.searcher.doc(address)?;
+        Ok(document
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_bytes())
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(&b"{}"[..])))
+    }
 }
 
 struct Found {
@@ -322,6 +409,7 @@ impl Index {
             .try_into()?;
         let (translog, operations) = Translog::open(&directory.join("translog"))?;
 
+        let id_lookup = Arc::new(IdLookup::new(reader.searcher(), fields)?);
         let index = Index {
             name,
             uuid,
@@ -338,6 +426,7 @@ impl Index {
                 next_seq_no: committed_seq_no.map_or(0, |s| s + 1),
                 dirty: false,
                 last_refresh: Instant::now(),
+                id_lookup,
             }),
             translog,
             refreshed_seq_no: Mutex::new(committed_seq_no),
@@ -497,27 +586,27 @@ impl Index {
                 });
                 outcomes.push(outcome);
             }
-            if state.live_bytes > LIVE_MAP_BYTES_MAX {
-                if let Err(error) = self.refresh_locked(&mut state) {
-                    tracing::error!(index = %self.name, %error, "forced refresh failed");
-                }
+            if state.live_bytes > LIVE_MAP_BYTES_MAX
+                && let Err(error) = self.refresh_locked(&mut state)
+            {
+                tracing::error!(index = %self.name, %error, "forced refresh failed");
             }
         }
-        if durable_end > 0 {
-            if let Err(error) = self.translog.sync_to(durable_end) {
-                let reason = error.to_string();
-                return outcomes
-                    .into_iter()
-                    .map(|o| {
-                        o.and_then(|_| {
-                            Err(SearchError::Poisoned {
-                                index: self.name.clone(),
-                                reason: reason.clone(),
-                            })
+        if durable_end > 0
+            && let Err(error) = self.translog.sync_to(durable_end)
+        {
+            let reason = error.to_string();
+            return outcomes
+                .into_iter()
+                .map(|o| {
+                    o.and_then(|_| {
+                        Err(SearchError::Poisoned {
+                            index: self.name.clone(),
+                            reason: reason.clone(),
                         })
                     })
-                    .collect();
-            }
+                })
+                .collect();
         }
         outcomes
     }
@@ -778,61 +867,7 @@ impl Index {
                 source: entry.source.clone(),
             }));
         }
-        self.lookup_committed(&self.reader.searcher(), id, with_source)
-    }
-
-    fn lookup_committed(
-        &self,
-        searcher: &Searcher,
-        id: &str,
-        with_source: bool,
-    ) -> Result<Option<Found>> {
-        let term = Term::from_field_text(self.fields.id, id);
-        for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
-            let inverted = segment.inverted_index(self.fields.id)?;
-            let postings = inverted
-                .read_postings(&term, IndexRecordOption::Basic)
-                .map_err(|e| SearchError::io(&self.directory, e))?;
-            let Some(mut postings) = postings else {
-                continue;
-            };
-            let alive = segment.alive_bitset();
-            let mut doc = postings.doc();
-            while doc != TERMINATED {
-                if alive.is_none_or(|bits| bits.is_alive(doc)) {
-                    let fast = segment.fast_fields();
-                    let version = fast.u64("_version")?.first(doc).unwrap_or(0);
-                    let seq_no = fast.u64("_seq_no")?.first(doc).unwrap_or(0);
-                    let deleted = fast.bool("_deleted")?.first(doc).unwrap_or(false);
-                    let source = if with_source && !deleted {
-                        Some(
-                            self.stored_source(searcher, DocAddress::new(segment_ord as u32, doc))?,
-                        )
-                    } else {
-                        None
-                    };
-                    return Ok(Some(Found {
-                        current: Current {
-                            version,
-                            seq_no,
-                            deleted,
-                        },
-                        source,
-                    }));
-                }
-                doc = postings.advance();
-            }
-        }
-        Ok(None)
-    }
-
-    fn stored_source(&self, searcher: &Searcher, address: DocAddress) -> Result<Arc<[u8]>> {
-        let document: TantivyDocument = searcher.doc(address)?;
-        Ok(document
-            .get_first(self.fields.source)
-            .and_then(|v| v.as_bytes())
-            .map(Arc::from)
-            .unwrap_or_else(|| Arc::from(&b"{}"[..])))
+        state.id_lookup.find(id, with_source)
     }
 
     /// `GET /index/_doc/id`, real time: it sees writes before they are refreshed.
@@ -840,7 +875,7 @@ impl Index {
         self.check_open()?;
         let (live, searcher) = {
             let state = lock(&self.state);
-            (state.live.get(id).cloned(), self.reader.searcher())
+            (state.live.get(id).cloned(), state.id_lookup.clone())
         };
         let found = match live {
             Some(entry) => Some(Found {
@@ -851,7 +886,7 @@ impl Index {
                 },
                 source: entry.source,
             }),
-            None => self.lookup_committed(&searcher, id, true)?,
+            None => searcher.find(id, true)?,
         };
         Ok(found.and_then(|f| {
             let source = f.source?;
@@ -1048,6 +1083,7 @@ impl Index {
         prepared.set_payload(&json!({ "max_seq_no": max_seq_no }).to_string());
         prepared.commit()?;
         self.reader.reload()?;
+        state.id_lookup = Arc::new(IdLookup::new(self.reader.searcher(), self.fields)?);
         state.live.clear();
         state.live_bytes = 0;
         state.dirty = false;

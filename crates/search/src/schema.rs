@@ -70,10 +70,11 @@ pub fn build_schema() -> (Schema, SchemaFields) {
     (builder.build(), fields)
 }
 
-/// Builds the two JSON objects of a document from its parsed entries.
-pub fn json_objects(
-    entries: Vec<(String, IndexValue)>,
-) -> (Vec<(String, OwnedValue)>, Vec<(String, OwnedValue)>) {
+/// The entries of one JSON object field, by dotted path.
+pub type JsonEntries = Vec<(String, OwnedValue)>;
+
+/// Builds the two JSON objects of a document (`_text`, `_fields`) from its parsed entries.
+pub fn json_objects(entries: Vec<(String, IndexValue)>) -> (JsonEntries, JsonEntries) {
     let mut text: Vec<(String, OwnedValue)> = Vec::new();
     let mut exact: Vec<(String, OwnedValue)> = Vec::new();
     for (path, value) in entries {

@@ -199,10 +199,7 @@ fn read_generation(path: &Path) -> Result<(Vec<Operation>, u64, bool)> {
     }
     let mut operations = Vec::new();
     let mut position = MAGIC.len();
-    loop {
-        let Some(header) = bytes.get(position..position + FRAME_HEADER_BYTES) else {
-            break;
-        };
+    while let Some(header) = bytes.get(position..position + FRAME_HEADER_BYTES) {
         let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         if length > OPERATION_BYTES_MAX {

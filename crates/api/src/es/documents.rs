@@ -34,12 +34,13 @@ pub(crate) fn condition(
 
 fn request_condition(request: &Request, create: bool) -> Result<Condition, EsError> {
     let create = create || request.param("op_type") == Some("create");
-    if let Some(op_type) = request.param("op_type") {
-        if op_type != "create" && op_type != "index" {
-            return Err(EsError::illegal_argument(format!(
-                "opType must be 'create' or 'index', found: [{op_type}]"
-            )));
-        }
+    if let Some(op_type) = request.param("op_type")
+        && op_type != "create"
+        && op_type != "index"
+    {
+        return Err(EsError::illegal_argument(format!(
+            "opType must be 'create' or 'index', found: [{op_type}]"
+        )));
     }
     condition(
         u64_param(request, "version")?,

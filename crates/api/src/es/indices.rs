@@ -55,12 +55,12 @@ pub(super) fn cluster_health(api: &EsApi, request: &Request, target: Option<&str
         _ => 2,
     };
     let wanted = request.param("wait_for_status");
-    if let Some(wanted) = wanted {
-        if !matches!(wanted, "green" | "yellow" | "red") {
-            return Err(EsError::illegal_argument(format!(
-                "unknown cluster health status [{wanted}]"
-            )));
-        }
+    if let Some(wanted) = wanted
+        && !matches!(wanted, "green" | "yellow" | "red")
+    {
+        return Err(EsError::illegal_argument(format!(
+            "unknown cluster health status [{wanted}]"
+        )));
     }
     // Nothing changes a single node's health while we wait, so an unmet wait times out at once.
     let timed_out = wanted.is_some_and(|w| rank(status) > rank(w));

@@ -266,10 +266,11 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
             Some(limit) if total > limit => (limit, "gte"),
             _ => (total, "eq"),
         };
-        let mut hits_json = json!({"max_score": max_score, "hits": page});
-        if search.track_total_hits != Some(0) {
-            hits_json["total"] = json!({"value": value, "relation": relation});
-        }
+        let hits_json = if search.track_total_hits == Some(0) {
+            json!({"max_score": max_score, "hits": page})
+        } else {
+            json!({"total": {"value": value, "relation": relation}, "max_score": max_score, "hits": page})
+        };
         let shards = indices.len();
         Ok(json!({
             "took": started.elapsed().as_millis() as u64,

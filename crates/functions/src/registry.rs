@@ -1,0 +1,326 @@
+//! The registry of functions by name, and invocation: limits, concurrency, retries, and the
+//! Firehose-typed call built on the generic one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::arn::function_name;
+use crate::clock::{Clock, SystemClock};
+use crate::command;
+use crate::definition::{FunctionDefinition, FunctionKind};
+use crate::error::{Error, Result};
+use crate::firehose::{FirehoseTransformationEvent, FirehoseTransformationResponse};
+use crate::limits::{
+    NUMBER_OF_RETRIES_DEFAULT, NUMBER_OF_RETRIES_MAX, PAYLOAD_BYTES_MAX, RETRY_BACKOFF_INITIAL,
+    RETRY_BACKOFF_MAX, WAITING_INVOCATIONS_MAX,
+};
+use crate::runtime_api::RuntimePool;
+
+/// How one call retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeOptions {
+    /// Attempts after the first failed one, for errors that [`Error::is_retryable`]; Firehose's
+    /// `NumberOfRetries`. Capped at [`NUMBER_OF_RETRIES_MAX`].
+    pub number_of_retries: u32,
+}
+
+impl Default for InvokeOptions {
+    fn default() -> Self {
+        InvokeOptions {
+            number_of_retries: NUMBER_OF_RETRIES_DEFAULT,
+        }
+    }
+}
+
+/// The outcome of a successful call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation<T> {
+    /// The function's answer.
+    pub response: T,
+    /// Attempts made, the successful one included (1 when the first attempt succeeded).
+    pub attempts: u32,
+}
+
+/// The functions of one host, by name. Cheap to clone: clones share the same functions.
+#[derive(Clone)]
+pub struct FunctionRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+impl std::fmt::Debug for FunctionRegistry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("FunctionRegistry")
+            .field("functions", &self.names())
+            .finish()
+    }
+}
+
+struct RegistryInner {
+    functions: RwLock<HashMap<String, Arc<Function>>>,
+    clock: Arc<dyn Clock>,
+    shut_down: AtomicBool,
+}
+
+/// A registered function and its running state.
+pub(crate) struct Function {
+    pub(crate) definition: FunctionDefinition,
+    /// One permit per invocation that may run at once.
+    slots: Semaphore,
+    /// Invocations waiting for a permit, bounded by [`WAITING_INVOCATIONS_MAX`].
+    waiting: AtomicUsize,
+    /// Warm runtime processes, for the Runtime API kind.
+    runtimes: Option<RuntimePool>,
+}
+
+impl Default for FunctionRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FunctionRegistry {
+    /// An empty registry on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// An empty registry whose deadlines (`Lambda-Runtime-Deadline-Ms`) read `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        FunctionRegistry {
+            inner: Arc::new(RegistryInner {
+                functions: RwLock::new(HashMap::new()),
+                clock,
+                shut_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Adds a function after checking its definition. Nothing starts until the first invocation.
+    pub fn register(&self, definition: FunctionDefinition) -> Result<()> {
+        definition.validate()?;
+        let mut functions = self.inner.functions.write().map_err(|_| Error::ShutDown)?;
+        if functions.contains_key(&definition.name) {
+            return Err(Error::FunctionExists {
+                name: definition.name,
+            });
+        }
+        let runtimes = match definition.kind {
+            FunctionKind::Command => None,
+            FunctionKind::RuntimeApi => Some(RuntimePool::new(
+                definition.clone(),
+                Arc::clone(&self.inner.clock),
+            )),
+        };
+        let function = Function {
+            slots: Semaphore::new(definition.concurrency),
+            waiting: AtomicUsize::new(0),
+            runtimes,
+            definition,
+        };
+        functions.insert(function.definition.name.clone(), Arc::new(function));
+        Ok(())
+    }
+
+    /// Removes a function and stops its warm processes; invocations under way finish first.
+    pub async fn remove(&self, name_or_arn: &str) -> Result<FunctionDefinition> {
+        let name = function_name(name_or_arn)?;
+        let removed = self
+            .inner
+            .functions
+            .write()
+            .map_err(|_| Error::ShutDown)?
+            .remove(name)
+            .ok_or_else(|| Error::FunctionNotFound {
+                name: name.to_owned(),
+            })?;
+        if let Some(runtimes) = &removed.runtimes {
+            runtimes.shutdown().await;
+        }
+        Ok(removed.definition.clone())
+    }
+
+    /// The definition of a function, by name or ARN.
+    pub fn definition(&self, name_or_arn: &str) -> Result<FunctionDefinition> {
+        self.function(name_or_arn)
+            .map(|function| function.definition.clone())
+    }
+
+    /// Names of the registered functions, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = match self.inner.functions.read() {
+            Ok(functions) => functions.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// Invokes a function by name or ARN with a JSON event and returns its JSON answer, retrying
+    /// [`NUMBER_OF_RETRIES_DEFAULT`] times. Kinesis and DynamoDB stream events go through here.
+    pub async fn invoke(
+        &self,
+        name_or_arn: &str,
+        payload: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.invoke_with(name_or_arn, payload, &InvokeOptions::default())
+            .await
+            .map(|invocation| invocation.response)
+    }
+
+    /// [`FunctionRegistry::invoke`] with explicit options, telling how many attempts it took.
+    pub async fn invoke_with(
+        &self,
+        name_or_arn: &str,
+        payload: &serde_json::Value,
+        options: &InvokeOptions,
+    ) -> Result<Invocation<serde_json::Value>> {
+        self.invoke_checked(name_or_arn, payload, options, Ok).await
+    }
+
+    /// Runs a Firehose transformation: sends `event`, checks the answer strictly against it
+    /// (see [`FirehoseTransformationResponse::validate`]) and returns one answer per record in
+    /// the event's order. An attempt whose answer breaks the contract counts as failed and is
+    /// retried like any other failure; when all fail, the error carries Firehose's code
+    /// ([`Error::firehose_error_code`]) for every record of the batch.
+    pub async fn transform_firehose(
+        &self,
+        name_or_arn: &str,
+        event: &FirehoseTransformationEvent,
+        options: &InvokeOptions,
+    ) -> Result<Invocation<FirehoseTransformationResponse>> {
+        let name = function_name(name_or_arn)?.to_owned();
+        if let Err(reason) = event.check_record_ids_unique() {
+            return Err(Error::InvalidEvent { name, reason });
+        }
+        let payload = serde_json::to_value(event).map_err(|error| Error::InvalidJson {
+            name: name.clone(),
+            reason: error.to_string(),
+        })?;
+        self.invoke_checked(name_or_arn, &payload, options, |response| {
+            FirehoseTransformationResponse::validate(&name, event, response)
+        })
+        .await
+    }
+
+    /// Stops every warm runtime process; later invocations fail with [`Error::ShutDown`].
+    pub async fn shutdown(&self) {
+        self.inner.shut_down.store(true, Ordering::SeqCst);
+        let functions: Vec<Arc<Function>> = match self.inner.functions.read() {
+            Ok(functions) => functions.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for function in functions {
+            if let Some(runtimes) = &function.runtimes {
+                runtimes.shutdown().await;
+            }
+        }
+    }
+
+    fn function(&self, name_or_arn: &str) -> Result<Arc<Function>> {
+        let name = function_name(name_or_arn)?;
+        let functions = self.inner.functions.read().map_err(|_| Error::ShutDown)?;
+        functions
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::FunctionNotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// The retry loop shared by every call: each attempt's answer goes through `check`, and a
+    /// retryable failure of either is tried again after a growing pause.
+    async fn invoke_checked<T>(
+        &self,
+        name_or_arn: &str,
+        payload: &serde_json::Value,
+        options: &InvokeOptions,
+        check: impl Fn(serde_json::Value) -> Result<T>,
+    ) -> Result<Invocation<T>> {
+        if self.inner.shut_down.load(Ordering::SeqCst) {
+            return Err(Error::ShutDown);
+        }
+        let function = self.function(name_or_arn)?;
+        let name = function.definition.name.clone();
+        let payload = serde_json::to_vec(payload).map_err(|error| Error::InvalidJson {
+            name: name.clone(),
+            reason: error.to_string(),
+        })?;
+        if payload.len() > PAYLOAD_BYTES_MAX {
+            return Err(Error::RequestTooLarge {
+                bytes: payload.len(),
+                limit: PAYLOAD_BYTES_MAX,
+            });
+        }
+        let payload = Bytes::from(payload);
+        let attempts_max = options
+            .number_of_retries
+            .min(NUMBER_OF_RETRIES_MAX)
+            .saturating_add(1);
+        let mut backoff = RETRY_BACKOFF_INITIAL;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let outcome = function
+                .invoke_once(payload.clone())
+                .await
+                .and_then(|answer| {
+                    serde_json::from_slice(&answer).map_err(|error| Error::InvalidJson {
+                        name: name.clone(),
+                        reason: error.to_string(),
+                    })
+                })
+                .and_then(&check);
+            let error = match outcome {
+                Ok(response) => return Ok(Invocation { response, attempts }),
+                Err(error) => error,
+            };
+            tracing::warn!(function = %name, attempt = attempts, %error, "invocation failed");
+            if !error.is_retryable() {
+                return Err(error);
+            }
+            if attempts >= attempts_max || self.inner.shut_down.load(Ordering::SeqCst) {
+                return Err(Error::RetriesExhausted {
+                    name,
+                    attempts,
+                    last: Box::new(error),
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2).min(RETRY_BACKOFF_MAX);
+        }
+    }
+}
+
+impl Function {
+    /// One attempt: waits for a slot (bounded), then runs the function's kind.
+    async fn invoke_once(&self, payload: Bytes) -> Result<Bytes> {
+        let _permit = {
+            let waiting_before = self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = WaitingGuard(&self.waiting);
+            if waiting_before >= WAITING_INVOCATIONS_MAX {
+                return Err(Error::TooManyRequests {
+                    name: self.definition.name.clone(),
+                });
+            }
+            self.slots.acquire().await.map_err(|_| Error::ShutDown)?
+        };
+        match &self.runtimes {
+            None => command::invoke(&self.definition, payload).await,
+            Some(runtimes) => runtimes.invoke(payload).await,
+        }
+    }
+}
+
+/// Counts an invocation out of the waiting ones however its wait ends.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
