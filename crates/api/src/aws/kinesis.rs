@@ -413,7 +413,11 @@ impl KinesisService {
             }).collect::<Vec<_>>(),
         });
         if has_more_streams && let Some(last) = page.last() {
-            response["NextToken"] = Value::String(encode_list_streams_token(&last.name));
+            insert_member(
+                &mut response,
+                "NextToken",
+                Value::String(encode_list_streams_token(&last.name)),
+            );
         }
         Ok(response)
     }
@@ -464,13 +468,19 @@ impl KinesisService {
         };
         let (shards, has_more) = shard_page(&stream, after.as_deref(), page_max);
         let mut response = json!({ "Shards": shards });
-        if has_more && let Some(last) = shards.last().and_then(|shard| shard["ShardId"].as_str()) {
-            response["NextToken"] = Value::String(encode_list_shards_token(&ListShardsToken {
+        if has_more
+            && let Some(last) = shards
+                .last()
+                .and_then(|shard| shard.get("ShardId"))
+                .and_then(Value::as_str)
+        {
+            let token = encode_list_shards_token(&ListShardsToken {
                 stream_name: stream.name().to_owned(),
                 stream_created_ms: stream.created_time_ms(),
                 exclusive_start_shard_id: last.to_owned(),
                 issued_ms: self.clock.now_ms(),
-            }));
+            });
+            insert_member(&mut response, "NextToken", Value::String(token));
         }
         Ok(response)
     }
@@ -855,6 +865,13 @@ fn retention_period_hours(retention_period_ms: u64) -> u64 {
     retention_period_ms.div_ceil(MILLIS_PER_HOUR)
 }
 
+/// Adds a member to a response object (every response is built as one by `json!`).
+fn insert_member(response: &mut Value, key: &str, value: Value) {
+    if let Some(object) = response.as_object_mut() {
+        object.insert(key.to_owned(), value);
+    }
+}
+
 fn invalid_argument(message: impl Into<String>) -> AwsError {
     AwsError::client("InvalidArgumentException", message)
 }
@@ -892,14 +909,16 @@ pub fn log_error(error: LogError) -> AwsError {
         LogError::InvalidName { name, reason } => {
             invalid_argument(format!("Invalid stream name {name}: {reason}."))
         }
-        LogError::LimitExceeded { what, value, limit } if what == "streams in the log" => {
-            AwsError::client(
-                "LimitExceededException",
-                format!(
-                    "This request would exceed the stream limit for the account {ACCOUNT_ID} in {REGION}: {value} > {limit}."
-                ),
-            )
-        }
+        LogError::LimitExceeded {
+            what: "streams in the log",
+            value,
+            limit,
+        } => AwsError::client(
+            "LimitExceededException",
+            format!(
+                "This request would exceed the stream limit for the account {ACCOUNT_ID} in {REGION}: {value} > {limit}."
+            ),
+        ),
         error @ (LogError::InvalidArgument(_)
         | LogError::LimitExceeded { .. }
         | LogError::InvalidSequenceNumber { .. }
