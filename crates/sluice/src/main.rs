@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use sluice_api::Server;
 use sluice_api::aws::AwsApi;
 use sluice_api::aws::firehose::{FirehoseService, MetricsService, create_request_config};
+use sluice_api::aws::kinesis::KinesisService;
 use sluice_api::aws::qldb::QldbService;
 use sluice_api::aws::qldb_session::QldbSessionService;
 use sluice_api::es::EsApi;
@@ -353,9 +354,10 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
     ));
     let qldb = Arc::new(QldbService::new(node.ledgers().clone(), node.s3_dir()));
     AwsApi::new()
+        .with_json_service(Arc::new(KinesisService::new(Arc::clone(node.log()))))
+        .with_json_service(Arc::new(FirehoseService::new(node.clone())))
         .with_json_service(Arc::new(qldb_session))
         .with_rest_service(Arc::new(qldb))
-        .with_json_service(Arc::new(FirehoseService::new(node.clone())))
         .with_rest_service(Arc::new(MetricsService::new(node.clone())))
 }
 

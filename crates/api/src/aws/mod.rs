@@ -5,6 +5,8 @@
 //!
 //! Request signatures (SigV4) are accepted unchecked on loopback; authentication is a later layer.
 
+pub mod kinesis;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
