@@ -357,7 +357,7 @@ def test_delivery_stream_logs_are_not_kinesis_streams(sluice, kinesis):
             "RoleARN": "arn:aws:iam::000000000000:role/firehose",
             "IndexName": "direct",
             "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose",
-                                "BucketARN": "arn:aws:s3:::b"},
+                                "BucketARN": "arn:aws:s3:::direct-backup"},
         },
     )
     kinesis.create_stream(StreamName="mine", ShardCount=1)
