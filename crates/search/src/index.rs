@@ -242,6 +242,18 @@ impl IdLookup {
     }
 }
 
+/// One document or tombstone handed to tantivy.
+struct TantivyEntry<'a> {
+    id: &'a str,
+    version: u64,
+    seq_no: u64,
+    /// `None` for a tombstone.
+    source: Option<&'a [u8]>,
+    entries: Vec<(String, crate::mapping::IndexValue)>,
+    /// Whether tantivy may already hold a document with this id.
+    replaces: bool,
+}
+
 struct Found {
     current: Current,
     source: Option<Arc<[u8]>>,
@@ -467,13 +479,10 @@ impl Index {
                             tracing::error!(index = %self.name, id, "replayed document no longer fits its mapping; kept unsearchable");
                             Vec::new()
                         });
+                    // Replayed operations may overwrite committed documents: always replace.
                     self.add_to_tantivy(
                         &state.writer,
-                        &id,
-                        version,
-                        seq_no,
-                        Some(&source),
-                        entries,
+                        TantivyEntry { id: &id, version, seq_no, source: Some(&source), entries, replaces: true },
                     )?;
                 }
                 Operation::Delete {
@@ -481,7 +490,10 @@ impl Index {
                     version,
                     id,
                 } => {
-                    self.add_to_tantivy(&state.writer, &id, version, seq_no, None, Vec::new())?;
+                    self.add_to_tantivy(
+                        &state.writer,
+                        TantivyEntry { id: &id, version, seq_no, source: None, entries: Vec::new(), replaces: true },
+                    )?;
                 }
             }
             replayed += 1;
@@ -654,7 +666,10 @@ impl Index {
                     id: id.clone(),
                 })?;
                 state.next_seq_no += 1;
-                self.add_to_tantivy(&state.writer, &id, version, seq_no, None, Vec::new())?;
+                self.add_to_tantivy(
+                    &state.writer,
+                    TantivyEntry { id: &id, version, seq_no, source: None, entries: Vec::new(), replaces: current.is_some() },
+                )?;
                 state.live_bytes += id.len();
                 state.live.insert(
                     id.clone(),
@@ -780,11 +795,14 @@ impl Index {
         state.next_seq_no += 1;
         self.add_to_tantivy(
             &state.writer,
-            &id,
-            version,
-            seq_no,
-            Some(&source),
-            parsed.entries,
+            TantivyEntry {
+                id: &id,
+                version,
+                seq_no,
+                source: Some(&source),
+                entries: parsed.entries,
+                replaces: current.is_some(),
+            },
         )?;
         state.live_bytes += id.len() + source.len();
         state.live.insert(
@@ -821,19 +839,18 @@ impl Index {
         }
     }
 
-    /// Replaces whatever tantivy holds for `id` with a document, or a tombstone when `source`
-    /// is `None`.
-    fn add_to_tantivy(
-        &self,
-        writer: &IndexWriter,
-        id: &str,
-        version: u64,
-        seq_no: u64,
-        source: Option<&[u8]>,
-        entries: Vec<(String, crate::mapping::IndexValue)>,
-    ) -> Result<()> {
+    /// Adds a document, or a tombstone when `source` is `None`, replacing whatever tantivy holds
+    /// for the id when `replaces` says it may hold something.
+    fn add_to_tantivy(&self, writer: &IndexWriter, entry: TantivyEntry<'_>) -> Result<()> {
+        let TantivyEntry { id, version, seq_no, source, entries, replaces } = entry;
         let fields = &self.fields;
-        writer.delete_term(Term::from_field_text(fields.id, id));
+        // Under the write lock the live map and the searcher know every id tantivy holds, so a
+        // write whose lookup found nothing (always so for generated ids) has nothing to replace.
+        // Skipping the delete spares tantivy a delete-queue entry that every commit would resolve
+        // against every segment.
+        if replaces {
+            writer.delete_term(Term::from_field_text(fields.id, id));
+        }
         let mut document = TantivyDocument::new();
         document.add_text(fields.id, id);
         document.add_u64(fields.version, version);
