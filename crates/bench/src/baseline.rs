@@ -14,29 +14,32 @@ use tantivy::schema::{FAST, INDEXED, STORED, STRING, Schema, TEXT};
 use tantivy::{DateTime, Index, IndexWriter, TantivyDocument};
 
 use crate::docs::LogDoc;
-use crate::server::peak_rss_bytes_of;
+use crate::server::{cpu_seconds_of, peak_rss_bytes_of};
 
 /// What the parent reads from the child's stdout: one line, `key=value` pairs.
 pub const RESULT_PREFIX: &str = "baseline-result";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BaselineResult {
     pub n_docs: u64,
     pub source_bytes: u64,
     pub seconds: f64,
     pub generate_seconds: f64,
     pub peak_rss_bytes: u64,
+    /// CPU time of this process up to the end of the commit, generation included.
+    pub cpu_seconds: f64,
 }
 
 impl BaselineResult {
-    pub fn to_line(&self) -> String {
+    pub fn to_line(self) -> String {
         format!(
-            "{RESULT_PREFIX} n_docs={} source_bytes={} seconds={} generate_seconds={} peak_rss_bytes={}",
+            "{RESULT_PREFIX} n_docs={} source_bytes={} seconds={} generate_seconds={} peak_rss_bytes={} cpu_seconds={}",
             self.n_docs,
             self.source_bytes,
             self.seconds,
             self.generate_seconds,
-            self.peak_rss_bytes
+            self.peak_rss_bytes,
+            self.cpu_seconds
         )
     }
 
@@ -55,6 +58,7 @@ impl BaselineResult {
             seconds: get("seconds")?.parse()?,
             generate_seconds: get("generate_seconds")?.parse()?,
             peak_rss_bytes: get("peak_rss_bytes")?.parse()?,
+            cpu_seconds: get("cpu_seconds")?.parse()?,
         })
     }
 }
@@ -113,6 +117,7 @@ pub fn run(
     writer.commit().context("committing")?;
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss_bytes = peak_rss_bytes_of("/proc/self/status")?;
+    let cpu_seconds = cpu_seconds_of("/proc/self/stat")?;
     drop(writer);
 
     // What generating the documents alone costs, so the reader can see it is small.
@@ -138,5 +143,27 @@ pub fn run(
         seconds,
         generate_seconds,
         peak_rss_bytes,
+        cpu_seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_round_trip() {
+        let result = BaselineResult {
+            n_docs: 3,
+            source_bytes: 900,
+            seconds: 1.5,
+            generate_seconds: 0.25,
+            peak_rss_bytes: 4096,
+            cpu_seconds: 2.75,
+        };
+        assert_eq!(
+            BaselineResult::from_line(&result.to_line()).unwrap(),
+            result
+        );
+    }
 }

@@ -158,9 +158,9 @@ impl Rng {
         ((self.next_u64() >> 32) * n) >> 32
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         let index = self.below(items.len() as u64) as usize;
-        &items[index]
+        items[index]
     }
 
     /// A float in `[0, 1)`.
@@ -193,8 +193,8 @@ impl LogDoc {
         let timestamp_ms =
             START_EPOCH_MS + index as i64 * SPACING_MS + rng.below(1_000) as i64 - 500;
         let host = format!("web-{:03}", rng.below(200));
-        let service = *rng.pick(SERVICES);
-        let level = *rng.pick(LEVELS);
+        let service = rng.pick(SERVICES);
+        let level = rng.pick(LEVELS);
         let n_words = 8 + rng.below(9);
         let mut message = String::with_capacity(120);
         for n in 0..n_words {
@@ -204,15 +204,15 @@ impl LogDoc {
             if rng.below(10) == 0 {
                 message.push_str(&rng.below(100_000).to_string());
             } else {
-                message.push_str(*rng.pick(WORDS));
+                message.push_str(rng.pick(WORDS));
             }
         }
-        let status = *rng.pick(STATUSES);
+        let status = rng.pick(STATUSES);
         // Long-tailed latencies, rounded to microseconds as a logger would print them.
         let latency_ms = ((-rng.unit().max(1e-9).ln() * 40.0) * 1000.0).round() / 1000.0;
         let bytes = (rng.below(1 << 20) as i64) >> rng.below(12);
         let user_id = format!("u-{:06}", rng.below(500_000));
-        let region = *rng.pick(REGIONS);
+        let region = rng.pick(REGIONS);
         let trace_id = format!("{:016x}", rng.next_u64());
         LogDoc {
             timestamp_ms,

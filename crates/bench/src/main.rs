@@ -73,6 +73,10 @@ struct BulkArgs {
     /// letting Sluice generate ids, as log shippers usually do.
     #[arg(long)]
     ids: bool,
+    /// Body of the `PUT /index` that creates the index: default settings and dynamic mapping
+    /// unless given, e.g. `{"settings":{"index":{"refresh_interval":"30s"}}}` to measure a change.
+    #[arg(long, default_value = "{}")]
+    index_body: String,
     /// Skip the tantivy baseline (for profiling runs).
     #[arg(long)]
     skip_baseline: bool,
@@ -270,6 +274,15 @@ fn bulk(args: BulkArgs) -> anyhow::Result<()> {
             return Err(error);
         }
     };
+    // Printed now so that a failure later never loses the Sluice measurement.
+    eprintln!(
+        "sluice: {} docs in {:.1} s ({:.0} docs/s), {:.1} CPU-s, peak RSS {} MiB",
+        sluice_result.n_docs,
+        sluice_result.seconds,
+        sluice_result.n_docs as f64 / sluice_result.seconds,
+        sluice_result.cpu_seconds,
+        sluice_result.peak_rss_bytes >> 20
+    );
     let shutdown = server.stop()?;
     eprintln!("sluice stopped in {:.2}s", shutdown.as_secs_f64());
 
@@ -314,13 +327,16 @@ fn command_line(args: &BulkArgs) -> String {
     if args.ids {
         line.push_str(" --ids");
     }
+    if args.index_body != "{}" {
+        line.push_str(&format!(" --index-body '{}'", args.index_body));
+    }
     line
 }
 
 /// The timed part on the Sluice side: create the index, send every batch, refresh, count.
 fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<BulkResult> {
     let mut admin = Connection::open(&server.search_address)?;
-    let response = admin.json("PUT", &format!("/{INDEX_NAME}"), "{}")?;
+    let response = admin.json("PUT", &format!("/{INDEX_NAME}"), &args.index_body)?;
     check_ok(&response, "creating the index")?;
 
     let perf = match &args.perf_record {
@@ -396,6 +412,7 @@ fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<B
         args.docs
     );
     let peak_rss_bytes = server.peak_rss_bytes()?;
+    let cpu_seconds = server.cpu_seconds()?;
     let mut latencies = latencies.into_inner().unwrap_or_else(|p| p.into_inner());
     latencies.sort();
     let percentile = |p: f64| {
@@ -409,6 +426,7 @@ fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<B
         seconds,
         sent_seconds,
         peak_rss_bytes,
+        cpu_seconds,
         batch: args.batch,
         clients: args.clients,
         latency_p50_ms: percentile(0.5),

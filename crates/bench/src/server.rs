@@ -89,6 +89,11 @@ impl Server {
         peak_rss_bytes_of(&format!("/proc/{}/status", self.pid()))
     }
 
+    /// CPU time (user + system) the server has used so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.pid()))
+    }
+
     pub fn log_tail(&self) -> String {
         log_tail(&self.log_path)
     }
@@ -156,6 +161,23 @@ pub fn peak_rss_bytes_of(status_path: &str) -> anyhow::Result<u64> {
         .parse()
         .context("bad VmHWM value")?;
     Ok(kib * 1024)
+}
+
+/// Clock ticks per second of `/proc/*/stat` times; 100 on every Linux this runs on
+/// (`getconf CLK_TCK`), read without libc because the workspace forbids `unsafe`.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU time of a process (all its threads) from a `/proc/*/stat` file.
+pub fn cpu_seconds_of(stat_path: &str) -> anyhow::Result<f64> {
+    let stat = fs::read_to_string(stat_path).with_context(|| format!("reading {stat_path}"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat.rsplit_once(')').context("bad stat line")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |n: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(n).context("short stat line")?.parse::<u64>()? as f64)
+    };
+    Ok((ticks(11)? + ticks(12)?) / CLOCK_TICKS_PER_SECOND)
 }
 
 fn log_tail(path: &Path) -> String {
