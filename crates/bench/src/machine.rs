@@ -1,0 +1,85 @@
+//! What the numbers were measured on: CPU, memory, and how fast the disk makes appends durable,
+//! which bounds any durable write path.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// Appends timed by the fsync probe.
+const FSYNC_PROBE_APPENDS: usize = 200;
+/// Bytes of each probe append.
+const FSYNC_PROBE_BYTES: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub n_cpus: usize,
+    pub memory_bytes: u64,
+    pub kernel: String,
+    /// 1-minute load average when the benchmark started: other work on the machine skews results.
+    pub load_average: f64,
+    /// fsync'd 4 KiB appends per second on the benchmark's temporary directory.
+    pub fsyncs_per_second: f64,
+}
+
+impl Machine {
+    pub fn probe(scratch_dir: &Path) -> anyhow::Result<Machine> {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let n_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_bytes = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kib| kib * 1024);
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let load_average = load_average();
+        Ok(Machine {
+            load_average,
+            cpu_model,
+            n_cpus,
+            memory_bytes,
+            kernel,
+            fsyncs_per_second: fsync_rate(scratch_dir)?,
+        })
+    }
+}
+
+/// Times `FSYNC_PROBE_APPENDS` appends of `FSYNC_PROBE_BYTES`, each followed by `fdatasync`, as a
+/// translog's group commit does.
+fn fsync_rate(dir: &Path) -> anyhow::Result<f64> {
+    let path = dir.join("fsync-probe");
+    let mut file = fs::File::create(&path)?;
+    let block = vec![0x5a_u8; FSYNC_PROBE_BYTES];
+    let started = Instant::now();
+    for _ in 0..FSYNC_PROBE_APPENDS {
+        file.write_all(&block)?;
+        file.sync_data()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(file);
+    fs::remove_file(&path)?;
+    Ok(FSYNC_PROBE_APPENDS as f64 / seconds)
+}
+
+/// The 1-minute load average from `/proc/loadavg`.
+pub fn load_average() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}

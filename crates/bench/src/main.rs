@@ -1,0 +1,468 @@
+//! `sluice-bench`: measures Sluice against the engines it is built on.
+//!
+//! `sluice-bench bulk` generates log documents, loads them into a real `sluice up` over HTTP
+//! `_bulk` with concurrent clients (durability on: each bulk is acknowledged after fsync), checks
+//! that every document is there, then writes the same documents straight into tantivy in a child
+//! process (`sluice-bench tantivy-baseline`) and prints both side by side. With `--report FILE`
+//! it writes the results into a Markdown file between markers, leaving the rest of it alone.
+
+mod baseline;
+mod docs;
+mod http;
+mod machine;
+mod report;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::{Parser, Subcommand};
+
+use crate::baseline::BaselineResult;
+use crate::docs::LogDoc;
+use crate::http::Connection;
+use crate::machine::Machine;
+use crate::report::{BulkResult, Report};
+use crate::server::Server;
+
+/// Writer threads of a Sluice index (`INDEXING_THREADS` in crates/search/src/index.rs).
+const INDEXING_THREADS: usize = 2;
+/// Memory budget of a Sluice index writer in MiB (`INDEXING_MEMORY_BYTES` there).
+const INDEXING_MEMORY_MIB: usize = 96;
+/// The index the benchmark loads.
+const INDEX_NAME: &str = "bench-logs";
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice-bench", about = "Benchmarks of Sluice")]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Bulk-load documents into Sluice over HTTP, then the same into raw tantivy, and compare.
+    Bulk(BulkArgs),
+    /// The raw tantivy side of `bulk`, run as a child process so its peak memory is its own.
+    TantivyBaseline(BaselineArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BulkArgs {
+    /// Documents to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    docs: u64,
+    /// Documents per `_bulk` request.
+    #[arg(long, default_value_t = 5_000)]
+    batch: u64,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Seed of the document generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The `sluice` binary; defaults to the one next to this binary (target/release/sluice).
+    #[arg(long)]
+    sluice: Option<PathBuf>,
+    /// Send an explicit `_id` with every document (exercises the version lookup) instead of
+    /// letting Sluice generate ids, as log shippers usually do.
+    #[arg(long)]
+    ids: bool,
+    /// Body of the `PUT /index` that creates the index: default settings and dynamic mapping
+    /// unless given, e.g. `{"settings":{"index":{"refresh_interval":"30s"}}}` to measure a change.
+    #[arg(long, default_value = "{}")]
+    index_body: String,
+    /// Skip the tantivy baseline (for profiling runs).
+    #[arg(long)]
+    skip_baseline: bool,
+    /// Write the results into this Markdown file between `<!-- bench:begin -->` and
+    /// `<!-- bench:end -->` (created if missing).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Record a CPU profile of the server with `perf record` into this file.
+    #[arg(long)]
+    perf_record: Option<PathBuf>,
+    /// With `--perf-record`: record call graphs (DWARF unwinding; large files, use fewer docs).
+    #[arg(long)]
+    perf_call_graph: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct BaselineArgs {
+    #[arg(long)]
+    docs: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = INDEXING_THREADS)]
+    threads: usize,
+    #[arg(long, default_value_t = INDEXING_MEMORY_MIB)]
+    memory_mib: usize,
+    /// Empty directory for the index.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        BenchCommand::Bulk(args) => bulk(args),
+        BenchCommand::TantivyBaseline(args) => {
+            let result = baseline::run(
+                &args.dir,
+                args.docs,
+                args.seed,
+                args.threads,
+                args.memory_mib * 1024 * 1024,
+            )?;
+            println!("{}", result.to_line());
+            Ok(())
+        }
+    }
+}
+
+/// Bulk request bodies, built before the clock starts so clients only send bytes.
+struct Batches {
+    bodies: Vec<Vec<u8>>,
+    source_bytes: u64,
+}
+
+fn build_batches(n_docs: u64, batch: u64, seed: u64, ids: bool) -> Batches {
+    let mut bodies = Vec::new();
+    let mut source_bytes = 0;
+    let mut json = Vec::with_capacity(512);
+    let mut start = 0;
+    while start < n_docs {
+        let end = (start + batch).min(n_docs);
+        let mut body = Vec::with_capacity(((end - start) * 340) as usize);
+        for i in start..end {
+            if ids {
+                body.extend_from_slice(format!("{{\"index\":{{\"_id\":\"{i}\"}}}}\n").as_bytes());
+            } else {
+                body.extend_from_slice(b"{\"index\":{}}\n");
+            }
+            json.clear();
+            LogDoc::generate(seed, i).write_json(&mut json);
+            source_bytes += json.len() as u64;
+            body.extend_from_slice(&json);
+            body.push(b'\n');
+        }
+        bodies.push(body);
+        start = end;
+    }
+    Batches {
+        bodies,
+        source_bytes,
+    }
+}
+
+fn default_sluice_path() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    Ok(exe.with_file_name("sluice"))
+}
+
+fn check_ok(response: &http::Response, what: &str) -> anyhow::Result<()> {
+    ensure!(
+        response.status == 200,
+        "{what}: status {}: {}",
+        response.status,
+        response.text()
+    );
+    Ok(())
+}
+
+/// Checks that a bulk response says `"errors":false`; otherwise reports the first failed item.
+fn check_bulk_response(response: &http::Response) -> anyhow::Result<()> {
+    check_ok(response, "bulk")?;
+    const NO_ERRORS: &[u8] = b"\"errors\":false";
+    let head = &response.body[..response.body.len().min(64)];
+    if head.windows(NO_ERRORS.len()).any(|w| w == NO_ERRORS) {
+        return Ok(());
+    }
+    let value: serde_json::Value = serde_json::from_slice(&response.body)?;
+    if value["errors"] == serde_json::Value::Bool(false) {
+        return Ok(());
+    }
+    let first_error = value["items"]
+        .as_array()
+        .and_then(|items| {
+            items.iter().find(|item| {
+                item.as_object()
+                    .is_some_and(|o| o.values().any(|v| v.get("error").is_some()))
+            })
+        })
+        .cloned()
+        .unwrap_or_default();
+    bail!("bulk reported errors; first failed item: {first_error}")
+}
+
+/// Starts `perf record` on the server; stopped with SIGINT so that it writes its file.
+fn start_perf(pid: u32, output: &Path, call_graph: bool) -> anyhow::Result<std::process::Child> {
+    let mut command = Command::new("perf");
+    command.args(["record", "-e", "cpu-clock", "-F", "499"]);
+    if call_graph {
+        command.args(["--call-graph", "dwarf,32768"]);
+    }
+    command
+        .arg("-p")
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = command.spawn().context("starting perf record")?;
+    // Give perf time to attach before the load starts.
+    thread::sleep(Duration::from_millis(500));
+    Ok(child)
+}
+
+fn stop_perf(mut perf: std::process::Child) -> anyhow::Result<()> {
+    Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status()?;
+    perf.wait()?;
+    Ok(())
+}
+
+fn bulk(args: BulkArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.docs > 0 && args.batch > 0 && args.clients > 0,
+        "docs, batch and clients must be positive"
+    );
+    let sluice = match &args.sluice {
+        Some(path) => path.clone(),
+        None => default_sluice_path()?,
+    };
+    ensure!(
+        sluice.is_file(),
+        "no sluice binary at {} (build it with cargo build --release -p sluice)",
+        sluice.display()
+    );
+    let scratch = tempfile::Builder::new().prefix("sluice-bench").tempdir()?;
+    let machine = Machine::probe(scratch.path())?;
+    eprintln!(
+        "machine: {} × {}, {:.1} GiB RAM, {:.0} fsyncs/s, load average {:.1}",
+        machine.n_cpus,
+        machine.cpu_model,
+        machine.memory_bytes as f64 / (1u64 << 30) as f64,
+        machine.fsyncs_per_second,
+        machine.load_average
+    );
+
+    eprintln!(
+        "generating {} documents in batches of {}…",
+        args.docs, args.batch
+    );
+    let batches = build_batches(args.docs, args.batch, args.seed, args.ids);
+    eprintln!(
+        "{} bulk requests, {:.1} MB of source",
+        batches.bodies.len(),
+        batches.source_bytes as f64 / 1e6
+    );
+
+    let data_dir = scratch.path().join("sluice-data");
+    let server = Server::start(&sluice, &data_dir, &scratch.path().join("sluice.log"))?;
+    eprintln!("sluice pid {} on {}", server.pid(), server.search_address);
+    let sluice_result = load(&server, &args, &batches);
+    let sluice_result = match sluice_result {
+        Ok(result) => result,
+        Err(error) => {
+            eprintln!("server log:\n{}", server.log_tail());
+            return Err(error);
+        }
+    };
+    // Printed now so that a failure later never loses the Sluice measurement.
+    eprintln!(
+        "sluice: {} docs in {:.1} s ({:.0} docs/s), {:.1} CPU-s, peak RSS {} MiB",
+        sluice_result.n_docs,
+        sluice_result.seconds,
+        sluice_result.n_docs as f64 / sluice_result.seconds,
+        sluice_result.cpu_seconds,
+        sluice_result.peak_rss_bytes >> 20
+    );
+    let shutdown = server.stop()?;
+    eprintln!("sluice stopped in {:.2}s", shutdown.as_secs_f64());
+
+    let baseline = if args.skip_baseline {
+        None
+    } else {
+        eprintln!("tantivy baseline…");
+        Some(run_baseline(&args, scratch.path())?)
+    };
+    if let Some(baseline) = &baseline {
+        ensure!(
+            baseline.source_bytes == batches.source_bytes,
+            "the baseline indexed different documents ({} source bytes, Sluice {})",
+            baseline.source_bytes,
+            batches.source_bytes
+        );
+    }
+    let report = Report {
+        machine,
+        command: command_line(&args),
+        sluice: sluice_result,
+        baseline,
+        date_utc: report::utc_date(),
+        load_average_after: machine::load_average(),
+    };
+    println!("{}", report.table());
+    if let Some(path) = &args.report {
+        report.write_into(path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn command_line(args: &BulkArgs) -> String {
+    let mut line = format!(
+        "cargo build --release -p sluice -p sluice-bench && cargo run --release -p sluice-bench -- bulk --docs {} --batch {} --clients {}",
+        args.docs, args.batch, args.clients
+    );
+    if args.seed != 42 {
+        line.push_str(&format!(" --seed {}", args.seed));
+    }
+    if args.ids {
+        line.push_str(" --ids");
+    }
+    if args.index_body != "{}" {
+        line.push_str(&format!(" --index-body '{}'", args.index_body));
+    }
+    line
+}
+
+/// The timed part on the Sluice side: create the index, send every batch, refresh, count.
+fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<BulkResult> {
+    let mut admin = Connection::open(&server.search_address)?;
+    let response = admin.json("PUT", &format!("/{INDEX_NAME}"), &args.index_body)?;
+    check_ok(&response, "creating the index")?;
+
+    let perf = match &args.perf_record {
+        Some(path) => Some(start_perf(server.pid(), path, args.perf_call_graph)?),
+        None => None,
+    };
+    let next_batch = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let latencies: Mutex<Vec<Duration>> = Mutex::new(Vec::with_capacity(batches.bodies.len()));
+    let bulk_path = format!("/{INDEX_NAME}/_bulk");
+    let started = Instant::now();
+    let outcome: anyhow::Result<()> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.clients)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    let mut connection = Connection::open(&server.search_address)?;
+                    let mut mine = Vec::new();
+                    loop {
+                        if failed.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let n = next_batch.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = batches.bodies.get(n) else {
+                            break;
+                        };
+                        let sent = Instant::now();
+                        let result = connection
+                            .request("POST", &bulk_path, "application/x-ndjson", body)
+                            .and_then(|response| check_bulk_response(&response));
+                        if let Err(error) = result {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(error.context(format!("bulk request {n}")));
+                        }
+                        mine.push(sent.elapsed());
+                        if n % 20 == 19 {
+                            eprint!("\r{} of {} bulk requests", n + 1, batches.bodies.len());
+                        }
+                    }
+                    latencies
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(mine);
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        }
+        Ok(())
+    });
+    eprintln!();
+    outcome?;
+    let sent_seconds = started.elapsed().as_secs_f64();
+    let response = admin.json("POST", &format!("/{INDEX_NAME}/_refresh"), "")?;
+    check_ok(&response, "refreshing")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(perf) = perf {
+        stop_perf(perf)?;
+    }
+
+    let response = admin.json("GET", &format!("/{INDEX_NAME}/_count"), "")?;
+    check_ok(&response, "counting")?;
+    let count: serde_json::Value = serde_json::from_slice(&response.body)?;
+    let count = count["count"]
+        .as_u64()
+        .context("no count in the _count response")?;
+    ensure!(
+        count == args.docs,
+        "Sluice holds {count} documents after the load, expected {}",
+        args.docs
+    );
+    let peak_rss_bytes = server.peak_rss_bytes()?;
+    let cpu_seconds = server.cpu_seconds()?;
+    let mut latencies = latencies.into_inner().unwrap_or_else(|p| p.into_inner());
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(BulkResult {
+        n_docs: args.docs,
+        source_bytes: batches.source_bytes,
+        seconds,
+        sent_seconds,
+        peak_rss_bytes,
+        cpu_seconds,
+        batch: args.batch,
+        clients: args.clients,
+        latency_p50_ms: percentile(0.5),
+        latency_p99_ms: percentile(0.99),
+        latency_max_ms: percentile(1.0),
+    })
+}
+
+fn run_baseline(args: &BulkArgs, scratch: &Path) -> anyhow::Result<BaselineResult> {
+    let dir = scratch.join("tantivy-baseline");
+    std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .arg("tantivy-baseline")
+        .args([
+            "--docs",
+            &args.docs.to_string(),
+            "--seed",
+            &args.seed.to_string(),
+        ])
+        .args(["--threads", &INDEXING_THREADS.to_string()])
+        .args(["--memory-mib", &INDEXING_MEMORY_MIB.to_string()])
+        .arg("--dir")
+        .arg(&dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the tantivy baseline")?;
+    ensure!(
+        output.status.success(),
+        "the tantivy baseline failed: {}",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(baseline::RESULT_PREFIX))
+        .context("the tantivy baseline printed no result")?;
+    BaselineResult::from_line(line)
+}

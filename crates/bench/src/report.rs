@@ -1,0 +1,210 @@
+//! The side-by-side table, and its Markdown form written into BENCHMARKS.md between markers so that
+//! hand-written notes around it survive a re-run.
+
+use std::fs;
+use std::path::Path;
+
+use crate::baseline::BaselineResult;
+use crate::machine::Machine;
+
+pub const BEGIN_MARKER: &str = "<!-- bench:begin -->";
+pub const END_MARKER: &str = "<!-- bench:end -->";
+
+#[derive(Debug, Clone)]
+pub struct BulkResult {
+    pub n_docs: u64,
+    pub source_bytes: u64,
+    /// From the first bulk request sent to the final refresh returning.
+    pub seconds: f64,
+    /// From the first bulk request sent to the last one acknowledged.
+    pub sent_seconds: f64,
+    pub peak_rss_bytes: u64,
+    /// CPU time of the server process over its whole life (startup is negligible).
+    pub cpu_seconds: f64,
+    pub batch: u64,
+    pub clients: usize,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub machine: Machine,
+    pub command: String,
+    pub sluice: BulkResult,
+    pub baseline: Option<BaselineResult>,
+    pub date_utc: String,
+    pub load_average_after: f64,
+}
+
+struct Row {
+    name: String,
+    docs_per_second: f64,
+    mb_per_second: f64,
+    seconds: f64,
+    cpu_seconds: f64,
+    docs_per_cpu_second: f64,
+    peak_rss_mib: f64,
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+impl Report {
+    fn rows(&self) -> Vec<Row> {
+        let s = &self.sluice;
+        let mut rows = vec![Row {
+            name: format!(
+                "Sluice `_bulk` over HTTP ({} clients × {} docs, fsync per bulk)",
+                s.clients, s.batch
+            ),
+            docs_per_second: s.n_docs as f64 / s.seconds,
+            mb_per_second: s.source_bytes as f64 / 1e6 / s.seconds,
+            seconds: s.seconds,
+            cpu_seconds: s.cpu_seconds,
+            docs_per_cpu_second: s.n_docs as f64 / s.cpu_seconds,
+            peak_rss_mib: mib(s.peak_rss_bytes),
+        }];
+        if let Some(b) = &self.baseline {
+            rows.push(Row {
+                name: "tantivy `IndexWriter` directly (same threads and memory budget)".into(),
+                docs_per_second: b.n_docs as f64 / b.seconds,
+                mb_per_second: b.source_bytes as f64 / 1e6 / b.seconds,
+                seconds: b.seconds,
+                cpu_seconds: b.cpu_seconds,
+                docs_per_cpu_second: b.n_docs as f64 / b.cpu_seconds,
+                peak_rss_mib: mib(b.peak_rss_bytes),
+            });
+        }
+        rows
+    }
+
+    /// Sluice's rate over tantivy's: by wall clock, and by CPU time, which a busy machine skews less.
+    fn ratios(&self) -> Option<(f64, f64)> {
+        let b = self.baseline.as_ref()?;
+        let s = &self.sluice;
+        Some((
+            (s.n_docs as f64 / s.seconds) / (b.n_docs as f64 / b.seconds),
+            (s.n_docs as f64 / s.cpu_seconds) / (b.n_docs as f64 / b.cpu_seconds),
+        ))
+    }
+
+    fn table_markdown(&self) -> String {
+        let mut out = String::from(
+            "| | docs/s | MB/s (source) | total time | CPU time | docs per CPU-second | peak RSS |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for row in self.rows() {
+            out.push_str(&format!(
+                "| {} | {:.0} | {:.1} | {:.1} s | {:.1} s | {:.0} | {:.0} MiB |\n",
+                row.name,
+                row.docs_per_second,
+                row.mb_per_second,
+                row.seconds,
+                row.cpu_seconds,
+                row.docs_per_cpu_second,
+                row.peak_rss_mib
+            ));
+        }
+        if let Some((wall, cpu)) = self.ratios() {
+            out.push_str(&format!(
+                "\nSluice / tantivy: **{wall:.2}** by docs/s (target ≥ 0.50: {}), {cpu:.2} by docs per CPU-second\n",
+                if wall >= 0.5 { "met" } else { "not met" }
+            ));
+        }
+        out
+    }
+
+    /// What `bulk` prints at the end.
+    pub fn table(&self) -> String {
+        let s = &self.sluice;
+        let mut out = format!(
+            "\n{} documents, {:.1} MB of JSON source ({:.0} bytes each)\n\n",
+            s.n_docs,
+            s.source_bytes as f64 / 1e6,
+            s.source_bytes as f64 / s.n_docs as f64
+        );
+        out.push_str(&self.table_markdown());
+        out.push_str(&format!(
+            "\nSluice: last bulk acknowledged at {:.1} s, final refresh done at {:.1} s; bulk latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n",
+            s.sent_seconds, s.seconds, s.latency_p50_ms, s.latency_p99_ms, s.latency_max_ms
+        ));
+        if let Some(b) = &self.baseline {
+            out.push_str(&format!(
+                "tantivy: generating the documents inside its timed loop costs {:.1} s of its {:.1} s\n",
+                b.generate_seconds, b.seconds
+            ));
+        }
+        out
+    }
+
+    fn markdown(&self) -> String {
+        let m = &self.machine;
+        format!(
+            "{BEGIN_MARKER}\n\
+             ## Bulk loading: Sluice versus raw tantivy\n\n\
+             Measured {date} on {n_cpus} × {cpu}, {ram:.1} GiB RAM, Linux {kernel}; \
+             the disk does {fsyncs:.0} fsync'd 4 KiB appends per second; \
+             load average {load_before:.1} before and {load_after:.1} after the run \
+             (the machine is shared; above {n_cpus} means the numbers are depressed by other work).\n\n\
+             ```sh\n{command}\n```\n\n\
+             {table}\n\
+             Sluice: last bulk acknowledged at {sent:.1} s, final refresh at {total:.1} s; \
+             bulk latency p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms.\n\
+             {generate}\
+             {END_MARKER}\n",
+            date = self.date_utc,
+            n_cpus = m.n_cpus,
+            cpu = m.cpu_model,
+            ram = m.memory_bytes as f64 / (1u64 << 30) as f64,
+            kernel = m.kernel,
+            fsyncs = m.fsyncs_per_second,
+            load_before = m.load_average,
+            load_after = self.load_average_after,
+            command = self.command,
+            table = self.table_markdown(),
+            sent = self.sluice.sent_seconds,
+            total = self.sluice.seconds,
+            p50 = self.sluice.latency_p50_ms,
+            p99 = self.sluice.latency_p99_ms,
+            max = self.sluice.latency_max_ms,
+            generate = self.baseline.as_ref().map_or(String::new(), |b| format!(
+                "The tantivy side generates each document inside its timed loop ({:.1} s of its {:.1} s); \
+                 Sluice's clients send pre-built bodies.\n",
+                b.generate_seconds, b.seconds
+            )),
+        )
+    }
+
+    /// Replaces the marked section of `path`, or appends it; creates the file if missing.
+    pub fn write_into(&self, path: &Path) -> anyhow::Result<()> {
+        let existing = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
+        let section = self.markdown();
+        let updated = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
+            (Some(begin), Some(end)) if begin < end => {
+                let after = end + END_MARKER.len();
+                let rest = existing[after..]
+                    .strip_prefix('\n')
+                    .unwrap_or(&existing[after..]);
+                format!("{}{section}{rest}", &existing[..begin])
+            }
+            _ => format!("{existing}{section}"),
+        };
+        fs::write(path, updated)?;
+        Ok(())
+    }
+}
+
+/// Today's date in UTC as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_date() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute()
+    )
+}
