@@ -482,7 +482,14 @@ impl Index {
                     // Replayed operations may overwrite committed documents: always replace.
                     self.add_to_tantivy(
                         &state.writer,
-                        TantivyEntry { id: &id, version, seq_no, source: Some(&source), entries, replaces: true },
+                        TantivyEntry {
+                            id: &id,
+                            version,
+                            seq_no,
+                            source: Some(&source),
+                            entries,
+                            replaces: true,
+                        },
                     )?;
                 }
                 Operation::Delete {
@@ -492,7 +499,14 @@ impl Index {
                 } => {
                     self.add_to_tantivy(
                         &state.writer,
-                        TantivyEntry { id: &id, version, seq_no, source: None, entries: Vec::new(), replaces: true },
+                        TantivyEntry {
+                            id: &id,
+                            version,
+                            seq_no,
+                            source: None,
+                            entries: Vec::new(),
+                            replaces: true,
+                        },
                     )?;
                 }
             }
@@ -668,7 +682,14 @@ impl Index {
                 state.next_seq_no += 1;
                 self.add_to_tantivy(
                     &state.writer,
-                    TantivyEntry { id: &id, version, seq_no, source: None, entries: Vec::new(), replaces: current.is_some() },
+                    TantivyEntry {
+                        id: &id,
+                        version,
+                        seq_no,
+                        source: None,
+                        entries: Vec::new(),
+                        replaces: current.is_some(),
+                    },
                 )?;
                 state.live_bytes += id.len();
                 state.live.insert(
@@ -842,7 +863,14 @@ impl Index {
     /// Adds a document, or a tombstone when `source` is `None`, replacing whatever tantivy holds
     /// for the id when `replaces` says it may hold something.
     fn add_to_tantivy(&self, writer: &IndexWriter, entry: TantivyEntry<'_>) -> Result<()> {
-        let TantivyEntry { id, version, seq_no, source, entries, replaces } = entry;
+        let TantivyEntry {
+            id,
+            version,
+            seq_no,
+            source,
+            entries,
+            replaces,
+        } = entry;
         let fields = &self.fields;
         // Under the write lock the live map and the searcher know every id tantivy holds, so a
         // write whose lookup found nothing (always so for generated ids) has nothing to replace.
