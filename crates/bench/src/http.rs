@@ -58,13 +58,29 @@ impl Connection {
         content_type: &str,
         body: &[u8],
     ) -> anyhow::Result<Response> {
+        self.request_with_headers(method, path, &[], content_type, body)
+    }
+
+    /// A request with extra headers, e.g. `X-Amz-Target` for the AWS JSON protocols.
+    pub fn request_with_headers(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
         self.head.clear();
         write!(
             self.head,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
             self.host,
             body.len()
         )?;
+        for (name, value) in headers {
+            write!(self.head, "{name}: {value}\r\n")?;
+        }
+        self.head.extend_from_slice(b"\r\n");
         self.writer.write_all(&self.head)?;
         self.writer.write_all(body)?;
         self.read_response()

@@ -5,9 +5,13 @@
 //! that every document is there, then writes the same documents straight into tantivy in a child
 //! process (`sluice-bench tantivy-baseline`) and prints both side by side. With `--report FILE`
 //! it writes the results into a Markdown file between markers, leaving the rest of it alone.
+//!
+//! `sluice-bench firehose` puts records through a Firehose delivery stream into Sluice's own index
+//! until they are searchable, next to kinesalite's Kinesis `PutRecords` (see `firehose.rs`).
 
 mod baseline;
 mod docs;
+mod firehose;
 mod http;
 mod machine;
 mod report;
@@ -48,6 +52,8 @@ struct Cli {
 enum BenchCommand {
     /// Bulk-load documents into Sluice over HTTP, then the same into raw tantivy, and compare.
     Bulk(BulkArgs),
+    /// Firehose PutRecordBatch into Sluice's own index until searchable, versus kinesalite.
+    Firehose(firehose::FirehoseArgs),
     /// The raw tantivy side of `bulk`, run as a child process so its peak memory is its own.
     TantivyBaseline(BaselineArgs),
 }
@@ -110,6 +116,7 @@ struct BaselineArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         BenchCommand::Bulk(args) => bulk(args),
+        BenchCommand::Firehose(args) => firehose::run(args),
         BenchCommand::TantivyBaseline(args) => {
             let result = baseline::run(
                 &args.dir,

@@ -16,12 +16,16 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 /// What `sluice up` prints before the search API address.
 const SEARCH_API_PREFIX: &str = "search API (Elasticsearch): http://";
+/// What `sluice up` prints before the AWS APIs address, on the line after the search API's.
+const AWS_API_PREFIX: &str = "AWS APIs: http://";
 
 pub struct Server {
     child: Child,
     stdout: Option<BufReader<ChildStdout>>,
     /// `host:port` of the search API.
     pub search_address: String,
+    /// `host:port` of the AWS APIs (Kinesis, Firehose, …).
+    pub aws_address: String,
     log_path: PathBuf,
 }
 
@@ -46,6 +50,7 @@ impl Server {
         thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
+            let mut search_address = None;
             loop {
                 line.clear();
                 match reader.read_line(&mut line) {
@@ -54,8 +59,14 @@ impl Server {
                         return;
                     }
                     Ok(_) => {
-                        if let Some(address) = line.trim().strip_prefix(SEARCH_API_PREFIX) {
-                            let _ = sender.send(Some((address.to_string(), reader)));
+                        let line = line.trim();
+                        if let Some(address) = line.strip_prefix(SEARCH_API_PREFIX) {
+                            search_address = Some(address.to_string());
+                        } else if let Some(address) = line.strip_prefix(AWS_API_PREFIX) {
+                            let addresses = search_address
+                                .take()
+                                .map(|search| (search, address.to_string()));
+                            let _ = sender.send(addresses.map(|a| (a, reader)));
                             return;
                         }
                     }
@@ -63,17 +74,18 @@ impl Server {
             }
         });
         match receiver.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(Some((search_address, stdout))) => Ok(Server {
+            Ok(Some(((search_address, aws_address), stdout))) => Ok(Server {
                 child,
                 stdout: Some(stdout),
                 search_address,
+                aws_address,
                 log_path: log_path.to_path_buf(),
             }),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!(
-                    "sluice did not print its search API address; its log:\n{}",
+                    "sluice did not print its search and AWS API addresses; its log:\n{}",
                     log_tail(log_path)
                 )
             }
