@@ -27,7 +27,11 @@ use sluice_ledger::{Ledgers, Limits};
 use sluice_log::{Clock, Log, LogOptions, SystemClock};
 use sluice_search::Indices;
 
-/// How often the refresh worker looks for indices whose refresh interval has passed.
+/// How often the maintenance worker deletes stream segments past their retention (by age, per
+/// the log's clock, or by size).
+pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often the maintenance worker looks for indices whose refresh interval has passed.
 pub const REFRESH_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +121,24 @@ impl Node {
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
+            let log = log.clone();
             std::thread::Builder::new()
-                .name("sluice-refresh".into())
+                .name("sluice-maintenance".into())
                 .spawn(move || {
+                    let mut last_retention = std::time::Instant::now();
                     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_TICK) {
                         indices.refresh_due();
+                        if last_retention.elapsed() >= RETENTION_CHECK_INTERVAL {
+                            last_retention = std::time::Instant::now();
+                            match log.enforce_retention() {
+                                Ok(outcome) => {
+                                    tracing::debug!(?outcome, "stream retention enforced")
+                                }
+                                Err(error) => {
+                                    tracing::error!(%error, "enforcing stream retention failed")
+                                }
+                            }
+                        }
                     }
                 })
                 .map_err(io)?
