@@ -673,49 +673,7 @@ impl Index {
                 let current = found.map(|f| f.current);
                 let version = resolve(&id, current, condition)
                     .map_err(|reason| self.conflict(&id, reason))?;
-                let seq_no = state.next_seq_no;
-                let end = self.translog.append(&Operation::Delete {
-                    seq_no,
-                    version,
-                    id: id.clone(),
-                })?;
-                state.next_seq_no += 1;
-                self.add_to_tantivy(
-                    &state.writer,
-                    TantivyEntry {
-                        id: &id,
-                        version,
-                        seq_no,
-                        source: None,
-                        entries: Vec::new(),
-                        replaces: current.is_some(),
-                    },
-                )?;
-                state.live_bytes += id.len();
-                state.live.insert(
-                    id.clone(),
-                    LiveEntry {
-                        version,
-                        seq_no,
-                        source: None,
-                    },
-                );
-                state.dirty = true;
-                let result = if current.is_some_and(|c| !c.deleted) {
-                    WriteResult::Deleted
-                } else {
-                    WriteResult::NotFound
-                };
-                Ok((
-                    WriteOutcome {
-                        id,
-                        version,
-                        seq_no,
-                        primary_term: PRIMARY_TERM,
-                        result,
-                    },
-                    end,
-                ))
+                self.record_write(state, id, version, current, None, Vec::new())
             }
             WriteRequest::Update(update) => self.update(state, update),
         }
@@ -806,13 +764,36 @@ impl Index {
             self.persist_meta(&self.settings(), &updated)?;
             *self.mappings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(updated);
         }
+        self.record_write(state, id, version, current, Some(source), parsed.entries)
+    }
+
+    /// Records a decided write — a document, or a tombstone when `source` is `None` — in the
+    /// translog buffer, in tantivy and in the live map. Returns its outcome and the translog
+    /// offset that must be durable before it is acknowledged.
+    fn record_write(
+        &self,
+        state: &mut WriteState,
+        id: String,
+        version: u64,
+        current: Option<Current>,
+        source: Option<Arc<[u8]>>,
+        entries: Vec<(String, crate::mapping::IndexValue)>,
+    ) -> Result<(WriteOutcome, u64)> {
         let seq_no = state.next_seq_no;
-        let end = self.translog.append(&Operation::Index {
-            seq_no,
-            version,
-            id: id.clone(),
-            source: source.to_vec(),
-        })?;
+        let operation = match &source {
+            Some(source) => Operation::Index {
+                seq_no,
+                version,
+                id: id.clone(),
+                source: source.to_vec(),
+            },
+            None => Operation::Delete {
+                seq_no,
+                version,
+                id: id.clone(),
+            },
+        };
+        let end = self.translog.append(&operation)?;
         state.next_seq_no += 1;
         self.add_to_tantivy(
             &state.writer,
@@ -820,36 +801,36 @@ impl Index {
                 id: &id,
                 version,
                 seq_no,
-                source: Some(&source),
-                entries: parsed.entries,
+                source: source.as_deref(),
+                entries,
                 replaces: current.is_some(),
             },
         )?;
-        state.live_bytes += id.len() + source.len();
+        let existed = current.is_some_and(|c| !c.deleted);
+        let result = match (source.is_some(), existed) {
+            (true, true) => WriteResult::Updated,
+            (true, false) => WriteResult::Created,
+            (false, true) => WriteResult::Deleted,
+            (false, false) => WriteResult::NotFound,
+        };
+        state.live_bytes += id.len() + source.as_ref().map_or(0, |s| s.len());
         state.live.insert(
             id.clone(),
             LiveEntry {
                 version,
                 seq_no,
-                source: Some(source),
+                source,
             },
         );
         state.dirty = true;
-        let result = if current.is_some_and(|c| !c.deleted) {
-            WriteResult::Updated
-        } else {
-            WriteResult::Created
+        let outcome = WriteOutcome {
+            id,
+            version,
+            seq_no,
+            primary_term: PRIMARY_TERM,
+            result,
         };
-        Ok((
-            WriteOutcome {
-                id,
-                version,
-                seq_no,
-                primary_term: PRIMARY_TERM,
-                result,
-            },
-            end,
-        ))
+        Ok((outcome, end))
     }
 
     fn conflict(&self, id: &str, reason: String) -> SearchError {
