@@ -4,6 +4,10 @@
 mod http_client;
 mod ledger_cli;
 
+/// mimalloc instead of the system allocator: indexing allocates and frees many small values.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
