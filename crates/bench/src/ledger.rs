@@ -851,6 +851,7 @@ impl LedgerReport {
                 s.per_second() / pg.inserts.per_second()
             );
         }
+        out.push_str(REPORT_NOTES);
         let _ = writeln!(out, "{END_MARKER}");
         out
     }
@@ -872,3 +873,37 @@ impl LedgerReport {
         Ok(())
     }
 }
+
+/// What the table does and does not say; written under every run's numbers.
+const REPORT_NOTES: &str = "
+Notes:
+
+- **Transport.** The Sluice rows call the engine in-process (`Ledger::begin`, `Transaction::execute`,
+  `Transaction::commit`), timed around the three calls. pgbench talks to PostgreSQL over a unix
+  socket, so its latencies include a round trip and PostgreSQL's SQL parsing per transaction. A QLDB
+  driver reaching Sluice through the ledger's network API adds an HTTP round trip (and the
+  session protocol's `StartTransaction`/`ExecuteStatement`/`CommitTransaction` calls) that this
+  benchmark does not measure.
+- **Durability.** Both sides make every commit durable before acknowledging it: each Sluice commit is
+  a durable redb commit (fsync), PostgreSQL runs with `fsync=on` and `synchronous_commit=on` (WAL
+  flush per commit). With one client neither side can group commits, so both are bounded by the
+  disk's fsync rate in the header; on this shared machine that rate moves a lot between runs.
+- **Same work?** Not quite. Sluice, per transaction, parses the PartiQL statement, Ion-hashes the
+  statement and document, writes the revision (to `revisions` and `documents`), the block with its
+  entries hash and block hash, and the journal Merkle tree nodes. PostgreSQL inserts a JSONB row and an
+  audit row with one sha256 over the previous hash and the revision's JSON text, under a table
+  lock that serialises writers (as a linear chain needs). The PostgreSQL documents have the same
+  ten fields, generated in SQL from pgbench's random numbers instead of the Rust generator.
+- **What the audit chain does not give.** No digest a client can keep and later compare, no proof
+  that a given row is part of the chain as of that digest, no hash a client can recompute from
+  the row alone under a canonical encoding (the hash covers PostgreSQL's `jsonb::text`
+  rendering). Verifying means re-walking every row on the server (done once here, after the load),
+  trusting the same database administrator who could rewrite the whole chain. Sluice's
+  `revision(block, id, tip)` returns the revision and the hashes that fold its Ion hash to the
+  digest; the run recomputes each checked revision's hash from its metadata and data with
+  `sluice_ledger::hash::revision_hash` and folds the proof with `hash::fold_proof`.
+- **Proof latency** is `Ledger::revision` with a digest tip: it reads and re-verifies the block,
+  finds the document among the block's revisions, and builds the revision, entries and journal
+  tree proofs. Revisions are sampled uniformly from all those written, so most live in the 40-document
+  fill blocks.
+";
