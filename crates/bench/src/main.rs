@@ -8,11 +8,16 @@
 //!
 //! `sluice-bench firehose` puts records through a Firehose delivery stream into Sluice's own index
 //! until they are searchable, next to kinesalite's Kinesis `PutRecords` (see `firehose.rs`).
+//!
+//! `sluice-bench ledger` commits single-document transactions to the embedded verifiable ledger,
+//! times proofs at 1 M revisions, and runs the same inserts through `pgbench` into PostgreSQL with
+//! a hash-chained audit trigger (see `ledger.rs`).
 
 mod baseline;
 mod docs;
 mod firehose;
 mod http;
+mod ledger;
 mod machine;
 mod report;
 mod server;
@@ -54,6 +59,9 @@ enum BenchCommand {
     Bulk(BulkArgs),
     /// Firehose PutRecordBatch into Sluice's own index until searchable, versus kinesalite.
     Firehose(firehose::FirehoseArgs),
+    /// Verifiable ledger: single-document transactions, proofs at 1 M revisions, versus
+    /// PostgreSQL with a hash-chained audit table.
+    Ledger(ledger::LedgerArgs),
     /// The raw tantivy side of `bulk`, run as a child process so its peak memory is its own.
     TantivyBaseline(BaselineArgs),
 }
@@ -117,6 +125,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         BenchCommand::Bulk(args) => bulk(args),
         BenchCommand::Firehose(args) => firehose::run(args),
+        BenchCommand::Ledger(args) => ledger::run(args),
         BenchCommand::TantivyBaseline(args) => {
             let result = baseline::run(
                 &args.dir,
