@@ -4,12 +4,11 @@ use std::process::Stdio;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 
 use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
 use crate::limits::{PAYLOAD_BYTES_MAX, STDERR_DRAIN_WAIT};
-use crate::process::{OutputTail, ProcessGroup, environment, forward_output, own_process_group};
+use crate::process::{OutputTail, ProcessGroup, forward_output, handler_command};
 
 /// Runs the command once with `payload` on stdin and returns what it wrote on stdout.
 /// A non-zero exit, a timeout (the process is killed) or more than [`PAYLOAD_BYTES_MAX`]
@@ -24,27 +23,7 @@ pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> R
             source,
         }
     };
-    let (program, arguments) =
-        definition
-            .command
-            .split_first()
-            .ok_or_else(|| Error::InvalidDefinition {
-                name: name.clone(),
-                reason: "command is empty".to_owned(),
-            })?;
-    let mut command = Command::new(program);
-    command
-        .args(arguments)
-        .env_clear()
-        .envs(environment(definition, None))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    own_process_group(&mut command);
-    if let Some(task_root) = &definition.task_root {
-        command.current_dir(task_root);
-    }
+    let mut command = handler_command(definition, None, Stdio::piped())?;
     let mut child = command.spawn().map_err(io_error("starting the command"))?;
     // Whatever the handler forked dies with it when this invocation ends, however it ends.
     let _group = ProcessGroup::of(&child);

@@ -166,6 +166,38 @@ fn emit_line(function_name: &str, stream: &'static str, line: &[u8]) {
     );
 }
 
+/// The command that starts a definition's handler process: its argv, the Lambda environment
+/// (`runtime_api` for the Runtime API kind), piped stdout and stderr, its own process group, its
+/// task root as working directory, killed if dropped.
+pub(crate) fn handler_command(
+    definition: &FunctionDefinition,
+    runtime_api: Option<&str>,
+    stdin: std::process::Stdio,
+) -> crate::error::Result<tokio::process::Command> {
+    let (program, arguments) =
+        definition
+            .command
+            .split_first()
+            .ok_or_else(|| crate::error::Error::InvalidDefinition {
+                name: definition.name.clone(),
+                reason: "command is empty".to_owned(),
+            })?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(arguments)
+        .env_clear()
+        .envs(environment(definition, runtime_api))
+        .stdin(stdin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    own_process_group(&mut command);
+    if let Some(task_root) = &definition.task_root {
+        command.current_dir(task_root);
+    }
+    Ok(command)
+}
+
 /// Puts a handler process in its own process group, so [`ProcessGroup`] can end it together
 /// with whatever it forked (a shell wrapper's children, worker processes).
 pub(crate) fn own_process_group(command: &mut tokio::process::Command) {

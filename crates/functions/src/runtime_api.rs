@@ -24,7 +24,6 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -35,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::limits::{
     PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE, STDERR_DRAIN_WAIT,
 };
-use crate::process::{OutputTail, ProcessGroup, environment, forward_output, own_process_group};
+use crate::process::{OutputTail, ProcessGroup, forward_output, handler_command};
 
 /// Pause after a failed `accept` before trying again.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -201,27 +200,7 @@ impl RuntimeInstance {
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
 
-        let (program, arguments) =
-            definition
-                .command
-                .split_first()
-                .ok_or_else(|| Error::InvalidDefinition {
-                    name: name.clone(),
-                    reason: "command is empty".to_owned(),
-                })?;
-        let mut command = Command::new(program);
-        command
-            .args(arguments)
-            .env_clear()
-            .envs(environment(definition, Some(&address.to_string())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        own_process_group(&mut command);
-        if let Some(task_root) = &definition.task_root {
-            command.current_dir(task_root);
-        }
+        let mut command = handler_command(definition, Some(&address.to_string()), Stdio::null())?;
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(source) => {
