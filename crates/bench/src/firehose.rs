@@ -759,22 +759,12 @@ impl FirehoseReport {
         format!(
             "{BEGIN_MARKER}\n\
              ## Firehose delivery into Sluice's index versus kinesalite\n\n\
-             Measured {date} on {n_cpus} × {cpu}, {ram:.1} GiB RAM, Linux {kernel}; \
-             the disk does {fsyncs:.0} fsync'd 4 KiB appends per second; \
-             load average {before:.1} before and {after:.1} after the run \
-             (the machine is shared; above {n_cpus} means the numbers are depressed by other work). \
+             {measured} \
              {n} records of {size:.0} bytes of JSON on average ({mb:.1} MB), sent base64-encoded.\n\n\
              ```sh\n{command}\n```\n\n\
              {table}\
              {END_MARKER}\n",
-            date = self.date_utc,
-            n_cpus = m.n_cpus,
-            cpu = m.cpu_model,
-            ram = m.memory_bytes as f64 / (1u64 << 30) as f64,
-            kernel = m.kernel,
-            fsyncs = m.fsyncs_per_second,
-            before = m.load_average,
-            after = self.load_average_after,
+            measured = m.measured_on(&self.date_utc, m.load_average, self.load_average_after),
             n = self.n_records,
             size = self.bytes as f64 / self.n_records as f64,
             mb = self.bytes as f64 / 1e6,

@@ -769,16 +769,12 @@ impl LedgerReport {
         );
         let _ = writeln!(
             out,
-            "Measured {} on {} × {}, {:.1} GiB RAM, Linux {}; the disk does {:.0} fsync'd 4 KiB appends per second; load average {:.1} before and {:.1} after the run (the machine is shared; above {} means the numbers are depressed by other work).\n",
-            self.date_utc,
-            m.n_cpus,
-            m.cpu_model,
-            m.memory_bytes as f64 / (1u64 << 30) as f64,
-            m.kernel,
-            m.fsyncs_per_second,
-            self.load_average_before,
-            self.load_average_after,
-            m.n_cpus
+            "{}\n",
+            m.measured_on(
+                &self.date_utc,
+                self.load_average_before,
+                self.load_average_after
+            )
         );
         let _ = writeln!(out, "```sh\n{}\n```\n", self.command);
         let _ = writeln!(

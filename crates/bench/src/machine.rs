@@ -24,6 +24,22 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The sentence every report opens with: when and on what it was measured, and how busy
+    /// the (shared) machine was, since that moves wall-clock figures.
+    pub fn measured_on(&self, date: &str, load_before: f64, load_after: f64) -> String {
+        format!(
+            "Measured {date} on {n_cpus} × {cpu}, {ram:.1} GiB RAM, Linux {kernel}; \
+             the disk does {fsyncs:.0} fsync'd 4 KiB appends per second; \
+             load average {load_before:.1} before and {load_after:.1} after the run \
+             (the machine is shared; above {n_cpus} means the numbers are depressed by other work).",
+            n_cpus = self.n_cpus,
+            cpu = self.cpu_model,
+            ram = self.memory_bytes as f64 / (1u64 << 30) as f64,
+            kernel = self.kernel,
+            fsyncs = self.fsyncs_per_second,
+        )
+    }
+
     pub fn probe(scratch_dir: &Path) -> anyhow::Result<Machine> {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo

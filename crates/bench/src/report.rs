@@ -144,24 +144,14 @@ impl Report {
         format!(
             "{BEGIN_MARKER}\n\
              ## Bulk loading: Sluice versus raw tantivy\n\n\
-             Measured {date} on {n_cpus} × {cpu}, {ram:.1} GiB RAM, Linux {kernel}; \
-             the disk does {fsyncs:.0} fsync'd 4 KiB appends per second; \
-             load average {load_before:.1} before and {load_after:.1} after the run \
-             (the machine is shared; above {n_cpus} means the numbers are depressed by other work).\n\n\
+             {measured}\n\n\
              ```sh\n{command}\n```\n\n\
              {table}\n\
              Sluice: last bulk acknowledged at {sent:.1} s, final refresh at {total:.1} s; \
              bulk latency p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms.\n\
              {generate}\
              {END_MARKER}\n",
-            date = self.date_utc,
-            n_cpus = m.n_cpus,
-            cpu = m.cpu_model,
-            ram = m.memory_bytes as f64 / (1u64 << 30) as f64,
-            kernel = m.kernel,
-            fsyncs = m.fsyncs_per_second,
-            load_before = m.load_average,
-            load_after = self.load_average_after,
+            measured = m.measured_on(&self.date_utc, m.load_average, self.load_average_after),
             command = self.command,
             table = self.table_markdown(),
             sent = self.sluice.sent_seconds,
