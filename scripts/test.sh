@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of Sluice: the Rust workspace's tests, then the compatibility tests that drive
 # the real `sluice` binary with the real clients (elasticsearch, opensearch-py, boto3, …).
-# Python packages go into .venv-test, created on first use.
+# Python packages go into .venv-test, created on first use. Among the compatibility tests,
+# tests/python/test_readme.py runs every example of README.md against the debug binary, in a
+# virtualenv of its own filled from PyPI by the README's own lines, on ports 9200 and 4566.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
