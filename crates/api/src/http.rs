@@ -243,12 +243,19 @@ impl AsRef<[u8]> for BudgetedBody {
 /// The limits one listener enforces; the [`BodyBudget`] in them is usually shared.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// Connections served at once ([`CONNECTIONS_PER_LISTENER_MAX`] by default).
     pub connections_max: usize,
+    /// See [`HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
+    /// See [`KEEP_ALIVE_IDLE_TIMEOUT`].
     pub keep_alive_idle_timeout: Duration,
+    /// See [`BODY_READ_TIMEOUT`].
     pub body_read_timeout: Duration,
+    /// See [`BODY_READ_MIN_BYTES_PER_S`].
     pub body_read_min_bytes_per_s: u64,
+    /// See [`WRITE_STALL_TIMEOUT`].
     pub write_stall_timeout: Duration,
+    /// The budget of buffered body bytes, usually shared with the process's other listeners.
     pub body_budget: Arc<BodyBudget>,
 }
 
@@ -371,9 +378,9 @@ async fn read_body(
             let capacity = needed
                 .max(buffer.capacity().saturating_mul(2))
                 .clamp(4096, BODY_BYTES_MAX);
-            reservation
-                .grow_to(capacity)
-                .map_err(|reserved| buffer_full(capacity - reservation.bytes, reserved))?;
+            reservation.grow_to(capacity).map_err(|reserved| {
+                buffer_full(capacity.saturating_sub(reservation.bytes), reserved)
+            })?;
             buffer
                 .try_reserve_exact(capacity - buffer.len())
                 .map_err(|error| Refusal::BodyBroken(error.to_string()))?;

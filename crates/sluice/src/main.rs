@@ -459,3 +459,17 @@ async fn wait_for_signal(mut signals: StopSignals) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_to_the_data_files() {
+        assert_eq!(connections_max_within(1024, None), 1024);
+        assert_eq!(connections_max_within(1024, Some(1 << 20)), 1024);
+        // Both ports share what the reserve leaves.
+        assert_eq!(connections_max_within(1024, Some(1024)), 256);
+        assert_eq!(connections_max_within(1024, Some(100)), 1);
+    }
+}
