@@ -21,6 +21,7 @@ use sluice_api::aws::kinesis::KinesisService;
 use sluice_api::aws::qldb::QldbService;
 use sluice_api::aws::qldb_session::QldbSessionService;
 use sluice_api::es::EsApi;
+use sluice_api::http::{BodyBudget, ServerOptions};
 use sluice_functions::{FunctionDefinition, FunctionKind, FunctionRegistry};
 use sluice_log::{Clock, SystemClock};
 use sluice_node::{FunctionsTransformer, Node, NodeOptions};
@@ -145,7 +146,22 @@ struct UpArgs {
     /// (CreateDeliveryStream request bodies), applied at start; existing streams are kept.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Most connections each port serves at once; further ones are answered 503 and closed.
+    /// Lowered at start when the open-file limit cannot hold both ports' connections.
+    #[arg(long, default_value_t = sluice_api::http::CONNECTIONS_PER_LISTENER_MAX)]
+    connections_max: usize,
+    /// Bytes of request bodies buffered at once across both ports; a request whose body does
+    /// not fit is refused (429, or the AWS API's throttling error) before its body is read. At
+    /// least 104857600, the largest body.
+    #[arg(long, default_value_t = sluice_api::http::REQUEST_BUFFER_BYTES_DEFAULT)]
+    request_buffer_bytes: usize,
 }
+
+/// Open-file descriptors kept for the data directory's files (index and log segments, ledger
+/// files) and for functions' processes when the connection cap is fitted to the open-file limit.
+const DESCRIPTORS_RESERVED: u64 = 512;
+/// The highest soft open-file limit asked for when raising it (Linux's default `nr_open`).
+const DESCRIPTORS_WANTED: u64 = 1 << 20;
 
 /// The `--config` file.
 #[derive(serde::Deserialize, Default)]
@@ -270,7 +286,58 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Raises the soft open-file limit to the hard one, as servers holding many sockets do, and
+/// returns the soft limit in effect (`None`: unlimited).
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let wanted = limit
+        .maximum
+        .unwrap_or(DESCRIPTORS_WANTED)
+        .min(DESCRIPTORS_WANTED);
+    if limit.current.is_some_and(|current| current < wanted) {
+        let raised = Rlimit {
+            current: Some(wanted),
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(%error, "the open-file limit could not be raised");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// The connection cap of each of the two ports, lowered so that both ports' connections leave
+/// [`DESCRIPTORS_RESERVED`] descriptors of the open-file limit to the data files.
+fn connections_max_within(requested: usize, open_files_limit: Option<u64>) -> usize {
+    let Some(limit) = open_files_limit else {
+        return requested;
+    };
+    let fitting = usize::try_from(limit.saturating_sub(DESCRIPTORS_RESERVED) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if fitting < requested {
+        tracing::warn!(
+            open_files_limit = limit,
+            requested,
+            connections_max = fitting,
+            "the open-file limit is low: each port serves fewer connections (raise `ulimit -n`)"
+        );
+    }
+    requested.min(fitting)
+}
+
 fn up(args: UpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.connections_max >= 1,
+        "--connections-max must be at least 1"
+    );
+    anyhow::ensure!(
+        args.request_buffer_bytes >= sluice_api::http::BODY_BYTES_MAX,
+        "--request-buffer-bytes must be at least {}, the largest request body",
+        sluice_api::http::BODY_BYTES_MAX
+    );
+    let connections_max = connections_max_within(args.connections_max, raise_open_files_limit());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -320,8 +387,12 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the AWS APIs to {}:{}", args.bind, args.aws_port))?;
         let aws_address = aws_server.local_addr()?;
-        let es = es_server.serve(Arc::new(EsApi::new(node.clone())));
-        let aws = aws_server.serve(Arc::new(aws_api(&node)));
+        let server_options = ServerOptions {
+            connections_max,
+            ..ServerOptions::new(BodyBudget::new(args.request_buffer_bytes))
+        };
+        let es = es_server.serve(Arc::new(EsApi::new(node.clone())), server_options.clone());
+        let aws = aws_server.serve(Arc::new(aws_api(&node)), server_options);
         let stop_signals = install_stop_signals()?;
         // Tests and scripts read these lines to find the endpoints.
         println!("sluice {} is up", env!("CARGO_PKG_VERSION"));
@@ -387,4 +458,18 @@ async fn wait_for_signal(mut signals: StopSignals) -> anyhow::Result<()> {
         _ = signals.interrupt.recv() => {},
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_to_the_data_files() {
+        assert_eq!(connections_max_within(1024, None), 1024);
+        assert_eq!(connections_max_within(1024, Some(1 << 20)), 1024);
+        // Both ports share what the reserve leaves.
+        assert_eq!(connections_max_within(1024, Some(1024)), 256);
+        assert_eq!(connections_max_within(1024, Some(100)), 1);
+    }
 }

@@ -12,10 +12,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hyper::StatusCode;
+use hyper::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use crate::http::{BodyError, Handler, Request, Response};
+use crate::http::{Handler, Refusal, Request, Response};
 
 pub mod firehose;
 pub mod qldb;
@@ -206,22 +206,147 @@ impl Handler for AwsApi {
         Box::pin(self.route(request))
     }
 
-    fn body_error(&self, error: BodyError) -> Response {
-        let error = match error {
-            BodyError::TooLarge => AwsError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-                format!(
-                    "request body is larger than {} bytes",
-                    crate::http::BODY_BYTES_MAX
-                ),
-            ),
-            BodyError::Broken(reason) => AwsError::client(
-                "SerializationException",
-                format!("failed to read request body: {reason}"),
-            ),
-            BodyError::BadPath(reason) => AwsError::client("InvalidArgumentException", reason),
+    fn refuse(&self, refusal: Refusal, headers: &HeaderMap) -> Response {
+        let target = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let content_type = match headers.get("content-type").and_then(|v| v.to_str().ok()) {
+            Some(t) if t.contains("x-amz-json-1.0") => "application/x-amz-json-1.0",
+            Some(t) if t.contains("x-amz-json-1.1") => "application/x-amz-json-1.1",
+            _ => "application/json",
         };
-        error_response(&error, "application/x-amz-json-1.1")
+        error_response(&refusal_error(refusal, target), content_type)
+    }
+}
+
+/// The AWS error for a request the HTTP server refused. Overload gets the error each service's
+/// clients retry: the SDKs retry every 5xx and the throttling codes botocore lists
+/// (`ProvisionedThroughputExceededException`, `LimitExceededException`, `ThrottlingException`…),
+/// and pyqldb retries QLDBSession's 500 and 503.
+fn refusal_error(refusal: Refusal, target: &str) -> AwsError {
+    let (service, operation) = target.split_once('.').unwrap_or((target, ""));
+    match refusal {
+        Refusal::BodyTooLarge => AwsError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            format!(
+                "request body is larger than {} bytes",
+                crate::http::BODY_BYTES_MAX
+            ),
+        ),
+        Refusal::BodyBroken(reason) => AwsError::client(
+            "SerializationException",
+            format!("failed to read request body: {reason}"),
+        ),
+        Refusal::BadPath(reason) => AwsError::client("InvalidArgumentException", reason),
+        // botocore retries RequestTimeoutException as a transient error.
+        Refusal::BodyTooSlow { received_bytes } => AwsError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            format!(
+                "the request body arrived too slowly: {received_bytes} bytes received, fewer than {} bytes per second",
+                crate::http::BODY_READ_MIN_BYTES_PER_S
+            ),
+        ),
+        Refusal::BufferFull {
+            requested_bytes,
+            reserved_bytes,
+            budget_bytes,
+        } => {
+            let message = format!(
+                "Rate exceeded: {reserved_bytes} bytes of requests are buffered, this one needs {requested_bytes} more, at most {budget_bytes}; retry later"
+            );
+            match service {
+                "Kinesis_20131202"
+                    if matches!(operation, "PutRecord" | "PutRecords" | "GetRecords") =>
+                {
+                    AwsError::client("ProvisionedThroughputExceededException", message)
+                }
+                "Kinesis_20131202" => AwsError::client("LimitExceededException", message),
+                "Firehose_20150804" => AwsError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailableException",
+                    format!("Slow down. {message}"),
+                ),
+                "QLDBSession" => AwsError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CapacityExceededException",
+                    message,
+                ),
+                _ => AwsError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "ThrottlingException",
+                    message,
+                ),
+            }
+        }
+        Refusal::TooManyConnections { connections_max } => {
+            let kind = if service == "QLDBSession" {
+                "CapacityExceededException"
+            } else {
+                "ServiceUnavailableException"
+            };
+            AwsError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                kind,
+                format!(
+                    "the server already serves {connections_max} connections on this port; retry later"
+                ),
+            )
+        }
+        Refusal::Panicked => {
+            AwsError::internal("the request failed on an internal error; the server logged it")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_gets_the_error_each_services_clients_retry() {
+        let full = || Refusal::BufferFull {
+            requested_bytes: 10,
+            reserved_bytes: 20,
+            budget_bytes: 25,
+        };
+        let kind_and_status = |refusal, target| {
+            let error = refusal_error(refusal, target);
+            (error.kind, error.status.as_u16())
+        };
+        assert_eq!(
+            kind_and_status(full(), "Kinesis_20131202.PutRecords"),
+            ("ProvisionedThroughputExceededException", 400)
+        );
+        assert_eq!(
+            kind_and_status(full(), "Kinesis_20131202.CreateStream"),
+            ("LimitExceededException", 400)
+        );
+        assert_eq!(
+            kind_and_status(full(), "Firehose_20150804.PutRecordBatch"),
+            ("ServiceUnavailableException", 503)
+        );
+        assert_eq!(
+            kind_and_status(full(), "QLDBSession.SendCommand"),
+            ("CapacityExceededException", 503)
+        );
+        assert_eq!(kind_and_status(full(), ""), ("ThrottlingException", 429));
+        assert_eq!(
+            kind_and_status(
+                Refusal::TooManyConnections { connections_max: 1 },
+                "Kinesis_20131202.PutRecord"
+            ),
+            ("ServiceUnavailableException", 503)
+        );
+        assert_eq!(
+            kind_and_status(Refusal::BodyTooSlow { received_bytes: 0 }, ""),
+            ("RequestTimeoutException", 408)
+        );
+        assert_eq!(
+            kind_and_status(Refusal::Panicked, "Kinesis_20131202.PutRecord"),
+            ("InternalFailure", 500)
+        );
     }
 }

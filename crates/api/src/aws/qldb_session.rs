@@ -3,21 +3,29 @@
 //! StartSession, StartTransaction, ExecuteStatement, FetchPage, CommitTransaction,
 //! AbortTransaction, EndSession.
 //!
-//! Sessions live in a bounded map and expire after [`SESSION_IDLE_TIMEOUT_MS`] without a
-//! command, as QLDB's do; each holds at most one open [`Transaction`], which the engine expires
-//! after its own timeout (30 s by default). Results are cut into pages of at most
-//! [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the rest waits, bounded, for
-//! FetchPage. Every engine call runs in `spawn_blocking`.
+//! Sessions expire as QLDB's do: [`SESSION_LIFETIME_MS`] after they started whatever they do,
+//! and after [`SESSION_IDLE_TIMEOUT_MS`] without a command; each holds at most one open
+//! [`Transaction`], which the engine expires after its own timeout (30 s by default). Results
+//! are cut into pages of at most [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the
+//! rest waits, bounded, for FetchPage. Every engine call runs in `spawn_blocking`.
 //!
-//! Limits and what happens at them: more than [`SESSIONS_MAX`] live sessions →
-//! LimitExceededException; more than [`OPEN_TRANSACTIONS_MAX`] open transactions →
-//! CapacityExceededException (503, retried by drivers); more than [`COMMANDS_IN_FLIGHT_MAX`]
+//! QLDB limits *active* sessions per ledger, not sessions: a session is active while it runs a
+//! transaction and for [`ACTIVE_AFTER_TRANSACTION_MS`] after one ended, and StartTransaction on
+//! a ledger with [`ACTIVE_SESSIONS_PER_LEDGER_MAX`] active sessions fails with
+//! LimitExceededException, as in QLDB. StartSession itself is not limited by that quota, so
+//! sessions opened and never used keep no one out: they expire after a minute, count for no
+//! ledger, and when the map holds [`SESSIONS_MAX`] sessions the least recently used one that
+//! never ran a transaction (then any one not in a transaction) is discarded for the new one;
+//! its next command gets InvalidSessionException, which drivers answer with a new session.
+//!
+//! Other limits and what happens at them: more than [`OPEN_TRANSACTIONS_MAX`] open transactions
+//! → CapacityExceededException (503, retried by drivers); more than [`COMMANDS_IN_FLIGHT_MAX`]
 //! commands being processed → RateExceededException; engine limits (document size, documents
 //! per transaction) → LimitExceededException.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -28,11 +36,30 @@ use time::OffsetDateTime;
 
 use super::{AwsError, BoxFuture, JsonService};
 
-/// A session without any command for this long is gone (QLDB: 15 minutes).
-pub const SESSION_IDLE_TIMEOUT_MS: i64 = 15 * 60 * 1000;
-/// Most sessions open at once, across ledgers (QLDB: 1500 active sessions per ledger). At the
-/// limit, expired sessions are swept; if none is, StartSession fails with LimitExceededException.
-pub const SESSIONS_MAX: usize = 1500;
+/// A session is discarded this long after it started, whatever it is doing (QLDB: "a total
+/// lifetime of 13–17 minutes, regardless of whether it's actively running a transaction"). Its
+/// next command gets InvalidSessionException "Session … has expired"; drivers start a new one.
+pub const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
+/// A session without a command for this long is discarded (QLDB: "a session can be idle for up
+/// to 60 seconds" when not in an active transaction; transactions expire after 30 s, so a
+/// session this quiet is never in a live one). Its next command gets InvalidSessionException.
+pub const SESSION_IDLE_TIMEOUT_MS: i64 = 60 * 1000;
+/// Most active sessions per ledger (QLDB's fixed quota of concurrent active sessions per
+/// ledger). At the limit, sessions no longer active are swept; if none is, StartTransaction
+/// fails with LimitExceededException, as in QLDB.
+pub const ACTIVE_SESSIONS_PER_LEDGER_MAX: usize = 3_000;
+/// How long a session stays active after its transaction ended (QLDB counts "a session that
+/// recently finished a transaction where the service anticipates it will start another
+/// immediately"). A session that only sends no-op commands does not stay active.
+pub const ACTIVE_AFTER_TRANSACTION_MS: i64 = 10 * 1000;
+/// Most sessions kept at once, across ledgers: a memory bound, not QLDB's quota. At the limit
+/// StartSession sweeps expired sessions, then discards the least recently used session that
+/// never ran a transaction, else the least recently used one not in a transaction. It is larger
+/// than [`OPEN_TRANSACTIONS_MAX`] + [`COMMANDS_IN_FLIGHT_MAX`], so one can always be discarded.
+pub const SESSIONS_MAX: usize = 10_000;
+/// StartSession sweeps expired sessions at most this often (and whenever the map is full), so
+/// abandoned transactions give back their snapshots without a scan per new session.
+pub const SESSION_SWEEP_INTERVAL_MS: i64 = 1_000;
 /// Most commands being processed at once; beyond, RateExceededException tells the driver to back
 /// off (it retries), so a burst cannot queue unbounded work on the blocking pool.
 pub const COMMANDS_IN_FLIGHT_MAX: usize = 256;
@@ -73,6 +100,27 @@ impl Drop for TransactionSlot {
     }
 }
 
+/// A session's place among its ledger's active sessions, given back when dropped (the session
+/// ends, expires, or is found no longer active by a sweep).
+struct ActiveSlot(Arc<AtomicUsize>);
+
+impl ActiveSlot {
+    fn take(active_sessions: &Arc<AtomicUsize>) -> Option<ActiveSlot> {
+        active_sessions
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |active| {
+                (active < ACTIVE_SESSIONS_PER_LEDGER_MAX).then_some(active + 1)
+            })
+            .ok()
+            .map(|_| ActiveSlot(active_sessions.clone()))
+    }
+}
+
+impl Drop for ActiveSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// An open transaction of a session.
 struct OpenTransaction {
     transaction: Transaction,
@@ -83,8 +131,59 @@ struct OpenTransaction {
 
 struct Session {
     ledger: Arc<Ledger>,
+    ledger_name: String,
+    started: OffsetDateTime,
     last_used: OffsetDateTime,
     transaction: Option<OpenTransaction>,
+    /// When its last transaction was committed or aborted.
+    transaction_ended: Option<OffsetDateTime>,
+    /// Held while the session counts among its ledger's active sessions.
+    active: Option<ActiveSlot>,
+    /// Whether it ever started a transaction: sessions that never did are discarded first.
+    ran_transaction: bool,
+}
+
+/// Why a session is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Lifetime,
+    Idle,
+}
+
+impl Session {
+    fn expiry(&self, now: OffsetDateTime) -> Option<Expiry> {
+        if (now - self.started).whole_milliseconds() > i128::from(SESSION_LIFETIME_MS) {
+            Some(Expiry::Lifetime)
+        } else if (now - self.last_used).whole_milliseconds() > i128::from(SESSION_IDLE_TIMEOUT_MS)
+        {
+            Some(Expiry::Idle)
+        } else {
+            None
+        }
+    }
+
+    fn in_live_transaction(&self) -> bool {
+        self.transaction
+            .as_ref()
+            .is_some_and(|open| open.transaction.check_not_expired().is_ok())
+    }
+
+    /// Active as QLDB counts it: running a transaction, or just finished one.
+    fn is_active(&self, now: OffsetDateTime) -> bool {
+        self.in_live_transaction()
+            || self.transaction_ended.is_some_and(|ended| {
+                (now - ended).whole_milliseconds() <= i128::from(ACTIVE_AFTER_TRANSACTION_MS)
+            })
+    }
+
+    /// Ends the open transaction, which keeps the session active a little longer.
+    fn end_transaction(&mut self, now: OffsetDateTime) -> Option<OpenTransaction> {
+        let open = self.transaction.take();
+        if open.is_some() {
+            self.transaction_ended = Some(now);
+        }
+        open
+    }
 }
 
 /// Open sessions by token.
@@ -95,6 +194,10 @@ pub struct QldbSessionService {
     ledgers: Arc<Ledgers>,
     clock: Arc<dyn Clock>,
     sessions: Mutex<SessionMap>,
+    /// When StartSession last swept the map.
+    last_sweep: Mutex<Option<OffsetDateTime>>,
+    /// Active sessions by ledger name.
+    active_sessions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
     open_transactions: Arc<AtomicUsize>,
 }
@@ -105,6 +208,8 @@ impl QldbSessionService {
             ledgers,
             clock,
             sessions: Mutex::new(HashMap::new()),
+            last_sweep: Mutex::new(None),
+            active_sessions: Mutex::new(HashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
             open_transactions: Arc::new(AtomicUsize::new(0)),
         }
@@ -112,10 +217,13 @@ impl QldbSessionService {
 
     /// Number of sessions in the map (expired ones included until swept).
     pub fn session_count(&self) -> usize {
-        self.sessions
-            .lock()
-            .map(|sessions| sessions.len())
-            .unwrap_or(0)
+        self.sessions_map().len()
+    }
+
+    /// Number of sessions counted active on `ledger` (ones no longer active included until
+    /// swept).
+    pub fn active_session_count(&self, ledger: &str) -> usize {
+        self.active_counter(ledger).load(Ordering::SeqCst)
     }
 }
 
@@ -208,35 +316,104 @@ fn timing(started: Instant) -> Value {
 }
 
 impl QldbSessionService {
-    fn sessions_map(&self) -> Result<std::sync::MutexGuard<'_, SessionMap>, AwsError> {
-        self.sessions
+    /// The session map. Its lock is never held across code that can panic midway through a
+    /// change, so a poisoned lock (a panic elsewhere while holding it) still guards a whole map,
+    /// and one panicking request must not lock every later one out of QLDB.
+    fn sessions_map(&self) -> std::sync::MutexGuard<'_, SessionMap> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn active_counter(&self, ledger: &str) -> Arc<AtomicUsize> {
+        let mut counters = self
+            .active_sessions
             .lock()
-            .map_err(|_| AwsError::internal("session map lock poisoned"))
+            .unwrap_or_else(PoisonError::into_inner);
+        counters.entry(ledger.to_owned()).or_default().clone()
     }
 
-    fn is_idle(&self, session: &Session, now: OffsetDateTime) -> bool {
-        (now - session.last_used).whole_milliseconds() > i128::from(SESSION_IDLE_TIMEOUT_MS)
-    }
-
-    /// Removes every session idle for too long, and drops transactions past their timeout from
-    /// the others: either way the transaction's snapshot and slot are given back.
-    fn sweep_idle(&self, sessions: &mut SessionMap) {
+    /// Removes expired sessions, drops transactions past their timeout from the others (giving
+    /// back their snapshot and slot), and takes the active slot from sessions no longer active.
+    fn sweep(&self, sessions: &mut SessionMap) {
         let now = self.clock.now();
         sessions.retain(|_, session| match session.try_lock() {
             Ok(mut session) => {
-                let expired = session
-                    .transaction
-                    .as_ref()
-                    .is_some_and(|open| open.transaction.check_not_expired().is_err());
-                if expired {
+                if session.expiry(now).is_some() {
+                    return false;
+                }
+                if session.transaction.is_some() && !session.in_live_transaction() {
                     session.transaction = None;
                 }
-                !self.is_idle(&session, now)
+                if session.active.is_some() && !session.is_active(now) {
+                    session.active = None;
+                }
+                true
             }
-            // Busy means in use right now: not idle.
+            // Busy means in use right now: not expired.
             Err(std::sync::TryLockError::WouldBlock) => true,
             Err(std::sync::TryLockError::Poisoned(_)) => false,
         });
+    }
+
+    /// Makes room for one more session in a full map: discards the least recently used session
+    /// that never ran a transaction, else the least recently used one not in a live
+    /// transaction. `false` when every session is busy or in a transaction.
+    fn discard_one(&self, sessions: &mut SessionMap) -> bool {
+        let mut candidate: Option<(bool, OffsetDateTime, String)> = None;
+        for (token, session) in sessions.iter() {
+            let Ok(session) = session.try_lock() else {
+                continue;
+            };
+            if session.in_live_transaction() {
+                continue;
+            }
+            let key = (session.ran_transaction, session.last_used);
+            if candidate
+                .as_ref()
+                .is_none_or(|(ran, used, _)| key < (*ran, *used))
+            {
+                candidate = Some((key.0, key.1, token.clone()));
+            }
+        }
+        match candidate {
+            Some((_, _, token)) => sessions.remove(&token).is_some(),
+            None => false,
+        }
+    }
+
+    /// Sweeps when the map is full or the last sweep is older than the sweep interval.
+    fn sweep_if_due(&self, sessions: &mut SessionMap) {
+        let now = self.clock.now();
+        let mut last_sweep = self
+            .last_sweep
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let due = sessions.len() >= SESSIONS_MAX
+            || last_sweep.is_none_or(|last| {
+                (now - last).whole_milliseconds() >= i128::from(SESSION_SWEEP_INTERVAL_MS)
+            });
+        if due {
+            *last_sweep = Some(now);
+            drop(last_sweep);
+            self.sweep(sessions);
+        }
+    }
+
+    /// A place among the session's ledger's active sessions; sweeps once when the ledger is at
+    /// its limit.
+    fn take_active_slot(&self, ledger_name: &str) -> Result<ActiveSlot, AwsError> {
+        let counter = self.active_counter(ledger_name);
+        if let Some(slot) = ActiveSlot::take(&counter) {
+            return Ok(slot);
+        }
+        self.sweep(&mut self.sessions_map());
+        ActiveSlot::take(&counter).ok_or_else(|| {
+            AwsError::client(
+                "LimitExceededException",
+                format!(
+                    "the ledger {ledger_name} has {ACTIVE_SESSIONS_PER_LEDGER_MAX} active sessions, its limit; retry when some have finished"
+                ),
+            )
+        })
     }
 
     /// Blocking: runs one command.
@@ -254,22 +431,26 @@ impl QldbSessionService {
                     other => session_error(other, None),
                 })?;
             let token = sluice_ledger::model::new_id();
-            let mut sessions = self.sessions_map()?;
-            // Sweeping at most SESSIONS_MAX entries on each new session is cheap, and keeps
-            // abandoned sessions and transactions from pinning ledger snapshots for long.
-            self.sweep_idle(&mut sessions);
-            if sessions.len() >= SESSIONS_MAX {
+            let mut sessions = self.sessions_map();
+            self.sweep_if_due(&mut sessions);
+            if sessions.len() >= SESSIONS_MAX && !self.discard_one(&mut sessions) {
                 return Err(AwsError::client(
                     "LimitExceededException",
                     format!("at most {SESSIONS_MAX} sessions can be open at once"),
                 ));
             }
+            let now = self.clock.now();
             sessions.insert(
                 token.clone(),
                 Arc::new(Mutex::new(Session {
                     ledger,
-                    last_used: self.clock.now(),
+                    ledger_name: ledger_name.to_owned(),
+                    started: now,
+                    last_used: now,
                     transaction: None,
+                    transaction_ended: None,
+                    active: None,
+                    ran_transaction: false,
                 })),
             );
             return Ok(json!({"StartSession": {
@@ -280,28 +461,31 @@ impl QldbSessionService {
             .and_then(Value::as_str)
             .ok_or_else(|| bad_request("SessionToken is required"))?;
         let session = self
-            .sessions_map()?
+            .sessions_map()
             .get(token)
             .cloned()
-            .ok_or_else(|| invalid_session("no open session with this token"))?;
-        let mut session = session
-            .lock()
-            .map_err(|_| AwsError::internal("session lock poisoned"))?;
+            .ok_or_else(|| invalid_session("No such session"))?;
+        let Ok(mut session) = session.lock() else {
+            // A command panicked while holding it: the session's state is unknown, so it goes,
+            // as QLDB drops a session after an internal error.
+            self.sessions_map().remove(token);
+            return Err(invalid_session("No such session"));
+        };
         let now = self.clock.now();
-        if self.is_idle(&session, now) {
+        if let Some(expiry) = session.expiry(now) {
             drop(session);
-            self.sessions_map()?.remove(token);
-            return Err(invalid_session(format!(
-                "the session expired after {} minutes without a command",
-                SESSION_IDLE_TIMEOUT_MS / 60_000
-            )));
+            self.sessions_map().remove(token);
+            return Err(invalid_session(match expiry {
+                Expiry::Lifetime => format!("Session {token} has expired"),
+                Expiry::Idle => format!("Exceeded the session idle time limit: Session {token}"),
+            }));
         }
         session.last_used = now;
 
         if body.get("EndSession").is_some() {
             session.transaction = None;
             drop(session);
-            self.sessions_map()?.remove(token);
+            self.sessions_map().remove(token);
             return Ok(json!({"EndSession": {"TimingInformation": timing(started)}}));
         }
         if body.get("StartTransaction").is_some() {
@@ -317,13 +501,25 @@ impl QldbSessionService {
             }
             // An expired transaction still open here is dropped first, giving back its slot.
             session.transaction = None;
-            let slot = TransactionSlot::take(&self.open_transactions).ok_or_else(|| {
-                AwsError::new(
+            let active = match session.active.take() {
+                Some(active) => active,
+                None => self.take_active_slot(&session.ledger_name)?,
+            };
+            let slot = match TransactionSlot::take(&self.open_transactions) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Abandoned transactions past their timeout give their slots back on a sweep.
+                    self.sweep(&mut self.sessions_map());
+                    TransactionSlot::take(&self.open_transactions)
+                }
+            };
+            let Some(slot) = slot else {
+                return Err(AwsError::new(
                     hyper::StatusCode::SERVICE_UNAVAILABLE,
                     "CapacityExceededException",
                     format!("{OPEN_TRANSACTIONS_MAX} transactions are open; retry later"),
-                )
-            })?;
+                ));
+            };
             let transaction = session
                 .ledger
                 .begin()
@@ -334,11 +530,13 @@ impl QldbSessionService {
                 _slot: slot,
                 pending_results: HashMap::new(),
             });
+            session.active = Some(active);
+            session.ran_transaction = true;
             return Ok(json!({"StartTransaction": {
                 "TransactionId": transaction_id, "TimingInformation": timing(started)}}));
         }
         if body.get("AbortTransaction").is_some() {
-            if let Some(open) = session.transaction.take() {
+            if let Some(open) = session.end_transaction(now) {
                 open.transaction.abort();
             }
             return Ok(json!({"AbortTransaction": {"TimingInformation": timing(started)}}));
@@ -440,8 +638,7 @@ impl QldbSessionService {
             open_transaction(&mut session, transaction_id)?;
             // Commit or fail, the transaction is over either way (QLDB: an OCC conflict ends it).
             let open = session
-                .transaction
-                .take()
+                .end_transaction(now)
                 .ok_or_else(|| AwsError::internal("the open transaction vanished"))?;
             let commit = open
                 .transaction
@@ -610,18 +807,20 @@ mod tests {
             .to_owned()
     }
 
-    #[test]
-    fn idle_sessions_expire_after_15_minutes_and_transactions_after_30_seconds() {
-        let (_directory, clock, service) = service_with_clock();
-        let token = start_session(&service);
-        let started = service
-            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
-            .unwrap();
-        let transaction_id = started["StartTransaction"]["TransactionId"]
+    fn start_transaction(service: &QldbSessionService, token: &str) -> Result<String, AwsError> {
+        let started =
+            service.send_command(&json!({"SessionToken": token, "StartTransaction": {}}))?;
+        Ok(started["StartTransaction"]["TransactionId"]
             .as_str()
             .unwrap()
-            .to_owned();
+            .to_owned())
+    }
 
+    #[test]
+    fn transactions_expire_after_30_seconds_and_the_session_survives() {
+        let (_directory, clock, service) = service_with_clock();
+        let token = start_session(&service);
+        let transaction_id = start_transaction(&service, &token).unwrap();
         clock.advance_ms(31_000);
         let error = service
             .send_command(&json!({"SessionToken": token, "ExecuteStatement": {
@@ -632,40 +831,139 @@ mod tests {
             error.message,
             format!("Transaction {transaction_id} has expired")
         );
-        // The session itself survives an expired transaction.
-        service
-            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
-            .unwrap();
+        start_transaction(&service, &token).unwrap();
+    }
 
+    #[test]
+    fn sessions_expire_after_a_minute_idle_and_after_fifteen_minutes_in_all() {
+        let (_directory, clock, service) = service_with_clock();
+        let idle = start_session(&service);
         clock.advance_ms(SESSION_IDLE_TIMEOUT_MS - 1_000);
         service
-            .send_command(&json!({"SessionToken": token, "AbortTransaction": {}}))
+            .send_command(&json!({"SessionToken": idle, "AbortTransaction": {}}))
             .unwrap();
         clock.advance_ms(SESSION_IDLE_TIMEOUT_MS + 1);
-        let error = service
-            .send_command(&json!({"SessionToken": token, "StartTransaction": {}}))
-            .unwrap_err();
+        let error = start_transaction(&service, &idle).unwrap_err();
         assert_eq!(error.kind, "InvalidSessionException");
+        assert_eq!(
+            error.message,
+            format!("Exceeded the session idle time limit: Session {idle}")
+        );
         assert_eq!(
             service.session_count(),
             0,
             "an expired session leaves the map"
         );
+
+        // A session in steady use still ends at its lifetime, as QLDB's do.
+        let busy = start_session(&service);
+        let mut elapsed_ms = 0;
+        while elapsed_ms <= SESSION_LIFETIME_MS - 30_000 {
+            let transaction_id = start_transaction(&service, &busy).unwrap();
+            service
+                .send_command(&json!({"SessionToken": busy, "AbortTransaction": {}}))
+                .unwrap();
+            assert!(!transaction_id.is_empty());
+            clock.advance_ms(30_000);
+            elapsed_ms += 30_000;
+        }
+        clock.advance_ms(1);
+        let error = start_transaction(&service, &busy).unwrap_err();
+        assert_eq!(
+            (error.kind, error.message),
+            (
+                "InvalidSessionException",
+                format!("Session {busy} has expired")
+            )
+        );
+        let error = start_transaction(&service, &busy).unwrap_err();
+        assert_eq!(error.message, "No such session");
     }
 
     #[test]
-    fn new_sessions_sweep_idle_sessions_and_expired_transactions() {
+    fn sessions_opened_and_never_used_cannot_keep_a_client_out() {
         let (_directory, clock, service) = service_with_clock();
-        for _ in 0..SESSIONS_MAX {
-            start_session(&service);
-        }
-        let error = service
-            .send_command(&json!({"StartSession": {"LedgerName": "expiry"}}))
-            .unwrap_err();
-        assert_eq!(error.kind, "LimitExceededException");
+        let user = start_session(&service);
+        start_transaction(&service, &user).unwrap();
+        service
+            .send_command(&json!({"SessionToken": user, "AbortTransaction": {}}))
+            .unwrap();
+        clock.advance_ms(1);
+        // One client fills the whole map with sessions it never uses.
+        let hoarded: Vec<String> = (1..SESSIONS_MAX)
+            .map(|_| {
+                clock.advance_ms(1);
+                start_session(&service)
+            })
+            .collect();
+        assert_eq!(service.session_count(), SESSIONS_MAX);
+        assert_eq!(service.active_session_count("expiry"), 1);
+
+        // Another client still gets a session and a transaction at once: the least recently
+        // used session that never ran a transaction made room, not the one in use.
+        let newcomer = start_session(&service);
+        start_transaction(&service, &newcomer).unwrap();
+        assert_eq!(service.session_count(), SESSIONS_MAX);
+        let error = start_transaction(&service, &hoarded[0]).unwrap_err();
+        assert_eq!(
+            (error.kind, error.message.as_str()),
+            ("InvalidSessionException", "No such session")
+        );
+        start_transaction(&service, &user).unwrap();
+        start_transaction(&service, &hoarded[1]).unwrap();
+
+        // And the hoard is gone a minute later.
         clock.advance_ms(SESSION_IDLE_TIMEOUT_MS + 1);
         start_session(&service);
         assert_eq!(service.session_count(), 1);
+    }
+
+    #[test]
+    fn active_sessions_are_limited_per_ledger_and_stop_counting_once_finished() {
+        let (_directory, clock, service) = service_with_clock();
+        service.ledgers.create_ledger("other", false).unwrap();
+        // Each session runs and ends one transaction: active, as QLDB counts "a session that
+        // recently finished a transaction".
+        let tokens: Vec<String> = (0..ACTIVE_SESSIONS_PER_LEDGER_MAX)
+            .map(|_| {
+                let token = start_session(&service);
+                start_transaction(&service, &token).unwrap();
+                service
+                    .send_command(&json!({"SessionToken": token, "AbortTransaction": {}}))
+                    .unwrap();
+                token
+            })
+            .collect();
+        assert_eq!(
+            service.active_session_count("expiry"),
+            ACTIVE_SESSIONS_PER_LEDGER_MAX
+        );
+        let late = start_session(&service);
+        let error = start_transaction(&service, &late).unwrap_err();
+        assert_eq!(
+            (error.kind, error.status.as_u16()),
+            ("LimitExceededException", 400)
+        );
+        // The limit is per ledger.
+        let elsewhere = service
+            .send_command(&json!({"StartSession": {"LedgerName": "other"}}))
+            .unwrap()["StartSession"]["SessionToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        start_transaction(&service, &elsewhere).unwrap();
+        // A session that already counts may start its next transaction.
+        start_transaction(&service, &tokens[0]).unwrap();
+
+        // Commands that start no transaction do not keep a session active.
+        clock.advance_ms(ACTIVE_AFTER_TRANSACTION_MS + 1);
+        for token in &tokens[1..] {
+            service
+                .send_command(&json!({"SessionToken": token, "AbortTransaction": {}}))
+                .unwrap();
+        }
+        start_transaction(&service, &late).unwrap();
+        assert_eq!(service.active_session_count("expiry"), 2);
     }
 
     #[test]

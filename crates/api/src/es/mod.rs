@@ -13,14 +13,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use hyper::{Method, StatusCode};
+use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use sluice_node::Node;
 use sluice_search::Index;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
-use crate::http::{BodyError, Handler, Request, Response};
+use crate::http::{Handler, Refusal, Request, Response};
 
 /// Write requests (document writes and bulks) that may run at once; beyond it, 429.
 pub const WRITE_REQUESTS_MAX: usize = 64;
@@ -187,27 +187,64 @@ impl Handler for EsApi {
         })
     }
 
-    fn body_error(&self, error: BodyError) -> Response {
-        let error = match error {
-            BodyError::TooLarge => EsError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "content_too_long_exception",
-                format!(
-                    "request body is too large, the limit is [{}] bytes",
-                    crate::http::BODY_BYTES_MAX
-                ),
-            ),
-            BodyError::Broken(reason) => EsError::bad_request(
-                "parse_exception",
-                format!("failed to read request body: {reason}"),
-            ),
-            BodyError::BadPath(reason) => EsError::illegal_argument(reason),
-        };
+    fn refuse(&self, refusal: Refusal, _headers: &HeaderMap) -> Response {
+        let error = refusal_error(refusal);
         let mut response = json_response(error.status, &error.body(), false);
         response
             .headers
             .push(("x-elastic-product", "Elasticsearch".into()));
         response
+    }
+}
+
+/// The Elasticsearch error for a request the HTTP server refused.
+fn refusal_error(refusal: Refusal) -> EsError {
+    match refusal {
+        Refusal::BodyTooLarge => EsError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "content_too_long_exception",
+            format!(
+                "request body is too large, the limit is [{}] bytes",
+                crate::http::BODY_BYTES_MAX
+            ),
+        ),
+        Refusal::BodyBroken(reason) => EsError::bad_request(
+            "parse_exception",
+            format!("failed to read request body: {reason}"),
+        ),
+        Refusal::BadPath(reason) => EsError::illegal_argument(reason),
+        Refusal::BodyTooSlow { received_bytes } => EsError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout_exception",
+            format!(
+                "the request body arrived too slowly: [{received_bytes}] bytes received, fewer than [{}] bytes per second",
+                crate::http::BODY_READ_MIN_BYTES_PER_S
+            ),
+        ),
+        // Elasticsearch's indexing pressure refuses a coordinating operation the same way.
+        Refusal::BufferFull {
+            requested_bytes,
+            reserved_bytes,
+            budget_bytes,
+        } => EsError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "es_rejected_execution_exception",
+            format!(
+                "rejected execution of request: buffered_request_bytes=[{reserved_bytes}], this_request_bytes=[{requested_bytes}], max_buffered_request_bytes=[{budget_bytes}]"
+            ),
+        ),
+        Refusal::TooManyConnections { connections_max } => EsError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "es_rejected_execution_exception",
+            format!(
+                "rejected connection: the node already serves [{connections_max}] connections on this port"
+            ),
+        ),
+        Refusal::Panicked => EsError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "the request failed on an internal error; the node logged it",
+        ),
     }
 }
 
@@ -425,7 +462,7 @@ pub(crate) fn shards_json(index: &Index) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard_match;
+    use super::*;
 
     #[test]
     fn wildcards() {
@@ -435,5 +472,39 @@ mod tests {
         assert!(!wildcard_match("a*c", "abd"));
         assert!(wildcard_match("abc", "abc"));
         assert!(!wildcard_match("abc", "abcd"));
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_engine_work_is_a_500_for_that_request() {
+        let error = blocking(|| -> Result<(), EsError> { panic!("a bug in an engine call") })
+            .await
+            .unwrap_err();
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.body()["error"]["type"], "exception");
+        assert_eq!(blocking(|| Ok(7)).await.unwrap(), 7);
+    }
+
+    #[test]
+    fn refusals_have_elasticsearch_shapes_and_statuses() {
+        let body_of = |refusal| refusal_error(refusal).body();
+        let full = body_of(Refusal::BufferFull {
+            requested_bytes: 10,
+            reserved_bytes: 20,
+            budget_bytes: 25,
+        });
+        assert_eq!(full["status"], 429);
+        assert_eq!(full["error"]["type"], "es_rejected_execution_exception");
+        assert_eq!(
+            full["error"]["root_cause"][0]["type"],
+            "es_rejected_execution_exception"
+        );
+        let crowded = body_of(Refusal::TooManyConnections { connections_max: 3 });
+        assert_eq!(crowded["status"], 503);
+        assert_eq!(
+            body_of(Refusal::BodyTooSlow { received_bytes: 1 })["status"],
+            408
+        );
+        assert_eq!(body_of(Refusal::Panicked)["status"], 500);
+        assert_eq!(body_of(Refusal::BodyTooLarge)["status"], 413);
     }
 }
