@@ -324,10 +324,12 @@ pub fn read_export(
         let bytes = reader.read(&object)?;
         let name = object_name(&object);
         // The reader's own message may quote the bytes it stumbled on: it is not passed on.
-        let values = Element::read_all(bytes)
-            .map_err(|_| LedgerError::BadRequest(format!("{name} is not an Ion stream")))?;
-        for (position, value) in values.into_iter().enumerate() {
+        let not_ion = || LedgerError::BadRequest(format!("{name} is not an Ion stream"));
+        // Value by value, so a cancellation is seen within a large object too.
+        let values = Element::iter(bytes).map_err(|_| not_ion())?;
+        for (position, value) in values.enumerate() {
             cancel.check()?;
+            let value = value.map_err(|_| not_ion())?;
             if keyed.len() >= BLOCKS_PER_IMPORT_MAX {
                 return Err(LedgerError::LimitExceeded(format!(
                     "an export holds at most {BLOCKS_PER_IMPORT_MAX} blocks"
