@@ -343,8 +343,12 @@ pub fn read_export(
                 })
                 .and_then(BlockAddress::from_element)
                 .map_err(|error| {
+                    let reason = match error {
+                        LedgerError::BadRequest(reason) => reason,
+                        other => other.to_string(),
+                    };
                     LedgerError::BadRequest(format!(
-                        "{name}: value {position} is not a journal block ({error})"
+                        "{name}: value {position} is not a journal block ({reason})"
                     ))
                 })?;
             keyed.push((address.sequence_no, value));

@@ -190,20 +190,26 @@ impl ImportRoots {
                  and the server was started without `--import-dir`"
             )));
         }
-        // Inside the roots, telling which path exists is allowed: the operator opened them.
-        for root in &self.import_dirs {
-            let location = ExportLocation {
+        // The first import directory that holds it; when none does, the first one, so the walk
+        // tells why (missing, or a symbolic link). Inside the roots, telling which path exists
+        // is allowed: the operator opened them.
+        let locations: Vec<ExportLocation> = self
+            .import_dirs
+            .iter()
+            .map(|root| ExportLocation {
                 root: root.canonical.clone(),
                 relative: clean.clone(),
                 name: text.to_owned(),
-            };
-            if open_location(&location).is_ok() {
-                return Ok(location);
-            }
-        }
-        Err(LedgerError::NotFound(format!(
-            "export directory {text:?} in the import directories"
-        )))
+            })
+            .collect();
+        let found = locations
+            .iter()
+            .position(|location| open_location(location).is_ok())
+            .unwrap_or(0);
+        locations
+            .into_iter()
+            .nth(found)
+            .ok_or_else(|| LedgerError::Internal("no import directory".to_owned()))
     }
 }
 
@@ -271,7 +277,7 @@ fn open_location(location: &ExportLocation) -> Result<OwnedFd, LedgerError> {
                 "an export location holds more than names".to_owned(),
             ));
         };
-        directory = match fs_at::openat(&directory, part, directory_flags(true), Mode::empty()) {
+        directory = match open_directory_at(&directory, part) {
             Ok(next) => next,
             Err(Errno::NOENT | Errno::NOTDIR) => return Err(not_found()),
             Err(Errno::LOOP) => {
@@ -291,6 +297,19 @@ fn open_location(location: &ExportLocation) -> Result<OwnedFd, LedgerError> {
         };
     }
     Ok(directory)
+}
+
+/// Opens directory `name` inside `parent` without following a link. With `O_DIRECTORY`, Linux
+/// reports a link as `ENOTDIR`; it is told apart here and answered as `ELOOP`, as without.
+fn open_directory_at(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    match fs_at::openat(parent, name, directory_flags(true), Mode::empty()) {
+        Err(Errno::NOTDIR) => {
+            let is_link = fs_at::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink);
+            Err(if is_link { Errno::LOOP } else { Errno::NOTDIR })
+        }
+        other => other,
+    }
 }
 
 fn directory_flags(no_follow: bool) -> OFlags {
@@ -486,8 +505,7 @@ impl<'a> ExportReader<'a> {
         relative: &[OsString],
     ) -> Result<OwnedFd, LedgerError> {
         let name = relative.last().map(OsString::as_os_str).unwrap_or_default();
-        fs_at::openat(parent, name, directory_flags(true), Mode::empty())
-            .map_err(|error| component_error(error, relative))
+        open_directory_at(parent, name).map_err(|error| component_error(error, relative))
     }
 
     /// The file a manifest key names: relative to the export directory, or an S3 key whose tail
@@ -528,8 +546,7 @@ impl<'a> ExportReader<'a> {
         };
         let mut directory = self.directory.try_clone()?;
         for (depth, part) in parents.iter().enumerate() {
-            directory = match fs_at::openat(&directory, part, directory_flags(true), Mode::empty())
-            {
+            directory = match open_directory_at(&directory, part) {
                 Ok(next) => next,
                 Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Lookup::Missing),
                 Err(error) => {
@@ -559,10 +576,9 @@ impl<'a> ExportReader<'a> {
         };
         let mut directory = self.directory.try_clone()?;
         for (depth, part) in parents.iter().enumerate() {
-            directory = fs_at::openat(&directory, part, directory_flags(true), Mode::empty())
-                .map_err(|error| {
-                    component_error(error, relative.get(..=depth).unwrap_or_default())
-                })?;
+            directory = open_directory_at(&directory, part).map_err(|error| {
+                component_error(error, relative.get(..=depth).unwrap_or_default())
+            })?;
         }
         // The type is checked before opening, so a FIFO or a device is never opened, and again
         // on the open file, in case the entry was swapped in between.

@@ -453,6 +453,22 @@ fn symbolic_links_out_of_the_export_are_not_followed() {
     );
     assert_no_ledger_left(&fixture, "linked");
 
+    // A directory on a manifest key's path replaced by a link is refused too.
+    std::fs::remove_file(export.directory.join(key)).unwrap();
+    std::fs::rename(&outside, export.directory.join(key)).unwrap();
+    let hour = Path::new(key).parent().unwrap();
+    let moved = fixture.dir.path().join("moved-hour");
+    std::fs::rename(export.directory.join(hour), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, export.directory.join(hour)).unwrap();
+    let error = restore(&fixture, "linked", &export.directory).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("in the export is a symbolic link; imports do not follow symbolic links"),
+        "{error}"
+    );
+    assert_no_ledger_left(&fixture, "linked");
+
     // Without a manifest the walk meets the link too; a linked directory is refused as well.
     let walked = fixture.dir.path().join("walked");
     std::fs::create_dir_all(&walked).unwrap();
