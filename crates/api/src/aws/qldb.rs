@@ -466,6 +466,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_restore_names_exactly_one_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledgers = Arc::new(
+            Ledgers::open_dir(
+                dir.path().join("ledgers"),
+                Arc::new(sluice_ledger::SystemClock),
+                sluice_ledger::Limits::default(),
+            )
+            .unwrap(),
+        );
+        let roots = ImportRoots::new(&dir.path().join("s3"), &[]).unwrap();
+        let service = QldbService::new(ledgers, roots, CancelToken::new());
+        let kind = |body: Value| service.export_location(&body).unwrap_err().kind;
+        assert_eq!(kind(json!({})), "InvalidParameterException");
+        assert_eq!(
+            kind(json!({"ExportDirectory": "/x", "S3ExportConfiguration": {"Bucket": "b"}})),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            kind(json!({"ExportDirectory": 3})),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            kind(json!({"S3ExportConfiguration": {"Prefix": "p"}})),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            kind(json!({"ExportDirectory": "/etc"})),
+            "AccessDeniedException"
+        );
+        assert!(
+            service
+                .export_location(
+                    &json!({"S3ExportConfiguration": {"Bucket": "b", "Prefix": "p/q"}})
+                )
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn errors_take_the_statuses_boto3_expects() {
         let cases = [
             (
