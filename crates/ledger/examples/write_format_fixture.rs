@@ -28,7 +28,13 @@ fn main() {
         clock.advance_ms(1000);
     }
     let export = ledger
-        .export_journal(&target.join("export"), ExportFormat::IonText, None, None)
+        .export_journal(
+            &target.join("export"),
+            ExportFormat::IonText,
+            None,
+            None,
+            &sluice_ledger::CancelToken::new(),
+        )
         .unwrap();
     let digest = ledger.digest().unwrap().unwrap();
     std::fs::write(

@@ -37,6 +37,15 @@ pub enum LedgerError {
     /// The storage engine failed; the ledger should be reopened.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A restore or import named a location outside the directories it may read from. The
+    /// answer is decided before the file system is touched, so it is the same whether the
+    /// location exists or not.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// A long operation (export, restore, import) stopped because it was cancelled (the server
+    /// is stopping); it left nothing half-made behind.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
     /// File system errors outside the storage engine (export, import, data dir).
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),

@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use ion_rs::{Element, Struct, Value};
 use time::OffsetDateTime;
 
+use crate::cancel::CancelToken;
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, Strictness};
 use crate::ledger::Ledger;
 use crate::model::{self, BlockAddress, Revision, RevisionMetadata, TableInfo, TableStatus};
+use crate::source::{EXPORT_OBJECTS_MAX, ExportLocation, ExportReader, object_name};
 use crate::storage;
 use crate::transaction::{self, CATALOG_TABLE_ID};
 
@@ -94,17 +96,61 @@ fn block_timestamp(block: &Element) -> Result<OffsetDateTime, LedgerError> {
 
 impl Ledger {
     /// Exports the journal blocks whose `blockTimestamp` lies in `[inclusive_start, exclusive_end)`
-    /// (unbounded when `None`) under `<root>/<ledger>/<exportId>/`.
+    /// (unbounded when `None`) under `<root>/<ledger>/<exportId>/`. `cancel` is checked between
+    /// blocks; an export that fails or is cancelled removes its directory, so no half export is
+    /// left to be mistaken for a whole one.
     pub fn export_journal(
         &self,
         root: &Path,
         format: ExportFormat,
         inclusive_start_time: Option<OffsetDateTime>,
         exclusive_end_time: Option<OffsetDateTime>,
+        cancel: &CancelToken,
     ) -> Result<JournalExport, LedgerError> {
+        cancel.check()?;
         let export_id = model::new_id();
         let directory = root.join(self.name()).join(&export_id);
         std::fs::create_dir_all(&directory)?;
+        let written = self.write_export(
+            &directory,
+            &export_id,
+            format,
+            inclusive_start_time,
+            exclusive_end_time,
+            cancel,
+        );
+        match written {
+            Ok((keys, blocks_exported)) => Ok(JournalExport {
+                export_id,
+                directory,
+                keys,
+                blocks_exported,
+            }),
+            Err(error) => {
+                if let Err(removal) = std::fs::remove_dir_all(&directory) {
+                    tracing::error!(%removal, directory = %directory.display(), "removing an unfinished export failed");
+                }
+                match error {
+                    LedgerError::Cancelled(_) => Err(LedgerError::Cancelled(format!(
+                        "export of ledger {} was cancelled because the server is stopping; its unfinished files were removed",
+                        self.name()
+                    ))),
+                    other => Err(other),
+                }
+            }
+        }
+    }
+
+    /// Writes the manifests and data objects of one export; returns the keys and block count.
+    fn write_export(
+        &self,
+        directory: &Path,
+        export_id: &str,
+        format: ExportFormat,
+        inclusive_start_time: Option<OffsetDateTime>,
+        exclusive_end_time: Option<OffsetDateTime>,
+        cancel: &CancelToken,
+    ) -> Result<(Vec<String>, u64), LedgerError> {
         let time_element = |time: Option<OffsetDateTime>| -> Result<Element, LedgerError> {
             match time {
                 None => Ok(model::null_element()),
@@ -114,7 +160,7 @@ impl Ledger {
         let started = Element::from(
             Struct::builder()
                 .with_field("ledgerName", Element::string(self.name()))
-                .with_field("exportId", Element::string(export_id.as_str()))
+                .with_field("exportId", Element::string(export_id))
                 .with_field("inclusiveStartTime", time_element(inclusive_start_time)?)
                 .with_field("exclusiveEndTime", time_element(exclusive_end_time)?)
                 .with_field("objectEncryptionType", Element::string("NO_ENCRYPTION"))
@@ -132,6 +178,7 @@ impl Ledger {
         let mut group_hour: Option<String> = None;
         let mut blocks_exported = 0u64;
         self.for_each_block(0, |block| {
+            cancel.check()?;
             let time = block_timestamp(&block)?;
             if exclusive_end_time.is_some_and(|end| time >= end) {
                 return Ok(std::ops::ControlFlow::Break(()));
@@ -149,7 +196,7 @@ impl Ledger {
             if group_hour.as_ref() != Some(&hour) || group.len() >= BLOCKS_PER_EXPORT_OBJECT_MAX {
                 if let Some(previous_hour) = group_hour.take() {
                     keys.push(self.write_export_object(
-                        &directory,
+                        directory,
                         &previous_hour,
                         &group,
                         format,
@@ -163,7 +210,7 @@ impl Ledger {
             Ok(std::ops::ControlFlow::Continue(()))
         })?;
         if let Some(hour) = group_hour {
-            keys.push(self.write_export_object(&directory, &hour, &group, format)?);
+            keys.push(self.write_export_object(directory, &hour, &group, format)?);
         }
         let completed = Element::from(
             Struct::builder()
@@ -182,12 +229,7 @@ impl Ledger {
             &directory.join(format!("{export_id}.completed.manifest")),
             model::encode_text(&completed)?.as_bytes(),
         )?;
-        Ok(JournalExport {
-            export_id,
-            directory,
-            keys,
-            blocks_exported,
-        })
+        Ok((keys, blocks_exported))
     }
 
     fn write_export_object(
@@ -241,94 +283,79 @@ impl Ledger {
     }
 }
 
-/// Reads every block of an export directory, sorted by sequence number. Uses the completed
-/// manifest when there is one (keys relative to the directory, or S3 keys whose tail is), else
-/// every `.ion` file under the directory.
-pub fn read_export(export_dir: &Path) -> Result<Vec<Element>, LedgerError> {
-    let mut files = Vec::new();
-    let manifest = std::fs::read_dir(export_dir)?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.to_string_lossy().ends_with(".completed.manifest"));
-    match manifest {
-        Some(manifest) => {
-            let element = Element::read_one(std::fs::read(&manifest)?)
-                .map_err(|error| LedgerError::BadRequest(format!("invalid manifest: {error}")))?;
-            let keys = model::expect_struct(&element, "manifest")?
-                .get("keys")
+/// Reads every block of an export, sorted by sequence number. Uses the completed manifest when
+/// there is one (keys relative to the directory, or S3 keys whose tail is), else every `.ion`
+/// file below the directory. The walk is [`ExportReader`]'s: no symbolic link is followed and
+/// it is bounded; errors name files relative to the export directory and never quote them.
+pub fn read_export(
+    location: &ExportLocation,
+    cancel: &CancelToken,
+) -> Result<Vec<Element>, LedgerError> {
+    let mut reader = ExportReader::open(location, cancel)?;
+    let objects = match reader.completed_manifest()? {
+        Some((manifest_name, bytes)) => {
+            let invalid = || LedgerError::BadRequest(format!("{manifest_name} is not a manifest"));
+            let element = Element::read_one(bytes).map_err(|_| invalid())?;
+            let keys = element
+                .as_struct()
+                .and_then(|manifest| manifest.get("keys"))
                 .and_then(Element::as_sequence)
-                .ok_or_else(|| LedgerError::BadRequest("manifest without keys".to_owned()))?;
+                .ok_or_else(|| {
+                    LedgerError::BadRequest(format!("{manifest_name} has no list of keys"))
+                })?;
+            if keys.len() > EXPORT_OBJECTS_MAX {
+                return Err(LedgerError::LimitExceeded(format!(
+                    "an export holds at most {EXPORT_OBJECTS_MAX} data objects"
+                )));
+            }
+            let mut objects = Vec::with_capacity(keys.len());
             for key in keys.elements() {
                 let key = key.as_text().ok_or_else(|| {
-                    LedgerError::BadRequest("manifest key is not text".to_owned())
+                    LedgerError::BadRequest(format!("{manifest_name} holds a key that is not text"))
                 })?;
-                files.push(resolve_key(export_dir, key)?);
+                objects.push(reader.resolve_key(key)?);
             }
+            objects
         }
-        None => collect_ion_files(export_dir, &mut files)?,
-    }
-    let mut blocks = Vec::new();
-    for file in files {
-        let bytes = std::fs::read(&file)?;
-        let values = Element::read_all(bytes).map_err(|error| {
-            LedgerError::BadRequest(format!("{} is not Ion: {error}", file.display()))
-        })?;
-        for value in values {
-            if blocks.len() >= BLOCKS_PER_IMPORT_MAX {
+        None => reader.data_objects()?,
+    };
+    let mut keyed = Vec::new();
+    for object in objects {
+        let bytes = reader.read(&object)?;
+        let name = object_name(&object);
+        // The reader's own message may quote the bytes it stumbled on: it is not passed on.
+        let not_ion = || LedgerError::BadRequest(format!("{name} is not an Ion stream"));
+        // Value by value, so a cancellation is seen within a large object too.
+        let values = Element::iter(bytes).map_err(|_| not_ion())?;
+        for (position, value) in values.enumerate() {
+            cancel.check()?;
+            let value = value.map_err(|_| not_ion())?;
+            if keyed.len() >= BLOCKS_PER_IMPORT_MAX {
                 return Err(LedgerError::LimitExceeded(format!(
                     "an export holds at most {BLOCKS_PER_IMPORT_MAX} blocks"
                 )));
             }
-            blocks.push(value);
+            let address = model::expect_struct(&value, "block")
+                .and_then(|block| {
+                    block.get("blockAddress").ok_or_else(|| {
+                        LedgerError::BadRequest("block without blockAddress".to_owned())
+                    })
+                })
+                .and_then(BlockAddress::from_element)
+                .map_err(|error| {
+                    let reason = match error {
+                        LedgerError::BadRequest(reason) => reason,
+                        other => other.to_string(),
+                    };
+                    LedgerError::BadRequest(format!(
+                        "{name}: value {position} is not a journal block ({reason})"
+                    ))
+                })?;
+            keyed.push((address.sequence_no, value));
         }
-    }
-    let mut keyed = Vec::with_capacity(blocks.len());
-    for block in blocks {
-        let address = BlockAddress::from_element(
-            model::expect_struct(&block, "block")?
-                .get("blockAddress")
-                .ok_or_else(|| LedgerError::BadRequest("block without blockAddress".to_owned()))?,
-        )?;
-        keyed.push((address.sequence_no, block));
     }
     keyed.sort_by_key(|(sequence_no, _)| *sequence_no);
     Ok(keyed.into_iter().map(|(_, block)| block).collect())
-}
-
-/// A manifest key as a file: relative to the export directory, or an S3 key whose tail is.
-fn resolve_key(export_dir: &Path, key: &str) -> Result<PathBuf, LedgerError> {
-    if key.contains("..") {
-        return Err(LedgerError::BadRequest(format!(
-            "manifest key {key} leaves the export"
-        )));
-    }
-    let parts: Vec<&str> = key.split('/').filter(|part| !part.is_empty()).collect();
-    for skip in 0..parts.len() {
-        let candidate = parts
-            .iter()
-            .skip(skip)
-            .fold(export_dir.to_path_buf(), |path, part| path.join(part));
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    Err(LedgerError::NotFound(format!("export object {key}")))
-}
-
-fn collect_ion_files(directory: &Path, files: &mut Vec<PathBuf>) -> Result<(), LedgerError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect_ion_files(&path, files)?;
-        } else if path.extension().is_some_and(|extension| extension == "ion") {
-            files.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Verifies an export's blocks: contiguous from sequence number 0, one strand, every hash and
@@ -336,10 +363,12 @@ fn collect_ion_files(directory: &Path, files: &mut Vec<PathBuf>) -> Result<(), L
 pub fn verify_export_chain(
     blocks: &[Element],
     strictness: Strictness,
+    cancel: &CancelToken,
 ) -> Result<String, LedgerError> {
     let mut previous: Option<Hash> = None;
     let mut strand_id: Option<String> = None;
     for (position, block) in blocks.iter().enumerate() {
+        cancel.check()?;
         let fields = model::expect_struct(block, "block")?;
         // The first block's link cannot be checked: nothing precedes it in the export.
         let expected_previous = if position == 0 {
@@ -373,8 +402,13 @@ pub fn verify_export_chain(
 }
 
 /// Writes verified blocks and the state they imply (catalog, documents, revisions, indexes)
-/// into a new, empty ledger, in one durable redb transaction.
-pub(crate) fn apply_blocks(ledger: &Ledger, blocks: &[Element]) -> Result<(), LedgerError> {
+/// into a new, empty ledger, in one durable redb transaction; a cancellation drops the
+/// transaction, so nothing of it is written.
+pub(crate) fn apply_blocks(
+    ledger: &Ledger,
+    blocks: &[Element],
+    cancel: &CancelToken,
+) -> Result<(), LedgerError> {
     let mut write = ledger.database.begin_write()?;
     write.set_durability(redb::Durability::Immediate)?;
     let mut tables: BTreeMap<String, TableInfo> = BTreeMap::new();
@@ -385,6 +419,7 @@ pub(crate) fn apply_blocks(ledger: &Ledger, blocks: &[Element]) -> Result<(), Le
         let mut revisions_table = write.open_table(storage::REVISIONS)?;
         let mut write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
         for block in blocks {
+            cancel.check()?;
             let fields = model::expect_struct(block, "block")?;
             let address =
                 BlockAddress::from_element(fields.get("blockAddress").ok_or_else(|| {
@@ -489,9 +524,10 @@ pub(crate) fn apply_blocks(ledger: &Ledger, blocks: &[Element]) -> Result<(), Le
             transaction::build_index(&write, &table.table_id, index)?;
         }
     }
+    cancel.check()?;
     write.commit()?;
     // Check after writing, as a reader will.
-    ledger.verify_chain_with(|_, _| {}, Strictness::Qldb)?;
+    ledger.verify_chain_with(|_, _| {}, Strictness::Qldb, cancel)?;
     Ok(())
 }
 
@@ -597,6 +633,36 @@ fn decimal_json(number: crate::value::Number) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancelled_apply_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = std::sync::Arc::new(crate::SystemClock);
+        let ledgers =
+            crate::Ledgers::open_dir(dir.path(), clock.clone(), crate::Limits::default()).unwrap();
+        let source = ledgers.create_ledger("source", true).unwrap();
+        source.execute("CREATE TABLE T", &[]).unwrap();
+        source.execute("INSERT INTO T VALUE {'a': 1}", &[]).unwrap();
+        let blocks = source.blocks_from(0).unwrap();
+        let target = Ledger::create_with_strand(
+            &dir.path().join("target.redb"),
+            "target",
+            true,
+            source.strand_id().to_owned(),
+            clock,
+            crate::Limits::default(),
+        )
+        .unwrap();
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        assert!(matches!(
+            apply_blocks(&target, &blocks, &cancel),
+            Err(LedgerError::Cancelled(_))
+        ));
+        assert!(target.digest().unwrap().is_none());
+        apply_blocks(&target, &blocks, &CancelToken::new()).unwrap();
+        assert_eq!(target.digest().unwrap(), source.digest().unwrap());
+    }
 
     #[test]
     fn json_of_ion_values() {

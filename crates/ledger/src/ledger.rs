@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use ion_rs::Element;
 use redb::{Database, ReadableDatabase};
 
+use crate::cancel::CancelToken;
 use crate::clock::Clock;
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, Strictness};
 use crate::journal_tree;
 use crate::model::{self, BlockAddress, Limits, Revision};
+use crate::source::ExportLocation;
 use crate::storage;
 use crate::transaction::Transaction;
 
@@ -26,6 +28,21 @@ pub const DELETION_PROTECTION_DEFAULT: bool = true;
 
 /// File name suffix of a ledger's redb file inside the data directory.
 const LEDGER_FILE_SUFFIX: &str = ".ledger.redb";
+
+/// File name suffix of a ledger being built by a restore or import (`<name>.<id>.ledger.partial`);
+/// renamed to `<name>.ledger.redb` once whole, removed on failure and when the directory opens.
+const PARTIAL_FILE_SUFFIX: &str = ".ledger.partial";
+
+/// Removes a partial ledger file; a failure is logged, and the next open removes it.
+fn remove_partial(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::error!(%error, path = %path.display(), "removing a partial ledger failed")
+        }
+    }
+}
 
 /// Checks a ledger name: 1 to 32 ASCII letters, digits and hyphens, as QLDB requires.
 pub fn validate_ledger_name(name: &str) -> Result<(), LedgerError> {
@@ -64,13 +81,25 @@ pub struct Ledgers {
 }
 
 impl Ledgers {
-    /// Uses (and creates if needed) `data_dir` for ledger files.
+    /// Uses (and creates if needed) `data_dir` for ledger files. Partial ledgers left by a
+    /// restore or import that a crash interrupted are removed.
     pub fn open_dir(
         data_dir: impl AsRef<Path>,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(data_dir.as_ref())?;
+        for entry in std::fs::read_dir(data_dir.as_ref())? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(PARTIAL_FILE_SUFFIX)
+            {
+                tracing::warn!(path = %entry.path().display(), "removing a ledger whose restore or import did not finish");
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         Ok(Ledgers {
             data_dir: data_dir.as_ref().to_path_buf(),
             clock,
@@ -142,56 +171,94 @@ impl Ledgers {
     }
 
     /// Restores a ledger named `name` from a journal export of this engine (Ion text or binary),
-    /// re-verifying every hash; the restored digest equals the source's.
+    /// re-verifying every hash; the restored digest equals the source's. See
+    /// [`Ledgers::import_qldb_export`] for what a failure or a cancellation leaves behind.
     pub fn restore_ledger(
         &self,
         name: &str,
-        export_dir: &Path,
+        location: &ExportLocation,
+        cancel: &CancelToken,
     ) -> Result<Arc<Ledger>, LedgerError> {
-        self.load_export(name, export_dir, Strictness::Qldb)
+        self.load_export(name, location, Strictness::Qldb, cancel, "restore")
     }
 
     /// Imports an Amazon QLDB journal export (its blocks from sequence number 0), verifying its
-    /// chain; the ledger then keeps appending blocks after the imported tip.
+    /// chain; the ledger then keeps appending blocks after the imported tip. The ledger is built
+    /// in a partial file that becomes the ledger only once whole and verified, so a failure,
+    /// a cancellation or a crash leaves no ledger behind (a crash's partial file is removed
+    /// when the directory is next opened).
     pub fn import_qldb_export(
         &self,
         name: &str,
-        export_dir: &Path,
+        location: &ExportLocation,
+        cancel: &CancelToken,
     ) -> Result<Arc<Ledger>, LedgerError> {
-        self.load_export(name, export_dir, Strictness::Qldb)
+        self.load_export(name, location, Strictness::Qldb, cancel, "import")
     }
 
     fn load_export(
         &self,
         name: &str,
-        export_dir: &Path,
+        location: &ExportLocation,
         strictness: Strictness,
+        cancel: &CancelToken,
+        operation: &str,
     ) -> Result<Arc<Ledger>, LedgerError> {
         validate_ledger_name(name)?;
-        let blocks = crate::export::read_export(export_dir)?;
-        let strand_id = crate::export::verify_export_chain(&blocks, strictness)?;
-        let mut open_ledgers = self.open_map()?;
-        let path = self.ledger_path(name);
-        if open_ledgers.contains_key(name) || path.exists() {
-            return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
-        }
-        let ledger = Ledger::create_with_strand(
-            &path,
+        // A taken name is refused before the export is read.
+        self.check_name_free(name)?;
+        tracing::info!(ledger = name, from = location.name(), "{operation} started");
+        let cancelled = |error: LedgerError| match error {
+            LedgerError::Cancelled(_) => LedgerError::Cancelled(format!(
+                "{operation} of ledger {name} was cancelled because the server is stopping; \
+                 no ledger was created"
+            )),
+            other => other,
+        };
+        let blocks = crate::export::read_export(location, cancel).map_err(cancelled)?;
+        let strand_id =
+            crate::export::verify_export_chain(&blocks, strictness, cancel).map_err(cancelled)?;
+        let partial = self
+            .data_dir
+            .join(format!("{name}.{}{PARTIAL_FILE_SUFFIX}", model::new_id()));
+        let built = Ledger::create_with_strand(
+            &partial,
             name,
             true,
             strand_id,
             self.clock.clone(),
             self.limits.clone(),
-        )?;
-        if let Err(error) = crate::export::apply_blocks(&ledger, &blocks) {
-            drop(ledger);
-            // A failed load leaves no half ledger behind.
-            std::fs::remove_file(&path)?;
-            return Err(error);
+        )
+        .and_then(|ledger| crate::export::apply_blocks(&ledger, &blocks, cancel));
+        if let Err(error) = built {
+            remove_partial(&partial);
+            return Err(cancelled(error));
         }
-        let ledger = Arc::new(ledger);
+        let mut open_ledgers = self.open_map()?;
+        let path = self.ledger_path(name);
+        if open_ledgers.contains_key(name) || path.exists() {
+            remove_partial(&partial);
+            return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
+        }
+        // The rename is the commit point: before it there is no ledger, after it a whole one.
+        std::fs::rename(&partial, &path)?;
+        std::fs::File::open(&self.data_dir)?.sync_all()?;
+        let ledger = Arc::new(Ledger::open(
+            &path,
+            self.clock.clone(),
+            self.limits.clone(),
+        )?);
         open_ledgers.insert(name.to_owned(), ledger.clone());
+        tracing::info!(ledger = name, "{operation} finished");
         Ok(ledger)
+    }
+
+    fn check_name_free(&self, name: &str) -> Result<(), LedgerError> {
+        let open_ledgers = self.open_map()?;
+        if open_ledgers.contains_key(name) || self.ledger_path(name).exists() {
+            return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
+        }
+        Ok(())
     }
 
     /// Names of every ledger in the data directory, sorted.
@@ -620,7 +687,7 @@ impl Ledger {
     /// Re-verifies every block: its revision hashes, entries hash, block hash and link to the
     /// previous block, and that the stored block hash index agrees. Calls `progress(done, total)`.
     pub fn verify_chain(&self, progress: impl FnMut(u64, u64)) -> Result<ChainReport, LedgerError> {
-        self.verify_chain_with(progress, Strictness::Qldb)
+        self.verify_chain_with(progress, Strictness::Qldb, &CancelToken::new())
     }
 
     /// [`Ledger::verify_chain`] with a chosen strictness for the blocks' entries.
@@ -628,6 +695,7 @@ impl Ledger {
         &self,
         mut progress: impl FnMut(u64, u64),
         strictness: Strictness,
+        cancel: &CancelToken,
     ) -> Result<ChainReport, LedgerError> {
         let read = self.database.begin_read()?;
         let blocks = read.open_table(storage::BLOCKS)?;
@@ -642,6 +710,7 @@ impl Ledger {
         let mut previous: Option<Hash> = None;
         let mut hashes = Vec::new();
         for sequence_no in 0..total {
+            cancel.check()?;
             let block = storage::read_block(&blocks, sequence_no)?.ok_or_else(|| {
                 LedgerError::VerificationFailed(format!("block {sequence_no} is missing"))
             })?;

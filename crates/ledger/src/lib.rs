@@ -29,18 +29,21 @@
 //! [`transaction`] (snapshot, read set, commit protocol), [`eval`] (PartiQL), [`journal`]
 //! (block shapes), [`journal_tree`] (the block-hash Merkle tree), [`hash`] (QLDB hashing),
 //! [`storage`] (redb layout, spec in `docs/ledger-format.md`), [`export`] (export, restore,
-//! import), [`stream`] (journal stream records), [`model`] and [`value`] (types and PartiQL
+//! import), [`source`] (where restores and imports may read, and the bounded, symlink-safe
+//! walk), [`cancel`] (stopping long operations), [`stream`] (journal stream records), [`model`] and [`value`] (types and PartiQL
 //! value semantics), [`datetime`], [`clock`], [`error`].
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod cancel;
 pub mod clock;
 pub mod datetime;
 pub mod error;
 pub mod hash;
 
+pub use cancel::CancelToken;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::LedgerError;
 pub mod eval;
@@ -49,6 +52,7 @@ pub mod journal;
 pub mod journal_tree;
 pub mod ledger;
 pub mod model;
+pub mod source;
 pub mod storage;
 pub mod stream;
 pub mod transaction;
@@ -60,4 +64,5 @@ pub use ledger::{
     RevisionWithProof,
 };
 pub use model::{BlockAddress, Limits, Revision, RevisionMetadata, TableInfo, TableStatus};
+pub use source::{ExportLocation, ImportRoots};
 pub use transaction::{CommitResult, DocumentView, Transaction};

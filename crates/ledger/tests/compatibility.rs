@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::*;
-use sluice_ledger::{BlockAddress, Ledgers, Limits, SystemClock};
+use sluice_ledger::{BlockAddress, CancelToken, ExportLocation, Ledgers, Limits, SystemClock};
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1")
@@ -54,7 +54,14 @@ fn format_v1_ledger_file_opens_verifies_and_queries() {
 fn format_v1_export_restores_to_the_recorded_digest() {
     let (digest, tip, export) = recorded();
     let fixture = Fixture::new();
-    let restored = fixture.ledgers.restore_ledger("restored", &export).unwrap();
+    let restored = fixture
+        .ledgers
+        .restore_ledger(
+            "restored",
+            &ExportLocation::trusted_directory(&export),
+            &CancelToken::new(),
+        )
+        .unwrap();
     let current = restored.digest().unwrap().unwrap();
     assert_eq!(sluice_ledger::hash::to_base64(&current.digest), digest);
     assert_eq!(current.digest_tip_address, tip);

@@ -9,7 +9,25 @@ use std::sync::Arc;
 use common::*;
 use ion_rs::{Element, Struct};
 use sluice_ledger::hash::{self, Hash};
-use sluice_ledger::{ExportFormat, Ledger, LedgerError};
+use sluice_ledger::{CancelToken, ExportFormat, ExportLocation, Ledger, LedgerError};
+
+/// Restores from a directory the test vouches for, never cancelled.
+fn restore(fixture: &Fixture, name: &str, directory: &Path) -> Result<Arc<Ledger>, LedgerError> {
+    fixture.ledgers.restore_ledger(
+        name,
+        &ExportLocation::trusted_directory(directory),
+        &CancelToken::new(),
+    )
+}
+
+/// Imports from a directory the test vouches for, never cancelled.
+fn import(fixture: &Fixture, name: &str, directory: &Path) -> Result<Arc<Ledger>, LedgerError> {
+    fixture.ledgers.import_qldb_export(
+        name,
+        &ExportLocation::trusted_directory(directory),
+        &CancelToken::new(),
+    )
+}
 
 fn populated(fixture: &Fixture) -> Arc<Ledger> {
     let ledger = fixture.ledger("source");
@@ -39,7 +57,9 @@ fn export_has_qldb_layout_and_restores_to_the_same_digest() {
         let fixture = Fixture::new();
         let source = populated(&fixture);
         let root = fixture.dir.path().join("exports");
-        let export = source.export_journal(&root, format, None, None).unwrap();
+        let export = source
+            .export_journal(&root, format, None, None, &CancelToken::new())
+            .unwrap();
         assert_eq!(
             export.directory,
             root.join("source").join(&export.export_id)
@@ -83,10 +103,7 @@ fn export_has_qldb_layout_and_restores_to_the_same_digest() {
             .collect();
         assert_eq!(keys, export.keys);
 
-        let restored = fixture
-            .ledgers
-            .restore_ledger("restored", &export.directory)
-            .unwrap();
+        let restored = restore(&fixture, "restored", &export.directory).unwrap();
         assert_eq!(restored.digest().unwrap(), source.digest().unwrap());
         assert_eq!(restored.strand_id(), source.strand_id());
         let query = "SELECT VIN, n FROM Vehicle";
@@ -135,7 +152,13 @@ fn export_time_range_and_json_lines() {
     let start = time::macros::datetime!(2024-01-02 03:30:00 UTC);
     let end = time::macros::datetime!(2024-01-02 04:10:00 UTC);
     let export = source
-        .export_journal(&root, ExportFormat::JsonLines, Some(start), Some(end))
+        .export_journal(
+            &root,
+            ExportFormat::JsonLines,
+            Some(start),
+            Some(end),
+            &CancelToken::new(),
+        )
         .unwrap();
     assert_eq!(export.blocks_exported, 2);
     let mut lines = 0;
@@ -164,6 +187,7 @@ fn a_tampered_export_is_refused_and_leaves_no_ledger() {
             ExportFormat::IonText,
             None,
             None,
+            &CancelToken::new(),
         )
         .unwrap();
     let key = export.keys.last().unwrap();
@@ -178,9 +202,7 @@ fn a_tampered_export_is_refused_and_leaves_no_ledger() {
     assert_ne!(forged, text);
     std::fs::write(&path, forged).unwrap();
     assert!(matches!(
-        fixture
-            .ledgers
-            .restore_ledger("restored", &export.directory),
+        restore(&fixture, "restored", &export.directory),
         Err(LedgerError::VerificationFailed(_))
     ));
     assert!(
@@ -286,10 +308,7 @@ fn a_qldb_shaped_export_imports_verifies_and_keeps_appending() {
     )
     .unwrap();
     // The manifest sits under the prefix, as in S3.
-    let imported = fixture
-        .ledgers
-        .import_qldb_export("imported", &export_dir.join("journalExport"))
-        .unwrap();
+    let imported = import(&fixture, "imported", &export_dir.join("journalExport")).unwrap();
     let last_hash = hash::hash_from_slice(
         qldb_blocks
             .last()
@@ -363,7 +382,217 @@ fn a_qldb_shaped_export_imports_verifies_and_keeps_appending() {
     let text: String = broken.iter().map(|block| format!("{block}\n")).collect();
     std::fs::write(broken_dir.join("all.ion"), text).unwrap();
     assert!(matches!(
-        fixture.ledgers.import_qldb_export("broken", &broken_dir),
+        import(&fixture, "broken", &broken_dir),
         Err(LedgerError::VerificationFailed(_))
     ));
+}
+
+// ----- the walk: symbolic links, loops, limits, contents never quoted, cancellation -----
+
+fn exported(fixture: &Fixture) -> (Arc<Ledger>, sluice_ledger::JournalExport) {
+    let source = populated(fixture);
+    let export = source
+        .export_journal(
+            &fixture.dir.path().join("exports"),
+            ExportFormat::IonText,
+            None,
+            None,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    (source, export)
+}
+
+fn assert_no_ledger_left(fixture: &Fixture, name: &str) {
+    assert!(
+        !fixture
+            .ledgers
+            .list_ledgers()
+            .unwrap()
+            .contains(&name.to_owned())
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(fixture.dir.path().join("ledgers"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|file| file.starts_with(name))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_directory_with_two_symlinks_to_itself_is_refused_and_the_walk_ends() {
+    let fixture = Fixture::new();
+    let directory = fixture.dir.path().join("loop");
+    std::fs::create_dir_all(&directory).unwrap();
+    std::os::unix::fs::symlink(".", directory.join("a")).unwrap();
+    std::os::unix::fs::symlink(&directory, directory.join("b")).unwrap();
+    let error = import(&fixture, "looped", &directory).unwrap_err();
+    assert!(matches!(error, LedgerError::BadRequest(_)), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "bad request: a in the export is a symbolic link; imports do not follow symbolic links"
+    );
+    assert_no_ledger_left(&fixture, "looped");
+}
+
+#[test]
+fn symbolic_links_out_of_the_export_are_not_followed() {
+    let fixture = Fixture::new();
+    let (_, export) = exported(&fixture);
+    // A data object replaced by a link to its copy outside the export.
+    let key = export.keys.first().unwrap();
+    let outside = fixture.dir.path().join("outside.ion");
+    std::fs::rename(export.directory.join(key), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, export.directory.join(key)).unwrap();
+    let error = restore(&fixture, "linked", &export.directory).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "bad request: {key} in the export is a symbolic link; imports do not follow symbolic links"
+        )
+    );
+    assert_no_ledger_left(&fixture, "linked");
+
+    // A directory on a manifest key's path replaced by a link is refused too.
+    std::fs::remove_file(export.directory.join(key)).unwrap();
+    std::fs::rename(&outside, export.directory.join(key)).unwrap();
+    let hour = Path::new(key).parent().unwrap();
+    let moved = fixture.dir.path().join("moved-hour");
+    std::fs::rename(export.directory.join(hour), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, export.directory.join(hour)).unwrap();
+    let error = restore(&fixture, "linked", &export.directory).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("in the export is a symbolic link; imports do not follow symbolic links"),
+        "{error}"
+    );
+    assert_no_ledger_left(&fixture, "linked");
+
+    // Without a manifest the walk meets the link too; a linked directory is refused as well.
+    let walked = fixture.dir.path().join("walked");
+    std::fs::create_dir_all(&walked).unwrap();
+    std::os::unix::fs::symlink(&export.directory, walked.join("elsewhere")).unwrap();
+    let error = import(&fixture, "walked", &walked).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("elsewhere in the export is a symbolic link"),
+        "{error}"
+    );
+}
+
+#[test]
+fn errors_name_the_file_and_never_quote_its_contents() {
+    let fixture = Fixture::new();
+    let cases = [
+        (
+            "not-ion",
+            "passwd.ion",
+            "root:x:0:0:SECRET-LINE:/root:/bin/bash\n",
+        ),
+        // Valid Ion, but not a block: the value must not come back either.
+        ("not-a-block", "hostname.ion", "secret_host_name_value\n"),
+        (
+            "bad-manifest",
+            "x.completed.manifest",
+            "SECRET-MANIFEST {{{\n",
+        ),
+    ];
+    for (directory, file, contents) in cases {
+        let directory = fixture.dir.path().join(directory);
+        std::fs::create_dir_all(&directory).unwrap();
+        std::fs::write(directory.join(file), contents).unwrap();
+        let message = import(&fixture, "leaky", &directory)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(file), "{message}");
+        assert!(
+            !message.to_lowercase().contains("secret"),
+            "the error quotes the file: {message}"
+        );
+        assert_no_ledger_left(&fixture, "leaky");
+    }
+}
+
+#[test]
+fn the_walk_is_bounded_in_depth() {
+    let fixture = Fixture::new();
+    let directory = fixture.dir.path().join("deep");
+    let mut deepest = directory.clone();
+    for level in 0..=sluice_ledger::source::EXPORT_WALK_DEPTH_MAX {
+        deepest = deepest.join(format!("d{level}"));
+    }
+    std::fs::create_dir_all(&deepest).unwrap();
+    let error = import(&fixture, "deep", &directory).unwrap_err();
+    assert!(matches!(error, LedgerError::LimitExceeded(_)), "{error}");
+}
+
+#[test]
+fn a_fifo_named_like_a_data_object_is_refused_without_being_opened() {
+    let fixture = Fixture::new();
+    let directory = fixture.dir.path().join("fifo");
+    std::fs::create_dir_all(&directory).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        directory.join("block.ion"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    // Opening a FIFO for reading would block until a writer comes: returning at all is the test.
+    let error = import(&fixture, "fifo", &directory).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "bad request: block.ion in the export is not a regular file"
+    );
+}
+
+#[test]
+fn a_cancelled_restore_or_export_leaves_nothing_behind() {
+    let fixture = Fixture::new();
+    let (source, export) = exported(&fixture);
+    let cancelled = CancelToken::new();
+    cancelled.cancel();
+    let error = fixture
+        .ledgers
+        .restore_ledger(
+            "copy",
+            &ExportLocation::trusted_directory(&export.directory),
+            &cancelled,
+        )
+        .unwrap_err();
+    assert!(matches!(error, LedgerError::Cancelled(_)), "{error}");
+    assert!(
+        error.to_string().contains("no ledger was created"),
+        "{error}"
+    );
+    assert_no_ledger_left(&fixture, "copy");
+
+    let root = fixture.dir.path().join("cancelled-exports");
+    let error = source
+        .export_journal(&root, ExportFormat::IonText, None, None, &cancelled)
+        .unwrap_err();
+    assert!(matches!(error, LedgerError::Cancelled(_)), "{error}");
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .map(|entries| entries.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_partial_ledger_left_by_a_crash_is_removed_when_the_directory_opens() {
+    let mut fixture = Fixture::new();
+    let partial = fixture
+        .dir
+        .path()
+        .join("ledgers/crashed.4Kz8rTq1xVbN2mP0sL7yQw.ledger.partial");
+    std::fs::write(&partial, b"half a ledger").unwrap();
+    fixture.reopen();
+    assert!(!partial.exists());
+    assert!(fixture.ledgers.list_ledgers().unwrap().is_empty());
+    // The name is free: a restore of it succeeds.
+    let (_, export) = exported(&fixture);
+    restore(&fixture, "crashed", &export.directory).unwrap();
 }

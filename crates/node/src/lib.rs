@@ -10,6 +10,10 @@
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
 //!   S3 destinations and QLDB's ExportJournalToS3.
+//!
+//! Ledger restores and imports read only from the `s3/` store and the operator's import
+//! directories ([`NodeOptions::import_dirs`]); long ledger operations (export, restore, import)
+//! share one [`CancelToken`] that [`Node::cancel_long_operations`] sets when the node stops.
 
 mod functions;
 
@@ -23,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sluice_delivery::{DeliveryStreams, DeliveryStreamsOptions, NoFunctions, Transformer};
-use sluice_ledger::{Ledgers, Limits};
+use sluice_ledger::{CancelToken, ImportRoots, Ledgers, Limits};
 use sluice_log::{Clock, Log, LogOptions, SystemClock};
 use sluice_search::Indices;
 
@@ -60,6 +64,9 @@ pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
     /// Runs delivery streams' Lambda processors.
     pub transformer: Arc<dyn Transformer>,
+    /// Directories ledger restores and imports may read besides the data directory's `s3/`
+    /// store (`sluice up --import-dir`); none by default. Each must exist.
+    pub import_dirs: Vec<PathBuf>,
 }
 
 impl Default for NodeOptions {
@@ -67,6 +74,7 @@ impl Default for NodeOptions {
         NodeOptions {
             clock: Arc::new(SystemClock),
             transformer: Arc::new(NoFunctions),
+            import_dirs: Vec::new(),
         }
     }
 }
@@ -76,6 +84,8 @@ pub struct Node {
     indices: Arc<Indices>,
     log: Arc<Log>,
     ledgers: Arc<Ledgers>,
+    import_roots: ImportRoots,
+    long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
@@ -112,6 +122,7 @@ impl Node {
             Arc::new(sluice_ledger::SystemClock),
             Limits::default(),
         )?);
+        let import_roots = ImportRoots::new(&data_dir.join("s3"), &options.import_dirs)?;
         let delivery = Arc::new(DeliveryStreams::open(
             data_dir,
             log.clone(),
@@ -148,6 +159,8 @@ impl Node {
             indices,
             log,
             ledgers,
+            import_roots,
+            long_operations: CancelToken::new(),
             delivery,
             stop_refresher,
             refresher: Some(refresher),
@@ -179,6 +192,22 @@ impl Node {
         self.data_dir.join("s3")
     }
 
+    /// Where ledger restores and imports may read: the `s3/` store and the import directories.
+    pub fn import_roots(&self) -> &ImportRoots {
+        &self.import_roots
+    }
+
+    /// The token every long ledger operation (export, restore, import) checks.
+    pub fn long_operations(&self) -> &CancelToken {
+        &self.long_operations
+    }
+
+    /// Asks every long ledger operation to stop at its next check: they answer `Cancelled`
+    /// and leave nothing half-made. Called first at shutdown, so none holds the stop up.
+    pub fn cancel_long_operations(&self) {
+        self.long_operations.cancel();
+    }
+
     /// The delivery streams (Firehose-like) and their workers.
     pub fn delivery(&self) -> &Arc<DeliveryStreams> {
         &self.delivery
@@ -190,6 +219,7 @@ impl Node {
     }
 
     fn stop(&mut self) {
+        self.long_operations.cancel();
         // Delivery workers first: they write into the indices closed below.
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());

@@ -5,7 +5,6 @@
 //! hash, chain link and the digest locally.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -526,7 +525,8 @@ pub fn verify(client: &AwsClient, name: &str) -> anyhow::Result<()> {
 }
 
 /// `sluice ledger export`: ExportJournalToS3 into the server's `data_dir/s3/<bucket>/<prefix>`;
-/// prints the export's directory.
+/// prints the export's directory (what `ledger restore --from` takes) and, on stderr, the same
+/// export as `--bucket`/`--prefix`.
 pub fn export(
     client: &AwsClient,
     name: &str,
@@ -545,27 +545,68 @@ pub fn export(
         }),
     )?;
     println!("{}", text(&answer, "/ExportDirectory")?);
+    let export_id = text(&answer, "/ExportId")?;
+    let export_prefix = [prefix.trim_matches('/'), name, export_id]
+        .iter()
+        .filter(|part| !part.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    eprintln!(
+        "restore it with: sluice ledger restore NEW-NAME --bucket {bucket} --prefix {export_prefix}"
+    );
     Ok(())
 }
 
-/// `sluice ledger restore` and `sluice ledger import`: the server reads `directory`.
+/// Where `ledger restore|import` reads an export on the server's machine: a directory, or a
+/// bucket and prefix of the server's `data_dir/s3`.
+#[derive(clap::Args, Debug)]
+pub struct ExportSource {
+    /// The export's directory on the server: absolute, inside the server's `data_dir/s3` or a
+    /// directory it was started with `--import-dir`; or relative to such an import directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "bucket",
+        conflicts_with = "bucket"
+    )]
+    pub from: Option<String>,
+    /// The bucket of the server's `data_dir/s3` holding the export.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// The export's own prefix in the bucket: `<export prefix>/<ledger>/<exportId>`, as
+    /// `ledger export` prints it.
+    #[arg(long, requires = "bucket", default_value = "")]
+    pub prefix: String,
+}
+
+impl ExportSource {
+    fn request(&self) -> anyhow::Result<(Value, String)> {
+        match (&self.from, &self.bucket) {
+            (Some(directory), None) => {
+                Ok((json!({"ExportDirectory": directory}), directory.clone()))
+            }
+            (None, Some(bucket)) => Ok((
+                json!({"S3ExportConfiguration": {"Bucket": bucket, "Prefix": self.prefix}}),
+                format!("s3://{bucket}/{}", self.prefix.trim_matches('/')),
+            )),
+            _ => bail!("give either --from DIR or --bucket B [--prefix P]"),
+        }
+    }
+}
+
+/// `sluice ledger restore` and `sluice ledger import`: the server reads the export.
 pub fn load(
     client: &AwsClient,
     name: &str,
-    directory: &std::path::Path,
+    source: &ExportSource,
     operation: &str,
 ) -> anyhow::Result<()> {
-    let directory: PathBuf = std::fs::canonicalize(directory)
-        .with_context(|| format!("export directory {}", directory.display()))?;
-    client.rest(
-        "POST",
-        &format!("/ledgers/{name}/{operation}"),
-        &json!({"ExportDirectory": directory.display().to_string()}),
-    )?;
+    let (request, shown) = source.request()?;
+    client.rest("POST", &format!("/ledgers/{name}/{operation}"), &request)?;
     let (digest, tip) = get_digest(client, name)?;
     println!(
-        "{operation}d ledger {name} from {}: digest {} at {}",
-        directory.display(),
+        "{operation}d ledger {name} from {shown}: digest {} at {}",
         hash::to_base64(&digest),
         tip.to_ion_text()
     );

@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,23 @@ use sluice_node::{FunctionsTransformer, Node, NodeOptions};
 /// tests and demos of time-based behaviour (index rotation, backup key times): arrival times,
 /// rotation, buffering and retries all read the shifted clock.
 const CLOCK_OFFSET_ENV: &str = "SLUICE_CLOCK_OFFSET_MS";
+
+// Shutdown is bounded: SIGTERM or SIGINT stops `sluice up` within the servers' grace period
+// (`sluice_api::http::SHUTDOWN_GRACE`) plus the budgets below, whatever is running.
+
+/// How long the node may take to stop its delivery workers and commit its indices once the
+/// servers stopped. Past it the process exits without them: every acknowledged write is
+/// already durable, and a delivery batch in flight is redelivered at the next start.
+const NODE_STOP_BUDGET: Duration = Duration::from_secs(10);
+/// How long stopping the function processes may take; past it they are left to their own
+/// timeouts.
+const FUNCTIONS_STOP_BUDGET: Duration = Duration::from_secs(3);
+/// How long blocking tasks still running at the end (an engine call whose connection the grace
+/// period cut) get before the runtime is dropped without them.
+const BLOCKING_TASKS_GRACE: Duration = Duration::from_secs(1);
+/// Exit status after a second SIGTERM or SIGINT during shutdown (128 + SIGTERM, as a shell
+/// reports a process ended by it).
+const EXIT_SECOND_SIGNAL: i32 = 143;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -107,17 +125,20 @@ enum LedgerCommand {
         #[arg(long, default_value = "ION_TEXT")]
         format: String,
     },
-    /// Create a ledger from a journal export of Sluice (a directory the server can read).
+    /// Create a ledger from a journal export of Sluice: `--from DIR` (as `ledger export` printed
+    /// it, or inside a directory the server was started with `--import-dir`), or
+    /// `--bucket B --prefix P` in the server's `data_dir/s3`.
     Restore {
         name: String,
-        #[arg(long)]
-        from: PathBuf,
+        #[command(flatten)]
+        source: ledger_cli::ExportSource,
     },
-    /// Create a ledger from an Amazon QLDB S3 journal export downloaded into a directory.
+    /// Create a ledger from an Amazon QLDB S3 journal export downloaded into a directory that the
+    /// server was started with `--import-dir` (or copied into its `data_dir/s3`).
     Import {
         name: String,
-        #[arg(long)]
-        from: PathBuf,
+        #[command(flatten)]
+        source: ledger_cli::ExportSource,
     },
 }
 
@@ -155,6 +176,10 @@ struct UpArgs {
     /// least 104857600, the largest body.
     #[arg(long, default_value_t = sluice_api::http::REQUEST_BUFFER_BYTES_DEFAULT)]
     request_buffer_bytes: usize,
+    /// A directory ledger restores and imports may read (besides the data directory's `s3/`
+    /// store, which they always may). Repeatable; none by default.
+    #[arg(long = "import-dir", value_name = "DIR")]
+    import_dirs: Vec<PathBuf>,
 }
 
 /// Open-file descriptors kept for the data directory's files (index and log segments, ledger
@@ -281,8 +306,12 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
             prefix,
             format,
         } => ledger_cli::export(&client, &name, &bucket, &prefix, &format),
-        LedgerCommand::Restore { name, from } => ledger_cli::load(&client, &name, &from, "restore"),
-        LedgerCommand::Import { name, from } => ledger_cli::load(&client, &name, &from, "import"),
+        LedgerCommand::Restore { name, source } => {
+            ledger_cli::load(&client, &name, &source, "restore")
+        }
+        LedgerCommand::Import { name, source } => {
+            ledger_cli::load(&client, &name, &source, "import")
+        }
     }
 }
 
@@ -338,13 +367,22 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         sluice_api::http::BODY_BYTES_MAX
     );
     let connections_max = connections_max_within(args.connections_max, raise_open_files_limit());
+    for directory in &args.import_dirs {
+        let metadata = std::fs::metadata(directory)
+            .with_context(|| format!("--import-dir {}", directory.display()))?;
+        anyhow::ensure!(
+            metadata.is_dir(),
+            "--import-dir {} is not a directory",
+            directory.display()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let config = read_config(&args)?;
     let clock = clock_from_env()?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let registry = FunctionRegistry::new();
         for function in config.functions {
             let name = function.name.clone();
@@ -358,6 +396,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 registry.clone(),
                 tokio::runtime::Handle::current(),
             )),
+            import_dirs: args.import_dirs.clone(),
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))
@@ -402,23 +441,51 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
 
-        wait_for_signal(stop_signals).await?;
+        let mut stop_signals = stop_signals;
+        wait_for_signal(&mut stop_signals).await;
         tracing::info!("shutting down");
-        es.shutdown().await;
-        aws.shutdown().await;
-        tokio::task::spawn_blocking(move || match Arc::try_unwrap(node) {
-            Ok(node) => node.shutdown(),
-            Err(node) => {
-                node.delivery().shutdown();
-                node.indices().close_all();
-            }
-        })
-        .await
-        .context("shutting down")?;
-        registry.shutdown().await;
+        // Exports, restores and imports stop now rather than after the grace period: they could
+        // not finish within it anyway, and this way their clients get a clear answer (nothing
+        // was created) before the connections close.
+        node.cancel_long_operations();
+        tokio::spawn(async move {
+            wait_for_signal(&mut stop_signals).await;
+            eprintln!("a second stop signal: exiting at once");
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        });
+        // Requests in flight get the grace period (`SHUTDOWN_GRACE`), on both ports at once.
+        tokio::join!(es.shutdown(), aws.shutdown());
+        let node_stopped = tokio::time::timeout(
+            NODE_STOP_BUDGET,
+            tokio::task::spawn_blocking(move || match Arc::try_unwrap(node) {
+                Ok(node) => node.shutdown(),
+                Err(node) => {
+                    node.delivery().shutdown();
+                    node.indices().close_all();
+                }
+            }),
+        )
+        .await;
+        if node_stopped.is_err() {
+            tracing::warn!(
+                budget_s = NODE_STOP_BUDGET.as_secs(),
+                "delivery workers or index commits did not stop in time; exiting without them \
+                 (acknowledged writes are durable, the rest is redone at the next start)"
+            );
+        }
+        if tokio::time::timeout(FUNCTIONS_STOP_BUDGET, registry.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("function processes did not stop in time");
+        }
         println!("sluice stopped");
         Ok(())
-    })
+    });
+    // Dropping the runtime would wait for every blocking task, however long it runs: an engine
+    // call whose connection the grace period cut, or a worker stuck above, gets this long.
+    runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
+    outcome
 }
 
 /// The AWS-compatible services served on `--aws-port`.
@@ -427,7 +494,11 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
         node.ledgers().clone(),
         Arc::new(sluice_ledger::SystemClock),
     ));
-    let qldb = Arc::new(QldbService::new(node.ledgers().clone(), node.s3_dir()));
+    let qldb = Arc::new(QldbService::new(
+        node.ledgers().clone(),
+        node.import_roots().clone(),
+        node.long_operations().clone(),
+    ));
     AwsApi::new()
         .with_json_service(Arc::new(KinesisService::new(Arc::clone(node.log()))))
         .with_json_service(Arc::new(FirehoseService::new(node.clone())))
@@ -452,12 +523,11 @@ fn install_stop_signals() -> anyhow::Result<StopSignals> {
     })
 }
 
-async fn wait_for_signal(mut signals: StopSignals) -> anyhow::Result<()> {
+async fn wait_for_signal(signals: &mut StopSignals) {
     tokio::select! {
         _ = signals.terminate.recv() => {},
         _ = signals.interrupt.recv() => {},
     }
-    Ok(())
 }
 
 #[cfg(test)]

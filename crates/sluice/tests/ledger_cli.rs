@@ -16,9 +16,14 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra_args: &[&str]) -> Server {
         let mut child = Command::new(SLUICE)
             .args(["up", "--es-port", "0", "--aws-port", "0", "--data-dir"])
             .arg(data_dir)
+            .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -154,14 +159,33 @@ fn sql_digest_verify_export_restore_round_trip() {
         "{verified}"
     );
 
-    let export_dir = server.ok(&[
+    let exported = server.run(&[
         "ledger", "export", "cars", "--bucket", "backups", "--prefix", "nightly",
     ]);
+    assert!(exported.status.success());
+    let export_dir = String::from_utf8(exported.stdout).expect("utf-8 output");
     let export_dir = export_dir.trim();
+    let canonical_data_dir = std::fs::canonicalize(data_dir.path()).expect("canonical data dir");
     assert!(
-        Path::new(export_dir).starts_with(data_dir.path().join("s3/backups/nightly/cars")),
+        Path::new(export_dir).starts_with(canonical_data_dir.join("s3/backups/nightly/cars")),
         "{export_dir}"
     );
+    // The hint on stderr names the same export by bucket and prefix, and it restores too.
+    let hint = String::from_utf8_lossy(&exported.stderr).into_owned();
+    let export_id = Path::new(export_dir)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("export id");
+    let prefix = format!("nightly/cars/{export_id}");
+    assert!(
+        hint.contains(&format!("--bucket backups --prefix {prefix}")),
+        "{hint}"
+    );
+    server.ok(&[
+        "ledger", "restore", "cars-s3", "--bucket", "backups", "--prefix", &prefix,
+    ]);
+    assert_eq!(server.ok(&["ledger", "digest", "cars-s3"]), digest);
+    // The directory `export` printed restores in one step.
     server.ok(&["ledger", "restore", "cars-copy", "--from", export_dir]);
     assert_eq!(
         server.ok(&["ledger", "digest", "cars-copy"]),
@@ -217,14 +241,21 @@ fn import_reads_an_export_directory_and_keeps_its_digest() {
         expected.next().expect("export line"),
     );
     let data_dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(data_dir.path());
-    let export_dir = fixture.join(export);
+    // The fixture's `export/` directory is the import directory; `--from` is relative to it.
+    let import_dir = fixture.join("export");
+    let server = Server::start_with(
+        data_dir.path(),
+        &["--import-dir", import_dir.to_str().expect("utf-8 path")],
+    );
+    let relative = Path::new(export)
+        .strip_prefix("export")
+        .expect("the export lies in export/");
     server.ok(&[
         "ledger",
         "import",
         "imported",
         "--from",
-        export_dir.to_str().expect("utf-8 path"),
+        relative.to_str().expect("utf-8 path"),
     ]);
     assert_eq!(
         server.ok(&["ledger", "digest", "imported"]),
@@ -235,6 +266,29 @@ fn import_reads_an_export_directory_and_keeps_its_digest() {
             .ok(&["ledger", "verify", "imported"])
             .starts_with("verified 5 blocks")
     );
-    let missing = server.run(&["ledger", "import", "other", "--from", "/nonexistent/export"]);
-    assert!(!missing.status.success());
+    // The absolute path inside the import directory works as well.
+    let absolute = std::fs::canonicalize(fixture.join(export)).expect("the fixture's export");
+    server.ok(&[
+        "ledger",
+        "import",
+        "imported-again",
+        "--from",
+        absolute.to_str().expect("utf-8 path"),
+    ]);
+    // Outside the allowed directories, an existing and a missing path get the same answer.
+    let refusal = |path: &str| {
+        let output = server.run(&["ledger", "import", "other", "--from", path]);
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).replace(path, "PATH")
+    };
+    let missing = refusal("/nonexistent/export");
+    assert!(
+        missing.contains("AccessDeniedException (HTTP 403)"),
+        "{missing}"
+    );
+    assert_eq!(refusal("/etc"), missing);
+    assert_eq!(
+        refusal(data_dir.path().join("ledgers").to_str().expect("utf-8")),
+        missing
+    );
 }

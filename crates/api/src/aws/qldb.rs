@@ -7,20 +7,28 @@
 //! Sluice extension field `ExportDirectory`.
 //!
 //! Sluice extensions, on the same port and in the same style:
-//! - `POST /ledgers/{name}/restore {"ExportDirectory": "/path"}`: creates ledger `name` from a
-//!   journal export of Sluice (every hash re-verified; the digest equals the source's);
-//! - `POST /ledgers/{name}/import {"ExportDirectory": "/path"}`: creates ledger `name` from an
-//!   Amazon QLDB S3 journal export downloaded locally.
+//! - `POST /ledgers/{name}/restore`: creates ledger `name` from a journal export of Sluice (every
+//!   hash re-verified; the digest equals the source's);
+//! - `POST /ledgers/{name}/import`: creates ledger `name` from an Amazon QLDB S3 journal export
+//!   downloaded locally.
 //!
-//! Both answer like DescribeLedger.
+//! Both name their source as `{"S3ExportConfiguration": {"Bucket", "Prefix"}}`, the export's
+//! objects in the data directory's s3 store (`Prefix` is the export's own prefix,
+//! `<prefix>/<ledger>/<exportId>` for what ExportJournalToS3 wrote), or as
+//! `{"ExportDirectory": "/path"}` inside the s3 store or an `--import-dir` (a relative path is
+//! read inside an `--import-dir`). Anything else is `AccessDeniedException` (403), the same
+//! answer whether the path exists or not. Both answer like DescribeLedger; when the server stops
+//! during one, it answers `ServiceUnavailableException` (503) and creates nothing.
 
 use std::collections::VecDeque;
-use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
-use sluice_ledger::{BlockAddress, ExportFormat, LedgerDescription, LedgerError, Ledgers};
+use sluice_ledger::{
+    BlockAddress, CancelToken, ExportFormat, ExportLocation, ImportRoots, LedgerDescription,
+    LedgerError, Ledgers,
+};
 use time::OffsetDateTime;
 
 use super::{AwsError, BoxFuture, RestService, aws_response, error_response};
@@ -39,16 +47,20 @@ const CONTENT_TYPE: &str = "application/json";
 /// The control plane over the node's ledgers.
 pub struct QldbService {
     ledgers: Arc<Ledgers>,
-    /// `data_dir/s3`: the root of every ExportJournalToS3 bucket.
-    s3_root: PathBuf,
+    /// The s3 store (`data_dir/s3`: every ExportJournalToS3 bucket) and the import directories:
+    /// the only places restores and imports read.
+    roots: ImportRoots,
+    /// Set when the server stops: exports, restores and imports in flight end at once.
+    cancel: CancelToken,
     exports: Mutex<VecDeque<(String, String, Value)>>,
 }
 
 impl QldbService {
-    pub fn new(ledgers: Arc<Ledgers>, s3_root: PathBuf) -> QldbService {
+    pub fn new(ledgers: Arc<Ledgers>, roots: ImportRoots, cancel: CancelToken) -> QldbService {
         QldbService {
             ledgers,
-            s3_root,
+            roots,
+            cancel,
             exports: Mutex::new(VecDeque::new()),
         }
     }
@@ -71,6 +83,14 @@ fn control_error(error: LedgerError) -> AwsError {
             message,
         ),
         LedgerError::LimitExceeded(message) => AwsError::client("LimitExceededException", message),
+        LedgerError::AccessDenied(message) => {
+            AwsError::new(StatusCode::FORBIDDEN, "AccessDeniedException", message)
+        }
+        LedgerError::Cancelled(message) => AwsError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            message,
+        ),
         LedgerError::BadRequest(_)
         | LedgerError::Syntax { .. }
         | LedgerError::OccConflict(_)
@@ -141,26 +161,32 @@ fn timestamp_field(body: &Value, name: &str) -> Result<Option<OffsetDateTime>, A
     }
 }
 
-/// A bucket or prefix as a relative path that stays inside its root.
-fn safe_relative(text: &str, what: &str) -> Result<PathBuf, AwsError> {
-    let path = Path::new(text.trim_matches('/'));
-    let mut relative = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => relative.push(part),
-            Component::CurDir => {}
-            _ => return Err(invalid_parameter(format!("{what} {text:?} is not allowed"))),
-        }
+/// A string member of `S3ExportConfiguration`; `None` when absent.
+fn s3_member<'a>(configuration: &'a Value, name: &str) -> Result<Option<&'a str>, AwsError> {
+    match configuration.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(invalid_parameter(format!(
+            "S3ExportConfiguration.{name} must be a string"
+        ))),
     }
-    Ok(relative)
 }
 
-fn export_directory_field(body: &Value) -> Result<PathBuf, AwsError> {
-    body.get("ExportDirectory")
-        .and_then(Value::as_str)
-        .filter(|text| !text.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| invalid_parameter("ExportDirectory is required"))
+/// The `S3ExportConfiguration` of a request: its bucket (required) and prefix (default empty).
+fn s3_configuration(body: &Value) -> Result<Option<(&str, &str)>, AwsError> {
+    let Some(configuration) = body.get("S3ExportConfiguration") else {
+        return Ok(None);
+    };
+    if !configuration.is_object() {
+        return Err(invalid_parameter(
+            "S3ExportConfiguration must be an object with Bucket and Prefix",
+        ));
+    }
+    let bucket = s3_member(configuration, "Bucket")?
+        .filter(|bucket| !bucket.is_empty())
+        .ok_or_else(|| invalid_parameter("S3ExportConfiguration.Bucket is required"))?;
+    let prefix = s3_member(configuration, "Prefix")?.unwrap_or("");
+    Ok(Some((bucket, prefix)))
 }
 
 impl QldbService {
@@ -302,16 +328,16 @@ impl QldbService {
                     })
             }
             (&Method::POST, ["ledgers", name, "restore"]) => {
-                let directory = export_directory_field(body)?;
+                let location = self.export_location(body)?;
                 let ledger = ledgers
-                    .restore_ledger(name, &directory)
+                    .restore_ledger(name, &location, &self.cancel)
                     .map_err(control_error)?;
                 Ok(describe_json(&ledger.describe().map_err(control_error)?))
             }
             (&Method::POST, ["ledgers", name, "import"]) => {
-                let directory = export_directory_field(body)?;
+                let location = self.export_location(body)?;
                 let ledger = ledgers
-                    .import_qldb_export(name, &directory)
+                    .import_qldb_export(name, &location, &self.cancel)
                     .map_err(control_error)?;
                 Ok(describe_json(&ledger.describe().map_err(control_error)?))
             }
@@ -323,23 +349,34 @@ impl QldbService {
         }
     }
 
+    /// Where a restore or import reads: checked against the roots before anything is opened.
+    fn export_location(&self, body: &Value) -> Result<ExportLocation, AwsError> {
+        let configuration = s3_configuration(body)?;
+        let location = match (body.get("ExportDirectory"), configuration) {
+            (Some(_), Some(_)) => {
+                return Err(invalid_parameter(
+                    "give either S3ExportConfiguration or ExportDirectory, not both",
+                ));
+            }
+            (Some(Value::String(directory)), None) => self.roots.locate_directory(directory),
+            (Some(_), None) => return Err(invalid_parameter("ExportDirectory must be a string")),
+            (None, Some((bucket, prefix))) => self.roots.locate_s3(bucket, prefix),
+            (None, None) => {
+                return Err(invalid_parameter(
+                    "S3ExportConfiguration {Bucket, Prefix} or ExportDirectory is required",
+                ));
+            }
+        };
+        location.map_err(control_error)
+    }
+
     fn export_journal(&self, name: &str, body: &Value) -> Result<Value, AwsError> {
         let configuration = body
             .get("S3ExportConfiguration")
             .ok_or_else(|| invalid_parameter("S3ExportConfiguration is required"))?;
-        let bucket = configuration
-            .get("Bucket")
-            .and_then(Value::as_str)
-            .filter(|bucket| !bucket.is_empty())
-            .ok_or_else(|| invalid_parameter("S3ExportConfiguration.Bucket is required"))?;
-        let prefix = configuration
-            .get("Prefix")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let root = self
-            .s3_root
-            .join(safe_relative(bucket, "Bucket")?)
-            .join(safe_relative(prefix, "Prefix")?);
+        let (bucket, prefix) = s3_configuration(body)?
+            .ok_or_else(|| invalid_parameter("S3ExportConfiguration is required"))?;
+        let root = self.roots.s3_path(bucket, prefix).map_err(control_error)?;
         let format = match body.get("OutputFormat").and_then(Value::as_str) {
             None | Some("ION_BINARY") => ExportFormat::IonBinary,
             Some("ION_TEXT") => ExportFormat::IonText,
@@ -354,7 +391,7 @@ impl QldbService {
         let end = timestamp_field(body, "ExclusiveEndTime")?;
         let ledger = self.ledgers.ledger(name).map_err(control_error)?;
         let export = ledger
-            .export_journal(&root, format, start, end)
+            .export_journal(&root, format, start, end, &self.cancel)
             .map_err(control_error)?;
         let description = json!({
             "LedgerName": name,
@@ -429,17 +466,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_and_prefixes_stay_inside_the_s3_root() {
+    fn a_restore_names_exactly_one_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledgers = Arc::new(
+            Ledgers::open_dir(
+                dir.path().join("ledgers"),
+                Arc::new(sluice_ledger::SystemClock),
+                sluice_ledger::Limits::default(),
+            )
+            .unwrap(),
+        );
+        let roots = ImportRoots::new(&dir.path().join("s3"), &[]).unwrap();
+        let service = QldbService::new(ledgers, roots, CancelToken::new());
+        let kind = |body: Value| service.export_location(&body).unwrap_err().kind;
+        assert_eq!(kind(json!({})), "InvalidParameterException");
         assert_eq!(
-            safe_relative("bucket", "Bucket").unwrap(),
-            PathBuf::from("bucket")
+            kind(json!({"ExportDirectory": "/x", "S3ExportConfiguration": {"Bucket": "b"}})),
+            "InvalidParameterException"
         );
         assert_eq!(
-            safe_relative("/a/b/", "Prefix").unwrap(),
-            PathBuf::from("a/b")
+            kind(json!({"ExportDirectory": 3})),
+            "InvalidParameterException"
         );
-        assert!(safe_relative("../etc", "Prefix").is_err());
-        assert!(safe_relative("a/../../b", "Prefix").is_err());
+        assert_eq!(
+            kind(json!({"S3ExportConfiguration": {"Prefix": "p"}})),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            kind(json!({"ExportDirectory": "/etc"})),
+            "AccessDeniedException"
+        );
+        assert!(
+            service
+                .export_location(
+                    &json!({"S3ExportConfiguration": {"Bucket": "b", "Prefix": "p/q"}})
+                )
+                .is_ok()
+        );
     }
 
     #[test]
@@ -464,6 +527,16 @@ mod tests {
                 LedgerError::BadRequest("x".into()),
                 400,
                 "InvalidParameterException",
+            ),
+            (
+                LedgerError::AccessDenied("x".into()),
+                403,
+                "AccessDeniedException",
+            ),
+            (
+                LedgerError::Cancelled("x".into()),
+                503,
+                "ServiceUnavailableException",
             ),
             (LedgerError::Internal("x".into()), 500, "InternalFailure"),
         ];

@@ -256,7 +256,10 @@ fn session_error(error: LedgerError, transaction_id: Option<&str>) -> AwsError {
             "Transaction {} has expired",
             transaction_id.unwrap_or("")
         )),
+        // Sessions neither read exports nor run long operations: these cannot reach here.
         other @ (LedgerError::VerificationFailed(_)
+        | LedgerError::AccessDenied(_)
+        | LedgerError::Cancelled(_)
         | LedgerError::Storage(_)
         | LedgerError::Io(_)
         | LedgerError::Internal(_)) => AwsError::internal(other.to_string()),
