@@ -1,6 +1,7 @@
 //! The `command` kind: one process per invocation, event on stdin, response on stdout.
 
 use std::process::Stdio;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -9,14 +10,19 @@ use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
 use crate::limits::{PAYLOAD_BYTES_MAX, STDERR_DRAIN_WAIT};
 use crate::process::{
-    OutputTail, ProcessGroup, display_command, forward_output, handler_command, spawn_failure,
-    with_stderr,
+    Failing, OutputTail, ProcessGroup, display_command, forward_output, handler_command,
+    spawn_failure, with_stderr,
 };
 
 /// Runs the command once with `payload` on stdin and returns what it wrote on stdout.
 /// A non-zero exit, a timeout (the process is killed) or more than [`PAYLOAD_BYTES_MAX`]
 /// bytes of output fail the invocation.
-pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> Result<Bytes> {
+/// `failing` quiets the log of its output during a burst of failures.
+pub(crate) async fn invoke(
+    definition: &FunctionDefinition,
+    payload: Bytes,
+    failing: &Failing,
+) -> Result<Bytes> {
     let name = definition.name.clone();
     let io_error = |context: &'static str| {
         let name = name.clone();
@@ -34,10 +40,15 @@ pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> R
     let _group = ProcessGroup::of(&child);
 
     let tail = OutputTail::default();
-    let stderr_forwarder = child
-        .stderr
-        .take()
-        .map(|stderr| forward_output(stderr, name.clone(), "stderr", Some(tail.clone())));
+    let stderr_forwarder = child.stderr.take().map(|stderr| {
+        forward_output(
+            stderr,
+            name.clone(),
+            "stderr",
+            Some(tail.clone()),
+            Arc::clone(failing),
+        )
+    });
     if let Some(mut stdin) = child.stdin.take() {
         // Written from its own task so a process that answers before reading all of its input
         // cannot deadlock against us; a process that never reads stdin just breaks the pipe.

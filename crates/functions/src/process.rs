@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -241,14 +242,21 @@ impl OutputTail {
     }
 }
 
+/// Whether a function is in a burst of failures, shared by the registry (which sets it) and its
+/// processes (which then log their start and output at debug level: the burst's first error
+/// line already carries the output's tail, and a function that cannot start would otherwise
+/// repeat the same lines at every attempt).
+pub(crate) type Failing = Arc<AtomicBool>;
+
 /// Reads `reader` until it closes, logging each line (cut at [`LOG_LINE_BYTES_MAX`]) with the
-/// function's name, and keeping a tail in `tail`. Memory stays bounded whatever the process writes.
-/// The returned handle finishes when the pipe closes.
+/// function's name, at debug level while `failing`, and keeping a tail in `tail`. Memory stays
+/// bounded whatever the process writes. The returned handle finishes when the pipe closes.
 pub(crate) fn forward_output<R>(
     reader: R,
     function_name: String,
     stream: &'static str,
     tail: Option<OutputTail>,
+    failing: Failing,
 ) -> tokio::task::JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -268,7 +276,7 @@ where
             }
             for &byte in read {
                 if byte == b'\n' || line.len() >= LOG_LINE_BYTES_MAX {
-                    emit_line(&function_name, stream, &line);
+                    emit_line(&function_name, stream, &line, &failing);
                     line.clear();
                     if byte == b'\n' {
                         continue;
@@ -278,19 +286,19 @@ where
             }
         }
         if !line.is_empty() {
-            emit_line(&function_name, stream, &line);
+            emit_line(&function_name, stream, &line, &failing);
         }
     })
 }
 
-fn emit_line(function_name: &str, stream: &'static str, line: &[u8]) {
+fn emit_line(function_name: &str, stream: &'static str, line: &[u8], failing: &AtomicBool) {
     let text = String::from_utf8_lossy(line);
-    tracing::info!(
-        function = function_name,
-        stream,
-        "{}",
-        text.trim_end_matches('\r')
-    );
+    let text = text.trim_end_matches('\r');
+    if failing.load(Ordering::Relaxed) {
+        tracing::debug!(function = function_name, stream, "{text}");
+    } else {
+        tracing::info!(function = function_name, stream, "{text}");
+    }
 }
 
 /// The command that starts a definition's handler process: its argv, the Lambda environment

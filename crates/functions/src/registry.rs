@@ -18,6 +18,7 @@ use crate::limits::{
     NUMBER_OF_RETRIES_DEFAULT, NUMBER_OF_RETRIES_MAX, PAYLOAD_BYTES_MAX, RETRY_BACKOFF_INITIAL,
     RETRY_BACKOFF_MAX, WAITING_INVOCATIONS_MAX,
 };
+use crate::process::Failing;
 use crate::runtime_api::RuntimePool;
 
 /// How one call retries.
@@ -77,7 +78,8 @@ pub(crate) struct Function {
     runtimes: Option<RuntimePool>,
     /// The last attempt failed in the function itself; set by the first failure of a burst,
     /// cleared by the next success, so the log tells each burst once (see [`Function::note`]).
-    failing: AtomicBool,
+    /// Shared with the function's processes, which log quietly during a burst.
+    failing: Failing,
 }
 
 impl Default for FunctionRegistry {
@@ -112,18 +114,20 @@ impl FunctionRegistry {
                 name: definition.name,
             });
         }
+        let failing = Failing::default();
         let runtimes = match definition.kind {
             FunctionKind::Command => None,
             FunctionKind::RuntimeApi => Some(RuntimePool::new(
                 definition.clone(),
                 Arc::clone(&self.inner.clock),
+                Arc::clone(&failing),
             )),
         };
         let function = Function {
             slots: Semaphore::new(definition.concurrency),
             waiting: AtomicUsize::new(0),
             runtimes,
-            failing: AtomicBool::new(false),
+            failing,
             definition,
         };
         functions.insert(function.definition.name.clone(), Arc::new(function));
@@ -343,7 +347,7 @@ impl Function {
             self.slots.acquire().await.map_err(|_| Error::ShutDown)?
         };
         match &self.runtimes {
-            None => command::invoke(&self.definition, payload).await,
+            None => command::invoke(&self.definition, payload, &self.failing).await,
             Some(runtimes) => runtimes.invoke(payload).await,
         }
     }

@@ -35,8 +35,8 @@ use crate::limits::{
     PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE, STDERR_DRAIN_WAIT,
 };
 use crate::process::{
-    OutputTail, ProcessGroup, display_command, forward_output, handler_command, spawn_failure,
-    with_stderr,
+    Failing, OutputTail, ProcessGroup, display_command, forward_output, handler_command,
+    spawn_failure, with_stderr,
 };
 
 /// Pause after a failed `accept` before trying again.
@@ -53,15 +53,22 @@ pub(crate) struct RuntimePool {
     /// semaphore lets no more invocations run at once.
     idle: Mutex<Vec<RuntimeInstance>>,
     shut_down: AtomicBool,
+    /// Set by the registry during a burst of failures: starts and output log at debug level.
+    failing: Failing,
 }
 
 impl RuntimePool {
-    pub(crate) fn new(definition: FunctionDefinition, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        definition: FunctionDefinition,
+        clock: Arc<dyn Clock>,
+        failing: Failing,
+    ) -> Self {
         RuntimePool {
             definition,
             clock,
             idle: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
+            failing,
         }
     }
 
@@ -72,14 +79,14 @@ impl RuntimePool {
         }
         let mut instance = match self.take_idle() {
             Some(warm) => warm,
-            None => RuntimeInstance::start(&self.definition, Arc::clone(&self.clock)).await?,
+            None => self.start().await?,
         };
         let mut outcome = instance.invoke(payload.clone()).await;
         if outcome.is_err() && instance.died_before_delivery && instance.initialised {
             // The warm process died while idle, before the host noticed: this event never
             // reached it, so it goes to a fresh process as Lambda would, without using a retry.
             tracing::info!(function = %self.definition.name, "warm runtime process had died; starting a new one");
-            instance = RuntimeInstance::start(&self.definition, Arc::clone(&self.clock)).await?;
+            instance = self.start().await?;
             outcome = instance.invoke(payload).await;
         }
         if instance.reusable
@@ -90,6 +97,15 @@ impl RuntimePool {
             idle.push(instance);
         }
         outcome
+    }
+
+    async fn start(&self) -> Result<RuntimeInstance> {
+        RuntimeInstance::start(
+            &self.definition,
+            Arc::clone(&self.clock),
+            Arc::clone(&self.failing),
+        )
+        .await
     }
 
     fn take_idle(&self) -> Option<RuntimeInstance> {
@@ -175,7 +191,11 @@ impl Drop for RuntimeInstance {
 }
 
 impl RuntimeInstance {
-    async fn start(definition: &FunctionDefinition, clock: Arc<dyn Clock>) -> Result<Self> {
+    async fn start(
+        definition: &FunctionDefinition,
+        clock: Arc<dyn Clock>,
+        failing: Failing,
+    ) -> Result<Self> {
         let name = definition.name.clone();
         let io_error = |context: &'static str| {
             let name = name.clone();
@@ -215,12 +235,17 @@ impl RuntimeInstance {
         };
         let stderr = OutputTail::default();
         if let Some(stdout) = child.stdout.take() {
-            forward_output(stdout, name.clone(), "stdout", None);
+            forward_output(stdout, name.clone(), "stdout", None, Arc::clone(&failing));
         }
-        let stderr_forwarder = child
-            .stderr
-            .take()
-            .map(|pipe| forward_output(pipe, name.clone(), "stderr", Some(stderr.clone())));
+        let stderr_forwarder = child.stderr.take().map(|pipe| {
+            forward_output(
+                pipe,
+                name.clone(),
+                "stderr",
+                Some(stderr.clone()),
+                Arc::clone(&failing),
+            )
+        });
         let group = ProcessGroup::of(&child);
         let (exit_sender, exited) = watch::channel(None);
         let (kill, kill_requested) = oneshot::channel::<()>();
@@ -243,7 +268,11 @@ impl RuntimeInstance {
             drop(group);
             let _ = exit_sender.send(Some(description));
         });
-        tracing::info!(function = %name, %address, "runtime process started");
+        if failing.load(Ordering::Relaxed) {
+            tracing::debug!(function = %name, %address, "runtime process started");
+        } else {
+            tracing::info!(function = %name, %address, "runtime process started");
+        }
         Ok(RuntimeInstance {
             function_name: name,
             command: display_command(&definition.command),
