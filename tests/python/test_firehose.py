@@ -347,3 +347,159 @@ def test_scenario_3_stock_ticker_gets_a_timestamp_from_its_lambda(sluice_factory
     assert source["timestamp"].endswith("Z") and "T" in source["timestamp"]
     # FailedDocumentsOnly: nothing failed, so nothing is backed up.
     assert not (sluice.data_dir / "s3" / "backup").exists()
+
+
+def metrics_text(sluice):
+    with urllib.request.urlopen(sluice.aws_url + "/metrics") as metrics:
+        return metrics.read().decode()
+
+
+def describe(client, name):
+    return client.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+
+
+def test_a_function_that_cannot_start_is_described_counted_logged_once_and_cleared(
+    sluice_factory, tmp_path
+):
+    """Deliverable 5: the handler module does not exist yet, so every runtime exits at start.
+    PutRecordBatch still succeeds (as in Firehose, the records are in the stream), the records
+    go to processing-failed/, DescribeDeliveryStream and /metrics show the failure, the log says
+    it once; once the module exists, delivery resumes and the description is cleared."""
+    task_root = tmp_path / "task"
+    task_root.mkdir()
+    command = [sys.executable, "-m", "awslambdaric", "late.handler"]
+    config = tmp_path / "late.json"
+    config.write_text(json.dumps({"functions": [
+        {"name": "late", "kind": "runtime-api", "command": command, "task_root": str(task_root)}
+    ]}))
+    sluice = sluice_factory(extra_args=["--config", str(config)])
+    client = firehose(sluice)
+    client.create_delivery_stream(
+        DeliveryStreamName="late-stream",
+        DeliveryStreamType="DirectPut",
+        ElasticsearchDestinationConfiguration={
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "IndexName": "late",
+            "IndexRotationPeriod": "NoRotation",
+            "BufferingHints": {"IntervalInSeconds": 0, "SizeInMBs": 1},
+            "S3BackupMode": "FailedDocumentsOnly",
+            "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                                "BucketARN": "arn:aws:s3:::late-backup"},
+            "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+                {"ParameterName": "LambdaArn", "ParameterValue": LAMBDA_ARN.format("late")},
+                {"ParameterName": "NumberOfRetries", "ParameterValue": "1"}]}]},
+        },
+    )
+    assert "FailureDescription" not in describe(client, "late-stream")
+
+    response = client.put_record_batch(DeliveryStreamName="late-stream", Records=hello_records(3))
+    assert response["FailedPutCount"] == 0
+    failure = wait_until(lambda: describe(client, "late-stream").get("FailureDescription"),
+                         what="the failure to be described")
+    description = describe(client, "late-stream")
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert failure["Type"] == "UNKNOWN_ERROR"
+    details = failure["Details"]
+    assert "Lambda function " + LAMBDA_ARN.format("late") + " failed 1 invocations" in details, details
+    assert "Lambda.FunctionError" in details, details
+    assert f"could not start `{sys.executable} -m awslambdaric late.handler`" in details, details
+    assert "Runtime.ImportModuleError" in details and "No module named 'late'" in details, details
+
+    failed_dir = sluice.data_dir / "s3" / "late-backup" / "processing-failed"
+    wait_until(lambda: failed_dir.exists() and any(f.is_file() for f in failed_dir.rglob("*")),
+               what="the processing-failed backup")
+    lines = [json.loads(line) for f in failed_dir.rglob("*") if f.is_file()
+             for line in f.read_text().splitlines()]
+    assert len(lines) == 3
+    assert {line["errorCode"] for line in lines} == {"Lambda.FunctionError"}
+    assert {line["attemptsMade"] for line in lines} == {2}
+    assert sorted(json.loads(base64.b64decode(line["rawData"]))["message"] for line in lines) == [
+        "hello world 0", "hello world 1", "hello world 2"]
+
+    text = metrics_text(sluice)
+    assert ('sluice_firehose_processing_failures_total{delivery_stream="late-stream",'
+            'function="late",error_code="Lambda.FunctionError"} 1') in text, text
+    assert 'sluice_firehose_processor_failing{delivery_stream="late-stream",function="late"} 1' in text
+
+    # A second failing batch: the same burst, so the log does not say it again.
+    client.put_record_batch(DeliveryStreamName="late-stream", Records=hello_records(2, "again"))
+    wait_until(lambda: "failed 2 invocations" in describe(client, "late-stream")
+               .get("FailureDescription", {}).get("Details", ""),
+               what="the second failure")
+    log = "".join(sluice.output)
+    assert "\x1b[" not in log, "the log of a server whose stderr is a pipe has no ANSI codes"
+    said = [line for line in log.splitlines() if "could not start" in line]
+    # One line from the function host (with the command), one from the delivery stream.
+    assert len(said) == 2, "\n".join(said)
+    assert any("ERROR" in line and "invocation failed" in line for line in said), said
+    assert any("WARN" in line and "go to processing-failed/" in line for line in said), said
+    # Four processes were started and failed; only the first start is logged at info level.
+    started = [line for line in log.splitlines() if "runtime process started" in line]
+    assert len(started) == 1, "\n".join(started)
+
+    # The module appears: the next batch is delivered and the failure is cleared.
+    (task_root / "late.py").write_text((HANDLERS / "identity.py").read_text())
+    client.put_record_batch(DeliveryStreamName="late-stream", Records=hello_records(4, "now"))
+    wait_until(lambda: count(sluice, "late") == 4, what="delivery after the module appeared")
+    assert "FailureDescription" not in describe(client, "late-stream")
+    text = metrics_text(sluice)
+    assert 'sluice_firehose_processor_failing{delivery_stream="late-stream",function="late"} 0' in text
+    assert ('sluice_firehose_processing_failures_total{delivery_stream="late-stream",'
+            'function="late",error_code="Lambda.FunctionError"} 2') in text, text
+
+
+def test_a_runtime_not_installed_for_the_python_is_named_with_its_stderr(sluice_factory, tmp_path):
+    """The issue's first-time user: `--function` names a runtime module the server's python
+    does not have. The description names the command and quotes Python's complaint."""
+    sluice = sluice_factory(extra_args=[
+        "--function", f"bye={sys.executable} -m sluice_not_installed_runtime handler.handler"])
+    client = firehose(sluice)
+    create_stream(client, "missing-runtime", index="missing", rotation="NoRotation", processor="bye",
+                  interval_s=0, backup_mode="FailedDocumentsOnly")
+    assert client.put_record_batch(DeliveryStreamName="missing-runtime",
+                                   Records=hello_records(2))["FailedPutCount"] == 0
+    failure = wait_until(lambda: describe(client, "missing-runtime").get("FailureDescription"),
+                         what="the failure to be described")
+    details = failure["Details"]
+    assert f"could not start `{sys.executable} -m sluice_not_installed_runtime handler.handler`" in details
+    assert "exited with status 1 before asking for its first event" in details, details
+    assert "No module named sluice_not_installed_runtime" in details, details
+
+
+def test_handlers_get_the_documented_environment(sluice_factory, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIRTUAL_ENV", "/opt/sluice-test-venv")
+    monkeypatch.setenv("LC_TIME", "C")
+    monkeypatch.setenv("SLUICE_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "server-secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    config = tmp_path / "env.json"
+    config.write_text(json.dumps({"functions": [{
+        "name": "envdump", "kind": "runtime-api",
+        "command": [sys.executable, "-m", "awslambdaric", "envdump.handler"],
+        "task_root": str(HANDLERS),
+        "environment": {"GREETING": "hello", "TZ": "UTC"},
+    }]}))
+    sluice = sluice_factory(extra_args=["--config", str(config)])
+    client = firehose(sluice)
+    create_stream(client, "env", index="env", rotation="NoRotation", processor="envdump", interval_s=0,
+                  backup_mode="FailedDocumentsOnly")
+    client.put_record(DeliveryStreamName="env", Record={"Data": b'{"message": "hi"}'})
+    wait_until(lambda: count(sluice, "env") == 1, what="the environment document")
+    status, body = es(sluice, "POST", "/env/_search", {"query": {"match_all": {}}})
+    assert status == 200, body
+    environment = body["hits"]["hits"][0]["_source"]["environment"]
+    # Inherited from the server: the documented set.
+    assert environment["PATH"] == os.environ["PATH"]
+    assert environment["VIRTUAL_ENV"] == "/opt/sluice-test-venv"
+    assert environment["LC_TIME"] == "C"
+    # Declared in the function's `environment`, winning over the server's.
+    assert environment["GREETING"] == "hello"
+    assert environment["TZ"] == "UTC"
+    # Set by Sluice as Lambda does.
+    assert environment["AWS_LAMBDA_FUNCTION_NAME"] == "envdump"
+    assert environment["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    assert environment["AWS_REGION"] == "us-east-1"
+    assert environment["LAMBDA_TASK_ROOT"] == str(HANDLERS)
+    # Never passed on: anything else of the server's environment, credentials above all.
+    assert environment["SLUICE_TEST_SECRET"] is None
+    assert environment["AWS_SECRET_ACCESS_KEY"] is None

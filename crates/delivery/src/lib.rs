@@ -52,9 +52,12 @@ pub use crate::{
     error::{DeliveryError, Result},
     ids::document_id,
     manager::{DeliveryStreams, DeliveryStreamsOptions},
-    metrics::{Metrics, MetricsSnapshot},
+    metrics::{Metrics, MetricsSnapshot, OTHER_SERIES},
     rotation::{IndexRotation, rotated_index_name, week_of_year},
-    stream::{DeliveryStream, Pause, PumpOutcome, PutOutcome, log_stream_name},
+    stream::{
+        DeliveryStream, Pause, ProcessingFailure, PumpOutcome, PutOutcome, lambda_function_name,
+        log_stream_name,
+    },
     transform::{
         NoFunctions, TransformFailure, TransformInput, TransformOutput, TransformResult,
         Transformer,

@@ -40,3 +40,11 @@ pub const CATALOG_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// How often an idle worker looks for new records (real time; the buffering decision itself
 /// reads the injected clock).
 pub const PUMP_TICK_MS: u64 = 50;
+/// Distinct (function, error code) pairs of failed Lambda invocations one stream counts in its
+/// metrics; further pairs are counted together under `other`. Real streams have one processor
+/// and Firehose has a handful of codes, so this is never reached in practice.
+pub const PROCESSING_FAILURE_SERIES_MAX: usize = 64;
+/// Longest error message kept for a failing processor (shown by DescribeDeliveryStream), in
+/// bytes; a longer one is cut and ends with `…`. The function host already bounds the stderr
+/// tail it puts in its messages; this bounds any transformer.
+pub const PROCESSING_FAILURE_MESSAGE_BYTES_MAX: usize = 16 * 1024;

@@ -1,7 +1,15 @@
 //! Per-stream counters, named after Firehose's CloudWatch metrics. In memory: they restart at
 //! zero with the process, as a fresh CloudWatch period would.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::limits::PROCESSING_FAILURE_SERIES_MAX;
+
+/// The function and error code under which invocation failures past
+/// [`PROCESSING_FAILURE_SERIES_MAX`] distinct pairs are counted.
+pub const OTHER_SERIES: &str = "other";
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -24,6 +32,9 @@ pub struct Metrics {
     pub processing_failed_records: AtomicU64,
     pub dropped_records: AtomicU64,
     pub backup_records: AtomicU64,
+    /// Lambda invocations that failed after their retries, by (function name, Firehose error
+    /// code); their records went to `processing-failed/`.
+    processing_failures: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 /// A consistent-enough copy of [`Metrics`] for reporting.
@@ -44,11 +55,29 @@ pub struct MetricsSnapshot {
     pub processing_failed_records: u64,
     pub dropped_records: u64,
     pub backup_records: u64,
+    /// `(function, error_code, failed invocations)`, sorted.
+    pub processing_failures: Vec<(String, String, u64)>,
 }
 
 impl Metrics {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one failed invocation of `function` with Firehose's `error_code`. The pairs are
+    /// few (a stream's processors times Firehose's codes); past
+    /// [`PROCESSING_FAILURE_SERIES_MAX`] of them, new pairs are counted under
+    /// [`OTHER_SERIES`] so the metrics page stays bounded.
+    pub(crate) fn add_processing_failure(&self, function: &str, error_code: &str) {
+        let mut failures = self
+            .processing_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut key = (function.to_owned(), error_code.to_owned());
+        if !failures.contains_key(&key) && failures.len() >= PROCESSING_FAILURE_SERIES_MAX {
+            key = (OTHER_SERIES.to_owned(), OTHER_SERIES.to_owned());
+        }
+        *failures.entry(key).or_insert(0) += 1;
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -77,6 +106,13 @@ impl Metrics {
             processing_failed_records: get(&self.processing_failed_records),
             dropped_records: get(&self.dropped_records),
             backup_records: get(&self.backup_records),
+            processing_failures: self
+                .processing_failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|((function, code), n)| (function.clone(), code.clone(), *n))
+                .collect(),
         }
     }
 }

@@ -27,8 +27,8 @@ use crate::config::{
 use crate::error::{DeliveryError, Result};
 use crate::ids::document_id;
 use crate::limits::{
-    BUFFER_RECORDS_MAX, PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX, RECORD_BYTES_MAX,
-    RETRY_BACKOFF_MS_FIRST, RETRY_BACKOFF_MS_MAX,
+    BUFFER_RECORDS_MAX, PROCESSING_FAILURE_MESSAGE_BYTES_MAX, PUT_BATCH_BYTES_MAX,
+    PUT_BATCH_RECORDS_MAX, RECORD_BYTES_MAX, RETRY_BACKOFF_MS_FIRST, RETRY_BACKOFF_MS_MAX,
 };
 use crate::metrics::Metrics;
 use crate::rotation::rotated_index_name;
@@ -62,6 +62,26 @@ pub struct PumpOutcome {
 /// The result of one record of a put: its record id, or a Firehose error code and message.
 pub type PutOutcome = std::result::Result<String, (&'static str, String)>;
 
+/// A Lambda processor whose invocations have failed since it last succeeded: what
+/// DescribeDeliveryStream shows until the next successful invocation clears it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessingFailure {
+    /// The processor's function.
+    pub lambda_arn: String,
+    /// Firehose's code of the last failure, as in the `processing-failed/` records.
+    pub error_code: String,
+    /// The last failure's message (cut at [`PROCESSING_FAILURE_MESSAGE_BYTES_MAX`]).
+    pub error_message: String,
+    /// When the first failure of this burst ended, by the stream's clock.
+    pub first_failed_ms: u64,
+    /// When the last one ended.
+    pub last_failed_ms: u64,
+    /// Invocations that failed (after their retries) in this burst.
+    pub failed_invocations: u64,
+    /// Records those invocations sent to `processing-failed/`.
+    pub failed_records: u64,
+}
+
 struct BufferState {
     positions: Vec<ShardPosition>,
     buffer: Vec<Record>,
@@ -92,6 +112,8 @@ pub struct DeliveryStream {
     /// Undelivered records at which puts are throttled ([`crate::limits::BACKLOG_RECORDS_MAX`]).
     backlog_records_max: u64,
     state: Mutex<BufferState>,
+    /// Processors failing since their last success, by Lambda ARN; at most one per processor.
+    processing_failures: Mutex<BTreeMap<String, ProcessingFailure>>,
 }
 
 impl std::fmt::Debug for DeliveryStream {
@@ -150,6 +172,7 @@ impl DeliveryStream {
                 buffer: Vec::new(),
                 buffer_bytes: 0,
             }),
+            processing_failures: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -167,6 +190,90 @@ impl DeliveryStream {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The processors whose invocations fail since they last succeeded, by Lambda ARN.
+    pub fn processing_failures(&self) -> Vec<ProcessingFailure> {
+        self.processing_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Records a processor invocation that failed after its retries. The first failure of a
+    /// burst is logged as a warning with the whole message (the function host's names the
+    /// command and its stderr); later ones at debug level, so a function that cannot start
+    /// logs once, not once per batch or record.
+    fn processing_failed(
+        &self,
+        processor: &LambdaProcessor,
+        error_code: &str,
+        error_message: &str,
+        n_records: usize,
+    ) {
+        let now_ms = self.clock.now_ms();
+        let error_message = cut(error_message, PROCESSING_FAILURE_MESSAGE_BYTES_MAX);
+        self.metrics
+            .add_processing_failure(lambda_function_name(&processor.lambda_arn), error_code);
+        let mut failures = self
+            .processing_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match failures.get_mut(&processor.lambda_arn) {
+            Some(failure) => {
+                failure.error_code = error_code.to_owned();
+                failure.error_message = error_message;
+                failure.last_failed_ms = now_ms;
+                failure.failed_invocations += 1;
+                failure.failed_records += n_records as u64;
+                tracing::debug!(
+                    delivery_stream = %self.config.name,
+                    lambda = %processor.lambda_arn,
+                    code = %error_code,
+                    message = %failure.error_message,
+                    "transformation failed again"
+                );
+            }
+            None => {
+                tracing::warn!(
+                    delivery_stream = %self.config.name,
+                    lambda = %processor.lambda_arn,
+                    code = %error_code,
+                    "transformation failed, its {n_records} records go to processing-failed/: {error_message} (further failures are logged at debug level until the function answers again)"
+                );
+                failures.insert(
+                    processor.lambda_arn.clone(),
+                    ProcessingFailure {
+                        lambda_arn: processor.lambda_arn.clone(),
+                        error_code: error_code.to_owned(),
+                        error_message,
+                        first_failed_ms: now_ms,
+                        last_failed_ms: now_ms,
+                        failed_invocations: 1,
+                        failed_records: n_records as u64,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Records a processor invocation that succeeded: a failure shown for it is cleared.
+    fn processing_succeeded(&self, processor: &LambdaProcessor) {
+        let cleared = self
+            .processing_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&processor.lambda_arn);
+        if let Some(failure) = cleared {
+            tracing::info!(
+                delivery_stream = %self.config.name,
+                lambda = %processor.lambda_arn,
+                "transformation works again after {} failed invocations",
+                failure.failed_invocations
+            );
+        }
     }
 
     /// The log stream this delivery stream reads.
@@ -423,6 +530,7 @@ impl DeliveryStream {
             };
             match answer {
                 Ok(outputs) if outputs.len() == chunk.len() => {
+                    self.processing_succeeded(processor);
                     for (document, output) in chunk.into_iter().zip(outputs) {
                         match output.result {
                             TransformResult::Ok => {
@@ -453,6 +561,12 @@ impl DeliveryStream {
                         outputs.len(),
                         chunk.len()
                     );
+                    self.processing_failed(
+                        processor,
+                        "Lambda.MissingRecordId",
+                        &message,
+                        chunk.len(),
+                    );
                     for document in &chunk {
                         Metrics::add(&self.metrics.processing_failed_records, 1);
                         processing_failed.push(failed(
@@ -464,12 +578,11 @@ impl DeliveryStream {
                     }
                 }
                 Err(failure) => {
-                    tracing::warn!(
-                        delivery_stream = %self.config.name,
-                        lambda = %processor.lambda_arn,
-                        code = %failure.error_code,
-                        message = %failure.error_message,
-                        "transformation failed"
+                    self.processing_failed(
+                        processor,
+                        &failure.error_code,
+                        &failure.error_message,
+                        chunk.len(),
                     );
                     for document in &chunk {
                         Metrics::add(&self.metrics.processing_failed_records, 1);
@@ -747,6 +860,29 @@ impl DeliveryStream {
         self.objects.put(bucket, &key, bytes)?;
         Ok(())
     }
+}
+
+/// The function's name in a Lambda ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`),
+/// or the whole text when it is not shaped so.
+pub fn lambda_function_name(lambda_arn: &str) -> &str {
+    match lambda_arn.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "lambda", _, _, "function", name, ..] if !name.is_empty() => name,
+        _ => lambda_arn,
+    }
+}
+
+/// `text` cut to at most `bytes_max` bytes on a character boundary, ending with `…` when cut.
+fn cut(text: &str, bytes_max: usize) -> String {
+    if text.len() <= bytes_max {
+        return text.to_owned();
+    }
+    let mut end = bytes_max.saturating_sub('…'.len_utf8());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = text.get(..end).unwrap_or_default().to_owned();
+    cut.push('…');
+    cut
 }
 
 /// The first and last log positions of a batch: names its backup objects.

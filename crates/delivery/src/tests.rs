@@ -427,6 +427,139 @@ fn processors_keep_ok_drop_dropped_and_back_up_processing_failed() {
     assert_eq!(metrics.processing_failed_records, 1);
 }
 
+/// Fails every call while `failing` is set, as a function that cannot start does; otherwise
+/// answers every record Ok and unchanged.
+#[derive(Debug, Default)]
+struct BrokenFunction {
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Transformer for BrokenFunction {
+    fn transform(
+        &self,
+        _delivery_stream_arn: &str,
+        _lambda_arn: &str,
+        number_of_retries: u32,
+        records: &[TransformInput],
+    ) -> Result<Vec<TransformOutput>, TransformFailure> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TransformFailure {
+                error_code: "Lambda.FunctionError".to_owned(),
+                error_message: "function bye could not start `python3 -m awslambdaric missing.handler`: it exited with status 1 before asking for its first event; stderr: No module named awslambdaric".to_owned(),
+                attempts: number_of_retries + 1,
+            });
+        }
+        Ok(records
+            .iter()
+            .map(|record| TransformOutput {
+                record_id: record.record_id.clone(),
+                result: TransformResult::Ok,
+                data: record.data.clone(),
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn a_failing_function_is_described_counted_and_cleared_by_its_next_success() {
+    let function = Arc::new(BrokenFunction::default());
+    function
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let f = fixture_with(function.clone());
+    let mut config = search_config("broken", IndexRotation::NoRotation, 0);
+    config.buffering.interval_ms = 0;
+    let lambda_arn = "arn:aws:lambda:us-east-1:000000000000:function:bye";
+    config.processors.push(LambdaProcessor {
+        lambda_arn: lambda_arn.to_owned(),
+        number_of_retries: 3,
+        buffer_size_bytes: limits::PROCESSOR_BUFFER_BYTES_DEFAULT,
+        buffer_interval_s: 60,
+    });
+    let stream = f.streams.create(config).unwrap();
+    assert!(stream.processing_failures().is_empty());
+
+    // Two batches fail: both are described as one burst, and their records are backed up.
+    let pause = AdvanceClock(f.clock.clone());
+    for batch in 0..2u64 {
+        f.clock.advance_ms(1000);
+        let outcomes = stream.put_records(&hello(3)).unwrap();
+        assert!(outcomes.iter().all(Result::is_ok), "puts are accepted");
+        assert_eq!(stream.pump(&pause).unwrap().flushed_records, 3);
+        let failures = stream.processing_failures();
+        assert_eq!(failures.len(), 1);
+        let failure = &failures[0];
+        assert_eq!(failure.lambda_arn, lambda_arn);
+        assert_eq!(failure.error_code, "Lambda.FunctionError");
+        assert!(
+            failure
+                .error_message
+                .contains("No module named awslambdaric")
+        );
+        assert_eq!(failure.failed_invocations, batch + 1);
+        assert_eq!(failure.failed_records, 3 * (batch + 1));
+        assert_eq!(failure.first_failed_ms, T0_MS + 1000);
+        assert_eq!(failure.last_failed_ms, T0_MS + 1000 * (batch + 1));
+    }
+    let failed = files_under(&f.root.join("s3/backup/processing-failed"));
+    assert_eq!(failed.len(), 2);
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(&failed[0])
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["errorCode"], "Lambda.FunctionError");
+    assert_eq!(line["attemptsMade"], 4);
+    let metrics = stream.metrics().snapshot();
+    assert_eq!(metrics.processing_failed_records, 6);
+    assert_eq!(
+        metrics.processing_failures,
+        vec![("bye".to_owned(), "Lambda.FunctionError".to_owned(), 2)]
+    );
+    assert!(f.indices.get("example").is_err(), "nothing was delivered");
+
+    // The function starts working: the next batch is delivered and the failure is cleared;
+    // the counter keeps its history.
+    function
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    stream.put_records(&hello(2)).unwrap();
+    assert_eq!(stream.pump(&pause).unwrap().flushed_records, 2);
+    assert!(stream.processing_failures().is_empty());
+    assert_eq!(count(&f.indices, "example"), 2);
+    assert_eq!(
+        stream.metrics().snapshot().processing_failures,
+        vec![("bye".to_owned(), "Lambda.FunctionError".to_owned(), 2)]
+    );
+}
+
+#[test]
+fn processing_failure_series_are_bounded() {
+    let metrics = Metrics::default();
+    for n in 0..limits::PROCESSING_FAILURE_SERIES_MAX + 10 {
+        metrics.add_processing_failure(&format!("f{n}"), "Lambda.FunctionError");
+    }
+    let series = metrics.snapshot().processing_failures;
+    assert_eq!(series.len(), limits::PROCESSING_FAILURE_SERIES_MAX + 1);
+    assert!(series.contains(&(OTHER_SERIES.to_owned(), OTHER_SERIES.to_owned(), 10)));
+}
+
+#[test]
+fn lambda_function_names_come_from_arns() {
+    assert_eq!(
+        lambda_function_name("arn:aws:lambda:us-east-1:000000000000:function:bye"),
+        "bye"
+    );
+    assert_eq!(
+        lambda_function_name("arn:aws:lambda:us-east-1:000000000000:function:bye:$LATEST"),
+        "bye"
+    );
+    assert_eq!(lambda_function_name("bye"), "bye");
+}
+
 #[test]
 fn catalog_survives_reopen_and_delete_removes_the_stream() {
     let f = fixture_with(Arc::new(NoFunctions));

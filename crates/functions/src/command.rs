@@ -1,6 +1,7 @@
 //! The `command` kind: one process per invocation, event on stdin, response on stdout.
 
 use std::process::Stdio;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -8,12 +9,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
 use crate::limits::{PAYLOAD_BYTES_MAX, STDERR_DRAIN_WAIT};
-use crate::process::{OutputTail, ProcessGroup, forward_output, handler_command};
+use crate::process::{
+    Failing, OutputTail, ProcessGroup, display_command, forward_output, handler_command,
+    spawn_failure, with_stderr,
+};
 
 /// Runs the command once with `payload` on stdin and returns what it wrote on stdout.
 /// A non-zero exit, a timeout (the process is killed) or more than [`PAYLOAD_BYTES_MAX`]
 /// bytes of output fail the invocation.
-pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> Result<Bytes> {
+/// `failing` quiets the log of its output during a burst of failures.
+pub(crate) async fn invoke(
+    definition: &FunctionDefinition,
+    payload: Bytes,
+    failing: &Failing,
+) -> Result<Bytes> {
     let name = definition.name.clone();
     let io_error = |context: &'static str| {
         let name = name.clone();
@@ -24,15 +33,22 @@ pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> R
         }
     };
     let mut command = handler_command(definition, None, Stdio::piped())?;
-    let mut child = command.spawn().map_err(io_error("starting the command"))?;
+    let mut child = command
+        .spawn()
+        .map_err(|source| spawn_failure(definition, &source))?;
     // Whatever the handler forked dies with it when this invocation ends, however it ends.
     let _group = ProcessGroup::of(&child);
 
     let tail = OutputTail::default();
-    let stderr_forwarder = child
-        .stderr
-        .take()
-        .map(|stderr| forward_output(stderr, name.clone(), "stderr", Some(tail.clone())));
+    let stderr_forwarder = child.stderr.take().map(|stderr| {
+        forward_output(
+            stderr,
+            name.clone(),
+            "stderr",
+            Some(tail.clone()),
+            Arc::clone(failing),
+        )
+    });
     if let Some(mut stdin) = child.stdin.take() {
         // Written from its own task so a process that answers before reading all of its input
         // cannot deadlock against us; a process that never reads stdin just breaks the pipe.
@@ -94,19 +110,15 @@ pub(crate) async fn invoke(definition: &FunctionDefinition, payload: Bytes) -> R
         if let Some(forwarder) = stderr_forwarder {
             let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, forwarder).await;
         }
-        let stderr = tail.text();
-        let mut message = match status.code() {
-            Some(code) => format!("command exited with status {code}"),
-            None => "command was killed by a signal".to_owned(),
+        let command = display_command(&definition.command);
+        let message = match status.code() {
+            Some(code) => format!("command `{command}` exited with status {code}"),
+            None => format!("command `{command}` was killed by a signal"),
         };
-        if !stderr.is_empty() {
-            message.push_str("; stderr: ");
-            message.push_str(&stderr);
-        }
         return Err(Error::FunctionError {
             name,
             error_type: "Runtime.ExitError".to_owned(),
-            message,
+            message: with_stderr(message, &tail.text()),
         });
     }
     Ok(Bytes::from(output))

@@ -97,7 +97,23 @@ pub enum Error {
         /// The function's name.
         name: String,
     },
-    /// The process could not be started, or talking to it failed.
+    /// The handler's process could not start: its program is missing or not executable, it
+    /// exited before it asked for its first event, or its runtime reported an initialisation
+    /// error (a handler module that cannot be imported).
+    #[error("function {name} could not start `{command}`: {reason}")]
+    StartFailed {
+        /// The function's name.
+        name: String,
+        /// The command line as the host ran it (cut at [`crate::COMMAND_DISPLAY_BYTES_MAX`]).
+        command: String,
+        /// Lambda's error type: `Runtime.InvalidEntrypoint` when the program cannot be run,
+        /// `Runtime.ExitError` when it exited, or the type its runtime reported to `/init/error`
+        /// (such as `Runtime.ImportModuleError`).
+        error_type: String,
+        /// What happened, with the tail of the process's stderr when it wrote any.
+        reason: String,
+    },
+    /// Talking to the process failed, or the host could not set it up.
     #[error("function {name}: {context}: {source}")]
     Io {
         /// The function's name.
@@ -161,6 +177,7 @@ impl Error {
             | Error::ResponseTooLarge { .. }
             | Error::Timeout { .. }
             | Error::FunctionError { .. }
+            | Error::StartFailed { .. }
             | Error::Io { .. }
             | Error::ShutDown => firehose_codes::FUNCTION_ERROR,
         }
@@ -185,7 +202,31 @@ impl Error {
             | Error::InvalidJson { .. }
             | Error::InvalidOutput { .. }
             | Error::TooManyRequests { .. }
+            | Error::StartFailed { .. }
             | Error::Io { .. } => true,
+        }
+    }
+
+    /// Whether the function itself failed (it could not start, raised, crashed, timed out or
+    /// broke the contract), as opposed to the host refusing the call.
+    pub fn is_the_functions_own(&self) -> bool {
+        match self {
+            Error::StartFailed { .. }
+            | Error::FunctionError { .. }
+            | Error::Timeout { .. }
+            | Error::ResponseTooLarge { .. }
+            | Error::InvalidJson { .. }
+            | Error::InvalidOutput { .. }
+            | Error::Io { .. } => true,
+            Error::RetriesExhausted { last, .. } => last.is_the_functions_own(),
+            Error::FunctionNotFound { .. }
+            | Error::FunctionExists { .. }
+            | Error::InvalidArn { .. }
+            | Error::InvalidDefinition { .. }
+            | Error::InvalidEvent { .. }
+            | Error::RequestTooLarge { .. }
+            | Error::TooManyRequests { .. }
+            | Error::ShutDown => false,
         }
     }
 

@@ -13,8 +13,12 @@
 //!
 //! Every invocation is bounded: payloads in and out by [`PAYLOAD_BYTES_MAX`], time by the
 //! definition's timeout, parallelism by its concurrency with a bounded wait queue, and retries
-//! by [`InvokeOptions::number_of_retries`]. This crate knows nothing of delivery streams: the
-//! `delivery` crate decides what a failed batch means.
+//! by [`InvokeOptions::number_of_retries`]. A handler process gets a cleared environment: the
+//! variables of [`INHERITED_ENVIRONMENT`] from the host, the ones Lambda sets, and the
+//! definition's own `environment`. A process that cannot start fails with
+//! [`Error::StartFailed`], which names its command and carries the tail of its stderr. This
+//! crate knows nothing of delivery streams: the `delivery` crate decides what a failed batch
+//! means.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), sluice_functions::Error> {
@@ -58,4 +62,5 @@ pub use firehose::{
     FirehoseTransformationResponse, FirehoseTransformedRecord,
 };
 pub use limits::*;
+pub use process::{INHERITED_ENVIRONMENT, INHERITED_ENVIRONMENT_PREFIXES, is_inherited};
 pub use registry::{FunctionRegistry, Invocation, InvokeOptions};

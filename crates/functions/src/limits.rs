@@ -68,3 +68,7 @@ pub const RUNTIME_INIT_GRACE: Duration = Duration::from_secs(10);
 
 /// Largest body the Runtime API accepts on `/error` and `/init/error`, in bytes.
 pub const RUNTIME_ERROR_BODY_BYTES_MAX: usize = 256 * 1024;
+
+/// Longest command line shown in an error or log line, in bytes; a longer one (a long
+/// `sh -c` script) is cut and ends with `…`.
+pub const COMMAND_DISPLAY_BYTES_MAX: usize = 512;

@@ -18,6 +18,7 @@ use crate::limits::{
     NUMBER_OF_RETRIES_DEFAULT, NUMBER_OF_RETRIES_MAX, PAYLOAD_BYTES_MAX, RETRY_BACKOFF_INITIAL,
     RETRY_BACKOFF_MAX, WAITING_INVOCATIONS_MAX,
 };
+use crate::process::Failing;
 use crate::runtime_api::RuntimePool;
 
 /// How one call retries.
@@ -75,6 +76,10 @@ pub(crate) struct Function {
     waiting: AtomicUsize,
     /// Warm runtime processes, for the Runtime API kind.
     runtimes: Option<RuntimePool>,
+    /// The last attempt failed in the function itself; set by the first failure of a burst,
+    /// cleared by the next success, so the log tells each burst once (see [`Function::note`]).
+    /// Shared with the function's processes, which log quietly during a burst.
+    failing: Failing,
 }
 
 impl Default for FunctionRegistry {
@@ -109,17 +114,20 @@ impl FunctionRegistry {
                 name: definition.name,
             });
         }
+        let failing = Failing::default();
         let runtimes = match definition.kind {
             FunctionKind::Command => None,
             FunctionKind::RuntimeApi => Some(RuntimePool::new(
                 definition.clone(),
                 Arc::clone(&self.inner.clock),
+                Arc::clone(&failing),
             )),
         };
         let function = Function {
             slots: Semaphore::new(definition.concurrency),
             waiting: AtomicUsize::new(0),
             runtimes,
+            failing,
             definition,
         };
         functions.insert(function.definition.name.clone(), Arc::new(function));
@@ -275,11 +283,12 @@ impl FunctionRegistry {
                     })
                 })
                 .and_then(&check);
+            let outcome = outcome.map(|response| Invocation { response, attempts });
+            function.note(&outcome, attempts);
             let error = match outcome {
-                Ok(response) => return Ok(Invocation { response, attempts }),
+                Ok(invocation) => return Ok(invocation),
                 Err(error) => error,
             };
-            tracing::warn!(function = %name, attempt = attempts, %error, "invocation failed");
             if !error.is_retryable() {
                 return Err(error);
             }
@@ -297,6 +306,34 @@ impl FunctionRegistry {
 }
 
 impl Function {
+    /// Logs an attempt's failure, once per burst: the first failure of the function itself
+    /// (it could not start, raised, crashed, timed out or broke the contract) is an error line
+    /// that carries the whole error (the command and the tail of its stderr); the failures after
+    /// it are debug lines until an attempt succeeds, which is logged too. Failures that are not
+    /// the function's own (throttling, an event over the limit) are logged every time.
+    fn note<T>(&self, outcome: &Result<T>, attempt: u32) {
+        let name = &self.definition.name;
+        match outcome {
+            Ok(_) => {
+                if self.failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!(function = %name, "function answers again");
+                }
+            }
+            Err(error) if error.is_the_functions_own() => {
+                if self.failing.swap(true, Ordering::SeqCst) {
+                    tracing::debug!(function = %name, attempt, %error, "invocation failed");
+                } else {
+                    tracing::error!(
+                        function = %name,
+                        attempt,
+                        "invocation failed: {error} (further failures of this function are logged at debug level until it answers again)"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(function = %name, attempt, %error, "invocation failed"),
+        }
+    }
+
     /// One attempt: waits for a slot (bounded), then runs the function's kind.
     async fn invoke_once(&self, payload: Bytes) -> Result<Bytes> {
         let _permit = {
@@ -310,7 +347,7 @@ impl Function {
             self.slots.acquire().await.map_err(|_| Error::ShutDown)?
         };
         match &self.runtimes {
-            None => command::invoke(&self.definition, payload).await,
+            None => command::invoke(&self.definition, payload, &self.failing).await,
             Some(runtimes) => runtimes.invoke(payload).await,
         }
     }

@@ -34,7 +34,10 @@ use crate::error::{Error, Result};
 use crate::limits::{
     PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE, STDERR_DRAIN_WAIT,
 };
-use crate::process::{OutputTail, ProcessGroup, forward_output, handler_command};
+use crate::process::{
+    Failing, OutputTail, ProcessGroup, display_command, forward_output, handler_command,
+    spawn_failure, with_stderr,
+};
 
 /// Pause after a failed `accept` before trying again.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -50,15 +53,22 @@ pub(crate) struct RuntimePool {
     /// semaphore lets no more invocations run at once.
     idle: Mutex<Vec<RuntimeInstance>>,
     shut_down: AtomicBool,
+    /// Set by the registry during a burst of failures: starts and output log at debug level.
+    failing: Failing,
 }
 
 impl RuntimePool {
-    pub(crate) fn new(definition: FunctionDefinition, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        definition: FunctionDefinition,
+        clock: Arc<dyn Clock>,
+        failing: Failing,
+    ) -> Self {
         RuntimePool {
             definition,
             clock,
             idle: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
+            failing,
         }
     }
 
@@ -69,14 +79,14 @@ impl RuntimePool {
         }
         let mut instance = match self.take_idle() {
             Some(warm) => warm,
-            None => RuntimeInstance::start(&self.definition, Arc::clone(&self.clock)).await?,
+            None => self.start().await?,
         };
         let mut outcome = instance.invoke(payload.clone()).await;
         if outcome.is_err() && instance.died_before_delivery && instance.initialised {
             // The warm process died while idle, before the host noticed: this event never
             // reached it, so it goes to a fresh process as Lambda would, without using a retry.
             tracing::info!(function = %self.definition.name, "warm runtime process had died; starting a new one");
-            instance = RuntimeInstance::start(&self.definition, Arc::clone(&self.clock)).await?;
+            instance = self.start().await?;
             outcome = instance.invoke(payload).await;
         }
         if instance.reusable
@@ -87,6 +97,15 @@ impl RuntimePool {
             idle.push(instance);
         }
         outcome
+    }
+
+    async fn start(&self) -> Result<RuntimeInstance> {
+        RuntimeInstance::start(
+            &self.definition,
+            Arc::clone(&self.clock),
+            Arc::clone(&self.failing),
+        )
+        .await
     }
 
     fn take_idle(&self) -> Option<RuntimeInstance> {
@@ -142,6 +161,8 @@ struct ApiState {
 /// One runtime process and its Runtime API.
 struct RuntimeInstance {
     function_name: String,
+    /// The command line, for error messages.
+    command: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
     next: mpsc::Sender<PendingInvocation>,
@@ -170,7 +191,11 @@ impl Drop for RuntimeInstance {
 }
 
 impl RuntimeInstance {
-    async fn start(definition: &FunctionDefinition, clock: Arc<dyn Clock>) -> Result<Self> {
+    async fn start(
+        definition: &FunctionDefinition,
+        clock: Arc<dyn Clock>,
+        failing: Failing,
+    ) -> Result<Self> {
         let name = definition.name.clone();
         let io_error = |context: &'static str| {
             let name = name.clone();
@@ -205,17 +230,22 @@ impl RuntimeInstance {
             Ok(child) => child,
             Err(source) => {
                 server.abort();
-                return Err(io_error("starting the runtime")(source));
+                return Err(spawn_failure(definition, &source));
             }
         };
         let stderr = OutputTail::default();
         if let Some(stdout) = child.stdout.take() {
-            forward_output(stdout, name.clone(), "stdout", None);
+            forward_output(stdout, name.clone(), "stdout", None, Arc::clone(&failing));
         }
-        let stderr_forwarder = child
-            .stderr
-            .take()
-            .map(|pipe| forward_output(pipe, name.clone(), "stderr", Some(stderr.clone())));
+        let stderr_forwarder = child.stderr.take().map(|pipe| {
+            forward_output(
+                pipe,
+                name.clone(),
+                "stderr",
+                Some(stderr.clone()),
+                Arc::clone(&failing),
+            )
+        });
         let group = ProcessGroup::of(&child);
         let (exit_sender, exited) = watch::channel(None);
         let (kill, kill_requested) = oneshot::channel::<()>();
@@ -223,24 +253,29 @@ impl RuntimeInstance {
             let description = tokio::select! {
                 status = child.wait() => match status {
                     Ok(status) => match status.code() {
-                        Some(code) => format!("runtime exited with status {code}"),
-                        None => "runtime was killed by a signal".to_owned(),
+                        Some(code) => format!("exited with status {code}"),
+                        None => "was killed by a signal".to_owned(),
                     },
-                    Err(error) => format!("waiting for the runtime failed: {error}"),
+                    Err(error) => format!("could not be waited for: {error}"),
                 },
                 _ = kill_requested => {
                     group.kill();
                     let _ = child.kill().await;
-                    "runtime was stopped".to_owned()
+                    "was stopped".to_owned()
                 }
             };
             // Helpers the runtime forked do not outlive it.
             drop(group);
             let _ = exit_sender.send(Some(description));
         });
-        tracing::info!(function = %name, %address, "runtime process started");
+        if failing.load(Ordering::Relaxed) {
+            tracing::debug!(function = %name, %address, "runtime process started");
+        } else {
+            tracing::info!(function = %name, %address, "runtime process started");
+        }
         Ok(RuntimeInstance {
             function_name: name,
+            command: display_command(&definition.command),
             timeout: definition.timeout,
             clock,
             next: next_sender,
@@ -283,7 +318,7 @@ impl RuntimeInstance {
         };
         if self.next.send(pending).await.is_err() {
             self.reusable = false;
-            return Err(self.crashed("runtime api is gone".to_owned()));
+            return Err(self.crashed("lost its runtime api".to_owned()));
         }
         // A fresh process first has to start and import its handler.
         let wait = if self.initialised {
@@ -331,27 +366,35 @@ impl RuntimeInstance {
             }
             None => {
                 self.reusable = false;
-                self.died_before_delivery =
-                    self.state.n_delivered.load(Ordering::SeqCst) == n_delivered_before;
-                let init_error = self.state.init_error.borrow().clone();
-                if let Some((error_type, message)) = init_error {
-                    return Err(Error::FunctionError {
-                        name,
-                        error_type,
-                        message: format!("runtime failed to initialise: {message}"),
-                    });
-                }
+                let n_delivered = self.state.n_delivered.load(Ordering::SeqCst);
+                self.died_before_delivery = n_delivered == n_delivered_before;
                 // Give the exit watcher and the stderr forwarder a bounded moment, so the
-                // error says how the process ended and what it said last.
+                // error says how the process ended and what it said last (a runtime that
+                // reported an init error exits right after, as awslambdaric does).
                 let _ =
                     tokio::time::timeout(STDERR_DRAIN_WAIT, exited.wait_for(Option::is_some)).await;
                 if let Some(forwarder) = self.stderr_forwarder.take() {
                     let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, forwarder).await;
                 }
+                let init_error = self.state.init_error.borrow().clone();
+                if let Some((error_type, message)) = init_error {
+                    return Err(self.start_failed(
+                        error_type.clone(),
+                        format!("its runtime failed to initialise: {error_type}: {message}"),
+                    ));
+                }
                 let description = exited
                     .borrow()
                     .clone()
-                    .unwrap_or_else(|| "runtime stopped answering".to_owned());
+                    .unwrap_or_else(|| "stopped answering".to_owned());
+                if n_delivered == 0 {
+                    // It never asked for an event: it did not start as a runtime at all (a
+                    // module that is not installed, a script that fails at once).
+                    return Err(self.start_failed(
+                        "Runtime.ExitError".to_owned(),
+                        format!("it {description} before asking for its first event"),
+                    ));
+                }
                 Err(self.crashed(description))
             }
         }
@@ -363,17 +406,23 @@ impl RuntimeInstance {
         }
     }
 
+    /// The process died while it held an event.
     fn crashed(&self, description: String) -> Error {
-        let stderr = self.stderr.text();
-        let mut message = description;
-        if !stderr.is_empty() {
-            message.push_str("; stderr: ");
-            message.push_str(&stderr);
-        }
+        let message = format!("runtime `{}` {description}", self.command);
         Error::FunctionError {
             name: self.function_name.clone(),
             error_type: "Runtime.ExitError".to_owned(),
-            message,
+            message: with_stderr(message, &self.stderr.text()),
+        }
+    }
+
+    /// The process ended, or its runtime gave up, before it could take an event.
+    fn start_failed(&self, error_type: String, reason: String) -> Error {
+        Error::StartFailed {
+            name: self.function_name.clone(),
+            command: self.command.clone(),
+            error_type,
+            reason: with_stderr(reason, &self.stderr.text()),
         }
     }
 }

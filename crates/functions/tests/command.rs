@@ -300,6 +300,7 @@ async fn a_non_zero_exit_is_a_function_error_with_stderr() {
     };
     assert!(message.contains("status 3"), "{message}");
     assert!(message.contains("boom: handler blew up"), "{message}");
+    assert!(message.starts_with("command `sh -c "), "{message}");
     assert_eq!(error.firehose_error_code(), firehose_codes::FUNCTION_ERROR);
 }
 
@@ -461,4 +462,34 @@ async fn waiting_invocations_are_bounded() {
         "answered {answered}"
     );
     assert_eq!(throttled + answered, WAITING_INVOCATIONS_MAX + 5);
+}
+
+#[tokio::test]
+async fn a_program_not_on_the_path_fails_to_start_naming_it() {
+    let registry = FunctionRegistry::new();
+    register(
+        &registry,
+        "absent",
+        vec!["sluice-no-such-program".into(), "--flag".into()],
+    );
+    let error = registry
+        .invoke_with("absent", &json!({}), &no_retries())
+        .await
+        .unwrap_err();
+    let Error::StartFailed {
+        error_type,
+        command,
+        reason,
+        ..
+    } = error.last_attempt()
+    else {
+        panic!("{error}");
+    };
+    assert_eq!(error_type, "Runtime.InvalidEntrypoint");
+    assert_eq!(command, "sluice-no-such-program --flag");
+    assert!(
+        reason.starts_with("sluice-no-such-program is not on the PATH handlers get"),
+        "{reason}"
+    );
+    assert_eq!(error.firehose_error_code(), firehose_codes::FUNCTION_ERROR);
 }

@@ -390,17 +390,19 @@ async fn runtime_api_error_paths() {
         .invoke_with("init-error", &json!({}), &no_retries())
         .await
         .unwrap_err();
-    let Error::FunctionError {
+    let Error::StartFailed {
         error_type,
-        message,
+        reason,
+        command,
         ..
     } = error.last_attempt()
     else {
         panic!("{error}");
     };
     assert_eq!(error_type, "Runtime.ImportModuleError");
-    assert!(message.contains("failed to initialise"), "{message}");
-    assert!(message.contains("Unable to import module"), "{message}");
+    assert!(reason.contains("failed to initialise"), "{reason}");
+    assert!(reason.contains("Unable to import module"), "{reason}");
+    assert!(command.ends_with("runtime.py init-error"), "{command}");
 
     let error = registry
         .invoke_with("crash", &json!({}), &no_retries())
@@ -417,6 +419,7 @@ async fn runtime_api_error_paths() {
     assert_eq!(error_type, "Runtime.ExitError");
     assert!(message.contains("status 7"), "{message}");
     assert!(message.contains("dying on purpose"), "{message}");
+    assert!(message.contains("runtime.py crash` exited"), "{message}");
     // Each retry gets a fresh process, which crashes again: all attempts are made.
     let error = registry
         .invoke_with(
@@ -490,18 +493,120 @@ async fn a_runtime_that_answers_then_exits_has_answered_and_is_replaced() {
 }
 
 #[tokio::test]
-async fn a_runtime_that_cannot_start_is_an_io_error() {
+async fn a_runtime_that_cannot_be_run_fails_to_start_naming_its_command() {
     let registry = FunctionRegistry::new();
     registry
         .register(FunctionDefinition::new(
             "missing",
             FunctionKind::RuntimeApi,
-            vec!["/nonexistent/sluice-runtime".into()],
+            vec![
+                "/nonexistent/sluice-runtime".into(),
+                "handler.handler".into(),
+            ],
         ))
         .unwrap();
     let error = registry
         .invoke_with("missing", &Value::Null, &no_retries())
         .await
         .unwrap_err();
-    assert!(matches!(error.last_attempt(), Error::Io { .. }), "{error}");
+    let Error::StartFailed {
+        error_type,
+        command,
+        reason,
+        ..
+    } = error.last_attempt()
+    else {
+        panic!("{error}");
+    };
+    assert_eq!(error_type, "Runtime.InvalidEntrypoint");
+    assert_eq!(command, "/nonexistent/sluice-runtime handler.handler");
+    assert!(
+        reason.starts_with("/nonexistent/sluice-runtime does not exist"),
+        "{reason}"
+    );
+    assert_eq!(error.firehose_error_code(), firehose_codes::FUNCTION_ERROR);
+}
+
+/// The case: the runtime module is not installed for the Python the host runs, so the
+/// process exits at once, before asking for an event. The error says which command and what
+/// Python said, after Firehose's retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_exits_before_asking_for_an_event_fails_to_start_with_its_stderr() {
+    let registry = FunctionRegistry::new();
+    registry
+        .register(FunctionDefinition::new(
+            "no-runtime",
+            FunctionKind::RuntimeApi,
+            vec![
+                "python3".into(),
+                "-m".into(),
+                "sluice_no_such_runtime".into(),
+                "handler.handler".into(),
+            ],
+        ))
+        .unwrap();
+    let error = registry
+        .invoke_with(
+            "no-runtime",
+            &json!({}),
+            &InvokeOptions {
+                number_of_retries: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::RetriesExhausted { attempts: 2, .. }),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains(
+            "could not start `python3 -m sluice_no_such_runtime handler.handler`: it exited with status 1 before asking for its first event; stderr: "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("No module named sluice_no_such_runtime"),
+        "{text}"
+    );
+}
+
+/// A handler module that awslambdaric cannot import: the runtime reports an init error and
+/// exits; the error carries Lambda's type and the runtime's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awslambdaric_with_a_missing_handler_module_fails_to_start() {
+    let python = python_with_awslambdaric();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = FunctionRegistry::new();
+    registry
+        .register(awslambdaric_function(
+            "no-module",
+            "missing_module.handler",
+            dir.path(),
+            &python,
+        ))
+        .unwrap();
+    let error = registry
+        .invoke_with("no-module", &json!({}), &no_retries())
+        .await
+        .unwrap_err();
+    let Error::StartFailed {
+        error_type,
+        command,
+        reason,
+        ..
+    } = error.last_attempt()
+    else {
+        panic!("{error}");
+    };
+    assert_eq!(error_type, "Runtime.ImportModuleError");
+    assert!(
+        command.ends_with("-m awslambdaric missing_module.handler"),
+        "{command}"
+    );
+    assert!(
+        reason.contains("No module named 'missing_module'"),
+        "{reason}"
+    );
 }

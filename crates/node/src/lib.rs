@@ -14,6 +14,11 @@
 //! Ledger restores and imports read only from the `s3/` store and the operator's import
 //! directories ([`NodeOptions::import_dirs`]); long ledger operations (export, restore, import)
 //! share one [`CancelToken`] that [`Node::cancel_long_operations`] sets when the node stops.
+//!
+//! The directory itself is mode 0700 (created so, and tightened at open when it is not), so no
+//! other user can read anything under it; `sluice up` also runs with umask 077, which makes the
+//! files 0600 and the directories below 0700. Its path is made absolute at open, so every path
+//! the node hands out (the export directories of ExportJournalToS3, for example) is absolute.
 
 mod functions;
 
@@ -37,6 +42,10 @@ pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often the maintenance worker looks for indices whose refresh interval has passed.
 pub const REFRESH_TICK: Duration = Duration::from_millis(100);
+
+/// Mode of the data directory: only its owner may list or enter it.
+#[cfg(unix)]
+pub const DATA_DIR_MODE: u32 = 0o700;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -105,7 +114,8 @@ impl Node {
             path: data_dir.to_path_buf(),
             source,
         };
-        fs::create_dir_all(data_dir).map_err(io)?;
+        create_private_dir(data_dir).map_err(io)?;
+        let data_dir = &fs::canonicalize(data_dir).map_err(io)?;
         let lock = File::create(data_dir.join("sluice.lock")).map_err(io)?;
         lock.try_lock()
             .map_err(|_| NodeError::Locked(data_dir.to_path_buf()))?;
@@ -230,8 +240,70 @@ impl Node {
     }
 }
 
+/// Creates the data directory (and missing parents) with [`DATA_DIR_MODE`]; an existing one
+/// readable by other users is tightened to it, with a warning. A directory whose mode cannot be
+/// changed (owned by another user) is used as it is, with a warning too.
+fn create_private_dir(data_dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !data_dir.exists() {
+            return fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DATA_DIR_MODE)
+                .create(data_dir);
+        }
+        let mode = fs::metadata(data_dir)?.permissions().mode() & 0o777;
+        if mode & !DATA_DIR_MODE != 0 {
+            match fs::set_permissions(data_dir, fs::Permissions::from_mode(DATA_DIR_MODE)) {
+                Ok(()) => tracing::warn!(
+                    data_dir = %data_dir.display(),
+                    "the data directory was open to other users (mode {mode:o}); it is now {DATA_DIR_MODE:o}"
+                ),
+                Err(error) => tracing::warn!(
+                    data_dir = %data_dir.display(),
+                    %error,
+                    "the data directory is open to other users (mode {mode:o}) and could not be restricted"
+                ),
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    fs::create_dir_all(data_dir)
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_data_dir_is_private_and_its_path_absolute() {
+        let parent = tempfile::tempdir().unwrap();
+        // A path with `..` in it, which the node resolves.
+        let data_dir = parent.path().join("new-data");
+        let winding = parent.path().join("new-data/../new-data");
+        let node = Node::open(&winding).unwrap();
+        assert_eq!(mode(&data_dir), DATA_DIR_MODE);
+        assert_eq!(node.data_dir(), fs::canonicalize(&data_dir).unwrap());
+        assert!(node.s3_dir().is_absolute());
+        drop(node);
+
+        // An existing directory open to others is tightened at open.
+        fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let node = Node::open(&data_dir).unwrap();
+        assert_eq!(mode(&data_dir), DATA_DIR_MODE);
+        drop(node);
     }
 }

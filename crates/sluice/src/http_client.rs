@@ -17,6 +17,8 @@ pub const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     authority: String,
+    /// The URL as given, for messages.
+    url: String,
 }
 
 impl Endpoint {
@@ -33,8 +35,33 @@ impl Endpoint {
         } else {
             format!("{authority}:80")
         };
-        Ok(Endpoint { authority })
+        Ok(Endpoint {
+            authority,
+            url: url.trim_end_matches('/').to_owned(),
+        })
     }
+
+    /// The error for a server that accepted the connection and closed it without an answer:
+    /// usually it stopped or crashed mid-request, which its log tells.
+    fn closed_without_answering(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the server at {} closed the connection without answering (did it stop? see its log)",
+            self.url
+        )
+    }
+}
+
+/// Whether an I/O error means the peer went away (reset, broken pipe, end of input), as
+/// opposed to a timeout or a local failure.
+fn is_disconnect(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof
+    )
 }
 
 /// A response: status code and body.
@@ -52,8 +79,16 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<HttpResponse> {
-    let stream = TcpStream::connect(&endpoint.authority)
-        .with_context(|| format!("connecting to {}", endpoint.authority))?;
+    let stream = TcpStream::connect(&endpoint.authority).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::ConnectionRefused {
+            anyhow::anyhow!(
+                "no server answers at {} ({error}): is `sluice up` running, on that port?",
+                endpoint.url
+            )
+        } else {
+            anyhow::Error::new(error).context(format!("connecting to {}", endpoint.url))
+        }
+    })?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut head = format!(
@@ -65,14 +100,30 @@ pub fn request(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
+    let disconnected = |error: std::io::Error| {
+        if is_disconnect(&error) {
+            endpoint.closed_without_answering()
+        } else {
+            anyhow::Error::new(error).context(format!("talking to the server at {}", endpoint.url))
+        }
+    };
     let mut writer = &stream;
-    writer.write_all(head.as_bytes())?;
-    writer.write_all(body)?;
-    writer.flush()?;
+    // A server that dies while the request is sent breaks the pipe; it may still have
+    // answered (an early error), so the answer is read whatever the write did.
+    let written = writer
+        .write_all(head.as_bytes())
+        .and_then(|()| writer.write_all(body))
+        .and_then(|()| writer.flush());
 
     let mut reader = BufReader::new(&stream);
     let mut status_line = String::new();
-    reader.read_line(&mut status_line)?;
+    let n_read = reader.read_line(&mut status_line).map_err(disconnected)?;
+    if n_read == 0 {
+        return Err(match written {
+            Err(error) if !is_disconnect(&error) => disconnected(error),
+            _ => endpoint.closed_without_answering(),
+        });
+    }
     let status: u16 = status_line
         .split_whitespace()
         .nth(1)
@@ -82,8 +133,11 @@ pub fn request(
     let mut chunked = false;
     loop {
         let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            bail!("the connection closed inside the response headers");
+        if reader.read_line(&mut line).map_err(disconnected)? == 0 {
+            bail!(
+                "the server at {} closed the connection inside its answer's headers (did it stop? see its log)",
+                endpoint.url
+            );
         }
         let line = line.trim_end();
         if line.is_empty() {
@@ -166,6 +220,45 @@ mod tests {
         );
         assert!(Endpoint::parse("https://x:1").is_err());
         assert!(Endpoint::parse("http://x:1/path").is_err());
+    }
+
+    /// A server that reads the request and closes the connection without a word, as one that
+    /// crashed mid-request does.
+    #[test]
+    fn a_server_that_closes_without_answering_is_named_and_the_log_suggested() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut connection, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = connection.read(&mut request);
+        });
+        let endpoint = Endpoint::parse(&url).unwrap();
+        let error = request(&endpoint, "POST", "/", &[], b"{}").unwrap_err();
+        server.join().unwrap();
+        assert_eq!(
+            format!("{error:#}"),
+            format!(
+                "the server at {url} closed the connection without answering (did it stop? see its log)"
+            )
+        );
+    }
+
+    #[test]
+    fn no_server_at_the_endpoint_is_said_plainly() {
+        // Bind then drop: the port is free and nothing listens on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/");
+        let error = request(&Endpoint::parse(&url).unwrap(), "GET", "/", &[], b"").unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.starts_with(&format!("no server answers at http://127.0.0.1:{port} (")),
+            "{text}"
+        );
     }
 
     #[test]

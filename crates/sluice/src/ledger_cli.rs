@@ -22,6 +22,65 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
 /// plus the first attempt).
 pub const SQL_ATTEMPTS_MAX: usize = 5;
 
+/// Longest piece of a parameter quoted in its parse error, in characters: enough to spot the
+/// spot, short enough for one line.
+pub const PARAMETER_EXCERPT_CHARS_MAX: usize = 24;
+
+/// What a user who writes `{Name: Ada Lovelace}` most likely meant.
+const PARAMETER_HINT: &str = r#"strings must be in double quotes: {Name: "Ada"}"#;
+
+/// Reads one `sluice sql` parameter (`number` counts from 1) as one Ion value. A bad one is
+/// one short line: which parameter, what the parser found where, and the hint about quotes,
+/// without the parser's trace.
+pub fn parse_parameter(number: usize, text: &str) -> anyhow::Result<Element> {
+    Element::read_one(text.as_bytes()).map_err(|error| {
+        anyhow::anyhow!(
+            "parameter {number} is not one Ion value: {}; {PARAMETER_HINT}",
+            parse_failure(text, &error)
+        )
+    })
+}
+
+/// The parser's finding without its trace, and where in `text` it was.
+fn parse_failure(text: &str, error: &ion_rs::IonError) -> String {
+    let (message, offset) = match error {
+        ion_rs::IonError::Decoding(decoding) => {
+            let message = decoding.to_string();
+            // The trace's first `offset=` is the innermost place, where the parser stopped;
+            // the error's own position is the outermost value's start.
+            let innermost = message
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("offset="))
+                .and_then(|offset| offset.parse().ok());
+            let offset =
+                innermost.or_else(|| decoding.position().map(|position| position.byte_offset()));
+            (message, offset)
+        }
+        ion_rs::IonError::Incomplete(incomplete) => (
+            "the value is incomplete".to_owned(),
+            Some(incomplete.position().byte_offset()),
+        ),
+        other => (other.to_string(), None),
+    };
+    // The first line is the finding; the lines after it are the parser's trace.
+    let finding = message.lines().next().unwrap_or_default().trim().to_owned();
+    let place = match offset.and_then(|offset| text.get(..offset).map(|before| (offset, before))) {
+        Some((offset, _)) if offset >= text.len() => {
+            " at its end (is a closing bracket or quote missing?)".to_owned()
+        }
+        Some((offset, before)) => {
+            let rest = text.get(offset..).unwrap_or_default();
+            let mut excerpt: String = rest.chars().take(PARAMETER_EXCERPT_CHARS_MAX).collect();
+            if rest.chars().nth(PARAMETER_EXCERPT_CHARS_MAX).is_some() {
+                excerpt.push('…');
+            }
+            format!(" at character {} ({excerpt:?})", before.chars().count() + 1)
+        }
+        None => String::new(),
+    };
+    format!("{finding}{place}")
+}
+
 /// An error the server answered with, in AWS's `{"__type","message"}` shape.
 #[derive(Debug)]
 pub struct ServiceError {
@@ -616,6 +675,44 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_parameters_get_one_short_line_with_the_place_and_a_hint() {
+        let hint = r#"strings must be in double quotes: {Name: "Ada"}"#;
+        let message = |number, text| format!("{:#}", parse_parameter(number, text).unwrap_err());
+        assert_eq!(
+            message(1, "{Name: Ada Lovelace}"),
+            format!(
+                r#"parameter 1 is not one Ion value: found unrecognized syntax at character 12 ("Lovelace}}"); {hint}"#
+            )
+        );
+        assert_eq!(
+            message(2, "{a: 1"),
+            format!(
+                "parameter 2 is not one Ion value: found unrecognized syntax at its end (is a closing bracket or quote missing?); {hint}"
+            )
+        );
+        let two = message(1, "hello world");
+        assert!(
+            two.starts_with("parameter 1 is not one Ion value: found more than one value"),
+            "{two}"
+        );
+        for text in [
+            "{Email: ada@example.com}",
+            "2024-13-01",
+            r#"{"x": }"#,
+            "[1, 2",
+        ] {
+            let line = message(3, text);
+            assert!(!line.contains('\n'), "{line}");
+            assert!(!line.contains("while reading"), "{line}");
+            assert!(line.ends_with(hint), "{line}");
+        }
+        assert_eq!(
+            parse_parameter(1, r#"{Name: "Ada"}"#).unwrap(),
+            Element::read_one(r#"{Name: "Ada"}"#).unwrap()
+        );
+    }
 
     #[test]
     fn tables_have_one_column_per_field() {

@@ -1,6 +1,7 @@
 //! The `sluice` binary: command-line entry point. `sluice up` runs the whole system; `sluice sql`
 //! and `sluice ledger …` are clients of a running server's AWS port.
 
+mod host;
 mod http_client;
 mod ledger_cli;
 
@@ -8,7 +9,8 @@ mod ledger_cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::net::{IpAddr, SocketAddr};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,9 +152,10 @@ struct UpArgs {
     /// Directory holding all data; created if missing.
     #[arg(long, default_value = "./sluice-data")]
     data_dir: PathBuf,
-    /// Address the servers listen on.
+    /// Address the servers listen on: an IP address or a host name (`localhost`), of which the
+    /// first IPv4 address is used, else the first address.
     #[arg(long, default_value = "127.0.0.1")]
-    bind: IpAddr,
+    bind: String,
     /// Port of the Elasticsearch-compatible search API (0 picks a free port).
     #[arg(long, default_value_t = 9200)]
     es_port: u16,
@@ -250,7 +253,12 @@ fn read_config(args: &UpArgs) -> anyhow::Result<ConfigFile> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Colours only for a person at a terminal: a log redirected to a file or read by another
+    // program stays plain text. NO_COLOR turns them off anyway (https://no-color.org).
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -278,10 +286,8 @@ fn sql(args: SqlArgs) -> anyhow::Result<()> {
     let parameters = args
         .parameters
         .iter()
-        .map(|text| {
-            ion_rs::Element::read_one(text.as_bytes())
-                .with_context(|| format!("parameter {text:?} is not one Ion value"))
-        })
+        .enumerate()
+        .map(|(index, text)| ledger_cli::parse_parameter(index + 1, text))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let values =
         ledger_cli::execute_statement(&client, &args.ledger, &args.statement, &parameters)?;
@@ -357,6 +363,9 @@ fn connections_max_within(requested: usize, open_files_limit: Option<u64>) -> us
 }
 
 fn up(args: UpArgs) -> anyhow::Result<()> {
+    // Before anything is created: the data directory's files are the owner's alone.
+    host::restrict_new_file_modes();
+    let bind = host::resolve_bind(&args.bind)?;
     anyhow::ensure!(
         args.connections_max >= 1,
         "--connections-max must be at least 1"
@@ -418,13 +427,13 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 .context("creating a delivery stream")?
                 .with_context(|| format!("creating delivery stream {name} of the config file"))?;
         }
-        let es_server = Server::bind(SocketAddr::new(args.bind, args.es_port))
+        let es_server = Server::bind(SocketAddr::new(bind, args.es_port))
             .await
-            .with_context(|| format!("binding the search API to {}:{}", args.bind, args.es_port))?;
+            .with_context(|| format!("binding the search API to {bind}:{}", args.es_port))?;
         let es_address = es_server.local_addr()?;
-        let aws_server = Server::bind(SocketAddr::new(args.bind, args.aws_port))
+        let aws_server = Server::bind(SocketAddr::new(bind, args.aws_port))
             .await
-            .with_context(|| format!("binding the AWS APIs to {}:{}", args.bind, args.aws_port))?;
+            .with_context(|| format!("binding the AWS APIs to {bind}:{}", args.aws_port))?;
         let aws_address = aws_server.local_addr()?;
         let server_options = ServerOptions {
             connections_max,
@@ -435,7 +444,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let stop_signals = install_stop_signals()?;
         // Tests and scripts read these lines to find the endpoints.
         println!("sluice {} is up", env!("CARGO_PKG_VERSION"));
-        println!("data directory: {}", args.data_dir.display());
+        println!("data directory: {}", node.data_dir().display());
         println!("search API (Elasticsearch): http://{es_address}");
         println!("AWS APIs: http://{aws_address}");
         use std::io::Write;

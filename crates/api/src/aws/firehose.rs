@@ -3,6 +3,13 @@
 //! here, turned into `sluice_delivery` configs, and every `DeliveryError` maps to Firehose's
 //! exception in [`delivery_error`]. A destination with a ClusterEndpoint (an external cluster)
 //! is refused for now: Sluice delivers into its own index.
+//!
+//! A Lambda processor that fails (it cannot start, raises, times out) shows in
+//! DescribeDeliveryStream as `FailureDescription` `{Type: UNKNOWN_ERROR, Details}` until its next
+//! successful invocation, while `DeliveryStreamStatus` stays `ACTIVE`: real Firehose keeps a
+//! stream active through processing failures (records go to `processing-failed/`), and none of
+//! its failure types but `UNKNOWN_ERROR` is about anything but KMS or networking. `/metrics`
+//! counts the failures per stream, function and error code.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,8 +20,8 @@ use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use sluice_delivery::{
     BackupMode, BufferingHints, DeliveryError, DeliveryStream, DeliveryStreamConfig, Destination,
-    DocumentIdOption, IndexRotation, LambdaProcessor, S3Destination, S3Location, SearchDestination,
-    SearchFlavor, Source, limits,
+    DocumentIdOption, IndexRotation, LambdaProcessor, ProcessingFailure, S3Destination, S3Location,
+    SearchDestination, SearchFlavor, Source, lambda_function_name, limits,
 };
 use sluice_node::Node;
 
@@ -416,6 +423,35 @@ fn metrics_description(stream: &DeliveryStream) -> Value {
     })
 }
 
+/// Firehose's failure type for a failure that is not about KMS keys, ENIs or VPC endpoints.
+const FAILURE_TYPE_UNKNOWN: &str = "UNKNOWN_ERROR";
+
+/// A failing processor as DescribeDeliveryStream's `FailureDescription`: its function, how
+/// long and how often it has failed, where the records went, and the last error as Firehose
+/// writes it into `processing-failed/` records (`errorCode: errorMessage`).
+fn failure_description(failure: &ProcessingFailure) -> Value {
+    let since = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(failure.first_failed_ms) * 1_000_000,
+    )
+    .ok()
+    .and_then(|at| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| format!("{} ms after the epoch", failure.first_failed_ms));
+    json!({
+        "Type": FAILURE_TYPE_UNKNOWN,
+        "Details": format!(
+            "Lambda function {} failed {} invocations since {since}, their {} records went to processing-failed/; last error {}: {}",
+            failure.lambda_arn,
+            failure.failed_invocations,
+            failure.failed_records,
+            failure.error_code,
+            failure.error_message
+        ),
+    })
+}
+
 fn describe(config: &DeliveryStreamConfig, stream: Option<&DeliveryStream>) -> Value {
     let arn = format!(
         "arn:aws:firehose:us-east-1:{ACCOUNT_ID}:deliverystream/{}",
@@ -499,6 +535,10 @@ fn describe(config: &DeliveryStreamConfig, stream: Option<&DeliveryStream>) -> V
     if let Some(stream) = stream {
         // A Sluice extension: CloudWatch's per-stream metrics, as counters since start.
         description["SluiceMetrics"] = metrics_description(stream);
+        // One failure is described; with several failing processors, the first in ARN order.
+        if let Some(failure) = stream.processing_failures().first() {
+            description["FailureDescription"] = failure_description(failure);
+        }
     }
     json!({"DeliveryStreamDescription": description})
 }
@@ -736,7 +776,54 @@ pub fn prometheus_text(node: &Node) -> String {
             );
         }
     }
+    let name = "sluice_firehose_processing_failures_total";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Lambda invocations that failed after their retries (their records went to processing-failed/), by function and Firehose error code"
+    );
+    let _ = writeln!(text, "# TYPE {name} counter");
+    for (stream, snapshot) in &snapshots {
+        for (function, code, n) in &snapshot.processing_failures {
+            let _ = writeln!(
+                text,
+                "{name}{{delivery_stream=\"{}\",function=\"{}\",error_code=\"{}\"}} {n}",
+                label(stream),
+                label(function),
+                label(code)
+            );
+        }
+    }
+    let name = "sluice_firehose_processor_failing";
+    let _ = writeln!(
+        text,
+        "# HELP {name} 1 while a Lambda processor fails (since its last successful invocation; see DescribeDeliveryStream's FailureDescription), else 0"
+    );
+    let _ = writeln!(text, "# TYPE {name} gauge");
+    for stream in &streams {
+        let failing: Vec<String> = stream
+            .processing_failures()
+            .into_iter()
+            .map(|failure| failure.lambda_arn)
+            .collect();
+        for processor in &stream.config().processors {
+            let _ = writeln!(
+                text,
+                "{name}{{delivery_stream=\"{}\",function=\"{}\"}} {}",
+                label(stream.name()),
+                label(lambda_function_name(&processor.lambda_arn)),
+                u8::from(failing.contains(&processor.lambda_arn))
+            );
+        }
+    }
     text
+}
+
+/// A Prometheus label value with `\`, `"` and newlines escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl RestService for MetricsService {
@@ -751,5 +838,37 @@ impl RestService for MetricsService {
                 prometheus_text(&self.node),
             )
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_processor_is_described_in_firehose_shape() {
+        let failure = ProcessingFailure {
+            lambda_arn: "arn:aws:lambda:us-east-1:000000000000:function:bye".to_owned(),
+            error_code: "Lambda.FunctionError".to_owned(),
+            error_message: "function bye could not start `python3 -m awslambdaric h.handler`"
+                .to_owned(),
+            first_failed_ms: 1_456_405_200_000,
+            last_failed_ms: 1_456_405_260_000,
+            failed_invocations: 2,
+            failed_records: 7,
+        };
+        assert_eq!(
+            failure_description(&failure),
+            json!({
+                "Type": "UNKNOWN_ERROR",
+                "Details": "Lambda function arn:aws:lambda:us-east-1:000000000000:function:bye failed 2 invocations since 2016-02-25T13:00:00Z, their 7 records went to processing-failed/; last error Lambda.FunctionError: function bye could not start `python3 -m awslambdaric h.handler`",
+            })
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(label("a\nb"), r"a\nb");
     }
 }
