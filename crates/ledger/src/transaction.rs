@@ -1,22 +1,24 @@
 //! Transactions: a snapshot of the committed state, the transaction's own writes layered over
-//! it, the read set for optimistic concurrency control, and the commit protocol that validates
-//! the read set, assigns versions, builds the journal block and writes everything durably in one
-//! redb write transaction.
+//! it, the read set for optimistic concurrency control, and a member's part of the commit
+//! protocol (`commit.rs` runs the group): validate the read set against the state including
+//! earlier commits, assign versions, build the journal block and apply it to the derived state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ion_rs::{Element, Timestamp};
-use redb::{ReadTransaction, ReadableDatabase, ReadableMultimapTable, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, DocumentInfo, StatementInfo};
+use crate::journal_file::{self, FramePosition};
 use crate::ledger::Ledger;
 use crate::model::{
     self, BlockAddress, IndexInfo, Revision, RevisionMetadata, TableInfo, TableStatus,
 };
+use crate::state::{AppliedBlock, AppliedRevision, StateWriter};
 use crate::storage;
 use crate::value;
 
@@ -68,9 +70,6 @@ pub struct CommitResult {
     /// statement hash; drivers compare it with their own.
     pub commit_digest: Hash,
 }
-
-/// Meta key of the last block's timestamp (Unix nanoseconds), so block times never decrease.
-pub(crate) const LAST_BLOCK_TIME_KEY: &str = "last_block_time_unix_ns";
 
 /// Table id under which catalog entries are journaled (not a valid user table id: too short).
 pub const CATALOG_TABLE_ID: &str = "_ql_catalog";
@@ -130,18 +129,15 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) fn begin(ledger: Arc<Ledger>) -> Result<Self, LedgerError> {
-        if ledger.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(LedgerError::Storage(format!(
-                "ledger {} refuses transactions after a failed commit; reopen it",
-                ledger.name()
-            )));
+        if ledger.is_poisoned() {
+            return Err(ledger.poisoned_error());
         }
         let snapshot = ledger.database.begin_read()?;
         let (catalog_version_seen, catalog) = {
             let meta = snapshot.open_table(storage::META)?;
             let tables = snapshot.open_table(storage::TABLES)?;
             (
-                storage::meta_u64(&meta, "catalog_version")?,
+                storage::meta_u64(&meta, storage::CATALOG_VERSION_KEY)?,
                 storage::read_tables(&tables)?,
             )
         };
@@ -573,8 +569,11 @@ impl Transaction {
             table_id: table_id.to_owned(),
             write_sequence,
         });
-        let revisions = self.snapshot.open_table(storage::REVISIONS)?;
-        storage::read_table_revisions(&revisions, table_id)
+        let references = {
+            let revisions = self.snapshot.open_table(storage::REVISIONS)?;
+            storage::read_table_revision_refs(&revisions, table_id)?
+        };
+        self.ledger.read_revisions(&self.snapshot, &references)
     }
 
     // ----- writes -----
@@ -691,53 +690,72 @@ impl Transaction {
         self.commit()
     }
 
-    /// Validates the read set and writes the transaction's block durably. Fails with
-    /// [`LedgerError::OccConflict`] when anything read changed since the snapshot.
+    /// Validates the read set and writes the transaction's block durably, in a group with the
+    /// transactions committing at the same time. Fails with [`LedgerError::OccConflict`] when
+    /// anything read changed since the snapshot, earlier members of the group included.
     pub fn commit(self) -> Result<CommitResult, LedgerError> {
         self.check_not_expired()?;
-        let commit_digest = self.commit_digest()?;
-        let ledger = self.ledger.clone();
         // A read-only transaction read one consistent snapshot, which is a serializable history
-        // by itself: nothing to validate, nothing to write, and no wait for the writer lock.
+        // by itself: nothing to validate, nothing to write, and no wait for the group.
         if self.writes.is_empty() && !self.catalog_changed {
+            let commit_digest = self.commit_digest()?;
             return Ok(CommitResult {
                 transaction_id: self.transaction_id,
                 block_address: None,
                 commit_digest,
             });
         }
-        let mut write = ledger.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        self.validate_reads(&write)?;
-        let tip = {
-            let block_hashes = write.open_table(storage::BLOCK_HASHES)?;
-            storage::read_tip(&block_hashes)?
+        let ledger = self.ledger.clone();
+        ledger.commit_in_group(self)
+    }
+
+    /// A member's part of a group commit, run by the group's leader: validates the read set
+    /// against `state` (which includes the members before it), builds the block, appends its
+    /// frame to `frames` and applies it to `state`. The inner `Err` refuses this transaction
+    /// alone and changed nothing; the outer one is a storage failure that ends the group.
+    pub(crate) fn build_and_apply(
+        &self,
+        state: &mut StateWriter<'_>,
+        frames: &mut Vec<u8>,
+    ) -> Result<Result<CommitResult, LedgerError>, LedgerError> {
+        let built = self.build_block(state, frames);
+        let applied = match built {
+            Ok((result, applied)) => (result, applied),
+            Err(refusal) => return Ok(Err(refusal)),
         };
-        let sequence_no = tip.map_or(0, |(last, _)| last + 1);
-        let previous_block_hash = tip.map(|(_, block_hash)| block_hash);
+        state.apply(&applied.1)?;
+        Ok(Ok(applied.0))
+    }
+
+    /// Everything of a commit that only reads: validation, versions, the block and its frame.
+    fn build_block(
+        &self,
+        state: &StateWriter<'_>,
+        frames: &mut Vec<u8>,
+    ) -> Result<(CommitResult, AppliedBlock), LedgerError> {
+        let ledger = &self.ledger;
+        let commit_digest = self.commit_digest()?;
+        let write = state.write();
+        self.validate_reads(write, state.catalog_version())?;
+        let tip = state.tip();
+        let sequence_no = tip.block_count;
+        let previous_block_hash = tip.last_block_hash;
         let address = BlockAddress {
             strand_id: ledger.strand_id().to_owned(),
             sequence_no,
         };
         // Block timestamps never go backwards, even when the wall clock does: exports and
         // streams cut the journal by time and rely on that order.
-        let last_block_time_unix_ns: Option<i128> = {
-            let meta = write.open_table(storage::META)?;
-            storage::meta_text(&meta, LAST_BLOCK_TIME_KEY)?.and_then(|text| text.parse().ok())
-        };
         let now = ledger.clock.now();
-        let commit_instant = match last_block_time_unix_ns
+        let commit_instant = match tip
+            .last_block_time_unix_ns
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
         {
             Some(last) if last > now => last,
             _ => now,
         };
         let tx_time: Timestamp = model::timestamp_from_datetime(commit_instant)?;
-        {
-            let mut meta = write.open_table(storage::META)?;
-            let stored = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
-            meta.insert(LAST_BLOCK_TIME_KEY, stored.to_string().as_bytes())?;
-        }
+        let block_time_unix_ns = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
 
         let mut ordered: Vec<((String, String), PendingWrite)> = self
             .writes
@@ -746,7 +764,7 @@ impl Transaction {
             .collect();
         ordered.sort_by_key(|(_, pending)| pending.order);
         // Catalog changes are journaled too, as revisions of the system catalog table, so the
-        // journal alone rebuilds the ledger (restore) and DDL is verifiable like data.
+        // journal alone rebuilds the ledger (restore, recovery) and DDL is verifiable like data.
         for table in &self.catalog {
             if self.catalog_at_start.contains(table) {
                 continue;
@@ -767,7 +785,6 @@ impl Transaction {
             ));
         }
         let mut revisions = Vec::with_capacity(ordered.len());
-        let mut previous_data = Vec::with_capacity(ordered.len());
         let mut document_infos = Vec::with_capacity(ordered.len());
         {
             let documents = write.open_table(storage::DOCUMENTS)?;
@@ -797,7 +814,6 @@ impl Transaction {
                     data: pending.data.clone(),
                     metadata,
                 });
-                previous_data.push(current.and_then(|revision| revision.data));
                 document_infos.push(DocumentInfo {
                     document_id: document_id.clone(),
                     table_name: pending.table_name.clone(),
@@ -822,62 +838,46 @@ impl Transaction {
             journal::Strictness::Exact,
         )?;
         let block_bytes = model::encode_binary(&block.element)?;
-        {
-            let mut blocks = write.open_table(storage::BLOCKS)?;
-            blocks.insert(sequence_no, block_bytes.as_slice())?;
-            let mut block_hashes = write.open_table(storage::BLOCK_HASHES)?;
-            block_hashes.insert(sequence_no, block.block_hash.as_slice())?;
-        }
-        crate::journal_tree::append_leaf(&write, sequence_no, &block.block_hash)?;
-        apply_revisions(
-            &write,
-            &self.catalog,
-            &revisions,
-            &previous_data,
-            &ordered,
+        // The state's tip already counts the frames of the members before this one.
+        let offset = tip.journal_end;
+        let length = journal_file::encode_frame(frames, sequence_no, &block_bytes);
+        let applied = AppliedBlock {
             sequence_no,
-        )?;
-        if self.catalog_changed {
-            let mut tables = write.open_table(storage::TABLES)?;
-            for table in &self.catalog {
-                let bytes = model::encode_binary(&table.to_element())?;
-                tables.insert(table.table_id.as_str(), bytes.as_slice())?;
-            }
-            let mut meta = write.open_table(storage::META)?;
-            let next_version = self.catalog_version_seen + 1;
-            meta.insert("catalog_version", next_version.to_string().as_bytes())?;
-            drop(meta);
-            drop(tables);
-            for (table_id, index_id) in &self.dropped_indexes {
-                remove_index_entries(&write, table_id, index_id)?;
-            }
-            for (table_id, index) in &self.new_indexes {
-                build_index(&write, table_id, index)?;
-            }
-        }
-        if let Err(error) = write.commit() {
-            ledger
-                .poisoned
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            tracing::error!(ledger = ledger.name(), %error, "commit failed; ledger poisoned until reopened");
-            return Err(error.into());
-        }
-        tracing::debug!(ledger = ledger.name(), sequence_no, transaction_id = %self.transaction_id, "committed block");
-        Ok(CommitResult {
-            transaction_id: self.transaction_id,
-            block_address: Some(address),
-            commit_digest,
-        })
+            block_hash: block.block_hash,
+            position: FramePosition { offset, length },
+            block_time_unix_ns,
+            revisions: revisions
+                .into_iter()
+                .zip(document_infos)
+                .enumerate()
+                .map(|(index, (revision, info))| AppliedRevision {
+                    table_id: info.table_id,
+                    table_name: info.table_name,
+                    index_in_block: index as u32,
+                    revision,
+                })
+                .collect(),
+        };
+        tracing::debug!(ledger = ledger.name(), sequence_no, transaction_id = %self.transaction_id, "built block");
+        Ok((
+            CommitResult {
+                transaction_id: self.transaction_id.clone(),
+                block_address: Some(address),
+                commit_digest,
+            },
+            applied,
+        ))
     }
 
-    fn validate_reads(&self, write: &redb::WriteTransaction) -> Result<(), LedgerError> {
-        {
-            let meta = write.open_table(storage::META)?;
-            if storage::meta_u64(&meta, "catalog_version")? != self.catalog_version_seen {
-                return Err(LedgerError::OccConflict(
-                    "the catalog changed since the transaction started".to_owned(),
-                ));
-            }
+    fn validate_reads(
+        &self,
+        write: &redb::WriteTransaction,
+        catalog_version: u64,
+    ) -> Result<(), LedgerError> {
+        if catalog_version != self.catalog_version_seen {
+            return Err(LedgerError::OccConflict(
+                "the catalog changed since the transaction started".to_owned(),
+            ));
         }
         let documents = write.open_table(storage::DOCUMENTS)?;
         let write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
@@ -930,115 +930,4 @@ impl Transaction {
         }
         Ok(())
     }
-}
-
-/// Writes revisions, current documents, index entries and table write sequences.
-fn apply_revisions(
-    write: &redb::WriteTransaction,
-    catalog: &[TableInfo],
-    revisions: &[Revision],
-    previous_data: &[Option<Element>],
-    ordered: &[((String, String), PendingWrite)],
-    sequence_no: u64,
-) -> Result<(), LedgerError> {
-    let mut documents = write.open_table(storage::DOCUMENTS)?;
-    let mut revisions_table = write.open_table(storage::REVISIONS)?;
-    let mut write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
-    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
-    for ((revision, previous), ((table_id, document_id), _)) in
-        revisions.iter().zip(previous_data).zip(ordered)
-    {
-        let bytes = model::encode_binary(&revision.to_element())?;
-        documents.insert((table_id.as_str(), document_id.as_str()), bytes.as_slice())?;
-        revisions_table.insert(
-            (
-                table_id.as_str(),
-                document_id.as_str(),
-                revision.metadata.version,
-            ),
-            bytes.as_slice(),
-        )?;
-        write_sequences.insert(table_id.as_str(), sequence_no)?;
-        let indexes = catalog
-            .iter()
-            .find(|table| &table.table_id == table_id)
-            .map(|table| table.indexes.clone())
-            .unwrap_or_default();
-        for index in &indexes {
-            let old_key = previous
-                .as_ref()
-                .and_then(|data| value::value_at_path(data, &index.field_path))
-                .and_then(value::index_value_key);
-            let new_key = revision
-                .data
-                .as_ref()
-                .and_then(|data| value::value_at_path(data, &index.field_path))
-                .and_then(value::index_value_key);
-            if old_key == new_key {
-                continue;
-            }
-            if let Some(old_key) = old_key {
-                entries.remove(
-                    (table_id.as_str(), index.index_id.as_str(), old_key.as_str()),
-                    document_id.as_str(),
-                )?;
-            }
-            if let Some(new_key) = new_key {
-                entries.insert(
-                    (table_id.as_str(), index.index_id.as_str(), new_key.as_str()),
-                    document_id.as_str(),
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Fills a new index from the table's current documents.
-pub(crate) fn build_index(
-    write: &redb::WriteTransaction,
-    table_id: &str,
-    index: &IndexInfo,
-) -> Result<(), LedgerError> {
-    let current = {
-        let documents = write.open_table(storage::DOCUMENTS)?;
-        storage::read_table_documents(&documents, table_id)?
-    };
-    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
-    for revision in current {
-        if let Some(key) = revision
-            .data
-            .as_ref()
-            .and_then(|data| value::value_at_path(data, &index.field_path))
-            .and_then(value::index_value_key)
-        {
-            entries.insert(
-                (table_id, index.index_id.as_str(), key.as_str()),
-                revision.metadata.id.as_str(),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes every entry of a dropped index.
-fn remove_index_entries(
-    write: &redb::WriteTransaction,
-    table_id: &str,
-    index_id: &str,
-) -> Result<(), LedgerError> {
-    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
-    let mut keys = Vec::new();
-    for entry in entries.range((table_id, index_id, "")..)? {
-        let (key, _) = entry?;
-        let (entry_table_id, entry_index_id, value_key) = key.value();
-        if entry_table_id != table_id || entry_index_id != index_id {
-            break;
-        }
-        keys.push(value_key.to_owned());
-    }
-    for value_key in keys {
-        entries.remove_all((table_id, index_id, value_key.as_str()))?;
-    }
-    Ok(())
 }

@@ -445,8 +445,13 @@ fn drop_index_removes_it_and_its_entries() {
     assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T WHERE k = 2"), "2");
     drop(ledger);
     fixture.ledgers.close_ledger("drop-index").unwrap();
-    let database =
-        redb::Database::open(fixture.dir.path().join("ledgers/drop-index.ledger.redb")).unwrap();
+    let database = redb::Database::open(
+        fixture
+            .dir
+            .path()
+            .join("ledgers/drop-index.ledger/state.redb"),
+    )
+    .unwrap();
     let read = redb::ReadableDatabase::begin_read(&database).unwrap();
     let entries = read
         .open_multimap_table(sluice_ledger::storage::INDEX_ENTRIES)
