@@ -173,7 +173,7 @@ impl Ledger {
         let journal_start = tip.journal_end;
         let mut frames = Vec::new();
         let mut outcomes = Vec::with_capacity(group.len());
-        let mut state = StateWriter::load(&write, tip.clone())?;
+        let mut state = StateWriter::load(&write, &self.journal, tip.clone())?;
         for (_, transaction) in group {
             outcomes.push(transaction.build_and_apply(&mut state, &mut frames)?);
         }

@@ -271,3 +271,51 @@ pub fn verify_block(
         previous_block_hash,
     })
 }
+
+/// The revisions at `indexes` (ascending, repeats allowed) of a stored block's `revisions`
+/// list, in that order, read from the block's Ion binary without materializing the rest of it:
+/// the lazy reader steps over the other values by their length prefixes, so one revision of a
+/// 40-revision block costs about one revision's decoding.
+pub fn revisions_at(block_bytes: &[u8], indexes: &[u32]) -> Result<Vec<Element>, LedgerError> {
+    let corrupt = |what: String| LedgerError::Storage(format!("stored block: {what}"));
+    let ion = |error: ion_rs::IonError| corrupt(error.to_string());
+    let mut reader = ion_rs::Reader::new(ion_rs::v1_0::Binary, block_bytes).map_err(ion)?;
+    let block = reader
+        .next()
+        .map_err(ion)?
+        .ok_or_else(|| corrupt("empty".to_owned()))?;
+    let fields = block.read().map_err(ion)?.expect_struct().map_err(ion)?;
+    let list = fields
+        .find("revisions")
+        .map_err(ion)?
+        .ok_or_else(|| corrupt("no revisions".to_owned()))?
+        .read()
+        .map_err(ion)?
+        .expect_list()
+        .map_err(ion)?;
+    let mut wanted = indexes.iter().copied().peekable();
+    let mut found = Vec::with_capacity(indexes.len());
+    for (position, value) in list.iter().enumerate() {
+        if wanted.peek().is_none() {
+            break;
+        }
+        let value = value.map_err(ion)?;
+        let mut element: Option<Element> = None;
+        while wanted
+            .peek()
+            .is_some_and(|index| *index as usize == position)
+        {
+            wanted.next();
+            let decoded = match &element {
+                Some(decoded) => decoded.clone(),
+                None => Element::try_from(value).map_err(ion)?,
+            };
+            element = Some(decoded.clone());
+            found.push(decoded);
+        }
+    }
+    match wanted.next() {
+        None => Ok(found),
+        Some(index) => Err(corrupt(format!("no revision at position {index}"))),
+    }
+}

@@ -586,7 +586,7 @@ impl Ledger {
         let result = (|| {
             let mut write = self.database.begin_write()?;
             write.set_durability(redb::Durability::None)?;
-            let mut state = StateWriter::load(&write, tip.clone())?;
+            let mut state = StateWriter::load(&write, &self.journal, tip.clone())?;
             let mut frames = Vec::new();
             for block in blocks {
                 cancel.check()?;
@@ -1008,47 +1008,59 @@ impl Ledger {
         model::decode_stored(&self.journal.read_block(position, sequence_no)?)
     }
 
-    /// The revisions at `references` (`(block, position in its revisions)`), in the same order;
-    /// each block is read from the journal once however many of its revisions are wanted.
+    /// The revisions at `references` (`(block, position in its revisions)`) of a snapshot, in
+    /// the same order; each block is read from the journal once however many of its revisions
+    /// are wanted.
     pub(crate) fn read_revisions(
         &self,
         read: &redb::ReadTransaction,
         references: &[(u64, u32)],
     ) -> Result<Vec<Revision>, LedgerError> {
-        let mut by_block: BTreeMap<u64, Vec<(usize, u32)>> = BTreeMap::new();
-        for (output_index, (sequence_no, index_in_block)) in references.iter().enumerate() {
-            by_block
-                .entry(*sequence_no)
-                .or_default()
-                .push((output_index, *index_in_block));
+        if references.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut revisions: Vec<Option<Revision>> = vec![None; references.len()];
-        for (sequence_no, wanted) in by_block {
-            let block = self.read_block(read, sequence_no)?;
-            let list = model::expect_struct(&block, "block")?
-                .get("revisions")
-                .and_then(Element::as_sequence)
-                .ok_or_else(|| {
-                    LedgerError::Storage(format!("block {sequence_no} has no revisions"))
-                })?;
-            for (output_index, index_in_block) in wanted {
-                let element = list.get(index_in_block as usize).ok_or_else(|| {
-                    LedgerError::Storage(format!(
-                        "block {sequence_no} has no revision {index_in_block}"
-                    ))
-                })?;
-                if let Some(slot) = revisions.get_mut(output_index) {
-                    *slot = Some(Revision::from_element(element)?);
-                }
-            }
-        }
-        revisions
-            .into_iter()
-            .map(|revision| {
-                revision.ok_or_else(|| LedgerError::Internal("a revision was not read".to_owned()))
-            })
+        let positions = read.open_table(storage::BLOCK_POSITIONS)?;
+        read_revision_elements(&self.journal, &positions, references)?
+            .iter()
+            .map(Revision::from_element)
             .collect()
     }
+}
+
+/// The revision elements at `references` (`(block, position in its revisions)`), in the same
+/// order, read from the journal at the positions `positions` gives; one read per block.
+pub(crate) fn read_revision_elements(
+    journal: &JournalFile,
+    positions: &impl redb::ReadableTable<u64, (u64, u32)>,
+    references: &[(u64, u32)],
+) -> Result<Vec<Element>, LedgerError> {
+    let mut by_block: BTreeMap<u64, Vec<(u32, usize)>> = BTreeMap::new();
+    for (output_index, (sequence_no, index_in_block)) in references.iter().enumerate() {
+        by_block
+            .entry(*sequence_no)
+            .or_default()
+            .push((*index_in_block, output_index));
+    }
+    let mut elements: Vec<Option<Element>> = vec![None; references.len()];
+    for (sequence_no, mut wanted) in by_block {
+        wanted.sort_unstable();
+        let position = storage::read_block_position(positions, sequence_no)?
+            .ok_or_else(|| LedgerError::Storage(format!("block {sequence_no} has no position")))?;
+        let bytes = journal.read_block(position, sequence_no)?;
+        let indexes: Vec<u32> = wanted.iter().map(|(index, _)| *index).collect();
+        let found = journal::revisions_at(&bytes, &indexes)?;
+        for ((_, output_index), element) in wanted.into_iter().zip(found) {
+            if let Some(slot) = elements.get_mut(output_index) {
+                *slot = Some(element);
+            }
+        }
+    }
+    elements
+        .into_iter()
+        .map(|element| {
+            element.ok_or_else(|| LedgerError::Internal("a revision was not read".to_owned()))
+        })
+        .collect()
 }
 
 /// How many blocks a snapshot of the derived state includes.
@@ -1072,7 +1084,7 @@ fn recover(
     write.set_durability(redb::Durability::Immediate)?;
     write.set_quick_repair(true);
     let journal_start = tip.journal_end;
-    let mut state = StateWriter::load(&write, tip)?;
+    let mut state = StateWriter::load(&write, journal, tip)?;
     let mut replayed = 0u64;
     let end = journal.scan(journal_start, state.tip().block_count, |frame| {
         let block = model::decode_stored(frame.block_bytes)?;

@@ -5,19 +5,19 @@
 //! tree. Commits, recovery after a crash, restores, imports and the migration of format-1
 //! ledgers all go through it, so the state a crash rebuilds is the state a commit built.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ion_rs::Element;
 use redb::{ReadableMultimapTable, ReadableTable, WriteTransaction};
 
 use crate::error::LedgerError;
 use crate::hash::Hash;
-use crate::journal_file::FramePosition;
+use crate::journal_file::{FramePosition, JournalFile};
 use crate::journal_tree;
 use crate::model::{
     self, BlockAddress, IndexInfo, Revision, RevisionMetadata, TableInfo, TableStatus,
 };
-use crate::storage;
+use crate::storage::{self, DocumentRef};
 use crate::transaction::CATALOG_TABLE_ID;
 use crate::value;
 
@@ -148,17 +148,27 @@ impl AppliedBlock {
 }
 
 /// Applies blocks, in order, to the derived state inside one redb write transaction, and keeps
-/// what the next block needs (the catalog, its version, the tip) in memory meanwhile.
+/// what the next block needs (the catalog, its version, the tip) in memory meanwhile. Blocks
+/// applied here are appended to the journal only once all are applied, so the data of their
+/// revisions is kept too, for index maintenance of later blocks in the same transaction.
 pub struct StateWriter<'w> {
     write: &'w WriteTransaction,
+    journal: &'w JournalFile,
     catalog: BTreeMap<String, TableInfo>,
     catalog_version: u64,
     tip: Tip,
+    /// The data of every revision applied in this transaction, by `(block, position)`.
+    pending_data: HashMap<(u64, u32), Option<Element>>,
 }
 
 impl<'w> StateWriter<'w> {
-    /// Starts from the state `write` holds, whose tip is `tip`.
-    pub fn load(write: &'w WriteTransaction, tip: Tip) -> Result<StateWriter<'w>, LedgerError> {
+    /// Starts from the state `write` holds, whose tip is `tip`; earlier revisions are read from
+    /// `journal`.
+    pub fn load(
+        write: &'w WriteTransaction,
+        journal: &'w JournalFile,
+        tip: Tip,
+    ) -> Result<StateWriter<'w>, LedgerError> {
         let (catalog, catalog_version) = {
             let tables = write.open_table(storage::TABLES)?;
             let meta = write.open_table(storage::META)?;
@@ -173,10 +183,49 @@ impl<'w> StateWriter<'w> {
         };
         Ok(StateWriter {
             write,
+            journal,
             catalog,
             catalog_version,
             tip,
+            pending_data: HashMap::new(),
         })
+    }
+
+    /// The data of the revisions at `references`, in order: from this transaction's blocks, or
+    /// read from the journal (one read per block). A deleted document's revision has none.
+    fn data_at(&self, references: &[DocumentRef]) -> Result<Vec<Option<Element>>, LedgerError> {
+        let mut data: Vec<Option<Element>> = vec![None; references.len()];
+        let mut from_journal = Vec::new();
+        let mut from_journal_slots = Vec::new();
+        for (slot, reference) in references.iter().enumerate() {
+            if reference.deleted {
+                continue;
+            }
+            match self.pending_data.get(&reference.revision_ref()) {
+                Some(pending) => {
+                    if let Some(target) = data.get_mut(slot) {
+                        target.clone_from(pending);
+                    }
+                }
+                None => {
+                    from_journal.push(reference.revision_ref());
+                    from_journal_slots.push(slot);
+                }
+            }
+        }
+        if !from_journal.is_empty() {
+            let positions = self.write.open_table(storage::BLOCK_POSITIONS)?;
+            let elements =
+                crate::ledger::read_revision_elements(self.journal, &positions, &from_journal)?;
+            for (slot, element) in from_journal_slots.into_iter().zip(elements) {
+                if let Some(target) = data.get_mut(slot) {
+                    *target = model::expect_struct(&element, "revision")?
+                        .get("data")
+                        .cloned();
+                }
+            }
+        }
+        Ok(data)
     }
 
     /// The tip including every block applied so far.
@@ -243,14 +292,22 @@ impl<'w> StateWriter<'w> {
                     .get(table_id)
                     .map(|table| table.indexes.as_slice())
                     .unwrap_or_default();
-                let previous_data = if indexes.is_empty() {
-                    None
-                } else {
-                    storage::read_document(&documents, table_id, document_id)?
-                        .and_then(|revision| revision.data)
+                let previous_data = match indexes.is_empty() {
+                    true => None,
+                    false => match storage::read_document(&documents, table_id, document_id)? {
+                        None => None,
+                        Some(reference) => self.data_at(&[reference])?.into_iter().next().flatten(),
+                    },
                 };
-                let bytes = model::encode_binary(&applied.revision.to_element())?;
-                documents.insert((table_id, document_id), bytes.as_slice())?;
+                let reference = DocumentRef {
+                    sequence_no: block.sequence_no,
+                    index_in_block: applied.index_in_block,
+                    version: applied.revision.metadata.version,
+                    deleted: applied.revision.data.is_none(),
+                };
+                documents.insert((table_id, document_id), reference.to_value())?;
+                self.pending_data
+                    .insert(reference.revision_ref(), applied.revision.data.clone());
                 revisions.insert(
                     (table_id, document_id, applied.revision.metadata.version),
                     (block.sequence_no, applied.index_in_block),
@@ -312,7 +369,7 @@ impl<'w> StateWriter<'w> {
                         .iter()
                         .any(|known| known.index_id == index.index_id)
                     {
-                        build_index(self.write, &new.table_id, index)?;
+                        self.build_index(&new.table_id, index)?;
                     }
                 }
             }
@@ -342,6 +399,31 @@ impl<'w> StateWriter<'w> {
         Ok(())
     }
 
+    /// Fills a new index from the table's current documents.
+    fn build_index(&self, table_id: &str, index: &IndexInfo) -> Result<(), LedgerError> {
+        let current = {
+            let documents = self.write.open_table(storage::DOCUMENTS)?;
+            storage::read_table_documents(&documents, table_id)?
+        };
+        let references: Vec<DocumentRef> =
+            current.iter().map(|(_, reference)| *reference).collect();
+        let data = self.data_at(&references)?;
+        let mut entries = self.write.open_multimap_table(storage::INDEX_ENTRIES)?;
+        for ((document_id, _), data) in current.iter().zip(data) {
+            if let Some(key) = data
+                .as_ref()
+                .and_then(|data| value::value_at_path(data, &index.field_path))
+                .and_then(value::index_value_key)
+            {
+                entries.insert(
+                    (table_id, index.index_id.as_str(), key.as_str()),
+                    document_id.as_str(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Records the tip and catalog version in `meta`; returns the tip.
     pub fn finish(self) -> Result<Tip, LedgerError> {
         let mut meta = self.write.open_table(storage::META)?;
@@ -362,33 +444,6 @@ impl<'w> StateWriter<'w> {
         )?;
         Ok(self.tip)
     }
-}
-
-/// Fills a new index from the table's current documents.
-fn build_index(
-    write: &WriteTransaction,
-    table_id: &str,
-    index: &IndexInfo,
-) -> Result<(), LedgerError> {
-    let current = {
-        let documents = write.open_table(storage::DOCUMENTS)?;
-        storage::read_table_documents(&documents, table_id)?
-    };
-    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
-    for revision in current {
-        if let Some(key) = revision
-            .data
-            .as_ref()
-            .and_then(|data| value::value_at_path(data, &index.field_path))
-            .and_then(value::index_value_key)
-        {
-            entries.insert(
-                (table_id, index.index_id.as_str(), key.as_str()),
-                revision.metadata.id.as_str(),
-            )?;
-        }
-    }
-    Ok(())
 }
 
 /// Removes every entry of a dropped index.

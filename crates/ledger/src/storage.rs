@@ -8,7 +8,7 @@ use redb::{
 };
 
 use crate::error::LedgerError;
-use crate::model::{self, Revision, TableInfo};
+use crate::model::{self, TableInfo};
 
 /// Version of the on-disk layout; bumped on any incompatible change. Version 1 kept every block
 /// in redb; version 2 keeps blocks in the journal file only (see `journal_file.rs`).
@@ -34,10 +34,50 @@ pub const TABLES: TableDefinition<&str, &[u8]> = TableDefinition::new("tables");
 /// Sequence number of the last block that wrote to a table: the read-set token of table scans.
 pub const TABLE_WRITE_SEQUENCE: TableDefinition<&str, u64> =
     TableDefinition::new("table_write_sequence");
-/// The current revision of every document, deleted ones included:
-/// `(table id, document id)` to Ion binary of the committed view (the one copy kept outside
-/// the journal, so reads by id, index and scan do not touch blocks).
-pub const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
+/// The current revision of every document, deleted ones included, by reference:
+/// `(table id, document id)` to `(block sequence number, position in the block's revisions,
+/// version, deleted)`. The revision itself is read from the journal.
+pub const DOCUMENTS: TableDefinition<(&str, &str), (u64, u32, u64, bool)> =
+    TableDefinition::new("document_refs");
+
+/// Where a document's current revision is, and what OCC and deletes need to know of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentRef {
+    /// The block holding the revision.
+    pub sequence_no: u64,
+    /// Its position in the block's `revisions`.
+    pub index_in_block: u32,
+    /// The revision's version.
+    pub version: u64,
+    /// Whether it is a deleted document's final, data-less revision.
+    pub deleted: bool,
+}
+
+impl DocumentRef {
+    /// The `(block, position)` reference of the revision.
+    pub fn revision_ref(&self) -> (u64, u32) {
+        (self.sequence_no, self.index_in_block)
+    }
+
+    fn from_value((sequence_no, index_in_block, version, deleted): (u64, u32, u64, bool)) -> Self {
+        DocumentRef {
+            sequence_no,
+            index_in_block,
+            version,
+            deleted,
+        }
+    }
+
+    /// The stored value.
+    pub fn to_value(self) -> (u64, u32, u64, bool) {
+        (
+            self.sequence_no,
+            self.index_in_block,
+            self.version,
+            self.deleted,
+        )
+    }
+}
 /// Every revision, by reference: `(table id, document id, version)` to `(block sequence number,
 /// position in the block's revisions)`.
 pub const REVISIONS: TableDefinition<(&str, &str, u64), (u64, u32)> =
@@ -107,36 +147,36 @@ pub fn read_tables(
     Ok(tables)
 }
 
-/// Reads the current revision of a document.
+/// The reference of a document's current revision.
 pub fn read_document(
-    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    table: &impl ReadableTable<(&'static str, &'static str), (u64, u32, u64, bool)>,
     table_id: &str,
     document_id: &str,
-) -> Result<Option<Revision>, LedgerError> {
-    match table.get((table_id, document_id))? {
-        None => Ok(None),
-        Some(value) => Ok(Some(Revision::from_element(&model::decode_stored(
-            value.value(),
-        )?)?)),
-    }
+) -> Result<Option<DocumentRef>, LedgerError> {
+    Ok(table
+        .get((table_id, document_id))?
+        .map(|value| DocumentRef::from_value(value.value())))
 }
 
-/// Reads the current revisions of every document of a table, deleted ones included, by id.
+/// The references of the current revisions of every document of a table, deleted ones
+/// included, by document id.
 pub fn read_table_documents(
-    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    table: &impl ReadableTable<(&'static str, &'static str), (u64, u32, u64, bool)>,
     table_id: &str,
-) -> Result<Vec<Revision>, LedgerError> {
-    let mut revisions = Vec::new();
+) -> Result<Vec<(String, DocumentRef)>, LedgerError> {
+    let mut documents = Vec::new();
     for entry in table.range((table_id, "")..)? {
         let (key, value) = entry?;
-        if key.value().0 != table_id {
+        let (entry_table_id, document_id) = key.value();
+        if entry_table_id != table_id {
             break;
         }
-        revisions.push(Revision::from_element(&model::decode_stored(
-            value.value(),
-        )?)?);
+        documents.push((
+            document_id.to_owned(),
+            DocumentRef::from_value(value.value()),
+        ));
     }
-    Ok(revisions)
+    Ok(documents)
 }
 
 /// References of every revision of a table, ordered by document id then version:

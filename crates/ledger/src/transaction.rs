@@ -407,6 +407,18 @@ impl Transaction {
         })
     }
 
+    /// The committed revisions at `references`, read from the journal (each block once).
+    fn committed_revisions(
+        &self,
+        references: &[storage::DocumentRef],
+    ) -> Result<Vec<Revision>, LedgerError> {
+        let references: Vec<(u64, u32)> = references
+            .iter()
+            .map(storage::DocumentRef::revision_ref)
+            .collect();
+        self.ledger.read_revisions(&self.snapshot, &references)
+    }
+
     /// Every live document of a table (a full scan, recorded in the read set).
     pub(crate) fn scan_table(&mut self, table_id: &str) -> Result<Vec<DocumentView>, LedgerError> {
         let write_sequence = self.table_write_sequence(table_id)?;
@@ -414,11 +426,27 @@ impl Transaction {
             table_id: table_id.to_owned(),
             write_sequence,
         });
-        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+        let current = {
+            let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+            storage::read_table_documents(&documents, table_id)?
+        };
+        // A deleted document is read only when this transaction wrote it (it cannot: the
+        // commit would conflict), so only live ones and own writes need their revision.
+        let needed: Vec<(String, storage::DocumentRef)> = current
+            .into_iter()
+            .filter(|(document_id, reference)| {
+                !reference.deleted
+                    || self
+                        .writes
+                        .contains_key(&(table_id.to_owned(), document_id.clone()))
+            })
+            .collect();
+        let references: Vec<storage::DocumentRef> =
+            needed.iter().map(|(_, reference)| *reference).collect();
+        let revisions = self.committed_revisions(&references)?;
         let mut views = Vec::new();
         let mut seen = BTreeSet::new();
-        for revision in storage::read_table_documents(&documents, table_id)? {
-            let document_id = revision.metadata.id.clone();
+        for ((document_id, _), revision) in needed.into_iter().zip(revisions) {
             seen.insert(document_id.clone());
             if self
                 .writes
@@ -449,23 +477,38 @@ impl Transaction {
         Ok(views)
     }
 
+    /// The reference of a document's committed revision in the snapshot.
+    fn document_ref(
+        &self,
+        table_id: &str,
+        document_id: &str,
+    ) -> Result<Option<storage::DocumentRef>, LedgerError> {
+        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+        storage::read_document(&documents, table_id, document_id)
+    }
+
     /// One document by id (recorded in the read set, absence included).
     pub(crate) fn document(
         &mut self,
         table_id: &str,
         document_id: &str,
     ) -> Result<Option<DocumentView>, LedgerError> {
-        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
-        let committed = storage::read_document(&documents, table_id, document_id)?;
+        let reference = self.document_ref(table_id, document_id)?;
         self.reads.push(ReadItem::Document {
             table_id: table_id.to_owned(),
             document_id: document_id.to_owned(),
-            version: committed.as_ref().map(|revision| revision.metadata.version),
+            version: reference.map(|reference| reference.version),
         });
-        if self
+        let own_write = self
             .writes
-            .contains_key(&(table_id.to_owned(), document_id.to_owned()))
-        {
+            .contains_key(&(table_id.to_owned(), document_id.to_owned()));
+        let committed = match reference {
+            Some(reference) if own_write || !reference.deleted => {
+                self.committed_revisions(&[reference])?.into_iter().next()
+            }
+            _ => None,
+        };
+        if own_write {
             return Ok(self.own_write_view(table_id, document_id, committed));
         }
         Ok(committed.and_then(|revision| {
@@ -508,17 +551,15 @@ impl Transaction {
             value_key: value_key.clone(),
             document_ids: document_ids.clone(),
         });
-        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
-        let mut views = Vec::new();
+        let mut wanted = Vec::new();
         for document_id in &document_ids {
             // Each found document is also a document read, so a change to any of its other
             // fields conflicts too.
-            let version = storage::read_document(&documents, table_id, document_id)?
-                .map(|revision| revision.metadata.version);
+            let reference = self.document_ref(table_id, document_id)?;
             self.reads.push(ReadItem::Document {
                 table_id: table_id.to_owned(),
                 document_id: document_id.clone(),
-                version,
+                version: reference.map(|reference| reference.version),
             });
             if self
                 .writes
@@ -526,12 +567,21 @@ impl Transaction {
             {
                 continue;
             }
-            if let Some(revision) = storage::read_document(&documents, table_id, document_id)?
-                && let Some(data) = revision.data.clone()
-            {
+            if let Some(reference) = reference.filter(|reference| !reference.deleted) {
+                wanted.push((document_id.clone(), reference));
+            }
+        }
+        let references: Vec<storage::DocumentRef> =
+            wanted.iter().map(|(_, reference)| *reference).collect();
+        let mut views = Vec::new();
+        for ((document_id, _), revision) in wanted
+            .into_iter()
+            .zip(self.committed_revisions(&references)?)
+        {
+            if let Some(data) = revision.data.clone() {
                 views.push(DocumentView {
                     table_id: table_id.to_owned(),
-                    document_id: document_id.clone(),
+                    document_id,
                     data,
                     committed: Some(revision),
                 });
@@ -550,7 +600,10 @@ impl Transaction {
                 .and_then(value::index_value_key)
                 .is_some_and(|key| key == value_key);
             if matches {
-                let committed = storage::read_document(&documents, table_id, &document_id)?;
+                let committed = match self.document_ref(table_id, &document_id)? {
+                    Some(reference) => self.committed_revisions(&[reference])?.into_iter().next(),
+                    None => None,
+                };
                 views.push(DocumentView {
                     table_id: table_id.to_owned(),
                     document_id,
@@ -656,10 +709,7 @@ impl Transaction {
     ) -> Result<(), LedgerError> {
         let key = (table.table_id.clone(), document_id.to_owned());
         // Deleting a document inserted by this same transaction leaves no trace at all.
-        let committed_exists = {
-            let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
-            storage::read_document(&documents, &table.table_id, document_id)?.is_some()
-        };
+        let committed_exists = self.document_ref(&table.table_id, document_id)?.is_some();
         if !committed_exists && self.writes.contains_key(&key) {
             self.writes.remove(&key);
             return Ok(());
@@ -790,17 +840,12 @@ impl Transaction {
             let documents = write.open_table(storage::DOCUMENTS)?;
             for ((table_id, document_id), pending) in &ordered {
                 let current = storage::read_document(&documents, table_id, document_id)?;
-                if current
-                    .as_ref()
-                    .is_some_and(|revision| revision.data.is_none())
-                {
+                if current.is_some_and(|reference| reference.deleted) {
                     return Err(LedgerError::OccConflict(format!(
                         "document {document_id} was deleted"
                     )));
                 }
-                let version = current
-                    .as_ref()
-                    .map_or(0, |revision| revision.metadata.version + 1);
+                let version = current.map_or(0, |reference| reference.version + 1);
                 let metadata = RevisionMetadata {
                     id: document_id.clone(),
                     version,
@@ -890,7 +935,7 @@ impl Transaction {
                     version,
                 } => {
                     let now = storage::read_document(&documents, table_id, document_id)?
-                        .map(|revision| revision.metadata.version);
+                        .map(|reference| reference.version);
                     if now != *version {
                         return Err(LedgerError::OccConflict(format!(
                             "document {document_id} changed since it was read"
