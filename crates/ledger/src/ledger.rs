@@ -466,6 +466,9 @@ pub struct Ledger {
     pub(crate) tip: Mutex<Tip>,
     pub(crate) commits: CommitQueue,
     pub(crate) checkpointer: Checkpointer,
+    /// The catalog at the latest catalog version read, decoded once and shared by every
+    /// transaction that begins at that version.
+    catalog_cache: Mutex<Option<(u64, Arc<Vec<crate::model::TableInfo>>)>>,
 }
 
 impl Ledger {
@@ -556,6 +559,7 @@ impl Ledger {
             tip: Mutex::new(tip),
             commits: CommitQueue::default(),
             checkpointer,
+            catalog_cache: Mutex::new(None),
         })
     }
 
@@ -640,6 +644,36 @@ impl Ledger {
                 Err(error)
             }
         }
+    }
+
+    /// The catalog version and catalog of a snapshot, decoded only when the version is new.
+    pub(crate) fn catalog_of(
+        &self,
+        snapshot: &redb::ReadTransaction,
+    ) -> Result<(u64, Arc<Vec<crate::model::TableInfo>>), LedgerError> {
+        let version = {
+            let meta = snapshot.open_table(storage::META)?;
+            storage::meta_u64(&meta, storage::CATALOG_VERSION_KEY)?
+        };
+        let mut cache = self
+            .catalog_cache
+            .lock()
+            .map_err(|_| LedgerError::Internal("catalog cache lock poisoned".to_owned()))?;
+        if let Some((cached_version, catalog)) = cache.as_ref()
+            && *cached_version == version
+        {
+            return Ok((version, catalog.clone()));
+        }
+        let tables = snapshot.open_table(storage::TABLES)?;
+        let catalog = Arc::new(storage::read_tables(&tables)?);
+        // Versions only grow: an older snapshot does not evict the newer catalog.
+        if cache
+            .as_ref()
+            .is_none_or(|(cached_version, _)| *cached_version < version)
+        {
+            *cache = Some((version, catalog.clone()));
+        }
+        Ok((version, catalog))
     }
 
     /// The ledger's name.

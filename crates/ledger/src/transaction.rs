@@ -116,8 +116,10 @@ pub struct Transaction {
     transaction_id: String,
     started_at: OffsetDateTime,
     catalog_version_seen: u64,
-    catalog: Vec<TableInfo>,
-    catalog_at_start: Vec<TableInfo>,
+    /// The catalog as this transaction sees it: shared with every transaction that began at the
+    /// same catalog version until this one runs DDL (copy on write).
+    catalog: Arc<Vec<TableInfo>>,
+    catalog_at_start: Arc<Vec<TableInfo>>,
     catalog_statements: BTreeMap<String, BTreeSet<usize>>,
     catalog_changed: bool,
     new_indexes: Vec<(String, IndexInfo)>,
@@ -133,14 +135,7 @@ impl Transaction {
             return Err(ledger.poisoned_error());
         }
         let snapshot = ledger.database.begin_read()?;
-        let (catalog_version_seen, catalog) = {
-            let meta = snapshot.open_table(storage::META)?;
-            let tables = snapshot.open_table(storage::TABLES)?;
-            (
-                storage::meta_u64(&meta, storage::CATALOG_VERSION_KEY)?,
-                storage::read_tables(&tables)?,
-            )
-        };
+        let (catalog_version_seen, catalog) = ledger.catalog_of(&snapshot)?;
         let started_at = ledger.clock.now();
         Ok(Transaction {
             ledger,
@@ -253,13 +248,13 @@ impl Transaction {
             .entry(table.table_id.clone())
             .or_default()
             .insert(self.statements.len().saturating_sub(1));
-        match self
-            .catalog
+        let catalog = Arc::make_mut(&mut self.catalog);
+        match catalog
             .iter_mut()
             .find(|existing| existing.table_id == table.table_id)
         {
             Some(existing) => *existing = table,
-            None => self.catalog.push(table),
+            None => catalog.push(table),
         }
     }
 
@@ -815,7 +810,7 @@ impl Transaction {
         ordered.sort_by_key(|(_, pending)| pending.order);
         // Catalog changes are journaled too, as revisions of the system catalog table, so the
         // journal alone rebuilds the ledger (restore, recovery) and DDL is verifiable like data.
-        for table in &self.catalog {
+        for table in self.catalog.iter() {
             if self.catalog_at_start.contains(table) {
                 continue;
             }
