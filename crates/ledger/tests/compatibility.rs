@@ -127,3 +127,54 @@ fn format_v2_export_restores_to_the_recorded_digest() {
     assert_eq!(sluice_ledger::hash::to_base64(&current.digest), digest);
     assert_eq!(current.digest_tip_address, tip);
 }
+
+#[test]
+fn a_migration_interrupted_before_removing_the_old_file_finishes_on_open() {
+    let (digest, _, _) = recorded();
+    let dir = tempfile::tempdir().unwrap();
+    let v1_file = fixture_dir().join("ledgers/fixture-v1.ledger.redb");
+    std::fs::copy(&v1_file, dir.path().join("fixture-v1.ledger.redb")).unwrap();
+    {
+        let ledgers =
+            Ledgers::open_dir(dir.path(), Arc::new(SystemClock), Limits::default()).unwrap();
+        ledgers.ledger("fixture-v1").unwrap();
+    }
+    // A crash after the rename and before the removal leaves both.
+    std::fs::copy(&v1_file, dir.path().join("fixture-v1.ledger.redb")).unwrap();
+    let ledgers = Ledgers::open_dir(dir.path(), Arc::new(SystemClock), Limits::default()).unwrap();
+    assert!(!dir.path().join("fixture-v1.ledger.redb").exists());
+    let ledger = ledgers.ledger("fixture-v1").unwrap();
+    let current = ledger.digest().unwrap().unwrap();
+    assert_eq!(sluice_ledger::hash::to_base64(&current.digest), digest);
+    // Deletion protection came along.
+    assert!(ledger.describe().unwrap().deletion_protection);
+}
+
+#[test]
+fn a_ledger_file_of_an_unknown_format_version_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.ledger.redb");
+    {
+        let database = redb::Database::create(&path).unwrap();
+        let write = database.begin_write().unwrap();
+        write
+            .open_table(sluice_ledger::storage::META)
+            .unwrap()
+            .insert("format_version", b"9".as_slice())
+            .unwrap();
+        write.commit().unwrap();
+    }
+    let ledgers = Ledgers::open_dir(dir.path(), Arc::new(SystemClock), Limits::default()).unwrap();
+    match ledgers.ledger("future") {
+        Err(sluice_ledger::LedgerError::Storage(message)) => {
+            assert!(message.contains("format version 9"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(path.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "the failed migration left nothing behind"
+    );
+}
