@@ -618,7 +618,7 @@ impl Ledger {
                 );
                 let position = FramePosition { offset, length };
                 debug_assert_eq!(frames.len() - frame_start, length as usize);
-                state.apply(&AppliedBlock::from_block(
+                state.apply(AppliedBlock::from_block(
                     block,
                     verified.block_hash,
                     position,
@@ -821,7 +821,8 @@ impl Ledger {
     ) -> Result<BlockWithProof, LedgerError> {
         self.check_address(address)?;
         let read = self.database.begin_read()?;
-        let (block, verified) = self.read_verified_block(&read, address.sequence_no)?;
+        let (block, verified) =
+            self.read_verified_block(&read, address.sequence_no, Strictness::Qldb)?;
         let proof = match digest_tip_address {
             None => None,
             Some(tip) => Some(self.block_proof(&read, address.sequence_no, tip)?),
@@ -833,13 +834,15 @@ impl Ledger {
         })
     }
 
-    /// Reads a block and re-checks its own hashes just after reading, as the writer did just
-    /// before writing. Its link to the previous block is checked by `verify_chain`, so the
-    /// stored `previousBlockHash` is taken here.
+    /// Reads a block and re-checks its own hashes just after reading (`strictness`), and that
+    /// its hash is the journal tree's leaf, which digests and proofs are made of. Its link to
+    /// the previous block is checked by `verify_chain`, so the stored `previousBlockHash` is
+    /// taken here.
     fn read_verified_block(
         &self,
         read: &redb::ReadTransaction,
         sequence_no: u64,
+        strictness: Strictness,
     ) -> Result<(Element, journal::VerifiedBlock), LedgerError> {
         let block = self.read_block(read, sequence_no)?;
         let stored_previous = model::expect_struct(&block, "block")?
@@ -847,10 +850,16 @@ impl Ledger {
             .and_then(Element::as_lob)
             .map(hash::hash_from_slice)
             .transpose()?;
-        let verified = journal::verify_block(&block, stored_previous.as_ref(), Strictness::Qldb)?;
+        let verified = journal::verify_block(&block, stored_previous.as_ref(), strictness)?;
         if verified.address != self.address(sequence_no) {
             return Err(LedgerError::VerificationFailed(format!(
                 "block {sequence_no} carries the address of another block"
+            )));
+        }
+        let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
+        if journal_tree::leaf(&tree, sequence_no)? != verified.block_hash {
+            return Err(LedgerError::VerificationFailed(format!(
+                "block {sequence_no}: the journal tree's leaf disagrees with the block"
             )));
         }
         Ok((block, verified))
@@ -867,7 +876,11 @@ impl Ledger {
     ) -> Result<RevisionWithProof, LedgerError> {
         self.check_address(address)?;
         let read = self.database.begin_read()?;
-        let (block, verified) = self.read_verified_block(&read, address.sequence_no)?;
+        // The block's links are checked, and the one revision returned is re-hashed below:
+        // re-hashing all of a block's revisions for each would make a proof cost a block's
+        // worth of hashing (`verify_chain` re-hashes everything).
+        let (block, verified) =
+            self.read_verified_block(&read, address.sequence_no, Strictness::Links)?;
         let fields = model::expect_struct(&block, "block")?;
         let revisions = fields
             .get("revisions")
@@ -888,6 +901,17 @@ impl Ledger {
         }
         let (index, revision) = found
             .ok_or_else(|| LedgerError::NotFound(format!("document {document_id} in block")))?;
+        let stored = verified.revision_hashes.get(index).copied();
+        let redacted = revisions
+            .get(index)
+            .and_then(Element::as_struct)
+            .is_some_and(|fields| fields.get("dataHash").is_some());
+        if !redacted && stored != Some(revision.compute_hash()?) {
+            return Err(LedgerError::VerificationFailed(format!(
+                "block {}: the revision of document {document_id} does not match its hash",
+                address.sequence_no
+            )));
+        }
         let proof = match digest_tip_address {
             None => None,
             Some(tip) => {
@@ -1135,7 +1159,7 @@ fn recover(
                 frame.sequence_no, verified.address.sequence_no, verified.address.strand_id
             )));
         }
-        state.apply(&AppliedBlock::from_block(
+        state.apply(AppliedBlock::from_block(
             &block,
             verified.block_hash,
             frame.position,

@@ -149,16 +149,19 @@ impl AppliedBlock {
 
 /// Applies blocks, in order, to the derived state inside one redb write transaction, and keeps
 /// what the next block needs (the catalog, its version, the tip) in memory meanwhile. Blocks
-/// applied here are appended to the journal only once all are applied, so the data of their
-/// revisions is kept too, for index maintenance of later blocks in the same transaction.
+/// applied here are appended to the journal only once all are applied, so they are kept too,
+/// for index maintenance of later blocks in the same transaction (not when replaying blocks
+/// already in the journal).
 pub struct StateWriter<'w> {
     write: &'w WriteTransaction,
     journal: &'w JournalFile,
     catalog: BTreeMap<String, TableInfo>,
     catalog_version: u64,
     tip: Tip,
-    /// The data of every revision applied in this transaction, by `(block, position)`.
-    pending_data: HashMap<(u64, u32), Option<Element>>,
+    /// The blocks applied in this transaction and not yet in the journal, by sequence number.
+    pending: HashMap<u64, AppliedBlock>,
+    /// Whether applied blocks are kept in `pending` (they are not in the journal yet).
+    keep_pending: bool,
 }
 
 impl<'w> StateWriter<'w> {
@@ -187,8 +190,16 @@ impl<'w> StateWriter<'w> {
             catalog,
             catalog_version,
             tip,
-            pending_data: HashMap::new(),
+            pending: HashMap::new(),
+            keep_pending: true,
         })
+    }
+
+    /// For blocks read from the journal (recovery): earlier revisions are read back from it
+    /// instead of being kept in memory.
+    pub fn replaying(mut self) -> StateWriter<'w> {
+        self.keep_pending = false;
+        self
     }
 
     /// The data of the revisions at `references`, in order: from this transaction's blocks, or
@@ -201,10 +212,16 @@ impl<'w> StateWriter<'w> {
             if reference.deleted {
                 continue;
             }
-            match self.pending_data.get(&reference.revision_ref()) {
-                Some(pending) => {
+            let pending = self.pending.get(&reference.sequence_no).and_then(|block| {
+                block
+                    .revisions
+                    .iter()
+                    .find(|applied| applied.index_in_block == reference.index_in_block)
+            });
+            match pending {
+                Some(applied) => {
                     if let Some(target) = data.get_mut(slot) {
-                        target.clone_from(pending);
+                        target.clone_from(&applied.revision.data);
                     }
                 }
                 None => {
@@ -244,7 +261,7 @@ impl<'w> StateWriter<'w> {
     }
 
     /// Applies the next block.
-    pub fn apply(&mut self, block: &AppliedBlock) -> Result<(), LedgerError> {
+    pub fn apply(&mut self, block: AppliedBlock) -> Result<(), LedgerError> {
         if block.sequence_no != self.tip.block_count
             || block.position.offset != self.tip.journal_end
         {
@@ -306,8 +323,6 @@ impl<'w> StateWriter<'w> {
                     deleted: applied.revision.data.is_none(),
                 };
                 documents.insert((table_id, document_id), reference.to_value())?;
-                self.pending_data
-                    .insert(reference.revision_ref(), applied.revision.data.clone());
                 revisions.insert(
                     (table_id, document_id, applied.revision.metadata.version),
                     (block.sequence_no, applied.index_in_block),
@@ -396,6 +411,9 @@ impl<'w> StateWriter<'w> {
                     }),
             ),
         };
+        if self.keep_pending {
+            self.pending.insert(block.sequence_no, block);
+        }
         Ok(())
     }
 
