@@ -43,6 +43,8 @@ struct Item {
     index: String,
     id: Option<String>,
     write: Result<WriteRequest, EsError>,
+    /// `require_alias`: the item fails unless `index` is an alias.
+    require_alias: bool,
 }
 
 fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
@@ -56,7 +58,11 @@ fn malformed(line: usize, reason: impl std::fmt::Display) -> EsError {
     EsError::illegal_argument(format!("Malformed action/metadata line [{line}], {reason}"))
 }
 
-fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, EsError> {
+fn parse_items(
+    body: &[u8],
+    default_index: Option<&str>,
+    default_require_alias: bool,
+) -> Result<Vec<Item>, EsError> {
     let mut items = Vec::new();
     let mut lines = lines(body);
     while let Some((number, line)) = lines.next() {
@@ -183,11 +189,17 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
             }
             (_, None) => Err(EsError::validation("source is missing")),
         });
+        let require_alias = match meta.get("require_alias") {
+            None => default_require_alias,
+            Some(Value::Bool(flag)) => *flag,
+            Some(_) => return Err(malformed(number, "[require_alias] must be a boolean")),
+        };
         items.push(Item {
             action,
             index,
             id,
             write,
+            require_alias,
         });
     }
     if items.is_empty() {
@@ -214,13 +226,15 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             "The bulk request must be terminated by a newline [\\n]",
         ));
     }
+    let require_alias = super::bool_param(request, "require_alias")?.unwrap_or(false);
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);
     let body = request.body.clone();
     let default_index = default_index.map(str::to_string);
     blocking(move || {
         // Parsing up to 100 MB of NDJSON is CPU work: it runs here, off the async threads.
-        let items = parse_items(&body, default_index.as_deref())?;
+        let items = parse_items(&body, default_index.as_deref(), require_alias)?;
+        let catalog = indices.catalog();
         // Each item's response, serialised as it completes.
         let mut results: Vec<Option<String>> = vec![None; items.len()];
         let mut errors = false;
@@ -230,7 +244,16 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             .iter()
             .map(|i| (i.action, i.index.clone(), i.id.clone()))
             .collect();
-        for (position, item) in items.into_iter().enumerate() {
+        for (position, mut item) in items.into_iter().enumerate() {
+            if item.require_alias && !catalog.alias_exists(&item.index) {
+                let name = &item.index;
+                item.write = Err(EsError::from(SearchError::IndexNotFound {
+                    index: name.clone(),
+                })
+                .with_reason(format!(
+                    "no such index [{name}] and [require_alias] request flag is [true] and [{name}] is not an alias"
+                )));
+            }
             match item.write {
                 Ok(write) => groups
                     .entry(item.index)
@@ -264,7 +287,8 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             };
             let (positions, requests): (Vec<usize>, Vec<WriteRequest>) = writes.into_iter().unzip();
             let outcomes = index.write(requests);
-            let index_json = Value::String(index_name.clone()).to_string();
+            // Through an alias, items name the index written.
+            let index_json = Value::String(index.name().to_string()).to_string();
             let shards_total = 1 + index.settings().number_of_replicas;
             let mut max_seq_no = None;
             for (position, outcome) in positions.into_iter().zip(outcomes) {
@@ -345,7 +369,7 @@ mod tests {
     #[test]
     fn parses_actions_and_sources() {
         let body = b"{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\":1}\n{\"delete\":{\"_index\":\"a\",\"_id\":\"2\"}}\n\n{\"create\":{\"_id\":\"3\"}}\r\n{\"y\":2}\n";
-        let items = parse_items(body, Some("b")).unwrap();
+        let items = parse_items(body, Some("b"), false).unwrap();
         assert_eq!(items.len(), 3);
         assert_eq!(items[2].index, "b");
         assert!(items.iter().all(|i| i.write.is_ok()));
@@ -356,11 +380,12 @@ mod tests {
         let items = parse_items(
             b"{\"index\":{\"_index\":\"a\"}}\n{not json\n{\"index\":{\"_index\":\"a\"}}\n{}\n",
             None,
+            false,
         )
         .unwrap();
         assert!(items[0].write.is_err() && items[1].write.is_ok());
-        assert!(parse_items(b"{\"explode\":{}}\n", None).is_err());
-        assert!(parse_items(b"[1]\n", None).is_err());
-        assert!(parse_items(b"{\"index\":{}}\n{}\n", None).is_err());
+        assert!(parse_items(b"{\"explode\":{}}\n", None, false).is_err());
+        assert!(parse_items(b"[1]\n", None, false).is_err());
+        assert!(parse_items(b"{\"index\":{}}\n{}\n", None, false).is_err());
     }
 }

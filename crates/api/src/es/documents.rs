@@ -90,6 +90,29 @@ pub(crate) fn apply_refresh(
     }
 }
 
+/// The index a single-document write to `name` goes to: the index, the write index of the
+/// alias, or a new index (with its templates). `require_alias=true` refuses anything but an
+/// alias, so that a typo never creates an index.
+fn write_target(api: &EsApi, request: &Request, name: &str) -> Result<Arc<Index>, EsError> {
+    if bool_param(request, "require_alias")? == Some(true) {
+        require_alias(api, name)?;
+    }
+    Ok(api.node.indices().get_or_create(name)?)
+}
+
+/// `require_alias`: the target must be an alias, as Elasticsearch words the refusal.
+pub(crate) fn require_alias(api: &EsApi, name: &str) -> Result<(), EsError> {
+    if api.node.indices().catalog().alias_exists(name) {
+        return Ok(());
+    }
+    Err(EsError::from(SearchError::IndexNotFound {
+        index: name.to_string(),
+    })
+    .with_reason(format!(
+        "no such index [{name}] and [require_alias] request flag is [true] and [{name}] is not an alias"
+    )))
+}
+
 async fn write_one(
     api: &EsApi,
     request: &Request,
@@ -150,7 +173,7 @@ pub(super) async fn index(
         ));
     }
     let document = parse_json_body(&request.body, "document_parsing_exception")?;
-    let index = api.node.indices().get_or_create(index)?;
+    let index = write_target(api, request, index)?;
     let write = WriteRequest::Index {
         id: id.map(str::to_string),
         source: Arc::from(&request.body[..]),
@@ -162,7 +185,7 @@ pub(super) async fn index(
 
 pub(super) async fn delete(api: &EsApi, request: &Request, index: &str, id: &str) -> EsResult {
     let condition = request_condition(request, false)?;
-    let index = api.node.indices().get(index)?;
+    let index = api.node.indices().write_index(index)?;
     write_one(
         api,
         request,
@@ -191,7 +214,7 @@ pub(super) async fn update(api: &EsApi, request: &Request, index: &str, id: &str
     )?;
     let body = parse_json_body(&request.body, "x_content_parse_exception")?;
     let update = parse_update(id, &body, condition)?;
-    let index = api.node.indices().get_or_create(index)?;
+    let index = write_target(api, request, index)?;
     let fetch_source = match body.get("_source") {
         Some(spec) => Some(SourceFilter::from_json(spec)?),
         None if request.param("_source").is_some()
@@ -436,7 +459,7 @@ pub(super) async fn get(
     id: &str,
     source_only: bool,
 ) -> EsResult {
-    let index = api.node.indices().get(index_name)?;
+    let index = api.node.indices().single_index(index_name)?;
     let filter = SourceFilter::from_params(request);
     let refresh = bool_param(request, "refresh")?.unwrap_or(false);
     let wanted_version = u64_param(request, "version")?;
@@ -543,7 +566,10 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
         let mut docs = Vec::with_capacity(wanted.len());
         for (index_name, id, filter) in wanted {
             let index_name = index_name.unwrap_or_default();
-            let doc = match indices.get(&index_name).and_then(|index| index.get(&id)) {
+            let index = indices.single_index(&index_name);
+            // Through an alias, a document names the index that holds it.
+            let index_name = index.as_ref().map_or(index_name, |i| i.name().to_string());
+            let doc = match index.and_then(|index| index.get(&id)) {
                 Ok(Some(document)) => {
                     let mut doc = json!({"_index": index_name, "_id": id, "_version": document.version,
                         "_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true});

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
-use sluice_search::{Index, IndexSettings, Mappings};
+use sluice_search::{CreateIndex, Index, IndexSettings, IndicesOptions, Mappings};
 
 use super::{COMPATIBLE_VERSION, EsApi, EsError, EsResult, blocking, ok, parse_json_body};
 use crate::http::{Request, Response};
@@ -220,18 +220,19 @@ pub(super) async fn create_index(api: &EsApi, request: &Request, name: &str) -> 
     let Value::Object(body) = body else {
         return Err(EsError::parse("request body must be an object"));
     };
-    let mut settings = IndexSettings::default();
-    let mut mappings = Mappings::default();
+    let mut create = CreateIndex::default();
     for (key, value) in &body {
         match key.as_str() {
-            "settings" => settings = IndexSettings::from_json(value)?,
-            "mappings" => mappings = Mappings::from_json(value)?,
-            "aliases" if value.as_object().is_some_and(Map::is_empty) => {}
-            "aliases" => {
-                return Err(EsError::illegal_argument(
-                    "aliases are not supported by Sluice yet",
-                ));
+            // Read now for a clear error, and again under the templates by the catalog.
+            "settings" => {
+                IndexSettings::from_json(value)?;
+                create.settings = Some(value.clone());
             }
+            "mappings" => {
+                Mappings::from_json(value)?;
+                create.mappings = Some(value.clone());
+            }
+            "aliases" => create.aliases = super::templates::parse_aliases(value)?,
             other => {
                 return Err(EsError::parse(format!(
                     "unknown key [{other}] for create index"
@@ -243,7 +244,7 @@ pub(super) async fn create_index(api: &EsApi, request: &Request, name: &str) -> 
     let name = name.to_string();
     let creating = name.clone();
     blocking(move || {
-        indices.create(&creating, settings, mappings)?;
+        indices.create(&creating, create)?;
         Ok(())
     })
     .await?;
@@ -260,7 +261,13 @@ pub(super) async fn delete_index(api: &EsApi, target: &str) -> EsResult {
         ));
     }
     let names: Vec<String> = target.split(',').map(str::to_string).collect();
+    let catalog = api.node.indices().catalog();
     for name in &names {
+        if !api.node.indices().exists(name) && catalog.alias_exists(name) {
+            return Err(EsError::illegal_argument(format!(
+                "The provided expression [{name}] matches an alias, specify the corresponding concrete indices instead."
+            )));
+        }
         api.node.indices().get(name)?;
     }
     let indices = api.node.indices().clone();
@@ -299,10 +306,15 @@ fn index_settings_json(index: &Index) -> Value {
 
 pub(super) fn get_index(api: &EsApi, target: &str) -> EsResult {
     let mut body = Map::new();
+    let catalog = api.node.indices().catalog();
     for index in api.resolve(Some(target))? {
+        let aliases = catalog
+            .aliases_of(index.name())
+            .map(sluice_search::templates::aliases_json)
+            .unwrap_or_else(|| json!({}));
         body.insert(
             index.name().to_string(),
-            json!({"aliases": {}, "mappings": index.mappings().to_json(), "settings": index_settings_json(&index)}),
+            json!({"aliases": aliases, "mappings": index.mappings().to_json(), "settings": index_settings_json(&index)}),
         );
     }
     Ok(super::json_response(
@@ -312,12 +324,13 @@ pub(super) fn get_index(api: &EsApi, target: &str) -> EsResult {
     ))
 }
 
-pub(super) fn get_mapping(api: &EsApi, target: Option<&str>) -> EsResult {
+pub(super) fn get_mapping(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
+    let options = super::targets::indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let mut body = Map::new();
-    for index in api.resolve(target)? {
+    for resolved in api.node.indices().resolve(target, options)? {
         body.insert(
-            index.name().to_string(),
-            json!({"mappings": index.mappings().to_json()}),
+            resolved.index.name().to_string(),
+            json!({"mappings": resolved.index.mappings().to_json()}),
         );
     }
     Ok(super::json_response(

@@ -1,13 +1,17 @@
 //! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
 //! bounds that turn overload into 429 instead of unbounded queues.
 
+mod aliases;
 mod bulk;
 mod documents;
 pub mod error;
+mod fields;
 mod indices;
 mod routes;
 mod search;
 mod strict_json;
+mod targets;
+mod templates;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -72,6 +76,67 @@ impl EsApi {
             }
             ["_cat", "indices"] if get => indices::cat_indices(self, request, None),
             ["_cat", "indices", target] if get => indices::cat_indices(self, request, Some(target)),
+            ["_aliases"] if post => aliases::update_aliases(self, request).await,
+            ["_alias"] | ["_aliases"] if get || head => {
+                aliases::get_aliases(self, request, None, None, head)
+            }
+            ["_alias", names] if get || head => {
+                aliases::get_aliases(self, request, None, Some(names), head)
+            }
+            [target, "_alias"] | [target, "_aliases"] if get || head => {
+                aliases::get_aliases(self, request, Some(target), None, head)
+            }
+            [target, "_alias", names] | [target, "_aliases", names] if get || head => {
+                aliases::get_aliases(self, request, Some(target), Some(names), head)
+            }
+            [target, "_alias", name] | [target, "_aliases", name] if put || post => {
+                aliases::put_alias(self, request, target, name).await
+            }
+            [target, "_alias", names] | [target, "_aliases", names] if delete => {
+                aliases::delete_alias(self, request, target, names).await
+            }
+            ["_index_template"] if get || head => {
+                templates::get_index_templates(self, request, None, head)
+            }
+            ["_index_template", names] if get || head => {
+                templates::get_index_templates(self, request, Some(names), head)
+            }
+            ["_index_template", name] if put || post => {
+                templates::put_index_template(self, request, name).await
+            }
+            ["_index_template", names] if delete => {
+                templates::delete_templates(self, request, names, false).await
+            }
+            ["_template"] if get || head => {
+                templates::get_legacy_templates(self, request, None, head)
+            }
+            ["_template", names] if get || head => {
+                templates::get_legacy_templates(self, request, Some(names), head)
+            }
+            ["_template", name] if put || post => {
+                templates::put_legacy_template(self, request, name).await
+            }
+            ["_template", names] if delete => {
+                templates::delete_templates(self, request, names, true).await
+            }
+            ["_component_template", ..] => templates::component_templates(),
+            ["_msearch"] if get || post => search::msearch(self, request, None).await,
+            [target, "_msearch"] if get || post => {
+                search::msearch(self, request, Some(target)).await
+            }
+            ["_field_caps"] if get || post => fields::field_caps(self, request, None),
+            [target, "_field_caps"] if get || post => {
+                fields::field_caps(self, request, Some(target))
+            }
+            ["_mapping", "field", fields] if get => {
+                fields::get_field_mapping(self, request, None, fields)
+            }
+            [target, "_mapping", "field", fields] if get => {
+                fields::get_field_mapping(self, request, Some(target), fields)
+            }
+            ["_resolve", "index", expression] if get || post => {
+                fields::resolve_index(self, request, expression)
+            }
             ["_search"] if get || post => search::search(self, request, None).await,
             [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
             ["_count"] if get || post => search::count(self, request, None).await,
@@ -84,8 +149,8 @@ impl EsApi {
             [target, "_refresh"] if get || post => {
                 indices::refresh(self, request, Some(target)).await
             }
-            ["_mapping"] if get => indices::get_mapping(self, None),
-            [target, "_mapping"] if get => indices::get_mapping(self, Some(target)),
+            ["_mapping"] if get => indices::get_mapping(self, request, None),
+            [target, "_mapping"] if get => indices::get_mapping(self, request, Some(target)),
             [index, "_mapping"] if put || post => indices::put_mapping(self, request, index).await,
             [target, "_settings"] if get => indices::get_settings(self, target),
             [index, "_settings"] if put => indices::put_settings(self, request, index).await,
@@ -118,55 +183,23 @@ impl EsApi {
         }
     }
 
-    /// Resolves an index expression (`a`, `a,b`, `logs-*`, `_all`) to indices. Names without a
-    /// wildcard must exist; wildcards may match nothing.
+    /// Resolves an index expression (`a`, `a,b`, an alias, `logs-*`, `_all`) to indices, as
+    /// administrative reads do: names must exist, wildcards may match nothing, alias filters do
+    /// not apply.
     fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
-        let indices = self.node.indices();
-        let target = target.unwrap_or("_all");
-        let mut resolved: Vec<Arc<Index>> = Vec::new();
-        for part in target.split(',').filter(|p| !p.is_empty()) {
-            if part == "_all" || part.contains('*') {
-                let pattern = if part == "_all" { "*" } else { part };
-                for index in indices.list() {
-                    let hidden = index.name().starts_with('.') && !pattern.starts_with('.');
-                    if !hidden
-                        && wildcard_match(pattern, index.name())
-                        && !resolved.iter().any(|i| i.name() == index.name())
-                    {
-                        resolved.push(index);
-                    }
-                }
-            } else {
-                let index = indices.get(part)?;
-                if !resolved.iter().any(|i| i.name() == index.name()) {
-                    resolved.push(index);
-                }
-            }
-        }
-        Ok(resolved)
+        Ok(self
+            .node
+            .indices()
+            .resolve(target, sluice_search::IndicesOptions::LENIENT_EXPAND_OPEN)?
+            .into_iter()
+            .map(|resolved| resolved.index)
+            .collect())
     }
 }
 
 /// `*` matches any run of characters.
 pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return true;
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    for (i, part) in parts.iter().enumerate() {
-        if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(position) => rest = &rest[position + part.len()..],
-            None => return false,
-        }
-    }
-    rest.is_empty()
+    sluice_search::pattern::simple_match(pattern, text)
 }
 
 impl Handler for EsApi {

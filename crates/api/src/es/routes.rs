@@ -182,6 +182,56 @@ const HEALTH: &[&str] = &[
     "expand_wildcards",
 ];
 
+const ALIASES: &[&str] = &[
+    "timeout",
+    "master_timeout",
+    "local",
+    "ignore_unavailable",
+    "allow_no_indices",
+    "expand_wildcards",
+];
+const TEMPLATES: &[&str] = &[
+    "create",
+    "cause",
+    "master_timeout",
+    "timeout",
+    "order",
+    "flat_settings",
+    "local",
+    "include_defaults",
+];
+const MSEARCH: &[&str] = &[
+    "max_concurrent_searches",
+    "max_concurrent_shard_requests",
+    "pre_filter_shard_size",
+    "typed_keys",
+    "rest_total_hits_as_int",
+    "ccs_minimize_roundtrips",
+    "search_type",
+    "allow_no_indices",
+    "expand_wildcards",
+    "ignore_throttled",
+    "ignore_unavailable",
+    "include_named_queries_score",
+    "routing",
+];
+const FIELD_CAPS: &[&str] = &[
+    "fields",
+    "ignore_unavailable",
+    "allow_no_indices",
+    "expand_wildcards",
+    "include_unmapped",
+    "filters",
+    "types",
+    "include_empty_fields",
+];
+const RESOLVE: &[&str] = &[
+    "expand_wildcards",
+    "ignore_unavailable",
+    "allow_no_indices",
+    "mode",
+];
+
 /// `(allowed methods, allowed parameters)` of a path, or `None` for a path no handler serves.
 pub(super) fn rules(
     segments: &[&str],
@@ -190,6 +240,20 @@ pub(super) fn rules(
         [] => (&["HEAD", "GET"], &[]),
         ["_cluster", "health"] | ["_cluster", "health", _] => (&["GET"], HEALTH),
         ["_cat", "indices"] | ["_cat", "indices", _] => (&["GET"], CAT),
+        ["_aliases"] => (&["GET", "HEAD", "POST"], ALIASES),
+        ["_alias"] | ["_alias", _] | [_, "_alias"] | [_, "_aliases"] => (&["GET", "HEAD"], ALIASES),
+        [_, "_alias", _] | [_, "_aliases", _] => {
+            (&["GET", "HEAD", "PUT", "POST", "DELETE"], ALIASES)
+        }
+        ["_index_template"] | ["_template"] => (&["GET", "HEAD"], TEMPLATES),
+        ["_index_template", _] | ["_template", _] => {
+            (&["GET", "HEAD", "PUT", "POST", "DELETE"], TEMPLATES)
+        }
+        ["_component_template", ..] => (&["GET", "HEAD", "PUT", "POST", "DELETE"], TEMPLATES),
+        ["_msearch"] | [_, "_msearch"] => (&["GET", "POST"], MSEARCH),
+        ["_field_caps"] | [_, "_field_caps"] => (&["GET", "POST"], FIELD_CAPS),
+        ["_mapping", "field", _] | [_, "_mapping", "field", _] => (&["GET"], INDICES),
+        ["_resolve", "index", _] => (&["GET", "POST"], RESOLVE),
         ["_search"] | [_, "_search"] | ["_count"] | [_, "_count"] => (&["GET", "POST"], SEARCH),
         ["_bulk"] | [_, "_bulk"] => (&["POST", "PUT"], BULK),
         ["_mget"] | [_, "_mget"] => (&["GET", "POST"], MGET),

@@ -1,5 +1,6 @@
-//! `_search` and `_count`: the request body (`query`, `from`, `size`, `_source`, …) read into
-//! Sluice's query tree, run on each target index, and the hits merged by score.
+//! `_search`, `_count` and `_msearch`: the request body (`query`, `from`, `size`, `_source`, …)
+//! read into Sluice's query tree, run on each target index (under its alias filters, see
+//! `targets.rs`), and the hits merged by score.
 
 use std::time::Instant;
 
@@ -7,8 +8,10 @@ use serde_json::{Map, Value, json};
 use sluice_search::Query;
 
 use super::documents::SourceFilter;
-use super::{EsApi, EsError, EsResult, blocking, ok, parse_json_body, u64_param};
+use super::targets::{Target, indices_options, options_from, resolve_targets};
+use super::{EsApi, EsError, EsResult, RawSources, blocking, ok, parse_json_body, u64_param};
 use crate::http::Request;
+use sluice_search::IndicesOptions;
 
 /// Hits counted exactly before `total.relation` becomes `gte` (Elasticsearch's default).
 pub const TRACK_TOTAL_HITS_DEFAULT: u64 = 10_000;
@@ -160,17 +163,25 @@ struct SearchRequest {
 }
 
 fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
+    let mut search = parse_search_body(&request.body, SourceFilter::from_params(request))?;
+    apply_search_params(request, &mut search)?;
+    Ok(search)
+}
+
+/// A search body (of `_search`, or one search of `_msearch`); `source` is the `_source` filter
+/// when the body has none.
+fn parse_search_body(body: &[u8], source: SourceFilter) -> Result<SearchRequest, EsError> {
     let mut search = SearchRequest {
         query: Query::match_all(),
         from: 0,
         size: 10,
-        source: SourceFilter::from_params(request),
+        source,
         track_total_hits: Some(TRACK_TOTAL_HITS_DEFAULT),
         version: false,
         seq_no_primary_term: false,
     };
-    if !request.body.is_empty() {
-        let body = parse_json_body(&request.body, "parsing_exception")?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let body = parse_json_body(body, "parsing_exception")?;
         let Value::Object(body) = body else {
             return Err(EsError::parse("request body must be an object"));
         };
@@ -207,6 +218,11 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
             }
         }
     }
+    Ok(search)
+}
+
+/// The URL parameters of `_search` over its body.
+fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<(), EsError> {
     if let Some(from) = u64_param(request, "from")? {
         search.from = from as usize;
     }
@@ -230,67 +246,224 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
             "[q] query strings are not supported by Sluice yet; send a query body",
         ));
     }
-    Ok(search)
+    Ok(())
 }
 
 pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
     let started = Instant::now();
     let search = parse_search(request)?;
-    let indices = api.resolve(target)?;
+    let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
+    let targets = resolve_targets(api, target, options)?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let pretty = super::is_pretty(request);
     blocking(move || {
-        let mut raw = super::RawSources::default();
-        let window = search.from + search.size;
-        let mut total = 0u64;
-        let mut hits = Vec::new();
-        for index in &indices {
-            let found = index.search(&search.query, 0, window)?;
-            total += found.total;
-            hits.extend(
-                found
-                    .hits
-                    .into_iter()
-                    .map(|hit| (index.name().to_string(), hit)),
-            );
+        let mut raw = RawSources::default();
+        let body = run_search(&targets, &search, started, &mut raw)?;
+        Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
+    })
+    .await
+}
+
+/// Runs one search on its targets; the sources of the hits go through `raw`.
+fn run_search(
+    targets: &[Target],
+    search: &SearchRequest,
+    started: Instant,
+    raw: &mut RawSources,
+) -> Result<Value, EsError> {
+    let window = search.from + search.size;
+    let mut total = 0u64;
+    let mut hits = Vec::new();
+    for target in targets {
+        let found = target
+            .index
+            .search(&target.scope(&search.query), 0, window)?;
+        total += found.total;
+        hits.extend(
+            found
+                .hits
+                .into_iter()
+                .map(|hit| (target.index.name().to_string(), hit)),
+        );
+    }
+    // Merge the indices' hits by score; ties keep index order, then document order.
+    hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
+    let max_score = hits.first().map(|(_, h)| h.score);
+    let page: Vec<Value> = hits
+        .into_iter()
+        .skip(search.from)
+        .take(search.size)
+        .map(|(index, hit)| {
+            let mut json = json!({"_index": index, "_id": hit.id, "_score": hit.score});
+            if search.version {
+                json["_version"] = json!(hit.version);
+            }
+            if search.seq_no_primary_term {
+                json["_seq_no"] = json!(hit.seq_no);
+                json["_primary_term"] = json!(1);
+            }
+            if let Some(source) = search.source.render(&hit.source, raw) {
+                json["_source"] = source;
+            }
+            json
+        })
+        .collect();
+    let (value, relation) = match search.track_total_hits {
+        Some(limit) if total > limit => (limit, "gte"),
+        _ => (total, "eq"),
+    };
+    let hits_json = if search.track_total_hits == Some(0) {
+        json!({"max_score": max_score, "hits": page})
+    } else {
+        json!({"total": {"value": value, "relation": relation}, "max_score": max_score, "hits": page})
+    };
+    let shards = targets.len();
+    Ok(json!({
+        "took": started.elapsed().as_millis() as u64,
+        "timed_out": false,
+        "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
+        "hits": hits_json,
+    }))
+}
+
+/// Searches one `_msearch` request may hold; beyond it, the request is refused.
+pub const MSEARCH_SEARCHES_MAX: usize = 1000;
+
+/// One search of `_msearch`: its targets and options from its header line, its body, or the
+/// error that fails this search alone.
+struct MultiSearchItem {
+    expression: Option<String>,
+    options: IndicesOptions,
+    search: SearchRequest,
+}
+
+/// Keys an `_msearch` header line may hold; the others are refused, as Elasticsearch does.
+const MSEARCH_HEADER_KEYS: &[&str] = &[
+    "index",
+    "indices",
+    "search_type",
+    "preference",
+    "routing",
+    "request_cache",
+    "ignore_unavailable",
+    "ignore_throttled",
+    "allow_no_indices",
+    "expand_wildcards",
+    "ccs_minimize_roundtrips",
+    "allow_partial_search_results",
+];
+
+/// Reads the NDJSON of `_msearch`: header and body lines in pairs. A malformed line fails the
+/// whole request (as in Elasticsearch, whose REST layer parses every body first).
+fn parse_msearch(
+    body: &[u8],
+    default_expression: Option<&str>,
+    defaults: IndicesOptions,
+) -> Result<Vec<MultiSearchItem>, EsError> {
+    // Blank lines carry nothing (a leading newline, the final one), as in `_bulk`.
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let mut items = Vec::new();
+    for (position, pair) in lines.chunks(2).enumerate() {
+        if items.len() >= MSEARCH_SEARCHES_MAX {
+            return Err(EsError::illegal_argument(format!(
+                "an _msearch request may hold at most [{MSEARCH_SEARCHES_MAX}] searches"
+            )));
         }
-        // Merge the indices' hits by score; ties keep index order, then document order.
-        hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
-        let max_score = hits.first().map(|(_, h)| h.score);
-        let page: Vec<Value> = hits
-            .into_iter()
-            .skip(search.from)
-            .take(search.size)
-            .map(|(index, hit)| {
-                let mut json = json!({"_index": index, "_id": hit.id, "_score": hit.score});
-                if search.version {
-                    json["_version"] = json!(hit.version);
-                }
-                if search.seq_no_primary_term {
-                    json["_seq_no"] = json!(hit.seq_no);
-                    json["_primary_term"] = json!(1);
-                }
-                if let Some(source) = search.source.render(&hit.source, &mut raw) {
-                    json["_source"] = source;
-                }
-                json
-            })
+        let (header, body) = match pair {
+            [header, body] => (*header, *body),
+            _ => {
+                return Err(EsError::illegal_argument(format!(
+                    "search [{position}] has a header line but no body line"
+                )));
+            }
+        };
+        let header = parse_json_body(header, "parsing_exception")?;
+        let Value::Object(header) = header else {
+            return Err(EsError::illegal_argument(format!(
+                "the header of search [{position}] must be an object"
+            )));
+        };
+        for key in header.keys() {
+            if !MSEARCH_HEADER_KEYS.contains(&key.as_str()) {
+                return Err(EsError::illegal_argument(format!(
+                    "key [{key}] is not supported in the metadata section"
+                )));
+            }
+        }
+        let text = |v: &Value| -> Option<String> {
+            match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                _ => None,
+            }
+        };
+        let fields: std::collections::HashMap<&str, String> = header
+            .iter()
+            .filter_map(|(k, v)| text(v).map(|t| (k.as_str(), t)))
             .collect();
-        let (value, relation) = match search.track_total_hits {
-            Some(limit) if total > limit => (limit, "gte"),
-            _ => (total, "eq"),
-        };
-        let hits_json = if search.track_total_hits == Some(0) {
-            json!({"max_score": max_score, "hits": page})
-        } else {
-            json!({"total": {"value": value, "relation": relation}, "max_score": max_score, "hits": page})
-        };
-        let shards = indices.len();
+        let options = options_from(|name| fields.get(name).map(String::as_str), defaults)?;
+        let expression = fields
+            .get("index")
+            .or_else(|| fields.get("indices"))
+            .cloned()
+            .or_else(|| default_expression.map(str::to_string));
+        let search = parse_search_body(body, SourceFilter::default())?;
+        items.push(MultiSearchItem {
+            expression,
+            options,
+            search,
+        });
+    }
+    if items.is_empty() {
+        return Err(EsError::validation("no requests added"));
+    }
+    Ok(items)
+}
+
+/// `_msearch`: every search answers in `responses`, in order, each with its `status`; a search
+/// whose targets or execution fail carries its error there and the others still run.
+pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
+    let started = Instant::now();
+    let defaults = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
+    let pretty = super::is_pretty(request);
+    let _slot = api.slot(&api.search_slots, "msearch")?;
+    let body = request.body.clone();
+    let target = target.map(str::to_string);
+    let node = api.node.clone();
+    blocking(move || {
+        // Parsing a large NDJSON body is CPU work: it runs here, off the async threads.
+        let items = parse_msearch(&body, target.as_deref(), defaults)?;
+        let mut raw = RawSources::default();
+        let mut responses = Vec::with_capacity(items.len());
+        for item in items {
+            let one_started = Instant::now();
+            let answer =
+                super::targets::resolve_with(&node, item.expression.as_deref(), item.options)
+                    .and_then(|targets| run_search(&targets, &item.search, one_started, &mut raw));
+            responses.push(match answer {
+                Ok(mut response) => {
+                    response["status"] = json!(200);
+                    response
+                }
+                Err(error) => {
+                    json!({"error": error.error_object(), "status": error.status.as_u16()})
+                }
+            });
+        }
         let body = json!({
             "took": started.elapsed().as_millis() as u64,
-            "timed_out": false,
-            "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
-            "hits": hits_json,
+            "responses": responses,
         });
         Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
     })
@@ -315,13 +488,14 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
             }
         }
     }
-    let indices = api.resolve(target)?;
+    let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
+    let targets = resolve_targets(api, target, options)?;
     let _slot = api.slot(&api.search_slots, "count")?;
-    let shards = indices.len();
+    let shards = targets.len();
     let count = blocking(move || {
         let mut count = 0;
-        for index in &indices {
-            count += index.count(&query)?;
+        for target in &targets {
+            count += target.index.count(&target.scope(&query))?;
         }
         Ok(count)
     })
