@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
+use crate::ion_read;
 use crate::journal::{self, Strictness};
 use crate::ledger::Ledger;
 use crate::model::{self, BlockAddress, Revision, RevisionMetadata, TableInfo, TableStatus};
@@ -252,8 +253,10 @@ pub fn read_export(export_dir: &Path) -> Result<Vec<Element>, LedgerError> {
         .find(|path| path.to_string_lossy().ends_with(".completed.manifest"));
     match manifest {
         Some(manifest) => {
-            let element = Element::read_one(std::fs::read(&manifest)?)
-                .map_err(|error| LedgerError::BadRequest(format!("invalid manifest: {error}")))?;
+            let element = ion_read::read_one(&std::fs::read(&manifest)?, ion_read::ION_DEPTH_MAX)
+                .map_err(|error| {
+                LedgerError::BadRequest(format!("invalid manifest: {error}"))
+            })?;
             let keys = model::expect_struct(&element, "manifest")?
                 .get("keys")
                 .and_then(Element::as_sequence)
@@ -270,7 +273,8 @@ pub fn read_export(export_dir: &Path) -> Result<Vec<Element>, LedgerError> {
     let mut blocks = Vec::new();
     for file in files {
         let bytes = std::fs::read(&file)?;
-        let values = Element::read_all(bytes).map_err(|error| {
+        // Data objects hold blocks: documents three levels down in their envelope.
+        let values = ion_read::read_all(&bytes, ion_read::BLOCK_DEPTH_MAX).map_err(|error| {
             LedgerError::BadRequest(format!("{} is not Ion: {error}", file.display()))
         })?;
         for value in values {
