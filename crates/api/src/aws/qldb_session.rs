@@ -169,7 +169,7 @@ fn session_error(error: LedgerError, transaction_id: Option<&str>) -> AwsError {
 /// QLDB answers a parameter it cannot read, and never reaches ion-rs's recursive reader.
 fn read_parameter(bytes: &[u8]) -> Result<Element, AwsError> {
     sluice_ledger::ion_read::read_one(bytes, sluice_ledger::ion_read::ION_DEPTH_MAX)
-        .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")))
+        .map_err(|error| bad_request(format!("invalid parameter: {error}")))
 }
 
 /// The bytes of a `ValueHolder` (`{IonBinary: base64}` or `{IonText: "..."}`) as one Ion value.
