@@ -13,6 +13,7 @@ use sluice_search::{Index, SearchError, WriteOutcome, WriteRequest, WriteResult}
 use super::documents::{apply_refresh, condition, outcome_status, parse_update};
 use super::{EsApi, EsError, EsResult, blocking, is_pretty, json_response, refresh_param};
 use crate::http::{Request, Response};
+use crate::json;
 use hyper::StatusCode;
 
 /// Items one bulk request may hold.
@@ -65,8 +66,16 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
                 "a bulk request may hold at most {BULK_ITEMS_MAX} items"
             )));
         }
-        let action_line: Value = serde_json::from_slice(line)
-            .map_err(|e| malformed(number, format!("expected START_OBJECT: {e}")))?;
+        let action_line = match json::parse(line, json::Duplicates::KeepLast) {
+            Ok(value) => value,
+            Err(error @ json::JsonError::TooDeep { column, .. }) => {
+                return Err(EsError::bad_request(
+                    "x_content_parse_exception",
+                    format!("[{number}:{column}] failed to parse: {error}"),
+                ));
+            }
+            Err(error) => return Err(malformed(number, format!("expected START_OBJECT: {error}"))),
+        };
         let Value::Object(action_object) = action_line else {
             return Err(malformed(number, "expected START_OBJECT"));
         };
@@ -362,5 +371,98 @@ mod tests {
         assert!(parse_items(b"{\"explode\":{}}\n", None).is_err());
         assert!(parse_items(b"[1]\n", None).is_err());
         assert!(parse_items(b"{\"index\":{}}\n{}\n", None).is_err());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn deep_action_lines_fail_the_request_and_deep_sources_their_item() {
+        let deep = 10 * json::JSON_DEPTH_MAX;
+        let body = format!(
+            "{{\"index\":{{\"_index\":\"a\"}}}}\n{{}}\n{}\n",
+            nested(deep)
+        );
+        let Err(error) = parse_items(body.as_bytes(), None) else {
+            panic!("a deep action line is refused");
+        };
+        assert_eq!(error.kind, "x_content_parse_exception");
+        assert!(
+            error
+                .reason
+                .starts_with("[3:101] failed to parse: nesting depth"),
+            "{}",
+            error.reason
+        );
+
+        let body = format!(
+            "{{\"index\":{{\"_index\":\"a\"}}}}\n{{\"x\":{}}}\n{{\"update\":{{\"_index\":\"a\",\"_id\":\"1\"}}}}\n{{\"doc\":{}}}\n{{\"create\":{{\"_index\":\"a\"}}}}\n{{}}\n",
+            nested(deep),
+            nested(deep)
+        );
+        let items = parse_items(body.as_bytes(), None).unwrap();
+        let kinds: Vec<Option<&str>> = items
+            .iter()
+            .map(|item| item.write.as_ref().err().map(|error| error.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Some("document_parsing_exception"),
+                Some("x_content_parse_exception"),
+                None
+            ]
+        );
+    }
+
+    use proptest::prelude::*;
+
+    /// NDJSON lines chosen to reach every branch: actions, sources, broken and deep lines.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(r#"{"index":{"_index":"a","_id":"1"}}"#.to_owned()),
+            Just(r#"{"create":{"_index":"a"}}"#.to_owned()),
+            Just(r#"{"update":{"_index":"a","_id":"1"}}"#.to_owned()),
+            Just(r#"{"delete":{"_index":"a","_id":"1"}}"#.to_owned()),
+            Just(r#"{"doc":{"x":1}}"#.to_owned()),
+            Just(r#"{"x":[1,{"y":2}]}"#.to_owned()),
+            Just("{".to_owned()),
+            Just(String::new()),
+            (0..(2 * json::JSON_DEPTH_MAX)).prop_map(nested),
+            (0..(2 * json::JSON_DEPTH_MAX))
+                .prop_map(|depth| format!("{{\"index\":{}}}", nested(depth))),
+            "[\\[\\]{}\":,a1 ]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_items(&bytes, Some("default"));
+        }
+
+        #[test]
+        fn line_soup_never_panics_and_bounds_every_document(
+            lines in prop::collection::vec(line(), 0..12),
+        ) {
+            let body = lines.join("\n") + "\n";
+            if let Ok(items) = parse_items(body.as_bytes(), None) {
+                for item in items {
+                    match item.write {
+                        Ok(WriteRequest::Index { document, .. }) => {
+                            prop_assert!(json::depth(&document) <= json::JSON_DEPTH_MAX);
+                        }
+                        Ok(WriteRequest::Update(update)) => {
+                            let doc = update.doc.unwrap_or_default();
+                            prop_assert!(json::depth(&doc) <= json::JSON_DEPTH_MAX);
+                        }
+                        Ok(WriteRequest::Delete { .. }) | Err(_) => {}
+                    }
+                }
+            }
+        }
     }
 }

@@ -5,9 +5,8 @@ mod bulk;
 mod documents;
 pub mod error;
 mod indices;
-mod routes;
+pub mod routes;
 mod search;
-mod strict_json;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -257,7 +256,8 @@ const ACCEPTED_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// Answers what Elasticsearch refuses before any handler runs: an unsupported body media type
-/// (406), a method the path does not serve (405) and parameters it does not know (400).
+/// (406), a method the path does not serve (405), parameters it does not know (400) and a body
+/// where the route reads none (400).
 fn precheck(request: &Request) -> Option<Response> {
     let with_product = |mut response: Response| {
         response
@@ -286,7 +286,8 @@ fn precheck(request: &Request) -> Option<Response> {
         }
     }
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    let (methods, params) = routes::rules(&segments)?;
+    let route = routes::route_of(&segments)?;
+    let (methods, params) = (route.methods, route.params);
     if !methods.contains(&request.method.as_str()) {
         let body = serde_json::json!({
             "error": format!(
@@ -311,6 +312,13 @@ fn precheck(request: &Request) -> Option<Response> {
         let error = EsError::illegal_argument(format!(
             "request [{}] contains unrecognized {noun}: [{list}]",
             request.raw_path
+        ));
+        return with_product(json_response(error.status, &error.body(), false));
+    }
+    if !request.body.is_empty() && route.body(request.method.as_str()).is_none() {
+        let error = EsError::illegal_argument(format!(
+            "request [{} {}] does not support having a body",
+            request.method, request.raw_path
         ));
         return with_product(json_response(error.status, &error.body(), false));
     }
@@ -401,18 +409,26 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// Parses a JSON body, with the position of the first error, as Elasticsearch reports it.
+/// Parses a JSON body through the shared [`crate::json`] parser (nesting bounded, duplicate keys
+/// refused), with the position of the first error, as Elasticsearch reports it. `kind` is the
+/// parse exception type of the caller's API (`document_parsing_exception` for documents,
+/// `parsing_exception` for searches, `x_content_parse_exception` otherwise); every body parser of
+/// this API calls this function.
 pub(crate) fn parse_json_body(body: &[u8], kind: &'static str) -> Result<Value, EsError> {
-    strict_json::from_slice(body).map_err(|error| {
-        EsError::bad_request(
-            kind,
-            format!(
-                "[{}:{}] failed to parse: {error}",
-                error.line(),
-                error.column()
-            ),
-        )
-    })
+    crate::json::parse(body, crate::json::Duplicates::Refuse)
+        .map_err(|error| json_error(&error, kind))
+}
+
+/// A refused JSON body as Elasticsearch reports it: `[line:column] failed to parse: …`.
+pub(crate) fn json_error(error: &crate::json::JsonError, kind: &'static str) -> EsError {
+    EsError::bad_request(
+        kind,
+        format!(
+            "[{}:{}] failed to parse: {error}",
+            error.line(),
+            error.column()
+        ),
+    )
 }
 
 /// The `refresh` parameter of writes.
