@@ -719,3 +719,34 @@ def test_cluster_health_waits_that_cannot_be_met_time_out(server, es):
     # A missing index is red, and the wait for it times out.
     status, body = call(server, "GET", f"/_cluster/health/{unique('nothere')}?timeout=1ms")
     assert status == 408 and body["status"] == "red" and body["timed_out"] is True
+
+
+def test_filter_path(server, es):
+    # search/70_response_filtering.
+    name = unique("filterpath")
+    helpers.bulk(
+        es,
+        [
+            {"_index": name, "_id": "1", "_source": {"name": "First document", "properties": {"size": 123, "meta": {"foo": "bar"}}}},
+            {"_index": name, "_id": "2", "_source": {"name": "Second document", "properties": {"size": 465, "meta": {"foo": "bar", "baz": "qux"}}}},
+        ],
+        refresh=True,
+    )
+    assert set(es.search(index=name, filter_path="took").body) == {"took"}
+    assert es.search(index=name, filter_path="_shards.*").body == {"_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}
+    found = es.search(index=name, filter_path=["hits.**._i*", "**.total"], rest_total_hits_as_int=True).body
+    assert found["hits"]["total"] == 2 and found["_shards"]["total"] == 1 and "took" not in found
+    assert sorted(hit["_id"] for hit in found["hits"]["hits"]) == ["1", "2"]
+    assert all(set(hit) == {"_index", "_id"} for hit in found["hits"]["hits"])
+    sources = es.search(index=name, filter_path=["-**._source.properties", "**._source"]).body
+    assert [hit["_source"] for hit in sources["hits"]["hits"]] == [{"name": "First document"}, {"name": "Second document"}]
+    sizes = es.search(index=name, filter_path=["**.properties", "-hits.hits._source.properties.meta"]).body
+    assert [hit["_source"] for hit in sizes["hits"]["hits"]] == [{"properties": {"size": 123}}, {"properties": {"size": 465}}]
+    meta = es.search(index=name, filter_path="**._source,-**.meta.foo").body["hits"]["hits"]
+    assert meta[1]["_source"]["properties"]["meta"] == {"baz": "qux"}
+    status, body = call(server, "POST", f"/{name}/_count?filter_path=-*", {"query": {"match_all": {}}})
+    assert (status, body) == (200, {})
+    # Errors are never filtered.
+    status, body = call(server, "GET", f"/{unique('nothere')}/_doc/1?filter_path=took")
+    assert status == 404 and body["error"]["type"] == "index_not_found_exception"
+    assert es.get(index=name, id="1", filter_path="_source.name").body == {"_source": {"name": "First document"}}

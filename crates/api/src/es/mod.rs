@@ -4,6 +4,7 @@
 mod bulk;
 mod documents;
 pub mod error;
+mod filter_path;
 mod indices;
 mod routes;
 mod search;
@@ -118,6 +119,30 @@ impl EsApi {
         }
     }
 
+    /// Routes the request, then applies `filter_path` to a successful JSON answer. Filtering
+    /// re-serialises the answer, so sources lose their verbatim bytes only when it is asked for.
+    async fn route_filtered(&self, request: &Request, pretty: bool) -> EsResult {
+        let filter = match request.param("filter_path") {
+            Some(text) => {
+                filter_path::FilterPath::parse(text).map_err(EsError::illegal_argument)?
+            }
+            None => None,
+        };
+        let response = self.route(request).await?;
+        let Some(filter) = filter else {
+            return Ok(response);
+        };
+        if !response.status.is_success() || response.content_type != "application/json" {
+            return Ok(response);
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+            return Ok(response);
+        };
+        let mut filtered = json_response(response.status, &filter.apply(&body), pretty);
+        filtered.headers = response.headers;
+        Ok(filtered)
+    }
+
     /// Resolves an index expression (`a`, `a,b`, `logs-*`, `_all`) to indices. Names without a
     /// wildcard must exist; wildcards may match nothing.
     fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
@@ -224,7 +249,7 @@ impl Handler for EsApi {
             if let Some(response) = precheck(&request) {
                 return response;
             }
-            let mut response = match self.route(&request).await {
+            let mut response = match self.route_filtered(&request, pretty).await {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
             };
