@@ -63,11 +63,17 @@ fn malformed(line: usize, reason: impl std::fmt::Display) -> EsError {
     EsError::illegal_argument(format!("Malformed action/metadata line [{line}], {reason}"))
 }
 
-fn parse_items(
-    body: &[u8],
-    default_index: Option<&str>,
-    default_fetch_source: Option<&SourceFilter>,
-) -> Result<Vec<Item>, EsError> {
+/// What the URL sets for every item unless its action line says otherwise.
+#[derive(Default)]
+struct BulkDefaults {
+    index: Option<String>,
+    fetch_source: Option<SourceFilter>,
+    require_alias: bool,
+}
+
+fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsError> {
+    let default_index = defaults.index.as_deref();
+    let default_fetch_source = defaults.fetch_source.as_ref();
     let mut items = Vec::new();
     let mut lines = lines(body);
     while let Some((number, line)) = lines.next() {
@@ -195,6 +201,21 @@ fn parse_items(
             };
             Some(source)
         };
+        let require_alias = match meta.get("require_alias") {
+            Some(Value::Bool(flag)) => *flag,
+            Some(other) => {
+                return Err(malformed(
+                    number,
+                    format!("[require_alias] must be a boolean, got [{other}]"),
+                ));
+            }
+            None => defaults.require_alias,
+        };
+        let write_condition = if require_alias && action != Action::Delete {
+            Err(super::documents::require_alias_error(&index))
+        } else {
+            write_condition
+        };
         let write = write_condition.and_then(|write_condition| match (action, source) {
             (Action::Delete, _) => match &id {
                 Some(id) => Ok(WriteRequest::Delete {
@@ -269,18 +290,17 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             "The bulk request must be terminated by a newline [\\n]",
         ));
     }
-    let default_fetch_source = update_fetch_source(None, request)?;
+    let defaults = BulkDefaults {
+        index: default_index.map(str::to_string),
+        fetch_source: update_fetch_source(None, request)?,
+        require_alias: super::bool_param(request, "require_alias")?.unwrap_or(false),
+    };
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);
     let body = request.body.clone();
-    let default_index = default_index.map(str::to_string);
     blocking(move || {
         // Parsing up to 100 MB of NDJSON is CPU work: it runs here, off the async threads.
-        let items = parse_items(
-            &body,
-            default_index.as_deref(),
-            default_fetch_source.as_ref(),
-        )?;
+        let items = parse_items(&body, &defaults)?;
         // Each item's response, serialised as it completes.
         let mut results: Vec<Option<String>> = vec![None; items.len()];
         let mut errors = false;
@@ -417,7 +437,14 @@ mod tests {
     #[test]
     fn parses_actions_and_sources() {
         let body = b"{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\":1}\n{\"delete\":{\"_index\":\"a\",\"_id\":\"2\"}}\n\n{\"create\":{\"_id\":\"3\"}}\r\n{\"y\":2}\n";
-        let items = parse_items(body, Some("b"), None).unwrap();
+        let items = parse_items(
+            body,
+            &BulkDefaults {
+                index: Some("b".into()),
+                ..BulkDefaults::default()
+            },
+        )
+        .unwrap();
         assert_eq!(items.len(), 3);
         assert_eq!(items[2].index, "b");
         assert!(items.iter().all(|i| i.write.is_ok()));
@@ -427,13 +454,32 @@ mod tests {
     fn bad_sources_fail_their_item_only_and_bad_actions_fail_the_request() {
         let items = parse_items(
             b"{\"index\":{\"_index\":\"a\"}}\n{not json\n{\"index\":{\"_index\":\"a\"}}\n{}\n",
-            None,
-            None,
+            &BulkDefaults::default(),
         )
         .unwrap();
         assert!(items[0].write.is_err() && items[1].write.is_ok());
-        assert!(parse_items(b"{\"explode\":{}}\n", None, None).is_err());
-        assert!(parse_items(b"[1]\n", None, None).is_err());
-        assert!(parse_items(b"{\"index\":{}}\n{}\n", None, None).is_err());
+        assert!(parse_items(b"{\"explode\":{}}\n", &BulkDefaults::default()).is_err());
+        assert!(parse_items(b"[1]\n", &BulkDefaults::default()).is_err());
+        assert!(parse_items(b"{\"index\":{}}\n{}\n", &BulkDefaults::default()).is_err());
+    }
+
+    #[test]
+    fn require_alias_refuses_writes_but_not_deletes() {
+        let defaults = BulkDefaults {
+            require_alias: true,
+            ..BulkDefaults::default()
+        };
+        let items = parse_items(
+            b"{\"index\":{\"_index\":\"a\"}}\n{}\n{\"index\":{\"_index\":\"a\",\"require_alias\":false}}\n{}\n{\"delete\":{\"_index\":\"a\",\"_id\":\"1\"}}\n",
+            &defaults,
+        )
+        .unwrap();
+        let refused = items[0].write.as_ref().unwrap_err();
+        assert_eq!(refused.status, hyper::StatusCode::NOT_FOUND);
+        assert_eq!(
+            refused.reason,
+            "no such index [a] and [require_alias] request flag is [true] and [a] is not an alias"
+        );
+        assert!(items[1].write.is_ok() && items[2].write.is_ok());
     }
 }

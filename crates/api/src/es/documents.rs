@@ -169,6 +169,27 @@ async fn write_one(
     .await
 }
 
+/// Elasticsearch's refusal of a write with `require_alias=true` to a name that is not an alias;
+/// Sluice has no aliases, so every such write is refused and creates nothing.
+pub(crate) fn require_alias_error(index: &str) -> EsError {
+    EsError::new(
+        StatusCode::NOT_FOUND,
+        "index_not_found_exception",
+        format!(
+            "no such index [{index}] and [require_alias] request flag is [true] and [{index}] is not an alias"
+        ),
+    )
+    .with("index_uuid", "_na_")
+    .with("index", index.to_string())
+}
+
+fn check_require_alias(request: &Request, index: &str) -> Result<(), EsError> {
+    if bool_param(request, "require_alias")?.unwrap_or(false) {
+        return Err(require_alias_error(index));
+    }
+    Ok(())
+}
+
 pub(super) async fn index(
     api: &EsApi,
     request: &Request,
@@ -177,6 +198,7 @@ pub(super) async fn index(
     create: bool,
 ) -> EsResult {
     let condition = request_condition(request, create)?;
+    check_require_alias(request, index)?;
     if request.body.is_empty() {
         return Err(EsError::bad_request(
             "parse_exception",
@@ -226,6 +248,7 @@ pub(super) async fn update(api: &EsApi, request: &Request, index: &str, id: &str
     let body = parse_json_body(&request.body, "x_content_parse_exception")?;
     let update = parse_update(id, &body, condition)?;
     let fetch_source = update_fetch_source(body.get("_source"), request)?;
+    check_require_alias(request, index)?;
     let index = api.node.indices().get_or_create(index)?;
     write_one(
         api,
