@@ -788,3 +788,28 @@ def test_soft_deletes_cannot_be_disabled(es):
     with pytest.raises(BadRequestError) as refused:
         es.indices.create(index=unique("softdeletes"), settings={"soft_deletes.enabled": False})
     assert refused.value.body["error"]["type"] == "illegal_argument_exception"
+
+
+def test_unknown_pipelines_are_refused(server, es):
+    # bulk/90_pipeline: Sluice has no ingest pipelines, so every named one is unknown.
+    name = unique("pipeline")
+    status, body = bulk(
+        server,
+        [
+            {"index": {"_index": name, "_id": "1"}}, {"f1": "v1"},
+            {"index": {"_index": name, "_id": "2", "pipeline": "mypipeline"}}, {"f1": "v2"},
+            {"index": {"_index": name, "_id": "3", "pipeline": "_none"}}, {"f1": "v3"},
+        ],
+        "?refresh=true",
+    )
+    assert body["errors"] is True
+    assert body["items"][0]["index"]["result"] == "created"
+    assert body["items"][1]["index"]["status"] == 400
+    assert body["items"][1]["index"]["error"] == {"type": "illegal_argument_exception", "reason": "pipeline with id [mypipeline] does not exist"}
+    assert body["items"][2]["index"]["result"] == "created"
+    assert es.count(index=name)["count"] == 2
+    with pytest.raises(BadRequestError) as single:
+        es.index(index=name, id="4", document={"f": 1}, pipeline="mypipeline")
+    assert single.value.body["error"]["reason"] == "pipeline with id [mypipeline] does not exist"
+    status, body = bulk(server, [{"index": {"_index": name, "_id": "5"}}, {"f": 1}], "?pipeline=other")
+    assert body["items"][0]["index"]["error"]["reason"] == "pipeline with id [other] does not exist"

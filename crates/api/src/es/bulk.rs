@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 use sluice_search::{Index, SearchError, WriteOutcome, WriteRequest, WriteResult};
 
 use super::documents::{
-    SourceFilter, apply_refresh, condition, outcome_status, parse_update, token_name,
-    update_fetch_source, update_get_json,
+    SourceFilter, apply_refresh, check_pipeline, condition, outcome_status, parse_update,
+    token_name, update_fetch_source, update_get_json,
 };
 use super::{
     EsApi, EsError, EsResult, RawSources, blocking, is_pretty, json_response, refresh_param,
@@ -69,6 +69,7 @@ struct BulkDefaults {
     index: Option<String>,
     fetch_source: Option<SourceFilter>,
     require_alias: bool,
+    pipeline: Option<String>,
 }
 
 fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsError> {
@@ -211,8 +212,11 @@ fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsErro
             }
             None => defaults.require_alias,
         };
+        let pipeline = text(&meta, "pipeline").or(defaults.pipeline.clone());
         let write_condition = if require_alias && action != Action::Delete {
             Err(super::documents::require_alias_error(&index))
+        } else if matches!(action, Action::Index | Action::Create) {
+            check_pipeline(pipeline.as_deref()).and(write_condition)
         } else {
             write_condition
         };
@@ -294,6 +298,7 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
         index: default_index.map(str::to_string),
         fetch_source: update_fetch_source(None, request)?,
         require_alias: super::bool_param(request, "require_alias")?.unwrap_or(false),
+        pipeline: request.param("pipeline").map(str::to_string),
     };
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);

@@ -183,6 +183,17 @@ pub(crate) fn require_alias_error(index: &str) -> EsError {
     .with("index", index.to_string())
 }
 
+/// Sluice has no ingest pipelines: a document sent through one is refused as Elasticsearch
+/// refuses an unknown pipeline, rather than indexed untransformed. `_none` means no pipeline.
+pub(crate) fn check_pipeline(pipeline: Option<&str>) -> Result<(), EsError> {
+    match pipeline {
+        None | Some("_none") => Ok(()),
+        Some(name) => Err(EsError::illegal_argument(format!(
+            "pipeline with id [{name}] does not exist"
+        ))),
+    }
+}
+
 fn check_require_alias(request: &Request, index: &str) -> Result<(), EsError> {
     if bool_param(request, "require_alias")?.unwrap_or(false) {
         return Err(require_alias_error(index));
@@ -199,6 +210,7 @@ pub(super) async fn index(
 ) -> EsResult {
     let condition = request_condition(request, create)?;
     check_require_alias(request, index)?;
+    check_pipeline(request.param("pipeline"))?;
     if request.body.is_empty() {
         return Err(EsError::bad_request(
             "parse_exception",
