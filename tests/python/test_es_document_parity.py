@@ -813,3 +813,18 @@ def test_unknown_pipelines_are_refused(server, es):
     assert single.value.body["error"]["reason"] == "pipeline with id [mypipeline] does not exist"
     status, body = bulk(server, [{"index": {"_index": name, "_id": "5"}}, {"f": 1}], "?pipeline=other")
     assert body["items"][0]["index"]["error"]["reason"] == "pipeline with id [other] does not exist"
+
+
+def test_ignore_malformed_keeps_the_document(es):
+    # get/110_ignore_malformed, with a number field (Sluice has no `ip` type).
+    name = unique("malformed")
+    es.indices.create(index=name, mappings={"properties": {"n": {"type": "long", "ignore_malformed": True}}})
+    es.index(index=name, id="1", document={"n": 7}, refresh=True)
+    es.index(index=name, id="2", document={"n": "garbage"}, refresh=True)
+    es.index(index=name, id="3", document={"n": [10, 11, "hot garbage", 7]}, refresh=True)
+    with pytest.raises(BadRequestError) as refused:
+        es.index(index=name, id="4", document={"n": {"object": "wow"}})
+    assert "failed to parse field [n] of type [long] in document with id '4'. Preview of field's value: '{object=wow}'" in refused.value.body["error"]["reason"]
+    assert es.get(index=name, id="2")["_source"] == {"n": "garbage"}
+    assert es.get(index=name, id="3")["_source"] == {"n": [10, 11, "hot garbage", 7]}
+    assert sorted(hit["_id"] for hit in es.search(index=name, query={"term": {"n": 7}})["hits"]["hits"]) == ["1", "3"]

@@ -217,6 +217,16 @@ impl FieldMapping {
         !matches!(self.parameters.get("coerce"), Some(Value::Bool(false)))
     }
 
+    /// `ignore_malformed: true`: a value that does not fit is skipped (the document is kept,
+    /// the value stays in `_source` but is not indexed). Objects still fail, as in
+    /// Elasticsearch.
+    fn ignore_malformed(&self) -> bool {
+        matches!(
+            self.parameters.get("ignore_malformed"),
+            Some(Value::Bool(true))
+        )
+    }
+
     fn parse(path: &str, body: &Value, depth: usize) -> Result<FieldMapping> {
         let Value::Object(body) = body else {
             return Err(mapper(format!(
@@ -925,7 +935,11 @@ impl DocumentParser<'_> {
     }
 
     fn parse_leaf(&mut self, path: &str, field: &FieldMapping, value: &Value) -> Result<()> {
-        let indexed = convert(field, value).ok_or_else(|| {
+        let converted = convert(field, value);
+        if converted.is_none() && field.ignore_malformed() && !value.is_object() {
+            return Ok(());
+        }
+        let indexed = converted.ok_or_else(|| {
             SearchError::parsing(format!(
                 "failed to parse field [{path}] of type [{}] in document with id '{}'. Preview of field's value: '{}'",
                 field.field_type.name(),
@@ -1342,6 +1356,26 @@ mod tests {
             empty_name,
             SearchError::MapperParsing { cause: Some(_), .. }
         ));
+    }
+
+    #[test]
+    fn ignore_malformed_skips_values_that_do_not_fit_but_not_objects() {
+        let mappings = Mappings::from_json(&json!({"properties": {
+            "n": {"type": "long", "ignore_malformed": true},
+            "d": {"type": "date", "ignore_malformed": true}
+        }}))
+        .unwrap();
+        let parsed = mappings
+            .parse_document("1", &json!({"n": ["garbage", 7], "d": "not a date"}))
+            .unwrap();
+        assert_eq!(parsed.entries, vec![("n".into(), IndexValue::Long(7))]);
+        let object = mappings
+            .parse_document("4", &json!({"n": {"object": "wow"}}))
+            .unwrap_err();
+        assert_eq!(
+            object.to_string(),
+            "failed to parse field [n] of type [long] in document with id '4'. Preview of field's value: '{object=wow}'"
+        );
     }
 
     #[test]
