@@ -4,6 +4,7 @@
 mod bulk;
 mod documents;
 pub mod error;
+mod filter_path;
 mod indices;
 pub mod routes;
 mod search;
@@ -83,10 +84,10 @@ impl EsApi {
             [target, "_refresh"] if get || post => {
                 indices::refresh(self, request, Some(target)).await
             }
-            ["_mapping"] if get => indices::get_mapping(self, None),
-            [target, "_mapping"] if get => indices::get_mapping(self, Some(target)),
+            ["_mapping"] if get => indices::get_mapping(self, request, None),
+            [target, "_mapping"] if get => indices::get_mapping(self, request, Some(target)),
             [index, "_mapping"] if put || post => indices::put_mapping(self, request, index).await,
-            [target, "_settings"] if get => indices::get_settings(self, target),
+            [target, "_settings"] if get => indices::get_settings(self, request, target),
             [index, "_settings"] if put => indices::put_settings(self, request, index).await,
             [index, "_doc", id] if put || post => {
                 documents::index(self, request, index, Some(id), false).await
@@ -117,9 +118,43 @@ impl EsApi {
         }
     }
 
+    /// Routes the request, then applies `filter_path` to a successful JSON answer. Filtering
+    /// re-serialises the answer, so sources lose their verbatim bytes only when it is asked for.
+    async fn route_filtered(&self, request: &Request, pretty: bool) -> EsResult {
+        let filter = match request.param("filter_path") {
+            Some(text) => {
+                filter_path::FilterPath::parse(text).map_err(EsError::illegal_argument)?
+            }
+            None => None,
+        };
+        let response = self.route(request).await?;
+        let Some(filter) = filter else {
+            return Ok(response);
+        };
+        if !response.status.is_success() || response.content_type != "application/json" {
+            return Ok(response);
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+            return Ok(response);
+        };
+        let mut filtered = json_response(response.status, &filter.apply(&body), pretty);
+        filtered.headers = response.headers;
+        Ok(filtered)
+    }
+
     /// Resolves an index expression (`a`, `a,b`, `logs-*`, `_all`) to indices. Names without a
     /// wildcard must exist; wildcards may match nothing.
     fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
+        self.resolve_with(target, IndicesOptions::default())
+    }
+
+    /// Resolves an index expression under the request's `ignore_unavailable` (missing names are
+    /// skipped) and `allow_no_indices` (an expression that matches nothing is a 404 when false).
+    fn resolve_with(
+        &self,
+        target: Option<&str>,
+        options: IndicesOptions,
+    ) -> Result<Vec<Arc<Index>>, EsError> {
         let indices = self.node.indices();
         let target = target.unwrap_or("_all");
         let mut resolved: Vec<Arc<Index>> = Vec::new();
@@ -136,13 +171,51 @@ impl EsApi {
                     }
                 }
             } else {
-                let index = indices.get(part)?;
+                let index = match indices.get(part) {
+                    Ok(index) => index,
+                    Err(_) if options.ignore_unavailable => continue,
+                    Err(error) => return Err(error.into()),
+                };
                 if !resolved.iter().any(|i| i.name() == index.name()) {
                     resolved.push(index);
                 }
             }
         }
+        if resolved.is_empty() && !options.allow_no_indices {
+            return Err(sluice_search::SearchError::IndexNotFound {
+                index: target.to_string(),
+            }
+            .into());
+        }
         Ok(resolved)
+    }
+}
+
+/// `ignore_unavailable` and `allow_no_indices`, with Elasticsearch's defaults.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndicesOptions {
+    pub ignore_unavailable: bool,
+    pub allow_no_indices: bool,
+}
+
+impl Default for IndicesOptions {
+    fn default() -> Self {
+        IndicesOptions {
+            ignore_unavailable: false,
+            allow_no_indices: true,
+        }
+    }
+}
+
+impl IndicesOptions {
+    pub fn from_request(request: &Request) -> Result<IndicesOptions, EsError> {
+        let defaults = IndicesOptions::default();
+        Ok(IndicesOptions {
+            ignore_unavailable: bool_param(request, "ignore_unavailable")?
+                .unwrap_or(defaults.ignore_unavailable),
+            allow_no_indices: bool_param(request, "allow_no_indices")?
+                .unwrap_or(defaults.allow_no_indices),
+        })
     }
 }
 
@@ -175,7 +248,7 @@ impl Handler for EsApi {
             if let Some(response) = precheck(&request) {
                 return response;
             }
-            let mut response = match self.route(&request).await {
+            let mut response = match self.route_filtered(&request, pretty).await {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
             };
@@ -352,6 +425,15 @@ impl RawSources {
     }
 
     pub fn render(self, status: StatusCode, body: &Value, pretty: bool) -> Response {
+        Response::new(status, "application/json", self.render_bytes(body, pretty))
+    }
+
+    /// The JSON text of `body` with the sources in place, for a part of a larger response.
+    pub fn render_text(self, body: &Value) -> String {
+        String::from_utf8(self.render_bytes(body, false)).unwrap_or_default()
+    }
+
+    fn render_bytes(self, body: &Value, pretty: bool) -> Vec<u8> {
         let serialized = if pretty {
             serde_json::to_vec_pretty(body)
         } else {
@@ -374,7 +456,7 @@ impl RawSources {
             }
         }
         out.extend_from_slice(rest);
-        Response::new(status, "application/json", out)
+        out
     }
 }
 
@@ -458,6 +540,21 @@ pub(crate) fn u64_param(request: &Request, name: &str) -> Result<Option<u64>, Es
                 "Failed to parse [{name}] with value [{text}] as a non-negative number"
             ))
         }),
+    }
+}
+
+/// An integer parameter, as Elasticsearch's `paramAsInt` reads it.
+pub(crate) fn int_param(request: &Request, name: &str) -> Result<Option<i64>, EsError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<i32>()
+            .map(|n| Some(i64::from(n)))
+            .map_err(|_| {
+                EsError::illegal_argument(format!(
+                    "Failed to parse int parameter [{name}] with value [{text}]"
+                ))
+            }),
     }
 }
 
