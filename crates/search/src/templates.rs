@@ -49,7 +49,7 @@ impl TemplateBody {
             None => None,
             Some(value) => {
                 Mappings::from_json(value)?;
-                Some(unwrap_doc_type(value).clone())
+                Some(value.clone())
             }
         };
         for name in aliases.keys() {
@@ -379,21 +379,10 @@ fn apply(applied: &mut Applied, name: &str, body: &TemplateBody, index: &str) {
     applied.templates.push(name.to_string());
 }
 
-/// `{"_doc": {...}}` (Elasticsearch 6's type wrapper) read as its content.
-fn unwrap_doc_type(value: &Value) -> &Value {
-    match value.as_object() {
-        Some(body) if body.len() == 1 => {
-            body.get("_doc").filter(|v| v.is_object()).unwrap_or(value)
-        }
-        _ => value,
-    }
-}
-
 /// Lays `later` over `base`: root parameters replaced, properties merged by name. A field in
 /// both is merged further only when both are objects with properties; otherwise the later
 /// definition replaces the earlier one whole, as a template's request mapping does.
 pub fn merge_mappings(base: &mut Value, later: &Value) {
-    let later = unwrap_doc_type(later);
     if !base.is_object() {
         *base = Value::Object(Map::new());
     }
@@ -562,7 +551,7 @@ mod tests {
                 version: None,
                 template: body(
                     json!({"index": {"number_of_replicas": "0"}}),
-                    json!({"_doc": {"properties": {"user": {"properties": {"id": {"type": "keyword"}}}, "n": {"type": "integer"}}}}),
+                    json!({"properties": {"user": {"properties": {"id": {"type": "keyword"}}}, "n": {"type": "integer"}}}),
                 ),
             },
         );

@@ -6,10 +6,10 @@ mod bulk;
 mod documents;
 pub mod error;
 mod fields;
+mod filter_path;
 mod indices;
-mod routes;
+pub mod routes;
 mod search;
-mod strict_json;
 mod targets;
 mod templates;
 
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use sluice_node::Node;
-use sluice_search::Index;
+use sluice_search::{Index, IndicesOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
@@ -119,7 +119,7 @@ impl EsApi {
             ["_template", names] if delete => {
                 templates::delete_templates(self, request, names, true).await
             }
-            ["_component_template", ..] => templates::component_templates(),
+            ["_component_template", ..] => templates::component_templates(request),
             ["_msearch"] if get || post => search::msearch(self, request, None).await,
             [target, "_msearch"] if get || post => {
                 search::msearch(self, request, Some(target)).await
@@ -152,7 +152,7 @@ impl EsApi {
             ["_mapping"] if get => indices::get_mapping(self, request, None),
             [target, "_mapping"] if get => indices::get_mapping(self, request, Some(target)),
             [index, "_mapping"] if put || post => indices::put_mapping(self, request, index).await,
-            [target, "_settings"] if get => indices::get_settings(self, target),
+            [target, "_settings"] if get => indices::get_settings(self, request, target),
             [index, "_settings"] if put => indices::put_settings(self, request, index).await,
             [index, "_doc", id] if put || post => {
                 documents::index(self, request, index, Some(id), false).await
@@ -183,18 +183,57 @@ impl EsApi {
         }
     }
 
+    /// Routes the request, then applies `filter_path` to a successful JSON answer. Filtering
+    /// re-serialises the answer, so sources lose their verbatim bytes only when it is asked for.
+    async fn route_filtered(&self, request: &Request, pretty: bool) -> EsResult {
+        let filter = match request.param("filter_path") {
+            Some(text) => {
+                filter_path::FilterPath::parse(text).map_err(EsError::illegal_argument)?
+            }
+            None => None,
+        };
+        let response = self.route(request).await?;
+        let Some(filter) = filter else {
+            return Ok(response);
+        };
+        if !response.status.is_success() || response.content_type != "application/json" {
+            return Ok(response);
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+            return Ok(response);
+        };
+        let mut filtered = json_response(response.status, &filter.apply(&body), pretty);
+        filtered.headers = response.headers;
+        Ok(filtered)
+    }
+
     /// Resolves an index expression (`a`, `a,b`, an alias, `logs-*`, `_all`) to indices, as
     /// administrative reads do: names must exist, wildcards may match nothing, alias filters do
     /// not apply.
     fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
+        self.resolve_with(target, IndicesOptions::LENIENT_EXPAND_OPEN)
+    }
+
+    /// Resolves an index expression under `options` (see `targets.rs` for the request's own).
+    fn resolve_with(
+        &self,
+        target: Option<&str>,
+        options: IndicesOptions,
+    ) -> Result<Vec<Arc<Index>>, EsError> {
         Ok(self
             .node
             .indices()
-            .resolve(target, sluice_search::IndicesOptions::LENIENT_EXPAND_OPEN)?
+            .resolve(target, options)?
             .into_iter()
             .map(|resolved| resolved.index)
             .collect())
     }
+}
+
+/// The request's `ignore_unavailable`, `allow_no_indices` and `expand_wildcards` over the
+/// defaults of reads (missing names fail, patterns may match nothing).
+pub(crate) fn request_options(request: &Request) -> Result<IndicesOptions, EsError> {
+    targets::indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)
 }
 
 /// `*` matches any run of characters.
@@ -209,7 +248,7 @@ impl Handler for EsApi {
             if let Some(response) = precheck(&request) {
                 return response;
             }
-            let mut response = match self.route(&request).await {
+            let mut response = match self.route_filtered(&request, pretty).await {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
             };
@@ -290,7 +329,8 @@ const ACCEPTED_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// Answers what Elasticsearch refuses before any handler runs: an unsupported body media type
-/// (406), a method the path does not serve (405) and parameters it does not know (400).
+/// (406), a method the path does not serve (405), parameters it does not know (400) and a body
+/// where the route reads none (400).
 fn precheck(request: &Request) -> Option<Response> {
     let with_product = |mut response: Response| {
         response
@@ -319,7 +359,8 @@ fn precheck(request: &Request) -> Option<Response> {
         }
     }
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    let (methods, params) = routes::rules(&segments)?;
+    let route = routes::route_of(&segments)?;
+    let (methods, params) = (route.methods, route.params);
     if !methods.contains(&request.method.as_str()) {
         let body = serde_json::json!({
             "error": format!(
@@ -344,6 +385,13 @@ fn precheck(request: &Request) -> Option<Response> {
         let error = EsError::illegal_argument(format!(
             "request [{}] contains unrecognized {noun}: [{list}]",
             request.raw_path
+        ));
+        return with_product(json_response(error.status, &error.body(), false));
+    }
+    if !request.body.is_empty() && route.body(request.method.as_str()).is_none() {
+        let error = EsError::illegal_argument(format!(
+            "request [{} {}] does not support having a body",
+            request.method, request.raw_path
         ));
         return with_product(json_response(error.status, &error.body(), false));
     }
@@ -377,6 +425,15 @@ impl RawSources {
     }
 
     pub fn render(self, status: StatusCode, body: &Value, pretty: bool) -> Response {
+        Response::new(status, "application/json", self.render_bytes(body, pretty))
+    }
+
+    /// The JSON text of `body` with the sources in place, for a part of a larger response.
+    pub fn render_text(self, body: &Value) -> String {
+        String::from_utf8(self.render_bytes(body, false)).unwrap_or_default()
+    }
+
+    fn render_bytes(self, body: &Value, pretty: bool) -> Vec<u8> {
         let serialized = if pretty {
             serde_json::to_vec_pretty(body)
         } else {
@@ -399,7 +456,7 @@ impl RawSources {
             }
         }
         out.extend_from_slice(rest);
-        Response::new(status, "application/json", out)
+        out
     }
 }
 
@@ -434,18 +491,26 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// Parses a JSON body, with the position of the first error, as Elasticsearch reports it.
+/// Parses a JSON body through the shared [`crate::json`] parser (nesting bounded, duplicate keys
+/// refused), with the position of the first error, as Elasticsearch reports it. `kind` is the
+/// parse exception type of the caller's API (`document_parsing_exception` for documents,
+/// `parsing_exception` for searches, `x_content_parse_exception` otherwise); every body parser of
+/// this API calls this function.
 pub(crate) fn parse_json_body(body: &[u8], kind: &'static str) -> Result<Value, EsError> {
-    strict_json::from_slice(body).map_err(|error| {
-        EsError::bad_request(
-            kind,
-            format!(
-                "[{}:{}] failed to parse: {error}",
-                error.line(),
-                error.column()
-            ),
-        )
-    })
+    crate::json::parse(body, crate::json::Duplicates::Refuse)
+        .map_err(|error| json_error(&error, kind))
+}
+
+/// A refused JSON body as Elasticsearch reports it: `[line:column] failed to parse: …`.
+pub(crate) fn json_error(error: &crate::json::JsonError, kind: &'static str) -> EsError {
+    EsError::bad_request(
+        kind,
+        format!(
+            "[{}:{}] failed to parse: {error}",
+            error.line(),
+            error.column()
+        ),
+    )
 }
 
 /// The `refresh` parameter of writes.
@@ -475,6 +540,21 @@ pub(crate) fn u64_param(request: &Request, name: &str) -> Result<Option<u64>, Es
                 "Failed to parse [{name}] with value [{text}] as a non-negative number"
             ))
         }),
+    }
+}
+
+/// An integer parameter, as Elasticsearch's `paramAsInt` reads it.
+pub(crate) fn int_param(request: &Request, name: &str) -> Result<Option<i64>, EsError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<i32>()
+            .map(|n| Some(i64::from(n)))
+            .map_err(|_| {
+                EsError::illegal_argument(format!(
+                    "Failed to parse int parameter [{name}] with value [{text}]"
+                ))
+            }),
     }
 }
 

@@ -381,8 +381,12 @@ pub(super) async fn delete_templates(
     ok(request, json!({"acknowledged": true}))
 }
 
-/// `/_component_template…`: Sluice builds none; say so instead of "no handler".
-pub(super) fn component_templates() -> EsResult {
+/// `/_component_template…`: Sluice builds none; say so instead of "no handler" (after reading
+/// the body, so that a malformed one gets the error every body gets).
+pub(super) fn component_templates(request: &Request) -> EsResult {
+    if !request.body.is_empty() {
+        parse_json_body(&request.body, "x_content_parse_exception")?;
+    }
     Err(EsError::illegal_argument(
         "component templates are not supported by Sluice; put settings, mappings and aliases in the index template's [template]",
     ))
