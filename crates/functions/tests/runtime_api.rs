@@ -12,12 +12,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_functions::{
     Clock, Error, FirehoseRecordResult, FunctionDefinition, FunctionKind, FunctionRegistry,
     InvokeOptions, PAYLOAD_BYTES_MAX, firehose_codes,
 };
-use util::{event, write};
+use util::{event, fail_once, function_error, no_retries, start_failed, write};
 
 /// Python handlers as a user would deploy them to Lambda.
 const HANDLERS: &str = r#"
@@ -171,12 +171,6 @@ fn hand_written_function(name: &str, mode: &str, dir: &std::path::Path) -> Funct
     definition
 }
 
-fn no_retries() -> InvokeOptions {
-    InvokeOptions {
-        number_of_retries: 0,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awslambdaric_runs_identity_and_rewriting_firehose_handlers() {
     let python = python_with_awslambdaric();
@@ -282,27 +276,14 @@ async fn awslambdaric_stays_warm_reports_errors_and_is_restarted_when_it_dies() 
     assert_eq!(third["event"], json!({"n": 3}));
 
     // A handler that raises is a function error with the exception's type and message.
-    let error = registry
-        .invoke_with("fail", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::FunctionError {
-        error_type,
-        message,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "fail").await;
+    let (error_type, message) = function_error(&error);
     assert_eq!(error_type, "ValueError");
     assert!(message.contains("nope, not this event"), "{message}");
     assert_eq!(error.firehose_error_code(), firehose_codes::FUNCTION_ERROR);
 
     // A handler past its timeout is killed; the function still answers afterwards.
-    let error = registry
-        .invoke_with("slow", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
+    let error = fail_once(&registry, "slow").await;
     assert!(
         matches!(
             error.last_attempt(),
@@ -369,53 +350,19 @@ async fn runtime_api_error_paths() {
             .unwrap();
     }
 
-    let error = registry
-        .invoke_with("error", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::FunctionError {
-        error_type,
-        message,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
-    assert_eq!(
-        (error_type.as_str(), message.as_str()),
-        ("Custom.Error", "bad thing")
-    );
+    let error = fail_once(&registry, "error").await;
+    let (error_type, message) = function_error(&error);
+    assert_eq!((error_type, message), ("Custom.Error", "bad thing"));
 
-    let error = registry
-        .invoke_with("init-error", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::StartFailed {
-        error_type,
-        reason,
-        command,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "init-error").await;
+    let (error_type, command, reason) = start_failed(&error);
     assert_eq!(error_type, "Runtime.ImportModuleError");
     assert!(reason.contains("failed to initialise"), "{reason}");
     assert!(reason.contains("Unable to import module"), "{reason}");
     assert!(command.ends_with("runtime.py init-error"), "{command}");
 
-    let error = registry
-        .invoke_with("crash", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::FunctionError {
-        error_type,
-        message,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "crash").await;
+    let (error_type, message) = function_error(&error);
     assert_eq!(error_type, "Runtime.ExitError");
     assert!(message.contains("status 7"), "{message}");
     assert!(message.contains("dying on purpose"), "{message}");
@@ -436,10 +383,7 @@ async fn runtime_api_error_paths() {
         "{error}"
     );
 
-    let error = registry
-        .invoke_with("huge", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
+    let error = fail_once(&registry, "huge").await;
     assert!(
         matches!(error.last_attempt(), Error::ResponseTooLarge { limit, .. } if *limit == PAYLOAD_BYTES_MAX),
         "{error}"
@@ -505,19 +449,8 @@ async fn a_runtime_that_cannot_be_run_fails_to_start_naming_its_command() {
             ],
         ))
         .unwrap();
-    let error = registry
-        .invoke_with("missing", &Value::Null, &no_retries())
-        .await
-        .unwrap_err();
-    let Error::StartFailed {
-        error_type,
-        command,
-        reason,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "missing").await;
+    let (error_type, command, reason) = start_failed(&error);
     assert_eq!(error_type, "Runtime.InvalidEntrypoint");
     assert_eq!(command, "/nonexistent/sluice-runtime handler.handler");
     assert!(
@@ -587,19 +520,8 @@ async fn awslambdaric_with_a_missing_handler_module_fails_to_start() {
             &python,
         ))
         .unwrap();
-    let error = registry
-        .invoke_with("no-module", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::StartFailed {
-        error_type,
-        command,
-        reason,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "no-module").await;
+    let (error_type, command, reason) = start_failed(&error);
     assert_eq!(error_type, "Runtime.ImportModuleError");
     assert!(
         command.ends_with("-m awslambdaric missing_module.handler"),
