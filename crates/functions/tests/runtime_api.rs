@@ -15,9 +15,11 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_functions::{
     Clock, Error, FirehoseRecordResult, FunctionDefinition, FunctionKind, FunctionRegistry,
-    InvokeOptions, PAYLOAD_BYTES_MAX, firehose_codes,
+    InvokeOptions, PAYLOAD_BYTES_MAX, RUNTIME_INIT_GRACE, firehose_codes,
 };
-use util::{event, fail_once, function_error, no_retries, start_failed, write};
+use util::{
+    event, fail_once, function_error, lines, no_retries, process_ends, start_failed, write,
+};
 
 /// Python handlers as a user would deploy them to Lambda.
 const HANDLERS: &str = r#"
@@ -79,6 +81,14 @@ if mode == "init-error":
                      "errorMessage": "Unable to import module 'missing'"}).encode(),
          {"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"})
     sys.exit(1)
+
+if mode == "hang":
+    # Stuck before it asks for an event, as a runtime whose import blocks.
+    with open(os.path.join(os.path.dirname(sys.argv[0]), "hang.pid"), "w") as pid_file:
+        pid_file.write(str(os.getpid()))
+    print("loading a model that never finishes", file=sys.stderr, flush=True)
+    import time
+    time.sleep(3600)
 
 while True:
     with urllib.request.urlopen(api + "/invocation/next") as response:
@@ -503,6 +513,38 @@ async fn a_runtime_that_exits_before_asking_for_an_event_fails_to_start_with_its
         text.contains("No module named sluice_no_such_runtime"),
         "{text}"
     );
+}
+
+/// A runtime that never asks for its first event (its start hangs) fails to start when the
+/// timeout and the start grace have passed, as Lambda's `Sandbox.Timedout`, with what it wrote
+/// on stderr; the process is killed, not left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_never_asks_for_an_event_fails_to_start_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = FunctionRegistry::new();
+    let mut definition = hand_written_function("hang", "hang", dir.path());
+    definition.timeout = Duration::from_millis(100);
+    registry.register(definition).unwrap();
+    let error = fail_once(&registry, "hang").await;
+    let (error_type, command, reason) = start_failed(&error);
+    assert_eq!(error_type, "Sandbox.Timedout");
+    assert!(command.ends_with("runtime.py hang"), "{command}");
+    let waited_ms = (Duration::from_millis(100) + RUNTIME_INIT_GRACE).as_millis();
+    assert!(
+        reason.starts_with(&format!(
+            "it did not ask for its first event within {waited_ms} ms; stderr: "
+        )),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("loading a model that never finishes"),
+        "{reason}"
+    );
+    let pid = lines(&dir.path().join("hang.pid"))
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(process_ends(&pid), "the runtime {pid} outlived its start");
 }
 
 /// A handler module that awslambdaric cannot import: the runtime reports an init error and
