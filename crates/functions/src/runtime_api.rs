@@ -35,8 +35,8 @@ use crate::limits::{
     PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE, STDERR_DRAIN_WAIT,
 };
 use crate::process::{
-    Failing, OutputTail, ProcessGroup, display_command, forward_output, handler_command,
-    spawn_failure, with_stderr,
+    Failing, OutputTail, ProcessGroup, display_command, exit_description, forward_output,
+    handler_command, spawn_failure, with_stderr,
 };
 
 /// Pause after a failed `accept` before trying again.
@@ -264,10 +264,7 @@ impl RuntimeInstance {
         tokio::spawn(async move {
             let description = tokio::select! {
                 status = child.wait() => match status {
-                    Ok(status) => match status.code() {
-                        Some(code) => format!("exited with status {code}"),
-                        None => "was killed by a signal".to_owned(),
-                    },
+                    Ok(status) => exit_description(status),
                     Err(error) => format!("could not be waited for: {error}"),
                 },
                 _ = kill_requested => {
