@@ -125,8 +125,7 @@ fn every_elasticsearch_route_refuses_deep_bodies_and_the_server_keeps_answering(
                 // A deep search body fails the whole request: Elasticsearch parses every
                 // search of an `_msearch` before it runs any.
                 let body = format!("{{}}\n{deep}\n");
-                let reply = request(
-                    &server.es,
+                let reply = server.es(
                     method,
                     &path,
                     &[("Content-Type", "application/x-ndjson")],
