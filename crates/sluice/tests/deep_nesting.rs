@@ -120,7 +120,24 @@ fn every_elasticsearch_route_refuses_deep_bodies_and_the_server_keeps_answering(
                     );
                 }
             }
-            if route.body(method) == Some(Body::Ndjson) {
+            let is_msearch = route.path.contains(&Segment::Literal("_msearch"));
+            if route.body(method) == Some(Body::Ndjson) && is_msearch {
+                // A deep search body fails the whole request: Elasticsearch parses every
+                // search of an `_msearch` before it runs any.
+                let body = format!("{{}}\n{deep}\n");
+                let reply = server.es(
+                    method,
+                    &path,
+                    &[("Content-Type", "application/x-ndjson")],
+                    body.as_bytes(),
+                );
+                assert_es_error(
+                    &reply,
+                    400,
+                    ES_PARSE_TYPES,
+                    &format!("{case} with a deep search"),
+                );
+            } else if route.body(method) == Some(Body::Ndjson) {
                 // A deep source fails its own item, as a bad document does.
                 for (action, source) in [
                     (r#"{"index":{"_id":"1"}}"#, deep.clone()),
