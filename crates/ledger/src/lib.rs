@@ -30,8 +30,9 @@
 //! commit and background checkpoints), [`journal_file`] (the journal: CRC-framed blocks, the
 //! commit point), [`state`] (the derived state a block implies), [`eval`] (PartiQL),
 //! [`journal`] (block shapes), [`journal_tree`] (the block-hash Merkle tree), [`hash`] (QLDB
-//! hashing), [`storage`] (redb layout; spec of both files in `docs/ledger-format.md`), the
-//! migration of format-1 ledgers, [`export`] (export, restore,
+//! hashing), [`ion_read`] (the bounded reader of Ion from outside), [`storage`] (redb layout;
+//! spec of both files in `docs/ledger-format.md`), the migration of format-1 ledgers,
+//! [`export`] (export, restore,
 //! import), [`source`] (where restores and imports may read, and the bounded, symlink-safe
 //! walk), [`cancel`] (stopping long operations), [`stream`] (journal stream records), [`model`] and [`value`] (types and PartiQL
 //! value semantics), [`datetime`], [`clock`], [`error`].
@@ -52,6 +53,7 @@ pub use error::LedgerError;
 pub mod commit;
 pub mod eval;
 pub mod export;
+pub mod ion_read;
 pub mod journal;
 pub mod journal_file;
 pub mod journal_tree;

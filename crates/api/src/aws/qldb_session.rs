@@ -34,7 +34,16 @@ use serde_json::{Value, json};
 use sluice_ledger::{Clock, Ledger, LedgerError, Ledgers, Transaction};
 use time::OffsetDateTime;
 
-use super::{AwsError, BoxFuture, JsonService};
+use super::{AwsError, BoxFuture, Format, JsonService, Operation};
+
+/// The `X-Amz-Target` prefix of QLDBSession.
+pub const TARGET_PREFIX: &str = "QLDBSession";
+
+/// The one operation: SendCommand, whose ExecuteStatement carries Ion parameters.
+pub const OPERATIONS: &[Operation] = &[Operation {
+    name: "SendCommand",
+    formats: &[Format::Json, Format::IonParameters],
+}];
 
 /// A session is discarded this long after it started, whatever it is doing (QLDB: "a total
 /// lifetime of 13–17 minutes, regardless of whether it's actively running a transaction"). Its
@@ -79,43 +88,24 @@ pub const PARAMETERS_MAX: usize = 1_000;
 /// Longest statement text in bytes (QLDB: 100 KB, the whole command must stay under 128 KB).
 pub const STATEMENT_BYTES_MAX: usize = 100 * 1024;
 
-/// A slot in the count of open transactions, given back when dropped (commit, abort, expiry,
-/// end or sweep of the session alike).
-struct TransactionSlot(Arc<AtomicUsize>);
+/// A place in a bounded count (the open transactions, a ledger's active sessions), given back
+/// when dropped: a transaction's at commit, abort, expiry, end or sweep of its session alike; a
+/// session's when it ends, expires, or is found no longer active by a sweep.
+struct CountedSlot(Arc<AtomicUsize>);
 
-impl TransactionSlot {
-    fn take(open_transactions: &Arc<AtomicUsize>) -> Option<TransactionSlot> {
-        open_transactions
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
-                (open < OPEN_TRANSACTIONS_MAX).then_some(open + 1)
+impl CountedSlot {
+    /// A place when fewer than `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<CountedSlot> {
+        count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
+                (taken < max).then_some(taken + 1)
             })
             .ok()
-            .map(|_| TransactionSlot(open_transactions.clone()))
+            .map(|_| CountedSlot(count.clone()))
     }
 }
 
-impl Drop for TransactionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A session's place among its ledger's active sessions, given back when dropped (the session
-/// ends, expires, or is found no longer active by a sweep).
-struct ActiveSlot(Arc<AtomicUsize>);
-
-impl ActiveSlot {
-    fn take(active_sessions: &Arc<AtomicUsize>) -> Option<ActiveSlot> {
-        active_sessions
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |active| {
-                (active < ACTIVE_SESSIONS_PER_LEDGER_MAX).then_some(active + 1)
-            })
-            .ok()
-            .map(|_| ActiveSlot(active_sessions.clone()))
-    }
-}
-
-impl Drop for ActiveSlot {
+impl Drop for CountedSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -124,7 +114,7 @@ impl Drop for ActiveSlot {
 /// An open transaction of a session.
 struct OpenTransaction {
     transaction: Transaction,
-    _slot: TransactionSlot,
+    _slot: CountedSlot,
     /// Results not yet read, by page token: Ion binary of each value.
     pending_results: HashMap<String, VecDeque<Vec<u8>>>,
 }
@@ -138,7 +128,7 @@ struct Session {
     /// When its last transaction was committed or aborted.
     transaction_ended: Option<OffsetDateTime>,
     /// Held while the session counts among its ledger's active sessions.
-    active: Option<ActiveSlot>,
+    active: Option<CountedSlot>,
     /// Whether it ever started a transaction: sessions that never did are discarded first.
     ran_transaction: bool,
 }
@@ -266,6 +256,14 @@ fn session_error(error: LedgerError, transaction_id: Option<&str>) -> AwsError {
     }
 }
 
+/// One statement parameter, text or binary, nested at most
+/// [`ION_DEPTH_MAX`](sluice_ledger::ion_read::ION_DEPTH_MAX) levels: deeper is a BadRequest, as
+/// QLDB answers a parameter it cannot read, and never reaches ion-rs's recursive reader.
+fn read_parameter(bytes: &[u8]) -> Result<Element, AwsError> {
+    sluice_ledger::ion_read::read_one(bytes, sluice_ledger::ion_read::ION_DEPTH_MAX)
+        .map_err(|error| bad_request(format!("invalid parameter: {error}")))
+}
+
 /// The bytes of a `ValueHolder` (`{IonBinary: base64}` or `{IonText: "..."}`) as one Ion value.
 fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
     if let Some(binary) = holder.get("IonBinary") {
@@ -275,15 +273,13 @@ fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|error| bad_request(format!("IonBinary is not base64: {error}")))?;
-        return Element::read_one(bytes)
-            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+        return read_parameter(&bytes);
     }
     if let Some(text) = holder.get("IonText") {
         let text = text
             .as_str()
             .ok_or_else(|| bad_request("IonText must be a string"))?;
-        return Element::read_one(text.as_bytes())
-            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+        return read_parameter(text.as_bytes());
     }
     Err(bad_request("a ValueHolder needs IonBinary or IonText"))
 }
@@ -403,13 +399,13 @@ impl QldbSessionService {
 
     /// A place among the session's ledger's active sessions; sweeps once when the ledger is at
     /// its limit.
-    fn take_active_slot(&self, ledger_name: &str) -> Result<ActiveSlot, AwsError> {
+    fn take_active_slot(&self, ledger_name: &str) -> Result<CountedSlot, AwsError> {
         let counter = self.active_counter(ledger_name);
-        if let Some(slot) = ActiveSlot::take(&counter) {
+        if let Some(slot) = CountedSlot::take(&counter, ACTIVE_SESSIONS_PER_LEDGER_MAX) {
             return Ok(slot);
         }
         self.sweep(&mut self.sessions_map());
-        ActiveSlot::take(&counter).ok_or_else(|| {
+        CountedSlot::take(&counter, ACTIVE_SESSIONS_PER_LEDGER_MAX).ok_or_else(|| {
             AwsError::client(
                 "LimitExceededException",
                 format!(
@@ -508,12 +504,12 @@ impl QldbSessionService {
                 Some(active) => active,
                 None => self.take_active_slot(&session.ledger_name)?,
             };
-            let slot = match TransactionSlot::take(&self.open_transactions) {
+            let slot = match CountedSlot::take(&self.open_transactions, OPEN_TRANSACTIONS_MAX) {
                 Some(slot) => Some(slot),
                 None => {
                     // Abandoned transactions past their timeout give their slots back on a sweep.
                     self.sweep(&mut self.sessions_map());
-                    TransactionSlot::take(&self.open_transactions)
+                    CountedSlot::take(&self.open_transactions, OPEN_TRANSACTIONS_MAX)
                 }
             };
             let Some(slot) = slot else {
@@ -675,7 +671,11 @@ fn open_transaction<'a>(
 
 impl JsonService for Arc<QldbSessionService> {
     fn target_prefix(&self) -> &'static str {
-        "QLDBSession"
+        TARGET_PREFIX
+    }
+
+    fn operations(&self) -> &'static [Operation] {
+        OPERATIONS
     }
 
     fn call<'a>(
@@ -769,6 +769,43 @@ mod tests {
             Element::read_one("{a:1}").unwrap()
         );
         assert!(value_from_holder(&json!({"IonText": "{a: "})).is_err());
+        // Ten times the depth limit, text and binary: refused before ion-rs recurses.
+        let depth = 10 * sluice_ledger::ion_read::ION_DEPTH_MAX;
+        let deep_text = format!("{}1{}", "{a:".repeat(depth), "}".repeat(depth));
+        // Nested lists in Ion binary, from the inside out: `BE <VarUInt length> <list>`.
+        let mut deep_list = vec![0x21, 0x01];
+        for _ in 0..depth {
+            let length = deep_list.len();
+            let mut header = vec![0xBE];
+            if length >= 128 * 128 {
+                header.push(((length >> 14) & 0x7F) as u8);
+            }
+            if length >= 128 {
+                header.push(((length >> 7) & 0x7F) as u8);
+            }
+            header.push((length & 0x7F) as u8 | 0x80);
+            header.extend(deep_list);
+            deep_list = header;
+        }
+        let mut deep_binary = vec![0xE0, 0x01, 0x00, 0xEA];
+        deep_binary.extend(deep_list);
+        assert_eq!(
+            sluice_ledger::ion_read::nesting_depth(&deep_binary, usize::MAX),
+            Ok(depth)
+        );
+        for holder in [
+            json!({"IonText": deep_text}),
+            json!({"IonBinary": base64::engine::general_purpose::STANDARD.encode(&deep_binary)}),
+        ] {
+            let error = value_from_holder(&holder).unwrap_err();
+            assert_eq!(error.kind, "BadRequestException");
+        }
+        let error = value_from_holder(&json!({"IonText": "[".repeat(depth)})).unwrap_err();
+        assert!(
+            error.message.contains("nested deeper than 2000 levels"),
+            "{}",
+            error.message
+        );
         assert!(value_from_holder(&json!({"IonBinary": "%%%"})).is_err());
         assert!(value_from_holder(&json!({})).is_err());
     }

@@ -1,13 +1,17 @@
 //! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
 //! bounds that turn overload into 429 instead of unbounded queues.
 
+mod aliases;
 mod bulk;
 mod documents;
 pub mod error;
+mod fields;
+mod filter_path;
 mod indices;
-mod routes;
+pub mod routes;
 mod search;
-mod strict_json;
+mod targets;
+mod templates;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +20,7 @@ use std::sync::Arc;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use sluice_node::Node;
-use sluice_search::Index;
+use sluice_search::{Index, IndicesOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
@@ -72,6 +76,67 @@ impl EsApi {
             }
             ["_cat", "indices"] if get => indices::cat_indices(self, request, None),
             ["_cat", "indices", target] if get => indices::cat_indices(self, request, Some(target)),
+            ["_aliases"] if post => aliases::update_aliases(self, request).await,
+            ["_alias"] | ["_aliases"] if get || head => {
+                aliases::get_aliases(self, request, None, None, head)
+            }
+            ["_alias", names] if get || head => {
+                aliases::get_aliases(self, request, None, Some(names), head)
+            }
+            [target, "_alias"] | [target, "_aliases"] if get || head => {
+                aliases::get_aliases(self, request, Some(target), None, head)
+            }
+            [target, "_alias", names] | [target, "_aliases", names] if get || head => {
+                aliases::get_aliases(self, request, Some(target), Some(names), head)
+            }
+            [target, "_alias", name] | [target, "_aliases", name] if put || post => {
+                aliases::put_alias(self, request, target, name).await
+            }
+            [target, "_alias", names] | [target, "_aliases", names] if delete => {
+                aliases::delete_alias(self, request, target, names).await
+            }
+            ["_index_template"] if get || head => {
+                templates::get_index_templates(self, request, None, head)
+            }
+            ["_index_template", names] if get || head => {
+                templates::get_index_templates(self, request, Some(names), head)
+            }
+            ["_index_template", name] if put || post => {
+                templates::put_index_template(self, request, name).await
+            }
+            ["_index_template", names] if delete => {
+                templates::delete_templates(self, request, names, false).await
+            }
+            ["_template"] if get || head => {
+                templates::get_legacy_templates(self, request, None, head)
+            }
+            ["_template", names] if get || head => {
+                templates::get_legacy_templates(self, request, Some(names), head)
+            }
+            ["_template", name] if put || post => {
+                templates::put_legacy_template(self, request, name).await
+            }
+            ["_template", names] if delete => {
+                templates::delete_templates(self, request, names, true).await
+            }
+            ["_component_template", ..] => templates::component_templates(request),
+            ["_msearch"] if get || post => search::msearch(self, request, None).await,
+            [target, "_msearch"] if get || post => {
+                search::msearch(self, request, Some(target)).await
+            }
+            ["_field_caps"] if get || post => fields::field_caps(self, request, None),
+            [target, "_field_caps"] if get || post => {
+                fields::field_caps(self, request, Some(target))
+            }
+            ["_mapping", "field", fields] if get => {
+                fields::get_field_mapping(self, request, None, fields)
+            }
+            [target, "_mapping", "field", fields] if get => {
+                fields::get_field_mapping(self, request, Some(target), fields)
+            }
+            ["_resolve", "index", expression] if get || post => {
+                fields::resolve_index(self, request, expression)
+            }
             ["_search"] if get || post => search::search(self, request, None).await,
             [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
             ["_count"] if get || post => search::count(self, request, None).await,
@@ -84,10 +149,10 @@ impl EsApi {
             [target, "_refresh"] if get || post => {
                 indices::refresh(self, request, Some(target)).await
             }
-            ["_mapping"] if get => indices::get_mapping(self, None),
-            [target, "_mapping"] if get => indices::get_mapping(self, Some(target)),
+            ["_mapping"] if get => indices::get_mapping(self, request, None),
+            [target, "_mapping"] if get => indices::get_mapping(self, request, Some(target)),
             [index, "_mapping"] if put || post => indices::put_mapping(self, request, index).await,
-            [target, "_settings"] if get => indices::get_settings(self, target),
+            [target, "_settings"] if get => indices::get_settings(self, request, target),
             [index, "_settings"] if put => indices::put_settings(self, request, index).await,
             [index, "_doc", id] if put || post => {
                 documents::index(self, request, index, Some(id), false).await
@@ -118,55 +183,62 @@ impl EsApi {
         }
     }
 
-    /// Resolves an index expression (`a`, `a,b`, `logs-*`, `_all`) to indices. Names without a
-    /// wildcard must exist; wildcards may match nothing.
-    fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
-        let indices = self.node.indices();
-        let target = target.unwrap_or("_all");
-        let mut resolved: Vec<Arc<Index>> = Vec::new();
-        for part in target.split(',').filter(|p| !p.is_empty()) {
-            if part == "_all" || part.contains('*') {
-                let pattern = if part == "_all" { "*" } else { part };
-                for index in indices.list() {
-                    let hidden = index.name().starts_with('.') && !pattern.starts_with('.');
-                    if !hidden
-                        && wildcard_match(pattern, index.name())
-                        && !resolved.iter().any(|i| i.name() == index.name())
-                    {
-                        resolved.push(index);
-                    }
-                }
-            } else {
-                let index = indices.get(part)?;
-                if !resolved.iter().any(|i| i.name() == index.name()) {
-                    resolved.push(index);
-                }
+    /// Routes the request, then applies `filter_path` to a successful JSON answer. Filtering
+    /// re-serialises the answer, so sources lose their verbatim bytes only when it is asked for.
+    async fn route_filtered(&self, request: &Request, pretty: bool) -> EsResult {
+        let filter = match request.param("filter_path") {
+            Some(text) => {
+                filter_path::FilterPath::parse(text).map_err(EsError::illegal_argument)?
             }
+            None => None,
+        };
+        let response = self.route(request).await?;
+        let Some(filter) = filter else {
+            return Ok(response);
+        };
+        if !response.status.is_success() || response.content_type != "application/json" {
+            return Ok(response);
         }
-        Ok(resolved)
+        let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+            return Ok(response);
+        };
+        let mut filtered = json_response(response.status, &filter.apply(&body), pretty);
+        filtered.headers = response.headers;
+        Ok(filtered)
     }
+
+    /// Resolves an index expression (`a`, `a,b`, an alias, `logs-*`, `_all`) to indices, as
+    /// administrative reads do: names must exist, wildcards may match nothing, alias filters do
+    /// not apply.
+    fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
+        self.resolve_with(target, IndicesOptions::LENIENT_EXPAND_OPEN)
+    }
+
+    /// Resolves an index expression under `options` (see `targets.rs` for the request's own).
+    fn resolve_with(
+        &self,
+        target: Option<&str>,
+        options: IndicesOptions,
+    ) -> Result<Vec<Arc<Index>>, EsError> {
+        Ok(self
+            .node
+            .indices()
+            .resolve(target, options)?
+            .into_iter()
+            .map(|resolved| resolved.index)
+            .collect())
+    }
+}
+
+/// The request's `ignore_unavailable`, `allow_no_indices` and `expand_wildcards` over the
+/// defaults of reads (missing names fail, patterns may match nothing).
+pub(crate) fn request_options(request: &Request) -> Result<IndicesOptions, EsError> {
+    targets::indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)
 }
 
 /// `*` matches any run of characters.
 pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return true;
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    for (i, part) in parts.iter().enumerate() {
-        if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(position) => rest = &rest[position + part.len()..],
-            None => return false,
-        }
-    }
-    rest.is_empty()
+    sluice_search::pattern::simple_match(pattern, text)
 }
 
 impl Handler for EsApi {
@@ -176,7 +248,7 @@ impl Handler for EsApi {
             if let Some(response) = precheck(&request) {
                 return response;
             }
-            let mut response = match self.route(&request).await {
+            let mut response = match self.route_filtered(&request, pretty).await {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
             };
@@ -257,7 +329,8 @@ const ACCEPTED_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// Answers what Elasticsearch refuses before any handler runs: an unsupported body media type
-/// (406), a method the path does not serve (405) and parameters it does not know (400).
+/// (406), a method the path does not serve (405), parameters it does not know (400) and a body
+/// where the route reads none (400).
 fn precheck(request: &Request) -> Option<Response> {
     let with_product = |mut response: Response| {
         response
@@ -286,7 +359,8 @@ fn precheck(request: &Request) -> Option<Response> {
         }
     }
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    let (methods, params) = routes::rules(&segments)?;
+    let route = routes::route_of(&segments)?;
+    let (methods, params) = (route.methods, route.params);
     if !methods.contains(&request.method.as_str()) {
         let body = serde_json::json!({
             "error": format!(
@@ -311,6 +385,13 @@ fn precheck(request: &Request) -> Option<Response> {
         let error = EsError::illegal_argument(format!(
             "request [{}] contains unrecognized {noun}: [{list}]",
             request.raw_path
+        ));
+        return with_product(json_response(error.status, &error.body(), false));
+    }
+    if !request.body.is_empty() && route.body(request.method.as_str()).is_none() {
+        let error = EsError::illegal_argument(format!(
+            "request [{} {}] does not support having a body",
+            request.method, request.raw_path
         ));
         return with_product(json_response(error.status, &error.body(), false));
     }
@@ -344,6 +425,15 @@ impl RawSources {
     }
 
     pub fn render(self, status: StatusCode, body: &Value, pretty: bool) -> Response {
+        Response::new(status, "application/json", self.render_bytes(body, pretty))
+    }
+
+    /// The JSON text of `body` with the sources in place, for a part of a larger response.
+    pub fn render_text(self, body: &Value) -> String {
+        String::from_utf8(self.render_bytes(body, false)).unwrap_or_default()
+    }
+
+    fn render_bytes(self, body: &Value, pretty: bool) -> Vec<u8> {
         let serialized = if pretty {
             serde_json::to_vec_pretty(body)
         } else {
@@ -366,7 +456,7 @@ impl RawSources {
             }
         }
         out.extend_from_slice(rest);
-        Response::new(status, "application/json", out)
+        out
     }
 }
 
@@ -401,18 +491,26 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// Parses a JSON body, with the position of the first error, as Elasticsearch reports it.
+/// Parses a JSON body through the shared [`crate::json`] parser (nesting bounded, duplicate keys
+/// refused), with the position of the first error, as Elasticsearch reports it. `kind` is the
+/// parse exception type of the caller's API (`document_parsing_exception` for documents,
+/// `parsing_exception` for searches, `x_content_parse_exception` otherwise); every body parser of
+/// this API calls this function.
 pub(crate) fn parse_json_body(body: &[u8], kind: &'static str) -> Result<Value, EsError> {
-    strict_json::from_slice(body).map_err(|error| {
-        EsError::bad_request(
-            kind,
-            format!(
-                "[{}:{}] failed to parse: {error}",
-                error.line(),
-                error.column()
-            ),
-        )
-    })
+    crate::json::parse(body, crate::json::Duplicates::Refuse)
+        .map_err(|error| json_error(&error, kind))
+}
+
+/// A refused JSON body as Elasticsearch reports it: `[line:column] failed to parse: …`.
+pub(crate) fn json_error(error: &crate::json::JsonError, kind: &'static str) -> EsError {
+    EsError::bad_request(
+        kind,
+        format!(
+            "[{}:{}] failed to parse: {error}",
+            error.line(),
+            error.column()
+        ),
+    )
 }
 
 /// The `refresh` parameter of writes.
@@ -442,6 +540,21 @@ pub(crate) fn u64_param(request: &Request, name: &str) -> Result<Option<u64>, Es
                 "Failed to parse [{name}] with value [{text}] as a non-negative number"
             ))
         }),
+    }
+}
+
+/// An integer parameter, as Elasticsearch's `paramAsInt` reads it.
+pub(crate) fn int_param(request: &Request, name: &str) -> Result<Option<i64>, EsError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<i32>()
+            .map(|n| Some(i64::from(n)))
+            .map_err(|_| {
+                EsError::illegal_argument(format!(
+                    "Failed to parse int parameter [{name}] with value [{text}]"
+                ))
+            }),
     }
 }
 
