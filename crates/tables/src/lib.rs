@@ -1,0 +1,58 @@
+//! `sluice-tables`: DynamoDB-like tables and their streams. It owns typed attribute values
+//! ([`AttributeValue`], `N` as an exact 38-digit [`Number`]), items and their limits, primary
+//! keys and their order-preserving encoding, and durable storage ([`Tables`]) in which every
+//! acknowledged change and its stream record are one fsynced commit. Wire shapes (DynamoDB's
+//! JSON, base64, error bodies) belong to the API; this crate's errors carry DynamoDB's texts.
+//!
+//! Entry points: [`Tables::open`], then [`Tables::create_table`], [`Tables::write`] (put or
+//! delete with an optional [`Check`]), [`Tables::get_item`]; a table's changes are followed
+//! with [`Tables::read_stream`] from a remembered sequence number. The on-disk format is
+//! specified in `docs/tables-format.md`.
+//!
+//! Every call is blocking (writes wait for an fsync): async callers use `spawn_blocking`.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+mod codec;
+mod error;
+mod number;
+mod schema;
+mod store;
+mod stream;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::{
+    codec::{decode_item, encode_item, encode_key},
+    error::{Result, TablesError},
+    number::{NUMBER_DIGITS_MAX, NUMBER_EXPONENT_MAX, NUMBER_EXPONENT_MIN, Number},
+    schema::{
+        CreateTable, KeyAttribute, KeySchema, PARTITION_KEY_BYTES_MAX, SORT_KEY_BYTES_MAX,
+        StreamInfo, StreamViewType, TableDefinition, TableDescription, validate_table_name,
+    },
+    store::{
+        Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, LIST_TABLES_PAGE_MAX, STREAM_READ_MAX,
+        TABLES_MAX, Tables, Write, WriteOutcome,
+    },
+    stream::{EventName, STREAM_RETENTION_MS, StreamRecord, StreamSummary},
+    value::{
+        AttributeValue, ITEM_BYTES_MAX, Item, NESTING_DEPTH_MAX, ScalarType, check_item_limits,
+        item_size_bytes,
+    },
+};

@@ -1,0 +1,709 @@
+//! [`Tables`]: every table of a node in one redb database (`tables/tables.redb`), and the
+//! write path. A write joins a group-commit queue; whoever finds no leader takes the queue
+//! as one group and, inside one redb write transaction, reads each member's current item,
+//! runs its condition, writes the item, its counts and — when the table has a stream — its
+//! stream record, then commits durably (fsync) once for the whole group. Members are answered
+//! only after that commit: an acknowledged change is durable, and it and its stream record
+//! are one commit, so no crash can leave one without the other. Reads use redb snapshots,
+//! which only ever hold committed (so durable) state.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition as RedbTable,
+};
+use sluice_log::Clock;
+
+use crate::codec::{decode_item, encode_item, encode_key};
+use crate::error::{Result, TablesError};
+use crate::schema::{
+    CreateTable, StreamInfo, TableDefinition, TableDescription, check_key_sizes,
+    validate_table_name,
+};
+use crate::stream::{STREAM_RETENTION_MS, StreamRecord, StreamSummary};
+use crate::value::{Item, check_item_limits, item_size_bytes};
+
+/// The on-disk format's version, kept in the `meta` table; `docs/tables-format.md` describes
+/// it. Opening a database of another version fails rather than guess.
+pub const FORMAT_VERSION: u64 = 1;
+/// Most writes one leader commits as one group (one redb commit, one fsync); later arrivals
+/// wait for the next group. Each member already holds its item in memory, so this bounds the
+/// group's transaction, not a queue: the queue holds one entry per waiting client thread.
+pub const GROUP_WRITES_MAX: usize = 256;
+/// Most tables in one node (DynamoDB's default quota is 2,500 per region); CreateTable
+/// beyond it is `LimitExceededException`.
+pub const TABLES_MAX: usize = 2_500;
+/// Most table names in one ListTables page (DynamoDB's `Limit` maximum).
+pub const LIST_TABLES_PAGE_MAX: usize = 100;
+/// Most stream records one read returns; DynamoDB Streams' GetRecords maximum.
+pub const STREAM_READ_MAX: usize = 1_000;
+
+const META: RedbTable<&str, u64> = RedbTable::new("meta");
+const CATALOG: RedbTable<&str, &str> = RedbTable::new("catalog");
+const ITEMS: RedbTable<(u64, &[u8]), &[u8]> = RedbTable::new("items");
+const COUNTS: RedbTable<u64, (u64, u64)> = RedbTable::new("counts");
+const STREAMS: RedbTable<u64, &str> = RedbTable::new("streams");
+const STREAM_NEXT: RedbTable<u64, u64> = RedbTable::new("stream_next");
+const RECORDS: RedbTable<(u64, u64), &[u8]> = RedbTable::new("records");
+
+const KEY_FORMAT_VERSION: &str = "format_version";
+const KEY_NEXT_TABLE_ID: &str = "next_table_id";
+const KEY_NEXT_STREAM_ID: &str = "next_stream_id";
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn not_found() -> TablesError {
+    TablesError::NotFound("Requested resource not found".to_owned())
+}
+
+fn json_error(error: serde_json::Error) -> TablesError {
+    TablesError::Corrupt(format!("catalog entry: {error}"))
+}
+
+/// A condition checked against the item a write finds (None when there is none), inside the
+/// commit, so nothing changes between the check and the write. It answers
+/// [`TablesError::ConditionFailed`] (or any error) to refuse the write.
+pub type Check = Box<dyn FnOnce(Option<&Item>) -> Result<()> + Send>;
+
+/// What a write does to the item at its key.
+pub enum Change {
+    /// Store this item (which has the write's key) in place of any other.
+    Put(Item),
+    /// Remove the item, if there is one.
+    Delete,
+}
+
+/// One item write.
+pub struct Write {
+    pub table: String,
+    /// The primary key: for `Put`, taken from the item.
+    pub key: Item,
+    pub change: Change,
+    pub check: Option<Check>,
+}
+
+impl Write {
+    pub fn put(table: impl Into<String>, item: Item) -> Write {
+        Write {
+            table: table.into(),
+            key: Item::new(),
+            change: Change::Put(item),
+            check: None,
+        }
+    }
+
+    pub fn delete(table: impl Into<String>, key: Item) -> Write {
+        Write {
+            table: table.into(),
+            key,
+            change: Change::Delete,
+            check: None,
+        }
+    }
+
+    pub fn with_check(mut self, check: Check) -> Write {
+        self.check = Some(check);
+        self
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The item before the write.
+    pub old: Option<Item>,
+    /// The item after the write.
+    pub new: Option<Item>,
+    /// The stream record's sequence number, when the table has a stream and the item changed.
+    pub sequence: Option<u64>,
+}
+
+/// A write checked and encoded by its caller's thread, so the leader's work is short.
+struct Prepared {
+    table: String,
+    key_bytes: Vec<u8>,
+    /// The item to store and its stored bytes, or None to delete.
+    put: Option<(Item, Vec<u8>)>,
+    check: Option<Check>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    waiting: Vec<(u64, Prepared)>,
+    leader_active: bool,
+    finished: HashMap<u64, Result<WriteOutcome>>,
+    next_ticket: u64,
+}
+
+/// All tables of a node and their streams.
+pub struct Tables {
+    database: Database,
+    clock: Arc<dyn Clock>,
+    queue: Mutex<QueueState>,
+    turn: Condvar,
+    /// Set when a commit failed: the database refuses writes until it is reopened.
+    poisoned: AtomicBool,
+    /// The catalog as last committed, for reads and for checking writes before they queue.
+    catalog: Mutex<HashMap<String, Arc<TableDefinition>>>,
+}
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Tables").finish_non_exhaustive()
+    }
+}
+
+impl Tables {
+    /// Opens (or creates) the tables database in `directory`.
+    pub fn open(directory: &Path, clock: Arc<dyn Clock>) -> Result<Tables> {
+        std::fs::create_dir_all(directory)?;
+        let database = Database::create(directory.join("tables.redb"))?;
+        let write = database.begin_write()?;
+        {
+            let mut meta = write.open_table(META)?;
+            let version = meta.get(KEY_FORMAT_VERSION)?.map(|value| value.value());
+            match version {
+                None => {
+                    meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION)?;
+                    meta.insert(KEY_NEXT_TABLE_ID, 1)?;
+                    meta.insert(KEY_NEXT_STREAM_ID, 1)?;
+                }
+                Some(FORMAT_VERSION) => {}
+                Some(other) => {
+                    return Err(TablesError::Corrupt(format!(
+                        "tables database has format version {other}, this build reads {FORMAT_VERSION}"
+                    )));
+                }
+            }
+            write.open_table(CATALOG)?;
+            write.open_table(ITEMS)?;
+            write.open_table(COUNTS)?;
+            write.open_table(STREAMS)?;
+            write.open_table(STREAM_NEXT)?;
+            write.open_table(RECORDS)?;
+        }
+        write.commit()?;
+        let mut catalog = HashMap::new();
+        {
+            let read = database.begin_read()?;
+            for entry in read.open_table(CATALOG)?.iter()? {
+                let (name, json) = entry?;
+                let definition: TableDefinition =
+                    serde_json::from_str(json.value()).map_err(json_error)?;
+                catalog.insert(name.value().to_owned(), Arc::new(definition));
+            }
+        }
+        Ok(Tables {
+            database,
+            clock,
+            queue: Mutex::new(QueueState::default()),
+            turn: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            catalog: Mutex::new(catalog),
+        })
+    }
+
+    fn refuse_if_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(TablesError::Storage(
+                "a commit failed earlier; tables refuse writes until reopened".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn definition(&self, name: &str) -> Result<Arc<TableDefinition>> {
+        lock(&self.catalog).get(name).cloned().ok_or_else(not_found)
+    }
+
+    /// Creates a table (and its stream, when asked), durably.
+    pub fn create_table(&self, request: CreateTable) -> Result<TableDescription> {
+        request.validate()?;
+        self.refuse_if_poisoned()?;
+        let now_ms = self.clock.now_ms();
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let definition = {
+            let mut catalog = write.open_table(CATALOG)?;
+            if catalog.get(request.name.as_str())?.is_some() {
+                return Err(TablesError::InUse(format!(
+                    "Table already exists: {}",
+                    request.name
+                )));
+            }
+            if catalog.len()? as usize >= TABLES_MAX {
+                return Err(TablesError::LimitExceeded(format!(
+                    "Subscriber limit exceeded: a node holds at most {TABLES_MAX} tables"
+                )));
+            }
+            let mut meta = write.open_table(META)?;
+            let table_id = next_id(&mut meta, KEY_NEXT_TABLE_ID)?;
+            let stream = match request.stream_view_type {
+                Some(view_type) => {
+                    let stream_id = next_id(&mut meta, KEY_NEXT_STREAM_ID)?;
+                    let summary = StreamSummary {
+                        stream_id,
+                        table_name: request.name.clone(),
+                        view_type,
+                        created_ms: now_ms,
+                        disabled_ms: None,
+                    };
+                    let json = serde_json::to_string(&summary).map_err(json_error)?;
+                    write
+                        .open_table(STREAMS)?
+                        .insert(stream_id, json.as_str())?;
+                    write.open_table(STREAM_NEXT)?.insert(stream_id, 1)?;
+                    Some(StreamInfo {
+                        stream_id,
+                        view_type,
+                        created_ms: now_ms,
+                    })
+                }
+                None => None,
+            };
+            let definition = TableDefinition {
+                name: request.name.clone(),
+                table_id,
+                key_schema: request.key_schema,
+                attribute_definitions: request.attribute_definitions,
+                billing_mode: request.billing_mode,
+                provisioned_throughput: request.provisioned_throughput,
+                created_ms: now_ms,
+                stream,
+            };
+            let json = serde_json::to_string(&definition).map_err(json_error)?;
+            catalog.insert(request.name.as_str(), json.as_str())?;
+            write.open_table(COUNTS)?.insert(table_id, (0, 0))?;
+            definition
+        };
+        self.commit_control(write)?;
+        let definition = Arc::new(definition);
+        lock(&self.catalog).insert(definition.name.clone(), definition.clone());
+        Ok(TableDescription {
+            definition: (*definition).clone(),
+            item_count: 0,
+            size_bytes: 0,
+        })
+    }
+
+    fn commit_control(&self, write: redb::WriteTransaction) -> Result<()> {
+        if let Err(error) = write.commit() {
+            self.poisoned.store(true, Ordering::SeqCst);
+            tracing::error!(%error, "tables commit failed; writes refused until reopened");
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// A table's definition and counts.
+    pub fn describe_table(&self, name: &str) -> Result<TableDescription> {
+        let definition = self.definition(name)?;
+        let read = self.database.begin_read()?;
+        let (item_count, size_bytes) = read
+            .open_table(COUNTS)?
+            .get(definition.table_id)?
+            .map(|counts| counts.value())
+            .ok_or_else(not_found)?;
+        Ok(TableDescription {
+            definition: (*definition).clone(),
+            item_count,
+            size_bytes,
+        })
+    }
+
+    /// Table names in byte order after `exclusive_start`, at most `limit` (bounded by
+    /// [`LIST_TABLES_PAGE_MAX`]), and the last name when more follow.
+    pub fn list_tables(
+        &self,
+        exclusive_start: Option<&str>,
+        limit: usize,
+    ) -> (Vec<String>, Option<String>) {
+        let limit = limit.clamp(1, LIST_TABLES_PAGE_MAX);
+        let mut names: Vec<String> = lock(&self.catalog)
+            .keys()
+            .filter(|name| exclusive_start.is_none_or(|start| name.as_str() > start))
+            .cloned()
+            .collect();
+        names.sort();
+        let more = names.len() > limit;
+        names.truncate(limit);
+        let last = if more { names.last().cloned() } else { None };
+        (names, last)
+    }
+
+    /// Deletes a table and its items; its stream stops and its records stay readable until
+    /// retention removes them. Answers the table as it was.
+    pub fn delete_table(&self, name: &str) -> Result<TableDescription> {
+        validate_table_name(name)?;
+        self.refuse_if_poisoned()?;
+        let description = self.describe_table(name)?;
+        let definition = &description.definition;
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut catalog = write.open_table(CATALOG)?;
+            if catalog.remove(name)?.is_none() {
+                return Err(not_found());
+            }
+            let id = definition.table_id;
+            write
+                .open_table(ITEMS)?
+                .retain_in((id, &[][..])..(id + 1, &[][..]), |_, _| false)?;
+            write.open_table(COUNTS)?.remove(id)?;
+            if let Some(stream) = &definition.stream {
+                self.disable_stream(&write, stream.stream_id)?;
+            }
+        }
+        self.commit_control(write)?;
+        lock(&self.catalog).remove(name);
+        Ok(description)
+    }
+
+    fn disable_stream(&self, write: &redb::WriteTransaction, stream_id: u64) -> Result<()> {
+        let mut streams = write.open_table(STREAMS)?;
+        let json = streams.get(stream_id)?.map(|json| json.value().to_owned());
+        if let Some(json) = json {
+            let mut summary: StreamSummary = serde_json::from_str(&json).map_err(json_error)?;
+            summary.disabled_ms = Some(self.clock.now_ms());
+            let json = serde_json::to_string(&summary).map_err(json_error)?;
+            streams.insert(stream_id, json.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// The item at `key` (exactly the table's key attributes), as last committed.
+    pub fn get_item(&self, table: &str, key: &Item) -> Result<Option<Item>> {
+        let definition = self.definition(table)?;
+        let (partition, sort) = definition.key_schema.exact_key(key)?;
+        let key_bytes = encode_key(partition, sort);
+        let read = self.database.begin_read()?;
+        let items = read.open_table(ITEMS)?;
+        let stored = items.get((definition.table_id, key_bytes.as_slice()))?;
+        stored.map(|bytes| decode_item(bytes.value())).transpose()
+    }
+
+    /// Applies one write durably, with its stream record, and answers what it did. Concurrent
+    /// writes share one commit.
+    pub fn write(&self, write: Write) -> Result<WriteOutcome> {
+        self.refuse_if_poisoned()?;
+        let prepared = self.prepare(write)?;
+        let mut state = lock(&self.queue);
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push((ticket, prepared));
+        loop {
+            if let Some(outcome) = state.finished.remove(&ticket) {
+                return outcome;
+            }
+            if !state.leader_active {
+                state.leader_active = true;
+                let take = state.waiting.len().min(GROUP_WRITES_MAX);
+                let group: Vec<(u64, Prepared)> = state.waiting.drain(..take).collect();
+                drop(state);
+                let mut guard = LeaderGuard {
+                    tables: self,
+                    tickets: group.iter().map(|(ticket, _)| *ticket).collect(),
+                    outcomes: None,
+                };
+                guard.outcomes = Some(self.commit_group(group));
+                drop(guard);
+                state = lock(&self.queue);
+                continue;
+            }
+            state = self
+                .turn
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn prepare(&self, write: Write) -> Result<Prepared> {
+        let definition = self.definition(&write.table)?;
+        let schema = &definition.key_schema;
+        let (key_bytes, put) = match write.change {
+            Change::Put(item) => {
+                let (partition, sort) = schema.key_of_item(&item)?;
+                check_key_sizes(schema, partition, sort)?;
+                check_item_limits(&item)?;
+                let key_bytes = encode_key(partition, sort);
+                let bytes = encode_item(&item);
+                (key_bytes, Some((item, bytes)))
+            }
+            Change::Delete => {
+                let (partition, sort) = schema.exact_key(&write.key)?;
+                (encode_key(partition, sort), None)
+            }
+        };
+        Ok(Prepared {
+            table: write.table,
+            key_bytes,
+            put,
+            check: write.check,
+        })
+    }
+
+    /// The leader's work: every member in one transaction, one durable commit.
+    fn commit_group(&self, group: Vec<(u64, Prepared)>) -> Vec<(u64, Result<WriteOutcome>)> {
+        let tickets: Vec<u64> = group.iter().map(|(ticket, _)| *ticket).collect();
+        match self.try_commit_group(group) {
+            Ok(outcomes) => tickets.into_iter().zip(outcomes).collect(),
+            Err(error) => {
+                self.poisoned.store(true, Ordering::SeqCst);
+                tracing::error!(%error, "tables group commit failed; writes refused until reopened");
+                tickets
+                    .into_iter()
+                    .map(|ticket| (ticket, Err(TablesError::Storage(error.to_string()))))
+                    .collect()
+            }
+        }
+    }
+
+    /// An `Err` is fatal to the whole group (storage failed); a member's own failure (its
+    /// table is gone, its condition is false) is its outcome.
+    fn try_commit_group(&self, group: Vec<(u64, Prepared)>) -> Result<Vec<Result<WriteOutcome>>> {
+        self.refuse_if_poisoned()?;
+        let now_ms = self.clock.now_ms();
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut changed = false;
+        {
+            let catalog = write.open_table(CATALOG)?;
+            let mut items = write.open_table(ITEMS)?;
+            let mut counts = write.open_table(COUNTS)?;
+            let mut stream_next = write.open_table(STREAM_NEXT)?;
+            let mut records = write.open_table(RECORDS)?;
+            // Definitions as this transaction sees them: a table deleted or recreated before
+            // it is seen here, never half.
+            let mut definitions: HashMap<String, Option<TableDefinition>> = HashMap::new();
+            for (_, prepared) in group {
+                if !definitions.contains_key(&prepared.table) {
+                    let definition = catalog
+                        .get(prepared.table.as_str())?
+                        .map(|json| serde_json::from_str(json.value()))
+                        .transpose()
+                        .map_err(json_error)?;
+                    definitions.insert(prepared.table.clone(), definition);
+                }
+                let Some(Some(definition)) = definitions.get(&prepared.table) else {
+                    outcomes.push(Err(not_found()));
+                    continue;
+                };
+                let id = definition.table_id;
+                let key = (id, prepared.key_bytes.as_slice());
+                let old = items
+                    .get(key)?
+                    .map(|bytes| decode_item(bytes.value()))
+                    .transpose()?;
+                if let Some(check) = prepared.check
+                    && let Err(refused) = check(old.as_ref())
+                {
+                    outcomes.push(Err(refused));
+                    continue;
+                }
+                let new = match prepared.put {
+                    Some((item, bytes)) => {
+                        items.insert(key, bytes.as_slice())?;
+                        Some(item)
+                    }
+                    None => {
+                        items.remove(key)?;
+                        None
+                    }
+                };
+                let (mut count, mut size) = counts.get(id)?.map_or((0, 0), |value| value.value());
+                if let Some(old) = &old {
+                    count = count.saturating_sub(1);
+                    size = size.saturating_sub(item_size_bytes(old) as u64);
+                }
+                if let Some(new) = &new {
+                    count += 1;
+                    size += item_size_bytes(new) as u64;
+                }
+                counts.insert(id, (count, size))?;
+                changed = true;
+                // DynamoDB writes no record for a write that changed nothing.
+                let mut sequence = None;
+                if let Some(stream) = &definition.stream
+                    && old != new
+                {
+                    let keys = definition
+                        .key_schema
+                        .project_key(new.as_ref().or(old.as_ref()).unwrap_or(&Item::new()));
+                    if let Some(mut record) = StreamRecord::for_change(
+                        stream.view_type,
+                        keys,
+                        old.as_ref(),
+                        new.as_ref(),
+                        now_ms,
+                    ) {
+                        let next = stream_next
+                            .get(stream.stream_id)?
+                            .map_or(1, |next| next.value());
+                        record.sequence = next;
+                        records.insert((stream.stream_id, next), record.encode().as_slice())?;
+                        stream_next.insert(stream.stream_id, next + 1)?;
+                        sequence = Some(next);
+                    }
+                }
+                outcomes.push(Ok(WriteOutcome { old, new, sequence }));
+            }
+        }
+        if changed {
+            write.commit()?;
+        } else {
+            write.abort()?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Every stream with records or enabled, oldest first.
+    pub fn streams(&self) -> Result<Vec<StreamSummary>> {
+        let read = self.database.begin_read()?;
+        let mut streams = Vec::new();
+        for entry in read.open_table(STREAMS)?.iter()? {
+            let (_, json) = entry?;
+            streams.push(serde_json::from_str(json.value()).map_err(json_error)?);
+        }
+        Ok(streams)
+    }
+
+    /// One stream's summary.
+    pub fn stream(&self, stream_id: u64) -> Result<StreamSummary> {
+        let read = self.database.begin_read()?;
+        let json = read
+            .open_table(STREAMS)?
+            .get(stream_id)?
+            .map(|json| json.value().to_owned())
+            .ok_or_else(not_found)?;
+        serde_json::from_str(&json).map_err(json_error)
+    }
+
+    /// The first and last sequence numbers a stream holds, None when it holds none.
+    pub fn stream_bounds(&self, stream_id: u64) -> Result<Option<(u64, u64)>> {
+        let read = self.database.begin_read()?;
+        let records = read.open_table(RECORDS)?;
+        let mut range = records.range((stream_id, 0)..=(stream_id, u64::MAX))?;
+        let first = range.next().transpose()?.map(|(key, _)| key.value().1);
+        let last = range.next_back().transpose()?.map(|(key, _)| key.value().1);
+        Ok(first.map(|first| (first, last.unwrap_or(first))))
+    }
+
+    /// Up to `limit` (at most [`STREAM_READ_MAX`]) records of a stream from sequence number
+    /// `from` on, in order. This is the stable way to follow a table's changes: keep the
+    /// last sequence number handled and read from the next one. Records removed by retention
+    /// are skipped; the first record returned says where reading really resumed.
+    pub fn read_stream(
+        &self,
+        stream_id: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>> {
+        let limit = limit.clamp(1, STREAM_READ_MAX);
+        let read = self.database.begin_read()?;
+        let records = read.open_table(RECORDS)?;
+        let mut out = Vec::new();
+        for entry in records
+            .range((stream_id, from)..=(stream_id, u64::MAX))?
+            .take(limit)
+        {
+            let (key, bytes) = entry?;
+            out.push(StreamRecord::decode(key.value().1, bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes stream records older than [`STREAM_RETENTION_MS`], and forgets disabled
+    /// streams with nothing left. Returns how many records were removed.
+    pub fn trim_streams(&self) -> Result<u64> {
+        self.refuse_if_poisoned()?;
+        let cutoff_ms = self.clock.now_ms().saturating_sub(STREAM_RETENTION_MS);
+        let streams = self.streams()?;
+        let mut removed = 0;
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut records = write.open_table(RECORDS)?;
+            let mut summaries = write.open_table(STREAMS)?;
+            for stream in streams {
+                let id = stream.stream_id;
+                // Records of one stream were committed in order, so their times only grow
+                // (but for a clock stepped back, which at worst keeps a record longer).
+                let mut expired = Vec::new();
+                for entry in records.range((id, 0)..=(id, u64::MAX))? {
+                    let (key, bytes) = entry?;
+                    let record = StreamRecord::decode(key.value().1, bytes.value())?;
+                    if record.created_ms >= cutoff_ms {
+                        break;
+                    }
+                    expired.push(record.sequence);
+                }
+                for sequence in &expired {
+                    records.remove((id, *sequence))?;
+                }
+                removed += expired.len() as u64;
+                let empty = records.range((id, 0)..=(id, u64::MAX))?.next().is_none();
+                if empty
+                    && stream
+                        .disabled_ms
+                        .is_some_and(|disabled| disabled < cutoff_ms)
+                {
+                    summaries.remove(id)?;
+                }
+            }
+        }
+        if removed == 0 {
+            write.abort()?;
+            return Ok(0);
+        }
+        self.commit_control(write)?;
+        Ok(removed)
+    }
+}
+
+fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {
+    let id = meta.get(key)?.map_or(1, |value| value.value());
+    meta.insert(key, id + 1)?;
+    Ok(id)
+}
+
+/// Hands a group's outcomes back even if the leader panics, so no member waits forever.
+struct LeaderGuard<'a> {
+    tables: &'a Tables,
+    tickets: Vec<u64>,
+    outcomes: Option<Vec<(u64, Result<WriteOutcome>)>>,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let outcomes = match self.outcomes.take() {
+            Some(outcomes) => outcomes,
+            None => {
+                // The leader unwound mid-group: its transaction was dropped, so nothing of the
+                // group was committed; refuse writes anyway, the cause is a bug.
+                self.tables.poisoned.store(true, Ordering::SeqCst);
+                self.tickets
+                    .iter()
+                    .map(|ticket| {
+                        (
+                            *ticket,
+                            Err(TablesError::Storage(
+                                "the commit of this write's group failed".to_owned(),
+                            )),
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let mut state = lock(&self.tables.queue);
+        state.leader_active = false;
+        state.finished.extend(outcomes);
+        drop(state);
+        self.tables.turn.notify_all();
+    }
+}

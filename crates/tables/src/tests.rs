@@ -1,0 +1,393 @@
+//! Store tests: writes, conditions, counts and streams against a model, across reopen, under
+//! concurrent writers, and retention under a manual clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use sluice_log::{ManualClock, SystemClock};
+
+use crate::*;
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_owned())
+}
+
+fn n(text: &str) -> AttributeValue {
+    AttributeValue::N(Number::parse(text).unwrap())
+}
+
+fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect()
+}
+
+fn create(name: &str, view: Option<StreamViewType>) -> CreateTable {
+    CreateTable {
+        name: name.to_owned(),
+        key_schema: KeySchema {
+            partition: KeyAttribute {
+                name: "userId".into(),
+                scalar_type: ScalarType::N,
+            },
+            sort: Some(KeyAttribute {
+                name: "transactionId".into(),
+                scalar_type: ScalarType::N,
+            }),
+        },
+        attribute_definitions: vec![
+            KeyAttribute {
+                name: "userId".into(),
+                scalar_type: ScalarType::N,
+            },
+            KeyAttribute {
+                name: "transactionId".into(),
+                scalar_type: ScalarType::N,
+            },
+        ],
+        billing_mode: "PAY_PER_REQUEST".into(),
+        provisioned_throughput: None,
+        stream_view_type: view,
+    }
+}
+
+fn open(dir: &std::path::Path) -> Tables {
+    Tables::open(dir, Arc::new(SystemClock)).unwrap()
+}
+
+#[test]
+fn put_get_delete_and_stream_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    let table = tables
+        .create_table(create(
+            "transactions",
+            Some(StreamViewType::NewAndOldImages),
+        ))
+        .unwrap();
+    let stream_id = table.definition.stream.unwrap().stream_id;
+    let first = item(&[
+        ("userId", n("3")),
+        ("transactionId", n("51")),
+        ("amount", n("12.50")),
+    ]);
+    let key = item(&[("userId", n("3")), ("transactionId", n("51"))]);
+    let outcome = tables
+        .write(Write::put("transactions", first.clone()))
+        .unwrap();
+    assert_eq!((outcome.old, outcome.sequence), (None, Some(1)));
+    // The same item again changes nothing: no record, as in DynamoDB.
+    assert_eq!(
+        tables
+            .write(Write::put("transactions", first.clone()))
+            .unwrap()
+            .sequence,
+        None
+    );
+    let second = item(&[
+        ("userId", n("3")),
+        ("transactionId", n("51")),
+        ("amount", n("13")),
+    ]);
+    tables
+        .write(Write::put("transactions", second.clone()))
+        .unwrap();
+    assert_eq!(
+        tables.get_item("transactions", &key).unwrap(),
+        Some(second.clone())
+    );
+    tables
+        .write(Write::delete("transactions", key.clone()))
+        .unwrap();
+    // Deleting nothing writes no record.
+    assert_eq!(
+        tables
+            .write(Write::delete("transactions", key.clone()))
+            .unwrap()
+            .sequence,
+        None
+    );
+    assert_eq!(tables.get_item("transactions", &key).unwrap(), None);
+
+    let records = tables.read_stream(stream_id, 1, 100).unwrap();
+    let events: Vec<_> = records
+        .iter()
+        .map(|record| (record.sequence, record.event_name))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (1, EventName::Insert),
+            (2, EventName::Modify),
+            (3, EventName::Remove)
+        ]
+    );
+    assert_eq!(records[1].old_image.as_ref(), Some(&first));
+    assert_eq!(records[1].new_image.as_ref(), Some(&second));
+    assert_eq!(records[2].keys, key);
+    assert_eq!(records[2].new_image, None);
+    assert_eq!(tables.stream_bounds(stream_id).unwrap(), Some((1, 3)));
+    assert_eq!(tables.read_stream(stream_id, 3, 100).unwrap().len(), 1);
+}
+
+#[test]
+fn view_types_keep_only_their_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    for (name, view, new, old) in [
+        ("keys", StreamViewType::KeysOnly, false, false),
+        ("news", StreamViewType::NewImage, true, false),
+        ("olds", StreamViewType::OldImage, false, true),
+    ] {
+        let id = tables
+            .create_table(create(name, Some(view)))
+            .unwrap()
+            .definition
+            .stream
+            .unwrap()
+            .stream_id;
+        let row = |amount| {
+            item(&[
+                ("userId", n("1")),
+                ("transactionId", n("2")),
+                ("a", n(amount)),
+            ])
+        };
+        tables.write(Write::put(name, row("1"))).unwrap();
+        tables.write(Write::put(name, row("2"))).unwrap();
+        let records = tables.read_stream(id, 0, 10).unwrap();
+        assert_eq!(records[1].new_image.is_some(), new, "{name}");
+        assert_eq!(records[1].old_image.is_some(), old, "{name}");
+    }
+}
+
+#[test]
+fn validation_texts_are_dynamodbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    tables.create_table(create("t_1", None)).unwrap();
+    let message = |result: Result<WriteOutcome>| result.unwrap_err().to_string();
+    assert_eq!(
+        message(tables.write(Write::put("t_1", item(&[("userId", n("1"))])))),
+        "One or more parameter values were invalid: Missing the key transactionId in the item"
+    );
+    assert_eq!(
+        message(tables.write(Write::put(
+            "t_1",
+            item(&[("userId", s("1")), ("transactionId", n("1"))])
+        ))),
+        "One or more parameter values were invalid: Type mismatch for key userId expected: N actual: S"
+    );
+    assert_eq!(
+        message(tables.write(Write::delete("t_1", item(&[("userId", n("1"))])))),
+        "The provided key element does not match the schema"
+    );
+    let big = item(&[
+        ("userId", n("1")),
+        ("transactionId", n("1")),
+        ("blob", s(&"x".repeat(ITEM_BYTES_MAX))),
+    ]);
+    assert_eq!(
+        message(tables.write(Write::put("t_1", big))),
+        "Item size has exceeded the maximum allowed size"
+    );
+    assert!(matches!(
+        tables.write(Write::put("missing", Item::new())),
+        Err(TablesError::NotFound(_))
+    ));
+    assert!(matches!(
+        tables.create_table(create("t_1", None)),
+        Err(TablesError::InUse(_))
+    ));
+    assert!(matches!(
+        tables.create_table(create("a!", None)),
+        Err(TablesError::Validation(_))
+    ));
+}
+
+#[test]
+fn conditions_run_inside_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    tables.create_table(create("t_1", None)).unwrap();
+    let row = item(&[("userId", n("1")), ("transactionId", n("1"))]);
+    let absent: fn() -> Check = || {
+        Box::new(|current: Option<&Item>| match current {
+            None => Ok(()),
+            Some(item) => Err(TablesError::ConditionFailed {
+                item: Some(Box::new(item.clone())),
+            }),
+        })
+    };
+    tables
+        .write(Write::put("t_1", row.clone()).with_check(absent()))
+        .unwrap();
+    let refused = tables
+        .write(Write::put("t_1", row.clone()).with_check(absent()))
+        .unwrap_err();
+    assert!(matches!(refused, TablesError::ConditionFailed { item: Some(found) } if *found == row));
+    assert_eq!(tables.describe_table("t_1").unwrap().item_count, 1);
+}
+
+#[test]
+fn concurrent_writers_share_commits_and_every_write_gets_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = Arc::new(open(dir.path()));
+    let stream_id = tables
+        .create_table(create("t_1", Some(StreamViewType::NewImage)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    let writers: Vec<_> = (0..16)
+        .map(|writer| {
+            let tables = tables.clone();
+            std::thread::spawn(move || {
+                for index in 0..25 {
+                    let row = item(&[
+                        ("userId", n(&writer.to_string())),
+                        ("transactionId", n(&index.to_string())),
+                    ]);
+                    tables.write(Write::put("t_1", row)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    drop(tables);
+    let tables = open(dir.path());
+    assert_eq!(tables.describe_table("t_1").unwrap().item_count, 400);
+    let records = tables.read_stream(stream_id, 1, 1000).unwrap();
+    assert_eq!(records.len(), 400);
+    assert!(
+        records
+            .iter()
+            .enumerate()
+            .all(|(index, record)| record.sequence == index as u64 + 1)
+    );
+    let mut keys: Vec<_> = records.iter().map(|record| record.keys.clone()).collect();
+    keys.sort_by_key(|key| format!("{key:?}"));
+    keys.dedup();
+    assert_eq!(keys.len(), 400);
+}
+
+#[test]
+fn retention_removes_day_old_records_and_deleted_tables_keep_theirs_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let tables = Tables::open(dir.path(), clock.clone()).unwrap();
+    let stream_id = tables
+        .create_table(create("t_1", Some(StreamViewType::KeysOnly)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    let row = |id: &str| item(&[("userId", n("1")), ("transactionId", n(id))]);
+    tables.write(Write::put("t_1", row("1"))).unwrap();
+    clock.advance_ms(STREAM_RETENTION_MS / 2);
+    tables.write(Write::put("t_1", row("2"))).unwrap();
+    clock.advance_ms(STREAM_RETENTION_MS / 2 + 1);
+    assert_eq!(tables.trim_streams().unwrap(), 1);
+    assert_eq!(tables.stream_bounds(stream_id).unwrap(), Some((2, 2)));
+    tables.delete_table("t_1").unwrap();
+    assert!(tables.stream(stream_id).unwrap().disabled_ms.is_some());
+    assert_eq!(tables.read_stream(stream_id, 0, 10).unwrap().len(), 1);
+    clock.advance_ms(STREAM_RETENTION_MS + 1);
+    assert_eq!(tables.trim_streams().unwrap(), 1);
+    assert!(tables.streams().unwrap().is_empty());
+}
+
+#[test]
+fn list_tables_pages_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    for name in ["ccc", "aaa", "bbb"] {
+        tables.create_table(create(name, None)).unwrap();
+    }
+    assert_eq!(
+        tables.list_tables(None, 2),
+        (vec!["aaa".into(), "bbb".into()], Some("bbb".into()))
+    );
+    assert_eq!(
+        tables.list_tables(Some("bbb"), 2),
+        (vec!["ccc".into()], None)
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u8, i32),
+    Delete(u8, u8),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0_u8..3, 0_u8..4, -5_i32..5).prop_map(|(p, s, v)| Op::Put(p, s, v)),
+        3 => (0_u8..3, 0_u8..4).prop_map(|(p, s)| Op::Delete(p, s)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The store against a BTreeMap, reopened in between: items, counts and the stream (one
+    /// record per real change, consecutive, with the right images) always agree.
+    #[test]
+    fn store_matches_a_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tables = open(dir.path());
+        let stream_id = tables
+            .create_table(create("model", Some(StreamViewType::NewAndOldImages)))
+            .unwrap().definition.stream.unwrap().stream_id;
+        let mut model: BTreeMap<(u8, u8), Item> = BTreeMap::new();
+        let mut expected_records: Vec<(EventName, Option<Item>, Option<Item>)> = Vec::new();
+        let key = |p: u8, s: u8| item(&[("userId", n(&p.to_string())), ("transactionId", n(&s.to_string()))]);
+        for op in ops {
+            match op {
+                Op::Put(p, s, v) => {
+                    let mut row = key(p, s);
+                    row.insert("v".into(), n(&v.to_string()));
+                    let old = model.insert((p, s), row.clone());
+                    if old.as_ref() != Some(&row) {
+                        let event = if old.is_some() { EventName::Modify } else { EventName::Insert };
+                        expected_records.push((event, Some(row.clone()), old.clone()));
+                    }
+                    let outcome = tables.write(Write::put("model", row)).unwrap();
+                    prop_assert_eq!(outcome.old, old);
+                }
+                Op::Delete(p, s) => {
+                    let old = model.remove(&(p, s));
+                    if old.is_some() {
+                        expected_records.push((EventName::Remove, None, old.clone()));
+                    }
+                    let outcome = tables.write(Write::delete("model", key(p, s))).unwrap();
+                    prop_assert_eq!(outcome.old, old);
+                }
+                Op::Reopen => {
+                    drop(tables);
+                    tables = open(dir.path());
+                }
+            }
+            for p in 0..3 {
+                for s in 0..4 {
+                    prop_assert_eq!(tables.get_item("model", &key(p, s)).unwrap(), model.get(&(p, s)).cloned());
+                }
+            }
+            let description = tables.describe_table("model").unwrap();
+            prop_assert_eq!(description.item_count, model.len() as u64);
+            prop_assert_eq!(description.size_bytes, model.values().map(|row| item_size_bytes(row) as u64).sum::<u64>());
+        }
+        let records = tables.read_stream(stream_id, 1, 1000).unwrap();
+        let actual: Vec<_> = records.iter().map(|record| (record.event_name, record.new_image.clone(), record.old_image.clone())).collect();
+        prop_assert_eq!(actual, expected_records);
+        prop_assert!(records.iter().enumerate().all(|(index, record)| record.sequence == index as u64 + 1));
+    }
+}
