@@ -7,6 +7,7 @@
 //! - `indices/`: the search indices (see `sluice-search`);
 //! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`);
 //! - `ledgers/`: the verifiable ledgers, one directory each, a journal and its derived state (see `sluice-ledger`);
+//! - `tables/`: the DynamoDB-like tables and their stream records, one redb database (see `sluice-tables`);
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
 //!   S3 destinations and QLDB's ExportJournalToS3.
@@ -35,6 +36,7 @@ use sluice_delivery::{DeliveryStreams, DeliveryStreamsOptions, NoFunctions, Tran
 use sluice_ledger::{CancelToken, ImportRoots, Ledgers, Limits};
 use sluice_log::{Clock, Log, LogOptions, SystemClock};
 use sluice_search::Indices;
+use sluice_tables::Tables;
 
 /// How often the maintenance worker deletes stream segments past their retention (by age, per
 /// the log's clock, or by size).
@@ -64,6 +66,8 @@ pub enum NodeError {
     Ledger(#[from] sluice_ledger::LedgerError),
     #[error(transparent)]
     Delivery(#[from] sluice_delivery::DeliveryError),
+    #[error(transparent)]
+    Tables(#[from] sluice_tables::TablesError),
 }
 
 /// What a node is opened with besides its directory.
@@ -93,6 +97,7 @@ pub struct Node {
     indices: Arc<Indices>,
     log: Arc<Log>,
     ledgers: Arc<Ledgers>,
+    tables: Arc<Tables>,
     import_roots: ImportRoots,
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
@@ -132,6 +137,10 @@ impl Node {
             Arc::new(sluice_ledger::SystemClock),
             Limits::default(),
         )?);
+        let tables = Arc::new(Tables::open(
+            &data_dir.join("tables"),
+            options.clock.clone(),
+        )?);
         let import_roots = ImportRoots::new(&data_dir.join("s3"), &options.import_dirs)?;
         let delivery = Arc::new(DeliveryStreams::open(
             data_dir,
@@ -143,6 +152,7 @@ impl Node {
         let refresher = {
             let indices = indices.clone();
             let log = log.clone();
+            let tables = tables.clone();
             std::thread::Builder::new()
                 .name("sluice-maintenance".into())
                 .spawn(move || {
@@ -159,6 +169,14 @@ impl Node {
                                     tracing::error!(%error, "enforcing stream retention failed")
                                 }
                             }
+                            match tables.trim_streams() {
+                                Ok(removed) => {
+                                    tracing::debug!(removed, "table stream retention enforced")
+                                }
+                                Err(error) => {
+                                    tracing::error!(%error, "enforcing table stream retention failed")
+                                }
+                            }
                         }
                     }
                 })
@@ -169,6 +187,7 @@ impl Node {
             indices,
             log,
             ledgers,
+            tables,
             import_roots,
             long_operations: CancelToken::new(),
             delivery,
@@ -194,6 +213,11 @@ impl Node {
     /// The verifiable ledgers (QLDB-like). Their files are opened lazily, on first use.
     pub fn ledgers(&self) -> &Arc<Ledgers> {
         &self.ledgers
+    }
+
+    /// The DynamoDB-like tables and their streams.
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
     }
 
     /// Where ExportJournalToS3 writes, Sluice having no S3: `data_dir/s3`, holding one

@@ -19,6 +19,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_api::Server;
 use sluice_api::aws::AwsApi;
+use sluice_api::aws::dynamodb::DynamoDbService;
 use sluice_api::aws::firehose::{FirehoseService, MetricsService, create_request_config};
 use sluice_api::aws::kinesis::KinesisService;
 use sluice_api::aws::qldb::QldbService;
@@ -538,6 +539,7 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
     AwsApi::new()
         .with_json_service(Arc::new(KinesisService::new(Arc::clone(node.log()))))
         .with_json_service(Arc::new(FirehoseService::new(node.clone())))
+        .with_json_service(Arc::new(DynamoDbService::new(Arc::clone(node.tables()))))
         .with_json_service(Arc::new(qldb_session))
         .with_rest_service(Arc::new(qldb))
         .with_rest_service(Arc::new(MetricsService::new(node.clone())))

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::http::{Handler, Refusal, Request, Response};
 
+pub mod dynamodb;
 pub mod firehose;
 pub mod qldb;
 pub mod qldb_session;
@@ -133,6 +134,10 @@ pub const CATALOG: &[ServiceRoutes] = &[
     ServiceRoutes::Json {
         target_prefix: firehose::TARGET_PREFIX,
         operations: firehose::OPERATIONS,
+    },
+    ServiceRoutes::Json {
+        target_prefix: dynamodb::TARGET_PREFIX,
+        operations: dynamodb::OPERATIONS,
     },
     ServiceRoutes::Json {
         target_prefix: qldb_session::TARGET_PREFIX,

@@ -1,0 +1,785 @@
+//! The DynamoDB API (AWS JSON 1.0, `X-Amz-Target: DynamoDB_20120810.*`) over `sluice-tables`:
+//! CreateTable, DescribeTable, ListTables, DeleteTable, PutItem, GetItem and DeleteItem, with
+//! DynamoDB's typed attribute values (`{"S": …}`, `{"N": "…"}`, base64 `B`, sets, `M`, `L`) and
+//! its error types and texts. Expressions (conditions, updates, key conditions) are not yet
+//! read: a request that carries one is refused with a `ValidationException` saying so, never
+//! ignored. `ProjectionExpression` of GetItem takes top-level attribute names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper::StatusCode;
+use serde_json::{Map, Value, json};
+use sluice_tables::{
+    AttributeValue, CreateTable, Item, KeyAttribute, KeySchema, LIST_TABLES_PAGE_MAX, Number,
+    ScalarType, StreamViewType, TableDescription, Tables, TablesError, Write,
+};
+use tokio::sync::Semaphore;
+
+use super::{AwsError, BoxFuture, Format, JsonService, Operation};
+
+pub const TARGET_PREFIX: &str = "DynamoDB_20120810";
+
+/// Every operation served; each reads a JSON body.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        name: "CreateTable",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DescribeTable",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "ListTables",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DeleteTable",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "PutItem",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "GetItem",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DeleteItem",
+        formats: &[Format::Json],
+    },
+];
+
+/// Most DynamoDB calls running blocking table work at once (writes waiting for their group's
+/// fsync, reads, catalog changes). When full, a call is refused at once with
+/// `ProvisionedThroughputExceededException`, which the AWS SDKs retry with backoff; nothing
+/// queues without bound.
+pub const IN_FLIGHT_CALLS_MAX: usize = 256;
+
+/// The account and region in ARNs: Sluice has neither.
+const ACCOUNT_ID: &str = "000000000000";
+const REGION: &str = "us-east-1";
+
+const VALIDATION: &str = "com.amazon.coral.validate#ValidationException";
+const NOT_FOUND: &str = "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException";
+const IN_USE: &str = "com.amazonaws.dynamodb.v20120810#ResourceInUseException";
+const CONDITION_FAILED: &str = "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException";
+const LIMIT_EXCEEDED: &str = "com.amazonaws.dynamodb.v20120810#LimitExceededException";
+const THROUGHPUT_EXCEEDED: &str =
+    "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException";
+const INTERNAL: &str = "com.amazonaws.dynamodb.v20120810#InternalServerError";
+
+fn validation(message: impl Into<String>) -> AwsError {
+    AwsError::client(VALIDATION, message)
+}
+
+fn invalid_parameter(message: impl std::fmt::Display) -> AwsError {
+    validation(format!(
+        "One or more parameter values were invalid: {message}"
+    ))
+}
+
+/// The one map from engine errors to DynamoDB's.
+fn tables_error(error: TablesError) -> AwsError {
+    match error {
+        TablesError::Validation(message) => validation(message),
+        TablesError::NotFound(message) => AwsError::client(NOT_FOUND, message),
+        TablesError::InUse(message) => AwsError::client(IN_USE, message),
+        TablesError::ConditionFailed { .. } => {
+            AwsError::client(CONDITION_FAILED, "The conditional request failed")
+        }
+        TablesError::LimitExceeded(message) => AwsError::client(LIMIT_EXCEEDED, message),
+        error @ (TablesError::Storage(_) | TablesError::Corrupt(_)) => {
+            tracing::error!(%error, "dynamodb call failed");
+            AwsError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL,
+                error.to_string(),
+            )
+        }
+    }
+}
+
+/// DynamoDB's text for a missing required member.
+fn missing(member: &str) -> AwsError {
+    validation(format!(
+        "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+    ))
+}
+
+fn string_member<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, AwsError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(AwsError::client(
+            "SerializationException",
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+fn table_name(body: &Value) -> Result<String, AwsError> {
+    let name = string_member(body, "TableName")?.ok_or_else(|| missing("tableName"))?;
+    sluice_tables::validate_table_name(name).map_err(tables_error)?;
+    Ok(name.to_owned())
+}
+
+/// Refuses members this slice does not read yet, so no request is half-understood.
+fn refuse_unsupported(body: &Value, members: &[&str]) -> Result<(), AwsError> {
+    for member in members {
+        if body.get(*member).is_some_and(|value| !value.is_null()) {
+            return Err(validation(format!(
+                "{member} is not supported by Sluice yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Converts DynamoDB's JSON for one attribute value. The JSON parser bounded nesting already;
+/// the engine bounds it to DynamoDB's 32 levels before storing.
+pub fn attribute_value(json: &Value) -> Result<AttributeValue, AwsError> {
+    let Value::Object(members) = json else {
+        return Err(AwsError::client(
+            "SerializationException",
+            "an attribute value must be an object",
+        ));
+    };
+    let mut set = members.iter().filter(|(_, value)| !value.is_null());
+    let (Some((type_name, value)), None) = (set.next(), set.next()) else {
+        let message = if members.values().all(Value::is_null) {
+            "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
+        } else {
+            "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
+        };
+        return Err(validation(message));
+    };
+    let serialization = |what: &str| {
+        AwsError::client(
+            "SerializationException",
+            format!("{type_name} must be {what}"),
+        )
+    };
+    fn as_text<'v>(value: &'v Value, type_name: &str) -> Result<&'v str, AwsError> {
+        value.as_str().ok_or_else(|| {
+            AwsError::client(
+                "SerializationException",
+                format!("{type_name} must be a string"),
+            )
+        })
+    }
+    let text = |value: &Value| as_text(value, type_name).map(str::to_owned);
+    let number =
+        |value: &Value| Number::parse(&text(value)?).map_err(|error| validation(error.to_string()));
+    let binary = |value: &Value| {
+        BASE64
+            .decode(text(value)?)
+            .map_err(|_| serialization("base64"))
+    };
+    fn as_array<'v>(value: &'v Value, type_name: &str) -> Result<&'v Vec<Value>, AwsError> {
+        value.as_array().ok_or_else(|| {
+            AwsError::client(
+                "SerializationException",
+                format!("{type_name} must be a list"),
+            )
+        })
+    }
+    let array = |value| as_array(value, type_name);
+    Ok(match type_name.as_str() {
+        "S" => AttributeValue::S(text(value)?),
+        "N" => AttributeValue::N(number(value)?),
+        "B" => AttributeValue::B(binary(value)?),
+        "BOOL" => AttributeValue::Bool(value.as_bool().ok_or_else(|| serialization("a boolean"))?),
+        "NULL" => match value.as_bool() {
+            Some(true) => AttributeValue::Null,
+            Some(false) => {
+                return Err(invalid_parameter(
+                    "Null attribute value types must have the value of true",
+                ));
+            }
+            None => return Err(serialization("a boolean")),
+        },
+        "M" => AttributeValue::M(item(value)?),
+        "L" => AttributeValue::L(
+            array(value)?
+                .iter()
+                .map(attribute_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        "SS" => {
+            let elements: Vec<String> = array(value)?.iter().map(text).collect::<Result<_, _>>()?;
+            AttributeValue::Ss(set_of(elements, "An string set ", |text| text.clone())?)
+        }
+        "NS" => {
+            let elements: Vec<Number> =
+                array(value)?.iter().map(number).collect::<Result<_, _>>()?;
+            AttributeValue::Ns(set_of(elements, "An number set ", Number::to_string)?)
+        }
+        "BS" => {
+            let elements: Vec<Vec<u8>> =
+                array(value)?.iter().map(binary).collect::<Result<_, _>>()?;
+            AttributeValue::Bs(set_of(
+                elements,
+                "Binary sets should not be empty",
+                |bytes| BASE64.encode(bytes),
+            )?)
+        }
+        other => {
+            return Err(AwsError::client(
+                "SerializationException",
+                format!("unknown attribute value type {other}"),
+            ));
+        }
+    })
+}
+
+/// A set from a list: DynamoDB refuses empty sets and duplicates, naming them.
+fn set_of<T: Ord + Clone>(
+    elements: Vec<T>,
+    empty_subject: &str,
+    show: impl Fn(&T) -> String,
+) -> Result<BTreeSet<T>, AwsError> {
+    if elements.is_empty() {
+        return Err(invalid_parameter(if empty_subject.ends_with("empty") {
+            empty_subject.to_owned()
+        } else {
+            format!("{empty_subject} may not be empty")
+        }));
+    }
+    let count = elements.len();
+    let set: BTreeSet<T> = elements.iter().cloned().collect();
+    if set.len() != count {
+        let shown: Vec<String> = elements.iter().map(show).collect();
+        return Err(invalid_parameter(format!(
+            "Input collection [{}] contains duplicates.",
+            shown.join(", ")
+        )));
+    }
+    Ok(set)
+}
+
+/// Converts a JSON object of attribute values (an item, a key, an `M`).
+pub fn item(json: &Value) -> Result<Item, AwsError> {
+    let Value::Object(members) = json else {
+        return Err(AwsError::client(
+            "SerializationException",
+            "an item must be an object",
+        ));
+    };
+    members
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), attribute_value(value)?)))
+        .collect()
+}
+
+/// DynamoDB's JSON for one attribute value.
+pub fn attribute_value_json(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::S(text) => json!({"S": text}),
+        AttributeValue::N(number) => json!({"N": number.to_string()}),
+        AttributeValue::B(bytes) => json!({"B": BASE64.encode(bytes)}),
+        AttributeValue::Bool(flag) => json!({"BOOL": flag}),
+        AttributeValue::Null => json!({"NULL": true}),
+        AttributeValue::M(map) => json!({"M": item_json(map)}),
+        AttributeValue::L(list) => {
+            json!({"L": list.iter().map(attribute_value_json).collect::<Vec<_>>()})
+        }
+        AttributeValue::Ss(set) => json!({"SS": set}),
+        AttributeValue::Ns(set) => {
+            json!({"NS": set.iter().map(Number::to_string).collect::<Vec<_>>()})
+        }
+        AttributeValue::Bs(set) => {
+            json!({"BS": set.iter().map(|bytes| BASE64.encode(bytes)).collect::<Vec<_>>()})
+        }
+    }
+}
+
+/// DynamoDB's JSON for an item.
+pub fn item_json(item: &BTreeMap<String, AttributeValue>) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(name, value)| (name.clone(), attribute_value_json(value)))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+fn required_item(body: &Value, member: &str, path: &str) -> Result<Item, AwsError> {
+    item(body.get(member).ok_or_else(|| missing(path))?)
+}
+
+/// `ReturnValues` of PutItem and DeleteItem: whether to answer the old item.
+fn returns_old(body: &Value, operation: &str) -> Result<bool, AwsError> {
+    match string_member(body, "ReturnValues")? {
+        None | Some("NONE") => Ok(false),
+        Some("ALL_OLD") => Ok(true),
+        Some(other) => Err(validation(format!(
+            "ReturnValues can only be ALL_OLD or NONE for {operation}, got {other}"
+        ))),
+    }
+}
+
+/// Milliseconds as DynamoDB's epoch-seconds timestamps.
+fn epoch_seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// A stream's label: its creation time in ISO 8601 with milliseconds, as DynamoDB labels.
+pub fn stream_label(created_ms: u64) -> String {
+    let nanos = i128::from(created_ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|at| {
+            at.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub fn table_arn(name: &str) -> String {
+    format!("arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}")
+}
+
+pub fn stream_arn(table: &str, created_ms: u64) -> String {
+    format!("{}/stream/{}", table_arn(table), stream_label(created_ms))
+}
+
+/// DescribeTable's `Table` (and CreateTable's and DeleteTable's `TableDescription`).
+fn describe(description: &TableDescription, status: &str) -> Value {
+    let definition = &description.definition;
+    let key = &definition.key_schema;
+    let mut key_schema = vec![json!({"AttributeName": key.partition.name, "KeyType": "HASH"})];
+    if let Some(sort) = &key.sort {
+        key_schema.push(json!({"AttributeName": sort.name, "KeyType": "RANGE"}));
+    }
+    let (read, write) = definition.provisioned_throughput.unwrap_or((0, 0));
+    let mut table = json!({
+        "TableName": definition.name,
+        "TableStatus": status,
+        "TableArn": table_arn(&definition.name),
+        "TableId": format!("00000000-0000-4000-8000-{:012x}", definition.table_id),
+        "CreationDateTime": epoch_seconds(definition.created_ms),
+        "AttributeDefinitions": definition.attribute_definitions.iter().map(|attribute| json!({
+            "AttributeName": attribute.name,
+            "AttributeType": attribute.scalar_type.as_str(),
+        })).collect::<Vec<_>>(),
+        "KeySchema": key_schema,
+        "ProvisionedThroughput": {
+            "NumberOfDecreasesToday": 0,
+            "ReadCapacityUnits": read,
+            "WriteCapacityUnits": write,
+        },
+        "TableSizeBytes": description.size_bytes,
+        "ItemCount": description.item_count,
+        "DeletionProtectionEnabled": false,
+    });
+    if definition.billing_mode == "PAY_PER_REQUEST" {
+        table["BillingModeSummary"] = json!({"BillingMode": "PAY_PER_REQUEST"});
+    }
+    if let Some(stream) = &definition.stream {
+        table["StreamSpecification"] =
+            json!({"StreamEnabled": true, "StreamViewType": stream.view_type.as_str()});
+        table["LatestStreamLabel"] = json!(stream_label(stream.created_ms));
+        table["LatestStreamArn"] = json!(stream_arn(&definition.name, stream.created_ms));
+    }
+    table
+}
+
+/// CreateTable's request, checked as DynamoDB checks it.
+fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
+    refuse_unsupported(
+        body,
+        &[
+            "LocalSecondaryIndexes",
+            "GlobalSecondaryIndexes",
+            "SSESpecification",
+        ],
+    )?;
+    let name = table_name(body)?;
+    let list = |member: &str, path: &str| -> Result<Vec<Value>, AwsError> {
+        match body.get(member) {
+            None | Some(Value::Null) => Err(missing(path)),
+            Some(Value::Array(elements)) => Ok(elements.clone()),
+            Some(_) => Err(AwsError::client(
+                "SerializationException",
+                format!("{member} must be a list"),
+            )),
+        }
+    };
+    let mut attribute_definitions = Vec::new();
+    for definition in list("AttributeDefinitions", "attributeDefinitions")? {
+        let name = string_member(&definition, "AttributeName")?
+            .ok_or_else(|| missing("attributeDefinitions.member.attributeName"))?;
+        let type_name = string_member(&definition, "AttributeType")?
+            .ok_or_else(|| missing("attributeDefinitions.member.attributeType"))?;
+        let scalar_type = ScalarType::parse(type_name).ok_or_else(|| {
+            validation(format!(
+                "1 validation error detected: Value '{type_name}' at 'attributeDefinitions.1.member.attributeType' failed to satisfy constraint: Member must satisfy enum value set: [B, N, S]"
+            ))
+        })?;
+        attribute_definitions.push(KeyAttribute {
+            name: name.to_owned(),
+            scalar_type,
+        });
+    }
+    let mut partition = None;
+    let mut sort = None;
+    let key_schema = list("KeySchema", "keySchema")?;
+    if key_schema.is_empty() || key_schema.len() > 2 {
+        return Err(validation(
+            "1 validation error detected: Value at 'keySchema' failed to satisfy constraint: Member must have length less than or equal to 2 and greater than or equal to 1",
+        ));
+    }
+    for element in &key_schema {
+        let attribute = string_member(element, "AttributeName")?
+            .ok_or_else(|| missing("keySchema.member.attributeName"))?;
+        let scalar_type = attribute_definitions
+            .iter()
+            .find(|definition| definition.name == attribute)
+            .map(|definition| definition.scalar_type);
+        let Some(scalar_type) = scalar_type else {
+            return Err(invalid_parameter(format!(
+                "Some index key attributes are not defined in AttributeDefinitions. Keys: [{attribute}], AttributeDefinitions: [{}]",
+                attribute_definitions
+                    .iter()
+                    .map(|definition| definition.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let key = KeyAttribute {
+            name: attribute.to_owned(),
+            scalar_type,
+        };
+        match string_member(element, "KeyType")? {
+            Some("HASH") if partition.is_none() => partition = Some(key),
+            Some("RANGE") if sort.is_none() => sort = Some(key),
+            Some("HASH" | "RANGE") => {
+                return Err(invalid_parameter(
+                    "Invalid KeySchema: Some index key attribute have no definition",
+                ));
+            }
+            _ => {
+                return Err(validation(
+                    "1 validation error detected: Value at 'keySchema.member.keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]",
+                ));
+            }
+        }
+    }
+    let Some(partition) = partition else {
+        return Err(invalid_parameter(
+            "Invalid KeySchema: The first KeySchemaElement is not a HASH key type",
+        ));
+    };
+    let billing_mode = string_member(body, "BillingMode")?
+        .unwrap_or("PROVISIONED")
+        .to_owned();
+    if billing_mode != "PROVISIONED" && billing_mode != "PAY_PER_REQUEST" {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{billing_mode}' at 'billingMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]"
+        )));
+    }
+    let capacity = |throughput: &Value, member: &str| -> Result<u64, AwsError> {
+        throughput
+            .get(member)
+            .and_then(Value::as_u64)
+            .filter(|units| *units >= 1)
+            .ok_or_else(|| {
+                validation(format!(
+                    "1 validation error detected: Value at 'provisionedThroughput.{member}' failed to satisfy constraint: Member must have value greater than or equal to 1"
+                ))
+            })
+    };
+    let provisioned_throughput = match (body.get("ProvisionedThroughput"), billing_mode.as_str()) {
+        (Some(throughput), "PROVISIONED") if !throughput.is_null() => Some((
+            capacity(throughput, "ReadCapacityUnits")?,
+            capacity(throughput, "WriteCapacityUnits")?,
+        )),
+        (None | Some(Value::Null), "PROVISIONED") => {
+            return Err(invalid_parameter(
+                "ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED",
+            ));
+        }
+        (Some(throughput), _) if !throughput.is_null() => {
+            return Err(invalid_parameter(
+                "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST",
+            ));
+        }
+        _ => None,
+    };
+    let stream_view_type = match body.get("StreamSpecification") {
+        None | Some(Value::Null) => None,
+        Some(specification) => {
+            let enabled = specification
+                .get("StreamEnabled")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| missing("streamSpecification.streamEnabled"))?;
+            let view_type = string_member(specification, "StreamViewType")?;
+            match (enabled, view_type) {
+                (false, None) => None,
+                (false, Some(_)) => {
+                    return Err(invalid_parameter(
+                        "StreamSpecification: StreamViewType cannot be specified when StreamEnabled is false",
+                    ));
+                }
+                (true, None) => {
+                    return Err(invalid_parameter(
+                        "StreamSpecification: StreamViewType is required when StreamEnabled is true",
+                    ));
+                }
+                (true, Some(view_type)) => Some(StreamViewType::parse(view_type).ok_or_else(|| {
+                    validation(format!(
+                        "1 validation error detected: Value '{view_type}' at 'streamSpecification.streamViewType' failed to satisfy constraint: Member must satisfy enum value set: [NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES, KEYS_ONLY]"
+                    ))
+                })?),
+            }
+        }
+    };
+    Ok(CreateTable {
+        name,
+        key_schema: KeySchema { partition, sort },
+        attribute_definitions,
+        billing_mode,
+        provisioned_throughput,
+        stream_view_type,
+    })
+}
+
+/// GetItem's `ProjectionExpression`: top-level names, `#name` placeholders resolved.
+fn projection(body: &Value) -> Result<Option<Vec<String>>, AwsError> {
+    let Some(expression) = string_member(body, "ProjectionExpression")? else {
+        return Ok(None);
+    };
+    let names = body.get("ExpressionAttributeNames");
+    let mut projected = Vec::new();
+    for part in expression.split(',') {
+        let part = part.trim();
+        if part.is_empty() || part.contains(['.', '[', ' ']) {
+            return Err(validation(format!(
+                "Invalid ProjectionExpression: Sluice reads only top-level attribute names yet: {expression}"
+            )));
+        }
+        let name = if part.starts_with('#') {
+            names
+                .and_then(|names| names.get(part))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    validation(format!(
+                        "Value provided in ExpressionAttributeNames unused in expressions: An expression attribute name used in the document path is not defined; attribute name: {part}"
+                    ))
+                })?
+        } else {
+            part
+        };
+        projected.push(name.to_owned());
+    }
+    Ok(Some(projected))
+}
+
+/// The DynamoDB API over the node's tables.
+pub struct DynamoDbService {
+    tables: Arc<Tables>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl DynamoDbService {
+    pub fn new(tables: Arc<Tables>) -> DynamoDbService {
+        DynamoDbService {
+            tables,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT_CALLS_MAX)),
+        }
+    }
+
+    /// Runs table work on a blocking thread, within the in-flight bound.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Tables) -> Result<T, TablesError> + Send + 'static,
+    ) -> Result<T, AwsError> {
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            AwsError::client(
+                THROUGHPUT_EXCEEDED,
+                "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.",
+            )
+        })?;
+        let tables = self.tables.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&tables)
+        })
+        .await
+        .map_err(|error| AwsError::internal(format!("worker failed: {error}")))?
+        .map_err(tables_error)
+    }
+
+    async fn dispatch(&self, operation: &str, body: Value) -> Result<Value, AwsError> {
+        match operation {
+            "CreateTable" => {
+                let request = create_request(&body)?;
+                let description = self
+                    .blocking(move |tables| tables.create_table(request))
+                    .await?;
+                Ok(json!({"TableDescription": describe(&description, "ACTIVE")}))
+            }
+            "DescribeTable" => {
+                let name = table_name(&body)?;
+                let description =
+                    self.tables
+                        .describe_table(&name)
+                        .map_err(|error| match error {
+                            TablesError::NotFound(_) => AwsError::client(
+                                NOT_FOUND,
+                                format!("Requested resource not found: Table: {name} not found"),
+                            ),
+                            other => tables_error(other),
+                        })?;
+                Ok(json!({"Table": describe(&description, "ACTIVE")}))
+            }
+            "ListTables" => {
+                let limit = match body.get("Limit") {
+                    None | Some(Value::Null) => LIST_TABLES_PAGE_MAX,
+                    Some(limit) => limit
+                        .as_u64()
+                        .filter(|limit| (1..=LIST_TABLES_PAGE_MAX as u64).contains(limit))
+                        .ok_or_else(|| {
+                            validation(
+                                "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value less than or equal to 100 and greater than or equal to 1",
+                            )
+                        })? as usize,
+                };
+                let start = string_member(&body, "ExclusiveStartTableName")?;
+                let (names, last) = self.tables.list_tables(start, limit);
+                let mut answer = json!({"TableNames": names});
+                if let Some(last) = last {
+                    answer["LastEvaluatedTableName"] = json!(last);
+                }
+                Ok(answer)
+            }
+            "DeleteTable" => {
+                let name = table_name(&body)?;
+                let description = self
+                    .blocking(move |tables| tables.delete_table(&name))
+                    .await?;
+                Ok(json!({"TableDescription": describe(&description, "DELETING")}))
+            }
+            "PutItem" => {
+                refuse_unsupported(&body, &["ConditionExpression", "Expected"])?;
+                let name = table_name(&body)?;
+                let item = required_item(&body, "Item", "item")?;
+                let return_old = returns_old(&body, "PutItem")?;
+                let outcome = self
+                    .blocking(move |tables| tables.write(Write::put(name, item)))
+                    .await?;
+                Ok(match outcome.old {
+                    Some(old) if return_old => json!({"Attributes": item_json(&old)}),
+                    _ => json!({}),
+                })
+            }
+            "GetItem" => {
+                refuse_unsupported(&body, &["AttributesToGet"])?;
+                let name = table_name(&body)?;
+                let key = required_item(&body, "Key", "key")?;
+                let projected = projection(&body)?;
+                let found = self
+                    .blocking(move |tables| tables.get_item(&name, &key))
+                    .await?;
+                Ok(match found {
+                    None => json!({}),
+                    Some(mut item) => {
+                        if let Some(projected) = projected {
+                            item.retain(|name, _| projected.contains(name));
+                        }
+                        json!({"Item": item_json(&item)})
+                    }
+                })
+            }
+            "DeleteItem" => {
+                refuse_unsupported(&body, &["ConditionExpression", "Expected"])?;
+                let name = table_name(&body)?;
+                let key = required_item(&body, "Key", "key")?;
+                let return_old = returns_old(&body, "DeleteItem")?;
+                let outcome = self
+                    .blocking(move |tables| tables.write(Write::delete(name, key)))
+                    .await?;
+                Ok(match outcome.old {
+                    Some(old) if return_old => json!({"Attributes": item_json(&old)}),
+                    _ => json!({}),
+                })
+            }
+            other => Err(AwsError::client(
+                "UnknownOperationException",
+                format!("unknown operation {other}"),
+            )),
+        }
+    }
+}
+
+impl JsonService for DynamoDbService {
+    fn target_prefix(&self) -> &'static str {
+        TARGET_PREFIX
+    }
+
+    fn operations(&self) -> &'static [Operation] {
+        OPERATIONS
+    }
+
+    fn call<'a>(
+        &'a self,
+        operation: &'a str,
+        body: Value,
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        Box::pin(self.dispatch(operation, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_values_round_trip_through_json() {
+        let json = json!({
+            "s": {"S": "text"}, "n": {"N": "012.50"}, "b": {"B": "AAEC"},
+            "t": {"BOOL": true}, "z": {"NULL": true},
+            "m": {"M": {"inner": {"L": [{"N": "1"}, {"SS": ["b", "a"]}]}}},
+            "ns": {"NS": ["2", "10"]}, "bs": {"BS": ["AQ=="]},
+        });
+        let parsed = item(&json).unwrap();
+        let back = item_json(&parsed);
+        assert_eq!(back["n"], json!({"N": "12.5"}));
+        assert_eq!(back["m"]["M"]["inner"]["L"][1], json!({"SS": ["a", "b"]}));
+        assert_eq!(item(&back).unwrap(), parsed);
+    }
+
+    #[test]
+    fn bad_attribute_values_get_dynamodbs_texts() {
+        let message = |value: Value| attribute_value(&value).unwrap_err().message;
+        assert!(message(json!({})).starts_with("Supplied AttributeValue is empty"));
+        assert!(message(json!({"S": "a", "N": "1"})).contains("more than one datatypes"));
+        assert_eq!(
+            message(json!({"SS": ["a", "a"]})),
+            "One or more parameter values were invalid: Input collection [a, a] contains duplicates."
+        );
+        assert_eq!(
+            message(json!({"SS": []})),
+            "One or more parameter values were invalid: An string set  may not be empty"
+        );
+        assert_eq!(
+            message(json!({"N": "x"})),
+            "A value provided cannot be converted into a number"
+        );
+        assert_eq!(
+            message(json!({"NULL": false})),
+            "One or more parameter values were invalid: Null attribute value types must have the value of true"
+        );
+    }
+
+    #[test]
+    fn stream_labels_are_iso_8601_with_milliseconds() {
+        assert_eq!(stream_label(1_700_000_000_123), "2023-11-14T22:13:20.123");
+    }
+}
