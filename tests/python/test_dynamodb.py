@@ -3,9 +3,15 @@ lifecycle, every attribute type through PutItem/GetItem/DeleteItem (numbers exac
 DynamoDB's error types and texts, ListTables paging, and durability: items survive a restart,
 and every acknowledged PutItem survives kill -9 under load from concurrent clients."""
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import boto3
 import pytest
@@ -210,6 +216,54 @@ def test_errors_are_dynamodbs(dynamodb):
     )
     assert code == "ValidationException"
     assert message.startswith("One or more parameter values were invalid: Some index key attributes are not defined")
+
+
+def aws_cli(server, *args):
+    """Runs the AWS CLI installed beside this Python (tests/python/requirements.txt has it)."""
+    beside = Path(sys.executable).parent / "aws"
+    command = str(beside) if beside.exists() else shutil.which("aws")
+    assert command, "the AWS CLI is not installed: pip install -r tests/python/requirements.txt"
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
+    done = subprocess.run(
+        [command, "--endpoint-url", server.aws_url, "--output", "json", *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def test_scenario_4_put_item_through_the_aws_cli(sluice, dynamodb):
+    dynamodb.create_table(
+        TableName="UsersTransactions",
+        KeySchema=[
+            {"AttributeName": "userId", "KeyType": "HASH"},
+            {"AttributeName": "transactionId", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "userId", "AttributeType": "N"},
+            {"AttributeName": "transactionId", "AttributeType": "N"},
+        ],
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    aws_cli(
+        sluice, "dynamodb", "put-item", "--table-name", "UsersTransactions",
+        "--item", "userId={N=3},transactionId={N=51},accountId={S=a-1},amount={N=12.50},shortDescription={S=coffee}",
+    )
+    key = '{"userId": {"N": "3"}, "transactionId": {"N": "51"}}'
+    got = aws_cli(sluice, "dynamodb", "get-item", "--table-name", "UsersTransactions", "--key", key)
+    assert got["Item"] == {
+        "userId": {"N": "3"}, "transactionId": {"N": "51"}, "accountId": {"S": "a-1"},
+        "amount": {"N": "12.5"}, "shortDescription": {"S": "coffee"},
+    }
+    tables = aws_cli(sluice, "dynamodb", "list-tables")
+    assert tables["TableNames"] == ["UsersTransactions"]
+    old = aws_cli(
+        sluice, "dynamodb", "delete-item", "--table-name", "UsersTransactions", "--key", key,
+        "--return-values", "ALL_OLD",
+    )
+    assert old["Attributes"]["shortDescription"] == {"S": "coffee"}
+    assert "Item" not in aws_cli(sluice, "dynamodb", "get-item", "--table-name", "UsersTransactions", "--key", key)
 
 
 def test_items_survive_a_restart(sluice_factory, tmp_path):
