@@ -288,7 +288,9 @@ def test_items_survive_a_restart(sluice_factory, tmp_path):
 
 def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
     server = sluice_factory(tmp_path / "data")
-    create_transactions(client(server))
+    arn = create_transactions(
+        client(server), StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    )["LatestStreamArn"]
     acked = set()
     lock = threading.Lock()
     stop = threading.Event()
@@ -336,3 +338,93 @@ def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
     # past what it saw acknowledged (the put that was in flight at the kill).
     count = dynamodb.describe_table(TableName="transactions")["Table"]["ItemCount"]
     assert len(acked) <= count <= len(acked) + CRASH_CLIENTS
+    # The stream holds exactly one INSERT per item present: every acknowledged put once, and
+    # a put in flight at the kill either with its item or not at all.
+    records = read_all(streams_client(server), arn)
+    keys = [
+        (int(record["dynamodb"]["Keys"]["userId"]["N"]), int(record["dynamodb"]["Keys"]["transactionId"]["N"]))
+        for record in records
+    ]
+    assert all(record["eventName"] == "INSERT" for record in records)
+    assert len(keys) == len(set(keys)) == count
+    assert acked <= set(keys)
+
+
+def streams_client(server):
+    return boto3.client(
+        "dynamodbstreams",
+        endpoint_url=server.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def read_all(streams, stream_arn, iterator_type="TRIM_HORIZON", **extra):
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard, ShardIteratorType=iterator_type, **extra
+    )["ShardIterator"]
+    records = []
+    while iterator:
+        page = streams.get_records(ShardIterator=iterator, Limit=100)
+        records.extend(page["Records"])
+        if not page["Records"]:
+            break
+        iterator = page.get("NextShardIterator")
+    return records
+
+
+def test_stream_records_per_view_type(sluice, dynamodb):
+    arn = create_transactions(
+        dynamodb, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    )["LatestStreamArn"]
+    key = {"userId": {"N": "3"}, "transactionId": {"N": "51"}}
+    dynamodb.put_item(TableName="transactions", Item={**key, "amount": {"N": "1"}})
+    dynamodb.put_item(TableName="transactions", Item={**key, "amount": {"N": "1"}})  # no change: no record
+    dynamodb.put_item(TableName="transactions", Item={**key, "amount": {"N": "2"}})
+    dynamodb.delete_item(TableName="transactions", Key=key)
+    streams = streams_client(sluice)
+    assert streams.list_streams(TableName="transactions")["Streams"] == [
+        {"StreamArn": arn, "TableName": "transactions", "StreamLabel": arn.rsplit("/", 1)[1]}
+    ]
+    description = streams.describe_stream(StreamArn=arn)["StreamDescription"]
+    assert description["StreamStatus"] == "ENABLED"
+    assert description["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    assert description["KeySchema"][0] == {"AttributeName": "userId", "KeyType": "HASH"}
+    records = read_all(streams, arn)
+    assert [record["eventName"] for record in records] == ["INSERT", "MODIFY", "REMOVE"]
+    assert all(record["dynamodb"]["Keys"] == key for record in records)
+    assert records[0]["dynamodb"]["NewImage"]["amount"] == {"N": "1"} and "OldImage" not in records[0]["dynamodb"]
+    assert records[1]["dynamodb"]["OldImage"]["amount"] == {"N": "1"}
+    assert records[1]["dynamodb"]["NewImage"]["amount"] == {"N": "2"}
+    assert records[2]["dynamodb"]["OldImage"]["amount"] == {"N": "2"} and "NewImage" not in records[2]["dynamodb"]
+    sequence_numbers = [record["dynamodb"]["SequenceNumber"] for record in records]
+    assert sequence_numbers == sorted(sequence_numbers) and len(set(sequence_numbers)) == 3
+    assert all(record["eventSource"] == "aws:dynamodb" and record["dynamodb"]["SizeBytes"] > 0 for record in records)
+    # AFTER_SEQUENCE_NUMBER and AT_SEQUENCE_NUMBER start where they say; LATEST sees only what follows.
+    after = read_all(streams, arn, "AFTER_SEQUENCE_NUMBER", SequenceNumber=sequence_numbers[0])
+    assert [record["dynamodb"]["SequenceNumber"] for record in after] == sequence_numbers[1:]
+    at = read_all(streams, arn, "AT_SEQUENCE_NUMBER", SequenceNumber=sequence_numbers[2])
+    assert [record["dynamodb"]["SequenceNumber"] for record in at] == sequence_numbers[2:]
+    shard = description["Shards"][0]["ShardId"]
+    latest = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+    assert streams.get_records(ShardIterator=latest)["Records"] == []
+    dynamodb.put_item(TableName="transactions", Item={**key, "amount": {"N": "3"}})
+    assert [r["eventName"] for r in streams.get_records(ShardIterator=latest)["Records"]] == ["INSERT"]
+
+    # The AWS CLI reads the same records.
+    iterator = aws_cli(
+        sluice, "dynamodbstreams", "get-shard-iterator", "--stream-arn", arn, "--shard-id", shard,
+        "--shard-iterator-type", "TRIM_HORIZON",
+    )["ShardIterator"]
+    cli_records = aws_cli(sluice, "dynamodbstreams", "get-records", "--shard-iterator", iterator)["Records"]
+    assert [record["eventName"] for record in cli_records] == ["INSERT", "MODIFY", "REMOVE", "INSERT"]
+
+    # A deleted table's stream stays readable, and says it is disabled.
+    dynamodb.delete_table(TableName="transactions")
+    assert streams.describe_stream(StreamArn=arn)["StreamDescription"]["StreamStatus"] == "DISABLED"
+    assert len(read_all(streams, arn)) == 4
+    code, _ = error_of(streams.describe_stream, StreamArn=arn + "x")
+    assert code == "ResourceNotFoundException"

@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use sluice_api::Server;
 use sluice_api::aws::AwsApi;
 use sluice_api::aws::dynamodb::DynamoDbService;
+use sluice_api::aws::dynamodb_streams::DynamoDbStreamsService;
 use sluice_api::aws::firehose::{FirehoseService, MetricsService, create_request_config};
 use sluice_api::aws::kinesis::KinesisService;
 use sluice_api::aws::qldb::QldbService;
@@ -540,6 +541,9 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
         .with_json_service(Arc::new(KinesisService::new(Arc::clone(node.log()))))
         .with_json_service(Arc::new(FirehoseService::new(node.clone())))
         .with_json_service(Arc::new(DynamoDbService::new(Arc::clone(node.tables()))))
+        .with_json_service(Arc::new(DynamoDbStreamsService::new(Arc::clone(
+            node.tables(),
+        ))))
         .with_json_service(Arc::new(qldb_session))
         .with_rest_service(Arc::new(qldb))
         .with_rest_service(Arc::new(MetricsService::new(node.clone())))

@@ -252,6 +252,7 @@ impl Tables {
                         view_type,
                         created_ms: now_ms,
                         disabled_ms: None,
+                        key_schema: Some(request.key_schema.clone()),
                     };
                     let json = serde_json::to_string(&summary).map_err(json_error)?;
                     write
@@ -592,6 +593,16 @@ impl Tables {
         let first = range.next().transpose()?.map(|(key, _)| key.value().1);
         let last = range.next_back().transpose()?.map(|(key, _)| key.value().1);
         Ok(first.map(|first| (first, last.unwrap_or(first))))
+    }
+
+    /// The sequence number the stream's next record will get (1 for a stream without any).
+    pub fn stream_next_sequence(&self, stream_id: u64) -> Result<u64> {
+        let read = self.database.begin_read()?;
+        let next = read
+            .open_table(STREAM_NEXT)?
+            .get(stream_id)?
+            .map_or(1, |next| next.value());
+        Ok(next)
     }
 
     /// Up to `limit` (at most [`STREAM_READ_MAX`]) records of a stream from sequence number

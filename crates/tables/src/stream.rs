@@ -157,4 +157,7 @@ pub struct StreamSummary {
     pub created_ms: u64,
     /// When the stream stopped taking records (disabled, or its table deleted).
     pub disabled_ms: Option<u64>,
+    /// The table's key schema, which DescribeStream answers even after the table is gone.
+    #[serde(default)]
+    pub key_schema: Option<crate::schema::KeySchema>,
 }

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::http::{Handler, Refusal, Request, Response};
 
 pub mod dynamodb;
+pub mod dynamodb_streams;
 pub mod firehose;
 pub mod qldb;
 pub mod qldb_session;
@@ -138,6 +139,10 @@ pub const CATALOG: &[ServiceRoutes] = &[
     ServiceRoutes::Json {
         target_prefix: dynamodb::TARGET_PREFIX,
         operations: dynamodb::OPERATIONS,
+    },
+    ServiceRoutes::Json {
+        target_prefix: dynamodb_streams::TARGET_PREFIX,
+        operations: dynamodb_streams::OPERATIONS,
     },
     ServiceRoutes::Json {
         target_prefix: qldb_session::TARGET_PREFIX,
