@@ -157,6 +157,7 @@ struct SearchRequest {
     track_total_hits: Option<u64>,
     version: bool,
     seq_no_primary_term: bool,
+    aggs: Option<super::aggs::SearchAggs>,
 }
 
 fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
@@ -168,6 +169,7 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
         track_total_hits: Some(TRACK_TOTAL_HITS_DEFAULT),
         version: false,
         seq_no_primary_term: false,
+        aggs: None,
     };
     if !request.body.is_empty() {
         let body = parse_json_body(&request.body, "parsing_exception")?;
@@ -192,9 +194,10 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
                     search.seq_no_primary_term = value.as_bool().unwrap_or(false)
                 }
                 "timeout" | "stored_fields" | "explain" | "min_score" => {}
-                "sort" | "aggs" | "aggregations" | "highlight" | "search_after" | "collapse"
-                | "post_filter" | "suggest" | "fields" | "script_fields" | "docvalue_fields"
-                | "pit" | "runtime_mappings" | "rescore" => {
+                "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
+                "sort" | "highlight" | "search_after" | "collapse" | "post_filter" | "suggest"
+                | "fields" | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings"
+                | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -286,12 +289,16 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
             json!({"total": {"value": value, "relation": relation}, "max_score": max_score, "hits": page})
         };
         let shards = indices.len();
-        let body = json!({
+        let mut body = json!({
             "took": started.elapsed().as_millis() as u64,
             "timed_out": false,
             "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
             "hits": hits_json,
         });
+        if let Some(aggs) = &search.aggs {
+            body["aggregations"] = super::aggs::run(&indices, &search.query, aggs, &mut raw)?;
+            body["took"] = json!(started.elapsed().as_millis() as u64);
+        }
         Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
     })
     .await

@@ -1,0 +1,518 @@
+//! Aggregations: Sluice's own aggregation tree, its execution over the matching documents of
+//! each index, and the exact merge of per-index results.
+//!
+//! The `api` crate reads the Elasticsearch `aggs` JSON into [`Aggregation`]s. Execution runs in
+//! three steps, as Elasticsearch's shards and coordinating node do:
+//! 1. per segment (`collect.rs`): the matching documents of a segment are gathered, then each
+//!    aggregation reads the columnar values of its field (the `_fields` fast field, keyed by the
+//!    mapped path) for those documents into a mergeable partial result (`partial.rs`); bucket
+//!    aggregations group the documents per bucket and run their sub-aggregations on each group;
+//! 2. per index (one index is one "shard"): segment partials merge exactly, then terms are cut to
+//!    their `shard_size`, remembering what was cut for `doc_count_error_upper_bound` and
+//!    `sum_other_doc_count`;
+//! 3. across the indices of a pattern (`reduce.rs`): partials merge (sums, sketch unions,
+//!    digest merges, bucket unions), then the final results are built: ordering, `size`,
+//!    `min_doc_count`, empty buckets, pipelines, and the `search.max_buckets` check.
+//!
+//! Memory is bounded per request by a [`MemoryBudget`] (a circuit breaker); bucket counts by
+//! [`MAX_BUCKETS_DEFAULT`].
+
+mod collect;
+pub mod datemath;
+pub mod format;
+mod hll;
+mod partial;
+mod pipeline;
+mod reduce;
+mod result;
+pub mod rounding;
+mod tdigest;
+mod values;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+use crate::error::{Result, SearchError};
+use crate::index::Index;
+use crate::query::Query;
+
+pub use hll::{PRECISION_THRESHOLD_DEFAULT, PRECISION_THRESHOLD_MAX};
+pub use jiff::tz::TimeZone;
+pub use pipeline::{
+    BucketsPath, GapPolicy, MovingFunction, Pipeline, PipelineKind, ScriptExpr, script_params,
+};
+pub use result::{
+    AggResult, AggValue, Bucket, BucketKey, Buckets, BucketsKind, ExtendedStats, RangeBounds,
+    Stats, TopHit, TopMetricsRow, java_double,
+};
+pub use rounding::{CalendarUnit, Interval, Rounding};
+pub use tdigest::{COMPRESSION_DEFAULT, COMPRESSION_MAX};
+
+/// `search.max_buckets`: buckets one response may hold, counted over every level; more is a
+/// `too_many_buckets_exception` (400), as in Elasticsearch.
+pub const MAX_BUCKETS_DEFAULT: usize = 65_536;
+/// Memory one aggregation request may hold while it runs (documents grouped per bucket, bucket
+/// maps, sketches, digests, hits). Past it the request fails with `circuit_breaking_exception`
+/// (429) instead of taking the server's memory.
+pub const REQUEST_MEMORY_BYTES_MAX: usize = 512 * 1024 * 1024;
+/// How deep aggregations may nest; deeper requests are refused (400) before anything runs.
+pub const AGGREGATION_DEPTH_MAX: usize = 16;
+/// Elasticsearch's default `size` of `terms`, `composite` and `top_metrics`-like lists.
+pub const TERMS_SIZE_DEFAULT: usize = 10;
+
+/// One named aggregation and its sub-aggregations.
+#[derive(Debug, Clone)]
+pub struct Aggregation {
+    pub name: String,
+    pub kind: AggKind,
+    pub subs: Vec<Aggregation>,
+}
+
+/// Where a metric or bucket aggregation reads its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueSource {
+    pub field: String,
+    /// The value used for documents without one (`missing`).
+    pub missing: Option<Value>,
+    /// `format` of keys and values printed as strings.
+    pub format: Option<String>,
+}
+
+impl ValueSource {
+    pub fn field(field: impl Into<String>) -> ValueSource {
+        ValueSource {
+            field: field.into(),
+            missing: None,
+            format: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+/// How buckets are ordered: `_count`, `_key`, or a path into sub-aggregations (`avg_price`,
+/// `stats.max`, `filtered>avg`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BucketOrder {
+    Count(Direction),
+    Key(Direction),
+    Path {
+        /// Aggregation names, outermost first (`a>b` is `["a", "b"]`).
+        aggs: Vec<String>,
+        /// The value of a multi-value metric (`stats.max`), or a percentile (`p.99`).
+        metric: Option<String>,
+        direction: Direction,
+    },
+}
+
+/// `include`/`exclude` of `terms`.
+#[derive(Debug, Clone)]
+pub enum TermFilter {
+    /// Anchored, as Lucene's regular expressions are.
+    Regex(regex::Regex),
+    Values(Vec<String>),
+}
+
+impl TermFilter {
+    /// A regular expression matched against the whole term, as Lucene's are.
+    pub fn regex(pattern: &str) -> std::result::Result<TermFilter, String> {
+        regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map(TermFilter::Regex)
+            .map_err(|e| e.to_string())
+    }
+
+    fn matches(&self, key: &str) -> bool {
+        match self {
+            TermFilter::Regex(regex) => regex.is_match(key),
+            TermFilter::Values(values) => values.iter().any(|v| v == key),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Terms {
+    pub source: ValueSource,
+    pub size: usize,
+    /// `None`: Elasticsearch's default, `size * 1.5 + 10`.
+    pub shard_size: Option<usize>,
+    pub min_doc_count: u64,
+    pub shard_min_doc_count: u64,
+    /// The order, then `_key` ascending to break ties.
+    pub order: Vec<BucketOrder>,
+    pub include: Option<TermFilter>,
+    pub exclude: Option<TermFilter>,
+    pub show_term_doc_count_error: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    pub source: ValueSource,
+    pub interval: f64,
+    pub offset: f64,
+    pub min_doc_count: u64,
+    pub extended_bounds: Option<(f64, f64)>,
+    pub hard_bounds: Option<(Option<f64>, Option<f64>)>,
+    pub order: Vec<BucketOrder>,
+    pub keyed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DateHistogram {
+    pub source: ValueSource,
+    pub rounding: Rounding,
+    pub min_doc_count: u64,
+    /// Epoch milliseconds.
+    pub extended_bounds: Option<(i64, i64)>,
+    pub hard_bounds: Option<(Option<i64>, Option<i64>)>,
+    pub order: Vec<BucketOrder>,
+    pub keyed: bool,
+}
+
+/// One range of `range` or `date_range`: `[from, to)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSpec {
+    pub key: Option<String>,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RangeAgg {
+    pub source: ValueSource,
+    pub ranges: Vec<RangeSpec>,
+    pub keyed: bool,
+    /// `date_range`: bounds print as dates in this zone.
+    pub date_zone: Option<jiff::tz::TimeZone>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Filters {
+    /// Named filters keep their names; anonymous ones (a JSON array) have none.
+    pub filters: Vec<(Option<String>, Query)>,
+    pub other_bucket_key: Option<String>,
+    pub keyed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum CompositeSourceKind {
+    Terms,
+    Histogram { interval: f64 },
+    DateHistogram { rounding: Rounding },
+}
+
+#[derive(Debug, Clone)]
+pub struct CompositeSource {
+    pub name: String,
+    pub source: ValueSource,
+    pub kind: CompositeSourceKind,
+    pub direction: Direction,
+    pub missing_bucket: bool,
+}
+
+/// One value of a composite key; `None` is the `missing_bucket` (JSON null).
+pub type CompositeValue = Option<Value>;
+
+#[derive(Debug, Clone)]
+pub struct Composite {
+    pub sources: Vec<CompositeSource>,
+    pub size: usize,
+    /// `after`: the key to page after, one value per source.
+    pub after: Option<Vec<CompositeValue>>,
+}
+
+/// A sort of `top_hits` and `top_metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortSpec {
+    Score(Direction),
+    Field { field: String, direction: Direction },
+}
+
+#[derive(Debug, Clone)]
+pub struct TopHits {
+    pub from: usize,
+    pub size: usize,
+    /// Empty: by score, descending.
+    pub sort: Vec<SortSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopMetrics {
+    pub metrics: Vec<String>,
+    pub sort: SortSpec,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum AggKind {
+    Avg(ValueSource),
+    Sum(ValueSource),
+    Min(ValueSource),
+    Max(ValueSource),
+    ValueCount(ValueSource),
+    Stats(ValueSource),
+    ExtendedStats {
+        source: ValueSource,
+        sigma: f64,
+    },
+    Cardinality {
+        source: ValueSource,
+        precision_threshold: u64,
+    },
+    Percentiles {
+        source: ValueSource,
+        percents: Vec<f64>,
+        compression: f64,
+        keyed: bool,
+    },
+    PercentileRanks {
+        source: ValueSource,
+        values: Vec<f64>,
+        compression: f64,
+        keyed: bool,
+    },
+    MedianAbsoluteDeviation {
+        source: ValueSource,
+        compression: f64,
+    },
+    WeightedAvg {
+        value: ValueSource,
+        weight: ValueSource,
+        format: Option<String>,
+    },
+    TopHits(TopHits),
+    TopMetrics(TopMetrics),
+    Terms(Terms),
+    Histogram(Histogram),
+    DateHistogram(DateHistogram),
+    Range(RangeAgg),
+    Filter(Query),
+    Filters(Filters),
+    Missing(ValueSource),
+    /// All documents of the index, whatever the query (top level only).
+    Global,
+    Composite(Composite),
+    Pipeline(Pipeline),
+}
+
+impl AggKind {
+    /// Elasticsearch's name of the aggregation, as errors and `typed_keys` show it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AggKind::Avg(_) => "avg",
+            AggKind::Sum(_) => "sum",
+            AggKind::Min(_) => "min",
+            AggKind::Max(_) => "max",
+            AggKind::ValueCount(_) => "value_count",
+            AggKind::Stats(_) => "stats",
+            AggKind::ExtendedStats { .. } => "extended_stats",
+            AggKind::Cardinality { .. } => "cardinality",
+            AggKind::Percentiles { .. } => "percentiles",
+            AggKind::PercentileRanks { .. } => "percentile_ranks",
+            AggKind::MedianAbsoluteDeviation { .. } => "median_absolute_deviation",
+            AggKind::WeightedAvg { .. } => "weighted_avg",
+            AggKind::TopHits(_) => "top_hits",
+            AggKind::TopMetrics(_) => "top_metrics",
+            AggKind::Terms(_) => "terms",
+            AggKind::Histogram(_) => "histogram",
+            AggKind::DateHistogram(_) => "date_histogram",
+            AggKind::Range(range) if range.date_zone.is_some() => "date_range",
+            AggKind::Range(_) => "range",
+            AggKind::Filter(_) => "filter",
+            AggKind::Filters(_) => "filters",
+            AggKind::Missing(_) => "missing",
+            AggKind::Global => "global",
+            AggKind::Composite(_) => "composite",
+            AggKind::Pipeline(pipeline) => pipeline.kind.type_name(),
+        }
+    }
+
+    fn is_multi_bucket(&self) -> bool {
+        matches!(
+            self,
+            AggKind::Terms(_)
+                | AggKind::Histogram(_)
+                | AggKind::DateHistogram(_)
+                | AggKind::Range(_)
+                | AggKind::Filters(_)
+                | AggKind::Composite(_)
+        )
+    }
+}
+
+/// The memory one request may hold while it aggregates: a circuit breaker. Reservations are
+/// never returned before the request ends, so the figure is a high-water mark.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> MemoryBudget {
+        MemoryBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `bytes` for the aggregation `name`, or trips the breaker.
+    pub(crate) fn reserve(&self, bytes: usize, name: &str) -> Result<()> {
+        let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if used > self.limit {
+            return Err(SearchError::CircuitBreaking {
+                reason: format!(
+                    "[request] Data too large, data for [<agg [{name}]>] would be [{used}/{}], which is larger than the limit of [{}/{}]",
+                    human_bytes(used),
+                    self.limit,
+                    human_bytes(self.limit)
+                ),
+                bytes_wanted: used as u64,
+                bytes_limit: self.limit as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn human_bytes(bytes: usize) -> String {
+    const UNITS: [&str; 4] = ["b", "kb", "mb", "gb"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let name = UNITS.get(unit).copied().unwrap_or("b");
+    if unit == 0 {
+        format!("{bytes}{name}")
+    } else {
+        format!("{value:.1}{name}")
+    }
+}
+
+/// Limits of one aggregation request.
+#[derive(Debug, Clone, Copy)]
+pub struct AggregationLimits {
+    pub max_buckets: usize,
+    pub memory_bytes_max: usize,
+}
+
+impl Default for AggregationLimits {
+    fn default() -> Self {
+        AggregationLimits {
+            max_buckets: MAX_BUCKETS_DEFAULT,
+            memory_bytes_max: REQUEST_MEMORY_BYTES_MAX,
+        }
+    }
+}
+
+/// Checks what can be checked before anything runs: depth, where `global` and pipelines may
+/// stand, and that every ordering path names a sub-aggregation.
+pub fn validate(aggs: &[Aggregation]) -> Result<()> {
+    validate_level(aggs, 1, None)
+}
+
+fn validate_level(aggs: &[Aggregation], depth: usize, parent: Option<&AggKind>) -> Result<()> {
+    if depth > AGGREGATION_DEPTH_MAX {
+        return Err(SearchError::illegal(format!(
+            "aggregations are nested deeper than [{AGGREGATION_DEPTH_MAX}] levels"
+        )));
+    }
+    for agg in aggs {
+        match &agg.kind {
+            AggKind::Global if depth > 1 => {
+                return Err(SearchError::AggregationInitialization {
+                    reason: format!(
+                        "Aggregation [{}] of type [global] must be a top level aggregation",
+                        agg.name
+                    ),
+                });
+            }
+            AggKind::Pipeline(pipeline) => {
+                pipeline::validate(agg, pipeline, aggs, parent)?;
+            }
+            AggKind::Terms(terms) => check_order_paths(agg, &terms.order)?,
+            AggKind::Histogram(histogram) => check_order_paths(agg, &histogram.order)?,
+            AggKind::DateHistogram(histogram) => check_order_paths(agg, &histogram.order)?,
+            _ => {}
+        }
+        let is_metric = matches!(
+            agg.kind,
+            AggKind::Avg(_)
+                | AggKind::Sum(_)
+                | AggKind::Min(_)
+                | AggKind::Max(_)
+                | AggKind::ValueCount(_)
+                | AggKind::Stats(_)
+                | AggKind::ExtendedStats { .. }
+                | AggKind::Cardinality { .. }
+                | AggKind::Percentiles { .. }
+                | AggKind::PercentileRanks { .. }
+                | AggKind::MedianAbsoluteDeviation { .. }
+                | AggKind::WeightedAvg { .. }
+                | AggKind::TopHits(_)
+                | AggKind::TopMetrics(_)
+                | AggKind::Pipeline(_)
+        );
+        if is_metric && !agg.subs.is_empty() {
+            return Err(SearchError::AggregationInitialization {
+                reason: format!(
+                    "Aggregator [{}] of type [{}] cannot accept sub-aggregations",
+                    agg.name,
+                    agg.kind.type_name()
+                ),
+            });
+        }
+        validate_level(&agg.subs, depth + 1, Some(&agg.kind))?;
+    }
+    Ok(())
+}
+
+fn check_order_paths(agg: &Aggregation, order: &[BucketOrder]) -> Result<()> {
+    for entry in order {
+        if let BucketOrder::Path { aggs, .. } = entry {
+            let mut level = &agg.subs;
+            for name in aggs {
+                let Some(found) = level.iter().find(|a| &a.name == name) else {
+                    return Err(SearchError::AggregationExecution {
+                        reason: format!(
+                            "Invalid aggregator order path [{}]. The provided aggregation [{name}] either does not exist, or is a pipeline aggregation and cannot be used to sort the buckets.",
+                            aggs.join(">")
+                        ),
+                    });
+                };
+                level = &found.subs;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `aggs` over the documents matching `query` in each index and merges the results.
+pub fn aggregate(
+    indices: &[Arc<Index>],
+    query: &Query,
+    aggs: &[Aggregation],
+    limits: AggregationLimits,
+) -> Result<Vec<AggResult>> {
+    validate(aggs)?;
+    let budget = MemoryBudget::new(limits.memory_bytes_max);
+    let mut shards = Vec::with_capacity(indices.len());
+    for index in indices {
+        shards.push(index.aggregate_partials(query, aggs, &budget)?);
+    }
+    reduce::reduce(aggs, shards, limits)
+}
+
+pub(crate) use collect::collect_index;
+pub(crate) use partial::IndexPartials;

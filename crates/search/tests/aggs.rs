@@ -1,0 +1,460 @@
+//! Aggregations against straightforward reference implementations.
+//!
+//! The property: for random documents with random timestamps, many of them close to the
+//! daylight-saving transitions of Europe/London, America/New_York, Australia/Lord_Howe (a
+//! half-hour shift) and Asia/Kolkata (a half-hour offset, no transitions), spread over two indices
+//! of two segments each, every date histogram's keys, `key_as_string` and counts equal those of a
+//! sorted scan written from the documented rules, and terms, metrics, cardinality and
+//! percentiles equal an exact computation (percentiles within the t-digest's error).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use sluice_search::aggs::{
+    self, AggKind, AggResult, AggValue, Aggregation, AggregationLimits, BucketKey, CalendarUnit,
+    DateHistogram, Interval, Rounding, Terms, ValueSource,
+};
+use sluice_search::version::Condition;
+use sluice_search::{Index, IndexSettings, Mappings, Query, SearchError, WriteRequest};
+
+const ZONES: [&str; 4] = [
+    "Europe/London",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+];
+const UNITS: [CalendarUnit; 6] = [
+    CalendarUnit::Hour,
+    CalendarUnit::Day,
+    CalendarUnit::Week,
+    CalendarUnit::Month,
+    CalendarUnit::Quarter,
+    CalendarUnit::Year,
+];
+const FIXED_MINUTES: [i64; 4] = [30, 120, 180, 1440];
+const KEYS: [&str; 5] = ["aapl", "amzn", "goog", "msft", "tsla"];
+
+/// Instants around which timestamps cluster: the 2025 and 2026 transitions of the zones.
+fn transition_instants() -> Vec<i64> {
+    let mut instants = Vec::new();
+    for zone in ZONES {
+        let tz = TimeZone::get(zone).unwrap();
+        let start: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
+        for transition in tz.following(start).take(4) {
+            instants.push(transition.timestamp().as_millisecond());
+        }
+    }
+    instants.push(
+        Timestamp::from_second(1_767_225_600)
+            .unwrap()
+            .as_millisecond(),
+    ); // 2026-01-01
+    instants
+}
+
+#[derive(Debug, Clone)]
+struct Doc {
+    t: i64,
+    key: usize,
+    value: i64,
+}
+
+fn docs() -> impl Strategy<Value = Vec<Doc>> {
+    let anchors = transition_instants();
+    let anchors_len = anchors.len();
+    prop::collection::vec(
+        (
+            0..anchors_len,
+            -3 * 86_400_000i64..3 * 86_400_000,
+            0..KEYS.len(),
+            -500i64..500,
+        ),
+        1..120,
+    )
+    .prop_map(move |raw| {
+        raw.into_iter()
+            .map(|(anchor, delta, key, value)| Doc {
+                t: anchors[anchor] + delta,
+                key,
+                value,
+            })
+            .collect()
+    })
+}
+
+fn mappings() -> Mappings {
+    Mappings::from_json(&json!({"properties": {
+        "t": {"type": "date"},
+        "k": {"type": "keyword"},
+        "v": {"type": "long"},
+        "msg": {"type": "text", "fields": {"keyword": {"type": "keyword"}}}
+    }}))
+    .unwrap()
+}
+
+/// Two indices, each written in two refreshed batches (two segments).
+fn indices(dir: &std::path::Path, docs: &[Doc]) -> Vec<Arc<Index>> {
+    let mut out = Vec::new();
+    for part in 0..2 {
+        let index = Index::create(
+            &dir.join(format!("i{part}")),
+            &format!("example-{part}"),
+            IndexSettings::default(),
+            mappings(),
+        )
+        .unwrap();
+        let mine: Vec<&Doc> = docs.iter().skip(part).step_by(2).collect();
+        for chunk in mine.chunks(mine.len().div_ceil(2).max(1)) {
+            let requests = chunk
+                .iter()
+                .map(|d| {
+                    let document =
+                        json!({"t": d.t, "k": KEYS[d.key], "v": d.value, "msg": "hello world"});
+                    WriteRequest::Index {
+                        id: None,
+                        source: Arc::from(document.to_string().as_bytes()),
+                        document,
+                        condition: Condition::None,
+                    }
+                })
+                .collect();
+            for outcome in index.write(requests) {
+                outcome.unwrap();
+            }
+            index.refresh().unwrap();
+        }
+        out.push(Arc::new(index));
+    }
+    out
+}
+
+fn run(indices: &[Arc<Index>], aggs: Vec<Aggregation>) -> Result<Vec<AggResult>, SearchError> {
+    aggs::aggregate(
+        indices,
+        &Query::match_all(),
+        &aggs,
+        AggregationLimits::default(),
+    )
+}
+
+fn agg(name: &str, kind: AggKind) -> Aggregation {
+    Aggregation {
+        name: name.into(),
+        kind,
+        subs: Vec::new(),
+    }
+}
+
+fn date_histogram(interval: Interval, zone: &str) -> AggKind {
+    AggKind::DateHistogram(DateHistogram {
+        source: ValueSource::field("t"),
+        rounding: Rounding::new(interval, TimeZone::get(zone).unwrap(), 0),
+        min_doc_count: 1,
+        extended_bounds: None,
+        hard_bounds: None,
+        order: Vec::new(),
+        keyed: false,
+    })
+}
+
+/// The reference key of a timestamp: the documented rules, written the plain way.
+fn reference_key(t: i64, interval: Interval, tz: &TimeZone) -> i64 {
+    const MINUTE: i64 = 60_000;
+    let offset_ms = |k: i64| {
+        i64::from(
+            tz.to_offset(Timestamp::from_millisecond(k).unwrap())
+                .seconds(),
+        ) * 1000
+    };
+    let local = |k: i64| tz.to_datetime(Timestamp::from_millisecond(k).unwrap());
+    let first_instant = |date: jiff::civil::Date| -> i64 {
+        // The first instant of a local date: midnight, or when the day began if midnight fell in a gap.
+        tz.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+            .compatible()
+            .unwrap()
+            .as_millisecond()
+    };
+    match interval {
+        Interval::Calendar(unit) if unit >= CalendarUnit::Day => {
+            let date = local(t).date();
+            let start = match unit {
+                CalendarUnit::Day => date,
+                CalendarUnit::Week => date
+                    .checked_sub((date.weekday().to_monday_zero_offset() as i64).days())
+                    .unwrap(),
+                CalendarUnit::Month => date.first_of_month(),
+                CalendarUnit::Quarter => {
+                    jiff::civil::date(date.year(), (date.month() - 1) / 3 * 3 + 1, 1)
+                }
+                _ => jiff::civil::date(date.year(), 1, 1),
+            };
+            first_instant(start)
+        }
+        Interval::Calendar(unit) => {
+            // The latest minute at or before t whose local time starts the unit.
+            let mut k = t.div_euclid(MINUTE) * MINUTE;
+            loop {
+                let l = local(k);
+                if unit == CalendarUnit::Minute || l.minute() == 0 {
+                    return k;
+                }
+                k -= MINUTE;
+            }
+        }
+        Interval::Fixed(size) => {
+            // The latest minute at or before t whose local time is a multiple of the interval,
+            // or a transition whose skipped local times hold such a multiple.
+            let mut k = t.div_euclid(MINUTE) * MINUTE;
+            loop {
+                let local_ms = k + offset_ms(k);
+                if local_ms.rem_euclid(size) == 0 {
+                    return k;
+                }
+                let (before, after) = (offset_ms(k - 1), offset_ms(k));
+                if after > before {
+                    let (gap_start, gap_end) = (k + before, k + after);
+                    let first_multiple = gap_start.div_euclid(size) * size
+                        + if gap_start.rem_euclid(size) == 0 {
+                            0
+                        } else {
+                            size
+                        };
+                    if first_multiple < gap_end {
+                        return k;
+                    }
+                }
+                k -= MINUTE;
+            }
+        }
+    }
+}
+
+fn reference_key_as_string(key: i64, tz: &TimeZone) -> String {
+    let zoned = Timestamp::from_millisecond(key)
+        .unwrap()
+        .to_zoned_datetime(tz.clone());
+    let text = zoned.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string();
+    text.replace("+00:00", "Z")
+}
+
+fn buckets(result: &AggResult) -> Vec<(BucketKey, Option<String>, u64, &Vec<AggResult>)> {
+    match &result.value {
+        AggValue::Buckets(b) => b
+            .buckets
+            .iter()
+            .map(|b| (b.key.clone(), b.key_as_string.clone(), b.doc_count, &b.subs))
+            .collect(),
+        other => panic!("not buckets: {other:?}"),
+    }
+}
+
+fn value(result: &AggResult) -> Option<f64> {
+    result.value.single_value()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn aggregations_equal_the_reference(docs in docs()) {
+        let dir = tempfile::tempdir().unwrap();
+        let indices = indices(dir.path(), &docs);
+
+        // Date histograms: every zone, every calendar unit, some fixed intervals.
+        let mut requests = Vec::new();
+        for zone in ZONES {
+            for unit in UNITS {
+                requests.push((zone, Interval::Calendar(unit)));
+            }
+            for minutes in FIXED_MINUTES {
+                requests.push((zone, Interval::Fixed(minutes * 60_000)));
+            }
+        }
+        let aggs: Vec<Aggregation> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, (zone, interval))| agg(&format!("h{i}"), date_histogram(*interval, zone)))
+            .collect();
+        let results = run(&indices, aggs).unwrap();
+        for ((zone, interval), result) in requests.iter().zip(&results) {
+            let tz = TimeZone::get(zone).unwrap();
+            let mut want: BTreeMap<i64, u64> = BTreeMap::new();
+            for doc in &docs {
+                *want.entry(reference_key(doc.t, *interval, &tz)).or_default() += 1;
+            }
+            let got: Vec<(i64, String, u64)> = buckets(result)
+                .into_iter()
+                .map(|(key, text, count, _)| match key {
+                    BucketKey::Long(k) => (k, text.unwrap_or_default(), count),
+                    other => panic!("date key {other:?}"),
+                })
+                .collect();
+            let want: Vec<(i64, String, u64)> = want
+                .into_iter()
+                .map(|(k, c)| (k, reference_key_as_string(k, &tz), c))
+                .collect();
+            prop_assert_eq!(got, want, "{} {:?}", zone, interval);
+        }
+
+        // Terms with metrics beneath, and metrics over everything.
+        let mut terms = agg("by_key", AggKind::Terms(Terms {
+            source: ValueSource::field("k"),
+            size: 10,
+            shard_size: None,
+            min_doc_count: 1,
+            shard_min_doc_count: 0,
+            order: Vec::new(),
+            include: None,
+            exclude: None,
+            show_term_doc_count_error: false,
+        }));
+        terms.subs = vec![agg("avg", AggKind::Avg(ValueSource::field("v")))];
+        let metrics = vec![
+            terms,
+            agg("sum", AggKind::Sum(ValueSource::field("v"))),
+            agg("min", AggKind::Min(ValueSource::field("v"))),
+            agg("max", AggKind::Max(ValueSource::field("v"))),
+            agg("count", AggKind::ValueCount(ValueSource::field("v"))),
+            agg("distinct", AggKind::Cardinality { source: ValueSource::field("v"), precision_threshold: 3000 }),
+            agg("pct", AggKind::Percentiles {
+                source: ValueSource::field("v"),
+                percents: vec![50.0],
+                compression: 100.0,
+                keyed: true,
+            }),
+        ];
+        let results = run(&indices, metrics).unwrap();
+        let values: Vec<i64> = docs.iter().map(|d| d.value).collect();
+        let mut per_key: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for doc in &docs {
+            per_key.entry(KEYS[doc.key]).or_default().push(doc.value);
+        }
+        let mut want_terms: Vec<(&str, u64, f64)> = per_key
+            .iter()
+            .map(|(k, v)| (*k, v.len() as u64, v.iter().sum::<i64>() as f64 / v.len() as f64))
+            .collect();
+        want_terms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let got_terms: Vec<(String, u64, f64)> = buckets(&results[0])
+            .into_iter()
+            .map(|(key, _, count, subs)| match key {
+                BucketKey::Str(k) => (k, count, value(&subs[0]).unwrap()),
+                other => panic!("terms key {other:?}"),
+            })
+            .collect();
+        prop_assert_eq!(got_terms.len(), want_terms.len());
+        for ((k, c, a), (wk, wc, wa)) in got_terms.iter().zip(&want_terms) {
+            prop_assert_eq!(k.as_str(), *wk);
+            prop_assert_eq!(c, wc);
+            prop_assert!((a - wa).abs() < 1e-9);
+        }
+        prop_assert_eq!(value(&results[1]), Some(values.iter().sum::<i64>() as f64));
+        prop_assert_eq!(value(&results[2]), values.iter().min().map(|v| *v as f64));
+        prop_assert_eq!(value(&results[3]), values.iter().max().map(|v| *v as f64));
+        prop_assert_eq!(value(&results[4]), Some(values.len() as f64));
+        let mut distinct = values.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        prop_assert_eq!(value(&results[5]), Some(distinct.len() as f64));
+        let AggValue::Percentiles { values: pct, .. } = &results[6].value else {
+            panic!("percentiles");
+        };
+        let median = pct[0].1.unwrap();
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        // Within the digest's documented error: the median's rank is within 2% (or one value).
+        let below = sorted.iter().filter(|v| (**v as f64) < median).count() as f64;
+        let at_or_below = sorted.iter().filter(|v| (**v as f64) <= median).count() as f64;
+        let n = sorted.len() as f64;
+        prop_assert!(below <= n * 0.52 + 1.0 && at_or_below >= n * 0.48 - 1.0, "median {} of {:?}", median, sorted);
+    }
+}
+
+#[test]
+fn limits_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<Doc> = (0..50)
+        .map(|i| Doc {
+            t: 1_767_225_600_000 + i * 1000,
+            key: (i % 5) as usize,
+            value: i,
+        })
+        .collect();
+    let indices = indices(dir.path(), &docs);
+
+    // One-second buckets over two days: more than search.max_buckets.
+    let mut histogram = date_histogram(Interval::Fixed(1000), "UTC");
+    if let AggKind::DateHistogram(h) = &mut histogram {
+        h.min_doc_count = 0;
+        h.extended_bounds = Some((1_767_225_600_000, 1_767_225_600_000 + 2 * 86_400_000));
+    }
+    let error = run(&indices, vec![agg("h", histogram)]).unwrap_err();
+    assert!(
+        matches!(error, SearchError::TooManyBuckets { max: 65_536, .. }),
+        "{error}"
+    );
+
+    // A request over its memory limit trips the breaker.
+    let limits = AggregationLimits {
+        max_buckets: aggs::MAX_BUCKETS_DEFAULT,
+        memory_bytes_max: 64,
+    };
+    let error = aggs::aggregate(
+        &indices,
+        &Query::match_all(),
+        &[agg(
+            "c",
+            AggKind::Cardinality {
+                source: ValueSource::field("k"),
+                precision_threshold: 100,
+            },
+        )],
+        limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, SearchError::CircuitBreaking { .. }),
+        "{error}"
+    );
+
+    // Text without fielddata: Elasticsearch's reason and the keyword sub-field.
+    let error = run(
+        &indices,
+        vec![agg(
+            "t",
+            AggKind::Terms(Terms {
+                source: ValueSource::field("msg"),
+                size: 10,
+                shard_size: None,
+                min_doc_count: 1,
+                shard_min_doc_count: 0,
+                order: Vec::new(),
+                include: None,
+                exclude: None,
+                show_term_doc_count_error: false,
+            }),
+        )],
+    )
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with("Fielddata is disabled on [msg] in [example-0]."),
+        "{text}"
+    );
+    assert!(text.contains("[msg.keyword]"), "{text}");
+
+    // Unmapped fields give empty results, not errors.
+    let results = run(
+        &indices,
+        vec![
+            agg("a", AggKind::Avg(ValueSource::field("nope"))),
+            agg("s", AggKind::Sum(ValueSource::field("nope"))),
+        ],
+    )
+    .unwrap();
+    assert_eq!(value(&results[0]), None);
+    assert_eq!(value(&results[1]), Some(0.0));
+}
