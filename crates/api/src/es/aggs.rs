@@ -1699,10 +1699,12 @@ fn render_bucket(bucket: &Bucket, node: &RenderNode, raw: &mut RawSources, keyed
         BucketKey::Long(v) => json!(v),
         BucketKey::Double(v) => number(*v),
         BucketKey::Composite(parts) => Value::Object(parts.iter().cloned().collect()),
+        BucketKey::Anonymous => Value::Null,
     };
-    // Keyed filters and ranges name their buckets by the object key only.
-    let is_named = keyed && matches!(bucket.key, BucketKey::Str(_)) && bucket.range.is_none();
-    if !is_named {
+    // Keyed filters and ranges name their buckets by the object key only; anonymous filters
+    // have no key at all.
+    let is_named = keyed && matches!(bucket.key, BucketKey::Str(_));
+    if !is_named && bucket.key != BucketKey::Anonymous {
         map.insert("key".into(), key);
     }
     if let Some(range) = &bucket.range {

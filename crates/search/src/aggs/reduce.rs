@@ -541,17 +541,18 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
             })
         }
         (AggKind::Filters(filters), Partial::Buckets(mut acc)) => {
-            let mut named: Vec<(usize, String)> = filters
+            let mut named: Vec<(usize, Option<String>)> = filters
                 .filters
                 .iter()
                 .enumerate()
-                .map(|(i, (name, _))| (i, name.clone().unwrap_or_default()))
+                .map(|(i, (name, _))| (i, name.clone()))
                 .collect();
             if filters.keyed {
                 named.sort_by(|a, b| a.1.cmp(&b.1));
             }
             if let Some(other) = &filters.other_bucket_key {
-                named.push((filters.filters.len(), other.clone()));
+                let anonymous = filters.filters.iter().all(|(name, _)| name.is_none());
+                named.push((filters.filters.len(), (!anonymous).then(|| other.clone())));
             }
             counter.add(named.len())?;
             let mut buckets = Vec::with_capacity(named.len());
@@ -562,7 +563,7 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
                     .unwrap_or_else(|| empty_bucket(agg));
                 buckets.push(finalize_bucket(
                     agg,
-                    BucketKey::Str(name),
+                    name.map_or(BucketKey::Anonymous, BucketKey::Str),
                     None,
                     bucket,
                     counter,

@@ -58,6 +58,8 @@ pub enum BucketKey {
     Double(f64),
     /// A composite key: one value per source (null for a missing bucket).
     Composite(Vec<(String, Value)>),
+    /// The bucket of an anonymous filter, which Elasticsearch shows without a key.
+    Anonymous,
 }
 
 impl BucketKey {
@@ -72,6 +74,7 @@ impl BucketKey {
                 .map(|(_, v)| v.to_string())
                 .collect::<Vec<_>>()
                 .join("|"),
+            BucketKey::Anonymous => String::new(),
         }
     }
 }

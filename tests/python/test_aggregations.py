@@ -1,0 +1,396 @@
+"""Aggregations through the official `elasticsearch` and `opensearch-py` clients against the real
+binary: the dashboards' charts of SCENARIOS.md, the request shapes Kibana and Grafana send for
+time series, counters, bar charts and tables, every metric and bucket aggregation with its
+Elasticsearch response shape, calendar time zones across daylight-saving changes, pipelines,
+and the 400/429 answers for what is not supported or too big."""
+
+import itertools
+import math
+import statistics
+from datetime import datetime, timezone
+
+import pytest
+from elasticsearch import BadRequestError, Elasticsearch, helpers
+from opensearchpy import OpenSearch, RequestError
+
+_names = itertools.count()
+
+
+def unique(prefix):
+    return f"{prefix}-{next(_names)}"
+
+
+@pytest.fixture
+def es(shared_sluice):
+    client = Elasticsearch(shared_sluice.es_url, request_timeout=60)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def opensearch(shared_sluice):
+    client = OpenSearch(hosts=[shared_sluice.es_url], timeout=60)
+    yield client
+    client.close()
+
+
+def ms(text):
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def index_docs(es, index, docs):
+    helpers.bulk(es, ({"_index": index, "_source": d} for d in docs), refresh="true")
+
+
+TICKS = [
+    # (second offset, ticker, price)
+    (0, "AAPL", 10.0), (0, "AAPL", 12.0), (0, "AMZN", 100.0),
+    (1, "AAPL", 11.0), (1, "AMZN", 104.0), (1, "AMZN", 96.0),
+    (3, "MSFT", 50.0), (3, "AAPL", 13.0),
+]
+BASE = ms("2026-03-01T12:00:00Z")
+
+
+@pytest.fixture
+def stockdata(es):
+    """Two rotated indices behind `stockdata*`, as the delivery stream of scenario 3 writes."""
+    prefix = unique("stockdata")
+    for part in range(2):
+        docs = [
+            {"ticker_symbol": t, "sector": "TECH", "change": 0.5, "price": p,
+             "timestamp": datetime.fromtimestamp((BASE + s * 1000) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")}
+            for i, (s, t, p) in enumerate(TICKS) if i % 2 == part
+        ]
+        index_docs(es, f"{prefix}-{part}", docs)
+    return prefix
+
+
+def test_avg_price_per_second_split_by_ticker(es, stockdata):
+    """Scenario 3's chart, as Kibana's Lens sends it: a date histogram with min_doc_count 0,
+    extended bounds in epoch millis, terms on ticker_symbol.keyword ordered by the metric."""
+    body = {
+        "size": 0,
+        "query": {"match_all": {}},
+        "aggs": {"0": {
+            "date_histogram": {"field": "timestamp", "fixed_interval": "1s", "time_zone": "UTC",
+                               "min_doc_count": 0, "format": "epoch_millis",
+                               "extended_bounds": {"min": BASE, "max": BASE + 4000}},
+            "aggs": {"1": {
+                "terms": {"field": "ticker_symbol.keyword", "order": {"2": "desc"}, "size": 3, "shard_size": 25},
+                "aggs": {"2": {"avg": {"field": "price"}}},
+            }},
+        }},
+    }
+    response = es.search(index=f"{stockdata}*", body=body)
+    assert response["hits"]["total"]["value"] == len(TICKS)
+    assert response["hits"]["hits"] == []
+    buckets = response["aggregations"]["0"]["buckets"]
+    assert [b["key"] for b in buckets] == [BASE + i * 1000 for i in range(5)]
+    assert [b["key_as_string"] for b in buckets] == [str(BASE + i * 1000) for i in range(5)]
+    assert [b["doc_count"] for b in buckets] == [3, 3, 0, 2, 0]
+    first = buckets[0]["1"]
+    assert first["doc_count_error_upper_bound"] == 0 and first["sum_other_doc_count"] == 0
+    assert [(b["key"], b["doc_count"], b["2"]["value"]) for b in first["buckets"]] == [("AMZN", 1, 100.0), ("AAPL", 2, 11.0)]
+    assert [(b["key"], b["2"]["value"]) for b in buckets[1]["1"]["buckets"]] == [("AMZN", 100.0), ("AAPL", 11.0)]
+    assert buckets[2]["1"]["buckets"] == []
+
+
+@pytest.fixture
+def licences(es):
+    index = unique("licence")
+    docs = [
+        {"name": "Ann", "licenceId": "A1", "postcode": "AB1", "penaltyPoints": 3},
+        {"name": "Bob", "licenceId": "B2", "postcode": "AB1", "penaltyPoints": 6},
+        {"name": "Cid", "licenceId": "C3", "postcode": "ZZ9", "penaltyPoints": 0},
+        {"name": "Dee", "licenceId": "D4", "postcode": "CD2", "penaltyPoints": 9},
+        {"name": "Eve", "licenceId": "E5", "postcode": "CD2", "penaltyPoints": 2},
+    ]
+    index_docs(es, index, docs)
+    return index
+
+
+def test_average_points_by_postcode_and_max_points(es, licences):
+    """Scenario 1's charts."""
+    response = es.search(index=licences, size=0, aggs={
+        "by_postcode": {"terms": {"field": "postcode.keyword", "order": {"_key": "asc"}},
+                        "aggs": {"avg_points": {"avg": {"field": "penaltyPoints"}}}},
+        "max_points": {"max": {"field": "penaltyPoints"}},
+    })
+    aggs = response["aggregations"]
+    assert [(b["key"], b["doc_count"], b["avg_points"]["value"]) for b in aggs["by_postcode"]["buckets"]] == [
+        ("AB1", 2, 4.5), ("CD2", 2, 5.5), ("ZZ9", 1, 0.0)]
+    assert aggs["max_points"] == {"value": 9.0}
+
+
+def test_hello_and_bye_counters_over_rotated_indices(es):
+    """Scenario 2's three counters over `example-*`: total, `message:bye`, `message:hello`."""
+    prefix = unique("example")
+    index_docs(es, f"{prefix}-2026-03-01-10", [{"message": f"hello world {i}"} for i in range(3)])
+    index_docs(es, f"{prefix}-2026-03-01-11", [{"message": f"bye world! {i}"} for i in range(2)] + [{"message": "hello world 9"}])
+    response = es.search(index=f"{prefix}-*", size=0, aggs={
+        "counters": {"filters": {"filters": {
+            "bye": {"term": {"message": "bye"}},
+            "hello": {"term": {"message": "hello"}},
+        }}},
+        "bye": {"filter": {"term": {"message": "bye"}}},
+    })
+    assert response["hits"]["total"] == {"value": 6, "relation": "eq"}
+    assert response["aggregations"]["counters"]["buckets"] == {"bye": {"doc_count": 2}, "hello": {"doc_count": 4}}
+    assert response["aggregations"]["bye"] == {"doc_count": 2}
+
+
+def test_grafana_time_series_shape(es, stockdata):
+    """Grafana's Elasticsearch data source: `fixed_interval`, `min_doc_count: 0`, extended
+    bounds and `format: epoch_millis`, a count and an average per bucket."""
+    response = es.search(index=f"{stockdata}*", body={
+        "size": 0,
+        "aggs": {"2": {
+            "date_histogram": {"field": "timestamp", "min_doc_count": 0, "extended_bounds": {"min": BASE - 2000, "max": BASE + 2000},
+                               "format": "epoch_millis", "fixed_interval": "2s"},
+            "aggs": {"1": {"avg": {"field": "price"}}},
+        }},
+    })
+    buckets = response["aggregations"]["2"]["buckets"]
+    assert [(b["key"], b["doc_count"]) for b in buckets] == [(BASE - 2000, 0), (BASE, 6), (BASE + 2000, 2)]
+    assert buckets[0]["1"] == {"value": None}
+    assert buckets[2]["1"]["value"] == pytest.approx(31.5)
+
+
+def test_calendar_days_and_hours_across_daylight_saving(es):
+    """A day bucket in Europe/London on 2026-03-29 is 23 hours; the hour repeated when clocks
+    fall back on 2026-10-25 is two buckets with distinct keys."""
+    index = unique("dst")
+    instants = ["2026-03-28T12:00:00Z", "2026-03-29T00:30:00Z", "2026-03-29T22:30:00Z", "2026-03-29T23:30:00Z",
+                "2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z"]
+    index_docs(es, index, [{"at": t} for t in instants])
+    response = es.search(index=index, size=0, aggs={
+        "days": {"date_histogram": {"field": "at", "calendar_interval": "day", "time_zone": "Europe/London"}},
+        "hours": {"date_histogram": {"field": "at", "calendar_interval": "1h", "time_zone": "Europe/London",
+                                      "hard_bounds": {"min": "2026-10-24T23:00:00Z", "max": "2026-10-25T02:00:00Z"}}},
+    })
+    days = response["aggregations"]["days"]["buckets"]
+    by_key = {b["key_as_string"]: b["doc_count"] for b in days}
+    assert by_key["2026-03-29T00:00:00.000Z"] == 2
+    assert by_key["2026-03-30T00:00:00.000+01:00"] == 1
+    day = next(b for b in days if b["key_as_string"] == "2026-03-29T00:00:00.000Z")
+    following = next(b for b in days if b["key_as_string"] == "2026-03-30T00:00:00.000+01:00")
+    assert following["key"] - day["key"] == 23 * 3600 * 1000
+    hours = [(b["key_as_string"], b["doc_count"]) for b in response["aggregations"]["hours"]["buckets"]]
+    assert hours == [("2026-10-25T01:00:00.000+01:00", 1), ("2026-10-25T01:00:00.000Z", 1)]
+
+
+@pytest.fixture
+def metrics_index(es):
+    index = unique("metrics")
+    es.indices.create(index=index, mappings={"properties": {
+        "v": {"type": "long"}, "w": {"type": "double"}, "tag": {"type": "keyword"}, "at": {"type": "date"},
+        "text": {"type": "text", "fields": {"keyword": {"type": "keyword"}}}}})
+    docs = [{"v": v, "w": 1 + (v % 3), "tag": f"t{v % 4}", "at": f"2026-01-0{1 + v % 5}T00:00:00Z", "text": "some words"}
+            for v in range(1, 21)]
+    docs.append({"tag": "none"})
+    index_docs(es, index, docs)
+    return index
+
+
+def test_metrics(es, metrics_index):
+    values = list(range(1, 21))
+    response = es.search(index=metrics_index, size=0, aggs={
+        "avg": {"avg": {"field": "v"}},
+        "avg_missing": {"avg": {"field": "v", "missing": 100}},
+        "sum": {"sum": {"field": "v"}},
+        "min": {"min": {"field": "v"}},
+        "max_date": {"max": {"field": "at"}},
+        "count": {"value_count": {"field": "v"}},
+        "stats": {"stats": {"field": "v"}},
+        "ext": {"extended_stats": {"field": "v", "sigma": 3}},
+        "distinct": {"cardinality": {"field": "tag"}},
+        "pct": {"percentiles": {"field": "v", "percents": [50, 99]}},
+        "pct_list": {"percentiles": {"field": "v", "percents": [50], "keyed": False}},
+        "ranks": {"percentile_ranks": {"field": "v", "values": [10]}},
+        "mad": {"median_absolute_deviation": {"field": "v"}},
+        "wavg": {"weighted_avg": {"value": {"field": "v"}, "weight": {"field": "w"}}},
+        "top": {"top_hits": {"size": 2, "sort": [{"v": {"order": "desc"}}], "_source": {"includes": ["v"]}}},
+        "top_metric": {"top_metrics": {"metrics": {"field": "w"}, "sort": {"v": "asc"}}},
+    })
+    a = response["aggregations"]
+    assert a["avg"] == {"value": 10.5}
+    assert a["avg_missing"]["value"] == pytest.approx((210 + 100) / 21)
+    assert a["sum"] == {"value": 210.0}
+    assert a["min"] == {"value": 1.0}
+    assert a["max_date"] == {"value": float(ms("2026-01-05T00:00:00Z")), "value_as_string": "2026-01-05T00:00:00.000Z"}
+    assert a["count"] == {"value": 20}
+    assert a["stats"] == {"count": 20, "min": 1.0, "max": 20.0, "avg": 10.5, "sum": 210.0}
+    assert a["ext"]["variance"] == pytest.approx(statistics.pvariance(values))
+    assert a["ext"]["std_deviation_sampling"] == pytest.approx(statistics.stdev(values))
+    assert a["ext"]["std_deviation_bounds"]["upper"] == pytest.approx(10.5 + 3 * statistics.pstdev(values))
+    assert a["distinct"] == {"value": 5}
+    assert a["pct"]["values"]["50.0"] == pytest.approx(10.5)
+    assert set(a["pct"]["values"]) == {"50.0", "99.0"}
+    assert a["pct_list"]["values"] == [{"key": 50.0, "value": pytest.approx(10.5)}]
+    assert a["ranks"]["values"]["10.0"] == pytest.approx(50.0, abs=5)
+    assert a["mad"]["value"] == pytest.approx(5.0, abs=0.6)
+    weights = [1 + v % 3 for v in values]
+    assert a["wavg"]["value"] == pytest.approx(sum(v * w for v, w in zip(values, weights)) / sum(weights))
+    top = a["top"]["hits"]
+    assert top["total"] == {"value": 21, "relation": "eq"}
+    assert [h["_source"] for h in top["hits"]] == [{"v": 20}, {"v": 19}]
+    assert [h["sort"] for h in top["hits"]] == [[20], [19]]
+    assert a["top_metric"] == {"top": [{"sort": [1.0], "metrics": {"w": 2.0}}]}
+
+
+def test_metrics_over_nothing_print_as_elasticsearch(es, metrics_index):
+    response = es.search(index=metrics_index, size=0, query={"term": {"tag": "absent"}}, aggs={
+        "avg": {"avg": {"field": "v"}},
+        "sum": {"sum": {"field": "v"}},
+        "min": {"min": {"field": "v"}},
+        "count": {"value_count": {"field": "v"}},
+        "stats": {"stats": {"field": "v"}},
+        "pct": {"percentiles": {"field": "v", "percents": [50]}},
+        "distinct": {"cardinality": {"field": "v"}},
+        "unmapped": {"avg": {"field": "no_such_field"}},
+        "unmapped_terms": {"terms": {"field": "no_such_field"}},
+    })
+    a = response["aggregations"]
+    assert a["avg"] == {"value": None}
+    assert a["sum"] == {"value": 0.0}
+    assert a["min"] == {"value": None}
+    assert a["count"] == {"value": 0}
+    assert a["stats"] == {"count": 0, "min": None, "max": None, "avg": None, "sum": 0.0}
+    assert a["pct"] == {"values": {"50.0": None}}
+    assert a["distinct"] == {"value": 0}
+    assert a["unmapped"] == {"value": None}
+    assert a["unmapped_terms"] == {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": []}
+
+
+def test_bucket_aggregations(es, metrics_index):
+    response = es.search(index=metrics_index, size=0, aggs={
+        "hist": {"histogram": {"field": "v", "interval": 5, "extended_bounds": {"min": 0, "max": 30}, "min_doc_count": 0}},
+        "ranges": {"range": {"field": "v", "ranges": [{"to": 5}, {"from": 5, "to": 10}, {"key": "high", "from": 10}]}},
+        "keyed_ranges": {"range": {"field": "v", "keyed": True, "ranges": [{"to": 5}]}},
+        "dates": {"date_range": {"field": "at", "format": "yyyy-MM-dd", "ranges": [{"to": "2026-01-03"}, {"from": "2026-01-03||+1d"}]}},
+        "others": {"filters": {"other_bucket_key": "rest", "filters": {"t1": {"term": {"tag": "t1"}}}}},
+        "anonymous": {"filters": {"filters": [{"term": {"tag": "t1"}}, {"term": {"tag": "t2"}}]}},
+        "no_v": {"missing": {"field": "v"}},
+        "all": {"global": {}, "aggs": {"n": {"value_count": {"field": "v"}}}},
+        "tags": {"terms": {"field": "tag", "size": 2, "include": "t.*", "order": [{"max_v": "desc"}]},
+                 "aggs": {"max_v": {"max": {"field": "v"}}}, "meta": {"chart": "pie"}},
+    })
+    a = response["aggregations"]
+    assert [(b["key"], b["doc_count"]) for b in a["hist"]["buckets"]] == [
+        (0.0, 4), (5.0, 5), (10.0, 5), (15.0, 5), (20.0, 1), (25.0, 0), (30.0, 0)]
+    assert a["ranges"]["buckets"] == [
+        {"key": "*-5.0", "to": 5.0, "doc_count": 4},
+        {"key": "5.0-10.0", "from": 5.0, "to": 10.0, "doc_count": 5},
+        {"key": "high", "from": 10.0, "doc_count": 11},
+    ]
+    assert a["keyed_ranges"]["buckets"] == {"*-5.0": {"to": 5.0, "doc_count": 4}}
+    assert a["dates"]["buckets"][0]["key"] == "*-2026-01-03"
+    assert a["dates"]["buckets"][0]["to_as_string"] == "2026-01-03"
+    assert a["dates"]["buckets"][0]["doc_count"] == 8
+    assert a["dates"]["buckets"][1]["key"] == "2026-01-04-*"
+    assert a["dates"]["buckets"][1]["doc_count"] == 8
+    assert a["others"]["buckets"] == {"t1": {"doc_count": 5}, "rest": {"doc_count": 16}}
+    assert a["anonymous"]["buckets"] == [{"doc_count": 5}, {"doc_count": 5}]
+    assert a["no_v"] == {"doc_count": 1}
+    assert a["all"] == {"doc_count": 21, "n": {"value": 20}}
+    tags = a["tags"]
+    assert tags["meta"] == {"chart": "pie"}
+    assert [(b["key"], b["max_v"]["value"]) for b in tags["buckets"]] == [("t0", 20.0), ("t3", 19.0)]
+    assert tags["sum_other_doc_count"] == 10
+
+
+def test_composite_pages_until_exhausted(es, metrics_index):
+    seen = []
+    after = None
+    pages = 0
+    while True:
+        composite = {"size": 3, "sources": [{"tag": {"terms": {"field": "tag"}}},
+                                            {"day": {"date_histogram": {"field": "at", "calendar_interval": "1d"}}}]}
+        if after:
+            composite["after"] = after
+        response = es.search(index=metrics_index, size=0, aggs={"c": {"composite": composite}})
+        agg = response["aggregations"]["c"]
+        pages += 1
+        if not agg["buckets"]:
+            assert "after_key" not in agg
+            break
+        seen.extend((b["key"]["tag"], b["key"]["day"], b["doc_count"]) for b in agg["buckets"])
+        after = agg["after_key"]
+        assert after == agg["buckets"][-1]["key"]
+    assert len(seen) == len(set((t, d) for t, d, _ in seen))
+    assert sum(c for _, _, c in seen) == 20
+    assert seen == sorted(seen)
+    assert len(seen) == 20
+    assert pages == math.ceil(len(seen) / 3) + 1
+
+
+def test_pipelines(es, metrics_index):
+    response = es.search(index=metrics_index, size=0, aggs={
+        "per_day": {"date_histogram": {"field": "at", "calendar_interval": "day"}, "aggs": {
+            "total": {"sum": {"field": "v"}},
+            "running": {"cumulative_sum": {"buckets_path": "total"}},
+            "change": {"derivative": {"buckets_path": "total"}},
+            "ratio": {"bucket_script": {"buckets_path": {"t": "total", "n": "_count"}, "script": "params.t / params.n"}},
+            "big": {"bucket_selector": {"buckets_path": {"t": "total"}, "script": "params.t > 40"}},
+        }},
+        "best_day": {"max_bucket": {"buckets_path": "per_day>total"}},
+        "avg_day": {"avg_bucket": {"buckets_path": "per_day>total"}},
+    })
+    a = response["aggregations"]
+    totals = {}
+    for v in range(1, 21):
+        totals.setdefault(1 + v % 5, 0)
+        totals[1 + v % 5] += v
+    days = a["per_day"]["buckets"]
+    assert all(b["total"]["value"] > 40 for b in days)
+    assert [b["total"]["value"] for b in days] == [float(t) for _, t in sorted(totals.items()) if t > 40]
+    assert "change" not in days[0] and "change" in days[1]
+    assert days[0]["ratio"]["value"] == days[0]["total"]["value"] / days[0]["doc_count"]
+    assert a["best_day"]["value"] == float(max(totals.values()))
+    assert a["best_day"]["keys"] == ["2026-01-01T00:00:00.000Z"]
+    kept = [t for t in totals.values() if t > 40]
+    assert a["avg_day"]["value"] == pytest.approx(sum(kept) / len(kept))
+
+
+def test_refusals_name_what_is_wrong(es, metrics_index):
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"x": {"terms": {"field": "text"}}})
+    error = raised.value.body["error"]
+    assert error["type"] == "illegal_argument_exception"
+    assert "Text fields are not optimised" in error["reason"]
+    assert "[text.keyword]" in error["reason"]
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"x": {"terms": {"field": "tag", "sizee": 3}}})
+    assert raised.value.body["error"]["reason"] == "[terms] unknown field [sizee]"
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"x": {"significant_terms": {"field": "tag"}}})
+    assert "significant_terms" in raised.value.body["error"]["reason"]
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"x": {"date_histogram": {
+            "field": "at", "fixed_interval": "1s", "min_doc_count": 0,
+            "extended_bounds": {"min": "2026-01-01", "max": "2026-01-03"}}}})
+    error = raised.value.body["error"]
+    assert error["type"] == "too_many_buckets_exception"
+    assert error["reason"].startswith("Trying to create too many buckets. Must be less than or equal to: [65536]")
+    assert raised.value.meta.status == 400
+
+
+def test_opensearch_client(opensearch, licences):
+    response = opensearch.search(index=licences, body={
+        "size": 0,
+        "aggs": {
+            "by_postcode": {"terms": {"field": "postcode.keyword", "order": {"avg_points": "desc"}},
+                            "aggs": {"avg_points": {"avg": {"field": "penaltyPoints"}}}},
+            "points": {"histogram": {"field": "penaltyPoints", "interval": 5}},
+        },
+    })
+    aggs = response["aggregations"]
+    assert [b["key"] for b in aggs["by_postcode"]["buckets"]] == ["CD2", "AB1", "ZZ9"]
+    assert [(b["key"], b["doc_count"]) for b in aggs["points"]["buckets"]] == [(0.0, 3), (5.0, 2)]
+    with pytest.raises(RequestError) as raised:
+        opensearch.search(index=licences, body={"aggs": {"x": {"bogus": {}}}})
+    assert raised.value.status_code == 400
+    assert raised.value.error == "parsing_exception"
