@@ -13,7 +13,7 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, AggregationLimits, BucketKey, CalendarUnit,
     DateHistogram, Interval, Rounding, Terms, ValueSource,

@@ -319,9 +319,9 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
                 }
                 "timeout" | "explain" | "min_score" | "terminate_after" => {}
                 "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
-                "sort" | "highlight" | "search_after" | "collapse"
-                | "post_filter" | "suggest" | "fields" | "script_fields" | "docvalue_fields"
-                | "pit" | "runtime_mappings" | "rescore" => {
+                "sort" | "highlight" | "search_after" | "collapse" | "post_filter" | "suggest"
+                | "fields" | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings"
+                | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));

@@ -207,10 +207,8 @@ fn for_each_number(
     };
     for &doc in docs {
         let any = column.for_each_number(doc, &mut f);
-        if !any {
-            if let Some(missing) = missing {
-                f(missing);
-            }
+        if !any && let Some(missing) = missing {
+            f(missing);
         }
     }
     Ok(kind)
@@ -323,11 +321,9 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                     sum += x * w;
                     total_weight += w;
                 });
-                if !any {
-                    if let Some(m) = value_missing {
-                        sum += m * w;
-                        total_weight += w;
-                    }
+                if !any && let Some(m) = value_missing {
+                    sum += m * w;
+                    total_weight += w;
                 }
             }
             Partial::Weighted {
@@ -345,10 +341,8 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                 let any = column.for_each_number(doc, |v| {
                     keys.push(histogram_key(v, histogram.interval, histogram.offset).to_bits())
                 });
-                if !any {
-                    if let Some(m) = missing {
-                        keys.push(histogram_key(m, histogram.interval, histogram.offset).to_bits());
-                    }
+                if !any && let Some(m) = missing {
+                    keys.push(histogram_key(m, histogram.interval, histogram.offset).to_bits());
                 }
             });
             let format = value_format(&kind, histogram.source.format.as_deref())?;
@@ -376,10 +370,8 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
             };
             let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<i64>| {
                 let any = column.for_each_i64(doc, |v| keys.push(prepared.round(v)));
-                if !any {
-                    if let Some(m) = missing {
-                        keys.push(rounding.round(m));
-                    }
+                if !any && let Some(m) = missing {
+                    keys.push(rounding.round(m));
                 }
             });
             let format = value_format(&date_kind(kind), histogram.source.format.as_deref())?;
@@ -403,10 +395,8 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                         }
                     };
                     let any = column.for_each_number(doc, &mut check);
-                    if !any {
-                        if let Some(m) = missing {
-                            check(m);
-                        }
+                    if !any && let Some(m) = missing {
+                        check(m);
                     }
                 });
             for i in 0..ranges.len() {
@@ -439,10 +429,10 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                         while matched.get(j).is_some_and(|m| m < doc) {
                             j += 1;
                         }
-                        if matched.get(j) == Some(doc) {
-                            if let Some(flag) = flags.get_mut(k) {
-                                *flag = true;
-                            }
+                        if matched.get(j) == Some(doc)
+                            && let Some(flag) = flags.get_mut(k)
+                        {
+                            *flag = true;
                         }
                     }
                 }
@@ -704,33 +694,38 @@ fn collect_terms(
                     keys.push(MISSING);
                 }
             });
+            let mut ords: Vec<u64> = groups.keys().copied().filter(|&o| o != MISSING).collect();
+            ords.sort_unstable();
+            let names = column.terms(&ords)?;
+            let mut names: HashMap<u64, String> = ords.into_iter().zip(names).collect();
             let mut acc = buckets_from_groups(agg, segment, groups, format.clone(), |ord| {
                 let key = if ord == MISSING {
                     missing.clone().unwrap_or(Key::Str(String::new()))
                 } else {
-                    Key::Str(column.term(ord)?)
+                    Key::Str(names.remove(&ord).unwrap_or_default())
                 };
                 Ok(accepted(&key).then_some(key))
             })?;
-            if terms.min_doc_count == 0 {
-                if let SegmentColumn::Str(strings) = &column {
-                    let total = strings.num_terms() as u64;
-                    segment
-                        .index
-                        .budget
-                        .reserve(total as usize * BUCKET_BYTES, &agg.name)?;
-                    for ord in 0..total {
-                        let key = Key::Str(column.term(ord)?);
-                        if accepted(&key) && !acc.buckets.contains_key(&key) {
-                            acc.buckets.insert(
-                                key,
-                                BucketAcc {
-                                    doc_count: 0,
-                                    error: 0,
-                                    subs: empty_all(&agg.subs),
-                                },
-                            );
-                        }
+            if terms.min_doc_count == 0
+                && let SegmentColumn::Str(strings) = &column
+            {
+                let total = strings.num_terms() as u64;
+                segment
+                    .index
+                    .budget
+                    .reserve(total as usize * BUCKET_BYTES, &agg.name)?;
+                let every: Vec<u64> = (0..total).collect();
+                for term in column.terms(&every)? {
+                    let key = Key::Str(term);
+                    if accepted(&key) && !acc.buckets.contains_key(&key) {
+                        acc.buckets.insert(
+                            key,
+                            BucketAcc {
+                                doc_count: 0,
+                                error: 0,
+                                subs: empty_all(&agg.subs),
+                            },
+                        );
                     }
                 }
             }
@@ -749,10 +744,8 @@ fn collect_terms(
                 } else {
                     column.for_each_i64(doc, |v| keys.push(v as u64))
                 };
-                if !any {
-                    if let Some(bits) = missing_bits {
-                        keys.push(bits);
-                    }
+                if !any && let Some(bits) = missing_bits {
+                    keys.push(bits);
                 }
             });
             let mut acc = buckets_from_groups(agg, segment, groups, format.clone(), |bits| {
@@ -825,14 +818,18 @@ fn collect_hashes(
                         *flag = true;
                     }
                 });
-                if !any {
-                    if let Some(hash) = missing_hash {
-                        sketch.add_hash(hash);
-                    }
+                if !any && let Some(hash) = missing_hash {
+                    sketch.add_hash(hash);
                 }
             }
-            for (ord, _) in seen.iter().enumerate().filter(|(_, s)| **s) {
-                sketch.add_hash(hash_bytes(column.term(ord as u64)?.as_bytes()));
+            let ords: Vec<u64> = seen
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s)
+                .map(|(ord, _)| ord as u64)
+                .collect();
+            for term in column.terms(&ords)? {
+                sketch.add_hash(hash_bytes(term.as_bytes()));
             }
         }
         _ => {
@@ -843,10 +840,8 @@ fn collect_hashes(
                 } else {
                     column.for_each_i64(doc, |v| sketch.add_hash(mix64(v as u64)))
                 };
-                if !any {
-                    if let Some(hash) = missing_hash {
-                        sketch.add_hash(hash);
-                    }
+                if !any && let Some(hash) = missing_hash {
+                    sketch.add_hash(hash);
                 }
             }
         }
@@ -1100,6 +1095,7 @@ fn composite_keys(
     kind: &FieldKind,
     column: &SegmentColumn,
     doc: DocId,
+    terms: &mut HashMap<u64, String>,
     out: &mut Vec<Option<Key>>,
 ) -> Result<()> {
     out.clear();
@@ -1109,7 +1105,16 @@ fn composite_keys(
                 let mut ords = Vec::new();
                 column.for_each_ord(doc, |ord| ords.push(ord));
                 for ord in ords {
-                    out.push(Some(Key::Str(column.term(ord)?)));
+                    // Each distinct term is read from the dictionary once per segment.
+                    let term = match terms.get(&ord) {
+                        Some(term) => term.clone(),
+                        None => {
+                            let term = column.term(ord)?;
+                            terms.insert(ord, term.clone());
+                            term
+                        }
+                    };
+                    out.push(Some(Key::Str(term)));
                 }
             }
             _ if *kind == FieldKind::Double => {
@@ -1227,19 +1232,21 @@ fn collect_composite(
     let after = after_key(composite, &kinds)?;
     let mut groups: HashMap<Vec<Option<Key>>, (u64, Vec<DocId>)> = HashMap::new();
     let mut per_source: Vec<Vec<Option<Key>>> = vec![Vec::new(); composite.sources.len()];
+    let mut term_caches: Vec<HashMap<u64, String>> = vec![HashMap::new(); composite.sources.len()];
     let keep_docs = !agg.subs.is_empty();
     let mut combination = Vec::with_capacity(composite.sources.len());
     let mut seen: Vec<Vec<Option<Key>>> = Vec::new();
     for &doc in docs {
         let mut empty = false;
-        for (((source, kind), column), keys) in composite
+        for ((((source, kind), column), keys), terms) in composite
             .sources
             .iter()
             .zip(&kinds)
             .zip(&columns)
             .zip(per_source.iter_mut())
+            .zip(term_caches.iter_mut())
         {
-            composite_keys(source, kind, column, doc, keys)?;
+            composite_keys(source, kind, column, doc, terms, keys)?;
             empty |= keys.is_empty();
         }
         if empty {
@@ -1268,10 +1275,7 @@ fn collect_composite(
             }
             // Next combination, odometer style.
             let mut position = 0;
-            loop {
-                let Some(slot) = indexes.get_mut(position) else {
-                    break;
-                };
+            while let Some(slot) = indexes.get_mut(position) {
                 *slot += 1;
                 if *slot < per_source.get(position).map_or(0, Vec::len) {
                     break;

@@ -339,7 +339,7 @@ impl DecimalFormat {
             let digits: Vec<char> = integer.chars().collect();
             let mut grouped = String::new();
             for (i, c) in digits.iter().enumerate() {
-                if i > 0 && (digits.len() - i) % 3 == 0 {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
                     grouped.push(',');
                 }
                 grouped.push(*c);
@@ -419,8 +419,8 @@ mod tests {
     #[test]
     fn decimals() {
         assert_eq!(
-            DecimalFormat::parse("0.00").unwrap().format(3.14159),
-            "3.14"
+            DecimalFormat::parse("0.00").unwrap().format(12.3456),
+            "12.35"
         );
         assert_eq!(
             DecimalFormat::parse("#,##0.0#").unwrap().format(1234567.5),

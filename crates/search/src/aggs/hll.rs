@@ -57,14 +57,14 @@ impl Cardinality {
             State::Exact(set) => {
                 set.insert(hash);
                 if set.len() > self.threshold {
-                    self.to_registers();
+                    self.switch_to_registers();
                 }
             }
             State::Registers(registers) => add_to_registers(registers, self.precision, hash),
         }
     }
 
-    fn to_registers(&mut self) {
+    fn switch_to_registers(&mut self) {
         if let State::Exact(set) = &self.state {
             let mut registers = vec![0u8; 1 << self.precision];
             for &hash in set {
@@ -89,7 +89,7 @@ impl Cardinality {
                 }
             }
             State::Registers(theirs) => {
-                self.to_registers();
+                self.switch_to_registers();
                 let shift = other.precision - self.precision;
                 if let State::Registers(ours) = &mut self.state {
                     if shift == 0 {

@@ -663,10 +663,10 @@ fn bucket_value(bucket: &Bucket, path: &BucketsPath) -> Option<f64> {
     while let Some(name) = names.next() {
         let found = results.iter().find(|r| &r.name == name)?;
         if names.peek().is_none() {
-            if path.metric.as_deref() == Some("_count") {
-                if let AggValue::SingleBucket { doc_count, .. } = found.value {
-                    return Some(doc_count as f64);
-                }
+            if path.metric.as_deref() == Some("_count")
+                && let AggValue::SingleBucket { doc_count, .. } = found.value
+            {
+                return Some(doc_count as f64);
             }
             return result_value(&found.value, path.metric.as_deref());
         }
@@ -792,7 +792,7 @@ pub(crate) fn apply_siblings(aggs: &[Aggregation], results: &mut [AggResult]) ->
                         let std_sampling = sampling.map(f64::sqrt);
                         let avg = stats.avg;
                         let bound = |s: Option<f64>, sign: f64| Some(avg? + sign * sigma * s?);
-                        AggValue::ExtendedStats(ExtendedStats {
+                        AggValue::ExtendedStats(Box::new(ExtendedStats {
                             stats,
                             sum_of_squares: (!empty).then_some(squares),
                             variance,
@@ -809,7 +809,7 @@ pub(crate) fn apply_siblings(aggs: &[Aggregation], results: &mut [AggResult]) ->
                                 bound(std_sampling, 1.0),
                                 bound(std_sampling, -1.0),
                             ],
-                        })
+                        }))
                     }
                     _ => AggValue::Stats(stats),
                 }

@@ -343,7 +343,7 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
         (AggKind::ValueCount(_), Partial::Stats(acc)) => AggValue::Count(acc.count),
         (AggKind::Stats(_), Partial::Stats(acc)) => AggValue::Stats(stats_of(&acc)),
         (AggKind::ExtendedStats { sigma, .. }, Partial::Stats(acc)) => {
-            AggValue::ExtendedStats(extended_stats_of(&acc, *sigma))
+            AggValue::ExtendedStats(Box::new(extended_stats_of(&acc, *sigma)))
         }
         (AggKind::Cardinality { .. }, Partial::Cardinality(sketch)) => {
             AggValue::Count(sketch.estimate())

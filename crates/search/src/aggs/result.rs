@@ -158,7 +158,7 @@ pub enum AggValue {
     /// `value_count`, `cardinality`: an integer.
     Count(u64),
     Stats(Stats),
-    ExtendedStats(ExtendedStats),
+    ExtendedStats(Box<ExtendedStats>),
     /// `percentiles`, `percentile_ranks`, `percentiles_bucket`: `(key, value, value_as_string)`.
     Percentiles {
         keyed: bool,

@@ -376,10 +376,10 @@ impl Rounding {
                 CalendarUnit::Year => 366 * MILLIS_PER_DAY + MILLIS_PER_HOUR,
             },
         };
-        if self.fixed_offset_ms.is_some() {
-            if let Interval::Fixed(size) = self.interval {
-                return key.saturating_add(size);
-            }
+        if self.fixed_offset_ms.is_some()
+            && let Interval::Fixed(size) = self.interval
+        {
+            return key.saturating_add(size);
         }
         let guess = self.round(key.saturating_add(step));
         if guess > key && self.round(guess - 1) == key {

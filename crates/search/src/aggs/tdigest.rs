@@ -146,15 +146,16 @@ impl TDigest {
         }
         let centroids = self.sorted();
         let q = q.clamp(0.0, 1.0);
+        let (&(first_mean, first_weight), &(last_mean, last_weight)) =
+            (centroids.first()?, centroids.last()?);
         if centroids.len() == 1 || q == 0.0 {
-            return Some(if q == 0.0 { self.min } else { centroids[0].0 });
+            return Some(if q == 0.0 { self.min } else { first_mean });
         }
         if q == 1.0 {
             return Some(self.max);
         }
         let index = q * self.total_weight;
         // Centroid centres are at cumulative weight before + weight / 2.
-        let (first_mean, first_weight) = centroids[0];
         if index < first_weight / 2.0 {
             if first_weight <= 1.0 {
                 return Some(first_mean);
@@ -176,7 +177,6 @@ impl TDigest {
             }
             weight_so_far += gap;
         }
-        let (last_mean, last_weight) = centroids[centroids.len() - 1];
         if last_weight <= 1.0 {
             return Some(last_mean);
         }
@@ -213,7 +213,8 @@ impl TDigest {
                 .count();
             return Some(below as f64 / total);
         }
-        let (first_mean, first_weight) = centroids[0];
+        let (&(first_mean, first_weight), &(last_mean, last_weight)) =
+            (centroids.first()?, centroids.last()?);
         if value < first_mean {
             let span = first_mean - self.min;
             let fraction = if span > 0.0 {
@@ -240,7 +241,6 @@ impl TDigest {
             }
             weight_so_far += gap;
         }
-        let (last_mean, last_weight) = centroids[centroids.len() - 1];
         let span = self.max - last_mean;
         let fraction = if span > 0.0 {
             (value - last_mean) / span

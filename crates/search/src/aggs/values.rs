@@ -260,6 +260,30 @@ impl SegmentColumn {
         Ok(text)
     }
 
+    /// The terms of sorted, distinct ordinals, in one pass over the dictionary (looking each up
+    /// alone would decode a dictionary block per term).
+    pub(crate) fn terms(&self, sorted_ords: &[u64]) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(sorted_ords.len());
+        if let SegmentColumn::Str(column) = self {
+            if !sorted_ords.is_sorted() {
+                return Err(SearchError::Corrupt {
+                    what: "term ordinals".into(),
+                    reason: "not sorted".into(),
+                });
+            }
+            column
+                .dictionary()
+                .sorted_ords_to_term_cb(sorted_ords, |bytes| {
+                    out.push(String::from_utf8_lossy(bytes).into_owned())
+                })
+                .map_err(|e| SearchError::Corrupt {
+                    what: "term dictionary".into(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(out)
+    }
+
     /// Smallest and largest numeric values of the segment, if numeric and not empty.
     pub(crate) fn min_max_i64(&self) -> Option<(i64, i64)> {
         match self {
