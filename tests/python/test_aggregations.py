@@ -352,6 +352,19 @@ def test_pipelines(es, metrics_index):
     assert a["avg_day"]["value"] == pytest.approx(sum(kept) / len(kept))
 
 
+def test_typed_keys_name_result_types(es, metrics_index):
+    """`typed_keys`, which typed clients such as Elasticsearch's Java client always send."""
+    response = es.search(index=metrics_index, size=0, typed_keys=True, aggs={
+        "tags": {"terms": {"field": "tag"}, "aggs": {"p": {"percentiles": {"field": "v"}}}},
+        "values": {"terms": {"field": "v", "size": 1}},
+        "avg": {"avg": {"field": "v"}},
+        "best": {"max_bucket": {"buckets_path": "tags>_count"}},
+    })
+    a = response["aggregations"]
+    assert set(a) == {"sterms#tags", "lterms#values", "avg#avg", "bucket_metric_value#best"}
+    assert "tdigest_percentiles#p" in a["sterms#tags"]["buckets"][0]
+
+
 def test_refusals_name_what_is_wrong(es, metrics_index):
     with pytest.raises(BadRequestError) as raised:
         es.search(index=metrics_index, size=0, aggs={"x": {"terms": {"field": "text"}}})
@@ -390,6 +403,10 @@ def test_opensearch_client(opensearch, licences):
     aggs = response["aggregations"]
     assert [b["key"] for b in aggs["by_postcode"]["buckets"]] == ["CD2", "AB1", "ZZ9"]
     assert [(b["key"], b["doc_count"]) for b in aggs["points"]["buckets"]] == [(0.0, 3), (5.0, 2)]
+    # OpenSearch Dashboards and older Grafana still send the pre-7.2 `interval`.
+    per_year = opensearch.search(index=licences, body={
+        "size": 0, "aggs": {"t": {"date_histogram": {"field": "issued", "interval": "1y", "min_doc_count": 1}}}})
+    assert per_year["aggregations"]["t"]["buckets"] == []
     with pytest.raises(RequestError) as raised:
         opensearch.search(index=licences, body={"aggs": {"x": {"bogus": {}}}})
     assert raised.value.status_code == 400

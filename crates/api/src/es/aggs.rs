@@ -23,6 +23,7 @@ use sluice_search::aggs::{
 use super::documents::SourceFilter;
 use super::search::parse_query;
 use super::{EsError, RawSources};
+use crate::http::Request;
 
 /// Aggregation types of Elasticsearch that Sluice does not run yet: asked for, they answer 400
 /// naming the type rather than "unknown".
@@ -71,6 +72,8 @@ const NOT_YET_SUPPORTED: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RenderNode {
     name: String,
+    /// The aggregation's type, for `typed_keys`.
+    type_name: String,
     meta: Option<Value>,
     source: Option<SourceFilter>,
     version: bool,
@@ -82,6 +85,8 @@ pub(crate) struct RenderNode {
 pub(crate) struct SearchAggs {
     pub aggs: Vec<Aggregation>,
     render: Vec<RenderNode>,
+    /// `typed_keys`: names as `type#name`, which typed clients (the Java client) need.
+    typed_keys: bool,
 }
 
 fn now_ms() -> i64 {
@@ -92,11 +97,21 @@ fn now_ms() -> i64 {
 }
 
 /// Reads the `aggs` (or `aggregations`) object of a search body.
-pub(crate) fn parse(value: &Value) -> Result<SearchAggs, EsError> {
+pub(crate) fn parse(value: &Value, request: &Request) -> Result<SearchAggs, EsError> {
+    let mut parsed = parse_body(value)?;
+    parsed.typed_keys = matches!(request.param("typed_keys"), Some("true" | ""));
+    Ok(parsed)
+}
+
+fn parse_body(value: &Value) -> Result<SearchAggs, EsError> {
     let now = now_ms();
     let (aggs, render) = parse_level(value, 1, now)?;
     aggs::validate(&aggs).map_err(EsError::from)?;
-    Ok(SearchAggs { aggs, render })
+    Ok(SearchAggs {
+        aggs,
+        render,
+        typed_keys: false,
+    })
 }
 
 fn parse_level(
@@ -159,6 +174,7 @@ fn parse_level(
         };
         let mut node = RenderNode {
             name: name.clone(),
+            type_name: type_name.to_string(),
             meta,
             subs: subs.1,
             ..RenderNode::default()
@@ -1454,8 +1470,28 @@ fn optional(v: Option<f64>) -> Value {
 /// Renders the results of one level into `out`, by name.
 pub(crate) fn render(results: &[AggResult], parsed: &SearchAggs, raw: &mut RawSources) -> Value {
     let mut out = Map::new();
-    render_level(results, &parsed.render, raw, &mut out);
+    render_level(results, &parsed.render, raw, &mut out, parsed.typed_keys);
     Value::Object(out)
+}
+
+/// The name of a result's type as `typed_keys` shows it (Elasticsearch's `getWriteableName`).
+fn typed_name(node: &RenderNode, value: &AggValue) -> String {
+    match node.type_name.as_str() {
+        "percentiles" => "tdigest_percentiles".into(),
+        "percentile_ranks" => "tdigest_percentile_ranks".into(),
+        "terms" => match value {
+            AggValue::Buckets(buckets) => match buckets.buckets.first().map(|b| &b.key) {
+                Some(BucketKey::Long(_)) => "lterms".into(),
+                Some(BucketKey::Double(_)) => "dterms".into(),
+                _ => "sterms".into(),
+            },
+            _ => "sterms".into(),
+        },
+        "avg_bucket" | "sum_bucket" | "cumulative_sum" | "moving_fn" | "serial_diff"
+        | "bucket_script" => "simple_value".into(),
+        "max_bucket" | "min_bucket" => "bucket_metric_value".into(),
+        other => other.to_string(),
+    }
 }
 
 fn render_level(
@@ -1463,19 +1499,25 @@ fn render_level(
     nodes: &[RenderNode],
     raw: &mut RawSources,
     out: &mut Map<String, Value>,
+    typed: bool,
 ) {
     for result in results {
         let node = nodes.iter().find(|n| n.name == result.name);
         let empty = RenderNode::default();
         let node = node.unwrap_or(&empty);
-        let mut object = render_value(&result.value, node, raw);
+        let mut object = render_value(&result.value, node, raw, typed);
         if let (Some(meta), Value::Object(map)) = (&node.meta, &mut object) {
             let mut with_meta = Map::new();
             with_meta.insert("meta".into(), meta.clone());
             with_meta.append(map);
             object = Value::Object(with_meta);
         }
-        out.insert(result.name.clone(), object);
+        let name = if typed {
+            format!("{}#{}", typed_name(node, &result.value), result.name)
+        } else {
+            result.name.clone()
+        };
+        out.insert(name, object);
     }
 }
 
@@ -1539,7 +1581,7 @@ fn extended_json(extended: &ExtendedStats) -> Map<String, Value> {
     map
 }
 
-fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources) -> Value {
+fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources, typed: bool) -> Value {
     match value {
         AggValue::Value { value, as_string } => {
             let mut map = Map::new();
@@ -1640,7 +1682,7 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources) -> Va
         AggValue::SingleBucket { doc_count, subs } => {
             let mut map = Map::new();
             map.insert("doc_count".into(), json!(doc_count));
-            render_level(subs, &node.subs, raw, &mut map);
+            render_level(subs, &node.subs, raw, &mut map, typed);
             Value::Object(map)
         }
         AggValue::Buckets(buckets) => {
@@ -1672,7 +1714,7 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources) -> Va
                 .map(|b| {
                     (
                         b.key_as_string.clone().unwrap_or_else(|| b.key.as_text()),
-                        render_bucket(b, node, raw, buckets.keyed),
+                        render_bucket(b, node, raw, buckets.keyed, typed),
                     )
                 })
                 .collect();
@@ -1692,7 +1734,13 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources) -> Va
     }
 }
 
-fn render_bucket(bucket: &Bucket, node: &RenderNode, raw: &mut RawSources, keyed: bool) -> Value {
+fn render_bucket(
+    bucket: &Bucket,
+    node: &RenderNode,
+    raw: &mut RawSources,
+    keyed: bool,
+    typed: bool,
+) -> Value {
     let mut map = Map::new();
     let key = match &bucket.key {
         BucketKey::Str(s) => Value::String(s.clone()),
@@ -1728,7 +1776,7 @@ fn render_bucket(bucket: &Bucket, node: &RenderNode, raw: &mut RawSources, keyed
     if let Some(error) = bucket.doc_count_error {
         map.insert("doc_count_error_upper_bound".into(), json!(error));
     }
-    render_level(&bucket.subs, &node.subs, raw, &mut map);
+    render_level(&bucket.subs, &node.subs, raw, &mut map, typed);
     Value::Object(map)
 }
 
@@ -1737,7 +1785,7 @@ mod tests {
     use super::*;
 
     fn reason(value: Value) -> String {
-        parse(&value).unwrap_err().reason
+        parse_body(&value).unwrap_err().reason
     }
 
     #[test]
@@ -1783,7 +1831,7 @@ mod tests {
 
     #[test]
     fn kibana_shapes_parse() {
-        let parsed = parse(&json!({
+        let parsed = parse_body(&json!({
             "2": {"date_histogram": {"field": "timestamp", "fixed_interval": "30s", "time_zone": "Europe/London",
                   "min_doc_count": 0, "extended_bounds": {"min": 1_700_000_000_000i64, "max": 1_700_000_900_000i64}, "format": "epoch_millis"},
                   "aggs": {"3": {"terms": {"field": "ticker_symbol.keyword", "order": {"1": "desc"}, "size": 5},

@@ -318,7 +318,7 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
                     return Err(EsError::illegal_argument("terminateAfter must be > 0"));
                 }
                 "timeout" | "explain" | "min_score" | "terminate_after" => {}
-                "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
+                "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value, request)?),
                 "sort" | "highlight" | "search_after" | "collapse" | "post_filter" | "suggest"
                 | "fields" | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings"
                 | "rescore" => {
