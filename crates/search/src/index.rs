@@ -1045,6 +1045,24 @@ impl Index {
                     *boost,
                 ))
             }
+            Query::AliasFiltered { query, filters } => {
+                let mut any = Vec::with_capacity(filters.len());
+                for filter in filters {
+                    any.push((Occur::Should, self.to_tantivy(filter)?));
+                }
+                let any = Box::new(BooleanQuery::new(any));
+                // tantivy drops an `AllQuery`'s scorer from an intersection (and its score
+                // with it), so `match_all` under filters is the filters at its constant score.
+                if let Query::MatchAll { boost } = query.as_ref() {
+                    return Ok(Box::new(ConstScoreQuery::new(any, *boost)));
+                }
+                // A filter only selects: a constant score of zero adds nothing to the query's.
+                let filter = ConstScoreQuery::new(any, 0.0);
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, self.to_tantivy(query)?),
+                    (Occur::Must, Box::new(filter)),
+                ]))
+            }
         })
     }
 

@@ -26,10 +26,27 @@ pub enum Query {
         values: Vec<String>,
         boost: f32,
     },
+    /// The hits of `query` that also match at least one of `filters`, scored by `query` alone:
+    /// a search through aliases with filters.
+    AliasFiltered {
+        query: Box<Query>,
+        filters: Vec<Query>,
+    },
 }
 
 impl Query {
     pub fn match_all() -> Query {
         Query::MatchAll { boost: 1.0 }
+    }
+
+    /// `query` restricted to documents matching any of the alias `filters` (`None`: no filter).
+    pub fn with_alias_filters(self, filters: Option<Vec<Query>>) -> Query {
+        match filters {
+            None => self,
+            Some(filters) => Query::AliasFiltered {
+                query: Box::new(self),
+                filters,
+            },
+        }
     }
 }

@@ -132,13 +132,15 @@ fn indices(dir: &std::path::Path, docs: &[Doc]) -> Vec<Arc<Index>> {
     out
 }
 
+fn everything(indices: &[Arc<Index>]) -> Vec<(Arc<Index>, Query)> {
+    indices
+        .iter()
+        .map(|i| (i.clone(), Query::match_all()))
+        .collect()
+}
+
 fn run(indices: &[Arc<Index>], aggs: Vec<Aggregation>) -> Result<Vec<AggResult>, SearchError> {
-    aggs::aggregate(
-        indices,
-        &Query::match_all(),
-        &aggs,
-        AggregationLimits::default(),
-    )
+    aggs::aggregate(&everything(indices), &aggs, AggregationLimits::default())
 }
 
 fn agg(name: &str, kind: AggKind) -> Aggregation {
@@ -403,8 +405,7 @@ fn limits_and_refusals() {
         memory_bytes_max: 64,
     };
     let error = aggs::aggregate(
-        &indices,
-        &Query::match_all(),
+        &everything(&indices),
         &[agg(
             "c",
             AggKind::Cardinality {

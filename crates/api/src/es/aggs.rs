@@ -96,14 +96,21 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Reads the `aggs` (or `aggregations`) object of a search body.
-pub(crate) fn parse(value: &Value, request: &Request) -> Result<SearchAggs, EsError> {
-    let mut parsed = parse_body(value)?;
-    parsed.typed_keys = matches!(request.param("typed_keys"), Some("true" | ""));
-    Ok(parsed)
+/// `typed_keys` of the request, for aggregations parsed from its body.
+pub(crate) fn apply_typed_keys(request: &Request, aggs: Option<&mut SearchAggs>) {
+    if let Some(aggs) = aggs {
+        aggs.set_typed_keys(matches!(request.param("typed_keys"), Some("true" | "")));
+    }
 }
 
-fn parse_body(value: &Value) -> Result<SearchAggs, EsError> {
+impl SearchAggs {
+    pub(crate) fn set_typed_keys(&mut self, typed_keys: bool) {
+        self.typed_keys = typed_keys;
+    }
+}
+
+/// Reads the `aggs` (or `aggregations`) object of a search body.
+pub(crate) fn parse(value: &Value) -> Result<SearchAggs, EsError> {
     let now = now_ms();
     let (aggs, render) = parse_level(value, 1, now)?;
     aggs::validate(&aggs).map_err(EsError::from)?;
@@ -1440,19 +1447,19 @@ fn parse_pipeline(name: &str, type_name: &str, spec: &Value) -> Result<Pipeline,
     })
 }
 
-/// Runs the parsed aggregations over `indices` and renders them as the `aggregations` object.
+/// Runs the parsed aggregations over the search's targets (each index with its query, scoped by
+/// alias filters) and renders them as the `aggregations` object.
 pub(crate) fn run(
-    indices: &[std::sync::Arc<sluice_search::Index>],
+    targets: &[super::targets::Target],
     query: &sluice_search::Query,
     parsed: &SearchAggs,
     raw: &mut RawSources,
 ) -> Result<Value, EsError> {
-    let results = aggs::aggregate(
-        indices,
-        query,
-        &parsed.aggs,
-        aggs::AggregationLimits::default(),
-    )?;
+    let scoped: Vec<(std::sync::Arc<sluice_search::Index>, sluice_search::Query)> = targets
+        .iter()
+        .map(|target| (target.index.clone(), target.scope(query)))
+        .collect();
+    let results = aggs::aggregate(&scoped, &parsed.aggs, aggs::AggregationLimits::default())?;
     Ok(render(&results, parsed, raw))
 }
 
@@ -1785,7 +1792,7 @@ mod tests {
     use super::*;
 
     fn reason(value: Value) -> String {
-        parse_body(&value).unwrap_err().reason
+        parse(&value).unwrap_err().reason
     }
 
     #[test]
@@ -1831,7 +1838,7 @@ mod tests {
 
     #[test]
     fn kibana_shapes_parse() {
-        let parsed = parse_body(&json!({
+        let parsed = parse(&json!({
             "2": {"date_histogram": {"field": "timestamp", "fixed_interval": "30s", "time_zone": "Europe/London",
                   "min_doc_count": 0, "extended_bounds": {"min": 1_700_000_000_000i64, "max": 1_700_000_900_000i64}, "format": "epoch_millis"},
                   "aggs": {"3": {"terms": {"field": "ticker_symbol.keyword", "order": {"1": "desc"}, "size": 5},

@@ -498,17 +498,17 @@ fn check_order_paths(agg: &Aggregation, order: &[BucketOrder]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `aggs` over the documents matching `query` in each index and merges the results.
+/// Runs `aggs` over the documents of each index that match its query (one query per index, so
+/// that alias filters can scope each) and merges the results.
 pub fn aggregate(
-    indices: &[Arc<Index>],
-    query: &Query,
+    targets: &[(Arc<Index>, Query)],
     aggs: &[Aggregation],
     limits: AggregationLimits,
 ) -> Result<Vec<AggResult>> {
     validate(aggs)?;
     let budget = MemoryBudget::new(limits.memory_bytes_max);
-    let mut shards = Vec::with_capacity(indices.len());
-    for index in indices {
+    let mut shards = Vec::with_capacity(targets.len());
+    for (index, query) in targets {
         shards.push(index.aggregate_partials(query, aggs, &budget)?);
     }
     reduce::reduce(aggs, shards, limits)
