@@ -411,3 +411,17 @@ def test_opensearch_client(opensearch, licences):
         opensearch.search(index=licences, body={"aggs": {"x": {"bogus": {}}}})
     assert raised.value.status_code == 400
     assert raised.value.error == "parsing_exception"
+
+
+def test_alias_filters_and_msearch_scope_aggregations(es, licences):
+    """An alias filter scopes aggregations as it scopes hits; `_msearch` bodies aggregate too."""
+    alias = unique("licence-ab1")
+    es.indices.update_aliases(actions=[{"add": {"index": licences, "alias": alias, "filter": {"term": {"postcode.keyword": "AB1"}}}}])
+    response = es.search(index=alias, size=0, aggs={"points": {"sum": {"field": "penaltyPoints"}}})
+    assert response["aggregations"]["points"] == {"value": 9.0}
+    answers = es.msearch(searches=[
+        {"index": licences}, {"size": 0, "aggs": {"max": {"max": {"field": "penaltyPoints"}}}},
+        {"index": alias}, {"size": 0, "aggs": {"n": {"value_count": {"field": "penaltyPoints"}}}},
+    ])["responses"]
+    assert answers[0]["aggregations"] == {"max": {"value": 9.0}}
+    assert answers[1]["aggregations"] == {"n": {"value": 2}}
