@@ -79,9 +79,11 @@ fn add(value: i64, amount: i64, unit: char, time_zone: &TimeZone) -> Option<i64>
     if let Some(size) = fixed {
         return value.checked_add(amount.checked_mul(size)?);
     }
-    // Days, months and years move the local date, keeping the local time of day.
+    // Days, months and years move the local date, keeping the local time of day. Dates stay
+    // within ±292 million years of 1970, which epoch milliseconds can hold.
+    const DAYS_MAX: i64 = i64::MAX / MILLIS_PER_DAY - 1;
     let offset = offset_ms(value, time_zone);
-    let local = value + offset;
+    let local = value.checked_add(offset)?;
     let days = local.div_euclid(MILLIS_PER_DAY);
     let time = local.rem_euclid(MILLIS_PER_DAY);
     let new_days = match unit {
@@ -93,15 +95,24 @@ fn add(value: i64, amount: i64, unit: char, time_zone: &TimeZone) -> Option<i64>
             } else {
                 amount
             };
-            let total = year * 12 + i64::from(month) - 1 + months;
+            let total = year
+                .checked_mul(12)?
+                .checked_add(i64::from(month) - 1)?
+                .checked_add(months)?;
             let (new_year, new_month) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
+            if new_year.unsigned_abs() > (DAYS_MAX / 366) as u64 {
+                return None;
+            }
             let last_day = days_in_month(new_year, new_month);
             days_from_civil(new_year, new_month, day.min(last_day))
         }
         _ => return None,
     };
+    if new_days.unsigned_abs() > DAYS_MAX as u64 {
+        return None;
+    }
     let new_local = new_days * MILLIS_PER_DAY + time;
-    Some(new_local - offset_ms(new_local - offset, time_zone))
+    new_local.checked_sub(offset_ms(new_local.saturating_sub(offset), time_zone))
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {
@@ -173,6 +184,9 @@ mod tests {
             Ok(1_782_345_600_000)
         );
         assert!(parse("now+1x", now, f, &utc).is_err());
+        assert!(parse("now+999999999999999999y", now, f, &utc).is_err());
+        assert!(parse("now+9999999999999999d", now, f, &utc).is_err());
+        assert!(parse("now-9223372036854775807s", now, f, &utc).is_err());
         assert!(parse("yesterday", now, f, &utc).is_err());
     }
 }

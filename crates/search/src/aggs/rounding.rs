@@ -169,7 +169,7 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 
 /// Rounds local milliseconds (a local date-time written as if it were UTC) down to the unit.
 pub fn truncate_local(local: i64, unit: CalendarUnit) -> i64 {
-    let floor = |size: i64| local.div_euclid(size) * size;
+    let floor = |size: i64| local.div_euclid(size).saturating_mul(size);
     match unit {
         CalendarUnit::Second => floor(MILLIS_PER_SECOND),
         CalendarUnit::Minute => floor(MILLIS_PER_MINUTE),
@@ -179,7 +179,7 @@ pub fn truncate_local(local: i64, unit: CalendarUnit) -> i64 {
             let days = local.div_euclid(MILLIS_PER_DAY);
             // 1970-01-01 was a Thursday: Monday is 3 days before.
             let since_monday = (days + 3).rem_euclid(7);
-            (days - since_monday) * MILLIS_PER_DAY
+            (days - since_monday).saturating_mul(MILLIS_PER_DAY)
         }
         CalendarUnit::Month | CalendarUnit::Quarter | CalendarUnit::Year => {
             let (year, month, _) = civil_from_days(local.div_euclid(MILLIS_PER_DAY));
@@ -188,7 +188,7 @@ pub fn truncate_local(local: i64, unit: CalendarUnit) -> i64 {
                 CalendarUnit::Quarter => (month - 1) / 3 * 3 + 1,
                 _ => 1,
             };
-            days_from_civil(year, month, 1) * MILLIS_PER_DAY
+            days_from_civil(year, month, 1).saturating_mul(MILLIS_PER_DAY)
         }
     }
 }
@@ -250,7 +250,7 @@ impl Rounding {
 
     fn local_instants(&self, local: i64) -> LocalInstants {
         if let Some(fixed) = self.fixed_offset_ms {
-            return LocalInstants::One(local - fixed);
+            return LocalInstants::One(local.saturating_sub(fixed));
         }
         let Some(civil) = Timestamp::from_millisecond(local)
             .ok()
@@ -284,13 +284,13 @@ impl Rounding {
             let local = utc.saturating_add(fixed);
             let rounded = match self.interval {
                 Interval::Calendar(unit) => truncate_local(local, unit),
-                Interval::Fixed(size) => local.div_euclid(size) * size,
+                Interval::Fixed(size) => local.div_euclid(size).saturating_mul(size),
             };
-            return rounded - fixed;
+            return rounded.saturating_sub(fixed);
         }
         match self.interval {
             Interval::Calendar(unit) if unit.rounds_to_midnight() => {
-                let local = utc + self.offset_at(utc);
+                let local = utc.saturating_add(self.offset_at(utc));
                 match self.local_instants(truncate_local(local, unit)) {
                     LocalInstants::One(instant) | LocalInstants::Two(instant, _) => instant,
                     LocalInstants::Gap(transition) => transition,
@@ -304,7 +304,7 @@ impl Rounding {
     fn round_not_to_midnight(&self, utc: i64, unit: CalendarUnit) -> i64 {
         let mut instant = utc;
         for _ in 0..TRANSITION_RETRIES_MAX {
-            let truncated = truncate_local(instant + self.offset_at(instant), unit);
+            let truncated = truncate_local(instant.saturating_add(self.offset_at(instant)), unit);
             let rounded = match self.local_instants(truncated) {
                 LocalInstants::One(one) => (one <= instant).then_some(one),
                 LocalInstants::Two(earlier, later) => {
@@ -324,20 +324,20 @@ impl Rounding {
             }
         }
         let offset = self.offset_at(utc);
-        truncate_local(utc + offset, unit) - offset
+        truncate_local(utc.saturating_add(offset), unit).saturating_sub(offset)
     }
 
     fn round_fixed(&self, utc: i64, size: i64) -> i64 {
         let mut instant = utc;
         'attempt: for _ in 0..TRANSITION_RETRIES_MAX {
-            let local = instant + self.offset_at(instant);
-            let rounded_local = local.div_euclid(size) * size;
+            let local = instant.saturating_add(self.offset_at(instant));
+            let rounded_local = local.div_euclid(size).saturating_mul(size);
             let candidates = match self.local_instants(rounded_local) {
                 LocalInstants::Gap(transition) => return transition,
                 LocalInstants::One(one) => [Some(one), None],
                 LocalInstants::Two(earlier, later) => [Some(later), Some(earlier)],
             };
-            let previous = self.previous_transition(instant + 1);
+            let previous = self.previous_transition(instant.saturating_add(1));
             for candidate in candidates.into_iter().flatten() {
                 if previous.is_some_and(|transition| candidate < transition) {
                     if let Some(transition) = previous {
@@ -356,7 +356,10 @@ impl Rounding {
                 .unwrap_or(rounded_local);
         }
         let offset = self.offset_at(utc);
-        (utc + offset).div_euclid(size) * size - offset
+        utc.saturating_add(offset)
+            .div_euclid(size)
+            .saturating_mul(size)
+            .saturating_sub(offset)
     }
 
     /// The start of the bucket after the one that starts at `key`: the smallest instant whose
@@ -561,6 +564,23 @@ mod tests {
         assert_eq!(parse_fixed_millis("1M"), None);
         assert!(parse_time_zone("Mars/Olympus").is_none());
         assert!(parse_time_zone("+05:30").is_some());
+    }
+
+    #[test]
+    fn extreme_values_do_not_overflow() {
+        for zone in ["UTC", "Europe/London", "+05:30"] {
+            for interval in [
+                Interval::Calendar(CalendarUnit::Hour),
+                Interval::Calendar(CalendarUnit::Year),
+                Interval::Fixed(7 * MILLIS_PER_DAY),
+            ] {
+                let r = rounding(interval, zone);
+                for value in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+                    let key = r.round(value);
+                    let _ = r.next(key);
+                }
+            }
+        }
     }
 
     #[test]
