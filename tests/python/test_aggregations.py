@@ -299,6 +299,40 @@ def test_bucket_aggregations(es, metrics_index):
     assert tags["sum_other_doc_count"] == 10
 
 
+def test_multi_terms(es, opensearch, metrics_index, stockdata):
+    response = es.search(index=metrics_index, size=0, aggs={
+        "pairs": {"multi_terms": {"terms": [{"field": "tag"}, {"field": "at", "format": "yyyy-MM-dd"}], "size": 3},
+                  "aggs": {"max_v": {"max": {"field": "v"}}}},
+        "by_max": {"multi_terms": {"terms": [{"field": "tag"}, {"field": "w"}], "size": 2, "order": {"max_v": "desc"}},
+                   "aggs": {"max_v": {"max": {"field": "v"}}}},
+        "with_missing": {"multi_terms": {"terms": [{"field": "tag"}, {"field": "v", "missing": 0}], "size": 1,
+                                         "order": {"_key": "asc"}}},
+    })
+    a = response["aggregations"]
+    # Every (tag, day) pair holds one document; ties break by key, the document without `at` is in none.
+    assert a["pairs"]["buckets"] == [
+        {"key": ["t0", "2026-01-01"], "key_as_string": "t0|2026-01-01", "doc_count": 1, "max_v": {"value": 20.0}},
+        {"key": ["t0", "2026-01-02"], "key_as_string": "t0|2026-01-02", "doc_count": 1, "max_v": {"value": 16.0}},
+        {"key": ["t0", "2026-01-03"], "key_as_string": "t0|2026-01-03", "doc_count": 1, "max_v": {"value": 12.0}},
+    ]
+    assert a["pairs"]["sum_other_doc_count"] == 17
+    assert a["pairs"]["doc_count_error_upper_bound"] == 0
+    assert [(b["key"], b["key_as_string"]) for b in a["by_max"]["buckets"]] == [(["t0", 3.0], "t0|3.0"), (["t3", 2.0], "t3|2.0")]
+    assert a["with_missing"]["buckets"] == [{"key": ["none", 0], "key_as_string": "none|0", "doc_count": 1}]
+
+    # Across the rotated indices of a pattern, through both clients.
+    body = {"size": 0, "aggs": {"pairs": {"multi_terms": {
+        "terms": [{"field": "ticker_symbol.keyword"}, {"field": "sector.keyword"}], "show_term_doc_count_error": True}}}}
+    for client in (es, opensearch):
+        buckets = client.search(index=f"{stockdata}*", body=body)["aggregations"]["pairs"]["buckets"]
+        assert [(b["key_as_string"], b["doc_count"], b["doc_count_error_upper_bound"]) for b in buckets] == [
+            ("AAPL|TECH", 4, 0), ("AMZN|TECH", 3, 0), ("MSFT|TECH", 1, 0)]
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"x": {"multi_terms": {"terms": [{"field": "tag"}]}}})
+    assert "at least 2 fields" in raised.value.body["error"]["reason"]
+
+
 def test_composite_pages_until_exhausted(es, metrics_index):
     seen = []
     after = None

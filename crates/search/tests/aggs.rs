@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, AggregationLimits, BucketKey, CalendarUnit,
-    DateHistogram, Interval, Rounding, Terms, ValueSource,
+    DateHistogram, Interval, MultiTerms, Rounding, Terms, ValueSource,
 };
 use sluice_search::version::Condition;
 use sluice_search::{Index, IndexSettings, Mappings, Query, SearchError, WriteRequest};
@@ -372,6 +372,39 @@ proptest! {
         let at_or_below = sorted.iter().filter(|v| (**v as f64) <= median).count() as f64;
         let n = sorted.len() as f64;
         prop_assert!(below <= n * 0.52 + 1.0 && at_or_below >= n * 0.48 - 1.0, "median {} of {:?}", median, sorted);
+
+        // Multi terms: every (key, value) pair, by count then key, cut to a size across indices.
+        let size = 7;
+        let multi = agg("pairs", AggKind::MultiTerms(MultiTerms {
+            sources: vec![ValueSource::field("k"), ValueSource::field("v")],
+            size,
+            shard_size: Some(1_000),
+            min_doc_count: 1,
+            shard_min_doc_count: 0,
+            order: Vec::new(),
+            show_term_doc_count_error: false,
+        }));
+        let results = run(&indices, vec![multi]).unwrap();
+        let mut pairs: BTreeMap<(&str, i64), u64> = BTreeMap::new();
+        for doc in &docs {
+            *pairs.entry((KEYS[doc.key], doc.value)).or_default() += 1;
+        }
+        // Ties by key: the key string first, then the number (not its text).
+        let mut ordered: Vec<((&str, i64), u64)> = pairs.into_iter().collect();
+        ordered.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let want_pairs: Vec<(String, u64)> = ordered
+            .into_iter()
+            .take(size)
+            .map(|((k, v), c)| (format!("{k}|{v}"), c))
+            .collect();
+        let got_pairs: Vec<(String, u64)> = buckets(&results[0])
+            .into_iter()
+            .map(|(key, text, count, _)| {
+                assert!(matches!(key, BucketKey::Multi(_)), "multi key {key:?}");
+                (text.unwrap_or_default(), count)
+            })
+            .collect();
+        prop_assert_eq!(got_pairs, want_pairs);
     }
 }
 
@@ -458,4 +491,59 @@ fn limits_and_refusals() {
     .unwrap();
     assert_eq!(value(&results[0]), None);
     assert_eq!(value(&results[1]), Some(0.0));
+}
+
+/// Each index cuts `terms` to its `shard_size` by the requested order (by default the largest
+/// counts), so a frequent key past the others in key order survives the cut.
+#[test]
+fn terms_cut_per_index_keep_the_largest_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs: Vec<Doc> = (0..10)
+        .map(|i| Doc {
+            t: 1_767_225_600_000 + i,
+            key: 4,
+            value: i,
+        })
+        .collect();
+    docs.extend((0..4).map(|key| Doc {
+        t: 1_767_225_600_000,
+        key,
+        value: 0,
+    }));
+    let indices = indices(dir.path(), &docs);
+    let results = run(
+        &indices,
+        vec![agg(
+            "top",
+            AggKind::Terms(Terms {
+                source: ValueSource::field("k"),
+                size: 1,
+                shard_size: Some(2),
+                min_doc_count: 1,
+                shard_min_doc_count: 0,
+                order: Vec::new(),
+                include: None,
+                exclude: None,
+                show_term_doc_count_error: true,
+            }),
+        )],
+    )
+    .unwrap();
+    let AggValue::Buckets(top) = &results[0].value else {
+        panic!("buckets");
+    };
+    let got: Vec<(BucketKey, u64)> = top
+        .buckets
+        .iter()
+        .map(|b| (b.key.clone(), b.doc_count))
+        .collect();
+    assert_eq!(got, vec![(BucketKey::Str("tsla".into()), 10)]);
+    assert_eq!(
+        top.kind,
+        aggs::BucketsKind::Terms {
+            // Each index cut buckets of one document beyond the one it kept.
+            doc_count_error_upper_bound: 2,
+            sum_other_doc_count: 4,
+        }
+    );
 }

@@ -15,9 +15,9 @@ use serde_json::{Map, Value, json};
 use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, Bucket, BucketKey, BucketOrder, BucketsKind,
     BucketsPath, CalendarUnit, Composite, CompositeSource, CompositeSourceKind, DateHistogram,
-    Direction, ExtendedStats, Filters, GapPolicy, Histogram, Interval, MovingFunction, Pipeline,
-    PipelineKind, RangeAgg, RangeSpec, Rounding, ScriptExpr, SortSpec, Stats, TermFilter, Terms,
-    TopHits, TopMetrics, ValueSource,
+    Direction, ExtendedStats, Filters, GapPolicy, Histogram, Interval, MovingFunction, MultiTerms,
+    Pipeline, PipelineKind, RangeAgg, RangeSpec, Rounding, ScriptExpr, SortSpec, Stats, TermFilter,
+    Terms, TopHits, TopMetrics, ValueSource,
 };
 
 use super::documents::SourceFilter;
@@ -28,7 +28,6 @@ use crate::http::Request;
 /// Aggregation types of Elasticsearch that Sluice does not run yet: asked for, they answer 400
 /// naming the type rather than "unknown".
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "multi_terms",
     "rare_terms",
     "significant_terms",
     "significant_text",
@@ -365,6 +364,29 @@ struct TermsBody {
     value_type: Option<String>,
 }
 
+/// One source of `multi_terms`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultiTermsSource {
+    field: Option<String>,
+    missing: Option<Value>,
+    format: Option<String>,
+    script: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultiTermsBody {
+    terms: Option<Vec<MultiTermsSource>>,
+    size: Option<i64>,
+    shard_size: Option<i64>,
+    min_doc_count: Option<u64>,
+    shard_min_doc_count: Option<u64>,
+    order: Option<Value>,
+    show_term_doc_count_error: Option<bool>,
+    collect_mode: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Bounds {
@@ -502,6 +524,29 @@ fn direction(text: &str, what: &str) -> Result<Direction, EsError> {
 }
 
 /// Reads `order` of a bucket aggregation: `{"_count": "desc"}`, `[{…}, {…}]`, `{"avg": "asc"}`.
+/// `size` and `shard_size` of `terms` and `multi_terms`, both above 0.
+fn terms_sizes(
+    name: &str,
+    size: Option<i64>,
+    shard_size: Option<i64>,
+) -> Result<(usize, Option<usize>), EsError> {
+    let size = size.unwrap_or(aggs::TERMS_SIZE_DEFAULT as i64);
+    if size <= 0 {
+        return Err(illegal(format!(
+            "[size] must be greater than 0. Found [{size}] in [{name}]"
+        )));
+    }
+    let shard_size = match shard_size {
+        Some(s) if s <= 0 => {
+            return Err(illegal(format!(
+                "[shardSize] must be greater than 0. Found [{s}] in [{name}]"
+            )));
+        }
+        other => other.map(|s| s as usize),
+    };
+    Ok((size as usize, shard_size))
+}
+
 fn parse_order(value: &Value) -> Result<Vec<BucketOrder>, EsError> {
     let entries: Vec<&Map<String, Value>> = match value {
         Value::Object(map) => vec![map],
@@ -887,23 +932,10 @@ fn parse_kind(
         "terms" => {
             let b: TermsBody = body(type_name, spec)?;
             let _ = (b.execution_hint, b.collect_mode, b.value_type);
-            let size = b.size.unwrap_or(aggs::TERMS_SIZE_DEFAULT as i64);
-            if size <= 0 {
-                return Err(illegal(format!(
-                    "[size] must be greater than 0. Found [{size}] in [{name}]"
-                )));
-            }
-            let shard_size = match b.shard_size {
-                Some(s) if s <= 0 => {
-                    return Err(illegal(format!(
-                        "[shardSize] must be greater than 0. Found [{s}] in [{name}]"
-                    )));
-                }
-                other => other.map(|s| s as usize),
-            };
+            let (size, shard_size) = terms_sizes(name, b.size, b.shard_size)?;
             AggKind::Terms(Terms {
                 source: source_of(type_name, name, b.field, b.missing, b.format, &b.script)?,
-                size: size as usize,
+                size,
                 shard_size,
                 min_doc_count: b.min_doc_count.unwrap_or(1),
                 shard_min_doc_count: b.shard_min_doc_count.unwrap_or(0),
@@ -921,6 +953,33 @@ fn parse_kind(
                     .as_ref()
                     .map(|v| parse_term_filter(v, "exclude"))
                     .transpose()?,
+                show_term_doc_count_error: b.show_term_doc_count_error.unwrap_or(false),
+            })
+        }
+        "multi_terms" => {
+            let b: MultiTermsBody = body(type_name, spec)?;
+            let _ = b.collect_mode;
+            let configs = b.terms.unwrap_or_default();
+            if configs.len() < 2 {
+                return Err(illegal(format!(
+                    "The [terms] parameter in the aggregation [{name}] must be present and have at least 2 fields or scripts."
+                )));
+            }
+            let sources = configs
+                .into_iter()
+                .map(|c| source_of(type_name, name, c.field, c.missing, c.format, &c.script))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (size, shard_size) = terms_sizes(name, b.size, b.shard_size)?;
+            AggKind::MultiTerms(MultiTerms {
+                sources,
+                size,
+                shard_size,
+                min_doc_count: b.min_doc_count.unwrap_or(1),
+                shard_min_doc_count: b.shard_min_doc_count.unwrap_or(0),
+                order: match &b.order {
+                    Some(order) => parse_order(order)?,
+                    None => Vec::new(),
+                },
                 show_term_doc_count_error: b.show_term_doc_count_error.unwrap_or(false),
             })
         }
@@ -1754,6 +1813,7 @@ fn render_bucket(
         BucketKey::Long(v) => json!(v),
         BucketKey::Double(v) => number(*v),
         BucketKey::Composite(parts) => Value::Object(parts.iter().cloned().collect()),
+        BucketKey::Multi(parts) => Value::Array(parts.clone()),
         BucketKey::Anonymous => Value::Null,
     };
     // Keyed filters and ranges name their buckets by the object key only; anonymous filters

@@ -28,7 +28,7 @@ use super::tdigest::TDigest;
 use super::values::{FieldKind, SegmentColumn, missing_number, resolve_field, value_format};
 use super::{
     AggKind, Aggregation, BucketOrder, Composite, CompositeSourceKind, Direction, MemoryBudget,
-    SortSpec, ValueSource,
+    MultiTerms, SortSpec, TermsCut, ValueSource,
 };
 use crate::error::{Result, SearchError};
 use crate::mapping::Mappings;
@@ -334,6 +334,7 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
         AggKind::TopHits(top) => collect_top_hits(agg, top, segment, docs)?,
         AggKind::TopMetrics(top) => collect_top_metrics(agg, top, segment, docs)?,
         AggKind::Terms(terms) => collect_terms(agg, terms, segment, docs)?,
+        AggKind::MultiTerms(terms) => collect_multi_terms(agg, terms, segment, docs)?,
         AggKind::Histogram(histogram) => {
             let (kind, column) = field_of(segment, &histogram.source, agg)?;
             let missing = missing_of(&kind, &histogram.source)?;
@@ -661,6 +662,7 @@ fn key_text(key: &Key) -> String {
         Key::Str(s) => s.clone(),
         Key::Long(v) => v.to_string(),
         Key::Double(v) => v.to_string(),
+        Key::Tuple(parts) => parts.iter().map(key_text).collect::<Vec<_>>().join("|"),
     }
 }
 
@@ -736,7 +738,7 @@ fn collect_terms(
             let missing_bits = missing.as_ref().map(|k| match k {
                 Key::Double(v) => v.to_bits(),
                 Key::Long(v) => *v as u64,
-                Key::Str(_) => 0,
+                Key::Str(_) | Key::Tuple(_) => 0,
             });
             let groups = group_docs(docs, keep_docs, |doc, keys: &mut Vec<u64>| {
                 let any = if double {
@@ -1089,6 +1091,154 @@ fn collect_top_metrics(
     }))
 }
 
+/// The distinct keys of one `multi_terms` source for one document (its `missing` when it has
+/// none); strings are read from the dictionary once per segment through `terms`.
+fn multi_terms_keys(
+    kind: &FieldKind,
+    column: &SegmentColumn,
+    missing: Option<&Key>,
+    doc: DocId,
+    terms: &mut HashMap<u64, String>,
+    out: &mut Vec<Key>,
+) -> Result<()> {
+    out.clear();
+    match column {
+        SegmentColumn::Str(_) => {
+            let mut ords = Vec::new();
+            column.for_each_ord(doc, |ord| ords.push(ord));
+            for ord in ords {
+                let term = match terms.get(&ord) {
+                    Some(term) => term.clone(),
+                    None => {
+                        let term = column.term(ord)?;
+                        terms.insert(ord, term.clone());
+                        term
+                    }
+                };
+                out.push(Key::Str(term));
+            }
+        }
+        _ if *kind == FieldKind::Double => {
+            column.for_each_number(doc, |v| out.push(Key::Double(v)));
+        }
+        _ => {
+            column.for_each_i64(doc, |v| out.push(Key::Long(v)));
+        }
+    }
+    if out.len() > 1 {
+        out.sort();
+        out.dedup();
+    }
+    if out.is_empty()
+        && let Some(missing) = missing
+    {
+        out.push(missing.clone());
+    }
+    Ok(())
+}
+
+fn collect_multi_terms(
+    agg: &Aggregation,
+    multi: &MultiTerms,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let count = multi.sources.len();
+    let mut kinds = Vec::with_capacity(count);
+    let mut columns = Vec::with_capacity(count);
+    let mut formats = Vec::with_capacity(count);
+    let mut missings = Vec::with_capacity(count);
+    for source in &multi.sources {
+        let (kind, column) = field_of(segment, source, agg)?;
+        formats.push(value_format(&kind, source.format.as_deref())?);
+        missings.push(
+            source
+                .missing
+                .as_ref()
+                .map(|m| missing_key(&kind, m))
+                .transpose()?,
+        );
+        kinds.push(kind);
+        columns.push(column);
+    }
+    let keep_docs = !agg.subs.is_empty();
+    let mut groups: HashMap<Vec<Key>, (u64, Vec<DocId>)> = HashMap::new();
+    let mut per_source: Vec<Vec<Key>> = vec![Vec::new(); count];
+    let mut term_caches: Vec<HashMap<u64, String>> = vec![HashMap::new(); count];
+    let mut indexes = vec![0usize; count];
+    for &doc in docs {
+        let mut empty = false;
+        for ((((kind, column), missing), keys), terms) in kinds
+            .iter()
+            .zip(&columns)
+            .zip(&missings)
+            .zip(per_source.iter_mut())
+            .zip(term_caches.iter_mut())
+        {
+            multi_terms_keys(kind, column, missing.as_ref(), doc, terms, keys)?;
+            empty |= keys.is_empty();
+        }
+        if empty {
+            continue;
+        }
+        // Every combination of the sources' keys, odometer style; each source's keys are
+        // distinct, so each combination is too.
+        indexes.iter_mut().for_each(|i| *i = 0);
+        loop {
+            let combination: Vec<Key> = per_source
+                .iter()
+                .zip(&indexes)
+                .filter_map(|(keys, &i)| keys.get(i).cloned())
+                .collect();
+            let entry = match groups.get_mut(&combination) {
+                Some(entry) => entry,
+                None => {
+                    segment.index.budget.reserve(BUCKET_BYTES, &agg.name)?;
+                    groups.entry(combination).or_insert_with(|| (0, Vec::new()))
+                }
+            };
+            entry.0 += 1;
+            if keep_docs {
+                entry.1.push(doc);
+            }
+            let mut position = 0;
+            while let Some(slot) = indexes.get_mut(position) {
+                *slot += 1;
+                if *slot < per_source.get(position).map_or(0, Vec::len) {
+                    break;
+                }
+                *slot = 0;
+                position += 1;
+            }
+            if position >= indexes.len() {
+                break;
+            }
+        }
+    }
+    segment.index.budget.reserve(
+        groups.values().map(|(_, d)| d.len() * DOC_BYTES).sum(),
+        &agg.name,
+    )?;
+    let mut acc = BucketsAcc::new(ValueFormat::Raw);
+    acc.part_formats = formats;
+    for (key, (doc_count, bucket_docs)) in groups {
+        let subs = if keep_docs {
+            collect_level(&agg.subs, segment, &bucket_docs)?
+        } else {
+            Vec::new()
+        };
+        acc.buckets.insert(
+            Key::Tuple(key),
+            BucketAcc {
+                doc_count,
+                error: 0,
+                subs,
+            },
+        );
+    }
+    Ok(Partial::Buckets(acc))
+}
+
 /// One source of a composite key for one document: its keys (`None` for a missing value).
 fn composite_keys(
     source: &super::CompositeSource,
@@ -1335,8 +1485,10 @@ fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
     for (agg, partial) in aggs.iter().zip(partials.iter_mut()) {
         match partial {
             Partial::Buckets(acc) => {
-                if let AggKind::Terms(terms) = &agg.kind {
-                    prune_terms(agg, terms, acc);
+                match &agg.kind {
+                    AggKind::Terms(terms) => prune_terms(agg, &terms.cut(), acc),
+                    AggKind::MultiTerms(terms) => prune_terms(agg, &terms.cut(), acc),
+                    _ => {}
                 }
                 for bucket in acc.buckets.values_mut() {
                     prune_for_shard(&agg.subs, &mut bucket.subs);
@@ -1353,7 +1505,7 @@ fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
     }
 }
 
-fn prune_terms(agg: &Aggregation, terms: &super::Terms, acc: &mut BucketsAcc) {
+fn prune_terms(agg: &Aggregation, terms: &TermsCut<'_>, acc: &mut BucketsAcc) {
     if terms.shard_min_doc_count > 0 {
         acc.buckets
             .retain(|_, b| b.doc_count >= terms.shard_min_doc_count);
@@ -1364,7 +1516,7 @@ fn prune_terms(agg: &Aggregation, terms: &super::Terms, acc: &mut BucketsAcc) {
         return;
     }
     let mut entries: Vec<(Key, BucketAcc)> = acc.buckets.drain().collect();
-    entries.sort_by(|a, b| compare_buckets((&a.0, &a.1), (&b.0, &b.1), &terms.order, &agg.subs));
+    entries.sort_by(|a, b| compare_buckets((&a.0, &a.1), (&b.0, &b.1), terms.order, &agg.subs));
     let cut: Vec<(Key, BucketAcc)> = entries.split_off(limit.min(entries.len()));
     acc.other_doc_count += cut.iter().map(|(_, b)| b.doc_count).sum::<u64>();
     let key_order = matches!(terms.order.first(), Some(BucketOrder::Key(_)));

@@ -150,6 +150,71 @@ pub struct Terms {
     pub show_term_doc_count_error: bool,
 }
 
+/// `multi_terms`: buckets keyed by one value of each source, ordered, sized and cut as `terms`.
+/// A document without a value for some source (and no `missing`) is counted in no bucket;
+/// multi-valued fields count a document once per combination of values.
+#[derive(Debug, Clone)]
+pub struct MultiTerms {
+    pub sources: Vec<ValueSource>,
+    pub size: usize,
+    /// `None`: Elasticsearch's default, `size * 1.5 + 10`.
+    pub shard_size: Option<usize>,
+    pub min_doc_count: u64,
+    pub shard_min_doc_count: u64,
+    /// The order, then the key ascending to break ties.
+    pub order: Vec<BucketOrder>,
+    pub show_term_doc_count_error: bool,
+}
+
+/// What `terms` and `multi_terms` share: how buckets are ordered (never empty: the default is
+/// spelt out), sized and cut per index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TermsCut<'a> {
+    pub size: usize,
+    pub shard_size: Option<usize>,
+    pub min_doc_count: u64,
+    pub shard_min_doc_count: u64,
+    pub order: &'a [BucketOrder],
+    pub show_term_doc_count_error: bool,
+}
+
+/// The order of `terms` and `multi_terms` that give none: the largest counts first.
+const TERMS_ORDER_DEFAULT: &[BucketOrder] = &[BucketOrder::Count(Direction::Desc)];
+
+fn terms_order(order: &[BucketOrder]) -> &[BucketOrder] {
+    if order.is_empty() {
+        TERMS_ORDER_DEFAULT
+    } else {
+        order
+    }
+}
+
+impl Terms {
+    pub(crate) fn cut(&self) -> TermsCut<'_> {
+        TermsCut {
+            size: self.size,
+            shard_size: self.shard_size,
+            min_doc_count: self.min_doc_count,
+            shard_min_doc_count: self.shard_min_doc_count,
+            order: terms_order(&self.order),
+            show_term_doc_count_error: self.show_term_doc_count_error,
+        }
+    }
+}
+
+impl MultiTerms {
+    pub(crate) fn cut(&self) -> TermsCut<'_> {
+        TermsCut {
+            size: self.size,
+            shard_size: self.shard_size,
+            min_doc_count: self.min_doc_count,
+            shard_min_doc_count: self.shard_min_doc_count,
+            order: terms_order(&self.order),
+            show_term_doc_count_error: self.show_term_doc_count_error,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Histogram {
     pub source: ValueSource,
@@ -288,6 +353,7 @@ pub enum AggKind {
     TopHits(TopHits),
     TopMetrics(TopMetrics),
     Terms(Terms),
+    MultiTerms(MultiTerms),
     Histogram(Histogram),
     DateHistogram(DateHistogram),
     Range(RangeAgg),
@@ -319,6 +385,7 @@ impl AggKind {
             AggKind::TopHits(_) => "top_hits",
             AggKind::TopMetrics(_) => "top_metrics",
             AggKind::Terms(_) => "terms",
+            AggKind::MultiTerms(_) => "multi_terms",
             AggKind::Histogram(_) => "histogram",
             AggKind::DateHistogram(_) => "date_histogram",
             AggKind::Range(range) if range.date_zone.is_some() => "date_range",
@@ -336,6 +403,7 @@ impl AggKind {
         matches!(
             self,
             AggKind::Terms(_)
+                | AggKind::MultiTerms(_)
                 | AggKind::Histogram(_)
                 | AggKind::DateHistogram(_)
                 | AggKind::Range(_)
@@ -442,6 +510,7 @@ fn validate_level(aggs: &[Aggregation], depth: usize, parent: Option<&AggKind>) 
                 pipeline::validate(agg, pipeline, aggs, parent)?;
             }
             AggKind::Terms(terms) => check_order_paths(agg, &terms.order)?,
+            AggKind::MultiTerms(terms) => check_order_paths(agg, &terms.order)?,
             AggKind::Histogram(histogram) => check_order_paths(agg, &histogram.order)?,
             AggKind::DateHistogram(histogram) => check_order_paths(agg, &histogram.order)?,
             _ => {}

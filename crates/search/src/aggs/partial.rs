@@ -17,6 +17,8 @@ pub(crate) enum Key {
     Long(i64),
     Double(f64),
     Str(String),
+    /// A `multi_terms` key: one key per source, compared in turn.
+    Tuple(Vec<Key>),
 }
 
 impl Key {
@@ -24,7 +26,7 @@ impl Key {
         match self {
             Key::Long(v) => Some(*v as f64),
             Key::Double(v) => Some(*v),
-            Key::Str(_) => None,
+            Key::Str(_) | Key::Tuple(_) => None,
         }
     }
 
@@ -32,6 +34,7 @@ impl Key {
         match self {
             Key::Long(_) | Key::Double(_) => 0,
             Key::Str(_) => 1,
+            Key::Tuple(_) => 2,
         }
     }
 }
@@ -55,6 +58,7 @@ impl Ord for Key {
         match (self, other) {
             (Key::Long(a), Key::Long(b)) => a.cmp(b),
             (Key::Str(a), Key::Str(b)) => a.cmp(b),
+            (Key::Tuple(a), Key::Tuple(b)) => a.cmp(b),
             (Key::Long(_) | Key::Double(_), Key::Long(_) | Key::Double(_)) => {
                 let (a, b) = (self.as_f64().unwrap_or(0.0), other.as_f64().unwrap_or(0.0));
                 a.total_cmp(&b)
@@ -71,6 +75,7 @@ impl Hash for Key {
             Key::Long(v) => (*v as f64).to_bits().hash(state),
             Key::Double(v) => (if *v == 0.0 { 0.0 } else { *v }).to_bits().hash(state),
             Key::Str(s) => s.hash(state),
+            Key::Tuple(parts) => parts.hash(state),
         }
     }
 }
@@ -200,6 +205,8 @@ pub(crate) struct BucketAcc {
 pub(crate) struct BucketsAcc {
     pub buckets: HashMap<Key, BucketAcc>,
     pub format: ValueFormat,
+    /// Multi terms: the format of each part of the keys.
+    pub part_formats: Vec<ValueFormat>,
     /// Terms: documents of buckets cut at the index level.
     pub other_doc_count: u64,
     /// Terms: the sum of the indices' count errors (-1: unknown).
@@ -211,6 +218,7 @@ impl BucketsAcc {
         BucketsAcc {
             buckets: HashMap::new(),
             format,
+            part_formats: Vec::new(),
             other_doc_count: 0,
             error: 0,
         }
@@ -286,6 +294,7 @@ impl Partial {
                 sort_format: ValueFormat::Raw,
             }),
             AggKind::Terms(_)
+            | AggKind::MultiTerms(_)
             | AggKind::Histogram(_)
             | AggKind::DateHistogram(_)
             | AggKind::Range(_)
@@ -410,7 +419,7 @@ pub(crate) fn merge_bucket(mine: &mut BucketAcc, theirs: BucketAcc, subs: &[Aggr
 }
 
 fn merge_buckets(a: &mut BucketsAcc, b: BucketsAcc, agg: &Aggregation) {
-    let is_terms = matches!(agg.kind, AggKind::Terms(_));
+    let is_terms = matches!(agg.kind, AggKind::Terms(_) | AggKind::MultiTerms(_));
     if is_terms {
         // A bucket one side cut may have up to that side's error more documents.
         if b.error != 0 {
@@ -437,6 +446,15 @@ fn merge_buckets(a: &mut BucketsAcc, b: BucketsAcc, agg: &Aggregation) {
     a.error = combine_error(a.error, b.error);
     if a.format == ValueFormat::Raw {
         a.format = b.format;
+    }
+    if a.part_formats.is_empty() {
+        a.part_formats = b.part_formats;
+    } else {
+        for (mine, theirs) in a.part_formats.iter_mut().zip(b.part_formats) {
+            if *mine == ValueFormat::Raw {
+                *mine = theirs;
+            }
+        }
     }
 }
 

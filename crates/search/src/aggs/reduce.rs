@@ -15,7 +15,7 @@ use super::result::{
     Stats, TopMetricsRow, java_double,
 };
 use super::tdigest::TDigest;
-use super::{AggKind, Aggregation, AggregationLimits, BucketOrder, Direction, Terms};
+use super::{AggKind, Aggregation, AggregationLimits, BucketOrder, Direction, TermsCut};
 use crate::error::{Result, SearchError};
 
 /// Counts the buckets of a response against `search.max_buckets`.
@@ -42,9 +42,15 @@ pub(crate) fn reduce(
     shards: Vec<IndexPartials>,
     limits: AggregationLimits,
 ) -> Result<Vec<AggResult>> {
+    let single_index = shards.len() == 1;
     let mut merged = empty_all(aggs);
     for shard in shards {
         merge_all(&mut merged, shard.partials, aggs);
+    }
+    if single_index {
+        // One index is one shard: nothing was cut that another could have counted, so terms
+        // report no error, as Elasticsearch does for a single shard's answer.
+        clear_term_errors(&mut merged);
     }
     let mut counter = BucketCounter {
         count: 0,
@@ -53,8 +59,29 @@ pub(crate) fn reduce(
     finalize_level(aggs, merged, &mut counter)
 }
 
+fn clear_term_errors(partials: &mut [Partial]) {
+    for partial in partials {
+        match partial {
+            Partial::Buckets(acc) => {
+                acc.error = 0;
+                for bucket in acc.buckets.values_mut() {
+                    bucket.error = 0;
+                    clear_term_errors(&mut bucket.subs);
+                }
+            }
+            Partial::Composite(acc) => {
+                for bucket in acc.buckets.values_mut() {
+                    clear_term_errors(&mut bucket.subs);
+                }
+            }
+            Partial::Single { subs, .. } => clear_term_errors(subs),
+            _ => {}
+        }
+    }
+}
+
 /// `shard_size` of a terms aggregation: as given, else `size * 1.5 + 10`, never below `size`.
-pub(crate) fn shard_size(terms: &Terms) -> usize {
+pub(crate) fn shard_size(terms: &TermsCut<'_>) -> usize {
     let default = (terms.size as f64 * 1.5 + 10.0) as usize;
     terms.shard_size.unwrap_or(default).max(terms.size)
 }
@@ -294,7 +321,38 @@ fn bucket_key(key: &Key, format: &ValueFormat) -> (BucketKey, Option<String>) {
         Key::Str(s) => (BucketKey::Str(s.clone()), None),
         Key::Long(v) => (BucketKey::Long(*v), format.print(*v as f64)),
         Key::Double(v) => (BucketKey::Double(*v), format.print(*v)),
+        Key::Tuple(parts) => multi_key(parts, &[]),
     }
+}
+
+/// A `multi_terms` key as Elasticsearch prints it: each part in its format (dates as strings,
+/// booleans as booleans, plain numbers as numbers), and all parts joined by `|`.
+fn multi_key(parts: &[Key], formats: &[ValueFormat]) -> (BucketKey, Option<String>) {
+    let mut values = Vec::with_capacity(parts.len());
+    let mut texts = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let format = formats.get(i).unwrap_or(&ValueFormat::Raw);
+        let (value, text) = match part {
+            Key::Str(s) => (Value::String(s.clone()), s.clone()),
+            Key::Long(v) => match format.print(*v as f64) {
+                Some(text) if *format == ValueFormat::Boolean => (Value::Bool(*v != 0), text),
+                Some(text) => (Value::String(text.clone()), text),
+                None => (Value::from(*v), v.to_string()),
+            },
+            Key::Double(v) => match format.print(*v) {
+                Some(text) => (Value::String(text.clone()), text),
+                None => (number_json(*v), java_double(*v)),
+            },
+            Key::Tuple(inner) => {
+                let (_, text) = multi_key(inner, &[]);
+                let text = text.unwrap_or_default();
+                (Value::String(text.clone()), text)
+            }
+        };
+        values.push(value);
+        texts.push(text);
+    }
+    (BucketKey::Multi(values), Some(texts.join("|")))
 }
 
 fn finalize_bucket(
@@ -414,7 +472,12 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
                 })
                 .collect(),
         ),
-        (AggKind::Terms(terms), Partial::Buckets(acc)) => finalize_terms(agg, terms, acc, counter)?,
+        (AggKind::Terms(terms), Partial::Buckets(acc)) => {
+            finalize_terms(agg, &terms.cut(), acc, counter)?
+        }
+        (AggKind::MultiTerms(terms), Partial::Buckets(acc)) => {
+            finalize_terms(agg, &terms.cut(), acc, counter)?
+        }
         (AggKind::Histogram(histogram), Partial::Buckets(acc)) => {
             let mut entries: Vec<(Key, BucketAcc)> = acc.buckets.into_iter().collect();
             if let Some((min, max)) = histogram.hard_bounds {
@@ -605,6 +668,8 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
                                     .map_or(Value::from(*v), Value::String),
                             },
                             Some(Key::Double(v)) => number_json_double(*v),
+                            // Composite sources hold single keys, never tuples.
+                            Some(Key::Tuple(_)) => Value::Null,
                         };
                         (source.name.clone(), json)
                     })
@@ -694,17 +759,13 @@ fn multi_buckets(
 
 fn finalize_terms(
     agg: &Aggregation,
-    terms: &Terms,
+    terms: &TermsCut<'_>,
     acc: super::partial::BucketsAcc,
     counter: &mut BucketCounter,
 ) -> Result<AggValue> {
-    let order = if terms.order.is_empty() {
-        vec![BucketOrder::Count(Direction::Desc)]
-    } else {
-        terms.order.clone()
-    };
+    let order = terms.order;
     let mut entries: Vec<(Key, BucketAcc)> = acc.buckets.into_iter().collect();
-    entries.sort_by(|a, b| compare_buckets((&a.0, &a.1), (&b.0, &b.1), &order, &agg.subs));
+    entries.sort_by(|a, b| compare_buckets((&a.0, &a.1), (&b.0, &b.1), order, &agg.subs));
     let mut other = acc.other_doc_count;
     let mut kept = Vec::with_capacity(terms.size.min(entries.len()));
     for (key, bucket) in entries {
@@ -720,7 +781,10 @@ fn finalize_terms(
     let mut buckets = Vec::with_capacity(kept.len());
     for (key, bucket) in kept {
         let bucket_error = if key_order { 0 } else { bucket.error };
-        let (key, key_as_string) = bucket_key(&key, &acc.format);
+        let (key, key_as_string) = match &key {
+            Key::Tuple(parts) => multi_key(parts, &acc.part_formats),
+            _ => bucket_key(&key, &acc.format),
+        };
         let mut done = finalize_bucket(agg, key, key_as_string, bucket, counter)?;
         if terms.show_term_doc_count_error {
             done.doc_count_error = Some(bucket_error);

@@ -58,6 +58,8 @@ pub enum BucketKey {
     Double(f64),
     /// A composite key: one value per source (null for a missing bucket).
     Composite(Vec<(String, Value)>),
+    /// A `multi_terms` key: one value per source, as printed in its format.
+    Multi(Vec<Value>),
     /// The bucket of an anonymous filter, which Elasticsearch shows without a key.
     Anonymous,
 }
@@ -72,6 +74,14 @@ impl BucketKey {
             BucketKey::Composite(parts) => parts
                 .iter()
                 .map(|(_, v)| v.to_string())
+                .collect::<Vec<_>>()
+                .join("|"),
+            BucketKey::Multi(parts) => parts
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join("|"),
             BucketKey::Anonymous => String::new(),
