@@ -333,6 +333,37 @@ def test_multi_terms(es, opensearch, metrics_index, stockdata):
     assert "at least 2 fields" in raised.value.body["error"]["reason"]
 
 
+def test_rare_terms(es, opensearch, metrics_index, stockdata):
+    response = es.search(index=metrics_index, size=0, typed_keys=True, aggs={
+        "rarest": {"rare_terms": {"field": "tag"}},
+        "up_to_five": {"rare_terms": {"field": "tag", "max_doc_count": 5, "exclude": ["t2"]},
+                       "aggs": {"max_v": {"max": {"field": "v"}}}},
+        "values": {"rare_terms": {"field": "v", "include": [3, 7]}},
+    })
+    a = response["aggregations"]
+    assert a["srareterms#rarest"] == {"buckets": [{"key": "none", "doc_count": 1}]}
+    # Least frequent first, then by key.
+    assert [(b["key"], b["doc_count"], b["max#max_v"]["value"]) for b in a["srareterms#up_to_five"]["buckets"]] == [
+        ("none", 1, None), ("t0", 5, 20.0), ("t1", 5, 17.0), ("t3", 5, 19.0)]
+    assert a["lrareterms#values"]["buckets"] == [{"key": 3, "doc_count": 1}, {"key": 7, "doc_count": 1}]
+
+    # Exact across indices: AAPL is rare in one index (1) but not overall (4); AMZN has 2 + 1.
+    body = {"size": 0, "aggs": {"rare": {"rare_terms": {"field": "ticker_symbol.keyword", "max_doc_count": 2},
+                                         "aggs": {"avg_price": {"avg": {"field": "price"}}}}}}
+    for client in (es, opensearch):
+        rare = client.search(index=f"{stockdata}*", body=body)["aggregations"]["rare"]
+        assert rare == {"buckets": [{"key": "MSFT", "doc_count": 1, "avg_price": {"value": 50.0}}]}
+
+    for bad, reason in [
+        ({"field": "tag", "max_doc_count": 0}, "[max_doc_count] must be greater than 0"),
+        ({"field": "tag", "max_doc_count": 101}, "[max_doc_count] must be smaller than 100"),
+        ({"field": "tag", "size": 3}, "[rare_terms] unknown field [size]"),
+    ]:
+        with pytest.raises(BadRequestError) as raised:
+            es.search(index=metrics_index, size=0, aggs={"x": {"rare_terms": bad}})
+        assert reason in raised.value.body["error"]["reason"]
+
+
 def test_composite_pages_until_exhausted(es, metrics_index):
     seen = []
     after = None

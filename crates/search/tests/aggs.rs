@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, AggregationLimits, BucketKey, CalendarUnit,
-    DateHistogram, Interval, MultiTerms, Rounding, Terms, ValueSource,
+    DateHistogram, Interval, MultiTerms, RareTerms, Rounding, Terms, ValueSource,
 };
 use sluice_search::version::Condition;
 use sluice_search::{Index, IndexSettings, Mappings, Query, SearchError, WriteRequest};
@@ -405,6 +405,30 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(got_pairs, want_pairs);
+
+        // Rare terms: exact over both indices, least frequent first, then by key.
+        let rare = agg("rare", AggKind::RareTerms(RareTerms {
+            source: ValueSource::field("k"),
+            max_doc_count: 3,
+            include: None,
+            exclude: None,
+        }));
+        let results = run(&indices, vec![rare]).unwrap();
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for doc in &docs {
+            *counts.entry(KEYS[doc.key]).or_default() += 1;
+        }
+        let mut want_rare: Vec<(String, u64)> = counts
+            .into_iter()
+            .filter(|(_, c)| *c <= 3)
+            .map(|(k, c)| (k.to_string(), c))
+            .collect();
+        want_rare.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        let got_rare: Vec<(String, u64)> = buckets(&results[0])
+            .into_iter()
+            .map(|(key, _, count, _)| (key.as_text(), count))
+            .collect();
+        prop_assert_eq!(got_rare, want_rare);
     }
 }
 

@@ -16,8 +16,8 @@ use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, Bucket, BucketKey, BucketOrder, BucketsKind,
     BucketsPath, CalendarUnit, Composite, CompositeSource, CompositeSourceKind, DateHistogram,
     Direction, ExtendedStats, Filters, GapPolicy, Histogram, Interval, MovingFunction, MultiTerms,
-    Pipeline, PipelineKind, RangeAgg, RangeSpec, Rounding, ScriptExpr, SortSpec, Stats, TermFilter,
-    Terms, TopHits, TopMetrics, ValueSource,
+    Pipeline, PipelineKind, RangeAgg, RangeSpec, RareTerms, Rounding, ScriptExpr, SortSpec, Stats,
+    TermFilter, Terms, TopHits, TopMetrics, ValueSource,
 };
 
 use super::documents::SourceFilter;
@@ -28,7 +28,6 @@ use crate::http::Request;
 /// Aggregation types of Elasticsearch that Sluice does not run yet: asked for, they answer 400
 /// naming the type rather than "unknown".
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "rare_terms",
     "significant_terms",
     "significant_text",
     "auto_date_histogram",
@@ -361,6 +360,20 @@ struct TermsBody {
     show_term_doc_count_error: Option<bool>,
     execution_hint: Option<String>,
     collect_mode: Option<String>,
+    value_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RareTermsBody {
+    field: Option<String>,
+    missing: Option<Value>,
+    format: Option<String>,
+    script: Option<Value>,
+    max_doc_count: Option<i64>,
+    precision: Option<f64>,
+    include: Option<Value>,
+    exclude: Option<Value>,
     value_type: Option<String>,
 }
 
@@ -954,6 +967,41 @@ fn parse_kind(
                     .map(|v| parse_term_filter(v, "exclude"))
                     .transpose()?,
                 show_term_doc_count_error: b.show_term_doc_count_error.unwrap_or(false),
+            })
+        }
+        "rare_terms" => {
+            let b: RareTermsBody = body(type_name, spec)?;
+            let _ = b.value_type;
+            let max_doc_count = b.max_doc_count.unwrap_or(1);
+            if max_doc_count <= 0 {
+                return Err(illegal(format!(
+                    "[max_doc_count] must be greater than 0. Found [{max_doc_count}] in [{name}]"
+                )));
+            }
+            if max_doc_count as u64 > aggs::RARE_TERMS_MAX_DOC_COUNT_MAX {
+                return Err(illegal(format!(
+                    "[max_doc_count] must be smaller than {} in [{name}]",
+                    aggs::RARE_TERMS_MAX_DOC_COUNT_MAX
+                )));
+            }
+            // The precision of Elasticsearch's cuckoo filters: Sluice's rare terms are exact,
+            // so it is only checked.
+            if b.precision.is_some_and(|p| p < 0.00001) {
+                return Err(illegal("[precision] must be greater than 0.00001"));
+            }
+            AggKind::RareTerms(RareTerms {
+                source: source_of(type_name, name, b.field, b.missing, b.format, &b.script)?,
+                max_doc_count: max_doc_count as u64,
+                include: b
+                    .include
+                    .as_ref()
+                    .map(|v| parse_term_filter(v, "include"))
+                    .transpose()?,
+                exclude: b
+                    .exclude
+                    .as_ref()
+                    .map(|v| parse_term_filter(v, "exclude"))
+                    .transpose()?,
             })
         }
         "multi_terms" => {
@@ -1552,6 +1600,13 @@ fn typed_name(node: &RenderNode, value: &AggValue) -> String {
                 _ => "sterms".into(),
             },
             _ => "sterms".into(),
+        },
+        "rare_terms" => match value {
+            AggValue::Buckets(buckets) => match buckets.buckets.first().map(|b| &b.key) {
+                Some(BucketKey::Long(_)) => "lrareterms".into(),
+                _ => "srareterms".into(),
+            },
+            _ => "srareterms".into(),
         },
         "avg_bucket" | "sum_bucket" | "cumulative_sum" | "moving_fn" | "serial_diff"
         | "bucket_script" => "simple_value".into(),

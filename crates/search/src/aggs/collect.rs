@@ -335,6 +335,15 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
         AggKind::TopMetrics(top) => collect_top_metrics(agg, top, segment, docs)?,
         AggKind::Terms(terms) => collect_terms(agg, terms, segment, docs)?,
         AggKind::MultiTerms(terms) => collect_multi_terms(agg, terms, segment, docs)?,
+        AggKind::RareTerms(rare) => {
+            let (kind, _) = field_of(segment, &rare.source, agg)?;
+            if kind == FieldKind::Double {
+                return Err(SearchError::AggregationExecution {
+                    reason: "RareTerms aggregation does not support floating point fields.".into(),
+                });
+            }
+            collect_terms(agg, &rare.as_terms(), segment, docs)?
+        }
         AggKind::Histogram(histogram) => {
             let (kind, column) = field_of(segment, &histogram.source, agg)?;
             let missing = missing_of(&kind, &histogram.source)?;
@@ -1488,6 +1497,15 @@ fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
                 match &agg.kind {
                     AggKind::Terms(terms) => prune_terms(agg, &terms.cut(), acc),
                     AggKind::MultiTerms(terms) => prune_terms(agg, &terms.cut(), acc),
+                    AggKind::RareTerms(rare) => {
+                        // A term too frequent here is too frequent overall: its count must
+                        // stay to keep it out, its sub-aggregations need not.
+                        for bucket in acc.buckets.values_mut() {
+                            if bucket.doc_count > rare.max_doc_count {
+                                bucket.subs.clear();
+                            }
+                        }
+                    }
                     _ => {}
                 }
                 for bucket in acc.buckets.values_mut() {

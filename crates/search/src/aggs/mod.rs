@@ -150,6 +150,37 @@ pub struct Terms {
     pub show_term_doc_count_error: bool,
 }
 
+/// `rare_terms`: the terms of at most `max_doc_count` documents over every index, least frequent
+/// first. Exact: no index cuts its terms, so a term frequent in one index and rare in another is
+/// never reported rare.
+#[derive(Debug, Clone)]
+pub struct RareTerms {
+    pub source: ValueSource,
+    pub max_doc_count: u64,
+    pub include: Option<TermFilter>,
+    pub exclude: Option<TermFilter>,
+}
+
+/// Elasticsearch's largest `max_doc_count` of `rare_terms`; more is refused (400).
+pub const RARE_TERMS_MAX_DOC_COUNT_MAX: u64 = 100;
+
+impl RareTerms {
+    /// The terms collection that gathers every term with its count.
+    pub(crate) fn as_terms(&self) -> Terms {
+        Terms {
+            source: self.source.clone(),
+            size: usize::MAX,
+            shard_size: None,
+            min_doc_count: 1,
+            shard_min_doc_count: 0,
+            order: Vec::new(),
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            show_term_doc_count_error: false,
+        }
+    }
+}
+
 /// `multi_terms`: buckets keyed by one value of each source, ordered, sized and cut as `terms`.
 /// A document without a value for some source (and no `missing`) is counted in no bucket;
 /// multi-valued fields count a document once per combination of values.
@@ -354,6 +385,7 @@ pub enum AggKind {
     TopMetrics(TopMetrics),
     Terms(Terms),
     MultiTerms(MultiTerms),
+    RareTerms(RareTerms),
     Histogram(Histogram),
     DateHistogram(DateHistogram),
     Range(RangeAgg),
@@ -386,6 +418,7 @@ impl AggKind {
             AggKind::TopMetrics(_) => "top_metrics",
             AggKind::Terms(_) => "terms",
             AggKind::MultiTerms(_) => "multi_terms",
+            AggKind::RareTerms(_) => "rare_terms",
             AggKind::Histogram(_) => "histogram",
             AggKind::DateHistogram(_) => "date_histogram",
             AggKind::Range(range) if range.date_zone.is_some() => "date_range",
@@ -404,6 +437,7 @@ impl AggKind {
             self,
             AggKind::Terms(_)
                 | AggKind::MultiTerms(_)
+                | AggKind::RareTerms(_)
                 | AggKind::Histogram(_)
                 | AggKind::DateHistogram(_)
                 | AggKind::Range(_)

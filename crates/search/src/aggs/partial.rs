@@ -295,6 +295,7 @@ impl Partial {
             }),
             AggKind::Terms(_)
             | AggKind::MultiTerms(_)
+            | AggKind::RareTerms(_)
             | AggKind::Histogram(_)
             | AggKind::DateHistogram(_)
             | AggKind::Range(_)

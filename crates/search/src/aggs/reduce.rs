@@ -478,6 +478,19 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
         (AggKind::MultiTerms(terms), Partial::Buckets(acc)) => {
             finalize_terms(agg, &terms.cut(), acc, counter)?
         }
+        (AggKind::RareTerms(rare), Partial::Buckets(acc)) => {
+            let mut entries: Vec<(Key, BucketAcc)> = acc
+                .buckets
+                .into_iter()
+                .filter(|(_, b)| b.doc_count <= rare.max_doc_count)
+                .collect();
+            let order = [
+                BucketOrder::Count(Direction::Asc),
+                BucketOrder::Key(Direction::Asc),
+            ];
+            entries.sort_by(|a, b| compare_buckets((&a.0, &a.1), (&b.0, &b.1), &order, &agg.subs));
+            multi_buckets(agg, entries, &acc.format, false, counter)?
+        }
         (AggKind::Histogram(histogram), Partial::Buckets(acc)) => {
             let mut entries: Vec<(Key, BucketAcc)> = acc.buckets.into_iter().collect();
             if let Some((min, max)) = histogram.hard_bounds {
