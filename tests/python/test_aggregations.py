@@ -364,6 +364,37 @@ def test_rare_terms(es, opensearch, metrics_index, stockdata):
         assert reason in raised.value.body["error"]["reason"]
 
 
+def test_samplers(es, metrics_index, stockdata):
+    response = es.search(index=metrics_index, size=0, typed_keys=True, aggs={
+        "sample": {"sampler": {"shard_size": 5}, "aggs": {
+            "sum": {"sum": {"field": "v", "missing": 0}},
+            "docs": {"top_hits": {"size": 10, "_source": ["v"]}}}},
+        "one_per_tag": {"diversified_sampler": {"field": "tag", "shard_size": 10},
+                        "aggs": {"tags": {"terms": {"field": "tag"}}}},
+        "two_per_tag": {"diversified_sampler": {"field": "tag", "shard_size": 10, "max_docs_per_value": 2}},
+    })
+    a = response["aggregations"]
+    # Equal scores under match_all: any five documents, the same five for every sub-aggregation.
+    sample = a["sampler#sample"]
+    assert sample["doc_count"] == 5
+    hits = sample["top_hits#docs"]["hits"]
+    assert hits["total"]["value"] == 5 and len(hits["hits"]) == 5
+    assert sample["sum#sum"]["value"] == sum(h["_source"].get("v", 0) for h in hits["hits"])
+    one = a["sampler#one_per_tag"]
+    assert one["doc_count"] == 5
+    assert sorted((b["key"], b["doc_count"]) for b in one["sterms#tags"]["buckets"]) == [
+        ("none", 1), ("t0", 1), ("t1", 1), ("t2", 1), ("t3", 1)]
+    assert a["sampler#two_per_tag"] == {"doc_count": 9}
+
+    # Each index samples its own shard_size, as each shard does.
+    sampled = es.search(index=f"{stockdata}*", size=0, aggs={"s": {"sampler": {"shard_size": 1}}})
+    assert sampled["aggregations"]["s"] == {"doc_count": 2}
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"t": {"terms": {"field": "tag"}, "aggs": {"s": {"sampler": {}}}}})
+    assert "must be a top level aggregation" in raised.value.body["error"]["reason"]
+
+
 def test_composite_pages_until_exhausted(es, metrics_index):
     seen = []
     after = None

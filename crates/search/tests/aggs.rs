@@ -571,3 +571,55 @@ fn terms_cut_per_index_keep_the_largest_counts() {
         }
     );
 }
+
+/// Samplers keep `shard_size` documents per index, diversified ones at most
+/// `max_docs_per_value` per value, and refuse to run below the top level.
+#[test]
+fn samplers_keep_shard_size_per_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<Doc> = (0..40)
+        .map(|i| Doc {
+            t: 1_767_225_600_000 + i,
+            key: (i % 5) as usize,
+            value: i,
+        })
+        .collect();
+    let indices = indices(dir.path(), &docs);
+    let single_count = |result: &AggResult| match &result.value {
+        AggValue::SingleBucket { doc_count, .. } => *doc_count,
+        other => panic!("not a single bucket: {other:?}"),
+    };
+    let mut plain = agg(
+        "plain",
+        AggKind::Sampler(aggs::Sampler {
+            shard_size: 3,
+            diversify: None,
+        }),
+    );
+    plain.subs = vec![agg("n", AggKind::ValueCount(ValueSource::field("v")))];
+    let diverse = agg(
+        "diverse",
+        AggKind::Sampler(aggs::Sampler {
+            shard_size: 100,
+            diversify: Some((ValueSource::field("k"), 2)),
+        }),
+    );
+    let results = run(&indices, vec![plain, diverse]).unwrap();
+    assert_eq!(single_count(&results[0]), 6);
+    let AggValue::SingleBucket { subs, .. } = &results[0].value else {
+        unreachable!()
+    };
+    assert_eq!(value(&subs[0]), Some(6.0));
+    // Each index holds every key: two documents per key per index.
+    assert_eq!(single_count(&results[1]), 2 * 5 * 2);
+
+    let mut nested = agg("by_key", AggKind::Global);
+    nested.subs = vec![agg(
+        "s",
+        AggKind::Sampler(aggs::Sampler {
+            shard_size: 3,
+            diversify: None,
+        }),
+    )];
+    assert!(run(&indices, vec![nested]).is_err());
+}

@@ -16,8 +16,8 @@ use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, Bucket, BucketKey, BucketOrder, BucketsKind,
     BucketsPath, CalendarUnit, Composite, CompositeSource, CompositeSourceKind, DateHistogram,
     Direction, ExtendedStats, Filters, GapPolicy, Histogram, Interval, MovingFunction, MultiTerms,
-    Pipeline, PipelineKind, RangeAgg, RangeSpec, RareTerms, Rounding, ScriptExpr, SortSpec, Stats,
-    TermFilter, Terms, TopHits, TopMetrics, ValueSource,
+    Pipeline, PipelineKind, RangeAgg, RangeSpec, RareTerms, Rounding, Sampler, ScriptExpr,
+    SortSpec, Stats, TermFilter, Terms, TopHits, TopMetrics, ValueSource,
 };
 
 use super::documents::SourceFilter;
@@ -36,8 +36,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "ip_prefix",
     "nested",
     "reverse_nested",
-    "sampler",
-    "diversified_sampler",
     "random_sampler",
     "adjacency_matrix",
     "scripted_metric",
@@ -481,6 +479,32 @@ struct MissingBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GlobalBody {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SamplerBody {
+    shard_size: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiversifiedSamplerBody {
+    field: Option<String>,
+    script: Option<Value>,
+    shard_size: Option<i64>,
+    max_docs_per_value: Option<i64>,
+    execution_hint: Option<String>,
+}
+
+fn sampler_shard_size(name: &str, shard_size: Option<i64>) -> Result<usize, EsError> {
+    match shard_size {
+        None => Ok(aggs::SAMPLER_SHARD_SIZE_DEFAULT),
+        Some(size) if size > 0 => Ok(size as usize),
+        Some(size) => Err(illegal(format!(
+            "[shard_size] must be greater than 0. Found [{size}] in [{name}]"
+        ))),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1206,6 +1230,33 @@ fn parse_kind(
             let _: GlobalBody = body(type_name, spec)?;
             AggKind::Global
         }
+        "sampler" => {
+            let b: SamplerBody = body(type_name, spec)?;
+            AggKind::Sampler(Sampler {
+                shard_size: sampler_shard_size(name, b.shard_size)?,
+                diversify: None,
+            })
+        }
+        "diversified_sampler" => {
+            let b: DiversifiedSamplerBody = body(type_name, spec)?;
+            let _ = b.execution_hint;
+            let max_docs_per_value = match b.max_docs_per_value {
+                None => 1,
+                Some(max) if max > 0 => max as usize,
+                Some(max) => {
+                    return Err(illegal(format!(
+                        "[max_docs_per_value] must be greater than 0. Found [{max}] in [{name}]"
+                    )));
+                }
+            };
+            AggKind::Sampler(Sampler {
+                shard_size: sampler_shard_size(name, b.shard_size)?,
+                diversify: Some((
+                    source_of(type_name, name, b.field, None, None, &b.script)?,
+                    max_docs_per_value,
+                )),
+            })
+        }
         "composite" => parse_composite(name, spec, now)?,
         "avg_bucket"
         | "max_bucket"
@@ -1601,6 +1652,8 @@ fn typed_name(node: &RenderNode, value: &AggValue) -> String {
             },
             _ => "sterms".into(),
         },
+        // Both samplers answer Elasticsearch's one sampler result.
+        "diversified_sampler" => "sampler".into(),
         "rare_terms" => match value {
             AggValue::Buckets(buckets) => match buckets.buckets.first().map(|b| &b.key) {
                 Some(BucketKey::Long(_)) => "lrareterms".into(),

@@ -55,6 +55,8 @@ pub(crate) struct IndexContext<'a> {
     pub budget: &'a MemoryBudget,
     /// Weights of filter queries, compiled once per request and index.
     weights: RefCell<HashMap<*const Query, Arc<dyn Weight>>>,
+    /// The documents each top-level sampler chose, per segment, sorted.
+    samples: RefCell<HashMap<*const Aggregation, Vec<Vec<DocId>>>>,
 }
 
 struct Segment<'a> {
@@ -72,6 +74,7 @@ fn tree_needs_scores(aggs: &[Aggregation]) -> bool {
                 .iter()
                 .any(|s| matches!(s, SortSpec::Score(_))),
             AggKind::TopMetrics(top) => matches!(top.sort, SortSpec::Score(_)),
+            AggKind::Sampler(_) => true,
             _ => false,
         };
         here || tree_needs_scores(&agg.subs)
@@ -100,6 +103,7 @@ pub(crate) fn collect_index(
         all,
         budget,
         weights: RefCell::new(HashMap::new()),
+        samples: RefCell::new(HashMap::new()),
     };
     let needs_scores = tree_needs_scores(aggs);
     let scoring = if needs_scores {
@@ -108,13 +112,28 @@ pub(crate) fn collect_index(
         EnableScoring::disabled_from_searcher(searcher)
     };
     let weight = main.weight(scoring)?;
-    let mut partials = empty_all(aggs);
-    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+    let mut matched = Vec::with_capacity(searcher.segment_readers().len());
+    for reader in searcher.segment_readers() {
         let (docs, scores) = matching_docs(weight.as_ref(), reader, needs_scores)?;
         budget.reserve(
             docs.len() * DOC_BYTES + scores.as_ref().map_or(0, |s| s.len() * 4),
             aggs.first().map_or("", |a| a.name.as_str()),
         )?;
+        matched.push((docs, scores));
+    }
+    for agg in aggs {
+        if let AggKind::Sampler(sampler) = &agg.kind {
+            let chosen = sample(&context, agg, sampler, &matched)?;
+            context
+                .samples
+                .borrow_mut()
+                .insert(agg as *const Aggregation, chosen);
+        }
+    }
+    let mut partials = empty_all(aggs);
+    for (ord, (reader, (docs, scores))) in
+        searcher.segment_readers().iter().zip(matched).enumerate()
+    {
         let segment = Segment {
             index: &context,
             reader,
@@ -126,6 +145,93 @@ pub(crate) fn collect_index(
     }
     prune_for_shard(aggs, &mut partials);
     Ok(IndexPartials { partials })
+}
+
+/// The documents a top-level sampler keeps in each segment: the best `shard_size` by score
+/// (ties in index order), at most `max_docs_per_value` per value when diversified.
+fn sample(
+    context: &IndexContext<'_>,
+    agg: &Aggregation,
+    sampler: &super::Sampler,
+    matched: &[(Vec<DocId>, Option<Vec<f32>>)],
+) -> Result<Vec<Vec<DocId>>> {
+    let total: usize = matched.iter().map(|(docs, _)| docs.len()).sum();
+    context
+        .budget
+        .reserve(total * std::mem::size_of::<(f32, u32, DocId)>(), &agg.name)?;
+    let mut candidates: Vec<(f32, u32, DocId)> = Vec::with_capacity(total);
+    for (ord, (docs, scores)) in matched.iter().enumerate() {
+        for &doc in docs {
+            let score = scores
+                .as_ref()
+                .and_then(|s| s.get(doc as usize).copied())
+                .unwrap_or(1.0);
+            candidates.push((score, ord as u32, doc));
+        }
+    }
+    let best_first = |a: &(f32, u32, DocId), b: &(f32, u32, DocId)| {
+        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+    };
+    let mut chosen: Vec<Vec<DocId>> = vec![Vec::new(); matched.len()];
+    match &sampler.diversify {
+        None => {
+            if candidates.len() > sampler.shard_size {
+                candidates.select_nth_unstable_by(sampler.shard_size, best_first);
+                candidates.truncate(sampler.shard_size);
+            }
+            for (_, ord, doc) in candidates {
+                if let Some(list) = chosen.get_mut(ord as usize) {
+                    list.push(doc);
+                }
+            }
+        }
+        Some((source, max_per_value)) => {
+            candidates.sort_unstable_by(best_first);
+            let readers = context.searcher.segment_readers();
+            let mut columns = Vec::with_capacity(readers.len());
+            for (ord, reader) in readers.iter().enumerate() {
+                let segment = Segment {
+                    index: context,
+                    reader,
+                    ord: ord as u32,
+                    scores: None,
+                };
+                columns.push(field_of(&segment, source, agg)?);
+            }
+            let mut caches: Vec<HashMap<u64, String>> = vec![HashMap::new(); readers.len()];
+            let mut per_value: HashMap<Option<Key>, usize> = HashMap::new();
+            let mut keys = Vec::new();
+            let mut taken = 0;
+            for (_, ord, doc) in candidates {
+                if taken >= sampler.shard_size {
+                    break;
+                }
+                let (Some((kind, column)), Some(cache)) =
+                    (columns.get(ord as usize), caches.get_mut(ord as usize))
+                else {
+                    continue;
+                };
+                multi_terms_keys(kind, column, None, doc, cache, &mut keys)?;
+                if keys.len() > 1 {
+                    return Err(SearchError::AggregationExecution {
+                        reason: "Sample diversifying key must be a single valued-field".into(),
+                    });
+                }
+                let seen = per_value.entry(keys.pop()).or_insert(0);
+                if *seen < *max_per_value {
+                    *seen += 1;
+                    taken += 1;
+                    if let Some(list) = chosen.get_mut(ord as usize) {
+                        list.push(doc);
+                    }
+                }
+            }
+        }
+    }
+    for list in &mut chosen {
+        list.sort_unstable();
+    }
+    Ok(chosen)
 }
 
 fn matching_docs(
@@ -471,6 +577,18 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                 .filter(|&doc| !column.has_value(doc))
                 .collect();
             single(agg, segment, &without)?
+        }
+        AggKind::Sampler(_) => {
+            // Chosen for the whole index before the segments run (samplers are top level).
+            let sampled = segment
+                .index
+                .samples
+                .borrow()
+                .get(&(agg as *const Aggregation))
+                .and_then(|per_segment| per_segment.get(segment.ord as usize))
+                .cloned()
+                .unwrap_or_default();
+            single(agg, segment, &sampled)?
         }
         AggKind::Global => {
             let weight = segment

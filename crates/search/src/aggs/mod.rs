@@ -150,6 +150,19 @@ pub struct Terms {
     pub show_term_doc_count_error: bool,
 }
 
+/// `sampler` and `diversified_sampler`: sub-aggregations over the best-scoring `shard_size`
+/// matching documents of each index (ties by index order), top level only.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    pub shard_size: usize,
+    /// `diversified_sampler`: at most this many sampled documents per value of the field (a
+    /// single-valued field; documents without a value share one value).
+    pub diversify: Option<(ValueSource, usize)>,
+}
+
+/// Elasticsearch's default `shard_size` of `sampler` and `diversified_sampler`.
+pub const SAMPLER_SHARD_SIZE_DEFAULT: usize = 100;
+
 /// `rare_terms`: the terms of at most `max_doc_count` documents over every index, least frequent
 /// first. Exact: no index cuts its terms, so a term frequent in one index and rare in another is
 /// never reported rare.
@@ -394,6 +407,7 @@ pub enum AggKind {
     Missing(ValueSource),
     /// All documents of the index, whatever the query (top level only).
     Global,
+    Sampler(Sampler),
     Composite(Composite),
     Pipeline(Pipeline),
 }
@@ -427,6 +441,8 @@ impl AggKind {
             AggKind::Filters(_) => "filters",
             AggKind::Missing(_) => "missing",
             AggKind::Global => "global",
+            AggKind::Sampler(sampler) if sampler.diversify.is_some() => "diversified_sampler",
+            AggKind::Sampler(_) => "sampler",
             AggKind::Composite(_) => "composite",
             AggKind::Pipeline(pipeline) => pipeline.kind.type_name(),
         }
@@ -539,6 +555,13 @@ fn validate_level(aggs: &[Aggregation], depth: usize, parent: Option<&AggKind>) 
                         agg.name
                     ),
                 });
+            }
+            AggKind::Sampler(_) if depth > 1 => {
+                return Err(SearchError::illegal(format!(
+                    "aggregation [{}] of type [{}] must be a top level aggregation in Sluice",
+                    agg.name,
+                    agg.kind.type_name()
+                )));
             }
             AggKind::Pipeline(pipeline) => {
                 pipeline::validate(agg, pipeline, aggs, parent)?;

@@ -304,10 +304,12 @@ impl Partial {
                 buckets: HashMap::new(),
                 formats: vec![ValueFormat::Raw; composite.sources.len()],
             }),
-            AggKind::Filter(_) | AggKind::Missing(_) | AggKind::Global => Partial::Single {
-                doc_count: 0,
-                subs: empty_all(&agg.subs),
-            },
+            AggKind::Filter(_) | AggKind::Missing(_) | AggKind::Global | AggKind::Sampler(_) => {
+                Partial::Single {
+                    doc_count: 0,
+                    subs: empty_all(&agg.subs),
+                }
+            }
             AggKind::Pipeline(_) => Partial::Nothing,
         }
     }

@@ -653,7 +653,7 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
             })
         }
         (
-            AggKind::Filter(_) | AggKind::Missing(_) | AggKind::Global,
+            AggKind::Filter(_) | AggKind::Missing(_) | AggKind::Global | AggKind::Sampler(_),
             Partial::Single { doc_count, subs },
         ) => AggValue::SingleBucket {
             doc_count,
