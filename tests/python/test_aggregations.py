@@ -395,6 +395,45 @@ def test_samplers(es, metrics_index, stockdata):
     assert "must be a top level aggregation" in raised.value.body["error"]["reason"]
 
 
+def jlh(subset_freq, subset_size, superset_freq, superset_size):
+    sub, sup = subset_freq / subset_size, superset_freq / superset_size
+    return (sub - sup) * (sub / sup) if sub > sup else 0.0
+
+
+def test_significant_terms(es, opensearch, metrics_index, stockdata):
+    response = es.search(index=metrics_index, size=0, typed_keys=True, query={"term": {"tag": "t1"}}, aggs={
+        "tags": {"significant_terms": {"field": "tag"}},
+        "values": {"significant_terms": {"field": "v", "min_doc_count": 1, "size": 3}},
+        "values_min3": {"significant_terms": {"field": "v"}},
+        "against_two": {"significant_terms": {"field": "tag", "background_filter": {"terms": {"tag": ["t1", "t2"]}}}},
+        "percentage": {"significant_terms": {"field": "tag", "percentage": {}}},
+    })
+    a = response["aggregations"]
+    assert a["sigsterms#tags"] == {"doc_count": 5, "bg_count": 21, "buckets": [
+        {"key": "t1", "doc_count": 5, "score": pytest.approx(jlh(5, 5, 5, 21)), "bg_count": 5}]}
+    # Ties by key; each value is in one of the subset's five documents and one of the index's 21.
+    values = a["siglterms#values"]
+    assert [(b["key"], b["doc_count"], b["bg_count"]) for b in values["buckets"]] == [(1, 1, 1), (5, 1, 1), (9, 1, 1)]
+    assert values["buckets"][0]["score"] == pytest.approx(jlh(1, 5, 1, 21))
+    assert a["sigsterms#values_min3"]["buckets"] == []
+    against = a["sigsterms#against_two"]
+    assert (against["doc_count"], against["bg_count"]) == (5, 10)
+    assert against["buckets"][0]["score"] == pytest.approx(jlh(5, 5, 5, 10))
+    assert a["sigsterms#percentage"]["buckets"][0]["score"] == pytest.approx(1.0)
+
+    # Across indices the background counts of every index add up.
+    body = {"size": 0, "query": {"term": {"ticker_symbol.keyword": "AAPL"}},
+            "aggs": {"sig": {"significant_terms": {"field": "ticker_symbol.keyword", "min_doc_count": 1}}}}
+    for client in (es, opensearch):
+        sig = client.search(index=f"{stockdata}*", body=body)["aggregations"]["sig"]
+        assert sig == {"doc_count": 4, "bg_count": 8, "buckets": [
+            {"key": "AAPL", "doc_count": 4, "score": pytest.approx(jlh(4, 4, 4, 8)), "bg_count": 4}]}
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"x": {"significant_terms": {"field": "tag", "gnd": {}}}})
+    assert "[gnd]" in raised.value.body["error"]["reason"]
+
+
 def test_composite_pages_until_exhausted(es, metrics_index):
     seen = []
     after = None
@@ -474,8 +513,8 @@ def test_refusals_name_what_is_wrong(es, metrics_index):
     assert raised.value.body["error"]["reason"] == "[terms] unknown field [sizee]"
 
     with pytest.raises(BadRequestError) as raised:
-        es.search(index=metrics_index, size=0, aggs={"x": {"significant_terms": {"field": "tag"}}})
-    assert "significant_terms" in raised.value.body["error"]["reason"]
+        es.search(index=metrics_index, size=0, aggs={"x": {"adjacency_matrix": {"filters": {}}}})
+    assert "adjacency_matrix" in raised.value.body["error"]["reason"]
 
     with pytest.raises(BadRequestError) as raised:
         es.search(index=metrics_index, size=0, aggs={"x": {"date_histogram": {

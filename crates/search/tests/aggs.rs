@@ -16,7 +16,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, AggregationLimits, BucketKey, CalendarUnit,
-    DateHistogram, Interval, MultiTerms, RareTerms, Rounding, Terms, ValueSource,
+    DateHistogram, Interval, MultiTerms, RareTerms, Rounding, Significance, SignificantTerms,
+    Terms, ValueSource,
 };
 use sluice_search::version::Condition;
 use sluice_search::{Index, IndexSettings, Mappings, Query, SearchError, WriteRequest};
@@ -429,6 +430,57 @@ proptest! {
             .map(|(key, _, count, _)| (key.as_text(), count))
             .collect();
         prop_assert_eq!(got_rare, want_rare);
+
+        // Significant terms of the documents of two keys against both whole indices.
+        let subset_keys = ["aapl", "amzn"];
+        let subset_query = Query::Terms {
+            field: "k".into(),
+            values: subset_keys.iter().map(|k| json!(k)).collect(),
+            boost: 1.0,
+        };
+        let significant = agg("sig", AggKind::SignificantTerms(SignificantTerms {
+            source: ValueSource::field("k"),
+            size: 10,
+            min_doc_count: 1,
+            shard_min_doc_count: 0,
+            include: None,
+            exclude: None,
+            background_filter: None,
+            significance: Significance::Jlh,
+        }));
+        let targets: Vec<(Arc<Index>, Query)> = indices
+            .iter()
+            .map(|i| (i.clone(), subset_query.clone()))
+            .collect();
+        let results = aggs::aggregate(&targets, &[significant], AggregationLimits::default()).unwrap();
+        let superset_size = docs.len() as u64;
+        let subset_size = docs.iter().filter(|d| subset_keys.contains(&KEYS[d.key])).count() as u64;
+        let mut want_sig: Vec<(String, u64, f64)> = subset_keys
+            .iter()
+            .filter_map(|k| {
+                let freq = docs.iter().filter(|d| KEYS[d.key] == *k).count() as u64;
+                let score = Significance::Jlh.score(freq, subset_size, freq, superset_size);
+                (freq > 0 && score > 0.0).then(|| (k.to_string(), freq, score))
+            })
+            .collect();
+        want_sig.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        let AggValue::Buckets(sig) = &results[0].value else {
+            panic!("buckets");
+        };
+        let got_sig: Vec<(String, u64, f64)> = sig
+            .buckets
+            .iter()
+            .map(|b| {
+                let (score, bg_count) = b.significance.unwrap();
+                assert_eq!(bg_count, b.doc_count);
+                (b.key.as_text(), b.doc_count, score)
+            })
+            .collect();
+        prop_assert_eq!(got_sig, want_sig);
+        prop_assert_eq!(
+            &sig.kind,
+            &aggs::BucketsKind::Significant { doc_count: subset_size, bg_count: superset_size }
+        );
     }
 }
 

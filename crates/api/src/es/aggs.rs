@@ -17,7 +17,8 @@ use sluice_search::aggs::{
     BucketsPath, CalendarUnit, Composite, CompositeSource, CompositeSourceKind, DateHistogram,
     Direction, ExtendedStats, Filters, GapPolicy, Histogram, Interval, MovingFunction, MultiTerms,
     Pipeline, PipelineKind, RangeAgg, RangeSpec, RareTerms, Rounding, Sampler, ScriptExpr,
-    SortSpec, Stats, TermFilter, Terms, TopHits, TopMetrics, ValueSource,
+    Significance, SignificantTerms, SortSpec, Stats, TermFilter, Terms, TopHits, TopMetrics,
+    ValueSource,
 };
 
 use super::documents::SourceFilter;
@@ -28,7 +29,6 @@ use crate::http::Request;
 /// Aggregation types of Elasticsearch that Sluice does not run yet: asked for, they answer 400
 /// naming the type rather than "unknown".
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "significant_terms",
     "significant_text",
     "auto_date_histogram",
     "variable_width_histogram",
@@ -374,6 +374,33 @@ struct RareTermsBody {
     exclude: Option<Value>,
     value_type: Option<String>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignificantTermsBody {
+    field: Option<String>,
+    script: Option<Value>,
+    format: Option<String>,
+    size: Option<i64>,
+    shard_size: Option<i64>,
+    min_doc_count: Option<u64>,
+    shard_min_doc_count: Option<u64>,
+    include: Option<Value>,
+    exclude: Option<Value>,
+    background_filter: Option<Value>,
+    execution_hint: Option<String>,
+    value_type: Option<String>,
+    jlh: Option<EmptyBody>,
+    percentage: Option<EmptyBody>,
+    mutual_information: Option<Value>,
+    chi_square: Option<Value>,
+    gnd: Option<Value>,
+    script_heuristic: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
 
 /// One source of `multi_terms`.
 #[derive(Deserialize)]
@@ -991,6 +1018,54 @@ fn parse_kind(
                     .map(|v| parse_term_filter(v, "exclude"))
                     .transpose()?,
                 show_term_doc_count_error: b.show_term_doc_count_error.unwrap_or(false),
+            })
+        }
+        "significant_terms" => {
+            let b: SignificantTermsBody = body(type_name, spec)?;
+            let _ = (b.execution_hint, b.value_type);
+            for (heuristic, given) in [
+                ("mutual_information", b.mutual_information.is_some()),
+                ("chi_square", b.chi_square.is_some()),
+                ("gnd", b.gnd.is_some()),
+                ("script_heuristic", b.script_heuristic.is_some()),
+            ] {
+                if given {
+                    return Err(illegal(format!(
+                        "significance heuristic [{heuristic}] of aggregation [{name}] is not supported by Sluice; use [jlh] or [percentage]"
+                    )));
+                }
+            }
+            let significance = match (b.jlh.is_some(), b.percentage.is_some()) {
+                (true, true) => {
+                    return Err(EsError::bad_request(
+                        "parsing_exception",
+                        "Only one significance heuristic can be specified",
+                    ));
+                }
+                (_, true) => Significance::Percentage,
+                _ => Significance::Jlh,
+            };
+            // Sluice merges every candidate exactly, so `shard_size` is only checked.
+            let (size, _) = terms_sizes(name, b.size, b.shard_size)?;
+            AggKind::SignificantTerms(SignificantTerms {
+                source: source_of(type_name, name, b.field, None, b.format, &b.script)?,
+                size,
+                min_doc_count: b
+                    .min_doc_count
+                    .unwrap_or(aggs::SIGNIFICANT_MIN_DOC_COUNT_DEFAULT),
+                shard_min_doc_count: b.shard_min_doc_count.unwrap_or(0),
+                include: b
+                    .include
+                    .as_ref()
+                    .map(|v| parse_term_filter(v, "include"))
+                    .transpose()?,
+                exclude: b
+                    .exclude
+                    .as_ref()
+                    .map(|v| parse_term_filter(v, "exclude"))
+                    .transpose()?,
+                background_filter: b.background_filter.as_ref().map(parse_query).transpose()?,
+                significance,
             })
         }
         "rare_terms" => {
@@ -1652,6 +1727,13 @@ fn typed_name(node: &RenderNode, value: &AggValue) -> String {
             },
             _ => "sterms".into(),
         },
+        "significant_terms" => match value {
+            AggValue::Buckets(buckets) => match buckets.buckets.first().map(|b| &b.key) {
+                Some(BucketKey::Long(_) | BucketKey::Double(_)) => "siglterms".into(),
+                _ => "sigsterms".into(),
+            },
+            _ => "sigsterms".into(),
+        },
         // Both samplers answer Elasticsearch's one sampler result.
         "diversified_sampler" => "sampler".into(),
         "rare_terms" => match value {
@@ -1872,6 +1954,13 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources, typed
                     );
                     map.insert("sum_other_doc_count".into(), json!(sum_other_doc_count));
                 }
+                BucketsKind::Significant {
+                    doc_count,
+                    bg_count,
+                } => {
+                    map.insert("doc_count".into(), json!(doc_count));
+                    map.insert("bg_count".into(), json!(bg_count));
+                }
                 BucketsKind::Composite {
                     after_key: Some(after),
                 } => {
@@ -1950,6 +2039,10 @@ fn render_bucket(
     map.insert("doc_count".into(), json!(bucket.doc_count));
     if let Some(error) = bucket.doc_count_error {
         map.insert("doc_count_error_upper_bound".into(), json!(error));
+    }
+    if let Some((score, bg_count)) = bucket.significance {
+        map.insert("score".into(), number(score));
+        map.insert("bg_count".into(), json!(bg_count));
     }
     render_level(&bucket.subs, &node.subs, raw, &mut map, typed);
     Value::Object(map)

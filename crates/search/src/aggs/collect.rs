@@ -19,8 +19,9 @@ use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED, Ta
 use super::format::ValueFormat;
 use super::hll::{Cardinality, hash_bytes, mix64};
 use super::partial::{
-    BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, Partial, SortValue, StatsAcc,
-    TopHitsAcc, TopMetricsAcc, compare_sort, effective_sort, empty_all, merge_all,
+    Background, BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, Partial, SignificantAcc,
+    SortValue, StatsAcc, TopHitsAcc, TopMetricsAcc, compare_sort, effective_sort, empty_all,
+    merge_all,
 };
 use super::reduce::{compare_buckets, shard_size};
 use super::result::TopHit;
@@ -57,6 +58,8 @@ pub(crate) struct IndexContext<'a> {
     weights: RefCell<HashMap<*const Query, Arc<dyn Weight>>>,
     /// The documents each top-level sampler chose, per segment, sorted.
     samples: RefCell<HashMap<*const Aggregation, Vec<Vec<DocId>>>>,
+    /// The superset counts of each `significant_terms`, read once per request and index.
+    backgrounds: RefCell<HashMap<*const Aggregation, Arc<Background>>>,
 }
 
 struct Segment<'a> {
@@ -104,6 +107,7 @@ pub(crate) fn collect_index(
         budget,
         weights: RefCell::new(HashMap::new()),
         samples: RefCell::new(HashMap::new()),
+        backgrounds: RefCell::new(HashMap::new()),
     };
     let needs_scores = tree_needs_scores(aggs);
     let scoring = if needs_scores {
@@ -232,6 +236,91 @@ fn sample(
         list.sort_unstable();
     }
     Ok(chosen)
+}
+
+/// The superset of a `significant_terms` in this index: how many live documents (matching its
+/// `background_filter`, if any) hold each value of the field, counted once per document.
+fn background(
+    context: &IndexContext<'_>,
+    agg: &Aggregation,
+    significant: &super::SignificantTerms,
+) -> Result<Arc<Background>> {
+    let key = agg as *const Aggregation;
+    if let Some(found) = context.backgrounds.borrow().get(&key) {
+        return Ok(found.clone());
+    }
+    let weight = match &significant.background_filter {
+        Some(query) => (context.compile)(query)?,
+        None => Box::new(tantivy::query::AllQuery) as Box<dyn tantivy::query::Query>,
+    }
+    .weight(EnableScoring::disabled_from_searcher(context.searcher))?;
+    let mut size = 0u64;
+    let mut counts: HashMap<Key, u64> = HashMap::new();
+    for (ord, reader) in context.searcher.segment_readers().iter().enumerate() {
+        let (docs, _) = matching_docs(weight.as_ref(), reader, false)?;
+        size += docs.len() as u64;
+        let segment = Segment {
+            index: context,
+            reader,
+            ord: ord as u32,
+            scores: None,
+        };
+        let (kind, column) = field_of(&segment, &significant.source, agg)?;
+        let mut keys = Vec::new();
+        match &column {
+            SegmentColumn::Str(strings) => {
+                let mut per_ord = vec![0u64; strings.num_terms()];
+                for &doc in &docs {
+                    keys.clear();
+                    column.for_each_ord(doc, |o| keys.push(o));
+                    keys.sort_unstable();
+                    keys.dedup();
+                    for &o in &keys {
+                        if let Some(count) = per_ord.get_mut(o as usize) {
+                            *count += 1;
+                        }
+                    }
+                }
+                let ords: Vec<u64> = (0..per_ord.len() as u64)
+                    .filter(|&o| per_ord.get(o as usize).is_some_and(|c| *c > 0))
+                    .collect();
+                context
+                    .budget
+                    .reserve(ords.len() * BUCKET_BYTES, &agg.name)?;
+                for (o, term) in ords.iter().zip(column.terms(&ords)?) {
+                    let count = per_ord.get(*o as usize).copied().unwrap_or(0);
+                    *counts.entry(Key::Str(term)).or_default() += count;
+                }
+            }
+            _ => {
+                let double = kind == FieldKind::Double;
+                let groups = group_docs(&docs, false, |doc, keys: &mut Vec<u64>| {
+                    if double {
+                        column.for_each_number(doc, |v| keys.push(v.to_bits()));
+                    } else {
+                        column.for_each_i64(doc, |v| keys.push(v as u64));
+                    }
+                });
+                context
+                    .budget
+                    .reserve(groups.len() * BUCKET_BYTES, &agg.name)?;
+                for (bits, (count, _)) in groups {
+                    let key = if double {
+                        Key::Double(f64::from_bits(bits))
+                    } else {
+                        Key::Long(bits as i64)
+                    };
+                    *counts.entry(key).or_default() += count;
+                }
+            }
+        }
+    }
+    let background = Arc::new(Background { size, counts });
+    context
+        .backgrounds
+        .borrow_mut()
+        .insert(key, background.clone());
+    Ok(background)
 }
 
 fn matching_docs(
@@ -441,6 +530,18 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
         AggKind::TopMetrics(top) => collect_top_metrics(agg, top, segment, docs)?,
         AggKind::Terms(terms) => collect_terms(agg, terms, segment, docs)?,
         AggKind::MultiTerms(terms) => collect_multi_terms(agg, terms, segment, docs)?,
+        AggKind::SignificantTerms(significant) => {
+            let background = background(segment.index, agg, significant)?;
+            let subset = match collect_terms(agg, &significant.as_terms(), segment, docs)? {
+                Partial::Buckets(acc) => acc,
+                _ => BucketsAcc::new(ValueFormat::Raw),
+            };
+            Partial::Significant(SignificantAcc {
+                subset,
+                subset_size: docs.len() as u64,
+                backgrounds: vec![background],
+            })
+        }
         AggKind::RareTerms(rare) => {
             let (kind, _) = field_of(segment, &rare.source, agg)?;
             if kind == FieldKind::Double {
@@ -1632,6 +1733,11 @@ fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
             }
             Partial::Composite(acc) => {
                 for bucket in acc.buckets.values_mut() {
+                    prune_for_shard(&agg.subs, &mut bucket.subs);
+                }
+            }
+            Partial::Significant(acc) => {
+                for bucket in acc.subset.buckets.values_mut() {
                     prune_for_shard(&agg.subs, &mut bucket.subs);
                 }
             }

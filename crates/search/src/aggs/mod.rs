@@ -150,6 +150,85 @@ pub struct Terms {
     pub show_term_doc_count_error: bool,
 }
 
+/// How `significant_terms` scores a term from its counts in the subset (the documents of the
+/// bucket) and the superset (the index, or its documents matching `background_filter`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Significance {
+    /// Elasticsearch's default: the absolute change in probability times the relative change.
+    Jlh,
+    /// The subset count over the superset count.
+    Percentage,
+}
+
+impl Significance {
+    /// The score as Elasticsearch computes it; 0 means "not significant".
+    pub fn score(
+        self,
+        subset_freq: u64,
+        subset_size: u64,
+        superset_freq: u64,
+        superset_size: u64,
+    ) -> f64 {
+        match self {
+            Significance::Jlh => {
+                if subset_size == 0 || superset_size == 0 {
+                    return 0.0;
+                }
+                let superset_freq = superset_freq.max(1);
+                let subset_probability = subset_freq as f64 / subset_size as f64;
+                let superset_probability = superset_freq as f64 / superset_size as f64;
+                let absolute_change = subset_probability - superset_probability;
+                if absolute_change <= 0.0 {
+                    return 0.0;
+                }
+                absolute_change * (subset_probability / superset_probability)
+            }
+            Significance::Percentage => {
+                if superset_freq == 0 {
+                    return 0.0;
+                }
+                subset_freq as f64 / superset_freq as f64
+            }
+        }
+    }
+}
+
+/// `significant_terms`: the terms whose frequency in the bucket's documents stands out from
+/// their frequency in the index. Exact across indices: no index cuts its candidates, and the
+/// background counts of every index are summed.
+#[derive(Debug, Clone)]
+pub struct SignificantTerms {
+    pub source: ValueSource,
+    pub size: usize,
+    pub min_doc_count: u64,
+    pub shard_min_doc_count: u64,
+    pub include: Option<TermFilter>,
+    pub exclude: Option<TermFilter>,
+    /// The superset: every live document of each index when `None`.
+    pub background_filter: Option<Query>,
+    pub significance: Significance,
+}
+
+/// Elasticsearch's default `min_doc_count` of `significant_terms`.
+pub const SIGNIFICANT_MIN_DOC_COUNT_DEFAULT: u64 = 3;
+
+impl SignificantTerms {
+    /// The terms collection that gathers the subset's candidates.
+    pub(crate) fn as_terms(&self) -> Terms {
+        Terms {
+            source: self.source.clone(),
+            size: usize::MAX,
+            shard_size: None,
+            min_doc_count: 1,
+            shard_min_doc_count: self.shard_min_doc_count,
+            order: Vec::new(),
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            show_term_doc_count_error: false,
+        }
+    }
+}
+
 /// `sampler` and `diversified_sampler`: sub-aggregations over the best-scoring `shard_size`
 /// matching documents of each index (ties by index order), top level only.
 #[derive(Debug, Clone)]
@@ -399,6 +478,7 @@ pub enum AggKind {
     Terms(Terms),
     MultiTerms(MultiTerms),
     RareTerms(RareTerms),
+    SignificantTerms(SignificantTerms),
     Histogram(Histogram),
     DateHistogram(DateHistogram),
     Range(RangeAgg),
@@ -433,6 +513,7 @@ impl AggKind {
             AggKind::Terms(_) => "terms",
             AggKind::MultiTerms(_) => "multi_terms",
             AggKind::RareTerms(_) => "rare_terms",
+            AggKind::SignificantTerms(_) => "significant_terms",
             AggKind::Histogram(_) => "histogram",
             AggKind::DateHistogram(_) => "date_histogram",
             AggKind::Range(range) if range.date_zone.is_some() => "date_range",
@@ -454,6 +535,7 @@ impl AggKind {
             AggKind::Terms(_)
                 | AggKind::MultiTerms(_)
                 | AggKind::RareTerms(_)
+                | AggKind::SignificantTerms(_)
                 | AggKind::Histogram(_)
                 | AggKind::DateHistogram(_)
                 | AggKind::Range(_)

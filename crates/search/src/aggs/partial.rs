@@ -225,6 +225,21 @@ impl BucketsAcc {
     }
 }
 
+/// The superset counts of one index for a `significant_terms`: shared by every segment's and
+/// bucket's partial of that index, summed once per index when partials merge.
+#[derive(Debug)]
+pub(crate) struct Background {
+    pub size: u64,
+    pub counts: HashMap<Key, u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SignificantAcc {
+    pub subset: BucketsAcc,
+    pub subset_size: u64,
+    pub backgrounds: Vec<std::sync::Arc<Background>>,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct CompositeAcc {
     pub buckets: HashMap<Vec<Option<Key>>, BucketAcc>,
@@ -254,6 +269,7 @@ pub(crate) enum Partial {
     TopHits(TopHitsAcc),
     TopMetrics(TopMetricsAcc),
     Buckets(BucketsAcc),
+    Significant(SignificantAcc),
     Composite(CompositeAcc),
     Single { doc_count: u64, subs: Vec<Partial> },
     Nothing,
@@ -300,6 +316,11 @@ impl Partial {
             | AggKind::DateHistogram(_)
             | AggKind::Range(_)
             | AggKind::Filters(_) => Partial::Buckets(BucketsAcc::new(ValueFormat::Raw)),
+            AggKind::SignificantTerms(_) => Partial::Significant(SignificantAcc {
+                subset: BucketsAcc::new(ValueFormat::Raw),
+                subset_size: 0,
+                backgrounds: Vec::new(),
+            }),
             AggKind::Composite(composite) => Partial::Composite(CompositeAcc {
                 buckets: HashMap::new(),
                 formats: vec![ValueFormat::Raw; composite.sources.len()],
@@ -371,6 +392,19 @@ impl Partial {
                 }
             }
             (Partial::Buckets(a), Partial::Buckets(b)) => merge_buckets(a, b, agg),
+            (Partial::Significant(a), Partial::Significant(b)) => {
+                merge_buckets(&mut a.subset, b.subset, agg);
+                a.subset_size += b.subset_size;
+                for background in b.backgrounds {
+                    if !a
+                        .backgrounds
+                        .iter()
+                        .any(|mine| std::sync::Arc::ptr_eq(mine, &background))
+                    {
+                        a.backgrounds.push(background);
+                    }
+                }
+            }
             (Partial::Composite(a), Partial::Composite(b)) => {
                 for (key, bucket) in b.buckets {
                     match a.buckets.get_mut(&key) {

@@ -74,6 +74,11 @@ fn clear_term_errors(partials: &mut [Partial]) {
                     clear_term_errors(&mut bucket.subs);
                 }
             }
+            Partial::Significant(acc) => {
+                for bucket in acc.subset.buckets.values_mut() {
+                    clear_term_errors(&mut bucket.subs);
+                }
+            }
             Partial::Single { subs, .. } => clear_term_errors(subs),
             _ => {}
         }
@@ -372,6 +377,7 @@ fn finalize_bucket(
         key_as_string,
         doc_count: bucket.doc_count,
         doc_count_error: None,
+        significance: None,
         range: None,
         subs,
     })
@@ -477,6 +483,9 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
         }
         (AggKind::MultiTerms(terms), Partial::Buckets(acc)) => {
             finalize_terms(agg, &terms.cut(), acc, counter)?
+        }
+        (AggKind::SignificantTerms(significant), Partial::Significant(acc)) => {
+            finalize_significant(agg, significant, acc, counter)?
         }
         (AggKind::RareTerms(rare), Partial::Buckets(acc)) => {
             let mut entries: Vec<(Key, BucketAcc)> = acc
@@ -767,6 +776,56 @@ fn multi_buckets(
         keyed,
         buckets,
         kind: BucketsKind::Plain,
+    }))
+}
+
+fn finalize_significant(
+    agg: &Aggregation,
+    significant: &super::SignificantTerms,
+    acc: super::partial::SignificantAcc,
+    counter: &mut BucketCounter,
+) -> Result<AggValue> {
+    let superset_size: u64 = acc.backgrounds.iter().map(|b| b.size).sum();
+    let subset_size = acc.subset_size;
+    let mut scored: Vec<(Key, BucketAcc, f64, u64)> = acc
+        .subset
+        .buckets
+        .into_iter()
+        .filter_map(|(key, bucket)| {
+            let bg_count: u64 = acc
+                .backgrounds
+                .iter()
+                .map(|b| b.counts.get(&key).copied().unwrap_or(0))
+                .sum();
+            let score = significant.significance.score(
+                bucket.doc_count,
+                subset_size,
+                bg_count,
+                superset_size,
+            );
+            (score > 0.0 && bucket.doc_count >= significant.min_doc_count)
+                .then_some((key, bucket, score, bg_count))
+        })
+        .collect();
+    // The most significant first; ties by key, so answers are stable.
+    scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    scored.truncate(significant.size);
+    counter.add(scored.len())?;
+    let mut buckets = Vec::with_capacity(scored.len());
+    for (key, bucket, score, bg_count) in scored {
+        let (key, key_as_string) = bucket_key(&key, &acc.subset.format);
+        let mut done = finalize_bucket(agg, key, key_as_string, bucket, counter)?;
+        done.significance = Some((score, bg_count));
+        buckets.push(done);
+    }
+    pipeline::apply_parents(agg, &mut buckets)?;
+    Ok(AggValue::Buckets(Buckets {
+        keyed: false,
+        buckets,
+        kind: BucketsKind::Significant {
+            doc_count: subset_size,
+            bg_count: superset_size,
+        },
     }))
 }
 

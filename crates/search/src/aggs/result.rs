@@ -122,6 +122,8 @@ pub struct Bucket {
     pub doc_count: u64,
     /// `doc_count_error_upper_bound` of a terms bucket, when asked for.
     pub doc_count_error: Option<i64>,
+    /// `score` and `bg_count` of a `significant_terms` bucket.
+    pub significance: Option<(f64, u64)>,
     pub range: Option<RangeBounds>,
     pub subs: Vec<AggResult>,
 }
@@ -135,6 +137,11 @@ pub enum BucketsKind {
     },
     Composite {
         after_key: Option<Vec<(String, Value)>>,
+    },
+    /// `significant_terms`: the subset's and the superset's sizes.
+    Significant {
+        doc_count: u64,
+        bg_count: u64,
     },
 }
 
