@@ -395,6 +395,43 @@ def test_samplers(es, metrics_index, stockdata):
     assert "must be a top level aggregation" in raised.value.body["error"]["reason"]
 
 
+def test_auto_date_histogram(es, opensearch):
+    hourly = unique("hourly")
+    start = ms("2026-03-27T00:00:00Z")
+    # 72 hours, over two rotated indices.
+    for part in range(2):
+        index_docs(es, f"{hourly}-{part}", [
+            {"at": start + h * 3_600_000, "n": h} for h in range(72) if h % 2 == part])
+    body = {"size": 0, "aggs": {"t": {"auto_date_histogram": {"field": "at", "buckets": 10},
+                                      "aggs": {"n": {"sum": {"field": "n"}}}}}}
+    for client in (es, opensearch):
+        t = client.search(index=f"{hourly}-*", body=body)["aggregations"]["t"]
+        # Hours fit the target only merged by 12: six buckets of twelve hours.
+        assert t["interval"] == "12h"
+        assert [(b["key_as_string"], b["doc_count"]) for b in t["buckets"]] == [
+            (f"2026-03-{d:02d}T{h:02d}:00:00.000Z", 12) for d in (27, 28, 29) for h in (0, 12)]
+        assert t["buckets"][0]["n"]["value"] == sum(range(12))
+
+    sparse = unique("sparse")
+    index_docs(es, sparse, [{"at": d} for d in ("2026-01-01T10:00:00Z", "2026-03-15T00:00:00Z", "2026-07-01T00:00:00Z")])
+    t = es.search(index=sparse, size=0, aggs={"t": {"auto_date_histogram": {"field": "at", "format": "yyyy-MM"}}})["aggregations"]["t"]
+    assert t["interval"] == "1M"
+    assert [(b["key_as_string"], b["doc_count"]) for b in t["buckets"]] == [
+        ("2026-01", 1), ("2026-02", 0), ("2026-03", 1), ("2026-04", 0), ("2026-05", 0), ("2026-06", 0), ("2026-07", 1)]
+
+    # Days in a time zone, the shortest one included, down to a minimum interval.
+    london = es.search(index=f"{hourly}-*", size=0, aggs={"t": {"auto_date_histogram": {
+        "field": "at", "buckets": 5, "time_zone": "Europe/London", "minimum_interval": "day"}}})["aggregations"]["t"]
+    assert london["interval"] == "1d"
+    assert [(b["key_as_string"], b["doc_count"]) for b in london["buckets"]] == [
+        ("2026-03-27T00:00:00.000Z", 24), ("2026-03-28T00:00:00.000Z", 24),
+        ("2026-03-29T00:00:00.000Z", 23), ("2026-03-30T00:00:00.000+01:00", 1)]
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=sparse, size=0, aggs={"t": {"auto_date_histogram": {"field": "at", "minimum_interval": "week"}}})
+    assert "minimum_interval" in raised.value.body["error"]["reason"]
+
+
 def jlh(subset_freq, subset_size, superset_freq, superset_size):
     sub, sup = subset_freq / subset_size, superset_freq / superset_size
     return (sub - sup) * (sub / sup) if sub > sup else 0.0

@@ -675,3 +675,59 @@ fn samplers_keep_shard_size_per_index() {
     )];
     assert!(run(&indices, vec![nested]).is_err());
 }
+
+/// Indices that chose different roundings merge at the coarser one; the gaps fill, then
+/// consecutive buckets merge by the smallest inner interval that meets the target.
+#[test]
+fn auto_date_histograms_merge_indices_at_the_coarser_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400_000;
+    let jan1 = 1_767_225_600_000;
+    // Even positions go to the first index (five documents within five seconds), odd ones to
+    // the second (four documents over four days).
+    let seconds = (0..5).map(|s| jan1 + s * 1000);
+    let days = [jan1, jan1 + day, jan1 + 2 * day, jan1 + 4 * day].into_iter();
+    let mut docs = Vec::new();
+    let mut days = days.peekable();
+    for t in seconds {
+        docs.push(Doc {
+            t,
+            key: 0,
+            value: 1,
+        });
+        if let Some(t) = days.next() {
+            docs.push(Doc {
+                t,
+                key: 1,
+                value: 1,
+            });
+        }
+    }
+    let indices = indices(dir.path(), &docs);
+    let spec = aggs::AutoDateHistogram::new(ValueSource::field("t"), 10, 0, TimeZone::UTC);
+    let results = run(
+        &indices,
+        vec![agg("auto", AggKind::AutoDateHistogram(spec))],
+    )
+    .unwrap();
+    let AggValue::Buckets(auto) = &results[0].value else {
+        panic!("buckets");
+    };
+    assert_eq!(
+        auto.kind,
+        aggs::BucketsKind::AutoDate {
+            interval: "12h".into()
+        }
+    );
+    let got: Vec<(BucketKey, u64)> = auto
+        .buckets
+        .iter()
+        .map(|b| (b.key.clone(), b.doc_count))
+        .collect();
+    let want: Vec<(BucketKey, u64)> = [6, 0, 1, 0, 1, 0, 0, 0, 1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, count)| (BucketKey::Long(jan1 + i as i64 * day / 2), count))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use sluice_search::aggs::{
-    self, AggKind, AggResult, AggValue, Aggregation, Bucket, BucketKey, BucketOrder, BucketsKind,
-    BucketsPath, CalendarUnit, Composite, CompositeSource, CompositeSourceKind, DateHistogram,
-    Direction, ExtendedStats, Filters, GapPolicy, Histogram, Interval, MovingFunction, MultiTerms,
-    Pipeline, PipelineKind, RangeAgg, RangeSpec, RareTerms, Rounding, Sampler, ScriptExpr,
-    Significance, SignificantTerms, SortSpec, Stats, TermFilter, Terms, TopHits, TopMetrics,
-    ValueSource,
+    self, AggKind, AggResult, AggValue, Aggregation, AutoDateHistogram, Bucket, BucketKey,
+    BucketOrder, BucketsKind, BucketsPath, CalendarUnit, Composite, CompositeSource,
+    CompositeSourceKind, DateHistogram, Direction, ExtendedStats, Filters, GapPolicy, Histogram,
+    Interval, MovingFunction, MultiTerms, Pipeline, PipelineKind, RangeAgg, RangeSpec, RareTerms,
+    Rounding, Sampler, ScriptExpr, Significance, SignificantTerms, SortSpec, Stats, TermFilter,
+    Terms, TopHits, TopMetrics, ValueSource,
 };
 
 use super::documents::SourceFilter;
@@ -30,7 +30,6 @@ use crate::http::Request;
 /// naming the type rather than "unknown".
 const NOT_YET_SUPPORTED: &[&str] = &[
     "significant_text",
-    "auto_date_histogram",
     "variable_width_histogram",
     "ip_range",
     "ip_prefix",
@@ -466,6 +465,28 @@ struct DateHistogramBody {
     order: Option<Value>,
     keyed: Option<bool>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoDateHistogramBody {
+    field: Option<String>,
+    missing: Option<Value>,
+    format: Option<String>,
+    script: Option<Value>,
+    buckets: Option<i64>,
+    time_zone: Option<String>,
+    minimum_interval: Option<String>,
+}
+
+/// `minimum_interval` of `auto_date_histogram`, as an index into its roundings.
+const AUTO_DATE_MINIMUM_INTERVALS: [(&str, usize); 6] = [
+    ("second", 0),
+    ("minute", 1),
+    ("hour", 2),
+    ("day", 3),
+    ("month", 4),
+    ("year", 5),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1019,6 +1040,34 @@ fn parse_kind(
                     .transpose()?,
                 show_term_doc_count_error: b.show_term_doc_count_error.unwrap_or(false),
             })
+        }
+        "auto_date_histogram" => {
+            let b: AutoDateHistogramBody = body(type_name, spec)?;
+            let buckets = b.buckets.unwrap_or(aggs::AUTO_DATE_BUCKETS_DEFAULT as i64);
+            if buckets <= 0 {
+                return Err(illegal(format!(
+                    "[buckets] must be greater than 0. Found [{buckets}] in [{name}]"
+                )));
+            }
+            let minimum = match b.minimum_interval.as_deref() {
+                None => 0,
+                Some(text) => AUTO_DATE_MINIMUM_INTERVALS
+                    .iter()
+                    .find(|(n, _)| *n == text)
+                    .map(|(_, level)| *level)
+                    .ok_or_else(|| {
+                        illegal(format!(
+                            "minimum_interval must be one of [second, minute, hour, day, month, year], not [{text}]"
+                        ))
+                    })?,
+            };
+            let zone = time_zone(b.time_zone.as_deref(), type_name)?;
+            AggKind::AutoDateHistogram(AutoDateHistogram::new(
+                source_of(type_name, name, b.field, b.missing, b.format, &b.script)?,
+                buckets as usize,
+                minimum,
+                zone,
+            ))
         }
         "significant_terms" => {
             let b: SignificantTermsBody = body(type_name, spec)?;
@@ -1961,6 +2010,7 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources, typed
                     map.insert("doc_count".into(), json!(doc_count));
                     map.insert("bg_count".into(), json!(bg_count));
                 }
+                BucketsKind::AutoDate { .. } => {}
                 BucketsKind::Composite {
                     after_key: Some(after),
                 } => {
@@ -1991,6 +2041,9 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources, typed
                     "buckets".into(),
                     Value::Array(rendered.into_iter().map(|(_, v)| v).collect()),
                 );
+            }
+            if let BucketsKind::AutoDate { interval } = &buckets.kind {
+                map.insert("interval".into(), Value::String(interval.clone()));
             }
             Value::Object(map)
         }

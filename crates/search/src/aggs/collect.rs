@@ -19,9 +19,9 @@ use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED, Ta
 use super::format::ValueFormat;
 use super::hll::{Cardinality, hash_bytes, mix64};
 use super::partial::{
-    Background, BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, Partial, SignificantAcc,
-    SortValue, StatsAcc, TopHitsAcc, TopMetricsAcc, compare_sort, effective_sort, empty_all,
-    merge_all,
+    AutoDateAcc, Background, BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, Partial,
+    SignificantAcc, SortValue, StatsAcc, TopHitsAcc, TopMetricsAcc, compare_sort, effective_sort,
+    empty_all, merge_all,
 };
 use super::reduce::{compare_buckets, shard_size};
 use super::result::TopHit;
@@ -596,6 +596,7 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                 Ok(Some(Key::Long(key)))
             })?)
         }
+        AggKind::AutoDateHistogram(spec) => collect_auto_date(agg, spec, segment, docs)?,
         AggKind::Range(range) => {
             let (kind, column) = field_of(segment, &range.source, agg)?;
             let missing = missing_of(&kind, &range.source)?;
@@ -708,6 +709,67 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
         AggKind::Composite(composite) => collect_composite(agg, composite, segment, docs)?,
         AggKind::Pipeline(_) => Partial::Nothing,
     })
+}
+
+/// The documents of one segment at the finest rounding (from `minimum` on) whose buckets fit
+/// the target in number and span, as Elasticsearch's shard-level collector settles.
+fn collect_auto_date(
+    agg: &Aggregation,
+    spec: &super::AutoDateHistogram,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let (kind, column) = field_of(segment, &spec.source, agg)?;
+    if !matches!(
+        kind,
+        FieldKind::Date(_) | FieldKind::Integer | FieldKind::Unmapped | FieldKind::Double
+    ) {
+        return Err(SearchError::illegal(format!(
+            "Field [{}] of type [{}] is not supported for aggregation [auto_date_histogram]",
+            spec.source.field,
+            kind_name(&kind)
+        )));
+    }
+    let missing = missing_of(&kind, &spec.source)?.map(|m| m as i64);
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for &doc in docs {
+        let any = column.for_each_i64(doc, |v| {
+            min = min.min(v);
+            max = max.max(v);
+        });
+        if !any && let Some(m) = missing {
+            min = min.min(m);
+            max = max.max(m);
+        }
+    }
+    let format = value_format(&date_kind(kind), spec.source.format.as_deref())?;
+    let mut level = spec.minimum;
+    while let Some(rounding) = spec.rounding(level) {
+        let last = level + 1 >= super::AUTO_DATE_ROUNDINGS.len();
+        let span = if min <= max {
+            rounding.round(max).saturating_sub(rounding.round(min))
+        } else {
+            0
+        };
+        if !last && !spec.fits(level, 0, span) {
+            level += 1;
+            continue;
+        }
+        let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<i64>| {
+            let any = column.for_each_i64(doc, |v| keys.push(rounding.round(v)));
+            if !any && let Some(m) = missing {
+                keys.push(rounding.round(m));
+            }
+        });
+        if !last && !spec.fits(level, groups.len(), span) {
+            level += 1;
+            continue;
+        }
+        let buckets =
+            buckets_from_groups(agg, segment, groups, format, |key| Ok(Some(Key::Long(key))))?;
+        return Ok(Partial::AutoDate(AutoDateAcc { level, buckets }));
+    }
+    Ok(Partial::empty(agg))
 }
 
 fn kind_name(kind: &FieldKind) -> &'static str {
@@ -1738,6 +1800,11 @@ fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
             }
             Partial::Significant(acc) => {
                 for bucket in acc.subset.buckets.values_mut() {
+                    prune_for_shard(&agg.subs, &mut bucket.subs);
+                }
+            }
+            Partial::AutoDate(acc) => {
+                for bucket in acc.buckets.buckets.values_mut() {
                     prune_for_shard(&agg.subs, &mut bucket.subs);
                 }
             }

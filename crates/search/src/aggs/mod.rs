@@ -362,6 +362,113 @@ pub struct DateHistogram {
     pub keyed: bool,
 }
 
+/// One rounding `auto_date_histogram` may choose: a calendar unit, how its intervals are
+/// written, a rough length, and the multiples of it buckets may merge into.
+#[derive(Debug)]
+pub struct AutoRounding {
+    pub unit: CalendarUnit,
+    pub abbreviation: &'static str,
+    pub rough_ms: i64,
+    pub inner_intervals: &'static [usize],
+}
+
+impl AutoRounding {
+    pub(crate) fn max_inner(&self) -> usize {
+        self.inner_intervals.last().copied().unwrap_or(1)
+    }
+}
+
+/// Elasticsearch's roundings of `auto_date_histogram`, finest first.
+pub const AUTO_DATE_ROUNDINGS: [AutoRounding; 6] = [
+    AutoRounding {
+        unit: CalendarUnit::Second,
+        abbreviation: "s",
+        rough_ms: 1_000,
+        inner_intervals: &[1, 5, 10, 30],
+    },
+    AutoRounding {
+        unit: CalendarUnit::Minute,
+        abbreviation: "m",
+        rough_ms: 60_000,
+        inner_intervals: &[1, 5, 10, 30],
+    },
+    AutoRounding {
+        unit: CalendarUnit::Hour,
+        abbreviation: "h",
+        rough_ms: 3_600_000,
+        inner_intervals: &[1, 3, 12],
+    },
+    AutoRounding {
+        unit: CalendarUnit::Day,
+        abbreviation: "d",
+        rough_ms: 86_400_000,
+        inner_intervals: &[1, 7],
+    },
+    AutoRounding {
+        unit: CalendarUnit::Month,
+        abbreviation: "M",
+        rough_ms: 30 * 86_400_000,
+        inner_intervals: &[1, 3],
+    },
+    AutoRounding {
+        unit: CalendarUnit::Year,
+        abbreviation: "y",
+        rough_ms: 365 * 86_400_000,
+        inner_intervals: &[1, 5, 10, 20, 50, 100],
+    },
+];
+
+/// Elasticsearch's default target of `auto_date_histogram`.
+pub const AUTO_DATE_BUCKETS_DEFAULT: usize = 10;
+
+/// `auto_date_histogram`: the finest of [`AUTO_DATE_ROUNDINGS`] (from `minimum` on) that keeps
+/// the buckets at most `buckets`, merging consecutive buckets by an inner interval when needed,
+/// as Elasticsearch chooses.
+#[derive(Debug, Clone)]
+pub struct AutoDateHistogram {
+    pub source: ValueSource,
+    pub buckets: usize,
+    /// Index into [`AUTO_DATE_ROUNDINGS`] of the finest rounding allowed (`minimum_interval`).
+    pub minimum: usize,
+    pub time_zone: jiff::tz::TimeZone,
+    /// One rounding per entry of [`AUTO_DATE_ROUNDINGS`], in the time zone.
+    pub(crate) roundings: Vec<Rounding>,
+}
+
+impl AutoDateHistogram {
+    pub fn new(
+        source: ValueSource,
+        buckets: usize,
+        minimum: usize,
+        time_zone: jiff::tz::TimeZone,
+    ) -> AutoDateHistogram {
+        let roundings = AUTO_DATE_ROUNDINGS
+            .iter()
+            .map(|r| Rounding::new(Interval::Calendar(r.unit), time_zone.clone(), 0))
+            .collect();
+        AutoDateHistogram {
+            source,
+            buckets: buckets.max(1),
+            minimum: minimum.min(AUTO_DATE_ROUNDINGS.len() - 1),
+            time_zone,
+            roundings,
+        }
+    }
+
+    pub(crate) fn rounding(&self, level: usize) -> Option<&Rounding> {
+        self.roundings.get(level)
+    }
+
+    /// Whether `count` buckets spanning `span` milliseconds fit the rounding at `level`.
+    pub(crate) fn fits(&self, level: usize, count: usize, span: i64) -> bool {
+        let Some(info) = AUTO_DATE_ROUNDINGS.get(level) else {
+            return true;
+        };
+        let max = self.buckets.saturating_mul(info.max_inner());
+        count <= max && span <= (max as i64).saturating_mul(info.rough_ms)
+    }
+}
+
 /// One range of `range` or `date_range`: `[from, to)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeSpec {
@@ -481,6 +588,7 @@ pub enum AggKind {
     SignificantTerms(SignificantTerms),
     Histogram(Histogram),
     DateHistogram(DateHistogram),
+    AutoDateHistogram(AutoDateHistogram),
     Range(RangeAgg),
     Filter(Query),
     Filters(Filters),
@@ -516,6 +624,7 @@ impl AggKind {
             AggKind::SignificantTerms(_) => "significant_terms",
             AggKind::Histogram(_) => "histogram",
             AggKind::DateHistogram(_) => "date_histogram",
+            AggKind::AutoDateHistogram(_) => "auto_date_histogram",
             AggKind::Range(range) if range.date_zone.is_some() => "date_range",
             AggKind::Range(_) => "range",
             AggKind::Filter(_) => "filter",
@@ -538,6 +647,7 @@ impl AggKind {
                 | AggKind::SignificantTerms(_)
                 | AggKind::Histogram(_)
                 | AggKind::DateHistogram(_)
+                | AggKind::AutoDateHistogram(_)
                 | AggKind::Range(_)
                 | AggKind::Filters(_)
                 | AggKind::Composite(_)

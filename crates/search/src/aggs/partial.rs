@@ -9,7 +9,7 @@ use super::format::ValueFormat;
 use super::hll::Cardinality;
 use super::result::TopHit;
 use super::tdigest::TDigest;
-use super::{AggKind, Aggregation, Direction, SortSpec};
+use super::{AggKind, Aggregation, AutoDateHistogram, Direction, SortSpec};
 
 /// A bucket key inside one aggregation: every key of one field has the same variant.
 #[derive(Debug, Clone)]
@@ -225,6 +225,52 @@ impl BucketsAcc {
     }
 }
 
+/// The buckets of an `auto_date_histogram` at the rounding it has chosen so far.
+#[derive(Debug, Clone)]
+pub(crate) struct AutoDateAcc {
+    /// Index into `AUTO_DATE_ROUNDINGS`.
+    pub level: usize,
+    pub buckets: BucketsAcc,
+}
+
+impl AutoDateAcc {
+    /// Re-keys the buckets by the coarser rounding at `level`, merging those that meet.
+    pub(crate) fn coarsen(&mut self, level: usize, spec: &AutoDateHistogram, subs: &[Aggregation]) {
+        if level <= self.level {
+            return;
+        }
+        self.level = level;
+        let Some(rounding) = spec.rounding(level) else {
+            return;
+        };
+        let old = std::mem::take(&mut self.buckets.buckets);
+        for (key, bucket) in old {
+            let key = match key {
+                Key::Long(v) => Key::Long(rounding.round(v)),
+                other => other,
+            };
+            match self.buckets.buckets.get_mut(&key) {
+                Some(existing) => merge_bucket(existing, bucket, subs),
+                None => {
+                    self.buckets.buckets.insert(key, bucket);
+                }
+            }
+        }
+    }
+
+    /// The span of the keys, in milliseconds.
+    pub(crate) fn span(&self) -> i64 {
+        let keys = self.buckets.buckets.keys().filter_map(|k| match k {
+            Key::Long(v) => Some(*v),
+            _ => None,
+        });
+        match (keys.clone().min(), keys.max()) {
+            (Some(min), Some(max)) => max.saturating_sub(min),
+            _ => 0,
+        }
+    }
+}
+
 /// The superset counts of one index for a `significant_terms`: shared by every segment's and
 /// bucket's partial of that index, summed once per index when partials merge.
 #[derive(Debug)]
@@ -269,6 +315,7 @@ pub(crate) enum Partial {
     TopHits(TopHitsAcc),
     TopMetrics(TopMetricsAcc),
     Buckets(BucketsAcc),
+    AutoDate(AutoDateAcc),
     Significant(SignificantAcc),
     Composite(CompositeAcc),
     Single { doc_count: u64, subs: Vec<Partial> },
@@ -316,6 +363,10 @@ impl Partial {
             | AggKind::DateHistogram(_)
             | AggKind::Range(_)
             | AggKind::Filters(_) => Partial::Buckets(BucketsAcc::new(ValueFormat::Raw)),
+            AggKind::AutoDateHistogram(spec) => Partial::AutoDate(AutoDateAcc {
+                level: spec.minimum,
+                buckets: BucketsAcc::new(ValueFormat::Raw),
+            }),
             AggKind::SignificantTerms(_) => Partial::Significant(SignificantAcc {
                 subset: BucketsAcc::new(ValueFormat::Raw),
                 subset_size: 0,
@@ -392,6 +443,23 @@ impl Partial {
                 }
             }
             (Partial::Buckets(a), Partial::Buckets(b)) => merge_buckets(a, b, agg),
+            (Partial::AutoDate(a), Partial::AutoDate(mut b)) => {
+                if let AggKind::AutoDateHistogram(spec) = &agg.kind {
+                    // Both at the coarser of their roundings, then coarser still while there
+                    // are too many buckets, as Elasticsearch's reduce does.
+                    let level = a.level.max(b.level);
+                    a.coarsen(level, spec, &agg.subs);
+                    b.coarsen(level, spec, &agg.subs);
+                    merge_buckets(&mut a.buckets, b.buckets, agg);
+                    let mut level = a.level;
+                    while !spec.fits(level, a.buckets.buckets.len(), 0)
+                        && level + 1 < super::AUTO_DATE_ROUNDINGS.len()
+                    {
+                        level += 1;
+                        a.coarsen(level, spec, &agg.subs);
+                    }
+                }
+            }
             (Partial::Significant(a), Partial::Significant(b)) => {
                 merge_buckets(&mut a.subset, b.subset, agg);
                 a.subset_size += b.subset_size;

@@ -566,7 +566,7 @@ pub(crate) fn validate(
     if pipeline.kind.is_parent() {
         let histogram_like = matches!(
             parent,
-            Some(AggKind::Histogram(_) | AggKind::DateHistogram(_))
+            Some(AggKind::Histogram(_) | AggKind::DateHistogram(_) | AggKind::AutoDateHistogram(_))
         );
         let multi_bucket = parent.is_some_and(AggKind::is_multi_bucket);
         let needs_histogram = matches!(

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::collect::{compare_composite, histogram_key};
 use super::format::ValueFormat;
-use super::partial::{BucketAcc, IndexPartials, Key, Partial, StatsAcc, empty_all, merge_all};
+use super::partial::{
+    BucketAcc, IndexPartials, Key, Partial, StatsAcc, empty_all, merge_all, merge_bucket,
+};
 use super::pipeline;
 use super::result::{
     AggResult, AggValue, Bucket, BucketKey, Buckets, BucketsKind, ExtendedStats, RangeBounds,
@@ -76,6 +78,11 @@ fn clear_term_errors(partials: &mut [Partial]) {
             }
             Partial::Significant(acc) => {
                 for bucket in acc.subset.buckets.values_mut() {
+                    clear_term_errors(&mut bucket.subs);
+                }
+            }
+            Partial::AutoDate(acc) => {
+                for bucket in acc.buckets.buckets.values_mut() {
                     clear_term_errors(&mut bucket.subs);
                 }
             }
@@ -484,6 +491,9 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
         (AggKind::MultiTerms(terms), Partial::Buckets(acc)) => {
             finalize_terms(agg, &terms.cut(), acc, counter)?
         }
+        (AggKind::AutoDateHistogram(spec), Partial::AutoDate(acc)) => {
+            finalize_auto_date(agg, spec, acc, counter)?
+        }
         (AggKind::SignificantTerms(significant), Partial::Significant(acc)) => {
             finalize_significant(agg, significant, acc, counter)?
         }
@@ -777,6 +787,116 @@ fn multi_buckets(
         buckets,
         kind: BucketsKind::Plain,
     }))
+}
+
+/// Elasticsearch's final steps: coarser roundings while the buckets (or, to keep the filling
+/// bounded, their span) exceed the target, empty buckets between the first and the last, then
+/// consecutive buckets merged by the smallest inner interval that meets the target.
+fn finalize_auto_date(
+    agg: &Aggregation,
+    spec: &super::AutoDateHistogram,
+    mut acc: super::partial::AutoDateAcc,
+    counter: &mut BucketCounter,
+) -> Result<AggValue> {
+    let levels = super::AUTO_DATE_ROUNDINGS.len();
+    while acc.level + 1 < levels && !spec.fits(acc.level, acc.buckets.buckets.len(), acc.span()) {
+        let next = acc.level + 1;
+        acc.coarsen(next, spec, &agg.subs);
+    }
+    let mut entries: Vec<(i64, BucketAcc)> = acc
+        .buckets
+        .buckets
+        .into_iter()
+        .filter_map(|(key, bucket)| match key {
+            Key::Long(v) => Some((v, bucket)),
+            _ => None,
+        })
+        .collect();
+    entries.sort_by_key(|(key, _)| *key);
+    let mut level = acc.level;
+    // Empty buckets between the first and the last, at each level tried.
+    while let Some(rounding) = spec.rounding(level) {
+        let mut filled: Vec<(i64, BucketAcc)> = Vec::with_capacity(entries.len());
+        let mut present = entries.into_iter().peekable();
+        while let Some((key, bucket)) = present.next() {
+            filled.push((key, bucket));
+            if let Some((following, _)) = present.peek() {
+                let mut next = rounding.next(key);
+                while next < *following && next > key {
+                    filled.push((next, empty_bucket(agg)));
+                    if filled.len() > counter.max {
+                        return Err(SearchError::TooManyBuckets {
+                            max: counter.max,
+                            count: filled.len(),
+                        });
+                    }
+                    next = rounding.next(next);
+                }
+            }
+        }
+        entries = filled;
+        if level + 1 >= levels || spec.fits(level, entries.len(), 0) {
+            break;
+        }
+        level += 1;
+        let Some(coarser) = spec.rounding(level) else {
+            break;
+        };
+        let mut merged: Vec<(i64, BucketAcc)> = Vec::new();
+        for (key, bucket) in entries {
+            let key = coarser.round(key);
+            match merged.last_mut() {
+                Some((last, existing)) if *last == key => merge_bucket(existing, bucket, &agg.subs),
+                _ => merged.push((key, bucket)),
+            }
+        }
+        entries = merged;
+    }
+    let info = super::AUTO_DATE_ROUNDINGS
+        .get(level)
+        .unwrap_or(&super::AUTO_DATE_ROUNDINGS[0]);
+    let mut inner = 1;
+    if entries.len() > spec.buckets
+        && let Some(&interval) = info
+            .inner_intervals
+            .iter()
+            .find(|&&i| entries.len().div_ceil(i) <= spec.buckets)
+    {
+        inner = interval;
+        let mut merged: Vec<(i64, BucketAcc)> = Vec::with_capacity(entries.len() / inner + 1);
+        for (i, (key, bucket)) in entries.into_iter().enumerate() {
+            match merged.last_mut() {
+                Some((_, existing)) if i % inner != 0 => merge_bucket(existing, bucket, &agg.subs),
+                _ => merged.push((key, bucket)),
+            }
+        }
+        entries = merged;
+    }
+    let format = match acc.buckets.format {
+        ValueFormat::Date(format, _) => ValueFormat::Date(format, spec.time_zone.clone()),
+        ValueFormat::Raw => ValueFormat::Date(
+            super::format::DateFormat::parse(
+                spec.source
+                    .format
+                    .as_deref()
+                    .unwrap_or(crate::date::DEFAULT_DATE_FORMAT),
+            )
+            .map_err(SearchError::illegal)?,
+            spec.time_zone.clone(),
+        ),
+        other => other,
+    };
+    let entries = entries
+        .into_iter()
+        .map(|(key, bucket)| (Key::Long(key), bucket))
+        .collect();
+    let mut value = multi_buckets(agg, entries, &format, false, counter)?;
+    if let AggValue::Buckets(buckets) = &mut value {
+        buckets.kind = BucketsKind::AutoDate {
+            interval: format!("{inner}{}", info.abbreviation),
+        };
+    }
+    Ok(value)
 }
 
 fn finalize_significant(

@@ -138,6 +138,10 @@ pub enum BucketsKind {
     Composite {
         after_key: Option<Vec<(String, Value)>>,
     },
+    /// `auto_date_histogram`: the interval it chose, such as `7d` or `1M`.
+    AutoDate {
+        interval: String,
+    },
     /// `significant_terms`: the subset's and the superset's sizes.
     Significant {
         doc_count: u64,
