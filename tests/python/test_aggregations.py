@@ -554,6 +554,16 @@ def test_refusals_name_what_is_wrong(es, metrics_index):
     assert "adjacency_matrix" in raised.value.body["error"]["reason"]
 
     with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={"x": {"top_metrics": {
+            "metrics": {"field": "v"}, "sort": {"v": "asc"}, "size": 2**63 - 1}}})
+    assert raised.value.body["error"]["reason"].startswith("[top_metrics.size] must not be more than [10]")
+
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=metrics_index, size=0, aggs={
+            "t": {"terms": {"field": "tag"}}, "p": {"percentiles_bucket": {"buckets_path": "t>_count", "percents": [101]}}})
+    assert "0.0-100.0" in raised.value.body["error"]["reason"]
+
+    with pytest.raises(BadRequestError) as raised:
         es.search(index=metrics_index, size=0, aggs={"x": {"date_histogram": {
             "field": "at", "fixed_interval": "1s", "min_doc_count": 0,
             "extended_bounds": {"min": "2026-01-01", "max": "2026-01-03"}}}})

@@ -63,6 +63,10 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "change_point",
 ];
 
+/// Elasticsearch's default `index.top_metrics_max_size`: `top_metrics` asking for more rows
+/// answers 400.
+const TOP_METRICS_SIZE_MAX: usize = 10;
+
 /// What rendering needs beside the results: `meta`, and `top_hits`' source filter.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RenderNode {
@@ -1008,10 +1012,16 @@ fn parse_kind(
             let Some(sort) = sort.into_iter().next() else {
                 return Err(illegal("[top_metrics] requires a [sort]"));
             };
+            let size = b.size.unwrap_or(1);
+            if size > TOP_METRICS_SIZE_MAX {
+                return Err(illegal(format!(
+                    "[top_metrics.size] must not be more than [{TOP_METRICS_SIZE_MAX}] but was [{size}]. This limit can be set by changing the [index.top_metrics_max_size] index level setting."
+                )));
+            }
             AggKind::TopMetrics(TopMetrics {
                 metrics,
                 sort,
-                size: b.size.unwrap_or(1),
+                size,
             })
         }
         "terms" => {
@@ -1637,13 +1647,21 @@ fn parse_pipeline(name: &str, type_name: &str, spec: &Value) -> Result<Pipeline,
         "extended_stats_bucket" => PipelineKind::ExtendedStatsBucket {
             sigma: b.sigma.unwrap_or(2.0),
         },
-        "percentiles_bucket" => PipelineKind::PercentilesBucket {
-            percents: b
+        "percentiles_bucket" => {
+            let percents = b
                 .percents
                 .clone()
-                .unwrap_or_else(|| vec![1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0]),
-            keyed: b.keyed.unwrap_or(true),
-        },
+                .unwrap_or_else(|| vec![1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0]);
+            if percents.iter().any(|p| !(0.0..=100.0).contains(p)) {
+                return Err(illegal(
+                    "[percents] must only contain non-null doubles from 0.0-100.0 inclusive",
+                ));
+            }
+            PipelineKind::PercentilesBucket {
+                percents,
+                keyed: b.keyed.unwrap_or(true),
+            }
+        }
         "derivative" => PipelineKind::Derivative {
             unit_ms: match b.unit.as_deref() {
                 None => None,

@@ -1337,7 +1337,7 @@ fn collect_top_metrics(
             continue;
         }
         rows.push((value, doc));
-        if rows.len() >= top.size.max(1) * 8 {
+        if rows.len() >= top.size.max(1).saturating_mul(8) {
             rows.sort_by(|a, b| {
                 compare_sort(
                     std::slice::from_ref(&a.0),
