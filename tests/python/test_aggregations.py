@@ -444,6 +444,9 @@ def test_significant_terms(es, opensearch, metrics_index, stockdata):
         "values_min3": {"significant_terms": {"field": "v"}},
         "against_two": {"significant_terms": {"field": "tag", "background_filter": {"terms": {"tag": ["t1", "t2"]}}}},
         "percentage": {"significant_terms": {"field": "tag", "percentage": {}}},
+        "chi": {"significant_terms": {"field": "tag", "chi_square": {}}},
+        "mi": {"significant_terms": {"field": "tag", "mutual_information": {"include_negatives": True}}},
+        "gnd": {"significant_terms": {"field": "tag", "gnd": {"background_is_superset": True}}},
     })
     a = response["aggregations"]
     assert a["sigsterms#tags"] == {"doc_count": 5, "bg_count": 21, "buckets": [
@@ -457,6 +460,12 @@ def test_significant_terms(es, opensearch, metrics_index, stockdata):
     assert (against["doc_count"], against["bg_count"]) == (5, 10)
     assert against["buckets"][0]["score"] == pytest.approx(jlh(5, 5, 5, 10))
     assert a["sigsterms#percentage"]["buckets"][0]["score"] == pytest.approx(1.0)
+    # The term holds exactly the subset's five documents of 21: chi square is N, mutual
+    # information the entropy of 5 in 21 in bits, and the distance inverted to 1.
+    assert a["sigsterms#chi"]["buckets"][0]["score"] == pytest.approx(21.0)
+    p = 5 / 21
+    assert a["sigsterms#mi"]["buckets"][0]["score"] == pytest.approx(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)))
+    assert a["sigsterms#gnd"]["buckets"][0]["score"] == pytest.approx(1.0)
 
     # Across indices the background counts of every index add up.
     body = {"size": 0, "query": {"term": {"ticker_symbol.keyword": "AAPL"}},
@@ -467,8 +476,9 @@ def test_significant_terms(es, opensearch, metrics_index, stockdata):
             {"key": "AAPL", "doc_count": 4, "score": pytest.approx(jlh(4, 4, 4, 8)), "bg_count": 4}]}
 
     with pytest.raises(BadRequestError) as raised:
-        es.search(index=metrics_index, size=0, aggs={"x": {"significant_terms": {"field": "tag", "gnd": {}}}})
-    assert "[gnd]" in raised.value.body["error"]["reason"]
+        es.search(index=metrics_index, size=0, aggs={"x": {"significant_terms": {
+            "field": "tag", "jlh": {}, "chi_square": {}}}})
+    assert raised.value.body["error"]["reason"] == "Only one significance heuristic can be specified"
 
 
 def test_composite_pages_until_exhausted(es, metrics_index):

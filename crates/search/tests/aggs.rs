@@ -459,7 +459,7 @@ proptest! {
             .iter()
             .filter_map(|k| {
                 let freq = docs.iter().filter(|d| KEYS[d.key] == *k).count() as u64;
-                let score = Significance::Jlh.score(freq, subset_size, freq, superset_size);
+                let score = Significance::Jlh.score(freq, subset_size, freq, superset_size).unwrap();
                 (freq > 0 && score > 0.0).then(|| (k.to_string(), freq, score))
             })
             .collect();
@@ -730,4 +730,63 @@ fn auto_date_histograms_merge_indices_at_the_coarser_rounding() {
         .map(|(i, count)| (BucketKey::Long(jan1 + i as i64 * day / 2), count))
         .collect();
     assert_eq!(got, want);
+}
+
+/// The heuristics against values computed by hand: a term in all 5 documents of the subset and
+/// in no other of the 21 of the index.
+#[test]
+fn significance_heuristics_score_as_elasticsearch() {
+    let score = |s: Significance| s.score(5, 5, 5, 21).unwrap();
+    let nxy = |include_negatives| (include_negatives, true);
+    let (include_negatives, background_is_superset) = nxy(false);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(close(score(Significance::Jlh), (1.0 - 5.0 / 21.0) * 4.2));
+    assert!(close(score(Significance::Percentage), 1.0));
+    assert!(close(
+        score(Significance::ChiSquare {
+            include_negatives,
+            background_is_superset
+        }),
+        21.0
+    ));
+    // The entropy of 5 in 21, in bits: the term tells the subset apart completely.
+    let p: f64 = 5.0 / 21.0;
+    let entropy = -(p * p.log2() + (1.0 - p) * (1.0 - p).log2());
+    assert!(close(
+        score(Significance::MutualInformation {
+            include_negatives,
+            background_is_superset
+        }),
+        entropy
+    ));
+    assert!(close(
+        score(Significance::Gnd {
+            background_is_superset
+        }),
+        1.0
+    ));
+    // A term rarer in the subset than outside it is not significant unless negatives count.
+    let rare = |s: Significance| s.score(1, 10, 50, 100).unwrap();
+    assert_eq!(
+        rare(Significance::ChiSquare {
+            include_negatives: false,
+            background_is_superset: true
+        }),
+        f64::NEG_INFINITY
+    );
+    assert!(
+        rare(Significance::ChiSquare {
+            include_negatives: true,
+            background_is_superset: true
+        }) > 0.0
+    );
+    // A background said to hold the subset that does not.
+    assert_eq!(
+        Significance::ChiSquare {
+            include_negatives: false,
+            background_is_superset: true
+        }
+        .score(5, 5, 2, 21),
+        None
+    );
 }

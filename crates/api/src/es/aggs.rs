@@ -395,10 +395,23 @@ struct SignificantTermsBody {
     value_type: Option<String>,
     jlh: Option<EmptyBody>,
     percentage: Option<EmptyBody>,
-    mutual_information: Option<Value>,
-    chi_square: Option<Value>,
-    gnd: Option<Value>,
+    mutual_information: Option<NxyBody>,
+    chi_square: Option<NxyBody>,
+    gnd: Option<GndBody>,
     script_heuristic: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NxyBody {
+    include_negatives: Option<bool>,
+    background_is_superset: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GndBody {
+    background_is_superset: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1082,28 +1095,50 @@ fn parse_kind(
         "significant_terms" => {
             let b: SignificantTermsBody = body(type_name, spec)?;
             let _ = (b.execution_hint, b.value_type);
-            for (heuristic, given) in [
-                ("mutual_information", b.mutual_information.is_some()),
-                ("chi_square", b.chi_square.is_some()),
-                ("gnd", b.gnd.is_some()),
-                ("script_heuristic", b.script_heuristic.is_some()),
-            ] {
-                if given {
-                    return Err(illegal(format!(
-                        "significance heuristic [{heuristic}] of aggregation [{name}] is not supported by Sluice; use [jlh] or [percentage]"
-                    )));
-                }
+            if b.script_heuristic.is_some() {
+                return Err(illegal(format!(
+                    "significance heuristic [script_heuristic] of aggregation [{name}] is not supported by Sluice: scripts are not"
+                )));
             }
-            let significance = match (b.jlh.is_some(), b.percentage.is_some()) {
-                (true, true) => {
-                    return Err(EsError::bad_request(
-                        "parsing_exception",
-                        "Only one significance heuristic can be specified",
-                    ));
-                }
-                (_, true) => Significance::Percentage,
-                _ => Significance::Jlh,
+            let nxy = |body: &NxyBody| {
+                (
+                    body.include_negatives.unwrap_or(false),
+                    body.background_is_superset.unwrap_or(true),
+                )
             };
+            let mut heuristics = Vec::new();
+            if b.jlh.is_some() {
+                heuristics.push(Significance::Jlh);
+            }
+            if b.percentage.is_some() {
+                heuristics.push(Significance::Percentage);
+            }
+            if let Some(body) = &b.mutual_information {
+                let (include_negatives, background_is_superset) = nxy(body);
+                heuristics.push(Significance::MutualInformation {
+                    include_negatives,
+                    background_is_superset,
+                });
+            }
+            if let Some(body) = &b.chi_square {
+                let (include_negatives, background_is_superset) = nxy(body);
+                heuristics.push(Significance::ChiSquare {
+                    include_negatives,
+                    background_is_superset,
+                });
+            }
+            if let Some(body) = &b.gnd {
+                heuristics.push(Significance::Gnd {
+                    background_is_superset: body.background_is_superset.unwrap_or(true),
+                });
+            }
+            if heuristics.len() > 1 {
+                return Err(EsError::bad_request(
+                    "parsing_exception",
+                    "Only one significance heuristic can be specified",
+                ));
+            }
+            let significance = heuristics.pop().unwrap_or(Significance::Jlh);
             // Sluice merges every candidate exactly, so `shard_size` is only checked.
             let (size, _) = terms_sizes(name, b.size, b.shard_size)?;
             AggKind::SignificantTerms(SignificantTerms {

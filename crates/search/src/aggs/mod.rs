@@ -158,38 +158,180 @@ pub enum Significance {
     Jlh,
     /// The subset count over the superset count.
     Percentage,
+    /// Mutual information between the term and the subset, in bits.
+    MutualInformation {
+        include_negatives: bool,
+        background_is_superset: bool,
+    },
+    ChiSquare {
+        include_negatives: bool,
+        background_is_superset: bool,
+    },
+    /// Google normalized distance, inverted so that related terms score high.
+    Gnd { background_is_superset: bool },
+}
+
+/// The four cells of a term's contingency table (in the subset or not, with the term or not)
+/// and their margins, as Elasticsearch's NXY heuristics count them.
+struct Frequencies {
+    n00: f64,
+    n01: f64,
+    n10: f64,
+    n11: f64,
+    n0_: f64,
+    n1_: f64,
+    n_0: f64,
+    n_1: f64,
+    n: f64,
+}
+
+impl Frequencies {
+    /// `None` when the counts cannot hold together (a background that is said to contain the
+    /// subset but does not).
+    fn new(
+        subset_freq: u64,
+        subset_size: u64,
+        superset_freq: u64,
+        superset_size: u64,
+        background_is_superset: bool,
+    ) -> Option<Frequencies> {
+        let (sf, ss, bf, bs) = (
+            subset_freq as f64,
+            subset_size as f64,
+            superset_freq as f64,
+            superset_size as f64,
+        );
+        if background_is_superset {
+            if subset_freq > superset_freq
+                || subset_size > superset_size
+                || superset_freq - subset_freq > superset_size - subset_size
+            {
+                return None;
+            }
+            Some(Frequencies {
+                n00: bs - bf - (ss - sf),
+                n01: ss - sf,
+                n10: bf - sf,
+                n11: sf,
+                n0_: bs - bf,
+                n1_: bf,
+                n_0: bs - ss,
+                n_1: ss,
+                n: bs,
+            })
+        } else {
+            Some(Frequencies {
+                n00: bs - bf,
+                n01: ss - sf,
+                n10: bf,
+                n11: sf,
+                n0_: bs - bf + ss - sf,
+                n1_: bf + sf,
+                n_0: bs,
+                n_1: ss,
+                n: bs + ss,
+            })
+        }
+    }
+
+    /// Whether the term is rarer in the subset than outside it.
+    fn negative(&self) -> bool {
+        self.n11 / self.n_1 < self.n10 / self.n_0
+    }
+}
+
+/// One term of mutual information, with 0·log(0) taken as 0.
+fn mi_term(nxy: f64, nx_: f64, n_y: f64, n: f64) -> f64 {
+    let numerator = (n * nxy).abs();
+    let denominator = (nx_ * n_y).abs();
+    let factor = (nxy / n).abs();
+    if numerator < 1e-7 && factor < 1e-7 {
+        0.0
+    } else {
+        factor * (numerator / denominator).ln()
+    }
 }
 
 impl Significance {
-    /// The score as Elasticsearch computes it; 0 means "not significant".
+    /// The score as Elasticsearch computes it (0 or less: "not significant"), or `None` when
+    /// the background was said to contain the subset and does not.
     pub fn score(
         self,
         subset_freq: u64,
         subset_size: u64,
         superset_freq: u64,
         superset_size: u64,
-    ) -> f64 {
-        match self {
+    ) -> Option<f64> {
+        let nxy = |background_is_superset| {
+            Frequencies::new(
+                subset_freq,
+                subset_size,
+                superset_freq,
+                superset_size,
+                background_is_superset,
+            )
+        };
+        Some(match self {
             Significance::Jlh => {
                 if subset_size == 0 || superset_size == 0 {
-                    return 0.0;
+                    return Some(0.0);
                 }
                 let superset_freq = superset_freq.max(1);
                 let subset_probability = subset_freq as f64 / subset_size as f64;
                 let superset_probability = superset_freq as f64 / superset_size as f64;
                 let absolute_change = subset_probability - superset_probability;
                 if absolute_change <= 0.0 {
-                    return 0.0;
+                    return Some(0.0);
                 }
                 absolute_change * (subset_probability / superset_probability)
             }
             Significance::Percentage => {
                 if superset_freq == 0 {
-                    return 0.0;
+                    return Some(0.0);
                 }
                 subset_freq as f64 / superset_freq as f64
             }
-        }
+            Significance::MutualInformation {
+                include_negatives,
+                background_is_superset,
+            } => {
+                let f = nxy(background_is_superset)?;
+                let score = (mi_term(f.n00, f.n0_, f.n_0, f.n)
+                    + mi_term(f.n01, f.n0_, f.n_1, f.n)
+                    + mi_term(f.n10, f.n1_, f.n_0, f.n)
+                    + mi_term(f.n11, f.n1_, f.n_1, f.n))
+                    / std::f64::consts::LN_2;
+                if score.is_nan() || (!include_negatives && f.negative()) {
+                    f64::NEG_INFINITY
+                } else {
+                    score
+                }
+            }
+            Significance::ChiSquare {
+                include_negatives,
+                background_is_superset,
+            } => {
+                let f = nxy(background_is_superset)?;
+                if !include_negatives && f.negative() {
+                    return Some(f64::NEG_INFINITY);
+                }
+                f.n * (f.n11 * f.n00 - f.n01 * f.n10).powi(2) / (f.n_1 * f.n1_ * f.n0_ * f.n_0)
+            }
+            Significance::Gnd {
+                background_is_superset,
+            } => {
+                let f = nxy(background_is_superset)?;
+                let (fx, fy, fxy) = (f.n1_, f.n_1, f.n11);
+                if fxy == 0.0 {
+                    return Some(0.0);
+                }
+                if fx == fy && fx == fxy {
+                    return Some(1.0);
+                }
+                let score = (fx.ln().max(fy.ln()) - fxy.ln()) / (f.n.ln() - fx.ln().min(fy.ln()));
+                (-score).exp()
+            }
+        })
     }
 }
 

@@ -907,26 +907,26 @@ fn finalize_significant(
 ) -> Result<AggValue> {
     let superset_size: u64 = acc.backgrounds.iter().map(|b| b.size).sum();
     let subset_size = acc.subset_size;
-    let mut scored: Vec<(Key, BucketAcc, f64, u64)> = acc
-        .subset
-        .buckets
-        .into_iter()
-        .filter_map(|(key, bucket)| {
-            let bg_count: u64 = acc
-                .backgrounds
-                .iter()
-                .map(|b| b.counts.get(&key).copied().unwrap_or(0))
-                .sum();
-            let score = significant.significance.score(
-                bucket.doc_count,
-                subset_size,
-                bg_count,
-                superset_size,
-            );
-            (score > 0.0 && bucket.doc_count >= significant.min_doc_count)
-                .then_some((key, bucket, score, bg_count))
-        })
-        .collect();
+    let mut scored: Vec<(Key, BucketAcc, f64, u64)> = Vec::new();
+    for (key, bucket) in acc.subset.buckets {
+        let bg_count: u64 = acc
+            .backgrounds
+            .iter()
+            .map(|b| b.counts.get(&key).copied().unwrap_or(0))
+            .sum();
+        let Some(score) =
+            significant
+                .significance
+                .score(bucket.doc_count, subset_size, bg_count, superset_size)
+        else {
+            return Err(SearchError::illegal(
+                "subsetFreq > supersetFreq, do you have background_is_superset set to true but your background_filter does not include all of the subset documents?",
+            ));
+        };
+        if score > 0.0 && bucket.doc_count >= significant.min_doc_count {
+            scored.push((key, bucket, score, bg_count));
+        }
+    }
     // The most significant first; ties by key, so answers are stable.
     scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     scored.truncate(significant.size);
