@@ -1452,20 +1452,39 @@ fn collect_multi_terms(
         columns.push(column);
     }
     let keep_docs = !agg.subs.is_empty();
-    let mut groups: HashMap<Vec<Key>, (u64, Vec<DocId>)> = HashMap::new();
-    let mut per_source: Vec<Vec<Key>> = vec![Vec::new(); count];
-    let mut term_caches: Vec<HashMap<u64, String>> = vec![HashMap::new(); count];
+    // Keys are grouped raw (term ordinals, number bits; `None` for `missing`) and turned into
+    // terms and numbers once per segment at the end.
+    let mut groups: HashMap<Vec<Option<u64>>, (u64, Vec<DocId>)> = HashMap::new();
+    let mut per_source: Vec<Vec<Option<u64>>> = vec![Vec::new(); count];
     let mut indexes = vec![0usize; count];
+    let mut combination: Vec<Option<u64>> = Vec::with_capacity(count);
     for &doc in docs {
         let mut empty = false;
-        for ((((kind, column), missing), keys), terms) in kinds
+        for (((kind, column), missing), keys) in kinds
             .iter()
             .zip(&columns)
             .zip(&missings)
             .zip(per_source.iter_mut())
-            .zip(term_caches.iter_mut())
         {
-            multi_terms_keys(kind, column, missing.as_ref(), doc, terms, keys)?;
+            keys.clear();
+            match column {
+                SegmentColumn::Str(_) => {
+                    column.for_each_ord(doc, |o| keys.push(Some(o)));
+                }
+                _ if *kind == FieldKind::Double => {
+                    column.for_each_number(doc, |v| keys.push(Some(v.to_bits())));
+                }
+                _ => {
+                    column.for_each_i64(doc, |v| keys.push(Some(v as u64)));
+                }
+            }
+            if keys.len() > 1 {
+                keys.sort_unstable();
+                keys.dedup();
+            }
+            if keys.is_empty() && missing.is_some() {
+                keys.push(None);
+            }
             empty |= keys.is_empty();
         }
         if empty {
@@ -1475,16 +1494,20 @@ fn collect_multi_terms(
         // distinct, so each combination is too.
         indexes.iter_mut().for_each(|i| *i = 0);
         loop {
-            let combination: Vec<Key> = per_source
-                .iter()
-                .zip(&indexes)
-                .filter_map(|(keys, &i)| keys.get(i).cloned())
-                .collect();
-            let entry = match groups.get_mut(&combination) {
+            combination.clear();
+            combination.extend(
+                per_source
+                    .iter()
+                    .zip(&indexes)
+                    .filter_map(|(keys, &i)| keys.get(i).copied()),
+            );
+            let entry = match groups.get_mut(combination.as_slice()) {
                 Some(entry) => entry,
                 None => {
                     segment.index.budget.reserve(BUCKET_BYTES, &agg.name)?;
-                    groups.entry(combination).or_insert_with(|| (0, Vec::new()))
+                    groups
+                        .entry(combination.clone())
+                        .or_insert_with(|| (0, Vec::new()))
                 }
             };
             entry.0 += 1;
@@ -1505,18 +1528,59 @@ fn collect_multi_terms(
             }
         }
     }
+    // Each source's ordinals read from its dictionary in one pass.
+    let mut names: Vec<HashMap<u64, String>> = Vec::with_capacity(count);
+    for (i, column) in columns.iter().enumerate() {
+        let mut map = HashMap::new();
+        if let SegmentColumn::Str(_) = column {
+            let mut ords: Vec<u64> = groups
+                .keys()
+                .filter_map(|key| key.get(i).copied().flatten())
+                .collect();
+            ords.sort_unstable();
+            ords.dedup();
+            let terms = column.terms(&ords)?;
+            map = ords.into_iter().zip(terms).collect();
+        }
+        names.push(map);
+    }
+    let to_key = |i: usize, raw: Option<u64>| -> Key {
+        match raw {
+            None => missings
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or(Key::Str(String::new())),
+            Some(raw) => match (columns.get(i), kinds.get(i)) {
+                (Some(SegmentColumn::Str(_)), _) => Key::Str(
+                    names
+                        .get(i)
+                        .and_then(|n| n.get(&raw))
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                (_, Some(FieldKind::Double)) => Key::Double(f64::from_bits(raw)),
+                _ => Key::Long(raw as i64),
+            },
+        }
+    };
     segment.index.budget.reserve(
         groups.values().map(|(_, d)| d.len() * DOC_BYTES).sum(),
         &agg.name,
     )?;
     let mut acc = BucketsAcc::new(ValueFormat::Raw);
     acc.part_formats = formats;
-    for (key, (doc_count, bucket_docs)) in groups {
+    for (raw, (doc_count, bucket_docs)) in groups {
         let subs = if keep_docs {
             collect_level(&agg.subs, segment, &bucket_docs)?
         } else {
             Vec::new()
         };
+        let key = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| to_key(i, part))
+            .collect();
         acc.buckets.insert(
             Key::Tuple(key),
             BucketAcc {
