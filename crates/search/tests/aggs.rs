@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, AggregationLimits, BucketKey, CalendarUnit,
-    DateHistogram, Interval, MultiTerms, RareTerms, Rounding, Significance, SignificantTerms,
-    Terms, ValueSource,
+    Composite, CompositeSource, CompositeSourceKind, DateHistogram, Direction, Interval,
+    MultiTerms, RareTerms, Rounding, Significance, SignificantTerms, Terms, ValueSource,
 };
 use sluice_search::version::Condition;
 use sluice_search::{Index, IndexSettings, Mappings, Query, SearchError, WriteRequest};
@@ -481,6 +481,61 @@ proptest! {
             &sig.kind,
             &aggs::BucketsKind::Significant { doc_count: subset_size, bg_count: superset_size }
         );
+
+        // Composite paged to the end, keys ascending then values descending, equals every
+        // distinct (key, value) pair in that order.
+        let mut after = None;
+        let mut paged: Vec<(String, i64, u64)> = Vec::new();
+        for _ in 0..docs.len() + 2 {
+            let composite = agg("pairs", AggKind::Composite(Composite {
+                sources: vec![
+                    CompositeSource {
+                        name: "k".into(),
+                        source: ValueSource::field("k"),
+                        kind: CompositeSourceKind::Terms,
+                        direction: Direction::Asc,
+                        missing_bucket: false,
+                    },
+                    CompositeSource {
+                        name: "v".into(),
+                        source: ValueSource::field("v"),
+                        kind: CompositeSourceKind::Terms,
+                        direction: Direction::Desc,
+                        missing_bucket: false,
+                    },
+                ],
+                size: 3,
+                after: after.clone(),
+            }));
+            let results = run(&indices, vec![composite]).unwrap();
+            let AggValue::Buckets(page) = &results[0].value else {
+                panic!("buckets");
+            };
+            if page.buckets.is_empty() {
+                break;
+            }
+            for bucket in &page.buckets {
+                let BucketKey::Composite(parts) = &bucket.key else {
+                    panic!("composite key {:?}", bucket.key);
+                };
+                let k = parts[0].1.as_str().unwrap().to_string();
+                let v = parts[1].1.as_i64().unwrap();
+                paged.push((k, v, bucket.doc_count));
+            }
+            let aggs::BucketsKind::Composite { after_key: Some(key) } = &page.kind else {
+                panic!("no after_key");
+            };
+            after = Some(key.iter().map(|(_, v)| Some(v.clone())).collect());
+        }
+        let mut pairs: BTreeMap<(&str, std::cmp::Reverse<i64>), u64> = BTreeMap::new();
+        for doc in &docs {
+            *pairs.entry((KEYS[doc.key], std::cmp::Reverse(doc.value))).or_default() += 1;
+        }
+        let want_paged: Vec<(String, i64, u64)> = pairs
+            .into_iter()
+            .map(|((k, v), c)| (k.to_string(), v.0, c))
+            .collect();
+        prop_assert_eq!(paged, want_paged);
     }
 }
 
@@ -789,4 +844,64 @@ fn significance_heuristics_score_as_elasticsearch() {
         .score(5, 5, 2, 21),
         None
     );
+}
+
+/// Composite pages over more distinct keys per segment than it holds at once (it prunes to
+/// its page and skips what lies past the page) still list every key once, in order.
+#[test]
+fn composite_pages_over_many_keys_list_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<Doc> = (0..6000)
+        .map(|i| Doc {
+            t: 1_767_225_600_000 + i,
+            key: (i * 7 % 5) as usize,
+            value: (i * 7919) % 4001 - 2000,
+        })
+        .collect();
+    let indices = indices(dir.path(), &docs);
+    let mut after = None;
+    let mut paged: Vec<(i64, u64)> = Vec::new();
+    loop {
+        let composite = agg(
+            "values",
+            AggKind::Composite(Composite {
+                sources: vec![CompositeSource {
+                    name: "v".into(),
+                    source: ValueSource::field("v"),
+                    kind: CompositeSourceKind::Terms,
+                    direction: Direction::Desc,
+                    missing_bucket: false,
+                }],
+                size: 200,
+                after: after.clone(),
+            }),
+        );
+        let results = run(&indices, vec![composite]).unwrap();
+        let AggValue::Buckets(page) = &results[0].value else {
+            panic!("buckets");
+        };
+        if page.buckets.is_empty() {
+            break;
+        }
+        for bucket in &page.buckets {
+            let BucketKey::Composite(parts) = &bucket.key else {
+                panic!("composite key");
+            };
+            paged.push((parts[0].1.as_i64().unwrap(), bucket.doc_count));
+        }
+        let aggs::BucketsKind::Composite {
+            after_key: Some(key),
+        } = &page.kind
+        else {
+            panic!("no after_key");
+        };
+        after = Some(key.iter().map(|(_, v)| Some(v.clone())).collect());
+    }
+    let mut counts: BTreeMap<std::cmp::Reverse<i64>, u64> = BTreeMap::new();
+    for doc in &docs {
+        *counts.entry(std::cmp::Reverse(doc.value)).or_default() += 1;
+    }
+    let want: Vec<(i64, u64)> = counts.into_iter().map(|(v, c)| (v.0, c)).collect();
+    assert_eq!(paged.len(), want.len());
+    assert_eq!(paged, want);
 }

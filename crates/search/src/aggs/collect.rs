@@ -1740,6 +1740,7 @@ fn collect_composite(
     let keep_docs = !agg.subs.is_empty();
     let mut combination = Vec::with_capacity(composite.sources.len());
     let mut seen: Vec<Vec<Option<Key>>> = Vec::new();
+    let mut threshold: Option<Vec<Option<Key>>> = None;
     for &doc in docs {
         let mut empty = false;
         for ((((source, kind), column), keys), terms) in composite
@@ -1767,7 +1768,11 @@ fn collect_composite(
             let past_after = after.as_ref().is_none_or(|after| {
                 compare_composite(&combination, after, composite) == Ordering::Greater
             });
-            if past_after && !seen.contains(&combination) {
+            // Past the largest of `size` keys already held: never on this page.
+            let within = threshold.as_ref().is_none_or(|largest| {
+                compare_composite(&combination, largest, composite) != Ordering::Greater
+            });
+            if past_after && within && !seen.contains(&combination) {
                 seen.push(combination.clone());
                 let entry = groups
                     .entry(combination.clone())
@@ -1792,7 +1797,7 @@ fn collect_composite(
             }
         }
         if groups.len() > composite.size.saturating_mul(4).max(1024) {
-            prune_groups(&mut groups, composite);
+            threshold = prune_groups(&mut groups, composite).or(threshold);
         }
     }
     prune_groups(&mut groups, composite);
@@ -1822,15 +1827,23 @@ fn collect_composite(
     Ok(Partial::Composite(acc))
 }
 
-fn prune_groups(groups: &mut HashMap<Vec<Option<Key>>, (u64, Vec<DocId>)>, composite: &Composite) {
-    if groups.len() <= composite.size {
-        return;
+/// Keeps the `size` smallest keys and answers the largest of them: any key past it can be
+/// skipped from now on.
+fn prune_groups(
+    groups: &mut HashMap<Vec<Option<Key>>, (u64, Vec<DocId>)>,
+    composite: &Composite,
+) -> Option<Vec<Option<Key>>> {
+    let last = composite.size.checked_sub(1)?;
+    if groups.len() <= last {
+        return None;
     }
     let mut keys: Vec<Vec<Option<Key>>> = groups.keys().cloned().collect();
-    keys.sort_by(|a, b| compare_composite(a, b, composite));
-    for key in keys.into_iter().skip(composite.size) {
-        groups.remove(&key);
+    keys.select_nth_unstable_by(last, |a, b| compare_composite(a, b, composite));
+    let largest = keys.get(last).cloned();
+    for key in keys.iter().skip(composite.size) {
+        groups.remove(key);
     }
+    largest
 }
 
 /// The index-level ("shard") step: `terms` keep their best `shard_size` buckets, and remember
