@@ -506,6 +506,24 @@ def test_composite_pages_until_exhausted(es, metrics_index):
     assert pages == math.ceil(len(seen) / 3) + 1
 
 
+def test_composite_sources_missing_buckets_and_after(es, metrics_index):
+    sources = [{"w": {"histogram": {"field": "w", "interval": 2, "order": "desc", "missing_bucket": True}}},
+               {"v": {"terms": {"field": "v", "missing_bucket": True}}}]
+    c = es.search(index=metrics_index, size=0, aggs={"c": {"composite": {"size": 100, "sources": sources}}})["aggregations"]["c"]
+    keys = [(b["key"]["w"], b["key"]["v"]) for b in c["buckets"]]
+    # Histogram keys descending (the missing bucket last), then values ascending.
+    want = ([(2.0, v) for v in range(1, 21) if v % 3 != 0] + [(0.0, v) for v in range(1, 21) if v % 3 == 0]
+            + [(None, None)])
+    assert keys == want
+    page = es.search(index=metrics_index, size=0, aggs={"c": {"composite": {
+        "size": 2, "sources": sources, "after": {"w": 2.0, "v": 20}}}})["aggregations"]["c"]
+    assert [(b["key"]["w"], b["key"]["v"]) for b in page["buckets"]] == [(0.0, 3), (0.0, 6)]
+    # After a term no document holds: the page starts at the next term there is.
+    tags = es.search(index=metrics_index, size=0, aggs={"c": {"composite": {
+        "sources": [{"tag": {"terms": {"field": "tag"}}}], "after": {"tag": "t0a"}}}})["aggregations"]["c"]
+    assert [b["key"]["tag"] for b in tags["buckets"]] == ["t1", "t2", "t3"]
+
+
 def test_pipelines(es, metrics_index):
     response = es.search(index=metrics_index, size=0, aggs={
         "per_day": {"date_histogram": {"field": "at", "calendar_interval": "day"}, "aggs": {

@@ -1593,58 +1593,6 @@ fn collect_multi_terms(
     Ok(Partial::Buckets(acc))
 }
 
-/// One source of a composite key for one document: its keys (`None` for a missing value).
-fn composite_keys(
-    source: &super::CompositeSource,
-    kind: &FieldKind,
-    column: &SegmentColumn,
-    doc: DocId,
-    terms: &mut HashMap<u64, String>,
-    out: &mut Vec<Option<Key>>,
-) -> Result<()> {
-    out.clear();
-    match &source.kind {
-        CompositeSourceKind::Terms => match column {
-            SegmentColumn::Str(_) => {
-                let mut ords = Vec::new();
-                column.for_each_ord(doc, |ord| ords.push(ord));
-                for ord in ords {
-                    // Each distinct term is read from the dictionary once per segment.
-                    let term = match terms.get(&ord) {
-                        Some(term) => term.clone(),
-                        None => {
-                            let term = column.term(ord)?;
-                            terms.insert(ord, term.clone());
-                            term
-                        }
-                    };
-                    out.push(Some(Key::Str(term)));
-                }
-            }
-            _ if *kind == FieldKind::Double => {
-                column.for_each_number(doc, |v| out.push(Some(Key::Double(v))));
-            }
-            _ => {
-                column.for_each_i64(doc, |v| out.push(Some(Key::Long(v))));
-            }
-        },
-        CompositeSourceKind::Histogram { interval } => {
-            column.for_each_number(doc, |v| {
-                out.push(Some(Key::Double(histogram_key(v, *interval, 0.0))))
-            });
-        }
-        CompositeSourceKind::DateHistogram { rounding } => {
-            column.for_each_i64(doc, |v| out.push(Some(Key::Long(rounding.round(v)))));
-        }
-    }
-    out.sort();
-    out.dedup();
-    if out.is_empty() && source.missing_bucket {
-        out.push(None);
-    }
-    Ok(())
-}
-
 /// Orders composite keys by each source's direction; a missing value sorts first ascending.
 pub(crate) fn compare_composite(
     a: &[Option<Key>],
@@ -1706,6 +1654,131 @@ fn after_key(composite: &Composite, kinds: &[FieldKind]) -> Result<Option<Vec<Op
     Ok(Some(key))
 }
 
+/// The documents of one key: how many, and which when sub-aggregations need them.
+type DocGroup = (u64, Vec<DocId>);
+
+/// One part of a raw composite key: `None` for the missing bucket, else twice an ordered
+/// integer (a term ordinal, an integer, or a double's ordered bits).
+type RawPart = Option<i128>;
+
+/// A double as an integer that orders as `f64::total_cmp` does.
+fn ordered_double(value: f64) -> i64 {
+    let bits = value.to_bits() as i64;
+    if bits < 0 { bits ^ i64::MAX } else { bits }
+}
+
+fn double_from_ordered(ordered: i64) -> f64 {
+    let bits = if ordered < 0 {
+        ordered ^ i64::MAX
+    } else {
+        ordered
+    };
+    f64::from_bits(bits as u64)
+}
+
+/// The distinct raw keys of one source for one document, or the missing bucket.
+fn raw_keys(
+    source: &super::CompositeSource,
+    kind: &FieldKind,
+    column: &SegmentColumn,
+    doc: DocId,
+    out: &mut Vec<RawPart>,
+) {
+    out.clear();
+    match &source.kind {
+        CompositeSourceKind::Terms => match column {
+            SegmentColumn::Str(_) => {
+                column.for_each_ord(doc, |ord| out.push(Some(2 * i128::from(ord))));
+            }
+            _ if *kind == FieldKind::Double => {
+                column.for_each_number(doc, |v| out.push(Some(2 * i128::from(ordered_double(v)))));
+            }
+            _ => {
+                column.for_each_i64(doc, |v| out.push(Some(2 * i128::from(v))));
+            }
+        },
+        CompositeSourceKind::Histogram { interval } => {
+            column.for_each_number(doc, |v| {
+                let key = histogram_key(v, *interval, 0.0);
+                out.push(Some(2 * i128::from(ordered_double(key))))
+            });
+        }
+        CompositeSourceKind::DateHistogram { rounding } => {
+            column.for_each_i64(doc, |v| out.push(Some(2 * i128::from(rounding.round(v)))));
+        }
+    }
+    if out.len() > 1 {
+        out.sort_unstable();
+        out.dedup();
+    }
+    if out.is_empty() && source.missing_bucket {
+        out.push(None);
+    }
+}
+
+/// The `after` key in this segment's raw terms: a term the dictionary lacks sits between its
+/// neighbours' (odd) positions.
+fn raw_after(after: &[Option<Key>], columns: &[SegmentColumn]) -> Result<Vec<RawPart>> {
+    let mut raw = Vec::with_capacity(after.len());
+    for (part, column) in after.iter().zip(columns) {
+        raw.push(match (part, column) {
+            (None, _) => None,
+            (Some(Key::Str(term)), SegmentColumn::Str(strings)) => {
+                let hit = strings
+                    .dictionary()
+                    .term_ord_or_next(term.as_bytes())
+                    .map_err(|e| SearchError::Corrupt {
+                        what: "term dictionary".into(),
+                        reason: e.to_string(),
+                    })?;
+                match hit {
+                    tantivy::columnar::TermOrdHit::Exact(ord) => Some(2 * i128::from(ord)),
+                    tantivy::columnar::TermOrdHit::Next(ord) => Some(2 * i128::from(ord) - 1),
+                }
+            }
+            (Some(Key::Double(v)), _) => Some(2 * i128::from(ordered_double(*v))),
+            (Some(Key::Long(v)), _) => Some(2 * i128::from(*v)),
+            // Terms of a column holding none: nothing in it compares with them.
+            (Some(_), _) => Some(0),
+        });
+    }
+    Ok(raw)
+}
+
+fn compare_raw(a: &[RawPart], b: &[RawPart], composite: &Composite) -> Ordering {
+    for ((x, y), source) in a.iter().zip(b).zip(&composite.sources) {
+        let ordering = x.cmp(y);
+        let ordering = if source.direction == Direction::Desc {
+            ordering.reverse()
+        } else {
+            ordering
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Keeps the `size` smallest raw keys and answers the largest of them: any key past it can be
+/// skipped from now on.
+fn prune_raw_groups(
+    groups: &mut HashMap<Vec<RawPart>, (u64, Vec<DocId>)>,
+    composite: &Composite,
+) -> Option<Vec<RawPart>> {
+    let last = composite.size.checked_sub(1)?;
+    if groups.len() <= last {
+        return None;
+    }
+    let mut keys: Vec<Vec<RawPart>> = groups.keys().cloned().collect();
+    keys.select_nth_unstable_by(last, |a, b| compare_raw(a, b, composite));
+    let largest = keys.get(last).cloned();
+    for key in keys.iter().skip(composite.size) {
+        groups.remove(key);
+    }
+    largest
+}
+
 fn collect_composite(
     agg: &Aggregation,
     composite: &Composite,
@@ -1733,50 +1806,57 @@ fn collect_composite(
         kinds.push(kind);
         columns.push(column);
     }
-    let after = after_key(composite, &kinds)?;
-    let mut groups: HashMap<Vec<Option<Key>>, (u64, Vec<DocId>)> = HashMap::new();
-    let mut per_source: Vec<Vec<Option<Key>>> = vec![Vec::new(); composite.sources.len()];
-    let mut term_caches: Vec<HashMap<u64, String>> = vec![HashMap::new(); composite.sources.len()];
+    let after = after_key(composite, &kinds)?
+        .map(|key| raw_after(&key, &columns))
+        .transpose()?;
+    // Keys are grouped raw, as ordered integers (term ordinals, which sort as the terms within
+    // a segment; numbers; each doubled so an `after` term absent from the dictionary sits
+    // between two), and turned into terms and numbers once the segment is done.
+    let mut groups: HashMap<Vec<RawPart>, (u64, Vec<DocId>)> = HashMap::new();
+    let mut per_source: Vec<Vec<RawPart>> = vec![Vec::new(); composite.sources.len()];
     let keep_docs = !agg.subs.is_empty();
-    let mut combination = Vec::with_capacity(composite.sources.len());
-    let mut seen: Vec<Vec<Option<Key>>> = Vec::new();
-    let mut threshold: Option<Vec<Option<Key>>> = None;
+    let mut combination: Vec<RawPart> = Vec::with_capacity(composite.sources.len());
+    let mut seen: Vec<Vec<RawPart>> = Vec::new();
+    let mut threshold: Option<Vec<RawPart>> = None;
+    let mut indexes = vec![0usize; composite.sources.len()];
     for &doc in docs {
         let mut empty = false;
-        for ((((source, kind), column), keys), terms) in composite
+        for (((source, kind), column), keys) in composite
             .sources
             .iter()
             .zip(&kinds)
             .zip(&columns)
             .zip(per_source.iter_mut())
-            .zip(term_caches.iter_mut())
         {
-            composite_keys(source, kind, column, doc, terms, keys)?;
+            raw_keys(source, kind, column, doc, keys);
             empty |= keys.is_empty();
         }
         if empty {
             continue;
         }
         // Every combination of the sources' keys (a cartesian product for multi-valued fields).
-        let mut indexes = vec![0usize; per_source.len()];
+        indexes.iter_mut().for_each(|i| *i = 0);
         seen.clear();
         loop {
             combination.clear();
             for (keys, &i) in per_source.iter().zip(&indexes) {
-                combination.push(keys.get(i).cloned().flatten());
+                combination.push(keys.get(i).copied().flatten());
             }
             let past_after = after.as_ref().is_none_or(|after| {
-                compare_composite(&combination, after, composite) == Ordering::Greater
+                compare_raw(&combination, after, composite) == Ordering::Greater
             });
             // Past the largest of `size` keys already held: never on this page.
             let within = threshold.as_ref().is_none_or(|largest| {
-                compare_composite(&combination, largest, composite) != Ordering::Greater
+                compare_raw(&combination, largest, composite) != Ordering::Greater
             });
             if past_after && within && !seen.contains(&combination) {
                 seen.push(combination.clone());
-                let entry = groups
-                    .entry(combination.clone())
-                    .or_insert_with(|| (0, Vec::new()));
+                let entry = match groups.get_mut(combination.as_slice()) {
+                    Some(entry) => entry,
+                    None => groups
+                        .entry(combination.clone())
+                        .or_insert_with(|| (0, Vec::new())),
+                };
                 entry.0 += 1;
                 if keep_docs {
                     entry.1.push(doc);
@@ -1797,14 +1877,60 @@ fn collect_composite(
             }
         }
         if groups.len() > composite.size.saturating_mul(4).max(1024) {
-            threshold = prune_groups(&mut groups, composite).or(threshold);
+            threshold = prune_raw_groups(&mut groups, composite).or(threshold);
         }
     }
-    prune_groups(&mut groups, composite);
+    prune_raw_groups(&mut groups, composite);
     segment
         .index
         .budget
         .reserve(groups.len() * BUCKET_BYTES, &agg.name)?;
+    // Each source's ordinals read from its dictionary in one pass.
+    let mut names: Vec<HashMap<u64, String>> = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        let mut map = HashMap::new();
+        if let SegmentColumn::Str(_) = column {
+            let mut ords: Vec<u64> = groups
+                .keys()
+                .filter_map(|key| key.get(i).copied().flatten())
+                .map(|raw| (raw / 2) as u64)
+                .collect();
+            ords.sort_unstable();
+            ords.dedup();
+            let terms = column.terms(&ords)?;
+            map = ords.into_iter().zip(terms).collect();
+        }
+        names.push(map);
+    }
+    let to_key = |i: usize, raw: RawPart| -> Option<Key> {
+        let raw = raw?;
+        let source = composite.sources.get(i)?;
+        Some(match (columns.get(i), &source.kind, kinds.get(i)) {
+            (Some(SegmentColumn::Str(_)), CompositeSourceKind::Terms, _) => Key::Str(
+                names
+                    .get(i)
+                    .and_then(|n| n.get(&((raw / 2) as u64)))
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            (_, CompositeSourceKind::Histogram { .. }, _)
+            | (_, CompositeSourceKind::Terms, Some(FieldKind::Double)) => {
+                Key::Double(double_from_ordered((raw / 2) as i64))
+            }
+            _ => Key::Long((raw / 2) as i64),
+        })
+    };
+    let groups: Vec<(Vec<Option<Key>>, DocGroup)> = groups
+        .into_iter()
+        .map(|(raw, group)| {
+            let key = raw
+                .into_iter()
+                .enumerate()
+                .map(|(i, part)| to_key(i, part))
+                .collect();
+            (key, group)
+        })
+        .collect();
     let mut acc = CompositeAcc {
         buckets: HashMap::new(),
         formats,
@@ -1825,25 +1951,6 @@ fn collect_composite(
         );
     }
     Ok(Partial::Composite(acc))
-}
-
-/// Keeps the `size` smallest keys and answers the largest of them: any key past it can be
-/// skipped from now on.
-fn prune_groups(
-    groups: &mut HashMap<Vec<Option<Key>>, (u64, Vec<DocId>)>,
-    composite: &Composite,
-) -> Option<Vec<Option<Key>>> {
-    let last = composite.size.checked_sub(1)?;
-    if groups.len() <= last {
-        return None;
-    }
-    let mut keys: Vec<Vec<Option<Key>>> = groups.keys().cloned().collect();
-    keys.select_nth_unstable_by(last, |a, b| compare_composite(a, b, composite));
-    let largest = keys.get(last).cloned();
-    for key in keys.iter().skip(composite.size) {
-        groups.remove(key);
-    }
-    largest
 }
 
 /// The index-level ("shard") step: `terms` keep their best `shard_size` buckets, and remember
