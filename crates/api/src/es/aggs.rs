@@ -1097,7 +1097,7 @@ fn parse_kind(
             let _ = (b.execution_hint, b.value_type);
             if b.script_heuristic.is_some() {
                 return Err(illegal(format!(
-                    "significance heuristic [script_heuristic] of aggregation [{name}] is not supported by Sluice: scripts are not"
+                    "significance heuristic [script_heuristic] of aggregation [{name}] is not supported: Sluice runs no scripts"
                 )));
             }
             let nxy = |body: &NxyBody| {
