@@ -236,6 +236,65 @@ fn reference_key(t: i64, interval: Interval, tz: &TimeZone) -> i64 {
     }
 }
 
+/// `auto_date_histogram` as documented: the finest rounding whose keys fit the target (times its
+/// largest inner interval) in number and span, the gaps filled (coarser again while too many),
+/// then consecutive buckets merged by the smallest inner interval that meets the target.
+fn reference_auto_date(times: &[i64], target: usize, tz: &TimeZone) -> (String, Vec<(i64, u64)>) {
+    let infos = &aggs::AUTO_DATE_ROUNDINGS;
+    let rounding =
+        |level: usize| Rounding::new(Interval::Calendar(infos[level].unit), tz.clone(), 0);
+    let max = |level: usize| target * infos[level].inner_intervals.last().unwrap();
+    let keys_at = |level: usize| {
+        let r = rounding(level);
+        let mut keys: BTreeMap<i64, u64> = BTreeMap::new();
+        for t in times {
+            *keys.entry(r.round(*t)).or_default() += 1;
+        }
+        keys
+    };
+    let mut level = 0;
+    loop {
+        let keys = keys_at(level);
+        let span = keys.keys().last().unwrap() - keys.keys().next().unwrap();
+        if level == infos.len() - 1
+            || (keys.len() <= max(level) && span <= max(level) as i64 * infos[level].rough_ms)
+        {
+            break;
+        }
+        level += 1;
+    }
+    let filled = loop {
+        let keys = keys_at(level);
+        let r = rounding(level);
+        let (first, last) = (*keys.keys().next().unwrap(), *keys.keys().last().unwrap());
+        let mut filled = Vec::new();
+        let mut key = first;
+        while key <= last {
+            filled.push((key, keys.get(&key).copied().unwrap_or(0)));
+            key = r.next(key);
+        }
+        if level == infos.len() - 1 || filled.len() <= max(level) {
+            break filled;
+        }
+        level += 1;
+    };
+    let mut inner = 1;
+    let mut buckets = filled.clone();
+    if filled.len() > target
+        && let Some(&i) = infos[level]
+            .inner_intervals
+            .iter()
+            .find(|&&i| filled.len().div_ceil(i) <= target)
+    {
+        inner = i;
+        buckets = filled
+            .chunks(i)
+            .map(|chunk| (chunk[0].0, chunk.iter().map(|(_, c)| c).sum()))
+            .collect();
+    }
+    (format!("{inner}{}", infos[level].abbreviation), buckets)
+}
+
 fn reference_key_as_string(key: i64, tz: &TimeZone) -> String {
     let zoned = Timestamp::from_millisecond(key)
         .unwrap()
@@ -481,6 +540,32 @@ proptest! {
             &sig.kind,
             &aggs::BucketsKind::Significant { doc_count: subset_size, bg_count: superset_size }
         );
+
+        // Auto date histograms in every zone against the documented rules, over a sorted scan.
+        for zone in ZONES {
+            let tz = TimeZone::get(zone).unwrap();
+            for target in [3usize, 10] {
+                let spec = aggs::AutoDateHistogram::new(ValueSource::field("t"), target, 0, tz.clone());
+                let results = run(&indices, vec![agg("auto", AggKind::AutoDateHistogram(spec))]).unwrap();
+                let AggValue::Buckets(auto) = &results[0].value else {
+                    panic!("buckets");
+                };
+                let aggs::BucketsKind::AutoDate { interval } = &auto.kind else {
+                    panic!("no interval");
+                };
+                let got: Vec<(i64, u64)> = auto
+                    .buckets
+                    .iter()
+                    .map(|b| match b.key {
+                        BucketKey::Long(k) => (k, b.doc_count),
+                        ref other => panic!("date key {other:?}"),
+                    })
+                    .collect();
+                let times: Vec<i64> = docs.iter().map(|d| d.t).collect();
+                let (want_interval, want) = reference_auto_date(&times, target, &tz);
+                prop_assert_eq!((interval.clone(), got), (want_interval, want), "{} {}", zone, target);
+            }
+        }
 
         // Composite paged to the end, keys ascending then values descending, equals every
         // distinct (key, value) pair in that order.
@@ -904,4 +989,38 @@ fn composite_pages_over_many_keys_list_each_once() {
     let want: Vec<(i64, u64)> = counts.into_iter().map(|(v, c)| (v.0, c)).collect();
     assert_eq!(paged.len(), want.len());
     assert_eq!(paged, want);
+}
+
+/// Of the inner intervals that meet the target, the smallest: 25 hours in buckets of 3 hours
+/// (9 buckets) rather than 12.
+#[test]
+fn auto_date_histograms_take_the_smallest_inner_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000;
+    let jan1 = 1_767_225_600_000;
+    let docs: Vec<Doc> = (0..25)
+        .map(|h| Doc {
+            t: jan1 + h * hour,
+            key: 0,
+            value: h,
+        })
+        .collect();
+    let indices = indices(dir.path(), &docs);
+    let spec = aggs::AutoDateHistogram::new(ValueSource::field("t"), 10, 0, TimeZone::UTC);
+    let results = run(
+        &indices,
+        vec![agg("auto", AggKind::AutoDateHistogram(spec))],
+    )
+    .unwrap();
+    let AggValue::Buckets(auto) = &results[0].value else {
+        panic!("buckets");
+    };
+    assert_eq!(
+        auto.kind,
+        aggs::BucketsKind::AutoDate {
+            interval: "3h".into()
+        }
+    );
+    let counts: Vec<u64> = auto.buckets.iter().map(|b| b.doc_count).collect();
+    assert_eq!(counts, vec![3, 3, 3, 3, 3, 3, 3, 3, 1]);
 }
