@@ -2173,7 +2173,7 @@ mod tests {
             "Unknown aggregation type [bogus]"
         );
         assert!(
-            reason(json!({"a": {"significant_terms": {"field": "x"}}}))
+            reason(json!({"a": {"adjacency_matrix": {"filters": {}}}}))
                 .contains("not supported by Sluice")
         );
         assert!(
