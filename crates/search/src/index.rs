@@ -1141,6 +1141,32 @@ impl Index {
         })
     }
 
+    /// Runs aggregations over the documents `query` matches on the last refreshed state; the
+    /// partial results merge with other indices' in `aggs::aggregate`.
+    pub(crate) fn aggregate_partials(
+        &self,
+        query: &Query,
+        aggs: &[crate::aggs::Aggregation],
+        budget: &crate::aggs::MemoryBudget,
+    ) -> Result<crate::aggs::IndexPartials> {
+        self.check_open()?;
+        let mappings = self.mappings();
+        let main = self.without_tombstones(self.to_tantivy(query)?);
+        let all = self.without_tombstones(Box::new(AllQuery));
+        let compile = |query: &Query| self.to_tantivy(query);
+        crate::aggs::collect_index(
+            &self.reader.searcher(),
+            self.fields,
+            &mappings,
+            &self.name,
+            &main,
+            &all,
+            &compile,
+            aggs,
+            budget,
+        )
+    }
+
     /// Number of documents a query matches on the last refreshed state.
     pub fn count(&self, query: &Query) -> Result<u64> {
         self.check_open()?;

@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aggs;
 pub mod aliases;
 mod catalog;
 pub mod date;

@@ -1,6 +1,7 @@
 //! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
 //! bounds that turn overload into 429 instead of unbounded queues.
 
+mod aggs;
 mod aliases;
 mod bulk;
 mod documents;

@@ -186,6 +186,7 @@ struct SearchRequest {
     seq_no_primary_term: bool,
     /// `rest_total_hits_as_int`: `hits.total` as a number, as Elasticsearch 6 showed it.
     total_as_int: bool,
+    aggs: Option<super::aggs::SearchAggs>,
 }
 
 impl SearchRequest {
@@ -283,6 +284,7 @@ fn integer(value: &Value, what: &str) -> Result<i64, EsError> {
 fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
     let total_as_int = bool_param(request, "rest_total_hits_as_int")?.unwrap_or(false);
     let mut search = parse_search_body(&request.body, total_as_int)?;
+    super::aggs::apply_typed_keys(request, search.aggs.as_mut());
     apply_search_params(request, &mut search)?;
     check_total_as_int(&search)?;
     check_terminate_after(request)?;
@@ -302,6 +304,7 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         version: false,
         seq_no_primary_term: false,
         total_as_int,
+        aggs: None,
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -330,9 +333,10 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                     return Err(EsError::illegal_argument("terminateAfter must be > 0"));
                 }
                 "timeout" | "explain" | "min_score" | "terminate_after" => {}
-                "sort" | "aggs" | "aggregations" | "highlight" | "search_after" | "collapse"
-                | "post_filter" | "suggest" | "fields" | "script_fields" | "docvalue_fields"
-                | "pit" | "runtime_mappings" | "rescore" => {
+                "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
+                "sort" | "highlight" | "search_after" | "collapse" | "post_filter" | "suggest"
+                | "fields" | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings"
+                | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -477,12 +481,17 @@ fn run_search(
         None => json!({"max_score": max_score, "hits": page}),
     };
     let shards = targets.len();
-    Ok(json!({
+    let mut body = json!({
         "took": started.elapsed().as_millis() as u64,
         "timed_out": false,
         "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
         "hits": hits_json,
-    }))
+    });
+    if let Some(aggs) = &search.aggs {
+        body["aggregations"] = super::aggs::run(targets, &search.query, aggs, raw)?;
+        body["took"] = json!(started.elapsed().as_millis() as u64);
+    }
+    Ok(body)
 }
 
 /// Searches one `_msearch` request may hold; beyond it, the request is refused.
@@ -600,6 +609,7 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
     let started = Instant::now();
     let defaults = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let total_as_int = bool_param(request, "rest_total_hits_as_int")?.unwrap_or(false);
+    let typed_keys = matches!(request.param("typed_keys"), Some("true" | ""));
     let pretty = super::is_pretty(request);
     let _slot = api.slot(&api.search_slots, "msearch")?;
     let body = request.body.clone();
@@ -607,7 +617,12 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
     let node = api.node.clone();
     blocking(move || {
         // Parsing a large NDJSON body is CPU work: it runs here, off the async threads.
-        let items = parse_msearch(&body, target.as_deref(), defaults, total_as_int)?;
+        let mut items = parse_msearch(&body, target.as_deref(), defaults, total_as_int)?;
+        for item in &mut items {
+            if let Some(aggs) = item.search.aggs.as_mut() {
+                aggs.set_typed_keys(typed_keys);
+            }
+        }
         let mut raw = RawSources::default();
         let mut responses = Vec::with_capacity(items.len());
         for item in items {
