@@ -7,18 +7,24 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod analysis;
+mod compile;
 pub mod date;
+pub mod date_math;
 mod error;
 mod ids;
 mod index;
 mod indices;
 pub mod mapping;
-mod query;
+pub mod query;
+pub mod query_string;
 mod schema;
+mod scoring;
 pub mod settings;
 mod translog;
 pub mod version;
 
+pub use analysis::Analyzer;
 pub use error::{Result, SearchError};
 pub use ids::new_document_id;
 pub use index::{

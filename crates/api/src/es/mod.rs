@@ -1,10 +1,12 @@
 //! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
 //! bounds that turn overload into 429 instead of unbounded queues.
 
+mod analyze;
 mod bulk;
 mod documents;
 pub mod error;
 mod indices;
+mod query_dsl;
 mod routes;
 mod search;
 mod strict_json;
@@ -74,6 +76,8 @@ impl EsApi {
             ["_cat", "indices", target] if get => indices::cat_indices(self, request, Some(target)),
             ["_search"] if get || post => search::search(self, request, None).await,
             [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
+            ["_analyze"] if get || post => analyze::analyze(self, request, None),
+            [index, "_analyze"] if get || post => analyze::analyze(self, request, Some(index)),
             ["_count"] if get || post => search::count(self, request, None).await,
             [target, "_count"] if get || post => search::count(self, request, Some(target)).await,
             ["_bulk"] if post || put => bulk::bulk(self, request, None).await,

@@ -192,6 +192,9 @@ pub(super) fn rules(
         ["_cat", "indices"] | ["_cat", "indices", _] => (&["GET"], CAT),
         ["_search"] | [_, "_search"] | ["_count"] | [_, "_count"] => (&["GET", "POST"], SEARCH),
         ["_bulk"] | [_, "_bulk"] => (&["POST", "PUT"], BULK),
+        ["_analyze"] | [_, "_analyze"] => {
+            (&["GET", "POST"], &["index", "text", "analyzer", "field"])
+        }
         ["_mget"] | [_, "_mget"] => (&["GET", "POST"], MGET),
         ["_refresh"] | [_, "_refresh"] => (&["GET", "POST"], INDICES),
         ["_mapping"] => (&["GET"], INDICES),
