@@ -285,7 +285,7 @@ def test_deep_nesting(shared_sluice):
         ("PUT", "/params/_doc/1?op_type=upsert", "{}", "illegal_argument_exception"),
         ("POST", "/params/_update/1?version=2", '{"doc":{}}', "action_request_validation_exception"),
         ("POST", "/params/_search?size=abc", None, "illegal_argument_exception"),
-        ("POST", "/params/_search?from=-1", None, "illegal_argument_exception"),
+        ("POST", "/params/_search?from=-2", None, "illegal_argument_exception"),
         ("POST", "/params/_search?size=100000", None, "illegal_argument_exception"),
         ("GET", "/params/_doc/1?refresh=maybe", None, "illegal_argument_exception"),
         ("GET", "/_cluster/health?wait_for_status=purple", None, "illegal_argument_exception"),

@@ -1,9 +1,12 @@
-//! Every wire format of Sluice. `es` speaks Elasticsearch's REST API over the `node`'s engines;
-//! `http` is the small HTTP/1.1 server they run on. Only this crate knows HTTP and JSON wire
-//! shapes, and each API family maps its errors to statuses in one place (`es::error`).
+//! Every wire format of Sluice. `es` speaks Elasticsearch's REST API over the `node`'s engines,
+//! `aws` the AWS JSON and REST-JSON protocols; `http` is the small HTTP/1.1 server they run on,
+//! and `json` the one parser of JSON bodies (nesting bounded) that every API uses. Only this
+//! crate knows HTTP and JSON wire shapes, and each API family maps its errors to statuses in one
+//! place (`es::error`, `aws::AwsError`).
 
 pub mod aws;
 pub mod es;
 pub mod http;
+pub mod json;
 
 pub use http::{Server, ServerHandle};

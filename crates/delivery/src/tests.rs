@@ -412,7 +412,10 @@ fn processors_keep_ok_drop_dropped_and_back_up_processing_failed() {
     index.refresh().unwrap();
     assert_eq!(index.count(&Query::MatchAll { boost: 1.0 }).unwrap(), 1);
     let stored = index.get(&ids[0]).unwrap().unwrap();
-    assert_eq!(&*stored.source, b"{\"message\": \"bye\"}");
+    assert_eq!(
+        stored.source.as_deref(),
+        Some(&b"{\"message\": \"bye\"}"[..])
+    );
     let failed = files_under(&f.root.join("s3/backup/processing-failed"));
     assert_eq!(failed.len(), 1);
     let line: Value =

@@ -13,6 +13,7 @@ use sluice_partiql::ast::{
 };
 
 use crate::error::LedgerError;
+use crate::ion_read;
 use crate::model::{self, IndexInfo, TableInfo};
 use crate::transaction::{DocumentView, Transaction};
 use crate::value::{self, ArithmeticOperator, Number};
@@ -1044,7 +1045,7 @@ impl Evaluator<'_> {
     fn expr(&mut self, expr: &Expr, env: &Env) -> Result<Val, LedgerError> {
         match expr {
             Expr::Lit(literal) => literal_value(literal),
-            Expr::Ion(text) => Element::read_one(text.as_bytes())
+            Expr::Ion(text) => read_ion(text)
                 .map(Some)
                 .map_err(|error| bad(format!("invalid ion literal: {error}"))),
             Expr::Param(index) => self
@@ -1407,7 +1408,7 @@ impl Evaluator<'_> {
                 let Some(text) = value::text_of(&value) else {
                     return Ok(null());
                 };
-                Element::read_one(text.trim().as_bytes())
+                read_ion(text.trim())
                     .ok()
                     .filter(|parsed| parsed.as_timestamp().is_some())
                     .map(Some)
@@ -1430,16 +1431,21 @@ impl Evaluator<'_> {
 
 // ----- helpers without state -----
 
+/// Reads Ion text a statement holds (a backquoted literal, or a string being cast): it comes
+/// from outside, so it is bounded like a parameter.
+fn read_ion(text: &str) -> Result<Element, ion_read::IonReadError> {
+    ion_read::read_one(text.as_bytes(), ion_read::ION_DEPTH_MAX)
+}
+
 fn literal_value(literal: &Literal) -> Result<Val, LedgerError> {
     Ok(match literal {
         Literal::Null => null(),
         Literal::Missing => None,
         Literal::Bool(flag) => boolean(*flag),
         Literal::Int(int) => Some(Element::int(*int)),
-        Literal::Decimal(text) => Some(
-            Element::read_one(text.as_bytes())
-                .map_err(|error| bad(format!("invalid decimal {text}: {error}")))?,
-        ),
+        Literal::Decimal(text) => {
+            Some(read_ion(text).map_err(|error| bad(format!("invalid decimal {text}: {error}")))?)
+        }
         Literal::Float(float) => Some(Element::float(*float)),
         Literal::String(text) => Some(Element::string(text.as_str())),
     })
@@ -1801,7 +1807,7 @@ fn cast(value: Val, type_name: &str) -> Result<Val, LedgerError> {
             ),
             (Some(Number::Int(int)), _) => Element::decimal(ion_rs::Decimal::new(int, 0)),
             (Some(other), _) => other.to_element(),
-            (None, Some(text)) => Element::read_one(text.trim().as_bytes())
+            (None, Some(text)) => read_ion(text.trim())
                 .ok()
                 .filter(|parsed| Number::from_element(parsed).is_some())
                 .ok_or_else(|| bad(format!("cannot cast {text:?} to decimal")))?,
@@ -1824,7 +1830,7 @@ fn cast(value: Val, type_name: &str) -> Result<Val, LedgerError> {
         },
         "timestamp" => match (value.as_timestamp(), text) {
             (Some(timestamp), _) => Element::timestamp(timestamp),
-            (None, Some(text)) => Element::read_one(text.trim().as_bytes())
+            (None, Some(text)) => read_ion(text.trim())
                 .ok()
                 .filter(|parsed| parsed.as_timestamp().is_some())
                 .ok_or_else(|| bad(format!("cannot cast {text:?} to timestamp")))?,

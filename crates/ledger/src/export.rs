@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::cancel::CancelToken;
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
+use crate::ion_read;
 use crate::journal::{self, Strictness};
 use crate::ledger::Ledger;
 use crate::model::{self, BlockAddress, Revision, RevisionMetadata, TableInfo, TableStatus};
@@ -295,7 +296,15 @@ pub fn read_export(
     let objects = match reader.completed_manifest()? {
         Some((manifest_name, bytes)) => {
             let invalid = || LedgerError::BadRequest(format!("{manifest_name} is not a manifest"));
-            let element = Element::read_one(bytes).map_err(|_| invalid())?;
+            let element =
+                ion_read::read_one(&bytes, ion_read::ION_DEPTH_MAX).map_err(
+                    |error| match error {
+                        ion_read::IonReadError::TooDeep { .. } => {
+                            LedgerError::BadRequest(format!("{manifest_name}: {error}"))
+                        }
+                        _ => invalid(),
+                    },
+                )?;
             let keys = element
                 .as_struct()
                 .and_then(|manifest| manifest.get("keys"))
@@ -325,10 +334,22 @@ pub fn read_export(
         let name = object_name(&object);
         // The reader's own message may quote the bytes it stumbled on: it is not passed on.
         let not_ion = || LedgerError::BadRequest(format!("{name} is not an Ion stream"));
+        // Blocks hold documents three levels down in their envelope; the depth is checked
+        // without recursion before ion-rs, which recurses, sees the bytes.
+        ion_read::nesting_depth(&bytes, ion_read::BLOCK_DEPTH_MAX).map_err(
+            |error| match error {
+                ion_read::IonReadError::TooDeep { .. } => {
+                    LedgerError::BadRequest(format!("{name}: {error}"))
+                }
+                _ => not_ion(),
+            },
+        )?;
         // Value by value, so a cancellation is seen within a large object too.
-        let values = Element::iter(bytes).map_err(|_| not_ion())?;
-        for (position, value) in values.enumerate() {
+        let mut values = Element::iter(bytes).map_err(|_| not_ion())?.enumerate();
+        loop {
             cancel.check()?;
+            let next = ion_read::contain_panic_of(|| values.next()).map_err(|_| not_ion())?;
+            let Some((position, value)) = next else { break };
             let value = value.map_err(|_| not_ion())?;
             if keyed.len() >= BLOCKS_PER_IMPORT_MAX {
                 return Err(LedgerError::LimitExceeded(format!(

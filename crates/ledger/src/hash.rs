@@ -194,7 +194,7 @@ pub fn proof_to_ion_text(proof: &[Hash]) -> String {
 
 /// Parses the Ion text of a proof (a list of 32-byte blobs).
 pub fn proof_from_ion_text(text: &str) -> Result<Vec<Hash>, LedgerError> {
-    let element = Element::read_one(text.as_bytes())
+    let element = crate::ion_read::read_one(text.as_bytes(), crate::ion_read::ION_DEPTH_MAX)
         .map_err(|error| LedgerError::BadRequest(format!("invalid proof: {error}")))?;
     let items = element
         .as_sequence()

@@ -27,7 +27,7 @@
 //!
 //! Map of the crate: [`ledger`] (ledgers on disk, digests, proofs, chain verification),
 //! [`transaction`] (snapshot, read set, commit protocol), [`eval`] (PartiQL), [`journal`]
-//! (block shapes), [`journal_tree`] (the block-hash Merkle tree), [`hash`] (QLDB hashing),
+//! (block shapes), [`journal_tree`] (the block-hash Merkle tree), [`hash`] (QLDB hashing), [`ion_read`] (the bounded reader of Ion from outside),
 //! [`storage`] (redb layout, spec in `docs/ledger-format.md`), [`export`] (export, restore,
 //! import), [`source`] (where restores and imports may read, and the bounded, symlink-safe
 //! walk), [`cancel`] (stopping long operations), [`stream`] (journal stream records), [`model`] and [`value`] (types and PartiQL
@@ -48,6 +48,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::LedgerError;
 pub mod eval;
 pub mod export;
+pub mod ion_read;
 pub mod journal;
 pub mod journal_tree;
 pub mod ledger;

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
+use crate::ion_read;
 
 /// Length of QLDB ids (documents, transactions, tables, indexes, strands) in Base62 characters.
 pub const ID_LENGTH_CHARS: usize = 22;
@@ -147,9 +148,10 @@ impl BlockAddress {
         })
     }
 
-    /// Parses the text form QLDB APIs pass around: `{strandId:"...",sequenceNo:3}`.
+    /// Parses the text form QLDB APIs pass around: `{strandId:"...",sequenceNo:3}`, nested at most
+    /// [`ION_DEPTH_MAX`](crate::ion_read::ION_DEPTH_MAX) levels like any value from outside.
     pub fn parse_ion_text(text: &str) -> Result<Self, LedgerError> {
-        let element = Element::read_one(text.as_bytes())
+        let element = ion_read::read_one(text.as_bytes(), ion_read::ION_DEPTH_MAX)
             .map_err(|error| LedgerError::BadRequest(format!("invalid block address: {error}")))?;
         Self::from_element(&element)
     }
@@ -417,9 +419,13 @@ pub fn encode_text(element: &Element) -> Result<String, LedgerError> {
         .map_err(|error| LedgerError::Internal(format!("ion encode: {error}")))
 }
 
-/// Decodes one stored Ion value; a failure here means the store is corrupt.
+/// Decodes one stored Ion value; a failure here means the store is corrupt. Stored blocks and
+/// revisions hold documents no deeper than [`ION_DEPTH_MAX`](crate::ion_read::ION_DEPTH_MAX)
+/// (commits refuse deeper ones, and earlier releases could not store deeper), so anything
+/// beyond [`BLOCK_DEPTH_MAX`](crate::ion_read::BLOCK_DEPTH_MAX) is corruption too, reported
+/// instead of overflowing the stack.
 pub fn decode_stored(bytes: &[u8]) -> Result<Element, LedgerError> {
-    Element::read_one(bytes)
+    ion_read::read_one(bytes, ion_read::BLOCK_DEPTH_MAX)
         .map_err(|error| LedgerError::Storage(format!("corrupt stored ion value: {error}")))
 }
 

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
+use crate::ion_read;
 use crate::journal::{self, DocumentInfo, StatementInfo};
 use crate::ledger::Ledger;
 use crate::model::{
@@ -585,14 +586,25 @@ impl Transaction {
                 "a document must be a struct".to_owned(),
             ));
         }
-        let size_bytes = value::encoded_size_bytes(data)?;
-        if size_bytes > self.ledger.limits.document_size_max_bytes {
+        let encoded = model::encode_binary(data)?;
+        if encoded.len() > self.ledger.limits.document_size_max_bytes {
             return Err(LedgerError::LimitExceeded(format!(
-                "document of {size_bytes} bytes exceeds the limit of {} bytes",
+                "document of {} bytes exceeds the limit of {} bytes",
+                encoded.len(),
                 self.ledger.limits.document_size_max_bytes
             )));
         }
-        Ok(())
+        // A statement can nest a value deeper than any parameter (`SET t.a = t`, repeated): the
+        // bound holds for what is stored, so every stored block stays readable and restorable.
+        match ion_read::nesting_depth(&encoded, ion_read::ION_DEPTH_MAX) {
+            Ok(_) => Ok(()),
+            Err(ion_read::IonReadError::TooDeep { depth_max }) => Err(LedgerError::LimitExceeded(
+                format!("document nested deeper than the limit of {depth_max} levels"),
+            )),
+            Err(other) => Err(LedgerError::Internal(format!(
+                "a document encoded by ion-rs does not read back: {other}"
+            ))),
+        }
     }
 
     fn put_write(

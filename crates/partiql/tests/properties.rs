@@ -597,6 +597,32 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let input = String::from_utf8_lossy(&bytes);
+        if let Err(error) = parse(&input) {
+            assert_position_inside(&input, &error);
+        }
+    }
+
+    /// Long runs of brackets, ten times deeper than the nesting limit at most: an error or a
+    /// tree on this ordinary test thread's stack, never an overflow.
+    #[test]
+    fn deep_bracket_soup_never_overflows(
+        brackets in "[(\\[{<]{0,2560}",
+        middle in "[ 1a,':]{0,8}",
+        closing in "[)\\]}>]{0,2560}",
+    ) {
+        for input in [
+            format!("SELECT {brackets}{middle}{closing} FROM T"),
+            format!("{brackets}{middle}{closing}"),
+        ] {
+            if let Err(error) = parse(&input) {
+                assert_position_inside(&input, &error);
+            }
+        }
+    }
+
+    #[test]
     fn token_soup_never_panics_and_parses_back(input in token_soup()) {
         match parse(&input) {
             Ok(statement) => assert_round_trip(&statement),

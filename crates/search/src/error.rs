@@ -18,15 +18,24 @@ pub enum SearchError {
         id: String,
         reason: String,
     },
-    /// A document that does not fit its mapping; nothing of it was written.
+    /// A document that does not fit its mapping; nothing of it was written. `cause` holds the
+    /// rule the document broke when the refusal is for a rule rather than for the document's
+    /// shape (an immense term, an empty field name), as Elasticsearch nests it.
     #[error("{reason}")]
-    DocumentParsing { reason: String },
+    DocumentParsing {
+        reason: String,
+        cause: Option<String>,
+    },
     /// A new field under `dynamic: strict`.
     #[error("{reason}")]
     StrictDynamicMapping { reason: String },
-    /// A mapping definition that cannot be accepted.
+    /// A mapping definition that cannot be accepted. `cause` holds the rule it broke when
+    /// Elasticsearch reports a broken rule (an empty field name) under the mapping error.
     #[error("{reason}")]
-    MapperParsing { reason: String },
+    MapperParsing {
+        reason: String,
+        cause: Option<String>,
+    },
     #[error("{reason}")]
     IllegalArgument { reason: String },
     /// Request parameters that are each valid but do not go together.
@@ -34,6 +43,10 @@ pub enum SearchError {
     Validation { reason: String },
     #[error("[{id}]: document missing")]
     DocumentMissing { index: String, id: String },
+    /// An update of a document whose index does not store `_source`: there is nothing to merge
+    /// the partial document into.
+    #[error("[{id}]: document source missing")]
+    DocumentSourceMissing { index: String, id: String },
     /// A bounded resource is full; the caller should retry later.
     #[error("{reason}")]
     Rejected { reason: String },
@@ -62,6 +75,17 @@ impl SearchError {
     pub(crate) fn parsing(reason: impl Into<String>) -> Self {
         SearchError::DocumentParsing {
             reason: reason.into(),
+            cause: None,
+        }
+    }
+
+    /// A document refused for breaking a rule: Elasticsearch says "failed to parse: <rule>" and
+    /// nests the rule as the cause.
+    pub(crate) fn parsing_rule(rule: impl Into<String>) -> Self {
+        let rule = rule.into();
+        SearchError::DocumentParsing {
+            reason: format!("failed to parse: {rule}"),
+            cause: Some(rule),
         }
     }
 

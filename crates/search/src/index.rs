@@ -118,6 +118,16 @@ pub struct WriteOutcome {
     pub seq_no: u64,
     pub primary_term: u64,
     pub result: WriteResult,
+    /// For updates only: the document as the update left it (merged, upserted, or unchanged for
+    /// a noop), which `_update` and bulk show under `get` when asked.
+    pub source: Option<Arc<[u8]>>,
+}
+
+impl WriteOutcome {
+    fn with_source(mut self, source: Arc<[u8]>) -> WriteOutcome {
+        self.source = Some(source);
+        self
+    }
 }
 
 /// A stored document as `GET /index/_doc/id` returns it.
@@ -126,7 +136,8 @@ pub struct StoredDocument {
     pub version: u64,
     pub seq_no: u64,
     pub primary_term: u64,
-    pub source: Arc<[u8]>,
+    /// `None` when the index does not store `_source`.
+    pub source: Option<Arc<[u8]>>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +146,8 @@ pub struct Hit {
     pub score: f32,
     pub version: u64,
     pub seq_no: u64,
-    pub source: Arc<[u8]>,
+    /// `None` when the index does not store `_source`.
+    pub source: Option<Arc<[u8]>>,
     /// Names (`_name`) of the query's clauses that this document matches.
     pub matched_queries: Vec<String>,
 }
@@ -224,7 +236,7 @@ impl IdLookup {
                     let seq_no = segment.seq_no.first(doc).unwrap_or(0);
                     let deleted = segment.deleted.first(doc).unwrap_or(false);
                     let source = if with_source && !deleted {
-                        Some(self.stored_source(DocAddress::new(segment_ord as u32, doc))?)
+                        self.stored_source(DocAddress::new(segment_ord as u32, doc))?
                     } else {
                         None
                     };
@@ -243,13 +255,13 @@ impl IdLookup {
         Ok(None)
     }
 
-    fn stored_source(&self, address: DocAddress) -> Result<Arc<[u8]>> {
+    /// The stored `_source`, `None` when the index does not store it.
+    fn stored_source(&self, address: DocAddress) -> Result<Option<Arc<[u8]>>> {
         let document: TantivyDocument = self.searcher.doc(address)?;
         Ok(document
             .get_first(self.fields.source)
             .and_then(|v| v.as_bytes())
-            .map(Arc::from)
-            .unwrap_or_else(|| Arc::from(&b"{}"[..])))
+            .map(Arc::from))
     }
 }
 
@@ -724,12 +736,8 @@ impl Index {
         let found = self.lookup(state, &id, true)?;
         let live = found.as_ref().filter(|f| !f.current.deleted);
         let Some(live) = live else {
-            if let Condition::IfSeqNo { .. } = update.condition {
-                let reason = resolve(&id, found.map(|f| f.current), update.condition)
-                    .err()
-                    .unwrap_or_default();
-                return Err(self.conflict(&id, reason));
-            }
+            // A missing document is missing whatever `if_seq_no` says (Elasticsearch answers
+            // 404, not a conflict): only an upsert creates it.
             let document = match (update.upsert, update.doc) {
                 (Some(upsert), _) => upsert,
                 (None, Some(doc)) if update.doc_as_upsert => doc,
@@ -743,21 +751,36 @@ impl Index {
             let source: Arc<[u8]> = serde_json::to_vec(&document)
                 .map_err(|e| SearchError::illegal(e.to_string()))?
                 .into();
-            return self.index_document(
-                state,
-                id,
-                source,
-                &document,
-                Condition::None,
-                found.map(|f| f.current),
-            );
+            return self
+                .index_document(
+                    state,
+                    id,
+                    source.clone(),
+                    &document,
+                    Condition::None,
+                    found.map(|f| f.current),
+                )
+                .map(|(outcome, end)| (outcome.with_source(source), end));
         };
+        let current = live.current;
+        if let Condition::IfSeqNo { .. } = update.condition {
+            resolve(&id, Some(current), update.condition)
+                .map_err(|reason| self.conflict(&id, reason))?;
+        }
         let Some(doc) = update.doc else {
             return Err(SearchError::Validation {
                 reason: "script or doc is missing".into(),
             });
         };
-        let existing_source = live.source.clone().unwrap_or_else(|| Arc::from(&b"{}"[..]));
+        let existing_source = match &live.source {
+            Some(source) if self.mappings().source_enabled() => source.clone(),
+            _ => {
+                return Err(SearchError::DocumentSourceMissing {
+                    index: self.name.clone(),
+                    id,
+                });
+            }
+        };
         let existing: Value =
             serde_json::from_slice(&existing_source).map_err(|e| SearchError::Corrupt {
                 what: format!("_source of [{id}]"),
@@ -765,25 +788,29 @@ impl Index {
             })?;
         let mut merged = existing.clone();
         deep_merge(&mut merged, &doc);
-        let current = live.current;
         if update.detect_noop && merged == existing {
-            if let Condition::IfSeqNo { .. } = update.condition {
-                resolve(&id, Some(current), update.condition)
-                    .map_err(|reason| self.conflict(&id, reason))?;
-            }
             let outcome = WriteOutcome {
                 id,
                 version: current.version,
                 seq_no: current.seq_no,
                 primary_term: PRIMARY_TERM,
                 result: WriteResult::Noop,
+                source: Some(existing_source),
             };
             return Ok((outcome, 0));
         }
         let source: Arc<[u8]> = serde_json::to_vec(&merged)
             .map_err(|e| SearchError::illegal(e.to_string()))?
             .into();
-        self.index_document(state, id, source, &merged, update.condition, Some(current))
+        self.index_document(
+            state,
+            id,
+            source.clone(),
+            &merged,
+            update.condition,
+            Some(current),
+        )
+        .map(|(outcome, end)| (outcome.with_source(source), end))
     }
 
     fn index_document(
@@ -870,6 +897,7 @@ impl Index {
             seq_no,
             primary_term: PRIMARY_TERM,
             result,
+            source: None,
         };
         Ok((outcome, end))
     }
@@ -907,8 +935,12 @@ impl Index {
         document.add_u64(fields.seq_no, seq_no);
         match source {
             Some(source) => {
-                document.add_bytes(fields.source, source);
                 let mappings = self.mappings();
+                // An index that does not keep `_source` still indexes the document (and its
+                // translog still holds it, for recovery), but does not store it.
+                if mappings.source_enabled() {
+                    document.add_bytes(fields.source, source);
+                }
                 let place = |path: &str| TextPlace {
                     slot: mappings
                         .text_slots
@@ -968,15 +1000,31 @@ impl Index {
             }),
             None => searcher.find(id, true)?,
         };
-        Ok(found.and_then(|f| {
-            let source = f.source?;
-            (!f.current.deleted).then_some(StoredDocument {
-                version: f.current.version,
-                seq_no: f.current.seq_no,
-                primary_term: PRIMARY_TERM,
-                source,
-            })
-        }))
+        Ok(self.stored_document(found))
+    }
+
+    /// `GET /index/_doc/id?realtime=false`: what the last refresh made visible, as searches see
+    /// it; writes since then are not seen.
+    pub fn get_refreshed(&self, id: &str) -> Result<Option<StoredDocument>> {
+        self.check_open()?;
+        let searcher = lock(&self.state).id_lookup.clone();
+        let found = searcher.find(id, true)?;
+        Ok(self.stored_document(found))
+    }
+
+    fn stored_document(&self, found: Option<Found>) -> Option<StoredDocument> {
+        let found = found.filter(|f| !f.current.deleted)?;
+        let source = if self.mappings().source_enabled() {
+            found.source
+        } else {
+            None
+        };
+        Some(StoredDocument {
+            version: found.current.version,
+            seq_no: found.current.seq_no,
+            primary_term: PRIMARY_TERM,
+            source,
+        })
     }
 
     fn to_tantivy(
@@ -1088,8 +1136,7 @@ impl Index {
             let source = document
                 .get_first(self.fields.source)
                 .and_then(|v| v.as_bytes())
-                .map(Arc::from)
-                .unwrap_or_else(|| Arc::from(&b"{}"[..]));
+                .map(Arc::from);
             hits.push(Hit {
                 id,
                 score,

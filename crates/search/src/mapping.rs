@@ -35,6 +35,9 @@ const METADATA_FIELDS: &[&str] = &[
     "_nested_path",
     "_feature",
 ];
+/// Longest keyword value, in UTF-8 bytes: Lucene's longest term. A document with a longer keyword
+/// (not skipped by `ignore_above`) is refused whole, as in Elasticsearch.
+pub const KEYWORD_TERM_BYTES_MAX: usize = 32_766;
 /// `ignore_above` of the `.keyword` sub-field that dynamic mapping adds to strings.
 pub const DYNAMIC_KEYWORD_IGNORE_ABOVE: u64 = 256;
 
@@ -240,6 +243,16 @@ impl FieldMapping {
         !matches!(self.parameters.get("coerce"), Some(Value::Bool(false)))
     }
 
+    /// `ignore_malformed: true`: a value that does not fit is skipped (the document is kept,
+    /// the value stays in `_source` but is not indexed). Objects still fail, as in
+    /// Elasticsearch.
+    fn ignore_malformed(&self) -> bool {
+        matches!(
+            self.parameters.get("ignore_malformed"),
+            Some(Value::Bool(true))
+        )
+    }
+
     fn parse(path: &str, body: &Value, depth: usize) -> Result<FieldMapping> {
         let Value::Object(body) = body else {
             return Err(mapper(format!(
@@ -426,7 +439,10 @@ fn merge_maps(
 }
 
 fn mapper(reason: String) -> SearchError {
-    SearchError::MapperParsing { reason }
+    SearchError::MapperParsing {
+        reason,
+        cause: None,
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -454,7 +470,11 @@ fn parse_properties(
     let mut parsed = BTreeMap::new();
     for (name, body) in properties {
         if name.is_empty() {
-            return Err(mapper("field name cannot be an empty string".into()));
+            let rule = "field name cannot be an empty string".to_string();
+            return Err(SearchError::MapperParsing {
+                reason: rule.clone(),
+                cause: Some(rule),
+            });
         }
         let child_path = if path.is_empty() {
             name.clone()
@@ -549,11 +569,8 @@ impl Mappings {
                 json_kind(value)
             )));
         };
-        // Elasticsearch 6 wrapped mappings in a type name; `_doc` is still accepted.
-        let body = match body.get("_doc") {
-            Some(Value::Object(inner)) if body.len() == 1 => inner,
-            _ => body,
-        };
+        // A type name wrapping the mapping (`{"_doc": {...}}`) is refused by the API, which knows
+        // the words Elasticsearch uses for each request; here it is an unknown root parameter.
         let mut mappings = Mappings::default();
         for (key, value) in body {
             match key.as_str() {
@@ -565,8 +582,11 @@ impl Mappings {
                 }
                 "date_detection" => mappings.date_detection = parse_bool(key, value)?,
                 "numeric_detection" => mappings.numeric_detection = parse_bool(key, value)?,
-                "_source"
-                | "_meta"
+                "_source" => {
+                    validate_source_mapping(value)?;
+                    mappings.parameters.insert(key.clone(), value.clone());
+                }
+                "_meta"
                 | "_routing"
                 | "dynamic_templates"
                 | "dynamic_date_formats"
@@ -604,6 +624,18 @@ impl Mappings {
         Value::Object(body)
     }
 
+    /// Whether nothing was ever mapped: no fields and no root parameters.
+    fn is_empty(&self) -> bool {
+        self.properties.is_empty() && self.parameters.is_empty()
+    }
+
+    /// Whether documents keep their `_source` (`"_source": {"enabled": false}` or
+    /// `{"mode": "disabled"}` turn it off): without it GET and search show no `_source` and
+    /// updates have nothing to merge into.
+    pub fn source_enabled(&self) -> bool {
+        source_enabled(self.parameters.get("_source"))
+    }
+
     /// `PUT /index/_mapping`: adds new fields and parameters; changing a field's type is refused.
     pub fn merged_with(&self, update: &Mappings) -> Result<Mappings> {
         let mut merged = self.clone();
@@ -611,7 +643,32 @@ impl Mappings {
         merged.date_detection = update.date_detection;
         merged.numeric_detection = update.numeric_detection;
         for (key, value) in &update.parameters {
-            merged.parameters.insert(key.clone(), value.clone());
+            match (key.as_str(), merged.parameters.get_mut(key), value) {
+                // `_source` merges parameter by parameter; whether it is stored never changes.
+                ("_source", Some(Value::Object(existing)), Value::Object(incoming)) => {
+                    let was_enabled = source_enabled(Some(&Value::Object(existing.clone())));
+                    let mut next = existing.clone();
+                    for (name, parameter) in incoming {
+                        next.insert(name.clone(), parameter.clone());
+                    }
+                    if source_enabled(Some(&Value::Object(next.clone()))) != was_enabled {
+                        return Err(source_conflict(existing, incoming));
+                    }
+                    *existing = next;
+                }
+                // A mapping that was never set may still choose; after that, `_source` is fixed.
+                ("_source", None, incoming)
+                    if !source_enabled(Some(incoming)) && !self.is_empty() =>
+                {
+                    return Err(source_conflict(
+                        &Map::new(),
+                        incoming.as_object().unwrap_or(&Map::new()),
+                    ));
+                }
+                _ => {
+                    merged.parameters.insert(key.clone(), value.clone());
+                }
+            }
         }
         merge_maps("", &mut merged.properties, &update.properties)?;
         merged.check_total_fields()?;
@@ -754,6 +811,75 @@ fn for_each_leaf<'a>(
     }
 }
 
+/// Whether a root `_source` mapping parameter keeps sources.
+fn source_enabled(parameter: Option<&Value>) -> bool {
+    let Some(Value::Object(source)) = parameter else {
+        return true;
+    };
+    let enabled = !matches!(source.get("enabled"), Some(Value::Bool(false)));
+    let disabled_mode = source.get("mode").and_then(Value::as_str) == Some("disabled");
+    enabled && !disabled_mode
+}
+
+/// Checks the root `_source` parameter: `enabled`, `mode`, `includes`, `excludes`.
+fn validate_source_mapping(value: &Value) -> Result<()> {
+    let Value::Object(source) = value else {
+        return Err(mapper(format!(
+            "Failed to parse mapping: [_source] must be an object, got a {}",
+            json_kind(value)
+        )));
+    };
+    for (name, parameter) in source {
+        let valid = match name.as_str() {
+            "enabled" => parameter.is_boolean(),
+            "mode" => matches!(
+                parameter.as_str(),
+                Some("stored" | "synthetic" | "disabled")
+            ),
+            "includes" | "excludes" => parameter
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_string)),
+            _ => {
+                return Err(mapper(format!(
+                    "unknown parameter [{name}] on mapper [_source] of type [_source]"
+                )));
+            }
+        };
+        if !valid {
+            return Err(mapper(format!(
+                "Failed to parse mapping: invalid value [{parameter}] for parameter [{name}] on field [_source]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Elasticsearch's words for a mapping update that would turn `_source` on or off.
+fn source_conflict(existing: &Map<String, Value>, incoming: &Map<String, Value>) -> SearchError {
+    let (name, from, to) = if incoming.contains_key("mode") {
+        let shown = |source: &Map<String, Value>| {
+            source
+                .get("mode")
+                .and_then(Value::as_str)
+                .unwrap_or("stored")
+                .to_string()
+        };
+        ("mode", shown(existing), shown(incoming))
+    } else {
+        let shown = |source: &Map<String, Value>| {
+            source
+                .get("enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+                .to_string()
+        };
+        ("enabled", shown(existing), shown(incoming))
+    };
+    SearchError::illegal(format!(
+        "Mapper for [_source] conflicts with existing mapper:\n\tCannot update parameter [{name}] from [{from}] to [{to}]"
+    ))
+}
+
 fn parse_bool(key: &str, value: &Value) -> Result<bool> {
     match value {
         Value::Bool(b) => Ok(*b),
@@ -795,22 +921,26 @@ impl DocumentParser<'_> {
             )));
         }
         for (key, value) in object {
-            if key.is_empty() || key.split('.').any(str::is_empty) {
-                return Err(SearchError::parsing(format!(
-                    "failed to parse: field name cannot contain only whitespace or be empty: ['{key}']"
-                )));
-            }
+            let parts = field_name_parts(path, key)?;
             // `{"a.b": 1}` is `{"a": {"b": 1}}`.
-            if let Some((head, tail)) = key.split_once('.') {
-                let mut inner = Map::new();
-                inner.insert(tail.to_string(), value.clone());
+            if let [head, tail @ ..] = parts.as_slice()
+                && !tail.is_empty()
+            {
+                let mut nested = value.clone();
+                for part in tail.iter().rev() {
+                    let mut inner = Map::new();
+                    inner.insert((*part).to_string(), nested);
+                    nested = Value::Object(inner);
+                }
                 let mut outer = Map::new();
-                outer.insert(head.to_string(), Value::Object(inner));
+                outer.insert((*head).to_string(), nested);
                 self.parse_object(path, properties, dynamic, &outer, depth)?;
                 continue;
             }
+            // `"a."` is `"a"`: Elasticsearch's split drops trailing empty parts.
+            let key = parts.first().copied().unwrap_or(key.as_str());
             let field_path = if path.is_empty() {
-                key.clone()
+                key.to_string()
             } else {
                 format!("{path}.{key}")
             };
@@ -914,7 +1044,11 @@ impl DocumentParser<'_> {
     }
 
     fn parse_leaf(&mut self, path: &str, field: &FieldMapping, value: &Value) -> Result<()> {
-        let indexed = convert(field, value).ok_or_else(|| {
+        let converted = convert(field, value);
+        if converted.is_none() && field.ignore_malformed() && !value.is_object() {
+            return Ok(());
+        }
+        let indexed = converted.ok_or_else(|| {
             SearchError::parsing(format!(
                 "failed to parse field [{path}] of type [{}] in document with id '{}'. Preview of field's value: '{}'",
                 field.field_type.name(),
@@ -925,11 +1059,77 @@ impl DocumentParser<'_> {
         let Some(indexed) = indexed else {
             return Ok(());
         };
+        if let IndexValue::Keyword(text) = &indexed
+            && text.len() > KEYWORD_TERM_BYTES_MAX
+        {
+            return Err(SearchError::parsing_rule(immense_term(path, text)));
+        }
         if field.is_indexed() {
             self.entries.push((path.to_string(), indexed));
         }
         Ok(())
     }
+}
+
+/// Splits a field name of a document on dots and checks it, with Elasticsearch's rules and
+/// words: Java's `split`, which Elasticsearch uses, drops trailing empty parts, so `"a."` is `a`.
+fn field_name_parts<'k>(path: &str, key: &'k str) -> Result<Vec<&'k str>> {
+    if key.is_empty() {
+        return Err(SearchError::parsing_rule(
+            "field name cannot be an empty string",
+        ));
+    }
+    if !key.contains('.') {
+        if key.trim().is_empty() {
+            let full = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+            return Err(SearchError::parsing(format!(
+                "Field name cannot contain only whitespace: [{full}]"
+            )));
+        }
+        return Ok(vec![key]);
+    }
+    let mut parts: Vec<&str> = key.split('.').collect();
+    while parts.last().is_some_and(|part| part.is_empty()) {
+        parts.pop();
+    }
+    if parts.is_empty() {
+        return Err(SearchError::parsing_rule(
+            "field name cannot contain only dots",
+        ));
+    }
+    for part in &parts {
+        if part.is_empty() {
+            return Err(SearchError::parsing_rule(format!(
+                "object field cannot contain only whitespace: ['{key}']"
+            )));
+        }
+        if part.trim().is_empty() {
+            return Err(SearchError::parsing_rule(format!(
+                "object field starting or ending with a [.] makes object resolution ambiguous: [{key}]"
+            )));
+        }
+    }
+    Ok(parts)
+}
+
+/// Elasticsearch's refusal of a keyword longer than Lucene's longest term, with the first bytes
+/// of the value as Java prints them (signed).
+fn immense_term(path: &str, text: &str) -> String {
+    const PREFIX_BYTES: usize = 30;
+    let prefix: Vec<String> = text
+        .as_bytes()
+        .iter()
+        .take(PREFIX_BYTES)
+        .map(|byte| (*byte as i8).to_string())
+        .collect();
+    format!(
+        "Document contains at least one immense term in field=\"{path}\" (whose UTF8 encoding is longer than the max length {KEYWORD_TERM_BYTES_MAX}), all of which were skipped. Please correct the analyzer to not produce such terms. The prefix of the first immense term is: '[{}]...'",
+        prefix.join(", ")
+    )
 }
 
 /// Converts one JSON value to the field's type. `None` when it does not fit; `Some(None)` when it
@@ -1177,6 +1377,113 @@ mod tests {
         assert_eq!(
             base.merged_with(&change).unwrap_err().to_string(),
             "mapper [x] cannot be changed from type [long] to [text]"
+        );
+    }
+
+    #[test]
+    fn field_names_follow_elasticsearchs_rules() {
+        let mappings = Mappings::default();
+        let refusal = |doc: Value| match mappings.parse_document("1", &doc).unwrap_err() {
+            SearchError::DocumentParsing { reason, cause } => (reason, cause),
+            other => panic!("unexpected {other}"),
+        };
+        assert_eq!(
+            refusal(json!({"": 1})),
+            (
+                "failed to parse: field name cannot be an empty string".to_string(),
+                Some("field name cannot be an empty string".to_string())
+            )
+        );
+        assert_eq!(
+            refusal(json!({"a": {"  ": 1}})).0,
+            "Field name cannot contain only whitespace: [a.  ]"
+        );
+        assert_eq!(
+            refusal(json!({"a..b": 1})).0,
+            "failed to parse: object field cannot contain only whitespace: ['a..b']"
+        );
+        assert_eq!(
+            refusal(json!({".a": 1})).0,
+            "failed to parse: object field cannot contain only whitespace: ['.a']"
+        );
+        assert_eq!(
+            refusal(json!({"...": 1})).0,
+            "failed to parse: field name cannot contain only dots"
+        );
+        assert_eq!(
+            refusal(json!({"a. ": 1})).0,
+            "failed to parse: object field starting or ending with a [.] makes object resolution ambiguous: [a. ]"
+        );
+        // A trailing dot is dropped, as Java's split drops it; deeper paths are objects.
+        let parsed = mappings
+            .parse_document("1", &json!({"a.": 1, "b.c.d": true}))
+            .unwrap();
+        assert_eq!(
+            parsed.mapping_update.unwrap().to_json(),
+            json!({"properties": {"a": {"type": "long"}, "b": {"properties": {"c": {"properties": {"d": {"type": "boolean"}}}}}}})
+        );
+    }
+
+    #[test]
+    fn root_source_and_type_wrappers() {
+        // The `_doc` wrapper of Elasticsearch 6 is an unknown root parameter here; the API
+        // refuses it first, in Elasticsearch's words.
+        let wrapped = Mappings::from_json(&json!({"_doc": {"properties": {}}})).unwrap_err();
+        assert!(
+            wrapped
+                .to_string()
+                .starts_with("Root mapping definition has unsupported parameters:  [_doc")
+        );
+        assert!(Mappings::from_json(&json!({"_source": {"enabled": "no"}})).is_err());
+        assert!(Mappings::from_json(&json!({"_source": {"bogus": 1}})).is_err());
+        assert!(
+            !Mappings::from_json(&json!({"_source": {"mode": "disabled"}}))
+                .unwrap()
+                .source_enabled()
+        );
+        let stored = Mappings::from_json(&json!({"_source": {"includes": ["a"]}})).unwrap();
+        assert!(stored.source_enabled());
+        // A mapping that was never set may still turn `_source` off; after that it is fixed.
+        let off = Mappings::from_json(&json!({"_source": {"enabled": false}})).unwrap();
+        assert!(
+            !Mappings::default()
+                .merged_with(&off)
+                .unwrap()
+                .source_enabled()
+        );
+        let with_fields =
+            Mappings::from_json(&json!({"properties": {"a": {"type": "long"}}})).unwrap();
+        assert!(with_fields.merged_with(&off).is_err());
+        let merged = off.merged_with(&with_fields).unwrap();
+        assert!(
+            !merged.source_enabled(),
+            "an update without `_source` keeps it off"
+        );
+        let empty_name =
+            Mappings::from_json(&json!({"properties": {"": {"type": "keyword"}}})).unwrap_err();
+        assert!(matches!(
+            empty_name,
+            SearchError::MapperParsing { cause: Some(_), .. }
+        ));
+    }
+
+    #[test]
+    fn ignore_malformed_skips_values_that_do_not_fit_but_not_objects() {
+        let mappings = Mappings::from_json(&json!({"properties": {
+            "n": {"type": "long", "ignore_malformed": true},
+            "d": {"type": "date", "ignore_malformed": true}
+        }}))
+        .unwrap();
+        let parsed = mappings
+            .parse_document("1", &json!({"n": ["garbage", 7], "d": "not a date"}))
+            .unwrap();
+        assert_eq!(parsed.entries, vec![("n".into(), IndexValue::Long(7))]);
+        let object = mappings
+            .parse_document("4", &json!({"n": {"object": "wow"}}))
+            .unwrap_err();
+        assert_eq!(
+            object.to_string(),
+            "failed to parse field [n] of type [long] in document with id '4'. Preview of field's value: '{object=wow}'"
         );
     }
 

@@ -117,6 +117,13 @@ impl IndexSettings {
                 }),
             }
         };
+        // Elasticsearch 8 only creates indices with soft deletes (Sluice's tombstones play
+        // that part): turning them off is refused in its words.
+        if flat.get("index.soft_deletes.enabled") == Some(&Value::String("false".into())) {
+            return Err(SearchError::illegal(
+                "Creating indices with soft-deletes disabled is no longer supported. Please do not specify a value for setting [index.soft_deletes.enabled].",
+            ));
+        }
         let shards = number("index.number_of_shards")?.unwrap_or(1);
         if shards == 0 || shards > 1024 {
             return Err(SearchError::illegal(format!(
@@ -229,5 +236,12 @@ mod tests {
         assert_eq!(shown["index"]["number_of_replicas"], json!("0"));
         assert!(IndexSettings::from_json(&json!({"refresh_interval": "soon"})).is_err());
         assert!(IndexSettings::from_json(&json!({"number_of_shards": 0})).is_err());
+        assert!(
+            IndexSettings::from_json(&json!({"soft_deletes": {"enabled": false}}))
+                .unwrap_err()
+                .to_string()
+                .starts_with("Creating indices with soft-deletes disabled is no longer supported")
+        );
+        assert!(IndexSettings::from_json(&json!({"soft_deletes.enabled": true})).is_ok());
     }
 }

@@ -53,7 +53,8 @@ fn expected(ops: &[Op]) -> BTreeMap<u8, Option<(u64, u32)>> {
 fn actual(index: &Index, ids: impl Iterator<Item = u8>) -> BTreeMap<u8, Option<(u64, u32)>> {
     ids.map(|id| {
         let found = index.get(&format!("doc-{id}")).unwrap().map(|doc| {
-            let source: serde_json::Value = serde_json::from_slice(&doc.source).unwrap();
+            let source: serde_json::Value =
+                serde_json::from_slice(doc.source.as_deref().unwrap()).unwrap();
             (doc.version, source["value"].as_u64().unwrap() as u32)
         });
         (id, found)

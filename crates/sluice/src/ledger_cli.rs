@@ -12,7 +12,7 @@ use ion_rs::Element;
 use serde_json::{Value, json};
 use sluice_ledger::hash::{self, Hash};
 use sluice_ledger::journal::{self, Strictness};
-use sluice_ledger::{BlockAddress, model};
+use sluice_ledger::{BlockAddress, ion_read, model};
 
 use crate::http_client::{self, Endpoint};
 
@@ -33,6 +33,10 @@ const PARAMETER_HINT: &str = r#"strings must be in double quotes: {Name: "Ada"}"
 /// one short line: which parameter, what the parser found where, and the hint about quotes,
 /// without the parser's trace.
 pub fn parse_parameter(number: usize, text: &str) -> anyhow::Result<Element> {
+    // The depth first, without recursion: ion-rs reads by recursion, and the server refuses
+    // deeper parameters anyway.
+    sluice_ledger::ion_read::nesting_depth(text.as_bytes(), sluice_ledger::ion_read::ION_DEPTH_MAX)
+        .map_err(|error| anyhow::anyhow!("parameter {number} is not accepted: {error}"))?;
     Element::read_one(text.as_bytes()).map_err(|error| {
         anyhow::anyhow!(
             "parameter {number} is not one Ion value: {}; {PARAMETER_HINT}",
@@ -192,10 +196,12 @@ fn page_values(page: &Value, values: &mut Vec<Element>) -> anyhow::Result<()> {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(binary)
                     .context("a value's IonBinary is not base64")?;
-                Element::read_one(bytes).context("a value is not Ion")?
+                ion_read::read_one(&bytes, ion_read::RESULT_DEPTH_MAX)
+                    .context("a value is not Ion")?
             }
             (_, Some(Value::String(text))) => {
-                Element::read_one(text.as_bytes()).context("a value is not Ion")?
+                ion_read::read_one(text.as_bytes(), ion_read::RESULT_DEPTH_MAX)
+                    .context("a value is not Ion")?
             }
             _ => bail!("a value holder without IonBinary or IonText"),
         };
@@ -522,8 +528,11 @@ fn get_block(
         request["DigestTipAddress"] = json!({"IonText": tip.to_ion_text()});
     }
     let answer = client.rest("POST", &format!("/ledgers/{name}/block"), &request)?;
-    let block = Element::read_one(text(&answer, "/Block/IonText")?.as_bytes())
-        .context("the block is not Ion")?;
+    let block = ion_read::read_one(
+        text(&answer, "/Block/IonText")?.as_bytes(),
+        ion_read::BLOCK_DEPTH_MAX,
+    )
+    .context("the block is not Ion")?;
     let proof = match answer.pointer("/Proof/IonText").and_then(Value::as_str) {
         Some(proof) => Some(hash::proof_from_ion_text(proof)?),
         None => None,

@@ -51,6 +51,17 @@ const BLOCKING_TASKS_GRACE: Duration = Duration::from_secs(1);
 /// reports a process ended by it).
 const EXIT_SECOND_SIGNAL: i32 = 143;
 
+/// The stack of every thread that handles requests (tokio's workers and blocking threads) and of
+/// the thread that runs a client command. Readers bound what comes in (Ion at
+/// `sluice_ledger::ion_read::ION_DEPTH_MAX`, 2,000 levels; journal blocks 3 more; JSON at
+/// `sluice_api::json::JSON_DEPTH_MAX`, 100), and a statement's result may nest a few hundred
+/// levels deeper (`RESULT_DEPTH_MAX`). ion-rs reads, writes, hashes, clones and drops values by
+/// recursion: measured, about 2 KiB of stack per level optimized and 5 KiB in debug builds, so
+/// 2,500 levels need 5 MiB and 13 MiB; `tests/deep_stored.rs` passes with 16 MiB in a debug
+/// build and fails with 8 MiB. 32 MiB leaves twice that; it is address space, touched only as
+/// deep as a request goes.
+const THREAD_STACK_BYTES: usize = 32 * 1024 * 1024;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sluice",
@@ -267,8 +278,8 @@ fn main() -> std::process::ExitCode {
         .init();
     let outcome = match cli.command {
         Command::Up(args) => up(args),
-        Command::Sql(args) => sql(args),
-        Command::Ledger(args) => ledger(args),
+        Command::Sql(args) => with_large_stack(move || sql(args)),
+        Command::Ledger(args) => with_large_stack(move || ledger(args)),
     };
     // The error and its context on one line, without a backtrace even when RUST_BACKTRACE is
     // set: a server's answer is not a bug of the CLI.
@@ -281,8 +292,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs a client command on a thread with [`THREAD_STACK_BYTES`] of stack: it reads, prints and
+/// hashes values as deep as the server's, whatever the main thread's stack (`ulimit -s`) is.
+fn with_large_stack(
+    command: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("sluice-client".to_owned())
+        .stack_size(THREAD_STACK_BYTES)
+        .spawn(command)
+        .context("starting the client thread")?
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the client thread panicked")))
+}
+
 fn sql(args: SqlArgs) -> anyhow::Result<()> {
     let client = ledger_cli::AwsClient::new(&args.endpoint)?;
+    // Bounded like the server bounds them: a parameter too deep is refused here, not sent.
     let parameters = args
         .parameters
         .iter()
@@ -387,6 +413,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
         .build()
         .context("starting the async runtime")?;
     let config = read_config(&args)?;

@@ -25,10 +25,48 @@ use sluice_delivery::{
 };
 use sluice_node::Node;
 
-use super::{AwsError, BoxFuture, JsonService, RestService};
+use super::{AwsError, BoxFuture, Format, JsonService, Operation, RestRoute, RestService};
 use crate::http::{Request, Response};
 
 const ACCOUNT_ID: &str = "000000000000";
+
+/// The `X-Amz-Target` prefix of Firehose.
+pub const TARGET_PREFIX: &str = "Firehose_20150804";
+
+/// Every operation served (record data is base64, parsed only when delivered, by the stream).
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        name: "CreateDeliveryStream",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DescribeDeliveryStream",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "ListDeliveryStreams",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DeleteDeliveryStream",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "PutRecord",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "PutRecordBatch",
+        formats: &[Format::Json],
+    },
+];
+
+/// The routes of [`MetricsService`].
+pub const METRICS_ROUTES: &[RestRoute] = &[RestRoute {
+    method: "GET",
+    path: "/metrics",
+    formats: &[],
+}];
 
 pub struct FirehoseService {
     node: Arc<Node>,
@@ -652,7 +690,11 @@ impl FirehoseService {
 
 impl JsonService for FirehoseService {
     fn target_prefix(&self) -> &'static str {
-        "Firehose_20150804"
+        TARGET_PREFIX
+    }
+
+    fn operations(&self) -> &'static [Operation] {
+        OPERATIONS
     }
 
     fn call<'a>(
@@ -827,6 +869,10 @@ fn label(value: &str) -> String {
 }
 
 impl RestService for MetricsService {
+    fn routes(&self) -> &'static [RestRoute] {
+        METRICS_ROUTES
+    }
+
     fn handle<'a>(&'a self, request: &'a Request) -> Option<BoxFuture<'a, Response>> {
         if request.method != Method::GET || request.segments != ["metrics"] {
             return None;

@@ -29,10 +29,62 @@ use sluice_log::{
 };
 use tokio::sync::Semaphore;
 
-use super::{AwsError, BoxFuture, JsonService};
+use super::{AwsError, BoxFuture, Format, JsonService, Operation};
 
 /// The `X-Amz-Target` prefix of Kinesis Data Streams.
 pub const TARGET_PREFIX: &str = "Kinesis_20131202";
+
+/// Every operation served (record data is base64 the service never parses).
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        name: "CreateStream",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DeleteStream",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DescribeStream",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DescribeStreamSummary",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "ListStreams",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "ListShards",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "PutRecord",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "PutRecords",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "GetShardIterator",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "GetRecords",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "IncreaseStreamRetentionPeriod",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DecreaseStreamRetentionPeriod",
+        formats: &[Format::Json],
+    },
+];
 
 /// The account every resource belongs to (there is one, local, account).
 pub const ACCOUNT_ID: &str = "000000000000";
@@ -802,6 +854,10 @@ impl KinesisService {
 impl JsonService for KinesisService {
     fn target_prefix(&self) -> &'static str {
         TARGET_PREFIX
+    }
+
+    fn operations(&self) -> &'static [Operation] {
+        OPERATIONS
     }
 
     fn call<'a>(

@@ -3,6 +3,12 @@
 //! dispatched by path (the QLDB control plane). Each service maps its errors to
 //! `{"__type","message"}` with the status AWS gives, through [`AwsError`].
 //!
+//! Every service declares its route list ([`JsonService::operations`], [`RestService::routes`])
+//! with the input formats each route reads, and [`CATALOG`] gathers them: the dispatcher serves
+//! only listed routes, and the tests that send hostile input to every endpoint are generated
+//! from the same lists, so a new endpoint is covered as soon as it can be called. JSON bodies
+//! are parsed here, once, by [`crate::json`].
+//!
 //! Request signatures (SigV4) are accepted unchecked on loopback; authentication is a later layer.
 
 pub mod kinesis;
@@ -63,10 +69,89 @@ impl AwsError {
     }
 }
 
+/// An input format a route reads from the client, beyond its path: what tests send too deep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A JSON body (every AWS JSON operation, and REST routes that take a body).
+    Json,
+    /// Ion text in the JSON body member `{"<member>": {"IonText": "…"}}`.
+    IonTextMember(&'static str),
+    /// Statement parameters: QLDBSession value holders, `IonText` or base64 `IonBinary`.
+    IonParameters,
+    /// Ion files (manifests and journal blocks) of the directory the body member names.
+    IonExportDirectory(&'static str),
+}
+
+/// One operation of a JSON service and the formats it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operation {
+    pub name: &'static str,
+    pub formats: &'static [Format],
+}
+
+/// One route of a REST service: method, path template (`/ledgers/{name}/block`; a `{…}`
+/// segment matches any one segment) and the formats it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestRoute {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub formats: &'static [Format],
+}
+
+impl RestRoute {
+    /// Whether a request's method and decoded path segments are this route's.
+    pub fn matches(&self, method: &str, segments: &[String]) -> bool {
+        let template = self.path.split('/').filter(|part| !part.is_empty());
+        method == self.method
+            && template.clone().count() == segments.len()
+            && template.zip(segments).all(|(part, segment)| {
+                (part.starts_with('{') && part.ends_with('}')) || part == segment
+            })
+    }
+}
+
+/// The route list of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceRoutes {
+    Json {
+        target_prefix: &'static str,
+        operations: &'static [Operation],
+    },
+    Rest {
+        routes: &'static [RestRoute],
+    },
+}
+
+/// Every AWS-compatible service Sluice serves, by its route list. [`AwsApi`] checks in debug
+/// builds that each service it is given is listed here, so no endpoint escapes the tests
+/// generated from this list.
+pub const CATALOG: &[ServiceRoutes] = &[
+    ServiceRoutes::Json {
+        target_prefix: kinesis::TARGET_PREFIX,
+        operations: kinesis::OPERATIONS,
+    },
+    ServiceRoutes::Json {
+        target_prefix: firehose::TARGET_PREFIX,
+        operations: firehose::OPERATIONS,
+    },
+    ServiceRoutes::Json {
+        target_prefix: qldb_session::TARGET_PREFIX,
+        operations: qldb_session::OPERATIONS,
+    },
+    ServiceRoutes::Rest {
+        routes: qldb::ROUTES,
+    },
+    ServiceRoutes::Rest {
+        routes: firehose::METRICS_ROUTES,
+    },
+];
+
 /// An AWS JSON service: operations named by the `X-Amz-Target` header, JSON in and out.
 pub trait JsonService: Send + Sync + 'static {
     /// The part of `X-Amz-Target` before the dot, e.g. `Kinesis_20131202`.
     fn target_prefix(&self) -> &'static str;
+    /// Every operation it serves; others are refused before [`JsonService::call`].
+    fn operations(&self) -> &'static [Operation];
     fn call<'a>(
         &'a self,
         operation: &'a str,
@@ -76,8 +161,33 @@ pub trait JsonService: Send + Sync + 'static {
 
 /// A REST-JSON service: claims requests by path, answers them whole.
 pub trait RestService: Send + Sync + 'static {
+    /// Every route it serves; requests matching none are not handed to it.
+    fn routes(&self) -> &'static [RestRoute];
     /// `None` when the request's path is not this service's.
     fn handle<'a>(&'a self, request: &'a Request) -> Option<BoxFuture<'a, Response>>;
+}
+
+/// Parses an AWS JSON body, which must be an object (an empty body is `{}`); errors are
+/// SerializationException, as AWS answers malformed or too deeply nested input.
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, AwsError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    match crate::json::parse(body, crate::json::Duplicates::KeepLast) {
+        Ok(body @ Value::Object(_)) => Ok(body),
+        Ok(_) => Err(AwsError::client(
+            "SerializationException",
+            "the request body must be a JSON object",
+        )),
+        Err(error) => Err(AwsError::client(
+            "SerializationException",
+            format!(
+                "malformed JSON at line {} column {}: {error}",
+                error.line(),
+                error.column()
+            ),
+        )),
+    }
 }
 
 #[derive(Default)]
@@ -121,11 +231,26 @@ impl AwsApi {
     }
 
     pub fn with_json_service(mut self, service: Arc<dyn JsonService>) -> AwsApi {
+        debug_assert!(
+            CATALOG.contains(&ServiceRoutes::Json {
+                target_prefix: service.target_prefix(),
+                operations: service.operations(),
+            }),
+            "{} is missing from aws::CATALOG, so no test covers it",
+            service.target_prefix()
+        );
         self.json_services.push(service);
         self
     }
 
     pub fn with_rest_service(mut self, service: Arc<dyn RestService>) -> AwsApi {
+        debug_assert!(
+            CATALOG.contains(&ServiceRoutes::Rest {
+                routes: service.routes(),
+            }),
+            "a REST service with routes {:?} is missing from aws::CATALOG, so no test covers it",
+            service.routes()
+        );
         self.rest_services.push(service);
         self
     }
@@ -145,8 +270,13 @@ impl AwsApi {
             _ => "application/x-amz-json-1.1",
         };
         let Some(target) = target else {
+            let method = request.method.as_str();
             for service in &self.rest_services {
-                if let Some(response) = service.handle(&request) {
+                let listed = service
+                    .routes()
+                    .iter()
+                    .any(|route| route.matches(method, &request.segments));
+                if listed && let Some(response) = service.handle(&request) {
                     return response.await;
                 }
             }
@@ -169,30 +299,20 @@ impl AwsApi {
             );
             return error_response(&error, content_type);
         };
-        let body = if request.body.is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_slice::<Value>(&request.body) {
-                Ok(body @ Value::Object(_)) => body,
-                Ok(_) => {
-                    return error_response(
-                        &AwsError::client(
-                            "SerializationException",
-                            "the request body must be a JSON object",
-                        ),
-                        content_type,
-                    );
-                }
-                Err(error) => {
-                    return error_response(
-                        &AwsError::client(
-                            "SerializationException",
-                            format!("malformed JSON: {error}"),
-                        ),
-                        content_type,
-                    );
-                }
-            }
+        if !service
+            .operations()
+            .iter()
+            .any(|listed| listed.name == operation)
+        {
+            let error = AwsError::client(
+                "UnknownOperationException",
+                format!("{prefix} has no operation {operation}"),
+            );
+            return error_response(&error, content_type);
+        }
+        let body = match parse_body(&request.body) {
+            Ok(body) => body,
+            Err(error) => return error_response(&error, content_type),
         };
         match service.call(operation, body).await {
             Ok(body) => aws_response(StatusCode::OK, content_type, &body),
@@ -348,5 +468,69 @@ mod tests {
             kind_and_status(Refusal::Panicked, "Kinesis_20131202.PutRecord"),
             ("InternalFailure", 500)
         );
+    }
+
+    #[test]
+    fn rest_routes_match_by_method_and_segments() {
+        let route = RestRoute {
+            method: "POST",
+            path: "/ledgers/{name}/block",
+            formats: &[],
+        };
+        let segments = |path: &str| -> Vec<String> {
+            path.split('/')
+                .filter(|part| !part.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        assert!(route.matches("POST", &segments("/ledgers/cars/block")));
+        assert!(!route.matches("GET", &segments("/ledgers/cars/block")));
+        assert!(!route.matches("POST", &segments("/ledgers/cars")));
+        assert!(!route.matches("POST", &segments("/ledgers/cars/block/x")));
+        assert!(!route.matches("POST", &segments("/other/cars/block")));
+    }
+
+    #[test]
+    fn bodies_are_objects_parsed_with_a_depth_limit() {
+        assert_eq!(parse_body(b"").unwrap(), json!({}));
+        assert_eq!(parse_body(br#"{"a":1,"a":2}"#).unwrap(), json!({"a": 2}));
+        let error = parse_body(b"[1]").unwrap_err();
+        assert_eq!(error.kind, "SerializationException");
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(1_000), "]".repeat(1_000));
+        let error = parse_body(deep.as_bytes()).unwrap_err();
+        assert_eq!(
+            (error.status.as_u16(), error.kind),
+            (400, "SerializationException")
+        );
+        assert!(
+            error
+                .message
+                .contains("nesting depth (101) exceeds the maximum allowed (100)"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn the_catalog_lists_each_operation_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for service in CATALOG {
+            match service {
+                ServiceRoutes::Json {
+                    target_prefix,
+                    operations,
+                } => {
+                    for operation in *operations {
+                        assert!(seen.insert(format!("{target_prefix}.{}", operation.name)));
+                        assert!(operation.formats.contains(&Format::Json));
+                    }
+                }
+                ServiceRoutes::Rest { routes } => {
+                    for route in *routes {
+                        assert!(seen.insert(format!("{} {}", route.method, route.path)));
+                    }
+                }
+            }
+        }
     }
 }

@@ -31,7 +31,9 @@ use sluice_ledger::{
 };
 use time::OffsetDateTime;
 
-use super::{AwsError, BoxFuture, RestService, aws_response, error_response};
+use super::{
+    AwsError, BoxFuture, Format, RestRoute, RestService, aws_response, error_response, parse_body,
+};
 use crate::http::{Request, Response};
 
 /// Most ledgers in one ListLedgers page (QLDB's `MaxResults` maximum is 100).
@@ -39,6 +41,78 @@ pub const LIST_LEDGERS_PAGE_MAX: usize = 100;
 /// Most export descriptions remembered for DescribeJournalS3Export; the oldest is forgotten
 /// first (its files stay).
 pub const EXPORT_DESCRIPTIONS_MAX: usize = 1_000;
+/// Every route served. Each reads a JSON body when one is sent; GetBlock and GetRevision read
+/// Ion text block addresses, restore and import read the Ion files of a directory.
+pub const ROUTES: &[RestRoute] = &[
+    RestRoute {
+        method: "POST",
+        path: "/ledgers",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "GET",
+        path: "/ledgers",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "GET",
+        path: "/ledgers/{name}",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "PATCH",
+        path: "/ledgers/{name}",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "DELETE",
+        path: "/ledgers/{name}",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "POST",
+        path: "/ledgers/{name}/digest",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "POST",
+        path: "/ledgers/{name}/block",
+        formats: &[
+            Format::Json,
+            Format::IonTextMember("BlockAddress"),
+            Format::IonTextMember("DigestTipAddress"),
+        ],
+    },
+    RestRoute {
+        method: "POST",
+        path: "/ledgers/{name}/revision",
+        formats: &[
+            Format::Json,
+            Format::IonTextMember("BlockAddress"),
+            Format::IonTextMember("DigestTipAddress"),
+        ],
+    },
+    RestRoute {
+        method: "POST",
+        path: "/ledgers/{name}/journal-s3-exports",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "GET",
+        path: "/ledgers/{name}/journal-s3-exports/{export_id}",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "POST",
+        path: "/ledgers/{name}/restore",
+        formats: &[Format::Json, Format::IonExportDirectory("ExportDirectory")],
+    },
+    RestRoute {
+        method: "POST",
+        path: "/ledgers/{name}/import",
+        formats: &[Format::Json, Format::IonExportDirectory("ExportDirectory")],
+    },
+];
 /// The account in ARNs: Sluice has no accounts.
 const ACCOUNT_ID: &str = "000000000000";
 const REGION: &str = "us-east-1";
@@ -421,27 +495,19 @@ impl QldbService {
 }
 
 impl RestService for Arc<QldbService> {
+    fn routes(&self) -> &'static [RestRoute] {
+        ROUTES
+    }
+
     fn handle<'a>(&'a self, request: &'a Request) -> Option<BoxFuture<'a, Response>> {
         let is_ours = request.segments.first().map(String::as_str) == Some("ledgers");
         if !is_ours {
             return None;
         }
         Some(Box::pin(async move {
-            let body = if request.body.is_empty() {
-                json!({})
-            } else {
-                match serde_json::from_slice::<Value>(&request.body) {
-                    Ok(body @ Value::Object(_)) => body,
-                    Ok(_) | Err(_) => {
-                        return error_response(
-                            &AwsError::client(
-                                "SerializationException",
-                                "the request body must be a JSON object",
-                            ),
-                            CONTENT_TYPE,
-                        );
-                    }
-                }
+            let body = match parse_body(&request.body) {
+                Ok(body) => body,
+                Err(error) => return error_response(&error, CONTENT_TYPE),
             };
             let service = self.clone();
             let method = request.method.clone();

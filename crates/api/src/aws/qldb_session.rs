@@ -34,7 +34,16 @@ use serde_json::{Value, json};
 use sluice_ledger::{Clock, Ledger, LedgerError, Ledgers, Transaction};
 use time::OffsetDateTime;
 
-use super::{AwsError, BoxFuture, JsonService};
+use super::{AwsError, BoxFuture, Format, JsonService, Operation};
+
+/// The `X-Amz-Target` prefix of QLDBSession.
+pub const TARGET_PREFIX: &str = "QLDBSession";
+
+/// The one operation: SendCommand, whose ExecuteStatement carries Ion parameters.
+pub const OPERATIONS: &[Operation] = &[Operation {
+    name: "SendCommand",
+    formats: &[Format::Json, Format::IonParameters],
+}];
 
 /// A session is discarded this long after it started, whatever it is doing (QLDB: "a total
 /// lifetime of 13–17 minutes, regardless of whether it's actively running a transaction"). Its
@@ -266,6 +275,14 @@ fn session_error(error: LedgerError, transaction_id: Option<&str>) -> AwsError {
     }
 }
 
+/// One statement parameter, text or binary, nested at most
+/// [`ION_DEPTH_MAX`](sluice_ledger::ion_read::ION_DEPTH_MAX) levels: deeper is a BadRequest, as
+/// QLDB answers a parameter it cannot read, and never reaches ion-rs's recursive reader.
+fn read_parameter(bytes: &[u8]) -> Result<Element, AwsError> {
+    sluice_ledger::ion_read::read_one(bytes, sluice_ledger::ion_read::ION_DEPTH_MAX)
+        .map_err(|error| bad_request(format!("invalid parameter: {error}")))
+}
+
 /// The bytes of a `ValueHolder` (`{IonBinary: base64}` or `{IonText: "..."}`) as one Ion value.
 fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
     if let Some(binary) = holder.get("IonBinary") {
@@ -275,15 +292,13 @@ fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|error| bad_request(format!("IonBinary is not base64: {error}")))?;
-        return Element::read_one(bytes)
-            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+        return read_parameter(&bytes);
     }
     if let Some(text) = holder.get("IonText") {
         let text = text
             .as_str()
             .ok_or_else(|| bad_request("IonText must be a string"))?;
-        return Element::read_one(text.as_bytes())
-            .map_err(|error| bad_request(format!("a parameter is not one Ion value: {error}")));
+        return read_parameter(text.as_bytes());
     }
     Err(bad_request("a ValueHolder needs IonBinary or IonText"))
 }
@@ -675,7 +690,11 @@ fn open_transaction<'a>(
 
 impl JsonService for Arc<QldbSessionService> {
     fn target_prefix(&self) -> &'static str {
-        "QLDBSession"
+        TARGET_PREFIX
+    }
+
+    fn operations(&self) -> &'static [Operation] {
+        OPERATIONS
     }
 
     fn call<'a>(
@@ -769,6 +788,43 @@ mod tests {
             Element::read_one("{a:1}").unwrap()
         );
         assert!(value_from_holder(&json!({"IonText": "{a: "})).is_err());
+        // Ten times the depth limit, text and binary: refused before ion-rs recurses.
+        let depth = 10 * sluice_ledger::ion_read::ION_DEPTH_MAX;
+        let deep_text = format!("{}1{}", "{a:".repeat(depth), "}".repeat(depth));
+        // Nested lists in Ion binary, from the inside out: `BE <VarUInt length> <list>`.
+        let mut deep_list = vec![0x21, 0x01];
+        for _ in 0..depth {
+            let length = deep_list.len();
+            let mut header = vec![0xBE];
+            if length >= 128 * 128 {
+                header.push(((length >> 14) & 0x7F) as u8);
+            }
+            if length >= 128 {
+                header.push(((length >> 7) & 0x7F) as u8);
+            }
+            header.push((length & 0x7F) as u8 | 0x80);
+            header.extend(deep_list);
+            deep_list = header;
+        }
+        let mut deep_binary = vec![0xE0, 0x01, 0x00, 0xEA];
+        deep_binary.extend(deep_list);
+        assert_eq!(
+            sluice_ledger::ion_read::nesting_depth(&deep_binary, usize::MAX),
+            Ok(depth)
+        );
+        for holder in [
+            json!({"IonText": deep_text}),
+            json!({"IonBinary": base64::engine::general_purpose::STANDARD.encode(&deep_binary)}),
+        ] {
+            let error = value_from_holder(&holder).unwrap_err();
+            assert_eq!(error.kind, "BadRequestException");
+        }
+        let error = value_from_holder(&json!({"IonText": "[".repeat(depth)})).unwrap_err();
+        assert!(
+            error.message.contains("nested deeper than 2000 levels"),
+            "{}",
+            error.message
+        );
         assert!(value_from_holder(&json!({"IonBinary": "%%%"})).is_err());
         assert!(value_from_holder(&json!({})).is_err());
     }

@@ -10,9 +10,15 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 use sluice_search::{Index, SearchError, WriteOutcome, WriteRequest, WriteResult};
 
-use super::documents::{apply_refresh, condition, outcome_status, parse_update};
-use super::{EsApi, EsError, EsResult, blocking, is_pretty, json_response, refresh_param};
+use super::documents::{
+    SourceFilter, apply_refresh, check_pipeline, condition, outcome_status, parse_update,
+    token_name, update_fetch_source, update_get_json,
+};
+use super::{
+    EsApi, EsError, EsResult, RawSources, blocking, is_pretty, json_response, refresh_param,
+};
 use crate::http::{Request, Response};
+use crate::json;
 use hyper::StatusCode;
 
 /// Items one bulk request may hold.
@@ -43,6 +49,8 @@ struct Item {
     index: String,
     id: Option<String>,
     write: Result<WriteRequest, EsError>,
+    /// For an `update` that asked for `_source`: which part to show under `get`.
+    fetch_source: Option<SourceFilter>,
 }
 
 fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
@@ -56,7 +64,18 @@ fn malformed(line: usize, reason: impl std::fmt::Display) -> EsError {
     EsError::illegal_argument(format!("Malformed action/metadata line [{line}], {reason}"))
 }
 
-fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, EsError> {
+/// What the URL sets for every item unless its action line says otherwise.
+#[derive(Default)]
+struct BulkDefaults {
+    index: Option<String>,
+    fetch_source: Option<SourceFilter>,
+    require_alias: bool,
+    pipeline: Option<String>,
+}
+
+fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsError> {
+    let default_index = defaults.index.as_deref();
+    let default_fetch_source = defaults.fetch_source.as_ref();
     let mut items = Vec::new();
     let mut lines = lines(body);
     while let Some((number, line)) = lines.next() {
@@ -65,14 +84,40 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
                 "a bulk request may hold at most {BULK_ITEMS_MAX} items"
             )));
         }
-        let action_line: Value = serde_json::from_slice(line)
-            .map_err(|e| malformed(number, format!("expected START_OBJECT: {e}")))?;
+        let action_line = match json::parse(line, json::Duplicates::KeepLast) {
+            Ok(value) => value,
+            Err(error @ json::JsonError::TooDeep { column, .. }) => {
+                return Err(EsError::bad_request(
+                    "x_content_parse_exception",
+                    format!("[{number}:{column}] failed to parse: {error}"),
+                ));
+            }
+            Err(error) => return Err(malformed(number, format!("expected START_OBJECT: {error}"))),
+        };
         let Value::Object(action_object) = action_line else {
-            return Err(malformed(number, "expected START_OBJECT"));
+            return Err(malformed(
+                number,
+                format!(
+                    "expected START_OBJECT but found [{}]",
+                    token_name(&action_line)
+                ),
+            ));
         };
         let mut entries = action_object.into_iter();
-        let (Some((name, meta)), None) = (entries.next(), entries.next()) else {
-            return Err(malformed(number, "expected one action"));
+        let (name, meta) = match (entries.next(), entries.next()) {
+            (Some(entry), None) => entry,
+            (None, _) => {
+                return Err(malformed(
+                    number,
+                    "expected FIELD_NAME but found [END_OBJECT]",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(malformed(
+                    number,
+                    "expected END_OBJECT but found [FIELD_NAME]",
+                ));
+            }
         };
         let action = match name.as_str() {
             "index" => Action::Index,
@@ -89,7 +134,13 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
             }
         };
         let Value::Object(meta) = meta else {
-            return Err(malformed(number, "expected START_OBJECT"));
+            return Err(malformed(
+                number,
+                format!(
+                    "expected START_OBJECT or END_OBJECT but found [{}]",
+                    token_name(&meta)
+                ),
+            ));
         };
         let text = |meta: &Map<String, Value>, key: &str| -> Option<String> {
             meta.get(key).and_then(|v| {
@@ -136,6 +187,13 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
         };
         let create =
             action == Action::Create || text(&meta, "op_type").as_deref() == Some("create");
+        // An `index` action with `op_type: create` is a create, and is reported as one.
+        let action = if create { Action::Create } else { action };
+        let meta_fetch_source = match meta.get("_source") {
+            Some(spec) => Some(SourceFilter::from_json(spec)?),
+            None => None,
+        };
+        let mut fetch_source = None;
         let write_condition = condition(
             number_of("version")?,
             meta.get("version_type").and_then(Value::as_str),
@@ -153,6 +211,24 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
             };
             Some(source)
         };
+        let require_alias = match meta.get("require_alias") {
+            Some(Value::Bool(flag)) => *flag,
+            Some(other) => {
+                return Err(malformed(
+                    number,
+                    format!("[require_alias] must be a boolean, got [{other}]"),
+                ));
+            }
+            None => defaults.require_alias,
+        };
+        let pipeline = text(&meta, "pipeline").or(defaults.pipeline.clone());
+        let write_condition = if require_alias && action != Action::Delete {
+            Err(super::documents::require_alias_error(&index))
+        } else if matches!(action, Action::Index | Action::Create) {
+            check_pipeline(pipeline.as_deref()).and(write_condition)
+        } else {
+            write_condition
+        };
         let write = write_condition.and_then(|write_condition| match (action, source) {
             (Action::Delete, _) => match &id {
                 Some(id) => Ok(WriteRequest::Delete {
@@ -166,12 +242,21 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
                     return Err(EsError::validation("id is missing"));
                 };
                 let body = super::parse_json_body(source, "x_content_parse_exception")?;
+                // The body's `_source` wins over the action line's, which wins over the URL's.
+                fetch_source = match body.get("_source") {
+                    Some(spec) => Some(SourceFilter::from_json(spec)?),
+                    None => meta_fetch_source.clone().or(default_fetch_source.cloned()),
+                }
+                .filter(|filter| filter.enabled);
                 Ok(WriteRequest::Update(parse_update(
                     id,
                     &body,
                     write_condition,
                 )?))
             }
+            (_, Some(_)) if id.as_deref() == Some("") => Err(EsError::illegal_argument(
+                "if _id is specified it must not be empty",
+            )),
             (_, Some(source)) => {
                 let document = super::parse_json_body(source, "document_parsing_exception")?;
                 Ok(WriteRequest::Index {
@@ -188,6 +273,7 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
             index,
             id,
             write,
+            fetch_source,
         });
     }
     if items.is_empty() {
@@ -196,12 +282,15 @@ fn parse_items(body: &[u8], default_index: Option<&str>) -> Result<Vec<Item>, Es
     Ok(items)
 }
 
+/// A failed item, with its fields in Elasticsearch's order: `_index`, `_id`, `status`, `error`.
 fn item_error_json(action: Action, index: &str, id: Option<&str>, error: &EsError) -> Value {
-    let mut body =
-        json!({"_index": index, "status": error.status.as_u16(), "error": error.item_error()});
+    let mut body = Map::new();
+    body.insert("_index".into(), Value::String(index.to_string()));
     if let Some(id) = id {
-        body["_id"] = Value::String(id.to_string());
+        body.insert("_id".into(), Value::String(id.to_string()));
     }
+    body.insert("status".into(), json!(error.status.as_u16()));
+    body.insert("error".into(), error.item_error());
     json!({ action.name(): body })
 }
 
@@ -214,13 +303,18 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             "The bulk request must be terminated by a newline [\\n]",
         ));
     }
+    let defaults = BulkDefaults {
+        index: default_index.map(str::to_string),
+        fetch_source: update_fetch_source(None, request)?,
+        require_alias: super::bool_param(request, "require_alias")?.unwrap_or(false),
+        pipeline: request.param("pipeline").map(str::to_string),
+    };
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);
     let body = request.body.clone();
-    let default_index = default_index.map(str::to_string);
     blocking(move || {
         // Parsing up to 100 MB of NDJSON is CPU work: it runs here, off the async threads.
-        let items = parse_items(&body, default_index.as_deref())?;
+        let items = parse_items(&body, &defaults)?;
         // Each item's response, serialised as it completes.
         let mut results: Vec<Option<String>> = vec![None; items.len()];
         let mut errors = false;
@@ -230,6 +324,8 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             .iter()
             .map(|i| (i.action, i.index.clone(), i.id.clone()))
             .collect();
+        let fetch_sources: Vec<Option<SourceFilter>> =
+            items.iter().map(|i| i.fetch_source.clone()).collect();
         for (position, item) in items.into_iter().enumerate() {
             match item.write {
                 Ok(write) => groups
@@ -272,7 +368,15 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
                 results[position] = Some(match outcome {
                     Ok(outcome) => {
                         max_seq_no = max_seq_no.max(Some(outcome.seq_no));
-                        outcome_item_json(*action, &index_json, shards_total, &outcome)
+                        let get = fetch_sources
+                            .get(position)
+                            .and_then(Option::as_ref)
+                            .and_then(|filter| {
+                                let mut raw = RawSources::default();
+                                let get = update_get_json(&outcome, filter, &mut raw)?;
+                                Some(raw.render_text(&get))
+                            });
+                        outcome_item_json(*action, &index_json, shards_total, &outcome, get)
                     }
                     Err(error) => {
                         errors = true;
@@ -320,14 +424,16 @@ fn outcome_item_json(
     index_json: &str,
     shards_total: u64,
     outcome: &WriteOutcome,
+    get: Option<String>,
 ) -> String {
     let (shards_total, shards_successful) = if outcome.result == WriteResult::Noop {
         (0, 0)
     } else {
         (shards_total, 1)
     };
+    let get = get.map(|get| format!(",\"get\":{get}")).unwrap_or_default();
     format!(
-        "{{\"{}\":{{\"_index\":{index_json},\"_id\":{},\"_version\":{},\"result\":\"{}\",\"_shards\":{{\"total\":{shards_total},\"successful\":{shards_successful},\"failed\":0}},\"_seq_no\":{},\"_primary_term\":{},\"status\":{}}}}}",
+        "{{\"{}\":{{\"_index\":{index_json},\"_id\":{},\"_version\":{},\"result\":\"{}\",\"_shards\":{{\"total\":{shards_total},\"successful\":{shards_successful},\"failed\":0}},\"_seq_no\":{},\"_primary_term\":{}{get},\"status\":{}}}}}",
         action.name(),
         Value::String(outcome.id.clone()),
         outcome.version,
@@ -345,7 +451,14 @@ mod tests {
     #[test]
     fn parses_actions_and_sources() {
         let body = b"{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\":1}\n{\"delete\":{\"_index\":\"a\",\"_id\":\"2\"}}\n\n{\"create\":{\"_id\":\"3\"}}\r\n{\"y\":2}\n";
-        let items = parse_items(body, Some("b")).unwrap();
+        let items = parse_items(
+            body,
+            &BulkDefaults {
+                index: Some("b".into()),
+                ..BulkDefaults::default()
+            },
+        )
+        .unwrap();
         assert_eq!(items.len(), 3);
         assert_eq!(items[2].index, "b");
         assert!(items.iter().all(|i| i.write.is_ok()));
@@ -355,12 +468,131 @@ mod tests {
     fn bad_sources_fail_their_item_only_and_bad_actions_fail_the_request() {
         let items = parse_items(
             b"{\"index\":{\"_index\":\"a\"}}\n{not json\n{\"index\":{\"_index\":\"a\"}}\n{}\n",
-            None,
+            &BulkDefaults::default(),
         )
         .unwrap();
         assert!(items[0].write.is_err() && items[1].write.is_ok());
-        assert!(parse_items(b"{\"explode\":{}}\n", None).is_err());
-        assert!(parse_items(b"[1]\n", None).is_err());
-        assert!(parse_items(b"{\"index\":{}}\n{}\n", None).is_err());
+        assert!(parse_items(b"{\"explode\":{}}\n", &BulkDefaults::default()).is_err());
+        assert!(parse_items(b"[1]\n", &BulkDefaults::default()).is_err());
+        assert!(parse_items(b"{\"index\":{}}\n{}\n", &BulkDefaults::default()).is_err());
+    }
+
+    #[test]
+    fn require_alias_refuses_writes_but_not_deletes() {
+        let defaults = BulkDefaults {
+            require_alias: true,
+            ..BulkDefaults::default()
+        };
+        let items = parse_items(
+            b"{\"index\":{\"_index\":\"a\"}}\n{}\n{\"index\":{\"_index\":\"a\",\"require_alias\":false}}\n{}\n{\"delete\":{\"_index\":\"a\",\"_id\":\"1\"}}\n",
+            &defaults,
+        )
+        .unwrap();
+        let refused = items[0].write.as_ref().unwrap_err();
+        assert_eq!(refused.status, hyper::StatusCode::NOT_FOUND);
+        assert_eq!(
+            refused.reason,
+            "no such index [a] and [require_alias] request flag is [true] and [a] is not an alias"
+        );
+        assert!(items[1].write.is_ok() && items[2].write.is_ok());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn deep_action_lines_fail_the_request_and_deep_sources_their_item() {
+        let deep = 10 * json::JSON_DEPTH_MAX;
+        let body = format!(
+            "{{\"index\":{{\"_index\":\"a\"}}}}\n{{}}\n{}\n",
+            nested(deep)
+        );
+        let Err(error) = parse_items(body.as_bytes(), &BulkDefaults::default()) else {
+            panic!("a deep action line is refused");
+        };
+        assert_eq!(error.kind, "x_content_parse_exception");
+        assert!(
+            error
+                .reason
+                .starts_with("[3:101] failed to parse: nesting depth"),
+            "{}",
+            error.reason
+        );
+
+        let body = format!(
+            "{{\"index\":{{\"_index\":\"a\"}}}}\n{{\"x\":{}}}\n{{\"update\":{{\"_index\":\"a\",\"_id\":\"1\"}}}}\n{{\"doc\":{}}}\n{{\"create\":{{\"_index\":\"a\"}}}}\n{{}}\n",
+            nested(deep),
+            nested(deep)
+        );
+        let items = parse_items(body.as_bytes(), &BulkDefaults::default()).unwrap();
+        let kinds: Vec<Option<&str>> = items
+            .iter()
+            .map(|item| item.write.as_ref().err().map(|error| error.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Some("document_parsing_exception"),
+                Some("x_content_parse_exception"),
+                None
+            ]
+        );
+    }
+
+    use proptest::prelude::*;
+
+    /// NDJSON lines chosen to reach every branch: actions, sources, broken and deep lines.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(r#"{"index":{"_index":"a","_id":"1"}}"#.to_owned()),
+            Just(r#"{"create":{"_index":"a"}}"#.to_owned()),
+            Just(r#"{"update":{"_index":"a","_id":"1"}}"#.to_owned()),
+            Just(r#"{"delete":{"_index":"a","_id":"1"}}"#.to_owned()),
+            Just(r#"{"doc":{"x":1}}"#.to_owned()),
+            Just(r#"{"x":[1,{"y":2}]}"#.to_owned()),
+            Just("{".to_owned()),
+            Just(String::new()),
+            (0..(2 * json::JSON_DEPTH_MAX)).prop_map(nested),
+            (0..(2 * json::JSON_DEPTH_MAX))
+                .prop_map(|depth| format!("{{\"index\":{}}}", nested(depth))),
+            "[\\[\\]{}\":,a1 ]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_items(
+                &bytes,
+                &BulkDefaults {
+                    index: Some("default".into()),
+                    ..BulkDefaults::default()
+                },
+            );
+        }
+
+        #[test]
+        fn line_soup_never_panics_and_bounds_every_document(
+            lines in prop::collection::vec(line(), 0..12),
+        ) {
+            let body = lines.join("\n") + "\n";
+            if let Ok(items) = parse_items(body.as_bytes(), &BulkDefaults::default()) {
+                for item in items {
+                    match item.write {
+                        Ok(WriteRequest::Index { document, .. }) => {
+                            prop_assert!(json::depth(&document) <= json::JSON_DEPTH_MAX);
+                        }
+                        Ok(WriteRequest::Update(update)) => {
+                            let doc = update.doc.unwrap_or_default();
+                            prop_assert!(json::depth(&doc) <= json::JSON_DEPTH_MAX);
+                        }
+                        Ok(WriteRequest::Delete { .. }) | Err(_) => {}
+                    }
+                }
+            }
+        }
     }
 }

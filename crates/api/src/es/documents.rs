@@ -5,8 +5,11 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 use sluice_search::version::{Condition, VersionType};
-use sluice_search::{Index, SearchError, UpdateRequest, WriteOutcome, WriteRequest, WriteResult};
+use sluice_search::{
+    Index, SearchError, StoredDocument, UpdateRequest, WriteOutcome, WriteRequest, WriteResult,
+};
 
+use super::search::stored_fields_source;
 use super::{
     EsApi, EsError, EsResult, RawSources, Refresh, blocking, bool_param, is_pretty, json_response,
     parse_json_body, refresh_param, shards_json, u64_param, wildcard_match,
@@ -49,6 +52,41 @@ fn request_condition(request: &Request, create: bool) -> Result<Condition, EsErr
         u64_param(request, "if_primary_term")?,
         create,
     )
+}
+
+/// The `get` of an update's response (`_update` or a bulk `update` asked for `_source`): the
+/// document as the update left it.
+pub(crate) fn update_get_json(
+    outcome: &WriteOutcome,
+    filter: &SourceFilter,
+    raw: &mut RawSources,
+) -> Option<Value> {
+    let source = outcome.source.as_ref()?;
+    let mut get =
+        json!({"_seq_no": outcome.seq_no, "_primary_term": outcome.primary_term, "found": true});
+    if let Some(source) = filter.render(source, raw) {
+        get["_source"] = source;
+    }
+    Some(get)
+}
+
+/// The `_source` an update asks to see: the body's `_source`, else the URL parameters; `None`
+/// when it asks for none.
+pub(crate) fn update_fetch_source(
+    body_source: Option<&Value>,
+    request: &Request,
+) -> Result<Option<SourceFilter>, EsError> {
+    let filter = match body_source {
+        Some(spec) => Some(SourceFilter::from_json(spec)?),
+        None if request.param("_source").is_some()
+            || request.param("_source_includes").is_some()
+            || request.param("_source_excludes").is_some() =>
+        {
+            Some(SourceFilter::from_params(request))
+        }
+        None => None,
+    };
+    Ok(filter.filter(|filter| filter.enabled))
 }
 
 /// The JSON of a write's result, as single-document APIs and bulk items show it.
@@ -114,14 +152,10 @@ async fn write_one(
             body["forced_refresh"] = Value::Bool(true);
         }
         let mut raw = RawSources::default();
-        // `_update` with `_source`: the document as it now is, under `get`.
+        // `_update` with `_source`: the document as the update left it, under `get`.
         if let Some(filter) = fetch_source
-            && let Some(document) = index.get(&outcome.id)?
+            && let Some(get) = update_get_json(&outcome, &filter, &mut raw)
         {
-            let mut get = json!({"_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true});
-            if let Some(source) = filter.render(&document.source, &mut raw) {
-                get["_source"] = source;
-            }
             body["get"] = get;
         }
         let mut response = raw.render(outcome_status(&outcome), &body, pretty);
@@ -135,6 +169,38 @@ async fn write_one(
     .await
 }
 
+/// Elasticsearch's refusal of a write with `require_alias=true` to a name that is not an alias;
+/// Sluice has no aliases, so every such write is refused and creates nothing.
+pub(crate) fn require_alias_error(index: &str) -> EsError {
+    EsError::new(
+        StatusCode::NOT_FOUND,
+        "index_not_found_exception",
+        format!(
+            "no such index [{index}] and [require_alias] request flag is [true] and [{index}] is not an alias"
+        ),
+    )
+    .with("index_uuid", "_na_")
+    .with("index", index.to_string())
+}
+
+/// Sluice has no ingest pipelines: a document sent through one is refused as Elasticsearch
+/// refuses an unknown pipeline, rather than indexed untransformed. `_none` means no pipeline.
+pub(crate) fn check_pipeline(pipeline: Option<&str>) -> Result<(), EsError> {
+    match pipeline {
+        None | Some("_none") => Ok(()),
+        Some(name) => Err(EsError::illegal_argument(format!(
+            "pipeline with id [{name}] does not exist"
+        ))),
+    }
+}
+
+fn check_require_alias(request: &Request, index: &str) -> Result<(), EsError> {
+    if bool_param(request, "require_alias")?.unwrap_or(false) {
+        return Err(require_alias_error(index));
+    }
+    Ok(())
+}
+
 pub(super) async fn index(
     api: &EsApi,
     request: &Request,
@@ -143,6 +209,8 @@ pub(super) async fn index(
     create: bool,
 ) -> EsResult {
     let condition = request_condition(request, create)?;
+    check_require_alias(request, index)?;
+    check_pipeline(request.param("pipeline"))?;
     if request.body.is_empty() {
         return Err(EsError::bad_request(
             "parse_exception",
@@ -191,18 +259,9 @@ pub(super) async fn update(api: &EsApi, request: &Request, index: &str, id: &str
     )?;
     let body = parse_json_body(&request.body, "x_content_parse_exception")?;
     let update = parse_update(id, &body, condition)?;
+    let fetch_source = update_fetch_source(body.get("_source"), request)?;
+    check_require_alias(request, index)?;
     let index = api.node.indices().get_or_create(index)?;
-    let fetch_source = match body.get("_source") {
-        Some(spec) => Some(SourceFilter::from_json(spec)?),
-        None if request.param("_source").is_some()
-            || request.param("_source_includes").is_some()
-            || request.param("_source_excludes").is_some() =>
-        {
-            Some(SourceFilter::from_params(request))
-        }
-        None => None,
-    }
-    .filter(|filter| filter.enabled);
     write_one(
         api,
         request,
@@ -249,16 +308,87 @@ pub(crate) fn parse_update(
                 ));
             }
             other => {
-                return Err(EsError::parse(format!(
-                    "[UpdateRequest] unknown field [{other}]"
-                )));
+                return Err(EsError::bad_request(
+                    "x_content_parse_exception",
+                    unknown_field("UpdateRequest", other, UPDATE_FIELDS),
+                ));
             }
         }
     }
     if update.doc.is_none() {
         return Err(EsError::validation("script or doc is missing"));
     }
+    if let Condition::IfSeqNo { .. } = update.condition {
+        if update.upsert.is_some() {
+            return Err(EsError::validation(
+                "upsert requests don't support `if_seq_no` and `if_primary_term`",
+            ));
+        }
+        if update.doc_as_upsert {
+            return Err(EsError::validation(
+                "doc_as_upsert is not supported in combination with `if_seq_no` and `if_primary_term`",
+            ));
+        }
+    }
     Ok(update)
+}
+
+/// The fields of an `_update` body, for "did you mean" suggestions.
+const UPDATE_FIELDS: &[&str] = &[
+    "script",
+    "scripted_upsert",
+    "upsert",
+    "doc",
+    "doc_as_upsert",
+    "detect_noop",
+    "_source",
+];
+
+/// Elasticsearch's words for an unknown field of an object it parses, with its "did you mean"
+/// suggestions: known fields whose Levenshtein similarity (1 - edits / longer length) is above
+/// one half, most similar first.
+pub(crate) fn unknown_field(parser: &str, field: &str, known: &[&str]) -> String {
+    let mut scored: Vec<(f32, &str)> = known
+        .iter()
+        .map(|candidate| (similarity(field, candidate), *candidate))
+        .filter(|(score, _)| *score > 0.5)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let mut message = format!("[{parser}] unknown field [{field}]");
+    match scored.as_slice() {
+        [] => {}
+        [(_, only)] => message.push_str(&format!(" did you mean [{only}]?")),
+        many => {
+            let names: Vec<&str> = many.iter().map(|(_, name)| *name).collect();
+            message.push_str(&format!(" did you mean any of [{}]?", names.join(", ")));
+        }
+    }
+    message
+}
+
+/// Lucene's `LevenshteinDistance`: 1 minus the edit distance over the longer length.
+fn similarity(a: &str, b: &str) -> f32 {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let longest = a.len().max(b.len());
+    if longest == 0 {
+        return 1.0;
+    }
+    // One row of the edit-distance table at a time: `previous[j]` is the distance between the
+    // first i characters of `a` and the first j of `b`.
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut left = i + 1;
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(left);
+        for ((cb, diagonal), up) in b.iter().zip(&previous).zip(previous.iter().skip(1)) {
+            left = (diagonal + usize::from(ca != cb)).min(up + 1).min(left + 1);
+            current.push(left);
+        }
+        previous = current;
+    }
+    let distance = previous.last().copied().unwrap_or(longest);
+    1.0 - distance as f32 / longest as f32
 }
 
 fn object_or_error(key: &str, value: &Value) -> Result<Value, EsError> {
@@ -429,6 +559,34 @@ fn covers(pattern: &str, path: &str) -> bool {
     wildcard_match(pattern, path) || path.starts_with(&format!("{pattern}."))
 }
 
+/// The `_source` a GET shows (`None` for none), from `_source*` and `stored_fields`.
+fn get_source_filter(request: &Request) -> Option<SourceFilter> {
+    let explicit = ["_source", "_source_includes", "_source_excludes"]
+        .iter()
+        .any(|name| request.param(name).is_some())
+        .then(|| SourceFilter::from_params(request));
+    let stored_fields: Option<Vec<String>> = request.param("stored_fields").map(split_list);
+    stored_fields_source(explicit, stored_fields.as_deref())
+}
+
+/// Reads one document as GET sees it: from the last refresh when `realtime` is false, after a
+/// refresh when `refresh` asks for one.
+fn read_document(
+    index: &Index,
+    id: &str,
+    realtime: bool,
+    refresh: bool,
+) -> Result<Option<StoredDocument>, SearchError> {
+    if refresh {
+        index.refresh()?;
+    }
+    if realtime {
+        index.get(id)
+    } else {
+        index.get_refreshed(id)
+    }
+}
+
 pub(super) async fn get(
     api: &EsApi,
     request: &Request,
@@ -436,17 +594,31 @@ pub(super) async fn get(
     id: &str,
     source_only: bool,
 ) -> EsResult {
-    let index = api.node.indices().get(index_name)?;
-    let filter = SourceFilter::from_params(request);
+    let filter = if source_only {
+        let filter = SourceFilter::from_params(request);
+        if !filter.enabled {
+            return Err(EsError::validation("fetching source can not be disabled"));
+        }
+        Some(filter)
+    } else {
+        get_source_filter(request)
+    };
     let refresh = bool_param(request, "refresh")?.unwrap_or(false);
+    let realtime = bool_param(request, "realtime")?.unwrap_or(true);
     let wanted_version = u64_param(request, "version")?;
+    if let Some(name) = request.param("version_type")
+        && VersionType::parse(name).is_none()
+    {
+        return Err(EsError::illegal_argument(format!(
+            "No version type match [{name}]"
+        )));
+    }
+    let index = api.node.indices().get(index_name)?;
     let pretty = is_pretty(request);
     let id = id.to_string();
     blocking(move || {
-        if refresh {
-            index.refresh()?;
-        }
-        let document = index.get(&id)?;
+        let document = read_document(&index, &id, realtime, refresh)?;
+        // A read's version check is an equality for every version type.
         if let (Some(document), Some(wanted)) = (&document, wanted_version)
             && document.version != wanted
         {
@@ -459,6 +631,14 @@ pub(super) async fn get(
                 ),
             }));
         }
+        let not_found = |what: &str| {
+            let error = EsError::new(
+                StatusCode::NOT_FOUND,
+                "resource_not_found_exception",
+                format!("{what} not found [{}]/[{id}]", index.name()),
+            );
+            json_response(error.status, &error.body(), pretty)
+        };
         Ok(match (document, source_only) {
             (Some(document), false) => {
                 let mut raw = RawSources::default();
@@ -466,43 +646,103 @@ pub(super) async fn get(
                     "_index": index.name(), "_id": id, "_version": document.version,
                     "_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true,
                 });
-                if let Some(source) = filter.render(&document.source, &mut raw) {
+                if let (Some(filter), Some(stored)) = (&filter, &document.source)
+                    && let Some(source) = filter.render(stored, &mut raw)
+                {
                     body["_source"] = source;
                 }
                 raw.render(StatusCode::OK, &body, pretty)
             }
-            (Some(document), true) => {
-                let mut raw = RawSources::default();
-                let source = filter.render(&document.source, &mut raw).unwrap_or(Value::Null);
-                raw.render(StatusCode::OK, &source, pretty)
-            }
-            (None, false) => json_response(StatusCode::NOT_FOUND, &json!({"_index": index.name(), "_id": id, "found": false}), pretty),
-            (None, true) => {
-                let error = EsError::new(StatusCode::NOT_FOUND, "resource_not_found_exception", format!("Document not found [{}]/[{id}]", index.name()));
-                json_response(error.status, &error.body(), pretty)
-            }
+            (Some(document), true) => match (&filter, &document.source) {
+                (Some(filter), Some(stored)) => {
+                    let mut raw = RawSources::default();
+                    let source = filter.render(stored, &mut raw).unwrap_or(Value::Null);
+                    raw.render(StatusCode::OK, &source, pretty)
+                }
+                _ => not_found("Source"),
+            },
+            (None, false) => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"_index": index.name(), "_id": id, "found": false}),
+                pretty,
+            ),
+            (None, true) => not_found("Document"),
         })
     })
     .await
 }
 
+/// The JSON name of a value's first token, as Elasticsearch's parser errors name it.
+pub(crate) fn token_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "VALUE_NULL",
+        Value::Bool(_) => "VALUE_BOOLEAN",
+        Value::Number(_) => "VALUE_NUMBER",
+        Value::String(_) => "VALUE_STRING",
+        Value::Array(_) => "START_ARRAY",
+        Value::Object(_) => "START_OBJECT",
+    }
+}
+
+fn id_text(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| value.as_i64().map(|i| i.to_string()))
+}
+
 pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&str>) -> EsResult {
     let body = parse_json_body(&request.body, "x_content_parse_exception")?;
-    let default_filter = SourceFilter::from_params(request);
-    let mut wanted: Vec<(Option<String>, String, SourceFilter)> = Vec::new();
+    let default_filter = get_source_filter(request);
+    let default_stored_fields: Option<Vec<String>> = request.param("stored_fields").map(split_list);
+    let refresh = bool_param(request, "refresh")?.unwrap_or(false);
+    let realtime = bool_param(request, "realtime")?.unwrap_or(true);
+    let mut wanted: Vec<(Option<String>, String, Option<SourceFilter>)> = Vec::new();
     match (body.get("docs"), body.get("ids")) {
         (Some(Value::Array(docs)), _) => {
             for (position, doc) in docs.iter().enumerate() {
-                let index = doc
+                let Value::Object(fields) = doc else {
+                    return Err(EsError::parse(format!(
+                        "docs array element should include an object, got [{}]",
+                        token_name(doc)
+                    )));
+                };
+                let mut source = None;
+                let mut stored_fields = None;
+                for (key, value) in fields {
+                    match key.as_str() {
+                        "_index" | "_id" | "routing" | "version" | "version_type" => {}
+                        "_source" => source = Some(SourceFilter::from_json(value)?),
+                        "stored_fields" => {
+                            stored_fields = Some(match value {
+                                Value::String(list) => split_list(list),
+                                Value::Array(items) => items
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_string)
+                                    .collect(),
+                                other => {
+                                    return Err(EsError::parse(format!(
+                                        "Unknown key for a {} in [{key}].",
+                                        token_name(other)
+                                    )));
+                                }
+                            })
+                        }
+                        other => {
+                            return Err(EsError::parse(format!(
+                                "Unknown key for a {} in [{other}].",
+                                token_name(value)
+                            )));
+                        }
+                    }
+                }
+                let index = fields
                     .get("_index")
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .or(default_index.map(str::to_string));
-                let Some(id) = doc.get("_id").and_then(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .or_else(|| v.as_i64().map(|i| i.to_string()))
-                }) else {
+                let Some(id) = fields.get("_id").and_then(id_text) else {
                     return Err(EsError::validation(format!(
                         "id is missing for doc {position}"
                     )));
@@ -512,42 +752,58 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
                         "index is missing for doc {position}"
                     )));
                 }
-                let filter = match doc.get("_source") {
-                    Some(spec) => SourceFilter::from_json(spec)?,
-                    None => default_filter.clone(),
+                let filter = match (source, stored_fields) {
+                    (None, None) => default_filter.clone(),
+                    (source, stored_fields) => stored_fields_source(
+                        source,
+                        stored_fields.or(default_stored_fields.clone()).as_deref(),
+                    ),
                 };
                 wanted.push((index, id, filter));
             }
         }
         (_, Some(Value::Array(ids))) => {
-            let Some(index) = default_index else {
-                return Err(EsError::validation("index is missing for doc 0"));
-            };
             for id in ids {
-                let Some(id) = id
-                    .as_str()
-                    .map(str::to_string)
-                    .or_else(|| id.as_i64().map(|i| i.to_string()))
-                else {
+                let Some(id) = id_text(id) else {
                     return Err(EsError::parse("[ids] must hold strings"));
+                };
+                let Some(index) = default_index else {
+                    return Err(EsError::validation(format!(
+                        "index is missing for doc {}",
+                        wanted.len()
+                    )));
                 };
                 wanted.push((Some(index.to_string()), id, default_filter.clone()));
             }
         }
-        _ => return Err(EsError::validation("no documents to get")),
+        _ => {}
+    }
+    if wanted.is_empty() {
+        return Err(EsError::validation("no documents to get"));
     }
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);
     blocking(move || {
         let mut raw = RawSources::default();
         let mut docs = Vec::with_capacity(wanted.len());
+        let mut refreshed: Vec<String> = Vec::new();
         for (index_name, id, filter) in wanted {
             let index_name = index_name.unwrap_or_default();
-            let doc = match indices.get(&index_name).and_then(|index| index.get(&id)) {
+            let found = indices.get(&index_name).and_then(|index| {
+                // `refresh` refreshes each index once, before its first document is read.
+                let refresh_now = refresh && !refreshed.contains(&index_name);
+                if refresh_now {
+                    refreshed.push(index_name.clone());
+                }
+                read_document(&index, &id, realtime, refresh_now)
+            });
+            let doc = match found {
                 Ok(Some(document)) => {
                     let mut doc = json!({"_index": index_name, "_id": id, "_version": document.version,
                         "_seq_no": document.seq_no, "_primary_term": document.primary_term, "found": true});
-                    if let Some(source) = filter.render(&document.source, &mut raw) {
+                    if let (Some(filter), Some(stored)) = (&filter, &document.source)
+                        && let Some(source) = filter.render(stored, &mut raw)
+                    {
                         doc["_source"] = source;
                     }
                     doc
@@ -560,4 +816,48 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
         Ok(raw.render(StatusCode::OK, &json!({ "docs": docs }), pretty))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_get_elasticsearchs_suggestions() {
+        assert_eq!(
+            unknown_field("UpdateRequest", "dac", UPDATE_FIELDS),
+            "[UpdateRequest] unknown field [dac] did you mean [doc]?"
+        );
+        assert_eq!(
+            unknown_field("UpdateRequest", "upsrt", UPDATE_FIELDS),
+            "[UpdateRequest] unknown field [upsrt] did you mean [upsert]?"
+        );
+        assert_eq!(
+            unknown_field("UpdateRequest", "surprise", UPDATE_FIELDS),
+            "[UpdateRequest] unknown field [surprise]"
+        );
+        assert_eq!(
+            unknown_field("P", "abc", &["abe", "abd", "ab", "zz"]),
+            "[P] unknown field [abc] did you mean any of [ab, abd, abe]?"
+        );
+        assert!((similarity("kitten", "sitting") - (1.0 - 3.0 / 7.0)).abs() < 1e-6);
+        assert_eq!(similarity("", ""), 1.0);
+    }
+
+    #[test]
+    fn upserts_cannot_be_conditioned_on_a_sequence_number() {
+        let condition = Condition::IfSeqNo {
+            seq_no: 0,
+            primary_term: 1,
+        };
+        let upsert = parse_update("1", &json!({"doc": {}, "upsert": {}}), condition).unwrap_err();
+        assert_eq!(
+            upsert.reason,
+            "Validation Failed: 1: upsert requests don't support `if_seq_no` and `if_primary_term`;"
+        );
+        let doc_as_upsert =
+            parse_update("1", &json!({"doc": {}, "doc_as_upsert": true}), condition).unwrap_err();
+        assert_eq!(doc_as_upsert.kind, "action_request_validation_exception");
+        assert!(parse_update("1", &json!({"doc": {}}), condition).is_ok());
+    }
 }

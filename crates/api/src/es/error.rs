@@ -12,9 +12,21 @@ pub struct EsError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub reason: String,
-    /// Extra fields beside `type` and `reason` (`index`, `index_uuid`, `shard`, …).
-    pub extra: Map<String, Value>,
+    /// Extra fields beside `type` and `reason` (`index`, `index_uuid`, `shard`, …); boxed so
+    /// that `Result<_, EsError>` stays small on every path that returns one.
+    pub extra: Box<Map<String, Value>>,
+    /// The error under this one, shown as `caused_by`.
+    pub caused_by: Option<Box<EsError>>,
 }
+
+/// Error types that are plain Java exceptions in Elasticsearch, not `ElasticsearchException`s:
+/// `root_cause` stops above them, as Elasticsearch's `guessRootCauses` does.
+const JAVA_EXCEPTION_TYPES: &[&str] = &[
+    "illegal_argument_exception",
+    "illegal_state_exception",
+    "number_format_exception",
+    "unsupported_operation_exception",
+];
 
 impl EsError {
     pub fn new(status: StatusCode, kind: &'static str, reason: impl Into<String>) -> EsError {
@@ -22,8 +34,15 @@ impl EsError {
             status,
             kind,
             reason: reason.into(),
-            extra: Map::new(),
+            extra: Box::default(),
+            caused_by: None,
         }
+    }
+
+    /// This error, caused by `cause` (shown as `caused_by`).
+    pub fn caused_by(mut self, cause: EsError) -> EsError {
+        self.caused_by = Some(Box::new(cause));
+        self
     }
 
     pub fn bad_request(kind: &'static str, reason: impl Into<String>) -> EsError {
@@ -50,31 +69,67 @@ impl EsError {
         self
     }
 
-    fn cause(&self) -> Value {
+    /// `type`, `reason`, the extra fields, and the `caused_by` chain when `with_causes`.
+    fn cause(&self, with_causes: bool) -> Value {
         let mut cause = Map::new();
         cause.insert("type".into(), Value::String(self.kind.into()));
         cause.insert("reason".into(), Value::String(self.reason.clone()));
-        for (key, value) in &self.extra {
+        for (key, value) in self.extra.iter() {
             cause.insert(key.clone(), value.clone());
+        }
+        if with_causes && let Some(inner) = &self.caused_by {
+            cause.insert("caused_by".into(), inner.cause(true));
         }
         Value::Object(cause)
     }
 
+    /// The deepest error of the chain that Elasticsearch reports as the root cause: it follows
+    /// `caused_by` only while the cause is an Elasticsearch exception.
+    fn root_cause(&self) -> &EsError {
+        match &self.caused_by {
+            Some(inner) if !JAVA_EXCEPTION_TYPES.contains(&inner.kind) => inner.root_cause(),
+            _ => self,
+        }
+    }
+
     /// The `error` object of a response or of a bulk item.
     pub fn error_object(&self) -> Value {
-        let mut error = match self.cause() {
+        let mut error = match self.cause(true) {
             Value::Object(map) => map,
             _ => Map::new(),
         };
         let mut ordered = Map::new();
-        ordered.insert("root_cause".into(), json!([self.cause()]));
+        ordered.insert("root_cause".into(), json!([self.root_cause().cause(false)]));
         ordered.append(&mut error);
         Value::Object(ordered)
     }
 
     /// A bulk item's or mget doc's `error`: without `root_cause`, as Elasticsearch shows it.
     pub fn item_error(&self) -> Value {
-        self.cause()
+        self.cause(true)
+    }
+
+    /// A mapping definition refused while parsing `PUT /index` or `PUT /index/_mapping`:
+    /// Elasticsearch wraps it in "Failed to parse mapping: …" and nests the original.
+    pub fn mapping_definition(error: sluice_search::SearchError) -> EsError {
+        match error {
+            SearchError::MapperParsing { reason, cause } => {
+                let inner_reason = reason
+                    .strip_prefix("Failed to parse mapping: ")
+                    .unwrap_or(&reason)
+                    .to_string();
+                let inner = match cause {
+                    Some(rule) => EsError::illegal_argument(rule),
+                    None => EsError::bad_request("mapper_parsing_exception", inner_reason.clone()),
+                };
+                EsError::bad_request(
+                    "mapper_parsing_exception",
+                    format!("Failed to parse mapping: {inner_reason}"),
+                )
+                .caused_by(inner)
+            }
+            other => EsError::from(other),
+        }
     }
 
     pub fn body(&self) -> Value {
@@ -113,8 +168,12 @@ impl From<SearchError> for EsError {
             .with("index_uuid", "_na_")
             .with("shard", "0")
             .with("index", index.clone()),
-            SearchError::DocumentParsing { .. } => {
-                EsError::bad_request("document_parsing_exception", reason)
+            SearchError::DocumentParsing { cause, .. } => {
+                let error = EsError::bad_request("document_parsing_exception", reason);
+                match cause {
+                    Some(rule) => error.caused_by(EsError::illegal_argument(rule.clone())),
+                    None => error,
+                }
             }
             SearchError::StrictDynamicMapping { .. } => {
                 EsError::bad_request("strict_dynamic_mapping_exception", reason)
@@ -132,6 +191,12 @@ impl From<SearchError> for EsError {
                     .with("shard", "0")
                     .with("index", index.clone())
             }
+            SearchError::DocumentSourceMissing { index, .. } => {
+                EsError::bad_request("document_source_missing_exception", reason)
+                    .with("index_uuid", "_na_")
+                    .with("shard", "0")
+                    .with("index", index.clone())
+            }
             SearchError::Rejected { .. } => EsError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "es_rejected_execution_exception",
@@ -145,5 +210,44 @@ impl From<SearchError> for EsError {
                 EsError::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", reason)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_causes_stop_above_plain_java_exceptions() {
+        let wrapped_rule = EsError::bad_request("document_parsing_exception", "failed to parse: x")
+            .caused_by(EsError::illegal_argument("x"));
+        let body = wrapped_rule.body();
+        assert_eq!(
+            body["error"]["root_cause"][0]["type"],
+            "document_parsing_exception"
+        );
+        assert!(body["error"]["root_cause"][0].get("caused_by").is_none());
+        assert_eq!(
+            body["error"]["caused_by"]["type"],
+            "illegal_argument_exception"
+        );
+        let mapping = EsError::mapping_definition(SearchError::MapperParsing {
+            reason: "No handler for type [x] declared on field [a]".into(),
+            cause: None,
+        });
+        let body = mapping.body();
+        assert_eq!(
+            body["error"]["reason"],
+            "Failed to parse mapping: No handler for type [x] declared on field [a]"
+        );
+        assert_eq!(
+            body["error"]["root_cause"][0]["reason"],
+            "No handler for type [x] declared on field [a]"
+        );
+        // Bulk items show the chain but no root cause.
+        assert_eq!(
+            wrapped_rule.item_error(),
+            json!({"type": "document_parsing_exception", "reason": "failed to parse: x", "caused_by": {"type": "illegal_argument_exception", "reason": "x"}})
+        );
     }
 }

@@ -5,11 +5,11 @@ mod analyze;
 mod bulk;
 mod documents;
 pub mod error;
+mod filter_path;
 mod indices;
 mod query_dsl;
-mod routes;
+pub mod routes;
 mod search;
-mod strict_json;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -88,10 +88,10 @@ impl EsApi {
             [target, "_refresh"] if get || post => {
                 indices::refresh(self, request, Some(target)).await
             }
-            ["_mapping"] if get => indices::get_mapping(self, None),
-            [target, "_mapping"] if get => indices::get_mapping(self, Some(target)),
+            ["_mapping"] if get => indices::get_mapping(self, request, None),
+            [target, "_mapping"] if get => indices::get_mapping(self, request, Some(target)),
             [index, "_mapping"] if put || post => indices::put_mapping(self, request, index).await,
-            [target, "_settings"] if get => indices::get_settings(self, target),
+            [target, "_settings"] if get => indices::get_settings(self, request, target),
             [index, "_settings"] if put => indices::put_settings(self, request, index).await,
             [index, "_doc", id] if put || post => {
                 documents::index(self, request, index, Some(id), false).await
@@ -122,9 +122,43 @@ impl EsApi {
         }
     }
 
+    /// Routes the request, then applies `filter_path` to a successful JSON answer. Filtering
+    /// re-serialises the answer, so sources lose their verbatim bytes only when it is asked for.
+    async fn route_filtered(&self, request: &Request, pretty: bool) -> EsResult {
+        let filter = match request.param("filter_path") {
+            Some(text) => {
+                filter_path::FilterPath::parse(text).map_err(EsError::illegal_argument)?
+            }
+            None => None,
+        };
+        let response = self.route(request).await?;
+        let Some(filter) = filter else {
+            return Ok(response);
+        };
+        if !response.status.is_success() || response.content_type != "application/json" {
+            return Ok(response);
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&response.body) else {
+            return Ok(response);
+        };
+        let mut filtered = json_response(response.status, &filter.apply(&body), pretty);
+        filtered.headers = response.headers;
+        Ok(filtered)
+    }
+
     /// Resolves an index expression (`a`, `a,b`, `logs-*`, `_all`) to indices. Names without a
     /// wildcard must exist; wildcards may match nothing.
     fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
+        self.resolve_with(target, IndicesOptions::default())
+    }
+
+    /// Resolves an index expression under the request's `ignore_unavailable` (missing names are
+    /// skipped) and `allow_no_indices` (an expression that matches nothing is a 404 when false).
+    fn resolve_with(
+        &self,
+        target: Option<&str>,
+        options: IndicesOptions,
+    ) -> Result<Vec<Arc<Index>>, EsError> {
         let indices = self.node.indices();
         let target = target.unwrap_or("_all");
         let mut resolved: Vec<Arc<Index>> = Vec::new();
@@ -141,13 +175,51 @@ impl EsApi {
                     }
                 }
             } else {
-                let index = indices.get(part)?;
+                let index = match indices.get(part) {
+                    Ok(index) => index,
+                    Err(_) if options.ignore_unavailable => continue,
+                    Err(error) => return Err(error.into()),
+                };
                 if !resolved.iter().any(|i| i.name() == index.name()) {
                     resolved.push(index);
                 }
             }
         }
+        if resolved.is_empty() && !options.allow_no_indices {
+            return Err(sluice_search::SearchError::IndexNotFound {
+                index: target.to_string(),
+            }
+            .into());
+        }
         Ok(resolved)
+    }
+}
+
+/// `ignore_unavailable` and `allow_no_indices`, with Elasticsearch's defaults.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndicesOptions {
+    pub ignore_unavailable: bool,
+    pub allow_no_indices: bool,
+}
+
+impl Default for IndicesOptions {
+    fn default() -> Self {
+        IndicesOptions {
+            ignore_unavailable: false,
+            allow_no_indices: true,
+        }
+    }
+}
+
+impl IndicesOptions {
+    pub fn from_request(request: &Request) -> Result<IndicesOptions, EsError> {
+        let defaults = IndicesOptions::default();
+        Ok(IndicesOptions {
+            ignore_unavailable: bool_param(request, "ignore_unavailable")?
+                .unwrap_or(defaults.ignore_unavailable),
+            allow_no_indices: bool_param(request, "allow_no_indices")?
+                .unwrap_or(defaults.allow_no_indices),
+        })
     }
 }
 
@@ -180,7 +252,7 @@ impl Handler for EsApi {
             if let Some(response) = precheck(&request) {
                 return response;
             }
-            let mut response = match self.route(&request).await {
+            let mut response = match self.route_filtered(&request, pretty).await {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
             };
@@ -261,7 +333,8 @@ const ACCEPTED_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// Answers what Elasticsearch refuses before any handler runs: an unsupported body media type
-/// (406), a method the path does not serve (405) and parameters it does not know (400).
+/// (406), a method the path does not serve (405), parameters it does not know (400) and a body
+/// where the route reads none (400).
 fn precheck(request: &Request) -> Option<Response> {
     let with_product = |mut response: Response| {
         response
@@ -290,7 +363,8 @@ fn precheck(request: &Request) -> Option<Response> {
         }
     }
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    let (methods, params) = routes::rules(&segments)?;
+    let route = routes::route_of(&segments)?;
+    let (methods, params) = (route.methods, route.params);
     if !methods.contains(&request.method.as_str()) {
         let body = serde_json::json!({
             "error": format!(
@@ -315,6 +389,13 @@ fn precheck(request: &Request) -> Option<Response> {
         let error = EsError::illegal_argument(format!(
             "request [{}] contains unrecognized {noun}: [{list}]",
             request.raw_path
+        ));
+        return with_product(json_response(error.status, &error.body(), false));
+    }
+    if !request.body.is_empty() && route.body(request.method.as_str()).is_none() {
+        let error = EsError::illegal_argument(format!(
+            "request [{} {}] does not support having a body",
+            request.method, request.raw_path
         ));
         return with_product(json_response(error.status, &error.body(), false));
     }
@@ -348,6 +429,15 @@ impl RawSources {
     }
 
     pub fn render(self, status: StatusCode, body: &Value, pretty: bool) -> Response {
+        Response::new(status, "application/json", self.render_bytes(body, pretty))
+    }
+
+    /// The JSON text of `body` with the sources in place, for a part of a larger response.
+    pub fn render_text(self, body: &Value) -> String {
+        String::from_utf8(self.render_bytes(body, false)).unwrap_or_default()
+    }
+
+    fn render_bytes(self, body: &Value, pretty: bool) -> Vec<u8> {
         let serialized = if pretty {
             serde_json::to_vec_pretty(body)
         } else {
@@ -370,7 +460,7 @@ impl RawSources {
             }
         }
         out.extend_from_slice(rest);
-        Response::new(status, "application/json", out)
+        out
     }
 }
 
@@ -405,18 +495,26 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// Parses a JSON body, with the position of the first error, as Elasticsearch reports it.
+/// Parses a JSON body through the shared [`crate::json`] parser (nesting bounded, duplicate keys
+/// refused), with the position of the first error, as Elasticsearch reports it. `kind` is the
+/// parse exception type of the caller's API (`document_parsing_exception` for documents,
+/// `parsing_exception` for searches, `x_content_parse_exception` otherwise); every body parser of
+/// this API calls this function.
 pub(crate) fn parse_json_body(body: &[u8], kind: &'static str) -> Result<Value, EsError> {
-    strict_json::from_slice(body).map_err(|error| {
-        EsError::bad_request(
-            kind,
-            format!(
-                "[{}:{}] failed to parse: {error}",
-                error.line(),
-                error.column()
-            ),
-        )
-    })
+    crate::json::parse(body, crate::json::Duplicates::Refuse)
+        .map_err(|error| json_error(&error, kind))
+}
+
+/// A refused JSON body as Elasticsearch reports it: `[line:column] failed to parse: …`.
+pub(crate) fn json_error(error: &crate::json::JsonError, kind: &'static str) -> EsError {
+    EsError::bad_request(
+        kind,
+        format!(
+            "[{}:{}] failed to parse: {error}",
+            error.line(),
+            error.column()
+        ),
+    )
 }
 
 /// The `refresh` parameter of writes.
@@ -446,6 +544,21 @@ pub(crate) fn u64_param(request: &Request, name: &str) -> Result<Option<u64>, Es
                 "Failed to parse [{name}] with value [{text}] as a non-negative number"
             ))
         }),
+    }
+}
+
+/// An integer parameter, as Elasticsearch's `paramAsInt` reads it.
+pub(crate) fn int_param(request: &Request, name: &str) -> Result<Option<i64>, EsError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<i32>()
+            .map(|n| Some(i64::from(n)))
+            .map_err(|_| {
+                EsError::illegal_argument(format!(
+                    "Failed to parse int parameter [{name}] with value [{text}]"
+                ))
+            }),
     }
 }
 

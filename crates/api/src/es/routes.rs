@@ -1,6 +1,10 @@
-//! The methods and query parameters each path accepts, as Elasticsearch's REST handlers declare
-//! them, so that a wrong method answers 405 with `Allow` and a misspelt parameter
-//! (`?refesh=true`) answers 400 instead of being silently ignored.
+//! The routes of the Elasticsearch API as one table: the methods and query parameters each path
+//! accepts, as Elasticsearch's REST handlers declare them, so that a wrong method answers 405
+//! with `Allow` and a misspelt parameter (`?refesh=true`) answers 400 instead of being silently
+//! ignored; and which methods read a body, and as what, so that a body sent where none is read
+//! answers 400 as in Elasticsearch. Tests that send hostile bodies to every endpoint are
+//! generated from [`ROUTES`], so a new route is covered as soon as it is listed, and a route that
+//! is not listed gets no body.
 
 /// Parameters every endpoint accepts.
 const COMMON: &[&str] = &[
@@ -128,6 +132,7 @@ const SEARCH: &[&str] = &[
     "include_named_queries_score",
     "min_score",
 ];
+const ANALYZE: &[&str] = &["index", "text", "analyzer", "field"];
 const MGET: &[&str] = &[
     "_source",
     "_source_includes",
@@ -182,32 +187,210 @@ const HEALTH: &[&str] = &[
     "expand_wildcards",
 ];
 
-/// `(allowed methods, allowed parameters)` of a path, or `None` for a path no handler serves.
-pub(super) fn rules(
-    segments: &[&str],
-) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    Some(match segments {
-        [] => (&["HEAD", "GET"], &[]),
-        ["_cluster", "health"] | ["_cluster", "health", _] => (&["GET"], HEALTH),
-        ["_cat", "indices"] | ["_cat", "indices", _] => (&["GET"], CAT),
-        ["_search"] | [_, "_search"] | ["_count"] | [_, "_count"] => (&["GET", "POST"], SEARCH),
-        ["_bulk"] | [_, "_bulk"] => (&["POST", "PUT"], BULK),
-        ["_analyze"] | [_, "_analyze"] => {
-            (&["GET", "POST"], &["index", "text", "analyzer", "field"])
-        }
-        ["_mget"] | [_, "_mget"] => (&["GET", "POST"], MGET),
-        ["_refresh"] | [_, "_refresh"] => (&["GET", "POST"], INDICES),
-        ["_mapping"] => (&["GET"], INDICES),
-        [_, "_mapping"] => (&["GET", "PUT", "POST"], INDICES),
-        [_, "_settings"] => (&["GET", "PUT"], INDICES),
-        [_, "_doc", _] => (&["GET", "HEAD", "PUT", "POST", "DELETE"], DOC),
-        [_, "_doc"] => (&["POST"], WRITE),
-        [_, "_create", _] => (&["PUT", "POST"], WRITE),
-        [_, "_source", _] => (&["GET", "HEAD"], GET),
-        [_, "_update", _] => (&["POST"], UPDATE),
-        [name] if !name.starts_with('_') => (&["GET", "HEAD", "PUT", "DELETE"], INDICES),
-        _ => return None,
-    })
+/// One segment of a route's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// This exact text.
+    Literal(&'static str),
+    /// Any one segment: an index name or expression (`a,b`, `logs-*`, `_all`), a document id.
+    Any,
+    /// A segment that does not start with `_`: an index name at the root.
+    Name,
+}
+
+/// How a body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// One JSON value, through `parse_json_body`.
+    Json,
+    /// Newline-delimited JSON (`_bulk`): action lines and sources.
+    Ndjson,
+}
+
+/// One route: a path shape, the methods it serves, the query parameters it accepts beyond the
+/// common ones, and the methods that read a body with its format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub path: &'static [Segment],
+    pub methods: &'static [&'static str],
+    pub params: &'static [&'static str],
+    pub bodies: &'static [(&'static str, Body)],
+}
+
+impl Route {
+    pub fn matches(&self, segments: &[&str]) -> bool {
+        self.path.len() == segments.len()
+            && self
+                .path
+                .iter()
+                .zip(segments)
+                .all(|(part, segment)| match part {
+                    Segment::Literal(literal) => literal == segment,
+                    Segment::Any => true,
+                    Segment::Name => !segment.starts_with('_'),
+                })
+    }
+
+    /// How this route reads a body sent with `method`, or `None` when it reads none.
+    pub fn body(&self, method: &str) -> Option<Body> {
+        self.bodies
+            .iter()
+            .find(|(reading, _)| *reading == method)
+            .map(|(_, body)| *body)
+    }
+}
+
+use Segment::{Any, Literal, Name};
+
+const NO_BODY: &[(&str, Body)] = &[];
+const JSON_GET_POST: &[(&str, Body)] = &[("GET", Body::Json), ("POST", Body::Json)];
+const JSON_PUT_POST: &[(&str, Body)] = &[("PUT", Body::Json), ("POST", Body::Json)];
+const JSON_POST: &[(&str, Body)] = &[("POST", Body::Json)];
+const JSON_PUT: &[(&str, Body)] = &[("PUT", Body::Json)];
+const NDJSON: &[(&str, Body)] = &[("POST", Body::Ndjson), ("PUT", Body::Ndjson)];
+
+/// Every route of the API, tried in order: the first whose path matches is the request's.
+pub const ROUTES: &[Route] = &[
+    route(&[], &["HEAD", "GET"], &[], NO_BODY),
+    route(
+        &[Literal("_cluster"), Literal("health")],
+        &["GET"],
+        HEALTH,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_cluster"), Literal("health"), Any],
+        &["GET"],
+        HEALTH,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_cat"), Literal("indices")],
+        &["GET"],
+        CAT,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_cat"), Literal("indices"), Any],
+        &["GET"],
+        CAT,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_search")],
+        &["GET", "POST"],
+        SEARCH,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Any, Literal("_search")],
+        &["GET", "POST"],
+        SEARCH,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Literal("_count")],
+        &["GET", "POST"],
+        SEARCH,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Any, Literal("_count")],
+        &["GET", "POST"],
+        SEARCH,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Literal("_analyze")],
+        &["GET", "POST"],
+        ANALYZE,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Any, Literal("_analyze")],
+        &["GET", "POST"],
+        ANALYZE,
+        JSON_GET_POST,
+    ),
+    route(&[Literal("_bulk")], &["POST", "PUT"], BULK, NDJSON),
+    route(&[Any, Literal("_bulk")], &["POST", "PUT"], BULK, NDJSON),
+    route(&[Literal("_mget")], &["GET", "POST"], MGET, JSON_GET_POST),
+    route(
+        &[Any, Literal("_mget")],
+        &["GET", "POST"],
+        MGET,
+        JSON_GET_POST,
+    ),
+    route(&[Literal("_refresh")], &["GET", "POST"], INDICES, NO_BODY),
+    route(
+        &[Any, Literal("_refresh")],
+        &["GET", "POST"],
+        INDICES,
+        NO_BODY,
+    ),
+    route(&[Literal("_mapping")], &["GET"], INDICES, NO_BODY),
+    route(
+        &[Any, Literal("_mapping")],
+        &["GET", "PUT", "POST"],
+        INDICES,
+        JSON_PUT_POST,
+    ),
+    route(
+        &[Any, Literal("_settings")],
+        &["GET", "PUT"],
+        INDICES,
+        JSON_PUT,
+    ),
+    route(
+        &[Any, Literal("_doc"), Any],
+        &["GET", "HEAD", "PUT", "POST", "DELETE"],
+        DOC,
+        JSON_PUT_POST,
+    ),
+    route(&[Any, Literal("_doc")], &["POST"], WRITE, JSON_POST),
+    route(
+        &[Any, Literal("_create"), Any],
+        &["PUT", "POST"],
+        WRITE,
+        JSON_PUT_POST,
+    ),
+    route(
+        &[Any, Literal("_source"), Any],
+        &["GET", "HEAD"],
+        GET,
+        NO_BODY,
+    ),
+    route(
+        &[Any, Literal("_update"), Any],
+        &["POST"],
+        UPDATE,
+        JSON_POST,
+    ),
+    route(
+        &[Name],
+        &["GET", "HEAD", "PUT", "DELETE"],
+        INDICES,
+        JSON_PUT,
+    ),
+];
+
+const fn route(
+    path: &'static [Segment],
+    methods: &'static [&'static str],
+    params: &'static [&'static str],
+    bodies: &'static [(&'static str, Body)],
+) -> Route {
+    Route {
+        path,
+        methods,
+        params,
+        bodies,
+    }
+}
+
+/// The route of a path, or `None` for a path no handler serves.
+pub(super) fn route_of(segments: &[&str]) -> Option<&'static Route> {
+    ROUTES.iter().find(|route| route.matches(segments))
 }
 
 /// The parameters of a request that its path does not accept.
@@ -221,4 +404,41 @@ pub(super) fn unrecognized<'a>(
         .collect();
     unknown.sort_unstable();
     unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path of the route's shape, with `x` for each placeholder.
+    fn example(route: &Route) -> Vec<&'static str> {
+        route
+            .path
+            .iter()
+            .map(|segment| match segment {
+                Segment::Literal(text) => *text,
+                Segment::Any | Segment::Name => "x",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_route_is_reachable_and_reads_bodies_only_with_its_methods() {
+        for route in ROUTES {
+            let found = route_of(&example(route)).expect("a route");
+            assert_eq!(found, route, "an earlier route hides {:?}", route.path);
+            for (method, _) in route.bodies {
+                assert!(route.methods.contains(method), "{:?} {method}", route.path);
+            }
+        }
+        assert_eq!(route_of(&["_unknown"]), None);
+        assert_eq!(
+            route_of(&["logs", "_bulk"]).and_then(|route| route.body("POST")),
+            Some(Body::Ndjson)
+        );
+        assert_eq!(
+            route_of(&["logs", "_doc", "1"]).and_then(|route| route.body("GET")),
+            None
+        );
+    }
 }

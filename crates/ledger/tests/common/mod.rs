@@ -85,3 +85,36 @@ pub fn document_id(result: &[Element]) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Ion binary of `depth` nested lists around the int 1, built from the inside out without
+/// recursion (ion-rs would need a deep stack to encode it).
+pub fn nested_binary_lists(depth: usize) -> Vec<u8> {
+    let mut value = vec![0x21, 0x01];
+    for _ in 0..depth {
+        let mut wrapped = if value.len() < 14 {
+            vec![0xB0 | value.len() as u8]
+        } else {
+            let mut groups = Vec::new();
+            let mut length = value.len();
+            loop {
+                groups.push((length & 0x7F) as u8);
+                length >>= 7;
+                if length == 0 {
+                    break;
+                }
+            }
+            groups.reverse();
+            if let Some(last) = groups.last_mut() {
+                *last |= 0x80;
+            }
+            let mut header = vec![0xBE];
+            header.extend(groups);
+            header
+        };
+        wrapped.extend_from_slice(&value);
+        value = wrapped;
+    }
+    let mut stream = vec![0xE0, 0x01, 0x00, 0xEA];
+    stream.extend(value);
+    stream
+}
