@@ -88,6 +88,12 @@ impl Analyzer {
         }
     }
 
+    /// Whether the analyzer lowercases, and so whether wildcard, prefix and fuzzy terms searching
+    /// its fields are lowercased too (Elasticsearch normalizes such terms for text fields).
+    pub fn lowercases(self) -> bool {
+        !matches!(self, Analyzer::Whitespace | Analyzer::Keyword)
+    }
+
     /// Names of the analyzers a mapping may choose, for error messages.
     pub fn names() -> Vec<&'static str> {
         ANALYZERS.iter().map(|a| a.name()).collect()

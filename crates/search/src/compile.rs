@@ -356,6 +356,17 @@ impl Compiler<'_> {
         )))
     }
 
+    /// A wildcard, prefix or fuzzy term as it must be looked up in `field`: lowercased for text
+    /// fields whose analyzer lowercases, as Elasticsearch normalizes such terms.
+    fn normalized(&self, field: &str, text: &str) -> String {
+        match self.target(field) {
+            Target::Text { mapping, .. } if mapping.search_analyzer().lowercases() => {
+                text.to_lowercase()
+            }
+            _ => text.to_string(),
+        }
+    }
+
     fn compile_at(&self, query: &Query, depth: usize) -> Result<TantivyQuery> {
         if depth > QUERY_DEPTH_MAX {
             return Err(too_deep());
@@ -402,7 +413,7 @@ impl Compiler<'_> {
                 }
                 self.regex_query(
                     field,
-                    &format!("{}(?s:.)*", escape_literal(value)),
+                    &format!("{}(?s:.)*", escape_literal(&self.normalized(field, value))),
                     *case_insensitive,
                     *boost,
                 )?
@@ -414,7 +425,7 @@ impl Compiler<'_> {
                 boost,
             } => self.regex_query(
                 field,
-                &wildcard_to_regex(pattern),
+                &wildcard_to_regex(&self.normalized(field, pattern)),
                 *case_insensitive,
                 *boost,
             )?,
@@ -438,6 +449,7 @@ impl Compiler<'_> {
                 boost,
                 ..
             } => {
+                let value = &self.normalized(field, value);
                 let edits = fuzziness.edits(value);
                 let term = match self.target(field) {
                     Target::Text { path, slot, .. } => text_term(self.fields, &path, slot, value),

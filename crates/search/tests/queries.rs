@@ -341,6 +341,9 @@ fn phrases_prefixes_wildcards_regexps_and_fuzzy() {
     assert_eq!(index.ids(&wildcard("host.keyword", "web-*")), ["1", "2"]);
     assert_eq!(index.ids(&wildcard("host.keyword", "*-01")), ["1", "3"]);
     assert_eq!(index.ids(&wildcard("msg", "qu?ck")), ["1", "2", "3"]);
+    // Terms searching a lowercasing text field are lowercased; keywords are exact.
+    assert_eq!(index.ids(&wildcard("msg", "QU?CK")), ["1", "2", "3"]);
+    assert!(index.ids(&wildcard("host.keyword", "WEB-*")).is_empty());
     let prefix = Query::Prefix {
         field: "host.keyword".into(),
         value: "WEB".into(),
