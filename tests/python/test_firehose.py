@@ -503,3 +503,47 @@ def test_handlers_get_the_documented_environment(sluice_factory, tmp_path, monke
     # Never passed on: anything else of the server's environment, credentials above all.
     assert environment["SLUICE_TEST_SECRET"] is None
     assert environment["AWS_SECRET_ACCESS_KEY"] is None
+
+
+def test_a_stream_whose_kinesis_source_is_gone_stays_active_and_says_why(sluice_factory):
+    """A delivery stream whose worker cannot run (its Kinesis source was deleted, seen at the
+    next start) is described with one of Firehose's statuses and a FailureDescription, and can
+    be deleted."""
+    sluice = sluice_factory()
+    kinesis = boto3.client(
+        "kinesis",
+        endpoint_url=sluice.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    kinesis.create_stream(StreamName="orders", ShardCount=1)
+    client = firehose(sluice)
+    client.create_delivery_stream(
+        DeliveryStreamName="archive",
+        DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={
+            "KinesisStreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/orders",
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+        },
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "BucketARN": "arn:aws:s3:::archive",
+        },
+    )
+    description = describe(client, "archive")
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert "FailureDescription" not in description
+    kinesis.delete_stream(StreamName="orders")
+    assert sluice.stop() == 0
+
+    sluice = sluice_factory()
+    client = firehose(sluice)
+    description = describe(client, "archive")
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    failure = description["FailureDescription"]
+    assert failure["Type"] == "UNKNOWN_ERROR"
+    assert "could not be resumed" in failure["Details"], failure
+    assert "orders" in failure["Details"], failure
+    client.delete_delivery_stream(DeliveryStreamName="archive")
+    assert client.list_delivery_streams()["DeliveryStreamNames"] == []

@@ -6,6 +6,10 @@
 //!
 //! Create writes the DirectPut log stream before the catalog: a crash in between leaves a log
 //! stream no catalog entry names, which the next create of that name deletes first.
+//!
+//! A stream of the catalog whose worker could not start (at create, or when resumed at open:
+//! its Kinesis source was deleted, its log cannot be read) stays in the catalog without a worker,
+//! and [`DeliveryStreams::start_failure`] says why, so the API can describe it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -76,6 +80,26 @@ impl Running {
     }
 }
 
+/// When a delivery stream's worker failed to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPhase {
+    /// Creating it: the catalog holds it, but it never ran.
+    Create,
+    /// Resuming it when the catalog was opened: it ran before.
+    Resume,
+}
+
+/// Why a delivery stream of the catalog has no worker. It stays so until the stream is deleted
+/// (or, after a resume, until the next open succeeds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartFailure {
+    pub phase: StartPhase,
+    /// The error, as logged.
+    pub reason: String,
+    /// When it failed, by the catalog's clock.
+    pub failed_ms: u64,
+}
+
 pub struct DeliveryStreams {
     directory: PathBuf,
     objects: ObjectStore,
@@ -84,6 +108,8 @@ pub struct DeliveryStreams {
     options: DeliveryStreamsOptions,
     configs: RwLock<BTreeMap<String, DeliveryStreamConfig>>,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Streams of the catalog that are not running, and why; at most one per catalog entry.
+    start_failures: Mutex<BTreeMap<String, StartFailure>>,
     /// Serialises creates and deletes so each catalog rewrite sees the one before.
     catalog_lock: Mutex<()>,
 }
@@ -154,14 +180,13 @@ impl DeliveryStreams {
             indices,
             options,
             running: Mutex::new(BTreeMap::new()),
+            start_failures: Mutex::new(BTreeMap::new()),
             catalog_lock: Mutex::new(()),
         };
         let configs: Vec<DeliveryStreamConfig> = streams.read_configs().values().cloned().collect();
         for config in configs {
-            let name = config.name.clone();
-            if let Err(error) = streams.start(config) {
-                tracing::error!(delivery_stream = %name, %error, "cannot resume delivery stream");
-            }
+            // Logged and remembered by `start`.
+            let _ = streams.start(config, StartPhase::Resume);
         }
         Ok(streams)
     }
@@ -190,7 +215,43 @@ impl DeliveryStreams {
         })
     }
 
-    fn start(&self, config: DeliveryStreamConfig) -> Result<Arc<DeliveryStream>> {
+    fn start_failures(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StartFailure>> {
+        self.start_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a stream of the catalog; when that fails, logs it and remembers why for
+    /// [`DeliveryStreams::start_failure`].
+    fn start(
+        &self,
+        config: DeliveryStreamConfig,
+        phase: StartPhase,
+    ) -> Result<Arc<DeliveryStream>> {
+        let name = config.name.clone();
+        match self.try_start(config) {
+            Ok(stream) => {
+                self.start_failures().remove(&name);
+                Ok(stream)
+            }
+            Err(error) => {
+                let what = match phase {
+                    StartPhase::Create => "cannot start new delivery stream",
+                    StartPhase::Resume => "cannot resume delivery stream",
+                };
+                tracing::error!(delivery_stream = %name, %error, "{what}");
+                let failure = StartFailure {
+                    phase,
+                    reason: error.to_string(),
+                    failed_ms: self.options.clock.now_ms(),
+                };
+                self.start_failures().insert(name, failure);
+                Err(error)
+            }
+        }
+    }
+
+    fn try_start(&self, config: DeliveryStreamConfig) -> Result<Arc<DeliveryStream>> {
         let source_name = Self::source_stream_name(&config)?;
         let source = match self.log.stream(&source_name) {
             Ok(source) => source,
@@ -280,7 +341,7 @@ impl DeliveryStreams {
         configs.insert(config.name.clone(), config.clone());
         write_catalog(&self.directory, &configs)?;
         *self.configs.write().unwrap_or_else(PoisonError::into_inner) = configs;
-        self.start(config)
+        self.start(config, StartPhase::Create)
     }
 
     /// Stops and deletes a delivery stream (and its DirectPut log stream, records not yet
@@ -300,6 +361,7 @@ impl DeliveryStreams {
         if let Some(mut running) = running {
             running.stop();
         }
+        self.start_failures().remove(name);
         if matches!(config.source, Source::DirectPut) {
             match self.log.delete_stream(&log_stream_name(name)) {
                 Ok(()) | Err(LogError::StreamNotFound(_)) => {}
@@ -315,6 +377,12 @@ impl DeliveryStreams {
             .get(name)
             .map(|running| running.stream.clone())
             .ok_or_else(|| DeliveryError::NotFound(name.to_owned()))
+    }
+
+    /// Why a delivery stream of the catalog is not running, if it is not; `None` for a running
+    /// stream or a name the catalog does not hold.
+    pub fn start_failure(&self, name: &str) -> Option<StartFailure> {
+        self.start_failures().get(name).cloned()
     }
 
     /// Every delivery stream's configuration, by name.

@@ -588,6 +588,81 @@ fn catalog_survives_reopen_and_delete_removes_the_stream() {
     assert!(streams.configs().is_empty());
 }
 
+/// The case of a worker that does not run: the Kinesis stream a delivery stream reads
+/// was deleted while the node was down. The stream stays in the catalog, not running, and says
+/// why until it is deleted.
+#[test]
+fn a_stream_that_cannot_resume_says_why_until_deleted() {
+    let directory = tempfile::tempdir().unwrap();
+    let root = directory.path().to_path_buf();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let open_with_log = |create_orders: bool| {
+        let log = Arc::new(
+            Log::open(
+                root.join("streams"),
+                LogOptions {
+                    clock: clock.clone(),
+                    ..LogOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        if create_orders {
+            log.create_stream("orders", sluice_log::StreamConfig::new(1))
+                .unwrap();
+        }
+        let indices = Arc::new(Indices::open(&root.join("indices")).unwrap());
+        let mut options = DeliveryStreamsOptions::new(clock.clone(), Arc::new(NoFunctions));
+        options.start_workers = false;
+        (
+            Arc::clone(&log),
+            DeliveryStreams::open(&root, log, indices, options).unwrap(),
+        )
+    };
+    let (log, streams) = open_with_log(true);
+    streams
+        .create(DeliveryStreamConfig {
+            name: "archive".to_owned(),
+            source: Source::KinesisStream {
+                stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/orders".to_owned(),
+                stream_name: "orders".to_owned(),
+                role_arn: None,
+            },
+            buffering: BufferingHints::from_firehose(1, 0).unwrap(),
+            processors: Vec::new(),
+            destination: Destination::S3(S3Destination {
+                location: S3Location {
+                    bucket_arn: "arn:aws:s3:::archive".to_owned(),
+                    prefix: String::new(),
+                    error_output_prefix: None,
+                    role_arn: None,
+                },
+            }),
+            created_time_ms: 0,
+        })
+        .unwrap();
+    assert_eq!(streams.start_failure("archive"), None, "it runs");
+    drop(streams);
+    log.delete_stream("orders").unwrap();
+    drop(log);
+
+    clock.advance_ms(60_000);
+    let (_log, streams) = open_with_log(false);
+    let failure = streams.start_failure("archive").expect("a start failure");
+    assert_eq!(failure.phase, StartPhase::Resume);
+    assert_eq!(failure.failed_ms, T0_MS + 60_000);
+    assert!(failure.reason.contains("orders"), "{}", failure.reason);
+    assert!(matches!(
+        streams.get("archive"),
+        Err(DeliveryError::NotFound(_))
+    ));
+    assert_eq!(streams.config("archive").unwrap().name, "archive");
+
+    streams.delete("archive").unwrap();
+    assert_eq!(streams.start_failure("archive"), None);
+    assert!(streams.configs().is_empty());
+}
+
 #[test]
 fn puts_over_the_limits_are_refused_whole() {
     let f = fixture_with(Arc::new(NoFunctions));

@@ -10,8 +10,8 @@ use crate::definition::FunctionDefinition;
 use crate::error::{Error, Result};
 use crate::limits::{PAYLOAD_BYTES_MAX, STDERR_DRAIN_WAIT};
 use crate::process::{
-    Failing, OutputTail, ProcessGroup, display_command, forward_output, handler_command,
-    spawn_failure, with_stderr,
+    Failing, OutputTail, ProcessGroup, display_command, exit_description, forward_output,
+    handler_command, spawn_failure, with_stderr,
 };
 
 /// Runs the command once with `payload` on stdin and returns what it wrote on stdout.
@@ -110,11 +110,11 @@ pub(crate) async fn invoke(
         if let Some(forwarder) = stderr_forwarder {
             let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, forwarder).await;
         }
-        let command = display_command(&definition.command);
-        let message = match status.code() {
-            Some(code) => format!("command `{command}` exited with status {code}"),
-            None => format!("command `{command}` was killed by a signal"),
-        };
+        let message = format!(
+            "command `{}` {}",
+            display_command(&definition.command),
+            exit_description(status)
+        );
         return Err(Error::FunctionError {
             name,
             error_type: "Runtime.ExitError".to_owned(),

@@ -98,8 +98,9 @@ pub enum Error {
         name: String,
     },
     /// The handler's process could not start: its program is missing or not executable, it
-    /// exited before it asked for its first event, or its runtime reported an initialisation
-    /// error (a handler module that cannot be imported).
+    /// exited before it asked for its first event or did not ask for it in time (the
+    /// function's timeout and [`crate::RUNTIME_INIT_GRACE`]), or its runtime reported an
+    /// initialisation error (a handler module that cannot be imported).
     #[error("function {name} could not start `{command}`: {reason}")]
     StartFailed {
         /// The function's name.
@@ -107,8 +108,9 @@ pub enum Error {
         /// The command line as the host ran it (cut at [`crate::COMMAND_DISPLAY_BYTES_MAX`]).
         command: String,
         /// Lambda's error type: `Runtime.InvalidEntrypoint` when the program cannot be run,
-        /// `Runtime.ExitError` when it exited, or the type its runtime reported to `/init/error`
-        /// (such as `Runtime.ImportModuleError`).
+        /// `Runtime.ExitError` when it exited, `Sandbox.Timedout` when it did not ask for an
+        /// event in time, or the type its runtime reported to `/init/error` (such as
+        /// `Runtime.ImportModuleError`).
         error_type: String,
         /// What happened, with the tail of the process's stderr when it wrote any.
         reason: String,

@@ -64,6 +64,8 @@ pub const COMMAND_ARGS_MAX: usize = 256;
 
 /// How long a runtime process may take from start to its first `/invocation/next`, beyond the
 /// function's own timeout. A Python runtime importing a large handler needs a few seconds.
+/// Past it the process is killed and the invocation fails with [`crate::Error::StartFailed`]
+/// (`Sandbox.Timedout`, with the tail of its stderr).
 pub const RUNTIME_INIT_GRACE: Duration = Duration::from_secs(10);
 
 /// Largest body the Runtime API accepts on `/error` and `/init/error`, in bytes.

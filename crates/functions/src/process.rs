@@ -195,6 +195,15 @@ pub(crate) fn spawn_failure(definition: &FunctionDefinition, source: &std::io::E
     }
 }
 
+/// How a handler process ended, as the end of a sentence about it: `exited with status 3`,
+/// `was killed by a signal`.
+pub(crate) fn exit_description(status: std::process::ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    }
+}
+
 /// `message`, followed by the process's last words when it wrote any.
 pub(crate) fn with_stderr(message: String, stderr: &str) -> String {
     if stderr.is_empty() {

@@ -35,12 +35,15 @@ use crate::limits::{
     PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE, STDERR_DRAIN_WAIT,
 };
 use crate::process::{
-    Failing, OutputTail, ProcessGroup, display_command, forward_output, handler_command,
-    spawn_failure, with_stderr,
+    Failing, OutputTail, ProcessGroup, display_command, exit_description, forward_output,
+    handler_command, spawn_failure, with_stderr,
 };
 
 /// Pause after a failed `accept` before trying again.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Lambda's error type for a function that did not finish its init phase in time.
+const INIT_TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
 
 /// Path prefix of every Runtime API route.
 const API_PREFIX: &str = "/2018-06-01/runtime/";
@@ -137,6 +140,15 @@ enum RuntimeOutcome {
     Response(Bytes),
     ResponseTooLarge,
     Error { error_type: String, message: String },
+}
+
+/// How the wait for one invocation's answer ended.
+enum Waited {
+    Answered(RuntimeOutcome),
+    /// The process exited, or its runtime reported an init error, before it answered.
+    Ended,
+    /// The function's timeout passed (with [`RUNTIME_INIT_GRACE`] for a fresh process).
+    TimedOut,
 }
 
 /// An event waiting for the runtime's `/invocation/next`.
@@ -252,10 +264,7 @@ impl RuntimeInstance {
         tokio::spawn(async move {
             let description = tokio::select! {
                 status = child.wait() => match status {
-                    Ok(status) => match status.code() {
-                        Some(code) => format!("exited with status {code}"),
-                        None => "was killed by a signal".to_owned(),
-                    },
+                    Ok(status) => exit_description(status),
                     Err(error) => format!("could not be waited for: {error}"),
                 },
                 _ = kill_requested => {
@@ -329,31 +338,30 @@ impl RuntimeInstance {
         let mut exited = self.exited.clone();
         let mut init_error = self.state.init_error.subscribe();
         // Biased: a runtime that answered and then exited has still answered.
-        let outcome = tokio::select! {
+        let waited = tokio::select! {
             biased;
-            answer = answer => answer.ok(),
-            _ = exited.wait_for(Option::is_some) => None,
-            _ = init_error.wait_for(Option::is_some) => None,
-            _ = tokio::time::sleep(wait) => {
-                self.reusable = false;
-                self.forget(&request_id);
-                return Err(Error::Timeout { name, timeout_ms });
-            }
+            answer = answer => match answer {
+                Ok(outcome) => Waited::Answered(outcome),
+                Err(_) => Waited::Ended,
+            },
+            _ = exited.wait_for(Option::is_some) => Waited::Ended,
+            _ = init_error.wait_for(Option::is_some) => Waited::Ended,
+            _ = tokio::time::sleep(wait) => Waited::TimedOut,
         };
         self.forget(&request_id);
-        match outcome {
-            Some(RuntimeOutcome::Response(body)) => {
+        match waited {
+            Waited::Answered(RuntimeOutcome::Response(body)) => {
                 self.initialised = true;
                 Ok(body)
             }
-            Some(RuntimeOutcome::ResponseTooLarge) => {
+            Waited::Answered(RuntimeOutcome::ResponseTooLarge) => {
                 self.initialised = true;
                 Err(Error::ResponseTooLarge {
                     name,
                     limit: PAYLOAD_BYTES_MAX,
                 })
             }
-            Some(RuntimeOutcome::Error {
+            Waited::Answered(RuntimeOutcome::Error {
                 error_type,
                 message,
             }) => {
@@ -364,18 +372,32 @@ impl RuntimeInstance {
                     message,
                 })
             }
-            None => {
+            Waited::TimedOut => {
+                self.reusable = false;
+                if self.state.n_delivered.load(Ordering::SeqCst) > 0 {
+                    return Err(Error::Timeout { name, timeout_ms });
+                }
+                // It never asked for an event: it hangs before it is a runtime (an import
+                // that blocks, a program that is not a Lambda runtime at all). Stop it here
+                // so its stderr closes and the error carries what it said.
+                if let Some(kill) = self.kill.take() {
+                    let _ = kill.send(());
+                }
+                self.await_last_words(&mut exited).await;
+                Err(self.start_failed(
+                    INIT_TIMEOUT_ERROR_TYPE.to_owned(),
+                    format!(
+                        "it did not ask for its first event within {} ms",
+                        wait.as_millis()
+                    ),
+                ))
+            }
+            Waited::Ended => {
                 self.reusable = false;
                 let n_delivered = self.state.n_delivered.load(Ordering::SeqCst);
                 self.died_before_delivery = n_delivered == n_delivered_before;
-                // Give the exit watcher and the stderr forwarder a bounded moment, so the
-                // error says how the process ended and what it said last (a runtime that
-                // reported an init error exits right after, as awslambdaric does).
-                let _ =
-                    tokio::time::timeout(STDERR_DRAIN_WAIT, exited.wait_for(Option::is_some)).await;
-                if let Some(forwarder) = self.stderr_forwarder.take() {
-                    let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, forwarder).await;
-                }
+                // A runtime that reported an init error exits right after, as awslambdaric does.
+                self.await_last_words(&mut exited).await;
                 let init_error = self.state.init_error.borrow().clone();
                 if let Some((error_type, message)) = init_error {
                     return Err(self.start_failed(
@@ -397,6 +419,15 @@ impl RuntimeInstance {
                 }
                 Err(self.crashed(description))
             }
+        }
+    }
+
+    /// Gives the exit watcher and the stderr forwarder of an ending process a bounded moment,
+    /// so an error can say how the process ended and what it said last.
+    async fn await_last_words(&mut self, exited: &mut watch::Receiver<Option<String>>) {
+        let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, exited.wait_for(Option::is_some)).await;
+        if let Some(forwarder) = self.stderr_forwarder.take() {
+            let _ = tokio::time::timeout(STDERR_DRAIN_WAIT, forwarder).await;
         }
     }
 

@@ -10,7 +10,9 @@ use sluice_functions::{
     Error, FirehoseRecordResult, FunctionDefinition, FunctionKind, FunctionRegistry, InvokeOptions,
     PAYLOAD_BYTES_MAX, WAITING_INVOCATIONS_MAX, firehose_codes,
 };
-use util::{event, lines, sh, write};
+use util::{
+    event, fail_once, function_error, lines, no_retries, process_ends, sh, start_failed, write,
+};
 
 /// A Firehose handler in Python that upper-cases every record, drops `drop` and fails `fail`.
 const PYTHON_REWRITE: &str = r#"
@@ -36,12 +38,6 @@ event = json.load(sys.stdin)
 records = [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]} for r in event["records"]]
 json.dump({"records": records}, sys.stdout)
 "#;
-
-fn no_retries() -> InvokeOptions {
-    InvokeOptions {
-        number_of_retries: 0,
-    }
-}
 
 fn register(registry: &FunctionRegistry, name: &str, command: Vec<String>) {
     registry
@@ -214,10 +210,7 @@ async fn a_slow_handler_is_killed_at_its_timeout() {
     definition.timeout = Duration::from_millis(300);
     registry.register(definition).unwrap();
     let started = Instant::now();
-    let error = registry
-        .invoke_with("slow", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
+    let error = fail_once(&registry, "slow").await;
     assert!(
         matches!(
             error.last_attempt(),
@@ -230,27 +223,6 @@ async fn a_slow_handler_is_killed_at_its_timeout() {
     );
     assert_eq!(error.firehose_error_code(), firehose_codes::FUNCTION_ERROR);
     assert!(started.elapsed() < Duration::from_secs(10));
-}
-
-/// Whether `pid` is gone (or a zombie waiting to be reaped), polled for up to five seconds
-/// because SIGKILL is delivered asynchronously.
-fn process_ends(pid: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(stat)
-                if stat
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
-            {
-                return true;
-            }
-            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    false
 }
 
 #[tokio::test]
@@ -268,10 +240,7 @@ async fn a_timeout_also_kills_what_the_handler_forked() {
     );
     definition.timeout = Duration::from_millis(500);
     registry.register(definition).unwrap();
-    let error = registry
-        .invoke_with("forks", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
+    let error = fail_once(&registry, "forks").await;
     assert!(
         matches!(error.last_attempt(), Error::Timeout { .. }),
         "{error}"
@@ -291,13 +260,8 @@ async fn a_non_zero_exit_is_a_function_error_with_stderr() {
         "exit3",
         sh("cat >/dev/null; echo 'boom: handler blew up' >&2; exit 3"),
     );
-    let error = registry
-        .invoke_with("exit3", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::FunctionError { message, .. } = error.last_attempt() else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "exit3").await;
+    let (_, message) = function_error(&error);
     assert!(message.contains("status 3"), "{message}");
     assert!(message.contains("boom: handler blew up"), "{message}");
     assert!(message.starts_with("command `sh -c "), "{message}");
@@ -314,10 +278,7 @@ async fn payloads_over_the_limit_fail_in_both_directions() {
     );
     register(&registry, "echo", vec!["cat".into()]);
 
-    let error = registry
-        .invoke_with("huge", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
+    let error = fail_once(&registry, "huge").await;
     assert!(
         matches!(error.last_attempt(), Error::ResponseTooLarge { limit, .. } if *limit == PAYLOAD_BYTES_MAX),
         "{error}"
@@ -472,19 +433,8 @@ async fn a_program_not_on_the_path_fails_to_start_naming_it() {
         "absent",
         vec!["sluice-no-such-program".into(), "--flag".into()],
     );
-    let error = registry
-        .invoke_with("absent", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::StartFailed {
-        error_type,
-        command,
-        reason,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "absent").await;
+    let (error_type, command, reason) = start_failed(&error);
     assert_eq!(error_type, "Runtime.InvalidEntrypoint");
     assert_eq!(command, "sluice-no-such-program --flag");
     assert!(

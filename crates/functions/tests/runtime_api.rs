@@ -12,12 +12,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_functions::{
     Clock, Error, FirehoseRecordResult, FunctionDefinition, FunctionKind, FunctionRegistry,
-    InvokeOptions, PAYLOAD_BYTES_MAX, firehose_codes,
+    InvokeOptions, PAYLOAD_BYTES_MAX, RUNTIME_INIT_GRACE, firehose_codes,
 };
-use util::{event, write};
+use util::{
+    event, fail_once, function_error, lines, no_retries, process_ends, start_failed, write,
+};
 
 /// Python handlers as a user would deploy them to Lambda.
 const HANDLERS: &str = r#"
@@ -79,6 +81,14 @@ if mode == "init-error":
                      "errorMessage": "Unable to import module 'missing'"}).encode(),
          {"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"})
     sys.exit(1)
+
+if mode == "hang":
+    # Stuck before it asks for an event, as a runtime whose import blocks.
+    with open(os.path.join(os.path.dirname(sys.argv[0]), "hang.pid"), "w") as pid_file:
+        pid_file.write(str(os.getpid()))
+    print("loading a model that never finishes", file=sys.stderr, flush=True)
+    import time
+    time.sleep(3600)
 
 while True:
     with urllib.request.urlopen(api + "/invocation/next") as response:
@@ -169,12 +179,6 @@ fn hand_written_function(name: &str, mode: &str, dir: &std::path::Path) -> Funct
     );
     definition.timeout = Duration::from_secs(10);
     definition
-}
-
-fn no_retries() -> InvokeOptions {
-    InvokeOptions {
-        number_of_retries: 0,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,27 +286,14 @@ async fn awslambdaric_stays_warm_reports_errors_and_is_restarted_when_it_dies() 
     assert_eq!(third["event"], json!({"n": 3}));
 
     // A handler that raises is a function error with the exception's type and message.
-    let error = registry
-        .invoke_with("fail", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::FunctionError {
-        error_type,
-        message,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "fail").await;
+    let (error_type, message) = function_error(&error);
     assert_eq!(error_type, "ValueError");
     assert!(message.contains("nope, not this event"), "{message}");
     assert_eq!(error.firehose_error_code(), firehose_codes::FUNCTION_ERROR);
 
     // A handler past its timeout is killed; the function still answers afterwards.
-    let error = registry
-        .invoke_with("slow", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
+    let error = fail_once(&registry, "slow").await;
     assert!(
         matches!(
             error.last_attempt(),
@@ -369,53 +360,19 @@ async fn runtime_api_error_paths() {
             .unwrap();
     }
 
-    let error = registry
-        .invoke_with("error", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::FunctionError {
-        error_type,
-        message,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
-    assert_eq!(
-        (error_type.as_str(), message.as_str()),
-        ("Custom.Error", "bad thing")
-    );
+    let error = fail_once(&registry, "error").await;
+    let (error_type, message) = function_error(&error);
+    assert_eq!((error_type, message), ("Custom.Error", "bad thing"));
 
-    let error = registry
-        .invoke_with("init-error", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::StartFailed {
-        error_type,
-        reason,
-        command,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "init-error").await;
+    let (error_type, command, reason) = start_failed(&error);
     assert_eq!(error_type, "Runtime.ImportModuleError");
     assert!(reason.contains("failed to initialise"), "{reason}");
     assert!(reason.contains("Unable to import module"), "{reason}");
     assert!(command.ends_with("runtime.py init-error"), "{command}");
 
-    let error = registry
-        .invoke_with("crash", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::FunctionError {
-        error_type,
-        message,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "crash").await;
+    let (error_type, message) = function_error(&error);
     assert_eq!(error_type, "Runtime.ExitError");
     assert!(message.contains("status 7"), "{message}");
     assert!(message.contains("dying on purpose"), "{message}");
@@ -436,10 +393,7 @@ async fn runtime_api_error_paths() {
         "{error}"
     );
 
-    let error = registry
-        .invoke_with("huge", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
+    let error = fail_once(&registry, "huge").await;
     assert!(
         matches!(error.last_attempt(), Error::ResponseTooLarge { limit, .. } if *limit == PAYLOAD_BYTES_MAX),
         "{error}"
@@ -505,19 +459,8 @@ async fn a_runtime_that_cannot_be_run_fails_to_start_naming_its_command() {
             ],
         ))
         .unwrap();
-    let error = registry
-        .invoke_with("missing", &Value::Null, &no_retries())
-        .await
-        .unwrap_err();
-    let Error::StartFailed {
-        error_type,
-        command,
-        reason,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "missing").await;
+    let (error_type, command, reason) = start_failed(&error);
     assert_eq!(error_type, "Runtime.InvalidEntrypoint");
     assert_eq!(command, "/nonexistent/sluice-runtime handler.handler");
     assert!(
@@ -572,6 +515,38 @@ async fn a_runtime_that_exits_before_asking_for_an_event_fails_to_start_with_its
     );
 }
 
+/// A runtime that never asks for its first event (its start hangs) fails to start when the
+/// timeout and the start grace have passed, as Lambda's `Sandbox.Timedout`, with what it wrote
+/// on stderr; the process is killed, not left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_never_asks_for_an_event_fails_to_start_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = FunctionRegistry::new();
+    let mut definition = hand_written_function("hang", "hang", dir.path());
+    definition.timeout = Duration::from_millis(100);
+    registry.register(definition).unwrap();
+    let error = fail_once(&registry, "hang").await;
+    let (error_type, command, reason) = start_failed(&error);
+    assert_eq!(error_type, "Sandbox.Timedout");
+    assert!(command.ends_with("runtime.py hang"), "{command}");
+    let waited_ms = (Duration::from_millis(100) + RUNTIME_INIT_GRACE).as_millis();
+    assert!(
+        reason.starts_with(&format!(
+            "it did not ask for its first event within {waited_ms} ms; stderr: "
+        )),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("loading a model that never finishes"),
+        "{reason}"
+    );
+    let pid = lines(&dir.path().join("hang.pid"))
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(process_ends(&pid), "the runtime {pid} outlived its start");
+}
+
 /// A handler module that awslambdaric cannot import: the runtime reports an init error and
 /// exits; the error carries Lambda's type and the runtime's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,19 +562,8 @@ async fn awslambdaric_with_a_missing_handler_module_fails_to_start() {
             &python,
         ))
         .unwrap();
-    let error = registry
-        .invoke_with("no-module", &json!({}), &no_retries())
-        .await
-        .unwrap_err();
-    let Error::StartFailed {
-        error_type,
-        command,
-        reason,
-        ..
-    } = error.last_attempt()
-    else {
-        panic!("{error}");
-    };
+    let error = fail_once(&registry, "no-module").await;
+    let (error_type, command, reason) = start_failed(&error);
     assert_eq!(error_type, "Runtime.ImportModuleError");
     assert!(
         command.ends_with("-m awslambdaric missing_module.handler"),

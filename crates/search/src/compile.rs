@@ -373,7 +373,9 @@ impl Compiler<'_> {
         }
         let next = depth + 1;
         Ok(match query {
-            Query::MatchAll { boost } => boosted(Box::new(AllQuery), *boost),
+            // Never a bare `AllQuery`: tantivy drops its scorer from a boolean intersection,
+            // score and all, and `match_all` inside a `bool` must add its 1.0 as in Lucene.
+            Query::MatchAll { boost } => Box::new(ConstScoreQuery::new(Box::new(AllQuery), *boost)),
             Query::MatchNone => Box::new(EmptyQuery),
             Query::Term {
                 field,

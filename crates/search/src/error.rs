@@ -11,6 +11,22 @@ pub enum SearchError {
     IndexAlreadyExists { index: String, uuid: String },
     #[error("Invalid index name [{name}], {reason}")]
     InvalidIndexName { name: String, reason: String },
+    #[error("Invalid alias name [{name}]: {reason}")]
+    InvalidAliasName { name: String, reason: String },
+    /// Aliases a removal named that no index has.
+    #[error("aliases [{}] missing", aliases.join(","))]
+    AliasesNotFound { aliases: Vec<String> },
+    #[error("index_template [{name}] invalid, cause [{reason}]")]
+    InvalidIndexTemplate { name: String, reason: String },
+    #[error("index_template [{name}] missing")]
+    IndexTemplateMissing { name: String },
+    /// A named thing (a template, …) that does not exist.
+    #[error("{reason}")]
+    ResourceNotFound { reason: String },
+    /// A change that would leave the catalog inconsistent, as Elasticsearch's metadata checks
+    /// find it (two write indices for one alias).
+    #[error("{reason}")]
+    IllegalState { reason: String },
     /// A write whose version, sequence number or `create` condition does not hold.
     #[error("{reason}")]
     VersionConflict {

@@ -7,7 +7,9 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aliases;
 pub mod analysis;
+mod catalog;
 mod compile;
 pub mod date;
 pub mod date_math;
@@ -16,22 +18,28 @@ mod ids;
 mod index;
 mod indices;
 pub mod mapping;
+pub mod pattern;
 pub mod query;
 pub mod query_string;
+pub mod resolve;
 mod schema;
 mod scoring;
 pub mod settings;
+pub mod templates;
 mod translog;
 pub mod version;
 
+pub use aliases::{AliasAction, AliasActionResult, AliasMetadata};
 pub use analysis::Analyzer;
+pub use catalog::Catalog;
 pub use error::{Result, SearchError};
 pub use ids::new_document_id;
 pub use index::{
     Hit, ID_BYTES_MAX, Index, SearchHits, StoredDocument, UpdateRequest, WriteOutcome,
     WriteRequest, WriteResult,
 };
-pub use indices::{Indices, validate_index_name};
+pub use indices::{CreateIndex, Indices, ResolvedIndex, validate_index_name};
 pub use mapping::Mappings;
 pub use query::Query;
+pub use resolve::{IndicesOptions, ResolvedName};
 pub use settings::IndexSettings;

@@ -126,6 +126,25 @@ impl Query {
         Query::MatchAll { boost: 1.0 }
     }
 
+    /// `query` restricted to documents matching any of the alias `filters` (`None`: no filter),
+    /// scored by `query` alone, as Elasticsearch adds an alias's filter as a `bool` filter.
+    pub fn with_alias_filters(self, filters: Option<Vec<Query>>) -> Query {
+        let Some(filters) = filters else {
+            return self;
+        };
+        let any = Query::Bool(Box::new(Bool {
+            should: filters,
+            boost: 1.0,
+            ..Bool::default()
+        }));
+        Query::Bool(Box::new(Bool {
+            must: vec![self],
+            filter: vec![any],
+            boost: 1.0,
+            ..Bool::default()
+        }))
+    }
+
     /// The names of every named clause, in tree order.
     pub fn names(&self) -> Vec<(&str, &Query)> {
         let mut names = Vec::new();

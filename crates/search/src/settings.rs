@@ -158,6 +158,11 @@ impl IndexSettings {
         Ok(())
     }
 
+    /// `index.hidden`: wildcards skip the index unless they ask for hidden ones.
+    pub fn is_hidden(&self) -> bool {
+        self.flat.get("index.hidden").and_then(Value::as_str) == Some("true")
+    }
+
     /// Settings as `GET /index/_settings` shows them: nested under `index`, values as strings.
     pub fn to_json(&self, uuid: &str, name: &str, creation_date_ms: u64) -> Value {
         let mut flat = self.flat.clone();

@@ -35,7 +35,7 @@ const PARAMETER_HINT: &str = r#"strings must be in double quotes: {Name: "Ada"}"
 pub fn parse_parameter(number: usize, text: &str) -> anyhow::Result<Element> {
     // The depth first, without recursion: ion-rs reads by recursion, and the server refuses
     // deeper parameters anyway.
-    sluice_ledger::ion_read::nesting_depth(text.as_bytes(), sluice_ledger::ion_read::ION_DEPTH_MAX)
+    ion_read::nesting_depth(text.as_bytes(), ion_read::ION_DEPTH_MAX)
         .map_err(|error| anyhow::anyhow!("parameter {number} is not accepted: {error}"))?;
     Element::read_one(text.as_bytes()).map_err(|error| {
         anyhow::anyhow!(

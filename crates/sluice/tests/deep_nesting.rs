@@ -4,15 +4,15 @@
 //! a value nested ten times beyond that format's limit, must answer 4xx in its client's error
 //! shape, and the server must keep answering.
 
-mod common;
+mod util;
 
 use base64::Engine as _;
-use common::*;
 use serde_json::{Value, json};
 use sluice_api::aws::{CATALOG, Format, ServiceRoutes};
 use sluice_api::es::routes::{Body, ROUTES, Segment};
 use sluice_api::json::JSON_DEPTH_MAX;
 use sluice_ledger::ion_read::{BLOCK_DEPTH_MAX, ION_DEPTH_MAX};
+use util::*;
 
 /// Ten times each limit, as the issue asks.
 const JSON_DEPTH: usize = 10 * JSON_DEPTH_MAX;
@@ -79,8 +79,7 @@ fn assert_aws_error(reply: &Reply, status: u16, kind: &str, case: &str) {
 fn every_elasticsearch_route_refuses_deep_bodies_and_the_server_keeps_answering() {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let mut server = Server::start(data_dir.path());
-    let json_headers = [("Content-Type", "application/json")];
-    let created = request(&server.es, "PUT", &format!("/{INDEX}"), &[], b"");
+    let created = server.es("PUT", &format!("/{INDEX}"), &[], b"");
     assert_eq!(created.status, 200);
 
     let deep = deep_json(JSON_DEPTH);
@@ -90,13 +89,13 @@ fn every_elasticsearch_route_refuses_deep_bodies_and_the_server_keeps_answering(
         for method in route.methods {
             let case = format!("{method} {path}");
             let (headers, body): (&[(&str, &str)], String) = match route.body(method) {
-                Some(Body::Json) | None => (&json_headers, deep.clone()),
+                Some(Body::Json) | None => (JSON, deep.clone()),
                 Some(Body::Ndjson) => (
                     &[("Content-Type", "application/x-ndjson")],
                     format!("{deep}\n"),
                 ),
             };
-            let reply = request(&server.es, method, &path, headers, body.as_bytes());
+            let reply = server.es(method, &path, headers, body.as_bytes());
             match route.body(method) {
                 // HEAD answers carry no body: the status is all there is.
                 None if *method == "HEAD" => assert_eq!(reply.status, 400, "{case}"),
@@ -121,7 +120,24 @@ fn every_elasticsearch_route_refuses_deep_bodies_and_the_server_keeps_answering(
                     );
                 }
             }
-            if route.body(method) == Some(Body::Ndjson) {
+            let is_msearch = route.path.contains(&Segment::Literal("_msearch"));
+            if route.body(method) == Some(Body::Ndjson) && is_msearch {
+                // A deep search body fails the whole request: Elasticsearch parses every
+                // search of an `_msearch` before it runs any.
+                let body = format!("{{}}\n{deep}\n");
+                let reply = server.es(
+                    method,
+                    &path,
+                    &[("Content-Type", "application/x-ndjson")],
+                    body.as_bytes(),
+                );
+                assert_es_error(
+                    &reply,
+                    400,
+                    ES_PARSE_TYPES,
+                    &format!("{case} with a deep search"),
+                );
+            } else if route.body(method) == Some(Body::Ndjson) {
                 // A deep source fails its own item, as a bad document does.
                 for (action, source) in [
                     (r#"{"index":{"_id":"1"}}"#, deep.clone()),
@@ -129,8 +145,7 @@ fn every_elasticsearch_route_refuses_deep_bodies_and_the_server_keeps_answering(
                 ] {
                     let body = format!("{action}\n{source}\n");
                     let path = format!("/{INDEX}/_bulk");
-                    let reply = request(
-                        &server.es,
+                    let reply = server.es(
                         method,
                         &path,
                         &[("Content-Type", "application/x-ndjson")],
@@ -173,7 +188,7 @@ impl AwsCases<'_> {
         match format {
             Format::Json => {
                 let body = format!(r#"{{"a":{}}}"#, deep_json(JSON_DEPTH));
-                let reply = request(&self.server.aws, "POST", "/", &headers, body.as_bytes());
+                let reply = self.server.aws("POST", "/", &headers, body.as_bytes());
                 assert_aws_error(&reply, 400, "SerializationException", target);
             }
             Format::IonParameters => {
@@ -187,13 +202,9 @@ impl AwsCases<'_> {
                     let command = json!({"SessionToken": session, "ExecuteStatement": {
                         "TransactionId": transaction, "Statement": "INSERT INTO T ?",
                         "Parameters": [holder]}});
-                    let reply = request(
-                        &self.server.aws,
-                        "POST",
-                        "/",
-                        &headers,
-                        command.to_string().as_bytes(),
-                    );
+                    let reply =
+                        self.server
+                            .aws("POST", "/", &headers, command.to_string().as_bytes());
                     assert_aws_error(&reply, 400, "BadRequestException", target);
                 }
             }
@@ -212,8 +223,7 @@ impl AwsCases<'_> {
         self.server
             .cli_ok(&["sql", "--ledger", "deep", "CREATE TABLE T"]);
         let send = |command: Value| {
-            let reply = request(
-                &self.server.aws,
+            let reply = self.server.aws(
                 "POST",
                 "/",
                 &[
@@ -250,24 +260,19 @@ impl AwsCases<'_> {
             .replace("{name}", "fresh")
             .replace("{export_id}", "none");
         let case = format!("{method} {path} {format:?}");
-        let headers = [("Content-Type", "application/json")];
         match format {
             Format::Json => {
                 let body = format!(r#"{{"a":{}}}"#, deep_json(JSON_DEPTH));
-                let reply = request(&self.server.aws, method, &path, &headers, body.as_bytes());
+                let reply = self.server.aws(method, &path, JSON, body.as_bytes());
                 assert_aws_error(&reply, 400, "SerializationException", &case);
             }
             Format::IonTextMember(member) => {
                 let valid = json!({"IonText": "{strandId:\"x\",sequenceNo:0}"});
                 let mut body = json!({"BlockAddress": valid, "DocumentId": "x"});
                 body[member] = json!({"IonText": deep_ion_text(ION_DEPTH)});
-                let reply = request(
-                    &self.server.aws,
-                    method,
-                    &path,
-                    &headers,
-                    body.to_string().as_bytes(),
-                );
+                let reply = self
+                    .server
+                    .aws(method, &path, JSON, body.to_string().as_bytes());
                 assert_aws_error(&reply, 400, "InvalidParameterException", &case);
             }
             Format::IonExportDirectory(member) => {
@@ -290,13 +295,9 @@ impl AwsCases<'_> {
                     std::fs::write(directory.join(file), bytes).expect("write export file");
                     let mut body = json!({});
                     body[member] = json!(directory.to_str().expect("utf-8 path"));
-                    let reply = request(
-                        &self.server.aws,
-                        method,
-                        &path,
-                        &headers,
-                        body.to_string().as_bytes(),
-                    );
+                    let reply = self
+                        .server
+                        .aws(method, &path, JSON, body.to_string().as_bytes());
                     assert_aws_error(&reply, 400, "InvalidParameterException", &case);
                 }
             }
@@ -407,4 +408,41 @@ fn the_cli_refuses_deep_parameters_without_crashing_and_reads_values_at_the_limi
     let verified = server.cli_ok(&["ledger", "verify", "cli"]);
     assert!(verified.starts_with("verified 2 blocks"), "{verified}");
     server.assert_alive("a document at the limit");
+}
+
+/// `depth` JSON objects nested as `{"a":{"a":…1…}}`.
+fn deep_json(depth: usize) -> String {
+    format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+}
+
+/// `depth` Ion structs nested as `{a:{a:…1…}}`.
+fn deep_ion_text(depth: usize) -> String {
+    format!("{}1{}", "{a:".repeat(depth), "}".repeat(depth))
+}
+
+/// Ion binary of `depth` nested lists around the int 1, built from the inside out.
+fn deep_ion_binary(depth: usize) -> Vec<u8> {
+    let mut value = vec![0x21, 0x01];
+    for _ in 0..depth {
+        let mut groups = Vec::new();
+        let mut length = value.len();
+        loop {
+            groups.push((length & 0x7F) as u8);
+            length >>= 7;
+            if length == 0 {
+                break;
+            }
+        }
+        groups.reverse();
+        if let Some(last) = groups.last_mut() {
+            *last |= 0x80;
+        }
+        let mut wrapped = vec![0xBE];
+        wrapped.extend(groups);
+        wrapped.extend_from_slice(&value);
+        value = wrapped;
+    }
+    let mut stream = vec![0xE0, 0x01, 0x00, 0xEA];
+    stream.extend(value);
+    stream
 }

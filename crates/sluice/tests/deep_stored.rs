@@ -3,15 +3,15 @@
 //! hashed, verified, exported and restored through the real server and CLI, whose threads have
 //! stacks sized for it.
 
-mod common;
+mod util;
 
 use std::sync::Arc;
 
-use common::*;
 use ion_rs::Element;
 use serde_json::json;
 use sluice_ledger::ion_read::{self, ION_DEPTH_MAX};
 use sluice_ledger::{Ledgers, Limits, SystemClock};
+use util::*;
 
 /// A document of structs and lists alternating, nested `depth` levels.
 fn deep_document(depth: usize) -> String {
@@ -148,11 +148,10 @@ fn a_deep_stored_document_is_read_hashed_exported_and_restored_through_the_serve
         if let Some(id) = extra.get("DocumentId") {
             body["DocumentId"] = id.clone();
         }
-        let reply = request(
-            &server.aws,
+        let reply = server.aws(
             "POST",
             &format!("/ledgers/legacy/{path}"),
-            &[("Content-Type", "application/json")],
+            JSON,
             body.to_string().as_bytes(),
         );
         assert_eq!(

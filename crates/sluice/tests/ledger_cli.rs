@@ -2,98 +2,36 @@
 //! directory, then `sluice sql` and `sluice ledger create|digest|verify|export|restore` as a user
 //! runs them.
 
-use std::io::{BufRead, BufReader};
+mod util;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 
-const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
-
-/// A running `sluice up`, killed when dropped.
-struct Server {
-    child: Child,
-    aws_url: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        Server::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &Path, extra_args: &[&str]) -> Server {
-        let mut child = Command::new(SLUICE)
-            .args(["up", "--es-port", "0", "--aws-port", "0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sluice up");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let aws_url = loop {
-            let line = lines
-                .next()
-                .expect("sluice up ended before printing its endpoints")
-                .expect("read stdout");
-            if let Some(url) = line.strip_prefix("AWS APIs: ") {
-                break url.trim().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, aws_url }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(SLUICE)
-            .args(args)
-            .args(["--endpoint", &self.aws_url])
-            .output()
-            .expect("run sluice")
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "sluice {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("utf-8 output")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use util::{SLUICE, Server};
 
 #[test]
 fn sql_digest_verify_export_restore_round_trip() {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(data_dir.path());
 
-    server.ok(&["ledger", "create", "cars"]);
-    assert_eq!(server.ok(&["ledger", "list"]), "cars\n");
-    server.ok(&["sql", "--ledger", "cars", "CREATE TABLE Car"]);
-    server.ok(&[
+    server.cli_ok(&["ledger", "create", "cars"]);
+    assert_eq!(server.cli_ok(&["ledger", "list"]), "cars\n");
+    server.cli_ok(&["sql", "--ledger", "cars", "CREATE TABLE Car"]);
+    server.cli_ok(&[
         "sql",
         "--ledger",
         "cars",
         "INSERT INTO Car ?",
         r#"{VIN: "1N4AL11D75C109151", Year: 2011, Price: 19999.50, Registered: 2020-07-05T18:22:14.019Z, Photo: {{AAEC}}}"#,
     ]);
-    server.ok(&[
+    server.cli_ok(&[
         "sql",
         "--ledger",
         "cars",
         "INSERT INTO Car ?",
         r#"{VIN: "KM8SRDHF6EU074761", Year: 2015}"#,
     ]);
-    server.ok(&[
+    server.cli_ok(&[
         "sql",
         "--ledger",
         "cars",
@@ -103,7 +41,7 @@ fn sql_digest_verify_export_restore_round_trip() {
     ]);
 
     // Ion output keeps every Ion type exactly: decimal precision, timestamp precision, blobs.
-    let ion = server.ok(&[
+    let ion = server.cli_ok(&[
         "sql",
         "--ledger",
         "cars",
@@ -119,7 +57,7 @@ fn sql_digest_verify_export_restore_round_trip() {
         )
         .expect("expected ion")
     );
-    let json = server.ok(&[
+    let json = server.cli_ok(&[
         "sql",
         "--ledger",
         "cars",
@@ -128,7 +66,7 @@ fn sql_digest_verify_export_restore_round_trip() {
         "SELECT VIN, Year FROM Car WHERE Year > 2012",
     ]);
     assert_eq!(json, "{\"VIN\":\"KM8SRDHF6EU074761\",\"Year\":2016}\n");
-    let table = server.ok(&[
+    let table = server.cli_ok(&[
         "sql",
         "--ledger",
         "cars",
@@ -140,7 +78,7 @@ fn sql_digest_verify_export_restore_round_trip() {
     );
 
     // Errors come back in QLDB's shape and fail the command.
-    let failed = server.run(&["sql", "--ledger", "cars", "SELECT * FROM Car WHERE"]);
+    let failed = server.cli(&["sql", "--ledger", "cars", "SELECT * FROM Car WHERE"]);
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
@@ -148,18 +86,18 @@ fn sql_digest_verify_export_restore_round_trip() {
         "{stderr}"
     );
 
-    let digest = server.ok(&["ledger", "digest", "cars"]);
+    let digest = server.cli_ok(&["ledger", "digest", "cars"]);
     assert!(
         digest.starts_with("digest: ") && digest.contains("tip: {strandId:"),
         "{digest}"
     );
-    let verified = server.ok(&["ledger", "verify", "cars"]);
+    let verified = server.cli_ok(&["ledger", "verify", "cars"]);
     assert!(
         verified.starts_with("verified 4 blocks of ledger cars"),
         "{verified}"
     );
 
-    let exported = server.run(&[
+    let exported = server.cli(&[
         "ledger", "export", "cars", "--bucket", "backups", "--prefix", "nightly",
     ]);
     assert!(exported.status.success());
@@ -181,20 +119,20 @@ fn sql_digest_verify_export_restore_round_trip() {
         hint.contains(&format!("--bucket backups --prefix {prefix}")),
         "{hint}"
     );
-    server.ok(&[
+    server.cli_ok(&[
         "ledger", "restore", "cars-s3", "--bucket", "backups", "--prefix", &prefix,
     ]);
-    assert_eq!(server.ok(&["ledger", "digest", "cars-s3"]), digest);
+    assert_eq!(server.cli_ok(&["ledger", "digest", "cars-s3"]), digest);
     // The directory `export` printed restores in one step.
-    server.ok(&["ledger", "restore", "cars-copy", "--from", export_dir]);
+    server.cli_ok(&["ledger", "restore", "cars-copy", "--from", export_dir]);
     assert_eq!(
-        server.ok(&["ledger", "digest", "cars-copy"]),
+        server.cli_ok(&["ledger", "digest", "cars-copy"]),
         digest,
         "byte for byte"
     );
-    server.ok(&["ledger", "verify", "cars-copy"]);
+    server.cli_ok(&["ledger", "verify", "cars-copy"]);
     assert_eq!(
-        server.ok(&[
+        server.cli_ok(&[
             "sql",
             "--ledger",
             "cars-copy",
@@ -205,7 +143,7 @@ fn sql_digest_verify_export_restore_round_trip() {
         "{VIN: \"KM8SRDHF6EU074761\"}\n"
     );
     // The restored ledger keeps going after the restored tip.
-    server.ok(&[
+    server.cli_ok(&[
         "sql",
         "--ledger",
         "cars-copy",
@@ -214,11 +152,11 @@ fn sql_digest_verify_export_restore_round_trip() {
     ]);
     assert!(
         server
-            .ok(&["ledger", "verify", "cars-copy"])
+            .cli_ok(&["ledger", "verify", "cars-copy"])
             .starts_with("verified 5 blocks")
     );
 
-    let restore_again = server.run(&["ledger", "restore", "cars-copy", "--from", export_dir]);
+    let restore_again = server.cli(&["ledger", "restore", "cars-copy", "--from", export_dir]);
     assert!(!restore_again.status.success());
     assert!(
         String::from_utf8_lossy(&restore_again.stderr).contains("ResourceAlreadyExistsException")
@@ -250,7 +188,7 @@ fn import_reads_an_export_directory_and_keeps_its_digest() {
     let relative = Path::new(export)
         .strip_prefix("export")
         .expect("the export lies in export/");
-    server.ok(&[
+    server.cli_ok(&[
         "ledger",
         "import",
         "imported",
@@ -258,17 +196,17 @@ fn import_reads_an_export_directory_and_keeps_its_digest() {
         relative.to_str().expect("utf-8 path"),
     ]);
     assert_eq!(
-        server.ok(&["ledger", "digest", "imported"]),
+        server.cli_ok(&["ledger", "digest", "imported"]),
         format!("digest: {digest}\ntip: {tip}\n")
     );
     assert!(
         server
-            .ok(&["ledger", "verify", "imported"])
+            .cli_ok(&["ledger", "verify", "imported"])
             .starts_with("verified 5 blocks")
     );
     // The absolute path inside the import directory works as well.
     let absolute = std::fs::canonicalize(fixture.join(export)).expect("the fixture's export");
-    server.ok(&[
+    server.cli_ok(&[
         "ledger",
         "import",
         "imported-again",
@@ -277,7 +215,7 @@ fn import_reads_an_export_directory_and_keeps_its_digest() {
     ]);
     // Outside the allowed directories, an existing and a missing path get the same answer.
     let refusal = |path: &str| {
-        let output = server.run(&["ledger", "import", "other", "--from", path]);
+        let output = server.cli(&["ledger", "import", "other", "--from", path]);
         assert!(!output.status.success());
         String::from_utf8_lossy(&output.stderr).replace(path, "PATH")
     };

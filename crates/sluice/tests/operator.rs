@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use util::{SLUICE, Server, http};
+use util::{JSON, SLUICE, Server};
 
 /// Every file and directory under `root`, the root included.
 fn walk(root: &Path) -> Vec<PathBuf> {
@@ -37,7 +37,7 @@ fn mode(path: &Path) -> u32 {
 fn a_host_name_binds_a_plain_log_a_private_data_dir_and_absolute_paths() {
     let work = tempfile::tempdir().expect("tempdir");
     // A relative data directory, as `--data-dir ./data` from the operator's directory.
-    let mut server = Server::start(
+    let mut server = Server::start_in(
         work.path(),
         &["--bind", "localhost", "--data-dir", "./data"],
     );
@@ -49,32 +49,27 @@ fn a_host_name_binds_a_plain_log_a_private_data_dir_and_absolute_paths() {
         "{}",
         server.es_url
     );
-    assert!(
-        server
-            .banner
-            .contains(&format!("data directory: {}", data_dir.display()))
-    );
-    let (status, _) = http(&server.es_url, "GET", "/", "");
-    assert_eq!(status, 200);
+    assert_eq!(server.data_dir, data_dir, "the data directory it names");
+    assert_eq!(server.es("GET", "/", &[], b"").status, 200);
 
     // Write something into every engine: an index, a stream, a ledger and its export.
-    let (status, body) = http(
-        &server.es_url,
+    let created = server.es(
         "PUT",
         "/licence/_doc/1?refresh=true",
-        r#"{"name": "Ada"}"#,
+        JSON,
+        br#"{"name": "Ada"}"#,
     );
-    assert_eq!(status, 201, "{body}");
-    server.ok(&["ledger", "create", "cars"]);
-    server.ok(&["sql", "--ledger", "cars", "CREATE TABLE Car"]);
-    server.ok(&[
+    assert_eq!(created.status, 201, "{}", created.text());
+    server.cli_ok(&["ledger", "create", "cars"]);
+    server.cli_ok(&["sql", "--ledger", "cars", "CREATE TABLE Car"]);
+    server.cli_ok(&[
         "sql",
         "--ledger",
         "cars",
         "INSERT INTO Car ?",
         r#"{VIN: "1N4AL11D75C109151"}"#,
     ]);
-    let export_dir = server.ok(&["ledger", "export", "cars", "--bucket", "backups"]);
+    let export_dir = server.cli_ok(&["ledger", "export", "cars", "--bucket", "backups"]);
     let export_dir = Path::new(export_dir.trim());
     assert!(export_dir.is_absolute(), "{}", export_dir.display());
     assert!(
@@ -116,8 +111,7 @@ fn an_existing_data_dir_open_to_others_is_made_private() {
     let data_dir = work.path().join("data");
     std::fs::create_dir(&data_dir).expect("mkdir");
     std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let data_dir_arg = data_dir.display().to_string();
-    let mut server = Server::start(work.path(), &["--data-dir", &data_dir_arg]);
+    let mut server = Server::start(&data_dir);
     assert_eq!(mode(&data_dir), 0o700);
     server.stop();
     assert!(
@@ -146,7 +140,7 @@ fn cli_mistakes_and_a_missing_server_get_one_clear_line() {
     );
 
     let work = tempfile::tempdir().expect("tempdir");
-    let mut server = Server::start(work.path(), &["--data-dir", "./data"]);
+    let mut server = Server::start_in(work.path(), &["--data-dir", "./data"]);
     let endpoint = server.aws_url.clone();
     server.stop();
     let output = Command::new(SLUICE)

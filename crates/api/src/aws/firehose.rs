@@ -9,7 +9,9 @@
 //! successful invocation, while `DeliveryStreamStatus` stays `ACTIVE`: real Firehose keeps a
 //! stream active through processing failures (records go to `processing-failed/`), and none of
 //! its failure types but `UNKNOWN_ERROR` is about anything but KMS or networking. `/metrics`
-//! counts the failures per stream, function and error code.
+//! counts the failures per stream, function and error code. A stream whose worker could not
+//! start is described the same way, `CREATING_FAILED` when that was at its creation (see
+//! [`status`]).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -21,7 +23,8 @@ use serde_json::{Map, Value, json};
 use sluice_delivery::{
     BackupMode, BufferingHints, DeliveryError, DeliveryStream, DeliveryStreamConfig, Destination,
     DocumentIdOption, IndexRotation, LambdaProcessor, ProcessingFailure, S3Destination, S3Location,
-    SearchDestination, SearchFlavor, Source, lambda_function_name, limits,
+    SearchDestination, SearchFlavor, Source, StartFailure, StartPhase, lambda_function_name,
+    limits,
 };
 use sluice_node::Node;
 
@@ -464,25 +467,28 @@ fn metrics_description(stream: &DeliveryStream) -> Value {
 /// Firehose's failure type for a failure that is not about KMS keys, ENIs or VPC endpoints.
 const FAILURE_TYPE_UNKNOWN: &str = "UNKNOWN_ERROR";
 
+/// An instant of the delivery clock as RFC 3339, as Firehose writes times.
+fn rfc3339(epoch_ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(epoch_ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{epoch_ms} ms after the epoch"))
+}
+
 /// A failing processor as DescribeDeliveryStream's `FailureDescription`: its function, how
 /// long and how often it has failed, where the records went, and the last error as Firehose
 /// writes it into `processing-failed/` records (`errorCode: errorMessage`).
 fn failure_description(failure: &ProcessingFailure) -> Value {
-    let since = time::OffsetDateTime::from_unix_timestamp_nanos(
-        i128::from(failure.first_failed_ms) * 1_000_000,
-    )
-    .ok()
-    .and_then(|at| {
-        at.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .unwrap_or_else(|| format!("{} ms after the epoch", failure.first_failed_ms));
     json!({
         "Type": FAILURE_TYPE_UNKNOWN,
         "Details": format!(
-            "Lambda function {} failed {} invocations since {since}, their {} records went to processing-failed/; last error {}: {}",
+            "Lambda function {} failed {} invocations since {}, their {} records went to processing-failed/; last error {}: {}",
             failure.lambda_arn,
             failure.failed_invocations,
+            rfc3339(failure.first_failed_ms),
             failure.failed_records,
             failure.error_code,
             failure.error_message
@@ -490,7 +496,42 @@ fn failure_description(failure: &ProcessingFailure) -> Value {
     })
 }
 
-fn describe(config: &DeliveryStreamConfig, stream: Option<&DeliveryStream>) -> Value {
+/// A delivery stream without a worker as DescribeDeliveryStream's `FailureDescription`: it
+/// delivers nothing, and the details say why and what to do.
+fn start_failure_description(failure: &StartFailure) -> Value {
+    let details = match failure.phase {
+        StartPhase::Create => format!(
+            "the delivery stream could not be created at {}: {}; delete it and create it again",
+            rfc3339(failure.failed_ms),
+            failure.reason
+        ),
+        StartPhase::Resume => format!(
+            "the delivery stream delivers nothing since {}, when it could not be resumed: {}; remove the cause and restart the server, or delete it",
+            rfc3339(failure.failed_ms),
+            failure.reason
+        ),
+    };
+    json!({"Type": FAILURE_TYPE_UNKNOWN, "Details": details})
+}
+
+/// Firehose's `DeliveryStreamStatus` of a stream of the catalog: `ACTIVE` while it runs, and
+/// also when it stopped running after it had (as Firehose keeps a stream whose source went away
+/// active, with a `FailureDescription`); `CREATING_FAILED` when it never started; `CREATING`
+/// in the moment between its catalog entry and its worker.
+fn status(stream: Option<&DeliveryStream>, start_failure: Option<&StartFailure>) -> &'static str {
+    match (stream, start_failure) {
+        (Some(_), _) => "ACTIVE",
+        (None, Some(failure)) if failure.phase == StartPhase::Create => "CREATING_FAILED",
+        (None, Some(_)) => "ACTIVE",
+        (None, None) => "CREATING",
+    }
+}
+
+fn describe(
+    config: &DeliveryStreamConfig,
+    stream: Option<&DeliveryStream>,
+    start_failure: Option<&StartFailure>,
+) -> Value {
     let arn = format!(
         "arn:aws:firehose:us-east-1:{ACCOUNT_ID}:deliverystream/{}",
         config.name
@@ -547,7 +588,7 @@ fn describe(config: &DeliveryStreamConfig, stream: Option<&DeliveryStream>) -> V
     let mut description = json!({
         "DeliveryStreamName": config.name,
         "DeliveryStreamARN": arn,
-        "DeliveryStreamStatus": if stream.is_some() { "ACTIVE" } else { "SUSPENDED" },
+        "DeliveryStreamStatus": status(stream, start_failure),
         "DeliveryStreamEncryptionConfiguration": {"Status": "DISABLED"},
         "DeliveryStreamType": match config.source {
             Source::DirectPut => "DirectPut",
@@ -577,6 +618,8 @@ fn describe(config: &DeliveryStreamConfig, stream: Option<&DeliveryStream>) -> V
         if let Some(failure) = stream.processing_failures().first() {
             description["FailureDescription"] = failure_description(failure);
         }
+    } else if let Some(failure) = start_failure {
+        description["FailureDescription"] = start_failure_description(failure);
     }
     json!({"DeliveryStreamDescription": description})
 }
@@ -603,7 +646,8 @@ impl FirehoseService {
                 let name = stream_name(&body)?;
                 let config = delivery.config(name).map_err(delivery_error)?;
                 let stream = delivery.get(name).ok();
-                Ok(describe(&config, stream.as_deref()))
+                let start_failure = delivery.start_failure(name);
+                Ok(describe(&config, stream.as_deref(), start_failure.as_ref()))
             }
             "ListDeliveryStreams" => {
                 let limit = number(&body, "Limit")?.unwrap_or(10).clamp(1, 10_000);
@@ -910,6 +954,63 @@ mod tests {
                 "Details": "Lambda function arn:aws:lambda:us-east-1:000000000000:function:bye failed 2 invocations since 2016-02-25T13:00:00Z, their 7 records went to processing-failed/; last error Lambda.FunctionError: function bye could not start `python3 -m awslambdaric h.handler`",
             })
         );
+    }
+
+    fn kinesis_sourced(name: &str) -> DeliveryStreamConfig {
+        create_request_config(&json!({
+            "DeliveryStreamName": name,
+            "DeliveryStreamType": "KinesisStreamAsSource",
+            "KinesisStreamSourceConfiguration": {
+                "KinesisStreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/orders",
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            },
+            "ExtendedS3DestinationConfiguration": {
+                "BucketARN": "arn:aws:s3:::archive",
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            },
+        }))
+        .expect("a valid request")
+    }
+
+    #[test]
+    fn a_stream_without_a_worker_has_a_firehose_status_and_says_why() {
+        let config = kinesis_sourced("archive");
+        let resumed = StartFailure {
+            phase: StartPhase::Resume,
+            reason: "stream orders not found".to_owned(),
+            failed_ms: 1_456_405_200_000,
+        };
+        let described = describe(&config, None, Some(&resumed));
+        let description = &described["DeliveryStreamDescription"];
+        assert_eq!(description["DeliveryStreamStatus"], "ACTIVE");
+        assert_eq!(
+            description["FailureDescription"],
+            json!({
+                "Type": "UNKNOWN_ERROR",
+                "Details": "the delivery stream delivers nothing since 2016-02-25T13:00:00Z, when it could not be resumed: stream orders not found; remove the cause and restart the server, or delete it",
+            })
+        );
+
+        let created = StartFailure {
+            phase: StartPhase::Create,
+            ..resumed
+        };
+        let described = describe(&config, None, Some(&created));
+        let description = &described["DeliveryStreamDescription"];
+        assert_eq!(description["DeliveryStreamStatus"], "CREATING_FAILED");
+        let details = description["FailureDescription"]["Details"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            details.starts_with("the delivery stream could not be created at 2016-02-25T13:00:00Z: stream orders not found;"),
+            "{details}"
+        );
+
+        // Between its catalog entry and its worker, a new stream is being created.
+        let described = describe(&config, None, None);
+        let description = &described["DeliveryStreamDescription"];
+        assert_eq!(description["DeliveryStreamStatus"], "CREATING");
+        assert!(description.get("FailureDescription").is_none());
     }
 
     #[test]

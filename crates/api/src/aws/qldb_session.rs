@@ -88,43 +88,24 @@ pub const PARAMETERS_MAX: usize = 1_000;
 /// Longest statement text in bytes (QLDB: 100 KB, the whole command must stay under 128 KB).
 pub const STATEMENT_BYTES_MAX: usize = 100 * 1024;
 
-/// A slot in the count of open transactions, given back when dropped (commit, abort, expiry,
-/// end or sweep of the session alike).
-struct TransactionSlot(Arc<AtomicUsize>);
+/// A place in a bounded count (the open transactions, a ledger's active sessions), given back
+/// when dropped: a transaction's at commit, abort, expiry, end or sweep of its session alike; a
+/// session's when it ends, expires, or is found no longer active by a sweep.
+struct CountedSlot(Arc<AtomicUsize>);
 
-impl TransactionSlot {
-    fn take(open_transactions: &Arc<AtomicUsize>) -> Option<TransactionSlot> {
-        open_transactions
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
-                (open < OPEN_TRANSACTIONS_MAX).then_some(open + 1)
+impl CountedSlot {
+    /// A place when fewer than `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<CountedSlot> {
+        count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
+                (taken < max).then_some(taken + 1)
             })
             .ok()
-            .map(|_| TransactionSlot(open_transactions.clone()))
+            .map(|_| CountedSlot(count.clone()))
     }
 }
 
-impl Drop for TransactionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A session's place among its ledger's active sessions, given back when dropped (the session
-/// ends, expires, or is found no longer active by a sweep).
-struct ActiveSlot(Arc<AtomicUsize>);
-
-impl ActiveSlot {
-    fn take(active_sessions: &Arc<AtomicUsize>) -> Option<ActiveSlot> {
-        active_sessions
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |active| {
-                (active < ACTIVE_SESSIONS_PER_LEDGER_MAX).then_some(active + 1)
-            })
-            .ok()
-            .map(|_| ActiveSlot(active_sessions.clone()))
-    }
-}
-
-impl Drop for ActiveSlot {
+impl Drop for CountedSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -133,7 +114,7 @@ impl Drop for ActiveSlot {
 /// An open transaction of a session.
 struct OpenTransaction {
     transaction: Transaction,
-    _slot: TransactionSlot,
+    _slot: CountedSlot,
     /// Results not yet read, by page token: Ion binary of each value.
     pending_results: HashMap<String, VecDeque<Vec<u8>>>,
 }
@@ -147,7 +128,7 @@ struct Session {
     /// When its last transaction was committed or aborted.
     transaction_ended: Option<OffsetDateTime>,
     /// Held while the session counts among its ledger's active sessions.
-    active: Option<ActiveSlot>,
+    active: Option<CountedSlot>,
     /// Whether it ever started a transaction: sessions that never did are discarded first.
     ran_transaction: bool,
 }
@@ -418,13 +399,13 @@ impl QldbSessionService {
 
     /// A place among the session's ledger's active sessions; sweeps once when the ledger is at
     /// its limit.
-    fn take_active_slot(&self, ledger_name: &str) -> Result<ActiveSlot, AwsError> {
+    fn take_active_slot(&self, ledger_name: &str) -> Result<CountedSlot, AwsError> {
         let counter = self.active_counter(ledger_name);
-        if let Some(slot) = ActiveSlot::take(&counter) {
+        if let Some(slot) = CountedSlot::take(&counter, ACTIVE_SESSIONS_PER_LEDGER_MAX) {
             return Ok(slot);
         }
         self.sweep(&mut self.sessions_map());
-        ActiveSlot::take(&counter).ok_or_else(|| {
+        CountedSlot::take(&counter, ACTIVE_SESSIONS_PER_LEDGER_MAX).ok_or_else(|| {
             AwsError::client(
                 "LimitExceededException",
                 format!(
@@ -523,12 +504,12 @@ impl QldbSessionService {
                 Some(active) => active,
                 None => self.take_active_slot(&session.ledger_name)?,
             };
-            let slot = match TransactionSlot::take(&self.open_transactions) {
+            let slot = match CountedSlot::take(&self.open_transactions, OPEN_TRANSACTIONS_MAX) {
                 Some(slot) => Some(slot),
                 None => {
                     // Abandoned transactions past their timeout give their slots back on a sweep.
                     self.sweep(&mut self.sessions_map());
-                    TransactionSlot::take(&self.open_transactions)
+                    CountedSlot::take(&self.open_transactions, OPEN_TRANSACTIONS_MAX)
                 }
             };
             let Some(slot) = slot else {

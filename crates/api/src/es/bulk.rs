@@ -3,7 +3,7 @@
 //! index for the whole request; every item gets its own status, and one bad item never fails the
 //! others. A malformed action line fails the request as a whole, as in Elasticsearch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,6 +71,8 @@ struct BulkDefaults {
     fetch_source: Option<SourceFilter>,
     require_alias: bool,
     pipeline: Option<String>,
+    /// The aliases there are, for `require_alias`.
+    aliases: BTreeSet<String>,
 }
 
 fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsError> {
@@ -222,13 +224,14 @@ fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsErro
             None => defaults.require_alias,
         };
         let pipeline = text(&meta, "pipeline").or(defaults.pipeline.clone());
-        let write_condition = if require_alias && action != Action::Delete {
-            Err(super::documents::require_alias_error(&index))
-        } else if matches!(action, Action::Index | Action::Create) {
-            check_pipeline(pipeline.as_deref()).and(write_condition)
-        } else {
-            write_condition
-        };
+        let write_condition =
+            if require_alias && action != Action::Delete && !defaults.aliases.contains(&index) {
+                Err(super::documents::require_alias_error(&index))
+            } else if matches!(action, Action::Index | Action::Create) {
+                check_pipeline(pipeline.as_deref()).and(write_condition)
+            } else {
+                write_condition
+            };
         let write = write_condition.and_then(|write_condition| match (action, source) {
             (Action::Delete, _) => match &id {
                 Some(id) => Ok(WriteRequest::Delete {
@@ -308,6 +311,14 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
         fetch_source: update_fetch_source(None, request)?,
         require_alias: super::bool_param(request, "require_alias")?.unwrap_or(false),
         pipeline: request.param("pipeline").map(str::to_string),
+        aliases: api
+            .node
+            .indices()
+            .catalog()
+            .alias_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
     };
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);
@@ -360,7 +371,8 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             };
             let (positions, requests): (Vec<usize>, Vec<WriteRequest>) = writes.into_iter().unzip();
             let outcomes = index.write(requests);
-            let index_json = Value::String(index_name.clone()).to_string();
+            // Through an alias, items name the index written.
+            let index_json = Value::String(index.name().to_string()).to_string();
             let shards_total = 1 + index.settings().number_of_replicas;
             let mut max_seq_no = None;
             for (position, outcome) in positions.into_iter().zip(outcomes) {

@@ -169,8 +169,8 @@ async fn write_one(
     .await
 }
 
-/// Elasticsearch's refusal of a write with `require_alias=true` to a name that is not an alias;
-/// Sluice has no aliases, so every such write is refused and creates nothing.
+/// Elasticsearch's refusal of a write with `require_alias=true` to a name that is not an alias,
+/// so that a typo never creates an index.
 pub(crate) fn require_alias_error(index: &str) -> EsError {
     EsError::new(
         StatusCode::NOT_FOUND,
@@ -194,8 +194,10 @@ pub(crate) fn check_pipeline(pipeline: Option<&str>) -> Result<(), EsError> {
     }
 }
 
-fn check_require_alias(request: &Request, index: &str) -> Result<(), EsError> {
-    if bool_param(request, "require_alias")?.unwrap_or(false) {
+fn check_require_alias(api: &EsApi, request: &Request, index: &str) -> Result<(), EsError> {
+    if bool_param(request, "require_alias")?.unwrap_or(false)
+        && !api.node.indices().catalog().alias_exists(index)
+    {
         return Err(require_alias_error(index));
     }
     Ok(())
@@ -209,7 +211,7 @@ pub(super) async fn index(
     create: bool,
 ) -> EsResult {
     let condition = request_condition(request, create)?;
-    check_require_alias(request, index)?;
+    check_require_alias(api, request, index)?;
     check_pipeline(request.param("pipeline"))?;
     if request.body.is_empty() {
         return Err(EsError::bad_request(
@@ -230,7 +232,7 @@ pub(super) async fn index(
 
 pub(super) async fn delete(api: &EsApi, request: &Request, index: &str, id: &str) -> EsResult {
     let condition = request_condition(request, false)?;
-    let index = api.node.indices().get(index)?;
+    let index = api.node.indices().write_index(index)?;
     write_one(
         api,
         request,
@@ -260,7 +262,7 @@ pub(super) async fn update(api: &EsApi, request: &Request, index: &str, id: &str
     let body = parse_json_body(&request.body, "x_content_parse_exception")?;
     let update = parse_update(id, &body, condition)?;
     let fetch_source = update_fetch_source(body.get("_source"), request)?;
-    check_require_alias(request, index)?;
+    check_require_alias(api, request, index)?;
     let index = api.node.indices().get_or_create(index)?;
     write_one(
         api,
@@ -613,7 +615,7 @@ pub(super) async fn get(
             "No version type match [{name}]"
         )));
     }
-    let index = api.node.indices().get(index_name)?;
+    let index = api.node.indices().single_index(index_name)?;
     let pretty = is_pretty(request);
     let id = id.to_string();
     blocking(move || {
@@ -789,7 +791,10 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
         let mut refreshed: Vec<String> = Vec::new();
         for (index_name, id, filter) in wanted {
             let index_name = index_name.unwrap_or_default();
-            let found = indices.get(&index_name).and_then(|index| {
+            let index = indices.single_index(&index_name);
+            // Through an alias, a document names the index that holds it.
+            let index_name = index.as_ref().map_or(index_name, |i| i.name().to_string());
+            let found = index.and_then(|index| {
                 // `refresh` refreshes each index once, before its first document is read.
                 let refresh_now = refresh && !refreshed.contains(&index_name);
                 if refresh_now {

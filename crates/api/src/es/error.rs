@@ -64,6 +64,12 @@ impl EsError {
         EsError::bad_request("parsing_exception", reason)
     }
 
+    /// The same error with another reason.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> EsError {
+        self.reason = reason.into();
+        self
+    }
+
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> EsError {
         self.extra.insert(key.to_string(), value.into());
         self
@@ -150,6 +156,34 @@ impl From<SearchError> for EsError {
                     .with("resource.type", "index_or_alias")
                     .with("resource.id", index.clone()),
                 index,
+            ),
+            SearchError::InvalidAliasName { .. } => {
+                EsError::bad_request("invalid_alias_name_exception", reason)
+            }
+            SearchError::AliasesNotFound { aliases } => {
+                EsError::new(StatusCode::NOT_FOUND, "aliases_not_found_exception", reason)
+                    .with("resource.type", "aliases")
+                    .with("resource.id", aliases.join(","))
+            }
+            SearchError::InvalidIndexTemplate { .. } => {
+                EsError::bad_request("invalid_index_template_exception", reason)
+            }
+            SearchError::IndexTemplateMissing { .. } => EsError::new(
+                StatusCode::NOT_FOUND,
+                "index_template_missing_exception",
+                reason,
+            ),
+            SearchError::ResourceNotFound { .. } => EsError::new(
+                StatusCode::NOT_FOUND,
+                "resource_not_found_exception",
+                reason,
+            ),
+            // Elasticsearch answers its metadata checks' IllegalStateException with 500; the
+            // request, not the node, is at fault, so it is not logged as an engine failure.
+            SearchError::IllegalState { .. } => EsError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "illegal_state_exception",
+                reason,
             ),
             SearchError::IndexAlreadyExists { index, uuid } => {
                 EsError::bad_request("resource_already_exists_exception", reason)

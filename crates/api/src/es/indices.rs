@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
-use sluice_search::{Index, IndexSettings, Mappings};
+use sluice_search::{CreateIndex, Index, IndexSettings, Mappings};
 
 use super::{
-    COMPATIBLE_VERSION, EsApi, EsError, EsResult, IndicesOptions, blocking, ok, parse_json_body,
-    wildcard_match,
+    COMPATIBLE_VERSION, EsApi, EsError, EsResult, blocking, ok, parse_json_body, wildcard_match,
 };
 use crate::http::{Request, Response};
 
@@ -586,25 +585,24 @@ pub(super) async fn create_index(api: &EsApi, request: &Request, name: &str) -> 
     let Value::Object(body) = body else {
         return Err(EsError::parse("request body must be an object"));
     };
-    let mut settings = IndexSettings::default();
-    let mut mappings = Mappings::default();
+    let mut create = CreateIndex::default();
     for (key, value) in &body {
         match key.as_str() {
-            "settings" => settings = IndexSettings::from_json(value)?,
+            // Read now for a clear error, and again under the templates by the catalog.
+            "settings" => {
+                IndexSettings::from_json(value)?;
+                create.settings = Some(value.clone());
+            }
             "mappings" => {
                 if is_typed_mapping(value) {
                     return Err(EsError::illegal_argument(
                         "The mapping definition cannot be nested under a type [_doc] unless include_type_name is set to true.",
                     ));
                 }
-                mappings = Mappings::from_json(value).map_err(EsError::mapping_definition)?;
+                Mappings::from_json(value).map_err(EsError::mapping_definition)?;
+                create.mappings = Some(value.clone());
             }
-            "aliases" if value.as_object().is_some_and(Map::is_empty) => {}
-            "aliases" => {
-                return Err(EsError::illegal_argument(
-                    "aliases are not supported by Sluice yet",
-                ));
-            }
+            "aliases" => create.aliases = super::templates::parse_aliases(value)?,
             other => {
                 return Err(EsError::parse(format!(
                     "unknown key [{other}] for create index"
@@ -616,7 +614,7 @@ pub(super) async fn create_index(api: &EsApi, request: &Request, name: &str) -> 
     let name = name.to_string();
     let creating = name.clone();
     blocking(move || {
-        indices.create(&creating, settings, mappings)?;
+        indices.create(&creating, create)?;
         Ok(())
     })
     .await?;
@@ -633,7 +631,13 @@ pub(super) async fn delete_index(api: &EsApi, target: &str) -> EsResult {
         ));
     }
     let names: Vec<String> = target.split(',').map(str::to_string).collect();
+    let catalog = api.node.indices().catalog();
     for name in &names {
+        if !api.node.indices().exists(name) && catalog.alias_exists(name) {
+            return Err(EsError::illegal_argument(format!(
+                "The provided expression [{name}] matches an alias, specify the corresponding concrete indices instead."
+            )));
+        }
         api.node.indices().get(name)?;
     }
     let indices = api.node.indices().clone();
@@ -672,10 +676,15 @@ fn index_settings_json(index: &Index) -> Value {
 
 pub(super) fn get_index(api: &EsApi, target: &str) -> EsResult {
     let mut body = Map::new();
+    let catalog = api.node.indices().catalog();
     for index in api.resolve(Some(target))? {
+        let aliases = catalog
+            .aliases_of(index.name())
+            .map(sluice_search::templates::aliases_json)
+            .unwrap_or_else(|| json!({}));
         body.insert(
             index.name().to_string(),
-            json!({"aliases": {}, "mappings": index.mappings().to_json(), "settings": index_settings_json(&index)}),
+            json!({"aliases": aliases, "mappings": index.mappings().to_json(), "settings": index_settings_json(&index)}),
         );
     }
     Ok(super::json_response(
@@ -694,7 +703,7 @@ fn is_typed_mapping(mapping: &Value) -> bool {
 
 pub(super) fn get_mapping(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
     let mut body = Map::new();
-    for index in api.resolve_with(target, IndicesOptions::from_request(request)?)? {
+    for index in api.resolve_with(target, super::request_options(request)?)? {
         body.insert(
             index.name().to_string(),
             json!({"mappings": index.mappings().to_json()}),
@@ -716,7 +725,7 @@ pub(super) async fn put_mapping(api: &EsApi, request: &Request, target: &str) ->
     }
     let update = Mappings::from_json(&body).map_err(EsError::mapping_definition)?;
     let indices: Vec<Arc<Index>> =
-        api.resolve_with(Some(target), IndicesOptions::from_request(request)?)?;
+        api.resolve_with(Some(target), super::request_options(request)?)?;
     blocking(move || {
         for index in indices {
             index.put_mapping(&update)?;
@@ -729,7 +738,7 @@ pub(super) async fn put_mapping(api: &EsApi, request: &Request, target: &str) ->
 
 pub(super) fn get_settings(api: &EsApi, request: &Request, target: &str) -> EsResult {
     let mut body = Map::new();
-    for index in api.resolve_with(Some(target), IndicesOptions::from_request(request)?)? {
+    for index in api.resolve_with(Some(target), super::request_options(request)?)? {
         body.insert(
             index.name().to_string(),
             json!({"settings": index_settings_json(&index)}),
@@ -757,7 +766,7 @@ pub(super) async fn put_settings(api: &EsApi, request: &Request, target: &str) -
 }
 
 pub(super) async fn refresh(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
-    let indices = api.resolve_with(target, IndicesOptions::from_request(request)?)?;
+    let indices = api.resolve_with(target, super::request_options(request)?)?;
     let total: u64 = indices
         .iter()
         .map(|i| 1 + i.settings().number_of_replicas)

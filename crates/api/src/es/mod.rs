@@ -1,15 +1,19 @@
 //! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
 //! bounds that turn overload into 429 instead of unbounded queues.
 
+mod aliases;
 mod analyze;
 mod bulk;
 mod documents;
 pub mod error;
+mod fields;
 mod filter_path;
 mod indices;
 mod query_dsl;
 pub mod routes;
 mod search;
+mod targets;
+mod templates;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use sluice_node::Node;
-use sluice_search::Index;
+use sluice_search::{Index, IndicesOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
@@ -74,6 +78,67 @@ impl EsApi {
             }
             ["_cat", "indices"] if get => indices::cat_indices(self, request, None),
             ["_cat", "indices", target] if get => indices::cat_indices(self, request, Some(target)),
+            ["_aliases"] if post => aliases::update_aliases(self, request).await,
+            ["_alias"] | ["_aliases"] if get || head => {
+                aliases::get_aliases(self, request, None, None, head)
+            }
+            ["_alias", names] if get || head => {
+                aliases::get_aliases(self, request, None, Some(names), head)
+            }
+            [target, "_alias"] | [target, "_aliases"] if get || head => {
+                aliases::get_aliases(self, request, Some(target), None, head)
+            }
+            [target, "_alias", names] | [target, "_aliases", names] if get || head => {
+                aliases::get_aliases(self, request, Some(target), Some(names), head)
+            }
+            [target, "_alias", name] | [target, "_aliases", name] if put || post => {
+                aliases::put_alias(self, request, target, name).await
+            }
+            [target, "_alias", names] | [target, "_aliases", names] if delete => {
+                aliases::delete_alias(self, request, target, names).await
+            }
+            ["_index_template"] if get || head => {
+                templates::get_index_templates(self, request, None, head)
+            }
+            ["_index_template", names] if get || head => {
+                templates::get_index_templates(self, request, Some(names), head)
+            }
+            ["_index_template", name] if put || post => {
+                templates::put_index_template(self, request, name).await
+            }
+            ["_index_template", names] if delete => {
+                templates::delete_templates(self, request, names, false).await
+            }
+            ["_template"] if get || head => {
+                templates::get_legacy_templates(self, request, None, head)
+            }
+            ["_template", names] if get || head => {
+                templates::get_legacy_templates(self, request, Some(names), head)
+            }
+            ["_template", name] if put || post => {
+                templates::put_legacy_template(self, request, name).await
+            }
+            ["_template", names] if delete => {
+                templates::delete_templates(self, request, names, true).await
+            }
+            ["_component_template", ..] => templates::component_templates(request),
+            ["_msearch"] if get || post => search::msearch(self, request, None).await,
+            [target, "_msearch"] if get || post => {
+                search::msearch(self, request, Some(target)).await
+            }
+            ["_field_caps"] if get || post => fields::field_caps(self, request, None),
+            [target, "_field_caps"] if get || post => {
+                fields::field_caps(self, request, Some(target))
+            }
+            ["_mapping", "field", fields] if get => {
+                fields::get_field_mapping(self, request, None, fields)
+            }
+            [target, "_mapping", "field", fields] if get => {
+                fields::get_field_mapping(self, request, Some(target), fields)
+            }
+            ["_resolve", "index", expression] if get || post => {
+                fields::resolve_index(self, request, expression)
+            }
             ["_search"] if get || post => search::search(self, request, None).await,
             [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
             ["_analyze"] if get || post => analyze::analyze(self, request, None),
@@ -146,103 +211,38 @@ impl EsApi {
         Ok(filtered)
     }
 
-    /// Resolves an index expression (`a`, `a,b`, `logs-*`, `_all`) to indices. Names without a
-    /// wildcard must exist; wildcards may match nothing.
+    /// Resolves an index expression (`a`, `a,b`, an alias, `logs-*`, `_all`) to indices, as
+    /// administrative reads do: names must exist, wildcards may match nothing, alias filters do
+    /// not apply.
     fn resolve(&self, target: Option<&str>) -> Result<Vec<Arc<Index>>, EsError> {
-        self.resolve_with(target, IndicesOptions::default())
+        self.resolve_with(target, IndicesOptions::LENIENT_EXPAND_OPEN)
     }
 
-    /// Resolves an index expression under the request's `ignore_unavailable` (missing names are
-    /// skipped) and `allow_no_indices` (an expression that matches nothing is a 404 when false).
+    /// Resolves an index expression under `options` (see `targets.rs` for the request's own).
     fn resolve_with(
         &self,
         target: Option<&str>,
         options: IndicesOptions,
     ) -> Result<Vec<Arc<Index>>, EsError> {
-        let indices = self.node.indices();
-        let target = target.unwrap_or("_all");
-        let mut resolved: Vec<Arc<Index>> = Vec::new();
-        for part in target.split(',').filter(|p| !p.is_empty()) {
-            if part == "_all" || part.contains('*') {
-                let pattern = if part == "_all" { "*" } else { part };
-                for index in indices.list() {
-                    let hidden = index.name().starts_with('.') && !pattern.starts_with('.');
-                    if !hidden
-                        && wildcard_match(pattern, index.name())
-                        && !resolved.iter().any(|i| i.name() == index.name())
-                    {
-                        resolved.push(index);
-                    }
-                }
-            } else {
-                let index = match indices.get(part) {
-                    Ok(index) => index,
-                    Err(_) if options.ignore_unavailable => continue,
-                    Err(error) => return Err(error.into()),
-                };
-                if !resolved.iter().any(|i| i.name() == index.name()) {
-                    resolved.push(index);
-                }
-            }
-        }
-        if resolved.is_empty() && !options.allow_no_indices {
-            return Err(sluice_search::SearchError::IndexNotFound {
-                index: target.to_string(),
-            }
-            .into());
-        }
-        Ok(resolved)
+        Ok(self
+            .node
+            .indices()
+            .resolve(target, options)?
+            .into_iter()
+            .map(|resolved| resolved.index)
+            .collect())
     }
 }
 
-/// `ignore_unavailable` and `allow_no_indices`, with Elasticsearch's defaults.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IndicesOptions {
-    pub ignore_unavailable: bool,
-    pub allow_no_indices: bool,
-}
-
-impl Default for IndicesOptions {
-    fn default() -> Self {
-        IndicesOptions {
-            ignore_unavailable: false,
-            allow_no_indices: true,
-        }
-    }
-}
-
-impl IndicesOptions {
-    pub fn from_request(request: &Request) -> Result<IndicesOptions, EsError> {
-        let defaults = IndicesOptions::default();
-        Ok(IndicesOptions {
-            ignore_unavailable: bool_param(request, "ignore_unavailable")?
-                .unwrap_or(defaults.ignore_unavailable),
-            allow_no_indices: bool_param(request, "allow_no_indices")?
-                .unwrap_or(defaults.allow_no_indices),
-        })
-    }
+/// The request's `ignore_unavailable`, `allow_no_indices` and `expand_wildcards` over the
+/// defaults of reads (missing names fail, patterns may match nothing).
+pub(crate) fn request_options(request: &Request) -> Result<IndicesOptions, EsError> {
+    targets::indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)
 }
 
 /// `*` matches any run of characters.
 pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return true;
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    for (i, part) in parts.iter().enumerate() {
-        if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(position) => rest = &rest[position + part.len()..],
-            None => return false,
-        }
-    }
-    rest.is_empty()
+    sluice_search::pattern::simple_match(pattern, text)
 }
 
 impl Handler for EsApi {

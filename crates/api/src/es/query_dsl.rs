@@ -1363,16 +1363,7 @@ impl Parser {
         } else {
             query_string::parse(&text, &options)
         }
-        .map_err(|error| {
-            EsError::bad_request(
-                "query_shard_exception",
-                format!("Failed to parse query [{text}]"),
-            )
-            .with(
-                "caused_by",
-                serde_json::json!({"type": "parse_exception", "reason": error.to_string()}),
-            )
-        })?;
+        .map_err(|error| query_string_error(&text, error))?;
         let query = match boost(&o.boost)? {
             b if (b - 1.0).abs() < f32::EPSILON => parsed,
             b => Query::Bool(Box::new(Bool {
@@ -1383,6 +1374,54 @@ impl Parser {
         };
         Ok(named(query, o.name))
     }
+}
+
+/// A query string that does not parse, as Elasticsearch reports it.
+fn query_string_error(text: &str, error: query_string::QueryStringError) -> EsError {
+    EsError::bad_request(
+        "query_shard_exception",
+        format!("Failed to parse query [{text}]"),
+    )
+    .with(
+        "caused_by",
+        serde_json::json!({"type": "parse_exception", "reason": error.to_string()}),
+    )
+}
+
+/// The URL's `q=` (Lucene syntax) with `df`, `default_operator`, `analyzer`,
+/// `analyze_wildcard` and `lenient`, read as a `query_string` query; `None` without `q`.
+pub(crate) fn url_query(param: impl Fn(&str) -> Option<String>) -> Result<Option<Query>, EsError> {
+    let Some(text) = param("q") else {
+        return Ok(None);
+    };
+    let flag = |name: &str| -> Result<Option<bool>, EsError> {
+        match param(name).as_deref() {
+            None => Ok(None),
+            Some("" | "true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(EsError::illegal_argument(format!(
+                "Failed to parse value [{other}] as only [true] or [false] are allowed."
+            ))),
+        }
+    };
+    let mut fields = Vec::new();
+    if let Some(df) = param("df") {
+        fields.push(
+            FieldPattern::parse(&df)
+                .ok_or_else(|| EsError::illegal_argument(format!("invalid field [{df}]")))?,
+        );
+    }
+    let options = QueryStringOptions {
+        fields,
+        default_operator: operator(&param("default_operator"))?,
+        analyzer: analyzer(&param("analyzer"))?,
+        analyze_wildcard: flag("analyze_wildcard")?.unwrap_or(false),
+        lenient: flag("lenient")?.unwrap_or(false),
+        ..QueryStringOptions::default()
+    };
+    query_string::parse(&text, &options)
+        .map(Some)
+        .map_err(|error| query_string_error(&text, error))
 }
 
 #[derive(Deserialize)]

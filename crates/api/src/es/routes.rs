@@ -102,6 +102,7 @@ const SEARCH: &[&str] = &[
     "df",
     "analyzer",
     "default_operator",
+    "analyze_wildcard",
     "lenient",
     "timeout",
     "allow_no_indices",
@@ -187,6 +188,56 @@ const HEALTH: &[&str] = &[
     "expand_wildcards",
 ];
 
+const ALIASES: &[&str] = &[
+    "timeout",
+    "master_timeout",
+    "local",
+    "ignore_unavailable",
+    "allow_no_indices",
+    "expand_wildcards",
+];
+const TEMPLATES: &[&str] = &[
+    "create",
+    "cause",
+    "master_timeout",
+    "timeout",
+    "order",
+    "flat_settings",
+    "local",
+    "include_defaults",
+];
+const MSEARCH: &[&str] = &[
+    "max_concurrent_searches",
+    "max_concurrent_shard_requests",
+    "pre_filter_shard_size",
+    "typed_keys",
+    "rest_total_hits_as_int",
+    "ccs_minimize_roundtrips",
+    "search_type",
+    "allow_no_indices",
+    "expand_wildcards",
+    "ignore_throttled",
+    "ignore_unavailable",
+    "include_named_queries_score",
+    "routing",
+];
+const FIELD_CAPS: &[&str] = &[
+    "fields",
+    "ignore_unavailable",
+    "allow_no_indices",
+    "expand_wildcards",
+    "include_unmapped",
+    "filters",
+    "types",
+    "include_empty_fields",
+];
+const RESOLVE: &[&str] = &[
+    "expand_wildcards",
+    "ignore_unavailable",
+    "allow_no_indices",
+    "mode",
+];
+
 /// One segment of a route's path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Segment {
@@ -248,6 +299,7 @@ const JSON_PUT_POST: &[(&str, Body)] = &[("PUT", Body::Json), ("POST", Body::Jso
 const JSON_POST: &[(&str, Body)] = &[("POST", Body::Json)];
 const JSON_PUT: &[(&str, Body)] = &[("PUT", Body::Json)];
 const NDJSON: &[(&str, Body)] = &[("POST", Body::Ndjson), ("PUT", Body::Ndjson)];
+const MSEARCH_BODY: &[(&str, Body)] = &[("GET", Body::Ndjson), ("POST", Body::Ndjson)];
 
 /// Every route of the API, tried in order: the first whose path matches is the request's.
 pub const ROUTES: &[Route] = &[
@@ -275,6 +327,121 @@ pub const ROUTES: &[Route] = &[
         &["GET"],
         CAT,
         NO_BODY,
+    ),
+    route(
+        &[Literal("_aliases")],
+        &["GET", "HEAD", "POST"],
+        ALIASES,
+        JSON_POST,
+    ),
+    route(&[Literal("_alias")], &["GET", "HEAD"], ALIASES, NO_BODY),
+    route(
+        &[Literal("_alias"), Any],
+        &["GET", "HEAD"],
+        ALIASES,
+        NO_BODY,
+    ),
+    route(
+        &[Any, Literal("_alias")],
+        &["GET", "HEAD"],
+        ALIASES,
+        NO_BODY,
+    ),
+    route(
+        &[Any, Literal("_aliases")],
+        &["GET", "HEAD"],
+        ALIASES,
+        NO_BODY,
+    ),
+    route(
+        &[Any, Literal("_alias"), Any],
+        &["GET", "HEAD", "PUT", "POST", "DELETE"],
+        ALIASES,
+        JSON_PUT_POST,
+    ),
+    route(
+        &[Any, Literal("_aliases"), Any],
+        &["GET", "HEAD", "PUT", "POST", "DELETE"],
+        ALIASES,
+        JSON_PUT_POST,
+    ),
+    route(
+        &[Literal("_index_template")],
+        &["GET", "HEAD"],
+        TEMPLATES,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_index_template"), Any],
+        &["GET", "HEAD", "PUT", "POST", "DELETE"],
+        TEMPLATES,
+        JSON_PUT_POST,
+    ),
+    route(
+        &[Literal("_template")],
+        &["GET", "HEAD"],
+        TEMPLATES,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_template"), Any],
+        &["GET", "HEAD", "PUT", "POST", "DELETE"],
+        TEMPLATES,
+        JSON_PUT_POST,
+    ),
+    route(
+        &[Literal("_component_template")],
+        &["GET", "HEAD"],
+        TEMPLATES,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_component_template"), Any],
+        &["GET", "HEAD", "PUT", "POST", "DELETE"],
+        TEMPLATES,
+        JSON_PUT_POST,
+    ),
+    route(
+        &[Literal("_msearch")],
+        &["GET", "POST"],
+        MSEARCH,
+        MSEARCH_BODY,
+    ),
+    route(
+        &[Any, Literal("_msearch")],
+        &["GET", "POST"],
+        MSEARCH,
+        MSEARCH_BODY,
+    ),
+    route(
+        &[Literal("_field_caps")],
+        &["GET", "POST"],
+        FIELD_CAPS,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Any, Literal("_field_caps")],
+        &["GET", "POST"],
+        FIELD_CAPS,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Literal("_mapping"), Literal("field"), Any],
+        &["GET"],
+        INDICES,
+        NO_BODY,
+    ),
+    route(
+        &[Any, Literal("_mapping"), Literal("field"), Any],
+        &["GET"],
+        INDICES,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_resolve"), Literal("index"), Any],
+        &["GET", "POST"],
+        RESOLVE,
+        JSON_GET_POST,
     ),
     route(
         &[Literal("_search")],

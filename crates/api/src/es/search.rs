@@ -1,5 +1,6 @@
-//! `_search` and `_count`: the request body (`query`, `from`, `size`, `_source`, …) read into
-//! Sluice's query tree, run on each target index, and the hits merged by score.
+//! `_search`, `_count` and `_msearch`: the request body (`query`, `from`, `size`, `_source`, …)
+//! read into Sluice's query tree, run on each target index (under its alias filters, see
+//! `targets.rs`), and the hits merged by score.
 
 use std::time::Instant;
 
@@ -7,10 +8,12 @@ use serde_json::{Value, json};
 use sluice_search::Query;
 
 use super::documents::SourceFilter;
+use super::targets::{Target, indices_options, options_from, resolve_targets};
 use super::{
-    EsApi, EsError, EsResult, IndicesOptions, blocking, bool_param, int_param, ok, parse_json_body,
+    EsApi, EsError, EsResult, RawSources, blocking, bool_param, int_param, ok, parse_json_body,
 };
 use crate::http::Request;
+use sluice_search::IndicesOptions;
 
 /// Hits counted exactly before `total.relation` becomes `gte` (Elasticsearch's default).
 pub const TRACK_TOTAL_HITS_DEFAULT: u64 = 10_000;
@@ -121,13 +124,9 @@ fn check_terminate_after(request: &Request) -> Result<(), EsError> {
     Ok(())
 }
 
-fn refuse_query_string(request: &Request) -> Result<(), EsError> {
-    if request.param("q").is_some() {
-        return Err(EsError::illegal_argument(
-            "[q] query strings are not supported by Sluice yet; send a query body",
-        ));
-    }
-    Ok(())
+/// The URL's `q=` query, which replaces the body's `query` as in Elasticsearch.
+fn url_query(request: &Request) -> Result<Option<Query>, EsError> {
+    super::query_dsl::url_query(|name| request.param(name).map(str::to_string))
 }
 
 fn from_value(value: i64) -> Result<usize, EsError> {
@@ -153,6 +152,19 @@ fn integer(value: &Value, what: &str) -> Result<i64, EsError> {
 }
 
 fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
+    let total_as_int = bool_param(request, "rest_total_hits_as_int")?.unwrap_or(false);
+    let mut search = parse_search_body(&request.body, total_as_int)?;
+    apply_search_params(request, &mut search)?;
+    check_total_as_int(&search)?;
+    check_terminate_after(request)?;
+    if let Some(query) = url_query(request)? {
+        search.query = query;
+    }
+    Ok(search)
+}
+
+/// A search body (of `_search`, or one search of `_msearch`).
+fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, EsError> {
     let mut search = SearchRequest {
         query: Query::match_all(),
         from: 0,
@@ -162,10 +174,10 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
         track_total_hits: None,
         version: false,
         seq_no_primary_term: false,
-        total_as_int: bool_param(request, "rest_total_hits_as_int")?.unwrap_or(false),
+        total_as_int,
     };
-    if !request.body.is_empty() {
-        let body = parse_json_body(&request.body, "parsing_exception")?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let body = parse_json_body(body, "parsing_exception")?;
         let Value::Object(body) = body else {
             return Err(EsError::parse("request body must be an object"));
         };
@@ -206,8 +218,12 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
             }
         }
     }
-    // URL parameters are applied after the body and win over it, as in Elasticsearch; `-1`
-    // means "not set" for `from` and `size`.
+    Ok(search)
+}
+
+/// The URL parameters of `_search`, applied after the body: they win over it, as in
+/// Elasticsearch; `-1` means "not set" for `from` and `size`.
+fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<(), EsError> {
     if let Some(from) = int_param(request, "from")?.filter(|n| *n != -1) {
         search.from = from_value(from)?;
     }
@@ -238,6 +254,11 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
             search.track_total_hits = Some(TrackTotalHits::from_number(number)?);
         }
     }
+    Ok(())
+}
+
+/// `rest_total_hits_as_int` needs an exact total.
+fn check_total_as_int(search: &SearchRequest) -> Result<(), EsError> {
     if search.total_as_int
         && let Some(TrackTotalHits::UpTo(limit)) = search.track_total_hits
     {
@@ -245,84 +266,244 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
             "[rest_total_hits_as_int] cannot be used if the tracking of total hits is not accurate, got {limit}"
         )));
     }
-    check_terminate_after(request)?;
-    refuse_query_string(request)?;
-    Ok(search)
+    Ok(())
 }
 
 pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
     let started = Instant::now();
     let search = parse_search(request)?;
-    let indices = api.resolve_with(target, IndicesOptions::from_request(request)?)?;
+    let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
+    let targets = resolve_targets(api, target, options)?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let pretty = super::is_pretty(request);
     blocking(move || {
-        let mut raw = super::RawSources::default();
-        let window = search.from + search.size;
-        let mut total = 0u64;
-        let mut hits = Vec::new();
-        for index in &indices {
-            let found = index.search(&search.query, 0, window)?;
-            total += found.total;
-            hits.extend(
-                found
-                    .hits
-                    .into_iter()
-                    .map(|hit| (index.name().to_string(), hit)),
-            );
-        }
-        // Merge the indices' hits by score; ties keep index order, then document order.
-        hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
-        let max_score = hits.first().map(|(_, h)| h.score);
-        let source_filter = search.source_filter();
-        let page: Vec<Value> = hits
-            .into_iter()
-            .skip(search.from)
-            .take(search.size)
-            .map(|(index, hit)| {
-                let mut json = json!({"_index": index, "_id": hit.id, "_score": hit.score});
-                if search.version {
-                    json["_version"] = json!(hit.version);
-                }
-                if search.seq_no_primary_term {
-                    json["_seq_no"] = json!(hit.seq_no);
-                    json["_primary_term"] = json!(1);
-                }
-                if let (Some(filter), Some(stored)) = (&source_filter, &hit.source)
-                    && let Some(source) = filter.render(stored, &mut raw)
-                {
-                    json["_source"] = source;
-                }
-                if !hit.matched_queries.is_empty() {
-                    json["matched_queries"] = json!(hit.matched_queries);
-                }
-                json
-            })
-            .collect();
-        let tracking = search.track_total_hits.unwrap_or(if search.total_as_int {
-            TrackTotalHits::Accurate
-        } else {
-            TrackTotalHits::UpTo(TRACK_TOTAL_HITS_DEFAULT)
-        });
-        let total_json = match tracking {
-            TrackTotalHits::Disabled if search.total_as_int => Some(json!(-1)),
-            TrackTotalHits::Disabled => None,
-            _ if search.total_as_int => Some(json!(total)),
-            TrackTotalHits::UpTo(limit) if total > limit => {
-                Some(json!({"value": limit, "relation": "gte"}))
+        let mut raw = RawSources::default();
+        let body = run_search(&targets, &search, started, &mut raw)?;
+        Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
+    })
+    .await
+}
+
+/// Runs one search on its targets; the sources of the hits go through `raw`.
+fn run_search(
+    targets: &[Target],
+    search: &SearchRequest,
+    started: Instant,
+    raw: &mut RawSources,
+) -> Result<Value, EsError> {
+    let window = search.from + search.size;
+    let mut total = 0u64;
+    let mut hits = Vec::new();
+    for target in targets {
+        let found = target
+            .index
+            .search(&target.scope(&search.query), 0, window)?;
+        total += found.total;
+        hits.extend(
+            found
+                .hits
+                .into_iter()
+                .map(|hit| (target.index.name().to_string(), hit)),
+        );
+    }
+    // Merge the indices' hits by score; ties keep index order, then document order.
+    hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
+    let max_score = hits.first().map(|(_, h)| h.score);
+    let source_filter = search.source_filter();
+    let page: Vec<Value> = hits
+        .into_iter()
+        .skip(search.from)
+        .take(search.size)
+        .map(|(index, hit)| {
+            let mut json = json!({"_index": index, "_id": hit.id, "_score": hit.score});
+            if search.version {
+                json["_version"] = json!(hit.version);
             }
-            _ => Some(json!({"value": total, "relation": "eq"})),
+            if search.seq_no_primary_term {
+                json["_seq_no"] = json!(hit.seq_no);
+                json["_primary_term"] = json!(1);
+            }
+            if let (Some(filter), Some(stored)) = (&source_filter, &hit.source)
+                && let Some(source) = filter.render(stored, raw)
+            {
+                json["_source"] = source;
+            }
+            if !hit.matched_queries.is_empty() {
+                json["matched_queries"] = json!(hit.matched_queries);
+            }
+            json
+        })
+        .collect();
+    let tracking = search.track_total_hits.unwrap_or(if search.total_as_int {
+        TrackTotalHits::Accurate
+    } else {
+        TrackTotalHits::UpTo(TRACK_TOTAL_HITS_DEFAULT)
+    });
+    let total_json = match tracking {
+        TrackTotalHits::Disabled if search.total_as_int => Some(json!(-1)),
+        TrackTotalHits::Disabled => None,
+        _ if search.total_as_int => Some(json!(total)),
+        TrackTotalHits::UpTo(limit) if total > limit => {
+            Some(json!({"value": limit, "relation": "gte"}))
+        }
+        _ => Some(json!({"value": total, "relation": "eq"})),
+    };
+    let hits_json = match total_json {
+        Some(total) => json!({"total": total, "max_score": max_score, "hits": page}),
+        None => json!({"max_score": max_score, "hits": page}),
+    };
+    let shards = targets.len();
+    Ok(json!({
+        "took": started.elapsed().as_millis() as u64,
+        "timed_out": false,
+        "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
+        "hits": hits_json,
+    }))
+}
+
+/// Searches one `_msearch` request may hold; beyond it, the request is refused.
+pub const MSEARCH_SEARCHES_MAX: usize = 1000;
+
+/// One search of `_msearch`: its targets and options from its header line, its body, or the
+/// error that fails this search alone.
+struct MultiSearchItem {
+    expression: Option<String>,
+    options: IndicesOptions,
+    search: SearchRequest,
+}
+
+/// Keys an `_msearch` header line may hold; the others are refused, as Elasticsearch does.
+const MSEARCH_HEADER_KEYS: &[&str] = &[
+    "index",
+    "indices",
+    "search_type",
+    "preference",
+    "routing",
+    "request_cache",
+    "ignore_unavailable",
+    "ignore_throttled",
+    "allow_no_indices",
+    "expand_wildcards",
+    "ccs_minimize_roundtrips",
+    "allow_partial_search_results",
+];
+
+/// Reads the NDJSON of `_msearch`: header and body lines in pairs. A malformed line fails the
+/// whole request (as in Elasticsearch, whose REST layer parses every body first).
+fn parse_msearch(
+    body: &[u8],
+    default_expression: Option<&str>,
+    defaults: IndicesOptions,
+    total_as_int: bool,
+) -> Result<Vec<MultiSearchItem>, EsError> {
+    // Blank lines carry nothing (a leading newline, the final one), as in `_bulk`.
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let mut items = Vec::new();
+    for (position, pair) in lines.chunks(2).enumerate() {
+        if items.len() >= MSEARCH_SEARCHES_MAX {
+            return Err(EsError::illegal_argument(format!(
+                "an _msearch request may hold at most [{MSEARCH_SEARCHES_MAX}] searches"
+            )));
+        }
+        // The header is read first, so a malformed one is named as such even when alone.
+        let (header, body) = match pair {
+            [header, body] => (parse_json_body(header, "parsing_exception")?, Some(*body)),
+            [header] => (parse_json_body(header, "parsing_exception")?, None),
+            _ => break,
         };
-        let hits_json = match total_json {
-            Some(total) => json!({"total": total, "max_score": max_score, "hits": page}),
-            None => json!({"max_score": max_score, "hits": page}),
+        let Some(body) = body else {
+            return Err(EsError::illegal_argument(format!(
+                "search [{position}] has a header line but no body line"
+            )));
         };
-        let shards = indices.len();
+        let Value::Object(header) = header else {
+            return Err(EsError::illegal_argument(format!(
+                "the header of search [{position}] must be an object"
+            )));
+        };
+        for key in header.keys() {
+            if !MSEARCH_HEADER_KEYS.contains(&key.as_str()) {
+                return Err(EsError::illegal_argument(format!(
+                    "key [{key}] is not supported in the metadata section"
+                )));
+            }
+        }
+        let text = |v: &Value| -> Option<String> {
+            match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                _ => None,
+            }
+        };
+        let fields: std::collections::HashMap<&str, String> = header
+            .iter()
+            .filter_map(|(k, v)| text(v).map(|t| (k.as_str(), t)))
+            .collect();
+        let options = options_from(|name| fields.get(name).map(String::as_str), defaults)?;
+        let expression = fields
+            .get("index")
+            .or_else(|| fields.get("indices"))
+            .cloned()
+            .or_else(|| default_expression.map(str::to_string));
+        let search = parse_search_body(body, total_as_int)?;
+        check_total_as_int(&search)?;
+        items.push(MultiSearchItem {
+            expression,
+            options,
+            search,
+        });
+    }
+    if items.is_empty() {
+        return Err(EsError::validation("no requests added"));
+    }
+    Ok(items)
+}
+
+/// `_msearch`: every search answers in `responses`, in order, each with its `status`; a search
+/// whose targets or execution fail carries its error there and the others still run.
+pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
+    let started = Instant::now();
+    let defaults = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
+    let total_as_int = bool_param(request, "rest_total_hits_as_int")?.unwrap_or(false);
+    let pretty = super::is_pretty(request);
+    let _slot = api.slot(&api.search_slots, "msearch")?;
+    let body = request.body.clone();
+    let target = target.map(str::to_string);
+    let node = api.node.clone();
+    blocking(move || {
+        // Parsing a large NDJSON body is CPU work: it runs here, off the async threads.
+        let items = parse_msearch(&body, target.as_deref(), defaults, total_as_int)?;
+        let mut raw = RawSources::default();
+        let mut responses = Vec::with_capacity(items.len());
+        for item in items {
+            let one_started = Instant::now();
+            let answer =
+                super::targets::resolve_with(&node, item.expression.as_deref(), item.options)
+                    .and_then(|targets| run_search(&targets, &item.search, one_started, &mut raw));
+            responses.push(match answer {
+                Ok(mut response) => {
+                    response["status"] = json!(200);
+                    response
+                }
+                Err(error) => {
+                    json!({"error": error.error_object(), "status": error.status.as_u16()})
+                }
+            });
+        }
         let body = json!({
             "took": started.elapsed().as_millis() as u64,
-            "timed_out": false,
-            "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
-            "hits": hits_json,
+            "responses": responses,
         });
         Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
     })
@@ -348,14 +529,17 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
         }
     }
     check_terminate_after(request)?;
-    refuse_query_string(request)?;
-    let indices = api.resolve_with(target, IndicesOptions::from_request(request)?)?;
+    if let Some(url) = url_query(request)? {
+        query = url;
+    }
+    let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
+    let targets = resolve_targets(api, target, options)?;
     let _slot = api.slot(&api.search_slots, "count")?;
-    let shards = indices.len();
+    let shards = targets.len();
     let count = blocking(move || {
         let mut count = 0;
-        for index in &indices {
-            count += index.count(&query)?;
+        for target in &targets {
+            count += target.index.count(&target.scope(&query))?;
         }
         Ok(count)
     })
@@ -364,4 +548,43 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
         request,
         json!({"count": count, "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0}}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msearch_lines_pair_up_and_bad_lines_fail_the_request() {
+        let defaults = IndicesOptions::LENIENT_EXPAND_OPEN;
+        let items = parse_msearch(
+            b"\n{\"index\":\"a\",\"ignore_unavailable\":true}\n{\"size\":1}\r\n{}\n{}\n",
+            Some("b"),
+            defaults,
+            false,
+        )
+        .unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].expression.as_deref(), Some("a"));
+        assert!(items[0].options.ignore_unavailable);
+        assert_eq!(items[0].search.size, 1);
+        assert_eq!(items[1].expression.as_deref(), Some("b"));
+        let reason = |body: &[u8]| match parse_msearch(body, None, defaults, false) {
+            Ok(_) => String::new(),
+            Err(error) => error.reason,
+        };
+        assert_eq!(
+            reason(b"{}\n"),
+            "search [0] has a header line but no body line"
+        );
+        assert_eq!(
+            reason(b"{\"bogus\":1}\n{}\n"),
+            "key [bogus] is not supported in the metadata section"
+        );
+        assert_eq!(
+            reason(b"{}\n{\"query\":{\"nope\":{}}}\n"),
+            "unknown query [nope]"
+        );
+        assert!(parse_msearch(b"", None, defaults, false).is_err());
+    }
 }
