@@ -779,7 +779,8 @@ fn combine_clauses(clauses: Vec<(Occur, Query)>, minimum: Option<MinimumShouldMa
 
 /// Parses `text` in `simple_query_string` syntax: `+` (and), `|` (or), `-` (not), `"phrases"`
 /// with `~slop`, `prefix*`, `fuzzy~N`, parentheses; whitespace is the default operator. Nothing
-/// is a syntax error.
+/// is a syntax error; only nesting deeper than `QUERY_DEPTH_MAX` or more than
+/// `QUERY_CLAUSES_MAX` clauses fail.
 pub fn parse_simple(text: &str, options: &QueryStringOptions) -> Result<Query, QueryStringError> {
     if text.len() > QUERY_STRING_BYTES_MAX {
         return Err(QueryStringError {
@@ -793,8 +794,17 @@ pub fn parse_simple(text: &str, options: &QueryStringOptions) -> Result<Query, Q
         position: 0,
         options,
         clauses: 0,
+        limit: None,
     };
     let query = parser.sequence(0);
+    if let Some(message) = parser.limit {
+        // The one thing that fails a simple query string: a limit, never its syntax.
+        return Err(QueryStringError {
+            query: text.to_string(),
+            position: parser.position,
+            message,
+        });
+    }
     let query = match &options.minimum_should_match {
         Some(msm) => match query {
             Query::Bool(mut bool_query) if bool_query.must.is_empty() => {
@@ -813,6 +823,8 @@ struct SimpleParser<'a> {
     position: usize,
     options: &'a QueryStringOptions,
     clauses: usize,
+    /// The limit the text went past (depth or clauses), which ends parsing and fails it.
+    limit: Option<String>,
 }
 
 impl SimpleParser<'_> {
@@ -862,6 +874,10 @@ impl SimpleParser<'_> {
             };
             self.clauses += 1;
             if self.clauses > QUERY_CLAUSES_MAX {
+                self.limit = Some(format!(
+                    "too many clauses; maxClauseCount is set to {QUERY_CLAUSES_MAX}"
+                ));
+                self.position = self.chars.len();
                 break;
             }
             if negated {
@@ -886,7 +902,9 @@ impl SimpleParser<'_> {
             '(' => {
                 self.position += 1;
                 if depth >= QUERY_DEPTH_MAX {
-                    // Too deep: the rest is skipped, as a syntax error would be.
+                    self.limit = Some(format!(
+                        "parentheses nest deeper than {QUERY_DEPTH_MAX}"
+                    ));
                     self.position = self.chars.len();
                     return None;
                 }

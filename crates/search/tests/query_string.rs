@@ -10,7 +10,9 @@ use std::sync::Arc;
 use check::{check, check_with};
 use proptest::prelude::*;
 use serde_json::json;
-use sluice_search::query::{Bool, FieldPattern, Match, Operator, Query};
+use sluice_search::query::{
+    Bool, FieldPattern, Match, Operator, QUERY_CLAUSES_MAX, QUERY_DEPTH_MAX, Query,
+};
 use sluice_search::query_string::{self, QueryStringOptions};
 use sluice_search::{Index, IndexSettings, Mappings, WriteRequest};
 
@@ -384,8 +386,15 @@ fn simple_query_string_syntax() {
     (bool (should (fields [] tie=0 (match _ "unbalanced" lenient)) (fields [] tie=0 (match_phrase slop=0 _ "" lenient))))
     "#,
     );
+    // Syntax never fails a simple query string, but limits do: nothing is silently dropped.
     let deep = format!("{}a", "(".repeat(10_000));
-    assert!(query_string::parse_simple(&deep, &simple).is_ok());
+    let error = query_string::parse_simple(&deep, &simple).unwrap_err();
+    assert!(error.message.contains("nest deeper than"), "{error}");
+    let allowed = format!("{}a", "(".repeat(QUERY_DEPTH_MAX));
+    assert!(query_string::parse_simple(&allowed, &simple).is_ok());
+    let many = "a ".repeat(QUERY_CLAUSES_MAX + 1);
+    let error = query_string::parse_simple(&many, &simple).unwrap_err();
+    assert!(error.message.contains("too many clauses"), "{error}");
 }
 
 // --- property: a query string finds what the equivalent bool tree finds ---
