@@ -3,8 +3,9 @@
 //! The mapping decides what each clause means for a field: analyzed terms in the field's own text
 //! slot (scored with the field's statistics, `scoring.rs`), exact values in `_fields` (keywords,
 //! numbers, dates, booleans), or nothing at all for unmapped fields (they match no document, as
-//! in Elasticsearch). Scores follow Elasticsearch: BM25 for text, constant scores for ranges,
-//! prefixes, wildcards, regular expressions, fuzzy terms and `exists`, the IDF for keyword terms.
+//! in Elasticsearch). Scores follow Elasticsearch: BM25 for text (fuzzy terms with Lucene's
+//! blended frequencies, `fuzzy.rs`), constant scores for ranges, prefixes, wildcards, regular
+//! expressions and `exists`, the IDF for keyword terms.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery,
-    EnableScoring, ExistsQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery, PhraseQuery, RangeQuery,
-    TermQuery, TermSetQuery,
+    EnableScoring, ExistsQuery, Occur, PhrasePrefixQuery, PhraseQuery, RangeQuery, TermQuery,
+    TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Searcher, Term};
@@ -23,6 +24,7 @@ use crate::analysis::Analyzer;
 use crate::date;
 use crate::date_math;
 use crate::error::{Result, SearchError};
+use crate::fuzzy::{FuzzyOptions, fuzzy_query};
 use crate::mapping::{FieldMapping, FieldType, IndexValue, Mappings, query_value};
 use crate::query::{
     Bool, DecayShape, FieldPattern, Fields, FunctionKind, FunctionScore, Match, MatchKind,
@@ -447,9 +449,9 @@ impl Compiler<'_> {
                 value,
                 fuzziness,
                 prefix_length,
+                max_expansions,
                 transpositions,
                 boost,
-                ..
             } => {
                 let value = &self.normalized(field, value);
                 let edits = fuzziness.edits(value);
@@ -472,13 +474,18 @@ impl Compiler<'_> {
                         return Ok(Box::new(EmptyQuery));
                     }
                 };
-                self.fuzzy_term(
-                    term,
-                    (edits, *transpositions, *prefix_length),
-                    field,
-                    value,
-                    *boost,
-                )?
+                let options = FuzzyOptions {
+                    edits,
+                    transpositions: *transpositions,
+                    prefix_length: *prefix_length,
+                    max_expansions: *max_expansions,
+                };
+                let keyword = matches!(self.target(field), Target::Exact { .. });
+                let query = self.fuzzy_term(term, value, options, keyword, *boost)?;
+                match self.target(field) {
+                    Target::Text { slot, .. } => self.with_field_stats(slot, query),
+                    _ => query,
+                }
             }
             Query::Bool(bool_query) => self.bool_query(bool_query, next)?,
             Query::ConstantScore { filter, boost } => {
@@ -519,41 +526,25 @@ impl Compiler<'_> {
         })
     }
 
-    /// A fuzzy term: `edits` edits (with transpositions as one), the first `prefix_length`
-    /// characters of `value` exact.
+    /// A fuzzy term as Lucene's `FuzzyQuery` expands and scores it (`fuzzy.rs`): `term` is
+    /// `value` as the field's terms are stored.
     fn fuzzy_term(
         &self,
         term: Term,
-        (edits, transpositions, prefix_length): (u8, bool, u32),
-        field: &str,
         value: &str,
+        options: FuzzyOptions,
+        keyword: bool,
         boost: f32,
     ) -> Result<TantivyQuery> {
-        let fuzzy: TantivyQuery = if edits == 0 {
-            Box::new(TermQuery::new(term, IndexRecordOption::Basic))
-        } else {
-            Box::new(FuzzyTermQuery::new(term, edits, transpositions))
-        };
-        let prefix: String = value.chars().take(prefix_length as usize).collect();
-        let query: TantivyQuery = if prefix.is_empty() || edits == 0 {
-            fuzzy
-        } else {
-            // The first `prefix_length` characters must be exact: the document must also hold a
-            // term with that prefix (exact for single-valued keywords, close for text).
-            Box::new(BooleanQuery::new(vec![
-                (Occur::Must, fuzzy),
-                (
-                    Occur::Must,
-                    self.regex_query(
-                        field,
-                        &format!("{}(?s:.)*", escape_literal(&prefix)),
-                        false,
-                        0.0,
-                    )?,
-                ),
-            ]))
-        };
-        Ok(Box::new(ConstScoreQuery::new(query, boost)))
+        let keyword_score = |doc_freq: u64| self.keyword_idf_of(doc_freq);
+        let query = fuzzy_query(
+            self.searcher,
+            &term,
+            value,
+            options,
+            keyword.then_some(&keyword_score as &dyn Fn(u64) -> f32),
+        )?;
+        Ok(boosted(query, boost))
     }
 
     fn term(
@@ -614,7 +605,11 @@ impl Compiler<'_> {
 
     /// A keyword term scores its IDF, as BM25 without length norms gives it.
     fn keyword_idf(&self, term: &Term) -> Result<f32> {
-        let doc_freq = self.searcher.doc_freq(term)?;
+        Ok(self.keyword_idf_of(self.searcher.doc_freq(term)?))
+    }
+
+    /// The IDF of a keyword term found in `doc_freq` documents.
+    fn keyword_idf_of(&self, doc_freq: u64) -> f32 {
         let doc_count: u64 = self
             .searcher
             .segment_readers()
@@ -623,7 +618,7 @@ impl Compiler<'_> {
             .sum::<u64>()
             .max(doc_freq);
         let x = ((doc_count - doc_freq) as f32 + 0.5) / (doc_freq as f32 + 0.5);
-        Ok((1.0 + x).ln())
+        (1.0 + x).ln()
     }
 
     fn terms(&self, field: &str, values: &[Value], boost: f32) -> Result<TantivyQuery> {
@@ -681,6 +676,18 @@ impl Compiler<'_> {
             }
             Target::Exact { path, mapping } => {
                 // Keywords, numbers, dates and booleans match the whole text as one value.
+                if let (Some(fuzziness), FieldType::Keyword) = (query.fuzziness, mapping.field_type)
+                {
+                    let term =
+                        value_term(self.fields, &path, &IndexValue::Keyword(query.text.clone()));
+                    let options = FuzzyOptions {
+                        edits: fuzziness.edits(&query.text),
+                        transpositions: query.fuzzy_transpositions,
+                        prefix_length: query.prefix_length,
+                        max_expansions: query.max_expansions,
+                    };
+                    return self.fuzzy_term(term, &query.text, options, true, query.boost);
+                }
                 let value = Value::String(query.text.clone());
                 return match self.term(&path, &value, false, query.boost) {
                     Err(_) if query.lenient => Ok(Box::new(EmptyQuery)),
@@ -766,13 +773,14 @@ impl Compiler<'_> {
                         } else if let Some(fuzziness) = query.fuzziness {
                             self.fuzzy_term(
                                 term_of(token),
-                                (
-                                    fuzziness.edits(token),
-                                    query.fuzzy_transpositions,
-                                    query.prefix_length,
-                                ),
-                                &query.field,
                                 token,
+                                FuzzyOptions {
+                                    edits: fuzziness.edits(token),
+                                    transpositions: query.fuzzy_transpositions,
+                                    prefix_length: query.prefix_length,
+                                    max_expansions: query.max_expansions,
+                                },
+                                false,
                                 1.0,
                             )?
                         } else {

@@ -14,6 +14,7 @@ mod compile;
 pub mod date;
 pub mod date_math;
 mod error;
+mod fuzzy;
 mod ids;
 mod index;
 mod indices;

@@ -902,9 +902,7 @@ impl SimpleParser<'_> {
             '(' => {
                 self.position += 1;
                 if depth >= QUERY_DEPTH_MAX {
-                    self.limit = Some(format!(
-                        "parentheses nest deeper than {QUERY_DEPTH_MAX}"
-                    ));
+                    self.limit = Some(format!("parentheses nest deeper than {QUERY_DEPTH_MAX}"));
                     self.position = self.chars.len();
                     return None;
                 }

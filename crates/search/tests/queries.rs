@@ -132,6 +132,17 @@ fn quantized_length(length: u32) -> f32 {
 /// Expected `_score` of each document for an OR of `terms` over one field whose documents hold
 /// `field_tokens` (None: the document lacks the field).
 fn lucene_bm25(field_tokens: &[Option<Vec<&str>>], terms: &[&str]) -> Vec<f32> {
+    let weighted: Vec<(&str, f32)> = terms.iter().map(|t| (*t, 1.0)).collect();
+    lucene_bm25_weighted(field_tokens, &weighted, None)
+}
+
+/// As [`lucene_bm25`], each term's score times its boost, and with `doc_freq` (when given) as
+/// every term's document frequency — what Lucene's blended rewrite of fuzzy terms does.
+fn lucene_bm25_weighted(
+    field_tokens: &[Option<Vec<&str>>],
+    terms: &[(&str, f32)],
+    doc_freq: Option<f64>,
+) -> Vec<f32> {
     let (k1, b) = (1.2f32, 0.75f32);
     let with_field: Vec<&Vec<&str>> = field_tokens
         .iter()
@@ -148,14 +159,16 @@ fn lucene_bm25(field_tokens: &[Option<Vec<&str>>], terms: &[&str]) -> Vec<f32> {
             let dl = quantized_length(tokens.len() as u32);
             terms
                 .iter()
-                .map(|t| {
+                .map(|(t, boost)| {
                     let freq = tokens.iter().filter(|x| *x == t).count() as f32;
                     if freq == 0.0 {
                         return 0.0;
                     }
-                    let df = with_field.iter().filter(|d| d.contains(t)).count() as f64;
+                    let df = doc_freq.unwrap_or_else(|| {
+                        with_field.iter().filter(|d| d.contains(t)).count() as f64
+                    });
                     let idf = (1.0 + (doc_count - df + 0.5) / (df + 0.5)).ln() as f32;
-                    (k1 + 1.0) * idf * freq / (freq + k1 * (1.0 - b + b * dl / avgdl))
+                    boost * (k1 + 1.0) * idf * freq / (freq + k1 * (1.0 - b + b * dl / avgdl))
                 })
                 .sum()
         })
@@ -233,6 +246,87 @@ fn scores_are_bm25_per_field_as_elasticsearch_computes_them() {
             ["d0"]
         );
     }
+}
+
+#[test]
+fn fuzzy_terms_score_as_lucenes_blended_rewrite() {
+    let titles = [
+        "quick brown fox",
+        "quack quack",
+        "quick",
+        "slow dog",
+        "the quickest",
+        "quirk of fate and quick wit",
+    ];
+    let tokens: Vec<Option<Vec<&str>>> = titles
+        .iter()
+        .map(|t| Some(t.split_whitespace().collect()))
+        .collect();
+    let documents: Vec<(String, Value)> = titles
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("d{i}"), json!({"title": t, "tag": t})))
+        .collect();
+    let borrowed: Vec<(&str, Value)> = documents
+        .iter()
+        .map(|(id, d)| (id.as_str(), d.clone()))
+        .collect();
+    let index = index_with(json!({}), &borrowed);
+    // "quikc" is one transposition from "quick" (similarity 1 - 1/5) and two edits from
+    // "quack" and "quirk", beyond AUTO's one edit for five letters.
+    let fuzzy_match = |text: &str, transpositions: bool| {
+        Query::Match(Box::new(Match {
+            fuzziness: Some(Fuzziness::AUTO),
+            fuzzy_transpositions: transpositions,
+            ..Match::new("title", text)
+        }))
+    };
+    let expected = lucene_bm25_weighted(&tokens, &[("quick", 0.8)], None);
+    let hits = index.hits(&fuzzy_match("quikc", true));
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    for (id, score) in &hits {
+        let i: usize = id[1..].parse().unwrap();
+        assert_close(*score, expected[i], id);
+    }
+    assert!(index.hits(&fuzzy_match("quikc", false)).is_empty());
+    // "quick" itself (similarity 1), "quack" and "quirk" (1 - 1/5): every term scored with the
+    // largest document frequency among them (quick's 3).
+    let expected = lucene_bm25_weighted(
+        &tokens,
+        &[("quick", 1.0), ("quack", 0.8), ("quirk", 0.8)],
+        Some(3.0),
+    );
+    let hits = index.hits(&fuzzy_match("quick", true));
+    assert_eq!(hits.len(), 4, "{hits:?}");
+    for (id, score) in &hits {
+        let i: usize = id[1..].parse().unwrap();
+        assert_close(*score, expected[i], id);
+    }
+    // `prefix_length` keeps terms with the same first characters; `max_expansions` the most
+    // similar ones.
+    let fuzzy_on =
+        |field: &str, value: &str, edits: u8, prefix_length: u32, max_expansions: u32| {
+            Query::Fuzzy {
+                field: field.into(),
+                value: value.into(),
+                fuzziness: Fuzziness::Edits(edits),
+                prefix_length,
+                max_expansions,
+                transpositions: true,
+                boost: 1.0,
+            }
+        };
+    let fuzzy = |value: &str, prefix_length: u32, max_expansions: u32| {
+        fuzzy_on("title", value, 1, prefix_length, max_expansions)
+    };
+    assert_eq!(index.ids(&fuzzy("quick", 3, 50)), ["d0", "d2", "d5"]);
+    assert_eq!(index.ids(&fuzzy("quick", 0, 1)), ["d0", "d2", "d5"]);
+    assert_eq!(index.ids(&fuzzy("quack", 0, 50)), ["d0", "d1", "d2", "d5"]);
+    // On a keyword field the whole value is the term.
+    let on_tag = fuzzy_on("tag.keyword", "quack quack", 1, 0, 50);
+    assert_eq!(index.ids(&on_tag), ["d1"]);
+    let on_tag = fuzzy_on("tag.keyword", "qick", 2, 0, 50);
+    assert_eq!(index.ids(&on_tag), ["d2"]);
 }
 
 #[test]
