@@ -344,3 +344,45 @@ def test_opensearch_client_queries(opensearch):
         opensearch.search(index=index, body={"query": {"match": {"name": {"query": "x", "slop": 1}}}})
     assert raised.value.status_code == 400
     assert raised.value.error == "parsing_exception"
+
+
+def test_q_in_the_url_is_lucene_syntax(es, licences):
+    # Kibana's and curl users' `q=`: Lucene syntax, `df`, `default_operator`, over patterns too.
+    found = es.search(index=licences, q="name:smith AND penaltyPoints:>=3")
+    assert ids(found) == ["3"]
+    assert ids(es.search(index=licences, q="smith", df="name")) == ["1", "3"]
+    assert ids(es.search(index=licences, q="ann smith", df="name", default_operator="AND")) == ["1"]
+    assert es.count(index=licences, q="postcode:SW1A")["count"] == 3
+    # `q` wins over the body's query, as in Elasticsearch.
+    found = es.search(index=licences, q="name:dan", query={"match": {"name": "ann"}})
+    assert ids(found) == ["4"]
+    with pytest.raises(BadRequestError) as raised:
+        es.search(index=licences, q="name:(smith")
+    assert raised.value.body["error"]["type"] == "query_shard_exception"
+    assert "Cannot parse 'name:(smith'" in raised.value.body["error"]["caused_by"]["reason"]
+
+
+def test_alias_filters_select_without_changing_scores(es, licences):
+    alias = unique("smiths")
+    es.indices.put_alias(index=licences, name=alias, filter={"match": {"name": "smith"}})
+    query = {"match": {"postcode": "SW1A 1AA"}}
+    direct = {h["_id"]: h["_score"] for h in search(es, licences, query)["hits"]["hits"]}
+    through = {h["_id"]: h["_score"] for h in search(es, alias, query)["hits"]["hits"]}
+    assert direct.keys() == {"1", "2", "4"} and through.keys() == {"1"}
+    for doc, score in through.items():
+        assert math.isclose(score, direct[doc], rel_tol=1e-6)
+    assert [h["_score"] for h in search(es, alias, {"match_all": {}})["hits"]["hits"]] == [1.0, 1.0]
+
+
+def test_fuzzy_scores_are_lucenes(es):
+    index = unique("fuzzy")
+    load(es, index, [{"t": "quick brown"}, {"t": "quack"}, {"t": "slow"}])
+    found = search(es, index, {"match": {"t": {"query": "quikc", "fuzziness": "AUTO"}}})
+    assert ids(found) == ["1"]
+    # One expansion ("quick", df 1 of 3 documents, length 2 of average 4/3) times its
+    # similarity, 1 - 1/5.
+    idf = math.log(1 + (3 - 1 + 0.5) / (1 + 0.5))
+    expected = 0.8 * 2.2 * idf / (1 + 1.2 * (1 - 0.75 + 0.75 * 2 / (4 / 3)))
+    assert math.isclose(found["hits"]["hits"][0]["_score"], expected, rel_tol=1e-4)
+    assert ids(search(es, index, {"fuzzy": {"t": {"value": "quick", "max_expansions": 1}}})) == ["1"]
+    assert ids(search(es, index, {"fuzzy": {"t": {"value": "quick"}}})) == ["1", "2"]
