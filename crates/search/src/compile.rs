@@ -460,14 +460,10 @@ impl Compiler<'_> {
                     Target::Exact { path, mapping } if mapping.field_type == FieldType::Keyword => {
                         value_term(self.fields, &path, &IndexValue::Keyword(value.clone()))
                     }
-                    Target::Exact { path, mapping } => {
-                        // Numbers and dates: Elasticsearch turns fuzziness into a range; Sluice
-                        // looks for the exact value.
-                        let term =
-                            self.exact_term(&path, mapping, &Value::String(value.clone()))?;
-                        return Ok(Box::new(ConstScoreQuery::new(
-                            Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-                            *boost,
+                    Target::Exact { mapping, .. } => {
+                        return Err(illegal(format!(
+                            "Can only use fuzzy queries on keyword and text fields - not on [{field}] which is of type [{}]",
+                            mapping.field_type.name()
                         )));
                     }
                     Target::Id | Target::Unmapped | Target::Object(_) => {

@@ -399,7 +399,10 @@ fn phrases_prefixes_wildcards_regexps_and_fuzzy() {
     let index = index_with(
         json!({}),
         &[
-            ("1", json!({"msg": "quick brown fox", "host": "web-01"})),
+            (
+                "1",
+                json!({"msg": "quick brown fox", "host": "web-01", "n": 3}),
+            ),
             ("2", json!({"msg": "brown quick fox", "host": "web-02"})),
             ("3", json!({"msg": ["quick", "brown"], "host": "db-01"})),
         ],
@@ -462,6 +465,23 @@ fn phrases_prefixes_wildcards_regexps_and_fuzzy() {
         boost: 1.0,
     };
     assert_eq!(index.ids(&fuzzy), ["1", "2", "3"]);
+    // Numbers and dates have no fuzzy terms: refused, as Elasticsearch 8 does.
+    let on_number = Query::Fuzzy {
+        field: "n".into(),
+        value: "3".into(),
+        fuzziness: Fuzziness::AUTO,
+        prefix_length: 0,
+        max_expansions: 50,
+        transpositions: true,
+        boost: 1.0,
+    };
+    assert!(
+        index
+            .error(&on_number)
+            .contains("Can only use fuzzy queries on keyword and text fields - not on [n]"),
+        "{}",
+        index.error(&on_number)
+    );
     // Constant scores for multi-term queries, as in Elasticsearch.
     assert!(
         index
