@@ -498,6 +498,68 @@ fn nesting_is_bounded() {
     );
 }
 
+/// Reads URL parameters (`q`, `df`, `default_operator`, …) as `_search` does.
+#[track_caller]
+fn check_url(params: &[(&str, &str)], expected: &str) {
+    let params: HashMap<&str, &str> = params.iter().copied().collect();
+    let actual = match super::url_query(|name| params.get(name).map(|v| v.to_string())) {
+        Ok(Some(query)) => query.to_string(),
+        Ok(None) => "none".to_string(),
+        Err(error) => format!("{} {}: {}", error.status.as_u16(), error.kind, error.reason),
+    };
+    compare(&actual, expected, Location::caller());
+}
+
+#[test]
+fn url_query_strings() {
+    check_url(
+        &[("df", "name")],
+        r#"
+    none
+    "#,
+    );
+    check_url(
+        &[("q", "name:ada AND points:>=3")],
+        r#"
+        (bool (must (match name "ada") (range points gte="3" *)))
+        "#,
+    );
+    check_url(
+        &[
+            ("q", "ada lovelace"),
+            ("df", "name"),
+            ("default_operator", "AND"),
+        ],
+        r#"
+        (bool (must (match name "ada" and) (match name "lovelace" and)))
+        "#,
+    );
+    check_url(
+        &[("q", "wor*"), ("analyze_wildcard", "true"), ("lenient", "")],
+        r#"
+        (fields [] tie=0 lenient (prefix _ "wor"))
+        "#,
+    );
+    check_url(
+        &[("q", "name:(ada")],
+        r#"
+        400 query_shard_exception: Failed to parse query [name:(ada]
+        "#,
+    );
+    check_url(
+        &[("q", "ada"), ("default_operator", "XOR")],
+        r#"
+        400 illegal_argument_exception: No enum constant org.elasticsearch.index.query.Operator.XOR
+        "#,
+    );
+    check_url(
+        &[("q", "ada"), ("lenient", "maybe")],
+        r#"
+        400 illegal_argument_exception: Failed to parse value [maybe] as only [true] or [false] are allowed.
+        "#,
+    );
+}
+
 fn compare(actual: &str, expected: &str, caller: &Location<'_>) {
     let expected = trim_indent(expected);
     if actual == expected {
