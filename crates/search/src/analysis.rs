@@ -200,6 +200,12 @@ const WORD: &str = "word";
 /// Lowercases as Lucene's `LowerCaseFilter` does: code point by code point.
 fn lowercase_into(word: &str, out: &mut String) {
     out.clear();
+    if word.is_ascii() {
+        // The common case, a byte at a time (a fifth of the analysis time while bulk loading).
+        out.push_str(word);
+        out.make_ascii_lowercase();
+        return;
+    }
     for c in word.chars() {
         out.extend(c.to_lowercase());
     }
