@@ -9,15 +9,17 @@
 //! `sluice-bench firehose` puts records through a Firehose delivery stream into Sluice's own index
 //! until they are searchable, next to kinesalite's Kinesis `PutRecords` (see `firehose.rs`).
 //!
-//! `sluice-bench ledger` commits single-document transactions to the embedded verifiable ledger,
-//! times proofs at 1 M revisions, and runs the same inserts through `pgbench` into PostgreSQL with
-//! a hash-chained audit trigger (see `ledger.rs`).
+//! `sluice-bench ledger` commits single-document transactions to the verifiable ledger from 1 and
+//! 16 clients, embedded and through QLDBSession to a real `sluice up`, next to the disk's own
+//! rate of fsync'd appends and the same inserts through `pgbench` into PostgreSQL with a
+//! hash-chained audit trigger, then measures size and proofs at 1 M revisions (see `ledger.rs`).
 
 mod baseline;
 mod docs;
 mod firehose;
 mod http;
 mod ledger;
+mod ledger_session;
 mod machine;
 mod report;
 mod server;
@@ -59,8 +61,9 @@ enum BenchCommand {
     Bulk(BulkArgs),
     /// Firehose PutRecordBatch into Sluice's own index until searchable, versus kinesalite.
     Firehose(firehose::FirehoseArgs),
-    /// Verifiable ledger: single-document transactions, proofs at 1 M revisions, versus
-    /// PostgreSQL with a hash-chained audit table.
+    /// Verifiable ledger: single-document transactions (1 and N clients, embedded and over
+    /// QLDBSession), size and proofs at 1 M revisions, versus the disk and PostgreSQL with a
+    /// hash-chained audit table.
     Ledger(ledger::LedgerArgs),
     /// The raw tantivy side of `bulk`, run as a child process so its peak memory is its own.
     TantivyBaseline(BaselineArgs),

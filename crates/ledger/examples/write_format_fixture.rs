@@ -16,7 +16,8 @@ fn main() {
     let clock = Arc::new(ManualClock::new(datetime!(2024-01-02 03:04:05.678 UTC)));
     let ledgers =
         Ledgers::open_dir(target.join("ledgers"), clock.clone(), Limits::default()).unwrap();
-    let ledger = ledgers.create_ledger("fixture-v1", true).unwrap();
+    let name = format!("fixture-v{}", sluice_ledger::storage::FORMAT_VERSION);
+    let ledger = ledgers.create_ledger(&name, true).unwrap();
     for statement in [
         "CREATE TABLE Vehicle",
         "CREATE INDEX ON Vehicle (VIN)",

@@ -3,7 +3,6 @@
 //! `<yyyy>/<mm>/<dd>/<hh>/<strandId>.<first>-<last>.ion` (or `.json`) holding blocks, and
 //! `<exportId>.completed.manifest` listing the data objects' keys, written last.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,10 +15,8 @@ use crate::hash::{self, Hash};
 use crate::ion_read;
 use crate::journal::{self, Strictness};
 use crate::ledger::Ledger;
-use crate::model::{self, BlockAddress, Revision, RevisionMetadata, TableInfo, TableStatus};
+use crate::model::{self, BlockAddress};
 use crate::source::{EXPORT_OBJECTS_MAX, ExportLocation, ExportReader, object_name};
-use crate::storage;
-use crate::transaction::{self, CATALOG_TABLE_ID};
 
 /// Most blocks written to one data object of an export.
 pub const BLOCKS_PER_EXPORT_OBJECT_MAX: usize = 1_000;
@@ -422,132 +419,16 @@ pub fn verify_export_chain(
     strand_id.ok_or_else(|| LedgerError::BadRequest("the export holds no block".to_owned()))
 }
 
-/// Writes verified blocks and the state they imply (catalog, documents, revisions, indexes)
-/// into a new, empty ledger, in one durable redb transaction; a cancellation drops the
-/// transaction, so nothing of it is written.
+/// Appends verified blocks to a new, empty ledger's journal, which builds the state they imply
+/// (catalog, documents, revisions, indexes) as commits do, then checks the whole chain as a
+/// reader will. A cancellation stops between blocks and cuts back what its batch appended; the
+/// caller removes the partial ledger.
 pub(crate) fn apply_blocks(
     ledger: &Ledger,
     blocks: &[Element],
     cancel: &CancelToken,
 ) -> Result<(), LedgerError> {
-    let mut write = ledger.database.begin_write()?;
-    write.set_durability(redb::Durability::Immediate)?;
-    let mut tables: BTreeMap<String, TableInfo> = BTreeMap::new();
-    let mut documents_by_table: BTreeMap<(String, String), Revision> = BTreeMap::new();
-    {
-        let mut blocks_table = write.open_table(storage::BLOCKS)?;
-        let mut block_hashes = write.open_table(storage::BLOCK_HASHES)?;
-        let mut revisions_table = write.open_table(storage::REVISIONS)?;
-        let mut write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
-        for block in blocks {
-            cancel.check()?;
-            let fields = model::expect_struct(block, "block")?;
-            let address =
-                BlockAddress::from_element(fields.get("blockAddress").ok_or_else(|| {
-                    LedgerError::BadRequest("block without blockAddress".to_owned())
-                })?)?;
-            let block_hash = model::field_hash(fields, "blockHash")?;
-            blocks_table.insert(address.sequence_no, model::encode_binary(block)?.as_slice())?;
-            block_hashes.insert(address.sequence_no, block_hash.as_slice())?;
-            let documents = fields
-                .get("transactionInfo")
-                .and_then(Element::as_struct)
-                .and_then(|info| info.get("documents"))
-                .and_then(Element::as_struct);
-            let Some(revisions) = fields.get("revisions").and_then(Element::as_sequence) else {
-                continue;
-            };
-            for revision in revisions.elements() {
-                let revision_fields = model::expect_struct(revision, "revision")?;
-                let Some(metadata) = revision_fields.get("metadata") else {
-                    continue; // a hash-only entry: nothing to restore
-                };
-                let metadata = RevisionMetadata::from_element(metadata)?;
-                let Some(document) = documents
-                    .and_then(|documents| documents.get(metadata.id.as_str()))
-                    .and_then(Element::as_struct)
-                else {
-                    continue; // a QLDB system revision without a user table
-                };
-                let table_id = model::field_text(document, "tableId")?.to_owned();
-                let table_name = model::field_text(document, "tableName")?.to_owned();
-                let data = revision_fields.get("data").cloned();
-                if table_id == CATALOG_TABLE_ID {
-                    if let Some(data) = &data {
-                        let table = TableInfo::from_element(data)?;
-                        tables.insert(table.table_id.clone(), table);
-                    }
-                } else {
-                    tables.entry(table_id.clone()).or_insert_with(|| TableInfo {
-                        table_id: table_id.clone(),
-                        name: table_name,
-                        status: TableStatus::Active,
-                        indexes: Vec::new(),
-                    });
-                    write_sequences.insert(table_id.as_str(), address.sequence_no)?;
-                }
-                let restored = Revision {
-                    block_address: address.clone(),
-                    hash: model::field_hash(revision_fields, "hash")?,
-                    data,
-                    metadata,
-                };
-                let bytes = model::encode_binary(&restored.to_element())?;
-                revisions_table.insert(
-                    (
-                        table_id.as_str(),
-                        restored.metadata.id.as_str(),
-                        restored.metadata.version,
-                    ),
-                    bytes.as_slice(),
-                )?;
-                let key = (table_id, restored.metadata.id.clone());
-                let newer = documents_by_table
-                    .get(&key)
-                    .is_none_or(|current| current.metadata.version <= restored.metadata.version);
-                if newer {
-                    documents_by_table.insert(key, restored);
-                }
-            }
-        }
-        let mut documents_table = write.open_table(storage::DOCUMENTS)?;
-        for ((table_id, document_id), revision) in &documents_by_table {
-            let bytes = model::encode_binary(&revision.to_element())?;
-            documents_table.insert((table_id.as_str(), document_id.as_str()), bytes.as_slice())?;
-        }
-        let mut tables_table = write.open_table(storage::TABLES)?;
-        for table in tables.values() {
-            let bytes = model::encode_binary(&table.to_element())?;
-            tables_table.insert(table.table_id.as_str(), bytes.as_slice())?;
-        }
-        let mut meta = write.open_table(storage::META)?;
-        if let Some(last) = blocks.last() {
-            let nanos = block_timestamp(last)?.unix_timestamp_nanos();
-            meta.insert(
-                transaction::LAST_BLOCK_TIME_KEY,
-                nanos.to_string().as_bytes(),
-            )?;
-        }
-        let catalog_version = storage::meta_u64(&meta, "catalog_version")? + 1;
-        meta.insert("catalog_version", catalog_version.to_string().as_bytes())?;
-    }
-    for block in blocks {
-        let fields = model::expect_struct(block, "block")?;
-        let address =
-            BlockAddress::from_element(fields.get("blockAddress").ok_or_else(|| {
-                LedgerError::BadRequest("block without blockAddress".to_owned())
-            })?)?;
-        let block_hash = model::field_hash(fields, "blockHash")?;
-        crate::journal_tree::append_leaf(&write, address.sequence_no, &block_hash)?;
-    }
-    for table in tables.values() {
-        for index in &table.indexes {
-            transaction::build_index(&write, &table.table_id, index)?;
-        }
-    }
-    cancel.check()?;
-    write.commit()?;
-    // Check after writing, as a reader will.
+    ledger.append_blocks(blocks, cancel)?;
     ledger.verify_chain_with(|_, _| {}, Strictness::Qldb, cancel)?;
     Ok(())
 }
@@ -665,15 +546,9 @@ mod tests {
         source.execute("CREATE TABLE T", &[]).unwrap();
         source.execute("INSERT INTO T VALUE {'a': 1}", &[]).unwrap();
         let blocks = source.blocks_from(0).unwrap();
-        let target = Ledger::create_with_strand(
-            &dir.path().join("target.redb"),
-            "target",
-            true,
-            source.strand_id().to_owned(),
-            clock,
-            crate::Limits::default(),
-        )
-        .unwrap();
+        let target_dir = dir.path().join("target.ledger");
+        Ledger::create_files(&target_dir, "target", true, source.strand_id()).unwrap();
+        let target = Ledger::open(&target_dir, clock, crate::Limits::default()).unwrap();
         let cancel = CancelToken::new();
         cancel.cancel();
         assert!(matches!(

@@ -138,6 +138,11 @@ pub enum Strictness {
     /// revision with metadata must hash to its `hash`, and `IonHash(transactionInfo)` and the
     /// revisions' Merkle root must both be entries.
     Qldb,
+    /// Only the hash links, from the stored revision hashes through `entriesHashList` and
+    /// `entriesHash` to `blockHash`, without re-hashing the contents: what a proof is built
+    /// from. A reader of one revision re-hashes that revision itself; [`Strictness::Qldb`]
+    /// (chain verification, recovery, GetBlock) re-hashes everything.
+    Links,
 }
 
 /// What [`verify_block`] learned about a block.
@@ -198,7 +203,9 @@ pub fn verify_block(
         for revision in list.elements() {
             let revision_fields = model::expect_struct(revision, "revision")?;
             let stored_hash = model::field_hash(revision_fields, "hash")?;
-            if let Some(metadata) = revision_fields.get("metadata") {
+            if strictness != Strictness::Links
+                && let Some(metadata) = revision_fields.get("metadata")
+            {
                 // A redacted QLDB revision keeps the hash of its data as `dataHash`.
                 let computed = match revision_fields.get("dataHash").and_then(Element::as_lob) {
                     Some(data_hash) => hash::dot_hashes(
@@ -233,11 +240,13 @@ pub fn verify_block(
                 ));
             }
         }
-        Strictness::Qldb => {
+        Strictness::Qldb | Strictness::Links => {
             let transaction_info = fields
                 .get("transactionInfo")
                 .ok_or_else(|| fail("block without transactionInfo".to_owned()))?;
-            if !entries_hash_list.contains(&hash::ion_hash(transaction_info)?) {
+            if strictness == Strictness::Qldb
+                && !entries_hash_list.contains(&hash::ion_hash(transaction_info)?)
+            {
                 return Err(fail(
                     "the transactionInfo hash is not in entriesHashList".to_owned(),
                 ));
@@ -270,4 +279,52 @@ pub fn verify_block(
         entries_hash_list,
         previous_block_hash,
     })
+}
+
+/// The revisions at `indexes` (ascending, repeats allowed) of a stored block's `revisions`
+/// list, in that order, read from the block's Ion binary without materializing the rest of it:
+/// the lazy reader steps over the other values by their length prefixes, so one revision of a
+/// 40-revision block costs about one revision's decoding.
+pub fn revisions_at(block_bytes: &[u8], indexes: &[u32]) -> Result<Vec<Element>, LedgerError> {
+    let corrupt = |what: String| LedgerError::Storage(format!("stored block: {what}"));
+    let ion = |error: ion_rs::IonError| corrupt(error.to_string());
+    let mut reader = ion_rs::Reader::new(ion_rs::v1_0::Binary, block_bytes).map_err(ion)?;
+    let block = reader
+        .next()
+        .map_err(ion)?
+        .ok_or_else(|| corrupt("empty".to_owned()))?;
+    let fields = block.read().map_err(ion)?.expect_struct().map_err(ion)?;
+    let list = fields
+        .find("revisions")
+        .map_err(ion)?
+        .ok_or_else(|| corrupt("no revisions".to_owned()))?
+        .read()
+        .map_err(ion)?
+        .expect_list()
+        .map_err(ion)?;
+    let mut wanted = indexes.iter().copied().peekable();
+    let mut found = Vec::with_capacity(indexes.len());
+    for (position, value) in list.iter().enumerate() {
+        if wanted.peek().is_none() {
+            break;
+        }
+        let value = value.map_err(ion)?;
+        let mut element: Option<Element> = None;
+        while wanted
+            .peek()
+            .is_some_and(|index| *index as usize == position)
+        {
+            wanted.next();
+            let decoded = match &element {
+                Some(decoded) => decoded.clone(),
+                None => Element::try_from(value).map_err(ion)?,
+            };
+            element = Some(decoded.clone());
+            found.push(decoded);
+        }
+    }
+    match wanted.next() {
+        None => Ok(found),
+        Some(index) => Err(corrupt(format!("no revision at position {index}"))),
+    }
 }

@@ -7,7 +7,7 @@
 //! Every perfect node is stored once under `(level, index)`: leaf `i` is `(0, i)` and node
 //! `(l + 1, j)` is `dot((l, 2j), (l, 2j + 1))`. Appending a leaf writes at most log2(n) + 1 nodes.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, Table, TableDefinition};
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
@@ -31,23 +31,30 @@ fn read_node(
 
 /// Appends leaf `sequence_no` (which must be the next one) and the perfect nodes it completes.
 pub fn append_leaf(
-    write: &WriteTransaction,
+    table: &mut Table<'_, (u32, u64), &'static [u8]>,
     sequence_no: u64,
     block_hash: &Hash,
 ) -> Result<(), LedgerError> {
-    let mut table = write.open_table(JOURNAL_TREE)?;
     table.insert((0, sequence_no), block_hash.as_slice())?;
     let mut level = 0u32;
     let mut index = sequence_no;
     let mut current = *block_hash;
     while index % 2 == 1 && level < LEVELS_MAX {
-        let left = read_node(&table, level, index - 1)?;
+        let left = read_node(table, level, index - 1)?;
         current = hash::dot_hashes(&left, &current);
         level += 1;
         index /= 2;
         table.insert((level, index), current.as_slice())?;
     }
     Ok(())
+}
+
+/// The hash of block `sequence_no` (leaf `(0, sequence_no)`).
+pub fn leaf(
+    table: &impl ReadableTable<(u32, u64), &'static [u8]>,
+    sequence_no: u64,
+) -> Result<Hash, LedgerError> {
+    read_node(table, 0, sequence_no)
 }
 
 /// The peaks of a tree of `leaf_count` leaves, left to right: `(level, index)`.
@@ -150,7 +157,12 @@ mod tests {
             .collect();
         for (index, leaf) in leaves.iter().enumerate() {
             let write = database.begin_write().unwrap();
-            append_leaf(&write, index as u64, leaf).unwrap();
+            append_leaf(
+                &mut write.open_table(JOURNAL_TREE).unwrap(),
+                index as u64,
+                leaf,
+            )
+            .unwrap();
             write.commit().unwrap();
         }
         let read = database.begin_read().unwrap();

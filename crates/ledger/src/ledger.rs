@@ -1,9 +1,11 @@
-//! Ledgers on disk: the data directory of ledgers (one redb file each, with deletion
-//! protection), opening a ledger, and its journal reads: digest, blocks and revisions with
-//! proofs, and the full chain verification.
+//! Ledgers on disk: the data directory of ledgers (one directory each, with deletion
+//! protection, and the migration of format-1 ledger files), opening a ledger with the recovery
+//! of its derived state from the journal, and its journal reads: digest, blocks and revisions
+//! with proofs, and the full chain verification.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use ion_rs::Element;
@@ -11,12 +13,15 @@ use redb::{Database, ReadableDatabase};
 
 use crate::cancel::CancelToken;
 use crate::clock::Clock;
+use crate::commit::{Checkpointer, CommitQueue};
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, Strictness};
+use crate::journal_file::{self, FramePosition, JournalFile};
 use crate::journal_tree;
 use crate::model::{self, BlockAddress, Limits, Revision};
 use crate::source::ExportLocation;
+use crate::state::{AppliedBlock, StateWriter, Tip};
 use crate::storage;
 use crate::transaction::Transaction;
 
@@ -26,22 +31,47 @@ pub const LEDGER_NAME_LENGTH_MAX_CHARS: usize = 32;
 /// QLDB's default for `DeletionProtection` when CreateLedger does not say.
 pub const DELETION_PROTECTION_DEFAULT: bool = true;
 
-/// File name suffix of a ledger's redb file inside the data directory.
-const LEDGER_FILE_SUFFIX: &str = ".ledger.redb";
+/// Name suffix of a ledger's directory inside the data directory (format version 2).
+const LEDGER_DIRECTORY_SUFFIX: &str = ".ledger";
 
-/// File name suffix of a ledger being built by a restore or import (`<name>.<id>.ledger.partial`);
-/// renamed to `<name>.ledger.redb` once whole, removed on failure and when the directory opens.
-const PARTIAL_FILE_SUFFIX: &str = ".ledger.partial";
+/// File name suffix of a format-1 ledger (one redb file), migrated when first opened.
+const V1_LEDGER_FILE_SUFFIX: &str = ".ledger.redb";
 
-/// Removes a partial ledger file; a failure is logged, and the next open removes it.
+/// Name suffix of a ledger being built (`<name>.<id>.ledger.partial`) by a create, restore,
+/// import or migration; renamed to `<name>.ledger` once whole, removed on failure and when the
+/// data directory opens.
+const PARTIAL_SUFFIX: &str = ".ledger.partial";
+
+/// The journal file inside a ledger's directory: the blocks, stored once.
+pub const JOURNAL_FILE_NAME: &str = "journal";
+
+/// The redb file inside a ledger's directory: the derived state.
+pub const STATE_FILE_NAME: &str = "state.redb";
+
+/// Blocks appended and applied per write when a restore, import or migration loads a journal,
+/// so the frames buffered in memory stay bounded (at most this many blocks).
+pub(crate) const LOAD_BLOCKS_PER_BATCH: usize = 1_000;
+
+/// Removes a partial ledger (a directory, or a file left by an older build); a failure is
+/// logged, and the next open of the data directory removes it.
 fn remove_partial(path: &Path) {
-    match std::fs::remove_file(path) {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => {
             tracing::error!(%error, path = %path.display(), "removing a partial ledger failed")
         }
     }
+}
+
+fn sync_directory(path: &Path) -> Result<(), LedgerError> {
+    std::fs::File::open(path)?.sync_all()?;
+    Ok(())
 }
 
 /// Checks a ledger name: 1 to 32 ASCII letters, digits and hyphens, as QLDB requires.
@@ -81,27 +111,36 @@ pub struct Ledgers {
 }
 
 impl Ledgers {
-    /// Uses (and creates if needed) `data_dir` for ledger files. Partial ledgers left by a
-    /// restore or import that a crash interrupted are removed.
+    /// Uses (and creates if needed) `data_dir` for ledgers. Partial ledgers left by a create,
+    /// restore, import or migration that a crash interrupted are removed, and so is a format-1
+    /// file whose migrated directory is already in place.
     pub fn open_dir(
         data_dir: impl AsRef<Path>,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Result<Self, LedgerError> {
-        std::fs::create_dir_all(data_dir.as_ref())?;
-        for entry in std::fs::read_dir(data_dir.as_ref())? {
+        let data_dir = data_dir.as_ref();
+        std::fs::create_dir_all(data_dir)?;
+        for entry in std::fs::read_dir(data_dir)? {
             let entry = entry?;
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .ends_with(PARTIAL_FILE_SUFFIX)
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.ends_with(PARTIAL_SUFFIX) {
+                tracing::warn!(path = %entry.path().display(), "removing a ledger whose creation, restore, import or migration did not finish");
+                remove_partial(&entry.path());
+            } else if let Some(name) = file_name.strip_suffix(V1_LEDGER_FILE_SUFFIX)
+                && data_dir
+                    .join(format!("{name}{LEDGER_DIRECTORY_SUFFIX}"))
+                    .is_dir()
             {
-                tracing::warn!(path = %entry.path().display(), "removing a ledger whose restore or import did not finish");
+                tracing::warn!(
+                    ledger = name,
+                    "removing a format-1 ledger file already migrated"
+                );
                 std::fs::remove_file(entry.path())?;
             }
         }
         Ok(Ledgers {
-            data_dir: data_dir.as_ref().to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
             clock,
             limits,
             open_ledgers: Mutex::new(HashMap::new()),
@@ -109,7 +148,21 @@ impl Ledgers {
     }
 
     fn ledger_path(&self, name: &str) -> PathBuf {
-        self.data_dir.join(format!("{name}{LEDGER_FILE_SUFFIX}"))
+        self.data_dir
+            .join(format!("{name}{LEDGER_DIRECTORY_SUFFIX}"))
+    }
+
+    fn v1_path(&self, name: &str) -> PathBuf {
+        self.data_dir.join(format!("{name}{V1_LEDGER_FILE_SUFFIX}"))
+    }
+
+    fn partial_path(&self, name: &str) -> PathBuf {
+        self.data_dir
+            .join(format!("{name}.{}{PARTIAL_SUFFIX}", model::new_id()))
+    }
+
+    fn exists_on_disk(&self, name: &str) -> bool {
+        self.ledger_path(name).exists() || self.v1_path(name).exists()
     }
 
     fn open_map(
@@ -118,6 +171,19 @@ impl Ledgers {
         self.open_ledgers
             .lock()
             .map_err(|_| LedgerError::Internal("ledger map lock poisoned".to_owned()))
+    }
+
+    /// Renames a whole partial ledger into place (the commit point of creates, restores,
+    /// imports and migrations) and opens it.
+    fn install(&self, partial: &Path, name: &str) -> Result<Arc<Ledger>, LedgerError> {
+        let path = self.ledger_path(name);
+        std::fs::rename(partial, &path)?;
+        sync_directory(&self.data_dir)?;
+        Ok(Arc::new(Ledger::open(
+            &path,
+            self.clock.clone(),
+            self.limits.clone(),
+        )?))
     }
 
     /// Creates a new, empty ledger. QLDB turns deletion protection on by default
@@ -129,22 +195,25 @@ impl Ledgers {
     ) -> Result<Arc<Ledger>, LedgerError> {
         validate_ledger_name(name)?;
         let mut open_ledgers = self.open_map()?;
-        let path = self.ledger_path(name);
-        if open_ledgers.contains_key(name) || path.exists() {
+        if open_ledgers.contains_key(name) || self.exists_on_disk(name) {
             return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
         }
-        let ledger = Arc::new(Ledger::create(
-            &path,
-            name,
-            deletion_protection,
-            self.clock.clone(),
-            self.limits.clone(),
-        )?);
+        let partial = self.partial_path(name);
+        let ledger = Ledger::create_files(&partial, name, deletion_protection, &model::new_id())
+            .and_then(|()| self.install(&partial, name));
+        let ledger = match ledger {
+            Ok(ledger) => ledger,
+            Err(error) => {
+                remove_partial(&partial);
+                return Err(error);
+            }
+        };
         open_ledgers.insert(name.to_owned(), ledger.clone());
         Ok(ledger)
     }
 
-    /// Opens an existing ledger (or returns it if already open).
+    /// Opens an existing ledger (or returns it if already open). A format-1 ledger file is
+    /// migrated to format 2 first (see [`Ledgers::migrate_v1`]).
     pub fn ledger(&self, name: &str) -> Result<Arc<Ledger>, LedgerError> {
         validate_ledger_name(name)?;
         let mut open_ledgers = self.open_map()?;
@@ -152,19 +221,55 @@ impl Ledgers {
             return Ok(ledger.clone());
         }
         let path = self.ledger_path(name);
-        if !path.exists() {
+        let ledger = if path.is_dir() {
+            Arc::new(Ledger::open(
+                &path,
+                self.clock.clone(),
+                self.limits.clone(),
+            )?)
+        } else if self.v1_path(name).is_file() {
+            self.migrate_v1(name)?
+        } else {
             return Err(LedgerError::NotFound(format!("ledger {name}")));
-        }
-        let ledger = Arc::new(Ledger::open(
-            &path,
-            self.clock.clone(),
-            self.limits.clone(),
-        )?);
+        };
         open_ledgers.insert(name.to_owned(), ledger.clone());
         Ok(ledger)
     }
 
-    /// Forgets an open ledger; its file closes once the last handle to it is dropped.
+    /// Migrates the format-1 ledger file `<name>.ledger.redb` to a format-2 ledger directory:
+    /// its blocks are read in order, re-verified and appended to a new journal, which rebuilds
+    /// the derived state; the strand, deletion protection and so the digest stay the same. The
+    /// new ledger is built as a partial directory and renamed into place; only then is the old
+    /// file removed. It needs room for both copies while it runs.
+    fn migrate_v1(&self, name: &str) -> Result<Arc<Ledger>, LedgerError> {
+        let v1_path = self.v1_path(name);
+        tracing::info!(
+            ledger = name,
+            "migrating a format-1 ledger to format {}",
+            storage::FORMAT_VERSION
+        );
+        let partial = self.partial_path(name);
+        let migrated = crate::migrate::migrate_v1_file(
+            &v1_path,
+            &partial,
+            self.clock.clone(),
+            self.limits.clone(),
+        )
+        .and_then(|blocks| self.install(&partial, name).map(|ledger| (ledger, blocks)));
+        let (ledger, blocks) = match migrated {
+            Ok(migrated) => migrated,
+            Err(error) => {
+                remove_partial(&partial);
+                return Err(error);
+            }
+        };
+        std::fs::remove_file(&v1_path)?;
+        sync_directory(&self.data_dir)?;
+        tracing::info!(ledger = name, blocks, "migration finished");
+        Ok(ledger)
+    }
+
+    /// Forgets an open ledger; its files close once the last handle to it is dropped.
     pub fn close_ledger(&self, name: &str) -> Result<(), LedgerError> {
         self.open_map()?.remove(name);
         Ok(())
@@ -184,9 +289,9 @@ impl Ledgers {
 
     /// Imports an Amazon QLDB journal export (its blocks from sequence number 0), verifying its
     /// chain; the ledger then keeps appending blocks after the imported tip. The ledger is built
-    /// in a partial file that becomes the ledger only once whole and verified, so a failure,
-    /// a cancellation or a crash leaves no ledger behind (a crash's partial file is removed
-    /// when the directory is next opened).
+    /// in a partial directory that becomes the ledger only once whole and verified, so a
+    /// failure, a cancellation or a crash leaves no ledger behind (a crash's partial directory
+    /// is removed when the data directory is next opened).
     pub fn import_qldb_export(
         &self,
         name: &str,
@@ -218,36 +323,28 @@ impl Ledgers {
         let blocks = crate::export::read_export(location, cancel).map_err(cancelled)?;
         let strand_id =
             crate::export::verify_export_chain(&blocks, strictness, cancel).map_err(cancelled)?;
-        let partial = self
-            .data_dir
-            .join(format!("{name}.{}{PARTIAL_FILE_SUFFIX}", model::new_id()));
-        let built = Ledger::create_with_strand(
-            &partial,
-            name,
-            true,
-            strand_id,
-            self.clock.clone(),
-            self.limits.clone(),
-        )
-        .and_then(|ledger| crate::export::apply_blocks(&ledger, &blocks, cancel));
+        let partial = self.partial_path(name);
+        let built = Ledger::create_files(&partial, name, true, &strand_id).and_then(|()| {
+            let ledger = Ledger::open(&partial, self.clock.clone(), self.limits.clone())?;
+            crate::export::apply_blocks(&ledger, &blocks, cancel)
+        });
         if let Err(error) = built {
             remove_partial(&partial);
             return Err(cancelled(error));
         }
         let mut open_ledgers = self.open_map()?;
-        let path = self.ledger_path(name);
-        if open_ledgers.contains_key(name) || path.exists() {
+        if open_ledgers.contains_key(name) || self.exists_on_disk(name) {
             remove_partial(&partial);
             return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
         }
         // The rename is the commit point: before it there is no ledger, after it a whole one.
-        std::fs::rename(&partial, &path)?;
-        std::fs::File::open(&self.data_dir)?.sync_all()?;
-        let ledger = Arc::new(Ledger::open(
-            &path,
-            self.clock.clone(),
-            self.limits.clone(),
-        )?);
+        let ledger = match self.install(&partial, name) {
+            Ok(ledger) => ledger,
+            Err(error) => {
+                remove_partial(&partial);
+                return Err(error);
+            }
+        };
         open_ledgers.insert(name.to_owned(), ledger.clone());
         tracing::info!(ledger = name, "{operation} finished");
         Ok(ledger)
@@ -255,23 +352,28 @@ impl Ledgers {
 
     fn check_name_free(&self, name: &str) -> Result<(), LedgerError> {
         let open_ledgers = self.open_map()?;
-        if open_ledgers.contains_key(name) || self.ledger_path(name).exists() {
+        if open_ledgers.contains_key(name) || self.exists_on_disk(name) {
             return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
         }
         Ok(())
     }
 
-    /// Names of every ledger in the data directory, sorted.
+    /// Names of every ledger in the data directory (format-1 files not yet migrated included),
+    /// sorted.
     pub fn list_ledgers(&self) -> Result<Vec<String>, LedgerError> {
-        let mut names = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
         for entry in std::fs::read_dir(&self.data_dir)? {
-            let file_name = entry?.file_name();
-            if let Some(name) = file_name.to_string_lossy().strip_suffix(LEDGER_FILE_SUFFIX) {
-                names.push(name.to_owned());
+            let entry = entry?;
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file_name.strip_suffix(LEDGER_DIRECTORY_SUFFIX) {
+                if entry.file_type()?.is_dir() {
+                    names.insert(name.to_owned());
+                }
+            } else if let Some(name) = file_name.strip_suffix(V1_LEDGER_FILE_SUFFIX) {
+                names.insert(name.to_owned());
             }
         }
-        names.sort();
-        Ok(names)
+        Ok(names.into_iter().collect())
     }
 
     /// Describes a ledger.
@@ -290,7 +392,7 @@ impl Ledgers {
         ledger.describe()
     }
 
-    /// Deletes a ledger and its file; refused while deletion protection is on.
+    /// Deletes a ledger and its files; refused while deletion protection is on.
     pub fn delete_ledger(&self, name: &str) -> Result<(), LedgerError> {
         let ledger = self.ledger(name)?;
         if ledger.describe()?.deletion_protection {
@@ -301,7 +403,8 @@ impl Ledgers {
         let mut open_ledgers = self.open_map()?;
         open_ledgers.remove(name);
         drop(ledger);
-        std::fs::remove_file(self.ledger_path(name))?;
+        std::fs::remove_dir_all(self.ledger_path(name))?;
+        sync_directory(&self.data_dir)?;
         Ok(())
     }
 }
@@ -344,55 +447,49 @@ pub struct ChainReport {
     pub digest: Option<LedgerDigest>,
 }
 
-/// One ledger: a redb file holding its catalog, documents, revisions, indexes and journal.
+/// One ledger: a directory holding its journal (the blocks, each stored once, and the commit
+/// point) and its derived state in redb (catalog, documents, revision references, indexes,
+/// block positions, the journal Merkle tree), rebuilt from the journal's tail after a crash.
 #[derive(Debug)]
 pub struct Ledger {
     name: String,
     strand_id: String,
-    pub(crate) database: Database,
+    pub(crate) database: Arc<Database>,
+    pub(crate) journal: JournalFile,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
-    /// Set when a commit failed in the storage engine (a failed fsync may have left the file in
-    /// an unknown state): every later transaction is refused until the ledger is reopened.
-    pub(crate) poisoned: std::sync::atomic::AtomicBool,
+    /// Set when a commit or checkpoint failed in storage (a failed fsync may have left the files
+    /// in an unknown state): every later transaction is refused until the ledger is reopened.
+    pub(crate) poisoned: Arc<AtomicBool>,
+    /// The end of the journal as the derived state knows it; held by the commit leader (and by
+    /// loads) for the whole of a group, so it is also the writers' lock.
+    pub(crate) tip: Mutex<Tip>,
+    pub(crate) commits: CommitQueue,
+    pub(crate) checkpointer: Checkpointer,
+    /// The catalog at the latest catalog version read, decoded once and shared by every
+    /// transaction that begins at that version.
+    catalog_cache: Mutex<Option<(u64, Arc<Vec<crate::model::TableInfo>>)>>,
 }
 
 impl Ledger {
-    /// Creates the ledger file at `path`.
-    pub fn create(
-        path: &Path,
+    /// Writes the files of a new, empty ledger into the directory `directory` (which must not
+    /// exist): the journal with its header, and the derived state with its settings, durably.
+    pub(crate) fn create_files(
+        directory: &Path,
         name: &str,
         deletion_protection: bool,
-        clock: Arc<dyn Clock>,
-        limits: Limits,
-    ) -> Result<Self, LedgerError> {
-        Self::create_with_strand(
-            path,
-            name,
-            deletion_protection,
-            model::new_id(),
-            clock,
-            limits,
-        )
-    }
-
-    /// Creates the ledger file with a given strand id (restore and import keep the source's).
-    pub(crate) fn create_with_strand(
-        path: &Path,
-        name: &str,
-        deletion_protection: bool,
-        strand_id: String,
-        clock: Arc<dyn Clock>,
-        limits: Limits,
-    ) -> Result<Self, LedgerError> {
-        let database = Database::create(path)?;
+        strand_id: &str,
+    ) -> Result<(), LedgerError> {
+        std::fs::create_dir(directory)?;
+        JournalFile::create(&directory.join(JOURNAL_FILE_NAME), strand_id)?;
+        let database = Database::create(directory.join(STATE_FILE_NAME))?;
         let mut write = database.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         storage::create_all_tables(&write)?;
         {
             let mut meta = write.open_table(storage::META)?;
             meta.insert(
-                "format_version",
+                storage::FORMAT_VERSION_KEY,
                 storage::FORMAT_VERSION.to_string().as_bytes(),
             )?;
             meta.insert("ledger_name", name.as_bytes())?;
@@ -401,46 +498,182 @@ impl Ledger {
                 "deletion_protection",
                 deletion_protection.to_string().as_bytes(),
             )?;
-            meta.insert("catalog_version", b"0".as_slice())?;
+            meta.insert(storage::CATALOG_VERSION_KEY, b"0".as_slice())?;
+            meta.insert(storage::APPLIED_BLOCK_COUNT_KEY, b"0".as_slice())?;
+            meta.insert(
+                storage::JOURNAL_END_KEY,
+                journal_file::HEADER_BYTES.to_string().as_bytes(),
+            )?;
         }
         write.commit()?;
-        Ok(Ledger {
-            name: name.to_owned(),
-            strand_id,
-            database,
-            clock,
-            limits,
-            poisoned: std::sync::atomic::AtomicBool::new(false),
-        })
+        drop(database);
+        sync_directory(directory)?;
+        Ok(())
     }
 
-    /// Opens an existing ledger file.
-    pub fn open(path: &Path, clock: Arc<dyn Clock>, limits: Limits) -> Result<Self, LedgerError> {
-        let database = Database::open(path)?;
-        let read = database.begin_read()?;
-        let meta = read.open_table(storage::META)?;
-        let format_version = storage::meta_u64(&meta, "format_version")?;
-        if format_version != storage::FORMAT_VERSION {
+    /// Opens the ledger in `directory`: checks the format version, then brings the derived
+    /// state up to the journal's end (replaying blocks written after the last checkpoint and
+    /// cutting a torn tail, see [`Ledger::recover`]).
+    pub fn open(
+        directory: &Path,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Result<Self, LedgerError> {
+        let database = Database::open(directory.join(STATE_FILE_NAME))?;
+        let (name, strand_id, tip) = {
+            let read = database.begin_read()?;
+            let meta = read.open_table(storage::META)?;
+            let format_version = storage::meta_u64(&meta, storage::FORMAT_VERSION_KEY)?;
+            if format_version != storage::FORMAT_VERSION {
+                return Err(LedgerError::Storage(format!(
+                    "ledger format version {format_version} is not supported (this build reads {})",
+                    storage::FORMAT_VERSION
+                )));
+            }
+            let name = storage::meta_text(&meta, "ledger_name")?
+                .ok_or_else(|| LedgerError::Storage("ledger without a name".to_owned()))?;
+            let strand_id = storage::meta_text(&meta, "strand_id")?
+                .ok_or_else(|| LedgerError::Storage("ledger without a strand id".to_owned()))?;
+            let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
+            (name, strand_id, Tip::read(&meta, &tree)?)
+        };
+        let journal = JournalFile::open(&directory.join(JOURNAL_FILE_NAME))?;
+        if journal.strand_id() != strand_id {
             return Err(LedgerError::Storage(format!(
-                "ledger format version {format_version} is not supported (this build reads {})",
-                storage::FORMAT_VERSION
+                "the journal of ledger {name} belongs to strand {}, its state to strand {strand_id}",
+                journal.strand_id()
             )));
         }
-        let name = storage::meta_text(&meta, "ledger_name")?
-            .ok_or_else(|| LedgerError::Storage("ledger without a name".to_owned()))?;
-        let strand_id = storage::meta_text(&meta, "strand_id")?
-            .ok_or_else(|| LedgerError::Storage("ledger without a strand id".to_owned()))?;
-        drop(meta);
-        drop(read);
-        backfill_journal_tree(&database)?;
+        let tip = recover(&database, &journal, &strand_id, tip)?;
+        let database = Arc::new(database);
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let checkpointer = Checkpointer::start(&name, database.clone(), poisoned.clone())?;
         Ok(Ledger {
             name,
             strand_id,
             database,
+            journal,
             clock,
             limits,
-            poisoned: std::sync::atomic::AtomicBool::new(false),
+            poisoned,
+            tip: Mutex::new(tip),
+            commits: CommitQueue::default(),
+            checkpointer,
+            catalog_cache: Mutex::new(None),
         })
+    }
+
+    /// Appends blocks that follow the tip (a restore, an import, a migration), verifying each
+    /// just before writing it, in batches of [`LOAD_BLOCKS_PER_BATCH`], then checkpoints. A
+    /// failure or cancellation cuts the journal back and drops the batch's state, so the ledger
+    /// keeps exactly the batches loaded before.
+    pub(crate) fn append_blocks(
+        &self,
+        blocks: &[Element],
+        cancel: &CancelToken,
+    ) -> Result<(), LedgerError> {
+        for batch in blocks.chunks(LOAD_BLOCKS_PER_BATCH) {
+            self.append_batch(batch, cancel)?;
+        }
+        self.checkpoint()
+    }
+
+    fn append_batch(&self, blocks: &[Element], cancel: &CancelToken) -> Result<(), LedgerError> {
+        if self.is_poisoned() {
+            return Err(self.poisoned_error());
+        }
+        let mut tip = self
+            .tip
+            .lock()
+            .map_err(|_| LedgerError::Internal("tip lock poisoned".to_owned()))?;
+        let journal_start = tip.journal_end;
+        let result = (|| {
+            let mut write = self.database.begin_write()?;
+            write.set_durability(redb::Durability::None)?;
+            let mut state = StateWriter::load(&write, &self.journal, tip.clone())?;
+            let mut frames = Vec::new();
+            for block in blocks {
+                cancel.check()?;
+                let verified = journal::verify_block(
+                    block,
+                    state.tip().last_block_hash.as_ref(),
+                    Strictness::Qldb,
+                )?;
+                let sequence_no = state.tip().block_count;
+                if verified.address != self.address(sequence_no) {
+                    return Err(LedgerError::VerificationFailed(format!(
+                        "block {} of strand {} cannot follow block {} of strand {}",
+                        verified.address.sequence_no,
+                        verified.address.strand_id,
+                        sequence_no.wrapping_sub(1),
+                        self.strand_id
+                    )));
+                }
+                let offset = state.tip().journal_end;
+                let frame_start = frames.len();
+                let length = journal_file::encode_frame(
+                    &mut frames,
+                    sequence_no,
+                    &model::encode_binary(block)?,
+                );
+                let position = FramePosition { offset, length };
+                debug_assert_eq!(frames.len() - frame_start, length as usize);
+                state.apply(AppliedBlock::from_block(
+                    block,
+                    verified.block_hash,
+                    position,
+                )?)?;
+            }
+            cancel.check()?;
+            let new_tip = state.finish()?;
+            self.journal.write_at(&frames, journal_start)?;
+            self.journal.sync()?;
+            write.commit()?;
+            Ok(new_tip)
+        })();
+        match result {
+            Ok(new_tip) => {
+                *tip = new_tip;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(truncation) = self.journal.truncate(journal_start) {
+                    self.poison();
+                    tracing::error!(ledger = %self.name, %truncation, "cutting back a failed load failed; ledger poisoned");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The catalog version and catalog of a snapshot, decoded only when the version is new.
+    pub(crate) fn catalog_of(
+        &self,
+        snapshot: &redb::ReadTransaction,
+    ) -> Result<(u64, Arc<Vec<crate::model::TableInfo>>), LedgerError> {
+        let version = {
+            let meta = snapshot.open_table(storage::META)?;
+            storage::meta_u64(&meta, storage::CATALOG_VERSION_KEY)?
+        };
+        let mut cache = self
+            .catalog_cache
+            .lock()
+            .map_err(|_| LedgerError::Internal("catalog cache lock poisoned".to_owned()))?;
+        if let Some((cached_version, catalog)) = cache.as_ref()
+            && *cached_version == version
+        {
+            return Ok((version, catalog.clone()));
+        }
+        let tables = snapshot.open_table(storage::TABLES)?;
+        let catalog = Arc::new(storage::read_tables(&tables)?);
+        // Versions only grow: an older snapshot does not evict the newer catalog.
+        if cache
+            .as_ref()
+            .is_none_or(|(cached_version, _)| *cached_version < version)
+        {
+            *cache = Some((version, catalog.clone()));
+        }
+        Ok((version, catalog))
     }
 
     /// The ledger's name.
@@ -525,12 +758,12 @@ impl Ledger {
     /// The digest at the current tip; `None` while the journal is empty.
     pub fn digest(&self) -> Result<Option<LedgerDigest>, LedgerError> {
         let read = self.database.begin_read()?;
-        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
-        let Some((tip, _)) = storage::read_tip(&block_hashes)? else {
+        let block_count = applied_block_count(&read)?;
+        let Some(tip) = block_count.checked_sub(1) else {
             return Ok(None);
         };
         let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
-        let digest = journal_tree::root(&tree, tip + 1)?
+        let digest = journal_tree::root(&tree, block_count)?
             .ok_or_else(|| LedgerError::Internal("no block hashes".to_owned()))?;
         Ok(Some(LedgerDigest {
             digest,
@@ -569,8 +802,7 @@ impl Ledger {
                 "the digest tip comes before the requested block".to_owned(),
             ));
         }
-        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
-        let tip = storage::read_tip(&block_hashes)?.map(|(tip, _)| tip);
+        let tip = applied_block_count(read)?.checked_sub(1);
         if tip.is_none_or(|tip| tip < digest_tip_address.sequence_no) {
             return Err(LedgerError::NotFound(format!(
                 "digest tip {}",
@@ -589,7 +821,8 @@ impl Ledger {
     ) -> Result<BlockWithProof, LedgerError> {
         self.check_address(address)?;
         let read = self.database.begin_read()?;
-        let (block, verified) = self.read_verified_block(&read, address.sequence_no)?;
+        let (block, verified) =
+            self.read_verified_block(&read, address.sequence_no, Strictness::Qldb)?;
         let proof = match digest_tip_address {
             None => None,
             Some(tip) => Some(self.block_proof(&read, address.sequence_no, tip)?),
@@ -601,26 +834,32 @@ impl Ledger {
         })
     }
 
-    /// Reads a block and re-checks its own hashes just after reading, as the writer did just
-    /// before writing. Its link to the previous block is checked by `verify_chain`, so the
-    /// stored `previousBlockHash` is taken here.
+    /// Reads a block and re-checks its own hashes just after reading (`strictness`), and that
+    /// its hash is the journal tree's leaf, which digests and proofs are made of. Its link to
+    /// the previous block is checked by `verify_chain`, so the stored `previousBlockHash` is
+    /// taken here.
     fn read_verified_block(
         &self,
         read: &redb::ReadTransaction,
         sequence_no: u64,
+        strictness: Strictness,
     ) -> Result<(Element, journal::VerifiedBlock), LedgerError> {
-        let blocks = read.open_table(storage::BLOCKS)?;
-        let block = storage::read_block(&blocks, sequence_no)?
-            .ok_or_else(|| LedgerError::NotFound(format!("block {sequence_no}")))?;
+        let block = self.read_block(read, sequence_no)?;
         let stored_previous = model::expect_struct(&block, "block")?
             .get("previousBlockHash")
             .and_then(Element::as_lob)
             .map(hash::hash_from_slice)
             .transpose()?;
-        let verified = journal::verify_block(&block, stored_previous.as_ref(), Strictness::Qldb)?;
+        let verified = journal::verify_block(&block, stored_previous.as_ref(), strictness)?;
         if verified.address != self.address(sequence_no) {
             return Err(LedgerError::VerificationFailed(format!(
                 "block {sequence_no} carries the address of another block"
+            )));
+        }
+        let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
+        if journal_tree::leaf(&tree, sequence_no)? != verified.block_hash {
+            return Err(LedgerError::VerificationFailed(format!(
+                "block {sequence_no}: the journal tree's leaf disagrees with the block"
             )));
         }
         Ok((block, verified))
@@ -637,7 +876,11 @@ impl Ledger {
     ) -> Result<RevisionWithProof, LedgerError> {
         self.check_address(address)?;
         let read = self.database.begin_read()?;
-        let (block, verified) = self.read_verified_block(&read, address.sequence_no)?;
+        // The block's links are checked, and the one revision returned is re-hashed below:
+        // re-hashing all of a block's revisions for each would make a proof cost a block's
+        // worth of hashing (`verify_chain` re-hashes everything).
+        let (block, verified) =
+            self.read_verified_block(&read, address.sequence_no, Strictness::Links)?;
         let fields = model::expect_struct(&block, "block")?;
         let revisions = fields
             .get("revisions")
@@ -658,6 +901,17 @@ impl Ledger {
         }
         let (index, revision) = found
             .ok_or_else(|| LedgerError::NotFound(format!("document {document_id} in block")))?;
+        let stored = verified.revision_hashes.get(index).copied();
+        let redacted = revisions
+            .get(index)
+            .and_then(Element::as_struct)
+            .is_some_and(|fields| fields.get("dataHash").is_some());
+        if !redacted && stored != Some(revision.compute_hash()?) {
+            return Err(LedgerError::VerificationFailed(format!(
+                "block {}: the revision of document {document_id} does not match its hash",
+                address.sequence_no
+            )));
+        }
         let proof = match digest_tip_address {
             None => None,
             Some(tip) => {
@@ -690,7 +944,9 @@ impl Ledger {
         self.verify_chain_with(progress, Strictness::Qldb, &CancelToken::new())
     }
 
-    /// [`Ledger::verify_chain`] with a chosen strictness for the blocks' entries.
+    /// [`Ledger::verify_chain`] with a chosen strictness for the blocks' entries. It reads the
+    /// journal itself, frame by frame, up to the tip of one snapshot of the derived state, and
+    /// checks the state's block positions and Merkle tree against what it read.
     pub(crate) fn verify_chain_with(
         &self,
         mut progress: impl FnMut(u64, u64),
@@ -698,42 +954,53 @@ impl Ledger {
         cancel: &CancelToken,
     ) -> Result<ChainReport, LedgerError> {
         let read = self.database.begin_read()?;
-        let blocks = read.open_table(storage::BLOCKS)?;
-        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
-        let Some((tip, _)) = storage::read_tip(&block_hashes)? else {
+        let total = applied_block_count(&read)?;
+        let Some(tip) = total.checked_sub(1) else {
             return Ok(ChainReport {
                 blocks_verified: 0,
                 digest: None,
             });
         };
-        let total = tip + 1;
+        let positions = read.open_table(storage::BLOCK_POSITIONS)?;
+        let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
         let mut previous: Option<Hash> = None;
         let mut hashes = Vec::new();
-        for sequence_no in 0..total {
-            cancel.check()?;
-            let block = storage::read_block(&blocks, sequence_no)?.ok_or_else(|| {
-                LedgerError::VerificationFailed(format!("block {sequence_no} is missing"))
+        self.journal
+            .scan(journal_file::HEADER_BYTES, 0, |frame| {
+                cancel.check()?;
+                let sequence_no = frame.sequence_no;
+                let block = model::decode_stored(frame.block_bytes)?;
+                let verified = journal::verify_block(&block, previous.as_ref(), strictness)?;
+                if verified.address != self.address(sequence_no) {
+                    return Err(LedgerError::VerificationFailed(format!(
+                        "block {sequence_no} carries the address of another block"
+                    )));
+                }
+                if storage::read_block_position(&positions, sequence_no)? != Some(frame.position) {
+                    return Err(LedgerError::VerificationFailed(format!(
+                        "block {sequence_no}: the state's block position disagrees with the journal"
+                    )));
+                }
+                if journal_tree::leaf(&tree, sequence_no)? != verified.block_hash {
+                    return Err(LedgerError::VerificationFailed(format!(
+                        "block {sequence_no}: the journal tree's leaf disagrees with the block"
+                    )));
+                }
+                hashes.push(verified.block_hash);
+                previous = Some(verified.block_hash);
+                progress(sequence_no + 1, total);
+                Ok(sequence_no < tip)
+            })
+            .map_err(|error| match error {
+                LedgerError::Storage(message) => LedgerError::VerificationFailed(message),
+                other => other,
             })?;
-            let verified = journal::verify_block(&block, previous.as_ref(), strictness)?;
-            if verified.address != self.address(sequence_no) {
-                return Err(LedgerError::VerificationFailed(format!(
-                    "block {sequence_no} carries the address of another block"
-                )));
-            }
-            let indexed = block_hashes
-                .get(sequence_no)?
-                .map(|value| value.value().to_vec())
-                .unwrap_or_default();
-            if indexed.as_slice() != verified.block_hash.as_slice() {
-                return Err(LedgerError::VerificationFailed(format!(
-                    "block {sequence_no}: the block hash index disagrees with the block"
-                )));
-            }
-            hashes.push(verified.block_hash);
-            previous = Some(verified.block_hash);
-            progress(sequence_no + 1, total);
+        if hashes.len() as u64 != total {
+            return Err(LedgerError::VerificationFailed(format!(
+                "the journal holds {} blocks, the state {total}",
+                hashes.len()
+            )));
         }
-        let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
         if journal_tree::root(&tree, total)? != hash::merkle_root(&hashes) {
             return Err(LedgerError::VerificationFailed(
                 "the stored journal tree disagrees with the block hashes".to_owned(),
@@ -761,50 +1028,154 @@ impl Ledger {
     }
 
     /// Calls `visit` with each block from `first_sequence_no` to the tip of one snapshot, in
-    /// order, one at a time, until it returns `Break`.
+    /// order, one at a time, until it returns `Break`. Reads the journal sequentially.
     pub fn for_each_block(
         &self,
         first_sequence_no: u64,
         mut visit: impl FnMut(Element) -> Result<std::ops::ControlFlow<()>, LedgerError>,
     ) -> Result<(), LedgerError> {
         let read = self.database.begin_read()?;
-        let blocks = read.open_table(storage::BLOCKS)?;
-        for entry in blocks.range(first_sequence_no..)? {
-            let (_, value) = entry?;
-            if visit(model::decode_stored(value.value())?)?.is_break() {
-                break;
-            }
+        let Some(tip) = applied_block_count(&read)?.checked_sub(1) else {
+            return Ok(());
+        };
+        if first_sequence_no > tip {
+            return Ok(());
         }
+        let positions = read.open_table(storage::BLOCK_POSITIONS)?;
+        let start =
+            storage::read_block_position(&positions, first_sequence_no)?.ok_or_else(|| {
+                LedgerError::Storage(format!("block {first_sequence_no} has no position"))
+            })?;
+        self.journal
+            .scan(start.offset, first_sequence_no, |frame| {
+                let block = model::decode_stored(frame.block_bytes)?;
+                Ok(visit(block)?.is_continue() && frame.sequence_no < tip)
+            })?;
         Ok(())
+    }
+
+    /// Reads block `sequence_no` of a snapshot from the journal (checking its frame).
+    pub(crate) fn read_block(
+        &self,
+        read: &redb::ReadTransaction,
+        sequence_no: u64,
+    ) -> Result<Element, LedgerError> {
+        let positions = read.open_table(storage::BLOCK_POSITIONS)?;
+        let position = storage::read_block_position(&positions, sequence_no)?
+            .ok_or_else(|| LedgerError::NotFound(format!("block {sequence_no}")))?;
+        model::decode_stored(&self.journal.read_block(position, sequence_no)?)
+    }
+
+    /// The revisions at `references` (`(block, position in its revisions)`) of a snapshot, in
+    /// the same order; each block is read from the journal once however many of its revisions
+    /// are wanted.
+    pub(crate) fn read_revisions(
+        &self,
+        read: &redb::ReadTransaction,
+        references: &[(u64, u32)],
+    ) -> Result<Vec<Revision>, LedgerError> {
+        if references.is_empty() {
+            return Ok(Vec::new());
+        }
+        let positions = read.open_table(storage::BLOCK_POSITIONS)?;
+        read_revision_elements(&self.journal, &positions, references)?
+            .iter()
+            .map(Revision::from_element)
+            .collect()
     }
 }
 
-/// Fills the journal tree from the block hashes when it lags behind them: ledgers written
-/// before the tree existed, or a tree table lost. Writes nothing when it is complete.
-fn backfill_journal_tree(database: &Database) -> Result<(), LedgerError> {
-    let (stored_leaves, block_count) = {
-        let read = database.begin_read()?;
-        let block_hashes = read.open_table(storage::BLOCK_HASHES)?;
-        let block_count = storage::read_tip(&block_hashes)?.map_or(0, |(tip, _)| tip + 1);
-        let stored_leaves = match read.open_table(journal_tree::JOURNAL_TREE) {
-            Ok(tree) => journal_tree::leaf_count(&tree)?,
-            Err(redb::TableError::TableDoesNotExist(_)) => 0,
-            Err(error) => return Err(error.into()),
-        };
-        (stored_leaves, block_count)
-    };
-    if stored_leaves >= block_count {
-        return Ok(());
+/// The revision elements at `references` (`(block, position in its revisions)`), in the same
+/// order, read from the journal at the positions `positions` gives; one read per block.
+pub(crate) fn read_revision_elements(
+    journal: &JournalFile,
+    positions: &impl redb::ReadableTable<u64, (u64, u32)>,
+    references: &[(u64, u32)],
+) -> Result<Vec<Element>, LedgerError> {
+    let mut by_block: BTreeMap<u64, Vec<(u32, usize)>> = BTreeMap::new();
+    for (output_index, (sequence_no, index_in_block)) in references.iter().enumerate() {
+        by_block
+            .entry(*sequence_no)
+            .or_default()
+            .push((*index_in_block, output_index));
     }
+    let mut elements: Vec<Option<Element>> = vec![None; references.len()];
+    for (sequence_no, mut wanted) in by_block {
+        wanted.sort_unstable();
+        let position = storage::read_block_position(positions, sequence_no)?
+            .ok_or_else(|| LedgerError::Storage(format!("block {sequence_no} has no position")))?;
+        let bytes = journal.read_block(position, sequence_no)?;
+        let indexes: Vec<u32> = wanted.iter().map(|(index, _)| *index).collect();
+        let found = journal::revisions_at(&bytes, &indexes)?;
+        for ((_, output_index), element) in wanted.into_iter().zip(found) {
+            if let Some(slot) = elements.get_mut(output_index) {
+                *slot = Some(element);
+            }
+        }
+    }
+    elements
+        .into_iter()
+        .map(|element| {
+            element.ok_or_else(|| LedgerError::Internal("a revision was not read".to_owned()))
+        })
+        .collect()
+}
+
+/// How many blocks a snapshot of the derived state includes.
+fn applied_block_count(read: &redb::ReadTransaction) -> Result<u64, LedgerError> {
+    let meta = read.open_table(storage::META)?;
+    storage::meta_u64(&meta, storage::APPLIED_BLOCK_COUNT_KEY)
+}
+
+/// Brings the derived state up to the journal's end: reads the frames after the position the
+/// durable state records, verifies each block and its link to the one before, applies them
+/// (one durable redb commit at the end), and cuts a torn tail (a group append a crash
+/// interrupted, never acknowledged). Damage before the end of the file is corruption: the
+/// open fails rather than guess.
+fn recover(
+    database: &Database,
+    journal: &JournalFile,
+    strand_id: &str,
+    tip: Tip,
+) -> Result<Tip, LedgerError> {
     let mut write = database.begin_write()?;
     write.set_durability(redb::Durability::Immediate)?;
-    let hashes = {
-        let block_hashes = write.open_table(storage::BLOCK_HASHES)?;
-        storage::read_block_hashes(&block_hashes, block_count - 1)?
-    };
-    for (sequence_no, block_hash) in hashes.iter().enumerate().skip(stored_leaves as usize) {
-        journal_tree::append_leaf(&write, sequence_no as u64, block_hash)?;
+    write.set_quick_repair(true);
+    let journal_start = tip.journal_end;
+    let mut state = StateWriter::load(&write, journal, tip)?;
+    let mut replayed = 0u64;
+    let end = journal.scan(journal_start, state.tip().block_count, |frame| {
+        let block = model::decode_stored(frame.block_bytes)?;
+        let verified = journal::verify_block(
+            &block,
+            state.tip().last_block_hash.as_ref(),
+            Strictness::Qldb,
+        )?;
+        if verified.address.strand_id != strand_id
+            || verified.address.sequence_no != frame.sequence_no
+        {
+            return Err(LedgerError::VerificationFailed(format!(
+                "the journal's frame {} holds block {} of strand {}",
+                frame.sequence_no, verified.address.sequence_no, verified.address.strand_id
+            )));
+        }
+        state.apply(AppliedBlock::from_block(
+            &block,
+            verified.block_hash,
+            frame.position,
+        )?)?;
+        replayed += 1;
+        Ok(true)
+    })?;
+    if let Some(reason) = &end.torn_tail {
+        tracing::warn!(journal = %journal.path().display(), at = end.valid_end, reason, "cutting the torn tail of an append a crash interrupted");
+        journal.truncate(end.valid_end)?;
     }
+    if replayed == 0 {
+        return Ok(state.tip().clone());
+    }
+    let tip = state.finish()?;
     write.commit()?;
-    Ok(())
+    tracing::info!(journal = %journal.path().display(), blocks = replayed, "replayed the journal's tail into the ledger's state");
+    Ok(tip)
 }

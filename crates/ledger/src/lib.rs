@@ -25,10 +25,14 @@
 //! # }
 //! ```
 //!
-//! Map of the crate: [`ledger`] (ledgers on disk, digests, proofs, chain verification),
-//! [`transaction`] (snapshot, read set, commit protocol), [`eval`] (PartiQL), [`journal`]
-//! (block shapes), [`journal_tree`] (the block-hash Merkle tree), [`hash`] (QLDB hashing), [`ion_read`] (the bounded reader of Ion from outside),
-//! [`storage`] (redb layout, spec in `docs/ledger-format.md`), [`export`] (export, restore,
+//! Map of the crate: [`ledger`] (ledgers on disk, opening and recovery, digests, proofs, chain
+//! verification), [`transaction`] (snapshot, read set, a member's commit), [`commit`] (group
+//! commit and background checkpoints), [`journal_file`] (the journal: CRC-framed blocks, the
+//! commit point), [`state`] (the derived state a block implies), [`eval`] (PartiQL),
+//! [`journal`] (block shapes), [`journal_tree`] (the block-hash Merkle tree), [`hash`] (QLDB
+//! hashing), [`ion_read`] (the bounded reader of Ion from outside), [`storage`] (redb layout;
+//! spec of both files in `docs/ledger-format.md`), the migration of format-1 ledgers,
+//! [`export`] (export, restore,
 //! import), [`source`] (where restores and imports may read, and the bounded, symlink-safe
 //! walk), [`cancel`] (stopping long operations), [`stream`] (journal stream records), [`model`] and [`value`] (types and PartiQL
 //! value semantics), [`datetime`], [`clock`], [`error`].
@@ -46,14 +50,18 @@ pub mod hash;
 pub use cancel::CancelToken;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::LedgerError;
+pub mod commit;
 pub mod eval;
 pub mod export;
 pub mod ion_read;
 pub mod journal;
+pub mod journal_file;
 pub mod journal_tree;
 pub mod ledger;
+mod migrate;
 pub mod model;
 pub mod source;
+pub mod state;
 pub mod storage;
 pub mod stream;
 pub mod transaction;

@@ -1,50 +1,111 @@
-//! The redb layout of one ledger file: table definitions, key shapes and the typed reads and
-//! writes the transaction and journal code use. `docs/ledger-format.md` is the spec of this file.
+//! The redb layout of a ledger's derived state (`state.redb`): table definitions, key shapes and
+//! the typed reads the transaction and journal code use; `state.rs` writes them. Blocks live in
+//! the journal file only. `docs/ledger-format.md` is the spec of this file.
 
-use ion_rs::Element;
 use redb::{
     MultimapTableDefinition, ReadableMultimapTable, ReadableTable, TableDefinition,
     WriteTransaction,
 };
 
 use crate::error::LedgerError;
-use crate::hash::{self, Hash};
-use crate::model::{self, Revision, TableInfo};
+use crate::model::{self, TableInfo};
 
-/// Version of the on-disk layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version of the on-disk layout; bumped on any incompatible change. Version 1 kept every block
+/// in redb; version 2 keeps blocks in the journal file only (see `journal_file.rs`).
+pub const FORMAT_VERSION: u64 = 2;
+
+/// Meta key: the layout version.
+pub const FORMAT_VERSION_KEY: &str = "format_version";
+/// Meta key: +1 per block that changes the catalog (the read-set token of DDL).
+pub const CATALOG_VERSION_KEY: &str = "catalog_version";
+/// Meta key: the last block's timestamp (Unix nanoseconds), so block times never decrease.
+pub const LAST_BLOCK_TIME_KEY: &str = "last_block_time_unix_ns";
+/// Meta key: how many journal blocks the state includes.
+pub const APPLIED_BLOCK_COUNT_KEY: &str = "applied_block_count";
+/// Meta key: the journal byte just after the last block the state includes; recovery reads
+/// the journal from there.
+pub const JOURNAL_END_KEY: &str = "journal_end_offset";
 
 /// Ledger-wide settings and counters: `format_version`, `ledger_name`, `strand_id`,
-/// `deletion_protection`, `catalog_version`.
+/// `deletion_protection`, `catalog_version`, the last block time and the applied tip.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Journal blocks by sequence number, Ion binary of the whole block.
-pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-/// Block hashes by sequence number (32 bytes), so digests do not decode blocks.
-pub const BLOCK_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("block_hashes");
 /// The catalog: table id to Ion binary `{name, tableId, status, indexes}`.
 pub const TABLES: TableDefinition<&str, &[u8]> = TableDefinition::new("tables");
 /// Sequence number of the last block that wrote to a table: the read-set token of table scans.
 pub const TABLE_WRITE_SEQUENCE: TableDefinition<&str, u64> =
     TableDefinition::new("table_write_sequence");
-/// The current revision of every document, deleted ones included:
-/// `(table id, document id)` to Ion binary of the committed view.
-pub const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
-/// Every revision: `(table id, document id, version)` to Ion binary of the committed view.
-pub const REVISIONS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("revisions");
+/// The current revision of every document, deleted ones included, by reference:
+/// `(table id, document id)` to `(block sequence number, position in the block's revisions,
+/// version, deleted)`. The revision itself is read from the journal.
+pub const DOCUMENTS: TableDefinition<(&str, &str), (u64, u32, u64, bool)> =
+    TableDefinition::new("document_refs");
+
+/// Where a document's current revision is, and what OCC and deletes need to know of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentRef {
+    /// The block holding the revision.
+    pub sequence_no: u64,
+    /// Its position in the block's `revisions`.
+    pub index_in_block: u32,
+    /// The revision's version.
+    pub version: u64,
+    /// Whether it is a deleted document's final, data-less revision.
+    pub deleted: bool,
+}
+
+impl DocumentRef {
+    /// The `(block, position)` reference of the revision.
+    pub fn revision_ref(&self) -> (u64, u32) {
+        (self.sequence_no, self.index_in_block)
+    }
+
+    fn from_value((sequence_no, index_in_block, version, deleted): (u64, u32, u64, bool)) -> Self {
+        DocumentRef {
+            sequence_no,
+            index_in_block,
+            version,
+            deleted,
+        }
+    }
+
+    /// The stored value.
+    pub fn to_value(self) -> (u64, u32, u64, bool) {
+        (
+            self.sequence_no,
+            self.index_in_block,
+            self.version,
+            self.deleted,
+        )
+    }
+}
+/// Every revision, by reference: `(table id, document id, version)` to `(block sequence number,
+/// position in the block's revisions)`.
+pub const REVISIONS: TableDefinition<(&str, &str, u64), (u64, u32)> =
+    TableDefinition::new("revision_refs");
 /// Equality index entries: `(table id, index id, value key)` to document ids.
 pub const INDEX_ENTRIES: MultimapTableDefinition<(&str, &str, &str), &str> =
     MultimapTableDefinition::new("index_entries");
+/// Where each block's frame lies in the journal: sequence number to `(offset, length)`.
+pub const BLOCK_POSITIONS: TableDefinition<u64, (u64, u32)> =
+    TableDefinition::new("block_positions");
+
+/// The tables of format version 1, read only by the migration to version 2.
+pub mod v1 {
+    use redb::TableDefinition;
+
+    /// Journal blocks by sequence number, Ion binary of the whole block.
+    pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+}
 
 /// Creates every table so later read transactions can open them.
 pub fn create_all_tables(write: &WriteTransaction) -> Result<(), LedgerError> {
     write.open_table(META)?;
-    write.open_table(BLOCKS)?;
-    write.open_table(BLOCK_HASHES)?;
     write.open_table(TABLES)?;
     write.open_table(TABLE_WRITE_SEQUENCE)?;
     write.open_table(DOCUMENTS)?;
     write.open_table(REVISIONS)?;
     write.open_multimap_table(INDEX_ENTRIES)?;
+    write.open_table(BLOCK_POSITIONS)?;
     write.open_table(crate::journal_tree::JOURNAL_TREE)?;
     Ok(())
 }
@@ -86,54 +147,53 @@ pub fn read_tables(
     Ok(tables)
 }
 
-/// Reads the current revision of a document.
+/// The reference of a document's current revision.
 pub fn read_document(
-    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    table: &impl ReadableTable<(&'static str, &'static str), (u64, u32, u64, bool)>,
     table_id: &str,
     document_id: &str,
-) -> Result<Option<Revision>, LedgerError> {
-    match table.get((table_id, document_id))? {
-        None => Ok(None),
-        Some(value) => Ok(Some(Revision::from_element(&model::decode_stored(
-            value.value(),
-        )?)?)),
-    }
+) -> Result<Option<DocumentRef>, LedgerError> {
+    Ok(table
+        .get((table_id, document_id))?
+        .map(|value| DocumentRef::from_value(value.value())))
 }
 
-/// Reads the current revisions of every document of a table, deleted ones included, by id.
+/// The references of the current revisions of every document of a table, deleted ones
+/// included, by document id.
 pub fn read_table_documents(
-    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    table: &impl ReadableTable<(&'static str, &'static str), (u64, u32, u64, bool)>,
     table_id: &str,
-) -> Result<Vec<Revision>, LedgerError> {
-    let mut revisions = Vec::new();
+) -> Result<Vec<(String, DocumentRef)>, LedgerError> {
+    let mut documents = Vec::new();
     for entry in table.range((table_id, "")..)? {
         let (key, value) = entry?;
-        if key.value().0 != table_id {
+        let (entry_table_id, document_id) = key.value();
+        if entry_table_id != table_id {
             break;
         }
-        revisions.push(Revision::from_element(&model::decode_stored(
-            value.value(),
-        )?)?);
+        documents.push((
+            document_id.to_owned(),
+            DocumentRef::from_value(value.value()),
+        ));
     }
-    Ok(revisions)
+    Ok(documents)
 }
 
-/// Reads every revision of a table, ordered by document id then version.
-pub fn read_table_revisions(
-    table: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+/// References of every revision of a table, ordered by document id then version:
+/// `(block sequence number, position in the block's revisions)`.
+pub fn read_table_revision_refs(
+    table: &impl ReadableTable<(&'static str, &'static str, u64), (u64, u32)>,
     table_id: &str,
-) -> Result<Vec<Revision>, LedgerError> {
-    let mut revisions = Vec::new();
+) -> Result<Vec<(u64, u32)>, LedgerError> {
+    let mut references = Vec::new();
     for entry in table.range((table_id, "", 0u64)..)? {
         let (key, value) = entry?;
         if key.value().0 != table_id {
             break;
         }
-        revisions.push(Revision::from_element(&model::decode_stored(
-            value.value(),
-        )?)?);
+        references.push(value.value());
     }
-    Ok(revisions)
+    Ok(references)
 }
 
 /// Document ids under one index value key.
@@ -150,42 +210,13 @@ pub fn read_index(
     Ok(document_ids)
 }
 
-/// The tip: the last block's sequence number and hash, if any block exists.
-pub fn read_tip(
-    table: &impl ReadableTable<u64, &'static [u8]>,
-) -> Result<Option<(u64, Hash)>, LedgerError> {
-    match table.last()? {
-        None => Ok(None),
-        Some((key, value)) => Ok(Some((key.value(), hash::hash_from_slice(value.value())?))),
-    }
-}
-
-/// Every block hash from 0 to `last_sequence_no` inclusive.
-pub fn read_block_hashes(
-    table: &impl ReadableTable<u64, &'static [u8]>,
-    last_sequence_no: u64,
-) -> Result<Vec<Hash>, LedgerError> {
-    let mut hashes = Vec::new();
-    for entry in table.range(0..=last_sequence_no)? {
-        let (key, value) = entry?;
-        if key.value() != hashes.len() as u64 {
-            return Err(LedgerError::Storage(format!(
-                "block hash {} is missing",
-                hashes.len()
-            )));
-        }
-        hashes.push(hash::hash_from_slice(value.value())?);
-    }
-    Ok(hashes)
-}
-
-/// Reads and decodes one block.
-pub fn read_block(
-    table: &impl ReadableTable<u64, &'static [u8]>,
+/// Where block `sequence_no`'s frame lies in the journal.
+pub fn read_block_position(
+    table: &impl ReadableTable<u64, (u64, u32)>,
     sequence_no: u64,
-) -> Result<Option<Element>, LedgerError> {
-    match table.get(sequence_no)? {
-        None => Ok(None),
-        Some(value) => Ok(Some(model::decode_stored(value.value())?)),
-    }
+) -> Result<Option<crate::journal_file::FramePosition>, LedgerError> {
+    Ok(table.get(sequence_no)?.map(|value| {
+        let (offset, length) = value.value();
+        crate::journal_file::FramePosition { offset, length }
+    }))
 }

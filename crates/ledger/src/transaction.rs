@@ -1,23 +1,25 @@
 //! Transactions: a snapshot of the committed state, the transaction's own writes layered over
-//! it, the read set for optimistic concurrency control, and the commit protocol that validates
-//! the read set, assigns versions, builds the journal block and writes everything durably in one
-//! redb write transaction.
+//! it, the read set for optimistic concurrency control, and a member's part of the commit
+//! protocol (`commit.rs` runs the group): validate the read set against the state including
+//! earlier commits, assign versions, build the journal block and apply it to the derived state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ion_rs::{Element, Timestamp};
-use redb::{ReadTransaction, ReadableDatabase, ReadableMultimapTable, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::ion_read;
 use crate::journal::{self, DocumentInfo, StatementInfo};
+use crate::journal_file::{self, FramePosition};
 use crate::ledger::Ledger;
 use crate::model::{
     self, BlockAddress, IndexInfo, Revision, RevisionMetadata, TableInfo, TableStatus,
 };
+use crate::state::{AppliedBlock, AppliedRevision, StateWriter};
 use crate::storage;
 use crate::value;
 
@@ -70,9 +72,6 @@ pub struct CommitResult {
     pub commit_digest: Hash,
 }
 
-/// Meta key of the last block's timestamp (Unix nanoseconds), so block times never decrease.
-pub(crate) const LAST_BLOCK_TIME_KEY: &str = "last_block_time_unix_ns";
-
 /// Table id under which catalog entries are journaled (not a valid user table id: too short).
 pub const CATALOG_TABLE_ID: &str = "_ql_catalog";
 /// Table name of the catalog's revisions in `transactionInfo.documents`.
@@ -118,8 +117,10 @@ pub struct Transaction {
     transaction_id: String,
     started_at: OffsetDateTime,
     catalog_version_seen: u64,
-    catalog: Vec<TableInfo>,
-    catalog_at_start: Vec<TableInfo>,
+    /// The catalog as this transaction sees it: shared with every transaction that began at the
+    /// same catalog version until this one runs DDL (copy on write).
+    catalog: Arc<Vec<TableInfo>>,
+    catalog_at_start: Arc<Vec<TableInfo>>,
     catalog_statements: BTreeMap<String, BTreeSet<usize>>,
     catalog_changed: bool,
     new_indexes: Vec<(String, IndexInfo)>,
@@ -131,21 +132,11 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) fn begin(ledger: Arc<Ledger>) -> Result<Self, LedgerError> {
-        if ledger.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(LedgerError::Storage(format!(
-                "ledger {} refuses transactions after a failed commit; reopen it",
-                ledger.name()
-            )));
+        if ledger.is_poisoned() {
+            return Err(ledger.poisoned_error());
         }
         let snapshot = ledger.database.begin_read()?;
-        let (catalog_version_seen, catalog) = {
-            let meta = snapshot.open_table(storage::META)?;
-            let tables = snapshot.open_table(storage::TABLES)?;
-            (
-                storage::meta_u64(&meta, "catalog_version")?,
-                storage::read_tables(&tables)?,
-            )
-        };
+        let (catalog_version_seen, catalog) = ledger.catalog_of(&snapshot)?;
         let started_at = ledger.clock.now();
         Ok(Transaction {
             ledger,
@@ -258,13 +249,13 @@ impl Transaction {
             .entry(table.table_id.clone())
             .or_default()
             .insert(self.statements.len().saturating_sub(1));
-        match self
-            .catalog
+        let catalog = Arc::make_mut(&mut self.catalog);
+        match catalog
             .iter_mut()
             .find(|existing| existing.table_id == table.table_id)
         {
             Some(existing) => *existing = table,
-            None => self.catalog.push(table),
+            None => catalog.push(table),
         }
     }
 
@@ -412,6 +403,18 @@ impl Transaction {
         })
     }
 
+    /// The committed revisions at `references`, read from the journal (each block once).
+    fn committed_revisions(
+        &self,
+        references: &[storage::DocumentRef],
+    ) -> Result<Vec<Revision>, LedgerError> {
+        let references: Vec<(u64, u32)> = references
+            .iter()
+            .map(storage::DocumentRef::revision_ref)
+            .collect();
+        self.ledger.read_revisions(&self.snapshot, &references)
+    }
+
     /// Every live document of a table (a full scan, recorded in the read set).
     pub(crate) fn scan_table(&mut self, table_id: &str) -> Result<Vec<DocumentView>, LedgerError> {
         let write_sequence = self.table_write_sequence(table_id)?;
@@ -419,11 +422,27 @@ impl Transaction {
             table_id: table_id.to_owned(),
             write_sequence,
         });
-        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+        let current = {
+            let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+            storage::read_table_documents(&documents, table_id)?
+        };
+        // A deleted document is read only when this transaction wrote it (it cannot: the
+        // commit would conflict), so only live ones and own writes need their revision.
+        let needed: Vec<(String, storage::DocumentRef)> = current
+            .into_iter()
+            .filter(|(document_id, reference)| {
+                !reference.deleted
+                    || self
+                        .writes
+                        .contains_key(&(table_id.to_owned(), document_id.clone()))
+            })
+            .collect();
+        let references: Vec<storage::DocumentRef> =
+            needed.iter().map(|(_, reference)| *reference).collect();
+        let revisions = self.committed_revisions(&references)?;
         let mut views = Vec::new();
         let mut seen = BTreeSet::new();
-        for revision in storage::read_table_documents(&documents, table_id)? {
-            let document_id = revision.metadata.id.clone();
+        for ((document_id, _), revision) in needed.into_iter().zip(revisions) {
             seen.insert(document_id.clone());
             if self
                 .writes
@@ -454,23 +473,38 @@ impl Transaction {
         Ok(views)
     }
 
+    /// The reference of a document's committed revision in the snapshot.
+    fn document_ref(
+        &self,
+        table_id: &str,
+        document_id: &str,
+    ) -> Result<Option<storage::DocumentRef>, LedgerError> {
+        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
+        storage::read_document(&documents, table_id, document_id)
+    }
+
     /// One document by id (recorded in the read set, absence included).
     pub(crate) fn document(
         &mut self,
         table_id: &str,
         document_id: &str,
     ) -> Result<Option<DocumentView>, LedgerError> {
-        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
-        let committed = storage::read_document(&documents, table_id, document_id)?;
+        let reference = self.document_ref(table_id, document_id)?;
         self.reads.push(ReadItem::Document {
             table_id: table_id.to_owned(),
             document_id: document_id.to_owned(),
-            version: committed.as_ref().map(|revision| revision.metadata.version),
+            version: reference.map(|reference| reference.version),
         });
-        if self
+        let own_write = self
             .writes
-            .contains_key(&(table_id.to_owned(), document_id.to_owned()))
-        {
+            .contains_key(&(table_id.to_owned(), document_id.to_owned()));
+        let committed = match reference {
+            Some(reference) if own_write || !reference.deleted => {
+                self.committed_revisions(&[reference])?.into_iter().next()
+            }
+            _ => None,
+        };
+        if own_write {
             return Ok(self.own_write_view(table_id, document_id, committed));
         }
         Ok(committed.and_then(|revision| {
@@ -513,17 +547,15 @@ impl Transaction {
             value_key: value_key.clone(),
             document_ids: document_ids.clone(),
         });
-        let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
-        let mut views = Vec::new();
+        let mut wanted = Vec::new();
         for document_id in &document_ids {
             // Each found document is also a document read, so a change to any of its other
             // fields conflicts too.
-            let version = storage::read_document(&documents, table_id, document_id)?
-                .map(|revision| revision.metadata.version);
+            let reference = self.document_ref(table_id, document_id)?;
             self.reads.push(ReadItem::Document {
                 table_id: table_id.to_owned(),
                 document_id: document_id.clone(),
-                version,
+                version: reference.map(|reference| reference.version),
             });
             if self
                 .writes
@@ -531,12 +563,21 @@ impl Transaction {
             {
                 continue;
             }
-            if let Some(revision) = storage::read_document(&documents, table_id, document_id)?
-                && let Some(data) = revision.data.clone()
-            {
+            if let Some(reference) = reference.filter(|reference| !reference.deleted) {
+                wanted.push((document_id.clone(), reference));
+            }
+        }
+        let references: Vec<storage::DocumentRef> =
+            wanted.iter().map(|(_, reference)| *reference).collect();
+        let mut views = Vec::new();
+        for ((document_id, _), revision) in wanted
+            .into_iter()
+            .zip(self.committed_revisions(&references)?)
+        {
+            if let Some(data) = revision.data.clone() {
                 views.push(DocumentView {
                     table_id: table_id.to_owned(),
-                    document_id: document_id.clone(),
+                    document_id,
                     data,
                     committed: Some(revision),
                 });
@@ -555,7 +596,10 @@ impl Transaction {
                 .and_then(value::index_value_key)
                 .is_some_and(|key| key == value_key);
             if matches {
-                let committed = storage::read_document(&documents, table_id, &document_id)?;
+                let committed = match self.document_ref(table_id, &document_id)? {
+                    Some(reference) => self.committed_revisions(&[reference])?.into_iter().next(),
+                    None => None,
+                };
                 views.push(DocumentView {
                     table_id: table_id.to_owned(),
                     document_id,
@@ -574,8 +618,11 @@ impl Transaction {
             table_id: table_id.to_owned(),
             write_sequence,
         });
-        let revisions = self.snapshot.open_table(storage::REVISIONS)?;
-        storage::read_table_revisions(&revisions, table_id)
+        let references = {
+            let revisions = self.snapshot.open_table(storage::REVISIONS)?;
+            storage::read_table_revision_refs(&revisions, table_id)?
+        };
+        self.ledger.read_revisions(&self.snapshot, &references)
     }
 
     // ----- writes -----
@@ -669,10 +716,7 @@ impl Transaction {
     ) -> Result<(), LedgerError> {
         let key = (table.table_id.clone(), document_id.to_owned());
         // Deleting a document inserted by this same transaction leaves no trace at all.
-        let committed_exists = {
-            let documents = self.snapshot.open_table(storage::DOCUMENTS)?;
-            storage::read_document(&documents, &table.table_id, document_id)?.is_some()
-        };
+        let committed_exists = self.document_ref(&table.table_id, document_id)?.is_some();
         if !committed_exists && self.writes.contains_key(&key) {
             self.writes.remove(&key);
             return Ok(());
@@ -703,53 +747,72 @@ impl Transaction {
         self.commit()
     }
 
-    /// Validates the read set and writes the transaction's block durably. Fails with
-    /// [`LedgerError::OccConflict`] when anything read changed since the snapshot.
+    /// Validates the read set and writes the transaction's block durably, in a group with the
+    /// transactions committing at the same time. Fails with [`LedgerError::OccConflict`] when
+    /// anything read changed since the snapshot, earlier members of the group included.
     pub fn commit(self) -> Result<CommitResult, LedgerError> {
         self.check_not_expired()?;
-        let commit_digest = self.commit_digest()?;
-        let ledger = self.ledger.clone();
         // A read-only transaction read one consistent snapshot, which is a serializable history
-        // by itself: nothing to validate, nothing to write, and no wait for the writer lock.
+        // by itself: nothing to validate, nothing to write, and no wait for the group.
         if self.writes.is_empty() && !self.catalog_changed {
+            let commit_digest = self.commit_digest()?;
             return Ok(CommitResult {
                 transaction_id: self.transaction_id,
                 block_address: None,
                 commit_digest,
             });
         }
-        let mut write = ledger.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        self.validate_reads(&write)?;
-        let tip = {
-            let block_hashes = write.open_table(storage::BLOCK_HASHES)?;
-            storage::read_tip(&block_hashes)?
+        let ledger = self.ledger.clone();
+        ledger.commit_in_group(self)
+    }
+
+    /// A member's part of a group commit, run by the group's leader: validates the read set
+    /// against `state` (which includes the members before it), builds the block, appends its
+    /// frame to `frames` and applies it to `state`. The inner `Err` refuses this transaction
+    /// alone and changed nothing; the outer one is a storage failure that ends the group.
+    pub(crate) fn build_and_apply(
+        &self,
+        state: &mut StateWriter<'_>,
+        frames: &mut Vec<u8>,
+    ) -> Result<Result<CommitResult, LedgerError>, LedgerError> {
+        let built = self.build_block(state, frames);
+        let applied = match built {
+            Ok((result, applied)) => (result, applied),
+            Err(refusal) => return Ok(Err(refusal)),
         };
-        let sequence_no = tip.map_or(0, |(last, _)| last + 1);
-        let previous_block_hash = tip.map(|(_, block_hash)| block_hash);
+        state.apply(applied.1)?;
+        Ok(Ok(applied.0))
+    }
+
+    /// Everything of a commit that only reads: validation, versions, the block and its frame.
+    fn build_block(
+        &self,
+        state: &StateWriter<'_>,
+        frames: &mut Vec<u8>,
+    ) -> Result<(CommitResult, AppliedBlock), LedgerError> {
+        let ledger = &self.ledger;
+        let commit_digest = self.commit_digest()?;
+        let write = state.write();
+        self.validate_reads(write, state.catalog_version())?;
+        let tip = state.tip();
+        let sequence_no = tip.block_count;
+        let previous_block_hash = tip.last_block_hash;
         let address = BlockAddress {
             strand_id: ledger.strand_id().to_owned(),
             sequence_no,
         };
         // Block timestamps never go backwards, even when the wall clock does: exports and
         // streams cut the journal by time and rely on that order.
-        let last_block_time_unix_ns: Option<i128> = {
-            let meta = write.open_table(storage::META)?;
-            storage::meta_text(&meta, LAST_BLOCK_TIME_KEY)?.and_then(|text| text.parse().ok())
-        };
         let now = ledger.clock.now();
-        let commit_instant = match last_block_time_unix_ns
+        let commit_instant = match tip
+            .last_block_time_unix_ns
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
         {
             Some(last) if last > now => last,
             _ => now,
         };
         let tx_time: Timestamp = model::timestamp_from_datetime(commit_instant)?;
-        {
-            let mut meta = write.open_table(storage::META)?;
-            let stored = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
-            meta.insert(LAST_BLOCK_TIME_KEY, stored.to_string().as_bytes())?;
-        }
+        let block_time_unix_ns = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
 
         let mut ordered: Vec<((String, String), PendingWrite)> = self
             .writes
@@ -758,8 +821,8 @@ impl Transaction {
             .collect();
         ordered.sort_by_key(|(_, pending)| pending.order);
         // Catalog changes are journaled too, as revisions of the system catalog table, so the
-        // journal alone rebuilds the ledger (restore) and DDL is verifiable like data.
-        for table in &self.catalog {
+        // journal alone rebuilds the ledger (restore, recovery) and DDL is verifiable like data.
+        for table in self.catalog.iter() {
             if self.catalog_at_start.contains(table) {
                 continue;
             }
@@ -779,23 +842,17 @@ impl Transaction {
             ));
         }
         let mut revisions = Vec::with_capacity(ordered.len());
-        let mut previous_data = Vec::with_capacity(ordered.len());
         let mut document_infos = Vec::with_capacity(ordered.len());
         {
             let documents = write.open_table(storage::DOCUMENTS)?;
             for ((table_id, document_id), pending) in &ordered {
                 let current = storage::read_document(&documents, table_id, document_id)?;
-                if current
-                    .as_ref()
-                    .is_some_and(|revision| revision.data.is_none())
-                {
+                if current.is_some_and(|reference| reference.deleted) {
                     return Err(LedgerError::OccConflict(format!(
                         "document {document_id} was deleted"
                     )));
                 }
-                let version = current
-                    .as_ref()
-                    .map_or(0, |revision| revision.metadata.version + 1);
+                let version = current.map_or(0, |reference| reference.version + 1);
                 let metadata = RevisionMetadata {
                     id: document_id.clone(),
                     version,
@@ -809,7 +866,6 @@ impl Transaction {
                     data: pending.data.clone(),
                     metadata,
                 });
-                previous_data.push(current.and_then(|revision| revision.data));
                 document_infos.push(DocumentInfo {
                     document_id: document_id.clone(),
                     table_name: pending.table_name.clone(),
@@ -827,69 +883,57 @@ impl Transaction {
             &revisions,
             previous_block_hash.as_ref(),
         )?;
-        // Check the block just before writing it, as the reader will.
+        // Check the block just before writing it, as the reader will: in debug builds (every
+        // test), as the log checks its frames; in release it would double the hashing the
+        // commit leader does for each member, and every read of the block (recovery, GetBlock,
+        // `verify_chain`) re-hashes it anyway.
+        #[cfg(debug_assertions)]
         journal::verify_block(
             &block.element,
             previous_block_hash.as_ref(),
             journal::Strictness::Exact,
         )?;
         let block_bytes = model::encode_binary(&block.element)?;
-        {
-            let mut blocks = write.open_table(storage::BLOCKS)?;
-            blocks.insert(sequence_no, block_bytes.as_slice())?;
-            let mut block_hashes = write.open_table(storage::BLOCK_HASHES)?;
-            block_hashes.insert(sequence_no, block.block_hash.as_slice())?;
-        }
-        crate::journal_tree::append_leaf(&write, sequence_no, &block.block_hash)?;
-        apply_revisions(
-            &write,
-            &self.catalog,
-            &revisions,
-            &previous_data,
-            &ordered,
+        // The state's tip already counts the frames of the members before this one.
+        let offset = tip.journal_end;
+        let length = journal_file::encode_frame(frames, sequence_no, &block_bytes);
+        let applied = AppliedBlock {
             sequence_no,
-        )?;
-        if self.catalog_changed {
-            let mut tables = write.open_table(storage::TABLES)?;
-            for table in &self.catalog {
-                let bytes = model::encode_binary(&table.to_element())?;
-                tables.insert(table.table_id.as_str(), bytes.as_slice())?;
-            }
-            let mut meta = write.open_table(storage::META)?;
-            let next_version = self.catalog_version_seen + 1;
-            meta.insert("catalog_version", next_version.to_string().as_bytes())?;
-            drop(meta);
-            drop(tables);
-            for (table_id, index_id) in &self.dropped_indexes {
-                remove_index_entries(&write, table_id, index_id)?;
-            }
-            for (table_id, index) in &self.new_indexes {
-                build_index(&write, table_id, index)?;
-            }
-        }
-        if let Err(error) = write.commit() {
-            ledger
-                .poisoned
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            tracing::error!(ledger = ledger.name(), %error, "commit failed; ledger poisoned until reopened");
-            return Err(error.into());
-        }
-        tracing::debug!(ledger = ledger.name(), sequence_no, transaction_id = %self.transaction_id, "committed block");
-        Ok(CommitResult {
-            transaction_id: self.transaction_id,
-            block_address: Some(address),
-            commit_digest,
-        })
+            block_hash: block.block_hash,
+            position: FramePosition { offset, length },
+            block_time_unix_ns,
+            revisions: revisions
+                .into_iter()
+                .zip(document_infos)
+                .enumerate()
+                .map(|(index, (revision, info))| AppliedRevision {
+                    table_id: info.table_id,
+                    table_name: info.table_name,
+                    index_in_block: index as u32,
+                    revision,
+                })
+                .collect(),
+        };
+        tracing::debug!(ledger = ledger.name(), sequence_no, transaction_id = %self.transaction_id, "built block");
+        Ok((
+            CommitResult {
+                transaction_id: self.transaction_id.clone(),
+                block_address: Some(address),
+                commit_digest,
+            },
+            applied,
+        ))
     }
 
-    fn validate_reads(&self, write: &redb::WriteTransaction) -> Result<(), LedgerError> {
-        {
-            let meta = write.open_table(storage::META)?;
-            if storage::meta_u64(&meta, "catalog_version")? != self.catalog_version_seen {
-                return Err(LedgerError::OccConflict(
-                    "the catalog changed since the transaction started".to_owned(),
-                ));
-            }
+    fn validate_reads(
+        &self,
+        write: &redb::WriteTransaction,
+        catalog_version: u64,
+    ) -> Result<(), LedgerError> {
+        if catalog_version != self.catalog_version_seen {
+            return Err(LedgerError::OccConflict(
+                "the catalog changed since the transaction started".to_owned(),
+            ));
         }
         let documents = write.open_table(storage::DOCUMENTS)?;
         let write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
@@ -902,7 +946,7 @@ impl Transaction {
                     version,
                 } => {
                     let now = storage::read_document(&documents, table_id, document_id)?
-                        .map(|revision| revision.metadata.version);
+                        .map(|reference| reference.version);
                     if now != *version {
                         return Err(LedgerError::OccConflict(format!(
                             "document {document_id} changed since it was read"
@@ -942,115 +986,4 @@ impl Transaction {
         }
         Ok(())
     }
-}
-
-/// Writes revisions, current documents, index entries and table write sequences.
-fn apply_revisions(
-    write: &redb::WriteTransaction,
-    catalog: &[TableInfo],
-    revisions: &[Revision],
-    previous_data: &[Option<Element>],
-    ordered: &[((String, String), PendingWrite)],
-    sequence_no: u64,
-) -> Result<(), LedgerError> {
-    let mut documents = write.open_table(storage::DOCUMENTS)?;
-    let mut revisions_table = write.open_table(storage::REVISIONS)?;
-    let mut write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
-    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
-    for ((revision, previous), ((table_id, document_id), _)) in
-        revisions.iter().zip(previous_data).zip(ordered)
-    {
-        let bytes = model::encode_binary(&revision.to_element())?;
-        documents.insert((table_id.as_str(), document_id.as_str()), bytes.as_slice())?;
-        revisions_table.insert(
-            (
-                table_id.as_str(),
-                document_id.as_str(),
-                revision.metadata.version,
-            ),
-            bytes.as_slice(),
-        )?;
-        write_sequences.insert(table_id.as_str(), sequence_no)?;
-        let indexes = catalog
-            .iter()
-            .find(|table| &table.table_id == table_id)
-            .map(|table| table.indexes.clone())
-            .unwrap_or_default();
-        for index in &indexes {
-            let old_key = previous
-                .as_ref()
-                .and_then(|data| value::value_at_path(data, &index.field_path))
-                .and_then(value::index_value_key);
-            let new_key = revision
-                .data
-                .as_ref()
-                .and_then(|data| value::value_at_path(data, &index.field_path))
-                .and_then(value::index_value_key);
-            if old_key == new_key {
-                continue;
-            }
-            if let Some(old_key) = old_key {
-                entries.remove(
-                    (table_id.as_str(), index.index_id.as_str(), old_key.as_str()),
-                    document_id.as_str(),
-                )?;
-            }
-            if let Some(new_key) = new_key {
-                entries.insert(
-                    (table_id.as_str(), index.index_id.as_str(), new_key.as_str()),
-                    document_id.as_str(),
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Fills a new index from the table's current documents.
-pub(crate) fn build_index(
-    write: &redb::WriteTransaction,
-    table_id: &str,
-    index: &IndexInfo,
-) -> Result<(), LedgerError> {
-    let current = {
-        let documents = write.open_table(storage::DOCUMENTS)?;
-        storage::read_table_documents(&documents, table_id)?
-    };
-    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
-    for revision in current {
-        if let Some(key) = revision
-            .data
-            .as_ref()
-            .and_then(|data| value::value_at_path(data, &index.field_path))
-            .and_then(value::index_value_key)
-        {
-            entries.insert(
-                (table_id, index.index_id.as_str(), key.as_str()),
-                revision.metadata.id.as_str(),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes every entry of a dropped index.
-fn remove_index_entries(
-    write: &redb::WriteTransaction,
-    table_id: &str,
-    index_id: &str,
-) -> Result<(), LedgerError> {
-    let mut entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
-    let mut keys = Vec::new();
-    for entry in entries.range((table_id, index_id, "")..)? {
-        let (key, _) = entry?;
-        let (entry_table_id, entry_index_id, value_key) = key.value();
-        if entry_table_id != table_id || entry_index_id != index_id {
-            break;
-        }
-        keys.push(value_key.to_owned());
-    }
-    for value_key in keys {
-        entries.remove_all((table_id, index_id, value_key.as_str()))?;
-    }
-    Ok(())
 }

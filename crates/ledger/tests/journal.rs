@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use ion_rs::Element;
-use redb::ReadableTable;
 use sha2::{Digest, Sha256};
 use sluice_ledger::{BlockAddress, LedgerError};
 
@@ -284,6 +283,24 @@ fn block_shape_follows_qldb() {
     assert_eq!(document.get("statements").unwrap(), &ion("[0]"));
 }
 
+/// One frame of a journal: its offset, its length and its block's bytes.
+type Frame = (usize, usize, Vec<u8>);
+
+/// The bytes and frames of a closed ledger's journal.
+fn journal_frames(path: &std::path::Path) -> (Vec<u8>, Vec<Frame>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut frames = Vec::new();
+    let mut offset = sluice_ledger::journal_file::HEADER_BYTES as usize;
+    while offset < bytes.len() {
+        let body_length =
+            u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        let length = 8 + body_length;
+        frames.push((offset, length, bytes[offset + 16..offset + length].to_vec()));
+        offset += length;
+    }
+    (bytes, frames)
+}
+
 #[test]
 fn tampering_with_a_stored_block_is_detected() {
     let fixture = Fixture::new();
@@ -291,35 +308,67 @@ fn tampering_with_a_stored_block_is_detected() {
     run(&ledger, "CREATE TABLE T");
     run(&ledger, "INSERT INTO T VALUE {'amount': 100}");
     run(&ledger, "INSERT INTO T VALUE {'amount': 5}");
+    let forged_id = run(
+        &ledger,
+        "SELECT VALUE r.metadata.id FROM _ql_committed_T AS r WHERE r.data.amount = 100",
+    )[0]
+    .as_text()
+    .unwrap()
+    .to_owned();
     drop(ledger);
     fixture.ledgers.close_ledger("tamper").unwrap();
-    let path = fixture
-        .dir
-        .path()
-        .join("ledgers")
-        .join("tamper.ledger.redb");
-    {
-        let database = redb::Database::open(&path).unwrap();
-        let write = database.begin_write().unwrap();
-        {
-            let mut blocks = write.open_table(sluice_ledger::storage::BLOCKS).unwrap();
-            let original = blocks.get(1).unwrap().unwrap().value().to_vec();
-            let text =
-                sluice_ledger::model::encode_text(&Element::read_one(&original).unwrap()).unwrap();
-            let forged = text.replace("amount: 100,", "amount: 1000,");
-            assert_ne!(forged, text);
-            let bytes =
-                sluice_ledger::model::encode_binary(&Element::read_one(forged.as_bytes()).unwrap())
-                    .unwrap();
-            blocks.insert(1, bytes.as_slice()).unwrap();
-        }
-        write.commit().unwrap();
-    }
+    let path = fixture.dir.path().join("ledgers/tamper.ledger/journal");
+    let (original, frames) = journal_frames(&path);
+    // A forger who rewrites block 1 and its frame checksum, keeping its length.
+    let (offset, length, block) = &frames[1];
+    let text = sluice_ledger::model::encode_text(&Element::read_one(block).unwrap()).unwrap();
+    let forged = text.replace("amount: 100,", "amount: 200,");
+    assert_ne!(forged, text);
+    let forged =
+        sluice_ledger::model::encode_binary(&Element::read_one(forged.as_bytes()).unwrap())
+            .unwrap();
+    let mut frame = Vec::new();
+    sluice_ledger::journal_file::encode_frame(&mut frame, 1, &forged);
+    assert_eq!(frame.len(), *length);
+    let mut tampered = original.clone();
+    tampered[*offset..offset + length].copy_from_slice(&frame);
+    std::fs::write(&path, &tampered).unwrap();
     let mut fixture = fixture;
     fixture.reopen();
     let ledger = fixture.ledgers.ledger("tamper").unwrap();
     assert!(matches!(
         ledger.verify_chain(|_, _| {}),
+        Err(LedgerError::VerificationFailed(_))
+    ));
+    // GetRevision re-hashes the revision it returns, so its proof never vouches for forged data.
+    let forged_address = sluice_ledger::BlockAddress {
+        strand_id: ledger.strand_id().to_owned(),
+        sequence_no: 1,
+    };
+    let tip = ledger.digest().unwrap().unwrap().digest_tip_address;
+    assert!(matches!(
+        ledger.revision(&forged_address, &forged_id, Some(&tip)),
+        Err(LedgerError::VerificationFailed(_))
+    ));
+    drop(ledger);
+    fixture.ledgers.close_ledger("tamper").unwrap();
+
+    // A flipped bit without a new checksum is caught by the frame's CRC, on every read path.
+    let mut flipped = original;
+    flipped[offset + 20] ^= 0x01;
+    std::fs::write(&path, &flipped).unwrap();
+    fixture.reopen();
+    let ledger = fixture.ledgers.ledger("tamper").unwrap();
+    assert!(matches!(
+        ledger.verify_chain(|_, _| {}),
+        Err(LedgerError::VerificationFailed(_))
+    ));
+    let address = sluice_ledger::BlockAddress {
+        strand_id: ledger.strand_id().to_owned(),
+        sequence_no: 1,
+    };
+    assert!(matches!(
+        ledger.block(&address, None),
         Err(LedgerError::VerificationFailed(_))
     ));
 }

@@ -445,11 +445,43 @@ fn drop_index_removes_it_and_its_entries() {
     assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T WHERE k = 2"), "2");
     drop(ledger);
     fixture.ledgers.close_ledger("drop-index").unwrap();
-    let database =
-        redb::Database::open(fixture.dir.path().join("ledgers/drop-index.ledger.redb")).unwrap();
+    let database = redb::Database::open(
+        fixture
+            .dir
+            .path()
+            .join("ledgers/drop-index.ledger/state.redb"),
+    )
+    .unwrap();
     let read = redb::ReadableDatabase::begin_read(&database).unwrap();
     let entries = read
         .open_multimap_table(sluice_ledger::storage::INDEX_ENTRIES)
         .unwrap();
     assert_eq!(redb::ReadableTableMetadata::len(&entries).unwrap(), 0);
+}
+
+#[test]
+fn transactions_share_the_catalog_until_one_changes_it() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("catalog");
+    run(&ledger, "CREATE TABLE A");
+    let mut changing = ledger.begin().unwrap();
+    let watching = ledger.begin().unwrap();
+    changing.execute("CREATE TABLE B", &[]).unwrap();
+    let names = |transaction: &sluice_ledger::Transaction| -> Vec<String> {
+        transaction
+            .tables()
+            .iter()
+            .map(|table| table.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&changing), ["A", "B"]);
+    // The other transaction's catalog (shared at begin) did not change with it.
+    assert_eq!(names(&watching), ["A"]);
+    changing.commit().unwrap();
+    assert_eq!(names(&watching), ["A"]);
+    assert_eq!(names(&ledger.begin().unwrap()), ["A", "B"]);
+    // A transaction that began at the old catalog version conflicts if it writes.
+    let mut stale = watching;
+    stale.execute("INSERT INTO A VALUE {'x': 1}", &[]).unwrap();
+    assert!(matches!(stale.commit(), Err(LedgerError::OccConflict(_))));
 }

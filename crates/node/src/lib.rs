@@ -6,7 +6,7 @@
 //! - `sluice.lock`: held (flock) while a process uses the directory, so two never share it;
 //! - `indices/`: the search indices (see `sluice-search`);
 //! - `streams/`: the durable log of streams and their consumer checkpoints (see `sluice-log`);
-//! - `ledgers/`: the verifiable ledgers, one redb file each (see `sluice-ledger`);
+//! - `ledgers/`: the verifiable ledgers, one directory each, a journal and its derived state (see `sluice-ledger`);
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
 //!   S3 destinations and QLDB's ExportJournalToS3.

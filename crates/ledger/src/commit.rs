@@ -1,0 +1,339 @@
+//! The commit pipeline: group commit across concurrent transactions, and the background
+//! checkpoints of the derived state.
+//!
+//! A committing transaction joins a queue. Whoever finds no leader becomes it and takes the
+//! queue as one group: inside one redb write transaction it validates each member's read set
+//! against the state that already includes the members before it, builds its block and applies
+//! it to the derived state; then it appends every block of the group to the journal with one
+//! write, fsyncs once, and only then commits the redb transaction, without fsync. Members are
+//! acknowledged after that commit, so their writes are visible to every later transaction. A
+//! failed journal write or fsync poisons the ledger until it is reopened, and recovery decides
+//! from the journal what was committed.
+//!
+//! Because redb only ever commits state whose blocks are already durable in the journal, the
+//! checkpoint (a durable redb commit, run by [`Checkpointer`] every [`CHECKPOINT_INTERVAL`] or
+//! after [`CHECKPOINT_JOURNAL_BYTES`] of journal) can run at any time and a crash anywhere
+//! leaves a state that is a prefix of the journal: opening replays the rest.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::Database;
+
+use crate::error::LedgerError;
+use crate::ledger::Ledger;
+use crate::state::StateWriter;
+use crate::transaction::{CommitResult, Transaction};
+
+/// Most transactions one leader commits as one group: one journal write and one fsync. Later
+/// arrivals wait for the next group. Each member already holds its writes in memory, so the
+/// bound is on the group's frame buffer (at most this many blocks of 40 documents).
+pub const GROUP_TRANSACTIONS_MAX: usize = 128;
+
+/// The derived state is checkpointed (a durable redb commit) at least this often while it has
+/// changed, which bounds both the work a crash leaves to replay and redb's file growth (pages
+/// freed by non-durable commits are reused only after a durable one).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A checkpoint also starts once this much journal was appended since the last one, so a burst
+/// of commits cannot leave more than about this much to replay after a crash.
+pub const CHECKPOINT_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Transactions waiting to commit and the outcomes of finished groups.
+#[derive(Debug, Default)]
+struct QueueState {
+    waiting: VecDeque<(u64, Transaction)>,
+    leader_active: bool,
+    finished: HashMap<u64, Result<CommitResult, LedgerError>>,
+    next_ticket: u64,
+}
+
+/// The group-commit queue of one ledger.
+#[derive(Debug, Default)]
+pub(crate) struct CommitQueue {
+    state: Mutex<QueueState>,
+    turn: Condvar,
+}
+
+/// Hands a group's outcomes back even if the leader panics, so no member waits forever.
+struct LeaderGuard<'a> {
+    ledger: &'a Ledger,
+    tickets: Vec<u64>,
+    outcomes: Option<Vec<(u64, Result<CommitResult, LedgerError>)>>,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let outcomes = match self.outcomes.take() {
+            Some(outcomes) => outcomes,
+            None => {
+                // The leader unwound mid-group: the state of its redb transaction is unknown.
+                self.ledger.poison();
+                self.tickets
+                    .iter()
+                    .map(|ticket| {
+                        (
+                            *ticket,
+                            Err(LedgerError::Internal(
+                                "the commit of this transaction's group failed".to_owned(),
+                            )),
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let queue = &self.ledger.commits;
+        let mut state = lock(&queue.state);
+        state.leader_active = false;
+        state.finished.extend(outcomes);
+        drop(state);
+        queue.turn.notify_all();
+    }
+}
+
+impl Ledger {
+    /// Commits a transaction that wrote something, as part of a group; returns once its block is
+    /// durable in the journal and applied to the derived state.
+    pub(crate) fn commit_in_group(
+        &self,
+        transaction: Transaction,
+    ) -> Result<CommitResult, LedgerError> {
+        let mut state = lock(&self.commits.state);
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back((ticket, transaction));
+        loop {
+            if let Some(outcome) = state.finished.remove(&ticket) {
+                return outcome;
+            }
+            if !state.leader_active {
+                state.leader_active = true;
+                let take = state.waiting.len().min(GROUP_TRANSACTIONS_MAX);
+                let group: Vec<(u64, Transaction)> = state.waiting.drain(..take).collect();
+                drop(state);
+                let mut guard = LeaderGuard {
+                    ledger: self,
+                    tickets: group.iter().map(|(ticket, _)| *ticket).collect(),
+                    outcomes: None,
+                };
+                guard.outcomes = Some(self.commit_group(group));
+                drop(guard);
+                state = lock(&self.commits.state);
+                continue;
+            }
+            state = self
+                .commits
+                .turn
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The leader's work for one group.
+    fn commit_group(
+        &self,
+        group: Vec<(u64, Transaction)>,
+    ) -> Vec<(u64, Result<CommitResult, LedgerError>)> {
+        match self.try_commit_group(&group) {
+            Ok(outcomes) => group
+                .iter()
+                .map(|(ticket, _)| *ticket)
+                .zip(outcomes)
+                .collect(),
+            Err(error) => {
+                self.poison();
+                tracing::error!(ledger = self.name(), %error, "group commit failed; ledger poisoned until reopened");
+                group
+                    .iter()
+                    .map(|(ticket, _)| (*ticket, Err(LedgerError::Storage(error.to_string()))))
+                    .collect()
+            }
+        }
+    }
+
+    /// Validates, builds and applies every member, appends and fsyncs the group's blocks, then
+    /// commits the derived state. An `Err` is fatal to the whole group (storage failed).
+    fn try_commit_group(
+        &self,
+        group: &[(u64, Transaction)],
+    ) -> Result<Vec<Result<CommitResult, LedgerError>>, LedgerError> {
+        if self.is_poisoned() {
+            return Ok(group.iter().map(|_| Err(self.poisoned_error())).collect());
+        }
+        let mut tip = lock(&self.tip);
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::None)?;
+        let journal_start = tip.journal_end;
+        let mut frames = Vec::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut state = StateWriter::load(&write, &self.journal, tip.clone())?;
+        for (_, transaction) in group {
+            outcomes.push(transaction.build_and_apply(&mut state, &mut frames)?);
+        }
+        if frames.is_empty() {
+            // Every member was refused: nothing to append, nothing changed.
+            return Ok(outcomes);
+        }
+        let new_tip = state.finish()?;
+        self.journal.write_at(&frames, journal_start)?;
+        self.journal.sync()?;
+        // The blocks are durable from here: a failure below loses no acknowledged commit,
+        // but leaves the in-memory state behind the journal until reopened.
+        if let Err(error) = write.commit() {
+            self.poison();
+            tracing::error!(ledger = self.name(), %error, "applying committed blocks failed; ledger poisoned until reopened (they will be replayed)");
+        }
+        *tip = new_tip;
+        drop(tip);
+        self.checkpointer.note_appended(frames.len() as u64);
+        Ok(outcomes)
+    }
+
+    /// Whether a storage failure made the ledger refuse transactions until reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn poisoned_error(&self) -> LedgerError {
+        LedgerError::Storage(format!(
+            "ledger {} refuses transactions after a failed commit; reopen it",
+            self.name()
+        ))
+    }
+
+    /// Makes the derived state durable now (a durable redb commit), so a crash replays nothing
+    /// before this point. The background checkpointer calls it; so can tests and shutdown.
+    pub fn checkpoint(&self) -> Result<(), LedgerError> {
+        self.checkpointer.shared.checkpoint()
+    }
+}
+
+/// What the checkpoint thread and the ledger share.
+#[derive(Debug)]
+struct CheckpointShared {
+    ledger_name: String,
+    database: Arc<Database>,
+    poisoned: Arc<AtomicBool>,
+    signal: Mutex<CheckpointSignal>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointSignal {
+    stop: bool,
+    /// Journal bytes appended since the last checkpoint started.
+    dirty_bytes: u64,
+    /// Whether anything was applied since the last checkpoint started.
+    dirty: bool,
+}
+
+impl CheckpointShared {
+    fn checkpoint(&self) -> Result<(), LedgerError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = (|| {
+            let mut write = self.database.begin_write()?;
+            write.set_durability(redb::Durability::Immediate)?;
+            // A crash after this commit reopens without a full repair of the file.
+            write.set_quick_repair(true);
+            write.commit()?;
+            Ok::<(), LedgerError>(())
+        })();
+        if let Err(error) = &result {
+            self.poisoned.store(true, Ordering::SeqCst);
+            tracing::error!(ledger = %self.ledger_name, %error, "checkpoint failed; ledger poisoned until reopened");
+        }
+        result
+    }
+}
+
+/// The background thread that checkpoints one ledger's derived state.
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    shared: Arc<CheckpointShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub(crate) fn start(
+        ledger_name: &str,
+        database: Arc<Database>,
+        poisoned: Arc<AtomicBool>,
+    ) -> Result<Checkpointer, LedgerError> {
+        let shared = Arc::new(CheckpointShared {
+            ledger_name: ledger_name.to_owned(),
+            database,
+            poisoned,
+            signal: Mutex::new(CheckpointSignal::default()),
+            wake: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ledger-checkpoint-{ledger_name}"))
+            .spawn(move || checkpoint_loop(&thread_shared))?;
+        Ok(Checkpointer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Called by the leader after a group: wakes the thread once enough journal piled up.
+    fn note_appended(&self, bytes: u64) {
+        let mut signal = lock(&self.shared.signal);
+        signal.dirty = true;
+        signal.dirty_bytes += bytes;
+        if signal.dirty_bytes >= CHECKPOINT_JOURNAL_BYTES {
+            self.shared.wake.notify_all();
+        }
+    }
+}
+
+fn checkpoint_loop(shared: &CheckpointShared) {
+    loop {
+        let mut signal = lock(&shared.signal);
+        if !signal.stop && signal.dirty_bytes < CHECKPOINT_JOURNAL_BYTES {
+            signal = shared
+                .wake
+                .wait_timeout(signal, CHECKPOINT_INTERVAL)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let stop = signal.stop;
+        let due = signal.dirty;
+        signal.dirty = false;
+        signal.dirty_bytes = 0;
+        drop(signal);
+        if due {
+            // A failure is logged and poisons the ledger; the next open replays the journal.
+            let _ = shared.checkpoint();
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Stops the thread after a last checkpoint, so a clean close replays nothing on open.
+    fn drop(&mut self) {
+        lock(&self.shared.signal).stop = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(ledger = %self.shared.ledger_name, "the checkpoint thread panicked");
+        }
+    }
+}

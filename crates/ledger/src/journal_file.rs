@@ -1,0 +1,561 @@
+//! The journal file: the one place a ledger's blocks are stored, and its commit point. A header
+//! names the strand; then every block is one frame `body length u32 · CRC32 u32 · body`, the
+//! body being the block's sequence number (u64) and its Ion binary. Frames are only ever
+//! appended, a group of them with one write and one fsync (group commit); recovery scans from the
+//! last checkpointed position and cuts only a torn tail. The layout borrows the log's segment
+//! framing (`crates/log`, `docs/log-format.md`) rather than the crate: a log frame carries a
+//! stream record (partition key, arrival time) where the ledger needs numbered blocks in one
+//! file whose positions its derived state points into. Spec: `docs/ledger-format.md`.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::LedgerError;
+
+/// First bytes of every journal file.
+pub const JOURNAL_MAGIC: [u8; 8] = *b"SLUICEJL";
+
+/// Version of the journal's byte layout, the ledger format version that introduced it.
+pub const JOURNAL_FORMAT_VERSION: u32 = 2;
+
+/// Header: magic 8, version 4, strand id length 1, strand id (at most
+/// [`STRAND_ID_BYTES_MAX`]), zero padding, CRC32 of the first 60 bytes 4.
+pub const HEADER_BYTES: u64 = 64;
+
+/// Longest strand id the header holds (QLDB's are 22 characters).
+pub const STRAND_ID_BYTES_MAX: usize = 47;
+
+/// Frame header: body length 4, CRC32 of the body 4.
+pub const FRAME_HEADER_BYTES: u64 = 8;
+
+/// Smallest valid body: a sequence number and at least the 4-byte Ion version marker.
+const FRAME_BODY_BYTES_MIN: u64 = 8 + 4;
+
+/// Largest valid body. A block holds at most 40 documents of 128 KiB (QLDB's limits) plus its
+/// statements; imported QLDB blocks are bounded by QLDB's own limits. A longer frame is corrupt,
+/// never a block: the scan refuses it instead of allocating its length.
+pub const FRAME_BODY_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Bytes read at a time by sequential scans (recovery, chain verification, export).
+const SCAN_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Where a block's frame lies in the journal: what the derived state keeps instead of a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePosition {
+    /// Byte offset of the frame header.
+    pub offset: u64,
+    /// Length of the whole frame, header included.
+    pub length: u32,
+}
+
+impl FramePosition {
+    /// The byte just after the frame.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.length)
+    }
+}
+
+/// Appends one frame for block `sequence_no` to `out`; returns its length.
+pub fn encode_frame(out: &mut Vec<u8>, sequence_no: u64, block_bytes: &[u8]) -> u32 {
+    let start = out.len();
+    let body_length = 8 + block_bytes.len();
+    out.extend_from_slice(&u32::try_from(body_length).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&sequence_no.to_le_bytes());
+    out.extend_from_slice(block_bytes);
+    let body_start = start + FRAME_HEADER_BYTES as usize;
+    let crc = crc32fast::hash(out.get(body_start..).unwrap_or_default());
+    if let Some(slot) = out.get_mut(start + 4..body_start) {
+        slot.copy_from_slice(&crc.to_le_bytes());
+    }
+    u32::try_from(out.len() - start).unwrap_or(u32::MAX)
+}
+
+/// Body length and CRC from a frame header.
+fn decode_frame_header(header: [u8; FRAME_HEADER_BYTES as usize]) -> (u64, u32) {
+    let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+    (
+        u64::from(u32::from_le_bytes([l0, l1, l2, l3])),
+        u32::from_le_bytes([c0, c1, c2, c3]),
+    )
+}
+
+/// The sequence number and block bytes of a body whose CRC matched.
+fn split_body(body: &[u8]) -> Option<(u64, &[u8])> {
+    let (sequence, block) = body.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*sequence), block))
+}
+
+fn encode_header(strand_id: &str) -> Result<[u8; HEADER_BYTES as usize], LedgerError> {
+    let strand = strand_id.as_bytes();
+    if strand.len() > STRAND_ID_BYTES_MAX {
+        return Err(LedgerError::BadRequest(format!(
+            "a strand id has at most {STRAND_ID_BYTES_MAX} bytes"
+        )));
+    }
+    let mut header = [0u8; HEADER_BYTES as usize];
+    let mut bytes = Vec::with_capacity(HEADER_BYTES as usize);
+    bytes.extend_from_slice(&JOURNAL_MAGIC);
+    bytes.extend_from_slice(&JOURNAL_FORMAT_VERSION.to_le_bytes());
+    bytes.push(strand.len() as u8);
+    bytes.extend_from_slice(strand);
+    bytes.resize(HEADER_BYTES as usize - 4, 0);
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    header.copy_from_slice(&bytes);
+    Ok(header)
+}
+
+/// The strand id a header names, after checking magic, checksum and version.
+fn decode_header(path: &Path, header: &[u8]) -> Result<String, LedgerError> {
+    let corrupt = |what: &str| LedgerError::Storage(format!("journal {}: {what}", path.display()));
+    let covered = header
+        .get(..HEADER_BYTES as usize - 4)
+        .ok_or_else(|| corrupt("short header"))?;
+    let stored_crc = header
+        .get(HEADER_BYTES as usize - 4..HEADER_BYTES as usize)
+        .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| corrupt("short header"))?;
+    if covered.get(..8) != Some(JOURNAL_MAGIC.as_slice()) {
+        return Err(corrupt("not a ledger journal (bad magic)"));
+    }
+    if crc32fast::hash(covered) != stored_crc {
+        return Err(corrupt("header checksum mismatch"));
+    }
+    let version = covered
+        .get(8..12)
+        .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| corrupt("short header"))?;
+    if version != JOURNAL_FORMAT_VERSION {
+        return Err(LedgerError::Storage(format!(
+            "journal {} has format version {version}; this build reads {JOURNAL_FORMAT_VERSION}",
+            path.display()
+        )));
+    }
+    let strand_length = usize::from(*covered.get(12).ok_or_else(|| corrupt("short header"))?);
+    let strand = covered
+        .get(13..13 + strand_length)
+        .ok_or_else(|| corrupt("strand id longer than the header"))?;
+    String::from_utf8(strand.to_vec()).map_err(|_| corrupt("strand id is not UTF-8"))
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// The byte just after the last valid frame.
+    pub valid_end: u64,
+    /// The sequence number the next frame would carry.
+    pub next_sequence_no: u64,
+    /// Set when the file ends in a torn append: a partial frame header, a frame whose length runs
+    /// past the end of the file, a zero-filled tail, or a last frame whose checksum fails.
+    pub torn_tail: Option<String>,
+}
+
+/// One valid frame met by a scan.
+#[derive(Debug)]
+pub struct ScannedFrame<'a> {
+    /// The block's sequence number.
+    pub sequence_no: u64,
+    /// Where the frame lies.
+    pub position: FramePosition,
+    /// The block's Ion binary.
+    pub block_bytes: &'a [u8],
+}
+
+/// A ledger's journal file. Appends and reads use positioned I/O on a shared handle: the
+/// ledger's commit leader is the only writer, readers only read below the durable end.
+#[derive(Debug)]
+pub struct JournalFile {
+    path: PathBuf,
+    file: File,
+    strand_id: String,
+}
+
+impl JournalFile {
+    /// Creates a journal holding only its header, durably (file and directory entry).
+    pub fn create(path: &Path, strand_id: &str) -> Result<JournalFile, LedgerError> {
+        let header = encode_header(strand_id)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.write_all_at(&header, 0)?;
+        file.sync_all()?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(JournalFile {
+            path: path.to_path_buf(),
+            file,
+            strand_id: strand_id.to_owned(),
+        })
+    }
+
+    /// Opens a journal and checks its header; frames are checked by [`JournalFile::scan`].
+    pub fn open(path: &Path) -> Result<JournalFile, LedgerError> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut header = [0u8; HEADER_BYTES as usize];
+        file.read_exact_at(&mut header, 0).map_err(|error| {
+            LedgerError::Storage(format!(
+                "journal {}: cannot read its header: {error}",
+                path.display()
+            ))
+        })?;
+        let strand_id = decode_header(path, &header)?;
+        Ok(JournalFile {
+            path: path.to_path_buf(),
+            file,
+            strand_id,
+        })
+    }
+
+    /// The strand the header names.
+    pub fn strand_id(&self) -> &str {
+        &self.strand_id
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's length in bytes.
+    pub fn length_bytes(&self) -> Result<u64, LedgerError> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Writes `frames` at `offset` (the end of the last frame) without fsync.
+    pub fn write_at(&self, frames: &[u8], offset: u64) -> Result<(), LedgerError> {
+        self.file.write_all_at(frames, offset).map_err(|error| {
+            LedgerError::Storage(format!(
+                "appending to journal {}: {error}",
+                self.path.display()
+            ))
+        })
+    }
+
+    /// Makes every written frame durable (`fdatasync`: the length is data too).
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        self.file.sync_data().map_err(|error| {
+            LedgerError::Storage(format!("fsync of journal {}: {error}", self.path.display()))
+        })
+    }
+
+    /// Cuts the file at `length` (a torn tail, or a cancelled load) and makes that durable.
+    pub fn truncate(&self, length: u64) -> Result<(), LedgerError> {
+        self.file.set_len(length)?;
+        self.file.sync_all()?;
+        Ok(())
+    }
+
+    /// Reads the frame at `position`, checks its length, checksum and sequence number (the read
+    /// that pairs with the write), and returns the block's Ion binary.
+    pub fn read_block(
+        &self,
+        position: FramePosition,
+        sequence_no: u64,
+    ) -> Result<Vec<u8>, LedgerError> {
+        let mut frame = vec![0u8; position.length as usize];
+        self.file
+            .read_exact_at(&mut frame, position.offset)
+            .map_err(|error| {
+                LedgerError::Storage(format!(
+                    "reading block {sequence_no} from journal {}: {error}",
+                    self.path.display()
+                ))
+            })?;
+        let damaged = |what: &str| {
+            LedgerError::VerificationFailed(format!(
+                "block {sequence_no} in the journal at byte {}: {what}",
+                position.offset
+            ))
+        };
+        let (header, body) = frame
+            .split_first_chunk::<{ FRAME_HEADER_BYTES as usize }>()
+            .ok_or_else(|| damaged("shorter than a frame header"))?;
+        let (body_length, crc) = decode_frame_header(*header);
+        if body_length != body.len() as u64 {
+            return Err(damaged("its length disagrees with the index"));
+        }
+        if crc32fast::hash(body) != crc {
+            return Err(damaged("checksum mismatch"));
+        }
+        match split_body(body) {
+            Some((stored, block)) if stored == sequence_no => Ok(block.to_vec()),
+            _ => Err(damaged("it carries another sequence number")),
+        }
+    }
+
+    /// Reads frames from `offset` (a frame boundary) in order, expecting sequence numbers from
+    /// `first_sequence_no`, and calls `visit` with each, until the end of the file, a torn tail,
+    /// or `visit` returning `false`. Damage followed by more bytes, an implausible length or an
+    /// out-of-order sequence number is corruption: an error, never a torn tail.
+    pub fn scan(
+        &self,
+        offset: u64,
+        first_sequence_no: u64,
+        mut visit: impl FnMut(ScannedFrame<'_>) -> Result<bool, LedgerError>,
+    ) -> Result<ScanEnd, LedgerError> {
+        let corrupt = |position: u64, what: &str| {
+            LedgerError::VerificationFailed(format!(
+                "journal {} is damaged at byte {position}: {what}",
+                self.path.display()
+            ))
+        };
+        let file_length = self.length_bytes()?;
+        if offset < HEADER_BYTES || offset > file_length {
+            return Err(LedgerError::Storage(format!(
+                "journal {} holds {file_length} bytes, but the ledger's state points at byte {offset}: \
+                 the state is ahead of its journal",
+                self.path.display()
+            )));
+        }
+        let mut reader = WindowReader::new(&self.file);
+        let mut end = ScanEnd {
+            valid_end: offset,
+            next_sequence_no: first_sequence_no,
+            torn_tail: None,
+        };
+        loop {
+            let position = end.valid_end;
+            let remaining = file_length - position;
+            if remaining == 0 {
+                break;
+            }
+            if remaining < FRAME_HEADER_BYTES {
+                end.torn_tail = Some("a partial frame header".to_owned());
+                break;
+            }
+            let header: [u8; FRAME_HEADER_BYTES as usize] = reader
+                .bytes(position, FRAME_HEADER_BYTES as usize)?
+                .try_into()
+                .map_err(|_| corrupt(position, "a short frame header"))?;
+            let (body_length, crc) = decode_frame_header(header);
+            if body_length == 0 && crc == 0 {
+                if rest_is_zero(&mut reader, position, file_length)? {
+                    end.torn_tail = Some("a zero-filled tail".to_owned());
+                    break;
+                }
+                return Err(corrupt(position, "a zero frame header before more data"));
+            }
+            if FRAME_HEADER_BYTES + body_length > remaining {
+                end.torn_tail = Some("a frame whose length runs past the end".to_owned());
+                break;
+            }
+            if !(FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX).contains(&body_length) {
+                return Err(corrupt(
+                    position,
+                    &format!("an implausible frame length {body_length}"),
+                ));
+            }
+            let body = reader.bytes(position + FRAME_HEADER_BYTES, body_length as usize)?;
+            if crc32fast::hash(body) != crc {
+                if FRAME_HEADER_BYTES + body_length == remaining {
+                    end.torn_tail = Some("a checksum mismatch in the last frame".to_owned());
+                    break;
+                }
+                return Err(corrupt(position, "a checksum mismatch"));
+            }
+            let (sequence_no, block_bytes) =
+                split_body(body).ok_or_else(|| corrupt(position, "a short body"))?;
+            if sequence_no != end.next_sequence_no {
+                return Err(corrupt(
+                    position,
+                    &format!(
+                        "block {sequence_no} where block {} was due",
+                        end.next_sequence_no
+                    ),
+                ));
+            }
+            let frame_position = FramePosition {
+                offset: position,
+                length: u32::try_from(FRAME_HEADER_BYTES + body_length)
+                    .map_err(|_| corrupt(position, "a frame longer than 4 GiB"))?,
+            };
+            let keep_going = visit(ScannedFrame {
+                sequence_no,
+                position: frame_position,
+                block_bytes,
+            })?;
+            end.valid_end = frame_position.end();
+            end.next_sequence_no += 1;
+            if !keep_going {
+                break;
+            }
+        }
+        Ok(end)
+    }
+}
+
+/// Sequential reads through a window of [`SCAN_BUFFER_BYTES`] filled with positioned reads, so
+/// scans need neither the file's path nor its shared offset.
+struct WindowReader<'f> {
+    file: &'f File,
+    window_start: u64,
+    window: Vec<u8>,
+}
+
+impl<'f> WindowReader<'f> {
+    fn new(file: &'f File) -> WindowReader<'f> {
+        WindowReader {
+            file,
+            window_start: 0,
+            window: Vec::new(),
+        }
+    }
+
+    /// `length` bytes at `position`, which the caller knows lie inside the file.
+    fn bytes(&mut self, position: u64, length: usize) -> Result<&[u8], LedgerError> {
+        let window_end = self.window_start + self.window.len() as u64;
+        if position < self.window_start || position + length as u64 > window_end {
+            self.window.resize(length.max(SCAN_BUFFER_BYTES), 0);
+            let mut filled = 0;
+            while filled < length {
+                let read = self.file.read_at(
+                    self.window.get_mut(filled..).unwrap_or_default(),
+                    position + filled as u64,
+                )?;
+                if read == 0 {
+                    break;
+                }
+                filled += read;
+            }
+            self.window.truncate(filled);
+            self.window_start = position;
+        }
+        let start = (position - self.window_start) as usize;
+        self.window.get(start..start + length).ok_or_else(|| {
+            LedgerError::Storage(format!(
+                "the journal ended before byte {}",
+                position + length as u64
+            ))
+        })
+    }
+}
+
+/// Whether every byte from `position` to `file_length` is zero.
+fn rest_is_zero(
+    reader: &mut WindowReader<'_>,
+    position: u64,
+    file_length: u64,
+) -> Result<bool, LedgerError> {
+    let mut at = position;
+    while at < file_length {
+        let take = (file_length - at).min(SCAN_BUFFER_BYTES as u64) as usize;
+        if reader.bytes(at, take)?.iter().any(|byte| *byte != 0) {
+            return Ok(false);
+        }
+        at += take as u64;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_with(blocks: &[&[u8]]) -> (tempfile::TempDir, JournalFile, Vec<FramePosition>) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = JournalFile::create(&dir.path().join("journal"), "strand").unwrap();
+        let mut frames = Vec::new();
+        let mut positions = Vec::new();
+        let mut offset = HEADER_BYTES;
+        for (sequence_no, block) in blocks.iter().enumerate() {
+            let length = encode_frame(&mut frames, sequence_no as u64, block);
+            positions.push(FramePosition { offset, length });
+            offset += u64::from(length);
+        }
+        journal.write_at(&frames, HEADER_BYTES).unwrap();
+        journal.sync().unwrap();
+        (dir, journal, positions)
+    }
+
+    fn scan_all(journal: &JournalFile) -> Result<(Vec<Vec<u8>>, ScanEnd), LedgerError> {
+        let mut blocks = Vec::new();
+        let end = journal.scan(HEADER_BYTES, 0, |frame| {
+            blocks.push(frame.block_bytes.to_vec());
+            Ok(true)
+        })?;
+        Ok((blocks, end))
+    }
+
+    #[test]
+    fn frames_read_back_by_position_and_by_scan() {
+        let (dir, journal, positions) =
+            journal_with(&[b"\xe0\x01\x00\xeafirst", b"\xe0\x01\x00\xeasecond"]);
+        assert_eq!(
+            journal.read_block(positions[1], 1).unwrap(),
+            b"\xe0\x01\x00\xeasecond"
+        );
+        assert!(matches!(
+            journal.read_block(positions[1], 0),
+            Err(LedgerError::VerificationFailed(_))
+        ));
+        let reopened = JournalFile::open(&dir.path().join("journal")).unwrap();
+        assert_eq!(reopened.strand_id(), "strand");
+        let (blocks, end) = scan_all(&reopened).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(end.valid_end, positions[1].end());
+        assert_eq!(end.next_sequence_no, 2);
+        assert_eq!(end.torn_tail, None);
+    }
+
+    #[test]
+    fn a_cut_anywhere_in_the_last_frame_is_a_torn_tail() {
+        let (dir, journal, positions) =
+            journal_with(&[b"\xe0\x01\x00\xeaone", b"\xe0\x01\x00\xeathe last block"]);
+        let path = dir.path().join("journal");
+        let last = positions[1];
+        let bytes = std::fs::read(&path).unwrap();
+        drop(journal);
+        for cut in last.offset..last.end() {
+            std::fs::write(&path, &bytes[..cut as usize]).unwrap();
+            let (blocks, end) = scan_all(&JournalFile::open(&path).unwrap()).unwrap();
+            assert_eq!(blocks.len(), 1, "cut at {cut}");
+            assert_eq!(end.valid_end, last.offset);
+            assert_eq!(end.torn_tail.is_some(), cut > last.offset, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn damage_before_more_frames_is_corruption_and_a_zero_tail_is_torn() {
+        let (dir, journal, positions) =
+            journal_with(&[b"\xe0\x01\x00\xeaone", b"\xe0\x01\x00\xeatwo"]);
+        let path = dir.path().join("journal");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let flipped = positions[0].offset as usize + 12;
+        bytes[flipped] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            scan_all(&JournalFile::open(&path).unwrap()),
+            Err(LedgerError::VerificationFailed(_))
+        ));
+        bytes[flipped] ^= 0xff;
+        bytes.extend_from_slice(&[0u8; 100]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (blocks, end) = scan_all(&journal).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(end.torn_tail.as_deref(), Some("a zero-filled tail"));
+        assert!(JournalFile::open(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        JournalFile::create(&path, "strand").unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            JournalFile::open(&path),
+            Err(LedgerError::Storage(message)) if message.contains("checksum")
+        ));
+        std::fs::write(&path, b"SLUICEJL").unwrap();
+        assert!(JournalFile::open(&path).is_err());
+    }
+}
