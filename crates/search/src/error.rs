@@ -59,6 +59,24 @@ pub enum SearchError {
     Validation { reason: String },
     #[error("[{id}]: document missing")]
     DocumentMissing { index: String, id: String },
+    /// An aggregation response would hold more buckets than `search.max_buckets`.
+    #[error(
+        "Trying to create too many buckets. Must be less than or equal to: [{max}] but was [{count}]. This limit can be set by changing the [search.max_buckets] cluster level setting."
+    )]
+    TooManyBuckets { max: usize, count: usize },
+    /// A request would hold more memory than its limit (Elasticsearch's request breaker).
+    #[error("{reason}")]
+    CircuitBreaking {
+        reason: String,
+        bytes_wanted: u64,
+        bytes_limit: u64,
+    },
+    /// An aggregation that cannot be built as requested (a misplaced `global`, …).
+    #[error("{reason}")]
+    AggregationInitialization { reason: String },
+    /// An aggregation that cannot run on the data (a bad order path, several weights, …).
+    #[error("{reason}")]
+    AggregationExecution { reason: String },
     /// An update of a document whose index does not store `_source`: there is nothing to merge
     /// the partial document into.
     #[error("[{id}]: document source missing")]

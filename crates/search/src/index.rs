@@ -23,26 +23,35 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, TermQuery, TermSetQuery,
-};
+use tantivy::query::{BooleanQuery, Occur, Query as _, TermQuery};
 use tantivy::schema::{IndexRecordOption, OwnedValue, Value as _};
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
     DocAddress, DocSet, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED,
     TantivyDocument, Term,
 };
 
+use crate::analysis::Analyzer;
+use crate::compile::Compiler;
 use crate::error::{Result, SearchError};
 use crate::ids;
-use crate::mapping::{FieldType, Mappings, query_value};
+use crate::mapping::{FieldType, Mappings};
 use crate::query::Query;
-use crate::schema::{SchemaFields, build_schema, json_objects, value_term};
+use crate::schema::{
+    LEGACY_TEXT_TOKENIZER, SchemaFields, TEXT_SLOTS, TextPlace, build_schema, document_values,
+    schema_fields,
+};
+use crate::scoring::{NormDocCounts, weight_matches};
 use crate::settings::IndexSettings;
 use crate::translog::{Operation, Translog, sync_directory};
 use crate::version::{Condition, Current, PRIMARY_TERM, resolve};
 
-/// Format of `index.json`; bump when its shape changes, and keep reading the old ones.
-pub const INDEX_META_FORMAT_VERSION: u64 = 1;
+/// Format of new indices (`index.json` and the tantivy schema); bump when either changes, and
+/// keep reading the old ones. 2: text fields in slots of their own (`schema.rs`), `text_slots`
+/// in `index.json`. Format 1 indices still open and keep their format (see `docs/search-format.md`).
+pub const INDEX_META_FORMAT_VERSION: u64 = 2;
+/// The oldest format this build opens.
+pub const INDEX_META_FORMAT_VERSION_MIN: u64 = 1;
 /// Longest document id, in bytes, as in Elasticsearch.
 pub const ID_BYTES_MAX: usize = 512;
 /// Sources held by the live version map before a refresh is forced, so that memory stays
@@ -139,6 +148,8 @@ pub struct Hit {
     pub seq_no: u64,
     /// `None` when the index does not store `_source`.
     pub source: Option<Arc<[u8]>>,
+    /// Names (`_name`) of the query's clauses that this document matches.
+    pub matched_queries: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +283,8 @@ struct Found {
 }
 
 pub struct Index {
+    /// The format this index was created with (`INDEX_META_FORMAT_VERSION` of its build).
+    format: u64,
     name: String,
     uuid: String,
     directory: PathBuf,
@@ -279,6 +292,10 @@ pub struct Index {
     settings: RwLock<IndexSettings>,
     mappings: RwLock<Arc<Mappings>>,
     fields: SchemaFields,
+    /// `docCount` of the text slots per segment, for BM25 per field.
+    doc_counts: Arc<NormDocCounts>,
+    /// tantivy's default analyzer, which format 1 indices used for all their text.
+    legacy_analyzer: Option<TextAnalyzer>,
     reader: IndexReader,
     state: Mutex<WriteState>,
     translog: Translog,
@@ -358,7 +375,9 @@ impl Index {
         mappings: Mappings,
     ) -> Result<Index> {
         fs::create_dir_all(directory.join("tantivy")).map_err(|e| SearchError::io(directory, e))?;
-        let (schema, _) = build_schema();
+        let schema = build_schema();
+        let mut mappings = mappings;
+        mappings.assign_text_slots(TEXT_SLOTS);
         let mmap =
             MmapDirectory::open(directory.join("tantivy")).map_err(|e| SearchError::Corrupt {
                 what: directory.display().to_string(),
@@ -372,6 +391,7 @@ impl Index {
             "creation_date_ms": now_ms(),
             "settings": Value::Object(settings.flat.clone()),
             "mappings": mappings.to_json(),
+            "text_slots": mappings.text_slots,
         });
         write_atomically(&directory.join("index.json"), meta.to_string().as_bytes())?;
         if let Some(parent) = directory.parent() {
@@ -394,9 +414,9 @@ impl Index {
             .get("format_version")
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        if format != INDEX_META_FORMAT_VERSION {
+        if !(INDEX_META_FORMAT_VERSION_MIN..=INDEX_META_FORMAT_VERSION).contains(&format) {
             return Err(corrupt(format!(
-                "unknown index.json format version {format}"
+                "unknown index.json format version {format}; this build opens versions {INDEX_META_FORMAT_VERSION_MIN} to {INDEX_META_FORMAT_VERSION}"
             )));
         }
         let text = |key: &str| {
@@ -413,12 +433,27 @@ impl Index {
             .unwrap_or(0);
         let settings = IndexSettings::from_json(meta.get("settings").unwrap_or(&Value::Null))
             .or_else(|_| IndexSettings::from_json(&Value::Object(Map::new())))?;
-        let mappings = Mappings::from_json(meta.get("mappings").unwrap_or(&json!({})))?;
+        let mut mappings = Mappings::from_json(meta.get("mappings").unwrap_or(&json!({})))?;
+        if let Some(slots) = meta.get("text_slots") {
+            mappings.text_slots = serde_json::from_value(slots.clone())
+                .map_err(|e| corrupt(format!("text_slots: {e}")))?;
+        }
 
         let mmap =
             MmapDirectory::open(directory.join("tantivy")).map_err(|e| corrupt(e.to_string()))?;
         let tantivy_index = tantivy::Index::open(mmap)?;
-        let (_, fields) = build_schema();
+        tantivy_index.tokenizers().register(
+            crate::analysis::TOKENIZER_NAME,
+            tantivy::tokenizer::TextAnalyzer::from(crate::analysis::SluiceTokenizer::default()),
+        );
+        let fields = schema_fields(&tantivy_index.schema())?;
+        if mappings
+            .text_slots
+            .values()
+            .any(|slot| *slot >= fields.text_slots.len())
+        {
+            return Err(corrupt("a text slot beyond the schema's".into()));
+        }
         let committed_seq_no: Option<u64> = tantivy_index
             .load_metas()?
             .payload
@@ -433,15 +468,18 @@ impl Index {
             .try_into()?;
         let (translog, operations) = Translog::open(&directory.join("translog"))?;
 
-        let id_lookup = Arc::new(IdLookup::new(reader.searcher(), fields)?);
+        let id_lookup = Arc::new(IdLookup::new(reader.searcher(), fields.clone())?);
         let index = Index {
+            format,
             name,
             uuid,
             directory: directory.to_path_buf(),
             creation_date_ms,
             settings: RwLock::new(settings),
             mappings: RwLock::new(Arc::new(mappings)),
+            legacy_analyzer: tantivy_index.tokenizers().get(LEGACY_TEXT_TOKENIZER),
             fields,
+            doc_counts: Arc::new(NormDocCounts::default()),
             reader,
             state: Mutex::new(WriteState {
                 writer,
@@ -559,12 +597,13 @@ impl Index {
 
     fn persist_meta(&self, settings: &IndexSettings, mappings: &Mappings) -> Result<()> {
         let meta = json!({
-            "format_version": INDEX_META_FORMAT_VERSION,
+            "format_version": self.format,
             "name": self.name,
             "uuid": self.uuid,
             "creation_date_ms": self.creation_date_ms,
             "settings": Value::Object(settings.flat.clone()),
             "mappings": mappings.to_json(),
+            "text_slots": mappings.text_slots,
         });
         write_atomically(
             &self.directory.join("index.json"),
@@ -575,7 +614,8 @@ impl Index {
     /// `PUT /index/_mapping`.
     pub fn put_mapping(&self, update: &Mappings) -> Result<()> {
         let _state = lock(&self.state);
-        let merged = self.mappings().merged_with(update)?;
+        let mut merged = self.mappings().merged_with(update)?;
+        merged.assign_text_slots(self.fields.text_slots.len());
         self.persist_meta(&self.settings(), &merged)?;
         *self.mappings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(merged);
         Ok(())
@@ -786,7 +826,8 @@ impl Index {
         let parsed = mappings.parse_document(&id, document)?;
         let version =
             resolve(&id, current, condition).map_err(|reason| self.conflict(&id, reason))?;
-        if let Some(updated) = parsed.mapping_update {
+        if let Some(mut updated) = parsed.mapping_update {
+            updated.assign_text_slots(self.fields.text_slots.len());
             // The new mapping is durable before any write that relies on it.
             self.persist_meta(&self.settings(), &updated)?;
             *self.mappings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(updated);
@@ -894,17 +935,30 @@ impl Index {
         document.add_u64(fields.seq_no, seq_no);
         match source {
             Some(source) => {
+                let mappings = self.mappings();
                 // An index that does not keep `_source` still indexes the document (and its
                 // translog still holds it, for recovery), but does not store it.
-                if self.mappings().source_enabled() {
+                if mappings.source_enabled() {
                     document.add_bytes(fields.source, source);
                 }
-                let (text, exact) = json_objects(entries);
-                if !text.is_empty() {
-                    document.add_field_value(fields.text, &OwnedValue::Object(text));
+                let place = |path: &str| TextPlace {
+                    slot: mappings
+                        .text_slots
+                        .get(path)
+                        .and_then(|slot| fields.text_slots.get(*slot).copied()),
+                    analyzer: mappings
+                        .field(path)
+                        .map_or(Analyzer::Standard, |field| field.analyzer()),
+                };
+                let values = document_values(fields, entries, &place);
+                for (slot, text) in values.slotted {
+                    document.add_text(slot, text);
                 }
-                if !exact.is_empty() {
-                    document.add_field_value(fields.exact, &OwnedValue::Object(exact));
+                if !values.shared_text.is_empty() {
+                    document.add_field_value(fields.text, &OwnedValue::Object(values.shared_text));
+                }
+                if !values.exact.is_empty() {
+                    document.add_field_value(fields.exact, &OwnedValue::Object(values.exact));
                 }
             }
             None => document.add_bool(fields.deleted, true),
@@ -973,97 +1027,33 @@ impl Index {
         })
     }
 
-    fn to_tantivy(&self, query: &Query) -> Result<Box<dyn tantivy::query::Query>> {
+    fn to_tantivy(
+        &self,
+        query: &Query,
+        searcher: &Searcher,
+    ) -> Result<Box<dyn tantivy::query::Query>> {
         let mappings = self.mappings();
-        let boosted =
-            |inner: Box<dyn tantivy::query::Query>, boost: f32| -> Box<dyn tantivy::query::Query> {
-                if (boost - 1.0).abs() < f32::EPSILON {
-                    inner
-                } else {
-                    Box::new(BoostQuery::new(inner, boost))
-                }
-            };
-        let term_for = |field: &str, value: &Value| -> Result<Option<Term>> {
-            if field == "_id" {
-                let Some(id) = value
-                    .as_str()
-                    .map(str::to_string)
-                    .or_else(|| value.as_i64().map(|i| i.to_string()))
-                else {
-                    return Ok(None);
-                };
-                return Ok(Some(Term::from_field_text(self.fields.id, &id)));
-            }
-            let Some(mapping) = mappings.field(field) else {
-                return Ok(None);
-            };
-            if mapping.field_type == FieldType::Object {
-                return Ok(None);
-            }
-            let indexed = query_value(mapping, value).ok_or_else(|| {
-                SearchError::illegal(format!(
-                    "failed to create query: [{value}] is not a valid value for field [{field}] of type [{}]",
-                    mapping.field_type.name()
-                ))
-            })?;
-            Ok(Some(value_term(&self.fields, field, &indexed)))
+        let compiler = Compiler {
+            fields: &self.fields,
+            mappings: &mappings,
+            searcher,
+            doc_counts: &self.doc_counts,
+            legacy_analyzer: self.legacy_analyzer.as_ref(),
+            now_ms: now_ms() as i64,
         };
-        Ok(match query {
-            Query::MatchAll { boost } => boosted(Box::new(AllQuery), *boost),
-            Query::MatchNone => Box::new(EmptyQuery),
-            Query::Term {
-                field,
-                value,
-                boost,
-            } => match term_for(field, value)? {
-                Some(term) => boosted(
-                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
-                    *boost,
-                ),
-                None => Box::new(EmptyQuery),
-            },
-            Query::Terms {
-                field,
-                values,
-                boost,
-            } => {
-                let mut terms = Vec::new();
-                for value in values {
-                    terms.extend(term_for(field, value)?);
-                }
-                Box::new(ConstScoreQuery::new(
-                    Box::new(TermSetQuery::new(terms)),
-                    *boost,
-                ))
-            }
-            Query::Ids { values, boost } => {
-                let terms = values
-                    .iter()
-                    .map(|id| Term::from_field_text(self.fields.id, id));
-                Box::new(ConstScoreQuery::new(
-                    Box::new(TermSetQuery::new(terms)),
-                    *boost,
-                ))
-            }
-            Query::AliasFiltered { query, filters } => {
-                let mut any = Vec::with_capacity(filters.len());
-                for filter in filters {
-                    any.push((Occur::Should, self.to_tantivy(filter)?));
-                }
-                let any = Box::new(BooleanQuery::new(any));
-                // tantivy drops an `AllQuery`'s scorer from an intersection (and its score
-                // with it), so `match_all` under filters is the filters at its constant score.
-                if let Query::MatchAll { boost } = query.as_ref() {
-                    return Ok(Box::new(ConstScoreQuery::new(any, *boost)));
-                }
-                // A filter only selects: a constant score of zero adds nothing to the query's.
-                let filter = ConstScoreQuery::new(any, 0.0);
-                Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, self.to_tantivy(query)?),
-                    (Occur::Must, Box::new(filter)),
-                ]))
-            }
-        })
+        compiler.compile(query)
+    }
+
+    /// `POST /_analyze` on this index: `field` names the analyzer of a mapped field (its search
+    /// analyzer when `search` is set), else `analyzer` applies, else the `standard` one.
+    pub fn field_analyzer(&self, field: &str) -> Option<Analyzer> {
+        let mappings = self.mappings();
+        let mapping = mappings.field(field)?;
+        match mapping.field_type {
+            FieldType::Text => Some(mapping.analyzer()),
+            FieldType::Object => None,
+            _ => Some(Analyzer::Keyword),
+        }
     }
 
     /// Wraps a query so that tombstones never match.
@@ -1088,8 +1078,9 @@ impl Index {
                 from + size
             )));
         }
-        let query = self.without_tombstones(self.to_tantivy(query)?);
         let searcher = self.reader.searcher();
+        let named = query.names();
+        let query = self.without_tombstones(self.to_tantivy(query, &searcher)?);
         if size == 0 {
             let total = searcher.search(&query, &Count)? as u64;
             return Ok(SearchHits {
@@ -1105,8 +1096,29 @@ impl Index {
                 Count,
             ),
         )?;
+        let mut named_weights = Vec::with_capacity(named.len());
+        for (name, named_query) in named {
+            let compiled = self.to_tantivy(named_query, &searcher)?;
+            named_weights.push((
+                name.to_string(),
+                compiled.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                    &searcher,
+                ))?,
+            ));
+        }
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
+            let mut matched_queries = Vec::new();
+            if !named_weights.is_empty() {
+                let segment = searcher.segment_reader(address.segment_ord);
+                for (name, weight) in &named_weights {
+                    if weight_matches(weight.as_ref(), segment, address.doc_id)?
+                        && !matched_queries.contains(name)
+                    {
+                        matched_queries.push(name.clone());
+                    }
+                }
+            }
             let document: TantivyDocument = searcher.doc(address)?;
             let id = document
                 .get_first(self.fields.id)
@@ -1131,6 +1143,7 @@ impl Index {
                 version,
                 seq_no,
                 source,
+                matched_queries,
             });
         }
         let max_score = hits.iter().map(|h| h.score).reduce(f32::max);
@@ -1141,11 +1154,38 @@ impl Index {
         })
     }
 
+    /// Runs aggregations over the documents `query` matches on the last refreshed state; the
+    /// partial results merge with other indices' in `aggs::aggregate`.
+    pub(crate) fn aggregate_partials(
+        &self,
+        query: &Query,
+        aggs: &[crate::aggs::Aggregation],
+        budget: &crate::aggs::MemoryBudget,
+    ) -> Result<crate::aggs::IndexPartials> {
+        self.check_open()?;
+        let mappings = self.mappings();
+        let main = self.without_tombstones(self.to_tantivy(query)?);
+        let all = self.without_tombstones(Box::new(AllQuery));
+        let compile = |query: &Query| self.to_tantivy(query);
+        crate::aggs::collect_index(
+            &self.reader.searcher(),
+            self.fields,
+            &mappings,
+            &self.name,
+            &main,
+            &all,
+            &compile,
+            aggs,
+            budget,
+        )
+    }
+
     /// Number of documents a query matches on the last refreshed state.
     pub fn count(&self, query: &Query) -> Result<u64> {
         self.check_open()?;
-        let query = self.without_tombstones(self.to_tantivy(query)?);
-        Ok(self.reader.searcher().search(&query, &Count)? as u64)
+        let searcher = self.reader.searcher();
+        let query = self.without_tombstones(self.to_tantivy(query, &searcher)?);
+        Ok(searcher.search(&query, &Count)? as u64)
     }
 
     /// Live documents, as `docs.count` shows them.
@@ -1174,7 +1214,8 @@ impl Index {
         prepared.set_payload(&json!({ "max_seq_no": max_seq_no }).to_string());
         prepared.commit()?;
         self.reader.reload()?;
-        state.id_lookup = Arc::new(IdLookup::new(self.reader.searcher(), self.fields)?);
+        self.doc_counts.retain(&self.reader.searcher());
+        state.id_lookup = Arc::new(IdLookup::new(self.reader.searcher(), self.fields.clone())?);
         state.live.clear();
         state.live_bytes = 0;
         state.dirty = false;
@@ -1243,4 +1284,51 @@ fn validate_id(id: String) -> Result<String> {
         });
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::Match;
+
+    /// A format 1 index (all text in `_text`, tokenized by tantivy's default tokenizer) as the
+    /// builds before text slots wrote it: it opens, takes writes and answers queries.
+    #[test]
+    fn format_1_indices_still_open_and_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old");
+        fs::create_dir_all(path.join("tantivy")).unwrap();
+        let mmap = MmapDirectory::open(path.join("tantivy")).unwrap();
+        tantivy::Index::create(
+            mmap,
+            crate::schema::build_legacy_schema(),
+            tantivy::IndexSettings::default(),
+        )
+        .unwrap();
+        let meta = json!({"format_version": 1, "name": "old", "uuid": "u", "creation_date_ms": 0,
+                          "settings": {}, "mappings": {}});
+        fs::write(path.join("index.json"), meta.to_string()).unwrap();
+        let index = Index::open(&path).unwrap();
+        let document = json!({"message": "Hello old World"});
+        let outcome = index.write(vec![WriteRequest::Index {
+            id: Some("1".into()),
+            source: Arc::from(document.to_string().as_bytes()),
+            document,
+            condition: Condition::None,
+        }]);
+        assert!(outcome[0].is_ok());
+        index.refresh().unwrap();
+        let query = Query::Match(Box::new(Match::new("message", "world")));
+        assert_eq!(index.search(&query, 0, 10).unwrap().total, 1);
+        let exists = Query::Exists {
+            field: "message".into(),
+            boost: 1.0,
+        };
+        assert_eq!(index.search(&exists, 0, 10).unwrap().total, 1);
+        index.close(true).unwrap();
+        // It stays format 1 (its schema has no text slots).
+        let reread: Value =
+            serde_json::from_slice(&fs::read(path.join("index.json")).unwrap()).unwrap();
+        assert_eq!(reread["format_version"], 1);
+    }
 }

@@ -7,24 +7,32 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aggs;
 pub mod aliases;
+pub mod analysis;
 mod catalog;
+mod compile;
 pub mod date;
+pub mod date_math;
 mod error;
+mod fuzzy;
 mod ids;
 mod index;
 mod indices;
 pub mod mapping;
 pub mod pattern;
-mod query;
+pub mod query;
+pub mod query_string;
 pub mod resolve;
 mod schema;
+mod scoring;
 pub mod settings;
 pub mod templates;
 mod translog;
 pub mod version;
 
 pub use aliases::{AliasAction, AliasActionResult, AliasMetadata};
+pub use analysis::Analyzer;
 pub use catalog::Catalog;
 pub use error::{Result, SearchError};
 pub use ids::new_document_id;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::analysis::Analyzer;
 use crate::date;
 use crate::error::{Result, SearchError};
 
@@ -209,6 +210,31 @@ impl FieldMapping {
             .unwrap_or(date::DEFAULT_DATE_FORMAT)
     }
 
+    fn analyzer_parameter(&self, name: &str) -> Option<Analyzer> {
+        self.parameters
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(Analyzer::from_name)
+    }
+
+    /// The analyzer of a `text` field's values at index time (`standard` unless mapped).
+    pub fn analyzer(&self) -> Analyzer {
+        self.analyzer_parameter("analyzer")
+            .unwrap_or(Analyzer::Standard)
+    }
+
+    /// The analyzer of query text searching this field: `search_analyzer`, else `analyzer`.
+    pub fn search_analyzer(&self) -> Analyzer {
+        self.analyzer_parameter("search_analyzer")
+            .unwrap_or_else(|| self.analyzer())
+    }
+
+    /// The analyzer of phrases searching this field (`search_quote_analyzer`).
+    pub fn search_quote_analyzer(&self) -> Analyzer {
+        self.analyzer_parameter("search_quote_analyzer")
+            .unwrap_or_else(|| self.search_analyzer())
+    }
+
     fn ignore_above(&self) -> Option<u64> {
         self.parameters.get("ignore_above").and_then(Value::as_u64)
     }
@@ -303,6 +329,18 @@ impl FieldMapping {
             "ignore_above" => value.as_u64().is_some(),
             "format" => value.as_str().is_some_and(|f| !f.is_empty()),
             "index" | "store" | "doc_values" | "coerce" | "enabled" | "norms" => value.is_boolean(),
+            "analyzer" | "search_analyzer" | "search_quote_analyzer" => {
+                let name = value.as_str().unwrap_or_default();
+                if Analyzer::from_name(name).is_none() {
+                    return Err(mapper(format!(
+                        "Failed to parse mapping: analyzer [{}] has not been configured in mappings",
+                        value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_string)
+                    )));
+                }
+                true
+            }
             _ => true,
         };
         if valid {
@@ -346,6 +384,17 @@ impl FieldMapping {
                 "mapper [{path}] cannot be changed from type [{}] to [{}]",
                 self.field_type.name(),
                 other.field_type.name()
+            )));
+        }
+        if let (Some(mine), Some(theirs)) = (
+            self.parameters.get("analyzer"),
+            other.parameters.get("analyzer"),
+        ) && mine != theirs
+        {
+            return Err(SearchError::illegal(format!(
+                "Mapper for [{path}] conflicts with existing mapper:\n\tCannot update parameter [analyzer] from [{}] to [{}]",
+                mine.as_str().unwrap_or_default(),
+                theirs.as_str().unwrap_or_default()
             )));
         }
         for (key, value) in &other.parameters {
@@ -471,6 +520,9 @@ pub struct Mappings {
     pub properties: BTreeMap<String, FieldMapping>,
     /// Root parameters kept as given (`_source`, `_meta`, `dynamic_templates`, …).
     pub parameters: Map<String, Value>,
+    /// The text slot of each `text` field path that has one (see `schema.rs`). Not part of the
+    /// Elasticsearch shape: the index persists it beside the mapping.
+    pub text_slots: BTreeMap<String, usize>,
 }
 
 impl Default for Mappings {
@@ -481,6 +533,7 @@ impl Default for Mappings {
             numeric_detection: false,
             properties: BTreeMap::new(),
             parameters: Map::new(),
+            text_slots: BTreeMap::new(),
         }
     }
 }
@@ -636,6 +689,40 @@ impl Mappings {
         Ok(())
     }
 
+    /// Gives each `text` field without a slot the lowest free one below `capacity`, in path
+    /// order. Slots are never taken back: a field keeps its slot for the life of the index.
+    pub fn assign_text_slots(&mut self, capacity: usize) {
+        let mut text_paths = Vec::new();
+        for_each_leaf("", &self.properties, &mut |path, field| {
+            if field.field_type == FieldType::Text {
+                text_paths.push(path.to_string());
+            }
+        });
+        let mut used: Vec<bool> = vec![false; capacity];
+        for slot in self.text_slots.values() {
+            if let Some(flag) = used.get_mut(*slot) {
+                *flag = true;
+            }
+        }
+        let mut free = (0..capacity).filter(|slot| !used.get(*slot).copied().unwrap_or(true));
+        for path in text_paths {
+            if self.text_slots.contains_key(&path) {
+                continue;
+            }
+            let Some(slot) = free.next() else { break };
+            self.text_slots.insert(path, slot);
+        }
+    }
+
+    /// Every mapped leaf field (multi-fields included) by dotted path, in path order.
+    pub fn leaf_fields(&self) -> Vec<(String, &FieldMapping)> {
+        let mut leaves = Vec::new();
+        for_each_leaf("", &self.properties, &mut |path, field| {
+            leaves.push((path.to_string(), field))
+        });
+        leaves
+    }
+
     /// The mapping of a dotted path, following objects and multi-fields.
     pub fn field(&self, path: &str) -> Option<&FieldMapping> {
         let mut segments = path.split('.');
@@ -699,6 +786,28 @@ impl Mappings {
             properties = &mut entry.properties;
         }
         properties.entry(leaf.to_string()).or_insert(field);
+    }
+}
+
+fn for_each_leaf<'a>(
+    prefix: &str,
+    properties: &'a BTreeMap<String, FieldMapping>,
+    visit: &mut dyn FnMut(&str, &'a FieldMapping),
+) {
+    for (name, field) in properties {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        if field.field_type == FieldType::Object {
+            for_each_leaf(&path, &field.properties, visit);
+            continue;
+        }
+        visit(&path, field);
+        for (sub_name, sub) in &field.fields {
+            visit(&format!("{path}.{sub_name}"), sub);
+        }
     }
 }
 

@@ -273,6 +273,7 @@ fn filtered_aliases_search_only_their_documents() {
     let red = Query::Term {
         field: "team.keyword".into(),
         value: json!("red"),
+        case_insensitive: false,
         boost: 1.0,
     };
     let query = Query::match_all().with_alias_filters(Some(vec![red]));

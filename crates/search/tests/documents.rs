@@ -85,6 +85,7 @@ fn an_index_without_source_indexes_but_does_not_keep_documents() {
     let query = Query::Term {
         field: "k".into(),
         value: json!("a"),
+        case_insensitive: false,
         boost: 1.0,
     };
     let hits = index.search(&query, 0, 10).unwrap();

@@ -225,6 +225,27 @@ impl From<SearchError> for EsError {
                     .with("shard", "0")
                     .with("index", index.clone())
             }
+            SearchError::TooManyBuckets { max, .. } => {
+                EsError::bad_request("too_many_buckets_exception", reason).with("max_buckets", *max)
+            }
+            SearchError::CircuitBreaking {
+                bytes_wanted,
+                bytes_limit,
+                ..
+            } => EsError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "circuit_breaking_exception",
+                reason,
+            )
+            .with("bytes_wanted", *bytes_wanted)
+            .with("bytes_limit", *bytes_limit)
+            .with("durability", "TRANSIENT"),
+            SearchError::AggregationInitialization { .. } => {
+                EsError::bad_request("aggregation_initialization_exception", reason)
+            }
+            SearchError::AggregationExecution { .. } => {
+                EsError::bad_request("aggregation_execution_exception", reason)
+            }
             SearchError::DocumentSourceMissing { index, .. } => {
                 EsError::bad_request("document_source_missing_exception", reason)
                     .with("index_uuid", "_na_")

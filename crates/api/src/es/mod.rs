@@ -1,13 +1,16 @@
 //! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
 //! bounds that turn overload into 429 instead of unbounded queues.
 
+mod aggs;
 mod aliases;
+mod analyze;
 mod bulk;
 mod documents;
 pub mod error;
 mod fields;
 mod filter_path;
 mod indices;
+mod query_dsl;
 pub mod routes;
 mod search;
 mod targets;
@@ -139,6 +142,8 @@ impl EsApi {
             }
             ["_search"] if get || post => search::search(self, request, None).await,
             [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
+            ["_analyze"] if get || post => analyze::analyze(self, request, None),
+            [index, "_analyze"] if get || post => analyze::analyze(self, request, Some(index)),
             ["_count"] if get || post => search::count(self, request, None).await,
             [target, "_count"] if get || post => search::count(self, request, Some(target)).await,
             ["_bulk"] if post || put => bulk::bulk(self, request, None).await,

@@ -102,6 +102,7 @@ const SEARCH: &[&str] = &[
     "df",
     "analyzer",
     "default_operator",
+    "analyze_wildcard",
     "lenient",
     "timeout",
     "allow_no_indices",
@@ -132,6 +133,7 @@ const SEARCH: &[&str] = &[
     "include_named_queries_score",
     "min_score",
 ];
+const ANALYZE: &[&str] = &["index", "text", "analyzer", "field"];
 const MGET: &[&str] = &[
     "_source",
     "_source_includes",
@@ -463,6 +465,18 @@ pub const ROUTES: &[Route] = &[
         &[Any, Literal("_count")],
         &["GET", "POST"],
         SEARCH,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Literal("_analyze")],
+        &["GET", "POST"],
+        ANALYZE,
+        JSON_GET_POST,
+    ),
+    route(
+        &[Any, Literal("_analyze")],
+        &["GET", "POST"],
+        ANALYZE,
         JSON_GET_POST,
     ),
     route(&[Literal("_bulk")], &["POST", "PUT"], BULK, NDJSON),

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sluice_search::Query;
 
 use super::documents::SourceFilter;
@@ -18,133 +18,8 @@ use sluice_search::IndicesOptions;
 /// Hits counted exactly before `total.relation` becomes `gte` (Elasticsearch's default).
 pub const TRACK_TOTAL_HITS_DEFAULT: u64 = 10_000;
 
-fn boost_of(body: &Map<String, Value>) -> Result<f32, EsError> {
-    match body.get("boost") {
-        None => Ok(1.0),
-        Some(value) => value
-            .as_f64()
-            .map(|b| b as f32)
-            .ok_or_else(|| EsError::parse("[boost] must be a number")),
-    }
-}
-
-/// Reads one Query DSL clause into the query tree.
-pub(crate) fn parse_query(value: &Value) -> Result<Query, EsError> {
-    let Value::Object(clause) = value else {
-        return Err(EsError::parse(
-            "query malformed, must start with start_object",
-        ));
-    };
-    let mut entries = clause.iter();
-    let (Some((kind, body)), None) = (entries.next(), entries.next()) else {
-        return Err(EsError::parse(
-            "query malformed, expected exactly one query clause",
-        ));
-    };
-    let empty = Map::new();
-    match kind.as_str() {
-        "match_all" => Ok(Query::MatchAll {
-            boost: boost_of(body.as_object().unwrap_or(&empty))?,
-        }),
-        "match_none" => Ok(Query::MatchNone),
-        "term" => {
-            let (field, spec) = single_field(kind, body)?;
-            let (value, boost) = match spec {
-                Value::Object(options) => {
-                    let value = options.get("value").cloned().ok_or_else(|| {
-                        EsError::parse("[term] query does not support [value] missing")
-                    })?;
-                    for key in options.keys() {
-                        if !matches!(
-                            key.as_str(),
-                            "value" | "boost" | "case_insensitive" | "_name"
-                        ) {
-                            return Err(EsError::parse(format!(
-                                "[term] query does not support [{key}]"
-                            )));
-                        }
-                    }
-                    (value, boost_of(options)?)
-                }
-                Value::Array(_) => {
-                    return Err(EsError::parse(
-                        "[term] query does not support array of values",
-                    ));
-                }
-                scalar => (scalar.clone(), 1.0),
-            };
-            Ok(Query::Term {
-                field,
-                value,
-                boost,
-            })
-        }
-        "terms" => {
-            let Value::Object(options) = body else {
-                return Err(EsError::parse(
-                    "[terms] query malformed, no start_object after query name",
-                ));
-            };
-            let boost = boost_of(options)?;
-            let mut fields = options
-                .iter()
-                .filter(|(k, _)| k.as_str() != "boost" && k.as_str() != "_name");
-            let (Some((field, values)), None) = (fields.next(), fields.next()) else {
-                return Err(EsError::parse("[terms] query requires exactly one field"));
-            };
-            let Value::Array(values) = values else {
-                return Err(EsError::parse(format!(
-                    "[terms] query does not support [{field}] without an array of values"
-                )));
-            };
-            Ok(Query::Terms {
-                field: field.clone(),
-                values: values.clone(),
-                boost,
-            })
-        }
-        "ids" => {
-            let Value::Object(options) = body else {
-                return Err(EsError::parse(
-                    "[ids] query malformed, no start_object after query name",
-                ));
-            };
-            let values = match options.get("values") {
-                Some(Value::Array(values)) => values
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_string)
-                            .or_else(|| v.as_i64().map(|i| i.to_string()))
-                            .ok_or_else(|| EsError::parse("[ids] values must be strings"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-                _ => return Err(EsError::parse("[ids] query requires an array of [values]")),
-            };
-            Ok(Query::Ids {
-                values,
-                boost: boost_of(options)?,
-            })
-        }
-        other => Err(EsError::parse(format!("unknown query [{other}]"))),
-    }
-}
-
-fn single_field<'a>(kind: &str, body: &'a Value) -> Result<(String, &'a Value), EsError> {
-    let Value::Object(fields) = body else {
-        return Err(EsError::parse(format!(
-            "[{kind}] query malformed, no start_object after query name"
-        )));
-    };
-    let mut entries = fields.iter();
-    match (entries.next(), entries.next()) {
-        (Some((field, spec)), None) => Ok((field.clone(), spec)),
-        _ => Err(EsError::parse(format!(
-            "[{kind}] query doesn't support multiple fields, found [{}]",
-            fields.keys().cloned().collect::<Vec<_>>().join("] and [")
-        ))),
-    }
-}
+/// The Query DSL reader (`query_dsl.rs`), here where the search handlers have always found it.
+pub(crate) use super::query_dsl::parse_query;
 
 /// How many hits `hits.total` counts (`track_total_hits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +61,7 @@ struct SearchRequest {
     seq_no_primary_term: bool,
     /// `rest_total_hits_as_int`: `hits.total` as a number, as Elasticsearch 6 showed it.
     total_as_int: bool,
+    aggs: Option<super::aggs::SearchAggs>,
 }
 
 impl SearchRequest {
@@ -249,13 +125,9 @@ fn check_terminate_after(request: &Request) -> Result<(), EsError> {
     Ok(())
 }
 
-fn refuse_query_string(request: &Request) -> Result<(), EsError> {
-    if request.param("q").is_some() {
-        return Err(EsError::illegal_argument(
-            "[q] query strings are not supported by Sluice yet; send a query body",
-        ));
-    }
-    Ok(())
+/// The URL's `q=` query, which replaces the body's `query` as in Elasticsearch.
+fn url_query(request: &Request) -> Result<Option<Query>, EsError> {
+    super::query_dsl::url_query(|name| request.param(name).map(str::to_string))
 }
 
 fn from_value(value: i64) -> Result<usize, EsError> {
@@ -283,10 +155,13 @@ fn integer(value: &Value, what: &str) -> Result<i64, EsError> {
 fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
     let total_as_int = bool_param(request, "rest_total_hits_as_int")?.unwrap_or(false);
     let mut search = parse_search_body(&request.body, total_as_int)?;
+    super::aggs::apply_typed_keys(request, search.aggs.as_mut());
     apply_search_params(request, &mut search)?;
     check_total_as_int(&search)?;
     check_terminate_after(request)?;
-    refuse_query_string(request)?;
+    if let Some(query) = url_query(request)? {
+        search.query = query;
+    }
     Ok(search)
 }
 
@@ -302,6 +177,7 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         version: false,
         seq_no_primary_term: false,
         total_as_int,
+        aggs: None,
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -330,9 +206,10 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                     return Err(EsError::illegal_argument("terminateAfter must be > 0"));
                 }
                 "timeout" | "explain" | "min_score" | "terminate_after" => {}
-                "sort" | "aggs" | "aggregations" | "highlight" | "search_after" | "collapse"
-                | "post_filter" | "suggest" | "fields" | "script_fields" | "docvalue_fields"
-                | "pit" | "runtime_mappings" | "rescore" => {
+                "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
+                "sort" | "highlight" | "search_after" | "collapse" | "post_filter" | "suggest"
+                | "fields" | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings"
+                | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -455,6 +332,9 @@ fn run_search(
             {
                 json["_source"] = source;
             }
+            if !hit.matched_queries.is_empty() {
+                json["matched_queries"] = json!(hit.matched_queries);
+            }
             json
         })
         .collect();
@@ -477,12 +357,17 @@ fn run_search(
         None => json!({"max_score": max_score, "hits": page}),
     };
     let shards = targets.len();
-    Ok(json!({
+    let mut body = json!({
         "took": started.elapsed().as_millis() as u64,
         "timed_out": false,
         "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
         "hits": hits_json,
-    }))
+    });
+    if let Some(aggs) = &search.aggs {
+        body["aggregations"] = super::aggs::run(targets, &search.query, aggs, raw)?;
+        body["took"] = json!(started.elapsed().as_millis() as u64);
+    }
+    Ok(body)
 }
 
 /// Searches one `_msearch` request may hold; beyond it, the request is refused.
@@ -600,6 +485,7 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
     let started = Instant::now();
     let defaults = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let total_as_int = bool_param(request, "rest_total_hits_as_int")?.unwrap_or(false);
+    let typed_keys = matches!(request.param("typed_keys"), Some("true" | ""));
     let pretty = super::is_pretty(request);
     let _slot = api.slot(&api.search_slots, "msearch")?;
     let body = request.body.clone();
@@ -607,7 +493,12 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
     let node = api.node.clone();
     blocking(move || {
         // Parsing a large NDJSON body is CPU work: it runs here, off the async threads.
-        let items = parse_msearch(&body, target.as_deref(), defaults, total_as_int)?;
+        let mut items = parse_msearch(&body, target.as_deref(), defaults, total_as_int)?;
+        for item in &mut items {
+            if let Some(aggs) = item.search.aggs.as_mut() {
+                aggs.set_typed_keys(typed_keys);
+            }
+        }
         let mut raw = RawSources::default();
         let mut responses = Vec::with_capacity(items.len());
         for item in items {
@@ -653,7 +544,9 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
         }
     }
     check_terminate_after(request)?;
-    refuse_query_string(request)?;
+    if let Some(url) = url_query(request)? {
+        query = url;
+    }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let targets = resolve_targets(api, target, options)?;
     let _slot = api.slot(&api.search_slots, "count")?;
@@ -675,34 +568,6 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_dsl_subset() {
-        assert_eq!(
-            parse_query(&json!({"match_all": {}})).unwrap(),
-            Query::match_all()
-        );
-        assert_eq!(
-            parse_query(&json!({"term": {"user": {"value": "kimchy", "boost": 2.0}}})).unwrap(),
-            Query::Term {
-                field: "user".into(),
-                value: json!("kimchy"),
-                boost: 2.0
-            }
-        );
-        assert_eq!(
-            parse_query(&json!({"ids": {"values": ["1", 2]}})).unwrap(),
-            Query::Ids {
-                values: vec!["1".into(), "2".into()],
-                boost: 1.0
-            }
-        );
-        assert_eq!(
-            parse_query(&json!({"bogus": {}})).unwrap_err().reason,
-            "unknown query [bogus]"
-        );
-        assert!(parse_query(&json!({"term": {"a": 1, "b": 2}})).is_err());
-    }
 
     #[test]
     fn msearch_lines_pair_up_and_bad_lines_fail_the_request() {

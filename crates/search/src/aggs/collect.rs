@@ -1,0 +1,2028 @@
+//! Execution in one index: the matching documents of each segment, grouped per bucket, read
+//! from columns into partial results; then the index-level cut of `terms` to `shard_size`.
+//!
+//! Documents travel as sorted lists of segment document ids: a bucket aggregation splits its
+//! list into one list per bucket (documents keep their order) and runs its sub-aggregations on
+//! each. Every list and bucket is reserved in the request's [`MemoryBudget`] first.
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tantivy::query::{EnableScoring, Weight};
+use tantivy::schema::Value as _;
+use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED, TantivyDocument};
+
+use super::format::ValueFormat;
+use super::hll::{Cardinality, hash_bytes, mix64};
+use super::partial::{
+    AutoDateAcc, Background, BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, Partial,
+    SignificantAcc, SortValue, StatsAcc, TopHitsAcc, TopMetricsAcc, compare_sort, effective_sort,
+    empty_all, merge_all,
+};
+use super::reduce::{compare_buckets, shard_size};
+use super::result::TopHit;
+use super::tdigest::TDigest;
+use super::values::{FieldKind, SegmentColumn, missing_number, resolve_field, value_format};
+use super::{
+    AggKind, Aggregation, BucketOrder, Composite, CompositeSourceKind, Direction, MemoryBudget,
+    MultiTerms, SortSpec, TermsCut, ValueSource,
+};
+use crate::error::{Result, SearchError};
+use crate::mapping::Mappings;
+use crate::query::Query;
+use crate::schema::SchemaFields;
+
+/// Bytes reserved per bucket beside its documents: map entry, key, counts, sub-partials.
+const BUCKET_BYTES: usize = 128;
+/// Bytes reserved per document id held in a bucket's list.
+const DOC_BYTES: usize = std::mem::size_of::<DocId>();
+
+/// Turns a query of Sluice's tree into tantivy's, under the index's mapping.
+pub(crate) type Compile<'a> = dyn Fn(&Query) -> Result<Box<dyn tantivy::query::Query>> + 'a;
+
+/// What every segment of one index shares while aggregating.
+pub(crate) struct IndexContext<'a> {
+    pub searcher: &'a Searcher,
+    pub fields: SchemaFields,
+    pub mappings: &'a Mappings,
+    pub index_name: &'a str,
+    pub compile: &'a Compile<'a>,
+    /// Every live document (for `global`).
+    pub all: &'a dyn tantivy::query::Query,
+    pub budget: &'a MemoryBudget,
+    /// Weights of filter queries, compiled once per request and index.
+    weights: RefCell<HashMap<*const Query, Arc<dyn Weight>>>,
+    /// The documents each top-level sampler chose, per segment, sorted.
+    samples: RefCell<HashMap<*const Aggregation, Vec<Vec<DocId>>>>,
+    /// The superset counts of each `significant_terms`, read once per request and index.
+    backgrounds: RefCell<HashMap<*const Aggregation, Arc<Background>>>,
+}
+
+struct Segment<'a> {
+    index: &'a IndexContext<'a>,
+    reader: &'a SegmentReader,
+    ord: u32,
+    /// Scores by document id, when some `top_hits` sorts by score.
+    scores: Option<Vec<f32>>,
+}
+
+fn tree_needs_scores(aggs: &[Aggregation]) -> bool {
+    aggs.iter().any(|agg| {
+        let here = match &agg.kind {
+            AggKind::TopHits(top) => effective_sort(&top.sort)
+                .iter()
+                .any(|s| matches!(s, SortSpec::Score(_))),
+            AggKind::TopMetrics(top) => matches!(top.sort, SortSpec::Score(_)),
+            AggKind::Sampler(_) => true,
+            _ => false,
+        };
+        here || tree_needs_scores(&agg.subs)
+    })
+}
+
+/// Runs `aggs` over the documents of `main` in one index.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn collect_index(
+    searcher: &Searcher,
+    fields: SchemaFields,
+    mappings: &Mappings,
+    index_name: &str,
+    main: &dyn tantivy::query::Query,
+    all: &dyn tantivy::query::Query,
+    compile: &Compile<'_>,
+    aggs: &[Aggregation],
+    budget: &MemoryBudget,
+) -> Result<IndexPartials> {
+    let context = IndexContext {
+        searcher,
+        fields,
+        mappings,
+        index_name,
+        compile,
+        all,
+        budget,
+        weights: RefCell::new(HashMap::new()),
+        samples: RefCell::new(HashMap::new()),
+        backgrounds: RefCell::new(HashMap::new()),
+    };
+    let needs_scores = tree_needs_scores(aggs);
+    let scoring = if needs_scores {
+        EnableScoring::enabled_from_searcher(searcher)
+    } else {
+        EnableScoring::disabled_from_searcher(searcher)
+    };
+    let weight = main.weight(scoring)?;
+    let mut matched = Vec::with_capacity(searcher.segment_readers().len());
+    for reader in searcher.segment_readers() {
+        let (docs, scores) = matching_docs(weight.as_ref(), reader, needs_scores)?;
+        budget.reserve(
+            docs.len() * DOC_BYTES + scores.as_ref().map_or(0, |s| s.len() * 4),
+            aggs.first().map_or("", |a| a.name.as_str()),
+        )?;
+        matched.push((docs, scores));
+    }
+    for agg in aggs {
+        if let AggKind::Sampler(sampler) = &agg.kind {
+            let chosen = sample(&context, agg, sampler, &matched)?;
+            context
+                .samples
+                .borrow_mut()
+                .insert(agg as *const Aggregation, chosen);
+        }
+    }
+    let mut partials = empty_all(aggs);
+    for (ord, (reader, (docs, scores))) in
+        searcher.segment_readers().iter().zip(matched).enumerate()
+    {
+        let segment = Segment {
+            index: &context,
+            reader,
+            ord: ord as u32,
+            scores,
+        };
+        let found = collect_level(aggs, &segment, &docs)?;
+        merge_all(&mut partials, found, aggs);
+    }
+    prune_for_shard(aggs, &mut partials);
+    Ok(IndexPartials { partials })
+}
+
+/// The documents a top-level sampler keeps in each segment: the best `shard_size` by score
+/// (ties in index order), at most `max_docs_per_value` per value when diversified.
+fn sample(
+    context: &IndexContext<'_>,
+    agg: &Aggregation,
+    sampler: &super::Sampler,
+    matched: &[(Vec<DocId>, Option<Vec<f32>>)],
+) -> Result<Vec<Vec<DocId>>> {
+    let total: usize = matched.iter().map(|(docs, _)| docs.len()).sum();
+    context
+        .budget
+        .reserve(total * std::mem::size_of::<(f32, u32, DocId)>(), &agg.name)?;
+    let mut candidates: Vec<(f32, u32, DocId)> = Vec::with_capacity(total);
+    for (ord, (docs, scores)) in matched.iter().enumerate() {
+        for &doc in docs {
+            let score = scores
+                .as_ref()
+                .and_then(|s| s.get(doc as usize).copied())
+                .unwrap_or(1.0);
+            candidates.push((score, ord as u32, doc));
+        }
+    }
+    let best_first = |a: &(f32, u32, DocId), b: &(f32, u32, DocId)| {
+        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+    };
+    let mut chosen: Vec<Vec<DocId>> = vec![Vec::new(); matched.len()];
+    match &sampler.diversify {
+        None => {
+            if candidates.len() > sampler.shard_size {
+                candidates.select_nth_unstable_by(sampler.shard_size, best_first);
+                candidates.truncate(sampler.shard_size);
+            }
+            for (_, ord, doc) in candidates {
+                if let Some(list) = chosen.get_mut(ord as usize) {
+                    list.push(doc);
+                }
+            }
+        }
+        Some((source, max_per_value)) => {
+            candidates.sort_unstable_by(best_first);
+            let readers = context.searcher.segment_readers();
+            let mut columns = Vec::with_capacity(readers.len());
+            for (ord, reader) in readers.iter().enumerate() {
+                let segment = Segment {
+                    index: context,
+                    reader,
+                    ord: ord as u32,
+                    scores: None,
+                };
+                columns.push(field_of(&segment, source, agg)?);
+            }
+            let mut caches: Vec<HashMap<u64, String>> = vec![HashMap::new(); readers.len()];
+            let mut per_value: HashMap<Option<Key>, usize> = HashMap::new();
+            let mut keys = Vec::new();
+            let mut taken = 0;
+            for (_, ord, doc) in candidates {
+                if taken >= sampler.shard_size {
+                    break;
+                }
+                let (Some((kind, column)), Some(cache)) =
+                    (columns.get(ord as usize), caches.get_mut(ord as usize))
+                else {
+                    continue;
+                };
+                multi_terms_keys(kind, column, None, doc, cache, &mut keys)?;
+                if keys.len() > 1 {
+                    return Err(SearchError::AggregationExecution {
+                        reason: "Sample diversifying key must be a single valued-field".into(),
+                    });
+                }
+                let seen = per_value.entry(keys.pop()).or_insert(0);
+                if *seen < *max_per_value {
+                    *seen += 1;
+                    taken += 1;
+                    if let Some(list) = chosen.get_mut(ord as usize) {
+                        list.push(doc);
+                    }
+                }
+            }
+        }
+    }
+    for list in &mut chosen {
+        list.sort_unstable();
+    }
+    Ok(chosen)
+}
+
+/// The superset of a `significant_terms` in this index: how many live documents (matching its
+/// `background_filter`, if any) hold each value of the field, counted once per document.
+fn background(
+    context: &IndexContext<'_>,
+    agg: &Aggregation,
+    significant: &super::SignificantTerms,
+) -> Result<Arc<Background>> {
+    let key = agg as *const Aggregation;
+    if let Some(found) = context.backgrounds.borrow().get(&key) {
+        return Ok(found.clone());
+    }
+    let weight = match &significant.background_filter {
+        Some(query) => (context.compile)(query)?,
+        None => Box::new(tantivy::query::AllQuery) as Box<dyn tantivy::query::Query>,
+    }
+    .weight(EnableScoring::disabled_from_searcher(context.searcher))?;
+    let mut size = 0u64;
+    let mut counts: HashMap<Key, u64> = HashMap::new();
+    for (ord, reader) in context.searcher.segment_readers().iter().enumerate() {
+        let (docs, _) = matching_docs(weight.as_ref(), reader, false)?;
+        size += docs.len() as u64;
+        let segment = Segment {
+            index: context,
+            reader,
+            ord: ord as u32,
+            scores: None,
+        };
+        let (kind, column) = field_of(&segment, &significant.source, agg)?;
+        let mut keys = Vec::new();
+        match &column {
+            SegmentColumn::Str(strings) => {
+                let mut per_ord = vec![0u64; strings.num_terms()];
+                for &doc in &docs {
+                    keys.clear();
+                    column.for_each_ord(doc, |o| keys.push(o));
+                    keys.sort_unstable();
+                    keys.dedup();
+                    for &o in &keys {
+                        if let Some(count) = per_ord.get_mut(o as usize) {
+                            *count += 1;
+                        }
+                    }
+                }
+                let ords: Vec<u64> = (0..per_ord.len() as u64)
+                    .filter(|&o| per_ord.get(o as usize).is_some_and(|c| *c > 0))
+                    .collect();
+                context
+                    .budget
+                    .reserve(ords.len() * BUCKET_BYTES, &agg.name)?;
+                for (o, term) in ords.iter().zip(column.terms(&ords)?) {
+                    let count = per_ord.get(*o as usize).copied().unwrap_or(0);
+                    *counts.entry(Key::Str(term)).or_default() += count;
+                }
+            }
+            _ => {
+                let double = kind == FieldKind::Double;
+                let groups = group_docs(&docs, false, |doc, keys: &mut Vec<u64>| {
+                    if double {
+                        column.for_each_number(doc, |v| keys.push(v.to_bits()));
+                    } else {
+                        column.for_each_i64(doc, |v| keys.push(v as u64));
+                    }
+                });
+                context
+                    .budget
+                    .reserve(groups.len() * BUCKET_BYTES, &agg.name)?;
+                for (bits, (count, _)) in groups {
+                    let key = if double {
+                        Key::Double(f64::from_bits(bits))
+                    } else {
+                        Key::Long(bits as i64)
+                    };
+                    *counts.entry(key).or_default() += count;
+                }
+            }
+        }
+    }
+    let background = Arc::new(Background { size, counts });
+    context
+        .backgrounds
+        .borrow_mut()
+        .insert(key, background.clone());
+    Ok(background)
+}
+
+fn matching_docs(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    with_scores: bool,
+) -> Result<(Vec<DocId>, Option<Vec<f32>>)> {
+    let mut scorer = weight.scorer(reader, 1.0)?;
+    let alive = reader.alive_bitset();
+    let mut docs = Vec::new();
+    let mut scores = with_scores.then(|| vec![0f32; reader.max_doc() as usize]);
+    let mut doc = scorer.doc();
+    while doc != TERMINATED {
+        if alive.is_none_or(|bits| bits.is_alive(doc)) {
+            docs.push(doc);
+            if let Some(slot) = scores.as_mut().and_then(|s| s.get_mut(doc as usize)) {
+                *slot = scorer.score();
+            }
+        }
+        doc = scorer.advance();
+    }
+    Ok((docs, scores))
+}
+
+fn collect_level(
+    aggs: &[Aggregation],
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Vec<Partial>> {
+    let mut partials = Vec::with_capacity(aggs.len());
+    for agg in aggs {
+        partials.push(collect_one(agg, segment, docs)?);
+    }
+    Ok(partials)
+}
+
+fn field_of<'a>(
+    segment: &Segment<'a>,
+    source: &ValueSource,
+    agg: &Aggregation,
+) -> Result<(FieldKind, SegmentColumn)> {
+    let kind = resolve_field(
+        segment.index.mappings,
+        segment.index.index_name,
+        &source.field,
+        agg.kind.type_name(),
+    )?;
+    let column = SegmentColumn::open(segment.reader, &kind, &source.field)?;
+    Ok((kind, column))
+}
+
+/// Calls `f` with every numeric value of the documents, and with `missing` for documents
+/// without one.
+fn for_each_number(
+    segment: &Segment<'_>,
+    source: &ValueSource,
+    agg: &Aggregation,
+    docs: &[DocId],
+    mut f: impl FnMut(f64),
+) -> Result<FieldKind> {
+    let (kind, column) = field_of(segment, source, agg)?;
+    if kind == FieldKind::Keyword {
+        return Err(SearchError::illegal(format!(
+            "Field [{}] of type [keyword] is not supported for aggregation [{}]",
+            source.field,
+            agg.kind.type_name()
+        )));
+    }
+    let missing = match &source.missing {
+        Some(value) => Some(missing_number(
+            if kind == FieldKind::Unmapped {
+                &FieldKind::Double
+            } else {
+                &kind
+            },
+            value,
+        )?),
+        None => None,
+    };
+    for &doc in docs {
+        let any = column.for_each_number(doc, &mut f);
+        if !any && let Some(missing) = missing {
+            f(missing);
+        }
+    }
+    Ok(kind)
+}
+
+fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Result<Partial> {
+    Ok(match &agg.kind {
+        AggKind::Avg(source)
+        | AggKind::Sum(source)
+        | AggKind::Min(source)
+        | AggKind::Max(source)
+        | AggKind::Stats(source)
+        | AggKind::ExtendedStats { source, .. } => {
+            let mut stats = StatsAcc::new(ValueFormat::Raw);
+            let kind = for_each_number(segment, source, agg, docs, |v| stats.add(v))?;
+            stats.format = value_format(&kind, source.format.as_deref())?;
+            Partial::Stats(stats)
+        }
+        AggKind::ValueCount(source) => {
+            let (kind, column) = field_of(segment, source, agg)?;
+            let mut stats = StatsAcc::new(ValueFormat::Raw);
+            for &doc in docs {
+                let mut count = 0u64;
+                match &column {
+                    SegmentColumn::Str(_) => {
+                        column.for_each_ord(doc, |_| count += 1);
+                    }
+                    _ => {
+                        column.for_each_number(doc, |_| count += 1);
+                    }
+                }
+                if count == 0 && source.missing.is_some() {
+                    count = 1;
+                }
+                for _ in 0..count {
+                    stats.add(0.0);
+                }
+            }
+            let _ = kind;
+            Partial::Stats(stats)
+        }
+        AggKind::Cardinality {
+            source,
+            precision_threshold,
+        } => {
+            let mut sketch = Cardinality::new(*precision_threshold);
+            collect_hashes(segment, source, agg, docs, &mut sketch)?;
+            segment
+                .index
+                .budget
+                .reserve(sketch.memory_bytes(), &agg.name)?;
+            Partial::Cardinality(sketch)
+        }
+        AggKind::Percentiles {
+            source,
+            compression,
+            ..
+        }
+        | AggKind::PercentileRanks {
+            source,
+            compression,
+            ..
+        }
+        | AggKind::MedianAbsoluteDeviation {
+            source,
+            compression,
+        } => {
+            let mut digest = TDigest::new(*compression);
+            let kind = for_each_number(segment, source, agg, docs, |v| digest.add(v))?;
+            digest.compress();
+            segment
+                .index
+                .budget
+                .reserve(digest.memory_bytes(), &agg.name)?;
+            Partial::Digest(digest, value_format(&kind, source.format.as_deref())?)
+        }
+        AggKind::WeightedAvg { value, weight, .. } => {
+            let (_, values) = field_of(segment, value, agg)?;
+            let (_, weights) = field_of(segment, weight, agg)?;
+            let value_missing = value
+                .missing
+                .as_ref()
+                .map(|m| missing_number(&FieldKind::Double, m))
+                .transpose()?;
+            let weight_missing = weight
+                .missing
+                .as_ref()
+                .map(|m| missing_number(&FieldKind::Double, m))
+                .transpose()?;
+            let (mut sum, mut total_weight) = (0.0, 0.0);
+            for &doc in docs {
+                let mut doc_weights = 0;
+                let mut w = 0.0;
+                weights.for_each_number(doc, |x| {
+                    doc_weights += 1;
+                    w = x;
+                });
+                if doc_weights > 1 {
+                    return Err(SearchError::AggregationExecution {
+                        reason: "Encountered more than one weight for a single document. Use a script to combine multiple weights-per-doc into a single value.".into(),
+                    });
+                }
+                if doc_weights == 0 {
+                    match weight_missing {
+                        Some(m) => w = m,
+                        None => continue,
+                    }
+                }
+                let any = values.for_each_number(doc, |x| {
+                    sum += x * w;
+                    total_weight += w;
+                });
+                if !any && let Some(m) = value_missing {
+                    sum += m * w;
+                    total_weight += w;
+                }
+            }
+            Partial::Weighted {
+                sum,
+                weight: total_weight,
+            }
+        }
+        AggKind::TopHits(top) => collect_top_hits(agg, top, segment, docs)?,
+        AggKind::TopMetrics(top) => collect_top_metrics(agg, top, segment, docs)?,
+        AggKind::Terms(terms) => collect_terms(agg, terms, segment, docs)?,
+        AggKind::MultiTerms(terms) => collect_multi_terms(agg, terms, segment, docs)?,
+        AggKind::SignificantTerms(significant) => {
+            let background = background(segment.index, agg, significant)?;
+            let subset = match collect_terms(agg, &significant.as_terms(), segment, docs)? {
+                Partial::Buckets(acc) => acc,
+                _ => BucketsAcc::new(ValueFormat::Raw),
+            };
+            Partial::Significant(SignificantAcc {
+                subset,
+                subset_size: docs.len() as u64,
+                backgrounds: vec![background],
+            })
+        }
+        AggKind::RareTerms(rare) => {
+            let (kind, _) = field_of(segment, &rare.source, agg)?;
+            if kind == FieldKind::Double {
+                return Err(SearchError::AggregationExecution {
+                    reason: "RareTerms aggregation does not support floating point fields.".into(),
+                });
+            }
+            collect_terms(agg, &rare.as_terms(), segment, docs)?
+        }
+        AggKind::Histogram(histogram) => {
+            let (kind, column) = field_of(segment, &histogram.source, agg)?;
+            let missing = missing_of(&kind, &histogram.source)?;
+            let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<u64>| {
+                let any = column.for_each_number(doc, |v| {
+                    keys.push(histogram_key(v, histogram.interval, histogram.offset).to_bits())
+                });
+                if !any && let Some(m) = missing {
+                    keys.push(histogram_key(m, histogram.interval, histogram.offset).to_bits());
+                }
+            });
+            let format = value_format(&kind, histogram.source.format.as_deref())?;
+            Partial::Buckets(buckets_from_groups(agg, segment, groups, format, |bits| {
+                Ok(Some(Key::Double(f64::from_bits(bits))))
+            })?)
+        }
+        AggKind::DateHistogram(histogram) => {
+            let (kind, column) = field_of(segment, &histogram.source, agg)?;
+            if !matches!(
+                kind,
+                FieldKind::Date(_) | FieldKind::Integer | FieldKind::Unmapped | FieldKind::Double
+            ) {
+                return Err(SearchError::illegal(format!(
+                    "Field [{}] of type [{}] is not supported for aggregation [date_histogram]",
+                    histogram.source.field,
+                    kind_name(&kind)
+                )));
+            }
+            let missing = missing_of(&kind, &histogram.source)?.map(|m| m as i64);
+            let rounding = &histogram.rounding;
+            let prepared = match column.min_max_i64() {
+                Some((min, max)) => rounding.prepare(min, max, docs.len() / 4),
+                None => rounding.prepare(1, 0, 0),
+            };
+            let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<i64>| {
+                let any = column.for_each_i64(doc, |v| keys.push(prepared.round(v)));
+                if !any && let Some(m) = missing {
+                    keys.push(rounding.round(m));
+                }
+            });
+            let format = value_format(&date_kind(kind), histogram.source.format.as_deref())?;
+            Partial::Buckets(buckets_from_groups(agg, segment, groups, format, |key| {
+                Ok(Some(Key::Long(key)))
+            })?)
+        }
+        AggKind::AutoDateHistogram(spec) => collect_auto_date(agg, spec, segment, docs)?,
+        AggKind::Range(range) => {
+            let (kind, column) = field_of(segment, &range.source, agg)?;
+            let missing = missing_of(&kind, &range.source)?;
+            let ranges = &range.ranges;
+            let mut groups =
+                group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<usize>| {
+                    let mut check = |v: f64| {
+                        for (i, spec) in ranges.iter().enumerate() {
+                            if spec.from.is_none_or(|from| v >= from)
+                                && spec.to.is_none_or(|to| v < to)
+                            {
+                                keys.push(i);
+                            }
+                        }
+                    };
+                    let any = column.for_each_number(doc, &mut check);
+                    if !any && let Some(m) = missing {
+                        check(m);
+                    }
+                });
+            for i in 0..ranges.len() {
+                groups.entry(i).or_insert_with(|| (0, Vec::new()));
+            }
+            let format = if range.date_zone.is_some() {
+                value_format(&date_kind(kind), range.source.format.as_deref())?
+            } else {
+                value_format(&kind, range.source.format.as_deref())?
+            };
+            Partial::Buckets(buckets_from_groups(agg, segment, groups, format, |i| {
+                Ok(Some(Key::Long(i as i64)))
+            })?)
+        }
+        AggKind::Filter(query) => {
+            let matched = filter_docs(segment, query, docs)?;
+            single(agg, segment, &matched)?
+        }
+        AggKind::Filters(filters) => {
+            let mut acc = BucketsAcc::new(ValueFormat::Raw);
+            let mut in_any = filters
+                .other_bucket_key
+                .as_ref()
+                .map(|_| vec![false; docs.len()]);
+            for (i, (_, query)) in filters.filters.iter().enumerate() {
+                let matched = filter_docs(segment, query, docs)?;
+                if let Some(flags) = in_any.as_mut() {
+                    let mut j = 0;
+                    for (k, doc) in docs.iter().enumerate() {
+                        while matched.get(j).is_some_and(|m| m < doc) {
+                            j += 1;
+                        }
+                        if matched.get(j) == Some(doc)
+                            && let Some(flag) = flags.get_mut(k)
+                        {
+                            *flag = true;
+                        }
+                    }
+                }
+                acc.buckets
+                    .insert(Key::Long(i as i64), bucket(agg, segment, &matched)?);
+            }
+            if let Some(flags) = in_any {
+                let other: Vec<DocId> = docs
+                    .iter()
+                    .zip(flags)
+                    .filter(|(_, matched)| !matched)
+                    .map(|(doc, _)| *doc)
+                    .collect();
+                acc.buckets.insert(
+                    Key::Long(filters.filters.len() as i64),
+                    bucket(agg, segment, &other)?,
+                );
+            }
+            Partial::Buckets(acc)
+        }
+        AggKind::Missing(source) => {
+            let (_, column) = field_of(segment, source, agg)?;
+            let without: Vec<DocId> = docs
+                .iter()
+                .copied()
+                .filter(|&doc| !column.has_value(doc))
+                .collect();
+            single(agg, segment, &without)?
+        }
+        AggKind::Sampler(_) => {
+            // Chosen for the whole index before the segments run (samplers are top level).
+            let sampled = segment
+                .index
+                .samples
+                .borrow()
+                .get(&(agg as *const Aggregation))
+                .and_then(|per_segment| per_segment.get(segment.ord as usize))
+                .cloned()
+                .unwrap_or_default();
+            single(agg, segment, &sampled)?
+        }
+        AggKind::Global => {
+            let weight = segment
+                .index
+                .all
+                .weight(EnableScoring::disabled_from_searcher(
+                    segment.index.searcher,
+                ))?;
+            let (all, _) = matching_docs(weight.as_ref(), segment.reader, false)?;
+            segment
+                .index
+                .budget
+                .reserve(all.len() * DOC_BYTES, &agg.name)?;
+            single(agg, segment, &all)?
+        }
+        AggKind::Composite(composite) => collect_composite(agg, composite, segment, docs)?,
+        AggKind::Pipeline(_) => Partial::Nothing,
+    })
+}
+
+/// The documents of one segment at the finest rounding (from `minimum` on) whose buckets fit
+/// the target in number and span, as Elasticsearch's shard-level collector settles.
+fn collect_auto_date(
+    agg: &Aggregation,
+    spec: &super::AutoDateHistogram,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let (kind, column) = field_of(segment, &spec.source, agg)?;
+    if !matches!(
+        kind,
+        FieldKind::Date(_) | FieldKind::Integer | FieldKind::Unmapped | FieldKind::Double
+    ) {
+        return Err(SearchError::illegal(format!(
+            "Field [{}] of type [{}] is not supported for aggregation [auto_date_histogram]",
+            spec.source.field,
+            kind_name(&kind)
+        )));
+    }
+    let missing = missing_of(&kind, &spec.source)?.map(|m| m as i64);
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for &doc in docs {
+        let any = column.for_each_i64(doc, |v| {
+            min = min.min(v);
+            max = max.max(v);
+        });
+        if !any && let Some(m) = missing {
+            min = min.min(m);
+            max = max.max(m);
+        }
+    }
+    let format = value_format(&date_kind(kind), spec.source.format.as_deref())?;
+    let mut level = spec.minimum;
+    while let Some(rounding) = spec.rounding(level) {
+        let last = level + 1 >= super::AUTO_DATE_ROUNDINGS.len();
+        let span = if min <= max {
+            rounding.round(max).saturating_sub(rounding.round(min))
+        } else {
+            0
+        };
+        if !last && !spec.fits(level, 0, span) {
+            level += 1;
+            continue;
+        }
+        let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<i64>| {
+            let any = column.for_each_i64(doc, |v| keys.push(rounding.round(v)));
+            if !any && let Some(m) = missing {
+                keys.push(rounding.round(m));
+            }
+        });
+        if !last && !spec.fits(level, groups.len(), span) {
+            level += 1;
+            continue;
+        }
+        let buckets =
+            buckets_from_groups(agg, segment, groups, format, |key| Ok(Some(Key::Long(key))))?;
+        return Ok(Partial::AutoDate(AutoDateAcc { level, buckets }));
+    }
+    Ok(Partial::empty(agg))
+}
+
+fn kind_name(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Unmapped => "unmapped",
+        FieldKind::Keyword => "keyword",
+        FieldKind::Integer => "long",
+        FieldKind::Double => "double",
+        FieldKind::Date(_) => "date",
+        FieldKind::Boolean => "boolean",
+    }
+}
+
+/// A numeric field read by a date aggregation prints as a date, as in Elasticsearch.
+fn date_kind(kind: FieldKind) -> FieldKind {
+    match kind {
+        FieldKind::Date(_) => kind,
+        _ => FieldKind::Date(crate::date::DEFAULT_DATE_FORMAT.to_string()),
+    }
+}
+
+fn missing_of(kind: &FieldKind, source: &ValueSource) -> Result<Option<f64>> {
+    source
+        .missing
+        .as_ref()
+        .map(|m| {
+            missing_number(
+                if *kind == FieldKind::Unmapped {
+                    &FieldKind::Double
+                } else {
+                    kind
+                },
+                m,
+            )
+        })
+        .transpose()
+}
+
+pub(crate) fn histogram_key(value: f64, interval: f64, offset: f64) -> f64 {
+    ((value - offset) / interval).floor() * interval + offset
+}
+
+fn single(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Result<Partial> {
+    Ok(Partial::Single {
+        doc_count: docs.len() as u64,
+        subs: collect_level(&agg.subs, segment, docs)?,
+    })
+}
+
+fn bucket(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Result<BucketAcc> {
+    segment
+        .index
+        .budget
+        .reserve(BUCKET_BYTES + docs.len() * DOC_BYTES, &agg.name)?;
+    Ok(BucketAcc {
+        doc_count: docs.len() as u64,
+        error: 0,
+        subs: if agg.subs.is_empty() {
+            Vec::new()
+        } else {
+            collect_level(&agg.subs, segment, docs)?
+        },
+    })
+}
+
+/// The documents of `docs` that `query` matches.
+fn filter_docs(segment: &Segment<'_>, query: &Query, docs: &[DocId]) -> Result<Vec<DocId>> {
+    let context = segment.index;
+    let key = query as *const Query;
+    let cached = context.weights.borrow().get(&key).cloned();
+    let weight = match cached {
+        Some(weight) => weight,
+        None => {
+            let compiled = (context.compile)(query)?;
+            let weight: Arc<dyn Weight> = Arc::from(
+                compiled.weight(EnableScoring::disabled_from_searcher(context.searcher))?,
+            );
+            context.weights.borrow_mut().insert(key, weight.clone());
+            weight
+        }
+    };
+    let mut scorer = weight.scorer(segment.reader, 1.0)?;
+    let mut matched = Vec::new();
+    for &doc in docs {
+        let mut current = scorer.doc();
+        if current == TERMINATED {
+            break;
+        }
+        if current < doc {
+            current = scorer.seek(doc);
+        }
+        if current == doc {
+            matched.push(doc);
+        }
+    }
+    context
+        .budget
+        .reserve(matched.len() * DOC_BYTES, "filter")?;
+    Ok(matched)
+}
+
+/// Groups documents by their keys (a document counts once per distinct key): each key's count,
+/// and its documents when sub-aggregations need them.
+fn group_docs<K: Hash + Eq + Ord + Copy>(
+    docs: &[DocId],
+    keep_docs: bool,
+    mut keys_of: impl FnMut(DocId, &mut Vec<K>),
+) -> HashMap<K, (u64, Vec<DocId>)> {
+    let mut groups: HashMap<K, (u64, Vec<DocId>)> = HashMap::new();
+    let mut keys = Vec::new();
+    for &doc in docs {
+        keys.clear();
+        keys_of(doc, &mut keys);
+        if keys.len() > 1 {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        for &key in &keys {
+            let entry = groups.entry(key).or_insert_with(|| (0, Vec::new()));
+            entry.0 += 1;
+            if keep_docs {
+                entry.1.push(doc);
+            }
+        }
+    }
+    groups
+}
+
+fn buckets_from_groups<K>(
+    agg: &Aggregation,
+    segment: &Segment<'_>,
+    groups: HashMap<K, (u64, Vec<DocId>)>,
+    format: ValueFormat,
+    mut key_of: impl FnMut(K) -> Result<Option<Key>>,
+) -> Result<BucketsAcc> {
+    let mut acc = BucketsAcc::new(format);
+    segment.index.budget.reserve(
+        groups.len() * BUCKET_BYTES
+            + groups
+                .values()
+                .map(|(_, d)| d.len() * DOC_BYTES)
+                .sum::<usize>(),
+        &agg.name,
+    )?;
+    for (raw, (count, docs)) in groups {
+        let Some(key) = key_of(raw)? else {
+            continue;
+        };
+        let subs = if agg.subs.is_empty() {
+            Vec::new()
+        } else {
+            collect_level(&agg.subs, segment, &docs)?
+        };
+        acc.buckets.insert(
+            key,
+            BucketAcc {
+                doc_count: count,
+                error: 0,
+                subs,
+            },
+        );
+    }
+    Ok(acc)
+}
+
+/// The key a `missing` value stands for in a `terms` of a field of this kind.
+fn missing_key(kind: &FieldKind, missing: &Value) -> Result<Key> {
+    Ok(match kind {
+        FieldKind::Keyword | FieldKind::Unmapped => match missing {
+            Value::String(s) => Key::Str(s.clone()),
+            other => Key::Str(other.to_string()),
+        },
+        FieldKind::Double => Key::Double(missing_number(kind, missing)?),
+        _ => Key::Long(missing_number(kind, missing)? as i64),
+    })
+}
+
+fn key_text(key: &Key) -> String {
+    match key {
+        Key::Str(s) => s.clone(),
+        Key::Long(v) => v.to_string(),
+        Key::Double(v) => v.to_string(),
+        Key::Tuple(parts) => parts.iter().map(key_text).collect::<Vec<_>>().join("|"),
+    }
+}
+
+fn collect_terms(
+    agg: &Aggregation,
+    terms: &super::Terms,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let (kind, column) = field_of(segment, &terms.source, agg)?;
+    let format = value_format(&kind, terms.source.format.as_deref())?;
+    let missing = terms
+        .source
+        .missing
+        .as_ref()
+        .map(|m| missing_key(&kind, m))
+        .transpose()?;
+    let keep_docs = !agg.subs.is_empty();
+    let accepted = |key: &Key| {
+        let text = key_text(key);
+        terms.include.as_ref().is_none_or(|f| f.matches(&text))
+            && terms.exclude.as_ref().is_none_or(|f| !f.matches(&text))
+    };
+    // Keys: term ordinals for strings, numbers otherwise; `u64::MAX` is the missing bucket.
+    const MISSING: u64 = u64::MAX;
+    let mut acc = match &column {
+        SegmentColumn::Str(_) => {
+            let groups = group_docs(docs, keep_docs, |doc, keys: &mut Vec<u64>| {
+                let any = column.for_each_ord(doc, |ord| keys.push(ord));
+                if !any && missing.is_some() {
+                    keys.push(MISSING);
+                }
+            });
+            let mut ords: Vec<u64> = groups.keys().copied().filter(|&o| o != MISSING).collect();
+            ords.sort_unstable();
+            let names = column.terms(&ords)?;
+            let mut names: HashMap<u64, String> = ords.into_iter().zip(names).collect();
+            let mut acc = buckets_from_groups(agg, segment, groups, format.clone(), |ord| {
+                let key = if ord == MISSING {
+                    missing.clone().unwrap_or(Key::Str(String::new()))
+                } else {
+                    Key::Str(names.remove(&ord).unwrap_or_default())
+                };
+                Ok(accepted(&key).then_some(key))
+            })?;
+            if terms.min_doc_count == 0
+                && let SegmentColumn::Str(strings) = &column
+            {
+                let total = strings.num_terms() as u64;
+                segment
+                    .index
+                    .budget
+                    .reserve(total as usize * BUCKET_BYTES, &agg.name)?;
+                let every: Vec<u64> = (0..total).collect();
+                for term in column.terms(&every)? {
+                    let key = Key::Str(term);
+                    if accepted(&key) && !acc.buckets.contains_key(&key) {
+                        acc.buckets.insert(
+                            key,
+                            BucketAcc {
+                                doc_count: 0,
+                                error: 0,
+                                subs: empty_all(&agg.subs),
+                            },
+                        );
+                    }
+                }
+            }
+            acc
+        }
+        _ => {
+            let double = kind == FieldKind::Double;
+            let missing_bits = missing.as_ref().map(|k| match k {
+                Key::Double(v) => v.to_bits(),
+                Key::Long(v) => *v as u64,
+                Key::Str(_) | Key::Tuple(_) => 0,
+            });
+            let groups = group_docs(docs, keep_docs, |doc, keys: &mut Vec<u64>| {
+                let any = if double {
+                    column.for_each_number(doc, |v| keys.push(v.to_bits()))
+                } else {
+                    column.for_each_i64(doc, |v| keys.push(v as u64))
+                };
+                if !any && let Some(bits) = missing_bits {
+                    keys.push(bits);
+                }
+            });
+            let mut acc = buckets_from_groups(agg, segment, groups, format.clone(), |bits| {
+                let key = if double {
+                    Key::Double(f64::from_bits(bits))
+                } else {
+                    Key::Long(bits as i64)
+                };
+                Ok(accepted(&key).then_some(key))
+            })?;
+            if terms.min_doc_count == 0 && kind.is_numeric() {
+                // Every value of the field in the segment gets a bucket, as Elasticsearch's.
+                let every: Vec<DocId> = (0..segment.reader.max_doc()).collect();
+                let all = group_docs(&every, false, |doc, keys: &mut Vec<u64>| {
+                    if double {
+                        column.for_each_number(doc, |v| keys.push(v.to_bits()));
+                    } else {
+                        column.for_each_i64(doc, |v| keys.push(v as u64));
+                    }
+                });
+                for bits in all.into_keys() {
+                    let key = if double {
+                        Key::Double(f64::from_bits(bits))
+                    } else {
+                        Key::Long(bits as i64)
+                    };
+                    if accepted(&key) && !acc.buckets.contains_key(&key) {
+                        acc.buckets.insert(
+                            key,
+                            BucketAcc {
+                                doc_count: 0,
+                                error: 0,
+                                subs: empty_all(&agg.subs),
+                            },
+                        );
+                    }
+                }
+            }
+            acc
+        }
+    };
+    acc.format = format;
+    Ok(Partial::Buckets(acc))
+}
+
+fn collect_hashes(
+    segment: &Segment<'_>,
+    source: &ValueSource,
+    agg: &Aggregation,
+    docs: &[DocId],
+    sketch: &mut Cardinality,
+) -> Result<()> {
+    let (kind, column) = field_of(segment, source, agg)?;
+    let missing_hash = source.missing.as_ref().map(|m| match (&kind, m) {
+        (FieldKind::Keyword | FieldKind::Unmapped, Value::String(s)) => {
+            Ok(hash_bytes(s.as_bytes()))
+        }
+        (FieldKind::Double, _) => missing_number(&kind, m).map(|v| mix64(v.to_bits())),
+        _ => missing_number(&kind, m).map(|v| mix64(v as i64 as u64)),
+    });
+    let missing_hash = missing_hash.transpose()?;
+    match &column {
+        SegmentColumn::Str(strings) => {
+            // Distinct ordinals first, so each term is read and hashed once per segment.
+            let mut seen = vec![false; strings.num_terms()];
+            segment.index.budget.reserve(seen.len(), &agg.name)?;
+            for &doc in docs {
+                let any = column.for_each_ord(doc, |ord| {
+                    if let Some(flag) = seen.get_mut(ord as usize) {
+                        *flag = true;
+                    }
+                });
+                if !any && let Some(hash) = missing_hash {
+                    sketch.add_hash(hash);
+                }
+            }
+            let ords: Vec<u64> = seen
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s)
+                .map(|(ord, _)| ord as u64)
+                .collect();
+            for term in column.terms(&ords)? {
+                sketch.add_hash(hash_bytes(term.as_bytes()));
+            }
+        }
+        _ => {
+            let double = kind == FieldKind::Double;
+            for &doc in docs {
+                let any = if double {
+                    column.for_each_number(doc, |v| sketch.add_hash(mix64(v.to_bits())))
+                } else {
+                    column.for_each_i64(doc, |v| sketch.add_hash(mix64(v as u64)))
+                };
+                if !any && let Some(hash) = missing_hash {
+                    sketch.add_hash(hash);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sort value of a document for one sort: the smallest value ascending, the largest
+/// descending, as Elasticsearch's default `mode`.
+fn sort_value(
+    segment: &Segment<'_>,
+    spec: &SortSpec,
+    column: Option<&SegmentColumn>,
+    doc: DocId,
+) -> Result<SortValue> {
+    Ok(match spec {
+        SortSpec::Score(_) => SortValue::Number(f64::from(
+            segment
+                .scores
+                .as_ref()
+                .and_then(|s| s.get(doc as usize))
+                .copied()
+                .unwrap_or(1.0),
+        )),
+        SortSpec::Field { direction, .. } => {
+            let Some(column) = column else {
+                return Ok(SortValue::Missing);
+            };
+            let pick = |best: Option<f64>, v: f64| match (best, direction) {
+                (None, _) => Some(v),
+                (Some(b), Direction::Asc) => Some(b.min(v)),
+                (Some(b), Direction::Desc) => Some(b.max(v)),
+            };
+            match column {
+                SegmentColumn::Str(_) => {
+                    let mut best: Option<u64> = None;
+                    column.for_each_ord(doc, |ord| {
+                        best = Some(match (best, direction) {
+                            (None, _) => ord,
+                            (Some(b), Direction::Asc) => b.min(ord),
+                            (Some(b), Direction::Desc) => b.max(ord),
+                        })
+                    });
+                    match best {
+                        Some(ord) => SortValue::Str(column.term(ord)?),
+                        None => SortValue::Missing,
+                    }
+                }
+                _ => {
+                    let mut best = None;
+                    column.for_each_number(doc, |v| best = pick(best, v));
+                    best.map_or(SortValue::Missing, SortValue::Number)
+                }
+            }
+        }
+    })
+}
+
+fn sort_columns(
+    segment: &Segment<'_>,
+    agg: &Aggregation,
+    sort: &[SortSpec],
+) -> Result<Vec<Option<SegmentColumn>>> {
+    sort.iter()
+        .map(|spec| match spec {
+            SortSpec::Score(_) => Ok(None),
+            SortSpec::Field { field, .. } => {
+                let (_, column) = field_of(segment, &ValueSource::field(field.clone()), agg)?;
+                Ok(Some(column))
+            }
+        })
+        .collect()
+}
+
+fn collect_top_hits(
+    agg: &Aggregation,
+    top: &super::TopHits,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let sort = effective_sort(&top.sort);
+    let columns = sort_columns(segment, agg, &sort)?;
+    let keep = top.from + top.size;
+    let mut candidates: Vec<(Vec<SortValue>, DocId)> =
+        Vec::with_capacity(docs.len().min(keep * 4 + 16));
+    for &doc in docs {
+        let mut values = Vec::with_capacity(sort.len());
+        for (spec, column) in sort.iter().zip(&columns) {
+            values.push(sort_value(segment, spec, column.as_ref(), doc)?);
+        }
+        candidates.push((values, doc));
+        if candidates.len() >= keep.max(1) * 8 {
+            candidates.sort_by(|a, b| compare_sort(&a.0, &b.0, &sort));
+            candidates.truncate(keep);
+        }
+    }
+    candidates.sort_by(|a, b| compare_sort(&a.0, &b.0, &sort));
+    candidates.truncate(keep);
+    let max_score = segment.scores.as_ref().and_then(|scores| {
+        docs.iter()
+            .filter_map(|&d| scores.get(d as usize).copied())
+            .reduce(f32::max)
+    });
+    let fields = segment.index.fields;
+    let mut hits = Vec::with_capacity(candidates.len());
+    for (values, doc) in candidates {
+        let document: TantivyDocument = segment
+            .index
+            .searcher
+            .doc(DocAddress::new(segment.ord, doc))?;
+        let id = document
+            .get_first(fields.id)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let source: Arc<[u8]> = document
+            .get_first(fields.source)
+            .and_then(|v| v.as_bytes())
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(&b"{}"[..]));
+        segment
+            .index
+            .budget
+            .reserve(source.len() + 128, &agg.name)?;
+        let score = segment
+            .scores
+            .as_ref()
+            .and_then(|s| s.get(doc as usize).copied());
+        let sort_json = if top.sort.is_empty() {
+            Vec::new()
+        } else {
+            values
+                .iter()
+                .map(|v| match v {
+                    SortValue::Missing => Value::Null,
+                    SortValue::Number(n) => {
+                        serde_json::Number::from_f64(*n).map_or(Value::Null, |n| {
+                            if n.as_f64()
+                                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                            {
+                                Value::from(n.as_f64().unwrap_or(0.0) as i64)
+                            } else {
+                                Value::Number(n)
+                            }
+                        })
+                    }
+                    SortValue::Str(s) => Value::String(s.clone()),
+                })
+                .collect()
+        };
+        hits.push((
+            values,
+            TopHit {
+                index: segment.index.index_name.to_string(),
+                id,
+                score: if top.sort.is_empty() { score } else { None },
+                source,
+                sort: sort_json,
+            },
+        ));
+    }
+    Ok(Partial::TopHits(TopHitsAcc {
+        total: docs.len() as u64,
+        max_score: if top.sort.is_empty() { max_score } else { None },
+        hits,
+    }))
+}
+
+fn collect_top_metrics(
+    agg: &Aggregation,
+    top: &super::TopMetrics,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let sort = [top.sort.clone()];
+    let columns = sort_columns(segment, agg, &sort)?;
+    let sort_column = columns.into_iter().next().flatten();
+    let mut metric_columns = Vec::with_capacity(top.metrics.len());
+    let mut formats = Vec::with_capacity(top.metrics.len());
+    for field in &top.metrics {
+        let (kind, column) = field_of(segment, &ValueSource::field(field.clone()), agg)?;
+        formats.push(value_format(&kind, None)?);
+        metric_columns.push(column);
+    }
+    let sort_format = match &top.sort {
+        SortSpec::Field { field, .. } => {
+            let kind = resolve_field(
+                segment.index.mappings,
+                segment.index.index_name,
+                field,
+                "top_metrics",
+            )?;
+            value_format(&kind, None)?
+        }
+        SortSpec::Score(_) => ValueFormat::Raw,
+    };
+    let mut rows: Vec<(SortValue, DocId)> = Vec::new();
+    for &doc in docs {
+        let value = sort_value(segment, &top.sort, sort_column.as_ref(), doc)?;
+        if value == SortValue::Missing {
+            continue;
+        }
+        rows.push((value, doc));
+        if rows.len() >= top.size.max(1).saturating_mul(8) {
+            rows.sort_by(|a, b| {
+                compare_sort(
+                    std::slice::from_ref(&a.0),
+                    std::slice::from_ref(&b.0),
+                    &sort,
+                )
+            });
+            rows.truncate(top.size);
+        }
+    }
+    rows.sort_by(|a, b| {
+        compare_sort(
+            std::slice::from_ref(&a.0),
+            std::slice::from_ref(&b.0),
+            &sort,
+        )
+    });
+    rows.truncate(top.size);
+    let rows = rows
+        .into_iter()
+        .map(|(value, doc)| {
+            let metrics = metric_columns
+                .iter()
+                .map(|column| {
+                    let mut first = None;
+                    column.for_each_number(doc, |v| {
+                        if first.is_none() {
+                            first = Some(v)
+                        }
+                    });
+                    first
+                })
+                .collect();
+            (value, metrics)
+        })
+        .collect();
+    Ok(Partial::TopMetrics(TopMetricsAcc {
+        rows,
+        formats,
+        sort_format,
+    }))
+}
+
+/// The distinct keys of one `multi_terms` source for one document (its `missing` when it has
+/// none); strings are read from the dictionary once per segment through `terms`.
+fn multi_terms_keys(
+    kind: &FieldKind,
+    column: &SegmentColumn,
+    missing: Option<&Key>,
+    doc: DocId,
+    terms: &mut HashMap<u64, String>,
+    out: &mut Vec<Key>,
+) -> Result<()> {
+    out.clear();
+    match column {
+        SegmentColumn::Str(_) => {
+            let mut ords = Vec::new();
+            column.for_each_ord(doc, |ord| ords.push(ord));
+            for ord in ords {
+                let term = match terms.get(&ord) {
+                    Some(term) => term.clone(),
+                    None => {
+                        let term = column.term(ord)?;
+                        terms.insert(ord, term.clone());
+                        term
+                    }
+                };
+                out.push(Key::Str(term));
+            }
+        }
+        _ if *kind == FieldKind::Double => {
+            column.for_each_number(doc, |v| out.push(Key::Double(v)));
+        }
+        _ => {
+            column.for_each_i64(doc, |v| out.push(Key::Long(v)));
+        }
+    }
+    if out.len() > 1 {
+        out.sort();
+        out.dedup();
+    }
+    if out.is_empty()
+        && let Some(missing) = missing
+    {
+        out.push(missing.clone());
+    }
+    Ok(())
+}
+
+fn collect_multi_terms(
+    agg: &Aggregation,
+    multi: &MultiTerms,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let count = multi.sources.len();
+    let mut kinds = Vec::with_capacity(count);
+    let mut columns = Vec::with_capacity(count);
+    let mut formats = Vec::with_capacity(count);
+    let mut missings = Vec::with_capacity(count);
+    for source in &multi.sources {
+        let (kind, column) = field_of(segment, source, agg)?;
+        formats.push(value_format(&kind, source.format.as_deref())?);
+        missings.push(
+            source
+                .missing
+                .as_ref()
+                .map(|m| missing_key(&kind, m))
+                .transpose()?,
+        );
+        kinds.push(kind);
+        columns.push(column);
+    }
+    let keep_docs = !agg.subs.is_empty();
+    // Keys are grouped raw (term ordinals, number bits; `None` for `missing`) and turned into
+    // terms and numbers once per segment at the end.
+    let mut groups: HashMap<Vec<Option<u64>>, (u64, Vec<DocId>)> = HashMap::new();
+    let mut per_source: Vec<Vec<Option<u64>>> = vec![Vec::new(); count];
+    let mut indexes = vec![0usize; count];
+    let mut combination: Vec<Option<u64>> = Vec::with_capacity(count);
+    for &doc in docs {
+        let mut empty = false;
+        for (((kind, column), missing), keys) in kinds
+            .iter()
+            .zip(&columns)
+            .zip(&missings)
+            .zip(per_source.iter_mut())
+        {
+            keys.clear();
+            match column {
+                SegmentColumn::Str(_) => {
+                    column.for_each_ord(doc, |o| keys.push(Some(o)));
+                }
+                _ if *kind == FieldKind::Double => {
+                    column.for_each_number(doc, |v| keys.push(Some(v.to_bits())));
+                }
+                _ => {
+                    column.for_each_i64(doc, |v| keys.push(Some(v as u64)));
+                }
+            }
+            if keys.len() > 1 {
+                keys.sort_unstable();
+                keys.dedup();
+            }
+            if keys.is_empty() && missing.is_some() {
+                keys.push(None);
+            }
+            empty |= keys.is_empty();
+        }
+        if empty {
+            continue;
+        }
+        // Every combination of the sources' keys, odometer style; each source's keys are
+        // distinct, so each combination is too.
+        indexes.iter_mut().for_each(|i| *i = 0);
+        loop {
+            combination.clear();
+            combination.extend(
+                per_source
+                    .iter()
+                    .zip(&indexes)
+                    .filter_map(|(keys, &i)| keys.get(i).copied()),
+            );
+            let entry = match groups.get_mut(combination.as_slice()) {
+                Some(entry) => entry,
+                None => {
+                    segment.index.budget.reserve(BUCKET_BYTES, &agg.name)?;
+                    groups
+                        .entry(combination.clone())
+                        .or_insert_with(|| (0, Vec::new()))
+                }
+            };
+            entry.0 += 1;
+            if keep_docs {
+                entry.1.push(doc);
+            }
+            let mut position = 0;
+            while let Some(slot) = indexes.get_mut(position) {
+                *slot += 1;
+                if *slot < per_source.get(position).map_or(0, Vec::len) {
+                    break;
+                }
+                *slot = 0;
+                position += 1;
+            }
+            if position >= indexes.len() {
+                break;
+            }
+        }
+    }
+    // Each source's ordinals read from its dictionary in one pass.
+    let mut names: Vec<HashMap<u64, String>> = Vec::with_capacity(count);
+    for (i, column) in columns.iter().enumerate() {
+        let mut map = HashMap::new();
+        if let SegmentColumn::Str(_) = column {
+            let mut ords: Vec<u64> = groups
+                .keys()
+                .filter_map(|key| key.get(i).copied().flatten())
+                .collect();
+            ords.sort_unstable();
+            ords.dedup();
+            let terms = column.terms(&ords)?;
+            map = ords.into_iter().zip(terms).collect();
+        }
+        names.push(map);
+    }
+    let to_key = |i: usize, raw: Option<u64>| -> Key {
+        match raw {
+            None => missings
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or(Key::Str(String::new())),
+            Some(raw) => match (columns.get(i), kinds.get(i)) {
+                (Some(SegmentColumn::Str(_)), _) => Key::Str(
+                    names
+                        .get(i)
+                        .and_then(|n| n.get(&raw))
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                (_, Some(FieldKind::Double)) => Key::Double(f64::from_bits(raw)),
+                _ => Key::Long(raw as i64),
+            },
+        }
+    };
+    segment.index.budget.reserve(
+        groups.values().map(|(_, d)| d.len() * DOC_BYTES).sum(),
+        &agg.name,
+    )?;
+    let mut acc = BucketsAcc::new(ValueFormat::Raw);
+    acc.part_formats = formats;
+    for (raw, (doc_count, bucket_docs)) in groups {
+        let subs = if keep_docs {
+            collect_level(&agg.subs, segment, &bucket_docs)?
+        } else {
+            Vec::new()
+        };
+        let key = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| to_key(i, part))
+            .collect();
+        acc.buckets.insert(
+            Key::Tuple(key),
+            BucketAcc {
+                doc_count,
+                error: 0,
+                subs,
+            },
+        );
+    }
+    Ok(Partial::Buckets(acc))
+}
+
+/// Orders composite keys by each source's direction; a missing value sorts first ascending.
+pub(crate) fn compare_composite(
+    a: &[Option<Key>],
+    b: &[Option<Key>],
+    composite: &Composite,
+) -> Ordering {
+    for ((x, y), source) in a.iter().zip(b).zip(&composite.sources) {
+        let ordering = x.cmp(y);
+        let ordering = if source.direction == Direction::Desc {
+            ordering.reverse()
+        } else {
+            ordering
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Keeps the `size` smallest keys: what any level may need to answer one page.
+pub(crate) fn prune_composite(acc: &mut CompositeAcc, composite: &Composite) {
+    if acc.buckets.len() <= composite.size {
+        return;
+    }
+    let mut keys: Vec<Vec<Option<Key>>> = acc.buckets.keys().cloned().collect();
+    keys.sort_by(|a, b| compare_composite(a, b, composite));
+    for key in keys.into_iter().skip(composite.size) {
+        acc.buckets.remove(&key);
+    }
+}
+
+/// The `after` key in this index's types, per source.
+fn after_key(composite: &Composite, kinds: &[FieldKind]) -> Result<Option<Vec<Option<Key>>>> {
+    let Some(after) = &composite.after else {
+        return Ok(None);
+    };
+    let mut key = Vec::with_capacity(after.len());
+    for ((value, source), kind) in after.iter().zip(&composite.sources).zip(kinds) {
+        let Some(value) = value else {
+            key.push(None);
+            continue;
+        };
+        let converted = match (&source.kind, kind) {
+            (CompositeSourceKind::Terms, FieldKind::Keyword | FieldKind::Unmapped) => match value {
+                Value::String(s) => Key::Str(s.clone()),
+                other => Key::Str(other.to_string()),
+            },
+            (CompositeSourceKind::Histogram { .. }, _) | (_, FieldKind::Double) => {
+                Key::Double(missing_number(&FieldKind::Double, value)?)
+            }
+            (CompositeSourceKind::DateHistogram { .. }, _) => {
+                Key::Long(missing_number(&date_kind(kind.clone()), value)? as i64)
+            }
+            (_, kind) => Key::Long(missing_number(kind, value)? as i64),
+        };
+        key.push(Some(converted));
+    }
+    Ok(Some(key))
+}
+
+/// The documents of one key: how many, and which when sub-aggregations need them.
+type DocGroup = (u64, Vec<DocId>);
+
+/// One part of a raw composite key: `None` for the missing bucket, else twice an ordered
+/// integer (a term ordinal, an integer, or a double's ordered bits).
+type RawPart = Option<i128>;
+
+/// A double as an integer that orders as `f64::total_cmp` does.
+fn ordered_double(value: f64) -> i64 {
+    let bits = value.to_bits() as i64;
+    if bits < 0 { bits ^ i64::MAX } else { bits }
+}
+
+fn double_from_ordered(ordered: i64) -> f64 {
+    let bits = if ordered < 0 {
+        ordered ^ i64::MAX
+    } else {
+        ordered
+    };
+    f64::from_bits(bits as u64)
+}
+
+/// The distinct raw keys of one source for one document, or the missing bucket.
+fn raw_keys(
+    source: &super::CompositeSource,
+    kind: &FieldKind,
+    column: &SegmentColumn,
+    doc: DocId,
+    out: &mut Vec<RawPart>,
+) {
+    out.clear();
+    match &source.kind {
+        CompositeSourceKind::Terms => match column {
+            SegmentColumn::Str(_) => {
+                column.for_each_ord(doc, |ord| out.push(Some(2 * i128::from(ord))));
+            }
+            _ if *kind == FieldKind::Double => {
+                column.for_each_number(doc, |v| out.push(Some(2 * i128::from(ordered_double(v)))));
+            }
+            _ => {
+                column.for_each_i64(doc, |v| out.push(Some(2 * i128::from(v))));
+            }
+        },
+        CompositeSourceKind::Histogram { interval } => {
+            column.for_each_number(doc, |v| {
+                let key = histogram_key(v, *interval, 0.0);
+                out.push(Some(2 * i128::from(ordered_double(key))))
+            });
+        }
+        CompositeSourceKind::DateHistogram { rounding } => {
+            column.for_each_i64(doc, |v| out.push(Some(2 * i128::from(rounding.round(v)))));
+        }
+    }
+    if out.len() > 1 {
+        out.sort_unstable();
+        out.dedup();
+    }
+    if out.is_empty() && source.missing_bucket {
+        out.push(None);
+    }
+}
+
+/// The `after` key in this segment's raw terms: a term the dictionary lacks sits between its
+/// neighbours' (odd) positions.
+fn raw_after(after: &[Option<Key>], columns: &[SegmentColumn]) -> Result<Vec<RawPart>> {
+    let mut raw = Vec::with_capacity(after.len());
+    for (part, column) in after.iter().zip(columns) {
+        raw.push(match (part, column) {
+            (None, _) => None,
+            (Some(Key::Str(term)), SegmentColumn::Str(strings)) => {
+                let hit = strings
+                    .dictionary()
+                    .term_ord_or_next(term.as_bytes())
+                    .map_err(|e| SearchError::Corrupt {
+                        what: "term dictionary".into(),
+                        reason: e.to_string(),
+                    })?;
+                match hit {
+                    tantivy::columnar::TermOrdHit::Exact(ord) => Some(2 * i128::from(ord)),
+                    tantivy::columnar::TermOrdHit::Next(ord) => Some(2 * i128::from(ord) - 1),
+                }
+            }
+            (Some(Key::Double(v)), _) => Some(2 * i128::from(ordered_double(*v))),
+            (Some(Key::Long(v)), _) => Some(2 * i128::from(*v)),
+            // Terms of a column holding none: nothing in it compares with them.
+            (Some(_), _) => Some(0),
+        });
+    }
+    Ok(raw)
+}
+
+fn compare_raw(a: &[RawPart], b: &[RawPart], composite: &Composite) -> Ordering {
+    for ((x, y), source) in a.iter().zip(b).zip(&composite.sources) {
+        let ordering = x.cmp(y);
+        let ordering = if source.direction == Direction::Desc {
+            ordering.reverse()
+        } else {
+            ordering
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Keeps the `size` smallest raw keys and answers the largest of them: any key past it can be
+/// skipped from now on.
+fn prune_raw_groups(
+    groups: &mut HashMap<Vec<RawPart>, (u64, Vec<DocId>)>,
+    composite: &Composite,
+) -> Option<Vec<RawPart>> {
+    let last = composite.size.checked_sub(1)?;
+    if groups.len() <= last {
+        return None;
+    }
+    let mut keys: Vec<Vec<RawPart>> = groups.keys().cloned().collect();
+    keys.select_nth_unstable_by(last, |a, b| compare_raw(a, b, composite));
+    let largest = keys.get(last).cloned();
+    for key in keys.iter().skip(composite.size) {
+        groups.remove(key);
+    }
+    largest
+}
+
+fn collect_composite(
+    agg: &Aggregation,
+    composite: &Composite,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let mut kinds = Vec::with_capacity(composite.sources.len());
+    let mut columns = Vec::with_capacity(composite.sources.len());
+    let mut formats = Vec::with_capacity(composite.sources.len());
+    for source in &composite.sources {
+        let (kind, column) = field_of(segment, &source.source, agg)?;
+        let format = match &source.kind {
+            CompositeSourceKind::DateHistogram { rounding } => {
+                match value_format(&date_kind(kind.clone()), source.source.format.as_deref())? {
+                    ValueFormat::Date(format, _) if source.source.format.is_some() => {
+                        ValueFormat::Date(format, rounding.time_zone.clone())
+                    }
+                    _ => ValueFormat::Raw,
+                }
+            }
+            _ if kind == FieldKind::Boolean => ValueFormat::Boolean,
+            _ => ValueFormat::Raw,
+        };
+        formats.push(format);
+        kinds.push(kind);
+        columns.push(column);
+    }
+    let after = after_key(composite, &kinds)?
+        .map(|key| raw_after(&key, &columns))
+        .transpose()?;
+    // Keys are grouped raw, as ordered integers (term ordinals, which sort as the terms within
+    // a segment; numbers; each doubled so an `after` term absent from the dictionary sits
+    // between two), and turned into terms and numbers once the segment is done.
+    let mut groups: HashMap<Vec<RawPart>, (u64, Vec<DocId>)> = HashMap::new();
+    let mut per_source: Vec<Vec<RawPart>> = vec![Vec::new(); composite.sources.len()];
+    let keep_docs = !agg.subs.is_empty();
+    let mut combination: Vec<RawPart> = Vec::with_capacity(composite.sources.len());
+    let mut seen: Vec<Vec<RawPart>> = Vec::new();
+    let mut threshold: Option<Vec<RawPart>> = None;
+    let mut indexes = vec![0usize; composite.sources.len()];
+    for &doc in docs {
+        let mut empty = false;
+        for (((source, kind), column), keys) in composite
+            .sources
+            .iter()
+            .zip(&kinds)
+            .zip(&columns)
+            .zip(per_source.iter_mut())
+        {
+            raw_keys(source, kind, column, doc, keys);
+            empty |= keys.is_empty();
+        }
+        if empty {
+            continue;
+        }
+        // Every combination of the sources' keys (a cartesian product for multi-valued fields).
+        indexes.iter_mut().for_each(|i| *i = 0);
+        seen.clear();
+        loop {
+            combination.clear();
+            for (keys, &i) in per_source.iter().zip(&indexes) {
+                combination.push(keys.get(i).copied().flatten());
+            }
+            let past_after = after.as_ref().is_none_or(|after| {
+                compare_raw(&combination, after, composite) == Ordering::Greater
+            });
+            // Past the largest of `size` keys already held: never on this page.
+            let within = threshold.as_ref().is_none_or(|largest| {
+                compare_raw(&combination, largest, composite) != Ordering::Greater
+            });
+            if past_after && within && !seen.contains(&combination) {
+                seen.push(combination.clone());
+                let entry = match groups.get_mut(combination.as_slice()) {
+                    Some(entry) => entry,
+                    None => groups
+                        .entry(combination.clone())
+                        .or_insert_with(|| (0, Vec::new())),
+                };
+                entry.0 += 1;
+                if keep_docs {
+                    entry.1.push(doc);
+                }
+            }
+            // Next combination, odometer style.
+            let mut position = 0;
+            while let Some(slot) = indexes.get_mut(position) {
+                *slot += 1;
+                if *slot < per_source.get(position).map_or(0, Vec::len) {
+                    break;
+                }
+                *slot = 0;
+                position += 1;
+            }
+            if position >= indexes.len() {
+                break;
+            }
+        }
+        if groups.len() > composite.size.saturating_mul(4).max(1024) {
+            threshold = prune_raw_groups(&mut groups, composite).or(threshold);
+        }
+    }
+    prune_raw_groups(&mut groups, composite);
+    segment
+        .index
+        .budget
+        .reserve(groups.len() * BUCKET_BYTES, &agg.name)?;
+    // Each source's ordinals read from its dictionary in one pass.
+    let mut names: Vec<HashMap<u64, String>> = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        let mut map = HashMap::new();
+        if let SegmentColumn::Str(_) = column {
+            let mut ords: Vec<u64> = groups
+                .keys()
+                .filter_map(|key| key.get(i).copied().flatten())
+                .map(|raw| (raw / 2) as u64)
+                .collect();
+            ords.sort_unstable();
+            ords.dedup();
+            let terms = column.terms(&ords)?;
+            map = ords.into_iter().zip(terms).collect();
+        }
+        names.push(map);
+    }
+    let to_key = |i: usize, raw: RawPart| -> Option<Key> {
+        let raw = raw?;
+        let source = composite.sources.get(i)?;
+        Some(match (columns.get(i), &source.kind, kinds.get(i)) {
+            (Some(SegmentColumn::Str(_)), CompositeSourceKind::Terms, _) => Key::Str(
+                names
+                    .get(i)
+                    .and_then(|n| n.get(&((raw / 2) as u64)))
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            (_, CompositeSourceKind::Histogram { .. }, _)
+            | (_, CompositeSourceKind::Terms, Some(FieldKind::Double)) => {
+                Key::Double(double_from_ordered((raw / 2) as i64))
+            }
+            _ => Key::Long((raw / 2) as i64),
+        })
+    };
+    let groups: Vec<(Vec<Option<Key>>, DocGroup)> = groups
+        .into_iter()
+        .map(|(raw, group)| {
+            let key = raw
+                .into_iter()
+                .enumerate()
+                .map(|(i, part)| to_key(i, part))
+                .collect();
+            (key, group)
+        })
+        .collect();
+    let mut acc = CompositeAcc {
+        buckets: HashMap::new(),
+        formats,
+    };
+    for (key, (count, bucket_docs)) in groups {
+        let subs = if keep_docs {
+            collect_level(&agg.subs, segment, &bucket_docs)?
+        } else {
+            Vec::new()
+        };
+        acc.buckets.insert(
+            key,
+            BucketAcc {
+                doc_count: count,
+                error: 0,
+                subs,
+            },
+        );
+    }
+    Ok(Partial::Composite(acc))
+}
+
+/// The index-level ("shard") step: `terms` keep their best `shard_size` buckets, and remember
+/// the documents and the error bound of what they cut.
+fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
+    for (agg, partial) in aggs.iter().zip(partials.iter_mut()) {
+        match partial {
+            Partial::Buckets(acc) => {
+                match &agg.kind {
+                    AggKind::Terms(terms) => prune_terms(agg, &terms.cut(), acc),
+                    AggKind::MultiTerms(terms) => prune_terms(agg, &terms.cut(), acc),
+                    AggKind::RareTerms(rare) => {
+                        // A term too frequent here is too frequent overall: its count must
+                        // stay to keep it out, its sub-aggregations need not.
+                        for bucket in acc.buckets.values_mut() {
+                            if bucket.doc_count > rare.max_doc_count {
+                                bucket.subs.clear();
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                for bucket in acc.buckets.values_mut() {
+                    prune_for_shard(&agg.subs, &mut bucket.subs);
+                }
+            }
+            Partial::Composite(acc) => {
+                for bucket in acc.buckets.values_mut() {
+                    prune_for_shard(&agg.subs, &mut bucket.subs);
+                }
+            }
+            Partial::Significant(acc) => {
+                for bucket in acc.subset.buckets.values_mut() {
+                    prune_for_shard(&agg.subs, &mut bucket.subs);
+                }
+            }
+            Partial::AutoDate(acc) => {
+                for bucket in acc.buckets.buckets.values_mut() {
+                    prune_for_shard(&agg.subs, &mut bucket.subs);
+                }
+            }
+            Partial::Single { subs, .. } => prune_for_shard(&agg.subs, subs),
+            _ => {}
+        }
+    }
+}
+
+fn prune_terms(agg: &Aggregation, terms: &TermsCut<'_>, acc: &mut BucketsAcc) {
+    if terms.shard_min_doc_count > 0 {
+        acc.buckets
+            .retain(|_, b| b.doc_count >= terms.shard_min_doc_count);
+    }
+    let limit = shard_size(terms);
+    if acc.buckets.len() < limit {
+        acc.error = 0;
+        return;
+    }
+    let mut entries: Vec<(Key, BucketAcc)> = acc.buckets.drain().collect();
+    entries.sort_by(|a, b| compare_buckets((&a.0, &a.1), (&b.0, &b.1), terms.order, &agg.subs));
+    let cut: Vec<(Key, BucketAcc)> = entries.split_off(limit.min(entries.len()));
+    acc.other_doc_count += cut.iter().map(|(_, b)| b.doc_count).sum::<u64>();
+    let key_order = matches!(terms.order.first(), Some(BucketOrder::Key(_)));
+    let count_desc = matches!(
+        terms.order.first(),
+        Some(BucketOrder::Count(Direction::Desc))
+    );
+    acc.error = if key_order {
+        0
+    } else if count_desc {
+        entries.last().map_or(0, |(_, b)| b.doc_count as i64)
+    } else {
+        -1
+    };
+    acc.buckets = entries.into_iter().collect();
+}

@@ -1,0 +1,296 @@
+//! The values an aggregation reads: a field resolved against the index's mapping, and its
+//! column in one segment's `_fields` fast field.
+//!
+//! The mapping decides the type: keywords are dictionary-encoded string columns, integers and
+//! dates `i64` columns (dates in epoch milliseconds), doubles `f64` columns (tantivy may store a
+//! segment whose doubles are all whole as integers, so columns are coerced), booleans `bool`
+//! columns. Unmapped fields read as empty; `text` without `fielddata` is refused as in
+//! Elasticsearch.
+
+use serde_json::Value;
+use tantivy::SegmentReader;
+use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
+
+use super::format::{DateFormat, DecimalFormat, ValueFormat};
+use crate::date;
+use crate::error::{Result, SearchError};
+use crate::mapping::{FieldType, Mappings};
+
+/// Name of the JSON fast field that holds exact values (see `schema.rs`).
+const EXACT_FIELD: &str = "_fields";
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FieldKind {
+    Unmapped,
+    Keyword,
+    Integer,
+    Double,
+    /// With the field's date format.
+    Date(String),
+    Boolean,
+}
+
+impl FieldKind {
+    pub(crate) fn is_numeric(&self) -> bool {
+        matches!(
+            self,
+            FieldKind::Integer | FieldKind::Double | FieldKind::Date(_) | FieldKind::Boolean
+        )
+    }
+}
+
+/// Resolves `field` for aggregation `agg_type` in index `index`.
+pub(crate) fn resolve_field(
+    mappings: &Mappings,
+    index: &str,
+    field: &str,
+    agg_type: &str,
+) -> Result<FieldKind> {
+    let Some(mapping) = mappings.field(field) else {
+        return Ok(FieldKind::Unmapped);
+    };
+    Ok(match mapping.field_type {
+        FieldType::Keyword => FieldKind::Keyword,
+        FieldType::Long | FieldType::Integer | FieldType::Short | FieldType::Byte => {
+            FieldKind::Integer
+        }
+        FieldType::Double | FieldType::Float => FieldKind::Double,
+        FieldType::Date => FieldKind::Date(mapping.date_format().to_string()),
+        FieldType::Boolean => FieldKind::Boolean,
+        FieldType::Text => {
+            let hint = match mapping
+                .fields
+                .iter()
+                .find(|(_, sub)| sub.field_type == FieldType::Keyword)
+            {
+                Some((name, _)) => format!(
+                    " Use the [{field}.{name}] keyword field to aggregate on the exact values."
+                ),
+                None => String::new(),
+            };
+            let fielddata = matches!(mapping.parameters.get("fielddata"), Some(Value::Bool(true)));
+            if fielddata {
+                return Err(SearchError::illegal(format!(
+                    "[{agg_type}] on text field [{field}] with fielddata=true is not supported by Sluice.{hint}"
+                )));
+            }
+            return Err(SearchError::illegal(format!(
+                "Fielddata is disabled on [{field}] in [{index}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [{field}] in order to load field data by uninverting the inverted index. Note that this can use significant memory.{hint}"
+            )));
+        }
+        FieldType::Object => {
+            return Err(SearchError::illegal(format!(
+                "Field [{field}] of type [object] is not supported for aggregation [{agg_type}]"
+            )));
+        }
+    })
+}
+
+/// How values of a field print when the aggregation gives no `format`, or with the one it gives.
+pub(crate) fn value_format(kind: &FieldKind, format: Option<&str>) -> Result<ValueFormat> {
+    match (kind, format) {
+        (FieldKind::Date(field_format), requested) => {
+            let text = requested.unwrap_or(field_format);
+            let parsed = DateFormat::parse(text).map_err(SearchError::illegal)?;
+            Ok(ValueFormat::Date(parsed, jiff::tz::TimeZone::UTC))
+        }
+        (FieldKind::Boolean, _) => Ok(ValueFormat::Boolean),
+        (FieldKind::Integer | FieldKind::Double, Some(pattern)) => Ok(ValueFormat::Decimal(
+            DecimalFormat::parse(pattern).map_err(SearchError::illegal)?,
+        )),
+        _ => Ok(ValueFormat::Raw),
+    }
+}
+
+/// Converts a `missing` value to a number for a numeric field.
+pub(crate) fn missing_number(kind: &FieldKind, missing: &Value) -> Result<f64> {
+    let parsed = match (kind, missing) {
+        (_, Value::Number(n)) => n.as_f64(),
+        (FieldKind::Date(format), Value::String(s)) => {
+            date::parse_date_str(s, format).map(|ms| ms as f64)
+        }
+        (FieldKind::Boolean, Value::Bool(b)) => Some(if *b { 1.0 } else { 0.0 }),
+        (FieldKind::Boolean, Value::String(s)) if s == "true" || s == "false" => {
+            Some(if s == "true" { 1.0 } else { 0.0 })
+        }
+        (_, Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        SearchError::illegal(format!("failed to parse the [missing] value [{missing}]"))
+    })
+}
+
+/// One segment's column of a field.
+pub(crate) enum SegmentColumn {
+    Empty,
+    Str(StrColumn),
+    I64(Column<i64>),
+    F64(Column<f64>),
+    Bool(Column<bool>),
+}
+
+impl SegmentColumn {
+    pub(crate) fn open(
+        reader: &SegmentReader,
+        kind: &FieldKind,
+        field: &str,
+    ) -> Result<SegmentColumn> {
+        if *kind == FieldKind::Unmapped {
+            return Ok(SegmentColumn::Empty);
+        }
+        let path = format!("{EXACT_FIELD}.{field}");
+        let handles = reader.fast_fields().dynamic_column_handles(&path)?;
+        for handle in handles {
+            let column = handle.open().map_err(|e| SearchError::Corrupt {
+                what: format!("column {field}"),
+                reason: e.to_string(),
+            })?;
+            let opened = match (kind, column) {
+                (FieldKind::Keyword, DynamicColumn::Str(column)) => SegmentColumn::Str(column),
+                (FieldKind::Boolean, DynamicColumn::Bool(column)) => SegmentColumn::Bool(column),
+                (FieldKind::Double, column) if column.is_numerical() => {
+                    match column.coerce_numerical(NumericalType::F64) {
+                        Some(DynamicColumn::F64(column)) => SegmentColumn::F64(column),
+                        _ => continue,
+                    }
+                }
+                (FieldKind::Integer | FieldKind::Date(_), column) if column.is_numerical() => {
+                    match column.coerce_numerical(NumericalType::I64) {
+                        Some(DynamicColumn::I64(column)) => SegmentColumn::I64(column),
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            return Ok(opened);
+        }
+        Ok(SegmentColumn::Empty)
+    }
+
+    /// Calls `f` with each numeric value of `doc`; returns whether it had any.
+    #[inline]
+    pub(crate) fn for_each_number(&self, doc: u32, mut f: impl FnMut(f64)) -> bool {
+        let mut any = false;
+        match self {
+            SegmentColumn::Empty | SegmentColumn::Str(_) => {}
+            SegmentColumn::I64(column) => {
+                for v in column.values_for_doc(doc) {
+                    any = true;
+                    f(v as f64);
+                }
+            }
+            SegmentColumn::F64(column) => {
+                for v in column.values_for_doc(doc) {
+                    any = true;
+                    f(v);
+                }
+            }
+            SegmentColumn::Bool(column) => {
+                for v in column.values_for_doc(doc) {
+                    any = true;
+                    f(if v { 1.0 } else { 0.0 });
+                }
+            }
+        }
+        any
+    }
+
+    /// Calls `f` with each `i64` value of `doc` (integers, dates, booleans as 0/1).
+    #[inline]
+    pub(crate) fn for_each_i64(&self, doc: u32, mut f: impl FnMut(i64)) -> bool {
+        let mut any = false;
+        match self {
+            SegmentColumn::I64(column) => {
+                for v in column.values_for_doc(doc) {
+                    any = true;
+                    f(v);
+                }
+            }
+            SegmentColumn::Bool(column) => {
+                for v in column.values_for_doc(doc) {
+                    any = true;
+                    f(i64::from(v));
+                }
+            }
+            SegmentColumn::F64(column) => {
+                for v in column.values_for_doc(doc) {
+                    any = true;
+                    f(v as i64);
+                }
+            }
+            SegmentColumn::Empty | SegmentColumn::Str(_) => {}
+        }
+        any
+    }
+
+    /// Calls `f` with each term ordinal of `doc` (string columns only).
+    #[inline]
+    pub(crate) fn for_each_ord(&self, doc: u32, mut f: impl FnMut(u64)) -> bool {
+        let mut any = false;
+        if let SegmentColumn::Str(column) = self {
+            for ord in column.term_ords(doc) {
+                any = true;
+                f(ord);
+            }
+        }
+        any
+    }
+
+    pub(crate) fn has_value(&self, doc: u32) -> bool {
+        match self {
+            SegmentColumn::Empty => false,
+            SegmentColumn::Str(column) => column.ords().index.has_value(doc),
+            SegmentColumn::I64(column) => column.index.has_value(doc),
+            SegmentColumn::F64(column) => column.index.has_value(doc),
+            SegmentColumn::Bool(column) => column.index.has_value(doc),
+        }
+    }
+
+    pub(crate) fn term(&self, ord: u64) -> Result<String> {
+        let mut text = String::new();
+        if let SegmentColumn::Str(column) = self {
+            column
+                .ord_to_str(ord, &mut text)
+                .map_err(|e| SearchError::Corrupt {
+                    what: "term dictionary".into(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(text)
+    }
+
+    /// The terms of sorted, distinct ordinals, in one pass over the dictionary (looking each up
+    /// alone would decode a dictionary block per term).
+    pub(crate) fn terms(&self, sorted_ords: &[u64]) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(sorted_ords.len());
+        if let SegmentColumn::Str(column) = self {
+            if !sorted_ords.is_sorted() {
+                return Err(SearchError::Corrupt {
+                    what: "term ordinals".into(),
+                    reason: "not sorted".into(),
+                });
+            }
+            column
+                .dictionary()
+                .sorted_ords_to_term_cb(sorted_ords, |bytes| {
+                    out.push(String::from_utf8_lossy(bytes).into_owned())
+                })
+                .map_err(|e| SearchError::Corrupt {
+                    what: "term dictionary".into(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(out)
+    }
+
+    /// Smallest and largest numeric values of the segment, if numeric and not empty.
+    pub(crate) fn min_max_i64(&self) -> Option<(i64, i64)> {
+        match self {
+            SegmentColumn::I64(column) if column.values.num_vals() > 0 => {
+                Some((column.min_value(), column.max_value()))
+            }
+            _ => None,
+        }
+    }
+}
