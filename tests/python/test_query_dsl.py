@@ -166,6 +166,11 @@ def test_term_level_queries(es):
     assert ids(search(es, index, {"range": {"at": {"gte": "2026-11-01||/M", "lt": "2026-12-01"}}})) == ["1", "2"]
     assert ids(search(es, index, {"range": {"at": {"gte": "now-1y/d"}}})) == ["1", "2"]
     assert ids(search(es, index, {"range": {"at": {"gte": "01/11/2026", "format": "dd/MM/yyyy", "time_zone": "+01:00"}}})) == ["1", "2"]
+    # A named time zone, as Kibana sends it: midnight in Honolulu is 10:00 UTC.
+    honolulu = {"gte": "2026-11-01T00:00:00", "lt": "2026-11-01T01:00:00", "time_zone": "Pacific/Honolulu"}
+    assert ids(search(es, index, {"range": {"at": honolulu}})) == ["1"]
+    in_honolulu = {"query": 'at:["2026-11-01T00:00:00" TO "2026-11-01T01:00:00"}', "time_zone": "Pacific/Honolulu"}
+    assert ids(search(es, index, {"query_string": in_honolulu})) == ["1"]
     assert ids(search(es, index, {"exists": {"field": "price"}})) == ["1", "2"]
     assert ids(search(es, index, {"prefix": {"host.keyword": "web"}})) == ["1", "2"]
     assert ids(search(es, index, {"prefix": {"host.keyword": {"value": "WEB", "case_insensitive": True}}})) == ["1", "2"]

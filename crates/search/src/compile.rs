@@ -988,17 +988,14 @@ impl Compiler<'_> {
                     .as_deref()
                     .unwrap_or_else(|| mapping.date_format());
                 let zone = match &range.time_zone {
-                    Some(zone) => date_math::parse_zone(zone).ok_or_else(|| {
-                        illegal(format!(
-                            "time_zone [{zone}] is not supported by Sluice; use an offset such as +01:00"
-                        ))
-                    })?,
-                    None => time::UtcOffset::UTC,
+                    Some(zone) => date_math::parse_time_zone(zone)
+                        .ok_or_else(|| illegal(format!("Unknown time-zone ID: {zone}")))?,
+                    None => jiff::tz::TimeZone::UTC,
                 };
                 let resolve = |value: &Value, round_up: bool| -> Result<i64> {
                     match value {
                         Value::String(text) => {
-                            date_math::resolve(text, self.now_ms, format, zone, round_up)
+                            date_math::resolve(text, self.now_ms, format, &zone, round_up)
                                 .map_err(illegal)
                         }
                         Value::Number(number) => number
@@ -1259,7 +1256,13 @@ impl Compiler<'_> {
             let origin = match origin {
                 None => self.now_ms,
                 Some(Value::String(text)) => {
-                    date_math::resolve(text, self.now_ms, format, time::UtcOffset::UTC, false)
+                    date_math::resolve(
+                        text,
+                        self.now_ms,
+                        format,
+                        &jiff::tz::TimeZone::UTC,
+                        false,
+                    )
                         .map_err(|_| bad("origin", &Value::String(text.clone())))?
                 }
                 Some(Value::Number(n)) => n

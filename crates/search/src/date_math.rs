@@ -1,181 +1,233 @@
-//! Elasticsearch date math in range bounds and decay origins: `now-1d/d`,
-//! `2026-12-01||+1M/M`, with the rounding each bound asks for (`gt` and `lte` round up to the
-//! last millisecond of the unit, `gte` and `lt` down to its first).
+//! Elasticsearch date math, for range bounds and decay origins in queries and for the bounds
+//! of date aggregations: `now-1d/d`, `2026-12-01||+1M/M`, or a plain date in the field's format,
+//! read in the request's time zone (an IANA name or an offset) when it carries no offset. Range
+//! bounds ask for their rounding: `gt` and `lte` round up to the last millisecond of the unit,
+//! `gte` and `lt` down to its first.
 
-use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset};
+use jiff::tz::TimeZone;
 
+use crate::aggs::rounding::{
+    CalendarUnit, Interval, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_MINUTE, MILLIS_PER_SECOND,
+    Rounding, civil_from_days, days_from_civil,
+};
 use crate::date;
 
-/// Operations one date math expression may chain (`+1d-1h/d` is three).
+pub use crate::aggs::rounding::parse_time_zone;
+
+/// Operations one date math expression may chain (`+1d-1h/d` is three); more answer 400.
 pub const DATE_MATH_OPERATIONS_MAX: usize = 16;
 
-/// Resolves `expression` to epoch milliseconds. Dates are read with `format`; dates without an
-/// offset and rounding are taken in `zone`.
+/// Resolves `expression` to epoch milliseconds; `now_ms` is the request's `now`. Dates are read
+/// with `format`; dates without an offset, and calendar rounding, are taken in `time_zone`.
+/// With `round_up`, a rounding lands on the last millisecond of its unit. Errors are reasons
+/// for a 400.
 pub fn resolve(
     expression: &str,
     now_ms: i64,
     format: &str,
-    zone: UtcOffset,
+    time_zone: &TimeZone,
     round_up: bool,
 ) -> Result<i64, String> {
-    let failed = || format!("failed to parse date field [{expression}] with format [{format}]");
-    let (anchor, math) = if let Some(rest) = expression.strip_prefix("now") {
+    let text = expression.trim();
+    let (anchor, mut ops) = if let Some(rest) = text.strip_prefix("now") {
         (now_ms, rest)
     } else {
-        let (date_text, math) = match expression.split_once("||") {
-            Some((date_text, math)) => (date_text, math),
-            None => (expression, ""),
+        let (date_text, rest) = match text.split_once("||") {
+            Some((date_text, rest)) => (date_text, rest),
+            None => (text, ""),
         };
-        let parsed = date::parse_date_str(date_text, format).ok_or_else(failed)?;
-        (shift_to_zone(date_text, parsed, zone), math)
+        (parse_anchor(date_text, format, time_zone)?, rest)
     };
-    let mut moment = from_millis(anchor).ok_or_else(failed)?.to_offset(zone);
-    let mut rest = math;
+    let mut value = anchor;
+    let bad = || format!("operator not supported for date math [{text}]");
     let mut operations = 0;
-    while !rest.is_empty() {
+    while let Some(op) = ops.chars().next() {
         operations += 1;
         if operations > DATE_MATH_OPERATIONS_MAX {
             return Err(format!(
-                "date math [{expression}] has more than {DATE_MATH_OPERATIONS_MAX} operations"
+                "date math [{text}] has more than {DATE_MATH_OPERATIONS_MAX} operations"
             ));
         }
-        let mut chars = rest.chars();
-        let operator = chars.next().unwrap_or(' ');
-        rest = chars.as_str();
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        let amount: i64 = if digits == 0 {
-            1
-        } else {
-            rest.get(..digits)
-                .and_then(|d| d.parse().ok())
-                .ok_or_else(failed)?
-        };
-        rest = rest.get(digits..).unwrap_or_default();
-        let mut unit_chars = rest.chars();
-        let unit = unit_chars
-            .next()
-            .ok_or_else(|| format!("truncated date math [{expression}]"))?;
-        rest = unit_chars.as_str();
-        moment = match operator {
-            '+' => add(moment, unit, amount),
-            '-' => add(moment, unit, -amount),
-            '/' if digits == 0 => round(moment, unit, round_up),
-            _ => None,
+        ops = ops.get(1..).unwrap_or("");
+        match op {
+            '+' | '-' => {
+                let digits_end = ops.find(|c: char| !c.is_ascii_digit()).unwrap_or(ops.len());
+                let amount: i64 = if digits_end == 0 {
+                    1
+                } else {
+                    ops.get(..digits_end)
+                        .and_then(|d| d.parse().ok())
+                        .ok_or_else(bad)?
+                };
+                ops = ops.get(digits_end..).unwrap_or("");
+                let unit = ops
+                    .chars()
+                    .next()
+                    .ok_or_else(|| format!("truncated date math [{text}]"))?;
+                ops = ops.get(unit.len_utf8()..).unwrap_or("");
+                let signed = if op == '-' { -amount } else { amount };
+                value = add(value, signed, unit, time_zone).ok_or_else(bad)?;
+            }
+            '/' => {
+                let unit = ops
+                    .chars()
+                    .next()
+                    .ok_or_else(|| format!("truncated date math [{text}]"))?;
+                ops = ops.get(unit.len_utf8()..).unwrap_or("");
+                let calendar = calendar_unit(unit).ok_or_else(bad)?;
+                let rounding = Rounding::new(Interval::Calendar(calendar), time_zone.clone(), 0);
+                value = rounding.round(value);
+                if round_up {
+                    // The next unit's first millisecond, less one: weeks as seven local days.
+                    let (amount, step) = if unit == 'w' { (7, 'd') } else { (1, unit) };
+                    value = add(value, amount, step, time_zone)
+                        .and_then(|next| next.checked_sub(1))
+                        .ok_or_else(bad)?;
+                }
+            }
+            _ => return Err(bad()),
         }
-        .ok_or_else(|| format!("operator not supported for date math [{expression}]"))?;
     }
-    Ok((moment.unix_timestamp_nanos() / 1_000_000) as i64)
+    Ok(value)
 }
 
-/// Parses a `time_zone`: `Z`, `UTC`, `+01:00`, `-0530`.
-pub fn parse_zone(text: &str) -> Option<UtcOffset> {
-    if matches!(text, "Z" | "UTC" | "utc" | "GMT" | "Etc/UTC") {
-        return Some(UtcOffset::UTC);
+fn calendar_unit(unit: char) -> Option<CalendarUnit> {
+    Some(match unit {
+        'y' => CalendarUnit::Year,
+        'M' => CalendarUnit::Month,
+        'w' => CalendarUnit::Week,
+        'd' => CalendarUnit::Day,
+        'h' | 'H' => CalendarUnit::Hour,
+        'm' => CalendarUnit::Minute,
+        's' => CalendarUnit::Second,
+        _ => return None,
+    })
+}
+
+fn add(value: i64, amount: i64, unit: char, time_zone: &TimeZone) -> Option<i64> {
+    let fixed = match unit {
+        'w' => Some(7 * MILLIS_PER_DAY),
+        'h' | 'H' => Some(MILLIS_PER_HOUR),
+        'm' => Some(MILLIS_PER_MINUTE),
+        's' => Some(MILLIS_PER_SECOND),
+        _ => None,
+    };
+    if let Some(size) = fixed {
+        return value.checked_add(amount.checked_mul(size)?);
     }
-    let sign = match text.chars().next()? {
-        '+' => 1,
-        '-' => -1,
+    // Days, months and years move the local date, keeping the local time of day. Dates stay
+    // within ±292 million years of 1970, which epoch milliseconds can hold.
+    const DAYS_MAX: i64 = i64::MAX / MILLIS_PER_DAY - 1;
+    let offset = offset_ms(value, time_zone);
+    let local = value.checked_add(offset)?;
+    let days = local.div_euclid(MILLIS_PER_DAY);
+    let time = local.rem_euclid(MILLIS_PER_DAY);
+    let new_days = match unit {
+        'd' => days.checked_add(amount)?,
+        'M' | 'y' => {
+            let (year, month, day) = civil_from_days(days);
+            let months = if unit == 'y' {
+                amount.checked_mul(12)?
+            } else {
+                amount
+            };
+            let total = year
+                .checked_mul(12)?
+                .checked_add(i64::from(month) - 1)?
+                .checked_add(months)?;
+            let (new_year, new_month) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
+            if new_year.unsigned_abs() > (DAYS_MAX / 366) as u64 {
+                return None;
+            }
+            let last_day = days_in_month(new_year, new_month);
+            days_from_civil(new_year, new_month, day.min(last_day))
+        }
         _ => return None,
     };
-    let digits: String = text.chars().skip(1).filter(|c| *c != ':').collect();
-    let (hours, minutes) = match digits.len() {
-        2 => (digits.parse::<i8>().ok()?, 0),
-        4 => (
-            digits.get(..2)?.parse::<i8>().ok()?,
-            digits.get(2..)?.parse::<i8>().ok()?,
-        ),
-        _ => return None,
-    };
-    UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
-}
-
-/// A date written without an offset is in `zone`: move its UTC reading by the offset.
-fn shift_to_zone(text: &str, millis: i64, zone: UtcOffset) -> i64 {
-    if zone == UtcOffset::UTC || has_offset(text) || !text.contains(['-', '/', ':']) {
-        return millis;
+    if new_days.unsigned_abs() > DAYS_MAX as u64 {
+        return None;
     }
-    millis - i64::from(zone.whole_seconds()) * 1000
+    let new_local = new_days * MILLIS_PER_DAY + time;
+    new_local.checked_sub(offset_ms(new_local.saturating_sub(offset), time_zone))
 }
 
+fn days_in_month(year: i64, month: u32) -> u32 {
+    let next = if month == 12 {
+        days_from_civil(year + 1, 1, 1)
+    } else {
+        days_from_civil(year, month + 1, 1)
+    };
+    (next - days_from_civil(year, month, 1)) as u32
+}
+
+fn offset_ms(utc: i64, time_zone: &TimeZone) -> i64 {
+    jiff::Timestamp::from_millisecond(utc)
+        .map(|ts| i64::from(time_zone.to_offset(ts).seconds()) * MILLIS_PER_SECOND)
+        .unwrap_or(0)
+}
+
+/// Whether a date string says its own offset (`Z`, `+01:00`, `-0500` after the time).
 fn has_offset(text: &str) -> bool {
-    if text.ends_with('Z') || text.ends_with('z') {
-        return true;
-    }
-    // `…T10:00:00+01:00` or `…+0100`: a sign after the time part.
-    match text.find('T').or_else(|| text.find(' ')) {
-        Some(time_start) => text
-            .get(time_start..)
-            .is_some_and(|time| time.contains(['+', '-'])),
+    match text.find('T') {
+        Some(t) => text
+            .get(t..)
+            .is_some_and(|time| time.contains('Z') || time.contains('+') || time.contains('-')),
         None => false,
     }
 }
 
-fn from_millis(millis: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
-}
-
-fn add(moment: OffsetDateTime, unit: char, amount: i64) -> Option<OffsetDateTime> {
-    match unit {
-        'y' => add_months(moment, amount.checked_mul(12)?),
-        'M' => add_months(moment, amount),
-        'w' => moment.checked_add(Duration::weeks(amount)),
-        'd' => moment.checked_add(Duration::days(amount)),
-        'h' | 'H' => moment.checked_add(Duration::hours(amount)),
-        'm' => moment.checked_add(Duration::minutes(amount)),
-        's' => moment.checked_add(Duration::seconds(amount)),
-        _ => None,
+fn parse_anchor(text: &str, format: &str, time_zone: &TimeZone) -> Result<i64, String> {
+    let utc = date::parse_date_str(text, format)
+        .or_else(|| date::parse_date_str(text, date::DEFAULT_DATE_FORMAT))
+        .ok_or_else(|| format!("failed to parse date field [{text}] with format [{format}]"))?;
+    let is_epoch = text.trim().parse::<f64>().is_ok();
+    if is_epoch || has_offset(text) {
+        return Ok(utc);
     }
-}
-
-/// Adds calendar months, clamping the day to the month's last (as java.time does).
-fn add_months(moment: OffsetDateTime, months: i64) -> Option<OffsetDateTime> {
-    let index = i64::from(moment.year()) * 12 + i64::from(moment.month() as u8) - 1 + months;
-    let year = i32::try_from(index.div_euclid(12)).ok()?;
-    let month = Month::try_from((index.rem_euclid(12) + 1) as u8).ok()?;
-    let day = moment.day().min(month.length(year));
-    let date = Date::from_calendar_date(year, month, day).ok()?;
-    Some(moment.replace_date(date))
-}
-
-/// The first millisecond of `moment`'s unit, or with `up` its last.
-fn round(moment: OffsetDateTime, unit: char, up: bool) -> Option<OffsetDateTime> {
-    let start =
-        match unit {
-            'y' => moment
-                .replace_date(Date::from_calendar_date(moment.year(), Month::January, 1).ok()?),
-            'M' => moment
-                .replace_date(Date::from_calendar_date(moment.year(), moment.month(), 1).ok()?),
-            'w' => {
-                let back = i64::from(moment.weekday().number_days_from_monday());
-                moment.checked_sub(Duration::days(back))?
-            }
-            'd' | 'h' | 'H' | 'm' | 's' => moment,
-            _ => return None,
-        };
-    let start = match unit {
-        'y' | 'M' | 'w' | 'd' => start.replace_time(Time::MIDNIGHT),
-        'h' | 'H' => start.replace_time(Time::from_hms(start.hour(), 0, 0).ok()?),
-        'm' => start.replace_time(Time::from_hms(start.hour(), start.minute(), 0).ok()?),
-        _ => start.replace_time(Time::from_hms(start.hour(), start.minute(), start.second()).ok()?),
-    };
-    if !up {
-        return Some(start);
-    }
-    let next = match unit {
-        'y' => add_months(start, 12)?,
-        'M' => add_months(start, 1)?,
-        'w' => start.checked_add(Duration::weeks(1))?,
-        'd' => start.checked_add(Duration::days(1))?,
-        'h' | 'H' => start.checked_add(Duration::hours(1))?,
-        'm' => start.checked_add(Duration::minutes(1))?,
-        _ => start.checked_add(Duration::seconds(1))?,
-    };
-    next.checked_sub(Duration::milliseconds(1))
+    // A local date-time in the zone: the offset in force at that local time.
+    let guess = utc - offset_ms(utc, time_zone);
+    Ok(utc - offset_ms(guess, time_zone))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolve_down(text: &str, now: i64, format: &str, zone: &TimeZone) -> Result<i64, String> {
+        resolve(text, now, format, zone, false)
+    }
+
+    #[test]
+    fn date_math() {
+        let utc = TimeZone::UTC;
+        let now = 1_782_391_530_000; // 2026-06-25T12:45:30Z
+        let f = date::DEFAULT_DATE_FORMAT;
+        assert_eq!(resolve_down("now", now, f, &utc), Ok(now));
+        assert_eq!(resolve_down("now/d", now, f, &utc), Ok(1_782_345_600_000));
+        assert_eq!(resolve_down("now-1d/d", now, f, &utc), Ok(1_782_259_200_000));
+        assert_eq!(
+            resolve_down("2026-01-31||+1M", now, f, &utc),
+            Ok(1_772_236_800_000)
+        ); // 2026-02-28
+        assert_eq!(
+            resolve_down("2026-06-25", now, f, &parse_time_zone("+02:00").unwrap()),
+            Ok(1_782_338_400_000)
+        );
+        assert_eq!(
+            resolve_down(
+                "2026-06-25T00:00:00Z",
+                now,
+                f,
+                &parse_time_zone("+02:00").unwrap()
+            ),
+            Ok(1_782_345_600_000)
+        );
+        assert!(resolve_down("now+1x", now, f, &utc).is_err());
+        assert!(resolve_down("now+999999999999999999y", now, f, &utc).is_err());
+        assert!(resolve_down("now+9999999999999999d", now, f, &utc).is_err());
+        assert!(resolve_down("now-9223372036854775807s", now, f, &utc).is_err());
+        assert!(resolve_down("yesterday", now, f, &utc).is_err());
+    }
 
     const FORMAT: &str = date::DEFAULT_DATE_FORMAT;
 
@@ -186,7 +238,7 @@ mod tests {
     #[test]
     fn anchors_arithmetic_and_rounding() {
         let now = at("2026-12-15T13:45:30.250Z");
-        let resolve_utc = |e: &str, up| resolve(e, now, FORMAT, UtcOffset::UTC, up).unwrap();
+        let resolve_utc = |e: &str, up| resolve(e, now, FORMAT, &TimeZone::UTC, up).unwrap();
         assert_eq!(resolve_utc("now", false), now);
         assert_eq!(resolve_utc("now-1d/d", false), at("2026-12-14T00:00:00Z"));
         assert_eq!(
@@ -207,27 +259,36 @@ mod tests {
         );
         assert_eq!(resolve_utc("now/w", false), at("2026-12-14T00:00:00Z"));
         assert_eq!(resolve_utc("now+2h/h", false), at("2026-12-15T15:00:00Z"));
-        assert!(resolve("now+1x", now, FORMAT, UtcOffset::UTC, false).is_err());
-        assert!(resolve("yesterday", now, FORMAT, UtcOffset::UTC, false).is_err());
+        assert!(resolve("now+1x", now, FORMAT, &TimeZone::UTC, false).is_err());
+        assert!(resolve("yesterday", now, FORMAT, &TimeZone::UTC, false).is_err());
     }
 
     #[test]
     fn time_zones_move_dates_without_offset_and_rounding() {
-        let zone = parse_zone("+01:00").unwrap();
+        let zone = parse_time_zone("+01:00").unwrap();
         let now = at("2026-12-15T00:30:00Z");
         assert_eq!(
-            resolve("2026-12-15T10:00:00", now, FORMAT, zone, false).unwrap(),
+            resolve("2026-12-15T10:00:00", now, FORMAT, &zone, false).unwrap(),
             at("2026-12-15T09:00:00Z")
         );
         assert_eq!(
-            resolve("2026-12-15T10:00:00Z", now, FORMAT, zone, false).unwrap(),
+            resolve("2026-12-15T10:00:00Z", now, FORMAT, &zone, false).unwrap(),
             at("2026-12-15T10:00:00Z")
         );
         assert_eq!(
-            resolve("now/d", now, FORMAT, zone, false).unwrap(),
+            resolve("now/d", now, FORMAT, &zone, false).unwrap(),
             at("2026-12-14T23:00:00Z")
         );
-        assert_eq!(parse_zone("-0530"), UtcOffset::from_hms(-5, -30, 0).ok());
-        assert_eq!(parse_zone("Europe/Paris"), None);
+        // A named zone follows its daylight saving time: London is +01:00 in June.
+        let london = parse_time_zone("Europe/London").unwrap();
+        assert_eq!(
+            resolve("2026-06-25T10:00:00", now, FORMAT, &london, false).unwrap(),
+            at("2026-06-25T09:00:00Z")
+        );
+        assert_eq!(
+            resolve("2026-06-25||/d", now, FORMAT, &london, true).unwrap(),
+            at("2026-06-25T22:59:59.999Z")
+        );
+        assert!(parse_time_zone("Mars/Olympus").is_none());
     }
 }

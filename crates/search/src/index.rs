@@ -1164,12 +1164,13 @@ impl Index {
     ) -> Result<crate::aggs::IndexPartials> {
         self.check_open()?;
         let mappings = self.mappings();
-        let main = self.without_tombstones(self.to_tantivy(query)?);
-        let all = self.without_tombstones(Box::new(AllQuery));
-        let compile = |query: &Query| self.to_tantivy(query);
+        let searcher = self.reader.searcher();
+        let main = self.without_tombstones(self.to_tantivy(query, &searcher)?);
+        let all = self.without_tombstones(Box::new(tantivy::query::AllQuery));
+        let compile = |query: &Query| self.to_tantivy(query, &searcher);
         crate::aggs::collect_index(
-            &self.reader.searcher(),
-            self.fields,
+            &searcher,
+            &self.fields,
             &mappings,
             &self.name,
             &main,

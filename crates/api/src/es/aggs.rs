@@ -733,7 +733,7 @@ fn date_bound(
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64().map(|v| v as i64)),
-        Some(Value::String(s)) => aggs::datemath::parse(s, now, format, zone)
+        Some(Value::String(s)) => sluice_search::date_math::resolve(s, now, format, zone, false)
             .map(Some)
             .map_err(|reason| EsError::parse(format!("[{what}] {reason}"))),
         Some(other) => Err(EsError::parse(format!(

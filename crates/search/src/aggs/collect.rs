@@ -47,7 +47,7 @@ pub(crate) type Compile<'a> = dyn Fn(&Query) -> Result<Box<dyn tantivy::query::Q
 /// What every segment of one index shares while aggregating.
 pub(crate) struct IndexContext<'a> {
     pub searcher: &'a Searcher,
-    pub fields: SchemaFields,
+    pub fields: &'a SchemaFields,
     pub mappings: &'a Mappings,
     pub index_name: &'a str,
     pub compile: &'a Compile<'a>,
@@ -88,7 +88,7 @@ fn tree_needs_scores(aggs: &[Aggregation]) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn collect_index(
     searcher: &Searcher,
-    fields: SchemaFields,
+    fields: &SchemaFields,
     mappings: &Mappings,
     index_name: &str,
     main: &dyn tantivy::query::Query,

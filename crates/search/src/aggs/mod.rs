@@ -18,7 +18,6 @@
 //! [`MAX_BUCKETS_DEFAULT`].
 
 mod collect;
-pub mod datemath;
 pub mod format;
 mod hll;
 mod partial;
