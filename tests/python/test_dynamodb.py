@@ -428,3 +428,42 @@ def test_stream_records_per_view_type(sluice, dynamodb):
     assert len(read_all(streams, arn)) == 4
     code, _ = error_of(streams.describe_stream, StreamArn=arn + "x")
     assert code == "ResourceNotFoundException"
+
+
+def test_scan_pages_segments_and_count(sluice, dynamodb):
+    create_transactions(dynamodb)
+    keys = {(user, transaction) for user in range(6) for transaction in range(5)}
+    for user, transaction in keys:
+        dynamodb.put_item(
+            TableName="transactions",
+            Item={"userId": {"N": str(user)}, "transactionId": {"N": str(transaction)}, "pad": {"S": "x" * 10}},
+        )
+
+    def key_of(item):
+        return int(item["userId"]["N"]), int(item["transactionId"]["N"])
+
+    pages = list(
+        dynamodb.get_paginator("scan").paginate(TableName="transactions", PaginationConfig={"PageSize": 7})
+    )
+    assert all(page["Count"] <= 7 for page in pages) and len(pages) >= 5
+    scanned = [key_of(item) for page in pages for item in page["Items"]]
+    assert sorted(scanned) == sorted(keys)
+    by_segment = []
+    for segment in range(3):
+        page = dynamodb.scan(TableName="transactions", Segment=segment, TotalSegments=3)
+        assert "LastEvaluatedKey" not in page
+        by_segment.extend(key_of(item) for item in page["Items"])
+    assert sorted(by_segment) == sorted(keys)
+    counted = dynamodb.scan(TableName="transactions", Select="COUNT")
+    assert counted["Count"] == 30 and "Items" not in counted
+    projected = dynamodb.scan(TableName="transactions", ProjectionExpression="userId", Limit=1)["Items"]
+    assert list(projected[0]) == ["userId"]
+    assert error_of(dynamodb.scan, TableName="transactions", Segment=3, TotalSegments=2) == (
+        "ValidationException",
+        "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: 3 is not less than TotalSegments: 2",
+    )
+    code, message = error_of(dynamodb.scan, TableName="transactions", FilterExpression="userId = :u",
+                             ExpressionAttributeValues={":u": {"N": "1"}})
+    assert code == "ValidationException" and "FilterExpression" in message
+    # The AWS CLI pages through Scan on its own.
+    assert aws_cli(sluice, "dynamodb", "scan", "--table-name", "transactions", "--page-size", "4")["Count"] == 30

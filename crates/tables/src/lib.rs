@@ -47,8 +47,9 @@ pub use crate::{
         StreamInfo, StreamViewType, TableDefinition, TableDescription, validate_table_name,
     },
     store::{
-        Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, LIST_TABLES_PAGE_MAX, STREAM_READ_MAX,
-        TABLES_MAX, Tables, Write, WriteOutcome,
+        Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, LIST_TABLES_PAGE_MAX, PAGE_BYTES_MAX,
+        PAGE_ITEMS_MAX, SCAN_SEGMENTS_MAX, STREAM_READ_MAX, ScanPage, ScanRequest, TABLES_MAX,
+        Tables, Write, WriteOutcome,
     },
     stream::{EventName, STREAM_RETENTION_MS, StreamRecord, StreamSummary},
     value::{

@@ -38,6 +38,14 @@ pub const GROUP_WRITES_MAX: usize = 256;
 pub const TABLES_MAX: usize = 2_500;
 /// Most table names in one ListTables page (DynamoDB's `Limit` maximum).
 pub const LIST_TABLES_PAGE_MAX: usize = 100;
+/// Most item bytes (as DynamoDB counts them) one Scan page holds: DynamoDB's 1 MB. The item that
+/// crosses it ends the page, which then says where the next one starts.
+pub const PAGE_BYTES_MAX: usize = 1024 * 1024;
+/// Most items one Scan page holds when the request sets no `Limit`. A page ends at this or at
+/// [`PAGE_BYTES_MAX`], whichever comes first, so a page of tiny items is bounded too.
+pub const PAGE_ITEMS_MAX: usize = 100_000;
+/// Most segments of a parallel Scan (DynamoDB's `TotalSegments` maximum).
+pub const SCAN_SEGMENTS_MAX: u32 = 1_000_000;
 /// Most stream records one read returns; DynamoDB Streams' GetRecords maximum.
 pub const STREAM_READ_MAX: usize = 1_000;
 
@@ -121,6 +129,37 @@ pub struct WriteOutcome {
     pub new: Option<Item>,
     /// The stream record's sequence number, when the table has a stream and the item changed.
     pub sequence: Option<u64>,
+}
+
+/// One Scan request, already checked in shape by the API.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRequest {
+    /// Start after this primary key (exactly the table's key attributes).
+    pub exclusive_start_key: Option<Item>,
+    /// Most items in the page (bounded by [`PAGE_ITEMS_MAX`]).
+    pub limit: Option<usize>,
+    /// `(segment, total_segments)` of a parallel scan: the page holds only items whose
+    /// partition falls in that segment.
+    pub segment: Option<(u32, u32)>,
+}
+
+/// One page of a Scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub items: Vec<Item>,
+    /// The key to start the next page after, when the page ended before the table did.
+    pub last_evaluated_key: Option<Item>,
+}
+
+/// The segment of a partition in a parallel scan: FNV-1a of its key prefix, so a partition's
+/// items are all in one segment and segments split the table about evenly.
+fn segment_of(partition_prefix: &[u8], total_segments: u32) -> u32 {
+    let hash = partition_prefix
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    (hash % u64::from(total_segments.max(1))) as u32
 }
 
 /// A write checked and encoded by its caller's thread, so the leader's work is short.
@@ -386,6 +425,63 @@ impl Tables {
         let items = read.open_table(ITEMS)?;
         let stored = items.get((definition.table_id, key_bytes.as_slice()))?;
         stored.map(|bytes| decode_item(bytes.value())).transpose()
+    }
+
+    /// One page of a table's items in key order (partitions in their encoded order), as
+    /// committed when the scan began.
+    pub fn scan(&self, table: &str, request: &ScanRequest) -> Result<ScanPage> {
+        let definition = self.definition(table)?;
+        let schema = &definition.key_schema;
+        let id = definition.table_id;
+        let start = match &request.exclusive_start_key {
+            Some(key) => {
+                let (partition, sort) = schema.exact_key(key)?;
+                Some(encode_key(partition, sort))
+            }
+            None => None,
+        };
+        let limit = request
+            .limit
+            .unwrap_or(PAGE_ITEMS_MAX)
+            .clamp(1, PAGE_ITEMS_MAX);
+        let read = self.database.begin_read()?;
+        let items = read.open_table(ITEMS)?;
+        let range = match &start {
+            Some(start) => items.range((id, start.as_slice())..(id + 1, &[][..]))?,
+            None => items.range((id, &[][..])..(id + 1, &[][..]))?,
+        };
+        let mut page = Vec::new();
+        let mut page_bytes = 0;
+        let mut full = false;
+        for entry in range {
+            let (key, bytes) = entry?;
+            let (_, key_bytes) = key.value();
+            if start.as_deref() == Some(key_bytes) {
+                continue;
+            }
+            let item = decode_item(bytes.value())?;
+            if let Some((segment, total)) = request.segment {
+                let (partition, _) = schema.key_of_item(&item)?;
+                if segment_of(&crate::codec::partition_prefix(partition), total) != segment {
+                    continue;
+                }
+            }
+            if full {
+                // One more item exists past a full page: the page says where to go on.
+                let last = page.last().map(|item| schema.project_key(item));
+                return Ok(ScanPage {
+                    items: page,
+                    last_evaluated_key: last,
+                });
+            }
+            page_bytes += item_size_bytes(&item);
+            page.push(item);
+            full = page.len() >= limit || page_bytes >= PAGE_BYTES_MAX;
+        }
+        Ok(ScanPage {
+            items: page,
+            last_evaluated_key: None,
+        })
     }
 
     /// Applies one write durably, with its stream record, and answers what it did. Concurrent

@@ -1,9 +1,10 @@
 //! The DynamoDB API (AWS JSON 1.0, `X-Amz-Target: DynamoDB_20120810.*`) over `sluice-tables`:
 //! CreateTable, DescribeTable, ListTables, DeleteTable, PutItem, GetItem and DeleteItem, with
 //! DynamoDB's typed attribute values (`{"S": …}`, `{"N": "…"}`, base64 `B`, sets, `M`, `L`) and
-//! its error types and texts. Expressions (conditions, updates, key conditions) are not yet
+//! its error types and texts, and Scan (paged by `Limit`, `ExclusiveStartKey` and 1 MB, parallel
+//! `Segment`s, `Select: COUNT`). Expressions (conditions, updates, key conditions) are not yet
 //! read: a request that carries one is refused with a `ValidationException` saying so, never
-//! ignored. `ProjectionExpression` of GetItem takes top-level attribute names.
+//! ignored. `ProjectionExpression` of GetItem and Scan takes top-level attribute names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 use sluice_tables::{
     AttributeValue, CreateTable, Item, KeyAttribute, KeySchema, LIST_TABLES_PAGE_MAX, Number,
-    ScalarType, StreamViewType, TableDescription, Tables, TablesError, Write,
+    SCAN_SEGMENTS_MAX, ScalarType, ScanRequest, StreamViewType, TableDescription, Tables,
+    TablesError, Write,
 };
 use tokio::sync::Semaphore;
 
@@ -50,6 +52,10 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         name: "DeleteItem",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "Scan",
         formats: &[Format::Json],
     },
 ];
@@ -581,6 +587,85 @@ fn projection(body: &Value) -> Result<Option<Vec<String>>, AwsError> {
     Ok(Some(projected))
 }
 
+/// Scan's request: paging, parallel segments, `Select`, and whether only a count is asked.
+fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
+    refuse_unsupported(
+        body,
+        &[
+            "FilterExpression",
+            "ScanFilter",
+            "AttributesToGet",
+            "IndexName",
+            "ConditionalOperator",
+        ],
+    )?;
+    let integer = |member: &str| -> Result<Option<u64>, AwsError> {
+        match body.get(member) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+                AwsError::client(
+                    "SerializationException",
+                    format!("{member} must be a non-negative integer"),
+                )
+            }),
+        }
+    };
+    let limit = match integer("Limit")? {
+        Some(0) => {
+            return Err(validation(
+                "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+            ));
+        }
+        limit => limit.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+    };
+    let segment = match (integer("Segment")?, integer("TotalSegments")?) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(validation(
+                "The TotalSegments parameter is required but was not present in the request when Segment parameter is present",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(validation(
+                "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
+            ));
+        }
+        (Some(_), Some(total)) if total == 0 || total > u64::from(SCAN_SEGMENTS_MAX) => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value less than or equal to {SCAN_SEGMENTS_MAX} and greater than or equal to 1"
+            )));
+        }
+        (Some(segment), Some(total)) if segment >= total => {
+            return Err(validation(format!(
+                "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {segment} is not less than TotalSegments: {total}"
+            )));
+        }
+        // Both bounded by SCAN_SEGMENTS_MAX above.
+        (Some(segment), Some(total)) => Some((segment as u32, total as u32)),
+    };
+    let count_only = match string_member(body, "Select")? {
+        None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
+        Some("COUNT") => true,
+        Some(other) => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'select' failed to satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]"
+            )));
+        }
+    };
+    let exclusive_start_key = match body.get("ExclusiveStartKey") {
+        None | Some(Value::Null) => None,
+        Some(key) => Some(item(key)?),
+    };
+    Ok((
+        ScanRequest {
+            exclusive_start_key,
+            limit,
+            segment,
+        },
+        count_only,
+    ))
+}
+
 /// The DynamoDB API over the node's tables.
 pub struct DynamoDbService {
     tables: Arc<Tables>,
@@ -709,6 +794,32 @@ impl DynamoDbService {
                     Some(old) if return_old => json!({"Attributes": item_json(&old)}),
                     _ => json!({}),
                 })
+            }
+            "Scan" => {
+                let name = table_name(&body)?;
+                let (request, count_only) = scan_request(&body)?;
+                let projected = projection(&body)?;
+                let page = self
+                    .blocking(move |tables| tables.scan(&name, &request))
+                    .await?;
+                let count = page.items.len();
+                let mut answer = json!({"Count": count, "ScannedCount": count});
+                if !count_only {
+                    answer["Items"] = page
+                        .items
+                        .into_iter()
+                        .map(|mut item| {
+                            if let Some(projected) = &projected {
+                                item.retain(|name, _| projected.contains(name));
+                            }
+                            item_json(&item)
+                        })
+                        .collect();
+                }
+                if let Some(key) = page.last_evaluated_key {
+                    answer["LastEvaluatedKey"] = item_json(&key);
+                }
+                Ok(answer)
             }
             other => Err(AwsError::client(
                 "UnknownOperationException",
