@@ -467,3 +467,37 @@ def test_scan_pages_segments_and_count(sluice, dynamodb):
     assert code == "ValidationException" and "FilterExpression" in message
     # The AWS CLI pages through Scan on its own.
     assert aws_cli(sluice, "dynamodb", "scan", "--table-name", "transactions", "--page-size", "4")["Count"] == 30
+
+
+def test_condition_expressions_on_put_and_delete(sluice, dynamodb):
+    create_transactions(dynamodb)
+    key = {"userId": {"N": "1"}, "transactionId": {"N": "1"}}
+    create_only = dict(ConditionExpression="attribute_not_exists(#u)", ExpressionAttributeNames={"#u": "userId"})
+    dynamodb.put_item(TableName="transactions", Item={**key, "amount": {"N": "5"}}, **create_only)
+    assert error_of(dynamodb.put_item, TableName="transactions", Item={**key, "amount": {"N": "6"}}, **create_only) == (
+        "ConditionalCheckFailedException",
+        "The conditional request failed",
+    )
+    dynamodb.put_item(
+        TableName="transactions",
+        Item={**key, "amount": {"N": "6"}},
+        ConditionExpression="amount BETWEEN :low AND :high AND NOT contains(note, :x)",
+        ExpressionAttributeValues={":low": {"N": "1"}, ":high": {"N": "5"}, ":x": {"S": "x"}},
+    )
+    code, _ = error_of(
+        dynamodb.delete_item, TableName="transactions", Key=key,
+        ConditionExpression="amount < :limit", ExpressionAttributeValues={":limit": {"N": "6"}},
+    )
+    assert code == "ConditionalCheckFailedException"
+    assert dynamodb.get_item(TableName="transactions", Key=key)["Item"]["amount"] == {"N": "6"}
+    dynamodb.delete_item(
+        TableName="transactions", Key=key,
+        ConditionExpression="amount IN (:a, :b)", ExpressionAttributeValues={":a": {"N": "6"}, ":b": {"N": "7"}},
+    )
+    assert "Item" not in dynamodb.get_item(TableName="transactions", Key=key)
+    assert error_of(
+        dynamodb.put_item, TableName="transactions", Item=key,
+        ConditionExpression="attribute_exists(userId)", ExpressionAttributeValues={":unused": {"N": "1"}},
+    ) == ("ValidationException", "Value provided in ExpressionAttributeValues unused in expressions: keys: {:unused}")
+    code, message = error_of(dynamodb.put_item, TableName="transactions", Item=key, ConditionExpression="userId = ")
+    assert code == "ValidationException" and message.startswith("Invalid ConditionExpression: Syntax error")

@@ -29,6 +29,7 @@
 
 mod codec;
 mod error;
+pub mod expression;
 mod number;
 mod schema;
 mod store;

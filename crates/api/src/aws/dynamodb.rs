@@ -2,9 +2,10 @@
 //! CreateTable, DescribeTable, ListTables, DeleteTable, PutItem, GetItem and DeleteItem, with
 //! DynamoDB's typed attribute values (`{"S": …}`, `{"N": "…"}`, base64 `B`, sets, `M`, `L`) and
 //! its error types and texts, and Scan (paged by `Limit`, `ExclusiveStartKey` and 1 MB, parallel
-//! `Segment`s, `Select: COUNT`). Expressions (conditions, updates, key conditions) are not yet
-//! read: a request that carries one is refused with a `ValidationException` saying so, never
-//! ignored. `ProjectionExpression` of GetItem and Scan takes top-level attribute names.
+//! `Segment`s, `Select: COUNT`). PutItem and DeleteItem take a `ConditionExpression`
+//! (`sluice_tables::expression`), checked inside the commit. Other expressions (updates, key
+//! conditions, filters) are not yet read: a request that carries one is refused with a
+//! `ValidationException` saying so, never ignored. `ProjectionExpression` of GetItem and Scan takes top-level attribute names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
+use sluice_tables::expression::{Parser, evaluate};
 use sluice_tables::{
     AttributeValue, CreateTable, Item, KeyAttribute, KeySchema, LIST_TABLES_PAGE_MAX, Number,
     SCAN_SEGMENTS_MAX, ScalarType, ScanRequest, StreamViewType, TableDescription, Tables,
@@ -315,6 +317,82 @@ pub fn item_json(item: &BTreeMap<String, AttributeValue>) -> Value {
 
 fn required_item(body: &Value, member: &str, path: &str) -> Result<Item, AwsError> {
     item(body.get(member).ok_or_else(|| missing(path))?)
+}
+
+/// `#name` placeholders to attribute names, and `:value` placeholders to values.
+type Placeholders = (BTreeMap<String, String>, BTreeMap<String, AttributeValue>);
+
+/// `ExpressionAttributeNames` and `ExpressionAttributeValues` of a request.
+fn placeholders(body: &Value) -> Result<Placeholders, AwsError> {
+    let mut names = BTreeMap::new();
+    if let Some(Value::Object(members)) = body.get("ExpressionAttributeNames") {
+        for (placeholder, name) in members {
+            let name = name.as_str().ok_or_else(|| {
+                AwsError::client(
+                    "SerializationException",
+                    "ExpressionAttributeNames values must be strings",
+                )
+            })?;
+            names.insert(placeholder.clone(), name.to_owned());
+        }
+    }
+    let mut values = BTreeMap::new();
+    if let Some(Value::Object(members)) = body.get("ExpressionAttributeValues") {
+        for (placeholder, value) in members {
+            values.insert(placeholder.clone(), attribute_value(value)?);
+        }
+    }
+    Ok((names, values))
+}
+
+/// A write's `ConditionExpression` as a check run inside the commit, with DynamoDB's checks of
+/// unused placeholders.
+fn condition_check(body: &Value) -> Result<Option<sluice_tables::Check>, AwsError> {
+    let (names, values) = placeholders(body)?;
+    let Some(text) = string_member(body, "ConditionExpression")? else {
+        if !names.is_empty() {
+            return Err(validation(
+                "ExpressionAttributeNames can only be specified when using expressions",
+            ));
+        }
+        if !values.is_empty() {
+            return Err(validation(
+                "ExpressionAttributeValues can only be specified when using expressions: ConditionExpression is null",
+            ));
+        }
+        return Ok(None);
+    };
+    let mut parser = Parser::new(text, &names, &values).map_err(tables_error)?;
+    let condition = parser.condition().map_err(tables_error)?;
+    let unused = |all: Vec<&String>, used: &BTreeSet<String>| -> Vec<String> {
+        all.into_iter()
+            .filter(|placeholder| !used.contains(*placeholder))
+            .cloned()
+            .collect()
+    };
+    let unused_names = unused(names.keys().collect(), &parser.used_names);
+    if !unused_names.is_empty() {
+        return Err(validation(format!(
+            "Value provided in ExpressionAttributeNames unused in expressions: keys: {{{}}}",
+            unused_names.join(", ")
+        )));
+    }
+    let unused_values = unused(values.keys().collect(), &parser.used_values);
+    if !unused_values.is_empty() {
+        return Err(validation(format!(
+            "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{}}}",
+            unused_values.join(", ")
+        )));
+    }
+    Ok(Some(Box::new(move |current: Option<&Item>| {
+        if evaluate(&condition, current) {
+            Ok(())
+        } else {
+            Err(TablesError::ConditionFailed {
+                item: current.map(|item| Box::new(item.clone())),
+            })
+        }
+    })))
 }
 
 /// `ReturnValues` of PutItem and DeleteItem: whether to answer the old item.
@@ -752,13 +830,13 @@ impl DynamoDbService {
                 Ok(json!({"TableDescription": describe(&description, "DELETING")}))
             }
             "PutItem" => {
-                refuse_unsupported(&body, &["ConditionExpression", "Expected"])?;
+                refuse_unsupported(&body, &["Expected", "ConditionalOperator"])?;
                 let name = table_name(&body)?;
                 let item = required_item(&body, "Item", "item")?;
                 let return_old = returns_old(&body, "PutItem")?;
-                let outcome = self
-                    .blocking(move |tables| tables.write(Write::put(name, item)))
-                    .await?;
+                let mut write = Write::put(name, item);
+                write.check = condition_check(&body)?;
+                let outcome = self.blocking(move |tables| tables.write(write)).await?;
                 Ok(match outcome.old {
                     Some(old) if return_old => json!({"Attributes": item_json(&old)}),
                     _ => json!({}),
@@ -783,13 +861,13 @@ impl DynamoDbService {
                 })
             }
             "DeleteItem" => {
-                refuse_unsupported(&body, &["ConditionExpression", "Expected"])?;
+                refuse_unsupported(&body, &["Expected", "ConditionalOperator"])?;
                 let name = table_name(&body)?;
                 let key = required_item(&body, "Key", "key")?;
                 let return_old = returns_old(&body, "DeleteItem")?;
-                let outcome = self
-                    .blocking(move |tables| tables.write(Write::delete(name, key)))
-                    .await?;
+                let mut write = Write::delete(name, key);
+                write.check = condition_check(&body)?;
+                let outcome = self.blocking(move |tables| tables.write(write)).await?;
                 Ok(match outcome.old {
                     Some(old) if return_old => json!({"Attributes": item_json(&old)}),
                     _ => json!({}),

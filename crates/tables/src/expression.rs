@@ -1,0 +1,841 @@
+//! DynamoDB's condition expressions (`ConditionExpression`, later also filters): parsed into a
+//! tree with `#name` and `:value` placeholders resolved, then evaluated against an item. The
+//! parser is top-down with DynamoDB's precedence (comparisons, `BETWEEN`, `IN` and functions
+//! bind tightest, then `NOT`, `AND`, `OR`) and bounds its own recursion by
+//! [`EXPRESSION_DEPTH_MAX`]; texts longer than [`EXPRESSION_BYTES_MAX`] are refused before.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::TablesError;
+use crate::number::Number;
+use crate::value::{AttributeValue, Item};
+
+/// Longest expression text (DynamoDB's 4 KB); longer is refused before parsing.
+pub const EXPRESSION_BYTES_MAX: usize = 4096;
+/// Deepest nesting of parentheses, `NOT`s and operands the parser follows; deeper is refused,
+/// so no expression recurses further (DynamoDB's own limits are lower in practice).
+pub const EXPRESSION_DEPTH_MAX: usize = 64;
+/// Most elements of one document path (`a.b[1].c` has four).
+pub const PATH_ELEMENTS_MAX: usize = 32;
+
+/// One step of a document path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathElement {
+    Name(String),
+    Index(usize),
+}
+
+/// An operand of a comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operand {
+    Path(Vec<PathElement>),
+    Value(AttributeValue),
+    Size(Vec<PathElement>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparator {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A condition, as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    Compare(Operand, Comparator, Operand),
+    Between(Operand, Operand, Operand),
+    In(Operand, Vec<Operand>),
+    AttributeExists(Vec<PathElement>),
+    AttributeNotExists(Vec<PathElement>),
+    AttributeType(Vec<PathElement>, Operand),
+    BeginsWith(Operand, Operand),
+    Contains(Operand, Operand),
+    And(Box<Condition>, Box<Condition>),
+    Or(Box<Condition>, Box<Condition>),
+    Not(Box<Condition>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Name(String),
+    NamePlaceholder(String),
+    ValuePlaceholder(String),
+    Integer(usize),
+    Symbol(&'static str),
+}
+
+fn invalid(expression: &str, detail: impl std::fmt::Display) -> TablesError {
+    TablesError::Validation(format!(
+        "Invalid ConditionExpression: {detail}; expression: {expression}"
+    ))
+}
+
+fn lex(text: &str) -> Result<Vec<Token>, TablesError> {
+    let mut tokens = Vec::new();
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte.is_ascii_whitespace() {
+            at += 1;
+            continue;
+        }
+        let word_end = |start: usize| {
+            bytes
+                .get(start..)
+                .unwrap_or_default()
+                .iter()
+                .position(|byte| !(byte.is_ascii_alphanumeric() || *byte == b'_'))
+                .map_or(bytes.len(), |length| start + length)
+        };
+        let symbol = match bytes.get(at..at + 2) {
+            Some(b"<>") => Some("<>"),
+            Some(b"<=") => Some("<="),
+            Some(b">=") => Some(">="),
+            _ => None,
+        };
+        if let Some(symbol) = symbol {
+            tokens.push(Token::Symbol(symbol));
+            at += 2;
+            continue;
+        }
+        let single = match byte {
+            b'=' => Some("="),
+            b'<' => Some("<"),
+            b'>' => Some(">"),
+            b'(' => Some("("),
+            b')' => Some(")"),
+            b',' => Some(","),
+            b'.' => Some("."),
+            b'[' => Some("["),
+            b']' => Some("]"),
+            _ => None,
+        };
+        if let Some(symbol) = single {
+            tokens.push(Token::Symbol(symbol));
+            at += 1;
+            continue;
+        }
+        if byte == b'#' || byte == b':' {
+            let end = word_end(at + 1);
+            if end == at + 1 {
+                return Err(invalid(
+                    text,
+                    format!("Syntax error; token: \"{}\"", byte as char),
+                ));
+            }
+            let word = text.get(at..end).unwrap_or_default().to_owned();
+            tokens.push(if byte == b'#' {
+                Token::NamePlaceholder(word)
+            } else {
+                Token::ValuePlaceholder(word)
+            });
+            at = end;
+            continue;
+        }
+        if byte.is_ascii_digit() {
+            let end = word_end(at);
+            let word = text.get(at..end).unwrap_or_default();
+            let number = word
+                .parse()
+                .map_err(|_| invalid(text, format!("Syntax error; token: \"{word}\"")))?;
+            tokens.push(Token::Integer(number));
+            at = end;
+            continue;
+        }
+        if byte.is_ascii_alphabetic() || byte == b'_' {
+            let end = word_end(at);
+            tokens.push(Token::Name(
+                text.get(at..end).unwrap_or_default().to_owned(),
+            ));
+            at = end;
+            continue;
+        }
+        let shown: String = text.get(at..).unwrap_or_default().chars().take(1).collect();
+        return Err(invalid(text, format!("Syntax error; token: \"{shown}\"")));
+    }
+    Ok(tokens)
+}
+
+/// Parses condition expressions against the request's placeholder maps, recording which
+/// placeholders were used (DynamoDB refuses unused ones).
+pub struct Parser<'a> {
+    text: &'a str,
+    tokens: Vec<Token>,
+    at: usize,
+    names: &'a BTreeMap<String, String>,
+    values: &'a BTreeMap<String, AttributeValue>,
+    pub used_names: BTreeSet<String>,
+    pub used_values: BTreeSet<String>,
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(
+        text: &'a str,
+        names: &'a BTreeMap<String, String>,
+        values: &'a BTreeMap<String, AttributeValue>,
+    ) -> Result<Parser<'a>, TablesError> {
+        if text.len() > EXPRESSION_BYTES_MAX {
+            return Err(TablesError::Validation(format!(
+                "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: {}",
+                text.len()
+            )));
+        }
+        if text.trim().is_empty() {
+            return Err(TablesError::Validation(
+                "Invalid ConditionExpression: The expression can not be empty;".to_owned(),
+            ));
+        }
+        Ok(Parser {
+            text,
+            tokens: lex(text)?,
+            at: 0,
+            names,
+            values,
+            used_names: BTreeSet::new(),
+            used_values: BTreeSet::new(),
+        })
+    }
+
+    /// The whole text as one condition.
+    pub fn condition(&mut self) -> Result<Condition, TablesError> {
+        let condition = self.or(0)?;
+        if let Some(token) = self.tokens.get(self.at) {
+            return Err(self.syntax_error(token.clone()));
+        }
+        Ok(condition)
+    }
+
+    fn syntax_error(&self, token: Token) -> TablesError {
+        let shown = match token {
+            Token::Name(word) | Token::NamePlaceholder(word) | Token::ValuePlaceholder(word) => {
+                word
+            }
+            Token::Integer(number) => number.to_string(),
+            Token::Symbol(symbol) => symbol.to_owned(),
+        };
+        invalid(self.text, format!("Syntax error; token: \"{shown}\""))
+    }
+
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self) -> Result<Token, TablesError> {
+        let token = self
+            .tokens
+            .get(self.at)
+            .cloned()
+            .ok_or_else(|| invalid(self.text, "Syntax error; token: <EOF>"))?;
+        self.at += 1;
+        Ok(token)
+    }
+
+    fn expect(&mut self, symbol: &'static str) -> Result<(), TablesError> {
+        match self.next()? {
+            Token::Symbol(found) if found == symbol => Ok(()),
+            other => Err(self.syntax_error(other)),
+        }
+    }
+
+    fn keyword(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Token::Name(name)) if name.eq_ignore_ascii_case(word))
+    }
+
+    fn deeper(&self, depth: usize) -> Result<usize, TablesError> {
+        if depth >= EXPRESSION_DEPTH_MAX {
+            return Err(invalid(self.text, "The expression is nested too deeply"));
+        }
+        Ok(depth + 1)
+    }
+
+    fn or(&mut self, depth: usize) -> Result<Condition, TablesError> {
+        let depth = self.deeper(depth)?;
+        let mut left = self.and(depth)?;
+        while self.keyword("OR") {
+            self.at += 1;
+            let right = self.and(depth)?;
+            left = Condition::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self, depth: usize) -> Result<Condition, TablesError> {
+        let mut left = self.not(depth)?;
+        while self.keyword("AND") {
+            self.at += 1;
+            let right = self.not(depth)?;
+            left = Condition::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn not(&mut self, depth: usize) -> Result<Condition, TablesError> {
+        if self.keyword("NOT") {
+            self.at += 1;
+            let depth = self.deeper(depth)?;
+            return Ok(Condition::Not(Box::new(self.not(depth)?)));
+        }
+        self.primary(depth)
+    }
+
+    fn primary(&mut self, depth: usize) -> Result<Condition, TablesError> {
+        if self.peek() == Some(&Token::Symbol("(")) {
+            self.at += 1;
+            let depth = self.deeper(depth)?;
+            let inner = self.or(depth)?;
+            self.expect(")")?;
+            return Ok(inner);
+        }
+        if let Some(Token::Name(name)) = self.peek().cloned()
+            && self.tokens.get(self.at + 1) == Some(&Token::Symbol("("))
+        {
+            // Function names are case-sensitive in DynamoDB; keywords are not.
+            let function = name.clone();
+            if function != "size" {
+                self.at += 2;
+                let condition = match function.as_str() {
+                    "attribute_exists" => Condition::AttributeExists(self.path()?),
+                    "attribute_not_exists" => Condition::AttributeNotExists(self.path()?),
+                    "attribute_type" => {
+                        let path = self.path()?;
+                        self.expect(",")?;
+                        Condition::AttributeType(path, self.operand()?)
+                    }
+                    "begins_with" => {
+                        let left = self.operand()?;
+                        self.expect(",")?;
+                        Condition::BeginsWith(left, self.operand()?)
+                    }
+                    "contains" => {
+                        let left = self.operand()?;
+                        self.expect(",")?;
+                        Condition::Contains(left, self.operand()?)
+                    }
+                    _ => {
+                        return Err(invalid(
+                            self.text,
+                            format!("Invalid function name; function: {name}"),
+                        ));
+                    }
+                };
+                self.expect(")")?;
+                return Ok(condition);
+            }
+        }
+        let left = self.operand()?;
+        if self.keyword("BETWEEN") {
+            self.at += 1;
+            let low = self.operand()?;
+            if !self.keyword("AND") {
+                let token = self.next()?;
+                return Err(self.syntax_error(token));
+            }
+            self.at += 1;
+            let high = self.operand()?;
+            return Ok(Condition::Between(left, low, high));
+        }
+        if self.keyword("IN") {
+            self.at += 1;
+            self.expect("(")?;
+            let mut list = vec![self.operand()?];
+            while self.peek() == Some(&Token::Symbol(",")) {
+                self.at += 1;
+                list.push(self.operand()?);
+            }
+            self.expect(")")?;
+            return Ok(Condition::In(left, list));
+        }
+        let comparator = match self.next()? {
+            Token::Symbol("=") => Comparator::Eq,
+            Token::Symbol("<>") => Comparator::Ne,
+            Token::Symbol("<") => Comparator::Lt,
+            Token::Symbol("<=") => Comparator::Le,
+            Token::Symbol(">") => Comparator::Gt,
+            Token::Symbol(">=") => Comparator::Ge,
+            other => return Err(self.syntax_error(other)),
+        };
+        let right = self.operand()?;
+        Ok(Condition::Compare(left, comparator, right))
+    }
+
+    fn operand(&mut self) -> Result<Operand, TablesError> {
+        match self.peek().cloned() {
+            Some(Token::ValuePlaceholder(placeholder)) => {
+                self.at += 1;
+                let value = self.values.get(&placeholder).cloned().ok_or_else(|| {
+                    TablesError::Validation(format!(
+                        "Invalid ConditionExpression: An expression attribute value used in expression is not defined; attribute value: {placeholder}"
+                    ))
+                })?;
+                self.used_values.insert(placeholder);
+                Ok(Operand::Value(value))
+            }
+            Some(Token::Name(name))
+                if name == "size" && self.tokens.get(self.at + 1) == Some(&Token::Symbol("(")) =>
+            {
+                self.at += 2;
+                let path = self.path()?;
+                self.expect(")")?;
+                Ok(Operand::Size(path))
+            }
+            _ => Ok(Operand::Path(self.path()?)),
+        }
+    }
+
+    fn path_name(&mut self) -> Result<String, TablesError> {
+        match self.next()? {
+            Token::Name(name) => Ok(name),
+            Token::NamePlaceholder(placeholder) => {
+                let name = self.names.get(&placeholder).cloned().ok_or_else(|| {
+                    TablesError::Validation(format!(
+                        "Invalid ConditionExpression: An expression attribute name used in the document path is not defined; attribute name: {placeholder}"
+                    ))
+                })?;
+                self.used_names.insert(placeholder);
+                Ok(name)
+            }
+            other => Err(self.syntax_error(other)),
+        }
+    }
+
+    fn path(&mut self) -> Result<Vec<PathElement>, TablesError> {
+        let mut path = vec![PathElement::Name(self.path_name()?)];
+        loop {
+            match self.peek() {
+                Some(Token::Symbol(".")) => {
+                    self.at += 1;
+                    path.push(PathElement::Name(self.path_name()?));
+                }
+                Some(Token::Symbol("[")) => {
+                    self.at += 1;
+                    match self.next()? {
+                        Token::Integer(index) => path.push(PathElement::Index(index)),
+                        other => return Err(self.syntax_error(other)),
+                    }
+                    self.expect("]")?;
+                }
+                _ => break,
+            }
+            if path.len() > PATH_ELEMENTS_MAX {
+                return Err(invalid(
+                    self.text,
+                    "The document path has too many elements",
+                ));
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// The value at a path in an item, if there is one.
+pub fn resolve<'i>(item: &'i Item, path: &[PathElement]) -> Option<&'i AttributeValue> {
+    let (first, rest) = path.split_first()?;
+    let PathElement::Name(name) = first else {
+        return None;
+    };
+    let mut value = item.get(name)?;
+    for element in rest {
+        value = match (element, value) {
+            (PathElement::Name(name), AttributeValue::M(map)) => map.get(name)?,
+            (PathElement::Index(index), AttributeValue::L(list)) => list.get(*index)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+fn operand_value(item: Option<&Item>, operand: &Operand) -> Option<AttributeValue> {
+    match operand {
+        Operand::Value(value) => Some(value.clone()),
+        Operand::Path(path) => item.and_then(|item| resolve(item, path)).cloned(),
+        Operand::Size(path) => {
+            let size = match item.and_then(|item| resolve(item, path))? {
+                AttributeValue::S(text) => text.len(),
+                AttributeValue::B(bytes) => bytes.len(),
+                AttributeValue::Ss(set) => set.len(),
+                AttributeValue::Ns(set) => set.len(),
+                AttributeValue::Bs(set) => set.len(),
+                AttributeValue::M(map) => map.len(),
+                AttributeValue::L(list) => list.len(),
+                _ => return None,
+            };
+            Number::parse(&size.to_string()).ok().map(AttributeValue::N)
+        }
+    }
+}
+
+/// Orders two scalars of the same type as DynamoDB does; None for anything else.
+fn order(left: &AttributeValue, right: &AttributeValue) -> Option<std::cmp::Ordering> {
+    match (left, right) {
+        (AttributeValue::N(left), AttributeValue::N(right)) => Some(left.cmp(right)),
+        (AttributeValue::S(left), AttributeValue::S(right)) => {
+            Some(left.as_bytes().cmp(right.as_bytes()))
+        }
+        (AttributeValue::B(left), AttributeValue::B(right)) => Some(left.cmp(right)),
+        _ => None,
+    }
+}
+
+/// Whether a condition holds for an item (None: no item).
+pub fn evaluate(condition: &Condition, item: Option<&Item>) -> bool {
+    match condition {
+        Condition::Compare(left, comparator, right) => {
+            let (left, right) = (operand_value(item, left), operand_value(item, right));
+            match comparator {
+                Comparator::Eq => left.is_some() && left == right,
+                Comparator::Ne => !(left.is_some() && left == right),
+                ordering => {
+                    let (Some(left), Some(right)) = (left, right) else {
+                        return false;
+                    };
+                    let Some(found) = order(&left, &right) else {
+                        return false;
+                    };
+                    match ordering {
+                        Comparator::Lt => found.is_lt(),
+                        Comparator::Le => found.is_le(),
+                        Comparator::Gt => found.is_gt(),
+                        _ => found.is_ge(),
+                    }
+                }
+            }
+        }
+        Condition::Between(value, low, high) => {
+            let (Some(value), Some(low), Some(high)) = (
+                operand_value(item, value),
+                operand_value(item, low),
+                operand_value(item, high),
+            ) else {
+                return false;
+            };
+            order(&low, &value).is_some_and(|found| found.is_le())
+                && order(&value, &high).is_some_and(|found| found.is_le())
+        }
+        Condition::In(value, list) => operand_value(item, value).is_some_and(|value| {
+            list.iter()
+                .any(|candidate| operand_value(item, candidate).as_ref() == Some(&value))
+        }),
+        Condition::AttributeExists(path) => item.and_then(|item| resolve(item, path)).is_some(),
+        Condition::AttributeNotExists(path) => item.and_then(|item| resolve(item, path)).is_none(),
+        Condition::AttributeType(path, expected) => {
+            match (
+                item.and_then(|item| resolve(item, path)),
+                operand_value(item, expected),
+            ) {
+                (Some(value), Some(AttributeValue::S(type_name))) => value.type_name() == type_name,
+                _ => false,
+            }
+        }
+        Condition::BeginsWith(value, prefix) => {
+            match (operand_value(item, value), operand_value(item, prefix)) {
+                (Some(AttributeValue::S(text)), Some(AttributeValue::S(prefix))) => {
+                    text.starts_with(&prefix)
+                }
+                (Some(AttributeValue::B(bytes)), Some(AttributeValue::B(prefix))) => {
+                    bytes.starts_with(&prefix)
+                }
+                _ => false,
+            }
+        }
+        Condition::Contains(container, element) => {
+            match (operand_value(item, container), operand_value(item, element)) {
+                (Some(AttributeValue::S(text)), Some(AttributeValue::S(part))) => {
+                    text.contains(&part)
+                }
+                (Some(AttributeValue::B(bytes)), Some(AttributeValue::B(part))) => {
+                    part.is_empty() || bytes.windows(part.len()).any(|window| window == part)
+                }
+                (Some(AttributeValue::Ss(set)), Some(AttributeValue::S(element))) => {
+                    set.contains(&element)
+                }
+                (Some(AttributeValue::Ns(set)), Some(AttributeValue::N(element))) => {
+                    set.contains(&element)
+                }
+                (Some(AttributeValue::Bs(set)), Some(AttributeValue::B(element))) => {
+                    set.contains(&element)
+                }
+                (Some(AttributeValue::L(list)), Some(element)) => list.contains(&element),
+                _ => false,
+            }
+        }
+        Condition::And(left, right) => evaluate(left, item) && evaluate(right, item),
+        Condition::Or(left, right) => evaluate(left, item) || evaluate(right, item),
+        Condition::Not(inner) => !evaluate(inner, item),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(
+        text: &str,
+        values: &BTreeMap<String, AttributeValue>,
+    ) -> Result<Condition, TablesError> {
+        let names = BTreeMap::from([("#a".to_owned(), "a".to_owned())]);
+        Parser::new(text, &names, values)?.condition()
+    }
+
+    /// The test's own values and interpreter, written from DynamoDB's documentation and sharing
+    /// nothing with the engine's evaluator.
+    #[derive(Debug, Clone, PartialEq)]
+    enum V {
+        Num(i64),
+        Str(String),
+    }
+
+    #[derive(Debug, Clone)]
+    enum T {
+        Cmp(usize, &'static str, V),
+        Between(usize, V, V),
+        In(usize, Vec<V>),
+        Exists(usize),
+        NotExists(usize),
+        BeginsWith(usize, String),
+        Size(usize, &'static str, i64),
+        And(Box<T>, Box<T>),
+        Or(Box<T>, Box<T>),
+        Not(Box<T>),
+    }
+
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+
+    fn value() -> impl Strategy<Value = V> {
+        prop_oneof![
+            (-3_i64..4).prop_map(V::Num),
+            prop::sample::select(vec!["", "x", "xy", "y"]).prop_map(|s| V::Str(s.to_owned()))
+        ]
+    }
+
+    fn condition() -> impl Strategy<Value = T> {
+        let leaf = prop_oneof![
+            (
+                0..3_usize,
+                prop::sample::select(vec!["=", "<>", "<", "<=", ">", ">="]),
+                value()
+            )
+                .prop_map(|(a, op, v)| T::Cmp(a, op, v)),
+            (0..3_usize, value(), value()).prop_map(|(a, l, h)| T::Between(a, l, h)),
+            (0..3_usize, prop::collection::vec(value(), 1..4)).prop_map(|(a, vs)| T::In(a, vs)),
+            (0..3_usize).prop_map(T::Exists),
+            (0..3_usize).prop_map(T::NotExists),
+            (0..3_usize, prop::sample::select(vec!["", "x", "y"]))
+                .prop_map(|(a, p)| T::BeginsWith(a, p.to_owned())),
+            (
+                0..3_usize,
+                prop::sample::select(vec!["=", "<", ">="]),
+                0_i64..3
+            )
+                .prop_map(|(a, op, n)| T::Size(a, op, n)),
+        ];
+        leaf.prop_recursive(4, 24, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(l, r)| T::And(Box::new(l), Box::new(r))),
+                (inner.clone(), inner.clone()).prop_map(|(l, r)| T::Or(Box::new(l), Box::new(r))),
+                inner.prop_map(|c| T::Not(Box::new(c))),
+            ]
+        })
+    }
+
+    fn attribute(value: &V) -> AttributeValue {
+        match value {
+            V::Num(n) => AttributeValue::N(Number::parse(&n.to_string()).unwrap()),
+            V::Str(s) => AttributeValue::S(s.clone()),
+        }
+    }
+
+    /// Renders with every value as a placeholder; the first attribute sometimes as `#a`.
+    fn render(t: &T, values: &mut BTreeMap<String, AttributeValue>) -> String {
+        let placeholder = |v: &V, values: &mut BTreeMap<String, AttributeValue>| {
+            let name = format!(":v{}", values.len());
+            values.insert(name.clone(), attribute(v));
+            name
+        };
+        let path = |a: usize| {
+            if a == 0 {
+                "#a".to_owned()
+            } else {
+                NAMES[a].to_owned()
+            }
+        };
+        match t {
+            T::Cmp(a, op, v) => format!("{} {op} {}", path(*a), placeholder(v, values)),
+            T::Between(a, l, h) => format!(
+                "{} BETWEEN {} AND {}",
+                path(*a),
+                placeholder(l, values),
+                placeholder(h, values)
+            ),
+            T::In(a, vs) => {
+                let list: Vec<String> = vs.iter().map(|v| placeholder(v, values)).collect();
+                format!("{} IN ({})", path(*a), list.join(", "))
+            }
+            T::Exists(a) => format!("attribute_exists({})", path(*a)),
+            T::NotExists(a) => format!("attribute_not_exists({})", path(*a)),
+            T::BeginsWith(a, p) => format!(
+                "begins_with({}, {})",
+                path(*a),
+                placeholder(&V::Str(p.clone()), values)
+            ),
+            T::Size(a, op, n) => format!(
+                "size({}) {op} {}",
+                path(*a),
+                placeholder(&V::Num(*n), values)
+            ),
+            T::And(l, r) => format!("({}) AND ({})", render(l, values), render(r, values)),
+            T::Or(l, r) => format!("({}) or ({})", render(l, values), render(r, values)),
+            T::Not(c) => format!("NOT ({})", render(c, values)),
+        }
+    }
+
+    fn cmp(op: &str, l: &V, r: &V) -> bool {
+        let ordering = match (l, r) {
+            (V::Num(l), V::Num(r)) => Some(l.cmp(r)),
+            (V::Str(l), V::Str(r)) => Some(l.cmp(r)),
+            _ => None,
+        };
+        match op {
+            "=" => l == r,
+            "<>" => l != r,
+            _ => ordering.is_some_and(|o| match op {
+                "<" => o.is_lt(),
+                "<=" => o.is_le(),
+                ">" => o.is_gt(),
+                _ => o.is_ge(),
+            }),
+        }
+    }
+
+    fn model(t: &T, item: &[Option<V>; 3]) -> bool {
+        match t {
+            T::Cmp(a, op, v) => match &item[*a] {
+                Some(x) => cmp(op, x, v),
+                None => *op == "<>",
+            },
+            T::Between(a, l, h) => item[*a]
+                .as_ref()
+                .is_some_and(|x| cmp(">=", x, l) && cmp("<=", x, h)),
+            T::In(a, vs) => item[*a].as_ref().is_some_and(|x| vs.contains(x)),
+            T::Exists(a) => item[*a].is_some(),
+            T::NotExists(a) => item[*a].is_none(),
+            T::BeginsWith(a, p) => {
+                matches!(&item[*a], Some(V::Str(s)) if s.starts_with(p.as_str()))
+            }
+            T::Size(a, op, n) => match &item[*a] {
+                Some(V::Str(s)) => cmp(op, &V::Num(s.len() as i64), &V::Num(*n)),
+                _ => false,
+            },
+            T::And(l, r) => model(l, item) && model(r, item),
+            T::Or(l, r) => model(l, item) || model(r, item),
+            T::Not(c) => !model(c, item),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn conditions_agree_with_a_model(t in condition(), item in [prop::option::of(value()), prop::option::of(value()), prop::option::of(value())]) {
+            let mut values = BTreeMap::new();
+            let text = render(&t, &mut values);
+            let parsed = parse(&text, &values).unwrap();
+            let stored: Item = NAMES.iter().zip(item.iter())
+                .filter_map(|(name, v)| v.as_ref().map(|v| ((*name).to_owned(), attribute(v))))
+                .collect();
+            prop_assert_eq!(evaluate(&parsed, Some(&stored)), model(&t, &item), "{}", text);
+        }
+
+        #[test]
+        fn parsing_garbage_never_panics(text in "[ a-z#:()<>=,.\\[\\]0-9]{0,40}") {
+            let values = BTreeMap::from([(":v".to_owned(), AttributeValue::Null)]);
+            let _ = parse(&text, &values);
+        }
+    }
+
+    #[test]
+    fn precedence_and_errors() {
+        let values = BTreeMap::from([(
+            ":one".to_owned(),
+            AttributeValue::N(Number::parse("1").unwrap()),
+        )]);
+        // NOT binds tighter than AND, AND tighter than OR.
+        assert_eq!(
+            parse("NOT a = :one AND b = :one OR c = :one", &values).unwrap(),
+            Condition::Or(
+                Box::new(Condition::And(
+                    Box::new(Condition::Not(Box::new(Condition::Compare(
+                        Operand::Path(vec![PathElement::Name("a".into())]),
+                        Comparator::Eq,
+                        Operand::Value(values[":one"].clone())
+                    )))),
+                    Box::new(Condition::Compare(
+                        Operand::Path(vec![PathElement::Name("b".into())]),
+                        Comparator::Eq,
+                        Operand::Value(values[":one"].clone())
+                    ))
+                )),
+                Box::new(Condition::Compare(
+                    Operand::Path(vec![PathElement::Name("c".into())]),
+                    Comparator::Eq,
+                    Operand::Value(values[":one"].clone())
+                ))
+            )
+        );
+        assert!(
+            parse("a = :missing", &values)
+                .unwrap_err()
+                .to_string()
+                .contains("attribute value: :missing")
+        );
+        assert!(
+            parse("#missing = :one", &values)
+                .unwrap_err()
+                .to_string()
+                .contains("attribute name: #missing")
+        );
+        assert!(parse("a = ", &values).is_err());
+        assert!(
+            parse("nofunction(a)", &values)
+                .unwrap_err()
+                .to_string()
+                .contains("Invalid function name")
+        );
+        assert!(parse("ATTRIBUTE_EXISTS(a)", &values).is_err());
+        assert!(
+            parse(
+                "attribute_exists(a) and NOT a between :one AND :one",
+                &values
+            )
+            .is_ok()
+        );
+        let deep = format!("{}a = :one{}", "(".repeat(200), ")".repeat(200));
+        assert!(
+            parse(&deep, &values)
+                .unwrap_err()
+                .to_string()
+                .contains("nested too deeply")
+        );
+        let nested = Item::from([(
+            "m".to_owned(),
+            AttributeValue::M(BTreeMap::from([(
+                "l".to_owned(),
+                AttributeValue::L(vec![AttributeValue::N(Number::parse("1").unwrap())]),
+            )])),
+        )]);
+        assert!(evaluate(
+            &parse("m.l[0] = :one", &values).unwrap(),
+            Some(&nested)
+        ));
+        assert!(!evaluate(
+            &parse("m.l[1] = :one", &values).unwrap(),
+            Some(&nested)
+        ));
+        assert!(evaluate(
+            &parse("attribute_not_exists(a)", &values).unwrap(),
+            None
+        ));
+    }
+}
