@@ -462,9 +462,9 @@ def test_scan_pages_segments_and_count(sluice, dynamodb):
         "ValidationException",
         "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: 3 is not less than TotalSegments: 2",
     )
-    code, message = error_of(dynamodb.scan, TableName="transactions", FilterExpression="userId = :u",
+    code, message = error_of(dynamodb.scan, TableName="transactions", FilterExpression="userId = ",
                              ExpressionAttributeValues={":u": {"N": "1"}})
-    assert code == "ValidationException" and "FilterExpression" in message
+    assert code == "ValidationException" and message.startswith("Invalid FilterExpression: Syntax error")
     # The AWS CLI pages through Scan on its own.
     assert aws_cli(sluice, "dynamodb", "scan", "--table-name", "transactions", "--page-size", "4")["Count"] == 30
 
@@ -501,3 +501,63 @@ def test_condition_expressions_on_put_and_delete(sluice, dynamodb):
     ) == ("ValidationException", "Value provided in ExpressionAttributeValues unused in expressions: keys: {:unused}")
     code, message = error_of(dynamodb.put_item, TableName="transactions", Item=key, ConditionExpression="userId = ")
     assert code == "ValidationException" and message.startswith("Invalid ConditionExpression: Syntax error")
+
+
+def test_query_key_conditions_order_paging_and_filters(sluice, dynamodb):
+    create_transactions(dynamodb)
+    for user in range(3):
+        for transaction in [-5, 0, 3, 10, 12, 25]:
+            dynamodb.put_item(
+                TableName="transactions",
+                Item={"userId": {"N": str(user)}, "transactionId": {"N": str(transaction)},
+                      "amount": {"N": str(transaction * 2)}},
+            )
+
+    def query(**extra):
+        page = dynamodb.query(TableName="transactions", **extra)
+        return [int(item["transactionId"]["N"]) for item in page["Items"]], page
+
+    everything, _ = query(KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"N": "1"}})
+    assert everything == [-5, 0, 3, 10, 12, 25]
+    between, _ = query(
+        KeyConditionExpression="#u = :u AND transactionId BETWEEN :low AND :high",
+        ExpressionAttributeNames={"#u": "userId"},
+        ExpressionAttributeValues={":u": {"N": "1"}, ":low": {"N": "0"}, ":high": {"N": "12"}},
+    )
+    assert between == [0, 3, 10, 12]
+    backward, _ = query(
+        KeyConditionExpression="userId = :u AND transactionId > :t",
+        ExpressionAttributeValues={":u": {"N": "2"}, ":t": {"N": "3"}},
+        ScanIndexForward=False,
+    )
+    assert backward == [25, 12, 10]
+    filtered, page = query(
+        KeyConditionExpression="userId = :u",
+        FilterExpression="amount >= :a",
+        ExpressionAttributeValues={":u": {"N": "0"}, ":a": {"N": "20"}},
+    )
+    assert filtered == [10, 12, 25] and page["ScannedCount"] == 6 and page["Count"] == 3
+    paged = [
+        int(item["transactionId"]["N"])
+        for page in dynamodb.get_paginator("query").paginate(
+            TableName="transactions", KeyConditionExpression="userId = :u",
+            ExpressionAttributeValues={":u": {"N": "1"}}, ScanIndexForward=False,
+            PaginationConfig={"PageSize": 4},
+        )
+        for item in page["Items"]
+    ]
+    assert paged == [25, 12, 10, 3, 0, -5]
+    scanned = dynamodb.scan(
+        TableName="transactions", FilterExpression="transactionId = :t", ExpressionAttributeValues={":t": {"N": "25"}}
+    )
+    assert scanned["Count"] == 3 and scanned["ScannedCount"] == 18
+    assert error_of(
+        dynamodb.query, TableName="transactions", KeyConditionExpression="transactionId = :t",
+        ExpressionAttributeValues={":t": {"N": "1"}},
+    ) == ("ValidationException", "Query condition missed key schema element: userId")
+    # The AWS CLI's query, as scenario 4's reader would run it.
+    cli = aws_cli(
+        sluice, "dynamodb", "query", "--table-name", "transactions",
+        "--key-condition-expression", "userId = :u", "--expression-attribute-values", '{":u": {"N": "2"}}',
+    )
+    assert cli["Count"] == 6

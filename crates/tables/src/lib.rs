@@ -49,8 +49,8 @@ pub use crate::{
     },
     store::{
         Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, LIST_TABLES_PAGE_MAX, PAGE_BYTES_MAX,
-        PAGE_ITEMS_MAX, SCAN_SEGMENTS_MAX, STREAM_READ_MAX, ScanPage, ScanRequest, TABLES_MAX,
-        Tables, Write, WriteOutcome,
+        PAGE_ITEMS_MAX, QueryRequest, SCAN_SEGMENTS_MAX, STREAM_READ_MAX, ScanPage, ScanRequest,
+        TABLES_MAX, Tables, Write, WriteOutcome,
     },
     stream::{EventName, STREAM_RETENTION_MS, StreamRecord, StreamSummary},
     value::{

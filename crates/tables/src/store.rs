@@ -24,7 +24,7 @@ use crate::schema::{
     validate_table_name,
 };
 use crate::stream::{STREAM_RETENTION_MS, StreamRecord, StreamSummary};
-use crate::value::{Item, check_item_limits, item_size_bytes};
+use crate::value::{AttributeValue, Item, check_item_limits, item_size_bytes};
 
 /// The on-disk format's version, kept in the `meta` table; `docs/tables-format.md` describes
 /// it. Opening a database of another version fails rather than guess.
@@ -141,12 +141,31 @@ pub struct ScanRequest {
     /// `(segment, total_segments)` of a parallel scan: the page holds only items whose
     /// partition falls in that segment.
     pub segment: Option<(u32, u32)>,
+    /// `FilterExpression`: scanned items it refuses are counted but not returned.
+    pub filter: Option<crate::expression::Condition>,
+}
+
+/// One Query request, already checked against the key schema by the API.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    /// The partition key's value.
+    pub partition: AttributeValue,
+    /// The sort key part of `KeyConditionExpression`, evaluated on each item of the partition.
+    pub key_condition: Option<crate::expression::Condition>,
+    /// `FilterExpression`: scanned items it refuses are counted but not returned.
+    pub filter: Option<crate::expression::Condition>,
+    /// `ScanIndexForward`: ascending sort key order when true.
+    pub forward: bool,
+    pub exclusive_start_key: Option<Item>,
+    pub limit: Option<usize>,
 }
 
 /// One page of a Scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanPage {
     pub items: Vec<Item>,
+    /// Items read before the filter (`ScannedCount`).
+    pub scanned_count: usize,
     /// The key to start the next page after, when the page ended before the table did.
     pub last_evaluated_key: Option<Item>,
 }
@@ -440,48 +459,85 @@ impl Tables {
             }
             None => None,
         };
-        let limit = request
-            .limit
-            .unwrap_or(PAGE_ITEMS_MAX)
-            .clamp(1, PAGE_ITEMS_MAX);
         let read = self.database.begin_read()?;
         let items = read.open_table(ITEMS)?;
         let range = match &start {
             Some(start) => items.range((id, start.as_slice())..(id + 1, &[][..]))?,
             None => items.range((id, &[][..])..(id + 1, &[][..]))?,
         };
-        let mut page = Vec::new();
-        let mut page_bytes = 0;
-        let mut full = false;
-        for entry in range {
-            let (key, bytes) = entry?;
-            let (_, key_bytes) = key.value();
-            if start.as_deref() == Some(key_bytes) {
-                continue;
-            }
-            let item = decode_item(bytes.value())?;
-            if let Some((segment, total)) = request.segment {
-                let (partition, _) = schema.key_of_item(&item)?;
-                if segment_of(&crate::codec::partition_prefix(partition), total) != segment {
-                    continue;
-                }
-            }
-            if full {
-                // One more item exists past a full page: the page says where to go on.
-                let last = page.last().map(|item| schema.project_key(item));
-                return Ok(ScanPage {
-                    items: page,
-                    last_evaluated_key: last,
-                });
-            }
-            page_bytes += item_size_bytes(&item);
-            page.push(item);
-            full = page.len() >= limit || page_bytes >= PAGE_BYTES_MAX;
+        let in_segment = |item: &Item| -> Result<bool> {
+            let Some((segment, total)) = request.segment else {
+                return Ok(true);
+            };
+            let (partition, _) = schema.key_of_item(item)?;
+            Ok(segment_of(&crate::codec::partition_prefix(partition), total) == segment)
+        };
+        page_of(
+            schema,
+            range,
+            start.as_deref(),
+            request.limit,
+            in_segment,
+            request.filter.as_ref(),
+        )
+    }
+
+    /// One page of a partition's items in sort key order (or its reverse), those whose sort
+    /// key meets the request's key condition, as committed when the query began.
+    pub fn query(&self, table: &str, request: &QueryRequest) -> Result<ScanPage> {
+        let definition = self.definition(table)?;
+        let schema = &definition.key_schema;
+        let id = definition.table_id;
+        let prefix = crate::codec::partition_prefix(&request.partition);
+        // Every key of the partition starts with the prefix, which ends 0x00 0x01: the keys
+        // below the prefix with 0x02 in place of that last byte are exactly the partition's.
+        let mut prefix_end = prefix.clone();
+        if let Some(last) = prefix_end.last_mut() {
+            *last = 0x02;
         }
-        Ok(ScanPage {
-            items: page,
-            last_evaluated_key: None,
-        })
+        let start = match &request.exclusive_start_key {
+            Some(key) => {
+                let (partition, sort) = schema.exact_key(key)?;
+                Some(encode_key(partition, sort))
+            }
+            None => None,
+        };
+        let read = self.database.begin_read()?;
+        let items = read.open_table(ITEMS)?;
+        let lower = match (&start, request.forward) {
+            (Some(start), true) if start.as_slice() > prefix.as_slice() => start.as_slice(),
+            _ => prefix.as_slice(),
+        };
+        let upper = match (&start, request.forward) {
+            (Some(start), false) if start.as_slice() < prefix_end.as_slice() => start.as_slice(),
+            _ => prefix_end.as_slice(),
+        };
+        let range = items.range((id, lower)..(id, upper))?;
+        let key_condition = |item: &Item| -> Result<bool> {
+            Ok(request
+                .key_condition
+                .as_ref()
+                .is_none_or(|condition| crate::expression::evaluate(condition, Some(item))))
+        };
+        if request.forward {
+            page_of(
+                schema,
+                range,
+                start.as_deref(),
+                request.limit,
+                key_condition,
+                request.filter.as_ref(),
+            )
+        } else {
+            page_of(
+                schema,
+                range.rev(),
+                start.as_deref(),
+                request.limit,
+                key_condition,
+                request.filter.as_ref(),
+            )
+        }
     }
 
     /// Applies one write durably, with its stream record, and answers what it did. Concurrent
@@ -771,6 +827,64 @@ impl Tables {
         self.commit_control(write)?;
         Ok(removed)
     }
+}
+
+/// Fills one page from stored entries: items `accept` refuses are passed over (another
+/// segment, outside the key condition), the others count as scanned and are kept when they
+/// pass `filter`. The page ends at `limit` scanned items or [`PAGE_BYTES_MAX`], and then names
+/// the last scanned key when another candidate follows.
+fn page_of<'a>(
+    schema: &crate::schema::KeySchema,
+    entries: impl Iterator<
+        Item = std::result::Result<
+            (
+                redb::AccessGuard<'a, (u64, &'static [u8])>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+    exclusive_start: Option<&[u8]>,
+    limit: Option<usize>,
+    accept: impl Fn(&Item) -> Result<bool>,
+    filter: Option<&crate::expression::Condition>,
+) -> Result<ScanPage> {
+    let limit = limit.unwrap_or(PAGE_ITEMS_MAX).clamp(1, PAGE_ITEMS_MAX);
+    let mut items = Vec::new();
+    let mut scanned_count = 0;
+    let mut page_bytes = 0;
+    let mut last_scanned: Option<Item> = None;
+    for entry in entries {
+        let (key, bytes) = entry?;
+        let (_, key_bytes) = key.value();
+        if exclusive_start == Some(key_bytes) {
+            continue;
+        }
+        let item = decode_item(bytes.value())?;
+        if !accept(&item)? {
+            continue;
+        }
+        if scanned_count >= limit || page_bytes >= PAGE_BYTES_MAX {
+            // Another candidate follows a full page: the page says where to go on.
+            return Ok(ScanPage {
+                items,
+                scanned_count,
+                last_evaluated_key: last_scanned.map(|item| schema.project_key(&item)),
+            });
+        }
+        scanned_count += 1;
+        page_bytes += item_size_bytes(&item);
+        let keep = filter.is_none_or(|filter| crate::expression::evaluate(filter, Some(&item)));
+        if keep {
+            items.push(item.clone());
+        }
+        last_scanned = Some(item);
+    }
+    Ok(ScanPage {
+        items,
+        scanned_count,
+        last_evaluated_key: None,
+    })
 }
 
 fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {

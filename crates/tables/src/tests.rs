@@ -446,3 +446,60 @@ fn scans_page_by_limit_and_segments_cover_the_table_once() {
     by_segment.sort_by_key(|row| format!("{row:?}"));
     assert_eq!(by_segment, expected);
 }
+
+#[test]
+fn queries_read_one_partition_in_sort_order_both_ways_and_page() {
+    use crate::expression::{Comparator, Condition, Operand, PathElement};
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    tables.create_table(create("t_1", None)).unwrap();
+    for p in 0..3 {
+        for s in [-5, 0, 3, 10, 12] {
+            let row = item(&[
+                ("userId", n(&p.to_string())),
+                ("transactionId", n(&s.to_string())),
+            ]);
+            tables.write(Write::put("t_1", row)).unwrap();
+        }
+    }
+    let sort_keys = |page: &ScanPage| -> Vec<String> {
+        page.items
+            .iter()
+            .map(|row| format!("{:?}", row["transactionId"]))
+            .collect()
+    };
+    let at_least_zero = Condition::Compare(
+        Operand::Path(vec![PathElement::Name("transactionId".into())]),
+        Comparator::Ge,
+        Operand::Value(n("0")),
+    );
+    let mut request = QueryRequest {
+        partition: n("1"),
+        key_condition: Some(at_least_zero),
+        filter: None,
+        forward: true,
+        exclusive_start_key: None,
+        limit: None,
+    };
+    let all = tables.query("t_1", &request).unwrap();
+    assert_eq!(all.items.len(), 4);
+    assert!(all.items.iter().all(|row| row["userId"] == n("1")));
+    let forward = sort_keys(&all);
+    request.forward = false;
+    let mut backward = sort_keys(&tables.query("t_1", &request).unwrap());
+    backward.reverse();
+    assert_eq!(forward, backward);
+    // Pages of one, backwards, from each page's last key.
+    request.limit = Some(1);
+    let mut paged = Vec::new();
+    loop {
+        let page = tables.query("t_1", &request).unwrap();
+        paged.extend(sort_keys(&page));
+        match page.last_evaluated_key {
+            Some(key) => request.exclusive_start_key = Some(key),
+            None => break,
+        }
+    }
+    paged.reverse();
+    assert_eq!(paged, forward);
+}

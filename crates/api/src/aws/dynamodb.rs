@@ -2,7 +2,8 @@
 //! CreateTable, DescribeTable, ListTables, DeleteTable, PutItem, GetItem and DeleteItem, with
 //! DynamoDB's typed attribute values (`{"S": …}`, `{"N": "…"}`, base64 `B`, sets, `M`, `L`) and
 //! its error types and texts, and Scan (paged by `Limit`, `ExclusiveStartKey` and 1 MB, parallel
-//! `Segment`s, `Select: COUNT`). PutItem and DeleteItem take a `ConditionExpression`
+//! `Segment`s, `Select: COUNT`) and Query (`KeyConditionExpression` with `=`, comparisons,
+//! `BETWEEN` and `begins_with` on the sort key, `ScanIndexForward`), both with `FilterExpression`. PutItem and DeleteItem take a `ConditionExpression`
 //! (`sluice_tables::expression`), checked inside the commit. Other expressions (updates, key
 //! conditions, filters) are not yet read: a request that carries one is refused with a
 //! `ValidationException` saying so, never ignored. `ProjectionExpression` of GetItem and Scan takes top-level attribute names.
@@ -14,11 +15,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
-use sluice_tables::expression::{Parser, evaluate};
+use sluice_tables::expression::{Comparator, Condition, Operand, Parser, PathElement, evaluate};
 use sluice_tables::{
     AttributeValue, CreateTable, Item, KeyAttribute, KeySchema, LIST_TABLES_PAGE_MAX, Number,
-    SCAN_SEGMENTS_MAX, ScalarType, ScanRequest, StreamViewType, TableDescription, Tables,
-    TablesError, Write,
+    QueryRequest, SCAN_SEGMENTS_MAX, ScalarType, ScanRequest, StreamViewType, TableDescription,
+    Tables, TablesError, Write,
 };
 use tokio::sync::Semaphore;
 
@@ -58,6 +59,10 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         name: "Scan",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "Query",
         formats: &[Format::Json],
     },
 ];
@@ -665,12 +670,102 @@ fn projection(body: &Value) -> Result<Option<Vec<String>>, AwsError> {
     Ok(Some(projected))
 }
 
+/// Parses one expression member (`FilterExpression`, `KeyConditionExpression`), its errors
+/// naming that member as DynamoDB's do.
+fn expression(body: &Value, member: &str) -> Result<Option<Condition>, AwsError> {
+    let Some(text) = string_member(body, member)? else {
+        return Ok(None);
+    };
+    let (names, values) = placeholders(body)?;
+    let rename = |error: TablesError| match error {
+        TablesError::Validation(message) => validation(message.replacen(
+            "Invalid ConditionExpression",
+            &format!("Invalid {member}"),
+            1,
+        )),
+        other => tables_error(other),
+    };
+    let mut parser = Parser::new(text, &names, &values).map_err(rename)?;
+    parser.condition().map(Some).map_err(rename)
+}
+
+/// Splits a `KeyConditionExpression` into the partition key's value and the sort key's
+/// condition, refusing any other shape as DynamoDB does.
+fn key_condition(
+    condition: Condition,
+    schema: &KeySchema,
+) -> Result<(AttributeValue, Option<Condition>), AwsError> {
+    let parts = match condition {
+        Condition::And(left, right) => vec![*left, *right],
+        single => vec![single],
+    };
+    let is_key = |path: &[PathElement], name: &str| matches!(path, [PathElement::Name(found)] if found == name);
+    let mut partition = None;
+    let mut sort = None;
+    for part in parts {
+        let partition_value = match &part {
+            Condition::Compare(Operand::Path(path), Comparator::Eq, Operand::Value(value))
+            | Condition::Compare(Operand::Value(value), Comparator::Eq, Operand::Path(path))
+                if is_key(path, &schema.partition.name) =>
+            {
+                Some(value.clone())
+            }
+            _ => None,
+        };
+        if let Some(value) = partition_value {
+            if partition.is_some() {
+                return Err(validation(
+                    "Invalid KeyConditionExpression: The key condition names the partition key twice",
+                ));
+            }
+            if value.scalar_type() != Some(schema.partition.scalar_type) {
+                return Err(invalid_parameter(
+                    "Condition parameter type does not match schema type",
+                ));
+            }
+            partition = Some(value);
+            continue;
+        }
+        let Some(sort_key) = &schema.sort else {
+            return Err(validation("Query key condition not supported"));
+        };
+        let on_sort_key = match &part {
+            Condition::Compare(Operand::Path(path), comparator, Operand::Value(value)) => {
+                *comparator != Comparator::Ne
+                    && is_key(path, &sort_key.name)
+                    && value.scalar_type() == Some(sort_key.scalar_type)
+            }
+            Condition::Between(Operand::Path(path), Operand::Value(low), Operand::Value(high)) => {
+                is_key(path, &sort_key.name)
+                    && low.scalar_type() == Some(sort_key.scalar_type)
+                    && high.scalar_type() == Some(sort_key.scalar_type)
+            }
+            Condition::BeginsWith(Operand::Path(path), Operand::Value(prefix)) => {
+                is_key(path, &sort_key.name)
+                    && sort_key.scalar_type != sluice_tables::ScalarType::N
+                    && prefix.scalar_type() == Some(sort_key.scalar_type)
+            }
+            _ => false,
+        };
+        if !on_sort_key || sort.is_some() {
+            return Err(validation("Query key condition not supported"));
+        }
+        sort = Some(part);
+    }
+    let partition = partition.ok_or_else(|| {
+        validation(format!(
+            "Query condition missed key schema element: {}",
+            schema.partition.name
+        ))
+    })?;
+    Ok((partition, sort))
+}
+
 /// Scan's request: paging, parallel segments, `Select`, and whether only a count is asked.
 fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
     refuse_unsupported(
         body,
         &[
-            "FilterExpression",
             "ScanFilter",
             "AttributesToGet",
             "IndexName",
@@ -739,6 +834,7 @@ fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
             exclusive_start_key,
             limit,
             segment,
+            filter: expression(body, "FilterExpression")?,
         },
         count_only,
     ))
@@ -873,15 +969,51 @@ impl DynamoDbService {
                     _ => json!({}),
                 })
             }
-            "Scan" => {
+            "Scan" | "Query" => {
                 let name = table_name(&body)?;
-                let (request, count_only) = scan_request(&body)?;
+                let (scan, count_only) = scan_request(&body)?;
                 let projected = projection(&body)?;
-                let page = self
-                    .blocking(move |tables| tables.scan(&name, &request))
-                    .await?;
-                let count = page.items.len();
-                let mut answer = json!({"Count": count, "ScannedCount": count});
+                let page = if operation == "Scan" {
+                    self.blocking(move |tables| tables.scan(&name, &scan))
+                        .await?
+                } else {
+                    refuse_unsupported(&body, &["KeyConditions", "QueryFilter"])?;
+                    if scan.segment.is_some() {
+                        return Err(validation("Segment and TotalSegments are Scan parameters"));
+                    }
+                    let condition = expression(&body, "KeyConditionExpression")?.ok_or_else(|| {
+                        validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+                    })?;
+                    let definition = self
+                        .tables
+                        .describe_table(&name)
+                        .map_err(tables_error)?
+                        .definition;
+                    let (partition, key_condition) =
+                        key_condition(condition, &definition.key_schema)?;
+                    let forward = match body.get("ScanIndexForward") {
+                        None | Some(Value::Null) => true,
+                        Some(Value::Bool(forward)) => *forward,
+                        Some(_) => {
+                            return Err(AwsError::client(
+                                "SerializationException",
+                                "ScanIndexForward must be a boolean",
+                            ));
+                        }
+                    };
+                    let request = QueryRequest {
+                        partition,
+                        key_condition,
+                        filter: scan.filter,
+                        forward,
+                        exclusive_start_key: scan.exclusive_start_key,
+                        limit: scan.limit,
+                    };
+                    self.blocking(move |tables| tables.query(&name, &request))
+                        .await?
+                };
+                let mut answer =
+                    json!({"Count": page.items.len(), "ScannedCount": page.scanned_count});
                 if !count_only {
                     answer["Items"] = page
                         .items
