@@ -561,3 +561,57 @@ def test_query_key_conditions_order_paging_and_filters(sluice, dynamodb):
         "--key-condition-expression", "userId = :u", "--expression-attribute-values", '{":u": {"N": "2"}}',
     )
     assert cli["Count"] == 6
+
+
+def test_update_item_expressions_and_return_values(sluice, dynamodb):
+    create_transactions(
+        dynamodb, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    )
+    key = {"userId": {"N": "7"}, "transactionId": {"N": "1"}}
+    created = dynamodb.update_item(
+        TableName="transactions", Key=key,
+        UpdateExpression="SET amount = :a, tags = :t, visits = if_not_exists(visits, :zero) + :one",
+        ExpressionAttributeValues={":a": {"N": "10.25"}, ":t": {"L": [{"S": "x"}]}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+        ReturnValues="ALL_NEW",
+    )["Attributes"]
+    assert created == {**key, "amount": {"N": "10.25"}, "tags": {"L": [{"S": "x"}]}, "visits": {"N": "1"}}
+    updated = dynamodb.update_item(
+        TableName="transactions", Key=key,
+        UpdateExpression="SET amount = amount - :d, tags = list_append(tags, :more) ADD visits :one, labels :l REMOVE missing",
+        ConditionExpression="visits = :one",
+        ExpressionAttributeValues={":d": {"N": "0.25"}, ":more": {"L": [{"S": "y"}]}, ":one": {"N": "1"},
+                                   ":l": {"SS": ["a", "b"]}},
+        ReturnValues="UPDATED_NEW",
+    )["Attributes"]
+    assert updated["amount"] == {"N": "10"} and updated["visits"] == {"N": "2"}
+    assert updated["tags"] == {"L": [{"S": "x"}, {"S": "y"}]} and sorted(updated["labels"]["SS"]) == ["a", "b"]
+    assert "userId" not in updated
+    old = dynamodb.update_item(
+        TableName="transactions", Key=key, UpdateExpression="DELETE labels :a REMOVE tags",
+        ExpressionAttributeValues={":a": {"SS": ["a"]}}, ReturnValues="UPDATED_OLD",
+    )["Attributes"]
+    assert sorted(old["labels"]["SS"]) == ["a", "b"] and "tags" in old
+    item = dynamodb.get_item(TableName="transactions", Key=key)["Item"]
+    assert item["labels"] == {"SS": ["b"]} and "tags" not in item
+    assert error_of(
+        dynamodb.update_item, TableName="transactions", Key=key, UpdateExpression="SET visits = :one",
+        ConditionExpression="visits = :one", ExpressionAttributeValues={":one": {"N": "1"}},
+    )[0] == "ConditionalCheckFailedException"
+    assert error_of(
+        dynamodb.update_item, TableName="transactions", Key=key, UpdateExpression="SET userId = :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    ) == ("ValidationException",
+          "One or more parameter values were invalid: Cannot update attribute userId. This attribute is part of the key")
+    assert error_of(
+        dynamodb.update_item, TableName="transactions", Key=key, UpdateExpression="SET amount = amount + :s",
+        ExpressionAttributeValues={":s": {"S": "x"}},
+    ) == ("ValidationException", "An operand in the update expression has an incorrect data type")
+    # The AWS CLI's update-item, and the stream saw INSERT then MODIFYs.
+    aws_cli(
+        sluice, "dynamodb", "update-item", "--table-name", "transactions",
+        "--key", '{"userId": {"N": "7"}, "transactionId": {"N": "1"}}',
+        "--update-expression", "SET note = :n", "--expression-attribute-values", '{":n": {"S": "cli"}}',
+    )
+    arn = dynamodb.describe_table(TableName="transactions")["Table"]["LatestStreamArn"]
+    events = [record["eventName"] for record in read_all(streams_client(sluice), arn)]
+    assert events == ["INSERT", "MODIFY", "MODIFY", "MODIFY"]

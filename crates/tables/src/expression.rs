@@ -112,6 +112,8 @@ fn lex(text: &str) -> Result<Vec<Token>, TablesError> {
             b'.' => Some("."),
             b'[' => Some("["),
             b']' => Some("]"),
+            b'+' => Some("+"),
+            b'-' => Some("-"),
             _ => None,
         };
         if let Some(symbol) = single {
@@ -429,6 +431,329 @@ impl<'a> Parser<'a> {
         }
         Ok(path)
     }
+}
+
+/// A value of an update's `SET` action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateValue {
+    Operand(Operand),
+    IfNotExists(Vec<PathElement>, Box<UpdateValue>),
+    ListAppend(Box<UpdateValue>, Box<UpdateValue>),
+    Plus(Box<UpdateValue>, Box<UpdateValue>),
+    Minus(Box<UpdateValue>, Box<UpdateValue>),
+}
+
+/// One action of an `UpdateExpression`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateAction {
+    Set(Vec<PathElement>, UpdateValue),
+    Remove(Vec<PathElement>),
+    Add(Vec<PathElement>, AttributeValue),
+    Delete(Vec<PathElement>, AttributeValue),
+}
+
+impl Parser<'_> {
+    /// The whole text as an `UpdateExpression`: `SET`, `REMOVE`, `ADD` and `DELETE` clauses,
+    /// each at most once, in any order.
+    pub fn update(&mut self) -> Result<Vec<UpdateAction>, TablesError> {
+        let mut actions = Vec::new();
+        let mut seen = BTreeSet::new();
+        while let Some(token) = self.peek().cloned() {
+            let Token::Name(word) = &token else {
+                return Err(self.syntax_error(token));
+            };
+            let clause = word.to_ascii_uppercase();
+            if !matches!(clause.as_str(), "SET" | "REMOVE" | "ADD" | "DELETE") {
+                return Err(self.syntax_error(token));
+            }
+            if !seen.insert(clause.clone()) {
+                return Err(TablesError::Validation(format!(
+                    "Invalid UpdateExpression: The \"{clause}\" section can only be used once in an update expression;"
+                )));
+            }
+            self.at += 1;
+            loop {
+                let path = self.path()?;
+                actions.push(match clause.as_str() {
+                    "SET" => {
+                        self.expect("=")?;
+                        UpdateAction::Set(path, self.update_value(0)?)
+                    }
+                    "REMOVE" => UpdateAction::Remove(path),
+                    _ => {
+                        let Operand::Value(value) = self.operand()? else {
+                            return Err(invalid(
+                                self.text,
+                                "ADD and DELETE take a value placeholder",
+                            ));
+                        };
+                        if clause == "ADD" {
+                            UpdateAction::Add(path, value)
+                        } else {
+                            UpdateAction::Delete(path, value)
+                        }
+                    }
+                });
+                if self.peek() == Some(&Token::Symbol(",")) {
+                    self.at += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        if actions.is_empty() {
+            return Err(TablesError::Validation(
+                "Invalid UpdateExpression: The expression can not be empty;".to_owned(),
+            ));
+        }
+        Ok(actions)
+    }
+
+    fn update_value(&mut self, depth: usize) -> Result<UpdateValue, TablesError> {
+        let depth = self.deeper(depth)?;
+        let left = self.update_term(depth)?;
+        match self.peek() {
+            Some(Token::Symbol("+")) => {
+                self.at += 1;
+                Ok(UpdateValue::Plus(
+                    Box::new(left),
+                    Box::new(self.update_term(depth)?),
+                ))
+            }
+            Some(Token::Symbol("-")) => {
+                self.at += 1;
+                Ok(UpdateValue::Minus(
+                    Box::new(left),
+                    Box::new(self.update_term(depth)?),
+                ))
+            }
+            _ => Ok(left),
+        }
+    }
+
+    fn update_term(&mut self, depth: usize) -> Result<UpdateValue, TablesError> {
+        if let Some(Token::Name(name)) = self.peek().cloned()
+            && self.tokens.get(self.at + 1) == Some(&Token::Symbol("("))
+        {
+            let depth = self.deeper(depth)?;
+            self.at += 2;
+            let value = match name.as_str() {
+                "if_not_exists" => {
+                    let path = self.path()?;
+                    self.expect(",")?;
+                    UpdateValue::IfNotExists(path, Box::new(self.update_value(depth)?))
+                }
+                "list_append" => {
+                    let left = self.update_value(depth)?;
+                    self.expect(",")?;
+                    UpdateValue::ListAppend(Box::new(left), Box::new(self.update_value(depth)?))
+                }
+                _ => {
+                    return Err(invalid(
+                        self.text,
+                        format!("Invalid function name; function: {name}"),
+                    ));
+                }
+            };
+            self.expect(")")?;
+            return Ok(value);
+        }
+        Ok(UpdateValue::Operand(self.operand()?))
+    }
+}
+
+fn update_error(message: &str) -> TablesError {
+    TablesError::Validation(format!("The provided expression refers to {message}"))
+}
+
+fn type_error() -> TablesError {
+    TablesError::Validation(
+        "An operand in the update expression has an incorrect data type".to_owned(),
+    )
+}
+
+/// Adds two numbers exactly; the sum must fit DynamoDB's numbers.
+pub fn add_numbers(left: &Number, right: &Number, subtract: bool) -> Result<Number, TablesError> {
+    // Align both on the smaller exponent: at most 38 digits plus the exponent range apart.
+    let exponent = left.exponent().min(right.exponent());
+    let digits_of = |number: &Number| -> Vec<u8> {
+        let mut digits: Vec<u8> = number
+            .digit_text()
+            .bytes()
+            .map(|digit| digit - b'0')
+            .collect();
+        let shift = (number.exponent() - exponent) as usize;
+        digits.extend(std::iter::repeat_n(0, shift));
+        digits.reverse(); // least significant first
+        digits
+    };
+    let (a, b) = (digits_of(left), digits_of(right));
+    let a_negative = left.is_negative();
+    let b_negative = right.is_negative() != subtract && !right.is_zero();
+    let magnitude_cmp = |a: &[u8], b: &[u8]| {
+        let significant = |digits: &[u8]| {
+            digits
+                .iter()
+                .rposition(|digit| *digit != 0)
+                .map_or(0, |at| at + 1)
+        };
+        let (la, lb) = (significant(a), significant(b));
+        la.cmp(&lb)
+            .then_with(|| a.iter().take(la).rev().cmp(b.iter().take(lb).rev()))
+    };
+    let length = a.len().max(b.len()) + 1;
+    let digit = |digits: &[u8], at: usize| i32::from(digits.get(at).copied().unwrap_or(0));
+    let (mut result, negative) = if a_negative == b_negative {
+        let mut carry = 0;
+        let mut sum = Vec::with_capacity(length);
+        for at in 0..length {
+            let total = digit(&a, at) + digit(&b, at) + carry;
+            sum.push((total % 10) as u8);
+            carry = total / 10;
+        }
+        (sum, a_negative)
+    } else {
+        let (big, small, negative) = if magnitude_cmp(&a, &b).is_ge() {
+            (&a, &b, a_negative)
+        } else {
+            (&b, &a, b_negative)
+        };
+        let mut borrow = 0;
+        let mut difference = Vec::with_capacity(length);
+        for at in 0..length {
+            let mut total = digit(big, at) - digit(small, at) - borrow;
+            borrow = i32::from(total < 0);
+            if total < 0 {
+                total += 10;
+            }
+            difference.push(total as u8);
+        }
+        (difference, negative)
+    };
+    result.reverse();
+    let text: String = result
+        .iter()
+        .map(|digit| char::from(b'0' + digit))
+        .collect();
+    Number::parse(&format!(
+        "{}{text}e{exponent}",
+        if negative { "-" } else { "" }
+    ))
+}
+
+fn evaluate_update_value(item: &Item, value: &UpdateValue) -> Result<AttributeValue, TablesError> {
+    match value {
+        UpdateValue::Operand(Operand::Value(value)) => Ok(value.clone()),
+        UpdateValue::Operand(Operand::Path(path)) => resolve(item, path)
+            .cloned()
+            .ok_or_else(|| update_error("an attribute that does not exist in the item")),
+        UpdateValue::Operand(Operand::Size(_)) => Err(type_error()),
+        UpdateValue::IfNotExists(path, fallback) => match resolve(item, path) {
+            Some(found) => Ok(found.clone()),
+            None => evaluate_update_value(item, fallback),
+        },
+        UpdateValue::ListAppend(left, right) => {
+            match (
+                evaluate_update_value(item, left)?,
+                evaluate_update_value(item, right)?,
+            ) {
+                (AttributeValue::L(mut left), AttributeValue::L(right)) => {
+                    left.extend(right);
+                    Ok(AttributeValue::L(left))
+                }
+                _ => Err(type_error()),
+            }
+        }
+        UpdateValue::Plus(left, right) | UpdateValue::Minus(left, right) => {
+            match (
+                evaluate_update_value(item, left)?,
+                evaluate_update_value(item, right)?,
+            ) {
+                (AttributeValue::N(left), AttributeValue::N(right)) => Ok(AttributeValue::N(
+                    add_numbers(&left, &right, matches!(value, UpdateValue::Minus(..)))?,
+                )),
+                _ => Err(type_error()),
+            }
+        }
+    }
+}
+
+/// Applies update actions to an item (an empty item when there was none), as DynamoDB does:
+/// every value is computed from the item as it was before the update.
+pub fn apply_update(before: &Item, actions: &[UpdateAction]) -> Result<Item, TablesError> {
+    let mut after = before.clone();
+    for action in actions {
+        let path = match action {
+            UpdateAction::Set(path, _)
+            | UpdateAction::Remove(path)
+            | UpdateAction::Add(path, _)
+            | UpdateAction::Delete(path, _) => path,
+        };
+        let [PathElement::Name(name)] = path.as_slice() else {
+            return Err(TablesError::Validation(
+                "Invalid UpdateExpression: Sluice updates top-level attributes only yet".to_owned(),
+            ));
+        };
+        match action {
+            UpdateAction::Set(_, value) => {
+                after.insert(name.clone(), evaluate_update_value(before, value)?);
+            }
+            UpdateAction::Remove(_) => {
+                after.remove(name);
+            }
+            UpdateAction::Add(_, value) => {
+                let sum = match (before.get(name), value) {
+                    (
+                        None,
+                        value @ (AttributeValue::N(_)
+                        | AttributeValue::Ss(_)
+                        | AttributeValue::Ns(_)
+                        | AttributeValue::Bs(_)),
+                    ) => value.clone(),
+                    (Some(AttributeValue::N(left)), AttributeValue::N(right)) => {
+                        AttributeValue::N(add_numbers(left, right, false)?)
+                    }
+                    (Some(AttributeValue::Ss(left)), AttributeValue::Ss(right)) => {
+                        AttributeValue::Ss(left.union(right).cloned().collect())
+                    }
+                    (Some(AttributeValue::Ns(left)), AttributeValue::Ns(right)) => {
+                        AttributeValue::Ns(left.union(right).cloned().collect())
+                    }
+                    (Some(AttributeValue::Bs(left)), AttributeValue::Bs(right)) => {
+                        AttributeValue::Bs(left.union(right).cloned().collect())
+                    }
+                    _ => return Err(type_error()),
+                };
+                after.insert(name.clone(), sum);
+            }
+            UpdateAction::Delete(_, value) => {
+                let remaining = match (before.get(name), value) {
+                    (
+                        None,
+                        AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_),
+                    ) => None,
+                    (Some(AttributeValue::Ss(left)), AttributeValue::Ss(right)) => {
+                        let left: BTreeSet<String> = left.difference(right).cloned().collect();
+                        (!left.is_empty()).then_some(AttributeValue::Ss(left))
+                    }
+                    (Some(AttributeValue::Ns(left)), AttributeValue::Ns(right)) => {
+                        let left: BTreeSet<Number> = left.difference(right).cloned().collect();
+                        (!left.is_empty()).then_some(AttributeValue::Ns(left))
+                    }
+                    (Some(AttributeValue::Bs(left)), AttributeValue::Bs(right)) => {
+                        let left: BTreeSet<Vec<u8>> = left.difference(right).cloned().collect();
+                        (!left.is_empty()).then_some(AttributeValue::Bs(left))
+                    }
+                    _ => return Err(type_error()),
+                };
+                match remaining {
+                    Some(remaining) => after.insert(name.clone(), remaining),
+                    None => after.remove(name),
+                };
+            }
+        }
+    }
+    Ok(after)
 }
 
 /// The value at a path in an item, if there is one.
@@ -753,6 +1078,74 @@ mod tests {
             let values = BTreeMap::from([(":v".to_owned(), AttributeValue::Null)]);
             let _ = parse(&text, &values);
         }
+    }
+
+    proptest! {
+        /// Exact decimal sums and differences against integer arithmetic on scaled values.
+        #[test]
+        fn number_arithmetic_is_exact(a in -10_i64.pow(12)..10_i64.pow(12), b in -10_i64.pow(12)..10_i64.pow(12), sa in 0_u32..6, sb in 0_u32..6, subtract in any::<bool>()) {
+            let scale = sa.max(sb);
+            let x = Number::parse(&format!("{a}e-{sa}")).unwrap();
+            let y = Number::parse(&format!("{b}e-{sb}")).unwrap();
+            let scaled = |value: i64, own: u32| i128::from(value) * 10_i128.pow(scale - own);
+            let expected = if subtract { scaled(a, sa) - scaled(b, sb) } else { scaled(a, sa) + scaled(b, sb) };
+            let expected = Number::parse(&format!("{expected}e-{scale}")).unwrap();
+            prop_assert_eq!(add_numbers(&x, &y, subtract).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn update_actions_apply_from_the_item_before() {
+        let values = BTreeMap::from([
+            (
+                ":one".to_owned(),
+                AttributeValue::N(Number::parse("1").unwrap()),
+            ),
+            (
+                ":l".to_owned(),
+                AttributeValue::L(vec![AttributeValue::Null]),
+            ),
+        ]);
+        let names = BTreeMap::new();
+        let actions = Parser::new(
+            "SET a = b + :one, b = a, c = list_append(if_not_exists(c, :l), :l) REMOVE d",
+            &names,
+            &values,
+        )
+        .unwrap()
+        .update()
+        .unwrap();
+        let n = |text: &str| AttributeValue::N(Number::parse(text).unwrap());
+        let before = Item::from([
+            ("a".to_owned(), n("5")),
+            ("b".to_owned(), n("7")),
+            ("d".to_owned(), AttributeValue::Null),
+        ]);
+        let after = apply_update(&before, &actions).unwrap();
+        // Values come from the item before the update: a and b swap through it.
+        assert_eq!(after["a"], n("8"));
+        assert_eq!(after["b"], n("5"));
+        assert_eq!(
+            after["c"],
+            AttributeValue::L(vec![AttributeValue::Null, AttributeValue::Null])
+        );
+        assert!(!after.contains_key("d"));
+        assert!(
+            Parser::new("SET a = :one SET b = :one", &names, &values)
+                .unwrap()
+                .update()
+                .is_err()
+        );
+        assert!(
+            apply_update(
+                &before,
+                &Parser::new("SET m.x = :one", &names, &values)
+                    .unwrap()
+                    .update()
+                    .unwrap()
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub enum Change {
     Put(Item),
     /// Remove the item, if there is one.
     Delete,
+    /// Apply an `UpdateExpression`'s actions to the item (to the key alone when there is
+    /// none), computed inside the commit from the item as committed.
+    Update(Vec<crate::expression::UpdateAction>),
 }
 
 /// One item write.
@@ -187,6 +190,8 @@ struct Prepared {
     key_bytes: Vec<u8>,
     /// The item to store and its stored bytes, or None to delete.
     put: Option<(Item, Vec<u8>)>,
+    /// Update actions and the key item they start from when there is no item.
+    update: Option<(Vec<crate::expression::UpdateAction>, Item)>,
     check: Option<Check>,
 }
 
@@ -591,11 +596,24 @@ impl Tables {
                 let (partition, sort) = schema.exact_key(&write.key)?;
                 (encode_key(partition, sort), None)
             }
+            Change::Update(actions) => {
+                let (partition, sort) = schema.exact_key(&write.key)?;
+                check_key_sizes(schema, partition, sort)?;
+                let key_bytes = encode_key(partition, sort);
+                return Ok(Prepared {
+                    table: write.table,
+                    key_bytes,
+                    put: None,
+                    update: Some((actions, write.key)),
+                    check: write.check,
+                });
+            }
         };
         Ok(Prepared {
             table: write.table,
             key_bytes,
             put,
+            update: None,
             check: write.check,
         })
     }
@@ -659,7 +677,35 @@ impl Tables {
                     outcomes.push(Err(refused));
                     continue;
                 }
-                let new = match prepared.put {
+                let put = match prepared.update {
+                    None => prepared.put,
+                    Some((actions, key)) => {
+                        let updated =
+                            crate::expression::apply_update(old.as_ref().unwrap_or(&key), &actions)
+                                .and_then(|updated| {
+                                    // An update may not change the key; the API refuses actions
+                                    // on key attributes, this keeps the item at its key anyway.
+                                    if definition.key_schema.project_key(&updated) != key {
+                                        return Err(TablesError::Validation(
+                                            "One or more parameter values were invalid: an update may not change the key".to_owned(),
+                                        ));
+                                    }
+                                    check_item_limits(&updated)?;
+                                    Ok(updated)
+                                });
+                        match updated {
+                            Ok(updated) => {
+                                let bytes = encode_item(&updated);
+                                Some((updated, bytes))
+                            }
+                            Err(error) => {
+                                outcomes.push(Err(error));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let new = match put {
                     Some((item, bytes)) => {
                         items.insert(key, bytes.as_slice())?;
                         Some(item)

@@ -15,7 +15,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
-use sluice_tables::expression::{Comparator, Condition, Operand, Parser, PathElement, evaluate};
+use sluice_tables::expression::{
+    Comparator, Condition, Operand, Parser, PathElement, UpdateAction, evaluate,
+};
 use sluice_tables::{
     AttributeValue, CreateTable, Item, KeyAttribute, KeySchema, LIST_TABLES_PAGE_MAX, Number,
     QueryRequest, SCAN_SEGMENTS_MAX, ScalarType, ScanRequest, StreamViewType, TableDescription,
@@ -63,6 +65,10 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         name: "Query",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "UpdateItem",
         formats: &[Format::Json],
     },
 ];
@@ -353,8 +359,49 @@ fn placeholders(body: &Value) -> Result<Placeholders, AwsError> {
 /// A write's `ConditionExpression` as a check run inside the commit, with DynamoDB's checks of
 /// unused placeholders.
 fn condition_check(body: &Value) -> Result<Option<sluice_tables::Check>, AwsError> {
+    condition_check_with(body, &BTreeSet::new(), &BTreeSet::new())
+}
+
+/// [`condition_check`] when another expression of the request (UpdateItem's) used some
+/// placeholders already.
+fn condition_check_with(
+    body: &Value,
+    used_names_elsewhere: &BTreeSet<String>,
+    used_values_elsewhere: &BTreeSet<String>,
+) -> Result<Option<sluice_tables::Check>, AwsError> {
     let (names, values) = placeholders(body)?;
     let Some(text) = string_member(body, "ConditionExpression")? else {
+        let unused_names: Vec<&String> = names
+            .keys()
+            .filter(|name| !used_names_elsewhere.contains(*name))
+            .collect();
+        let unused_values: Vec<&String> = values
+            .keys()
+            .filter(|value| !used_values_elsewhere.contains(*value))
+            .collect();
+        if !used_names_elsewhere.is_empty() || !used_values_elsewhere.is_empty() {
+            if !unused_names.is_empty() {
+                return Err(validation(format!(
+                    "Value provided in ExpressionAttributeNames unused in expressions: keys: {{{}}}",
+                    unused_names
+                        .iter()
+                        .map(|name| name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if !unused_values.is_empty() {
+                return Err(validation(format!(
+                    "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{}}}",
+                    unused_values
+                        .iter()
+                        .map(|value| value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            return Ok(None);
+        }
         if !names.is_empty() {
             return Err(validation(
                 "ExpressionAttributeNames can only be specified when using expressions",
@@ -369,6 +416,12 @@ fn condition_check(body: &Value) -> Result<Option<sluice_tables::Check>, AwsErro
     };
     let mut parser = Parser::new(text, &names, &values).map_err(tables_error)?;
     let condition = parser.condition().map_err(tables_error)?;
+    parser
+        .used_names
+        .extend(used_names_elsewhere.iter().cloned());
+    parser
+        .used_values
+        .extend(used_values_elsewhere.iter().cloned());
     let unused = |all: Vec<&String>, used: &BTreeSet<String>| -> Vec<String> {
         all.into_iter()
             .filter(|placeholder| !used.contains(*placeholder))
@@ -1030,6 +1083,89 @@ impl DynamoDbService {
                     answer["LastEvaluatedKey"] = item_json(&key);
                 }
                 Ok(answer)
+            }
+            "UpdateItem" => {
+                refuse_unsupported(
+                    &body,
+                    &["AttributeUpdates", "Expected", "ConditionalOperator"],
+                )?;
+                let name = table_name(&body)?;
+                let key = required_item(&body, "Key", "key")?;
+                let text = string_member(&body, "UpdateExpression")?.ok_or_else(|| {
+                    validation("Sluice needs an UpdateExpression in UpdateItem (AttributeUpdates is not supported)")
+                })?;
+                let (names, values) = placeholders(&body)?;
+                let rename = |error: TablesError| match error {
+                    TablesError::Validation(message) => validation(message.replacen(
+                        "Invalid ConditionExpression",
+                        "Invalid UpdateExpression",
+                        1,
+                    )),
+                    other => tables_error(other),
+                };
+                let mut parser = Parser::new(text, &names, &values).map_err(rename)?;
+                let actions = parser.update().map_err(rename)?;
+                let definition = self
+                    .tables
+                    .describe_table(&name)
+                    .map_err(tables_error)?
+                    .definition;
+                let schema = &definition.key_schema;
+                let mut touched = BTreeSet::new();
+                for action in &actions {
+                    let (UpdateAction::Set(path, _)
+                    | UpdateAction::Remove(path)
+                    | UpdateAction::Add(path, _)
+                    | UpdateAction::Delete(path, _)) = action;
+                    if let Some(PathElement::Name(top)) = path.first() {
+                        if *top == schema.partition.name
+                            || schema.sort.as_ref().is_some_and(|sort| sort.name == *top)
+                        {
+                            return Err(invalid_parameter(format!(
+                                "Cannot update attribute {top}. This attribute is part of the key"
+                            )));
+                        }
+                        touched.insert(top.clone());
+                    }
+                }
+                let check = condition_check_with(&body, &parser.used_names, &parser.used_values)?;
+                let returns = string_member(&body, "ReturnValues")?
+                    .unwrap_or("NONE")
+                    .to_owned();
+                if !matches!(
+                    returns.as_str(),
+                    "NONE" | "ALL_OLD" | "UPDATED_OLD" | "ALL_NEW" | "UPDATED_NEW"
+                ) {
+                    return Err(validation(format!(
+                        "1 validation error detected: Value '{returns}' at 'returnValues' failed to satisfy constraint: Member must satisfy enum value set: [ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW]"
+                    )));
+                }
+                let write = sluice_tables::Write {
+                    table: name,
+                    key,
+                    change: sluice_tables::Change::Update(actions),
+                    check,
+                };
+                let outcome = self.blocking(move |tables| tables.write(write)).await?;
+                let only_touched = |item: Option<Item>| -> Option<Item> {
+                    item.map(|mut item| {
+                        item.retain(|name, _| touched.contains(name));
+                        item
+                    })
+                };
+                let attributes = match returns.as_str() {
+                    "ALL_OLD" => outcome.old,
+                    "UPDATED_OLD" => only_touched(outcome.old),
+                    "ALL_NEW" => outcome.new,
+                    "UPDATED_NEW" => only_touched(outcome.new),
+                    _ => None,
+                };
+                Ok(match attributes {
+                    Some(attributes) if !attributes.is_empty() => {
+                        json!({"Attributes": item_json(&attributes)})
+                    }
+                    _ => json!({}),
+                })
             }
             other => Err(AwsError::client(
                 "UnknownOperationException",
