@@ -1256,13 +1256,7 @@ impl Compiler<'_> {
             let origin = match origin {
                 None => self.now_ms,
                 Some(Value::String(text)) => {
-                    date_math::resolve(
-                        text,
-                        self.now_ms,
-                        format,
-                        &jiff::tz::TimeZone::UTC,
-                        false,
-                    )
+                    date_math::resolve(text, self.now_ms, format, &jiff::tz::TimeZone::UTC, false)
                         .map_err(|_| bad("origin", &Value::String(text.clone())))?
                 }
                 Some(Value::Number(n)) => n

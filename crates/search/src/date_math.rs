@@ -204,7 +204,10 @@ mod tests {
         let f = date::DEFAULT_DATE_FORMAT;
         assert_eq!(resolve_down("now", now, f, &utc), Ok(now));
         assert_eq!(resolve_down("now/d", now, f, &utc), Ok(1_782_345_600_000));
-        assert_eq!(resolve_down("now-1d/d", now, f, &utc), Ok(1_782_259_200_000));
+        assert_eq!(
+            resolve_down("now-1d/d", now, f, &utc),
+            Ok(1_782_259_200_000)
+        );
         assert_eq!(
             resolve_down("2026-01-31||+1M", now, f, &utc),
             Ok(1_772_236_800_000)
