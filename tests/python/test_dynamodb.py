@@ -615,3 +615,38 @@ def test_update_item_expressions_and_return_values(sluice, dynamodb):
     arn = dynamodb.describe_table(TableName="transactions")["Table"]["LatestStreamArn"]
     events = [record["eventName"] for record in read_all(streams_client(sluice), arn)]
     assert events == ["INSERT", "MODIFY", "MODIFY", "MODIFY"]
+
+
+def test_batch_write_and_get(sluice, dynamodb):
+    create_transactions(dynamodb)
+
+    def key(index):
+        return {"userId": {"N": "9"}, "transactionId": {"N": str(index)}}
+
+    answer = dynamodb.batch_write_item(RequestItems={"transactions": [
+        {"PutRequest": {"Item": {**key(index), "v": {"N": str(index)}}}} for index in range(25)
+    ]})
+    assert answer["UnprocessedItems"] == {}
+    dynamodb.batch_write_item(RequestItems={"transactions": [
+        {"DeleteRequest": {"Key": key(0)}}, {"PutRequest": {"Item": {**key(30), "v": {"N": "30"}}}},
+    ]})
+    got = dynamodb.batch_get_item(RequestItems={"transactions": {
+        "Keys": [key(index) for index in [0, 1, 2, 30, 99]], "ProjectionExpression": "v",
+    }})
+    assert got["UnprocessedKeys"] == {}
+    assert sorted(int(item["v"]["N"]) for item in got["Responses"]["transactions"]) == [1, 2, 30]
+    assert error_of(dynamodb.batch_write_item, RequestItems={"transactions": [
+        {"PutRequest": {"Item": {**key(index)}}} for index in range(26)
+    ]}) == ("ValidationException", "Too many items requested for the BatchWriteItem call")
+    assert error_of(dynamodb.batch_write_item, RequestItems={"transactions": [
+        {"PutRequest": {"Item": key(1)}}, {"DeleteRequest": {"Key": key(1)}},
+    ]}) == ("ValidationException", "Provided list of item keys contains duplicates")
+    assert error_of(dynamodb.batch_get_item, RequestItems={"transactions": {
+        "Keys": [key(index) for index in range(101)],
+    }}) == ("ValidationException", "Too many items requested for the BatchGetItem call")
+    # A malformed member fails the whole batch before anything is written.
+    code, _ = error_of(dynamodb.batch_write_item, RequestItems={"transactions": [
+        {"PutRequest": {"Item": key(40)}}, {"PutRequest": {"Item": {"userId": {"N": "9"}}}},
+    ]})
+    assert code == "ValidationException"
+    assert "Item" not in dynamodb.get_item(TableName="transactions", Key=key(40))

@@ -548,15 +548,47 @@ impl Tables {
     /// Applies one write durably, with its stream record, and answers what it did. Concurrent
     /// writes share one commit.
     pub fn write(&self, write: Write) -> Result<WriteOutcome> {
+        self.write_batch(vec![write])?
+            .pop()
+            .unwrap_or_else(|| Err(TablesError::Storage("a write lost its outcome".to_owned())))
+    }
+
+    /// Applies several writes durably, all queued at once so they share a group commit, and
+    /// answers each one's outcome in order. Every write is checked before any is queued: one
+    /// that is malformed (its table missing, its key or item invalid) fails the whole batch
+    /// and changes nothing. The writes are not one transaction: each has its own outcome.
+    pub fn write_batch(&self, writes: Vec<Write>) -> Result<Vec<Result<WriteOutcome>>> {
         self.refuse_if_poisoned()?;
-        let prepared = self.prepare(write)?;
+        let prepared: Vec<Prepared> = writes
+            .into_iter()
+            .map(|write| self.prepare(write))
+            .collect::<Result<_>>()?;
         let mut state = lock(&self.queue);
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.waiting.push((ticket, prepared));
+        let mut tickets = Vec::with_capacity(prepared.len());
+        for prepared in prepared {
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            state.waiting.push((ticket, prepared));
+            tickets.push(ticket);
+        }
+        let mut outcomes: HashMap<u64, Result<WriteOutcome>> = HashMap::new();
         loop {
-            if let Some(outcome) = state.finished.remove(&ticket) {
-                return outcome;
+            for ticket in &tickets {
+                if let Some(outcome) = state.finished.remove(ticket) {
+                    outcomes.insert(*ticket, outcome);
+                }
+            }
+            if outcomes.len() == tickets.len() {
+                return Ok(tickets
+                    .iter()
+                    .map(|ticket| {
+                        outcomes.remove(ticket).unwrap_or_else(|| {
+                            Err(TablesError::Storage(
+                                "a batch write lost its outcome".to_owned(),
+                            ))
+                        })
+                    })
+                    .collect());
             }
             if !state.leader_active {
                 state.leader_active = true;

@@ -503,3 +503,33 @@ fn queries_read_one_partition_in_sort_order_both_ways_and_page() {
     paged.reverse();
     assert_eq!(paged, forward);
 }
+
+#[test]
+fn batches_share_a_commit_and_a_bad_member_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    let stream_id = tables
+        .create_table(create("t_1", Some(StreamViewType::KeysOnly)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    let row = |s: &str| item(&[("userId", n("1")), ("transactionId", n(s))]);
+    let outcomes = tables
+        .write_batch(
+            (0..25)
+                .map(|index| Write::put("t_1", row(&index.to_string())))
+                .collect(),
+        )
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(tables.describe_table("t_1").unwrap().item_count, 25);
+    assert_eq!(tables.read_stream(stream_id, 0, 100).unwrap().len(), 25);
+    let bad = vec![
+        Write::delete("t_1", row("0")),
+        Write::put("t_1", item(&[("userId", n("1"))])),
+    ];
+    assert!(tables.write_batch(bad).is_err());
+    assert_eq!(tables.describe_table("t_1").unwrap().item_count, 25);
+}

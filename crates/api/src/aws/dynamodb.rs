@@ -71,7 +71,23 @@ pub const OPERATIONS: &[Operation] = &[
         name: "UpdateItem",
         formats: &[Format::Json],
     },
+    Operation {
+        name: "BatchWriteItem",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "BatchGetItem",
+        formats: &[Format::Json],
+    },
 ];
+
+/// Most writes in one BatchWriteItem (DynamoDB's 25).
+pub const BATCH_WRITE_ITEMS_MAX: usize = 25;
+/// Most keys in one BatchGetItem (DynamoDB's 100).
+pub const BATCH_GET_KEYS_MAX: usize = 100;
+/// Most item bytes one BatchGetItem answers (DynamoDB's 16 MB); keys past it are answered as
+/// `UnprocessedKeys`, for the client to ask again.
+pub const BATCH_GET_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Most DynamoDB calls running blocking table work at once (writes waiting for their group's
 /// fsync, reads, catalog changes). When full, a call is refused at once with
@@ -814,6 +830,61 @@ fn key_condition(
     Ok((partition, sort))
 }
 
+fn request_items(body: &Value) -> Result<&Map<String, Value>, AwsError> {
+    match body.get("RequestItems") {
+        Some(Value::Object(tables)) if !tables.is_empty() => Ok(tables),
+        Some(Value::Object(_)) => Err(validation(
+            "1 validation error detected: Value '{}' at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        )),
+        None | Some(Value::Null) => Err(missing("requestItems")),
+        Some(_) => Err(AwsError::client(
+            "SerializationException",
+            "RequestItems must be a map",
+        )),
+    }
+}
+
+fn duplicates() -> AwsError {
+    validation("Provided list of item keys contains duplicates")
+}
+
+/// BatchWriteItem's writes, in order, refused whole as DynamoDB refuses them.
+fn batch_writes(body: &Value) -> Result<Vec<Write>, AwsError> {
+    let mut writes = Vec::new();
+    for (table, requests) in request_items(body)? {
+        sluice_tables::validate_table_name(table).map_err(tables_error)?;
+        let requests = requests.as_array().ok_or_else(|| {
+            AwsError::client(
+                "SerializationException",
+                "each table's requests must be a list",
+            )
+        })?;
+        for request in requests {
+            let put = request.get("PutRequest").filter(|put| !put.is_null());
+            let delete = request
+                .get("DeleteRequest")
+                .filter(|delete| !delete.is_null());
+            writes.push(match (put, delete) {
+                (Some(put), None) => Write::put(table.clone(), required_item(put, "Item", "item")?),
+                (None, Some(delete)) => {
+                    Write::delete(table.clone(), required_item(delete, "Key", "key")?)
+                }
+                _ => {
+                    return Err(validation(
+                        "A WriteRequest must contain exactly one of PutRequest and DeleteRequest",
+                    ));
+                }
+            });
+            if writes.len() > BATCH_WRITE_ITEMS_MAX {
+                return Err(validation(
+                    "Too many items requested for the BatchWriteItem call",
+                ));
+            }
+        }
+    }
+    Ok(writes)
+}
+
 /// Scan's request: paging, parallel segments, `Select`, and whether only a count is asked.
 fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
     refuse_unsupported(
@@ -1083,6 +1154,95 @@ impl DynamoDbService {
                     answer["LastEvaluatedKey"] = item_json(&key);
                 }
                 Ok(answer)
+            }
+            "BatchWriteItem" => {
+                let writes = batch_writes(&body)?;
+                // Two writes of one key in a batch are refused, as DynamoDB refuses them.
+                let mut seen = BTreeSet::new();
+                for write in &writes {
+                    let definition = self
+                        .tables
+                        .describe_table(&write.table)
+                        .map_err(tables_error)?
+                        .definition;
+                    let key = match &write.change {
+                        sluice_tables::Change::Put(item) => definition.key_schema.project_key(item),
+                        _ => write.key.clone(),
+                    };
+                    if !seen.insert((write.table.clone(), format!("{key:?}"))) {
+                        return Err(duplicates());
+                    }
+                }
+                let outcomes = self
+                    .blocking(move |tables| tables.write_batch(writes))
+                    .await?;
+                for outcome in outcomes {
+                    outcome.map_err(tables_error)?;
+                }
+                Ok(json!({"UnprocessedItems": {}}))
+            }
+            "BatchGetItem" => {
+                let mut requests = Vec::new();
+                let mut count = 0;
+                for (table, request) in request_items(&body)? {
+                    sluice_tables::validate_table_name(table).map_err(tables_error)?;
+                    refuse_unsupported(request, &["AttributesToGet"])?;
+                    let keys = request
+                        .get("Keys")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| missing("requestItems.member.keys"))?;
+                    count += keys.len();
+                    if count > BATCH_GET_KEYS_MAX {
+                        return Err(validation(
+                            "Too many items requested for the BatchGetItem call",
+                        ));
+                    }
+                    let keys: Vec<Item> = keys.iter().map(item).collect::<Result<_, _>>()?;
+                    let distinct: BTreeSet<String> =
+                        keys.iter().map(|key| format!("{key:?}")).collect();
+                    if distinct.len() != keys.len() {
+                        return Err(duplicates());
+                    }
+                    requests.push((table.clone(), keys, projection(request)?, request.clone()));
+                }
+                let found = self
+                    .blocking(move |tables| {
+                        let mut answers = Vec::new();
+                        let mut bytes = 0;
+                        for (table, keys, projected, request) in requests {
+                            let mut items = Vec::new();
+                            let mut unprocessed = Vec::new();
+                            for key in keys {
+                                if bytes >= BATCH_GET_BYTES_MAX {
+                                    unprocessed.push(key);
+                                    continue;
+                                }
+                                if let Some(mut item) = tables.get_item(&table, &key)? {
+                                    bytes += sluice_tables::item_size_bytes(&item);
+                                    if let Some(projected) = &projected {
+                                        item.retain(|name, _| projected.contains(name));
+                                    }
+                                    items.push(item);
+                                }
+                            }
+                            answers.push((table, items, unprocessed, request));
+                        }
+                        Ok(answers)
+                    })
+                    .await?;
+                let mut responses = Map::new();
+                let mut unprocessed_keys = Map::new();
+                for (table, items, unprocessed, mut request) in found {
+                    responses.insert(
+                        table.clone(),
+                        Value::Array(items.iter().map(item_json).collect()),
+                    );
+                    if !unprocessed.is_empty() {
+                        request["Keys"] = Value::Array(unprocessed.iter().map(item_json).collect());
+                        unprocessed_keys.insert(table, request);
+                    }
+                }
+                Ok(json!({"Responses": responses, "UnprocessedKeys": unprocessed_keys}))
             }
             "UpdateItem" => {
                 refuse_unsupported(
