@@ -1,6 +1,7 @@
 """Shared fixtures: start the real `sluice` binary on ephemeral ports in a temporary data
 directory, hand its endpoints to the test, and stop it (SIGTERM, then SIGKILL) afterwards."""
 
+import itertools
 import os
 import re
 import signal
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from elasticsearch import Elasticsearch
+from opensearchpy import OpenSearch
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("SLUICE_BIN", ROOT / "target" / "debug" / "sluice"))
@@ -103,3 +106,31 @@ def shared_sluice(tmp_path_factory):
     server = Sluice(tmp_path_factory.mktemp("shared") / "data").start()
     yield server
     server.stop()
+
+
+_names = itertools.count()
+
+
+def unique(prefix):
+    """An index name of its own for each test, so tests on the shared server stay independent."""
+    return f"{prefix}-{next(_names)}"
+
+
+# Aggregations over many documents take seconds in the debug binary: a generous client timeout.
+CLIENT_TIMEOUT_S = 60
+
+
+@pytest.fixture
+def es(shared_sluice):
+    """The official `elasticsearch` client on the module's shared server."""
+    client = Elasticsearch(shared_sluice.es_url, request_timeout=CLIENT_TIMEOUT_S)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def opensearch(shared_sluice):
+    """`opensearch-py` on the module's shared server."""
+    client = OpenSearch(hosts=[shared_sluice.es_url], timeout=CLIENT_TIMEOUT_S)
+    yield client
+    client.close()

@@ -4,7 +4,6 @@ time series, counters, bar charts and tables, every metric and bucket aggregatio
 Elasticsearch response shape, calendar time zones across daylight-saving changes, pipelines,
 and the 400/429 answers for what is not supported or too big."""
 
-import itertools
 import math
 import statistics
 from datetime import datetime, timezone
@@ -13,25 +12,7 @@ import pytest
 from elasticsearch import BadRequestError, Elasticsearch, helpers
 from opensearchpy import OpenSearch, RequestError
 
-_names = itertools.count()
-
-
-def unique(prefix):
-    return f"{prefix}-{next(_names)}"
-
-
-@pytest.fixture
-def es(shared_sluice):
-    client = Elasticsearch(shared_sluice.es_url, request_timeout=60)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def opensearch(shared_sluice):
-    client = OpenSearch(hosts=[shared_sluice.es_url], timeout=60)
-    yield client
-    client.close()
+from conftest import unique
 
 
 def ms(text):

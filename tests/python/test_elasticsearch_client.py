@@ -2,7 +2,6 @@
 document store: indices, single-document APIs, bulk helpers, versioning, search and count, cat,
 health, mappings (explicit, dynamic, strict) and the errors and exception classes it raises."""
 
-import itertools
 import threading
 
 import pytest
@@ -15,19 +14,7 @@ from elasticsearch import (
     helpers,
 )
 
-_names = itertools.count()
-
-
-def unique(prefix):
-    """An index name of its own for each test, so tests on the shared server stay independent."""
-    return f"{prefix}-{next(_names)}"
-
-
-@pytest.fixture
-def es(shared_sluice):
-    client = Elasticsearch(shared_sluice.es_url, request_timeout=30)
-    yield client
-    client.close()
+from conftest import unique
 
 
 def assert_error_shape(body, error_type, status):

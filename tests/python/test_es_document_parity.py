@@ -8,7 +8,6 @@ search}) that apply to what Sluice supports, written anew as pytest tests. Each 
 of its own on one shared server."""
 
 import http.client
-import itertools
 import json
 import re
 import urllib.parse
@@ -16,18 +15,7 @@ import urllib.parse
 import pytest
 from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError, helpers
 
-_names = itertools.count()
-
-
-def unique(prefix):
-    return f"{prefix}-{next(_names)}"
-
-
-@pytest.fixture
-def es(shared_sluice):
-    client = Elasticsearch(shared_sluice.es_url, request_timeout=30)
-    yield client
-    client.close()
+from conftest import unique
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 raw HTTP where a client would hide the shape): what Kibana's data views and Grafana's data
 source send, and a delivery stream's rotated index taking its template's mapping."""
 
-import itertools
 import json
 import time
 import urllib.error
@@ -17,25 +16,7 @@ from opensearchpy import OpenSearch
 from opensearchpy import NotFoundError as OsNotFoundError
 from opensearchpy import RequestError as OsRequestError
 
-_names = itertools.count()
-
-
-def unique(prefix):
-    return f"{prefix}-{next(_names)}"
-
-
-@pytest.fixture
-def es(shared_sluice):
-    client = Elasticsearch(shared_sluice.es_url, request_timeout=30)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def os_client(shared_sluice):
-    client = OpenSearch(shared_sluice.es_url, timeout=30)
-    yield client
-    client.close()
+from conftest import unique
 
 
 def raw(sluice, method, path, body=None, content_type="application/json"):
@@ -574,26 +555,26 @@ def test_resolve_index_names_indices_and_aliases(es):
 # --- opensearch-py -------------------------------------------------------------------------
 
 
-def test_opensearch_client_aliases_templates_and_msearch(os_client):
+def test_opensearch_client_aliases_templates_and_msearch(opensearch):
     p = unique("os")
-    os_client.indices.put_index_template(name=p, body={
+    opensearch.indices.put_index_template(name=p, body={
         "index_patterns": [f"{p}-*"], "priority": 3,
         "template": {"mappings": {"properties": {"tag": {"type": "keyword"}}}, "aliases": {p: {}}}})
-    os_client.index(index=f"{p}-1", body={"tag": "a"}, id="1", refresh=True)
-    assert os_client.indices.get_mapping(index=f"{p}-1")[f"{p}-1"]["mappings"]["properties"] == {
+    opensearch.index(index=f"{p}-1", body={"tag": "a"}, id="1", refresh=True)
+    assert opensearch.indices.get_mapping(index=f"{p}-1")[f"{p}-1"]["mappings"]["properties"] == {
         "tag": {"type": "keyword"}}
-    assert os_client.indices.exists_alias(name=p)
-    os_client.indices.update_aliases(body={"actions": [
+    assert opensearch.indices.exists_alias(name=p)
+    opensearch.indices.update_aliases(body={"actions": [
         {"add": {"index": f"{p}-1", "alias": f"{p}-tagged", "filter": {"term": {"tag": "b"}}}}]})
-    assert os_client.count(index=f"{p}-tagged")["count"] == 0
-    assert os_client.count(index=p)["count"] == 1
-    answer = os_client.msearch(body=[{"index": p}, {"query": {"match_all": {}}},
+    assert opensearch.count(index=f"{p}-tagged")["count"] == 0
+    assert opensearch.count(index=p)["count"] == 1
+    answer = opensearch.msearch(body=[{"index": p}, {"query": {"match_all": {}}},
                                      {"index": f"{p}-none"}, {}])
     assert [r["status"] for r in answer["responses"]] == [200, 404]
     with pytest.raises(OsNotFoundError):
-        os_client.indices.get_alias(name=f"{p}-missing")
+        opensearch.indices.get_alias(name=f"{p}-missing")
     with pytest.raises(OsRequestError):
-        os_client.indices.put_alias(index=f"{p}-1", name=f"{p}-1")
-    caps = os_client.field_caps(index=p, fields="tag")
+        opensearch.indices.put_alias(index=f"{p}-1", name=f"{p}-1")
+    caps = opensearch.field_caps(index=p, fields="tag")
     assert caps["fields"]["tag"]["keyword"]["aggregatable"] is True
-    os_client.indices.delete_index_template(name=p)
+    opensearch.indices.delete_index_template(name=p)

@@ -3,7 +3,6 @@ the same foundation as the Elasticsearch client test, through OpenSearch's API s
 (`body=` arguments, `RequestError`/`ConflictError`/`NotFoundError` with `status_code`, `error`
 and `info`)."""
 
-import itertools
 
 import pytest
 from opensearchpy import (
@@ -15,12 +14,7 @@ from opensearchpy import (
     helpers,
 )
 
-_names = itertools.count()
-
-
-def unique(prefix):
-    """An index name of its own for each test, so tests on the shared server stay independent."""
-    return f"{prefix}-{next(_names)}"
+from conftest import unique
 
 
 @pytest.fixture

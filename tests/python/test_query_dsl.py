@@ -4,7 +4,6 @@
 Elasticsearch's shape, and the searches of the scenarios (a `match` on a postcode, a `bool` with
 two `match` clauses and a `range` filter, `message:bye` over `example-*`)."""
 
-import itertools
 import json
 import math
 import urllib.error
@@ -14,25 +13,7 @@ import pytest
 from elasticsearch import BadRequestError, Elasticsearch
 from opensearchpy import OpenSearch, RequestError
 
-_names = itertools.count()
-
-
-def unique(prefix):
-    return f"{prefix}-{next(_names)}"
-
-
-@pytest.fixture
-def es(shared_sluice):
-    client = Elasticsearch(shared_sluice.es_url, request_timeout=30)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def opensearch(shared_sluice):
-    client = OpenSearch(hosts=[shared_sluice.es_url], timeout=30)
-    yield client
-    client.close()
+from conftest import unique
 
 
 LICENCES = [
@@ -245,7 +226,7 @@ def test_query_string_and_simple_query_string(es):
 
 
 def test_scenario_message_bye_over_a_pattern(es):
-    suffix = next(_names)
+    suffix = unique("s")
     for hour, message in [("13", "hello world 1"), ("14", "bye world! 42")]:
         es.index(index=f"example-{suffix}-2026-12-01-{hour}", id="1", document={"message": message}, refresh=True)
     found = es.search(index=f"example-{suffix}-*", query={"query_string": {"query": "message:bye"}})
