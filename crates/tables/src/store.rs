@@ -280,7 +280,9 @@ impl Tables {
         Ok(())
     }
 
-    fn definition(&self, name: &str) -> Result<Arc<TableDefinition>> {
+    /// A table's definition as last committed, from memory (no disk read): for checking a
+    /// request against the key schema before queuing it.
+    pub fn definition(&self, name: &str) -> Result<Arc<TableDefinition>> {
         lock(&self.catalog).get(name).cloned().ok_or_else(not_found)
     }
 

@@ -1010,16 +1010,20 @@ impl DynamoDbService {
             }
             "DescribeTable" => {
                 let name = table_name(&body)?;
-                let description =
-                    self.tables
-                        .describe_table(&name)
-                        .map_err(|error| match error {
-                            TablesError::NotFound(_) => AwsError::client(
+                let lookup = name.clone();
+                let description = self
+                    .blocking(move |tables| tables.describe_table(&lookup))
+                    .await
+                    .map_err(|error| {
+                        if error.kind == NOT_FOUND {
+                            AwsError::client(
                                 NOT_FOUND,
                                 format!("Requested resource not found: Table: {name} not found"),
-                            ),
-                            other => tables_error(other),
-                        })?;
+                            )
+                        } else {
+                            error
+                        }
+                    })?;
                 Ok(json!({"Table": describe(&description, "ACTIVE")}))
             }
             "ListTables" => {
@@ -1108,11 +1112,7 @@ impl DynamoDbService {
                     let condition = expression(&body, "KeyConditionExpression")?.ok_or_else(|| {
                         validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
                     })?;
-                    let definition = self
-                        .tables
-                        .describe_table(&name)
-                        .map_err(tables_error)?
-                        .definition;
+                    let definition = self.tables.definition(&name).map_err(tables_error)?;
                     let (partition, key_condition) =
                         key_condition(condition, &definition.key_schema)?;
                     let forward = match body.get("ScanIndexForward") {
@@ -1160,11 +1160,7 @@ impl DynamoDbService {
                 // Two writes of one key in a batch are refused, as DynamoDB refuses them.
                 let mut seen = BTreeSet::new();
                 for write in &writes {
-                    let definition = self
-                        .tables
-                        .describe_table(&write.table)
-                        .map_err(tables_error)?
-                        .definition;
+                    let definition = self.tables.definition(&write.table).map_err(tables_error)?;
                     let key = match &write.change {
                         sluice_tables::Change::Put(item) => definition.key_schema.project_key(item),
                         _ => write.key.clone(),
@@ -1265,11 +1261,7 @@ impl DynamoDbService {
                 };
                 let mut parser = Parser::new(text, &names, &values).map_err(rename)?;
                 let actions = parser.update().map_err(rename)?;
-                let definition = self
-                    .tables
-                    .describe_table(&name)
-                    .map_err(tables_error)?
-                    .definition;
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
                 let schema = &definition.key_schema;
                 let mut touched = BTreeSet::new();
                 for action in &actions {
