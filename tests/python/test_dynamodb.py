@@ -650,3 +650,41 @@ def test_batch_write_and_get(sluice, dynamodb):
     ]})
     assert code == "ValidationException"
     assert "Item" not in dynamodb.get_item(TableName="transactions", Key=key(40))
+
+
+def test_transactions_all_or_nothing(sluice, dynamodb):
+    create_transactions(dynamodb)
+
+    def key(index):
+        return {"userId": {"N": "5"}, "transactionId": {"N": str(index)}}
+
+    dynamodb.put_item(TableName="transactions", Item={**key(1), "balance": {"N": "10"}})
+    dynamodb.put_item(TableName="transactions", Item={**key(4), "balance": {"N": "0"}})
+    with pytest.raises(ClientError) as raised:
+        dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "transactions", "Item": {**key(2), "balance": {"N": "5"}}}},
+            {"Update": {"TableName": "transactions", "Key": key(1), "UpdateExpression": "SET balance = balance - :five",
+                        "ConditionExpression": "balance >= :twenty",
+                        "ExpressionAttributeValues": {":five": {"N": "5"}, ":twenty": {"N": "20"}}}},
+        ])
+    error = raised.value.response
+    assert error["Error"]["Code"] == "TransactionCanceledException"
+    assert [reason["Code"] for reason in error["CancellationReasons"]] == ["None", "ConditionalCheckFailed"]
+    assert "Item" not in dynamodb.get_item(TableName="transactions", Key=key(2))
+    dynamodb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "transactions", "Item": {**key(2), "balance": {"N": "5"}},
+                 "ConditionExpression": "attribute_not_exists(userId)"}},
+        {"Update": {"TableName": "transactions", "Key": key(1), "UpdateExpression": "SET balance = balance - :five",
+                    "ConditionExpression": "balance >= :five", "ExpressionAttributeValues": {":five": {"N": "5"}}}},
+        {"ConditionCheck": {"TableName": "transactions", "Key": key(4), "ConditionExpression": "attribute_exists(balance)"}},
+        {"Delete": {"TableName": "transactions", "Key": key(3)}},
+    ])
+    got = dynamodb.transact_get_items(TransactItems=[
+        {"Get": {"TableName": "transactions", "Key": key(1)}},
+        {"Get": {"TableName": "transactions", "Key": key(2), "ProjectionExpression": "balance"}},
+        {"Get": {"TableName": "transactions", "Key": key(3)}},
+    ])["Responses"]
+    assert got[0]["Item"]["balance"] == {"N": "5"} and got[1]["Item"] == {"balance": {"N": "5"}} and "Item" not in got[2]
+    assert error_of(dynamodb.transact_write_items, TransactItems=[
+        {"Put": {"TableName": "transactions", "Item": key(7)}}, {"Delete": {"TableName": "transactions", "Key": key(7)}},
+    ]) == ("ValidationException", "Transaction request cannot include multiple operations on one item")

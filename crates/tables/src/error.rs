@@ -19,6 +19,10 @@ pub enum TablesError {
     /// `ReturnValuesOnConditionCheckFailure`.
     #[error("The conditional request failed")]
     ConditionFailed { item: Option<Box<Item>> },
+    /// A transaction changed nothing because at least one member failed: one reason per
+    /// member, in request order (`code` "None" for members that did not fail).
+    #[error("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", reasons.iter().map(|reason| reason.code.as_str()).collect::<Vec<_>>().join(", "))]
+    TransactionCanceled { reasons: Vec<CancellationReason> },
     /// More tables than [`crate::TABLES_MAX`].
     #[error("{0}")]
     LimitExceeded(String),
@@ -29,6 +33,16 @@ pub enum TablesError {
     /// Stored bytes that do not decode: a bug or corruption, never the client's input.
     #[error("corrupt table data: {0}")]
     Corrupt(String),
+}
+
+/// Why one member of a cancelled transaction failed, as DynamoDB's `CancellationReasons` say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancellationReason {
+    /// `None`, `ConditionalCheckFailed` or `ValidationError`.
+    pub code: String,
+    pub message: Option<String>,
+    /// The item the condition was checked against.
+    pub item: Option<Item>,
 }
 
 pub type Result<T, E = TablesError> = std::result::Result<T, E>;

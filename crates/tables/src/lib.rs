@@ -41,7 +41,7 @@ mod tests;
 
 pub use crate::{
     codec::{decode_item, encode_item, encode_key},
-    error::{Result, TablesError},
+    error::{CancellationReason, Result, TablesError},
     number::{NUMBER_DIGITS_MAX, NUMBER_EXPONENT_MAX, NUMBER_EXPONENT_MIN, Number},
     schema::{
         CreateTable, KeyAttribute, KeySchema, PARTITION_KEY_BYTES_MAX, SORT_KEY_BYTES_MAX,

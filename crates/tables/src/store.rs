@@ -18,7 +18,7 @@ use redb::{
 use sluice_log::Clock;
 
 use crate::codec::{decode_item, encode_item, encode_key};
-use crate::error::{Result, TablesError};
+use crate::error::{CancellationReason, Result, TablesError};
 use crate::schema::{
     CreateTable, StreamInfo, TableDefinition, TableDescription, check_key_sizes,
     validate_table_name,
@@ -87,6 +87,8 @@ pub enum Change {
     /// Apply an `UpdateExpression`'s actions to the item (to the key alone when there is
     /// none), computed inside the commit from the item as committed.
     Update(Vec<crate::expression::UpdateAction>),
+    /// Change nothing: only the check runs (a transaction's `ConditionCheck`).
+    ConditionCheck,
 }
 
 /// One item write.
@@ -192,6 +194,8 @@ struct Prepared {
     put: Option<(Item, Vec<u8>)>,
     /// Update actions and the key item they start from when there is no item.
     update: Option<(Vec<crate::expression::UpdateAction>, Item)>,
+    /// A transaction's ConditionCheck: the check runs, nothing is written.
+    check_only: bool,
     check: Option<Check>,
 }
 
@@ -547,6 +551,23 @@ impl Tables {
         }
     }
 
+    /// Several items, each at `(table, key)`, read from one snapshot (TransactGetItems).
+    pub fn get_items(&self, keys: &[(String, Item)]) -> Result<Vec<Option<Item>>> {
+        let read = self.database.begin_read()?;
+        let items = read.open_table(ITEMS)?;
+        keys.iter()
+            .map(|(table, key)| {
+                let definition = self.definition(table)?;
+                let (partition, sort) = definition.key_schema.exact_key(key)?;
+                let key_bytes = encode_key(partition, sort);
+                items
+                    .get((definition.table_id, key_bytes.as_slice()))?
+                    .map(|bytes| decode_item(bytes.value()))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Applies one write durably, with its stream record, and answers what it did. Concurrent
     /// writes share one commit.
     pub fn write(&self, write: Write) -> Result<WriteOutcome> {
@@ -614,9 +635,107 @@ impl Tables {
         }
     }
 
+    /// Applies writes as one transaction: every member's condition is checked and its new item
+    /// computed against the committed state, then all are stored in one durable commit, or —
+    /// when any member fails — none is, and the error gives one reason per member. Two members
+    /// may not touch one item.
+    pub fn transact_write(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>> {
+        self.refuse_if_poisoned()?;
+        let prepared: Vec<Prepared> = writes
+            .into_iter()
+            .map(|write| self.prepare(write))
+            .collect::<Result<_>>()?;
+        let mut distinct = std::collections::HashSet::new();
+        if !prepared
+            .iter()
+            .all(|member| distinct.insert((member.table.clone(), member.key_bytes.clone())))
+        {
+            return Err(TablesError::Validation(
+                "Transaction request cannot include multiple operations on one item".to_owned(),
+            ));
+        }
+        let now_ms = self.clock.now_ms();
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let outcomes = {
+            let catalog = write.open_table(CATALOG)?;
+            let mut items = write.open_table(ITEMS)?;
+            let mut counts = write.open_table(COUNTS)?;
+            let mut stream_next = write.open_table(STREAM_NEXT)?;
+            let mut records = write.open_table(RECORDS)?;
+            let mut decided = Vec::with_capacity(prepared.len());
+            let mut reasons = Vec::with_capacity(prepared.len());
+            let mut failed = false;
+            for mut member in prepared {
+                let definition: TableDefinition = catalog
+                    .get(member.table.as_str())?
+                    .map(|json| serde_json::from_str(json.value()))
+                    .transpose()
+                    .map_err(json_error)?
+                    .ok_or_else(not_found)?;
+                let old = read_item(&items, definition.table_id, &member.key_bytes)?;
+                let key_bytes = std::mem::take(&mut member.key_bytes);
+                match decide(&definition, member, old.as_ref()) {
+                    Ok(decision) => {
+                        reasons.push(CancellationReason {
+                            code: "None".to_owned(),
+                            message: None,
+                            item: None,
+                        });
+                        decided.push((definition, key_bytes, old, decision));
+                    }
+                    Err(error) => {
+                        failed = true;
+                        reasons.push(match error {
+                            TablesError::ConditionFailed { item } => CancellationReason {
+                                code: "ConditionalCheckFailed".to_owned(),
+                                message: Some("The conditional request failed".to_owned()),
+                                item: item.map(|item| *item),
+                            },
+                            TablesError::Validation(message) => CancellationReason {
+                                code: "ValidationError".to_owned(),
+                                message: Some(message),
+                                item: None,
+                            },
+                            other => return Err(other),
+                        });
+                    }
+                }
+            }
+            if failed {
+                drop((catalog, items, counts, stream_next, records));
+                write.abort()?;
+                return Err(TablesError::TransactionCanceled { reasons });
+            }
+            let mut open = OpenTables {
+                items: &mut items,
+                counts: &mut counts,
+                stream_next: &mut stream_next,
+                records: &mut records,
+            };
+            let mut outcomes = Vec::with_capacity(decided.len());
+            for (definition, key_bytes, old, decision) in decided {
+                outcomes.push(match decision {
+                    None => WriteOutcome {
+                        new: old.clone(),
+                        old,
+                        sequence: None,
+                    },
+                    Some(put) => {
+                        store_change(&mut open, &definition, &key_bytes, old, put, now_ms)?
+                    }
+                });
+            }
+            outcomes
+        };
+        self.commit_control(write)?;
+        Ok(outcomes)
+    }
+
     fn prepare(&self, write: Write) -> Result<Prepared> {
         let definition = self.definition(&write.table)?;
         let schema = &definition.key_schema;
+        let check_only = matches!(write.change, Change::ConditionCheck);
         let (key_bytes, put) = match write.change {
             Change::Put(item) => {
                 let (partition, sort) = schema.key_of_item(&item)?;
@@ -626,7 +745,7 @@ impl Tables {
                 let bytes = encode_item(&item);
                 (key_bytes, Some((item, bytes)))
             }
-            Change::Delete => {
+            Change::Delete | Change::ConditionCheck => {
                 let (partition, sort) = schema.exact_key(&write.key)?;
                 (encode_key(partition, sort), None)
             }
@@ -639,6 +758,7 @@ impl Tables {
                     key_bytes,
                     put: None,
                     update: Some((actions, write.key)),
+                    check_only: false,
                     check: write.check,
                 });
             }
@@ -648,6 +768,7 @@ impl Tables {
             key_bytes,
             put,
             update: None,
+            check_only,
             check: write.check,
         })
     }
@@ -686,7 +807,7 @@ impl Tables {
             // Definitions as this transaction sees them: a table deleted or recreated before
             // it is seen here, never half.
             let mut definitions: HashMap<String, Option<TableDefinition>> = HashMap::new();
-            for (_, prepared) in group {
+            for (_, mut prepared) in group {
                 if !definitions.contains_key(&prepared.table) {
                     let definition = catalog
                         .get(prepared.table.as_str())?
@@ -699,92 +820,28 @@ impl Tables {
                     outcomes.push(Err(not_found()));
                     continue;
                 };
-                let id = definition.table_id;
-                let key = (id, prepared.key_bytes.as_slice());
-                let old = items
-                    .get(key)?
-                    .map(|bytes| decode_item(bytes.value()))
-                    .transpose()?;
-                if let Some(check) = prepared.check
-                    && let Err(refused) = check(old.as_ref())
-                {
-                    outcomes.push(Err(refused));
-                    continue;
-                }
-                let put = match prepared.update {
-                    None => prepared.put,
-                    Some((actions, key)) => {
-                        let updated =
-                            crate::expression::apply_update(old.as_ref().unwrap_or(&key), &actions)
-                                .and_then(|updated| {
-                                    // An update may not change the key; the API refuses actions
-                                    // on key attributes, this keeps the item at its key anyway.
-                                    if definition.key_schema.project_key(&updated) != key {
-                                        return Err(TablesError::Validation(
-                                            "One or more parameter values were invalid: an update may not change the key".to_owned(),
-                                        ));
-                                    }
-                                    check_item_limits(&updated)?;
-                                    Ok(updated)
-                                });
-                        match updated {
-                            Ok(updated) => {
-                                let bytes = encode_item(&updated);
-                                Some((updated, bytes))
-                            }
-                            Err(error) => {
-                                outcomes.push(Err(error));
-                                continue;
-                            }
-                        }
-                    }
-                };
-                let new = match put {
-                    Some((item, bytes)) => {
-                        items.insert(key, bytes.as_slice())?;
-                        Some(item)
-                    }
-                    None => {
-                        items.remove(key)?;
-                        None
-                    }
-                };
-                let (mut count, mut size) = counts.get(id)?.map_or((0, 0), |value| value.value());
-                if let Some(old) = &old {
-                    count = count.saturating_sub(1);
-                    size = size.saturating_sub(item_size_bytes(old) as u64);
-                }
-                if let Some(new) = &new {
-                    count += 1;
-                    size += item_size_bytes(new) as u64;
-                }
-                counts.insert(id, (count, size))?;
-                changed = true;
-                // DynamoDB writes no record for a write that changed nothing.
-                let mut sequence = None;
-                if let Some(stream) = &definition.stream
-                    && old != new
-                {
-                    let keys = definition
-                        .key_schema
-                        .project_key(new.as_ref().or(old.as_ref()).unwrap_or(&Item::new()));
-                    if let Some(mut record) = StreamRecord::for_change(
-                        stream.view_type,
-                        keys,
-                        old.as_ref(),
-                        new.as_ref(),
-                        now_ms,
-                    ) {
-                        let next = stream_next
-                            .get(stream.stream_id)?
-                            .map_or(1, |next| next.value());
-                        record.sequence = next;
-                        records.insert((stream.stream_id, next), record.encode().as_slice())?;
-                        stream_next.insert(stream.stream_id, next + 1)?;
-                        sequence = Some(next);
+                let old = read_item(&items, definition.table_id, &prepared.key_bytes)?;
+                let key_bytes = std::mem::take(&mut prepared.key_bytes);
+                match decide(definition, prepared, old.as_ref()) {
+                    Err(refused) => outcomes.push(Err(refused)),
+                    Ok(None) => outcomes.push(Ok(WriteOutcome {
+                        new: old.clone(),
+                        old,
+                        sequence: None,
+                    })),
+                    Ok(Some(put)) => {
+                        let mut open = OpenTables {
+                            items: &mut items,
+                            counts: &mut counts,
+                            stream_next: &mut stream_next,
+                            records: &mut records,
+                        };
+                        outcomes.push(Ok(store_change(
+                            &mut open, definition, &key_bytes, old, put, now_ms,
+                        )?));
+                        changed = true;
                     }
                 }
-                outcomes.push(Ok(WriteOutcome { old, new, sequence }));
             }
         }
         if changed {
@@ -907,6 +964,115 @@ impl Tables {
         self.commit_control(write)?;
         Ok(removed)
     }
+}
+
+/// The write-side tables a change touches, open in one redb write transaction.
+struct OpenTables<'a, 't> {
+    items: &'a mut redb::Table<'t, (u64, &'static [u8]), &'static [u8]>,
+    counts: &'a mut redb::Table<'t, u64, (u64, u64)>,
+    stream_next: &'a mut redb::Table<'t, u64, u64>,
+    records: &'a mut redb::Table<'t, (u64, u64), &'static [u8]>,
+}
+
+fn read_item(
+    items: &redb::Table<'_, (u64, &'static [u8]), &'static [u8]>,
+    table_id: u64,
+    key_bytes: &[u8],
+) -> Result<Option<Item>> {
+    items
+        .get((table_id, key_bytes))?
+        .map(|bytes| decode_item(bytes.value()))
+        .transpose()
+}
+
+/// An item to store with its encoded bytes, or None to remove the item.
+type StoredItem = Option<(Item, Vec<u8>)>;
+
+/// What a prepared write does to the item it found: `Ok(None)` changes nothing (a condition
+/// check), `Ok(Some(None))` removes the item, `Ok(Some(Some(item)))` stores one. An `Err` is
+/// the write's own failure: its condition was false or its update cannot apply.
+fn decide(
+    definition: &TableDefinition,
+    prepared: Prepared,
+    old: Option<&Item>,
+) -> Result<Option<StoredItem>> {
+    if let Some(check) = prepared.check {
+        check(old)?;
+    }
+    if prepared.check_only {
+        return Ok(None);
+    }
+    let Some((actions, key)) = prepared.update else {
+        return Ok(Some(prepared.put));
+    };
+    let updated = crate::expression::apply_update(old.unwrap_or(&key), &actions)?;
+    // An update may not change the key; the API refuses actions on key attributes, this keeps
+    // the item at its key anyway.
+    if definition.key_schema.project_key(&updated) != key {
+        return Err(TablesError::Validation(
+            "One or more parameter values were invalid: an update may not change the key"
+                .to_owned(),
+        ));
+    }
+    check_item_limits(&updated)?;
+    let bytes = encode_item(&updated);
+    Ok(Some(Some((updated, bytes))))
+}
+
+/// Stores one change: the item, its table's counts and — when the table has a stream and the
+/// item changed (DynamoDB writes no record for a write that changed nothing) — its record.
+fn store_change(
+    open: &mut OpenTables<'_, '_>,
+    definition: &TableDefinition,
+    key_bytes: &[u8],
+    old: Option<Item>,
+    put: Option<(Item, Vec<u8>)>,
+    now_ms: u64,
+) -> Result<WriteOutcome> {
+    let id = definition.table_id;
+    let key = (id, key_bytes);
+    let new = match put {
+        Some((item, bytes)) => {
+            open.items.insert(key, bytes.as_slice())?;
+            Some(item)
+        }
+        None => {
+            open.items.remove(key)?;
+            None
+        }
+    };
+    let (mut count, mut size) = open.counts.get(id)?.map_or((0, 0), |value| value.value());
+    if let Some(old) = &old {
+        count = count.saturating_sub(1);
+        size = size.saturating_sub(item_size_bytes(old) as u64);
+    }
+    if let Some(new) = &new {
+        count += 1;
+        size += item_size_bytes(new) as u64;
+    }
+    open.counts.insert(id, (count, size))?;
+    let mut sequence = None;
+    if let Some(stream) = &definition.stream
+        && old != new
+    {
+        let keys = definition
+            .key_schema
+            .project_key(new.as_ref().or(old.as_ref()).unwrap_or(&Item::new()));
+        if let Some(mut record) =
+            StreamRecord::for_change(stream.view_type, keys, old.as_ref(), new.as_ref(), now_ms)
+        {
+            let next = open
+                .stream_next
+                .get(stream.stream_id)?
+                .map_or(1, |next| next.value());
+            record.sequence = next;
+            open.records
+                .insert((stream.stream_id, next), record.encode().as_slice())?;
+            open.stream_next.insert(stream.stream_id, next + 1)?;
+            sequence = Some(next);
+        }
+    }
+    Ok(WriteOutcome { old, new, sequence })
 }
 
 /// Fills one page from stored entries: items `accept` refuses are passed over (another

@@ -533,3 +533,75 @@ fn batches_share_a_commit_and_a_bad_member_changes_nothing() {
     assert!(tables.write_batch(bad).is_err());
     assert_eq!(tables.describe_table("t_1").unwrap().item_count, 25);
 }
+
+#[test]
+fn transactions_apply_all_or_nothing_with_a_reason_per_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    let stream_id = tables
+        .create_table(create("t_1", Some(StreamViewType::KeysOnly)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    let row = |s: &str| item(&[("userId", n("1")), ("transactionId", n(s))]);
+    let absent: fn() -> Check = || {
+        Box::new(|current: Option<&Item>| match current {
+            None => Ok(()),
+            Some(item) => Err(TablesError::ConditionFailed {
+                item: Some(Box::new(item.clone())),
+            }),
+        })
+    };
+    tables.write(Write::put("t_1", row("1"))).unwrap();
+    // The second member's condition fails: nothing of the first is stored.
+    let refused = tables
+        .transact_write(vec![
+            Write::put("t_1", row("2")),
+            Write::put("t_1", row("1")).with_check(absent()),
+        ])
+        .unwrap_err();
+    let TablesError::TransactionCanceled { reasons } = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(
+        reasons
+            .iter()
+            .map(|reason| reason.code.as_str())
+            .collect::<Vec<_>>(),
+        ["None", "ConditionalCheckFailed"]
+    );
+    assert_eq!(reasons[1].item, Some(row("1")));
+    assert_eq!(tables.get_item("t_1", &row("2")).unwrap(), None);
+    assert_eq!(tables.read_stream(stream_id, 0, 10).unwrap().len(), 1);
+    let check_only = Write {
+        table: "t_1".into(),
+        key: row("1"),
+        change: Change::ConditionCheck,
+        check: Some(Box::new(|current: Option<&Item>| {
+            if current.is_some() {
+                Ok(())
+            } else {
+                Err(TablesError::ConditionFailed { item: None })
+            }
+        })),
+    };
+    let outcomes = tables
+        .transact_write(vec![
+            Write::put("t_1", row("2")),
+            Write::delete("t_1", row("3")),
+            check_only,
+        ])
+        .unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(tables.describe_table("t_1").unwrap().item_count, 2);
+    assert_eq!(tables.read_stream(stream_id, 0, 10).unwrap().len(), 2);
+    assert!(matches!(
+        tables.transact_write(vec![
+            Write::put("t_1", row("5")),
+            Write::delete("t_1", row("5"))
+        ]),
+        Err(TablesError::Validation(_))
+    ));
+}

@@ -79,7 +79,18 @@ pub const OPERATIONS: &[Operation] = &[
         name: "BatchGetItem",
         formats: &[Format::Json],
     },
+    Operation {
+        name: "TransactWriteItems",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "TransactGetItems",
+        formats: &[Format::Json],
+    },
 ];
+
+/// Most members of one TransactWriteItems or TransactGetItems (DynamoDB's 100).
+pub const TRANSACT_ITEMS_MAX: usize = 100;
 
 /// Most writes in one BatchWriteItem (DynamoDB's 25).
 pub const BATCH_WRITE_ITEMS_MAX: usize = 25;
@@ -107,6 +118,7 @@ const LIMIT_EXCEEDED: &str = "com.amazonaws.dynamodb.v20120810#LimitExceededExce
 const THROUGHPUT_EXCEEDED: &str =
     "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException";
 const INTERNAL: &str = "com.amazonaws.dynamodb.v20120810#InternalServerError";
+const TRANSACTION_CANCELED: &str = "com.amazonaws.dynamodb.v20120810#TransactionCanceledException";
 
 fn validation(message: impl Into<String>) -> AwsError {
     AwsError::client(VALIDATION, message)
@@ -128,6 +140,30 @@ fn tables_error(error: TablesError) -> AwsError {
             AwsError::client(CONDITION_FAILED, "The conditional request failed")
         }
         TablesError::LimitExceeded(message) => AwsError::client(LIMIT_EXCEEDED, message),
+        TablesError::TransactionCanceled { reasons } => {
+            let message = TablesError::TransactionCanceled {
+                reasons: reasons.clone(),
+            }
+            .to_string();
+            let reasons: Vec<Value> = reasons
+                .iter()
+                .map(|reason| {
+                    let mut shown = json!({"Code": reason.code});
+                    if let Some(message) = &reason.message {
+                        shown["Message"] = json!(message);
+                    }
+                    if let Some(item) = &reason.item {
+                        shown["Item"] = item_json(item);
+                    }
+                    shown
+                })
+                .collect();
+            let mut error = AwsError::client(TRANSACTION_CANCELED, message);
+            let mut extra = Map::new();
+            extra.insert("CancellationReasons".to_owned(), Value::Array(reasons));
+            error.extra = Some(Box::new(extra));
+            error
+        }
         error @ (TablesError::Storage(_) | TablesError::Corrupt(_)) => {
             tracing::error!(%error, "dynamodb call failed");
             AwsError::new(
@@ -885,6 +921,128 @@ fn batch_writes(body: &Value) -> Result<Vec<Write>, AwsError> {
     Ok(writes)
 }
 
+/// An update's actions, the top-level attributes they touch, and its condition.
+type ParsedUpdate = (
+    Vec<UpdateAction>,
+    BTreeSet<String>,
+    Option<sluice_tables::Check>,
+);
+
+/// UpdateItem's `UpdateExpression` (and `ConditionExpression`, sharing the placeholders): the
+/// actions, the top-level attributes they touch, and the condition as a check. Actions on key
+/// attributes are refused.
+fn parse_update(body: &Value, schema: &KeySchema) -> Result<ParsedUpdate, AwsError> {
+    let text = string_member(body, "UpdateExpression")?.ok_or_else(|| {
+        validation(
+            "Sluice needs an UpdateExpression in UpdateItem (AttributeUpdates is not supported)",
+        )
+    })?;
+    let (names, values) = placeholders(body)?;
+    let rename = |error: TablesError| match error {
+        TablesError::Validation(message) => validation(message.replacen(
+            "Invalid ConditionExpression",
+            "Invalid UpdateExpression",
+            1,
+        )),
+        other => tables_error(other),
+    };
+    let mut parser = Parser::new(text, &names, &values).map_err(rename)?;
+    let actions = parser.update().map_err(rename)?;
+    let mut touched = BTreeSet::new();
+    for action in &actions {
+        let (UpdateAction::Set(path, _)
+        | UpdateAction::Remove(path)
+        | UpdateAction::Add(path, _)
+        | UpdateAction::Delete(path, _)) = action;
+        if let Some(PathElement::Name(top)) = path.first() {
+            if *top == schema.partition.name
+                || schema.sort.as_ref().is_some_and(|sort| sort.name == *top)
+            {
+                return Err(invalid_parameter(format!(
+                    "Cannot update attribute {top}. This attribute is part of the key"
+                )));
+            }
+            touched.insert(top.clone());
+        }
+    }
+    let check = condition_check_with(body, &parser.used_names, &parser.used_values)?;
+    Ok((actions, touched, check))
+}
+
+/// TransactItems of TransactWriteItems and TransactGetItems, bounded.
+fn transact_items(body: &Value) -> Result<&Vec<Value>, AwsError> {
+    let items = body
+        .get("TransactItems")
+        .and_then(Value::as_array)
+        .ok_or_else(|| missing("transactItems"))?;
+    if items.is_empty() || items.len() > TRANSACT_ITEMS_MAX {
+        return Err(validation(format!(
+            "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to {TRANSACT_ITEMS_MAX} and greater than or equal to 1"
+        )));
+    }
+    Ok(items)
+}
+
+/// One member of TransactWriteItems as a write.
+fn transact_write(member: &Value, tables: &Tables) -> Result<Write, AwsError> {
+    let Value::Object(kinds) = member else {
+        return Err(AwsError::client(
+            "SerializationException",
+            "a TransactItem must be an object",
+        ));
+    };
+    let mut present = kinds.iter().filter(|(_, value)| !value.is_null());
+    let (Some((kind, request)), None) = (present.next(), present.next()) else {
+        return Err(validation(
+            "TransactItems can only contain one of Check, Put, Update or Delete",
+        ));
+    };
+    refuse_unsupported(request, &["ReturnValuesOnConditionCheckFailure"])?;
+    let table = table_name(request)?;
+    Ok(match kind.as_str() {
+        "Put" => {
+            let mut write = Write::put(table, required_item(request, "Item", "item")?);
+            write.check = condition_check(request)?;
+            write
+        }
+        "Delete" => {
+            let mut write = Write::delete(table, required_item(request, "Key", "key")?);
+            write.check = condition_check(request)?;
+            write
+        }
+        "ConditionCheck" => {
+            let check = condition_check(request)?.ok_or_else(|| missing("conditionExpression"))?;
+            Write {
+                table,
+                key: required_item(request, "Key", "key")?,
+                change: sluice_tables::Change::ConditionCheck,
+                check: Some(check),
+            }
+        }
+        "Update" => {
+            let key = required_item(request, "Key", "key")?;
+            let schema = tables
+                .definition(&table)
+                .map_err(tables_error)?
+                .key_schema
+                .clone();
+            let (actions, _, check) = parse_update(request, &schema)?;
+            Write {
+                table,
+                key,
+                change: sluice_tables::Change::Update(actions),
+                check,
+            }
+        }
+        other => {
+            return Err(AwsError::client(
+                "SerializationException",
+                format!("unknown TransactItem kind {other}"),
+            ));
+        }
+    })
+}
+
 /// Scan's request: paging, parallel segments, `Select`, and whether only a count is asked.
 fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
     refuse_unsupported(
@@ -1240,6 +1398,42 @@ impl DynamoDbService {
                 }
                 Ok(json!({"Responses": responses, "UnprocessedKeys": unprocessed_keys}))
             }
+            "TransactWriteItems" => {
+                let writes: Vec<Write> = transact_items(&body)?
+                    .iter()
+                    .map(|member| transact_write(member, &self.tables))
+                    .collect::<Result<_, _>>()?;
+                self.blocking(move |tables| tables.transact_write(writes))
+                    .await?;
+                Ok(json!({}))
+            }
+            "TransactGetItems" => {
+                let mut keys = Vec::new();
+                let mut projections = Vec::new();
+                for member in transact_items(&body)? {
+                    let get = member
+                        .get("Get")
+                        .filter(|get| !get.is_null())
+                        .ok_or_else(|| missing("transactItems.member.get"))?;
+                    keys.push((table_name(get)?, required_item(get, "Key", "key")?));
+                    projections.push(projection(get)?);
+                }
+                let found = self.blocking(move |tables| tables.get_items(&keys)).await?;
+                let responses: Vec<Value> = found
+                    .into_iter()
+                    .zip(projections)
+                    .map(|(item, projected)| match item {
+                        None => json!({}),
+                        Some(mut item) => {
+                            if let Some(projected) = projected {
+                                item.retain(|name, _| projected.contains(name));
+                            }
+                            json!({"Item": item_json(&item)})
+                        }
+                    })
+                    .collect();
+                Ok(json!({"Responses": responses}))
+            }
             "UpdateItem" => {
                 refuse_unsupported(
                     &body,
@@ -1247,40 +1441,13 @@ impl DynamoDbService {
                 )?;
                 let name = table_name(&body)?;
                 let key = required_item(&body, "Key", "key")?;
-                let text = string_member(&body, "UpdateExpression")?.ok_or_else(|| {
-                    validation("Sluice needs an UpdateExpression in UpdateItem (AttributeUpdates is not supported)")
-                })?;
-                let (names, values) = placeholders(&body)?;
-                let rename = |error: TablesError| match error {
-                    TablesError::Validation(message) => validation(message.replacen(
-                        "Invalid ConditionExpression",
-                        "Invalid UpdateExpression",
-                        1,
-                    )),
-                    other => tables_error(other),
-                };
-                let mut parser = Parser::new(text, &names, &values).map_err(rename)?;
-                let actions = parser.update().map_err(rename)?;
-                let definition = self.tables.definition(&name).map_err(tables_error)?;
-                let schema = &definition.key_schema;
-                let mut touched = BTreeSet::new();
-                for action in &actions {
-                    let (UpdateAction::Set(path, _)
-                    | UpdateAction::Remove(path)
-                    | UpdateAction::Add(path, _)
-                    | UpdateAction::Delete(path, _)) = action;
-                    if let Some(PathElement::Name(top)) = path.first() {
-                        if *top == schema.partition.name
-                            || schema.sort.as_ref().is_some_and(|sort| sort.name == *top)
-                        {
-                            return Err(invalid_parameter(format!(
-                                "Cannot update attribute {top}. This attribute is part of the key"
-                            )));
-                        }
-                        touched.insert(top.clone());
-                    }
-                }
-                let check = condition_check_with(&body, &parser.used_names, &parser.used_values)?;
+                let schema = self
+                    .tables
+                    .definition(&name)
+                    .map_err(tables_error)?
+                    .key_schema
+                    .clone();
+                let (actions, touched, check) = parse_update(&body, &schema)?;
                 let returns = string_member(&body, "ReturnValues")?
                     .unwrap_or("NONE")
                     .to_owned();

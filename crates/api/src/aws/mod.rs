@@ -38,6 +38,9 @@ pub struct AwsError {
     /// The `__type`: `ResourceNotFoundException`, `ValidationException`, …
     pub kind: &'static str,
     pub message: String,
+    /// Members some errors carry besides `__type` and `message` (DynamoDB's
+    /// `CancellationReasons`, for one).
+    pub extra: Option<Box<serde_json::Map<String, Value>>>,
 }
 
 impl AwsError {
@@ -46,6 +49,7 @@ impl AwsError {
             status,
             kind,
             message: message.into(),
+            extra: None,
         }
     }
 
@@ -67,7 +71,15 @@ impl AwsError {
     }
 
     pub fn body(&self) -> Value {
-        json!({"__type": self.kind, "message": self.message})
+        let mut body = json!({"__type": self.kind, "message": self.message});
+        if let (Some(extra), Value::Object(members)) = (&self.extra, &mut body) {
+            members.extend(
+                extra
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
+        }
+        body
     }
 }
 
