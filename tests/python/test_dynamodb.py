@@ -688,3 +688,31 @@ def test_transactions_all_or_nothing(sluice, dynamodb):
     assert error_of(dynamodb.transact_write_items, TransactItems=[
         {"Put": {"TableName": "transactions", "Item": key(7)}}, {"Delete": {"TableName": "transactions", "Key": key(7)}},
     ]) == ("ValidationException", "Transaction request cannot include multiple operations on one item")
+
+
+def test_update_table_turns_the_stream_off_and_on(sluice, dynamodb):
+    first = create_transactions(
+        dynamodb, StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    )["LatestStreamArn"]
+    key = {"userId": {"N": "1"}, "transactionId": {"N": "1"}}
+    dynamodb.put_item(TableName="transactions", Item=key)
+    off = dynamodb.update_table(TableName="transactions", StreamSpecification={"StreamEnabled": False})
+    assert "StreamSpecification" not in off["TableDescription"]
+    dynamodb.put_item(TableName="transactions", Item={**key, "v": {"N": "1"}})  # no stream: no record
+    on = dynamodb.update_table(
+        TableName="transactions", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    )["TableDescription"]
+    second = on["LatestStreamArn"]
+    assert on["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    dynamodb.delete_item(TableName="transactions", Key=key)
+    streams = streams_client(sluice)
+    assert streams.describe_stream(StreamArn=first)["StreamDescription"]["StreamStatus"] == "DISABLED"
+    assert [r["eventName"] for r in read_all(streams, first)] == ["INSERT"]
+    if second != first:  # labels have millisecond resolution
+        assert [r["eventName"] for r in read_all(streams, second)] == ["REMOVE"]
+    assert {s["StreamArn"] for s in streams.list_streams(TableName="transactions")["Streams"]} == {first, second}
+    code, message = error_of(
+        dynamodb.update_table, TableName="transactions",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
+    )
+    assert code == "ValidationException" and message.startswith("Table already has an enabled stream")

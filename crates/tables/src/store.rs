@@ -20,7 +20,7 @@ use sluice_log::Clock;
 use crate::codec::{decode_item, encode_item, encode_key};
 use crate::error::{CancellationReason, Result, TablesError};
 use crate::schema::{
-    CreateTable, StreamInfo, TableDefinition, TableDescription, check_key_sizes,
+    CreateTable, StreamInfo, StreamViewType, TableDefinition, TableDescription, check_key_sizes,
     validate_table_name,
 };
 use crate::stream::{STREAM_RETENTION_MS, StreamRecord, StreamSummary};
@@ -359,6 +359,72 @@ impl Tables {
             item_count: 0,
             size_bytes: 0,
         })
+    }
+
+    /// UpdateTable's stream part: `Some(view)` enables a new stream (a new id and label),
+    /// `None` disables the current one, whose records stay readable until retention ends.
+    pub fn update_stream(
+        &self,
+        name: &str,
+        view_type: Option<StreamViewType>,
+    ) -> Result<TableDescription> {
+        self.refuse_if_poisoned()?;
+        let now_ms = self.clock.now_ms();
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let definition = {
+            let mut catalog = write.open_table(CATALOG)?;
+            let json = catalog
+                .get(name)?
+                .map(|json| json.value().to_owned())
+                .ok_or_else(not_found)?;
+            let mut definition: TableDefinition =
+                serde_json::from_str(&json).map_err(json_error)?;
+            match (&definition.stream, view_type) {
+                (Some(_), Some(_)) => {
+                    return Err(TablesError::Validation(format!(
+                        "Table already has an enabled stream: TableName: {name}"
+                    )));
+                }
+                (None, None) => {
+                    return Err(TablesError::Validation(
+                        "One or more parameter values were invalid: Table does not have a stream to disable"
+                            .to_owned(),
+                    ));
+                }
+                (Some(stream), None) => {
+                    self.disable_stream(&write, stream.stream_id)?;
+                    definition.stream = None;
+                }
+                (None, Some(view_type)) => {
+                    let stream_id = next_id(&mut write.open_table(META)?, KEY_NEXT_STREAM_ID)?;
+                    let summary = StreamSummary {
+                        stream_id,
+                        table_name: name.to_owned(),
+                        view_type,
+                        created_ms: now_ms,
+                        disabled_ms: None,
+                        key_schema: Some(definition.key_schema.clone()),
+                    };
+                    let json = serde_json::to_string(&summary).map_err(json_error)?;
+                    write
+                        .open_table(STREAMS)?
+                        .insert(stream_id, json.as_str())?;
+                    write.open_table(STREAM_NEXT)?.insert(stream_id, 1)?;
+                    definition.stream = Some(StreamInfo {
+                        stream_id,
+                        view_type,
+                        created_ms: now_ms,
+                    });
+                }
+            }
+            let json = serde_json::to_string(&definition).map_err(json_error)?;
+            catalog.insert(name, json.as_str())?;
+            definition
+        };
+        self.commit_control(write)?;
+        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition));
+        self.describe_table(name)
     }
 
     fn commit_control(&self, write: redb::WriteTransaction) -> Result<()> {

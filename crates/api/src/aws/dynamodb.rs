@@ -48,6 +48,10 @@ pub const OPERATIONS: &[Operation] = &[
         formats: &[Format::Json],
     },
     Operation {
+        name: "UpdateTable",
+        formats: &[Format::Json],
+    },
+    Operation {
         name: "PutItem",
         formats: &[Format::Json],
     },
@@ -584,6 +588,39 @@ fn describe(description: &TableDescription, status: &str) -> Value {
     table
 }
 
+/// A `StreamSpecification`: None when absent, `Some(None)` to disable, `Some(Some(view))` to
+/// enable with that view type.
+fn stream_specification(body: &Value) -> Result<Option<Option<StreamViewType>>, AwsError> {
+    Ok(match body.get("StreamSpecification") {
+        None | Some(Value::Null) => None,
+        Some(specification) => {
+            let enabled = specification
+                .get("StreamEnabled")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| missing("streamSpecification.streamEnabled"))?;
+            let view_type = string_member(specification, "StreamViewType")?;
+            Some(match (enabled, view_type) {
+                (false, None) => None,
+                (false, Some(_)) => {
+                    return Err(invalid_parameter(
+                        "StreamSpecification: StreamViewType cannot be specified when StreamEnabled is false",
+                    ));
+                }
+                (true, None) => {
+                    return Err(invalid_parameter(
+                        "StreamSpecification: StreamViewType is required when StreamEnabled is true",
+                    ));
+                }
+                (true, Some(view_type)) => Some(StreamViewType::parse(view_type).ok_or_else(|| {
+                    validation(format!(
+                        "1 validation error detected: Value '{view_type}' at 'streamSpecification.streamViewType' failed to satisfy constraint: Member must satisfy enum value set: [NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES, KEYS_ONLY]"
+                    ))
+                })?),
+            })
+        }
+    })
+}
+
 /// CreateTable's request, checked as DynamoDB checks it.
 fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
     refuse_unsupported(
@@ -706,34 +743,7 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
         }
         _ => None,
     };
-    let stream_view_type = match body.get("StreamSpecification") {
-        None | Some(Value::Null) => None,
-        Some(specification) => {
-            let enabled = specification
-                .get("StreamEnabled")
-                .and_then(Value::as_bool)
-                .ok_or_else(|| missing("streamSpecification.streamEnabled"))?;
-            let view_type = string_member(specification, "StreamViewType")?;
-            match (enabled, view_type) {
-                (false, None) => None,
-                (false, Some(_)) => {
-                    return Err(invalid_parameter(
-                        "StreamSpecification: StreamViewType cannot be specified when StreamEnabled is false",
-                    ));
-                }
-                (true, None) => {
-                    return Err(invalid_parameter(
-                        "StreamSpecification: StreamViewType is required when StreamEnabled is true",
-                    ));
-                }
-                (true, Some(view_type)) => Some(StreamViewType::parse(view_type).ok_or_else(|| {
-                    validation(format!(
-                        "1 validation error detected: Value '{view_type}' at 'streamSpecification.streamViewType' failed to satisfy constraint: Member must satisfy enum value set: [NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES, KEYS_ONLY]"
-                    ))
-                })?),
-            }
-        }
-    };
+    let stream_view_type = stream_specification(body)?.flatten();
     Ok(CreateTable {
         name,
         key_schema: KeySchema { partition, sort },
@@ -1203,6 +1213,29 @@ impl DynamoDbService {
                     answer["LastEvaluatedTableName"] = json!(last);
                 }
                 Ok(answer)
+            }
+            "UpdateTable" => {
+                refuse_unsupported(
+                    &body,
+                    &[
+                        "GlobalSecondaryIndexUpdates",
+                        "ProvisionedThroughput",
+                        "BillingMode",
+                        "SSESpecification",
+                        "ReplicaUpdates",
+                        "AttributeDefinitions",
+                    ],
+                )?;
+                let name = table_name(&body)?;
+                let Some(view_type) = stream_specification(&body)? else {
+                    return Err(validation(
+                        "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required",
+                    ));
+                };
+                let description = self
+                    .blocking(move |tables| tables.update_stream(&name, view_type))
+                    .await?;
+                Ok(json!({"TableDescription": describe(&description, "ACTIVE")}))
             }
             "DeleteTable" => {
                 let name = table_name(&body)?;
