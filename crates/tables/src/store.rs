@@ -226,6 +226,12 @@ impl std::fmt::Debug for Tables {
 }
 
 impl Tables {
+    /// Now, on the clock the tables were opened with (stream record times, retention, and the
+    /// age of stream iterators).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     /// Opens (or creates) the tables database in `directory`.
     pub fn open(directory: &Path, clock: Arc<dyn Clock>) -> Result<Tables> {
         std::fs::create_dir_all(directory)?;

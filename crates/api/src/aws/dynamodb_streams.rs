@@ -6,8 +6,10 @@
 //!
 //! Each stream has one shard, which keeps every change of a table in commit order (so in order
 //! per item). Sequence numbers are the stream's record numbers written as 21 zero-padded
-//! digits, so they compare the same as text and as numbers. A shard iterator names a stream and
-//! the sequence number to read from; it does not expire (DynamoDB's expire after 15 minutes).
+//! digits, so they compare the same as text and as numbers. A shard iterator names a stream, the
+//! sequence number to read from and when it was issued: as in DynamoDB, it expires
+//! [`SHARD_ITERATOR_TTL_MS`] after that, and GetRecords with it answers
+//! `ExpiredIteratorException` (each GetRecords hands out a fresh `NextShardIterator`).
 
 use std::sync::Arc;
 
@@ -18,6 +20,11 @@ use super::dynamodb::{item_json, stream_arn, stream_label};
 use super::{AwsError, BoxFuture, Format, JsonService, Operation};
 
 pub const TARGET_PREFIX: &str = "DynamoDBStreams_20120810";
+
+/// How long a shard iterator stays valid after it was issued: 15 minutes, as in DynamoDB
+/// Streams. An older one gets `ExpiredIteratorException`, which consumers answer by asking for a
+/// new iterator at their checkpoint.
+pub const SHARD_ITERATOR_TTL_MS: u64 = 15 * 60 * 1000;
 
 /// Every operation served; each reads a JSON body.
 pub const OPERATIONS: &[Operation] = &[
@@ -158,22 +165,49 @@ fn record_json(stream: &StreamSummary, record: &StreamRecord) -> Value {
 }
 
 /// A shard iterator: the stream and the sequence number to read from.
-fn iterator(stream_id: u64, from: u64) -> String {
-    format!("{ITERATOR_PREFIX}:{stream_id}:{from}")
+fn iterator(stream_id: u64, from: u64, issued_ms: u64) -> String {
+    format!("{ITERATOR_PREFIX}:{stream_id}:{from}:{issued_ms}")
 }
 
-fn parse_iterator(text: &str) -> Result<(u64, u64), AwsError> {
+/// A shard iterator read back: the stream, the sequence to read from, and when it was issued.
+struct ShardIterator {
+    stream_id: u64,
+    from: u64,
+    issued_ms: u64,
+}
+
+fn parse_iterator(text: &str) -> Result<ShardIterator, AwsError> {
     let invalid = || validation("Invalid ShardIterator");
     let mut parts = text.split(':');
-    let (Some(ITERATOR_PREFIX), Some(stream_id), Some(from), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(ITERATOR_PREFIX), Some(stream_id), Some(from), Some(issued_ms), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(invalid());
     };
-    Ok((
-        stream_id.parse().map_err(|_| invalid())?,
-        from.parse().map_err(|_| invalid())?,
-    ))
+    Ok(ShardIterator {
+        stream_id: stream_id.parse().map_err(|_| invalid())?,
+        from: from.parse().map_err(|_| invalid())?,
+        issued_ms: issued_ms.parse().map_err(|_| invalid())?,
+    })
+}
+
+impl ShardIterator {
+    fn check_not_expired(&self, now_ms: u64) -> Result<(), AwsError> {
+        if now_ms.saturating_sub(self.issued_ms) > SHARD_ITERATOR_TTL_MS {
+            return Err(AwsError::client(
+                "ExpiredIteratorException",
+                format!(
+                    "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {SHARD_ITERATOR_TTL_MS} milliseconds.",
+                    self.issued_ms, now_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The DynamoDB Streams API over the node's tables.
@@ -299,11 +333,16 @@ impl DynamoDbStreamsService {
                         )));
                     }
                 };
-                Ok(json!({"ShardIterator": iterator(stream.stream_id, from)}))
+                let issued_ms = self.tables.now_ms();
+                Ok(json!({"ShardIterator": iterator(stream.stream_id, from, issued_ms)}))
             }
             "GetRecords" => {
-                let (stream_id, from) =
+                let shard_iterator =
                     parse_iterator(required(body, "ShardIterator", "shardIterator")?)?;
+                shard_iterator.check_not_expired(self.tables.now_ms())?;
+                let ShardIterator {
+                    stream_id, from, ..
+                } = shard_iterator;
                 let limit = limit(body, STREAM_READ_MAX)?;
                 let stream = self.tables.stream(stream_id).map_err(|_| {
                     AwsError::client(
@@ -325,7 +364,8 @@ impl DynamoDbStreamsService {
                     .stream_next_sequence(stream_id)
                     .map_err(tables_error)?;
                 if stream.disabled_ms.is_none() || next_from < next {
-                    answer["NextShardIterator"] = json!(iterator(stream_id, next_from));
+                    let issued_ms = self.tables.now_ms();
+                    answer["NextShardIterator"] = json!(iterator(stream_id, next_from, issued_ms));
                 }
                 Ok(answer)
             }
@@ -369,17 +409,38 @@ mod tests {
 
     #[test]
     fn iterators_round_trip_and_garbage_is_refused() {
-        assert_eq!(parse_iterator(&iterator(7, 42)).unwrap(), (7, 42));
+        let parsed = parse_iterator(&iterator(7, 42, 1_000)).unwrap();
+        assert_eq!(
+            (parsed.stream_id, parsed.from, parsed.issued_ms),
+            (7, 42, 1_000)
+        );
         for bad in [
             "",
             "x",
             "sluice-ddb-stream:1",
-            "sluice-ddb-stream:a:1",
-            "other:1:2",
-            "sluice-ddb-stream:1:2:3",
+            "sluice-ddb-stream:a:1:1",
+            "sluice-ddb-stream:1:2",
+            "other:1:2:3",
+            "sluice-ddb-stream:1:2:3:4",
         ] {
             assert!(parse_iterator(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn iterators_expire_after_fifteen_minutes() {
+        let issued = parse_iterator(&iterator(1, 0, 1_000)).unwrap();
+        assert!(
+            issued
+                .check_not_expired(1_000 + SHARD_ITERATOR_TTL_MS)
+                .is_ok()
+        );
+        let error = issued
+            .check_not_expired(1_001 + SHARD_ITERATOR_TTL_MS)
+            .unwrap_err();
+        assert_eq!(error.kind, "ExpiredIteratorException");
+        // A clock that went back never expires an iterator early.
+        assert!(issued.check_not_expired(0).is_ok());
     }
 
     #[test]
