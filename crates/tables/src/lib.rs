@@ -45,12 +45,13 @@ pub use crate::{
     number::{NUMBER_DIGITS_MAX, NUMBER_EXPONENT_MAX, NUMBER_EXPONENT_MIN, Number},
     schema::{
         CreateTable, KeyAttribute, KeySchema, PARTITION_KEY_BYTES_MAX, SORT_KEY_BYTES_MAX,
-        StreamInfo, StreamViewType, TableDefinition, TableDescription, validate_table_name,
+        StreamInfo, StreamViewType, TTL_ATTRIBUTE_BYTES_MAX, TTL_PAST_SECONDS_MAX, TableDefinition,
+        TableDescription, ttl_expired, validate_table_name,
     },
     store::{
         Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, LIST_TABLES_PAGE_MAX, PAGE_BYTES_MAX,
         PAGE_ITEMS_MAX, QueryRequest, SCAN_SEGMENTS_MAX, STREAM_READ_MAX, ScanPage, ScanRequest,
-        TABLES_MAX, Tables, Write, WriteOutcome,
+        TABLES_MAX, TTL_EXPIRE_GROUP_MAX, Tables, Write, WriteOutcome,
     },
     stream::{EventName, STREAM_RETENTION_MS, StreamRecord, StreamSummary},
     value::{

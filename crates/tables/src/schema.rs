@@ -110,6 +110,37 @@ pub struct TableDefinition {
     pub provisioned_throughput: Option<(u64, u64)>,
     pub created_ms: u64,
     pub stream: Option<StreamInfo>,
+    /// The attribute Time to Live reads expiry times from, while TTL is enabled. Absent in
+    /// catalog entries written before TTL existed, which read as disabled.
+    #[serde(default)]
+    pub ttl_attribute: Option<String>,
+}
+
+/// Longest TTL attribute name (DynamoDB's 255 bytes); a longer one is a `ValidationException`.
+pub const TTL_ATTRIBUTE_BYTES_MAX: usize = 255;
+
+/// How far in the past an expiry time may lie and still expire the item: DynamoDB's five
+/// years. An older time (a value in milliseconds or microseconds read as seconds lands far in
+/// the future, but one mistaken for seconds from a smaller unit may land this far back) keeps
+/// the item, as in DynamoDB.
+pub const TTL_PAST_SECONDS_MAX: u64 = 5 * 365 * 24 * 60 * 60;
+
+/// Whether `item` has expired at `now_seconds` under the TTL attribute `attribute`: its value
+/// is a number (epoch seconds) in the past and no more than [`TTL_PAST_SECONDS_MAX`] before
+/// now. A missing attribute, another type, or a time too far back never expires.
+pub fn ttl_expired(item: &Item, attribute: &str, now_seconds: u64) -> bool {
+    let Some(AttributeValue::N(expiry)) = item.get(attribute) else {
+        return false;
+    };
+    // A u64's decimal text always parses (20 digits at most); failing that, nothing expires.
+    let parse = |seconds: u64| crate::number::Number::parse(&seconds.to_string()).ok();
+    let (Some(now), Some(oldest)) = (
+        parse(now_seconds),
+        parse(now_seconds.saturating_sub(TTL_PAST_SECONDS_MAX)),
+    ) else {
+        return false;
+    };
+    *expiry < now && *expiry >= oldest
 }
 
 /// A table as DescribeTable answers: its definition and its live counts.

@@ -20,8 +20,8 @@ use sluice_log::Clock;
 use crate::codec::{decode_item, encode_item, encode_key};
 use crate::error::{CancellationReason, Result, TablesError};
 use crate::schema::{
-    CreateTable, StreamInfo, StreamViewType, TableDefinition, TableDescription, check_key_sizes,
-    validate_table_name,
+    CreateTable, StreamInfo, StreamViewType, TTL_ATTRIBUTE_BYTES_MAX, TableDefinition,
+    TableDescription, check_key_sizes, ttl_expired, validate_table_name,
 };
 use crate::stream::{STREAM_RETENTION_MS, StreamRecord, StreamSummary};
 use crate::value::{AttributeValue, Item, check_item_limits, item_size_bytes};
@@ -46,6 +46,10 @@ pub const PAGE_BYTES_MAX: usize = 1024 * 1024;
 pub const PAGE_ITEMS_MAX: usize = 100_000;
 /// Most segments of a parallel Scan (DynamoDB's `TotalSegments` maximum).
 pub const SCAN_SEGMENTS_MAX: u32 = 1_000_000;
+/// Most TTL deletes committed as one group by [`Tables::expire_items`]: a table with many
+/// expired items is emptied in several commits, so client writes queued meanwhile wait at
+/// most one such group (the group commit's own cap, [`GROUP_WRITES_MAX`], also holds).
+pub const TTL_EXPIRE_GROUP_MAX: usize = 256;
 /// Most stream records one read returns; DynamoDB Streams' GetRecords maximum.
 pub const STREAM_READ_MAX: usize = 1_000;
 
@@ -197,6 +201,9 @@ struct Prepared {
     /// A transaction's ConditionCheck: the check runs, nothing is written.
     check_only: bool,
     check: Option<Check>,
+    /// A TTL expiry: the service, not a client, removes the item, and its stream record
+    /// says so.
+    by_service: bool,
 }
 
 #[derive(Default)]
@@ -351,6 +358,7 @@ impl Tables {
                 provisioned_throughput: request.provisioned_throughput,
                 created_ms: now_ms,
                 stream,
+                ttl_attribute: None,
             };
             let json = serde_json::to_string(&definition).map_err(json_error)?;
             catalog.insert(request.name.as_str(), json.as_str())?;
@@ -658,6 +666,11 @@ impl Tables {
             .into_iter()
             .map(|write| self.prepare(write))
             .collect::<Result<_>>()?;
+        Ok(self.enqueue(prepared))
+    }
+
+    /// Queues prepared writes for the group commit and waits for their outcomes, in order.
+    fn enqueue(&self, prepared: Vec<Prepared>) -> Vec<Result<WriteOutcome>> {
         let mut state = lock(&self.queue);
         let mut tickets = Vec::with_capacity(prepared.len());
         for prepared in prepared {
@@ -674,7 +687,7 @@ impl Tables {
                 }
             }
             if outcomes.len() == tickets.len() {
-                return Ok(tickets
+                return tickets
                     .iter()
                     .map(|ticket| {
                         outcomes.remove(ticket).unwrap_or_else(|| {
@@ -683,7 +696,7 @@ impl Tables {
                             ))
                         })
                     })
-                    .collect());
+                    .collect();
             }
             if !state.leader_active {
                 state.leader_active = true;
@@ -794,7 +807,7 @@ impl Tables {
                         sequence: None,
                     },
                     Some(put) => {
-                        store_change(&mut open, &definition, &key_bytes, old, put, now_ms)?
+                        store_change(&mut open, &definition, &key_bytes, old, put, now_ms, false)?
                     }
                 });
             }
@@ -832,6 +845,7 @@ impl Tables {
                     update: Some((actions, write.key)),
                     check_only: false,
                     check: write.check,
+                    by_service: false,
                 });
             }
         };
@@ -842,6 +856,7 @@ impl Tables {
             update: None,
             check_only,
             check: write.check,
+            by_service: false,
         })
     }
 
@@ -894,6 +909,7 @@ impl Tables {
                 };
                 let old = read_item(&items, definition.table_id, &prepared.key_bytes)?;
                 let key_bytes = std::mem::take(&mut prepared.key_bytes);
+                let by_service = prepared.by_service;
                 match decide(definition, prepared, old.as_ref()) {
                     Err(refused) => outcomes.push(Err(refused)),
                     Ok(None) => outcomes.push(Ok(WriteOutcome {
@@ -909,7 +925,7 @@ impl Tables {
                             records: &mut records,
                         };
                         outcomes.push(Ok(store_change(
-                            &mut open, definition, &key_bytes, old, put, now_ms,
+                            &mut open, definition, &key_bytes, old, put, now_ms, by_service,
                         )?));
                         changed = true;
                     }
@@ -1038,6 +1054,140 @@ impl Tables {
     }
 }
 
+impl Tables {
+    /// UpdateTimeToLive: enables TTL on `attribute` or disables it, durably in the table's
+    /// catalog entry, with DynamoDB's refusals (enabling while enabled, disabling while
+    /// disabled or naming another attribute than the enabled one).
+    pub fn update_time_to_live(&self, name: &str, attribute: &str, enabled: bool) -> Result<()> {
+        if attribute.is_empty() || attribute.len() > TTL_ATTRIBUTE_BYTES_MAX {
+            return Err(TablesError::Validation(format!(
+                "1 validation error detected: Value '{attribute}' at 'timeToLiveSpecification.attributeName' failed to satisfy constraint: Member must have length less than or equal to {TTL_ATTRIBUTE_BYTES_MAX} and greater than or equal to 1"
+            )));
+        }
+        self.refuse_if_poisoned()?;
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let definition = {
+            let mut catalog = write.open_table(CATALOG)?;
+            let json = catalog
+                .get(name)?
+                .map(|json| json.value().to_owned())
+                .ok_or_else(not_found)?;
+            let mut definition: TableDefinition =
+                serde_json::from_str(&json).map_err(json_error)?;
+            match (&definition.ttl_attribute, enabled) {
+                (Some(_), true) => {
+                    return Err(TablesError::Validation(
+                        "TimeToLive is already enabled".to_owned(),
+                    ));
+                }
+                (None, false) => {
+                    return Err(TablesError::Validation(
+                        "TimeToLive is already disabled".to_owned(),
+                    ));
+                }
+                (Some(current), false) if current != attribute => {
+                    return Err(TablesError::Validation(format!(
+                        "TimeToLive is active on a different AttributeName: current AttributeName is {current}"
+                    )));
+                }
+                _ => {}
+            }
+            definition.ttl_attribute = enabled.then(|| attribute.to_owned());
+            let json = serde_json::to_string(&definition).map_err(json_error)?;
+            catalog.insert(name, json.as_str())?;
+            definition
+        };
+        self.commit_control(write)?;
+        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition));
+        Ok(())
+    }
+
+    /// Removes expired items (see [`ttl_expired`]) of every table with TTL enabled, as of the
+    /// tables' clock, each as a delete through the group commit whose stream record is marked
+    /// as the service's. Expired keys are found in a read snapshot and removed in groups of at
+    /// most [`TTL_EXPIRE_GROUP_MAX`]; each delete checks again, inside its commit, that the
+    /// item it finds is still expired, so an item rewritten meanwhile stays. Returns how many
+    /// items were removed.
+    pub fn expire_items(&self) -> Result<u64> {
+        self.refuse_if_poisoned()?;
+        let now_seconds = self.clock.now_ms() / 1000;
+        let tables: Vec<Arc<TableDefinition>> = lock(&self.catalog)
+            .values()
+            .filter(|definition| definition.ttl_attribute.is_some())
+            .cloned()
+            .collect();
+        let mut removed = 0;
+        for definition in tables {
+            let Some(attribute) = definition.ttl_attribute.clone() else {
+                continue;
+            };
+            let id = definition.table_id;
+            let read = self.database.begin_read()?;
+            let items = read.open_table(ITEMS)?;
+            let mut group = Vec::new();
+            for entry in items.range((id, &[][..])..(id + 1, &[][..]))? {
+                let (key, bytes) = entry?;
+                let item = decode_item(bytes.value())?;
+                if !ttl_expired(&item, &attribute, now_seconds) {
+                    continue;
+                }
+                group.push(self.expiry(&definition, &attribute, key.value().1, now_seconds));
+                if group.len() >= TTL_EXPIRE_GROUP_MAX {
+                    removed += self.commit_expiries(std::mem::take(&mut group))?;
+                }
+            }
+            removed += self.commit_expiries(group)?;
+        }
+        Ok(removed)
+    }
+
+    /// One TTL delete, prepared: it removes the item only if the item it finds at commit is
+    /// still expired.
+    fn expiry(
+        &self,
+        definition: &TableDefinition,
+        attribute: &str,
+        key_bytes: &[u8],
+        now_seconds: u64,
+    ) -> Prepared {
+        let attribute = attribute.to_owned();
+        Prepared {
+            table: definition.name.clone(),
+            key_bytes: key_bytes.to_vec(),
+            put: None,
+            update: None,
+            check_only: false,
+            check: Some(Box::new(move |found: Option<&Item>| {
+                if found.is_some_and(|item| ttl_expired(item, &attribute, now_seconds)) {
+                    Ok(())
+                } else {
+                    Err(TablesError::ConditionFailed { item: None })
+                }
+            })),
+            by_service: true,
+        }
+    }
+
+    /// Commits TTL deletes through the group commit; answers how many removed an item. A
+    /// delete whose item changed meanwhile (or whose table went) is not an error; a storage
+    /// failure is.
+    fn commit_expiries(&self, group: Vec<Prepared>) -> Result<u64> {
+        if group.is_empty() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        for outcome in self.enqueue(group) {
+            match outcome {
+                Ok(outcome) if outcome.old.is_some() => removed += 1,
+                Ok(_) | Err(TablesError::ConditionFailed { .. } | TablesError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// The write-side tables a change touches, open in one redb write transaction.
 struct OpenTables<'a, 't> {
     items: &'a mut redb::Table<'t, (u64, &'static [u8]), &'static [u8]>,
@@ -1100,6 +1250,7 @@ fn store_change(
     old: Option<Item>,
     put: Option<(Item, Vec<u8>)>,
     now_ms: u64,
+    by_service: bool,
 ) -> Result<WriteOutcome> {
     let id = definition.table_id;
     let key = (id, key_bytes);
@@ -1138,6 +1289,7 @@ fn store_change(
                 .get(stream.stream_id)?
                 .map_or(1, |next| next.value());
             record.sequence = next;
+            record.by_service = by_service;
             open.records
                 .insert((stream.stream_id, next), record.encode().as_slice())?;
             open.stream_next.insert(stream.stream_id, next + 1)?;

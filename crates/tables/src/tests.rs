@@ -605,3 +605,163 @@ fn transactions_apply_all_or_nothing_with_a_reason_per_member() {
         Err(TablesError::Validation(_))
     ));
 }
+
+#[test]
+fn time_to_live_is_refused_as_dynamodb_refuses_it_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let tables = open(dir.path());
+        tables.create_table(create("ttl_1", None)).unwrap();
+        assert_eq!(tables.definition("ttl_1").unwrap().ttl_attribute, None);
+        let message = |result: Result<()>| match result {
+            Err(TablesError::Validation(message)) => message,
+            other => panic!("expected a validation error, got {other:?}"),
+        };
+        assert_eq!(
+            message(tables.update_time_to_live("ttl_1", "expires", false)),
+            "TimeToLive is already disabled"
+        );
+        assert!(message(tables.update_time_to_live("ttl_1", "", true)).contains("length"));
+        tables
+            .update_time_to_live("ttl_1", "expires", true)
+            .unwrap();
+        assert_eq!(
+            message(tables.update_time_to_live("ttl_1", "expires", true)),
+            "TimeToLive is already enabled"
+        );
+        assert_eq!(
+            message(tables.update_time_to_live("ttl_1", "other", false)),
+            "TimeToLive is active on a different AttributeName: current AttributeName is expires"
+        );
+        assert!(matches!(
+            tables.update_time_to_live("missing", "expires", true),
+            Err(TablesError::NotFound(_))
+        ));
+    }
+    let tables = open(dir.path());
+    assert_eq!(
+        tables.definition("ttl_1").unwrap().ttl_attribute.as_deref(),
+        Some("expires")
+    );
+    tables
+        .update_time_to_live("ttl_1", "expires", false)
+        .unwrap();
+    assert_eq!(tables.definition("ttl_1").unwrap().ttl_attribute, None);
+}
+
+#[test]
+fn expiry_removes_only_expired_items_with_one_service_record_each_across_reopen() {
+    const NOW_S: u64 = 2_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW_S * 1000));
+    let row = |id: &str, expires: Option<AttributeValue>| {
+        let mut row = item(&[("userId", n("1")), ("transactionId", n(id))]);
+        if let Some(expires) = expires {
+            row.insert("expires".to_owned(), expires);
+        }
+        row
+    };
+    let past = |seconds: u64| n(&(NOW_S - seconds).to_string());
+    // More expired items than one expiry group, so several groups commit.
+    let expired_count = TTL_EXPIRE_GROUP_MAX + 3;
+    let stream_id = {
+        let tables = Tables::open(dir.path(), clock.clone()).unwrap();
+        let stream_id = tables
+            .create_table(create("ttl_2", Some(StreamViewType::NewAndOldImages)))
+            .unwrap()
+            .definition
+            .stream
+            .unwrap()
+            .stream_id;
+        let mut writes: Vec<Write> = (0..expired_count)
+            .map(|index| Write::put("ttl_2", row(&format!("{index}"), Some(past(1)))))
+            .collect();
+        writes.extend([
+            Write::put("ttl_2", row("9001", Some(n(&(NOW_S + 60).to_string())))),
+            Write::put("ttl_2", row("9002", None)),
+            Write::put("ttl_2", row("9003", Some(s("1000")))),
+            Write::put("ttl_2", row("9004", Some(past(TTL_PAST_SECONDS_MAX + 1)))),
+            Write::put("ttl_2", row("9005", Some(past(TTL_PAST_SECONDS_MAX)))),
+            Write::put("ttl_2", row("9006", Some(n(&format!("{NOW_S}.5"))))),
+        ]);
+        for outcome in tables.write_batch(writes).unwrap() {
+            outcome.unwrap();
+        }
+        // Not enabled: nothing expires.
+        assert_eq!(tables.expire_items().unwrap(), 0);
+        tables
+            .update_time_to_live("ttl_2", "expires", true)
+            .unwrap();
+        stream_id
+    };
+    let tables = Tables::open(dir.path(), clock.clone()).unwrap();
+    let writes_before = tables.stream_next_sequence(stream_id).unwrap();
+    assert_eq!(
+        tables.expire_items().unwrap(),
+        expired_count as u64 + 1,
+        "the items one second in the past and exactly five years back expire"
+    );
+    assert_eq!(tables.expire_items().unwrap(), 0, "expiry is done once");
+    let left: Vec<String> = tables
+        .scan("ttl_2", &ScanRequest::default())
+        .unwrap()
+        .items
+        .iter()
+        .map(|row| match row.get("transactionId") {
+            Some(AttributeValue::N(id)) => id.to_string(),
+            other => panic!("no key in {other:?}"),
+        })
+        .collect();
+    assert_eq!(left, ["9001", "9002", "9003", "9004", "9006"]);
+    let records = tables
+        .read_stream(stream_id, writes_before, STREAM_READ_MAX)
+        .unwrap();
+    assert_eq!(records.len(), expired_count + 1);
+    for record in &records {
+        assert_eq!(record.event_name, EventName::Remove);
+        assert!(record.by_service);
+        assert!(record.old_image.is_some());
+    }
+    assert!(
+        tables
+            .read_stream(stream_id, 1, 1)
+            .unwrap()
+            .iter()
+            .all(|record| !record.by_service),
+        "client writes are not the service's"
+    );
+    drop(tables);
+    let tables = Tables::open(dir.path(), clock.clone()).unwrap();
+    assert_eq!(
+        tables.describe_table("ttl_2").unwrap().item_count,
+        left.len() as u64
+    );
+    assert_eq!(
+        tables
+            .read_stream(stream_id, writes_before, STREAM_READ_MAX)
+            .unwrap(),
+        records
+    );
+    // Time moves on: the item due a minute later goes next, and one rewritten with a later
+    // time stays.
+    tables
+        .write(Write::put(
+            "ttl_2",
+            row("9006", Some(n(&(NOW_S + 3600).to_string()))),
+        ))
+        .unwrap();
+    clock.advance_ms(61_000);
+    assert_eq!(tables.expire_items().unwrap(), 1);
+    assert!(
+        tables
+            .get_item("ttl_2", &row("9001", None))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        tables
+            .get_item("ttl_2", &row("9006", None))
+            .unwrap()
+            .is_some()
+    );
+}
