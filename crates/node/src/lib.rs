@@ -39,7 +39,9 @@ use sluice_search::Indices;
 use sluice_tables::Tables;
 
 /// How often the maintenance worker deletes stream segments past their retention (by age, per
-/// the log's clock, or by size).
+/// the log's clock, or by size), table stream records past theirs, and table items whose Time
+/// to Live has passed (each pass reads every TTL-enabled table once; DynamoDB itself promises
+/// only removal within days, so a minute's delay is well inside it).
 pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often the maintenance worker looks for indices whose refresh interval has passed.
@@ -175,6 +177,14 @@ impl Node {
                                 }
                                 Err(error) => {
                                     tracing::error!(%error, "enforcing table stream retention failed")
+                                }
+                            }
+                            match tables.expire_items() {
+                                Ok(removed) => {
+                                    tracing::debug!(removed, "expired table items removed")
+                                }
+                                Err(error) => {
+                                    tracing::error!(%error, "removing expired table items failed")
                                 }
                             }
                         }

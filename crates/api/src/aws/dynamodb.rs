@@ -91,6 +91,14 @@ pub const OPERATIONS: &[Operation] = &[
         name: "TransactGetItems",
         formats: &[Format::Json],
     },
+    Operation {
+        name: "UpdateTimeToLive",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "DescribeTimeToLive",
+        formats: &[Format::Json],
+    },
 ];
 
 /// Most members of one TransactWriteItems or TransactGetItems (DynamoDB's 100).
@@ -619,6 +627,42 @@ fn stream_specification(body: &Value) -> Result<Option<Option<StreamViewType>>, 
             })
         }
     })
+}
+
+/// UpdateTimeToLive's `TimeToLiveSpecification`: the attribute name and whether TTL is to be
+/// enabled.
+fn time_to_live_specification(body: &Value) -> Result<(String, bool), AwsError> {
+    let specification = match body.get("TimeToLiveSpecification") {
+        None | Some(Value::Null) => return Err(missing("timeToLiveSpecification")),
+        Some(specification @ Value::Object(_)) => specification,
+        Some(_) => {
+            return Err(AwsError::client(
+                "SerializationException",
+                "TimeToLiveSpecification must be an object",
+            ));
+        }
+    };
+    let attribute = string_member(specification, "AttributeName")?
+        .ok_or_else(|| missing("timeToLiveSpecification.attributeName"))?;
+    let enabled = match specification.get("Enabled") {
+        None | Some(Value::Null) => return Err(missing("timeToLiveSpecification.enabled")),
+        Some(Value::Bool(enabled)) => *enabled,
+        Some(_) => {
+            return Err(AwsError::client(
+                "SerializationException",
+                "Enabled must be a boolean",
+            ));
+        }
+    };
+    Ok((attribute.to_owned(), enabled))
+}
+
+/// DescribeTimeToLive's description of a table's TTL setting.
+fn time_to_live_description(ttl_attribute: Option<&str>) -> Value {
+    match ttl_attribute {
+        Some(attribute) => json!({"TimeToLiveStatus": "ENABLED", "AttributeName": attribute}),
+        None => json!({"TimeToLiveStatus": "DISABLED"}),
+    }
 }
 
 /// CreateTable's request, checked as DynamoDB checks it.
@@ -1236,6 +1280,25 @@ impl DynamoDbService {
                     .blocking(move |tables| tables.update_stream(&name, view_type))
                     .await?;
                 Ok(json!({"TableDescription": describe(&description, "ACTIVE")}))
+            }
+            "UpdateTimeToLive" => {
+                let name = table_name(&body)?;
+                let (attribute, enabled) = time_to_live_specification(&body)?;
+                let answer = json!({"TimeToLiveSpecification": {
+                    "AttributeName": attribute,
+                    "Enabled": enabled,
+                }});
+                self.blocking(move |tables| tables.update_time_to_live(&name, &attribute, enabled))
+                    .await?;
+                Ok(answer)
+            }
+            "DescribeTimeToLive" => {
+                let name = table_name(&body)?;
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
+                Ok(json!({
+                    "TimeToLiveDescription":
+                        time_to_live_description(definition.ttl_attribute.as_deref()),
+                }))
             }
             "DeleteTable" => {
                 let name = table_name(&body)?;

@@ -443,6 +443,110 @@ mod tests {
         assert!(issued.check_not_expired(0).is_ok());
     }
 
+    /// TTL end to end through both APIs: UpdateTimeToLive and DescribeTimeToLive on the
+    /// DynamoDB service, expiry on the tables' manual clock, and the REMOVE record in
+    /// GetRecords with the service identity DynamoDB's Streams API gives TTL deletions
+    /// (`Type`/`PrincipalId`, as botocore's `Identity` shape names them).
+    #[tokio::test]
+    async fn expired_items_show_as_service_removals_in_get_records() {
+        use crate::aws::dynamodb::DynamoDbService;
+        let dir = tempfile::tempdir().unwrap();
+        let now_s: u64 = 1_900_000_000;
+        let clock = Arc::new(sluice_log::ManualClock::new(now_s * 1000));
+        let tables = Arc::new(Tables::open(dir.path(), clock.clone()).unwrap());
+        let dynamodb = DynamoDbService::new(tables.clone());
+        let call = |operation: &'static str, body: Value| {
+            let dynamodb = &dynamodb;
+            async move { dynamodb.call(operation, body).await }
+        };
+        call(
+            "CreateTable",
+            json!({
+                "TableName": "sessions",
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "KEYS_ONLY"},
+            }),
+        )
+        .await
+        .unwrap();
+        let describe = json!({"TableName": "sessions"});
+        assert_eq!(
+            call("DescribeTimeToLive", describe.clone()).await.unwrap(),
+            json!({"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}})
+        );
+        let enable = json!({
+            "TableName": "sessions",
+            "TimeToLiveSpecification": {"AttributeName": "expires", "Enabled": true},
+        });
+        assert_eq!(
+            call("UpdateTimeToLive", enable.clone()).await.unwrap(),
+            json!({"TimeToLiveSpecification": {"AttributeName": "expires", "Enabled": true}})
+        );
+        let again = call("UpdateTimeToLive", enable).await.unwrap_err();
+        assert_eq!(
+            (again.kind, again.message.as_str()),
+            (
+                "com.amazon.coral.validate#ValidationException",
+                "TimeToLive is already enabled"
+            )
+        );
+        let missing = call("UpdateTimeToLive", json!({"TableName": "sessions"}))
+            .await
+            .unwrap_err();
+        assert!(missing.kind.ends_with("ValidationException"));
+        assert_eq!(
+            call("DescribeTimeToLive", describe).await.unwrap(),
+            json!({"TimeToLiveDescription": {
+                "TimeToLiveStatus": "ENABLED", "AttributeName": "expires",
+            }})
+        );
+        for (id, expires) in [("old", now_s - 10), ("new", now_s + 10)] {
+            call(
+                "PutItem",
+                json!({"TableName": "sessions", "Item": {
+                    "id": {"S": id}, "expires": {"N": expires.to_string()},
+                }}),
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(tables.expire_items().unwrap(), 1);
+
+        let streams = DynamoDbStreamsService::new(tables.clone());
+        let arn =
+            streams.call_blocking("ListStreams", &json!({})).unwrap()["Streams"][0]["StreamArn"]
+                .clone();
+        let shard = streams
+            .call_blocking("DescribeStream", &json!({"StreamArn": arn}))
+            .unwrap()["StreamDescription"]["Shards"][0]["ShardId"]
+            .clone();
+        let iterator = streams
+            .call_blocking(
+                "GetShardIterator",
+                &json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
+            )
+            .unwrap()["ShardIterator"]
+            .clone();
+        let records = streams
+            .call_blocking("GetRecords", &json!({"ShardIterator": iterator}))
+            .unwrap()["Records"]
+            .clone();
+        let records = records.as_array().unwrap();
+        assert_eq!(records.len(), 3);
+        for put in &records[..2] {
+            assert_eq!(put["eventName"], "INSERT");
+            assert!(put.get("userIdentity").is_none());
+        }
+        assert_eq!(records[2]["eventName"], "REMOVE");
+        assert_eq!(records[2]["dynamodb"]["Keys"], json!({"id": {"S": "old"}}));
+        assert_eq!(
+            records[2]["userIdentity"],
+            json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"})
+        );
+    }
+
     #[test]
     fn sequence_numbers_are_21_digits() {
         assert_eq!(sequence_number(51), "000000000000000000051");
