@@ -172,7 +172,7 @@ struct UpArgs {
     /// Port of the Elasticsearch-compatible search API (0 picks a free port).
     #[arg(long, default_value_t = 9200)]
     es_port: u16,
-    /// Port of the AWS-compatible APIs (Kinesis, Firehose, QLDB; 0 picks a free port).
+    /// Port of the AWS-compatible APIs (Kinesis, Firehose, QLDB, DynamoDB and its streams; 0 picks a free port).
     #[arg(long, default_value_t = 4566)]
     aws_port: u16,
     /// A Lambda function run with the Runtime API kind: `NAME=COMMAND`, the command split on
