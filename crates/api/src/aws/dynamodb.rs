@@ -25,7 +25,7 @@ use sluice_tables::{
 };
 use tokio::sync::Semaphore;
 
-use super::{AwsError, BoxFuture, Format, JsonService, Operation};
+use super::{ACCOUNT_ID, AwsError, BoxFuture, Format, JsonService, Operation, REGION};
 
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810";
 
@@ -117,10 +117,6 @@ pub const BATCH_GET_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// `ProvisionedThroughputExceededException`, which the AWS SDKs retry with backoff; nothing
 /// queues without bound.
 pub const IN_FLIGHT_CALLS_MAX: usize = 256;
-
-/// The account and region in ARNs: Sluice has neither.
-const ACCOUNT_ID: &str = "000000000000";
-const REGION: &str = "us-east-1";
 
 const VALIDATION: &str = "com.amazon.coral.validate#ValidationException";
 const NOT_FOUND: &str = "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException";

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sluice_tables::{STREAM_READ_MAX, StreamRecord, StreamSummary, Tables, TablesError};
 
 use super::dynamodb::{item_json, stream_arn, stream_label};
-use super::{AwsError, BoxFuture, Format, JsonService, Operation};
+use super::{AwsError, BoxFuture, Format, JsonService, Operation, REGION};
 
 pub const TARGET_PREFIX: &str = "DynamoDBStreams_20120810";
 
@@ -51,7 +51,6 @@ pub const LIST_STREAMS_PAGE_MAX: usize = 100;
 /// Digits of a sequence number as written on the wire.
 pub const SEQUENCE_NUMBER_DIGITS: usize = 21;
 
-const REGION: &str = "us-east-1";
 const VALIDATION: &str = "com.amazon.coral.validate#ValidationException";
 const NOT_FOUND: &str = "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException";
 const INTERNAL: &str = "com.amazonaws.dynamodb.v20120810#InternalServerError";
@@ -197,16 +196,7 @@ fn parse_iterator(text: &str) -> Result<ShardIterator, AwsError> {
 
 impl ShardIterator {
     fn check_not_expired(&self, now_ms: u64) -> Result<(), AwsError> {
-        if now_ms.saturating_sub(self.issued_ms) > SHARD_ITERATOR_TTL_MS {
-            return Err(AwsError::client(
-                "ExpiredIteratorException",
-                format!(
-                    "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {SHARD_ITERATOR_TTL_MS} milliseconds.",
-                    self.issued_ms, now_ms
-                ),
-            ));
-        }
-        Ok(())
+        super::check_iterator_age(self.issued_ms, now_ms, SHARD_ITERATOR_TTL_MS)
     }
 }
 

@@ -28,10 +28,10 @@ use sluice_delivery::{
 };
 use sluice_node::Node;
 
-use super::{AwsError, BoxFuture, Format, JsonService, Operation, RestRoute, RestService};
+use super::{
+    ACCOUNT_ID, AwsError, BoxFuture, Format, JsonService, Operation, REGION, RestRoute, RestService,
+};
 use crate::http::{Request, Response};
-
-const ACCOUNT_ID: &str = "000000000000";
 
 /// The `X-Amz-Target` prefix of Firehose.
 pub const TARGET_PREFIX: &str = "Firehose_20150804";
@@ -533,7 +533,7 @@ fn describe(
     start_failure: Option<&StartFailure>,
 ) -> Value {
     let arn = format!(
-        "arn:aws:firehose:us-east-1:{ACCOUNT_ID}:deliverystream/{}",
+        "arn:aws:firehose:{REGION}:{ACCOUNT_ID}:deliverystream/{}",
         config.name
     );
     #[allow(clippy::cast_precision_loss)]

@@ -86,11 +86,7 @@ pub const OPERATIONS: &[Operation] = &[
     },
 ];
 
-/// The account every resource belongs to (there is one, local, account).
-pub const ACCOUNT_ID: &str = "000000000000";
-
-/// The region named in ARNs.
-pub const REGION: &str = "us-east-1";
+pub use super::{ACCOUNT_ID, REGION};
 
 /// How long a shard iterator stays valid after it was issued: 5 minutes, as in Kinesis. A
 /// GetRecords with an older iterator gets `ExpiredIteratorException`.
@@ -1557,17 +1553,7 @@ impl ShardIterator {
     }
 
     fn check_not_expired(&self, now_ms: u64, ttl_ms: u64) -> Result<(), AwsError> {
-        let age_ms = now_ms.saturating_sub(self.issued_ms);
-        if age_ms > ttl_ms {
-            return Err(AwsError::client(
-                "ExpiredIteratorException",
-                format!(
-                    "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl_ms} milliseconds.",
-                    self.issued_ms, now_ms
-                ),
-            ));
-        }
-        Ok(())
+        super::check_iterator_age(self.issued_ms, now_ms, ttl_ms)
     }
 }
 

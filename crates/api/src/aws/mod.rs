@@ -29,6 +29,27 @@ pub mod firehose;
 pub mod qldb;
 pub mod qldb_session;
 
+/// The account every resource belongs to (there is one, local, account), in ARNs and messages.
+pub const ACCOUNT_ID: &str = "000000000000";
+
+/// The region named in ARNs.
+pub const REGION: &str = "us-east-1";
+
+/// A shard iterator (Kinesis or DynamoDB Streams) issued at `issued_ms` is valid for `ttl_ms`;
+/// past that, GetRecords answers `ExpiredIteratorException` in the services' own words. A clock
+/// that went back never expires one early.
+pub(crate) fn check_iterator_age(issued_ms: u64, now_ms: u64, ttl_ms: u64) -> Result<(), AwsError> {
+    if now_ms.saturating_sub(issued_ms) > ttl_ms {
+        return Err(AwsError::client(
+            "ExpiredIteratorException",
+            format!(
+                "Iterator expired. The iterator was created at time {issued_ms} while right now it is {now_ms} which is further in the future than the tolerated delay of {ttl_ms} milliseconds."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An error as AWS JSON protocols report it.

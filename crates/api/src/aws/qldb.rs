@@ -32,7 +32,8 @@ use sluice_ledger::{
 use time::OffsetDateTime;
 
 use super::{
-    AwsError, BoxFuture, Format, RestRoute, RestService, aws_response, error_response, parse_body,
+    ACCOUNT_ID, AwsError, BoxFuture, Format, REGION, RestRoute, RestService, aws_response,
+    error_response, parse_body,
 };
 use crate::http::{Request, Response};
 
@@ -113,9 +114,6 @@ pub const ROUTES: &[RestRoute] = &[
         formats: &[Format::Json, Format::IonExportDirectory("ExportDirectory")],
     },
 ];
-/// The account in ARNs: Sluice has no accounts.
-const ACCOUNT_ID: &str = "000000000000";
-const REGION: &str = "us-east-1";
 const CONTENT_TYPE: &str = "application/json";
 
 /// The control plane over the node's ledgers.
