@@ -10,7 +10,9 @@ import threading
 import time
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config
 from elasticsearch import Elasticsearch
 from opensearchpy import OpenSearch
 
@@ -114,6 +116,20 @@ _names = itertools.count()
 def unique(prefix):
     """An index name of its own for each test, so tests on the shared server stay independent."""
     return f"{prefix}-{next(_names)}"
+
+
+def aws_client(server, service, resource=False):
+    """A boto3 client (or resource) for `service` on `server`'s AWS port. It retries nothing, so
+    a test sees each error it expects at once."""
+    make = boto3.resource if resource else boto3.client
+    return make(
+        service,
+        endpoint_url=server.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
 
 
 # Aggregations over many documents take seconds in the debug binary: a generous client timeout.

@@ -13,10 +13,10 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from conftest import aws_client
 
 CRASH_CLIENTS = 8
 MIN_ACKED_BEFORE_KILL = 200
@@ -24,16 +24,7 @@ DEADLINE_S = 60
 
 
 def client(server, kind="client"):
-    make = boto3.client if kind == "client" else boto3.resource
-    return make(
-        "dynamodb",
-        endpoint_url=server.aws_url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        # Fail fast in tests instead of retrying errors the test expects.
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return aws_client(server, "dynamodb", resource=kind != "client")
 
 
 @pytest.fixture
@@ -351,14 +342,7 @@ def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
 
 
 def streams_client(server):
-    return boto3.client(
-        "dynamodbstreams",
-        endpoint_url=server.aws_url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return aws_client(server, "dynamodbstreams")
 
 
 def read_all(streams, stream_arn, iterator_type="TRIM_HORIZON", **extra):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.config import Config
+
+from conftest import aws_client
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 DELIVERY_TIMEOUT_S = 60
@@ -24,14 +25,7 @@ LAMBDA_ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
 
 
 def firehose(sluice):
-    return boto3.client(
-        "firehose",
-        endpoint_url=sluice.aws_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return aws_client(sluice, "firehose")
 
 
 def es(sluice, method, path, body=None):

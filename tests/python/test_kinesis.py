@@ -15,20 +15,13 @@ from collections import defaultdict
 
 import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from conftest import aws_client
 
 
 def kinesis_client(server):
-    return boto3.client(
-        "kinesis",
-        endpoint_url=server.aws_url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        # Fail fast in tests instead of retrying errors the test expects.
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return aws_client(server, "kinesis")
 
 
 @pytest.fixture
