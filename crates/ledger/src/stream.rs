@@ -158,6 +158,12 @@ pub fn partition_key(record: &Element, journal_stream_id: &str) -> String {
 }
 
 impl Ledger {
+    /// The time by the ledger's clock, the one that stamps `blockTimestamp`: a journal stream
+    /// compares its end time with it.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
     /// How many blocks are committed: durable in the journal and applied to the state.
     pub fn committed_block_count(&self) -> Result<u64, LedgerError> {
         let read = self.database.begin_read()?;

@@ -9,6 +9,8 @@
 //! - `ledgers/`: the verifiable ledgers, one directory each, a journal and its derived state (see `sluice-ledger`);
 //! - `tables/`: the DynamoDB-like tables and their stream records, one redb database (see `sluice-tables`);
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
+//! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
+//!   (see [`journal_streams`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
 //!   S3 destinations and QLDB's ExportJournalToS3.
 //!
@@ -22,8 +24,11 @@
 //! the node hands out (the export directories of ExportJournalToS3, for example) is absolute.
 
 mod functions;
+pub mod journal_streams;
+pub mod kpl;
 
 pub use functions::FunctionsTransformer;
+pub use journal_streams::JournalStreams;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -70,6 +75,8 @@ pub enum NodeError {
     Delivery(#[from] sluice_delivery::DeliveryError),
     #[error(transparent)]
     Tables(#[from] sluice_tables::TablesError),
+    #[error(transparent)]
+    JournalStreams(#[from] journal_streams::JournalStreamError),
 }
 
 /// What a node is opened with besides its directory.
@@ -103,6 +110,7 @@ pub struct Node {
     import_roots: ImportRoots,
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
+    journal_streams: Arc<JournalStreams>,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -149,6 +157,11 @@ impl Node {
             log.clone(),
             indices.clone(),
             DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone()),
+        )?);
+        let journal_streams = Arc::new(JournalStreams::open(
+            data_dir,
+            ledgers.clone(),
+            log.clone(),
         )?);
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
@@ -201,6 +214,7 @@ impl Node {
             import_roots,
             long_operations: CancelToken::new(),
             delivery,
+            journal_streams,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -257,6 +271,11 @@ impl Node {
         &self.delivery
     }
 
+    /// The ledgers' journal streams (QLDB's StreamJournalToKinesis) and their workers.
+    pub fn journal_streams(&self) -> &Arc<JournalStreams> {
+        &self.journal_streams
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -264,6 +283,8 @@ impl Node {
 
     fn stop(&mut self) {
         self.long_operations.cancel();
+        // Journal streams write into streams that delivery workers may read.
+        self.journal_streams.shutdown();
         // Delivery workers first: they write into the indices closed below.
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
