@@ -534,6 +534,7 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
     ));
     let qldb = Arc::new(QldbService::new(
         node.ledgers().clone(),
+        node.journal_streams().clone(),
         node.import_roots().clone(),
         node.long_operations().clone(),
     ));
