@@ -9,6 +9,7 @@
 //! - `ledgers/`: the verifiable ledgers, one directory each, a journal and its derived state (see `sluice-ledger`);
 //! - `tables/`: the DynamoDB-like tables and their stream records, one redb database (see `sluice-tables`);
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
+//! - `ledger-index/`: the built-in indexer's position in each ledger (see [`ledger_index`]);
 //! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
 //!   (see [`journal_streams`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
@@ -26,9 +27,11 @@
 mod functions;
 pub mod journal_streams;
 pub mod kpl;
+pub mod ledger_index;
 
 pub use functions::FunctionsTransformer;
 pub use journal_streams::JournalStreams;
+pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -77,6 +80,8 @@ pub enum NodeError {
     Tables(#[from] sluice_tables::TablesError),
     #[error(transparent)]
     JournalStreams(#[from] journal_streams::JournalStreamError),
+    #[error(transparent)]
+    LedgerIndex(#[from] ledger_index::LedgerIndexError),
 }
 
 /// What a node is opened with besides its directory.
@@ -89,6 +94,9 @@ pub struct NodeOptions {
     /// Directories ledger restores and imports may read besides the data directory's `s3/`
     /// store (`sluice up --import-dir`); none by default. Each must exist.
     pub import_dirs: Vec<PathBuf>,
+    /// Which ledgers and tables the built-in indexer writes into search, and where; every
+    /// table of every ledger into `<ledger>-<table>` by default.
+    pub ledger_index: LedgerIndexConfig,
 }
 
 impl Default for NodeOptions {
@@ -97,6 +105,7 @@ impl Default for NodeOptions {
             clock: Arc::new(SystemClock),
             transformer: Arc::new(NoFunctions),
             import_dirs: Vec::new(),
+            ledger_index: LedgerIndexConfig::default(),
         }
     }
 }
@@ -111,6 +120,7 @@ pub struct Node {
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
     journal_streams: Arc<JournalStreams>,
+    ledger_indexer: LedgerIndexer,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -163,6 +173,12 @@ impl Node {
             ledgers.clone(),
             log.clone(),
         )?);
+        let ledger_indexer = LedgerIndexer::start(
+            data_dir,
+            ledgers.clone(),
+            indices.clone(),
+            options.ledger_index.clone(),
+        )?;
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -215,6 +231,7 @@ impl Node {
             long_operations: CancelToken::new(),
             delivery,
             journal_streams,
+            ledger_indexer,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -276,6 +293,11 @@ impl Node {
         &self.journal_streams
     }
 
+    /// The built-in indexer of ledgers into search.
+    pub fn ledger_indexer(&self) -> &LedgerIndexer {
+        &self.ledger_indexer
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -285,7 +307,9 @@ impl Node {
         self.long_operations.cancel();
         // Journal streams write into streams that delivery workers may read.
         self.journal_streams.shutdown();
-        // Delivery workers first: they write into the indices closed below.
+        // Delivery workers and the ledger indexer first: they write into the indices closed
+        // below.
+        self.ledger_indexer.shutdown();
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {

@@ -179,8 +179,10 @@ struct UpArgs {
     /// whitespace (for example `transform=python3 -m awslambdaric handler.handler`). Repeatable.
     #[arg(long = "function", value_name = "NAME=COMMAND")]
     functions: Vec<String>,
-    /// A JSON file declaring `functions` (function definitions) and `delivery_streams`
-    /// (CreateDeliveryStream request bodies), applied at start; existing streams are kept.
+    /// A JSON file declaring `functions` (function definitions), `delivery_streams`
+    /// (CreateDeliveryStream request bodies), applied at start (existing streams are kept), and
+    /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
+    /// {"enabled", "index"}}}}}`: the built-in indexing of ledgers into search, on by default).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Most connections each port serves at once; further ones are answered 503 and closed.
@@ -212,6 +214,9 @@ struct ConfigFile {
     functions: Vec<FunctionDefinition>,
     #[serde(default)]
     delivery_streams: Vec<serde_json::Value>,
+    /// The built-in indexing of ledgers into search (on for every table by default).
+    #[serde(default)]
+    ledger_indexing: sluice_node::LedgerIndexConfig,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -435,6 +440,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 tokio::runtime::Handle::current(),
             )),
             import_dirs: args.import_dirs.clone(),
+            ledger_index: config.ledger_indexing,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))
