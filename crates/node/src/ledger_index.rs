@@ -139,7 +139,7 @@ struct Position {
 /// What the indexer did, for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerIndexSnapshot {
-    /// Per ledger: blocks committed but not yet indexed, as of the worker's last look.
+    /// Per indexed ledger: blocks committed but not yet written into search, counted now.
     pub lag_blocks: BTreeMap<String, u64>,
     /// Revisions written (or found already written) into their index.
     pub indexed_revisions: u64,
@@ -152,7 +152,8 @@ struct Shared {
     ledgers: Arc<Ledgers>,
     indices: Arc<Indices>,
     config: LedgerIndexConfig,
-    lag_blocks: Mutex<BTreeMap<String, u64>>,
+    /// Per ledger: the strand and the first block not yet indexed, as the worker last saved it.
+    positions: Mutex<BTreeMap<String, (String, u64)>>,
     indexed_revisions: AtomicU64,
     failed_revisions: AtomicU64,
 }
@@ -208,7 +209,7 @@ impl LedgerIndexer {
             ledgers,
             indices,
             config,
-            lag_blocks: Mutex::new(BTreeMap::new()),
+            positions: Mutex::new(BTreeMap::new()),
             indexed_revisions: AtomicU64::new(0),
             failed_revisions: AtomicU64::new(0),
         });
@@ -234,10 +235,31 @@ impl LedgerIndexer {
         })
     }
 
-    /// Counters and lag for `/metrics`.
+    /// Counters and lag for `/metrics`. The lag compares each ledger's committed blocks now
+    /// with the indexer's saved position, so a commit acknowledged before the call counts.
     pub fn snapshot(&self) -> LedgerIndexSnapshot {
+        let mut lag_blocks = BTreeMap::new();
+        if self.shared.config.enabled {
+            let positions = lock(&self.shared.positions).clone();
+            for name in self.shared.ledgers.list_ledgers().unwrap_or_default() {
+                if !self.shared.config.ledger_enabled(&name) {
+                    continue;
+                }
+                let Ok(ledger) = self.shared.ledgers.ledger(&name) else {
+                    continue;
+                };
+                let Ok(committed) = ledger.committed_block_count() else {
+                    continue;
+                };
+                let next = positions
+                    .get(&name)
+                    .filter(|(strand_id, _)| strand_id == ledger.strand_id())
+                    .map_or(0, |(_, next)| *next);
+                lag_blocks.insert(name, committed.saturating_sub(next));
+            }
+        }
         LedgerIndexSnapshot {
-            lag_blocks: lock(&self.shared.lag_blocks).clone(),
+            lag_blocks,
             indexed_revisions: self.shared.indexed_revisions.load(Ordering::Relaxed),
             failed_revisions: self.shared.failed_revisions.load(Ordering::Relaxed),
         }
@@ -280,15 +302,13 @@ fn run(shared: &Shared, stop: &Receiver<()>) {
                 Vec::new()
             }
         };
-        let mut lag = BTreeMap::new();
         for name in names {
             if !shared.config.ledger_enabled(&name) {
                 continue;
             }
             match index_ledger(shared, &name, &mut dates_mapped) {
-                Ok((moved, behind)) => {
+                Ok(moved) => {
                     progressed |= moved;
-                    lag.insert(name.clone(), behind);
                     if failing.remove(&name) {
                         tracing::info!(ledger = %name, "the ledger indexer recovered");
                     }
@@ -301,7 +321,6 @@ fn run(shared: &Shared, stop: &Receiver<()>) {
                 }
             }
         }
-        *lock(&shared.lag_blocks) = lag;
         let pause = if progressed {
             Duration::ZERO
         } else if failed {
@@ -316,24 +335,21 @@ fn run(shared: &Shared, stop: &Receiver<()>) {
 }
 
 /// One pass over one ledger: at most [`BLOCKS_PER_READ`] blocks written and the position moved.
-/// Returns whether it moved and how many blocks remain behind.
+/// Returns whether it moved.
 fn index_ledger(
     shared: &Shared,
     name: &str,
     dates_mapped: &mut BTreeSet<(String, String)>,
-) -> Result<(bool, u64), LedgerIndexError> {
+) -> Result<bool, LedgerIndexError> {
     let ledger = shared.ledgers.ledger(name)?;
     let strand_id = ledger.strand_id().to_owned();
     let next = read_position(&shared.directory, name)?
         .filter(|position| position.strand_id == strand_id)
         .map_or(0, |position| position.next_sequence_no);
-    let committed = ledger.committed_block_count()?;
-    if next >= committed {
-        return Ok((false, 0));
-    }
+    lock(&shared.positions).insert(name.to_owned(), (strand_id.clone(), next));
     let blocks = ledger.committed_blocks(next, BLOCKS_PER_READ)?;
     let Some(last) = blocks.last().map(|block| block.sequence_no) else {
-        return Ok((false, committed.saturating_sub(next)));
+        return Ok(false);
     };
     // Writes grouped by index, each index's in journal order.
     let mut writes: BTreeMap<String, Vec<(WriteRequest, Vec<String>)>> = BTreeMap::new();
@@ -419,11 +435,12 @@ fn index_ledger(
         name,
         &Position {
             format_version: POSITION_FORMAT_VERSION,
-            strand_id,
+            strand_id: strand_id.clone(),
             next_sequence_no: last + 1,
         },
     )?;
-    Ok((true, committed.saturating_sub(last + 1)))
+    lock(&shared.positions).insert(name.to_owned(), (strand_id, last + 1));
+    Ok(true)
 }
 
 /// `{"a": {"properties": {"b": {"type": "date"}}}}` for the path `a.b`, merged into `properties`.

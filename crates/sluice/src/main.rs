@@ -1,6 +1,7 @@
 //! The `sluice` binary: command-line entry point. `sluice up` runs the whole system; `sluice sql`
 //! and `sluice ledger …` are clients of a running server's AWS port.
 
+mod check_index;
 mod host;
 mod http_client;
 mod ledger_cli;
@@ -81,7 +82,7 @@ enum Command {
     Up(UpArgs),
     /// Run one PartiQL statement on a ledger, in its own transaction, through QLDBSession.
     Sql(SqlArgs),
-    /// Manage ledgers: create, list, delete, digest, verify, export, restore, import.
+    /// Manage ledgers: create, list, delete, digest, verify, export, restore, import, check-index.
     Ledger(LedgerArgs),
 }
 
@@ -147,6 +148,19 @@ enum LedgerCommand {
         name: String,
         #[command(flatten)]
         source: ledger_cli::ExportSource,
+    },
+    /// Compare every document of the ledger's tables (or of TABLE) with the built-in index's
+    /// copy, once the indexer has caught up: versions, content and extra documents. Prints each
+    /// difference and fails if there is one.
+    CheckIndex {
+        name: String,
+        table: Option<String>,
+        /// The search API.
+        #[arg(long, default_value = check_index::DEFAULT_ES_ENDPOINT)]
+        es_endpoint: String,
+        /// The index, when the config renamed TABLE's (needs TABLE).
+        #[arg(long, requires = "table")]
+        index: Option<String>,
     },
     /// Create a ledger from an Amazon QLDB S3 journal export downloaded into a directory that the
     /// server was started with `--import-dir` (or copied into its `data_dir/s3`).
@@ -351,6 +365,19 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         LedgerCommand::Import { name, source } => {
             ledger_cli::load(&client, &name, &source, "import")
         }
+        LedgerCommand::CheckIndex {
+            name,
+            table,
+            es_endpoint,
+            index,
+        } => check_index::check_index(&check_index::CheckIndex {
+            aws: &client,
+            aws_endpoint: &args.endpoint,
+            es_endpoint: &es_endpoint,
+            ledger: &name,
+            table: table.as_deref(),
+            index: index.as_deref(),
+        }),
     }
 }
 
