@@ -103,11 +103,25 @@ pub struct LedgerIndexTableConfig {
     /// The index instead of `<ledger>-<table>`.
     #[serde(default)]
     pub index: Option<String>,
+    /// The mapping the index is created with (the body of `mappings` in `PUT /index`), over
+    /// the templates matching its name; the timestamps' `date` fields are added to it.
+    #[serde(default)]
+    pub mapping: Option<serde_json::Value>,
 }
 
 impl LedgerIndexConfig {
     fn ledger_enabled(&self, ledger: &str) -> bool {
         self.enabled && self.ledgers.get(ledger).is_none_or(|config| config.enabled)
+    }
+
+    /// The mapping a table's index is created with, if the configuration gives one.
+    pub fn mapping_for(&self, ledger: &str, table: &str) -> Option<&serde_json::Value> {
+        self.ledgers
+            .get(ledger)?
+            .tables
+            .get(table)?
+            .mapping
+            .as_ref()
     }
 
     /// The index a table's revisions go to; `None` when it is not indexed.
@@ -183,6 +197,9 @@ impl std::fmt::Debug for LedgerIndexer {
 pub enum LedgerIndexError {
     #[error("ledger index: {0}")]
     Storage(String),
+    /// `ledger_indexing` in the configuration names a bad mapping or index.
+    #[error("ledger_indexing: {0}")]
+    Config(String),
     #[error(transparent)]
     Ledger(#[from] sluice_ledger::LedgerError),
     #[error(transparent)]
@@ -201,6 +218,25 @@ impl LedgerIndexer {
         indices: Arc<Indices>,
         config: LedgerIndexConfig,
     ) -> Result<LedgerIndexer, LedgerIndexError> {
+        // A mapping that does not parse is refused at start, not at every pass.
+        for (ledger, ledger_config) in &config.ledgers {
+            for (table, table_config) in &ledger_config.tables {
+                if let Some(mapping) = &table_config.mapping {
+                    Mappings::from_json(mapping).map_err(|error| {
+                        LedgerIndexError::Config(format!(
+                            "the mapping of ledger {ledger} table {table}: {error}"
+                        ))
+                    })?;
+                }
+                if let Some(index) = &table_config.index {
+                    sluice_search::validate_index_name(index).map_err(|error| {
+                        LedgerIndexError::Config(format!(
+                            "the index of ledger {ledger} table {table}: {error}"
+                        ))
+                    })?;
+                }
+            }
+        }
         let directory = data_dir.join(LEDGER_INDEX_DIRECTORY);
         fs::create_dir_all(&directory).map_err(|error| storage("creating", &directory, error))?;
         let enabled = config.enabled;
@@ -353,6 +389,8 @@ fn index_ledger(
     };
     // Writes grouped by index, each index's in journal order.
     let mut writes: BTreeMap<String, Vec<(WriteRequest, Vec<String>)>> = BTreeMap::new();
+    // The table each index holds, for the configured mapping it is created with.
+    let mut tables: BTreeMap<String, String> = BTreeMap::new();
     for block in &blocks {
         for record in stream::block_records("", &block.block)? {
             let Some(payload) = record
@@ -376,6 +414,9 @@ fn index_ledger(
             let Some(revision) = payload.get("revision") else {
                 continue;
             };
+            tables
+                .entry(index.clone())
+                .or_insert_with(|| table.to_owned());
             match revision_write(revision) {
                 Ok(write) => writes.entry(index).or_default().push(write),
                 Err(reason) => {
@@ -386,7 +427,27 @@ fn index_ledger(
         }
     }
     for (index_name, requests) in writes {
-        let index = shared.indices.get_or_create(&index_name)?;
+        let mapping = tables
+            .get(&index_name)
+            .and_then(|table| shared.config.mapping_for(name, table));
+        let index = match mapping {
+            Some(mapping) if !shared.indices.exists(&index_name) => {
+                let created = shared.indices.create(
+                    &index_name,
+                    sluice_search::CreateIndex {
+                        mappings: Some(mapping.clone()),
+                        ..sluice_search::CreateIndex::default()
+                    },
+                );
+                match created {
+                    Err(SearchError::IndexAlreadyExists { .. }) => {
+                        shared.indices.get_or_create(&index_name)?
+                    }
+                    other => other?,
+                }
+            }
+            _ => shared.indices.get_or_create(&index_name)?,
+        };
         let mut new_dates = BTreeSet::new();
         for (_, dates) in &requests {
             for path in dates {

@@ -111,7 +111,10 @@ fn every_revision_reaches_its_tables_index_with_its_version() {
 fn the_configuration_renames_and_turns_indexing_off() {
     let dir = tempfile::tempdir().unwrap();
     let config: LedgerIndexConfig = serde_json::from_value(json!({
-        "ledgers": {"Bikes": {"tables": {"Hidden": {"enabled": false}, "Shown": {"index": "shown"}}}}
+        "ledgers": {"Bikes": {"tables": {
+            "Hidden": {"enabled": false},
+            "Shown": {"index": "shown", "mapping": {"properties": {"a": {"type": "keyword"}}}}
+        }}}
     }))
     .unwrap();
     let node = Node::open_with(
@@ -133,6 +136,47 @@ fn the_configuration_renames_and_turns_indexing_off() {
     wait_for("no lag", || {
         node.ledger_indexer().snapshot().lag_blocks.get("Bikes") == Some(&0)
     });
+    assert_eq!(
+        node.indices()
+            .get("shown")
+            .unwrap()
+            .mappings()
+            .field("a")
+            .unwrap()
+            .field_type,
+        sluice_search::mapping::FieldType::Keyword,
+        "the configured mapping, not the dynamic one"
+    );
     assert!(!node.indices().exists("bikes-hidden"));
     assert!(!node.indices().exists("bikes-shown"));
+}
+
+#[test]
+fn a_bad_mapping_or_index_name_in_the_configuration_is_refused_at_open() {
+    for table_config in [
+        json!({"mapping": {"properties": {"a": {"type": "no-such-type"}}}}),
+        json!({"index": "Upper"}),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config: LedgerIndexConfig = serde_json::from_value(json!({
+            "ledgers": {"Bikes": {"tables": {"T": table_config}}}
+        }))
+        .unwrap();
+        let opened = Node::open_with(
+            dir.path(),
+            NodeOptions {
+                ledger_index: config,
+                ..NodeOptions::default()
+            },
+        );
+        assert!(
+            matches!(
+                opened,
+                Err(sluice_node::NodeError::LedgerIndex(
+                    sluice_node::ledger_index::LedgerIndexError::Config(_)
+                ))
+            ),
+            "{table_config}"
+        );
+    }
 }

@@ -196,7 +196,8 @@ struct UpArgs {
     /// A JSON file declaring `functions` (function definitions), `delivery_streams`
     /// (CreateDeliveryStream request bodies), applied at start (existing streams are kept), and
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
-    /// {"enabled", "index"}}}}}`: the built-in indexing of ledgers into search, on by default).
+    /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
+    /// default).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Most connections each port serves at once; further ones are answered 503 and closed.
