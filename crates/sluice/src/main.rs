@@ -532,6 +532,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || match Arc::try_unwrap(node) {
                 Ok(node) => node.shutdown(),
                 Err(node) => {
+                    node.journal_streams().shutdown();
+                    node.ledger_indexer().shutdown();
                     node.delivery().shutdown();
                     node.indices().close_all();
                 }
@@ -541,7 +543,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         if node_stopped.is_err() {
             tracing::warn!(
                 budget_s = NODE_STOP_BUDGET.as_secs(),
-                "delivery workers or index commits did not stop in time; exiting without them \
+                "background workers or index commits did not stop in time; exiting without them \
                  (acknowledged writes are durable, the rest is redone at the next start)"
             );
         }
