@@ -598,6 +598,8 @@ fn run_worker(shared: &Shared, stream_id: &str, health: &Mutex<Health>, stop: &R
             Position::start()
         }
     };
+    // The last transient failure, logged once until the stream makes progress again.
+    let mut failing: Option<String> = None;
     let wait =
         |duration: Duration| matches!(stop.recv_timeout(duration), Err(RecvTimeoutError::Timeout));
     loop {
@@ -605,10 +607,12 @@ fn run_worker(shared: &Shared, stream_id: &str, health: &Mutex<Health>, stop: &R
         let pause = match outcome {
             Ok(Step::Progress) => {
                 lock(health).impaired = None;
+                failing = None;
                 Duration::ZERO
             }
             Ok(Step::Idle) => {
                 lock(health).impaired = None;
+                failing = None;
                 POLL_INTERVAL
             }
             Ok(Step::Finished) => return,
@@ -621,7 +625,10 @@ fn run_worker(shared: &Shared, stream_id: &str, health: &Mutex<Health>, stop: &R
                 RETRY_INTERVAL
             }
             Err(StepError::Transient(reason)) => {
-                tracing::warn!(stream_id, reason, "journal stream step failed; retrying");
+                if failing.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(stream_id, reason, "journal stream step failed; retrying");
+                    failing = Some(reason);
+                }
                 RETRY_INTERVAL
             }
             Err(StepError::Permanent(reason)) => {
@@ -651,7 +658,12 @@ fn from_log(error: LogError) -> StepError {
 }
 
 fn from_ledger(error: LedgerError) -> StepError {
-    StepError::Transient(error.to_string())
+    match error {
+        // The ledger's files are gone (deleting a ledger with active streams is refused, so
+        // only a hand can do this): nothing will bring its blocks back.
+        LedgerError::NotFound(_) => StepError::Permanent(error.to_string()),
+        other => StepError::Transient(other.to_string()),
+    }
 }
 
 /// One read of blocks, their records appended, the position moved.
