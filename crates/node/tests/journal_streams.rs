@@ -361,3 +361,68 @@ fn stream_names_are_unique_among_active_streams_and_bounded_per_ledger() {
         Err(JournalStreamError::InvalidParameter(_))
     ));
 }
+
+#[test]
+fn a_catalog_written_in_format_1_is_read_and_its_stream_resumes_from_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path()).unwrap();
+    setup(&node, "dest");
+    insert(&node, 1);
+    insert(&node, 2);
+    drop(node);
+    // Written by hand as the format says: the stream already sent CREATED and blocks 0 and 1
+    // (CREATE TABLE and the first insert), so it resumes at block 2.
+    let directory = dir.path().join("journal-streams");
+    std::fs::write(
+        directory.join("catalog.json"),
+        r#"{"format_version": 1, "journal_streams": [{
+            "ledger_name": "l", "stream_id": "AAAAAAAAAAAAAAAAAAAAAA", "stream_name": "s",
+            "arn": "arn:aws:qldb:us-east-1:000000000000:stream/l/AAAAAAAAAAAAAAAAAAAAAA",
+            "role_arn": "arn:aws:iam::000000000000:role/r",
+            "destination_arn": "arn:aws:kinesis:us-east-1:000000000000:stream/dest",
+            "destination_stream": "dest", "aggregation_enabled": false,
+            "creation_time_ms": 0, "inclusive_start_time_ms": 0, "exclusive_end_time_ms": null,
+            "tags": {}, "status": "ACTIVE", "error_cause": null}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        directory.join("AAAAAAAAAAAAAAAAAAAAAA.position"),
+        r#"{"format_version": 1, "created_sent": true, "next_sequence_no": 2}"#,
+    )
+    .unwrap();
+    std::fs::write(directory.join("orphan.position"), "{}").unwrap();
+    let node = Node::open(dir.path()).unwrap();
+    wait_for("the resumed block", || records(&node, "dest").len() == 2);
+    let seen = records(&node, "dest");
+    assert_eq!(kinds(&seen), ["BLOCK_SUMMARY", "REVISION_DETAILS"]);
+    let data = seen[1]
+        .1
+        .as_struct()
+        .and_then(|record| {
+            record
+                .get("payload")?
+                .as_struct()?
+                .get("revision")?
+                .as_struct()
+        })
+        .and_then(|revision| revision.get("data"))
+        .cloned();
+    assert_eq!(
+        data,
+        Some(Element::read_one("{v: 2}").unwrap()),
+        "the second insert's block"
+    );
+    assert!(
+        !directory.join("orphan.position").exists(),
+        "a position no stream names is removed at open"
+    );
+    drop(node);
+
+    // A catalog of a later format is refused rather than misread.
+    std::fs::write(
+        directory.join("catalog.json"),
+        r#"{"format_version": 2, "journal_streams": []}"#,
+    )
+    .unwrap();
+    assert!(Node::open(dir.path()).is_err());
+}
