@@ -206,6 +206,34 @@ impl Ledger {
         Ok(blocks)
     }
 
+    /// The sequence number of the first committed block stamped at or after `instant` (the
+    /// committed block count when there is none), found by bisection: block timestamps never go
+    /// backwards (a commit stamps at least its predecessor's time). Journal streams start there
+    /// instead of reading the whole journal before their `InclusiveStartTime`.
+    pub fn first_committed_block_at_or_after(
+        &self,
+        instant: OffsetDateTime,
+    ) -> Result<u64, LedgerError> {
+        let read = self.database.begin_read()?;
+        let meta = read.open_table(crate::storage::META)?;
+        let mut high = crate::storage::meta_u64(&meta, crate::storage::APPLIED_BLOCK_COUNT_KEY)?;
+        let mut low = 0u64;
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let block = self.read_block(&read, middle)?;
+            let timestamp = model::expect_struct(&block, "block")?
+                .get("blockTimestamp")
+                .and_then(Element::as_timestamp)
+                .ok_or_else(|| LedgerError::Storage("block without timestamp".to_owned()))?;
+            if model::datetime_from_timestamp(&timestamp)? < instant {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
     /// The stream records of the blocks from `first_sequence_no` whose `blockTimestamp` is
     /// before `exclusive_end_time` (all when `None`), in journal order, without control records.
     pub fn stream_records(

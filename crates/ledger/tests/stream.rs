@@ -105,6 +105,26 @@ fn committed_blocks_are_read_in_order_from_any_sequence_number() {
     );
     assert_eq!(page[0].block, all[2].block);
     assert!(ledger.committed_blocks(5, 10).unwrap().is_empty());
+    for block in &all {
+        assert!(
+            ledger
+                .first_committed_block_at_or_after(block.timestamp)
+                .unwrap()
+                <= block.sequence_no
+        );
+        let first = ledger
+            .first_committed_block_at_or_after(block.timestamp)
+            .unwrap();
+        assert_eq!(all[first as usize].timestamp, block.timestamp);
+    }
+    assert_eq!(
+        ledger
+            .first_committed_block_at_or_after(time::OffsetDateTime::UNIX_EPOCH)
+            .unwrap(),
+        0
+    );
+    let after = all[4].timestamp + time::Duration::seconds(1);
+    assert_eq!(ledger.first_committed_block_at_or_after(after).unwrap(), 5);
     assert!(ledger.committed_blocks(2, 0).unwrap().is_empty());
 
     let arn = "arn:aws:qldb:us-east-1:000000000000:stream/l/s1";

@@ -398,7 +398,13 @@ impl JournalStreams {
             status: JournalStreamStatus::Active,
             error_cause: None,
         };
-        write_position(&self.shared.directory, &stream_id, &Position::start())?;
+        // The journal before the start time is never read: bisection finds where it begins.
+        let position = Position {
+            next_sequence_no: ledger
+                .first_committed_block_at_or_after(request.inclusive_start_time)?,
+            ..Position::start()
+        };
+        write_position(&self.shared.directory, &stream_id, &position)?;
         next_catalog.insert(stream_id.clone(), definition);
         write_catalog(&self.shared.directory, &next_catalog)?;
         for forgotten in catalog.keys().filter(|id| !next_catalog.contains_key(*id)) {
