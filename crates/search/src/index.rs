@@ -43,6 +43,7 @@ use crate::schema::{
 };
 use crate::scoring::{NormDocCounts, weight_matches};
 use crate::settings::IndexSettings;
+use crate::sort::{IndexSort, SortKey, SortOrder, SortValue};
 use crate::translog::{Operation, Translog, sync_directory};
 use crate::version::{Condition, Current, PRIMARY_TERM, resolve};
 
@@ -150,6 +151,8 @@ pub struct Hit {
     pub source: Option<Arc<[u8]>>,
     /// Names (`_name`) of the query's clauses that this document matches.
     pub matched_queries: Vec<String>,
+    /// The hit's sort values, when the search has a `sort`.
+    pub sort: Vec<SortValue>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +160,23 @@ pub struct SearchHits {
     pub total: u64,
     pub max_score: Option<f32>,
     pub hits: Vec<Hit>,
+    /// Whether the hits' scores were computed (a sort without `_score` computes none unless
+    /// `track_scores`).
+    pub scored: bool,
+}
+
+/// One page of a search on one index.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchPage<'a> {
+    pub query: &'a Query,
+    pub from: usize,
+    pub size: usize,
+    /// Empty: by score.
+    pub sort: &'a [SortKey],
+    /// Compute scores (and `max_score`) even when the sort does not need them.
+    pub track_scores: bool,
+    /// Only hits after these sort values, one per sort key.
+    pub search_after: Option<&'a [serde_json::Value]>,
 }
 
 /// The newest write of an id that the current searcher may not show yet.
@@ -1068,25 +1088,44 @@ impl Index {
         ])
     }
 
-    /// Runs `query` on the last refreshed state and returns hits `from..from + size`.
+    /// Runs `query` on the last refreshed state and returns hits `from..from + size` by score.
     pub fn search(&self, query: &Query, from: usize, size: usize) -> Result<SearchHits> {
+        self.search_page(&SearchPage {
+            query,
+            from,
+            size,
+            sort: &[],
+            track_scores: false,
+            search_after: None,
+        })
+    }
+
+    /// Runs one page of a search on the last refreshed state: hits `from..from + size` by
+    /// score, or by `sort` (read from the `_fields` columns) when it has keys, after
+    /// `search_after` when given.
+    pub fn search_page(&self, page: &SearchPage<'_>) -> Result<SearchHits> {
         self.check_open()?;
         let window = self.settings().max_result_window;
-        if (from + size) as u64 > window {
+        let (from, size) = (page.from, page.size);
+        if from.saturating_add(size) as u64 > window {
             return Err(SearchError::illegal(format!(
                 "Result window is too large, from + size must be less than or equal to: [{window}] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
-                from + size
+                from.saturating_add(size)
             )));
         }
         let searcher = self.reader.searcher();
-        let named = query.names();
-        let query = self.without_tombstones(self.to_tantivy(query, &searcher)?);
+        let named = page.query.names();
+        let query = self.without_tombstones(self.to_tantivy(page.query, &searcher)?);
+        if !page.sort.is_empty() || page.search_after.is_some() {
+            return self.search_sorted(page, &searcher, &query, named);
+        }
         if size == 0 {
             let total = searcher.search(&query, &Count)? as u64;
             return Ok(SearchHits {
                 total,
                 max_score: None,
                 hits: Vec::new(),
+                scored: true,
             });
         }
         let (top, total) = searcher.search(
@@ -1096,61 +1135,132 @@ impl Index {
                 Count,
             ),
         )?;
-        let mut named_weights = Vec::with_capacity(named.len());
-        for (name, named_query) in named {
-            let compiled = self.to_tantivy(named_query, &searcher)?;
-            named_weights.push((
-                name.to_string(),
-                compiled.weight(tantivy::query::EnableScoring::disabled_from_searcher(
-                    &searcher,
-                ))?,
-            ));
-        }
+        let named_weights = self.named_weights(named, &searcher)?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let mut matched_queries = Vec::new();
-            if !named_weights.is_empty() {
-                let segment = searcher.segment_reader(address.segment_ord);
-                for (name, weight) in &named_weights {
-                    if weight_matches(weight.as_ref(), segment, address.doc_id)?
-                        && !matched_queries.contains(name)
-                    {
-                        matched_queries.push(name.clone());
-                    }
-                }
-            }
-            let document: TantivyDocument = searcher.doc(address)?;
-            let id = document
-                .get_first(self.fields.id)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let version = document
-                .get_first(self.fields.version)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            let seq_no = document
-                .get_first(self.fields.seq_no)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            let source = document
-                .get_first(self.fields.source)
-                .and_then(|v| v.as_bytes())
-                .map(Arc::from);
-            hits.push(Hit {
-                id,
-                score,
-                version,
-                seq_no,
-                source,
-                matched_queries,
-            });
+            hits.push(self.load_hit(&searcher, address, score, &named_weights, Vec::new())?);
         }
         let max_score = hits.iter().map(|h| h.score).reduce(f32::max);
         Ok(SearchHits {
             total: total as u64,
             max_score,
             hits,
+            scored: true,
+        })
+    }
+
+    /// A page sorted by `page.sort` (`_score` descending when it only has `search_after`).
+    fn search_sorted(
+        &self,
+        page: &SearchPage<'_>,
+        searcher: &Searcher,
+        query: &BooleanQuery,
+        named: Vec<(&str, &Query)>,
+    ) -> Result<SearchHits> {
+        let by_score = [SortKey::Score(SortOrder::Desc)];
+        let keys = if page.sort.is_empty() {
+            &by_score[..]
+        } else {
+            page.sort
+        };
+        let mappings = self.mappings();
+        let sort = IndexSort::new(keys, page.search_after, &mappings, &self.name)?;
+        let scored = page.track_scores || crate::sort::sorts_by_score(keys);
+        let mut base = 0u64;
+        let bases = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| {
+                let this = base;
+                base += u64::from(segment.max_doc());
+                this
+            })
+            .collect();
+        let limit = page.from.saturating_add(page.size);
+        let fruit = searcher.search(query, &sort.collector(limit, scored, bases))?;
+        let named_weights = self.named_weights(named, searcher)?;
+        let mut hits = Vec::with_capacity(page.size);
+        for kept in fruit.kept.into_iter().skip(page.from) {
+            hits.push(self.load_hit(
+                searcher,
+                kept.address,
+                kept.score,
+                &named_weights,
+                kept.values,
+            )?);
+        }
+        Ok(SearchHits {
+            total: fruit.total,
+            max_score: if scored { fruit.max_score } else { None },
+            hits,
+            scored,
+        })
+    }
+
+    fn named_weights(
+        &self,
+        named: Vec<(&str, &Query)>,
+        searcher: &Searcher,
+    ) -> Result<Vec<(String, Box<dyn tantivy::query::Weight>)>> {
+        let mut named_weights = Vec::with_capacity(named.len());
+        for (name, named_query) in named {
+            let compiled = self.to_tantivy(named_query, searcher)?;
+            named_weights.push((
+                name.to_string(),
+                compiled.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                    searcher,
+                ))?,
+            ));
+        }
+        Ok(named_weights)
+    }
+
+    /// Reads one hit's stored fields and the named clauses it matches.
+    fn load_hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+        named_weights: &[(String, Box<dyn tantivy::query::Weight>)],
+        sort: Vec<SortValue>,
+    ) -> Result<Hit> {
+        let mut matched_queries = Vec::new();
+        if !named_weights.is_empty() {
+            let segment = searcher.segment_reader(address.segment_ord);
+            for (name, weight) in named_weights {
+                if weight_matches(weight.as_ref(), segment, address.doc_id)?
+                    && !matched_queries.contains(name)
+                {
+                    matched_queries.push(name.clone());
+                }
+            }
+        }
+        let document: TantivyDocument = searcher.doc(address)?;
+        let id = document
+            .get_first(self.fields.id)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let version = document
+            .get_first(self.fields.version)
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let seq_no = document
+            .get_first(self.fields.seq_no)
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let source = document
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_bytes())
+            .map(Arc::from);
+        Ok(Hit {
+            id,
+            score,
+            version,
+            seq_no,
+            source,
+            matched_queries,
+            sort,
         })
     }
 

@@ -13,6 +13,7 @@ mod indices;
 mod query_dsl;
 pub mod routes;
 mod search;
+mod sort;
 mod targets;
 mod templates;
 

@@ -5,9 +5,11 @@
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use sluice_search::Query;
+use sluice_search::sort::compare_sort_values;
+use sluice_search::{Query, SearchPage, SortKey};
 
 use super::documents::SourceFilter;
+use super::sort::{parse_sort, parse_sort_param};
 use super::targets::{Target, indices_options, options_from, resolve_targets};
 use super::{
     EsApi, EsError, EsResult, RawSources, blocking, bool_param, int_param, ok, parse_json_body,
@@ -62,6 +64,12 @@ struct SearchRequest {
     /// `rest_total_hits_as_int`: `hits.total` as a number, as Elasticsearch 6 showed it.
     total_as_int: bool,
     aggs: Option<super::aggs::SearchAggs>,
+    /// Empty: by score.
+    sort: Vec<SortKey>,
+    /// Compute scores and `max_score` even when sorting by fields.
+    track_scores: bool,
+    /// Only hits after these sort values.
+    search_after: Option<Vec<Value>>,
 }
 
 impl SearchRequest {
@@ -158,6 +166,7 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
     super::aggs::apply_typed_keys(request, search.aggs.as_mut());
     apply_search_params(request, &mut search)?;
     check_total_as_int(&search)?;
+    check_search_after(&search)?;
     check_terminate_after(request)?;
     if let Some(query) = url_query(request)? {
         search.query = query;
@@ -178,6 +187,9 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         seq_no_primary_term: false,
         total_as_int,
         aggs: None,
+        sort: Vec::new(),
+        track_scores: false,
+        search_after: None,
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -207,9 +219,22 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                 }
                 "timeout" | "explain" | "min_score" | "terminate_after" => {}
                 "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
-                "sort" | "highlight" | "search_after" | "collapse" | "post_filter" | "suggest"
-                | "fields" | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings"
-                | "rescore" => {
+                "sort" => search.sort = parse_sort(value)?,
+                "track_scores" => {
+                    search.track_scores = value.as_bool().ok_or_else(|| {
+                        EsError::parse(format!("[track_scores] must be a boolean, got [{value}]"))
+                    })?
+                }
+                "search_after" => match value {
+                    Value::Array(values) => search.search_after = Some(values.clone()),
+                    other => {
+                        return Err(EsError::parse(format!(
+                            "[search_after] must be an array, got [{other}]"
+                        )));
+                    }
+                },
+                "highlight" | "collapse" | "post_filter" | "suggest" | "fields"
+                | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings" | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -246,6 +271,12 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
     if let Some(version) = bool_param(request, "version")? {
         search.version = version;
     }
+    if let Some(sort) = request.param("sort") {
+        search.sort = parse_sort_param(sort)?;
+    }
+    if let Some(track_scores) = bool_param(request, "track_scores")? {
+        search.track_scores = track_scores;
+    }
     if let Some(seq_no) = bool_param(request, "seq_no_primary_term")? {
         search.seq_no_primary_term = seq_no;
     }
@@ -257,6 +288,16 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
             let number = int_param(request, "track_total_hits")?.unwrap_or_default();
             search.track_total_hits = Some(TrackTotalHits::from_number(number)?);
         }
+    }
+    Ok(())
+}
+
+/// `search_after` pages from the start of what follows its values.
+fn check_search_after(search: &SearchRequest) -> Result<(), EsError> {
+    if search.search_after.is_some() && search.from > 0 {
+        return Err(EsError::validation(
+            "`from` parameter must be set to 0 when `search_after` is used.",
+        ));
     }
     Ok(())
 }
@@ -295,14 +336,38 @@ fn run_search(
     started: Instant,
     raw: &mut RawSources,
 ) -> Result<Value, EsError> {
-    let window = search.from + search.size;
+    let window = search.from.saturating_add(search.size);
     let mut total = 0u64;
+    let mut scored = true;
+    let mut max_score: Option<f32> = None;
     let mut hits = Vec::new();
+    // Indices that cannot run the sort (a field they do not map): Elasticsearch's shard
+    // failures, an error only when no index could run it.
+    let mut failures = Vec::new();
     for target in targets {
-        let found = target
-            .index
-            .search(&target.scope(&search.query), 0, window)?;
+        let scoped = target.scope(&search.query);
+        let page = SearchPage {
+            query: &scoped,
+            from: 0,
+            size: window,
+            sort: &search.sort,
+            track_scores: search.track_scores,
+            search_after: search.search_after.as_deref(),
+        };
+        let found = match target.index.search_page(&page) {
+            Ok(found) => found,
+            Err(error @ sluice_search::SearchError::QueryShard { .. }) if targets.len() > 1 => {
+                failures.push((target.index.name().to_string(), EsError::from(error)));
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         total += found.total;
+        scored &= found.scored;
+        max_score = match (max_score, found.max_score) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         hits.extend(
             found
                 .hits
@@ -310,16 +375,39 @@ fn run_search(
                 .map(|hit| (target.index.name().to_string(), hit)),
         );
     }
-    // Merge the indices' hits by score; ties keep index order, then document order.
-    hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
-    let max_score = hits.first().map(|(_, h)| h.score);
+    if !targets.is_empty()
+        && failures.len() == targets.len()
+        && let Some((_, error)) = failures.pop()
+    {
+        return Err(error);
+    }
+    let sorted = !search.sort.is_empty() || search.search_after.is_some();
+    if sorted {
+        // Merge by sort values; a stable sort keeps index order, then document order, on ties.
+        let by_score = [SortKey::Score(sluice_search::SortOrder::Desc)];
+        let keys = if search.sort.is_empty() {
+            &by_score[..]
+        } else {
+            &search.sort[..]
+        };
+        hits.sort_by(|(_, a), (_, b)| compare_sort_values(keys, &a.sort, &b.sort));
+    } else {
+        // Merge the indices' hits by score; ties keep index order, then document order.
+        hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
+    }
+    let max_score = if scored { max_score } else { None };
     let source_filter = search.source_filter();
     let page: Vec<Value> = hits
         .into_iter()
         .skip(search.from)
         .take(search.size)
         .map(|(index, hit)| {
-            let mut json = json!({"_index": index, "_id": hit.id, "_score": hit.score});
+            let score = if scored {
+                json!(hit.score)
+            } else {
+                Value::Null
+            };
+            let mut json = json!({"_index": index, "_id": hit.id, "_score": score});
             if search.version {
                 json["_version"] = json!(hit.version);
             }
@@ -331,6 +419,9 @@ fn run_search(
                 && let Some(source) = filter.render(stored, raw)
             {
                 json["_source"] = source;
+            }
+            if sorted && !search.sort.is_empty() {
+                json["sort"] = Value::Array(hit.sort.iter().map(|v| v.to_json()).collect());
             }
             if !hit.matched_queries.is_empty() {
                 json["matched_queries"] = json!(hit.matched_queries);
@@ -357,10 +448,19 @@ fn run_search(
         None => json!({"max_score": max_score, "hits": page}),
     };
     let shards = targets.len();
+    let mut shards_json = json!({"total": shards, "successful": shards - failures.len(), "skipped": 0, "failed": failures.len()});
+    if !failures.is_empty() {
+        shards_json["failures"] = failures
+            .iter()
+            .map(|(index, error)| {
+                json!({"shard": 0, "index": index, "node": "sluice", "reason": error.error_object()})
+            })
+            .collect();
+    }
     let mut body = json!({
         "took": started.elapsed().as_millis() as u64,
         "timed_out": false,
-        "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
+        "_shards": shards_json,
         "hits": hits_json,
     });
     if let Some(aggs) = &search.aggs {
@@ -467,6 +567,7 @@ fn parse_msearch(
             .or_else(|| default_expression.map(str::to_string));
         let search = parse_search_body(body, total_as_int)?;
         check_total_as_int(&search)?;
+        check_search_after(&search)?;
         items.push(MultiSearchItem {
             expression,
             options,
