@@ -248,3 +248,79 @@ def test_kibana_and_grafana_sorts(es, events):
     )
     assert ids(found) == ["4", "1"]
     assert len(sorts(found)[0]) == 2
+
+
+def test_point_in_time_pages_one_view(es):
+    index = unique("pit")
+    load(es, index, [{"n": i} for i in range(25)], mappings={"properties": {"n": {"type": "long"}}})
+    pit = es.open_point_in_time(index=index, keep_alive="1m")["id"]
+    # Writes after the point in time are not seen by it.
+    es.index(index=index, id="late", document={"n": 100}, refresh=True)
+    seen, after = [], None
+    while True:
+        body = {"size": 10, "sort": [{"n": "desc"}], "pit": {"id": pit, "keep_alive": "1m"}}
+        if after:
+            body["search_after"] = after
+        found = es.search(**body)
+        assert found["pit_id"] == pit
+        hits = found["hits"]["hits"]
+        if not hits:
+            break
+        # The implicit `_shard_doc` tiebreaker shows in the sort values.
+        assert all(len(hit["sort"]) == 2 for hit in hits)
+        seen += [hit["_source"]["n"] for hit in hits]
+        after = hits[-1]["sort"]
+    assert seen == list(range(24, -1, -1))
+    # `_shard_doc` alone pages too.
+    found = es.search(size=5, sort=[{"_shard_doc": "asc"}], pit={"id": pit})
+    assert len(found["hits"]["hits"]) == 5
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=index, sort=["_shard_doc"])
+    assert "cannot be used without [point in time]" in error.value.body["error"]["reason"]
+    assert es.close_point_in_time(id=pit)["num_freed"] == 1
+    with pytest.raises(Exception) as error:
+        es.search(size=1, pit={"id": pit})
+    assert error.value.meta.status == 404
+    assert error.value.body["error"]["type"] == "search_context_missing_exception"
+
+
+def test_scroll_and_helpers_scan(es):
+    from elasticsearch import helpers
+
+    index = unique("scroll")
+    load(es, index, [{"n": i} for i in range(57)], mappings={"properties": {"n": {"type": "long"}}})
+    found = es.search(index=index, scroll="1m", size=20, sort=["n"])
+    scroll_id = found["_scroll_id"]
+    seen = [hit["_source"]["n"] for hit in found["hits"]["hits"]]
+    assert found["hits"]["hits"][0]["sort"] == [0]
+    while True:
+        page = es.scroll(scroll_id=scroll_id, scroll="1m")
+        assert page["hits"]["total"]["value"] == 57
+        if not page["hits"]["hits"]:
+            break
+        seen += [hit["_source"]["n"] for hit in page["hits"]["hits"]]
+    assert seen == list(range(57))
+    assert es.clear_scroll(scroll_id=scroll_id)["num_freed"] == 1
+    # `helpers.scan` (scroll with `sort: _doc`, then clear_scroll) reads every document once.
+    scanned = sorted(hit["_source"]["n"] for hit in helpers.scan(es, index=index, size=10))
+    assert scanned == list(range(57))
+    # By score (no sort): every document once, no sort values shown.
+    found = es.search(index=index, scroll="1m", size=50)
+    assert "sort" not in found["hits"]["hits"][0]
+    rest = es.scroll(scroll_id=found["_scroll_id"], scroll="1m")
+    assert len(found["hits"]["hits"]) + len(rest["hits"]["hits"]) == 57
+    assert es.clear_scroll(scroll_id="_all")["num_freed"] >= 1
+    with pytest.raises(Exception) as error:
+        es.scroll(scroll_id=found["_scroll_id"], scroll="1m")
+    assert error.value.meta.status == 404
+    with pytest.raises(BadRequestError):
+        es.search(index=index, scroll="1m", from_=5)
+
+
+def test_opensearch_scroll(opensearch):
+    from opensearchpy import helpers
+
+    index = unique("os-scroll")
+    opensearch.indices.create(index=index)
+    helpers.bulk(opensearch, ({"_index": index, "_id": str(i), "n": i} for i in range(33)), refresh=True)
+    assert sorted(hit["_source"]["n"] for hit in helpers.scan(opensearch, index=index, size=7)) == list(range(33))

@@ -43,6 +43,7 @@ use crate::schema::{
 };
 use crate::scoring::{NormDocCounts, weight_matches};
 use crate::settings::IndexSettings;
+use crate::snapshots::SearcherSnapshot;
 use crate::sort::{IndexSort, SortKey, SortOrder, SortValue};
 use crate::translog::{Operation, Translog, sync_directory};
 use crate::version::{Condition, Current, PRIMARY_TERM, resolve};
@@ -177,6 +178,26 @@ pub struct SearchPage<'a> {
     pub track_scores: bool,
     /// Only hits after these sort values, one per sort key.
     pub search_after: Option<&'a [serde_json::Value]>,
+    /// Read this snapshot of the index instead of its last refresh.
+    pub snapshot: Option<&'a SearcherSnapshot>,
+    /// The index's position among the indices of the search, for `_shard_doc`.
+    pub shard_index: u32,
+}
+
+impl<'a> SearchPage<'a> {
+    /// The first `size` hits of `query` by score, on the last refresh.
+    pub fn new(query: &'a Query, size: usize) -> SearchPage<'a> {
+        SearchPage {
+            query,
+            from: 0,
+            size,
+            sort: &[],
+            track_scores: false,
+            search_after: None,
+            snapshot: None,
+            shard_index: 0,
+        }
+    }
 }
 
 /// The newest write of an id that the current searcher may not show yet.
@@ -1091,12 +1112,8 @@ impl Index {
     /// Runs `query` on the last refreshed state and returns hits `from..from + size` by score.
     pub fn search(&self, query: &Query, from: usize, size: usize) -> Result<SearchHits> {
         self.search_page(&SearchPage {
-            query,
             from,
-            size,
-            sort: &[],
-            track_scores: false,
-            search_after: None,
+            ..SearchPage::new(query, size)
         })
     }
 
@@ -1113,7 +1130,10 @@ impl Index {
                 from.saturating_add(size)
             )));
         }
-        let searcher = self.reader.searcher();
+        let searcher = match page.snapshot {
+            Some(snapshot) => snapshot.searcher.clone(),
+            None => self.reader.searcher(),
+        };
         let named = page.query.names();
         let query = self.without_tombstones(self.to_tantivy(page.query, &searcher)?);
         if !page.sort.is_empty() || page.search_after.is_some() {
@@ -1164,7 +1184,13 @@ impl Index {
             page.sort
         };
         let mappings = self.mappings();
-        let sort = IndexSort::new(keys, page.search_after, &mappings, &self.name)?;
+        let sort = IndexSort::new(
+            keys,
+            page.search_after,
+            &mappings,
+            &self.name,
+            page.shard_index,
+        )?;
         let scored = page.track_scores || crate::sort::sorts_by_score(keys);
         let mut base = 0u64;
         let bases = searcher
@@ -1261,6 +1287,15 @@ impl Index {
             source,
             matched_queries,
             sort,
+        })
+    }
+
+    /// This index as of its last refresh, for searches that page through one unchanging view
+    /// (points in time, scrolls): see [`SearchPage::snapshot`].
+    pub fn searcher_snapshot(&self) -> Result<SearcherSnapshot> {
+        self.check_open()?;
+        Ok(SearcherSnapshot {
+            searcher: self.reader.searcher(),
         })
     }
 

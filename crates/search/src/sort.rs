@@ -84,13 +84,16 @@ pub enum SortKey {
     Score(SortOrder),
     /// Index order: the document's number in its index's current searcher.
     Doc(SortOrder),
+    /// Index order across the indices of a search (Elasticsearch's `_shard_doc`): the index's
+    /// position in the search in the high 32 bits, the document's number in the low ones.
+    ShardDoc(SortOrder),
     Field(FieldSort),
 }
 
 impl SortKey {
     fn order(&self) -> SortOrder {
         match self {
-            SortKey::Score(order) | SortKey::Doc(order) => *order,
+            SortKey::Score(order) | SortKey::Doc(order) | SortKey::ShardDoc(order) => *order,
             SortKey::Field(field) => field.order,
         }
     }
@@ -207,6 +210,8 @@ enum ResolvedKey {
     },
     Doc {
         desc: bool,
+        /// `_shard_doc`: the index's position in the search, the code's high 32 bits.
+        shard: Option<u32>,
     },
     Field {
         field: String,
@@ -278,7 +283,12 @@ fn kind_of_unmapped_type(name: &str) -> Result<FieldKind> {
 }
 
 /// Resolves `keys` against one index's mapping.
-fn resolve_keys(keys: &[SortKey], mappings: &Mappings, index: &str) -> Result<Vec<ResolvedKey>> {
+fn resolve_keys(
+    keys: &[SortKey],
+    mappings: &Mappings,
+    index: &str,
+    shard: u32,
+) -> Result<Vec<ResolvedKey>> {
     keys.iter()
         .map(|key| match key {
             SortKey::Score(order) => Ok(ResolvedKey::Score {
@@ -286,6 +296,11 @@ fn resolve_keys(keys: &[SortKey], mappings: &Mappings, index: &str) -> Result<Ve
             }),
             SortKey::Doc(order) => Ok(ResolvedKey::Doc {
                 desc: *order == SortOrder::Desc,
+                shard: None,
+            }),
+            SortKey::ShardDoc(order) => Ok(ResolvedKey::Doc {
+                desc: *order == SortOrder::Desc,
+                shard: Some(shard),
             }),
             SortKey::Field(sort) => resolve_field_key(sort, mappings, index),
         })
@@ -457,10 +472,15 @@ fn resolve_after(keys: &[ResolvedKey], after: &[Value]) -> Result<Vec<AfterValue
                     })?;
                     AfterValue::Code(directed(encode_f64(f64::from(score as f32)), *desc))
                 }
-                ResolvedKey::Doc { desc } => {
+                ResolvedKey::Doc { desc, shard } => {
                     let doc = value.as_u64().ok_or_else(|| {
+                        let name = if shard.is_some() {
+                            "_shard_doc"
+                        } else {
+                            "_doc"
+                        };
                         SearchError::illegal(format!(
-                            "Failed to parse search_after value for field [_doc]: [{value}]"
+                            "Failed to parse search_after value for field [{name}]: [{value}]"
                         ))
                     })?;
                     AfterValue::Code(directed(doc, *desc))
@@ -545,6 +565,7 @@ enum KeyReader {
     },
     Doc {
         desc: bool,
+        /// The first document's code of the segment.
         base: u64,
     },
     Number {
@@ -699,9 +720,10 @@ impl IndexSort {
         after: Option<&[Value]>,
         mappings: &Mappings,
         index: &str,
+        shard: u32,
     ) -> Result<IndexSort> {
         let given: Arc<[SortKey]> = keys.into();
-        let keys: Arc<[ResolvedKey]> = resolve_keys(keys, mappings, index)?.into();
+        let keys: Arc<[ResolvedKey]> = resolve_keys(keys, mappings, index, shard)?.into();
         let after = after.map(|after| resolve_after(&keys, after)).transpose()?;
         Ok(IndexSort { given, keys, after })
     }
@@ -727,7 +749,7 @@ impl IndexSort {
 fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Result<SortValue> {
     Ok(match key {
         ResolvedKey::Score { desc } => SortValue::Float(decode_f64(directed(code, *desc)) as f32),
-        ResolvedKey::Doc { desc } => SortValue::Long(directed(code, *desc) as i64),
+        ResolvedKey::Doc { desc, .. } => SortValue::Long(directed(code, *desc) as i64),
         ResolvedKey::Field {
             field,
             kind,
@@ -923,13 +945,14 @@ impl SortCollector<'_> {
     ) -> Result<KeyReader> {
         Ok(match key {
             ResolvedKey::Score { desc } => KeyReader::Score { desc: *desc },
-            ResolvedKey::Doc { desc } => KeyReader::Doc {
+            ResolvedKey::Doc { desc, shard } => KeyReader::Doc {
                 desc: *desc,
-                base: self
-                    .segment_bases
-                    .get(segment_ord as usize)
-                    .copied()
-                    .unwrap_or(0),
+                base: (u64::from(shard.unwrap_or(0)) << 32)
+                    + self
+                        .segment_bases
+                        .get(segment_ord as usize)
+                        .copied()
+                        .unwrap_or(0),
             },
             ResolvedKey::Field {
                 field,

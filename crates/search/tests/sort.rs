@@ -207,6 +207,8 @@ impl TestIndex {
                 sort: keys,
                 track_scores: false,
                 search_after: after,
+                snapshot: None,
+                shard_index: 0,
             })
             .unwrap()
     }
@@ -344,6 +346,8 @@ fn sorts_refuse_what_elasticsearch_refuses() {
                 sort: &keys,
                 track_scores: false,
                 search_after: after,
+                snapshot: None,
+                shard_index: 0,
             })
             .unwrap_err()
             .to_string()

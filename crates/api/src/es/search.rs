@@ -48,7 +48,7 @@ impl TrackTotalHits {
     }
 }
 
-struct SearchRequest {
+pub(super) struct SearchRequest {
     query: Query,
     from: usize,
     size: usize,
@@ -70,6 +70,47 @@ struct SearchRequest {
     track_scores: bool,
     /// Only hits after these sort values.
     search_after: Option<Vec<Value>>,
+    /// `pit`: the point in time read, and the keep-alive it renews.
+    pub(super) pit: Option<PitRef>,
+}
+
+/// The body's `pit`.
+#[derive(Debug, Clone)]
+pub(super) struct PitRef {
+    pub id: String,
+    pub keep_alive_ms: Option<u64>,
+}
+
+/// A keep-alive (`1m`) in milliseconds, as `scroll` and `keep_alive` give it.
+pub(super) fn keep_alive_ms(text: &str, name: &str) -> Result<u64, EsError> {
+    match sluice_search::settings::parse_time_value(text) {
+        Some(Some(duration)) => Ok(duration.as_millis() as u64),
+        _ => Err(EsError::parse(format!(
+            "failed to parse setting [{name}] with value [{text}] as a time value: unit is missing or unrecognized"
+        ))),
+    }
+}
+
+fn parse_pit(value: &Value) -> Result<PitRef, EsError> {
+    let Value::Object(object) = value else {
+        return Err(EsError::parse("[pit] must be an object"));
+    };
+    let mut id = None;
+    let mut keep_alive = None;
+    for (key, value) in object {
+        match (key.as_str(), value) {
+            ("id", Value::String(text)) => id = Some(text.clone()),
+            ("keep_alive", Value::String(text)) => keep_alive = Some(keep_alive_ms(text, key)?),
+            (other, _) => {
+                return Err(EsError::parse(format!("[pit] unknown field [{other}]")));
+            }
+        }
+    }
+    let id = id.ok_or_else(|| EsError::parse("[pit] requires an [id]"))?;
+    Ok(PitRef {
+        id,
+        keep_alive_ms: keep_alive,
+    })
 }
 
 impl SearchRequest {
@@ -190,6 +231,7 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         sort: Vec::new(),
         track_scores: false,
         search_after: None,
+        pit: None,
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -233,8 +275,9 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                         )));
                     }
                 },
+                "pit" => search.pit = Some(parse_pit(value)?),
                 "highlight" | "collapse" | "post_filter" | "suggest" | "fields"
-                | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings" | "rescore" => {
+                | "script_fields" | "docvalue_fields" | "runtime_mappings" | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -292,11 +335,22 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
     Ok(())
 }
 
-/// `search_after` pages from the start of what follows its values.
+/// `search_after` pages from the start of what follows its values; `_shard_doc` needs a point
+/// in time.
 fn check_search_after(search: &SearchRequest) -> Result<(), EsError> {
     if search.search_after.is_some() && search.from > 0 {
         return Err(EsError::validation(
             "`from` parameter must be set to 0 when `search_after` is used.",
+        ));
+    }
+    if search.pit.is_none()
+        && search
+            .sort
+            .iter()
+            .any(|key| matches!(key, SortKey::ShardDoc(_)))
+    {
+        return Err(EsError::illegal_argument(
+            "[_shard_doc] sort field cannot be used without [point in time]",
         ));
     }
     Ok(())
@@ -317,25 +371,93 @@ fn check_total_as_int(search: &SearchRequest) -> Result<(), EsError> {
 pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
     let started = Instant::now();
     let search = parse_search(request)?;
+    if let Some(pit) = search.pit.clone() {
+        return super::readers::search_pit(api, request, target, search, pit, started).await;
+    }
+    if let Some(scroll) = request.param("scroll") {
+        let keep_alive = keep_alive_ms(scroll, "scroll")?;
+        return super::readers::open_scroll(api, request, target, search, keep_alive, started)
+            .await;
+    }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let targets = resolve_targets(api, target, options)?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let pretty = super::is_pretty(request);
     blocking(move || {
         let mut raw = RawSources::default();
-        let body = run_search(&targets, &search, started, &mut raw)?;
+        let view = View::live(&search);
+        let (body, _) = run_search(&targets, &search, &view, started, &mut raw)?;
         Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
     })
     .await
 }
 
-/// Runs one search on its targets; the sources of the hits go through `raw`.
-fn run_search(
+/// What one run of a search reads and how it sorts: the live indices or a reader's snapshots
+/// (one per target), the sort it runs (the request's, plus the `_shard_doc` tiebreaker for
+/// readers) and where it starts.
+pub(super) struct View<'a> {
+    pub snapshots: Option<&'a [sluice_search::SearcherSnapshot]>,
+    pub sort: Vec<SortKey>,
+    pub search_after: Option<&'a [Value]>,
+    /// How many of their sort values hits show (a scroll's internal tiebreaker stays hidden).
+    pub shown_sort_values: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn live(search: &'a SearchRequest) -> View<'a> {
+        View {
+            snapshots: None,
+            sort: search.sort.clone(),
+            search_after: search.search_after.as_deref(),
+            shown_sort_values: search.sort.len(),
+        }
+    }
+}
+
+impl SearchRequest {
+    /// The request's sort with Elasticsearch's implicit `_shard_doc` tiebreaker (ascending)
+    /// unless it has one; by score when it gives none.
+    pub(super) fn sort_with_tiebreaker(&self) -> Vec<SortKey> {
+        let mut sort = if self.sort.is_empty() {
+            vec![SortKey::Score(sluice_search::SortOrder::Desc)]
+        } else {
+            self.sort.clone()
+        };
+        if !sort.iter().any(|key| matches!(key, SortKey::ShardDoc(_))) {
+            sort.push(SortKey::ShardDoc(sluice_search::SortOrder::Asc));
+        }
+        sort
+    }
+
+    pub(super) fn from(&self) -> usize {
+        self.from
+    }
+
+    pub(super) fn search_after(&self) -> Option<&[Value]> {
+        self.search_after.as_deref()
+    }
+
+    /// How many sort keys the request gives.
+    pub(super) fn sort_len(&self) -> usize {
+        self.sort.len()
+    }
+
+    /// Aggregations run on a scroll's first page only.
+    pub(super) fn without_aggs(mut self) -> SearchRequest {
+        self.aggs = None;
+        self
+    }
+}
+
+/// Runs one search on its targets; the sources of the hits go through `raw`. Returns the body
+/// and the sort values of the last hit shown.
+pub(super) fn run_search(
     targets: &[Target],
     search: &SearchRequest,
+    view: &View<'_>,
     started: Instant,
     raw: &mut RawSources,
-) -> Result<Value, EsError> {
+) -> Result<(Value, Option<Vec<Value>>), EsError> {
     let window = search.from.saturating_add(search.size);
     let mut total = 0u64;
     let mut scored = true;
@@ -344,15 +466,17 @@ fn run_search(
     // Indices that cannot run the sort (a field they do not map): Elasticsearch's shard
     // failures, an error only when no index could run it.
     let mut failures = Vec::new();
-    for target in targets {
+    for (position, target) in targets.iter().enumerate() {
         let scoped = target.scope(&search.query);
         let page = SearchPage {
             query: &scoped,
             from: 0,
             size: window,
-            sort: &search.sort,
+            sort: &view.sort,
             track_scores: search.track_scores,
-            search_after: search.search_after.as_deref(),
+            search_after: view.search_after,
+            snapshot: view.snapshots.and_then(|snapshots| snapshots.get(position)),
+            shard_index: position as u32,
         };
         let found = match target.index.search_page(&page) {
             Ok(found) => found,
@@ -381,14 +505,14 @@ fn run_search(
     {
         return Err(error);
     }
-    let sorted = !search.sort.is_empty() || search.search_after.is_some();
+    let sorted = !view.sort.is_empty() || view.search_after.is_some();
     if sorted {
         // Merge by sort values; a stable sort keeps index order, then document order, on ties.
         let by_score = [SortKey::Score(sluice_search::SortOrder::Desc)];
-        let keys = if search.sort.is_empty() {
+        let keys = if view.sort.is_empty() {
             &by_score[..]
         } else {
-            &search.sort[..]
+            &view.sort[..]
         };
         hits.sort_by(|(_, a), (_, b)| compare_sort_values(keys, &a.sort, &b.sort));
     } else {
@@ -397,6 +521,12 @@ fn run_search(
     }
     let max_score = if scored { max_score } else { None };
     let source_filter = search.source_filter();
+    let last_sort = hits
+        .iter()
+        .skip(search.from)
+        .take(search.size)
+        .next_back()
+        .map(|(_, hit)| hit.sort.iter().map(|v| v.to_json()).collect());
     let page: Vec<Value> = hits
         .into_iter()
         .skip(search.from)
@@ -420,8 +550,14 @@ fn run_search(
             {
                 json["_source"] = source;
             }
-            if sorted && !search.sort.is_empty() {
-                json["sort"] = Value::Array(hit.sort.iter().map(|v| v.to_json()).collect());
+            if sorted && view.shown_sort_values > 0 {
+                json["sort"] = Value::Array(
+                    hit.sort
+                        .iter()
+                        .take(view.shown_sort_values)
+                        .map(|v| v.to_json())
+                        .collect(),
+                );
             }
             if !hit.matched_queries.is_empty() {
                 json["matched_queries"] = json!(hit.matched_queries);
@@ -467,7 +603,7 @@ fn run_search(
         body["aggregations"] = super::aggs::run(targets, &search.query, aggs, raw)?;
         body["took"] = json!(started.elapsed().as_millis() as u64);
     }
-    Ok(body)
+    Ok((body, last_sort))
 }
 
 /// Searches one `_msearch` request may hold; beyond it, the request is refused.
@@ -606,7 +742,16 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
             let one_started = Instant::now();
             let answer =
                 super::targets::resolve_with(&node, item.expression.as_deref(), item.options)
-                    .and_then(|targets| run_search(&targets, &item.search, one_started, &mut raw));
+                    .and_then(|targets| {
+                        if item.search.pit.is_some() {
+                            return Err(EsError::illegal_argument(
+                                "[pit] in _msearch is not supported by Sluice yet",
+                            ));
+                        }
+                        let view = View::live(&item.search);
+                        run_search(&targets, &item.search, &view, one_started, &mut raw)
+                            .map(|(body, _)| body)
+                    });
             responses.push(match answer {
                 Ok(mut response) => {
                     response["status"] = json!(200);

@@ -1,7 +1,8 @@
 //! The `sort` of a search: its JSON shapes (a field name, `{"f": "desc"}`, `{"f": {"order",
 //! "missing", "unmapped_type", "mode", "format"}}`, `_score`, `_doc`, an array of them) and the
-//! URL's `sort=f:desc,g`, read into `search`'s [`SortKey`]s. Options Sluice does not implement
-//! (`nested`, `numeric_type`, script and geo-distance sorts) are refused by name.
+//! URL's `sort=f:desc,g`, read into `search`'s [`SortKey`]s (`_shard_doc` too; the search
+//! checks it has a point in time). Options Sluice does not implement (`nested`, `numeric_type`,
+//! script and geo-distance sorts) are refused by name.
 
 use serde_json::Value;
 use sluice_search::{FieldSort, SortKey, SortMissing, SortMode, SortOrder};
@@ -61,6 +62,7 @@ fn key_with(field: &str, order: Option<SortOrder>) -> SortKey {
     match field {
         "_score" => SortKey::Score(order),
         "_doc" => SortKey::Doc(order),
+        "_shard_doc" => SortKey::ShardDoc(order),
         _ => SortKey::Field(FieldSort {
             field: field.to_string(),
             order,
@@ -116,11 +118,6 @@ fn parse_one(value: &Value) -> Result<SortKey, EsError> {
                 return Err(EsError::illegal_argument(format!(
                     "[{field}] sort is not supported by Sluice yet"
                 )));
-            }
-            if field == "_shard_doc" {
-                return Err(EsError::illegal_argument(
-                    "[_shard_doc] sort is only supported with a point in time, which Sluice does not support yet",
-                ));
             }
             match options {
                 Value::String(_) => Ok(key_with(field, Some(parse_order(options)?))),
@@ -185,7 +182,7 @@ fn parse_options(
             }
         }
     }
-    if field == "_score" || field == "_doc" {
+    if matches!(field, "_score" | "_doc" | "_shard_doc") {
         if let Some(mode) = mode {
             return Err(EsError::parse(format!(
                 "[{field}] sort does not take a [mode], got [{}]",
