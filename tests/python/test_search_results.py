@@ -324,3 +324,28 @@ def test_opensearch_scroll(opensearch):
     opensearch.indices.create(index=index)
     helpers.bulk(opensearch, ({"_index": index, "_id": str(i), "n": i} for i in range(33)), refresh=True)
     assert sorted(hit["_source"]["n"] for hit in helpers.scan(opensearch, index=index, size=7)) == list(range(33))
+
+
+def test_min_score_terminate_after_timeout_and_explain(es, events):
+    query = {"match": {"message": "bye world"}}
+    everything = es.search(index=events, query=query)
+    scores = [hit["_score"] for hit in everything["hits"]["hits"]]
+    assert len(scores) == 3
+    cut = sorted(scores)[1]
+    found = es.search(index=events, query=query, min_score=cut)
+    assert found["hits"]["total"]["value"] == 2
+    assert all(hit["_score"] >= cut for hit in found["hits"]["hits"])
+    found = es.search(index=events, terminate_after=2)
+    assert found["terminated_early"] is True
+    assert found["hits"]["total"]["value"] == 2
+    found = es.search(index=events, timeout="30s")
+    assert found["timed_out"] is False
+    assert found["hits"]["total"]["value"] == 4
+    found = es.search(index=events, query=query, explain=True, size=1)
+    hit = found["hits"]["hits"][0]
+    assert hit["_shard"] == f"[{events}][0]"
+    explanation = hit["_explanation"]
+    assert explanation["value"] == pytest.approx(hit["_score"], rel=1e-6)
+    assert isinstance(explanation["description"], str) and explanation["details"]
+    with pytest.raises(BadRequestError):
+        es.search(index=events, timeout="soon")

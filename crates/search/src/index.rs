@@ -44,7 +44,7 @@ use crate::schema::{
 use crate::scoring::{NormDocCounts, weight_matches};
 use crate::settings::IndexSettings;
 use crate::snapshots::SearcherSnapshot;
-use crate::sort::{IndexSort, SortKey, SortOrder, SortValue};
+use crate::sort::{CollectBounds, IndexSort, SortKey, SortOrder, SortValue};
 use crate::translog::{Operation, Translog, sync_directory};
 use crate::version::{Condition, Current, PRIMARY_TERM, resolve};
 
@@ -154,6 +154,8 @@ pub struct Hit {
     pub matched_queries: Vec<String>,
     /// The hit's sort values, when the search has a `sort`.
     pub sort: Vec<SortValue>,
+    /// How the score was computed (`explain`): `value`, `description`, `details`.
+    pub explanation: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +166,10 @@ pub struct SearchHits {
     /// Whether the hits' scores were computed (a sort without `_score` computes none unless
     /// `track_scores`).
     pub scored: bool,
+    /// `terminate_after` stopped the search.
+    pub terminated_early: bool,
+    /// The deadline passed: the hits and total are partial.
+    pub timed_out: bool,
 }
 
 /// One page of a search on one index.
@@ -182,6 +188,14 @@ pub struct SearchPage<'a> {
     pub snapshot: Option<&'a SearcherSnapshot>,
     /// The index's position among the indices of the search, for `_shard_doc`.
     pub shard_index: u32,
+    /// Only hits scoring at least this.
+    pub min_score: Option<f32>,
+    /// Stop after collecting this many documents (`terminated_early`).
+    pub terminate_after: Option<u64>,
+    /// Stop collecting at this instant, with partial results (`timed_out`).
+    pub deadline: Option<Instant>,
+    /// Explain each hit's score.
+    pub explain: bool,
 }
 
 impl<'a> SearchPage<'a> {
@@ -196,6 +210,18 @@ impl<'a> SearchPage<'a> {
             search_after: None,
             snapshot: None,
             shard_index: 0,
+            min_score: None,
+            terminate_after: None,
+            deadline: None,
+            explain: false,
+        }
+    }
+
+    fn bounds(&self) -> CollectBounds {
+        CollectBounds {
+            min_score: self.min_score,
+            terminate_after: self.terminate_after,
+            deadline: self.deadline,
         }
     }
 }
@@ -1136,7 +1162,7 @@ impl Index {
         };
         let named = page.query.names();
         let query = self.without_tombstones(self.to_tantivy(page.query, &searcher)?);
-        if !page.sort.is_empty() || page.search_after.is_some() {
+        if !page.sort.is_empty() || page.search_after.is_some() || page.bounds().is_set() {
             return self.search_sorted(page, &searcher, &query, named);
         }
         if size == 0 {
@@ -1146,6 +1172,8 @@ impl Index {
                 max_score: None,
                 hits: Vec::new(),
                 scored: true,
+                terminated_early: false,
+                timed_out: false,
             });
         }
         let (top, total) = searcher.search(
@@ -1157,8 +1185,16 @@ impl Index {
         )?;
         let named_weights = self.named_weights(named, &searcher)?;
         let mut hits = Vec::with_capacity(top.len());
+        let explain = page.explain.then_some(&query);
         for (score, address) in top {
-            hits.push(self.load_hit(&searcher, address, score, &named_weights, Vec::new())?);
+            hits.push(self.load_hit(
+                &searcher,
+                address,
+                score,
+                &named_weights,
+                Vec::new(),
+                explain,
+            )?);
         }
         let max_score = hits.iter().map(|h| h.score).reduce(f32::max);
         Ok(SearchHits {
@@ -1166,6 +1202,8 @@ impl Index {
             max_score,
             hits,
             scored: true,
+            terminated_early: false,
+            timed_out: false,
         })
     }
 
@@ -1191,7 +1229,10 @@ impl Index {
             &self.name,
             page.shard_index,
         )?;
-        let scored = page.track_scores || crate::sort::sorts_by_score(keys);
+        let scored = page.track_scores
+            || crate::sort::sorts_by_score(keys)
+            || page.min_score.is_some()
+            || page.explain;
         let mut base = 0u64;
         let bases = searcher
             .segment_readers()
@@ -1203,7 +1244,8 @@ impl Index {
             })
             .collect();
         let limit = page.from.saturating_add(page.size);
-        let fruit = searcher.search(query, &sort.collector(limit, scored, bases))?;
+        let fruit = searcher.search(query, &sort.collector(limit, scored, bases, page.bounds()))?;
+        let explain = page.explain.then_some(query);
         let named_weights = self.named_weights(named, searcher)?;
         let mut hits = Vec::with_capacity(page.size);
         for kept in fruit.kept.into_iter().skip(page.from) {
@@ -1213,6 +1255,7 @@ impl Index {
                 kept.score,
                 &named_weights,
                 kept.values,
+                explain,
             )?);
         }
         Ok(SearchHits {
@@ -1220,6 +1263,8 @@ impl Index {
             max_score: if scored { fruit.max_score } else { None },
             hits,
             scored,
+            terminated_early: fruit.terminated_early,
+            timed_out: fruit.timed_out,
         })
     }
 
@@ -1249,7 +1294,12 @@ impl Index {
         score: f32,
         named_weights: &[(String, Box<dyn tantivy::query::Weight>)],
         sort: Vec<SortValue>,
+        explain: Option<&BooleanQuery>,
     ) -> Result<Hit> {
+        let explanation = match explain {
+            Some(query) => Some(explanation_json(query.explain(searcher, address)?)),
+            None => None,
+        };
         let mut matched_queries = Vec::new();
         if !named_weights.is_empty() {
             let segment = searcher.segment_reader(address.segment_ord);
@@ -1287,6 +1337,7 @@ impl Index {
             source,
             matched_queries,
             sort,
+            explanation,
         })
     }
 
@@ -1413,6 +1464,36 @@ impl Index {
         self.closed.store(true, Ordering::Release);
         Ok(())
     }
+}
+
+/// A score's explanation in Elasticsearch's shape: every node with `value`, `description` and
+/// `details` (tantivy's notes on a node join its description).
+fn explanation_json(explanation: tantivy::query::Explanation) -> Value {
+    fn shape(node: Value) -> Value {
+        let Value::Object(mut node) = node else {
+            return node;
+        };
+        let mut description = node
+            .remove("description")
+            .and_then(|d| d.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if let Some(Value::Array(context)) = node.remove("context") {
+            for note in context.iter().filter_map(Value::as_str) {
+                description.push_str(", ");
+                description.push_str(note);
+            }
+        }
+        let details = match node.remove("details") {
+            Some(Value::Array(details)) => details.into_iter().map(shape).collect(),
+            _ => Vec::new(),
+        };
+        json!({
+            "value": node.remove("value").unwrap_or(Value::Null),
+            "description": description,
+            "details": details,
+        })
+    }
+    shape(serde_json::to_value(&explanation).unwrap_or(Value::Null))
 }
 
 fn validate_id(id: String) -> Result<String> {

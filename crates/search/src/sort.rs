@@ -15,6 +15,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::Instant;
 
 use serde_json::Value;
 use tantivy::collector::{Collector, SegmentCollector};
@@ -735,12 +737,15 @@ impl IndexSort {
         limit: usize,
         scoring: bool,
         segment_bases: Vec<u64>,
+        bounds: CollectBounds,
     ) -> SortCollector<'_> {
         SortCollector {
             sort: self,
             limit,
             scoring,
             segment_bases,
+            bounds,
+            collected: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -837,6 +842,25 @@ impl PartialOrd for Kept {
     }
 }
 
+/// Bounds on what a search collects: `min_score`, `terminate_after` (documents collected per
+/// index) and `timeout` (a deadline checked every [`DEADLINE_CHECK_DOCS`] documents).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CollectBounds {
+    pub min_score: Option<f32>,
+    pub terminate_after: Option<u64>,
+    pub deadline: Option<Instant>,
+}
+
+impl CollectBounds {
+    pub(crate) fn is_set(&self) -> bool {
+        self.min_score.is_some() || self.terminate_after.is_some() || self.deadline.is_some()
+    }
+}
+
+/// Documents collected between two looks at the clock for `timeout`: reading the clock per
+/// document would cost more than most queries.
+pub const DEADLINE_CHECK_DOCS: u64 = 512;
+
 /// What a sorted search collects: the best documents in order, the number of matches, and the
 /// best score (when scoring).
 #[derive(Debug, Default)]
@@ -846,6 +870,10 @@ pub(crate) struct SortedFruit {
     pub max_score: Option<Score>,
     /// A segment whose values could not be decoded (a corrupt dictionary).
     error: Option<String>,
+    /// `terminate_after` stopped the collection.
+    pub terminated_early: bool,
+    /// The deadline passed: the results are partial.
+    pub timed_out: bool,
 }
 
 pub(crate) struct SortCollector<'a> {
@@ -854,6 +882,9 @@ pub(crate) struct SortCollector<'a> {
     scoring: bool,
     /// The number of the first document of each segment in the searcher, for `_doc`.
     segment_bases: Vec<u64>,
+    bounds: CollectBounds,
+    /// Documents collected so far over all segments, for `terminate_after`.
+    collected: Arc<AtomicU64>,
 }
 
 impl Collector for SortCollector<'_> {
@@ -893,6 +924,11 @@ impl Collector for SortCollector<'_> {
             ),
         };
         Ok(SortSegmentCollector {
+            bounds: self.bounds,
+            collected: self.collected.clone(),
+            seen: 0,
+            terminated_early: false,
+            timed_out: false,
             keys: self.sort.keys.clone(),
             readers,
             after,
@@ -917,6 +953,8 @@ impl Collector for SortCollector<'_> {
                 return Err(tantivy::TantivyError::InternalError(error));
             }
             merged.total += fruit.total;
+            merged.terminated_early |= fruit.terminated_early;
+            merged.timed_out |= fruit.timed_out;
             merged.max_score = match (merged.max_score, fruit.max_score) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
@@ -998,6 +1036,12 @@ impl SortCollector<'_> {
 }
 
 pub(crate) struct SortSegmentCollector {
+    bounds: CollectBounds,
+    collected: Arc<AtomicU64>,
+    /// Documents this segment has looked at, for the deadline's checks.
+    seen: u64,
+    terminated_early: bool,
+    timed_out: bool,
     keys: Arc<[ResolvedKey]>,
     readers: Vec<KeyReader>,
     after: Option<Vec<u64>>,
@@ -1016,6 +1060,29 @@ impl SegmentCollector for SortSegmentCollector {
     type Fruit = SortedFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
+        if self.terminated_early || self.timed_out {
+            return;
+        }
+        if let Some(deadline) = self.bounds.deadline {
+            // The first document of each segment looks too, so small segments are bounded.
+            let look = self.seen.is_multiple_of(DEADLINE_CHECK_DOCS);
+            self.seen += 1;
+            if look && Instant::now() >= deadline {
+                self.timed_out = true;
+                return;
+            }
+        }
+        if let Some(min_score) = self.bounds.min_score
+            && score < min_score
+        {
+            return;
+        }
+        if let Some(limit) = self.bounds.terminate_after
+            && self.collected.fetch_add(1, AtomicOrdering::Relaxed) >= limit
+        {
+            self.terminated_early = true;
+            return;
+        }
         self.total += 1;
         if self.scoring {
             self.max_score = Some(self.max_score.map_or(score, |best| best.max(score)));
@@ -1080,6 +1147,8 @@ impl SegmentCollector for SortSegmentCollector {
             total: self.total,
             max_score: self.max_score,
             error,
+            terminated_early: self.terminated_early,
+            timed_out: self.timed_out,
         }
     }
 }

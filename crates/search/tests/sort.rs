@@ -201,14 +201,9 @@ impl TestIndex {
     ) -> sluice_search::SearchHits {
         self.index
             .search_page(&SearchPage {
-                query: &Query::match_all(),
-                from: 0,
-                size,
                 sort: keys,
-                track_scores: false,
                 search_after: after,
-                snapshot: None,
-                shard_index: 0,
+                ..SearchPage::new(&Query::match_all(), size)
             })
             .unwrap()
     }
@@ -340,14 +335,9 @@ fn sorts_refuse_what_elasticsearch_refuses() {
         index
             .index
             .search_page(&SearchPage {
-                query: &Query::match_all(),
-                from: 0,
-                size: 10,
                 sort: &keys,
-                track_scores: false,
                 search_after: after,
-                snapshot: None,
-                shard_index: 0,
+                ..SearchPage::new(&Query::match_all(), 10)
             })
             .unwrap_err()
             .to_string()
@@ -402,4 +392,39 @@ fn sorting_by_score_keeps_scores_and_formats_dates() {
         panic!("{:?}", found.hits[0].sort)
     };
     assert!(day.starts_with("2026-12-"), "{day}");
+}
+
+#[test]
+fn bounds_min_score_terminate_after_deadline_and_explain() {
+    let index = model_index(2, 400);
+    let page = |f: &dyn Fn(&mut SearchPage)| {
+        let query = Query::match_all();
+        let mut page = SearchPage::new(&query, 10);
+        f(&mut page);
+        index.index.search_page(&page).unwrap()
+    };
+    // Every match_all score is 1: a higher min_score keeps none, a lower one all.
+    let found = page(&|p| p.min_score = Some(1.5));
+    assert_eq!((found.total, found.hits.len()), (0, 0));
+    assert_eq!(page(&|p| p.min_score = Some(0.5)).total, 800);
+    let found = page(&|p| p.terminate_after = Some(25));
+    assert!(found.terminated_early);
+    assert_eq!(found.total, 25);
+    assert_eq!(found.hits.len(), 10);
+    assert!(!page(&|p| p.terminate_after = Some(1000)).terminated_early);
+    // A deadline already passed stops at the first look at the clock: partial results.
+    let found = page(&|p| p.deadline = Some(std::time::Instant::now()));
+    assert!(found.timed_out);
+    assert!(found.total < 800, "{}", found.total);
+    let found = page(&|p| {
+        p.deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(3600))
+    });
+    assert!(!found.timed_out);
+    assert_eq!(found.total, 800);
+    // An explanation's value is the hit's score.
+    let found = page(&|p| p.explain = true);
+    let explanation = found.hits[0].explanation.clone().unwrap();
+    assert_eq!(explanation["value"], json!(found.hits[0].score));
+    assert!(explanation["description"].is_string());
+    assert!(explanation["details"].is_array());
 }

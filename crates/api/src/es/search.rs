@@ -72,6 +72,12 @@ pub(super) struct SearchRequest {
     search_after: Option<Vec<Value>>,
     /// `pit`: the point in time read, and the keep-alive it renews.
     pub(super) pit: Option<PitRef>,
+    min_score: Option<f32>,
+    /// Documents each index collects at most (`terminated_early`).
+    terminate_after: Option<u64>,
+    /// `timeout`: collection stops then, with partial results and `timed_out: true`.
+    timeout_ms: Option<u64>,
+    explain: bool,
 }
 
 /// The body's `pit`.
@@ -232,6 +238,10 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         track_scores: false,
         search_after: None,
         pit: None,
+        min_score: None,
+        terminate_after: None,
+        timeout_ms: None,
+        explain: false,
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -256,10 +266,29 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                 "seq_no_primary_term" => {
                     search.seq_no_primary_term = value.as_bool().unwrap_or(false)
                 }
-                "terminate_after" if integer(value, key)? < 0 => {
-                    return Err(EsError::illegal_argument("terminateAfter must be > 0"));
+                "terminate_after" => {
+                    let limit = integer(value, key)?;
+                    if limit < 0 {
+                        return Err(EsError::illegal_argument("terminateAfter must be > 0"));
+                    }
+                    search.terminate_after = (limit > 0).then_some(limit as u64);
                 }
-                "timeout" | "explain" | "min_score" | "terminate_after" => {}
+                "timeout" => {
+                    let text = value.as_str().ok_or_else(|| {
+                        EsError::parse(format!("[timeout] must be a time value, got [{value}]"))
+                    })?;
+                    search.timeout_ms = Some(keep_alive_ms(text, "timeout")?);
+                }
+                "explain" => {
+                    search.explain = value.as_bool().ok_or_else(|| {
+                        EsError::parse(format!("[explain] must be a boolean, got [{value}]"))
+                    })?
+                }
+                "min_score" => {
+                    search.min_score = Some(value.as_f64().ok_or_else(|| {
+                        EsError::parse(format!("[min_score] must be a number, got [{value}]"))
+                    })? as f32)
+                }
                 "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
                 "sort" => search.sort = parse_sort(value)?,
                 "track_scores" => {
@@ -316,6 +345,20 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
     }
     if let Some(sort) = request.param("sort") {
         search.sort = parse_sort_param(sort)?;
+    }
+    if let Some(limit) = int_param(request, "terminate_after")?.filter(|n| *n > 0) {
+        search.terminate_after = Some(limit as u64);
+    }
+    if let Some(timeout) = request.param("timeout") {
+        search.timeout_ms = Some(keep_alive_ms(timeout, "timeout")?);
+    }
+    if let Some(explain) = bool_param(request, "explain")? {
+        search.explain = explain;
+    }
+    if let Some(min_score) = request.param("min_score") {
+        search.min_score = Some(min_score.parse::<f32>().map_err(|_| {
+            EsError::parse(format!("[min_score] must be a number, got [{min_score}]"))
+        })?);
     }
     if let Some(track_scores) = bool_param(request, "track_scores")? {
         search.track_scores = track_scores;
@@ -461,6 +504,8 @@ pub(super) fn run_search(
     let window = search.from.saturating_add(search.size);
     let mut total = 0u64;
     let mut scored = true;
+    let mut terminated_early = false;
+    let mut timed_out = false;
     let mut max_score: Option<f32> = None;
     let mut hits = Vec::new();
     // Indices that cannot run the sort (a field they do not map): Elasticsearch's shard
@@ -477,6 +522,12 @@ pub(super) fn run_search(
             search_after: view.search_after,
             snapshot: view.snapshots.and_then(|snapshots| snapshots.get(position)),
             shard_index: position as u32,
+            min_score: search.min_score,
+            terminate_after: search.terminate_after,
+            deadline: search
+                .timeout_ms
+                .map(|ms| started + std::time::Duration::from_millis(ms)),
+            explain: search.explain,
         };
         let found = match target.index.search_page(&page) {
             Ok(found) => found,
@@ -488,6 +539,8 @@ pub(super) fn run_search(
         };
         total += found.total;
         scored &= found.scored;
+        terminated_early |= found.terminated_early;
+        timed_out |= found.timed_out;
         max_score = match (max_score, found.max_score) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -537,7 +590,11 @@ pub(super) fn run_search(
             } else {
                 Value::Null
             };
-            let mut json = json!({"_index": index, "_id": hit.id, "_score": score});
+            let mut json = if search.explain {
+                json!({"_shard": format!("[{index}][0]"), "_node": "sluice", "_index": index, "_id": hit.id, "_score": score})
+            } else {
+                json!({"_index": index, "_id": hit.id, "_score": score})
+            };
             if search.version {
                 json["_version"] = json!(hit.version);
             }
@@ -561,6 +618,9 @@ pub(super) fn run_search(
             }
             if !hit.matched_queries.is_empty() {
                 json["matched_queries"] = json!(hit.matched_queries);
+            }
+            if let Some(explanation) = hit.explanation {
+                json["_explanation"] = explanation;
             }
             json
         })
@@ -595,10 +655,22 @@ pub(super) fn run_search(
     }
     let mut body = json!({
         "took": started.elapsed().as_millis() as u64,
-        "timed_out": false,
+        "timed_out": timed_out,
         "_shards": shards_json,
         "hits": hits_json,
     });
+    if terminated_early && let Value::Object(object) = &mut body {
+        // Elasticsearch shows it after `timed_out`.
+        let mut ordered = serde_json::Map::new();
+        for (key, value) in std::mem::take(object) {
+            let after_timed_out = key == "timed_out";
+            ordered.insert(key, value);
+            if after_timed_out {
+                ordered.insert("terminated_early".into(), json!(true));
+            }
+        }
+        *object = ordered;
+    }
     if let Some(aggs) = &search.aggs {
         body["aggregations"] = super::aggs::run(targets, &search.query, aggs, raw)?;
         body["took"] = json!(started.elapsed().as_millis() as u64);
