@@ -349,3 +349,46 @@ def test_min_score_terminate_after_timeout_and_explain(es, events):
     assert isinstance(explanation["description"], str) and explanation["details"]
     with pytest.raises(BadRequestError):
         es.search(index=events, timeout="soon")
+
+
+def test_fields_and_docvalue_fields_as_kibana_and_grafana_ask(es, events):
+    # Discover: every field, unmapped ones included, and the time field as a date_time.
+    found = es.search(
+        index=events,
+        sort=[{"@timestamp": {"order": "desc", "unmapped_type": "boolean"}}],
+        fields=[{"field": "*", "include_unmapped": True}],
+        docvalue_fields=[{"field": "@timestamp", "format": "date_time"}],
+        track_total_hits=True,
+        size=1,
+    )
+    fields = found["hits"]["hits"][0]["fields"]
+    assert fields["@timestamp"] == ["2026-12-01T10:00:04.000Z"]
+    assert fields["bytes"] == [200]
+    assert fields["ratio"] == [-2.0]
+    assert fields["message"] == ["bye bye"]
+    assert "host" not in fields
+    # Grafana: docvalue_fields with epoch_millis, multi-valued sorted, booleans.
+    found = es.search(
+        index=events,
+        sort=[{"@timestamp": {"order": "asc"}}],
+        docvalue_fields=[{"field": "@timestamp", "format": "epoch_millis"}, "bytes", "ok", "host"],
+        size=3,
+    )
+    hits = found["hits"]["hits"]
+    assert [h["fields"]["host"] for h in hits] == [["a"], ["c"], ["b"]]
+    assert hits[1]["fields"]["bytes"] == [50, 500]
+    assert hits[0]["fields"]["ok"] == [False]
+    assert hits[0]["fields"]["@timestamp"] == [
+        str(int(datetime(2026, 12, 1, 10, 0, 1, tzinfo=timezone.utc).timestamp() * 1000))
+    ]
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=events, docvalue_fields=["message"])
+    assert error.value.body["error"]["reason"].startswith("Fielddata is disabled on [message]")
+    # Unmapped source fields show only with include_unmapped.
+    index = unique("unmapped")
+    load(es, index, [{"a": 1, "extra": {"x": "y"}}],
+         mappings={"dynamic": False, "properties": {"a": {"type": "long"}}})
+    fields = es.search(index=index, fields=["*"])["hits"]["hits"][0]["fields"]
+    assert fields == {"a": [1]}
+    fields = es.search(index=index, fields=[{"field": "*", "include_unmapped": True}])["hits"]["hits"][0]["fields"]
+    assert fields == {"a": [1], "extra.x": ["y"]}

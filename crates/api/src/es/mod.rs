@@ -9,6 +9,7 @@ mod documents;
 pub mod error;
 mod fields;
 mod filter_path;
+mod hit_fields;
 mod indices;
 mod query_dsl;
 mod readers;

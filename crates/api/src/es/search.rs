@@ -9,6 +9,7 @@ use sluice_search::sort::compare_sort_values;
 use sluice_search::{Query, SearchPage, SortKey};
 
 use super::documents::SourceFilter;
+use super::hit_fields::{FieldPattern, hit_fields, parse_patterns};
 use super::sort::{parse_sort, parse_sort_param};
 use super::targets::{Target, indices_options, options_from, resolve_targets};
 use super::{
@@ -78,6 +79,8 @@ pub(super) struct SearchRequest {
     /// `timeout`: collection stops then, with partial results and `timed_out: true`.
     timeout_ms: Option<u64>,
     explain: bool,
+    fields: Vec<FieldPattern>,
+    docvalue_fields: Vec<FieldPattern>,
 }
 
 /// The body's `pit`.
@@ -242,6 +245,8 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         terminate_after: None,
         timeout_ms: None,
         explain: false,
+        fields: Vec::new(),
+        docvalue_fields: Vec::new(),
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -305,8 +310,10 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                     }
                 },
                 "pit" => search.pit = Some(parse_pit(value)?),
-                "highlight" | "collapse" | "post_filter" | "suggest" | "fields"
-                | "script_fields" | "docvalue_fields" | "runtime_mappings" | "rescore" => {
+                "fields" => search.fields = parse_patterns(value, key)?,
+                "docvalue_fields" => search.docvalue_fields = parse_patterns(value, key)?,
+                "highlight" | "collapse" | "post_filter" | "suggest" | "script_fields"
+                | "runtime_mappings" | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -348,6 +355,9 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
     }
     if let Some(limit) = int_param(request, "terminate_after")?.filter(|n| *n > 0) {
         search.terminate_after = Some(limit as u64);
+    }
+    if let Some(fields) = param_list(request, "docvalue_fields") {
+        search.docvalue_fields = parse_patterns(&json!(fields), "docvalue_fields")?;
     }
     if let Some(timeout) = request.param("timeout") {
         search.timeout_ms = Some(keep_alive_ms(timeout, "timeout")?);
@@ -549,7 +559,7 @@ pub(super) fn run_search(
             found
                 .hits
                 .into_iter()
-                .map(|hit| (target.index.name().to_string(), hit)),
+                .map(|hit| (target.index.clone(), hit)),
         );
     }
     if !targets.is_empty()
@@ -584,7 +594,8 @@ pub(super) fn run_search(
         .into_iter()
         .skip(search.from)
         .take(search.size)
-        .map(|(index, hit)| {
+        .map(|(index_ref, hit)| {
+            let index = index_ref.name();
             let score = if scored {
                 json!(hit.score)
             } else {
@@ -619,12 +630,23 @@ pub(super) fn run_search(
             if !hit.matched_queries.is_empty() {
                 json["matched_queries"] = json!(hit.matched_queries);
             }
+            if let Some(source) = &hit.source
+                && let Some(fields) = hit_fields(
+                    &index_ref,
+                    &hit.id,
+                    source,
+                    &search.fields,
+                    &search.docvalue_fields,
+                )?
+            {
+                json["fields"] = fields;
+            }
             if let Some(explanation) = hit.explanation {
                 json["_explanation"] = explanation;
             }
-            json
+            Ok(json)
         })
-        .collect();
+        .collect::<Result<_, EsError>>()?;
     let tracking = search.track_total_hits.unwrap_or(if search.total_as_int {
         TrackTotalHits::Accurate
     } else {
