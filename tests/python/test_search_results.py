@@ -392,3 +392,19 @@ def test_fields_and_docvalue_fields_as_kibana_and_grafana_ask(es, events):
     assert fields == {"a": [1]}
     fields = es.search(index=index, fields=[{"field": "*", "include_unmapped": True}])["hits"]["hits"][0]["fields"]
     assert fields == {"a": [1], "extra.x": ["y"]}
+
+
+def test_post_filter_applies_after_aggregations(es, events):
+    found = es.search(
+        index=events,
+        aggs={"hosts": {"terms": {"field": "host"}}},
+        post_filter={"term": {"host": "a"}},
+    )
+    assert ids(found) == ["2"]
+    assert found["hits"]["total"]["value"] == 1
+    assert len(found["aggregations"]["hosts"]["buckets"]) == 3
+    # What Sluice does not do yet is refused by name, never ignored.
+    for option in ({"highlight": {"fields": {"message": {}}}}, {"collapse": {"field": "host"}}):
+        with pytest.raises(BadRequestError) as error:
+            es.search(index=events, **option)
+        assert f"[{next(iter(option))}] is not supported by Sluice yet" in error.value.body["error"]["reason"]

@@ -81,6 +81,8 @@ pub(super) struct SearchRequest {
     explain: bool,
     fields: Vec<FieldPattern>,
     docvalue_fields: Vec<FieldPattern>,
+    /// Filters the hits after aggregations ran on the query's matches.
+    post_filter: Option<Query>,
 }
 
 /// The body's `pit`.
@@ -247,6 +249,7 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         explain: false,
         fields: Vec::new(),
         docvalue_fields: Vec::new(),
+        post_filter: None,
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -311,9 +314,10 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                 },
                 "pit" => search.pit = Some(parse_pit(value)?),
                 "fields" => search.fields = parse_patterns(value, key)?,
+                "post_filter" => search.post_filter = Some(parse_query(value)?),
                 "docvalue_fields" => search.docvalue_fields = parse_patterns(value, key)?,
-                "highlight" | "collapse" | "post_filter" | "suggest" | "script_fields"
-                | "runtime_mappings" | "rescore" => {
+                "highlight" | "collapse" | "suggest" | "script_fields" | "runtime_mappings"
+                | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -522,7 +526,10 @@ pub(super) fn run_search(
     // failures, an error only when no index could run it.
     let mut failures = Vec::new();
     for (position, target) in targets.iter().enumerate() {
-        let scoped = target.scope(&search.query);
+        let mut scoped = target.scope(&search.query);
+        if let Some(post_filter) = &search.post_filter {
+            scoped = scoped.with_alias_filters(Some(vec![post_filter.clone()]));
+        }
         let page = SearchPage {
             query: &scoped,
             from: 0,
