@@ -408,3 +408,19 @@ def test_post_filter_applies_after_aggregations(es, events):
         with pytest.raises(BadRequestError) as error:
             es.search(index=events, **option)
         assert f"[{next(iter(option))}] is not supported by Sluice yet" in error.value.body["error"]["reason"]
+
+
+def test_source_filtering_and_total_hits(es, events):
+    found = es.search(index=events, source={"includes": ["h*", "by*"], "excludes": ["bytes"]}, sort=["host"])
+    assert found["hits"]["hits"][0]["_source"] == {"host": "a"}
+    found = es.search(index=events, source_includes="ratio", size=1, sort=["host"])
+    assert found["hits"]["hits"][0]["_source"] == {"ratio": 1.5}
+    found = es.search(index=events, source=False, size=1)
+    assert "_source" not in found["hits"]["hits"][0]
+    found = es.search(index=events, stored_fields="_none_", size=1)
+    assert "_source" not in found["hits"]["hits"][0]
+    assert es.search(index=events, track_total_hits=2)["hits"]["total"] == {"value": 2, "relation": "gte"}
+    assert "total" not in es.search(index=events, track_total_hits=False)["hits"]
+    found = es.search(index=events, version=True, seq_no_primary_term=True, size=1)
+    hit = found["hits"]["hits"][0]
+    assert hit["_version"] == 1 and "_seq_no" in hit and hit["_primary_term"] == 1
