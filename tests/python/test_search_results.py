@@ -404,7 +404,7 @@ def test_post_filter_applies_after_aggregations(es, events):
     assert found["hits"]["total"]["value"] == 1
     assert len(found["aggregations"]["hosts"]["buckets"]) == 3
     # What Sluice does not do yet is refused by name, never ignored.
-    for option in ({"highlight": {"fields": {"message": {}}}}, {"collapse": {"field": "host"}}):
+    for option in ({"collapse": {"field": "host"}}, {"suggest": {}}):
         with pytest.raises(BadRequestError) as error:
             es.search(index=events, **option)
         assert f"[{next(iter(option))}] is not supported by Sluice yet" in error.value.body["error"]["reason"]
@@ -424,3 +424,31 @@ def test_source_filtering_and_total_hits(es, events):
     found = es.search(index=events, version=True, seq_no_primary_term=True, size=1)
     hit = found["hits"]["hits"][0]
     assert hit["_version"] == 1 and "_seq_no" in hit and hit["_primary_term"] == 1
+
+
+def test_highlight_as_kibana_asks(es, events):
+    found = es.search(
+        index=events,
+        query={"bool": {"filter": [{"query_string": {"query": "message:bye", "analyze_wildcard": True}}]}},
+        highlight={
+            "pre_tags": ["@kibana-highlighted-field@"],
+            "post_tags": ["@/kibana-highlighted-field@"],
+            "fields": {"*": {}},
+            "fragment_size": 2147483647,
+        },
+        sort=[{"@timestamp": "asc"}],
+    )
+    assert [hit["highlight"] for hit in found["hits"]["hits"]] == [
+        {"message": ["@kibana-highlighted-field@bye@/kibana-highlighted-field@ world"]},
+        {"message": [
+            "@kibana-highlighted-field@bye@/kibana-highlighted-field@ "
+            "@kibana-highlighted-field@bye@/kibana-highlighted-field@"
+        ]},
+    ]
+    # Defaults: <em> tags; fragments of `fragment_size`; `number_of_fragments`.
+    found = es.search(index=events, query={"match": {"message": "hello"}},
+                      highlight={"fields": {"message": {"number_of_fragments": 0}}}, sort=["_doc"])
+    assert found["hits"]["hits"][0]["highlight"] == {"message": ["<em>hello</em> world"]}
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=events, highlight={"fields": {"message": {}}, "boundary_scanner": "word"})
+    assert "[highlight] option [boundary_scanner] is not supported" in error.value.body["error"]["reason"]

@@ -16,6 +16,7 @@ pub mod date;
 pub mod date_math;
 mod error;
 mod fuzzy;
+pub mod highlight;
 mod ids;
 mod index;
 mod indices;

@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value};
 use sluice_search::aggs::format::DateFormat;
+use sluice_search::highlight::HighlightField;
 use sluice_search::mapping::{FieldType, IndexValue};
 use sluice_search::{Index, Mappings};
 
@@ -234,6 +235,127 @@ fn source_leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
         Value::Null => {}
         leaf => out.push((prefix.to_string(), leaf.clone())),
     }
+}
+
+/// Reads `highlight` into the fields to highlight, with the top level's options as defaults.
+pub(crate) fn parse_highlight(value: &Value) -> Result<Vec<HighlightField>, EsError> {
+    let Value::Object(object) = value else {
+        return Err(EsError::parse("[highlight] must be an object"));
+    };
+    let defaults = HighlightField {
+        pattern: String::new(),
+        pre_tag: "<em>".into(),
+        post_tag: "</em>".into(),
+        fragment_size: 100,
+        number_of_fragments: 5,
+        require_field_match: true,
+    };
+    let defaults = highlight_options(object, defaults, true)?;
+    let mut fields = Vec::new();
+    let mut add = |name: &str, options: &Value| -> Result<(), EsError> {
+        let Value::Object(options) = options else {
+            return Err(EsError::parse(format!(
+                "[highlight] options of [{name}] must be an object"
+            )));
+        };
+        let mut field = highlight_options(options, defaults.clone(), false)?;
+        field.pattern = name.to_string();
+        fields.push(field);
+        Ok(())
+    };
+    match object.get("fields") {
+        Some(Value::Object(map)) => {
+            for (name, options) in map {
+                add(name, options)?;
+            }
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                let Value::Object(map) = item else {
+                    return Err(EsError::parse("[highlight] fields must hold objects"));
+                };
+                for (name, options) in map {
+                    add(name, options)?;
+                }
+            }
+        }
+        _ => return Err(EsError::parse("[highlight] requires [fields]")),
+    }
+    Ok(fields)
+}
+
+fn highlight_options(
+    object: &Map<String, Value>,
+    mut field: HighlightField,
+    top: bool,
+) -> Result<HighlightField, EsError> {
+    let first_tag = |value: &Value, name: &str| -> Result<String, EsError> {
+        value
+            .as_array()
+            .and_then(|tags| tags.first())
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                EsError::parse(format!("[highlight] [{name}] must be a list of strings"))
+            })
+    };
+    let size = |value: &Value, name: &str| -> Result<usize, EsError> {
+        value
+            .as_u64()
+            .map(|n| n.min(usize::MAX as u64) as usize)
+            .ok_or_else(|| {
+                EsError::parse(format!(
+                    "[highlight] [{name}] must be a non-negative integer"
+                ))
+            })
+    };
+    for (key, value) in object {
+        match key.as_str() {
+            "fields" if top => {}
+            "pre_tags" => field.pre_tag = first_tag(value, key)?,
+            "post_tags" => field.post_tag = first_tag(value, key)?,
+            "fragment_size" => field.fragment_size = size(value, key)?,
+            "number_of_fragments" => field.number_of_fragments = size(value, key)?,
+            "require_field_match" => {
+                field.require_field_match = value.as_bool().ok_or_else(|| {
+                    EsError::parse("[highlight] [require_field_match] must be a boolean")
+                })?
+            }
+            // The unified, plain and fvh highlighters all answer with this one; `order: score`
+            // is accepted, fragments come in document order.
+            "type" | "order" | "max_analyzed_offset" => {}
+            other => {
+                return Err(EsError::illegal_argument(format!(
+                    "[highlight] option [{other}] is not supported by Sluice yet"
+                )));
+            }
+        }
+    }
+    Ok(field)
+}
+
+/// The `highlight` of one hit, or `None` when nothing matched.
+pub(crate) fn hit_highlight(
+    index: &Index,
+    query: &sluice_search::Query,
+    source: &[u8],
+    fields: &[HighlightField],
+) -> Option<Value> {
+    if fields.is_empty() {
+        return None;
+    }
+    let document = serde_json::from_slice::<Value>(source).ok()?;
+    let found = sluice_search::highlight::highlight(&index.mappings(), query, &document, fields);
+    let map: Map<String, Value> = found
+        .into_iter()
+        .map(|(path, fragments)| {
+            (
+                path,
+                Value::Array(fragments.into_iter().map(Value::String).collect()),
+            )
+        })
+        .collect();
+    (!map.is_empty()).then_some(Value::Object(map))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use sluice_search::sort::compare_sort_values;
 use sluice_search::{Query, SearchPage, SortKey};
 
 use super::documents::SourceFilter;
-use super::hit_fields::{FieldPattern, hit_fields, parse_patterns};
+use super::hit_fields::{FieldPattern, hit_fields, hit_highlight, parse_highlight, parse_patterns};
 use super::sort::{parse_sort, parse_sort_param};
 use super::targets::{Target, indices_options, options_from, resolve_targets};
 use super::{
@@ -17,6 +17,7 @@ use super::{
 };
 use crate::http::Request;
 use sluice_search::IndicesOptions;
+use sluice_search::highlight::HighlightField;
 
 /// Hits counted exactly before `total.relation` becomes `gte` (Elasticsearch's default).
 pub const TRACK_TOTAL_HITS_DEFAULT: u64 = 10_000;
@@ -83,6 +84,7 @@ pub(super) struct SearchRequest {
     docvalue_fields: Vec<FieldPattern>,
     /// Filters the hits after aggregations ran on the query's matches.
     post_filter: Option<Query>,
+    highlight: Vec<HighlightField>,
 }
 
 /// The body's `pit`.
@@ -250,6 +252,7 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         fields: Vec::new(),
         docvalue_fields: Vec::new(),
         post_filter: None,
+        highlight: Vec::new(),
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -316,8 +319,8 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                 "fields" => search.fields = parse_patterns(value, key)?,
                 "post_filter" => search.post_filter = Some(parse_query(value)?),
                 "docvalue_fields" => search.docvalue_fields = parse_patterns(value, key)?,
-                "highlight" | "collapse" | "suggest" | "script_fields" | "runtime_mappings"
-                | "rescore" => {
+                "highlight" => search.highlight = parse_highlight(value)?,
+                "collapse" | "suggest" | "script_fields" | "runtime_mappings" | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -647,6 +650,12 @@ pub(super) fn run_search(
                 )?
             {
                 json["fields"] = fields;
+            }
+            if let Some(source) = &hit.source
+                && let Some(highlight) =
+                    hit_highlight(&index_ref, &search.query, source, &search.highlight)
+            {
+                json["highlight"] = highlight;
             }
             if let Some(explanation) = hit.explanation {
                 json["_explanation"] = explanation;
