@@ -1,0 +1,332 @@
+//! One worker: reads one source in order, batches, filters, invokes the function and moves the
+//! checkpoint. The invariant: the checkpoint moves past a record only after the function
+//! succeeded on it, it was filtered out, or it went to the OnFailure destination (or was given
+//! up on with none configured), so a crash at any point redelivers and never skips.
+//!
+//! Failures follow Lambda's rules for stream sources: a failed batch is retried whole, after a
+//! growing pause; with `BisectBatchOnFunctionError` it is split in two halves retried in order;
+//! with `ReportBatchItemFailures` the records before the first reported one are done and the
+//! retry starts at it (a failure reported on the first record counts as a failed batch, so
+//! bisecting isolates it); past `MaximumRetryAttempts`, or `MaximumRecordAgeInSeconds`, the
+//! batch's description goes to the OnFailure stream and the worker moves on.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_log::{AppendRecord, Clock, Log};
+
+use crate::config::MappingConfig;
+use crate::error::Result;
+use crate::filter::{self, Pattern};
+use crate::limits::{POLL_INTERVAL, RETRY_BACKOFF_INITIAL, RETRY_BACKOFF_MAX};
+use crate::source::{EventSource, SourceRecord};
+
+/// How a failed invocation failed: the function's error type and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeFailure {
+    pub error_type: String,
+    pub message: String,
+}
+
+/// Runs the mapped function; `node` adapts the function host to it, tests use closures, so
+/// this crate does not depend on how functions run.
+pub trait Invoker: Send + Sync + std::fmt::Debug {
+    /// Invokes `function_arn` once with `event` and returns its answer.
+    fn invoke(&self, function_arn: &str, event: &Value) -> Result<Value, InvokeFailure>;
+}
+
+/// Why a worker stopped processing a batch before it was done.
+enum Stop {
+    Requested,
+    Failed(crate::error::MappingError),
+}
+
+impl From<crate::error::MappingError> for Stop {
+    fn from(error: crate::error::MappingError) -> Self {
+        Stop::Failed(error)
+    }
+}
+
+/// One worker's state.
+pub(crate) struct Worker<'a> {
+    pub(crate) config: MappingConfig,
+    pub(crate) source: Box<dyn EventSource>,
+    pub(crate) invoker: Arc<dyn Invoker>,
+    pub(crate) log: Arc<Log>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) stop: &'a Receiver<()>,
+    pub(crate) filters: Vec<Pattern>,
+}
+
+impl<'a> Worker<'a> {
+    pub(crate) fn new(
+        config: MappingConfig,
+        source: Box<dyn EventSource>,
+        invoker: Arc<dyn Invoker>,
+        log: Arc<Log>,
+        clock: Arc<dyn Clock>,
+        stop: &'a Receiver<()>,
+    ) -> Worker<'a> {
+        // Validated at create; a pattern that no longer compiles filters nothing out.
+        let filters = filter::compile_all(&config.filters).unwrap_or_default();
+        Worker {
+            config,
+            source,
+            invoker,
+            log,
+            clock,
+            stop,
+            filters,
+        }
+    }
+
+    /// Runs until asked to stop (true) or until it fails (false): then the checkpoint did not
+    /// move past anything unhandled, and the caller starts over from it.
+    pub(crate) fn run(mut self) -> bool {
+        let mut buffer: Vec<SourceRecord> = Vec::new();
+        let mut first_buffered: Option<Instant> = None;
+        let batch_size = usize::try_from(self.config.batch_size).unwrap_or(1).max(1);
+        let window = Duration::from_secs(u64::from(self.config.maximum_batching_window_s));
+        loop {
+            if buffer.len() < batch_size {
+                match self.source.read(batch_size - buffer.len()) {
+                    Ok(records) => buffer.extend(records),
+                    Err(error) => {
+                        tracing::warn!(mapping = %self.config.uuid, %error, "reading the source failed");
+                        return false;
+                    }
+                }
+            }
+            if buffer.is_empty() {
+                if self.pause(POLL_INTERVAL) {
+                    return true;
+                }
+                continue;
+            }
+            let started = *first_buffered.get_or_insert_with(Instant::now);
+            if buffer.len() < batch_size && started.elapsed() < window {
+                if self.pause(POLL_INTERVAL) {
+                    return true;
+                }
+                continue;
+            }
+            let batch: Vec<SourceRecord> = buffer.drain(..buffer.len().min(batch_size)).collect();
+            first_buffered = None;
+            match self.process(batch) {
+                Ok(()) => {}
+                Err(Stop::Requested) => return true,
+                Err(Stop::Failed(error)) => {
+                    tracing::error!(mapping = %self.config.uuid, %error, "event source mapping failed; it resumes from its checkpoint");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Waits `duration` or until asked to stop; true when asked.
+    fn pause(&self, duration: Duration) -> bool {
+        !matches!(
+            self.stop.recv_timeout(duration),
+            Err(RecvTimeoutError::Timeout)
+        )
+    }
+
+    /// Handles one batch to the end: every record done, filtered out or sent to OnFailure,
+    /// and the checkpoint past the last one.
+    fn process(&mut self, batch: Vec<SourceRecord>) -> Result<(), Stop> {
+        let Some(last) = batch.last().cloned() else {
+            return Ok(());
+        };
+        let now_ms = self.clock.now_ms();
+        let (expired, fresh): (Vec<SourceRecord>, Vec<SourceRecord>) =
+            batch.into_iter().partition(|record| {
+                self.config.maximum_record_age_s >= 0
+                    && now_ms.saturating_sub(record.arrival_ms)
+                        > u64::try_from(self.config.maximum_record_age_s).unwrap_or(0) * 1000
+            });
+        if !expired.is_empty() {
+            self.give_up(&expired, "RecordAgeExceeded", 0, None)?;
+        }
+        let matching: Vec<SourceRecord> = fresh
+            .into_iter()
+            .filter(|record| {
+                self.filters.is_empty()
+                    || self
+                        .filters
+                        .iter()
+                        .any(|pattern| pattern.matches(&record.filter_view))
+            })
+            .collect();
+        let mut pieces: VecDeque<(Vec<SourceRecord>, u32)> = VecDeque::new();
+        if !matching.is_empty() {
+            pieces.push_back((matching, 0));
+        }
+        let mut backoff = RETRY_BACKOFF_INITIAL;
+        while let Some((piece, attempts)) = pieces.pop_front() {
+            let Some(piece_last) = piece.last().cloned() else {
+                continue;
+            };
+            let event =
+                json!({"Records": piece.iter().map(|record| &record.event).collect::<Vec<_>>()});
+            let outcome = self.invoker.invoke(&self.config.function_arn, &event);
+            let failure = match outcome {
+                Ok(answer) => match self.first_reported_failure(&answer, &piece) {
+                    Reported::None => {
+                        self.source.checkpoint(&piece_last)?;
+                        backoff = RETRY_BACKOFF_INITIAL;
+                        continue;
+                    }
+                    Reported::At(index) if index > 0 => {
+                        // Progress: the records before the first failure are done.
+                        if let Some(done) = piece.get(index - 1) {
+                            self.source.checkpoint(done)?;
+                        }
+                        pieces.push_front((piece.into_iter().skip(index).collect(), attempts));
+                        continue;
+                    }
+                    Reported::At(_) => InvokeFailure {
+                        error_type: "BatchItemFailure".to_owned(),
+                        message: "the function reported the batch's first record as failed"
+                            .to_owned(),
+                    },
+                    Reported::Invalid(message) => InvokeFailure {
+                        error_type: "InvalidBatchItemFailures".to_owned(),
+                        message,
+                    },
+                },
+                Err(failure) => failure,
+            };
+            let attempts = attempts + 1;
+            tracing::debug!(mapping = %self.config.uuid, attempts, error_type = %failure.error_type, message = %failure.message, "batch failed");
+            let retries = self.config.maximum_retry_attempts;
+            if retries >= 0 && i64::from(attempts) > i64::from(retries) {
+                self.give_up(&piece, "RetryAttemptsExhausted", attempts, Some(&failure))?;
+                continue;
+            }
+            if self.pause(backoff) {
+                return Err(Stop::Requested);
+            }
+            backoff = backoff.saturating_mul(2).min(RETRY_BACKOFF_MAX);
+            if self.config.bisect_batch_on_function_error && piece.len() > 1 {
+                let mut first = piece;
+                let second = first.split_off(first.len() / 2);
+                pieces.push_front((second, attempts));
+                pieces.push_front((first, attempts));
+            } else {
+                pieces.push_front((piece, attempts));
+            }
+        }
+        self.source.checkpoint(&last)?;
+        Ok(())
+    }
+
+    /// Reads `batchItemFailures` when the mapping asked for them.
+    fn first_reported_failure(&self, answer: &Value, piece: &[SourceRecord]) -> Reported {
+        if !self.config.report_batch_item_failures {
+            return Reported::None;
+        }
+        let failures = match answer.get("batchItemFailures") {
+            None | Some(Value::Null) => return Reported::None,
+            Some(Value::Array(failures)) => failures,
+            Some(_) => return Reported::Invalid("batchItemFailures is not a list".to_owned()),
+        };
+        let mut first: Option<usize> = None;
+        for failure in failures {
+            let Some(identifier) = failure.get("itemIdentifier").and_then(Value::as_str) else {
+                return Reported::Invalid("a batch item failure has no itemIdentifier".to_owned());
+            };
+            let Some(index) = piece
+                .iter()
+                .position(|record| record.sequence_number == identifier)
+            else {
+                return Reported::Invalid(format!(
+                    "itemIdentifier {identifier} is not a record of the batch"
+                ));
+            };
+            first = Some(first.map_or(index, |first| first.min(index)));
+        }
+        match first {
+            None => Reported::None,
+            Some(index) => Reported::At(index),
+        }
+    }
+
+    /// Sends the description of records the worker gives up on to the OnFailure stream, in
+    /// Lambda's shape, then moves the checkpoint past them. Without a destination they are
+    /// only logged.
+    fn give_up(
+        &mut self,
+        records: &[SourceRecord],
+        condition: &str,
+        attempts: u32,
+        failure: Option<&InvokeFailure>,
+    ) -> Result<(), Stop> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        tracing::warn!(mapping = %self.config.uuid, condition, n_records = records.len(), first = %first.sequence_number, "records given up on");
+        if let Some(stream) = &self.config.on_failure_stream {
+            let mut record = json!({
+                "requestContext": {
+                    "requestId": format!("{}-{}", self.config.uuid, first.sequence_number),
+                    "functionArn": self.config.function_arn,
+                    "condition": condition,
+                    "approximateInvokeCount": attempts,
+                },
+                "responseContext": {
+                    "statusCode": 200,
+                    "executedVersion": "$LATEST",
+                    "functionError": failure.map_or("", |failure| failure.error_type.as_str()),
+                },
+                "version": "1.0",
+                "timestamp": iso_8601(self.clock.now_ms()),
+            });
+            crate::source::set_member(
+                &mut record,
+                self.source.batch_info_member(),
+                json!({
+                    "shardId": self.source.shard_id(),
+                    "startSequenceNumber": first.sequence_number,
+                    "endSequenceNumber": last.sequence_number,
+                    "approximateArrivalOfFirstRecord": iso_8601(first.arrival_ms),
+                    "approximateArrivalOfLastRecord": iso_8601(last.arrival_ms),
+                    "batchSize": records.len(),
+                    "streamArn": self.config.event_source_arn,
+                }),
+            );
+            let bytes = serde_json::to_vec(&record).unwrap_or_default();
+            let append = AppendRecord::new(self.config.uuid.clone(), bytes);
+            // The failure record must be durable before the checkpoint passes the records;
+            // if the stream cannot take it, the worker stops and the batch is redone later.
+            self.log
+                .stream(stream)
+                .and_then(|stream| stream.append(&append))
+                .map_err(crate::error::MappingError::from)?;
+        }
+        self.source.checkpoint(last)?;
+        Ok(())
+    }
+}
+
+enum Reported {
+    None,
+    At(usize),
+    Invalid(String),
+}
+
+/// `2019-11-14T00:38:06.021Z`, as Lambda's failure records write times.
+fn iso_8601(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|at| {
+            at.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
