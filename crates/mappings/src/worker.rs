@@ -29,6 +29,10 @@ use crate::source::{EventSource, SourceRecord};
 pub struct InvokeFailure {
     pub error_type: String,
     pub message: String,
+    /// The function did not run: it does not exist (yet), it is throttled, or the host is
+    /// stopping. Such a batch is retried without counting against `MaximumRetryAttempts`, so
+    /// records are never given up on because of the host.
+    pub function_did_not_run: bool,
 }
 
 /// Runs the mapped function; `node` adapts the function host to it, tests use closures, so
@@ -191,12 +195,23 @@ impl<'a> Worker<'a> {
                         error_type: "BatchItemFailure".to_owned(),
                         message: "the function reported the batch's first record as failed"
                             .to_owned(),
+                        function_did_not_run: false,
                     },
                     Reported::Invalid(message) => InvokeFailure {
                         error_type: "InvalidBatchItemFailures".to_owned(),
                         message,
+                        function_did_not_run: false,
                     },
                 },
+                Err(failure) if failure.function_did_not_run => {
+                    tracing::debug!(mapping = %self.config.uuid, error_type = %failure.error_type, message = %failure.message, "the function did not run; retrying");
+                    if self.pause(backoff) {
+                        return Err(Stop::Requested);
+                    }
+                    backoff = backoff.saturating_mul(2).min(RETRY_BACKOFF_MAX);
+                    pieces.push_front((piece, attempts));
+                    continue;
+                }
                 Err(failure) => failure,
             };
             let attempts = attempts + 1;

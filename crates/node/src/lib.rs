@@ -9,6 +9,8 @@
 //! - `ledgers/`: the verifiable ledgers, one directory each, a journal and its derived state (see `sluice-ledger`);
 //! - `tables/`: the DynamoDB-like tables and their stream records, one redb database (see `sluice-tables`);
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
+//! - `mappings/`: the catalog of event-source mappings and their table-stream checkpoints (see
+//!   `sluice-mappings`; log-stream checkpoints live with the stream, consumer `lambda.<uuid>`);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
 //!   S3 destinations and QLDB's ExportJournalToS3.
 //!
@@ -23,7 +25,7 @@
 
 mod functions;
 
-pub use functions::FunctionsTransformer;
+pub use functions::{FunctionsInvoker, FunctionsTransformer};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ use std::time::Duration;
 use sluice_delivery::{DeliveryStreams, DeliveryStreamsOptions, NoFunctions, Transformer};
 use sluice_ledger::{CancelToken, ImportRoots, Ledgers, Limits};
 use sluice_log::{Clock, Log, LogOptions, SystemClock};
+use sluice_mappings::{EventSourceMappings, InvokeFailure, Invoker};
 use sluice_search::Indices;
 use sluice_tables::Tables;
 
@@ -70,6 +73,8 @@ pub enum NodeError {
     Delivery(#[from] sluice_delivery::DeliveryError),
     #[error(transparent)]
     Tables(#[from] sluice_tables::TablesError),
+    #[error(transparent)]
+    Mappings(#[from] sluice_mappings::MappingError),
 }
 
 /// What a node is opened with besides its directory.
@@ -79,6 +84,8 @@ pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
     /// Runs delivery streams' Lambda processors.
     pub transformer: Arc<dyn Transformer>,
+    /// Runs the functions of event-source mappings.
+    pub invoker: Arc<dyn Invoker>,
     /// Directories ledger restores and imports may read besides the data directory's `s3/`
     /// store (`sluice up --import-dir`); none by default. Each must exist.
     pub import_dirs: Vec<PathBuf>,
@@ -89,8 +96,28 @@ impl Default for NodeOptions {
         NodeOptions {
             clock: Arc::new(SystemClock),
             transformer: Arc::new(NoFunctions),
+            invoker: Arc::new(NoInvoker),
             import_dirs: Vec::new(),
         }
+    }
+}
+
+/// The invoker of a node without a function host: every invocation fails, so mappings keep
+/// their records until a host is there.
+#[derive(Debug)]
+pub struct NoInvoker;
+
+impl Invoker for NoInvoker {
+    fn invoke(
+        &self,
+        function_arn: &str,
+        _event: &serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeFailure> {
+        Err(InvokeFailure {
+            error_type: "ResourceNotFoundException".to_owned(),
+            message: format!("no function host to run {function_arn}"),
+            function_did_not_run: true,
+        })
     }
 }
 
@@ -103,6 +130,7 @@ pub struct Node {
     import_roots: ImportRoots,
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
+    mappings: Arc<EventSourceMappings>,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -149,6 +177,13 @@ impl Node {
             log.clone(),
             indices.clone(),
             DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone()),
+        )?);
+        let mappings = Arc::new(EventSourceMappings::open(
+            &data_dir.join("mappings"),
+            log.clone(),
+            tables.clone(),
+            options.invoker.clone(),
+            options.clock.clone(),
         )?);
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
@@ -201,6 +236,7 @@ impl Node {
             import_roots,
             long_operations: CancelToken::new(),
             delivery,
+            mappings,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -257,6 +293,11 @@ impl Node {
         &self.delivery
     }
 
+    /// The event-source mappings and their workers.
+    pub fn mappings(&self) -> &Arc<EventSourceMappings> {
+        &self.mappings
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -264,7 +305,9 @@ impl Node {
 
     fn stop(&mut self) {
         self.long_operations.cancel();
-        // Delivery workers first: they write into the indices closed below.
+        // Mapping workers first (their functions may write anywhere), then delivery workers:
+        // they write into the indices closed below.
+        self.mappings.shutdown();
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {
