@@ -309,3 +309,76 @@ def test_kill_9_skips_and_loses_no_record(sluice_factory, tmp_path):
     # Redelivery after the crash is allowed (at least once); skipping is not.
     assert set(processed) == set(range(n_records))
     assert len(processed) < 2 * n_records
+
+
+def create_transactions_table(sluice):
+    dynamodb = aws_client(sluice, "dynamodb")
+    key = lambda name: {"AttributeName": name, "AttributeType": "N"}
+    return dynamodb.create_table(
+        TableName="UsersTransactions",
+        KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"},
+                   {"AttributeName": "transactionId", "KeyType": "RANGE"}],
+        AttributeDefinitions=[key("userId"), key("transactionId")],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )["TableDescription"]["LatestStreamArn"]
+
+
+def test_scenario_4_table_stream_to_search_through_a_mapping_of_the_config_file(
+    sluice_factory, tmp_path
+):
+    sluice = start(sluice_factory)
+    stream_arn = create_transactions_table(sluice)
+    sluice.stop()
+    # The function and its mapping come from the config file; the API sees them as its own.
+    config = tmp_path / "sluice.json"
+    config.write_text(json.dumps({
+        "functions": [{
+            "name": "index-transactions",
+            "kind": "runtime-api",
+            "command": [sys.executable, "-m", "awslambdaric", "transactions_indexer.handler"],
+            "task_root": str(HANDLERS),
+            # The search endpoint's port is known only once the server is up: the test writes
+            # it into this file, which the handler reads.
+            "environment": {"ES_URL_FILE": str(tmp_path / "es_url")},
+        }],
+        "event_source_mappings": [{
+            "EventSourceArn": stream_arn,
+            "FunctionName": "index-transactions",
+            "StartingPosition": "LATEST",
+            "BatchSize": 10,
+        }],
+    }))
+    sluice = start(sluice_factory, ["--config", str(config)])
+    (tmp_path / "es_url").write_text(sluice.es_url)
+    client = aws_client(sluice, "lambda")
+    mappings = client.list_event_source_mappings(EventSourceArn=stream_arn)["EventSourceMappings"]
+    assert len(mappings) == 1 and mappings[0]["State"] == "Enabled"
+    assert mappings[0]["FunctionArn"].endswith(":function:index-transactions")
+    assert client.get_function(FunctionName="index-transactions")["Configuration"]["Runtime"] == "provided"
+
+    dynamodb = aws_client(sluice, "dynamodb")
+    for n in range(3):
+        dynamodb.put_item(TableName="UsersTransactions", Item={
+            "userId": {"N": "3"}, "transactionId": {"N": str(50 + n)}, "accountId": {"S": f"a-{n}"},
+            "amount": {"N": "12.50"}, "shortDescription": {"S": "coffee"}})
+    # A MODIFY is not indexed again: the handler takes INSERTs only.
+    dynamodb.put_item(TableName="UsersTransactions", Item={
+        "userId": {"N": "3"}, "transactionId": {"N": "50"}, "accountId": {"S": "changed"},
+        "amount": {"N": "1"}, "shortDescription": {"S": "tea"}})
+
+    def documents():
+        es(sluice, "POST", "/transactions/_refresh")
+        status, body = es(sluice, "POST", "/transactions/_search", {"query": {"match_all": {}}})
+        return body["hits"]["hits"] if status == 200 and body["hits"]["total"]["value"] == 3 else None
+
+    hits = {hit["_id"]: hit["_source"] for hit in wait_until(documents, what="three transactions")}
+    assert hits["3-51"] == {"accountId": "a-1", "shortDescription": "coffee", "amount": 12.5,
+                            "userId": 3, "transactionId": 51}
+    assert hits["3-50"]["accountId"] == "a-0"
+
+    # The same config again keeps the mapping (and its checkpoint): nothing is indexed twice.
+    sluice.stop()
+    sluice = start(sluice_factory, ["--config", str(config)])
+    listed = aws_client(sluice, "lambda").list_event_source_mappings()["EventSourceMappings"]
+    assert [m["UUID"] for m in listed] == [mappings[0]["UUID"]]
