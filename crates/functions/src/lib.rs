@@ -1,5 +1,5 @@
-//! The function host: runs AWS Lambda handlers out of process for Firehose transformations
-//! (and, later, Kinesis and DynamoDB stream events).
+//! The function host: runs AWS Lambda handlers out of process for Firehose transformations,
+//! event-source mappings (Kinesis and DynamoDB stream events) and the Lambda API.
 //!
 //! A [`FunctionRegistry`] holds [`FunctionDefinition`]s by name and resolves Lambda ARNs to
 //! them. [`FunctionRegistry::invoke`] sends a JSON event and returns the JSON answer;
