@@ -105,6 +105,14 @@ def test_functions_are_created_described_listed_invoked_and_deleted(sluice_facto
     assert error["errorType"] == "PaymentDeclined"
     assert error["errorMessage"] == "card declined"
 
+    # LogType Tail: the invocation's own output between Lambda's START, END and REPORT lines.
+    tailed = client.invoke(FunctionName="echo", Payload=json.dumps({"n": 2}), LogType="Tail")
+    log = base64.b64decode(tailed["LogResult"]).decode()
+    assert log.startswith("START RequestId: "), log
+    assert "echo handler saw {'n': 2}" in log, log
+    assert "\nEND RequestId: " in log and "\nREPORT RequestId: " in log, log
+    assert "echo handler saw {'n': 1}" not in log, log
+
     assert client.invoke(FunctionName="echo", InvocationType="DryRun")["StatusCode"] == 204
     assert client.invoke(FunctionName="echo", InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
 
@@ -382,3 +390,38 @@ def test_scenario_4_table_stream_to_search_through_a_mapping_of_the_config_file(
     sluice = start(sluice_factory, ["--config", str(config)])
     listed = aws_client(sluice, "lambda").list_event_source_mappings()["EventSourceMappings"]
     assert [m["UUID"] for m in listed] == [mappings[0]["UUID"]]
+
+
+NODE_RIC = Path(__file__).resolve().parents[1] / "node" / "node_modules" / ".bin" / "aws-lambda-ric"
+
+
+def test_scenario_4_with_a_nodejs_handler_under_aws_lambda_ric(sluice_factory, tmp_path):
+    assert NODE_RIC.exists(), "npm's aws-lambda-ric is missing: npm install --ignore-scripts --prefix tests/node"
+    sluice = start(sluice_factory, ["--lambda-nodejs-ric", str(NODE_RIC)])
+    (tmp_path / "es_url").write_text(sluice.es_url)
+    stream_arn = create_transactions_table(sluice)
+    directory = sluice.data_dir / "s3" / "code" / "node-indexer"
+    directory.mkdir(parents=True)
+    shutil.copy(HANDLERS / "transactions_indexer.js", directory / "transactions_indexer.js")
+    client = aws_client(sluice, "lambda")
+    created = client.create_function(
+        FunctionName="node-indexer", Runtime="nodejs20.x", Role=ROLE,
+        Handler="transactions_indexer.handler", Code={"S3Bucket": "code", "S3Key": "node-indexer"},
+        Environment={"Variables": {"ES_URL_FILE": str(tmp_path / "es_url")}})
+    assert created["Runtime"] == "nodejs20.x"
+    client.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName="node-indexer",
+                                       StartingPosition="TRIM_HORIZON")
+    aws_client(sluice, "dynamodb").put_item(TableName="UsersTransactions", Item={
+        "userId": {"N": "3"}, "transactionId": {"N": "51"}, "accountId": {"S": "a-1"},
+        "amount": {"N": "12.50"}, "shortDescription": {"S": "coffee"}})
+
+    def document():
+        status, body = es(sluice, "GET", "/transactions/_doc/3-51")
+        return body["_source"] if status == 200 else None
+
+    assert wait_until(document, what="the Node.js handler to index the INSERT") == {
+        "accountId": "a-1", "shortDescription": "coffee", "amount": 12.5, "userId": 3, "transactionId": 51}
+    # The same function answers Invoke, its error as Lambda's payload.
+    failed = client.invoke(FunctionName="node-indexer", Payload=b'{"Records": [{"eventName": "INSERT"}]}')
+    assert failed["FunctionError"] == "Unhandled"
+    assert json.loads(failed["Payload"].read())["errorType"] == "TypeError"

@@ -62,5 +62,5 @@ pub use firehose::{
     FirehoseTransformationResponse, FirehoseTransformedRecord,
 };
 pub use limits::*;
-pub use process::{INHERITED_ENVIRONMENT, INHERITED_ENVIRONMENT_PREFIXES, is_inherited};
+pub use process::{INHERITED_ENVIRONMENT, INHERITED_ENVIRONMENT_PREFIXES, LogTail, is_inherited};
 pub use registry::{FunctionRegistry, Invocation, InvokeOptions};

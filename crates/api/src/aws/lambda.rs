@@ -19,6 +19,8 @@
 //! `{"errorMessage","errorType","stackTrace"}` with `X-Amz-Function-Error: Unhandled`;
 //! `Event` queues the call (at most [`EVENT_INVOCATIONS_MAX`] waiting, then
 //! `TooManyRequestsException`) and retries it twice as Lambda does; `DryRun` only checks.
+//! `LogType: Tail` returns the invocation's output (both streams, between Lambda's START, END and
+//! REPORT lines), its last 4 KB, base64 in `X-Amz-Log-Result`.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -30,7 +32,7 @@ use serde_json::{Value, json};
 use sluice_functions::arn::{function_arn, function_name};
 use sluice_functions::{
     Error as FunctionsError, FunctionDefinition, FunctionKind, FunctionRegistry, InvokeOptions,
-    PAYLOAD_BYTES_MAX,
+    LOG_TAIL_BYTES_MAX, LogTail, PAYLOAD_BYTES_MAX,
 };
 use sluice_mappings::{
     EventSourceMappings, MappingConfig, MappingDescription, MappingError, SourceSpec,
@@ -648,7 +650,18 @@ impl LambdaService {
                 let options = InvokeOptions {
                     number_of_retries: 0,
                 };
-                let outcome = self.registry.invoke_with(name, &payload, &options).await;
+                let tail = header("x-amz-log-type").is_some_and(|log_type| log_type == "Tail");
+                let log = LogTail::default();
+                let started = std::time::Instant::now();
+                let outcome = if tail {
+                    self.registry
+                        .invoke_logged(name, &payload, &options, &log)
+                        .await
+                } else {
+                    self.registry.invoke_with(name, &payload, &options).await
+                };
+                let log_result =
+                    tail.then(|| log_result(&log.text(), started.elapsed(), &self.registry, name));
                 let (body, function_error) = match outcome {
                     Ok(invocation) => (invocation.response, None),
                     Err(error) => match error.last_attempt() {
@@ -689,6 +702,9 @@ impl LambdaService {
                 response
                     .headers
                     .push(("x-amz-executed-version", "$LATEST".to_owned()));
+                if let Some(log_result) = log_result {
+                    response.headers.push(("x-amz-log-result", log_result));
+                }
                 if let Some(function_error) = function_error {
                     response
                         .headers
@@ -701,6 +717,36 @@ impl LambdaService {
             ))),
         }
     }
+}
+
+/// `X-Amz-Log-Result`: the invocation's output between Lambda's START, END and REPORT lines,
+/// its last [`LOG_TAIL_BYTES_MAX`] bytes, in base64.
+fn log_result(
+    output: &str,
+    elapsed: std::time::Duration,
+    registry: &FunctionRegistry,
+    name: &str,
+) -> String {
+    use base64::Engine;
+    let request_id = super::request_id();
+    let memory_mb = registry
+        .definition(name)
+        .map_or(0, |definition| definition.memory_size_mb);
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let mut text = format!("START RequestId: {request_id} Version: $LATEST\n");
+    if !output.is_empty() {
+        text.push_str(output);
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {memory_mb} MB\t\n",
+        duration_ms.ceil()
+    ));
+    let mut start = text.len().saturating_sub(LOG_TAIL_BYTES_MAX);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    base64::engine::general_purpose::STANDARD.encode(text.get(start..).unwrap_or_default())
 }
 
 /// A short, stable tag of a payload for an Event invocation's request id.
