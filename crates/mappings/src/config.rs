@@ -62,7 +62,7 @@ pub struct MappingConfig {
     pub batch_size: u32,
     pub starting_position: StartingPosition,
     pub maximum_batching_window_s: u32,
-    /// Accepted and reported; each shard is processed in order by one worker (see ARCHITECTURE).
+    /// Batches of one shard processed at once, records of one partition key kept in order.
     pub parallelization_factor: u32,
     /// `-1`: until the record expires.
     pub maximum_retry_attempts: i32,

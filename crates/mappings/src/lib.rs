@@ -2,7 +2,8 @@
 //!
 //! [`EventSourceMappings`] keeps the mappings of a node in a versioned catalog and runs one
 //! worker thread per mapping and source shard. A worker reads its [`EventSource`] in order,
-//! builds batches (`BatchSize`, `MaximumBatchingWindowInSeconds`), drops what the
+//! builds batches (`BatchSize`, `MaximumBatchingWindowInSeconds`, up to
+//! `ParallelizationFactor` of them at once in lanes by partition key), drops what the
 //! `FilterCriteria` patterns do not match ([`filter`]), invokes the function through the
 //! [`Invoker`] trait with events in Lambda's shapes, and moves the source's checkpoint only past
 //! records that are done: the function succeeded on them, they were filtered out, or they were

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -17,7 +16,7 @@ use crate::config::MappingConfig;
 use crate::error::{MappingError, Result};
 use crate::limits::{MAPPINGS_MAX, RETRY_BACKOFF_MAX};
 use crate::source::{open_sources, write_atomically};
-use crate::worker::{Invoker, Worker};
+use crate::worker::{Invoker, StopSignal, Worker};
 
 /// Version of `catalog.json`; a build refuses a catalog with a version it does not know.
 pub const CATALOG_FORMAT_VERSION: u32 = 1;
@@ -48,7 +47,7 @@ pub struct MappingDescription {
 struct Running {
     entry: CatalogEntry,
     problem: Option<String>,
-    workers: Vec<(Sender<()>, JoinHandle<()>)>,
+    workers: Vec<(Arc<StopSignal>, JoinHandle<()>)>,
 }
 
 /// Every mapping of a node and its workers.
@@ -295,7 +294,8 @@ impl EventSourceMappings {
         };
         let mut workers = Vec::new();
         for (shard, source) in sources.into_iter().enumerate() {
-            let (stop, stopped) = mpsc::channel();
+            let stop = Arc::new(StopSignal::default());
+            let stopped = Arc::clone(&stop);
             let config = entry.config.clone();
             let log = Arc::clone(&self.log);
             let tables = Arc::clone(&self.tables);
@@ -321,9 +321,8 @@ impl EventSourceMappings {
                         // The worker failed (a checkpoint or failure record could not be
                         // written, the source went away): reopen from the checkpoint after a
                         // pause, unless asked to stop meanwhile.
-                        match stopped.recv_timeout(RETRY_BACKOFF_MAX) {
-                            Err(mpsc::RecvTimeoutError::Timeout) => {}
-                            _ => break,
+                        if stopped.wait(RETRY_BACKOFF_MAX) {
+                            break;
                         }
                         source = match open_sources(&config, true, &log, &tables, &checkpoint_dir)
                         {
@@ -357,9 +356,9 @@ fn describe(running: &Running) -> MappingDescription {
     }
 }
 
-fn stop_workers(workers: Vec<(Sender<()>, JoinHandle<()>)>) {
+fn stop_workers(workers: Vec<(Arc<StopSignal>, JoinHandle<()>)>) {
     for (stop, _) in &workers {
-        let _ = stop.send(());
+        stop.request();
     }
     for (_, handle) in workers {
         let _ = handle.join();

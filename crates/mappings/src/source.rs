@@ -37,6 +37,9 @@ pub struct SourceRecord {
     pub filter_view: Value,
     /// The source's own position, for [`EventSource::checkpoint`].
     pub position: u128,
+    /// What orders records under a `ParallelizationFactor`: records of one key stay in order
+    /// (a Kinesis partition key, a table item's keys).
+    pub partition_key: String,
 }
 
 /// One ordered sequence of records that a worker consumes: a Kinesis shard or a table stream.
@@ -211,6 +214,7 @@ impl EventSource for StreamShardSource {
                     sequence_number,
                     arrival_ms: record.arrival_time_ms,
                     position: record.sequence_number.as_u128(),
+                    partition_key: record.partition_key,
                 }
             })
             .collect())
@@ -265,6 +269,11 @@ impl EventSource for TableStreamSource {
                     sequence_number: table_sequence_number(record.sequence),
                     arrival_ms: record.created_ms,
                     filter_view: event.clone(),
+                    partition_key: event
+                        .get("dynamodb")
+                        .and_then(|dynamodb| dynamodb.get("Keys"))
+                        .map(Value::to_string)
+                        .unwrap_or_default(),
                     event,
                     position: u128::from(record.sequence),
                 }

@@ -484,3 +484,107 @@ fn the_catalog_refuses_duplicates_and_unknown_versions() {
     .unwrap_err();
     assert!(error.to_string().contains("format version 99"), "{error}");
 }
+
+#[test]
+fn a_parallelization_factor_runs_batches_of_one_shard_at_once_keeping_each_key_in_order() {
+    let fixture = fixture();
+    let stream = fixture
+        .log
+        .create_stream("clicks", StreamConfig::new(1))
+        .unwrap();
+    let n_records = 200;
+    for n in 0..n_records {
+        stream
+            .append(&AppendRecord::new(
+                format!("user-{}", n % 16),
+                format!("{n}"),
+            ))
+            .unwrap();
+    }
+    // Each invocation waits (boundedly) for a second one to be in flight, so lanes that run at
+    // once are seen to.
+    let in_flight: Arc<(Mutex<usize>, std::sync::Condvar)> = Arc::default();
+    let most_at_once = Arc::new(Mutex::new(0usize));
+    let (in_flight_by_handler, most_by_handler) = (in_flight.clone(), most_at_once.clone());
+    let (function, received) = fake(move |_| {
+        let (count, changed) = &*in_flight_by_handler;
+        let mut current = count.lock().unwrap();
+        *current += 1;
+        {
+            let mut most = most_by_handler.lock().unwrap();
+            *most = (*most).max(*current);
+        }
+        changed.notify_all();
+        let (mut current, _) = changed
+            .wait_timeout_while(current, Duration::from_secs(1), |current| *current < 2)
+            .unwrap();
+        *current -= 1;
+        Ok(json!({}))
+    });
+    let mappings = fixture.open(function);
+    let mut config = stream_mapping("m6", "clicks");
+    config.batch_size = 10;
+    config.parallelization_factor = 4;
+    mappings.create(config).unwrap();
+    let mut by_key: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut n_seen = 0;
+    receive_until(&received, |event| {
+        for record in event["Records"].as_array().unwrap() {
+            let key = record["kinesis"]["partitionKey"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            by_key
+                .entry(key)
+                .or_default()
+                .push(data_of(record).parse().unwrap());
+            n_seen += 1;
+        }
+        n_seen >= n_records
+    });
+    assert_eq!(n_seen, n_records, "each record once without failures");
+    for (key, numbers) in &by_key {
+        assert!(
+            numbers.windows(2).all(|pair| pair[0] < pair[1]),
+            "{key}: {numbers:?}"
+        );
+    }
+    assert!(
+        *most_at_once.lock().unwrap() >= 2,
+        "lanes ran one at a time"
+    );
+}
+
+#[test]
+fn a_function_that_did_not_run_is_retried_without_using_up_the_retries() {
+    let fixture = fixture();
+    let stream = fixture
+        .log
+        .create_stream("late", StreamConfig::new(1))
+        .unwrap();
+    stream.append(&AppendRecord::new("k", "only")).unwrap();
+    let calls = Arc::new(Mutex::new(0u32));
+    let calls_by_handler = calls.clone();
+    // Throttled three times, then it runs: with no retries allowed, the record still arrives.
+    let (function, received) = fake(move |_| {
+        let mut calls = calls_by_handler.lock().unwrap();
+        *calls += 1;
+        if *calls <= 3 {
+            return Err(InvokeFailure {
+                error_type: "TooManyRequestsException".into(),
+                message: "throttled".into(),
+                function_did_not_run: true,
+            });
+        }
+        Ok(json!({}))
+    });
+    let mappings = fixture.open(function);
+    let mut config = stream_mapping("m7", "late");
+    config.maximum_retry_attempts = 0;
+    mappings.create(config).unwrap();
+    for _ in 0..4 {
+        let event = received.recv_timeout(WAIT).unwrap();
+        assert_eq!(data_of(&event["Records"][0]), "only");
+    }
+    assert_eq!(*calls.lock().unwrap(), 4);
+}

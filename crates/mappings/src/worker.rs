@@ -11,8 +11,7 @@
 //! batch's description goes to the OnFailure stream and the worker moves on.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -42,6 +41,40 @@ pub trait Invoker: Send + Sync + std::fmt::Debug {
     fn invoke(&self, function_arn: &str, event: &Value) -> Result<Value, InvokeFailure>;
 }
 
+/// Tells a worker (and its lanes) to stop; every pause of theirs ends as soon as it is set.
+#[derive(Debug, Default)]
+pub(crate) struct StopSignal {
+    stopped: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl StopSignal {
+    pub(crate) fn request(&self) {
+        if let Ok(mut stopped) = self.stopped.lock() {
+            *stopped = true;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits `duration` or until a stop is requested; true when it was.
+    pub(crate) fn wait(&self, duration: Duration) -> bool {
+        let Ok(stopped) = self.stopped.lock() else {
+            return true;
+        };
+        match self
+            .changed
+            .wait_timeout_while(stopped, duration, |stopped| !*stopped)
+        {
+            Ok((stopped, _)) => *stopped,
+            Err(_) => true,
+        }
+    }
+}
+
+/// A checkpoint callback: the single-lane worker moves its source's checkpoint, lanes of a
+/// parallelized batch do not (the worker moves it once every lane is done).
+type Checkpoint<'c> = dyn FnMut(&SourceRecord) -> Result<()> + 'c;
+
 /// Why a worker stopped processing a batch before it was done.
 enum Stop {
     Requested,
@@ -54,15 +87,22 @@ impl From<crate::error::MappingError> for Stop {
     }
 }
 
-/// One worker's state.
+/// One worker: its source and what handles its batches.
 pub(crate) struct Worker<'a> {
-    pub(crate) config: MappingConfig,
-    pub(crate) source: Box<dyn EventSource>,
-    pub(crate) invoker: Arc<dyn Invoker>,
-    pub(crate) log: Arc<Log>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) stop: &'a Receiver<()>,
-    pub(crate) filters: Vec<Pattern>,
+    source: Box<dyn EventSource>,
+    runner: Runner<'a>,
+}
+
+/// Everything a batch needs but the source; shared by the lanes of a parallelized batch.
+struct Runner<'a> {
+    config: MappingConfig,
+    invoker: Arc<dyn Invoker>,
+    log: Arc<Log>,
+    clock: Arc<dyn Clock>,
+    stop: &'a StopSignal,
+    filters: Vec<Pattern>,
+    shard_id: String,
+    batch_info_member: &'static str,
 }
 
 impl<'a> Worker<'a> {
@@ -72,19 +112,21 @@ impl<'a> Worker<'a> {
         invoker: Arc<dyn Invoker>,
         log: Arc<Log>,
         clock: Arc<dyn Clock>,
-        stop: &'a Receiver<()>,
+        stop: &'a StopSignal,
     ) -> Worker<'a> {
         // Validated at create; a pattern that no longer compiles filters nothing out.
         let filters = filter::compile_all(&config.filters).unwrap_or_default();
-        Worker {
+        let runner = Runner {
             config,
-            source,
             invoker,
             log,
             clock,
             stop,
             filters,
-        }
+            shard_id: source.shard_id(),
+            batch_info_member: source.batch_info_member(),
+        };
+        Worker { source, runner }
     }
 
     /// Runs until asked to stop (true) or until it fails (false): then the checkpoint did not
@@ -92,55 +134,133 @@ impl<'a> Worker<'a> {
     pub(crate) fn run(mut self) -> bool {
         let mut buffer: Vec<SourceRecord> = Vec::new();
         let mut first_buffered: Option<Instant> = None;
-        let batch_size = usize::try_from(self.config.batch_size).unwrap_or(1).max(1);
-        let window = Duration::from_secs(u64::from(self.config.maximum_batching_window_s));
+        let batch_size = usize::try_from(self.runner.config.batch_size)
+            .unwrap_or(1)
+            .max(1);
+        let lanes = usize::try_from(self.runner.config.parallelization_factor)
+            .unwrap_or(1)
+            .max(1);
+        // With a ParallelizationFactor of N, up to N batches of one shard run at once.
+        let group_size = batch_size.saturating_mul(lanes);
+        let window = Duration::from_secs(u64::from(self.runner.config.maximum_batching_window_s));
         loop {
-            if buffer.len() < batch_size {
-                match self.source.read(batch_size - buffer.len()) {
+            if buffer.len() < group_size {
+                match self.source.read(group_size - buffer.len()) {
                     Ok(records) => buffer.extend(records),
                     Err(error) => {
-                        tracing::warn!(mapping = %self.config.uuid, %error, "reading the source failed");
+                        tracing::warn!(mapping = %self.runner.config.uuid, %error, "reading the source failed");
                         return false;
                     }
                 }
             }
             if buffer.is_empty() {
-                if self.pause(POLL_INTERVAL) {
+                if self.runner.stop.wait(POLL_INTERVAL) {
                     return true;
                 }
                 continue;
             }
             let started = *first_buffered.get_or_insert_with(Instant::now);
-            if buffer.len() < batch_size && started.elapsed() < window {
-                if self.pause(POLL_INTERVAL) {
+            if buffer.len() < group_size && started.elapsed() < window {
+                if self.runner.stop.wait(POLL_INTERVAL) {
                     return true;
                 }
                 continue;
             }
-            let batch: Vec<SourceRecord> = buffer.drain(..buffer.len().min(batch_size)).collect();
+            let batch: Vec<SourceRecord> = buffer.drain(..buffer.len().min(group_size)).collect();
             first_buffered = None;
-            match self.process(batch) {
+            let outcome = if lanes == 1 {
+                let source = &mut self.source;
+                self.runner
+                    .process(batch, &mut |record| source.checkpoint(record))
+            } else {
+                self.process_in_lanes(batch, batch_size, lanes)
+            };
+            match outcome {
                 Ok(()) => {}
                 Err(Stop::Requested) => return true,
                 Err(Stop::Failed(error)) => {
-                    tracing::error!(mapping = %self.config.uuid, %error, "event source mapping failed; it resumes from its checkpoint");
+                    tracing::error!(mapping = %self.runner.config.uuid, %error, "event source mapping failed; it resumes from its checkpoint");
                     return false;
                 }
             }
         }
     }
 
+    /// A group of up to `lanes` batches: records go to a lane by their partition key, so one
+    /// key's records stay in order; the lanes run at once, each batch by batch, and the
+    /// checkpoint moves past the group only when every lane is done (a crash redoes the group).
+    fn process_in_lanes(
+        &mut self,
+        group: Vec<SourceRecord>,
+        batch_size: usize,
+        lanes: usize,
+    ) -> Result<(), Stop> {
+        let Some(last) = group.last().cloned() else {
+            return Ok(());
+        };
+        let mut by_lane: Vec<Vec<SourceRecord>> = vec![Vec::new(); lanes];
+        for record in group {
+            let lane = lane_of(&record.partition_key, lanes);
+            if let Some(records) = by_lane.get_mut(lane) {
+                records.push(record);
+            }
+        }
+        let runner = &self.runner;
+        let outcomes: Vec<Result<(), Stop>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = by_lane
+                .into_iter()
+                .filter(|records| !records.is_empty())
+                .map(|records| {
+                    scope.spawn(move || {
+                        for batch in records.chunks(batch_size) {
+                            runner.process(batch.to_vec(), &mut |_| Ok(()))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        Err(Stop::Failed(crate::error::MappingError::InvalidParameter(
+                            "a lane of the mapping panicked".to_owned(),
+                        )))
+                    })
+                })
+                .collect()
+        });
+        for outcome in outcomes {
+            outcome?;
+        }
+        self.source.checkpoint(&last)?;
+        Ok(())
+    }
+}
+
+/// The lane of a partition key: FNV-1a, so a key always lands in the same lane.
+fn lane_of(partition_key: &str, lanes: usize) -> usize {
+    let hash = partition_key
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    usize::try_from(hash % u64::try_from(lanes.max(1)).unwrap_or(1)).unwrap_or(0)
+}
+
+impl Runner<'_> {
     /// Waits `duration` or until asked to stop; true when asked.
     fn pause(&self, duration: Duration) -> bool {
-        !matches!(
-            self.stop.recv_timeout(duration),
-            Err(RecvTimeoutError::Timeout)
-        )
+        self.stop.wait(duration)
     }
 
     /// Handles one batch to the end: every record done, filtered out or sent to OnFailure,
-    /// and the checkpoint past the last one.
-    fn process(&mut self, batch: Vec<SourceRecord>) -> Result<(), Stop> {
+    /// each passed to `checkpoint` once it is.
+    fn process(
+        &self,
+        batch: Vec<SourceRecord>,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<(), Stop> {
         let Some(last) = batch.last().cloned() else {
             return Ok(());
         };
@@ -152,7 +272,7 @@ impl<'a> Worker<'a> {
                         > u64::try_from(self.config.maximum_record_age_s).unwrap_or(0) * 1000
             });
         if !expired.is_empty() {
-            self.give_up(&expired, "RecordAgeExceeded", 0, None)?;
+            self.give_up(&expired, "RecordAgeExceeded", 0, None, checkpoint)?;
         }
         let matching: Vec<SourceRecord> = fresh
             .into_iter()
@@ -179,14 +299,14 @@ impl<'a> Worker<'a> {
             let failure = match outcome {
                 Ok(answer) => match self.first_reported_failure(&answer, &piece) {
                     Reported::None => {
-                        self.source.checkpoint(&piece_last)?;
+                        checkpoint(&piece_last)?;
                         backoff = RETRY_BACKOFF_INITIAL;
                         continue;
                     }
                     Reported::At(index) if index > 0 => {
                         // Progress: the records before the first failure are done.
                         if let Some(done) = piece.get(index - 1) {
-                            self.source.checkpoint(done)?;
+                            checkpoint(done)?;
                         }
                         pieces.push_front((piece.into_iter().skip(index).collect(), attempts));
                         continue;
@@ -218,7 +338,13 @@ impl<'a> Worker<'a> {
             tracing::debug!(mapping = %self.config.uuid, attempts, error_type = %failure.error_type, message = %failure.message, "batch failed");
             let retries = self.config.maximum_retry_attempts;
             if retries >= 0 && i64::from(attempts) > i64::from(retries) {
-                self.give_up(&piece, "RetryAttemptsExhausted", attempts, Some(&failure))?;
+                self.give_up(
+                    &piece,
+                    "RetryAttemptsExhausted",
+                    attempts,
+                    Some(&failure),
+                    checkpoint,
+                )?;
                 continue;
             }
             if self.pause(backoff) {
@@ -234,7 +360,7 @@ impl<'a> Worker<'a> {
                 pieces.push_front((piece, attempts));
             }
         }
-        self.source.checkpoint(&last)?;
+        checkpoint(&last)?;
         Ok(())
     }
 
@@ -273,11 +399,12 @@ impl<'a> Worker<'a> {
     /// Lambda's shape, then moves the checkpoint past them. Without a destination they are
     /// only logged.
     fn give_up(
-        &mut self,
+        &self,
         records: &[SourceRecord],
         condition: &str,
         attempts: u32,
         failure: Option<&InvokeFailure>,
+        checkpoint: &mut Checkpoint<'_>,
     ) -> Result<(), Stop> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(());
@@ -301,9 +428,9 @@ impl<'a> Worker<'a> {
             });
             crate::source::set_member(
                 &mut record,
-                self.source.batch_info_member(),
+                self.batch_info_member,
                 json!({
-                    "shardId": self.source.shard_id(),
+                    "shardId": self.shard_id,
                     "startSequenceNumber": first.sequence_number,
                     "endSequenceNumber": last.sequence_number,
                     "approximateArrivalOfFirstRecord": iso_8601(first.arrival_ms),
@@ -321,7 +448,7 @@ impl<'a> Worker<'a> {
                 .and_then(|stream| stream.append(&append))
                 .map_err(crate::error::MappingError::from)?;
         }
-        self.source.checkpoint(last)?;
+        checkpoint(last)?;
         Ok(())
     }
 }
