@@ -425,3 +425,32 @@ def test_scenario_4_with_a_nodejs_handler_under_aws_lambda_ric(sluice_factory, t
     failed = client.invoke(FunctionName="node-indexer", Payload=b'{"Records": [{"eventName": "INSERT"}]}')
     assert failed["FunctionError"] == "Unhandled"
     assert json.loads(failed["Payload"].read())["errorType"] == "TypeError"
+
+
+def test_code_given_as_a_zip_file_is_unpacked_and_runs(sluice_factory):
+    import io
+    import zipfile
+
+    sluice = start(sluice_factory)
+    client = aws_client(sluice, "lambda")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.write(HANDLERS / "echo.py", "echo.py")
+    created = client.create_function(FunctionName="zipped", Runtime="python3.12", Role=ROLE,
+                                     Handler="echo.handler", Code={"ZipFile": archive.getvalue()})
+    assert created["FunctionName"] == "zipped"
+    answer = client.invoke(FunctionName="zipped", Payload=b'{"zip": true}')
+    assert json.loads(answer["Payload"].read()) == {"echo": {"zip": True}}
+
+    escaping = io.BytesIO()
+    with zipfile.ZipFile(escaping, "w") as zipped:
+        zipped.writestr("../outside.py", "x = 1")
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        client.create_function(FunctionName="escaping", Runtime="python3.12", Role=ROLE,
+                               Handler="outside.handler", Code={"ZipFile": escaping.getvalue()})
+    assert error_code(raised) == "InvalidParameterValueException"
+    assert not (sluice.data_dir / "functions" / "outside.py").exists()
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        client.create_function(FunctionName="broken", Runtime="python3.12", Role=ROLE,
+                               Handler="x.handler", Code={"ZipFile": b"not a zip"})
+    assert error_code(raised) == "InvalidParameterValueException"

@@ -7,9 +7,11 @@
 //! created here is kept in `data_dir/functions/catalog.json` (format version
 //! [`FUNCTIONS_CATALOG_VERSION`]) and registered again at start.
 //!
-//! Code: Sluice has no S3, so `Code.S3Bucket` and `Code.S3Key` name a directory of the local s3
-//! store, `data_dir/s3/<bucket>/<key>/`, which becomes the function's `LAMBDA_TASK_ROOT` (no
-//! `..`, no absolute key). `Code.ZipFile` is refused with a message saying so.
+//! Code: `Code.ZipFile` is unpacked into `data_dir/functions/code/<name>/` (bounded by
+//! [`ZIP_BYTES_MAX`], [`UNZIPPED_BYTES_MAX`] and [`ZIP_ENTRIES_MAX`], no entry outside it). As
+//! Sluice has no S3, `Code.S3Bucket` and `Code.S3Key` name a directory of the local s3 store,
+//! `data_dir/s3/<bucket>/<key>/`, used in place (no `..`, no absolute key). Either becomes
+//! the function's `LAMBDA_TASK_ROOT`.
 //! `Runtime` `python3.x` runs `<python> -m awslambdaric <Handler>` (the interpreter is
 //! `--lambda-python`, which must have `awslambdaric` installed); `nodejs*` runs
 //! `<nodejs ric> <Handler>` (`--lambda-nodejs-ric`, the `aws-lambda-ric` command of npm);
@@ -57,6 +59,16 @@ pub const FUNCTIONS_CATALOG_VERSION: u32 = 1;
 /// `Event` invocations queued or running at once; one more is refused with
 /// `TooManyRequestsException` (429), which clients retry.
 pub const EVENT_INVOCATIONS_MAX: usize = 1_000;
+
+/// Largest `Code.ZipFile`, as Lambda's direct upload (50 MB); larger is
+/// `RequestEntityTooLargeException` (413).
+pub const ZIP_BYTES_MAX: usize = 50 * 1024 * 1024;
+
+/// Largest unzipped code, as Lambda's 250 MB; past it the create fails and nothing is kept.
+pub const UNZIPPED_BYTES_MAX: usize = 250 * 1024 * 1024;
+
+/// Most entries a code zip may have; more is refused before anything is unpacked.
+pub const ZIP_ENTRIES_MAX: usize = 10_000;
 
 /// Retries of an `Event` invocation that failed, as Lambda's asynchronous invocation.
 pub const EVENT_RETRIES: u32 = 2;
@@ -412,12 +424,18 @@ impl LambdaService {
         })
     }
 
-    fn code_directory(&self, code: &Value) -> Result<(PathBuf, String), AwsError> {
-        if code.get("ZipFile").is_some_and(|zip| !zip.is_null()) {
-            return Err(invalid(
-                "Sluice does not unpack Code.ZipFile yet: put the code in a directory of the \
-                 data directory's s3 store and name it with Code.S3Bucket and Code.S3Key",
-            ));
+    fn code_directory(&self, name: &str, code: &Value) -> Result<(PathBuf, String), AwsError> {
+        if let Some(zip) = code.get("ZipFile").filter(|zip| !zip.is_null()) {
+            let zip = zip
+                .as_str()
+                .and_then(|text| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.decode(text).ok()
+                })
+                .ok_or_else(|| invalid("Code.ZipFile must be the bytes of a zip file"))?;
+            let directory = self.unpacked_dir(name);
+            unpack_zip(&zip, &directory)?;
+            return Ok((directory, "ZipFile".to_owned()));
         }
         let (Some(bucket), Some(key)) = (
             string_member(code, "S3Bucket")?,
@@ -456,7 +474,7 @@ impl LambdaService {
         let code = body
             .get("Code")
             .ok_or_else(|| invalid("Code is required"))?;
-        let (directory, code_location) = self.code_directory(code)?;
+        let (directory, code_location) = self.code_directory(&name, code)?;
         let command = if runtime.starts_with("python3") {
             let handler = handler
                 .clone()
@@ -538,6 +556,15 @@ impl LambdaService {
         Ok((StatusCode::CREATED, self.configuration(&definition)))
     }
 
+    /// Where a function's `Code.ZipFile` is unpacked.
+    fn unpacked_dir(&self, name: &str) -> PathBuf {
+        self.node
+            .data_dir()
+            .join("functions")
+            .join("code")
+            .join(name)
+    }
+
     fn get_function(&self, name: &str) -> Result<Value, AwsError> {
         let definition = self.registry.definition(name).map_err(functions_error)?;
         let location = self
@@ -580,8 +607,11 @@ impl LambdaService {
             .created
             .lock()
             .map_err(|_| AwsError::internal("the function catalog is unusable"))?;
-        if created.remove(&name).is_some() {
+        if let Some(removed) = created.remove(&name) {
             self.persist(&created)?;
+            if removed.code_location == "ZipFile" {
+                let _ = std::fs::remove_dir_all(self.unpacked_dir(&name));
+            }
         }
         Ok(())
     }
@@ -755,6 +785,70 @@ fn name_hash(bytes: &[u8]) -> String {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
+}
+
+/// Unpacks a function's zip into `directory` (replacing what was there): entries only under
+/// it (names that would leave it are refused), at most [`ZIP_ENTRIES_MAX`] entries and
+/// [`UNZIPPED_BYTES_MAX`] bytes; the owner's execute bit is kept, so a `bootstrap` runs.
+fn unpack_zip(zip: &[u8], directory: &Path) -> Result<(), AwsError> {
+    use std::io::Read;
+    if zip.len() > ZIP_BYTES_MAX {
+        return Err(AwsError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            format!("Zipped size must be smaller than {ZIP_BYTES_MAX} bytes"),
+        ));
+    }
+    let bad = |reason: String| invalid(format!("Could not unzip uploaded file: {reason}"));
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(|error| bad(error.to_string()))?;
+    if archive.len() > ZIP_ENTRIES_MAX {
+        return Err(bad(format!("more than {ZIP_ENTRIES_MAX} entries")));
+    }
+    let staging = directory.with_extension("unpacking");
+    let io = |error: std::io::Error| AwsError::internal(format!("unpacking code: {error}"));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io)?;
+    let mut budget = UNZIPPED_BYTES_MAX;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|error| bad(error.to_string()))?;
+        let relative = entry.enclosed_name().ok_or_else(|| {
+            bad(format!(
+                "entry {:?} leaves the code directory",
+                entry.name()
+            ))
+        })?;
+        let target = staging.join(relative);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&target).map_err(io)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut file = std::fs::File::create(&target).map_err(io)?;
+        let limit = u64::try_from(budget).unwrap_or(u64::MAX).saturating_add(1);
+        let written = std::io::copy(&mut (&mut entry).take(limit), &mut file)
+            .map_err(|error| bad(error.to_string()))?;
+        budget = budget
+            .checked_sub(usize::try_from(written).unwrap_or(usize::MAX))
+            .ok_or_else(|| {
+                bad(format!(
+                    "Unzipped size must be smaller than {UNZIPPED_BYTES_MAX} bytes"
+                ))
+            })?;
+        #[cfg(unix)]
+        if entry.unix_mode().is_some_and(|mode| mode & 0o100 != 0) {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700))
+                .map_err(io)?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(directory);
+    std::fs::rename(&staging, directory).map_err(io)?;
+    Ok(())
 }
 
 /// `Marker` (an offset this API handed out) and `MaxItems`.
@@ -1047,7 +1141,11 @@ impl LambdaService {
         let body = parse_body(&request.body)?;
         let body = || Ok::<_, AwsError>(body.clone());
         match (method, segments.as_slice()) {
-            (&Method::POST, [_, "functions"]) => self.create_function(&body()?),
+            (&Method::POST, [_, "functions"]) => {
+                // Unpacking a zip writes files: off the async workers.
+                let body = body()?;
+                tokio::task::block_in_place(|| self.create_function(&body))
+            }
             (&Method::GET, [_, "functions"]) => Ok((StatusCode::OK, self.list_functions(request)?)),
             (&Method::GET, [_, "functions", name]) => {
                 Ok((StatusCode::OK, self.get_function(name)?))
