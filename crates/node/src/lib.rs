@@ -11,6 +11,9 @@
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
 //! - `mappings/`: the catalog of event-source mappings and their table-stream checkpoints (see
 //!   `sluice-mappings`; log-stream checkpoints live with the stream, consumer `lambda.<uuid>`);
+//! - `ledger-index/`: the built-in indexer's position in each ledger (see [`ledger_index`]);
+//! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
+//!   (see [`journal_streams`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
 //!   S3 destinations and QLDB's ExportJournalToS3.
 //!
@@ -24,8 +27,13 @@
 //! the node hands out (the export directories of ExportJournalToS3, for example) is absolute.
 
 mod functions;
+pub mod journal_streams;
+pub mod kpl;
+pub mod ledger_index;
 
 pub use functions::{FunctionsInvoker, FunctionsTransformer};
+pub use journal_streams::JournalStreams;
+pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -75,6 +83,10 @@ pub enum NodeError {
     Tables(#[from] sluice_tables::TablesError),
     #[error(transparent)]
     Mappings(#[from] sluice_mappings::MappingError),
+    #[error(transparent)]
+    JournalStreams(#[from] journal_streams::JournalStreamError),
+    #[error(transparent)]
+    LedgerIndex(#[from] ledger_index::LedgerIndexError),
 }
 
 /// What a node is opened with besides its directory.
@@ -89,6 +101,9 @@ pub struct NodeOptions {
     /// Directories ledger restores and imports may read besides the data directory's `s3/`
     /// store (`sluice up --import-dir`); none by default. Each must exist.
     pub import_dirs: Vec<PathBuf>,
+    /// Which ledgers and tables the built-in indexer writes into search, and where; every
+    /// table of every ledger into `<ledger>-<table>` by default.
+    pub ledger_index: LedgerIndexConfig,
 }
 
 impl Default for NodeOptions {
@@ -98,6 +113,7 @@ impl Default for NodeOptions {
             transformer: Arc::new(NoFunctions),
             invoker: Arc::new(NoInvoker),
             import_dirs: Vec::new(),
+            ledger_index: LedgerIndexConfig::default(),
         }
     }
 }
@@ -131,6 +147,8 @@ pub struct Node {
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
     mappings: Arc<EventSourceMappings>,
+    journal_streams: Arc<JournalStreams>,
+    ledger_indexer: LedgerIndexer,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -185,6 +203,17 @@ impl Node {
             options.invoker.clone(),
             options.clock.clone(),
         )?);
+        let journal_streams = Arc::new(JournalStreams::open(
+            data_dir,
+            ledgers.clone(),
+            log.clone(),
+        )?);
+        let ledger_indexer = LedgerIndexer::start(
+            data_dir,
+            ledgers.clone(),
+            indices.clone(),
+            options.ledger_index.clone(),
+        )?;
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -237,6 +266,8 @@ impl Node {
             long_operations: CancelToken::new(),
             delivery,
             mappings,
+            journal_streams,
+            ledger_indexer,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -298,6 +329,16 @@ impl Node {
         &self.mappings
     }
 
+    /// The ledgers' journal streams (QLDB's StreamJournalToKinesis) and their workers.
+    pub fn journal_streams(&self) -> &Arc<JournalStreams> {
+        &self.journal_streams
+    }
+
+    /// The built-in indexer of ledgers into search.
+    pub fn ledger_indexer(&self) -> &LedgerIndexer {
+        &self.ledger_indexer
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -305,9 +346,13 @@ impl Node {
 
     fn stop(&mut self) {
         self.long_operations.cancel();
-        // Mapping workers first (their functions may write anywhere), then delivery workers:
-        // they write into the indices closed below.
+        // Mapping workers first (their functions may write anywhere).
         self.mappings.shutdown();
+        // Journal streams write into streams that delivery workers may read.
+        self.journal_streams.shutdown();
+        // Delivery workers and the ledger indexer before the indices: they write into the ones closed
+        // below.
+        self.ledger_indexer.shutdown();
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {
