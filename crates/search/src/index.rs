@@ -153,6 +153,19 @@ impl UpdateScript {
         let Some(ScriptValue::Map(mut ctx)) = variables.shift_remove("ctx") else {
             return Err(SearchError::illegal("the script replaced [ctx]"));
         };
+        // Sluice does not move a document to another index, id or routing from a script
+        // (`_reindex` and `_update_by_query` in Elasticsearch can): refuse rather than ignore.
+        for (field, before) in [
+            ("_index", ScriptValue::Str(index.to_owned())),
+            ("_id", ScriptValue::Str(id.to_owned())),
+            ("_routing", ScriptValue::Null),
+        ] {
+            if ctx.get(field).is_some_and(|after| *after != before) {
+                return Err(SearchError::illegal(format!(
+                    "changing [ctx.{field}] in a script is not supported"
+                )));
+            }
+        }
         let op = match ctx.get("op") {
             Some(ScriptValue::Str(op)) => op.clone(),
             Some(ScriptValue::Null) | None => op.to_owned(),

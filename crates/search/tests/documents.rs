@@ -288,6 +288,13 @@ fn update_scripts_index_noop_or_delete_as_ctx_op_says() {
         bad_op.to_string().contains("[explode] not allowed"),
         "{bad_op}"
     );
+    // A script cannot move the document: refused, not ignored; the same value is fine.
+    let moved = update(&index, scripted("1", "ctx._id = 'other'", json!({}))).unwrap_err();
+    assert!(moved.to_string().contains("[ctx._id]"), "{moved}");
+    let moved = update(&index, scripted("1", "ctx._index = 'x'", json!({}))).unwrap_err();
+    assert!(moved.to_string().contains("[ctx._index]"), "{moved}");
+    let same = update(&index, scripted("1", "ctx._id = '1'", json!({}))).unwrap();
+    assert_eq!(same.result, WriteResult::Updated);
     let deleted = update(&index, scripted("1", "ctx.op = 'delete'", json!({}))).unwrap();
     assert_eq!(deleted.result, WriteResult::Deleted);
     assert!(index.get("1").unwrap().is_none());
