@@ -8,5 +8,6 @@ pub mod aws;
 pub mod es;
 pub mod http;
 pub mod json;
+pub mod tls;
 
 pub use http::{Server, ServerHandle};

@@ -458,6 +458,10 @@ fn refusal_error(refusal: Refusal, target: &str) -> AwsError {
                 ),
             )
         }
+        Refusal::TlsRequired => AwsError::client(
+            "InvalidRequestException",
+            "this endpoint serves only HTTPS (--tls-only): send the request with https://",
+        ),
         Refusal::Panicked => {
             AwsError::internal("the request failed on an internal error; the server logged it")
         }

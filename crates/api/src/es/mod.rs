@@ -317,6 +317,10 @@ fn refusal_error(refusal: Refusal) -> EsError {
                 "rejected connection: the node already serves [{connections_max}] connections on this port"
             ),
         ),
+        Refusal::TlsRequired => EsError::bad_request(
+            "illegal_argument_exception",
+            "this node serves only HTTPS (--tls-only): send the request with https://",
+        ),
         Refusal::Panicked => EsError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "exception",
