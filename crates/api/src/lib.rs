@@ -7,7 +7,9 @@
 pub mod aws;
 pub mod es;
 pub mod http;
+pub mod identities;
 pub mod json;
+pub mod security;
 pub mod tls;
 
 pub use http::{Server, ServerHandle};

@@ -4,6 +4,7 @@
 mod host;
 mod http_client;
 mod ledger_cli;
+mod security_cli;
 
 /// mimalloc instead of the system allocator: indexing allocates and frees many small values.
 #[global_allocator]
@@ -84,6 +85,8 @@ enum Command {
     Sql(SqlArgs),
     /// Manage ledgers: create, list, delete, digest, verify, export, restore, import.
     Ledger(LedgerArgs),
+    /// Manage users and AWS access keys in a data directory's identity store (offline).
+    Security(security_cli::SecurityArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -299,6 +302,10 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up(args),
         Command::Sql(args) => with_large_stack(move || sql(args)),
         Command::Ledger(args) => with_large_stack(move || ledger(args)),
+        Command::Security(args) => {
+            host::restrict_new_file_modes();
+            security_cli::run(args)
+        }
     };
     // The error and its context on one line, without a backtrace even when RUST_BACKTRACE is
     // set: a server's answer is not a bug of the CLI.
