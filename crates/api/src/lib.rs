@@ -10,6 +10,7 @@ pub mod http;
 pub mod identities;
 pub mod json;
 pub mod security;
+pub mod sigv4;
 pub mod tls;
 
 pub use http::{Server, ServerHandle};
