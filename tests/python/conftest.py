@@ -128,6 +128,26 @@ def tls_sluice(tmp_path):
     server.stop()
 
 
+@pytest.fixture
+def secure_sluice(tmp_path):
+    """A fresh server with `--security`: `server.admin_password` is the password printed for the
+    bootstrap user `admin`, `server.access_key` the (id, secret) of an all_access access key
+    created with the CLI before the start."""
+    data_dir = tmp_path / "data"
+    created = subprocess.run(
+        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    key_id = re.search(r"access key id: (\S+)", created).group(1)
+    secret = re.search(r"secret access key: (\S+)", created).group(1)
+    server = Sluice(data_dir, ["--security"]).start()
+    printed = re.search(r"created user admin with password (\S+)", "".join(server.output))
+    server.admin_password = printed.group(1) if printed else None
+    server.access_key = (key_id, secret)
+    yield server
+    server.stop()
+
+
 def aws_client(server, service, resource=False, verify=None):
     """A boto3 client (or resource) for `service` on `server`'s AWS port. It retries nothing, so
     a test sees each error it expects at once. `verify` is a CA file for a TLS server."""

@@ -98,6 +98,8 @@ pub struct Request {
     /// The path, percent-decoded segment by segment, without empty segments.
     pub segments: Vec<String>,
     pub raw_path: String,
+    /// The query string as sent (still percent-encoded), without `?`: what SigV4 signs.
+    pub raw_query: String,
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     /// The body; its bytes count against the [`BodyBudget`] until every clone of it is dropped.
@@ -433,6 +435,7 @@ async fn read_request(
         method: parts.method,
         segments,
         raw_path: path.to_string(),
+        raw_query: parts.uri.query().unwrap_or_default().to_owned(),
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
         body,

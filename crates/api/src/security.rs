@@ -3,8 +3,13 @@
 //! Two built-in roles for now: `all_access` and `readall` (read-only search). Fine-grained roles
 //! (index patterns, action groups, ledger and stream permissions) plug in behind `authorize`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+
+use crate::identities::{Identities, verify_password};
 
 /// Longest `Authorization` header value read; a longer one is refused as malformed (a basic
 /// credential of the longest name and password fits in well under it).
@@ -140,6 +145,77 @@ pub fn parse_authorization(value: &[u8]) -> Result<Credentials, CredentialsError
             key: second,
         }
     })
+}
+
+/// Most users whose last verified password is remembered (as a SHA-256), so basic auth costs
+/// one argon2id hash per user and password rather than per request. When full it is emptied and
+/// fills again.
+pub const VERIFIED_PASSWORDS_MAX: usize = 1024;
+
+/// Checks credentials against the identities loaded at start.
+#[derive(Debug)]
+pub struct Authenticator {
+    identities: Identities,
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+impl Authenticator {
+    pub fn new(identities: Identities) -> Arc<Authenticator> {
+        Arc::new(Authenticator {
+            identities,
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The principal of a user and password (argon2id on a cache miss: call it off the async
+    /// threads).
+    pub fn basic(&self, user: &str, password: &str) -> Option<Principal> {
+        let stored = self.identities.users.get(user)?;
+        let principal = Principal {
+            name: user.to_owned(),
+            role: stored.role,
+            authentication: Authentication::Password,
+        };
+        let fingerprint = sha256(password.as_bytes());
+        let remembered = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|verified| verified.get(user).copied());
+        if remembered == Some(fingerprint) {
+            return Some(principal);
+        }
+        if !verify_password(&stored.hash, password) {
+            return None;
+        }
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_PASSWORDS_MAX {
+                verified.clear();
+            }
+            verified.insert(user.to_owned(), fingerprint);
+        }
+        Some(principal)
+    }
+
+    /// The secret and principal of an access key.
+    pub fn access_key(&self, id: &str) -> Option<(String, Principal)> {
+        let key = self.identities.access_keys.get(id)?;
+        Some((
+            key.secret.clone(),
+            Principal {
+                name: id.to_owned(),
+                role: key.role,
+                authentication: Authentication::AccessKey,
+            },
+        ))
+    }
 }
 
 #[cfg(test)]

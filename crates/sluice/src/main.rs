@@ -216,6 +216,11 @@ struct UpArgs {
     /// HTTP too, told apart by each connection's first byte.
     #[arg(long)]
     tls_only: bool,
+    /// Require credentials on both ports: HTTP basic auth of an internal user on the search
+    /// API, SigV4 signatures of an access key on the AWS port (`sluice security` manages
+    /// both). The first start creates the user `admin` with a random password, printed once.
+    #[arg(long)]
+    security: bool,
 }
 
 /// Open-file descriptors kept for the data directory's files (index and log segments, ledger
@@ -438,6 +443,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let tls = tls_from_args(&args)?;
+    let authenticator = if args.security {
+        Some(security_cli::authenticator_for_up(&args.data_dir)?)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(THREAD_STACK_BYTES)
@@ -494,8 +504,14 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             tls: tls.clone(),
             ..ServerOptions::new(BodyBudget::new(args.request_buffer_bytes))
         };
-        let es = es_server.serve(Arc::new(EsApi::new(node.clone())), server_options.clone());
-        let aws = aws_server.serve(Arc::new(aws_api(&node)), server_options);
+        let mut es_api = EsApi::new(node.clone());
+        let mut aws = aws_api(&node);
+        if let Some(authenticator) = &authenticator {
+            es_api = es_api.with_authenticator(authenticator.clone());
+            aws = aws.with_authenticator(authenticator.clone());
+        }
+        let es = es_server.serve(Arc::new(es_api), server_options.clone());
+        let aws = aws_server.serve(Arc::new(aws), server_options);
         let stop_signals = install_stop_signals()?;
         if let Some(tls) = &tls {
             reload_on_hangup(tls.cert.clone())?;

@@ -63,6 +63,29 @@ enum AccessKeyCommand {
     List,
 }
 
+/// The user `sluice up --security` creates when the store has none.
+pub const BOOTSTRAP_USER: &str = "admin";
+
+/// The identities `sluice up --security` checks, loaded once at start: on the first start (no
+/// user yet) `admin` is created with a random password, printed once, of which only the hash
+/// is kept.
+pub fn authenticator_for_up(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<sluice_api::security::Authenticator>> {
+    let store = IdentityStore::new(data_dir);
+    if store.load()?.users.is_empty() {
+        let password = generate_secret()?;
+        store
+            .put_user(BOOTSTRAP_USER, &password, Role::AllAccess, false)
+            .context("creating the first user")?;
+        println!(
+            "security: created user {BOOTSTRAP_USER} with password {password} (shown once; only its hash is kept)"
+        );
+    }
+    let identities = store.load().context("loading the identity store")?;
+    Ok(sluice_api::security::Authenticator::new(identities))
+}
+
 fn parse_role(name: &str) -> Result<Role, String> {
     Role::parse(name).ok_or_else(|| format!("unknown role [{name}]: all_access or readall"))
 }
