@@ -9,10 +9,13 @@ mod documents;
 pub mod error;
 mod fields;
 mod filter_path;
+mod hit_fields;
 mod indices;
 mod query_dsl;
+mod readers;
 pub mod routes;
 mod search;
+mod sort;
 mod targets;
 mod templates;
 
@@ -67,6 +70,8 @@ pub struct EsApi {
     node: Arc<Node>,
     write_slots: Arc<Semaphore>,
     search_slots: Arc<Semaphore>,
+    /// Open points in time and scrolls (`readers.rs`), expired on the wall clock.
+    readers: Arc<sluice_search::Snapshots<readers::Reader>>,
     /// With `--security`, every request must authenticate (`None`: anyone may do anything).
     authenticator: Option<Arc<Authenticator>>,
 }
@@ -79,6 +84,7 @@ impl EsApi {
             node,
             write_slots: Arc::new(Semaphore::new(WRITE_REQUESTS_MAX)),
             search_slots: Arc::new(Semaphore::new(SEARCH_REQUESTS_MAX)),
+            readers: Arc::new(sluice_search::Snapshots::new(readers::wall_clock_ms)),
             authenticator: None,
         }
     }
@@ -238,6 +244,14 @@ impl EsApi {
             ["_resolve", "index", expression] if get || post => {
                 fields::resolve_index(self, request, expression)
             }
+            ["_search", "scroll"] | ["_search", "scroll", _] if get || post => {
+                readers::scroll(self, request).await
+            }
+            ["_search", "scroll"] | ["_search", "scroll", _] if delete => {
+                readers::clear_scroll(self, request)
+            }
+            [target, "_pit"] if post => readers::open_pit(self, request, target).await,
+            ["_pit"] if delete => readers::close_pit(self, request),
             ["_search"] if get || post => search::search(self, request, None).await,
             [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
             ["_analyze"] if get || post => analyze::analyze(self, request, None),
