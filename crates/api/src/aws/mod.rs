@@ -28,6 +28,7 @@ use crate::sigv4::{self, SigV4Error, SignedRequest};
 pub mod dynamodb;
 pub mod dynamodb_streams;
 pub mod firehose;
+pub mod lambda;
 pub mod qldb;
 pub mod qldb_session;
 
@@ -185,6 +186,9 @@ pub const CATALOG: &[ServiceRoutes] = &[
     },
     ServiceRoutes::Rest {
         routes: qldb::ROUTES,
+    },
+    ServiceRoutes::Rest {
+        routes: lambda::ROUTES,
     },
     ServiceRoutes::Rest {
         routes: firehose::METRICS_ROUTES,
