@@ -1,0 +1,94 @@
+"""The dashboard's shell in a real browser: it loads from `--ui-port` with its CSP and no error,
+every view of the navigation opens by URL, the theme toggles and is remembered, and the search and
+AWS ports answer CORS for the dashboard's origin only."""
+
+import json
+import urllib.request
+
+from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
+
+VIEWS = ["discover", "visualize", "dashboards", "console", "ledgers", "pipeline"]
+
+
+def test_every_view_opens_by_its_link_without_errors(shared_sluice, page):
+    page.goto(shared_sluice.ui_url)
+    # No hash: the default view.
+    page.wait_for_url("**/#/console")
+    for view in VIEWS:
+        page.goto(f"{shared_sluice.ui_url}/#/{view}")
+        link = page.locator(f'nav a[data-view="{view}"]')
+        assert link.get_attribute("aria-current") == "page"
+        heading = page.locator("h1.view-title")
+        assert heading.inner_text() == link.inner_text()
+        assert page.title() == f"{heading.inner_text()} · Sluice"
+        screenshot(page, f"shell-{view}")
+    # The navigation works by clicking too.
+    page.click('nav a[data-view="ledgers"]')
+    page.wait_for_url("**/#/ledgers")
+    assert page.locator("h1.view-title").inner_text() == "Ledgers"
+
+
+def test_a_deep_link_reloads_on_any_path(shared_sluice, page):
+    page.goto(f"{shared_sluice.ui_url}/some/deep/path#/pipeline?refresh=0")
+    assert page.locator("h1.view-title").inner_text() == "Pipeline"
+    assert page.locator('select[aria-label="Refresh interval"]').input_value() == "0"
+
+
+def test_the_theme_follows_the_system_then_the_toggle(shared_sluice, browser):
+    context = browser.new_context(color_scheme="dark")
+    page = context.new_page()
+    page.goto(f"{shared_sluice.ui_url}/#/console")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.click("button.theme-toggle")
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    page.reload()
+    assert page.evaluate("document.documentElement.dataset.theme") == "light", "remembered"
+    context.close()
+
+
+def test_the_apis_answer_cors_for_the_dashboard_only(shared_sluice):
+    for base in (shared_sluice.es_url, shared_sluice.aws_url):
+        for origin, allowed in ((shared_sluice.ui_url, True), ("http://evil.example", False)):
+            request = urllib.request.Request(
+                base + "/",
+                method="OPTIONS",
+                headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            )
+            try:
+                response = urllib.request.urlopen(request)
+                headers = response.headers
+            except urllib.error.HTTPError as error:
+                headers = error.headers
+            assert (headers.get("Access-Control-Allow-Origin") == origin) == allowed, (base, origin)
+
+
+def test_a_page_of_another_origin_cannot_read_the_apis(shared_sluice, page):
+    # The dashboard's own page calls the search API...
+    page.goto(f"{shared_sluice.ui_url}/#/console")
+    status = page.evaluate(f"fetch('{shared_sluice.es_url}/').then(r => r.status)")
+    assert status == 200
+    # ...and a page served from elsewhere (the search port itself is another origin) cannot
+    # read the AWS port.
+    other = page.context.new_page()
+    other.goto(f"{shared_sluice.es_url}/")
+    outcome = other.evaluate(
+        f"fetch('{shared_sluice.aws_url}/ledgers').then(() => 'read', e => 'blocked')"
+    )
+    assert outcome == "blocked"
+    other.close()
+
+
+def test_saved_objects_api_round_trips_over_http(shared_sluice):
+    body = json.dumps({"attributes": {"title": "example-*", "timeFieldName": "@timestamp"}}).encode()
+    request = urllib.request.Request(
+        shared_sluice.ui_url + "/api/saved_objects/index-pattern/example",
+        data=body,
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    saved = json.load(urllib.request.urlopen(request))
+    assert saved["attributes"]["title"] == "example-*"
+    listed = json.load(urllib.request.urlopen(shared_sluice.ui_url + "/api/saved_objects?type=index-pattern"))
+    assert [o["id"] for o in listed["saved_objects"]] == ["example"]
+    exported = urllib.request.urlopen(shared_sluice.ui_url + "/api/saved_objects/_export").read().decode()
+    assert json.loads(exported.splitlines()[0])["id"] == "example"
