@@ -2,7 +2,7 @@
 // (`tok-key`, `tok-string`, `tok-number`, `tok-literal`, `tok-punct`). It never parses: broken
 // JSON is highlighted as far as it goes and the rest kept as plain text.
 
-const TOKEN = /("(?:[^"\\\n]|\\.)*"?)(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|\b(true|false|null)\b|([{}[\],])/g;
+const TOKEN = /("(?:[^"\\\n]|\\.)*"?)(\s*:)?|(?<![\w.-])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![\w.])|\b(true|false|null)\b|([{}[\],])/g;
 
 export function highlightJson(text: string): DocumentFragment {
   const fragment = document.createDocumentFragment();

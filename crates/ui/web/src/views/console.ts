@@ -130,8 +130,17 @@ export const consoleView: View = {
 
     const renderHighlight = () => {
       clear(highlight);
-      // A trailing newline keeps the overlay as tall as the textarea's last empty line.
-      highlight.appendChild(highlightJson(editor.value + "\n"));
+      // The request line is not JSON: its method stands out, its path stays plain. A trailing
+      // newline keeps the overlay as tall as the textarea's last empty line.
+      const text = editor.value + "\n";
+      const lineEnd = text.indexOf("\n");
+      const requestLine = /^(\s*)([A-Za-z]+)(.*)$/.exec(text.slice(0, lineEnd));
+      if (requestLine) {
+        highlight.append(requestLine[1] ?? "", h("span", { class: "tok-method" }, requestLine[2] ?? ""), requestLine[3] ?? "");
+      } else {
+        highlight.append(text.slice(0, lineEnd));
+      }
+      highlight.appendChild(highlightJson(text.slice(lineEnd)));
       highlight.scrollTop = editor.scrollTop;
       highlight.scrollLeft = editor.scrollLeft;
     };

@@ -1,0 +1,105 @@
+"""The dashboard's pipeline monitor in a real browser: a ledger, a Kinesis stream, a Firehose
+delivery stream reading it into an index, shown as the map of the running pipeline with its
+counters; a stream's records peeked and decoded."""
+
+import json
+import time
+import urllib.request
+
+from conftest import aws_client
+from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
+
+ROLE = "arn:aws:iam::000000000000:role/firehose"
+RECORDS = 40
+# The debug binary delivers within seconds; this bound only keeps a broken build from hanging.
+DELIVERY_TIMEOUT_S = 60
+
+
+def count(sluice, index):
+    request = urllib.request.Request(f"{sluice.es_url}/{index}/_count")
+    try:
+        return json.load(urllib.request.urlopen(request))["count"]
+    except urllib.error.HTTPError:
+        return 0
+
+
+def test_the_monitor_shows_a_stream_delivering_into_an_index(sluice, page):
+    aws_client(sluice, "qldb").create_ledger(Name="orders", PermissionsMode="STANDARD")
+    kinesis = aws_client(sluice, "kinesis")
+    kinesis.create_stream(StreamName="ticks", ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName="ticks")["StreamDescriptionSummary"]["StreamARN"]
+    aws_client(sluice, "firehose").create_delivery_stream(
+        DeliveryStreamName="ticks-to-index",
+        DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": arn, "RoleARN": ROLE},
+        ElasticsearchDestinationConfiguration={
+            "RoleARN": ROLE,
+            "IndexName": "ticks",
+            "IndexRotationPeriod": "NoRotation",
+            "BufferingHints": {"IntervalInSeconds": 0, "SizeInMBs": 1},
+            "S3BackupMode": "FailedDocumentsOnly",
+            "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::ticks-backup"},
+        },
+    )
+    kinesis.put_records(
+        StreamName="ticks",
+        Records=[{"Data": json.dumps({"ticker": "AMZN", "price": 100 + i}).encode(), "PartitionKey": "AMZN"}
+                 for i in range(RECORDS)],
+    )
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while count(sluice, "ticks") < RECORDS:
+        assert time.monotonic() < deadline, "the records were not delivered"
+        time.sleep(0.2)
+
+    page.goto(f"{sluice.ui_url}/#/pipeline?refresh=0")
+    ledgers = page.locator('section[aria-label="Ledgers"]')
+    ledgers.locator("h3", has_text="orders").wait_for()
+    streams = page.locator('section[aria-label="Streams"]')
+    assert "ticks-to-index" in streams.locator("article", has_text="ticks").inner_text()
+    delivery = page.locator('article[data-delivery-stream="ticks-to-index"]')
+    text = delivery.inner_text()
+    assert "ACTIVE" in text
+    assert f"delivered\n{RECORDS}" in text, text
+    destination = page.locator('article[data-destination-of="ticks-to-index"]')
+    assert "index ticks" in destination.inner_text()
+    assert f"documents\n{RECORDS}" in destination.inner_text()
+    assert "ticks-backup" in destination.inner_text()
+    screenshot(page, "pipeline-map")
+
+    page.select_option('select[aria-label="Stream to peek"]', "ticks")
+    page.select_option('select[aria-label="Peek from"]', "TRIM_HORIZON")
+    page.click("button:text-is(\"Peek\")")
+    rows = page.locator(".peek tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == 25
+    first = rows.first.inner_text()
+    assert "JSON" in first and '"ticker": "AMZN"' in first and '"price": 100' in first
+    screenshot(page, "pipeline-peek")
+
+
+def test_rates_appear_between_two_refreshes(sluice, page):
+    firehose = aws_client(sluice, "firehose")
+    firehose.create_delivery_stream(
+        DeliveryStreamName="direct",
+        DeliveryStreamType="DirectPut",
+        ElasticsearchDestinationConfiguration={
+            "RoleARN": ROLE,
+            "IndexName": "direct",
+            "IndexRotationPeriod": "NoRotation",
+            "BufferingHints": {"IntervalInSeconds": 0, "SizeInMBs": 1},
+            "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::direct-backup"},
+        },
+    )
+    page.goto(f"{sluice.ui_url}/#/pipeline?refresh=0")
+    card = page.locator('article[data-delivery-stream="direct"]')
+    card.wait_for()
+    assert "incoming rate\n–" in card.inner_text()
+    firehose.put_record_batch(DeliveryStreamName="direct", Records=[{"Data": b'{"a": 1}'}] * 10)
+    page.click("button:text-is(\"Refresh\")")
+    page.wait_for_function(
+        "!document.querySelector('article[data-delivery-stream=\"direct\"]').innerText.includes('incoming rate\\n–')"
+    )
+    text = card.inner_text()
+    assert "incoming\n10" in text, text
+    rate = float(text.split("incoming rate\n")[1].split("/s")[0])
+    assert rate > 0
