@@ -56,6 +56,9 @@ fn main() {
                 "--target=es2020",
                 "--log-level=warning",
                 "--outfile=dist/app.js",
+                // ion-hash-js hashes with Node's `crypto`; in the page a synchronous SHA-256
+                // stands in for it.
+                "--alias:crypto=./src/crypto-shim.ts",
             ])
             .current_dir(&work),
         "bundling the dashboard (esbuild)",
