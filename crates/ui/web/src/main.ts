@@ -8,6 +8,7 @@ import { currentRoute, href } from "./router";
 import { applyTheme, currentTheme, followSystemTheme, toggleTheme } from "./theme";
 import type { View } from "./view";
 import { consoleView } from "./views/console";
+import { discoverView } from "./views/discover";
 import { ledgersView } from "./views/ledgers";
 import { pipelineView } from "./views/pipeline";
 import { placeholderView } from "./views/placeholder";
@@ -18,7 +19,7 @@ interface Entry {
 }
 
 const ENTRIES: Entry[] = [
-  { id: "discover", view: placeholderView("Discover", "Index patterns and Discover are not built yet; the Console can search meanwhile.") },
+  { id: "discover", view: discoverView },
   { id: "visualize", view: placeholderView("Visualize", "Visualizations are not built yet.") },
   { id: "dashboards", view: placeholderView("Dashboards", "Dashboards are not built yet.") },
   { id: "console", view: consoleView },

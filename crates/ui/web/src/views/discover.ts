@@ -1,0 +1,271 @@
+// Discover: index patterns (created from the indices that exist, `_resolve/index`, with a time
+// field picked from `_field_caps`, saved as saved objects), a query bar (Lucene syntax sent as
+// `query_string`, or Query DSL when it starts with `{`), a time picker (quick ranges as date math,
+// or absolute times in the browser's zone) and a table of the newest documents, each expandable
+// as JSON. Everything is in the URL. When the server cannot sort yet, hits come in relevance
+// order and the view says so.
+
+import { isAbort, searchRequest } from "../api";
+import { clear, errorText, h } from "../dom";
+import { highlightJson } from "../highlight";
+import { updateParams } from "../router";
+import { type IndexPatternAttributes, type SavedObject, idFromTitle, listSaved, saveObject } from "../saved";
+import type { View } from "../view";
+
+/** Documents shown per search. */
+const PAGE_SIZE = 50;
+/** Characters of a document's summary in the table. */
+const SUMMARY_CHARS_MAX = 300;
+const QUICK_RANGES: Array<[string, string]> = [
+  ["now-15m", "Last 15 minutes"], ["now-1h", "Last 1 hour"], ["now-24h", "Last 24 hours"],
+  ["now-7d", "Last 7 days"], ["now-30d", "Last 30 days"], ["now-1y", "Last 1 year"], ["", "All time"],
+];
+
+interface Hit {
+  _index: string;
+  _id: string;
+  _source?: Record<string, unknown>;
+}
+
+interface SearchAnswer {
+  hits: { total: { value: number; relation: string }; hits: Hit[] };
+  took: number;
+}
+
+/** The query bar's text as a query: Query DSL JSON, Lucene syntax, or everything. */
+export function queryFromText(text: string): unknown {
+  const trimmed = text.trim();
+  if (trimmed === "") return { match_all: {} };
+  if (trimmed.startsWith("{")) return JSON.parse(trimmed);
+  return { query_string: { query: trimmed } };
+}
+
+/** A `datetime-local` input's value (the browser's zone) as epoch milliseconds, or "". */
+function localToEpoch(value: string): string {
+  if (!value) return "";
+  const time = new Date(value).getTime();
+  return Number.isNaN(time) ? "" : String(time);
+}
+
+function epochToLocal(value: string | null): string {
+  if (!value || !/^\d+$/.test(value)) return "";
+  const date = new Date(Number(value));
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+function valueAt(source: Record<string, unknown> | undefined, path: string): unknown {
+  let value: unknown = source;
+  for (const part of path.split(".")) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+function patternForm(onSaved: (pattern: SavedObject<IndexPatternAttributes>) => void, signal: AbortSignal): HTMLElement {
+  const title = h("input", { type: "text", "aria-label": "New index pattern", placeholder: "example-*" });
+  const matches = h("p", { class: "hint", role: "status" });
+  const timeField = h("select", { "aria-label": "Time field" }, h("option", { value: "" }, "no time field"));
+  const save = h("button", { type: "button", class: "primary" }, "Create index pattern");
+  let timer: number | undefined;
+  const lookUp = async () => {
+    const pattern = title.value.trim();
+    clear(timeField);
+    timeField.appendChild(h("option", { value: "" }, "no time field"));
+    if (!pattern) return;
+    try {
+      const resolved = await searchRequest("GET", `_resolve/index/${encodeURIComponent(pattern)}`, null, signal);
+      const names = resolved.status === 200
+        ? ((JSON.parse(resolved.text) as { indices?: Array<{ name: string }> }).indices ?? []).map((index) => index.name)
+        : [];
+      matches.textContent = names.length ? `matches ${names.join(", ")}` : "matches no index yet";
+      const caps = await searchRequest("GET", `${encodeURIComponent(pattern)}/_field_caps?fields=*&allow_no_indices=true`, null, signal);
+      if (caps.status !== 200) return;
+      const fields = (JSON.parse(caps.text) as { fields?: Record<string, Record<string, unknown>> }).fields ?? {};
+      const dates = Object.entries(fields).filter(([, types]) => "date" in types || "date_nanos" in types).map(([name]) => name).sort();
+      for (const name of dates) timeField.appendChild(h("option", { value: name }, name));
+      if (dates.length > 0) timeField.value = dates[0] ?? "";
+    } catch (error) {
+      if (!isAbort(error)) matches.textContent = errorText(error);
+    }
+  };
+  title.addEventListener("input", () => {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(() => void lookUp(), 250);
+  });
+  save.addEventListener("click", async () => {
+    const pattern = title.value.trim();
+    if (!pattern) return;
+    try {
+      const attributes: IndexPatternAttributes = { title: pattern };
+      if (timeField.value) attributes.timeFieldName = timeField.value;
+      onSaved(await saveObject("index-pattern", idFromTitle(pattern), attributes, signal));
+    } catch (error) {
+      if (!isAbort(error)) matches.textContent = `not saved: ${errorText(error)}`;
+    }
+  });
+  return h("section", { class: "card pattern-form", "aria-label": "New index pattern" },
+    h("h2", {}, "New index pattern"), h("div", { class: "toolbar" }, title, timeField, save), matches);
+}
+
+export const discoverView: View = {
+  title: "Discover",
+  mount(container, params, signal) {
+    const patternSelect = h("select", { "aria-label": "Index pattern" });
+    const queryInput = h("input", { type: "search", class: "query-bar", "aria-label": "Query (Lucene syntax or Query DSL)", placeholder: "message:bye, or {\"match\": {...}}" });
+    queryInput.value = params.get("q") ?? "";
+    const rangeSelect = h("select", { "aria-label": "Time range" },
+      ...QUICK_RANGES.map(([value, label]) => h("option", { value }, label)),
+      h("option", { value: "absolute" }, "Absolute…"));
+    const fromInput = h("input", { type: "datetime-local", "aria-label": "From", hidden: true });
+    const toInput = h("input", { type: "datetime-local", "aria-label": "To", hidden: true });
+    const from = params.get("from") ?? "now-15m";
+    const to = params.get("to") ?? "now";
+    if (/^\d+$/.test(from)) {
+      rangeSelect.value = "absolute";
+      fromInput.value = epochToLocal(from);
+      toInput.value = epochToLocal(to);
+      fromInput.hidden = toInput.hidden = false;
+    } else {
+      const quick = from === "all" ? "" : from;
+      rangeSelect.value = QUICK_RANGES.some(([value]) => value === quick) ? quick : "now-15m";
+    }
+    const searchButton = h("button", { type: "button", class: "primary" }, "Search");
+    const status = h("p", { class: "response-status", role: "status", "aria-live": "polite" });
+    const note = h("p", { class: "hint" });
+    const table = h("div", { class: "records" });
+    const formSlot = h("div");
+    let patterns: Array<SavedObject<IndexPatternAttributes>> = [];
+    let inFlight: AbortController | null = null;
+
+    const selected = () => patterns.find((pattern) => pattern.id === patternSelect.value);
+
+    const range = (): { gte?: string; lte?: string } => {
+      if (rangeSelect.value === "absolute") {
+        const bounds: { gte?: string; lte?: string } = {};
+        const gte = localToEpoch(fromInput.value);
+        const lte = localToEpoch(toInput.value);
+        if (gte) bounds.gte = gte;
+        if (lte) bounds.lte = lte;
+        return bounds;
+      }
+      return rangeSelect.value ? { gte: rangeSelect.value, lte: "now" } : {};
+    };
+
+    const search = async () => {
+      const pattern = selected();
+      if (!pattern) return;
+      const bounds = range();
+      updateParams({
+        pattern: pattern.id,
+        q: queryInput.value,
+        from: rangeSelect.value === "absolute" ? (bounds.gte ?? "") : rangeSelect.value || "all",
+        to: rangeSelect.value === "absolute" ? (bounds.lte ?? "") : "now",
+      });
+      inFlight?.abort();
+      const controller = new AbortController();
+      inFlight = controller;
+      signal.addEventListener("abort", () => controller.abort(), { once: true });
+      let query: unknown;
+      try {
+        query = queryFromText(queryInput.value);
+      } catch (error) {
+        status.textContent = `the query is not JSON: ${errorText(error)}`;
+        status.className = "response-status failed";
+        return;
+      }
+      const timeField = pattern.attributes.timeFieldName;
+      const filter = timeField && (bounds.gte || bounds.lte) ? [{ range: { [timeField]: { ...bounds, format: "strict_date_optional_time||epoch_millis" } } }] : [];
+      const body: Record<string, unknown> = { size: PAGE_SIZE, track_total_hits: true, query: { bool: { must: [query], filter } } };
+      if (timeField) body["sort"] = [{ [timeField]: { order: "desc" } }];
+      status.textContent = "searching…";
+      status.className = "response-status";
+      note.textContent = "";
+      try {
+        const path = `${encodeURIComponent(pattern.attributes.title)}/_search?allow_no_indices=true&ignore_unavailable=true`;
+        let answer = await searchRequest("POST", path, JSON.stringify(body), controller.signal);
+        if (answer.status === 400 && body["sort"] && answer.text.includes("[sort] is not supported")) {
+          // Degrade clearly: the newest first needs sorting, which this server does not do yet.
+          delete body["sort"];
+          note.textContent = `This server cannot sort yet: documents are in relevance order, not newest first.`;
+          answer = await searchRequest("POST", path, JSON.stringify(body), controller.signal);
+        }
+        if (answer.status !== 200) {
+          const error = JSON.parse(answer.text) as { error?: { type?: string; reason?: string } };
+          status.textContent = `${answer.status}: ${error.error?.type ?? ""} ${error.error?.reason ?? answer.text}`;
+          status.className = "response-status failed";
+          return;
+        }
+        const result = JSON.parse(answer.text) as SearchAnswer;
+        const total = result.hits.total;
+        status.textContent = `${total.value}${total.relation === "gte" ? "+" : ""} hits · ${result.took} ms`;
+        status.className = "response-status ok";
+        clear(table);
+        const rows = h("tbody");
+        for (const hit of result.hits.hits) {
+          const time = timeField ? valueAt(hit._source, timeField) : undefined;
+          const shownTime = typeof time === "string" || typeof time === "number" ? new Date(time).toLocaleString() : "";
+          const summary = JSON.stringify(hit._source ?? {});
+          const toggle = h("button", { type: "button", "aria-expanded": "false", "aria-label": `Expand document ${hit._id}` }, "▸");
+          const detail = h("tr", { class: "doc-detail", hidden: true },
+            h("td", { colspan: timeField ? "3" : "2" }, h("pre", {}, highlightJson(JSON.stringify(hit._source ?? {}, null, 2)))));
+          toggle.addEventListener("click", () => {
+            detail.hidden = !detail.hidden;
+            toggle.textContent = detail.hidden ? "▸" : "▾";
+            toggle.setAttribute("aria-expanded", String(!detail.hidden));
+          });
+          rows.append(
+            h("tr", { class: "doc" }, h("td", {}, toggle), timeField ? h("td", { class: "mono" }, shownTime) : null,
+              h("td", { class: "mono" }, summary.length > SUMMARY_CHARS_MAX ? summary.slice(0, SUMMARY_CHARS_MAX) + "…" : summary)),
+            detail);
+        }
+        table.appendChild(h("table", { class: "documents" },
+          h("thead", {}, h("tr", {}, h("th", {}, ""), timeField ? h("th", {}, timeField) : null, h("th", {}, "_source"))), rows));
+      } catch (error) {
+        if (isAbort(error)) return;
+        status.textContent = `search failed: ${errorText(error)}`;
+        status.className = "response-status failed";
+      } finally {
+        if (inFlight === controller) inFlight = null;
+      }
+    };
+
+    const loadPatterns = async (choose?: string) => {
+      try {
+        patterns = await listSaved<IndexPatternAttributes>("index-pattern", signal);
+      } catch (error) {
+        if (!isAbort(error)) status.textContent = errorText(error);
+        return;
+      }
+      clear(patternSelect);
+      for (const pattern of patterns) {
+        patternSelect.appendChild(h("option", { value: pattern.id }, pattern.attributes.title));
+      }
+      const wanted = choose ?? params.get("pattern");
+      if (wanted && patterns.some((pattern) => pattern.id === wanted)) patternSelect.value = wanted;
+      clear(formSlot);
+      formSlot.appendChild(patternForm((saved) => void loadPatterns(saved.id), signal));
+      if (patterns.length > 0) void search();
+      else status.textContent = "Create an index pattern to start.";
+    };
+
+    rangeSelect.addEventListener("change", () => {
+      const absolute = rangeSelect.value === "absolute";
+      fromInput.hidden = toInput.hidden = !absolute;
+      if (!absolute) void search();
+    });
+    patternSelect.addEventListener("change", () => void search());
+    searchButton.addEventListener("click", () => void search());
+    queryInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") void search();
+    });
+    signal.addEventListener("abort", () => inFlight?.abort());
+
+    container.append(
+      h("div", { class: "toolbar" }, patternSelect, queryInput, rangeSelect, fromInput, toInput, searchButton),
+      status, note, table, formSlot,
+    );
+    void loadPatterns();
+  },
+};
