@@ -184,18 +184,21 @@ function ledgerPanel(ledger: string, params: URLSearchParams, signal: AbortSigna
 
   const load = async () => {
     try {
-      const [description, digest] = await Promise.all([
-        awsRest<{ State: string; CreationDateTime?: number; DeletionProtection?: boolean }>(
-          "GET", `/ledgers/${encodeURIComponent(ledger)}`, undefined, signal),
-        getDigest(ledger, signal),
-      ]);
-      for (const [key, value] of [
+      const description = await awsRest<{ State: string; CreationDateTime?: number; DeletionProtection?: boolean }>(
+        "GET", `/ledgers/${encodeURIComponent(ledger)}`, undefined, signal);
+      const rows: Array<[string, string]> = [
         ["state", description.State], ["created", when(description.CreationDateTime)],
         ["deletion protection", String(description.DeletionProtection ?? "")],
-        ["digest", digest.digest], ["digest tip", digest.tip],
-      ] as Array<[string, string]>) {
-        info.append(h("dt", {}, key), h("dd", { class: "mono" }, value));
+      ];
+      try {
+        const digest = await getDigest(ledger, signal);
+        rows.push(["digest", digest.digest], ["digest tip", digest.tip]);
+      } catch (error) {
+        // A ledger without a committed block has no digest yet (QLDB says so too).
+        if (isAbort(error)) return;
+        rows.push(["digest", `none yet (${errorText(error)})`]);
       }
+      for (const [key, value] of rows) info.append(h("dt", {}, key), h("dd", { class: "mono" }, value));
       const listed = await execute(ledger, "SELECT * FROM information_schema.user_tables", signal);
       clear(tables);
       for (const table of listed.values) {
@@ -212,7 +215,7 @@ function ledgerPanel(ledger: string, params: URLSearchParams, signal: AbortSigna
       }
       if (listed.values.length === 0) tables.appendChild(h("li", { class: "placeholder" }, "no tables"));
     } catch (error) {
-      if (!isAbort(error)) info.appendChild(h("dd", { class: "error", role: "alert" }, errorText(error)));
+      if (!isAbort(error)) info.after(h("p", { class: "error", role: "alert" }, errorText(error)));
     }
   };
 
