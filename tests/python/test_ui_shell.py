@@ -92,3 +92,20 @@ def test_saved_objects_api_round_trips_over_http(shared_sluice):
     assert [o["id"] for o in listed["saved_objects"]] == ["example"]
     exported = urllib.request.urlopen(shared_sluice.ui_url + "/api/saved_objects/_export").read().decode()
     assert json.loads(exported.splitlines()[0])["id"] == "example"
+
+
+def test_the_config_file_declares_saved_objects_once(sluice_factory, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"saved_objects": [
+        {"type": "index-pattern", "id": "example", "attributes": {"title": "example-*", "timeFieldName": "@timestamp"}},
+    ]}))
+    server = sluice_factory(extra_args=["--config", str(config)])
+    url = server.ui_url + "/api/saved_objects/index-pattern/example"
+    assert json.load(urllib.request.urlopen(url))["attributes"]["title"] == "example-*"
+    # Changed by the user, kept across a restart with the same config.
+    urllib.request.urlopen(urllib.request.Request(
+        url, method="PUT", data=json.dumps({"attributes": {"title": "mine-*"}}).encode(),
+        headers={"Content-Type": "application/json"}))
+    server.stop()
+    again = sluice_factory(extra_args=["--config", str(config)])
+    assert json.load(urllib.request.urlopen(again.ui_url + "/api/saved_objects/index-pattern/example"))["attributes"] == {"title": "mine-*"}

@@ -189,8 +189,9 @@ struct UpArgs {
     /// whitespace (for example `transform=python3 -m awslambdaric handler.handler`). Repeatable.
     #[arg(long = "function", value_name = "NAME=COMMAND")]
     functions: Vec<String>,
-    /// A JSON file declaring `functions` (function definitions) and `delivery_streams`
-    /// (CreateDeliveryStream request bodies), applied at start; existing streams are kept.
+    /// A JSON file declaring `functions` (function definitions), `delivery_streams`
+    /// (CreateDeliveryStream request bodies) and `saved_objects` (the dashboard's, as its
+    /// export writes them), applied at start; existing streams and objects are kept.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Most connections each port serves at once; further ones are answered 503 and closed.
@@ -222,6 +223,9 @@ struct ConfigFile {
     functions: Vec<FunctionDefinition>,
     #[serde(default)]
     delivery_streams: Vec<serde_json::Value>,
+    /// The dashboard's saved objects (`{type, id, attributes}`), added at start when missing.
+    #[serde(default)]
+    saved_objects: Vec<serde_json::Value>,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -483,10 +487,14 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let ui_address = ui_server.local_addr()?;
         let origins = dashboard_origins(ui_address, &args.ui_origins)?;
         let saved_objects_dir = node.data_dir().join("ui");
-        let saved_objects =
-            tokio::task::spawn_blocking(move || SavedObjects::open(&saved_objects_dir))
-                .await
-                .context("opening the dashboard's saved objects")??;
+        let declared = config.saved_objects;
+        let saved_objects = tokio::task::spawn_blocking(move || {
+            let saved_objects = SavedObjects::open(&saved_objects_dir)?;
+            saved_objects.declare(&declared)?;
+            Ok::<_, sluice_api::ui::SavedObjectsError>(saved_objects)
+        })
+        .await
+        .context("opening the dashboard's saved objects")??;
         let ui_options = UiOptions {
             search_port: es_address.port(),
             aws_port: aws_address.port(),

@@ -50,6 +50,8 @@ pub enum SavedObjectsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("saved object {index} of the config file: {message}")]
+    Declared { index: usize, message: String },
 }
 
 /// One saved object as stored and served.
@@ -185,6 +187,62 @@ impl SavedObjects {
         std::fs::File::open(&self.directory)
             .and_then(|directory| directory.sync_all())
             .map_err(write_error)
+    }
+
+    /// Adds the objects a `--config` file declares (`{type, id, attributes}` each) that do not
+    /// exist yet, in one durable change; existing ones are kept as the user left them, as
+    /// declared delivery streams are. Returns how many were added.
+    pub fn declare(&self, declared: &[Value]) -> Result<usize, SavedObjectsError> {
+        let mut checked = Vec::new();
+        for (index, value) in declared.iter().enumerate() {
+            let kind = value
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let id = value.get("id").and_then(Value::as_str).unwrap_or_default();
+            let attributes = match value.get("attributes") {
+                Some(Value::Object(attributes)) => attributes.clone(),
+                _ => Map::new(),
+            };
+            if check_kind(kind).is_err()
+                || check_id(id).is_err()
+                || value.get("attributes").is_none_or(|a| !a.is_object())
+            {
+                return Err(SavedObjectsError::Declared {
+                    index,
+                    message: format!(
+                        "a saved object needs a [type] among {}, an [id] of ASCII letters, digits, - or _ and an object [attributes]",
+                        SAVED_OBJECT_TYPES.join(", ")
+                    ),
+                });
+            }
+            checked.push((kind.to_owned(), id.to_owned(), attributes));
+        }
+        let mut objects = self.lock();
+        let mut next = objects.clone();
+        let mut added = 0;
+        for (kind, id, attributes) in checked {
+            let key = (kind.clone(), id.clone());
+            if next.contains_key(&key) {
+                continue;
+            }
+            next.insert(
+                key,
+                SavedObject {
+                    kind,
+                    id,
+                    attributes,
+                    version: 1,
+                    updated_at: now_rfc3339(),
+                },
+            );
+            added += 1;
+        }
+        if added > 0 {
+            self.persist(&next)?;
+            *objects = next;
+        }
+        Ok(added)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, SavedObject>> {

@@ -383,3 +383,80 @@ fn a_damaged_or_newer_file_is_refused_at_open_not_overwritten() {
         r#"{"format_version": 2, "objects": []}"#
     );
 }
+
+#[tokio::test]
+async fn declared_objects_are_added_once_and_never_overwrite() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = SavedObjects::open(directory.path()).unwrap();
+    let declared = vec![
+        json!({"type": "index-pattern", "id": "example", "attributes": {"title": "example-*"}}),
+        json!({"type": "dashboard", "id": "hello", "attributes": {"title": "hello"}}),
+    ];
+    assert_eq!(store.declare(&declared).unwrap(), 2);
+    let api = UiApi::new(options(), Arc::new(store));
+    let changed = api
+        .handle(request(
+            Method::PUT,
+            "/api/saved_objects/dashboard/hello",
+            &[],
+            r#"{"attributes":{"title":"mine"}}"#,
+        ))
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    drop(api);
+    let reopened = SavedObjects::open(directory.path()).unwrap();
+    assert_eq!(
+        reopened.declare(&declared).unwrap(),
+        0,
+        "a restart adds nothing"
+    );
+    assert_eq!(
+        reopened.get("dashboard", "hello").unwrap().attributes["title"],
+        "mine"
+    );
+    for bad in [
+        json!({"type": "widget", "id": "a", "attributes": {}}),
+        json!({"type": "search", "id": "a b", "attributes": {}}),
+        json!({"type": "search", "id": "a"}),
+    ] {
+        assert!(matches!(
+            reopened.declare(&[bad]),
+            Err(SavedObjectsError::Declared { index: 0, .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn attributes_nested_beyond_the_json_limit_are_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let api = api(directory.path());
+    let depth = crate::json::JSON_DEPTH_MAX * 10;
+    let body = format!(
+        r#"{{"attributes":{}1{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let response = api
+        .handle(request(
+            Method::PUT,
+            "/api/saved_objects/search/deep",
+            &[],
+            &body,
+        ))
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    let import = format!(
+        "{{\"type\":\"search\",\"id\":\"d\",\"attributes\":{{\"a\":{}1{}}}}}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let response = api
+        .handle(request(
+            Method::POST,
+            "/api/saved_objects/_import",
+            &[],
+            &import,
+        ))
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+}
