@@ -6,6 +6,8 @@ import json
 import time
 import urllib.request
 
+from amazon.ion import simpleion
+
 from conftest import aws_client
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
@@ -25,6 +27,10 @@ def count(sluice, index):
 
 def test_the_monitor_shows_a_stream_delivering_into_an_index(sluice, page):
     aws_client(sluice, "qldb").create_ledger(Name="orders", PermissionsMode="STANDARD")
+    aws_client(sluice, "dynamodb").create_table(
+        TableName="accounts", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
     kinesis = aws_client(sluice, "kinesis")
     kinesis.create_stream(StreamName="ticks", ShardCount=1)
     arn = kinesis.describe_stream_summary(StreamName="ticks")["StreamDescriptionSummary"]["StreamARN"]
@@ -52,8 +58,9 @@ def test_the_monitor_shows_a_stream_delivering_into_an_index(sluice, page):
         time.sleep(0.2)
 
     page.goto(f"{sluice.ui_url}/#/pipeline?refresh=0")
-    ledgers = page.locator('section[aria-label="Ledgers"]')
+    ledgers = page.locator('section[aria-label="Ledgers and tables"]')
     ledgers.locator("h3", has_text="orders").wait_for()
+    assert "DynamoDB table" in ledgers.locator("article", has_text="accounts").inner_text()
     streams = page.locator('section[aria-label="Streams"]')
     assert "ticks-to-index" in streams.locator("article", has_text="ticks").inner_text()
     delivery = page.locator('article[data-delivery-stream="ticks-to-index"]')
@@ -103,3 +110,21 @@ def test_rates_appear_between_two_refreshes(sluice, page):
     assert "incoming\n10" in text, text
     rate = float(text.split("incoming rate\n")[1].split("/s")[0])
     assert rate > 0
+
+
+def test_ion_records_are_shown_as_ion_text(sluice, page):
+    kinesis = aws_client(sluice, "kinesis")
+    kinesis.create_stream(StreamName="journal", ShardCount=1)
+    # Ion binary, as QLDB journal streams and other Ion producers send it.
+    value = simpleion.loads("{price: 12.50, at: 2021-03-04T, key: {{aGVsbG8=}}}")
+    kinesis.put_record(StreamName="journal", Data=simpleion.dumps(value, binary=True), PartitionKey="k")
+    kinesis.put_record(StreamName="journal", Data=b"plain text", PartitionKey="k")
+    page.goto(f"{sluice.ui_url}/#/pipeline?refresh=0")
+    page.locator('section[aria-label="Streams"] h3', has_text="journal").wait_for()
+    page.select_option('select[aria-label="Stream to peek"]', "journal")
+    page.click('button:text-is("Peek")')
+    page.locator(".peek tbody tr").first.wait_for()
+    assert page.locator(".peek tbody tr td:nth-child(4)").all_inner_texts() == ["Ion", "text"]
+    ion_text = page.locator(".peek tbody tr td:nth-child(5)").first.inner_text()
+    # Every type kept: the decimal's scale, the timestamp's precision, the blob.
+    assert "price: 12.50" in ion_text and "at: 2021-03-04T" in ion_text and "key: {{aGVsbG8=}}" in ion_text, ion_text

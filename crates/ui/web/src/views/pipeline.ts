@@ -1,9 +1,10 @@
-// Pipeline monitor: the running pipeline as four columns — ledgers, streams, delivery streams
+// Pipeline monitor: the running pipeline as four columns — ledgers and tables, streams, delivery streams
 // (with their Lambda processors), destinations (indices and S3 backups) — read from the public
-// APIs (QLDB ListLedgers, Kinesis ListStreams, Firehose ListDeliveryStreams and
+// APIs (QLDB ListLedgers, DynamoDB ListTables, Kinesis ListStreams, Firehose ListDeliveryStreams and
 // DescribeDeliveryStream with its SluiceMetrics counters, `_cat/indices`) every `refresh`
 // seconds, with rates computed between two reads. A stream's records can be peeked.
 
+import * as ion from "ion-js";
 import { awsJson, awsRest, isAbort, searchRequest } from "../api";
 import { clear, errorText, h } from "../dom";
 import { updateParams } from "../router";
@@ -37,6 +38,7 @@ interface DestinationDescription {
 interface Snapshot {
   at: number;
   ledgers: string[];
+  tables: string[];
   streams: string[];
   delivery: DeliveryDescription[];
   indices: Array<{ index: string; "docs.count": string }>;
@@ -72,8 +74,9 @@ function processorsOf(destination: DestinationDescription): string[] {
 }
 
 async function readSnapshot(signal: AbortSignal): Promise<Snapshot> {
-  const [ledgers, streams, deliveryNames, indices] = await Promise.all([
+  const [ledgers, tables, streams, deliveryNames, indices] = await Promise.all([
     awsRest<{ Ledgers: Array<{ Name: string }> }>("GET", "/ledgers", undefined, signal),
+    awsJson<{ TableNames: string[] }>("DynamoDB_20120810.ListTables", {}, signal, "1.0"),
     awsJson<{ StreamNames: string[] }>("Kinesis_20131202.ListStreams", {}, signal),
     awsJson<{ DeliveryStreamNames: string[] }>("Firehose_20150804.ListDeliveryStreams", {}, signal),
     searchRequest("GET", "_cat/indices?format=json&h=index,docs.count&s=index", null, signal),
@@ -95,6 +98,7 @@ async function readSnapshot(signal: AbortSignal): Promise<Snapshot> {
   return {
     at: performance.now(),
     ledgers: ledgers.Ledgers.map((ledger) => ledger.Name),
+    tables: tables.TableNames,
     streams: streams.StreamNames,
     delivery,
     indices: indexRows,
@@ -122,7 +126,12 @@ function keyValues(pairs: Array<[string, string | number | undefined]>): HTMLDLi
 export function decodeRecord(base64: string): { kind: string; text: string } {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   if (bytes[0] === 0xe0 && bytes[1] === 0x01 && bytes[2] === 0x00 && bytes[3] === 0xea) {
-    return { kind: "Ion binary", text: hex(bytes) };
+    // QLDB journal streams and other Ion producers: shown as Ion text, every type kept.
+    try {
+      return { kind: "Ion", text: ion.loadAll(bytes).map((value) => ion.dumpPrettyText(value)).join("\n") };
+    } catch {
+      return { kind: "Ion binary (unreadable)", text: hex(bytes) };
+    }
   }
   let text: string;
   try {
@@ -189,7 +198,10 @@ export const pipelineView: View = {
 
     const draw = (now: Snapshot) => {
       clear(map);
-      const ledgerCards = now.ledgers.map((ledger) => h("article", { class: "card" }, h("h3", {}, ledger), h("span", { class: "hint" }, "QLDB ledger")));
+      const ledgerCards = [
+        ...now.ledgers.map((ledger) => h("article", { class: "card" }, h("h3", {}, ledger), h("span", { class: "hint" }, "QLDB ledger"))),
+        ...now.tables.map((table) => h("article", { class: "card" }, h("h3", {}, table), h("span", { class: "hint" }, "DynamoDB table"))),
+      ];
       const streamCards = now.streams.map((stream) => {
         const readers = now.delivery.filter((d) => name(d.Source?.KinesisStreamSourceDescription?.KinesisStreamARN) === stream).map((d) => d.DeliveryStreamName);
         return h("article", { class: "card" }, h("h3", {}, stream), keyValues([["read by", readers.join(", ") || "–"]]));
@@ -230,7 +242,7 @@ export const pipelineView: View = {
             ])));
         }
       }
-      map.append(column("Ledgers", ledgerCards), column("Streams", streamCards),
+      map.append(column("Ledgers and tables", ledgerCards), column("Streams", streamCards),
         column("Delivery streams", deliveryCards), column("Destinations", destinationCards));
       const selected = peekStream.value;
       clear(peekStream);
