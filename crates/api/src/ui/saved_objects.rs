@@ -345,12 +345,44 @@ fn to_value(object: &SavedObject) -> Value {
     serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
+/// Writes must say their body is JSON (or NDJSON for an import): a page of another origin can
+/// POST only form or plain-text bodies without a CORS preflight, which this server never grants,
+/// so this keeps other sites from writing saved objects through a user's browser.
+fn check_content_type(request: &Request, accepted: &[&str]) -> Result<(), Response> {
+    let content_type = request
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if accepted
+        .iter()
+        .any(|accepted| media_type.eq_ignore_ascii_case(accepted))
+    {
+        Ok(())
+    } else {
+        Err(api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("the body must be sent as {}", accepted.join(" or ")),
+        ))
+    }
+}
+
 /// Serves `/api/saved_objects/<rest>`.
 pub(super) async fn handle(
     store: &Arc<SavedObjects>,
     request: &Request,
     rest: &[&str],
 ) -> Response {
+    let writes_body = request.method == Method::POST || request.method == Method::PUT;
+    let accepted: &[&str] = if rest == ["_import"] {
+        &["application/x-ndjson", "application/json"]
+    } else {
+        &["application/json"]
+    };
+    if writes_body && let Err(response) = check_content_type(request, accepted) {
+        return response;
+    }
     let outcome = match (rest, &request.method) {
         ([], &Method::GET) => list(store, request),
         (["_export"], &Method::GET) => Ok(export(store)),

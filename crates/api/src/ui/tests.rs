@@ -23,6 +23,14 @@ fn request(method: Method, target: &str, headers: &[(&'static str, &str)], body:
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut map = HeaderMap::new();
     map.insert("host", HeaderValue::from_static("127.0.0.1:5601"));
+    if method == Method::POST || method == Method::PUT {
+        let media_type = if path.ends_with("_import") {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
+        map.insert("content-type", HeaderValue::from_static(media_type));
+    }
     for (name, value) in headers {
         map.insert(*name, HeaderValue::from_str(value).unwrap());
     }
@@ -459,4 +467,52 @@ async fn attributes_nested_beyond_the_json_limit_are_refused() {
         ))
         .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn writes_without_a_json_content_type_are_refused_so_other_sites_cannot_post_forms() {
+    let directory = tempfile::tempdir().unwrap();
+    let api = api(directory.path());
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        for (method, target, body) in [
+            (
+                Method::POST,
+                "/api/saved_objects/search",
+                r#"{"attributes":{}}"#,
+            ),
+            (
+                Method::POST,
+                "/api/saved_objects/_import",
+                "{\"type\":\"search\",\"id\":\"a\",\"attributes\":{}}\n",
+            ),
+        ] {
+            let response = api
+                .handle(request(
+                    method,
+                    target,
+                    &[("content-type", content_type)],
+                    body,
+                ))
+                .await;
+            assert_eq!(
+                response.status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{target} {content_type}"
+            );
+        }
+    }
+    assert_eq!(json_of(&get(&api, "/api/saved_objects").await)["total"], 0);
+    let json = api
+        .handle(request(
+            Method::POST,
+            "/api/saved_objects/search",
+            &[("content-type", "application/json; charset=utf-8")],
+            r#"{"attributes":{}}"#,
+        ))
+        .await;
+    assert_eq!(json.status, StatusCode::OK);
 }
