@@ -81,3 +81,34 @@ def test_a_bad_query_is_shown_in_elasticsearchs_words(sluice, page):
     status = page.locator(".response-status.failed")
     status.wait_for()
     assert status.inner_text().startswith("400")
+
+
+def test_field_values_become_filter_pills(sluice, page):
+    lines = []
+    for i, service in enumerate(["api", "api", "api", "worker", "db"]):
+        lines.append(json.dumps({"index": {"_index": "svc-1"}}))
+        lines.append(json.dumps({"@timestamp": iso(10 + i), "service": service, "n": i}))
+    es(sluice, "POST", "/_bulk?refresh=true", "\n".join(lines) + "\n", "application/x-ndjson")
+    urllib.request.urlopen(urllib.request.Request(
+        sluice.ui_url + "/api/saved_objects/index-pattern/svc", method="PUT",
+        data=json.dumps({"attributes": {"title": "svc-*", "timeFieldName": "@timestamp"}}).encode(),
+        headers={"Content-Type": "application/json"}))
+    page.goto(f"{sluice.ui_url}/#/discover?pattern=svc")
+    page.locator(".response-status", has_text="5 hits").wait_for()
+    page.locator(".field-list summary", has_text="service").click()
+    values = page.locator(".field-list details[open] .top-values li")
+    assert values.first.inner_text().split()[:2] == ["api", "3"]
+    page.click('button[aria-label="Filter for service: api"]')
+    page.locator(".response-status", has_text="3 hits").wait_for()
+    assert [t.split("\n")[0] for t in page.locator(".pills li").all_inner_texts()] == ["service: api"]
+    assert "filters=" in page.url
+    page.click('button[aria-label="Invert filter service: api"]')
+    page.locator(".response-status", has_text="2 hits").wait_for()
+    assert page.locator(".pills li").first.inner_text().startswith("NOT service: api")
+    screenshot(page, "discover-filters")
+    # The filter is in the URL: a reload keeps it.
+    page.reload()
+    page.locator(".response-status", has_text="2 hits").wait_for()
+    page.click('button[aria-label="Remove filter service: api"]')
+    page.locator(".response-status", has_text="5 hits").wait_for()
+    assert page.locator(".pills li").count() == 0

@@ -63,6 +63,66 @@ function valueAt(source: Record<string, unknown> | undefined, path: string): unk
   return value;
 }
 
+/** A filter pill: documents whose field has (or, negated, has not) the value. */
+export interface Filter {
+  field: string;
+  value: string | number | boolean;
+  negate: boolean;
+}
+
+/** Values shown per field in the field list. */
+const TOP_VALUES_SHOWN = 5;
+/** Fields listed at most; the rest are counted. */
+const FIELDS_SHOWN_MAX = 100;
+
+function parseFilters(text: string | null): Filter[] {
+  if (!text) return [];
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (!Array.isArray(parsed)) return [];
+    return parsed.filter((item): item is Filter =>
+      typeof item === "object" && item !== null && typeof (item as Filter).field === "string"
+      && ["string", "number", "boolean"].includes(typeof (item as Filter).value));
+  } catch {
+    return [];
+  }
+}
+
+/** Scalar values of a source by dotted path (arrays give each element). */
+export function flatten(source: unknown, prefix = "", out = new Map<string, Array<string | number | boolean>>()): Map<string, Array<string | number | boolean>> {
+  if (Array.isArray(source)) {
+    for (const item of source) flatten(item, prefix, out);
+  } else if (source !== null && typeof source === "object") {
+    for (const [key, value] of Object.entries(source as Record<string, unknown>)) {
+      flatten(value, prefix ? `${prefix}.${key}` : key, out);
+    }
+  } else if (typeof source === "string" || typeof source === "number" || typeof source === "boolean") {
+    const values = out.get(prefix) ?? [];
+    values.push(source);
+    out.set(prefix, values);
+  }
+  return out;
+}
+
+/** Each field's most frequent values among the hits shown, as Kibana's field list does. */
+export function topValues(sources: unknown[]): Array<{ field: string; present: number; values: Array<[string | number | boolean, number]> }> {
+  const perField = new Map<string, Map<string | number | boolean, number>>();
+  const present = new Map<string, number>();
+  for (const source of sources) {
+    for (const [field, values] of flatten(source)) {
+      present.set(field, (present.get(field) ?? 0) + 1);
+      const counts = perField.get(field) ?? new Map<string | number | boolean, number>();
+      for (const value of new Set(values)) counts.set(value, (counts.get(value) ?? 0) + 1);
+      perField.set(field, counts);
+    }
+  }
+  return [...perField.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([field, counts]) => ({
+    field,
+    present: present.get(field) ?? 0,
+    values: [...counts.entries()].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0]))).slice(0, TOP_VALUES_SHOWN),
+  }));
+}
+
 function patternForm(onSaved: (pattern: SavedObject<IndexPatternAttributes>) => void, signal: AbortSignal): HTMLElement {
   const title = h("input", { type: "text", "aria-label": "New index pattern", placeholder: "example-*" });
   const matches = h("p", { class: "hint", role: "status" });
@@ -136,8 +196,50 @@ export const discoverView: View = {
     const note = h("p", { class: "hint" });
     const table = h("div", { class: "records" });
     const formSlot = h("div");
+    const pills = h("ul", { class: "pills", "aria-label": "Filters" });
+    const fieldList = h("div", { class: "field-list", "aria-label": "Fields" });
+    let filters = parseFilters(params.get("filters"));
     let patterns: Array<SavedObject<IndexPatternAttributes>> = [];
     let inFlight: AbortController | null = null;
+
+    const addFilter = (field: string, value: string | number | boolean, negate: boolean) => {
+      filters = [...filters.filter((f) => !(f.field === field && f.value === value)), { field, value, negate }];
+      void search();
+    };
+    const drawPills = () => {
+      clear(pills);
+      for (const [index, pill] of filters.entries()) {
+        const remove = h("button", { type: "button", "aria-label": `Remove filter ${pill.field}: ${String(pill.value)}` }, "×");
+        remove.addEventListener("click", () => {
+          filters = filters.filter((_, i) => i !== index);
+          void search();
+        });
+        const invert = h("button", { type: "button", class: "pill-text", "aria-label": `Invert filter ${pill.field}: ${String(pill.value)}` },
+          `${pill.negate ? "NOT " : ""}${pill.field}: ${String(pill.value)}`);
+        invert.addEventListener("click", () => {
+          filters = filters.map((f, i) => (i === index ? { ...f, negate: !f.negate } : f));
+          void search();
+        });
+        pills.appendChild(h("li", { class: pill.negate ? "pill negated" : "pill" }, invert, remove));
+      }
+    };
+    const drawFields = (sources: unknown[]) => {
+      clear(fieldList);
+      const fields = topValues(sources);
+      fieldList.appendChild(h("h2", {}, `Fields (top values in ${sources.length} documents)`));
+      for (const field of fields.slice(0, FIELDS_SHOWN_MAX)) {
+        const values = h("ul", { class: "top-values" });
+        for (const [value, n] of field.values) {
+          const plus = h("button", { type: "button", "aria-label": `Filter for ${field.field}: ${String(value)}` }, "+");
+          const minus = h("button", { type: "button", "aria-label": `Filter out ${field.field}: ${String(value)}` }, "−");
+          plus.addEventListener("click", () => addFilter(field.field, value, false));
+          minus.addEventListener("click", () => addFilter(field.field, value, true));
+          values.appendChild(h("li", {}, h("span", { class: "mono" }, String(value)), h("span", { class: "hint" }, ` ${n}`), plus, minus));
+        }
+        fieldList.appendChild(h("details", {}, h("summary", {}, `${field.field} `, h("span", { class: "hint" }, `${field.present}`)), values));
+      }
+      if (fields.length > FIELDS_SHOWN_MAX) fieldList.appendChild(h("p", { class: "hint" }, `${fields.length - FIELDS_SHOWN_MAX} more fields`));
+    };
 
     const selected = () => patterns.find((pattern) => pattern.id === patternSelect.value);
 
@@ -157,9 +259,11 @@ export const discoverView: View = {
       const pattern = selected();
       if (!pattern) return;
       const bounds = range();
+      drawPills();
       updateParams({
         pattern: pattern.id,
         q: queryInput.value,
+        filters: filters.length ? JSON.stringify(filters) : null,
         from: rangeSelect.value === "absolute" ? (bounds.gte ?? "") : rangeSelect.value || "all",
         to: rangeSelect.value === "absolute" ? (bounds.lte ?? "") : "now",
       });
@@ -176,8 +280,10 @@ export const discoverView: View = {
         return;
       }
       const timeField = pattern.attributes.timeFieldName;
-      const filter = timeField && (bounds.gte || bounds.lte) ? [{ range: { [timeField]: { ...bounds, format: "strict_date_optional_time||epoch_millis" } } }] : [];
-      const body: Record<string, unknown> = { size: PAGE_SIZE, track_total_hits: true, query: { bool: { must: [query], filter } } };
+      const filter: unknown[] = timeField && (bounds.gte || bounds.lte) ? [{ range: { [timeField]: { ...bounds, format: "strict_date_optional_time||epoch_millis" } } }] : [];
+      const mustNot: unknown[] = [];
+      for (const pill of filters) (pill.negate ? mustNot : filter).push({ match_phrase: { [pill.field]: pill.value } });
+      const body: Record<string, unknown> = { size: PAGE_SIZE, track_total_hits: true, query: { bool: { must: [query], filter, must_not: mustNot } } };
       if (timeField) body["sort"] = [{ [timeField]: { order: "desc" } }];
       status.textContent = "searching…";
       status.className = "response-status";
@@ -202,6 +308,7 @@ export const discoverView: View = {
         status.textContent = `${total.value}${total.relation === "gte" ? "+" : ""} hits · ${result.took} ms`;
         status.className = "response-status ok";
         clear(table);
+        drawFields(result.hits.hits.map((hit) => hit._source ?? {}));
         const rows = h("tbody");
         for (const hit of result.hits.hits) {
           const time = timeField ? valueAt(hit._source, timeField) : undefined;
@@ -264,7 +371,9 @@ export const discoverView: View = {
 
     container.append(
       h("div", { class: "toolbar" }, patternSelect, queryInput, rangeSelect, fromInput, toInput, searchButton),
-      status, note, table, formSlot,
+      pills, status, note,
+      h("div", { class: "discover-body" }, fieldList, table),
+      formSlot,
     );
     void loadPatterns();
   },
