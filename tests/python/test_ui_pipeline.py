@@ -3,6 +3,7 @@ delivery stream reading it into an index, shown as the map of the running pipeli
 counters; a stream's records peeked and decoded."""
 
 import json
+import sys
 import time
 import urllib.request
 
@@ -128,3 +129,44 @@ def test_ion_records_are_shown_as_ion_text(sluice, page):
     ion_text = page.locator(".peek tbody tr td:nth-child(5)").first.inner_text()
     # Every type kept: the decimal's scale, the timestamp's precision, the blob.
     assert "price: 12.50" in ion_text and "at: 2021-03-04T" in ion_text and "key: {{aGVsbG8=}}" in ion_text, ion_text
+
+
+def test_a_failing_function_shows_on_its_delivery_stream(sluice_factory, tmp_path, page):
+    # The handler's module does not exist: every invocation fails (Lambda.FunctionError).
+    task_root = tmp_path / "task"
+    task_root.mkdir()
+    config = tmp_path / "late.json"
+    config.write_text(json.dumps({"functions": [{
+        "name": "late", "kind": "runtime-api", "task_root": str(task_root),
+        "command": [sys.executable, "-m", "awslambdaric", "late.handler"],
+    }]}))
+    sluice = sluice_factory(extra_args=["--config", str(config)])
+    firehose = aws_client(sluice, "firehose")
+    firehose.create_delivery_stream(
+        DeliveryStreamName="late-stream",
+        DeliveryStreamType="DirectPut",
+        ElasticsearchDestinationConfiguration={
+            "RoleARN": ROLE,
+            "IndexName": "late",
+            "IndexRotationPeriod": "NoRotation",
+            "BufferingHints": {"IntervalInSeconds": 0, "SizeInMBs": 1},
+            "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::late-backup"},
+            "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+                {"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:000000000000:function:late"},
+                {"ParameterName": "NumberOfRetries", "ParameterValue": "0"}]}]},
+        },
+    )
+    firehose.put_record_batch(DeliveryStreamName="late-stream", Records=[{"Data": b'{"a": 1}'}])
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while "FailureDescription" not in firehose.describe_delivery_stream(
+            DeliveryStreamName="late-stream")["DeliveryStreamDescription"]:
+        assert time.monotonic() < deadline, "the failure was not described"
+        time.sleep(0.2)
+    page.goto(f"{sluice.ui_url}/#/pipeline?refresh=0")
+    card = page.locator('article[data-delivery-stream="late-stream"]')
+    card.wait_for()
+    text = card.inner_text()
+    assert "functions\nlate (failing)" in text, text
+    assert "function failures\nlate Lambda.FunctionError ×1" in text, text
+    assert "Lambda.FunctionError" in card.locator('[role="alert"]').inner_text()
+    screenshot(page, "pipeline-failing-function")

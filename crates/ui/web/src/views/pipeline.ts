@@ -1,11 +1,12 @@
 // Pipeline monitor: the running pipeline as four columns — ledgers and tables, streams, delivery streams
 // (with their Lambda processors), destinations (indices and S3 backups) — read from the public
 // APIs (QLDB ListLedgers, DynamoDB ListTables, Kinesis ListStreams, Firehose ListDeliveryStreams and
-// DescribeDeliveryStream with its SluiceMetrics counters, `_cat/indices`) every `refresh`
+// DescribeDeliveryStream with its SluiceMetrics counters, `_cat/indices`, and `/metrics` for
+// the functions that fail) every `refresh`
 // seconds, with rates computed between two reads. A stream's records can be peeked.
 
 import * as ion from "ion-js";
-import { awsJson, awsRest, isAbort, searchRequest } from "../api";
+import { awsJson, awsRest, isAbort, metricsText, searchRequest } from "../api";
 import { clear, errorText, h } from "../dom";
 import { updateParams } from "../router";
 import type { View } from "../view";
@@ -35,8 +36,44 @@ interface DestinationDescription {
   ProcessingConfiguration?: { Processors?: Array<{ Parameters?: Array<{ ParameterName: string; ParameterValue: string }> }> };
 }
 
+/** What `/metrics` says of one delivery stream's functions. */
+interface FunctionHealth {
+  failing: Set<string>;
+  /** `function error_code` → invocations that failed after their retries. */
+  failures: Map<string, number>;
+}
+
+/** Reads the delivery streams' function metrics out of the Prometheus text of `/metrics`. */
+export function functionHealth(text: string): Map<string, FunctionHealth> {
+  const health = new Map<string, FunctionHealth>();
+  const entry = (stream: string) => {
+    const existing = health.get(stream);
+    if (existing) return existing;
+    const created: FunctionHealth = { failing: new Set(), failures: new Map() };
+    health.set(stream, created);
+    return created;
+  };
+  for (const line of text.split("\n")) {
+    const match = /^(sluice_firehose_processor_failing|sluice_firehose_processing_failures_total)\{([^}]*)\}\s+(\S+)$/.exec(line);
+    if (!match) continue;
+    const labels = new Map<string, string>();
+    for (const label of (match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels.set(label[1] ?? "", label[2] ?? "");
+    const stream = labels.get("delivery_stream");
+    const fn = labels.get("function");
+    const value = Number(match[3]);
+    if (!stream || !fn || !Number.isFinite(value)) continue;
+    if (match[1] === "sluice_firehose_processor_failing") {
+      if (value > 0) entry(stream).failing.add(fn);
+    } else if (value > 0) {
+      entry(stream).failures.set(`${fn} ${labels.get("error_code") ?? ""}`, value);
+    }
+  }
+  return health;
+}
+
 interface Snapshot {
   at: number;
+  health: Map<string, FunctionHealth>;
   ledgers: string[];
   tables: string[];
   streams: string[];
@@ -74,12 +111,13 @@ function processorsOf(destination: DestinationDescription): string[] {
 }
 
 async function readSnapshot(signal: AbortSignal): Promise<Snapshot> {
-  const [ledgers, tables, streams, deliveryNames, indices] = await Promise.all([
+  const [ledgers, tables, streams, deliveryNames, indices, metrics] = await Promise.all([
     awsRest<{ Ledgers: Array<{ Name: string }> }>("GET", "/ledgers", undefined, signal),
     awsJson<{ TableNames: string[] }>("DynamoDB_20120810.ListTables", {}, signal, "1.0"),
     awsJson<{ StreamNames: string[] }>("Kinesis_20131202.ListStreams", {}, signal),
     awsJson<{ DeliveryStreamNames: string[] }>("Firehose_20150804.ListDeliveryStreams", {}, signal),
     searchRequest("GET", "_cat/indices?format=json&h=index,docs.count&s=index", null, signal),
+    metricsText(signal),
   ]);
   const delivery = await Promise.all(
     deliveryNames.DeliveryStreamNames.map((deliveryName) =>
@@ -97,6 +135,7 @@ async function readSnapshot(signal: AbortSignal): Promise<Snapshot> {
   }
   return {
     at: performance.now(),
+    health: functionHealth(metrics),
     ledgers: ledgers.Ledgers.map((ledger) => ledger.Name),
     tables: tables.TableNames,
     streams: streams.StreamNames,
@@ -208,7 +247,11 @@ export const pipelineView: View = {
       });
       const deliveryCards = now.delivery.map((d) => {
         const metrics = d.SluiceMetrics ?? {};
-        const processors = destinationsOf(d).flatMap(processorsOf);
+        const health = now.health.get(d.DeliveryStreamName);
+        const processors = destinationsOf(d).flatMap(processorsOf)
+          .map((fn) => (health?.failing.has(fn) ? `${fn} (failing)` : fn));
+        const failures = [...(health?.failures ?? new Map<string, number>()).entries()]
+          .map(([key, n]) => `${key} ×${n}`).join(", ");
         const failure = d.FailureDescription;
         return h("article", { class: "card", "data-delivery-stream": d.DeliveryStreamName },
           h("h3", {}, d.DeliveryStreamName),
@@ -223,6 +266,7 @@ export const pipelineView: View = {
             ["freshness", metrics["DeliveryToElasticsearch.DataFreshness"] !== undefined ? `${metrics["DeliveryToElasticsearch.DataFreshness"]} s` : undefined],
             ["failed documents", metrics["FailedDocuments"]],
             ["processing failed", metrics["ProcessingFailedRecords"]],
+            ["function failures", failures || undefined],
           ]),
           failure ? h("p", { class: "error", role: "alert" }, `${failure.Type ?? "failure"}: ${failure.Details ?? ""}`) : null);
       });
