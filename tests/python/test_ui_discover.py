@@ -112,3 +112,29 @@ def test_field_values_become_filter_pills(sluice, page):
     page.click('button[aria-label="Remove filter service: api"]')
     page.locator(".response-status", has_text="5 hits").wait_for()
     assert page.locator(".pills li").count() == 0
+
+
+def test_a_search_is_saved_by_name_and_reopened(sluice, page):
+    lines = []
+    for i, service in enumerate(["api", "api", "worker"]):
+        lines.append(json.dumps({"index": {"_index": "jobs-1"}}))
+        lines.append(json.dumps({"@timestamp": iso(10 + i), "service": service}))
+    es(sluice, "POST", "/_bulk?refresh=true", "\n".join(lines) + "\n", "application/x-ndjson")
+    urllib.request.urlopen(urllib.request.Request(
+        sluice.ui_url + "/api/saved_objects/index-pattern/jobs", method="PUT",
+        data=json.dumps({"attributes": {"title": "jobs-*", "timeFieldName": "@timestamp"}}).encode(),
+        headers={"Content-Type": "application/json"}))
+    page.goto(f"{sluice.ui_url}/#/discover?pattern=jobs&q=service%3Aapi&from=all&to=now")
+    page.locator(".response-status", has_text="2 hits").wait_for()
+    page.fill('input[aria-label="Saved search name"]', "API jobs")
+    page.click('button:text-is("Save search")')
+    page.locator("span.hint", has_text="saved as API jobs").wait_for()
+    saved = json.load(urllib.request.urlopen(sluice.ui_url + "/api/saved_objects/search/api-jobs"))
+    assert saved["attributes"]["query"] == "service:api" and saved["attributes"]["from"] == "all"
+
+    page.goto(f"{sluice.ui_url}/#/discover?pattern=jobs")
+    page.locator(".response-status", has_text="hits").wait_for()
+    page.select_option('select[aria-label="Open saved search"]', label="API jobs")
+    page.locator(".response-status", has_text="2 hits").wait_for()
+    assert page.input_value('input[aria-label="Query (Lucene syntax or Query DSL)"]') == "service:api"
+    assert page.input_value('select[aria-label="Time range"]') == ""

@@ -10,6 +10,16 @@ import { clear, errorText, h } from "../dom";
 import { highlightJson } from "../highlight";
 import { updateParams } from "../router";
 import { type IndexPatternAttributes, type SavedObject, idFromTitle, listSaved, saveObject } from "../saved";
+
+/** A saved search: what Discover shows, by name (the URL's state, kept as a saved object). */
+interface SearchAttributes {
+  title: string;
+  pattern: string;
+  query: string;
+  filters: Filter[];
+  from: string;
+  to: string;
+}
 import type { View } from "../view";
 
 /** Documents shown per search. */
@@ -192,6 +202,10 @@ export const discoverView: View = {
       rangeSelect.value = QUICK_RANGES.some(([value]) => value === quick) ? quick : "now-15m";
     }
     const searchButton = h("button", { type: "button", class: "primary" }, "Search");
+    const searchName = h("input", { type: "text", "aria-label": "Saved search name", placeholder: "name" });
+    const saveSearchButton = h("button", { type: "button" }, "Save search");
+    const openSelect = h("select", { "aria-label": "Open saved search" });
+    const savedStatus = h("span", { class: "hint", role: "status" });
     const status = h("p", { class: "response-status", role: "status", "aria-live": "polite" });
     const note = h("p", { class: "hint" });
     const table = h("div", { class: "records" });
@@ -338,6 +352,45 @@ export const discoverView: View = {
       }
     };
 
+    const loadSearches = async () => {
+      try {
+        const searches = await listSaved<SearchAttributes>("search", signal);
+        clear(openSelect);
+        openSelect.appendChild(h("option", { value: "" }, "Open a saved search…"));
+        for (const saved of searches) openSelect.appendChild(h("option", { value: saved.id }, saved.attributes.title));
+        openSelect.onchange = () => {
+          const saved = searches.find((candidate) => candidate.id === openSelect.value);
+          if (!saved) return;
+          const a = saved.attributes;
+          const next = new URLSearchParams({ pattern: a.pattern, q: a.query, from: a.from, to: a.to });
+          if (a.filters.length) next.set("filters", JSON.stringify(a.filters));
+          // A new history entry with the saved state: the view mounts again from it.
+          location.hash = `#/discover?${next.toString()}`;
+        };
+      } catch (error) {
+        if (!isAbort(error)) savedStatus.textContent = errorText(error);
+      }
+    };
+    saveSearchButton.addEventListener("click", async () => {
+      const title = searchName.value.trim();
+      const pattern = selected();
+      if (!title || !pattern) {
+        savedStatus.textContent = "name the search and pick an index pattern first";
+        return;
+      }
+      const here = new URLSearchParams(location.hash.split("?")[1] ?? "");
+      try {
+        await saveObject<SearchAttributes>("search", idFromTitle(title), {
+          title, pattern: pattern.id, query: queryInput.value, filters,
+          from: here.get("from") ?? "now-15m", to: here.get("to") ?? "now",
+        }, signal);
+        savedStatus.textContent = `saved as ${title}`;
+        void loadSearches();
+      } catch (error) {
+        if (!isAbort(error)) savedStatus.textContent = `not saved: ${errorText(error)}`;
+      }
+    });
+
     const loadPatterns = async (choose?: string) => {
       try {
         patterns = await listSaved<IndexPatternAttributes>("index-pattern", signal);
@@ -371,10 +424,12 @@ export const discoverView: View = {
 
     container.append(
       h("div", { class: "toolbar" }, patternSelect, queryInput, rangeSelect, fromInput, toInput, searchButton),
+      h("div", { class: "toolbar" }, openSelect, searchName, saveSearchButton, savedStatus),
       pills, status, note,
       h("div", { class: "discover-body" }, fieldList, table),
       formSlot,
     );
     void loadPatterns();
+    void loadSearches();
   },
 };
