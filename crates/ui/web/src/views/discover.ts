@@ -40,7 +40,11 @@ interface Hit {
 interface SearchAnswer {
   hits: { total: { value: number; relation: string }; hits: Hit[] };
   took: number;
+  aggregations?: { histogram?: { buckets: Array<{ key: number; key_as_string?: string; doc_count: number }>; interval?: string } };
 }
+
+/** Bars of the hit histogram (auto_date_histogram picks an interval that gives at most this). */
+const HISTOGRAM_BUCKETS = 40;
 
 /** The query bar's text as a query: Query DSL JSON, Lucene syntax, or everything. */
 export function queryFromText(text: string): unknown {
@@ -61,7 +65,7 @@ function epochToLocal(value: string | null): string {
   if (!value || !/^\d+$/.test(value)) return "";
   const date = new Date(Number(value));
   const pad = (n: number) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
 function valueAt(source: Record<string, unknown> | undefined, path: string): unknown {
@@ -188,8 +192,8 @@ export const discoverView: View = {
     const rangeSelect = h("select", { "aria-label": "Time range" },
       ...QUICK_RANGES.map(([value, label]) => h("option", { value }, label)),
       h("option", { value: "absolute" }, "Absolute…"));
-    const fromInput = h("input", { type: "datetime-local", "aria-label": "From", hidden: true });
-    const toInput = h("input", { type: "datetime-local", "aria-label": "To", hidden: true });
+    const fromInput = h("input", { type: "datetime-local", step: "1", "aria-label": "From", hidden: true });
+    const toInput = h("input", { type: "datetime-local", step: "1", "aria-label": "To", hidden: true });
     const from = params.get("from") ?? "now-15m";
     const to = params.get("to") ?? "now";
     if (/^\d+$/.test(from)) {
@@ -211,6 +215,7 @@ export const discoverView: View = {
     const table = h("div", { class: "records" });
     const formSlot = h("div");
     const pills = h("ul", { class: "pills", "aria-label": "Filters" });
+    const chart = h("div", { class: "histogram", role: "group", hidden: true });
     const fieldList = h("div", { class: "field-list", "aria-label": "Fields" });
     let filters = parseFilters(params.get("filters"));
     let patterns: Array<SavedObject<IndexPatternAttributes>> = [];
@@ -236,6 +241,32 @@ export const discoverView: View = {
         });
         pills.appendChild(h("li", { class: pill.negate ? "pill negated" : "pill" }, invert, remove));
       }
+    };
+    const drawHistogram = (histogram: NonNullable<SearchAnswer["aggregations"]>["histogram"]) => {
+      clear(chart);
+      chart.hidden = !histogram;
+      if (!histogram) return;
+      const buckets = histogram.buckets;
+      const highest = Math.max(1, ...buckets.map((bucket) => bucket.doc_count));
+      const total = buckets.reduce((sum, bucket) => sum + bucket.doc_count, 0);
+      chart.setAttribute("aria-label", `Hits over time: ${total} in ${buckets.length} intervals${histogram.interval ? ` of ${histogram.interval}` : ""}`);
+      buckets.forEach((bucket, index) => {
+        const next = buckets[index + 1]?.key;
+        const label = `${new Date(bucket.key).toLocaleString()}: ${bucket.doc_count}`;
+        const bar = h("button", { type: "button", class: "bar", title: label, "aria-label": `${label}; zoom in`, "data-count": String(bucket.doc_count) });
+        // Heights through the CSSOM: the CSP forbids style attributes, not this.
+        bar.style.height = `${Math.round((bucket.doc_count / highest) * 100)}%`;
+        bar.addEventListener("click", () => {
+          // Zoom to the bucket: an absolute range from its start to the next bucket's.
+          rangeSelect.value = "absolute";
+          fromInput.hidden = toInput.hidden = false;
+          fromInput.value = epochToLocal(String(bucket.key));
+          // The last bucket ends now (its end is not in the answer); a second more covers it.
+          toInput.value = epochToLocal(String(next !== undefined ? next - 1000 : Date.now() + 1000));
+          void search();
+        });
+        chart.appendChild(bar);
+      });
     };
     const drawFields = (sources: unknown[]) => {
       clear(fieldList);
@@ -298,7 +329,10 @@ export const discoverView: View = {
       const mustNot: unknown[] = [];
       for (const pill of filters) (pill.negate ? mustNot : filter).push({ match_phrase: { [pill.field]: pill.value } });
       const body: Record<string, unknown> = { size: PAGE_SIZE, track_total_hits: true, query: { bool: { must: [query], filter, must_not: mustNot } } };
-      if (timeField) body["sort"] = [{ [timeField]: { order: "desc" } }];
+      if (timeField) {
+        body["sort"] = [{ [timeField]: { order: "desc" } }];
+        body["aggs"] = { histogram: { auto_date_histogram: { field: timeField, buckets: HISTOGRAM_BUCKETS } } };
+      }
       status.textContent = "searching…";
       status.className = "response-status";
       note.textContent = "";
@@ -322,6 +356,7 @@ export const discoverView: View = {
         status.textContent = `${total.value}${total.relation === "gte" ? "+" : ""} hits · ${result.took} ms`;
         status.className = "response-status ok";
         clear(table);
+        drawHistogram(result.aggregations?.histogram);
         drawFields(result.hits.hits.map((hit) => hit._source ?? {}));
         const rows = h("tbody");
         for (const hit of result.hits.hits) {
@@ -425,7 +460,7 @@ export const discoverView: View = {
     container.append(
       h("div", { class: "toolbar" }, patternSelect, queryInput, rangeSelect, fromInput, toInput, searchButton),
       h("div", { class: "toolbar" }, openSelect, searchName, saveSearchButton, savedStatus),
-      pills, status, note,
+      pills, status, note, chart,
       h("div", { class: "discover-body" }, fieldList, table),
       formSlot,
     );
