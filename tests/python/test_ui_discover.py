@@ -121,6 +121,12 @@ def test_field_values_become_filter_pills(sluice, page):
     page.locator(".response-status", has_text="2 hits").wait_for()
     assert page.locator(".pills li").first.inner_text().startswith("NOT service: api")
     screenshot(page, "discover-filters")
+    # Chosen columns replace the _source summary, in the URL too.
+    page.click('button[aria-label="Add column service"]')
+    page.locator("table.documents th", has_text="service").wait_for()
+    assert page.locator("table.documents thead th").all_inner_texts()[1:] == ["@timestamp", "service"]
+    assert sorted(page.locator("table.documents tr.doc td:nth-child(3)").all_inner_texts()) == ["db", "worker"]
+    assert "columns=service" in page.url
     # The filter is in the URL: a reload keeps it.
     page.reload()
     page.locator(".response-status", has_text="2 hits").wait_for()

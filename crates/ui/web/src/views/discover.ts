@@ -218,6 +218,7 @@ export const discoverView: View = {
     const chart = h("div", { class: "histogram", role: "group", hidden: true });
     const fieldList = h("div", { class: "field-list", "aria-label": "Fields" });
     let filters = parseFilters(params.get("filters"));
+    let columns = (params.get("columns") ?? "").split(",").filter((column) => column !== "");
     let patterns: Array<SavedObject<IndexPatternAttributes>> = [];
     let inFlight: AbortController | null = null;
 
@@ -281,7 +282,16 @@ export const discoverView: View = {
           minus.addEventListener("click", () => addFilter(field.field, value, true));
           values.appendChild(h("li", {}, h("span", { class: "mono" }, String(value)), h("span", { class: "hint" }, ` ${n}`), plus, minus));
         }
-        fieldList.appendChild(h("details", {}, h("summary", {}, `${field.field} `, h("span", { class: "hint" }, `${field.present}`)), values));
+        const shown = columns.includes(field.field);
+        const columnButton = h("button", { type: "button", class: "column-toggle", "aria-pressed": String(shown),
+          "aria-label": `${shown ? "Remove" : "Add"} column ${field.field}` }, shown ? "−col" : "+col");
+        columnButton.addEventListener("click", () => {
+          columns = shown ? columns.filter((column) => column !== field.field) : [...columns, field.field];
+          void search();
+        });
+        fieldList.appendChild(h("div", { class: "field" },
+          h("details", {}, h("summary", {}, `${field.field} `, h("span", { class: "hint" }, `${field.present}`)), values),
+          columnButton));
       }
       if (fields.length > FIELDS_SHOWN_MAX) fieldList.appendChild(h("p", { class: "hint" }, `${fields.length - FIELDS_SHOWN_MAX} more fields`));
     };
@@ -309,6 +319,7 @@ export const discoverView: View = {
         pattern: pattern.id,
         q: queryInput.value,
         filters: filters.length ? JSON.stringify(filters) : null,
+        columns: columns.join(","),
         from: rangeSelect.value === "absolute" ? (bounds.gte ?? "") : rangeSelect.value || "all",
         to: rangeSelect.value === "absolute" ? (bounds.lte ?? "") : "now",
       });
@@ -364,20 +375,26 @@ export const discoverView: View = {
           const shownTime = typeof time === "string" || typeof time === "number" ? new Date(time).toLocaleString() : "";
           const summary = JSON.stringify(hit._source ?? {});
           const toggle = h("button", { type: "button", "aria-expanded": "false", "aria-label": `Expand document ${hit._id}` }, "▸");
+          const cells = columns.length
+            ? columns.map((column) => {
+              const value = valueAt(hit._source, column);
+              return h("td", { class: "mono" }, value === undefined ? "" : typeof value === "string" ? value : JSON.stringify(value));
+            })
+            : [h("td", { class: "mono" }, summary.length > SUMMARY_CHARS_MAX ? summary.slice(0, SUMMARY_CHARS_MAX) + "…" : summary)];
           const detail = h("tr", { class: "doc-detail", hidden: true },
-            h("td", { colspan: timeField ? "3" : "2" }, h("pre", {}, highlightJson(JSON.stringify(hit._source ?? {}, null, 2)))));
+            h("td", { colspan: String(1 + (timeField ? 1 : 0) + cells.length) }, h("pre", {}, highlightJson(JSON.stringify(hit._source ?? {}, null, 2)))));
           toggle.addEventListener("click", () => {
             detail.hidden = !detail.hidden;
             toggle.textContent = detail.hidden ? "▸" : "▾";
             toggle.setAttribute("aria-expanded", String(!detail.hidden));
           });
           rows.append(
-            h("tr", { class: "doc" }, h("td", {}, toggle), timeField ? h("td", { class: "mono" }, shownTime) : null,
-              h("td", { class: "mono" }, summary.length > SUMMARY_CHARS_MAX ? summary.slice(0, SUMMARY_CHARS_MAX) + "…" : summary)),
+            h("tr", { class: "doc" }, h("td", {}, toggle), timeField ? h("td", { class: "mono" }, shownTime) : null, ...cells),
             detail);
         }
         table.appendChild(h("table", { class: "documents" },
-          h("thead", {}, h("tr", {}, h("th", {}, ""), timeField ? h("th", {}, timeField) : null, h("th", {}, "_source"))), rows));
+          h("thead", {}, h("tr", {}, h("th", {}, ""), timeField ? h("th", {}, timeField) : null,
+            ...(columns.length ? columns : ["_source"]).map((column) => h("th", {}, column)))), rows));
       } catch (error) {
         if (isAbort(error)) return;
         status.textContent = `search failed: ${errorText(error)}`;
