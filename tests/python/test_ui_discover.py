@@ -39,6 +39,12 @@ def test_discover_searches_an_index_pattern_with_lucene_and_a_time_range(sluice,
     # The last 15 minutes by default: the old document is out.
     assert page.locator(".response-status").inner_text().startswith("3 hits")
 
+    # Field names complete in the query bar (Tab takes the first).
+    page.fill('input[aria-label="Query (Lucene syntax or Query DSL)"]', "")
+    page.type('input[aria-label="Query (Lucene syntax or Query DSL)"]', "mes")
+    page.locator("#query-completions li", has_text="message").first.wait_for()
+    page.keyboard.press("Tab")
+    assert page.input_value('input[aria-label="Query (Lucene syntax or Query DSL)"]').startswith("message")
     page.fill('input[aria-label="Query (Lucene syntax or Query DSL)"]', "message:bye")
     page.press('input[aria-label="Query (Lucene syntax or Query DSL)"]', "Enter")
     page.locator(".response-status", has_text="2 hits").wait_for()

@@ -22,6 +22,8 @@ interface SearchAttributes {
 }
 import type { View } from "../view";
 
+/** Field names the query bar's completion offers at once. */
+const QUERY_COMPLETIONS_MAX = 10;
 /** Documents shown per search. */
 const PAGE_SIZE = 50;
 /** Characters of a document's summary in the table. */
@@ -469,13 +471,90 @@ export const discoverView: View = {
     });
     patternSelect.addEventListener("change", () => void search());
     searchButton.addEventListener("click", () => void search());
+    // Completion of field names in the query bar, from the pattern's _field_caps.
+    const completions = h("ul", { class: "completions query-completions", id: "query-completions", role: "listbox", hidden: true });
+    queryInput.setAttribute("aria-controls", "query-completions");
+    queryInput.setAttribute("aria-autocomplete", "list");
+    const fieldNames = new Map<string, string[]>();
+    let offered: string[] = [];
+    let offeredStart = 0;
+    let chosen = 0;
+    const namesOf = async (pattern: string): Promise<string[]> => {
+      const known = fieldNames.get(pattern);
+      if (known) return known;
+      const caps = await searchRequest("GET", `${encodeURIComponent(pattern)}/_field_caps?fields=*&allow_no_indices=true`, null, signal);
+      const names = caps.status === 200
+        ? Object.keys((JSON.parse(caps.text) as { fields?: Record<string, unknown> }).fields ?? {}).filter((name) => !name.startsWith("_")).sort()
+        : [];
+      fieldNames.set(pattern, names);
+      return names;
+    };
+    const closeCompletions = () => {
+      completions.hidden = true;
+      offered = [];
+    };
+    const acceptCompletion = (index: number) => {
+      const name = offered[index];
+      if (name === undefined) return;
+      queryInput.setRangeText(`${name}:`, offeredStart, queryInput.selectionStart ?? offeredStart, "end");
+      closeCompletions();
+    };
+    const offerCompletions = async () => {
+      const pattern = selected();
+      const caret = queryInput.selectionStart ?? queryInput.value.length;
+      const word = /[A-Za-z0-9_.@-]*$/.exec(queryInput.value.slice(0, caret))?.[0] ?? "";
+      if (!pattern || word === "" || queryInput.value.trim().startsWith("{")) {
+        closeCompletions();
+        return;
+      }
+      try {
+        const names = await namesOf(pattern.attributes.title);
+        offered = names.filter((name) => name.startsWith(word) && name !== word).slice(0, QUERY_COMPLETIONS_MAX);
+      } catch {
+        offered = [];
+      }
+      offeredStart = caret - word.length;
+      chosen = 0;
+      clear(completions);
+      offered.forEach((name, index) => {
+        const item = h("li", { role: "option", "aria-selected": String(index === chosen) }, name);
+        item.addEventListener("mousedown", (event) => {
+          event.preventDefault();
+          acceptCompletion(index);
+        });
+        completions.appendChild(item);
+      });
+      completions.hidden = offered.length === 0;
+    };
+    queryInput.addEventListener("input", () => void offerCompletions());
+    queryInput.addEventListener("blur", closeCompletions);
     queryInput.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") void search();
+      if (!completions.hidden && offered.length > 0) {
+        if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+          event.preventDefault();
+          chosen = (chosen + (event.key === "ArrowDown" ? 1 : offered.length - 1)) % offered.length;
+          completions.querySelectorAll("li").forEach((item, index) => item.setAttribute("aria-selected", String(index === chosen)));
+          return;
+        }
+        if (event.key === "Tab") {
+          event.preventDefault();
+          acceptCompletion(chosen);
+          return;
+        }
+        if (event.key === "Escape") {
+          closeCompletions();
+          return;
+        }
+      }
+      if (event.key === "Enter") {
+        closeCompletions();
+        void search();
+      }
     });
     signal.addEventListener("abort", () => inFlight?.abort());
 
     container.append(
-      h("div", { class: "toolbar" }, patternSelect, queryInput, rangeSelect, fromInput, toInput, searchButton),
+      h("div", { class: "toolbar" }, patternSelect, h("div", { class: "query-wrap" }, queryInput, completions), rangeSelect, fromInput, toInput, searchButton),
       h("div", { class: "toolbar" }, openSelect, searchName, saveSearchButton, savedStatus),
       pills, status, note, chart,
       h("div", { class: "discover-body" }, fieldList, table),
