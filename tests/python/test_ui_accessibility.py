@@ -10,7 +10,7 @@ import pytest
 from conftest import BINARY, aws_client
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
-VIEWS = ["discover", "console", "ledgers?ledger=books", "pipeline?refresh=0", "visualize", "dashboards"]
+VIEWS = ["discover", "console", "ledgers?ledger=books", "pipeline?refresh=0", "visualize", "dashboards", "saved-objects"]
 IMPACTS_REFUSED = {"serious", "critical"}
 
 

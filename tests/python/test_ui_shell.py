@@ -7,7 +7,7 @@ import urllib.request
 
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
-VIEWS = ["discover", "visualize", "dashboards", "console", "ledgers", "pipeline"]
+VIEWS = ["discover", "visualize", "dashboards", "console", "ledgers", "pipeline", "saved-objects"]
 
 
 def test_every_view_opens_by_its_link_without_errors(shared_sluice, page):
@@ -125,3 +125,26 @@ def test_the_first_page_is_interactive_within_a_second(shared_sluice, page):
     }""")
     assert timing["interactive"] < FIRST_PAGE_INTERACTIVE_MS, timing
     assert timing["loaded"] < FIRST_PAGE_INTERACTIVE_MS, timing
+
+
+def test_saved_objects_are_listed_exported_imported_and_deleted_in_the_page(sluice, page, tmp_path):
+    for kind, object_id in [("index-pattern", "example"), ("dashboard", "hello")]:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{sluice.ui_url}/api/saved_objects/{kind}/{object_id}", method="PUT",
+            data=json.dumps({"attributes": {"title": object_id}}).encode(), headers={"Content-Type": "application/json"}))
+    page.goto(f"{sluice.ui_url}/#/saved-objects")
+    rows = page.locator("table.saved-objects tbody tr")
+    rows.nth(1).wait_for()
+    assert [r.split("\t")[:3] for r in rows.all_inner_texts()] == [["dashboard", "hello", "hello"], ["index-pattern", "example", "example"]]
+    with page.expect_download() as download:
+        page.click("text=Export all as NDJSON")
+    exported = tmp_path / "export.ndjson"
+    download.value.save_as(exported)
+    assert len(exported.read_text().splitlines()) == 2
+    page.click('button[aria-label="Delete dashboard hello"]')
+    page.locator(".response-status", has_text="deleted dashboard hello").wait_for()
+    page.wait_for_function("document.querySelectorAll('table.saved-objects tbody tr').length === 1")
+    page.set_input_files('input[aria-label="NDJSON file to import"]', str(exported))
+    page.click('button:text-is("Import")')
+    page.locator(".response-status", has_text="imported 1, 1 already existed").wait_for()
+    page.wait_for_function("document.querySelectorAll('table.saved-objects tbody tr').length === 2")

@@ -10,6 +10,7 @@ import type { View } from "./view";
 import { consoleView } from "./views/console";
 import { discoverView } from "./views/discover";
 import { ledgersView } from "./views/ledgers";
+import { manageView } from "./views/manage";
 import { pipelineView } from "./views/pipeline";
 import { placeholderView } from "./views/placeholder";
 
@@ -25,6 +26,7 @@ const ENTRIES: Entry[] = [
   { id: "console", view: consoleView },
   { id: "ledgers", view: ledgersView },
   { id: "pipeline", view: pipelineView },
+  { id: "saved-objects", view: manageView },
 ];
 const DEFAULT_VIEW = "console";
 
