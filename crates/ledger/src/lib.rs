@@ -74,4 +74,5 @@ pub use ledger::{
 };
 pub use model::{BlockAddress, Limits, Revision, RevisionMetadata, TableInfo, TableStatus};
 pub use source::{ExportLocation, ImportRoots};
+pub use stream::CommittedBlock;
 pub use transaction::{CommitResult, DocumentView, Transaction};

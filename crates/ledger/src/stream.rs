@@ -1,8 +1,10 @@
 //! Journal stream records in the shapes QLDB streams to Kinesis: `CONTROL`, `BLOCK_SUMMARY` and
-//! `REVISION_DETAILS` (see `vectors/qldb-hashing.md`). The delivery layer moves them; this module
-//! only shapes them from blocks.
+//! `REVISION_DETAILS` (see `vectors/qldb-hashing.md`), their partition keys, and the reader of
+//! committed blocks ([`Ledger::committed_blocks`]) that journal streams follow. The node's
+//! journal-stream workers move the records; this module only shapes them from blocks.
 
 use ion_rs::{Element, Struct};
+use redb::ReadableDatabase;
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
@@ -11,7 +13,7 @@ use crate::model;
 use crate::transaction::CATALOG_TABLE_ID;
 
 /// `{qldbStreamArn, recordType: "CONTROL", payload: {controlRecordType}}`, with
-/// `controlRecordType` `CREATED` or `COMPLETED`.
+/// `controlRecordType` `CREATED`, `COMPLETED` or `CANCELLED`.
 pub fn control_record(stream_arn: &str, control_record_type: &str) -> Element {
     record(
         stream_arn,
@@ -117,7 +119,121 @@ pub fn block_records(stream_arn: &str, block: &Element) -> Result<Vec<Element>, 
     Ok(records)
 }
 
+/// A block committed to the journal, as journal streams read it.
+#[derive(Debug, Clone)]
+pub struct CommittedBlock {
+    /// Its sequence number on the ledger's strand.
+    pub sequence_no: u64,
+    /// Its `blockTimestamp`: the time of its commit.
+    pub timestamp: OffsetDateTime,
+    /// The whole block.
+    pub block: Element,
+}
+
+/// The partition key of a stream record. QLDB does not document its keys; these keep what a
+/// consumer needs in order on one shard: a document's revisions share its id, a block summary
+/// is keyed by its transaction, control records by the journal stream's id.
+pub fn partition_key(record: &Element, journal_stream_id: &str) -> String {
+    let fields = record.as_struct();
+    let payload = fields
+        .and_then(|fields| fields.get("payload"))
+        .and_then(Element::as_struct);
+    let record_type = fields
+        .and_then(|fields| fields.get("recordType"))
+        .and_then(Element::as_text);
+    let key = match record_type {
+        Some("REVISION_DETAILS") => payload
+            .and_then(|payload| payload.get("revision"))
+            .and_then(Element::as_struct)
+            .and_then(|revision| revision.get("metadata"))
+            .and_then(Element::as_struct)
+            .and_then(|metadata| metadata.get("id"))
+            .and_then(Element::as_text),
+        Some("BLOCK_SUMMARY") => payload
+            .and_then(|payload| payload.get("transactionId"))
+            .and_then(Element::as_text),
+        _ => None,
+    };
+    key.unwrap_or(journal_stream_id).to_owned()
+}
+
 impl Ledger {
+    /// The time by the ledger's clock, the one that stamps `blockTimestamp`: a journal stream
+    /// compares its end time with it.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// How many blocks are committed: durable in the journal and applied to the state.
+    pub fn committed_block_count(&self) -> Result<u64, LedgerError> {
+        let read = self.database.begin_read()?;
+        let meta = read.open_table(crate::storage::META)?;
+        crate::storage::meta_u64(&meta, crate::storage::APPLIED_BLOCK_COUNT_KEY)
+    }
+
+    /// The committed blocks from `first_sequence_no`, in order, at most `blocks_max` of them
+    /// (empty when none is committed there yet). This is the stable API journal streams read
+    /// the journal through: a block is returned only once its journal frame is fsynced and its
+    /// state applied, never a block a crash could take back, and blocks never change, so a
+    /// reader that remembers the next sequence number it wants can stop and resume anywhere.
+    pub fn committed_blocks(
+        &self,
+        first_sequence_no: u64,
+        blocks_max: usize,
+    ) -> Result<Vec<CommittedBlock>, LedgerError> {
+        let mut blocks = Vec::new();
+        if blocks_max == 0 {
+            return Ok(blocks);
+        }
+        let mut sequence_no = first_sequence_no;
+        self.for_each_block(first_sequence_no, |block| {
+            let timestamp = model::expect_struct(&block, "block")?
+                .get("blockTimestamp")
+                .and_then(Element::as_timestamp)
+                .ok_or_else(|| LedgerError::Storage("block without timestamp".to_owned()))?;
+            blocks.push(CommittedBlock {
+                sequence_no,
+                timestamp: model::datetime_from_timestamp(&timestamp)?,
+                block,
+            });
+            sequence_no += 1;
+            Ok(if blocks.len() >= blocks_max {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            })
+        })?;
+        Ok(blocks)
+    }
+
+    /// The sequence number of the first committed block stamped at or after `instant` (the
+    /// committed block count when there is none), found by bisection: block timestamps never go
+    /// backwards (a commit stamps at least its predecessor's time). Journal streams start there
+    /// instead of reading the whole journal before their `InclusiveStartTime`.
+    pub fn first_committed_block_at_or_after(
+        &self,
+        instant: OffsetDateTime,
+    ) -> Result<u64, LedgerError> {
+        let read = self.database.begin_read()?;
+        let meta = read.open_table(crate::storage::META)?;
+        let mut high = crate::storage::meta_u64(&meta, crate::storage::APPLIED_BLOCK_COUNT_KEY)?;
+        let mut low = 0u64;
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let block = self.read_block(&read, middle)?;
+            let timestamp = model::expect_struct(&block, "block")?
+                .get("blockTimestamp")
+                .and_then(Element::as_timestamp)
+                .ok_or_else(|| LedgerError::Storage("block without timestamp".to_owned()))?;
+            if model::datetime_from_timestamp(&timestamp)? < instant {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
     /// The stream records of the blocks from `first_sequence_no` whose `blockTimestamp` is
     /// before `exclusive_end_time` (all when `None`), in journal order, without control records.
     pub fn stream_records(

@@ -73,3 +73,98 @@ fn blocks_become_summary_and_revision_detail_records() {
     let end = time::macros::datetime!(2024-01-02 03:04:05.678 UTC);
     assert!(ledger.stream_records(arn, 0, Some(end)).unwrap().is_empty());
 }
+
+#[test]
+fn committed_blocks_are_read_in_order_from_any_sequence_number() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    assert_eq!(ledger.committed_block_count().unwrap(), 0);
+    assert!(ledger.committed_blocks(0, 10).unwrap().is_empty());
+    run(&ledger, "CREATE TABLE T");
+    for value in 0..4 {
+        run(&ledger, &format!("INSERT INTO T VALUE {{'a': {value}}}"));
+    }
+    assert_eq!(ledger.committed_block_count().unwrap(), 5);
+    let all = ledger.committed_blocks(0, 100).unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|block| block.sequence_no)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(
+        all.windows(2)
+            .all(|pair| pair[0].timestamp <= pair[1].timestamp)
+    );
+    let page = ledger.committed_blocks(2, 2).unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|block| block.sequence_no)
+            .collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(page[0].block, all[2].block);
+    assert!(ledger.committed_blocks(5, 10).unwrap().is_empty());
+    for block in &all {
+        assert!(
+            ledger
+                .first_committed_block_at_or_after(block.timestamp)
+                .unwrap()
+                <= block.sequence_no
+        );
+        let first = ledger
+            .first_committed_block_at_or_after(block.timestamp)
+            .unwrap();
+        assert_eq!(all[first as usize].timestamp, block.timestamp);
+    }
+    assert_eq!(
+        ledger
+            .first_committed_block_at_or_after(time::OffsetDateTime::UNIX_EPOCH)
+            .unwrap(),
+        0
+    );
+    let after = all[4].timestamp + time::Duration::seconds(1);
+    assert_eq!(ledger.first_committed_block_at_or_after(after).unwrap(), 5);
+    assert!(ledger.committed_blocks(2, 0).unwrap().is_empty());
+
+    let arn = "arn:aws:qldb:us-east-1:000000000000:stream/l/s1";
+    let records = stream::block_records(arn, &all[1].block).unwrap();
+    let transaction_id = records[0]
+        .as_struct()
+        .unwrap()
+        .get("payload")
+        .unwrap()
+        .as_struct()
+        .unwrap()
+        .get("transactionId")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    assert_eq!(stream::partition_key(&records[0], "sid"), transaction_id);
+    let document_id = records[1]
+        .as_struct()
+        .unwrap()
+        .get("payload")
+        .unwrap()
+        .as_struct()
+        .unwrap()
+        .get("revision")
+        .unwrap()
+        .as_struct()
+        .unwrap()
+        .get("metadata")
+        .unwrap()
+        .as_struct()
+        .unwrap()
+        .get("id")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    assert_eq!(stream::partition_key(&records[1], "sid"), document_id);
+    assert_eq!(
+        stream::partition_key(&stream::control_record(arn, "CREATED"), "sid"),
+        "sid"
+    );
+}

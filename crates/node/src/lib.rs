@@ -9,6 +9,9 @@
 //! - `ledgers/`: the verifiable ledgers, one directory each, a journal and its derived state (see `sluice-ledger`);
 //! - `tables/`: the DynamoDB-like tables and their stream records, one redb database (see `sluice-tables`);
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
+//! - `ledger-index/`: the built-in indexer's position in each ledger (see [`ledger_index`]);
+//! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
+//!   (see [`journal_streams`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
 //!   S3 destinations and QLDB's ExportJournalToS3.
 //!
@@ -22,8 +25,13 @@
 //! the node hands out (the export directories of ExportJournalToS3, for example) is absolute.
 
 mod functions;
+pub mod journal_streams;
+pub mod kpl;
+pub mod ledger_index;
 
 pub use functions::FunctionsTransformer;
+pub use journal_streams::JournalStreams;
+pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -70,6 +78,10 @@ pub enum NodeError {
     Delivery(#[from] sluice_delivery::DeliveryError),
     #[error(transparent)]
     Tables(#[from] sluice_tables::TablesError),
+    #[error(transparent)]
+    JournalStreams(#[from] journal_streams::JournalStreamError),
+    #[error(transparent)]
+    LedgerIndex(#[from] ledger_index::LedgerIndexError),
 }
 
 /// What a node is opened with besides its directory.
@@ -82,6 +94,9 @@ pub struct NodeOptions {
     /// Directories ledger restores and imports may read besides the data directory's `s3/`
     /// store (`sluice up --import-dir`); none by default. Each must exist.
     pub import_dirs: Vec<PathBuf>,
+    /// Which ledgers and tables the built-in indexer writes into search, and where; every
+    /// table of every ledger into `<ledger>-<table>` by default.
+    pub ledger_index: LedgerIndexConfig,
 }
 
 impl Default for NodeOptions {
@@ -90,6 +105,7 @@ impl Default for NodeOptions {
             clock: Arc::new(SystemClock),
             transformer: Arc::new(NoFunctions),
             import_dirs: Vec::new(),
+            ledger_index: LedgerIndexConfig::default(),
         }
     }
 }
@@ -103,6 +119,8 @@ pub struct Node {
     import_roots: ImportRoots,
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
+    journal_streams: Arc<JournalStreams>,
+    ledger_indexer: LedgerIndexer,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -150,6 +168,17 @@ impl Node {
             indices.clone(),
             DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone()),
         )?);
+        let journal_streams = Arc::new(JournalStreams::open(
+            data_dir,
+            ledgers.clone(),
+            log.clone(),
+        )?);
+        let ledger_indexer = LedgerIndexer::start(
+            data_dir,
+            ledgers.clone(),
+            indices.clone(),
+            options.ledger_index.clone(),
+        )?;
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -201,6 +230,8 @@ impl Node {
             import_roots,
             long_operations: CancelToken::new(),
             delivery,
+            journal_streams,
+            ledger_indexer,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -257,6 +288,16 @@ impl Node {
         &self.delivery
     }
 
+    /// The ledgers' journal streams (QLDB's StreamJournalToKinesis) and their workers.
+    pub fn journal_streams(&self) -> &Arc<JournalStreams> {
+        &self.journal_streams
+    }
+
+    /// The built-in indexer of ledgers into search.
+    pub fn ledger_indexer(&self) -> &LedgerIndexer {
+        &self.ledger_indexer
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -264,7 +305,11 @@ impl Node {
 
     fn stop(&mut self) {
         self.long_operations.cancel();
-        // Delivery workers first: they write into the indices closed below.
+        // Journal streams write into streams that delivery workers may read.
+        self.journal_streams.shutdown();
+        // Delivery workers and the ledger indexer first: they write into the indices closed
+        // below.
+        self.ledger_indexer.shutdown();
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {

@@ -1,6 +1,7 @@
 //! The `sluice` binary: command-line entry point. `sluice up` runs the whole system; `sluice sql`
 //! and `sluice ledger …` are clients of a running server's AWS port.
 
+mod check_index;
 mod host;
 mod http_client;
 mod ledger_cli;
@@ -83,7 +84,7 @@ enum Command {
     Up(UpArgs),
     /// Run one PartiQL statement on a ledger, in its own transaction, through QLDBSession.
     Sql(SqlArgs),
-    /// Manage ledgers: create, list, delete, digest, verify, export, restore, import.
+    /// Manage ledgers: create, list, delete, digest, verify, export, restore, import, check-index.
     Ledger(LedgerArgs),
 }
 
@@ -150,6 +151,19 @@ enum LedgerCommand {
         #[command(flatten)]
         source: ledger_cli::ExportSource,
     },
+    /// Compare every document of the ledger's tables (or of TABLE) with the built-in index's
+    /// copy, once the indexer has caught up: versions, content and extra documents. Prints each
+    /// difference and fails if there is one.
+    CheckIndex {
+        name: String,
+        table: Option<String>,
+        /// The search API.
+        #[arg(long, default_value = check_index::DEFAULT_ES_ENDPOINT)]
+        es_endpoint: String,
+        /// The index, when the config renamed TABLE's (needs TABLE).
+        #[arg(long, requires = "table")]
+        index: Option<String>,
+    },
     /// Create a ledger from an Amazon QLDB S3 journal export downloaded into a directory that the
     /// server was started with `--import-dir` (or copied into its `data_dir/s3`).
     Import {
@@ -191,7 +205,10 @@ struct UpArgs {
     functions: Vec<String>,
     /// A JSON file declaring `functions` (function definitions), `delivery_streams`
     /// (CreateDeliveryStream request bodies) and `saved_objects` (the dashboard's, as its
-    /// export writes them), applied at start; existing streams and objects are kept.
+    /// export writes them), applied at start (existing streams and objects are kept), and
+    /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
+    /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
+    /// default).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Most connections each port serves at once; further ones are answered 503 and closed.
@@ -226,6 +243,9 @@ struct ConfigFile {
     /// The dashboard's saved objects (`{type, id, attributes}`), added at start when missing.
     #[serde(default)]
     saved_objects: Vec<serde_json::Value>,
+    /// The built-in indexing of ledgers into search (on for every table by default).
+    #[serde(default)]
+    ledger_indexing: sluice_node::LedgerIndexConfig,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -360,6 +380,19 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         LedgerCommand::Import { name, source } => {
             ledger_cli::load(&client, &name, &source, "import")
         }
+        LedgerCommand::CheckIndex {
+            name,
+            table,
+            es_endpoint,
+            index,
+        } => check_index::check_index(&check_index::CheckIndex {
+            aws: &client,
+            aws_endpoint: &args.endpoint,
+            es_endpoint: &es_endpoint,
+            ledger: &name,
+            table: table.as_deref(),
+            index: index.as_deref(),
+        }),
     }
 }
 
@@ -452,6 +485,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 tokio::runtime::Handle::current(),
             )),
             import_dirs: args.import_dirs.clone(),
+            ledger_index: config.ledger_indexing,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))
@@ -546,6 +580,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || match Arc::try_unwrap(node) {
                 Ok(node) => node.shutdown(),
                 Err(node) => {
+                    node.journal_streams().shutdown();
+                    node.ledger_indexer().shutdown();
                     node.delivery().shutdown();
                     node.indices().close_all();
                 }
@@ -555,7 +591,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         if node_stopped.is_err() {
             tracing::warn!(
                 budget_s = NODE_STOP_BUDGET.as_secs(),
-                "delivery workers or index commits did not stop in time; exiting without them \
+                "background workers or index commits did not stop in time; exiting without them \
                  (acknowledged writes are durable, the rest is redone at the next start)"
             );
         }
@@ -619,6 +655,7 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
     ));
     let qldb = Arc::new(QldbService::new(
         node.ledgers().clone(),
+        node.journal_streams().clone(),
         node.import_roots().clone(),
         node.long_operations().clone(),
     ));

@@ -901,6 +901,32 @@ pub fn prometheus_text(node: &Node) -> String {
             );
         }
     }
+    let ledger_index = node.ledger_indexer().snapshot();
+    let name = "sluice_ledger_index_lag_blocks";
+    let _ = writeln!(
+        text,
+        "# HELP {name} blocks committed to a ledger whose revisions are not yet written into search by the built-in indexer"
+    );
+    let _ = writeln!(text, "# TYPE {name} gauge");
+    for (ledger, lag) in &ledger_index.lag_blocks {
+        let _ = writeln!(text, "{name}{{ledger=\"{}\"}} {lag}", label(ledger));
+    }
+    for (name, help, value) in [
+        (
+            "sluice_ledger_indexed_revisions_total",
+            "ledger revisions the built-in indexer wrote into search (or found already written)",
+            ledger_index.indexed_revisions,
+        ),
+        (
+            "sluice_ledger_index_failed_revisions_total",
+            "ledger revisions the built-in indexer could not write (refused by the index's mapping, too deep)",
+            ledger_index.failed_revisions,
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} counter");
+        let _ = writeln!(text, "{name} {value}");
+    }
     text
 }
 

@@ -164,7 +164,7 @@ pub struct KinesisOptions {
 /// Kinesis streams, so this API neither lists, reads nor creates them.
 const DELIVERY_LOG_PREFIX: &str = "firehose.";
 
-fn is_delivery_stream_log(name: &str) -> bool {
+pub(crate) fn is_delivery_stream_log(name: &str) -> bool {
     name.starts_with(DELIVERY_LOG_PREFIX)
 }
 
@@ -1463,7 +1463,7 @@ fn wrong_type(key: &str, expected: &str, found: &Value) -> AwsError {
 }
 
 /// The stream name inside `arn:aws…:kinesis:<region>:<12 digits>:stream/<name>`.
-fn parse_stream_arn(arn: &str) -> Option<&str> {
+pub(crate) fn parse_stream_arn(arn: &str) -> Option<&str> {
     let mut parts = arn.splitn(6, ':');
     let (arn_word, partition, service, _region, account, resource) = (
         parts.next()?,

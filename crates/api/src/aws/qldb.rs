@@ -1,6 +1,10 @@
 //! The QLDB control plane (REST-JSON, as boto3's `qldb` client and the AWS CLI call it):
 //! CreateLedger, ListLedgers, DescribeLedger, UpdateLedger, DeleteLedger, GetDigest, GetBlock,
-//! GetRevision, ExportJournalToS3 and DescribeJournalS3Export.
+//! GetRevision, ExportJournalToS3 and DescribeJournalS3Export, and the journal streams:
+//! StreamJournalToKinesis, DescribeJournalKinesisStream, ListJournalKinesisStreamsForLedger and
+//! CancelJournalKinesisStream, whose destination is a Sluice stream named by its Kinesis ARN
+//! (`RoleArn` is required, as in QLDB, and kept, not checked). DeleteLedger refuses a ledger
+//! with active journal streams (`ResourceInUseException`): cancel them first.
 //!
 //! Sluice has no S3: ExportJournalToS3 writes into `data_dir/s3/<Bucket>/<Prefix>`, in the layout
 //! of QLDB's S3 exports (`<ledger>/<exportId>/…`), and answers with that directory as the
@@ -29,6 +33,10 @@ use sluice_ledger::{
     BlockAddress, CancelToken, ExportFormat, ExportLocation, ImportRoots, LedgerDescription,
     LedgerError, Ledgers,
 };
+use sluice_node::JournalStreams;
+use sluice_node::journal_streams::{
+    JournalStreamDescription, JournalStreamError, JournalStreamRequest,
+};
 use time::OffsetDateTime;
 
 use super::{
@@ -39,6 +47,11 @@ use crate::http::{Request, Response};
 
 /// Most ledgers in one ListLedgers page (QLDB's `MaxResults` maximum is 100).
 pub const LIST_LEDGERS_PAGE_MAX: usize = 100;
+/// Most journal streams in one ListJournalKinesisStreamsForLedger page (QLDB's `MaxResults`
+/// maximum is 100).
+pub const LIST_JOURNAL_STREAMS_PAGE_MAX: usize = 100;
+/// Most tags on a journal stream, QLDB's limit; more is `InvalidParameterException`.
+pub const STREAM_TAGS_MAX: usize = 200;
 /// Most export descriptions remembered for DescribeJournalS3Export; the oldest is forgotten
 /// first (its files stay).
 pub const EXPORT_DESCRIPTIONS_MAX: usize = 1_000;
@@ -105,6 +118,26 @@ pub const ROUTES: &[RestRoute] = &[
     },
     RestRoute {
         method: "POST",
+        path: "/ledgers/{name}/journal-kinesis-streams",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "GET",
+        path: "/ledgers/{name}/journal-kinesis-streams",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "GET",
+        path: "/ledgers/{name}/journal-kinesis-streams/{stream_id}",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "DELETE",
+        path: "/ledgers/{name}/journal-kinesis-streams/{stream_id}",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "POST",
         path: "/ledgers/{name}/restore",
         formats: &[Format::Json, Format::IonExportDirectory("ExportDirectory")],
     },
@@ -119,6 +152,7 @@ const CONTENT_TYPE: &str = "application/json";
 /// The control plane over the node's ledgers.
 pub struct QldbService {
     ledgers: Arc<Ledgers>,
+    journal_streams: Arc<JournalStreams>,
     /// The s3 store (`data_dir/s3`: every ExportJournalToS3 bucket) and the import directories:
     /// the only places restores and imports read.
     roots: ImportRoots,
@@ -128,9 +162,15 @@ pub struct QldbService {
 }
 
 impl QldbService {
-    pub fn new(ledgers: Arc<Ledgers>, roots: ImportRoots, cancel: CancelToken) -> QldbService {
+    pub fn new(
+        ledgers: Arc<Ledgers>,
+        journal_streams: Arc<JournalStreams>,
+        roots: ImportRoots,
+        cancel: CancelToken,
+    ) -> QldbService {
         QldbService {
             ledgers,
+            journal_streams,
             roots,
             cancel,
             exports: Mutex::new(VecDeque::new()),
@@ -172,6 +212,147 @@ fn control_error(error: LedgerError) -> AwsError {
         | LedgerError::Io(_)
         | LedgerError::Internal(_)) => AwsError::internal(other.to_string()),
     }
+}
+
+/// The one place where journal-stream errors become QLDB control-plane errors.
+fn journal_stream_error(error: JournalStreamError) -> AwsError {
+    match error {
+        JournalStreamError::InvalidParameter(message) => invalid_parameter(message),
+        JournalStreamError::NotFound(message) => {
+            AwsError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+        }
+        JournalStreamError::PreconditionNotMet(message) => AwsError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "ResourcePreconditionNotMetException",
+            message,
+        ),
+        JournalStreamError::InUse(message) => {
+            AwsError::new(StatusCode::CONFLICT, "ResourceInUseException", message)
+        }
+        JournalStreamError::LimitExceeded(message) => {
+            AwsError::client("LimitExceededException", message)
+        }
+        JournalStreamError::Ledger(error) => control_error(error),
+        JournalStreamError::Storage(message) => AwsError::internal(message),
+    }
+}
+
+fn stream_arn(ledger_name: &str, stream_id: &str) -> String {
+    format!("arn:aws:qldb:{REGION}:{ACCOUNT_ID}:stream/{ledger_name}/{stream_id}")
+}
+
+fn epoch_seconds(epoch_ms: i64) -> Value {
+    json!(epoch_ms as f64 / 1000.0)
+}
+
+/// A `JournalKinesisStreamDescription`.
+fn stream_json(description: &JournalStreamDescription) -> Value {
+    let definition = &description.definition;
+    let mut result = json!({
+        "LedgerName": definition.ledger_name,
+        "CreationTime": epoch_seconds(definition.creation_time_ms),
+        "InclusiveStartTime": epoch_seconds(definition.inclusive_start_time_ms),
+        "RoleArn": definition.role_arn,
+        "StreamId": definition.stream_id,
+        "Arn": definition.arn,
+        "Status": description.status.as_str(),
+        "KinesisConfiguration": {
+            "StreamArn": definition.destination_arn,
+            "AggregationEnabled": definition.aggregation_enabled,
+        },
+        "StreamName": definition.stream_name,
+    });
+    if let Some(end) = definition.exclusive_end_time_ms {
+        result["ExclusiveEndTime"] = epoch_seconds(end);
+    }
+    if let Some(cause) = &description.error_cause {
+        result["ErrorCause"] = json!(cause);
+    }
+    result
+}
+
+/// A required string member of a request.
+fn required_string<'a>(body: &'a Value, name: &str) -> Result<&'a str, AwsError> {
+    match body.get(name) {
+        Some(Value::String(text)) if !text.is_empty() => Ok(text),
+        None | Some(Value::Null) => Err(invalid_parameter(format!("{name} is required"))),
+        Some(_) => Err(invalid_parameter(format!(
+            "{name} must be a non-empty string"
+        ))),
+    }
+}
+
+/// StreamJournalToKinesis's body, checked as QLDB checks it.
+fn journal_stream_request(
+    ledger_name: &str,
+    body: &Value,
+) -> Result<JournalStreamRequest, AwsError> {
+    let role_arn = required_string(body, "RoleArn")?;
+    let stream_name = required_string(body, "StreamName")?;
+    let inclusive_start_time = timestamp_field(body, "InclusiveStartTime")?
+        .ok_or_else(|| invalid_parameter("InclusiveStartTime is required"))?;
+    let exclusive_end_time = timestamp_field(body, "ExclusiveEndTime")?;
+    let configuration = match body.get("KinesisConfiguration") {
+        Some(configuration @ Value::Object(_)) => configuration,
+        None | Some(Value::Null) => {
+            return Err(invalid_parameter("KinesisConfiguration is required"));
+        }
+        Some(_) => {
+            return Err(invalid_parameter(
+                "KinesisConfiguration must be an object with StreamArn and AggregationEnabled",
+            ));
+        }
+    };
+    let destination_arn = required_string(configuration, "StreamArn")
+        .map_err(|_| invalid_parameter("KinesisConfiguration.StreamArn is required"))?;
+    let destination_stream = super::kinesis::parse_stream_arn(destination_arn)
+        .filter(|name| !super::kinesis::is_delivery_stream_log(name))
+        .ok_or_else(|| {
+            invalid_parameter(format!(
+                "KinesisConfiguration.StreamArn {destination_arn:?} is not the ARN of a Kinesis stream"
+            ))
+        })?;
+    // QLDB's default: aggregation on.
+    let aggregation_enabled = match configuration.get("AggregationEnabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(enabled)) => *enabled,
+        Some(_) => {
+            return Err(invalid_parameter(
+                "KinesisConfiguration.AggregationEnabled must be a boolean",
+            ));
+        }
+    };
+    let mut tags = std::collections::BTreeMap::new();
+    match body.get("Tags") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(members)) => {
+            if members.len() > STREAM_TAGS_MAX {
+                return Err(invalid_parameter(format!(
+                    "a journal stream has at most {STREAM_TAGS_MAX} tags"
+                )));
+            }
+            for (key, value) in members {
+                let value = match value {
+                    Value::String(text) => text.clone(),
+                    Value::Null => String::new(),
+                    _ => return Err(invalid_parameter(format!("tag {key:?} must be a string"))),
+                };
+                tags.insert(key.clone(), value);
+            }
+        }
+        Some(_) => return Err(invalid_parameter("Tags must be an object")),
+    }
+    Ok(JournalStreamRequest {
+        ledger_name: ledger_name.to_owned(),
+        stream_name: stream_name.to_owned(),
+        role_arn: role_arn.to_owned(),
+        destination_arn: destination_arn.to_owned(),
+        destination_stream: destination_stream.to_owned(),
+        aggregation_enabled,
+        inclusive_start_time,
+        exclusive_end_time,
+        tags,
+    })
 }
 
 fn invalid_parameter(message: impl Into<String>) -> AwsError {
@@ -327,8 +508,62 @@ impl QldbService {
                 Ok(describe_json(&description))
             }
             (&Method::DELETE, ["ledgers", name]) => {
-                ledgers.delete_ledger(name).map_err(control_error)?;
+                self.journal_streams
+                    .delete_ledger(name)
+                    .map_err(journal_stream_error)?;
                 Ok(json!({}))
+            }
+            (&Method::POST, ["ledgers", name, "journal-kinesis-streams"]) => {
+                let request = journal_stream_request(name, body)?;
+                let ledger_name = name.to_string();
+                let stream_id = self
+                    .journal_streams
+                    .create(request, |stream_id| stream_arn(&ledger_name, stream_id))
+                    .map_err(journal_stream_error)?;
+                Ok(json!({"StreamId": stream_id}))
+            }
+            (&Method::GET, ["ledgers", name, "journal-kinesis-streams"]) => {
+                let page_max = query
+                    .get("max_results")
+                    .and_then(|text| text.parse::<usize>().ok())
+                    .unwrap_or(LIST_JOURNAL_STREAMS_PAGE_MAX)
+                    .clamp(1, LIST_JOURNAL_STREAMS_PAGE_MAX);
+                let streams = self
+                    .journal_streams
+                    .list(name)
+                    .map_err(journal_stream_error)?;
+                // The token is the id of the last stream of the page before; streams are listed
+                // oldest first, so one created meanwhile comes on a later page.
+                let start = match query.get("next_token") {
+                    None => 0,
+                    Some(token) => streams
+                        .iter()
+                        .position(|stream| &stream.definition.stream_id == token)
+                        .map(|index| index + 1)
+                        .ok_or_else(|| invalid_parameter("NextToken is not valid"))?,
+                };
+                let page: Vec<&JournalStreamDescription> =
+                    streams.iter().skip(start).take(page_max).collect();
+                let mut result = json!({"Streams": page.iter().map(|stream| stream_json(stream)).collect::<Vec<_>>()});
+                if start + page.len() < streams.len()
+                    && let Some(last) = page.last()
+                {
+                    result["NextToken"] = json!(last.definition.stream_id);
+                }
+                Ok(result)
+            }
+            (&Method::GET, ["ledgers", name, "journal-kinesis-streams", stream_id]) => {
+                let description = self
+                    .journal_streams
+                    .describe(name, stream_id)
+                    .map_err(journal_stream_error)?;
+                Ok(json!({"Stream": stream_json(&description)}))
+            }
+            (&Method::DELETE, ["ledgers", name, "journal-kinesis-streams", stream_id]) => {
+                self.journal_streams
+                    .cancel(name, stream_id)
+                    .map_err(journal_stream_error)?;
+                Ok(json!({"StreamId": stream_id}))
             }
             (&Method::POST, ["ledgers", name, "digest"]) => {
                 let digest = ledgers
@@ -532,16 +767,14 @@ mod tests {
     #[test]
     fn a_restore_names_exactly_one_source() {
         let dir = tempfile::tempdir().unwrap();
-        let ledgers = Arc::new(
-            Ledgers::open_dir(
-                dir.path().join("ledgers"),
-                Arc::new(sluice_ledger::SystemClock),
-                sluice_ledger::Limits::default(),
-            )
-            .unwrap(),
+        let node = sluice_node::Node::open(dir.path()).unwrap();
+        let roots = ImportRoots::new(&node.s3_dir(), &[]).unwrap();
+        let service = QldbService::new(
+            node.ledgers().clone(),
+            node.journal_streams().clone(),
+            roots,
+            CancelToken::new(),
         );
-        let roots = ImportRoots::new(&dir.path().join("s3"), &[]).unwrap();
-        let service = QldbService::new(ledgers, roots, CancelToken::new());
         let kind = |body: Value| service.export_location(&body).unwrap_err().kind;
         assert_eq!(kind(json!({})), "InvalidParameterException");
         assert_eq!(
@@ -606,6 +839,79 @@ mod tests {
         ];
         for (error, status, kind) in cases {
             let error = control_error(error);
+            assert_eq!((error.status.as_u16(), error.kind), (status, kind));
+        }
+    }
+
+    #[test]
+    fn stream_journal_to_kinesis_bodies_are_checked_as_qldb_checks_them() {
+        let good = json!({
+            "RoleArn": "arn:aws:iam::000000000000:role/r",
+            "StreamName": "s",
+            "InclusiveStartTime": 0,
+            "KinesisConfiguration": {
+                "StreamArn": "arn:aws:kinesis:us-east-1:000000000000:stream/dest"
+            },
+            "Tags": {"team": "ledger", "empty": null},
+        });
+        let request = journal_stream_request("l", &good).unwrap();
+        assert_eq!(request.destination_stream, "dest");
+        assert!(request.aggregation_enabled, "aggregation is on by default");
+        assert_eq!(request.tags.len(), 2);
+        assert!(request.exclusive_end_time.is_none());
+        let refused = |change: &dyn Fn(&mut Value)| {
+            let mut body = good.clone();
+            change(&mut body);
+            journal_stream_request("l", &body).unwrap_err().kind
+        };
+        for change in [
+            &(|body: &mut Value| body["RoleArn"] = Value::Null) as &dyn Fn(&mut Value),
+            &|body| body["StreamName"] = json!(3),
+            &|body| body["InclusiveStartTime"] = Value::Null,
+            &|body| body["KinesisConfiguration"] = Value::Null,
+            &|body| body["KinesisConfiguration"]["StreamArn"] = json!("arn:aws:sqs:x"),
+            &|body| {
+                body["KinesisConfiguration"]["StreamArn"] =
+                    json!("arn:aws:kinesis:us-east-1:000000000000:stream/firehose.x")
+            },
+            &|body| body["KinesisConfiguration"]["AggregationEnabled"] = json!("yes"),
+            &|body| body["Tags"] = json!([]),
+        ] {
+            assert_eq!(refused(change), "InvalidParameterException");
+        }
+    }
+
+    #[test]
+    fn journal_stream_errors_take_qldb_statuses() {
+        let cases = [
+            (
+                JournalStreamError::InvalidParameter("x".into()),
+                400,
+                "InvalidParameterException",
+            ),
+            (
+                JournalStreamError::NotFound("x".into()),
+                404,
+                "ResourceNotFoundException",
+            ),
+            (
+                JournalStreamError::PreconditionNotMet("x".into()),
+                412,
+                "ResourcePreconditionNotMetException",
+            ),
+            (
+                JournalStreamError::InUse("x".into()),
+                409,
+                "ResourceInUseException",
+            ),
+            (
+                JournalStreamError::LimitExceeded("x".into()),
+                400,
+                "LimitExceededException",
+            ),
+        ];
+        for (error, status, kind) in cases {
+            let error = journal_stream_error(error);
             assert_eq!((error.status.as_u16(), error.kind), (status, kind));
         }
     }
