@@ -6,6 +6,7 @@ import json
 import subprocess
 
 from conftest import unique
+from playwright.sync_api import expect
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
 EDITOR = "textarea.editor-input"
@@ -86,6 +87,6 @@ def test_a_slow_request_can_be_cancelled(shared_sluice, page):
     page.click("text=Send")
     cancel = page.locator("button", has_text="Cancel")
     cancel.wait_for(state="visible")
-    page.wait_for_function("!document.querySelector('.toolbar button:nth-child(2)').disabled")
+    expect(cancel).to_be_enabled()
     cancel.click()
     page.locator(".response-status", has_text="cancelled").wait_for()

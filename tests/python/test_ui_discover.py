@@ -6,6 +6,7 @@ import json
 import time
 import urllib.request
 
+from playwright.sync_api import expect
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
 
@@ -33,7 +34,7 @@ def test_discover_searches_an_index_pattern_with_lucene_and_a_time_range(sluice,
     page.locator(".response-status", has_text="Create an index pattern").wait_for()
     page.fill('input[aria-label="New index pattern"]', "example-*")
     page.locator(".pattern-form .hint", has_text="matches example-a, example-b").wait_for()
-    page.wait_for_function("document.querySelector('select[aria-label=\"Time field\"]').value === '@timestamp'")
+    expect(page.locator('select[aria-label="Time field"]')).to_have_value("@timestamp")
     page.click('button:text-is("Create index pattern")')
     page.locator(".response-status", has_text="hits").wait_for()
     # The last 15 minutes by default: the old document is out.

@@ -4,8 +4,10 @@ revision history with the difference between versions, and verification in the p
 accepts a real proof and rejects a tampered proof or revision."""
 
 import base64
+import re
 
 from conftest import aws_client
+from playwright.sync_api import expect
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
 # A revision real Amazon QLDB produced, with the hash QLDB computed (/work/shared/vectors).
@@ -22,10 +24,7 @@ def run(page, statement):
     page.fill('textarea[aria-label="PartiQL statement"]', statement)
     page.click('button:text-is("Run")')
     status = page.locator(".ledger-detail .response-status")
-    page.wait_for_function(
-        "s => { const e = document.querySelector(s); return e && e.textContent !== 'running…' && e.textContent !== ''; }",
-        arg=".ledger-detail .response-status",
-    )
+    expect(status).to_have_class(re.compile(r"\b(ok|failed)\b"))
     assert "ok" in status.get_attribute("class"), status.inner_text()
     return status.inner_text()
 
@@ -39,7 +38,7 @@ def cells(page, column):
 def verify(page):
     page.click('button:text-is("Verify")')
     verdict = page.locator(".verdict")
-    page.wait_for_function("() => /^(Verified|Rejected)/.test(document.querySelector('.verdict').textContent)")
+    expect(verdict).to_have_text(re.compile(r"^(Verified|Rejected)"))
     return verdict.inner_text()
 
 
@@ -80,7 +79,7 @@ def test_partiql_history_and_verification_in_the_page(sluice, page):
 
     # Verify the latest version with a digest and proof fetched now, checked in the page.
     second.locator("button", has_text="Verify version 1").click()
-    page.wait_for_function("() => /^(Verified|Rejected)/.test(document.querySelector('.verdict').textContent)")
+    expect(page.locator(".verdict")).to_have_text(re.compile(r"^(Verified|Rejected)"))
     assert page.locator(".verdict").inner_text().startswith("Verified"), page.locator(".steps").inner_text()
     steps = page.locator(".steps li").all_inner_texts()
     assert steps[0].startswith("Ion hash of metadata")

@@ -10,6 +10,7 @@ import urllib.request
 from amazon.ion import simpleion
 
 from conftest import aws_client
+from playwright.sync_api import expect
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
 ROLE = "arn:aws:iam::000000000000:role/firehose"
@@ -104,9 +105,7 @@ def test_rates_appear_between_two_refreshes(sluice, page):
     assert "incoming rate\n–" in card.inner_text()
     firehose.put_record_batch(DeliveryStreamName="direct", Records=[{"Data": b'{"a": 1}'}] * 10)
     page.click("button:text-is(\"Refresh\")")
-    page.wait_for_function(
-        "!document.querySelector('article[data-delivery-stream=\"direct\"]').innerText.includes('incoming rate\\n–')"
-    )
+    expect(card.locator("dt:text-is('incoming rate') + dd")).not_to_have_text("–")
     text = card.inner_text()
     assert "incoming\n10" in text, text
     rate = float(text.split("incoming rate\n")[1].split("/s")[0])

@@ -5,6 +5,7 @@ AWS ports answer CORS for the dashboard's origin only."""
 import json
 import urllib.request
 
+from playwright.sync_api import expect
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
 VIEWS = ["discover", "visualize", "dashboards", "console", "ledgers", "pipeline", "saved-objects"]
@@ -143,8 +144,8 @@ def test_saved_objects_are_listed_exported_imported_and_deleted_in_the_page(slui
     assert len(exported.read_text().splitlines()) == 2
     page.click('button[aria-label="Delete dashboard hello"]')
     page.locator(".response-status", has_text="deleted dashboard hello").wait_for()
-    page.wait_for_function("document.querySelectorAll('table.saved-objects tbody tr').length === 1")
+    expect(rows).to_have_count(1)
     page.set_input_files('input[aria-label="NDJSON file to import"]', str(exported))
     page.click('button:text-is("Import")')
     page.locator(".response-status", has_text="imported 1, 1 already existed").wait_for()
-    page.wait_for_function("document.querySelectorAll('table.saved-objects tbody tr').length === 2")
+    expect(rows).to_have_count(2)

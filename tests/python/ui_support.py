@@ -1,7 +1,10 @@
 """Browser fixtures for the dashboard's tests (test_ui_*.py): Debian's Chromium driven by
 Playwright (never a browser Playwright downloads), one page per test that fails the test on any
 page error or console error (a CSP violation included), and screenshots saved under
-test-artifacts/ui/ (gitignored) for people to look at."""
+test-artifacts/ui/ (gitignored) for people to look at.
+
+Wait with locators and `expect`, never `page.wait_for_function`: its polling evaluates strings in
+the page, which the dashboard's CSP (no 'unsafe-eval') refuses whenever the first check fails."""
 
 import os
 import shutil
