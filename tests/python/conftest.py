@@ -31,12 +31,13 @@ class Sluice:
         self.process = None
         self.es_url = None
         self.aws_url = None
+        self.ui_url = None
         self.output = []
 
     def start(self):
         if not BINARY.exists():
             raise RuntimeError(f"{BINARY} does not exist: build it with `cargo build -p sluice`")
-        args = [str(BINARY), "up", "--data-dir", str(self.data_dir), "--es-port", "0", "--aws-port", "0", *self.extra_args]
+        args = [str(BINARY), "up", "--data-dir", str(self.data_dir), "--es-port", "0", "--aws-port", "0", "--ui-port", "0", *self.extra_args]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -47,6 +48,9 @@ class Sluice:
             match = re.search(r"search API \(Elasticsearch\): (https?://\S+)", line)
             if match:
                 self.es_url = match.group(1)
+            match = re.search(r"dashboard: (https?://\S+)", line)
+            if match:
+                self.ui_url = match.group(1)
             match = re.search(r"AWS APIs: (https?://\S+)", line)
             if match:
                 self.aws_url = match.group(1)

@@ -1,10 +1,13 @@
 //! Every wire format of Sluice. `es` speaks Elasticsearch's REST API over the `node`'s engines,
 //! `aws` the AWS JSON and REST-JSON protocols; `http` is the small HTTP/1.1 server they run on,
-//! and `json` the one parser of JSON bodies (nesting bounded) that every API uses. Only this
+//! and `json` the one parser of JSON bodies (nesting bounded) that every API uses. `ui` serves
+//! the dashboard (`sluice-ui`'s embedded assets and its saved objects) and `cors` lets that page
+//! call the other ports from its origin only. Only this
 //! crate knows HTTP and JSON wire shapes, and each API family maps its errors to statuses in one
 //! place (`es::error`, `aws::AwsError`).
 
 pub mod aws;
+pub mod cors;
 pub mod es;
 pub mod http;
 pub mod identities;
@@ -12,5 +15,6 @@ pub mod json;
 pub mod security;
 pub mod sigv4;
 pub mod tls;
+pub mod ui;
 
 pub use http::{Server, ServerHandle};

@@ -38,7 +38,7 @@ impl Server {
             .arg("up")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--es-port", "0", "--aws-port", "0"])
+            .args(["--es-port", "0", "--aws-port", "0", "--ui-port", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

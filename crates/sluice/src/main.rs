@@ -28,9 +28,11 @@ use sluice_api::aws::kinesis::KinesisService;
 use sluice_api::aws::lambda::{LambdaOptions, LambdaService, load_created_functions};
 use sluice_api::aws::qldb::QldbService;
 use sluice_api::aws::qldb_session::QldbSessionService;
+use sluice_api::cors::{AllowedOrigins, Cors};
 use sluice_api::es::EsApi;
 use sluice_api::http::{BodyBudget, ServerOptions};
 use sluice_api::tls::{CertificateFiles, ReloadingCert, Tls};
+use sluice_api::ui::{SavedObjects, UiApi, UiOptions};
 use sluice_functions::{FunctionDefinition, FunctionKind, FunctionRegistry};
 use sluice_log::{Clock, SystemClock};
 use sluice_node::{FunctionsInvoker, FunctionsTransformer, Node, NodeOptions};
@@ -194,14 +196,23 @@ struct UpArgs {
     /// Port of the AWS-compatible APIs (Kinesis, Firehose, QLDB, DynamoDB and its streams; 0 picks a free port).
     #[arg(long, default_value_t = 4566)]
     aws_port: u16,
+    /// Port of the dashboard (web UI and its JSON API; 0 picks a free port).
+    #[arg(long, default_value_t = 5601)]
+    ui_port: u16,
+    /// Another origin the dashboard is opened from (`http://sluice.example:5601`), which the
+    /// search and AWS ports then answer CORS for; the dashboard's own address (and `localhost`
+    /// when bound to a loopback or every address) is always allowed. Repeatable.
+    #[arg(long = "ui-origin", value_name = "ORIGIN")]
+    ui_origins: Vec<String>,
     /// A Lambda function run with the Runtime API kind: `NAME=COMMAND`, the command split on
     /// whitespace (for example `transform=python3 -m awslambdaric handler.handler`). Repeatable.
     #[arg(long = "function", value_name = "NAME=COMMAND")]
     functions: Vec<String>,
     /// A JSON file declaring `functions` (function definitions), `delivery_streams`
-    /// (CreateDeliveryStream request bodies) and `event_source_mappings`
-    /// (CreateEventSourceMapping request bodies), applied at start (existing streams and
-    /// mappings of the same source and function are kept), and
+    /// (CreateDeliveryStream request bodies), `event_source_mappings`
+    /// (CreateEventSourceMapping request bodies) and `saved_objects` (the dashboard's, as its
+    /// export writes them), applied at start (existing streams, mappings of the same source and
+    /// function, and saved objects are kept), and
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
     /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
     /// default).
@@ -216,10 +227,10 @@ struct UpArgs {
     #[arg(long, default_value = "aws-lambda-ric")]
     lambda_nodejs_ric: String,
     /// Most connections each port serves at once; further ones are answered 503 and closed.
-    /// Lowered at start when the open-file limit cannot hold both ports' connections.
+    /// Lowered at start when the open-file limit cannot hold every port's connections.
     #[arg(long, default_value_t = sluice_api::http::CONNECTIONS_PER_LISTENER_MAX)]
     connections_max: usize,
-    /// Bytes of request bodies buffered at once across both ports; a request whose body does
+    /// Bytes of request bodies buffered at once across all ports; a request whose body does
     /// not fit is refused (429, or the AWS API's throttling error) before its body is read. At
     /// least 104857600, the largest body.
     #[arg(long, default_value_t = sluice_api::http::REQUEST_BUFFER_BYTES_DEFAULT)]
@@ -228,7 +239,7 @@ struct UpArgs {
     /// store, which they always may). Repeatable; none by default.
     #[arg(long = "import-dir", value_name = "DIR")]
     import_dirs: Vec<PathBuf>,
-    /// PEM file with the server's certificate followed by its chain: with --tls-key, both ports
+    /// PEM file with the server's certificate followed by its chain: with --tls-key, every port
     /// serve TLS (HTTP/2 and HTTP/1.1 by ALPN). SIGHUP reloads the pair without dropping
     /// connections.
     #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
@@ -267,6 +278,9 @@ struct ConfigFile {
     delivery_streams: Vec<serde_json::Value>,
     #[serde(default)]
     event_source_mappings: Vec<serde_json::Value>,
+    /// The dashboard's saved objects (`{type, id, attributes}`), added at start when missing.
+    #[serde(default)]
+    saved_objects: Vec<serde_json::Value>,
     /// The built-in indexing of ledgers into search (on for every table by default).
     #[serde(default)]
     ledger_indexing: sluice_node::LedgerIndexConfig,
@@ -445,13 +459,16 @@ fn raise_open_files_limit() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
-/// The connection cap of each of the two ports, lowered so that both ports' connections leave
+/// The listeners `sluice up` serves: search, AWS and the dashboard.
+const LISTENERS: u64 = 3;
+
+/// The connection cap of each port, lowered so that all ports' connections leave
 /// [`DESCRIPTORS_RESERVED`] descriptors of the open-file limit to the data files.
 fn connections_max_within(requested: usize, open_files_limit: Option<u64>) -> usize {
     let Some(limit) = open_files_limit else {
         return requested;
     };
-    let fitting = usize::try_from(limit.saturating_sub(DESCRIPTORS_RESERVED) / 2)
+    let fitting = usize::try_from(limit.saturating_sub(DESCRIPTORS_RESERVED) / LISTENERS)
         .unwrap_or(usize::MAX)
         .max(1);
     if fitting < requested {
@@ -575,6 +592,30 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the AWS APIs to {bind}:{}", args.aws_port))?;
         let aws_address = aws_server.local_addr()?;
+        let ui_server = Server::bind(SocketAddr::new(bind, args.ui_port))
+            .await
+            .with_context(|| format!("binding the dashboard to {bind}:{}", args.ui_port))?;
+        let ui_address = ui_server.local_addr()?;
+        let origins = dashboard_origins(
+            if tls.is_some() { "https" } else { "http" },
+            ui_address,
+            &args.ui_origins,
+        )?;
+        let saved_objects_dir = node.data_dir().join("ui");
+        let declared = config.saved_objects;
+        let saved_objects = tokio::task::spawn_blocking(move || {
+            let saved_objects = SavedObjects::open(&saved_objects_dir)?;
+            saved_objects.declare(&declared)?;
+            Ok::<_, sluice_api::ui::SavedObjectsError>(saved_objects)
+        })
+        .await
+        .context("opening the dashboard's saved objects")??;
+        let ui_options = UiOptions {
+            search_port: es_address.port(),
+            aws_port: aws_address.port(),
+            default_host: url_host(ui_address.ip()),
+            tls: tls.is_some(),
+        };
         let server_options = ServerOptions {
             connections_max,
             tls: tls.clone(),
@@ -586,8 +627,16 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             es_api = es_api.with_authenticator(authenticator.clone());
             aws = aws.with_authenticator(authenticator.clone());
         }
-        let es = es_server.serve(Arc::new(es_api), server_options.clone());
-        let aws = aws_server.serve(Arc::new(aws), server_options);
+        let es = es_server.serve(
+            Arc::new(Cors::new(es_api, origins.clone())),
+            server_options.clone(),
+        );
+        let aws = aws_server.serve(Arc::new(Cors::new(aws, origins)), server_options.clone());
+        let mut ui_api = UiApi::new(ui_options, Arc::new(saved_objects));
+        if let Some(authenticator) = &authenticator {
+            ui_api = ui_api.with_authenticator(authenticator.clone());
+        }
+        let ui = ui_server.serve(Arc::new(ui_api), server_options);
         let stop_signals = install_stop_signals()?;
         if let Some(tls) = &tls {
             reload_on_hangup(tls.cert.clone())?;
@@ -603,6 +652,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             );
         }
         println!("search API (Elasticsearch): {scheme}://{es_address}");
+        // Before the AWS line, which scripts wait for last: whoever reads that has this one too.
+        println!("dashboard: {scheme}://{ui_address}");
         println!("AWS APIs: {scheme}://{aws_address}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -619,8 +670,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             eprintln!("a second stop signal: exiting at once");
             std::process::exit(EXIT_SECOND_SIGNAL);
         });
-        // Requests in flight get the grace period (`SHUTDOWN_GRACE`), on both ports at once.
-        tokio::join!(es.shutdown(), aws.shutdown());
+        // Requests in flight get the grace period (`SHUTDOWN_GRACE`), on every port at once.
+        tokio::join!(es.shutdown(), aws.shutdown(), ui.shutdown());
         let node_stopped = tokio::time::timeout(
             NODE_STOP_BUDGET,
             tokio::task::spawn_blocking(move || match Arc::try_unwrap(node) {
@@ -713,6 +764,47 @@ fn reload_on_hangup(cert: Arc<ReloadingCert>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An IP address as the host part of a URL (IPv6 in brackets).
+fn url_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// The origins a browser shows for the dashboard (`scheme` is https under TLS): its address, `localhost` and the loopback
+/// addresses when it listens on loopback or every address, and `--ui-origin`s.
+fn dashboard_origins(
+    scheme: &str,
+    ui_address: SocketAddr,
+    extra: &[String],
+) -> anyhow::Result<AllowedOrigins> {
+    let port = ui_address.port();
+    let mut origins = vec![format!("{scheme}://{}:{port}", url_host(ui_address.ip()))];
+    if ui_address.ip().is_loopback() || ui_address.ip().is_unspecified() {
+        for host in ["localhost", "127.0.0.1", "[::1]"] {
+            origins.push(format!("{scheme}://{host}:{port}"));
+        }
+    }
+    for origin in extra {
+        let (scheme, rest) = origin
+            .split_once("://")
+            .with_context(|| format!("--ui-origin {origin}: expected SCHEME://HOST[:PORT]"))?;
+        anyhow::ensure!(
+            (scheme == "http" || scheme == "https")
+                && !rest.is_empty()
+                && !rest
+                    .trim_end_matches('/')
+                    .contains(['/', '?', '#', '*', ' ']),
+            "--ui-origin {origin}: expected SCHEME://HOST[:PORT], without a path or wildcard"
+        );
+        origins.push(origin.clone());
+    }
+    Ok(AllowedOrigins::new(origins))
+}
+
 /// The AWS-compatible services served on `--aws-port`.
 fn aws_api(node: &Arc<Node>, lambda: Arc<LambdaService>) -> AwsApi {
     let qldb_session = Arc::new(QldbSessionService::new(
@@ -769,8 +861,37 @@ mod tests {
     fn the_connection_cap_leaves_descriptors_to_the_data_files() {
         assert_eq!(connections_max_within(1024, None), 1024);
         assert_eq!(connections_max_within(1024, Some(1 << 20)), 1024);
-        // Both ports share what the reserve leaves.
-        assert_eq!(connections_max_within(1024, Some(1024)), 256);
+        // The ports share what the reserve leaves.
+        assert_eq!(connections_max_within(1024, Some(1024)), 170);
         assert_eq!(connections_max_within(1024, Some(100)), 1);
+    }
+
+    #[test]
+    fn the_dashboards_origins_are_its_address_and_loopback_names() {
+        let origins = dashboard_origins("http", "127.0.0.1:5601".parse().unwrap(), &[]).unwrap();
+        assert_eq!(
+            origins.as_slice(),
+            [
+                "http://127.0.0.1:5601",
+                "http://[::1]:5601",
+                "http://localhost:5601"
+            ]
+        );
+        let origins = dashboard_origins(
+            "http",
+            "10.1.2.3:80".parse().unwrap(),
+            &["https://sluice.example".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            origins.as_slice(),
+            ["http://10.1.2.3:80", "https://sluice.example"]
+        );
+        for bad in ["*", "sluice.example", "http://a/b", "ftp://a", "http://*"] {
+            assert!(
+                dashboard_origins("http", "127.0.0.1:1".parse().unwrap(), &[bad.to_owned()]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

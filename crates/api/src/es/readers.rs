@@ -80,6 +80,18 @@ fn shards(count: usize) -> Value {
 
 /// `POST /{index}/_pit?keep_alive=1m`.
 pub(super) async fn open_pit(api: &EsApi, request: &Request, target: &str) -> EsResult {
+    // The body may only be empty or `{}`: `index_filter` is not supported, and says so.
+    if !request.body.iter().all(u8::is_ascii_whitespace) {
+        let body = parse_json_body(&request.body, "parsing_exception")?;
+        let Value::Object(body) = body else {
+            return Err(EsError::parse("request body must be an object"));
+        };
+        if let Some(key) = body.keys().next() {
+            return Err(EsError::illegal_argument(format!(
+                "[{key}] is not supported when opening a point in time"
+            )));
+        }
+    }
     let keep_alive = match request.param("keep_alive") {
         Some(text) => keep_alive_ms(text, "keep_alive")?,
         None => return Err(EsError::validation("[keep_alive] is not specified")),

@@ -58,7 +58,7 @@ impl Server {
     fn launch(current_dir: Option<&Path>, args: Vec<OsString>) -> Server {
         let mut command = Command::new(SLUICE);
         command
-            .args(["up", "--es-port", "0", "--aws-port", "0"])
+            .args(["up", "--es-port", "0", "--aws-port", "0", "--ui-port", "0"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
