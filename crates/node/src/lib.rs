@@ -28,6 +28,7 @@ mod functions;
 pub mod journal_streams;
 pub mod kpl;
 pub mod ledger_index;
+pub mod replica;
 
 pub use functions::FunctionsTransformer;
 pub use journal_streams::JournalStreams;
