@@ -33,6 +33,7 @@ pub mod replica;
 pub use functions::FunctionsTransformer;
 pub use journal_streams::JournalStreams;
 pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
+pub use replica::{ReplicaConfig, Replicas};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -83,6 +84,8 @@ pub enum NodeError {
     JournalStreams(#[from] journal_streams::JournalStreamError),
     #[error(transparent)]
     LedgerIndex(#[from] ledger_index::LedgerIndexError),
+    #[error(transparent)]
+    Replica(#[from] replica::ReplicaError),
 }
 
 /// What a node is opened with besides its directory.
@@ -98,6 +101,9 @@ pub struct NodeOptions {
     /// Which ledgers and tables the built-in indexer writes into search, and where; every
     /// table of every ledger into `<ledger>-<table>` by default.
     pub ledger_index: LedgerIndexConfig,
+    /// Ledgers replicated into other ledgers of this node (the `--config` file's
+    /// `ledger_replicas`); none by default.
+    pub ledger_replicas: Vec<ReplicaConfig>,
 }
 
 impl Default for NodeOptions {
@@ -107,6 +113,7 @@ impl Default for NodeOptions {
             transformer: Arc::new(NoFunctions),
             import_dirs: Vec::new(),
             ledger_index: LedgerIndexConfig::default(),
+            ledger_replicas: Vec::new(),
         }
     }
 }
@@ -122,6 +129,7 @@ pub struct Node {
     delivery: Arc<DeliveryStreams>,
     journal_streams: Arc<JournalStreams>,
     ledger_indexer: LedgerIndexer,
+    replicas: Replicas,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -180,6 +188,7 @@ impl Node {
             indices.clone(),
             options.ledger_index.clone(),
         )?;
+        let replicas = Replicas::start(ledgers.clone(), options.ledger_replicas.clone())?;
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -233,6 +242,7 @@ impl Node {
             delivery,
             journal_streams,
             ledger_indexer,
+            replicas,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -299,6 +309,11 @@ impl Node {
         &self.ledger_indexer
     }
 
+    /// The ledger replicas declared in the configuration and their worker.
+    pub fn replicas(&self) -> &Replicas {
+        &self.replicas
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -308,6 +323,7 @@ impl Node {
         self.long_operations.cancel();
         // Journal streams write into streams that delivery workers may read.
         self.journal_streams.shutdown();
+        self.replicas.shutdown();
         // Delivery workers and the ledger indexer first: they write into the indices closed
         // below.
         self.ledger_indexer.shutdown();

@@ -20,11 +20,16 @@
 //! at any point leaves either the block applied and the position past it, or neither; a block
 //! seen again is recognised as applied and skipped, and a block past the position waits.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ion_rs::{Element, Struct};
-use sluice_ledger::{Ledger, LedgerError, model, transaction::CATALOG_TABLE_ID};
+use serde::Deserialize;
+use sluice_ledger::{Ledger, LedgerError, Ledgers, model, transaction::CATALOG_TABLE_ID};
 
 /// The target table holding one position per replicated source: `{source, strand_id,
 /// next_sequence_no}`.
@@ -36,6 +41,28 @@ pub const REPLICA_IDS_TABLE: &str = "sluice_replica_ids";
 /// the normal case, so a conflict means someone else writes the target, and after this many
 /// the block fails and is retried by the caller.
 pub const APPLY_ATTEMPTS_MAX: usize = 5;
+
+/// Source blocks a worker reads at once; each is applied in its own target transaction, so
+/// this only bounds the worker's memory between two reads.
+pub const BLOCKS_PER_READ: usize = 32;
+/// How long an idle worker waits before it looks for newly committed source blocks.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Pause before a replica whose pass failed (a missing source, a target refusing the block)
+/// is tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(1_000);
+
+/// One entry of `ledger_replicas` in the `--config` file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    /// The source ledger's name.
+    pub source: String,
+    /// The target ledger's name; created when missing.
+    pub target: String,
+    /// A remote Sluice holding the source. Not supported yet: refused at start.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
 
 /// Every failure of a replica.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +78,9 @@ pub enum ReplicaError {
         expected: String,
         found: String,
     },
+    /// `ledger_replicas` in the configuration is not usable.
+    #[error("ledger_replicas: {0}")]
+    Config(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -394,4 +424,213 @@ fn apply_in(
         )?;
     }
     Ok(Applied::Applied)
+}
+
+/// What the replicas report for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicasSnapshot {
+    /// Per `(source, target)`: source blocks committed but not yet applied to the target.
+    pub lag_blocks: BTreeMap<(String, String), u64>,
+    /// Blocks applied since start.
+    pub applied_blocks: u64,
+}
+
+struct Shared {
+    ledgers: Arc<Ledgers>,
+    replicas: Vec<ReplicaConfig>,
+    /// Per `(source, target)`: the next source block, as last read or applied.
+    positions: Mutex<BTreeMap<(String, String), u64>>,
+    applied_blocks: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The replicas declared in the configuration and their worker thread, which follows each
+/// source's committed blocks ([`Ledger::committed_blocks`]) from the position saved in its
+/// target and applies them with [`apply_block`].
+pub struct Replicas {
+    shared: Arc<Shared>,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Replicas {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Replicas")
+            .field("replicas", &self.shared.replicas)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replicas {
+    /// Checks the configuration and starts the worker (none when no replica is declared).
+    pub fn start(ledgers: Arc<Ledgers>, replicas: Vec<ReplicaConfig>) -> Result<Replicas> {
+        let mut pairs = BTreeSet::new();
+        for replica in &replicas {
+            sluice_ledger::ledger::validate_ledger_name(&replica.source)?;
+            sluice_ledger::ledger::validate_ledger_name(&replica.target)?;
+            if replica.source == replica.target {
+                return Err(ReplicaError::Config(format!(
+                    "ledger {} cannot be its own replica",
+                    replica.source
+                )));
+            }
+            if replica.endpoint.is_some() {
+                return Err(ReplicaError::Config(format!(
+                    "the replica of {} names an endpoint; replicas of remote ledgers are not \
+                     supported yet",
+                    replica.source
+                )));
+            }
+            if !pairs.insert(replica.target.clone()) {
+                return Err(ReplicaError::Config(format!(
+                    "ledger {} is the target of two replicas",
+                    replica.target
+                )));
+            }
+        }
+        let shared = Arc::new(Shared {
+            ledgers,
+            replicas,
+            positions: Mutex::new(BTreeMap::new()),
+            applied_blocks: AtomicU64::new(0),
+        });
+        let (stop, stopped) = mpsc::channel();
+        let worker = if shared.replicas.is_empty() {
+            None
+        } else {
+            let shared = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("sluice-ledger-replica".into())
+                    .spawn(move || run(&shared, &stopped))
+                    .map_err(|error| {
+                        ReplicaError::Config(format!("starting the worker: {error}"))
+                    })?,
+            )
+        };
+        Ok(Replicas {
+            shared,
+            stop: Mutex::new(Some(stop)),
+            worker: Mutex::new(worker),
+        })
+    }
+
+    /// Lag and counters for `/metrics`. The lag compares each source's committed blocks now
+    /// with the position last seen in its target, so a commit acknowledged before the call
+    /// counts.
+    pub fn snapshot(&self) -> ReplicasSnapshot {
+        let positions = lock(&self.shared.positions).clone();
+        let mut lag_blocks = BTreeMap::new();
+        for replica in &self.shared.replicas {
+            let Ok(source) = self.shared.ledgers.ledger(&replica.source) else {
+                continue;
+            };
+            let Ok(committed) = source.committed_block_count() else {
+                continue;
+            };
+            let key = (replica.source.clone(), replica.target.clone());
+            let next = positions.get(&key).copied().unwrap_or(0);
+            lag_blocks.insert(key, committed.saturating_sub(next));
+        }
+        ReplicasSnapshot {
+            lag_blocks,
+            applied_blocks: self.shared.applied_blocks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the worker; a block in flight is either committed with its position or not at all.
+    pub fn shutdown(&self) {
+        lock(&self.stop).take();
+        let worker = lock(&self.worker).take();
+        if let Some(worker) = worker
+            && worker.join().is_err()
+        {
+            tracing::error!("the ledger replica worker panicked");
+        }
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(shared: &Shared, stop: &Receiver<()>) {
+    let mut failing: BTreeSet<(String, String)> = BTreeSet::new();
+    loop {
+        let mut progressed = false;
+        let mut failed = false;
+        for replica in &shared.replicas {
+            let key = (replica.source.clone(), replica.target.clone());
+            match replicate_once(shared, replica) {
+                Ok(moved) => {
+                    progressed |= moved;
+                    if failing.remove(&key) {
+                        tracing::info!(source = %replica.source, target = %replica.target, "the replica recovered");
+                    }
+                }
+                Err(error) => {
+                    failed = true;
+                    if failing.insert(key) {
+                        tracing::warn!(source = %replica.source, target = %replica.target, %error, "replicating a ledger failed; retrying");
+                    }
+                }
+            }
+        }
+        let pause = if progressed {
+            Duration::ZERO
+        } else if failed {
+            RETRY_INTERVAL
+        } else {
+            POLL_INTERVAL
+        };
+        if !matches!(stop.recv_timeout(pause), Err(RecvTimeoutError::Timeout)) {
+            return;
+        }
+    }
+}
+
+/// One pass of one replica: at most [`BLOCKS_PER_READ`] source blocks applied. Returns whether
+/// any was.
+fn replicate_once(shared: &Shared, replica: &ReplicaConfig) -> Result<bool> {
+    let source = shared.ledgers.ledger(&replica.source)?;
+    let target = match shared.ledgers.ledger(&replica.target) {
+        Ok(target) => target,
+        Err(LedgerError::NotFound(_)) => shared.ledgers.create_ledger(&replica.target, true)?,
+        Err(error) => return Err(error.into()),
+    };
+    let next = match position(&target, &replica.source)? {
+        Some((strand_id, next)) if strand_id == source.strand_id() => next,
+        Some((strand_id, _)) => {
+            return Err(ReplicaError::OtherStrand {
+                source_name: replica.source.clone(),
+                expected: strand_id,
+                found: source.strand_id().to_owned(),
+            });
+        }
+        None => 0,
+    };
+    let key = (replica.source.clone(), replica.target.clone());
+    lock(&shared.positions).insert(key.clone(), next);
+    let blocks = source.committed_blocks(next, BLOCKS_PER_READ)?;
+    let mut moved = false;
+    for committed in &blocks {
+        let block = ReplicaBlock::from_block(&committed.block)?;
+        match apply_block(&target, &replica.source, &block)? {
+            Applied::Applied => {
+                moved = true;
+                shared.applied_blocks.fetch_add(1, Ordering::Relaxed);
+                lock(&shared.positions).insert(key.clone(), block.sequence_no + 1);
+            }
+            Applied::AlreadyApplied => {}
+            // Blocks are read in order from the position: another writer moved it. Read again.
+            Applied::Waiting { .. } => break,
+        }
+    }
+    Ok(moved)
 }

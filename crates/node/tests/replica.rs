@@ -3,11 +3,12 @@
 //! the middle; afterwards every table's data equal the source's.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ion_rs::Element;
 use sluice_ledger::Ledger;
-use sluice_node::Node;
 use sluice_node::replica::{self, Applied, ReplicaBlock};
+use sluice_node::{Node, NodeOptions, ReplicaConfig};
 
 const TABLES: [&str; 3] = ["Vehicle", "Person", "Registration"];
 
@@ -242,4 +243,85 @@ fn a_block_of_another_strand_is_refused() {
     let error = replica::apply_block(&target, "Source", &blocks[0]).unwrap_err();
     assert!(error.to_string().contains("strand"), "{error}");
     node.shutdown();
+}
+
+fn replica_options() -> NodeOptions {
+    NodeOptions {
+        ledger_replicas: vec![ReplicaConfig {
+            source: "Source".to_owned(),
+            target: "Copy".to_owned(),
+            endpoint: None,
+        }],
+        ..NodeOptions::default()
+    }
+}
+
+/// Generous bound for the worker to catch up; a healthy run takes milliseconds.
+const CATCH_UP_BOUND: Duration = Duration::from_secs(30);
+
+fn wait_for_no_lag(node: &Node) {
+    let started = Instant::now();
+    loop {
+        let snapshot = node.replicas().snapshot();
+        let lag = snapshot
+            .lag_blocks
+            .get(&("Source".to_owned(), "Copy".to_owned()))
+            .copied();
+        if lag == Some(0) {
+            return;
+        }
+        assert!(
+            started.elapsed() < CATCH_UP_BOUND,
+            "the replica did not catch up: {snapshot:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_configured_replica_follows_its_source_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = Node::open_with(dir.path(), replica_options()).unwrap();
+        let source = node.ledgers().create_ledger("Source", false).unwrap();
+        first_half(&source);
+        wait_for_no_lag(&node);
+        assert!(node.replicas().snapshot().applied_blocks > 0);
+        second_half(&source);
+        node.shutdown();
+    }
+    let node = Node::open_with(dir.path(), replica_options()).unwrap();
+    wait_for_no_lag(&node);
+    let source = node.ledgers().ledger("Source").unwrap();
+    let copy = node.ledgers().ledger("Copy").unwrap();
+    for table in TABLES {
+        assert_eq!(
+            table_data(&source, table),
+            table_data(&copy, table),
+            "{table} differs"
+        );
+    }
+    node.shutdown();
+}
+
+#[test]
+fn a_replica_of_itself_or_of_a_remote_ledger_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (source, target, endpoint) in [
+        ("A", "A", None),
+        ("A", "B", Some("http://127.0.0.1:1".to_owned())),
+    ] {
+        let options = NodeOptions {
+            ledger_replicas: vec![ReplicaConfig {
+                source: source.to_owned(),
+                target: target.to_owned(),
+                endpoint,
+            }],
+            ..NodeOptions::default()
+        };
+        let Err(error) = Node::open_with(dir.path(), options) else {
+            panic!("{source} -> {target} was accepted");
+        };
+        assert!(error.to_string().contains("ledger_replicas"), "{error}");
+    }
 }
