@@ -29,6 +29,7 @@ pub mod journal_streams;
 pub mod kpl;
 pub mod ledger_index;
 pub mod replica;
+pub mod replica_assembler;
 
 pub use functions::FunctionsTransformer;
 pub use journal_streams::JournalStreams;

@@ -78,6 +78,10 @@ pub enum ReplicaError {
         expected: String,
         found: String,
     },
+    /// A block's records did not all arrive within the settling window while later blocks
+    /// waited; nothing after it is applied.
+    #[error("replica: block {sequence_no} is still missing after {waited:?}")]
+    MissingBlock { sequence_no: u64, waited: Duration },
     /// `ledger_replicas` in the configuration is not usable.
     #[error("ledger_replicas: {0}")]
     Config(String),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use ion_rs::Element;
 use sluice_ledger::Ledger;
 use sluice_node::replica::{self, Applied, ReplicaBlock};
+use sluice_node::replica_assembler::{BlockAssembler, SETTLING_WINDOW_DEFAULT};
 use sluice_node::{Node, NodeOptions, ReplicaConfig};
 
 const TABLES: [&str; 3] = ["Vehicle", "Person", "Registration"];
@@ -324,4 +325,103 @@ fn a_replica_of_itself_or_of_a_remote_ledger_is_refused_at_start() {
         };
         assert!(error.to_string().contains("ledger_replicas"), "{error}");
     }
+}
+
+/// The journal stream's records of every block, duplicated and shuffled, assembled back into
+/// blocks and applied in order: the replica equals the source.
+#[test]
+fn shuffled_duplicated_stream_records_assemble_into_an_equal_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path()).unwrap();
+    let source = node.ledgers().create_ledger("Source", false).unwrap();
+    let target = node.ledgers().create_ledger("Target", false).unwrap();
+    first_half(&source);
+    second_half(&source);
+    let mut records = source.stream_records("arn:stream", 0, None).unwrap();
+    records.extend(records.clone());
+    shuffle(&mut records, 3);
+    let mut assembler = BlockAssembler::new(0, SETTLING_WINDOW_DEFAULT);
+    let now = Instant::now();
+    let mut applied = 0;
+    // Fed in slices, as a consumer reads pages of records, applying whatever is whole.
+    for page in records.chunks(7) {
+        for record in page {
+            assembler.add(record).unwrap();
+        }
+        while let Some(block) = assembler.next_block(now).unwrap() {
+            assert_eq!(
+                replica::apply_block(&target, "Source", &block).unwrap(),
+                Applied::Applied
+            );
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, source.committed_block_count().unwrap());
+    for table in TABLES {
+        assert_eq!(
+            table_data(&source, table),
+            table_data(&target, table),
+            "{table} differs"
+        );
+    }
+    node.shutdown();
+}
+
+/// The sequence number of the block a stream record belongs to.
+fn block_of(record: &Element) -> i64 {
+    let payload = record.as_struct().unwrap().get("payload").unwrap();
+    let payload = payload.as_struct().unwrap();
+    let address = match payload.get("revision") {
+        Some(revision) => revision.as_struct().unwrap().get("blockAddress").unwrap(),
+        None => payload.get("blockAddress").unwrap(),
+    };
+    address
+        .as_struct()
+        .unwrap()
+        .get("sequenceNo")
+        .unwrap()
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn a_missing_block_waits_then_is_reported_never_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path()).unwrap();
+    let source = node.ledgers().create_ledger("Source", false).unwrap();
+    run(&source, &[("CREATE TABLE T", vec![])]);
+    run(&source, &[("INSERT INTO T {'a': 1}", vec![])]);
+    run(&source, &[("INSERT INTO T {'a': 2}", vec![])]);
+    let records = source.stream_records("arn:stream", 0, None).unwrap();
+    let window = Duration::from_secs(120);
+    let mut assembler = BlockAssembler::new(0, window);
+    let started = Instant::now();
+    // Block 0 whole, block 1 lost, block 2 whole.
+    for record in &records {
+        if block_of(record) != 1 {
+            assembler.add(record).unwrap();
+        }
+    }
+    assert_eq!(
+        assembler.next_block(started).unwrap().unwrap().sequence_no,
+        0
+    );
+    assert!(assembler.next_block(started).unwrap().is_none());
+    assert!(assembler.next_block(started + window).unwrap().is_none());
+    let error = assembler
+        .next_block(started + window + Duration::from_secs(1))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("block 1 is still missing"),
+        "{error}"
+    );
+    // The lost block arrives: both are released, in order.
+    for record in &records {
+        assembler.add(record).unwrap();
+    }
+    let later = started + window * 2;
+    assert_eq!(assembler.next_block(later).unwrap().unwrap().sequence_no, 1);
+    assert_eq!(assembler.next_block(later).unwrap().unwrap().sequence_no, 2);
+    assert!(assembler.next_block(later).unwrap().is_none());
+    node.shutdown();
 }
