@@ -54,6 +54,9 @@ pub enum SearchError {
     },
     #[error("{reason}")]
     IllegalArgument { reason: String },
+    /// A request that cannot run on an index as mapped (a sort on a field it does not map).
+    #[error("{reason}")]
+    QueryShard { reason: String },
     /// Request parameters that are each valid but do not go together.
     #[error("Validation Failed: 1: {reason};")]
     Validation { reason: String },

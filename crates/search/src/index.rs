@@ -43,6 +43,8 @@ use crate::schema::{
 };
 use crate::scoring::{NormDocCounts, weight_matches};
 use crate::settings::IndexSettings;
+use crate::snapshots::SearcherSnapshot;
+use crate::sort::{CollectBounds, IndexSort, SortKey, SortOrder, SortValue};
 use crate::translog::{Operation, Translog, sync_directory};
 use crate::version::{Condition, Current, PRIMARY_TERM, resolve};
 
@@ -150,6 +152,10 @@ pub struct Hit {
     pub source: Option<Arc<[u8]>>,
     /// Names (`_name`) of the query's clauses that this document matches.
     pub matched_queries: Vec<String>,
+    /// The hit's sort values, when the search has a `sort`.
+    pub sort: Vec<SortValue>,
+    /// How the score was computed (`explain`): `value`, `description`, `details`.
+    pub explanation: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +163,67 @@ pub struct SearchHits {
     pub total: u64,
     pub max_score: Option<f32>,
     pub hits: Vec<Hit>,
+    /// Whether the hits' scores were computed (a sort without `_score` computes none unless
+    /// `track_scores`).
+    pub scored: bool,
+    /// `terminate_after` stopped the search.
+    pub terminated_early: bool,
+    /// The deadline passed: the hits and total are partial.
+    pub timed_out: bool,
+}
+
+/// One page of a search on one index.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchPage<'a> {
+    pub query: &'a Query,
+    pub from: usize,
+    pub size: usize,
+    /// Empty: by score.
+    pub sort: &'a [SortKey],
+    /// Compute scores (and `max_score`) even when the sort does not need them.
+    pub track_scores: bool,
+    /// Only hits after these sort values, one per sort key.
+    pub search_after: Option<&'a [serde_json::Value]>,
+    /// Read this snapshot of the index instead of its last refresh.
+    pub snapshot: Option<&'a SearcherSnapshot>,
+    /// The index's position among the indices of the search, for `_shard_doc`.
+    pub shard_index: u32,
+    /// Only hits scoring at least this.
+    pub min_score: Option<f32>,
+    /// Stop after collecting this many documents (`terminated_early`).
+    pub terminate_after: Option<u64>,
+    /// Stop collecting at this instant, with partial results (`timed_out`).
+    pub deadline: Option<Instant>,
+    /// Explain each hit's score.
+    pub explain: bool,
+}
+
+impl<'a> SearchPage<'a> {
+    /// The first `size` hits of `query` by score, on the last refresh.
+    pub fn new(query: &'a Query, size: usize) -> SearchPage<'a> {
+        SearchPage {
+            query,
+            from: 0,
+            size,
+            sort: &[],
+            track_scores: false,
+            search_after: None,
+            snapshot: None,
+            shard_index: 0,
+            min_score: None,
+            terminate_after: None,
+            deadline: None,
+            explain: false,
+        }
+    }
+
+    fn bounds(&self) -> CollectBounds {
+        CollectBounds {
+            min_score: self.min_score,
+            terminate_after: self.terminate_after,
+            deadline: self.deadline,
+        }
+    }
 }
 
 /// The newest write of an id that the current searcher may not show yet.
@@ -1068,25 +1135,45 @@ impl Index {
         ])
     }
 
-    /// Runs `query` on the last refreshed state and returns hits `from..from + size`.
+    /// Runs `query` on the last refreshed state and returns hits `from..from + size` by score.
     pub fn search(&self, query: &Query, from: usize, size: usize) -> Result<SearchHits> {
+        self.search_page(&SearchPage {
+            from,
+            ..SearchPage::new(query, size)
+        })
+    }
+
+    /// Runs one page of a search on the last refreshed state: hits `from..from + size` by
+    /// score, or by `sort` (read from the `_fields` columns) when it has keys, after
+    /// `search_after` when given.
+    pub fn search_page(&self, page: &SearchPage<'_>) -> Result<SearchHits> {
         self.check_open()?;
         let window = self.settings().max_result_window;
-        if (from + size) as u64 > window {
+        let (from, size) = (page.from, page.size);
+        if from.saturating_add(size) as u64 > window {
             return Err(SearchError::illegal(format!(
                 "Result window is too large, from + size must be less than or equal to: [{window}] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
-                from + size
+                from.saturating_add(size)
             )));
         }
-        let searcher = self.reader.searcher();
-        let named = query.names();
-        let query = self.without_tombstones(self.to_tantivy(query, &searcher)?);
+        let searcher = match page.snapshot {
+            Some(snapshot) => snapshot.searcher.clone(),
+            None => self.reader.searcher(),
+        };
+        let named = page.query.names();
+        let query = self.without_tombstones(self.to_tantivy(page.query, &searcher)?);
+        if !page.sort.is_empty() || page.search_after.is_some() || page.bounds().is_set() {
+            return self.search_sorted(page, &searcher, &query, named);
+        }
         if size == 0 {
             let total = searcher.search(&query, &Count)? as u64;
             return Ok(SearchHits {
                 total,
                 max_score: None,
                 hits: Vec::new(),
+                scored: true,
+                terminated_early: false,
+                timed_out: false,
             });
         }
         let (top, total) = searcher.search(
@@ -1096,61 +1183,170 @@ impl Index {
                 Count,
             ),
         )?;
-        let mut named_weights = Vec::with_capacity(named.len());
-        for (name, named_query) in named {
-            let compiled = self.to_tantivy(named_query, &searcher)?;
-            named_weights.push((
-                name.to_string(),
-                compiled.weight(tantivy::query::EnableScoring::disabled_from_searcher(
-                    &searcher,
-                ))?,
-            ));
-        }
+        let named_weights = self.named_weights(named, &searcher)?;
         let mut hits = Vec::with_capacity(top.len());
+        let explain = page.explain.then_some(&query);
         for (score, address) in top {
-            let mut matched_queries = Vec::new();
-            if !named_weights.is_empty() {
-                let segment = searcher.segment_reader(address.segment_ord);
-                for (name, weight) in &named_weights {
-                    if weight_matches(weight.as_ref(), segment, address.doc_id)?
-                        && !matched_queries.contains(name)
-                    {
-                        matched_queries.push(name.clone());
-                    }
-                }
-            }
-            let document: TantivyDocument = searcher.doc(address)?;
-            let id = document
-                .get_first(self.fields.id)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let version = document
-                .get_first(self.fields.version)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            let seq_no = document
-                .get_first(self.fields.seq_no)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            let source = document
-                .get_first(self.fields.source)
-                .and_then(|v| v.as_bytes())
-                .map(Arc::from);
-            hits.push(Hit {
-                id,
+            hits.push(self.load_hit(
+                &searcher,
+                address,
                 score,
-                version,
-                seq_no,
-                source,
-                matched_queries,
-            });
+                &named_weights,
+                Vec::new(),
+                explain,
+            )?);
         }
         let max_score = hits.iter().map(|h| h.score).reduce(f32::max);
         Ok(SearchHits {
             total: total as u64,
             max_score,
             hits,
+            scored: true,
+            terminated_early: false,
+            timed_out: false,
+        })
+    }
+
+    /// A page sorted by `page.sort` (`_score` descending when it only has `search_after`).
+    fn search_sorted(
+        &self,
+        page: &SearchPage<'_>,
+        searcher: &Searcher,
+        query: &BooleanQuery,
+        named: Vec<(&str, &Query)>,
+    ) -> Result<SearchHits> {
+        let by_score = [SortKey::Score(SortOrder::Desc)];
+        let keys = if page.sort.is_empty() {
+            &by_score[..]
+        } else {
+            page.sort
+        };
+        let mappings = self.mappings();
+        let sort = IndexSort::new(
+            keys,
+            page.search_after,
+            &mappings,
+            &self.name,
+            page.shard_index,
+        )?;
+        let scored = page.track_scores
+            || crate::sort::sorts_by_score(keys)
+            || page.min_score.is_some()
+            || page.explain;
+        let mut base = 0u64;
+        let bases = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| {
+                let this = base;
+                base += u64::from(segment.max_doc());
+                this
+            })
+            .collect();
+        let limit = page.from.saturating_add(page.size);
+        let fruit = searcher.search(query, &sort.collector(limit, scored, bases, page.bounds()))?;
+        let explain = page.explain.then_some(query);
+        let named_weights = self.named_weights(named, searcher)?;
+        let mut hits = Vec::with_capacity(page.size);
+        for kept in fruit.kept.into_iter().skip(page.from) {
+            hits.push(self.load_hit(
+                searcher,
+                kept.address,
+                kept.score,
+                &named_weights,
+                kept.values,
+                explain,
+            )?);
+        }
+        Ok(SearchHits {
+            total: fruit.total,
+            max_score: if scored { fruit.max_score } else { None },
+            hits,
+            scored,
+            terminated_early: fruit.terminated_early,
+            timed_out: fruit.timed_out,
+        })
+    }
+
+    fn named_weights(
+        &self,
+        named: Vec<(&str, &Query)>,
+        searcher: &Searcher,
+    ) -> Result<Vec<(String, Box<dyn tantivy::query::Weight>)>> {
+        let mut named_weights = Vec::with_capacity(named.len());
+        for (name, named_query) in named {
+            let compiled = self.to_tantivy(named_query, searcher)?;
+            named_weights.push((
+                name.to_string(),
+                compiled.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                    searcher,
+                ))?,
+            ));
+        }
+        Ok(named_weights)
+    }
+
+    /// Reads one hit's stored fields and the named clauses it matches.
+    fn load_hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+        named_weights: &[(String, Box<dyn tantivy::query::Weight>)],
+        sort: Vec<SortValue>,
+        explain: Option<&BooleanQuery>,
+    ) -> Result<Hit> {
+        let explanation = match explain {
+            Some(query) => Some(explanation_json(query.explain(searcher, address)?)),
+            None => None,
+        };
+        let mut matched_queries = Vec::new();
+        if !named_weights.is_empty() {
+            let segment = searcher.segment_reader(address.segment_ord);
+            for (name, weight) in named_weights {
+                if weight_matches(weight.as_ref(), segment, address.doc_id)?
+                    && !matched_queries.contains(name)
+                {
+                    matched_queries.push(name.clone());
+                }
+            }
+        }
+        let document: TantivyDocument = searcher.doc(address)?;
+        let id = document
+            .get_first(self.fields.id)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let version = document
+            .get_first(self.fields.version)
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let seq_no = document
+            .get_first(self.fields.seq_no)
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let source = document
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_bytes())
+            .map(Arc::from);
+        Ok(Hit {
+            id,
+            score,
+            version,
+            seq_no,
+            source,
+            matched_queries,
+            sort,
+            explanation,
+        })
+    }
+
+    /// This index as of its last refresh, for searches that page through one unchanging view
+    /// (points in time, scrolls): see [`SearchPage::snapshot`].
+    pub fn searcher_snapshot(&self) -> Result<SearcherSnapshot> {
+        self.check_open()?;
+        Ok(SearcherSnapshot {
+            searcher: self.reader.searcher(),
         })
     }
 
@@ -1268,6 +1464,36 @@ impl Index {
         self.closed.store(true, Ordering::Release);
         Ok(())
     }
+}
+
+/// A score's explanation in Elasticsearch's shape: every node with `value`, `description` and
+/// `details` (tantivy's notes on a node join its description).
+fn explanation_json(explanation: tantivy::query::Explanation) -> Value {
+    fn shape(node: Value) -> Value {
+        let Value::Object(mut node) = node else {
+            return node;
+        };
+        let mut description = node
+            .remove("description")
+            .and_then(|d| d.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if let Some(Value::Array(context)) = node.remove("context") {
+            for note in context.iter().filter_map(Value::as_str) {
+                description.push_str(", ");
+                description.push_str(note);
+            }
+        }
+        let details = match node.remove("details") {
+            Some(Value::Array(details)) => details.into_iter().map(shape).collect(),
+            _ => Vec::new(),
+        };
+        json!({
+            "value": node.remove("value").unwrap_or(Value::Null),
+            "description": description,
+            "details": details,
+        })
+    }
+    shape(serde_json::to_value(&explanation).unwrap_or(Value::Null))
 }
 
 fn validate_id(id: String) -> Result<String> {

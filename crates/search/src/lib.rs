@@ -16,6 +16,7 @@ pub mod date;
 pub mod date_math;
 mod error;
 mod fuzzy;
+pub mod highlight;
 mod ids;
 mod index;
 mod indices;
@@ -27,6 +28,8 @@ pub mod resolve;
 mod schema;
 mod scoring;
 pub mod settings;
+pub mod snapshots;
+pub mod sort;
 pub mod templates;
 mod translog;
 pub mod version;
@@ -37,7 +40,7 @@ pub use catalog::Catalog;
 pub use error::{Result, SearchError};
 pub use ids::new_document_id;
 pub use index::{
-    Hit, ID_BYTES_MAX, Index, SearchHits, StoredDocument, UpdateRequest, WriteOutcome,
+    Hit, ID_BYTES_MAX, Index, SearchHits, SearchPage, StoredDocument, UpdateRequest, WriteOutcome,
     WriteRequest, WriteResult,
 };
 pub use indices::{CreateIndex, Indices, ResolvedIndex, validate_index_name};
@@ -45,3 +48,5 @@ pub use mapping::Mappings;
 pub use query::Query;
 pub use resolve::{IndicesOptions, ResolvedName};
 pub use settings::IndexSettings;
+pub use snapshots::{SearcherSnapshot, Snapshots};
+pub use sort::{FieldSort, SortKey, SortMissing, SortMode, SortOrder, SortValue};

@@ -518,8 +518,12 @@ impl SourceFilter {
                     }
                     let child_included =
                         included || self.includes.iter().any(|p| covers(p, &child_path));
-                    if child_included && !child.is_object() && !child.is_array() {
-                        out.insert(key.clone(), child.clone());
+                    if !child.is_object() && !child.is_array() {
+                        // A scalar is kept only when selected: a wildcard that might select
+                        // paths below an object selects nothing below a scalar.
+                        if child_included {
+                            out.insert(key.clone(), child.clone());
+                        }
                         continue;
                     }
                     let may_descend = child_included

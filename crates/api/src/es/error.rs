@@ -216,6 +216,7 @@ impl From<SearchError> for EsError {
                 EsError::bad_request("mapper_parsing_exception", reason)
             }
             SearchError::IllegalArgument { .. } => EsError::illegal_argument(reason),
+            SearchError::QueryShard { .. } => EsError::bad_request("query_shard_exception", reason),
             SearchError::Validation { .. } => {
                 EsError::bad_request("action_request_validation_exception", reason)
             }

@@ -9,10 +9,13 @@ mod documents;
 pub mod error;
 mod fields;
 mod filter_path;
+mod hit_fields;
 mod indices;
 mod query_dsl;
+mod readers;
 pub mod routes;
 mod search;
+mod sort;
 mod targets;
 mod templates;
 
@@ -40,6 +43,8 @@ pub struct EsApi {
     node: Arc<Node>,
     write_slots: Arc<Semaphore>,
     search_slots: Arc<Semaphore>,
+    /// Open points in time and scrolls (`readers.rs`), expired on the wall clock.
+    readers: Arc<sluice_search::Snapshots<readers::Reader>>,
 }
 
 type EsResult = Result<Response, EsError>;
@@ -50,6 +55,7 @@ impl EsApi {
             node,
             write_slots: Arc::new(Semaphore::new(WRITE_REQUESTS_MAX)),
             search_slots: Arc::new(Semaphore::new(SEARCH_REQUESTS_MAX)),
+            readers: Arc::new(sluice_search::Snapshots::new(readers::wall_clock_ms)),
         }
     }
 
@@ -140,6 +146,14 @@ impl EsApi {
             ["_resolve", "index", expression] if get || post => {
                 fields::resolve_index(self, request, expression)
             }
+            ["_search", "scroll"] | ["_search", "scroll", _] if get || post => {
+                readers::scroll(self, request).await
+            }
+            ["_search", "scroll"] | ["_search", "scroll", _] if delete => {
+                readers::clear_scroll(self, request)
+            }
+            [target, "_pit"] if post => readers::open_pit(self, request, target).await,
+            ["_pit"] if delete => readers::close_pit(self, request),
             ["_search"] if get || post => search::search(self, request, None).await,
             [target, "_search"] if get || post => search::search(self, request, Some(target)).await,
             ["_analyze"] if get || post => analyze::analyze(self, request, None),

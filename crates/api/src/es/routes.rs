@@ -297,6 +297,24 @@ const NO_BODY: &[(&str, Body)] = &[];
 const JSON_GET_POST: &[(&str, Body)] = &[("GET", Body::Json), ("POST", Body::Json)];
 const JSON_PUT_POST: &[(&str, Body)] = &[("PUT", Body::Json), ("POST", Body::Json)];
 const JSON_POST: &[(&str, Body)] = &[("POST", Body::Json)];
+const JSON_DELETE: &[(&str, Body)] = &[("DELETE", Body::Json)];
+const JSON_GET_POST_DELETE: &[(&str, Body)] = &[
+    ("GET", Body::Json),
+    ("POST", Body::Json),
+    ("DELETE", Body::Json),
+];
+/// `_search/scroll`: the next page of a scroll, or clearing scrolls.
+const SCROLL: &[&str] = &["scroll", "scroll_id", "rest_total_hits_as_int"];
+/// `POST /{index}/_pit`.
+const OPEN_PIT: &[&str] = &[
+    "keep_alive",
+    "ignore_unavailable",
+    "expand_wildcards",
+    "allow_no_indices",
+    "preference",
+    "routing",
+    "allow_partial_search_results",
+];
 const JSON_PUT: &[(&str, Body)] = &[("PUT", Body::Json)];
 const NDJSON: &[(&str, Body)] = &[("POST", Body::Ndjson), ("PUT", Body::Ndjson)];
 const MSEARCH_BODY: &[(&str, Body)] = &[("GET", Body::Ndjson), ("POST", Body::Ndjson)];
@@ -443,6 +461,20 @@ pub const ROUTES: &[Route] = &[
         RESOLVE,
         JSON_GET_POST,
     ),
+    route(
+        &[Literal("_search"), Literal("scroll")],
+        &["GET", "POST", "DELETE"],
+        SCROLL,
+        JSON_GET_POST_DELETE,
+    ),
+    route(
+        &[Literal("_search"), Literal("scroll"), Any],
+        &["GET", "POST", "DELETE"],
+        SCROLL,
+        JSON_GET_POST_DELETE,
+    ),
+    route(&[Literal("_pit")], &["DELETE"], &[], JSON_DELETE),
+    route(&[Any, Literal("_pit")], &["POST"], OPEN_PIT, JSON_POST),
     route(
         &[Literal("_search")],
         &["GET", "POST"],

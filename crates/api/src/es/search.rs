@@ -5,15 +5,19 @@
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use sluice_search::Query;
+use sluice_search::sort::compare_sort_values;
+use sluice_search::{Query, SearchPage, SortKey};
 
 use super::documents::SourceFilter;
+use super::hit_fields::{FieldPattern, hit_fields, hit_highlight, parse_highlight, parse_patterns};
+use super::sort::{parse_sort, parse_sort_param};
 use super::targets::{Target, indices_options, options_from, resolve_targets};
 use super::{
     EsApi, EsError, EsResult, RawSources, blocking, bool_param, int_param, ok, parse_json_body,
 };
 use crate::http::Request;
 use sluice_search::IndicesOptions;
+use sluice_search::highlight::HighlightField;
 
 /// Hits counted exactly before `total.relation` becomes `gte` (Elasticsearch's default).
 pub const TRACK_TOTAL_HITS_DEFAULT: u64 = 10_000;
@@ -46,7 +50,7 @@ impl TrackTotalHits {
     }
 }
 
-struct SearchRequest {
+pub(super) struct SearchRequest {
     query: Query,
     from: usize,
     size: usize,
@@ -62,6 +66,64 @@ struct SearchRequest {
     /// `rest_total_hits_as_int`: `hits.total` as a number, as Elasticsearch 6 showed it.
     total_as_int: bool,
     aggs: Option<super::aggs::SearchAggs>,
+    /// Empty: by score.
+    sort: Vec<SortKey>,
+    /// Compute scores and `max_score` even when sorting by fields.
+    track_scores: bool,
+    /// Only hits after these sort values.
+    search_after: Option<Vec<Value>>,
+    /// `pit`: the point in time read, and the keep-alive it renews.
+    pub(super) pit: Option<PitRef>,
+    min_score: Option<f32>,
+    /// Documents each index collects at most (`terminated_early`).
+    terminate_after: Option<u64>,
+    /// `timeout`: collection stops then, with partial results and `timed_out: true`.
+    timeout_ms: Option<u64>,
+    explain: bool,
+    fields: Vec<FieldPattern>,
+    docvalue_fields: Vec<FieldPattern>,
+    /// Filters the hits after aggregations ran on the query's matches.
+    post_filter: Option<Query>,
+    highlight: Vec<HighlightField>,
+}
+
+/// The body's `pit`.
+#[derive(Debug, Clone)]
+pub(super) struct PitRef {
+    pub id: String,
+    pub keep_alive_ms: Option<u64>,
+}
+
+/// A keep-alive (`1m`) in milliseconds, as `scroll` and `keep_alive` give it.
+pub(super) fn keep_alive_ms(text: &str, name: &str) -> Result<u64, EsError> {
+    match sluice_search::settings::parse_time_value(text) {
+        Some(Some(duration)) => Ok(duration.as_millis() as u64),
+        _ => Err(EsError::parse(format!(
+            "failed to parse setting [{name}] with value [{text}] as a time value: unit is missing or unrecognized"
+        ))),
+    }
+}
+
+fn parse_pit(value: &Value) -> Result<PitRef, EsError> {
+    let Value::Object(object) = value else {
+        return Err(EsError::parse("[pit] must be an object"));
+    };
+    let mut id = None;
+    let mut keep_alive = None;
+    for (key, value) in object {
+        match (key.as_str(), value) {
+            ("id", Value::String(text)) => id = Some(text.clone()),
+            ("keep_alive", Value::String(text)) => keep_alive = Some(keep_alive_ms(text, key)?),
+            (other, _) => {
+                return Err(EsError::parse(format!("[pit] unknown field [{other}]")));
+            }
+        }
+    }
+    let id = id.ok_or_else(|| EsError::parse("[pit] requires an [id]"))?;
+    Ok(PitRef {
+        id,
+        keep_alive_ms: keep_alive,
+    })
 }
 
 impl SearchRequest {
@@ -158,6 +220,7 @@ fn parse_search(request: &Request) -> Result<SearchRequest, EsError> {
     super::aggs::apply_typed_keys(request, search.aggs.as_mut());
     apply_search_params(request, &mut search)?;
     check_total_as_int(&search)?;
+    check_search_after(&search)?;
     check_terminate_after(request)?;
     if let Some(query) = url_query(request)? {
         search.query = query;
@@ -178,6 +241,18 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         seq_no_primary_term: false,
         total_as_int,
         aggs: None,
+        sort: Vec::new(),
+        track_scores: false,
+        search_after: None,
+        pit: None,
+        min_score: None,
+        terminate_after: None,
+        timeout_ms: None,
+        explain: false,
+        fields: Vec::new(),
+        docvalue_fields: Vec::new(),
+        post_filter: None,
+        highlight: Vec::new(),
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
@@ -202,14 +277,50 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                 "seq_no_primary_term" => {
                     search.seq_no_primary_term = value.as_bool().unwrap_or(false)
                 }
-                "terminate_after" if integer(value, key)? < 0 => {
-                    return Err(EsError::illegal_argument("terminateAfter must be > 0"));
+                "terminate_after" => {
+                    let limit = integer(value, key)?;
+                    if limit < 0 {
+                        return Err(EsError::illegal_argument("terminateAfter must be > 0"));
+                    }
+                    search.terminate_after = (limit > 0).then_some(limit as u64);
                 }
-                "timeout" | "explain" | "min_score" | "terminate_after" => {}
+                "timeout" => {
+                    let text = value.as_str().ok_or_else(|| {
+                        EsError::parse(format!("[timeout] must be a time value, got [{value}]"))
+                    })?;
+                    search.timeout_ms = Some(keep_alive_ms(text, "timeout")?);
+                }
+                "explain" => {
+                    search.explain = value.as_bool().ok_or_else(|| {
+                        EsError::parse(format!("[explain] must be a boolean, got [{value}]"))
+                    })?
+                }
+                "min_score" => {
+                    search.min_score = Some(value.as_f64().ok_or_else(|| {
+                        EsError::parse(format!("[min_score] must be a number, got [{value}]"))
+                    })? as f32)
+                }
                 "aggs" | "aggregations" => search.aggs = Some(super::aggs::parse(value)?),
-                "sort" | "highlight" | "search_after" | "collapse" | "post_filter" | "suggest"
-                | "fields" | "script_fields" | "docvalue_fields" | "pit" | "runtime_mappings"
-                | "rescore" => {
+                "sort" => search.sort = parse_sort(value)?,
+                "track_scores" => {
+                    search.track_scores = value.as_bool().ok_or_else(|| {
+                        EsError::parse(format!("[track_scores] must be a boolean, got [{value}]"))
+                    })?
+                }
+                "search_after" => match value {
+                    Value::Array(values) => search.search_after = Some(values.clone()),
+                    other => {
+                        return Err(EsError::parse(format!(
+                            "[search_after] must be an array, got [{other}]"
+                        )));
+                    }
+                },
+                "pit" => search.pit = Some(parse_pit(value)?),
+                "fields" => search.fields = parse_patterns(value, key)?,
+                "post_filter" => search.post_filter = Some(parse_query(value)?),
+                "docvalue_fields" => search.docvalue_fields = parse_patterns(value, key)?,
+                "highlight" => search.highlight = parse_highlight(value)?,
+                "collapse" | "suggest" | "script_fields" | "runtime_mappings" | "rescore" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -246,6 +357,29 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
     if let Some(version) = bool_param(request, "version")? {
         search.version = version;
     }
+    if let Some(sort) = request.param("sort") {
+        search.sort = parse_sort_param(sort)?;
+    }
+    if let Some(limit) = int_param(request, "terminate_after")?.filter(|n| *n > 0) {
+        search.terminate_after = Some(limit as u64);
+    }
+    if let Some(fields) = param_list(request, "docvalue_fields") {
+        search.docvalue_fields = parse_patterns(&json!(fields), "docvalue_fields")?;
+    }
+    if let Some(timeout) = request.param("timeout") {
+        search.timeout_ms = Some(keep_alive_ms(timeout, "timeout")?);
+    }
+    if let Some(explain) = bool_param(request, "explain")? {
+        search.explain = explain;
+    }
+    if let Some(min_score) = request.param("min_score") {
+        search.min_score = Some(min_score.parse::<f32>().map_err(|_| {
+            EsError::parse(format!("[min_score] must be a number, got [{min_score}]"))
+        })?);
+    }
+    if let Some(track_scores) = bool_param(request, "track_scores")? {
+        search.track_scores = track_scores;
+    }
     if let Some(seq_no) = bool_param(request, "seq_no_primary_term")? {
         search.seq_no_primary_term = seq_no;
     }
@@ -257,6 +391,27 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
             let number = int_param(request, "track_total_hits")?.unwrap_or_default();
             search.track_total_hits = Some(TrackTotalHits::from_number(number)?);
         }
+    }
+    Ok(())
+}
+
+/// `search_after` pages from the start of what follows its values; `_shard_doc` needs a point
+/// in time.
+fn check_search_after(search: &SearchRequest) -> Result<(), EsError> {
+    if search.search_after.is_some() && search.from > 0 {
+        return Err(EsError::validation(
+            "`from` parameter must be set to 0 when `search_after` is used.",
+        ));
+    }
+    if search.pit.is_none()
+        && search
+            .sort
+            .iter()
+            .any(|key| matches!(key, SortKey::ShardDoc(_)))
+    {
+        return Err(EsError::illegal_argument(
+            "[_shard_doc] sort field cannot be used without [point in time]",
+        ));
     }
     Ok(())
 }
@@ -276,50 +431,191 @@ fn check_total_as_int(search: &SearchRequest) -> Result<(), EsError> {
 pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
     let started = Instant::now();
     let search = parse_search(request)?;
+    if let Some(pit) = search.pit.clone() {
+        return super::readers::search_pit(api, request, target, search, pit, started).await;
+    }
+    if let Some(scroll) = request.param("scroll") {
+        let keep_alive = keep_alive_ms(scroll, "scroll")?;
+        return super::readers::open_scroll(api, request, target, search, keep_alive, started)
+            .await;
+    }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let targets = resolve_targets(api, target, options)?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let pretty = super::is_pretty(request);
     blocking(move || {
         let mut raw = RawSources::default();
-        let body = run_search(&targets, &search, started, &mut raw)?;
+        let view = View::live(&search);
+        let (body, _) = run_search(&targets, &search, &view, started, &mut raw)?;
         Ok(raw.render(hyper::StatusCode::OK, &body, pretty))
     })
     .await
 }
 
-/// Runs one search on its targets; the sources of the hits go through `raw`.
-fn run_search(
+/// What one run of a search reads and how it sorts: the live indices or a reader's snapshots
+/// (one per target), the sort it runs (the request's, plus the `_shard_doc` tiebreaker for
+/// readers) and where it starts.
+pub(super) struct View<'a> {
+    pub snapshots: Option<&'a [sluice_search::SearcherSnapshot]>,
+    pub sort: Vec<SortKey>,
+    pub search_after: Option<&'a [Value]>,
+    /// How many of their sort values hits show (a scroll's internal tiebreaker stays hidden).
+    pub shown_sort_values: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn live(search: &'a SearchRequest) -> View<'a> {
+        View {
+            snapshots: None,
+            sort: search.sort.clone(),
+            search_after: search.search_after.as_deref(),
+            shown_sort_values: search.sort.len(),
+        }
+    }
+}
+
+impl SearchRequest {
+    /// The request's sort with Elasticsearch's implicit `_shard_doc` tiebreaker (ascending)
+    /// unless it has one; by score when it gives none.
+    pub(super) fn sort_with_tiebreaker(&self) -> Vec<SortKey> {
+        let mut sort = if self.sort.is_empty() {
+            vec![SortKey::Score(sluice_search::SortOrder::Desc)]
+        } else {
+            self.sort.clone()
+        };
+        if !sort.iter().any(|key| matches!(key, SortKey::ShardDoc(_))) {
+            sort.push(SortKey::ShardDoc(sluice_search::SortOrder::Asc));
+        }
+        sort
+    }
+
+    pub(super) fn from(&self) -> usize {
+        self.from
+    }
+
+    pub(super) fn search_after(&self) -> Option<&[Value]> {
+        self.search_after.as_deref()
+    }
+
+    /// How many sort keys the request gives.
+    pub(super) fn sort_len(&self) -> usize {
+        self.sort.len()
+    }
+
+    /// Aggregations run on a scroll's first page only.
+    pub(super) fn without_aggs(mut self) -> SearchRequest {
+        self.aggs = None;
+        self
+    }
+}
+
+/// Runs one search on its targets; the sources of the hits go through `raw`. Returns the body
+/// and the sort values of the last hit shown.
+pub(super) fn run_search(
     targets: &[Target],
     search: &SearchRequest,
+    view: &View<'_>,
     started: Instant,
     raw: &mut RawSources,
-) -> Result<Value, EsError> {
-    let window = search.from + search.size;
+) -> Result<(Value, Option<Vec<Value>>), EsError> {
+    let window = search.from.saturating_add(search.size);
     let mut total = 0u64;
+    let mut scored = true;
+    let mut terminated_early = false;
+    let mut timed_out = false;
+    let mut max_score: Option<f32> = None;
     let mut hits = Vec::new();
-    for target in targets {
-        let found = target
-            .index
-            .search(&target.scope(&search.query), 0, window)?;
+    // Indices that cannot run the sort (a field they do not map): Elasticsearch's shard
+    // failures, an error only when no index could run it.
+    let mut failures = Vec::new();
+    for (position, target) in targets.iter().enumerate() {
+        let mut scoped = target.scope(&search.query);
+        if let Some(post_filter) = &search.post_filter {
+            scoped = scoped.with_alias_filters(Some(vec![post_filter.clone()]));
+        }
+        let page = SearchPage {
+            query: &scoped,
+            from: 0,
+            size: window,
+            sort: &view.sort,
+            track_scores: search.track_scores,
+            search_after: view.search_after,
+            snapshot: view.snapshots.and_then(|snapshots| snapshots.get(position)),
+            shard_index: position as u32,
+            min_score: search.min_score,
+            terminate_after: search.terminate_after,
+            deadline: search
+                .timeout_ms
+                .map(|ms| started + std::time::Duration::from_millis(ms)),
+            explain: search.explain,
+        };
+        let found = match target.index.search_page(&page) {
+            Ok(found) => found,
+            Err(error @ sluice_search::SearchError::QueryShard { .. }) if targets.len() > 1 => {
+                failures.push((target.index.name().to_string(), EsError::from(error)));
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         total += found.total;
+        scored &= found.scored;
+        terminated_early |= found.terminated_early;
+        timed_out |= found.timed_out;
+        max_score = match (max_score, found.max_score) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         hits.extend(
             found
                 .hits
                 .into_iter()
-                .map(|hit| (target.index.name().to_string(), hit)),
+                .map(|hit| (target.index.clone(), hit)),
         );
     }
-    // Merge the indices' hits by score; ties keep index order, then document order.
-    hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
-    let max_score = hits.first().map(|(_, h)| h.score);
+    if !targets.is_empty()
+        && failures.len() == targets.len()
+        && let Some((_, error)) = failures.pop()
+    {
+        return Err(error);
+    }
+    let sorted = !view.sort.is_empty() || view.search_after.is_some();
+    if sorted {
+        // Merge by sort values; a stable sort keeps index order, then document order, on ties.
+        let by_score = [SortKey::Score(sluice_search::SortOrder::Desc)];
+        let keys = if view.sort.is_empty() {
+            &by_score[..]
+        } else {
+            &view.sort[..]
+        };
+        hits.sort_by(|(_, a), (_, b)| compare_sort_values(keys, &a.sort, &b.sort));
+    } else {
+        // Merge the indices' hits by score; ties keep index order, then document order.
+        hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
+    }
+    let max_score = if scored { max_score } else { None };
     let source_filter = search.source_filter();
+    let last_sort = hits
+        .iter()
+        .skip(search.from)
+        .take(search.size)
+        .next_back()
+        .map(|(_, hit)| hit.sort.iter().map(|v| v.to_json()).collect());
     let page: Vec<Value> = hits
         .into_iter()
         .skip(search.from)
         .take(search.size)
-        .map(|(index, hit)| {
-            let mut json = json!({"_index": index, "_id": hit.id, "_score": hit.score});
+        .map(|(index_ref, hit)| {
+            let index = index_ref.name();
+            let score = if scored {
+                json!(hit.score)
+            } else {
+                Value::Null
+            };
+            let mut json = if search.explain {
+                json!({"_shard": format!("[{index}][0]"), "_node": "sluice", "_index": index, "_id": hit.id, "_score": score})
+            } else {
+                json!({"_index": index, "_id": hit.id, "_score": score})
+            };
             if search.version {
                 json["_version"] = json!(hit.version);
             }
@@ -332,12 +628,41 @@ fn run_search(
             {
                 json["_source"] = source;
             }
+            if sorted && view.shown_sort_values > 0 {
+                json["sort"] = Value::Array(
+                    hit.sort
+                        .iter()
+                        .take(view.shown_sort_values)
+                        .map(|v| v.to_json())
+                        .collect(),
+                );
+            }
             if !hit.matched_queries.is_empty() {
                 json["matched_queries"] = json!(hit.matched_queries);
             }
-            json
+            if let Some(source) = &hit.source
+                && let Some(fields) = hit_fields(
+                    &index_ref,
+                    &hit.id,
+                    source,
+                    &search.fields,
+                    &search.docvalue_fields,
+                )?
+            {
+                json["fields"] = fields;
+            }
+            if let Some(source) = &hit.source
+                && let Some(highlight) =
+                    hit_highlight(&index_ref, &search.query, source, &search.highlight)
+            {
+                json["highlight"] = highlight;
+            }
+            if let Some(explanation) = hit.explanation {
+                json["_explanation"] = explanation;
+            }
+            Ok(json)
         })
-        .collect();
+        .collect::<Result<_, EsError>>()?;
     let tracking = search.track_total_hits.unwrap_or(if search.total_as_int {
         TrackTotalHits::Accurate
     } else {
@@ -357,17 +682,38 @@ fn run_search(
         None => json!({"max_score": max_score, "hits": page}),
     };
     let shards = targets.len();
+    let mut shards_json = json!({"total": shards, "successful": shards - failures.len(), "skipped": 0, "failed": failures.len()});
+    if !failures.is_empty() {
+        shards_json["failures"] = failures
+            .iter()
+            .map(|(index, error)| {
+                json!({"shard": 0, "index": index, "node": "sluice", "reason": error.error_object()})
+            })
+            .collect();
+    }
     let mut body = json!({
         "took": started.elapsed().as_millis() as u64,
-        "timed_out": false,
-        "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0},
+        "timed_out": timed_out,
+        "_shards": shards_json,
         "hits": hits_json,
     });
+    if terminated_early && let Value::Object(object) = &mut body {
+        // Elasticsearch shows it after `timed_out`.
+        let mut ordered = serde_json::Map::new();
+        for (key, value) in std::mem::take(object) {
+            let after_timed_out = key == "timed_out";
+            ordered.insert(key, value);
+            if after_timed_out {
+                ordered.insert("terminated_early".into(), json!(true));
+            }
+        }
+        *object = ordered;
+    }
     if let Some(aggs) = &search.aggs {
         body["aggregations"] = super::aggs::run(targets, &search.query, aggs, raw)?;
         body["took"] = json!(started.elapsed().as_millis() as u64);
     }
-    Ok(body)
+    Ok((body, last_sort))
 }
 
 /// Searches one `_msearch` request may hold; beyond it, the request is refused.
@@ -467,6 +813,7 @@ fn parse_msearch(
             .or_else(|| default_expression.map(str::to_string));
         let search = parse_search_body(body, total_as_int)?;
         check_total_as_int(&search)?;
+        check_search_after(&search)?;
         items.push(MultiSearchItem {
             expression,
             options,
@@ -505,7 +852,16 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
             let one_started = Instant::now();
             let answer =
                 super::targets::resolve_with(&node, item.expression.as_deref(), item.options)
-                    .and_then(|targets| run_search(&targets, &item.search, one_started, &mut raw));
+                    .and_then(|targets| {
+                        if item.search.pit.is_some() {
+                            return Err(EsError::illegal_argument(
+                                "[pit] in _msearch is not supported by Sluice yet",
+                            ));
+                        }
+                        let view = View::live(&item.search);
+                        run_search(&targets, &item.search, &view, one_started, &mut raw)
+                            .map(|(body, _)| body)
+                    });
             responses.push(match answer {
                 Ok(mut response) => {
                     response["status"] = json!(200);

@@ -105,6 +105,11 @@ impl DateFormat {
         Ok(DateFormat { tokens })
     }
 
+    /// `utc` printed in UTC with `format` (the first of its `||` alternatives).
+    pub fn format_utc(format: &str, utc: i64) -> Result<String, String> {
+        Ok(DateFormat::parse(format)?.format(utc, &TimeZone::UTC))
+    }
+
     pub fn format(&self, utc: i64, time_zone: &TimeZone) -> String {
         let Some((local, offset_seconds)) = local_fields(utc, time_zone) else {
             return utc.to_string();

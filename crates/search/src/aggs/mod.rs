@@ -26,7 +26,7 @@ mod reduce;
 mod result;
 pub mod rounding;
 mod tdigest;
-mod values;
+pub(crate) mod values;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

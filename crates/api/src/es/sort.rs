@@ -1,0 +1,276 @@
+//! The `sort` of a search: its JSON shapes (a field name, `{"f": "desc"}`, `{"f": {"order",
+//! "missing", "unmapped_type", "mode", "format"}}`, `_score`, `_doc`, an array of them) and the
+//! URL's `sort=f:desc,g`, read into `search`'s [`SortKey`]s (`_shard_doc` too; the search
+//! checks it has a point in time). Options Sluice does not implement (`nested`, `numeric_type`,
+//! script and geo-distance sorts) are refused by name.
+
+use serde_json::Value;
+use sluice_search::{FieldSort, SortKey, SortMissing, SortMode, SortOrder};
+
+use super::EsError;
+
+/// Sort keys one search may give; beyond it the request is refused (each key costs a column
+/// read per matching document).
+pub const SORT_KEYS_MAX: usize = 64;
+
+/// Reads the body's `sort`.
+pub(crate) fn parse_sort(value: &Value) -> Result<Vec<SortKey>, EsError> {
+    let keys = match value {
+        Value::Array(items) => items.iter().map(parse_one).collect::<Result<Vec<_>, _>>()?,
+        other => vec![parse_one(other)?],
+    };
+    check_count(keys)
+}
+
+fn check_count(keys: Vec<SortKey>) -> Result<Vec<SortKey>, EsError> {
+    if keys.len() > SORT_KEYS_MAX {
+        return Err(EsError::illegal_argument(format!(
+            "a search may sort by at most [{SORT_KEYS_MAX}] keys, got [{}]",
+            keys.len()
+        )));
+    }
+    Ok(keys)
+}
+
+/// Reads the URL's `sort=field:order,field`.
+pub(crate) fn parse_sort_param(param: &str) -> Result<Vec<SortKey>, EsError> {
+    let keys = param
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (field, order) = match item.rsplit_once(':') {
+                Some((field, order)) => (field, Some(parse_order(&Value::from(order))?)),
+                None => (item, None),
+            };
+            Ok(key_with(field, order))
+        })
+        .collect::<Result<Vec<_>, EsError>>()?;
+    check_count(keys)
+}
+
+fn default_order(field: &str) -> SortOrder {
+    if field == "_score" {
+        SortOrder::Desc
+    } else {
+        SortOrder::Asc
+    }
+}
+
+fn key_with(field: &str, order: Option<SortOrder>) -> SortKey {
+    let order = order.unwrap_or_else(|| default_order(field));
+    match field {
+        "_score" => SortKey::Score(order),
+        "_doc" => SortKey::Doc(order),
+        "_shard_doc" => SortKey::ShardDoc(order),
+        _ => SortKey::Field(FieldSort {
+            field: field.to_string(),
+            order,
+            missing: SortMissing::Last,
+            unmapped_type: None,
+            mode: None,
+            format: None,
+        }),
+    }
+}
+
+fn parse_order(value: &Value) -> Result<SortOrder, EsError> {
+    match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("asc") => Ok(SortOrder::Asc),
+        Some("desc") => Ok(SortOrder::Desc),
+        _ => Err(EsError::illegal_argument(format!(
+            "No enum constant org.elasticsearch.search.sort.SortOrder.{}",
+            value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_uppercase)
+        ))),
+    }
+}
+
+fn parse_mode(value: &Value) -> Result<SortMode, EsError> {
+    match value.as_str() {
+        Some("min") => Ok(SortMode::Min),
+        Some("max") => Ok(SortMode::Max),
+        Some("sum") => Ok(SortMode::Sum),
+        Some("avg") => Ok(SortMode::Avg),
+        Some("median") => Ok(SortMode::Median),
+        _ => Err(EsError::illegal_argument(format!(
+            "Unknown MultiValueMode [{}]",
+            value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string)
+        ))),
+    }
+}
+
+fn parse_one(value: &Value) -> Result<SortKey, EsError> {
+    match value {
+        Value::String(field) => Ok(key_with(field, None)),
+        Value::Object(object) => {
+            let mut entries = object.iter();
+            let (Some((field, options)), None) = (entries.next(), entries.next()) else {
+                return Err(EsError::parse(format!(
+                    "expected a single field name in [sort] but found [{}]",
+                    object.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            };
+            if matches!(field.as_str(), "_script" | "_geo_distance" | "_geoDistance") {
+                return Err(EsError::illegal_argument(format!(
+                    "[{field}] sort is not supported by Sluice yet"
+                )));
+            }
+            match options {
+                Value::String(_) => Ok(key_with(field, Some(parse_order(options)?))),
+                Value::Object(options) => parse_options(field, options),
+                other => Err(EsError::parse(format!(
+                    "[sort] of [{field}] must be an order or an object, got [{other}]"
+                ))),
+            }
+        }
+        other => Err(EsError::parse(format!(
+            "[sort] must hold field names or objects, got [{other}]"
+        ))),
+    }
+}
+
+fn parse_options(
+    field: &str,
+    options: &serde_json::Map<String, Value>,
+) -> Result<SortKey, EsError> {
+    let mut order = None;
+    let mut missing = SortMissing::Last;
+    let mut unmapped_type = None;
+    let mut mode = None;
+    let mut format = None;
+    for (name, value) in options {
+        match name.as_str() {
+            "order" => order = Some(parse_order(value)?),
+            "missing" => {
+                missing = match value {
+                    Value::String(s) if s == "_last" => SortMissing::Last,
+                    Value::String(s) if s == "_first" => SortMissing::First,
+                    Value::Null => SortMissing::Last,
+                    other => SortMissing::Value(other.clone()),
+                }
+            }
+            "unmapped_type" => {
+                unmapped_type = Some(
+                    value
+                        .as_str()
+                        .ok_or_else(|| EsError::parse("[unmapped_type] must be a string"))?
+                        .to_string(),
+                )
+            }
+            "mode" => mode = Some(parse_mode(value)?),
+            "format" => {
+                format = Some(
+                    value
+                        .as_str()
+                        .ok_or_else(|| EsError::parse("[format] must be a string"))?
+                        .to_string(),
+                )
+            }
+            "nested" | "nested_path" | "nested_filter" | "numeric_type" => {
+                return Err(EsError::illegal_argument(format!(
+                    "[{name}] of a field sort is not supported by Sluice yet"
+                )));
+            }
+            other => {
+                return Err(EsError::parse(format!(
+                    "[field_sort] unknown field [{other}]"
+                )));
+            }
+        }
+    }
+    if matches!(field, "_score" | "_doc" | "_shard_doc") {
+        if let Some(mode) = mode {
+            return Err(EsError::parse(format!(
+                "[{field}] sort does not take a [mode], got [{}]",
+                mode.name()
+            )));
+        }
+        return Ok(key_with(field, order));
+    }
+    Ok(SortKey::Field(FieldSort {
+        field: field.to_string(),
+        order: order.unwrap_or(SortOrder::Asc),
+        missing,
+        unmapped_type,
+        mode,
+        format,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reason(value: Value) -> String {
+        match parse_sort(&value) {
+            Ok(keys) => format!("ok {keys:?}"),
+            Err(error) => error.reason,
+        }
+    }
+
+    #[test]
+    fn sort_shapes_read_into_keys() {
+        let keys = parse_sort(&json!([
+            "a",
+            {"b": "desc"},
+            {"c": {"order": "desc", "missing": "_first", "unmapped_type": "long", "mode": "avg"}},
+            "_score",
+            {"_doc": {"order": "desc"}}
+        ]))
+        .unwrap();
+        assert_eq!(keys.len(), 5);
+        assert_eq!(keys[3], SortKey::Score(SortOrder::Desc));
+        assert_eq!(keys[4], SortKey::Doc(SortOrder::Desc));
+        let SortKey::Field(c) = &keys[2] else {
+            panic!("{keys:?}")
+        };
+        assert_eq!(c.order, SortOrder::Desc);
+        assert_eq!(c.missing, SortMissing::First);
+        assert_eq!(c.unmapped_type.as_deref(), Some("long"));
+        assert_eq!(c.mode, Some(SortMode::Avg));
+        assert_eq!(
+            parse_sort(&json!("_score")).unwrap(),
+            vec![SortKey::Score(SortOrder::Desc)]
+        );
+        assert_eq!(
+            parse_sort_param("t:desc,_doc").unwrap(),
+            vec![
+                key_with("t", Some(SortOrder::Desc)),
+                SortKey::Doc(SortOrder::Asc)
+            ]
+        );
+    }
+
+    #[test]
+    fn unsupported_sorts_are_refused_by_name() {
+        assert_eq!(
+            reason(json!({"_script": {"type": "number"}})),
+            "[_script] sort is not supported by Sluice yet"
+        );
+        assert_eq!(
+            reason(json!({"a": {"nested": {"path": "x"}}})),
+            "[nested] of a field sort is not supported by Sluice yet"
+        );
+        assert_eq!(
+            reason(json!({"a": {"bogus": 1}})),
+            "[field_sort] unknown field [bogus]"
+        );
+        assert_eq!(
+            reason(json!({"a": "sideways"})),
+            "No enum constant org.elasticsearch.search.sort.SortOrder.SIDEWAYS"
+        );
+        assert_eq!(
+            reason(json!({"a": {"mode": "most"}})),
+            "Unknown MultiValueMode [most]"
+        );
+        assert_eq!(
+            reason(json!({"a": "asc", "b": "desc"})),
+            "expected a single field name in [sort] but found [a, b]"
+        );
+    }
+}

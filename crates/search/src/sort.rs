@@ -1,0 +1,1231 @@
+//! Sorting hits by field values, `_score` and `_doc`, as Elasticsearch's `sort` does, and
+//! `search_after`.
+//!
+//! Sort keys are read from the `_fields` columns (see `schema.rs`), never from stored documents.
+//! A per-segment collector turns each matching document's keys into a tuple of `u64` codes whose
+//! plain order is the requested order (signs flipped, doubles in their total order, keyword
+//! ordinals of the segment's dictionary, descending keys inverted) and keeps the best
+//! `from + size` in a bounded heap; only the kept documents are decoded into [`SortValue`]s,
+//! which merge across segments and indices with [`compare_sort_values`].
+//!
+//! Missing values follow Elasticsearch: a numeric key takes a concrete substitute (the type's
+//! largest or smallest value, or the `missing` value), which is what the hit's sort values show;
+//! a keyword key sorts missing documents first or last and shows `null`.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::Instant;
+
+use serde_json::Value;
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::StrColumn;
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use crate::aggs::format::DateFormat;
+use crate::aggs::values::{FieldKind, SegmentColumn, resolve_field};
+use crate::date;
+use crate::error::{Result, SearchError};
+use crate::mapping::Mappings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// How a multi-valued field gives one sort value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortMode {
+    Min,
+    Max,
+    Sum,
+    Avg,
+    Median,
+}
+
+impl SortMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SortMode::Min => "min",
+            SortMode::Max => "max",
+            SortMode::Sum => "sum",
+            SortMode::Avg => "avg",
+            SortMode::Median => "median",
+        }
+    }
+}
+
+/// Where documents without a value go, or the value they take.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortMissing {
+    Last,
+    First,
+    Value(Value),
+}
+
+/// One key of a field sort.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSort {
+    pub field: String,
+    pub order: SortOrder,
+    pub missing: SortMissing,
+    /// The type an index that does not map the field sorts it as (every document missing);
+    /// without it such an index refuses the sort.
+    pub unmapped_type: Option<String>,
+    /// `None`: `min` ascending, `max` descending.
+    pub mode: Option<SortMode>,
+    /// A date format the sort values of a date field are shown in (else epoch milliseconds).
+    pub format: Option<String>,
+}
+
+/// One key of a search's sort.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    Score(SortOrder),
+    /// Index order: the document's number in its index's current searcher.
+    Doc(SortOrder),
+    /// Index order across the indices of a search (Elasticsearch's `_shard_doc`): the index's
+    /// position in the search in the high 32 bits, the document's number in the low ones.
+    ShardDoc(SortOrder),
+    Field(FieldSort),
+}
+
+impl SortKey {
+    fn order(&self) -> SortOrder {
+        match self {
+            SortKey::Score(order) | SortKey::Doc(order) | SortKey::ShardDoc(order) => *order,
+            SortKey::Field(field) => field.order,
+        }
+    }
+
+    fn missing(&self) -> SortMissing {
+        match self {
+            SortKey::Field(field) => field.missing.clone(),
+            _ => SortMissing::Last,
+        }
+    }
+}
+
+/// Whether a search sorted by `keys` computes scores: only if a key is `_score`.
+pub fn sorts_by_score(keys: &[SortKey]) -> bool {
+    keys.iter().any(|key| matches!(key, SortKey::Score(_)))
+}
+
+/// One sort value of a hit, as Elasticsearch shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    /// A keyword document without a value.
+    Null,
+    Long(i64),
+    Double(f64),
+    /// A score.
+    Float(f32),
+    Text(String),
+}
+
+impl SortValue {
+    /// The JSON Elasticsearch renders (infinite doubles as strings, as Jackson writes them).
+    pub fn to_json(&self) -> Value {
+        match self {
+            SortValue::Null => Value::Null,
+            SortValue::Long(v) => Value::from(*v),
+            SortValue::Double(v) => serde_json::Number::from_f64(*v)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(non_finite(*v))),
+            SortValue::Float(v) => serde_json::Number::from_f64(f64::from(*v))
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(non_finite(f64::from(*v)))),
+            SortValue::Text(s) => Value::String(s.clone()),
+        }
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            SortValue::Long(v) => Some(*v as f64),
+            SortValue::Double(v) => Some(*v),
+            SortValue::Float(v) => Some(f64::from(*v)),
+            _ => None,
+        }
+    }
+}
+
+fn non_finite(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v > 0.0 {
+        "Infinity".into()
+    } else {
+        "-Infinity".into()
+    }
+}
+
+/// Compares two hits' sort values under `keys`: the order in which they are shown.
+pub fn compare_sort_values(keys: &[SortKey], a: &[SortValue], b: &[SortValue]) -> Ordering {
+    for (index, key) in keys.iter().enumerate() {
+        let (Some(x), Some(y)) = (a.get(index), b.get(index)) else {
+            break;
+        };
+        let ordering = match (x, y) {
+            (SortValue::Null, SortValue::Null) => Ordering::Equal,
+            // Missing keywords go first or last whatever the order.
+            (SortValue::Null, _) | (_, SortValue::Null) => {
+                let null_first = matches!(key.missing(), SortMissing::First);
+                let x_null = matches!(x, SortValue::Null);
+                match (x_null, null_first) {
+                    (true, true) | (false, false) => Ordering::Less,
+                    _ => Ordering::Greater,
+                }
+            }
+            _ => {
+                let natural = match (x, y) {
+                    (SortValue::Long(x), SortValue::Long(y)) => x.cmp(y),
+                    (SortValue::Text(x), SortValue::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+                    _ => match (x.as_f64(), y.as_f64()) {
+                        (Some(x), Some(y)) => x.total_cmp(&y),
+                        // Text against a number (a field mapped differently in two indices):
+                        // numbers first, as a fixed rule.
+                        (Some(_), None) => Ordering::Less,
+                        (None, Some(_)) => Ordering::Greater,
+                        (None, None) => Ordering::Equal,
+                    },
+                };
+                match key.order() {
+                    SortOrder::Asc => natural,
+                    SortOrder::Desc => natural.reverse(),
+                }
+            }
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// How one index reads one sort key.
+#[derive(Debug, Clone)]
+enum ResolvedKey {
+    Score {
+        desc: bool,
+    },
+    Doc {
+        desc: bool,
+        /// `_shard_doc`: the index's position in the search, the code's high 32 bits.
+        shard: Option<u32>,
+    },
+    Field {
+        field: String,
+        kind: FieldKind,
+        desc: bool,
+        mode: SortMode,
+        /// Keywords: whether missing documents go first.
+        missing_first: bool,
+        /// Keywords: the value missing documents take instead.
+        missing_text: Option<String>,
+        /// Numbers: the value missing documents take (`_last`/`_first` resolved to the type's
+        /// bounds), encoded.
+        missing_code: u64,
+        /// Dates: the format the sort values are shown in.
+        format: Option<DateFormat>,
+    },
+}
+
+const SIGN_BIT: u64 = 1 << 63;
+
+fn encode_i64(value: i64) -> u64 {
+    (value as u64) ^ SIGN_BIT
+}
+
+fn decode_i64(code: u64) -> i64 {
+    (code ^ SIGN_BIT) as i64
+}
+
+fn encode_f64(value: f64) -> u64 {
+    let bits = value.to_bits();
+    if bits & SIGN_BIT != 0 {
+        !bits
+    } else {
+        bits | SIGN_BIT
+    }
+}
+
+fn decode_f64(code: u64) -> f64 {
+    if code & SIGN_BIT != 0 {
+        f64::from_bits(code & !SIGN_BIT)
+    } else {
+        f64::from_bits(!code)
+    }
+}
+
+fn directed(code: u64, desc: bool) -> u64 {
+    if desc { !code } else { code }
+}
+
+/// Keyword codes: `0` and `u64::MAX` are missing documents (first, last); a term of the
+/// segment's dictionary is `2 * ord + 2`; a string between terms (a `missing` value or a
+/// `search_after` value not in the segment) is `2 * position + 1`.
+const KEYWORD_MISSING_FIRST: u64 = 0;
+const KEYWORD_MISSING_LAST: u64 = u64::MAX;
+
+fn kind_of_unmapped_type(name: &str) -> Result<FieldKind> {
+    Ok(match name {
+        "keyword" | "text" | "wildcard" | "constant_keyword" => FieldKind::Keyword,
+        "long" | "integer" | "short" | "byte" | "unsigned_long" => FieldKind::Integer,
+        "double" | "float" | "half_float" | "scaled_float" => FieldKind::Double,
+        "date" | "date_nanos" => FieldKind::Date("strict_date_optional_time||epoch_millis".into()),
+        "boolean" => FieldKind::Boolean,
+        other => {
+            return Err(SearchError::illegal(format!(
+                "No mapper found for type [{other}]"
+            )));
+        }
+    })
+}
+
+/// Resolves `keys` against one index's mapping.
+fn resolve_keys(
+    keys: &[SortKey],
+    mappings: &Mappings,
+    index: &str,
+    shard: u32,
+) -> Result<Vec<ResolvedKey>> {
+    keys.iter()
+        .map(|key| match key {
+            SortKey::Score(order) => Ok(ResolvedKey::Score {
+                desc: *order == SortOrder::Desc,
+            }),
+            SortKey::Doc(order) => Ok(ResolvedKey::Doc {
+                desc: *order == SortOrder::Desc,
+                shard: None,
+            }),
+            SortKey::ShardDoc(order) => Ok(ResolvedKey::Doc {
+                desc: *order == SortOrder::Desc,
+                shard: Some(shard),
+            }),
+            SortKey::Field(sort) => resolve_field_key(sort, mappings, index),
+        })
+        .collect()
+}
+
+fn resolve_field_key(sort: &FieldSort, mappings: &Mappings, index: &str) -> Result<ResolvedKey> {
+    let mut kind = resolve_field(mappings, index, &sort.field, "sort")?;
+    if kind == FieldKind::Unmapped {
+        match &sort.unmapped_type {
+            Some(name) => kind = kind_of_unmapped_type(name)?,
+            None => {
+                return Err(SearchError::QueryShard {
+                    reason: format!("No mapping found for [{}] in order to sort on", sort.field),
+                });
+            }
+        }
+    }
+    let desc = sort.order == SortOrder::Desc;
+    let mode = sort
+        .mode
+        .unwrap_or(if desc { SortMode::Max } else { SortMode::Min });
+    if kind == FieldKind::Keyword && !matches!(mode, SortMode::Min | SortMode::Max) {
+        return Err(SearchError::illegal(format!(
+            "[{}] sort mode is not supported on non-numeric field [{}]; use [min] or [max]",
+            mode.name(),
+            sort.field
+        )));
+    }
+    let format = match (&kind, &sort.format) {
+        (FieldKind::Date(_), Some(text)) => {
+            Some(DateFormat::parse(text).map_err(SearchError::illegal)?)
+        }
+        (_, Some(text)) if kind != FieldKind::Keyword => {
+            return Err(SearchError::illegal(format!(
+                "field [{}] of type [{}] does not support custom formats in sort: [{text}]",
+                sort.field,
+                kind_name(&kind)
+            )));
+        }
+        _ => None,
+    };
+    let (missing_first, missing_text, missing_code) = match (&kind, &sort.missing) {
+        (FieldKind::Keyword, SortMissing::First) => (true, None, 0),
+        (FieldKind::Keyword, SortMissing::Last) => (false, None, 0),
+        (FieldKind::Keyword, SortMissing::Value(value)) => {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (false, Some(text), 0)
+        }
+        (_, missing) => {
+            // `_last` ascending is the type's largest value, descending its smallest; `_first`
+            // the other way round (Elasticsearch's substitutes, shown as sort values).
+            let largest = matches!(
+                (missing, desc),
+                (SortMissing::Last, false) | (SortMissing::First, true)
+            );
+            let code = match (missing, &kind) {
+                (SortMissing::Value(value), FieldKind::Double) => {
+                    encode_f64(numeric_value(&kind, value, &sort.field, "missing")?)
+                }
+                (SortMissing::Value(value), _) => {
+                    encode_i64(integer_value(&kind, value, &sort.field, "missing")?)
+                }
+                (_, FieldKind::Double) if largest => encode_f64(f64::INFINITY),
+                (_, FieldKind::Double) => encode_f64(f64::NEG_INFINITY),
+                _ if largest => encode_i64(i64::MAX),
+                _ => encode_i64(i64::MIN),
+            };
+            (false, None, code)
+        }
+    };
+    Ok(ResolvedKey::Field {
+        field: sort.field.clone(),
+        kind,
+        desc,
+        mode,
+        missing_first,
+        missing_text,
+        missing_code,
+        format,
+    })
+}
+
+fn kind_name(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Unmapped => "unmapped",
+        FieldKind::Keyword => "keyword",
+        FieldKind::Integer => "long",
+        FieldKind::Double => "double",
+        FieldKind::Date(_) => "date",
+        FieldKind::Boolean => "boolean",
+    }
+}
+
+fn numeric_value(kind: &FieldKind, value: &Value, field: &str, what: &str) -> Result<f64> {
+    let parsed = match (kind, value) {
+        (_, Value::Number(n)) => n.as_f64(),
+        (FieldKind::Date(format), Value::String(s)) => {
+            date::parse_date_str(s, format).map(|ms| ms as f64)
+        }
+        (FieldKind::Boolean, Value::Bool(b)) => Some(if *b { 1.0 } else { 0.0 }),
+        (FieldKind::Boolean, Value::String(s)) if s == "true" || s == "false" => {
+            Some(if s == "true" { 1.0 } else { 0.0 })
+        }
+        (_, Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        SearchError::illegal(format!(
+            "failed to parse the [{what}] value [{value}] of sort field [{field}]"
+        ))
+    })
+}
+
+fn integer_value(kind: &FieldKind, value: &Value, field: &str, what: &str) -> Result<i64> {
+    if let Value::Number(n) = value
+        && let Some(i) = n.as_i64()
+    {
+        return Ok(i);
+    }
+    if let (FieldKind::Date(format), Value::String(s)) = (kind, value)
+        && let Some(ms) = date::parse_date_str(s, format)
+    {
+        return Ok(ms);
+    }
+    if let Value::String(s) = value
+        && let Ok(i) = s.trim().parse::<i64>()
+    {
+        return Ok(i);
+    }
+    let number = numeric_value(kind, value, field, what)?;
+    if number.fract() == 0.0 && number >= i64::MIN as f64 && number <= i64::MAX as f64 {
+        return Ok(number as i64);
+    }
+    Err(SearchError::illegal(format!(
+        "failed to parse the [{what}] value [{value}] of sort field [{field}] as a long"
+    )))
+}
+
+/// A `search_after` value of one key, checked against the key's type in one index.
+#[derive(Debug, Clone)]
+enum AfterValue {
+    /// Already a code (numbers, scores, documents).
+    Code(u64),
+    /// A keyword, placed per segment; `None` is a missing document.
+    Text(Option<String>),
+}
+
+fn resolve_after(keys: &[ResolvedKey], after: &[Value]) -> Result<Vec<AfterValue>> {
+    if keys.len() != after.len() {
+        return Err(SearchError::illegal(format!(
+            "search_after has {} value(s) but sort has {}.",
+            after.len(),
+            keys.len()
+        )));
+    }
+    keys.iter()
+        .zip(after)
+        .map(|(key, value)| {
+            Ok(match key {
+                ResolvedKey::Score { desc } => {
+                    let score = value.as_f64().ok_or_else(|| {
+                        SearchError::illegal(format!(
+                            "Failed to parse search_after value for field [_score]: [{value}]"
+                        ))
+                    })?;
+                    AfterValue::Code(directed(encode_f64(f64::from(score as f32)), *desc))
+                }
+                ResolvedKey::Doc { desc, shard } => {
+                    let doc = value.as_u64().ok_or_else(|| {
+                        let name = if shard.is_some() {
+                            "_shard_doc"
+                        } else {
+                            "_doc"
+                        };
+                        SearchError::illegal(format!(
+                            "Failed to parse search_after value for field [{name}]: [{value}]"
+                        ))
+                    })?;
+                    AfterValue::Code(directed(doc, *desc))
+                }
+                ResolvedKey::Field {
+                    field, kind, desc, ..
+                } => match kind {
+                    FieldKind::Keyword | FieldKind::Unmapped => AfterValue::Text(match value {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    }),
+                    FieldKind::Double => AfterValue::Code(directed(
+                        encode_f64(after_double(kind, value, field)?),
+                        *desc,
+                    )),
+                    _ => AfterValue::Code(directed(
+                        encode_i64(after_long(kind, value, field)?),
+                        *desc,
+                    )),
+                },
+            })
+        })
+        .collect()
+}
+
+fn after_double(kind: &FieldKind, value: &Value, field: &str) -> Result<f64> {
+    match value {
+        Value::String(s) if s == "Infinity" => Ok(f64::INFINITY),
+        Value::String(s) if s == "-Infinity" => Ok(f64::NEG_INFINITY),
+        _ => numeric_value(kind, value, field, "search_after"),
+    }
+}
+
+fn after_long(kind: &FieldKind, value: &Value, field: &str) -> Result<i64> {
+    integer_value(kind, value, field, "search_after")
+}
+
+/// The code of `text` among the terms of one segment's dictionary.
+fn keyword_code(column: Option<&StrColumn>, text: &str) -> Result<u64> {
+    let Some(column) = column else {
+        return Ok(1);
+    };
+    let terms = column.num_terms() as u64;
+    let (mut low, mut high) = (0u64, terms);
+    let mut term = String::new();
+    // The first ordinal whose term is not below `text`.
+    while low < high {
+        let middle = low + (high - low) / 2;
+        term.clear();
+        column
+            .ord_to_str(middle, &mut term)
+            .map_err(|e| SearchError::Corrupt {
+                what: "keyword dictionary".into(),
+                reason: e.to_string(),
+            })?;
+        if term.as_bytes() < text.as_bytes() {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    if low < terms {
+        term.clear();
+        column
+            .ord_to_str(low, &mut term)
+            .map_err(|e| SearchError::Corrupt {
+                what: "keyword dictionary".into(),
+                reason: e.to_string(),
+            })?;
+        if term == text {
+            return Ok(2 * low + 2);
+        }
+    }
+    Ok(2 * low + 1)
+}
+
+/// How one segment reads one key.
+enum KeyReader {
+    Score {
+        desc: bool,
+    },
+    Doc {
+        desc: bool,
+        /// The first document's code of the segment.
+        base: u64,
+    },
+    Number {
+        column: SegmentColumn,
+        double: bool,
+        desc: bool,
+        mode: SortMode,
+        missing_code: u64,
+    },
+    Keyword {
+        column: Option<StrColumn>,
+        desc: bool,
+        max: bool,
+        /// The directed code of missing documents.
+        missing_code: u64,
+    },
+}
+
+impl KeyReader {
+    /// The key's directed code for `doc`.
+    #[inline]
+    fn code(&self, doc: DocId, score: Score) -> u64 {
+        match self {
+            KeyReader::Score { desc } => directed(encode_f64(f64::from(score)), *desc),
+            KeyReader::Doc { desc, base } => directed(base + u64::from(doc), *desc),
+            KeyReader::Number {
+                column,
+                double,
+                desc,
+                mode,
+                missing_code,
+            } => {
+                let code = match (*double, *mode) {
+                    // The common single-valued cases read without allocating.
+                    (true, SortMode::Min | SortMode::Max) => {
+                        let max = *mode == SortMode::Max;
+                        let mut best: Option<f64> = None;
+                        column.for_each_number(doc, |v| {
+                            best = Some(match best {
+                                Some(b) if max => b.max(v),
+                                Some(b) => b.min(v),
+                                None => v,
+                            })
+                        });
+                        best.map(encode_f64)
+                    }
+                    (false, SortMode::Min | SortMode::Max) => {
+                        let max = *mode == SortMode::Max;
+                        let mut best: Option<i64> = None;
+                        column.for_each_i64(doc, |v| {
+                            best = Some(match best {
+                                Some(b) if max => b.max(v),
+                                Some(b) => b.min(v),
+                                None => v,
+                            })
+                        });
+                        best.map(encode_i64)
+                    }
+                    (true, mode) => {
+                        let mut values = Vec::new();
+                        column.for_each_number(doc, |v| values.push(v));
+                        reduce_f64(&mut values, mode).map(encode_f64)
+                    }
+                    (false, mode) => {
+                        let mut values = Vec::new();
+                        column.for_each_i64(doc, |v| values.push(v));
+                        reduce_i64(&mut values, mode).map(encode_i64)
+                    }
+                };
+                directed(code.unwrap_or(*missing_code), *desc)
+            }
+            KeyReader::Keyword {
+                column,
+                desc,
+                max,
+                missing_code,
+            } => {
+                let ord = column.as_ref().and_then(|column| {
+                    // A document's ordinals come in the order of its values, not sorted.
+                    let ords = column.term_ords(doc);
+                    if *max { ords.max() } else { ords.min() }
+                });
+                match ord {
+                    Some(ord) => directed(2 * ord + 2, *desc),
+                    None => *missing_code,
+                }
+            }
+        }
+    }
+}
+
+fn reduce_i64(values: &mut [i64], mode: SortMode) -> Option<i64> {
+    if values.is_empty() {
+        return None;
+    }
+    let count = values.len() as i64;
+    Some(match mode {
+        SortMode::Min => values.iter().copied().min()?,
+        SortMode::Max => values.iter().copied().max()?,
+        SortMode::Sum => values.iter().fold(0i64, |a, v| a.wrapping_add(*v)),
+        SortMode::Avg => {
+            let sum = values.iter().fold(0i64, |a, v| a.wrapping_add(*v));
+            (sum as f64 / count as f64).round() as i64
+        }
+        SortMode::Median => {
+            values.sort_unstable();
+            let middle = values.len() / 2;
+            let upper = *values.get(middle)?;
+            if values.len().is_multiple_of(2) {
+                let lower = *values.get(middle - 1)?;
+                ((lower as f64 + upper as f64) / 2.0).round() as i64
+            } else {
+                upper
+            }
+        }
+    })
+}
+
+fn reduce_f64(values: &mut [f64], mode: SortMode) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    Some(match mode {
+        SortMode::Min => values.iter().copied().reduce(f64::min)?,
+        SortMode::Max => values.iter().copied().reduce(f64::max)?,
+        SortMode::Sum => values.iter().sum(),
+        SortMode::Avg => values.iter().sum::<f64>() / values.len() as f64,
+        SortMode::Median => {
+            values.sort_unstable_by(f64::total_cmp);
+            let middle = values.len() / 2;
+            let upper = *values.get(middle)?;
+            if values.len().is_multiple_of(2) {
+                (values.get(middle - 1)? + upper) / 2.0
+            } else {
+                upper
+            }
+        }
+    })
+}
+
+/// A sort over one index's searcher: its keys resolved against the mapping.
+pub(crate) struct IndexSort {
+    /// The keys as the request gives them, which order decoded values.
+    given: Arc<[SortKey]>,
+    keys: Arc<[ResolvedKey]>,
+    after: Option<Vec<AfterValue>>,
+}
+
+impl IndexSort {
+    pub(crate) fn new(
+        keys: &[SortKey],
+        after: Option<&[Value]>,
+        mappings: &Mappings,
+        index: &str,
+        shard: u32,
+    ) -> Result<IndexSort> {
+        let given: Arc<[SortKey]> = keys.into();
+        let keys: Arc<[ResolvedKey]> = resolve_keys(keys, mappings, index, shard)?.into();
+        let after = after.map(|after| resolve_after(&keys, after)).transpose()?;
+        Ok(IndexSort { given, keys, after })
+    }
+
+    /// A collector of the best `limit` documents by these keys; it also counts matches and
+    /// keeps the best score when `scoring`.
+    pub(crate) fn collector(
+        &self,
+        limit: usize,
+        scoring: bool,
+        segment_bases: Vec<u64>,
+        bounds: CollectBounds,
+    ) -> SortCollector<'_> {
+        SortCollector {
+            sort: self,
+            limit,
+            scoring,
+            segment_bases,
+            bounds,
+            collected: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Decodes one key's code into the value shown; `column` is the segment's keyword column.
+fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Result<SortValue> {
+    Ok(match key {
+        ResolvedKey::Score { desc } => SortValue::Float(decode_f64(directed(code, *desc)) as f32),
+        ResolvedKey::Doc { desc, .. } => SortValue::Long(directed(code, *desc) as i64),
+        ResolvedKey::Field {
+            field,
+            kind,
+            desc,
+            missing_text,
+            format,
+            ..
+        } => match kind {
+            FieldKind::Keyword | FieldKind::Unmapped => {
+                if code == KEYWORD_MISSING_FIRST || code == KEYWORD_MISSING_LAST {
+                    return Ok(SortValue::Null);
+                }
+                let code = directed(code, *desc);
+                if !code.is_multiple_of(2) {
+                    return Ok(missing_text
+                        .clone()
+                        .map(SortValue::Text)
+                        .unwrap_or(SortValue::Null));
+                }
+                let mut term = String::new();
+                if let Some(column) = column {
+                    column.ord_to_str((code - 2) / 2, &mut term).map_err(|e| {
+                        SearchError::Corrupt {
+                            what: format!("keyword dictionary of {field}"),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                }
+                SortValue::Text(term)
+            }
+            FieldKind::Double => SortValue::Double(decode_f64(directed(code, *desc))),
+            FieldKind::Date(_) => {
+                let millis = decode_i64(directed(code, *desc));
+                match format {
+                    Some(format) => {
+                        SortValue::Text(format.format(millis, &jiff::tz::TimeZone::UTC))
+                    }
+                    None => SortValue::Long(millis),
+                }
+            }
+            FieldKind::Integer | FieldKind::Boolean => {
+                SortValue::Long(decode_i64(directed(code, *desc)))
+            }
+        },
+    })
+}
+
+/// A document kept by a [`SortSegmentCollector`], ordered by its codes then its address (the
+/// last of equal keys is the worst, as Elasticsearch breaks ties by document order).
+#[derive(Debug, Clone)]
+struct Kept {
+    codes: Vec<u64>,
+    address: DocAddress,
+    score: Score,
+}
+
+/// A document of the result: its address, score and sort values.
+#[derive(Debug, Clone)]
+pub(crate) struct SortedDoc {
+    pub address: DocAddress,
+    pub score: Score,
+    pub values: Vec<SortValue>,
+}
+
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.codes.cmp(&other.codes).then_with(|| {
+            (self.address.segment_ord, self.address.doc_id)
+                .cmp(&(other.address.segment_ord, other.address.doc_id))
+        })
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Kept {}
+
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Bounds on what a search collects: `min_score`, `terminate_after` (documents collected per
+/// index) and `timeout` (a deadline checked every [`DEADLINE_CHECK_DOCS`] documents).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CollectBounds {
+    pub min_score: Option<f32>,
+    pub terminate_after: Option<u64>,
+    pub deadline: Option<Instant>,
+}
+
+impl CollectBounds {
+    pub(crate) fn is_set(&self) -> bool {
+        self.min_score.is_some() || self.terminate_after.is_some() || self.deadline.is_some()
+    }
+}
+
+/// Documents collected between two looks at the clock for `timeout`: reading the clock per
+/// document would cost more than most queries.
+pub const DEADLINE_CHECK_DOCS: u64 = 512;
+
+/// What a sorted search collects: the best documents in order, the number of matches, and the
+/// best score (when scoring).
+#[derive(Debug, Default)]
+pub(crate) struct SortedFruit {
+    pub kept: Vec<SortedDoc>,
+    pub total: u64,
+    pub max_score: Option<Score>,
+    /// A segment whose values could not be decoded (a corrupt dictionary).
+    error: Option<String>,
+    /// `terminate_after` stopped the collection.
+    pub terminated_early: bool,
+    /// The deadline passed: the results are partial.
+    pub timed_out: bool,
+}
+
+pub(crate) struct SortCollector<'a> {
+    sort: &'a IndexSort,
+    limit: usize,
+    scoring: bool,
+    /// The number of the first document of each segment in the searcher, for `_doc`.
+    segment_bases: Vec<u64>,
+    bounds: CollectBounds,
+    /// Documents collected so far over all segments, for `terminate_after`.
+    collected: Arc<AtomicU64>,
+}
+
+impl Collector for SortCollector<'_> {
+    type Fruit = SortedFruit;
+    type Child = SortSegmentCollector;
+
+    fn for_segment(
+        &self,
+        segment_ord: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<SortSegmentCollector> {
+        let readers = self
+            .sort
+            .keys
+            .iter()
+            .map(|key| self.reader(key, segment_ord, segment))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?;
+        let after = match &self.sort.after {
+            None => None,
+            Some(after) => Some(
+                after
+                    .iter()
+                    .zip(&readers)
+                    .map(|(value, reader)| match (value, reader) {
+                        (AfterValue::Code(code), _) => Ok(*code),
+                        (AfterValue::Text(None), KeyReader::Keyword { missing_code, .. }) => {
+                            Ok(*missing_code)
+                        }
+                        (AfterValue::Text(Some(text)), KeyReader::Keyword { column, desc, .. }) => {
+                            Ok(directed(keyword_code(column.as_ref(), text)?, *desc))
+                        }
+                        _ => Ok(0),
+                    })
+                    .collect::<Result<Vec<u64>>>()
+                    .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?,
+            ),
+        };
+        Ok(SortSegmentCollector {
+            bounds: self.bounds,
+            collected: self.collected.clone(),
+            seen: 0,
+            terminated_early: false,
+            timed_out: false,
+            keys: self.sort.keys.clone(),
+            readers,
+            after,
+            segment_ord,
+            limit: self.limit,
+            heap: BinaryHeap::new(),
+            codes: Vec::new(),
+            total: 0,
+            max_score: None,
+            scoring: self.scoring,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.scoring
+    }
+
+    fn merge_fruits(&self, fruits: Vec<SortedFruit>) -> tantivy::Result<SortedFruit> {
+        let mut merged = SortedFruit::default();
+        for fruit in fruits {
+            if let Some(error) = fruit.error {
+                return Err(tantivy::TantivyError::InternalError(error));
+            }
+            merged.total += fruit.total;
+            merged.terminated_early |= fruit.terminated_early;
+            merged.timed_out |= fruit.timed_out;
+            merged.max_score = match (merged.max_score, fruit.max_score) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            merged.kept.extend(fruit.kept);
+        }
+        // Codes of keywords are ordinals of each segment's dictionary: segments merge by value.
+        let given = &self.sort.given;
+        merged.kept.sort_by(|a, b| {
+            compare_sort_values(given, &a.values, &b.values).then_with(|| {
+                (a.address.segment_ord, a.address.doc_id)
+                    .cmp(&(b.address.segment_ord, b.address.doc_id))
+            })
+        });
+        merged.kept.truncate(self.limit);
+        Ok(merged)
+    }
+}
+
+impl SortCollector<'_> {
+    fn reader(
+        &self,
+        key: &ResolvedKey,
+        segment_ord: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> Result<KeyReader> {
+        Ok(match key {
+            ResolvedKey::Score { desc } => KeyReader::Score { desc: *desc },
+            ResolvedKey::Doc { desc, shard } => KeyReader::Doc {
+                desc: *desc,
+                base: (u64::from(shard.unwrap_or(0)) << 32)
+                    + self
+                        .segment_bases
+                        .get(segment_ord as usize)
+                        .copied()
+                        .unwrap_or(0),
+            },
+            ResolvedKey::Field {
+                field,
+                kind: FieldKind::Keyword,
+                desc,
+                mode,
+                missing_first,
+                missing_text,
+                ..
+            } => {
+                let column = match SegmentColumn::open(segment, &FieldKind::Keyword, field)? {
+                    SegmentColumn::Str(column) => Some(column),
+                    _ => None,
+                };
+                let missing_code = match missing_text {
+                    Some(text) => directed(keyword_code(column.as_ref(), text)?, *desc),
+                    None if *missing_first => KEYWORD_MISSING_FIRST,
+                    None => KEYWORD_MISSING_LAST,
+                };
+                KeyReader::Keyword {
+                    column,
+                    desc: *desc,
+                    max: *mode == SortMode::Max,
+                    missing_code,
+                }
+            }
+            ResolvedKey::Field {
+                field,
+                kind,
+                desc,
+                mode,
+                missing_code,
+                ..
+            } => KeyReader::Number {
+                column: SegmentColumn::open(segment, kind, field)?,
+                double: *kind == FieldKind::Double,
+                desc: *desc,
+                mode: *mode,
+                missing_code: *missing_code,
+            },
+        })
+    }
+}
+
+pub(crate) struct SortSegmentCollector {
+    bounds: CollectBounds,
+    collected: Arc<AtomicU64>,
+    /// Documents this segment has looked at, for the deadline's checks.
+    seen: u64,
+    terminated_early: bool,
+    timed_out: bool,
+    keys: Arc<[ResolvedKey]>,
+    readers: Vec<KeyReader>,
+    after: Option<Vec<u64>>,
+    segment_ord: SegmentOrdinal,
+    limit: usize,
+    /// The best documents so far, the worst on top.
+    heap: BinaryHeap<Kept>,
+    /// The codes of the document being collected (reused).
+    codes: Vec<u64>,
+    total: u64,
+    max_score: Option<Score>,
+    scoring: bool,
+}
+
+impl SegmentCollector for SortSegmentCollector {
+    type Fruit = SortedFruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if self.terminated_early || self.timed_out {
+            return;
+        }
+        if let Some(deadline) = self.bounds.deadline {
+            // The first document of each segment looks too, so small segments are bounded.
+            let look = self.seen.is_multiple_of(DEADLINE_CHECK_DOCS);
+            self.seen += 1;
+            if look && Instant::now() >= deadline {
+                self.timed_out = true;
+                return;
+            }
+        }
+        if let Some(min_score) = self.bounds.min_score
+            && score < min_score
+        {
+            return;
+        }
+        if let Some(limit) = self.bounds.terminate_after
+            && self.collected.fetch_add(1, AtomicOrdering::Relaxed) >= limit
+        {
+            self.terminated_early = true;
+            return;
+        }
+        self.total += 1;
+        if self.scoring {
+            self.max_score = Some(self.max_score.map_or(score, |best| best.max(score)));
+        }
+        if self.limit == 0 {
+            return;
+        }
+        self.codes.clear();
+        for reader in &self.readers {
+            self.codes.push(reader.code(doc, score));
+        }
+        // `search_after`: only documents strictly after the given values.
+        if let Some(after) = &self.after
+            && self.codes.as_slice() <= after.as_slice()
+        {
+            return;
+        }
+        if self.heap.len() >= self.limit {
+            // Documents come in increasing order: a tie with the worst kept is worse.
+            match self.heap.peek() {
+                Some(worst) if self.codes.as_slice() < worst.codes.as_slice() => {
+                    self.heap.pop();
+                }
+                _ => return,
+            }
+        }
+        self.heap.push(Kept {
+            codes: self.codes.clone(),
+            address: DocAddress::new(self.segment_ord, doc),
+            score,
+        });
+    }
+
+    fn harvest(self) -> SortedFruit {
+        let mut kept = Vec::with_capacity(self.heap.len());
+        let mut error = None;
+        for doc in self.heap.into_sorted_vec() {
+            let values = self
+                .keys
+                .iter()
+                .zip(&self.readers)
+                .zip(&doc.codes)
+                .map(|((key, reader), code)| {
+                    let column = match reader {
+                        KeyReader::Keyword { column, .. } => column.as_ref(),
+                        _ => None,
+                    };
+                    decode_value(key, *code, column)
+                })
+                .collect::<Result<Vec<_>>>();
+            match values {
+                Ok(values) => kept.push(SortedDoc {
+                    address: doc.address,
+                    score: doc.score,
+                    values,
+                }),
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        SortedFruit {
+            kept,
+            total: self.total,
+            max_score: self.max_score,
+            error,
+            terminated_early: self.terminated_early,
+            timed_out: self.timed_out,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_keep_the_order_of_values() {
+        let longs = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX];
+        for pair in longs.windows(2) {
+            assert!(encode_i64(pair[0]) < encode_i64(pair[1]));
+            assert_eq!(decode_i64(encode_i64(pair[0])), pair[0]);
+        }
+        let doubles = [f64::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-9, 3.0, f64::INFINITY];
+        for pair in doubles.windows(2) {
+            assert!(encode_f64(pair[0]) < encode_f64(pair[1]), "{pair:?}");
+            assert_eq!(decode_f64(encode_f64(pair[1])), pair[1]);
+        }
+        assert!(directed(encode_i64(3), true) < directed(encode_i64(2), true));
+    }
+
+    #[test]
+    fn sort_values_compare_with_order_and_missing() {
+        let asc = |missing| {
+            SortKey::Field(FieldSort {
+                field: "f".into(),
+                order: SortOrder::Asc,
+                missing,
+                unmapped_type: None,
+                mode: None,
+                format: None,
+            })
+        };
+        let text = |s: &str| SortValue::Text(s.into());
+        let key = [asc(SortMissing::Last)];
+        assert_eq!(
+            compare_sort_values(&key, &[text("a")], &[text("b")]),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_sort_values(&key, &[SortValue::Null], &[text("b")]),
+            Ordering::Greater
+        );
+        let first = [asc(SortMissing::First)];
+        assert_eq!(
+            compare_sort_values(&first, &[SortValue::Null], &[text("b")]),
+            Ordering::Less
+        );
+        let desc = [
+            SortKey::Score(SortOrder::Desc),
+            SortKey::Doc(SortOrder::Asc),
+        ];
+        assert_eq!(
+            compare_sort_values(
+                &desc,
+                &[SortValue::Float(2.0), SortValue::Long(9)],
+                &[SortValue::Float(1.0), SortValue::Long(1)]
+            ),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_sort_values(&key, &[SortValue::Long(2)], &[SortValue::Double(2.5)]),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn infinite_sort_values_render_as_strings() {
+        assert_eq!(
+            SortValue::Double(f64::INFINITY).to_json(),
+            Value::String("Infinity".into())
+        );
+        assert_eq!(
+            SortValue::Long(i64::MIN).to_json(),
+            serde_json::json!(i64::MIN)
+        );
+    }
+}
