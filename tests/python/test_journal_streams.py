@@ -3,13 +3,18 @@ boto3's `qldb` client drives the control plane, pyqldb writes, and a consumer wr
 write them reads the Kinesis stream with boto3's `kinesis` client polling GetRecords,
 de-aggregates with `aws_kinesis_agg`, parses Ion with `amazon.ion`, checks every revision's hash
 with its own implementation of QLDB's rules, and indexes into the search API with external
-versions (scenario 1 of SCENARIOS.md). A kill -9 test shows the stream resumes at least once."""
+versions (scenario 1 of SCENARIOS.md). A kill -9 test shows the stream resumes at least once; a
+chaos test feeds that consumer duplicated, shuffled records across a kill -9 and `check-index`
+finds no difference."""
 
 import base64
 import collections.abc
 import datetime
 import decimal
 import hashlib
+import json
+import random
+import subprocess
 import threading
 import time
 
@@ -23,7 +28,7 @@ from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 from pyqldb.config.retry_config import RetryConfig
 from pyqldb.driver.qldb_driver import QldbDriver
 
-from conftest import aws_client
+from conftest import BINARY, aws_client
 
 ROLE_ARN = "arn:aws:iam::000000000000:role/qldb-stream"
 # Generous bound for the stream to deliver what was committed; a healthy run takes well under a
@@ -359,3 +364,81 @@ def test_after_kill_9_the_stream_resumes_and_nothing_is_missing(sluice_factory, 
         revision["data"]["n"] for revision in revisions_of(records, table)} >= committed)
     for revision in revisions_of(consumer.records, table):
         assert bytes(revision["hash"]) == revision_hash(revision)
+
+
+def test_chaos_shuffled_duplicated_records_and_kill_9_converge_per_check_index(sluice_factory, tmp_path):
+    """Scenario 1's consumer, fed the journal stream's records duplicated and shuffled, with the
+    server killed by kill -9 while it runs: afterwards `sluice ledger check-index` (comparing the
+    consumer's `<ledger>-<table>` indices with the tables; the built-in indexer is off for this
+    ledger) reports no difference."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"ledger_indexing": {"ledgers": {"chaos": {"enabled": False}}}}))
+    data_dir = tmp_path / "data"
+    server = sluice_factory(data_dir, ["--config", str(config)])
+    qldb = setup_ledger(server, "chaos", "Events", "chaos-journal")
+    qldb.execute_lambda(lambda txn: txn.execute_statement("CREATE TABLE Counters"))
+    qldb.execute_lambda(lambda txn: txn.execute_statement("INSERT INTO Counters ?", {"name": "c", "n": 0}))
+    start_stream(server, "chaos", "chaos-journal", aggregation=True)
+    shuffler = random.Random(10)
+    enough = threading.Event()
+
+    def index_shuffled(es, records):
+        revisions = [(record["payload"]["tableInfo"]["tableName"], record["payload"]["revision"])
+                     for _, record in records if record["recordType"] == "REVISION_DETAILS"]
+        revisions = revisions + revisions
+        shuffler.shuffle(revisions)
+        for table, revision in revisions:
+            index_revision(es, f"chaos-{table.lower()}", revision)
+
+    def writer():
+        writes = driver(server, "chaos", retry_config=RetryConfig(retry_limit=0))
+        try:
+            for n in range(10_000):
+                writes.execute_lambda(lambda txn, n=n: [
+                    txn.execute_statement("INSERT INTO Events ?", {"n": n, "kind": f"k{n % 3}"}),
+                    txn.execute_statement("UPDATE Counters SET n = ? WHERE name = 'c'", n)])
+                if n % 10 == 9:
+                    writes.execute_lambda(lambda txn, n=n: txn.execute_statement("DELETE FROM Events WHERE n = ?", n - 5))
+        except Exception:  # noqa: BLE001 - the server was killed under us: expected
+            pass
+
+    def consumer():
+        es = Elasticsearch(server.es_url)
+        try:
+            reader = Consumer(server, "chaos-journal")
+            while True:
+                new = reader.poll()
+                if not new:
+                    time.sleep(0.05)
+                index_shuffled(es, new)
+                if len(revisions_of(reader.records, "Events")) >= 60:
+                    enough.set()
+        except Exception:  # noqa: BLE001 - the server was killed under us: expected
+            pass
+        finally:
+            enough.set()
+
+    threads = [threading.Thread(target=writer, daemon=True), threading.Thread(target=consumer, daemon=True)]
+    for thread in threads:
+        thread.start()
+    assert enough.wait(DELIVERY_BOUND_S)
+    server.kill()
+    for thread in threads:
+        thread.join(DELIVERY_BOUND_S)
+
+    server = sluice_factory(data_dir, ["--config", str(config)])
+    qldb = driver(server, "chaos")
+    qldb.execute_lambda(lambda txn: txn.execute_statement("INSERT INTO Events ?", {"n": -1, "kind": "last"}))
+    # The journal stream resumed where it stopped; a consumer reading from the start sees
+    # everything (in order on its one shard), shuffles and duplicates it again.
+    reader = Consumer(server, "chaos-journal")
+    reader.poll_until("the last insert", lambda records: any(
+        revision.get("data") is not None and revision["data"]["n"] == -1
+        for revision in revisions_of(records, "Events")))
+    index_shuffled(Elasticsearch(server.es_url), reader.records)
+    checked = subprocess.run(
+        [str(BINARY), "ledger", "check-index", "chaos", "--endpoint", server.aws_url, "--es-endpoint", server.es_url],
+        capture_output=True, text=True, timeout=DELIVERY_BOUND_S * 2)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "index chaos-events matches table Events" in checked.stdout
+    assert "index chaos-counters matches table Counters" in checked.stdout

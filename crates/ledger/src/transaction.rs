@@ -724,6 +724,51 @@ impl Transaction {
         self.put_write(table, document_id, None, statement_index)
     }
 
+    // ----- replication -----
+
+    /// Records a statement replayed from another ledger's journal and returns its index for
+    /// [`Transaction::replicate_write`]. A journal keeps a statement's text and digest but not
+    /// its parameters (as in QLDB), so the digest here covers the text alone.
+    pub fn replicate_statement(&mut self, text: &str) -> Result<usize, LedgerError> {
+        self.record_statement(text, &[])
+    }
+
+    /// Writes one revision replayed from another ledger into the active table `table_name`
+    /// (created when missing): a new document when `document_id` is `None` (its new id is
+    /// returned), else the document's data replaced, or the document deleted when `data` is
+    /// `None`. Replaying revisions rather than statements keeps the data equal even where a
+    /// statement's parameters or document ids would not replay.
+    pub fn replicate_write(
+        &mut self,
+        table_name: &str,
+        document_id: Option<&str>,
+        data: Option<Element>,
+        statement_index: usize,
+    ) -> Result<Option<String>, LedgerError> {
+        let table = match self.active_table(|candidate| candidate == table_name) {
+            Some(table) => table,
+            None => {
+                self.create_table(table_name)?;
+                self.active_table(|candidate| candidate == table_name)
+                    .ok_or_else(|| LedgerError::Storage(format!("table {table_name} vanished")))?
+            }
+        };
+        match (document_id, data) {
+            (None, Some(data)) => self
+                .insert_document(&table, data, statement_index)
+                .map(Some),
+            (Some(document_id), Some(data)) => {
+                self.update_document(&table, document_id, data, statement_index)?;
+                Ok(None)
+            }
+            (Some(document_id), None) => {
+                self.delete_document(&table, document_id, statement_index)?;
+                Ok(None)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     /// Ends the transaction without writing anything.
     pub fn abort(self) {}
 

@@ -30,10 +30,13 @@ mod functions;
 pub mod journal_streams;
 pub mod kpl;
 pub mod ledger_index;
+pub mod replica;
+pub mod replica_assembler;
 
 pub use functions::{FunctionsInvoker, FunctionsTransformer};
 pub use journal_streams::JournalStreams;
 pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
+pub use replica::{ReplicaConfig, Replicas};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -87,6 +90,8 @@ pub enum NodeError {
     JournalStreams(#[from] journal_streams::JournalStreamError),
     #[error(transparent)]
     LedgerIndex(#[from] ledger_index::LedgerIndexError),
+    #[error(transparent)]
+    Replica(#[from] replica::ReplicaError),
 }
 
 /// What a node is opened with besides its directory.
@@ -104,6 +109,9 @@ pub struct NodeOptions {
     /// Which ledgers and tables the built-in indexer writes into search, and where; every
     /// table of every ledger into `<ledger>-<table>` by default.
     pub ledger_index: LedgerIndexConfig,
+    /// Ledgers replicated into other ledgers of this node (the `--config` file's
+    /// `ledger_replicas`); none by default.
+    pub ledger_replicas: Vec<ReplicaConfig>,
 }
 
 impl Default for NodeOptions {
@@ -114,6 +122,7 @@ impl Default for NodeOptions {
             invoker: Arc::new(NoInvoker),
             import_dirs: Vec::new(),
             ledger_index: LedgerIndexConfig::default(),
+            ledger_replicas: Vec::new(),
         }
     }
 }
@@ -149,6 +158,7 @@ pub struct Node {
     mappings: Arc<EventSourceMappings>,
     journal_streams: Arc<JournalStreams>,
     ledger_indexer: LedgerIndexer,
+    replicas: Replicas,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -214,6 +224,7 @@ impl Node {
             indices.clone(),
             options.ledger_index.clone(),
         )?;
+        let replicas = Replicas::start(ledgers.clone(), options.ledger_replicas.clone())?;
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -268,6 +279,7 @@ impl Node {
             mappings,
             journal_streams,
             ledger_indexer,
+            replicas,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -339,6 +351,11 @@ impl Node {
         &self.ledger_indexer
     }
 
+    /// The ledger replicas declared in the configuration and their worker.
+    pub fn replicas(&self) -> &Replicas {
+        &self.replicas
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -350,6 +367,7 @@ impl Node {
         self.mappings.shutdown();
         // Journal streams write into streams that delivery workers may read.
         self.journal_streams.shutdown();
+        self.replicas.shutdown();
         // Delivery workers and the ledger indexer before the indices: they write into the ones closed
         // below.
         self.ledger_indexer.shutdown();

@@ -215,7 +215,8 @@ struct UpArgs {
     /// function, and saved objects are kept), and
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
     /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
-    /// default).
+    /// default), and `ledger_replicas` (`[{"source", "target"}]`: ledgers replayed into other
+    /// ledgers).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The Python interpreter of functions created through the Lambda API with a `python3.x`
@@ -284,6 +285,9 @@ struct ConfigFile {
     /// The built-in indexing of ledgers into search (on for every table by default).
     #[serde(default)]
     ledger_indexing: sluice_node::LedgerIndexConfig,
+    /// Ledgers replicated into other ledgers: `[{"source", "target"}]`.
+    #[serde(default)]
+    ledger_replicas: Vec<sluice_node::ReplicaConfig>,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -538,6 +542,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             )),
             import_dirs: args.import_dirs.clone(),
             ledger_index: config.ledger_indexing,
+            ledger_replicas: config.ledger_replicas,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))

@@ -911,7 +911,27 @@ pub fn prometheus_text(node: &Node) -> String {
     for (ledger, lag) in &ledger_index.lag_blocks {
         let _ = writeln!(text, "{name}{{ledger=\"{}\"}} {lag}", label(ledger));
     }
+    let replicas = node.replicas().snapshot();
+    let name = "sluice_ledger_replica_lag_blocks";
+    let _ = writeln!(
+        text,
+        "# HELP {name} blocks committed to a source ledger not yet applied to its replica"
+    );
+    let _ = writeln!(text, "# TYPE {name} gauge");
+    for ((source, target), lag) in &replicas.lag_blocks {
+        let _ = writeln!(
+            text,
+            "{name}{{source=\"{}\",target=\"{}\"}} {lag}",
+            label(source),
+            label(target)
+        );
+    }
     for (name, help, value) in [
+        (
+            "sluice_ledger_replica_applied_blocks_total",
+            "source ledger blocks applied to replicas since start",
+            replicas.applied_blocks,
+        ),
         (
             "sluice_ledger_indexed_revisions_total",
             "ledger revisions the built-in indexer wrote into search (or found already written)",
