@@ -1055,6 +1055,35 @@ impl Compiler<'_> {
                 };
                 (to_term(lower), to_term(upper))
             }
+            FieldType::ScaledFloat => {
+                // Bounds move to the nearest stored (scaled) values inside them, as
+                // Elasticsearch's scaled_float range query does, so a document matches
+                // exactly when its rounded value is in range.
+                let factor = mapping.scaling_factor().unwrap_or(1.0);
+                let number = |v: &Value| numeric_bound(v, &range.field, mapping);
+                let stored = |scaled: f64| {
+                    float_term(self.fields, &path, clamp_to_i64(scaled) as f64 / factor)
+                };
+                let lower = match &range.lower {
+                    RangeBound::Unbounded => Bound::Unbounded,
+                    RangeBound::Included(v) => {
+                        Bound::Included(stored((number(v)? * factor).ceil()))
+                    }
+                    RangeBound::Excluded(v) => {
+                        Bound::Included(stored((number(v)? * factor).floor() + 1.0))
+                    }
+                };
+                let upper = match &range.upper {
+                    RangeBound::Unbounded => Bound::Unbounded,
+                    RangeBound::Included(v) => {
+                        Bound::Included(stored((number(v)? * factor).floor()))
+                    }
+                    RangeBound::Excluded(v) => {
+                        Bound::Included(stored((number(v)? * factor).ceil() - 1.0))
+                    }
+                };
+                (lower, upper)
+            }
             FieldType::Double | FieldType::Float => {
                 let bound = |b: &RangeBound| -> Result<Bound<Term>> {
                     Ok(match b {

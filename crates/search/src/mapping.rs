@@ -51,6 +51,9 @@ pub enum FieldType {
     Byte,
     Double,
     Float,
+    /// A decimal stored as `round(value * scaling_factor)`, seen everywhere as that long divided
+    /// by the factor (Elasticsearch's `scaled_float`).
+    ScaledFloat,
     Boolean,
     Date,
     Object,
@@ -67,6 +70,7 @@ impl FieldType {
             FieldType::Byte => "byte",
             FieldType::Double => "double",
             FieldType::Float => "float",
+            FieldType::ScaledFloat => "scaled_float",
             FieldType::Boolean => "boolean",
             FieldType::Date => "date",
             FieldType::Object => "object",
@@ -83,6 +87,7 @@ impl FieldType {
             "byte" => FieldType::Byte,
             "double" => FieldType::Double,
             "float" => FieldType::Float,
+            "scaled_float" => FieldType::ScaledFloat,
             "boolean" => FieldType::Boolean,
             "date" => FieldType::Date,
             "object" => FieldType::Object,
@@ -136,6 +141,9 @@ impl FieldType {
             | FieldType::Byte
             | FieldType::Double
             | FieldType::Float => &["coerce", "ignore_malformed", "null_value"],
+            FieldType::ScaledFloat => {
+                &["coerce", "ignore_malformed", "null_value", "scaling_factor"]
+            }
             FieldType::Boolean => &["null_value"],
             FieldType::Date => &["format", "locale", "ignore_malformed", "null_value"],
             FieldType::Object => &["dynamic", "enabled", "subobjects"],
@@ -321,12 +329,33 @@ impl FieldMapping {
                 }
             }
         }
+        if field_type == FieldType::ScaledFloat && field.scaling_factor().is_none() {
+            return Err(mapper(format!(
+                "Failed to parse mapping: Field [scaling_factor] is required on field [{path}]"
+            )));
+        }
         Ok(field)
+    }
+
+    /// A `scaled_float`'s factor: always there (and positive, finite) once the mapping parsed.
+    pub fn scaling_factor(&self) -> Option<f64> {
+        self.parameters
+            .get("scaling_factor")
+            .and_then(Value::as_f64)
+            .filter(|f| f.is_finite() && *f > 0.0)
     }
 
     fn validate_parameter(&self, path: &str, name: &str, value: &Value) -> Result<()> {
         let valid = match name {
             "ignore_above" => value.as_u64().is_some(),
+            "scaling_factor" => {
+                if !value.as_f64().is_some_and(|f| f.is_finite() && f > 0.0) {
+                    return Err(mapper(format!(
+                        "Failed to parse mapping: [scaling_factor] must be a positive number, got [{value}] on field [{path}]"
+                    )));
+                }
+                true
+            }
             "format" => value.as_str().is_some_and(|f| !f.is_empty()),
             "index" | "store" | "doc_values" | "coerce" | "enabled" | "norms" => value.is_boolean(),
             "analyzer" | "search_analyzer" | "search_quote_analyzer" => {
@@ -1185,6 +1214,14 @@ fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
                 IndexValue::Double(number)
             }
         }
+        FieldType::ScaledFloat => {
+            let number = match value {
+                Value::Number(n) => n.as_f64()?,
+                Value::String(s) if field.coerce() => s.trim().parse::<f64>().ok()?,
+                _ => return None,
+            };
+            IndexValue::Double(scale(number, field.scaling_factor()?)?)
+        }
         FieldType::Boolean => IndexValue::Boolean(match value {
             Value::Bool(b) => *b,
             Value::String(s) if s == "true" => true,
@@ -1199,6 +1236,15 @@ fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
         FieldType::Object => return None,
     };
     Some(Some(converted))
+}
+
+/// A `scaled_float` value as Elasticsearch keeps it: `value * factor` rounded half up (Java's
+/// `Math.round`) to a long, then seen as that long divided by the factor. `None` when the
+/// value is not finite or its scaled form does not fit a long.
+pub fn scale(value: f64, factor: f64) -> Option<f64> {
+    let scaled = (value * factor + 0.5).floor();
+    float_to_integer(scaled)?;
+    Some(scaled / factor)
 }
 
 fn float_to_integer(value: f64) -> Option<i64> {

@@ -54,7 +54,7 @@ pub(crate) fn resolve_field(
         FieldType::Long | FieldType::Integer | FieldType::Short | FieldType::Byte => {
             FieldKind::Integer
         }
-        FieldType::Double | FieldType::Float => FieldKind::Double,
+        FieldType::Double | FieldType::Float | FieldType::ScaledFloat => FieldKind::Double,
         FieldType::Date => FieldKind::Date(mapping.date_format().to_string()),
         FieldType::Boolean => FieldKind::Boolean,
         FieldType::Text => {

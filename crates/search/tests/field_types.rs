@@ -1,0 +1,132 @@
+//! Field types beyond the basic scalars (`scaled_float`, …) against real indices: what their
+//! mappings accept, and which documents their queries match.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sluice_search::query::{Query, Range, RangeBound};
+use sluice_search::{Index, IndexSettings, Mappings, WriteRequest};
+
+struct TestIndex {
+    _dir: tempfile::TempDir,
+    index: Index,
+}
+
+fn index_with(mapping: Value, documents: &[(&str, Value)]) -> TestIndex {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::create(
+        &dir.path().join("index"),
+        "test",
+        IndexSettings::default(),
+        Mappings::from_json(&mapping).unwrap(),
+    )
+    .unwrap();
+    let requests = documents
+        .iter()
+        .map(|(id, document)| WriteRequest::Index {
+            id: Some(id.to_string()),
+            source: Arc::from(document.to_string().as_bytes()),
+            document: document.clone(),
+            condition: Default::default(),
+        })
+        .collect();
+    for outcome in index.write(requests) {
+        outcome.unwrap();
+    }
+    index.refresh().unwrap();
+    TestIndex { _dir: dir, index }
+}
+
+impl TestIndex {
+    /// The ids a query matches, sorted.
+    fn ids(&self, query: &Query) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .index
+            .search(query, 0, 100)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|hit| hit.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn term(field: &str, value: Value) -> Query {
+    Query::Term {
+        field: field.into(),
+        value,
+        case_insensitive: false,
+        boost: 1.0,
+    }
+}
+
+fn range(field: &str, lower: RangeBound, upper: RangeBound) -> Query {
+    Query::Range(Box::new(Range {
+        field: field.into(),
+        lower,
+        upper,
+        format: None,
+        time_zone: None,
+        boost: 1.0,
+    }))
+}
+
+#[test]
+fn scaled_float_mappings_need_a_positive_factor() {
+    let error = |mapping: Value| Mappings::from_json(&mapping).unwrap_err().to_string();
+    assert!(
+        error(json!({"properties": {"p": {"type": "scaled_float"}}}))
+            .contains("Field [scaling_factor] is required")
+    );
+    for bad in [json!(0), json!(-10), json!("ten")] {
+        assert!(
+            error(json!({"properties": {"p": {"type": "scaled_float", "scaling_factor": bad}}}))
+                .contains("[scaling_factor] must be a positive number"),
+            "{bad}"
+        );
+    }
+    let mapping = json!({"properties": {"p": {"type": "scaled_float", "scaling_factor": 100}}});
+    assert_eq!(Mappings::from_json(&mapping).unwrap().to_json(), mapping);
+}
+
+#[test]
+fn scaled_floats_are_seen_rounded_to_their_factor() {
+    let index = index_with(
+        json!({"properties": {"price": {"type": "scaled_float", "scaling_factor": 100}}}),
+        &[
+            ("a", json!({"price": 1.234})),
+            ("b", json!({"price": "2.005"})),
+            ("c", json!({"price": 3})),
+            ("d", json!({"price": -0.125})),
+        ],
+    );
+    // 1.234 is kept as 1.23; a term on any value that rounds the same finds it.
+    assert_eq!(index.ids(&term("price", json!(1.23))), ["a"]);
+    assert_eq!(index.ids(&term("price", json!(1.2341))), ["a"]);
+    assert_eq!(index.ids(&term("price", json!(1.234))), ["a"]);
+    assert!(index.ids(&term("price", json!(1.24))).is_empty());
+    assert_eq!(index.ids(&term("price", json!("3.00"))), ["c"]);
+    // Java's Math.round rounds halves up: -12.5 becomes -12, so -0.125 is kept as -0.12.
+    assert_eq!(index.ids(&term("price", json!(-0.12))), ["d"]);
+
+    use RangeBound::{Excluded, Included, Unbounded};
+    // Bounds compare with the rounded values: 1.23 is not above 1.231, but is at most 1.231.
+    assert_eq!(
+        index.ids(&range("price", Excluded(json!(1.231)), Unbounded)),
+        ["b", "c"]
+    );
+    assert_eq!(
+        index.ids(&range("price", Unbounded, Included(json!(1.231)))),
+        ["a", "d"]
+    );
+    assert_eq!(
+        index.ids(&range("price", Included(json!(1.23)), Excluded(json!(3)))),
+        ["a", "b"]
+    );
+    assert_eq!(
+        index.ids(&range("price", Included(json!(-1)), Included(json!(-0.12)))),
+        ["d"]
+    );
+}

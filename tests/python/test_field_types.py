@@ -1,0 +1,72 @@
+"""Field types beyond the basic scalars (issue 8 item 5) through the real `elasticsearch` 9.x
+client against the real binary: `scaled_float` (values seen rounded to the `scaling_factor` by
+queries, sorts, aggregations and `fields`), and the 400 naming any type Sluice does not have."""
+
+import pytest
+from elasticsearch import BadRequestError
+
+from conftest import unique
+
+
+def load(client, mappings, documents):
+    index = unique("types")
+    client.indices.create(index=index, mappings=mappings)
+    for i, document in enumerate(documents):
+        client.index(index=index, id=str(i + 1), document=document)
+    client.indices.refresh(index=index)
+    return index
+
+
+def ids(response):
+    return sorted(hit["_id"] for hit in response["hits"]["hits"])
+
+
+PRICES = {"properties": {"price": {"type": "scaled_float", "scaling_factor": 100}}}
+
+
+@pytest.fixture
+def prices(es):
+    return load(es, PRICES, [{"price": 1.234}, {"price": "2.5"}, {"price": 3}, {"price": 1.2349}])
+
+
+def test_scaled_float_mapping_round_trips_and_needs_its_factor(es, prices):
+    mapping = es.indices.get_mapping(index=prices)[prices]["mappings"]
+    assert mapping == PRICES
+    with pytest.raises(BadRequestError) as error:
+        es.indices.create(index=unique("types"),
+                          mappings={"properties": {"p": {"type": "scaled_float"}}})
+    assert error.value.body["error"]["type"] == "mapper_parsing_exception"
+    assert "scaling_factor" in error.value.body["error"]["reason"]
+
+
+def test_scaled_float_queries_see_rounded_values(es, prices):
+    assert ids(es.search(index=prices, query={"term": {"price": 1.23}})) == ["1", "4"]
+    assert ids(es.search(index=prices, query={"term": {"price": "1.2301"}})) == ["1", "4"]
+    assert ids(es.search(index=prices, query={"range": {"price": {"gt": 1.231}}})) == ["2", "3"]
+    assert ids(es.search(index=prices, query={"range": {"price": {"lte": 1.231}}})) == ["1", "4"]
+    assert ids(es.search(index=prices, q="price:[2 TO 3}")) == ["2"]
+
+
+def test_scaled_float_sorts_aggregations_and_fields_see_rounded_values(es, prices):
+    response = es.search(index=prices, sort=[{"price": "desc"}, {"_id": "asc"}],
+                         fields=["price"], docvalue_fields=["price"], size=10,
+                         aggs={"avg": {"avg": {"field": "price"}},
+                               "max": {"max": {"field": "price"}},
+                               "keys": {"terms": {"field": "price"}}})
+    hits = response["hits"]["hits"]
+    assert [hit["sort"][0] for hit in hits] == [3.0, 2.5, 1.23, 1.23]
+    assert [hit["fields"]["price"] for hit in hits] == [[3.0], [2.5], [1.23], [1.23]]
+    assert hits[3]["_source"] == {"price": 1.2349}
+    aggs = response["aggregations"]
+    assert aggs["avg"]["value"] == pytest.approx((1.23 * 2 + 2.5 + 3) / 4)
+    assert aggs["max"]["value"] == 3.0
+    assert [(b["key"], b["doc_count"]) for b in aggs["keys"]["buckets"]] == [
+        (1.23, 2), (2.5, 1), (3.0, 1)]
+
+
+@pytest.mark.parametrize("field_type", ["ip", "geo_point", "nested", "flattened", "wildcard"])
+def test_types_sluice_does_not_have_are_named_in_a_400(es, field_type):
+    with pytest.raises(BadRequestError) as error:
+        es.indices.create(index=unique("types"),
+                          mappings={"properties": {"f": {"type": field_type}}})
+    assert f"[{field_type}]" in error.value.body["error"]["reason"]
