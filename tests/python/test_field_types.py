@@ -1,6 +1,6 @@
 """Field types beyond the basic scalars (issue 8 item 5) through the real `elasticsearch` 9.x
 client against the real binary: `scaled_float` (values seen rounded to the `scaling_factor` by
-queries, sorts, aggregations and `fields`), and the 400 naming any type Sluice does not have."""
+queries, sorts, aggregations and `fields`), `wildcard` (a keyword for pattern queries), and the 400 naming any type Sluice does not have."""
 
 import pytest
 from elasticsearch import BadRequestError
@@ -64,7 +64,24 @@ def test_scaled_float_sorts_aggregations_and_fields_see_rounded_values(es, price
         (1.23, 2), (2.5, 1), (3.0, 1)]
 
 
-@pytest.mark.parametrize("field_type", ["ip", "geo_point", "nested", "flattened", "wildcard"])
+def test_wildcard_fields_answer_pattern_queries_sorts_and_terms(es):
+    index = load(es, {"properties": {"path": {"type": "wildcard"}}},
+                 [{"path": "/var/log/syslog"}, {"path": "/etc/hosts"}, {"path": "/var/log/auth.log"}])
+    assert ids(es.search(index=index, query={"wildcard": {"path": {"value": "*log/*"}}})) == ["1", "3"]
+    assert ids(es.search(index=index, query={"regexp": {"path": "/etc/h.*"}})) == ["2"]
+    assert ids(es.search(index=index, query={"term": {"path": "/etc/hosts"}})) == ["2"]
+    assert ids(es.search(index=index, q="path:\\/var*")) == ["1", "3"]
+    response = es.search(index=index, sort=[{"path": "asc"}],
+                         aggs={"paths": {"terms": {"field": "path"}}})
+    assert [hit["sort"] for hit in response["hits"]["hits"]] == [
+        ["/etc/hosts"], ["/var/log/auth.log"], ["/var/log/syslog"]]
+    assert [b["key"] for b in response["aggregations"]["paths"]["buckets"]] == [
+        "/etc/hosts", "/var/log/auth.log", "/var/log/syslog"]
+    mapping = es.indices.get_mapping(index=index)[index]["mappings"]
+    assert mapping == {"properties": {"path": {"type": "wildcard"}}}
+
+
+@pytest.mark.parametrize("field_type", ["ip", "geo_point", "nested", "flattened"])
 def test_types_sluice_does_not_have_are_named_in_a_400(es, field_type):
     with pytest.raises(BadRequestError) as error:
         es.indices.create(index=unique("types"),

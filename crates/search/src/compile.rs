@@ -331,7 +331,7 @@ impl Compiler<'_> {
                 (self.fields.text, key, Some(path_bytes))
             }
             Target::Exact { path, mapping } => {
-                if mapping.field_type != FieldType::Keyword {
+                if !mapping.field_type.is_keyword_like() {
                     return Err(illegal(format!(
                         "Can only use regexp, wildcard and prefix queries on keyword and text fields - not on [{field}] which is of type [{}]",
                         mapping.field_type.name()
@@ -457,7 +457,7 @@ impl Compiler<'_> {
                 let edits = fuzziness.edits(value);
                 let term = match self.target(field) {
                     Target::Text { path, slot, .. } => text_term(self.fields, &path, slot, value),
-                    Target::Exact { path, mapping } if mapping.field_type == FieldType::Keyword => {
+                    Target::Exact { path, mapping } if mapping.field_type.is_keyword_like() => {
                         value_term(self.fields, &path, &IndexValue::Keyword(value.clone()))
                     }
                     Target::Exact { mapping, .. } => {
@@ -577,7 +577,7 @@ impl Compiler<'_> {
                 ))
             }
             Target::Exact { path, mapping } => {
-                if case_insensitive && mapping.field_type == FieldType::Keyword {
+                if case_insensitive && mapping.field_type.is_keyword_like() {
                     return self.regex_query(
                         field,
                         &escape_literal(&scalar_text(value)),
@@ -672,7 +672,8 @@ impl Compiler<'_> {
             }
             Target::Exact { path, mapping } => {
                 // Keywords, numbers, dates and booleans match the whole text as one value.
-                if let (Some(fuzziness), FieldType::Keyword) = (query.fuzziness, mapping.field_type)
+                if let (Some(fuzziness), true) =
+                    (query.fuzziness, mapping.field_type.is_keyword_like())
                 {
                     let term =
                         value_term(self.fields, &path, &IndexValue::Keyword(query.text.clone()));
@@ -688,7 +689,7 @@ impl Compiler<'_> {
                 return match self.term(&path, &value, false, query.boost) {
                     Err(_) if query.lenient => Ok(Box::new(EmptyQuery)),
                     Err(SearchError::IllegalArgument { .. })
-                        if mapping.field_type != FieldType::Keyword =>
+                        if !mapping.field_type.is_keyword_like() =>
                     {
                         Err(illegal(format!(
                             "failed to create query: For input string: \"{}\" on field [{path}] of type [{}]",
@@ -1102,7 +1103,7 @@ impl Compiler<'_> {
                 };
                 (bound(&range.lower)?, bound(&range.upper)?)
             }
-            FieldType::Keyword => {
+            FieldType::Keyword | FieldType::Wildcard => {
                 let bound = |b: &RangeBound| match b {
                     RangeBound::Unbounded => Bound::Unbounded,
                     RangeBound::Included(v) => {
@@ -1254,7 +1255,8 @@ impl Compiler<'_> {
     fn numeric_field(&self, field: &str, what: &str) -> Result<&FieldMapping> {
         match self.target(field) {
             Target::Exact { mapping, .. }
-                if !matches!(mapping.field_type, FieldType::Keyword | FieldType::Boolean) =>
+                if !(mapping.field_type.is_keyword_like()
+                    || mapping.field_type == FieldType::Boolean) =>
             {
                 Ok(mapping)
             }

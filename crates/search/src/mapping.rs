@@ -45,6 +45,9 @@ pub const DYNAMIC_KEYWORD_IGNORE_ABOVE: u64 = 256;
 pub enum FieldType {
     Text,
     Keyword,
+    /// A keyword built for `wildcard` and `regexp` queries over long values (Elasticsearch's
+    /// `wildcard`); stored and matched as a keyword here, but its terms score a constant 1.
+    Wildcard,
     Long,
     Integer,
     Short,
@@ -64,6 +67,7 @@ impl FieldType {
         match self {
             FieldType::Text => "text",
             FieldType::Keyword => "keyword",
+            FieldType::Wildcard => "wildcard",
             FieldType::Long => "long",
             FieldType::Integer => "integer",
             FieldType::Short => "short",
@@ -81,6 +85,7 @@ impl FieldType {
         Some(match name {
             "text" => FieldType::Text,
             "keyword" => FieldType::Keyword,
+            "wildcard" => FieldType::Wildcard,
             "long" => FieldType::Long,
             "integer" => FieldType::Integer,
             "short" => FieldType::Short,
@@ -93,6 +98,12 @@ impl FieldType {
             "object" => FieldType::Object,
             _ => return None,
         })
+    }
+
+    /// Keyword-like types: one exact string per value, matched by term, prefix, wildcard,
+    /// regexp and fuzzy queries, sorted and aggregated as strings.
+    pub fn is_keyword_like(self) -> bool {
+        matches!(self, FieldType::Keyword | FieldType::Wildcard)
     }
 
     fn integer_range(self) -> Option<(i64, i64)> {
@@ -135,6 +146,7 @@ impl FieldType {
                 "eager_global_ordinals",
                 "split_queries_on_whitespace",
             ],
+            FieldType::Wildcard => &["ignore_above", "null_value"],
             FieldType::Long
             | FieldType::Integer
             | FieldType::Short
@@ -1166,7 +1178,7 @@ fn immense_term(path: &str, text: &str) -> String {
 fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
     let converted = match field.field_type {
         FieldType::Text => IndexValue::Text(scalar_string(value)?),
-        FieldType::Keyword => {
+        FieldType::Keyword | FieldType::Wildcard => {
             let text = scalar_string(value)?;
             if field
                 .ignore_above()

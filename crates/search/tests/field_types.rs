@@ -130,3 +130,52 @@ fn scaled_floats_are_seen_rounded_to_their_factor() {
         ["d"]
     );
 }
+
+#[test]
+fn wildcard_fields_match_as_keywords_with_constant_scores() {
+    let index = index_with(
+        json!({"properties": {"path": {"type": "wildcard", "ignore_above": 20}}}),
+        &[
+            ("1", json!({"path": "/var/log/syslog"})),
+            ("2", json!({"path": ["/var/log/auth.log", "/etc/hosts"]})),
+            ("3", json!({"path": "/home/someone/a-very-long-path"})),
+        ],
+    );
+    let wildcard = |pattern: &str| Query::Wildcard {
+        field: "path".into(),
+        pattern: pattern.into(),
+        case_insensitive: false,
+        boost: 1.0,
+    };
+    assert_eq!(index.ids(&wildcard("/var/log/*")), ["1", "2"]);
+    assert_eq!(index.ids(&wildcard("*hosts")), ["2"]);
+    // Longer than ignore_above: kept in _source, not indexed.
+    assert!(index.ids(&wildcard("/home/*")).is_empty());
+    let regexp = Query::Regexp {
+        field: "path".into(),
+        pattern: "/var/log/[a-z]+".into(),
+        case_insensitive: false,
+        boost: 1.0,
+    };
+    assert_eq!(index.ids(&regexp), ["1"]);
+    let prefix = Query::Prefix {
+        field: "path".into(),
+        value: "/ETC".into(),
+        case_insensitive: true,
+        boost: 1.0,
+    };
+    assert_eq!(index.ids(&prefix), ["2"]);
+    let hits = index
+        .index
+        .search(&term("path", json!("/etc/hosts")), 0, 10)
+        .unwrap()
+        .hits;
+    assert_eq!(hits.len(), 1);
+    // Elasticsearch scores wildcard-field terms as a constant, not by idf.
+    assert_eq!(hits[0].score, 1.0);
+    use RangeBound::{Included, Unbounded};
+    assert_eq!(
+        index.ids(&range("path", Included(json!("/var")), Unbounded)),
+        ["1", "2"]
+    );
+}

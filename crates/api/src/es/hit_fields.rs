@@ -184,7 +184,7 @@ fn values_of(
             (IndexValue::Boolean(a), IndexValue::Boolean(b)) => a.cmp(b),
             _ => std::cmp::Ordering::Equal,
         });
-        if field_type == FieldType::Keyword {
+        if field_type.is_keyword_like() {
             values.dedup();
         }
     }
