@@ -585,6 +585,25 @@ impl Compiler<'_> {
                         boost,
                     );
                 }
+                if mapping.field_type == FieldType::Ip
+                    && let Some(block) = value.as_str().filter(|v| v.contains('/'))
+                {
+                    // A CIDR block matches every address inside it, as in Elasticsearch.
+                    let (first, last) = crate::ip::cidr_bounds(block).ok_or_else(|| {
+                        illegal(format!(
+                            "failed to create query: Expected [ip/prefix] but was [{block}]"
+                        ))
+                    })?;
+                    let term =
+                        |encoded| value_term(self.fields, &path, &IndexValue::Keyword(encoded));
+                    return Ok(Box::new(ConstScoreQuery::new(
+                        Box::new(RangeQuery::new(
+                            Bound::Included(term(first)),
+                            Bound::Included(term(last)),
+                        )),
+                        boost,
+                    )));
+                }
                 let term = self.exact_term(&path, mapping, value)?;
                 let score = if mapping.field_type == FieldType::Keyword {
                     boost * self.keyword_idf(&term)?
@@ -1103,6 +1122,22 @@ impl Compiler<'_> {
                 };
                 (bound(&range.lower)?, bound(&range.upper)?)
             }
+            FieldType::Ip => {
+                let address = |v: &Value| -> Result<Term> {
+                    let text = scalar_text(v);
+                    let address = crate::ip::parse(&text)
+                        .ok_or_else(|| illegal(format!("'{text}' is not an IP string literal.")))?;
+                    Ok(make_term(IndexValue::Keyword(crate::ip::encode(address))))
+                };
+                let bound = |b: &RangeBound| -> Result<Bound<Term>> {
+                    Ok(match b {
+                        RangeBound::Unbounded => Bound::Unbounded,
+                        RangeBound::Included(v) => Bound::Included(address(v)?),
+                        RangeBound::Excluded(v) => Bound::Excluded(address(v)?),
+                    })
+                };
+                (bound(&range.lower)?, bound(&range.upper)?)
+            }
             FieldType::Keyword | FieldType::Wildcard => {
                 let bound = |b: &RangeBound| match b {
                     RangeBound::Unbounded => Bound::Unbounded,
@@ -1256,7 +1291,7 @@ impl Compiler<'_> {
         match self.target(field) {
             Target::Exact { mapping, .. }
                 if !(mapping.field_type.is_keyword_like()
-                    || mapping.field_type == FieldType::Boolean) =>
+                    || matches!(mapping.field_type, FieldType::Boolean | FieldType::Ip)) =>
             {
                 Ok(mapping)
             }

@@ -59,6 +59,8 @@ pub enum FieldType {
     ScaledFloat,
     Boolean,
     Date,
+    /// An IPv4 or IPv6 address, indexed as a keyword in the sortable form of `ip.rs`.
+    Ip,
     Object,
 }
 
@@ -77,6 +79,7 @@ impl FieldType {
             FieldType::ScaledFloat => "scaled_float",
             FieldType::Boolean => "boolean",
             FieldType::Date => "date",
+            FieldType::Ip => "ip",
             FieldType::Object => "object",
         }
     }
@@ -95,6 +98,7 @@ impl FieldType {
             "scaled_float" => FieldType::ScaledFloat,
             "boolean" => FieldType::Boolean,
             "date" => FieldType::Date,
+            "ip" => FieldType::Ip,
             "object" => FieldType::Object,
             _ => return None,
         })
@@ -157,6 +161,7 @@ impl FieldType {
                 &["coerce", "ignore_malformed", "null_value", "scaling_factor"]
             }
             FieldType::Boolean => &["null_value"],
+            FieldType::Ip => &["ignore_malformed", "null_value"],
             FieldType::Date => &["format", "locale", "ignore_malformed", "null_value"],
             FieldType::Object => &["dynamic", "enabled", "subobjects"],
         };
@@ -1234,6 +1239,7 @@ fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
             };
             IndexValue::Double(scale(number, field.scaling_factor()?)?)
         }
+        FieldType::Ip => IndexValue::Keyword(crate::ip::encode(crate::ip::parse(value.as_str()?)?)),
         FieldType::Boolean => IndexValue::Boolean(match value {
             Value::Bool(b) => *b,
             Value::String(s) if s == "true" => true,

@@ -179,3 +179,63 @@ fn wildcard_fields_match_as_keywords_with_constant_scores() {
         ["1", "2"]
     );
 }
+
+#[test]
+fn ip_fields_match_addresses_cidr_blocks_and_ranges() {
+    let index = index_with(
+        json!({"properties": {"addr": {"type": "ip"}}}),
+        &[
+            ("1", json!({"addr": "192.168.1.10"})),
+            ("2", json!({"addr": "192.168.200.1"})),
+            ("3", json!({"addr": "10.0.0.1"})),
+            ("4", json!({"addr": "2001:db8::1"})),
+            ("5", json!({"addr": "::ffff:10.0.0.2"})),
+        ],
+    );
+    assert_eq!(index.ids(&term("addr", json!("192.168.1.10"))), ["1"]);
+    // An IPv4-mapped IPv6 address is the same address as its IPv4 form.
+    assert_eq!(index.ids(&term("addr", json!("10.0.0.2"))), ["5"]);
+    assert_eq!(
+        index.ids(&term("addr", json!("192.168.0.0/16"))),
+        ["1", "2"]
+    );
+    assert_eq!(index.ids(&term("addr", json!("10.0.0.0/8"))), ["3", "5"]);
+    assert_eq!(index.ids(&term("addr", json!("2001:db8::/32"))), ["4"]);
+    use RangeBound::{Excluded, Included, Unbounded};
+    assert_eq!(
+        index.ids(&range(
+            "addr",
+            Included(json!("10.0.0.1")),
+            Excluded(json!("192.168.200.1"))
+        )),
+        ["1", "3", "5"]
+    );
+    assert_eq!(
+        index.ids(&range("addr", Excluded(json!("192.168.200.1")), Unbounded)),
+        ["4"]
+    );
+    let error = |query: &Query| index.index.search(query, 0, 10).unwrap_err().to_string();
+    assert!(error(&term("addr", json!("10.0.0.0/33"))).contains("10.0.0.0/33"));
+    assert!(error(&term("addr", json!("not-an-ip"))).contains("not-an-ip"));
+    assert!(error(&range("addr", Included(json!("x")), Unbounded)).contains("'x'"));
+}
+
+#[test]
+fn ip_values_that_are_not_addresses_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::create(
+        &dir.path().join("index"),
+        "test",
+        IndexSettings::default(),
+        Mappings::from_json(&json!({"properties": {"addr": {"type": "ip"}}})).unwrap(),
+    )
+    .unwrap();
+    let document = json!({"addr": "300.1.1.1"});
+    let outcome = index.write(vec![WriteRequest::Index {
+        id: Some("1".into()),
+        source: Arc::from(document.to_string().as_bytes()),
+        document,
+        condition: Default::default(),
+    }]);
+    assert!(outcome.into_iter().next().unwrap().is_err());
+}

@@ -195,6 +195,9 @@ fn values_of(
         .into_iter()
         .map(|value| {
             Ok(match value {
+                IndexValue::Keyword(s) if field_type == FieldType::Ip => {
+                    Value::String(sluice_search::ip::decode(s).unwrap_or_else(|| s.clone()))
+                }
                 IndexValue::Text(s) | IndexValue::Keyword(s) => Value::String(s.clone()),
                 IndexValue::Long(n) => Value::from(*n),
                 IndexValue::Double(f) => serde_json::Number::from_f64(*f)

@@ -78,6 +78,11 @@ pub(crate) fn resolve_field(
                 "Fielddata is disabled on [{field}] in [{index}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [{field}] in order to load field data by uninverting the inverted index. Note that this can use significant memory.{hint}"
             )));
         }
+        FieldType::Ip => {
+            return Err(SearchError::illegal(format!(
+                "[{agg_type}] on ip field [{field}] is not supported by Sluice yet"
+            )));
+        }
         FieldType::Object => {
             return Err(SearchError::illegal(format!(
                 "Field [{field}] of type [object] is not supported for aggregation [{agg_type}]"
