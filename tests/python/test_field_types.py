@@ -1,7 +1,7 @@
 """Field types beyond the basic scalars (issue 8 item 5) through the real `elasticsearch` 9.x
 client against the real binary: `scaled_float` (values seen rounded to the `scaling_factor` by
 queries, sorts, aggregations and `fields`), `wildcard` (a keyword for pattern queries), `ip` (addresses,
-CIDR blocks and ranges), and the 400 naming any type Sluice does not have."""
+CIDR blocks and ranges), `flattened` (an object's leaves as keywords), and the 400 naming any type Sluice does not have."""
 
 import pytest
 from elasticsearch import BadRequestError
@@ -102,7 +102,23 @@ def test_ip_fields_match_addresses_blocks_and_ranges(es):
         assert "ip field [addr]" in str(error.value.body)
 
 
-@pytest.mark.parametrize("field_type", ["geo_point", "nested", "flattened"])
+def test_flattened_fields_answer_by_key_and_as_a_whole(es):
+    index = load(es, {"properties": {"labels": {"type": "flattened"}}},
+                 [{"labels": {"team": "search", "env": {"name": "prod"}}},
+                  {"labels": {"team": ["ingest", "search"]}},
+                  {"labels": {"owner": "prod"}}])
+    assert ids(es.search(index=index, query={"term": {"labels.team": "search"}})) == ["1", "2"]
+    assert ids(es.search(index=index, query={"term": {"labels.env.name": "prod"}})) == ["1"]
+    assert ids(es.search(index=index, query={"term": {"labels": "prod"}})) == ["1", "3"]
+    response = es.search(index=index, size=0,
+                         aggs={"teams": {"terms": {"field": "labels.team"}}})
+    assert [(b["key"], b["doc_count"]) for b in response["aggregations"]["teams"]["buckets"]] == [
+        ("search", 2), ("ingest", 1)]
+    mapping = es.indices.get_mapping(index=index)[index]["mappings"]
+    assert mapping == {"properties": {"labels": {"type": "flattened"}}}
+
+
+@pytest.mark.parametrize("field_type", ["geo_point", "nested"])
 def test_types_sluice_does_not_have_are_named_in_a_400(es, field_type):
     with pytest.raises(BadRequestError) as error:
         es.indices.create(index=unique("types"),

@@ -1138,7 +1138,7 @@ impl Compiler<'_> {
                 };
                 (bound(&range.lower)?, bound(&range.upper)?)
             }
-            FieldType::Keyword | FieldType::Wildcard => {
+            FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened => {
                 let bound = |b: &RangeBound| match b {
                     RangeBound::Unbounded => Bound::Unbounded,
                     RangeBound::Included(v) => {

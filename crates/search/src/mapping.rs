@@ -41,6 +41,10 @@ pub const KEYWORD_TERM_BYTES_MAX: usize = 32_766;
 /// `ignore_above` of the `.keyword` sub-field that dynamic mapping adds to strings.
 pub const DYNAMIC_KEYWORD_IGNORE_ABOVE: u64 = 256;
 
+/// What a key under a `flattened` field (`labels.team`) is: a keyword.
+static FLATTENED_KEY: std::sync::LazyLock<FieldMapping> =
+    std::sync::LazyLock::new(|| FieldMapping::leaf(FieldType::Keyword));
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
     Text,
@@ -48,6 +52,9 @@ pub enum FieldType {
     /// A keyword built for `wildcard` and `regexp` queries over long values (Elasticsearch's
     /// `wildcard`); stored and matched as a keyword here, but its terms score a constant 1.
     Wildcard,
+    /// A whole JSON object indexed as keywords: each leaf value under `field` and under
+    /// `field.key` (dotted key path), as Elasticsearch's `flattened` does.
+    Flattened,
     Long,
     Integer,
     Short,
@@ -70,6 +77,7 @@ impl FieldType {
             FieldType::Text => "text",
             FieldType::Keyword => "keyword",
             FieldType::Wildcard => "wildcard",
+            FieldType::Flattened => "flattened",
             FieldType::Long => "long",
             FieldType::Integer => "integer",
             FieldType::Short => "short",
@@ -89,6 +97,7 @@ impl FieldType {
             "text" => FieldType::Text,
             "keyword" => FieldType::Keyword,
             "wildcard" => FieldType::Wildcard,
+            "flattened" => FieldType::Flattened,
             "long" => FieldType::Long,
             "integer" => FieldType::Integer,
             "short" => FieldType::Short,
@@ -107,7 +116,10 @@ impl FieldType {
     /// Keyword-like types: one exact string per value, matched by term, prefix, wildcard,
     /// regexp and fuzzy queries, sorted and aggregated as strings.
     pub fn is_keyword_like(self) -> bool {
-        matches!(self, FieldType::Keyword | FieldType::Wildcard)
+        matches!(
+            self,
+            FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened
+        )
     }
 
     fn integer_range(self) -> Option<(i64, i64)> {
@@ -151,6 +163,15 @@ impl FieldType {
                 "split_queries_on_whitespace",
             ],
             FieldType::Wildcard => &["ignore_above", "null_value"],
+            FieldType::Flattened => &[
+                "ignore_above",
+                "null_value",
+                "depth_limit",
+                "eager_global_ordinals",
+                "index_options",
+                "similarity",
+                "split_queries_on_whitespace",
+            ],
             FieldType::Long
             | FieldType::Integer
             | FieldType::Short
@@ -774,6 +795,10 @@ impl Mappings {
         let mut segments = path.split('.');
         let mut current = self.properties.get(segments.next()?)?;
         for segment in segments {
+            if current.field_type == FieldType::Flattened {
+                // Any key under a flattened field is one of its keyword leaves.
+                return Some(&FLATTENED_KEY);
+            }
             current = current
                 .properties
                 .get(segment)
@@ -1032,6 +1057,9 @@ impl DocumentParser<'_> {
                 }
             },
         };
+        if field.field_type == FieldType::Flattened {
+            return self.parse_flattened(path, &field, "", value);
+        }
         if field.field_type == FieldType::Object {
             let Value::Object(object) = value else {
                 return Err(SearchError::parsing(format!(
@@ -1051,6 +1079,54 @@ impl DocumentParser<'_> {
             self.parse_leaf(&format!("{path}.{name}"), sub, value)?;
         }
         Ok(())
+    }
+
+    /// Indexes every leaf of a flattened field's value as a keyword under the field itself and
+    /// under `path.key` (`key` the dotted path inside the value).
+    fn parse_flattened(
+        &mut self,
+        path: &str,
+        field: &FieldMapping,
+        key: &str,
+        value: &Value,
+    ) -> Result<()> {
+        let depth_limit = field
+            .parameters
+            .get("depth_limit")
+            .and_then(Value::as_u64)
+            .map_or(DEPTH_MAX, |limit| {
+                usize::try_from(limit).unwrap_or(DEPTH_MAX)
+            });
+        match value {
+            Value::Null => Ok(()),
+            Value::Array(items) => items
+                .iter()
+                .try_for_each(|item| self.parse_flattened(path, field, key, item)),
+            Value::Object(object) => {
+                if key.split('.').filter(|k| !k.is_empty()).count() >= depth_limit {
+                    return Err(SearchError::parsing(format!(
+                        "the provided [flattened] field [{path}] exceeds the maximum depth limit of [{depth_limit}]"
+                    )));
+                }
+                for (name, inner) in object {
+                    let inner_key = if key.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{key}.{name}")
+                    };
+                    self.parse_flattened(path, field, &inner_key, inner)?;
+                }
+                Ok(())
+            }
+            scalar => {
+                self.parse_leaf(path, field, scalar)?;
+                if key.is_empty() {
+                    Ok(())
+                } else {
+                    self.parse_leaf(&format!("{path}.{key}"), field, scalar)
+                }
+            }
+        }
     }
 
     fn infer(&self, value: &Value) -> FieldMapping {
@@ -1183,7 +1259,7 @@ fn immense_term(path: &str, text: &str) -> String {
 fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
     let converted = match field.field_type {
         FieldType::Text => IndexValue::Text(scalar_string(value)?),
-        FieldType::Keyword | FieldType::Wildcard => {
+        FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened => {
             let text = scalar_string(value)?;
             if field
                 .ignore_above()

@@ -239,3 +239,39 @@ fn ip_values_that_are_not_addresses_are_refused() {
     }]);
     assert!(outcome.into_iter().next().unwrap().is_err());
 }
+
+#[test]
+fn flattened_fields_index_leaves_under_the_field_and_their_keys() {
+    let index = index_with(
+        json!({"properties": {"labels": {"type": "flattened"}}}),
+        &[
+            (
+                "1",
+                json!({"labels": {"team": "search", "env": {"name": "prod"}, "n": 3}}),
+            ),
+            (
+                "2",
+                json!({"labels": {"team": ["ingest", "search"], "env": {"name": "dev"}}}),
+            ),
+            ("3", json!({"labels": {"owner": "prod"}})),
+        ],
+    );
+    assert_eq!(index.ids(&term("labels.team", json!("search"))), ["1", "2"]);
+    assert_eq!(index.ids(&term("labels.env.name", json!("prod"))), ["1"]);
+    assert_eq!(index.ids(&term("labels", json!("prod"))), ["1", "3"]);
+    // Numbers are keywords too.
+    assert_eq!(index.ids(&term("labels.n", json!("3"))), ["1"]);
+    assert!(index.ids(&term("labels.missing", json!("prod"))).is_empty());
+    let prefix = Query::Prefix {
+        field: "labels.team".into(),
+        value: "ing".into(),
+        case_insensitive: false,
+        boost: 1.0,
+    };
+    assert_eq!(index.ids(&prefix), ["2"]);
+    use RangeBound::{Included, Unbounded};
+    assert_eq!(
+        index.ids(&range("labels.env.name", Included(json!("e")), Unbounded)),
+        ["1"]
+    );
+}

@@ -50,7 +50,7 @@ pub(crate) fn resolve_field(
         return Ok(FieldKind::Unmapped);
     };
     Ok(match mapping.field_type {
-        FieldType::Keyword | FieldType::Wildcard => FieldKind::Keyword,
+        FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened => FieldKind::Keyword,
         FieldType::Long | FieldType::Integer | FieldType::Short | FieldType::Byte => {
             FieldKind::Integer
         }
