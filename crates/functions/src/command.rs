@@ -22,6 +22,7 @@ pub(crate) async fn invoke(
     definition: &FunctionDefinition,
     payload: Bytes,
     failing: &Failing,
+    log: Option<OutputTail>,
 ) -> Result<Bytes> {
     let name = definition.name.clone();
     let io_error = |context: &'static str| {
@@ -47,6 +48,7 @@ pub(crate) async fn invoke(
             "stderr",
             Some(tail.clone()),
             Arc::clone(failing),
+            Some(Arc::new(std::sync::Mutex::new(log))),
         )
     });
     if let Some(mut stdin) = child.stdin.take() {

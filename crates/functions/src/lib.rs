@@ -1,5 +1,5 @@
-//! The function host: runs AWS Lambda handlers out of process for Firehose transformations
-//! (and, later, Kinesis and DynamoDB stream events).
+//! The function host: runs AWS Lambda handlers out of process for Firehose transformations,
+//! event-source mappings (Kinesis and DynamoDB stream events) and the Lambda API.
 //!
 //! A [`FunctionRegistry`] holds [`FunctionDefinition`]s by name and resolves Lambda ARNs to
 //! them. [`FunctionRegistry::invoke`] sends a JSON event and returns the JSON answer;
@@ -62,5 +62,5 @@ pub use firehose::{
     FirehoseTransformationResponse, FirehoseTransformedRecord,
 };
 pub use limits::*;
-pub use process::{INHERITED_ENVIRONMENT, INHERITED_ENVIRONMENT_PREFIXES, is_inherited};
+pub use process::{INHERITED_ENVIRONMENT, INHERITED_ENVIRONMENT_PREFIXES, LogTail, is_inherited};
 pub use registry::{FunctionRegistry, Invocation, InvokeOptions};

@@ -68,6 +68,10 @@ pub const COMMAND_ARGS_MAX: usize = 256;
 /// (`Sandbox.Timedout`, with the tail of its stderr).
 pub const RUNTIME_INIT_GRACE: Duration = Duration::from_secs(10);
 
+/// Bytes of an invocation's output returned with Lambda's `LogType: Tail` (Lambda's 4 KB);
+/// older output of the invocation is only logged.
+pub const LOG_TAIL_BYTES_MAX: usize = 4 * 1024;
+
 /// Largest body the Runtime API accepts on `/error` and `/init/error`, in bytes.
 pub const RUNTIME_ERROR_BODY_BYTES_MAX: usize = 256 * 1024;
 

@@ -215,16 +215,31 @@ pub(crate) fn with_stderr(message: String, stderr: &str) -> String {
 
 /// The last [`STDERR_TAIL_BYTES_MAX`] bytes a process wrote, shared between the task that
 /// reads the pipe and the invocation that reports a failure.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct OutputTail {
     bytes: Arc<Mutex<VecDeque<u8>>>,
+    capacity: usize,
+}
+
+impl Default for OutputTail {
+    fn default() -> Self {
+        OutputTail::with_capacity(STDERR_TAIL_BYTES_MAX)
+    }
 }
 
 impl OutputTail {
+    /// A tail that keeps the last `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        OutputTail {
+            bytes: Arc::default(),
+            capacity,
+        }
+    }
+
     fn push(&self, chunk: &[u8]) {
         if let Ok(mut bytes) = self.bytes.lock() {
             bytes.extend(chunk);
-            let excess = bytes.len().saturating_sub(STDERR_TAIL_BYTES_MAX);
+            let excess = bytes.len().saturating_sub(self.capacity);
             bytes.drain(..excess);
         }
     }
@@ -251,6 +266,29 @@ impl OutputTail {
     }
 }
 
+/// The output of one invocation, both streams, kept for Lambda's `LogType: Tail`: the last
+/// [`crate::LOG_TAIL_BYTES_MAX`] bytes. Give one to [`crate::FunctionRegistry::invoke_logged`].
+/// Output reaches it as the host reads the process's pipes, so a line written just before the
+/// answer may come after it.
+#[derive(Debug, Clone)]
+pub struct LogTail(pub(crate) OutputTail);
+
+impl Default for LogTail {
+    fn default() -> Self {
+        LogTail(OutputTail::with_capacity(crate::limits::LOG_TAIL_BYTES_MAX))
+    }
+}
+
+impl LogTail {
+    /// What the invocation wrote, at most its last [`crate::LOG_TAIL_BYTES_MAX`] bytes.
+    pub fn text(&self) -> String {
+        self.0.text()
+    }
+}
+
+/// Where a warm process's output also goes while an invocation that asked for its log runs.
+pub(crate) type LogSlot = Arc<Mutex<Option<OutputTail>>>;
+
 /// Whether a function is in a burst of failures, shared by the registry (which sets it) and its
 /// processes (which then log their start and output at debug level: the burst's first error
 /// line already carries the output's tail, and a function that cannot start would otherwise
@@ -266,6 +304,7 @@ pub(crate) fn forward_output<R>(
     stream: &'static str,
     tail: Option<OutputTail>,
     failing: Failing,
+    log: Option<LogSlot>,
 ) -> tokio::task::JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -282,6 +321,11 @@ where
             let read = chunk.get(..n_read).unwrap_or_default();
             if let Some(tail) = &tail {
                 tail.push(read);
+            }
+            if let Some(Ok(slot)) = log.as_ref().map(|slot| slot.lock())
+                && let Some(log) = slot.as_ref()
+            {
+                log.push(read);
             }
             for &byte in read {
                 if byte == b'\n' || line.len() >= LOG_LINE_BYTES_MAX {

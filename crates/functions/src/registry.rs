@@ -18,7 +18,7 @@ use crate::limits::{
     NUMBER_OF_RETRIES_DEFAULT, NUMBER_OF_RETRIES_MAX, PAYLOAD_BYTES_MAX, RETRY_BACKOFF_INITIAL,
     RETRY_BACKOFF_MAX, WAITING_INVOCATIONS_MAX,
 };
-use crate::process::Failing;
+use crate::process::{Failing, LogTail, OutputTail};
 use crate::runtime_api::RuntimePool;
 
 /// How one call retries.
@@ -187,7 +187,21 @@ impl FunctionRegistry {
         payload: &serde_json::Value,
         options: &InvokeOptions,
     ) -> Result<Invocation<serde_json::Value>> {
-        self.invoke_checked(name_or_arn, payload, options, Ok).await
+        self.invoke_checked(name_or_arn, payload, options, None, Ok)
+            .await
+    }
+
+    /// [`FunctionRegistry::invoke_with`] that also collects what the function wrote during the
+    /// call into `log` (Lambda's `LogType: Tail`).
+    pub async fn invoke_logged(
+        &self,
+        name_or_arn: &str,
+        payload: &serde_json::Value,
+        options: &InvokeOptions,
+        log: &LogTail,
+    ) -> Result<Invocation<serde_json::Value>> {
+        self.invoke_checked(name_or_arn, payload, options, Some(log), Ok)
+            .await
     }
 
     /// Runs a Firehose transformation: sends `event`, checks the answer strictly against it
@@ -209,7 +223,7 @@ impl FunctionRegistry {
             name: name.clone(),
             reason: error.to_string(),
         })?;
-        self.invoke_checked(name_or_arn, &payload, options, |response| {
+        self.invoke_checked(name_or_arn, &payload, options, None, |response| {
             FirehoseTransformationResponse::validate(&name, event, response)
         })
         .await
@@ -247,6 +261,7 @@ impl FunctionRegistry {
         name_or_arn: &str,
         payload: &serde_json::Value,
         options: &InvokeOptions,
+        log: Option<&LogTail>,
         check: impl Fn(serde_json::Value) -> Result<T>,
     ) -> Result<Invocation<T>> {
         if self.inner.shut_down.load(Ordering::SeqCst) {
@@ -274,7 +289,7 @@ impl FunctionRegistry {
         loop {
             attempts += 1;
             let outcome = function
-                .invoke_once(payload.clone())
+                .invoke_once(payload.clone(), log.map(|log| log.0.clone()))
                 .await
                 .and_then(|answer| {
                     serde_json::from_slice(&answer).map_err(|error| Error::InvalidJson {
@@ -335,7 +350,7 @@ impl Function {
     }
 
     /// One attempt: waits for a slot (bounded), then runs the function's kind.
-    async fn invoke_once(&self, payload: Bytes) -> Result<Bytes> {
+    async fn invoke_once(&self, payload: Bytes, log: Option<OutputTail>) -> Result<Bytes> {
         let _permit = {
             let waiting_before = self.waiting.fetch_add(1, Ordering::SeqCst);
             let _waiting = WaitingGuard(&self.waiting);
@@ -347,8 +362,8 @@ impl Function {
             self.slots.acquire().await.map_err(|_| Error::ShutDown)?
         };
         match &self.runtimes {
-            None => command::invoke(&self.definition, payload, &self.failing).await,
-            Some(runtimes) => runtimes.invoke(payload).await,
+            None => command::invoke(&self.definition, payload, &self.failing, log).await,
+            Some(runtimes) => runtimes.invoke(payload, log).await,
         }
     }
 }

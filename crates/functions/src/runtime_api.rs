@@ -35,7 +35,7 @@ use crate::limits::{
     PAYLOAD_BYTES_MAX, RUNTIME_ERROR_BODY_BYTES_MAX, RUNTIME_INIT_GRACE, STDERR_DRAIN_WAIT,
 };
 use crate::process::{
-    Failing, OutputTail, ProcessGroup, display_command, exit_description, forward_output,
+    Failing, LogSlot, OutputTail, ProcessGroup, display_command, exit_description, forward_output,
     handler_command, spawn_failure, with_stderr,
 };
 
@@ -49,6 +49,10 @@ const INIT_TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
 const API_PREFIX: &str = "/2018-06-01/runtime/";
 
 /// Warm runtime processes of one function.
+/// Scheduler turns an invocation that asked for its log gives the output forwarders after the
+/// answer: what the handler wrote before answering is in the pipes by then.
+const LOG_DRAIN_YIELDS: usize = 8;
+
 pub(crate) struct RuntimePool {
     definition: FunctionDefinition,
     clock: Arc<dyn Clock>,
@@ -76,7 +80,7 @@ impl RuntimePool {
     }
 
     /// One invocation on a warm process, starting one when none is idle or the idle one died.
-    pub(crate) async fn invoke(&self, payload: Bytes) -> Result<Bytes> {
+    pub(crate) async fn invoke(&self, payload: Bytes, log: Option<OutputTail>) -> Result<Bytes> {
         if self.shut_down.load(Ordering::SeqCst) {
             return Err(Error::ShutDown);
         }
@@ -84,13 +88,13 @@ impl RuntimePool {
             Some(warm) => warm,
             None => self.start().await?,
         };
-        let mut outcome = instance.invoke(payload.clone()).await;
+        let mut outcome = instance.invoke(payload.clone(), log.clone()).await;
         if outcome.is_err() && instance.died_before_delivery && instance.initialised {
             // The warm process died while idle, before the host noticed: this event never
             // reached it, so it goes to a fresh process as Lambda would, without using a retry.
             tracing::info!(function = %self.definition.name, "warm runtime process had died; starting a new one");
             instance = self.start().await?;
-            outcome = instance.invoke(payload).await;
+            outcome = instance.invoke(payload, log).await;
         }
         if instance.reusable
             && instance.is_alive()
@@ -183,6 +187,8 @@ struct RuntimeInstance {
     exited: watch::Receiver<Option<String>>,
     kill: Option<oneshot::Sender<()>>,
     stderr: OutputTail,
+    /// The log tail of the invocation under way, when its caller asked for one.
+    log_slot: LogSlot,
     /// Finishes when the process's stderr closes: its last words are in `stderr` then.
     stderr_forwarder: Option<JoinHandle<()>>,
     /// Still fresh: the first invocation also waits for the runtime to initialise.
@@ -246,8 +252,16 @@ impl RuntimeInstance {
             }
         };
         let stderr = OutputTail::default();
+        let log_slot = LogSlot::default();
         if let Some(stdout) = child.stdout.take() {
-            forward_output(stdout, name.clone(), "stdout", None, Arc::clone(&failing));
+            forward_output(
+                stdout,
+                name.clone(),
+                "stdout",
+                None,
+                Arc::clone(&failing),
+                Some(Arc::clone(&log_slot)),
+            );
         }
         let stderr_forwarder = child.stderr.take().map(|pipe| {
             forward_output(
@@ -256,6 +270,7 @@ impl RuntimeInstance {
                 "stderr",
                 Some(stderr.clone()),
                 Arc::clone(&failing),
+                Some(Arc::clone(&log_slot)),
             )
         });
         let group = ProcessGroup::of(&child);
@@ -293,6 +308,7 @@ impl RuntimeInstance {
             exited,
             kill: Some(kill),
             stderr,
+            log_slot,
             stderr_forwarder,
             initialised: false,
             reusable: true,
@@ -311,7 +327,26 @@ impl RuntimeInstance {
         let _ = self.exited.wait_for(Option::is_some).await;
     }
 
-    async fn invoke(&mut self, payload: Bytes) -> Result<Bytes> {
+    async fn invoke(&mut self, payload: Bytes, log: Option<OutputTail>) -> Result<Bytes> {
+        let logged = log.is_some();
+        if let Ok(mut slot) = self.log_slot.lock() {
+            *slot = log;
+        }
+        let outcome = self.invoke_unlogged(payload).await;
+        if logged {
+            // The handler wrote its output before it answered; give the forwarders a turn to
+            // read what is already in the pipes, then stop collecting.
+            for _ in 0..LOG_DRAIN_YIELDS {
+                tokio::task::yield_now().await;
+            }
+            if let Ok(mut slot) = self.log_slot.lock() {
+                *slot = None;
+            }
+        }
+        outcome
+    }
+
+    async fn invoke_unlogged(&mut self, payload: Bytes) -> Result<Bytes> {
         let name = self.function_name.clone();
         let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let request_id = new_request_id();

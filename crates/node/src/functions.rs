@@ -1,6 +1,6 @@
 //! Adapts the function host (`sluice-functions`, async, out of process) to the delivery crate's
 //! blocking [`Transformer`]: a delivery worker thread blocks on the host's runtime for the
-//! duration of one Firehose transformation.
+//! duration of one Firehose transformation; and to the mappings' [`Invoker`], the same way.
 
 use sluice_delivery::{
     TransformFailure, TransformInput, TransformOutput, TransformResult, Transformer,
@@ -9,6 +9,7 @@ use sluice_functions::{
     FirehoseEventRecord, FirehoseRecordResult, FirehoseTransformationEvent, FunctionRegistry,
     InvokeOptions,
 };
+use sluice_mappings::{InvokeFailure, Invoker};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Runs transformations with a [`FunctionRegistry`] on a tokio runtime.
@@ -79,6 +80,55 @@ impl Transformer for FunctionsTransformer {
                 attempts: match &error {
                     sluice_functions::Error::RetriesExhausted { attempts, .. } => *attempts,
                     _ => 1,
+                },
+            }),
+        }
+    }
+}
+
+/// Runs the functions of event-source mappings with a [`FunctionRegistry`]: one attempt per
+/// call, since the mapping worker owns the retry policy (`MaximumRetryAttempts`, bisecting).
+#[derive(Debug)]
+pub struct FunctionsInvoker {
+    registry: FunctionRegistry,
+    runtime: tokio::runtime::Handle,
+}
+
+impl FunctionsInvoker {
+    /// `runtime` must outlive the node; mapping workers are plain threads, never its workers.
+    pub fn new(registry: FunctionRegistry, runtime: tokio::runtime::Handle) -> Self {
+        FunctionsInvoker { registry, runtime }
+    }
+}
+
+impl Invoker for FunctionsInvoker {
+    fn invoke(
+        &self,
+        function_arn: &str,
+        event: &serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeFailure> {
+        let options = InvokeOptions {
+            number_of_retries: 0,
+        };
+        let answer =
+            self.runtime
+                .block_on(self.registry.invoke_with(function_arn, event, &options));
+        match answer {
+            Ok(invocation) => Ok(invocation.response),
+            Err(error) => Err(match error.last_attempt() {
+                sluice_functions::Error::FunctionError {
+                    error_type,
+                    message,
+                    ..
+                } => InvokeFailure {
+                    error_type: error_type.clone(),
+                    message: message.clone(),
+                    function_did_not_run: false,
+                },
+                other => InvokeFailure {
+                    error_type: "Sluice.InvocationFailed".to_owned(),
+                    message: other.to_string(),
+                    function_did_not_run: !other.is_the_functions_own(),
                 },
             }),
         }

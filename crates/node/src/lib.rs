@@ -9,6 +9,8 @@
 //! - `ledgers/`: the verifiable ledgers, one directory each, a journal and its derived state (see `sluice-ledger`);
 //! - `tables/`: the DynamoDB-like tables and their stream records, one redb database (see `sluice-tables`);
 //! - `delivery/`: the catalog of delivery streams (see `sluice-delivery`);
+//! - `mappings/`: the catalog of event-source mappings and their table-stream checkpoints (see
+//!   `sluice-mappings`; log-stream checkpoints live with the stream, consumer `lambda.<uuid>`);
 //! - `ledger-index/`: the built-in indexer's position in each ledger (see [`ledger_index`]);
 //! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
 //!   (see [`journal_streams`]);
@@ -29,7 +31,7 @@ pub mod journal_streams;
 pub mod kpl;
 pub mod ledger_index;
 
-pub use functions::FunctionsTransformer;
+pub use functions::{FunctionsInvoker, FunctionsTransformer};
 pub use journal_streams::JournalStreams;
 pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
 
@@ -43,6 +45,7 @@ use std::time::Duration;
 use sluice_delivery::{DeliveryStreams, DeliveryStreamsOptions, NoFunctions, Transformer};
 use sluice_ledger::{CancelToken, ImportRoots, Ledgers, Limits};
 use sluice_log::{Clock, Log, LogOptions, SystemClock};
+use sluice_mappings::{EventSourceMappings, InvokeFailure, Invoker};
 use sluice_search::Indices;
 use sluice_tables::Tables;
 
@@ -79,6 +82,8 @@ pub enum NodeError {
     #[error(transparent)]
     Tables(#[from] sluice_tables::TablesError),
     #[error(transparent)]
+    Mappings(#[from] sluice_mappings::MappingError),
+    #[error(transparent)]
     JournalStreams(#[from] journal_streams::JournalStreamError),
     #[error(transparent)]
     LedgerIndex(#[from] ledger_index::LedgerIndexError),
@@ -91,6 +96,8 @@ pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
     /// Runs delivery streams' Lambda processors.
     pub transformer: Arc<dyn Transformer>,
+    /// Runs the functions of event-source mappings.
+    pub invoker: Arc<dyn Invoker>,
     /// Directories ledger restores and imports may read besides the data directory's `s3/`
     /// store (`sluice up --import-dir`); none by default. Each must exist.
     pub import_dirs: Vec<PathBuf>,
@@ -104,9 +111,29 @@ impl Default for NodeOptions {
         NodeOptions {
             clock: Arc::new(SystemClock),
             transformer: Arc::new(NoFunctions),
+            invoker: Arc::new(NoInvoker),
             import_dirs: Vec::new(),
             ledger_index: LedgerIndexConfig::default(),
         }
+    }
+}
+
+/// The invoker of a node without a function host: every invocation fails, so mappings keep
+/// their records until a host is there.
+#[derive(Debug)]
+pub struct NoInvoker;
+
+impl Invoker for NoInvoker {
+    fn invoke(
+        &self,
+        function_arn: &str,
+        _event: &serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeFailure> {
+        Err(InvokeFailure {
+            error_type: "ResourceNotFoundException".to_owned(),
+            message: format!("no function host to run {function_arn}"),
+            function_did_not_run: true,
+        })
     }
 }
 
@@ -119,6 +146,7 @@ pub struct Node {
     import_roots: ImportRoots,
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
+    mappings: Arc<EventSourceMappings>,
     journal_streams: Arc<JournalStreams>,
     ledger_indexer: LedgerIndexer,
     stop_refresher: mpsc::Sender<()>,
@@ -167,6 +195,13 @@ impl Node {
             log.clone(),
             indices.clone(),
             DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone()),
+        )?);
+        let mappings = Arc::new(EventSourceMappings::open(
+            &data_dir.join("mappings"),
+            log.clone(),
+            tables.clone(),
+            options.invoker.clone(),
+            options.clock.clone(),
         )?);
         let journal_streams = Arc::new(JournalStreams::open(
             data_dir,
@@ -230,6 +265,7 @@ impl Node {
             import_roots,
             long_operations: CancelToken::new(),
             delivery,
+            mappings,
             journal_streams,
             ledger_indexer,
             stop_refresher,
@@ -288,6 +324,11 @@ impl Node {
         &self.delivery
     }
 
+    /// The event-source mappings and their workers.
+    pub fn mappings(&self) -> &Arc<EventSourceMappings> {
+        &self.mappings
+    }
+
     /// The ledgers' journal streams (QLDB's StreamJournalToKinesis) and their workers.
     pub fn journal_streams(&self) -> &Arc<JournalStreams> {
         &self.journal_streams
@@ -305,9 +346,11 @@ impl Node {
 
     fn stop(&mut self) {
         self.long_operations.cancel();
+        // Mapping workers first (their functions may write anywhere).
+        self.mappings.shutdown();
         // Journal streams write into streams that delivery workers may read.
         self.journal_streams.shutdown();
-        // Delivery workers and the ledger indexer first: they write into the indices closed
+        // Delivery workers and the ledger indexer before the indices: they write into the ones closed
         // below.
         self.ledger_indexer.shutdown();
         self.delivery.shutdown();

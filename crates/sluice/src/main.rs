@@ -24,13 +24,14 @@ use sluice_api::aws::dynamodb::DynamoDbService;
 use sluice_api::aws::dynamodb_streams::DynamoDbStreamsService;
 use sluice_api::aws::firehose::{FirehoseService, MetricsService, create_request_config};
 use sluice_api::aws::kinesis::KinesisService;
+use sluice_api::aws::lambda::{LambdaOptions, LambdaService, load_created_functions};
 use sluice_api::aws::qldb::QldbService;
 use sluice_api::aws::qldb_session::QldbSessionService;
 use sluice_api::es::EsApi;
 use sluice_api::http::{BodyBudget, ServerOptions};
 use sluice_functions::{FunctionDefinition, FunctionKind, FunctionRegistry};
 use sluice_log::{Clock, SystemClock};
-use sluice_node::{FunctionsTransformer, Node, NodeOptions};
+use sluice_node::{FunctionsInvoker, FunctionsTransformer, Node, NodeOptions};
 
 /// Environment variable that shifts Sluice's wall clock by a signed number of milliseconds, for
 /// tests and demos of time-based behaviour (index rotation, backup key times): arrival times,
@@ -194,12 +195,22 @@ struct UpArgs {
     #[arg(long = "function", value_name = "NAME=COMMAND")]
     functions: Vec<String>,
     /// A JSON file declaring `functions` (function definitions), `delivery_streams`
-    /// (CreateDeliveryStream request bodies), applied at start (existing streams are kept), and
+    /// (CreateDeliveryStream request bodies) and `event_source_mappings`
+    /// (CreateEventSourceMapping request bodies), applied at start (existing streams and
+    /// mappings of the same source and function are kept), and
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
     /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
     /// default).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The Python interpreter of functions created through the Lambda API with a `python3.x`
+    /// runtime; it must have `awslambdaric` installed.
+    #[arg(long, default_value = "python3")]
+    lambda_python: String,
+    /// The command that runs `nodejs*` functions created through the Lambda API, split on
+    /// whitespace; the handler is added as its last argument (npm's `aws-lambda-ric`).
+    #[arg(long, default_value = "aws-lambda-ric")]
+    lambda_nodejs_ric: String,
     /// Most connections each port serves at once; further ones are answered 503 and closed.
     /// Lowered at start when the open-file limit cannot hold both ports' connections.
     #[arg(long, default_value_t = sluice_api::http::CONNECTIONS_PER_LISTENER_MAX)]
@@ -229,6 +240,8 @@ struct ConfigFile {
     functions: Vec<FunctionDefinition>,
     #[serde(default)]
     delivery_streams: Vec<serde_json::Value>,
+    #[serde(default)]
+    event_source_mappings: Vec<serde_json::Value>,
     /// The built-in indexing of ledgers into search (on for every table by default).
     #[serde(default)]
     ledger_indexing: sluice_node::LedgerIndexConfig,
@@ -467,6 +480,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 registry.clone(),
                 tokio::runtime::Handle::current(),
             )),
+            invoker: Arc::new(FunctionsInvoker::new(
+                registry.clone(),
+                tokio::runtime::Handle::current(),
+            )),
             import_dirs: args.import_dirs.clone(),
             ledger_index: config.ledger_indexing,
         };
@@ -490,6 +507,31 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 .context("creating a delivery stream")?
                 .with_context(|| format!("creating delivery stream {name} of the config file"))?;
         }
+        let created_functions = load_created_functions(&node, &registry)
+            .map_err(|error| anyhow::anyhow!(error))
+            .context("registering the functions created through the Lambda API")?;
+        let lambda = Arc::new(LambdaService::new(
+            node.clone(),
+            registry.clone(),
+            LambdaOptions {
+                python: args.lambda_python.clone(),
+                nodejs_ric: args
+                    .lambda_nodejs_ric
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            created_functions,
+        ));
+        for request in &config.event_source_mappings {
+            let lambda = lambda.clone();
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || lambda.ensure_mapping(&request))
+                .await
+                .context("creating an event source mapping")?
+                .map_err(|error| anyhow::anyhow!("{}: {}", error.kind, error.message))
+                .context("an event source mapping of the config file")?;
+        }
         let es_server = Server::bind(SocketAddr::new(bind, args.es_port))
             .await
             .with_context(|| format!("binding the search API to {bind}:{}", args.es_port))?;
@@ -503,7 +545,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             ..ServerOptions::new(BodyBudget::new(args.request_buffer_bytes))
         };
         let es = es_server.serve(Arc::new(EsApi::new(node.clone())), server_options.clone());
-        let aws = aws_server.serve(Arc::new(aws_api(&node)), server_options);
+        let aws = aws_server.serve(Arc::new(aws_api(&node, lambda)), server_options);
         let stop_signals = install_stop_signals()?;
         // Tests and scripts read these lines to find the endpoints.
         println!("sluice {} is up", env!("CARGO_PKG_VERSION"));
@@ -532,6 +574,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || match Arc::try_unwrap(node) {
                 Ok(node) => node.shutdown(),
                 Err(node) => {
+                    node.mappings().shutdown();
                     node.journal_streams().shutdown();
                     node.ledger_indexer().shutdown();
                     node.delivery().shutdown();
@@ -563,7 +606,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The AWS-compatible services served on `--aws-port`.
-fn aws_api(node: &Arc<Node>) -> AwsApi {
+fn aws_api(node: &Arc<Node>, lambda: Arc<LambdaService>) -> AwsApi {
     let qldb_session = Arc::new(QldbSessionService::new(
         node.ledgers().clone(),
         Arc::new(sluice_ledger::SystemClock),
@@ -583,6 +626,7 @@ fn aws_api(node: &Arc<Node>) -> AwsApi {
         ))))
         .with_json_service(Arc::new(qldb_session))
         .with_rest_service(Arc::new(qldb))
+        .with_rest_service(lambda)
         .with_rest_service(Arc::new(MetricsService::new(node.clone())))
 }
 

@@ -26,6 +26,7 @@ use crate::http::{Handler, Refusal, Request, Response};
 pub mod dynamodb;
 pub mod dynamodb_streams;
 pub mod firehose;
+pub mod lambda;
 pub mod qldb;
 pub mod qldb_session;
 
@@ -183,6 +184,9 @@ pub const CATALOG: &[ServiceRoutes] = &[
     },
     ServiceRoutes::Rest {
         routes: qldb::ROUTES,
+    },
+    ServiceRoutes::Rest {
+        routes: lambda::ROUTES,
     },
     ServiceRoutes::Rest {
         routes: firehose::METRICS_ROUTES,

@@ -5,6 +5,7 @@ mod aggs;
 mod aliases;
 mod analyze;
 mod bulk;
+mod by_query;
 mod documents;
 pub mod error;
 mod fields;
@@ -14,6 +15,7 @@ mod indices;
 mod query_dsl;
 mod readers;
 pub mod routes;
+mod scripts;
 mod search;
 mod sort;
 mod targets;
@@ -43,6 +45,8 @@ pub struct EsApi {
     node: Arc<Node>,
     write_slots: Arc<Semaphore>,
     search_slots: Arc<Semaphore>,
+    /// Tasks of by-query operations run with `wait_for_completion=false`.
+    tasks: by_query::Tasks,
     /// Open points in time and scrolls (`readers.rs`), expired on the wall clock.
     readers: Arc<sluice_search::Snapshots<readers::Reader>>,
 }
@@ -55,6 +59,7 @@ impl EsApi {
             node,
             write_slots: Arc::new(Semaphore::new(WRITE_REQUESTS_MAX)),
             search_slots: Arc::new(Semaphore::new(SEARCH_REQUESTS_MAX)),
+            tasks: by_query::Tasks::default(),
             readers: Arc::new(sluice_search::Snapshots::new(readers::wall_clock_ms)),
         }
     }
@@ -129,6 +134,15 @@ impl EsApi {
                 templates::delete_templates(self, request, names, true).await
             }
             ["_component_template", ..] => templates::component_templates(request),
+            [target, "_delete_by_query"] if post => {
+                by_query::delete_by_query(self, request, target).await
+            }
+            [target, "_update_by_query"] if post => {
+                by_query::update_by_query(self, request, target).await
+            }
+            ["_reindex"] if post => by_query::reindex(self, request).await,
+            ["_tasks", id] if get => by_query::get_task(self, request, id).await,
+            ["_tasks", id, "_cancel"] if post => by_query::cancel_task(self, request, id),
             ["_msearch"] if get || post => search::msearch(self, request, None).await,
             [target, "_msearch"] if get || post => {
                 search::msearch(self, request, Some(target)).await
