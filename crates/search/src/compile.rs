@@ -331,7 +331,7 @@ impl Compiler<'_> {
                 (self.fields.text, key, Some(path_bytes))
             }
             Target::Exact { path, mapping } => {
-                if mapping.field_type != FieldType::Keyword {
+                if !mapping.field_type.is_keyword_like() {
                     return Err(illegal(format!(
                         "Can only use regexp, wildcard and prefix queries on keyword and text fields - not on [{field}] which is of type [{}]",
                         mapping.field_type.name()
@@ -457,7 +457,7 @@ impl Compiler<'_> {
                 let edits = fuzziness.edits(value);
                 let term = match self.target(field) {
                     Target::Text { path, slot, .. } => text_term(self.fields, &path, slot, value),
-                    Target::Exact { path, mapping } if mapping.field_type == FieldType::Keyword => {
+                    Target::Exact { path, mapping } if mapping.field_type.is_keyword_like() => {
                         value_term(self.fields, &path, &IndexValue::Keyword(value.clone()))
                     }
                     Target::Exact { mapping, .. } => {
@@ -577,13 +577,32 @@ impl Compiler<'_> {
                 ))
             }
             Target::Exact { path, mapping } => {
-                if case_insensitive && mapping.field_type == FieldType::Keyword {
+                if case_insensitive && mapping.field_type.is_keyword_like() {
                     return self.regex_query(
                         field,
                         &escape_literal(&scalar_text(value)),
                         true,
                         boost,
                     );
+                }
+                if mapping.field_type == FieldType::Ip
+                    && let Some(block) = value.as_str().filter(|v| v.contains('/'))
+                {
+                    // A CIDR block matches every address inside it, as in Elasticsearch.
+                    let (first, last) = crate::ip::cidr_bounds(block).ok_or_else(|| {
+                        illegal(format!(
+                            "failed to create query: Expected [ip/prefix] but was [{block}]"
+                        ))
+                    })?;
+                    let term =
+                        |encoded| value_term(self.fields, &path, &IndexValue::Keyword(encoded));
+                    return Ok(Box::new(ConstScoreQuery::new(
+                        Box::new(RangeQuery::new(
+                            Bound::Included(term(first)),
+                            Bound::Included(term(last)),
+                        )),
+                        boost,
+                    )));
                 }
                 let term = self.exact_term(&path, mapping, value)?;
                 let score = if mapping.field_type == FieldType::Keyword {
@@ -672,7 +691,8 @@ impl Compiler<'_> {
             }
             Target::Exact { path, mapping } => {
                 // Keywords, numbers, dates and booleans match the whole text as one value.
-                if let (Some(fuzziness), FieldType::Keyword) = (query.fuzziness, mapping.field_type)
+                if let (Some(fuzziness), true) =
+                    (query.fuzziness, mapping.field_type.is_keyword_like())
                 {
                     let term =
                         value_term(self.fields, &path, &IndexValue::Keyword(query.text.clone()));
@@ -688,7 +708,7 @@ impl Compiler<'_> {
                 return match self.term(&path, &value, false, query.boost) {
                     Err(_) if query.lenient => Ok(Box::new(EmptyQuery)),
                     Err(SearchError::IllegalArgument { .. })
-                        if mapping.field_type != FieldType::Keyword =>
+                        if !mapping.field_type.is_keyword_like() =>
                     {
                         Err(illegal(format!(
                             "failed to create query: For input string: \"{}\" on field [{path}] of type [{}]",
@@ -1055,6 +1075,35 @@ impl Compiler<'_> {
                 };
                 (to_term(lower), to_term(upper))
             }
+            FieldType::ScaledFloat => {
+                // Bounds move to the nearest stored (scaled) values inside them, as
+                // Elasticsearch's scaled_float range query does, so a document matches
+                // exactly when its rounded value is in range.
+                let factor = mapping.scaling_factor().unwrap_or(1.0);
+                let number = |v: &Value| numeric_bound(v, &range.field, mapping);
+                let stored = |scaled: f64| {
+                    float_term(self.fields, &path, clamp_to_i64(scaled) as f64 / factor)
+                };
+                let lower = match &range.lower {
+                    RangeBound::Unbounded => Bound::Unbounded,
+                    RangeBound::Included(v) => {
+                        Bound::Included(stored((number(v)? * factor).ceil()))
+                    }
+                    RangeBound::Excluded(v) => {
+                        Bound::Included(stored((number(v)? * factor).floor() + 1.0))
+                    }
+                };
+                let upper = match &range.upper {
+                    RangeBound::Unbounded => Bound::Unbounded,
+                    RangeBound::Included(v) => {
+                        Bound::Included(stored((number(v)? * factor).floor()))
+                    }
+                    RangeBound::Excluded(v) => {
+                        Bound::Included(stored((number(v)? * factor).ceil() - 1.0))
+                    }
+                };
+                (lower, upper)
+            }
             FieldType::Double | FieldType::Float => {
                 let bound = |b: &RangeBound| -> Result<Bound<Term>> {
                     Ok(match b {
@@ -1073,7 +1122,23 @@ impl Compiler<'_> {
                 };
                 (bound(&range.lower)?, bound(&range.upper)?)
             }
-            FieldType::Keyword => {
+            FieldType::Ip => {
+                let address = |v: &Value| -> Result<Term> {
+                    let text = scalar_text(v);
+                    let address = crate::ip::parse(&text)
+                        .ok_or_else(|| illegal(format!("'{text}' is not an IP string literal.")))?;
+                    Ok(make_term(IndexValue::Keyword(crate::ip::encode(address))))
+                };
+                let bound = |b: &RangeBound| -> Result<Bound<Term>> {
+                    Ok(match b {
+                        RangeBound::Unbounded => Bound::Unbounded,
+                        RangeBound::Included(v) => Bound::Included(address(v)?),
+                        RangeBound::Excluded(v) => Bound::Excluded(address(v)?),
+                    })
+                };
+                (bound(&range.lower)?, bound(&range.upper)?)
+            }
+            FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened => {
                 let bound = |b: &RangeBound| match b {
                     RangeBound::Unbounded => Bound::Unbounded,
                     RangeBound::Included(v) => {
@@ -1225,7 +1290,8 @@ impl Compiler<'_> {
     fn numeric_field(&self, field: &str, what: &str) -> Result<&FieldMapping> {
         match self.target(field) {
             Target::Exact { mapping, .. }
-                if !matches!(mapping.field_type, FieldType::Keyword | FieldType::Boolean) =>
+                if !(mapping.field_type.is_keyword_like()
+                    || matches!(mapping.field_type, FieldType::Boolean | FieldType::Ip)) =>
             {
                 Ok(mapping)
             }

@@ -111,7 +111,7 @@ pub fn highlight(
     for request in fields {
         for (path, mapping) in mappings.leaf_fields() {
             if !simple_match(&request.pattern, &path)
-                || !matches!(mapping.field_type, FieldType::Text | FieldType::Keyword)
+                || !(mapping.field_type == FieldType::Text || mapping.field_type.is_keyword_like())
                 || out.iter().any(|(done, _)| *done == path)
             {
                 continue;

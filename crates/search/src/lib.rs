@@ -20,6 +20,7 @@ pub mod highlight;
 mod ids;
 mod index;
 mod indices;
+pub mod ip;
 pub mod mapping;
 pub mod pattern;
 pub mod query;

@@ -41,18 +41,33 @@ pub const KEYWORD_TERM_BYTES_MAX: usize = 32_766;
 /// `ignore_above` of the `.keyword` sub-field that dynamic mapping adds to strings.
 pub const DYNAMIC_KEYWORD_IGNORE_ABOVE: u64 = 256;
 
+/// What a key under a `flattened` field (`labels.team`) is: a keyword.
+static FLATTENED_KEY: std::sync::LazyLock<FieldMapping> =
+    std::sync::LazyLock::new(|| FieldMapping::leaf(FieldType::Keyword));
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
     Text,
     Keyword,
+    /// A keyword built for `wildcard` and `regexp` queries over long values (Elasticsearch's
+    /// `wildcard`); stored and matched as a keyword here, but its terms score a constant 1.
+    Wildcard,
+    /// A whole JSON object indexed as keywords: each leaf value under `field` and under
+    /// `field.key` (dotted key path), as Elasticsearch's `flattened` does.
+    Flattened,
     Long,
     Integer,
     Short,
     Byte,
     Double,
     Float,
+    /// A decimal stored as `round(value * scaling_factor)`, seen everywhere as that long divided
+    /// by the factor (Elasticsearch's `scaled_float`).
+    ScaledFloat,
     Boolean,
     Date,
+    /// An IPv4 or IPv6 address, indexed as a keyword in the sortable form of `ip.rs`.
+    Ip,
     Object,
 }
 
@@ -61,14 +76,18 @@ impl FieldType {
         match self {
             FieldType::Text => "text",
             FieldType::Keyword => "keyword",
+            FieldType::Wildcard => "wildcard",
+            FieldType::Flattened => "flattened",
             FieldType::Long => "long",
             FieldType::Integer => "integer",
             FieldType::Short => "short",
             FieldType::Byte => "byte",
             FieldType::Double => "double",
             FieldType::Float => "float",
+            FieldType::ScaledFloat => "scaled_float",
             FieldType::Boolean => "boolean",
             FieldType::Date => "date",
+            FieldType::Ip => "ip",
             FieldType::Object => "object",
         }
     }
@@ -77,17 +96,30 @@ impl FieldType {
         Some(match name {
             "text" => FieldType::Text,
             "keyword" => FieldType::Keyword,
+            "wildcard" => FieldType::Wildcard,
+            "flattened" => FieldType::Flattened,
             "long" => FieldType::Long,
             "integer" => FieldType::Integer,
             "short" => FieldType::Short,
             "byte" => FieldType::Byte,
             "double" => FieldType::Double,
             "float" => FieldType::Float,
+            "scaled_float" => FieldType::ScaledFloat,
             "boolean" => FieldType::Boolean,
             "date" => FieldType::Date,
+            "ip" => FieldType::Ip,
             "object" => FieldType::Object,
             _ => return None,
         })
+    }
+
+    /// Keyword-like types: one exact string per value, matched by term, prefix, wildcard,
+    /// regexp and fuzzy queries, sorted and aggregated as strings.
+    pub fn is_keyword_like(self) -> bool {
+        matches!(
+            self,
+            FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened
+        )
     }
 
     fn integer_range(self) -> Option<(i64, i64)> {
@@ -130,13 +162,27 @@ impl FieldType {
                 "eager_global_ordinals",
                 "split_queries_on_whitespace",
             ],
+            FieldType::Wildcard => &["ignore_above", "null_value"],
+            FieldType::Flattened => &[
+                "ignore_above",
+                "null_value",
+                "depth_limit",
+                "eager_global_ordinals",
+                "index_options",
+                "similarity",
+                "split_queries_on_whitespace",
+            ],
             FieldType::Long
             | FieldType::Integer
             | FieldType::Short
             | FieldType::Byte
             | FieldType::Double
             | FieldType::Float => &["coerce", "ignore_malformed", "null_value"],
+            FieldType::ScaledFloat => {
+                &["coerce", "ignore_malformed", "null_value", "scaling_factor"]
+            }
             FieldType::Boolean => &["null_value"],
+            FieldType::Ip => &["ignore_malformed", "null_value"],
             FieldType::Date => &["format", "locale", "ignore_malformed", "null_value"],
             FieldType::Object => &["dynamic", "enabled", "subobjects"],
         };
@@ -321,12 +367,33 @@ impl FieldMapping {
                 }
             }
         }
+        if field_type == FieldType::ScaledFloat && field.scaling_factor().is_none() {
+            return Err(mapper(format!(
+                "Failed to parse mapping: Field [scaling_factor] is required on field [{path}]"
+            )));
+        }
         Ok(field)
+    }
+
+    /// A `scaled_float`'s factor: always there (and positive, finite) once the mapping parsed.
+    pub fn scaling_factor(&self) -> Option<f64> {
+        self.parameters
+            .get("scaling_factor")
+            .and_then(Value::as_f64)
+            .filter(|f| f.is_finite() && *f > 0.0)
     }
 
     fn validate_parameter(&self, path: &str, name: &str, value: &Value) -> Result<()> {
         let valid = match name {
             "ignore_above" => value.as_u64().is_some(),
+            "scaling_factor" => {
+                if !value.as_f64().is_some_and(|f| f.is_finite() && f > 0.0) {
+                    return Err(mapper(format!(
+                        "Failed to parse mapping: [scaling_factor] must be a positive number, got [{value}] on field [{path}]"
+                    )));
+                }
+                true
+            }
             "format" => value.as_str().is_some_and(|f| !f.is_empty()),
             "index" | "store" | "doc_values" | "coerce" | "enabled" | "norms" => value.is_boolean(),
             "analyzer" | "search_analyzer" | "search_quote_analyzer" => {
@@ -728,6 +795,10 @@ impl Mappings {
         let mut segments = path.split('.');
         let mut current = self.properties.get(segments.next()?)?;
         for segment in segments {
+            if current.field_type == FieldType::Flattened {
+                // Any key under a flattened field is one of its keyword leaves.
+                return Some(&FLATTENED_KEY);
+            }
             current = current
                 .properties
                 .get(segment)
@@ -986,6 +1057,9 @@ impl DocumentParser<'_> {
                 }
             },
         };
+        if field.field_type == FieldType::Flattened {
+            return self.parse_flattened(path, &field, "", value);
+        }
         if field.field_type == FieldType::Object {
             let Value::Object(object) = value else {
                 return Err(SearchError::parsing(format!(
@@ -1005,6 +1079,54 @@ impl DocumentParser<'_> {
             self.parse_leaf(&format!("{path}.{name}"), sub, value)?;
         }
         Ok(())
+    }
+
+    /// Indexes every leaf of a flattened field's value as a keyword under the field itself and
+    /// under `path.key` (`key` the dotted path inside the value).
+    fn parse_flattened(
+        &mut self,
+        path: &str,
+        field: &FieldMapping,
+        key: &str,
+        value: &Value,
+    ) -> Result<()> {
+        let depth_limit = field
+            .parameters
+            .get("depth_limit")
+            .and_then(Value::as_u64)
+            .map_or(DEPTH_MAX, |limit| {
+                usize::try_from(limit).unwrap_or(DEPTH_MAX)
+            });
+        match value {
+            Value::Null => Ok(()),
+            Value::Array(items) => items
+                .iter()
+                .try_for_each(|item| self.parse_flattened(path, field, key, item)),
+            Value::Object(object) => {
+                if key.split('.').filter(|k| !k.is_empty()).count() >= depth_limit {
+                    return Err(SearchError::parsing(format!(
+                        "the provided [flattened] field [{path}] exceeds the maximum depth limit of [{depth_limit}]"
+                    )));
+                }
+                for (name, inner) in object {
+                    let inner_key = if key.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{key}.{name}")
+                    };
+                    self.parse_flattened(path, field, &inner_key, inner)?;
+                }
+                Ok(())
+            }
+            scalar => {
+                self.parse_leaf(path, field, scalar)?;
+                if key.is_empty() {
+                    Ok(())
+                } else {
+                    self.parse_leaf(&format!("{path}.{key}"), field, scalar)
+                }
+            }
+        }
     }
 
     fn infer(&self, value: &Value) -> FieldMapping {
@@ -1137,7 +1259,7 @@ fn immense_term(path: &str, text: &str) -> String {
 fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
     let converted = match field.field_type {
         FieldType::Text => IndexValue::Text(scalar_string(value)?),
-        FieldType::Keyword => {
+        FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened => {
             let text = scalar_string(value)?;
             if field
                 .ignore_above()
@@ -1185,6 +1307,15 @@ fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
                 IndexValue::Double(number)
             }
         }
+        FieldType::ScaledFloat => {
+            let number = match value {
+                Value::Number(n) => n.as_f64()?,
+                Value::String(s) if field.coerce() => s.trim().parse::<f64>().ok()?,
+                _ => return None,
+            };
+            IndexValue::Double(scale(number, field.scaling_factor()?)?)
+        }
+        FieldType::Ip => IndexValue::Keyword(crate::ip::encode(crate::ip::parse(value.as_str()?)?)),
         FieldType::Boolean => IndexValue::Boolean(match value {
             Value::Bool(b) => *b,
             Value::String(s) if s == "true" => true,
@@ -1199,6 +1330,15 @@ fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
         FieldType::Object => return None,
     };
     Some(Some(converted))
+}
+
+/// A `scaled_float` value as Elasticsearch keeps it: `value * factor` rounded half up (Java's
+/// `Math.round`) to a long, then seen as that long divided by the factor. `None` when the
+/// value is not finite or its scaled form does not fit a long.
+pub fn scale(value: f64, factor: f64) -> Option<f64> {
+    let scaled = (value * factor + 0.5).floor();
+    float_to_integer(scaled)?;
+    Some(scaled / factor)
 }
 
 fn float_to_integer(value: f64) -> Option<i64> {

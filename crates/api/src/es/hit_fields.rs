@@ -184,7 +184,7 @@ fn values_of(
             (IndexValue::Boolean(a), IndexValue::Boolean(b)) => a.cmp(b),
             _ => std::cmp::Ordering::Equal,
         });
-        if field_type == FieldType::Keyword {
+        if field_type.is_keyword_like() {
             values.dedup();
         }
     }
@@ -195,6 +195,9 @@ fn values_of(
         .into_iter()
         .map(|value| {
             Ok(match value {
+                IndexValue::Keyword(s) if field_type == FieldType::Ip => {
+                    Value::String(sluice_search::ip::decode(s).unwrap_or_else(|| s.clone()))
+                }
                 IndexValue::Text(s) | IndexValue::Keyword(s) => Value::String(s.clone()),
                 IndexValue::Long(n) => Value::from(*n),
                 IndexValue::Double(f) => serde_json::Number::from_f64(*f)

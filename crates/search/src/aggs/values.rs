@@ -50,11 +50,11 @@ pub(crate) fn resolve_field(
         return Ok(FieldKind::Unmapped);
     };
     Ok(match mapping.field_type {
-        FieldType::Keyword => FieldKind::Keyword,
+        FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened => FieldKind::Keyword,
         FieldType::Long | FieldType::Integer | FieldType::Short | FieldType::Byte => {
             FieldKind::Integer
         }
-        FieldType::Double | FieldType::Float => FieldKind::Double,
+        FieldType::Double | FieldType::Float | FieldType::ScaledFloat => FieldKind::Double,
         FieldType::Date => FieldKind::Date(mapping.date_format().to_string()),
         FieldType::Boolean => FieldKind::Boolean,
         FieldType::Text => {
@@ -76,6 +76,11 @@ pub(crate) fn resolve_field(
             }
             return Err(SearchError::illegal(format!(
                 "Fielddata is disabled on [{field}] in [{index}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [{field}] in order to load field data by uninverting the inverted index. Note that this can use significant memory.{hint}"
+            )));
+        }
+        FieldType::Ip => {
+            return Err(SearchError::illegal(format!(
+                "[{agg_type}] on ip field [{field}] is not supported by Sluice yet"
             )));
         }
         FieldType::Object => {
