@@ -151,6 +151,7 @@ mod tests {
             method,
             segments: vec!["_search".into()],
             raw_path: "/_search".into(),
+            raw_query: String::new(),
             query: HashMap::new(),
             headers: map,
             body: Bytes::new(),

@@ -43,6 +43,7 @@ fn request(method: Method, target: &str, headers: &[(&'static str, &str)], body:
             .map(str::to_owned)
             .collect(),
         raw_path: path.to_owned(),
+        raw_query: query.to_owned(),
         query: query
             .split('&')
             .filter_map(|pair| pair.split_once('='))
