@@ -12,6 +12,8 @@
 //! - `mappings/`: the catalog of event-source mappings and their table-stream checkpoints (see
 //!   `sluice-mappings`; log-stream checkpoints live with the stream, consumer `lambda.<uuid>`);
 //! - `ledger-index/`: the built-in indexer's position in each ledger (see [`ledger_index`]);
+//! - `table-index/`: the built-in table indexer's position in each table's stream (see
+//!   [`table_index`]);
 //! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
 //!   (see [`journal_streams`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
@@ -30,10 +32,12 @@ mod functions;
 pub mod journal_streams;
 pub mod kpl;
 pub mod ledger_index;
+pub mod table_index;
 
 pub use functions::{FunctionsInvoker, FunctionsTransformer};
 pub use journal_streams::JournalStreams;
 pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
+pub use table_index::{TableIndexConfig, TableIndexer};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -87,6 +91,8 @@ pub enum NodeError {
     JournalStreams(#[from] journal_streams::JournalStreamError),
     #[error(transparent)]
     LedgerIndex(#[from] ledger_index::LedgerIndexError),
+    #[error(transparent)]
+    TableIndex(#[from] table_index::TableIndexError),
 }
 
 /// What a node is opened with besides its directory.
@@ -104,6 +110,8 @@ pub struct NodeOptions {
     /// Which ledgers and tables the built-in indexer writes into search, and where; every
     /// table of every ledger into `<ledger>-<table>` by default.
     pub ledger_index: LedgerIndexConfig,
+    /// Which tables the built-in indexer writes into search, and where; none by default.
+    pub table_index: TableIndexConfig,
 }
 
 impl Default for NodeOptions {
@@ -114,6 +122,7 @@ impl Default for NodeOptions {
             invoker: Arc::new(NoInvoker),
             import_dirs: Vec::new(),
             ledger_index: LedgerIndexConfig::default(),
+            table_index: TableIndexConfig::default(),
         }
     }
 }
@@ -149,6 +158,7 @@ pub struct Node {
     mappings: Arc<EventSourceMappings>,
     journal_streams: Arc<JournalStreams>,
     ledger_indexer: LedgerIndexer,
+    table_indexer: TableIndexer,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -214,6 +224,12 @@ impl Node {
             indices.clone(),
             options.ledger_index.clone(),
         )?;
+        let table_indexer = TableIndexer::start(
+            data_dir,
+            tables.clone(),
+            indices.clone(),
+            options.table_index.clone(),
+        )?;
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -268,6 +284,7 @@ impl Node {
             mappings,
             journal_streams,
             ledger_indexer,
+            table_indexer,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -339,6 +356,11 @@ impl Node {
         &self.ledger_indexer
     }
 
+    /// The built-in indexer of tables into search.
+    pub fn table_indexer(&self) -> &TableIndexer {
+        &self.table_indexer
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -353,6 +375,7 @@ impl Node {
         // Delivery workers and the ledger indexer before the indices: they write into the ones closed
         // below.
         self.ledger_indexer.shutdown();
+        self.table_indexer.shutdown();
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {

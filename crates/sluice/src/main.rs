@@ -200,7 +200,8 @@ struct UpArgs {
     /// mappings of the same source and function are kept), and
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
     /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
-    /// default).
+    /// default), and `table_indexing` (`{"tables": {TABLE: {"index", "mapping"}}}`: the built-in
+    /// indexing of tables' streams into search, only for the tables named).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The Python interpreter of functions created through the Lambda API with a `python3.x`
@@ -245,6 +246,9 @@ struct ConfigFile {
     /// The built-in indexing of ledgers into search (on for every table by default).
     #[serde(default)]
     ledger_indexing: sluice_node::LedgerIndexConfig,
+    /// The built-in indexing of tables into search (off unless a table is named).
+    #[serde(default)]
+    table_indexing: sluice_node::TableIndexConfig,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -486,6 +490,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             )),
             import_dirs: args.import_dirs.clone(),
             ledger_index: config.ledger_indexing,
+            table_index: config.table_indexing,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))
@@ -577,6 +582,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                     node.mappings().shutdown();
                     node.journal_streams().shutdown();
                     node.ledger_indexer().shutdown();
+                    node.table_indexer().shutdown();
                     node.delivery().shutdown();
                     node.indices().close_all();
                 }
