@@ -481,6 +481,8 @@ pub fn document_id(keys: &Item, partition: &str, sort: Option<&str>) -> Result<S
 /// a double, holds about 16), `B` base64 strings, `BOOL` booleans, `NULL` null, `M` objects,
 /// `L` arrays, `SS`/`NS`/`BS` arrays of strings, numbers and base64 strings. Items nest at most
 /// [`sluice_tables::NESTING_DEPTH_MAX`] levels (refused at write), which bounds the recursion.
+/// An integer beyond a `long` is refused by a dynamically mapped field (as by Elasticsearch);
+/// give such a field a `double` type in the configured `mapping`.
 pub fn item_to_json(item: &Item) -> Vec<u8> {
     let mut out = Vec::new();
     write_map(item, &mut out);
