@@ -44,10 +44,10 @@ class Sluice:
             if not line:
                 break
             self.output.append(line)
-            match = re.search(r"search API \(Elasticsearch\): (http://\S+)", line)
+            match = re.search(r"search API \(Elasticsearch\): (https?://\S+)", line)
             if match:
                 self.es_url = match.group(1)
-            match = re.search(r"AWS APIs: (http://\S+)", line)
+            match = re.search(r"AWS APIs: (https?://\S+)", line)
             if match:
                 self.aws_url = match.group(1)
             if self.es_url and self.aws_url:
@@ -118,13 +118,44 @@ def unique(prefix):
     return f"{prefix}-{next(_names)}"
 
 
-def aws_client(server, service, resource=False):
+@pytest.fixture
+def tls_sluice(tmp_path):
+    """A fresh server serving TLS on both ports with a self-signed certificate (`--tls-only`);
+    `server.ca_file` is the certificate for clients to trust."""
+    server = Sluice(tmp_path / "data", ["--tls-self-signed", "--tls-only"]).start()
+    server.ca_file = str(server.data_dir / "tls" / "self-signed-cert.pem")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def secure_sluice(tmp_path):
+    """A fresh server with `--security`: `server.admin_password` is the password printed for the
+    bootstrap user `admin`, `server.access_key` the (id, secret) of an all_access access key
+    created with the CLI before the start."""
+    data_dir = tmp_path / "data"
+    created = subprocess.run(
+        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    key_id = re.search(r"access key id: (\S+)", created).group(1)
+    secret = re.search(r"secret access key: (\S+)", created).group(1)
+    server = Sluice(data_dir, ["--security"]).start()
+    printed = re.search(r"created user admin with password (\S+)", "".join(server.output))
+    server.admin_password = printed.group(1) if printed else None
+    server.access_key = (key_id, secret)
+    yield server
+    server.stop()
+
+
+def aws_client(server, service, resource=False, verify=None):
     """A boto3 client (or resource) for `service` on `server`'s AWS port. It retries nothing, so
-    a test sees each error it expects at once."""
+    a test sees each error it expects at once. `verify` is a CA file for a TLS server."""
     make = boto3.resource if resource else boto3.client
     return make(
         service,
         endpoint_url=server.aws_url,
+        verify=verify,
         region_name="us-east-1",
         aws_access_key_id="x",
         aws_secret_access_key="x",

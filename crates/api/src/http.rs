@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,15 +23,17 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_LENGTH, HeaderValue};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
+
+use crate::tls::{TLS_HANDSHAKE_RECORD, Tls};
 
 /// The largest request body any API accepts (Elasticsearch's `http.max_content_length`); a
 /// larger one is refused with 413, before it is read when its length is declared.
@@ -83,6 +85,9 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At most one warning per this interval about turned-away connections, with their count.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Most requests one HTTP/2 connection may have in flight at once (hyper's default is 200);
+/// a client opening more gets its extra streams refused, as HTTP/2 says, and retries them.
+pub const H2_STREAMS_PER_CONNECTION_MAX: u32 = 100;
 /// How long shutdown waits for requests in flight before closing their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -93,6 +98,8 @@ pub struct Request {
     /// The path, percent-decoded segment by segment, without empty segments.
     pub segments: Vec<String>,
     pub raw_path: String,
+    /// The query string as sent (still percent-encoded), without `?`: what SigV4 signs.
+    pub raw_query: String,
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     /// The body; its bytes count against the [`BodyBudget`] until every clone of it is dropped.
@@ -145,6 +152,9 @@ pub enum Refusal {
     },
     /// The listener already serves its maximum of connections (503; the connection is closed).
     TooManyConnections { connections_max: usize },
+    /// A plain HTTP request on a listener that serves only TLS (`--tls-only`): 400, and the
+    /// connection is closed.
+    TlsRequired,
     /// The handler panicked: a bug, answered 500 and logged.
     Panicked,
 }
@@ -257,6 +267,8 @@ pub struct ServerOptions {
     pub write_stall_timeout: Duration,
     /// The budget of buffered body bytes, usually shared with the process's other listeners.
     pub body_budget: Arc<BodyBudget>,
+    /// TLS for this listener: `None` serves plain HTTP/1.1 only.
+    pub tls: Option<Tls>,
 }
 
 impl ServerOptions {
@@ -270,6 +282,7 @@ impl ServerOptions {
             body_read_min_bytes_per_s: BODY_READ_MIN_BYTES_PER_S,
             write_stall_timeout: WRITE_STALL_TIMEOUT,
             body_budget,
+            tls: None,
         }
     }
 }
@@ -422,6 +435,7 @@ async fn read_request(
         method: parts.method,
         segments,
         raw_path: path.to_string(),
+        raw_query: parts.uri.query().unwrap_or_default().to_owned(),
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
         body,
@@ -495,18 +509,26 @@ enum Waiting {
     Idle { deadline: Instant },
 }
 
-/// Set while a request of the connection is in the service, from its head until its answer's
-/// body is dropped by hyper (written or abandoned).
+/// Counts the connection's requests in the service, each from its head until its answer's body
+/// is dropped by hyper (written or abandoned); the connection is busy while any is (HTTP/2
+/// serves several at once).
 #[derive(Debug, Default)]
 struct ConnectionState {
-    busy: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl ConnectionState {
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
 }
 
 /// The connection's socket with its deadlines: it fails a read that waits past the head or idle
 /// deadline, and a write that makes no progress for the stall timeout, with `TimedOut`, which
-/// makes hyper close the connection.
-struct TimedIo {
-    stream: TcpStream,
+/// makes hyper close the connection. Under TLS it wraps the TCP stream below rustls, so the
+/// handshake counts against the first head's deadline and a stalled TLS write is caught too.
+struct TimedIo<S = TcpStream> {
+    stream: S,
     state: Arc<ConnectionState>,
     waiting: Waiting,
     header_read_timeout: Duration,
@@ -517,13 +539,19 @@ struct TimedIo {
     write_timer: Option<Pin<Box<Sleep>>>,
 }
 
-impl TimedIo {
-    fn new(stream: TcpStream, state: Arc<ConnectionState>, options: &ServerOptions) -> TimedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> TimedIo<S> {
+    /// `head_deadline` is the first request head's, counted from accept.
+    fn new(
+        stream: S,
+        state: Arc<ConnectionState>,
+        options: &ServerOptions,
+        head_deadline: Instant,
+    ) -> TimedIo<S> {
         TimedIo {
             stream,
             state,
             waiting: Waiting::Head {
-                deadline: Instant::now() + options.header_read_timeout,
+                deadline: head_deadline,
             },
             header_read_timeout: options.header_read_timeout,
             keep_alive_idle_timeout: options.keep_alive_idle_timeout,
@@ -575,14 +603,14 @@ fn timer_fired(
     sleep.as_mut().poll(cx).is_ready()
 }
 
-impl AsyncRead for TimedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if this.state.busy.load(Ordering::Acquire) {
+        if this.state.busy() {
             this.waiting = Waiting::Busy;
             return Pin::new(&mut this.stream).poll_read(cx, buf);
         }
@@ -624,7 +652,7 @@ impl AsyncRead for TimedIo {
     }
 }
 
-impl AsyncWrite for TimedIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -662,12 +690,19 @@ impl AsyncWrite for TimedIo {
     }
 }
 
-/// Clears the connection's busy flag when hyper drops the answer's body.
+/// Counts one request in flight on its connection until hyper drops the answer's body.
 struct BusyUntilDropped(Arc<ConnectionState>);
+
+impl BusyUntilDropped {
+    fn new(state: Arc<ConnectionState>) -> BusyUntilDropped {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        BusyUntilDropped(state)
+    }
+}
 
 impl Drop for BusyUntilDropped {
     fn drop(&mut self) {
-        self.0.busy.store(false, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -872,40 +907,21 @@ impl Server {
                     if let Ok(refusing_permit) = refusing.clone().try_acquire_owned() {
                         let handler = handler.clone();
                         let connections_max = options.connections_max;
+                        let tls = options.tls.clone();
                         tokio::spawn(async move {
                             let _permit = refusing_permit;
-                            refuse_connection(handler, stream, connections_max).await;
+                            let refusal = Refusal::TooManyConnections { connections_max };
+                            refuse_connection(handler, tls, stream, refusal).await;
                         });
                     }
                     continue;
                 };
-                let state = Arc::new(ConnectionState::default());
-                let io = TimedIo::new(stream, state.clone(), &options);
                 let handler = handler.clone();
-                let service_options = options.clone();
-                let service = service_fn(move |request: hyper::Request<Incoming>| {
-                    let handler = handler.clone();
-                    let options = service_options.clone();
-                    let state = state.clone();
-                    async move {
-                        state.busy.store(true, Ordering::Release);
-                        let busy = BusyUntilDropped(state);
-                        let head = request.method() == Method::HEAD;
-                        let response = answer(handler.as_ref(), &options, request).await;
-                        Ok::<_, Infallible>(into_hyper(response, head, Some(busy)))
-                    }
-                });
-                let connection = http1::Builder::new()
-                    .keep_alive(true)
-                    .max_buf_size(HEAD_BYTES_MAX)
-                    .max_header_size(HEAD_BYTES_MAX)
-                    .serve_connection(TokioIo::new(io), service);
-                let connection = graceful.watch(connection);
+                let options = options.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection closed on an error");
-                    }
+                    serve_connection(handler, options, stream, watcher).await;
                 });
             }
             drop(self.listener);
@@ -915,21 +931,159 @@ impl Server {
     }
 }
 
-/// Answers a connection over the cap with the handler's 503 once its request head is in, and
-/// closes it, all within [`REFUSAL_TIMEOUT`].
-async fn refuse_connection<H: Handler>(handler: Arc<H>, stream: TcpStream, connections_max: usize) {
-    let service = service_fn(move |request: hyper::Request<Incoming>| {
-        let refusal = Refusal::TooManyConnections { connections_max };
-        let response = handler.refuse(refusal, request.headers());
+/// What a connection of a TLS listener starts with.
+enum Opening {
+    Tls,
+    PlainHttp,
+    /// Closed, failed or silent past the deadline: nothing to serve.
+    Nothing,
+}
+
+/// Looks at a connection's first byte without consuming it, waiting until `deadline`.
+async fn sniff(stream: &TcpStream, deadline: Instant) -> Opening {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE_RECORD => Opening::Tls,
+        Ok(Ok(1..)) => Opening::PlainHttp,
+        _ => Opening::Nothing,
+    }
+}
+
+/// Serves one accepted connection: plain HTTP/1.1 without TLS (as always); with TLS, the
+/// handshake within the first head's deadline, then HTTP/2 or HTTP/1.1 as ALPN chose, and plain
+/// HTTP beside it unless the listener is TLS-only (then plain requests get
+/// [`Refusal::TlsRequired`] and the connection closes).
+async fn serve_connection<H: Handler>(
+    handler: Arc<H>,
+    options: Arc<ServerOptions>,
+    stream: TcpStream,
+    watcher: Watcher,
+) {
+    let head_deadline = Instant::now() + options.header_read_timeout;
+    let state = Arc::new(ConnectionState::default());
+    let refusing_handler = handler.clone();
+    let service_state = state.clone();
+    let service_options = options.clone();
+    let service = move |request: hyper::Request<Incoming>| {
+        let handler = handler.clone();
+        let options = service_options.clone();
+        let busy = BusyUntilDropped::new(service_state.clone());
+        async move {
+            let head = request.method() == Method::HEAD;
+            let response = answer(handler.as_ref(), &options, request).await;
+            Ok::<_, Infallible>(into_hyper(response, head, Some(busy)))
+        }
+    };
+    let Some(tls) = &options.tls else {
+        let io = TimedIo::new(stream, state, &options, head_deadline);
+        log_connection_end(serve_http(io, false, true, service, Some(watcher)).await);
+        return;
+    };
+    match sniff(&stream, head_deadline).await {
+        Opening::Nothing => {}
+        Opening::PlainHttp if tls.only => {
+            refuse_connection(refusing_handler, None, stream, Refusal::TlsRequired).await;
+        }
+        Opening::PlainHttp => {
+            let io = TimedIo::new(stream, state, &options, head_deadline);
+            log_connection_end(serve_http(io, false, true, service, Some(watcher)).await);
+        }
+        Opening::Tls => {
+            let io = TimedIo::new(stream, state, &options, head_deadline);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+            let tls_stream = match tokio::time::timeout_at(head_deadline, acceptor.accept(io)).await
+            {
+                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "a TLS handshake failed");
+                    return;
+                }
+                Err(_elapsed) => {
+                    tracing::debug!("a TLS handshake did not finish in time");
+                    return;
+                }
+            };
+            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            log_connection_end(serve_http(tls_stream, h2, true, service, Some(watcher)).await);
+        }
+    }
+}
+fn log_connection_end(outcome: Result<(), hyper::Error>) {
+    if let Err(error) = outcome {
+        tracing::debug!(%error, "connection closed on an error");
+    }
+}
+
+/// Serves HTTP/2 or HTTP/1.1 on `io` until the connection ends, watched by `watcher` for a
+/// graceful shutdown when given.
+async fn serve_http<I, S, F>(
+    io: I,
+    h2: bool,
+    keep_alive: bool,
+    service: S,
+    watcher: Option<Watcher>,
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Fn(hyper::Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Result<hyper::Response<ResponseBody>, Infallible>> + Send + 'static,
+{
+    let service = service_fn(service);
+    if h2 {
+        let connection = http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(HEAD_BYTES_MAX as u32)
+            .max_concurrent_streams(H2_STREAMS_PER_CONNECTION_MAX)
+            .serve_connection(TokioIo::new(io), service);
+        match watcher {
+            Some(watcher) => watcher.watch(connection).await,
+            None => connection.await,
+        }
+    } else {
+        let connection = http1::Builder::new()
+            .keep_alive(keep_alive)
+            .max_buf_size(HEAD_BYTES_MAX)
+            .max_header_size(HEAD_BYTES_MAX)
+            .serve_connection(TokioIo::new(io), service);
+        match watcher {
+            Some(watcher) => watcher.watch(connection).await,
+            None => connection.await,
+        }
+    }
+}
+
+/// Answers a connection the listener does not serve with the handler's answer to `refusal`
+/// once its request head is in, and closes it, all within [`REFUSAL_TIMEOUT`]. With `tls`, a
+/// connection that opens with a TLS handshake gets its answer over TLS.
+async fn refuse_connection<H: Handler>(
+    handler: Arc<H>,
+    tls: Option<Tls>,
+    stream: TcpStream,
+    refusal: Refusal,
+) {
+    let deadline = Instant::now() + REFUSAL_TIMEOUT;
+    let service = move |request: hyper::Request<Incoming>| {
+        let response = handler.refuse(refusal.clone(), request.headers());
         let head = request.method() == Method::HEAD;
         std::future::ready(Ok::<_, Infallible>(into_hyper(response, head, None)))
-    });
-    let connection = http1::Builder::new()
-        .keep_alive(false)
-        .max_buf_size(HEAD_BYTES_MAX)
-        .max_header_size(HEAD_BYTES_MAX)
-        .serve_connection(TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, connection).await;
+    };
+    let refused = async move {
+        let Some(tls) = tls else {
+            return serve_http(stream, false, false, service, None).await;
+        };
+        match sniff(&stream, deadline).await {
+            Opening::Tls => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+                let Ok(tls_stream) = acceptor.accept(stream).await else {
+                    return Ok(());
+                };
+                let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                serve_http(tls_stream, h2, false, service, None).await
+            }
+            Opening::PlainHttp => serve_http(stream, false, false, service, None).await,
+            Opening::Nothing => Ok(()),
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline, refused).await;
 }
 
 #[cfg(test)]
@@ -986,7 +1140,9 @@ mod tests {
                 Refusal::BufferFull { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Refusal::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 Refusal::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
-                Refusal::BodyBroken(_) | Refusal::BadPath(_) => StatusCode::BAD_REQUEST,
+                Refusal::BodyBroken(_) | Refusal::BadPath(_) | Refusal::TlsRequired => {
+                    StatusCode::BAD_REQUEST
+                }
             };
             Response::new(status, "text/plain", format!("{refusal:?}"))
         }
@@ -1003,7 +1159,7 @@ mod tests {
     }
 
     /// Reads one response: `None` when the connection closes first.
-    async fn read_response(stream: &mut TcpStream) -> Option<(u16, String)> {
+    async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(u16, String)> {
         let mut received = Vec::new();
         let mut chunk = [0u8; 65536];
         loop {
@@ -1039,7 +1195,7 @@ mod tests {
     }
 
     /// True once the server closed the connection (end of stream or reset).
-    async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    async fn closed_by_server<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
         let mut byte = [0u8; 1];
         matches!(
             tokio::time::timeout(WAIT, stream.read(&mut byte)).await,
@@ -1266,5 +1422,213 @@ mod tests {
         let mut log = RateLimitedLog::new(Duration::ZERO);
         assert_eq!(log.record(), Some(1));
         assert_eq!(log.record(), Some(1));
+    }
+
+    mod tls {
+        use super::*;
+        use crate::tls::{CertificateFiles, ReloadingCert, Tls, self_signed};
+        use rustls::pki_types::ServerName;
+        use tokio_rustls::TlsConnector;
+        use tokio_rustls::client::TlsStream;
+
+        /// A listener with a self-signed certificate, and a client trusting only it.
+        struct TlsFixture {
+            _dir: tempfile::TempDir,
+            files: CertificateFiles,
+            cert: Arc<ReloadingCert>,
+        }
+
+        fn fixture() -> TlsFixture {
+            let dir = tempfile::tempdir().unwrap();
+            let generated = self_signed(dir.path(), &["localhost".into()]).unwrap();
+            // A copy the test may overwrite, as an operator replaces the files before SIGHUP.
+            let files = CertificateFiles {
+                cert: dir.path().join("cert.pem"),
+                key: dir.path().join("key.pem"),
+            };
+            std::fs::copy(&generated.cert, &files.cert).unwrap();
+            std::fs::copy(&generated.key, &files.key).unwrap();
+            let cert = Arc::new(ReloadingCert::load(files.clone()).unwrap());
+            TlsFixture {
+                _dir: dir,
+                files,
+                cert,
+            }
+        }
+
+        fn options(fixture: &TlsFixture, only: bool) -> ServerOptions {
+            ServerOptions {
+                tls: Some(Tls::new(fixture.cert.clone(), only).unwrap()),
+                ..ServerOptions::default()
+            }
+        }
+
+        fn connector(trusted: &CertificateFiles, alpn: &[&[u8]]) -> TlsConnector {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_file(&trusted.cert).unwrap())
+                .unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            TlsConnector::from(Arc::new(config))
+        }
+
+        async fn connect(
+            address: SocketAddr,
+            trusted: &CertificateFiles,
+            alpn: &[&[u8]],
+        ) -> std::io::Result<TlsStream<TcpStream>> {
+            let tcp = TcpStream::connect(address).await?;
+            let name = ServerName::try_from("localhost").unwrap();
+            connector(trusted, alpn).connect(name, tcp).await
+        }
+
+        #[tokio::test]
+        async fn tls_and_plain_http_share_a_port_unless_tls_only() {
+            let fixture = fixture();
+            let (address, _handler, server) = start(options(&fixture, false)).await;
+            let mut secure = connect(address, &fixture.files, &[b"http/1.1"])
+                .await
+                .unwrap();
+            assert_eq!(
+                secure.get_ref().1.alpn_protocol(),
+                Some(b"http/1.1".as_slice())
+            );
+            secure.write_all(&post("/echo", b"abc")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut secure)).await;
+            assert_eq!(answer.unwrap(), Some((200, "3".into())));
+            // Kept alive over TLS.
+            secure.write_all(&post("/echo", b"ab")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut secure)).await;
+            assert_eq!(answer.unwrap(), Some((200, "2".into())));
+            assert_eq!(
+                request(address, &post("/echo", b"abcd")).await,
+                Some((200, "4".into()))
+            );
+            server.shutdown().await;
+
+            let (address, _handler, server) = start(options(&fixture, true)).await;
+            let mut plain = TcpStream::connect(address).await.unwrap();
+            plain.write_all(&post("/echo", b"abcd")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut plain)).await;
+            assert_eq!(answer.unwrap(), Some((400, "TlsRequired".into())));
+            assert!(closed_by_server(&mut plain).await);
+            let mut secure = connect(address, &fixture.files, &[]).await.unwrap();
+            secure.write_all(&post("/echo", b"abc")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut secure)).await;
+            assert_eq!(answer.unwrap(), Some((200, "3".into())));
+            server.shutdown().await;
+        }
+
+        #[tokio::test]
+        async fn alpn_h2_serves_http2() {
+            use http_body_util::BodyExt;
+            let fixture = fixture();
+            let (address, _handler, server) = start(options(&fixture, true)).await;
+            let secure = connect(address, &fixture.files, &[b"h2", b"http/1.1"])
+                .await
+                .unwrap();
+            assert_eq!(secure.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+            let (sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(secure))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            // Two requests at once on the one connection.
+            let send = |body: &'static [u8]| {
+                let request = hyper::Request::post("https://localhost/echo")
+                    .body(Full::new(Bytes::from_static(body)))
+                    .unwrap();
+                let mut sender = sender.clone();
+                async move { sender.send_request(request).await }
+            };
+            let (first, second) = (send(b"abc"), send(b"abcdef"));
+            let (first, second) = tokio::join!(first, second);
+            for (response, expected) in [(first.unwrap(), "3"), (second.unwrap(), "6")] {
+                assert_eq!(response.status(), StatusCode::OK);
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(body, expected.as_bytes());
+            }
+            server.shutdown().await;
+        }
+
+        #[tokio::test]
+        async fn a_stalled_handshake_is_closed_at_the_head_deadline() {
+            let fixture = fixture();
+            let options = ServerOptions {
+                header_read_timeout: Duration::from_millis(200),
+                ..options(&fixture, false)
+            };
+            let (address, _handler, server) = start(options).await;
+            // The first bytes of a ClientHello record, then nothing.
+            let mut stalled = TcpStream::connect(address).await.unwrap();
+            stalled.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+            assert!(closed_by_server(&mut stalled).await);
+            // Garbage after the record byte fails the handshake without harming the server.
+            let mut garbage = TcpStream::connect(address).await.unwrap();
+            // (rustls may send an alert first: read to the end.)
+            garbage.write_all(&[0x16; 64]).await.unwrap();
+            let mut alert = Vec::new();
+            let ended = tokio::time::timeout(WAIT, garbage.read_to_end(&mut alert)).await;
+            assert!(ended.is_ok(), "the connection was not closed");
+            let mut secure = connect(address, &fixture.files, &[]).await.unwrap();
+            secure.write_all(&post("/echo", b"a")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut secure)).await;
+            assert_eq!(answer.unwrap(), Some((200, "1".into())));
+            server.shutdown().await;
+        }
+
+        #[tokio::test]
+        async fn a_reload_serves_new_handshakes_and_keeps_open_connections() {
+            let fixture = fixture();
+            let (address, _handler, server) = start(options(&fixture, false)).await;
+            let mut before = connect(address, &fixture.files, &[]).await.unwrap();
+
+            let other_dir = tempfile::tempdir().unwrap();
+            let other = self_signed(other_dir.path(), &["localhost".into()]).unwrap();
+            std::fs::copy(&other.cert, &fixture.files.cert).unwrap();
+            std::fs::copy(&other.key, &fixture.files.key).unwrap();
+            fixture.cert.reload().unwrap();
+
+            // The connection made before goes on with its certificate.
+            before.write_all(&post("/echo", b"ab")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut before)).await;
+            assert_eq!(answer.unwrap(), Some((200, "2".into())));
+            // New handshakes get the new certificate: a client trusting only it connects.
+            let mut after = connect(address, &other, &[]).await.unwrap();
+            after.write_all(&post("/echo", b"abc")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut after)).await;
+            assert_eq!(answer.unwrap(), Some((200, "3".into())));
+            server.shutdown().await;
+        }
+
+        #[tokio::test]
+        async fn connections_over_the_cap_get_their_503_over_tls() {
+            let fixture = fixture();
+            let options = ServerOptions {
+                connections_max: 1,
+                ..options(&fixture, true)
+            };
+            let (address, _handler, server) = start(options).await;
+            let mut held = connect(address, &fixture.files, &[]).await.unwrap();
+            held.write_all(&post("/echo", b"x")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut held)).await;
+            assert_eq!(answer.unwrap(), Some((200, "1".into())));
+            let mut over = connect(address, &fixture.files, &[]).await.unwrap();
+            over.write_all(&post("/echo", b"x")).await.unwrap();
+            let answer = tokio::time::timeout(WAIT, read_response(&mut over)).await;
+            assert_eq!(
+                answer.unwrap(),
+                Some((503, "TooManyConnections { connections_max: 1 }".into()))
+            );
+            server.shutdown().await;
+        }
     }
 }

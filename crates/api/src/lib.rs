@@ -7,6 +7,10 @@
 pub mod aws;
 pub mod es;
 pub mod http;
+pub mod identities;
 pub mod json;
+pub mod security;
+pub mod sigv4;
+pub mod tls;
 
 pub use http::{Server, ServerHandle};

@@ -97,6 +97,10 @@ pub enum SearchError {
     },
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
+    /// A script failed while the write ran (`_update`, by-query operations); the api wraps it
+    /// as Elasticsearch does ("failed to execute script").
+    #[error("failed to execute script: {0}")]
+    Script(Box<sluice_script::ScriptError>),
     #[error("tantivy: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
 }

@@ -81,15 +81,110 @@ pub enum WriteRequest {
     Update(UpdateRequest),
 }
 
-/// `POST /index/_update/id`: merge `doc` into the document, or insert `upsert`.
+/// `POST /index/_update/id`: merge `doc` into the document, or run `script` on it, or insert
+/// `upsert`.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateRequest {
     pub id: String,
     pub doc: Option<Value>,
+    pub script: Option<UpdateScript>,
     pub upsert: Option<Value>,
     pub doc_as_upsert: bool,
     pub detect_noop: bool,
     pub condition: Condition,
+}
+
+/// A compiled update script with its `params`. It runs under the index's write lock on the
+/// document as it is, so scripted updates of one document never conflict with each other.
+#[derive(Debug, Clone)]
+pub struct UpdateScript {
+    pub script: Arc<sluice_script::Script>,
+    pub params: sluice_script::Value,
+    /// `scripted_upsert`: a missing document runs the script on `upsert` instead of taking it
+    /// as is.
+    pub scripted_upsert: bool,
+}
+
+/// What an update script asked for through `ctx.op`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptOutcome {
+    /// `index` (or `create` on an upsert): write this source.
+    Index(Value),
+    /// `noop` or `none`: leave the document as it is.
+    Noop,
+    /// `delete`: delete the document.
+    Delete,
+}
+
+impl UpdateScript {
+    /// Runs the script over `ctx` (`_index`, `_id`, `_version`, `_source`, `op`, `_now`) and
+    /// reads back what it left in `ctx.op` and `ctx._source`.
+    pub fn run(
+        &self,
+        index: &str,
+        id: &str,
+        version: Option<u64>,
+        source: &Value,
+        op: &str,
+    ) -> Result<ScriptOutcome> {
+        use sluice_script::{Map, Value as ScriptValue};
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut ctx = Map::new();
+        ctx.insert("_index".into(), ScriptValue::Str(index.to_owned()));
+        ctx.insert("_id".into(), ScriptValue::Str(id.to_owned()));
+        if let Some(version) = version {
+            ctx.insert(
+                "_version".into(),
+                ScriptValue::Long(i64::try_from(version).unwrap_or(i64::MAX)),
+            );
+        }
+        ctx.insert("_routing".into(), ScriptValue::Null);
+        ctx.insert("_source".into(), ScriptValue::from_json(source));
+        ctx.insert("op".into(), ScriptValue::Str(op.to_owned()));
+        ctx.insert("_now".into(), ScriptValue::Long(now_ms));
+        let mut variables = Map::new();
+        variables.insert("ctx".into(), ScriptValue::Map(ctx));
+        variables.insert("params".into(), self.params.clone());
+        self.script
+            .execute(&mut variables)
+            .map_err(|error| SearchError::Script(Box::new(error)))?;
+        let Some(ScriptValue::Map(mut ctx)) = variables.shift_remove("ctx") else {
+            return Err(SearchError::illegal("the script replaced [ctx]"));
+        };
+        // Sluice does not move a document to another index, id or routing from a script
+        // (`_reindex` and `_update_by_query` in Elasticsearch can): refuse rather than ignore.
+        for (field, before) in [
+            ("_index", ScriptValue::Str(index.to_owned())),
+            ("_id", ScriptValue::Str(id.to_owned())),
+            ("_routing", ScriptValue::Null),
+        ] {
+            if ctx.get(field).is_some_and(|after| *after != before) {
+                return Err(SearchError::illegal(format!(
+                    "changing [ctx.{field}] in a script is not supported"
+                )));
+            }
+        }
+        let op = match ctx.get("op") {
+            Some(ScriptValue::Str(op)) => op.clone(),
+            Some(ScriptValue::Null) | None => op.to_owned(),
+            Some(other) => other.java_string(),
+        };
+        match op.as_str() {
+            "none" | "noop" => Ok(ScriptOutcome::Noop),
+            "delete" => Ok(ScriptOutcome::Delete),
+            "index" | "create" => match ctx.shift_remove("_source") {
+                Some(source @ ScriptValue::Map(_)) => Ok(ScriptOutcome::Index(source.to_json())),
+                _ => Err(SearchError::illegal(
+                    "the script must leave a map in [ctx._source]",
+                )),
+            },
+            other => Err(SearchError::illegal(format!(
+                "Operation type [{other}] not allowed, only [noop, index, delete] are allowed"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +318,88 @@ impl<'a> SearchPage<'a> {
             terminate_after: self.terminate_after,
             deadline: self.deadline,
         }
+    }
+}
+
+/// A point-in-time scan of a query's matches, in index order (see [`Index::scan`]).
+pub struct Scan {
+    searcher: Searcher,
+    weight: Box<dyn tantivy::query::Weight>,
+    fields: SchemaFields,
+    /// The segment the next batch starts in, and the first document there it may return.
+    segment: usize,
+    next_doc: tantivy::DocId,
+    total: u64,
+}
+
+impl std::fmt::Debug for Scan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scan")
+            .field("segment", &self.segment)
+            .field("next_doc", &self.next_doc)
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
+impl Scan {
+    /// How many documents matched when the scan opened.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The next at most `size` matches with their sources, versions and sequence numbers;
+    /// empty when the scan is done.
+    pub fn next_batch(&mut self, size: usize) -> Result<Vec<Hit>> {
+        let mut hits = Vec::new();
+        while hits.len() < size {
+            let Some(segment) = self.searcher.segment_readers().get(self.segment) else {
+                break;
+            };
+            let mut scorer = self.weight.scorer(segment, 1.0)?;
+            let mut doc = if scorer.doc() >= self.next_doc {
+                scorer.doc()
+            } else {
+                scorer.seek(self.next_doc)
+            };
+            while doc != TERMINATED && hits.len() < size {
+                if !segment.is_deleted(doc) {
+                    let address = DocAddress::new(self.segment as u32, doc);
+                    let document: TantivyDocument = self.searcher.doc(address)?;
+                    hits.push(Hit {
+                        id: document
+                            .get_first(self.fields.id)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_string(),
+                        score: 1.0,
+                        version: document
+                            .get_first(self.fields.version)
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(0),
+                        seq_no: document
+                            .get_first(self.fields.seq_no)
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(0),
+                        source: document
+                            .get_first(self.fields.source)
+                            .and_then(|v| v.as_bytes())
+                            .map(Arc::from),
+                        matched_queries: Vec::new(),
+                        sort: Vec::new(),
+                        explanation: None,
+                    });
+                }
+                doc = scorer.advance();
+            }
+            if doc == TERMINATED {
+                self.segment += 1;
+                self.next_doc = 0;
+            } else {
+                self.next_doc = doc;
+            }
+        }
+        Ok(hits)
     }
 }
 
@@ -805,9 +982,27 @@ impl Index {
         let Some(live) = live else {
             // A missing document is missing whatever `if_seq_no` says (Elasticsearch answers
             // 404, not a conflict): only an upsert creates it.
-            let document = match (update.upsert, update.doc) {
-                (Some(upsert), _) => upsert,
-                (None, Some(doc)) if update.doc_as_upsert => doc,
+            let document = match (update.upsert, update.doc, &update.script) {
+                (upsert, _, Some(script)) if script.scripted_upsert => {
+                    let start = upsert.unwrap_or_else(|| Value::Object(Default::default()));
+                    match script.run(&self.name, &id, None, &start, "create")? {
+                        ScriptOutcome::Index(document) => document,
+                        // A scripted upsert that deletes or does nothing leaves nothing.
+                        ScriptOutcome::Noop | ScriptOutcome::Delete => {
+                            let outcome = WriteOutcome {
+                                id,
+                                version: found.as_ref().map_or(0, |f| f.current.version),
+                                seq_no: found.as_ref().map_or(0, |f| f.current.seq_no),
+                                primary_term: PRIMARY_TERM,
+                                result: WriteResult::Noop,
+                                source: None,
+                            };
+                            return Ok((outcome, 0));
+                        }
+                    }
+                }
+                (Some(upsert), _, _) => upsert,
+                (None, Some(doc), None) if update.doc_as_upsert => doc,
                 _ => {
                     return Err(SearchError::DocumentMissing {
                         index: self.name.clone(),
@@ -834,11 +1029,11 @@ impl Index {
             resolve(&id, Some(current), update.condition)
                 .map_err(|reason| self.conflict(&id, reason))?;
         }
-        let Some(doc) = update.doc else {
+        if update.doc.is_none() && update.script.is_none() {
             return Err(SearchError::Validation {
                 reason: "script or doc is missing".into(),
             });
-        };
+        }
         let existing_source = match &live.source {
             Some(source) if self.mappings().source_enabled() => source.clone(),
             _ => {
@@ -853,19 +1048,43 @@ impl Index {
                 what: format!("_source of [{id}]"),
                 reason: e.to_string(),
             })?;
-        let mut merged = existing.clone();
-        deep_merge(&mut merged, &doc);
-        if update.detect_noop && merged == existing {
-            let outcome = WriteOutcome {
-                id,
-                version: current.version,
-                seq_no: current.seq_no,
-                primary_term: PRIMARY_TERM,
-                result: WriteResult::Noop,
-                source: Some(existing_source),
-            };
-            return Ok((outcome, 0));
-        }
+        let noop = |source| WriteOutcome {
+            id: id.clone(),
+            version: current.version,
+            seq_no: current.seq_no,
+            primary_term: PRIMARY_TERM,
+            result: WriteResult::Noop,
+            source: Some(source),
+        };
+        let merged = match (&update.script, update.doc) {
+            (Some(script), _) => {
+                match script.run(&self.name, &id, Some(current.version), &existing, "index")? {
+                    ScriptOutcome::Index(document) => document,
+                    ScriptOutcome::Noop => return Ok((noop(existing_source), 0)),
+                    ScriptOutcome::Delete => {
+                        let version = resolve(&id, Some(current), Condition::None)
+                            .map_err(|reason| self.conflict(&id, reason))?;
+                        return self.record_write(
+                            state,
+                            id,
+                            version,
+                            Some(current),
+                            None,
+                            Vec::new(),
+                        );
+                    }
+                }
+            }
+            (None, Some(doc)) => {
+                let mut merged = existing.clone();
+                deep_merge(&mut merged, &doc);
+                if update.detect_noop && merged == existing {
+                    return Ok((noop(existing_source), 0));
+                }
+                merged
+            }
+            (None, None) => existing,
+        };
         let source: Arc<[u8]> = serde_json::to_vec(&merged)
             .map_err(|e| SearchError::illegal(e.to_string()))?
             .into();
@@ -1377,7 +1596,27 @@ impl Index {
         )
     }
 
-    /// Number of documents a query matches on the last refreshed state.
+    /// Opens a scan of the documents `query` matches on the last refreshed state, for by-query
+    /// operations: the scan keeps that searcher, so it reads one point in time however the
+    /// index changes meanwhile, and each hit carries the `_seq_no` it had then.
+    pub fn scan(&self, query: &Query) -> Result<Scan> {
+        self.check_open()?;
+        let searcher = self.reader.searcher();
+        let query = self.without_tombstones(self.to_tantivy(query, &searcher)?);
+        let total = searcher.search(&query, &Count)? as u64;
+        let weight = query.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+            &searcher,
+        ))?;
+        Ok(Scan {
+            searcher,
+            weight,
+            fields: self.fields.clone(),
+            segment: 0,
+            next_doc: 0,
+            total,
+        })
+    }
+
     pub fn count(&self, query: &Query) -> Result<u64> {
         self.check_open()?;
         let searcher = self.reader.searcher();

@@ -40,8 +40,8 @@ pub use catalog::Catalog;
 pub use error::{Result, SearchError};
 pub use ids::new_document_id;
 pub use index::{
-    Hit, ID_BYTES_MAX, Index, SearchHits, SearchPage, StoredDocument, UpdateRequest, WriteOutcome,
-    WriteRequest, WriteResult,
+    Hit, ID_BYTES_MAX, Index, Scan, ScriptOutcome, SearchHits, SearchPage, StoredDocument,
+    UpdateRequest, UpdateScript, WriteOutcome, WriteRequest, WriteResult,
 };
 pub use indices::{CreateIndex, Indices, ResolvedIndex, validate_index_name};
 pub use mapping::Mappings;

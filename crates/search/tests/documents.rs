@@ -246,3 +246,108 @@ fn a_keyword_longer_than_a_term_refuses_the_whole_document() {
     // Dynamic strings get a keyword sub-field with `ignore_above: 256`: long text is fine.
     put(&index, "5", json!({"text": immense})).unwrap();
 }
+
+fn scripted(id: &str, source: &str, params: Value) -> UpdateRequest {
+    UpdateRequest {
+        id: id.to_string(),
+        script: Some(sluice_search::UpdateScript {
+            script: Arc::new(sluice_script::Script::compile(source).unwrap()),
+            params: sluice_script::Value::from_json(&params),
+            scripted_upsert: false,
+        }),
+        ..UpdateRequest::default()
+    }
+}
+
+#[test]
+fn update_scripts_index_noop_or_delete_as_ctx_op_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index_with(&dir, json!({}));
+    put(&index, "1", json!({"n": 1})).unwrap();
+    let updated = update(
+        &index,
+        scripted("1", "ctx._source.n += params.k", json!({"k": 2})),
+    )
+    .unwrap();
+    assert_eq!(updated.result, WriteResult::Updated);
+    assert_eq!(json_of(&updated.source), json!({"n": 3}));
+    let noop = update(
+        &index,
+        scripted("1", "ctx.op = 'noop'; ctx._source.n = 99", json!({})),
+    )
+    .unwrap();
+    assert_eq!(noop.result, WriteResult::Noop);
+    assert_eq!(
+        json_of(&index.get("1").unwrap().unwrap().source),
+        json!({"n": 3})
+    );
+    let failed = update(&index, scripted("1", "ctx._source.n / 0", json!({}))).unwrap_err();
+    assert!(matches!(failed, SearchError::Script(_)), "{failed}");
+    let bad_op = update(&index, scripted("1", "ctx.op = 'explode'", json!({}))).unwrap_err();
+    assert!(
+        bad_op.to_string().contains("[explode] not allowed"),
+        "{bad_op}"
+    );
+    // A script cannot move the document: refused, not ignored; the same value is fine.
+    let moved = update(&index, scripted("1", "ctx._id = 'other'", json!({}))).unwrap_err();
+    assert!(moved.to_string().contains("[ctx._id]"), "{moved}");
+    let moved = update(&index, scripted("1", "ctx._index = 'x'", json!({}))).unwrap_err();
+    assert!(moved.to_string().contains("[ctx._index]"), "{moved}");
+    let same = update(&index, scripted("1", "ctx._id = '1'", json!({}))).unwrap();
+    assert_eq!(same.result, WriteResult::Updated);
+    let deleted = update(&index, scripted("1", "ctx.op = 'delete'", json!({}))).unwrap();
+    assert_eq!(deleted.result, WriteResult::Deleted);
+    assert!(index.get("1").unwrap().is_none());
+    let mut upsert = scripted("2", "ctx._source.n = params.k", json!({"k": 7}));
+    if let Some(script) = upsert.script.as_mut() {
+        script.scripted_upsert = true;
+    }
+    assert_eq!(update(&index, upsert).unwrap().result, WriteResult::Created);
+    assert_eq!(
+        json_of(&index.get("2").unwrap().unwrap().source),
+        json!({"n": 7})
+    );
+}
+
+#[test]
+fn a_scan_reads_one_point_in_time_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index_with(&dir, json!({}));
+    for n in 0..25 {
+        put(&index, &n.to_string(), json!({"n": n})).unwrap();
+    }
+    index.refresh().unwrap();
+    let mut scan = index.scan(&Query::match_all()).unwrap();
+    assert_eq!(scan.total(), 25);
+    // Writes after the scan opened, even refreshed, do not change what it reads.
+    put(&index, "late", json!({"n": 100})).unwrap();
+    put(&index, "0", json!({"n": -1})).unwrap();
+    index.refresh().unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let batch = scan.next_batch(10).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 10);
+        for hit in batch {
+            let source = json_of(&hit.source);
+            seen.push((hit.id.clone(), source["n"].clone(), hit.seq_no));
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let zero = seen.iter().find(|(id, _, _)| id == "0").unwrap();
+    assert_eq!(zero.1, json!(0), "the scan sees the document as it was");
+    // Writing back with the sequence number it was read at is a conflict for the changed one.
+    let stale = index
+        .write(vec![WriteRequest::Delete {
+            id: "0".into(),
+            condition: Condition::IfSeqNo {
+                seq_no: zero.2,
+                primary_term: 1,
+            },
+        }])
+        .pop()
+        .unwrap();
+    assert!(matches!(stale, Err(SearchError::VersionConflict { .. })));
+}

@@ -5,6 +5,7 @@ mod check_index;
 mod host;
 mod http_client;
 mod ledger_cli;
+mod security_cli;
 
 /// mimalloc instead of the system allocator: indexing allocates and frees many small values.
 #[global_allocator]
@@ -29,6 +30,7 @@ use sluice_api::aws::qldb::QldbService;
 use sluice_api::aws::qldb_session::QldbSessionService;
 use sluice_api::es::EsApi;
 use sluice_api::http::{BodyBudget, ServerOptions};
+use sluice_api::tls::{CertificateFiles, ReloadingCert, Tls};
 use sluice_functions::{FunctionDefinition, FunctionKind, FunctionRegistry};
 use sluice_log::{Clock, SystemClock};
 use sluice_node::{FunctionsInvoker, FunctionsTransformer, Node, NodeOptions};
@@ -85,6 +87,8 @@ enum Command {
     Sql(SqlArgs),
     /// Manage ledgers: create, list, delete, digest, verify, export, restore, import, check-index.
     Ledger(LedgerArgs),
+    /// Manage users and AWS access keys in a data directory's identity store (offline).
+    Security(security_cli::SecurityArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -225,6 +229,27 @@ struct UpArgs {
     /// store, which they always may). Repeatable; none by default.
     #[arg(long = "import-dir", value_name = "DIR")]
     import_dirs: Vec<PathBuf>,
+    /// PEM file with the server's certificate followed by its chain: with --tls-key, both ports
+    /// serve TLS (HTTP/2 and HTTP/1.1 by ALPN). SIGHUP reloads the pair without dropping
+    /// connections.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a self-signed certificate for localhost, 127.0.0.1, ::1 and --bind,
+    /// generated once into DATA_DIR/tls and reused; its SHA-256 fingerprint is printed at start.
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Refuse plain HTTP (400, then the connection closes). Without it a TLS port serves plain
+    /// HTTP too, told apart by each connection's first byte.
+    #[arg(long)]
+    tls_only: bool,
+    /// Require credentials on both ports: HTTP basic auth of an internal user on the search
+    /// API, SigV4 signatures of an access key on the AWS port (`sluice security` manages
+    /// both). The first start creates the user `admin` with a random password, printed once.
+    #[arg(long)]
+    security: bool,
 }
 
 /// Open-file descriptors kept for the data directory's files (index and log segments, ledger
@@ -319,6 +344,10 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up(args),
         Command::Sql(args) => with_large_stack(move || sql(args)),
         Command::Ledger(args) => with_large_stack(move || ledger(args)),
+        Command::Security(args) => {
+            host::restrict_new_file_modes();
+            security_cli::run(args)
+        }
     };
     // The error and its context on one line, without a backtrace even when RUST_BACKTRACE is
     // set: a server's answer is not a bug of the CLI.
@@ -463,6 +492,12 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             directory.display()
         );
     }
+    let tls = tls_from_args(&args)?;
+    let authenticator = if args.security {
+        Some(security_cli::authenticator_for_up(&args.data_dir)?)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(THREAD_STACK_BYTES)
@@ -547,16 +582,33 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         let aws_address = aws_server.local_addr()?;
         let server_options = ServerOptions {
             connections_max,
+            tls: tls.clone(),
             ..ServerOptions::new(BodyBudget::new(args.request_buffer_bytes))
         };
-        let es = es_server.serve(Arc::new(EsApi::new(node.clone())), server_options.clone());
-        let aws = aws_server.serve(Arc::new(aws_api(&node, lambda)), server_options);
+        let mut es_api = EsApi::new(node.clone());
+        let mut aws = aws_api(&node, lambda);
+        if let Some(authenticator) = &authenticator {
+            es_api = es_api.with_authenticator(authenticator.clone());
+            aws = aws.with_authenticator(authenticator.clone());
+        }
+        let es = es_server.serve(Arc::new(es_api), server_options.clone());
+        let aws = aws_server.serve(Arc::new(aws), server_options);
         let stop_signals = install_stop_signals()?;
+        if let Some(tls) = &tls {
+            reload_on_hangup(tls.cert.clone())?;
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // Tests and scripts read these lines to find the endpoints.
         println!("sluice {} is up", env!("CARGO_PKG_VERSION"));
         println!("data directory: {}", node.data_dir().display());
-        println!("search API (Elasticsearch): http://{es_address}");
-        println!("AWS APIs: http://{aws_address}");
+        if let Some(tls) = &tls {
+            println!(
+                "TLS certificate SHA-256 fingerprint: {}",
+                tls.cert.fingerprint_sha256()
+            );
+        }
+        println!("search API (Elasticsearch): {scheme}://{es_address}");
+        println!("AWS APIs: {scheme}://{aws_address}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
 
@@ -609,6 +661,62 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     // call whose connection the grace period cut, or a worker stuck above, gets this long.
     runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
     outcome
+}
+
+/// The TLS settings of `--tls-cert`/`--tls-key` or `--tls-self-signed`; `None` for plain HTTP.
+fn tls_from_args(args: &UpArgs) -> anyhow::Result<Option<Tls>> {
+    let files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => CertificateFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ if args.tls_self_signed => {
+            let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let bind_unspecified = args
+                .bind
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_unspecified());
+            if !bind_unspecified && !names.contains(&args.bind) {
+                names.push(args.bind.clone());
+            }
+            sluice_api::tls::self_signed(&args.data_dir, &names)
+                .context("preparing the self-signed certificate")?
+        }
+        _ => {
+            anyhow::ensure!(
+                !args.tls_only,
+                "--tls-only needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed"
+            );
+            return Ok(None);
+        }
+    };
+    let cert = ReloadingCert::load(files).context("loading the TLS certificate")?;
+    Ok(Some(Tls::new(Arc::new(cert), args.tls_only)?))
+}
+
+/// Reloads the certificate files at every SIGHUP; a pair that fails to load leaves the current
+/// one serving.
+fn reload_on_hangup(cert: Arc<ReloadingCert>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match cert.reload() {
+                Ok(()) => tracing::info!(
+                    fingerprint_sha256 = cert.fingerprint_sha256(),
+                    "reloaded the TLS certificate"
+                ),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "reloading the TLS certificate failed; the current one stays in use"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The AWS-compatible services served on `--aws-port`.

@@ -22,6 +22,8 @@ use hyper::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::http::{Handler, Refusal, Request, Response};
+use crate::security::{Action, Authenticator, authorize};
+use crate::sigv4::{self, SigV4Error, SignedRequest};
 
 pub mod dynamodb;
 pub mod dynamodb_streams;
@@ -241,6 +243,26 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Value, AwsError> {
 pub struct AwsApi {
     json_services: Vec<Arc<dyn JsonService>>,
     rest_services: Vec<Arc<dyn RestService>>,
+    /// With `--security`, every request must carry a SigV4 signature of a known access key.
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+/// The AWS error for a request whose signature does not check out: 400 for the JSON
+/// protocols (`X-Amz-Target`), 403 for the REST ones, as AWS answers.
+fn signature_error(error: &SigV4Error, rest: bool) -> AwsError {
+    let status = if rest {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    AwsError::new(status, error.aws_type(), error.to_string())
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -275,6 +297,69 @@ pub(crate) fn error_response(error: &AwsError, content_type: &'static str) -> Re
 impl AwsApi {
     pub fn new() -> AwsApi {
         AwsApi::default()
+    }
+
+    /// Requires every request to be signed with a known access key.
+    pub fn with_authenticator(mut self, authenticator: Arc<Authenticator>) -> AwsApi {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Checks the request's signature and its principal's role: `Err` is the AWS error.
+    fn check_signature(
+        &self,
+        authenticator: &Authenticator,
+        request: &Request,
+        target: Option<&str>,
+    ) -> Result<(), AwsError> {
+        let rest = target.is_none();
+        if !request.headers.contains_key("authorization") {
+            let status = if rest {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return Err(AwsError::new(
+                status,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ));
+        }
+        let signed = SignedRequest {
+            method: request.method.as_str(),
+            raw_path: &request.raw_path,
+            raw_query: &request.raw_query,
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let mut principal = None;
+        sigv4::verify(&signed, now_s(), |id| {
+            let (secret, found) = authenticator.access_key(id)?;
+            principal = Some(found);
+            Some(secret)
+        })
+        .map_err(|error| signature_error(&error, rest))?;
+        let Some(principal) = principal else {
+            return Err(signature_error(&SigV4Error::UnknownAccessKey, rest));
+        };
+        let operation = target.unwrap_or(request.raw_path.as_str());
+        if authorize(&principal, Action::Aws, operation) {
+            Ok(())
+        } else {
+            Err(AwsError::new(
+                if rest {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                "AccessDeniedException",
+                format!(
+                    "User: {} is not authorized to perform: {operation} with role {}",
+                    principal.name,
+                    principal.role.name()
+                ),
+            ))
+        }
     }
 
     pub fn with_json_service(mut self, service: Arc<dyn JsonService>) -> AwsApi {
@@ -316,6 +401,16 @@ impl AwsApi {
             Some(t) if t.contains("x-amz-json-1.0") => "application/x-amz-json-1.0",
             _ => "application/x-amz-json-1.1",
         };
+        if let Some(authenticator) = &self.authenticator
+            && let Err(error) = self.check_signature(authenticator, &request, target.as_deref())
+        {
+            let content_type = if target.is_some() {
+                content_type
+            } else {
+                "application/json"
+            };
+            return error_response(&error, content_type);
+        }
         let Some(target) = target else {
             let method = request.method.as_str();
             for service in &self.rest_services {
@@ -462,6 +557,10 @@ fn refusal_error(refusal: Refusal, target: &str) -> AwsError {
                 ),
             )
         }
+        Refusal::TlsRequired => AwsError::client(
+            "InvalidRequestException",
+            "this endpoint serves only HTTPS (--tls-only): send the request with https://",
+        ),
         Refusal::Panicked => {
             AwsError::internal("the request failed on an internal error; the server logged it")
         }

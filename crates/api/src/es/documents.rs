@@ -289,6 +289,8 @@ pub(crate) fn parse_update(
         condition,
         ..UpdateRequest::default()
     };
+    let mut script = None;
+    let mut scripted_upsert = false;
     for (key, value) in body {
         match key.as_str() {
             "doc" => update.doc = Some(object_or_error(key, value)?),
@@ -303,12 +305,13 @@ pub(crate) fn parse_update(
                     .as_bool()
                     .ok_or_else(|| EsError::parse("[detect_noop] must be a boolean"))?
             }
-            "_source" | "scripted_upsert" => {}
-            "script" => {
-                return Err(EsError::illegal_argument(
-                    "scripted updates are not supported by Sluice; send a partial [doc] instead",
-                ));
+            "_source" => {}
+            "scripted_upsert" => {
+                scripted_upsert = value
+                    .as_bool()
+                    .ok_or_else(|| EsError::parse("[scripted_upsert] must be a boolean"))?
             }
+            "script" => script = Some(value),
             other => {
                 return Err(EsError::bad_request(
                     "x_content_parse_exception",
@@ -317,8 +320,18 @@ pub(crate) fn parse_update(
             }
         }
     }
-    if update.doc.is_none() {
-        return Err(EsError::validation("script or doc is missing"));
+    if let Some(script) = script {
+        update.script = Some(super::scripts::parse_script(script, scripted_upsert)?);
+    }
+    match (&update.doc, &update.script) {
+        (None, None) => return Err(EsError::validation("script or doc is missing")),
+        (Some(_), Some(_)) => return Err(EsError::validation("can't provide both script and doc")),
+        (None, Some(_)) if update.doc_as_upsert => {
+            return Err(EsError::validation(
+                "doc must be specified if doc_as_upsert is enabled",
+            ));
+        }
+        _ => {}
     }
     if let Condition::IfSeqNo { .. } = update.condition {
         if update.upsert.is_some() {

@@ -26,6 +26,12 @@ const JAVA_EXCEPTION_TYPES: &[&str] = &[
     "illegal_state_exception",
     "number_format_exception",
     "unsupported_operation_exception",
+    // The Java exceptions a script's runtime error carries.
+    "null_pointer_exception",
+    "class_cast_exception",
+    "arithmetic_exception",
+    "index_out_of_bounds_exception",
+    "string_index_out_of_bounds_exception",
 ];
 
 impl EsError {
@@ -113,6 +119,22 @@ impl EsError {
     /// A bulk item's or mget doc's `error`: without `root_cause`, as Elasticsearch shows it.
     pub fn item_error(&self) -> Value {
         self.cause(true)
+    }
+
+    /// A script's failure in Elasticsearch's shape: a `script_exception` ("compile error" or
+    /// "runtime error") with `script_stack`, `script`, `lang` and `position`, caused by the
+    /// Java exception Painless would throw.
+    pub fn script(error: &sluice_script::ScriptError) -> EsError {
+        let cause = EsError::bad_request(error.cause_type, error.cause_reason.clone());
+        EsError::bad_request("script_exception", error.reason())
+            .with("script_stack", error.script_stack.clone())
+            .with("script", error.script.clone())
+            .with("lang", "painless")
+            .with(
+                "position",
+                json!({"offset": error.offset, "start": error.window.start, "end": error.window.end}),
+            )
+            .caused_by(cause)
     }
 
     /// A mapping definition refused while parsing `PUT /index` or `PUT /index/_mapping`:
@@ -258,6 +280,8 @@ impl From<SearchError> for EsError {
                 "es_rejected_execution_exception",
                 reason,
             ),
+            SearchError::Script(script) => EsError::illegal_argument("failed to execute script")
+                .caused_by(EsError::script(script)),
             SearchError::Poisoned { .. }
             | SearchError::Io { .. }
             | SearchError::Corrupt { .. }

@@ -5,6 +5,7 @@ mod aggs;
 mod aliases;
 mod analyze;
 mod bulk;
+mod by_query;
 mod documents;
 pub mod error;
 mod fields;
@@ -14,6 +15,7 @@ mod indices;
 mod query_dsl;
 mod readers;
 pub mod routes;
+mod scripts;
 mod search;
 mod sort;
 mod targets;
@@ -31,6 +33,33 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
 use crate::http::{Handler, Refusal, Request, Response};
+use crate::security::{Action, Authenticator, Credentials, authorize, parse_authorization};
+
+/// The challenges of a 401, as Elasticsearch's security sends them.
+const WWW_AUTHENTICATE: &str = "Basic realm=\"security\" charset=\"UTF-8\", ApiKey";
+/// Endpoints that only read although sent with POST: the `readall` role may call them.
+const READ_ENDPOINTS: &[&str] = &[
+    "_search",
+    "_count",
+    "_msearch",
+    "_mget",
+    "_field_caps",
+    "_analyze",
+    "_explain",
+    "_termvectors",
+    "_mtermvectors",
+    "_validate",
+];
+
+/// Elasticsearch's 401: `security_exception` with the challenges in `header`.
+fn unauthenticated(reason: String) -> EsError {
+    let mut error = EsError::new(StatusCode::UNAUTHORIZED, "security_exception", reason);
+    error.extra.insert(
+        "header".to_owned(),
+        serde_json::json!({"WWW-Authenticate": ["Basic realm=\"security\" charset=\"UTF-8\"", "ApiKey"]}),
+    );
+    error
+}
 
 /// Write requests (document writes and bulks) that may run at once; beyond it, 429.
 pub const WRITE_REQUESTS_MAX: usize = 64;
@@ -43,8 +72,12 @@ pub struct EsApi {
     node: Arc<Node>,
     write_slots: Arc<Semaphore>,
     search_slots: Arc<Semaphore>,
+    /// Tasks of by-query operations run with `wait_for_completion=false`.
+    tasks: by_query::Tasks,
     /// Open points in time and scrolls (`readers.rs`), expired on the wall clock.
     readers: Arc<sluice_search::Snapshots<readers::Reader>>,
+    /// With `--security`, every request must authenticate (`None`: anyone may do anything).
+    authenticator: Option<Arc<Authenticator>>,
 }
 
 type EsResult = Result<Response, EsError>;
@@ -55,7 +88,77 @@ impl EsApi {
             node,
             write_slots: Arc::new(Semaphore::new(WRITE_REQUESTS_MAX)),
             search_slots: Arc::new(Semaphore::new(SEARCH_REQUESTS_MAX)),
+            tasks: by_query::Tasks::default(),
             readers: Arc::new(sluice_search::Snapshots::new(readers::wall_clock_ms)),
+            authenticator: None,
+        }
+    }
+
+    /// Requires every request to authenticate against `authenticator`.
+    pub fn with_authenticator(mut self, authenticator: Arc<Authenticator>) -> EsApi {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// The request's principal and whether it may do what it asks: `Err` is the 401 or 403.
+    async fn check_credentials(
+        &self,
+        authenticator: &Arc<Authenticator>,
+        request: &Request,
+    ) -> Result<(), EsError> {
+        let path = &request.raw_path;
+        let credentials = request
+            .headers
+            .get("authorization")
+            .map(|value| parse_authorization(value.as_bytes()));
+        let principal = match credentials {
+            Some(Ok(Credentials::Basic { user, password })) => {
+                let checking = authenticator.clone();
+                let name = user.clone();
+                tokio::task::spawn_blocking(move || checking.basic(&name, &password))
+                    .await
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        unauthenticated(format!(
+                            "unable to authenticate user [{user}] for REST request [{path}]"
+                        ))
+                    })?
+            }
+            Some(Ok(Credentials::ApiKey { .. })) => {
+                return Err(unauthenticated(
+                    "unable to authenticate with provided credentials and anonymous access is not allowed for this request".to_owned(),
+                ));
+            }
+            Some(Err(_)) | None => {
+                return Err(unauthenticated(format!(
+                    "missing authentication credentials for REST request [{path}]"
+                )));
+            }
+        };
+        let reads = matches!(request.method, Method::GET | Method::HEAD)
+            || request
+                .segments
+                .iter()
+                .any(|segment| READ_ENDPOINTS.contains(&segment.as_str()));
+        let action = if reads {
+            Action::SearchRead
+        } else {
+            Action::SearchWrite
+        };
+        if authorize(&principal, action, path) {
+            Ok(())
+        } else {
+            Err(EsError::new(
+                StatusCode::FORBIDDEN,
+                "security_exception",
+                format!(
+                    "action [{} {path}] is unauthorized for user [{}] with effective roles [{}]",
+                    request.method,
+                    principal.name,
+                    principal.role.name()
+                ),
+            ))
         }
     }
 
@@ -129,6 +232,15 @@ impl EsApi {
                 templates::delete_templates(self, request, names, true).await
             }
             ["_component_template", ..] => templates::component_templates(request),
+            [target, "_delete_by_query"] if post => {
+                by_query::delete_by_query(self, request, target).await
+            }
+            [target, "_update_by_query"] if post => {
+                by_query::update_by_query(self, request, target).await
+            }
+            ["_reindex"] if post => by_query::reindex(self, request).await,
+            ["_tasks", id] if get => by_query::get_task(self, request, id).await,
+            ["_tasks", id, "_cancel"] if post => by_query::cancel_task(self, request, id),
             ["_msearch"] if get || post => search::msearch(self, request, None).await,
             [target, "_msearch"] if get || post => {
                 search::msearch(self, request, Some(target)).await
@@ -264,6 +376,17 @@ impl Handler for EsApi {
     fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
         Box::pin(async move {
             let pretty = request.query.get("pretty").is_some_and(|v| v != "false");
+            if let Some(authenticator) = &self.authenticator
+                && let Err(error) = self.check_credentials(authenticator, &request).await
+            {
+                let mut response = json_response(error.status, &error.body(), pretty);
+                if error.status == StatusCode::UNAUTHORIZED {
+                    response
+                        .headers
+                        .push(("www-authenticate", WWW_AUTHENTICATE.to_owned()));
+                }
+                return response;
+            }
             if let Some(response) = precheck(&request) {
                 return response;
             }
@@ -330,6 +453,10 @@ fn refusal_error(refusal: Refusal) -> EsError {
             format!(
                 "rejected connection: the node already serves [{connections_max}] connections on this port"
             ),
+        ),
+        Refusal::TlsRequired => EsError::bad_request(
+            "illegal_argument_exception",
+            "this node serves only HTTPS (--tls-only): send the request with https://",
         ),
         Refusal::Panicked => EsError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

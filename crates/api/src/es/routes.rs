@@ -133,6 +133,36 @@ const SEARCH: &[&str] = &[
     "include_named_queries_score",
     "min_score",
 ];
+const BY_QUERY: &[&str] = &[
+    "q",
+    "df",
+    "analyzer",
+    "default_operator",
+    "analyze_wildcard",
+    "lenient",
+    "conflicts",
+    "max_docs",
+    "refresh",
+    "wait_for_completion",
+    "scroll_size",
+    "slices",
+    "scroll",
+    "timeout",
+    "wait_for_active_shards",
+    "allow_no_indices",
+    "ignore_unavailable",
+    "expand_wildcards",
+];
+const REINDEX: &[&str] = &[
+    "refresh",
+    "wait_for_completion",
+    "slices",
+    "max_docs",
+    "scroll",
+    "timeout",
+    "wait_for_active_shards",
+    "require_alias",
+];
 const ANALYZE: &[&str] = &["index", "text", "analyzer", "field"];
 const MGET: &[&str] = &[
     "_source",
@@ -564,6 +594,31 @@ pub const ROUTES: &[Route] = &[
         &["POST"],
         UPDATE,
         JSON_POST,
+    ),
+    route(
+        &[Any, Literal("_delete_by_query")],
+        &["POST"],
+        BY_QUERY,
+        JSON_POST,
+    ),
+    route(
+        &[Any, Literal("_update_by_query")],
+        &["POST"],
+        BY_QUERY,
+        JSON_POST,
+    ),
+    route(&[Literal("_reindex")], &["POST"], REINDEX, JSON_POST),
+    route(
+        &[Literal("_tasks"), Any],
+        &["GET"],
+        &["wait_for_completion", "timeout"],
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_tasks"), Any, Literal("_cancel")],
+        &["POST"],
+        &["wait_for_completion"],
+        NO_BODY,
     ),
     route(
         &[Name],

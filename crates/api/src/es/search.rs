@@ -188,7 +188,7 @@ fn check_terminate_after(request: &Request) -> Result<(), EsError> {
 }
 
 /// The URL's `q=` query, which replaces the body's `query` as in Elasticsearch.
-fn url_query(request: &Request) -> Result<Option<Query>, EsError> {
+pub(crate) fn url_query(request: &Request) -> Result<Option<Query>, EsError> {
     super::query_dsl::url_query(|name| request.param(name).map(str::to_string))
 }
 
