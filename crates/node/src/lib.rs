@@ -12,6 +12,8 @@
 //! - `mappings/`: the catalog of event-source mappings and their table-stream checkpoints (see
 //!   `sluice-mappings`; log-stream checkpoints live with the stream, consumer `lambda.<uuid>`);
 //! - `ledger-index/`: the built-in indexer's position in each ledger (see [`ledger_index`]);
+//! - `table-index/`: the built-in table indexer's position in each table's stream (see
+//!   [`table_index`]);
 //! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
 //!   (see [`journal_streams`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
@@ -32,11 +34,13 @@ pub mod kpl;
 pub mod ledger_index;
 pub mod replica;
 pub mod replica_assembler;
+pub mod table_index;
 
 pub use functions::{FunctionsInvoker, FunctionsTransformer};
 pub use journal_streams::JournalStreams;
 pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
 pub use replica::{ReplicaConfig, Replicas};
+pub use table_index::{TableIndexConfig, TableIndexer};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -92,6 +96,7 @@ pub enum NodeError {
     LedgerIndex(#[from] ledger_index::LedgerIndexError),
     #[error(transparent)]
     Replica(#[from] replica::ReplicaError),
+    TableIndex(#[from] table_index::TableIndexError),
 }
 
 /// What a node is opened with besides its directory.
@@ -112,6 +117,8 @@ pub struct NodeOptions {
     /// Ledgers replicated into other ledgers of this node (the `--config` file's
     /// `ledger_replicas`); none by default.
     pub ledger_replicas: Vec<ReplicaConfig>,
+    /// Which tables the built-in indexer writes into search, and where; none by default.
+    pub table_index: TableIndexConfig,
 }
 
 impl Default for NodeOptions {
@@ -123,6 +130,7 @@ impl Default for NodeOptions {
             import_dirs: Vec::new(),
             ledger_index: LedgerIndexConfig::default(),
             ledger_replicas: Vec::new(),
+            table_index: TableIndexConfig::default(),
         }
     }
 }
@@ -159,6 +167,7 @@ pub struct Node {
     journal_streams: Arc<JournalStreams>,
     ledger_indexer: LedgerIndexer,
     replicas: Replicas,
+    table_indexer: TableIndexer,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
     _lock: File,
@@ -225,6 +234,12 @@ impl Node {
             options.ledger_index.clone(),
         )?;
         let replicas = Replicas::start(ledgers.clone(), options.ledger_replicas.clone())?;
+        let table_indexer = TableIndexer::start(
+            data_dir,
+            tables.clone(),
+            indices.clone(),
+            options.table_index.clone(),
+        )?;
         let (stop_refresher, stopped) = mpsc::channel();
         let refresher = {
             let indices = indices.clone();
@@ -280,6 +295,7 @@ impl Node {
             journal_streams,
             ledger_indexer,
             replicas,
+            table_indexer,
             stop_refresher,
             refresher: Some(refresher),
             _lock: lock,
@@ -356,6 +372,11 @@ impl Node {
         &self.replicas
     }
 
+    /// The built-in indexer of tables into search.
+    pub fn table_indexer(&self) -> &TableIndexer {
+        &self.table_indexer
+    }
+
     /// Stops the workers and commits every engine.
     pub fn shutdown(mut self) {
         self.stop();
@@ -371,6 +392,7 @@ impl Node {
         // Delivery workers and the ledger indexer before the indices: they write into the ones closed
         // below.
         self.ledger_indexer.shutdown();
+        self.table_indexer.shutdown();
         self.delivery.shutdown();
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher.take() {

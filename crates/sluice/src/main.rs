@@ -215,8 +215,9 @@ struct UpArgs {
     /// function, and saved objects are kept), and
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
     /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
-    /// default), and `ledger_replicas` (`[{"source", "target"}]`: ledgers replayed into other
-    /// ledgers).
+    /// default), `ledger_replicas` (`[{"source", "target"}]`: ledgers replayed into other
+    /// ledgers), and `table_indexing` (`{"tables": {TABLE: {"index", "mapping"}}}`: the built-in
+    /// indexing of tables' streams into search, only for the tables named).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The Python interpreter of functions created through the Lambda API with a `python3.x`
@@ -288,6 +289,9 @@ struct ConfigFile {
     /// Ledgers replicated into other ledgers: `[{"source", "target"}]`.
     #[serde(default)]
     ledger_replicas: Vec<sluice_node::ReplicaConfig>,
+    /// The built-in indexing of tables into search (off unless a table is named).
+    #[serde(default)]
+    table_indexing: sluice_node::TableIndexConfig,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -543,6 +547,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             import_dirs: args.import_dirs.clone(),
             ledger_index: config.ledger_indexing,
             ledger_replicas: config.ledger_replicas,
+            table_index: config.table_indexing,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))
@@ -685,6 +690,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                     node.mappings().shutdown();
                     node.journal_streams().shutdown();
                     node.ledger_indexer().shutdown();
+                    node.table_indexer().shutdown();
                     node.delivery().shutdown();
                     node.indices().close_all();
                 }
@@ -894,7 +900,8 @@ mod tests {
         );
         for bad in ["*", "sluice.example", "http://a/b", "ftp://a", "http://*"] {
             assert!(
-                dashboard_origins("http", "127.0.0.1:1".parse().unwrap(), &[bad.to_owned()]).is_err(),
+                dashboard_origins("http", "127.0.0.1:1".parse().unwrap(), &[bad.to_owned()])
+                    .is_err(),
                 "{bad}"
             );
         }

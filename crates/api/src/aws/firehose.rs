@@ -947,6 +947,41 @@ pub fn prometheus_text(node: &Node) -> String {
         let _ = writeln!(text, "# TYPE {name} counter");
         let _ = writeln!(text, "{name} {value}");
     }
+    let table_index = node.table_indexer().snapshot();
+    let name = "sluice_table_index_lag_records";
+    let _ = writeln!(
+        text,
+        "# HELP {name} records in a table's stream not yet written into search by the built-in table indexer"
+    );
+    let _ = writeln!(text, "# TYPE {name} gauge");
+    for (table, lag) in &table_index.lag_records {
+        let _ = writeln!(text, "{name}{{table=\"{}\"}} {lag}", label(table));
+    }
+    let name = "sluice_table_index_refused";
+    let _ = writeln!(
+        text,
+        "# HELP {name} 1 for a configured table skipped because its stream does not carry new images"
+    );
+    let _ = writeln!(text, "# TYPE {name} gauge");
+    for table in &table_index.refused_tables {
+        let _ = writeln!(text, "{name}{{table=\"{}\"}} 1", label(table));
+    }
+    for (name, help, value) in [
+        (
+            "sluice_table_indexed_records_total",
+            "table stream records the built-in indexer wrote into search (or found already written)",
+            table_index.indexed_records,
+        ),
+        (
+            "sluice_table_index_failed_records_total",
+            "table stream records the built-in indexer could not write (refused by the index's mapping)",
+            table_index.failed_records,
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} counter");
+        let _ = writeln!(text, "{name} {value}");
+    }
     text
 }
 

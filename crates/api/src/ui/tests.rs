@@ -526,8 +526,12 @@ async fn with_security_on_the_api_needs_a_user_and_writes_a_role_that_may_write(
     use base64::Engine as _;
     let directory = tempfile::tempdir().unwrap();
     let store = IdentityStore::new(directory.path());
-    store.put_user("admin", "admin-secret", Role::AllAccess, false).unwrap();
-    store.put_user("reader", "reader-secret", Role::ReadAll, false).unwrap();
+    store
+        .put_user("admin", "admin-secret", Role::AllAccess, false)
+        .unwrap();
+    store
+        .put_user("reader", "reader-secret", Role::ReadAll, false)
+        .unwrap();
     let authenticator = Authenticator::new(store.load().unwrap());
     let api = api(directory.path()).with_authenticator(authenticator);
     let basic = |user: &str, password: &str| {
@@ -543,23 +547,43 @@ async fn with_security_on_the_api_needs_a_user_and_writes_a_role_that_may_write(
     assert!(header(&anonymous, "www-authenticate").is_some_and(|v| v.starts_with("Basic")));
     let wrong = basic("admin", "nope");
     let refused = api
-        .handle(request(Method::GET, "/api/config", &[("authorization", &wrong)], ""))
+        .handle(request(
+            Method::GET,
+            "/api/config",
+            &[("authorization", &wrong)],
+            "",
+        ))
         .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     let reader = basic("reader", "reader-secret");
     let read = api
-        .handle(request(Method::GET, "/api/config", &[("authorization", &reader)], ""))
+        .handle(request(
+            Method::GET,
+            "/api/config",
+            &[("authorization", &reader)],
+            "",
+        ))
         .await;
     assert_eq!(read.status, StatusCode::OK);
     let body = r#"{"attributes":{"title":"example-*"}}"#;
     let path = "/api/saved_objects/index-pattern/example";
     let forbidden = api
-        .handle(request(Method::PUT, path, &[("authorization", &reader)], body))
+        .handle(request(
+            Method::PUT,
+            path,
+            &[("authorization", &reader)],
+            body,
+        ))
         .await;
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
     let admin = basic("admin", "admin-secret");
     let written = api
-        .handle(request(Method::PUT, path, &[("authorization", &admin)], body))
+        .handle(request(
+            Method::PUT,
+            path,
+            &[("authorization", &admin)],
+            body,
+        ))
         .await;
     assert_eq!(written.status, StatusCode::OK, "{:?}", written.body);
 }
