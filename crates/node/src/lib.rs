@@ -96,6 +96,7 @@ pub enum NodeError {
     LedgerIndex(#[from] ledger_index::LedgerIndexError),
     #[error(transparent)]
     Replica(#[from] replica::ReplicaError),
+    #[error(transparent)]
     TableIndex(#[from] table_index::TableIndexError),
 }
 

@@ -690,6 +690,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                     node.mappings().shutdown();
                     node.journal_streams().shutdown();
                     node.ledger_indexer().shutdown();
+                    node.replicas().shutdown();
                     node.table_indexer().shutdown();
                     node.delivery().shutdown();
                     node.indices().close_all();
