@@ -21,9 +21,9 @@
 //! A destination stream that does not exist makes the stream `IMPAIRED` with the cause
 //! `KINESIS_STREAM_NOT_FOUND`; it retries and becomes `ACTIVE` again when the stream exists.
 
+use crate::position_file;
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,14 +40,11 @@ use crate::kpl::Aggregator;
 /// The folder of the data directory that holds the catalog and the positions.
 pub const JOURNAL_STREAMS_DIRECTORY: &str = "journal-streams";
 const CATALOG_FILE_NAME: &str = "catalog.json";
-const POSITION_SUFFIX: &str = ".position";
 const CATALOG_FORMAT_VERSION: u32 = 1;
 const POSITION_FORMAT_VERSION: u32 = 1;
 
 /// Largest catalog file read at open; a larger one is refused as corrupt.
 const CATALOG_BYTES_MAX: u64 = 64 * 1024 * 1024;
-/// Largest position file read.
-const POSITION_BYTES_MAX: u64 = 4096;
 
 /// Streams in `ACTIVE` (or `IMPAIRED`) status per ledger, QLDB's default quota; one more is
 /// refused with `LimitExceeded`.
@@ -277,7 +274,7 @@ impl JournalStreams {
             let entry = entry.map_err(|error| storage("listing", &directory, error))?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
             let orphan = file_name
-                .strip_suffix(POSITION_SUFFIX)
+                .strip_suffix(position_file::POSITION_SUFFIX)
                 .is_some_and(|stream_id| !catalog.contains_key(stream_id));
             if orphan || file_name.ends_with(".tmp") {
                 fs::remove_file(entry.path())
@@ -834,23 +831,7 @@ fn set_status(
 }
 
 fn read_bounded(path: &Path, bytes_max: u64) -> Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(storage("opening", path, error)),
-    };
-    let mut bytes = Vec::new();
-    file.take(bytes_max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| storage("reading", path, error))?;
-    if bytes.len() as u64 > bytes_max {
-        return Err(storage(
-            "reading",
-            path,
-            format!("larger than {bytes_max} bytes"),
-        ));
-    }
-    Ok(Some(bytes))
+    position_file::read_bounded(path, bytes_max).map_err(JournalStreamError::Storage)
 }
 
 fn read_catalog(directory: &Path) -> Result<BTreeMap<String, JournalStreamDefinition>> {
@@ -879,17 +860,7 @@ fn read_catalog(directory: &Path) -> Result<BTreeMap<String, JournalStreamDefini
 
 /// Replaces `directory/file_name` with `bytes` atomically and durably.
 fn replace_file(directory: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
-    let path = directory.join(file_name);
-    let temporary = directory.join(format!("{file_name}.tmp"));
-    let mut file =
-        File::create(&temporary).map_err(|error| storage("creating", &temporary, error))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|error| storage("writing", &temporary, error))?;
-    fs::rename(&temporary, &path).map_err(|error| storage("replacing", &path, error))?;
-    File::open(directory)
-        .and_then(|folder| folder.sync_all())
-        .map_err(|error| storage("syncing", directory, error))
+    position_file::replace(directory, file_name, bytes).map_err(JournalStreamError::Storage)
 }
 
 fn write_catalog(
@@ -906,30 +877,19 @@ fn write_catalog(
 }
 
 fn read_position(directory: &Path, stream_id: &str) -> Result<Position> {
-    let path = directory.join(format!("{stream_id}{POSITION_SUFFIX}"));
-    let Some(bytes) = read_bounded(&path, POSITION_BYTES_MAX)? else {
-        return Ok(Position::start());
-    };
-    let position: Position =
-        serde_json::from_slice(&bytes).map_err(|error| storage("parsing", &path, error))?;
-    if position.format_version != POSITION_FORMAT_VERSION {
-        return Err(storage(
-            "reading",
-            &path,
-            format!("format version {}", position.format_version),
-        ));
-    }
-    Ok(position)
+    Ok(
+        position_file::read(directory, stream_id, POSITION_FORMAT_VERSION)
+            .map_err(JournalStreamError::Storage)?
+            .unwrap_or_else(Position::start),
+    )
 }
 
 fn write_position(directory: &Path, stream_id: &str, position: &Position) -> Result<()> {
-    let bytes = serde_json::to_vec(position)
-        .map_err(|error| JournalStreamError::Storage(format!("encoding a position: {error}")))?;
-    replace_file(directory, &format!("{stream_id}{POSITION_SUFFIX}"), &bytes)
+    position_file::write(directory, stream_id, position).map_err(JournalStreamError::Storage)
 }
 
 fn remove_position(directory: &Path, stream_id: &str) {
-    let path = directory.join(format!("{stream_id}{POSITION_SUFFIX}"));
+    let path = position_file::path(directory, stream_id);
     if let Err(error) = fs::remove_file(&path)
         && error.kind() != std::io::ErrorKind::NotFound
     {

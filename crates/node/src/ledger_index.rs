@@ -20,9 +20,9 @@
 //! per ledger or table, and renames a table's index; index templates choose mappings as for any
 //! index created by a write.
 
+use crate::position_file;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -39,10 +39,7 @@ use sluice_search::{Indices, Mappings, SearchError, WriteRequest};
 
 /// The folder of the data directory that holds the positions.
 pub const LEDGER_INDEX_DIRECTORY: &str = "ledger-index";
-const POSITION_SUFFIX: &str = ".position";
 const POSITION_FORMAT_VERSION: u32 = 1;
-/// Largest position file read.
-const POSITION_BYTES_MAX: u64 = 4096;
 /// Blocks read from one ledger at once before their writes and the position move; bounds the
 /// worker's memory and what a crash writes again.
 pub const BLOCKS_PER_READ: usize = 64;
@@ -719,31 +716,9 @@ fn decimal_text(coefficient: &str, exponent: i64) -> String {
 /// Leading zeros written out in a small decimal (`0.000…5`) before an exponent is used instead.
 const DECIMAL_ZEROS_MAX: usize = 20;
 
-fn position_path(directory: &Path, ledger: &str) -> PathBuf {
-    directory.join(format!("{ledger}{POSITION_SUFFIX}"))
-}
-
 fn read_position(directory: &Path, ledger: &str) -> Result<Option<Position>, LedgerIndexError> {
-    let path = position_path(directory, ledger);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(storage("opening", &path, error)),
-    };
-    let mut bytes = Vec::new();
-    file.take(POSITION_BYTES_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| storage("reading", &path, error))?;
-    let position: Position =
-        serde_json::from_slice(&bytes).map_err(|error| storage("parsing", &path, error))?;
-    if position.format_version != POSITION_FORMAT_VERSION {
-        return Err(storage(
-            "reading",
-            &path,
-            format!("format version {}", position.format_version),
-        ));
-    }
-    Ok(Some(position))
+    position_file::read(directory, ledger, POSITION_FORMAT_VERSION)
+        .map_err(LedgerIndexError::Storage)
 }
 
 fn write_position(
@@ -751,19 +726,7 @@ fn write_position(
     ledger: &str,
     position: &Position,
 ) -> Result<(), LedgerIndexError> {
-    let path = position_path(directory, ledger);
-    let temporary = directory.join(format!("{ledger}{POSITION_SUFFIX}.tmp"));
-    let bytes = serde_json::to_vec(position)
-        .map_err(|error| LedgerIndexError::Storage(format!("encoding a position: {error}")))?;
-    let mut file =
-        File::create(&temporary).map_err(|error| storage("creating", &temporary, error))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|error| storage("writing", &temporary, error))?;
-    fs::rename(&temporary, &path).map_err(|error| storage("replacing", &path, error))?;
-    File::open(directory)
-        .and_then(|folder| folder.sync_all())
-        .map_err(|error| storage("syncing", directory, error))
+    position_file::write(directory, ledger, position).map_err(LedgerIndexError::Storage)
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod functions;
 pub mod journal_streams;
 pub mod kpl;
 pub mod ledger_index;
+mod position_file;
 pub mod replica;
 pub mod replica_assembler;
 pub mod table_index;

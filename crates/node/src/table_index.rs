@@ -19,9 +19,9 @@
 //! record; its sequence numbers start again at 1, so documents already written with higher
 //! versions keep them until the index is deleted.
 
+use crate::position_file;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -37,10 +37,7 @@ use sluice_tables::{AttributeValue, EventName, Item, StreamRecord, TableDefiniti
 
 /// The folder of the data directory that holds the positions.
 pub const TABLE_INDEX_DIRECTORY: &str = "table-index";
-const POSITION_SUFFIX: &str = ".position";
 const POSITION_FORMAT_VERSION: u32 = 1;
-/// Largest position file read; a larger one is refused as corrupt.
-const POSITION_BYTES_MAX: u64 = 4096;
 /// Stream records read from one table at once before their writes and the position move;
 /// bounds the worker's memory and what a crash writes again.
 pub const RECORDS_PER_READ: usize = 500;
@@ -549,31 +546,8 @@ fn write_value(value: &AttributeValue, out: &mut Vec<u8>) {
     }
 }
 
-fn position_path(directory: &Path, table: &str) -> PathBuf {
-    directory.join(format!("{table}{POSITION_SUFFIX}"))
-}
-
 fn read_position(directory: &Path, table: &str) -> Result<Option<Position>, TableIndexError> {
-    let path = position_path(directory, table);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(storage("opening", &path, error)),
-    };
-    let mut bytes = Vec::new();
-    file.take(POSITION_BYTES_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| storage("reading", &path, error))?;
-    let position: Position =
-        serde_json::from_slice(&bytes).map_err(|error| storage("parsing", &path, error))?;
-    if position.format_version != POSITION_FORMAT_VERSION {
-        return Err(storage(
-            "reading",
-            &path,
-            format!("format version {}", position.format_version),
-        ));
-    }
-    Ok(Some(position))
+    position_file::read(directory, table, POSITION_FORMAT_VERSION).map_err(TableIndexError::Storage)
 }
 
 fn write_position(
@@ -581,19 +555,7 @@ fn write_position(
     table: &str,
     position: &Position,
 ) -> Result<(), TableIndexError> {
-    let path = position_path(directory, table);
-    let temporary = directory.join(format!("{table}{POSITION_SUFFIX}.tmp"));
-    let bytes = serde_json::to_vec(position)
-        .map_err(|error| TableIndexError::Storage(format!("encoding a position: {error}")))?;
-    let mut file =
-        File::create(&temporary).map_err(|error| storage("creating", &temporary, error))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|error| storage("writing", &temporary, error))?;
-    fs::rename(&temporary, &path).map_err(|error| storage("replacing", &path, error))?;
-    File::open(directory)
-        .and_then(|folder| folder.sync_all())
-        .map_err(|error| storage("syncing", directory, error))
+    position_file::write(directory, table, position).map_err(TableIndexError::Storage)
 }
 
 #[cfg(test)]
