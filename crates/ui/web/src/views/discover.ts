@@ -2,8 +2,8 @@
 // field picked from `_field_caps`, saved as saved objects), a query bar (Lucene syntax sent as
 // `query_string`, or Query DSL when it starts with `{`), a time picker (quick ranges as date math,
 // or absolute times in the browser's zone) and a table of the newest documents, each expandable
-// as JSON. Everything is in the URL. When the server cannot sort yet, hits come in relevance
-// order and the view says so.
+// as JSON, newest first by the pattern's time field (indices without it sort it as missing, as
+// Kibana asks with `unmapped_type`). Everything is in the URL.
 
 import { isAbort, searchRequest } from "../api";
 import { clear, errorText, h } from "../dom";
@@ -213,7 +213,6 @@ export const discoverView: View = {
     const openSelect = h("select", { "aria-label": "Open saved search" });
     const savedStatus = h("span", { class: "hint", role: "status" });
     const status = h("p", { class: "response-status", role: "status", "aria-live": "polite" });
-    const note = h("p", { class: "hint" });
     const table = h("div", { class: "records" });
     const formSlot = h("div");
     const pills = h("ul", { class: "pills", "aria-label": "Filters" });
@@ -343,21 +342,14 @@ export const discoverView: View = {
       for (const pill of filters) (pill.negate ? mustNot : filter).push({ match_phrase: { [pill.field]: pill.value } });
       const body: Record<string, unknown> = { size: PAGE_SIZE, track_total_hits: true, query: { bool: { must: [query], filter, must_not: mustNot } } };
       if (timeField) {
-        body["sort"] = [{ [timeField]: { order: "desc" } }];
+        body["sort"] = [{ [timeField]: { order: "desc", unmapped_type: "boolean" } }];
         body["aggs"] = { histogram: { auto_date_histogram: { field: timeField, buckets: HISTOGRAM_BUCKETS } } };
       }
       status.textContent = "searching…";
       status.className = "response-status";
-      note.textContent = "";
       try {
         const path = `${encodeURIComponent(pattern.attributes.title)}/_search?allow_no_indices=true&ignore_unavailable=true`;
-        let answer = await searchRequest("POST", path, JSON.stringify(body), controller.signal);
-        if (answer.status === 400 && body["sort"] && answer.text.includes("[sort] is not supported")) {
-          // Degrade clearly: the newest first needs sorting, which this server does not do yet.
-          delete body["sort"];
-          note.textContent = `This server cannot sort yet: documents are in relevance order, not newest first.`;
-          answer = await searchRequest("POST", path, JSON.stringify(body), controller.signal);
-        }
+        const answer = await searchRequest("POST", path, JSON.stringify(body), controller.signal);
         if (answer.status !== 200) {
           const error = JSON.parse(answer.text) as { error?: { type?: string; reason?: string } };
           status.textContent = `${answer.status}: ${error.error?.type ?? ""} ${error.error?.reason ?? answer.text}`;
@@ -556,7 +548,7 @@ export const discoverView: View = {
     container.append(
       h("div", { class: "toolbar" }, patternSelect, h("div", { class: "query-wrap" }, queryInput, completions), rangeSelect, fromInput, toInput, searchButton),
       h("div", { class: "toolbar" }, openSelect, searchName, saveSearchButton, savedStatus),
-      pills, status, note, chart,
+      pills, status, chart,
       h("div", { class: "discover-body" }, fieldList, table),
       formSlot,
     );
