@@ -207,6 +207,15 @@ fn epoch_ms(instant: OffsetDateTime) -> i64 {
     i64::try_from(instant.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
 }
 
+/// An exclusive end time in whole milliseconds, rounded up: blocks carry whole milliseconds, and
+/// a block of millisecond `t` is before the end `e` exactly when `t < ceil(e)` (rounding down
+/// would drop the blocks of the end's own millisecond that were committed before it).
+fn epoch_ms_ceil(instant: OffsetDateTime) -> i64 {
+    let nanos = instant.unix_timestamp_nanos();
+    i64::try_from(nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0))
+        .unwrap_or(i64::MAX)
+}
+
 /// What a running stream shares with its worker.
 #[derive(Debug, Default)]
 struct Health {
@@ -390,7 +399,7 @@ impl JournalStreams {
             aggregation_enabled: request.aggregation_enabled,
             creation_time_ms: epoch_ms(now),
             inclusive_start_time_ms: epoch_ms(request.inclusive_start_time),
-            exclusive_end_time_ms: request.exclusive_end_time.map(epoch_ms),
+            exclusive_end_time_ms: request.exclusive_end_time.map(epoch_ms_ceil),
             tags: request.tags,
             status: JournalStreamStatus::Active,
             error_cause: None,

@@ -239,6 +239,8 @@ fn an_aggregated_stream_with_an_end_time_completes() {
     }
     let mut request = request("l", "dest", true);
     let ledger = node.ledgers().ledger("l").unwrap();
+    // An end time inside the millisecond of the last commit still takes that commit: blocks
+    // carry whole milliseconds, and the end is not rounded down to theirs.
     request.exclusive_end_time = Some(ledger.now());
     let stream_id = node.journal_streams().create(request, arn).unwrap();
     wait_for("completion", || {
@@ -352,7 +354,16 @@ fn stream_names_are_unique_among_active_streams_and_bounded_per_ledger() {
     streams.create(one_more, arn).unwrap();
     let listed = streams.list("l").unwrap();
     assert_eq!(listed.len(), 6);
-    assert_eq!(listed[0].definition.stream_id, first);
+    // In creation order (streams created in the same millisecond by id).
+    assert!(
+        listed
+            .iter()
+            .any(|stream| stream.definition.stream_id == first)
+    );
+    assert!(listed.windows(2).all(|pair| {
+        let (a, b) = (&pair[0].definition, &pair[1].definition);
+        (a.creation_time_ms, &a.stream_id) <= (b.creation_time_ms, &b.stream_id)
+    }));
     let mut future = request("l", "dest", false);
     future.stream_name = "future".to_owned();
     future.inclusive_start_time = OffsetDateTime::now_utc() + time::Duration::hours(1);
