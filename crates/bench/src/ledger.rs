@@ -19,12 +19,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use ion_rs::Element;
 use sluice_ledger::{BlockAddress, Ledger, Ledgers, Limits, SystemClock, hash};
 
 use crate::ledger_session::{self, PreparedInsert};
 use crate::machine::Machine;
+use crate::postgres::{Postgres, path_str};
 use crate::server::Server;
 
 pub const BEGIN_MARKER: &str = "<!-- bench-ledger:begin -->";
@@ -40,8 +41,6 @@ const PROOFS_CHECKED: usize = 20;
 const DISK_CEILING_APPENDS: usize = 2_000;
 /// Bytes of each ceiling append: a page, about one single-document block's frame.
 const DISK_CEILING_APPEND_BYTES: usize = 4096;
-/// Where the PostgreSQL server binaries are looked for, in order.
-const POSTGRES_BIN_DIRS: &[&str] = &["/usr/local/bin", "/usr/lib/postgresql/15/bin"];
 
 #[derive(clap::Args, Debug)]
 pub struct LedgerArgs {
@@ -79,9 +78,9 @@ pub struct LedgerArgs {
 /// Latency percentiles of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Latency {
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
 }
 
 impl Latency {
@@ -632,41 +631,6 @@ fn directory_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn postgres_bin(name: &str) -> anyhow::Result<PathBuf> {
-    POSTGRES_BIN_DIRS
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.is_file())
-        .with_context(|| {
-            format!("no {name} in {POSTGRES_BIN_DIRS:?} (apt-get install -y postgresql-15)")
-        })
-}
-
-/// Runs a command, as `nobody` when `as_nobody`, and fails with its output when it fails.
-fn run_command(program: &Path, args: &[&str], as_nobody: bool) -> anyhow::Result<String> {
-    let mut command = if as_nobody {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "nobody", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    };
-    let output = command
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", program.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!(
-            "{} {args:?} failed ({}): {stdout}{}",
-            program.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(stdout)
-}
 
 /// The schema: documents as JSONB, and an audit table whose rows each carry the revision, the
 /// previous row's hash and sha256(previous hash || revision), written by a trigger that locks the
@@ -726,109 +690,14 @@ const POSTGRES_VERIFY_CHAIN: &str = "SELECT count(*) FROM (SELECT hash, prev_has
      lag(hash, 1, '\\x'::bytea) OVER (ORDER BY seq) AS expected_prev FROM vehicle_registration_audit) a \
      WHERE prev_hash <> expected_prev OR hash <> sha256(prev_hash || convert_to(revision::text, 'UTF8'))";
 
-/// A PostgreSQL server in a temporary directory, stopped when dropped.
-struct Postgres {
-    pg_ctl: PathBuf,
-    data_dir: PathBuf,
-    socket_dir: PathBuf,
-}
-
-impl Postgres {
-    fn start(root: &Path) -> anyhow::Result<Postgres> {
-        let initdb = postgres_bin("initdb")?;
-        let pg_ctl = postgres_bin("pg_ctl")?;
-        fs::create_dir_all(root)?;
-        // initdb and postgres refuse to run as root: the directory belongs to nobody.
-        run_command(Path::new("chown"), &["nobody", &path_str(root)?], false)?;
-        let data_dir = root.join("data");
-        let socket_dir = root.to_path_buf();
-        run_command(
-            &initdb,
-            &[
-                "-D",
-                &path_str(&data_dir)?,
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-instructions",
-            ],
-            true,
-        )?;
-        // fsync and synchronous_commit are left at their defaults (on); stated anyway.
-        let options = format!(
-            "-c listen_addresses='' -k {} -c fsync=on -c synchronous_commit=on -c shared_buffers=256MB",
-            path_str(&socket_dir)?
-        );
-        run_command(
-            &pg_ctl,
-            &[
-                "-D",
-                &path_str(&data_dir)?,
-                "-o",
-                &options,
-                "-l",
-                &path_str(&root.join("postgres.log"))?,
-                "-w",
-                "start",
-            ],
-            true,
-        )?;
-        Ok(Postgres {
-            pg_ctl,
-            data_dir,
-            socket_dir,
-        })
-    }
-
-    fn psql(&self, sql: &str) -> anyhow::Result<String> {
-        let output = run_command(
-            Path::new("psql"),
-            &[
-                "-h",
-                &path_str(&self.socket_dir)?,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-c",
-                sql,
-            ],
-            false,
-        )?;
-        Ok(output.trim().to_owned())
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Ok(data_dir) = path_str(&self.data_dir) {
-            let _ = run_command(
-                &self.pg_ctl,
-                &["-D", &data_dir, "-m", "fast", "-w", "stop"],
-                true,
-            );
-        }
-    }
-}
-
-fn path_str(path: &Path) -> anyhow::Result<String> {
-    path.to_str()
-        .map(str::to_owned)
-        .with_context(|| format!("{} is not UTF-8", path.display()))
-}
 
 fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<PostgresResult> {
     let root = scratch.join("postgres");
-    let postgres = Postgres::start(&root)?;
+    // fsync and synchronous_commit are left at their defaults (on); stated anyway.
+    let postgres = Postgres::start(
+        &root,
+        "-c fsync=on -c synchronous_commit=on -c shared_buffers=256MB",
+    )?;
     let version = postgres.psql("SHOW server_version")?;
     eprintln!("postgres {version} started in {}", root.display());
     postgres.psql(POSTGRES_SCHEMA)?;

@@ -6,6 +6,10 @@
 //! process (`sluice-bench tantivy-baseline`) and prints both side by side. With `--report FILE`
 //! it writes the results into a Markdown file between markers, leaving the rest of it alone.
 //!
+//! `sluice-bench search` and `sluice-bench aggs` time queries and aggregations on the same
+//! documents over Sluice's HTTP API, next to raw tantivy in-process and PostgreSQL with JSONB
+//! (see `queries.rs`).
+//!
 //! `sluice-bench firehose` puts records through a Firehose delivery stream into Sluice's own index
 //! until they are searchable, next to kinesalite's Kinesis `PutRecords` (see `firehose.rs`).
 //!
@@ -15,12 +19,15 @@
 //! hash-chained audit trigger, then measures size and proofs at 1 M revisions (see `ledger.rs`).
 
 mod baseline;
+mod ceiling;
 mod docs;
 mod firehose;
 mod http;
 mod ledger;
 mod ledger_session;
 mod machine;
+mod postgres;
+mod queries;
 mod report;
 mod server;
 
@@ -67,6 +74,14 @@ enum BenchCommand {
     Ledger(ledger::LedgerArgs),
     /// The raw tantivy side of `bulk`, run as a child process so its peak memory is its own.
     TantivyBaseline(BaselineArgs),
+    /// Search latency (match, phrase, bool with a range, query_string, wildcard, sort by date,
+    /// search_after paging), warm and cold, over HTTP versus raw tantivy and PostgreSQL.
+    Search(queries::QueryArgs),
+    /// Aggregation latency (terms with avg, calendar date_histogram in a time zone, filters,
+    /// cardinality, percentiles, composite paged to the end) versus raw tantivy and PostgreSQL.
+    Aggs(queries::QueryArgs),
+    /// The raw tantivy side of `search` and `aggs`, run as a child process.
+    TantivyQueries(queries::CeilingArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,6 +144,9 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Bulk(args) => bulk(args),
         BenchCommand::Firehose(args) => firehose::run(args),
         BenchCommand::Ledger(args) => ledger::run(args),
+        BenchCommand::Search(args) => queries::run(queries::Kind::Search, args),
+        BenchCommand::Aggs(args) => queries::run(queries::Kind::Aggs, args),
+        BenchCommand::TantivyQueries(args) => queries::run_ceiling_child(args),
         BenchCommand::TantivyBaseline(args) => {
             let result = baseline::run(
                 &args.dir,
