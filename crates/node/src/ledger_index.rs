@@ -21,14 +21,12 @@
 //! index created by a write.
 
 use crate::position_file;
+use crate::worker::{Stop, Worker, lock, run_passes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use ion_rs::{Element, IonType};
@@ -43,11 +41,8 @@ const POSITION_FORMAT_VERSION: u32 = 1;
 /// Blocks read from one ledger at once before their writes and the position move; bounds the
 /// worker's memory and what a crash writes again.
 pub const BLOCKS_PER_READ: usize = 64;
-/// How long the worker waits when no ledger has anything new.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Pause before a ledger whose pass failed (an index refusing writes, a ledger being deleted)
-/// is tried again.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(1_000);
+/// The worker thread's name, also its name in logs.
+const WORKER_NAME: &str = "sluice-ledger-index";
 /// Deepest document indexed, the search API's own JSON nesting limit; a deeper revision is not
 /// indexed (counted in `failed_revisions`, logged).
 pub const DOCUMENT_DEPTH_MAX: usize = 100;
@@ -169,15 +164,10 @@ struct Shared {
     failed_revisions: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The built-in indexer of ledgers into search.
 pub struct LedgerIndexer {
     shared: Arc<Shared>,
-    stop: Mutex<Option<mpsc::Sender<()>>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl std::fmt::Debug for LedgerIndexer {
@@ -246,26 +236,16 @@ impl LedgerIndexer {
             indexed_revisions: AtomicU64::new(0),
             failed_revisions: AtomicU64::new(0),
         });
-        let (stop, stopped) = mpsc::channel();
         let worker = if enabled {
             let shared = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("sluice-ledger-index".into())
-                    .stack_size(WORKER_STACK_BYTES)
-                    .spawn(move || run(&shared, &stopped))
-                    .map_err(|error| {
-                        LedgerIndexError::Storage(format!("starting the worker: {error}"))
-                    })?,
-            )
+            Worker::spawn(WORKER_NAME, Some(WORKER_STACK_BYTES), move |stop| {
+                run(&shared, &stop)
+            })
+            .map_err(|error| LedgerIndexError::Storage(format!("starting the worker: {error}")))?
         } else {
-            None
+            Worker::idle(WORKER_NAME)
         };
-        Ok(LedgerIndexer {
-            shared,
-            stop: Mutex::new(Some(stop)),
-            worker: Mutex::new(worker),
-        })
+        Ok(LedgerIndexer { shared, worker })
     }
 
     /// Counters and lag for `/metrics`. The lag compares each ledger's committed blocks now
@@ -305,66 +285,26 @@ impl LedgerIndexer {
 
     /// Stops the worker; a pass in flight is abandoned before its position moves.
     pub fn shutdown(&self) {
-        lock(&self.stop).take();
-        let worker = lock(&self.worker).take();
-        if let Some(worker) = worker
-            && worker.join().is_err()
-        {
-            tracing::error!("the ledger indexer panicked");
-        }
+        self.worker.shutdown();
     }
 }
 
-impl Drop for LedgerIndexer {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn run(shared: &Shared, stop: &Receiver<()>) {
+fn run(shared: &Shared, stop: &Stop) {
     // Index mappings already holding a `date` field, so each is put once per run.
     let mut dates_mapped: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut failing: BTreeSet<String> = BTreeSet::new();
-    loop {
-        let mut progressed = false;
-        let mut failed = false;
-        let names = match shared.ledgers.list_ledgers() {
-            Ok(names) => names,
-            Err(error) => {
-                tracing::error!(%error, "the ledger indexer cannot list ledgers");
-                Vec::new()
-            }
-        };
-        for name in names {
-            if !shared.config.ledger_enabled(&name) {
-                continue;
-            }
-            match index_ledger(shared, &name, &mut dates_mapped) {
-                Ok(moved) => {
-                    progressed |= moved;
-                    if failing.remove(&name) {
-                        tracing::info!(ledger = %name, "the ledger indexer recovered");
-                    }
-                }
-                Err(error) => {
-                    failed = true;
-                    if failing.insert(name.clone()) {
-                        tracing::warn!(ledger = %name, %error, "indexing a ledger failed; retrying");
-                    }
-                }
-            }
+    let ledgers = || match shared.ledgers.list_ledgers() {
+        Ok(names) => names
+            .into_iter()
+            .filter(|name| shared.config.ledger_enabled(name))
+            .collect(),
+        Err(error) => {
+            tracing::error!(%error, "the ledger indexer cannot list ledgers");
+            Vec::new()
         }
-        let pause = if progressed {
-            Duration::ZERO
-        } else if failed {
-            RETRY_INTERVAL
-        } else {
-            POLL_INTERVAL
-        };
-        if !matches!(stop.recv_timeout(pause), Err(RecvTimeoutError::Timeout)) {
-            return;
-        }
-    }
+    };
+    run_passes(WORKER_NAME, stop, ledgers, |name: &String| {
+        index_ledger(shared, name, &mut dates_mapped)
+    });
 }
 
 /// One pass over one ledger: at most [`BLOCKS_PER_READ`] blocks written and the position moved.
