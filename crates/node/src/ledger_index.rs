@@ -118,7 +118,8 @@ impl LedgerIndexConfig {
 
     /// The index a table's revisions go to; `None` when it is not indexed.
     pub fn index_for(&self, ledger: &str, table: &str) -> Option<String> {
-        if !self.ledger_enabled(ledger) {
+        // A replica's own bookkeeping is not the source's data.
+        if !self.ledger_enabled(ledger) || crate::replica::is_bookkeeping_table(table) {
             return None;
         }
         let table_config = self
@@ -140,6 +141,11 @@ struct Position {
     format_version: u32,
     strand_id: String,
     next_sequence_no: u64,
+    /// Every index this ledger's revisions were written into, saved before the first write to
+    /// each, so that deleting the ledger (or creating another of the same name) deletes them.
+    /// Absent in positions written before it was kept: those indices are left in place.
+    #[serde(default)]
+    indices: BTreeSet<String>,
 }
 
 /// What the indexer did, for `/metrics`.
@@ -292,19 +298,47 @@ impl LedgerIndexer {
 fn run(shared: &Shared, stop: &Stop) {
     // Index mappings already holding a `date` field, so each is put once per run.
     let mut dates_mapped: BTreeSet<(String, String)> = BTreeSet::new();
-    let ledgers = || match shared.ledgers.list_ledgers() {
-        Ok(names) => names
-            .into_iter()
-            .filter(|name| shared.config.ledger_enabled(name))
-            .collect(),
-        Err(error) => {
-            tracing::error!(%error, "the ledger indexer cannot list ledgers");
-            Vec::new()
+    // The enabled ledgers, and those with a position but no ledger any more (deleted: their
+    // pass deletes their indices and forgets them).
+    let ledgers = || {
+        let mut names: BTreeSet<String> = match shared.ledgers.list_ledgers() {
+            Ok(names) => names
+                .into_iter()
+                .filter(|name| shared.config.ledger_enabled(name))
+                .collect(),
+            Err(error) => {
+                tracing::error!(%error, "the ledger indexer cannot list ledgers");
+                return Vec::new();
+            }
+        };
+        match position_file::names(&shared.directory) {
+            Ok(positions) => names.extend(positions),
+            Err(error) => tracing::error!(%error, "the ledger indexer cannot list its positions"),
         }
+        names.into_iter().collect()
     };
     run_passes(WORKER_NAME, stop, ledgers, |name: &String| {
         index_ledger(shared, name, &mut dates_mapped)
     });
+}
+
+/// Deletes the indices a ledger of this name was indexed into (the ledger was deleted, or
+/// created anew with another strand), and with them what the indexer remembers of them.
+fn drop_indices(
+    shared: &Shared,
+    name: &str,
+    indices: &BTreeSet<String>,
+    dates_mapped: &mut BTreeSet<(String, String)>,
+) -> Result<(), LedgerIndexError> {
+    for index in indices {
+        match shared.indices.delete(index) {
+            Ok(()) | Err(SearchError::IndexNotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        dates_mapped.retain(|(mapped, _)| mapped != index);
+        tracing::info!(ledger = name, index = %index, "deleted the index of a deleted ledger");
+    }
+    Ok(())
 }
 
 /// One pass over one ledger: at most [`BLOCKS_PER_READ`] blocks written and the position moved.
@@ -314,11 +348,43 @@ fn index_ledger(
     name: &str,
     dates_mapped: &mut BTreeSet<(String, String)>,
 ) -> Result<bool, LedgerIndexError> {
-    let ledger = shared.ledgers.ledger(name)?;
+    let saved = read_position(&shared.directory, name)?;
+    let ledger = match shared.ledgers.ledger(name) {
+        Ok(ledger) => ledger,
+        Err(sluice_ledger::LedgerError::NotFound(_)) => {
+            if let Some(saved) = saved {
+                drop_indices(shared, name, &saved.indices, dates_mapped)?;
+                position_file::remove(&shared.directory, name)
+                    .map_err(LedgerIndexError::Storage)?;
+            }
+            lock(&shared.positions).remove(name);
+            return Ok(false);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if !shared.config.ledger_enabled(name) {
+        return Ok(false);
+    }
     let strand_id = ledger.strand_id().to_owned();
-    let next = read_position(&shared.directory, name)?
-        .filter(|position| position.strand_id == strand_id)
-        .map_or(0, |position| position.next_sequence_no);
+    let mut position = match saved {
+        Some(saved) if saved.strand_id == strand_id => saved,
+        other => {
+            if let Some(saved) = other {
+                // Another ledger of this name: its indices hold the old one's revisions, with
+                // versions the new one would conflict with.
+                drop_indices(shared, name, &saved.indices, dates_mapped)?;
+            }
+            let fresh = Position {
+                format_version: POSITION_FORMAT_VERSION,
+                strand_id: strand_id.clone(),
+                next_sequence_no: 0,
+                indices: BTreeSet::new(),
+            };
+            write_position(&shared.directory, name, &fresh)?;
+            fresh
+        }
+    };
+    let next = position.next_sequence_no;
     lock(&shared.positions).insert(name.to_owned(), (strand_id.clone(), next));
     let blocks = ledger.committed_blocks(next, BLOCKS_PER_READ)?;
     let Some(last) = blocks.last().map(|block| block.sequence_no) else {
@@ -362,6 +428,15 @@ fn index_ledger(
                 }
             }
         }
+    }
+    // Indices about to be written for the first time are saved in the position first, so a
+    // crash after the write still knows to delete them with the ledger.
+    let new_indices: Vec<&String> = (writes.keys())
+        .filter(|index| !position.indices.contains(*index))
+        .collect();
+    if !new_indices.is_empty() {
+        position.indices.extend(new_indices.into_iter().cloned());
+        write_position(&shared.directory, name, &position)?;
     }
     for (index_name, requests) in writes {
         let mapping = tables
@@ -428,15 +503,8 @@ fn index_ledger(
             }
         }
     }
-    write_position(
-        &shared.directory,
-        name,
-        &Position {
-            format_version: POSITION_FORMAT_VERSION,
-            strand_id: strand_id.clone(),
-            next_sequence_no: last + 1,
-        },
-    )?;
+    position.next_sequence_no = last + 1;
+    write_position(&shared.directory, name, &position)?;
     lock(&shared.positions).insert(name.to_owned(), (strand_id, last + 1));
     Ok(true)
 }
@@ -729,6 +797,15 @@ mod tests {
         assert_eq!(config.index_for("l", "Hidden"), None);
         assert_eq!(config.index_for("l", "Renamed").as_deref(), Some("mine"));
         assert_eq!(config.index_for("off", "T"), None);
+        // A replica's bookkeeping tables are not indexed.
+        assert_eq!(
+            config.index_for("l", crate::replica::REPLICA_POSITIONS_TABLE),
+            None
+        );
+        assert_eq!(
+            config.index_for("l", crate::replica::REPLICA_IDS_TABLE),
+            None
+        );
         let all_off: LedgerIndexConfig =
             serde_json::from_value(serde_json::json!({"enabled": false})).unwrap();
         assert_eq!(all_off.index_for("l", "T"), None);

@@ -225,7 +225,7 @@ impl ReplicaBlock {
     }
 }
 
-fn is_bookkeeping_table(name: &str) -> bool {
+pub(crate) fn is_bookkeeping_table(name: &str) -> bool {
     name == REPLICA_POSITIONS_TABLE || name == REPLICA_IDS_TABLE
 }
 
