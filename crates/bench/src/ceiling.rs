@@ -45,7 +45,10 @@ pub fn run(dir: &Path, plan: &Plan, reuse: bool) -> anyhow::Result<()> {
             crate::INDEXING_THREADS,
             crate::INDEXING_MEMORY_MIB * 1024 * 1024,
         )?;
-        eprintln!("tantivy: indexed {} docs in {:.1} s", built.n_docs, built.seconds);
+        eprintln!(
+            "tantivy: indexed {} docs in {:.1} s",
+            built.n_docs, built.seconds
+        );
     }
     let workloads = plan.workloads();
     let mut warm: Vec<Vec<f64>> = vec![Vec::new(); workloads.len()];
@@ -127,7 +130,10 @@ fn run_one(searcher: &Searcher, workload: &Workload, plan: &Plan) -> anyhow::Res
             );
             let query = BooleanQuery::new(vec![
                 (Occur::Must, term("timeout")?),
-                (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(range), 0.0))),
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(Box::new(range), 0.0)),
+                ),
             ]);
             top_hits(searcher, &query, 10)
         }
@@ -141,8 +147,8 @@ fn run_one(searcher: &Searcher, workload: &Workload, plan: &Plan) -> anyhow::Res
             top_hits(searcher, &query, 10)
         }
         "sort_date" => {
-            let collector = TopDocs::with_limit(100)
-                .order_by_fast_field::<DateTime>("@timestamp", Order::Desc);
+            let collector =
+                TopDocs::with_limit(100).order_by_fast_field::<DateTime>("@timestamp", Order::Desc);
             let (top, count) = searcher.search(&AllQuery, &(collector, Count))?;
             fetch_sources(searcher, top.iter().map(|(_, address)| *address))?;
             Ok(count.to_string())
@@ -163,8 +169,7 @@ fn run_one(searcher: &Searcher, workload: &Workload, plan: &Plan) -> anyhow::Res
                 seen += page.len();
                 fetch_sources(
                     searcher,
-                    page.iter()
-                        .map(|key| DocAddress::new(key.segment, key.doc)),
+                    page.iter().map(|key| DocAddress::new(key.segment, key.doc)),
                 )?;
             }
             Ok(seen.to_string())
@@ -233,7 +238,9 @@ fn aggregate(searcher: &Searcher, workload: &Workload) -> anyhow::Result<String>
                 "server_errors": {"filter": "status:>=500"}}))?;
             Ok(format!(
                 "{}/{}/{}",
-                r["errors"]["doc_count"], r["timeouts"]["doc_count"], r["server_errors"]["doc_count"]
+                r["errors"]["doc_count"],
+                r["timeouts"]["doc_count"],
+                r["server_errors"]["doc_count"]
             ))
         }
         "cardinality" => {

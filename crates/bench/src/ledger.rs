@@ -631,7 +631,6 @@ fn directory_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-
 /// The schema: documents as JSONB, and an audit table whose rows each carry the revision, the
 /// previous row's hash and sha256(previous hash || revision), written by a trigger that locks the
 /// audit table so the chain stays linear.
@@ -689,7 +688,6 @@ INSERT INTO vehicle_registration (doc) VALUES (jsonb_build_object(
 const POSTGRES_VERIFY_CHAIN: &str = "SELECT count(*) FROM (SELECT hash, prev_hash, revision, \
      lag(hash, 1, '\\x'::bytea) OVER (ORDER BY seq) AS expected_prev FROM vehicle_registration_audit) a \
      WHERE prev_hash <> expected_prev OR hash <> sha256(prev_hash || convert_to(revision::text, 'UTF8'))";
-
 
 fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<PostgresResult> {
     let root = scratch.join("postgres");

@@ -23,7 +23,11 @@ pub(crate) fn postgres_bin(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs a command, as `nobody` when `as_nobody`, and fails with its output when it fails.
-pub(crate) fn run_command(program: &Path, args: &[&str], as_nobody: bool) -> anyhow::Result<String> {
+pub(crate) fn run_command(
+    program: &Path,
+    args: &[&str],
+    as_nobody: bool,
+) -> anyhow::Result<String> {
     let mut command = if as_nobody {
         let mut command = Command::new("runuser");
         command.args(["-u", "nobody", "--"]).arg(program);
@@ -183,11 +187,7 @@ impl Postgres {
         let mut args = self.psql_args()?;
         args.extend(["-c".to_owned(), sql.to_owned()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = run_command(
-            Path::new("psql"),
-            &args,
-            false,
-        )?;
+        let output = run_command(Path::new("psql"), &args, false)?;
         Ok(output.trim().to_owned())
     }
 }

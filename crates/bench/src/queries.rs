@@ -387,7 +387,10 @@ struct Results {
 }
 
 pub fn run(kind: Kind, args: QueryArgs) -> anyhow::Result<()> {
-    ensure!(args.docs > 0 && args.reps > 0, "docs and reps must be positive");
+    ensure!(
+        args.docs > 0 && args.reps > 0,
+        "docs and reps must be positive"
+    );
     let sluice = match &args.sluice {
         Some(path) => path.clone(),
         None => crate::default_sluice_path()?,
@@ -542,11 +545,7 @@ fn run_sluice(
     {
         let mut connection = Connection::open(&server.search_address)?;
         let perf = match &args.perf_record {
-            Some(path) => Some(crate::start_perf(
-                server.pid(),
-                path,
-                args.perf_call_graph,
-            )?),
+            Some(path) => Some(crate::start_perf(server.pid(), path, args.perf_call_graph)?),
             None => None,
         };
         for (n, workload) in workloads.iter().enumerate() {
@@ -556,7 +555,9 @@ fn run_sluice(
             for _ in 0..plan.reps {
                 let started = Instant::now();
                 let check = sluice_run(&mut connection, workload, plan)?;
-                timings[n].warm.push(started.elapsed().as_secs_f64() * 1000.0);
+                timings[n]
+                    .warm
+                    .push(started.elapsed().as_secs_f64() * 1000.0);
                 timings[n].check = check;
             }
         }
@@ -573,7 +574,9 @@ fn run_sluice(
             drop_page_cache(plan.drop_caches);
             let started = Instant::now();
             sluice_run(&mut connection, workload, plan)?;
-            timings[n].cold.push(started.elapsed().as_secs_f64() * 1000.0);
+            timings[n]
+                .cold
+                .push(started.elapsed().as_secs_f64() * 1000.0);
         }
     }
     server.stop()?;
@@ -581,11 +584,7 @@ fn run_sluice(
 }
 
 fn search(connection: &mut Connection, body: &Value) -> anyhow::Result<Value> {
-    let response = connection.json(
-        "POST",
-        &format!("/{INDEX_NAME}/_search"),
-        &body.to_string(),
-    )?;
+    let response = connection.json("POST", &format!("/{INDEX_NAME}/_search"), &body.to_string())?;
     ensure!(
         response.status == 200,
         "search {body}: status {}: {}",
@@ -862,11 +861,7 @@ fn run_postgres(
 
 /// Statements of a sample that psql times (meta-commands such as `\set` are not timed).
 fn timed_statements(workload: &Workload) -> usize {
-    workload
-        .sql
-        .iter()
-        .filter(|s| !s.starts_with('\\'))
-        .count()
+    workload.sql.iter().filter(|s| !s.starts_with('\\')).count()
 }
 
 /// Runs a script with `\timing on` and returns every `Time: … ms` psql printed, in order.
@@ -1050,7 +1045,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("B.md");
         fs::write(&path, "# B\n\nbefore\n<!-- a -->\nold\n<!-- z -->\nafter\n").unwrap();
-        write_section(&path, "<!-- a -->", "<!-- z -->", "<!-- a -->\nnew\n<!-- z -->\n").unwrap();
+        write_section(
+            &path,
+            "<!-- a -->",
+            "<!-- z -->",
+            "<!-- a -->\nnew\n<!-- z -->\n",
+        )
+        .unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
             "# B\n\nbefore\n<!-- a -->\nnew\n<!-- z -->\nafter\n"
