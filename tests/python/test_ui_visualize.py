@@ -136,6 +136,14 @@ def test_average_points_by_postcode_from_a_ledger_table(sluice, page):
     expect(page.locator(".vis-preview table.chart-data tbody tr")).to_have_count(3)
     assert chart_rows(page.locator(".vis-preview")) == [(None, "EC1A", 1.5), (None, "N1", 4.0), (None, "SW1", 5.0)]
 
+    # A click on a bar filters by its postcode: one bar, clicked in the middle of the chart.
+    page.get_by_label("Size", exact=True).fill("1")
+    expect(page.locator(".vis-preview table.chart-data tbody tr")).to_have_count(1)
+    page.locator(".vis-preview .chart canvas").first.wait_for()
+    page.locator(".vis-preview .chart").click()
+    page.locator(".pills li", has_text="Postcode.keyword: EC1A").wait_for()
+    assert "Postcode.keyword" in urllib.parse.unquote(page.url)
+
 
 def test_every_chart_type_draws_from_the_same_aggregation(sluice, page):
     now_ms = int(time.time()) * 1000
