@@ -140,6 +140,10 @@ def test_average_points_by_postcode_from_a_ledger_table(sluice, page):
     page.get_by_label("Size", exact=True).fill("1")
     expect(page.locator(".vis-preview table.chart-data tbody tr")).to_have_count(1)
     page.locator(".vis-preview .chart canvas").first.wait_for()
+    # Hovering shows a tooltip with the bucket and its number (built as DOM, within the CSP).
+    page.locator(".vis-preview .chart").hover()
+    expect(page.locator(".vis-preview .chart-tooltip")).to_contain_text("EC1A")
+    expect(page.locator(".vis-preview .chart-tooltip")).to_contain_text("Average of PenaltyPoints: 1.5")
     page.locator(".vis-preview .chart").click()
     page.locator(".pills li", has_text="Postcode.keyword: EC1A").wait_for()
     assert "Postcode.keyword" in urllib.parse.unquote(page.url)
