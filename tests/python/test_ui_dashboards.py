@@ -7,6 +7,7 @@ its URL with the same panels, places and refresh interval."""
 
 import json
 import time
+import urllib.request
 
 from conftest import aws_client
 from playwright.sync_api import expect
@@ -130,6 +131,20 @@ def test_hello_bye_counters_refresh_as_records_are_delivered(sluice, page):
     expect(panel(page, "Hello").locator(".metric")).to_have_attribute("data-value", "7")
     expect(page.get_by_label("Auto-refresh")).to_have_value("5")
     assert page.locator(".dashboard-grid .panel").count() == 4
+
+    # Exported as NDJSON, deleted, imported again: the same dashboard opens.
+    exported = urllib.request.urlopen(f"{sluice.ui_url}/api/saved_objects/_export").read()
+    kinds = sorted(json.loads(line)["type"] for line in exported.splitlines() if line.strip())
+    assert kinds == ["dashboard", "index-pattern", "search", "visualization", "visualization", "visualization"]
+    for kind, object_id in [("dashboard", "hello-bye"), ("visualization", "hello")]:
+        urllib.request.urlopen(urllib.request.Request(f"{sluice.ui_url}/api/saved_objects/{kind}/{object_id}", method="DELETE"))
+    imported = json.load(urllib.request.urlopen(urllib.request.Request(
+        f"{sluice.ui_url}/api/saved_objects/_import", data=exported, method="POST",
+        headers={"Content-Type": "application/x-ndjson"})))
+    assert imported["successCount"] == 2, imported
+    page.goto("about:blank")
+    page.goto(f"{sluice.ui_url}/#/dashboards?id=hello-bye")
+    expect(panel(page, "Hello").locator(".metric")).to_have_attribute("data-value", "7")
 
 
 def test_panels_move_and_resize_by_keyboard_and_pointer(sluice, page):
