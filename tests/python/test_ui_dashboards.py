@@ -12,7 +12,7 @@ import urllib.request
 from conftest import aws_client
 from playwright.sync_api import expect
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
-from vis_support import (choose, count, create_index_pattern, metric_value, new_visualization,
+from vis_support import (chart_rows, choose, count, create_index_pattern, metric_value, new_visualization,
                          save_visualization, saved, wait_until)
 
 ROLE = "arn:aws:iam::000000000000:role/firehose"
@@ -74,12 +74,19 @@ def test_hello_bye_counters_refresh_as_records_are_delivered(sluice, page):
         expect(page.locator(".vis-preview .metric")).to_have_attribute("data-value", expected)
         save_visualization(page, title)
 
+    # Messages over time, a bar per interval.
+    new_visualization(page, sluice, "Vertical bar")
+    choose(page, "Index pattern", "example-*")
+    expect(page.get_by_label("Bucket field", exact=True)).to_have_value("@timestamp")
+    page.locator(".vis-preview .chart canvas").first.wait_for()
+    save_visualization(page, "Messages over time")
+
     # The dashboard: created by name, the panels added, refreshing every 5 s, saved.
     page.goto(f"{sluice.ui_url}/#/dashboards")
     page.get_by_label("New dashboard", exact=True).fill("Hello bye")
     page.click('button:text-is("Create dashboard")')
     page.wait_for_url("**/#/dashboards?id=hello-bye*")
-    for name in ["All messages", "Hello", "Bye", "Bye messages"]:
+    for name in ["All messages", "Hello", "Bye", "Bye messages", "Messages over time"]:
         page.get_by_label("Saved visualization or search to add").select_option(label=name)
         page.click('button:text-is("Add panel")')
         panel(page, name).wait_for()
@@ -93,8 +100,14 @@ def test_hello_bye_counters_refresh_as_records_are_delivered(sluice, page):
     page.locator(".edit-toolbar .hint", has_text="saved Hello bye").wait_for()
     attributes = saved(sluice, "dashboard", "hello-bye")["attributes"]
     assert [(p["kind"], p["ref"]) for p in attributes["panels"]] == [
-        ("visualization", "all-messages"), ("visualization", "hello"), ("visualization", "bye"), ("search", "bye-messages")]
+        ("visualization", "all-messages"), ("visualization", "hello"), ("visualization", "bye"), ("search", "bye-messages"),
+        ("visualization", "messages-over-time")]
     assert attributes["refresh"] == 5
+    over_time = panel(page, "Messages over time")
+    over_time.locator(".chart canvas").first.wait_for()
+    assert sum(value for _, _, value in chart_rows(over_time)) == 5
+    # Marked, to see that a refresh updates the chart in place rather than drawing a new one.
+    over_time.locator(".chart").evaluate("chart => { chart.dataset.kept = 'yes'; }")
     screenshot(page, "dashboard-hello-bye")
 
     # New records through the delivery stream: the page shows them by itself.
@@ -105,6 +118,8 @@ def test_hello_bye_counters_refresh_as_records_are_delivered(sluice, page):
     expect(panel(page, "Bye").locator(".metric")).to_have_attribute("data-value", "3", timeout=REFRESHED_BOUND_MS)
     expect(panel(page, "Bye messages").locator(".panel-status")).to_have_text("3 hits", timeout=REFRESHED_BOUND_MS)
     assert page.locator('.dashboard-grid .panel[aria-label="Hello"] .metric').get_attribute("aria-label") == "Hello: 7"
+    wait_until("the chart's refresh", lambda: sum(value for _, _, value in chart_rows(over_time)) == 10)
+    assert over_time.locator(".chart").get_attribute("data-kept") == "yes"
 
     # The shared query bar narrows every panel.
     page.fill('input[aria-label="Query (Lucene syntax or Query DSL)"]', "message:hello")
@@ -130,12 +145,12 @@ def test_hello_bye_counters_refresh_as_records_are_delivered(sluice, page):
     page.goto(f"{sluice.ui_url}/#/dashboards?id=hello-bye")
     expect(panel(page, "Hello").locator(".metric")).to_have_attribute("data-value", "7")
     expect(page.get_by_label("Auto-refresh")).to_have_value("5")
-    assert page.locator(".dashboard-grid .panel").count() == 4
+    assert page.locator(".dashboard-grid .panel").count() == 5
 
     # Exported as NDJSON, deleted, imported again: the same dashboard opens.
     exported = urllib.request.urlopen(f"{sluice.ui_url}/api/saved_objects/_export").read()
     kinds = sorted(json.loads(line)["type"] for line in exported.splitlines() if line.strip())
-    assert kinds == ["dashboard", "index-pattern", "search", "visualization", "visualization", "visualization"]
+    assert kinds == ["dashboard", "index-pattern", "search"] + ["visualization"] * 4
     for kind, object_id in [("dashboard", "hello-bye"), ("visualization", "hello")]:
         urllib.request.urlopen(urllib.request.Request(f"{sluice.ui_url}/api/saved_objects/{kind}/{object_id}", method="DELETE"))
     imported = json.load(urllib.request.urlopen(urllib.request.Request(

@@ -13,6 +13,8 @@ import { type Row, type VisResult, type VisState, formatKey, formatNumber, metri
 echarts.use([BarChart, HeatmapChart, LineChart, PieChart, AriaComponent, GridComponent, LegendComponent, TooltipComponent, VisualMapComponent, CanvasRenderer]);
 
 export interface ChartHandle {
+  /** Draws a new answer of the same visualization in place (an auto-refresh), keeping the chart. */
+  update(result: VisResult): void;
   dispose(): void;
 }
 
@@ -41,6 +43,30 @@ function tooltip(heading: string, lines: Array<[string, string]>): HTMLElement {
  */
 export function drawChart(container: HTMLElement, vis: VisState, result: VisResult, title: string, onRow: (row: Row) => void): ChartHandle {
   const chart = echarts.init(container, undefined, { renderer: "canvas" });
+  let drawn = chartOption(vis, result, title);
+  chart.setOption(drawn.option);
+  chart.on("click", (params) => {
+    const point = params as unknown as Point;
+    const row = drawn.behind[vis.type === "heatmap" || vis.type === "pie" ? 0 : point.seriesIndex ?? -1]?.[point.dataIndex ?? -1];
+    if (row) onRow(row);
+  });
+  const observer = new ResizeObserver(() => chart.resize());
+  observer.observe(container);
+  return {
+    update(next) {
+      drawn = chartOption(vis, next, title);
+      // Replaced, not merged: series that are gone must go.
+      chart.setOption(drawn.option, { notMerge: true });
+    },
+    dispose() {
+      observer.disconnect();
+      chart.dispose();
+    },
+  };
+}
+
+/** The ECharts option of an answer, and the rows behind each drawn point. */
+function chartOption(vis: VisState, result: VisResult, title: string): { option: Record<string, unknown>; behind: Array<Array<Row | undefined>> } {
   const fg = cssVar("--fg");
   const muted = cssVar("--muted");
   const border = cssVar("--border");
@@ -127,18 +153,5 @@ export function drawChart(container: HTMLElement, vis: VisState, result: VisResu
       series,
     };
   }
-  chart.setOption(option);
-  chart.on("click", (params) => {
-    const point = params as unknown as Point;
-    const row = behind[vis.type === "heatmap" || vis.type === "pie" ? 0 : point.seriesIndex ?? -1]?.[point.dataIndex ?? -1];
-    if (row) onRow(row);
-  });
-  const observer = new ResizeObserver(() => chart.resize());
-  observer.observe(container);
-  return {
-    dispose() {
-      observer.disconnect();
-      chart.dispose();
-    },
-  };
+  return { option, behind };
 }

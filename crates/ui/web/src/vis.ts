@@ -335,6 +335,8 @@ function rowsTable(vis: VisState, result: VisResult, caption: string, hidden: bo
 }
 
 export interface RenderedVis {
+  /** Shows a new answer of the same visualization in place; false when it must be drawn anew. */
+  update?(result: VisResult): boolean;
   dispose(): void;
 }
 
@@ -362,9 +364,23 @@ export function renderVis(target: HTMLElement, vis: VisState, result: VisResult,
   }
   // An image to assistive technology (ECharts names it); the table that follows has its numbers.
   const canvas = h("div", { class: "chart", role: "img" });
-  target.append(canvas, rowsTable(vis, result, `${title}: ${metricLabel(vis)} by ${vis.bucketField}${vis.split ? ` and ${vis.split}` : ""}`, true));
-  const handle: ChartHandle = drawChart(canvas, vis, result, title, (row) => onClick(clickFor(vis, row, result.interval)));
-  return { dispose: () => handle.dispose() };
+  const caption = `${title}: ${metricLabel(vis)} by ${vis.bucketField}${vis.split ? ` and ${vis.split}` : ""}`;
+  let table = rowsTable(vis, result, caption, true);
+  let current = result;
+  target.append(canvas, table);
+  const handle: ChartHandle = drawChart(canvas, vis, result, title, (row) => onClick(clickFor(vis, row, current.interval)));
+  return {
+    update(next) {
+      if (next.rows.length === 0) return false;
+      current = next;
+      handle.update(next);
+      const replacement = rowsTable(vis, next, caption, true);
+      table.replaceWith(replacement);
+      table = replacement;
+      return true;
+    },
+    dispose: () => handle.dispose(),
+  };
 }
 
 export function renderMarkdownVis(target: HTMLElement, vis: VisState): RenderedVis {
@@ -377,6 +393,8 @@ export function renderMarkdownVis(target: HTMLElement, vis: VisState): RenderedV
 export class VisRunner {
   private inFlight: AbortController | null = null;
   private rendered: RenderedVis | null = null;
+  /** The visualization `rendered` shows, as JSON: the same one again is updated in place. */
+  private renderedVis = "";
 
   constructor(
     private readonly target: HTMLElement,
@@ -416,7 +434,12 @@ export class VisRunner {
         throw new Error(`${answer.status}: ${error.error?.type ?? ""} ${error.error?.reason ?? answer.text}`);
       }
       const result = parseAnswer(vis, JSON.parse(answer.text) as Parameters<typeof parseAnswer>[1]);
-      this.replace(renderVis(this.target, vis, result, onClick));
+      const signature = JSON.stringify(vis);
+      // An auto-refresh of the same chart keeps it (its tooltip, its legend's choices).
+      if (!(signature === this.renderedVis && this.rendered?.update?.(result))) {
+        this.replace(renderVis(this.target, vis, result, onClick));
+        this.renderedVis = signature;
+      }
       this.status.textContent = `${result.total} documents`;
     } catch (error) {
       if (isAbort(error)) return;
@@ -434,6 +457,7 @@ export class VisRunner {
   private replace(next: RenderedVis | null): void {
     this.rendered?.dispose();
     this.rendered = next;
+    this.renderedVis = "";
   }
 
   dispose(): void {
