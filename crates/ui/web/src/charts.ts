@@ -110,7 +110,7 @@ function chartOption(vis: VisState, result: VisResult, title: string): { option:
         const row = result.rows[p.dataIndex ?? -1];
         return tooltip(row ? `${formatKey(vis, row.key)} · ${row.series ?? ""}` : "", [[metricLabel(vis), formatNumber(row?.value ?? null)]]);
       } },
-      grid: { left: 8, right: 8, top: 8, bottom: 56, containLabel: true },
+      grid: { left: 8, right: 8, top: 8, bottom: 80, containLabel: true },
       xAxis: { type: "category", data: xs.map((key) => formatKey(vis, key)), axisLabel: { color: muted }, axisLine: { lineStyle: { color: border } } },
       yAxis: { type: "category", data: ys, axisLabel: { color: muted }, axisLine: { lineStyle: { color: border } } },
       visualMap: { min: Math.min(0, ...values), max: Math.max(1, ...values), calculable: true, orient: "horizontal", left: "center", bottom: 0, textStyle: { color: fg } },
