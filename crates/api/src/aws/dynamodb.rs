@@ -21,8 +21,8 @@ use sluice_tables::expression::{
 use sluice_tables::{
     AttributeValue, CreateTable, IndexRequest, IndexUpdate, Item, KeyAttribute, KeySchema,
     LIST_TABLES_PAGE_MAX, Number, Projection, ProjectionType, QueryRequest, SCAN_SEGMENTS_MAX,
-    ScalarType, ScanRequest, SecondaryIndex, StreamViewType, TableDefinition, TableDescription,
-    Tables, TablesError, Write,
+    SEARCH_INDEX_TAG, ScalarType, ScanRequest, SecondaryIndex, StreamViewType, TableDefinition,
+    TableDescription, Tables, TablesError, Write,
 };
 use tokio::sync::Semaphore;
 
@@ -100,7 +100,68 @@ pub const OPERATIONS: &[Operation] = &[
         name: "DescribeTimeToLive",
         formats: &[Format::Json],
     },
+    Operation {
+        name: "TagResource",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "UntagResource",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "ListTagsOfResource",
+        formats: &[Format::Json],
+    },
 ];
+
+/// `Tags` of CreateTable or TagResource: `[{Key, Value}]`.
+fn tags(body: &Value, required: bool) -> Result<BTreeMap<String, String>, AwsError> {
+    let path = if required { "tags" } else { "" };
+    let mut tags = BTreeMap::new();
+    for tag in list_member(body, "Tags", path)?.unwrap_or_default() {
+        let key = string_member(&tag, "Key")?.ok_or_else(|| missing("tags.member.key"))?;
+        let value = string_member(&tag, "Value")?.ok_or_else(|| missing("tags.member.value"))?;
+        tags.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(tags)
+}
+
+/// Refuses a `sluice:search-index` tag that cannot work: a bad index name, or a table whose
+/// stream does not carry new images (the indexing follows the stream).
+fn check_search_tag(
+    tags: &BTreeMap<String, String>,
+    stream: Option<StreamViewType>,
+) -> Result<(), AwsError> {
+    let Some(index) = tags.get(SEARCH_INDEX_TAG) else {
+        return Ok(());
+    };
+    if !index.is_empty() && index != "true" {
+        sluice_search::validate_index_name(index).map_err(|error| {
+            validation(format!(
+                "The {SEARCH_INDEX_TAG} tag names a bad index: {error}"
+            ))
+        })?;
+    }
+    if !stream.is_some_and(StreamViewType::keeps_new) {
+        return Err(validation(format!(
+            "The {SEARCH_INDEX_TAG} tag needs a stream with NEW_IMAGE or NEW_AND_OLD_IMAGES: the index follows it"
+        )));
+    }
+    Ok(())
+}
+
+/// The table a `ResourceArn` names.
+fn arn_table(body: &Value) -> Result<String, AwsError> {
+    let arn = string_member(body, "ResourceArn")?.ok_or_else(|| missing("resourceArn"))?;
+    arn.split_once(":table/")
+        .map(|(_, name)| name.to_owned())
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| {
+            validation(format!(
+                "Invalid TableArn: Invalid ResourceArn provided as input {arn}"
+            ))
+        })
+}
 
 /// Most members of one TransactWriteItems or TransactGetItems (DynamoDB's 100).
 pub const TRANSACT_ITEMS_MAX: usize = 100;
@@ -993,6 +1054,8 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
         _ => None,
     };
     let stream_view_type = stream_specification(body)?.flatten();
+    let tags = tags(body, false)?;
+    check_search_tag(&tags, stream_view_type)?;
     let mut indexes = Vec::new();
     for (member, global) in [
         ("LocalSecondaryIndexes", false),
@@ -1015,6 +1078,7 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
         provisioned_throughput,
         stream_view_type,
         indexes,
+        tags,
     })
 }
 
@@ -1570,6 +1634,40 @@ impl DynamoDbService {
                     })
                     .await?;
                 Ok(json!({"TableDescription": describe(&description, "ACTIVE")}))
+            }
+            "TagResource" => {
+                let name = arn_table(&body)?;
+                let set = tags(&body, true)?;
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
+                check_search_tag(
+                    &set,
+                    definition.stream.as_ref().map(|stream| stream.view_type),
+                )?;
+                self.blocking(move |tables| tables.update_tags(&name, set, &[]))
+                    .await?;
+                Ok(json!({}))
+            }
+            "UntagResource" => {
+                let name = arn_table(&body)?;
+                let keys = list_member(&body, "TagKeys", "tagKeys")?.unwrap_or_default();
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|key| key.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        AwsError::client("SerializationException", "TagKeys must be strings")
+                    })?;
+                self.blocking(move |tables| tables.update_tags(&name, BTreeMap::new(), &keys))
+                    .await?;
+                Ok(json!({}))
+            }
+            "ListTagsOfResource" => {
+                let name = arn_table(&body)?;
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
+                let tags: Vec<Value> = (definition.tags.iter())
+                    .map(|(key, value)| json!({"Key": key, "Value": value}))
+                    .collect();
+                Ok(json!({"Tags": tags}))
             }
             "UpdateTimeToLive" => {
                 let name = table_name(&body)?;
