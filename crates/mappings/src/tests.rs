@@ -374,6 +374,7 @@ fn table_stream_events_have_lambdas_dynamodb_shape() {
             provisioned_throughput: None,
             stream_view_type: Some(StreamViewType::NewAndOldImages),
             indexes: Vec::new(),
+            tags: Default::default(),
         })
         .unwrap();
     let stream_id = table.definition.stream.unwrap().stream_id;

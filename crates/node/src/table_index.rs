@@ -181,7 +181,6 @@ impl TableIndexer {
         }
         let directory = data_dir.join(TABLE_INDEX_DIRECTORY);
         fs::create_dir_all(&directory).map_err(|error| storage("creating", &directory, error))?;
-        let enabled = !config.tables.is_empty();
         let shared = Arc::new(Shared {
             directory,
             tables,
@@ -192,13 +191,12 @@ impl TableIndexer {
             indexed_records: AtomicU64::new(0),
             failed_records: AtomicU64::new(0),
         });
-        let worker = if enabled {
+        // Always running: a table may be tagged for indexing at any time.
+        let worker = {
             let shared = shared.clone();
             Worker::spawn(WORKER_NAME, None, move |stop| run(&shared, &stop)).map_err(|error| {
                 TableIndexError::Storage(format!("starting the worker: {error}"))
             })?
-        } else {
-            Worker::idle(WORKER_NAME)
         };
         Ok(TableIndexer { shared, worker })
     }
@@ -208,8 +206,8 @@ impl TableIndexer {
     pub fn snapshot(&self) -> TableIndexSnapshot {
         let mut lag_records = BTreeMap::new();
         let positions = lock(&self.shared.positions).clone();
-        for table in self.shared.config.tables.keys() {
-            let Ok(definition) = self.shared.tables.definition(table) else {
+        for table in indexed_tables(&self.shared) {
+            let Ok(definition) = self.shared.tables.definition(&table) else {
                 continue;
             };
             let Some(stream) = &definition.stream else {
@@ -219,7 +217,7 @@ impl TableIndexer {
                 continue;
             };
             let indexed = positions
-                .get(table)
+                .get(&table)
                 .filter(|(stream_id, _)| *stream_id == stream.stream_id)
                 .map_or(1, |(_, next)| *next);
             lag_records.insert(table.clone(), next.saturating_sub(indexed));
@@ -244,10 +242,30 @@ impl TableIndexer {
 }
 
 fn run(shared: &Shared, stop: &Stop) {
-    let tables = || shared.config.tables.keys().cloned().collect();
+    let tables = || indexed_tables(shared);
     run_passes(WORKER_NAME, stop, tables, |table: &String| {
         index_table(shared, table)
     });
+}
+
+/// The tables to index: those the configuration names and those tagged
+/// `sluice:search-index`.
+fn indexed_tables(shared: &Shared) -> Vec<String> {
+    let mut tables: BTreeSet<String> = shared.config.tables.keys().cloned().collect();
+    tables.extend(
+        (shared.tables.definitions().iter())
+            .filter(|definition| definition.tagged_search_index().is_some())
+            .map(|definition| definition.name.clone()),
+    );
+    tables.into_iter().collect()
+}
+
+/// The index a table's records go to: the configuration's choice, else its tag's.
+fn index_for(shared: &Shared, definition: &TableDefinition) -> Option<String> {
+    shared
+        .config
+        .index_for(&definition.name)
+        .or_else(|| definition.tagged_search_index())
 }
 
 /// One pass over one table: at most [`RECORDS_PER_READ`] records written and the position
@@ -278,7 +296,7 @@ fn index_table(shared: &Shared, table: &str) -> Result<bool, TableIndexError> {
     let Some(last) = records.last().map(|record| record.sequence) else {
         return Ok(false);
     };
-    let Some(index_name) = shared.config.index_for(table) else {
+    let Some(index_name) = index_for(shared, &definition) else {
         return Ok(false);
     };
     let key_names = (

@@ -63,6 +63,7 @@ fn create(node: &Node, view: Option<StreamViewType>) {
             provisioned_throughput: None,
             stream_view_type: view,
             indexes: Vec::new(),
+            tags: Default::default(),
         })
         .unwrap();
 }

@@ -25,9 +25,10 @@ use crate::date;
 use crate::date_math;
 use crate::error::{Result, SearchError};
 use crate::fuzzy::{FuzzyOptions, fuzzy_query};
+use crate::geo_query::GeoShapeQuery;
 use crate::mapping::{FieldMapping, FieldType, IndexValue, Mappings, query_value};
 use crate::query::{
-    Bool, DecayShape, FieldPattern, Fields, FunctionKind, FunctionScore, Match, MatchKind,
+    Bool, DecayShape, FieldPattern, Fields, FunctionKind, FunctionScore, Geo, Match, MatchKind,
     Operator, QUERY_CLAUSES_MAX, QUERY_DEPTH_MAX, Query, Range, RangeBound, ZeroTermsQuery,
 };
 use crate::schema::{SchemaFields, text_term, value_term};
@@ -374,6 +375,11 @@ impl Compiler<'_> {
             return Err(too_deep());
         }
         let next = depth + 1;
+        match query {
+            Query::Term { field, .. } | Query::Terms { field, .. } => self.refuse_geo(field)?,
+            Query::Range(range) => self.refuse_geo(&range.field)?,
+            _ => {}
+        }
         Ok(match query {
             // Never a bare `AllQuery`: tantivy drops its scorer from a boolean intersection,
             // score and all, and `match_all` inside a `bool` must add its 1.0 as in Lucene.
@@ -519,6 +525,7 @@ impl Compiler<'_> {
             }
             Query::FunctionScore(function_score) => self.function_score(function_score, next)?,
             Query::Named { query, .. } => self.compile_at(query, next)?,
+            Query::Geo(geo) => self.geo(geo)?,
         })
     }
 
@@ -952,6 +959,50 @@ impl Compiler<'_> {
         Ok(boosted(query, fields.boost * template.boost))
     }
 
+    /// Exact-value queries on a `geo_point` field fail as in Elasticsearch: points are searched
+    /// with geo queries.
+    fn refuse_geo(&self, field: &str) -> Result<()> {
+        match self.mappings.field(field) {
+            Some(mapping) if mapping.field_type == FieldType::GeoPoint => {
+                Err(SearchError::QueryShard {
+                    reason: format!(
+                        "Geometry fields do not support exact searching, use dedicated geometry queries instead: [{field}]"
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A geo query on a `geo_point` field; on an unmapped field it fails unless
+    /// `ignore_unmapped`, and on any other type it fails, as in Elasticsearch.
+    fn geo(&self, geo: &Geo) -> Result<TantivyQuery> {
+        match self.mappings.field(&geo.field) {
+            None if geo.ignore_unmapped => Ok(Box::new(EmptyQuery)),
+            None => Err(SearchError::QueryShard {
+                reason: format!("failed to find geo field [{}]", geo.field),
+            }),
+            Some(mapping) if mapping.field_type == FieldType::GeoPoint => Ok(boosted(
+                Box::new(ConstScoreQuery::new(
+                    Box::new(GeoShapeQuery {
+                        path: geo.field.clone(),
+                        shape: geo.shape,
+                    }),
+                    1.0,
+                )),
+                geo.boost,
+            )),
+            Some(mapping) => Err(SearchError::QueryShard {
+                reason: format!(
+                    "Field [{}] is of unsupported type [{}] for [{}] query",
+                    geo.field,
+                    mapping.field_type.name(),
+                    geo.kind
+                ),
+            }),
+        }
+    }
+
     fn exists(&self, field: &str) -> Result<TantivyQuery> {
         Ok(match self.target(field) {
             Target::Id => Box::new(AllQuery),
@@ -1150,7 +1201,7 @@ impl Compiler<'_> {
                 };
                 (bound(&range.lower), bound(&range.upper))
             }
-            FieldType::Boolean | FieldType::Text | FieldType::Object => {
+            FieldType::Boolean | FieldType::Text | FieldType::Object | FieldType::GeoPoint => {
                 return Err(illegal(format!(
                     "range queries on field [{}] of type [{}] are not supported by Sluice",
                     range.field,

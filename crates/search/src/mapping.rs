@@ -68,6 +68,8 @@ pub enum FieldType {
     Date,
     /// An IPv4 or IPv6 address, indexed as a keyword in the sortable form of `ip.rs`.
     Ip,
+    /// A latitude/longitude pair, stored in the packed form of `geo.rs`.
+    GeoPoint,
     Object,
 }
 
@@ -88,6 +90,7 @@ impl FieldType {
             FieldType::Boolean => "boolean",
             FieldType::Date => "date",
             FieldType::Ip => "ip",
+            FieldType::GeoPoint => "geo_point",
             FieldType::Object => "object",
         }
     }
@@ -108,6 +111,7 @@ impl FieldType {
             "boolean" => FieldType::Boolean,
             "date" => FieldType::Date,
             "ip" => FieldType::Ip,
+            "geo_point" => FieldType::GeoPoint,
             "object" => FieldType::Object,
             _ => return None,
         })
@@ -183,6 +187,13 @@ impl FieldType {
             }
             FieldType::Boolean => &["null_value"],
             FieldType::Ip => &["ignore_malformed", "null_value"],
+            FieldType::GeoPoint => &[
+                "ignore_malformed",
+                "ignore_z_value",
+                "null_value",
+                "script",
+                "on_script_error",
+            ],
             FieldType::Date => &["format", "locale", "ignore_malformed", "null_value"],
             FieldType::Object => &["dynamic", "enabled", "subobjects"],
         };
@@ -243,6 +254,10 @@ impl FieldMapping {
 
     fn is_indexed(&self) -> bool {
         !matches!(self.parameters.get("index"), Some(Value::Bool(false)))
+    }
+
+    fn has_doc_values(&self) -> bool {
+        !matches!(self.parameters.get("doc_values"), Some(Value::Bool(false)))
     }
 
     fn is_enabled(&self) -> bool {
@@ -617,6 +632,9 @@ pub enum IndexValue {
     Boolean(bool),
     /// Epoch milliseconds.
     Date(i64),
+    /// A point as the document gives it; the index keeps it quantized
+    /// ([`crate::geo::GeoPoint::encode`]).
+    GeoPoint(crate::geo::GeoPoint),
 }
 
 /// What a document contributes to the index: `(field path, value)` pairs.
@@ -1028,7 +1046,13 @@ impl DocumentParser<'_> {
         value: &Value,
         depth: usize,
     ) -> Result<()> {
-        if let Value::Array(items) = value {
+        let geo_coordinates = matches!(value, Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_number))
+            && mapped
+                .or_else(|| self.new_field(path))
+                .is_some_and(|field| field.field_type == FieldType::GeoPoint);
+        if let Value::Array(items) = value
+            && !geo_coordinates
+        {
             for item in items {
                 let mapped = mapped.cloned().or_else(|| self.new_field(path).cloned());
                 self.parse_value(path, mapped.as_ref(), dynamic, item, depth)?;
@@ -1165,7 +1189,41 @@ impl DocumentParser<'_> {
         }
     }
 
+    /// A `geo_point` value in any of its forms; out-of-range coordinates are refused unless
+    /// `ignore_malformed`, which skips the value (objects included, as Elasticsearch does).
+    fn parse_geo_point(&mut self, path: &str, field: &FieldMapping, value: &Value) -> Result<()> {
+        let parsed = crate::geo::parse_point(value)
+            .and_then(|point| point.validate(path))
+            .map_err(|cause| {
+                (
+                    format!(
+                        "failed to parse field [{path}] of type [geo_point] in document with id '{}'. Preview of field's value: '{}'",
+                        self.id,
+                        preview(value)
+                    ),
+                    cause,
+                )
+            });
+        match parsed {
+            Ok(point) => {
+                if field.is_indexed() || field.has_doc_values() {
+                    self.entries
+                        .push((path.to_string(), IndexValue::GeoPoint(point)));
+                }
+                Ok(())
+            }
+            Err(_) if field.ignore_malformed() => Ok(()),
+            Err((reason, cause)) => Err(SearchError::DocumentParsing {
+                reason,
+                cause: Some(cause),
+            }),
+        }
+    }
+
     fn parse_leaf(&mut self, path: &str, field: &FieldMapping, value: &Value) -> Result<()> {
+        if field.field_type == FieldType::GeoPoint {
+            return self.parse_geo_point(path, field, value);
+        }
         let converted = convert(field, value);
         if converted.is_none() && field.ignore_malformed() && !value.is_object() {
             return Ok(());
@@ -1327,6 +1385,12 @@ fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
             Value::Number(n) => date::parse_date_number(n.as_f64()?, field.date_format())?,
             _ => return None,
         }),
+        FieldType::GeoPoint => IndexValue::GeoPoint(
+            crate::geo::parse_point(value)
+                .ok()?
+                .validate("geo_point")
+                .ok()?,
+        ),
         FieldType::Object => return None,
     };
     Some(Some(converted))

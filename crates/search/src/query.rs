@@ -114,11 +114,26 @@ pub enum Query {
         boost: f32,
     },
     FunctionScore(Box<FunctionScore>),
+    /// Documents with a point of a `geo_point` field in a region (`geo_distance`,
+    /// `geo_bounding_box`), each scored `boost`.
+    Geo(Box<Geo>),
     /// A clause with `_name`: hits it matches list the name in `matched_queries`.
     Named {
         name: String,
         query: Box<Query>,
     },
+}
+
+/// A geo query: its field, the region, and whether an unmapped field matches nothing instead
+/// of failing (`ignore_unmapped`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Geo {
+    pub field: String,
+    pub shape: crate::geo_query::GeoShape,
+    /// The query's name in errors (`geo_distance`, `geo_bounding_box`).
+    pub kind: &'static str,
+    pub ignore_unmapped: bool,
+    pub boost: f32,
 }
 
 impl Query {
@@ -839,6 +854,14 @@ impl fmt::Display for Query {
                 write!(f, ")")
             }
             Query::Named { name, query } => write!(f, "(named {name:?} {query})"),
+            Query::Geo(geo) => {
+                write!(f, "({} {} {:?}", geo.kind, geo.field, geo.shape)?;
+                if geo.ignore_unmapped {
+                    write!(f, " ignore_unmapped")?;
+                }
+                boost(f, geo.boost)?;
+                write!(f, ")")
+            }
         }
     }
 }

@@ -191,6 +191,7 @@ pub fn document_values(
             }
             IndexValue::Keyword(s) => (&mut values.exact, OwnedValue::Str(s)),
             IndexValue::Long(i) | IndexValue::Date(i) => (&mut values.exact, OwnedValue::I64(i)),
+            IndexValue::GeoPoint(point) => (&mut values.exact, OwnedValue::I64(point.encode())),
             IndexValue::Double(f) => (&mut values.exact, OwnedValue::F64(f)),
             IndexValue::Boolean(b) => (&mut values.exact, OwnedValue::Bool(b)),
         };
@@ -230,6 +231,7 @@ pub fn value_term(fields: &SchemaFields, path: &str, value: &IndexValue) -> Term
     match value {
         IndexValue::Text(s) | IndexValue::Keyword(s) => term.append_type_and_str(s),
         IndexValue::Long(i) | IndexValue::Date(i) => term.append_type_and_fast_value(*i),
+        IndexValue::GeoPoint(point) => term.append_type_and_fast_value(point.encode()),
         IndexValue::Boolean(b) => term.append_type_and_fast_value(*b),
         // Numbers are indexed in their canonical form (2.0 as the integer 2); look them up alike.
         IndexValue::Double(f) => match NumericalValue::F64(*f).normalize() {

@@ -20,14 +20,16 @@ use std::time::Instant;
 
 use serde_json::Value;
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::StrColumn;
+use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use crate::aggs::format::DateFormat;
 use crate::aggs::values::{FieldKind, SegmentColumn, resolve_field};
 use crate::date;
 use crate::error::{Result, SearchError};
-use crate::mapping::Mappings;
+use crate::geo::{DistanceType, DistanceUnit, GeoPoint};
+use crate::geo_query::open_geo_column;
+use crate::mapping::{FieldType, Mappings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortOrder {
@@ -80,6 +82,21 @@ pub struct FieldSort {
     pub format: Option<String>,
 }
 
+/// A `_geo_distance` sort key: documents by the distance of their points from `points`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoDistanceSort {
+    pub field: String,
+    pub points: Vec<GeoPoint>,
+    pub order: SortOrder,
+    /// The unit the sort values are shown in (meters by default).
+    pub unit: DistanceUnit,
+    /// `None`: the shortest distance ascending, the longest descending.
+    pub mode: Option<SortMode>,
+    pub distance_type: DistanceType,
+    /// An index without the field sorts every document as missing instead of failing.
+    pub ignore_unmapped: bool,
+}
+
 /// One key of a search's sort.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SortKey {
@@ -90,6 +107,7 @@ pub enum SortKey {
     /// position in the search in the high 32 bits, the document's number in the low ones.
     ShardDoc(SortOrder),
     Field(FieldSort),
+    GeoDistance(GeoDistanceSort),
 }
 
 impl SortKey {
@@ -97,6 +115,7 @@ impl SortKey {
         match self {
             SortKey::Score(order) | SortKey::Doc(order) | SortKey::ShardDoc(order) => *order,
             SortKey::Field(field) => field.order,
+            SortKey::GeoDistance(geo) => geo.order,
         }
     }
 
@@ -230,6 +249,16 @@ enum ResolvedKey {
         /// Dates: the format the sort values are shown in.
         format: Option<DateFormat>,
     },
+    /// Distances in `unit`, as doubles; documents without a point (or in an index without the
+    /// field) are infinitely far, as in Elasticsearch.
+    GeoDistance {
+        field: Option<String>,
+        points: Arc<[GeoPoint]>,
+        desc: bool,
+        mode: SortMode,
+        unit: DistanceUnit,
+        distance_type: DistanceType,
+    },
 }
 
 const SIGN_BIT: u64 = 1 << 63;
@@ -305,8 +334,40 @@ fn resolve_keys(
                 shard: Some(shard),
             }),
             SortKey::Field(sort) => resolve_field_key(sort, mappings, index),
+            SortKey::GeoDistance(sort) => resolve_geo_key(sort, mappings),
         })
         .collect()
+}
+
+fn resolve_geo_key(sort: &GeoDistanceSort, mappings: &Mappings) -> Result<ResolvedKey> {
+    let field = match mappings.field(&sort.field) {
+        Some(mapping) if mapping.field_type == FieldType::GeoPoint => Some(sort.field.clone()),
+        Some(mapping) => {
+            return Err(SearchError::illegal(format!(
+                "unable to apply geo distance sort to field [{}] of type [{}]",
+                sort.field,
+                mapping.field_type.name()
+            )));
+        }
+        None if sort.ignore_unmapped => None,
+        None => {
+            return Err(SearchError::illegal(format!(
+                "failed to find mapper for [{}] for geo distance based sort",
+                sort.field
+            )));
+        }
+    };
+    let desc = sort.order == SortOrder::Desc;
+    Ok(ResolvedKey::GeoDistance {
+        field,
+        points: sort.points.clone().into(),
+        desc,
+        mode: sort
+            .mode
+            .unwrap_or(if desc { SortMode::Max } else { SortMode::Min }),
+        unit: sort.unit,
+        distance_type: sort.distance_type,
+    })
 }
 
 fn resolve_field_key(sort: &FieldSort, mappings: &Mappings, index: &str) -> Result<ResolvedKey> {
@@ -474,6 +535,10 @@ fn resolve_after(keys: &[ResolvedKey], after: &[Value]) -> Result<Vec<AfterValue
                     })?;
                     AfterValue::Code(directed(encode_f64(f64::from(score as f32)), *desc))
                 }
+                ResolvedKey::GeoDistance { desc, .. } => AfterValue::Code(directed(
+                    encode_f64(after_double(&FieldKind::Double, value, "_geo_distance")?),
+                    *desc,
+                )),
                 ResolvedKey::Doc { desc, shard } => {
                     let doc = value.as_u64().ok_or_else(|| {
                         let name = if shard.is_some() {
@@ -584,6 +649,14 @@ enum KeyReader {
         /// The directed code of missing documents.
         missing_code: u64,
     },
+    GeoDistance {
+        column: Option<Column<i64>>,
+        points: Arc<[GeoPoint]>,
+        desc: bool,
+        mode: SortMode,
+        unit: DistanceUnit,
+        distance_type: DistanceType,
+    },
 }
 
 impl KeyReader {
@@ -593,6 +666,26 @@ impl KeyReader {
         match self {
             KeyReader::Score { desc } => directed(encode_f64(f64::from(score)), *desc),
             KeyReader::Doc { desc, base } => directed(base + u64::from(doc), *desc),
+            KeyReader::GeoDistance {
+                column,
+                points,
+                desc,
+                mode,
+                unit,
+                distance_type,
+            } => {
+                let mut distances = Vec::new();
+                if let Some(column) = column {
+                    for packed in column.values_for_doc(doc) {
+                        let point = GeoPoint::decode(packed);
+                        for origin in points.iter() {
+                            distances.push(unit.from_meters(distance_type.meters(*origin, point)));
+                        }
+                    }
+                }
+                let distance = reduce_f64(&mut distances, *mode).unwrap_or(f64::INFINITY);
+                directed(encode_f64(distance), *desc)
+            }
             KeyReader::Number {
                 column,
                 double,
@@ -755,6 +848,9 @@ fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Res
     Ok(match key {
         ResolvedKey::Score { desc } => SortValue::Float(decode_f64(directed(code, *desc)) as f32),
         ResolvedKey::Doc { desc, .. } => SortValue::Long(directed(code, *desc) as i64),
+        ResolvedKey::GeoDistance { desc, .. } => {
+            SortValue::Double(decode_f64(directed(code, *desc)))
+        }
         ResolvedKey::Field {
             field,
             kind,
@@ -991,6 +1087,24 @@ impl SortCollector<'_> {
                         .get(segment_ord as usize)
                         .copied()
                         .unwrap_or(0),
+            },
+            ResolvedKey::GeoDistance {
+                field,
+                points,
+                desc,
+                mode,
+                unit,
+                distance_type,
+            } => KeyReader::GeoDistance {
+                column: match field {
+                    Some(field) => open_geo_column(segment, field)?,
+                    None => None,
+                },
+                points: points.clone(),
+                desc: *desc,
+                mode: *mode,
+                unit: *unit,
+                distance_type: *distance_type,
             },
             ResolvedKey::Field {
                 field,

@@ -585,6 +585,13 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             },
             created_functions,
         ));
+        let resumed = lambda.resume_events();
+        if resumed > 0 {
+            tracing::info!(
+                resumed,
+                "running the Event invocations left by the previous run"
+            );
+        }
         for request in &config.event_source_mappings {
             let lambda = lambda.clone();
             let request = request.clone();

@@ -71,6 +71,7 @@ fn orders() -> CreateTable {
                 provisioned_throughput: None,
             },
         ],
+        tags: Default::default(),
     }
 }
 

@@ -51,9 +51,10 @@ pub use crate::{
     },
     number::{NUMBER_DIGITS_MAX, NUMBER_EXPONENT_MAX, NUMBER_EXPONENT_MIN, Number},
     schema::{
-        CreateTable, KeyAttribute, KeySchema, PARTITION_KEY_BYTES_MAX, SORT_KEY_BYTES_MAX,
-        StreamInfo, StreamViewType, TTL_ATTRIBUTE_BYTES_MAX, TTL_PAST_SECONDS_MAX, TableDefinition,
-        TableDescription, ttl_expired, validate_table_name,
+        CreateTable, KeyAttribute, KeySchema, PARTITION_KEY_BYTES_MAX, SEARCH_INDEX_TAG,
+        SORT_KEY_BYTES_MAX, StreamInfo, StreamViewType, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX,
+        TAGS_MAX, TTL_ATTRIBUTE_BYTES_MAX, TTL_PAST_SECONDS_MAX, TableDefinition, TableDescription,
+        ttl_expired, validate_table_name,
     },
     store::{
         Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, IndexUpdate, LIST_TABLES_PAGE_MAX,

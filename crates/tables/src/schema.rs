@@ -2,6 +2,8 @@
 //! specification, as created and as described. Stored in the catalog as JSON (the `tables`
 //! redb table), so fields only grow and new ones carry `#[serde(default)]`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::TablesError;
@@ -99,6 +101,8 @@ pub struct CreateTable {
     pub stream_view_type: Option<StreamViewType>,
     /// Local and global secondary indexes.
     pub indexes: Vec<IndexRequest>,
+    /// The table's tags (`Tags`), by key.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A table as the catalog keeps it.
@@ -121,6 +125,9 @@ pub struct TableDefinition {
     /// before indexes existed, which have none.
     #[serde(default)]
     pub indexes: Vec<SecondaryIndex>,
+    /// Its tags, by key (CreateTable's `Tags`, TagResource, UntagResource).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl TableDefinition {
@@ -135,6 +142,51 @@ impl TableDefinition {
                 ))
             })
     }
+}
+
+/// The tag that turns the built-in table → search indexing on for a table (a Sluice
+/// extension carried by DynamoDB's own tags, so every client can set it): its value names the
+/// index, or is empty or `true` for the table's name in lower case.
+pub const SEARCH_INDEX_TAG: &str = "sluice:search-index";
+
+impl TableDefinition {
+    /// The index its `sluice:search-index` tag asks for, if it has one.
+    pub fn tagged_search_index(&self) -> Option<String> {
+        let value = self.tags.get(SEARCH_INDEX_TAG)?;
+        Some(if value.is_empty() || value == "true" {
+            self.name.to_lowercase()
+        } else {
+            value.clone()
+        })
+    }
+}
+
+/// Most tags on one table (DynamoDB's quota).
+pub const TAGS_MAX: usize = 50;
+/// Longest tag key and value, in characters (DynamoDB's limits).
+pub const TAG_KEY_CHARS_MAX: usize = 128;
+pub const TAG_VALUE_CHARS_MAX: usize = 256;
+
+/// Checks tags as DynamoDB does before they are stored.
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), TablesError> {
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > TAG_KEY_CHARS_MAX {
+            return Err(TablesError::Validation(format!(
+                "1 validation error detected: Value '{key}' at 'tags.member.key' failed to satisfy constraint: Member must have length less than or equal to {TAG_KEY_CHARS_MAX} and greater than or equal to 1"
+            )));
+        }
+        if value.chars().count() > TAG_VALUE_CHARS_MAX {
+            return Err(TablesError::Validation(format!(
+                "1 validation error detected: Value at 'tags.member.value' failed to satisfy constraint: Member must have length less than or equal to {TAG_VALUE_CHARS_MAX}"
+            )));
+        }
+    }
+    if tags.len() > TAGS_MAX {
+        return Err(TablesError::LimitExceeded(format!(
+            "The number of tags of a table must not exceed {TAGS_MAX}"
+        )));
+    }
+    Ok(())
 }
 
 /// Longest TTL attribute name (DynamoDB's 255 bytes); a longer one is a `ValidationException`.
@@ -214,6 +266,7 @@ impl CreateTable {
             )))
         };
         validate_indexes(&self.key_schema, &self.indexes)?;
+        validate_tags(&self.tags)?;
         let mut keys = vec![&self.key_schema.partition];
         keys.extend(self.key_schema.sort.as_ref());
         for index in &self.indexes {

@@ -7,7 +7,7 @@
 //! are one commit, so no crash can leave one without the other. Reads use redb snapshots,
 //! which only ever hold committed (so durable) state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -403,6 +403,7 @@ impl Tables {
                 stream,
                 ttl_attribute: None,
                 indexes,
+                tags: request.tags,
             };
             let json = serde_json::to_string(&definition).map_err(json_error)?;
             catalog.insert(request.name.as_str(), json.as_str())?;
@@ -1253,6 +1254,48 @@ impl Tables {
         self.commit_control(write)?;
         lock(&self.catalog).insert(name.to_owned(), Arc::new(definition));
         self.describe_table(name)
+    }
+
+    /// TagResource and UntagResource: sets `set` and removes the keys `remove`, durably in the
+    /// table's catalog entry; more than [`TAGS_MAX`](crate::schema::TAGS_MAX) tags in the end
+    /// is refused.
+    pub fn update_tags(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<TableDefinition> {
+        self.refuse_if_poisoned()?;
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let definition = {
+            let mut catalog = write.open_table(CATALOG)?;
+            let json = catalog
+                .get(name)?
+                .map(|json| json.value().to_owned())
+                .ok_or_else(not_found)?;
+            let mut definition: TableDefinition =
+                serde_json::from_str(&json).map_err(json_error)?;
+            definition.tags.extend(set);
+            for key in remove {
+                definition.tags.remove(key);
+            }
+            crate::schema::validate_tags(&definition.tags)?;
+            let json = serde_json::to_string(&definition).map_err(json_error)?;
+            catalog.insert(name, json.as_str())?;
+            definition
+        };
+        self.commit_control(write)?;
+        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition.clone()));
+        Ok(definition)
+    }
+
+    /// Every table's definition as last committed, in name order.
+    pub fn definitions(&self) -> Vec<Arc<TableDefinition>> {
+        let mut definitions: Vec<Arc<TableDefinition>> =
+            lock(&self.catalog).values().cloned().collect();
+        definitions.sort_by(|a, b| a.name.cmp(&b.name));
+        definitions
     }
 
     /// Adds a global index to `definition` and fills it from the table's items.

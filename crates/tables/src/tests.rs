@@ -51,6 +51,7 @@ fn create(name: &str, view: Option<StreamViewType>) -> CreateTable {
         provisioned_throughput: None,
         stream_view_type: view,
         indexes: Vec::new(),
+        tags: Default::default(),
     }
 }
 

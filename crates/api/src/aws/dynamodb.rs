@@ -1,13 +1,13 @@
 //! The DynamoDB API (AWS JSON 1.0, `X-Amz-Target: DynamoDB_20120810.*`) over `sluice-tables`:
-//! CreateTable, DescribeTable, ListTables, DeleteTable, PutItem, GetItem and DeleteItem, with
-//! DynamoDB's typed attribute values (`{"S": …}`, `{"N": "…"}`, base64 `B`, sets, `M`, `L`) and
-//! its error types and texts, and Scan (paged by `Limit`, `ExclusiveStartKey` and 1 MB, parallel
-//! `Segment`s, `Select: COUNT`) and Query (`KeyConditionExpression` with `=`, comparisons,
-//! `BETWEEN` and `begins_with` on the sort key, `ScanIndexForward`), both with `FilterExpression`. PutItem and DeleteItem take a `ConditionExpression`
-//! (`sluice_tables::expression`), checked inside the commit. Other expressions (updates, key
-//! conditions, filters) are not yet read: a request that carries one is refused with a
-//! `ValidationException` saying so, never ignored. `ProjectionExpression` of GetItem and Scan takes top-level attribute names.
-
+//! tables with local and global secondary indexes (CreateTable, DescribeTable, ListTables,
+//! UpdateTable, DeleteTable), items (PutItem, GetItem, UpdateItem, DeleteItem, the batch and
+//! transaction calls) with DynamoDB's typed attribute values (`{"S": …}`, `{"N": "…"}`, base64
+//! `B`, sets, `M`, `L`) and its error types and texts, Scan (paged by `Limit`,
+//! `ExclusiveStartKey` and 1 MB, parallel `Segment`s, `Select`) and Query
+//! (`KeyConditionExpression` on the table's or an index's keys, `ScanIndexForward`), both with
+//! `FilterExpression`. Expressions (`sluice_tables::expression`) take document paths, nested
+//! ones included; conditions are checked inside the commit. Members not served are refused with
+//! a `ValidationException` saying so, never ignored.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -21,8 +21,8 @@ use sluice_tables::expression::{
 use sluice_tables::{
     AttributeValue, CreateTable, IndexRequest, IndexUpdate, Item, KeyAttribute, KeySchema,
     LIST_TABLES_PAGE_MAX, Number, Projection, ProjectionType, QueryRequest, SCAN_SEGMENTS_MAX,
-    ScalarType, ScanRequest, SecondaryIndex, StreamViewType, TableDefinition, TableDescription,
-    Tables, TablesError, Write,
+    SEARCH_INDEX_TAG, ScalarType, ScanRequest, SecondaryIndex, StreamViewType, TableDefinition,
+    TableDescription, Tables, TablesError, Write,
 };
 use tokio::sync::Semaphore;
 
@@ -100,7 +100,68 @@ pub const OPERATIONS: &[Operation] = &[
         name: "DescribeTimeToLive",
         formats: &[Format::Json],
     },
+    Operation {
+        name: "TagResource",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "UntagResource",
+        formats: &[Format::Json],
+    },
+    Operation {
+        name: "ListTagsOfResource",
+        formats: &[Format::Json],
+    },
 ];
+
+/// `Tags` of CreateTable or TagResource: `[{Key, Value}]`.
+fn tags(body: &Value, required: bool) -> Result<BTreeMap<String, String>, AwsError> {
+    let path = if required { "tags" } else { "" };
+    let mut tags = BTreeMap::new();
+    for tag in list_member(body, "Tags", path)?.unwrap_or_default() {
+        let key = string_member(&tag, "Key")?.ok_or_else(|| missing("tags.member.key"))?;
+        let value = string_member(&tag, "Value")?.ok_or_else(|| missing("tags.member.value"))?;
+        tags.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(tags)
+}
+
+/// Refuses a `sluice:search-index` tag that cannot work: a bad index name, or a table whose
+/// stream does not carry new images (the indexing follows the stream).
+fn check_search_tag(
+    tags: &BTreeMap<String, String>,
+    stream: Option<StreamViewType>,
+) -> Result<(), AwsError> {
+    let Some(index) = tags.get(SEARCH_INDEX_TAG) else {
+        return Ok(());
+    };
+    if !index.is_empty() && index != "true" {
+        sluice_search::validate_index_name(index).map_err(|error| {
+            validation(format!(
+                "The {SEARCH_INDEX_TAG} tag names a bad index: {error}"
+            ))
+        })?;
+    }
+    if !stream.is_some_and(StreamViewType::keeps_new) {
+        return Err(validation(format!(
+            "The {SEARCH_INDEX_TAG} tag needs a stream with NEW_IMAGE or NEW_AND_OLD_IMAGES: the index follows it"
+        )));
+    }
+    Ok(())
+}
+
+/// The table a `ResourceArn` names.
+fn arn_table(body: &Value) -> Result<String, AwsError> {
+    let arn = string_member(body, "ResourceArn")?.ok_or_else(|| missing("resourceArn"))?;
+    arn.split_once(":table/")
+        .map(|(_, name)| name.to_owned())
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| {
+            validation(format!(
+                "Invalid TableArn: Invalid ResourceArn provided as input {arn}"
+            ))
+        })
+}
 
 /// Most members of one TransactWriteItems or TransactGetItems (DynamoDB's 100).
 pub const TRANSACT_ITEMS_MAX: usize = 100;
@@ -993,6 +1054,8 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
         _ => None,
     };
     let stream_view_type = stream_specification(body)?.flatten();
+    let tags = tags(body, false)?;
+    check_search_tag(&tags, stream_view_type)?;
     let mut indexes = Vec::new();
     for (member, global) in [
         ("LocalSecondaryIndexes", false),
@@ -1015,38 +1078,34 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
         provisioned_throughput,
         stream_view_type,
         indexes,
+        tags,
     })
 }
 
-/// GetItem's `ProjectionExpression`: top-level names, `#name` placeholders resolved.
-fn projection(body: &Value) -> Result<Option<Vec<String>>, AwsError> {
-    let Some(expression) = string_member(body, "ProjectionExpression")? else {
+/// A `ProjectionExpression`: document paths (nested ones too), `#name` placeholders resolved.
+fn projection(body: &Value) -> Result<Option<Vec<Vec<PathElement>>>, AwsError> {
+    let Some(text) = string_member(body, "ProjectionExpression")? else {
         return Ok(None);
     };
-    let names = body.get("ExpressionAttributeNames");
-    let mut projected = Vec::new();
-    for part in expression.split(',') {
-        let part = part.trim();
-        if part.is_empty() || part.contains(['.', '[', ' ']) {
-            return Err(validation(format!(
-                "Invalid ProjectionExpression: Sluice reads only top-level attribute names yet: {expression}"
-            )));
-        }
-        let name = if part.starts_with('#') {
-            names
-                .and_then(|names| names.get(part))
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    validation(format!(
-                        "Value provided in ExpressionAttributeNames unused in expressions: An expression attribute name used in the document path is not defined; attribute name: {part}"
-                    ))
-                })?
-        } else {
-            part
-        };
-        projected.push(name.to_owned());
+    let (names, values) = placeholders(body)?;
+    let rename = |error: TablesError| match error {
+        TablesError::Validation(message) => validation(message.replacen(
+            "Invalid ConditionExpression",
+            "Invalid ProjectionExpression",
+            1,
+        )),
+        other => tables_error(other),
+    };
+    let mut parser = Parser::new(text, &names, &values).map_err(rename)?;
+    parser.projection().map(Some).map_err(rename)
+}
+
+/// `item` cut down to a projection, when there is one.
+fn projected(item: Item, paths: Option<&[Vec<PathElement>]>) -> Item {
+    match paths {
+        Some(paths) => sluice_tables::expression::project(&item, paths),
+        None => item,
     }
-    Ok(Some(projected))
 }
 
 /// Parses one expression member (`FilterExpression`, `KeyConditionExpression`), its errors
@@ -1415,7 +1474,7 @@ fn resolve_index(
     definition: &TableDefinition,
     scan: &mut ScanRequest,
     select: Option<Select>,
-    projected: Option<&[String]>,
+    projected: Option<&[Vec<PathElement>]>,
 ) -> Result<bool, AwsError> {
     let consistent = matches!(body.get("ConsistentRead"), Some(Value::Bool(true)));
     let Some(name) = &scan.index else {
@@ -1440,7 +1499,10 @@ fn resolve_index(
     }
     if !index.global && !projects_all {
         // A local index reads what its projection lacks from the table, as DynamoDB does.
-        let in_projection = |attribute: &String| {
+        let in_projection = |path: &Vec<PathElement>| {
+            let Some(PathElement::Name(attribute)) = path.first() else {
+                return false;
+            };
             index.projection.non_key_attributes.contains(attribute)
                 || [&definition.key_schema, &index.key_schema]
                     .iter()
@@ -1453,7 +1515,7 @@ fn resolve_index(
                     })
         };
         scan.fetch_items = select == Some(Select::AllAttributes)
-            || projected.is_some_and(|names| !names.iter().all(in_projection));
+            || projected.is_some_and(|paths| !paths.iter().all(in_projection));
     }
     Ok(select == Some(Select::Count))
 }
@@ -1573,6 +1635,40 @@ impl DynamoDbService {
                     .await?;
                 Ok(json!({"TableDescription": describe(&description, "ACTIVE")}))
             }
+            "TagResource" => {
+                let name = arn_table(&body)?;
+                let set = tags(&body, true)?;
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
+                check_search_tag(
+                    &set,
+                    definition.stream.as_ref().map(|stream| stream.view_type),
+                )?;
+                self.blocking(move |tables| tables.update_tags(&name, set, &[]))
+                    .await?;
+                Ok(json!({}))
+            }
+            "UntagResource" => {
+                let name = arn_table(&body)?;
+                let keys = list_member(&body, "TagKeys", "tagKeys")?.unwrap_or_default();
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|key| key.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        AwsError::client("SerializationException", "TagKeys must be strings")
+                    })?;
+                self.blocking(move |tables| tables.update_tags(&name, BTreeMap::new(), &keys))
+                    .await?;
+                Ok(json!({}))
+            }
+            "ListTagsOfResource" => {
+                let name = arn_table(&body)?;
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
+                let tags: Vec<Value> = (definition.tags.iter())
+                    .map(|(key, value)| json!({"Key": key, "Value": value}))
+                    .collect();
+                Ok(json!({"Tags": tags}))
+            }
             "UpdateTimeToLive" => {
                 let name = table_name(&body)?;
                 let (attribute, enabled) = time_to_live_specification(&body)?;
@@ -1616,17 +1712,14 @@ impl DynamoDbService {
                 refuse_unsupported(&body, &["AttributesToGet"])?;
                 let name = table_name(&body)?;
                 let key = required_item(&body, "Key", "key")?;
-                let projected = projection(&body)?;
+                let paths = projection(&body)?;
                 let found = self
                     .blocking(move |tables| tables.get_item(&name, &key))
                     .await?;
                 Ok(match found {
                     None => json!({}),
-                    Some(mut item) => {
-                        if let Some(projected) = projected {
-                            item.retain(|name, _| projected.contains(name));
-                        }
-                        json!({"Item": item_json(&item)})
+                    Some(item) => {
+                        json!({"Item": item_json(&projected(item, paths.as_deref()))})
                     }
                 })
             }
@@ -1646,10 +1739,10 @@ impl DynamoDbService {
             "Scan" | "Query" => {
                 let name = table_name(&body)?;
                 let (mut scan, select) = scan_request(&body)?;
-                let projected = projection(&body)?;
+                let paths = projection(&body)?;
                 let definition = self.tables.definition(&name).map_err(tables_error)?;
                 let count_only =
-                    resolve_index(&body, &definition, &mut scan, select, projected.as_deref())?;
+                    resolve_index(&body, &definition, &mut scan, select, paths.as_deref())?;
                 let page = if operation == "Scan" {
                     self.blocking(move |tables| tables.scan(&name, &scan))
                         .await?
@@ -1695,12 +1788,7 @@ impl DynamoDbService {
                     answer["Items"] = page
                         .items
                         .into_iter()
-                        .map(|mut item| {
-                            if let Some(projected) = &projected {
-                                item.retain(|name, _| projected.contains(name));
-                            }
-                            item_json(&item)
-                        })
+                        .map(|item| item_json(&projected(item, paths.as_deref())))
                         .collect();
                 }
                 if let Some(key) = page.last_evaluated_key {
@@ -1758,7 +1846,7 @@ impl DynamoDbService {
                     .blocking(move |tables| {
                         let mut answers = Vec::new();
                         let mut bytes = 0;
-                        for (table, keys, projected, request) in requests {
+                        for (table, keys, paths, request) in requests {
                             let mut items = Vec::new();
                             let mut unprocessed = Vec::new();
                             for key in keys {
@@ -1766,12 +1854,9 @@ impl DynamoDbService {
                                     unprocessed.push(key);
                                     continue;
                                 }
-                                if let Some(mut item) = tables.get_item(&table, &key)? {
+                                if let Some(item) = tables.get_item(&table, &key)? {
                                     bytes += sluice_tables::item_size_bytes(&item);
-                                    if let Some(projected) = &projected {
-                                        item.retain(|name, _| projected.contains(name));
-                                    }
-                                    items.push(item);
+                                    items.push(projected(item, paths.as_deref()));
                                 }
                             }
                             answers.push((table, items, unprocessed, request));
@@ -1817,13 +1902,10 @@ impl DynamoDbService {
                 let responses: Vec<Value> = found
                     .into_iter()
                     .zip(projections)
-                    .map(|(item, projected)| match item {
+                    .map(|(item, paths)| match item {
                         None => json!({}),
-                        Some(mut item) => {
-                            if let Some(projected) = projected {
-                                item.retain(|name, _| projected.contains(name));
-                            }
-                            json!({"Item": item_json(&item)})
+                        Some(item) => {
+                            json!({"Item": item_json(&projected(item, paths.as_deref()))})
                         }
                     })
                     .collect();

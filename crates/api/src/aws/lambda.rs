@@ -19,8 +19,9 @@
 //!
 //! Invoke: `RequestResponse` runs once and answers the function's JSON, or its error payload
 //! `{"errorMessage","errorType","stackTrace"}` with `X-Amz-Function-Error: Unhandled`;
-//! `Event` queues the call (at most [`EVENT_INVOCATIONS_MAX`] waiting, then
-//! `TooManyRequestsException`) and retries it twice as Lambda does; `DryRun` only checks.
+//! `Event` queues the call durably before answering 202 (`lambda_events`: at most
+//! [`EVENT_INVOCATIONS_MAX`] waiting, then `TooManyRequestsException`; a crash leaves it to run
+//! at the next start) and retries it twice as Lambda does; `DryRun` only checks.
 //! `LogType: Tail` returns the invocation's output (both streams, between Lambda's START, END and
 //! REPORT lines), its last 4 KB, base64 in `X-Amz-Log-Result`.
 
@@ -32,6 +33,8 @@ use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_functions::arn::{function_arn, function_name};
+
+use super::lambda_events::{EventQueue, QueuedEvent};
 use sluice_functions::{
     Error as FunctionsError, FunctionDefinition, FunctionKind, FunctionRegistry, InvokeOptions,
     LOG_TAIL_BYTES_MAX, LogTail, PAYLOAD_BYTES_MAX,
@@ -184,6 +187,11 @@ pub struct LambdaService {
     options: LambdaOptions,
     created: Mutex<BTreeMap<String, CreatedFunction>>,
     events: Arc<Semaphore>,
+    /// Where `Event` invocations wait durably; `None` if its directory could not be opened
+    /// (then `Event` invocations are refused rather than kept in memory only).
+    event_queue: Option<Arc<EventQueue>>,
+    /// Events a previous run left, run by [`LambdaService::resume_events`].
+    left_events: Mutex<Vec<(PathBuf, QueuedEvent)>>,
 }
 
 fn catalog_path(node: &Node) -> PathBuf {
@@ -231,7 +239,26 @@ impl LambdaService {
         options: LambdaOptions,
         created: Vec<CreatedFunction>,
     ) -> LambdaService {
+        let (event_queue, left_events) = match EventQueue::open(
+            &node.data_dir().join("functions").join("events"),
+        ) {
+            Ok((queue, left, damaged)) => {
+                for file in damaged {
+                    tracing::error!(
+                        file,
+                        "an Event invocation file cannot be read; left in place"
+                    );
+                }
+                (Some(Arc::new(queue)), left)
+            }
+            Err(error) => {
+                tracing::error!(%error, "the Event invocation queue cannot be opened; Event invocations are refused");
+                (None, Vec::new())
+            }
+        };
         LambdaService {
+            event_queue,
+            left_events: Mutex::new(left_events),
             node,
             registry,
             options,
@@ -243,6 +270,25 @@ impl LambdaService {
             ),
             events: Arc::new(Semaphore::new(EVENT_INVOCATIONS_MAX)),
         }
+    }
+
+    /// Runs the `Event` invocations a previous run acknowledged and did not finish, oldest
+    /// first, each once a slot of [`EVENT_INVOCATIONS_MAX`] is free. Returns how many.
+    pub fn resume_events(&self) -> usize {
+        let left = std::mem::take(&mut *self.left_events.lock().unwrap_or_else(|p| p.into_inner()));
+        let count = left.len();
+        for (path, event) in left {
+            let registry = self.registry.clone();
+            let events = Arc::clone(&self.events);
+            tokio::spawn(async move {
+                let Ok(permit) = events.acquire_owned().await else {
+                    return;
+                };
+                run_event(registry, event.function, event.payload, path).await;
+                drop(permit);
+            });
+        }
+        count
     }
 
     fn mappings(&self) -> &Arc<EventSourceMappings> {
@@ -260,6 +306,23 @@ impl LambdaService {
         write_atomically(&path, &bytes)
             .map_err(|error| AwsError::internal(format!("writing {}: {error}", path.display())))
     }
+}
+
+/// Runs one queued `Event` invocation with Lambda's retries, then forgets its file.
+async fn run_event(registry: FunctionRegistry, name: String, payload: Value, path: PathBuf) {
+    let options = InvokeOptions {
+        number_of_retries: EVENT_RETRIES,
+    };
+    match registry.invoke_with(&name, &payload, &options).await {
+        Ok(_) => {}
+        Err(FunctionsError::FunctionNotFound { .. }) => {
+            tracing::warn!(function = %name, "a queued Event invocation's function is gone; dropped");
+        }
+        Err(error) => {
+            tracing::warn!(function = %name, %error, "an Event invocation failed after its retries");
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || EventQueue::done(&path)).await;
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -658,15 +721,33 @@ impl LambdaService {
                         name: name.to_owned(),
                     }));
                 };
+                let Some(queue) = self.event_queue.clone() else {
+                    return fail(AwsError::internal(
+                        "the Event invocation queue is unavailable; see the server's log",
+                    ));
+                };
                 let registry = self.registry.clone();
                 let name = name.to_owned();
-                tokio::spawn(async move {
-                    let options = InvokeOptions {
-                        number_of_retries: EVENT_RETRIES,
-                    };
-                    if let Err(error) = registry.invoke_with(&name, &payload, &options).await {
-                        tracing::warn!(function = %name, %error, "an Event invocation failed after its retries");
+                // Acknowledged means durable: the 202 goes out only after the event is on disk.
+                let persisted = {
+                    let (name, payload) = (name.clone(), payload.clone());
+                    tokio::task::spawn_blocking(move || queue.persist(&name, &payload)).await
+                };
+                let path = match persisted {
+                    Ok(Ok(path)) => path,
+                    Ok(Err(error)) => {
+                        return fail(AwsError::internal(format!(
+                            "queuing the Event invocation: {error}"
+                        )));
                     }
+                    Err(error) => {
+                        return fail(AwsError::internal(format!(
+                            "queuing the Event invocation: {error}"
+                        )));
+                    }
+                };
+                tokio::spawn(async move {
+                    run_event(registry, name, payload, path).await;
                     drop(permit);
                 });
                 let mut response = Response::new(StatusCode::ACCEPTED, CONTENT_TYPE, Vec::new());

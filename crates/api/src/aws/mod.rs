@@ -29,6 +29,7 @@ pub mod dynamodb;
 pub mod dynamodb_streams;
 pub mod firehose;
 pub mod lambda;
+pub mod lambda_events;
 pub mod qldb;
 pub mod qldb_session;
 

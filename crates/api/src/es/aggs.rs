@@ -38,11 +38,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "random_sampler",
     "adjacency_matrix",
     "scripted_metric",
-    "geo_bounds",
-    "geo_centroid",
-    "geo_distance",
-    "geohash_grid",
-    "geotile_grid",
     "geohex_grid",
     "matrix_stats",
     "rate",
@@ -1362,8 +1357,24 @@ fn parse_kind(
                 ranges,
                 keyed: b.keyed.unwrap_or(false),
                 date_zone: is_date.then_some(zone),
+                geo: None,
             })
         }
+        "geohash_grid" | "geotile_grid" => parse_geo_grid(type_name, spec)?,
+        "geo_bounds" => {
+            let b: GeoBoundsBody = body(type_name, spec)?;
+            AggKind::GeoBounds {
+                field: geo_field(type_name, b.field)?,
+                wrap_longitude: b.wrap_longitude.unwrap_or(true),
+            }
+        }
+        "geo_centroid" => {
+            let b: GeoCentroidBody = body(type_name, spec)?;
+            AggKind::GeoCentroid {
+                field: geo_field(type_name, b.field)?,
+            }
+        }
+        "geo_distance" => parse_geo_distance(name, spec)?,
         "filter" => AggKind::Filter(parse_query(spec)?),
         "filters" => {
             let b: FiltersBody = body(type_name, spec)?;
@@ -1478,6 +1489,202 @@ struct RangeBodyNoZone {
     script: Option<Value>,
     ranges: Value,
     keyed: Option<bool>,
+}
+
+/// Cells each index keeps of a grid asking for `size`, as Elasticsearch's
+/// `BucketUtils.suggestShardSideQueueSize`: half as many again plus ten.
+fn geo_grid_shard_size(size: usize) -> usize {
+    size.saturating_add(size / 2).saturating_add(10)
+}
+
+/// `size` of `geohash_grid` and `geotile_grid` when the request gives none.
+const GEO_GRID_SIZE_DEFAULT: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeoGridBody {
+    field: Option<String>,
+    precision: Option<Value>,
+    size: Option<i64>,
+    shard_size: Option<i64>,
+    bounds: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeoBoundsBody {
+    field: Option<String>,
+    wrap_longitude: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeoCentroidBody {
+    field: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeoDistanceBody {
+    field: Option<String>,
+    origin: Option<Value>,
+    unit: Option<String>,
+    distance_type: Option<String>,
+    ranges: Vec<RangeEntry>,
+    keyed: Option<bool>,
+}
+
+fn geo_field(type_name: &str, field: Option<String>) -> Result<String, EsError> {
+    field.ok_or_else(|| {
+        illegal(format!(
+            "Required one of fields [field, script], but none were specified. in [{type_name}]"
+        ))
+    })
+}
+
+fn parse_geo_grid(type_name: &str, spec: &Value) -> Result<AggKind, EsError> {
+    use sluice_search::aggs::{GeoCells, GeoGrid};
+    use sluice_search::geo::{self, DistanceUnit};
+    let b: GeoGridBody = body(type_name, spec)?;
+    let field = geo_field(type_name, b.field)?;
+    let is_hash = type_name == "geohash_grid";
+    let cells = match (&b.precision, is_hash) {
+        (None, true) => GeoCells::Geohash { precision: 5 },
+        (None, false) => GeoCells::Geotile { zoom: 7 },
+        (Some(Value::String(text)), true) if text.trim().parse::<i64>().is_err() => {
+            let meters = geo::parse_distance(&Value::String(text.clone()), DistanceUnit::METERS)
+                .map_err(illegal)?;
+            GeoCells::Geohash {
+                precision: geo::geohash_precision_for_distance(meters),
+            }
+        }
+        (Some(value), _) => {
+            let number = match value {
+                Value::Number(n) => n.as_i64(),
+                Value::String(text) => text.trim().parse::<i64>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                EsError::parse(format!("[{type_name}] failed to parse field [precision]"))
+            })?;
+            if is_hash {
+                if !(1..=geo::GEOHASH_PRECISION_MAX as i64).contains(&number) {
+                    return Err(illegal(format!(
+                        "Invalid geohash aggregation precision of {number}. Must be between 1 and {}.",
+                        geo::GEOHASH_PRECISION_MAX
+                    )));
+                }
+                GeoCells::Geohash {
+                    precision: number as usize,
+                }
+            } else {
+                if !(0..=i64::from(geo::GEOTILE_ZOOM_MAX)).contains(&number) {
+                    return Err(illegal(format!(
+                        "Invalid geotile_grid precision of {number}. Must be between 0 and {}.",
+                        geo::GEOTILE_ZOOM_MAX
+                    )));
+                }
+                GeoCells::Geotile {
+                    zoom: number as u32,
+                }
+            }
+        }
+    };
+    let size = match b.size {
+        None => GEO_GRID_SIZE_DEFAULT,
+        Some(size) if size > 0 => size as usize,
+        Some(_) => {
+            return Err(illegal(format!(
+                "[size] must be greater than 0. Found [{}] in [{type_name}]",
+                b.size.unwrap_or(0)
+            )));
+        }
+    };
+    let shard_size = match b.shard_size {
+        None | Some(-1) => geo_grid_shard_size(size),
+        Some(shard) if shard > 0 => (shard as usize).max(size),
+        Some(shard) => {
+            return Err(illegal(format!(
+                "[shardSize] must be greater than 0. Found [{shard}] in [{type_name}]"
+            )));
+        }
+    };
+    let bounds = match &b.bounds {
+        None => None,
+        Some(Value::Object(object)) => Some(geo::parse_bounding_box(object).map_err(|reason| {
+            EsError::parse(format!(
+                "[{type_name}] failed to parse field [bounds]: {reason}"
+            ))
+        })?),
+        Some(_) => {
+            return Err(EsError::parse(format!(
+                "[{type_name}] [bounds] must be an object"
+            )));
+        }
+    };
+    Ok(AggKind::GeoGrid(GeoGrid {
+        field,
+        cells,
+        size,
+        shard_size,
+        bounds,
+    }))
+}
+
+fn parse_geo_distance(name: &str, spec: &Value) -> Result<AggKind, EsError> {
+    use sluice_search::aggs::GeoOrigin;
+    use sluice_search::geo::{DistanceType, DistanceUnit, parse_point};
+    let type_name = "geo_distance";
+    let b: GeoDistanceBody = body(type_name, spec)?;
+    let field = geo_field(type_name, b.field)?;
+    let origin = b.origin.as_ref().ok_or_else(|| {
+        illegal(format!(
+            "Missing [origin] in geo_distance aggregator [{name}]"
+        ))
+    })?;
+    let origin = parse_point(origin)
+        .and_then(|point| point.validate("[origin]"))
+        .map_err(|reason| {
+            EsError::parse(format!("[geo_distance] failed to parse [origin]: {reason}"))
+        })?;
+    let unit = match b.unit.as_deref() {
+        None => DistanceUnit::METERS,
+        Some(text) => DistanceUnit::parse(text)
+            .ok_or_else(|| illegal(format!("No distance unit match [{text}]")))?,
+    };
+    let distance_type = match b.distance_type.as_deref() {
+        None => DistanceType::Arc,
+        Some(text) => DistanceType::parse(text)
+            .ok_or_else(|| illegal(format!("No geo distance for [{text}]")))?,
+    };
+    if b.ranges.is_empty() {
+        return Err(illegal(format!(
+            "No [ranges] specified for the [{name}] aggregation"
+        )));
+    }
+    let mut ranges = Vec::with_capacity(b.ranges.len());
+    for entry in &b.ranges {
+        ranges.push(RangeSpec {
+            key: entry.key.clone(),
+            from: number_bound(&entry.from, "from")?,
+            to: number_bound(&entry.to, "to")?,
+        });
+    }
+    Ok(AggKind::Range(RangeAgg {
+        source: ValueSource {
+            field,
+            missing: None,
+            format: None,
+        },
+        ranges,
+        keyed: b.keyed.unwrap_or(false),
+        date_zone: None,
+        geo: Some(GeoOrigin {
+            origin,
+            unit,
+            distance_type,
+        }),
+    }))
 }
 
 fn parse_composite(name: &str, spec: &Value, now: i64) -> Result<AggKind, EsError> {
@@ -2037,6 +2244,20 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources, typed
                 .collect();
             json!({ "top": top })
         }
+        AggValue::GeoBounds(bounds) => match bounds {
+            Some(bounds) => json!({"bounds": {
+                "top_left": {"lat": number(bounds.top), "lon": number(bounds.left)},
+                "bottom_right": {"lat": number(bounds.bottom), "lon": number(bounds.right)},
+            }}),
+            None => json!({}),
+        },
+        AggValue::GeoCentroid { location, count } => match location {
+            Some(point) => json!({
+                "location": {"lat": number(point.lat), "lon": number(point.lon)},
+                "count": count,
+            }),
+            None => json!({ "count": count }),
+        },
         AggValue::SingleBucket { doc_count, subs } => {
             let mut map = Map::new();
             map.insert("doc_count".into(), json!(doc_count));

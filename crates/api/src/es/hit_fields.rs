@@ -199,6 +199,15 @@ fn values_of(
                     Value::String(sluice_search::ip::decode(s).unwrap_or_else(|| s.clone()))
                 }
                 IndexValue::Text(s) | IndexValue::Keyword(s) => Value::String(s.clone()),
+                // `fields` shows the point as GeoJSON, `docvalue_fields` the stored
+                // (quantized) coordinates, as Elasticsearch does.
+                IndexValue::GeoPoint(point) if doc_values => {
+                    let stored = point.quantized();
+                    serde_json::json!({"lat": stored.lat, "lon": stored.lon})
+                }
+                IndexValue::GeoPoint(point) => {
+                    serde_json::json!({"type": "Point", "coordinates": [point.lon, point.lat]})
+                }
                 IndexValue::Long(n) => Value::from(*n),
                 IndexValue::Double(f) => serde_json::Number::from_f64(*f)
                     .map(Value::Number)

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sluice_search::Analyzer;
+use sluice_search::geo_query::GeoShape;
 use sluice_search::query::{
-    Bool, BoostMode, DecayShape, FieldPattern, Fields, FunctionKind, FunctionScore, Fuzziness,
+    Bool, BoostMode, DecayShape, FieldPattern, Fields, FunctionKind, FunctionScore, Fuzziness, Geo,
     MAX_EXPANSIONS_DEFAULT, Match, MatchKind, MinimumShouldMatch, Modifier, Operator,
     QUERY_DEPTH_MAX, Query, Range, RangeBound, ScoreFunction, ScoreMode, ZeroTermsQuery,
 };
@@ -22,6 +23,214 @@ use super::EsError;
 /// Reads one Query DSL clause (the value of `query`) into the query tree.
 pub(crate) fn parse_query(value: &Value) -> Result<Query, EsError> {
     Parser.clause(value, 0)
+}
+
+/// `validation_method` of geo queries: refuse coordinates off the globe, wrap them onto it, or
+/// take them as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GeoValidation {
+    Strict,
+    Coerce,
+    IgnoreMalformed,
+}
+
+/// Reads the options every geo query shares from `body`, leaving the field's own entry.
+struct GeoCommon {
+    field: Option<(String, Value)>,
+    validation: GeoValidation,
+    ignore_unmapped: bool,
+    boost: f32,
+    name: Option<String>,
+}
+
+fn geo_common(
+    kind: &str,
+    body: &Value,
+    own: &[&str],
+) -> Result<(GeoCommon, serde_json::Map<String, Value>), EsError> {
+    let Value::Object(object) = body else {
+        return Err(parse_error(format!(
+            "[{kind}] query malformed, no start_object after query name"
+        )));
+    };
+    let mut common = GeoCommon {
+        field: None,
+        validation: GeoValidation::Strict,
+        ignore_unmapped: false,
+        boost: 1.0,
+        name: None,
+    };
+    let mut rest = serde_json::Map::new();
+    for (key, value) in object {
+        match key.as_str() {
+            "validation_method" => {
+                common.validation = match value.as_str().map(str::to_ascii_uppercase).as_deref() {
+                    Some("STRICT") => GeoValidation::Strict,
+                    Some("COERCE") => GeoValidation::Coerce,
+                    Some("IGNORE_MALFORMED") => GeoValidation::IgnoreMalformed,
+                    _ => {
+                        return Err(EsError::illegal_argument(format!(
+                            "No enum constant org.elasticsearch.index.query.GeoValidationMethod.{}",
+                            value.as_str().unwrap_or_default()
+                        )));
+                    }
+                };
+            }
+            "ignore_unmapped" => {
+                common.ignore_unmapped = value.as_bool().ok_or_else(|| {
+                    parse_error(format!("[{kind}] failed to parse field [ignore_unmapped]"))
+                })?;
+            }
+            "boost" => {
+                let number: Option<Number> = serde_json::from_value(value.clone()).ok();
+                common.boost = boost(&number)?;
+            }
+            "_name" => {
+                common.name = Some(
+                    value
+                        .as_str()
+                        .ok_or_else(|| parse_error(format!("[{kind}] [_name] must be a string")))?
+                        .to_string(),
+                );
+            }
+            // Options of Elasticsearch 7 that change nothing.
+            "type" if kind == "geo_bounding_box" => {}
+            key if own.contains(&key) => {
+                rest.insert(key.to_string(), value.clone());
+            }
+            field => {
+                if let Some((first, _)) = &common.field {
+                    return Err(parse_error(format!(
+                        "[{kind}] query doesn't support multiple fields, found [{first}] and [{field}]"
+                    )));
+                }
+                common.field = Some((field.to_string(), value.clone()));
+            }
+        }
+    }
+    Ok((common, rest))
+}
+
+/// A query point checked as `validation_method` says (`what` names the query in errors).
+fn checked_point(
+    point: sluice_search::geo::GeoPoint,
+    validation: GeoValidation,
+    what: &str,
+) -> Result<sluice_search::geo::GeoPoint, EsError> {
+    match validation {
+        GeoValidation::Strict => point
+            .validate(&format!("[{what}]"))
+            .map_err(|reason| EsError::bad_request("query_shard_exception", reason)),
+        GeoValidation::Coerce => Ok(point.normalized()),
+        GeoValidation::IgnoreMalformed => Ok(point),
+    }
+}
+
+fn geo_distance(body: &Value) -> Result<Query, EsError> {
+    use sluice_search::geo::{DistanceType, DistanceUnit, parse_distance, parse_point};
+    let kind = "geo_distance";
+    let (common, rest) = geo_common(kind, body, &["distance", "distance_type", "unit"])?;
+    let Some((field, point)) = common.field else {
+        return Err(parse_error(
+            "failed to parse [geo_distance] query. missing geo field",
+        ));
+    };
+    let unit = match rest.get("unit") {
+        None => DistanceUnit::METERS,
+        Some(value) => value
+            .as_str()
+            .and_then(DistanceUnit::parse)
+            .ok_or_else(|| {
+                EsError::illegal_argument(format!(
+                    "No distance unit match [{}]",
+                    value.as_str().unwrap_or_default()
+                ))
+            })?,
+    };
+    let distance = rest.get("distance").ok_or_else(|| {
+        EsError::illegal_argument("geo_distance requires 'distance' to be specified")
+    })?;
+    let meters = parse_distance(distance, unit).map_err(EsError::illegal_argument)?;
+    if meters <= 0.0 {
+        return Err(EsError::illegal_argument(
+            "distance must be greater than zero",
+        ));
+    }
+    let distance_type = match rest.get("distance_type") {
+        None => DistanceType::Arc,
+        Some(value) => value
+            .as_str()
+            .and_then(DistanceType::parse)
+            .ok_or_else(|| {
+                EsError::illegal_argument(format!(
+                    "No geo distance for [{}]",
+                    value.as_str().unwrap_or_default()
+                ))
+            })?,
+    };
+    let center = parse_point(&point)
+        .map_err(|reason| parse_error(format!("[geo_distance] failed to parse point: {reason}")))?;
+    let center = checked_point(center, common.validation, kind)?;
+    Ok(named(
+        Query::Geo(Box::new(Geo {
+            field,
+            shape: GeoShape::Distance {
+                center,
+                meters,
+                distance_type,
+            },
+            kind: "geo_distance",
+            ignore_unmapped: common.ignore_unmapped,
+            boost: common.boost,
+        })),
+        common.name,
+    ))
+}
+
+fn geo_bounding_box(body: &Value) -> Result<Query, EsError> {
+    use sluice_search::geo::{GeoPoint, parse_bounding_box};
+    let kind = "geo_bounding_box";
+    let (common, _) = geo_common(kind, body, &[])?;
+    let Some((field, spec)) = common.field else {
+        return Err(parse_error(
+            "failed to parse [geo_bounding_box] query. missing geo field",
+        ));
+    };
+    let Value::Object(spec) = spec else {
+        return Err(parse_error(format!(
+            "failed to parse [geo_bounding_box] query. expected an object for field [{field}]"
+        )));
+    };
+    let mut bounds = parse_bounding_box(&spec).map_err(|reason| {
+        parse_error(format!(
+            "failed to parse [geo_bounding_box] query. {reason}"
+        ))
+    })?;
+    if common.validation == GeoValidation::Strict {
+        for point in [
+            GeoPoint::new(bounds.top, bounds.left),
+            GeoPoint::new(bounds.bottom, bounds.right),
+        ] {
+            checked_point(point, common.validation, kind)?;
+        }
+    } else if common.validation == GeoValidation::Coerce {
+        let top_left = GeoPoint::new(bounds.top, bounds.left).normalized();
+        let bottom_right = GeoPoint::new(bounds.bottom, bounds.right).normalized();
+        bounds.top = top_left.lat;
+        bounds.left = top_left.lon;
+        bounds.bottom = bottom_right.lat;
+        bounds.right = bottom_right.lon;
+    }
+    Ok(named(
+        Query::Geo(Box::new(Geo {
+            field,
+            shape: GeoShape::BoundingBox(bounds),
+            kind: "geo_bounding_box",
+            ignore_unmapped: common.ignore_unmapped,
+            boost: common.boost,
+        })),
+        common.name,
+    ))
 }
 
 fn parse_error(reason: impl Into<String>) -> EsError {
@@ -912,15 +1121,19 @@ impl Parser {
             "function_score" => self.function_score(body, next),
             "query_string" => self.query_string(body, false),
             "simple_query_string" => self.query_string(body, true),
-            "nested" | "has_child" | "has_parent" | "geo_distance" | "geo_bounding_box"
-            | "geo_shape" | "geo_polygon" | "script" | "script_score" | "percolate"
-            | "more_like_this" | "intervals" | "span_term" | "span_near" | "span_or"
-            | "span_not" | "span_first" | "span_multi" | "span_containing" | "span_within"
-            | "field_masking_span" | "distance_feature" | "rank_feature" | "wrapper" | "pinned"
-            | "combined_fields" | "knn" | "terms_set" | "parent_id" | "semantic"
-            | "sparse_vector" | "text_expansion" | "weighted_tokens" | "rule" => Err(parse_error(
-                format!("[{kind}] query is not supported by Sluice yet"),
+            "geo_distance" => geo_distance(body),
+            "geo_bounding_box" => geo_bounding_box(body),
+            "geo_polygon" => Err(parse_error(
+                "unknown query [geo_polygon]: it was removed in Elasticsearch 8, use [geo_shape] (not supported by Sluice yet) or [geo_bounding_box]",
             )),
+            "nested" | "has_child" | "has_parent" | "geo_shape" | "script" | "script_score"
+            | "percolate" | "more_like_this" | "intervals" | "span_term" | "span_near"
+            | "span_or" | "span_not" | "span_first" | "span_multi" | "span_containing"
+            | "span_within" | "field_masking_span" | "distance_feature" | "rank_feature"
+            | "wrapper" | "pinned" | "combined_fields" | "knn" | "terms_set" | "parent_id"
+            | "semantic" | "sparse_vector" | "text_expansion" | "weighted_tokens" | "rule" => Err(
+                parse_error(format!("[{kind}] query is not supported by Sluice yet")),
+            ),
             other => Err(parse_error(format!("unknown query [{other}]"))),
         }
     }

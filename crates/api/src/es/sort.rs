@@ -1,11 +1,11 @@
 //! The `sort` of a search: its JSON shapes (a field name, `{"f": "desc"}`, `{"f": {"order",
 //! "missing", "unmapped_type", "mode", "format"}}`, `_score`, `_doc`, an array of them) and the
 //! URL's `sort=f:desc,g`, read into `search`'s [`SortKey`]s (`_shard_doc` too; the search
-//! checks it has a point in time). Options Sluice does not implement (`nested`, `numeric_type`,
-//! script and geo-distance sorts) are refused by name.
+//! checks it has a point in time), and `_geo_distance` with its points. Options Sluice does not
+//! implement (`nested`, `numeric_type`, script sorts) are refused by name.
 
 use serde_json::Value;
-use sluice_search::{FieldSort, SortKey, SortMissing, SortMode, SortOrder};
+use sluice_search::{FieldSort, GeoDistanceSort, SortKey, SortMissing, SortMode, SortOrder};
 
 use super::EsError;
 
@@ -114,7 +114,10 @@ fn parse_one(value: &Value) -> Result<SortKey, EsError> {
                     object.keys().cloned().collect::<Vec<_>>().join(", ")
                 )));
             };
-            if matches!(field.as_str(), "_script" | "_geo_distance" | "_geoDistance") {
+            if matches!(field.as_str(), "_geo_distance" | "_geoDistance") {
+                return parse_geo_distance(options);
+            }
+            if field == "_script" {
                 return Err(EsError::illegal_argument(format!(
                     "[{field}] sort is not supported by Sluice yet"
                 )));
@@ -131,6 +134,110 @@ fn parse_one(value: &Value) -> Result<SortKey, EsError> {
             "[sort] must hold field names or objects, got [{other}]"
         ))),
     }
+}
+
+/// `{"_geo_distance": {"<field>": points, "order", "unit", "mode", "distance_type",
+/// "ignore_unmapped"}}`; the points are one point in any form or an array of them.
+fn parse_geo_distance(options: &Value) -> Result<SortKey, EsError> {
+    use sluice_search::geo::{DistanceType, DistanceUnit, parse_point};
+    let Value::Object(options) = options else {
+        return Err(EsError::parse("[_geo_distance] sort must be an object"));
+    };
+    let mut field: Option<(String, &Value)> = None;
+    let mut order = SortOrder::Asc;
+    let mut unit = DistanceUnit::METERS;
+    let mut mode = None;
+    let mut distance_type = DistanceType::Arc;
+    let mut ignore_unmapped = false;
+    for (name, value) in options {
+        match name.as_str() {
+            "order" => order = parse_order(value)?,
+            "unit" => {
+                unit = value
+                    .as_str()
+                    .and_then(DistanceUnit::parse)
+                    .ok_or_else(|| {
+                        EsError::illegal_argument(format!(
+                            "No distance unit match [{}]",
+                            value.as_str().unwrap_or_default()
+                        ))
+                    })?;
+            }
+            "mode" => {
+                let parsed = parse_mode(value)?;
+                if parsed == SortMode::Sum {
+                    return Err(EsError::illegal_argument(
+                        "sort_mode [sum] isn't supported for sorting by geo distance",
+                    ));
+                }
+                mode = Some(parsed);
+            }
+            "distance_type" => {
+                distance_type = value
+                    .as_str()
+                    .and_then(DistanceType::parse)
+                    .ok_or_else(|| {
+                        EsError::illegal_argument(format!(
+                            "No geo distance for [{}]",
+                            value.as_str().unwrap_or_default()
+                        ))
+                    })?;
+            }
+            "ignore_unmapped" => {
+                ignore_unmapped = value
+                    .as_bool()
+                    .ok_or_else(|| EsError::parse("[ignore_unmapped] must be a boolean"))?;
+            }
+            "validation_method" => {}
+            "nested" | "nested_path" | "nested_filter" => {
+                return Err(EsError::illegal_argument(format!(
+                    "[{name}] of a geo distance sort is not supported by Sluice yet"
+                )));
+            }
+            other => {
+                if let Some((first, _)) = &field {
+                    return Err(EsError::parse(format!(
+                        "[_geo_distance] sort takes one field, found [{first}] and [{other}]"
+                    )));
+                }
+                field = Some((other.to_string(), value));
+            }
+        }
+    }
+    let Some((field, points)) = field else {
+        return Err(EsError::parse(
+            "[_geo_distance] sort requires a field with points",
+        ));
+    };
+    let bad_point =
+        |reason: String| EsError::parse(format!("[_geo_distance] failed to parse point: {reason}"));
+    // An array of numbers is one `[lon, lat]` point; any other array is a list of points.
+    let points = match points {
+        Value::Array(items) if !items.iter().all(Value::is_number) => items
+            .iter()
+            .map(|item| parse_point(item).map_err(bad_point))
+            .collect::<Result<Vec<_>, _>>()?,
+        single => vec![parse_point(single).map_err(bad_point)?],
+    };
+    if points.is_empty() {
+        return Err(EsError::parse(
+            "[_geo_distance] sort requires at least one point",
+        ));
+    }
+    for point in &points {
+        point
+            .validate("[_geo_distance] sort")
+            .map_err(EsError::illegal_argument)?;
+    }
+    Ok(SortKey::GeoDistance(GeoDistanceSort {
+        field,
+        points,
+        order,
+        unit,
+        mode,
+        distance_type,
+        ignore_unmapped,
+    }))
 }
 
 fn parse_options(

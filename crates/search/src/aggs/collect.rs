@@ -28,11 +28,13 @@ use super::result::TopHit;
 use super::tdigest::TDigest;
 use super::values::{FieldKind, SegmentColumn, missing_number, resolve_field, value_format};
 use super::{
-    AggKind, Aggregation, BucketOrder, Composite, CompositeSourceKind, Direction, MemoryBudget,
-    MultiTerms, SortSpec, TermsCut, ValueSource,
+    AggKind, Aggregation, BucketOrder, Composite, CompositeSourceKind, Direction, GeoCells,
+    MemoryBudget, MultiTerms, SortSpec, TermsCut, ValueSource,
 };
 use crate::error::{Result, SearchError};
-use crate::mapping::Mappings;
+use crate::geo::GeoPoint;
+use crate::geo_query::open_geo_column;
+use crate::mapping::{FieldType, Mappings};
 use crate::query::Query;
 use crate::schema::SchemaFields;
 
@@ -357,6 +359,26 @@ fn collect_level(
     Ok(partials)
 }
 
+/// The packed points of a `geo_point` field in this segment; `None` when the index does not
+/// map the field (it reads as empty) or the segment has no points.
+fn geo_column_of(
+    segment: &Segment<'_>,
+    field: &str,
+    agg: &Aggregation,
+) -> Result<Option<tantivy::columnar::Column<i64>>> {
+    match segment.index.mappings.field(field) {
+        None => Ok(None),
+        Some(mapping) if mapping.field_type == FieldType::GeoPoint => {
+            Ok(open_geo_column(segment.reader, field)?)
+        }
+        Some(mapping) => Err(SearchError::illegal(format!(
+            "Field [{field}] of type [{}] is not supported for aggregation [{}]",
+            mapping.field_type.name(),
+            agg.kind.type_name()
+        ))),
+    }
+}
+
 fn field_of<'a>(
     segment: &Segment<'a>,
     source: &ValueSource,
@@ -597,6 +619,98 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
             })?)
         }
         AggKind::AutoDateHistogram(spec) => collect_auto_date(agg, spec, segment, docs)?,
+        AggKind::Range(range) if range.geo.is_some() => {
+            let origin = range.geo.unwrap_or(super::GeoOrigin {
+                origin: GeoPoint::new(0.0, 0.0),
+                unit: crate::geo::DistanceUnit::METERS,
+                distance_type: crate::geo::DistanceType::Arc,
+            });
+            let column = geo_column_of(segment, &range.source.field, agg)?;
+            let ranges = &range.ranges;
+            let mut groups =
+                group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<usize>| {
+                    let Some(column) = &column else {
+                        return;
+                    };
+                    for packed in column.values_for_doc(doc) {
+                        let distance = origin.unit.from_meters(
+                            origin
+                                .distance_type
+                                .meters(origin.origin, GeoPoint::decode(packed)),
+                        );
+                        for (i, spec) in ranges.iter().enumerate() {
+                            if spec.from.is_none_or(|from| distance >= from)
+                                && spec.to.is_none_or(|to| distance < to)
+                            {
+                                keys.push(i);
+                            }
+                        }
+                    }
+                });
+            for i in 0..ranges.len() {
+                groups.entry(i).or_insert_with(|| (0, Vec::new()));
+            }
+            Partial::Buckets(buckets_from_groups(
+                agg,
+                segment,
+                groups,
+                ValueFormat::Raw,
+                |i| Ok(Some(Key::Long(i as i64))),
+            )?)
+        }
+        AggKind::GeoGrid(grid) => {
+            let column = geo_column_of(segment, &grid.field, agg)?;
+            let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<u64>| {
+                let Some(column) = &column else {
+                    return;
+                };
+                for packed in column.values_for_doc(doc) {
+                    let point = GeoPoint::decode(packed);
+                    if grid.bounds.is_some_and(|bounds| !bounds.contains(point)) {
+                        continue;
+                    }
+                    keys.push(match grid.cells {
+                        GeoCells::Geohash { precision } => crate::geo::geohash_id(point, precision),
+                        GeoCells::Geotile { zoom } => {
+                            let (_, x, y) = crate::geo::geotile(point, zoom);
+                            (u64::from(x) << 32) | u64::from(y)
+                        }
+                    });
+                }
+            });
+            Partial::Buckets(buckets_from_groups(
+                agg,
+                segment,
+                groups,
+                ValueFormat::Raw,
+                |cell| Ok(Some(Key::Long(cell as i64))),
+            )?)
+        }
+        AggKind::GeoBounds { field, .. } => {
+            let mut acc = crate::geo::BoundsAcc::default();
+            if let Some(column) = geo_column_of(segment, field, agg)? {
+                for &doc in docs {
+                    for packed in column.values_for_doc(doc) {
+                        acc.add(GeoPoint::decode(packed));
+                    }
+                }
+            }
+            Partial::GeoBounds(acc)
+        }
+        AggKind::GeoCentroid { field } => {
+            let (mut lat, mut lon, mut count) = (0.0, 0.0, 0u64);
+            if let Some(column) = geo_column_of(segment, field, agg)? {
+                for &doc in docs {
+                    for packed in column.values_for_doc(doc) {
+                        let point = GeoPoint::decode(packed);
+                        lat += point.lat;
+                        lon += point.lon;
+                        count += 1;
+                    }
+                }
+            }
+            Partial::GeoCentroid { lat, lon, count }
+        }
         AggKind::Range(range) => {
             let (kind, column) = field_of(segment, &range.source, agg)?;
             let missing = missing_of(&kind, &range.source)?;
@@ -1962,6 +2076,7 @@ fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
                 match &agg.kind {
                     AggKind::Terms(terms) => prune_terms(agg, &terms.cut(), acc),
                     AggKind::MultiTerms(terms) => prune_terms(agg, &terms.cut(), acc),
+                    AggKind::GeoGrid(grid) => prune_cells(acc, grid.shard_size),
                     AggKind::RareTerms(rare) => {
                         // A term too frequent here is too frequent overall: its count must
                         // stay to keep it out, its sub-aggregations need not.
@@ -1996,6 +2111,21 @@ fn prune_for_shard(aggs: &[Aggregation], partials: &mut [Partial]) {
             _ => {}
         }
     }
+}
+
+/// Keeps the fullest `limit` cells of a grid (ties by cell, as Elasticsearch's queue).
+fn prune_cells(acc: &mut BucketsAcc, limit: usize) {
+    if acc.buckets.len() <= limit {
+        return;
+    }
+    let mut entries: Vec<(Key, BucketAcc)> = acc.buckets.drain().collect();
+    entries.sort_by(|a, b| {
+        b.1.doc_count
+            .cmp(&a.1.doc_count)
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    entries.truncate(limit);
+    acc.buckets = entries.into_iter().collect();
 }
 
 fn prune_terms(agg: &Aggregation, terms: &TermsCut<'_>, acc: &mut BucketsAcc) {

@@ -625,6 +625,38 @@ pub struct RangeAgg {
     pub keyed: bool,
     /// `date_range`: bounds print as dates in this zone.
     pub date_zone: Option<jiff::tz::TimeZone>,
+    /// `geo_distance`: the ranges are distances of the field's points from an origin.
+    pub geo: Option<GeoOrigin>,
+}
+
+/// Where a `geo_distance` aggregation measures from, and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeoOrigin {
+    pub origin: crate::geo::GeoPoint,
+    pub unit: crate::geo::DistanceUnit,
+    pub distance_type: crate::geo::DistanceType,
+}
+
+/// The cells of a grid aggregation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeoCells {
+    /// `geohash_grid`: geohashes of `precision` characters (1 to 12).
+    Geohash { precision: usize },
+    /// `geotile_grid`: map tiles at `zoom` (0 to 29), keyed `zoom/x/y`.
+    Geotile { zoom: u32 },
+}
+
+/// `geohash_grid` and `geotile_grid`: documents by the cells holding their points, the
+/// fullest `size` cells first.
+#[derive(Debug, Clone)]
+pub struct GeoGrid {
+    pub field: String,
+    pub cells: GeoCells,
+    pub size: usize,
+    /// Cells each index keeps before the merge.
+    pub shard_size: usize,
+    /// Only points inside count.
+    pub bounds: Option<crate::geo::GeoBox>,
 }
 
 #[derive(Debug, Clone)]
@@ -738,6 +770,17 @@ pub enum AggKind {
     Global,
     Sampler(Sampler),
     Composite(Composite),
+    GeoGrid(GeoGrid),
+    /// The box around a `geo_point` field's points (`wrap_longitude`: it may cross the
+    /// antimeridian).
+    GeoBounds {
+        field: String,
+        wrap_longitude: bool,
+    },
+    /// The mean of a `geo_point` field's points.
+    GeoCentroid {
+        field: String,
+    },
     Pipeline(Pipeline),
 }
 
@@ -767,6 +810,7 @@ impl AggKind {
             AggKind::DateHistogram(_) => "date_histogram",
             AggKind::AutoDateHistogram(_) => "auto_date_histogram",
             AggKind::Range(range) if range.date_zone.is_some() => "date_range",
+            AggKind::Range(range) if range.geo.is_some() => "geo_distance",
             AggKind::Range(_) => "range",
             AggKind::Filter(_) => "filter",
             AggKind::Filters(_) => "filters",
@@ -775,6 +819,12 @@ impl AggKind {
             AggKind::Sampler(sampler) if sampler.diversify.is_some() => "diversified_sampler",
             AggKind::Sampler(_) => "sampler",
             AggKind::Composite(_) => "composite",
+            AggKind::GeoGrid(grid) => match grid.cells {
+                GeoCells::Geohash { .. } => "geohash_grid",
+                GeoCells::Geotile { .. } => "geotile_grid",
+            },
+            AggKind::GeoBounds { .. } => "geo_bounds",
+            AggKind::GeoCentroid { .. } => "geo_centroid",
             AggKind::Pipeline(pipeline) => pipeline.kind.type_name(),
         }
     }
@@ -792,6 +842,7 @@ impl AggKind {
                 | AggKind::Range(_)
                 | AggKind::Filters(_)
                 | AggKind::Composite(_)
+                | AggKind::GeoGrid(_)
         )
     }
 }

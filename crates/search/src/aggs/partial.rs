@@ -311,14 +311,27 @@ pub(crate) enum Partial {
     Stats(StatsAcc),
     Cardinality(Cardinality),
     Digest(TDigest, ValueFormat),
-    Weighted { sum: f64, weight: f64 },
+    Weighted {
+        sum: f64,
+        weight: f64,
+    },
     TopHits(TopHitsAcc),
     TopMetrics(TopMetricsAcc),
     Buckets(BucketsAcc),
     AutoDate(AutoDateAcc),
     Significant(SignificantAcc),
     Composite(CompositeAcc),
-    Single { doc_count: u64, subs: Vec<Partial> },
+    Single {
+        doc_count: u64,
+        subs: Vec<Partial>,
+    },
+    GeoBounds(crate::geo::BoundsAcc),
+    /// Sums of latitudes and longitudes, and the number of points.
+    GeoCentroid {
+        lat: f64,
+        lon: f64,
+        count: u64,
+    },
     Nothing,
 }
 
@@ -362,7 +375,14 @@ impl Partial {
             | AggKind::Histogram(_)
             | AggKind::DateHistogram(_)
             | AggKind::Range(_)
+            | AggKind::GeoGrid(_)
             | AggKind::Filters(_) => Partial::Buckets(BucketsAcc::new(ValueFormat::Raw)),
+            AggKind::GeoBounds { .. } => Partial::GeoBounds(crate::geo::BoundsAcc::default()),
+            AggKind::GeoCentroid { .. } => Partial::GeoCentroid {
+                lat: 0.0,
+                lon: 0.0,
+                count: 0,
+            },
             AggKind::AutoDateHistogram(spec) => Partial::AutoDate(AutoDateAcc {
                 level: spec.minimum,
                 buckets: BucketsAcc::new(ValueFormat::Raw),
@@ -443,6 +463,19 @@ impl Partial {
                 }
             }
             (Partial::Buckets(a), Partial::Buckets(b)) => merge_buckets(a, b, agg),
+            (Partial::GeoBounds(a), Partial::GeoBounds(b)) => a.merge(&b),
+            (
+                Partial::GeoCentroid { lat, lon, count },
+                Partial::GeoCentroid {
+                    lat: other_lat,
+                    lon: other_lon,
+                    count: other_count,
+                },
+            ) => {
+                *lat += other_lat;
+                *lon += other_lon;
+                *count += other_count;
+            }
             (Partial::AutoDate(a), Partial::AutoDate(mut b)) => {
                 if let AggKind::AutoDateHistogram(spec) = &agg.kind {
                     // Both at the coarser of their roundings, then coarser still while there

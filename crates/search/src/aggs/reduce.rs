@@ -725,6 +725,55 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
                 kind: BucketsKind::Composite { after_key },
             })
         }
+        (AggKind::GeoGrid(grid), Partial::Buckets(acc)) => {
+            let mut entries: Vec<(Key, BucketAcc)> = acc.buckets.into_iter().collect();
+            // The fullest cells first, ties by cell, as Elasticsearch's queue orders them.
+            entries.sort_by(|a, b| {
+                b.1.doc_count
+                    .cmp(&a.1.doc_count)
+                    .then_with(|| a.0.cmp(&b.0))
+            });
+            entries.truncate(grid.size);
+            counter.add(entries.len())?;
+            let mut buckets = Vec::with_capacity(entries.len());
+            for (key, bucket) in entries {
+                let cell = match key {
+                    Key::Long(cell) => cell as u64,
+                    _ => 0,
+                };
+                let text = match grid.cells {
+                    super::GeoCells::Geohash { precision } => {
+                        crate::geo::geohash_text(cell, precision)
+                    }
+                    super::GeoCells::Geotile { zoom } => {
+                        format!("{zoom}/{}/{}", cell >> 32, cell & 0xffff_ffff)
+                    }
+                };
+                buckets.push(finalize_bucket(
+                    agg,
+                    BucketKey::Str(text),
+                    None,
+                    bucket,
+                    counter,
+                )?);
+            }
+            pipeline::apply_parents(agg, &mut buckets)?;
+            AggValue::Buckets(Buckets {
+                keyed: false,
+                buckets,
+                kind: BucketsKind::Plain,
+            })
+        }
+        (AggKind::GeoBounds { wrap_longitude, .. }, Partial::GeoBounds(acc)) => {
+            AggValue::GeoBounds(acc.bounds(*wrap_longitude))
+        }
+        (AggKind::GeoCentroid { .. }, Partial::GeoCentroid { lat, lon, count }) => {
+            AggValue::GeoCentroid {
+                location: (count > 0)
+                    .then(|| crate::geo::GeoPoint::new(lat / count as f64, lon / count as f64)),
+                count,
+            }
+        }
         (AggKind::Pipeline(_), _) => AggValue::Value {
             value: None,
             as_string: None,

@@ -192,6 +192,13 @@ pub enum AggValue {
     },
     TopMetrics(Vec<TopMetricsRow>),
     Buckets(Buckets),
+    /// `geo_bounds`: the box, `None` without points.
+    GeoBounds(Option<crate::geo::GeoBox>),
+    /// `geo_centroid`: the mean point, `None` without points.
+    GeoCentroid {
+        location: Option<crate::geo::GeoPoint>,
+        count: u64,
+    },
     /// `filter`, `missing`, `global`.
     SingleBucket {
         doc_count: u64,

@@ -83,6 +83,16 @@ pub(crate) fn resolve_field(
                 "[{agg_type}] on ip field [{field}] is not supported by Sluice yet"
             )));
         }
+        FieldType::GeoPoint if agg_type == "sort" => {
+            return Err(SearchError::illegal(format!(
+                "can't sort on geo_point field without using specific sorting feature, like geo_distance: [{field}]"
+            )));
+        }
+        FieldType::GeoPoint => {
+            return Err(SearchError::illegal(format!(
+                "Field [{field}] of type [geo_point] is not supported for aggregation [{agg_type}]"
+            )));
+        }
         FieldType::Object => {
             return Err(SearchError::illegal(format!(
                 "Field [{field}] of type [object] is not supported for aggregation [{agg_type}]"
