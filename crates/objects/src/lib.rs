@@ -428,7 +428,10 @@ impl std::fmt::Debug for ObjectStores {
         formatter
             .debug_struct("ObjectStores")
             .field("local", &self.local.root())
-            .field("s3_buckets", &self.config.buckets.keys().collect::<Vec<_>>())
+            .field(
+                "s3_buckets",
+                &self.config.buckets.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -677,7 +680,10 @@ mod tests {
 
     #[test]
     fn encryption_from_headers() {
-        assert_eq!(Encryption::from_header(None, None).unwrap(), Encryption::None);
+        assert_eq!(
+            Encryption::from_header(None, None).unwrap(),
+            Encryption::None
+        );
         assert_eq!(
             Encryption::from_header(Some("AES256"), None).unwrap(),
             Encryption::Aes256
