@@ -742,3 +742,54 @@ def test_time_to_live_settings_are_validated_and_survive_a_restart(sluice_factor
         TableName="transactions", TimeToLiveSpecification={"AttributeName": "expires", "Enabled": False}
     )
     assert describe() == {"TimeToLiveStatus": "DISABLED"}
+
+
+def test_nested_paths_in_updates_and_projections(sluice, dynamodb):
+    create_transactions(dynamodb)
+    key = {"userId": {"N": "1"}, "transactionId": {"N": "1"}}
+    dynamodb.put_item(TableName="transactions", Item={
+        **key,
+        "address": {"M": {"city": {"S": "Leeds"}, "zip": {"S": "LS1"}}},
+        "tags": {"L": [{"S": "a"}, {"S": "b"}, {"S": "c"}]},
+        "counts": {"M": {"views": {"N": "1"}}},
+    })
+    updated = dynamodb.update_item(
+        TableName="transactions", Key=key,
+        UpdateExpression="SET address.#c = :city, tags[1] = :b, tags[9] = :d "
+                         "ADD counts.views :one REMOVE address.zip",
+        ExpressionAttributeNames={"#c": "city"},
+        ExpressionAttributeValues={":city": {"S": "York"}, ":b": {"S": "B"}, ":d": {"S": "d"},
+                                   ":one": {"N": "1"}},
+        ReturnValues="ALL_NEW",
+    )["Attributes"]
+    assert updated["address"] == {"M": {"city": {"S": "York"}}}
+    assert updated["tags"] == {"L": [{"S": "a"}, {"S": "B"}, {"S": "c"}, {"S": "d"}]}
+    assert updated["counts"] == {"M": {"views": {"N": "2"}}}
+    removed = dynamodb.update_item(
+        TableName="transactions", Key=key, UpdateExpression="REMOVE tags[0], tags[2]",
+        ReturnValues="UPDATED_NEW",
+    )["Attributes"]
+    assert removed["tags"] == {"L": [{"S": "B"}, {"S": "d"}]}
+
+    got = dynamodb.get_item(TableName="transactions", Key=key,
+                            ProjectionExpression="address.city, tags[1], userId")["Item"]
+    assert got == {"address": {"M": {"city": {"S": "York"}}}, "tags": {"L": [{"S": "d"}]},
+                   "userId": {"N": "1"}}
+    scanned = dynamodb.scan(TableName="transactions", ProjectionExpression="counts.views")
+    assert scanned["Items"] == [{"counts": {"M": {"views": {"N": "2"}}}}]
+
+    code, message = error_of(
+        dynamodb.update_item, TableName="transactions", Key=key,
+        UpdateExpression="SET missing.x = :v", ExpressionAttributeValues={":v": {"N": "1"}},
+    )
+    assert code == "ValidationException"
+    assert message == "The document path provided in the update expression is invalid for update"
+    code, message = error_of(
+        dynamodb.update_item, TableName="transactions", Key=key,
+        UpdateExpression="SET address.city = :v REMOVE address",
+        ExpressionAttributeValues={":v": {"S": "x"}},
+    )
+    assert code == "ValidationException" and "Two document paths overlap" in message
+    # Nothing of a refused update was applied.
+    assert dynamodb.get_item(TableName="transactions", Key=key)["Item"]["address"] == {
+        "M": {"city": {"S": "York"}}}

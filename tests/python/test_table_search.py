@@ -108,3 +108,58 @@ def test_a_table_without_new_images_is_skipped_and_reported(sluice_factory, tmp_
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
     )
     wait_until("the refusal in /metrics", lambda: 'sluice_table_index_refused{table="Transactions"} 1' in metrics(server))
+
+
+def test_a_table_tagged_for_search_is_indexed_without_any_configuration(sluice):
+    dynamodb = aws_client(sluice, "dynamodb")
+    table = dynamodb.create_table(
+        TableName="Orders",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        Tags=[{"Key": "sluice:search-index", "Value": "orders-index"}, {"Key": "team", "Value": "a"}],
+    )["TableDescription"]
+    dynamodb.put_item(TableName="Orders", Item={"id": {"S": "o1"}, "total": {"N": "12"}})
+    es = Elasticsearch(sluice.es_url)
+    wait_until("o1 in orders-index", lambda: es.options(ignore_status=404).get(
+        index="orders-index", id="o1").get("found"))
+    assert es.get(index="orders-index", id="o1")["_source"]["total"] == 12
+    tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]
+    assert {"Key": "team", "Value": "a"} in tags
+
+    # Another table, tagged after it was created, with the default index name.
+    created = dynamodb.create_table(
+        TableName="Refunds",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]
+    dynamodb.put_item(TableName="Refunds", Item={"id": {"S": "r1"}})
+    dynamodb.tag_resource(ResourceArn=created["TableArn"],
+                          Tags=[{"Key": "sluice:search-index", "Value": "true"}])
+    wait_until("r1 in refunds", lambda: es.options(ignore_status=404).get(
+        index="refunds", id="r1").get("found"))
+    dynamodb.untag_resource(ResourceArn=created["TableArn"], TagKeys=["sluice:search-index"])
+    assert dynamodb.list_tags_of_resource(ResourceArn=created["TableArn"])["Tags"] == []
+
+    # The tag needs a stream with new images, and a valid index name.
+    try:
+        dynamodb.create_table(
+            TableName="NoStream",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            Tags=[{"Key": "sluice:search-index", "Value": "x"}],
+        )
+        raise AssertionError("a tagged table without a stream was created")
+    except dynamodb.exceptions.ClientError as error:
+        assert error.response["Error"]["Code"] == "ValidationException"
+        assert "needs a stream" in error.response["Error"]["Message"]
+    try:
+        dynamodb.tag_resource(ResourceArn=table["TableArn"],
+                              Tags=[{"Key": "sluice:search-index", "Value": "Bad*Name"}])
+        raise AssertionError("a bad index name was accepted")
+    except dynamodb.exceptions.ClientError as error:
+        assert error.response["Error"]["Code"] == "ValidationException"

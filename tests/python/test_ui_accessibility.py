@@ -10,7 +10,8 @@ import pytest
 from conftest import BINARY, aws_client
 from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
 
-VIEWS = ["discover", "console", "ledgers?ledger=books", "pipeline?refresh=0", "visualize", "dashboards", "saved-objects"]
+VIEWS = ["discover", "console", "ledgers?ledger=books", "pipeline?refresh=0", "visualize", "visualize?id=kinds",
+         "dashboards", "dashboards?id=overview", "saved-objects"]
 IMPACTS_REFUSED = {"serious", "critical"}
 
 
@@ -36,6 +37,21 @@ def populated(shared_sluice):
     urllib.request.urlopen(urllib.request.Request(
         shared_sluice.ui_url + "/api/saved_objects/index-pattern/all", method="PUT",
         data=json.dumps({"attributes": {"title": "*"}}).encode(), headers={"Content-Type": "application/json"}))
+    # A bar chart and a dashboard of it with a markdown panel, for the editor's and the grid's checks.
+    urllib.request.urlopen(urllib.request.Request(
+        shared_sluice.es_url + "/a11y/_doc/1?refresh=true", method="PUT",
+        data=json.dumps({"kind": "one", "n": 1}).encode(), headers={"Content-Type": "application/json"}))
+    for kind, object_id, attributes in [
+        ("visualization", "kinds", {"title": "Kinds", "type": "bar", "pattern": "all", "metric": "count",
+                                    "bucket": "terms", "bucketField": "kind.keyword"}),
+        ("visualization", "notes", {"title": "Notes", "type": "markdown", "markdown": "# Notes\nsome **text**"}),
+        ("dashboard", "overview", {"title": "Overview", "panels": [
+            {"id": "p1", "kind": "visualization", "ref": "kinds", "x": 0, "y": 0, "w": 6, "h": 4},
+            {"id": "p2", "kind": "visualization", "ref": "notes", "x": 6, "y": 0, "w": 6, "h": 4}]}),
+    ]:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{shared_sluice.ui_url}/api/saved_objects/{kind}/{object_id}", method="PUT",
+            data=json.dumps({"attributes": attributes}).encode(), headers={"Content-Type": "application/json"}))
     return shared_sluice
 
 

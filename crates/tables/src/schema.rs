@@ -2,9 +2,12 @@
 //! specification, as created and as described. Stored in the catalog as JSON (the `tables`
 //! redb table), so fields only grow and new ones carry `#[serde(default)]`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::TablesError;
+use crate::index::{IndexRequest, SecondaryIndex, validate_indexes};
 use crate::value::{AttributeValue, Item, ScalarType};
 
 /// Shortest and longest table name, as DynamoDB allows.
@@ -96,6 +99,10 @@ pub struct CreateTable {
     /// Provisioned read and write capacity, kept only to describe it back.
     pub provisioned_throughput: Option<(u64, u64)>,
     pub stream_view_type: Option<StreamViewType>,
+    /// Local and global secondary indexes.
+    pub indexes: Vec<IndexRequest>,
+    /// The table's tags (`Tags`), by key.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A table as the catalog keeps it.
@@ -114,6 +121,72 @@ pub struct TableDefinition {
     /// catalog entries written before TTL existed, which read as disabled.
     #[serde(default)]
     pub ttl_attribute: Option<String>,
+    /// Its secondary indexes, local ones first as created. Absent in catalog entries written
+    /// before indexes existed, which have none.
+    #[serde(default)]
+    pub indexes: Vec<SecondaryIndex>,
+    /// Its tags, by key (CreateTable's `Tags`, TagResource, UntagResource).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl TableDefinition {
+    /// The index named `name`, or DynamoDB's refusal of a request naming an unknown one.
+    pub fn index(&self, name: &str) -> Result<&SecondaryIndex, TablesError> {
+        self.indexes
+            .iter()
+            .find(|index| index.name == name)
+            .ok_or_else(|| {
+                TablesError::Validation(format!(
+                    "The table does not have the specified index: {name}"
+                ))
+            })
+    }
+}
+
+/// The tag that turns the built-in table → search indexing on for a table (a Sluice
+/// extension carried by DynamoDB's own tags, so every client can set it): its value names the
+/// index, or is empty or `true` for the table's name in lower case.
+pub const SEARCH_INDEX_TAG: &str = "sluice:search-index";
+
+impl TableDefinition {
+    /// The index its `sluice:search-index` tag asks for, if it has one.
+    pub fn tagged_search_index(&self) -> Option<String> {
+        let value = self.tags.get(SEARCH_INDEX_TAG)?;
+        Some(if value.is_empty() || value == "true" {
+            self.name.to_lowercase()
+        } else {
+            value.clone()
+        })
+    }
+}
+
+/// Most tags on one table (DynamoDB's quota).
+pub const TAGS_MAX: usize = 50;
+/// Longest tag key and value, in characters (DynamoDB's limits).
+pub const TAG_KEY_CHARS_MAX: usize = 128;
+pub const TAG_VALUE_CHARS_MAX: usize = 256;
+
+/// Checks tags as DynamoDB does before they are stored.
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), TablesError> {
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > TAG_KEY_CHARS_MAX {
+            return Err(TablesError::Validation(format!(
+                "1 validation error detected: Value '{key}' at 'tags.member.key' failed to satisfy constraint: Member must have length less than or equal to {TAG_KEY_CHARS_MAX} and greater than or equal to 1"
+            )));
+        }
+        if value.chars().count() > TAG_VALUE_CHARS_MAX {
+            return Err(TablesError::Validation(format!(
+                "1 validation error detected: Value at 'tags.member.value' failed to satisfy constraint: Member must have length less than or equal to {TAG_VALUE_CHARS_MAX}"
+            )));
+        }
+    }
+    if tags.len() > TAGS_MAX {
+        return Err(TablesError::LimitExceeded(format!(
+            "The number of tags of a table must not exceed {TAGS_MAX}"
+        )));
+    }
+    Ok(())
 }
 
 /// Longest TTL attribute name (DynamoDB's 255 bytes); a longer one is a `ValidationException`.
@@ -150,6 +223,8 @@ pub struct TableDescription {
     pub item_count: u64,
     /// Sum of the items' sizes as DynamoDB counts them.
     pub size_bytes: u64,
+    /// Per index, in the definition's order: its entries and their projected bytes.
+    pub index_counts: Vec<(u64, u64)>,
 }
 
 /// Checks a table name against DynamoDB's pattern `[a-zA-Z0-9_.-]{3,255}`.
@@ -160,12 +235,22 @@ pub fn validate_table_name(name: &str) -> Result<(), TablesError> {
                 .to_owned(),
         ));
     }
+    validate_name_pattern(name, "tableName")
+}
+
+/// Checks a table or index name (the request member `member`) against `[a-zA-Z0-9_.-]{3,255}`.
+pub(crate) fn validate_name_pattern(name: &str, member: &str) -> Result<(), TablesError> {
+    if name.len() < TABLE_NAME_BYTES_MIN || name.len() > TABLE_NAME_BYTES_MAX {
+        return Err(TablesError::Validation(format!(
+            "1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: Member must have length less than or equal to {TABLE_NAME_BYTES_MAX} and greater than or equal to {TABLE_NAME_BYTES_MIN}"
+        )));
+    }
     if !name
         .bytes()
         .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
     {
         return Err(TablesError::Validation(format!(
-            "1 validation error detected: Value '{name}' at 'tableName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+            "1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
         )));
     }
     Ok(())
@@ -180,8 +265,17 @@ impl CreateTable {
                 "One or more parameter values were invalid: {message}"
             )))
         };
+        validate_indexes(&self.key_schema, &self.indexes)?;
+        validate_tags(&self.tags)?;
         let mut keys = vec![&self.key_schema.partition];
         keys.extend(self.key_schema.sort.as_ref());
+        for index in &self.indexes {
+            for key in std::iter::once(&index.key_schema.partition).chain(&index.key_schema.sort) {
+                if !keys.iter().any(|known| known.name == key.name) {
+                    keys.push(key);
+                }
+            }
+        }
         if let Some(sort) = &self.key_schema.sort
             && sort.name == self.key_schema.partition.name
         {
@@ -217,7 +311,20 @@ impl CreateTable {
             }
         }
         if self.attribute_definitions.len() != keys.len() {
-            return invalid("Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions".to_owned());
+            if self.indexes.is_empty() {
+                return invalid("Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions".to_owned());
+            }
+            let names = |names: Vec<&str>| names.join(", ");
+            return invalid(format!(
+                "Some AttributeDefinitions are not used. AttributeDefinitions: [{}], keys used: [{}]",
+                names(
+                    self.attribute_definitions
+                        .iter()
+                        .map(|definition| definition.name.as_str())
+                        .collect()
+                ),
+                names(keys.iter().map(|key| key.name.as_str()).collect())
+            ));
         }
         Ok(())
     }

@@ -8,11 +8,12 @@ import { currentRoute, href } from "./router";
 import { applyTheme, currentTheme, followSystemTheme, toggleTheme } from "./theme";
 import type { View } from "./view";
 import { consoleView } from "./views/console";
+import { dashboardsView } from "./views/dashboards";
 import { discoverView } from "./views/discover";
 import { ledgersView } from "./views/ledgers";
 import { manageView } from "./views/manage";
 import { pipelineView } from "./views/pipeline";
-import { placeholderView } from "./views/placeholder";
+import { visualizeView } from "./views/visualize";
 
 interface Entry {
   id: string;
@@ -21,8 +22,8 @@ interface Entry {
 
 const ENTRIES: Entry[] = [
   { id: "discover", view: discoverView },
-  { id: "visualize", view: placeholderView("Visualize", "Visualizations are not built yet.") },
-  { id: "dashboards", view: placeholderView("Dashboards", "Dashboards are not built yet.") },
+  { id: "visualize", view: visualizeView },
+  { id: "dashboards", view: dashboardsView },
   { id: "console", view: consoleView },
   { id: "ledgers", view: ledgersView },
   { id: "pipeline", view: pipelineView },
