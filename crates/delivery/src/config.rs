@@ -3,6 +3,7 @@
 //! catalog, so every field change keeps reading old catalogs (serde defaults).
 
 use serde::{Deserialize, Serialize};
+use sluice_objects::{Encryption, S3Target};
 
 use crate::error::{DeliveryError, Result};
 use crate::limits::{
@@ -122,7 +123,9 @@ pub struct SearchDestination {
     pub backup: S3Location,
 }
 
-/// An S3 bucket and prefix, mapped to `<s3 root>/<bucket>/<prefix>` on local disk.
+/// An S3 bucket and prefix: `<s3 root>/<bucket>/<prefix>` on local disk by default, or a real
+/// S3 bucket when the node's object-store configuration lists the bucket or the location names
+/// its own S3 endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Location {
     pub bucket_arn: String,
@@ -132,6 +135,14 @@ pub struct S3Location {
     pub error_output_prefix: Option<String>,
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// This location's own S3 service (a Sluice extension of the Firehose API): its objects go
+    /// there whatever the node's configuration says about the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Target>,
+    /// Server-side encryption asked for this location's objects (Firehose's
+    /// `KMSEncryptionConfig`, or the extension's); `None` leaves the bucket's configured one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 impl S3Location {
@@ -196,11 +207,12 @@ fn validate_prefix(what: &str, prefix: &str) -> Result<()> {
     let bad = prefix.len() > 1024
         || prefix.starts_with('/')
         || prefix.split('/').any(|part| part == ".." || part == ".")
+        || prefix.contains("//")
         || prefix.contains('\0')
         || prefix.contains('\\');
     if bad {
         Err(DeliveryError::invalid(format!(
-            "{what} {prefix:?} must be a relative key prefix without '.' or '..' parts"
+            "{what} {prefix:?} must be a relative key prefix without empty, '.' or '..' parts"
         )))
     } else {
         Ok(())
@@ -213,6 +225,10 @@ impl S3Location {
         validate_prefix("Prefix", &self.prefix)?;
         if let Some(prefix) = &self.error_output_prefix {
             validate_prefix("ErrorOutputPrefix", prefix)?;
+        }
+        if let Some(target) = &self.s3 {
+            sluice_objects::validate_target(target)
+                .map_err(|error| DeliveryError::invalid(error.to_string()))?;
         }
         Ok(())
     }

@@ -30,6 +30,10 @@ pub enum DeliveryError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a backup or S3 object failed (after the object store's own retries); the batch
+    /// stays in the source and is tried again.
+    #[error(transparent)]
+    Objects(#[from] sluice_objects::ObjectsError),
     #[error("corrupt delivery catalog {path}: {reason}")]
     CorruptCatalog { path: String, reason: String },
 }

@@ -3,7 +3,8 @@
 //! existing Kinesis-like stream) with a durable consumer checkpoint, buffers records by size and
 //! interval, runs them through Lambda-style processors (a [`Transformer`]), writes them into a
 //! search index (with rotation, document ids from log positions, retries for a bounded
-//! duration) or into an S3-like directory, backs up all or failed documents, and only then
+//! duration) or into S3 (the local directory `data_dir/s3` by default, real S3 through
+//! `sluice-objects` when configured), backs up all or failed documents, and only then
 //! moves its checkpoint. A crash at any point redelivers, and ids derived from log positions make
 //! the redelivery idempotent.
 //!
@@ -43,7 +44,7 @@ mod transform;
 mod tests;
 
 pub use crate::{
-    backup::{ObjectStore, object_key, object_uuid},
+    backup::{object_key, object_uuid},
     config::{
         BackupMode, BufferingHints, DeliveryStreamConfig, Destination, DocumentIdOption,
         LambdaProcessor, S3Destination, S3Location, SearchDestination, SearchFlavor, Source,
@@ -55,8 +56,8 @@ pub use crate::{
     metrics::{Metrics, MetricsSnapshot, OTHER_SERIES},
     rotation::{IndexRotation, rotated_index_name, week_of_year},
     stream::{
-        DeliveryStream, Pause, ProcessingFailure, PumpOutcome, PutOutcome, lambda_function_name,
-        log_stream_name,
+        DeliveryFailure, DeliveryStream, Pause, ProcessingFailure, PumpOutcome, PutOutcome,
+        lambda_function_name, log_stream_name,
     },
     transform::{
         NoFunctions, TransformFailure, TransformInput, TransformOutput, TransformResult,

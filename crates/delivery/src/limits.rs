@@ -48,3 +48,9 @@ pub const PROCESSING_FAILURE_SERIES_MAX: usize = 64;
 /// bytes; a longer one is cut and ends with `…`. The function host already bounds the stderr
 /// tail it puts in its messages; this bounds any transformer.
 pub const PROCESSING_FAILURE_MESSAGE_BYTES_MAX: usize = 16 * 1024;
+/// Pause after a failed flush (an unreachable S3, a full disk) before the batch is tried
+/// again; it doubles with each failure in a row up to the max, and a delivered batch resets it.
+/// The batch stays in the source meanwhile (acknowledged records are never dropped); a
+/// DirectPut stream's producers are throttled once its backlog reaches [`BACKLOG_RECORDS_MAX`].
+pub const ERROR_BACKOFF_MS_FIRST: u64 = 1_000;
+pub const ERROR_BACKOFF_MS_MAX: u64 = 30_000;

@@ -21,19 +21,20 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 use sluice_log::{Clock, IteratorStart, Log, LogError, StreamConfig};
+use sluice_objects::ObjectStores;
 use sluice_search::Indices;
 
-use crate::backup::ObjectStore;
 use crate::config::{DeliveryStreamConfig, Source, stream_name_from_arn};
 use crate::error::{DeliveryError, Result};
-use crate::limits::{BACKLOG_RECORDS_MAX, CATALOG_BYTES_MAX, DELIVERY_STREAMS_MAX, PUMP_TICK_MS};
+use crate::limits::{
+    BACKLOG_RECORDS_MAX, CATALOG_BYTES_MAX, DELIVERY_STREAMS_MAX, ERROR_BACKOFF_MS_FIRST,
+    ERROR_BACKOFF_MS_MAX, PUMP_TICK_MS,
+};
 use crate::stream::{DeliveryStream, Pause, consumer_name, log_stream_name};
 use crate::transform::Transformer;
 
 const CATALOG_FORMAT_VERSION: u32 = 1;
 const CATALOG_FILE_NAME: &str = "catalog.json";
-/// Pause after a failed pump (an I/O error, an unreachable backup) before the next try.
-const ERROR_BACKOFF_MS: u64 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct DeliveryStreamsOptions {
@@ -43,6 +44,9 @@ pub struct DeliveryStreamsOptions {
     pub start_workers: bool,
     /// Undelivered records of a DirectPut stream at which puts are throttled.
     pub backlog_records_max: u64,
+    /// Where backups and S3 destinations are written; `None` is the local directory
+    /// `data_dir/s3` only.
+    pub objects: Option<Arc<ObjectStores>>,
 }
 
 impl DeliveryStreamsOptions {
@@ -52,6 +56,7 @@ impl DeliveryStreamsOptions {
             transformer,
             start_workers: true,
             backlog_records_max: BACKLOG_RECORDS_MAX,
+            objects: None,
         }
     }
 }
@@ -102,7 +107,7 @@ pub struct StartFailure {
 
 pub struct DeliveryStreams {
     directory: PathBuf,
-    objects: ObjectStore,
+    objects: Arc<ObjectStores>,
     log: Arc<Log>,
     indices: Arc<Indices>,
     options: DeliveryStreamsOptions,
@@ -137,30 +142,38 @@ impl Pause for ChannelPause<'_> {
 
 fn run_worker(stream: Arc<DeliveryStream>, stop: Receiver<()>) {
     let pause = ChannelPause(&stop);
+    let mut error_backoff_ms = ERROR_BACKOFF_MS_FIRST;
     loop {
         if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
             break;
         }
         match stream.pump(&pause) {
-            Ok(outcome) if outcome.flushed_records > 0 => {}
+            Ok(outcome) if outcome.flushed_records > 0 => error_backoff_ms = ERROR_BACKOFF_MS_FIRST,
             Ok(_) => {
+                error_backoff_ms = ERROR_BACKOFF_MS_FIRST;
                 if !pause.pause(PUMP_TICK_MS) {
                     break;
                 }
             }
             Err(DeliveryError::Stopping(_)) => break,
             Err(error) => {
-                tracing::error!(delivery_stream = %stream.name(), %error, "delivery failed; will retry");
-                if !pause.pause(ERROR_BACKOFF_MS) {
+                tracing::error!(
+                    delivery_stream = %stream.name(),
+                    %error,
+                    "delivery failed; the batch is kept and retried in {error_backoff_ms} ms"
+                );
+                if !pause.pause(error_backoff_ms) {
                     break;
                 }
+                error_backoff_ms = (error_backoff_ms * 2).min(ERROR_BACKOFF_MS_MAX);
             }
         }
     }
 }
 
 impl DeliveryStreams {
-    /// Opens the catalog under `data_dir/delivery`, backups under `data_dir/s3`, and resumes
+    /// Opens the catalog under `data_dir/delivery`, backups under `data_dir/s3` (or where
+    /// [`DeliveryStreamsOptions::objects`] says), and resumes
     /// every delivery stream. A stream that cannot be resumed (its source stream was deleted) is
     /// logged and kept in the catalog, not running.
     pub fn open(
@@ -173,7 +186,10 @@ impl DeliveryStreams {
         fs::create_dir_all(&directory)
             .map_err(|e| DeliveryError::io(format!("creating {}", directory.display()), e))?;
         let streams = DeliveryStreams {
-            objects: ObjectStore::new(data_dir.join("s3")),
+            objects: options
+                .objects
+                .clone()
+                .unwrap_or_else(|| Arc::new(ObjectStores::local(data_dir.join("s3")))),
             configs: RwLock::new(read_catalog(&directory)?),
             directory,
             log,
@@ -201,8 +217,8 @@ impl DeliveryStreams {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The S3-like store of backups and S3 destinations.
-    pub fn objects(&self) -> &ObjectStore {
+    /// The object stores of backups and S3 destinations.
+    pub fn objects(&self) -> &Arc<ObjectStores> {
         &self.objects
     }
 

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub processing_failed_records: AtomicU64,
     pub dropped_records: AtomicU64,
     pub backup_records: AtomicU64,
+    /// Flushes whose destination or backup write failed (the batch was kept and retried).
+    pub delivery_failures: AtomicU64,
     /// Lambda invocations that failed after their retries, by (function name, Firehose error
     /// code); their records went to `processing-failed/`.
     processing_failures: Mutex<BTreeMap<(String, String), u64>>,
@@ -55,6 +57,7 @@ pub struct MetricsSnapshot {
     pub processing_failed_records: u64,
     pub dropped_records: u64,
     pub backup_records: u64,
+    pub delivery_failures: u64,
     /// `(function, error_code, failed invocations)`, sorted.
     pub processing_failures: Vec<(String, String, u64)>,
 }
@@ -106,6 +109,7 @@ impl Metrics {
             processing_failed_records: get(&self.processing_failed_records),
             dropped_records: get(&self.dropped_records),
             backup_records: get(&self.backup_records),
+            delivery_failures: get(&self.delivery_failures),
             processing_failures: self
                 .processing_failures
                 .lock()

@@ -17,9 +17,10 @@ use sluice_log::{
     AppendRecord, Clock, IteratorStart, Record, SequenceNumber, ShardPosition, Stream,
     limits::{READ_BYTES_MAX, READ_RECORDS_MAX},
 };
+use sluice_objects::ObjectStores;
 use sluice_search::{Indices, SearchError, WriteRequest, version::Condition};
 
-use crate::backup::{ObjectStore, object_key, object_uuid};
+use crate::backup::{object_key, object_uuid};
 use crate::config::{
     BackupMode, DeliveryStreamConfig, Destination, DocumentIdOption, LambdaProcessor,
     S3Destination, SearchDestination, Source,
@@ -82,6 +83,21 @@ pub struct ProcessingFailure {
     pub failed_records: u64,
 }
 
+/// A batch that could not be delivered or backed up (its destination or backup write failed):
+/// what DescribeDeliveryStream shows until a batch is delivered again. The batch stays in the
+/// source and is retried with a growing pause; nothing is lost or skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFailure {
+    /// The last error (cut at [`PROCESSING_FAILURE_MESSAGE_BYTES_MAX`]).
+    pub error_message: String,
+    /// When the first failure of this burst happened, by the stream's clock.
+    pub first_failed_ms: u64,
+    /// When the last one did.
+    pub last_failed_ms: u64,
+    /// Failed attempts in this burst.
+    pub failed_attempts: u64,
+}
+
 struct BufferState {
     positions: Vec<ShardPosition>,
     buffer: Vec<Record>,
@@ -102,10 +118,12 @@ pub struct DeliveryStream {
     source: Arc<Stream>,
     consumer: String,
     indices: Arc<Indices>,
-    objects: ObjectStore,
+    objects: Arc<ObjectStores>,
     transformer: Arc<dyn Transformer>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    /// Set while flushes fail (an unreachable S3, a full disk), cleared by the next success.
+    delivery_failure: Mutex<Option<DeliveryFailure>>,
     /// Offset after the last checkpointed record of shard 0 (DirectPut streams have one shard);
     /// the backlog is the log's end minus this.
     delivered_next_offset: AtomicU64,
@@ -136,7 +154,7 @@ impl DeliveryStream {
         config: DeliveryStreamConfig,
         source: Arc<Stream>,
         indices: Arc<Indices>,
-        objects: ObjectStore,
+        objects: Arc<ObjectStores>,
         transformer: Arc<dyn Transformer>,
         clock: Arc<dyn Clock>,
         backlog_records_max: u64,
@@ -165,6 +183,7 @@ impl DeliveryStream {
             transformer,
             clock,
             metrics: Metrics::default(),
+            delivery_failure: Mutex::new(None),
             delivered_next_offset: AtomicU64::new(delivered_next_offset),
             backlog_records_max,
             state: Mutex::new(BufferState {
@@ -256,6 +275,54 @@ impl DeliveryStream {
                     },
                 );
             }
+        }
+    }
+
+    /// Why batches fail to be delivered since the last one that was, if they do.
+    pub fn delivery_failure(&self) -> Option<DeliveryFailure> {
+        self.delivery_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn delivery_failed(&self, error: &DeliveryError) {
+        let now_ms = self.clock.now_ms();
+        let error_message = cut(&error.to_string(), PROCESSING_FAILURE_MESSAGE_BYTES_MAX);
+        Metrics::add(&self.metrics.delivery_failures, 1);
+        let mut failure = self
+            .delivery_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match failure.as_mut() {
+            Some(failure) => {
+                failure.error_message = error_message;
+                failure.last_failed_ms = now_ms;
+                failure.failed_attempts += 1;
+            }
+            None => {
+                *failure = Some(DeliveryFailure {
+                    error_message,
+                    first_failed_ms: now_ms,
+                    last_failed_ms: now_ms,
+                    failed_attempts: 1,
+                });
+            }
+        }
+    }
+
+    fn delivery_succeeded(&self) {
+        let cleared = self
+            .delivery_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(failure) = cleared {
+            tracing::info!(
+                delivery_stream = %self.config.name,
+                "delivery works again after {} failed attempts",
+                failure.failed_attempts
+            );
         }
     }
 
@@ -367,7 +434,14 @@ impl DeliveryStream {
                 buffered_records: state.buffer.len(),
             });
         }
-        self.flush(&state.buffer, pause)?;
+        match self.flush(&state.buffer, pause) {
+            Ok(()) => self.delivery_succeeded(),
+            Err(error @ DeliveryError::Stopping(_)) => return Err(error),
+            Err(error) => {
+                self.delivery_failed(&error);
+                return Err(error);
+            }
+        }
         self.checkpoint(&state.buffer)?;
         let flushed_records = state.buffer.len();
         state.buffer.clear();
@@ -857,7 +931,10 @@ impl DeliveryStream {
         let [first, last] = batch_key;
         let uuid = object_uuid(&[&self.config.name, first, last, kind]);
         let key = object_key(prefix, &self.config.name, self.clock.now_ms(), &uuid);
-        self.objects.put(bucket, &key, bytes)?;
+        let placement =
+            self.objects
+                .placement(bucket, location.s3.as_ref(), location.encryption.as_ref());
+        self.objects.put(&placement, bucket, &key, bytes)?;
         Ok(())
     }
 }

@@ -141,6 +141,8 @@ fn search_config(
                 prefix: String::new(),
                 error_output_prefix: None,
                 role_arn: None,
+                s3: None,
+                encryption: None,
             },
         }),
         created_time_ms: 0,
@@ -636,6 +638,8 @@ fn a_stream_that_cannot_resume_says_why_until_deleted() {
                     prefix: String::new(),
                     error_output_prefix: None,
                     role_arn: None,
+                    s3: None,
+                    encryption: None,
                 },
             }),
             created_time_ms: 0,
@@ -710,6 +714,8 @@ fn kinesis_source_is_read_from_latest_and_s3_destination_gets_objects() {
         prefix: "orders/".to_owned(),
         error_output_prefix: None,
         role_arn: None,
+        s3: None,
+        encryption: None,
     };
     let stream = streams
         .create(DeliveryStreamConfig {
@@ -792,4 +798,53 @@ fn puts_are_throttled_past_the_backlog_limit_until_delivery_catches_up() {
         10
     );
     stream.put_records(&hello(10)).unwrap();
+}
+
+#[test]
+fn a_failed_object_write_keeps_the_batch_is_described_and_is_retried() {
+    let fixture = fixture_with(Arc::new(NoFunctions));
+    let stream = fixture
+        .streams
+        .create(DeliveryStreamConfig {
+            name: "archive".to_owned(),
+            source: Source::DirectPut,
+            buffering: BufferingHints::from_firehose(1, 0).unwrap(),
+            processors: Vec::new(),
+            destination: Destination::S3(S3Destination {
+                location: S3Location {
+                    bucket_arn: "arn:aws:s3:::archive".to_owned(),
+                    prefix: "p/".to_owned(),
+                    error_output_prefix: None,
+                    role_arn: None,
+                    s3: None,
+                    encryption: None,
+                },
+            }),
+            created_time_ms: 0,
+        })
+        .unwrap();
+    // The bucket's folder cannot be made: a file stands where it goes.
+    std::fs::create_dir_all(fixture.root.join("s3")).unwrap();
+    std::fs::write(fixture.root.join("s3/archive"), b"in the way").unwrap();
+    stream.put_records(&hello(3)).unwrap();
+    let pause = AdvanceClock(fixture.clock.clone());
+    assert!(matches!(
+        stream.pump(&pause),
+        Err(DeliveryError::Objects(_))
+    ));
+    assert!(stream.pump(&pause).is_err());
+    let failure = stream.delivery_failure().unwrap();
+    assert_eq!(failure.failed_attempts, 2);
+    assert!(failure.error_message.contains("archive"), "{failure:?}");
+    assert_eq!(stream.metrics().snapshot().delivery_failures, 2);
+    assert_eq!(stream.metrics().snapshot().delivery_records, 0);
+
+    // Once the write works, the same records are delivered, and the failure is cleared.
+    std::fs::remove_file(fixture.root.join("s3/archive")).unwrap();
+    assert_eq!(stream.pump(&pause).unwrap().flushed_records, 3);
+    assert_eq!(stream.delivery_failure(), None);
+    let objects = files_under(&fixture.root.join("s3/archive/p"));
+    assert_eq!(objects.len(), 1);
+    assert_eq!(std::fs::read(&objects[0]).unwrap(), hello(3).concat());
+    assert_eq!(stream.pump(&pause).unwrap().flushed_records, 0);
 }

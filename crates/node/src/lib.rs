@@ -16,8 +16,11 @@
 //!   [`table_index`]);
 //! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
 //!   (see [`journal_streams`]);
-//! - `s3/<bucket>/<key>`: the local S3-like store, since Sluice has no S3: delivery backups,
-//!   S3 destinations and QLDB's ExportJournalToS3.
+//! - `s3/<bucket>/<key>`: the local S3-like store, the default home of delivery backups, S3
+//!   destinations and QLDB's ExportJournalToS3; buckets that [`NodeOptions::object_store`] lists
+//!   (or a delivery stream's own endpoint) go to real S3 instead, with the same keys;
+//! - `s3-staging/`: journal exports bound for real S3, written here first and uploaded whole
+//!   (removed after; what a crash leaves is removed at the next open).
 //!
 //! Ledger restores and imports read only from the `s3/` store and the operator's import
 //! directories ([`NodeOptions::import_dirs`]); long ledger operations (export, restore, import)
@@ -55,6 +58,7 @@ use sluice_delivery::{DeliveryStreams, DeliveryStreamsOptions, NoFunctions, Tran
 use sluice_ledger::{CancelToken, ImportRoots, Ledgers, Limits};
 use sluice_log::{Clock, Log, LogOptions, SystemClock};
 use sluice_mappings::{EventSourceMappings, InvokeFailure, Invoker};
+use sluice_objects::{ObjectStoreConfig, ObjectStores};
 use sluice_search::Indices;
 use sluice_tables::Tables;
 
@@ -66,6 +70,9 @@ pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often the maintenance worker looks for indices whose refresh interval has passed.
 pub const REFRESH_TICK: Duration = Duration::from_millis(100);
+
+/// The folder of the data directory where journal exports bound for S3 are staged.
+pub const S3_STAGING_DIR: &str = "s3-staging";
 
 /// Mode of the data directory: only its owner may list or enter it.
 #[cfg(unix)]
@@ -92,6 +99,8 @@ pub enum NodeError {
     Tables(#[from] sluice_tables::TablesError),
     #[error(transparent)]
     Mappings(#[from] sluice_mappings::MappingError),
+    #[error(transparent)]
+    Objects(#[from] sluice_objects::ObjectsError),
     #[error(transparent)]
     JournalStreams(#[from] journal_streams::JournalStreamError),
     #[error(transparent)]
@@ -122,6 +131,9 @@ pub struct NodeOptions {
     pub ledger_replicas: Vec<ReplicaConfig>,
     /// Which tables the built-in indexer writes into search, and where; none by default.
     pub table_index: TableIndexConfig,
+    /// Which buckets live in real S3 and how to reach it (the `--config` file's
+    /// `object_store`); none by default: every object goes into `data_dir/s3`.
+    pub object_store: ObjectStoreConfig,
 }
 
 impl Default for NodeOptions {
@@ -134,6 +146,7 @@ impl Default for NodeOptions {
             ledger_index: LedgerIndexConfig::default(),
             ledger_replicas: Vec::new(),
             table_index: TableIndexConfig::default(),
+            object_store: ObjectStoreConfig::default(),
         }
     }
 }
@@ -164,6 +177,7 @@ pub struct Node {
     ledgers: Arc<Ledgers>,
     tables: Arc<Tables>,
     import_roots: ImportRoots,
+    objects: Arc<ObjectStores>,
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
     mappings: Arc<EventSourceMappings>,
@@ -212,11 +226,22 @@ impl Node {
             options.clock.clone(),
         )?);
         let import_roots = ImportRoots::new(&data_dir.join("s3"), &options.import_dirs)?;
+        let objects = Arc::new(ObjectStores::new(
+            data_dir.join("s3"),
+            options.object_store.clone(),
+        )?);
+        let staging = data_dir.join(S3_STAGING_DIR);
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(io)?;
+        }
         let delivery = Arc::new(DeliveryStreams::open(
             data_dir,
             log.clone(),
             indices.clone(),
-            DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone()),
+            DeliveryStreamsOptions {
+                objects: Some(objects.clone()),
+                ..DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone())
+            },
         )?);
         let mappings = Arc::new(EventSourceMappings::open(
             &data_dir.join("mappings"),
@@ -292,6 +317,7 @@ impl Node {
             ledgers,
             tables,
             import_roots,
+            objects,
             long_operations: CancelToken::new(),
             delivery,
             mappings,
@@ -328,10 +354,21 @@ impl Node {
         &self.tables
     }
 
-    /// Where ExportJournalToS3 writes, Sluice having no S3: `data_dir/s3`, holding one
-    /// directory per bucket, `<bucket>/<prefix>/…`.
+    /// Where ExportJournalToS3 writes by default: `data_dir/s3`, holding one directory per
+    /// bucket, `<bucket>/<prefix>/…`.
     pub fn s3_dir(&self) -> PathBuf {
         self.data_dir.join("s3")
+    }
+
+    /// Where journal exports bound for real S3 are written before they are uploaded: a fresh
+    /// directory under `data_dir/s3-staging` (emptied at every open).
+    pub fn s3_staging_dir(&self) -> PathBuf {
+        self.data_dir.join(S3_STAGING_DIR)
+    }
+
+    /// The object stores: the local `s3/` directory and the configured S3 buckets.
+    pub fn objects(&self) -> &Arc<ObjectStores> {
+        &self.objects
     }
 
     /// Where ledger restores and imports may read: the `s3/` store and the import directories.

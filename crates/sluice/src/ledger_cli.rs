@@ -594,7 +594,8 @@ pub fn verify(client: &AwsClient, name: &str) -> anyhow::Result<()> {
 
 /// `sluice ledger export`: ExportJournalToS3 into the server's `data_dir/s3/<bucket>/<prefix>`;
 /// prints the export's directory (what `ledger restore --from` takes) and, on stderr, the same
-/// export as `--bucket`/`--prefix`.
+/// export as `--bucket`/`--prefix`. For a bucket the server keeps in real S3 it prints the
+/// export's `s3://` URI (restores read only local exports).
 pub fn export(
     client: &AwsClient,
     name: &str,
@@ -612,7 +613,14 @@ pub fn export(
             "OutputFormat": format,
         }),
     )?;
-    println!("{}", text(&answer, "/ExportDirectory")?);
+    // A bucket the server keeps in real S3 is answered with the export's S3 URI instead.
+    match answer.pointer("/ExportS3Uri").and_then(Value::as_str) {
+        Some(uri) => {
+            println!("{uri}");
+            return Ok(());
+        }
+        None => println!("{}", text(&answer, "/ExportDirectory")?),
+    }
     let export_id = text(&answer, "/ExportId")?;
     let export_prefix = [prefix.trim_matches('/'), name, export_id]
         .iter()

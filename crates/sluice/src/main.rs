@@ -216,8 +216,12 @@ struct UpArgs {
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
     /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
     /// default), `ledger_replicas` (`[{"source", "target"}]`: ledgers replayed into other
-    /// ledgers), and `table_indexing` (`{"tables": {TABLE: {"index", "mapping"}}}`: the built-in
-    /// indexing of tables' streams into search, only for the tables named).
+    /// ledgers), `table_indexing` (`{"tables": {TABLE: {"index", "mapping"}}}`: the built-in
+    /// indexing of tables' streams into search, only for the tables named), and `object_store`
+    /// (`{"s3": {"endpoint_url", "region", "virtual_hosted_style", "access_key_id",
+    /// "secret_access_key", "session_token", "multipart_threshold_bytes", "part_bytes"},
+    /// "buckets": {BUCKET: {"server_side_encryption", "kms_key_id"}}}`: the buckets of backups,
+    /// S3 destinations and journal exports that live in real S3; the rest stay in DATA_DIR/s3).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The Python interpreter of functions created through the Lambda API with a `python3.x`
@@ -292,6 +296,10 @@ struct ConfigFile {
     /// The built-in indexing of tables into search (off unless a table is named).
     #[serde(default)]
     table_indexing: sluice_node::TableIndexConfig,
+    /// Which buckets of backups, S3 destinations and journal exports live in real S3, and
+    /// how to reach it (none by default: the local `s3/` directory).
+    #[serde(default)]
+    object_store: sluice_objects::ObjectStoreConfig,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -548,6 +556,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             ledger_index: config.ledger_indexing,
             ledger_replicas: config.ledger_replicas,
             table_index: config.table_indexing,
+            object_store: config.object_store,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))
@@ -830,12 +839,15 @@ fn aws_api(node: &Arc<Node>, lambda: Arc<LambdaService>) -> AwsApi {
         node.ledgers().clone(),
         Arc::new(sluice_ledger::SystemClock),
     ));
-    let qldb = Arc::new(QldbService::new(
-        node.ledgers().clone(),
-        node.journal_streams().clone(),
-        node.import_roots().clone(),
-        node.long_operations().clone(),
-    ));
+    let qldb = Arc::new(
+        QldbService::new(
+            node.ledgers().clone(),
+            node.journal_streams().clone(),
+            node.import_roots().clone(),
+            node.long_operations().clone(),
+        )
+        .with_object_stores(node.objects().clone(), node.s3_staging_dir()),
+    );
     AwsApi::new()
         .with_json_service(Arc::new(KinesisService::new(Arc::clone(node.log()))))
         .with_json_service(Arc::new(FirehoseService::new(node.clone())))

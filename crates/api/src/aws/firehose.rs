@@ -4,6 +4,12 @@
 //! exception in [`delivery_error`]. A destination with a ClusterEndpoint (an external cluster)
 //! is refused for now: Sluice delivers into its own index.
 //!
+//! An S3 configuration (of an ExtendedS3 destination, or a search destination's backup) may
+//! carry the Sluice member [`S3_EXTENSION_MEMBER`] naming its own S3 service; Firehose's
+//! `KMSEncryptionConfig` asks for SSE-KMS. Otherwise the bucket goes where the node's
+//! `object_store` configuration says (the local directory unless it lists the bucket). A stream
+//! whose batches cannot be written says so as `FailureDescription` until one is.
+//!
 //! A Lambda processor that fails (it cannot start, raises, times out) shows in
 //! DescribeDeliveryStream as `FailureDescription` `{Type: UNKNOWN_ERROR, Details}` until its next
 //! successful invocation, while `DeliveryStreamStatus` stays `ACTIVE`: real Firehose keeps a
@@ -21,12 +27,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use sluice_delivery::{
-    BackupMode, BufferingHints, DeliveryError, DeliveryStream, DeliveryStreamConfig, Destination,
-    DocumentIdOption, IndexRotation, LambdaProcessor, ProcessingFailure, S3Destination, S3Location,
-    SearchDestination, SearchFlavor, Source, StartFailure, StartPhase, lambda_function_name,
-    limits,
+    BackupMode, BufferingHints, DeliveryError, DeliveryFailure, DeliveryStream,
+    DeliveryStreamConfig, Destination, DocumentIdOption, IndexRotation, LambdaProcessor,
+    ProcessingFailure, S3Destination, S3Location, SearchDestination, SearchFlavor, Source,
+    StartFailure, StartPhase, lambda_function_name, limits,
 };
 use sluice_node::Node;
+use sluice_objects::{Encryption, S3Target};
 
 use super::{
     ACCOUNT_ID, AwsError, BoxFuture, Format, JsonService, Operation, REGION, RestRoute, RestService,
@@ -151,8 +158,93 @@ fn buffering(destination: &Value) -> Result<BufferingHints, AwsError> {
     .map_err(delivery_error)
 }
 
+/// The Sluice extension member of an S3 configuration that names its own S3 service:
+/// `{"EndpointURL", "Region", "VirtualHostedStyle", "ServerSideEncryption", "SSEKMSKeyId"}`.
+/// Without it, a bucket the node's `object_store` configuration lists goes to S3 and any other
+/// to the local directory.
+pub const S3_EXTENSION_MEMBER: &str = "SluiceS3";
+
+/// Firehose's `EncryptionConfiguration` and the extension's encryption, as one choice.
+fn s3_encryption(
+    configuration: &Value,
+    extension: Option<&Value>,
+) -> Result<Option<Encryption>, AwsError> {
+    let kms_key = match configuration.get("EncryptionConfiguration") {
+        None | Some(Value::Null) => None,
+        Some(encryption) => match encryption.get("KMSEncryptionConfig") {
+            None | Some(Value::Null) => None,
+            Some(kms) => Some(required(kms, "AWSKMSKeyARN")?.to_owned()),
+        },
+    };
+    let extension_encryption = match extension {
+        None => None,
+        Some(extension) => {
+            let header = string(extension, "ServerSideEncryption")?;
+            let key_id = string(extension, "SSEKMSKeyId")?;
+            if header.is_none() && key_id.is_none() {
+                None
+            } else {
+                Some(
+                    Encryption::from_header(header, key_id)
+                        .map_err(|error| invalid(format!("{S3_EXTENSION_MEMBER}: {error}")))?,
+                )
+            }
+        }
+    };
+    match (kms_key, extension_encryption) {
+        (Some(_), Some(_)) => Err(invalid(format!(
+            "give either EncryptionConfiguration.KMSEncryptionConfig or {S3_EXTENSION_MEMBER}.ServerSideEncryption, not both"
+        ))),
+        (Some(key), None) => Ok(Some(Encryption::Kms { key_id: Some(key) })),
+        (None, encryption) => Ok(encryption),
+    }
+}
+
+fn s3_target(extension: Option<&Value>) -> Result<Option<S3Target>, AwsError> {
+    let Some(extension) = extension else {
+        return Ok(None);
+    };
+    if !extension.is_object() {
+        return Err(invalid(format!("{S3_EXTENSION_MEMBER} must be an object")));
+    }
+    if let Some(object) = extension.as_object()
+        && let Some(unknown) = object.keys().find(|key| {
+            ![
+                "EndpointURL",
+                "Region",
+                "VirtualHostedStyle",
+                "ServerSideEncryption",
+                "SSEKMSKeyId",
+            ]
+            .contains(&key.as_str())
+        })
+    {
+        return Err(invalid(format!(
+            "{S3_EXTENSION_MEMBER}.{unknown} is not a member; it takes EndpointURL, Region, VirtualHostedStyle, ServerSideEncryption and SSEKMSKeyId"
+        )));
+    }
+    let virtual_hosted_style = match extension.get("VirtualHostedStyle") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => {
+            return Err(AwsError::client(
+                "SerializationException",
+                "VirtualHostedStyle must be a boolean",
+            ));
+        }
+    };
+    Ok(Some(S3Target {
+        endpoint_url: string(extension, "EndpointURL")?.map(str::to_owned),
+        region: string(extension, "Region")?.map(str::to_owned),
+        virtual_hosted_style,
+    }))
+}
+
 fn s3_location(configuration: &Value, path: &str) -> Result<S3Location, AwsError> {
+    let extension = configuration.get(S3_EXTENSION_MEMBER);
     Ok(S3Location {
+        s3: s3_target(extension)?,
+        encryption: s3_encryption(configuration, extension)?,
         bucket_arn: string(configuration, "BucketARN")?
             .ok_or_else(|| missing(&format!("{path}.bucketARN")))?
             .to_owned(),
@@ -410,11 +502,40 @@ fn s3_description(location: &S3Location, buffering: Option<BufferingHints>) -> V
         "BucketARN": location.bucket_arn,
         "Prefix": location.prefix,
         "CompressionFormat": "UNCOMPRESSED",
-        "EncryptionConfiguration": {"NoEncryptionConfig": "NoEncryption"},
+        "EncryptionConfiguration": match &location.encryption {
+            Some(Encryption::Kms { key_id: Some(key) }) => {
+                json!({"KMSEncryptionConfig": {"AWSKMSKeyARN": key}})
+            }
+            _ => json!({"NoEncryptionConfig": "NoEncryption"}),
+        },
         "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 300},
     });
     if let Some(prefix) = &location.error_output_prefix {
         description["ErrorOutputPrefix"] = json!(prefix);
+    }
+    if location.s3.is_some() || location.encryption.is_some() {
+        let mut extension = Map::new();
+        if let Some(target) = &location.s3 {
+            if let Some(endpoint) = &target.endpoint_url {
+                extension.insert("EndpointURL".into(), json!(endpoint));
+            }
+            if let Some(region) = &target.region {
+                extension.insert("Region".into(), json!(region));
+            }
+            extension.insert(
+                "VirtualHostedStyle".into(),
+                json!(target.virtual_hosted_style),
+            );
+        }
+        if let Some(encryption) = &location.encryption {
+            if let Some(header) = encryption.header() {
+                extension.insert("ServerSideEncryption".into(), json!(header));
+            }
+            if let Encryption::Kms { key_id: Some(key) } = encryption {
+                extension.insert("SSEKMSKeyId".into(), json!(key));
+            }
+        }
+        description[S3_EXTENSION_MEMBER] = Value::Object(extension);
     }
     if let Some(hints) = buffering {
         description["BufferingHints"] = buffering_description(hints);
@@ -461,6 +582,7 @@ fn metrics_description(stream: &DeliveryStream) -> Value {
         "ProcessingFailedRecords": m.processing_failed_records,
         "DroppedRecords": m.dropped_records,
         "BackupToS3.Records": m.backup_records,
+        "DeliveryFailures": m.delivery_failures,
     })
 }
 
@@ -491,6 +613,20 @@ fn failure_description(failure: &ProcessingFailure) -> Value {
             rfc3339(failure.first_failed_ms),
             failure.failed_records,
             failure.error_code,
+            failure.error_message
+        ),
+    })
+}
+
+/// A batch that keeps failing to be written (an unreachable S3 bucket, a full disk) as
+/// DescribeDeliveryStream's `FailureDescription`: nothing is lost, the batch is retried.
+fn delivery_failure_description(failure: &DeliveryFailure) -> Value {
+    json!({
+        "Type": FAILURE_TYPE_UNKNOWN,
+        "Details": format!(
+            "delivery failed {} times since {}; the records are kept and retried with a growing pause; last error: {}",
+            failure.failed_attempts,
+            rfc3339(failure.first_failed_ms),
             failure.error_message
         ),
     })
@@ -614,8 +750,11 @@ fn describe(
     if let Some(stream) = stream {
         // A Sluice extension: CloudWatch's per-stream metrics, as counters since start.
         description["SluiceMetrics"] = metrics_description(stream);
-        // One failure is described; with several failing processors, the first in ARN order.
-        if let Some(failure) = stream.processing_failures().first() {
+        // One failure is described: a batch that cannot be delivered first (nothing moves
+        // until it is), else the first failing processor in ARN order.
+        if let Some(failure) = stream.delivery_failure() {
+            description["FailureDescription"] = delivery_failure_description(&failure);
+        } else if let Some(failure) = stream.processing_failures().first() {
             description["FailureDescription"] = failure_description(failure);
         }
     } else if let Some(failure) = start_failure {
@@ -771,7 +910,7 @@ pub fn prometheus_text(node: &Node) -> String {
     let mut text = String::new();
     type Get = fn(&sluice_delivery::MetricsSnapshot) -> f64;
     #[allow(clippy::cast_precision_loss)]
-    let families: [(&str, &str, &str, Get); 13] = [
+    let families: [(&str, &str, &str, Get); 14] = [
         (
             "sluice_firehose_incoming_records_total",
             "counter",
@@ -849,6 +988,12 @@ pub fn prometheus_text(node: &Node) -> String {
             "counter",
             "records backed up (AllDocuments)",
             |m| m.backup_records as f64,
+        ),
+        (
+            "sluice_firehose_delivery_failures_total",
+            "counter",
+            "flushes whose destination or backup write failed (the batch was kept and retried)",
+            |m| m.delivery_failures as f64,
         ),
     ];
     for (name, kind, help, get) in families {

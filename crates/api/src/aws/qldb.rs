@@ -6,9 +6,13 @@
 //! (`RoleArn` is required, as in QLDB, and kept, not checked). DeleteLedger refuses a ledger
 //! with active journal streams (`ResourceInUseException`): cancel them first.
 //!
-//! Sluice has no S3: ExportJournalToS3 writes into `data_dir/s3/<Bucket>/<Prefix>`, in the layout
-//! of QLDB's S3 exports (`<ledger>/<exportId>/…`), and answers with that directory as the
-//! Sluice extension field `ExportDirectory`.
+//! ExportJournalToS3 writes into `data_dir/s3/<Bucket>/<Prefix>` by default, in the layout of
+//! QLDB's S3 exports (`<ledger>/<exportId>/…`), and answers with that directory as the Sluice
+//! extension field `ExportDirectory`. A bucket that the node's `object_store` configuration
+//! lists goes to real S3 instead: the export is written into a staging directory, uploaded with
+//! the same keys (the completed manifest last, so its presence still means the export is
+//! whole), its `EncryptionConfiguration` (`SSE_S3`, `SSE_KMS` with `KmsKeyArn`) passed on as
+//! S3's server-side encryption, and answered with `ExportS3Uri` instead.
 //!
 //! Sluice extensions, on the same port and in the same style:
 //! - `POST /ledgers/{name}/restore`: creates ledger `name` from a journal export of Sluice (every
@@ -25,6 +29,7 @@
 //! during one, it answers `ServiceUnavailableException` (503) and creates nothing.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use hyper::{Method, StatusCode};
@@ -37,6 +42,7 @@ use sluice_node::JournalStreams;
 use sluice_node::journal_streams::{
     JournalStreamDescription, JournalStreamError, JournalStreamRequest,
 };
+use sluice_objects::{Encryption, ObjectStores, Placement};
 use time::OffsetDateTime;
 
 use super::{
@@ -159,6 +165,9 @@ pub struct QldbService {
     /// Set when the server stops: exports, restores and imports in flight end at once.
     cancel: CancelToken,
     exports: Mutex<VecDeque<(String, String, Value)>>,
+    /// Where exports go when their bucket lives in S3, and where they are staged first; `None`
+    /// writes every export into the local s3 store.
+    objects: Option<(Arc<ObjectStores>, PathBuf)>,
 }
 
 impl QldbService {
@@ -174,7 +183,19 @@ impl QldbService {
             roots,
             cancel,
             exports: Mutex::new(VecDeque::new()),
+            objects: None,
         }
+    }
+
+    /// Sends exports to the buckets of `objects` that live in S3, staged in a fresh directory
+    /// under `staging_dir`.
+    pub fn with_object_stores(
+        mut self,
+        objects: Arc<ObjectStores>,
+        staging_dir: PathBuf,
+    ) -> QldbService {
+        self.objects = Some((objects, staging_dir));
+        self
     }
 }
 
@@ -421,6 +442,39 @@ fn s3_member<'a>(configuration: &'a Value, name: &str) -> Result<Option<&'a str>
         Some(Value::String(text)) => Ok(Some(text)),
         Some(_) => Err(invalid_parameter(format!(
             "S3ExportConfiguration.{name} must be a string"
+        ))),
+    }
+}
+
+/// QLDB's `S3ExportConfiguration.EncryptionConfiguration` as S3 server-side encryption;
+/// `NO_ENCRYPTION` (or none) leaves the bucket's configured encryption.
+fn export_encryption(configuration: &Value) -> Result<Option<Encryption>, AwsError> {
+    let Some(encryption) = configuration.get("EncryptionConfiguration") else {
+        return Ok(None);
+    };
+    let member = |name: &str| -> Result<Option<&str>, AwsError> {
+        match encryption.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(invalid_parameter(format!(
+                "EncryptionConfiguration.{name} must be a string"
+            ))),
+        }
+    };
+    let key = member("KmsKeyArn")?;
+    match member("ObjectEncryptionType")? {
+        None | Some("NO_ENCRYPTION") => Ok(None),
+        Some("SSE_S3") => Ok(Some(Encryption::Aes256)),
+        Some("SSE_KMS") => match key {
+            Some(key) => Ok(Some(Encryption::Kms {
+                key_id: Some(key.to_owned()),
+            })),
+            None => Err(invalid_parameter(
+                "EncryptionConfiguration.KmsKeyArn is required with SSE_KMS",
+            )),
+        },
+        Some(other) => Err(invalid_parameter(format!(
+            "EncryptionConfiguration.ObjectEncryptionType {other} is not one of SSE_KMS, SSE_S3, NO_ENCRYPTION"
         ))),
     }
 }
@@ -696,10 +750,61 @@ impl QldbService {
         };
         let start = timestamp_field(body, "InclusiveStartTime")?;
         let end = timestamp_field(body, "ExclusiveEndTime")?;
+        let encryption = export_encryption(configuration)?;
         let ledger = self.ledgers.ledger(name).map_err(control_error)?;
-        let export = ledger
-            .export_journal(&root, format, start, end, &self.cancel)
-            .map_err(control_error)?;
+        let placement = self.objects.as_ref().map(|(objects, staging)| {
+            (
+                objects,
+                staging,
+                objects.placement(bucket, None, encryption.as_ref()),
+            )
+        });
+        let (export, location) = match placement {
+            Some((objects, staging, placement @ Placement::S3 { .. })) => {
+                // The key prefix exactly as the local store lays it out under the bucket.
+                let local_bucket = self.roots.s3_path(bucket, "").map_err(control_error)?;
+                let relative = root
+                    .strip_prefix(&local_bucket)
+                    .map_err(|_| AwsError::internal("export prefix outside its bucket"))?
+                    .to_path_buf();
+                let staged = staging.join(sluice_ledger::model::new_id());
+                let export = ledger
+                    .export_journal(&staged.join(&relative), format, start, end, &self.cancel)
+                    .map_err(control_error);
+                let uploaded = export.and_then(|export| {
+                    objects
+                        .put_directory(&placement, bucket, "", &staged, ".completed.manifest")
+                        .map_err(|error| {
+                            AwsError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "ServiceUnavailableException",
+                                format!("uploading the export failed: {error}"),
+                            )
+                        })?;
+                    Ok(export)
+                });
+                if let Err(error) = std::fs::remove_dir_all(&staged) {
+                    tracing::warn!(%error, staged = %staged.display(), "removing a staged export failed");
+                }
+                let export = uploaded?;
+                let key = export
+                    .directory
+                    .strip_prefix(&staged)
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default();
+                (
+                    export,
+                    json!({"ExportS3Uri": format!("s3://{bucket}/{key}")}),
+                )
+            }
+            _ => {
+                let export = ledger
+                    .export_journal(&root, format, start, end, &self.cancel)
+                    .map_err(control_error)?;
+                let directory = export.directory.display().to_string();
+                (export, json!({"ExportDirectory": directory}))
+            }
+        };
         let description = json!({
             "LedgerName": name,
             "ExportId": export.export_id,
@@ -719,11 +824,14 @@ impl QldbService {
             exports.pop_front();
         }
         exports.push_back((name.to_owned(), export.export_id.clone(), description));
-        Ok(json!({
+        let mut answer = json!({
             "ExportId": export.export_id,
-            "ExportDirectory": export.directory.display().to_string(),
             "BlocksExported": export.blocks_exported,
-        }))
+        });
+        if let (Some(answer), Value::Object(location)) = (answer.as_object_mut(), location) {
+            answer.extend(location);
+        }
+        Ok(answer)
     }
 }
 
