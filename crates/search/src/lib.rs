@@ -50,4 +50,4 @@ pub use query::Query;
 pub use resolve::{IndicesOptions, ResolvedName};
 pub use settings::IndexSettings;
 pub use snapshots::{SearcherSnapshot, Snapshots};
-pub use sort::{FieldSort, SortKey, SortMissing, SortMode, SortOrder, SortValue};
+pub use sort::{FieldSort, ScriptSort, SortKey, SortMissing, SortMode, SortOrder, SortValue};

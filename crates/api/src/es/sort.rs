@@ -1,11 +1,12 @@
 //! The `sort` of a search: its JSON shapes (a field name, `{"f": "desc"}`, `{"f": {"order",
 //! "missing", "unmapped_type", "mode", "format"}}`, `_score`, `_doc`, an array of them) and the
 //! URL's `sort=f:desc,g`, read into `search`'s [`SortKey`]s (`_shard_doc` too; the search
-//! checks it has a point in time). Options Sluice does not implement (`nested`, `numeric_type`,
-//! script and geo-distance sorts) are refused by name.
+//! checks it has a point in time), and `_script` sorts of type `number`. Options Sluice does not
+//! implement (`nested`, `numeric_type`, string script sorts and geo-distance sorts) are refused
+//! by name.
 
 use serde_json::Value;
-use sluice_search::{FieldSort, SortKey, SortMissing, SortMode, SortOrder};
+use sluice_search::{FieldSort, ScriptSort, SortKey, SortMissing, SortMode, SortOrder};
 
 use super::EsError;
 
@@ -114,7 +115,10 @@ fn parse_one(value: &Value) -> Result<SortKey, EsError> {
                     object.keys().cloned().collect::<Vec<_>>().join(", ")
                 )));
             };
-            if matches!(field.as_str(), "_script" | "_geo_distance" | "_geoDistance") {
+            if field == "_script" {
+                return parse_script_sort(options);
+            }
+            if matches!(field.as_str(), "_geo_distance" | "_geoDistance") {
                 return Err(EsError::illegal_argument(format!(
                     "[{field}] sort is not supported by Sluice yet"
                 )));
@@ -131,6 +135,64 @@ fn parse_one(value: &Value) -> Result<SortKey, EsError> {
             "[sort] must hold field names or objects, got [{other}]"
         ))),
     }
+}
+
+/// `{"_script": {"type": "number", "script": …, "order": …}}`: the script's number per
+/// document (the Painless subset of `sluice-script`, with `doc`, `params` and `_score`).
+fn parse_script_sort(options: &Value) -> Result<SortKey, EsError> {
+    let Value::Object(options) = options else {
+        return Err(EsError::parse("[_script] sort must be an object"));
+    };
+    let mut script = None;
+    let mut order = SortOrder::Asc;
+    let mut numeric = None;
+    for (name, value) in options {
+        match name.as_str() {
+            "script" => script = Some(super::scripts::parse_script(value, false)?),
+            "type" => {
+                numeric = Some(match value.as_str() {
+                    Some("number") => true,
+                    Some("string") => false,
+                    _ => {
+                        return Err(EsError::illegal_argument(format!(
+                            "Unknown ScriptSortType [{}]",
+                            value
+                                .as_str()
+                                .map_or_else(|| value.to_string(), str::to_string)
+                        )));
+                    }
+                })
+            }
+            "order" => order = parse_order(value)?,
+            "mode" => {
+                // A script gives one value per document: every mode keeps it.
+                parse_mode(value)?;
+            }
+            "nested" => {
+                return Err(EsError::illegal_argument(
+                    "[nested] of a script sort is not supported by Sluice yet",
+                ));
+            }
+            other => {
+                return Err(EsError::parse(format!("[_script] unknown field [{other}]")));
+            }
+        }
+    }
+    let script = script.ok_or_else(|| EsError::parse("[_script] requires a [script]"))?;
+    match numeric {
+        Some(true) => {}
+        Some(false) => {
+            return Err(EsError::illegal_argument(
+                "[_script] sort of [type] [string] is not supported by Sluice yet; use [number]",
+            ));
+        }
+        None => return Err(EsError::parse("[_script] requires a [type]")),
+    }
+    Ok(SortKey::Script(ScriptSort {
+        script: script.script,
+        params: script.params,
+        order,
+    }))
 }
 
 fn parse_options(
@@ -249,8 +311,8 @@ mod tests {
     #[test]
     fn unsupported_sorts_are_refused_by_name() {
         assert_eq!(
-            reason(json!({"_script": {"type": "number"}})),
-            "[_script] sort is not supported by Sluice yet"
+            reason(json!({"_script": {"type": "string", "script": "1"}})),
+            "[_script] sort of [type] [string] is not supported by Sluice yet; use [number]"
         );
         assert_eq!(
             reason(json!({"a": {"nested": {"path": "x"}}})),

@@ -362,6 +362,7 @@ impl Partial {
             | AggKind::Histogram(_)
             | AggKind::DateHistogram(_)
             | AggKind::Range(_)
+            | AggKind::IpRange(_)
             | AggKind::Filters(_) => Partial::Buckets(BucketsAcc::new(ValueFormat::Raw)),
             AggKind::AutoDateHistogram(spec) => Partial::AutoDate(AutoDateAcc {
                 level: spec.minimum,
