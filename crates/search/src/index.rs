@@ -1477,7 +1477,9 @@ impl Index {
             })
             .collect();
         let limit = page.from.saturating_add(page.size);
-        let fruit = searcher.search(query, &sort.collector(limit, scored, bases, page.bounds()))?;
+        let scoring = scored || crate::sort::sort_reads_scores(keys);
+        let fruit =
+            searcher.search(query, &sort.collector(limit, scoring, bases, page.bounds()))?;
         if let Some(reason) = fruit.collapse_error {
             return Err(SearchError::illegal(reason));
         }

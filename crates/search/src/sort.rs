@@ -127,11 +127,15 @@ impl SortKey {
     }
 }
 
-/// Whether a search sorted by `keys` computes scores: if a key is `_score` or a script (which
-/// may read `_score`).
+/// Whether a search sorted by `keys` computes scores: only if a key is `_score`.
 pub fn sorts_by_score(keys: &[SortKey]) -> bool {
-    keys.iter()
-        .any(|key| matches!(key, SortKey::Score(_) | SortKey::Script(_)))
+    keys.iter().any(|key| matches!(key, SortKey::Score(_)))
+}
+
+/// Whether the collector must score documents: a script may read `_score` (the hits still show
+/// none unless the sort or `track_scores` asks, as in Elasticsearch).
+pub(crate) fn sort_reads_scores(keys: &[SortKey]) -> bool {
+    keys.iter().any(|key| matches!(key, SortKey::Script(_)))
 }
 
 /// One sort value of a hit, as Elasticsearch shows it.

@@ -130,11 +130,7 @@ fn parse_collapse(value: &Value) -> Result<CollapseRequest, EsError> {
                 )
             }
             "inner_hits" => match value {
-                Value::Array(items) => {
-                    for item in items {
-                        inner_hits.push(item);
-                    }
-                }
+                Value::Array(items) => inner_hits.extend(items),
                 other => inner_hits.push(other),
             },
             "max_concurrent_group_searches" => {
