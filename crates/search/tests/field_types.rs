@@ -561,7 +561,7 @@ fn collapse_keeps_the_best_document_of_the_best_groups_as_a_model_does() {
         .into_iter()
         .map(|(user, (price, id))| (price, id, user.map_or(Value::Null, Value::from)))
         .collect();
-    expected.sort_by(|a, b| b.0.cmp(&a.0));
+    expected.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     for (from, size) in [(0, 3), (2, 5), (0, 20)] {
         let query = Query::match_all();
         let page = sluice_search::SearchPage {
