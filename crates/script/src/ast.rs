@@ -127,6 +127,81 @@ pub(crate) enum Stmt {
     Return(Option<Expr>, Span),
 }
 
+/// Calls `f` with every expression of `stmt`, outermost first.
+pub(crate) fn visit_stmt(stmt: &Stmt, f: &mut dyn FnMut(&Expr)) {
+    match stmt {
+        Stmt::Expr(expr) => visit_expr(expr, f),
+        Stmt::Declare { value, .. } => {
+            if let Some(value) = value {
+                visit_expr(value, f);
+            }
+        }
+        Stmt::If {
+            condition,
+            then,
+            otherwise,
+        } => {
+            visit_expr(condition, f);
+            for stmt in then.iter().chain(otherwise.iter().flatten()) {
+                visit_stmt(stmt, f);
+            }
+        }
+        Stmt::Block(stmts) => stmts.iter().for_each(|stmt| visit_stmt(stmt, f)),
+        Stmt::Return(value, _) => {
+            if let Some(value) = value {
+                visit_expr(value, f);
+            }
+        }
+    }
+}
+
+/// Calls `f` with `expr` and every expression inside it, outermost first.
+pub(crate) fn visit_expr(expr: &Expr, f: &mut dyn FnMut(&Expr)) {
+    f(expr);
+    match &expr.kind {
+        ExprKind::Literal(_) | ExprKind::Var(_) => {}
+        ExprKind::Member { target, .. } | ExprKind::Step { target, .. } => visit_expr(target, f),
+        ExprKind::Neg(inner) | ExprKind::Not(inner) => visit_expr(inner, f),
+        ExprKind::Index { target, index } => {
+            visit_expr(target, f);
+            visit_expr(index, f);
+        }
+        ExprKind::Call { target, args, .. } => {
+            visit_expr(target, f);
+            args.iter().for_each(|arg| visit_expr(arg, f));
+        }
+        ExprKind::MathCall { args, .. } | ExprKind::List(args) => {
+            args.iter().for_each(|arg| visit_expr(arg, f))
+        }
+        ExprKind::Binary { left, right, .. }
+        | ExprKind::And(left, right)
+        | ExprKind::Or(left, right)
+        | ExprKind::Elvis(left, right) => {
+            visit_expr(left, f);
+            visit_expr(right, f);
+        }
+        ExprKind::Conditional {
+            condition,
+            then,
+            otherwise,
+        } => {
+            visit_expr(condition, f);
+            visit_expr(then, f);
+            visit_expr(otherwise, f);
+        }
+        ExprKind::Assign { target, value, .. } => {
+            visit_expr(target, f);
+            visit_expr(value, f);
+        }
+        ExprKind::Map(entries) => {
+            for (key, value) in entries {
+                visit_expr(key, f);
+                visit_expr(value, f);
+            }
+        }
+    }
+}
+
 /// Declared types a local may have; numbers assigned to a numeric local convert to its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DeclaredType {

@@ -67,6 +67,18 @@ impl ScriptError {
         ScriptError::new(Phase::Runtime, source, span, cause_type, reason)
     }
 
+    /// A script whose result must be a number (a sort script) returned a `type_name`, as
+    /// Painless fails its cast.
+    pub fn not_a_number(source: &str, type_name: &str) -> ScriptError {
+        ScriptError::new(
+            Phase::Runtime,
+            source,
+            Span::new(0, source.len()),
+            "class_cast_exception",
+            format!("Cannot cast {type_name} to java.lang.Number"),
+        )
+    }
+
     fn new(
         phase: Phase,
         source: &str,

@@ -86,6 +86,34 @@ impl Script {
         })
     }
 
+    /// The fields the script reads as `doc['f']` or `doc.f`, in order of first use, so a host
+    /// binds only those; `None` when it indexes `doc` with a computed name.
+    pub fn doc_fields(&self) -> Option<Vec<String>> {
+        let mut fields = Vec::new();
+        let mut known = true;
+        for stmt in &self.body {
+            ast::visit_stmt(stmt, &mut |expr| {
+                let (target, name) = match &expr.kind {
+                    ast::ExprKind::Index { target, index } => match &index.kind {
+                        ast::ExprKind::Literal(Value::Str(name)) => (target, Some(name)),
+                        _ => (target, None),
+                    },
+                    ast::ExprKind::Member { target, name, .. } => (target, Some(name)),
+                    _ => return,
+                };
+                if !matches!(&target.kind, ast::ExprKind::Var(var) if var == "doc") {
+                    return;
+                }
+                match name {
+                    Some(name) if !fields.contains(name) => fields.push(name.clone()),
+                    Some(_) => {}
+                    None => known = false,
+                }
+            });
+        }
+        known.then_some(fields)
+    }
+
     /// The tree as an S-expression, for the parser's snapshot tests.
     pub fn render(&self) -> String {
         self.body

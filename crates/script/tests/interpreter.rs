@@ -300,3 +300,17 @@ mod arithmetic {
         }
     }
 }
+
+#[test]
+fn doc_fields_name_what_a_script_reads() {
+    let script = sluice_script::Script::compile(
+        "def p = doc['price'].value; if (doc.size.size() > 0) { p * params.f } else { doc['price'].value }",
+    )
+    .unwrap();
+    assert_eq!(
+        script.doc_fields(),
+        Some(vec!["price".to_string(), "size".to_string()])
+    );
+    let computed = sluice_script::Script::compile("doc[params.field].value").unwrap();
+    assert_eq!(computed.doc_fields(), None);
+}

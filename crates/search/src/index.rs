@@ -251,6 +251,8 @@ pub struct Hit {
     pub sort: Vec<SortValue>,
     /// How the score was computed (`explain`): `value`, `description`, `details`.
     pub explanation: Option<Value>,
+    /// `collapse`: the value of the hit's group (`null` for documents without one).
+    pub collapse: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +293,8 @@ pub struct SearchPage<'a> {
     pub deadline: Option<Instant>,
     /// Explain each hit's score.
     pub explain: bool,
+    /// `collapse`: one hit per value of this field, the best by the sort.
+    pub collapse: Option<&'a str>,
 }
 
 impl<'a> SearchPage<'a> {
@@ -309,6 +313,7 @@ impl<'a> SearchPage<'a> {
             terminate_after: None,
             deadline: None,
             explain: false,
+            collapse: None,
         }
     }
 
@@ -388,6 +393,7 @@ impl Scan {
                         matched_queries: Vec::new(),
                         sort: Vec::new(),
                         explanation: None,
+                        collapse: None,
                     });
                 }
                 doc = scorer.advance();
@@ -1381,7 +1387,11 @@ impl Index {
         };
         let named = page.query.names();
         let query = self.without_tombstones(self.to_tantivy(page.query, &searcher)?);
-        if !page.sort.is_empty() || page.search_after.is_some() || page.bounds().is_set() {
+        if !page.sort.is_empty()
+            || page.search_after.is_some()
+            || page.bounds().is_set()
+            || page.collapse.is_some()
+        {
             return self.search_sorted(page, &searcher, &query, named);
         }
         if size == 0 {
@@ -1448,6 +1458,10 @@ impl Index {
             &self.name,
             page.shard_index,
         )?;
+        let sort = match page.collapse {
+            Some(field) => sort.collapse_on(field, &mappings, &self.name)?,
+            None => sort,
+        };
         let scored = page.track_scores
             || crate::sort::sorts_by_score(keys)
             || page.min_score.is_some()
@@ -1463,19 +1477,29 @@ impl Index {
             })
             .collect();
         let limit = page.from.saturating_add(page.size);
-        let fruit = searcher.search(query, &sort.collector(limit, scored, bases, page.bounds()))?;
+        let scoring = scored || crate::sort::sort_reads_scores(keys);
+        let fruit =
+            searcher.search(query, &sort.collector(limit, scoring, bases, page.bounds()))?;
+        if let Some(reason) = fruit.collapse_error {
+            return Err(SearchError::illegal(reason));
+        }
+        if let Some(failure) = fruit.script_error {
+            return Err(SearchError::Script(Box::new(failure)));
+        }
         let explain = page.explain.then_some(query);
         let named_weights = self.named_weights(named, searcher)?;
         let mut hits = Vec::with_capacity(page.size);
         for kept in fruit.kept.into_iter().skip(page.from) {
-            hits.push(self.load_hit(
+            let mut hit = self.load_hit(
                 searcher,
                 kept.address,
                 kept.score,
                 &named_weights,
                 kept.values,
                 explain,
-            )?);
+            )?;
+            hit.collapse = kept.group;
+            hits.push(hit);
         }
         Ok(SearchHits {
             total: fruit.total,
@@ -1557,6 +1581,7 @@ impl Index {
             matched_queries,
             sort,
             explanation,
+            collapse: None,
         })
     }
 

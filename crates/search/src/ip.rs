@@ -43,6 +43,16 @@ pub fn decode(encoded: &str) -> Option<String> {
     })
 }
 
+/// The indexed form of the address after `encoded`, or `None` after the last address (or for
+/// something that is not an indexed form).
+pub fn next_up(encoded: &str) -> Option<String> {
+    if encoded.len() != 32 {
+        return None;
+    }
+    let bits = u128::from_str_radix(encoded, 16).ok()?;
+    bits.checked_add(1).map(encode_bits)
+}
+
 /// The first and last indexed forms inside a CIDR block (`10.0.0.0/8`, `2001:db8::/32`).
 /// `None` when `text` is not `address/prefix` with a prefix that fits the family.
 pub fn cidr_bounds(text: &str) -> Option<(String, String)> {
@@ -99,6 +109,11 @@ mod tests {
             ("0".repeat(32).as_str(), "f".repeat(32).as_str())
         );
         assert_eq!(cidr_bounds("10.0.0.0/33"), None);
+        let (_, hi) = cidr_bounds("10.0.0.0/25").unwrap();
+        assert_eq!(decode(&next_up(&hi).unwrap()).unwrap(), "10.0.0.128");
+        let (_, hi) = cidr_bounds("0.0.0.0/0").unwrap();
+        assert_eq!(decode(&next_up(&hi).unwrap()).unwrap(), "::1:0:0:0");
+        assert_eq!(next_up(&"f".repeat(32)), None);
         assert_eq!(cidr_bounds("10.0.0.0"), None);
         assert_eq!(cidr_bounds("nope/8"), None);
     }

@@ -52,4 +52,6 @@ pub use query::Query;
 pub use resolve::{IndicesOptions, ResolvedName};
 pub use settings::IndexSettings;
 pub use snapshots::{SearcherSnapshot, Snapshots};
-pub use sort::{FieldSort, GeoDistanceSort, SortKey, SortMissing, SortMode, SortOrder, SortValue};
+pub use sort::{
+    FieldSort, GeoDistanceSort, ScriptSort, SortKey, SortMissing, SortMode, SortOrder, SortValue,
+};

@@ -13,7 +13,7 @@
 //! a keyword key sorts missing documents first or last and shows `null`.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Instant;
@@ -97,6 +97,23 @@ pub struct GeoDistanceSort {
     pub ignore_unmapped: bool,
 }
 
+/// A `_script` sort of type `number`: the script's result per document, with `doc`, `params`
+/// and `_score` bound.
+#[derive(Debug, Clone)]
+pub struct ScriptSort {
+    pub script: Arc<sluice_script::Script>,
+    pub params: sluice_script::Value,
+    pub order: SortOrder,
+}
+
+impl PartialEq for ScriptSort {
+    fn eq(&self, other: &Self) -> bool {
+        self.script.source() == other.script.source()
+            && self.params == other.params
+            && self.order == other.order
+    }
+}
+
 /// One key of a search's sort.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SortKey {
@@ -108,6 +125,7 @@ pub enum SortKey {
     ShardDoc(SortOrder),
     Field(FieldSort),
     GeoDistance(GeoDistanceSort),
+    Script(ScriptSort),
 }
 
 impl SortKey {
@@ -116,6 +134,7 @@ impl SortKey {
             SortKey::Score(order) | SortKey::Doc(order) | SortKey::ShardDoc(order) => *order,
             SortKey::Field(field) => field.order,
             SortKey::GeoDistance(geo) => geo.order,
+            SortKey::Script(script) => script.order,
         }
     }
 
@@ -132,6 +151,12 @@ pub fn sorts_by_score(keys: &[SortKey]) -> bool {
     keys.iter().any(|key| matches!(key, SortKey::Score(_)))
 }
 
+/// Whether the collector must score documents: a script may read `_score` (the hits still show
+/// none unless the sort or `track_scores` asks, as in Elasticsearch).
+pub(crate) fn sort_reads_scores(keys: &[SortKey]) -> bool {
+    keys.iter().any(|key| matches!(key, SortKey::Script(_)))
+}
+
 /// One sort value of a hit, as Elasticsearch shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SortValue {
@@ -142,6 +167,9 @@ pub enum SortValue {
     /// A score.
     Float(f32),
     Text(String),
+    /// An `ip` field's value in its encoded form (`ip.rs`), which orders as addresses do;
+    /// shown as the address.
+    Ip(String),
 }
 
 impl SortValue {
@@ -157,6 +185,9 @@ impl SortValue {
                 .map(Value::Number)
                 .unwrap_or_else(|| Value::String(non_finite(f64::from(*v)))),
             SortValue::Text(s) => Value::String(s.clone()),
+            SortValue::Ip(encoded) => {
+                Value::String(crate::ip::decode(encoded).unwrap_or_else(|| encoded.clone()))
+            }
         }
     }
 
@@ -200,7 +231,8 @@ pub fn compare_sort_values(keys: &[SortKey], a: &[SortValue], b: &[SortValue]) -
             _ => {
                 let natural = match (x, y) {
                     (SortValue::Long(x), SortValue::Long(y)) => x.cmp(y),
-                    (SortValue::Text(x), SortValue::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+                    (SortValue::Text(x), SortValue::Text(y))
+                    | (SortValue::Ip(x), SortValue::Ip(y)) => x.as_bytes().cmp(y.as_bytes()),
                     _ => match (x.as_f64(), y.as_f64()) {
                         (Some(x), Some(y)) => x.total_cmp(&y),
                         // Text against a number (a field mapped differently in two indices):
@@ -228,6 +260,13 @@ pub fn compare_sort_values(keys: &[SortKey], a: &[SortValue], b: &[SortValue]) -
 enum ResolvedKey {
     Score {
         desc: bool,
+    },
+    Script {
+        script: Arc<sluice_script::Script>,
+        params: sluice_script::Value,
+        desc: bool,
+        /// The fields the script reads through `doc`, resolved.
+        fields: Vec<(String, FieldKind)>,
     },
     Doc {
         desc: bool,
@@ -305,6 +344,7 @@ fn kind_of_unmapped_type(name: &str) -> Result<FieldKind> {
         "double" | "float" | "half_float" | "scaled_float" => FieldKind::Double,
         "date" | "date_nanos" => FieldKind::Date("strict_date_optional_time||epoch_millis".into()),
         "boolean" => FieldKind::Boolean,
+        "ip" => FieldKind::Ip,
         other => {
             return Err(SearchError::illegal(format!(
                 "No mapper found for type [{other}]"
@@ -335,6 +375,7 @@ fn resolve_keys(
             }),
             SortKey::Field(sort) => resolve_field_key(sort, mappings, index),
             SortKey::GeoDistance(sort) => resolve_geo_key(sort, mappings),
+            SortKey::Script(sort) => resolve_script_key(sort, mappings, index),
         })
         .collect()
 }
@@ -370,6 +411,30 @@ fn resolve_geo_key(sort: &GeoDistanceSort, mappings: &Mappings) -> Result<Resolv
     })
 }
 
+fn resolve_script_key(sort: &ScriptSort, mappings: &Mappings, index: &str) -> Result<ResolvedKey> {
+    let names = sort.script.doc_fields().ok_or_else(|| {
+        SearchError::illegal(
+            "a sort script must name the fields it reads with literal names, as doc['field']",
+        )
+    })?;
+    let mut fields = Vec::with_capacity(names.len());
+    for name in names {
+        let kind = resolve_field(mappings, index, &name, "sort")?;
+        if kind == FieldKind::Unmapped {
+            return Err(SearchError::illegal(format!(
+                "No field found for [{name}] in mapping"
+            )));
+        }
+        fields.push((name, kind));
+    }
+    Ok(ResolvedKey::Script {
+        script: sort.script.clone(),
+        params: sort.params.clone(),
+        desc: sort.order == SortOrder::Desc,
+        fields,
+    })
+}
+
 fn resolve_field_key(sort: &FieldSort, mappings: &Mappings, index: &str) -> Result<ResolvedKey> {
     let mut kind = resolve_field(mappings, index, &sort.field, "sort")?;
     if kind == FieldKind::Unmapped {
@@ -386,7 +451,9 @@ fn resolve_field_key(sort: &FieldSort, mappings: &Mappings, index: &str) -> Resu
     let mode = sort
         .mode
         .unwrap_or(if desc { SortMode::Max } else { SortMode::Min });
-    if kind == FieldKind::Keyword && !matches!(mode, SortMode::Min | SortMode::Max) {
+    if matches!(kind, FieldKind::Keyword | FieldKind::Ip)
+        && !matches!(mode, SortMode::Min | SortMode::Max)
+    {
         return Err(SearchError::illegal(format!(
             "[{}] sort mode is not supported on non-numeric field [{}]; use [min] or [max]",
             mode.name(),
@@ -415,6 +482,11 @@ fn resolve_field_key(sort: &FieldSort, mappings: &Mappings, index: &str) -> Resu
                 other => other.to_string(),
             };
             (false, Some(text), 0)
+        }
+        (FieldKind::Ip, SortMissing::First) => (true, None, 0),
+        (FieldKind::Ip, SortMissing::Last) => (false, None, 0),
+        (FieldKind::Ip, SortMissing::Value(value)) => {
+            (false, Some(ip_value(value, &sort.field, "missing")?), 0)
         }
         (_, missing) => {
             // `_last` ascending is the type's largest value, descending its smallest; `_first`
@@ -454,11 +526,25 @@ fn kind_name(kind: &FieldKind) -> &'static str {
     match kind {
         FieldKind::Unmapped => "unmapped",
         FieldKind::Keyword => "keyword",
+        FieldKind::Ip => "ip",
         FieldKind::Integer => "long",
         FieldKind::Double => "double",
         FieldKind::Date(_) => "date",
         FieldKind::Boolean => "boolean",
     }
+}
+
+/// The encoded form of an address given for an `ip` sort (`missing`, `search_after`).
+fn ip_value(value: &Value, field: &str, what: &str) -> Result<String> {
+    value
+        .as_str()
+        .and_then(crate::ip::parse)
+        .map(crate::ip::encode)
+        .ok_or_else(|| {
+            SearchError::illegal(format!(
+                "failed to parse the [{what}] value [{value}] of sort field [{field}]: '{value}' is not an IP string literal"
+            ))
+        })
 }
 
 fn numeric_value(kind: &FieldKind, value: &Value, field: &str, what: &str) -> Result<f64> {
@@ -539,6 +625,19 @@ fn resolve_after(keys: &[ResolvedKey], after: &[Value]) -> Result<Vec<AfterValue
                     encode_f64(after_double(&FieldKind::Double, value, "_geo_distance")?),
                     *desc,
                 )),
+                ResolvedKey::Script { desc, .. } => {
+                    let number = match value {
+                        Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
+                        Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
+                        other => other.as_f64(),
+                    }
+                    .ok_or_else(|| {
+                        SearchError::illegal(format!(
+                            "Failed to parse search_after value for field [_script]: [{value}]"
+                        ))
+                    })?;
+                    AfterValue::Code(directed(encode_f64(number), *desc))
+                }
                 ResolvedKey::Doc { desc, shard } => {
                     let doc = value.as_u64().ok_or_else(|| {
                         let name = if shard.is_some() {
@@ -559,6 +658,10 @@ fn resolve_after(keys: &[ResolvedKey], after: &[Value]) -> Result<Vec<AfterValue
                         Value::Null => None,
                         Value::String(s) => Some(s.clone()),
                         other => Some(other.to_string()),
+                    }),
+                    FieldKind::Ip => AfterValue::Text(match value {
+                        Value::Null => None,
+                        other => Some(ip_value(other, field, "search_after")?),
                     }),
                     FieldKind::Double => AfterValue::Code(directed(
                         encode_f64(after_double(kind, value, field)?),
@@ -630,6 +733,14 @@ enum KeyReader {
     Score {
         desc: bool,
     },
+    Script {
+        script: Arc<sluice_script::Script>,
+        params: sluice_script::Value,
+        desc: bool,
+        columns: Vec<(String, FieldKind, SegmentColumn)>,
+        /// The first failure of the script in this segment.
+        error: std::cell::RefCell<Option<sluice_script::ScriptError>>,
+    },
     Doc {
         desc: bool,
         /// The first document's code of the segment.
@@ -665,6 +776,22 @@ impl KeyReader {
     fn code(&self, doc: DocId, score: Score) -> u64 {
         match self {
             KeyReader::Score { desc } => directed(encode_f64(f64::from(score)), *desc),
+            KeyReader::Script {
+                script,
+                params,
+                desc,
+                columns,
+                error,
+            } => {
+                let number = match run_sort_script(script, params, columns, doc, score) {
+                    Ok(number) => number,
+                    Err(failure) => {
+                        error.borrow_mut().get_or_insert(failure);
+                        0.0
+                    }
+                };
+                directed(encode_f64(number), *desc)
+            }
             KeyReader::Doc { desc, base } => directed(base + u64::from(doc), *desc),
             KeyReader::GeoDistance {
                 column,
@@ -752,6 +879,67 @@ impl KeyReader {
     }
 }
 
+/// Runs a sort script for one document: `doc` holds the values of the fields it reads (sorted,
+/// as doc values are), `params` its parameters, `_score` the document's score.
+fn run_sort_script(
+    script: &sluice_script::Script,
+    params: &sluice_script::Value,
+    columns: &[(String, FieldKind, SegmentColumn)],
+    doc: DocId,
+    score: Score,
+) -> std::result::Result<f64, sluice_script::ScriptError> {
+    use sluice_script::Value as ScriptValue;
+    let mut fields = sluice_script::Map::new();
+    for (name, kind, column) in columns {
+        let mut values = Vec::new();
+        match kind {
+            FieldKind::Keyword | FieldKind::Ip => {
+                let mut ords = Vec::new();
+                column.for_each_ord(doc, |ord| ords.push(ord));
+                ords.sort_unstable();
+                for ord in ords {
+                    let term = column.term(ord).unwrap_or_default();
+                    values.push(ScriptValue::Str(if *kind == FieldKind::Ip {
+                        crate::ip::decode(&term).unwrap_or(term)
+                    } else {
+                        term
+                    }));
+                }
+            }
+            FieldKind::Double => {
+                column.for_each_number(doc, |v| values.push(ScriptValue::Double(v)));
+            }
+            FieldKind::Boolean => {
+                column.for_each_i64(doc, |v| values.push(ScriptValue::Bool(v != 0)));
+            }
+            _ => {
+                column.for_each_i64(doc, |v| values.push(ScriptValue::Long(v)));
+            }
+        }
+        if values.len() > 1 {
+            values.sort_by(|a, b| match (a, b) {
+                (ScriptValue::Double(x), ScriptValue::Double(y)) => x.total_cmp(y),
+                (ScriptValue::Long(x), ScriptValue::Long(y)) => x.cmp(y),
+                _ => Ordering::Equal,
+            });
+        }
+        fields.insert(name.clone(), ScriptValue::DocValues(values));
+    }
+    let mut variables = sluice_script::Map::new();
+    variables.insert("doc".into(), ScriptValue::Map(fields));
+    variables.insert("params".into(), params.clone());
+    variables.insert("_score".into(), ScriptValue::Double(f64::from(score)));
+    match script.execute(&mut variables)? {
+        ScriptValue::Int(v) => Ok(f64::from(v)),
+        ScriptValue::Long(v) => Ok(v as f64),
+        ScriptValue::Double(v) => Ok(v),
+        other => Err(sluice_script::ScriptError::not_a_number(
+            script.source(),
+            other.type_name(),
+        )),
+    }
+}
+
 fn reduce_i64(values: &mut [i64], mode: SortMode) -> Option<i64> {
     if values.is_empty() {
         return None;
@@ -807,6 +995,8 @@ pub(crate) struct IndexSort {
     given: Arc<[SortKey]>,
     keys: Arc<[ResolvedKey]>,
     after: Option<Vec<AfterValue>>,
+    /// `collapse`: the field whose values group the hits, and how it reads.
+    collapse: Option<(String, FieldKind)>,
 }
 
 impl IndexSort {
@@ -820,7 +1010,44 @@ impl IndexSort {
         let given: Arc<[SortKey]> = keys.into();
         let keys: Arc<[ResolvedKey]> = resolve_keys(keys, mappings, index, shard)?.into();
         let after = after.map(|after| resolve_after(&keys, after)).transpose()?;
-        Ok(IndexSort { given, keys, after })
+        Ok(IndexSort {
+            given,
+            keys,
+            after,
+            collapse: None,
+        })
+    }
+
+    /// Keeps only the best document of each value of `field` (`collapse`), which must be a
+    /// keyword, ip or numeric field, as Elasticsearch's `collapse`.
+    pub(crate) fn collapse_on(
+        mut self,
+        field: &str,
+        mappings: &Mappings,
+        index: &str,
+    ) -> Result<IndexSort> {
+        let Some(mapping) = mappings.field(field) else {
+            return Err(SearchError::QueryShard {
+                reason: format!("no mapping found for `{field}` in order to collapse on"),
+            });
+        };
+        let kind = match resolve_field(mappings, index, field, "collapse") {
+            Ok(
+                kind @ (FieldKind::Keyword
+                | FieldKind::Ip
+                | FieldKind::Integer
+                | FieldKind::Double
+                | FieldKind::Date(_)),
+            ) => kind,
+            _ => {
+                return Err(SearchError::illegal(format!(
+                    "collapse is not supported for the field [{field}] of the type [{}]",
+                    mapping.field_type.name()
+                )));
+            }
+        };
+        self.collapse = Some((field.to_string(), kind));
+        Ok(self)
     }
 
     /// A collector of the best `limit` documents by these keys; it also counts matches and
@@ -847,6 +1074,7 @@ impl IndexSort {
 fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Result<SortValue> {
     Ok(match key {
         ResolvedKey::Score { desc } => SortValue::Float(decode_f64(directed(code, *desc)) as f32),
+        ResolvedKey::Script { desc, .. } => SortValue::Double(decode_f64(directed(code, *desc))),
         ResolvedKey::Doc { desc, .. } => SortValue::Long(directed(code, *desc) as i64),
         ResolvedKey::GeoDistance { desc, .. } => {
             SortValue::Double(decode_f64(directed(code, *desc)))
@@ -859,7 +1087,14 @@ fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Res
             format,
             ..
         } => match kind {
-            FieldKind::Keyword | FieldKind::Unmapped => {
+            FieldKind::Keyword | FieldKind::Unmapped | FieldKind::Ip => {
+                let text_value = |text: String| {
+                    if *kind == FieldKind::Ip {
+                        SortValue::Ip(text)
+                    } else {
+                        SortValue::Text(text)
+                    }
+                };
                 if code == KEYWORD_MISSING_FIRST || code == KEYWORD_MISSING_LAST {
                     return Ok(SortValue::Null);
                 }
@@ -867,7 +1102,7 @@ fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Res
                 if !code.is_multiple_of(2) {
                     return Ok(missing_text
                         .clone()
-                        .map(SortValue::Text)
+                        .map(text_value)
                         .unwrap_or(SortValue::Null));
                 }
                 let mut term = String::new();
@@ -879,7 +1114,7 @@ fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Res
                         }
                     })?;
                 }
-                SortValue::Text(term)
+                text_value(term)
             }
             FieldKind::Double => SortValue::Double(decode_f64(directed(code, *desc))),
             FieldKind::Date(_) => {
@@ -913,6 +1148,8 @@ pub(crate) struct SortedDoc {
     pub address: DocAddress,
     pub score: Score,
     pub values: Vec<SortValue>,
+    /// `collapse`: the value of the document's group (`null` for documents without one).
+    pub group: Option<Value>,
 }
 
 impl Ord for Kept {
@@ -970,6 +1207,10 @@ pub(crate) struct SortedFruit {
     pub terminated_early: bool,
     /// The deadline passed: the results are partial.
     pub timed_out: bool,
+    /// `collapse` met a document with several values: Elasticsearch's reason.
+    pub collapse_error: Option<String>,
+    /// A sort script failed on a document.
+    pub script_error: Option<sluice_script::ScriptError>,
 }
 
 pub(crate) struct SortCollector<'a> {
@@ -1019,7 +1260,19 @@ impl Collector for SortCollector<'_> {
                     .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?,
             ),
         };
+        let groups = match &self.sort.collapse {
+            None => None,
+            Some((field, kind)) => Some(SegmentGroups {
+                column: SegmentColumn::open(segment, kind, field)
+                    .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?,
+                kind: kind.clone(),
+                best: HashMap::new(),
+                order: BTreeMap::new(),
+            }),
+        };
         Ok(SortSegmentCollector {
+            groups,
+            collapse_error: None,
             bounds: self.bounds,
             collected: self.collected.clone(),
             seen: 0,
@@ -1049,6 +1302,8 @@ impl Collector for SortCollector<'_> {
                 return Err(tantivy::TantivyError::InternalError(error));
             }
             merged.total += fruit.total;
+            merged.collapse_error = merged.collapse_error.or(fruit.collapse_error);
+            merged.script_error = merged.script_error.or(fruit.script_error);
             merged.terminated_early |= fruit.terminated_early;
             merged.timed_out |= fruit.timed_out;
             merged.max_score = match (merged.max_score, fruit.max_score) {
@@ -1065,6 +1320,13 @@ impl Collector for SortCollector<'_> {
                     .cmp(&(b.address.segment_ord, b.address.doc_id))
             })
         });
+        if self.sort.collapse.is_some() {
+            // A group's best document across segments is its first in this order.
+            let mut seen = std::collections::HashSet::new();
+            merged
+                .kept
+                .retain(|doc| seen.insert(doc.group.as_ref().map(Value::to_string)));
+        }
         merged.kept.truncate(self.limit);
         Ok(merged)
     }
@@ -1079,6 +1341,27 @@ impl SortCollector<'_> {
     ) -> Result<KeyReader> {
         Ok(match key {
             ResolvedKey::Score { desc } => KeyReader::Score { desc: *desc },
+            ResolvedKey::Script {
+                script,
+                params,
+                desc,
+                fields,
+            } => KeyReader::Script {
+                script: script.clone(),
+                params: params.clone(),
+                desc: *desc,
+                columns: fields
+                    .iter()
+                    .map(|(name, kind)| {
+                        Ok((
+                            name.clone(),
+                            kind.clone(),
+                            SegmentColumn::open(segment, kind, name)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                error: std::cell::RefCell::new(None),
+            },
             ResolvedKey::Doc { desc, shard } => KeyReader::Doc {
                 desc: *desc,
                 base: (u64::from(shard.unwrap_or(0)) << 32)
@@ -1108,14 +1391,14 @@ impl SortCollector<'_> {
             },
             ResolvedKey::Field {
                 field,
-                kind: FieldKind::Keyword,
+                kind: kind @ (FieldKind::Keyword | FieldKind::Ip),
                 desc,
                 mode,
                 missing_first,
                 missing_text,
                 ..
             } => {
-                let column = match SegmentColumn::open(segment, &FieldKind::Keyword, field)? {
+                let column = match SegmentColumn::open(segment, kind, field)? {
                     SegmentColumn::Str(column) => Some(column),
                     _ => None,
                 };
@@ -1149,7 +1432,100 @@ impl SortCollector<'_> {
     }
 }
 
+/// A group of `collapse` within one segment: its term ordinal, or the bits of its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GroupId {
+    Missing,
+    Value(u64),
+}
+
+/// `collapse` within one segment: the best document of each group among the best `limit`
+/// groups (a group's rank is its best document's), as Lucene's first-pass grouping keeps
+/// them. A group pushed out can come back with a better document later, so the kept groups
+/// are exact.
+struct SegmentGroups {
+    column: SegmentColumn,
+    kind: FieldKind,
+    best: HashMap<GroupId, Kept>,
+    order: BTreeMap<Kept, GroupId>,
+}
+
+impl SegmentGroups {
+    /// The group of `doc`, or `Err(())` when it has several values.
+    fn group_of(&self, doc: DocId) -> std::result::Result<GroupId, ()> {
+        let mut found = None;
+        let mut count = 0;
+        match self.kind {
+            FieldKind::Keyword | FieldKind::Ip => {
+                self.column.for_each_ord(doc, |ord| {
+                    count += 1;
+                    found = Some(ord);
+                });
+            }
+            FieldKind::Double => {
+                self.column.for_each_number(doc, |v| {
+                    count += 1;
+                    found = Some(v.to_bits());
+                });
+            }
+            _ => {
+                self.column.for_each_i64(doc, |v| {
+                    count += 1;
+                    found = Some(v as u64);
+                });
+            }
+        }
+        match (count, found) {
+            (0, _) | (_, None) => Ok(GroupId::Missing),
+            (1, Some(value)) => Ok(GroupId::Value(value)),
+            _ => Err(()),
+        }
+    }
+
+    /// Offers a document to its group; `limit` groups at most are kept.
+    fn offer(&mut self, group: GroupId, kept: Kept, limit: usize) {
+        if let Some(current) = self.best.get(&group) {
+            // Documents come in increasing order: a tie keeps the earlier one.
+            if kept.codes >= current.codes {
+                return;
+            }
+            self.order.remove(current);
+        } else if self.order.len() >= limit {
+            match self.order.last_key_value() {
+                Some((worst, _)) if kept.codes < worst.codes => {}
+                _ => return,
+            }
+            if let Some((_, pushed_out)) = self.order.pop_last() {
+                self.best.remove(&pushed_out);
+            }
+        }
+        self.best.insert(group, kept.clone());
+        self.order.insert(kept, group);
+    }
+
+    /// The JSON value of a group, as the hit's `fields` show it.
+    fn value_of(&self, group: GroupId) -> Result<Value> {
+        let GroupId::Value(raw) = group else {
+            return Ok(Value::Null);
+        };
+        Ok(match &self.kind {
+            FieldKind::Keyword => Value::String(self.column.term(raw)?),
+            FieldKind::Ip => {
+                let encoded = self.column.term(raw)?;
+                Value::String(crate::ip::decode(&encoded).unwrap_or(encoded))
+            }
+            FieldKind::Double => {
+                serde_json::Number::from_f64(f64::from_bits(raw)).map_or(Value::Null, Value::Number)
+            }
+            _ => Value::from(raw as i64),
+        })
+    }
+}
+
 pub(crate) struct SortSegmentCollector {
+    /// `collapse`: the groups kept instead of `heap`.
+    groups: Option<SegmentGroups>,
+    collapse_error: Option<String>,
     bounds: CollectBounds,
     collected: Arc<AtomicU64>,
     /// Documents this segment has looked at, for the deadline's checks.
@@ -1214,6 +1590,27 @@ impl SegmentCollector for SortSegmentCollector {
         {
             return;
         }
+        if let Some(groups) = self.groups.as_mut() {
+            match groups.group_of(doc) {
+                Ok(group) => groups.offer(
+                    group,
+                    Kept {
+                        codes: self.codes.clone(),
+                        address: DocAddress::new(self.segment_ord, doc),
+                        score,
+                    },
+                    self.limit,
+                ),
+                Err(()) => {
+                    self.collapse_error.get_or_insert_with(|| {
+                        format!(
+                            "failed to collapse {doc}, the collapse field must be single valued"
+                        )
+                    });
+                }
+            }
+            return;
+        }
         if self.heap.len() >= self.limit {
             // Documents come in increasing order: a tie with the worst kept is worse.
             match self.heap.peek() {
@@ -1231,9 +1628,35 @@ impl SegmentCollector for SortSegmentCollector {
     }
 
     fn harvest(self) -> SortedFruit {
+        let script_error = self.readers.iter().find_map(|reader| match reader {
+            KeyReader::Script { error, .. } => error.borrow().clone(),
+            _ => None,
+        });
         let mut kept = Vec::with_capacity(self.heap.len());
         let mut error = None;
-        for doc in self.heap.into_sorted_vec() {
+        let (docs, groups): (Vec<Kept>, Vec<Option<Value>>) = match &self.groups {
+            None => {
+                let docs = self.heap.into_sorted_vec();
+                let groups = vec![None; docs.len()];
+                (docs, groups)
+            }
+            Some(segment_groups) => {
+                let mut docs = Vec::with_capacity(segment_groups.order.len());
+                let mut values = Vec::with_capacity(segment_groups.order.len());
+                for (doc, group) in &segment_groups.order {
+                    match segment_groups.value_of(*group) {
+                        Ok(value) => values.push(Some(value)),
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            values.push(Some(Value::Null));
+                        }
+                    }
+                    docs.push(doc.clone());
+                }
+                (docs, values)
+            }
+        };
+        for (doc, group) in docs.into_iter().zip(groups) {
             let values = self
                 .keys
                 .iter()
@@ -1252,6 +1675,7 @@ impl SegmentCollector for SortSegmentCollector {
                     address: doc.address,
                     score: doc.score,
                     values,
+                    group,
                 }),
                 Err(e) => error = Some(e.to_string()),
             }
@@ -1263,6 +1687,8 @@ impl SegmentCollector for SortSegmentCollector {
             error,
             terminated_early: self.terminated_early,
             timed_out: self.timed_out,
+            collapse_error: self.collapse_error,
+            script_error,
         }
     }
 }

@@ -16,9 +16,9 @@ use sluice_search::aggs::{
     self, AggKind, AggResult, AggValue, Aggregation, AutoDateHistogram, Bucket, BucketKey,
     BucketOrder, BucketsKind, BucketsPath, CalendarUnit, Composite, CompositeSource,
     CompositeSourceKind, DateHistogram, Direction, ExtendedStats, Filters, GapPolicy, Histogram,
-    Interval, MovingFunction, MultiTerms, Pipeline, PipelineKind, RangeAgg, RangeSpec, RareTerms,
-    Rounding, Sampler, ScriptExpr, Significance, SignificantTerms, SortSpec, Stats, TermFilter,
-    Terms, TopHits, TopMetrics, ValueSource,
+    Interval, IpRangeAgg, IpRangeSpec, MovingFunction, MultiTerms, Pipeline, PipelineKind,
+    RangeAgg, RangeSpec, RareTerms, Rounding, Sampler, ScriptExpr, Significance, SignificantTerms,
+    SortSpec, Stats, TermFilter, Terms, TopHits, TopMetrics, ValueSource,
 };
 
 use super::documents::SourceFilter;
@@ -31,7 +31,6 @@ use crate::http::Request;
 const NOT_YET_SUPPORTED: &[&str] = &[
     "significant_text",
     "variable_width_histogram",
-    "ip_range",
     "ip_prefix",
     "nested",
     "reverse_nested",
@@ -518,6 +517,70 @@ struct RangeBody {
     ranges: Vec<RangeEntry>,
     keyed: Option<bool>,
     time_zone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpRangeEntry {
+    key: Option<String>,
+    from: Option<Value>,
+    to: Option<Value>,
+    mask: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpRangeBody {
+    field: Option<String>,
+    missing: Option<Value>,
+    script: Option<Value>,
+    ranges: Vec<IpRangeEntry>,
+    keyed: Option<bool>,
+}
+
+/// Reads `ip_range`: `from`/`to` addresses or a CIDR `mask` per range, as Elasticsearch.
+fn parse_ip_range(name: &str, spec: &Value) -> Result<AggKind, EsError> {
+    let b: IpRangeBody = body("ip_range", spec)?;
+    if b.script.is_some() {
+        return Err(illegal("[ip_range] does not support scripts"));
+    }
+    if b.ranges.is_empty() {
+        return Err(illegal(format!(
+            "No [ranges] specified for the [{name}] aggregation"
+        )));
+    }
+    let mut ranges = Vec::with_capacity(b.ranges.len());
+    for entry in b.ranges {
+        let bound = |value: &Option<Value>| -> Result<Option<String>, EsError> {
+            match value {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text.clone())),
+                Some(other) => Err(illegal(format!("'{other}' is not an IP string literal."))),
+            }
+        };
+        let range = match &entry.mask {
+            Some(mask) => IpRangeSpec::from_mask(entry.key.clone(), mask)
+                .ok_or_else(|| illegal(format!("Expected [ip/prefix] but was [{mask}]")))?,
+            None => {
+                let (from, to) = (bound(&entry.from)?, bound(&entry.to)?);
+                IpRangeSpec::from_addresses(entry.key.clone(), from.as_deref(), to.as_deref())
+                    .ok_or_else(|| {
+                        let bad = [from, to]
+                            .into_iter()
+                            .flatten()
+                            .find(|text| sluice_search::ip::parse(text).is_none())
+                            .unwrap_or_default();
+                        illegal(format!("'{bad}' is not an IP string literal."))
+                    })?
+            }
+        };
+        ranges.push(range);
+    }
+    Ok(AggKind::IpRange(IpRangeAgg::new(
+        source_of("ip_range", name, b.field, b.missing, None, &None)?,
+        ranges,
+        b.keyed.unwrap_or(false),
+    )))
 }
 
 #[derive(Deserialize)]
@@ -1375,6 +1438,7 @@ fn parse_kind(
             }
         }
         "geo_distance" => parse_geo_distance(name, spec)?,
+        "ip_range" => parse_ip_range(name, spec)?,
         "filter" => AggKind::Filter(parse_query(spec)?),
         "filters" => {
             let b: FiltersBody = body(type_name, spec)?;
@@ -1870,7 +1934,39 @@ fn parse_pipeline(name: &str, type_name: &str, spec: &Value) -> Result<Pipeline,
                 )));
             }
         };
+        // The script's own `params` (numbers) are constants; `buckets_path` names win.
+        let constants: Map<String, Value> = match &b.script {
+            Some(Value::Object(map)) => match map.get("params") {
+                Some(Value::Object(params)) => params.clone(),
+                None | Some(Value::Null) => Map::new(),
+                Some(_) => {
+                    return Err(EsError::parse(
+                        "[script] failed to parse field [params]: expected an object",
+                    ));
+                }
+            },
+            _ => Map::new(),
+        };
         let script = ScriptExpr::parse(&source).map_err(EsError::from)?;
+        for param in aggs::script_params(&script) {
+            if vars.iter().any(|(v, _)| *v == param) {
+                continue;
+            }
+            match constants.get(&param) {
+                Some(Value::Number(_)) | None => {}
+                Some(other) => {
+                    return Err(illegal(format!(
+                        "script of [{name}] uses [params.{param}], which is [{other}]: Sluice's bucket scripts compute with numbers only"
+                    )));
+                }
+            }
+        }
+        let script = script.with_constants(&|param: &str| {
+            if vars.iter().any(|(v, _)| v == param) {
+                return None;
+            }
+            constants.get(param).and_then(Value::as_f64)
+        });
         for param in aggs::script_params(&script) {
             if !vars.iter().any(|(v, _)| *v == param) {
                 return Err(illegal(format!(
@@ -2346,7 +2442,14 @@ fn render_bucket(
     if !is_named && bucket.key != BucketKey::Anonymous {
         map.insert("key".into(), key);
     }
-    if let Some(range) = &bucket.range {
+    if let Some(range) = bucket.range.as_ref().filter(|range| range.addresses) {
+        if let Some(from) = &range.from_as_string {
+            map.insert("from".into(), Value::String(from.clone()));
+        }
+        if let Some(to) = &range.to_as_string {
+            map.insert("to".into(), Value::String(to.clone()));
+        }
+    } else if let Some(range) = &bucket.range {
         if let Some(from) = range.from {
             map.insert("from".into(), number(from));
         }

@@ -85,6 +85,130 @@ pub(super) struct SearchRequest {
     /// Filters the hits after aggregations ran on the query's matches.
     post_filter: Option<Query>,
     highlight: Vec<HighlightField>,
+    /// `collapse`: one hit per value of a field, with its `inner_hits`.
+    collapse: Option<CollapseRequest>,
+}
+
+/// `inner_hits` one `collapse` may ask for; beyond it the request is refused (each runs one
+/// search per hit shown).
+pub const INNER_HITS_MAX: usize = 16;
+/// `from + size` of one `inner_hits` at most (Elasticsearch's `index.max_inner_result_window`
+/// default); beyond it the request is refused.
+pub const INNER_RESULT_WINDOW_MAX: usize = 100;
+
+/// The body's `collapse`.
+#[derive(Debug, Clone)]
+pub(super) struct CollapseRequest {
+    field: String,
+    inner_hits: Vec<InnerHitsRequest>,
+}
+
+/// One `inner_hits` of a `collapse`: the best documents of each group.
+#[derive(Debug, Clone)]
+struct InnerHitsRequest {
+    name: String,
+    from: usize,
+    size: usize,
+    sort: Vec<SortKey>,
+    source: Option<SourceFilter>,
+}
+
+fn parse_collapse(value: &Value) -> Result<CollapseRequest, EsError> {
+    let Value::Object(object) = value else {
+        return Err(EsError::parse("[collapse] must be an object"));
+    };
+    let mut field = None;
+    let mut inner_hits = Vec::new();
+    for (key, value) in object {
+        match key.as_str() {
+            "field" => {
+                field = Some(
+                    value
+                        .as_str()
+                        .ok_or_else(|| EsError::parse("[collapse] [field] must be a string"))?
+                        .to_string(),
+                )
+            }
+            "inner_hits" => match value {
+                Value::Array(items) => inner_hits.extend(items),
+                other => inner_hits.push(other),
+            },
+            "max_concurrent_group_searches" => {
+                // Accepted; Sluice runs the group searches one after another.
+                if integer(value, key)? < 1 {
+                    return Err(EsError::illegal_argument(
+                        "maxConcurrentGroupRequests must be positive",
+                    ));
+                }
+            }
+            other => {
+                return Err(EsError::parse(format!(
+                    "[collapse] unknown field [{other}]"
+                )));
+            }
+        }
+    }
+    let field = field.ok_or_else(|| EsError::parse("[collapse] requires a [field]"))?;
+    if inner_hits.len() > INNER_HITS_MAX {
+        return Err(EsError::illegal_argument(format!(
+            "a [collapse] may have at most [{INNER_HITS_MAX}] inner_hits, got [{}]",
+            inner_hits.len()
+        )));
+    }
+    let inner_hits = inner_hits
+        .into_iter()
+        .map(|spec| parse_inner_hits(spec, &field))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut names = std::collections::HashSet::new();
+    for inner in &inner_hits {
+        if !names.insert(inner.name.as_str()) {
+            return Err(EsError::illegal_argument(format!(
+                "[inner_hits] already contains an entry for key [{}]",
+                inner.name
+            )));
+        }
+    }
+    Ok(CollapseRequest { field, inner_hits })
+}
+
+fn parse_inner_hits(value: &Value, field: &str) -> Result<InnerHitsRequest, EsError> {
+    let Value::Object(object) = value else {
+        return Err(EsError::parse("[inner_hits] must be an object"));
+    };
+    let mut inner = InnerHitsRequest {
+        name: field.to_string(),
+        from: 0,
+        size: 3,
+        sort: Vec::new(),
+        source: None,
+    };
+    for (key, value) in object {
+        match key.as_str() {
+            "name" => {
+                inner.name = value
+                    .as_str()
+                    .ok_or_else(|| EsError::parse("[inner_hits] [name] must be a string"))?
+                    .to_string()
+            }
+            "from" => inner.from = from_value(integer(value, key)?)?,
+            "size" => inner.size = size_value(integer(value, key)?)?,
+            "sort" => inner.sort = parse_sort(value)?,
+            "_source" => inner.source = Some(SourceFilter::from_json(value)?),
+            other => {
+                return Err(EsError::illegal_argument(format!(
+                    "[{other}] of [inner_hits] is not supported by Sluice"
+                )));
+            }
+        }
+    }
+    let window = inner.from.saturating_add(inner.size);
+    if window > INNER_RESULT_WINDOW_MAX {
+        return Err(EsError::illegal_argument(format!(
+            "Inner result window is too large, the inner hit definition's [{}]'s from + size must be less than or equal to: [{INNER_RESULT_WINDOW_MAX}] but was [{window}]. This limit can be set by changing the [index.max_inner_result_window] index level setting.",
+            inner.name
+        )));
+    }
+    Ok(inner)
 }
 
 /// The body's `pit`.
@@ -253,7 +377,9 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
         docvalue_fields: Vec::new(),
         post_filter: None,
         highlight: Vec::new(),
+        collapse: None,
     };
+    let mut rescore = false;
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body = parse_json_body(body, "parsing_exception")?;
         let Value::Object(body) = body else {
@@ -320,7 +446,9 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                 "post_filter" => search.post_filter = Some(parse_query(value)?),
                 "docvalue_fields" => search.docvalue_fields = parse_patterns(value, key)?,
                 "highlight" => search.highlight = parse_highlight(value)?,
-                "collapse" | "suggest" | "script_fields" | "runtime_mappings" | "rescore" => {
+                "collapse" => search.collapse = Some(parse_collapse(value)?),
+                "rescore" => rescore = true,
+                "suggest" | "script_fields" | "runtime_mappings" => {
                     return Err(EsError::illegal_argument(format!(
                         "[{key}] is not supported by Sluice yet"
                     )));
@@ -332,6 +460,13 @@ fn parse_search_body(body: &[u8], total_as_int: bool) -> Result<SearchRequest, E
                 }
             }
         }
+    }
+    if rescore {
+        return Err(EsError::illegal_argument(if search.collapse.is_some() {
+            "cannot use `collapse` in conjunction with `rescore`"
+        } else {
+            "[rescore] is not supported by Sluice yet"
+        }));
     }
     Ok(search)
 }
@@ -398,6 +533,19 @@ fn apply_search_params(request: &Request, search: &mut SearchRequest) -> Result<
 /// `search_after` pages from the start of what follows its values; `_shard_doc` needs a point
 /// in time.
 fn check_search_after(search: &SearchRequest) -> Result<(), EsError> {
+    if let Some(collapse) = &search.collapse
+        && search.search_after.is_some()
+    {
+        let same_field = matches!(
+            search.sort.as_slice(),
+            [SortKey::Field(sort)] if sort.field == collapse.field
+        );
+        if !same_field {
+            return Err(EsError::illegal_argument(
+                "collapse field and sort field must be the same when use `collapse` in conjunction with `search_after`",
+            ));
+        }
+    }
     if search.search_after.is_some() && search.from > 0 {
         return Err(EsError::validation(
             "`from` parameter must be set to 0 when `search_after` is used.",
@@ -435,6 +583,11 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
         return super::readers::search_pit(api, request, target, search, pit, started).await;
     }
     if let Some(scroll) = request.param("scroll") {
+        if search.collapse.is_some() {
+            return Err(EsError::illegal_argument(
+                "cannot use `collapse` in a scroll context",
+            ));
+        }
         let keep_alive = keep_alive_ms(scroll, "scroll")?;
         return super::readers::open_scroll(api, request, target, search, keep_alive, started)
             .await;
@@ -548,6 +701,7 @@ pub(super) fn run_search(
                 .timeout_ms
                 .map(|ms| started + std::time::Duration::from_millis(ms)),
             explain: search.explain,
+            collapse: search.collapse.as_ref().map(|c| c.field.as_str()),
         };
         let found = match target.index.search_page(&page) {
             Ok(found) => found,
@@ -591,6 +745,11 @@ pub(super) fn run_search(
     } else {
         // Merge the indices' hits by score; ties keep index order, then document order.
         hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
+    }
+    if search.collapse.is_some() {
+        // Each index kept its best hit per group; across indices the first in order wins.
+        let mut seen = std::collections::HashSet::new();
+        hits.retain(|(_, hit)| seen.insert(hit.collapse.as_ref().map(Value::to_string)));
     }
     let max_score = if scored { max_score } else { None };
     let source_filter = search.source_filter();
@@ -660,6 +819,23 @@ pub(super) fn run_search(
             if let Some(explanation) = hit.explanation {
                 json["_explanation"] = explanation;
             }
+            if let Some(collapse) = &search.collapse {
+                let value = hit.collapse.clone().unwrap_or(Value::Null);
+                if !json["fields"].is_object() {
+                    json["fields"] = json!({});
+                }
+                json["fields"][&collapse.field] = json!([value]);
+                if !collapse.inner_hits.is_empty() {
+                    let mut inner = serde_json::Map::new();
+                    for spec in &collapse.inner_hits {
+                        inner.insert(
+                            spec.name.clone(),
+                            inner_hits(targets, search, view, &collapse.field, &value, spec, raw)?,
+                        );
+                    }
+                    json["inner_hits"] = Value::Object(inner);
+                }
+            }
             Ok(json)
         })
         .collect::<Result<_, EsError>>()?;
@@ -714,6 +890,102 @@ pub(super) fn run_search(
         body["took"] = json!(started.elapsed().as_millis() as u64);
     }
     Ok((body, last_sort))
+}
+
+/// The `inner_hits` of one collapsed group: the search's query restricted to the group's value
+/// (or to documents without the field), over every target, as Elasticsearch's expand phase.
+fn inner_hits(
+    targets: &[Target],
+    search: &SearchRequest,
+    view: &View<'_>,
+    field: &str,
+    value: &Value,
+    spec: &InnerHitsRequest,
+    raw: &mut RawSources,
+) -> Result<Value, EsError> {
+    use sluice_search::query::Bool;
+    let mut group = Bool {
+        must: vec![search.query.clone()],
+        boost: 1.0,
+        ..Bool::default()
+    };
+    if value.is_null() {
+        group.must_not.push(Query::Exists {
+            field: field.to_string(),
+            boost: 1.0,
+        });
+    } else {
+        group.filter.push(Query::Term {
+            field: field.to_string(),
+            value: value.clone(),
+            case_insensitive: false,
+            boost: 1.0,
+        });
+    }
+    let query = Query::Bool(Box::new(group));
+    let window = spec.from.saturating_add(spec.size);
+    let (mut total, mut max_score, mut scored) = (0u64, None::<f32>, true);
+    let mut hits = Vec::new();
+    for (position, target) in targets.iter().enumerate() {
+        let scoped = target.scope(&query);
+        let page = SearchPage {
+            sort: &spec.sort,
+            snapshot: view.snapshots.and_then(|snapshots| snapshots.get(position)),
+            shard_index: position as u32,
+            ..SearchPage::new(&scoped, window)
+        };
+        let found = target.index.search_page(&page)?;
+        total += found.total;
+        scored &= found.scored;
+        max_score = match (max_score, found.max_score) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        hits.extend(
+            found
+                .hits
+                .into_iter()
+                .map(|hit| (target.index.clone(), hit)),
+        );
+    }
+    if spec.sort.is_empty() {
+        hits.sort_by(|(_, a), (_, b)| b.score.total_cmp(&a.score));
+    } else {
+        hits.sort_by(|(_, a), (_, b)| compare_sort_values(&spec.sort, &a.sort, &b.sort));
+    }
+    let filter = spec
+        .source
+        .clone()
+        .or_else(|| search.source_filter())
+        .filter(|filter| filter.enabled);
+    let rendered: Vec<Value> = hits
+        .into_iter()
+        .skip(spec.from)
+        .take(spec.size)
+        .map(|(index, hit)| {
+            let score = if scored {
+                json!(hit.score)
+            } else {
+                Value::Null
+            };
+            let mut json = json!({"_index": index.name(), "_id": hit.id, "_score": score});
+            if let (Some(filter), Some(stored)) = (&filter, &hit.source)
+                && let Some(source) = filter.render(stored, raw)
+            {
+                json["_source"] = source;
+            }
+            if !spec.sort.is_empty() {
+                json["sort"] = Value::Array(hit.sort.iter().map(|v| v.to_json()).collect());
+            }
+            json
+        })
+        .collect();
+    let max_score = if scored { max_score } else { None };
+    Ok(json!({"hits": {
+        "total": {"value": total, "relation": "eq"},
+        "max_score": max_score,
+        "hits": rendered,
+    }}))
 }
 
 /// Searches one `_msearch` request may hold; beyond it, the request is refused.

@@ -1,11 +1,14 @@
 //! The `sort` of a search: its JSON shapes (a field name, `{"f": "desc"}`, `{"f": {"order",
 //! "missing", "unmapped_type", "mode", "format"}}`, `_score`, `_doc`, an array of them) and the
 //! URL's `sort=f:desc,g`, read into `search`'s [`SortKey`]s (`_shard_doc` too; the search
-//! checks it has a point in time), and `_geo_distance` with its points. Options Sluice does not
-//! implement (`nested`, `numeric_type`, script sorts) are refused by name.
+//! checks it has a point in time), `_geo_distance` with its points, and `_script` sorts of type
+//! `number`. Options Sluice does not implement (`nested`, `numeric_type`, string script sorts)
+//! are refused by name.
 
 use serde_json::Value;
-use sluice_search::{FieldSort, GeoDistanceSort, SortKey, SortMissing, SortMode, SortOrder};
+use sluice_search::{
+    FieldSort, GeoDistanceSort, ScriptSort, SortKey, SortMissing, SortMode, SortOrder,
+};
 
 use super::EsError;
 
@@ -118,9 +121,7 @@ fn parse_one(value: &Value) -> Result<SortKey, EsError> {
                 return parse_geo_distance(options);
             }
             if field == "_script" {
-                return Err(EsError::illegal_argument(format!(
-                    "[{field}] sort is not supported by Sluice yet"
-                )));
+                return parse_script_sort(options);
             }
             match options {
                 Value::String(_) => Ok(key_with(field, Some(parse_order(options)?))),
@@ -240,6 +241,64 @@ fn parse_geo_distance(options: &Value) -> Result<SortKey, EsError> {
     }))
 }
 
+/// `{"_script": {"type": "number", "script": …, "order": …}}`: the script's number per
+/// document (the Painless subset of `sluice-script`, with `doc`, `params` and `_score`).
+fn parse_script_sort(options: &Value) -> Result<SortKey, EsError> {
+    let Value::Object(options) = options else {
+        return Err(EsError::parse("[_script] sort must be an object"));
+    };
+    let mut script = None;
+    let mut order = SortOrder::Asc;
+    let mut numeric = None;
+    for (name, value) in options {
+        match name.as_str() {
+            "script" => script = Some(super::scripts::parse_script(value, false)?),
+            "type" => {
+                numeric = Some(match value.as_str() {
+                    Some("number") => true,
+                    Some("string") => false,
+                    _ => {
+                        return Err(EsError::illegal_argument(format!(
+                            "Unknown ScriptSortType [{}]",
+                            value
+                                .as_str()
+                                .map_or_else(|| value.to_string(), str::to_string)
+                        )));
+                    }
+                })
+            }
+            "order" => order = parse_order(value)?,
+            "mode" => {
+                // A script gives one value per document: every mode keeps it.
+                parse_mode(value)?;
+            }
+            "nested" => {
+                return Err(EsError::illegal_argument(
+                    "[nested] of a script sort is not supported by Sluice yet",
+                ));
+            }
+            other => {
+                return Err(EsError::parse(format!("[_script] unknown field [{other}]")));
+            }
+        }
+    }
+    let script = script.ok_or_else(|| EsError::parse("[_script] requires a [script]"))?;
+    match numeric {
+        Some(true) => {}
+        Some(false) => {
+            return Err(EsError::illegal_argument(
+                "[_script] sort of [type] [string] is not supported by Sluice yet; use [number]",
+            ));
+        }
+        None => return Err(EsError::parse("[_script] requires a [type]")),
+    }
+    Ok(SortKey::Script(ScriptSort {
+        script: script.script,
+        params: script.params,
+        order,
+    }))
+}
+
 fn parse_options(
     field: &str,
     options: &serde_json::Map<String, Value>,
@@ -356,8 +415,8 @@ mod tests {
     #[test]
     fn unsupported_sorts_are_refused_by_name() {
         assert_eq!(
-            reason(json!({"_script": {"type": "number"}})),
-            "[_script] sort is not supported by Sluice yet"
+            reason(json!({"_script": {"type": "string", "script": "1"}})),
+            "[_script] sort of [type] [string] is not supported by Sluice yet; use [number]"
         );
         assert_eq!(
             reason(json!({"a": {"nested": {"path": "x"}}})),

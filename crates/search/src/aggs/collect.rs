@@ -404,10 +404,11 @@ fn for_each_number(
     mut f: impl FnMut(f64),
 ) -> Result<FieldKind> {
     let (kind, column) = field_of(segment, source, agg)?;
-    if kind == FieldKind::Keyword {
+    if matches!(kind, FieldKind::Keyword | FieldKind::Ip) {
         return Err(SearchError::illegal(format!(
-            "Field [{}] of type [keyword] is not supported for aggregation [{}]",
+            "Field [{}] of type [{}] is not supported for aggregation [{}]",
             source.field,
+            kind_name(&kind),
             agg.kind.type_name()
         )));
     }
@@ -743,6 +744,7 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                 Ok(Some(Key::Long(i as i64)))
             })?)
         }
+        AggKind::IpRange(range) => collect_ip_range(agg, range, segment, docs)?,
         AggKind::Filter(query) => {
             let matched = filter_docs(segment, query, docs)?;
             single(agg, segment, &matched)?
@@ -886,10 +888,87 @@ fn collect_auto_date(
     Ok(Partial::empty(agg))
 }
 
+/// `ip_range`: each document counts once in every range one of its addresses falls in. The
+/// ranges are compared with each distinct term of the segment once (encoded addresses order
+/// as addresses).
+fn collect_ip_range(
+    agg: &Aggregation,
+    range: &super::IpRangeAgg,
+    segment: &Segment<'_>,
+    docs: &[DocId],
+) -> Result<Partial> {
+    let (kind, column) = field_of(segment, &range.source, agg)?;
+    if !matches!(kind, FieldKind::Ip | FieldKind::Unmapped) {
+        return Err(SearchError::illegal(format!(
+            "Field [{}] of type [{}] is not supported for aggregation [ip_range]",
+            range.source.field,
+            kind_name(&kind)
+        )));
+    }
+    let missing = range
+        .source
+        .missing
+        .as_ref()
+        .map(|m| ip_key(&range.source.field, m))
+        .transpose()?;
+    let ranges = &range.ranges;
+    let in_range = |address: &str, keys: &mut Vec<usize>| {
+        for (i, spec) in ranges.iter().enumerate() {
+            if spec.from.as_deref().is_none_or(|from| address >= from)
+                && spec.to.as_deref().is_none_or(|to| address < to)
+            {
+                keys.push(i);
+            }
+        }
+    };
+    // The ranges of each term of the segment that the documents hold, computed once.
+    let mut ords = Vec::new();
+    for &doc in docs {
+        column.for_each_ord(doc, |ord| ords.push(ord));
+    }
+    ords.sort_unstable();
+    ords.dedup();
+    segment
+        .index
+        .budget
+        .reserve(ords.len() * BUCKET_BYTES, &agg.name)?;
+    let mut ranges_of: HashMap<u64, Vec<usize>> = HashMap::with_capacity(ords.len());
+    for (ord, term) in ords.iter().zip(column.terms(&ords)?) {
+        let mut keys = Vec::new();
+        in_range(&term, &mut keys);
+        ranges_of.insert(*ord, keys);
+    }
+    let mut missing_ranges = Vec::new();
+    if let Some(address) = &missing {
+        in_range(address, &mut missing_ranges);
+    }
+    let mut groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<usize>| {
+        let any = column.for_each_ord(doc, |ord| {
+            if let Some(found) = ranges_of.get(&ord) {
+                keys.extend_from_slice(found);
+            }
+        });
+        if !any {
+            keys.extend_from_slice(&missing_ranges);
+        }
+    });
+    for i in 0..ranges.len() {
+        groups.entry(i).or_insert_with(|| (0, Vec::new()));
+    }
+    Ok(Partial::Buckets(buckets_from_groups(
+        agg,
+        segment,
+        groups,
+        ValueFormat::Ip,
+        |i| Ok(Some(Key::Long(i as i64))),
+    )?))
+}
+
 fn kind_name(kind: &FieldKind) -> &'static str {
     match kind {
         FieldKind::Unmapped => "unmapped",
         FieldKind::Keyword => "keyword",
+        FieldKind::Ip => "ip",
         FieldKind::Integer => "long",
         FieldKind::Double => "double",
         FieldKind::Date(_) => "date",
@@ -1049,9 +1128,23 @@ fn buckets_from_groups<K>(
     Ok(acc)
 }
 
+/// The encoded form of an address that a request gives for an `ip` field (`missing`, `after`).
+fn ip_key(field: &str, value: &Value) -> Result<String> {
+    value
+        .as_str()
+        .and_then(crate::ip::parse)
+        .map(crate::ip::encode)
+        .ok_or_else(|| {
+            SearchError::illegal(format!(
+                "'{value}' is not an IP string literal for [{field}]"
+            ))
+        })
+}
+
 /// The key a `missing` value stands for in a `terms` of a field of this kind.
-fn missing_key(kind: &FieldKind, missing: &Value) -> Result<Key> {
+fn missing_key(field: &str, kind: &FieldKind, missing: &Value) -> Result<Key> {
     Ok(match kind {
+        FieldKind::Ip => Key::Str(ip_key(field, missing)?),
         FieldKind::Keyword | FieldKind::Unmapped => match missing {
             Value::String(s) => Key::Str(s.clone()),
             other => Key::Str(other.to_string()),
@@ -1082,11 +1175,15 @@ fn collect_terms(
         .source
         .missing
         .as_ref()
-        .map(|m| missing_key(&kind, m))
+        .map(|m| missing_key(&terms.source.field, &kind, m))
         .transpose()?;
     let keep_docs = !agg.subs.is_empty();
     let accepted = |key: &Key| {
-        let text = key_text(key);
+        // Addresses match `include`/`exclude` as they print.
+        let text = match key {
+            Key::Str(s) => format.print_str(s),
+            other => key_text(other),
+        };
         terms.include.as_ref().is_none_or(|f| f.matches(&text))
             && terms.exclude.as_ref().is_none_or(|f| !f.matches(&text))
     };
@@ -1206,6 +1303,7 @@ fn collect_hashes(
 ) -> Result<()> {
     let (kind, column) = field_of(segment, source, agg)?;
     let missing_hash = source.missing.as_ref().map(|m| match (&kind, m) {
+        (FieldKind::Ip, _) => ip_key(&source.field, m).map(|key| hash_bytes(key.as_bytes())),
         (FieldKind::Keyword | FieldKind::Unmapped, Value::String(s)) => {
             Ok(hash_bytes(s.as_bytes()))
         }
@@ -1352,6 +1450,22 @@ fn collect_top_hits(
             .reduce(f32::max)
     });
     let fields = segment.index.fields;
+    // Sort values of `ip` fields show as addresses.
+    let ip_keys: Vec<bool> = sort
+        .iter()
+        .map(|spec| match spec {
+            SortSpec::Field { field, .. } => matches!(
+                resolve_field(
+                    segment.index.mappings,
+                    segment.index.index_name,
+                    field,
+                    "top_hits"
+                ),
+                Ok(FieldKind::Ip)
+            ),
+            SortSpec::Score(_) => false,
+        })
+        .collect();
     let mut hits = Vec::with_capacity(candidates.len());
     for (values, doc) in candidates {
         let document: TantivyDocument = segment
@@ -1381,8 +1495,10 @@ fn collect_top_hits(
         } else {
             values
                 .iter()
-                .map(|v| match v {
+                .zip(ip_keys.iter().chain(std::iter::repeat(&false)))
+                .map(|(v, ip)| match v {
                     SortValue::Missing => Value::Null,
+                    SortValue::Str(s) if *ip => Value::String(ValueFormat::Ip.print_str(s)),
                     SortValue::Number(n) => {
                         serde_json::Number::from_f64(*n).map_or(Value::Null, |n| {
                             if n.as_f64()
@@ -1559,7 +1675,7 @@ fn collect_multi_terms(
             source
                 .missing
                 .as_ref()
-                .map(|m| missing_key(&kind, m))
+                .map(|m| missing_key(&source.field, &kind, m))
                 .transpose()?,
         );
         kinds.push(kind);
@@ -1751,6 +1867,9 @@ fn after_key(composite: &Composite, kinds: &[FieldKind]) -> Result<Option<Vec<Op
             continue;
         };
         let converted = match (&source.kind, kind) {
+            (CompositeSourceKind::Terms, FieldKind::Ip) => {
+                Key::Str(ip_key(&source.source.field, value)?)
+            }
             (CompositeSourceKind::Terms, FieldKind::Keyword | FieldKind::Unmapped) => match value {
                 Value::String(s) => Key::Str(s.clone()),
                 other => Key::Str(other.to_string()),
@@ -1914,6 +2033,7 @@ fn collect_composite(
                 }
             }
             _ if kind == FieldKind::Boolean => ValueFormat::Boolean,
+            _ if kind == FieldKind::Ip => ValueFormat::Ip,
             _ => ValueFormat::Raw,
         };
         formats.push(format);

@@ -376,6 +376,9 @@ pub enum ValueFormat {
     Date(DateFormat, TimeZone),
     Boolean,
     Decimal(DecimalFormat),
+    /// String keys are encoded `ip` addresses (`ip.rs`), printed as addresses; they order by
+    /// their encoded form, which is address order.
+    Ip,
 }
 
 impl ValueFormat {
@@ -386,6 +389,15 @@ impl ValueFormat {
             ValueFormat::Date(format, zone) => Some(format.format(value as i64, zone)),
             ValueFormat::Boolean => Some(if value != 0.0 { "true" } else { "false" }.into()),
             ValueFormat::Decimal(format) => Some(format.format(value)),
+            ValueFormat::Ip => None,
+        }
+    }
+
+    /// A string key as it prints: an encoded address as the address, else unchanged.
+    pub fn print_str(&self, key: &str) -> String {
+        match self {
+            ValueFormat::Ip => crate::ip::decode(key).unwrap_or_else(|| key.to_string()),
+            _ => key.to_string(),
         }
     }
 }

@@ -659,6 +659,83 @@ pub struct GeoGrid {
     pub bounds: Option<crate::geo::GeoBox>,
 }
 
+/// One range of `ip_range`: `[from, to)` as encoded addresses (`ip.rs`), from `from`/`to` or a
+/// CIDR `mask`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpRangeSpec {
+    pub key: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl IpRangeSpec {
+    /// A range of `from`/`to` addresses as the request gives them; `None` if one is not an
+    /// address.
+    pub fn from_addresses(
+        key: Option<String>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Option<IpRangeSpec> {
+        let encode = |text: Option<&str>| -> Option<Option<String>> {
+            match text {
+                None => Some(None),
+                Some(text) => crate::ip::parse(text).map(|a| Some(crate::ip::encode(a))),
+            }
+        };
+        Some(IpRangeSpec {
+            key,
+            from: encode(from)?,
+            to: encode(to)?,
+        })
+    }
+
+    /// The range of a CIDR block, as Elasticsearch makes it: its first address (unbounded if
+    /// that is `::`) up to the address after its last (unbounded past the last address); the
+    /// key defaults to the mask. `None` if `mask` is not a CIDR block.
+    pub fn from_mask(key: Option<String>, mask: &str) -> Option<IpRangeSpec> {
+        let (first, last) = crate::ip::cidr_bounds(mask)?;
+        let lowest = "0".repeat(32);
+        Some(IpRangeSpec {
+            key: Some(key.unwrap_or_else(|| mask.to_string())),
+            from: (first != lowest).then_some(first),
+            to: crate::ip::next_up(&last),
+        })
+    }
+}
+
+/// `ip_range`: its ranges in Elasticsearch's order (by `from`, unbounded first, then by `to`,
+/// unbounded last), which is the order of its buckets.
+#[derive(Debug, Clone)]
+pub struct IpRangeAgg {
+    pub source: ValueSource,
+    pub ranges: Vec<IpRangeSpec>,
+    pub keyed: bool,
+}
+
+impl IpRangeAgg {
+    pub fn new(source: ValueSource, mut ranges: Vec<IpRangeSpec>, keyed: bool) -> IpRangeAgg {
+        ranges.sort_by(|a, b| {
+            let from = match (&a.from, &b.from) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => x.cmp(y),
+            };
+            from.then_with(|| match (&a.to, &b.to) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (Some(x), Some(y)) => x.cmp(y),
+            })
+        });
+        IpRangeAgg {
+            source,
+            ranges,
+            keyed,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Filters {
     /// Named filters keep their names; anonymous ones (a JSON array) have none.
@@ -763,6 +840,7 @@ pub enum AggKind {
     DateHistogram(DateHistogram),
     AutoDateHistogram(AutoDateHistogram),
     Range(RangeAgg),
+    IpRange(IpRangeAgg),
     Filter(Query),
     Filters(Filters),
     Missing(ValueSource),
@@ -812,6 +890,7 @@ impl AggKind {
             AggKind::Range(range) if range.date_zone.is_some() => "date_range",
             AggKind::Range(range) if range.geo.is_some() => "geo_distance",
             AggKind::Range(_) => "range",
+            AggKind::IpRange(_) => "ip_range",
             AggKind::Filter(_) => "filter",
             AggKind::Filters(_) => "filters",
             AggKind::Missing(_) => "missing",
@@ -840,6 +919,7 @@ impl AggKind {
                 | AggKind::DateHistogram(_)
                 | AggKind::AutoDateHistogram(_)
                 | AggKind::Range(_)
+                | AggKind::IpRange(_)
                 | AggKind::Filters(_)
                 | AggKind::Composite(_)
                 | AggKind::GeoGrid(_)

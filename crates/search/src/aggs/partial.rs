@@ -376,6 +376,7 @@ impl Partial {
             | AggKind::DateHistogram(_)
             | AggKind::Range(_)
             | AggKind::GeoGrid(_)
+            | AggKind::IpRange(_)
             | AggKind::Filters(_) => Partial::Buckets(BucketsAcc::new(ValueFormat::Raw)),
             AggKind::GeoBounds { .. } => Partial::GeoBounds(crate::geo::BoundsAcc::default()),
             AggKind::GeoCentroid { .. } => Partial::GeoCentroid {

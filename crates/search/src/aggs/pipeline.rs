@@ -271,6 +271,30 @@ impl ScriptExpr {
         })
     }
 
+    /// The script with the numbers of its `params` in place of the names they give (a name
+    /// `buckets_path` also defines stays a variable: the bucket's value wins, as in
+    /// Elasticsearch, which binds the paths over the script's params).
+    pub fn with_constants(self, constants: &dyn Fn(&str) -> Option<f64>) -> ScriptExpr {
+        let bind = |inner: Box<ScriptExpr>| Box::new(inner.with_constants(constants));
+        match self {
+            ScriptExpr::Param(name) => match constants(&name) {
+                Some(value) => ScriptExpr::Number(value),
+                None => ScriptExpr::Param(name),
+            },
+            ScriptExpr::Number(v) => ScriptExpr::Number(v),
+            ScriptExpr::Neg(inner) => ScriptExpr::Neg(bind(inner)),
+            ScriptExpr::Not(inner) => ScriptExpr::Not(bind(inner)),
+            ScriptExpr::Binary(left, op, right) => ScriptExpr::Binary(bind(left), op, bind(right)),
+            ScriptExpr::Conditional(a, b, c) => ScriptExpr::Conditional(bind(a), bind(b), bind(c)),
+            ScriptExpr::Call(name, args) => ScriptExpr::Call(
+                name,
+                args.into_iter()
+                    .map(|a| a.with_constants(constants))
+                    .collect(),
+            ),
+        }
+    }
+
     fn params(&self, out: &mut Vec<String>) {
         match self {
             ScriptExpr::Param(name) => out.push(name.clone()),

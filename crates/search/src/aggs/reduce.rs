@@ -330,7 +330,7 @@ pub(crate) fn compare_buckets(
 
 fn bucket_key(key: &Key, format: &ValueFormat) -> (BucketKey, Option<String>) {
     match key {
-        Key::Str(s) => (BucketKey::Str(s.clone()), None),
+        Key::Str(s) => (BucketKey::Str(format.print_str(s)), None),
         Key::Long(v) => (BucketKey::Long(*v), format.print(*v as f64)),
         Key::Double(v) => (BucketKey::Double(*v), format.print(*v)),
         Key::Tuple(parts) => multi_key(parts, &[]),
@@ -345,7 +345,10 @@ fn multi_key(parts: &[Key], formats: &[ValueFormat]) -> (BucketKey, Option<Strin
     for (i, part) in parts.iter().enumerate() {
         let format = formats.get(i).unwrap_or(&ValueFormat::Raw);
         let (value, text) = match part {
-            Key::Str(s) => (Value::String(s.clone()), s.clone()),
+            Key::Str(s) => {
+                let text = format.print_str(s);
+                (Value::String(text.clone()), text)
+            }
             Key::Long(v) => match format.print(*v as f64) {
                 Some(text) if *format == ValueFormat::Boolean => (Value::Bool(*v != 0), text),
                 Some(text) => (Value::String(text.clone()), text),
@@ -580,6 +583,44 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
             };
             multi_buckets(agg, entries, &format, histogram.keyed, counter)?
         }
+        (AggKind::IpRange(range), Partial::Buckets(mut acc)) => {
+            counter.add(range.ranges.len())?;
+            let mut buckets = Vec::with_capacity(range.ranges.len());
+            for (i, spec) in range.ranges.iter().enumerate() {
+                let bucket = acc
+                    .buckets
+                    .remove(&Key::Long(i as i64))
+                    .unwrap_or_else(|| empty_bucket(agg));
+                let print = |bound: &Option<String>| {
+                    bound
+                        .as_deref()
+                        .map(|encoded| ValueFormat::Ip.print_str(encoded))
+                };
+                let (from_text, to_text) = (print(&spec.from), print(&spec.to));
+                let key = spec.key.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        from_text.as_deref().unwrap_or("*"),
+                        to_text.as_deref().unwrap_or("*")
+                    )
+                });
+                let mut done = finalize_bucket(agg, BucketKey::Str(key), None, bucket, counter)?;
+                done.range = Some(RangeBounds {
+                    from: None,
+                    to: None,
+                    from_as_string: from_text,
+                    to_as_string: to_text,
+                    addresses: true,
+                });
+                buckets.push(done);
+            }
+            pipeline::apply_parents(agg, &mut buckets)?;
+            AggValue::Buckets(Buckets {
+                keyed: range.keyed,
+                buckets,
+                kind: BucketsKind::Plain,
+            })
+        }
         (AggKind::Range(range), Partial::Buckets(mut acc)) => {
             counter.add(range.ranges.len())?;
             let format = match (&acc.format, &range.date_zone) {
@@ -625,6 +666,7 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
                     to: spec.to,
                     from_as_string: from_text,
                     to_as_string: to_text,
+                    addresses: false,
                 });
                 buckets.push(done);
             }
@@ -692,7 +734,7 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
                     .map(|((source, part), format)| {
                         let json = match part {
                             None => Value::Null,
-                            Some(Key::Str(s)) => Value::String(s.clone()),
+                            Some(Key::Str(s)) => Value::String(format.print_str(s)),
                             Some(Key::Long(v)) => match format {
                                 ValueFormat::Raw => Value::from(*v),
                                 _ => format
@@ -813,7 +855,7 @@ fn sort_json(value: &super::partial::SortValue, format: &ValueFormat) -> Value {
             ValueFormat::Date(..) => format.print(*v).map_or(Value::Null, Value::String),
             _ => number_json(*v),
         },
-        super::partial::SortValue::Str(s) => Value::String(s.clone()),
+        super::partial::SortValue::Str(s) => Value::String(format.print_str(s)),
     }
 }
 

@@ -113,6 +113,9 @@ pub struct RangeBounds {
     pub to: Option<f64>,
     pub from_as_string: Option<String>,
     pub to_as_string: Option<String>,
+    /// `ip_range`: the bounds are addresses, shown as `from` and `to` strings (the
+    /// `*_as_string` fields hold them; the numbers are `None`).
+    pub addresses: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

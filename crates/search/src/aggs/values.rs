@@ -4,7 +4,7 @@
 //! The mapping decides the type: keywords are dictionary-encoded string columns, integers and
 //! dates `i64` columns (dates in epoch milliseconds), doubles `f64` columns (tantivy may store a
 //! segment whose doubles are all whole as integers, so columns are coerced), booleans `bool`
-//! columns. Unmapped fields read as empty; `text` without `fielddata` is refused as in
+//! columns, `ip`s string columns of their encoded form (`ip.rs`). Unmapped fields read as empty; `text` without `fielddata` is refused as in
 //! Elasticsearch.
 
 use serde_json::Value;
@@ -23,6 +23,8 @@ const EXACT_FIELD: &str = "_fields";
 pub(crate) enum FieldKind {
     Unmapped,
     Keyword,
+    /// An `ip`: a keyword column of encoded addresses (`ip.rs`), printed as addresses.
+    Ip,
     Integer,
     Double,
     /// With the field's date format.
@@ -78,11 +80,7 @@ pub(crate) fn resolve_field(
                 "Fielddata is disabled on [{field}] in [{index}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [{field}] in order to load field data by uninverting the inverted index. Note that this can use significant memory.{hint}"
             )));
         }
-        FieldType::Ip => {
-            return Err(SearchError::illegal(format!(
-                "[{agg_type}] on ip field [{field}] is not supported by Sluice yet"
-            )));
-        }
+        FieldType::Ip => FieldKind::Ip,
         FieldType::GeoPoint if agg_type == "sort" => {
             return Err(SearchError::illegal(format!(
                 "can't sort on geo_point field without using specific sorting feature, like geo_distance: [{field}]"
@@ -110,6 +108,7 @@ pub(crate) fn value_format(kind: &FieldKind, format: Option<&str>) -> Result<Val
             Ok(ValueFormat::Date(parsed, jiff::tz::TimeZone::UTC))
         }
         (FieldKind::Boolean, _) => Ok(ValueFormat::Boolean),
+        (FieldKind::Ip, _) => Ok(ValueFormat::Ip),
         (FieldKind::Integer | FieldKind::Double, Some(pattern)) => Ok(ValueFormat::Decimal(
             DecimalFormat::parse(pattern).map_err(SearchError::illegal)?,
         )),
@@ -162,7 +161,9 @@ impl SegmentColumn {
                 reason: e.to_string(),
             })?;
             let opened = match (kind, column) {
-                (FieldKind::Keyword, DynamicColumn::Str(column)) => SegmentColumn::Str(column),
+                (FieldKind::Keyword | FieldKind::Ip, DynamicColumn::Str(column)) => {
+                    SegmentColumn::Str(column)
+                }
                 (FieldKind::Boolean, DynamicColumn::Bool(column)) => SegmentColumn::Bool(column),
                 (FieldKind::Double, column) if column.is_numerical() => {
                     match column.coerce_numerical(NumericalType::F64) {
