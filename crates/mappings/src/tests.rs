@@ -373,6 +373,7 @@ fn table_stream_events_have_lambdas_dynamodb_shape() {
             billing_mode: "PAY_PER_REQUEST".into(),
             provisioned_throughput: None,
             stream_view_type: Some(StreamViewType::NewAndOldImages),
+            indexes: Vec::new(),
         })
         .unwrap();
     let stream_id = table.definition.stream.unwrap().stream_id;

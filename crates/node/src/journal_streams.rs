@@ -898,10 +898,7 @@ fn write_position(directory: &Path, stream_id: &str, position: &Position) -> Res
 }
 
 fn remove_position(directory: &Path, stream_id: &str) {
-    let path = position_file::path(directory, stream_id);
-    if let Err(error) = fs::remove_file(&path)
-        && error.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), %error, "removing a journal stream's position failed");
+    if let Err(error) = position_file::remove(directory, stream_id) {
+        tracing::warn!(%error, "removing a journal stream's position failed");
     }
 }

@@ -21,14 +21,12 @@
 //! index created by a write.
 
 use crate::position_file;
+use crate::worker::{Stop, Worker, lock, run_passes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use ion_rs::{Element, IonType};
@@ -43,11 +41,8 @@ const POSITION_FORMAT_VERSION: u32 = 1;
 /// Blocks read from one ledger at once before their writes and the position move; bounds the
 /// worker's memory and what a crash writes again.
 pub const BLOCKS_PER_READ: usize = 64;
-/// How long the worker waits when no ledger has anything new.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Pause before a ledger whose pass failed (an index refusing writes, a ledger being deleted)
-/// is tried again.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(1_000);
+/// The worker thread's name, also its name in logs.
+const WORKER_NAME: &str = "sluice-ledger-index";
 /// Deepest document indexed, the search API's own JSON nesting limit; a deeper revision is not
 /// indexed (counted in `failed_revisions`, logged).
 pub const DOCUMENT_DEPTH_MAX: usize = 100;
@@ -123,7 +118,8 @@ impl LedgerIndexConfig {
 
     /// The index a table's revisions go to; `None` when it is not indexed.
     pub fn index_for(&self, ledger: &str, table: &str) -> Option<String> {
-        if !self.ledger_enabled(ledger) {
+        // A replica's own bookkeeping is not the source's data.
+        if !self.ledger_enabled(ledger) || crate::replica::is_bookkeeping_table(table) {
             return None;
         }
         let table_config = self
@@ -145,6 +141,11 @@ struct Position {
     format_version: u32,
     strand_id: String,
     next_sequence_no: u64,
+    /// Every index this ledger's revisions were written into, saved before the first write to
+    /// each, so that deleting the ledger (or creating another of the same name) deletes them.
+    /// Absent in positions written before it was kept: those indices are left in place.
+    #[serde(default)]
+    indices: BTreeSet<String>,
 }
 
 /// What the indexer did, for `/metrics`.
@@ -169,15 +170,10 @@ struct Shared {
     failed_revisions: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The built-in indexer of ledgers into search.
 pub struct LedgerIndexer {
     shared: Arc<Shared>,
-    stop: Mutex<Option<mpsc::Sender<()>>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl std::fmt::Debug for LedgerIndexer {
@@ -246,26 +242,16 @@ impl LedgerIndexer {
             indexed_revisions: AtomicU64::new(0),
             failed_revisions: AtomicU64::new(0),
         });
-        let (stop, stopped) = mpsc::channel();
         let worker = if enabled {
             let shared = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("sluice-ledger-index".into())
-                    .stack_size(WORKER_STACK_BYTES)
-                    .spawn(move || run(&shared, &stopped))
-                    .map_err(|error| {
-                        LedgerIndexError::Storage(format!("starting the worker: {error}"))
-                    })?,
-            )
+            Worker::spawn(WORKER_NAME, Some(WORKER_STACK_BYTES), move |stop| {
+                run(&shared, &stop)
+            })
+            .map_err(|error| LedgerIndexError::Storage(format!("starting the worker: {error}")))?
         } else {
-            None
+            Worker::idle(WORKER_NAME)
         };
-        Ok(LedgerIndexer {
-            shared,
-            stop: Mutex::new(Some(stop)),
-            worker: Mutex::new(worker),
-        })
+        Ok(LedgerIndexer { shared, worker })
     }
 
     /// Counters and lag for `/metrics`. The lag compares each ledger's committed blocks now
@@ -305,66 +291,54 @@ impl LedgerIndexer {
 
     /// Stops the worker; a pass in flight is abandoned before its position moves.
     pub fn shutdown(&self) {
-        lock(&self.stop).take();
-        let worker = lock(&self.worker).take();
-        if let Some(worker) = worker
-            && worker.join().is_err()
-        {
-            tracing::error!("the ledger indexer panicked");
-        }
+        self.worker.shutdown();
     }
 }
 
-impl Drop for LedgerIndexer {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn run(shared: &Shared, stop: &Receiver<()>) {
+fn run(shared: &Shared, stop: &Stop) {
     // Index mappings already holding a `date` field, so each is put once per run.
     let mut dates_mapped: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut failing: BTreeSet<String> = BTreeSet::new();
-    loop {
-        let mut progressed = false;
-        let mut failed = false;
-        let names = match shared.ledgers.list_ledgers() {
-            Ok(names) => names,
+    // The enabled ledgers, and those with a position but no ledger any more (deleted: their
+    // pass deletes their indices and forgets them).
+    let ledgers = || {
+        let mut names: BTreeSet<String> = match shared.ledgers.list_ledgers() {
+            Ok(names) => names
+                .into_iter()
+                .filter(|name| shared.config.ledger_enabled(name))
+                .collect(),
             Err(error) => {
                 tracing::error!(%error, "the ledger indexer cannot list ledgers");
-                Vec::new()
+                return Vec::new();
             }
         };
-        for name in names {
-            if !shared.config.ledger_enabled(&name) {
-                continue;
-            }
-            match index_ledger(shared, &name, &mut dates_mapped) {
-                Ok(moved) => {
-                    progressed |= moved;
-                    if failing.remove(&name) {
-                        tracing::info!(ledger = %name, "the ledger indexer recovered");
-                    }
-                }
-                Err(error) => {
-                    failed = true;
-                    if failing.insert(name.clone()) {
-                        tracing::warn!(ledger = %name, %error, "indexing a ledger failed; retrying");
-                    }
-                }
-            }
+        match position_file::names(&shared.directory) {
+            Ok(positions) => names.extend(positions),
+            Err(error) => tracing::error!(%error, "the ledger indexer cannot list its positions"),
         }
-        let pause = if progressed {
-            Duration::ZERO
-        } else if failed {
-            RETRY_INTERVAL
-        } else {
-            POLL_INTERVAL
-        };
-        if !matches!(stop.recv_timeout(pause), Err(RecvTimeoutError::Timeout)) {
-            return;
+        names.into_iter().collect()
+    };
+    run_passes(WORKER_NAME, stop, ledgers, |name: &String| {
+        index_ledger(shared, name, &mut dates_mapped)
+    });
+}
+
+/// Deletes the indices a ledger of this name was indexed into (the ledger was deleted, or
+/// created anew with another strand), and with them what the indexer remembers of them.
+fn drop_indices(
+    shared: &Shared,
+    name: &str,
+    indices: &BTreeSet<String>,
+    dates_mapped: &mut BTreeSet<(String, String)>,
+) -> Result<(), LedgerIndexError> {
+    for index in indices {
+        match shared.indices.delete(index) {
+            Ok(()) | Err(SearchError::IndexNotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
         }
+        dates_mapped.retain(|(mapped, _)| mapped != index);
+        tracing::info!(ledger = name, index = %index, "deleted the index of a deleted ledger");
     }
+    Ok(())
 }
 
 /// One pass over one ledger: at most [`BLOCKS_PER_READ`] blocks written and the position moved.
@@ -374,11 +348,43 @@ fn index_ledger(
     name: &str,
     dates_mapped: &mut BTreeSet<(String, String)>,
 ) -> Result<bool, LedgerIndexError> {
-    let ledger = shared.ledgers.ledger(name)?;
+    let saved = read_position(&shared.directory, name)?;
+    let ledger = match shared.ledgers.ledger(name) {
+        Ok(ledger) => ledger,
+        Err(sluice_ledger::LedgerError::NotFound(_)) => {
+            if let Some(saved) = saved {
+                drop_indices(shared, name, &saved.indices, dates_mapped)?;
+                position_file::remove(&shared.directory, name)
+                    .map_err(LedgerIndexError::Storage)?;
+            }
+            lock(&shared.positions).remove(name);
+            return Ok(false);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if !shared.config.ledger_enabled(name) {
+        return Ok(false);
+    }
     let strand_id = ledger.strand_id().to_owned();
-    let next = read_position(&shared.directory, name)?
-        .filter(|position| position.strand_id == strand_id)
-        .map_or(0, |position| position.next_sequence_no);
+    let mut position = match saved {
+        Some(saved) if saved.strand_id == strand_id => saved,
+        other => {
+            if let Some(saved) = other {
+                // Another ledger of this name: its indices hold the old one's revisions, with
+                // versions the new one would conflict with.
+                drop_indices(shared, name, &saved.indices, dates_mapped)?;
+            }
+            let fresh = Position {
+                format_version: POSITION_FORMAT_VERSION,
+                strand_id: strand_id.clone(),
+                next_sequence_no: 0,
+                indices: BTreeSet::new(),
+            };
+            write_position(&shared.directory, name, &fresh)?;
+            fresh
+        }
+    };
+    let next = position.next_sequence_no;
     lock(&shared.positions).insert(name.to_owned(), (strand_id.clone(), next));
     let blocks = ledger.committed_blocks(next, BLOCKS_PER_READ)?;
     let Some(last) = blocks.last().map(|block| block.sequence_no) else {
@@ -422,6 +428,15 @@ fn index_ledger(
                 }
             }
         }
+    }
+    // Indices about to be written for the first time are saved in the position first, so a
+    // crash after the write still knows to delete them with the ledger.
+    let new_indices: Vec<&String> = (writes.keys())
+        .filter(|index| !position.indices.contains(*index))
+        .collect();
+    if !new_indices.is_empty() {
+        position.indices.extend(new_indices.into_iter().cloned());
+        write_position(&shared.directory, name, &position)?;
     }
     for (index_name, requests) in writes {
         let mapping = tables
@@ -488,15 +503,8 @@ fn index_ledger(
             }
         }
     }
-    write_position(
-        &shared.directory,
-        name,
-        &Position {
-            format_version: POSITION_FORMAT_VERSION,
-            strand_id: strand_id.clone(),
-            next_sequence_no: last + 1,
-        },
-    )?;
+    position.next_sequence_no = last + 1;
+    write_position(&shared.directory, name, &position)?;
     lock(&shared.positions).insert(name.to_owned(), (strand_id, last + 1));
     Ok(true)
 }
@@ -789,6 +797,15 @@ mod tests {
         assert_eq!(config.index_for("l", "Hidden"), None);
         assert_eq!(config.index_for("l", "Renamed").as_deref(), Some("mine"));
         assert_eq!(config.index_for("off", "T"), None);
+        // A replica's bookkeeping tables are not indexed.
+        assert_eq!(
+            config.index_for("l", crate::replica::REPLICA_POSITIONS_TABLE),
+            None
+        );
+        assert_eq!(
+            config.index_for("l", crate::replica::REPLICA_IDS_TABLE),
+            None
+        );
         let all_off: LedgerIndexConfig =
             serde_json::from_value(serde_json::json!({"enabled": false})).unwrap();
         assert_eq!(all_off.index_for("l", "T"), None);

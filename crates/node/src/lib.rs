@@ -36,6 +36,7 @@ mod position_file;
 pub mod replica;
 pub mod replica_assembler;
 pub mod table_index;
+mod worker;
 
 pub use functions::{FunctionsInvoker, FunctionsTransformer};
 pub use journal_streams::JournalStreams;

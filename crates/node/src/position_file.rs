@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 
 /// The suffix of a position file after the follower's name for what it follows.
 pub(crate) const POSITION_SUFFIX: &str = ".position";
-/// The largest position file read; a larger one is refused as damaged rather than read.
-pub(crate) const POSITION_BYTES_MAX: u64 = 4096;
+/// The largest position file read; a larger one is refused as damaged rather than read. Room
+/// for the ledger indexer's list of indices: QLDB's 40 tables per ledger, 255 bytes per name.
+pub(crate) const POSITION_BYTES_MAX: u64 = 64 * 1024;
 
 fn failure(what: &str, path: &Path, error: impl std::fmt::Display) -> String {
     format!("{what} {}: {error}", path.display())
@@ -81,6 +82,38 @@ pub(crate) fn write<T: Serialize>(
     let bytes =
         serde_json::to_vec(position).map_err(|error| format!("encoding a position: {error}"))?;
     replace(directory, &format!("{name}{POSITION_SUFFIX}"), &bytes)
+}
+
+/// Removes the position of `name`; one that is already gone is not an error.
+pub(crate) fn remove(directory: &Path, name: &str) -> Result<(), String> {
+    let path = path(directory, name);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(failure("removing", &path, error)),
+    }
+}
+
+/// The names that have a position in `directory` (none when it does not exist).
+pub(crate) fn names(directory: &Path) -> Result<Vec<String>, String> {
+    let entries = match fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(failure("listing", directory, error)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| failure("listing", directory, error))?;
+        if let Some(name) = entry
+            .file_name()
+            .to_str()
+            .and_then(|file| file.strip_suffix(POSITION_SUFFIX))
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Replaces `directory/file_name` with `bytes` atomically and durably.

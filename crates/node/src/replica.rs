@@ -20,17 +20,18 @@
 //! at any point leaves either the block applied and the position past it, or neither; a block
 //! seen again is recognised as applied and skipped, and a block past the position waits.
 
+use crate::worker::{Stop, Worker, lock, run_passes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ion_rs::{Element, Struct};
 use serde::Deserialize;
 use sluice_ledger::{Ledger, LedgerError, Ledgers, model, transaction::CATALOG_TABLE_ID};
 
+/// The worker thread's name, also its name in logs.
+const WORKER_NAME: &str = "sluice-ledger-replica";
 /// The target table holding one position per replicated source: `{source, strand_id,
 /// next_sequence_no}`.
 pub const REPLICA_POSITIONS_TABLE: &str = "sluice_replica_positions";
@@ -45,11 +46,6 @@ pub const APPLY_ATTEMPTS_MAX: usize = 5;
 /// Source blocks a worker reads at once; each is applied in its own target transaction, so
 /// this only bounds the worker's memory between two reads.
 pub const BLOCKS_PER_READ: usize = 32;
-/// How long an idle worker waits before it looks for newly committed source blocks.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Pause before a replica whose pass failed (a missing source, a target refusing the block)
-/// is tried again.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(1_000);
 
 /// One entry of `ledger_replicas` in the `--config` file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -229,7 +225,7 @@ impl ReplicaBlock {
     }
 }
 
-fn is_bookkeeping_table(name: &str) -> bool {
+pub(crate) fn is_bookkeeping_table(name: &str) -> bool {
     name == REPLICA_POSITIONS_TABLE || name == REPLICA_IDS_TABLE
 }
 
@@ -447,17 +443,12 @@ struct Shared {
     applied_blocks: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The replicas declared in the configuration and their worker thread, which follows each
 /// source's committed blocks ([`Ledger::committed_blocks`]) from the position saved in its
 /// target and applies them with [`apply_block`].
 pub struct Replicas {
     shared: Arc<Shared>,
-    stop: Mutex<Option<mpsc::Sender<()>>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl std::fmt::Debug for Replicas {
@@ -502,25 +493,14 @@ impl Replicas {
             positions: Mutex::new(BTreeMap::new()),
             applied_blocks: AtomicU64::new(0),
         });
-        let (stop, stopped) = mpsc::channel();
         let worker = if shared.replicas.is_empty() {
-            None
+            Worker::idle(WORKER_NAME)
         } else {
             let shared = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("sluice-ledger-replica".into())
-                    .spawn(move || run(&shared, &stopped))
-                    .map_err(|error| {
-                        ReplicaError::Config(format!("starting the worker: {error}"))
-                    })?,
-            )
+            Worker::spawn(WORKER_NAME, None, move |stop| run(&shared, &stop))
+                .map_err(|error| ReplicaError::Config(format!("starting the worker: {error}")))?
         };
-        Ok(Replicas {
-            shared,
-            stop: Mutex::new(Some(stop)),
-            worker: Mutex::new(worker),
-        })
+        Ok(Replicas { shared, worker })
     }
 
     /// Lag and counters for `/metrics`. The lag compares each source's committed blocks now
@@ -548,54 +528,37 @@ impl Replicas {
 
     /// Stops the worker; a block in flight is either committed with its position or not at all.
     pub fn shutdown(&self) {
-        lock(&self.stop).take();
-        let worker = lock(&self.worker).take();
-        if let Some(worker) = worker
-            && worker.join().is_err()
-        {
-            tracing::error!("the ledger replica worker panicked");
-        }
+        self.worker.shutdown();
     }
 }
 
-impl Drop for Replicas {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
+fn run(shared: &Shared, stop: &Stop) {
+    let pairs = || {
+        (shared.replicas.iter().enumerate())
+            .map(|(index, replica)| Pair {
+                index,
+                label: format!("{} -> {}", replica.source, replica.target),
+            })
+            .collect()
+    };
+    run_passes(WORKER_NAME, stop, pairs, |pair: &Pair| {
+        shared
+            .replicas
+            .get(pair.index)
+            .map_or(Ok(false), |replica| replicate_once(shared, replica))
+    });
 }
 
-fn run(shared: &Shared, stop: &Receiver<()>) {
-    let mut failing: BTreeSet<(String, String)> = BTreeSet::new();
-    loop {
-        let mut progressed = false;
-        let mut failed = false;
-        for replica in &shared.replicas {
-            let key = (replica.source.clone(), replica.target.clone());
-            match replicate_once(shared, replica) {
-                Ok(moved) => {
-                    progressed |= moved;
-                    if failing.remove(&key) {
-                        tracing::info!(source = %replica.source, target = %replica.target, "the replica recovered");
-                    }
-                }
-                Err(error) => {
-                    failed = true;
-                    if failing.insert(key) {
-                        tracing::warn!(source = %replica.source, target = %replica.target, %error, "replicating a ledger failed; retrying");
-                    }
-                }
-            }
-        }
-        let pause = if progressed {
-            Duration::ZERO
-        } else if failed {
-            RETRY_INTERVAL
-        } else {
-            POLL_INTERVAL
-        };
-        if !matches!(stop.recv_timeout(pause), Err(RecvTimeoutError::Timeout)) {
-            return;
-        }
+/// One replica as the worker's loop sees it: its place in the configuration, and how logs name it.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Pair {
+    index: usize,
+    label: String,
+}
+
+impl std::fmt::Display for Pair {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.label)
     }
 }
 

@@ -20,14 +20,12 @@
 //! versions keep them until the index is deleted.
 
 use crate::position_file;
+use crate::worker::{Stop, Worker, lock, run_passes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -35,17 +33,14 @@ use sluice_search::version::Condition;
 use sluice_search::{Indices, Mappings, SearchError, WriteRequest};
 use sluice_tables::{AttributeValue, EventName, Item, StreamRecord, TableDefinition, Tables};
 
+/// The worker thread's name, also its name in logs.
+const WORKER_NAME: &str = "sluice-table-index";
 /// The folder of the data directory that holds the positions.
 pub const TABLE_INDEX_DIRECTORY: &str = "table-index";
 const POSITION_FORMAT_VERSION: u32 = 1;
 /// Stream records read from one table at once before their writes and the position move;
 /// bounds the worker's memory and what a crash writes again.
 pub const RECORDS_PER_READ: usize = 500;
-/// How long the worker waits when no table has anything new.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Pause before a table whose pass failed (an index refusing writes, a table being deleted)
-/// is tried again.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(1_000);
 
 /// `table_indexing` in the `--config` file: `{"tables": {TABLE: {"index", "mapping"}}}`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -108,15 +103,10 @@ struct Shared {
     failed_records: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The built-in indexer of tables into search.
 pub struct TableIndexer {
     shared: Arc<Shared>,
-    stop: Mutex<Option<mpsc::Sender<()>>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl std::fmt::Debug for TableIndexer {
@@ -202,25 +192,15 @@ impl TableIndexer {
             indexed_records: AtomicU64::new(0),
             failed_records: AtomicU64::new(0),
         });
-        let (stop, stopped) = mpsc::channel();
         let worker = if enabled {
             let shared = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("sluice-table-index".into())
-                    .spawn(move || run(&shared, &stopped))
-                    .map_err(|error| {
-                        TableIndexError::Storage(format!("starting the worker: {error}"))
-                    })?,
-            )
+            Worker::spawn(WORKER_NAME, None, move |stop| run(&shared, &stop)).map_err(|error| {
+                TableIndexError::Storage(format!("starting the worker: {error}"))
+            })?
         } else {
-            None
+            Worker::idle(WORKER_NAME)
         };
-        Ok(TableIndexer {
-            shared,
-            stop: Mutex::new(Some(stop)),
-            worker: Mutex::new(worker),
-        })
+        Ok(TableIndexer { shared, worker })
     }
 
     /// Counters and lag for `/metrics`. The lag compares each stream's next sequence number
@@ -259,54 +239,15 @@ impl TableIndexer {
 
     /// Stops the worker; a pass in flight is abandoned before its position moves.
     pub fn shutdown(&self) {
-        lock(&self.stop).take();
-        let worker = lock(&self.worker).take();
-        if let Some(worker) = worker
-            && worker.join().is_err()
-        {
-            tracing::error!("the table indexer panicked");
-        }
+        self.worker.shutdown();
     }
 }
 
-impl Drop for TableIndexer {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn run(shared: &Shared, stop: &Receiver<()>) {
-    let mut failing: BTreeSet<String> = BTreeSet::new();
-    loop {
-        let mut progressed = false;
-        let mut failed = false;
-        for table in shared.config.tables.keys() {
-            match index_table(shared, table) {
-                Ok(moved) => {
-                    progressed |= moved;
-                    if failing.remove(table) {
-                        tracing::info!(table = %table, "the table indexer recovered");
-                    }
-                }
-                Err(error) => {
-                    failed = true;
-                    if failing.insert(table.clone()) {
-                        tracing::warn!(table = %table, %error, "indexing a table failed; retrying");
-                    }
-                }
-            }
-        }
-        let pause = if progressed {
-            Duration::ZERO
-        } else if failed {
-            RETRY_INTERVAL
-        } else {
-            POLL_INTERVAL
-        };
-        if !matches!(stop.recv_timeout(pause), Err(RecvTimeoutError::Timeout)) {
-            return;
-        }
-    }
+fn run(shared: &Shared, stop: &Stop) {
+    let tables = || shared.config.tables.keys().cloned().collect();
+    run_passes(WORKER_NAME, stop, tables, |table: &String| {
+        index_table(shared, table)
+    });
 }
 
 /// One pass over one table: at most [`RECORDS_PER_READ`] records written and the position

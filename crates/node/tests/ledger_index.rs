@@ -180,3 +180,73 @@ fn a_bad_mapping_or_index_name_in_the_configuration_is_refused_at_open() {
         );
     }
 }
+
+#[test]
+fn deleting_a_ledger_deletes_its_indices_and_a_new_ledger_of_its_name_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path()).unwrap();
+    node.ledgers().create_ledger("Bikes", false).unwrap();
+    run(&node, "CREATE TABLE BicycleLicence");
+    run(&node, "CREATE TABLE Shop");
+    let ana = document_id(&run(
+        &node,
+        "INSERT INTO BicycleLicence VALUE {'Name': 'Ana'}",
+    ));
+    run(
+        &node,
+        "UPDATE BicycleLicence SET Name = 'Ana B' WHERE Name = 'Ana'",
+    );
+    let shop = document_id(&run(&node, "INSERT INTO Shop VALUE {'City': 'Leeds'}"));
+    wait_for("both indices", || {
+        get(&node, "bikes-bicyclelicence", &ana).is_some_and(|(version, _)| version == 1)
+            && get(&node, "bikes-shop", &shop).is_some()
+    });
+    node.indices()
+        .create("unrelated", Default::default())
+        .unwrap();
+
+    node.ledgers().delete_ledger("Bikes").unwrap();
+    wait_for("the ledger's indices to go", || {
+        !node.indices().exists("bikes-bicyclelicence") && !node.indices().exists("bikes-shop")
+    });
+    assert!(
+        node.indices().exists("unrelated"),
+        "only the ledger's own indices go"
+    );
+    wait_for("the lag gauge to forget the ledger", || {
+        !node
+            .ledger_indexer()
+            .snapshot()
+            .lag_blocks
+            .contains_key("Bikes")
+    });
+
+    // A new ledger of the same name: its first revision (version 0) is indexed, not refused as
+    // older than the deleted ledger's version 1.
+    node.ledgers().create_ledger("Bikes", false).unwrap();
+    run(&node, "CREATE TABLE BicycleLicence");
+    let cy = document_id(&run(
+        &node,
+        "INSERT INTO BicycleLicence VALUE {'Name': 'Cy'}",
+    ));
+    wait_for("Cy", || {
+        get(&node, "bikes-bicyclelicence", &cy).is_some_and(|(version, _)| version == 0)
+    });
+    assert!(get(&node, "bikes-bicyclelicence", &ana).is_none());
+    assert!(!node.indices().exists("bikes-shop"));
+    drop(node);
+
+    // Deleted while the node was down (the files gone, as after DeleteLedger and a crash before
+    // the indexer's pass): the next start deletes the indices.
+    let node = Node::open(dir.path()).unwrap();
+    wait_for("Cy after reopen", || {
+        node.ledger_indexer().snapshot().lag_blocks.get("Bikes") == Some(&0)
+    });
+    node.ledger_indexer().shutdown();
+    node.ledgers().delete_ledger("Bikes").unwrap();
+    drop(node);
+    let node = Node::open(dir.path()).unwrap();
+    wait_for("the index of the ledger deleted before the restart", || {
+        !node.indices().exists("bikes-bicyclelicence")
+    });
+}

@@ -62,6 +62,7 @@ fn create(node: &Node, view: Option<StreamViewType>) {
             billing_mode: "PAY_PER_REQUEST".into(),
             provisioned_throughput: None,
             stream_view_type: view,
+            indexes: Vec::new(),
         })
         .unwrap();
 }

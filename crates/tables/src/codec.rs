@@ -277,7 +277,7 @@ fn key_tag(value: &AttributeValue) -> u8 {
 
 /// Appends `bytes` so that no encoding is a prefix of another: 0x00 becomes 0x00 0xFF and the
 /// end is 0x00 0x01. Byte order is kept.
-fn put_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     for byte in bytes {
         out.push(*byte);
         if *byte == 0 {
@@ -291,7 +291,7 @@ fn put_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 /// 0x02, its leading exponent + 200 as a big-endian u16, then each digit + 1, then 0x00. A
 /// negative number is 0x00 followed by the complement: 0xFFFF − (exponent + 200), 10 − digit,
 /// then 0xFF.
-fn put_ordered_number(out: &mut Vec<u8>, number: &Number) {
+pub(crate) fn put_ordered_number(out: &mut Vec<u8>, number: &Number) {
     if number.is_zero() {
         out.push(0x01);
         return;

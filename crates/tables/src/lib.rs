@@ -30,6 +30,7 @@
 mod codec;
 mod error;
 pub mod expression;
+mod index;
 mod number;
 mod schema;
 mod store;
@@ -37,11 +38,17 @@ mod stream;
 mod value;
 
 #[cfg(test)]
+mod index_tests;
+#[cfg(test)]
 mod tests;
 
 pub use crate::{
     codec::{decode_item, encode_item, encode_key},
     error::{CancellationReason, Result, TablesError},
+    index::{
+        GLOBAL_INDEXES_MAX, IndexRequest, LOCAL_INDEXES_MAX, PROJECTED_ATTRIBUTES_MAX, Projection,
+        ProjectionType, SecondaryIndex,
+    },
     number::{NUMBER_DIGITS_MAX, NUMBER_EXPONENT_MAX, NUMBER_EXPONENT_MIN, Number},
     schema::{
         CreateTable, KeyAttribute, KeySchema, PARTITION_KEY_BYTES_MAX, SORT_KEY_BYTES_MAX,
@@ -49,9 +56,9 @@ pub use crate::{
         TableDescription, ttl_expired, validate_table_name,
     },
     store::{
-        Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, LIST_TABLES_PAGE_MAX, PAGE_BYTES_MAX,
-        PAGE_ITEMS_MAX, QueryRequest, SCAN_SEGMENTS_MAX, STREAM_READ_MAX, ScanPage, ScanRequest,
-        TABLES_MAX, TTL_EXPIRE_GROUP_MAX, Tables, Write, WriteOutcome,
+        Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, IndexUpdate, LIST_TABLES_PAGE_MAX,
+        PAGE_BYTES_MAX, PAGE_ITEMS_MAX, QueryRequest, SCAN_SEGMENTS_MAX, STREAM_READ_MAX, ScanPage,
+        ScanRequest, TABLES_MAX, TTL_EXPIRE_GROUP_MAX, Tables, Write, WriteOutcome,
     },
     stream::{EventName, STREAM_RETENTION_MS, StreamRecord, StreamSummary},
     value::{

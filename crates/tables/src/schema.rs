@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::TablesError;
+use crate::index::{IndexRequest, SecondaryIndex, validate_indexes};
 use crate::value::{AttributeValue, Item, ScalarType};
 
 /// Shortest and longest table name, as DynamoDB allows.
@@ -96,6 +97,8 @@ pub struct CreateTable {
     /// Provisioned read and write capacity, kept only to describe it back.
     pub provisioned_throughput: Option<(u64, u64)>,
     pub stream_view_type: Option<StreamViewType>,
+    /// Local and global secondary indexes.
+    pub indexes: Vec<IndexRequest>,
 }
 
 /// A table as the catalog keeps it.
@@ -114,6 +117,24 @@ pub struct TableDefinition {
     /// catalog entries written before TTL existed, which read as disabled.
     #[serde(default)]
     pub ttl_attribute: Option<String>,
+    /// Its secondary indexes, local ones first as created. Absent in catalog entries written
+    /// before indexes existed, which have none.
+    #[serde(default)]
+    pub indexes: Vec<SecondaryIndex>,
+}
+
+impl TableDefinition {
+    /// The index named `name`, or DynamoDB's refusal of a request naming an unknown one.
+    pub fn index(&self, name: &str) -> Result<&SecondaryIndex, TablesError> {
+        self.indexes
+            .iter()
+            .find(|index| index.name == name)
+            .ok_or_else(|| {
+                TablesError::Validation(format!(
+                    "The table does not have the specified index: {name}"
+                ))
+            })
+    }
 }
 
 /// Longest TTL attribute name (DynamoDB's 255 bytes); a longer one is a `ValidationException`.
@@ -150,6 +171,8 @@ pub struct TableDescription {
     pub item_count: u64,
     /// Sum of the items' sizes as DynamoDB counts them.
     pub size_bytes: u64,
+    /// Per index, in the definition's order: its entries and their projected bytes.
+    pub index_counts: Vec<(u64, u64)>,
 }
 
 /// Checks a table name against DynamoDB's pattern `[a-zA-Z0-9_.-]{3,255}`.
@@ -160,12 +183,22 @@ pub fn validate_table_name(name: &str) -> Result<(), TablesError> {
                 .to_owned(),
         ));
     }
+    validate_name_pattern(name, "tableName")
+}
+
+/// Checks a table or index name (the request member `member`) against `[a-zA-Z0-9_.-]{3,255}`.
+pub(crate) fn validate_name_pattern(name: &str, member: &str) -> Result<(), TablesError> {
+    if name.len() < TABLE_NAME_BYTES_MIN || name.len() > TABLE_NAME_BYTES_MAX {
+        return Err(TablesError::Validation(format!(
+            "1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: Member must have length less than or equal to {TABLE_NAME_BYTES_MAX} and greater than or equal to {TABLE_NAME_BYTES_MIN}"
+        )));
+    }
     if !name
         .bytes()
         .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
     {
         return Err(TablesError::Validation(format!(
-            "1 validation error detected: Value '{name}' at 'tableName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+            "1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
         )));
     }
     Ok(())
@@ -180,8 +213,16 @@ impl CreateTable {
                 "One or more parameter values were invalid: {message}"
             )))
         };
+        validate_indexes(&self.key_schema, &self.indexes)?;
         let mut keys = vec![&self.key_schema.partition];
         keys.extend(self.key_schema.sort.as_ref());
+        for index in &self.indexes {
+            for key in std::iter::once(&index.key_schema.partition).chain(&index.key_schema.sort) {
+                if !keys.iter().any(|known| known.name == key.name) {
+                    keys.push(key);
+                }
+            }
+        }
         if let Some(sort) = &self.key_schema.sort
             && sort.name == self.key_schema.partition.name
         {
@@ -217,7 +258,20 @@ impl CreateTable {
             }
         }
         if self.attribute_definitions.len() != keys.len() {
-            return invalid("Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions".to_owned());
+            if self.indexes.is_empty() {
+                return invalid("Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions".to_owned());
+            }
+            let names = |names: Vec<&str>| names.join(", ");
+            return invalid(format!(
+                "Some AttributeDefinitions are not used. AttributeDefinitions: [{}], keys used: [{}]",
+                names(
+                    self.attribute_definitions
+                        .iter()
+                        .map(|definition| definition.name.as_str())
+                        .collect()
+                ),
+                names(keys.iter().map(|key| key.name.as_str()).collect())
+            ));
         }
         Ok(())
     }

@@ -19,16 +19,19 @@ use sluice_log::Clock;
 
 use crate::codec::{decode_item, encode_item, encode_key};
 use crate::error::{CancellationReason, Result, TablesError};
+use crate::index::{IndexRequest, SecondaryIndex, validate_indexes};
 use crate::schema::{
-    CreateTable, StreamInfo, StreamViewType, TTL_ATTRIBUTE_BYTES_MAX, TableDefinition,
-    TableDescription, check_key_sizes, ttl_expired, validate_table_name,
+    CreateTable, KeyAttribute, StreamInfo, StreamViewType, TTL_ATTRIBUTE_BYTES_MAX,
+    TableDefinition, TableDescription, check_key_sizes, ttl_expired, validate_table_name,
 };
 use crate::stream::{STREAM_RETENTION_MS, StreamRecord, StreamSummary};
 use crate::value::{AttributeValue, Item, check_item_limits, item_size_bytes};
 
 /// The on-disk format's version, kept in the `meta` table; `docs/tables-format.md` describes
-/// it. Opening a database of another version fails rather than guess.
-pub const FORMAT_VERSION: u64 = 1;
+/// it. Version 1 (before secondary indexes) is upgraded when opened: it has no index entries,
+/// so adopting the `index_entries` table is the whole change. Opening a database of a later
+/// version fails rather than guess.
+pub const FORMAT_VERSION: u64 = 2;
 /// Most writes one leader commits as one group (one redb commit, one fsync); later arrivals
 /// wait for the next group. Each member already holds its item in memory, so this bounds the
 /// group's transaction, not a queue: the queue holds one entry per waiting client thread.
@@ -60,6 +63,8 @@ const COUNTS: RedbTable<u64, (u64, u64)> = RedbTable::new("counts");
 const STREAMS: RedbTable<u64, &str> = RedbTable::new("streams");
 const STREAM_NEXT: RedbTable<u64, u64> = RedbTable::new("stream_next");
 const RECORDS: RedbTable<(u64, u64), &[u8]> = RedbTable::new("records");
+/// Secondary index entries: (index id, index key then table key) → the projected item.
+const INDEX_ENTRIES: RedbTable<(u64, &[u8]), &[u8]> = RedbTable::new("index_entries");
 
 const KEY_FORMAT_VERSION: &str = "format_version";
 const KEY_NEXT_TABLE_ID: &str = "next_table_id";
@@ -152,6 +157,11 @@ pub struct ScanRequest {
     pub segment: Option<(u32, u32)>,
     /// `FilterExpression`: scanned items it refuses are counted but not returned.
     pub filter: Option<crate::expression::Condition>,
+    /// `IndexName`: scan this secondary index's entries instead of the table.
+    pub index: Option<String>,
+    /// For a local index: answer whole items, read from the table, rather than the projection
+    /// (`Select: ALL_ATTRIBUTES`).
+    pub fetch_items: bool,
 }
 
 /// One Query request, already checked against the key schema by the API.
@@ -167,6 +177,28 @@ pub struct QueryRequest {
     pub forward: bool,
     pub exclusive_start_key: Option<Item>,
     pub limit: Option<usize>,
+    /// `IndexName`: query this secondary index (the partition and key condition are its keys).
+    pub index: Option<String>,
+    /// For a local index: answer whole items, read from the table, rather than the projection.
+    pub fetch_items: bool,
+}
+
+/// A change to a table's global secondary indexes (UpdateTable's `GlobalSecondaryIndexUpdates`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexUpdate {
+    /// Create an index, filled from the table's items; `attribute_definitions` are the request's
+    /// (its new key attributes must be among them).
+    Create {
+        index: IndexRequest,
+        attribute_definitions: Vec<KeyAttribute>,
+    },
+    /// Delete an index and its entries.
+    Delete(String),
+    /// Change an index's provisioned capacity (kept only to describe it back).
+    Update {
+        name: String,
+        provisioned_throughput: (u64, u64),
+    },
 }
 
 /// One page of a Scan.
@@ -254,6 +286,9 @@ impl Tables {
                     meta.insert(KEY_NEXT_STREAM_ID, 1)?;
                 }
                 Some(FORMAT_VERSION) => {}
+                Some(1) => {
+                    meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION)?;
+                }
                 Some(other) => {
                     return Err(TablesError::Corrupt(format!(
                         "tables database has format version {other}, this build reads {FORMAT_VERSION}"
@@ -266,6 +301,7 @@ impl Tables {
             write.open_table(STREAMS)?;
             write.open_table(STREAM_NEXT)?;
             write.open_table(RECORDS)?;
+            write.open_table(INDEX_ENTRIES)?;
         }
         write.commit()?;
         let mut catalog = HashMap::new();
@@ -349,6 +385,13 @@ impl Tables {
                 }
                 None => None,
             };
+            let mut counts = write.open_table(COUNTS)?;
+            let mut indexes = Vec::with_capacity(request.indexes.len());
+            for index in request.indexes {
+                let index_id = next_id(&mut meta, KEY_NEXT_TABLE_ID)?;
+                counts.insert(index_id, (0, 0))?;
+                indexes.push(SecondaryIndex::from_request(index, index_id));
+            }
             let definition = TableDefinition {
                 name: request.name.clone(),
                 table_id,
@@ -359,16 +402,18 @@ impl Tables {
                 created_ms: now_ms,
                 stream,
                 ttl_attribute: None,
+                indexes,
             };
             let json = serde_json::to_string(&definition).map_err(json_error)?;
             catalog.insert(request.name.as_str(), json.as_str())?;
-            write.open_table(COUNTS)?.insert(table_id, (0, 0))?;
+            counts.insert(table_id, (0, 0))?;
             definition
         };
         self.commit_control(write)?;
         let definition = Arc::new(definition);
         lock(&self.catalog).insert(definition.name.clone(), definition.clone());
         Ok(TableDescription {
+            index_counts: vec![(0, 0); definition.indexes.len()],
             definition: (*definition).clone(),
             item_count: 0,
             size_bytes: 0,
@@ -454,15 +499,23 @@ impl Tables {
     pub fn describe_table(&self, name: &str) -> Result<TableDescription> {
         let definition = self.definition(name)?;
         let read = self.database.begin_read()?;
-        let (item_count, size_bytes) = read
-            .open_table(COUNTS)?
+        let counts = read.open_table(COUNTS)?;
+        let (item_count, size_bytes) = counts
             .get(definition.table_id)?
             .map(|counts| counts.value())
             .ok_or_else(not_found)?;
+        let index_counts = (definition.indexes.iter())
+            .map(|index| {
+                Ok(counts
+                    .get(index.index_id)?
+                    .map_or((0, 0), |counts| counts.value()))
+            })
+            .collect::<Result<_>>()?;
         Ok(TableDescription {
             definition: (*definition).clone(),
             item_count,
             size_bytes,
+            index_counts,
         })
     }
 
@@ -505,6 +558,9 @@ impl Tables {
                 .open_table(ITEMS)?
                 .retain_in((id, &[][..])..(id + 1, &[][..]), |_, _| false)?;
             write.open_table(COUNTS)?.remove(id)?;
+            for index in &definition.indexes {
+                drop_index_entries(&write, index.index_id)?;
+            }
             if let Some(stream) = &definition.stream {
                 self.disable_stream(&write, stream.stream_id)?;
             }
@@ -537,48 +593,54 @@ impl Tables {
         stored.map(|bytes| decode_item(bytes.value())).transpose()
     }
 
-    /// One page of a table's items in key order (partitions in their encoded order), as
-    /// committed when the scan began.
+    /// One page of a table's items in key order (partitions in their encoded order), or of a
+    /// secondary index's entries in its key order, as committed when the scan began.
     pub fn scan(&self, table: &str, request: &ScanRequest) -> Result<ScanPage> {
         let definition = self.definition(table)?;
         let schema = &definition.key_schema;
-        let id = definition.table_id;
-        let start = match &request.exclusive_start_key {
-            Some(key) => {
-                let (partition, sort) = schema.exact_key(key)?;
-                Some(encode_key(partition, sort))
-            }
-            None => None,
-        };
         let read = self.database.begin_read()?;
-        let items = read.open_table(ITEMS)?;
+        let view = View::of(&definition, request.index.as_deref(), request.fetch_items)?;
+        let start = request
+            .exclusive_start_key
+            .as_ref()
+            .map(|key| view.start_key(schema, key))
+            .transpose()?;
+        let store = read.open_table(view.store())?;
+        let table_items = read.open_table(ITEMS)?;
+        let id = view.id();
         let range = match &start {
-            Some(start) => items.range((id, start.as_slice())..(id + 1, &[][..]))?,
-            None => items.range((id, &[][..])..(id + 1, &[][..]))?,
+            Some(start) => store.range((id, start.as_slice())..(id + 1, &[][..]))?,
+            None => store.range((id, &[][..])..(id + 1, &[][..]))?,
         };
+        let partition_key = view.partition_key(schema);
         let in_segment = |item: &Item| -> Result<bool> {
             let Some((segment, total)) = request.segment else {
                 return Ok(true);
             };
-            let (partition, _) = schema.key_of_item(item)?;
+            let Some(partition) = item.get(&partition_key.name) else {
+                return Ok(false);
+            };
             Ok(segment_of(&crate::codec::partition_prefix(partition), total) == segment)
         };
         page_of(
-            schema,
             range,
             start.as_deref(),
             request.limit,
             in_segment,
             request.filter.as_ref(),
+            &|item| view.last_key(schema, item),
+            &|bytes| view.load(schema, &table_items, bytes),
         )
     }
 
     /// One page of a partition's items in sort key order (or its reverse), those whose sort
-    /// key meets the request's key condition, as committed when the query began.
+    /// key meets the request's key condition, as committed when the query began; of a
+    /// secondary index's partition when the request names one.
     pub fn query(&self, table: &str, request: &QueryRequest) -> Result<ScanPage> {
         let definition = self.definition(table)?;
         let schema = &definition.key_schema;
-        let id = definition.table_id;
+        let view = View::of(&definition, request.index.as_deref(), request.fetch_items)?;
+        let id = view.id();
         let prefix = crate::codec::partition_prefix(&request.partition);
         // Every key of the partition starts with the prefix, which ends 0x00 0x01: the keys
         // below the prefix with 0x02 in place of that last byte are exactly the partition's.
@@ -586,15 +648,14 @@ impl Tables {
         if let Some(last) = prefix_end.last_mut() {
             *last = 0x02;
         }
-        let start = match &request.exclusive_start_key {
-            Some(key) => {
-                let (partition, sort) = schema.exact_key(key)?;
-                Some(encode_key(partition, sort))
-            }
-            None => None,
-        };
+        let start = request
+            .exclusive_start_key
+            .as_ref()
+            .map(|key| view.start_key(schema, key))
+            .transpose()?;
         let read = self.database.begin_read()?;
-        let items = read.open_table(ITEMS)?;
+        let store = read.open_table(view.store())?;
+        let table_items = read.open_table(ITEMS)?;
         let lower = match (&start, request.forward) {
             (Some(start), true) if start.as_slice() > prefix.as_slice() => start.as_slice(),
             _ => prefix.as_slice(),
@@ -603,30 +664,34 @@ impl Tables {
             (Some(start), false) if start.as_slice() < prefix_end.as_slice() => start.as_slice(),
             _ => prefix_end.as_slice(),
         };
-        let range = items.range((id, lower)..(id, upper))?;
+        let range = store.range((id, lower)..(id, upper))?;
         let key_condition = |item: &Item| -> Result<bool> {
             Ok(request
                 .key_condition
                 .as_ref()
                 .is_none_or(|condition| crate::expression::evaluate(condition, Some(item))))
         };
+        let last_key = |item: &Item| view.last_key(schema, item);
+        let load = |bytes: &[u8]| view.load(schema, &table_items, bytes);
         if request.forward {
             page_of(
-                schema,
                 range,
                 start.as_deref(),
                 request.limit,
                 key_condition,
                 request.filter.as_ref(),
+                &last_key,
+                &load,
             )
         } else {
             page_of(
-                schema,
                 range.rev(),
                 start.as_deref(),
                 request.limit,
                 key_condition,
                 request.filter.as_ref(),
+                &last_key,
+                &load,
             )
         }
     }
@@ -748,6 +813,7 @@ impl Tables {
             let mut counts = write.open_table(COUNTS)?;
             let mut stream_next = write.open_table(STREAM_NEXT)?;
             let mut records = write.open_table(RECORDS)?;
+            let mut index_entries = write.open_table(INDEX_ENTRIES)?;
             let mut decided = Vec::with_capacity(prepared.len());
             let mut reasons = Vec::with_capacity(prepared.len());
             let mut failed = false;
@@ -788,7 +854,7 @@ impl Tables {
                 }
             }
             if failed {
-                drop((catalog, items, counts, stream_next, records));
+                drop((catalog, items, counts, stream_next, records, index_entries));
                 write.abort()?;
                 return Err(TablesError::TransactionCanceled { reasons });
             }
@@ -797,6 +863,7 @@ impl Tables {
                 counts: &mut counts,
                 stream_next: &mut stream_next,
                 records: &mut records,
+                index_entries: &mut index_entries,
             };
             let mut outcomes = Vec::with_capacity(decided.len());
             for (definition, key_bytes, old, decision) in decided {
@@ -891,6 +958,7 @@ impl Tables {
             let mut counts = write.open_table(COUNTS)?;
             let mut stream_next = write.open_table(STREAM_NEXT)?;
             let mut records = write.open_table(RECORDS)?;
+            let mut index_entries = write.open_table(INDEX_ENTRIES)?;
             // Definitions as this transaction sees them: a table deleted or recreated before
             // it is seen here, never half.
             let mut definitions: HashMap<String, Option<TableDefinition>> = HashMap::new();
@@ -923,6 +991,7 @@ impl Tables {
                             counts: &mut counts,
                             stream_next: &mut stream_next,
                             records: &mut records,
+                            index_entries: &mut index_entries,
                         };
                         outcomes.push(Ok(store_change(
                             &mut open, definition, &key_bytes, old, put, now_ms, by_service,
@@ -1103,6 +1172,186 @@ impl Tables {
         Ok(())
     }
 
+    /// UpdateTable's `GlobalSecondaryIndexUpdates`, durably in one commit: at most one index
+    /// created or deleted per call (as DynamoDB allows), any number of capacity updates. A new
+    /// index is filled from the table's items inside that commit (writes to the table wait for
+    /// it), so it is `ACTIVE` when the call answers; items whose key attributes are missing or
+    /// of another type are left out of it, as DynamoDB's backfill leaves them.
+    pub fn update_indexes(
+        &self,
+        name: &str,
+        updates: Vec<IndexUpdate>,
+    ) -> Result<TableDescription> {
+        let online = updates
+            .iter()
+            .filter(|update| !matches!(update, IndexUpdate::Update { .. }))
+            .count();
+        if online > 1 {
+            return Err(TablesError::LimitExceeded(
+                "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table".to_owned(),
+            ));
+        }
+        self.refuse_if_poisoned()?;
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let definition = {
+            let mut catalog = write.open_table(CATALOG)?;
+            let json = catalog
+                .get(name)?
+                .map(|json| json.value().to_owned())
+                .ok_or_else(not_found)?;
+            let mut definition: TableDefinition =
+                serde_json::from_str(&json).map_err(json_error)?;
+            for update in updates {
+                match update {
+                    IndexUpdate::Create {
+                        index,
+                        attribute_definitions,
+                    } => {
+                        self.create_index(&write, &mut definition, index, attribute_definitions)?
+                    }
+                    IndexUpdate::Delete(index_name) => {
+                        let position = definition
+                            .indexes
+                            .iter()
+                            .position(|index| index.name == index_name)
+                            .ok_or_else(|| {
+                                TablesError::NotFound(format!(
+                                    "Requested resource not found: Index: {index_name} not found"
+                                ))
+                            })?;
+                        let removed = definition.indexes.remove(position);
+                        if !removed.global {
+                            return Err(TablesError::Validation(format!(
+                                "One or more parameter values were invalid: {index_name} is a local secondary index, which cannot be deleted"
+                            )));
+                        }
+                        drop_index_entries(&write, removed.index_id)?;
+                        retain_used_definitions(&mut definition);
+                    }
+                    IndexUpdate::Update {
+                        name: index_name,
+                        provisioned_throughput,
+                    } => {
+                        let index = definition
+                            .indexes
+                            .iter_mut()
+                            .find(|index| index.name == index_name && index.global)
+                            .ok_or_else(|| {
+                                TablesError::NotFound(format!(
+                                    "Requested resource not found: Index: {index_name} not found"
+                                ))
+                            })?;
+                        index.provisioned_throughput = Some(provisioned_throughput);
+                    }
+                }
+            }
+            let json = serde_json::to_string(&definition).map_err(json_error)?;
+            catalog.insert(name, json.as_str())?;
+            definition
+        };
+        self.commit_control(write)?;
+        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition));
+        self.describe_table(name)
+    }
+
+    /// Adds a global index to `definition` and fills it from the table's items.
+    fn create_index(
+        &self,
+        write: &redb::WriteTransaction,
+        definition: &mut TableDefinition,
+        request: IndexRequest,
+        attribute_definitions: Vec<KeyAttribute>,
+    ) -> Result<()> {
+        let invalid = |message: String| {
+            TablesError::Validation(format!(
+                "One or more parameter values were invalid: {message}"
+            ))
+        };
+        if !request.global {
+            return Err(invalid(
+                "Local secondary indexes can only be created with the table".to_owned(),
+            ));
+        }
+        if definition
+            .indexes
+            .iter()
+            .any(|index| index.name == request.name)
+        {
+            return Err(invalid(format!(
+                "Attempting to create an index which already exists: {}",
+                request.name
+            )));
+        }
+        // Every key attribute of the new index needs a definition, of the same type as any
+        // the table already has.
+        for key in std::iter::once(&request.key_schema.partition).chain(&request.key_schema.sort) {
+            let given = attribute_definitions
+                .iter()
+                .find(|definition| definition.name == key.name);
+            let known = definition
+                .attribute_definitions
+                .iter()
+                .find(|definition| definition.name == key.name);
+            match (given, known) {
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "Global Secondary Index key attribute {} is not defined in AttributeDefinitions",
+                        key.name
+                    )));
+                }
+                (Some(given), Some(known)) if given.scalar_type != known.scalar_type => {
+                    return Err(invalid(format!(
+                        "Cannot update attribute {}. This attribute is part of an index",
+                        key.name
+                    )));
+                }
+                (Some(given), _) if given.scalar_type != key.scalar_type => {
+                    return Err(invalid(format!("Type mismatch for key {}", key.name)));
+                }
+                (Some(given), None) => definition.attribute_definitions.push(given.clone()),
+                _ => {}
+            }
+        }
+        let mut requests: Vec<IndexRequest> = (definition.indexes.iter())
+            .map(|index| IndexRequest {
+                name: index.name.clone(),
+                global: index.global,
+                key_schema: index.key_schema.clone(),
+                projection: index.projection.clone(),
+                provisioned_throughput: index.provisioned_throughput,
+            })
+            .collect();
+        requests.push(request.clone());
+        validate_indexes(&definition.key_schema, &requests)?;
+        let index_id = next_id(&mut write.open_table(META)?, KEY_NEXT_TABLE_ID)?;
+        let index = SecondaryIndex::from_request(request, index_id);
+        let mut entries = write.open_table(INDEX_ENTRIES)?;
+        let items = write.open_table(ITEMS)?;
+        let (mut count, mut size) = (0_u64, 0_u64);
+        let id = definition.table_id;
+        for entry in items.range((id, &[][..])..(id + 1, &[][..]))? {
+            let (key, bytes) = entry?;
+            let item = decode_item(bytes.value())?;
+            if index.check_item(&item).is_err() {
+                continue;
+            }
+            let Some(entry_key) = index.entry_key(&item, key.value().1) else {
+                continue;
+            };
+            let projected = index.project(&item, &definition.key_schema);
+            entries.insert(
+                (index_id, entry_key.as_slice()),
+                encode_item(&projected).as_slice(),
+            )?;
+            count += 1;
+            size += item_size_bytes(&projected) as u64;
+        }
+        write.open_table(COUNTS)?.insert(index_id, (count, size))?;
+        definition.indexes.push(index);
+        Ok(())
+    }
+
     /// Removes expired items (see [`ttl_expired`]) of every table with TTL enabled, as of the
     /// tables' clock, each as a delete through the group commit whose stream record is marked
     /// as the service's. Expired keys are found in a read snapshot and removed in groups of at
@@ -1194,6 +1443,7 @@ struct OpenTables<'a, 't> {
     counts: &'a mut redb::Table<'t, u64, (u64, u64)>,
     stream_next: &'a mut redb::Table<'t, u64, u64>,
     records: &'a mut redb::Table<'t, (u64, u64), &'static [u8]>,
+    index_entries: &'a mut redb::Table<'t, (u64, &'static [u8]), &'static [u8]>,
 }
 
 fn read_item(
@@ -1225,6 +1475,11 @@ fn decide(
         return Ok(None);
     }
     let Some((actions, key)) = prepared.update else {
+        if let Some((item, _)) = &prepared.put {
+            for index in &definition.indexes {
+                index.check_item(item)?;
+            }
+        }
         return Ok(Some(prepared.put));
     };
     let updated = crate::expression::apply_update(old.unwrap_or(&key), &actions)?;
@@ -1237,6 +1492,9 @@ fn decide(
         ));
     }
     check_item_limits(&updated)?;
+    for index in &definition.indexes {
+        index.check_item(&updated)?;
+    }
     let bytes = encode_item(&updated);
     Ok(Some(Some((updated, bytes))))
 }
@@ -1274,6 +1532,16 @@ fn store_change(
         size += item_size_bytes(new) as u64;
     }
     open.counts.insert(id, (count, size))?;
+    for index in &definition.indexes {
+        update_index_entry(
+            open,
+            definition,
+            index,
+            key_bytes,
+            old.as_ref(),
+            new.as_ref(),
+        )?;
+    }
     let mut sequence = None;
     if let Some(stream) = &definition.stream
         && old != new
@@ -1304,7 +1572,6 @@ fn store_change(
 /// pass `filter`. The page ends at `limit` scanned items or [`PAGE_BYTES_MAX`], and then names
 /// the last scanned key when another candidate follows.
 fn page_of<'a>(
-    schema: &crate::schema::KeySchema,
     entries: impl Iterator<
         Item = std::result::Result<
             (
@@ -1318,6 +1585,8 @@ fn page_of<'a>(
     limit: Option<usize>,
     accept: impl Fn(&Item) -> Result<bool>,
     filter: Option<&crate::expression::Condition>,
+    last_key: &dyn Fn(&Item) -> Item,
+    load: &dyn Fn(&[u8]) -> Result<Item>,
 ) -> Result<ScanPage> {
     let limit = limit.unwrap_or(PAGE_ITEMS_MAX).clamp(1, PAGE_ITEMS_MAX);
     let mut items = Vec::new();
@@ -1330,7 +1599,7 @@ fn page_of<'a>(
         if exclusive_start == Some(key_bytes) {
             continue;
         }
-        let item = decode_item(bytes.value())?;
+        let item = load(bytes.value())?;
         if !accept(&item)? {
             continue;
         }
@@ -1339,7 +1608,7 @@ fn page_of<'a>(
             return Ok(ScanPage {
                 items,
                 scanned_count,
-                last_evaluated_key: last_scanned.map(|item| schema.project_key(&item)),
+                last_evaluated_key: last_scanned.map(|item| last_key(&item)),
             });
         }
         scanned_count += 1;
@@ -1355,6 +1624,165 @@ fn page_of<'a>(
         scanned_count,
         last_evaluated_key: None,
     })
+}
+
+/// What a Scan or Query reads: the table's items, or one index's entries.
+enum View<'a> {
+    Table(&'a TableDefinition),
+    Index {
+        definition: &'a TableDefinition,
+        index: &'a SecondaryIndex,
+        fetch_items: bool,
+    },
+}
+
+impl<'a> View<'a> {
+    fn of(
+        definition: &'a TableDefinition,
+        index: Option<&str>,
+        fetch_items: bool,
+    ) -> Result<View<'a>> {
+        Ok(match index {
+            None => View::Table(definition),
+            Some(name) => View::Index {
+                definition,
+                index: definition.index(name)?,
+                fetch_items,
+            },
+        })
+    }
+
+    fn store(&self) -> RedbTable<'static, (u64, &'static [u8]), &'static [u8]> {
+        match self {
+            View::Table(_) => ITEMS,
+            View::Index { .. } => INDEX_ENTRIES,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        match self {
+            View::Table(definition) => definition.table_id,
+            View::Index { index, .. } => index.index_id,
+        }
+    }
+
+    fn partition_key(&self, schema: &'a crate::schema::KeySchema) -> &'a KeyAttribute {
+        match self {
+            View::Table(_) => &schema.partition,
+            View::Index { index, .. } => &index.key_schema.partition,
+        }
+    }
+
+    fn start_key(&self, schema: &crate::schema::KeySchema, start: &Item) -> Result<Vec<u8>> {
+        match self {
+            View::Table(_) => {
+                let (partition, sort) = schema.exact_key(start)?;
+                Ok(encode_key(partition, sort))
+            }
+            View::Index { index, .. } => index.start_key(start, schema),
+        }
+    }
+
+    fn last_key(&self, schema: &crate::schema::KeySchema, item: &Item) -> Item {
+        match self {
+            View::Table(_) => schema.project_key(item),
+            View::Index { index, .. } => index.last_key(item, schema),
+        }
+    }
+
+    /// The item an entry stands for: the stored item, the projection, or (for a local index
+    /// asked for all attributes) the table's item the projection points at.
+    fn load(
+        &self,
+        schema: &crate::schema::KeySchema,
+        items: &redb::ReadOnlyTable<(u64, &'static [u8]), &'static [u8]>,
+        bytes: &[u8],
+    ) -> Result<Item> {
+        let stored = decode_item(bytes)?;
+        let View::Index {
+            definition,
+            fetch_items: true,
+            ..
+        } = self
+        else {
+            return Ok(stored);
+        };
+        let (partition, sort) = schema.key_of_item(&stored)?;
+        let key = encode_key(partition, sort);
+        match items.get((definition.table_id, key.as_slice()))? {
+            Some(bytes) => decode_item(bytes.value()),
+            // Entries and items are written in one commit, so a snapshot has both or neither.
+            None => Err(TablesError::Corrupt(
+                "an index entry points at no item".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Keeps one index's entry of an item in step with the item, in the item's commit: the old
+/// entry removed and the new one written (an item without the index's keys has none), and the
+/// index's counts moved with them.
+fn update_index_entry(
+    open: &mut OpenTables<'_, '_>,
+    definition: &TableDefinition,
+    index: &SecondaryIndex,
+    key_bytes: &[u8],
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<()> {
+    let entry = |item: &Item| {
+        index
+            .entry_key(item, key_bytes)
+            .map(|key| (key, index.project(item, &definition.key_schema)))
+    };
+    let old_entry = old.and_then(entry);
+    let new_entry = new.and_then(entry);
+    if old_entry == new_entry {
+        return Ok(());
+    }
+    let id = index.index_id;
+    let (mut count, mut size) = open.counts.get(id)?.map_or((0, 0), |value| value.value());
+    if let Some((key, projected)) = &old_entry {
+        open.index_entries.remove((id, key.as_slice()))?;
+        count = count.saturating_sub(1);
+        size = size.saturating_sub(item_size_bytes(projected) as u64);
+    }
+    if let Some((key, projected)) = &new_entry {
+        open.index_entries
+            .insert((id, key.as_slice()), encode_item(projected).as_slice())?;
+        count += 1;
+        size += item_size_bytes(projected) as u64;
+    }
+    open.counts.insert(id, (count, size))?;
+    Ok(())
+}
+
+/// Keeps only the attribute definitions a key of the table or of an index still uses.
+fn retain_used_definitions(definition: &mut TableDefinition) {
+    let mut used: Vec<String> = vec![definition.key_schema.partition.name.clone()];
+    used.extend(
+        definition
+            .key_schema
+            .sort
+            .iter()
+            .map(|key| key.name.clone()),
+    );
+    for index in &definition.indexes {
+        used.push(index.key_schema.partition.name.clone());
+        used.extend(index.key_schema.sort.iter().map(|key| key.name.clone()));
+    }
+    definition
+        .attribute_definitions
+        .retain(|attribute| used.contains(&attribute.name));
+}
+
+/// Removes every entry of an index and its counts.
+fn drop_index_entries(write: &redb::WriteTransaction, index_id: u64) -> Result<()> {
+    write
+        .open_table(INDEX_ENTRIES)?
+        .retain_in((index_id, &[][..])..(index_id + 1, &[][..]), |_, _| false)?;
+    write.open_table(COUNTS)?.remove(index_id)?;
+    Ok(())
 }
 
 fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {

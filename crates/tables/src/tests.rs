@@ -50,6 +50,7 @@ fn create(name: &str, view: Option<StreamViewType>) -> CreateTable {
         billing_mode: "PAY_PER_REQUEST".into(),
         provisioned_throughput: None,
         stream_view_type: view,
+        indexes: Vec::new(),
     }
 }
 
@@ -480,6 +481,8 @@ fn queries_read_one_partition_in_sort_order_both_ways_and_page() {
         forward: true,
         exclusive_start_key: None,
         limit: None,
+        index: None,
+        fetch_items: false,
     };
     let all = tables.query("t_1", &request).unwrap();
     assert_eq!(all.items.len(), 4);

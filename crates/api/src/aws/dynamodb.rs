@@ -19,8 +19,9 @@ use sluice_tables::expression::{
     Comparator, Condition, Operand, Parser, PathElement, UpdateAction, evaluate,
 };
 use sluice_tables::{
-    AttributeValue, CreateTable, Item, KeyAttribute, KeySchema, LIST_TABLES_PAGE_MAX, Number,
-    QueryRequest, SCAN_SEGMENTS_MAX, ScalarType, ScanRequest, StreamViewType, TableDescription,
+    AttributeValue, CreateTable, IndexRequest, IndexUpdate, Item, KeyAttribute, KeySchema,
+    LIST_TABLES_PAGE_MAX, Number, Projection, ProjectionType, QueryRequest, SCAN_SEGMENTS_MAX,
+    ScalarType, ScanRequest, SecondaryIndex, StreamViewType, TableDefinition, TableDescription,
     Tables, TablesError, Write,
 };
 use tokio::sync::Semaphore;
@@ -552,13 +553,44 @@ pub fn stream_arn(table: &str, created_ms: u64) -> String {
 }
 
 /// DescribeTable's `Table` (and CreateTable's and DeleteTable's `TableDescription`).
-fn describe(description: &TableDescription, status: &str) -> Value {
-    let definition = &description.definition;
-    let key = &definition.key_schema;
+/// A `KeySchema` as DescribeTable prints it.
+fn key_schema_json(key: &KeySchema) -> Value {
     let mut key_schema = vec![json!({"AttributeName": key.partition.name, "KeyType": "HASH"})];
     if let Some(sort) = &key.sort {
         key_schema.push(json!({"AttributeName": sort.name, "KeyType": "RANGE"}));
     }
+    Value::Array(key_schema)
+}
+
+/// One index as DescribeTable prints it, with its entry count and bytes.
+fn index_json(table: &str, index: &SecondaryIndex, (count, bytes): (u64, u64)) -> Value {
+    let mut projection = json!({"ProjectionType": index.projection.kind.as_str()});
+    if index.projection.kind == ProjectionType::Include {
+        projection["NonKeyAttributes"] = json!(index.projection.non_key_attributes);
+    }
+    let mut described = json!({
+        "IndexName": index.name,
+        "KeySchema": key_schema_json(&index.key_schema),
+        "Projection": projection,
+        "IndexSizeBytes": bytes,
+        "ItemCount": count,
+        "IndexArn": format!("{}/index/{}", table_arn(table), index.name),
+    });
+    if index.global {
+        let (read, write) = index.provisioned_throughput.unwrap_or((0, 0));
+        described["IndexStatus"] = json!("ACTIVE");
+        described["ProvisionedThroughput"] = json!({
+            "NumberOfDecreasesToday": 0,
+            "ReadCapacityUnits": read,
+            "WriteCapacityUnits": write,
+        });
+    }
+    described
+}
+
+fn describe(description: &TableDescription, status: &str) -> Value {
+    let definition = &description.definition;
+    let key_schema = key_schema_json(&definition.key_schema);
     let (read, write) = definition.provisioned_throughput.unwrap_or((0, 0));
     let mut table = json!({
         "TableName": definition.name,
@@ -589,7 +621,86 @@ fn describe(description: &TableDescription, status: &str) -> Value {
         table["LatestStreamLabel"] = json!(stream_label(stream.created_ms));
         table["LatestStreamArn"] = json!(stream_arn(&definition.name, stream.created_ms));
     }
+    for (member, global) in [
+        ("LocalSecondaryIndexes", false),
+        ("GlobalSecondaryIndexes", true),
+    ] {
+        let indexes: Vec<Value> = (definition.indexes.iter())
+            .zip(&description.index_counts)
+            .filter(|(index, _)| index.global == global)
+            .map(|(index, counts)| index_json(&definition.name, index, *counts))
+            .collect();
+        if !indexes.is_empty() {
+            table[member] = Value::Array(indexes);
+        }
+    }
     table
+}
+
+/// UpdateTable's `GlobalSecondaryIndexUpdates`, with the request's `AttributeDefinitions`.
+fn index_updates(body: &Value, definition: &TableDefinition) -> Result<Vec<IndexUpdate>, AwsError> {
+    let given = attribute_definitions(body, false)?;
+    // A new index's keys are typed by the request's definitions, else by the table's.
+    let mut known = given.clone();
+    known.extend(
+        (definition.attribute_definitions.iter())
+            .filter(|attribute| !given.iter().any(|new| new.name == attribute.name))
+            .cloned(),
+    );
+    let mut updates = Vec::new();
+    for update in list_member(body, "GlobalSecondaryIndexUpdates", "")?.unwrap_or_default() {
+        let actions: Vec<(&String, &Value)> = match &update {
+            Value::Object(actions) => actions
+                .iter()
+                .filter(|(_, value)| !value.is_null())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let [(action, details)] = actions.as_slice() else {
+            return Err(validation(
+                "One or more parameter values were invalid: One of GlobalSecondaryIndexUpdate.Create, GlobalSecondaryIndexUpdate.Update, or GlobalSecondaryIndexUpdate.Delete must be specified",
+            ));
+        };
+        let index_name = || -> Result<String, AwsError> {
+            Ok(string_member(details, "IndexName")?
+                .ok_or_else(|| missing("globalSecondaryIndexUpdates.member.indexName"))?
+                .to_owned())
+        };
+        updates.push(match action.as_str() {
+            "Create" => IndexUpdate::Create {
+                index: index_request(details, true, &known, &definition.billing_mode)?,
+                attribute_definitions: given.clone(),
+            },
+            "Delete" => IndexUpdate::Delete(index_name()?),
+            "Update" => {
+                let throughput = details
+                    .get("ProvisionedThroughput")
+                    .filter(|throughput| !throughput.is_null())
+                    .ok_or_else(|| {
+                        missing("globalSecondaryIndexUpdates.member.update.provisionedThroughput")
+                    })?;
+                IndexUpdate::Update {
+                    name: index_name()?,
+                    provisioned_throughput: capacity_units(
+                        throughput,
+                        "globalSecondaryIndexUpdates.member.update.provisionedThroughput",
+                    )?,
+                }
+            }
+            other => {
+                return Err(AwsError::client(
+                    "SerializationException",
+                    format!("unknown GlobalSecondaryIndexUpdate member {other}"),
+                ));
+            }
+        });
+    }
+    if updates.is_empty() && !given.is_empty() {
+        return Err(invalid_parameter(
+            "AttributeDefinitions are given only with a GlobalSecondaryIndexUpdates Create",
+        ));
+    }
+    Ok(updates)
 }
 
 /// A `StreamSpecification`: None when absent, `Some(None)` to disable, `Some(Some(view))` to
@@ -661,29 +772,30 @@ fn time_to_live_description(ttl_attribute: Option<&str>) -> Value {
     }
 }
 
-/// CreateTable's request, checked as DynamoDB checks it.
-fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
-    refuse_unsupported(
-        body,
-        &[
-            "LocalSecondaryIndexes",
-            "GlobalSecondaryIndexes",
-            "SSESpecification",
-        ],
-    )?;
-    let name = table_name(body)?;
-    let list = |member: &str, path: &str| -> Result<Vec<Value>, AwsError> {
-        match body.get(member) {
-            None | Some(Value::Null) => Err(missing(path)),
-            Some(Value::Array(elements)) => Ok(elements.clone()),
-            Some(_) => Err(AwsError::client(
-                "SerializationException",
-                format!("{member} must be a list"),
-            )),
+/// A list member of a request: `Err(missing)` when absent and required.
+fn list_member(body: &Value, member: &str, path: &str) -> Result<Option<Vec<Value>>, AwsError> {
+    match body.get(member) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(elements)) => Ok(Some(elements.clone())),
+        Some(_) => Err(AwsError::client(
+            "SerializationException",
+            format!("{member} must be a list"),
+        )),
+    }
+    .and_then(|list| {
+        if list.is_none() && !path.is_empty() {
+            Err(missing(path))
+        } else {
+            Ok(list)
         }
-    };
-    let mut attribute_definitions = Vec::new();
-    for definition in list("AttributeDefinitions", "attributeDefinitions")? {
+    })
+}
+
+/// `AttributeDefinitions` of CreateTable or UpdateTable.
+fn attribute_definitions(body: &Value, required: bool) -> Result<Vec<KeyAttribute>, AwsError> {
+    let path = if required { "attributeDefinitions" } else { "" };
+    let mut definitions = Vec::new();
+    for definition in list_member(body, "AttributeDefinitions", path)?.unwrap_or_default() {
         let name = string_member(&definition, "AttributeName")?
             .ok_or_else(|| missing("attributeDefinitions.member.attributeName"))?;
         let type_name = string_member(&definition, "AttributeType")?
@@ -693,30 +805,38 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
                 "1 validation error detected: Value '{type_name}' at 'attributeDefinitions.1.member.attributeType' failed to satisfy constraint: Member must satisfy enum value set: [B, N, S]"
             ))
         })?;
-        attribute_definitions.push(KeyAttribute {
+        definitions.push(KeyAttribute {
             name: name.to_owned(),
             scalar_type,
         });
     }
+    Ok(definitions)
+}
+
+/// A `KeySchema` (the table's or an index's), each attribute typed by its definition.
+fn key_schema(
+    elements: &[Value],
+    definitions: &[KeyAttribute],
+    path: &str,
+) -> Result<KeySchema, AwsError> {
+    if elements.is_empty() || elements.len() > 2 {
+        return Err(validation(format!(
+            "1 validation error detected: Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to 2 and greater than or equal to 1"
+        )));
+    }
     let mut partition = None;
     let mut sort = None;
-    let key_schema = list("KeySchema", "keySchema")?;
-    if key_schema.is_empty() || key_schema.len() > 2 {
-        return Err(validation(
-            "1 validation error detected: Value at 'keySchema' failed to satisfy constraint: Member must have length less than or equal to 2 and greater than or equal to 1",
-        ));
-    }
-    for element in &key_schema {
+    for element in elements {
         let attribute = string_member(element, "AttributeName")?
-            .ok_or_else(|| missing("keySchema.member.attributeName"))?;
-        let scalar_type = attribute_definitions
+            .ok_or_else(|| missing(&format!("{path}.member.attributeName")))?;
+        let scalar_type = definitions
             .iter()
             .find(|definition| definition.name == attribute)
             .map(|definition| definition.scalar_type);
         let Some(scalar_type) = scalar_type else {
             return Err(invalid_parameter(format!(
                 "Some index key attributes are not defined in AttributeDefinitions. Keys: [{attribute}], AttributeDefinitions: [{}]",
-                attribute_definitions
+                definitions
                     .iter()
                     .map(|definition| definition.name.as_str())
                     .collect::<Vec<_>>()
@@ -736,9 +856,9 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
                 ));
             }
             _ => {
-                return Err(validation(
-                    "1 validation error detected: Value at 'keySchema.member.keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]",
-                ));
+                return Err(validation(format!(
+                    "1 validation error detected: Value at '{path}.member.keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]"
+                )));
             }
         }
     }
@@ -747,6 +867,107 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
             "Invalid KeySchema: The first KeySchemaElement is not a HASH key type",
         ));
     };
+    Ok(KeySchema { partition, sort })
+}
+
+/// Provisioned capacity `{ReadCapacityUnits, WriteCapacityUnits}`, each at least 1.
+fn capacity_units(throughput: &Value, path: &str) -> Result<(u64, u64), AwsError> {
+    let units = |member: &str| -> Result<u64, AwsError> {
+        throughput
+            .get(member)
+            .and_then(Value::as_u64)
+            .filter(|units| *units >= 1)
+            .ok_or_else(|| {
+                validation(format!(
+                    "1 validation error detected: Value at '{path}.{member}' failed to satisfy constraint: Member must have value greater than or equal to 1"
+                ))
+            })
+    };
+    Ok((units("ReadCapacityUnits")?, units("WriteCapacityUnits")?))
+}
+
+/// One index of `LocalSecondaryIndexes`, `GlobalSecondaryIndexes` or a `Create` update.
+fn index_request(
+    index: &Value,
+    global: bool,
+    definitions: &[KeyAttribute],
+    billing_mode: &str,
+) -> Result<IndexRequest, AwsError> {
+    let path = if global {
+        "globalSecondaryIndexes.member"
+    } else {
+        "localSecondaryIndexes.member"
+    };
+    let name = string_member(index, "IndexName")?
+        .ok_or_else(|| missing(&format!("{path}.indexName")))?
+        .to_owned();
+    let elements =
+        list_member(index, "KeySchema", &format!("{path}.keySchema"))?.unwrap_or_default();
+    let key_schema = key_schema(&elements, definitions, &format!("{path}.keySchema"))?;
+    let projection = index
+        .get("Projection")
+        .filter(|projection| !projection.is_null())
+        .ok_or_else(|| missing(&format!("{path}.projection")))?;
+    let kind = match string_member(projection, "ProjectionType")? {
+        Some(text) => ProjectionType::parse(text).ok_or_else(|| {
+            validation(format!(
+                "1 validation error detected: Value '{text}' at '{path}.projection.projectionType' failed to satisfy constraint: Member must satisfy enum value set: [ALL, INCLUDE, KEYS_ONLY]"
+            ))
+        })?,
+        None => {
+            return Err(invalid_parameter(
+                "Unknown ProjectionType: null",
+            ));
+        }
+    };
+    let mut non_key_attributes = Vec::new();
+    for attribute in list_member(projection, "NonKeyAttributes", "")?.unwrap_or_default() {
+        let attribute = attribute.as_str().ok_or_else(|| {
+            AwsError::client("SerializationException", "NonKeyAttributes must be strings")
+        })?;
+        non_key_attributes.push(attribute.to_owned());
+    }
+    let provisioned_throughput = match (index.get("ProvisionedThroughput"), global) {
+        (None | Some(Value::Null), _) => None,
+        (Some(_), false) => {
+            return Err(invalid_parameter(
+                "ProvisionedThroughput should not be specified for a local secondary index",
+            ));
+        }
+        (Some(_), true) if billing_mode == "PAY_PER_REQUEST" => {
+            return Err(invalid_parameter(
+                "ProvisionedThroughput should not be specified for index: {name} when BillingMode is PAY_PER_REQUEST".replace("{name}", &name),
+            ));
+        }
+        (Some(throughput), true) => Some(capacity_units(
+            throughput,
+            "globalSecondaryIndexes.member.provisionedThroughput",
+        )?),
+    };
+    if global && billing_mode == "PROVISIONED" && provisioned_throughput.is_none() {
+        return Err(invalid_parameter(format!(
+            "ProvisionedThroughput must be specified for index: {name}"
+        )));
+    }
+    Ok(IndexRequest {
+        name,
+        global,
+        key_schema,
+        projection: Projection {
+            kind,
+            non_key_attributes,
+        },
+        provisioned_throughput,
+    })
+}
+
+/// CreateTable's request, checked as DynamoDB checks it.
+fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
+    refuse_unsupported(body, &["SSESpecification"])?;
+    let name = table_name(body)?;
+    let attribute_definitions = attribute_definitions(body, true)?;
+    let elements = list_member(body, "KeySchema", "keySchema")?.unwrap_or_default();
+    let KeySchema { partition, sort } = key_schema(&elements, &attribute_definitions, "keySchema")?;
     let billing_mode = string_member(body, "BillingMode")?
         .unwrap_or("PROVISIONED")
         .to_owned();
@@ -755,22 +976,10 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
             "1 validation error detected: Value '{billing_mode}' at 'billingMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]"
         )));
     }
-    let capacity = |throughput: &Value, member: &str| -> Result<u64, AwsError> {
-        throughput
-            .get(member)
-            .and_then(Value::as_u64)
-            .filter(|units| *units >= 1)
-            .ok_or_else(|| {
-                validation(format!(
-                    "1 validation error detected: Value at 'provisionedThroughput.{member}' failed to satisfy constraint: Member must have value greater than or equal to 1"
-                ))
-            })
-    };
     let provisioned_throughput = match (body.get("ProvisionedThroughput"), billing_mode.as_str()) {
-        (Some(throughput), "PROVISIONED") if !throughput.is_null() => Some((
-            capacity(throughput, "ReadCapacityUnits")?,
-            capacity(throughput, "WriteCapacityUnits")?,
-        )),
+        (Some(throughput), "PROVISIONED") if !throughput.is_null() => {
+            Some(capacity_units(throughput, "provisionedThroughput")?)
+        }
         (None | Some(Value::Null), "PROVISIONED") => {
             return Err(invalid_parameter(
                 "ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED",
@@ -784,6 +993,20 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
         _ => None,
     };
     let stream_view_type = stream_specification(body)?.flatten();
+    let mut indexes = Vec::new();
+    for (member, global) in [
+        ("LocalSecondaryIndexes", false),
+        ("GlobalSecondaryIndexes", true),
+    ] {
+        for index in list_member(body, member, "")?.unwrap_or_default() {
+            indexes.push(index_request(
+                &index,
+                global,
+                &attribute_definitions,
+                &billing_mode,
+            )?);
+        }
+    }
     Ok(CreateTable {
         name,
         key_schema: KeySchema { partition, sort },
@@ -791,6 +1014,7 @@ fn create_request(body: &Value) -> Result<CreateTable, AwsError> {
         billing_mode,
         provisioned_throughput,
         stream_view_type,
+        indexes,
     })
 }
 
@@ -1093,16 +1317,21 @@ fn transact_write(member: &Value, tables: &Tables) -> Result<Write, AwsError> {
     })
 }
 
-/// Scan's request: paging, parallel segments, `Select`, and whether only a count is asked.
-fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
+/// What a Scan or Query answers of each item (`Select`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Select {
+    AllAttributes,
+    AllProjected,
+    Specific,
+    Count,
+}
+
+/// Scan's request: paging, parallel segments, the index, and `Select` (checked against the
+/// index by [`resolve_index`]).
+fn scan_request(body: &Value) -> Result<(ScanRequest, Option<Select>), AwsError> {
     refuse_unsupported(
         body,
-        &[
-            "ScanFilter",
-            "AttributesToGet",
-            "IndexName",
-            "ConditionalOperator",
-        ],
+        &["ScanFilter", "AttributesToGet", "ConditionalOperator"],
     )?;
     let integer = |member: &str| -> Result<Option<u64>, AwsError> {
         match body.get(member) {
@@ -1148,9 +1377,12 @@ fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
         // Both bounded by SCAN_SEGMENTS_MAX above.
         (Some(segment), Some(total)) => Some((segment as u32, total as u32)),
     };
-    let count_only = match string_member(body, "Select")? {
-        None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
-        Some("COUNT") => true,
+    let select = match string_member(body, "Select")? {
+        None => None,
+        Some("ALL_ATTRIBUTES") => Some(Select::AllAttributes),
+        Some("ALL_PROJECTED_ATTRIBUTES") => Some(Select::AllProjected),
+        Some("SPECIFIC_ATTRIBUTES") => Some(Select::Specific),
+        Some("COUNT") => Some(Select::Count),
         Some(other) => {
             return Err(validation(format!(
                 "1 validation error detected: Value '{other}' at 'select' failed to satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]"
@@ -1161,15 +1393,69 @@ fn scan_request(body: &Value) -> Result<(ScanRequest, bool), AwsError> {
         None | Some(Value::Null) => None,
         Some(key) => Some(item(key)?),
     };
+    let index = string_member(body, "IndexName")?.map(str::to_owned);
     Ok((
         ScanRequest {
             exclusive_start_key,
             limit,
             segment,
             filter: expression(body, "FilterExpression")?,
+            index,
+            fetch_items: false,
         },
-        count_only,
+        select,
     ))
+}
+
+/// Checks a Scan's or Query's `IndexName`, `Select`, `ConsistentRead` and projection against
+/// the table as DynamoDB does, and decides whether a local index must read whole items from
+/// the table. Answers whether only a count is asked.
+fn resolve_index(
+    body: &Value,
+    definition: &TableDefinition,
+    scan: &mut ScanRequest,
+    select: Option<Select>,
+    projected: Option<&[String]>,
+) -> Result<bool, AwsError> {
+    let consistent = matches!(body.get("ConsistentRead"), Some(Value::Bool(true)));
+    let Some(name) = &scan.index else {
+        if select == Some(Select::AllProjected) {
+            return Err(validation(
+                "One or more parameter values were invalid: Select type ALL_PROJECTED_ATTRIBUTES is not supported for a table; it is for an IndexName",
+            ));
+        }
+        return Ok(select == Some(Select::Count));
+    };
+    let index = definition.index(name).map_err(tables_error)?;
+    if index.global && consistent {
+        return Err(validation(
+            "Consistent reads are not supported on global secondary indexes",
+        ));
+    }
+    let projects_all = index.projection.kind == ProjectionType::All;
+    if select == Some(Select::AllAttributes) && index.global && !projects_all {
+        return Err(validation(format!(
+            "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global secondary index {name} because its projection type is not ALL"
+        )));
+    }
+    if !index.global && !projects_all {
+        // A local index reads what its projection lacks from the table, as DynamoDB does.
+        let in_projection = |attribute: &String| {
+            index.projection.non_key_attributes.contains(attribute)
+                || [&definition.key_schema, &index.key_schema]
+                    .iter()
+                    .any(|schema| {
+                        schema.partition.name == *attribute
+                            || schema
+                                .sort
+                                .as_ref()
+                                .is_some_and(|sort| sort.name == *attribute)
+                    })
+        };
+        scan.fetch_items = select == Some(Select::AllAttributes)
+            || projected.is_some_and(|names| !names.iter().all(in_projection));
+    }
+    Ok(select == Some(Select::Count))
 }
 
 /// The DynamoDB API over the node's tables.
@@ -1258,22 +1544,32 @@ impl DynamoDbService {
                 refuse_unsupported(
                     &body,
                     &[
-                        "GlobalSecondaryIndexUpdates",
                         "ProvisionedThroughput",
                         "BillingMode",
                         "SSESpecification",
                         "ReplicaUpdates",
-                        "AttributeDefinitions",
                     ],
                 )?;
                 let name = table_name(&body)?;
-                let Some(view_type) = stream_specification(&body)? else {
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
+                let index_updates = index_updates(&body, &definition)?;
+                let view_type = stream_specification(&body)?;
+                if view_type.is_none() && index_updates.is_empty() {
                     return Err(validation(
                         "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required",
                     ));
-                };
+                }
                 let description = self
-                    .blocking(move |tables| tables.update_stream(&name, view_type))
+                    .blocking(move |tables| {
+                        let mut description = None;
+                        if !index_updates.is_empty() {
+                            description = Some(tables.update_indexes(&name, index_updates)?);
+                        }
+                        match view_type {
+                            Some(view_type) => tables.update_stream(&name, view_type),
+                            None => description.map_or_else(|| tables.describe_table(&name), Ok),
+                        }
+                    })
                     .await?;
                 Ok(json!({"TableDescription": describe(&description, "ACTIVE")}))
             }
@@ -1349,8 +1645,11 @@ impl DynamoDbService {
             }
             "Scan" | "Query" => {
                 let name = table_name(&body)?;
-                let (scan, count_only) = scan_request(&body)?;
+                let (mut scan, select) = scan_request(&body)?;
                 let projected = projection(&body)?;
+                let definition = self.tables.definition(&name).map_err(tables_error)?;
+                let count_only =
+                    resolve_index(&body, &definition, &mut scan, select, projected.as_deref())?;
                 let page = if operation == "Scan" {
                     self.blocking(move |tables| tables.scan(&name, &scan))
                         .await?
@@ -1362,9 +1661,11 @@ impl DynamoDbService {
                     let condition = expression(&body, "KeyConditionExpression")?.ok_or_else(|| {
                         validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
                     })?;
-                    let definition = self.tables.definition(&name).map_err(tables_error)?;
-                    let (partition, key_condition) =
-                        key_condition(condition, &definition.key_schema)?;
+                    let key_schema = match &scan.index {
+                        Some(index) => &definition.index(index).map_err(tables_error)?.key_schema,
+                        None => &definition.key_schema,
+                    };
+                    let (partition, key_condition) = key_condition(condition, key_schema)?;
                     let forward = match body.get("ScanIndexForward") {
                         None | Some(Value::Null) => true,
                         Some(Value::Bool(forward)) => *forward,
@@ -1382,6 +1683,8 @@ impl DynamoDbService {
                         forward,
                         exclusive_start_key: scan.exclusive_start_key,
                         limit: scan.limit,
+                        index: scan.index,
+                        fetch_items: scan.fetch_items,
                     };
                     self.blocking(move |tables| tables.query(&name, &request))
                         .await?
