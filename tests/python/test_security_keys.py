@@ -114,6 +114,10 @@ def test_role_descriptors_are_refused_and_a_key_may_be_granted(secure_sluice):
     )
     me = Elasticsearch(secure_sluice.es_url, api_key=granted["encoded"]).security.authenticate()
     assert me["api_key"]["name"] == "granted"
+    # The dashboard's API takes the key too.
+    answer = requests.get(secure_sluice.ui_url + "/api/config", headers={"Authorization": "ApiKey " + granted["encoded"]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert requests.get(secure_sluice.ui_url + "/api/config", timeout=10).status_code == 401
     with pytest.raises(AuthenticationException):
         admin.security.grant_api_key(grant_type="password", username="admin", password="wrong-password", api_key={"name": "x"})
 
