@@ -90,6 +90,13 @@ pub(super) async fn route(
     }
 }
 
+/// Sets a member of a JSON object (the answers built here are objects).
+fn set(body: &mut Value, key: &str, value: Value) {
+    if let Some(object) = body.as_object_mut() {
+        object.insert(key.to_owned(), value);
+    }
+}
+
 /// `GET /_security/_authenticate`.
 fn authenticate(principal: &Principal) -> super::Response {
     let realm = |name: &str, kind: &str| json!({"name": name, "type": kind});
@@ -106,18 +113,18 @@ fn authenticate(principal: &Principal) -> super::Response {
         Authentication::Password => (realm(USER_REALM, "native"), realm(USER_REALM, "native")),
         Authentication::AccessKey => (realm(SIGV4_REALM, "sigv4"), realm(SIGV4_REALM, "sigv4")),
         Authentication::ApiKey { id, name } => {
-            body["authentication_type"] = json!("api_key");
+            set(&mut body, "authentication_type", json!("api_key"));
             // An API key's roles are its own (limited by its owner's), not the owner's list.
-            body["roles"] = json!([]);
-            body["api_key"] = json!({"id": id, "name": name});
+            set(&mut body, "roles", json!([]));
+            set(&mut body, "api_key", json!({"id": id, "name": name}));
             (
                 realm(API_KEY_REALM, API_KEY_REALM),
                 realm(API_KEY_REALM, API_KEY_REALM),
             )
         }
     };
-    body["authentication_realm"] = authentication_realm;
-    body["lookup_realm"] = lookup_realm;
+    set(&mut body, "authentication_realm", authentication_realm);
+    set(&mut body, "lookup_realm", lookup_realm);
     json_response(StatusCode::OK, &body, false)
 }
 
@@ -204,7 +211,7 @@ async fn store_key(authenticator: &Arc<Authenticator>, new: NewApiKey) -> EsResu
         "encoded": created.encoded(),
     });
     if let Some(expiration) = created.expiration {
-        body["expiration"] = json!(expiration);
+        set(&mut body, "expiration", json!(expiration));
     }
     Ok(json_response(StatusCode::OK, &body, false))
 }
