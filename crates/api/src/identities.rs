@@ -167,6 +167,31 @@ fn check_name(name: &str) -> Result<(), IdentityError> {
     }
 }
 
+/// Replaces `directory/file` with `bytes`: written to `file.partial`, fsynced, renamed over the
+/// old file, the directory fsynced, so a crash leaves the old file or the new one, never a mix.
+pub(crate) fn write_atomically(
+    directory: &Path,
+    file: &str,
+    bytes: &[u8],
+) -> Result<(), IdentityError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| IdentityError::Io { path, source }
+    };
+    std::fs::create_dir_all(directory).map_err(io(directory))?;
+    let path = directory.join(file);
+    let partial = directory.join(format!("{file}.partial"));
+    let mut handle = std::fs::File::create(&partial).map_err(io(&partial))?;
+    handle.write_all(bytes).map_err(io(&partial))?;
+    handle.sync_all().map_err(io(&partial))?;
+    drop(handle);
+    std::fs::rename(&partial, &path).map_err(io(&path))?;
+    std::fs::File::open(directory)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io(directory))?;
+    Ok(())
+}
+
 /// The store file of a data directory, read and written whole.
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
@@ -221,28 +246,14 @@ impl IdentityStore {
 
     /// Replaces the file with `identities` atomically (see the module's commit protocol).
     pub fn save(&self, identities: &Identities) -> Result<(), IdentityError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| IdentityError::Io { path, source }
-        };
-        std::fs::create_dir_all(&self.directory).map_err(io(&self.directory))?;
         let path = self.path();
-        let partial = self.directory.join(format!("{IDENTITIES_FILE}.partial"));
         let mut text =
             serde_json::to_vec_pretty(identities).map_err(|error| IdentityError::Corrupt {
                 path: path.clone(),
                 reason: error.to_string(),
             })?;
         text.push(b'\n');
-        let mut file = std::fs::File::create(&partial).map_err(io(&partial))?;
-        file.write_all(&text).map_err(io(&partial))?;
-        file.sync_all().map_err(io(&partial))?;
-        drop(file);
-        std::fs::rename(&partial, &path).map_err(io(&path))?;
-        std::fs::File::open(&self.directory)
-            .and_then(|directory| directory.sync_all())
-            .map_err(io(&self.directory))?;
-        Ok(())
+        write_atomically(&self.directory, IDENTITIES_FILE, &text)
     }
 
     /// Loads, applies `change`, saves; the change's answer is returned once saved.

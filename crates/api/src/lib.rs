@@ -6,6 +6,7 @@
 //! crate knows HTTP and JSON wire shapes, and each API family maps its errors to statuses in one
 //! place (`es::error`, `aws::AwsError`).
 
+pub mod api_keys;
 pub mod aws;
 pub mod cors;
 pub mod es;

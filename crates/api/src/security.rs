@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::api_keys::{ApiKeyRefusal, ApiKeys};
 use crate::identities::{Identities, verify_password};
 
 /// Longest `Authorization` header value read; a longer one is refused as malformed (a basic
@@ -51,6 +52,8 @@ pub enum Authentication {
     Password,
     /// An AWS access key with a SigV4 signature.
     AccessKey,
+    /// An Elasticsearch API key (`Authorization: ApiKey`); the principal's name is its owner.
+    ApiKey { id: String, name: String },
 }
 
 /// An authenticated identity.
@@ -152,11 +155,16 @@ pub fn parse_authorization(value: &[u8]) -> Result<Credentials, CredentialsError
 /// fills again.
 pub const VERIFIED_PASSWORDS_MAX: usize = 1024;
 
-/// Checks credentials against the identities loaded at start.
+/// Checks credentials against the identities loaded at start and the API keys, which change
+/// while the server runs.
 #[derive(Debug)]
 pub struct Authenticator {
     identities: Identities,
     verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// `None` when no data directory backs this authenticator (tests): API keys are refused.
+    api_keys: Option<ApiKeys>,
+    /// The clock of API keys' creation and expiry (the node's, so tests can move it).
+    clock: Arc<dyn sluice_log::Clock>,
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -171,6 +179,54 @@ impl Authenticator {
         Arc::new(Authenticator {
             identities,
             verified: Mutex::new(HashMap::new()),
+            api_keys: None,
+            clock: Arc::new(sluice_log::SystemClock),
+        })
+    }
+
+    /// An authenticator that also accepts (and manages) the API keys of `api_keys`, expiring
+    /// them on `clock`.
+    pub fn with_api_keys(
+        identities: Identities,
+        api_keys: ApiKeys,
+        clock: Arc<dyn sluice_log::Clock>,
+    ) -> Arc<Authenticator> {
+        Arc::new(Authenticator {
+            identities,
+            verified: Mutex::new(HashMap::new()),
+            api_keys: Some(api_keys),
+            clock,
+        })
+    }
+
+    /// The API key store, when there is one.
+    pub fn api_keys(&self) -> Option<&ApiKeys> {
+        self.api_keys.as_ref()
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The role of an internal user.
+    pub fn user_role(&self, user: &str) -> Option<Role> {
+        self.identities.users.get(user).map(|stored| stored.role)
+    }
+
+    /// The principal of an API key: its owner, with the role the owner had when it was made.
+    pub fn api_key(&self, id: &str, key: &str) -> Result<Principal, ApiKeyRefusal> {
+        let keys = self
+            .api_keys
+            .as_ref()
+            .ok_or_else(|| ApiKeyRefusal::Unknown(id.to_owned()))?;
+        let record = keys.authenticate(id, key, self.now_ms())?;
+        Ok(Principal {
+            name: record.username,
+            role: record.role,
+            authentication: Authentication::ApiKey {
+                id: id.to_owned(),
+                name: record.name,
+            },
         })
     }
 

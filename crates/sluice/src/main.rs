@@ -266,6 +266,10 @@ struct UpArgs {
     /// both). The first start creates the user `admin` with a random password, printed once.
     #[arg(long)]
     security: bool,
+    /// Listen beyond loopback without TLS and --security. Without it, `sluice up` refuses to
+    /// start on such an address (the config file's `"insecure": true` says the same).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Open-file descriptors kept for the data directory's files (index and log segments, ledger
@@ -300,6 +304,9 @@ struct ConfigFile {
     /// how to reach it (none by default: the local `s3/` directory).
     #[serde(default)]
     object_store: sluice_objects::ObjectStoreConfig,
+    /// `--insecure`: listen beyond loopback without TLS and authentication.
+    #[serde(default)]
+    insecure: bool,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -521,9 +528,22 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             directory.display()
         );
     }
+    let config = read_config(&args)?;
+    if let Some(refusal) = host::exposure_refusal(
+        bind,
+        args.tls_cert.is_some() || args.tls_self_signed,
+        args.security,
+        args.insecure || config.insecure,
+    ) {
+        anyhow::bail!(refusal);
+    }
     let tls = tls_from_args(&args)?;
+    let clock = clock_from_env()?;
     let authenticator = if args.security {
-        Some(security_cli::authenticator_for_up(&args.data_dir)?)
+        Some(security_cli::authenticator_for_up(
+            &args.data_dir,
+            clock.clone(),
+        )?)
     } else {
         None
     };
@@ -532,8 +552,6 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         .thread_stack_size(THREAD_STACK_BYTES)
         .build()
         .context("starting the async runtime")?;
-    let config = read_config(&args)?;
-    let clock = clock_from_env()?;
     let outcome = runtime.block_on(async move {
         let registry = FunctionRegistry::new();
         for function in config.functions {

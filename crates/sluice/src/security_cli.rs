@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use sluice_api::api_keys::ApiKeys;
 use sluice_api::identities::{IdentityStore, generate_secret};
 use sluice_api::security::Role;
 
@@ -71,6 +72,7 @@ pub const BOOTSTRAP_USER: &str = "admin";
 /// is kept.
 pub fn authenticator_for_up(
     data_dir: &std::path::Path,
+    clock: std::sync::Arc<dyn sluice_log::Clock>,
 ) -> anyhow::Result<std::sync::Arc<sluice_api::security::Authenticator>> {
     let store = IdentityStore::new(data_dir);
     if store.load()?.users.is_empty() {
@@ -83,7 +85,10 @@ pub fn authenticator_for_up(
         );
     }
     let identities = store.load().context("loading the identity store")?;
-    Ok(sluice_api::security::Authenticator::new(identities))
+    let api_keys = ApiKeys::open(data_dir).context("loading the API keys")?;
+    Ok(sluice_api::security::Authenticator::with_api_keys(
+        identities, api_keys, clock,
+    ))
 }
 
 fn parse_role(name: &str) -> Result<Role, String> {

@@ -9,7 +9,8 @@
 //! from the same lists, so a new endpoint is covered as soon as it can be called. JSON bodies
 //! are parsed here, once, by [`crate::json`].
 //!
-//! Request signatures (SigV4) are accepted unchecked on loopback; authentication is a later layer.
+//! Without `--security` request signatures (SigV4) are accepted unchecked; with it every request
+//! must be signed (`check_signature`, `crate::sigv4`).
 
 pub mod kinesis;
 
@@ -259,13 +260,6 @@ fn signature_error(error: &SigV4Error, rest: bool) -> AwsError {
     AwsError::new(status, error.aws_type(), error.to_string())
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn request_id() -> String {
@@ -306,20 +300,23 @@ impl AwsApi {
         self
     }
 
-    /// Checks the request's signature and its principal's role: `Err` is the AWS error.
+    /// Checks the request's signature (header or presigned form) and its principal's role:
+    /// `Err` is the AWS error; `Ok` carries the decoded payload of an `aws-chunked` body.
     fn check_signature(
         &self,
         authenticator: &Authenticator,
         request: &Request,
         target: Option<&str>,
-    ) -> Result<(), AwsError> {
+    ) -> Result<Option<Vec<u8>>, AwsError> {
         let rest = target.is_none();
-        if !request.headers.contains_key("authorization") {
-            let status = if rest {
-                StatusCode::FORBIDDEN
-            } else {
-                StatusCode::BAD_REQUEST
-            };
+        let status = if rest {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        if !request.headers.contains_key("authorization")
+            && !sigv4::is_presigned(&request.raw_query)
+        {
             return Err(AwsError::new(
                 status,
                 "MissingAuthenticationTokenException",
@@ -334,7 +331,7 @@ impl AwsApi {
             body: &request.body,
         };
         let mut principal = None;
-        sigv4::verify(&signed, now_s(), |id| {
+        let verified = sigv4::verify(&signed, sigv4::now_s(), |id| {
             let (secret, found) = authenticator.access_key(id)?;
             principal = Some(found);
             Some(secret)
@@ -345,14 +342,10 @@ impl AwsApi {
         };
         let operation = target.unwrap_or(request.raw_path.as_str());
         if authorize(&principal, Action::Aws, operation) {
-            Ok(())
+            Ok(verified.decoded_body)
         } else {
             Err(AwsError::new(
-                if rest {
-                    StatusCode::FORBIDDEN
-                } else {
-                    StatusCode::BAD_REQUEST
-                },
+                status,
                 "AccessDeniedException",
                 format!(
                     "User: {} is not authorized to perform: {operation} with role {}",
@@ -388,7 +381,7 @@ impl AwsApi {
         self
     }
 
-    async fn route(&self, request: Request) -> Response {
+    async fn route(&self, mut request: Request) -> Response {
         let target = request
             .headers
             .get("x-amz-target")
@@ -402,15 +395,20 @@ impl AwsApi {
             Some(t) if t.contains("x-amz-json-1.0") => "application/x-amz-json-1.0",
             _ => "application/x-amz-json-1.1",
         };
-        if let Some(authenticator) = &self.authenticator
-            && let Err(error) = self.check_signature(authenticator, &request, target.as_deref())
-        {
-            let content_type = if target.is_some() {
-                content_type
-            } else {
-                "application/json"
-            };
-            return error_response(&error, content_type);
+        if let Some(authenticator) = &self.authenticator {
+            match self.check_signature(authenticator, &request, target.as_deref()) {
+                Ok(None) => {}
+                // An `aws-chunked` body, its signatures checked: the handlers read its payload.
+                Ok(Some(decoded)) => request.body = decoded.into(),
+                Err(error) => {
+                    let content_type = if target.is_some() {
+                        content_type
+                    } else {
+                        "application/json"
+                    };
+                    return error_response(&error, content_type);
+                }
+            }
         }
         let Some(target) = target else {
             let method = request.method.as_str();

@@ -17,6 +17,7 @@ mod readers;
 pub mod routes;
 mod scripts;
 mod search;
+mod security;
 mod sort;
 mod targets;
 mod templates;
@@ -33,7 +34,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
 use crate::http::{Handler, Refusal, Request, Response};
-use crate::security::{Action, Authenticator, Credentials, authorize, parse_authorization};
+use crate::security::{
+    Action, Authenticator, Credentials, Principal, authorize, parse_authorization,
+};
 
 /// The challenges of a 401, as Elasticsearch's security sends them.
 const WWW_AUTHENTICATE: &str = "Basic realm=\"security\" charset=\"UTF-8\", ApiKey";
@@ -105,13 +108,19 @@ impl EsApi {
         &self,
         authenticator: &Arc<Authenticator>,
         request: &Request,
-    ) -> Result<(), EsError> {
+    ) -> Result<Principal, EsError> {
         let path = &request.raw_path;
-        let credentials = request
-            .headers
-            .get("authorization")
+        let header = request.headers.get("authorization");
+        let signed = header.is_some_and(|value| {
+            value
+                .as_bytes()
+                .starts_with(crate::sigv4::ALGORITHM.as_bytes())
+        });
+        let credentials = header
+            .filter(|_| !signed)
             .map(|value| parse_authorization(value.as_bytes()));
         let principal = match credentials {
+            _ if signed => self.check_signature(authenticator, request)?,
             Some(Ok(Credentials::Basic { user, password })) => {
                 let checking = authenticator.clone();
                 let name = user.clone();
@@ -125,10 +134,17 @@ impl EsApi {
                         ))
                     })?
             }
-            Some(Ok(Credentials::ApiKey { .. })) => {
-                return Err(unauthenticated(
-                    "unable to authenticate with provided credentials and anonymous access is not allowed for this request".to_owned(),
-                ));
+            Some(Ok(Credentials::ApiKey { id, key })) => {
+                authenticator.api_key(&id, &key).map_err(|refusal| {
+                    let mut error = unauthenticated(
+                        "unable to authenticate with provided credentials and anonymous access is not allowed for this request".to_owned(),
+                    );
+                    error.extra.insert(
+                        "additional_unsuccessful_credentials".to_owned(),
+                        Value::String(format!("API key: {refusal}")),
+                    );
+                    error
+                })?
             }
             Some(Err(_)) | None => {
                 return Err(unauthenticated(format!(
@@ -147,7 +163,7 @@ impl EsApi {
             Action::SearchWrite
         };
         if authorize(&principal, action, path) {
-            Ok(())
+            Ok(principal)
         } else {
             Err(EsError::new(
                 StatusCode::FORBIDDEN,
@@ -160,6 +176,38 @@ impl EsApi {
                 ),
             ))
         }
+    }
+
+    /// A SigV4 signature of an access key (service `es`, as Amazon's managed Elasticsearch
+    /// accepts, signed by `requests-aws4auth` or botocore's `SigV4Auth`): the access key's
+    /// principal, or the 401.
+    fn check_signature(
+        &self,
+        authenticator: &Authenticator,
+        request: &Request,
+    ) -> Result<Principal, EsError> {
+        let signed = crate::sigv4::SignedRequest {
+            method: request.method.as_str(),
+            raw_path: &request.raw_path,
+            raw_query: &request.raw_query,
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let mut principal = None;
+        crate::sigv4::verify(&signed, crate::sigv4::now_s(), |id| {
+            let (secret, found) = authenticator.access_key(id)?;
+            principal = Some(found);
+            Some(secret)
+        })
+        .map_err(|error| {
+            unauthenticated(format!(
+                "unable to authenticate the AWS SigV4 signature of REST request [{}]: {error}",
+                request.raw_path
+            ))
+        })
+        .and_then(|_| {
+            principal.ok_or_else(|| unauthenticated("the SigV4 access key is not known".to_owned()))
+        })
     }
 
     fn slot(&self, slots: &Arc<Semaphore>, what: &str) -> Result<OwnedSemaphorePermit, EsError> {
@@ -376,21 +424,34 @@ impl Handler for EsApi {
     fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
         Box::pin(async move {
             let pretty = request.query.get("pretty").is_some_and(|v| v != "false");
-            if let Some(authenticator) = &self.authenticator
-                && let Err(error) = self.check_credentials(authenticator, &request).await
-            {
-                let mut response = json_response(error.status, &error.body(), pretty);
-                if error.status == StatusCode::UNAUTHORIZED {
-                    response
-                        .headers
-                        .push(("www-authenticate", WWW_AUTHENTICATE.to_owned()));
+            let mut principal = None;
+            if let Some(authenticator) = &self.authenticator {
+                match self.check_credentials(authenticator, &request).await {
+                    Ok(found) => principal = Some(found),
+                    Err(error) => {
+                        let mut response = json_response(error.status, &error.body(), pretty);
+                        if error.status == StatusCode::UNAUTHORIZED {
+                            response
+                                .headers
+                                .push(("www-authenticate", WWW_AUTHENTICATE.to_owned()));
+                        }
+                        return response;
+                    }
                 }
-                return response;
             }
             if let Some(response) = precheck(&request) {
                 return response;
             }
-            let mut response = match self.route_filtered(&request, pretty).await {
+            let answer = if request
+                .segments
+                .first()
+                .is_some_and(|first| first == "_security")
+            {
+                security::route(self, &request, principal.as_ref()).await
+            } else {
+                self.route_filtered(&request, pretty).await
+            };
+            let mut response = match answer {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
             };

@@ -268,6 +268,20 @@ const RESOLVE: &[&str] = &[
     "mode",
 ];
 
+const NO_PARAMS: &[&str] = &[];
+/// `GET /_security/api_key`'s filters, and `refresh` of the writes.
+const API_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "owner",
+    "realm_name",
+    "username",
+    "active_only",
+    "with_limited_by",
+    "with_profile_uid",
+    "refresh",
+];
+
 /// One segment of a route's path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Segment {
@@ -351,6 +365,28 @@ const MSEARCH_BODY: &[(&str, Body)] = &[("GET", Body::Ndjson), ("POST", Body::Nd
 
 /// Every route of the API, tried in order: the first whose path matches is the request's.
 pub const ROUTES: &[Route] = &[
+    route(
+        &[Literal("_security"), Literal("_authenticate")],
+        &["GET"],
+        NO_PARAMS,
+        NO_BODY,
+    ),
+    route(
+        &[Literal("_security"), Literal("api_key")],
+        &["GET", "POST", "PUT", "DELETE"],
+        API_KEYS,
+        &[
+            ("POST", Body::Json),
+            ("PUT", Body::Json),
+            ("DELETE", Body::Json),
+        ],
+    ),
+    route(
+        &[Literal("_security"), Literal("api_key"), Literal("grant")],
+        &["POST"],
+        &["refresh"],
+        JSON_POST,
+    ),
     route(&[], &["HEAD", "GET"], &[], NO_BODY),
     route(
         &[Literal("_cluster"), Literal("health")],

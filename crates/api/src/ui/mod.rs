@@ -5,8 +5,8 @@
 //! the security headers: a CSP without inline scripts whose `connect-src` names exactly the two
 //! API origins, `nosniff`, no framing, no referrer. `index.html` is never cached; hashed bundles
 //! are cached for good. With security on (`with_authenticator`), `/api/` asks for an internal
-//! user's basic auth like the search port (saved objects are data), and writes need a role that
-//! may write; the assets hold no data and stay public so the page can load.
+//! user's basic auth or an API key like the search port (saved objects are data), and writes
+//! need a role that may write; the assets hold no data and stay public so the page can load.
 
 mod saved_objects;
 
@@ -79,6 +79,7 @@ impl UiApi {
                     .ok()
                     .flatten()
             }
+            Some(Ok(Credentials::ApiKey { id, key })) => authenticator.api_key(&id, &key).ok(),
             _ => None,
         };
         let Some(principal) = principal else {
