@@ -83,9 +83,10 @@ pub(crate) fn resolve_field(
                 "[{agg_type}] on ip field [{field}] is not supported by Sluice yet"
             )));
         }
-        FieldType::Object => {
+        FieldType::Object | FieldType::Nested => {
             return Err(SearchError::illegal(format!(
-                "Field [{field}] of type [object] is not supported for aggregation [{agg_type}]"
+                "Field [{field}] of type [{}] is not supported for aggregation [{agg_type}]",
+                mapping.field_type.name()
             )));
         }
     })
