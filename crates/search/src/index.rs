@@ -1621,7 +1621,8 @@ impl Index {
         Ok(named_weights)
     }
 
-    /// Reads one hit's stored fields and the named clauses it matches.
+    /// Reads one hit's stored fields, the named clauses it matches and its inner hits.
+    #[allow(clippy::too_many_arguments)] // each is one thing a hit may show; a struct would only rename them
     fn load_hit(
         &self,
         searcher: &Searcher,
