@@ -114,7 +114,7 @@ def test_flattened_fields_answer_by_key_and_as_a_whole(es):
     assert mapping == {"properties": {"labels": {"type": "flattened"}}}
 
 
-@pytest.mark.parametrize("field_type", ["geo_shape", "nested"])
+@pytest.mark.parametrize("field_type", ["geo_shape"])
 def test_types_sluice_does_not_have_are_named_in_a_400(es, field_type):
     with pytest.raises(BadRequestError) as error:
         es.indices.create(index=unique("types"),

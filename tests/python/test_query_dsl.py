@@ -290,7 +290,7 @@ def test_refused_queries_name_what_is_wrong(es, licences, shared_sluice):
     cases = [
         ({"match": {"postcode": {"query": "x", "operater": "and"}}}, "parsing_exception", "[match] query does not support [operater]"),
         ({"bogus": {}}, "parsing_exception", "unknown query [bogus]"),
-        ({"nested": {"path": "a", "query": {"match_all": {}}}}, "parsing_exception", "[nested] query is not supported by Sluice yet"),
+        ({"has_child": {"type": "a", "query": {"match_all": {}}}}, "parsing_exception", "[has_child] query is not supported by Sluice yet"),
         ({"range": {"postcode": {"gte": "a"}}}, "illegal_argument_exception", "range queries on text field [postcode]"),
     ]
     for query, kind, reason in cases:

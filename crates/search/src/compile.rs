@@ -27,9 +27,10 @@ use crate::error::{Result, SearchError};
 use crate::fuzzy::{FuzzyOptions, fuzzy_query};
 use crate::geo_query::GeoShapeQuery;
 use crate::mapping::{FieldMapping, FieldType, IndexValue, Mappings, query_value};
+use crate::nested::NestedQuery;
 use crate::query::{
     Bool, DecayShape, FieldPattern, Fields, FunctionKind, FunctionScore, Geo, Match, MatchKind,
-    Operator, QUERY_CLAUSES_MAX, QUERY_DEPTH_MAX, Query, Range, RangeBound, ZeroTermsQuery,
+    Nested, Operator, QUERY_CLAUSES_MAX, QUERY_DEPTH_MAX, Query, Range, RangeBound, ZeroTermsQuery,
 };
 use crate::schema::{SchemaFields, text_term, value_term};
 use crate::scoring::{
@@ -48,6 +49,9 @@ pub(crate) struct Compiler<'a> {
     /// The tantivy analyzer of format 1 indices' `_text`.
     pub legacy_analyzer: Option<&'a tantivy::tokenizer::TextAnalyzer>,
     pub now_ms: i64,
+    /// The path of the `nested` query being compiled inside, `None` at the top: its documents
+    /// are the parents of nested queries inside it.
+    pub nested_scope: Option<&'a str>,
 }
 
 /// Where a field's values are and how they are searched.
@@ -234,7 +238,7 @@ impl Compiler<'_> {
             return Target::Unmapped;
         };
         match mapping.field_type {
-            FieldType::Object => Target::Object(field.to_string()),
+            FieldType::Object | FieldType::Nested => Target::Object(field.to_string()),
             FieldType::Text => Target::Text {
                 path: field.to_string(),
                 slot: self
@@ -526,7 +530,65 @@ impl Compiler<'_> {
             Query::FunctionScore(function_score) => self.function_score(function_score, next)?,
             Query::Named { query, .. } => self.compile_at(query, next)?,
             Query::Geo(geo) => self.geo(geo)?,
+            Query::Nested(nested) => self.nested(nested, next)?,
         })
+    }
+
+    /// The `nested` query: `nested.query` runs on the hidden documents of `nested.path` and
+    /// their matches become their parents, the documents of the scope (`nested.rs`).
+    fn nested(&self, nested: &Nested, depth: usize) -> Result<TantivyQuery> {
+        let path = nested.path.as_str();
+        match self.mappings.field(path) {
+            None if nested.ignore_unmapped => return Ok(Box::new(EmptyQuery)),
+            None => {
+                return Err(SearchError::QueryShard {
+                    reason: format!("[nested] failed to find nested object under path [{path}]"),
+                });
+            }
+            Some(mapping) if mapping.field_type != FieldType::Nested => {
+                return Err(SearchError::QueryShard {
+                    reason: format!(
+                        "[nested] nested object under path [{path}] is not of nested type"
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        if let Some(scope) = self.nested_scope
+            && !path
+                .strip_prefix(scope)
+                .is_some_and(|rest| rest.starts_with('.'))
+        {
+            return Err(SearchError::QueryShard {
+                reason: format!(
+                    "[nested] nested path [{path}] is not a child of the enclosing nested path [{scope}]"
+                ),
+            });
+        }
+        // Mappings of formats 1 and 2 never hold nested fields (`Index::put_mapping`).
+        let Some(nested_field) = self.fields.nested else {
+            return Ok(Box::new(EmptyQuery));
+        };
+        let inner = Compiler {
+            fields: self.fields,
+            mappings: self.mappings,
+            searcher: self.searcher,
+            doc_counts: self.doc_counts,
+            legacy_analyzer: self.legacy_analyzer,
+            now_ms: self.now_ms,
+            nested_scope: Some(path),
+        };
+        let child = inner.compile_at(&nested.query, depth)?;
+        Ok(boosted(
+            Box::new(NestedQuery {
+                child: Arc::from(child),
+                nested_field,
+                path: path.to_string(),
+                parent_level: self.nested_scope.map(str::to_string),
+                score_mode: nested.score_mode,
+            }),
+            nested.boost,
+        ))
     }
 
     /// A fuzzy term as Lucene's `FuzzyQuery` expands and scores it (`fuzzy.rs`): `term` is
@@ -1201,7 +1263,11 @@ impl Compiler<'_> {
                 };
                 (bound(&range.lower), bound(&range.upper))
             }
-            FieldType::Boolean | FieldType::Text | FieldType::Object | FieldType::GeoPoint => {
+            FieldType::Boolean
+            | FieldType::Text
+            | FieldType::Object
+            | FieldType::GeoPoint
+            | FieldType::Nested => {
                 return Err(illegal(format!(
                     "range queries on field [{}] of type [{}] are not supported by Sluice",
                     range.field,

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, Occur, Query as _, TermQuery};
+use tantivy::indexer::UserOperation;
+use tantivy::query::{BooleanQuery, Occur, Query as _, TermQuery, TermSetQuery};
 use tantivy::schema::{IndexRecordOption, OwnedValue, Value as _};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
@@ -35,7 +36,7 @@ use crate::analysis::Analyzer;
 use crate::compile::Compiler;
 use crate::error::{Result, SearchError};
 use crate::ids;
-use crate::mapping::{FieldType, Mappings};
+use crate::mapping::{FieldType, Mappings, NestedDocument};
 use crate::query::Query;
 use crate::schema::{
     LEGACY_TEXT_TOKENIZER, SchemaFields, TEXT_SLOTS, TextPlace, build_schema, document_values,
@@ -50,8 +51,10 @@ use crate::version::{Condition, Current, PRIMARY_TERM, resolve};
 
 /// Format of new indices (`index.json` and the tantivy schema); bump when either changes, and
 /// keep reading the old ones. 2: text fields in slots of their own (`schema.rs`), `text_slots`
-/// in `index.json`. Format 1 indices still open and keep their format (see `docs/search-format.md`).
-pub const INDEX_META_FORMAT_VERSION: u64 = 2;
+/// in `index.json`. 3: the `_nested` field of nested objects' hidden documents (`nested.rs`).
+/// Older indices still open and keep their format (see `docs/search-format.md`); they cannot
+/// map `nested` fields.
+pub const INDEX_META_FORMAT_VERSION: u64 = 3;
 /// The oldest format this build opens.
 pub const INDEX_META_FORMAT_VERSION_MIN: u64 = 1;
 /// Longest document id, in bytes, as in Elasticsearch.
@@ -253,6 +256,32 @@ pub struct Hit {
     pub explanation: Option<Value>,
     /// `collapse`: the value of the hit's group (`null` for documents without one).
     pub collapse: Option<Value>,
+    /// The inner hits of the query's `nested` queries that ask for them, by name.
+    pub inner_hits: Vec<(String, InnerHitsResult)>,
+}
+
+/// The matching nested objects of one hit for one `nested` query.
+#[derive(Debug, Clone, Default)]
+pub struct InnerHitsResult {
+    pub total: u64,
+    pub max_score: Option<f32>,
+    /// Best first, `from..from + size` of them.
+    pub hits: Vec<InnerHit>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InnerHit {
+    /// Where the object sits in its document (`_nested`: `field`, `offset`, inner `_nested`).
+    pub nested: Value,
+    pub score: f32,
+    /// The object itself, cut from its document's source (`None` without a stored source).
+    pub source: Option<Value>,
+}
+
+/// A `nested` query with inner hits and the weight of its inner query.
+struct InnerHitWeight<'q> {
+    nested: &'q crate::query::Nested,
+    weight: Box<dyn tantivy::query::Weight>,
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +423,7 @@ impl Scan {
                         sort: Vec::new(),
                         explanation: None,
                         collapse: None,
+                        inner_hits: Vec::new(),
                     });
                 }
                 doc = scorer.advance();
@@ -481,8 +511,11 @@ impl IdLookup {
             };
             let mut doc = postings.doc();
             while doc != TERMINATED {
-                if segment.alive.as_ref().is_none_or(|bits| bits.is_alive(doc)) {
-                    let version = segment.version.first(doc).unwrap_or(0);
+                // Hidden documents of nested objects carry the `_id` of their document but no
+                // `_version`: the document is the one with a version.
+                if segment.alive.as_ref().is_none_or(|bits| bits.is_alive(doc))
+                    && let Some(version) = segment.version.first(doc)
+                {
                     let seq_no = segment.seq_no.first(doc).unwrap_or(0);
                     let deleted = segment.deleted.first(doc).unwrap_or(false);
                     let source = if with_source && !deleted {
@@ -523,6 +556,8 @@ struct TantivyEntry<'a> {
     /// `None` for a tombstone.
     source: Option<&'a [u8]>,
     entries: Vec<(String, crate::mapping::IndexValue)>,
+    /// The document's nested objects in block order, written just before it.
+    nested: Vec<NestedDocument>,
     /// Whether tantivy may already hold a document with this id.
     replaces: bool,
 }
@@ -773,11 +808,15 @@ impl Index {
                 } => {
                     let entries = serde_json::from_slice::<Value>(&source)
                         .ok()
-                        .and_then(|document| mappings.parse_document(&id, &document).ok())
-                        .map(|parsed| parsed.entries)
+                        .and_then(|document| {
+                            mappings
+                                .parse_document_limited(&id, &document, usize::MAX)
+                                .ok()
+                        })
+                        .map(|parsed| (parsed.entries, parsed.nested))
                         .unwrap_or_else(|| {
                             tracing::error!(index = %self.name, id, "replayed document no longer fits its mapping; kept unsearchable");
-                            Vec::new()
+                            (Vec::new(), Vec::new())
                         });
                     // Replayed operations may overwrite committed documents: always replace.
                     self.add_to_tantivy(
@@ -787,7 +826,8 @@ impl Index {
                             version,
                             seq_no,
                             source: Some(&source),
-                            entries,
+                            entries: entries.0,
+                            nested: entries.1,
                             replaces: true,
                         },
                     )?;
@@ -805,6 +845,7 @@ impl Index {
                             seq_no,
                             source: None,
                             entries: Vec::new(),
+                            nested: Vec::new(),
                             replaces: true,
                         },
                     )?;
@@ -865,6 +906,7 @@ impl Index {
     pub fn put_mapping(&self, update: &Mappings) -> Result<()> {
         let _state = lock(&self.state);
         let mut merged = self.mappings().merged_with(update)?;
+        self.check_nested_supported(&merged)?;
         merged.assign_text_slots(self.fields.text_slots.len());
         self.persist_meta(&self.settings(), &merged)?;
         *self.mappings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(merged);
@@ -878,6 +920,19 @@ impl Index {
         settings.update(update, false)?;
         self.persist_meta(&settings, &self.mappings())?;
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+        Ok(())
+    }
+
+    /// Indices of formats 1 and 2 have no `_nested` field, so they cannot hold nested objects.
+    fn check_nested_supported(&self, mappings: &Mappings) -> Result<()> {
+        if self.fields.nested.is_none()
+            && let Some(path) = mappings.nested_paths().first()
+        {
+            return Err(SearchError::illegal(format!(
+                "index [{}] was created in format {} before Sluice supported [nested] fields; reindex it into a new index to map [{path}] as nested",
+                self.name, self.format
+            )));
+        }
         Ok(())
     }
 
@@ -975,7 +1030,7 @@ impl Index {
                 let current = found.map(|f| f.current);
                 let version = resolve(&id, current, condition)
                     .map_err(|reason| self.conflict(&id, reason))?;
-                self.record_write(state, id, version, current, None, Vec::new())
+                self.record_write(state, id, version, current, None, Default::default())
             }
             WriteRequest::Update(update) => self.update(state, update),
         }
@@ -1076,7 +1131,7 @@ impl Index {
                             version,
                             Some(current),
                             None,
-                            Vec::new(),
+                            Default::default(),
                         );
                     }
                 }
@@ -1115,7 +1170,8 @@ impl Index {
         current: Option<Current>,
     ) -> Result<(WriteOutcome, u64)> {
         let mappings = self.mappings();
-        let parsed = mappings.parse_document(&id, document)?;
+        let nested_objects_max = self.settings().nested_objects_max()?;
+        let parsed = mappings.parse_document_limited(&id, document, nested_objects_max)?;
         let version =
             resolve(&id, current, condition).map_err(|reason| self.conflict(&id, reason))?;
         if let Some(mut updated) = parsed.mapping_update {
@@ -1124,7 +1180,14 @@ impl Index {
             self.persist_meta(&self.settings(), &updated)?;
             *self.mappings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(updated);
         }
-        self.record_write(state, id, version, current, Some(source), parsed.entries)
+        self.record_write(
+            state,
+            id,
+            version,
+            current,
+            Some(source),
+            (parsed.entries, parsed.nested),
+        )
     }
 
     /// Records a decided write — a document, or a tombstone when `source` is `None` — in the
@@ -1137,7 +1200,10 @@ impl Index {
         version: u64,
         current: Option<Current>,
         source: Option<Arc<[u8]>>,
-        entries: Vec<(String, crate::mapping::IndexValue)>,
+        (entries, nested): (
+            Vec<(String, crate::mapping::IndexValue)>,
+            Vec<NestedDocument>,
+        ),
     ) -> Result<(WriteOutcome, u64)> {
         let seq_no = state.next_seq_no;
         let operation = match &source {
@@ -1163,6 +1229,7 @@ impl Index {
                 seq_no,
                 source: source.as_deref(),
                 entries,
+                nested,
                 replaces: current.is_some(),
             },
         )?;
@@ -1211,15 +1278,18 @@ impl Index {
             seq_no,
             source,
             entries,
+            nested,
             replaces,
         } = entry;
         let fields = &self.fields;
+        let mut operations = Vec::with_capacity(nested.len() + 2);
         // Under the write lock the live map and the searcher know every id tantivy holds, so a
         // write whose lookup found nothing (always so for generated ids) has nothing to replace.
         // Skipping the delete spares tantivy a delete-queue entry that every commit would resolve
-        // against every segment.
+        // against every segment. Hidden documents of nested objects carry their document's `_id`,
+        // so the same delete takes them with it.
         if replaces {
-            writer.delete_term(Term::from_field_text(fields.id, id));
+            operations.push(UserOperation::Delete(Term::from_field_text(fields.id, id)));
         }
         let mut document = TantivyDocument::new();
         document.add_text(fields.id, id);
@@ -1233,30 +1303,60 @@ impl Index {
                 if mappings.source_enabled() {
                     document.add_bytes(fields.source, source);
                 }
-                let place = |path: &str| TextPlace {
-                    slot: mappings
-                        .text_slots
-                        .get(path)
-                        .and_then(|slot| fields.text_slots.get(*slot).copied()),
-                    analyzer: mappings
-                        .field(path)
-                        .map_or(Analyzer::Standard, |field| field.analyzer()),
-                };
-                let values = document_values(fields, entries, &place);
-                for (slot, text) in values.slotted {
-                    document.add_text(slot, text);
+                // The block: nested objects first, in the order `parse_document` gave, then the
+                // document, all in one operation group so that they are consecutive in one
+                // segment (`nested.rs`).
+                if let Some(nested_field) = fields.nested {
+                    for object in nested {
+                        let mut hidden = TantivyDocument::new();
+                        hidden.add_text(fields.id, id);
+                        hidden.add_text(nested_field, &object.path);
+                        hidden.add_bytes(
+                            fields.source,
+                            crate::nested::identity_json(&object.identity)
+                                .to_string()
+                                .as_bytes(),
+                        );
+                        self.add_values(&mut hidden, &mappings, object.entries);
+                        operations.push(UserOperation::Add(hidden));
+                    }
                 }
-                if !values.shared_text.is_empty() {
-                    document.add_field_value(fields.text, &OwnedValue::Object(values.shared_text));
-                }
-                if !values.exact.is_empty() {
-                    document.add_field_value(fields.exact, &OwnedValue::Object(values.exact));
-                }
+                self.add_values(&mut document, &mappings, entries);
             }
             None => document.add_bool(fields.deleted, true),
         }
-        writer.add_document(document)?;
+        operations.push(UserOperation::Add(document));
+        writer.run(operations)?;
         Ok(())
+    }
+
+    /// Adds a document's parsed values to the tantivy fields that hold them.
+    fn add_values(
+        &self,
+        document: &mut TantivyDocument,
+        mappings: &Mappings,
+        entries: Vec<(String, crate::mapping::IndexValue)>,
+    ) {
+        let fields = &self.fields;
+        let place = |path: &str| TextPlace {
+            slot: mappings
+                .text_slots
+                .get(path)
+                .and_then(|slot| fields.text_slots.get(*slot).copied()),
+            analyzer: mappings
+                .field(path)
+                .map_or(Analyzer::Standard, |field| field.analyzer()),
+        };
+        let values = document_values(fields, entries, &place);
+        for (slot, text) in values.slotted {
+            document.add_text(slot, text);
+        }
+        if !values.shared_text.is_empty() {
+            document.add_field_value(fields.text, &OwnedValue::Object(values.shared_text));
+        }
+        if !values.exact.is_empty() {
+            document.add_field_value(fields.exact, &OwnedValue::Object(values.exact));
+        }
     }
 
     /// What the index holds for `id`: the live map first, then the searcher.
@@ -1332,6 +1432,7 @@ impl Index {
             doc_counts: &self.doc_counts,
             legacy_analyzer: self.legacy_analyzer.as_ref(),
             now_ms: now_ms() as i64,
+            nested_scope: None,
         };
         compiler.compile(query)
     }
@@ -1343,21 +1444,32 @@ impl Index {
         let mapping = mappings.field(field)?;
         match mapping.field_type {
             FieldType::Text => Some(mapping.analyzer()),
-            FieldType::Object => None,
+            FieldType::Object | FieldType::Nested => None,
             _ => Some(Analyzer::Keyword),
         }
     }
 
-    /// Wraps a query so that tombstones never match.
+    /// Wraps a query so that tombstones and the hidden documents of nested objects never match:
+    /// every top-level search, count, aggregation and scan sees documents only.
     fn without_tombstones(&self, query: Box<dyn tantivy::query::Query>) -> BooleanQuery {
         let tombstone = Term::from_field_bool(self.fields.deleted, true);
-        BooleanQuery::new(vec![
+        let mut clauses: Vec<(Occur, Box<dyn tantivy::query::Query>)> = vec![
             (Occur::Must, query),
             (
                 Occur::MustNot,
                 Box::new(TermQuery::new(tombstone, IndexRecordOption::Basic)),
             ),
-        ])
+        ];
+        if let Some(nested_field) = self.fields.nested {
+            let paths = self.mappings().nested_paths();
+            if !paths.is_empty() {
+                let hidden = paths
+                    .iter()
+                    .map(|path| Term::from_field_text(nested_field, path));
+                clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(hidden))));
+            }
+        }
+        BooleanQuery::new(clauses)
     }
 
     /// Runs `query` on the last refreshed state and returns hits `from..from + size` by score.
@@ -1413,6 +1525,7 @@ impl Index {
             ),
         )?;
         let named_weights = self.named_weights(named, &searcher)?;
+        let inner = self.inner_hit_weights(page.query, &searcher)?;
         let mut hits = Vec::with_capacity(top.len());
         let explain = page.explain.then_some(&query);
         for (score, address) in top {
@@ -1421,6 +1534,7 @@ impl Index {
                 address,
                 score,
                 &named_weights,
+                &inner,
                 Vec::new(),
                 explain,
             )?);
@@ -1488,6 +1602,7 @@ impl Index {
         }
         let explain = page.explain.then_some(query);
         let named_weights = self.named_weights(named, searcher)?;
+        let inner = self.inner_hit_weights(page.query, searcher)?;
         let mut hits = Vec::with_capacity(page.size);
         for kept in fruit.kept.into_iter().skip(page.from) {
             let mut hit = self.load_hit(
@@ -1495,6 +1610,7 @@ impl Index {
                 kept.address,
                 kept.score,
                 &named_weights,
+                &inner,
                 kept.values,
                 explain,
             )?;
@@ -1529,13 +1645,15 @@ impl Index {
         Ok(named_weights)
     }
 
-    /// Reads one hit's stored fields and the named clauses it matches.
+    /// Reads one hit's stored fields, the named clauses it matches and its inner hits.
+    #[allow(clippy::too_many_arguments)] // each is one thing a hit may show; a struct would only rename them
     fn load_hit(
         &self,
         searcher: &Searcher,
         address: DocAddress,
         score: f32,
         named_weights: &[(String, Box<dyn tantivy::query::Weight>)],
+        inner: &[InnerHitWeight<'_>],
         sort: Vec<SortValue>,
         explain: Option<&BooleanQuery>,
     ) -> Result<Hit> {
@@ -1568,10 +1686,20 @@ impl Index {
             .get_first(self.fields.seq_no)
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        let source = document
+        let source: Option<Arc<[u8]>> = document
             .get_first(self.fields.source)
             .and_then(|v| v.as_bytes())
             .map(Arc::from);
+        let mut inner_hits = Vec::with_capacity(inner.len());
+        if !inner.is_empty() {
+            let parsed: Value = source
+                .as_deref()
+                .and_then(|bytes| serde_json::from_slice(bytes).ok())
+                .unwrap_or(Value::Null);
+            for weight in inner {
+                inner_hits.push(self.inner_hits_of(searcher, address, weight, &parsed)?);
+            }
+        }
         Ok(Hit {
             id,
             score,
@@ -1582,7 +1710,83 @@ impl Index {
             sort,
             explanation,
             collapse: None,
+            inner_hits,
         })
+    }
+
+    /// The weights of the inner queries of `nested` queries with `inner_hits`, scoring.
+    fn inner_hit_weights<'q>(
+        &self,
+        query: &'q Query,
+        searcher: &Searcher,
+    ) -> Result<Vec<InnerHitWeight<'q>>> {
+        let mut weights = Vec::new();
+        for nested in query.inner_hits() {
+            let mappings = self.mappings();
+            let compiler = Compiler {
+                fields: &self.fields,
+                mappings: &mappings,
+                searcher,
+                doc_counts: &self.doc_counts,
+                legacy_analyzer: self.legacy_analyzer.as_ref(),
+                now_ms: now_ms() as i64,
+                nested_scope: Some(&nested.path),
+            };
+            let compiled = compiler.compile(&nested.query)?;
+            weights.push(InnerHitWeight {
+                nested,
+                weight: compiled.weight(tantivy::query::EnableScoring::enabled_from_searcher(
+                    searcher,
+                ))?,
+            });
+        }
+        Ok(weights)
+    }
+
+    /// One hit's inner hits of one `nested` query: its matching nested objects, best first.
+    fn inner_hits_of(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        inner: &InnerHitWeight<'_>,
+        source: &Value,
+    ) -> Result<(String, InnerHitsResult)> {
+        let nested = inner.nested;
+        let Some(spec) = &nested.inner_hits else {
+            return Ok((nested.path.clone(), InnerHitsResult::default()));
+        };
+        let mut children = match self.fields.nested {
+            Some(nested_field) => crate::nested::matching_children(
+                searcher.segment_reader(address.segment_ord),
+                inner.weight.as_ref(),
+                nested_field,
+                &nested.path,
+                None,
+                address.doc_id,
+            )?,
+            None => Vec::new(),
+        };
+        children.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut result = InnerHitsResult {
+            total: children.len() as u64,
+            max_score: children.first().map(|(_, score)| *score),
+            hits: Vec::new(),
+        };
+        for (doc, score) in children.into_iter().skip(spec.from).take(spec.size) {
+            let hidden: TantivyDocument =
+                searcher.doc(DocAddress::new(address.segment_ord, doc))?;
+            let identity: Value = hidden
+                .get_first(self.fields.source)
+                .and_then(|v| v.as_bytes())
+                .and_then(|bytes| serde_json::from_slice(bytes).ok())
+                .unwrap_or(Value::Null);
+            result.hits.push(InnerHit {
+                source: crate::nested::object_at(source, &identity),
+                nested: identity,
+                score,
+            });
+        }
+        Ok((spec.name.clone(), result))
     }
 
     /// This index as of its last refresh, for searches that page through one unchanging view
@@ -1821,5 +2025,43 @@ mod tests {
         let reread: Value =
             serde_json::from_slice(&fs::read(path.join("index.json")).unwrap()).unwrap();
         assert_eq!(reread["format_version"], 1);
+    }
+
+    #[test]
+    fn format_2_indices_open_but_refuse_nested_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old");
+        fs::create_dir_all(path.join("tantivy")).unwrap();
+        let mmap = MmapDirectory::open(path.join("tantivy")).unwrap();
+        tantivy::Index::create(
+            mmap,
+            crate::schema::build_format_2_schema(),
+            tantivy::IndexSettings::default(),
+        )
+        .unwrap();
+        let meta = json!({"format_version": 2, "name": "old", "uuid": "u", "creation_date_ms": 0,
+                          "settings": {}, "mappings": {}, "text_slots": {}});
+        fs::write(path.join("index.json"), meta.to_string()).unwrap();
+        let index = Index::open(&path).unwrap();
+        let document = json!({"message": "Hello old World", "n": 1});
+        let outcome = index.write(vec![WriteRequest::Index {
+            id: Some("1".into()),
+            source: Arc::from(document.to_string().as_bytes()),
+            document,
+            condition: Condition::None,
+        }]);
+        assert!(outcome[0].is_ok());
+        index.refresh().unwrap();
+        assert_eq!(index.count(&Query::match_all()).unwrap(), 1);
+        let nested =
+            Mappings::from_json(&json!({"properties": {"c": {"type": "nested"}}})).unwrap();
+        let error = index.put_mapping(&nested).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("reindex it into a new index to map [c] as nested"),
+            "{error}"
+        );
+        assert_eq!(index.get("1").unwrap().unwrap().version, 1);
     }
 }

@@ -24,6 +24,7 @@ mod index;
 mod indices;
 pub mod ip;
 pub mod mapping;
+pub mod nested;
 pub mod pattern;
 pub mod query;
 pub mod query_string;
@@ -43,8 +44,9 @@ pub use catalog::Catalog;
 pub use error::{Result, SearchError};
 pub use ids::new_document_id;
 pub use index::{
-    Hit, ID_BYTES_MAX, Index, Scan, ScriptOutcome, SearchHits, SearchPage, StoredDocument,
-    UpdateRequest, UpdateScript, WriteOutcome, WriteRequest, WriteResult,
+    Hit, ID_BYTES_MAX, Index, InnerHit, InnerHitsResult, Scan, ScriptOutcome, SearchHits,
+    SearchPage, StoredDocument, UpdateRequest, UpdateScript, WriteOutcome, WriteRequest,
+    WriteResult,
 };
 pub use indices::{CreateIndex, Indices, ResolvedIndex, validate_index_name};
 pub use mapping::Mappings;

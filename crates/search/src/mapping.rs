@@ -19,6 +19,13 @@ use crate::error::{Result, SearchError};
 pub const TOTAL_FIELDS_MAX: usize = 1000;
 /// How deep objects may nest (`index.mapping.depth.limit`).
 pub const DEPTH_MAX: usize = 20;
+/// `nested` fields one mapping may hold (`index.mapping.nested_fields.limit`); a mapping with
+/// more is refused (400 `illegal_argument_exception`), as in Elasticsearch.
+pub const NESTED_FIELDS_MAX: usize = 50;
+/// Nested objects one document may hold across all its `nested` fields, by default
+/// (`index.mapping.nested_objects.limit`); a document with more is refused whole (400), so one
+/// document cannot become an unbounded number of hidden documents.
+pub const NESTED_OBJECTS_MAX_DEFAULT: usize = 10_000;
 /// Fields Elasticsearch reserves: a document may not hold them at its root.
 const METADATA_FIELDS: &[&str] = &[
     "_id",
@@ -72,6 +79,9 @@ pub enum FieldType {
     /// A latitude/longitude pair, stored in the packed form of `geo.rs`.
     GeoPoint,
     Object,
+    /// An object whose each value is indexed as a hidden document of its own beside its
+    /// parent, so that queries can match the fields of one object together (`nested.rs`).
+    Nested,
 }
 
 impl FieldType {
@@ -93,6 +103,7 @@ impl FieldType {
             FieldType::Ip => "ip",
             FieldType::GeoPoint => "geo_point",
             FieldType::Object => "object",
+            FieldType::Nested => "nested",
         }
     }
 
@@ -114,6 +125,7 @@ impl FieldType {
             "ip" => FieldType::Ip,
             "geo_point" => FieldType::GeoPoint,
             "object" => FieldType::Object,
+            "nested" => FieldType::Nested,
             _ => return None,
         })
     }
@@ -125,6 +137,11 @@ impl FieldType {
             self,
             FieldType::Keyword | FieldType::Wildcard | FieldType::Flattened
         )
+    }
+
+    /// Types whose values are objects with `properties`: `object` and `nested`.
+    pub fn is_object_like(self) -> bool {
+        matches!(self, FieldType::Object | FieldType::Nested)
     }
 
     fn integer_range(self) -> Option<(i64, i64)> {
@@ -197,8 +214,9 @@ impl FieldType {
             ],
             FieldType::Date => &["format", "locale", "ignore_malformed", "null_value"],
             FieldType::Object => &["dynamic", "enabled", "subobjects"],
+            FieldType::Nested => &["dynamic", "include_in_parent", "include_in_root"],
         };
-        (self != FieldType::Object && COMMON.contains(&name)) || specific.contains(&name)
+        (!self.is_object_like() && COMMON.contains(&name)) || specific.contains(&name)
     }
 }
 
@@ -344,10 +362,10 @@ impl FieldMapping {
         for (key, value) in body {
             match key.as_str() {
                 "type" => {}
-                "properties" if field_type == FieldType::Object => {
+                "properties" if field_type.is_object_like() => {
                     field.properties = parse_properties(path, value, depth + 1)?;
                 }
-                "fields" if field_type != FieldType::Object => {
+                "fields" if !field_type.is_object_like() => {
                     let Value::Object(subfields) = value else {
                         return Err(mapper(format!(
                             "Expected map for property [fields] on field [{path}]"
@@ -356,15 +374,16 @@ impl FieldMapping {
                     for (name, sub) in subfields {
                         let sub_path = format!("{path}.{name}");
                         let sub_mapping = FieldMapping::parse(&sub_path, sub, depth + 1)?;
-                        if sub_mapping.field_type == FieldType::Object {
+                        if sub_mapping.field_type.is_object_like() {
                             return Err(mapper(format!(
-                                "Type [object] cannot be used in multi field [{sub_path}]"
+                                "Type [{}] cannot be used in multi field [{sub_path}]",
+                                sub_mapping.field_type.name()
                             )));
                         }
                         field.fields.insert(name.clone(), sub_mapping);
                     }
                 }
-                "dynamic" if field_type == FieldType::Object => {
+                "dynamic" if field_type.is_object_like() => {
                     field.dynamic = Some(Dynamic::parse(value).ok_or_else(|| {
                         mapper(format!(
                             "Could not convert [dynamic] to boolean or [strict] on field [{path}]"
@@ -411,7 +430,8 @@ impl FieldMapping {
                 true
             }
             "format" => value.as_str().is_some_and(|f| !f.is_empty()),
-            "index" | "store" | "doc_values" | "coerce" | "enabled" | "norms" => value.is_boolean(),
+            "index" | "store" | "doc_values" | "coerce" | "enabled" | "norms"
+            | "include_in_parent" | "include_in_root" => value.is_boolean(),
             "analyzer" | "search_analyzer" | "search_quote_analyzer" => {
                 let name = value.as_str().unwrap_or_default();
                 if Analyzer::from_name(name).is_none() {
@@ -638,10 +658,26 @@ pub enum IndexValue {
     GeoPoint(crate::geo::GeoPoint),
 }
 
+/// One object of a `nested` field, indexed as a hidden document of its own (`nested.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NestedDocument {
+    /// The full dotted path of its nested field (`comments`, `comments.votes`).
+    pub path: String,
+    /// Where it sits in the source, outermost first: each level's field (relative to the
+    /// enclosing nested object) and its offset among that field's objects, as `_nested` in
+    /// inner hits shows it.
+    pub identity: Vec<(String, usize)>,
+    /// Its own values, by full dotted path (`comments.author`).
+    pub entries: Vec<(String, IndexValue)>,
+}
+
 /// What a document contributes to the index: `(field path, value)` pairs.
 #[derive(Debug, Default, PartialEq)]
 pub struct ParsedDocument {
     pub entries: Vec<(String, IndexValue)>,
+    /// Its nested objects in block order: each object after its own nested objects, all of
+    /// them before the document itself, as they must be written (`nested.rs`).
+    pub nested: Vec<NestedDocument>,
     /// The mapping to adopt when the document introduced new fields.
     pub mapping_update: Option<Mappings>,
 }
@@ -772,7 +808,60 @@ impl Mappings {
                 "Limit of total fields [{TOTAL_FIELDS_MAX}] has been exceeded"
             )));
         }
+        if self.nested_paths().len() > NESTED_FIELDS_MAX {
+            return Err(SearchError::illegal(format!(
+                "Limit of nested fields [{NESTED_FIELDS_MAX}] has been exceeded"
+            )));
+        }
         Ok(())
+    }
+
+    /// The dotted path of every `nested` field, in path order (outer ones before theirs).
+    pub fn nested_paths(&self) -> Vec<String> {
+        fn walk(prefix: &str, properties: &BTreeMap<String, FieldMapping>, out: &mut Vec<String>) {
+            for (name, field) in properties {
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                if field.field_type == FieldType::Nested {
+                    out.push(path.clone());
+                }
+                if field.field_type.is_object_like() {
+                    walk(&path, &field.properties, out);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        walk("", &self.properties, &mut paths);
+        paths
+    }
+
+    /// The nearest `nested` field that holds `path` (the path itself when it is one), or
+    /// `None` when `path` lies in the root document.
+    pub fn nested_scope(&self, path: &str) -> Option<String> {
+        let mut scope = None;
+        let mut current: Option<&FieldMapping> = None;
+        let mut prefix = String::new();
+        for segment in path.split('.') {
+            let next = match current {
+                None => self.properties.get(segment),
+                Some(field) => field.properties.get(segment),
+            }?;
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(segment);
+            if next.field_type == FieldType::Nested {
+                scope = Some(prefix.clone());
+            }
+            if !next.field_type.is_object_like() {
+                break;
+            }
+            current = Some(next);
+        }
+        scope
     }
 
     /// Gives each `text` field without a slot the lowest free one below `capacity`, in path
@@ -826,8 +915,19 @@ impl Mappings {
         Some(current)
     }
 
-    /// Parses `source` (the document with id `id`) into index entries under this mapping.
+    /// Parses `source` (the document with id `id`) into index entries under this mapping, with
+    /// the default limit of nested objects.
     pub fn parse_document(&self, id: &str, source: &Value) -> Result<ParsedDocument> {
+        self.parse_document_limited(id, source, NESTED_OBJECTS_MAX_DEFAULT)
+    }
+
+    /// [`Mappings::parse_document`] allowing at most `nested_objects_max` nested objects.
+    pub fn parse_document_limited(
+        &self,
+        id: &str,
+        source: &Value,
+        nested_objects_max: usize,
+    ) -> Result<ParsedDocument> {
         let Value::Object(object) = source else {
             return Err(SearchError::parsing(format!(
                 "failed to parse: the document with id '{id}' must be a JSON object, got a {}",
@@ -847,6 +947,10 @@ impl Mappings {
             new_fields: Vec::new(),
             entries: Vec::new(),
             root: self,
+            nested: Vec::new(),
+            frames: Vec::new(),
+            root_offsets: BTreeMap::new(),
+            nested_objects_max,
         };
         parser.parse_object("", &self.properties, self.dynamic, object, 1)?;
         let mapping_update = if parser.new_fields.is_empty() {
@@ -861,6 +965,7 @@ impl Mappings {
         };
         Ok(ParsedDocument {
             entries: parser.entries,
+            nested: parser.nested,
             mapping_update,
         })
     }
@@ -890,7 +995,7 @@ fn for_each_leaf<'a>(
         } else {
             format!("{prefix}.{name}")
         };
-        if field.field_type == FieldType::Object {
+        if field.field_type.is_object_like() {
             for_each_leaf(&path, &field.properties, visit);
             continue;
         }
@@ -986,7 +1091,23 @@ struct DocumentParser<'a> {
     root: &'a Mappings,
     /// Fields introduced by this document, in the order met, with their full paths.
     new_fields: Vec<(String, FieldMapping)>,
+    /// The values of the object being parsed: the document's, or a nested object's.
     entries: Vec<(String, IndexValue)>,
+    /// Finished nested objects, in block order.
+    nested: Vec<NestedDocument>,
+    /// The nested objects being parsed, outermost first.
+    frames: Vec<NestedFrame>,
+    /// How many objects each nested field of the root document has had so far.
+    root_offsets: BTreeMap<String, usize>,
+    nested_objects_max: usize,
+}
+
+/// A nested object being parsed: the values of its parent wait in `saved`.
+struct NestedFrame {
+    path: String,
+    identity: Vec<(String, usize)>,
+    offsets: BTreeMap<String, usize>,
+    saved: Vec<(String, IndexValue)>,
 }
 
 impl DocumentParser<'_> {
@@ -1095,6 +1216,9 @@ impl DocumentParser<'_> {
         if field.field_type == FieldType::Flattened {
             return self.parse_flattened(path, &field, "", value);
         }
+        if field.field_type == FieldType::Nested {
+            return self.parse_nested(path, &field, dynamic, value, depth);
+        }
         if field.field_type == FieldType::Object {
             let Value::Object(object) = value else {
                 return Err(SearchError::parsing(format!(
@@ -1113,6 +1237,72 @@ impl DocumentParser<'_> {
         for (name, sub) in &field.fields {
             self.parse_leaf(&format!("{path}.{name}"), sub, value)?;
         }
+        Ok(())
+    }
+
+    /// Parses one object of a nested field into a hidden document of its own, after the
+    /// hidden documents of its own nested objects.
+    fn parse_nested(
+        &mut self,
+        path: &str,
+        field: &FieldMapping,
+        dynamic: Dynamic,
+        value: &Value,
+        depth: usize,
+    ) -> Result<()> {
+        let Value::Object(object) = value else {
+            return Err(SearchError::parsing(format!(
+                "object mapping for [{path}] tried to parse field [{}] as object, but found a concrete value",
+                path.rsplit('.').next().unwrap_or(path)
+            )));
+        };
+        if self.nested.len() + self.frames.len() >= self.nested_objects_max {
+            return Err(SearchError::illegal(format!(
+                "The number of nested documents has exceeded the allowed limit of [{}]. This limit can be set by changing the [index.mapping.nested_objects.limit] index level setting.",
+                self.nested_objects_max
+            )));
+        }
+        let (relative, mut identity, offsets) = match self.frames.last_mut() {
+            Some(frame) => (
+                path.strip_prefix(frame.path.as_str())
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .unwrap_or(path)
+                    .to_string(),
+                frame.identity.clone(),
+                &mut frame.offsets,
+            ),
+            None => (path.to_string(), Vec::new(), &mut self.root_offsets),
+        };
+        let offset = offsets.entry(path.to_string()).or_insert(0);
+        identity.push((relative, *offset));
+        *offset += 1;
+        self.frames.push(NestedFrame {
+            path: path.to_string(),
+            identity: identity.clone(),
+            offsets: BTreeMap::new(),
+            saved: std::mem::take(&mut self.entries),
+        });
+        let dynamic = field.dynamic.unwrap_or(dynamic);
+        let parsed = self.parse_object(path, &field.properties, dynamic, object, depth + 1);
+        let Some(frame) = self.frames.pop() else {
+            return parsed;
+        };
+        let entries = std::mem::replace(&mut self.entries, frame.saved);
+        parsed?;
+        let flag = |name: &str| matches!(field.parameters.get(name), Some(Value::Bool(true)));
+        if flag("include_in_parent") {
+            self.entries.extend(entries.iter().cloned());
+        } else if flag("include_in_root") {
+            match self.frames.first_mut() {
+                Some(root_child) => root_child.saved.extend(entries.iter().cloned()),
+                None => self.entries.extend(entries.iter().cloned()),
+            }
+        }
+        self.nested.push(NestedDocument {
+            path: path.to_string(),
+            identity,
+            entries,
+        });
         Ok(())
     }
 
@@ -1402,7 +1592,7 @@ fn convert(field: &FieldMapping, value: &Value) -> Option<Option<IndexValue>> {
                 .validate("geo_point")
                 .ok()?,
         ),
-        FieldType::Object => return None,
+        FieldType::Object | FieldType::Nested => return None,
     };
     Some(Some(converted))
 }

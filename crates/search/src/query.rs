@@ -117,6 +117,8 @@ pub enum Query {
     /// Documents with a point of a `geo_point` field in a region (`geo_distance`,
     /// `geo_bounding_box`), each scored `boost`.
     Geo(Box<Geo>),
+    /// Documents with objects of a `nested` field that `query` matches one at a time.
+    Nested(Box<Nested>),
     /// A clause with `_name`: hits it matches list the name in `matched_queries`.
     Named {
         name: String,
@@ -208,8 +210,44 @@ impl Query {
                 }
             }
             Query::Named { query, .. } => query.visit(visit),
+            Query::Nested(nested) => nested.query.visit(visit),
             _ => {}
         }
+    }
+
+    /// The top-level `nested` queries of the tree (not those inside other `nested` queries)
+    /// that ask for inner hits, in tree order.
+    pub fn inner_hits(&self) -> Vec<&Nested> {
+        fn walk<'a>(query: &'a Query, out: &mut Vec<&'a Nested>) {
+            let mut children: Vec<&'a Query> = Vec::new();
+            match query {
+                Query::Nested(nested) => {
+                    if nested.inner_hits.is_some() {
+                        out.push(nested);
+                    }
+                    return;
+                }
+                Query::Bool(bool_query) => children.extend(
+                    bool_query
+                        .must
+                        .iter()
+                        .chain(&bool_query.should)
+                        .chain(&bool_query.filter),
+                ),
+                Query::ConstantScore { filter, .. } => children.push(filter),
+                Query::Boosting { positive, .. } => children.push(positive),
+                Query::DisMax { queries, .. } => children.extend(queries),
+                Query::FunctionScore(function_score) => children.push(&function_score.query),
+                Query::Named { query, .. } => children.push(query),
+                _ => {}
+            }
+            for child in children {
+                walk(child, out);
+            }
+        }
+        let mut found = Vec::new();
+        walk(self, &mut found);
+        found
     }
 
     /// A copy with every empty field name (a `Fields` template's) replaced by `field`.
@@ -492,6 +530,37 @@ pub struct Range {
     pub time_zone: Option<String>,
     pub boost: f32,
 }
+
+/// The `nested` query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nested {
+    /// The full dotted path of the nested field.
+    pub path: String,
+    /// Run on each nested object of `path`, with full field paths (`comments.author`).
+    pub query: Query,
+    pub score_mode: crate::nested::NestedScoreMode,
+    /// An unmapped `path` matches nothing instead of failing.
+    pub ignore_unmapped: bool,
+    pub inner_hits: Option<InnerHits>,
+    pub boost: f32,
+}
+
+/// `inner_hits` of a `nested` query: the matching nested objects of each hit, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InnerHits {
+    /// The key in the hit's `inner_hits` (the path unless named).
+    pub name: String,
+    pub from: usize,
+    pub size: usize,
+    /// Whether inner hits show the object's source, and its include and exclude patterns.
+    pub source_enabled: bool,
+    pub source_includes: Vec<String>,
+    pub source_excludes: Vec<String>,
+}
+
+/// Nested objects one inner hits section may reach (`from + size`), Elasticsearch's
+/// `index.max_inner_result_window`; more is refused (400).
+pub const INNER_RESULT_WINDOW_MAX: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Bool {
@@ -860,6 +929,35 @@ impl fmt::Display for Query {
                     write!(f, " ignore_unmapped")?;
                 }
                 boost(f, geo.boost)?;
+                write!(f, ")")
+            }
+            Query::Nested(nested) => {
+                write!(
+                    f,
+                    "(nested {} {} score_mode={:?}",
+                    nested.path, nested.query, nested.score_mode
+                )?;
+                if nested.ignore_unmapped {
+                    write!(f, " ignore_unmapped")?;
+                }
+                if let Some(inner) = &nested.inner_hits {
+                    write!(
+                        f,
+                        " (inner_hits {:?} from={} size={}",
+                        inner.name, inner.from, inner.size
+                    )?;
+                    if !inner.source_enabled {
+                        write!(f, " no_source")?;
+                    }
+                    for include in &inner.source_includes {
+                        write!(f, " include={include:?}")?;
+                    }
+                    for exclude in &inner.source_excludes {
+                        write!(f, " exclude={exclude:?}")?;
+                    }
+                    write!(f, ")")?;
+                }
+                boost(f, nested.boost)?;
                 write!(f, ")")
             }
         }

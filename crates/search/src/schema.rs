@@ -9,6 +9,7 @@
 //! field a slot of its own (persisted with the mapping, never reused). Text fields mapped after
 //! the pool is used up go to the shared JSON field `_text`, where they are searchable with one
 //! norm shared between them; format 1 indices, which predate the pool, keep all their text there.
+//! Format 3 adds `_nested`, the path of a nested object's hidden document (`nested.rs`).
 
 use tantivy::Term;
 use tantivy::columnar::NumericalValue;
@@ -41,6 +42,9 @@ pub struct SchemaFields {
     pub exact: Field,
     /// The text slots `_t0`, `_t1`, … (none in format 1 indices).
     pub text_slots: Vec<Field>,
+    /// The nested path of hidden documents (`nested.rs`); `None` in indices of formats 1 and 2,
+    /// which cannot map `nested` fields.
+    pub nested: Option<Field>,
     /// Whether `_text` holds text tokenized by tantivy's default tokenizer (format 1) rather than
     /// by the fields' own analyzers.
     pub legacy_text: bool,
@@ -52,6 +56,25 @@ fn slot_name(slot: usize) -> String {
 
 /// The schema of a new index.
 pub fn build_schema() -> Schema {
+    let mut builder = Schema::builder();
+    add_common_fields(&mut builder, crate::analysis::TOKENIZER_NAME);
+    builder.add_text_field("_nested", STRING);
+    for slot in 0..TEXT_SLOTS {
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(crate::analysis::TOKENIZER_NAME)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+            .set_fieldnorms(true);
+        builder.add_text_field(
+            &slot_name(slot),
+            TextOptions::default().set_indexing_options(indexing),
+        );
+    }
+    builder.build()
+}
+
+/// The schema of format 2 indices (no `_nested`), kept to test that they still open.
+#[cfg(test)]
+pub(crate) fn build_format_2_schema() -> Schema {
     let mut builder = Schema::builder();
     add_common_fields(&mut builder, crate::analysis::TOKENIZER_NAME);
     for slot in 0..TEXT_SLOTS {
@@ -105,6 +128,7 @@ pub fn schema_fields(schema: &Schema) -> crate::Result<SchemaFields> {
         text,
         exact: field("_fields")?,
         text_slots,
+        nested: schema.get_field("_nested").ok(),
         legacy_text,
     })
 }

@@ -23,6 +23,25 @@ pub struct IndexSettings {
     pub flat: Map<String, Value>,
 }
 
+impl IndexSettings {
+    /// `index.mapping.nested_objects.limit`: nested objects one document may hold.
+    pub fn nested_objects_max(&self) -> Result<usize> {
+        const KEY: &str = "index.mapping.nested_objects.limit";
+        match self.flat.get(KEY) {
+            None => Ok(crate::mapping::NESTED_OBJECTS_MAX_DEFAULT),
+            Some(value) => value
+                .as_str()
+                .and_then(|text| text.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    SearchError::illegal(format!(
+                        "Failed to parse value [{}] for setting [{KEY}]",
+                        value.as_str().unwrap_or_default()
+                    ))
+                }),
+        }
+    }
+}
+
 impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
@@ -137,6 +156,8 @@ impl IndexSettings {
                 "final index setting [index.number_of_shards], not updateable",
             ));
         }
+        // Checked here so that a bad limit is refused when set, not when a document meets it.
+        number("index.mapping.nested_objects.limit")?;
         let replicas = number("index.number_of_replicas")?.unwrap_or(1);
         let max_result_window =
             number("index.max_result_window")?.unwrap_or(DEFAULT_MAX_RESULT_WINDOW);

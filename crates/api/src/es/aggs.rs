@@ -32,8 +32,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "significant_text",
     "variable_width_histogram",
     "ip_prefix",
-    "nested",
-    "reverse_nested",
     "random_sampler",
     "adjacency_matrix",
     "scripted_metric",
@@ -602,6 +600,18 @@ struct MissingBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GlobalBody {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NestedBody {
+    path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReverseNestedBody {
+    path: Option<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1473,6 +1483,14 @@ fn parse_kind(
         "global" => {
             let _: GlobalBody = body(type_name, spec)?;
             AggKind::Global
+        }
+        "nested" => {
+            let b: NestedBody = body(type_name, spec)?;
+            AggKind::Nested(b.path)
+        }
+        "reverse_nested" => {
+            let b: ReverseNestedBody = body(type_name, spec)?;
+            AggKind::ReverseNested(b.path)
         }
         "sampler" => {
             let b: SamplerBody = body(type_name, spec)?;

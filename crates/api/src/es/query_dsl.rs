@@ -11,10 +11,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sluice_search::Analyzer;
 use sluice_search::geo_query::GeoShape;
+use sluice_search::nested::NestedScoreMode;
 use sluice_search::query::{
     Bool, BoostMode, DecayShape, FieldPattern, Fields, FunctionKind, FunctionScore, Fuzziness, Geo,
-    MAX_EXPANSIONS_DEFAULT, Match, MatchKind, MinimumShouldMatch, Modifier, Operator,
-    QUERY_DEPTH_MAX, Query, Range, RangeBound, ScoreFunction, ScoreMode, ZeroTermsQuery,
+    INNER_RESULT_WINDOW_MAX, InnerHits, MAX_EXPANSIONS_DEFAULT, Match, MatchKind,
+    MinimumShouldMatch, Modifier, Nested, Operator, QUERY_DEPTH_MAX, Query, Range, RangeBound,
+    ScoreFunction, ScoreMode, ZeroTermsQuery,
 };
 use sluice_search::query_string::{self, QueryStringOptions};
 
@@ -617,6 +619,93 @@ struct BoolOptions {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct NestedOptions {
+    path: String,
+    query: Value,
+    score_mode: Option<String>,
+    ignore_unmapped: Option<bool>,
+    inner_hits: Option<Value>,
+    boost: Option<Number>,
+    #[serde(rename = "_name")]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InnerHitsOptions {
+    name: Option<String>,
+    from: Option<i64>,
+    size: Option<i64>,
+    #[serde(rename = "_source")]
+    source: Option<Value>,
+    sort: Option<Value>,
+}
+
+/// Elasticsearch's `size` of inner hits.
+const INNER_HITS_SIZE_DEFAULT: usize = 3;
+
+/// `inner_hits` of a `nested` query: sorted by score only.
+fn inner_hits(spec: &Value, path: &str) -> Result<InnerHits, EsError> {
+    let o: InnerHitsOptions = options("inner_hits", spec)?;
+    let name = o.name.unwrap_or_else(|| path.to_string());
+    let count = |value: Option<i64>, what: &str, default: usize| -> Result<usize, EsError> {
+        match value {
+            None => Ok(default),
+            Some(n) => usize::try_from(n).map_err(|_| {
+                EsError::illegal_argument(format!(
+                    "[inner_hits] [{what}] must be non-negative, got [{n}]"
+                ))
+            }),
+        }
+    };
+    let from = count(o.from, "from", 0)?;
+    let size = count(o.size, "size", INNER_HITS_SIZE_DEFAULT)?;
+    if from.saturating_add(size) > INNER_RESULT_WINDOW_MAX {
+        return Err(EsError::illegal_argument(format!(
+            "Inner result window is too large, the inner hit definition's [{name}]'s from + size must be less than or equal to: [{INNER_RESULT_WINDOW_MAX}] but was [{}]. This limit can be set by changing the [index.max_inner_result_window] index level setting.",
+            from.saturating_add(size)
+        )));
+    }
+    if let Some(sort) = &o.sort {
+        let keys: Vec<&Value> = match sort {
+            Value::Array(keys) => keys.iter().collect(),
+            other => vec![other],
+        };
+        for key in keys {
+            let by_score_desc = match key {
+                Value::String(field) => field == "_score",
+                Value::Object(map) => {
+                    map.len() == 1
+                        && map.get("_score").is_some_and(|order| {
+                            let order = order.get("order").unwrap_or(order);
+                            order.as_str() == Some("desc")
+                        })
+                }
+                _ => false,
+            };
+            if !by_score_desc {
+                return Err(EsError::illegal_argument(format!(
+                    "[inner_hits] sort [{key}] is not supported by Sluice; inner hits sort by [_score] descending only"
+                )));
+            }
+        }
+    }
+    let source = match &o.source {
+        None => super::documents::SourceFilter::default(),
+        Some(value) => super::documents::SourceFilter::from_json(value)?,
+    };
+    Ok(InnerHits {
+        name,
+        from,
+        size,
+        source_enabled: source.enabled,
+        source_includes: source.includes,
+        source_excludes: source.excludes,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConstantScoreOptions {
     filter: Value,
     boost: Option<Number>,
@@ -1126,16 +1215,43 @@ impl Parser {
             "geo_polygon" => Err(parse_error(
                 "unknown query [geo_polygon]: it was removed in Elasticsearch 8, use [geo_shape] (not supported by Sluice yet) or [geo_bounding_box]",
             )),
-            "nested" | "has_child" | "has_parent" | "geo_shape" | "script" | "script_score"
-            | "percolate" | "more_like_this" | "intervals" | "span_term" | "span_near"
-            | "span_or" | "span_not" | "span_first" | "span_multi" | "span_containing"
-            | "span_within" | "field_masking_span" | "distance_feature" | "rank_feature"
-            | "wrapper" | "pinned" | "combined_fields" | "knn" | "terms_set" | "parent_id"
-            | "semantic" | "sparse_vector" | "text_expansion" | "weighted_tokens" | "rule" => Err(
-                parse_error(format!("[{kind}] query is not supported by Sluice yet")),
-            ),
+            "nested" => self.nested(body, next),
+            "has_child" | "has_parent" | "geo_shape" | "script" | "script_score" | "percolate"
+            | "more_like_this" | "intervals" | "span_term" | "span_near" | "span_or"
+            | "span_not" | "span_first" | "span_multi" | "span_containing" | "span_within"
+            | "field_masking_span" | "distance_feature" | "rank_feature" | "wrapper" | "pinned"
+            | "combined_fields" | "knn" | "terms_set" | "parent_id" | "semantic"
+            | "sparse_vector" | "text_expansion" | "weighted_tokens" | "rule" => Err(parse_error(
+                format!("[{kind}] query is not supported by Sluice yet"),
+            )),
             other => Err(parse_error(format!("unknown query [{other}]"))),
         }
+    }
+
+    fn nested(&self, body: &Value, next: usize) -> Result<Query, EsError> {
+        let o: NestedOptions = options("nested", body)?;
+        let score_mode = match &o.score_mode {
+            None => NestedScoreMode::Avg,
+            Some(name) => NestedScoreMode::parse(name).ok_or_else(|| {
+                EsError::illegal_argument(format!("No score mode for child query [{name}] found"))
+            })?,
+        };
+        let inner_hits = o
+            .inner_hits
+            .as_ref()
+            .map(|spec| inner_hits(spec, &o.path))
+            .transpose()?;
+        Ok(named(
+            Query::Nested(Box::new(Nested {
+                query: self.clause(&o.query, next)?,
+                path: o.path,
+                score_mode,
+                ignore_unmapped: o.ignore_unmapped.unwrap_or(false),
+                inner_hits,
+                boost: boost(&o.boost)?,
+            })),
+            o.name,
+        ))
     }
 
     fn match_query(

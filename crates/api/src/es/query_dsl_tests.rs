@@ -301,6 +301,24 @@ fn compound_queries() {
 }
 
 #[test]
+fn nested_queries() {
+    check(
+        json!({"nested": {"path": "a", "query": {"bool": {"must": [{"term": {"a.x": 1}}, {"term": {"a.y": 2}}]}}}}),
+        r#"
+    (nested a (bool must=[(term a.x 1), (term a.y 2)]) score_mode=Avg)
+    "#,
+    );
+    check(
+        json!({"nested": {"path": "a", "score_mode": "max", "ignore_unmapped": true, "boost": 2, "_name": "n",
+            "query": {"nested": {"path": "a.b", "score_mode": "none", "query": {"match_all": {}}}},
+            "inner_hits": {"name": "objects", "from": 1, "size": 2, "_source": {"includes": ["a.x"]}, "sort": ["_score"]}}}),
+        r#"
+    (named "n" (nested a (nested a.b (match_all) score_mode=None) score_mode=Max ignore_unmapped (inner_hits "objects" from=1 size=2 include="a.x") ^2))
+    "#,
+    );
+}
+
+#[test]
 fn refused_shapes_name_what_is_wrong() {
     check(
         json!({"bogus": {}}),
@@ -309,9 +327,33 @@ fn refused_shapes_name_what_is_wrong() {
     "#,
     );
     check(
-        json!({"nested": {"path": "a", "query": {"match_all": {}}}}),
+        json!({"nested": {"path": "a", "score_mode": "median", "query": {"match_all": {}}}}),
         r#"
-    400 parsing_exception: [nested] query is not supported by Sluice yet
+    400 illegal_argument_exception: No score mode for child query [median] found
+    "#,
+    );
+    check(
+        json!({"nested": {"path": "a", "query": {"match_all": {}}, "inner_hits": {"size": 101}}}),
+        r#"
+    400 illegal_argument_exception: Inner result window is too large, the inner hit definition's [a]'s from + size must be less than or equal to: [100] but was [101]. This limit can be set by changing the [index.max_inner_result_window] index level setting.
+    "#,
+    );
+    check(
+        json!({"nested": {"path": "a", "query": {"match_all": {}}, "inner_hits": {"sort": [{"a.n": "asc"}]}}}),
+        r#"
+    400 illegal_argument_exception: [inner_hits] sort [{"a.n":"asc"}] is not supported by Sluice; inner hits sort by [_score] descending only
+    "#,
+    );
+    check(
+        json!({"nested": {"path": "a", "query": {"match_all": {}}, "inner_hits": {"highlight": {}}}}),
+        r#"
+    400 parsing_exception: [inner_hits] query does not support [highlight]
+    "#,
+    );
+    check(
+        json!({"nested": {"query": {"match_all": {}}}}),
+        r#"
+    400 parsing_exception: [nested] requires [path]
     "#,
     );
     check(

@@ -303,6 +303,67 @@ fn param_list(request: &Request, name: &str) -> Option<Vec<String>> {
     })
 }
 
+/// A hit's `inner_hits` in Elasticsearch's shape: by name, each a `hits` section whose hits
+/// carry `_nested` and the nested object as `_source`.
+fn inner_hits_json(
+    index: &str,
+    id: &str,
+    query: &Query,
+    found: &[(String, sluice_search::InnerHitsResult)],
+) -> Value {
+    let nested_queries = query.inner_hits();
+    let mut sections = serde_json::Map::new();
+    for (name, result) in found {
+        let spec = nested_queries.iter().find_map(|nested| {
+            nested
+                .inner_hits
+                .as_ref()
+                .filter(|spec| &spec.name == name)
+                .map(|spec| (nested.path.as_str(), spec))
+        });
+        // Patterns may name the object's fields by full path or relative to the object.
+        let relative = |patterns: &[String], path: &str| -> Vec<String> {
+            patterns
+                .iter()
+                .map(|pattern| {
+                    pattern
+                        .strip_prefix(path)
+                        .and_then(|rest| rest.strip_prefix('.'))
+                        .unwrap_or(pattern)
+                        .to_string()
+                })
+                .collect()
+        };
+        let filter = match spec {
+            Some((path, spec)) => SourceFilter {
+                enabled: spec.source_enabled,
+                includes: relative(&spec.source_includes, path),
+                excludes: relative(&spec.source_excludes, path),
+            },
+            None => SourceFilter::default(),
+        };
+        let hits: Vec<Value> = result
+            .hits
+            .iter()
+            .map(|hit| {
+                let mut json =
+                    json!({"_index": index, "_id": id, "_nested": hit.nested, "_score": hit.score});
+                if let Some(source) = &hit.source
+                    && let Some(filtered) = filter.apply(source.to_string().as_bytes())
+                {
+                    json["_source"] = filtered;
+                }
+                json
+            })
+            .collect();
+        sections.insert(
+            name.clone(),
+            json!({"hits": {"total": {"value": result.total, "relation": "eq"}, "max_score": result.max_score, "hits": hits}}),
+        );
+    }
+    Value::Object(sections)
+}
+
 /// A negative `terminate_after` is refused; a positive one is accepted but not applied.
 fn check_terminate_after(request: &Request) -> Result<(), EsError> {
     if int_param(request, "terminate_after")?.is_some_and(|n| n < 0) {
@@ -798,6 +859,9 @@ pub(super) fn run_search(
             }
             if !hit.matched_queries.is_empty() {
                 json["matched_queries"] = json!(hit.matched_queries);
+            }
+            if !hit.inner_hits.is_empty() {
+                json["inner_hits"] = inner_hits_json(index, &hit.id, &search.query, &hit.inner_hits);
             }
             if let Some(source) = &hit.source
                 && let Some(fields) = hit_fields(

@@ -35,6 +35,7 @@ use crate::error::{Result, SearchError};
 use crate::geo::GeoPoint;
 use crate::geo_query::open_geo_column;
 use crate::mapping::{FieldType, Mappings};
+use crate::nested;
 use crate::query::Query;
 use crate::schema::SchemaFields;
 
@@ -70,6 +71,24 @@ struct Segment<'a> {
     ord: u32,
     /// Scores by document id, when some `top_hits` sorts by score.
     scores: Option<Vec<f32>>,
+    /// The levels (`nested.rs`) that `nested` and `reverse_nested` aggregations moved the
+    /// documents to, innermost last; empty at the root.
+    levels: RefCell<Vec<Option<String>>>,
+}
+
+impl Segment<'_> {
+    /// The level of the documents being aggregated: a nested path, or `None` for the root.
+    fn level(&self) -> Option<String> {
+        self.levels.borrow().last().cloned().flatten()
+    }
+
+    /// Runs `agg`'s sub-aggregations as one bucket over `docs`, documents of `level`.
+    fn single_at(&self, agg: &Aggregation, level: Option<&str>, docs: &[DocId]) -> Result<Partial> {
+        self.levels.borrow_mut().push(level.map(str::to_string));
+        let result = single(agg, self, docs);
+        self.levels.borrow_mut().pop();
+        result
+    }
 }
 
 fn tree_needs_scores(aggs: &[Aggregation]) -> bool {
@@ -145,6 +164,7 @@ pub(crate) fn collect_index(
             reader,
             ord: ord as u32,
             scores,
+            levels: RefCell::new(Vec::new()),
         };
         let found = collect_level(aggs, &segment, &docs)?;
         merge_all(&mut partials, found, aggs);
@@ -201,6 +221,7 @@ fn sample(
                     reader,
                     ord: ord as u32,
                     scores: None,
+                    levels: RefCell::new(Vec::new()),
                 };
                 columns.push(field_of(&segment, source, agg)?);
             }
@@ -266,6 +287,7 @@ fn background(
             reader,
             ord: ord as u32,
             scores: None,
+            levels: RefCell::new(Vec::new()),
         };
         let (kind, column) = field_of(&segment, &significant.source, agg)?;
         let mut keys = Vec::new();
@@ -823,6 +845,58 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
             single(agg, segment, &all)?
         }
         AggKind::Composite(composite) => collect_composite(agg, composite, segment, docs)?,
+        AggKind::Nested(path) => {
+            let index = segment.index;
+            let field = match index.mappings.field(path) {
+                // An unmapped path has no nested objects, as in Elasticsearch.
+                None => return single(agg, segment, &[]),
+                Some(field) => field,
+            };
+            if field.field_type != FieldType::Nested {
+                return Err(SearchError::illegal(format!(
+                    "[nested] nested path [{path}] is not nested"
+                )));
+            }
+            let Some(nested_field) = index.fields.nested else {
+                return single(agg, segment, &[]);
+            };
+            let level = segment.level();
+            let parents = nested::level_bits(segment.reader, nested_field, level.as_deref())?;
+            let children = nested::level_bits(segment.reader, nested_field, Some(path))?;
+            let objects = nested::children_of(docs, &parents, &children);
+            index.budget.reserve(objects.len() * DOC_BYTES, &agg.name)?;
+            segment.single_at(agg, Some(path), &objects)?
+        }
+        AggKind::ReverseNested(path) => {
+            let index = segment.index;
+            let Some(level) = segment.level() else {
+                return Err(SearchError::illegal(format!(
+                    "Reverse nested aggregation [{}] can only be used inside a [nested] aggregation",
+                    agg.name
+                )));
+            };
+            if let Some(path) = path {
+                let is_nested = index
+                    .mappings
+                    .field(path)
+                    .is_some_and(|field| field.field_type == FieldType::Nested);
+                let encloses = level
+                    .strip_prefix(path.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'));
+                if !is_nested || !encloses {
+                    return Err(SearchError::illegal(format!(
+                        "[reverse_nested] nested path [{path}] is not a parent of the current nested path [{level}]"
+                    )));
+                }
+            }
+            let Some(nested_field) = index.fields.nested else {
+                return single(agg, segment, &[]);
+            };
+            let parents = nested::level_bits(segment.reader, nested_field, path.as_deref())?;
+            let found = nested::parents_of(docs, &parents);
+            index.budget.reserve(found.len() * DOC_BYTES, &agg.name)?;
+            segment.single_at(agg, path.as_deref(), &found)?
+        }
         AggKind::Pipeline(_) => Partial::Nothing,
     })
 }

@@ -846,6 +846,11 @@ pub enum AggKind {
     Missing(ValueSource),
     /// All documents of the index, whatever the query (top level only).
     Global,
+    /// The objects of a `nested` field (by full path) of the bucket's documents.
+    Nested(String),
+    /// From nested objects back to the documents holding them: the root's, or those of an
+    /// enclosing nested path.
+    ReverseNested(Option<String>),
     Sampler(Sampler),
     Composite(Composite),
     GeoGrid(GeoGrid),
@@ -895,6 +900,8 @@ impl AggKind {
             AggKind::Filters(_) => "filters",
             AggKind::Missing(_) => "missing",
             AggKind::Global => "global",
+            AggKind::Nested(_) => "nested",
+            AggKind::ReverseNested(_) => "reverse_nested",
             AggKind::Sampler(sampler) if sampler.diversify.is_some() => "diversified_sampler",
             AggKind::Sampler(_) => "sampler",
             AggKind::Composite(_) => "composite",

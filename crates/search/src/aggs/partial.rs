@@ -397,12 +397,15 @@ impl Partial {
                 buckets: HashMap::new(),
                 formats: vec![ValueFormat::Raw; composite.sources.len()],
             }),
-            AggKind::Filter(_) | AggKind::Missing(_) | AggKind::Global | AggKind::Sampler(_) => {
-                Partial::Single {
-                    doc_count: 0,
-                    subs: empty_all(&agg.subs),
-                }
-            }
+            AggKind::Filter(_)
+            | AggKind::Missing(_)
+            | AggKind::Global
+            | AggKind::Nested(_)
+            | AggKind::ReverseNested(_)
+            | AggKind::Sampler(_) => Partial::Single {
+                doc_count: 0,
+                subs: empty_all(&agg.subs),
+            },
             AggKind::Pipeline(_) => Partial::Nothing,
         }
     }

@@ -714,7 +714,12 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
             })
         }
         (
-            AggKind::Filter(_) | AggKind::Missing(_) | AggKind::Global | AggKind::Sampler(_),
+            AggKind::Filter(_)
+            | AggKind::Missing(_)
+            | AggKind::Global
+            | AggKind::Nested(_)
+            | AggKind::ReverseNested(_)
+            | AggKind::Sampler(_),
             Partial::Single { doc_count, subs },
         ) => AggValue::SingleBucket {
             doc_count,

@@ -91,9 +91,10 @@ pub(crate) fn resolve_field(
                 "Field [{field}] of type [geo_point] is not supported for aggregation [{agg_type}]"
             )));
         }
-        FieldType::Object => {
+        FieldType::Object | FieldType::Nested => {
             return Err(SearchError::illegal(format!(
-                "Field [{field}] of type [object] is not supported for aggregation [{agg_type}]"
+                "Field [{field}] of type [{}] is not supported for aggregation [{agg_type}]",
+                mapping.field_type.name()
             )));
         }
     })
