@@ -1118,10 +1118,10 @@ impl DocumentParser<'_> {
             .map(|(_, f)| f)
     }
 
-    fn parse_object<'p>(
+    fn parse_object(
         &mut self,
         path: &str,
-        properties: &'p BTreeMap<String, FieldMapping>,
+        properties: &BTreeMap<String, FieldMapping>,
         dynamic: Dynamic,
         object: &Map<String, Value>,
         depth: usize,
