@@ -428,18 +428,8 @@ impl Tables {
         name: &str,
         view_type: Option<StreamViewType>,
     ) -> Result<TableDescription> {
-        self.refuse_if_poisoned()?;
         let now_ms = self.clock.now_ms();
-        let mut write = self.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        let definition = {
-            let mut catalog = write.open_table(CATALOG)?;
-            let json = catalog
-                .get(name)?
-                .map(|json| json.value().to_owned())
-                .ok_or_else(not_found)?;
-            let mut definition: TableDefinition =
-                serde_json::from_str(&json).map_err(json_error)?;
+        self.change_definition(name, |write, definition| {
             match (&definition.stream, view_type) {
                 (Some(_), Some(_)) => {
                     return Err(TablesError::Validation(format!(
@@ -453,7 +443,7 @@ impl Tables {
                     ));
                 }
                 (Some(stream), None) => {
-                    self.disable_stream(&write, stream.stream_id)?;
+                    self.disable_stream(write, stream.stream_id)?;
                     definition.stream = None;
                 }
                 (None, Some(view_type)) => {
@@ -478,13 +468,40 @@ impl Tables {
                     });
                 }
             }
+            Ok(())
+        })?;
+        self.describe_table(name)
+    }
+
+    /// Changes one table's catalog entry in its own durable transaction: `change` edits the
+    /// entry as committed (and may write other tables of the transaction, as a new stream's
+    /// summary); an `Err` from it leaves everything as it was. The in-memory catalog follows the
+    /// commit.
+    fn change_definition(
+        &self,
+        name: &str,
+        change: impl FnOnce(&redb::WriteTransaction, &mut TableDefinition) -> Result<()>,
+    ) -> Result<Arc<TableDefinition>> {
+        self.refuse_if_poisoned()?;
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        let definition = {
+            let mut catalog = write.open_table(CATALOG)?;
+            let json = catalog
+                .get(name)?
+                .map(|json| json.value().to_owned())
+                .ok_or_else(not_found)?;
+            let mut definition: TableDefinition =
+                serde_json::from_str(&json).map_err(json_error)?;
+            change(&write, &mut definition)?;
             let json = serde_json::to_string(&definition).map_err(json_error)?;
             catalog.insert(name, json.as_str())?;
             definition
         };
         self.commit_control(write)?;
-        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition));
-        self.describe_table(name)
+        let definition = Arc::new(definition);
+        lock(&self.catalog).insert(name.to_owned(), definition.clone());
+        Ok(definition)
     }
 
     fn commit_control(&self, write: redb::WriteTransaction) -> Result<()> {
@@ -1134,17 +1151,7 @@ impl Tables {
                 "1 validation error detected: Value '{attribute}' at 'timeToLiveSpecification.attributeName' failed to satisfy constraint: Member must have length less than or equal to {TTL_ATTRIBUTE_BYTES_MAX} and greater than or equal to 1"
             )));
         }
-        self.refuse_if_poisoned()?;
-        let mut write = self.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        let definition = {
-            let mut catalog = write.open_table(CATALOG)?;
-            let json = catalog
-                .get(name)?
-                .map(|json| json.value().to_owned())
-                .ok_or_else(not_found)?;
-            let mut definition: TableDefinition =
-                serde_json::from_str(&json).map_err(json_error)?;
+        self.change_definition(name, |_, definition| {
             match (&definition.ttl_attribute, enabled) {
                 (Some(_), true) => {
                     return Err(TablesError::Validation(
@@ -1164,12 +1171,8 @@ impl Tables {
                 _ => {}
             }
             definition.ttl_attribute = enabled.then(|| attribute.to_owned());
-            let json = serde_json::to_string(&definition).map_err(json_error)?;
-            catalog.insert(name, json.as_str())?;
-            definition
-        };
-        self.commit_control(write)?;
-        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition));
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -1192,24 +1195,14 @@ impl Tables {
                 "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table".to_owned(),
             ));
         }
-        self.refuse_if_poisoned()?;
-        let mut write = self.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        let definition = {
-            let mut catalog = write.open_table(CATALOG)?;
-            let json = catalog
-                .get(name)?
-                .map(|json| json.value().to_owned())
-                .ok_or_else(not_found)?;
-            let mut definition: TableDefinition =
-                serde_json::from_str(&json).map_err(json_error)?;
+        self.change_definition(name, |write, definition| {
             for update in updates {
                 match update {
                     IndexUpdate::Create {
                         index,
                         attribute_definitions,
                     } => {
-                        self.create_index(&write, &mut definition, index, attribute_definitions)?
+                        self.create_index(write, definition, index, attribute_definitions)?
                     }
                     IndexUpdate::Delete(index_name) => {
                         let position = definition
@@ -1227,8 +1220,8 @@ impl Tables {
                                 "One or more parameter values were invalid: {index_name} is a local secondary index, which cannot be deleted"
                             )));
                         }
-                        drop_index_entries(&write, removed.index_id)?;
-                        retain_used_definitions(&mut definition);
+                        drop_index_entries(write, removed.index_id)?;
+                        retain_used_definitions(definition);
                     }
                     IndexUpdate::Update {
                         name: index_name,
@@ -1247,12 +1240,8 @@ impl Tables {
                     }
                 }
             }
-            let json = serde_json::to_string(&definition).map_err(json_error)?;
-            catalog.insert(name, json.as_str())?;
-            definition
-        };
-        self.commit_control(write)?;
-        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition));
+            Ok(())
+        })?;
         self.describe_table(name)
     }
 
@@ -1265,29 +1254,15 @@ impl Tables {
         set: BTreeMap<String, String>,
         remove: &[String],
     ) -> Result<TableDefinition> {
-        self.refuse_if_poisoned()?;
-        let mut write = self.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        let definition = {
-            let mut catalog = write.open_table(CATALOG)?;
-            let json = catalog
-                .get(name)?
-                .map(|json| json.value().to_owned())
-                .ok_or_else(not_found)?;
-            let mut definition: TableDefinition =
-                serde_json::from_str(&json).map_err(json_error)?;
+        self.change_definition(name, |_, definition| {
             definition.tags.extend(set);
             for key in remove {
                 definition.tags.remove(key);
             }
             crate::schema::validate_tags(&definition.tags)?;
-            let json = serde_json::to_string(&definition).map_err(json_error)?;
-            catalog.insert(name, json.as_str())?;
-            definition
-        };
-        self.commit_control(write)?;
-        lock(&self.catalog).insert(name.to_owned(), Arc::new(definition.clone()));
-        Ok(definition)
+            Ok(())
+        })
+        .map(|definition| (*definition).clone())
     }
 
     /// Every table's definition as last committed, in name order.
