@@ -305,8 +305,8 @@ fn nested_queries() {
     check(
         json!({"nested": {"path": "a", "query": {"bool": {"must": [{"term": {"a.x": 1}}, {"term": {"a.y": 2}}]}}}}),
         r#"
-    (nested a (bool must=[(term a.x 1), (term a.y 2)]) score_mode=Avg)
-    "#,
+        (nested a (bool (must (term a.x 1) (term a.y 2))) score_mode=Avg)
+        "#,
     );
     check(
         json!({"nested": {"path": "a", "score_mode": "max", "ignore_unmapped": true, "boost": 2, "_name": "n",
