@@ -481,27 +481,14 @@ fn index_ledger(
         }
         let requests: Vec<WriteRequest> =
             requests.into_iter().map(|(request, _)| request).collect();
-        for outcome in index.write(requests) {
-            match outcome {
-                Ok(_) | Err(SearchError::VersionConflict { .. }) => {
-                    shared.indexed_revisions.fetch_add(1, Ordering::Relaxed);
-                }
-                // The document itself is refused: retrying cannot help.
-                Err(
-                    error @ (SearchError::DocumentParsing { .. }
-                    | SearchError::MapperParsing { .. }
-                    | SearchError::StrictDynamicMapping { .. }
-                    | SearchError::IllegalArgument { .. }
-                    | SearchError::Validation { .. }),
-                ) => {
-                    shared.failed_revisions.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(index = %index_name, %error, "a revision was refused by its index");
-                }
-                // The index cannot write now (I/O, poisoned, deleted meanwhile): the position
-                // does not move, and the whole pass is written again.
-                Err(error) => return Err(error.into()),
-            }
-        }
+        // The position moves only if every write is done or refused for good.
+        crate::index_writes::count_outcomes(
+            index.write(requests),
+            &index_name,
+            "a revision",
+            &shared.indexed_revisions,
+            &shared.failed_revisions,
+        )?;
     }
     position.next_sequence_no = last + 1;
     write_position(&shared.directory, name, &position)?;

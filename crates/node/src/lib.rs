@@ -32,6 +32,7 @@
 //! the node hands out (the export directories of ExportJournalToS3, for example) is absolute.
 
 mod functions;
+mod index_writes;
 pub mod journal_streams;
 pub mod kpl;
 pub mod ledger_index;

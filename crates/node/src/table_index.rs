@@ -340,26 +340,14 @@ fn index_table(shared: &Shared, table: &str) -> Result<bool, TableIndexError> {
         }
         _ => shared.indices.get_or_create(&index_name)?,
     };
-    for outcome in index.write(requests) {
-        match outcome {
-            Ok(_) | Err(SearchError::VersionConflict { .. }) => {
-                shared.indexed_records.fetch_add(1, Ordering::Relaxed);
-            }
-            // The document itself is refused: retrying cannot help.
-            Err(
-                error @ (SearchError::DocumentParsing { .. }
-                | SearchError::MapperParsing { .. }
-                | SearchError::StrictDynamicMapping { .. }
-                | SearchError::IllegalArgument { .. }
-                | SearchError::Validation { .. }),
-            ) => {
-                shared.failed_records.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(index = %index_name, %error, "a table change was refused by its index");
-            }
-            // The index cannot write now: the position does not move, the pass is redone.
-            Err(error) => return Err(error.into()),
-        }
-    }
+    // The position moves only if every write is done or refused for good.
+    crate::index_writes::count_outcomes(
+        index.write(requests),
+        &index_name,
+        "a table change",
+        &shared.indexed_records,
+        &shared.failed_records,
+    )?;
     write_position(
         &shared.directory,
         table,
