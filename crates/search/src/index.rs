@@ -1986,25 +1986,20 @@ mod tests {
     use super::*;
     use crate::query::Match;
 
-    /// A format 1 index (all text in `_text`, tokenized by tantivy's default tokenizer) as the
-    /// builds before text slots wrote it: it opens, takes writes and answers queries.
-    #[test]
-    fn format_1_indices_still_open_and_work() {
-        let dir = tempfile::tempdir().unwrap();
+    /// Writes an index of an older format under `dir/old` (its tantivy schema and its
+    /// `index.json`), opens it, and writes `document` as id `1`.
+    fn old_index(
+        dir: &tempfile::TempDir,
+        schema: tantivy::schema::Schema,
+        meta: Value,
+        document: Value,
+    ) -> (PathBuf, Index) {
         let path = dir.path().join("old");
         fs::create_dir_all(path.join("tantivy")).unwrap();
         let mmap = MmapDirectory::open(path.join("tantivy")).unwrap();
-        tantivy::Index::create(
-            mmap,
-            crate::schema::build_legacy_schema(),
-            tantivy::IndexSettings::default(),
-        )
-        .unwrap();
-        let meta = json!({"format_version": 1, "name": "old", "uuid": "u", "creation_date_ms": 0,
-                          "settings": {}, "mappings": {}});
+        tantivy::Index::create(mmap, schema, tantivy::IndexSettings::default()).unwrap();
         fs::write(path.join("index.json"), meta.to_string()).unwrap();
         let index = Index::open(&path).unwrap();
-        let document = json!({"message": "Hello old World"});
         let outcome = index.write(vec![WriteRequest::Index {
             id: Some("1".into()),
             source: Arc::from(document.to_string().as_bytes()),
@@ -2013,6 +2008,21 @@ mod tests {
         }]);
         assert!(outcome[0].is_ok());
         index.refresh().unwrap();
+        (path, index)
+    }
+
+    /// A format 1 index (all text in `_text`, tokenized by tantivy's default tokenizer) as the
+    /// builds before text slots wrote it: it opens, takes writes and answers queries.
+    #[test]
+    fn format_1_indices_still_open_and_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, index) = old_index(
+            &dir,
+            crate::schema::build_legacy_schema(),
+            json!({"format_version": 1, "name": "old", "uuid": "u", "creation_date_ms": 0,
+                   "settings": {}, "mappings": {}}),
+            json!({"message": "Hello old World"}),
+        );
         let query = Query::Match(Box::new(Match::new("message", "world")));
         assert_eq!(index.search(&query, 0, 10).unwrap().total, 1);
         let exists = Query::Exists {
@@ -2030,28 +2040,13 @@ mod tests {
     #[test]
     fn format_2_indices_open_but_refuse_nested_fields() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old");
-        fs::create_dir_all(path.join("tantivy")).unwrap();
-        let mmap = MmapDirectory::open(path.join("tantivy")).unwrap();
-        tantivy::Index::create(
-            mmap,
+        let (_, index) = old_index(
+            &dir,
             crate::schema::build_format_2_schema(),
-            tantivy::IndexSettings::default(),
-        )
-        .unwrap();
-        let meta = json!({"format_version": 2, "name": "old", "uuid": "u", "creation_date_ms": 0,
-                          "settings": {}, "mappings": {}, "text_slots": {}});
-        fs::write(path.join("index.json"), meta.to_string()).unwrap();
-        let index = Index::open(&path).unwrap();
-        let document = json!({"message": "Hello old World", "n": 1});
-        let outcome = index.write(vec![WriteRequest::Index {
-            id: Some("1".into()),
-            source: Arc::from(document.to_string().as_bytes()),
-            document,
-            condition: Condition::None,
-        }]);
-        assert!(outcome[0].is_ok());
-        index.refresh().unwrap();
+            json!({"format_version": 2, "name": "old", "uuid": "u", "creation_date_ms": 0,
+                   "settings": {}, "mappings": {}, "text_slots": {}}),
+            json!({"message": "Hello old World", "n": 1}),
+        );
         assert_eq!(index.count(&Query::match_all()).unwrap(), 1);
         let nested =
             Mappings::from_json(&json!({"properties": {"c": {"type": "nested"}}})).unwrap();
