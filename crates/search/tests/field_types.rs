@@ -3,64 +3,12 @@
 
 use std::sync::Arc;
 
+mod common;
+use common::{TestIndex, index_with, term};
+
 use serde_json::{Value, json};
 use sluice_search::query::{Query, Range, RangeBound};
 use sluice_search::{Index, IndexSettings, Mappings, WriteRequest};
-
-struct TestIndex {
-    _dir: tempfile::TempDir,
-    index: Index,
-}
-
-fn index_with(mapping: Value, documents: &[(&str, Value)]) -> TestIndex {
-    let dir = tempfile::tempdir().unwrap();
-    let index = Index::create(
-        &dir.path().join("index"),
-        "test",
-        IndexSettings::default(),
-        Mappings::from_json(&mapping).unwrap(),
-    )
-    .unwrap();
-    let requests = documents
-        .iter()
-        .map(|(id, document)| WriteRequest::Index {
-            id: Some(id.to_string()),
-            source: Arc::from(document.to_string().as_bytes()),
-            document: document.clone(),
-            condition: Default::default(),
-        })
-        .collect();
-    for outcome in index.write(requests) {
-        outcome.unwrap();
-    }
-    index.refresh().unwrap();
-    TestIndex { _dir: dir, index }
-}
-
-impl TestIndex {
-    /// The ids a query matches, sorted.
-    fn ids(&self, query: &Query) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .index
-            .search(query, 0, 100)
-            .unwrap()
-            .hits
-            .into_iter()
-            .map(|hit| hit.id)
-            .collect();
-        ids.sort();
-        ids
-    }
-}
-
-fn term(field: &str, value: Value) -> Query {
-    Query::Term {
-        field: field.into(),
-        value,
-        case_insensitive: false,
-        boost: 1.0,
-    }
-}
 
 fn range(field: &str, lower: RangeBound, upper: RangeBound) -> Query {
     Query::Range(Box::new(Range {
@@ -369,7 +317,7 @@ fn ip_fields_aggregate_with_keys_printed_as_addresses() {
         IpRangeSpec, Terms, ValueSource,
     };
     let index = ip_index();
-    let targets = [(Arc::new(index.index), Query::match_all())];
+    let targets = [(index.index.clone(), Query::match_all())];
     let terms = |missing: Option<Value>| {
         ip_agg(
             "by_addr",
@@ -518,7 +466,10 @@ fn index_in_batches(mapping: Value, batches: &[Vec<(String, Value)>]) -> TestInd
         }
         index.refresh().unwrap();
     }
-    TestIndex { _dir: dir, index }
+    TestIndex {
+        _dir: dir,
+        index: Arc::new(index),
+    }
 }
 
 #[test]

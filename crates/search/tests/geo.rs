@@ -2,7 +2,8 @@
 //! geo queries match (checked against a straightforward haversine over the same points), the
 //! order of `_geo_distance` sorts, and the geo aggregations' buckets and metrics.
 
-use std::sync::Arc;
+mod common;
+use common::{TestIndex, index_with, write};
 
 use serde_json::{Value, json};
 use sluice_search::aggs::{
@@ -13,8 +14,7 @@ use sluice_search::geo::{DistanceType, DistanceUnit, GeoBox, GeoPoint, haversine
 use sluice_search::geo_query::GeoShape;
 use sluice_search::query::Geo;
 use sluice_search::{
-    GeoDistanceSort, Index, IndexSettings, Mappings, Query, SearchError, SearchPage, SortKey,
-    SortOrder, SortValue, WriteRequest,
+    GeoDistanceSort, Query, SearchError, SearchPage, SortKey, SortOrder, SortValue,
 };
 
 /// Cities of Elasticsearch's geo aggregation examples, and a few more.
@@ -27,44 +27,6 @@ const CITIES: [(&str, f64, f64); 7] = [
     ("antwerp", 51.222900, 4.405200),
     ("new_york", 40.7128, -74.0060),
 ];
-
-struct TestIndex {
-    _dir: tempfile::TempDir,
-    index: Arc<Index>,
-}
-
-fn write(index: &Index, documents: &[(&str, Value)]) -> Result<(), SearchError> {
-    let requests = documents
-        .iter()
-        .map(|(id, document)| WriteRequest::Index {
-            id: Some(id.to_string()),
-            source: Arc::from(document.to_string().as_bytes()),
-            document: document.clone(),
-            condition: Default::default(),
-        })
-        .collect();
-    for outcome in index.write(requests) {
-        outcome?;
-    }
-    Ok(())
-}
-
-fn index_with(mapping: Value, documents: &[(&str, Value)]) -> TestIndex {
-    let dir = tempfile::tempdir().unwrap();
-    let index = Index::create(
-        &dir.path().join("index"),
-        "test",
-        IndexSettings::default(),
-        Mappings::from_json(&mapping).unwrap(),
-    )
-    .unwrap();
-    write(&index, documents).unwrap();
-    index.refresh().unwrap();
-    TestIndex {
-        _dir: dir,
-        index: Arc::new(index),
-    }
-}
 
 fn cities() -> TestIndex {
     let documents: Vec<(&str, Value)> = CITIES
@@ -83,19 +45,6 @@ fn cities() -> TestIndex {
 }
 
 impl TestIndex {
-    fn ids(&self, query: &Query) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .index
-            .search(query, 0, 100)
-            .unwrap()
-            .hits
-            .into_iter()
-            .map(|hit| hit.id)
-            .collect();
-        ids.sort();
-        ids
-    }
-
     fn aggregate(&self, kind: AggKind) -> AggValue {
         let agg = Aggregation {
             name: "geo".into(),

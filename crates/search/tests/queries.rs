@@ -2,7 +2,8 @@
 //! Elasticsearch computes them — BM25 per field, checked against Lucene's formula written out
 //! here independently (length norms in Lucene's one-byte encoding included) within 1e-4.
 
-use std::sync::Arc;
+mod common;
+use common::{TestIndex, index_with, term};
 
 use serde_json::{Value, json};
 use sluice_search::query::{
@@ -10,38 +11,6 @@ use sluice_search::query::{
     Match, MatchKind, MinimumShouldMatch, Operator, Query, Range, RangeBound, ScoreFunction,
     ScoreMode,
 };
-use sluice_search::{Index, IndexSettings, Mappings, WriteRequest};
-
-struct TestIndex {
-    _dir: tempfile::TempDir,
-    index: Index,
-}
-
-fn index_with(mapping: Value, documents: &[(&str, Value)]) -> TestIndex {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("index");
-    let index = Index::create(
-        &path,
-        "test",
-        IndexSettings::default(),
-        Mappings::from_json(&mapping).unwrap(),
-    )
-    .unwrap();
-    let requests = documents
-        .iter()
-        .map(|(id, document)| WriteRequest::Index {
-            id: Some(id.to_string()),
-            source: Arc::from(document.to_string().as_bytes()),
-            document: document.clone(),
-            condition: Default::default(),
-        })
-        .collect();
-    for outcome in index.write(requests) {
-        outcome.unwrap();
-    }
-    index.refresh().unwrap();
-    TestIndex { _dir: dir, index }
-}
 
 impl TestIndex {
     fn hits(&self, query: &Query) -> Vec<(String, f32)> {
@@ -54,13 +23,6 @@ impl TestIndex {
             .collect()
     }
 
-    /// The ids a query matches, sorted.
-    fn ids(&self, query: &Query) -> Vec<String> {
-        let mut ids: Vec<String> = self.hits(query).into_iter().map(|(id, _)| id).collect();
-        ids.sort();
-        ids
-    }
-
     fn error(&self, query: &Query) -> String {
         self.index.search(query, 0, 10).unwrap_err().to_string()
     }
@@ -68,15 +30,6 @@ impl TestIndex {
 
 fn matching(field: &str, text: &str) -> Query {
     Query::Match(Box::new(Match::new(field, text)))
-}
-
-fn term(field: &str, value: Value) -> Query {
-    Query::Term {
-        field: field.into(),
-        value,
-        case_insensitive: false,
-        boost: 1.0,
-    }
 }
 
 fn bool_query(edit: impl FnOnce(&mut Bool)) -> Query {
