@@ -317,6 +317,27 @@ def test_fields_and_docvalue_fields_of_points(es, cities):
     assert abs(stored["lat"] - 40.7128) < 1e-6 and abs(stored["lon"] - -74.006) < 1e-6
 
 
+def test_fields_of_points_in_wkt_or_geojson_format(es, cities):
+    query = {"ids": {"values": ["new_york", "orsay"]}}
+    sort = [{"name": "asc"}]
+    found = es.search(index=cities, query=query, sort=sort, fields=[
+        {"field": "location", "format": "wkt"}, {"field": "name"}])
+    assert [hit["fields"] for hit in found["hits"]["hits"]] == [
+        {"location": ["POINT (-74.006 40.7128)"], "name": ["new_york"]},
+        {"location": ["POINT (2.327 48.86)"], "name": ["orsay"]}]
+    found = es.search(index=cities, query=query, sort=sort, fields=[
+        {"field": "loc*", "format": "geojson"}])
+    assert found["hits"]["hits"][1]["fields"] == {
+        "location": [{"type": "Point", "coordinates": [2.327, 48.86]}]}
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=cities, query=query, fields=[{"field": "location", "format": "svg"}])
+    assert "Unrecognized geometry format [svg]." in str(error.value.body)
+    # As in Elasticsearch, only dates and geometries take a format.
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=cities, query=query, fields=[{"field": "name", "format": "wkt"}])
+    assert "Field [name] of type [keyword] doesn't support formats." in str(error.value.body)
+
+
 def test_opensearch_client_geo_queries_sorts_and_grids(opensearch):
     index = unique("geo")
     opensearch.indices.create(index=index, body={"mappings": MAPPINGS})

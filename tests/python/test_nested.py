@@ -122,6 +122,46 @@ def test_inner_hits_show_matching_objects_where_they_sit(es):
     assert [h["_source"] for h in first["inner_hits"]["comments"]["hits"]["hits"]] == [{"author": "alice"}, {"author": "bob"}]
 
 
+def test_named_clauses_inside_nested_show_on_the_hit_and_its_inner_hits(es):
+    # Elasticsearch lists a named clause inside `nested` on the document whose object matches
+    # it (Lucene's block join reports its children's matches) and on that object's inner hit.
+    index = load(es)
+    response = es.search(index=index, query={"bool": {"should": [
+        {"nested": {"path": "comments", "_name": "comments", "inner_hits": {"_source": False},
+                    "query": {"bool": {"should": [
+                        {"term": {"comments.author": {"value": "alice", "_name": "alice"}}},
+                        {"range": {"comments.stars": {"gte": 5, "_name": "five"}}},
+                        {"nested": {"path": "comments.votes", "_name": "voted",
+                                    "query": {"term": {"comments.votes.by": {"value": "x", "_name": "x"}}}}},
+                    ]}}}},
+        {"term": {"title": {"value": "three", "_name": "three"}}},
+    ]}})
+    by_id = {hit["_id"]: hit for hit in response["hits"]["hits"]}
+    assert sorted(by_id) == ["1", "2", "3"]
+    assert sorted(by_id["1"]["matched_queries"]) == ["alice", "comments", "five", "voted", "x"]
+    assert sorted(by_id["2"]["matched_queries"]) == ["alice", "comments"]
+    assert by_id["3"]["matched_queries"] == ["three"]
+    inner = by_id["1"]["inner_hits"]["comments"]["hits"]["hits"]
+    assert [(h["_nested"]["offset"], sorted(h["matched_queries"])) for h in inner] == [
+        (0, ["alice", "five", "voted", "x"])]
+    inner = by_id["2"]["inner_hits"]["comments"]["hits"]["hits"]
+    assert [h["matched_queries"] for h in inner] == [["alice"]]
+
+
+def test_ids_inside_nested_match_the_objects_of_those_documents(es):
+    # Elasticsearch indexes each nested object with its document's `_id`, so `ids` inside
+    # `nested` matches every object of the named documents: a document matches when it has
+    # objects at the path.
+    index = load(es)
+    assert ids(es.search(index=index, query={"nested": {
+        "path": "comments", "query": {"ids": {"values": ["1", "3"]}}}})) == ["1"]
+    response = es.search(index=index, query={"nested": {
+        "path": "comments", "query": {"ids": {"values": ["1"]}}, "inner_hits": {}}})
+    assert response["hits"]["hits"][0]["inner_hits"]["comments"]["hits"]["total"]["value"] == 2
+    assert ids(es.search(index=index, query={"nested": {"path": "comments", "query": {
+        "nested": {"path": "comments.votes", "query": {"ids": {"values": ["2", "3"]}}}}}})) == ["2"]
+
+
 def test_nested_and_reverse_nested_aggregations(es):
     index = load(es)
     response = es.search(index=index, size=0, aggs={"comments": {

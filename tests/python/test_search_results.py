@@ -163,11 +163,34 @@ def test_sort_refusals(es, events):
         "operations that require per-document field data like aggregations and sorting"
     )
     with pytest.raises(BadRequestError) as error:
-        es.search(index=events, sort=[{"_script": {"type": "string", "script": "'a'"}}])
-    assert "[_script] sort of [type] [string] is not supported" in error.value.body["error"]["reason"]
+        es.search(index=events, sort=[{"_script": {"type": "string", "mode": "avg", "script": "'a'"}}])
+    assert error.value.body["error"]["reason"] == "script sort of type [string] doesn't support mode [avg]"
     with pytest.raises(BadRequestError) as error:
         es.search(index=events, sort=[{"host": {"ordre": "asc"}}])
     assert error.value.body["error"]["reason"] == "[field_sort] unknown field [ordre]"
+
+
+def test_string_script_sorts_page_with_search_after_across_indices(es, events):
+    other = unique("events")
+    load(es, other, [{"host": "bb", "bytes": 1}])
+    script = {"source": "doc['host'].size() == 0 ? params.none : 'h-' + doc['host'].value",
+              "params": {"none": "-"}}
+    sort = [{"_script": {"type": "string", "order": "desc", "script": script}}]
+    found = es.search(index=f"{events},{other}", sort=sort)
+    assert [(hit["_index"] == other, hit["_id"]) for hit in found["hits"]["hits"]] == [
+        (False, "3"), (True, "1"), (False, "1"), (False, "2"), (False, "4")]
+    assert sorts(found) == [["h-c"], ["h-bb"], ["h-b"], ["h-a"], ["-"]]
+    page = es.search(index=f"{events},{other}", sort=sort, size=2, search_after=["h-b"])
+    assert ids(page) == ["2", "4"]
+    # Ascending, with a second key breaking ties.
+    found = es.search(index=events, sort=[
+        {"_script": {"type": "string", "script": "doc['ok'].size() == 0 ? '' : '' + doc['ok'].value"}},
+        {"@timestamp": "desc"}])
+    assert sorts(found)[0] == ["", 1796119204000]
+    assert ids(found) == ["4", "2", "1", "3"]
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=events, sort=[{"_script": {"type": "string", "script": "doc['bytes'].value"}}])
+    assert "Cannot cast java.lang.Long to java.lang.String" in str(error.value.body)
 
 
 def test_max_result_window(es):

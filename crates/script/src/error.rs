@@ -79,6 +79,29 @@ impl ScriptError {
         )
     }
 
+    /// A string sort script's result that is not a string: Painless's `StringSortScript`
+    /// returns a `String`, so another type fails its cast and null its dereference.
+    pub fn not_a_string(source: &str, type_name: &str) -> ScriptError {
+        let (cause_type, cause_reason) = if type_name == "null" {
+            (
+                "null_pointer_exception",
+                "a string sort script returned null".to_string(),
+            )
+        } else {
+            (
+                "class_cast_exception",
+                format!("Cannot cast {type_name} to java.lang.String"),
+            )
+        };
+        ScriptError::new(
+            Phase::Runtime,
+            source,
+            Span::new(0, source.len()),
+            cause_type,
+            cause_reason,
+        )
+    }
+
     fn new(
         phase: Phase,
         source: &str,

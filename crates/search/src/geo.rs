@@ -36,9 +36,48 @@ pub struct GeoPoint {
     pub lon: f64,
 }
 
+/// How the `fields` of a hit show a point (`format`), as Elasticsearch's geometry formatters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeometryFormat {
+    /// `{"type": "Point", "coordinates": [lon, lat]}`, the default.
+    GeoJson,
+    /// `POINT (lon lat)`.
+    Wkt,
+}
+
+impl GeometryFormat {
+    /// Reads the `format` of a `fields` entry; `None` is GeoJSON. Elasticsearch's other
+    /// formats (`wkb`, vector tiles `mvt(z/x/y@extent)`) are refused by name.
+    pub fn parse(name: Option<&str>) -> Result<GeometryFormat, String> {
+        match name {
+            None | Some("geojson") => Ok(GeometryFormat::GeoJson),
+            Some("wkt") => Ok(GeometryFormat::Wkt),
+            Some(other) if other == "wkb" || other.starts_with("mvt(") => Err(format!(
+                "geometry format [{other}] is not supported by Sluice; use [geojson] or [wkt]"
+            )),
+            Some(other) => Err(format!("Unrecognized geometry format [{other}].")),
+        }
+    }
+}
+
 impl GeoPoint {
     pub fn new(lat: f64, lon: f64) -> GeoPoint {
         GeoPoint { lat, lon }
+    }
+
+    /// The point as `fields` shows it in `format`; WKT prints coordinates as Java prints
+    /// doubles (`41.0`, `1.0E-4`), as Elasticsearch's `WellKnownText` does.
+    pub fn formatted(self, format: GeometryFormat) -> Value {
+        match format {
+            GeometryFormat::GeoJson => {
+                serde_json::json!({"type": "Point", "coordinates": [self.lon, self.lat]})
+            }
+            GeometryFormat::Wkt => Value::String(format!(
+                "POINT ({} {})",
+                crate::aggs::java_double(self.lon),
+                crate::aggs::java_double(self.lat)
+            )),
+        }
     }
 
     /// Refuses coordinates outside the globe with Elasticsearch's words (`for_what` names the
@@ -794,6 +833,34 @@ mod tests {
 
     fn close(a: f64, b: f64, tolerance: f64) -> bool {
         (a - b).abs() <= tolerance
+    }
+
+    #[test]
+    fn points_format_as_geojson_or_wkt_and_read_back() {
+        let point = GeoPoint::new(41.12, -71.0);
+        let geojson = GeometryFormat::parse(None).unwrap();
+        assert_eq!(
+            point.formatted(geojson),
+            json!({"type": "Point", "coordinates": [-71.0, 41.12]})
+        );
+        let wkt = GeometryFormat::parse(Some("wkt")).unwrap();
+        assert_eq!(point.formatted(wkt), json!("POINT (-71.0 41.12)"));
+        assert_eq!(
+            GeoPoint::new(0.0001, 120.5).formatted(wkt),
+            json!("POINT (120.5 1.0E-4)")
+        );
+        for format in [geojson, wkt] {
+            assert_eq!(parse_point(&point.formatted(format)).unwrap(), point);
+        }
+        assert_eq!(
+            GeometryFormat::parse(Some("svg")).unwrap_err(),
+            "Unrecognized geometry format [svg]."
+        );
+        assert!(
+            GeometryFormat::parse(Some("mvt(1/0/0@4096)"))
+                .unwrap_err()
+                .contains("not supported by Sluice")
+        );
     }
 
     #[test]

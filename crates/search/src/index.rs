@@ -274,14 +274,18 @@ pub struct InnerHit {
     /// Where the object sits in its document (`_nested`: `field`, `offset`, inner `_nested`).
     pub nested: Value,
     pub score: f32,
+    /// The names of the nested query's named clauses that the object matches.
+    pub matched_queries: Vec<String>,
     /// The object itself, cut from its document's source (`None` without a stored source).
     pub source: Option<Value>,
 }
 
-/// A `nested` query with inner hits and the weight of its inner query.
+/// A `nested` query with inner hits, the weight of its inner query and those of its named
+/// clauses, all at the level of its objects.
 struct InnerHitWeight<'q> {
     nested: &'q crate::query::Nested,
     weight: Box<dyn tantivy::query::Weight>,
+    named: Vec<(String, Box<dyn tantivy::query::Weight>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -1556,7 +1560,7 @@ impl Index {
         page: &SearchPage<'_>,
         searcher: &Searcher,
         query: &BooleanQuery,
-        named: Vec<(&str, &Query)>,
+        named: Vec<(&str, Query)>,
     ) -> Result<SearchHits> {
         let by_score = [SortKey::Score(SortOrder::Desc)];
         let keys = if page.sort.is_empty() {
@@ -1629,12 +1633,12 @@ impl Index {
 
     fn named_weights(
         &self,
-        named: Vec<(&str, &Query)>,
+        named: Vec<(&str, Query)>,
         searcher: &Searcher,
     ) -> Result<Vec<(String, Box<dyn tantivy::query::Weight>)>> {
         let mut named_weights = Vec::with_capacity(named.len());
         for (name, named_query) in named {
-            let compiled = self.to_tantivy(named_query, searcher)?;
+            let compiled = self.to_tantivy(&named_query, searcher)?;
             named_weights.push((
                 name.to_string(),
                 compiled.weight(tantivy::query::EnableScoring::disabled_from_searcher(
@@ -1733,11 +1737,22 @@ impl Index {
                 nested_scope: Some(&nested.path),
             };
             let compiled = compiler.compile(&nested.query)?;
+            let mut named = Vec::new();
+            for (name, clause) in nested.query.names() {
+                let clause = compiler.compile(&clause)?;
+                named.push((
+                    name.to_string(),
+                    clause.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                        searcher,
+                    ))?,
+                ));
+            }
             weights.push(InnerHitWeight {
                 nested,
                 weight: compiled.weight(tantivy::query::EnableScoring::enabled_from_searcher(
                     searcher,
                 ))?,
+                named,
             });
         }
         Ok(weights)
@@ -1775,6 +1790,17 @@ impl Index {
         for (doc, score) in children.into_iter().skip(spec.from).take(spec.size) {
             let hidden: TantivyDocument =
                 searcher.doc(DocAddress::new(address.segment_ord, doc))?;
+            let mut matched_queries = Vec::new();
+            for (name, weight) in &inner.named {
+                if weight_matches(
+                    weight.as_ref(),
+                    searcher.segment_reader(address.segment_ord),
+                    doc,
+                )? && !matched_queries.contains(name)
+                {
+                    matched_queries.push(name.clone());
+                }
+            }
             let identity: Value = hidden
                 .get_first(self.fields.source)
                 .and_then(|v| v.as_bytes())
@@ -1784,6 +1810,7 @@ impl Index {
                 source: crate::nested::object_at(source, &identity),
                 nested: identity,
                 score,
+                matched_queries,
             });
         }
         Ok((spec.name.clone(), result))

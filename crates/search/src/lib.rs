@@ -55,5 +55,6 @@ pub use resolve::{IndicesOptions, ResolvedName};
 pub use settings::IndexSettings;
 pub use snapshots::{SearcherSnapshot, Snapshots};
 pub use sort::{
-    FieldSort, GeoDistanceSort, ScriptSort, SortKey, SortMissing, SortMode, SortOrder, SortValue,
+    FieldSort, GeoDistanceSort, ScriptSort, ScriptSortType, SortKey, SortMissing, SortMode,
+    SortOrder, SortValue,
 };

@@ -162,22 +162,62 @@ impl Query {
         }))
     }
 
-    /// The names of every named clause, in tree order.
-    pub fn names(&self) -> Vec<(&str, &Query)> {
-        let mut names = Vec::new();
-        self.visit(&mut |query| {
-            if let Query::Named { name, query } = query {
-                names.push((name.as_str(), query.as_ref()));
+    /// Every named clause of the tree, in tree order, as a query of the level the tree runs
+    /// at: a name inside `nested` queries is its clause wrapped in those `nested` queries
+    /// (scoring nothing), so a document matches it when one of its objects does, as Lucene's
+    /// block join reports its children's matches and Elasticsearch lists them on the hit.
+    pub fn names(&self) -> Vec<(&str, Query)> {
+        fn walk<'a>(
+            query: &'a Query,
+            scope: &mut Vec<&'a Nested>,
+            out: &mut Vec<(&'a str, Query)>,
+        ) {
+            match query {
+                Query::Named {
+                    name,
+                    query: clause,
+                } => {
+                    let wrapped =
+                        scope
+                            .iter()
+                            .rev()
+                            .fold(clause.as_ref().clone(), |inner, nested| {
+                                Query::Nested(Box::new(Nested {
+                                    path: nested.path.clone(),
+                                    query: inner,
+                                    score_mode: crate::nested::NestedScoreMode::None,
+                                    ignore_unmapped: nested.ignore_unmapped,
+                                    inner_hits: None,
+                                    boost: 1.0,
+                                }))
+                            });
+                    out.push((name.as_str(), wrapped));
+                }
+                Query::Nested(nested) => {
+                    scope.push(nested);
+                    walk(&nested.query, scope, out);
+                    scope.pop();
+                    return;
+                }
+                _ => {}
             }
-        });
+            query.for_each_child(&mut |child| walk(child, scope, out));
+        }
+        let mut names = Vec::new();
+        walk(self, &mut Vec::new(), &mut names);
         names
     }
 
     /// Calls `visit` on this query and every query inside it, parents first.
     pub fn visit<'a>(&'a self, visit: &mut dyn FnMut(&'a Query)) {
         visit(self);
+        self.for_each_child(&mut |child| child.visit(visit));
+    }
+
+    /// Calls `visit` on each query directly inside this one, in tree order.
+    fn for_each_child<'a>(&'a self, visit: &mut dyn FnMut(&'a Query)) {
         match self {
-            Query::Fields(fields) | Query::CrossFields(fields) => fields.query.visit(visit),
+            Query::Fields(fields) | Query::CrossFields(fields) => visit(&fields.query),
             Query::Bool(bool_query) => {
                 for clause in bool_query
                     .must
@@ -186,31 +226,31 @@ impl Query {
                     .chain(&bool_query.must_not)
                     .chain(&bool_query.filter)
                 {
-                    clause.visit(visit);
+                    visit(clause);
                 }
             }
-            Query::ConstantScore { filter, .. } => filter.visit(visit),
+            Query::ConstantScore { filter, .. } => visit(filter),
             Query::Boosting {
                 positive, negative, ..
             } => {
-                positive.visit(visit);
-                negative.visit(visit);
+                visit(positive);
+                visit(negative);
             }
             Query::DisMax { queries, .. } => {
                 for query in queries {
-                    query.visit(visit);
+                    visit(query);
                 }
             }
             Query::FunctionScore(function_score) => {
-                function_score.query.visit(visit);
+                visit(&function_score.query);
                 for function in &function_score.functions {
                     if let Some(filter) = &function.filter {
-                        filter.visit(visit);
+                        visit(filter);
                     }
                 }
             }
-            Query::Named { query, .. } => query.visit(visit),
-            Query::Nested(nested) => nested.query.visit(visit),
+            Query::Named { query, .. } => visit(query),
+            Query::Nested(nested) => visit(&nested.query),
             _ => {}
         }
     }

@@ -11,6 +11,12 @@
 //! Missing values follow Elasticsearch: a numeric key takes a concrete substitute (the type's
 //! largest or smallest value, or the `missing` value), which is what the hit's sort values show;
 //! a keyword key sorts missing documents first or last and shows `null`.
+//!
+//! A `_script` sort of type `string` has no code of its own: its strings are not in any
+//! dictionary. A sort with such a key orders documents by one byte string instead, the
+//! memcomparable encoding of the whole tuple (each code as 8 big-endian bytes, each string
+//! escaped and terminated, descending keys inverted), so the comparisons stay plain and a
+//! sort without string keys pays nothing for them.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -97,13 +103,23 @@ pub struct GeoDistanceSort {
     pub ignore_unmapped: bool,
 }
 
-/// A `_script` sort of type `number`: the script's result per document, with `doc`, `params`
-/// and `_score` bound.
+/// What a `_script` sort's script returns, Elasticsearch's `ScriptSortType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptSortType {
+    /// A number per document, shown as a double.
+    Number,
+    /// A string per document, ordered by its UTF-8 bytes as Lucene orders `BytesRef`s.
+    String,
+}
+
+/// A `_script` sort: the script's result per document, with `doc`, `params` and `_score`
+/// bound.
 #[derive(Debug, Clone)]
 pub struct ScriptSort {
     pub script: Arc<sluice_script::Script>,
     pub params: sluice_script::Value,
     pub order: SortOrder,
+    pub kind: ScriptSortType,
 }
 
 impl PartialEq for ScriptSort {
@@ -111,6 +127,7 @@ impl PartialEq for ScriptSort {
         self.script.source() == other.script.source()
             && self.params == other.params
             && self.order == other.order
+            && self.kind == other.kind
     }
 }
 
@@ -267,6 +284,7 @@ enum ResolvedKey {
         desc: bool,
         /// The fields the script reads through `doc`, resolved.
         fields: Vec<(String, FieldKind)>,
+        kind: ScriptSortType,
     },
     Doc {
         desc: bool,
@@ -432,6 +450,7 @@ fn resolve_script_key(sort: &ScriptSort, mappings: &Mappings, index: &str) -> Re
         params: sort.params.clone(),
         desc: sort.order == SortOrder::Desc,
         fields,
+        kind: sort.kind,
     })
 }
 
@@ -625,6 +644,18 @@ fn resolve_after(keys: &[ResolvedKey], after: &[Value]) -> Result<Vec<AfterValue
                     encode_f64(after_double(&FieldKind::Double, value, "_geo_distance")?),
                     *desc,
                 )),
+                ResolvedKey::Script {
+                    kind: ScriptSortType::String,
+                    ..
+                } => AfterValue::Text(Some(match value {
+                    Value::String(s) => s.clone(),
+                    Value::Null => {
+                        return Err(SearchError::illegal(format!(
+                            "Failed to parse search_after value for field [_script]: [{value}]"
+                        )));
+                    }
+                    other => other.to_string(),
+                })),
                 ResolvedKey::Script { desc, .. } => {
                     let number = match value {
                         Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
@@ -740,6 +771,8 @@ enum KeyReader {
         columns: Vec<(String, FieldKind, SegmentColumn)>,
         /// The first failure of the script in this segment.
         error: std::cell::RefCell<Option<sluice_script::ScriptError>>,
+        /// `String`: the key has no code; [`KeyReader::text`] gives its value.
+        kind: ScriptSortType,
     },
     Doc {
         desc: bool,
@@ -777,13 +810,20 @@ impl KeyReader {
         match self {
             KeyReader::Score { desc } => directed(encode_f64(f64::from(score)), *desc),
             KeyReader::Script {
+                kind: ScriptSortType::String,
+                ..
+            } => 0,
+            KeyReader::Script {
                 script,
                 params,
                 desc,
                 columns,
                 error,
+                kind: ScriptSortType::Number,
             } => {
-                let number = match run_sort_script(script, params, columns, doc, score) {
+                let number = run_sort_script(script, params, columns, doc, score)
+                    .and_then(|value| script_number(script, value));
+                let number = match number {
                     Ok(number) => number,
                     Err(failure) => {
                         error.borrow_mut().get_or_insert(failure);
@@ -879,6 +919,108 @@ impl KeyReader {
     }
 }
 
+impl KeyReader {
+    /// The value of a string script key for `doc` (`None` for every other key); a failing
+    /// script records its error and gives the empty string, as the search fails anyway.
+    fn text(&self, doc: DocId, score: Score) -> Option<String> {
+        let KeyReader::Script {
+            script,
+            params,
+            columns,
+            error,
+            kind: ScriptSortType::String,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let text = run_sort_script(script, params, columns, doc, score)
+            .and_then(|value| script_string(script, value));
+        Some(match text {
+            Ok(text) => text,
+            Err(failure) => {
+                error.borrow_mut().get_or_insert(failure);
+                String::new()
+            }
+        })
+    }
+
+    /// For a key whose values are strings the codes cannot hold, whether it is descending.
+    fn text_desc(&self) -> Option<bool> {
+        match self {
+            KeyReader::Script {
+                kind: ScriptSortType::String,
+                desc,
+                ..
+            } => Some(*desc),
+            _ => None,
+        }
+    }
+}
+
+/// Appends a code to a memcomparable tuple: 8 big-endian bytes order as the code does.
+fn push_code(ordered: &mut Vec<u8>, code: u64) {
+    ordered.extend_from_slice(&code.to_be_bytes());
+}
+
+/// Appends a string to a memcomparable tuple: its bytes with `0x00` escaped as `0x00 0xFF`,
+/// then `0x00 0x01`. That keeps the bytes' order and makes no string's encoding a prefix of
+/// another's, so the keys after it compare only between equal strings; inverting every byte
+/// of such an encoding reverses the order, which is how a descending key is written.
+fn push_text(ordered: &mut Vec<u8>, text: &[u8], desc: bool) {
+    let start = ordered.len();
+    for &byte in text {
+        ordered.push(byte);
+        if byte == 0 {
+            ordered.push(0xFF);
+        }
+    }
+    ordered.extend_from_slice(&[0x00, 0x01]);
+    if desc {
+        for byte in ordered.iter_mut().skip(start) {
+            *byte = !*byte;
+        }
+    }
+}
+
+/// The order of two collected documents' keys: the memcomparable tuples when the sort has
+/// string keys (empty otherwise), then the codes.
+fn tuple_cmp(ordered_a: &[u8], codes_a: &[u64], ordered_b: &[u8], codes_b: &[u64]) -> Ordering {
+    ordered_a.cmp(ordered_b).then_with(|| codes_a.cmp(codes_b))
+}
+
+/// A number sort script's result as the key: Painless's `NumberSortScript` returns a double.
+fn script_number(
+    script: &sluice_script::Script,
+    value: sluice_script::Value,
+) -> std::result::Result<f64, sluice_script::ScriptError> {
+    use sluice_script::Value as ScriptValue;
+    match value {
+        ScriptValue::Int(v) => Ok(f64::from(v)),
+        ScriptValue::Long(v) => Ok(v as f64),
+        ScriptValue::Double(v) => Ok(v),
+        other => Err(sluice_script::ScriptError::not_a_number(
+            script.source(),
+            other.type_name(),
+        )),
+    }
+}
+
+/// A string sort script's result as the key: Painless's `StringSortScript` returns a
+/// `String`, and a value of another type fails the cast.
+fn script_string(
+    script: &sluice_script::Script,
+    value: sluice_script::Value,
+) -> std::result::Result<String, sluice_script::ScriptError> {
+    match value {
+        sluice_script::Value::Str(text) => Ok(text),
+        other => Err(sluice_script::ScriptError::not_a_string(
+            script.source(),
+            other.type_name(),
+        )),
+    }
+}
+
 /// Runs a sort script for one document: `doc` holds the values of the fields it reads (sorted,
 /// as doc values are), `params` its parameters, `_score` the document's score.
 fn run_sort_script(
@@ -887,7 +1029,7 @@ fn run_sort_script(
     columns: &[(String, FieldKind, SegmentColumn)],
     doc: DocId,
     score: Score,
-) -> std::result::Result<f64, sluice_script::ScriptError> {
+) -> std::result::Result<sluice_script::Value, sluice_script::ScriptError> {
     use sluice_script::Value as ScriptValue;
     let mut fields = sluice_script::Map::new();
     for (name, kind, column) in columns {
@@ -929,15 +1071,7 @@ fn run_sort_script(
     variables.insert("doc".into(), ScriptValue::Map(fields));
     variables.insert("params".into(), params.clone());
     variables.insert("_score".into(), ScriptValue::Double(f64::from(score)));
-    match script.execute(&mut variables)? {
-        ScriptValue::Int(v) => Ok(f64::from(v)),
-        ScriptValue::Long(v) => Ok(v as f64),
-        ScriptValue::Double(v) => Ok(v),
-        other => Err(sluice_script::ScriptError::not_a_number(
-            script.source(),
-            other.type_name(),
-        )),
-    }
+    script.execute(&mut variables)
 }
 
 fn reduce_i64(values: &mut [i64], mode: SortMode) -> Option<i64> {
@@ -1070,10 +1204,20 @@ impl IndexSort {
     }
 }
 
-/// Decodes one key's code into the value shown; `column` is the segment's keyword column.
-fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Result<SortValue> {
+/// Decodes one key's code into the value shown; `column` is the segment's keyword column,
+/// `text` the value of a string script key.
+fn decode_value(
+    key: &ResolvedKey,
+    code: u64,
+    column: Option<&StrColumn>,
+    text: Option<String>,
+) -> Result<SortValue> {
     Ok(match key {
         ResolvedKey::Score { desc } => SortValue::Float(decode_f64(directed(code, *desc)) as f32),
+        ResolvedKey::Script {
+            kind: ScriptSortType::String,
+            ..
+        } => SortValue::Text(text.unwrap_or_default()),
         ResolvedKey::Script { desc, .. } => SortValue::Double(decode_f64(directed(code, *desc))),
         ResolvedKey::Doc { desc, .. } => SortValue::Long(directed(code, *desc) as i64),
         ResolvedKey::GeoDistance { desc, .. } => {
@@ -1133,13 +1277,24 @@ fn decode_value(key: &ResolvedKey, code: u64, column: Option<&StrColumn>) -> Res
     })
 }
 
-/// A document kept by a [`SortSegmentCollector`], ordered by its codes then its address (the
+/// A document kept by a [`SortSegmentCollector`], ordered by its keys then its address (the
 /// last of equal keys is the worst, as Elasticsearch breaks ties by document order).
 #[derive(Debug, Clone)]
 struct Kept {
     codes: Vec<u64>,
+    /// With string keys: the memcomparable tuple of all keys, which orders first (else empty).
+    ordered: Vec<u8>,
+    /// With string keys: their values, in key order (else empty).
+    texts: Vec<String>,
     address: DocAddress,
     score: Score,
+}
+
+impl Kept {
+    /// The order of the keys alone.
+    fn key_cmp(&self, other: &Kept) -> Ordering {
+        tuple_cmp(&self.ordered, &self.codes, &other.ordered, &other.codes)
+    }
 }
 
 /// A document of the result: its address, score and sort values.
@@ -1154,7 +1309,7 @@ pub(crate) struct SortedDoc {
 
 impl Ord for Kept {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.codes.cmp(&other.codes).then_with(|| {
+        self.key_cmp(other).then_with(|| {
             (self.address.segment_ord, self.address.doc_id)
                 .cmp(&(other.address.segment_ord, other.address.doc_id))
         })
@@ -1260,6 +1415,21 @@ impl Collector for SortCollector<'_> {
                     .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?,
             ),
         };
+        let text_keys = readers.iter().any(|reader| reader.text_desc().is_some());
+        let after = after.map(|codes| {
+            let mut ordered = Vec::new();
+            if text_keys && let Some(values) = &self.sort.after {
+                for ((value, reader), code) in values.iter().zip(&readers).zip(&codes) {
+                    match (reader.text_desc(), value) {
+                        (Some(desc), AfterValue::Text(Some(text))) => {
+                            push_text(&mut ordered, text.as_bytes(), desc)
+                        }
+                        _ => push_code(&mut ordered, *code),
+                    }
+                }
+            }
+            (ordered, codes)
+        });
         let groups = match &self.sort.collapse {
             None => None,
             Some((field, kind)) => Some(SegmentGroups {
@@ -1285,6 +1455,9 @@ impl Collector for SortCollector<'_> {
             limit: self.limit,
             heap: BinaryHeap::new(),
             codes: Vec::new(),
+            text_keys,
+            ordered: Vec::new(),
+            texts: Vec::new(),
             total: 0,
             max_score: None,
             scoring: self.scoring,
@@ -1346,7 +1519,9 @@ impl SortCollector<'_> {
                 params,
                 desc,
                 fields,
+                kind,
             } => KeyReader::Script {
+                kind: *kind,
                 script: script.clone(),
                 params: params.clone(),
                 desc: *desc,
@@ -1486,13 +1661,13 @@ impl SegmentGroups {
     fn offer(&mut self, group: GroupId, kept: Kept, limit: usize) {
         if let Some(current) = self.best.get(&group) {
             // Documents come in increasing order: a tie keeps the earlier one.
-            if kept.codes >= current.codes {
+            if kept.key_cmp(current) != Ordering::Less {
                 return;
             }
             self.order.remove(current);
         } else if self.order.len() >= limit {
             match self.order.last_key_value() {
-                Some((worst, _)) if kept.codes < worst.codes => {}
+                Some((worst, _)) if kept.key_cmp(worst) == Ordering::Less => {}
                 _ => return,
             }
             if let Some((_, pushed_out)) = self.order.pop_last() {
@@ -1534,13 +1709,20 @@ pub(crate) struct SortSegmentCollector {
     timed_out: bool,
     keys: Arc<[ResolvedKey]>,
     readers: Vec<KeyReader>,
-    after: Option<Vec<u64>>,
+    /// `search_after`: the memcomparable tuple (with string keys) and codes of the bound.
+    after: Option<(Vec<u8>, Vec<u64>)>,
     segment_ord: SegmentOrdinal,
     limit: usize,
     /// The best documents so far, the worst on top.
     heap: BinaryHeap<Kept>,
     /// The codes of the document being collected (reused).
     codes: Vec<u64>,
+    /// Whether a key is a string script's, so documents order by `ordered`.
+    text_keys: bool,
+    /// With string keys: the memcomparable tuple of the document being collected (reused).
+    ordered: Vec<u8>,
+    /// With string keys: their values for the document being collected.
+    texts: Vec<String>,
     total: u64,
     max_score: Option<Score>,
     scoring: bool,
@@ -1581,12 +1763,32 @@ impl SegmentCollector for SortSegmentCollector {
             return;
         }
         self.codes.clear();
-        for reader in &self.readers {
-            self.codes.push(reader.code(doc, score));
+        if self.text_keys {
+            self.ordered.clear();
+            self.texts.clear();
+            for reader in &self.readers {
+                match (reader.text_desc(), reader.text(doc, score)) {
+                    (Some(desc), Some(text)) => {
+                        push_text(&mut self.ordered, text.as_bytes(), desc);
+                        self.texts.push(text);
+                        self.codes.push(0);
+                    }
+                    _ => {
+                        let code = reader.code(doc, score);
+                        push_code(&mut self.ordered, code);
+                        self.codes.push(code);
+                    }
+                }
+            }
+        } else {
+            for reader in &self.readers {
+                self.codes.push(reader.code(doc, score));
+            }
         }
         // `search_after`: only documents strictly after the given values.
-        if let Some(after) = &self.after
-            && self.codes.as_slice() <= after.as_slice()
+        if let Some((after_ordered, after_codes)) = &self.after
+            && tuple_cmp(&self.ordered, &self.codes, after_ordered, after_codes)
+                != Ordering::Greater
         {
             return;
         }
@@ -1596,6 +1798,8 @@ impl SegmentCollector for SortSegmentCollector {
                     group,
                     Kept {
                         codes: self.codes.clone(),
+                        ordered: self.ordered.clone(),
+                        texts: self.texts.clone(),
                         address: DocAddress::new(self.segment_ord, doc),
                         score,
                     },
@@ -1614,7 +1818,10 @@ impl SegmentCollector for SortSegmentCollector {
         if self.heap.len() >= self.limit {
             // Documents come in increasing order: a tie with the worst kept is worse.
             match self.heap.peek() {
-                Some(worst) if self.codes.as_slice() < worst.codes.as_slice() => {
+                Some(worst)
+                    if tuple_cmp(&self.ordered, &self.codes, &worst.ordered, &worst.codes)
+                        == Ordering::Less =>
+                {
                     self.heap.pop();
                 }
                 _ => return,
@@ -1622,6 +1829,8 @@ impl SegmentCollector for SortSegmentCollector {
         }
         self.heap.push(Kept {
             codes: self.codes.clone(),
+            ordered: self.ordered.clone(),
+            texts: self.texts.clone(),
             address: DocAddress::new(self.segment_ord, doc),
             score,
         });
@@ -1657,6 +1866,7 @@ impl SegmentCollector for SortSegmentCollector {
             }
         };
         for (doc, group) in docs.into_iter().zip(groups) {
+            let mut texts = doc.texts.into_iter();
             let values = self
                 .keys
                 .iter()
@@ -1667,7 +1877,8 @@ impl SegmentCollector for SortSegmentCollector {
                         KeyReader::Keyword { column, .. } => column.as_ref(),
                         _ => None,
                     };
-                    decode_value(key, *code, column)
+                    let text = reader.text_desc().and_then(|_| texts.next());
+                    decode_value(key, *code, column, text)
                 })
                 .collect::<Result<Vec<_>>>();
             match values {
@@ -1710,6 +1921,43 @@ mod tests {
             assert_eq!(decode_f64(encode_f64(pair[1])), pair[1]);
         }
         assert!(directed(encode_i64(3), true) < directed(encode_i64(2), true));
+    }
+
+    #[test]
+    fn text_encodings_keep_the_order_of_strings_and_reverse_it_descending() {
+        let mut strings: Vec<&[u8]> = vec![
+            b"",
+            b"\x00",
+            b"\x00\x00",
+            b"\x00\x01",
+            b"a",
+            b"a\x00",
+            b"a\x00b",
+            b"a\x01",
+            b"ab",
+            b"abc",
+            b"b",
+            b"\xff",
+            b"\xff\x00",
+        ];
+        strings.sort();
+        let encode = |text: &[u8], desc: bool, then: u64| {
+            let mut ordered = Vec::new();
+            push_text(&mut ordered, text, desc);
+            push_code(&mut ordered, then);
+            ordered
+        };
+        for (i, a) in strings.iter().enumerate() {
+            for (j, b) in strings.iter().enumerate() {
+                // The key after the string decides only between equal strings.
+                let (x, y) = (encode(a, false, 9), encode(b, false, 1));
+                let expected = i.cmp(&j).then(Ordering::Greater);
+                assert_eq!(x.cmp(&y), expected, "{a:?} {b:?}");
+                let (x, y) = (encode(a, true, 9), encode(b, true, 1));
+                let expected = j.cmp(&i).then(Ordering::Greater);
+                assert_eq!(x.cmp(&y), expected, "desc {a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

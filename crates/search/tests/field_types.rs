@@ -8,7 +8,7 @@ use common::{TestIndex, index_with, term};
 
 use serde_json::{Value, json};
 use sluice_search::query::{Query, Range, RangeBound};
-use sluice_search::{Index, IndexSettings, Mappings, WriteRequest};
+use sluice_search::{Index, IndexSettings, Mappings, ScriptSortType, WriteRequest};
 
 fn range(field: &str, lower: RangeBound, upper: RangeBound) -> Query {
     Query::Range(Box::new(Range {
@@ -574,6 +574,7 @@ fn script_sorts_order_by_the_scripts_number() {
         script: Arc::new(script),
         params: sluice_script::Value::from_json(&json!({"factor": 2})),
         order: SortOrder::Desc,
+        kind: ScriptSortType::Number,
     })];
     let query = Query::match_all();
     let page = sluice_search::SearchPage {
@@ -600,6 +601,7 @@ fn script_sorts_order_by_the_scripts_number() {
         script: Arc::new(failing),
         params: sluice_script::Value::from_json(&json!({})),
         order: SortOrder::Asc,
+        kind: ScriptSortType::Number,
     })];
     let page = sluice_search::SearchPage {
         sort: &keys,
@@ -608,6 +610,111 @@ fn script_sorts_order_by_the_scripts_number() {
     let error = index.index.search_page(&page).unwrap_err().to_string();
     assert!(
         error.contains("No field found for [missing_here]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn string_script_sorts_order_by_the_scripts_string_across_segments() {
+    use sluice_search::{FieldSort, ScriptSort, SortKey, SortMissing, SortOrder};
+    let index = index_with(
+        json!({"properties": {"name": {"type": "keyword"}, "n": {"type": "long"}}}),
+        &[
+            ("a", json!({"name": "pear", "n": 2})),
+            ("b", json!({"name": "apple", "n": 1})),
+            ("c", json!({"name": "fig", "n": 3})),
+        ],
+    );
+    // A second segment, so segments merge by value.
+    common::write(
+        &index.index,
+        &[
+            ("d", json!({"name": "apple", "n": 5})),
+            ("e", json!({"name": "app", "n": 4})),
+        ],
+    )
+    .unwrap();
+    index.index.refresh().unwrap();
+    let script = |source: &str, order| {
+        SortKey::Script(ScriptSort {
+            script: Arc::new(sluice_script::Script::compile(source).unwrap()),
+            params: sluice_script::Value::from_json(&json!({"suffix": "!"})),
+            order,
+            kind: ScriptSortType::String,
+        })
+    };
+    let by_n_desc = SortKey::Field(FieldSort {
+        field: "n".into(),
+        order: SortOrder::Desc,
+        missing: SortMissing::Last,
+        unmapped_type: None,
+        mode: None,
+        format: None,
+    });
+    let query = Query::match_all();
+    let sorted = |keys: &[SortKey], after: Option<&[Value]>| {
+        let page = sluice_search::SearchPage {
+            sort: keys,
+            search_after: after,
+            ..sluice_search::SearchPage::new(&query, 10)
+        };
+        index.index.search_page(&page).map(|found| {
+            found
+                .hits
+                .into_iter()
+                .map(|hit| {
+                    let values: Vec<Value> = hit.sort.iter().map(|v| v.to_json()).collect();
+                    (hit.id, values)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let asc = [
+        script("doc['name'].value + params.suffix", SortOrder::Asc),
+        by_n_desc.clone(),
+    ];
+    assert_eq!(
+        sorted(&asc, None).unwrap(),
+        [
+            ("e".to_string(), vec![json!("app!"), json!(4)]),
+            ("d".to_string(), vec![json!("apple!"), json!(5)]),
+            ("b".to_string(), vec![json!("apple!"), json!(1)]),
+            ("c".to_string(), vec![json!("fig!"), json!(3)]),
+            ("a".to_string(), vec![json!("pear!"), json!(2)]),
+        ]
+    );
+    // `search_after` the first apple: the other apple (lower `n`) and what follows.
+    let after = [json!("apple!"), json!(5)];
+    let ids: Vec<String> = sorted(&asc, Some(&after))
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["b", "c", "a"]);
+    // Descending: a string before its prefixes, ties still by `n` descending.
+    let desc = [
+        script("doc['name'].value", SortOrder::Desc),
+        by_n_desc.clone(),
+    ];
+    let ids: Vec<String> = sorted(&desc, None)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["a", "c", "d", "b", "e"]);
+    let after = [json!("apple"), json!(1)];
+    let ids: Vec<String> = sorted(&desc, Some(&after))
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["e"]);
+    // A number where a string is due fails the cast, as Painless's `StringSortScript` does.
+    let error = sorted(&[script("doc['n'].value", SortOrder::Asc)], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("Cannot cast java.lang.Long to java.lang.String"),
         "{error}"
     );
 }

@@ -2,13 +2,14 @@
 //! counted, found and aggregated at the top, deletes and updates take the objects with them,
 //! and all of it survives reopening (the translog replayed, the blocks committed).
 
-use std::sync::Arc;
+mod common;
+use common::{TestIndex, delete, index_with, index_with_settings, term, write};
 
 use serde_json::{Value, json};
 use sluice_search::aggs::{self, AggKind, AggResult, AggValue, Aggregation, AggregationLimits};
 use sluice_search::nested::NestedScoreMode;
 use sluice_search::query::{Bool, InnerHits, Nested, Query};
-use sluice_search::{Index, IndexSettings, Mappings, SearchError, WriteRequest};
+use sluice_search::{Mappings, SearchError};
 
 fn mapping() -> Value {
     json!({"properties": {
@@ -21,64 +22,27 @@ fn mapping() -> Value {
     }})
 }
 
-fn write(index: &Index, id: &str, document: Value) {
-    let outcome = index.write(vec![WriteRequest::Index {
-        id: Some(id.to_string()),
-        source: Arc::from(document.to_string().as_bytes()),
-        document,
-        condition: Default::default(),
-    }]);
-    for result in outcome {
-        result.unwrap();
-    }
+/// Three posts: two with comments (one with votes on a comment), one without.
+fn corpus() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "1",
+            json!({"title": "one", "comments": [
+                {"author": "alice", "stars": 5, "votes": [{"by": "x"}, {"by": "y"}]},
+                {"author": "bob", "stars": 1}
+            ]}),
+        ),
+        (
+            "2",
+            json!({"title": "two", "comments": {"author": "alice", "stars": 1, "votes": {"by": "y"}}}),
+        ),
+        ("3", json!({"title": "three"})),
+    ]
 }
 
-fn delete(index: &Index, id: &str) {
-    for result in index.write(vec![WriteRequest::Delete {
-        id: id.to_string(),
-        condition: Default::default(),
-    }]) {
-        result.unwrap();
-    }
-}
-
-fn create(dir: &std::path::Path, settings: Value) -> Index {
-    let mut index_settings = IndexSettings::default();
-    index_settings.update(&settings, true).unwrap();
-    Index::create(
-        &dir.join("index"),
-        "posts",
-        index_settings,
-        Mappings::from_json(&mapping()).unwrap(),
-    )
-    .unwrap()
-}
-
-fn corpus(index: &Index) {
-    write(
-        index,
-        "1",
-        json!({"title": "one", "comments": [
-            {"author": "alice", "stars": 5, "votes": [{"by": "x"}, {"by": "y"}]},
-            {"author": "bob", "stars": 1}
-        ]}),
-    );
-    write(
-        index,
-        "2",
-        json!({"title": "two", "comments": {"author": "alice", "stars": 1, "votes": {"by": "y"}}}),
-    );
-    write(index, "3", json!({"title": "three"}));
-    index.refresh().unwrap();
-}
-
-fn term(field: &str, value: Value) -> Query {
-    Query::Term {
-        field: field.into(),
-        value,
-        case_insensitive: false,
-        boost: 1.0,
-    }
+/// The corpus in a new index with the nested mapping.
+fn posts() -> TestIndex {
+    index_with(mapping(), &corpus())
 }
 
 fn all_of(clauses: Vec<Query>) -> Query {
@@ -100,23 +64,9 @@ fn nested(path: &str, query: Query) -> Nested {
     }
 }
 
-fn ids(index: &Index, query: &Query) -> Vec<String> {
-    let mut ids: Vec<String> = index
-        .search(query, 0, 100)
-        .unwrap()
-        .hits
-        .into_iter()
-        .map(|hit| hit.id)
-        .collect();
-    ids.sort();
-    ids
-}
-
 #[test]
 fn one_object_must_match_every_clause() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), json!({}));
-    corpus(&index);
+    let index = posts();
     let same = Query::Nested(Box::new(nested(
         "comments",
         all_of(vec![
@@ -124,7 +74,7 @@ fn one_object_must_match_every_clause() {
             term("comments.stars", json!(5)),
         ]),
     )));
-    assert_eq!(ids(&index, &same), ["1"]);
+    assert_eq!(index.ids(&same), ["1"]);
     // alice with 1 star and bob with 5 stars: no single object of document 1 has both.
     let across = Query::Nested(Box::new(nested(
         "comments",
@@ -133,21 +83,21 @@ fn one_object_must_match_every_clause() {
             term("comments.stars", json!(5)),
         ]),
     )));
-    assert_eq!(ids(&index, &across), Vec::<String>::new());
+    assert_eq!(index.ids(&across), Vec::<String>::new());
     let alice = Query::Nested(Box::new(nested(
         "comments",
         term("comments.author", json!("alice")),
     )));
-    assert_eq!(ids(&index, &alice), ["1", "2"]);
+    assert_eq!(index.ids(&alice), ["1", "2"]);
     // Outside a nested query the objects' fields are not the document's.
     assert_eq!(
-        ids(&index, &term("comments.author", json!("alice"))),
+        index.ids(&term("comments.author", json!("alice"))),
         Vec::<String>::new()
     );
     // Documents alone are counted and listed.
-    assert_eq!(index.count(&Query::match_all()).unwrap(), 3);
-    assert_eq!(index.docs_count(), 3);
-    assert_eq!(ids(&index, &Query::match_all()), ["1", "2", "3"]);
+    assert_eq!(index.index.count(&Query::match_all()).unwrap(), 3);
+    assert_eq!(index.index.docs_count(), 3);
+    assert_eq!(index.ids(&Query::match_all()), ["1", "2", "3"]);
     // Nested inside nested: the votes of one comment.
     let voted = Query::Nested(Box::new(nested(
         "comments",
@@ -159,9 +109,9 @@ fn one_object_must_match_every_clause() {
             ))),
         ]),
     )));
-    assert_eq!(ids(&index, &voted), ["1"]);
+    assert_eq!(index.ids(&voted), ["1"]);
     // A get finds the document, not one of its objects.
-    let got = index.get("1").unwrap().unwrap();
+    let got = index.index.get("1").unwrap().unwrap();
     assert_eq!(got.version, 1);
     let source: Value = serde_json::from_slice(got.source.as_deref().unwrap()).unwrap();
     assert_eq!(source["title"], "one");
@@ -169,9 +119,7 @@ fn one_object_must_match_every_clause() {
 
 #[test]
 fn score_modes_combine_the_matching_objects() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), json!({}));
-    corpus(&index);
+    let index = posts();
     // Scores 5 for the 5-star comment and 1 for the 1-star one.
     let by_stars = Query::Bool(Box::new(Bool {
         should: vec![
@@ -208,9 +156,7 @@ fn score_modes_combine_the_matching_objects() {
 
 #[test]
 fn unmapped_and_wrong_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), json!({}));
-    corpus(&index);
+    let index = posts();
     let mut missing = nested("nope", Query::match_all());
     let error = index
         .search(&Query::Nested(Box::new(missing.clone())), 0, 10)
@@ -221,7 +167,7 @@ fn unmapped_and_wrong_paths() {
     );
     missing.ignore_unmapped = true;
     assert_eq!(
-        ids(&index, &Query::Nested(Box::new(missing))),
+        index.ids(&Query::Nested(Box::new(missing))),
         Vec::<String>::new()
     );
     let not_nested = nested("title", Query::match_all());
@@ -236,42 +182,42 @@ fn unmapped_and_wrong_paths() {
 
 #[test]
 fn updates_and_deletes_take_the_objects_with_them_and_reopening_keeps_all() {
-    let dir = tempfile::tempdir().unwrap();
     let alice = Query::Nested(Box::new(nested(
         "comments",
         term("comments.author", json!("alice")),
     )));
-    {
-        let index = create(dir.path(), json!({}));
-        corpus(&index);
-        write(
-            &index,
+    let index = posts();
+    write(
+        &index.index,
+        &[(
             "1",
             json!({"title": "one", "comments": [{"author": "carol", "stars": 2}]}),
-        );
-        delete(&index, "2");
-        index.refresh().unwrap();
-        assert_eq!(ids(&index, &alice), Vec::<String>::new());
-        // Written but not refreshed: only the translog has it when the index closes.
-        write(&index, "4", json!({"comments": [{"author": "alice"}]}));
-        index.close(false).unwrap();
-    }
-    let index = Index::open(&dir.path().join("index")).unwrap();
-    assert_eq!(ids(&index, &alice), ["4"]);
+        )],
+    )
+    .unwrap();
+    delete(&index.index, "2").unwrap();
+    index.index.refresh().unwrap();
+    assert_eq!(index.ids(&alice), Vec::<String>::new());
+    // Written but not refreshed: only the translog has it when the index closes.
+    write(
+        &index.index,
+        &[("4", json!({"comments": [{"author": "alice"}]}))],
+    )
+    .unwrap();
+    let index = index.reopen();
+    assert_eq!(index.ids(&alice), ["4"]);
     let carol = Query::Nested(Box::new(nested(
         "comments",
         term("comments.author", json!("carol")),
     )));
-    assert_eq!(ids(&index, &carol), ["1"]);
-    assert_eq!(index.count(&Query::match_all()).unwrap(), 3);
-    assert!(index.get("2").unwrap().is_none());
+    assert_eq!(index.ids(&carol), ["1"]);
+    assert_eq!(index.index.count(&Query::match_all()).unwrap(), 3);
+    assert!(index.index.get("2").unwrap().is_none());
 }
 
 #[test]
 fn inner_hits_show_the_matching_objects_where_they_sit() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(dir.path(), json!({}));
-    corpus(&index);
+    let index = posts();
     let mut query = nested("comments", term("comments.author", json!("bob")));
     query.inner_hits = Some(InnerHits {
         name: "comments".into(),
@@ -335,9 +281,8 @@ fn single(result: &AggResult) -> (u64, &[AggResult]) {
 
 #[test]
 fn nested_and_reverse_nested_aggregations_count_objects_then_documents() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = Arc::new(create(dir.path(), json!({})));
-    corpus(&index);
+    let corpus = posts();
+    let index = corpus.index.clone();
     let source = |field: &str| aggs::ValueSource::field(field);
     let tree = vec![agg(
         "comments",
@@ -394,19 +339,13 @@ fn nested_and_reverse_nested_aggregations_count_objects_then_documents() {
 
 #[test]
 fn nested_objects_limit_refuses_the_document() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = create(
-        dir.path(),
+    let index = index_with_settings(
+        mapping(),
         json!({"mapping": {"nested_objects": {"limit": 2}}}),
+        &[],
     );
     let many = json!({"comments": [{"author": "a"}, {"author": "b"}, {"author": "c"}]});
-    let outcome = index.write(vec![WriteRequest::Index {
-        id: Some("1".into()),
-        source: Arc::from(many.to_string().as_bytes()),
-        document: many,
-        condition: Default::default(),
-    }]);
-    let error = outcome.into_iter().next().unwrap().unwrap_err();
+    let error = write(&index.index, &[("1", many)]).unwrap_err();
     assert_eq!(
         error.to_string(),
         "The number of nested documents has exceeded the allowed limit of [2]. This limit can be set by changing the [index.mapping.nested_objects.limit] index level setting."
@@ -423,4 +362,126 @@ fn nested_fields_limit_refuses_the_mapping() {
         error.to_string(),
         "Limit of nested fields [50] has been exceeded"
     );
+}
+
+fn named(name: &str, query: Query) -> Query {
+    Query::Named {
+        name: name.into(),
+        query: Box::new(query),
+    }
+}
+
+fn any_of(clauses: Vec<Query>) -> Query {
+    Query::Bool(Box::new(Bool {
+        should: clauses,
+        boost: 1.0,
+        ..Bool::default()
+    }))
+}
+
+fn with_inner_hits(mut query: Nested) -> Query {
+    query.inner_hits = Some(InnerHits {
+        name: query.path.clone(),
+        from: 0,
+        size: 10,
+        source_enabled: false,
+        source_includes: Vec::new(),
+        source_excludes: Vec::new(),
+    });
+    Query::Nested(Box::new(query))
+}
+
+#[test]
+fn named_clauses_inside_nested_show_on_the_hit_and_in_its_inner_hits() {
+    let index = posts();
+    let query = named(
+        "posts",
+        with_inner_hits(nested(
+            "comments",
+            any_of(vec![
+                named("alice", term("comments.author", json!("alice"))),
+                named("five", term("comments.stars", json!(5))),
+                named(
+                    "voted",
+                    Query::Nested(Box::new(nested(
+                        "comments.votes",
+                        named("x", term("comments.votes.by", json!("x"))),
+                    ))),
+                ),
+            ]),
+        )),
+    );
+    let hits = index.index.search(&query, 0, 10).unwrap().hits;
+    let matched = |id: &str| {
+        let hit = hits.iter().find(|hit| hit.id == id).unwrap();
+        let inner: Vec<Vec<String>> = hit.inner_hits[0]
+            .1
+            .hits
+            .iter()
+            .map(|inner| inner.matched_queries.clone())
+            .collect();
+        (hit.matched_queries.clone(), inner)
+    };
+    // A post lists the names its objects match (and the objects' objects), as Lucene's block
+    // join reports its children's matches; each object lists its own.
+    assert_eq!(
+        matched("1"),
+        (
+            vec![
+                "posts".into(),
+                "alice".into(),
+                "five".into(),
+                "voted".into(),
+                "x".into()
+            ],
+            vec![vec![
+                "alice".into(),
+                "five".into(),
+                "voted".into(),
+                "x".into()
+            ]]
+        )
+    );
+    assert_eq!(
+        matched("2"),
+        (
+            vec!["posts".into(), "alice".into()],
+            vec![vec!["alice".into()]]
+        )
+    );
+    assert_eq!(hits.len(), 2);
+}
+
+#[test]
+fn ids_inside_nested_match_the_objects_of_those_documents() {
+    // Elasticsearch indexes each nested object with its document's `_id` (so deletes take the
+    // block), and `ids` is a term query on `_id`: inside `nested` it matches every object of
+    // the named documents, so a document matches when it has objects at the path.
+    let index = posts();
+    let ids = |values: &[&str]| Query::Ids {
+        values: values.iter().map(|v| v.to_string()).collect(),
+        boost: 1.0,
+    };
+    let comments_of = |values: &[&str]| nested("comments", ids(values));
+    assert_eq!(
+        index.ids(&Query::Nested(Box::new(comments_of(&["1", "3"])))),
+        ["1"]
+    );
+    let hits = index
+        .index
+        .search(&with_inner_hits(comments_of(&["1"])), 0, 10)
+        .unwrap()
+        .hits;
+    assert_eq!(hits[0].inner_hits[0].1.total, 2, "both comments of post 1");
+    let votes_of = Query::Nested(Box::new(nested(
+        "comments",
+        Query::Nested(Box::new(nested("comments.votes", ids(&["2", "3"])))),
+    )));
+    assert_eq!(index.ids(&votes_of), ["2"]);
+    // Only objects of the path count, not the document itself.
+    let alice_and_id = nested(
+        "comments",
+        all_of(vec![ids(&["1"]), term("comments.author", json!("bob"))]),
+    );
+    assert_eq!(index.ids(&Query::Nested(Box::new(alice_and_id))), ["1"]);
 }

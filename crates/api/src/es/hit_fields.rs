@@ -3,12 +3,14 @@
 //!
 //! Both are read by parsing the hit's `_source` against its index's mapping, which yields
 //! exactly the values the index stored for the document (keywords, numbers, booleans, dates in
-//! epoch milliseconds, text): dates print in the request's `format` or the field's own, and
+//! epoch milliseconds, text): dates print in the request's `format` or the field's own, points
+//! of `fields` as GeoJSON or WKT (`format`), other types refuse a `format`, and
 //! `docvalue_fields` refuses `text` fields as Elasticsearch does. A mapping without `_source`
 //! shows no values. `fields` may include unmapped leaves of the source (`include_unmapped`).
 
 use serde_json::{Map, Value};
 use sluice_search::aggs::format::DateFormat;
+use sluice_search::geo::GeometryFormat;
 use sluice_search::highlight::HighlightField;
 use sluice_search::mapping::{FieldType, IndexValue};
 use sluice_search::{Index, Mappings};
@@ -191,6 +193,21 @@ fn values_of(
     let field_format = mappings
         .field(path)
         .map(|mapping| mapping.date_format().to_string());
+    let geometry_format = match (field_type, request.format.as_deref()) {
+        (FieldType::GeoPoint, format) if !doc_values => {
+            GeometryFormat::parse(format).map_err(EsError::illegal_argument)?
+        }
+        (FieldType::Date, _) | (_, None) => GeometryFormat::GeoJson,
+        // Elasticsearch's `docvalue_fields` formats of other types (decimal patterns for
+        // numbers) are not applied: the values show as stored.
+        _ if doc_values => GeometryFormat::GeoJson,
+        (_, Some(_)) => {
+            return Err(EsError::illegal_argument(format!(
+                "Field [{path}] of type [{}] doesn't support formats.",
+                field_type.name()
+            )));
+        }
+    };
     values
         .into_iter()
         .map(|value| {
@@ -205,9 +222,7 @@ fn values_of(
                     let stored = point.quantized();
                     serde_json::json!({"lat": stored.lat, "lon": stored.lon})
                 }
-                IndexValue::GeoPoint(point) => {
-                    serde_json::json!({"type": "Point", "coordinates": [point.lon, point.lat]})
-                }
+                IndexValue::GeoPoint(point) => point.formatted(geometry_format),
                 IndexValue::Long(n) => Value::from(*n),
                 IndexValue::Double(f) => serde_json::Number::from_f64(*f)
                     .map(Value::Number)

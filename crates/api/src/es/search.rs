@@ -304,7 +304,7 @@ fn param_list(request: &Request, name: &str) -> Option<Vec<String>> {
 }
 
 /// A hit's `inner_hits` in Elasticsearch's shape: by name, each a `hits` section whose hits
-/// carry `_nested` and the nested object as `_source`.
+/// carry `_nested`, the nested object as `_source` and the named clauses they match.
 fn inner_hits_json(
     index: &str,
     id: &str,
@@ -352,6 +352,9 @@ fn inner_hits_json(
                     && let Some(filtered) = filter.apply(source.to_string().as_bytes())
                 {
                     json["_source"] = filtered;
+                }
+                if !hit.matched_queries.is_empty() {
+                    json["matched_queries"] = json!(hit.matched_queries);
                 }
                 json
             })

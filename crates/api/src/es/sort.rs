@@ -2,12 +2,13 @@
 //! "missing", "unmapped_type", "mode", "format"}}`, `_score`, `_doc`, an array of them) and the
 //! URL's `sort=f:desc,g`, read into `search`'s [`SortKey`]s (`_shard_doc` too; the search
 //! checks it has a point in time), `_geo_distance` with its points, and `_script` sorts of type
-//! `number`. Options Sluice does not implement (`nested`, `numeric_type`, string script sorts)
-//! are refused by name.
+//! `number` or `string`. Options Sluice does not implement (`nested`, `numeric_type`) are
+//! refused by name.
 
 use serde_json::Value;
 use sluice_search::{
-    FieldSort, GeoDistanceSort, ScriptSort, SortKey, SortMissing, SortMode, SortOrder,
+    FieldSort, GeoDistanceSort, ScriptSort, ScriptSortType, SortKey, SortMissing, SortMode,
+    SortOrder,
 };
 
 use super::EsError;
@@ -241,22 +242,24 @@ fn parse_geo_distance(options: &Value) -> Result<SortKey, EsError> {
     }))
 }
 
-/// `{"_script": {"type": "number", "script": …, "order": …}}`: the script's number per
-/// document (the Painless subset of `sluice-script`, with `doc`, `params` and `_score`).
+/// `{"_script": {"type": "number"|"string", "script": …, "order": …, "mode": …}}`: the
+/// script's number or string per document (the Painless subset of `sluice-script`, with
+/// `doc`, `params` and `_score`).
 fn parse_script_sort(options: &Value) -> Result<SortKey, EsError> {
     let Value::Object(options) = options else {
         return Err(EsError::parse("[_script] sort must be an object"));
     };
     let mut script = None;
     let mut order = SortOrder::Asc;
-    let mut numeric = None;
+    let mut kind = None;
+    let mut mode = None;
     for (name, value) in options {
         match name.as_str() {
             "script" => script = Some(super::scripts::parse_script(value, false)?),
             "type" => {
-                numeric = Some(match value.as_str() {
-                    Some("number") => true,
-                    Some("string") => false,
+                kind = Some(match value.as_str() {
+                    Some("number") => ScriptSortType::Number,
+                    Some("string") => ScriptSortType::String,
                     _ => {
                         return Err(EsError::illegal_argument(format!(
                             "Unknown ScriptSortType [{}]",
@@ -269,8 +272,9 @@ fn parse_script_sort(options: &Value) -> Result<SortKey, EsError> {
             }
             "order" => order = parse_order(value)?,
             "mode" => {
-                // A script gives one value per document: every mode keeps it.
-                parse_mode(value)?;
+                // A script gives one value per document: every mode keeps it, but a string
+                // script refuses the modes that need numbers, as Elasticsearch does.
+                mode = Some(parse_mode(value)?);
             }
             "nested" => {
                 return Err(EsError::illegal_argument(
@@ -283,19 +287,20 @@ fn parse_script_sort(options: &Value) -> Result<SortKey, EsError> {
         }
     }
     let script = script.ok_or_else(|| EsError::parse("[_script] requires a [script]"))?;
-    match numeric {
-        Some(true) => {}
-        Some(false) => {
-            return Err(EsError::illegal_argument(
-                "[_script] sort of [type] [string] is not supported by Sluice yet; use [number]",
-            ));
-        }
-        None => return Err(EsError::parse("[_script] requires a [type]")),
+    let kind = kind.ok_or_else(|| EsError::parse("[_script] requires a [type]"))?;
+    if let Some(mode @ (SortMode::Sum | SortMode::Avg | SortMode::Median)) = mode
+        && kind == ScriptSortType::String
+    {
+        return Err(EsError::illegal_argument(format!(
+            "script sort of type [string] doesn't support mode [{}]",
+            mode.name()
+        )));
     }
     Ok(SortKey::Script(ScriptSort {
         script: script.script,
         params: script.params,
         order,
+        kind,
     }))
 }
 
@@ -415,8 +420,12 @@ mod tests {
     #[test]
     fn unsupported_sorts_are_refused_by_name() {
         assert_eq!(
-            reason(json!({"_script": {"type": "string", "script": "1"}})),
-            "[_script] sort of [type] [string] is not supported by Sluice yet; use [number]"
+            reason(json!({"_script": {"type": "string", "mode": "avg", "script": "'a'"}})),
+            "script sort of type [string] doesn't support mode [avg]"
+        );
+        assert_eq!(
+            reason(json!({"_script": {"type": "text", "script": "'a'"}})),
+            "Unknown ScriptSortType [text]"
         );
         assert_eq!(
             reason(json!({"a": {"nested": {"path": "x"}}})),

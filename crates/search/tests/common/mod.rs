@@ -1,6 +1,6 @@
 //! Helpers the search crate's integration tests share: an index in a temporary directory
-//! filled with documents, the ids a query matches, and a `term` query. Each test file uses its
-//! own part of them.
+//! filled with documents (with settings, deleted from, closed and reopened), the ids a query
+//! matches, and a `term` query. Each test file uses its own part of them.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -32,13 +32,36 @@ pub fn write(index: &Index, documents: &[(&str, Value)]) -> Result<(), SearchErr
     Ok(())
 }
 
+/// Deletes the document `id` from `index`.
+pub fn delete(index: &Index, id: &str) -> Result<(), SearchError> {
+    for outcome in index.write(vec![WriteRequest::Delete {
+        id: id.to_string(),
+        condition: Default::default(),
+    }]) {
+        outcome?;
+    }
+    Ok(())
+}
+
 /// A new index with `mapping` holding `documents`, refreshed.
 pub fn index_with(mapping: Value, documents: &[(&str, Value)]) -> TestIndex {
+    index_with_settings(mapping, serde_json::json!({}), documents)
+}
+
+/// A new index with `mapping` and index `settings` (as the settings API reads them) holding
+/// `documents`, refreshed.
+pub fn index_with_settings(
+    mapping: Value,
+    settings: Value,
+    documents: &[(&str, Value)],
+) -> TestIndex {
     let dir = tempfile::tempdir().unwrap();
+    let mut index_settings = IndexSettings::default();
+    index_settings.update(&settings, true).unwrap();
     let index = Index::create(
         &dir.path().join("index"),
         "test",
-        IndexSettings::default(),
+        index_settings,
         Mappings::from_json(&mapping).unwrap(),
     )
     .unwrap();
@@ -51,6 +74,18 @@ pub fn index_with(mapping: Value, documents: &[(&str, Value)]) -> TestIndex {
 }
 
 impl TestIndex {
+    /// Closes the index without a last commit, as a crash leaves it (writes since the last
+    /// refresh only in the translog), and opens it again from its directory.
+    pub fn reopen(self) -> TestIndex {
+        self.index.close(false).unwrap();
+        drop(self.index);
+        let index = Index::open(&self._dir.path().join("index")).unwrap();
+        TestIndex {
+            _dir: self._dir,
+            index: Arc::new(index),
+        }
+    }
+
     /// The ids a query matches (the first 100), sorted.
     pub fn ids(&self, query: &Query) -> Vec<String> {
         let mut ids: Vec<String> = self
