@@ -15,6 +15,15 @@ pub struct TestIndex {
     pub index: Arc<Index>,
 }
 
+/// A test index is used as the index it holds.
+impl std::ops::Deref for TestIndex {
+    type Target = Index;
+
+    fn deref(&self) -> &Index {
+        &self.index
+    }
+}
+
 /// Writes `documents` (id, source) into `index`; the first refusal is the error.
 pub fn write(index: &Index, documents: &[(&str, Value)]) -> Result<(), SearchError> {
     let requests = documents
