@@ -237,6 +237,42 @@ def test_geotile_grid_with_kibana_maps_shape(es, cities):
         es.search(index=cities, size=0, aggs={"g": {"geotile_grid": {"field": "location", "precision": 30}}})
 
 
+def test_composite_geotile_source_pages_by_tile(es, cities):
+    """A `geotile_grid` source of `composite`, as Kibana's maps page a grid: keys `zoom/x/y`
+    ordered by tile (x, then y; not as text, which would put 8/75/96 last), paged with `after`."""
+    sources = [{"tile": {"geotile_grid": {"field": "location", "precision": 8}}},
+               {"name": {"terms": {"field": "name"}}}]
+    listed, after, pages = [], None, 0
+    while True:
+        composite = {"size": 2, "sources": sources}
+        if after:
+            composite["after"] = after
+        agg = es.search(index=cities, size=0, aggs={"c": {"composite": composite}})["aggregations"]["c"]
+        pages += 1
+        if not agg["buckets"]:
+            break
+        listed.extend((b["key"]["tile"], b["key"]["name"], b["doc_count"]) for b in agg["buckets"])
+        after = agg["after_key"]
+    assert listed == [
+        ("8/75/96", "new_york", 1), ("8/129/88", "louvre", 1), ("8/129/88", "orsay", 1),
+        ("8/131/84", "centre", 1), ("8/131/84", "nemo", 1), ("8/131/84", "rijks", 1),
+        ("8/131/85", "antwerp", 1)]
+    assert pages == 5
+    # Inside bounds (Amsterdam only), descending: one tile of three documents.
+    agg = es.search(index=cities, size=0, aggs={"c": {"composite": {"sources": [{"tile": {"geotile_grid": {
+        "field": "location", "precision": 8, "order": "desc",
+        "bounds": {"top_left": [0, 53], "bottom_right": [6, 52]}}}}]}}})["aggregations"]["c"]
+    assert [(b["key"]["tile"], b["doc_count"]) for b in agg["buckets"]] == [("8/131/84", 3)]
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=cities, size=0, aggs={"c": {"composite": {
+            "sources": sources, "after": {"tile": "8/75", "name": "x"}}}})
+    assert "Invalid geotile_grid hash string of 8/75" in error.value.body["error"]["reason"]
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=cities, size=0, aggs={"c": {"composite": {"sources": [
+            {"tile": {"geotile_grid": {"field": "location", "precision": 30}}}]}}})
+    assert "Invalid geotile_grid precision of 30" in error.value.body["error"]["reason"]
+
+
 def test_geo_bounds_centroid_and_distance_aggregations(es, cities):
     response = es.search(index=cities, size=0, aggs={
         "box": {"geo_bounds": {"field": "location", "wrap_longitude": True}},

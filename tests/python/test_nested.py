@@ -156,6 +156,47 @@ def test_nested_and_reverse_nested_aggregations(es):
     assert "can only be used inside a [nested] aggregation" in raised.value.body["error"]["reason"]
 
 
+def test_top_hits_inside_nested_show_the_objects(es):
+    """`top_hits` under `nested` lists nested objects as Elasticsearch does: the object as
+    `_source` (filtered by full or relative paths), where it sits as `_nested`, and the `_id`
+    of its document; objects of objects name both levels."""
+    index = load(es)
+    response = es.search(index=index, size=0, aggs={"comments": {
+        "nested": {"path": "comments"},
+        "aggs": {
+            "best": {"top_hits": {"size": 2, "sort": [{"comments.stars": "desc"}, {"comments.author": "desc"}]}},
+            "authors": {"top_hits": {"size": 1, "sort": [{"comments.author": "asc"}],
+                                     "_source": {"includes": ["comments.author"]}}},
+            "votes": {"nested": {"path": "comments.votes"}, "aggs": {
+                "last": {"top_hits": {"size": 1, "sort": [{"comments.votes.by": "desc"}]}}}},
+        }}})
+    comments = response["aggregations"]["comments"]
+    best = comments["best"]["hits"]
+    assert best["total"] == {"value": 3, "relation": "eq"}
+    assert [{k: h[k] for k in ("_id", "_nested", "_source", "sort")} for h in best["hits"]] == [
+        {"_id": "1", "_nested": {"field": "comments", "offset": 0},
+         "_source": POSTS["1"]["comments"][0], "sort": [5, "alice"]},
+        {"_id": "1", "_nested": {"field": "comments", "offset": 1},
+         "_source": POSTS["1"]["comments"][1], "sort": [1, "bob"]},
+    ]
+    assert best["hits"][0]["_index"] == index
+    authors = comments["authors"]["hits"]["hits"]
+    assert [h["_source"] for h in authors] == [{"author": "alice"}]
+    last = comments["votes"]["last"]["hits"]["hits"]
+    assert len(last) == 1
+    assert last[0]["_source"] == {"by": "y"}
+    assert last[0]["_nested"]["field"] == "comments"
+    assert last[0]["_nested"]["_nested"]["field"] == "votes"
+    # Back at the documents, top_hits shows documents again.
+    response = es.search(index=index, size=0, aggs={"comments": {
+        "nested": {"path": "comments"},
+        "aggs": {"posts": {"reverse_nested": {}, "aggs": {
+            "top": {"top_hits": {"size": 1, "sort": [{"title": "asc"}]}}}}}}})
+    top = response["aggregations"]["comments"]["posts"]["top"]["hits"]["hits"]
+    assert [(h["_id"], h["_source"]) for h in top] == [("1", POSTS["1"])]
+    assert "_nested" not in top[0]
+
+
 def test_updates_and_deletes_take_the_objects_with_them(es):
     index = load(es)
     alice = {"nested": {"path": "comments", "query": {"term": {"comments.author": "alice"}}}}

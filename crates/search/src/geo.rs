@@ -406,6 +406,38 @@ pub fn geotile(point: GeoPoint, zoom: u32) -> (u32, u32, u32) {
     (zoom, clip(x), clip(y))
 }
 
+/// A map tile as one integer, as Elasticsearch's `GeoTileUtils.longEncode`: `zoom` in the top
+/// bits, then `x`, then `y` (29 bits each), so tiles of one zoom order by `x`, then `y`.
+pub fn geotile_encode(zoom: u32, x: u32, y: u32) -> i64 {
+    let mask = (1i64 << GEOTILE_ZOOM_MAX) - 1;
+    (i64::from(zoom) << 58) | ((i64::from(x) & mask) << 29) | (i64::from(y) & mask)
+}
+
+/// The `zoom/x/y` text of an encoded tile (`geotile_encode`).
+pub fn geotile_text(encoded: i64) -> String {
+    let mask = (1i64 << GEOTILE_ZOOM_MAX) - 1;
+    format!(
+        "{}/{}/{}",
+        encoded >> 58,
+        (encoded >> 29) & mask,
+        encoded & mask
+    )
+}
+
+/// Reads a `zoom/x/y` tile key into its encoded form; `None` unless it names a tile.
+pub fn geotile_parse(text: &str) -> Option<i64> {
+    let mut parts = text.split('/').map(|p| p.trim().parse::<u32>().ok());
+    let (Some(Some(zoom)), Some(Some(x)), Some(Some(y)), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if zoom > GEOTILE_ZOOM_MAX || x >= (1u32 << zoom) || y >= (1u32 << zoom) {
+        return None;
+    }
+    Some(geotile_encode(zoom, x, y))
+}
+
 /// The rectangle of a map tile.
 pub fn geotile_box(zoom: u32, x: u32, y: u32) -> GeoBox {
     let tiles = f64::from(1u32 << zoom.min(GEOTILE_ZOOM_MAX));
@@ -854,6 +886,31 @@ mod tests {
         assert_eq!(geotile(GeoPoint::new(89.9, 180.0), 2), (2, 3, 0));
         let tile = geotile_box(8, 131, 84);
         assert!(tile.contains(GeoPoint::new(52.374081, 4.912350)));
+    }
+
+    #[test]
+    fn encoded_tiles_order_by_x_then_y_and_read_back() {
+        // Elasticsearch's `longEncode` of 8/131/84.
+        assert_eq!(geotile_encode(8, 131, 84), (8 << 58) | (131 << 29) | 84);
+        assert!(geotile_encode(4, 4, 9) < geotile_encode(4, 14, 6));
+        assert!(geotile_encode(4, 14, 6) < geotile_encode(4, 14, 9));
+        for (zoom, x, y) in [(0, 0, 0), (8, 131, 84), (29, (1 << 29) - 1, 7)] {
+            let encoded = geotile_encode(zoom, x, y);
+            let text = geotile_text(encoded);
+            assert_eq!(text, format!("{zoom}/{x}/{y}"));
+            assert_eq!(geotile_parse(&text), Some(encoded));
+        }
+        for bad in [
+            "8/131",
+            "8/131/84/1",
+            "8/256/0",
+            "30/0/0",
+            "a/b/c",
+            "8/-1/0",
+            "",
+        ] {
+            assert_eq!(geotile_parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

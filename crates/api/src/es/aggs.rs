@@ -662,6 +662,9 @@ struct CompositeSourceBody {
     time_zone: Option<String>,
     offset: Option<Value>,
     format: Option<String>,
+    /// `geotile_grid` sources: the zoom, and the box outside of which points do not count.
+    precision: Option<Value>,
+    bounds: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -1820,9 +1823,26 @@ fn parse_composite(name: &str, spec: &Value, now: i64) -> Result<AggKind, EsErro
                         }
                     }
                     "geotile_grid" => {
-                        return Err(illegal(format!(
-                            "composite source [{source_name}] of type [geotile_grid] is not supported by Sluice yet"
-                        )));
+                        // The same precision and bounds as the `geotile_grid` aggregation.
+                        let mut grid = json!({"field": field});
+                        if let Some(precision) = &s.precision {
+                            grid["precision"] = precision.clone();
+                        }
+                        if let Some(bounds) = &s.bounds {
+                            grid["bounds"] = bounds.clone();
+                        }
+                        match parse_geo_grid("geotile_grid", &grid)? {
+                            AggKind::GeoGrid(sluice_search::aggs::GeoGrid {
+                                cells: sluice_search::aggs::GeoCells::Geotile { zoom },
+                                bounds,
+                                ..
+                            }) => CompositeSourceKind::Geotile { zoom, bounds },
+                            _ => {
+                                return Err(illegal(format!(
+                                    "[precision] of geotile_grid source [{source_name}] is not a zoom"
+                                )));
+                            }
+                        }
                     }
                     other => {
                         return Err(EsError::parse(format!("Invalid source type: {other}")));
@@ -2260,6 +2280,37 @@ fn extended_json(extended: &ExtendedStats) -> Map<String, Value> {
     map
 }
 
+/// `filter` with the patterns that name the fields of the nested object at `identity` (`_nested`:
+/// `{field, offset, _nested}`) by their full path made relative to the object.
+fn nested_filter(filter: &SourceFilter, identity: &Value) -> SourceFilter {
+    let mut path = String::new();
+    let mut level = Some(identity);
+    while let Some(field) = level.and_then(|l| l.get("field")).and_then(Value::as_str) {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(field);
+        level = level.and_then(|l| l.get("_nested"));
+    }
+    let relative = |patterns: &[String]| -> Vec<String> {
+        patterns
+            .iter()
+            .map(|pattern| {
+                pattern
+                    .strip_prefix(path.as_str())
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .unwrap_or(pattern)
+                    .to_string()
+            })
+            .collect()
+    };
+    SourceFilter {
+        enabled: filter.enabled,
+        includes: relative(&filter.includes),
+        excludes: relative(&filter.excludes),
+    }
+}
+
 fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources, typed: bool) -> Value {
     match value {
         AggValue::Value { value, as_string } => {
@@ -2329,11 +2380,20 @@ fn render_value(value: &AggValue, node: &RenderNode, raw: &mut RawSources, typed
                     let mut entry = Map::new();
                     entry.insert("_index".into(), Value::String(hit.index.clone()));
                     entry.insert("_id".into(), Value::String(hit.id.clone()));
+                    if let Some(nested) = &hit.nested {
+                        entry.insert("_nested".into(), nested.clone());
+                    }
                     entry.insert(
                         "_score".into(),
                         hit.score.map_or(Value::Null, |s| number(f64::from(s))),
                     );
-                    if let Some(source) = filter.render(&hit.source, raw) {
+                    let source = match &hit.nested {
+                        // A nested object's fields may be named by full path, as in
+                        // Elasticsearch, or relative to the object.
+                        Some(identity) => nested_filter(&filter, identity).apply(&hit.source),
+                        None => filter.render(&hit.source, raw),
+                    };
+                    if let Some(source) = source {
                         entry.insert("_source".into(), source);
                     }
                     if !hit.sort.is_empty() {

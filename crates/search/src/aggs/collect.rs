@@ -44,6 +44,15 @@ const BUCKET_BYTES: usize = 128;
 /// Bytes reserved per document id held in a bucket's list.
 const DOC_BYTES: usize = std::mem::size_of::<DocId>();
 
+/// The documents of one key: how many, and which when sub-aggregations need them.
+type DocGroup = (u64, Vec<DocId>);
+
+/// Maps keyed by integers (term ordinals, numbers, packed composite keys) hash them with
+/// FxHash (tantivy's own hasher, already in the tree): a multiply and a rotate per word instead
+/// of SipHash's rounds. Keys come from the index's columns, and every map is bounded by the
+/// request's memory budget, so a poor spread costs time, never memory.
+type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
 /// Turns a query of Sluice's tree into tantivy's, under the index's mapping.
 pub(crate) type Compile<'a> = dyn Fn(&Query) -> Result<Box<dyn tantivy::query::Query>> + 'a;
 
@@ -1144,8 +1153,8 @@ fn group_docs<K: Hash + Eq + Ord + Copy>(
     docs: &[DocId],
     keep_docs: bool,
     mut keys_of: impl FnMut(DocId, &mut Vec<K>),
-) -> HashMap<K, (u64, Vec<DocId>)> {
-    let mut groups: HashMap<K, (u64, Vec<DocId>)> = HashMap::new();
+) -> FastMap<K, DocGroup> {
+    let mut groups: FastMap<K, DocGroup> = FastMap::default();
     let mut keys = Vec::new();
     for &doc in docs {
         keys.clear();
@@ -1165,10 +1174,86 @@ fn group_docs<K: Hash + Eq + Ord + Copy>(
     groups
 }
 
+/// Term ordinals a segment's column may have for [`group_ords`] to count them in a table
+/// indexed by ordinal (8 bytes a slot, 32 with document lists, freed when grouped); a column
+/// with more, or with more than twice as many terms as documents to group (so that the table
+/// stays within a small multiple of the document list the budget already holds), is grouped
+/// in a hash map.
+const DENSE_ORDS_MAX: u64 = 1 << 20;
+/// Below this many terms a table is used however few the documents.
+const DENSE_ORDS_SMALL: u64 = 64;
+
+/// [`group_docs`] for the term ordinals of a string column (and `missing`, for documents
+/// without one, when given): counted in a table indexed by ordinal when the dictionary is small
+/// enough, without hashing.
+fn group_ords(
+    docs: &[DocId],
+    keep_docs: bool,
+    column: &SegmentColumn,
+    missing: Option<u64>,
+) -> FastMap<u64, DocGroup> {
+    let num_terms = match column {
+        SegmentColumn::Str(strings) => strings.num_terms() as u64,
+        _ => 0,
+    };
+    let dense_max = (docs.len() as u64)
+        .saturating_mul(2)
+        .clamp(DENSE_ORDS_SMALL, DENSE_ORDS_MAX);
+    if num_terms > dense_max {
+        return group_docs(docs, keep_docs, |doc, keys: &mut Vec<u64>| {
+            let any = column.for_each_ord(doc, |ord| keys.push(ord));
+            if !any && let Some(missing) = missing {
+                keys.push(missing);
+            }
+        });
+    }
+    // One slot per ordinal, then one for the missing value.
+    let mut counts = vec![0u64; num_terms as usize + 1];
+    let mut lists: Vec<Vec<DocId>> = if keep_docs {
+        vec![Vec::new(); counts.len()]
+    } else {
+        Vec::new()
+    };
+    let mut ords = Vec::new();
+    for &doc in docs {
+        ords.clear();
+        column.for_each_ord(doc, |ord| ords.push(ord));
+        if ords.len() > 1 {
+            ords.sort_unstable();
+            ords.dedup();
+        }
+        if ords.is_empty() && missing.is_some() {
+            ords.push(num_terms);
+        }
+        for &ord in &ords {
+            if let Some(count) = counts.get_mut(ord as usize) {
+                *count += 1;
+            }
+            if let Some(list) = lists.get_mut(ord as usize) {
+                list.push(doc);
+            }
+        }
+    }
+    let mut lists = lists.into_iter();
+    let mut groups = FastMap::default();
+    for (ord, count) in counts.into_iter().enumerate() {
+        let list = lists.next().unwrap_or_default();
+        if count > 0 {
+            let key = if ord as u64 == num_terms {
+                missing.unwrap_or(u64::MAX)
+            } else {
+                ord as u64
+            };
+            groups.insert(key, (count, list));
+        }
+    }
+    groups
+}
+
 fn buckets_from_groups<K>(
     agg: &Aggregation,
     segment: &Segment<'_>,
-    groups: HashMap<K, (u64, Vec<DocId>)>,
+    groups: FastMap<K, DocGroup>,
     format: ValueFormat,
     mut key_of: impl FnMut(K) -> Result<Option<Key>>,
 ) -> Result<BucketsAcc> {
@@ -1265,12 +1350,12 @@ fn collect_terms(
     const MISSING: u64 = u64::MAX;
     let mut acc = match &column {
         SegmentColumn::Str(_) => {
-            let groups = group_docs(docs, keep_docs, |doc, keys: &mut Vec<u64>| {
-                let any = column.for_each_ord(doc, |ord| keys.push(ord));
-                if !any && missing.is_some() {
-                    keys.push(MISSING);
-                }
-            });
+            let groups = group_ords(
+                docs,
+                keep_docs,
+                &column,
+                missing.is_some().then_some(MISSING),
+            );
             let mut ords: Vec<u64> = groups.keys().copied().filter(|&o| o != MISSING).collect();
             ords.sort_unstable();
             let names = column.terms(&ords)?;
@@ -1540,8 +1625,15 @@ fn collect_top_hits(
             SortSpec::Score(_) => false,
         })
         .collect();
-    let mut hits = Vec::with_capacity(candidates.len());
-    for (values, doc) in candidates {
+    // Inside a `nested` aggregation the hits are nested objects: hidden documents whose stored
+    // source says where the object sits in its root document (`nested.rs`).
+    let roots = match (segment.level(), fields.nested, candidates.is_empty()) {
+        (Some(_), Some(nested_field), false) => {
+            Some(nested::level_bits(segment.reader, nested_field, None)?)
+        }
+        _ => None,
+    };
+    let stored_source = |doc: DocId| -> Result<(String, Option<Arc<[u8]>>)> {
         let document: TantivyDocument = segment
             .index
             .searcher
@@ -1551,11 +1643,27 @@ fn collect_top_hits(
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_string();
-        let source: Arc<[u8]> = document
+        let source = document
             .get_first(fields.source)
             .and_then(|v| v.as_bytes())
-            .map(Arc::from)
-            .unwrap_or_else(|| Arc::from(&b"{}"[..]));
+            .map(Arc::from);
+        Ok((id, source))
+    };
+    let mut hits = Vec::with_capacity(candidates.len());
+    for (values, doc) in candidates {
+        let (id, source) = stored_source(doc)?;
+        let mut source: Arc<[u8]> = source.unwrap_or_else(|| Arc::from(&b"{}"[..]));
+        let mut nested_identity = None;
+        if let Some(root) = roots.as_ref().and_then(|roots| roots.next_from(doc)) {
+            let identity: Value = serde_json::from_slice(&source).unwrap_or(Value::Null);
+            let (_, root_source) = stored_source(root)?;
+            let object = root_source
+                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+                .and_then(|root| nested::object_at(&root, &identity))
+                .unwrap_or(Value::Null);
+            source = Arc::from(object.to_string().into_bytes());
+            nested_identity = Some(identity);
+        }
         segment
             .index
             .budget
@@ -1595,6 +1703,7 @@ fn collect_top_hits(
                 id,
                 score: if top.sort.is_empty() { score } else { None },
                 source,
+                nested: nested_identity,
                 sort: sort_json,
             },
         ));
@@ -1941,6 +2050,15 @@ fn after_key(composite: &Composite, kinds: &[FieldKind]) -> Result<Option<Vec<Op
             continue;
         };
         let converted = match (&source.kind, kind) {
+            (CompositeSourceKind::Geotile { .. }, _) => {
+                let tile = value.as_str().and_then(crate::geo::geotile_parse);
+                Key::Long(tile.ok_or_else(|| {
+                    SearchError::illegal(format!(
+                        "Invalid geotile_grid hash string of {}. Must be three integers in a form \"zoom/x/y\".",
+                        value.as_str().map_or_else(|| value.to_string(), str::to_string)
+                    ))
+                })?)
+            }
             (CompositeSourceKind::Terms, FieldKind::Ip) => {
                 Key::Str(ip_key(&source.source.field, value)?)
             }
@@ -1961,12 +2079,17 @@ fn after_key(composite: &Composite, kinds: &[FieldKind]) -> Result<Option<Vec<Op
     Ok(Some(key))
 }
 
-/// The documents of one key: how many, and which when sub-aggregations need them.
-type DocGroup = (u64, Vec<DocId>);
-
-/// One part of a raw composite key: `None` for the missing bucket, else twice an ordered
-/// integer (a term ordinal, an integer, or a double's ordered bits).
-type RawPart = Option<i128>;
+/// One part of a packed composite key. `0` is the missing bucket; a value is `PRESENT | u` with
+/// `u` an unsigned integer that orders as the value does: a term ordinal as `2 * ord + 1` (so
+/// that an `after` term absent from the segment's dictionary sits at the even position between
+/// its neighbours), an integer (or a double's ordered bits, or an encoded tile) with its sign
+/// bit flipped. A descending source stores the complement, so the plain integer order of keys
+/// is the composite's order, and a missing value sorts first ascending, last descending.
+type Part = u128;
+const PRESENT: Part = 1 << 127;
+const SIGN: u64 = 1 << 63;
+/// Composite sources whose keys are fixed arrays (no allocation per key); more use boxed keys.
+const PACKED_SOURCES_MAX: usize = 4;
 
 /// A double as an integer that orders as `f64::total_cmp` does.
 fn ordered_double(value: f64) -> i64 {
@@ -1983,53 +2106,114 @@ fn double_from_ordered(ordered: i64) -> f64 {
     f64::from_bits(bits as u64)
 }
 
-/// The distinct raw keys of one source for one document, or the missing bucket.
-fn raw_keys(
-    source: &super::CompositeSource,
-    kind: &FieldKind,
-    column: &SegmentColumn,
-    doc: DocId,
-    out: &mut Vec<RawPart>,
-) {
-    out.clear();
-    match &source.kind {
-        CompositeSourceKind::Terms => match column {
-            SegmentColumn::Str(_) => {
-                column.for_each_ord(doc, |ord| out.push(Some(2 * i128::from(ord))));
-            }
-            _ if *kind == FieldKind::Double => {
-                column.for_each_number(doc, |v| out.push(Some(2 * i128::from(ordered_double(v)))));
-            }
-            _ => {
-                column.for_each_i64(doc, |v| out.push(Some(2 * i128::from(v))));
-            }
-        },
-        CompositeSourceKind::Histogram { interval } => {
-            column.for_each_number(doc, |v| {
-                let key = histogram_key(v, *interval, 0.0);
-                out.push(Some(2 * i128::from(ordered_double(key))))
-            });
+fn part_of_i64(value: i64) -> Part {
+    PRESENT | Part::from((value as u64) ^ SIGN)
+}
+
+fn part_of_ord(ord: u64) -> Part {
+    PRESENT | (2 * Part::from(ord) + 1)
+}
+
+/// A composite key of packed parts that hashes and compares as its slice of parts, so that
+/// maps of keys are searched with the slice a document builds, without building a key.
+trait PackedKey: Eq + Hash + Ord + std::borrow::Borrow<[Part]> {
+    fn from_parts(parts: &[Part]) -> Self;
+}
+
+impl<const N: usize> PackedKey for [Part; N] {
+    fn from_parts(parts: &[Part]) -> Self {
+        let mut key = [0; N];
+        for (slot, part) in key.iter_mut().zip(parts) {
+            *slot = *part;
         }
-        CompositeSourceKind::DateHistogram { rounding } => {
-            column.for_each_i64(doc, |v| out.push(Some(2 * i128::from(rounding.round(v)))));
-        }
-    }
-    if out.len() > 1 {
-        out.sort_unstable();
-        out.dedup();
-    }
-    if out.is_empty() && source.missing_bucket {
-        out.push(None);
+        key
     }
 }
 
-/// The `after` key in this segment's raw terms: a term the dictionary lacks sits between its
-/// neighbours' (odd) positions.
-fn raw_after(after: &[Option<Key>], columns: &[SegmentColumn]) -> Result<Vec<RawPart>> {
-    let mut raw = Vec::with_capacity(after.len());
-    for (part, column) in after.iter().zip(columns) {
-        raw.push(match (part, column) {
-            (None, _) => None,
+impl PackedKey for Box<[Part]> {
+    fn from_parts(parts: &[Part]) -> Self {
+        parts.into()
+    }
+}
+
+/// How one composite source reads its parts in one segment.
+enum PartReader<'a> {
+    Ords(&'a SegmentColumn),
+    Integers(&'a SegmentColumn),
+    Doubles(&'a SegmentColumn),
+    Histogram(&'a SegmentColumn, f64),
+    Dates(&'a SegmentColumn, super::rounding::PreparedRounding<'a>),
+    Geotile(
+        Option<&'a tantivy::columnar::Column<i64>>,
+        u32,
+        Option<crate::geo::GeoBox>,
+    ),
+}
+
+impl PartReader<'_> {
+    /// The distinct parts of `doc`, in the composite's order, or the missing bucket; empty when
+    /// the document has no value and the source no missing bucket.
+    #[inline]
+    fn read(&self, doc: DocId, descending: bool, missing_bucket: bool, out: &mut Vec<Part>) {
+        out.clear();
+        match self {
+            PartReader::Ords(column) => {
+                column.for_each_ord(doc, |ord| out.push(part_of_ord(ord)));
+            }
+            PartReader::Integers(column) => {
+                column.for_each_i64(doc, |v| out.push(part_of_i64(v)));
+            }
+            PartReader::Doubles(column) => {
+                column.for_each_number(doc, |v| out.push(part_of_i64(ordered_double(v))));
+            }
+            PartReader::Histogram(column, interval) => {
+                column.for_each_number(doc, |v| {
+                    out.push(part_of_i64(ordered_double(histogram_key(
+                        v, *interval, 0.0,
+                    ))))
+                });
+            }
+            PartReader::Dates(column, rounding) => {
+                column.for_each_i64(doc, |v| out.push(part_of_i64(rounding.round(v))));
+            }
+            PartReader::Geotile(column, zoom, bounds) => {
+                if let Some(column) = column {
+                    for packed in column.values_for_doc(doc) {
+                        let point = GeoPoint::decode(packed);
+                        if bounds.is_some_and(|bounds| !bounds.contains(point)) {
+                            continue;
+                        }
+                        let (zoom, x, y) = crate::geo::geotile(point, *zoom);
+                        out.push(part_of_i64(crate::geo::geotile_encode(zoom, x, y)));
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            if missing_bucket {
+                out.push(if descending { !0 } else { 0 });
+            }
+        } else if descending {
+            out.iter_mut().for_each(|part| *part = !*part);
+        }
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+}
+
+/// The `after` key in this segment's packed parts: a term the dictionary lacks takes the even
+/// position just below the next term's.
+fn packed_after(
+    after: &[Option<Key>],
+    composite: &Composite,
+    columns: &[SegmentColumn],
+) -> Result<Vec<Part>> {
+    let mut packed = Vec::with_capacity(after.len());
+    for ((part, column), source) in after.iter().zip(columns).zip(&composite.sources) {
+        let part = match (part, column) {
+            (None, _) => 0,
             (Some(Key::Str(term)), SegmentColumn::Str(strings)) => {
                 let hit = strings
                     .dictionary()
@@ -2039,49 +2223,36 @@ fn raw_after(after: &[Option<Key>], columns: &[SegmentColumn]) -> Result<Vec<Raw
                         reason: e.to_string(),
                     })?;
                 match hit {
-                    tantivy::columnar::TermOrdHit::Exact(ord) => Some(2 * i128::from(ord)),
-                    tantivy::columnar::TermOrdHit::Next(ord) => Some(2 * i128::from(ord) - 1),
+                    tantivy::columnar::TermOrdHit::Exact(ord) => part_of_ord(ord),
+                    tantivy::columnar::TermOrdHit::Next(ord) => PRESENT | (2 * Part::from(ord)),
                 }
             }
-            (Some(Key::Double(v)), _) => Some(2 * i128::from(ordered_double(*v))),
-            (Some(Key::Long(v)), _) => Some(2 * i128::from(*v)),
-            // Terms of a column holding none: nothing in it compares with them.
-            (Some(_), _) => Some(0),
+            (Some(Key::Double(v)), _) => part_of_i64(ordered_double(*v)),
+            (Some(Key::Long(v)), _) => part_of_i64(*v),
+            // Terms of a column holding none: only the missing bucket compares with them.
+            (Some(_), _) => PRESENT,
+        };
+        packed.push(if source.direction == Direction::Desc {
+            !part
+        } else {
+            part
         });
     }
-    Ok(raw)
+    Ok(packed)
 }
 
-fn compare_raw(a: &[RawPart], b: &[RawPart], composite: &Composite) -> Ordering {
-    for ((x, y), source) in a.iter().zip(b).zip(&composite.sources) {
-        let ordering = x.cmp(y);
-        let ordering = if source.direction == Direction::Desc {
-            ordering.reverse()
-        } else {
-            ordering
-        };
-        if ordering != Ordering::Equal {
-            return ordering;
-        }
-    }
-    Ordering::Equal
-}
-
-/// Keeps the `size` smallest raw keys and answers the largest of them: any key past it can be
+/// Keeps the `size` smallest keys and answers the largest of them: any key past it can be
 /// skipped from now on.
-fn prune_raw_groups(
-    groups: &mut HashMap<Vec<RawPart>, (u64, Vec<DocId>)>,
-    composite: &Composite,
-) -> Option<Vec<RawPart>> {
-    let last = composite.size.checked_sub(1)?;
+fn prune_packed<K: PackedKey + Clone>(groups: &mut FastMap<K, DocGroup>, size: usize) -> Option<K> {
+    let last = size.checked_sub(1)?;
     if groups.len() <= last {
         return None;
     }
-    let mut keys: Vec<Vec<RawPart>> = groups.keys().cloned().collect();
-    keys.select_nth_unstable_by(last, |a, b| compare_raw(a, b, composite));
+    let mut keys: Vec<K> = groups.keys().cloned().collect();
+    keys.select_nth_unstable(last);
     let largest = keys.get(last).cloned();
-    for key in keys.iter().skip(composite.size) {
-        groups.remove(key);
+    for key in keys.iter().skip(size) {
+        groups.remove(key.borrow());
     }
     largest
 }
@@ -2094,8 +2265,16 @@ fn collect_composite(
 ) -> Result<Partial> {
     let mut kinds = Vec::with_capacity(composite.sources.len());
     let mut columns = Vec::with_capacity(composite.sources.len());
+    let mut geo_columns = Vec::with_capacity(composite.sources.len());
     let mut formats = Vec::with_capacity(composite.sources.len());
     for source in &composite.sources {
+        if let CompositeSourceKind::Geotile { .. } = source.kind {
+            geo_columns.push(geo_column_of(segment, &source.source.field, agg)?);
+            kinds.push(FieldKind::Integer);
+            columns.push(SegmentColumn::Empty);
+            formats.push(ValueFormat::Geotile);
+            continue;
+        }
         let (kind, column) = field_of(segment, &source.source, agg)?;
         let format = match &source.kind {
             CompositeSourceKind::DateHistogram { rounding } => {
@@ -2113,95 +2292,71 @@ fn collect_composite(
         formats.push(format);
         kinds.push(kind);
         columns.push(column);
+        geo_columns.push(None);
     }
     let after = after_key(composite, &kinds)?
-        .map(|key| raw_after(&key, &columns))
+        .map(|key| packed_after(&key, composite, &columns))
         .transpose()?;
-    // Keys are grouped raw, as ordered integers (term ordinals, which sort as the terms within
-    // a segment; numbers; each doubled so an `after` term absent from the dictionary sits
-    // between two), and turned into terms and numbers once the segment is done.
-    let mut groups: HashMap<Vec<RawPart>, (u64, Vec<DocId>)> = HashMap::new();
-    let mut per_source: Vec<Vec<RawPart>> = vec![Vec::new(); composite.sources.len()];
-    let keep_docs = !agg.subs.is_empty();
-    let mut combination: Vec<RawPart> = Vec::with_capacity(composite.sources.len());
-    let mut seen: Vec<Vec<RawPart>> = Vec::new();
-    let mut threshold: Option<Vec<RawPart>> = None;
-    let mut indexes = vec![0usize; composite.sources.len()];
-    for &doc in docs {
-        let mut empty = false;
-        for (((source, kind), column), keys) in composite
-            .sources
-            .iter()
-            .zip(&kinds)
-            .zip(&columns)
-            .zip(per_source.iter_mut())
-        {
-            raw_keys(source, kind, column, doc, keys);
-            empty |= keys.is_empty();
-        }
-        if empty {
-            continue;
-        }
-        // Every combination of the sources' keys (a cartesian product for multi-valued fields).
-        indexes.iter_mut().for_each(|i| *i = 0);
-        seen.clear();
-        loop {
-            combination.clear();
-            for (keys, &i) in per_source.iter().zip(&indexes) {
-                combination.push(keys.get(i).copied().flatten());
-            }
-            let past_after = after.as_ref().is_none_or(|after| {
-                compare_raw(&combination, after, composite) == Ordering::Greater
-            });
-            // Past the largest of `size` keys already held: never on this page.
-            let within = threshold.as_ref().is_none_or(|largest| {
-                compare_raw(&combination, largest, composite) != Ordering::Greater
-            });
-            if past_after && within && !seen.contains(&combination) {
-                seen.push(combination.clone());
-                let entry = match groups.get_mut(combination.as_slice()) {
-                    Some(entry) => entry,
-                    None => groups
-                        .entry(combination.clone())
-                        .or_insert_with(|| (0, Vec::new())),
+    let mut readers = Vec::with_capacity(composite.sources.len());
+    for (((source, kind), column), geo) in composite
+        .sources
+        .iter()
+        .zip(&kinds)
+        .zip(&columns)
+        .zip(&geo_columns)
+    {
+        readers.push(match &source.kind {
+            CompositeSourceKind::Terms => match column {
+                SegmentColumn::Str(_) => PartReader::Ords(column),
+                _ if *kind == FieldKind::Double => PartReader::Doubles(column),
+                _ => PartReader::Integers(column),
+            },
+            CompositeSourceKind::Histogram { interval } => PartReader::Histogram(column, *interval),
+            CompositeSourceKind::DateHistogram { rounding } => {
+                let prepared = match column.min_max_i64() {
+                    Some((min, max)) => rounding.prepare(min, max, docs.len() / 4),
+                    None => rounding.prepare(1, 0, 0),
                 };
-                entry.0 += 1;
-                if keep_docs {
-                    entry.1.push(doc);
-                }
+                PartReader::Dates(column, prepared)
             }
-            // Next combination, odometer style.
-            let mut position = 0;
-            while let Some(slot) = indexes.get_mut(position) {
-                *slot += 1;
-                if *slot < per_source.get(position).map_or(0, Vec::len) {
-                    break;
-                }
-                *slot = 0;
-                position += 1;
+            CompositeSourceKind::Geotile { zoom, bounds } => {
+                PartReader::Geotile(geo.as_ref(), *zoom, *bounds)
             }
-            if position >= indexes.len() {
-                break;
-            }
-        }
-        if groups.len() > composite.size.saturating_mul(4).max(1024) {
-            threshold = prune_raw_groups(&mut groups, composite).or(threshold);
-        }
+        });
     }
-    prune_raw_groups(&mut groups, composite);
+    let scan = CompositeScan {
+        composite,
+        readers: &readers,
+        after: after.as_deref(),
+        keep_docs: !agg.subs.is_empty(),
+    };
+    let groups: Vec<(Vec<Part>, DocGroup)> = match composite.sources.len() {
+        1 => scan.run::<[Part; 1]>(docs),
+        2 => scan.run::<[Part; 2]>(docs),
+        3 => scan.run::<[Part; 3]>(docs),
+        PACKED_SOURCES_MAX => scan.run::<[Part; PACKED_SOURCES_MAX]>(docs),
+        _ => scan.run::<Box<[Part]>>(docs),
+    };
     segment
         .index
         .budget
         .reserve(groups.len() * BUCKET_BYTES, &agg.name)?;
     // Each source's ordinals read from its dictionary in one pass.
+    let ascending = |i: usize, part: Part| -> Part {
+        match composite.sources.get(i) {
+            Some(source) if source.direction == Direction::Desc => !part,
+            _ => part,
+        }
+    };
     let mut names: Vec<HashMap<u64, String>> = Vec::with_capacity(columns.len());
     for (i, column) in columns.iter().enumerate() {
         let mut map = HashMap::new();
         if let SegmentColumn::Str(_) = column {
             let mut ords: Vec<u64> = groups
-                .keys()
-                .filter_map(|key| key.get(i).copied().flatten())
-                .map(|raw| (raw / 2) as u64)
+                .iter()
+                .filter_map(|(key, _)| key.get(i).map(|&part| ascending(i, part)))
+                .filter(|&part| part != 0)
+                .map(|part| ((part & !PRESENT) / 2) as u64)
                 .collect();
             ords.sort_unstable();
             ords.dedup();
@@ -2210,41 +2365,40 @@ fn collect_composite(
         }
         names.push(map);
     }
-    let to_key = |i: usize, raw: RawPart| -> Option<Key> {
-        let raw = raw?;
+    let to_key = |i: usize, part: Part| -> Option<Key> {
+        let part = ascending(i, part);
+        if part == 0 {
+            return None;
+        }
+        let value = part & !PRESENT;
+        let number = ((value as u64) ^ SIGN) as i64;
         let source = composite.sources.get(i)?;
         Some(match (columns.get(i), &source.kind, kinds.get(i)) {
             (Some(SegmentColumn::Str(_)), CompositeSourceKind::Terms, _) => Key::Str(
                 names
                     .get(i)
-                    .and_then(|n| n.get(&((raw / 2) as u64)))
+                    .and_then(|n| n.get(&((value / 2) as u64)))
                     .cloned()
                     .unwrap_or_default(),
             ),
             (_, CompositeSourceKind::Histogram { .. }, _)
             | (_, CompositeSourceKind::Terms, Some(FieldKind::Double)) => {
-                Key::Double(double_from_ordered((raw / 2) as i64))
+                Key::Double(double_from_ordered(number))
             }
-            _ => Key::Long((raw / 2) as i64),
+            _ => Key::Long(number),
         })
     };
-    let groups: Vec<(Vec<Option<Key>>, DocGroup)> = groups
-        .into_iter()
-        .map(|(raw, group)| {
-            let key = raw
-                .into_iter()
-                .enumerate()
-                .map(|(i, part)| to_key(i, part))
-                .collect();
-            (key, group)
-        })
-        .collect();
     let mut acc = CompositeAcc {
         buckets: HashMap::new(),
         formats,
     };
-    for (key, (count, bucket_docs)) in groups {
-        let subs = if keep_docs {
+    for (packed, (count, bucket_docs)) in groups {
+        let key = packed
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| to_key(i, part))
+            .collect();
+        let subs = if scan.keep_docs {
             collect_level(&agg.subs, segment, &bucket_docs)?
         } else {
             Vec::new()
@@ -2259,6 +2413,107 @@ fn collect_composite(
         );
     }
     Ok(Partial::Composite(acc))
+}
+
+/// One segment's pass of a composite: the keys of one page, grouped raw.
+struct CompositeScan<'a> {
+    composite: &'a Composite,
+    readers: &'a [PartReader<'a>],
+    /// The `after` key in this segment's parts: only keys past it count.
+    after: Option<&'a [Part]>,
+    keep_docs: bool,
+}
+
+impl CompositeScan<'_> {
+    /// Groups the documents by key, keeping only keys that can be on the page: past `after`
+    /// and, once more than a page is held, not past the largest of the `size` smallest held.
+    /// Answers at most `size` groups with their keys' parts.
+    fn run<K: PackedKey + Clone>(&self, docs: &[DocId]) -> Vec<(Vec<Part>, DocGroup)> {
+        let sources = &self.composite.sources;
+        let size = self.composite.size;
+        // Pruning to the page costs a selection over the held keys, so it waits for a few pages.
+        let prune_at = size.saturating_mul(4).max(1024);
+        let mut groups: FastMap<K, DocGroup> = FastMap::default();
+        let mut per_source: Vec<Vec<Part>> = vec![Vec::new(); sources.len()];
+        let mut combination: Vec<Part> = vec![0; sources.len()];
+        let mut indexes = vec![0usize; sources.len()];
+        let mut threshold: Option<K> = None;
+        // The first source's bounds: a document none of whose first parts lies within them
+        // cannot have a key on this page, whatever its other sources hold.
+        let first_low = self.after.and_then(|after| after.first().copied());
+        'docs: for &doc in docs {
+            for (i, ((reader, source), parts)) in self
+                .readers
+                .iter()
+                .zip(sources)
+                .zip(per_source.iter_mut())
+                .enumerate()
+            {
+                reader.read(
+                    doc,
+                    source.direction == Direction::Desc,
+                    source.missing_bucket,
+                    parts,
+                );
+                if i == 0 {
+                    let high = threshold.as_ref().and_then(|t| t.borrow().first().copied());
+                    parts.retain(|&part| {
+                        first_low.is_none_or(|low| part >= low)
+                            && high.is_none_or(|high| part <= high)
+                    });
+                }
+                if parts.is_empty() {
+                    continue 'docs;
+                }
+            }
+            // Every combination of the sources' parts (a cartesian product for multi-valued
+            // fields), each distinct since each source's parts are.
+            indexes.iter_mut().for_each(|i| *i = 0);
+            loop {
+                for ((slot, parts), &i) in combination.iter_mut().zip(&per_source).zip(&indexes) {
+                    *slot = parts.get(i).copied().unwrap_or(0);
+                }
+                let key = combination.as_slice();
+                let past_after = self.after.is_none_or(|after| key > after);
+                let within = threshold
+                    .as_ref()
+                    .is_none_or(|largest| key <= largest.borrow());
+                if past_after && within {
+                    let entry = match groups.get_mut(key) {
+                        Some(entry) => entry,
+                        None => groups
+                            .entry(K::from_parts(key))
+                            .or_insert_with(|| (0, Vec::new())),
+                    };
+                    entry.0 += 1;
+                    if self.keep_docs {
+                        entry.1.push(doc);
+                    }
+                }
+                // Next combination, odometer style.
+                let mut position = 0;
+                while let Some(slot) = indexes.get_mut(position) {
+                    *slot += 1;
+                    if *slot < per_source.get(position).map_or(0, Vec::len) {
+                        break;
+                    }
+                    *slot = 0;
+                    position += 1;
+                }
+                if position >= indexes.len() {
+                    break;
+                }
+            }
+            if groups.len() > prune_at {
+                threshold = prune_packed(&mut groups, size).or(threshold);
+            }
+        }
+        prune_packed(&mut groups, size);
+        groups
+            .into_iter()
+            .map(|(key, group)| (key.borrow().to_vec(), group))
+            .collect()
+    }
 }
 
 /// The index-level ("shard") step: `terms` keep their best `shard_size` buckets, and remember

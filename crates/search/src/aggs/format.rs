@@ -379,6 +379,8 @@ pub enum ValueFormat {
     /// String keys are encoded `ip` addresses (`ip.rs`), printed as addresses; they order by
     /// their encoded form, which is address order.
     Ip,
+    /// Integer keys are encoded map tiles (`geo::geotile_encode`), printed `zoom/x/y`.
+    Geotile,
 }
 
 impl ValueFormat {
@@ -389,7 +391,7 @@ impl ValueFormat {
             ValueFormat::Date(format, zone) => Some(format.format(value as i64, zone)),
             ValueFormat::Boolean => Some(if value != 0.0 { "true" } else { "false" }.into()),
             ValueFormat::Decimal(format) => Some(format.format(value)),
-            ValueFormat::Ip => None,
+            ValueFormat::Ip | ValueFormat::Geotile => None,
         }
     }
 

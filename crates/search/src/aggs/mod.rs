@@ -747,8 +747,18 @@ pub struct Filters {
 #[derive(Debug, Clone)]
 pub enum CompositeSourceKind {
     Terms,
-    Histogram { interval: f64 },
-    DateHistogram { rounding: Rounding },
+    Histogram {
+        interval: f64,
+    },
+    DateHistogram {
+        rounding: Rounding,
+    },
+    /// The map tiles at `zoom` holding a `geo_point` field's points (only those inside
+    /// `bounds`), keyed `zoom/x/y` and ordered by tile (`x`, then `y`) as Elasticsearch's.
+    Geotile {
+        zoom: u32,
+        bounds: Option<crate::geo::GeoBox>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -395,7 +395,14 @@ impl Partial {
             }),
             AggKind::Composite(composite) => Partial::Composite(CompositeAcc {
                 buckets: HashMap::new(),
-                formats: vec![ValueFormat::Raw; composite.sources.len()],
+                formats: composite
+                    .sources
+                    .iter()
+                    .map(|source| match source.kind {
+                        super::CompositeSourceKind::Geotile { .. } => ValueFormat::Geotile,
+                        _ => ValueFormat::Raw,
+                    })
+                    .collect(),
             }),
             AggKind::Filter(_)
             | AggKind::Missing(_)

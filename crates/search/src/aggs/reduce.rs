@@ -742,6 +742,7 @@ fn finalize(agg: &Aggregation, partial: Partial, counter: &mut BucketCounter) ->
                             Some(Key::Str(s)) => Value::String(format.print_str(s)),
                             Some(Key::Long(v)) => match format {
                                 ValueFormat::Raw => Value::from(*v),
+                                ValueFormat::Geotile => Value::String(crate::geo::geotile_text(*v)),
                                 _ => format
                                     .print(*v as f64)
                                     .map_or(Value::from(*v), Value::String),

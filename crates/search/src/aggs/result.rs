@@ -41,7 +41,11 @@ pub struct TopHit {
     pub index: String,
     pub id: String,
     pub score: Option<f32>,
+    /// The document's source, or for a nested object (a hit inside a `nested` aggregation)
+    /// the object itself.
     pub source: Arc<[u8]>,
+    /// Where a nested object sits in its document (`_nested`: `{field, offset, _nested}`).
+    pub nested: Option<Value>,
     pub sort: Vec<Value>,
 }
 
