@@ -24,6 +24,7 @@ mod docs;
 mod firehose;
 mod http;
 mod ledger;
+mod ledger_reads;
 mod ledger_session;
 mod machine;
 mod postgres;

@@ -732,7 +732,7 @@ impl Evaluator<'_> {
         if let Expr::Call { name, args } = &scan.source
             && name == "history"
         {
-            return self.scan_history(scan, args, env);
+            return self.scan_history(scan, args, env, conjuncts);
         }
         let value = self.expr(&scan.source, env)?;
         let alias = scan
@@ -835,6 +835,7 @@ impl Evaluator<'_> {
         scan: &Scan,
         args: &[Expr],
         env: &Env,
+        conjuncts: &[&Expr],
     ) -> Result<Vec<Env>, LedgerError> {
         let table = match args.first() {
             Some(Expr::Var(ident)) => self.table(ident).or_else(|_| {
@@ -867,11 +868,18 @@ impl Evaluator<'_> {
         };
         let start = bound(self, 1)?;
         let end = bound(self, 2)?;
-        let revisions = self.transaction.table_history(&table.table_id)?;
         let alias = scan
             .alias
             .as_ref()
             .map_or_else(|| "history".to_owned(), |alias| alias.name.clone());
+        // `WHERE h.metadata.id = 'constant'`: one document's revisions, as QLDB recommends
+        // querying history, instead of every revision of the table.
+        let revisions = match self.history_document_id(&alias, conjuncts)? {
+            Some(document_id) => self
+                .transaction
+                .document_history(&table.table_id, &document_id)?,
+            None => self.transaction.table_history(&table.table_id)?,
+        };
         let mut rows = Vec::new();
         for (position, revision) in revisions.iter().enumerate() {
             let begins = model::datetime_from_timestamp(&revision.metadata.tx_time)?;
@@ -906,6 +914,41 @@ impl Evaluator<'_> {
     }
 
     /// The live documents of a table, through an index when a conjunct allows it.
+    /// The document id a conjunct `<alias>.metadata.id = <constant>` of a `history()` scan
+    /// names, if any (the WHERE clause still filters the rows afterwards).
+    fn history_document_id(
+        &mut self,
+        alias: &str,
+        conjuncts: &[&Expr],
+    ) -> Result<Option<String>, LedgerError> {
+        for conjunct in conjuncts {
+            let Expr::Binary {
+                op: BinaryOp::Eq,
+                left,
+                right,
+            } = conjunct
+            else {
+                continue;
+            };
+            let constant = match (left.as_ref(), right.as_ref()) {
+                (path, constant) | (constant, path)
+                    if is_metadata_id_of(path, alias) && is_constant(constant) =>
+                {
+                    constant
+                }
+                _ => continue,
+            };
+            if let Some(document_id) = self
+                .expr(constant, &Env::default())?
+                .as_ref()
+                .and_then(value::text_of)
+            {
+                return Ok(Some(document_id.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
     fn table_documents(
         &mut self,
         table: &TableInfo,
@@ -1629,6 +1672,20 @@ fn contains_aggregate(expr: &Expr) -> bool {
 }
 
 /// Whether an expression depends on no row (literals, parameters and constructors of them).
+/// Whether `expr` is `<alias>.metadata.id`.
+fn is_metadata_id_of(expr: &Expr, alias: &str) -> bool {
+    matches!(
+        expr,
+        Expr::Path { root, steps }
+            if matches!(root.as_ref(), Expr::Var(root) if root.matches(alias))
+                && matches!(
+                    steps.as_slice(),
+                    [PathStep::Field(metadata), PathStep::Field(id)]
+                        if metadata.matches("metadata") && id.matches("id")
+                )
+    )
+}
+
 fn is_constant(expr: &Expr) -> bool {
     let mut constant = true;
     expr.for_each(&mut |inner| {

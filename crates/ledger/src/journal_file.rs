@@ -2,7 +2,10 @@
 //! names the strand; then every block is one frame `body length u32 · CRC32 u32 · body`, the
 //! body being the block's sequence number (u64) and its Ion binary. Frames are only ever
 //! appended, a group of them with one write and one fsync (group commit); recovery scans from the
-//! last checkpointed position and cuts only a torn tail. The layout borrows the log's segment
+//! last checkpointed position and cuts only a torn tail. The file is grown ahead of its frames in
+//! zero-filled steps (as PostgreSQL's WAL segments are), so an append's `fdatasync` flushes the
+//! frames' pages only, not a new file size and extent metadata; a zero frame header followed by
+//! nothing but zeros is the end of the written frames. The layout borrows the log's segment
 //! framing (`crates/log`, `docs/log-format.md`) rather than the crate: a log frame carries a
 //! stream record (partition key, arrival time) where the ledger needs numbered blocks in one
 //! file whose positions its derived state points into. Spec: `docs/ledger-format.md`.
@@ -10,6 +13,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::LedgerError;
 
@@ -39,6 +43,22 @@ pub const FRAME_BODY_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// Bytes read at a time by sequential scans (recovery, chain verification, export).
 const SCAN_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Least the journal grows by when an append would run past its zero-filled end. Each step
+/// is as large as the frames already written, between this and
+/// [`JOURNAL_PREALLOCATION_STEP_BYTES_MAX`], so a small ledger (and every test's) costs little
+/// disk while a large one extends rarely.
+pub const JOURNAL_PREALLOCATION_STEP_BYTES_MIN: u64 = 256 * 1024;
+
+/// Most the journal grows by at a time (PostgreSQL's WAL segment size). The append that finds
+/// the zero-filled room too small writes the step's zeros before its frames and pays for one
+/// fsync that also commits the new size; every append after it, until the room runs out again,
+/// overwrites zeros and its fsync flushes data only. A group larger than the room grows the file
+/// to hold it whole.
+pub const JOURNAL_PREALLOCATION_STEP_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Zeros written per `pwrite` while growing the journal.
+const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Where a block's frame lies in the journal: what the derived state keeps instead of a copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +169,10 @@ pub struct ScanEnd {
     pub valid_end: u64,
     /// The sequence number the next frame would carry.
     pub next_sequence_no: u64,
-    /// Set when the file ends in a torn append: a partial frame header, a frame whose length runs
-    /// past the end of the file, a zero-filled tail, or a last frame whose checksum fails.
+    /// Set when the frames end in a torn append: a partial frame header, a frame whose length
+    /// runs past the end of the file, or a last frame whose checksum fails, each followed by
+    /// nothing but zeros (the pre-allocated tail) or by the end of the file. A tail of zeros
+    /// alone is not torn: it is the room pre-allocated for the next appends.
     pub torn_tail: Option<String>,
 }
 
@@ -172,6 +194,9 @@ pub struct JournalFile {
     path: PathBuf,
     file: File,
     strand_id: String,
+    /// The file's length: frames up to the ledger's journal end, then zeros. Only the writer
+    /// (the commit leader, a load, recovery) changes it, under the ledger's tip lock.
+    allocated_end: AtomicU64,
 }
 
 impl JournalFile {
@@ -192,6 +217,7 @@ impl JournalFile {
             path: path.to_path_buf(),
             file,
             strand_id: strand_id.to_owned(),
+            allocated_end: AtomicU64::new(HEADER_BYTES),
         })
     }
 
@@ -206,10 +232,12 @@ impl JournalFile {
             ))
         })?;
         let strand_id = decode_header(path, &header)?;
+        let allocated_end = AtomicU64::new(file.metadata()?.len());
         Ok(JournalFile {
             path: path.to_path_buf(),
             file,
             strand_id,
+            allocated_end,
         })
     }
 
@@ -228,14 +256,58 @@ impl JournalFile {
         Ok(self.file.metadata()?.len())
     }
 
-    /// Writes `frames` at `offset` (the end of the last frame) without fsync.
+    /// Writes `frames` at `offset` (the end of the last frame) without fsync, first growing the
+    /// file by a zero-filled step if they would run past its end; the caller's [`Self::sync`]
+    /// makes both durable.
     pub fn write_at(&self, frames: &[u8], offset: u64) -> Result<(), LedgerError> {
-        self.file.write_all_at(frames, offset).map_err(|error| {
+        let storage = |error: std::io::Error| {
             LedgerError::Storage(format!(
                 "appending to journal {}: {error}",
                 self.path.display()
             ))
-        })
+        };
+        let frames_end = offset + frames.len() as u64;
+        let allocated_end = self.allocated_end.load(Ordering::Acquire);
+        if frames_end > allocated_end {
+            let step = frames_end.clamp(
+                JOURNAL_PREALLOCATION_STEP_BYTES_MIN,
+                JOURNAL_PREALLOCATION_STEP_BYTES_MAX,
+            );
+            let new_end = frames_end + step;
+            // Zeros only past the frames: the bytes below `frames_end` are written next.
+            self.zero_fill(allocated_end.max(frames_end), new_end)
+                .map_err(storage)?;
+            self.allocated_end.store(new_end, Ordering::Release);
+        }
+        self.file.write_all_at(frames, offset).map_err(storage)
+    }
+
+    /// Reserves `start..end` and writes zeros into it, so later appends there overwrite written
+    /// blocks instead of allocating (or converting unwritten extents) under their fsync.
+    fn zero_fill(&self, start: u64, end: u64) -> std::io::Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        // Contiguous space up front where the file system offers it; zeros are written anyway,
+        // since a reserved but unwritten extent would still cost metadata on first write.
+        match rustix::fs::fallocate(
+            &self.file,
+            rustix::fs::FallocateFlags::empty(),
+            start,
+            end - start,
+        ) {
+            Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+        let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+        let mut at = start;
+        while at < end {
+            let take = (end - at).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+            self.file
+                .write_all_at(zeros.get(..take).unwrap_or_default(), at)?;
+            at += take as u64;
+        }
+        Ok(())
     }
 
     /// Makes every written frame durable (`fdatasync`: the length is data too).
@@ -246,9 +318,11 @@ impl JournalFile {
     }
 
     /// Cuts the file at `length` (a torn tail, or a cancelled load) and makes that durable.
+    /// The next append grows it again by a zero-filled step.
     pub fn truncate(&self, length: u64) -> Result<(), LedgerError> {
         self.file.set_len(length)?;
         self.file.sync_all()?;
+        self.allocated_end.store(length, Ordering::Release);
         Ok(())
     }
 
@@ -337,7 +411,8 @@ impl JournalFile {
             let (body_length, crc) = decode_frame_header(header);
             if body_length == 0 && crc == 0 {
                 if rest_is_zero(&mut reader, position, file_length)? {
-                    end.torn_tail = Some("a zero-filled tail".to_owned());
+                    // The room pre-allocated for the next appends (or a tail no byte of the
+                    // next append reached): the written frames end here.
                     break;
                 }
                 return Err(corrupt(position, "a zero frame header before more data"));
@@ -346,20 +421,30 @@ impl JournalFile {
                 end.torn_tail = Some("a frame whose length runs past the end".to_owned());
                 break;
             }
+            if body_length < FRAME_BODY_BYTES_MIN
+                && rest_is_zero(&mut reader, position + 4, file_length)?
+            {
+                // Only the first bytes of a length were written before the zeros ahead of it.
+                end.torn_tail = Some("a partial frame header".to_owned());
+                break;
+            }
             if !(FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX).contains(&body_length) {
                 return Err(corrupt(
                     position,
                     &format!("an implausible frame length {body_length}"),
                 ));
             }
-            let body = reader.bytes(position + FRAME_HEADER_BYTES, body_length as usize)?;
-            if crc32fast::hash(body) != crc {
-                if FRAME_HEADER_BYTES + body_length == remaining {
+            let frame_end = position + FRAME_HEADER_BYTES + body_length;
+            if crc32fast::hash(reader.bytes(position + FRAME_HEADER_BYTES, body_length as usize)?)
+                != crc
+            {
+                if rest_is_zero(&mut reader, frame_end, file_length)? {
                     end.torn_tail = Some("a checksum mismatch in the last frame".to_owned());
                     break;
                 }
                 return Err(corrupt(position, "a checksum mismatch"));
             }
+            let body = reader.bytes(position + FRAME_HEADER_BYTES, body_length as usize)?;
             let (sequence_no, block_bytes) =
                 split_body(body).ok_or_else(|| corrupt(position, "a short body"))?;
             if sequence_no != end.next_sequence_no {
@@ -522,7 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn damage_before_more_frames_is_corruption_and_a_zero_tail_is_torn() {
+    fn damage_before_more_frames_is_corruption_and_a_zero_tail_is_room() {
         let (dir, journal, positions) =
             journal_with(&[b"\xe0\x01\x00\xeaone", b"\xe0\x01\x00\xeatwo"]);
         let path = dir.path().join("journal");
@@ -539,8 +624,80 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (blocks, end) = scan_all(&journal).unwrap();
         assert_eq!(blocks.len(), 2);
-        assert_eq!(end.torn_tail.as_deref(), Some("a zero-filled tail"));
+        assert_eq!(end.valid_end, positions[1].end());
+        assert_eq!(
+            end.torn_tail, None,
+            "zeros after the frames are pre-allocated room"
+        );
         assert!(JournalFile::open(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn appends_grow_the_file_in_zero_filled_steps_and_scans_stop_at_the_zeros() {
+        let (dir, journal, positions) = journal_with(&[b"\xe0\x01\x00\xeaone"]);
+        let frames_end = positions[0].end();
+        let grown = journal.length_bytes().unwrap();
+        assert_eq!(grown, frames_end + JOURNAL_PREALLOCATION_STEP_BYTES_MIN);
+        let bytes = std::fs::read(dir.path().join("journal")).unwrap();
+        assert!(bytes[frames_end as usize..].iter().all(|byte| *byte == 0));
+        // Appends into the room leave the length alone.
+        let mut frame = Vec::new();
+        let length = encode_frame(&mut frame, 1, b"\xe0\x01\x00\xeatwo");
+        journal.write_at(&frame, frames_end).unwrap();
+        journal.sync().unwrap();
+        assert_eq!(journal.length_bytes().unwrap(), grown);
+        let reopened = JournalFile::open(&dir.path().join("journal")).unwrap();
+        let (blocks, end) = scan_all(&reopened).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(end.valid_end, frames_end + u64::from(length));
+        assert_eq!(end.torn_tail, None);
+        // An append larger than the room grows the file to hold it, plus a larger step.
+        let big = vec![0x11u8; (JOURNAL_PREALLOCATION_STEP_BYTES_MIN * 2) as usize];
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, 2, &big);
+        reopened.write_at(&frame, end.valid_end).unwrap();
+        let big_end = end.valid_end + frame.len() as u64;
+        assert_eq!(reopened.length_bytes().unwrap(), big_end * 2);
+        let (blocks, end) = scan_all(&reopened).unwrap();
+        assert_eq!(
+            (blocks.len(), end.valid_end, end.torn_tail),
+            (3, big_end, None)
+        );
+        // A truncation gives the room back; the next append grows the file again.
+        reopened.truncate(big_end).unwrap();
+        assert_eq!(reopened.length_bytes().unwrap(), big_end);
+    }
+
+    #[test]
+    fn a_cut_anywhere_in_the_last_frame_before_a_zeroed_tail_is_a_torn_tail() {
+        // A body of 261 bytes: a length whose first byte alone (5) is below the minimum, so the
+        // cuts inside the length field meet both kinds of partial header.
+        let last_block = [0x42u8; 253];
+        let (dir, journal, positions) = journal_with(&[b"\xe0\x01\x00\xeaone", &last_block]);
+        let path = dir.path().join("journal");
+        let last = positions[1];
+        let bytes = std::fs::read(&path).unwrap();
+        drop(journal);
+        for cut in last.offset..last.end() {
+            let mut torn = bytes.clone();
+            torn[cut as usize..].fill(0);
+            std::fs::write(&path, &torn).unwrap();
+            let (blocks, end) = scan_all(&JournalFile::open(&path).unwrap()).unwrap();
+            assert_eq!(blocks.len(), 1, "cut at {cut}");
+            assert_eq!(end.valid_end, last.offset, "cut at {cut}");
+            assert_eq!(end.torn_tail.is_some(), cut > last.offset, "cut at {cut}");
+            // The same torn frame followed by a byte of data is corruption, not a tear.
+            let mut damaged = torn;
+            *damaged.last_mut().unwrap() = 1;
+            std::fs::write(&path, &damaged).unwrap();
+            assert!(
+                matches!(
+                    scan_all(&JournalFile::open(&path).unwrap()),
+                    Err(LedgerError::VerificationFailed(_))
+                ),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

@@ -1142,6 +1142,21 @@ fn recover(
     write.set_durability(redb::Durability::Immediate)?;
     write.set_quick_repair(true);
     let journal_start = tip.journal_end;
+    if let Some(last) = tip.block_count.checked_sub(1) {
+        // The journal's pre-allocated tail reads as zeros where a lost block was, so a file long
+        // enough is no proof: the state's last block must read back whole where it points.
+        let positions = write.open_table(storage::BLOCK_POSITIONS)?;
+        let readable = storage::read_block_position(&positions, last)?
+            .filter(|position| position.end() == journal_start)
+            .is_some_and(|position| journal.read_block(position, last).is_ok());
+        if !readable {
+            return Err(LedgerError::Storage(format!(
+                "journal {} does not hold block {last} where the ledger's state points: \
+                 the state is ahead of its journal",
+                journal.path().display()
+            )));
+        }
+    }
     let mut state = StateWriter::load(&write, journal, tip)?;
     let mut replayed = 0u64;
     let end = journal.scan(journal_start, state.tip().block_count, |frame| {

@@ -196,6 +196,19 @@ pub fn read_table_revision_refs(
     Ok(references)
 }
 
+/// References to every revision of one document, oldest first.
+pub fn read_document_revision_refs(
+    table: &impl ReadableTable<(&'static str, &'static str, u64), (u64, u32)>,
+    table_id: &str,
+    document_id: &str,
+) -> Result<Vec<(u64, u32)>, LedgerError> {
+    let mut references = Vec::new();
+    for entry in table.range((table_id, document_id, 0u64)..=(table_id, document_id, u64::MAX))? {
+        references.push(entry?.1.value());
+    }
+    Ok(references)
+}
+
 /// Document ids under one index value key.
 pub fn read_index(
     table: &impl ReadableMultimapTable<(&'static str, &'static str, &'static str), &'static str>,

@@ -625,6 +625,27 @@ impl Transaction {
         self.ledger.read_revisions(&self.snapshot, &references)
     }
 
+    /// The committed revisions of one document, oldest first: `history()` narrowed to
+    /// `metadata.id = <constant>`. The read set records the document's version, which every new
+    /// revision of it changes, instead of the whole table's write sequence.
+    pub(crate) fn document_history(
+        &mut self,
+        table_id: &str,
+        document_id: &str,
+    ) -> Result<Vec<Revision>, LedgerError> {
+        let reference = self.document_ref(table_id, document_id)?;
+        self.reads.push(ReadItem::Document {
+            table_id: table_id.to_owned(),
+            document_id: document_id.to_owned(),
+            version: reference.map(|reference| reference.version),
+        });
+        let references = {
+            let revisions = self.snapshot.open_table(storage::REVISIONS)?;
+            storage::read_document_revision_refs(&revisions, table_id, document_id)?
+        };
+        self.ledger.read_revisions(&self.snapshot, &references)
+    }
+
     // ----- writes -----
 
     fn check_document(&self, data: &Element) -> Result<(), LedgerError> {

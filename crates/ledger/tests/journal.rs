@@ -283,24 +283,6 @@ fn block_shape_follows_qldb() {
     assert_eq!(document.get("statements").unwrap(), &ion("[0]"));
 }
 
-/// One frame of a journal: its offset, its length and its block's bytes.
-type Frame = (usize, usize, Vec<u8>);
-
-/// The bytes and frames of a closed ledger's journal.
-fn journal_frames(path: &std::path::Path) -> (Vec<u8>, Vec<Frame>) {
-    let bytes = std::fs::read(path).unwrap();
-    let mut frames = Vec::new();
-    let mut offset = sluice_ledger::journal_file::HEADER_BYTES as usize;
-    while offset < bytes.len() {
-        let body_length =
-            u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-        let length = 8 + body_length;
-        frames.push((offset, length, bytes[offset + 16..offset + length].to_vec()));
-        offset += length;
-    }
-    (bytes, frames)
-}
-
 #[test]
 fn tampering_with_a_stored_block_is_detected() {
     let fixture = Fixture::new();

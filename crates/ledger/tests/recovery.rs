@@ -1,7 +1,8 @@
 //! Recovery of the derived state from the journal: a state checkpointed before the journal's
 //! last blocks is brought up to date on open, a journal cut at any byte of its last block (a
-//! torn group append) opens as the ledger before that block, and group commit keeps OCC exact
-//! when many threads commit at once.
+//! torn group append, with the file ending there or followed by its zero-filled pre-allocated
+//! tail) opens as the ledger before that block, and group commit keeps OCC exact when many
+//! threads commit at once.
 
 mod common;
 
@@ -20,14 +21,15 @@ fn open(data_dir: &Path) -> Ledgers {
     Ledgers::open_dir(data_dir, clock(), Limits::default()).unwrap()
 }
 
-/// A ledger closed after `blocks_before` blocks, its state file saved at that point, then one
-/// more block committed and the ledger closed again. Returns the directory, the saved state,
-/// the journal's length and digest before the last block, and the digest after it.
+/// A ledger closed after a few blocks, its state file saved at that point, then one more block
+/// committed and the ledger closed again. Holds the directory, the saved state, where the
+/// journal's frames ended and the digest before the last block, and the same after it.
 struct TwoPoints {
     _dir: tempfile::TempDir,
     ledger_dir: PathBuf,
     state_before: Vec<u8>,
     journal_before_bytes: u64,
+    journal_after_bytes: u64,
     digest_before: LedgerDigest,
     digest_after: LedgerDigest,
 }
@@ -44,7 +46,7 @@ fn two_points(last_statement: &str) -> TwoPoints {
         run(&ledger, "INSERT INTO T << {'k': 1}, {'k': 2} >>");
     }
     let state_before = std::fs::read(ledger_dir.join("state.redb")).unwrap();
-    let journal_before_bytes = std::fs::metadata(ledger_dir.join("journal")).unwrap().len();
+    let journal_before_bytes = journal_frames_end(&ledger_dir.join("journal"));
     let (digest_before, digest_after) = {
         let ledgers = open(&data_dir);
         let ledger = ledgers.ledger("torn").unwrap();
@@ -52,84 +54,128 @@ fn two_points(last_statement: &str) -> TwoPoints {
         run(&ledger, last_statement);
         (before, ledger.digest().unwrap().unwrap())
     };
+    let journal_after_bytes = journal_frames_end(&ledger_dir.join("journal"));
     TwoPoints {
         _dir: dir,
         ledger_dir,
         state_before,
         journal_before_bytes,
+        journal_after_bytes,
         digest_before,
         digest_after,
     }
 }
 
+/// Zeros after a cut that stand for the journal's pre-allocated tail (any length does).
+const ZERO_TAIL_BYTES: usize = 16 * 1024;
+
 /// Copies the ledger with its state as saved before the last block and its journal cut at
-/// `cut` bytes, as a crash during the last block's append leaves it.
-fn crashed_copy(points: &TwoPoints, cut: u64) -> tempfile::TempDir {
+/// `cut` bytes, as a crash during the last block's append leaves it: the file ends at the cut
+/// (an append that grew the file), or zeros follow it (an append into pre-allocated room).
+fn crashed_copy(points: &TwoPoints, cut: u64, zero_tail: bool) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     let target = copy.path().join("torn.ledger");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("state.redb"), &points.state_before).unwrap();
     let journal = std::fs::read(points.ledger_dir.join("journal")).unwrap();
-    std::fs::write(target.join("journal"), &journal[..cut as usize]).unwrap();
+    let mut cut_journal = journal[..cut as usize].to_vec();
+    if zero_tail {
+        cut_journal.resize(points.journal_after_bytes as usize + ZERO_TAIL_BYTES, 0);
+    }
+    std::fs::write(target.join("journal"), cut_journal).unwrap();
     copy
 }
 
 #[test]
 fn a_journal_cut_at_every_byte_of_its_last_block_opens_as_the_ledger_before_it() {
     let points = two_points("UPDATE T SET k = 3 WHERE k = 2");
-    let journal_after_bytes = std::fs::metadata(points.ledger_dir.join("journal"))
-        .unwrap()
-        .len();
+    let journal_after_bytes = points.journal_after_bytes;
     assert!(journal_after_bytes > points.journal_before_bytes);
-    for cut in points.journal_before_bytes..=journal_after_bytes {
-        let copy = crashed_copy(&points, cut);
-        let ledgers = open(copy.path());
-        let ledger = ledgers.ledger("torn").unwrap();
-        let whole = cut == journal_after_bytes;
-        let expected = if whole {
-            &points.digest_after
-        } else {
-            &points.digest_before
-        };
-        assert_eq!(&ledger.digest().unwrap().unwrap(), expected, "cut at {cut}");
-        let report = ledger.verify_chain(|_, _| {}).unwrap();
-        assert_eq!(report.digest.as_ref(), Some(expected), "cut at {cut}");
-        // The derived state (documents and the index) matches the blocks that survived.
-        let keys = if whole { "1 3" } else { "1 2" };
-        assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T"), keys);
-        assert_eq!(
-            run(&ledger, "SELECT VALUE k FROM T WHERE k = 2").len(),
-            usize::from(!whole),
-            "cut at {cut}"
-        );
-        // The torn tail is gone from the file, and the ledger appends after what survived.
-        let expected_length = if whole {
-            journal_after_bytes
-        } else {
-            points.journal_before_bytes
-        };
-        assert_eq!(
-            std::fs::metadata(copy.path().join("torn.ledger/journal"))
-                .unwrap()
-                .len(),
-            expected_length,
-            "cut at {cut}"
-        );
-        // Appending after the cut costs an fsync; a sample of cuts is enough to show it.
-        if cut % 32 == 0 || cut + 2 >= journal_after_bytes {
-            run(&ledger, "INSERT INTO T VALUE {'k': 4}");
-            ledger.verify_chain(|_, _| {}).unwrap();
+    for zero_tail in [false, true] {
+        for cut in points.journal_before_bytes..=journal_after_bytes {
+            let context = format!("cut at {cut}, zero tail {zero_tail}");
+            let copy = crashed_copy(&points, cut, zero_tail);
+            let ledgers = open(copy.path());
+            let ledger = ledgers.ledger("torn").unwrap();
+            let whole = cut == journal_after_bytes;
+            let expected = if whole {
+                &points.digest_after
+            } else {
+                &points.digest_before
+            };
+            assert_eq!(&ledger.digest().unwrap().unwrap(), expected, "{context}");
+            let report = ledger.verify_chain(|_, _| {}).unwrap();
+            assert_eq!(report.digest.as_ref(), Some(expected), "{context}");
+            // The derived state (documents and the index) matches the blocks that survived.
+            let keys = if whole { "1 3" } else { "1 2" };
+            assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T"), keys);
+            assert_eq!(
+                run(&ledger, "SELECT VALUE k FROM T WHERE k = 2").len(),
+                usize::from(!whole),
+                "{context}"
+            );
+            // The torn tail is gone from the file (only zeros follow what survived), and the
+            // ledger appends after what survived.
+            let expected_end = if whole {
+                journal_after_bytes
+            } else {
+                points.journal_before_bytes
+            };
+            let journal = copy.path().join("torn.ledger/journal");
+            assert_eq!(journal_frames_end(&journal), expected_end, "{context}");
+            // Appending after the cut costs an fsync; a sample of cuts is enough to show it.
+            if cut % 32 == 0 || cut + 2 >= journal_after_bytes {
+                run(&ledger, "INSERT INTO T VALUE {'k': 4}");
+                ledger.verify_chain(|_, _| {}).unwrap();
+                assert!(journal_frames_end(&journal) > expected_end, "{context}");
+            }
         }
     }
 }
 
 #[test]
+fn a_torn_frame_before_a_zeroed_tail_is_cut_but_damage_before_a_later_frame_is_refused() {
+    let points = two_points("INSERT INTO T VALUE {'k': 9}");
+    let last_frame = points.journal_before_bytes as usize..points.journal_after_bytes as usize;
+    let mut journal = std::fs::read(points.ledger_dir.join("journal")).unwrap();
+    journal.truncate(last_frame.end);
+    journal.resize(last_frame.end + ZERO_TAIL_BYTES, 0);
+    let write_copy = |bytes: &[u8]| {
+        let copy = tempfile::tempdir().unwrap();
+        let target = copy.path().join("torn.ledger");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("state.redb"), &points.state_before).unwrap();
+        std::fs::write(target.join("journal"), bytes).unwrap();
+        copy
+    };
+    // The last frame's middle sectors never reached the disk: zeros inside it, zeros after it.
+    let mut torn = journal.clone();
+    torn[last_frame.start + 12..last_frame.end - 4].fill(0);
+    let copy = write_copy(&torn);
+    {
+        let ledgers = open(copy.path());
+        let ledger = ledgers.ledger("torn").unwrap();
+        assert_eq!(ledger.digest().unwrap().unwrap(), points.digest_before);
+        assert_eq!(
+            journal_frames_end(&copy.path().join("torn.ledger/journal")),
+            points.journal_before_bytes
+        );
+    }
+    // The same damage with a byte of data after it is not a torn append but corruption.
+    let mut damaged = torn;
+    damaged[last_frame.end + 100] = 1;
+    let copy = write_copy(&damaged);
+    assert!(matches!(
+        open(copy.path()).ledger("torn"),
+        Err(LedgerError::VerificationFailed(message)) if message.contains("checksum")
+    ));
+}
+
+#[test]
 fn a_state_behind_its_journal_is_brought_up_to_date_on_open() {
     let points = two_points("INSERT INTO T VALUE {'k': 9}");
-    let journal_bytes = std::fs::metadata(points.ledger_dir.join("journal"))
-        .unwrap()
-        .len();
-    let copy = crashed_copy(&points, journal_bytes);
+    let journal_bytes = points.journal_after_bytes;
+    let copy = crashed_copy(&points, journal_bytes, true);
     {
         let ledgers = open(copy.path());
         let ledger = ledgers.ledger("torn").unwrap();
@@ -137,21 +183,20 @@ fn a_state_behind_its_journal_is_brought_up_to_date_on_open() {
         assert_bag_eq(&run(&ledger, "SELECT VALUE k FROM T WHERE k = 9"), "9");
         assert_eq!(run(&ledger, "SELECT * FROM history(T)").len(), 3);
     }
-    // A state ahead of its journal (the journal lost acknowledged blocks) is refused.
-    let copy = crashed_copy(&points, journal_bytes);
+    // A state ahead of its journal (the journal lost acknowledged blocks) is refused, whether
+    // the file ends before the state's end or zeros stand where the lost block was.
     let state_after = std::fs::read(points.ledger_dir.join("state.redb")).unwrap();
-    std::fs::write(copy.path().join("torn.ledger/state.redb"), state_after).unwrap();
-    let journal = copy.path().join("torn.ledger/journal");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&journal)
-        .unwrap();
-    file.set_len(points.journal_before_bytes).unwrap();
-    drop(file);
-    assert!(matches!(
-        open(copy.path()).ledger("torn"),
-        Err(LedgerError::Storage(message)) if message.contains("ahead of its journal")
-    ));
+    for zero_tail in [false, true] {
+        let copy = crashed_copy(&points, points.journal_before_bytes, zero_tail);
+        std::fs::write(copy.path().join("torn.ledger/state.redb"), &state_after).unwrap();
+        assert!(
+            matches!(
+                open(copy.path()).ledger("torn"),
+                Err(LedgerError::Storage(message)) if message.contains("ahead of its journal")
+            ),
+            "zero tail {zero_tail}"
+        );
+    }
 }
 
 #[test]

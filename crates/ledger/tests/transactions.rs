@@ -36,6 +36,61 @@ fn statements_see_earlier_writes_of_the_same_transaction() {
 }
 
 #[test]
+fn history_of_one_document_reads_its_revisions_and_conflicts_only_with_its_writes() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let a = document_id(&run(&ledger, "INSERT INTO T VALUE {'k': 'a', 'n': 0}"));
+    let b = document_id(&run(&ledger, "INSERT INTO T VALUE {'k': 'b', 'n': 0}"));
+    run(&ledger, "UPDATE T SET n = 1 WHERE k = 'a'");
+    run(&ledger, "DELETE FROM T WHERE k = 'a'");
+    let history_of = "SELECT VALUE h.metadata.version FROM history(T) AS h WHERE h.metadata.id = ?";
+    // The same rows as filtering the whole table's history, either way round the `=`.
+    let whole = format!(
+        "SELECT VALUE h.metadata.version FROM history(T) AS h WHERE h.metadata.id || '' = '{a}'"
+    );
+    let narrowed = ledger
+        .execute(history_of, &[ion(&format!("\"{a}\""))])
+        .unwrap();
+    assert_bag_eq(&narrowed, "0 1 2");
+    assert_bag_eq(&run(&ledger, &whole), "0 1 2");
+    assert_bag_eq(
+        &run(
+            &ledger,
+            &format!(
+                "SELECT VALUE h.data.n FROM history(T) AS h WHERE '{b}' = h.metadata.id AND h.data.n = 0"
+            ),
+        ),
+        "0",
+    );
+    assert!(
+        ledger
+            .execute(history_of, &[ion("\"none\"")])
+            .unwrap()
+            .is_empty()
+    );
+    // Reading one document's history conflicts with a write of that document only.
+    let mut reader = ledger.begin().unwrap();
+    reader
+        .execute(history_of, &[ion(&format!("\"{b}\""))])
+        .unwrap();
+    reader
+        .execute("INSERT INTO T VALUE {'k': 'c'}", &[])
+        .unwrap();
+    run(&ledger, "INSERT INTO T VALUE {'k': 'd'}");
+    reader.commit().unwrap();
+    let mut reader = ledger.begin().unwrap();
+    reader
+        .execute(history_of, &[ion(&format!("\"{b}\""))])
+        .unwrap();
+    reader
+        .execute("INSERT INTO T VALUE {'k': 'e'}", &[])
+        .unwrap();
+    run(&ledger, "UPDATE T SET n = 5 WHERE k = 'b'");
+    assert!(matches!(reader.commit(), Err(LedgerError::OccConflict(_))));
+}
+
+#[test]
 fn concurrent_update_of_a_read_document_is_an_occ_conflict() {
     let fixture = Fixture::new();
     let ledger = fixture.ledger("l");

@@ -1,4 +1,5 @@
-//! Shared helpers of the ledger's integration tests: a temp data dir, a manual clock, Ion parsing.
+//! Shared helpers of the ledger's integration tests: a temp data dir, a manual clock, Ion parsing,
+//! and a reader of the journal's frames that knows only their byte layout.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -117,4 +118,41 @@ pub fn nested_binary_lists(depth: usize) -> Vec<u8> {
     let mut stream = vec![0xE0, 0x01, 0x00, 0xEA];
     stream.extend(value);
     stream
+}
+
+/// One frame of a journal: its offset, its length and its block's bytes.
+pub type Frame = (usize, usize, Vec<u8>);
+
+/// The bytes and frames of a closed ledger's journal, read by the byte layout alone: frames
+/// from the header on until a zero frame header (the pre-allocated tail) or the end.
+pub fn journal_frames(path: &std::path::Path) -> (Vec<u8>, Vec<Frame>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut frames = Vec::new();
+    let mut offset = sluice_ledger::journal_file::HEADER_BYTES as usize;
+    while offset + 8 <= bytes.len() {
+        let body_length =
+            u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        if body_length == 0 {
+            break;
+        }
+        let length = 8 + body_length;
+        frames.push((offset, length, bytes[offset + 16..offset + length].to_vec()));
+        offset += length;
+    }
+    (bytes, frames)
+}
+
+/// Where a journal's frames end, after checking that only zeros follow them.
+pub fn journal_frames_end(path: &std::path::Path) -> u64 {
+    let (bytes, frames) = journal_frames(path);
+    let end = frames.last().map_or(
+        sluice_ledger::journal_file::HEADER_BYTES as usize,
+        |(offset, length, _)| offset + length,
+    );
+    assert!(
+        bytes[end..].iter().all(|byte| *byte == 0),
+        "{}: bytes other than zeros after the last frame",
+        path.display()
+    );
+    end as u64
 }
