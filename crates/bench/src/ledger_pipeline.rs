@@ -142,7 +142,9 @@ fn steady(
                     }
                     let sent = Instant::now();
                     session.run(INSERT_STATEMENT, &inserts[n])?;
-                    acknowledged.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[n] =
+                    acknowledged
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?[n] =
                         Some((sent, Instant::now()));
                 }
                 Ok(())
@@ -181,7 +183,8 @@ fn steady(
     let mut commit_ms = Vec::with_capacity(acknowledged.len());
     let mut searchable_ms = Vec::with_capacity(acknowledged.len());
     for (n, (acknowledged, seen)) in acknowledged.iter().zip(&seen).enumerate() {
-        let (sent, acknowledged) = acknowledged.with_context(|| format!("{n} was not committed"))?;
+        let (sent, acknowledged) =
+            acknowledged.with_context(|| format!("{n} was not committed"))?;
         let seen = seen.with_context(|| format!("document {n} never became searchable"))?;
         commit_ms.push(acknowledged.duration_since(sent).as_secs_f64() * 1000.0);
         searchable_ms.push(seen.saturating_duration_since(acknowledged).as_secs_f64() * 1000.0);
@@ -328,7 +331,11 @@ fn journal_stream(server: &Server, ledger: &str) -> anyhow::Result<StreamResult>
         "StreamJournalToKinesis: {}",
         created.text()
     );
-    let shard = kinesis(&mut connection, "ListShards", &json!({"StreamName": stream}))?;
+    let shard = kinesis(
+        &mut connection,
+        "ListShards",
+        &json!({"StreamName": stream}),
+    )?;
     let shard_id = shard
         .pointer("/Shards/0/ShardId")
         .and_then(Value::as_str)
@@ -421,7 +428,10 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let mut steady_results = Vec::new();
     for &rate in &args.rates {
         let count = rate * args.seconds;
-        eprintln!("steady {rate}/s for {}s ({count} transactions)…", args.seconds);
+        eprintln!(
+            "steady {rate}/s for {}s ({count} transactions)…",
+            args.seconds
+        );
         let result = steady(&server, &format!("steady{rate}"), rate, count, clients)?;
         eprintln!(
             "  {:.0} tx/s, commit p50 {:.1} ms p99 {:.1} ms, searchable p50 {:.0} ms p99 {:.0} ms max {:.0} ms",
@@ -571,7 +581,10 @@ fn write_into(path: &Path, section: &str) -> anyhow::Result<()> {
                 .unwrap_or_default()
                 .strip_prefix('\n')
                 .unwrap_or(existing.get(after..).unwrap_or_default());
-            format!("{}{section}{rest}", existing.get(..begin).unwrap_or_default())
+            format!(
+                "{}{section}{rest}",
+                existing.get(..begin).unwrap_or_default()
+            )
         }
         _ => format!("{}\n\n{section}", existing.trim_end_matches('\n')),
     };

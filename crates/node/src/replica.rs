@@ -782,8 +782,8 @@ fn storage(what: &str, error: impl std::fmt::Display) -> ReplicaError {
 
 fn read_catalog(directory: &Path) -> Result<Vec<ReplicaConfig>> {
     let path = directory.join(CATALOG_FILE_NAME);
-    let Some(bytes) = position_file::read_bounded(&path, CATALOG_BYTES_MAX)
-        .map_err(ReplicaError::Storage)?
+    let Some(bytes) =
+        position_file::read_bounded(&path, CATALOG_BYTES_MAX).map_err(ReplicaError::Storage)?
     else {
         return Ok(Vec::new());
     };
@@ -901,7 +901,12 @@ fn replicate_once(shared: &Shared, replica: &ReplicaConfig) -> Result<bool> {
             Applied::Applied => {
                 moved = true;
                 shared.applied_blocks.fetch_add(1, Ordering::Relaxed);
-                record_progress(shared, replica, block.sequence_no + 1, block.sequence_no + 1);
+                record_progress(
+                    shared,
+                    replica,
+                    block.sequence_no + 1,
+                    block.sequence_no + 1,
+                );
             }
             Applied::AlreadyApplied => {}
             // Blocks are read in order from the position: another writer moved it. Read again.

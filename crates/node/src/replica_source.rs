@@ -55,7 +55,11 @@ impl std::fmt::Debug for RecordSource {
         match self {
             RecordSource::Local { stream, .. } => write!(formatter, "Local({stream})"),
             RecordSource::Remote(remote) => {
-                write!(formatter, "Remote({} at {})", remote.stream, remote.endpoint)
+                write!(
+                    formatter,
+                    "Remote({} at {})",
+                    remote.stream, remote.endpoint
+                )
             }
         }
     }
@@ -108,7 +112,11 @@ impl RecordSource {
                     .and_then(|shard| shard.read(position, RECORDS_PER_READ, READ_BYTES_PER_READ))
                     .map_err(source_error)?;
                 Ok(ShardRead {
-                    records: batch.records.into_iter().map(|record| record.data).collect(),
+                    records: batch
+                        .records
+                        .into_iter()
+                        .map(|record| record.data)
+                        .collect(),
                     next: Some(local_cursor(batch.next_position)),
                 })
             }
@@ -164,7 +172,10 @@ impl RemoteKinesis {
             .client
             .post(format!("{}/", self.endpoint))
             .header("Content-Type", "application/x-amz-json-1.1")
-            .header("X-Amz-Target", format!("{KINESIS_TARGET_PREFIX}.{operation}"))
+            .header(
+                "X-Amz-Target",
+                format!("{KINESIS_TARGET_PREFIX}.{operation}"),
+            )
             .body(body.to_string());
         let failed = |error: &dyn std::fmt::Display| {
             source_error(format!("{operation} at {}: {error}", self.endpoint))
@@ -254,7 +265,9 @@ impl RemoteKinesis {
                 .and_then(Value::as_str)
                 .ok_or_else(|| source_error("GetRecords answered a record without Data"))?;
             records.push(BASE64.decode(data).map_err(|error| {
-                source_error(format!("GetRecords answered Data that is not base64: {error}"))
+                source_error(format!(
+                    "GetRecords answered Data that is not base64: {error}"
+                ))
             })?);
         }
         Ok(ShardRead {

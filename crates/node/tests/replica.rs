@@ -548,7 +548,10 @@ fn a_declared_replica_is_kept_and_resumes_after_a_restart() {
             .replicas()
             .declare(in_process("Other", "Copy"))
             .unwrap_err();
-        assert!(error.to_string().contains("already the replica of Source"), "{error}");
+        assert!(
+            error.to_string().contains("already the replica of Source"),
+            "{error}"
+        );
         deliver_to_stream(&node, &source, "journal", 0, 1);
         wait_for_no_lag(&node);
         node.shutdown();

@@ -689,10 +689,8 @@ pub fn replicate(
                 .is_some_and(|error| error.kind == "ResourceInUseException") => {}
         Err(error) => return Err(error.context(format!("creating Kinesis stream {stream_name}"))),
     }
-    let summary = source_client.kinesis(
-        "DescribeStreamSummary",
-        &json!({"StreamName": stream_name}),
-    )?;
+    let summary =
+        source_client.kinesis("DescribeStreamSummary", &json!({"StreamName": stream_name}))?;
     let stream_arn = text(&summary, "/StreamDescriptionSummary/StreamARN")?.to_owned();
     let streams = source_client.rest(
         "GET",
@@ -706,7 +704,9 @@ pub fn replicate(
         .flatten()
         .find(|stream| {
             stream.get("Status").and_then(Value::as_str) == Some("ACTIVE")
-                && stream.pointer("/KinesisConfiguration/StreamArn").and_then(Value::as_str)
+                && stream
+                    .pointer("/KinesisConfiguration/StreamArn")
+                    .and_then(Value::as_str)
                     == Some(stream_arn.as_str())
         })
         .and_then(|stream| stream.get("StreamId").and_then(Value::as_str))

@@ -45,11 +45,11 @@ use sluice_ledger::{
     BlockAddress, CancelToken, ExportFormat, ExportLocation, ImportRoots, LedgerDescription,
     LedgerError, Ledgers,
 };
-use sluice_node::replica::{ReplicaConfig, ReplicaDescription, ReplicaError};
-use sluice_node::{JournalStreams, Replicas};
 use sluice_node::journal_streams::{
     JournalStreamDescription, JournalStreamError, JournalStreamRequest,
 };
+use sluice_node::replica::{ReplicaConfig, ReplicaDescription, ReplicaError};
+use sluice_node::{JournalStreams, Replicas};
 use sluice_objects::{Encryption, ObjectStores, Placement};
 use time::OffsetDateTime;
 
@@ -794,9 +794,9 @@ impl QldbService {
                 replicas
                     .declare(replica_request(name, body)?)
                     .map_err(replica_error)?;
-                let description = replicas.describe(name).ok_or_else(|| {
-                    AwsError::internal(format!("the replica {name} vanished"))
-                })?;
+                let description = replicas
+                    .describe(name)
+                    .ok_or_else(|| AwsError::internal(format!("the replica {name} vanished")))?;
                 Ok(json!({"Replica": replica_json(&description)}))
             }
             (&Method::GET, ["ledgers", name, "replica"]) => {
