@@ -36,13 +36,13 @@ impl PreparedInsert {
 }
 
 /// One client: a keep-alive connection and its QLDB session.
-struct SessionClient {
+pub(crate) struct SessionClient {
     connection: Connection,
     token: String,
 }
 
 impl SessionClient {
-    fn start(aws_address: &str, ledger: &str) -> anyhow::Result<SessionClient> {
+    pub(crate) fn start(aws_address: &str, ledger: &str) -> anyhow::Result<SessionClient> {
         let mut connection = Connection::open(aws_address)?;
         let started = send(
             &mut connection,
@@ -63,7 +63,7 @@ impl SessionClient {
     }
 
     /// One transaction of one statement; returns once the commit is acknowledged.
-    fn run(&mut self, statement: &str, insert: &PreparedInsert) -> anyhow::Result<()> {
+    pub(crate) fn run(&mut self, statement: &str, insert: &PreparedInsert) -> anyhow::Result<()> {
         let started = self.command("StartTransaction", json!({}))?;
         let transaction_id = started
             .pointer("/StartTransaction/TransactionId")

@@ -17,6 +17,10 @@
 //! 16 clients, embedded and through QLDBSession to a real `sluice up`, next to the disk's own
 //! rate of fsync'd appends and the same inserts through `pgbench` into PostgreSQL with a
 //! hash-chained audit trigger, then measures size and proofs at 1 M revisions (see `ledger.rs`).
+//!
+//! `sluice-bench ledger-pipeline` measures ledger commit to searchable at steady rates, and a
+//! journal stream's throughput next to the ledger's own maximum commit rate (see
+//! `ledger_pipeline.rs`).
 
 mod baseline;
 mod ceiling;
@@ -25,6 +29,7 @@ mod firehose;
 mod http;
 mod ledger;
 mod ledger_reads;
+mod ledger_pipeline;
 mod ledger_session;
 mod machine;
 mod postgres;
@@ -73,6 +78,9 @@ enum BenchCommand {
     /// QLDBSession), size and proofs at 1 M revisions, versus the disk and PostgreSQL with a
     /// hash-chained audit table.
     Ledger(ledger::LedgerArgs),
+    /// The ledger's way out: commit-to-searchable latency at steady rates from 8 clients, the
+    /// ledger's maximum commit rate, and a journal stream's throughput replaying it.
+    LedgerPipeline(ledger_pipeline::PipelineArgs),
     /// The raw tantivy side of `bulk`, run as a child process so its peak memory is its own.
     TantivyBaseline(BaselineArgs),
     /// Search latency (match, phrase, bool with a range, query_string, wildcard, sort by date,
@@ -145,6 +153,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Bulk(args) => bulk(args),
         BenchCommand::Firehose(args) => firehose::run(args),
         BenchCommand::Ledger(args) => ledger::run(args),
+        BenchCommand::LedgerPipeline(args) => ledger_pipeline::run(args),
         BenchCommand::Search(args) => queries::run(queries::Kind::Search, args),
         BenchCommand::Aggs(args) => queries::run(queries::Kind::Aggs, args),
         BenchCommand::TantivyQueries(args) => queries::run_ceiling_child(args),

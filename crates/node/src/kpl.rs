@@ -2,7 +2,8 @@
 //! when `AggregationEnabled` is on and consumers undo with `aws_kinesis_agg` or the KCL: the
 //! magic `F3 89 9A C2`, a protobuf `AggregatedRecord` (a table of partition keys and the user
 //! records, each naming its key by index), then the MD5 of the protobuf bytes. The protobuf is
-//! written by hand: three fields, two of them nested, need no code generator.
+//! written and read by hand: three fields, two of them nested, need no code generator.
+//! [`deaggregate`] is the consumer's side, for replicas that read journal streams.
 
 use md5::{Digest, Md5};
 
@@ -149,6 +150,77 @@ impl Aggregator {
     }
 }
 
+/// Reads one protobuf varint from the front of `bytes`; `None` when it is cut or longer than
+/// ten bytes.
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..70u32).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7F).checked_shl(shift).unwrap_or(0);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Reads the fields of one protobuf message as `(field number, bytes)` for length-delimited
+/// fields and `(field number, empty)` for varints; `None` for any other wire type or a cut field.
+fn message_fields(mut bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    let mut fields = Vec::new();
+    while !bytes.is_empty() {
+        let tag = take_varint(&mut bytes)?;
+        match tag & 7 {
+            WIRE_VARINT => {
+                take_varint(&mut bytes)?;
+                fields.push((tag >> 3, &[][..]));
+            }
+            WIRE_LENGTH_DELIMITED => {
+                let length = usize::try_from(take_varint(&mut bytes)?).ok()?;
+                let (value, rest) = bytes.split_at_checked(length)?;
+                fields.push((tag >> 3, value));
+                bytes = rest;
+            }
+            _ => return None,
+        }
+    }
+    Some(fields)
+}
+
+/// The user records' data inside one Kinesis record, as `aws_kinesis_agg` reads them: an
+/// aggregated record (magic, protobuf, matching MD5) gives its user records in order; anything
+/// else, a broken aggregate included, is one user record, itself.
+pub fn deaggregate(data: &[u8]) -> Vec<&[u8]> {
+    let whole = || vec![data];
+    let Some(body) = data.strip_prefix(&KPL_MAGIC[..]) else {
+        return whole();
+    };
+    let Some(split) = body.len().checked_sub(DIGEST_BYTES) else {
+        return whole();
+    };
+    let (message, digest) = body.split_at(split);
+    if Md5::digest(message).as_slice() != digest {
+        return whole();
+    }
+    let Some(fields) = message_fields(message) else {
+        return whole();
+    };
+    let mut records = Vec::new();
+    for (field, value) in fields {
+        if field != AGGREGATED_RECORDS {
+            continue;
+        }
+        let Some(record) = message_fields(value) else {
+            return whole();
+        };
+        if let Some((_, data)) = record.iter().find(|(field, _)| *field == RECORD_DATA) {
+            records.push(*data);
+        }
+    }
+    records
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +307,29 @@ mod tests {
         let (key, bytes) = two.finish().unwrap();
         assert_eq!(predicted_second, key.len() + bytes.len());
         assert!(Aggregator::new().finish().is_none());
+    }
+
+    #[test]
+    fn deaggregate_reads_what_the_aggregator_writes_and_passes_anything_else_through() {
+        let mut aggregator = Aggregator::new();
+        aggregator.add("a", b"one");
+        aggregator.add("b", &[9u8; 200]);
+        aggregator.add("a", b"");
+        let (_, bytes) = aggregator.finish().unwrap();
+        assert_eq!(
+            deaggregate(&bytes),
+            vec![b"one".as_slice(), &[9u8; 200][..], b"".as_slice()]
+        );
+        // Not aggregated, or a broken aggregate: the record itself.
+        assert_eq!(deaggregate(b"plain"), vec![b"plain".as_slice()]);
+        let mut corrupt = bytes.clone();
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 1;
+        assert_eq!(deaggregate(&corrupt), vec![corrupt.as_slice()]);
+        assert_eq!(deaggregate(&KPL_MAGIC), vec![KPL_MAGIC.as_slice()]);
+        // Every cut of an aggregate reads without a panic.
+        for end in 0..bytes.len() {
+            let _ = deaggregate(&bytes[..end]);
+        }
     }
 }

@@ -16,6 +16,7 @@
 //!   [`table_index`]);
 //! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
 //!   (see [`journal_streams`]);
+//! - `replicas/`: the catalog of ledger replicas declared at run time (see [`replica`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, the default home of delivery backups, S3
 //!   destinations and QLDB's ExportJournalToS3; buckets that [`NodeOptions::object_store`] lists
 //!   (or a delivery stream's own endpoint) go to real S3 instead, with the same keys;
@@ -39,6 +40,7 @@ pub mod ledger_index;
 mod position_file;
 pub mod replica;
 pub mod replica_assembler;
+pub mod replica_source;
 pub mod table_index;
 mod worker;
 
@@ -184,7 +186,7 @@ pub struct Node {
     mappings: Arc<EventSourceMappings>,
     journal_streams: Arc<JournalStreams>,
     ledger_indexer: LedgerIndexer,
-    replicas: Replicas,
+    replicas: Arc<Replicas>,
     table_indexer: TableIndexer,
     stop_refresher: mpsc::Sender<()>,
     refresher: Option<JoinHandle<()>>,
@@ -262,7 +264,12 @@ impl Node {
             indices.clone(),
             options.ledger_index.clone(),
         )?;
-        let replicas = Replicas::start(ledgers.clone(), options.ledger_replicas.clone())?;
+        let replicas = Arc::new(Replicas::start(
+            data_dir,
+            ledgers.clone(),
+            log.clone(),
+            options.ledger_replicas.clone(),
+        )?);
         let table_indexer = TableIndexer::start(
             data_dir,
             tables.clone(),
@@ -408,8 +415,8 @@ impl Node {
         &self.ledger_indexer
     }
 
-    /// The ledger replicas declared in the configuration and their worker.
-    pub fn replicas(&self) -> &Replicas {
+    /// The ledger replicas (configured and declared) and their worker.
+    pub fn replicas(&self) -> &Arc<Replicas> {
         &self.replicas
     }
 

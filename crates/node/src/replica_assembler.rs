@@ -37,6 +37,9 @@ pub struct BlockAssembler {
     pending: BTreeMap<u64, PendingBlock>,
     /// Since when a block past the next one has been waiting.
     waiting_since: Option<Instant>,
+    /// Whether a record was dropped at [`PENDING_BLOCKS_MAX`]: the caller must read the records
+    /// again once the gap closes.
+    dropped: bool,
 }
 
 fn field<'a>(element: &'a Element, name: &str) -> Option<&'a Element> {
@@ -58,12 +61,30 @@ impl BlockAssembler {
             settling_window,
             pending: BTreeMap::new(),
             waiting_since: None,
+            dropped: false,
         }
     }
 
     /// The next block it releases.
     pub fn next_sequence_no(&self) -> u64 {
         self.next_sequence_no
+    }
+
+    /// One past the highest block any record named so far (at least the next block it
+    /// releases): how far the source is known to be.
+    pub fn seen_next_sequence_no(&self) -> u64 {
+        self.pending
+            .keys()
+            .next_back()
+            .map_or(self.next_sequence_no, |last| {
+                last.saturating_add(1).max(self.next_sequence_no)
+            })
+    }
+
+    /// Whether records were dropped because [`PENDING_BLOCKS_MAX`] blocks were held: the
+    /// records must be read again from the position for the blocks after the gap to complete.
+    pub fn has_dropped(&self) -> bool {
+        self.dropped
     }
 
     /// Takes one decoded (de-aggregated) stream record. `CONTROL` records, records of blocks
@@ -91,6 +112,7 @@ impl BlockAssembler {
             return Ok(());
         }
         if !self.pending.contains_key(&sequence_no) && self.pending.len() >= PENDING_BLOCKS_MAX {
+            self.dropped = true;
             return Ok(());
         }
         let pending = self.pending.entry(sequence_no).or_default();

@@ -80,6 +80,11 @@ impl Worker {
         })
     }
 
+    /// Whether its thread was started and not yet stopped.
+    pub fn is_running(&self) -> bool {
+        lock(&self.thread).is_some()
+    }
+
     /// Stops the thread and waits for it; a pass in flight finishes or is abandoned by its own
     /// rules before the thread ends. Idempotent.
     pub fn shutdown(&self) {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use ion_rs::Element;
 use sluice_ledger::Ledger;
+use sluice_log::{AppendRecord, StreamConfig};
+use sluice_node::kpl::Aggregator;
 use sluice_node::replica::{self, Applied, ReplicaBlock};
 use sluice_node::replica_assembler::{BlockAssembler, SETTLING_WINDOW_DEFAULT};
 use sluice_node::{Node, NodeOptions, ReplicaConfig};
@@ -246,13 +248,19 @@ fn a_block_of_another_strand_is_refused() {
     node.shutdown();
 }
 
+fn in_process(source: &str, target: &str) -> ReplicaConfig {
+    ReplicaConfig {
+        source: source.to_owned(),
+        target: target.to_owned(),
+        stream: None,
+        endpoint: None,
+        settling_window_ms: None,
+    }
+}
+
 fn replica_options() -> NodeOptions {
     NodeOptions {
-        ledger_replicas: vec![ReplicaConfig {
-            source: "Source".to_owned(),
-            target: "Copy".to_owned(),
-            endpoint: None,
-        }],
+        ledger_replicas: vec![in_process("Source", "Copy")],
         ..NodeOptions::default()
     }
 }
@@ -306,7 +314,7 @@ fn a_configured_replica_follows_its_source_across_a_restart() {
 }
 
 #[test]
-fn a_replica_of_itself_or_of_a_remote_ledger_is_refused_at_start() {
+fn a_replica_of_itself_or_of_an_endpoint_without_a_stream_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     for (source, target, endpoint) in [
         ("A", "A", None),
@@ -314,9 +322,8 @@ fn a_replica_of_itself_or_of_a_remote_ledger_is_refused_at_start() {
     ] {
         let options = NodeOptions {
             ledger_replicas: vec![ReplicaConfig {
-                source: source.to_owned(),
-                target: target.to_owned(),
                 endpoint,
+                ..in_process(source, target)
             }],
             ..NodeOptions::default()
         };
@@ -423,5 +430,141 @@ fn a_missing_block_waits_then_is_reported_never_skipped() {
     assert_eq!(assembler.next_block(later).unwrap().unwrap().sequence_no, 1);
     assert_eq!(assembler.next_block(later).unwrap().unwrap().sequence_no, 2);
     assert!(assembler.next_block(later).unwrap().is_none());
+    node.shutdown();
+}
+
+/// The journal stream's records of `source` from block `first`, each duplicated, shuffled, and
+/// appended to the log stream `stream` (half of them KPL-aggregated, plus a record that is not
+/// a journal record at all), as an at-least-once producer might deliver them.
+fn deliver_to_stream(node: &Node, source: &Arc<Ledger>, stream: &str, first: u64, seed: u64) {
+    let mut records = source.stream_records("arn:stream", first, None).unwrap();
+    records.extend(records.clone());
+    shuffle(&mut records, seed);
+    let destination = node.log().stream(stream).unwrap();
+    let encoded: Vec<Vec<u8>> = records
+        .iter()
+        .map(|record| sluice_ledger::model::encode_binary(record).unwrap())
+        .collect();
+    let mut aggregator = Aggregator::new();
+    for (index, data) in encoded.iter().enumerate() {
+        let key = format!("key-{index}");
+        if index % 2 == 0 {
+            aggregator.add(&key, data);
+            if aggregator.len() == 5 {
+                let (key, data) = aggregator.finish().unwrap();
+                destination.append(&AppendRecord::new(key, data)).unwrap();
+            }
+        } else {
+            destination
+                .append(&AppendRecord::new(key, data.clone()))
+                .unwrap();
+        }
+    }
+    if let Some((key, data)) = aggregator.finish() {
+        destination.append(&AppendRecord::new(key, data)).unwrap();
+    }
+    destination
+        .append(&AppendRecord::new("noise", b"not ion".to_vec()))
+        .unwrap();
+}
+
+fn stream_options() -> NodeOptions {
+    NodeOptions {
+        ledger_replicas: vec![ReplicaConfig {
+            stream: Some("journal".to_owned()),
+            ..in_process("Source", "Copy")
+        }],
+        ..NodeOptions::default()
+    }
+}
+
+fn assert_tables_equal(node: &Node) {
+    let source = node.ledgers().ledger("Source").unwrap();
+    let copy = node.ledgers().ledger("Copy").unwrap();
+    for table in TABLES {
+        let source_rows = table_data(&source, table);
+        assert!(!source_rows.is_empty(), "{table} is empty in the source");
+        assert_eq!(source_rows, table_data(&copy, table), "{table} differs");
+    }
+}
+
+/// A replica fed by a stream of the node's own log, whose records arrive duplicated, shuffled,
+/// partly aggregated and across two shards, follows its source across a reopen.
+#[test]
+fn a_stream_fed_replica_follows_shuffled_duplicated_records_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_count;
+    {
+        let node = Node::open_with(dir.path(), stream_options()).unwrap();
+        node.log()
+            .create_stream("journal", StreamConfig::new(2))
+            .unwrap();
+        let source = node.ledgers().create_ledger("Source", false).unwrap();
+        first_half(&source);
+        deliver_to_stream(&node, &source, "journal", 0, 5);
+        wait_for_no_lag(&node);
+        first_count = source.committed_block_count().unwrap();
+        second_half(&source);
+        node.shutdown();
+    }
+    // Reopened: the stream is read again from its start; the first half is skipped as applied.
+    let node = Node::open_with(dir.path(), stream_options()).unwrap();
+    let source = node.ledgers().ledger("Source").unwrap();
+    let copy = node.ledgers().ledger("Copy").unwrap();
+    assert_eq!(
+        replica::position(&copy, "Source").unwrap().unwrap().1,
+        first_count
+    );
+    deliver_to_stream(&node, &source, "journal", first_count, 9);
+    wait_for_no_lag(&node);
+    assert_tables_equal(&node);
+    assert_eq!(
+        node.replicas().snapshot().applied_blocks,
+        source.committed_block_count().unwrap() - first_count
+    );
+    node.shutdown();
+}
+
+/// A replica declared at run time is kept in the data directory and resumes after a reopen;
+/// declaring it again changes nothing, another source for its target is refused.
+#[test]
+fn a_declared_replica_is_kept_and_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = ReplicaConfig {
+        stream: Some("journal".to_owned()),
+        settling_window_ms: Some(5_000),
+        ..in_process("Source", "Copy")
+    };
+    {
+        let node = Node::open(dir.path()).unwrap();
+        node.log()
+            .create_stream("journal", StreamConfig::new(1))
+            .unwrap();
+        let source = node.ledgers().create_ledger("Source", false).unwrap();
+        first_half(&source);
+        node.replicas().declare(declared.clone()).unwrap();
+        node.replicas().declare(declared.clone()).unwrap();
+        let error = node
+            .replicas()
+            .declare(in_process("Other", "Copy"))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("already the replica of Source"),
+            "{error}"
+        );
+        deliver_to_stream(&node, &source, "journal", 0, 1);
+        wait_for_no_lag(&node);
+        node.shutdown();
+    }
+    let node = Node::open(dir.path()).unwrap();
+    let description = node.replicas().describe("Copy").unwrap();
+    assert_eq!(description.config, declared);
+    assert!(!description.configured);
+    let source = node.ledgers().ledger("Source").unwrap();
+    let first_count = source.committed_block_count().unwrap();
+    second_half(&source);
+    deliver_to_stream(&node, &source, "journal", first_count, 2);
+    wait_for_no_lag(&node);
+    assert_tables_equal(&node);
     node.shutdown();
 }

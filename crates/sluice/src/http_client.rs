@@ -41,6 +41,11 @@ impl Endpoint {
         })
     }
 
+    /// The URL as given, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The error for a server that accepted the connection and closed it without an answer:
     /// usually it stopped or crashed mid-request, which its log tells.
     fn closed_without_answering(&self) -> anyhow::Error {

@@ -163,6 +163,25 @@ impl AwsClient {
         self.call(method, path, &[("Content-Type", "application/json")], body)
     }
 
+    /// One Kinesis call.
+    pub fn kinesis(&self, operation: &str, body: &Value) -> anyhow::Result<Value> {
+        let target = format!("Kinesis_20131202.{operation}");
+        self.call(
+            "POST",
+            "/",
+            &[
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("X-Amz-Target", &target),
+            ],
+            body,
+        )
+    }
+
+    /// The server's URL as given.
+    pub fn url(&self) -> &str {
+        self.endpoint.url()
+    }
+
     /// One QLDBSession command.
     pub fn send_command(&self, command: &Value) -> anyhow::Result<Value> {
         self.call(
@@ -630,6 +649,103 @@ pub fn export(
         .join("/");
     eprintln!(
         "restore it with: sluice ledger restore NEW-NAME --bucket {bucket} --prefix {export_prefix}"
+    );
+    Ok(())
+}
+
+/// The Kinesis stream that `ledger replicate` has a source's journal stream write into; one per
+/// source ledger, shared by all its replicas (reading a stream takes nothing from it).
+pub fn replica_stream_name(source: &str) -> String {
+    format!("sluice-journal-{source}")
+}
+
+/// The name of the journal stream `ledger replicate` starts (QLDB's `StreamName`).
+pub const REPLICA_JOURNAL_STREAM_NAME: &str = "sluice-replicas";
+
+/// `sluice ledger replicate`: makes `target` on the server of `target_client` a replica of
+/// `source` on the server of `source_client`. On the source's server it creates (or reuses) a
+/// one-shard Kinesis stream and an aggregated journal stream into it that starts at the
+/// beginning of the journal; then it declares the replica on the target's server, which reads
+/// that stream (through the source server's Kinesis API when the two servers differ).
+pub fn replicate(
+    source_client: &AwsClient,
+    target_client: &AwsClient,
+    source: &str,
+    target: &str,
+    settling_window_ms: Option<u64>,
+) -> anyhow::Result<()> {
+    source_client
+        .rest("GET", &format!("/ledgers/{source}"), &json!({}))
+        .with_context(|| format!("ledger {source} at {}", source_client.url()))?;
+    let stream_name = replica_stream_name(source);
+    match source_client.kinesis(
+        "CreateStream",
+        &json!({"StreamName": stream_name, "ShardCount": 1}),
+    ) {
+        Ok(_) => {}
+        Err(error)
+            if error
+                .downcast_ref::<ServiceError>()
+                .is_some_and(|error| error.kind == "ResourceInUseException") => {}
+        Err(error) => return Err(error.context(format!("creating Kinesis stream {stream_name}"))),
+    }
+    let summary =
+        source_client.kinesis("DescribeStreamSummary", &json!({"StreamName": stream_name}))?;
+    let stream_arn = text(&summary, "/StreamDescriptionSummary/StreamARN")?.to_owned();
+    let streams = source_client.rest(
+        "GET",
+        &format!("/ledgers/{source}/journal-kinesis-streams"),
+        &json!({}),
+    )?;
+    let existing = streams
+        .get("Streams")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|stream| {
+            stream.get("Status").and_then(Value::as_str) == Some("ACTIVE")
+                && stream
+                    .pointer("/KinesisConfiguration/StreamArn")
+                    .and_then(Value::as_str)
+                    == Some(stream_arn.as_str())
+        })
+        .and_then(|stream| stream.get("StreamId").and_then(Value::as_str))
+        .map(str::to_owned);
+    let journal_stream_id = match existing {
+        Some(stream_id) => stream_id,
+        None => {
+            let created = source_client.rest(
+                "POST",
+                &format!("/ledgers/{source}/journal-kinesis-streams"),
+                &json!({
+                    "RoleArn": "arn:aws:iam::000000000000:role/sluice",
+                    // The beginning of time: QLDB (and Sluice) start at the ledger's first block.
+                    "InclusiveStartTime": 0,
+                    "KinesisConfiguration": {"StreamArn": stream_arn, "AggregationEnabled": true},
+                    "StreamName": REPLICA_JOURNAL_STREAM_NAME,
+                }),
+            )?;
+            text(&created, "/StreamId")?.to_owned()
+        }
+    };
+    let mut declaration = json!({"SourceLedgerName": source, "KinesisStreamName": stream_name});
+    if source_client.url() != target_client.url() {
+        declaration["SourceEndpoint"] = json!(source_client.url());
+    }
+    if let Some(window) = settling_window_ms {
+        declaration["SettlingWindowMs"] = json!(window);
+    }
+    target_client
+        .rest("POST", &format!("/ledgers/{target}/replica"), &declaration)
+        .with_context(|| format!("declaring the replica at {}", target_client.url()))?;
+    let remote = if source_client.url() != target_client.url() {
+        format!(" at {}", source_client.url())
+    } else {
+        String::new()
+    };
+    println!(
+        "ledger {target} replicates {source} from journal stream {journal_stream_id} \
+         (Kinesis stream {stream_name}{remote})"
     );
     Ok(())
 }

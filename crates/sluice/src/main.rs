@@ -87,7 +87,8 @@ enum Command {
     Up(UpArgs),
     /// Run one PartiQL statement on a ledger, in its own transaction, through QLDBSession.
     Sql(SqlArgs),
-    /// Manage ledgers: create, list, delete, digest, verify, export, restore, import, check-index.
+    /// Manage ledgers: create, list, delete, digest, verify, export, restore, import, check-index,
+    /// replicate.
     Ledger(LedgerArgs),
     /// Manage users and AWS access keys in a data directory's identity store (offline).
     Security(security_cli::SecurityArgs),
@@ -176,6 +177,26 @@ enum LedgerCommand {
         #[command(flatten)]
         source: ledger_cli::ExportSource,
     },
+    /// Make TARGET a replica of SOURCE: SOURCE (on the server at --endpoint) gets a journal
+    /// stream into the Kinesis stream `sluice-journal-SOURCE` (created when missing), and the
+    /// server at --to-endpoint replays its blocks in order into TARGET (created when missing),
+    /// each exactly once, across restarts of either server. The replica is kept in that
+    /// server's data directory and resumes when it starts again.
+    Replicate {
+        /// The source ledger, on the server at --endpoint.
+        source: String,
+        /// The target ledger.
+        #[arg(long = "to", value_name = "TARGET")]
+        target: String,
+        /// The AWS port of the server that holds TARGET and runs the replica; it must reach
+        /// --endpoint when that is another server.
+        #[arg(long, default_value = ledger_cli::DEFAULT_ENDPOINT)]
+        to_endpoint: String,
+        /// How long a block that arrived after a missing one waits for it before the gap is
+        /// reported and the stream read again (default 120000, two minutes).
+        #[arg(long, value_name = "MS")]
+        settling_window_ms: Option<u64>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -215,8 +236,9 @@ struct UpArgs {
     /// function, and saved objects are kept), and
     /// `ledger_indexing` (`{"enabled", "ledgers": {NAME: {"enabled", "tables": {TABLE:
     /// {"enabled", "index", "mapping"}}}}}`: the built-in indexing of ledgers into search, on by
-    /// default), `ledger_replicas` (`[{"source", "target"}]`: ledgers replayed into other
-    /// ledgers), `table_indexing` (`{"tables": {TABLE: {"index", "mapping"}}}`: the built-in
+    /// default), `ledger_replicas` (`[{"source", "target", "stream", "endpoint",
+    /// "settling_window_ms"}]`: ledgers replayed into other ledgers, in-process or from a journal
+    /// stream in a Kinesis stream of this node or of the Sluice at `endpoint`), `table_indexing` (`{"tables": {TABLE: {"index", "mapping"}}}`: the built-in
     /// indexing of tables' streams into search, only for the tables named), and `object_store`
     /// (`{"s3": {"endpoint_url", "region", "virtual_hosted_style", "access_key_id",
     /// "secret_access_key", "session_token", "multipart_threshold_bytes", "part_bytes"},
@@ -294,7 +316,8 @@ struct ConfigFile {
     /// The built-in indexing of ledgers into search (on for every table by default).
     #[serde(default)]
     ledger_indexing: sluice_node::LedgerIndexConfig,
-    /// Ledgers replicated into other ledgers: `[{"source", "target"}]`.
+    /// Ledgers replicated into other ledgers: `[{"source", "target", "stream", "endpoint",
+    /// "settling_window_ms"}]`.
     #[serde(default)]
     ledger_replicas: Vec<sluice_node::ReplicaConfig>,
     /// The built-in indexing of tables into search (off unless a table is named).
@@ -445,6 +468,18 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         LedgerCommand::Import { name, source } => {
             ledger_cli::load(&client, &name, &source, "import")
         }
+        LedgerCommand::Replicate {
+            source,
+            target,
+            to_endpoint,
+            settling_window_ms,
+        } => ledger_cli::replicate(
+            &client,
+            &ledger_cli::AwsClient::new(&to_endpoint)?,
+            &source,
+            &target,
+            settling_window_ms,
+        ),
         LedgerCommand::CheckIndex {
             name,
             table,
@@ -864,7 +899,8 @@ fn aws_api(node: &Arc<Node>, lambda: Arc<LambdaService>) -> AwsApi {
             node.import_roots().clone(),
             node.long_operations().clone(),
         )
-        .with_object_stores(node.objects().clone(), node.s3_staging_dir()),
+        .with_object_stores(node.objects().clone(), node.s3_staging_dir())
+        .with_replicas(node.replicas().clone()),
     );
     AwsApi::new()
         .with_json_service(Arc::new(KinesisService::new(Arc::clone(node.log()))))

@@ -18,7 +18,14 @@
 //! - `POST /ledgers/{name}/restore`: creates ledger `name` from a journal export of Sluice (every
 //!   hash re-verified; the digest equals the source's);
 //! - `POST /ledgers/{name}/import`: creates ledger `name` from an Amazon QLDB S3 journal export
-//!   downloaded locally.
+//!   downloaded locally;
+//! - `POST /ledgers/{name}/replica`: makes ledger `name` (created when missing) a replica of
+//!   `{"SourceLedgerName", "KinesisStreamName", "SourceEndpoint", "SettlingWindowMs"}`: a ledger
+//!   of this node read in-process without `KinesisStreamName`, else the journal stream records in
+//!   that Kinesis stream, of this node or of the Sluice at `SourceEndpoint`. Kept in the data
+//!   directory, so it resumes after a restart; declaring the same again changes nothing, another
+//!   source for the same target is `ResourceInUseException`. `GET /ledgers/{name}/replica`
+//!   describes it (`{"Replica": {…, "NextSequenceNo", "LagBlocks"}}`).
 //!
 //! Both name their source as `{"S3ExportConfiguration": {"Bucket", "Prefix"}}`, the export's
 //! objects in the data directory's s3 store (`Prefix` is the export's own prefix,
@@ -38,10 +45,11 @@ use sluice_ledger::{
     BlockAddress, CancelToken, ExportFormat, ExportLocation, ImportRoots, LedgerDescription,
     LedgerError, Ledgers,
 };
-use sluice_node::JournalStreams;
 use sluice_node::journal_streams::{
     JournalStreamDescription, JournalStreamError, JournalStreamRequest,
 };
+use sluice_node::replica::{ReplicaConfig, ReplicaDescription, ReplicaError};
+use sluice_node::{JournalStreams, Replicas};
 use sluice_objects::{Encryption, ObjectStores, Placement};
 use time::OffsetDateTime;
 
@@ -152,6 +160,16 @@ pub const ROUTES: &[RestRoute] = &[
         path: "/ledgers/{name}/import",
         formats: &[Format::Json, Format::IonExportDirectory("ExportDirectory")],
     },
+    RestRoute {
+        method: "POST",
+        path: "/ledgers/{name}/replica",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "GET",
+        path: "/ledgers/{name}/replica",
+        formats: &[Format::Json],
+    },
 ];
 const CONTENT_TYPE: &str = "application/json";
 
@@ -168,6 +186,8 @@ pub struct QldbService {
     /// Where exports go when their bucket lives in S3, and where they are staged first; `None`
     /// writes every export into the local s3 store.
     objects: Option<(Arc<ObjectStores>, PathBuf)>,
+    /// The node's replicas, for the replica routes; `None` answers them not found.
+    replicas: Option<Arc<Replicas>>,
 }
 
 impl QldbService {
@@ -184,7 +204,14 @@ impl QldbService {
             cancel,
             exports: Mutex::new(VecDeque::new()),
             objects: None,
+            replicas: None,
         }
+    }
+
+    /// Serves the replica routes over `replicas`.
+    pub fn with_replicas(mut self, replicas: Arc<Replicas>) -> QldbService {
+        self.replicas = Some(replicas);
+        self
     }
 
     /// Sends exports to the buckets of `objects` that live in S3, staged in a fresh directory
@@ -256,6 +283,66 @@ fn journal_stream_error(error: JournalStreamError) -> AwsError {
         JournalStreamError::Ledger(error) => control_error(error),
         JournalStreamError::Storage(message) => AwsError::internal(message),
     }
+}
+
+/// The one place where replica errors become QLDB control-plane errors.
+fn replica_error(error: ReplicaError) -> AwsError {
+    match error {
+        ReplicaError::Config(message) => invalid_parameter(message),
+        ReplicaError::InUse(message) => {
+            AwsError::new(StatusCode::CONFLICT, "ResourceInUseException", message)
+        }
+        ReplicaError::Ledger(error) => control_error(error),
+        other => AwsError::internal(other.to_string()),
+    }
+}
+
+/// A replica declaration's body.
+fn replica_request(target: &str, body: &Value) -> Result<ReplicaConfig, AwsError> {
+    let optional = |name: &str| -> Result<Option<String>, AwsError> {
+        match body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) if !text.is_empty() => Ok(Some(text.clone())),
+            Some(_) => Err(invalid_parameter(format!(
+                "{name} must be a non-empty string"
+            ))),
+        }
+    };
+    let settling_window_ms = match body.get("SettlingWindowMs") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(value.as_u64().ok_or_else(|| {
+            invalid_parameter("SettlingWindowMs must be a whole number of milliseconds")
+        })?),
+    };
+    Ok(ReplicaConfig {
+        source: required_string(body, "SourceLedgerName")?.to_owned(),
+        target: target.to_owned(),
+        stream: optional("KinesisStreamName")?,
+        endpoint: optional("SourceEndpoint")?,
+        settling_window_ms,
+    })
+}
+
+/// A replica as `GET /ledgers/{name}/replica` answers it.
+fn replica_json(description: &ReplicaDescription) -> Value {
+    let config = &description.config;
+    let mut result = json!({
+        "LedgerName": config.target,
+        "SourceLedgerName": config.source,
+        "SettlingWindowMs": u64::try_from(config.settling_window().as_millis()).unwrap_or(u64::MAX),
+        "Configured": description.configured,
+        "NextSequenceNo": description.next_sequence_no,
+    });
+    if let Some(stream) = &config.stream {
+        result["KinesisStreamName"] = json!(stream);
+    }
+    if let Some(endpoint) = &config.endpoint {
+        result["SourceEndpoint"] = json!(endpoint);
+    }
+    if let Some(lag) = description.lag_blocks {
+        result["LagBlocks"] = json!(lag);
+    }
+    result
 }
 
 fn stream_arn(ledger_name: &str, stream_id: &str) -> String {
@@ -702,12 +789,42 @@ impl QldbService {
                     .map_err(control_error)?;
                 Ok(describe_json(&ledger.describe().map_err(control_error)?))
             }
+            (&Method::POST, ["ledgers", name, "replica"]) => {
+                let replicas = self.replicas()?;
+                replicas
+                    .declare(replica_request(name, body)?)
+                    .map_err(replica_error)?;
+                let description = replicas
+                    .describe(name)
+                    .ok_or_else(|| AwsError::internal(format!("the replica {name} vanished")))?;
+                Ok(json!({"Replica": replica_json(&description)}))
+            }
+            (&Method::GET, ["ledgers", name, "replica"]) => {
+                let description = self.replicas()?.describe(name).ok_or_else(|| {
+                    AwsError::new(
+                        StatusCode::NOT_FOUND,
+                        "ResourceNotFoundException",
+                        format!("ledger {name} is not a replica"),
+                    )
+                })?;
+                Ok(json!({"Replica": replica_json(&description)}))
+            }
             _ => Err(AwsError::new(
                 StatusCode::NOT_FOUND,
                 "UnknownOperationException",
                 format!("no QLDB operation {method} /{}", segments.join("/")),
             )),
         }
+    }
+
+    fn replicas(&self) -> Result<&Arc<Replicas>, AwsError> {
+        self.replicas.as_ref().ok_or_else(|| {
+            AwsError::new(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "this server runs no replicas",
+            )
+        })
     }
 
     /// Where a restore or import reads: checked against the roots before anything is opened.
