@@ -150,6 +150,9 @@ pub struct RemoteKinesis {
 
 impl RemoteKinesis {
     pub fn new(endpoint: &str, stream: &str) -> Result<Self, ReplicaError> {
+        // reqwest is built without a bundled TLS provider: ring is the process's one (as for
+        // S3); a provider installed before is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(REMOTE_CALL_TIMEOUT)
             .build()
