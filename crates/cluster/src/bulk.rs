@@ -36,7 +36,9 @@ pub struct BulkOperation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BulkAction {
     /// Index the document: the JSON object's bytes.
-    Index { source: Vec<u8> },
+    Index {
+        source: Vec<u8>,
+    },
     Delete,
 }
 
@@ -221,21 +223,23 @@ fn item_outcome(item: Map<String, Value>, operation: &BulkOperation) -> ItemOutc
         let text = match &item.error {
             Some(Value::String(text)) => text.clone(),
             Some(error) => error.to_string(),
-            None => json!({"type": "unknown", "reason": format!("status {}", item.status)})
-                .to_string(),
+            None => {
+                json!({"type": "unknown", "reason": format!("status {}", item.status)}).to_string()
+            }
         };
         cut(&text, ITEM_ERROR_BYTES_MAX)
     };
     let deleted_nothing = matches!(operation.action, BulkAction::Delete)
         && item.status == 404
         && item.error.is_none()
-        && item.result.as_deref().is_none_or(|result| result == "not_found");
+        && item
+            .result
+            .as_deref()
+            .is_none_or(|result| result == "not_found");
     match item.status {
         200..=299 => ItemOutcome::Applied,
         404 if deleted_nothing => ItemOutcome::Applied,
-        409 if operation.version.is_some()
-            && error_type == "version_conflict_engine_exception" =>
-        {
+        409 if operation.version.is_some() && error_type == "version_conflict_engine_exception" => {
             ItemOutcome::Applied
         }
         429 | 500..=599 => ItemOutcome::Retry(ItemError::new(item.status.to_string(), message())),

@@ -57,7 +57,9 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, ClusterError> {
                 .map_err(|error| error.to_string())
         })
         .as_ref()
-        .map_err(|error| ClusterError::Invalid(format!("cannot start the cluster runtime: {error}")))
+        .map_err(|error| {
+            ClusterError::Invalid(format!("cannot start the cluster runtime: {error}"))
+        })
 }
 
 /// A client of one cluster.
@@ -258,7 +260,9 @@ impl ClusterClient {
                         if bytes.len() + chunk.len() > RESPONSE_BYTES_MAX {
                             return Err(ItemError::new(
                                 "ResponseTooLarge",
-                                format!("the cluster answered more than {RESPONSE_BYTES_MAX} bytes"),
+                                format!(
+                                    "the cluster answered more than {RESPONSE_BYTES_MAX} bytes"
+                                ),
                             ));
                         }
                         bytes.extend_from_slice(&chunk);

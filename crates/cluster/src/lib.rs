@@ -232,9 +232,19 @@ pub fn parse_endpoint(endpoint: &str) -> Result<reqwest::Url, ClusterError> {
         ))
     };
     if endpoint.len() > ENDPOINT_BYTES_MAX {
-        return Err(invalid(&format!("is longer than {ENDPOINT_BYTES_MAX} bytes")));
+        return Err(invalid(&format!(
+            "is longer than {ENDPOINT_BYTES_MAX} bytes"
+        )));
     }
-    let url = reqwest::Url::parse(endpoint).map_err(|error| invalid(&format!("is not a URL: {error}")))?;
+    let url = reqwest::Url::parse(endpoint)
+        .map_err(|error| invalid(&format!("is not a URL: {error}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // The endpoint is not quoted: it holds a secret.
+        return Err(ClusterError::Invalid(
+            "a ClusterEndpoint must not carry credentials: give them in the --config file's search_clusters"
+                .to_owned(),
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("must be an http or https URL"));
     }
@@ -243,11 +253,6 @@ pub fn parse_endpoint(endpoint: &str) -> Result<reqwest::Url, ClusterError> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("must not have a query or fragment"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "must not carry credentials: give them in the --config file's search_clusters",
-        ));
     }
     Ok(url)
 }
@@ -259,6 +264,7 @@ pub fn endpoint_key(endpoint: &str) -> &str {
 }
 
 /// The configured clusters and a client per endpoint in use.
+#[derive(Default)]
 pub struct Clusters {
     configured: BTreeMap<String, ClusterConnection>,
     clients: Mutex<BTreeMap<String, Arc<ClusterClient>>>,
@@ -270,15 +276,6 @@ impl std::fmt::Debug for Clusters {
             .debug_struct("Clusters")
             .field("configured", &self.configured.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for Clusters {
-    fn default() -> Self {
-        Clusters {
-            configured: BTreeMap::new(),
-            clients: Mutex::new(BTreeMap::new()),
-        }
     }
 }
 

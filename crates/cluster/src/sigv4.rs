@@ -110,10 +110,7 @@ pub fn authorization(
         .map(|(name, _)| name.as_str())
         .collect::<Vec<_>>()
         .join(";");
-    let mut canonical = format!(
-        "{}\n{}\n{}\n",
-        request.method, request.path, request.query
-    );
+    let mut canonical = format!("{}\n{}\n{}\n", request.method, request.path, request.query);
     for (name, value) in &headers {
         canonical.push_str(name);
         canonical.push(':');
@@ -204,12 +201,7 @@ mod tests {
             service: "service",
         };
         assert_eq!(
-            authorization(
-                &request,
-                &scope,
-                "20150830T123600Z",
-                &example_credentials()
-            ),
+            authorization(&request, &scope, "20150830T123600Z", &example_credentials()),
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
         );
     }

@@ -51,7 +51,11 @@ fn body_lines(operations: &[BulkOperation], type_name: Option<&str>) -> Vec<Valu
 #[test]
 fn requests_carry_ids_external_versions_and_deletes() {
     let operations = [
-        index("logs-2026-12-02", "49650000000000000000000000000000000000000000000000000001", None),
+        index(
+            "logs-2026-12-02",
+            "49650000000000000000000000000000000000000000000000000001",
+            None,
+        ),
         index("ledger-cars", "doc1", Some(7)),
         delete("ledger-cars", "doc2", Some(3)),
         BulkOperation {
@@ -90,7 +94,13 @@ fn a_source_over_several_lines_is_sent_as_one_and_one_that_is_not_an_object_is_r
         body_lines(&[pretty], None)[1],
         json!({"message": "a\nb", "n": 1})
     );
-    for source in [&b"[1, 2]"[..], b"not json", b"", b"\"text\"\n"] {
+    for source in [
+        &b"[1, 2]"[..],
+        b"not json",
+        b"",
+        b"\"text\"\n",
+        b"{\n broken",
+    ] {
         let operation = BulkOperation {
             action: BulkAction::Index {
                 source: source.to_vec(),
@@ -98,9 +108,6 @@ fn a_source_over_several_lines_is_sent_as_one_and_one_that_is_not_an_object_is_r
             ..index("logs", "1", None)
         };
         let mut body = Vec::new();
-        if source.starts_with(b"{") {
-            continue;
-        }
         let refused = encode_operation(&operation, None, &mut body).unwrap_err();
         assert_eq!(refused.code, "400");
         assert!(refused.message.contains("mapper_parsing_exception"));
@@ -252,7 +259,11 @@ fn opensearch_2_bulk_with_mixed_statuses() {
     ];
     let outcomes = parse(200, &answer, &operations);
     assert_eq!(outcomes[0], ItemOutcome::Applied);
-    assert_eq!(outcomes[1], ItemOutcome::Applied, "external version already there");
+    assert_eq!(
+        outcomes[1],
+        ItemOutcome::Applied,
+        "external version already there"
+    );
     assert!(matches!(&outcomes[2], ItemOutcome::Failed(ItemError { code, .. }) if code == "404"));
     assert_eq!(outcomes[3], ItemOutcome::Applied);
     assert!(matches!(&outcomes[4], ItemOutcome::Retry(ItemError { code, .. }) if code == "429"));
@@ -348,7 +359,7 @@ fn endpoints_are_http_urls_without_credentials() {
         .unwrap_err()
         .to_string();
     assert!(
-        !refused.contains("changeme") || refused.contains("search_clusters"),
+        !refused.contains("changeme") && refused.contains("search_clusters"),
         "{refused}"
     );
 }
@@ -374,7 +385,10 @@ fn the_configuration_resolves_domains_and_never_prints_secrets() {
         }
     );
     let printed = format!("{config:?}");
-    assert!(!printed.contains("s3cr3t") && !printed.contains("ui2lp2ax"), "{printed}");
+    assert!(
+        !printed.contains("s3cr3t") && !printed.contains("ui2lp2ax"),
+        "{printed}"
+    );
     assert_eq!(
         config[2].auth.api_key_encoded().unwrap(),
         "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
@@ -390,7 +404,12 @@ fn the_configuration_resolves_domains_and_never_prints_secrets() {
     );
     let client = clusters.client("https://elastic.example:9200/").unwrap();
     assert!(client.has_index_templates());
-    assert!(!clusters.client("http://127.0.0.1:1").unwrap().has_index_templates());
+    assert!(
+        !clusters
+            .client("http://127.0.0.1:1")
+            .unwrap()
+            .has_index_templates()
+    );
 
     let unknown_member = serde_json::from_value::<Vec<ClusterConnection>>(json!([
         {"endpoint": "https://x.example", "auth": {"type": "basic", "username": "u", "password": "p", "token": "t"}}
@@ -415,7 +434,9 @@ fn a_ca_file_must_hold_a_certificate() {
     std::fs::write(&path, "not a certificate").unwrap();
     let mut connection = ClusterConnection::plain("https://x.example:9200");
     connection.ca_file = Some(path);
-    let refused = Clusters::new(vec![connection.clone()]).unwrap_err().to_string();
+    let refused = Clusters::new(vec![connection.clone()])
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains("ca.pem"), "{refused}");
     connection.ca_file = Some(directory.path().join("missing.pem"));
     assert!(Clusters::new(vec![connection]).is_err());
