@@ -372,3 +372,22 @@ def test_fuzzy_scores_are_lucenes(es):
     assert math.isclose(found["hits"]["hits"][0]["_score"], expected, rel_tol=1e-4)
     assert ids(search(es, index, {"fuzzy": {"t": {"value": "quick", "max_expansions": 1}}})) == ["1"]
     assert ids(search(es, index, {"fuzzy": {"t": {"value": "quick"}}})) == ["1", "2"]
+
+
+def test_wildcards_and_prefixes_read_only_their_own_field(es):
+    # A pattern's literal prefix bounds the dictionary range read; values of other fields that
+    # share the prefix, and values just past it, must not match.
+    index = unique("literal-prefix")
+    load(es, index, [
+        {"a": "pre-1", "b": "pre-2", "t": "prefix words"},
+        {"a": "pre", "b": "pre-3", "t": "present"},
+        {"a": "prf-1", "b": "x", "t": "pressed"},
+        {"a": "pre*x", "b": "pre?", "t": "other"},
+    ])
+    assert ids(search(es, index, {"wildcard": {"a.keyword": {"value": "pre-*"}}})) == ["1"]
+    assert ids(search(es, index, {"wildcard": {"a.keyword": {"value": "pre*"}}})) == ["1", "2", "4"]
+    assert ids(search(es, index, {"wildcard": {"a.keyword": {"value": "pre\\**"}}})) == ["4"]
+    assert ids(search(es, index, {"wildcard": {"b.keyword": {"value": "pre-?"}}})) == ["1", "2"]
+    assert ids(search(es, index, {"prefix": {"b.keyword": "pre"}})) == ["1", "2", "4"]
+    assert ids(search(es, index, {"prefix": {"t": "pre"}})) == ["1", "2", "3"]
+    assert ids(search(es, index, {"query_string": {"query": "a.keyword:pr*1"}})) == ["1", "3"]
