@@ -70,13 +70,13 @@ pub struct FirehoseArgs {
 }
 
 /// The records, encoded once before any clock starts.
-struct Records {
+pub(crate) struct Records {
     /// Base64 of each record's bytes.
-    base64: Vec<String>,
-    bytes: u64,
+    pub(crate) base64: Vec<String>,
+    pub(crate) bytes: u64,
 }
 
-fn build_records(n: u64, seed: u64) -> Records {
+pub(crate) fn build_records(n: u64, seed: u64) -> Records {
     let mut base64 = Vec::with_capacity(n as usize);
     let mut bytes = 0;
     let mut json = Vec::with_capacity(512);
@@ -112,7 +112,7 @@ fn encode_base64(bytes: &[u8]) -> String {
 
 /// Which API a put goes to: the request target and how its response names failures.
 #[derive(Clone, Copy)]
-enum PutApi {
+pub(crate) enum PutApi {
     Firehose,
     Kinesis,
 }
@@ -227,7 +227,7 @@ pub struct PutResult {
 }
 
 /// Sends every record in batches from `clients` threads, retrying failed records and refused calls.
-fn put_all(
+pub(crate) fn put_all(
     address: &str,
     api: PutApi,
     records: &Records,
@@ -355,15 +355,25 @@ pub struct KinesaliteResult {
 }
 
 fn create_delivery_stream(server: &Server) -> anyhow::Result<()> {
+    create_delivery_stream_into(server, None, 1)
+}
+
+/// Creates the benchmark's delivery stream: into Sluice's own index, or into the cluster at
+/// `cluster_endpoint`; flushed every `interval_s` or each MiB.
+pub(crate) fn create_delivery_stream_into(
+    server: &Server,
+    cluster_endpoint: Option<&str>,
+    interval_s: u64,
+) -> anyhow::Result<()> {
     let mut connection = Connection::open(&server.aws_address)?;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "DeliveryStreamName": STREAM_NAME,
         "DeliveryStreamType": "DirectPut",
         "ElasticsearchDestinationConfiguration": {
             "RoleARN": "arn:aws:iam::000000000000:role/bench",
             "IndexName": INDEX_NAME,
             "IndexRotationPeriod": "NoRotation",
-            "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
+            "BufferingHints": {"IntervalInSeconds": interval_s, "SizeInMBs": 1},
             "S3BackupMode": "FailedDocumentsOnly",
             "S3Configuration": {
                 "RoleARN": "arn:aws:iam::000000000000:role/bench",
@@ -371,6 +381,10 @@ fn create_delivery_stream(server: &Server) -> anyhow::Result<()> {
             }
         }
     });
+    if let Some(endpoint) = cluster_endpoint {
+        body["ElasticsearchDestinationConfiguration"]["ClusterEndpoint"] =
+            serde_json::json!(endpoint);
+    }
     aws_json(
         &mut connection,
         "Firehose_20150804.CreateDeliveryStream",
@@ -396,7 +410,7 @@ fn create_delivery_stream(server: &Server) -> anyhow::Result<()> {
 }
 
 /// `_count` of the index, 0 while it does not exist yet.
-fn count(connection: &mut Connection) -> anyhow::Result<u64> {
+pub(crate) fn count(connection: &mut Connection) -> anyhow::Result<u64> {
     let response = connection.json("GET", &format!("/{INDEX_NAME}/_count"), "")?;
     if response.status == 404 {
         return Ok(0);

@@ -11,7 +11,9 @@
 //! (see `queries.rs`).
 //!
 //! `sluice-bench firehose` puts records through a Firehose delivery stream into Sluice's own index
-//! until they are searchable, next to kinesalite's Kinesis `PutRecords` (see `firehose.rs`).
+//! until they are searchable, next to kinesalite's Kinesis `PutRecords` (see `firehose.rs`);
+//! `sluice-bench external` delivers the same records into an external cluster (a second Sluice
+//! over loopback) and into the embedded index, in one run (see `external.rs`).
 //!
 //! `sluice-bench ledger` commits single-document transactions to the verifiable ledger from 1 and
 //! 16 clients, embedded and through QLDBSession to a real `sluice up`, next to the disk's own
@@ -25,6 +27,7 @@
 mod baseline;
 mod ceiling;
 mod docs;
+mod external;
 mod firehose;
 mod http;
 mod ledger;
@@ -74,6 +77,9 @@ enum BenchCommand {
     Bulk(BulkArgs),
     /// Firehose PutRecordBatch into Sluice's own index until searchable, versus kinesalite.
     Firehose(firehose::FirehoseArgs),
+    /// Firehose delivery into an external cluster (a second Sluice over loopback, by
+    /// ClusterEndpoint) versus into the embedded index, until searchable, in one run.
+    External(external::ExternalArgs),
     /// Verifiable ledger: single-document transactions (1 and N clients, embedded and over
     /// QLDBSession), size and proofs at 1 M revisions, versus the disk and PostgreSQL with a
     /// hash-chained audit table.
@@ -152,6 +158,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         BenchCommand::Bulk(args) => bulk(args),
         BenchCommand::Firehose(args) => firehose::run(args),
+        BenchCommand::External(args) => external::run(args),
         BenchCommand::Ledger(args) => ledger::run(args),
         BenchCommand::LedgerPipeline(args) => ledger_pipeline::run(args),
         BenchCommand::Search(args) => queries::run(queries::Kind::Search, args),

@@ -104,13 +104,18 @@ pub enum BackupMode {
     AllDocuments,
 }
 
-/// Sluice's own search index as destination (an Elasticsearch/OpenSearch destination without
-/// ClusterEndpoint).
+/// A search index as destination: Sluice's own (no `cluster_endpoint`), or an external
+/// Elasticsearch/OpenSearch cluster (Firehose's ClusterEndpoint, or a DomainARN the node's
+/// `search_clusters` configuration resolves to one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchDestination {
     pub flavor: SearchFlavor,
     #[serde(default)]
     pub domain_arn: Option<String>,
+    /// The external cluster's URL; `None` is Sluice's own index. How to authenticate and which
+    /// CA to trust are the node's configuration for this endpoint (never in the catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_endpoint: Option<String>,
     #[serde(default)]
     pub role_arn: Option<String>,
     pub index_name: String,
@@ -155,6 +160,28 @@ impl S3Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Destination {
     pub location: S3Location,
+}
+
+/// The account of every ARN Sluice hands out (one machine, one account).
+pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
+
+/// Whether `domain_arn` names a domain of Sluice's own account
+/// (`arn:aws:es:REGION:000000000000:domain/NAME`): Sluice's own index, as before external
+/// clusters existed.
+pub fn is_local_domain_arn(domain_arn: &str) -> bool {
+    let mut parts = domain_arn.splitn(6, ':');
+    matches!(
+        (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next()
+        ),
+        (Some("arn"), Some(_), Some("es"), Some(_), Some(LOCAL_ACCOUNT_ID), Some(resource))
+            if resource.starts_with("domain/")
+    )
 }
 
 /// `arn:aws:s3:::NAME` → `NAME`, checked against S3's bucket naming rules so it is a safe
@@ -284,6 +311,10 @@ impl DeliveryStreamConfig {
             Destination::Search(search) => {
                 sluice_search::validate_index_name(&search.index_name)
                     .map_err(|error| DeliveryError::invalid(format!("IndexName: {error}")))?;
+                if let Some(endpoint) = &search.cluster_endpoint {
+                    sluice_cluster::parse_endpoint(endpoint)
+                        .map_err(|error| DeliveryError::invalid(error.to_string()))?;
+                }
                 if search.retry_duration_s > RETRY_DURATION_S_MAX {
                     return Err(DeliveryError::invalid(format!(
                         "RetryOptions.DurationInSeconds must be between 0 and {RETRY_DURATION_S_MAX}"

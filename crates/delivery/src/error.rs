@@ -34,6 +34,16 @@ pub enum DeliveryError {
     /// stays in the source and is tried again.
     #[error(transparent)]
     Objects(#[from] sluice_objects::ObjectsError),
+    /// An external cluster that cannot be configured or prepared (its client, its index
+    /// templates); a batch waiting on it stays in the source and is tried again.
+    #[error(transparent)]
+    Cluster(#[from] sluice_cluster::ClusterError),
+    #[error("installing index templates on {endpoint}: {code} {message}")]
+    IndexTemplates {
+        endpoint: String,
+        code: String,
+        message: String,
+    },
     #[error("corrupt delivery catalog {path}: {reason}")]
     CorruptCatalog { path: String, reason: String },
 }

@@ -3,7 +3,8 @@
 //! existing Kinesis-like stream) with a durable consumer checkpoint, buffers records by size and
 //! interval, runs them through Lambda-style processors (a [`Transformer`]), writes them into a
 //! search index (with rotation, document ids from log positions, retries for a bounded
-//! duration) or into S3 (the local directory `data_dir/s3` by default, real S3 through
+//! duration; Sluice's own index, or an external Elasticsearch/OpenSearch cluster through
+//! `sluice-cluster`'s bulk client) or into S3 (the local directory `data_dir/s3` by default, real S3 through
 //! `sluice-objects` when configured), backs up all or failed documents, and only then
 //! moves its checkpoint. A crash at any point redelivers, and ids derived from log positions make
 //! the redelivery idempotent.
@@ -47,8 +48,8 @@ pub use crate::{
     backup::{object_key, object_uuid},
     config::{
         BackupMode, BufferingHints, DeliveryStreamConfig, Destination, DocumentIdOption,
-        LambdaProcessor, S3Destination, S3Location, SearchDestination, SearchFlavor, Source,
-        bucket_name_from_arn, stream_name_from_arn,
+        LOCAL_ACCOUNT_ID, LambdaProcessor, S3Destination, S3Location, SearchDestination,
+        SearchFlavor, Source, bucket_name_from_arn, is_local_domain_arn, stream_name_from_arn,
     },
     error::{DeliveryError, Result},
     ids::document_id,

@@ -20,11 +20,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
+use sluice_cluster::Clusters;
 use sluice_log::{Clock, IteratorStart, Log, LogError, StreamConfig};
 use sluice_objects::ObjectStores;
 use sluice_search::Indices;
 
-use crate::config::{DeliveryStreamConfig, Source, stream_name_from_arn};
+use crate::config::{
+    DeliveryStreamConfig, Destination, Source, is_local_domain_arn, stream_name_from_arn,
+};
 use crate::error::{DeliveryError, Result};
 use crate::limits::{
     BACKLOG_RECORDS_MAX, CATALOG_BYTES_MAX, DELIVERY_STREAMS_MAX, ERROR_BACKOFF_MS_FIRST,
@@ -47,6 +50,9 @@ pub struct DeliveryStreamsOptions {
     /// Where backups and S3 destinations are written; `None` is the local directory
     /// `data_dir/s3` only.
     pub objects: Option<Arc<ObjectStores>>,
+    /// The external search clusters the configuration names (auth, CA, templates, domains);
+    /// `None` knows none: a ClusterEndpoint is reached without authentication.
+    pub clusters: Option<Arc<Clusters>>,
 }
 
 impl DeliveryStreamsOptions {
@@ -57,6 +63,7 @@ impl DeliveryStreamsOptions {
             start_workers: true,
             backlog_records_max: BACKLOG_RECORDS_MAX,
             objects: None,
+            clusters: None,
         }
     }
 }
@@ -108,6 +115,7 @@ pub struct StartFailure {
 pub struct DeliveryStreams {
     directory: PathBuf,
     objects: Arc<ObjectStores>,
+    clusters: Arc<Clusters>,
     log: Arc<Log>,
     indices: Arc<Indices>,
     options: DeliveryStreamsOptions,
@@ -190,6 +198,7 @@ impl DeliveryStreams {
                 .objects
                 .clone()
                 .unwrap_or_else(|| Arc::new(ObjectStores::local(data_dir.join("s3")))),
+            clusters: options.clusters.clone().unwrap_or_default(),
             configs: RwLock::new(read_catalog(&directory)?),
             directory,
             log,
@@ -282,6 +291,7 @@ impl DeliveryStreams {
             source,
             self.indices.clone(),
             self.objects.clone(),
+            &self.clusters,
             self.options.transformer.clone(),
             self.options.clock.clone(),
             self.options.backlog_records_max,
@@ -309,9 +319,32 @@ impl DeliveryStreams {
         Ok(stream)
     }
 
+    /// A search destination named by DomainARN alone goes to the cluster the configuration
+    /// says serves that domain, or to Sluice's own index for a domain of Sluice's own account;
+    /// any other domain cannot be reached (Sluice does not ask AWS for its endpoint).
+    fn resolve_domain(&self, config: &mut DeliveryStreamConfig) -> Result<()> {
+        let Destination::Search(search) = &mut config.destination else {
+            return Ok(());
+        };
+        let (None, Some(domain_arn)) = (&search.cluster_endpoint, &search.domain_arn) else {
+            return Ok(());
+        };
+        if let Some(endpoint) = self.clusters.endpoint_of_domain(domain_arn) {
+            search.cluster_endpoint = Some(endpoint.to_owned());
+            return Ok(());
+        }
+        if is_local_domain_arn(domain_arn) {
+            return Ok(());
+        }
+        Err(DeliveryError::invalid(format!(
+            "DomainARN {domain_arn} names no cluster of the --config file's search_clusters; give its ClusterEndpoint instead, or configure the cluster with this domain_arn"
+        )))
+    }
+
     /// Creates a delivery stream and starts delivering.
     pub fn create(&self, mut config: DeliveryStreamConfig) -> Result<Arc<DeliveryStream>> {
         config.validate()?;
+        self.resolve_domain(&mut config)?;
         let _guard = self
             .catalog_lock
             .lock()

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
+use sluice_cluster::{BulkAction, BulkOperation, ClusterClient, Clusters, ItemOutcome};
 use sluice_log::{
     AppendRecord, Clock, IteratorStart, Record, SequenceNumber, ShardPosition, Stream,
     limits::{READ_BYTES_MAX, READ_RECORDS_MAX},
@@ -112,12 +113,27 @@ struct Document {
     data: Vec<u8>,
 }
 
+/// What one attempt did with one document.
+enum Attempt {
+    Delivered,
+    /// Not delivered; worth another attempt until the retry duration ends. `(errorCode,
+    /// errorMessage)` as Firehose reports them.
+    Retry((String, String)),
+    /// Not delivered, and another attempt would fail the same way: backed up at once.
+    Failed((String, String)),
+}
+
 pub struct DeliveryStream {
     config: DeliveryStreamConfig,
     arn: String,
     source: Arc<Stream>,
     consumer: String,
     indices: Arc<Indices>,
+    /// The external cluster of a search destination with a ClusterEndpoint.
+    cluster: Option<Arc<ClusterClient>>,
+    /// Set once the cluster's configured index templates are on it (each worker start puts
+    /// them again, before its first bulk request).
+    templates_installed: std::sync::atomic::AtomicBool,
     objects: Arc<ObjectStores>,
     transformer: Arc<dyn Transformer>,
     clock: Arc<dyn Clock>,
@@ -155,11 +171,19 @@ impl DeliveryStream {
         source: Arc<Stream>,
         indices: Arc<Indices>,
         objects: Arc<ObjectStores>,
+        clusters: &Clusters,
         transformer: Arc<dyn Transformer>,
         clock: Arc<dyn Clock>,
         backlog_records_max: u64,
     ) -> Result<DeliveryStream> {
         let consumer = consumer_name(&config.name);
+        let cluster = match &config.destination {
+            Destination::Search(SearchDestination {
+                cluster_endpoint: Some(endpoint),
+                ..
+            }) => Some(clusters.client(endpoint)?),
+            _ => None,
+        };
         let mut positions = Vec::new();
         let mut delivered_next_offset = 0;
         for shard in source.shards() {
@@ -179,6 +203,8 @@ impl DeliveryStream {
             source,
             consumer,
             indices,
+            cluster,
+            templates_installed: std::sync::atomic::AtomicBool::new(false),
             objects,
             transformer,
             clock,
@@ -703,38 +729,58 @@ impl DeliveryStream {
             &self.metrics.delivery_attempted_records,
             documents.len() as u64,
         );
-        // Positions (in `documents`) still to deliver, and the last error of each.
+        if let Some(cluster) = &self.cluster {
+            self.install_index_templates(cluster)?;
+        }
+        // Positions (in `documents`) still to deliver, given up on, and the last error of each
+        // with the attempts it took.
         let mut pending: Vec<usize> = (0..documents.len()).collect();
-        let mut last_errors: BTreeMap<usize, (String, String)> = BTreeMap::new();
+        let mut given_up: Vec<usize> = Vec::new();
+        let mut last_errors: BTreeMap<usize, (String, String, u32)> = BTreeMap::new();
         let mut attempts = 0u32;
         let mut backoff_ms = RETRY_BACKOFF_MS_FIRST;
         loop {
             attempts += 1;
-            let mut by_index: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-            for &position in &pending {
-                if let Some((index, _)) = targets.get(position) {
-                    by_index.entry(index.as_str()).or_default().push(position);
+            let outcomes: Vec<(usize, Attempt)> = match &self.cluster {
+                // One bulk request carries every index; the client splits it by size.
+                Some(cluster) => {
+                    let attempted =
+                        self.write_to_cluster(cluster, destination, documents, &targets, &pending);
+                    pending.iter().copied().zip(attempted).collect()
                 }
-            }
+                None => {
+                    let mut by_index: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+                    for &position in &pending {
+                        if let Some((index, _)) = targets.get(position) {
+                            by_index.entry(index.as_str()).or_default().push(position);
+                        }
+                    }
+                    let mut outcomes = Vec::with_capacity(pending.len());
+                    for (index_name, positions) in by_index {
+                        let attempted =
+                            self.write_documents(index_name, documents, &targets, &positions);
+                        outcomes.extend(positions.into_iter().zip(attempted));
+                    }
+                    outcomes
+                }
+            };
             let mut still_failing = Vec::new();
-            for (index_name, positions) in by_index {
-                let outcomes = self.write_documents(index_name, documents, &targets, &positions);
-                for (position, outcome) in positions.into_iter().zip(outcomes) {
-                    match outcome {
-                        Ok(()) => {
-                            last_errors.remove(&position);
-                            if let Some(document) = documents.get(position) {
-                                Metrics::add(&self.metrics.delivery_records, 1);
-                                Metrics::add(
-                                    &self.metrics.delivery_bytes,
-                                    document.data.len() as u64,
-                                );
-                            }
+            for (position, outcome) in outcomes {
+                match outcome {
+                    Attempt::Delivered => {
+                        last_errors.remove(&position);
+                        if let Some(document) = documents.get(position) {
+                            Metrics::add(&self.metrics.delivery_records, 1);
+                            Metrics::add(&self.metrics.delivery_bytes, document.data.len() as u64);
                         }
-                        Err(error) => {
-                            last_errors.insert(position, error);
-                            still_failing.push(position);
-                        }
+                    }
+                    Attempt::Retry((code, message)) => {
+                        last_errors.insert(position, (code, message, attempts));
+                        still_failing.push(position);
+                    }
+                    Attempt::Failed((code, message)) => {
+                        last_errors.insert(position, (code, message, attempts));
+                        given_up.push(position);
                     }
                 }
             }
@@ -743,11 +789,13 @@ impl DeliveryStream {
                 break;
             }
             Metrics::add(&self.metrics.delivery_retries, 1);
-            if !pause.pause(backoff_ms) {
+            if !pause.pause(with_jitter(backoff_ms)) {
                 return Err(DeliveryError::Stopping(self.config.name.clone()));
             }
             backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MS_MAX);
         }
+        pending.extend(given_up);
+        pending.sort_unstable();
         let now_ms = self.clock.now_ms();
         if let Some(oldest) = documents.iter().map(|d| d.arrival_time_ms).min() {
             self.metrics
@@ -762,12 +810,12 @@ impl DeliveryStream {
                 else {
                     continue;
                 };
-                let (code, message) = last_errors
+                let (code, message, attempts_made) = last_errors
                     .get(&position)
                     .cloned()
-                    .unwrap_or_else(|| ("500".to_owned(), "unknown failure".to_owned()));
+                    .unwrap_or_else(|| ("500".to_owned(), "unknown failure".to_owned(), attempts));
                 let line = json!({
-                    "attemptsMade": attempts,
+                    "attemptsMade": attempts_made,
                     "arrivalTimestamp": document.arrival_time_ms,
                     "errorCode": code,
                     "errorMessage": message,
@@ -803,9 +851,85 @@ impl DeliveryStream {
         Ok(())
     }
 
-    /// One attempt at writing the documents at `positions` into `index_name`; an error is
-    /// `(errorCode, errorMessage)` as Firehose reports them (HTTP status, Elasticsearch error).
+    /// One attempt at writing the documents at `positions` into Sluice's own `index_name`.
+    /// Every failure of its own index is retried until the retry duration ends (a full disk, a
+    /// mapping that another write may change), as before external clusters existed.
     fn write_documents(
+        &self,
+        index_name: &str,
+        documents: &[Document],
+        targets: &[(String, Option<String>)],
+        positions: &[usize],
+    ) -> Vec<Attempt> {
+        self.write_documents_locally(index_name, documents, targets, positions)
+            .into_iter()
+            .map(|result| match result {
+                Ok(()) => Attempt::Delivered,
+                Err(error) => Attempt::Retry(error),
+            })
+            .collect()
+    }
+
+    /// One attempt at writing the documents at `positions` into the external cluster: one
+    /// outcome per position, in order. Ids are the same as in Sluice's own index, so a
+    /// document retried after a request whose answer was lost overwrites itself.
+    fn write_to_cluster(
+        &self,
+        cluster: &ClusterClient,
+        destination: &SearchDestination,
+        documents: &[Document],
+        targets: &[(String, Option<String>)],
+        positions: &[usize],
+    ) -> Vec<Attempt> {
+        let operations: Vec<BulkOperation> = positions
+            .iter()
+            .map(|&position| {
+                let (index, id) = targets.get(position).cloned().unwrap_or_default();
+                BulkOperation {
+                    index,
+                    id,
+                    version: None,
+                    action: BulkAction::Index {
+                        source: documents
+                            .get(position)
+                            .map(|document| document.data.clone())
+                            .unwrap_or_default(),
+                    },
+                }
+            })
+            .collect();
+        cluster
+            .bulk(&operations, destination.type_name.as_deref())
+            .into_iter()
+            .map(|outcome| match outcome {
+                ItemOutcome::Applied => Attempt::Delivered,
+                ItemOutcome::Retry(error) => Attempt::Retry((error.code, error.message)),
+                ItemOutcome::Failed(error) => Attempt::Failed((error.code, error.message)),
+            })
+            .collect()
+    }
+
+    /// Puts the cluster's configured index templates on it once per worker start, before
+    /// the first bulk request: an index rotation creates indices that must take them. A
+    /// failure fails the flush (its batch stays in the source and is tried again).
+    fn install_index_templates(&self, cluster: &ClusterClient) -> Result<()> {
+        if !cluster.has_index_templates() || self.templates_installed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        cluster
+            .install_index_templates()
+            .map_err(|error| DeliveryError::IndexTemplates {
+                endpoint: cluster.endpoint().to_owned(),
+                code: error.code,
+                message: error.message,
+            })?;
+        self.templates_installed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// [`Self::write_documents`]' attempt; an error is `(errorCode, errorMessage)` as Firehose
+    /// reports them (HTTP status, Elasticsearch error).
+    fn write_documents_locally(
         &self,
         index_name: &str,
         documents: &[Document],
@@ -960,6 +1084,18 @@ fn cut(text: &str, bytes_max: usize) -> String {
     let mut cut = text.get(..end).unwrap_or_default().to_owned();
     cut.push('…');
     cut
+}
+
+/// A pause of `backoff_ms` with jitter: between half of it and all of it ("equal jitter"), so
+/// streams retrying against one busy cluster spread out instead of returning together.
+fn with_jitter(backoff_ms: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh `RandomState` is seeded from the process's random keys and a counter: random
+    // enough to spread retries, with no dependency for it.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(backoff_ms);
+    let half = backoff_ms / 2;
+    half + hasher.finish() % (backoff_ms - half + 1)
 }
 
 /// The first and last log positions of a batch: names its backup objects.

@@ -129,6 +129,7 @@ fn search_config(
         destination: Destination::Search(SearchDestination {
             flavor: SearchFlavor::Elasticsearch,
             domain_arn: None,
+            cluster_endpoint: None,
             role_arn: None,
             index_name: "example".to_owned(),
             type_name: None,
@@ -847,4 +848,173 @@ fn a_failed_object_write_keeps_the_batch_is_described_and_is_retried() {
     assert_eq!(objects.len(), 1);
     assert_eq!(std::fs::read(&objects[0]).unwrap(), hello(3).concat());
     assert_eq!(stream.pump(&pause).unwrap().flushed_records, 0);
+}
+
+/// A cluster that answers each bulk request with the status its documents ask for:
+/// `"answer": 400` always, `"answer": 429` the first time it sees the document's id; others
+/// 201. It keeps every request's NDJSON lines.
+fn start_fake_cluster() -> (String, Arc<Mutex<Vec<Vec<Value>>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests: Arc<Mutex<Vec<Vec<Value>>>> = Arc::default();
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        let mut rejected_once = std::collections::BTreeSet::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let head_end = loop {
+                if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end;
+                }
+                let n = stream.read(&mut chunk).unwrap();
+                assert!(n > 0);
+                buffer.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8_lossy(&buffer[..head_end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            let mut body = buffer[head_end + 4..].to_vec();
+            while body.len() < length {
+                let n = stream.read(&mut chunk).unwrap();
+                body.extend_from_slice(&chunk[..n]);
+            }
+            let lines: Vec<Value> = body
+                .split(|b| *b == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(|line| serde_json::from_slice(line).unwrap())
+                .collect();
+            let mut items = Vec::new();
+            for pair in lines.chunks(2) {
+                let id = pair[0]["index"]["_id"].as_str().unwrap().to_owned();
+                let status = match pair[1]["answer"].as_u64() {
+                    Some(400) => 400,
+                    Some(429) if rejected_once.insert(id.clone()) => 429,
+                    _ => 201,
+                };
+                let mut item = serde_json::json!({"_index": pair[0]["index"]["_index"], "_id": id, "status": status});
+                if status >= 400 {
+                    item["error"] = serde_json::json!({"type": if status == 400 {"document_parsing_exception"} else {"es_rejected_execution_exception"}, "reason": "said so"});
+                }
+                items.push(serde_json::json!({"index": item}));
+            }
+            seen.lock().unwrap().push(lines);
+            let answer = serde_json::json!({"took": 1, "errors": true, "items": items}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, requests)
+}
+
+#[test]
+fn an_external_cluster_gets_the_same_ids_and_only_failed_items_are_retried() {
+    let f = fixture_with(Arc::new(NoFunctions));
+    let (url, requests) = start_fake_cluster();
+    let mut config = search_config("external", IndexRotation::OneDay, 60);
+    config.buffering.interval_ms = 0;
+    if let Destination::Search(search) = &mut config.destination {
+        search.cluster_endpoint = Some(url);
+    }
+    let stream = f.streams.create(config).unwrap();
+    let ids: Vec<String> = stream
+        .put_records(&[
+            br#"{"answer": 201}"#.to_vec(),
+            br#"{"answer": 400}"#.to_vec(),
+            br#"{"answer": 429}"#.to_vec(),
+        ])
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        stream
+            .pump(&AdvanceClock(f.clock.clone()))
+            .unwrap()
+            .flushed_records,
+        3
+    );
+
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(
+        requests.len(),
+        2,
+        "one attempt, then one retry: {requests:?}"
+    );
+    let action_ids = |lines: &[Value]| -> Vec<String> {
+        lines
+            .iter()
+            .step_by(2)
+            .map(|line| line["index"]["_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(action_ids(&requests[0]), ids, "ids are the log positions");
+    assert_eq!(
+        requests[0][0]["index"]["_index"], "example-2016-02-25",
+        "rotated"
+    );
+    assert_eq!(
+        action_ids(&requests[1]),
+        vec![ids[2].clone()],
+        "only the rejected item is sent again; the refused one is not"
+    );
+    assert!(
+        f.clock.now_ms() < T0_MS + 60_000,
+        "nothing waited for the retry duration"
+    );
+
+    let failed = files_under(&f.root.join("s3/backup/elasticsearch_failed"));
+    assert_eq!(failed.len(), 1);
+    let text = std::fs::read_to_string(&failed[0]).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["esDocumentId"], ids[1]);
+    assert_eq!(lines[0]["errorCode"], "400");
+    assert_eq!(lines[0]["attemptsMade"], 1);
+    assert!(
+        lines[0]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("document_parsing_exception")
+    );
+    let metrics = stream.metrics().snapshot();
+    assert_eq!(metrics.delivery_records, 2);
+    assert_eq!(metrics.failed_documents, 1);
+    assert!(
+        f.indices.get("example-2016-02-25").is_err(),
+        "nothing went into Sluice's own index"
+    );
+}
+
+#[test]
+fn a_domain_arn_is_sluice_s_own_index_only_in_sluice_s_account() {
+    let f = fixture_with(Arc::new(NoFunctions));
+    let mut config = search_config("own", IndexRotation::NoRotation, 60);
+    if let Destination::Search(search) = &mut config.destination {
+        search.domain_arn = Some("arn:aws:es:us-east-1:000000000000:domain/sluice".to_owned());
+    }
+    let stream = f.streams.create(config.clone()).unwrap();
+    assert!(matches!(
+        &stream.config().destination,
+        Destination::Search(SearchDestination {
+            cluster_endpoint: None,
+            ..
+        })
+    ));
+    config.name = "elsewhere".to_owned();
+    if let Destination::Search(search) = &mut config.destination {
+        search.domain_arn = Some("arn:aws:es:eu-west-1:123456789012:domain/logs".to_owned());
+    }
+    let refused = f.streams.create(config).unwrap_err().to_string();
+    assert!(refused.contains("search_clusters"), "{refused}");
 }

@@ -105,6 +105,8 @@ pub enum NodeError {
     #[error(transparent)]
     Objects(#[from] sluice_objects::ObjectsError),
     #[error(transparent)]
+    Cluster(#[from] sluice_cluster::ClusterError),
+    #[error(transparent)]
     JournalStreams(#[from] journal_streams::JournalStreamError),
     #[error(transparent)]
     LedgerIndex(#[from] ledger_index::LedgerIndexError),
@@ -137,6 +139,9 @@ pub struct NodeOptions {
     /// Which buckets live in real S3 and how to reach it (the `--config` file's
     /// `object_store`); none by default: every object goes into `data_dir/s3`.
     pub object_store: ObjectStoreConfig,
+    /// External Elasticsearch/OpenSearch clusters delivery streams may name (the `--config`
+    /// file's `search_clusters`: endpoint, domain, auth, CA, index templates); none by default.
+    pub search_clusters: Vec<sluice_cluster::ClusterConnection>,
 }
 
 impl Default for NodeOptions {
@@ -150,6 +155,7 @@ impl Default for NodeOptions {
             ledger_replicas: Vec::new(),
             table_index: TableIndexConfig::default(),
             object_store: ObjectStoreConfig::default(),
+            search_clusters: Vec::new(),
         }
     }
 }
@@ -243,6 +249,9 @@ impl Node {
             indices.clone(),
             DeliveryStreamsOptions {
                 objects: Some(objects.clone()),
+                clusters: Some(Arc::new(sluice_cluster::Clusters::new(
+                    options.search_clusters.clone(),
+                )?)),
                 ..DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone())
             },
         )?);

@@ -243,7 +243,12 @@ struct UpArgs {
     /// (`{"s3": {"endpoint_url", "region", "virtual_hosted_style", "access_key_id",
     /// "secret_access_key", "session_token", "multipart_threshold_bytes", "part_bytes"},
     /// "buckets": {BUCKET: {"server_side_encryption", "kms_key_id"}}}`: the buckets of backups,
-    /// S3 destinations and journal exports that live in real S3; the rest stay in DATA_DIR/s3).
+    /// S3 destinations and journal exports that live in real S3; the rest stay in DATA_DIR/s3),
+    /// and `search_clusters` (`[{"endpoint", "domain_arn", "auth": {"type": "basic",
+    /// "username", "password"} | {"type": "api_key", "encoded"} | {"type": "api_key", "id",
+    /// "api_key"} | {"type": "sigv4", "service": "es"|"aoss", "region"}, "ca_file",
+    /// "index_templates": {NAME: BODY}, "request_timeout_seconds"}]`: the external
+    /// Elasticsearch/OpenSearch clusters delivery streams name by ClusterEndpoint or DomainARN).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The Python interpreter of functions created through the Lambda API with a `python3.x`
@@ -327,6 +332,11 @@ struct ConfigFile {
     /// how to reach it (none by default: the local `s3/` directory).
     #[serde(default)]
     object_store: sluice_objects::ObjectStoreConfig,
+    /// External Elasticsearch/OpenSearch clusters that delivery streams name by
+    /// `ClusterEndpoint` or `DomainARN`: how to authenticate, which CA to trust, which index
+    /// templates to put (none by default).
+    #[serde(default)]
+    search_clusters: Vec<sluice_cluster::ClusterConnection>,
     /// `--insecure`: listen beyond loopback without TLS and authentication.
     #[serde(default)]
     insecure: bool,
@@ -610,6 +620,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             ledger_replicas: config.ledger_replicas,
             table_index: config.table_indexing,
             object_store: config.object_store,
+            search_clusters: config.search_clusters,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))

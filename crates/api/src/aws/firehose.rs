@@ -1,8 +1,10 @@
 //! The Firehose-compatible API (`Firehose_20150804.*`, AWS JSON 1.1) over the node's delivery
 //! streams, and `GET /metrics` (Prometheus text) with their counters. Request members are read
 //! here, turned into `sluice_delivery` configs, and every `DeliveryError` maps to Firehose's
-//! exception in [`delivery_error`]. A destination with a ClusterEndpoint (an external cluster)
-//! is refused for now: Sluice delivers into its own index.
+//! exception in [`delivery_error`]. A search destination with a `ClusterEndpoint` delivers into
+//! that external Elasticsearch/OpenSearch cluster (its credentials and CA are the `--config`
+//! file's `search_clusters`, never members of the API); a `DomainARN` resolves through the
+//! same configuration, or names Sluice's own index when it is of Sluice's own account.
 //!
 //! An S3 configuration (of an ExtendedS3 destination, or a search destination's backup) may
 //! carry the Sluice member [`S3_EXTENSION_MEMBER`] naming its own S3 service; Firehose's
@@ -336,9 +338,11 @@ fn search_destination(
     flavor: SearchFlavor,
     member: &str,
 ) -> Result<(SearchDestination, BufferingHints, Vec<LambdaProcessor>), AwsError> {
-    if string(configuration, "ClusterEndpoint")?.is_some() {
+    let cluster_endpoint = string(configuration, "ClusterEndpoint")?;
+    let domain_arn = string(configuration, "DomainARN")?;
+    if cluster_endpoint.is_some() && domain_arn.is_some() {
         return Err(invalid(format!(
-            "{member}.ClusterEndpoint: delivery into an external cluster is not supported yet; leave ClusterEndpoint and DomainARN out to deliver into Sluice's own index"
+            "{member}: give either ClusterEndpoint or DomainARN, not both"
         )));
     }
     let index_name = string(configuration, "IndexName")?
@@ -378,7 +382,9 @@ fn search_destination(
         .ok_or_else(|| missing(&format!("{member}.s3Configuration")))?;
     let destination = SearchDestination {
         flavor,
-        domain_arn: string(configuration, "DomainARN")?.map(str::to_owned),
+        domain_arn: domain_arn.map(str::to_owned),
+        cluster_endpoint: cluster_endpoint
+            .map(|endpoint| endpoint.trim_end_matches('/').to_owned()),
         role_arn: string(configuration, "RoleARN")?.map(str::to_owned),
         index_name: index_name.to_owned(),
         type_name: string(configuration, "TypeName")?.map(str::to_owned),
@@ -701,6 +707,9 @@ fn describe(
             });
             if let Some(domain) = &search.domain_arn {
                 description["DomainARN"] = json!(domain);
+            }
+            if let Some(endpoint) = &search.cluster_endpoint {
+                description["ClusterEndpoint"] = json!(endpoint);
             }
             if let Some(type_name) = &search.type_name {
                 description["TypeName"] = json!(type_name);

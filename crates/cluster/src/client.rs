@@ -1,0 +1,387 @@
+//! One external cluster over HTTP(S): reqwest over rustls with the process's ring provider (no
+//! OpenSSL, no aws-lc-rs), the system's roots plus a configured CA file, and the configured
+//! authentication on every request. Callers are synchronous (delivery workers): each call runs
+//! on one process-wide runtime, entered with `block_on`; it must not be called from inside an
+//! async task.
+//!
+//! A bulk call never retries by itself: it answers one [`ItemOutcome`] per operation and the
+//! caller retries the items worth retrying, with its own backoff and deadline. A request that
+//! fails whole (no connection, a dropped connection, a timeout, a 429 or 5xx, an answer that is
+//! not a bulk response) makes every operation of that request [`ItemOutcome::Retry`].
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, Url};
+use serde_json::Value;
+
+use crate::bulk::{
+    BulkOperation, ItemError, ItemOutcome, RequestFailure, cut, encode_operation,
+    parse_bulk_response,
+};
+use crate::sigv4::{self, Credentials};
+use crate::{ClusterAuth, ClusterConnection, ClusterError, SigV4Service};
+
+/// Threads of the runtime that drives every request to external clusters. Requests are few and
+/// large (bulk bodies); one thread keeps connection pools and timers going while callers wait.
+pub const RUNTIME_WORKER_THREADS: usize = 1;
+/// The longest a connection may take to open; it then fails and its items are retried.
+pub const CONNECT_TIMEOUT_SECONDS: u64 = 10;
+/// Largest body of one bulk request. Operations are split into requests under it (one larger
+/// document goes alone). Amazon OpenSearch Service refuses bodies over 10 MiB on its smallest
+/// instance types, with a 413 that would never succeed on retry.
+pub const BULK_REQUEST_BYTES_MAX: usize = 10 * 1024 * 1024;
+/// Largest answer read from the cluster. A bulk answer of [`BULK_REQUEST_BYTES_MAX`] of tiny
+/// documents, each with an error, stays well under it; a longer answer fails the request (its
+/// items are retried) instead of growing memory without bound.
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+
+/// The process's runtime for external clusters, made on first use and never dropped (dropping
+/// a runtime inside an async context panics, and the node may be dropped in one).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, ClusterError> {
+    RUNTIME
+        .get_or_init(|| {
+            // reqwest is built without a bundled crypto provider: Sluice's TLS is ring's.
+            // Another part of the process may have installed it first, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(RUNTIME_WORKER_THREADS)
+                .thread_name("sluice-cluster")
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())
+        })
+        .as_ref()
+        .map_err(|error| {
+            ClusterError::Invalid(format!("cannot start the cluster runtime: {error}"))
+        })
+}
+
+/// A client of one cluster.
+pub struct ClusterClient {
+    endpoint: Url,
+    http: reqwest::Client,
+    auth: ClusterAuth,
+    /// `host[:port]` as the `Host` header carries it, for SigV4.
+    host: String,
+    region: String,
+    index_templates: Vec<(String, Value)>,
+}
+
+impl std::fmt::Debug for ClusterClient {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ClusterClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterClient {
+    /// A client for `connection` (already validated); nothing is sent until the first call.
+    pub fn new(connection: &ClusterConnection) -> Result<ClusterClient, ClusterError> {
+        runtime()?;
+        let endpoint = crate::parse_endpoint(&connection.endpoint)?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(connection.request_timeout_seconds))
+            .connect_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECONDS));
+        if let Some(path) = &connection.ca_file {
+            let pem = std::fs::read(path).map_err(|error| {
+                ClusterError::Invalid(format!("reading ca_file {}: {error}", path.display()))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+                ClusterError::Invalid(format!(
+                    "ca_file {} holds no PEM certificate: {error}",
+                    path.display()
+                ))
+            })?;
+            if certificates.is_empty() {
+                return Err(ClusterError::Invalid(format!(
+                    "ca_file {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|error| ClusterError::Invalid(format!("building the client: {error}")))?;
+        let host_name = endpoint.host_str().unwrap_or_default().to_owned();
+        let host = match endpoint.port() {
+            Some(port) => format!("{host_name}:{port}"),
+            None => host_name.clone(),
+        };
+        let region = match &connection.auth {
+            ClusterAuth::Sigv4 {
+                region: Some(region),
+                ..
+            } => region.clone(),
+            _ => std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok()
+                .filter(|region| !region.is_empty())
+                .or_else(|| sigv4::region_of_host(&host_name).map(str::to_owned))
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+        };
+        Ok(ClusterClient {
+            endpoint,
+            http,
+            auth: connection.auth.clone(),
+            host,
+            region,
+            index_templates: connection
+                .index_templates
+                .iter()
+                .map(|(name, body)| (name.clone(), body.clone()))
+                .collect(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_str()
+    }
+
+    /// Whether index templates are configured for this cluster.
+    pub fn has_index_templates(&self) -> bool {
+        !self.index_templates.is_empty()
+    }
+
+    /// `path` (beginning with `/`) under the endpoint, which may itself have a path (a
+    /// cluster behind a proxy prefix).
+    fn url(&self, path: &str) -> Result<Url, ClusterError> {
+        let base = self.endpoint.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{path}"))
+            .map_err(|error| ClusterError::Invalid(format!("{base}{path}: {error}")))
+    }
+
+    /// The authentication headers of a request.
+    fn auth_headers(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: &[u8],
+    ) -> Result<HeaderMap, ClusterError> {
+        let mut headers = HeaderMap::new();
+        let value = |text: &str| {
+            HeaderValue::from_str(text).map_err(|_| {
+                ClusterError::Invalid("a credential is not a valid header value".to_owned())
+            })
+        };
+        match &self.auth {
+            ClusterAuth::None => {}
+            ClusterAuth::Basic { username, password } => {
+                let token = BASE64.encode(format!("{username}:{password}"));
+                headers.insert(AUTHORIZATION, value(&format!("Basic {token}"))?);
+            }
+            ClusterAuth::ApiKey { .. } => {
+                let encoded = self.auth.api_key_encoded().unwrap_or_default();
+                headers.insert(AUTHORIZATION, value(&format!("ApiKey {encoded}"))?);
+            }
+            ClusterAuth::Sigv4 { service, .. } => {
+                let credentials = Credentials::from_env()?;
+                let (amz_date, date) = sigv4::amz_dates(time::OffsetDateTime::now_utc());
+                let payload = sigv4::sha256_hex(body);
+                let mut signed: Vec<(&str, &str)> = vec![
+                    ("host", &self.host),
+                    ("x-amz-content-sha256", &payload),
+                    ("x-amz-date", &amz_date),
+                ];
+                if let Some(token) = &credentials.session_token {
+                    signed.push(("x-amz-security-token", token));
+                }
+                let authorization = sigv4::authorization(
+                    &sigv4::Request {
+                        method: method.as_str(),
+                        path: url.path(),
+                        query: url.query().unwrap_or_default(),
+                        headers: &signed,
+                        payload_sha256_hex: &payload,
+                    },
+                    &sigv4::Scope {
+                        date: &date,
+                        region: &self.region,
+                        service: match service {
+                            SigV4Service::Es => "es",
+                            SigV4Service::Aoss => "aoss",
+                        },
+                    },
+                    &amz_date,
+                    &credentials,
+                );
+                headers.insert("x-amz-content-sha256", value(&payload)?);
+                headers.insert("x-amz-date", value(&amz_date)?);
+                if let Some(token) = &credentials.session_token {
+                    headers.insert("x-amz-security-token", value(token)?);
+                }
+                headers.insert(AUTHORIZATION, value(&authorization)?);
+            }
+        }
+        Ok(headers)
+    }
+
+    /// Sends one request; the answer's status and body, or why there is none.
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ItemError> {
+        let url = self
+            .url(path)
+            .map_err(|error| ItemError::new("InvalidEndpoint", error.to_string()))?;
+        let mut headers = self
+            .auth_headers(&method, &url, &body)
+            .map_err(|error| ItemError::new("AuthenticationFailed", error.to_string()))?;
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let runtime =
+            runtime().map_err(|error| ItemError::new("ConnectionFailed", error.to_string()))?;
+        runtime.block_on(async {
+            let mut response = self
+                .http
+                .request(method, url)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| request_error(&error))?;
+            let status = response.status().as_u16();
+            let mut bytes = Vec::new();
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if bytes.len() + chunk.len() > RESPONSE_BYTES_MAX {
+                            return Err(ItemError::new(
+                                "ResponseTooLarge",
+                                format!(
+                                    "the cluster answered more than {RESPONSE_BYTES_MAX} bytes"
+                                ),
+                            ));
+                        }
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    Ok(None) => break,
+                    Err(error) => return Err(request_error(&error)),
+                }
+            }
+            Ok((status, bytes))
+        })
+    }
+
+    /// One attempt at every operation: split into requests of at most
+    /// [`BULK_REQUEST_BYTES_MAX`], one outcome per operation in order.
+    pub fn bulk(&self, operations: &[BulkOperation], type_name: Option<&str>) -> Vec<ItemOutcome> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; operations.len()];
+        let mut body = Vec::new();
+        let mut in_body: Vec<usize> = Vec::new();
+        for (position, operation) in operations.iter().enumerate() {
+            let start = body.len();
+            if let Err(error) = encode_operation(operation, type_name, &mut body) {
+                if let Some(slot) = outcomes.get_mut(position) {
+                    *slot = Some(ItemOutcome::Failed(error));
+                }
+                continue;
+            }
+            if body.len() > BULK_REQUEST_BYTES_MAX && !in_body.is_empty() {
+                let operation_bytes = body.split_off(start);
+                self.send_bulk(operations, &in_body, body, &mut outcomes);
+                in_body.clear();
+                body = operation_bytes;
+            }
+            in_body.push(position);
+        }
+        if !in_body.is_empty() {
+            self.send_bulk(operations, &in_body, body, &mut outcomes);
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    ItemOutcome::Retry(ItemError::new("500", "the operation was not sent"))
+                })
+            })
+            .collect()
+    }
+
+    fn send_bulk(
+        &self,
+        operations: &[BulkOperation],
+        positions: &[usize],
+        body: Vec<u8>,
+        outcomes: &mut [Option<ItemOutcome>],
+    ) {
+        let sent: Vec<&BulkOperation> = positions
+            .iter()
+            .filter_map(|&position| operations.get(position))
+            .collect();
+        let answer = self
+            .send(Method::POST, "/_bulk", "application/x-ndjson", body)
+            .map_err(|error| RequestFailure { error })
+            .and_then(|(status, bytes)| parse_bulk_response(status, &bytes, &sent));
+        match answer {
+            Ok(items) => {
+                for (&position, outcome) in positions.iter().zip(items) {
+                    if let Some(slot) = outcomes.get_mut(position) {
+                        *slot = Some(outcome);
+                    }
+                }
+            }
+            Err(failure) => {
+                for &position in positions {
+                    if let Some(slot) = outcomes.get_mut(position) {
+                        *slot = Some(ItemOutcome::Retry(failure.error.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts every configured index template on the cluster (`PUT _index_template/<name>`,
+    /// composable templates: Elasticsearch 7.8+, OpenSearch 1.0+). Putting one again replaces
+    /// it with the same body, so this runs again whenever a worker starts.
+    pub fn install_index_templates(&self) -> Result<(), ItemError> {
+        for (name, body) in &self.index_templates {
+            let (status, answer) = self.send(
+                Method::PUT,
+                &format!("/_index_template/{name}"),
+                "application/json",
+                body.to_string().into_bytes(),
+            )?;
+            if !(200..300).contains(&status) {
+                return Err(ItemError::new(
+                    status.to_string(),
+                    format!(
+                        "putting index template {name}: {}",
+                        cut(&String::from_utf8_lossy(&answer), 1024)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request that got no answer, as Firehose names such failures.
+fn request_error(error: &reqwest::Error) -> ItemError {
+    let code = if error.is_timeout() {
+        "Timeout"
+    } else {
+        "ConnectionFailed"
+    };
+    // reqwest's own text hides the cause (a refused connection, a certificate): say it.
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ItemError::new(code, message)
+}
