@@ -164,6 +164,6 @@ def test_each_way_of_authenticating_is_accepted_by_a_secured_cluster(method, sec
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"search_clusters": [{"endpoint": secure_sluice.es_url, "auth": auth}]}))
     es_call(secure_sluice, "PUT", "/external", {"mappings": {"properties": {"n": {"type": "long"}}}}, auth=admin)
-    sluice = sluice_factory(tmp_path / "data", ["--config", str(config)])
+    sluice = sluice_factory(tmp_path / "delivering", ["--config", str(config)])
     deliver(sluice, (secure_sluice, admin), ClusterEndpoint=secure_sluice.es_url)
     assert "not valid" not in "".join(sluice.output)

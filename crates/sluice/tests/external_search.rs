@@ -336,6 +336,10 @@ fn every_record_ends_once_in_the_cluster_or_the_failed_backup_through_faults() {
     let mut record_ids = Vec::new();
     let mut unmappable = BTreeSet::new();
     for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(50) {
+        // One batch at a time, each reaching the proxy before the next is sent: the delivery
+        // would otherwise read every batch into one bulk request and the fault cycle (one
+        // fault per request) would not come round.
+        let requests_before = injected.requests.load(Ordering::SeqCst);
         let records: Vec<Value> = chunk
             .iter()
             .map(|&i| {
@@ -354,6 +358,14 @@ fn every_record_ends_once_in_the_cluster_or_the_failed_backup_through_faults() {
             &json!({"DeliveryStreamName": "to-cluster", "Records": records}),
         );
         assert_eq!(answer["FailedPutCount"], 0, "{answer}");
+        let sent = Instant::now();
+        while injected.requests.load(Ordering::SeqCst) == requests_before {
+            assert!(
+                sent.elapsed() < SETTLE_TIMEOUT,
+                "the batch never reached the cluster"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         for (&i, response) in chunk
             .iter()
             .zip(answer["RequestResponses"].as_array().unwrap())
