@@ -292,9 +292,7 @@ impl DeliveryStreams {
             self.indices.clone(),
             self.objects.clone(),
             &self.clusters,
-            self.options.transformer.clone(),
-            self.options.clock.clone(),
-            self.options.backlog_records_max,
+            &self.options,
         )?);
         let (stop, stopped) = mpsc::channel();
         let worker = if self.options.start_workers {

@@ -172,10 +172,11 @@ impl DeliveryStream {
         indices: Arc<Indices>,
         objects: Arc<ObjectStores>,
         clusters: &Clusters,
-        transformer: Arc<dyn Transformer>,
-        clock: Arc<dyn Clock>,
-        backlog_records_max: u64,
+        options: &crate::manager::DeliveryStreamsOptions,
     ) -> Result<DeliveryStream> {
+        let transformer = options.transformer.clone();
+        let clock = options.clock.clone();
+        let backlog_records_max = options.backlog_records_max;
         let consumer = consumer_name(&config.name);
         let cluster = match &config.destination {
             Destination::Search(SearchDestination {

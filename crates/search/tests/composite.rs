@@ -244,10 +244,10 @@ fn reference(
     keys
 }
 
-fn run(
-    indices: &[Arc<Index>],
-    composite: Composite,
-) -> Result<(Vec<(Vec<Value>, u64)>, Option<Vec<Value>>), SearchError> {
+/// One page: each bucket's key values and count, and the `after_key`.
+type Page = (Vec<(Vec<Value>, u64)>, Option<Vec<Value>>);
+
+fn run(indices: &[Arc<Index>], composite: Composite) -> Result<Page, SearchError> {
     let targets: Vec<(Arc<Index>, Query)> = indices
         .iter()
         .map(|i| (i.clone(), Query::match_all()))
