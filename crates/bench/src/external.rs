@@ -4,7 +4,6 @@
 //! each timed from the first PutRecordBatch until `_count` of the destination index holds every
 //! record. The target is external ≥ 0.8 × embedded throughput.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -282,22 +281,6 @@ impl ExternalReport {
 
     /// Replaces the marked section of `path`, or appends it at the end.
     fn write_into(&self, path: &Path) -> anyhow::Result<()> {
-        let existing = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-        let section = self.markdown();
-        let updated = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
-            (Some(begin), Some(end)) if begin < end => {
-                let after = end + END_MARKER.len();
-                let rest = existing[after..]
-                    .strip_prefix('\n')
-                    .unwrap_or(&existing[after..]);
-                format!("{}{section}{rest}", &existing[..begin])
-            }
-            _ => format!(
-                "{}\n{section}",
-                existing.trim_end_matches('\n').to_string() + "\n"
-            ),
-        };
-        fs::write(path, updated)?;
-        Ok(())
+        crate::report::write_section(path, BEGIN_MARKER, END_MARKER, &self.markdown())
     }
 }

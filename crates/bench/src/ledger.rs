@@ -1063,21 +1063,9 @@ impl LedgerReport {
         out
     }
 
+    /// Replaces the marked section of `path`, or appends it at the end.
     fn write_into(&self, path: &Path) -> anyhow::Result<()> {
-        let existing = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-        let section = self.markdown();
-        let updated = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
-            (Some(begin), Some(end)) if begin < end => {
-                let after = end + END_MARKER.len();
-                let rest = existing[after..]
-                    .strip_prefix('\n')
-                    .unwrap_or(&existing[after..]);
-                format!("{}{section}{rest}", &existing[..begin])
-            }
-            _ => format!("{}\n\n{section}", existing.trim_end_matches('\n')),
-        };
-        fs::write(path, updated)?;
-        Ok(())
+        crate::report::write_section(path, BEGIN_MARKER, END_MARKER, &self.markdown())
     }
 }
 

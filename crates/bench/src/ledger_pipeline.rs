@@ -17,7 +17,6 @@
 //! `<!-- bench-ledger-pipeline:begin -->` and `<!-- bench-ledger-pipeline:end -->`.
 
 use std::fmt::Write as _;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -572,22 +571,5 @@ fn markdown(
 
 /// Replaces the section between the markers, or appends it.
 fn write_into(path: &Path, section: &str) -> anyhow::Result<()> {
-    let existing = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-    let updated = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let after = end + END_MARKER.len();
-            let rest = existing
-                .get(after..)
-                .unwrap_or_default()
-                .strip_prefix('\n')
-                .unwrap_or(existing.get(after..).unwrap_or_default());
-            format!(
-                "{}{section}{rest}",
-                existing.get(..begin).unwrap_or_default()
-            )
-        }
-        _ => format!("{}\n\n{section}", existing.trim_end_matches('\n')),
-    };
-    fs::write(path, updated)?;
-    Ok(())
+    crate::report::write_section(path, BEGIN_MARKER, END_MARKER, section)
 }

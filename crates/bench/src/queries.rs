@@ -24,6 +24,7 @@ use crate::http::Connection;
 use crate::ledger::Latency;
 use crate::machine::Machine;
 use crate::postgres::{Postgres, path_str};
+use crate::report::write_section;
 use crate::server::Server;
 
 /// Hits per page of the `search_after` workload.
@@ -996,23 +997,6 @@ fn markdown(
          {postgres_total} ({postgres_scope}).\n{end}"
     );
     out
-}
-
-/// Replaces the marked section of `path`, or appends it; creates the file if missing.
-fn write_section(path: &Path, begin: &str, end: &str, section: &str) -> anyhow::Result<()> {
-    let existing = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-    let updated = match (existing.find(begin), existing.find(end)) {
-        (Some(b), Some(e)) if b < e => {
-            let after = e + end.len();
-            let rest = existing[after..]
-                .strip_prefix('\n')
-                .unwrap_or(&existing[after..]);
-            format!("{}{section}{rest}", &existing[..b])
-        }
-        _ => format!("{}\n\n{section}", existing.trim_end_matches('\n')),
-    };
-    fs::write(path, updated)?;
-    Ok(())
 }
 
 #[cfg(test)]

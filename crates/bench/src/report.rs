@@ -169,20 +169,48 @@ impl Report {
 
     /// Replaces the marked section of `path`, or appends it; creates the file if missing.
     pub fn write_into(&self, path: &Path) -> anyhow::Result<()> {
-        let existing = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
-        let section = self.markdown();
-        let updated = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
-            (Some(begin), Some(end)) if begin < end => {
-                let after = end + END_MARKER.len();
-                let rest = existing[after..]
-                    .strip_prefix('\n')
-                    .unwrap_or(&existing[after..]);
-                format!("{}{section}{rest}", &existing[..begin])
-            }
-            _ => format!("{existing}{section}"),
-        };
-        fs::write(path, updated)?;
-        Ok(())
+        write_section(path, BEGIN_MARKER, END_MARKER, &self.markdown())
+    }
+}
+
+/// Writes `section` (which starts with `begin` and ends with `end`) into the Markdown file at
+/// `path`: in place of the old section when both markers stand at the start of a line, in that
+/// order, else appended; creates the file if missing. A marker quoted inside a sentence is not
+/// a marker (a report once replaced the notes that quoted it).
+pub fn write_section(path: &Path, begin: &str, end: &str, section: &str) -> anyhow::Result<()> {
+    let existing = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    let updated = match marked_range(&existing, begin, end) {
+        Some((from, after)) => {
+            let rest = existing.get(after..).unwrap_or_default();
+            format!(
+                "{}{section}{}",
+                existing.get(..from).unwrap_or_default(),
+                rest.strip_prefix('\n').unwrap_or(rest)
+            )
+        }
+        None => format!("{}\n\n{section}", existing.trim_end_matches('\n')),
+    };
+    fs::write(path, updated)?;
+    Ok(())
+}
+
+/// Where the section between `begin` and `end` starts and where it ends (after `end`), both
+/// markers at the start of a line.
+fn marked_range(text: &str, begin: &str, end: &str) -> Option<(usize, usize)> {
+    let from = line_start_find(text, begin, 0)?;
+    let to = line_start_find(text, end, from + begin.len())?;
+    Some((from, to + end.len()))
+}
+
+/// The first place at or after `from` where `marker` starts a line.
+fn line_start_find(text: &str, marker: &str, from: usize) -> Option<usize> {
+    let mut start = from;
+    loop {
+        let at = start + text.get(start..)?.find(marker)?;
+        if at == 0 || text.as_bytes().get(at - 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        start = at + marker.len();
     }
 }
 
@@ -197,4 +225,38 @@ pub fn utc_date() -> String {
         now.hour(),
         now.minute()
     )
+}
+
+#[cfg(test)]
+mod section_tests {
+    use super::*;
+
+    #[test]
+    fn markers_quoted_in_prose_are_not_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("B.md");
+        let notes = "# B\n\nThe table goes between `<!-- x:begin -->` and its end marker.\n";
+        fs::write(&path, notes).unwrap();
+        write_section(
+            &path,
+            "<!-- x:begin -->",
+            "<!-- x:end -->",
+            "<!-- x:begin -->\nT1\n<!-- x:end -->\n",
+        )
+        .unwrap();
+        write_section(
+            &path,
+            "<!-- x:begin -->",
+            "<!-- x:end -->",
+            "<!-- x:begin -->\nT2\n<!-- x:end -->\n",
+        )
+        .unwrap();
+        let written = fs::read_to_string(&path).unwrap();
+        assert!(written.starts_with(notes.trim_end()), "{written}");
+        assert!(
+            written.contains("T2") && !written.contains("T1"),
+            "{written}"
+        );
+        assert_eq!(written.matches("<!-- x:end -->").count(), 1, "{written}");
+    }
 }
