@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 
 use crate::firehose::{self, PutApi, Records};
 use crate::http::Connection;
@@ -163,17 +163,7 @@ pub fn run(args: ExternalArgs) -> anyhow::Result<()> {
         args.records > 0 && args.batch > 0 && args.batch <= 500 && args.clients > 0,
         "records and clients must be positive, batch between 1 and 500"
     );
-    let sluice = match &args.sluice {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("finding this binary")?
-            .with_file_name("sluice"),
-    };
-    ensure!(
-        sluice.is_file(),
-        "no sluice binary at {} (build it with cargo build --release -p sluice)",
-        sluice.display()
-    );
+    let sluice = crate::server::sluice_binary(args.sluice.as_deref())?;
     let scratch = tempfile::Builder::new()
         .prefix("sluice-bench-external")
         .tempdir()?;

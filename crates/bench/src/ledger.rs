@@ -254,12 +254,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         args.revisions >= 2 * args.inserts,
         "--revisions must be at least twice --inserts (the single inserts of both embedded runs are part of the ledger)"
     );
-    let sluice = match &args.sluice {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("finding this binary")?
-            .with_file_name("sluice"),
-    };
+    let sluice = crate::server::sluice_path(args.sluice.as_deref())?;
     if !args.skip_http {
         ensure!(
             sluice.is_file(),

@@ -404,17 +404,7 @@ fn journal_stream(server: &Server, ledger: &str) -> anyhow::Result<StreamResult>
 }
 
 pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
-    let sluice = match &args.sluice {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("finding this binary")?
-            .with_file_name("sluice"),
-    };
-    ensure!(
-        sluice.exists(),
-        "{} does not exist: build it with `cargo build --release -p sluice`",
-        sluice.display()
-    );
+    let sluice = crate::server::sluice_binary(args.sluice.as_deref())?;
     let scratch = tempfile::tempdir()?;
     let machine = Machine::probe(scratch.path())?;
     let load_before = crate::machine::load_average();

@@ -214,8 +214,7 @@ fn build_batches(n_docs: u64, batch: u64, seed: u64, ids: bool) -> Batches {
 }
 
 fn default_sluice_path() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("finding this binary")?;
-    Ok(exe.with_file_name("sluice"))
+    server::sluice_path(None)
 }
 
 fn check_ok(response: &http::Response, what: &str) -> anyhow::Result<()> {

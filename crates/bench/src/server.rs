@@ -197,3 +197,25 @@ fn log_tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// The `sluice` binary a benchmark starts: `given`, or the one next to this binary
+/// (`target/release/sluice` for `target/release/sluice-bench`).
+pub fn sluice_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(match given {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()
+            .context("finding this binary")?
+            .with_file_name("sluice"),
+    })
+}
+
+/// [`sluice_path`], refused with the command that builds it when it is not there.
+pub fn sluice_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let sluice = sluice_path(given)?;
+    anyhow::ensure!(
+        sluice.is_file(),
+        "no sluice binary at {} (build it with cargo build --release -p sluice)",
+        sluice.display()
+    );
+    Ok(sluice)
+}
