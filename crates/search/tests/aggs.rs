@@ -7,6 +7,8 @@
 //! sorted scan written from the documented rules, and terms, metrics, cardinality and
 //! percentiles equal an exact computation (percentiles within the t-digest's error).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,8 +21,7 @@ use sluice_search::aggs::{
     Composite, CompositeSource, CompositeSourceKind, DateHistogram, Direction, Interval,
     MultiTerms, RareTerms, Rounding, Significance, SignificantTerms, Terms, ValueSource,
 };
-use sluice_search::version::Condition;
-use sluice_search::{Index, IndexSettings, Mappings, Query, SearchError, WriteRequest};
+use sluice_search::{Index, Mappings, Query, SearchError};
 
 const ZONES: [&str; 4] = [
     "Europe/London",
@@ -99,38 +100,11 @@ fn mappings() -> Mappings {
 
 /// Two indices, each written in two refreshed batches (two segments).
 fn indices(dir: &std::path::Path, docs: &[Doc]) -> Vec<Arc<Index>> {
-    let mut out = Vec::new();
-    for part in 0..2 {
-        let index = Index::create(
-            &dir.join(format!("i{part}")),
-            &format!("example-{part}"),
-            IndexSettings::default(),
-            mappings(),
-        )
-        .unwrap();
-        let mine: Vec<&Doc> = docs.iter().skip(part).step_by(2).collect();
-        for chunk in mine.chunks(mine.len().div_ceil(2).max(1)) {
-            let requests = chunk
-                .iter()
-                .map(|d| {
-                    let document =
-                        json!({"t": d.t, "k": KEYS[d.key], "v": d.value, "msg": "hello world"});
-                    WriteRequest::Index {
-                        id: None,
-                        source: Arc::from(document.to_string().as_bytes()),
-                        document,
-                        condition: Condition::None,
-                    }
-                })
-                .collect();
-            for outcome in index.write(requests) {
-                outcome.unwrap();
-            }
-            index.refresh().unwrap();
-        }
-        out.push(Arc::new(index));
-    }
-    out
+    let documents: Vec<_> = docs
+        .iter()
+        .map(|d| json!({"t": d.t, "k": KEYS[d.key], "v": d.value, "msg": "hello world"}))
+        .collect();
+    common::split_indices(dir, mappings, &documents)
 }
 
 fn everything(indices: &[Arc<Index>]) -> Vec<(Arc<Index>, Query)> {

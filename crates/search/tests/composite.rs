@@ -8,6 +8,8 @@
 //! the collector prunes and skips keys past the page) and `geotile_grid` sources are checked
 //! the same way.
 
+mod common;
+
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use sluice_search::aggs::{
     self, AggKind, AggValue, Aggregation, AggregationLimits, BucketKey, BucketsKind, Composite,
     CompositeSource, CompositeSourceKind, Direction, ValueSource,
 };
-use sluice_search::{Index, IndexSettings, Mappings, Query, SearchError, WriteRequest};
+use sluice_search::{Index, Mappings, Query, SearchError};
 
 const KEYS: [&str; 6] = ["aa", "ab", "b", "ba", "c", "d"];
 const DOUBLES: [f64; 5] = [-1.5, -0.5, 0.0, 0.5, 2.5];
@@ -61,37 +63,8 @@ fn mappings() -> Mappings {
 
 /// Two indices, each written in two refreshed batches (two segments).
 fn indices(dir: &std::path::Path, docs: &[Doc]) -> Vec<Arc<Index>> {
-    let mut out = Vec::new();
-    for part in 0..2 {
-        let index = Index::create(
-            &dir.join(format!("i{part}")),
-            &format!("example-{part}"),
-            IndexSettings::default(),
-            mappings(),
-        )
-        .unwrap();
-        let mine: Vec<&Doc> = docs.iter().skip(part).step_by(2).collect();
-        for chunk in mine.chunks(mine.len().div_ceil(2).max(1)) {
-            let requests = chunk
-                .iter()
-                .map(|d| {
-                    let document = d.json();
-                    WriteRequest::Index {
-                        id: None,
-                        source: Arc::from(document.to_string().as_bytes()),
-                        document,
-                        condition: Default::default(),
-                    }
-                })
-                .collect();
-            for outcome in index.write(requests) {
-                outcome.unwrap();
-            }
-            index.refresh().unwrap();
-        }
-        out.push(Arc::new(index));
-    }
-    out
+    let documents: Vec<_> = docs.iter().map(|d| d.json()).collect();
+    common::split_indices(dir, mappings, &documents)
 }
 
 /// One part of a key as the reference orders it: `None` is the missing bucket.

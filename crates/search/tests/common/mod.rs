@@ -118,3 +118,41 @@ pub fn term(field: &str, value: Value) -> Query {
         boost: 1.0,
     }
 }
+
+/// `documents` split over two indices (`example-0`, `example-1`, every other document), each
+/// written in two refreshed batches, so two segments: what a merge across indices and segments
+/// is tested on.
+pub fn split_indices(
+    dir: &std::path::Path,
+    mappings: fn() -> Mappings,
+    documents: &[Value],
+) -> Vec<Arc<Index>> {
+    let mut out = Vec::new();
+    for part in 0..2 {
+        let index = Index::create(
+            &dir.join(format!("i{part}")),
+            &format!("example-{part}"),
+            IndexSettings::default(),
+            mappings(),
+        )
+        .unwrap();
+        let mine: Vec<&Value> = documents.iter().skip(part).step_by(2).collect();
+        for chunk in mine.chunks(mine.len().div_ceil(2).max(1)) {
+            let requests = chunk
+                .iter()
+                .map(|document| WriteRequest::Index {
+                    id: None,
+                    source: Arc::from(document.to_string().as_bytes()),
+                    document: (*document).clone(),
+                    condition: Default::default(),
+                })
+                .collect();
+            for outcome in index.write(requests) {
+                outcome.unwrap();
+            }
+            index.refresh().unwrap();
+        }
+        out.push(Arc::new(index));
+    }
+    out
+}
