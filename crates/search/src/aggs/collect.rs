@@ -1927,16 +1927,7 @@ fn collect_multi_terms(
             if keep_docs {
                 entry.1.push(doc);
             }
-            let mut position = 0;
-            while let Some(slot) = indexes.get_mut(position) {
-                *slot += 1;
-                if *slot < per_source.get(position).map_or(0, Vec::len) {
-                    break;
-                }
-                *slot = 0;
-                position += 1;
-            }
-            if position >= indexes.len() {
+            if !next_combination(&mut indexes, &per_source) {
                 break;
             }
         }
@@ -2490,17 +2481,7 @@ impl CompositeScan<'_> {
                         entry.1.push(doc);
                     }
                 }
-                // Next combination, odometer style.
-                let mut position = 0;
-                while let Some(slot) = indexes.get_mut(position) {
-                    *slot += 1;
-                    if *slot < per_source.get(position).map_or(0, Vec::len) {
-                        break;
-                    }
-                    *slot = 0;
-                    position += 1;
-                }
-                if position >= indexes.len() {
+                if !next_combination(&mut indexes, &per_source) {
                     break;
                 }
             }
@@ -2604,4 +2585,17 @@ fn prune_terms(agg: &Aggregation, terms: &TermsCut<'_>, acc: &mut BucketsAcc) {
         -1
     };
     acc.buckets = entries.into_iter().collect();
+}
+
+/// Moves `indexes` to the next combination of one key per source (odometer style: the first
+/// source turns fastest); false once every combination was visited.
+fn next_combination<T>(indexes: &mut [usize], per_source: &[Vec<T>]) -> bool {
+    for (slot, keys) in indexes.iter_mut().zip(per_source) {
+        *slot += 1;
+        if *slot < keys.len() {
+            return true;
+        }
+        *slot = 0;
+    }
+    false
 }
