@@ -11,9 +11,11 @@ if [ ! -x .venv-test/bin/python ]; then
     python3 -m venv .venv-test
 fi
 .venv-test/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
-# npm's aws-lambda-ric for the Node.js Lambda test; its install builds a native module (several
+# npm's aws-lambda-ric for the Node.js Lambda test, and kinesalite (a Kinesis API in Node.js)
+# for the external-stream tests; aws-lambda-ric's install builds a native module (several
 # minutes, with cmake and the autotools), so it is done once and kept in tests/node/node_modules.
-if [ ! -f tests/node/node_modules/aws-lambda-ric/dist/rapid-client.node ]; then
+if [ ! -f tests/node/node_modules/aws-lambda-ric/dist/rapid-client.node ] \
+    || [ ! -f tests/node/node_modules/kinesalite/index.js ]; then
     npm install --prefix tests/node --no-audit --no-fund --foreground-scripts
 fi
 

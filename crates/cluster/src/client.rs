@@ -185,42 +185,23 @@ impl ClusterClient {
                 headers.insert(AUTHORIZATION, value(&format!("ApiKey {encoded}"))?);
             }
             ClusterAuth::Sigv4 { service, .. } => {
-                let credentials = Credentials::from_env()?;
-                let (amz_date, date) = sigv4::amz_dates(time::OffsetDateTime::now_utc());
-                let payload = sigv4::sha256_hex(body);
-                let mut signed: Vec<(&str, &str)> = vec![
-                    ("host", &self.host),
-                    ("x-amz-content-sha256", &payload),
-                    ("x-amz-date", &amz_date),
-                ];
-                if let Some(token) = &credentials.session_token {
-                    signed.push(("x-amz-security-token", token));
+                let service = match service {
+                    SigV4Service::Es => "es",
+                    SigV4Service::Aoss => "aoss",
+                };
+                for (name, text) in sigv4::sign(
+                    method.as_str(),
+                    &self.host,
+                    url.path(),
+                    url.query().unwrap_or_default(),
+                    &[],
+                    body,
+                    (&self.region, service),
+                    &Credentials::from_env()?,
+                    time::OffsetDateTime::now_utc(),
+                ) {
+                    headers.insert(name, value(&text)?);
                 }
-                let authorization = sigv4::authorization(
-                    &sigv4::Request {
-                        method: method.as_str(),
-                        path: url.path(),
-                        query: url.query().unwrap_or_default(),
-                        headers: &signed,
-                        payload_sha256_hex: &payload,
-                    },
-                    &sigv4::Scope {
-                        date: &date,
-                        region: &self.region,
-                        service: match service {
-                            SigV4Service::Es => "es",
-                            SigV4Service::Aoss => "aoss",
-                        },
-                    },
-                    &amz_date,
-                    &credentials,
-                );
-                headers.insert("x-amz-content-sha256", value(&payload)?);
-                headers.insert("x-amz-date", value(&amz_date)?);
-                if let Some(token) = &credentials.session_token {
-                    headers.insert("x-amz-security-token", value(token)?);
-                }
-                headers.insert(AUTHORIZATION, value(&authorization)?);
             }
         }
         Ok(headers)

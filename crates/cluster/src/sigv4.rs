@@ -160,14 +160,76 @@ pub fn amz_dates(time: time::OffsetDateTime) -> (String, String) {
     (amz_date, date)
 }
 
-/// The region in an Amazon endpoint's host name (`search-logs-abc.eu-west-1.es.amazonaws.com`,
-/// `abc.eu-west-1.aoss.amazonaws.com`), if it is one.
+/// The region in an Amazon endpoint's host name, if it is one: `search-logs-abc.eu-west-1.es.amazonaws.com`
+/// and `abc.eu-west-1.aoss.amazonaws.com` (the region before the service) or
+/// `kinesis.eu-west-1.amazonaws.com` (the region after it).
 pub fn region_of_host(host: &str) -> Option<&str> {
     let parts: Vec<&str> = host.split('.').collect();
+    let looks_like_region =
+        |label: &&str| label.contains('-') && label.bytes().any(|byte| byte.is_ascii_digit());
     match parts.as_slice() {
-        [.., region, "es" | "aoss", "amazonaws", "com"] if !region.is_empty() => Some(region),
+        [.., region, "es" | "aoss", "amazonaws", "com"] if looks_like_region(region) => {
+            Some(region)
+        }
+        [.., _service, region, "amazonaws", "com"] if looks_like_region(region) => Some(region),
         _ => None,
     }
+}
+
+/// The headers that sign one request, to send with it: `x-amz-date`, `x-amz-content-sha256`,
+/// `x-amz-security-token` when the credentials are temporary, and `authorization`. `host` is
+/// the `Host` header as sent (with the port when it is not the scheme's), `path` as sent
+/// (percent-encoded), `query` canonical (empty for the requests Sluice sends), and `extra` the
+/// other headers sent that the signature covers (`content-type`, `x-amz-target`).
+#[allow(clippy::too_many_arguments)]
+pub fn sign(
+    method: &str,
+    host: &str,
+    path: &str,
+    query: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    scope: (&str, &str),
+    credentials: &Credentials,
+    now: time::OffsetDateTime,
+) -> Vec<(&'static str, String)> {
+    let (region, service) = scope;
+    let (amz_date, date) = amz_dates(now);
+    let payload = sha256_hex(body);
+    let mut signed: Vec<(&str, &str)> = vec![
+        ("host", host),
+        ("x-amz-content-sha256", &payload),
+        ("x-amz-date", &amz_date),
+    ];
+    if let Some(token) = &credentials.session_token {
+        signed.push(("x-amz-security-token", token));
+    }
+    signed.extend_from_slice(extra);
+    let authorization = authorization(
+        &Request {
+            method,
+            path,
+            query,
+            headers: &signed,
+            payload_sha256_hex: &payload,
+        },
+        &Scope {
+            date: &date,
+            region,
+            service,
+        },
+        &amz_date,
+        credentials,
+    );
+    let mut headers = vec![
+        ("x-amz-content-sha256", payload.clone()),
+        ("x-amz-date", amz_date.clone()),
+    ];
+    if let Some(token) = &credentials.session_token {
+        headers.push(("x-amz-security-token", token.clone()));
+    }
+    headers.push(("authorization", authorization));
+    headers
 }
 
 #[cfg(test)]
@@ -215,6 +277,10 @@ mod tests {
         assert_eq!(
             region_of_host("abc123.us-west-2.aoss.amazonaws.com"),
             Some("us-west-2")
+        );
+        assert_eq!(
+            region_of_host("kinesis.eu-central-1.amazonaws.com"),
+            Some("eu-central-1")
         );
         assert_eq!(region_of_host("127.0.0.1"), None);
         assert_eq!(region_of_host("search.example.com"), None);

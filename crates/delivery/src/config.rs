@@ -33,6 +33,8 @@ pub enum Source {
     /// Records are read from an existing log stream (a Kinesis-like stream).
     KinesisStream {
         stream_arn: String,
+        /// The log stream read: the ARN's stream, or the copy of an external stream that a
+        /// Kinesis source of the node keeps (`sluice_node::kinesis_sources`).
         stream_name: String,
         #[serde(default)]
         role_arn: Option<String>,

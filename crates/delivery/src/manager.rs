@@ -25,9 +25,7 @@ use sluice_log::{Clock, IteratorStart, Log, LogError, StreamConfig};
 use sluice_objects::ObjectStores;
 use sluice_search::Indices;
 
-use crate::config::{
-    DeliveryStreamConfig, Destination, Source, is_local_domain_arn, stream_name_from_arn,
-};
+use crate::config::{DeliveryStreamConfig, Destination, Source, is_local_domain_arn};
 use crate::error::{DeliveryError, Result};
 use crate::limits::{
     BACKLOG_RECORDS_MAX, CATALOG_BYTES_MAX, DELIVERY_STREAMS_MAX, ERROR_BACKOFF_MS_FIRST,
@@ -234,9 +232,7 @@ impl DeliveryStreams {
     fn source_stream_name(config: &DeliveryStreamConfig) -> Result<String> {
         Ok(match &config.source {
             Source::DirectPut => log_stream_name(&config.name),
-            Source::KinesisStream { stream_arn, .. } => {
-                stream_name_from_arn(stream_arn)?.to_owned()
-            }
+            Source::KinesisStream { stream_name, .. } => stream_name.clone(),
         })
     }
 
@@ -365,9 +361,12 @@ impl DeliveryStreams {
                 }
                 self.log.create_stream(&log_name, StreamConfig::new(1))?;
             }
-            Source::KinesisStream { stream_arn, .. } => {
-                let source_name = stream_name_from_arn(stream_arn)?;
-                let source = self.log.stream(source_name).map_err(|_| {
+            Source::KinesisStream {
+                stream_arn,
+                stream_name,
+                ..
+            } => {
+                let source = self.log.stream(stream_name).map_err(|_| {
                     DeliveryError::invalid(format!("Kinesis stream {stream_arn} does not exist"))
                 })?;
                 // Firehose reads a Kinesis source from LATEST: checkpoint just before it.

@@ -15,7 +15,13 @@ use crate::limits::{
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SourceSpec {
     /// A Kinesis-like stream of the log, every shard.
-    Stream { stream: String },
+    Stream {
+        stream: String,
+        /// The stream is the copy of an external Kinesis stream, which its Kinesis source fills
+        /// from the mapping's starting position on: the mapping reads it from its start.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        copy: bool,
+    },
     /// The stream of a table (`Tables::read_stream`), one shard.
     TableStream {
         stream_id: u64,
@@ -162,7 +168,10 @@ mod tests {
         MappingConfig::new(
             "u".into(),
             "arn:aws:kinesis:us-east-1:000000000000:stream/s".into(),
-            SourceSpec::Stream { stream: "s".into() },
+            SourceSpec::Stream {
+                stream: "s".into(),
+                copy: false,
+            },
             "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
             StartingPosition::TrimHorizon,
         )

@@ -74,7 +74,7 @@ pub fn open_sources(
     checkpoint_dir: &Path,
 ) -> Result<Vec<Box<dyn EventSource>>> {
     match &config.source {
-        SourceSpec::Stream { stream } => {
+        SourceSpec::Stream { stream, copy } => {
             let stream = log.stream(stream).map_err(|_| {
                 MappingError::SourceNotFound(format!(
                     "stream {} does not exist",
@@ -90,6 +90,7 @@ pub fn open_sources(
                     None if start_resolved => shard.position_for(IteratorStart::TrimHorizon)?,
                     None => {
                         let start = match config.starting_position {
+                            _ if *copy => IteratorStart::TrimHorizon,
                             StartingPosition::TrimHorizon => IteratorStart::TrimHorizon,
                             StartingPosition::Latest => IteratorStart::Latest,
                             StartingPosition::AtTimestamp { timestamp_ms } => {

@@ -88,6 +88,7 @@ fn stream_mapping(uuid: &str, stream: &str) -> MappingConfig {
         format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}"),
         SourceSpec::Stream {
             stream: stream.into(),
+            copy: false,
         },
         "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
         StartingPosition::TrimHorizon,

@@ -35,6 +35,7 @@ use sluice_ledger::{LedgerError, Ledgers, model, stream};
 use sluice_log::{AppendRecord, Log, LogError};
 use time::OffsetDateTime;
 
+use crate::kinesis_client::{KinesisCallError, KinesisClient, KinesisEndpoints, retry_pause};
 use crate::kpl::Aggregator;
 
 /// The folder of the data directory that holds the catalog and the positions.
@@ -64,6 +65,8 @@ pub const RETRY_INTERVAL: Duration = Duration::from_millis(1_000);
 /// How long after its end time a stream waits for blocks committed just before it to become
 /// visible before it writes `COMPLETED` (a block is stamped before its commit finishes).
 pub const END_GRACE: Duration = Duration::from_millis(1_000);
+/// Attempts of one `PutRecords` batch to a remote stream before the step is retried whole.
+pub const PUT_ATTEMPTS_MAX: u32 = 6;
 /// Largest aggregated record, partition key included: the log's (Kinesis's) record limit.
 pub const AGGREGATED_RECORD_BYTES_MAX: usize = sluice_log::limits::RECORD_BYTES_MAX;
 
@@ -247,6 +250,59 @@ struct Shared {
     log: Arc<Log>,
     /// The catalog by stream id, behind the lock that serialises its rewrites.
     catalog: Mutex<BTreeMap<String, JournalStreamDefinition>>,
+    /// Which destination ARNs name streams outside this node.
+    kinesis_endpoints: KinesisEndpoints,
+}
+
+/// Where a stream's records go: a stream of this node's log, or one behind a Kinesis API
+/// elsewhere (the `--config` file's `kinesis_endpoints`), written with `PutRecords`.
+enum Destination {
+    Local(Arc<sluice_log::Stream>),
+    Remote {
+        client: Box<KinesisClient>,
+        stream: String,
+    },
+}
+
+impl Destination {
+    /// Writes one batch (within `PutRecords`' limits); returns once every record is durable
+    /// (the log) or acknowledged (Kinesis). Records a remote stream refuses one by one
+    /// (throttled) are sent again after a pause, up to [`PUT_ATTEMPTS_MAX`] times.
+    fn write(&self, batch: &[AppendRecord]) -> Result<(), StepError> {
+        match self {
+            Destination::Local(stream) => {
+                for result in stream.append_batch(batch).map_err(from_log)? {
+                    result.map_err(from_log)?;
+                }
+                Ok(())
+            }
+            Destination::Remote { client, stream } => {
+                let mut unwritten: Vec<&AppendRecord> = batch.iter().collect();
+                for attempt in 0..PUT_ATTEMPTS_MAX {
+                    if attempt > 0 {
+                        std::thread::sleep(retry_pause(attempt - 1));
+                    }
+                    let entries: Vec<(&str, &[u8])> = unwritten
+                        .iter()
+                        .map(|record| (record.partition_key.as_str(), record.data.as_slice()))
+                        .collect();
+                    let outcomes = client.put_records(stream, &entries).map_err(from_kinesis)?;
+                    unwritten = unwritten
+                        .into_iter()
+                        .zip(outcomes)
+                        .filter_map(|(record, refused)| refused.map(|_| record))
+                        .collect();
+                    if unwritten.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(StepError::Transient(format!(
+                    "{} records still refused by {stream} after {PUT_ATTEMPTS_MAX} attempts",
+                    unwritten.len()
+                )))
+            }
+        }
+    }
 }
 
 /// The catalog of journal streams and their workers.
@@ -273,7 +329,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl JournalStreams {
     /// Opens (or creates) `<data_dir>/journal-streams`, removes positions no stream names, and
     /// starts a worker for every `ACTIVE` stream.
-    pub fn open(data_dir: &Path, ledgers: Arc<Ledgers>, log: Arc<Log>) -> Result<JournalStreams> {
+    pub fn open(
+        data_dir: &Path,
+        ledgers: Arc<Ledgers>,
+        log: Arc<Log>,
+        kinesis_endpoints: KinesisEndpoints,
+    ) -> Result<JournalStreams> {
         let directory = data_dir.join(JOURNAL_STREAMS_DIRECTORY);
         fs::create_dir_all(&directory).map_err(|error| storage("creating", &directory, error))?;
         let catalog = read_catalog(&directory)?;
@@ -296,6 +357,7 @@ impl JournalStreams {
                 ledgers,
                 log,
                 catalog: Mutex::new(catalog),
+                kinesis_endpoints,
             }),
             workers: Mutex::new(BTreeMap::new()),
             stopped: Mutex::new(false),
@@ -337,7 +399,14 @@ impl JournalStreams {
                 request.stream_name
             ))
         })?;
+        let remote = self
+            .shared
+            .kinesis_endpoints
+            .resolve(&request.destination_arn)
+            .is_some();
         match self.shared.log.stream(&request.destination_stream) {
+            // A remote stream's existence is learnt at the first write (IMPAIRED if missing).
+            _ if remote => {}
             Ok(_) => {}
             Err(LogError::StreamNotFound(_) | LogError::StreamDeleted(_)) => {
                 return Err(JournalStreamError::InvalidParameter(format!(
@@ -520,14 +589,12 @@ impl JournalStreams {
         }
         let record = stream::control_record(&definition.arn, "CANCELLED");
         let appended = model::encode_binary(&record)
-            .map_err(JournalStreamError::from)
+            .map_err(|error| error.to_string())
             .and_then(|data| {
                 let key = stream::partition_key(&record, stream_id);
-                self.shared
-                    .log
-                    .stream(&definition.destination_stream)
-                    .and_then(|destination| destination.append(&AppendRecord::new(key, data)))
-                    .map_err(|error| JournalStreamError::Storage(error.to_string()))
+                destination(&self.shared, &definition)
+                    .and_then(|destination| destination.write(&[AppendRecord::new(key, data)]))
+                    .map_err(|error| format!("{error:?}"))
             });
         if let Err(error) = appended {
             tracing::warn!(stream_id, %error, "the CANCELLED record of a journal stream could not be appended");
@@ -590,6 +657,7 @@ enum Step {
 }
 
 /// Why a step could not go on.
+#[derive(Debug)]
 enum StepError {
     /// The destination stream is missing: `IMPAIRED`, retried.
     DestinationMissing,
@@ -610,12 +678,30 @@ fn run_worker(shared: &Shared, stream_id: &str, health: &Mutex<Health>, stop: &R
             Position::start()
         }
     };
+    // A remote destination's client is made once; a local stream is looked up at each step
+    // (it may be deleted and created again).
+    let remote = match shared
+        .kinesis_endpoints
+        .resolve(&definition.destination_arn)
+    {
+        Some(_) => match destination(shared, &definition) {
+            Ok(remote) => Some(remote),
+            Err(_) => {
+                tracing::error!(
+                    stream_id,
+                    "a journal stream's Kinesis endpoint is not usable"
+                );
+                return;
+            }
+        },
+        None => None,
+    };
     // The last transient failure, logged once until the stream makes progress again.
     let mut failing: Option<String> = None;
     let wait =
         |duration: Duration| matches!(stop.recv_timeout(duration), Err(RecvTimeoutError::Timeout));
     loop {
-        let outcome = step(shared, &definition, &mut position);
+        let outcome = step(shared, &definition, remote.as_ref(), &mut position);
         let pause = match outcome {
             Ok(Step::Progress) => {
                 lock(health).impaired = None;
@@ -682,12 +768,13 @@ fn from_ledger(error: LedgerError) -> StepError {
 fn step(
     shared: &Shared,
     definition: &JournalStreamDefinition,
+    remote: Option<&Destination>,
     position: &mut Position,
 ) -> Result<Step, StepError> {
-    let destination = shared
-        .log
-        .stream(&definition.destination_stream)
-        .map_err(from_log)?;
+    let destination = match remote {
+        Some(remote) => remote,
+        None => &destination(shared, definition)?,
+    };
     let ledger = shared
         .ledgers
         .ledger(&definition.ledger_name)
@@ -730,7 +817,7 @@ fn step(
     if records.is_empty() && next == *position {
         return Ok(Step::Idle);
     }
-    append(&destination, definition, &records)?;
+    append(destination, definition, &records)?;
     if next != *position {
         write_position(&shared.directory, &definition.stream_id, &next)
             .map_err(|error| StepError::Transient(error.to_string()))?;
@@ -753,7 +840,7 @@ fn step(
 /// Appends records in order, in batches within the log's limits, aggregated when the stream
 /// says so; returns once every one is durable.
 fn append(
-    destination: &sluice_log::Stream,
+    destination: &Destination,
     definition: &JournalStreamDefinition,
     records: &[ion_rs::Element],
 ) -> Result<(), StepError> {
@@ -779,7 +866,7 @@ fn append(
             && (batch.len() >= sluice_log::limits::BATCH_RECORDS_MAX
                 || batch_bytes + record_bytes > sluice_log::limits::BATCH_BYTES_MAX)
         {
-            append_batch(destination, &batch)?;
+            destination.write(&batch)?;
             batch.clear();
             batch_bytes = 0;
         }
@@ -787,16 +874,40 @@ fn append(
         batch.push(record);
     }
     if !batch.is_empty() {
-        append_batch(destination, &batch)?;
+        destination.write(&batch)?;
     }
     Ok(())
 }
 
-fn append_batch(destination: &sluice_log::Stream, batch: &[AppendRecord]) -> Result<(), StepError> {
-    for result in destination.append_batch(batch).map_err(from_log)? {
-        result.map_err(from_log)?;
+/// The destination of `definition`: a new client for a remote stream, the log's stream else.
+fn destination(
+    shared: &Shared,
+    definition: &JournalStreamDefinition,
+) -> Result<Destination, StepError> {
+    match shared
+        .kinesis_endpoints
+        .resolve(&definition.destination_arn)
+    {
+        Some(endpoint) => Ok(Destination::Remote {
+            client: Box::new(
+                KinesisClient::new(&endpoint.url(), Some(&endpoint.region))
+                    .map_err(StepError::Permanent)?,
+            ),
+            stream: definition.destination_stream.clone(),
+        }),
+        None => shared
+            .log
+            .stream(&definition.destination_stream)
+            .map(Destination::Local)
+            .map_err(from_log),
     }
-    Ok(())
+}
+
+fn from_kinesis(error: KinesisCallError) -> StepError {
+    match error {
+        KinesisCallError::NotFound(_) => StepError::DestinationMissing,
+        other => StepError::Transient(other.to_string()),
+    }
 }
 
 /// Packs user records, in order, into as few aggregated records as fit the size limit. A

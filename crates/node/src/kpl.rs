@@ -3,7 +3,8 @@
 //! magic `F3 89 9A C2`, a protobuf `AggregatedRecord` (a table of partition keys and the user
 //! records, each naming its key by index), then the MD5 of the protobuf bytes. The protobuf is
 //! written and read by hand: three fields, two of them nested, need no code generator.
-//! [`deaggregate`] is the consumer's side, for replicas that read journal streams.
+//! [`deaggregate`] and [`deaggregate_keyed`] are the consumer's side, for replicas that read
+//! journal streams and for Kinesis sources.
 
 use md5::{Digest, Md5};
 
@@ -165,21 +166,38 @@ fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// Reads the fields of one protobuf message as `(field number, bytes)` for length-delimited
-/// fields and `(field number, empty)` for varints; `None` for any other wire type or a cut field.
-fn message_fields(mut bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+/// One field of a protobuf message: its number, and its bytes (length-delimited) or value
+/// (varint).
+#[derive(Clone, Copy)]
+struct Field<'a> {
+    number: u64,
+    bytes: &'a [u8],
+    value: u64,
+}
+
+/// Reads the fields of one protobuf message; `None` for a wire type other than varint and
+/// length-delimited, or a cut field.
+fn message_fields(mut bytes: &[u8]) -> Option<Vec<Field<'_>>> {
     let mut fields = Vec::new();
     while !bytes.is_empty() {
         let tag = take_varint(&mut bytes)?;
         match tag & 7 {
             WIRE_VARINT => {
-                take_varint(&mut bytes)?;
-                fields.push((tag >> 3, &[][..]));
+                let value = take_varint(&mut bytes)?;
+                fields.push(Field {
+                    number: tag >> 3,
+                    bytes: &[],
+                    value,
+                });
             }
             WIRE_LENGTH_DELIMITED => {
                 let length = usize::try_from(take_varint(&mut bytes)?).ok()?;
                 let (value, rest) = bytes.split_at_checked(length)?;
-                fields.push((tag >> 3, value));
+                fields.push(Field {
+                    number: tag >> 3,
+                    bytes: value,
+                    value: 0,
+                });
                 bytes = rest;
             }
             _ => return None,
@@ -192,33 +210,42 @@ fn message_fields(mut bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
 /// aggregated record (magic, protobuf, matching MD5) gives its user records in order; anything
 /// else, a broken aggregate included, is one user record, itself.
 pub fn deaggregate(data: &[u8]) -> Vec<&[u8]> {
-    let whole = || vec![data];
-    let Some(body) = data.strip_prefix(&KPL_MAGIC[..]) else {
-        return whole();
-    };
-    let Some(split) = body.len().checked_sub(DIGEST_BYTES) else {
-        return whole();
-    };
-    let (message, digest) = body.split_at(split);
+    match deaggregate_keyed(data) {
+        Some(records) => records.into_iter().map(|(_, data)| data).collect(),
+        None => vec![data],
+    }
+}
+
+/// The user records inside an aggregated record, each with its partition key, in order; `None`
+/// when `data` is not an aggregate (or a broken one), which is then one user record, itself.
+pub fn deaggregate_keyed(data: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let body = data.strip_prefix(&KPL_MAGIC[..])?;
+    let (message, digest) = body.split_at(body.len().checked_sub(DIGEST_BYTES)?);
     if Md5::digest(message).as_slice() != digest {
-        return whole();
+        return None;
     }
-    let Some(fields) = message_fields(message) else {
-        return whole();
-    };
+    let fields = message_fields(message)?;
+    let keys: Vec<&[u8]> = fields
+        .iter()
+        .filter(|field| field.number == AGGREGATED_PARTITION_KEY_TABLE)
+        .map(|field| field.bytes)
+        .collect();
     let mut records = Vec::new();
-    for (field, value) in fields {
-        if field != AGGREGATED_RECORDS {
+    for field in fields
+        .iter()
+        .filter(|field| field.number == AGGREGATED_RECORDS)
+    {
+        let record = message_fields(field.bytes)?;
+        let Some(data) = record.iter().find(|field| field.number == RECORD_DATA) else {
             continue;
-        }
-        let Some(record) = message_fields(value) else {
-            return whole();
         };
-        if let Some((_, data)) = record.iter().find(|(field, _)| *field == RECORD_DATA) {
-            records.push(*data);
-        }
+        let key = record
+            .iter()
+            .find(|field| field.number == RECORD_PARTITION_KEY_INDEX)
+            .and_then(|field| keys.get(usize::try_from(field.value).ok()?))?;
+        records.push((*key, data.bytes));
     }
-    records
+    Some(records)
 }
 
 #[cfg(test)]
@@ -327,6 +354,15 @@ mod tests {
         corrupt[middle] ^= 1;
         assert_eq!(deaggregate(&corrupt), vec![corrupt.as_slice()]);
         assert_eq!(deaggregate(&KPL_MAGIC), vec![KPL_MAGIC.as_slice()]);
+        assert_eq!(
+            deaggregate_keyed(&bytes).unwrap(),
+            vec![
+                (b"a".as_slice(), b"one".as_slice()),
+                (b"b".as_slice(), &[9u8; 200][..]),
+                (b"a".as_slice(), b"".as_slice())
+            ]
+        );
+        assert!(deaggregate_keyed(b"plain").is_none());
         // Every cut of an aggregate reads without a panic.
         for end in 0..bytes.len() {
             let _ = deaggregate(&bytes[..end]);

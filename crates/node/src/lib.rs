@@ -16,6 +16,8 @@
 //!   [`table_index`]);
 //! - `journal-streams/`: the catalog of the ledgers' journal streams and their positions
 //!   (see [`journal_streams`]);
+//! - `kinesis-sources/`: the catalog of external Kinesis streams read into copies in the log
+//!   for delivery streams and mappings, and how far each was read (see [`kinesis_sources`]);
 //! - `replicas/`: the catalog of ledger replicas declared at run time (see [`replica`]);
 //! - `s3/<bucket>/<key>`: the local S3-like store, the default home of delivery backups, S3
 //!   destinations and QLDB's ExportJournalToS3; buckets that [`NodeOptions::object_store`] lists
@@ -35,6 +37,8 @@
 mod functions;
 mod index_writes;
 pub mod journal_streams;
+pub mod kinesis_client;
+pub mod kinesis_sources;
 pub mod kpl;
 pub mod ledger_index;
 mod position_file;
@@ -46,6 +50,8 @@ mod worker;
 
 pub use functions::{FunctionsInvoker, FunctionsTransformer};
 pub use journal_streams::JournalStreams;
+pub use kinesis_client::{KinesisEndpoint, KinesisEndpoints};
+pub use kinesis_sources::KinesisSources;
 pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
 pub use replica::{ReplicaConfig, Replicas};
 pub use table_index::{TableIndexConfig, TableIndexer};
@@ -114,6 +120,10 @@ pub enum NodeError {
     Replica(#[from] replica::ReplicaError),
     #[error(transparent)]
     TableIndex(#[from] table_index::TableIndexError),
+    #[error(transparent)]
+    KinesisSources(#[from] kinesis_sources::KinesisSourceError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What a node is opened with besides its directory.
@@ -142,6 +152,9 @@ pub struct NodeOptions {
     /// External Elasticsearch/OpenSearch clusters delivery streams may name (the `--config`
     /// file's `search_clusters`: endpoint, domain, auth, CA, index templates); none by default.
     pub search_clusters: Vec<sluice_cluster::ClusterConnection>,
+    /// Kinesis APIs outside this node, by the region and account of their streams' ARNs (the
+    /// `--config` file's `kinesis_endpoints`); none by default: every stream ARN is local.
+    pub kinesis_endpoints: Vec<KinesisEndpoint>,
 }
 
 impl Default for NodeOptions {
@@ -156,6 +169,7 @@ impl Default for NodeOptions {
             table_index: TableIndexConfig::default(),
             object_store: ObjectStoreConfig::default(),
             search_clusters: Vec::new(),
+            kinesis_endpoints: Vec::new(),
         }
     }
 }
@@ -191,6 +205,8 @@ pub struct Node {
     delivery: Arc<DeliveryStreams>,
     mappings: Arc<EventSourceMappings>,
     journal_streams: Arc<JournalStreams>,
+    kinesis_endpoints: KinesisEndpoints,
+    kinesis_sources: Arc<KinesisSources>,
     ledger_indexer: LedgerIndexer,
     replicas: Arc<Replicas>,
     table_indexer: TableIndexer,
@@ -212,6 +228,8 @@ impl Node {
             path: data_dir.to_path_buf(),
             source,
         };
+        let kinesis_endpoints =
+            KinesisEndpoints::new(options.kinesis_endpoints.clone()).map_err(NodeError::Config)?;
         create_private_dir(data_dir).map_err(io)?;
         let data_dir = &fs::canonicalize(data_dir).map_err(io)?;
         let lock = File::create(data_dir.join("sluice.lock")).map_err(io)?;
@@ -266,7 +284,14 @@ impl Node {
             data_dir,
             ledgers.clone(),
             log.clone(),
+            kinesis_endpoints.clone(),
         )?);
+        let kinesis_sources = Arc::new(KinesisSources::open(data_dir, log.clone())?);
+        kinesis_sources.start_all(|owner| match owner.split_once('/') {
+            Some(("firehose", name)) => delivery.config(name).is_ok(),
+            Some(("lambda", uuid)) => mappings.get(uuid).is_ok(),
+            _ => false,
+        })?;
         let ledger_indexer = LedgerIndexer::start(
             data_dir,
             ledgers.clone(),
@@ -339,6 +364,8 @@ impl Node {
             delivery,
             mappings,
             journal_streams,
+            kinesis_endpoints,
+            kinesis_sources,
             ledger_indexer,
             replicas,
             table_indexer,
@@ -419,6 +446,16 @@ impl Node {
         &self.journal_streams
     }
 
+    /// Which stream ARNs name streams outside this node.
+    pub fn kinesis_endpoints(&self) -> &KinesisEndpoints {
+        &self.kinesis_endpoints
+    }
+
+    /// The external Kinesis streams read for delivery streams and mappings.
+    pub fn kinesis_sources(&self) -> &Arc<KinesisSources> {
+        &self.kinesis_sources
+    }
+
     /// The built-in indexer of ledgers into search.
     pub fn ledger_indexer(&self) -> &LedgerIndexer {
         &self.ledger_indexer
@@ -446,6 +483,8 @@ impl Node {
         // Journal streams write into streams that delivery workers may read.
         self.journal_streams.shutdown();
         self.replicas.shutdown();
+        // Sources fill copies that delivery workers and mappings read.
+        self.kinesis_sources.shutdown();
         // Delivery workers and the ledger indexer before the indices: they write into the ones closed
         // below.
         self.ledger_indexer.shutdown();

@@ -248,7 +248,10 @@ struct UpArgs {
     /// "username", "password"} | {"type": "api_key", "encoded"} | {"type": "api_key", "id",
     /// "api_key"} | {"type": "sigv4", "service": "es"|"aoss", "region"}, "ca_file",
     /// "index_templates": {NAME: BODY}, "request_timeout_seconds"}]`: the external
-    /// Elasticsearch/OpenSearch clusters delivery streams name by ClusterEndpoint or DomainARN).
+    /// Elasticsearch/OpenSearch clusters delivery streams name by ClusterEndpoint or DomainARN),
+    /// and `kinesis_endpoints` (`[{"region", "account_id", "endpoint"}]`: the Kinesis APIs of
+    /// stream ARNs outside this node, for delivery-stream sources, event-source mappings and
+    /// journal streams; requests are signed with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The Python interpreter of functions created through the Lambda API with a `python3.x`
@@ -337,6 +340,10 @@ struct ConfigFile {
     /// templates to put (none by default).
     #[serde(default)]
     search_clusters: Vec<sluice_cluster::ClusterConnection>,
+    /// Kinesis APIs outside this node, by the region and account of their streams' ARNs
+    /// (none by default: every stream ARN names a stream of this node).
+    #[serde(default)]
+    kinesis_endpoints: Vec<sluice_node::KinesisEndpoint>,
     /// `--insecure`: listen beyond loopback without TLS and authentication.
     #[serde(default)]
     insecure: bool,
@@ -621,6 +628,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             table_index: config.table_indexing,
             object_store: config.object_store,
             search_clusters: config.search_clusters,
+            kinesis_endpoints: config.kinesis_endpoints,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))

@@ -772,6 +772,56 @@ fn describe(
     json!({"DeliveryStreamDescription": description})
 }
 
+/// Creates a delivery stream. One whose source is a stream outside this node (the `--config`
+/// file's `kinesis_endpoints`) reads it through a Kinesis source of the node, which copies the
+/// stream from the delivery stream's creation on (Firehose reads a new source from `LATEST`),
+/// starts once the delivery stream exists, and is deleted with it.
+fn create_delivery_stream(
+    node: &Node,
+    mut config: DeliveryStreamConfig,
+) -> Result<Arc<sluice_delivery::DeliveryStream>, AwsError> {
+    let external = match &config.source {
+        Source::KinesisStream { stream_arn, .. } => node
+            .kinesis_endpoints()
+            .resolve(stream_arn)
+            .map(|endpoint| (stream_arn.clone(), endpoint.clone())),
+        Source::DirectPut => None,
+    };
+    let Some((stream_arn, endpoint)) = external else {
+        return node.delivery().create(config).map_err(delivery_error);
+    };
+    let now_ms = sluice_node::kinesis_client::now_ms();
+    let sources = node.kinesis_sources();
+    let source = sources
+        .create(
+            &format!("firehose/{}", config.name),
+            &stream_arn,
+            &endpoint,
+            sluice_node::kinesis_sources::SourceStart::AtTimestamp {
+                timestamp_ms: now_ms,
+            },
+            now_ms,
+        )
+        .map_err(|error| invalid(error.to_string()))?;
+    if let Source::KinesisStream { stream_name, .. } = &mut config.source {
+        *stream_name = source.copy_stream();
+    }
+    match node.delivery().create(config) {
+        Ok(stream) => {
+            sources
+                .start(&source.id)
+                .map_err(|error| AwsError::internal(error.to_string()))?;
+            Ok(stream)
+        }
+        Err(error) => {
+            if let Err(error) = sources.delete(&source.id) {
+                tracing::warn!(%error, "removing the Kinesis source of a delivery stream not made failed");
+            }
+            Err(delivery_error(error))
+        }
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AwsError> + Send + 'static,
 ) -> Result<T, AwsError> {
@@ -786,8 +836,8 @@ impl FirehoseService {
         match operation {
             "CreateDeliveryStream" => {
                 let config = create_request_config(&body)?;
-                let stream =
-                    blocking(move || delivery.create(config).map_err(delivery_error)).await?;
+                let node = self.node.clone();
+                let stream = blocking(move || create_delivery_stream(&node, config)).await?;
                 Ok(json!({"DeliveryStreamARN": stream.arn()}))
             }
             "DescribeDeliveryStream" => {
@@ -822,7 +872,18 @@ impl FirehoseService {
             }
             "DeleteDeliveryStream" => {
                 let name = stream_name(&body)?.to_owned();
-                blocking(move || delivery.delete(&name).map_err(delivery_error)).await?;
+                let node = self.node.clone();
+                blocking(move || {
+                    delivery.delete(&name).map_err(delivery_error)?;
+                    let sources = node.kinesis_sources();
+                    if let Some(source) = sources.of_owner(&format!("firehose/{name}"))
+                        && let Err(error) = sources.delete(&source.id)
+                    {
+                        tracing::warn!(%error, "removing the Kinesis source of a deleted delivery stream failed; it goes at the next start");
+                    }
+                    Ok(())
+                })
+                .await?;
                 Ok(json!({}))
             }
             "PutRecord" => {

@@ -160,12 +160,16 @@ pub struct KinesisOptions {
 }
 
 /// The prefix of the log streams that hold DirectPut delivery streams' records
-/// (`sluice_delivery::log_stream_name`): they share the log with Kinesis streams but are not
-/// Kinesis streams, so this API neither lists, reads nor creates them.
+/// (`sluice_delivery::log_stream_name`).
 const DELIVERY_LOG_PREFIX: &str = "firehose.";
 
-pub(crate) fn is_delivery_stream_log(name: &str) -> bool {
+/// Whether a log stream is the node's own: a DirectPut delivery stream's records, or the copy
+/// of an external stream that a Kinesis source fills (`sluice_node::kinesis_sources`). They
+/// share the log with Kinesis streams but are not Kinesis streams, so this API neither lists,
+/// reads, writes nor creates them.
+pub(crate) fn is_internal_log(name: &str) -> bool {
     name.starts_with(DELIVERY_LOG_PREFIX)
+        || name.starts_with(sluice_node::kinesis_sources::COPY_STREAM_PREFIX)
 }
 
 /// The Kinesis service registered on the AWS port.
@@ -265,7 +269,7 @@ impl KinesisService {
     }
 
     fn stream(&self, name: &str) -> Result<Arc<Stream>, AwsError> {
-        if is_delivery_stream_log(name) {
+        if is_internal_log(name) {
             return Err(AwsError::client(
                 "ResourceNotFoundException",
                 format!("Stream {name} under account {ACCOUNT_ID} not found."),
@@ -305,9 +309,10 @@ impl KinesisService {
         input.object("Tags")?;
         input.finish()?;
         let name = name.unwrap_or_default();
-        if is_delivery_stream_log(&name) {
+        if is_internal_log(&name) {
             return Err(invalid_argument(format!(
-                "stream names starting with {DELIVERY_LOG_PREFIX} are reserved for the logs of delivery streams"
+                "stream names starting with {DELIVERY_LOG_PREFIX} or {} are reserved for Sluice's own logs",
+                sluice_node::kinesis_sources::COPY_STREAM_PREFIX
             )));
         }
         // Without StreamModeDetails, a ShardCount means PROVISIONED and its absence ON_DEMAND.
@@ -450,7 +455,7 @@ impl KinesisService {
             .log
             .list_streams()
             .into_iter()
-            .filter(|summary| !is_delivery_stream_log(&summary.name))
+            .filter(|summary| !is_internal_log(&summary.name))
             .filter(|summary| {
                 after
                     .as_deref()

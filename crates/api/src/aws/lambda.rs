@@ -44,6 +44,7 @@ use sluice_mappings::{
     StartingPosition,
 };
 use sluice_node::Node;
+use sluice_node::kinesis_sources::SourceStart;
 use tokio::sync::Semaphore;
 
 use super::{
@@ -963,6 +964,7 @@ impl LambdaService {
             self.node.log().stream(stream).map_err(|_| missing())?;
             return Ok(SourceSpec::Stream {
                 stream: stream.to_owned(),
+                copy: false,
             });
         }
         if let Some((table, label)) = arn
@@ -1121,7 +1123,15 @@ impl LambdaService {
             .registry
             .definition(&function)
             .map_err(functions_error)?;
-        let source = self.source_of(&arn)?;
+        let external = self.node.kinesis_endpoints().resolve(&arn).cloned();
+        let source = match external {
+            // Read through a Kinesis source, made below once the options are known.
+            Some(_) => SourceSpec::Stream {
+                stream: String::new(),
+                copy: true,
+            },
+            None => self.source_of(&arn)?,
+        };
         let starting_position = match string_member(body, "StartingPosition")?.as_deref() {
             Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
             Some("LATEST") => StartingPosition::Latest,
@@ -1159,11 +1169,63 @@ impl LambdaService {
             members.remove("FunctionName");
         }
         self.apply_options(&options, &mut config)?;
-        let description = self.mappings().create(config).map_err(mapping_error)?;
+        let description = match external {
+            None => self.mappings().create(config).map_err(mapping_error)?,
+            Some(endpoint) => self.create_mapping_of_external_stream(config, &endpoint)?,
+        };
         Ok((
             StatusCode::ACCEPTED,
             mapping_json(&description, Some("Creating")),
         ))
+    }
+
+    /// Creates a mapping of a stream outside this node (the `--config` file's
+    /// `kinesis_endpoints`): a Kinesis source of the node copies the stream from the mapping's
+    /// starting position on, and the mapping reads the copy; the source starts once the mapping
+    /// exists and is deleted with it.
+    fn create_mapping_of_external_stream(
+        &self,
+        mut config: MappingConfig,
+        endpoint: &sluice_node::KinesisEndpoint,
+    ) -> Result<MappingDescription, AwsError> {
+        let now_ms = sluice_node::kinesis_client::now_ms();
+        let start = match config.starting_position {
+            StartingPosition::TrimHorizon => SourceStart::TrimHorizon,
+            StartingPosition::Latest => SourceStart::AtTimestamp {
+                timestamp_ms: now_ms,
+            },
+            StartingPosition::AtTimestamp { timestamp_ms } => {
+                SourceStart::AtTimestamp { timestamp_ms }
+            }
+        };
+        let sources = self.node.kinesis_sources();
+        let source = sources
+            .create(
+                &format!("lambda/{}", config.uuid),
+                &config.event_source_arn,
+                endpoint,
+                start,
+                now_ms,
+            )
+            .map_err(|error| invalid(error.to_string()))?;
+        config.source = SourceSpec::Stream {
+            stream: source.copy_stream(),
+            copy: true,
+        };
+        match self.mappings().create(config) {
+            Ok(description) => {
+                sources
+                    .start(&source.id)
+                    .map_err(|error| AwsError::internal(error.to_string()))?;
+                Ok(description)
+            }
+            Err(error) => {
+                if let Err(error) = sources.delete(&source.id) {
+                    tracing::warn!(%error, "removing the Kinesis source of a mapping not made failed");
+                }
+                Err(mapping_error(error))
+            }
+        }
     }
 
     fn list_mappings(&self, request: &Request) -> Result<Value, AwsError> {
@@ -1257,8 +1319,17 @@ impl LambdaService {
                 tokio::task::block_in_place(|| self.update_mapping(uuid, &body))
             }
             (&Method::DELETE, [_, "event-source-mappings", uuid]) => {
-                let description = tokio::task::block_in_place(|| self.mappings().delete(uuid))
-                    .map_err(mapping_error)?;
+                let description = tokio::task::block_in_place(|| {
+                    let description = self.mappings().delete(uuid)?;
+                    let sources = self.node.kinesis_sources();
+                    if let Some(source) = sources.of_owner(&format!("lambda/{uuid}"))
+                        && let Err(error) = sources.delete(&source.id)
+                    {
+                        tracing::warn!(%error, "removing the Kinesis source of a deleted mapping failed; it goes at the next start");
+                    }
+                    Ok(description)
+                })
+                .map_err(mapping_error)?;
                 Ok((
                     StatusCode::ACCEPTED,
                     mapping_json(&description, Some("Deleting")),

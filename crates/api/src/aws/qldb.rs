@@ -414,7 +414,7 @@ fn journal_stream_request(
     let destination_arn = required_string(configuration, "StreamArn")
         .map_err(|_| invalid_parameter("KinesisConfiguration.StreamArn is required"))?;
     let destination_stream = super::kinesis::parse_stream_arn(destination_arn)
-        .filter(|name| !super::kinesis::is_delivery_stream_log(name))
+        .filter(|name| !super::kinesis::is_internal_log(name))
         .ok_or_else(|| {
             invalid_parameter(format!(
                 "KinesisConfiguration.StreamArn {destination_arn:?} is not the ARN of a Kinesis stream"
