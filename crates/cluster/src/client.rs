@@ -39,6 +39,9 @@ pub const BULK_REQUEST_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// items are retried) instead of growing memory without bound.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Documents asked about in one `_mget` request.
+pub const MGET_DOCUMENTS_MAX: usize = 1_000;
+
 static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 
 /// The process's runtime for external clusters, made on first use and never dropped (dropping
@@ -322,6 +325,48 @@ impl ClusterClient {
                 }
             }
         }
+    }
+
+    /// Which of `documents` (index, id) the cluster holds, by `_mget` without sources, in
+    /// requests of at most [`MGET_DOCUMENTS_MAX`]. A delivery asks this of documents whose last
+    /// bulk answer was lost when its retry time ends: one the cluster holds was applied (ids are
+    /// the records' own) and must not also go to the failed-documents backup. A document of an
+    /// index that does not exist is not held.
+    pub fn existing_documents(&self, documents: &[(&str, &str)]) -> Result<Vec<bool>, ItemError> {
+        let mut held = Vec::with_capacity(documents.len());
+        for chunk in documents.chunks(MGET_DOCUMENTS_MAX) {
+            let docs: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(
+                    |(index, id)| serde_json::json!({"_index": index, "_id": id, "_source": false}),
+                )
+                .collect();
+            let (status, answer) = self.send(
+                Method::POST,
+                "/_mget",
+                "application/json",
+                serde_json::json!({"docs": docs}).to_string().into_bytes(),
+            )?;
+            let parsed: serde_json::Value = serde_json::from_slice(&answer).map_err(|_| {
+                ItemError::new(
+                    status.to_string(),
+                    cut(&String::from_utf8_lossy(&answer), 1024),
+                )
+            })?;
+            let found = parsed
+                .get("docs")
+                .and_then(serde_json::Value::as_array)
+                .filter(|found| (200..300).contains(&status) && found.len() == chunk.len())
+                .ok_or_else(|| {
+                    ItemError::new(status.to_string(), cut(&parsed.to_string(), 1024))
+                })?;
+            held.extend(
+                found
+                    .iter()
+                    .map(|doc| doc.get("found").and_then(serde_json::Value::as_bool) == Some(true)),
+            );
+        }
+        Ok(held)
     }
 
     /// Puts every configured index template on the cluster (`PUT _index_template/<name>`,

@@ -795,6 +795,9 @@ impl DeliveryStream {
             }
             backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MS_MAX);
         }
+        if let Some(cluster) = &self.cluster {
+            self.drop_applied(cluster, &targets, &mut pending, &mut last_errors);
+        }
         pending.extend(given_up);
         pending.sort_unstable();
         let now_ms = self.clock.now_ms();
@@ -908,6 +911,51 @@ impl DeliveryStream {
                 ItemOutcome::Failed(error) => Attempt::Failed((error.code, error.message)),
             })
             .collect()
+    }
+
+    /// Removes from `pending` (documents still failing when the retry time ended) those the
+    /// cluster holds: a request whose answer was lost (a dropped connection, a timeout, a
+    /// gateway's 5xx) may have been applied, and such a document must not also be backed up.
+    /// When the cluster cannot say, every one is backed up (it may then be in both, never in
+    /// neither). Documents without an id (the cluster chose it) cannot be asked about.
+    fn drop_applied(
+        &self,
+        cluster: &ClusterClient,
+        targets: &[(String, Option<String>)],
+        pending: &mut Vec<usize>,
+        last_errors: &mut BTreeMap<usize, (String, String, u32)>,
+    ) {
+        let asked: Vec<(usize, (&str, &str))> = pending
+            .iter()
+            .filter_map(|&position| match targets.get(position) {
+                Some((index, Some(id))) => Some((position, (index.as_str(), id.as_str()))),
+                _ => None,
+            })
+            .collect();
+        if asked.is_empty() {
+            return;
+        }
+        let documents: Vec<(&str, &str)> = asked.iter().map(|(_, document)| *document).collect();
+        match cluster.existing_documents(&documents) {
+            Ok(held) => {
+                let applied: std::collections::BTreeSet<usize> = asked
+                    .iter()
+                    .zip(held)
+                    .filter(|(_, held)| *held)
+                    .map(|((position, _), _)| *position)
+                    .collect();
+                pending.retain(|position| !applied.contains(position));
+                for position in &applied {
+                    last_errors.remove(position);
+                }
+                Metrics::add(&self.metrics.delivery_records, applied.len() as u64);
+            }
+            Err(error) => tracing::warn!(
+                stream = %self.config.name,
+                error = %error.message,
+                "the cluster could not say which failed documents it holds; all are backed up"
+            ),
+        }
     }
 
     /// Puts the cluster's configured index templates on it once per worker start, before

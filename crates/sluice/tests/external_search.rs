@@ -156,12 +156,20 @@ fn reject_first_item(body: &[u8]) -> Vec<u8> {
     answer.to_string().into_bytes()
 }
 
-fn serve(mut client: TcpStream, upstream: &str, injected: &Injected) {
+/// Which fault the n-th request (with its head) meets.
+type Plan = fn(usize, &str) -> Fault;
+
+/// The faults of [`CYCLE`] in turn, whatever the request.
+fn cycle(n: usize, _head: &str) -> Fault {
+    CYCLE[n % CYCLE.len()]
+}
+
+fn serve(mut client: TcpStream, upstream: &str, injected: &Injected, plan: Plan) {
     let Some((head, body)) = read_message(&mut client) else {
         return;
     };
     let n = injected.requests.fetch_add(1, Ordering::SeqCst);
-    let fault = CYCLE[n % CYCLE.len()];
+    let fault = plan(n, &head);
     injected.by_fault[fault_index(fault)].fetch_add(1, Ordering::SeqCst);
     let reply = match fault {
         Fault::TooManyRequests => answer(
@@ -199,14 +207,14 @@ fn serve(mut client: TcpStream, upstream: &str, injected: &Injected) {
 }
 
 /// Starts the proxy in front of `upstream` (`host:port`); returns its URL.
-fn start_proxy(upstream: String, injected: Arc<Injected>) -> String {
+fn start_proxy(upstream: String, injected: Arc<Injected>, plan: Plan) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let upstream = upstream.clone();
             let injected = injected.clone();
-            std::thread::spawn(move || serve(client, &upstream, &injected));
+            std::thread::spawn(move || serve(client, &upstream, &injected, plan));
         }
     });
     format!("http://{address}")
@@ -279,7 +287,7 @@ fn every_record_ends_once_in_the_cluster_or_the_failed_backup_through_faults() {
         .trim_end_matches('/')
         .to_owned();
     let injected = Arc::new(Injected::default());
-    let proxy = start_proxy(upstream, injected.clone());
+    let proxy = start_proxy(upstream, injected.clone(), cycle);
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
@@ -446,6 +454,89 @@ fn every_record_ends_once_in_the_cluster_or_the_failed_backup_through_faults() {
     assert_eq!(
         index["mappings"]["properties"]["n"]["type"], "long",
         "{mapping}"
+    );
+}
+
+#[test]
+fn a_document_whose_answers_were_lost_until_the_retry_time_ended_is_not_also_backed_up() {
+    let cluster_dir = tempfile::tempdir().unwrap();
+    let cluster = Server::start(cluster_dir.path());
+    let upstream = cluster
+        .es_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // Every bulk request reaches the cluster and is applied, and its answer is lost; the
+    // `_mget` that asks what the cluster holds goes through.
+    fn lose_bulk_answers(_n: usize, head: &str) -> Fault {
+        if head.contains("/_bulk") {
+            Fault::DropAfterForwarding
+        } else {
+            Fault::None
+        }
+    }
+    let injected = Arc::new(Injected::default());
+    let proxy = start_proxy(upstream, injected.clone(), lose_bulk_answers);
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Server::start(&dir.path().join("data"));
+    firehose(
+        &sluice,
+        "CreateDeliveryStream",
+        &json!({
+            "DeliveryStreamName": "lossy",
+            "DeliveryStreamType": "DirectPut",
+            "ElasticsearchDestinationConfiguration": {
+                "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+                "ClusterEndpoint": &proxy,
+                "IndexName": "ext-lossy",
+                "IndexRotationPeriod": "NoRotation",
+                "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
+                "RetryOptions": {"DurationInSeconds": 0},
+                "S3BackupMode": "FailedDocumentsOnly",
+                "S3Configuration": {
+                    "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+                    "BucketARN": "arn:aws:s3:::backup"
+                }
+            }
+        }),
+    );
+    let records: Vec<Value> = (0..10)
+        .map(|i| {
+            json!({"Data": base64::engine::general_purpose::STANDARD
+                .encode(json!({"n": i}).to_string())})
+        })
+        .collect();
+    let answer = firehose(
+        &sluice,
+        "PutRecordBatch",
+        &json!({"DeliveryStreamName": "lossy", "Records": records}),
+    );
+    assert_eq!(answer["FailedPutCount"], 0, "{answer}");
+    // The delivery gives up after its first attempt (no retry time), asks the cluster, and
+    // finds every document there: it counts them delivered and backs none up.
+    let started = Instant::now();
+    let delivered = || {
+        firehose(
+            &sluice,
+            "DescribeDeliveryStream",
+            &json!({"DeliveryStreamName": "lossy"}),
+        )["DeliveryStreamDescription"]["SluiceMetrics"]["DeliveryToElasticsearch.Records"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    while delivered() < 10 {
+        assert!(
+            started.elapsed() < SETTLE_TIMEOUT,
+            "the documents were never counted delivered: {}",
+            sluice.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(injected.by_fault[fault_index(Fault::DropAfterForwarding)].load(Ordering::SeqCst) > 0);
+    assert_eq!(indexed_ids(&cluster).len(), 10);
+    assert!(
+        failed_backup_lines(&sluice.data_dir).is_empty(),
+        "documents both indexed and backed up"
     );
 }
 
