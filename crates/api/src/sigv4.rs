@@ -2,7 +2,8 @@
 //! presigned URL's query (`X-Amz-Algorithm`, `X-Amz-Credential`, `X-Amz-Date`,
 //! `X-Amz-Expires`, `X-Amz-SignedHeaders`, `X-Amz-Signature`), rebuilding the canonical request
 //! the client signed, and checking its signature with the access key's secret (HMAC-SHA256 and
-//! SHA-256 from ring). The payload is covered as the client declared it in
+//! SHA-256 from ring, through the primitives `sluice_cluster::sigv4` shares with Sluice's own
+//! signed requests). The payload is covered as the client declared it in
 //! `x-amz-content-sha256`: a hash, checked against the body; `UNSIGNED-PAYLOAD`; or
 //! `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, an `aws-chunked` body whose every chunk carries a
 //! signature chained from the request's, decoded here into the payload the handlers read.
@@ -15,10 +16,11 @@
 
 use std::fmt::Write as _;
 
-use ring::{digest, hmac};
+use ring::hmac;
+use sluice_cluster::sigv4::{self as shared, hex, hmac_sha256, sha256_hex};
 
 /// The only algorithm AWS clients sign with.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub use sluice_cluster::sigv4::ALGORITHM;
 /// How far `x-amz-date` may be from the server's clock, either way, as AWS allows.
 pub const CLOCK_SKEW_MAX_S: i64 = 15 * 60;
 /// The payload hash a client sends when it does not sign the body.
@@ -258,18 +260,6 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(digest::digest(&digest::SHA256, bytes).as_ref())
-}
-
 /// The canonical request: `skip` is the query parameter left out (the presigned form's
 /// signature), `payload_hash` what the client declared for the body.
 pub fn canonical_request(
@@ -306,28 +296,22 @@ pub fn canonical_request(
     )
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
+/// The scope a signature header names.
+fn scope_of(header: &SignatureHeader) -> shared::Scope<'_> {
+    shared::Scope {
+        date: &header.date,
+        region: &header.region,
+        service: &header.service,
+    }
 }
 
-/// The signing key of `secret` for a credential scope's date, region and service.
+/// The signing key of `secret` for the header's date and scope.
 fn signing_key(secret: &str, header: &SignatureHeader) -> hmac::Tag {
-    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), header.date.as_bytes());
-    for part in [
-        header.region.as_str(),
-        header.service.as_str(),
-        "aws4_request",
-    ] {
-        key = hmac_sha256(key.as_ref(), part.as_bytes());
-    }
-    key
+    shared::signing_key(secret, &scope_of(header))
 }
 
 fn scope(header: &SignatureHeader) -> String {
-    format!(
-        "{}/{}/{}/aws4_request",
-        header.date, header.region, header.service
-    )
+    shared::credential_scope(&scope_of(header))
 }
 
 /// The signature of `canonical` under `secret`, for the request's date and scope.
@@ -337,16 +321,12 @@ pub fn signature(
     header: &SignatureHeader,
     canonical: &str,
 ) -> String {
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{}\n{}",
-        scope(header),
-        sha256_hex(canonical.as_bytes())
-    );
-    hex(hmac_sha256(
-        signing_key(secret, header).as_ref(),
-        string_to_sign.as_bytes(),
+    shared::signature(
+        &signing_key(secret, header),
+        amz_date,
+        &scope(header),
+        canonical,
     )
-    .as_ref())
 }
 
 /// Seconds since the epoch of an `x-amz-date` (`yyyymmddThhmmssZ`).

@@ -1,5 +1,7 @@
-//! Signing requests to Amazon OpenSearch Service (`es`) and OpenSearch Serverless (`aoss`)
-//! with AWS Signature Version 4 (HMAC-SHA256 and SHA-256 from ring). The body is always
+//! AWS Signature Version 4 (HMAC-SHA256 and SHA-256 from ring): the primitives every side of
+//! Sluice shares (the signing key, the string to sign, the signature; `sluice-api` verifies
+//! incoming requests with them), and signing of Sluice's own requests to Amazon OpenSearch
+//! Service (`es`), OpenSearch Serverless (`aoss`) and Kinesis ([`sign`]). The body is always
 //! hashed into `x-amz-content-sha256`, which `aoss` requires and `es` accepts. Credentials come
 //! from the usual environment variables, read when a request is signed, so a rotated session
 //! token in a restarted process is picked up without configuration.
@@ -71,11 +73,13 @@ pub struct Scope<'a> {
     pub service: &'a str,
 }
 
+/// The SHA-256 of `bytes` in lowercase hex, as SigV4 writes hashes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         let _ = write!(text, "{byte:02x}");
@@ -83,8 +87,40 @@ fn hex(bytes: &[u8]) -> String {
     text
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
     hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
+}
+
+/// `YYYYMMDD/region/service/aws4_request`.
+pub fn credential_scope(scope: &Scope<'_>) -> String {
+    format!(
+        "{}/{}/{}/aws4_request",
+        scope.date, scope.region, scope.service
+    )
+}
+
+/// The signing key of `secret` for a scope: HMACs of the date, region, service and
+/// `aws4_request` in turn, from `AWS4` + the secret.
+pub fn signing_key(secret: &str, scope: &Scope<'_>) -> hmac::Tag {
+    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), scope.date.as_bytes());
+    for part in [scope.region, scope.service, "aws4_request"] {
+        key = hmac_sha256(key.as_ref(), part.as_bytes());
+    }
+    key
+}
+
+/// The signature of a canonical request under `key`, at `amz_date` (`YYYYMMDDTHHMMSSZ`).
+pub fn signature(
+    key: &hmac::Tag,
+    amz_date: &str,
+    credential_scope: &str,
+    canonical_request: &str,
+) -> String {
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{credential_scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    hex(hmac_sha256(key.as_ref(), string_to_sign.as_bytes()).as_ref())
 }
 
 /// The `Authorization` header's value for `request`, signed at `amz_date` (`YYYYMMDDTHHMMSSZ`).
@@ -122,20 +158,13 @@ pub fn authorization(
         "\n{signed_headers}\n{}",
         request.payload_sha256_hex
     );
-    let credential_scope = format!(
-        "{}/{}/{}/aws4_request",
-        scope.date, scope.region, scope.service
+    let credential_scope = credential_scope(scope);
+    let signature = signature(
+        &signing_key(&credentials.secret_access_key, scope),
+        amz_date,
+        &credential_scope,
+        &canonical,
     );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{credential_scope}\n{}",
-        sha256_hex(canonical.as_bytes())
-    );
-    let secret = format!("AWS4{}", credentials.secret_access_key);
-    let key = hmac_sha256(secret.as_bytes(), scope.date.as_bytes());
-    let key = hmac_sha256(key.as_ref(), scope.region.as_bytes());
-    let key = hmac_sha256(key.as_ref(), scope.service.as_bytes());
-    let key = hmac_sha256(key.as_ref(), b"aws4_request");
-    let signature = hex(hmac_sha256(key.as_ref(), string_to_sign.as_bytes()).as_ref());
     format!(
         "{ALGORITHM} Credential={}/{credential_scope}, SignedHeaders={signed_headers}, Signature={signature}",
         credentials.access_key_id
