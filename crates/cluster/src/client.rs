@@ -39,6 +39,11 @@ pub const BULK_REQUEST_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// items are retried) instead of growing memory without bound.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Sequences of bulk requests one [`ClusterClient::bulk`] keeps in flight at once.
+pub const BULK_LANES: usize = 2;
+/// Operations below which a bulk call goes as one lane (its requests are small enough that a
+/// second connection would not pay for itself).
+pub const BULK_LANES_MIN_OPERATIONS: usize = 256;
 /// Documents asked about in one `_mget` request.
 pub const MGET_DOCUMENTS_MAX: usize = 1_000;
 
@@ -218,6 +223,19 @@ impl ClusterClient {
         content_type: &'static str,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), ItemError> {
+        let runtime =
+            runtime().map_err(|error| ItemError::new("ConnectionFailed", error.to_string()))?;
+        runtime.block_on(self.send_async(method, path, content_type, body))
+    }
+
+    /// [`ClusterClient::send`] as a future of the process's runtime.
+    async fn send_async(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ItemError> {
         let url = self
             .url(path)
             .map_err(|error| ItemError::new("InvalidEndpoint", error.to_string()))?;
@@ -225,9 +243,7 @@ impl ClusterClient {
             .auth_headers(&method, &url, &body)
             .map_err(|error| ItemError::new("AuthenticationFailed", error.to_string()))?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        let runtime =
-            runtime().map_err(|error| ItemError::new("ConnectionFailed", error.to_string()))?;
-        runtime.block_on(async {
+        {
             let mut response = self
                 .http
                 .request(method, url)
@@ -256,33 +272,66 @@ impl ClusterClient {
                 }
             }
             Ok((status, bytes))
-        })
+        }
     }
 
-    /// One attempt at every operation: split into requests of at most
-    /// [`BULK_REQUEST_BYTES_MAX`], one outcome per operation in order.
+    /// One attempt at every operation, one outcome per operation in order. A large call goes
+    /// as [`BULK_LANES`] sequences of requests in flight at once, so the cluster reads and
+    /// parses one while it indexes another; every operation on one document is in the same
+    /// lane, in order, so concurrency never reorders two writes of a document. Within a lane,
+    /// requests carry at most [`BULK_REQUEST_BYTES_MAX`] and go one after another.
     pub fn bulk(&self, operations: &[BulkOperation], type_name: Option<&str>) -> Vec<ItemOutcome> {
-        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; operations.len()];
-        let mut body = Vec::new();
-        let mut in_body: Vec<usize> = Vec::new();
-        for (position, operation) in operations.iter().enumerate() {
-            let start = body.len();
-            if let Err(error) = encode_operation(operation, type_name, &mut body) {
-                if let Some(slot) = outcomes.get_mut(position) {
-                    *slot = Some(ItemOutcome::Failed(error));
+        let (mut outcomes, requests) = plan_bulk(operations, type_name);
+        let answers = match runtime() {
+            Ok(runtime) => runtime.block_on(async {
+                let lane_futures = requests.into_iter().map(|lane| async move {
+                    let mut answers = Vec::with_capacity(lane.len());
+                    for (positions, body) in lane {
+                        let answer = self
+                            .send_async(Method::POST, "/_bulk", "application/x-ndjson", body)
+                            .await;
+                        answers.push((positions, answer));
+                    }
+                    answers
+                });
+                join_all(lane_futures).await
+            }),
+            Err(error) => {
+                let error = ItemError::new("ConnectionFailed", error.to_string());
+                requests
+                    .into_iter()
+                    .map(|lane| {
+                        lane.into_iter()
+                            .map(|(positions, _)| (positions, Err(error.clone())))
+                            .collect()
+                    })
+                    .collect()
+            }
+        };
+        for (positions, answer) in answers.into_iter().flatten() {
+            let sent: Vec<&BulkOperation> = positions
+                .iter()
+                .filter_map(|&position| operations.get(position))
+                .collect();
+            let parsed = answer
+                .map_err(|error| RequestFailure { error })
+                .and_then(|(status, bytes)| parse_bulk_response(status, &bytes, &sent));
+            match parsed {
+                Ok(items) => {
+                    for (&position, outcome) in positions.iter().zip(items) {
+                        if let Some(slot) = outcomes.get_mut(position) {
+                            *slot = Some(outcome);
+                        }
+                    }
                 }
-                continue;
+                Err(failure) => {
+                    for &position in &positions {
+                        if let Some(slot) = outcomes.get_mut(position) {
+                            *slot = Some(ItemOutcome::Retry(failure.error.clone()));
+                        }
+                    }
+                }
             }
-            if body.len() > BULK_REQUEST_BYTES_MAX && !in_body.is_empty() {
-                let operation_bytes = body.split_off(start);
-                self.send_bulk(operations, &in_body, body, &mut outcomes);
-                in_body.clear();
-                body = operation_bytes;
-            }
-            in_body.push(position);
-        }
-        if !in_body.is_empty() {
-            self.send_bulk(operations, &in_body, body, &mut outcomes);
         }
         outcomes
             .into_iter()
@@ -292,39 +341,6 @@ impl ClusterClient {
                 })
             })
             .collect()
-    }
-
-    fn send_bulk(
-        &self,
-        operations: &[BulkOperation],
-        positions: &[usize],
-        body: Vec<u8>,
-        outcomes: &mut [Option<ItemOutcome>],
-    ) {
-        let sent: Vec<&BulkOperation> = positions
-            .iter()
-            .filter_map(|&position| operations.get(position))
-            .collect();
-        let answer = self
-            .send(Method::POST, "/_bulk", "application/x-ndjson", body)
-            .map_err(|error| RequestFailure { error })
-            .and_then(|(status, bytes)| parse_bulk_response(status, &bytes, &sent));
-        match answer {
-            Ok(items) => {
-                for (&position, outcome) in positions.iter().zip(items) {
-                    if let Some(slot) = outcomes.get_mut(position) {
-                        *slot = Some(outcome);
-                    }
-                }
-            }
-            Err(failure) => {
-                for &position in positions {
-                    if let Some(slot) = outcomes.get_mut(position) {
-                        *slot = Some(ItemOutcome::Retry(failure.error.clone()));
-                    }
-                }
-            }
-        }
     }
 
     /// Which of `documents` (index, id) the cluster holds, by `_mget` without sources, in
@@ -394,6 +410,91 @@ impl ClusterClient {
     }
 }
 
+/// The requests of one bulk call, per lane: the positions each carries and its body.
+type Lanes = Vec<Vec<(Vec<usize>, Vec<u8>)>>;
+
+/// Encodes a bulk call's operations into requests, per lane; operations that cannot be sent
+/// are answered in the outcomes.
+fn plan_bulk(
+    operations: &[BulkOperation],
+    type_name: Option<&str>,
+) -> (Vec<Option<ItemOutcome>>, Lanes) {
+    let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; operations.len()];
+    let lanes = if operations.len() >= BULK_LANES_MIN_OPERATIONS {
+        BULK_LANES
+    } else {
+        1
+    };
+    // Each lane's requests: the positions each carries, and its body.
+    let mut requests: Vec<Vec<(Vec<usize>, Vec<u8>)>> = vec![Vec::new(); lanes];
+    let mut open: Vec<(Vec<usize>, Vec<u8>)> = vec![(Vec::new(), Vec::new()); lanes];
+    for (position, operation) in operations.iter().enumerate() {
+        let lane = match &operation.id {
+            Some(id) if lanes > 1 => lane_of(&operation.index, id, lanes),
+            _ => position % lanes,
+        };
+        let (Some((in_body, body)), Some(done)) = (open.get_mut(lane), requests.get_mut(lane))
+        else {
+            continue;
+        };
+        let start = body.len();
+        if let Err(error) = encode_operation(operation, type_name, body) {
+            if let Some(slot) = outcomes.get_mut(position) {
+                *slot = Some(ItemOutcome::Failed(error));
+            }
+            continue;
+        }
+        if body.len() > BULK_REQUEST_BYTES_MAX && !in_body.is_empty() {
+            let operation_bytes = body.split_off(start);
+            done.push((
+                std::mem::take(in_body),
+                std::mem::replace(body, operation_bytes),
+            ));
+        }
+        in_body.push(position);
+    }
+    for (lane, (in_body, body)) in open.into_iter().enumerate() {
+        if !in_body.is_empty()
+            && let Some(done) = requests.get_mut(lane)
+        {
+            done.push((in_body, body));
+        }
+    }
+    (outcomes, requests)
+}
+
+/// The lane of a document's operations: a hash of its index and id.
+fn lane_of(index: &str, id: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (index, id).hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// Runs every future to its end, concurrently, and answers their outputs in order.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|context| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
 /// A request that got no answer, as Firehose names such failures.
 fn request_error(error: &reqwest::Error) -> ItemError {
     let code = if error.is_timeout() {
@@ -410,4 +511,54 @@ fn request_error(error: &reqwest::Error) -> ItemError {
         source = cause.source();
     }
     ItemError::new(code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bulk::BulkAction;
+
+    fn write(id: &str, n: usize) -> BulkOperation {
+        BulkOperation {
+            index: "logs".to_owned(),
+            id: Some(id.to_owned()),
+            version: None,
+            action: BulkAction::Index {
+                source: format!("{{\"n\":{n}}}").into_bytes(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_large_call_splits_into_lanes_that_keep_each_document_s_writes_together_in_order() {
+        // 600 writes of 200 documents, each written three times.
+        let operations: Vec<BulkOperation> = (0..600)
+            .map(|n| write(&format!("doc-{}", n % 200), n))
+            .collect();
+        let (outcomes, lanes) = plan_bulk(&operations, None);
+        assert!(outcomes.iter().all(Option::is_none));
+        assert_eq!(lanes.len(), BULK_LANES);
+        let mut lane_of_document = std::collections::HashMap::new();
+        let mut carried = Vec::new();
+        for (lane, requests) in lanes.iter().enumerate() {
+            assert!(!requests.is_empty(), "lane {lane} is empty");
+            let positions: Vec<usize> = requests
+                .iter()
+                .flat_map(|(positions, _)| positions.iter().copied())
+                .collect();
+            assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
+            for &position in &positions {
+                let id = operations[position].id.clone().unwrap();
+                assert_eq!(*lane_of_document.entry(id).or_insert(lane), lane);
+            }
+            carried.extend(positions);
+        }
+        carried.sort_unstable();
+        assert_eq!(carried, (0..600).collect::<Vec<_>>());
+
+        // A small call is one request.
+        let (_, lanes) = plan_bulk(&operations[..10], None);
+        assert_eq!(lanes.len(), 1);
+        assert_eq!(lanes[0].len(), 1);
+    }
 }
