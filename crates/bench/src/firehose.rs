@@ -411,7 +411,12 @@ pub(crate) fn create_delivery_stream_into(
 
 /// `_count` of the index, 0 while it does not exist yet.
 pub(crate) fn count(connection: &mut Connection) -> anyhow::Result<u64> {
-    let response = connection.json("GET", &format!("/{INDEX_NAME}/_count"), "")?;
+    count_of(connection, INDEX_NAME)
+}
+
+/// `_count` of `index`, 0 while it does not exist yet.
+pub(crate) fn count_of(connection: &mut Connection, index: &str) -> anyhow::Result<u64> {
+    let response = connection.json("GET", &format!("/{index}/_count"), "")?;
     if response.status == 404 {
         return Ok(0);
     }

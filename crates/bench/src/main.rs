@@ -23,6 +23,10 @@
 //! `sluice-bench ledger-pipeline` measures ledger commit to searchable at steady rates, and a
 //! journal stream's throughput next to the ledger's own maximum commit rate (see
 //! `ledger_pipeline.rs`).
+//!
+//! `sluice-bench tables` times DynamoDB PutItem, GetItem and a paged Query of a 10,000-item
+//! partition against Sluice and dynalite over HTTP, and the same shapes in PostgreSQL through
+//! pgbench, then table write → searchable in Sluice (see `tables.rs`).
 
 mod baseline;
 mod ceiling;
@@ -39,6 +43,7 @@ mod postgres;
 mod queries;
 mod report;
 mod server;
+mod tables;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -97,6 +102,9 @@ enum BenchCommand {
     Aggs(queries::QueryArgs),
     /// The raw tantivy side of `search` and `aggs`, run as a child process.
     TantivyQueries(queries::CeilingArgs),
+    /// DynamoDB-compatible tables: PutItem and GetItem at 1 and N clients and a Query of a
+    /// 10,000-item partition, versus dynalite and PostgreSQL; table write → searchable.
+    Tables(tables::TablesArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -159,6 +167,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Bulk(args) => bulk(args),
         BenchCommand::Firehose(args) => firehose::run(args),
         BenchCommand::External(args) => external::run(args),
+        BenchCommand::Tables(args) => tables::run(args),
         BenchCommand::Ledger(args) => ledger::run(args),
         BenchCommand::LedgerPipeline(args) => ledger_pipeline::run(args),
         BenchCommand::Search(args) => queries::run(queries::Kind::Search, args),
