@@ -16,7 +16,6 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use sluice_ledger::{BlockAddress, Ledger, Ledgers, Limits, SystemClock, hash};
 
 use crate::ledger_session::{self, PreparedInsert};
 use crate::machine::Machine;
-use crate::postgres::{Postgres, path_str};
+use crate::postgres::{Postgres, pgbench};
 use crate::server::Server;
 
 pub const BEGIN_MARKER: &str = "<!-- bench-ledger:begin -->";
@@ -740,9 +739,16 @@ fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<Postgr
     postgres.psql(POSTGRES_SCHEMA)?;
     let script = root.join("insert.sql");
     fs::write(&script, PGBENCH_SCRIPT)?;
-    let inserts = pgbench(&postgres, &root, &script, 1, args.inserts)?;
+    let inserts = pgbench(&postgres, &root, &script, "insert", 1, args.inserts)?;
     report_inserts("postgres, 1 client", &inserts);
-    let concurrent = pgbench(&postgres, &root, &script, args.clients, args.inserts)?;
+    let concurrent = pgbench(
+        &postgres,
+        &root,
+        &script,
+        "insert",
+        args.clients,
+        args.inserts,
+    )?;
     report_inserts(&format!("postgres, {} clients", args.clients), &concurrent);
     let audit_rows: u64 = postgres
         .psql("SELECT count(*) FROM vehicle_registration_audit")?
@@ -771,86 +777,6 @@ fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<Postgr
     drop(postgres);
     fs::remove_dir_all(&root)?;
     Ok(result)
-}
-
-/// `pgbench -c clients` running about `transactions` single inserts in all (each client its
-/// share), with per-transaction latencies from pgbench's log.
-fn pgbench(
-    postgres: &Postgres,
-    root: &Path,
-    script: &Path,
-    clients: usize,
-    transactions: u64,
-) -> anyhow::Result<InsertResult> {
-    let per_client = transactions.div_ceil(clients as u64).max(1);
-    let log_prefix = root.join(format!("pgbench_log_c{clients}"));
-    let threads = clients
-        .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let output = Command::new("pgbench")
-        .args(["-h", &path_str(&postgres.socket_dir)?, "-U", "postgres"])
-        .args([
-            "-n",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            &threads.to_string(),
-            "-t",
-            &per_client.to_string(),
-            "-f",
-            &path_str(script)?,
-        ])
-        .arg("--log")
-        .arg(format!("--log-prefix={}", path_str(&log_prefix)?))
-        .arg("postgres")
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .output()
-        .context("running pgbench (Debian package postgresql-client-15)")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "pgbench failed ({}): {stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tps = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
-        .with_context(|| format!("no tps in pgbench's output: {stdout}"))?;
-    // The per-transaction log: `client_id transaction_no latency_us script_no epoch epoch_us`.
-    let prefix_name = format!("pgbench_log_c{clients}.");
-    let mut latencies_ms = Vec::with_capacity(transactions as usize);
-    for entry in fs::read_dir(root)? {
-        let path = entry?.path();
-        let is_log = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.starts_with(&prefix_name));
-        if !is_log {
-            continue;
-        }
-        for line in fs::read_to_string(&path)?.lines() {
-            let latency_us: f64 = line
-                .split_whitespace()
-                .nth(2)
-                .and_then(|field| field.parse().ok())
-                .with_context(|| format!("bad pgbench log line: {line}"))?;
-            latencies_ms.push(latency_us / 1000.0);
-        }
-    }
-    let n_transactions = per_client * clients as u64;
-    ensure!(
-        latencies_ms.len() as u64 == n_transactions,
-        "pgbench logged {} transactions, expected {n_transactions}",
-        latencies_ms.len()
-    );
-    Ok(InsertResult {
-        n_transactions,
-        seconds: n_transactions as f64 / tps,
-        latency: Latency::of(latencies_ms),
-    })
 }
 
 struct LedgerReport {

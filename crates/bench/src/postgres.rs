@@ -1,13 +1,16 @@
 //! A throwaway PostgreSQL 15 server (Debian's package) in a temporary directory, for the
 //! benchmarks that compare Sluice with PostgreSQL: `initdb`, `pg_ctl start` on a unix socket only,
-//! `psql` for statements, scripts and `COPY`, and `pg_ctl stop` when dropped.
+//! `psql` for statements, scripts and `COPY`, `pgbench` runs with their latencies, and
+//! `pg_ctl stop` when dropped.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
+
+use crate::ledger::{InsertResult, Latency};
 
 /// Where the PostgreSQL server binaries are looked for, in order.
 const POSTGRES_BIN_DIRS: &[&str] = &["/usr/local/bin", "/usr/lib/postgresql/15/bin"];
@@ -208,4 +211,85 @@ pub(crate) fn path_str(path: &Path) -> anyhow::Result<String> {
     path.to_str()
         .map(str::to_owned)
         .with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+/// `pgbench -c clients` running about `transactions` transactions of `script` in all (each
+/// client its share), with per-transaction latencies from pgbench's log (named after `name`).
+pub(crate) fn pgbench(
+    postgres: &Postgres,
+    root: &Path,
+    script: &Path,
+    name: &str,
+    clients: usize,
+    transactions: u64,
+) -> anyhow::Result<InsertResult> {
+    let per_client = transactions.div_ceil(clients as u64).max(1);
+    let log_prefix = root.join(format!("pgbench_{name}_c{clients}"));
+    let threads = clients
+        .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let output = Command::new("pgbench")
+        .args(["-h", &path_str(&postgres.socket_dir)?, "-U", "postgres"])
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &threads.to_string(),
+            "-t",
+            &per_client.to_string(),
+            "-f",
+            &path_str(script)?,
+        ])
+        .arg("--log")
+        .arg(format!("--log-prefix={}", path_str(&log_prefix)?))
+        .arg("postgres")
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .context("running pgbench (Debian package postgresql-client-15)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "pgbench failed ({}): {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tps = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .with_context(|| format!("no tps in pgbench's output: {stdout}"))?;
+    // The per-transaction log: `client_id transaction_no latency_us script_no epoch epoch_us`.
+    let prefix_name = format!("pgbench_{name}_c{clients}.");
+    let mut latencies_ms = Vec::with_capacity(transactions as usize);
+    for entry in fs::read_dir(root)? {
+        let path = entry?.path();
+        let is_log = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(&prefix_name));
+        if !is_log {
+            continue;
+        }
+        for line in fs::read_to_string(&path)?.lines() {
+            let latency_us: f64 = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|field| field.parse().ok())
+                .with_context(|| format!("bad pgbench log line: {line}"))?;
+            latencies_ms.push(latency_us / 1000.0);
+        }
+    }
+    let n_transactions = per_client * clients as u64;
+    ensure!(
+        latencies_ms.len() as u64 == n_transactions,
+        "pgbench logged {} transactions, expected {n_transactions}",
+        latencies_ms.len()
+    );
+    Ok(InsertResult {
+        n_transactions,
+        seconds: n_transactions as f64 / tps,
+        latency: Latency::of(latencies_ms),
+    })
 }

@@ -15,8 +15,8 @@
 //! `_count` of the index; an item is searchable when the count covers it (one table stream
 //! shard, indexed in order).
 
-use std::fs;
 use std::fmt::Write as _;
+use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use crate::http::Connection;
 use crate::ledger::Latency;
 use crate::machine::{self, Machine};
-use crate::postgres::{Postgres, path_str};
+use crate::postgres::Postgres;
 use crate::server::Server;
 
 pub const BEGIN_MARKER: &str = "<!-- bench-tables:begin -->";
@@ -167,13 +167,18 @@ fn create_table(address: &str, tags: Option<Value>) -> anyhow::Result<()> {
         "BillingMode": "PAY_PER_REQUEST",
     });
     if let Some(tags) = tags {
-        body["StreamSpecification"] = json!({"StreamEnabled": true, "StreamViewType": "NEW_AND_OLD_IMAGES"});
+        body["StreamSpecification"] =
+            json!({"StreamEnabled": true, "StreamViewType": "NEW_AND_OLD_IMAGES"});
         body["Tags"] = tags;
     }
     call(&mut connection, "CreateTable", &body)?;
     let started = Instant::now();
     loop {
-        let described = call(&mut connection, "DescribeTable", &json!({"TableName": TABLE}))?;
+        let described = call(
+            &mut connection,
+            "DescribeTable",
+            &json!({"TableName": TABLE}),
+        )?;
         if described["Table"]["TableStatus"] == "ACTIVE" {
             return Ok(());
         }
@@ -215,7 +220,11 @@ fn timed_calls(
             .collect();
         let mut all = Vec::new();
         for worker in workers {
-            all.extend(worker.join().map_err(|_| anyhow::anyhow!("a client panicked"))??);
+            all.extend(
+                worker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a client panicked"))??,
+            );
         }
         Ok::<_, anyhow::Error>(all)
     })?;
@@ -231,10 +240,16 @@ fn dynamodb_side(name: &str, address: &str, args: &TablesArgs) -> anyhow::Result
     create_table(address, None)?;
     // New items each put run: users 1.. for the 1-client run, the next range for N clients.
     let put_1 = timed_calls(address, 1, args.calls, |n| {
-        ("PutItem", json!({"TableName": TABLE, "Item": item(1 + n % 1000, n)}))
+        (
+            "PutItem",
+            json!({"TableName": TABLE, "Item": item(1 + n % 1000, n)}),
+        )
     })?;
     let put_n = timed_calls(address, args.clients, args.calls, |n| {
-        ("PutItem", json!({"TableName": TABLE, "Item": item(1 + n % 1000, args.calls + n)}))
+        (
+            "PutItem",
+            json!({"TableName": TABLE, "Item": item(1 + n % 1000, args.calls + n)}),
+        )
     })?;
     let written = 2 * args.calls;
     let get = |n: u64| {
@@ -258,7 +273,9 @@ fn dynamodb_side(name: &str, address: &str, args: &TablesArgs) -> anyhow::Result
             &json!({"RequestItems": {TABLE: requests}}),
         )?;
         ensure!(
-            answer["UnprocessedItems"].as_object().is_none_or(|items| items.is_empty()),
+            answer["UnprocessedItems"]
+                .as_object()
+                .is_none_or(|items| items.is_empty()),
             "{name} left items unprocessed: {answer}"
         );
     }
@@ -334,7 +351,14 @@ fn start_dynalite(dir: &Path, store: &Path, log_path: &Path) -> anyhow::Result<D
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--path")
         .arg(store)
-        .args(["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"])
+        .args([
+            "--createTableMs",
+            "0",
+            "--deleteTableMs",
+            "0",
+            "--updateTableMs",
+            "0",
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -365,59 +389,11 @@ fn pgbench(
 ) -> anyhow::Result<Run> {
     let script_path = root.join(format!("{name}.sql"));
     fs::write(&script_path, script)?;
-    let per_client = calls.div_ceil(clients as u64).max(1);
-    let log_prefix = format!("pgbench_{name}_c{clients}");
-    let threads = clients
-        .min(thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let output = Command::new("pgbench")
-        .args(["-h", &path_str(&postgres.socket_dir)?, "-U", "postgres", "-n"])
-        .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
-        .args(["-t", &per_client.to_string(), "-f", &path_str(&script_path)?])
-        .arg("--log")
-        .arg(format!("--log-prefix={}", path_str(&root.join(&log_prefix))?))
-        .arg("postgres")
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .output()
-        .context("running pgbench (Debian package postgresql-client-15)")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "pgbench failed ({}): {stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tps = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
-        .with_context(|| format!("no tps in pgbench's output: {stdout}"))?;
-    let mut latencies = Vec::new();
-    for entry in fs::read_dir(root)? {
-        let path = entry?.path();
-        let is_log = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|file| file.starts_with(&format!("{log_prefix}.")));
-        if !is_log {
-            continue;
-        }
-        for line in fs::read_to_string(&path)?.lines() {
-            if let Some(us) = line
-                .split_whitespace()
-                .nth(2)
-                .and_then(|field| field.parse::<f64>().ok())
-            {
-                latencies.push(us / 1000.0);
-            }
-        }
-    }
-    let n = per_client * clients as u64;
+    let result = crate::postgres::pgbench(postgres, root, &script_path, name, clients, calls)?;
     Ok(Run {
-        calls: n,
-        seconds: n as f64 / tps,
-        latency: Latency::of(latencies),
+        calls: result.n_transactions,
+        seconds: result.seconds,
+        latency: result.latency,
     })
 }
 
@@ -435,7 +411,14 @@ fn postgres_side(root: &Path, args: &TablesArgs) -> anyhow::Result<Side> {
         )
     };
     let put_1 = pgbench(&postgres, root, "put1", &put(0), 1, args.calls)?;
-    let put_n = pgbench(&postgres, root, "putn", &put(2_000_000_000), args.clients, args.calls)?;
+    let put_n = pgbench(
+        &postgres,
+        root,
+        "putn",
+        &put(2_000_000_000),
+        args.clients,
+        args.calls,
+    )?;
     postgres.psql(&format!(
         "INSERT INTO items SELECT 1 + t % 1000, t, {} FROM generate_series(1, {}) AS t ON CONFLICT DO NOTHING;",
         document.replace(":u", "(1 + t % 1000)").replace(":t", "t"),
@@ -449,7 +432,9 @@ fn postgres_side(root: &Path, args: &TablesArgs) -> anyhow::Result<Side> {
     let get_n = pgbench(&postgres, root, "getn", &get, args.clients, args.calls)?;
     postgres.psql(&format!(
         "INSERT INTO items SELECT {QUERY_USER}, t, {} FROM generate_series(0, {}) AS t;",
-        document.replace(":u", &QUERY_USER.to_string()).replace(":t", "t"),
+        document
+            .replace(":u", &QUERY_USER.to_string())
+            .replace(":t", "t"),
         args.partition_items - 1
     ))?;
     let query = pgbench(
@@ -461,7 +446,10 @@ fn postgres_side(root: &Path, args: &TablesArgs) -> anyhow::Result<Side> {
         QUERY_RUNS as u64,
     )?;
     Ok(Side {
-        name: format!("PostgreSQL {} (JSONB, pgbench over a unix socket)", postgres_version()),
+        name: format!(
+            "PostgreSQL {} (JSONB, pgbench over a unix socket)",
+            postgres_version()
+        ),
         put_1,
         put_n,
         get_1,
@@ -486,11 +474,7 @@ fn postgres_version() -> String {
 /// Table write → searchable latencies, in ms, of items put at a steady rate.
 fn searchable(server: &Server, args: &TablesArgs) -> anyhow::Result<Latency> {
     let mut connection = Connection::open(&server.aws_address)?;
-    call(
-        &mut connection,
-        "DeleteTable",
-        &json!({"TableName": TABLE}),
-    )?;
+    call(&mut connection, "DeleteTable", &json!({"TableName": TABLE}))?;
     thread::sleep(Duration::from_millis(500));
     create_table(
         &server.aws_address,
@@ -568,7 +552,11 @@ pub fn run(args: TablesArgs) -> anyhow::Result<()> {
         &scratch.path().join("sluice-data"),
         &scratch.path().join("sluice.log"),
     )?;
-    eprintln!("sluice pid {}: AWS APIs on {}", server.pid(), server.aws_address);
+    eprintln!(
+        "sluice pid {}: AWS APIs on {}",
+        server.pid(),
+        server.aws_address
+    );
     let sluice_side = dynamodb_side("Sluice (`sluice up`)", &server.aws_address, &args);
     let searchable_latency = sluice_side
         .as_ref()
@@ -742,4 +730,3 @@ impl TablesReport {
 fn met(yes: bool) -> &'static str {
     if yes { "met" } else { "not met" }
 }
-

@@ -366,6 +366,48 @@ impl KinesisSources {
         Ok(definition)
     }
 
+    /// Makes the source of `owner` for `stream_arn`, then its consumer with `make_consumer`
+    /// (given the copy's stream name), then starts the source: the consumer exists before any
+    /// record is copied. When the consumer cannot be made, the source is deleted again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with_consumer<T, E>(
+        &self,
+        owner: &str,
+        stream_arn: &str,
+        endpoint: &KinesisEndpoint,
+        start: SourceStart,
+        now_ms: u64,
+        make_consumer: impl FnOnce(String) -> std::result::Result<T, E>,
+        error: impl Fn(String) -> E,
+    ) -> std::result::Result<T, E> {
+        let source = self
+            .create(owner, stream_arn, endpoint, start, now_ms)
+            .map_err(|failure| error(failure.to_string()))?;
+        match make_consumer(source.copy_stream()) {
+            Ok(consumer) => {
+                self.start(&source.id)
+                    .map_err(|failure| error(failure.to_string()))?;
+                Ok(consumer)
+            }
+            Err(failure) => {
+                if let Err(cleanup) = self.delete(&source.id) {
+                    tracing::warn!(%cleanup, owner, "removing the Kinesis source of a consumer not made failed");
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Deletes the source of `owner`, if it has one; a failure is logged (the source goes at
+    /// the next start, whose owner is gone).
+    pub fn delete_of_owner(&self, owner: &str) {
+        if let Some(source) = self.of_owner(owner)
+            && let Err(error) = self.delete(&source.id)
+        {
+            tracing::warn!(%error, owner, "removing the Kinesis source of a deleted consumer failed; it goes at the next start");
+        }
+    }
+
     /// Starts the worker of source `id`.
     pub fn start(&self, id: &str) -> Result<()> {
         let definition = lock(&self.catalog)

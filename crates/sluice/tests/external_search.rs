@@ -220,6 +220,21 @@ fn start_proxy(upstream: String, injected: Arc<Injected>, plan: Plan) -> String 
     format!("http://{address}")
 }
 
+/// A second Sluice as the external cluster, behind a proxy that injects the faults of `plan`:
+/// its directory, the server, the proxy's fault counts and the proxy's URL.
+fn cluster_behind_proxy(plan: Plan) -> (tempfile::TempDir, Server, Arc<Injected>, String) {
+    let cluster_dir = tempfile::tempdir().unwrap();
+    let cluster = Server::start(cluster_dir.path());
+    let upstream = cluster
+        .es_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let injected = Arc::new(Injected::default());
+    let proxy = start_proxy(upstream, injected.clone(), plan);
+    (cluster_dir, cluster, injected, proxy)
+}
+
 fn firehose(server: &Server, operation: &str, body: &Value) -> Value {
     let target = format!("Firehose_20150804.{operation}");
     let reply = server.aws(
@@ -279,15 +294,7 @@ fn indexed_ids(cluster: &Server) -> Vec<String> {
 
 #[test]
 fn every_record_ends_once_in_the_cluster_or_the_failed_backup_through_faults() {
-    let cluster_dir = tempfile::tempdir().unwrap();
-    let cluster = Server::start(cluster_dir.path());
-    let upstream = cluster
-        .es_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let injected = Arc::new(Injected::default());
-    let proxy = start_proxy(upstream, injected.clone(), cycle);
+    let (_cluster_dir, cluster, injected, proxy) = cluster_behind_proxy(cycle);
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
@@ -459,13 +466,6 @@ fn every_record_ends_once_in_the_cluster_or_the_failed_backup_through_faults() {
 
 #[test]
 fn a_document_whose_answers_were_lost_until_the_retry_time_ended_is_not_also_backed_up() {
-    let cluster_dir = tempfile::tempdir().unwrap();
-    let cluster = Server::start(cluster_dir.path());
-    let upstream = cluster
-        .es_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
     // Every bulk request reaches the cluster and is applied, and its answer is lost; the
     // `_mget` that asks what the cluster holds goes through.
     fn lose_bulk_answers(_n: usize, head: &str) -> Fault {
@@ -475,8 +475,7 @@ fn a_document_whose_answers_were_lost_until_the_retry_time_ended_is_not_also_bac
             Fault::None
         }
     }
-    let injected = Arc::new(Injected::default());
-    let proxy = start_proxy(upstream, injected.clone(), lose_bulk_answers);
+    let (_cluster_dir, cluster, injected, proxy) = cluster_behind_proxy(lose_bulk_answers);
     let dir = tempfile::tempdir().unwrap();
     let sluice = Server::start(&dir.path().join("data"));
     firehose(

@@ -791,35 +791,22 @@ fn create_delivery_stream(
         return node.delivery().create(config).map_err(delivery_error);
     };
     let now_ms = sluice_node::kinesis_client::now_ms();
-    let sources = node.kinesis_sources();
-    let source = sources
-        .create(
-            &format!("firehose/{}", config.name),
-            &stream_arn,
-            &endpoint,
-            sluice_node::kinesis_sources::SourceStart::AtTimestamp {
-                timestamp_ms: now_ms,
-            },
-            now_ms,
-        )
-        .map_err(|error| invalid(error.to_string()))?;
-    if let Source::KinesisStream { stream_name, .. } = &mut config.source {
-        *stream_name = source.copy_stream();
-    }
-    match node.delivery().create(config) {
-        Ok(stream) => {
-            sources
-                .start(&source.id)
-                .map_err(|error| AwsError::internal(error.to_string()))?;
-            Ok(stream)
-        }
-        Err(error) => {
-            if let Err(error) = sources.delete(&source.id) {
-                tracing::warn!(%error, "removing the Kinesis source of a delivery stream not made failed");
+    node.kinesis_sources().create_with_consumer(
+        &format!("firehose/{}", config.name),
+        &stream_arn,
+        &endpoint,
+        sluice_node::kinesis_sources::SourceStart::AtTimestamp {
+            timestamp_ms: now_ms,
+        },
+        now_ms,
+        |copy_stream| {
+            if let Source::KinesisStream { stream_name, .. } = &mut config.source {
+                *stream_name = copy_stream;
             }
-            Err(delivery_error(error))
-        }
-    }
+            node.delivery().create(config).map_err(delivery_error)
+        },
+        invalid,
+    )
 }
 
 async fn blocking<T: Send + 'static>(
@@ -875,12 +862,8 @@ impl FirehoseService {
                 let node = self.node.clone();
                 blocking(move || {
                     delivery.delete(&name).map_err(delivery_error)?;
-                    let sources = node.kinesis_sources();
-                    if let Some(source) = sources.of_owner(&format!("firehose/{name}"))
-                        && let Err(error) = sources.delete(&source.id)
-                    {
-                        tracing::warn!(%error, "removing the Kinesis source of a deleted delivery stream failed; it goes at the next start");
-                    }
+                    node.kinesis_sources()
+                        .delete_of_owner(&format!("firehose/{name}"));
                     Ok(())
                 })
                 .await?;

@@ -1198,34 +1198,21 @@ impl LambdaService {
                 SourceStart::AtTimestamp { timestamp_ms }
             }
         };
-        let sources = self.node.kinesis_sources();
-        let source = sources
-            .create(
-                &format!("lambda/{}", config.uuid),
-                &config.event_source_arn,
-                endpoint,
-                start,
-                now_ms,
-            )
-            .map_err(|error| invalid(error.to_string()))?;
-        config.source = SourceSpec::Stream {
-            stream: source.copy_stream(),
-            copy: true,
-        };
-        match self.mappings().create(config) {
-            Ok(description) => {
-                sources
-                    .start(&source.id)
-                    .map_err(|error| AwsError::internal(error.to_string()))?;
-                Ok(description)
-            }
-            Err(error) => {
-                if let Err(error) = sources.delete(&source.id) {
-                    tracing::warn!(%error, "removing the Kinesis source of a mapping not made failed");
-                }
-                Err(mapping_error(error))
-            }
-        }
+        self.node.kinesis_sources().create_with_consumer(
+            &format!("lambda/{}", config.uuid),
+            &config.event_source_arn.clone(),
+            endpoint,
+            start,
+            now_ms,
+            |copy_stream| {
+                config.source = SourceSpec::Stream {
+                    stream: copy_stream,
+                    copy: true,
+                };
+                self.mappings().create(config).map_err(mapping_error)
+            },
+            invalid,
+        )
     }
 
     fn list_mappings(&self, request: &Request) -> Result<Value, AwsError> {
@@ -1321,12 +1308,9 @@ impl LambdaService {
             (&Method::DELETE, [_, "event-source-mappings", uuid]) => {
                 let description = tokio::task::block_in_place(|| {
                     let description = self.mappings().delete(uuid)?;
-                    let sources = self.node.kinesis_sources();
-                    if let Some(source) = sources.of_owner(&format!("lambda/{uuid}"))
-                        && let Err(error) = sources.delete(&source.id)
-                    {
-                        tracing::warn!(%error, "removing the Kinesis source of a deleted mapping failed; it goes at the next start");
-                    }
+                    self.node
+                        .kinesis_sources()
+                        .delete_of_owner(&format!("lambda/{uuid}"));
                     Ok(description)
                 })
                 .map_err(mapping_error)?;
