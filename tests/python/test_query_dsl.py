@@ -225,6 +225,31 @@ def test_query_string_and_simple_query_string(es):
     assert raised.value.body["error"]["type"] == "query_shard_exception"
 
 
+def test_quote_field_suffix_searches_quoted_text_in_the_exact_sub_field(es):
+    """Elasticsearch's example: `body` is analyzed loosely, `body.exact` keeps the text as
+    written; quoted text goes to `body.exact`, the rest to `body`, and a field without the
+    sub-field is searched as itself."""
+    index = unique("quote-suffix")
+    load(
+        es,
+        index,
+        [{"body": "Ski resort", "title": "Ski"}, {"body": "ski lessons", "title": "ski"}],
+        mappings={"properties": {
+            "body": {"type": "text", "fields": {"exact": {"type": "text", "analyzer": "whitespace"}}},
+            "title": {"type": "text"},
+        }},
+    )
+    loose = {"query": "\"Ski\"", "fields": ["body"]}
+    assert ids(search(es, index, {"query_string": loose})) == ["1", "2"]
+    exact = {**loose, "quote_field_suffix": ".exact"}
+    assert ids(search(es, index, {"query_string": exact})) == ["1"]
+    assert ids(search(es, index, {"simple_query_string": exact})) == ["1"]
+    # Unquoted terms keep the field; a field without `.exact` is searched as itself.
+    assert ids(search(es, index, {"query_string": {**exact, "query": "Ski"}})) == ["1", "2"]
+    assert ids(search(es, index, {"query_string": {"query": "title:\"Ski\"", "quote_field_suffix": ".exact"}})) == ["1", "2"]
+    assert ids(search(es, index, {"query_string": {"query": "body:\"Ski\"", "quote_field_suffix": ".exact"}})) == ["1"]
+
+
 def test_scenario_message_bye_over_a_pattern(es):
     suffix = unique("s")
     for hour, message in [("13", "hello world 1"), ("14", "bye world! 42")]:

@@ -968,6 +968,12 @@ impl Compiler<'_> {
             || fields.fields.is_empty();
         let mut disjuncts = Vec::with_capacity(expanded.len());
         for (path, boost) in expanded {
+            let path = match &fields.quote_field_suffix {
+                Some(suffix) if self.mappings.field(&format!("{path}{suffix}")).is_some() => {
+                    format!("{path}{suffix}")
+                }
+                _ => path,
+            };
             let template = fields.query.with_field(&path);
             match self.compile_at(&template, depth) {
                 Ok(query) => disjuncts.push(boosted(query, boost)),

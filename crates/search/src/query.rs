@@ -550,6 +550,9 @@ pub struct Fields {
     /// failing (as Elasticsearch does for patterns).
     pub lenient: bool,
     pub boost: f32,
+    /// `quote_field_suffix` of a quoted phrase in a query string: each field is searched as
+    /// `<field><suffix>` when the mapping has that field, else as itself.
+    pub quote_field_suffix: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -807,6 +810,9 @@ impl fmt::Display for Query {
                 write!(f, "] tie={}", spec.tie_breaker)?;
                 if spec.lenient {
                     write!(f, " lenient")?;
+                }
+                if let Some(suffix) = &spec.quote_field_suffix {
+                    write!(f, " quote_field_suffix={suffix}")?;
                 }
                 write!(f, " {}", spec.query)?;
                 boost(f, spec.boost)?;

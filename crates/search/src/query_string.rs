@@ -31,6 +31,8 @@ pub struct QueryStringOptions {
     pub default_operator: Operator,
     pub analyzer: Option<Analyzer>,
     pub quote_analyzer: Option<Analyzer>,
+    /// Quoted phrases search `<field><suffix>` where the mapping has it (`quote_field_suffix`).
+    pub quote_field_suffix: Option<String>,
     pub allow_leading_wildcard: bool,
     pub fuzziness: Fuzziness,
     pub fuzzy_prefix_length: u32,
@@ -51,6 +53,7 @@ impl Default for QueryStringOptions {
             default_operator: Operator::Or,
             analyzer: None,
             quote_analyzer: None,
+            quote_field_suffix: None,
             allow_leading_wildcard: true,
             fuzziness: Fuzziness::AUTO,
             fuzzy_prefix_length: 0,
@@ -555,7 +558,11 @@ impl<'a> ClassicParser<'a> {
         template.kind = MatchKind::Phrase { slop };
         template.analyzer = self.options.quote_analyzer.or(self.options.analyzer);
         template.lenient = self.options.lenient;
-        Ok(self.for_field(field, Query::Match(Box::new(template))))
+        Ok(quoted_for_fields(
+            field,
+            Query::Match(Box::new(template)),
+            self.options,
+        ))
     }
 
     fn regex(&mut self, field: Option<&str>) -> Result<Query, QueryStringError> {
@@ -714,6 +721,7 @@ fn for_fields(field: Option<&str>, template: Query, options: &QueryStringOptions
             tie_breaker: options.tie_breaker,
             lenient: true,
             boost: 1.0,
+            quote_field_suffix: None,
         })),
         None => match options.fields.as_slice() {
             [single] if !single.pattern.contains('*') && single.boost == 1.0 => {
@@ -725,9 +733,36 @@ fn for_fields(field: Option<&str>, template: Query, options: &QueryStringOptions
                 tie_breaker: options.tie_breaker,
                 lenient: options.lenient,
                 boost: 1.0,
+                quote_field_suffix: None,
             })),
         },
     }
+}
+
+/// [`for_fields`] of a quoted phrase: with a `quote_field_suffix`, always over a
+/// [`Fields`] that carries it, so the compiler can pick `<field><suffix>` per field.
+fn quoted_for_fields(field: Option<&str>, template: Query, options: &QueryStringOptions) -> Query {
+    let Some(suffix) = &options.quote_field_suffix else {
+        return for_fields(field, template, options);
+    };
+    let (fields, lenient) = match field {
+        Some(field) => (
+            vec![FieldPattern {
+                pattern: field.to_string(),
+                boost: 1.0,
+            }],
+            field.contains('*'),
+        ),
+        None => (options.fields.clone(), options.lenient),
+    };
+    Query::Fields(Box::new(Fields {
+        fields,
+        query: template,
+        tie_breaker: options.tie_breaker,
+        lenient,
+        boost: 1.0,
+        quote_field_suffix: Some(suffix.clone()),
+    }))
 }
 
 fn unescape(pattern: &str) -> String {
@@ -927,7 +962,7 @@ impl SimpleParser<'_> {
                 template.kind = MatchKind::Phrase { slop };
                 template.analyzer = self.options.quote_analyzer.or(self.options.analyzer);
                 template.lenient = true;
-                Some(for_fields(
+                Some(quoted_for_fields(
                     None,
                     Query::Match(Box::new(template)),
                     self.options,

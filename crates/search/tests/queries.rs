@@ -681,6 +681,7 @@ fn fields_patterns_and_named_queries() {
             tie_breaker: 0.0,
             lenient: false,
             boost: 1.0,
+            quote_field_suffix: None,
         }))
     };
     assert_eq!(index.ids(&fields(&["user.*"], "hopper")), ["2"]);

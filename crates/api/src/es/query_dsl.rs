@@ -1382,6 +1382,7 @@ impl Parser {
             tie_breaker,
             lenient: o.lenient.unwrap_or(false),
             boost: boost(&o.boost)?,
+            quote_field_suffix: None,
         };
         let query = if cross {
             Query::CrossFields(Box::new(spec))
@@ -1643,11 +1644,6 @@ impl Parser {
                 "[{kind}] query does not support [flags]"
             )));
         }
-        if o.quote_field_suffix.is_some() {
-            return Err(parse_error(format!(
-                "[{kind}] option [quote_field_suffix] is not supported by Sluice"
-            )));
-        }
         let tie_breaker = o
             .tie_breaker
             .as_ref()
@@ -1675,6 +1671,10 @@ impl Parser {
             default_operator: operator(&o.default_operator)?,
             analyzer: analyzer(&o.analyzer)?,
             quote_analyzer: analyzer(&o.quote_analyzer)?,
+            quote_field_suffix: o
+                .quote_field_suffix
+                .clone()
+                .filter(|suffix| !suffix.is_empty()),
             allow_leading_wildcard: o.allow_leading_wildcard.unwrap_or(true),
             fuzziness: fuzziness(&o.fuzziness)?.unwrap_or(Fuzziness::AUTO),
             fuzzy_prefix_length: o.fuzzy_prefix_length.unwrap_or(0),
