@@ -7,7 +7,6 @@ replayed by a replica."""
 
 import base64
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +23,12 @@ from botocore.config import Config
 
 from conftest import BINARY, ROOT, aws_client
 from test_lambda import deploy
+from test_s3 import free_port, wait_until
 from test_ledger_replica_stream import (
     create_tables, declare_replica, driver, wait_until_equal, workload)
 
 KINESALITE = ROOT / "tests" / "node" / "node_modules" / "kinesalite"
 START_TIMEOUT_S = 30
-TIMEOUT_S = 120
 # The account and region of the external streams' ARNs, mapped to the endpoint by the config.
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -38,23 +37,6 @@ KPL_MAGIC = bytes([0xF3, 0x89, 0x9A, 0xC2])
 
 def arn(stream):
     return f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{stream}"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(condition, what, timeout=TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def kinesis_client(url, key=("kinesalite", "kinesalite")):
