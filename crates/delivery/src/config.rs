@@ -209,8 +209,19 @@ pub fn bucket_name_from_arn(arn: &str) -> Result<&str> {
 
 /// `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME` → `NAME`.
 pub fn stream_name_from_arn(arn: &str) -> Result<&str> {
+    stream_arn_parts(arn)
+        .map(|(_, _, name)| name)
+        .ok_or_else(|| {
+            DeliveryError::invalid(format!(
+                "KinesisStreamARN {arn} is not a Kinesis stream ARN"
+            ))
+        })
+}
+
+/// The region, account and stream name of `arn:<partition>:kinesis:<region>:<account>:stream/<name>`.
+pub fn stream_arn_parts(arn: &str) -> Option<(&str, &str, &str)> {
     let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("kinesis"), Some(_), Some(_), Some(resource)) = (
+    let (Some("arn"), Some(_), Some("kinesis"), Some(region), Some(account), Some(resource)) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -218,18 +229,12 @@ pub fn stream_name_from_arn(arn: &str) -> Result<&str> {
         parts.next(),
         parts.next(),
     ) else {
-        return Err(DeliveryError::invalid(format!(
-            "KinesisStreamARN {arn} is not a Kinesis stream ARN"
-        )));
+        return None;
     };
-    resource
+    let name = resource
         .strip_prefix("stream/")
-        .filter(|name| !name.is_empty())
-        .ok_or_else(|| {
-            DeliveryError::invalid(format!(
-                "KinesisStreamARN {arn} is not a Kinesis stream ARN"
-            ))
-        })
+        .filter(|name| !name.is_empty())?;
+    Some((region, account, name))
 }
 
 fn validate_prefix(what: &str, prefix: &str) -> Result<()> {

@@ -49,7 +49,8 @@ pub use crate::{
     config::{
         BackupMode, BufferingHints, DeliveryStreamConfig, Destination, DocumentIdOption,
         LOCAL_ACCOUNT_ID, LambdaProcessor, S3Destination, S3Location, SearchDestination,
-        SearchFlavor, Source, bucket_name_from_arn, is_local_domain_arn, stream_name_from_arn,
+        SearchFlavor, Source, bucket_name_from_arn, is_local_domain_arn, stream_arn_parts,
+        stream_name_from_arn,
     },
     error::{DeliveryError, Result},
     ids::document_id,

@@ -69,20 +69,7 @@ pub struct StreamArn<'a> {
 
 impl<'a> StreamArn<'a> {
     pub fn parse(arn: &'a str) -> Option<StreamArn<'a>> {
-        let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(_), Some("kinesis"), Some(region), Some(account_id), Some(rest)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        let name = rest
-            .strip_prefix("stream/")
-            .filter(|name| !name.is_empty())?;
+        let (region, account_id, name) = sluice_delivery::stream_arn_parts(arn)?;
         Some(StreamArn {
             region,
             account_id,
