@@ -1147,9 +1147,28 @@ impl Compiler<'_> {
                     "range queries on [_id] are not supported by Sluice",
                 ));
             }
-            Target::Text { .. } => {
+            // Elasticsearch compares the bounds, as written, with the terms the field indexed.
+            Target::Text {
+                slot: Some(slot), ..
+            } => {
+                let bound = |b: &RangeBound| match b {
+                    RangeBound::Unbounded => Bound::Unbounded,
+                    RangeBound::Included(v) => {
+                        Bound::Included(Term::from_field_text(slot, &scalar_text(v)))
+                    }
+                    RangeBound::Excluded(v) => {
+                        Bound::Excluded(Term::from_field_text(slot, &scalar_text(v)))
+                    }
+                };
+                let query: TantivyQuery = match (bound(&range.lower), bound(&range.upper)) {
+                    (Bound::Unbounded, Bound::Unbounded) => self.exists(&range.field)?,
+                    (lower, upper) => Box::new(RangeQuery::new(lower, upper)),
+                };
+                return Ok(Box::new(ConstScoreQuery::new(query, range.boost)));
+            }
+            Target::Text { slot: None, .. } => {
                 return Err(illegal(format!(
-                    "range queries on text field [{}] are not supported by Sluice; use its keyword sub-field",
+                    "range queries on text field [{}] of an index made before Sluice gave text fields their own terms (index format 1) are not supported; use its keyword sub-field",
                     range.field
                 )));
             }
