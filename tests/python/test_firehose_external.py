@@ -8,15 +8,14 @@ checked by the cluster itself. The fault-injecting proxy test is in Rust
 
 import base64
 import json
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from conftest import Sluice, aws_client
+from test_s3 import wait_until
 
-DELIVERY_TIMEOUT_S = 120
 ROLE = "arn:aws:iam::123456789012:role/firehose"
 DOCUMENTS = [{"n": n, "message": f"hello {n}"} for n in range(30)] + [{"n": "not a number"}]
 
@@ -31,17 +30,6 @@ def es_call(server, method, path, body=None, auth=None):
         request.add_header("Authorization", f"Basic {token}")
     with urllib.request.urlopen(request) as answer:
         return json.loads(answer.read() or b"null")
-
-
-def wait_until(condition, what, timeout=DELIVERY_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def failed_lines(server):

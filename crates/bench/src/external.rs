@@ -5,8 +5,7 @@
 //! record. The target is external ≥ 0.8 × embedded throughput.
 
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::ensure;
 
@@ -18,10 +17,6 @@ use crate::server::Server;
 /// Markers of this benchmark's section of BENCHMARKS.md.
 pub const BEGIN_MARKER: &str = "<!-- bench-external:begin -->";
 pub const END_MARKER: &str = "<!-- bench-external:end -->";
-/// How long all records may take to become searchable after the last acknowledgement.
-const SEARCHABLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Poll interval of `_count` while waiting.
-const COUNT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// The target: external throughput at least this share of the embedded one.
 const TARGET_RATIO: f64 = 0.8;
 
@@ -55,27 +50,6 @@ struct Side {
     searchable_seconds: f64,
     /// CPU of every process of the side (the delivering Sluice, and the cluster's).
     cpu_seconds: f64,
-}
-
-fn wait_until_counted(
-    search_address: &str,
-    n: u64,
-    started: Instant,
-    ack_seconds: f64,
-) -> anyhow::Result<f64> {
-    let mut search = Connection::open(search_address)?;
-    loop {
-        let now = firehose::count(&mut search)?;
-        if now == n {
-            return Ok(started.elapsed().as_secs_f64());
-        }
-        ensure!(now < n, "the index holds {now} documents, more than {n}");
-        ensure!(
-            started.elapsed().as_secs_f64() < ack_seconds + SEARCHABLE_TIMEOUT.as_secs_f64(),
-            "only {now} of {n} records searchable {SEARCHABLE_TIMEOUT:?} after the last ack"
-        );
-        thread::sleep(COUNT_POLL_INTERVAL);
-    }
 }
 
 fn run_side(
@@ -128,8 +102,8 @@ fn run_side(
             .map_or(server.search_address.as_str(), |cluster| {
                 cluster.search_address.as_str()
             });
-        let searchable_seconds = wait_until_counted(
-            search_address,
+        let searchable_seconds = firehose::wait_until_counted(
+            &mut Connection::open(search_address)?,
             records.base64.len() as u64,
             started,
             put.ack_seconds,

@@ -409,6 +409,28 @@ pub(crate) fn create_delivery_stream_into(
     }
 }
 
+/// Polls `_count` of the index until it holds `n` documents; the seconds since `started`. Fails
+/// past [`SEARCHABLE_TIMEOUT`] after the last acknowledgement, or when it holds more than `n`.
+pub(crate) fn wait_until_counted(
+    search: &mut Connection,
+    n: u64,
+    started: Instant,
+    ack_seconds: f64,
+) -> anyhow::Result<f64> {
+    loop {
+        let now = count(search)?;
+        if now == n {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        ensure!(now < n, "the index holds {now} documents, more than {n}");
+        ensure!(
+            started.elapsed().as_secs_f64() < ack_seconds + SEARCHABLE_TIMEOUT.as_secs_f64(),
+            "only {now} of {n} records searchable {SEARCHABLE_TIMEOUT:?} after the last ack"
+        );
+        thread::sleep(COUNT_POLL_INTERVAL);
+    }
+}
+
 /// `_count` of the index, 0 while it does not exist yet.
 pub(crate) fn count(connection: &mut Connection) -> anyhow::Result<u64> {
     count_of(connection, INDEX_NAME)
@@ -464,21 +486,12 @@ fn run_sluice(
             "sluice: all acknowledged at {:.1} s; waiting until searchable…",
             put.ack_seconds
         );
-        let n = records.base64.len() as u64;
-        loop {
-            let now = count(&mut search)?;
-            if now == n {
-                break;
-            }
-            ensure!(now < n, "the index holds {now} documents, more than {n}");
-            ensure!(
-                started.elapsed().as_secs_f64()
-                    < put.ack_seconds + SEARCHABLE_TIMEOUT.as_secs_f64(),
-                "only {now} of {n} records searchable {SEARCHABLE_TIMEOUT:?} after the last ack"
-            );
-            thread::sleep(COUNT_POLL_INTERVAL);
-        }
-        let searchable_seconds = started.elapsed().as_secs_f64();
+        let searchable_seconds = wait_until_counted(
+            &mut search,
+            records.base64.len() as u64,
+            started,
+            put.ack_seconds,
+        )?;
         Ok(SluiceResult {
             put,
             put_cpu_seconds,

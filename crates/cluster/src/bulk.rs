@@ -305,7 +305,7 @@ fn whole_error_message(body: &[u8]) -> String {
 }
 
 /// `text` cut to at most `bytes_max` bytes on a character boundary, ending with `…` when cut.
-pub(crate) fn cut(text: &str, bytes_max: usize) -> String {
+pub fn cut(text: &str, bytes_max: usize) -> String {
     if text.len() <= bytes_max {
         return text.to_owned();
     }

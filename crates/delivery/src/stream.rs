@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
+use sluice_cluster::bulk::cut;
 use sluice_cluster::{BulkAction, BulkOperation, ClusterClient, Clusters, ItemOutcome};
 use sluice_log::{
     AppendRecord, Clock, IteratorStart, Record, SequenceNumber, ShardPosition, Stream,
@@ -1119,20 +1120,6 @@ pub fn lambda_function_name(lambda_arn: &str) -> &str {
         ["arn", _, "lambda", _, _, "function", name, ..] if !name.is_empty() => name,
         _ => lambda_arn,
     }
-}
-
-/// `text` cut to at most `bytes_max` bytes on a character boundary, ending with `…` when cut.
-fn cut(text: &str, bytes_max: usize) -> String {
-    if text.len() <= bytes_max {
-        return text.to_owned();
-    }
-    let mut end = bytes_max.saturating_sub('…'.len_utf8());
-    while end > 0 && !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut cut = text.get(..end).unwrap_or_default().to_owned();
-    cut.push('…');
-    cut
 }
 
 /// A pause of `backoff_ms` with jitter: between half of it and all of it ("equal jitter"), so
