@@ -913,13 +913,12 @@ impl Evaluator<'_> {
         Ok(rows)
     }
 
-    /// The live documents of a table, through an index when a conjunct allows it.
-    /// The document id a conjunct `<alias>.metadata.id = <constant>` of a `history()` scan
-    /// names, if any (the WHERE clause still filters the rows afterwards).
-    fn history_document_id(
+    /// The text of the first constant a conjunct `<target> = <constant>` (either way round)
+    /// compares `is_target` with, if any (the WHERE clause still filters the rows afterwards).
+    fn equal_constant_text(
         &mut self,
-        alias: &str,
         conjuncts: &[&Expr],
+        is_target: impl Fn(&Expr) -> bool,
     ) -> Result<Option<String>, LedgerError> {
         for conjunct in conjuncts {
             let Expr::Binary {
@@ -931,24 +930,35 @@ impl Evaluator<'_> {
                 continue;
             };
             let constant = match (left.as_ref(), right.as_ref()) {
-                (path, constant) | (constant, path)
-                    if is_metadata_id_of(path, alias) && is_constant(constant) =>
+                (target, constant) | (constant, target)
+                    if is_target(target) && is_constant(constant) =>
                 {
                     constant
                 }
                 _ => continue,
             };
-            if let Some(document_id) = self
+            if let Some(text) = self
                 .expr(constant, &Env::default())?
                 .as_ref()
                 .and_then(value::text_of)
             {
-                return Ok(Some(document_id.to_owned()));
+                return Ok(Some(text.to_owned()));
             }
         }
         Ok(None)
     }
 
+    /// The document id a conjunct `<alias>.metadata.id = <constant>` of a `history()` scan
+    /// names, if any.
+    fn history_document_id(
+        &mut self,
+        alias: &str,
+        conjuncts: &[&Expr],
+    ) -> Result<Option<String>, LedgerError> {
+        self.equal_constant_text(conjuncts, |path| is_metadata_id_of(path, alias))
+    }
+
+    /// The live documents of a table, through an index when a conjunct allows it.
     fn table_documents(
         &mut self,
         table: &TableInfo,
@@ -959,35 +969,13 @@ impl Evaluator<'_> {
     ) -> Result<Vec<DocumentView>, LedgerError> {
         // `BY id ... WHERE id = 'constant'`: a lookup by document id, as QLDB optimizes it.
         if let Some(by) = by {
-            for conjunct in conjuncts {
-                let Expr::Binary {
-                    op: BinaryOp::Eq,
-                    left,
-                    right,
-                } = conjunct
-                else {
-                    continue;
-                };
-                let constant = match (left.as_ref(), right.as_ref()) {
-                    (Expr::Var(name), constant) | (constant, Expr::Var(name))
-                        if by.matches(&name.name) && is_constant(constant) =>
-                    {
-                        constant
-                    }
-                    _ => continue,
-                };
-                if let Some(document_id) = self
-                    .expr(constant, &Env::default())?
-                    .as_ref()
-                    .and_then(value::text_of)
-                    .map(str::to_owned)
-                {
-                    return Ok(self
-                        .transaction
-                        .document(&table.table_id, &document_id)?
-                        .into_iter()
-                        .collect());
-                }
+            let is_by = |target: &Expr| matches!(target, Expr::Var(name) if by.matches(&name.name));
+            if let Some(document_id) = self.equal_constant_text(conjuncts, is_by)? {
+                return Ok(self
+                    .transaction
+                    .document(&table.table_id, &document_id)?
+                    .into_iter()
+                    .collect());
             }
         }
         for conjunct in conjuncts {
