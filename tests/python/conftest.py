@@ -152,6 +152,30 @@ def secure_sluice(tmp_path):
     server.stop()
 
 
+def kill_9_while_writing(server, write_round, rounds, timeout_s):
+    """Runs `write_round(n)` for n = 0, 1, … in a thread, kills `server` with SIGKILL once
+    `rounds` rounds are done, and waits for the thread, whose write in flight then fails as a
+    client's would (its error is expected and dropped)."""
+    enough = threading.Event()
+
+    def writer():
+        try:
+            for n in itertools.count():
+                write_round(n)
+                if n + 1 >= rounds:
+                    enough.set()
+        except Exception:  # noqa: BLE001 - the server was killed under us: expected
+            pass
+        finally:
+            enough.set()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    assert enough.wait(timeout_s), "the writer made no progress"
+    server.kill()
+    thread.join(timeout_s)
+
+
 def aws_client(server, service, resource=False, verify=None):
     """A boto3 client (or resource) for `service` on `server`'s AWS port. It retries nothing, so
     a test sees each error it expects at once. `verify` is a CA file for a TLS server."""

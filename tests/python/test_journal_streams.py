@@ -28,7 +28,7 @@ from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 from pyqldb.config.retry_config import RetryConfig
 from pyqldb.driver.qldb_driver import QldbDriver
 
-from conftest import BINARY, aws_client
+from conftest import BINARY, aws_client, kill_9_while_writing
 
 ROLE_ARN = "arn:aws:iam::000000000000:role/qldb-stream"
 # Generous bound for the stream to deliver what was committed; a healthy run takes well under a
@@ -329,26 +329,13 @@ def test_after_kill_9_the_stream_resumes_and_nothing_is_missing(sluice_factory, 
     start_stream(server, ledger, destination)
 
     acknowledged = []
-    enough = threading.Event()
+    qldb = driver(server, ledger, retry_config=RetryConfig(retry_limit=0))
 
-    def writer():
-        qldb = driver(server, ledger, retry_config=RetryConfig(retry_limit=0))
-        try:
-            for n in range(10_000):
-                qldb.execute_lambda(lambda txn, n=n: txn.execute_statement(f"INSERT INTO {table} ?", {"n": n}))
-                acknowledged.append(n)
-                if len(acknowledged) >= 30:
-                    enough.set()
-        except Exception:  # noqa: BLE001 - the server was killed under us: expected
-            pass
-        finally:
-            enough.set()
+    def write_round(n):
+        qldb.execute_lambda(lambda txn: txn.execute_statement(f"INSERT INTO {table} ?", {"n": n}))
+        acknowledged.append(n)
 
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    assert enough.wait(DELIVERY_BOUND_S)
-    server.kill()
-    thread.join(DELIVERY_BOUND_S)
+    kill_9_while_writing(server, write_round, 30, DELIVERY_BOUND_S)
 
     server = sluice_factory(data_dir)
     qldb = driver(server, ledger)

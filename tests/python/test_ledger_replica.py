@@ -5,14 +5,14 @@ replica equal the source's, and the lag metric says so."""
 
 import json
 import re
-import threading
 import time
 import urllib.request
 
 from pyqldb.config.retry_config import RetryConfig
 from pyqldb.driver.qldb_driver import QldbDriver
 
-from conftest import aws_client
+from conftest import aws_client, kill_9_while_writing
+from test_ledger_replica_stream import workload
 
 # Generous bound for the replica to catch up; a healthy run takes well under a second.
 CATCH_UP_BOUND_S = 60
@@ -54,35 +54,8 @@ def test_replica_equals_source_after_kill_9(sluice_factory, tmp_path):
         setup.execute_lambda(lambda txn, table=table: txn.execute_statement(f"CREATE TABLE {table}"))
     setup.close()
 
-    enough = threading.Event()
-
-    def writer():
-        qldb = driver(server, "shop", retry_config=RetryConfig(retry_limit=0))
-        try:
-            for n in range(10_000):
-                qldb.execute_lambda(lambda txn, n=n: [
-                    txn.execute_statement("INSERT INTO Vehicle ?", {"VIN": f"V{n}", "Year": 2000 + n % 20,
-                                                                   "Price": 10.5 + n}),
-                    txn.execute_statement("INSERT INTO Person ?", {"PersonId": f"P{n}", "Points": n % 7}),
-                    txn.execute_statement("INSERT INTO Registration ?", {"VIN": f"V{n}", "Owner": f"P{n}"})])
-                qldb.execute_lambda(lambda txn, n=n: txn.execute_statement(
-                    "UPDATE Person SET Points = Points + 1 WHERE PersonId = ?", f"P{n // 2}"))
-                if n % 5 == 4:
-                    qldb.execute_lambda(lambda txn, n=n: [
-                        txn.execute_statement("DELETE FROM Registration WHERE VIN = ?", f"V{n - 3}"),
-                        txn.execute_statement("UPDATE Vehicle REMOVE Price WHERE VIN = ?", f"V{n - 2}")])
-                if n >= 60:
-                    enough.set()
-        except Exception:  # noqa: BLE001 - the server was killed under us: expected
-            pass
-        finally:
-            enough.set()
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    assert enough.wait(CATCH_UP_BOUND_S)
-    server.kill()
-    thread.join(CATCH_UP_BOUND_S)
+    qldb = driver(server, "shop", retry_config=RetryConfig(retry_limit=0))
+    kill_9_while_writing(server, lambda n: workload(qldb, n), 61, CATCH_UP_BOUND_S)
 
     server = sluice_factory(data_dir, ["--config", str(config)])
     qldb = driver(server, "shop")

@@ -9,7 +9,6 @@ import json
 import random
 import re
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from pyqldb.config.retry_config import RetryConfig
 from pyqldb.driver.qldb_driver import QldbDriver
 
-from conftest import BINARY, aws_client
+from conftest import BINARY, aws_client, kill_9_while_writing
 
 # Generous bound for a replica to catch up; a healthy run takes about a second.
 CATCH_UP_BOUND_S = 90
@@ -108,25 +107,8 @@ def test_stream_fed_replica_equals_source_after_kill_9(sluice_factory, tmp_path)
     # Declaring it again changes nothing.
     replicate(server, server, "shop", "shop-replica")
 
-    enough = threading.Event()
-
-    def writer():
-        qldb = driver(server, "shop", retry_config=RetryConfig(retry_limit=0))
-        try:
-            for n in range(10_000):
-                workload(qldb, n)
-                if n >= 40:
-                    enough.set()
-        except Exception:  # noqa: BLE001 - the server was killed under us: expected
-            pass
-        finally:
-            enough.set()
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    assert enough.wait(CATCH_UP_BOUND_S)
-    server.kill()
-    thread.join(CATCH_UP_BOUND_S)
+    qldb = driver(server, "shop", retry_config=RetryConfig(retry_limit=0))
+    kill_9_while_writing(server, lambda n: workload(qldb, n), 41, CATCH_UP_BOUND_S)
 
     # No --config: the declared replica is in the data directory and resumes.
     server = sluice_factory(data_dir)

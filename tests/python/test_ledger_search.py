@@ -4,14 +4,13 @@ consumer; `sluice ledger check-index` proves convergence, names differences, and
 none after the server is killed with kill -9 while it indexes."""
 
 import subprocess
-import threading
 import time
 
 from elasticsearch import Elasticsearch
 from pyqldb.config.retry_config import RetryConfig
 from pyqldb.driver.qldb_driver import QldbDriver
 
-from conftest import BINARY, aws_client
+from conftest import BINARY, aws_client, kill_9_while_writing
 
 # Generous bound for the indexer to make a commit searchable; a healthy run takes well under a
 # second.
@@ -89,29 +88,16 @@ def test_after_kill_9_while_indexing_check_index_finds_no_difference(sluice_fact
     setup.execute_lambda(lambda txn: txn.execute_statement("INSERT INTO Counters ?", {"name": "c", "n": 0}))
     setup.close()
 
-    enough = threading.Event()
+    qldb = driver(server, "chaos", retry_config=RetryConfig(retry_limit=0))
 
-    def writer():
-        qldb = driver(server, "chaos", retry_config=RetryConfig(retry_limit=0))
-        try:
-            for n in range(10_000):
-                qldb.execute_lambda(lambda txn, n=n: [
-                    txn.execute_statement("INSERT INTO Events ?", {"n": n, "amount": 1.25}),
-                    txn.execute_statement("UPDATE Counters SET n = ? WHERE name = 'c'", n)])
-                if n % 10 == 9:
-                    qldb.execute_lambda(lambda txn, n=n: txn.execute_statement("DELETE FROM Events WHERE n = ?", n - 5))
-                if n >= 40:
-                    enough.set()
-        except Exception:  # noqa: BLE001 - the server was killed under us: expected
-            pass
-        finally:
-            enough.set()
+    def write_round(n):
+        qldb.execute_lambda(lambda txn: [
+            txn.execute_statement("INSERT INTO Events ?", {"n": n, "amount": 1.25}),
+            txn.execute_statement("UPDATE Counters SET n = ? WHERE name = 'c'", n)])
+        if n % 10 == 9:
+            qldb.execute_lambda(lambda txn: txn.execute_statement("DELETE FROM Events WHERE n = ?", n - 5))
 
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    assert enough.wait(SEARCHABLE_BOUND_S)
-    server.kill()
-    thread.join(SEARCHABLE_BOUND_S)
+    kill_9_while_writing(server, write_round, 41, SEARCHABLE_BOUND_S)
 
     server = sluice_factory(data_dir)
     qldb = driver(server, "chaos")
