@@ -470,7 +470,8 @@ def test_highlight_as_kibana_asks(es, events):
     ]
     # Defaults: <em> tags; fragments of `fragment_size`; `number_of_fragments`.
     found = es.search(index=events, query={"match": {"message": "hello"}},
-                      highlight={"fields": {"message": {"number_of_fragments": 0}}}, sort=["_doc"])
+                      highlight={"fields": {"message": {"number_of_fragments": 0}}},
+                      sort=[{"@timestamp": "desc"}])
     assert found["hits"]["hits"][0]["highlight"] == {"message": ["<em>hello</em> world"]}
     with pytest.raises(BadRequestError) as error:
         es.search(index=events, highlight={"fields": {"message": {}}, "boundary_scanner": "word"})
