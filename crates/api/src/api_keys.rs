@@ -11,7 +11,7 @@
 //!
 //! Format (version [`API_KEYS_FORMAT_VERSION`]): one JSON object
 //! `{"format_version":1,"api_keys":{ID:{"name","hash","creation","expiration","invalidated",
-//! "invalidation","username","realm","role","role_descriptors","metadata"}}}` (times in epoch
+//! "invalidation","username","realm","roles","role_descriptors","metadata"}}}` (times in epoch
 //! milliseconds), replaced whole by `identities::write_atomically` (temporary file, fsync,
 //! rename, directory fsync) before a change is acknowledged: a crash leaves the old set or the
 //! new one. A file of a later version is refused. Keys expired or invalidated more than
@@ -31,10 +31,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::identities::{IDENTITIES_DIR, IdentityError, random_bytes, write_atomically};
-use crate::security::Role;
 
-/// The version written in the file; a reader refuses a later one.
-pub const API_KEYS_FORMAT_VERSION: u32 = 1;
+/// The version written in the file; a reader refuses a later one. Format 1 held the owner's
+/// single `"role"`; it is read as a one-role list.
+pub const API_KEYS_FORMAT_VERSION: u32 = 2;
 const API_KEYS_FILE: &str = "api_keys.json";
 /// Most keys kept (valid, expired or invalidated within the retention period); creating one
 /// more is refused with a message saying to invalidate some. The file is rewritten whole on
@@ -83,8 +83,12 @@ pub struct ApiKeyRecord {
     /// The owner: the user who created it, or for whom it was granted.
     pub username: String,
     pub realm: String,
-    /// The owner's role when the key was made: what the key may do.
-    pub role: Role,
+    /// The owner's effective roles when the key was made: what the key may do.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Format 1's single role, moved into `roles` on load.
+    #[serde(default, skip_serializing)]
+    role: Option<String>,
     #[serde(default)]
     pub role_descriptors: serde_json::Map<String, Value>,
     #[serde(default)]
@@ -150,7 +154,7 @@ pub struct NewApiKey {
     pub metadata: serde_json::Map<String, Value>,
     pub username: String,
     pub realm: String,
-    pub role: Role,
+    pub roles: Vec<String>,
 }
 
 /// A created key: its secret part is shown once.
@@ -358,7 +362,8 @@ impl ApiKeys {
             invalidation: None,
             username: new.username,
             realm: new.realm,
-            role: new.role,
+            roles: new.roles,
+            role: None,
             role_descriptors: new.role_descriptors,
             metadata: new.metadata,
         };
@@ -457,7 +462,13 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<ApiKeysFile, IdentityError> {
             found: version.format_version,
         });
     }
-    serde_json::from_slice(bytes).map_err(corrupt)
+    let mut file: ApiKeysFile = serde_json::from_slice(bytes).map_err(corrupt)?;
+    for record in file.api_keys.values_mut() {
+        if let Some(role) = record.role.take() {
+            record.roles.insert(0, role);
+        }
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -472,7 +483,7 @@ mod tests {
             metadata: Default::default(),
             username: "alice".into(),
             realm: "default_native".into(),
-            role: Role::ReadAll,
+            roles: vec!["readall".into()],
         }
     }
 
@@ -494,8 +505,8 @@ mod tests {
             .authenticate(&forever.id, &forever.key, 2_000)
             .unwrap();
         assert_eq!(
-            (record.name.as_str(), record.role),
-            ("forever", Role::ReadAll)
+            (record.name.as_str(), record.roles.as_slice()),
+            ("forever", ["readall".to_owned()].as_slice())
         );
         assert!(reopened.authenticate(&brief.id, &brief.key, 1_499).is_ok());
         assert_eq!(
@@ -569,11 +580,11 @@ mod tests {
             Err(ApiKeyError::Invalid(_))
         ));
         keys.create(new_key("ok", None), 0).unwrap();
-        std::fs::write(keys.path(), br#"{"format_version":2}"#).unwrap();
+        std::fs::write(keys.path(), br#"{"format_version":3}"#).unwrap();
         assert!(matches!(
             ApiKeys::open(dir.path()),
             Err(ApiKeyError::Store(IdentityError::NewerFormat {
-                found: 2,
+                found: 3,
                 ..
             }))
         ));

@@ -155,6 +155,7 @@ mod tests {
             query: HashMap::new(),
             headers: map,
             body: Bytes::new(),
+            grants: None,
         }
     }
 

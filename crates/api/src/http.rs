@@ -104,6 +104,8 @@ pub struct Request {
     pub headers: HeaderMap,
     /// The body; its bytes count against the [`BodyBudget`] until every clone of it is dropped.
     pub body: Bytes,
+    /// What the sender may do, once authenticated; `None` when security is off.
+    pub grants: Option<std::sync::Arc<crate::roles::Grants>>,
 }
 
 impl Request {
@@ -439,6 +441,7 @@ async fn read_request(
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
         body,
+        grants: None,
     })
 }
 

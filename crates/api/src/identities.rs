@@ -1,9 +1,11 @@
 //! The identity store: internal users (argon2id password hashes, never the passwords) and AWS
 //! access keys (id and secret: SigV4 needs the secret itself to compute signatures), each with
-//! its built-in role, kept in `DATA_DIR/security/identities.json`.
+//! the roles given it directly (`roles.rs` maps more), kept in
+//! `DATA_DIR/security/identities.json`.
 //!
 //! Format (version [`IDENTITIES_FORMAT_VERSION`]): one JSON object
-//! `{"format_version":1,"users":{NAME:{"hash":PHC,"role":ROLE}},"access_keys":{ID:{"secret":S,"role":ROLE}}}`.
+//! `{"format_version":2,"users":{NAME:{"hash":PHC,"roles":[ROLE…],"backend_roles":[…],"attributes":{…}}},"access_keys":{ID:{"secret":S,"roles":[ROLE…]}}}`.
+//! Format 1 held one `"role"` per user and key; it is read as a one-role list.
 //! A change writes the whole file to `identities.json.partial`, fsyncs it, renames it over the
 //! old one and fsyncs the directory: a crash leaves the old file or the new one, never a mix
 //! (a stale `.partial` is ignored and overwritten). The file is the owner's alone (0600, from the
@@ -18,10 +20,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-use crate::security::Role;
-
 /// The version written in the file; a reader refuses a later one.
-pub const IDENTITIES_FORMAT_VERSION: u32 = 1;
+pub const IDENTITIES_FORMAT_VERSION: u32 = 2;
 /// The store's directory under the data directory, and its file.
 pub const IDENTITIES_DIR: &str = "security";
 const IDENTITIES_FILE: &str = "identities.json";
@@ -73,14 +73,49 @@ pub enum IdentityError {
 pub struct User {
     /// The argon2id hash as a PHC string (`$argon2id$v=19$m=…`).
     pub hash: String,
-    pub role: Role,
+    /// The roles given to the user directly (OpenSearch's `opendistro_security_roles`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Names role mappings may map from (OpenSearch's `backend_roles`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// Format 1's single role, moved into `roles` on load.
+    #[serde(default, skip_serializing)]
+    role: Option<String>,
+}
+
+impl User {
+    pub fn new(hash: String, roles: Vec<String>) -> User {
+        User {
+            hash,
+            roles,
+            backend_roles: Vec::new(),
+            attributes: BTreeMap::new(),
+            role: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessKey {
     pub secret: String,
-    pub role: Role,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Format 1's single role, moved into `roles` on load.
+    #[serde(default, skip_serializing)]
+    role: Option<String>,
+}
+
+/// Moves a format 1 `role` to the front of `roles`.
+fn upgrade(role: &mut Option<String>, roles: &mut Vec<String>) {
+    if let Some(role) = role.take()
+        && !roles.contains(&role)
+    {
+        roles.insert(0, role);
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +189,7 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn check_name(name: &str) -> Result<(), IdentityError> {
+pub fn check_name(name: &str) -> Result<(), IdentityError> {
     let valid = !name.is_empty()
         && name.len() <= NAME_BYTES_MAX
         && name
@@ -238,10 +273,18 @@ impl IdentityStore {
                 found: version.format_version,
             });
         }
-        serde_json::from_slice(&bytes).map_err(|error| IdentityError::Corrupt {
-            path,
-            reason: error.to_string(),
-        })
+        let mut identities: Identities =
+            serde_json::from_slice(&bytes).map_err(|error| IdentityError::Corrupt {
+                path,
+                reason: error.to_string(),
+            })?;
+        for user in identities.users.values_mut() {
+            upgrade(&mut user.role, &mut user.roles);
+        }
+        for key in identities.access_keys.values_mut() {
+            upgrade(&mut key.role, &mut key.roles);
+        }
+        Ok(identities)
     }
 
     /// Replaces the file with `identities` atomically (see the module's commit protocol).
@@ -268,12 +311,12 @@ impl IdentityStore {
         Ok(answer)
     }
 
-    /// Adds a user, or replaces its password and role when `replace`.
+    /// Adds a user, or replaces its password and roles when `replace`.
     pub fn put_user(
         &self,
         name: &str,
         password: &str,
-        role: Role,
+        roles: Vec<String>,
         replace: bool,
     ) -> Result<(), IdentityError> {
         check_name(name)?;
@@ -284,7 +327,7 @@ impl IdentityStore {
             }
             identities
                 .users
-                .insert(name.to_owned(), User { hash, role });
+                .insert(name.to_owned(), User::new(hash, roles));
             Ok(())
         })
     }
@@ -300,12 +343,13 @@ impl IdentityStore {
     }
 
     /// Creates an access key with a generated id and secret, returned once.
-    pub fn create_access_key(&self, role: Role) -> Result<(String, String), IdentityError> {
+    pub fn create_access_key(&self, roles: Vec<String>) -> Result<(String, String), IdentityError> {
         let id = generate_access_key_id()?;
         let secret = generate_secret()?;
         let key = AccessKey {
             secret: secret.clone(),
-            role,
+            roles,
+            role: None,
         };
         self.update(|identities| {
             identities.access_keys.insert(id.clone(), key);
@@ -347,27 +391,59 @@ mod tests {
         assert_ne!(hash, hash_password("correct horse").unwrap());
     }
 
+    fn roles(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_format_1_store_is_read_with_its_single_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IdentityStore::new(dir.path());
+        std::fs::create_dir_all(dir.path().join(IDENTITIES_DIR)).unwrap();
+        let hash = hash_password("long-enough").unwrap();
+        let v1 = serde_json::json!({
+            "format_version": 1,
+            "users": {"ann": {"hash": hash, "role": "readall"}},
+            "access_keys": {"AKIAX": {"secret": "s", "role": "all_access"}}
+        });
+        std::fs::write(store.path(), v1.to_string()).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.users["ann"].roles, roles(&["readall"]));
+        assert_eq!(loaded.access_keys["AKIAX"].roles, roles(&["all_access"]));
+        // Rewritten as format 2, without the old field.
+        store.update(|_| Ok(())).unwrap();
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(
+            text.contains("\"format_version\": 2") && !text.contains("\"role\""),
+            "{text}"
+        );
+        assert_eq!(
+            store.load().unwrap().users["ann"].roles,
+            roles(&["readall"])
+        );
+    }
+
     #[test]
     fn users_and_keys_survive_a_reopen_and_the_file_holds_no_password() {
         let dir = tempfile::tempdir().unwrap();
         let store = IdentityStore::new(dir.path());
         assert_eq!(store.load().unwrap().users.len(), 0);
         store
-            .put_user("alice", "s3cret-password", Role::AllAccess, false)
+            .put_user("alice", "s3cret-password", roles(&["all_access"]), false)
             .unwrap();
         store
-            .put_user("bob", "another-password", Role::ReadAll, false)
+            .put_user("bob", "another-password", roles(&["readall"]), false)
             .unwrap();
         assert!(matches!(
-            store.put_user("alice", "whatever-password", Role::ReadAll, false),
+            store.put_user("alice", "whatever-password", roles(&["readall"]), false),
             Err(IdentityError::UserExists(_))
         ));
-        let (id, secret) = store.create_access_key(Role::AllAccess).unwrap();
+        let (id, secret) = store.create_access_key(roles(&["all_access"])).unwrap();
         assert!(id.starts_with("AKIA") && id.len() == 20, "{id}");
 
         let reopened = IdentityStore::new(dir.path()).load().unwrap();
         assert_eq!(reopened.format_version, IDENTITIES_FORMAT_VERSION);
-        assert_eq!(reopened.users["bob"].role, Role::ReadAll);
+        assert_eq!(reopened.users["bob"].roles, roles(&["readall"]));
         assert!(verify_password(
             &reopened.users["alice"].hash,
             "s3cret-password"
@@ -392,7 +468,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = IdentityStore::new(dir.path());
         store
-            .put_user("carol", "carol-password", Role::ReadAll, false)
+            .put_user("carol", "carol-password", roles(&["readall"]), false)
             .unwrap();
         // A crash between writing the partial file and the rename leaves the old store.
         std::fs::write(
@@ -404,10 +480,10 @@ mod tests {
         .unwrap();
         assert!(store.load().unwrap().users.contains_key("carol"));
 
-        std::fs::write(store.path(), br#"{"format_version":2,"users":{}}"#).unwrap();
+        std::fs::write(store.path(), br#"{"format_version":3,"users":{}}"#).unwrap();
         assert!(matches!(
             store.load(),
-            Err(IdentityError::NewerFormat { found: 2, .. })
+            Err(IdentityError::NewerFormat { found: 3, .. })
         ));
         std::fs::write(store.path(), b"[1,2").unwrap();
         assert!(matches!(store.load(), Err(IdentityError::Corrupt { .. })));
@@ -419,7 +495,7 @@ mod tests {
         let store = IdentityStore::new(dir.path());
         for bad in ["", "a b", "a:b", &"x".repeat(NAME_BYTES_MAX + 1)] {
             assert!(matches!(
-                store.put_user(bad, "long-enough", Role::ReadAll, false),
+                store.put_user(bad, "long-enough", roles(&["readall"]), false),
                 Err(IdentityError::InvalidName(_))
             ));
         }

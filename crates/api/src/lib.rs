@@ -13,6 +13,7 @@ pub mod es;
 pub mod http;
 pub mod identities;
 pub mod json;
+pub mod roles;
 pub mod security;
 pub mod sigv4;
 pub mod tls;

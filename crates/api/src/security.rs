@@ -1,49 +1,20 @@
-//! Authentication and authorization seams: who a request is (`Principal`), what it may do
-//! (`authorize`), and the parsing of the `Authorization` header's Basic and ApiKey schemes.
-//! Two built-in roles for now: `all_access` and `readall` (read-only search). Fine-grained roles
-//! (index patterns, action groups, ledger and stream permissions) plug in behind `authorize`.
+//! Authentication: who a request is (`Principal`), checked by the `Authenticator` against the
+//! identity store, the API keys and the roles (`roles.rs`), which also say what it may do
+//! ([`Grants`]); and the parsing of the `Authorization` header's Basic and ApiKey schemes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
 use crate::api_keys::{ApiKeyRefusal, ApiKeys};
-use crate::identities::{Identities, verify_password};
+use crate::identities::{Identities, IdentityError, IdentityStore, verify_password};
+pub use crate::roles::Grants;
+use crate::roles::{Roles, Subject};
 
 /// Longest `Authorization` header value read; a longer one is refused as malformed (a basic
 /// credential of the longest name and password fits in well under it).
 pub const AUTHORIZATION_BYTES_MAX: usize = 4096;
-
-/// The built-in roles, named as OpenSearch's security plugin names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything, on every port.
-    #[serde(rename = "all_access")]
-    AllAccess,
-    /// Search reads only: searches, gets, counts, mappings and cluster information.
-    #[serde(rename = "readall")]
-    ReadAll,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::AllAccess => "all_access",
-            Role::ReadAll => "readall",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Role> {
-        match name {
-            "all_access" => Some(Role::AllAccess),
-            "readall" => Some(Role::ReadAll),
-            _ => None,
-        }
-    }
-}
 
 /// How a principal proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,36 +25,58 @@ pub enum Authentication {
     AccessKey,
     /// An Elasticsearch API key (`Authorization: ApiKey`); the principal's name is its owner.
     ApiKey { id: String, name: String },
+    /// Sluice's own work on behalf of a resource (a delivery stream assuming its role ARN).
+    Service,
 }
 
 /// An authenticated identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The user name or the access key id.
+    /// The user name, the access key id, or the API key's owner.
     pub name: String,
-    pub role: Role,
+    /// The roles given to it directly; role mappings add more (see [`Authenticator::grants`]).
+    pub roles: Vec<String>,
+    /// What role mappings may map from (a user's backend roles, a delivery stream's role ARN).
+    pub backend_roles: Vec<String>,
     pub authentication: Authentication,
 }
 
-/// What a request does, as coarse as the built-in roles need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Reads of the search API (GET/HEAD, and searches sent with POST).
-    SearchRead,
-    /// Every other search API request.
-    SearchWrite,
-    /// Any AWS API operation.
-    Aws,
-    /// Managing users, roles and keys.
-    SecurityAdmin,
+impl Principal {
+    /// A principal for Sluice's own work on behalf of an IAM role ARN (a delivery stream's
+    /// `RoleARN`): it holds what role mappings give that ARN as a backend role.
+    pub fn service(role_arn: &str) -> Principal {
+        Principal {
+            name: role_arn.to_owned(),
+            roles: Vec::new(),
+            backend_roles: vec![role_arn.to_owned()],
+            authentication: Authentication::Service,
+        }
+    }
 }
 
-/// Whether `principal` may do `action` on `resource` (an index expression, a stream or ledger
-/// name; unused by the built-in roles, there for the roles to come).
-pub fn authorize(principal: &Principal, action: Action, _resource: &str) -> bool {
-    match principal.role {
-        Role::AllAccess => true,
-        Role::ReadAll => action == Action::SearchRead,
+/// Delivery streams writing into Sluice's own search act as their role ARN: the roles mapped to
+/// it as a backend role must allow `indices:data/write/index` on the index, and
+/// `indices:admin/create` when it does not exist yet.
+impl sluice_delivery::IndexAuthorizer for Authenticator {
+    fn may_index(&self, role_arn: Option<&str>, index: &str, exists: bool) -> Result<(), String> {
+        let Some(role_arn) = role_arn else {
+            return Err(format!(
+                "the delivery stream has no RoleARN, so it holds no role that may write into [{index}]"
+            ));
+        };
+        let grants = self.grants(&Principal::service(role_arn));
+        for (action, needed) in [
+            ("indices:data/write/index", true),
+            ("indices:admin/create", !exists),
+        ] {
+            if needed && !grants.index_allows(action, index) {
+                return Err(format!(
+                    "action [{action}] is unauthorized for role [{role_arn}] with effective roles [{}] on indices [{index}]",
+                    grants.roles.join(",")
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -155,14 +148,17 @@ pub fn parse_authorization(value: &[u8]) -> Result<Credentials, CredentialsError
 /// fills again.
 pub const VERIFIED_PASSWORDS_MAX: usize = 1024;
 
-/// Checks credentials against the identities loaded at start and the API keys, which change
-/// while the server runs.
+/// Checks credentials against the identities, the API keys and the roles, all of which change
+/// while the server runs (through the security APIs).
 #[derive(Debug)]
 pub struct Authenticator {
-    identities: Identities,
+    identities: RwLock<Identities>,
+    /// `None` when no data directory backs the identities (tests): changes stay in memory.
+    store: Option<IdentityStore>,
     verified: Mutex<HashMap<String, [u8; 32]>>,
     /// `None` when no data directory backs this authenticator (tests): API keys are refused.
     api_keys: Option<ApiKeys>,
+    roles: Roles,
     /// The clock of API keys' creation and expiry (the node's, so tests can move it).
     clock: Arc<dyn sluice_log::Clock>,
 }
@@ -175,28 +171,34 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl Authenticator {
+    /// An authenticator of `identities` held in memory, with only the static roles.
     pub fn new(identities: Identities) -> Arc<Authenticator> {
         Arc::new(Authenticator {
-            identities,
+            identities: RwLock::new(identities),
+            store: None,
             verified: Mutex::new(HashMap::new()),
             api_keys: None,
+            roles: Roles::in_memory(),
             clock: Arc::new(sluice_log::SystemClock),
         })
     }
 
-    /// An authenticator that also accepts (and manages) the API keys of `api_keys`, expiring
-    /// them on `clock`.
-    pub fn with_api_keys(
-        identities: Identities,
+    /// The authenticator of a data directory: its identities, API keys and roles, expiring
+    /// keys on `clock`.
+    pub fn open(
+        store: IdentityStore,
         api_keys: ApiKeys,
+        roles: Roles,
         clock: Arc<dyn sluice_log::Clock>,
-    ) -> Arc<Authenticator> {
-        Arc::new(Authenticator {
-            identities,
+    ) -> Result<Arc<Authenticator>, IdentityError> {
+        Ok(Arc::new(Authenticator {
+            identities: RwLock::new(store.load()?),
+            store: Some(store),
             verified: Mutex::new(HashMap::new()),
             api_keys: Some(api_keys),
+            roles,
             clock,
-        })
+        }))
     }
 
     /// The API key store, when there is one.
@@ -204,16 +206,66 @@ impl Authenticator {
         self.api_keys.as_ref()
     }
 
+    /// The roles, role mappings and action groups.
+    pub fn roles(&self) -> &Roles {
+        &self.roles
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    /// The role of an internal user.
-    pub fn user_role(&self, user: &str) -> Option<Role> {
-        self.identities.users.get(user).map(|stored| stored.role)
+    /// A copy of the identities as they are now.
+    pub fn identities(&self) -> Identities {
+        self.identities
+            .read()
+            .map(|identities| identities.clone())
+            .unwrap_or_default()
     }
 
-    /// The principal of an API key: its owner, with the role the owner had when it was made.
+    /// Applies `change` to the identities, durably when a store backs them, then adopts the
+    /// result. Writes a file: call it off the async threads.
+    pub fn change_identities<T>(
+        &self,
+        change: impl FnOnce(&mut Identities) -> Result<T, IdentityError>,
+    ) -> Result<T, IdentityError> {
+        let mut identities = self
+            .identities
+            .write()
+            .map_err(|_| IdentityError::Hash("the identity store is unavailable".to_owned()))?;
+        let answer = match &self.store {
+            Some(store) => {
+                let mut fresh = None;
+                let answer = store.update(|stored| {
+                    let answer = change(stored)?;
+                    fresh = Some(stored.clone());
+                    Ok(answer)
+                })?;
+                if let Some(fresh) = fresh {
+                    *identities = fresh;
+                }
+                answer
+            }
+            None => change(&mut identities)?,
+        };
+        // A changed or removed password must be verified again.
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.clear();
+        }
+        Ok(answer)
+    }
+
+    /// What `principal` may do under the roles as they are now.
+    pub fn grants(&self, principal: &Principal) -> Grants {
+        self.roles.grants(Subject {
+            name: &principal.name,
+            roles: &principal.roles,
+            backend_roles: &principal.backend_roles,
+            mapped: !matches!(principal.authentication, Authentication::ApiKey { .. }),
+        })
+    }
+
+    /// The principal of an API key: its owner, with the roles the owner had when it was made.
     pub fn api_key(&self, id: &str, key: &str) -> Result<Principal, ApiKeyRefusal> {
         let keys = self
             .api_keys
@@ -222,7 +274,8 @@ impl Authenticator {
         let record = keys.authenticate(id, key, self.now_ms())?;
         Ok(Principal {
             name: record.username,
-            role: record.role,
+            roles: record.roles,
+            backend_roles: Vec::new(),
             authentication: Authentication::ApiKey {
                 id: id.to_owned(),
                 name: record.name,
@@ -233,10 +286,11 @@ impl Authenticator {
     /// The principal of a user and password (argon2id on a cache miss: call it off the async
     /// threads).
     pub fn basic(&self, user: &str, password: &str) -> Option<Principal> {
-        let stored = self.identities.users.get(user)?;
+        let stored = self.identities.read().ok()?.users.get(user)?.clone();
         let principal = Principal {
             name: user.to_owned(),
-            role: stored.role,
+            roles: stored.roles.clone(),
+            backend_roles: stored.backend_roles.clone(),
             authentication: Authentication::Password,
         };
         let fingerprint = sha256(password.as_bytes());
@@ -262,12 +316,14 @@ impl Authenticator {
 
     /// The secret and principal of an access key.
     pub fn access_key(&self, id: &str) -> Option<(String, Principal)> {
-        let key = self.identities.access_keys.get(id)?;
+        let identities = self.identities.read().ok()?;
+        let key = identities.access_keys.get(id)?;
         Some((
             key.secret.clone(),
             Principal {
                 name: id.to_owned(),
-                role: key.role,
+                roles: key.roles.clone(),
+                backend_roles: Vec::new(),
                 authentication: Authentication::AccessKey,
             },
         ))
@@ -278,38 +334,6 @@ impl Authenticator {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn principal(role: Role) -> Principal {
-        Principal {
-            name: "p".into(),
-            role,
-            authentication: Authentication::Password,
-        }
-    }
-
-    #[test]
-    fn the_built_in_roles() {
-        let all = principal(Role::AllAccess);
-        let read = principal(Role::ReadAll);
-        for action in [
-            Action::SearchRead,
-            Action::SearchWrite,
-            Action::Aws,
-            Action::SecurityAdmin,
-        ] {
-            assert!(authorize(&all, action, "any"));
-            assert_eq!(
-                authorize(&read, action, "any"),
-                action == Action::SearchRead
-            );
-        }
-        assert_eq!(Role::parse("readall"), Some(Role::ReadAll));
-        assert_eq!(Role::parse(Role::AllAccess.name()), Some(Role::AllAccess));
-        assert_eq!(
-            serde_json::to_string(&Role::ReadAll).unwrap(),
-            "\"readall\""
-        );
-    }
 
     #[test]
     fn basic_and_api_key_headers() {

@@ -54,7 +54,7 @@ pub use crate::{
     },
     error::{DeliveryError, Result},
     ids::document_id,
-    manager::{DeliveryStreams, DeliveryStreamsOptions, StartFailure, StartPhase},
+    manager::{DeliveryStreams, DeliveryStreamsOptions, IndexAuthorizer, StartFailure, StartPhase},
     metrics::{Metrics, MetricsSnapshot, OTHER_SERIES},
     rotation::{IndexRotation, rotated_index_name, week_of_year},
     stream::{

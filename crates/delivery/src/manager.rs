@@ -51,6 +51,18 @@ pub struct DeliveryStreamsOptions {
     /// The external search clusters the configuration names (auth, CA, templates, domains);
     /// `None` knows none: a ClusterEndpoint is reached without authentication.
     pub clusters: Option<Arc<Clusters>>,
+    /// With security on, what a stream's RoleARN may write into Sluice's own search; `None`:
+    /// anything.
+    pub index_authorizer: Option<Arc<dyn IndexAuthorizer>>,
+}
+
+/// Whether a delivery stream may write into an index of Sluice's own search, under the roles of
+/// a node with security on (the role ARN is mapped to roles as a backend role, as Amazon's
+/// fine-grained access control maps IAM roles).
+pub trait IndexAuthorizer: Send + Sync + std::fmt::Debug {
+    /// `Err(reason)` when a stream whose role is `role_arn` (`None`: it has none) may not index
+    /// documents into `index`, or create it when it does not `exist` yet.
+    fn may_index(&self, role_arn: Option<&str>, index: &str, exists: bool) -> Result<(), String>;
 }
 
 impl DeliveryStreamsOptions {
@@ -62,6 +74,7 @@ impl DeliveryStreamsOptions {
             backlog_records_max: BACKLOG_RECORDS_MAX,
             objects: None,
             clusters: None,
+            index_authorizer: None,
         }
     }
 }

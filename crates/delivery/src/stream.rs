@@ -137,6 +137,8 @@ pub struct DeliveryStream {
     templates_installed: std::sync::atomic::AtomicBool,
     objects: Arc<ObjectStores>,
     transformer: Arc<dyn Transformer>,
+    /// With security on, what the stream's role may write into Sluice's own search.
+    index_authorizer: Option<Arc<dyn crate::manager::IndexAuthorizer>>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     /// Set while flushes fail (an unreachable S3, a full disk), cleared by the next success.
@@ -209,6 +211,7 @@ impl DeliveryStream {
             templates_installed: std::sync::atomic::AtomicBool::new(false),
             objects,
             transformer,
+            index_authorizer: options.index_authorizer.clone(),
             clock,
             metrics: Metrics::default(),
             delivery_failure: Mutex::new(None),
@@ -986,6 +989,18 @@ impl DeliveryStream {
         targets: &[(String, Option<String>)],
         positions: &[usize],
     ) -> Vec<std::result::Result<(), (String, String)>> {
+        if let (Some(authorizer), Destination::Search(destination)) =
+            (&self.index_authorizer, &self.config.destination)
+        {
+            let exists = self.indices.exists(index_name)
+                || !self.indices.catalog().alias_indices(index_name).is_empty();
+            if let Err(reason) =
+                authorizer.may_index(destination.role_arn.as_deref(), index_name, exists)
+            {
+                let failure = error_pair(403, "security_exception", &reason);
+                return positions.iter().map(|_| Err(failure.clone())).collect();
+            }
+        }
         let index = match self.indices.get_or_create(index_name) {
             Ok(index) => index,
             Err(error) => {

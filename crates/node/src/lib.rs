@@ -54,6 +54,7 @@ pub use kinesis_client::{KinesisEndpoint, KinesisEndpoints};
 pub use kinesis_sources::KinesisSources;
 pub use ledger_index::{LedgerIndexConfig, LedgerIndexer};
 pub use replica::{ReplicaConfig, Replicas};
+pub use sluice_delivery::IndexAuthorizer;
 pub use table_index::{TableIndexConfig, TableIndexer};
 
 use std::fs::{self, File};
@@ -155,6 +156,9 @@ pub struct NodeOptions {
     /// Kinesis APIs outside this node, by the region and account of their streams' ARNs (the
     /// `--config` file's `kinesis_endpoints`); none by default: every stream ARN is local.
     pub kinesis_endpoints: Vec<KinesisEndpoint>,
+    /// With security on, what delivery streams' roles may write into Sluice's own search;
+    /// `None`: anything.
+    pub index_authorizer: Option<Arc<dyn sluice_delivery::IndexAuthorizer>>,
 }
 
 impl Default for NodeOptions {
@@ -170,6 +174,7 @@ impl Default for NodeOptions {
             object_store: ObjectStoreConfig::default(),
             search_clusters: Vec::new(),
             kinesis_endpoints: Vec::new(),
+            index_authorizer: None,
         }
     }
 }
@@ -270,6 +275,7 @@ impl Node {
                 clusters: Some(Arc::new(sluice_cluster::Clusters::new(
                     options.search_clusters.clone(),
                 )?)),
+                index_authorizer: options.index_authorizer.clone(),
                 ..DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone())
             },
         )?);

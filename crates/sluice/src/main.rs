@@ -629,6 +629,9 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             object_store: config.object_store,
             search_clusters: config.search_clusters,
             kinesis_endpoints: config.kinesis_endpoints,
+            index_authorizer: authenticator
+                .clone()
+                .map(|authenticator| authenticator as Arc<dyn sluice_node::IndexAuthorizer>),
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))

@@ -1,7 +1,9 @@
 //! `sluice security …`: manages the identity store of a data directory offline (the file
 //! `DATA_DIR/security/identities.json`, see `sluice_api::identities`): internal users and AWS
-//! access keys with their built-in roles. Passwords and secrets that Sluice generates are
-//! printed once and, for users, only their argon2id hash is kept.
+//! access keys with the roles given them directly (roles, role mappings and action groups are
+//! managed through `_plugins/_security/api`). Passwords and secrets that Sluice generates are
+//! printed once and, for users, only their argon2id hash is kept. Run it on a stopped node: a
+//! running one keeps its own copy and rewrites the file on its next change.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use sluice_api::api_keys::ApiKeys;
 use sluice_api::identities::{IdentityStore, generate_secret};
-use sluice_api::security::Role;
+use sluice_api::roles::Roles;
 
 #[derive(clap::Args, Debug)]
 pub struct SecurityArgs {
@@ -37,9 +39,10 @@ enum UserCommand {
     /// the first line of stdin with --password-stdin, else generated and printed once.
     Add {
         name: String,
-        /// `all_access` or `readall` (read-only search).
-        #[arg(long, default_value = "all_access", value_parser = parse_role)]
-        role: Role,
+        /// A role to give the user (repeat for several): the static `all_access` or `readall`,
+        /// or one defined through `_plugins/_security/api/roles`.
+        #[arg(long = "role", default_value = "all_access")]
+        roles: Vec<String>,
         #[arg(long)]
         password_stdin: bool,
         #[arg(long)]
@@ -55,8 +58,9 @@ enum UserCommand {
 enum AccessKeyCommand {
     /// Create an access key; its id and secret are printed once.
     Create {
-        #[arg(long, default_value = "all_access", value_parser = parse_role)]
-        role: Role,
+        /// A role to give the key (repeat for several).
+        #[arg(long = "role", default_value = "all_access")]
+        roles: Vec<String>,
     },
     /// Delete an access key.
     Delete { id: String },
@@ -78,21 +82,38 @@ pub fn authenticator_for_up(
     if store.load()?.users.is_empty() {
         let password = generate_secret()?;
         store
-            .put_user(BOOTSTRAP_USER, &password, Role::AllAccess, false)
+            .put_user(
+                BOOTSTRAP_USER,
+                &password,
+                vec!["all_access".to_owned()],
+                false,
+            )
             .context("creating the first user")?;
         println!(
             "security: created user {BOOTSTRAP_USER} with password {password} (shown once; only its hash is kept)"
         );
     }
-    let identities = store.load().context("loading the identity store")?;
     let api_keys = ApiKeys::open(data_dir).context("loading the API keys")?;
-    Ok(sluice_api::security::Authenticator::with_api_keys(
-        identities, api_keys, clock,
-    ))
+    let roles = Roles::open(data_dir).context("loading the roles")?;
+    sluice_api::security::Authenticator::open(store, api_keys, roles, clock)
+        .context("loading the identity store")
 }
 
-fn parse_role(name: &str) -> Result<Role, String> {
-    Role::parse(name).ok_or_else(|| format!("unknown role [{name}]: all_access or readall"))
+/// Refuses malformed role names, and warns of roles the data directory does not define (yet:
+/// they may be defined later through `_plugins/_security/api/roles`).
+fn check_roles(data_dir: &std::path::Path, roles: &[String]) -> anyhow::Result<()> {
+    let defined = Roles::open(data_dir)
+        .context("loading the roles")?
+        .snapshot();
+    for role in roles {
+        sluice_api::roles::check_name(role).map_err(|error| anyhow::anyhow!("{error}"))?;
+        if defined.role(role).is_none() {
+            eprintln!(
+                "warning: role [{role}] is not defined: it grants nothing until it is defined through _plugins/_security/api/roles"
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn run(args: SecurityArgs) -> anyhow::Result<()> {
@@ -100,10 +121,11 @@ pub fn run(args: SecurityArgs) -> anyhow::Result<()> {
     match args.command {
         SecurityCommand::User(UserCommand::Add {
             name,
-            role,
+            roles,
             password_stdin,
             replace,
         }) => {
+            check_roles(&args.data_dir, &roles)?;
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin()
@@ -114,13 +136,14 @@ pub fn run(args: SecurityArgs) -> anyhow::Result<()> {
             } else {
                 (generate_secret()?, true)
             };
+            let shown = roles.join(",");
             store
-                .put_user(&name, &password, role, replace)
+                .put_user(&name, &password, roles, replace)
                 .with_context(|| format!("adding user {name}"))?;
             if generated {
-                println!("user {name} ({}) password: {password}", role.name());
+                println!("user {name} ({shown}) password: {password}");
             } else {
-                println!("user {name} ({})", role.name());
+                println!("user {name} ({shown})");
             }
         }
         SecurityCommand::User(UserCommand::Remove { name }) => {
@@ -129,11 +152,12 @@ pub fn run(args: SecurityArgs) -> anyhow::Result<()> {
         }
         SecurityCommand::User(UserCommand::List) => {
             for (name, user) in store.load()?.users {
-                println!("{name}\t{}", user.role.name());
+                println!("{name}\t{}", user.roles.join(","));
             }
         }
-        SecurityCommand::AccessKey(AccessKeyCommand::Create { role }) => {
-            let (id, secret) = store.create_access_key(role)?;
+        SecurityCommand::AccessKey(AccessKeyCommand::Create { roles }) => {
+            check_roles(&args.data_dir, &roles)?;
+            let (id, secret) = store.create_access_key(roles)?;
             println!("access key id: {id}");
             println!("secret access key: {secret}");
         }
@@ -143,7 +167,7 @@ pub fn run(args: SecurityArgs) -> anyhow::Result<()> {
         }
         SecurityCommand::AccessKey(AccessKeyCommand::List) => {
             for (id, key) in store.load()?.access_keys {
-                println!("{id}\t{}", key.role.name());
+                println!("{id}\t{}", key.roles.join(","));
             }
         }
     }

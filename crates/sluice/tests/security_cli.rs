@@ -64,9 +64,15 @@ fn users_and_access_keys_are_managed_offline() {
     let (ok, _, err) = security(data_dir, &["user", "add", "admin"], "");
     assert!(!ok);
     assert!(err.contains("user [admin] already exists"), "{err}");
+    // A role not defined yet is accepted (roles are defined through the running node's API),
+    // with a warning; a malformed role name is refused.
     let (ok, _, err) = security(data_dir, &["user", "add", "x", "--role", "root"], "");
+    assert!(ok, "{err}");
+    assert!(err.contains("role [root] is not defined"), "{err}");
+    assert!(security(data_dir, &["user", "remove", "x"], "").0);
+    let (ok, _, err) = security(data_dir, &["user", "add", "y", "--role", "_x"], "");
     assert!(!ok);
-    assert!(err.contains("unknown role [root]"), "{err}");
+    assert!(err.contains("invalid name [_x]"), "{err}");
 
     let (_, out, _) = security(data_dir, &["user", "list"], "");
     assert_eq!(out, "admin\tall_access\nreader\treadall\n");

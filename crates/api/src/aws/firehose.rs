@@ -77,6 +77,7 @@ pub const OPERATIONS: &[Operation] = &[
 pub const METRICS_ROUTES: &[RestRoute] = &[RestRoute {
     method: "GET",
     path: "/metrics",
+    action: "firehose:GetMetrics",
     formats: &[],
 }];
 

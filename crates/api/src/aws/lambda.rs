@@ -90,56 +90,67 @@ pub const ROUTES: &[RestRoute] = &[
     RestRoute {
         method: "POST",
         path: "/2015-03-31/functions",
+        action: "lambda:CreateFunction",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/2015-03-31/functions",
+        action: "lambda:ListFunctions",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/2015-03-31/functions/{name}",
+        action: "lambda:GetFunction",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/2015-03-31/functions/{name}/configuration",
+        action: "lambda:GetFunctionConfiguration",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "DELETE",
         path: "/2015-03-31/functions/{name}",
+        action: "lambda:DeleteFunction",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "POST",
         path: "/2015-03-31/functions/{name}/invocations",
+        action: "lambda:InvokeFunction",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "POST",
         path: "/2015-03-31/event-source-mappings",
+        action: "lambda:CreateEventSourceMapping",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/2015-03-31/event-source-mappings",
+        action: "lambda:ListEventSourceMappings",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/2015-03-31/event-source-mappings/{uuid}",
+        action: "lambda:GetEventSourceMapping",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "PUT",
         path: "/2015-03-31/event-source-mappings/{uuid}",
+        action: "lambda:UpdateEventSourceMapping",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "DELETE",
         path: "/2015-03-31/event-source-mappings/{uuid}",
+        action: "lambda:DeleteEventSourceMapping",
         formats: &[Format::Json],
     },
 ];

@@ -23,7 +23,7 @@ use hyper::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::http::{Handler, Refusal, Request, Response};
-use crate::security::{Action, Authenticator, authorize};
+use crate::security::Authenticator;
 use crate::sigv4::{self, SigV4Error, SignedRequest};
 
 pub mod dynamodb;
@@ -135,6 +135,8 @@ pub struct Operation {
 pub struct RestRoute {
     pub method: &'static str,
     pub path: &'static str,
+    /// The IAM action it is (`qldb:GetDigest`), which roles' cluster permissions allow.
+    pub action: &'static str,
     pub formats: &'static [Format],
 }
 
@@ -340,19 +342,49 @@ impl AwsApi {
         let Some(principal) = principal else {
             return Err(signature_error(&SigV4Error::UnknownAccessKey, rest));
         };
-        let operation = target.unwrap_or(request.raw_path.as_str());
-        if authorize(&principal, Action::Aws, operation) {
+        let action = self.iam_action(request, target);
+        let grants = authenticator.grants(&principal);
+        // A request no route serves is answered as unknown once authenticated.
+        if action.is_empty() || grants.cluster_allows(&action) {
             Ok(verified.decoded_body)
         } else {
             Err(AwsError::new(
                 status,
                 "AccessDeniedException",
                 format!(
-                    "User: {} is not authorized to perform: {operation} with role {}",
+                    "User: {} is not authorized to perform: {action} with roles [{}]",
                     principal.name,
-                    principal.role.name()
+                    grants.roles.join(",")
                 ),
             ))
+        }
+    }
+
+    /// The IAM action of a request (`kinesis:PutRecord`, `qldb:SendCommand`,
+    /// `lambda:InvokeFunction`), or empty when no operation serves it.
+    fn iam_action(&self, request: &Request, target: Option<&str>) -> String {
+        match target {
+            Some(target) => {
+                let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
+                let service = prefix
+                    .split('_')
+                    .next()
+                    .unwrap_or(prefix)
+                    .to_ascii_lowercase();
+                let service = match service.as_str() {
+                    "dynamodbstreams" => "dynamodb",
+                    "qldbsession" => "qldb",
+                    other => other,
+                };
+                format!("{service}:{operation}")
+            }
+            None => self
+                .rest_services
+                .iter()
+                .flat_map(|service| service.routes())
+                .find(|route| route.matches(request.method.as_str(), &request.segments))
+                .map(|route| route.action.to_owned())
+                .unwrap_or_default(),
         }
     }
 
@@ -620,6 +652,7 @@ mod tests {
         let route = RestRoute {
             method: "POST",
             path: "/ledgers/{name}/block",
+            action: "qldb:GetBlock",
             formats: &[],
         };
         let segments = |path: &str| -> Vec<String> {

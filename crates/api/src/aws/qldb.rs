@@ -75,36 +75,43 @@ pub const ROUTES: &[RestRoute] = &[
     RestRoute {
         method: "POST",
         path: "/ledgers",
+        action: "qldb:CreateLedger",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/ledgers",
+        action: "qldb:ListLedgers",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/ledgers/{name}",
+        action: "qldb:DescribeLedger",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "PATCH",
         path: "/ledgers/{name}",
+        action: "qldb:UpdateLedger",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "DELETE",
         path: "/ledgers/{name}",
+        action: "qldb:DeleteLedger",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/digest",
+        action: "qldb:GetDigest",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/block",
+        action: "qldb:GetBlock",
         formats: &[
             Format::Json,
             Format::IonTextMember("BlockAddress"),
@@ -114,6 +121,7 @@ pub const ROUTES: &[RestRoute] = &[
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/revision",
+        action: "qldb:GetRevision",
         formats: &[
             Format::Json,
             Format::IonTextMember("BlockAddress"),
@@ -123,51 +131,61 @@ pub const ROUTES: &[RestRoute] = &[
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/journal-s3-exports",
+        action: "qldb:ExportJournalToS3",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/ledgers/{name}/journal-s3-exports/{export_id}",
+        action: "qldb:DescribeJournalS3Export",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/journal-kinesis-streams",
+        action: "qldb:StreamJournalToKinesis",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/ledgers/{name}/journal-kinesis-streams",
+        action: "qldb:ListJournalKinesisStreamsForLedger",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/ledgers/{name}/journal-kinesis-streams/{stream_id}",
+        action: "qldb:DescribeJournalKinesisStream",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "DELETE",
         path: "/ledgers/{name}/journal-kinesis-streams/{stream_id}",
+        action: "qldb:CancelJournalKinesisStream",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/restore",
+        action: "qldb:RestoreLedger",
         formats: &[Format::Json, Format::IonExportDirectory("ExportDirectory")],
     },
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/import",
+        action: "qldb:ImportLedger",
         formats: &[Format::Json, Format::IonExportDirectory("ExportDirectory")],
     },
     RestRoute {
         method: "POST",
         path: "/ledgers/{name}/replica",
+        action: "qldb:CreateReplica",
         formats: &[Format::Json],
     },
     RestRoute {
         method: "GET",
         path: "/ledgers/{name}/replica",
+        action: "qldb:DescribeReplica",
         formats: &[Format::Json],
     },
 ];

@@ -293,7 +293,40 @@ async fn run_actions(api: &EsApi, request: &Request, parsed: Vec<ParsedAction>) 
 pub(super) async fn update_aliases(api: &EsApi, request: &Request) -> EsResult {
     let body = parse_json_body(&request.body, "x_content_parse_exception")?;
     let parsed = parse_actions(&body)?;
+    if let Some(grants) = request.grants.as_deref() {
+        authorize_actions(api, grants, &parsed)?;
+    }
     run_actions(api, request, parsed).await
+}
+
+/// Refuses the whole request, as Elasticsearch does, when one of its actions touches an index
+/// or alias the sender may not: `indices:admin/aliases` on every index and alias of an add or
+/// remove, `indices:admin/delete` on every index of a `remove_index`. A wildcard is allowed
+/// only when a permission's pattern covers the wildcard itself.
+fn authorize_actions(
+    api: &EsApi,
+    grants: &crate::roles::Grants,
+    parsed: &[ParsedAction],
+) -> Result<(), EsError> {
+    use super::access::{ALIASES, allowed, index_refusal};
+    for action in parsed {
+        let (verb, names): (&str, Vec<&String>) = match action.action {
+            AliasAction::RemoveIndex { .. } => {
+                ("indices:admin/delete", action.indices.iter().collect())
+            }
+            _ => (
+                ALIASES,
+                action.indices.iter().chain(action.aliases.iter()).collect(),
+            ),
+        };
+        if let Some(name) = names
+            .into_iter()
+            .find(|name| !allowed(&api.node, grants, verb, name))
+        {
+            return Err(index_refusal(grants, verb, &[name]));
+        }
+    }
+    Ok(())
 }
 
 /// `PUT|POST /{index}/_alias/{name}`.

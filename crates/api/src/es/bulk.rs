@@ -285,6 +285,34 @@ fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsErro
     Ok(items)
 }
 
+/// Fails, with Elasticsearch's 403, each item whose action `grants` do not allow on its index
+/// (or alias), or whose index does not exist yet and may not be created.
+fn authorize_items(node: &sluice_node::Node, grants: &crate::roles::Grants, items: &mut [Item]) {
+    use super::access::{CREATE_INDEX, DELETE, INDEX, UPDATE, allowed, index_refusal};
+    for item in items.iter_mut().filter(|item| item.write.is_ok()) {
+        let action = match item.action {
+            Action::Index | Action::Create => INDEX,
+            Action::Update => UPDATE,
+            Action::Delete => DELETE,
+        };
+        let index = item.index.as_str();
+        let refused = if !allowed(node, grants, action, index) {
+            Some(action)
+        } else if item.action != Action::Delete
+            && !node.indices().exists(index)
+            && node.indices().catalog().alias_indices(index).is_empty()
+            && !grants.index_allows(CREATE_INDEX, index)
+        {
+            Some(CREATE_INDEX)
+        } else {
+            None
+        };
+        if let Some(action) = refused {
+            item.write = Err(index_refusal(grants, action, &[index]));
+        }
+    }
+}
+
 /// A failed item, with its fields in Elasticsearch's order: `_index`, `_id`, `status`, `error`.
 fn item_error_json(action: Action, index: &str, id: Option<&str>, error: &EsError) -> Value {
     let mut body = Map::new();
@@ -323,9 +351,14 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
     let indices = api.node.indices().clone();
     let pretty = is_pretty(request);
     let body = request.body.clone();
+    let node = api.node.clone();
+    let grants = request.grants.clone();
     blocking(move || {
         // Parsing up to 100 MB of NDJSON is CPU work: it runs here, off the async threads.
-        let items = parse_items(&body, &defaults)?;
+        let mut items = parse_items(&body, &defaults)?;
+        if let Some(grants) = &grants {
+            authorize_items(&node, grants, &mut items);
+        }
         // Each item's response, serialised as it completes.
         let mut results: Vec<Option<String>> = vec![None; items.len()];
         let mut errors = false;

@@ -767,20 +767,59 @@ async fn run(
 pub(super) async fn delete_by_query(api: &EsApi, request: &Request, target: &str) -> EsResult {
     let operation = parse_by_query(request, Kind::DeleteByQuery, target)?;
     let options = indices_options(request, IndicesOptions::STRICT_EXPAND_OPEN)?;
-    let targets = resolve_with(&api.node, Some(target), options)?;
+    let targets = resolve_with(&api.node, request.grants.as_deref(), Some(target), options)?;
     run(api, request, targets, operation).await
 }
 
 pub(super) async fn update_by_query(api: &EsApi, request: &Request, target: &str) -> EsResult {
     let operation = parse_by_query(request, Kind::UpdateByQuery, target)?;
     let options = indices_options(request, IndicesOptions::STRICT_EXPAND_OPEN)?;
-    let targets = resolve_with(&api.node, Some(target), options)?;
+    let targets = resolve_with(&api.node, request.grants.as_deref(), Some(target), options)?;
     run(api, request, targets, operation).await
 }
 
 pub(super) async fn reindex(api: &EsApi, request: &Request) -> EsResult {
     let (operation, source) = parse_reindex(request)?;
-    let targets = resolve_with(&api.node, Some(&source), IndicesOptions::STRICT_EXPAND_OPEN)?;
+    let grants = request.grants.as_deref();
+    let mut source = source;
+    if let Some(grants) = grants {
+        // Reading the source is a search of it; writing the destination, indexing into it.
+        let options = IndicesOptions::STRICT_EXPAND_OPEN;
+        if let Some(narrowed) = super::access::narrow(
+            &api.node,
+            grants,
+            super::access::SEARCH,
+            Some(&source),
+            options,
+        )? {
+            source = narrowed;
+        }
+        if let Some(dest) = &operation.dest {
+            let name = dest.index.as_str();
+            if !super::access::allowed(&api.node, grants, super::access::INDEX, name) {
+                return Err(super::access::index_refusal(
+                    grants,
+                    super::access::INDEX,
+                    &[name],
+                ));
+            }
+            if !api.node.indices().exists(name)
+                && !grants.index_allows(super::access::CREATE_INDEX, name)
+            {
+                return Err(super::access::index_refusal(
+                    grants,
+                    super::access::CREATE_INDEX,
+                    &[name],
+                ));
+            }
+        }
+    }
+    let targets = resolve_with(
+        &api.node,
+        grants,
+        Some(&source),
+        IndicesOptions::STRICT_EXPAND_OPEN,
+    )?;
     if let Some(dest) = &operation.dest
         && targets.iter().any(|t| t.index.name() == dest.index)
     {

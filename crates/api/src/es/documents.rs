@@ -6,7 +6,8 @@ use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 use sluice_search::version::{Condition, VersionType};
 use sluice_search::{
-    Index, SearchError, StoredDocument, UpdateRequest, WriteOutcome, WriteRequest, WriteResult,
+    Index, Query, SearchError, StoredDocument, UpdateRequest, WriteOutcome, WriteRequest,
+    WriteResult,
 };
 
 use super::search::stored_fields_source;
@@ -588,6 +589,20 @@ fn get_source_filter(request: &Request) -> Option<SourceFilter> {
     stored_fields_source(explicit, stored_fields.as_deref())
 }
 
+/// Whether a reader whose DLS queries on `index` are `dls` (`None`: none) may see document `id`:
+/// it must match one of them as the index was last refreshed, so under DLS a document written
+/// since is not visible to a GET until the next refresh.
+fn visible(index: &Index, id: &str, dls: Option<Vec<Query>>) -> Result<bool, SearchError> {
+    let Some(dls) = dls else {
+        return Ok(true);
+    };
+    let only = Query::Ids {
+        values: vec![id.to_owned()],
+        boost: 1.0,
+    };
+    Ok(index.count(&only.with_alias_filters(Some(dls)))? > 0)
+}
+
 /// Reads one document as GET sees it: from the last refresh when `realtime` is false, after a
 /// refresh when `refresh` asks for one.
 fn read_document(
@@ -633,10 +648,14 @@ pub(super) async fn get(
         )));
     }
     let index = api.node.indices().single_index(index_name)?;
+    let dls = super::targets::dls_of(request.grants.as_deref(), index.name())?;
     let pretty = is_pretty(request);
     let id = id.to_string();
     blocking(move || {
-        let document = read_document(&index, &id, realtime, refresh)?;
+        let document = match read_document(&index, &id, realtime, refresh)? {
+            Some(document) if visible(&index, &id, dls)? => Some(document),
+            _ => None,
+        };
         // A read's version check is an equality for every version type.
         if let (Some(document), Some(wanted)) = (&document, wanted_version)
             && document.version != wanted
@@ -801,6 +820,8 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
         return Err(EsError::validation("no documents to get"));
     }
     let indices = api.node.indices().clone();
+    let node = api.node.clone();
+    let grants = request.grants.clone();
     let pretty = is_pretty(request);
     blocking(move || {
         let mut raw = RawSources::default();
@@ -808,16 +829,28 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
         let mut refreshed: Vec<String> = Vec::new();
         for (index_name, id, filter) in wanted {
             let index_name = index_name.unwrap_or_default();
+            if let Some(grants) = &grants
+                && !super::access::allowed(&node, grants, super::access::MGET, &index_name)
+            {
+                let error =
+                    super::access::index_refusal(grants, super::access::MGET, &[&index_name]);
+                docs.push(json!({"_index": index_name, "_id": id, "error": error.item_error()}));
+                continue;
+            }
             let index = indices.single_index(&index_name);
             // Through an alias, a document names the index that holds it.
             let index_name = index.as_ref().map_or(index_name, |i| i.name().to_string());
-            let found = index.and_then(|index| {
+            let found = index.map_err(EsError::from).and_then(|index| {
                 // `refresh` refreshes each index once, before its first document is read.
                 let refresh_now = refresh && !refreshed.contains(&index_name);
                 if refresh_now {
                     refreshed.push(index_name.clone());
                 }
-                read_document(&index, &id, realtime, refresh_now)
+                let dls = super::targets::dls_of(grants.as_deref(), index.name())?;
+                match read_document(&index, &id, realtime, refresh_now)? {
+                    Some(document) if visible(&index, &id, dls)? => Ok(Some(document)),
+                    _ => Ok(None),
+                }
             });
             let doc = match found {
                 Ok(Some(document)) => {
@@ -831,7 +864,7 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
                     doc
                 }
                 Ok(None) => json!({"_index": index_name, "_id": id, "found": false}),
-                Err(error) => json!({"_index": index_name, "_id": id, "error": EsError::from(error).item_error()}),
+                Err(error) => json!({"_index": index_name, "_id": id, "error": error.item_error()}),
             };
             docs.push(doc);
         }

@@ -286,7 +286,7 @@ pub(super) fn field_caps(api: &EsApi, request: &Request, target: Option<&str>) -
     let filters = caps_filters(request.param("filters"))?;
     let types: Option<Vec<String>> = request.param("types").map(comma_list);
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let mut targets = resolve_targets(api, target, options)?;
+    let mut targets = resolve_targets(api, request.grants.as_deref(), target, options)?;
     if let Some(filter) = &body.index_filter
         && !matches!(filter, Query::MatchAll { .. })
     {

@@ -1,6 +1,7 @@
 //! The Elasticsearch-compatible REST API: routing, the shared helpers of its handlers, and the
 //! bounds that turn overload into 429 instead of unbounded queues.
 
+mod access;
 mod aggs;
 mod aliases;
 mod analyze;
@@ -18,6 +19,7 @@ pub mod routes;
 mod scripts;
 mod search;
 mod security;
+mod security_api;
 mod sort;
 mod targets;
 mod templates;
@@ -34,25 +36,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
 use crate::http::{Handler, Refusal, Request, Response};
-use crate::security::{
-    Action, Authenticator, Credentials, Principal, authorize, parse_authorization,
-};
+use crate::security::{Authenticator, Credentials, Principal, parse_authorization};
 
 /// The challenges of a 401, as Elasticsearch's security sends them.
 const WWW_AUTHENTICATE: &str = "Basic realm=\"security\" charset=\"UTF-8\", ApiKey";
-/// Endpoints that only read although sent with POST: the `readall` role may call them.
-const READ_ENDPOINTS: &[&str] = &[
-    "_search",
-    "_count",
-    "_msearch",
-    "_mget",
-    "_field_caps",
-    "_analyze",
-    "_explain",
-    "_termvectors",
-    "_mtermvectors",
-    "_validate",
-];
 
 /// Elasticsearch's 401: `security_exception` with the challenges in `header`.
 fn unauthenticated(reason: String) -> EsError {
@@ -103,7 +90,7 @@ impl EsApi {
         self
     }
 
-    /// The request's principal and whether it may do what it asks: `Err` is the 401 or 403.
+    /// The request's principal: `Err` is the 401.
     async fn check_credentials(
         &self,
         authenticator: &Arc<Authenticator>,
@@ -152,30 +139,7 @@ impl EsApi {
                 )));
             }
         };
-        let reads = matches!(request.method, Method::GET | Method::HEAD)
-            || request
-                .segments
-                .iter()
-                .any(|segment| READ_ENDPOINTS.contains(&segment.as_str()));
-        let action = if reads {
-            Action::SearchRead
-        } else {
-            Action::SearchWrite
-        };
-        if authorize(&principal, action, path) {
-            Ok(principal)
-        } else {
-            Err(EsError::new(
-                StatusCode::FORBIDDEN,
-                "security_exception",
-                format!(
-                    "action [{} {path}] is unauthorized for user [{}] with effective roles [{}]",
-                    request.method,
-                    principal.name,
-                    principal.role.name()
-                ),
-            ))
-        }
+        Ok(principal)
     }
 
     /// A SigV4 signature of an access key (service `es`, as Amazon's managed Elasticsearch
@@ -421,13 +385,25 @@ pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
 }
 
 impl Handler for EsApi {
-    fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
+    fn handle(&self, mut request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
         Box::pin(async move {
             let pretty = request.query.get("pretty").is_some_and(|v| v != "false");
             let mut principal = None;
             if let Some(authenticator) = &self.authenticator {
-                match self.check_credentials(authenticator, &request).await {
-                    Ok(found) => principal = Some(found),
+                let checked = match self.check_credentials(authenticator, &request).await {
+                    Ok(found) => {
+                        let grants = authenticator.grants(&found);
+                        let options = request_options(&request)
+                            .unwrap_or(IndicesOptions::LENIENT_EXPAND_OPEN);
+                        let checked = access::authorize(&self.node, &grants, &mut request, options);
+                        request.grants = Some(Arc::new(grants));
+                        principal = Some(found);
+                        checked
+                    }
+                    Err(error) => Err(error),
+                };
+                match checked {
+                    Ok(()) => {}
                     Err(error) => {
                         let mut response = json_response(error.status, &error.body(), pretty);
                         if error.status == StatusCode::UNAUTHORIZED {
@@ -448,6 +424,8 @@ impl Handler for EsApi {
                 .is_some_and(|first| first == "_security")
             {
                 security::route(self, &request, principal.as_ref()).await
+            } else if security_api::is_security_api(&request.segments) {
+                security_api::route(self, &request, principal.as_ref()).await
             } else {
                 self.route_filtered(&request, pretty).await
             };

@@ -360,6 +360,7 @@ const OPEN_PIT: &[&str] = &[
     "allow_partial_search_results",
 ];
 const JSON_PUT: &[(&str, Body)] = &[("PUT", Body::Json)];
+const JSON_PUT_PATCH: &[(&str, Body)] = &[("PUT", Body::Json), ("PATCH", Body::Json)];
 const NDJSON: &[(&str, Body)] = &[("POST", Body::Ndjson), ("PUT", Body::Ndjson)];
 const MSEARCH_BODY: &[(&str, Body)] = &[("GET", Body::Ndjson), ("POST", Body::Ndjson)];
 
@@ -386,6 +387,72 @@ pub const ROUTES: &[Route] = &[
         &["POST"],
         &["refresh"],
         JSON_POST,
+    ),
+    route(
+        &[
+            Literal("_plugins"),
+            Literal("_security"),
+            Literal("authinfo"),
+        ],
+        &["GET"],
+        NO_PARAMS,
+        NO_BODY,
+    ),
+    route(
+        &[
+            Literal("_plugins"),
+            Literal("_security"),
+            Literal("api"),
+            Any,
+        ],
+        &["GET", "PUT", "PATCH"],
+        NO_PARAMS,
+        JSON_PUT_PATCH,
+    ),
+    route(
+        &[
+            Literal("_plugins"),
+            Literal("_security"),
+            Literal("api"),
+            Any,
+            Any,
+        ],
+        &["GET", "PUT", "DELETE", "PATCH"],
+        NO_PARAMS,
+        JSON_PUT_PATCH,
+    ),
+    route(
+        &[
+            Literal("_opendistro"),
+            Literal("_security"),
+            Literal("authinfo"),
+        ],
+        &["GET"],
+        NO_PARAMS,
+        NO_BODY,
+    ),
+    route(
+        &[
+            Literal("_opendistro"),
+            Literal("_security"),
+            Literal("api"),
+            Any,
+        ],
+        &["GET", "PUT", "PATCH"],
+        NO_PARAMS,
+        JSON_PUT_PATCH,
+    ),
+    route(
+        &[
+            Literal("_opendistro"),
+            Literal("_security"),
+            Literal("api"),
+            Any,
+            Any,
+        ],
+        &["GET", "PUT", "DELETE", "PATCH"],
+        NO_PARAMS,
+        JSON_PUT_PATCH,
     ),
     route(&[], &["HEAD", "GET"], &[], NO_BODY),
     route(

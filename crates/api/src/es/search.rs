@@ -16,6 +16,8 @@ use super::{
     EsApi, EsError, EsResult, RawSources, blocking, bool_param, int_param, ok, parse_json_body,
 };
 use crate::http::Request;
+use crate::roles::Grants;
+use sluice_node::Node;
 use sluice_search::IndicesOptions;
 use sluice_search::highlight::HighlightField;
 
@@ -657,7 +659,7 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
             .await;
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(api, target, options)?;
+    let targets = resolve_targets(api, request.grants.as_deref(), target, options)?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let pretty = super::is_pretty(request);
     blocking(move || {
@@ -1165,6 +1167,27 @@ fn parse_msearch(
     Ok(items)
 }
 
+/// The expression one search of an `_msearch` may read: its own, narrowed to what `grants`
+/// allow (`Err`: it names an index explicitly that they do not).
+fn authorized_expression(
+    node: &Node,
+    grants: Option<&Grants>,
+    item: &MultiSearchItem,
+) -> Result<Option<String>, EsError> {
+    let expression = item.expression.clone();
+    let Some(grants) = grants else {
+        return Ok(expression);
+    };
+    Ok(super::access::narrow(
+        node,
+        grants,
+        super::access::SEARCH,
+        expression.as_deref(),
+        item.options,
+    )?
+    .or(expression))
+}
+
 /// `_msearch`: every search answers in `responses`, in order, each with its `status`; a search
 /// whose targets or execution fail carries its error there and the others still run.
 pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
@@ -1177,6 +1200,7 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
     let body = request.body.clone();
     let target = target.map(str::to_string);
     let node = api.node.clone();
+    let grants = request.grants.clone();
     blocking(move || {
         // Parsing a large NDJSON body is CPU work: it runs here, off the async threads.
         let mut items = parse_msearch(&body, target.as_deref(), defaults, total_as_int)?;
@@ -1189,18 +1213,21 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
         let mut responses = Vec::with_capacity(items.len());
         for item in items {
             let one_started = Instant::now();
-            let answer =
-                super::targets::resolve_with(&node, item.expression.as_deref(), item.options)
-                    .and_then(|targets| {
-                        if item.search.pit.is_some() {
-                            return Err(EsError::illegal_argument(
-                                "[pit] in _msearch is not supported by Sluice yet",
-                            ));
-                        }
-                        let view = View::live(&item.search);
-                        run_search(&targets, &item.search, &view, one_started, &mut raw)
-                            .map(|(body, _)| body)
-                    });
+            let grants = grants.as_deref();
+            let answer = authorized_expression(&node, grants, &item)
+                .and_then(|expression| {
+                    super::targets::resolve_with(&node, grants, expression.as_deref(), item.options)
+                })
+                .and_then(|targets| {
+                    if item.search.pit.is_some() {
+                        return Err(EsError::illegal_argument(
+                            "[pit] in _msearch is not supported by Sluice yet",
+                        ));
+                    }
+                    let view = View::live(&item.search);
+                    run_search(&targets, &item.search, &view, one_started, &mut raw)
+                        .map(|(body, _)| body)
+                });
             responses.push(match answer {
                 Ok(mut response) => {
                     response["status"] = json!(200);
@@ -1243,7 +1270,7 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
         query = url;
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(api, target, options)?;
+    let targets = resolve_targets(api, request.grants.as_deref(), target, options)?;
     let _slot = api.slot(&api.search_slots, "count")?;
     let shards = targets.len();
     let count = blocking(move || {

@@ -4,10 +4,10 @@
 //! in Elasticsearch 8's shapes. The request was authenticated before it got here (`mod.rs`);
 //! these handlers only see its `Principal`.
 //!
-//! Role descriptors: Sluice has only its two built-in roles so far, so a key cannot be narrowed
-//! below its owner's role. A key created with non-empty `role_descriptors` is refused (400,
-//! naming the field) rather than created with more rights than its creator asked for; an empty
-//! `role_descriptors` is what Elasticsearch does with none: the key has its owner's rights.
+//! A key holds its owner's effective roles as they were when it was made. Role descriptors
+//! cannot narrow a key below that yet: a key created with non-empty `role_descriptors` is
+//! refused (400, naming the field) rather than created with more rights than its creator asked
+//! for; an empty `role_descriptors` is what Elasticsearch does with none.
 
 #![cfg_attr(
     not(test),
@@ -23,10 +23,13 @@ use serde_json::{Map, Value, json};
 use super::{EsApi, EsError, EsResult, json_response, parse_json_body};
 use crate::api_keys::{API_KEY_REALM, ApiKeyError, KeyFilter, NewApiKey};
 use crate::http::Request;
-use crate::security::{Authentication, Authenticator, Principal, Role};
+use crate::roles::Grants;
+use crate::security::{Authentication, Authenticator, Principal};
 
 /// The realm of internal users, as `_authenticate` and API keys' owners name it.
 pub const USER_REALM: &str = "default_native";
+/// The realm of Sluice's own work on behalf of a resource's role ARN.
+pub const SERVICE_REALM: &str = "sluice_service";
 /// The realm of SigV4 access keys on the search port.
 pub const SIGV4_REALM: &str = "aws_sigv4";
 
@@ -70,15 +73,20 @@ pub(super) async fn route(
     } else {
         parse_json_body(&request.body, "x_content_parse_exception")?
     };
-    let (Some(authenticator), Some(principal)) = (api.authenticator.as_ref(), principal) else {
+    let (Some(authenticator), Some(principal), Some(grants)) = (
+        api.authenticator.as_ref(),
+        principal,
+        request.grants.as_deref(),
+    ) else {
         return Err(security_off());
     };
+    let caller = Caller { principal, grants };
     match (segments.as_slice(), method) {
-        (["_security", "_authenticate"], "GET") => Ok(authenticate(principal)),
-        (["_security", "api_key"], "POST" | "PUT") => create(authenticator, principal, body).await,
-        (["_security", "api_key"], "GET") => list(authenticator, principal, request),
-        (["_security", "api_key"], "DELETE") => invalidate(authenticator, principal, body).await,
-        (["_security", "api_key", "grant"], "POST") => grant(authenticator, principal, body).await,
+        (["_security", "_authenticate"], "GET") => Ok(authenticate(&caller)),
+        (["_security", "api_key"], "POST" | "PUT") => create(authenticator, &caller, body).await,
+        (["_security", "api_key"], "GET") => list(authenticator, &caller, request),
+        (["_security", "api_key"], "DELETE") => invalidate(authenticator, &caller, body).await,
+        (["_security", "api_key", "grant"], "POST") => grant(authenticator, &caller, body).await,
         _ => Err(EsError::new(
             StatusCode::BAD_REQUEST,
             "illegal_argument_exception",
@@ -90,6 +98,18 @@ pub(super) async fn route(
     }
 }
 
+/// Who sent a `_security` request, and what it may do.
+struct Caller<'a> {
+    principal: &'a Principal,
+    grants: &'a Grants,
+}
+
+/// The cluster action that lets a caller see and invalidate every user's keys, not only its own.
+const MANAGE_API_KEYS: &str = "cluster:admin/xpack/security/api_key/manage";
+const GRANT_API_KEY: &str = "cluster:admin/xpack/security/api_key/grant";
+/// Creating a key of one's own (Elasticsearch's `manage_own_api_key`).
+const CREATE_API_KEY: &str = "cluster:admin/xpack/security/api_key/create";
+
 /// Sets a member of a JSON object (the answers built here are objects).
 fn set(body: &mut Value, key: &str, value: Value) {
     if let Some(object) = body.as_object_mut() {
@@ -98,11 +118,13 @@ fn set(body: &mut Value, key: &str, value: Value) {
 }
 
 /// `GET /_security/_authenticate`.
-fn authenticate(principal: &Principal) -> super::Response {
+fn authenticate(caller: &Caller<'_>) -> super::Response {
+    let principal = caller.principal;
     let realm = |name: &str, kind: &str| json!({"name": name, "type": kind});
     let mut body = json!({
         "username": principal.name,
-        "roles": [principal.role.name()],
+        "roles": caller.grants.roles,
+        "backend_roles": principal.backend_roles,
         "full_name": null,
         "email": null,
         "metadata": {},
@@ -112,6 +134,10 @@ fn authenticate(principal: &Principal) -> super::Response {
     let (authentication_realm, lookup_realm) = match &principal.authentication {
         Authentication::Password => (realm(USER_REALM, "native"), realm(USER_REALM, "native")),
         Authentication::AccessKey => (realm(SIGV4_REALM, "sigv4"), realm(SIGV4_REALM, "sigv4")),
+        Authentication::Service => (
+            realm(SERVICE_REALM, "service"),
+            realm(SERVICE_REALM, "service"),
+        ),
         Authentication::ApiKey { id, name } => {
             set(&mut body, "authentication_type", json!("api_key"));
             // An API key's roles are its own (limited by its owner's), not the owner's list.
@@ -153,7 +179,7 @@ fn read<T: for<'de> Deserialize<'de> + Default>(body: Value, what: &str) -> Resu
 }
 
 impl KeyRequest {
-    fn into_new(self, username: String, role: Role) -> Result<NewApiKey, EsError> {
+    fn into_new(self, username: String, roles: Vec<String>) -> Result<NewApiKey, EsError> {
         let name = self.name.ok_or_else(|| {
             EsError::bad_request(
                 "action_request_validation_exception",
@@ -162,10 +188,9 @@ impl KeyRequest {
         })?;
         if !self.role_descriptors.is_empty() {
             return Err(EsError::illegal_argument(
-                "[role_descriptors] cannot be enforced: Sluice has only the built-in roles \
-                 all_access and readall, so a key cannot be narrowed below its owner's role; \
-                 create the key without role_descriptors as a user whose role is the one the key \
-                 should have (a readall user for a read-only key)",
+                "[role_descriptors] are not supported by Sluice yet: a key holds its owner's \
+                 roles; create the key without role_descriptors as a user whose roles are the \
+                 ones the key should have (a readall user for a read-only key)",
             ));
         }
         let expires_in_ms = match self.expiration.as_deref() {
@@ -189,7 +214,7 @@ impl KeyRequest {
             metadata: self.metadata,
             username,
             realm: USER_REALM.to_owned(),
-            role,
+            roles,
         })
     }
 }
@@ -230,13 +255,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `POST|PUT /_security/api_key`: a key owned by the caller, with the caller's role.
-async fn create(
-    authenticator: &Arc<Authenticator>,
-    principal: &Principal,
-    body: Value,
-) -> EsResult {
+async fn create(authenticator: &Arc<Authenticator>, caller: &Caller<'_>, body: Value) -> EsResult {
+    if !caller.grants.cluster_allows(CREATE_API_KEY) {
+        return Err(forbidden(format!(
+            "action [{CREATE_API_KEY}] is unauthorized for user [{}]",
+            caller.principal.name
+        )));
+    }
     let request: KeyRequest = read(body, "create_api_key_request")?;
-    let new = request.into_new(principal.name.clone(), principal.role)?;
+    let new = request.into_new(caller.principal.name.clone(), caller.grants.roles.clone())?;
     store_key(authenticator, new).await
 }
 
@@ -252,11 +279,11 @@ struct GrantRequest {
 
 /// `POST /_security/api_key/grant`: a key for the user whose password is given, by a caller
 /// that may manage keys (all_access).
-async fn grant(authenticator: &Arc<Authenticator>, principal: &Principal, body: Value) -> EsResult {
-    if principal.role != Role::AllAccess {
+async fn grant(authenticator: &Arc<Authenticator>, caller: &Caller<'_>, body: Value) -> EsResult {
+    if !caller.grants.cluster_allows(GRANT_API_KEY) {
         return Err(forbidden(format!(
-            "action [cluster:admin/xpack/security/api_key/grant] is unauthorized for user [{}]",
-            principal.name
+            "action [{GRANT_API_KEY}] is unauthorized for user [{}]",
+            caller.principal.name
         )));
     }
     let request: GrantRequest = read(body, "grant_api_key_request")?;
@@ -286,13 +313,15 @@ async fn grant(authenticator: &Arc<Authenticator>, principal: &Principal, body: 
         ));
     };
     let key = request.api_key.unwrap_or_default();
-    let new = key.into_new(owner.name, owner.role)?;
+    let roles = authenticator.grants(&owner).roles;
+    let new = key.into_new(owner.name, roles)?;
     store_key(authenticator, new).await
 }
 
 /// The filter of a GET or DELETE, narrowed to the caller's own keys unless it may manage all.
-fn narrowed(mut filter: KeyFilter, owner: bool, principal: &Principal) -> KeyFilter {
-    if owner || principal.role != Role::AllAccess {
+fn narrowed(mut filter: KeyFilter, owner: bool, caller: &Caller<'_>) -> KeyFilter {
+    let principal = caller.principal;
+    if owner || !caller.grants.cluster_allows(MANAGE_API_KEYS) {
         filter.username = Some(principal.name.clone());
         if !matches!(principal.authentication, Authentication::ApiKey { .. }) {
             filter.realm = Some(USER_REALM.to_owned());
@@ -313,7 +342,7 @@ fn flag(request: &Request, name: &str) -> Result<bool, EsError> {
 }
 
 /// `GET /_security/api_key?id=&name=&username=&realm_name=&owner=&active_only=`.
-fn list(authenticator: &Arc<Authenticator>, principal: &Principal, request: &Request) -> EsResult {
+fn list(authenticator: &Arc<Authenticator>, caller: &Caller<'_>, request: &Request) -> EsResult {
     let keys = authenticator.api_keys().ok_or_else(security_off)?;
     let filter = KeyFilter {
         ids: request.param("id").map(|id| vec![id.to_owned()]),
@@ -322,7 +351,7 @@ fn list(authenticator: &Arc<Authenticator>, principal: &Principal, request: &Req
         realm: request.param("realm_name").map(str::to_owned),
         active_only: flag(request, "active_only")?,
     };
-    let filter = narrowed(filter, flag(request, "owner")?, principal);
+    let filter = narrowed(filter, flag(request, "owner")?, caller);
     let found: Vec<Value> = keys
         .list(&filter, authenticator.now_ms())
         .iter()
@@ -350,7 +379,7 @@ struct InvalidateRequest {
 /// `DELETE /_security/api_key` with `ids`, `name`, `username`, `realm_name` or `owner`.
 async fn invalidate(
     authenticator: &Arc<Authenticator>,
-    principal: &Principal,
+    caller: &Caller<'_>,
     body: Value,
 ) -> EsResult {
     let request: InvalidateRequest = read(body, "invalidate_api_key_request")?;
@@ -382,7 +411,7 @@ async fn invalidate(
         realm: request.realm_name,
         active_only: false,
     };
-    let filter = narrowed(filter, request.owner, principal);
+    let filter = narrowed(filter, request.owner, caller);
     let now_ms = authenticator.now_ms();
     let storing = authenticator.clone();
     let (invalidated, before) = blocking(move || {

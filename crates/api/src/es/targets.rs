@@ -13,19 +13,48 @@ use sluice_search::{Index, IndicesOptions, Query, ResolvedIndex};
 use super::search::parse_query;
 use super::{EsApi, EsError};
 use crate::http::Request;
+use crate::roles::{Grants, Visibility};
 
-/// One index to read, with the query restriction its alias filters impose.
+/// One index to read, with the query restrictions its alias filters and the reader's
+/// document-level security impose.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub index: Arc<Index>,
     /// `None`: the whole index; `Some`: documents matching any of these filters.
     pub filters: Option<Vec<Query>>,
+    /// The reader's DLS queries: `None`, every document; `Some`, documents matching any.
+    pub dls: Option<Vec<Query>>,
 }
 
 impl Target {
     /// `query` as it runs on this target's index.
     pub fn scope(&self, query: &Query) -> Query {
-        query.clone().with_alias_filters(self.filters.clone())
+        query
+            .clone()
+            .with_alias_filters(self.filters.clone())
+            .with_alias_filters(self.dls.clone())
+    }
+}
+
+/// The DLS queries `grants` impose on searches of `index` (`None`: no restriction). A query
+/// that no longer parses hides everything rather than nothing.
+pub(crate) fn dls_of(grants: Option<&Grants>, index: &str) -> Result<Option<Vec<Query>>, EsError> {
+    let Some(grants) = grants else {
+        return Ok(None);
+    };
+    match grants.visibility(super::access::SEARCH, index) {
+        None | Some(Visibility::All) => Ok(None),
+        Some(Visibility::Matching(texts)) => {
+            let mut queries = Vec::with_capacity(texts.len());
+            for text in texts {
+                let value = super::parse_json_body(text.as_bytes(), "parsing_exception")?;
+                queries.push(parse_query(&value)?);
+            }
+            if queries.is_empty() {
+                queries.push(Query::MatchNone);
+            }
+            Ok(Some(queries))
+        }
     }
 }
 
@@ -68,23 +97,29 @@ pub(crate) fn options_from<'a>(
 /// Resolves `expression` to the indices to read and their alias filters as queries.
 pub(crate) fn resolve_targets(
     api: &EsApi,
+    grants: Option<&Grants>,
     expression: Option<&str>,
     options: IndicesOptions,
 ) -> Result<Vec<Target>, EsError> {
-    resolve_with(&api.node, expression, options)
+    resolve_with(&api.node, grants, expression, options)
 }
 
 /// [`resolve_targets`] for work that holds the node rather than the API (blocking tasks).
 pub(crate) fn resolve_with(
     node: &Node,
+    grants: Option<&Grants>,
     expression: Option<&str>,
     options: IndicesOptions,
 ) -> Result<Vec<Target>, EsError> {
     let resolved = node.indices().resolve(expression, options)?;
-    resolved.into_iter().map(target_of).collect()
+    resolved
+        .into_iter()
+        .map(|resolved| target_of(resolved, grants))
+        .collect()
 }
 
-fn target_of(resolved: ResolvedIndex) -> Result<Target, EsError> {
+fn target_of(resolved: ResolvedIndex, grants: Option<&Grants>) -> Result<Target, EsError> {
+    let dls = dls_of(grants, resolved.index.name())?;
     let filters = match resolved.filters {
         None => None,
         Some(filters) => Some(
@@ -97,6 +132,7 @@ fn target_of(resolved: ResolvedIndex) -> Result<Target, EsError> {
     Ok(Target {
         index: resolved.index,
         filters,
+        dls,
     })
 }
 

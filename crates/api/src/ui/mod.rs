@@ -19,10 +19,13 @@ use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::http::{Handler, Refusal, Request, Response};
-use crate::security::{Action, Authenticator, Credentials, authorize, parse_authorization};
+use crate::roles::DASHBOARD_READ;
+use crate::security::{Authenticator, Credentials, parse_authorization};
 pub use saved_objects::{SAVED_OBJECT_TYPES, SavedObjects, SavedObjectsError};
 
 /// `Cache-Control` of hashed bundles: their path changes with their content.
+/// The cluster permission of the dashboard's own writes (saved objects).
+const DASHBOARD_WRITE: &str = "sluice:dashboard/write";
 const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of `index.html` and the JSON API: a new build's page names new bundles.
 const CACHE_NONE: &str = "no-store";
@@ -94,19 +97,20 @@ impl UiApi {
             return Some(response);
         };
         let action = if matches!(request.method, Method::GET | Method::HEAD) {
-            Action::SearchRead
+            DASHBOARD_READ
         } else {
-            Action::SearchWrite
+            DASHBOARD_WRITE
         };
-        if authorize(&principal, action, &request.raw_path) {
+        let grants = authenticator.grants(&principal);
+        if grants.cluster_allows(action) {
             None
         } else {
             Some(api_error(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "user [{}] with role [{}] may not change saved objects",
+                    "user [{}] with roles [{}] may not perform [{action}]",
                     principal.name,
-                    principal.role.name()
+                    grants.roles.join(",")
                 ),
             ))
         }

@@ -51,6 +51,7 @@ fn request(method: Method, target: &str, headers: &[(&'static str, &str)], body:
             .collect::<HashMap<_, _>>(),
         headers: map,
         body: Bytes::from(body.to_owned()),
+        grants: None,
     }
 }
 
@@ -522,15 +523,20 @@ async fn writes_without_a_json_content_type_are_refused_so_other_sites_cannot_po
 #[tokio::test]
 async fn with_security_on_the_api_needs_a_user_and_writes_a_role_that_may_write() {
     use crate::identities::IdentityStore;
-    use crate::security::{Authenticator, Role};
+    use crate::security::Authenticator;
     use base64::Engine as _;
     let directory = tempfile::tempdir().unwrap();
     let store = IdentityStore::new(directory.path());
     store
-        .put_user("admin", "admin-secret", Role::AllAccess, false)
+        .put_user(
+            "admin",
+            "admin-secret",
+            vec!["all_access".to_owned()],
+            false,
+        )
         .unwrap();
     store
-        .put_user("reader", "reader-secret", Role::ReadAll, false)
+        .put_user("reader", "reader-secret", vec!["readall".to_owned()], false)
         .unwrap();
     let authenticator = Authenticator::new(store.load().unwrap());
     let api = api(directory.path()).with_authenticator(authenticator);

@@ -1,0 +1,956 @@
+//! Roles, role mappings and action groups, as OpenSearch's security plugin models them, and what
+//! they grant a principal ([`Grants`]).
+//!
+//! A role holds cluster permissions (action names such as `cluster:monitor/health`,
+//! `indices:data/write/bulk`, or the AWS-style `kinesis:PutRecord`, and action groups such as
+//! `cluster_monitor`) and index permissions (index patterns with `*`, the actions allowed on
+//! them, and an optional document-level security query). A principal's roles are the ones given
+//! to it directly (a user's, an access key's, an API key's snapshot of its owner's) and the ones
+//! whose mapping names it: by user name (wildcards allowed) or by one of its backend roles (an
+//! IAM role ARN, for example). `${user.name}` in an index pattern or a DLS query stands for the
+//! principal's name.
+//!
+//! The static action groups and roles (`all_access`, `readall`, `crud`, `read`, …) are built in
+//! and read-only; the ones users define live in `DATA_DIR/security/roles.json`:
+//! `{"format_version":1,"roles":{…},"roles_mapping":{…},"action_groups":{…}}`, each entry in the
+//! `_plugins/_security/api` shape, replaced whole by `identities::write_atomically` (temporary
+//! file, fsync, rename, directory fsync) before a change is acknowledged. A file of a later
+//! version is refused.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::identities::{IDENTITIES_DIR, IdentityError, write_atomically};
+
+/// The version written in the file; a reader refuses a later one.
+pub const ROLES_FORMAT_VERSION: u32 = 1;
+const ROLES_FILE: &str = "roles.json";
+/// Most roles, mappings or action groups of each kind a node keeps; the file is rewritten whole
+/// on every change, so this bounds that write.
+pub const ENTRIES_MAX: usize = 10_000;
+/// Longest role, mapping or action group name.
+pub const NAME_BYTES_MAX: usize = 256;
+/// Most entries in one list of a role, mapping or action group (patterns, actions, users).
+pub const LIST_ITEMS_MAX: usize = 1_000;
+/// Deepest nesting of action groups naming action groups; deeper (or a cycle) is cut off.
+const GROUP_DEPTH_MAX: usize = 16;
+/// The placeholder of the principal's name in index patterns and DLS queries.
+pub const USER_NAME: &str = "${user.name}";
+
+/// A role: what its holders may do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDefinition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub cluster_permissions: Vec<String>,
+    #[serde(default)]
+    pub index_permissions: Vec<IndexPermission>,
+    /// Dashboards tenants; kept as given, Sluice's dashboard has a single tenant.
+    #[serde(default)]
+    pub tenant_permissions: Vec<Value>,
+}
+
+/// Actions allowed on the indices (and aliases) whose names match a pattern.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexPermission {
+    #[serde(default)]
+    pub index_patterns: Vec<String>,
+    /// Document-level security: a Query DSL query, as a JSON string, that reads see documents
+    /// through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dls: Option<String>,
+    /// Field-level security; refused when not empty (see [`validate_role`]).
+    #[serde(default)]
+    pub fls: Vec<String>,
+    /// Field masking; refused when not empty.
+    #[serde(default)]
+    pub masked_fields: Vec<String>,
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+}
+
+/// Who holds a role beyond those given it directly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleMapping {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub backend_roles: Vec<String>,
+    /// Kept as given; Sluice maps by identity, not by client address.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub and_backend_roles: Vec<String>,
+}
+
+/// A named set of actions and action groups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionGroup {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+    /// `cluster`, `index` or `all`, as the plugin labels groups.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// Everything a node's roles file holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesFile {
+    pub format_version: u32,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleDefinition>,
+    #[serde(default)]
+    pub roles_mapping: BTreeMap<String, RoleMapping>,
+    #[serde(default)]
+    pub action_groups: BTreeMap<String, ActionGroup>,
+}
+
+/// The static action groups: name, type, actions.
+const STATIC_ACTION_GROUPS: &[(&str, &str, &[&str])] = &[
+    ("unlimited", "all", &["*"]),
+    ("cluster_all", "cluster", &["cluster:*"]),
+    ("cluster_monitor", "cluster", &["cluster:monitor/*"]),
+    (
+        "cluster_composite_ops_ro",
+        "cluster",
+        &[
+            "indices:data/read/mget",
+            "indices:data/read/msearch",
+            "indices:data/read/mtv",
+            "indices:admin/aliases/exists*",
+            "indices:admin/aliases/get*",
+            "indices:data/read/scroll",
+            "indices:admin/resolve/index",
+        ],
+    ),
+    (
+        "cluster_composite_ops",
+        "cluster",
+        &[
+            "indices:data/write/bulk",
+            "indices:admin/aliases*",
+            "indices:data/write/reindex",
+            "cluster_composite_ops_ro",
+        ],
+    ),
+    (
+        "manage_snapshots",
+        "cluster",
+        &["cluster:admin/snapshot/*", "cluster:admin/repository/*"],
+    ),
+    (
+        "cluster_manage_pipelines",
+        "cluster",
+        &["cluster:admin/ingest/pipeline/*"],
+    ),
+    (
+        "cluster_manage_index_templates",
+        "cluster",
+        &[
+            "indices:admin/template/*",
+            "indices:admin/index_template/*",
+            "cluster:admin/component_template/*",
+        ],
+    ),
+    ("indices_all", "index", &["indices:*"]),
+    (
+        "get",
+        "index",
+        &["indices:data/read/get*", "indices:data/read/mget*"],
+    ),
+    (
+        "read",
+        "index",
+        &[
+            "indices:data/read*",
+            "indices:admin/mappings/fields/get*",
+            "indices:admin/resolve/index",
+        ],
+    ),
+    (
+        "write",
+        "index",
+        &["indices:data/write*", "indices:admin/mapping/put"],
+    ),
+    ("delete", "index", &["indices:data/write/delete*"]),
+    ("crud", "index", &["read", "write"]),
+    (
+        "search",
+        "index",
+        &[
+            "indices:data/read/search*",
+            "indices:data/read/msearch*",
+            "indices:admin/resolve/index",
+            "suggest",
+        ],
+    ),
+    ("suggest", "index", &["indices:data/read/suggest*"]),
+    (
+        "create_index",
+        "index",
+        &["indices:admin/create", "indices:admin/mapping/put"],
+    ),
+    ("indices_monitor", "index", &["indices:monitor/*"]),
+    (
+        "index",
+        "index",
+        &[
+            "indices:data/write/index*",
+            "indices:data/write/update*",
+            "indices:admin/mapping/put",
+            "indices:data/write/bulk*",
+        ],
+    ),
+    ("data_access", "index", &["indices:data/*", "crud"]),
+    ("manage_aliases", "index", &["indices:admin/aliases*"]),
+    ("manage", "index", &["indices:monitor/*", "indices:admin/*"]),
+];
+
+/// The static roles' names.
+pub const STATIC_ROLES: &[&str] = &["all_access", "readall"];
+/// The cluster permission of the dashboard's own reads (saved objects, the pipeline monitor).
+pub const DASHBOARD_READ: &str = "sluice:dashboard/read";
+
+/// A static role by name.
+pub fn static_role(name: &str) -> Option<RoleDefinition> {
+    let (description, cluster, index_actions): (&str, &[&str], &[&str]) = match name {
+        "all_access" => ("Allows everything on every port", &["*"], &["*"]),
+        "readall" => (
+            "Allows searching and reading every index, and the dashboard's reads",
+            &["cluster_composite_ops_ro", DASHBOARD_READ],
+            &["read"],
+        ),
+        _ => return None,
+    };
+    Some(RoleDefinition {
+        description: Some(description.to_owned()),
+        cluster_permissions: cluster.iter().map(|s| (*s).to_owned()).collect(),
+        index_permissions: vec![IndexPermission {
+            index_patterns: vec!["*".to_owned()],
+            allowed_actions: index_actions.iter().map(|s| (*s).to_owned()).collect(),
+            ..IndexPermission::default()
+        }],
+        tenant_permissions: Vec::new(),
+    })
+}
+
+/// A static action group by name.
+pub fn static_action_group(name: &str) -> Option<ActionGroup> {
+    STATIC_ACTION_GROUPS
+        .iter()
+        .find(|(group, _, _)| *group == name)
+        .map(|(_, kind, actions)| ActionGroup {
+            description: None,
+            allowed_actions: actions.iter().map(|s| (*s).to_owned()).collect(),
+            kind: Some((*kind).to_owned()),
+        })
+}
+
+/// The names of the static action groups.
+pub fn static_action_group_names() -> impl Iterator<Item = &'static str> {
+    STATIC_ACTION_GROUPS.iter().map(|(name, _, _)| *name)
+}
+
+/// `*` matches any run of characters, `?` any one character.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    // Iterative matching with one backtrack point: linear in practice, never exponential.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || Some(&c) == text.get(t) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+}
+
+/// Why a role, mapping or action group is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolesError {
+    #[error("Resource '{0}' is reserved.")]
+    Reserved(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("there are already {ENTRIES_MAX} {0}: delete some first")]
+    TooMany(&'static str),
+    #[error("{0}")]
+    Store(String),
+}
+
+impl From<IdentityError> for RolesError {
+    fn from(error: IdentityError) -> RolesError {
+        RolesError::Store(error.to_string())
+    }
+}
+
+/// Checks a name of a role, mapping or action group.
+pub fn check_name(name: &str) -> Result<(), RolesError> {
+    let valid = !name.is_empty()
+        && name.len() <= NAME_BYTES_MAX
+        && !name.starts_with('_')
+        && name.chars().all(|c| !c.is_control() && c != '/');
+    if valid {
+        Ok(())
+    } else {
+        Err(RolesError::Invalid(format!(
+            "invalid name [{name}]: 1 to {NAME_BYTES_MAX} bytes, no '/' or control characters, not starting with '_'"
+        )))
+    }
+}
+
+fn check_list(what: &str, list: &[String]) -> Result<(), RolesError> {
+    if list.len() > LIST_ITEMS_MAX {
+        return Err(RolesError::Invalid(format!(
+            "[{what}] has {} entries, more than {LIST_ITEMS_MAX}",
+            list.len()
+        )));
+    }
+    if let Some(blank) = list.iter().find(|item| item.trim().is_empty()) {
+        return Err(RolesError::Invalid(format!(
+            "[{what}] has a blank entry [{blank}]"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks what the Query-DSL-free part of a role can: sizes, and the features Sluice refuses
+/// rather than ignores (field-level security and masking). The DLS query itself is parsed by the
+/// search API, which owns the Query DSL.
+pub fn validate_role(role: &RoleDefinition) -> Result<(), RolesError> {
+    check_list("cluster_permissions", &role.cluster_permissions)?;
+    if role.index_permissions.len() > LIST_ITEMS_MAX {
+        return Err(RolesError::Invalid(format!(
+            "[index_permissions] has more than {LIST_ITEMS_MAX} entries"
+        )));
+    }
+    for permission in &role.index_permissions {
+        check_list("index_patterns", &permission.index_patterns)?;
+        check_list("allowed_actions", &permission.allowed_actions)?;
+        if !permission.fls.is_empty() {
+            return Err(RolesError::Invalid(
+                "[fls] field-level security is not supported by Sluice yet: give the role no [fls], or use [dls] to hide whole documents".to_owned(),
+            ));
+        }
+        if !permission.masked_fields.is_empty() {
+            return Err(RolesError::Invalid(
+                "[masked_fields] field masking is not supported by Sluice yet".to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_mapping(mapping: &RoleMapping) -> Result<(), RolesError> {
+    check_list("backend_roles", &mapping.backend_roles)?;
+    check_list("users", &mapping.users)?;
+    check_list("hosts", &mapping.hosts)?;
+    check_list("and_backend_roles", &mapping.and_backend_roles)
+}
+
+pub fn validate_action_group(name: &str, group: &ActionGroup) -> Result<(), RolesError> {
+    check_list("allowed_actions", &group.allowed_actions)?;
+    if group.allowed_actions.iter().any(|action| action == name) {
+        return Err(RolesError::Invalid(format!(
+            "action group [{name}] cannot contain itself"
+        )));
+    }
+    if let Some(kind) = &group.kind
+        && !matches!(kind.as_str(), "cluster" | "index" | "all" | "kibana")
+    {
+        return Err(RolesError::Invalid(format!(
+            "[type] must be cluster, index, all or kibana, not [{kind}]"
+        )));
+    }
+    Ok(())
+}
+
+/// Who a request is, as far as roles care.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub name: &'a str,
+    /// Roles given directly.
+    pub roles: &'a [String],
+    pub backend_roles: &'a [String],
+    /// Whether role mappings apply (not to API keys, whose roles were fixed at creation).
+    pub mapped: bool,
+}
+
+/// What one principal may do, computed from its roles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grants {
+    /// Whom these are (named in refusals).
+    pub user: String,
+    /// The effective roles, sorted (named in refusals and `_authenticate`).
+    pub roles: Vec<String>,
+    pub backend_roles: Vec<String>,
+    /// Cluster action patterns, action groups expanded.
+    cluster: Vec<String>,
+    indices: Vec<IndexGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct IndexGrant {
+    patterns: Vec<String>,
+    actions: Vec<String>,
+    /// The DLS query with `${user.name}` substituted (a JSON string), or `None`: every document.
+    dls: Option<String>,
+}
+
+/// What a read may see of an index it is allowed to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every document.
+    All,
+    /// Documents matching any of these DLS queries (JSON texts).
+    Matching(Vec<String>),
+}
+
+impl Grants {
+    /// Everything on everything (security off, or the node's own work).
+    pub fn unrestricted() -> Grants {
+        Grants {
+            user: "_system".to_owned(),
+            roles: vec!["all_access".to_owned()],
+            backend_roles: Vec::new(),
+            cluster: vec!["*".to_owned()],
+            indices: vec![IndexGrant {
+                patterns: vec!["*".to_owned()],
+                actions: vec!["*".to_owned()],
+                dls: None,
+            }],
+        }
+    }
+
+    /// Whether a cluster permission allows `action`.
+    pub fn cluster_allows(&self, action: &str) -> bool {
+        self.cluster
+            .iter()
+            .any(|pattern| pattern_matches(pattern, action))
+    }
+
+    fn grants_for<'a>(
+        &'a self,
+        action: &'a str,
+        index: &'a str,
+    ) -> impl Iterator<Item = &'a IndexGrant> + 'a {
+        self.indices.iter().filter(move |grant| {
+            grant
+                .actions
+                .iter()
+                .any(|pattern| pattern_matches(pattern, action))
+                && grant
+                    .patterns
+                    .iter()
+                    .any(|pattern| pattern_matches(pattern, index))
+        })
+    }
+
+    /// Whether an index permission allows `action` on the index or alias `index`.
+    pub fn index_allows(&self, action: &str, index: &str) -> bool {
+        self.grants_for(action, index).next().is_some()
+    }
+
+    /// Whether `action` is allowed on some index (for requests that name none yet).
+    pub fn any_index_allows(&self, action: &str) -> bool {
+        self.indices.iter().any(|grant| {
+            grant
+                .actions
+                .iter()
+                .any(|pattern| pattern_matches(pattern, action))
+        })
+    }
+
+    /// What `action` may see of `index`: every document when one of the grants allowing it has
+    /// no DLS query, else the documents matching any of their queries. `None`: not allowed.
+    pub fn visibility(&self, action: &str, index: &str) -> Option<Visibility> {
+        let mut queries = Vec::new();
+        let mut allowed = false;
+        for grant in self.grants_for(action, index) {
+            allowed = true;
+            match &grant.dls {
+                None => return Some(Visibility::All),
+                Some(query) => queries.push(query.clone()),
+            }
+        }
+        allowed.then_some(Visibility::Matching(queries))
+    }
+}
+
+/// Expands action groups in `actions` (recursively, cycles and depth cut off) into patterns.
+fn expand(
+    actions: &[String],
+    groups: &BTreeMap<String, ActionGroup>,
+    out: &mut BTreeSet<String>,
+    depth: usize,
+) {
+    for action in actions {
+        if depth < GROUP_DEPTH_MAX
+            && let Some(group) = groups
+                .get(action)
+                .cloned()
+                .or_else(|| static_action_group(action))
+        {
+            expand(&group.allowed_actions, groups, out, depth + 1);
+        } else {
+            out.insert(action.clone());
+        }
+    }
+}
+
+/// Substitutes the principal's name for `${user.name}` (and the older `${user_name}`).
+fn substitute(text: &str, name: &str) -> String {
+    text.replace(USER_NAME, name).replace("${user_name}", name)
+}
+
+/// The JSON string form of `name`, without its quotes, for substitution inside a DLS query.
+fn json_escaped(name: &str) -> String {
+    let quoted = serde_json::to_string(name).unwrap_or_default();
+    quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl RolesFile {
+    fn empty() -> RolesFile {
+        RolesFile {
+            format_version: ROLES_FORMAT_VERSION,
+            ..RolesFile::default()
+        }
+    }
+
+    /// A role by name: a static one, or one of this file.
+    pub fn role(&self, name: &str) -> Option<RoleDefinition> {
+        static_role(name).or_else(|| self.roles.get(name).cloned())
+    }
+
+    /// The roles `subject` holds: its own, and those whose mapping names it.
+    pub fn roles_of(&self, subject: Subject<'_>) -> Vec<String> {
+        let mut roles: BTreeSet<String> = subject.roles.iter().cloned().collect();
+        if subject.mapped {
+            for (role, mapping) in &self.roles_mapping {
+                let by_user = mapping
+                    .users
+                    .iter()
+                    .any(|user| pattern_matches(user, subject.name));
+                let by_backend = mapping.backend_roles.iter().any(|wanted| {
+                    subject
+                        .backend_roles
+                        .iter()
+                        .any(|held| pattern_matches(wanted, held))
+                });
+                let by_all_backends = !mapping.and_backend_roles.is_empty()
+                    && mapping
+                        .and_backend_roles
+                        .iter()
+                        .all(|wanted| subject.backend_roles.iter().any(|held| held == wanted));
+                if by_user || by_backend || by_all_backends {
+                    roles.insert(role.clone());
+                }
+            }
+        }
+        roles.into_iter().collect()
+    }
+
+    /// What `subject` may do.
+    pub fn grants(&self, subject: Subject<'_>) -> Grants {
+        let roles = self.roles_of(subject);
+        let mut cluster = BTreeSet::new();
+        let mut indices = Vec::new();
+        for definition in roles.iter().filter_map(|name| self.role(name)) {
+            expand(
+                &definition.cluster_permissions,
+                &self.action_groups,
+                &mut cluster,
+                0,
+            );
+            for permission in &definition.index_permissions {
+                let mut actions = BTreeSet::new();
+                expand(
+                    &permission.allowed_actions,
+                    &self.action_groups,
+                    &mut actions,
+                    0,
+                );
+                indices.push(IndexGrant {
+                    patterns: permission
+                        .index_patterns
+                        .iter()
+                        .map(|pattern| substitute(pattern, subject.name))
+                        .collect(),
+                    actions: actions.into_iter().collect(),
+                    dls: permission
+                        .dls
+                        .as_deref()
+                        .filter(|query| !query.trim().is_empty())
+                        .map(|query| substitute(query, &json_escaped(subject.name))),
+                });
+            }
+        }
+        Grants {
+            user: subject.name.to_owned(),
+            roles,
+            backend_roles: subject.backend_roles.to_vec(),
+            cluster: cluster.into_iter().collect(),
+            indices,
+        }
+    }
+}
+
+/// The roles, mappings and action groups of a node, changed through the security API.
+#[derive(Debug)]
+pub struct Roles {
+    /// `None`: not backed by a file (tests); changes stay in memory.
+    directory: Option<PathBuf>,
+    file: RwLock<RolesFile>,
+}
+
+fn parse_file(path: &Path, bytes: &[u8]) -> Result<RolesFile, IdentityError> {
+    #[derive(Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let corrupt = |error: serde_json::Error| IdentityError::Corrupt {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    let version: Version = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if version.format_version > ROLES_FORMAT_VERSION {
+        return Err(IdentityError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "format version {} is newer than this build's {ROLES_FORMAT_VERSION}",
+                version.format_version
+            ),
+        });
+    }
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+impl Roles {
+    /// Roles held in memory only.
+    pub fn in_memory() -> Roles {
+        Roles {
+            directory: None,
+            file: RwLock::new(RolesFile::empty()),
+        }
+    }
+
+    /// Opens the roles of `data_dir` (only the static ones when the file does not exist yet).
+    pub fn open(data_dir: &Path) -> Result<Roles, IdentityError> {
+        let directory = data_dir.join(IDENTITIES_DIR);
+        let path = directory.join(ROLES_FILE);
+        let file = match std::fs::read(&path) {
+            Ok(bytes) => parse_file(&path, &bytes)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => RolesFile::empty(),
+            Err(source) => return Err(IdentityError::Io { path, source }),
+        };
+        Ok(Roles {
+            directory: Some(directory),
+            file: RwLock::new(file),
+        })
+    }
+
+    /// A copy of what the file holds now.
+    pub fn snapshot(&self) -> RolesFile {
+        self.file
+            .read()
+            .map(|file| file.clone())
+            .unwrap_or_else(|_| RolesFile::empty())
+    }
+
+    /// What `subject` may do under the roles as they are now.
+    pub fn grants(&self, subject: Subject<'_>) -> Grants {
+        match self.file.read() {
+            Ok(file) => file.grants(subject),
+            Err(_) => Grants::default(),
+        }
+    }
+
+    /// Runs `change` on a copy, writes the copy durably, and only then adopts it: a failed
+    /// write changes nothing. Writes a file: call it off the async threads.
+    pub fn change<T>(
+        &self,
+        change: impl FnOnce(&mut RolesFile) -> Result<T, RolesError>,
+    ) -> Result<T, RolesError> {
+        let mut file = self
+            .file
+            .write()
+            .map_err(|_| RolesError::Store("the roles store is unavailable".to_owned()))?;
+        let mut changed = file.clone();
+        let answer = change(&mut changed)?;
+        if changed.roles.len() > ENTRIES_MAX {
+            return Err(RolesError::TooMany("roles"));
+        }
+        if changed.roles_mapping.len() > ENTRIES_MAX {
+            return Err(RolesError::TooMany("role mappings"));
+        }
+        if changed.action_groups.len() > ENTRIES_MAX {
+            return Err(RolesError::TooMany("action groups"));
+        }
+        changed.format_version = ROLES_FORMAT_VERSION;
+        if let Some(directory) = &self.directory {
+            let mut text = serde_json::to_vec_pretty(&changed)
+                .map_err(|error| RolesError::Store(error.to_string()))?;
+            text.push(b'\n');
+            write_atomically(directory, ROLES_FILE, &text)?;
+        }
+        *file = changed;
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn subject<'a>(name: &'a str, roles: &'a [String], backend: &'a [String]) -> Subject<'a> {
+        Subject {
+            name,
+            roles,
+            backend_roles: backend,
+            mapped: true,
+        }
+    }
+
+    fn stock_writer() -> RoleDefinition {
+        serde_json::from_value(serde_json::json!({
+            "cluster_permissions": ["cluster_composite_ops", "cluster_monitor"],
+            "index_permissions": [{
+                "index_patterns": ["stockdata*"],
+                "allowed_actions": ["crud", "create_index", "manage"]
+            }]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("stockdata*", "stockdata-2026"));
+        assert!(pattern_matches("*", ""));
+        assert!(pattern_matches("a?c", "abc"));
+        assert!(!pattern_matches("a?c", "ac"));
+        assert!(pattern_matches(
+            "indices:data/read*",
+            "indices:data/read/search"
+        ));
+        assert!(!pattern_matches("stockdata*", "stock"));
+        assert!(pattern_matches("*a*b*", "xxaxxbxx"));
+        assert!(!pattern_matches("*a*b", "xxaxxbxx"));
+    }
+
+    #[test]
+    fn a_role_limited_to_an_index_pattern() {
+        let mut file = RolesFile::empty();
+        file.roles.insert("firehose".into(), stock_writer());
+        file.roles_mapping.insert(
+            "firehose".into(),
+            RoleMapping {
+                backend_roles: vec!["arn:aws:iam::000000000000:role/firehose_*".into()],
+                ..RoleMapping::default()
+            },
+        );
+        let backend = vec!["arn:aws:iam::000000000000:role/firehose_delivery".to_owned()];
+        let grants = file.grants(subject("delivery", &[], &backend));
+        assert_eq!(grants.roles, vec!["firehose".to_owned()]);
+        for action in [
+            "indices:data/write/index",
+            "indices:data/write/bulk[s]",
+            "indices:admin/create",
+            "indices:admin/mapping/put",
+            "indices:data/read/search",
+            "indices:admin/delete",
+        ] {
+            assert!(grants.index_allows(action, "stockdata"), "{action}");
+            assert!(!grants.index_allows(action, "secrets"), "{action}");
+        }
+        assert!(grants.cluster_allows("indices:data/write/bulk"));
+        assert!(grants.cluster_allows("cluster:monitor/health"));
+        assert!(!grants.cluster_allows("cluster:admin/settings/update"));
+        assert!(!grants.cluster_allows("restapi:admin/roles"));
+        // Not mapped without the backend role.
+        assert_eq!(file.grants(subject("delivery", &[], &[])).roles.len(), 0);
+    }
+
+    #[test]
+    fn static_roles() {
+        let file = RolesFile::empty();
+        let all = file.grants(subject("root", &["all_access".to_owned()], &[]));
+        assert!(all.cluster_allows("restapi:admin/roles"));
+        assert!(all.cluster_allows("kinesis:PutRecord"));
+        assert!(all.index_allows("indices:admin/delete", "anything"));
+        let read = file.grants(subject("reader", &["readall".to_owned()], &[]));
+        assert!(read.index_allows("indices:data/read/search", "logs"));
+        assert!(read.index_allows("indices:admin/mappings/fields/get", "logs"));
+        assert!(!read.index_allows("indices:data/write/index", "logs"));
+        assert!(read.cluster_allows("indices:data/read/msearch"));
+        assert!(read.cluster_allows(DASHBOARD_READ));
+        assert!(!read.cluster_allows("kinesis:PutRecord"));
+        // An unknown role grants nothing.
+        let none = file.grants(subject("x", &["no-such-role".to_owned()], &[]));
+        assert!(!none.any_index_allows("indices:data/read/search"));
+    }
+
+    #[test]
+    fn dls_and_the_user_name() {
+        let mut file = RolesFile::empty();
+        file.roles.insert(
+            "own".into(),
+            serde_json::from_value(serde_json::json!({
+                "index_permissions": [{
+                    "index_patterns": ["orders", "home-${user.name}"],
+                    "dls": "{\"term\": {\"owner\": \"${user.name}\"}}",
+                    "allowed_actions": ["read"]
+                }]
+            }))
+            .unwrap(),
+        );
+        file.roles_mapping.insert(
+            "own".into(),
+            RoleMapping {
+                users: vec!["*".into()],
+                ..RoleMapping::default()
+            },
+        );
+        let grants = file.grants(subject("bo\"b", &[], &[]));
+        assert_eq!(
+            grants.visibility("indices:data/read/search", "orders"),
+            Some(Visibility::Matching(vec![
+                "{\"term\": {\"owner\": \"bo\\\"b\"}}".to_owned()
+            ]))
+        );
+        assert!(grants.index_allows("indices:data/read/search", "home-bo\"b"));
+        assert_eq!(grants.visibility("indices:data/read/search", "other"), None);
+        // A second role without DLS on the same index lifts the restriction.
+        file.roles
+            .insert("reader".into(), static_role("readall").unwrap());
+        let both = file.grants(subject("bob", &["reader".to_owned()], &[]));
+        assert_eq!(
+            both.visibility("indices:data/read/search", "orders"),
+            Some(Visibility::All)
+        );
+    }
+
+    #[test]
+    fn action_groups_nest_and_cycles_end() {
+        let mut file = RolesFile::empty();
+        file.action_groups.insert(
+            "a".into(),
+            ActionGroup {
+                allowed_actions: vec!["b".into(), "indices:data/read/get".into()],
+                ..ActionGroup::default()
+            },
+        );
+        file.action_groups.insert(
+            "b".into(),
+            ActionGroup {
+                allowed_actions: vec!["a".into(), "search".into()],
+                ..ActionGroup::default()
+            },
+        );
+        file.roles.insert(
+            "r".into(),
+            RoleDefinition {
+                index_permissions: vec![IndexPermission {
+                    index_patterns: vec!["*".into()],
+                    allowed_actions: vec!["a".into()],
+                    ..IndexPermission::default()
+                }],
+                ..RoleDefinition::default()
+            },
+        );
+        let grants = file.grants(subject("u", &["r".to_owned()], &[]));
+        assert!(grants.index_allows("indices:data/read/get", "x"));
+        assert!(grants.index_allows("indices:data/read/search", "x"));
+        assert!(!grants.index_allows("indices:data/write/index", "x"));
+    }
+
+    #[test]
+    fn refused_definitions() {
+        let mut role = stock_writer();
+        role.index_permissions[0].fls = vec!["~salary".into()];
+        assert!(validate_role(&role).is_err());
+        assert!(check_name("_hidden").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name("stock-writer").is_ok());
+        assert!(
+            validate_action_group(
+                "g",
+                &ActionGroup {
+                    allowed_actions: vec!["g".into()],
+                    ..ActionGroup::default()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn changes_are_durable_and_a_later_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let roles = Roles::open(dir.path()).unwrap();
+        roles
+            .change(|file| {
+                file.roles.insert("stock".into(), stock_writer());
+                Ok(())
+            })
+            .unwrap();
+        let reopened = Roles::open(dir.path()).unwrap();
+        assert_eq!(reopened.snapshot().roles["stock"], stock_writer());
+        let path = dir.path().join(IDENTITIES_DIR).join(ROLES_FILE);
+        std::fs::write(&path, br#"{"format_version": 99}"#).unwrap();
+        assert!(Roles::open(dir.path()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn a_pattern_without_wildcards_matches_only_itself(a in "[a-z.-]{0,12}", b in "[a-z.-]{0,12}") {
+            prop_assert_eq!(pattern_matches(&a, &b), a == b);
+        }
+
+        #[test]
+        fn star_prefix_matches(prefix in "[a-z]{0,6}", rest in "[a-z]{0,6}") {
+            let pattern = format!("{prefix}*");
+            let text = format!("{prefix}{rest}");
+            prop_assert!(pattern_matches(&pattern, &text));
+        }
+    }
+}

@@ -1,0 +1,305 @@
+"""Roles under `sluice up --security`, managed with opensearch-py's security client through
+`_plugins/_security/api` and used with elasticsearch-py: a role limited to `stockdata*` with crud,
+create_index and manage writes there and nowhere else; a wildcard search sees only the indices a
+user may read; document-level security hides other users' documents from search, count, get,
+mget and aggregations; static roles are read-only; the roles survive a restart; and boto3 calls
+are allowed or refused by a role's AWS actions."""
+
+import json
+import re
+import subprocess
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from elasticsearch import AuthorizationException, Elasticsearch, NotFoundError
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
+
+from conftest import BINARY
+
+STOCK_WRITER = {
+    "cluster_permissions": ["cluster_composite_ops", "cluster_monitor"],
+    "index_permissions": [
+        {"index_patterns": ["stockdata*"], "allowed_actions": ["crud", "create_index", "manage"]}
+    ],
+}
+
+
+def admin_clients(server):
+    auth = ("admin", server.admin_password)
+    return Elasticsearch(server.es_url, basic_auth=auth), OpenSearch(server.es_url, http_auth=auth)
+
+
+def add_user(security, name, roles=(), backend_roles=()):
+    answer = security.security.create_user(
+        username=name,
+        body={
+            "password": f"{name}-password",
+            "opendistro_security_roles": list(roles),
+            "backend_roles": list(backend_roles),
+        },
+    )
+    assert answer["status"] == "CREATED", answer
+
+
+def user_client(server, name):
+    return Elasticsearch(server.es_url, basic_auth=(name, f"{name}-password"))
+
+
+def test_a_role_limited_to_stockdata_writes_there_and_nowhere_else(secure_sluice):
+    admin, security = admin_clients(secure_sluice)
+    admin.index(index="secrets", id="1", document={"pin": 1234}, refresh=True)
+    assert security.security.create_role(role="stock_writer", body=STOCK_WRITER)["status"] == "CREATED"
+    # Mapped by backend role, as an IAM role ARN would be.
+    mapping = {"backend_roles": ["arn:aws:iam::000000000000:role/firehose_delivery_role"]}
+    assert security.security.create_role_mapping(role="stock_writer", body=mapping)["status"] == "CREATED"
+    add_user(security, "firehose", backend_roles=["arn:aws:iam::000000000000:role/firehose_delivery_role"])
+    writer = user_client(secure_sluice, "firehose")
+
+    # Bulk creates the index and writes; the item for another index is refused alone.
+    answer = writer.bulk(
+        operations=[
+            {"index": {"_index": "stockdata", "_id": "a"}},
+            {"ticker_symbol": "AMZN", "price": 12.5},
+            {"index": {"_index": "secrets", "_id": "2"}},
+            {"pin": 1},
+            {"create": {"_index": "stockdata-2026-12-02", "_id": "b"}},
+            {"ticker_symbol": "QXZ", "price": 3.0},
+        ],
+        refresh=True,
+    )
+    assert answer["errors"] is True
+    statuses = [next(iter(item.values()))["status"] for item in answer["items"]]
+    assert statuses == [201, 403, 201]
+    refused = next(iter(answer["items"][1].values()))["error"]
+    assert refused["type"] == "security_exception"
+    assert "indices:data/write/index" in refused["reason"] and "secrets" in refused["reason"]
+
+    # Its own indices: read, mapping, delete. Anything else: 403.
+    assert writer.count(index="stockdata*")["count"] == 2
+    assert writer.indices.get_mapping(index="stockdata")["stockdata"]["mappings"]["properties"]
+    for call in (
+        lambda: writer.index(index="secrets", id="3", document={"pin": 0}),
+        lambda: writer.search(index="secrets"),
+        lambda: writer.get(index="secrets", id="1"),
+        lambda: writer.indices.create(index="elsewhere"),
+        lambda: writer.indices.delete(index="secrets"),
+    ):
+        with pytest.raises(AuthorizationException) as denied:
+            call()
+        assert denied.value.meta.status == 403
+        assert denied.value.body["error"]["type"] == "security_exception"
+    # A wildcard reaches only what the role may read; `_all` too.
+    hits = writer.search(index="*", size=10)["hits"]["hits"]
+    assert sorted(hit["_index"] for hit in hits) == ["stockdata", "stockdata-2026-12-02"]
+    assert writer.search()["hits"]["total"]["value"] == 2
+    assert writer.cluster.health()["status"] in ("green", "yellow")
+    # The secrets are untouched, and security is not the writer's to manage.
+    assert admin.get(index="secrets", id="1")["_source"] == {"pin": 1234}
+    with pytest.raises(AuthorizationException):
+        writer.perform_request("GET", "/_plugins/_security/api/roles")
+    writer.indices.delete(index="stockdata-2026-12-02")
+    assert not admin.indices.exists(index="stockdata-2026-12-02")
+
+
+def test_a_user_without_any_index_sees_an_empty_wildcard_search(secure_sluice):
+    admin, security = admin_clients(secure_sluice)
+    admin.index(index="logs", document={"n": 1}, refresh=True)
+    security.security.create_role(role="monitor_only", body={"cluster_permissions": ["cluster_monitor"]})
+    add_user(security, "watcher", roles=["monitor_only"])
+    watcher = user_client(secure_sluice, "watcher")
+    assert watcher.search(index="*")["hits"]["total"]["value"] == 0
+    with pytest.raises(NotFoundError):
+        watcher.search(index="*", allow_no_indices=False)
+    with pytest.raises(AuthorizationException):
+        watcher.search(index="logs")
+    assert watcher.cluster.health()["status"]
+
+
+def test_document_level_security_in_search_get_mget_and_aggregations(secure_sluice):
+    admin, security = admin_clients(secure_sluice)
+    operations = []
+    for n, owner in enumerate(["alice", "alice", "bob", "carol", "bob"]):
+        operations += [{"index": {"_index": "orders", "_id": str(n)}}, {"owner": owner, "amount": 10 * (n + 1)}]
+    admin.bulk(operations=operations, refresh=True)
+    own_orders = {
+        "index_permissions": [
+            {
+                "index_patterns": ["orders"],
+                "dls": json.dumps({"term": {"owner.keyword": "${user.name}"}}),
+                "allowed_actions": ["read"],
+            }
+        ]
+    }
+    security.security.create_role(role="own_orders", body=own_orders)
+    security.security.create_role_mapping(role="own_orders", body={"users": ["alice", "bob"]})
+    add_user(security, "alice")
+    add_user(security, "bob")
+    alice, bob = user_client(secure_sluice, "alice"), user_client(secure_sluice, "bob")
+
+    hits = alice.search(index="orders", query={"match_all": {}})["hits"]["hits"]
+    assert sorted(hit["_id"] for hit in hits) == ["0", "1"]
+    assert bob.count(index="orders")["count"] == 2
+    assert alice.count(index="orders", query={"term": {"owner.keyword": "bob"}})["count"] == 0
+    total = alice.search(index="orders", size=0, aggs={"sum": {"sum": {"field": "amount"}}, "owners": {"terms": {"field": "owner.keyword"}}})
+    assert total["aggregations"]["sum"]["value"] == 30
+    assert [bucket["key"] for bucket in total["aggregations"]["owners"]["buckets"]] == ["alice"]
+    assert alice.get(index="orders", id="0")["found"] is True
+    with pytest.raises(NotFoundError):
+        alice.get(index="orders", id="2")
+    docs = alice.mget(index="orders", ids=["0", "2", "3"])["docs"]
+    assert [doc["found"] for doc in docs] == [True, False, False]
+    # msearch narrows each search the same way, and refuses an index the user may not read.
+    answers = bob.msearch(searches=[{"index": "orders"}, {"query": {"match_all": {}}}, {"index": "secret-x"}, {}])["responses"]
+    assert answers[0]["hits"]["total"]["value"] == 2
+    assert answers[1]["status"] == 403
+    # The admin, with all_access, still sees everything.
+    assert admin.count(index="orders")["count"] == 5
+
+
+def test_the_security_api_and_the_roles_survive_a_restart(tmp_path, secure_sluice, sluice_factory):
+    admin, security = admin_clients(secure_sluice)
+    # Static resources are listed and read-only.
+    roles = security.security.get_roles()
+    assert roles["all_access"]["reserved"] is True and roles["readall"]["static"] is True
+    with pytest.raises(TransportError) as read_only:
+        security.security.create_role(role="all_access", body={"cluster_permissions": []})
+    assert read_only.value.status_code == 403
+    groups = security.security.get_action_groups()
+    assert "crud" in groups and groups["crud"]["reserved"] is True
+    # A custom action group used by a role; a mapping of an unknown role is refused.
+    assert security.security.create_action_group(action_group="stock_read", body={"allowed_actions": ["indices:data/read/search*", "indices:data/read/get*"]})["status"] == "CREATED"
+    security.security.create_role(role="reader_of_stock", body={"index_permissions": [{"index_patterns": ["stock*"], "allowed_actions": ["stock_read"]}]})
+    with pytest.raises(TransportError) as unknown:
+        security.security.create_role_mapping(role="no_such_role", body={"users": ["x"]})
+    assert unknown.value.status_code == 400
+    # Refused rather than ignored: field-level security and a DLS query that does not parse.
+    for body in (
+        {"index_permissions": [{"index_patterns": ["x"], "fls": ["~salary"], "allowed_actions": ["read"]}]},
+        {"index_permissions": [{"index_patterns": ["x"], "dls": "{\"nope\": {}}", "allowed_actions": ["read"]}]},
+        {"index_permissions": [{"index_patterns": ["x"], "allowed_actions": ["read"], "surprise": 1}]},
+    ):
+        with pytest.raises(TransportError) as refused:
+            security.security.create_role(role="bad", body=body)
+        assert refused.value.status_code == 400
+    add_user(security, "stocky", roles=["reader_of_stock"])
+    admin.index(index="stock", id="1", document={"p": 1}, refresh=True)
+    stocky = user_client(secure_sluice, "stocky")
+    assert stocky.get(index="stock", id="1")["found"] is True
+    with pytest.raises(AuthorizationException):
+        stocky.index(index="stock", document={"p": 2})
+    # Users are listed without their hashes; account shows the caller; a password changes.
+    users = security.security.get_users()
+    assert users["stocky"]["hash"] == "" and users["stocky"]["opendistro_security_roles"] == ["reader_of_stock"]
+    account = stocky.perform_request("GET", "/_plugins/_security/api/account").body
+    assert account["user_name"] == "stocky" and account["roles"] == ["reader_of_stock"]
+    stocky.perform_request(
+        "PUT", "/_plugins/_security/api/account",
+        body={"current_password": "stocky-password", "password": "a-new-password"},
+        headers={"content-type": "application/json"},
+    )
+
+    secure_sluice.stop()
+    restarted = sluice_factory(secure_sluice.data_dir, ["--security"])
+    stocky = Elasticsearch(restarted.es_url, basic_auth=("stocky", "a-new-password"))
+    assert stocky.get(index="stock", id="1")["found"] is True
+    admin = OpenSearch(restarted.es_url, http_auth=("admin", secure_sluice.admin_password))
+    assert "reader_of_stock" in admin.security.get_roles()
+    assert admin.security.delete_user(username="stocky")["status"] == "OK"
+    assert admin.security.delete_role(role="reader_of_stock")["status"] == "OK"
+    with pytest.raises(TransportError) as gone:
+        admin.security.get_role(role="reader_of_stock")
+    assert gone.value.status_code == 404
+
+
+def test_aws_operations_follow_the_roles_aws_actions(tmp_path, sluice_factory):
+    data_dir = tmp_path / "data"
+    # Keys are made offline; the role they name is defined later, through the API.
+    created = subprocess.run(
+        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create", "--role", "stream_reader"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    key_id = re.search(r"access key id: (\S+)", created).group(1)
+    secret = re.search(r"secret access key: (\S+)", created).group(1)
+    server = sluice_factory(data_dir, ["--security"])
+    password = re.search(r"created user admin with password (\S+)", "".join(server.output)).group(1)
+    security = OpenSearch(server.es_url, http_auth=("admin", password))
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=server.aws_url, region_name="us-east-1",
+        aws_access_key_id=key_id, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    # Before the role exists the key may do nothing.
+    with pytest.raises(ClientError) as denied:
+        kinesis.list_streams()
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    security.security.create_role(
+        role="stream_reader",
+        body={"cluster_permissions": ["kinesis:List*", "kinesis:Describe*", "kinesis:Get*"]},
+    )
+    assert kinesis.list_streams()["StreamNames"] == []
+    with pytest.raises(ClientError) as denied:
+        kinesis.create_stream(StreamName="ticks", ShardCount=1)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "kinesis:CreateStream" in denied.value.response["Error"]["Message"]
+
+
+def wait_for(condition, what, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_delivery_stream_with_the_stock_role_writes_there_and_nowhere_else(secure_sluice):
+    admin, security = admin_clients(secure_sluice)
+    role_arn = "arn:aws:iam::000000000000:role/firehose_delivery_role"
+    security.security.create_role(role="stock_writer", body=STOCK_WRITER)
+    security.security.create_role_mapping(role="stock_writer", body={"backend_roles": [role_arn]})
+    key_id, secret = secure_sluice.access_key
+    firehose = boto3.client(
+        "firehose", endpoint_url=secure_sluice.aws_url, region_name="us-east-1",
+        aws_access_key_id=key_id, aws_secret_access_key=secret,
+    )
+
+    def create(name, index):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="DirectPut",
+            ElasticsearchDestinationConfiguration={
+                "RoleARN": role_arn,
+                "IndexName": index,
+                "IndexRotationPeriod": "NoRotation",
+                "BufferingHints": {"IntervalInSeconds": 0, "SizeInMBs": 1},
+                "RetryOptions": {"DurationInSeconds": 0},
+                "S3BackupMode": "FailedDocumentsOnly",
+                "S3Configuration": {"RoleARN": role_arn, "BucketARN": "arn:aws:s3:::backup"},
+            },
+        )
+
+    create("stocks", "stockdata")
+    create("leaks", "secrets")
+    records = [{"Data": json.dumps({"ticker_symbol": "AMZN", "price": n}).encode()} for n in range(3)]
+    assert firehose.put_record_batch(DeliveryStreamName="stocks", Records=records)["FailedPutCount"] == 0
+    assert firehose.put_record_batch(DeliveryStreamName="leaks", Records=records)["FailedPutCount"] == 0
+
+    def stock_count():
+        if not admin.indices.exists(index="stockdata"):
+            return 0
+        admin.indices.refresh(index="stockdata")
+        return admin.count(index="stockdata")["count"]
+
+    wait_for(lambda: stock_count() == 3, "3 stock documents")
+    failed_dir = secure_sluice.data_dir / "s3" / "backup" / "elasticsearch_failed"
+    wait_for(lambda: failed_dir.exists() and any(f.is_file() for f in failed_dir.rglob("*")), "the failed backup")
+    lines = [json.loads(line) for f in failed_dir.rglob("*") if f.is_file() for line in f.read_text().splitlines()]
+    assert len(lines) == 3
+    assert {line["errorCode"] for line in lines} == {"403"}
+    assert all("security_exception" in line["errorMessage"] for line in lines)
+    assert not admin.indices.exists(index="secrets")
