@@ -224,6 +224,12 @@ def test_aws_operations_follow_the_roles_aws_actions(tmp_path, sluice_factory):
     ).stdout
     key_id = re.search(r"access key id: (\S+)", created).group(1)
     secret = re.search(r"secret access key: (\S+)", created).group(1)
+    created = subprocess.run(
+        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    admin_id = re.search(r"access key id: (\S+)", created).group(1)
+    admin_secret = re.search(r"secret access key: (\S+)", created).group(1)
     server = sluice_factory(data_dir, ["--security"])
     password = re.search(r"created user admin with password (\S+)", "".join(server.output)).group(1)
     security = OpenSearch(server.es_url, http_auth=("admin", password))
@@ -245,6 +251,38 @@ def test_aws_operations_follow_the_roles_aws_actions(tmp_path, sluice_factory):
         kinesis.create_stream(StreamName="ticks", ShardCount=1)
     assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
     assert "kinesis:CreateStream" in denied.value.response["Error"]["Message"]
+
+    # IAM statements scope actions to resources; a Deny wins over any Allow.
+    admin_key = boto3.client(
+        "kinesis", endpoint_url=server.aws_url, region_name="us-east-1",
+        aws_access_key_id=admin_id, aws_secret_access_key=admin_secret,
+    )
+    for name in ("orders", "orders-secret", "payments"):
+        admin_key.create_stream(StreamName=name, ShardCount=1)
+    security.security.create_role(
+        role="stream_reader",
+        body={
+            "cluster_permissions": ["kinesis:List*", "kinesis:Describe*"],
+            "aws_permissions": [
+                {"Effect": "Allow", "Action": ["kinesis:PutRecord*", "kinesis:Get*"],
+                 "Resource": "arn:aws:kinesis:*:*:stream/orders*"},
+                {"Effect": "Deny", "Action": "kinesis:*", "Resource": "arn:aws:kinesis:*:*:stream/orders-secret"},
+            ],
+        },
+    )
+    kinesis.put_record(StreamName="orders", Data=b"{}", PartitionKey="k")
+    for call in (
+        lambda: kinesis.put_record(StreamName="payments", Data=b"{}", PartitionKey="k"),
+        lambda: kinesis.put_record(StreamName="orders-secret", Data=b"{}", PartitionKey="k"),
+        lambda: kinesis.describe_stream(StreamName="orders-secret"),
+    ):
+        with pytest.raises(ClientError) as denied:
+            call()
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert kinesis.describe_stream(StreamName="payments")["StreamDescription"]["StreamName"] == "payments"
+    with pytest.raises(TransportError) as refused:
+        security.security.create_role(role="bad", body={"aws_permissions": [{"Effect": "Maybe", "Action": "x"}]})
+    assert refused.value.status_code == 400
 
 
 def wait_for(condition, what, timeout_s=30):

@@ -10,6 +10,12 @@
 //! IAM role ARN, for example). `${user.name}` in an index pattern or a DLS query stands for the
 //! principal's name.
 //!
+//! On the AWS-compatible port a request is an IAM action (`kinesis:PutRecord`) on resources
+//! (the stream's ARN). A cluster permission matching the action allows it on every resource;
+//! a role's `aws_permissions`, IAM policy statements (`{"Effect": "Allow"|"Deny", "Action": …,
+//! "Resource": …}` with `*` and `?` wildcards, actions matched without regard to case), allow
+//! it on the resources they name, and a matching `Deny` refuses it whatever else allows it.
+//!
 //! The static action groups and roles (`all_access`, `readall`, `crud`, `read`, …) are built in
 //! and read-only; the ones users define live in `DATA_DIR/security/roles.json`:
 //! `{"format_version":1,"roles":{…},"roles_mapping":{…},"action_groups":{…}}`, each entry in the
@@ -59,6 +65,50 @@ pub struct RoleDefinition {
     /// Dashboards tenants; kept as given, Sluice's dashboard has a single tenant.
     #[serde(default)]
     pub tenant_permissions: Vec<Value>,
+    /// IAM policy statements for the AWS-compatible port (a Sluice extension of the plugin's
+    /// role).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aws_permissions: Vec<AwsStatement>,
+}
+
+/// Whether an IAM statement allows or denies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// One IAM policy statement: actions on resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsStatement {
+    #[serde(rename = "Sid", default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(rename = "Effect", default)]
+    pub effect: Effect,
+    #[serde(rename = "Action", deserialize_with = "one_or_many")]
+    pub action: Vec<String>,
+    #[serde(rename = "Resource", default = "every_resource", deserialize_with = "one_or_many")]
+    pub resource: Vec<String>,
+}
+
+fn every_resource() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+/// IAM's "a string or a list of strings".
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// Actions allowed on the indices (and aliases) whose names match a pattern.
@@ -250,6 +300,7 @@ pub fn static_role(name: &str) -> Option<RoleDefinition> {
             ..IndexPermission::default()
         }],
         tenant_permissions: Vec::new(),
+        aws_permissions: Vec::new(),
     })
 }
 
@@ -374,6 +425,20 @@ pub fn validate_role(role: &RoleDefinition) -> Result<(), RolesError> {
             ));
         }
     }
+    if role.aws_permissions.len() > LIST_ITEMS_MAX {
+        return Err(RolesError::Invalid(format!(
+            "[aws_permissions] has more than {LIST_ITEMS_MAX} statements"
+        )));
+    }
+    for statement in &role.aws_permissions {
+        check_list("Action", &statement.action)?;
+        check_list("Resource", &statement.resource)?;
+        if statement.action.is_empty() {
+            return Err(RolesError::Invalid(
+                "an [aws_permissions] statement needs an [Action]".to_owned(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -423,6 +488,8 @@ pub struct Grants {
     /// Cluster action patterns, action groups expanded.
     cluster: Vec<String>,
     indices: Vec<IndexGrant>,
+    /// IAM statements, actions lower-cased.
+    aws: Vec<AwsStatement>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -455,7 +522,57 @@ impl Grants {
                 actions: vec!["*".to_owned()],
                 dls: None,
             }],
+            aws: Vec::new(),
         }
+    }
+
+    /// Whether some IAM statement names `action`, so that its resources matter.
+    pub fn aws_statements_name(&self, action: &str) -> bool {
+        let action = action.to_ascii_lowercase();
+        self.aws.iter().any(|statement| {
+            statement
+                .action
+                .iter()
+                .any(|pattern| pattern_matches(pattern, &action))
+        })
+    }
+
+    /// Whether the IAM `action` is allowed on some resource: for the commands of a QLDB session,
+    /// whose ledger was checked when the session started.
+    pub fn aws_allows_somewhere(&self, action: &str) -> bool {
+        let lowered = action.to_ascii_lowercase();
+        self.cluster_allows(action)
+            || self.aws.iter().any(|statement| {
+                statement.effect == Effect::Allow
+                    && statement
+                        .action
+                        .iter()
+                        .any(|pattern| pattern_matches(pattern, &lowered))
+            })
+    }
+
+    /// Whether the IAM `action` is allowed on every one of `resources` (ARNs; `*` for an
+    /// operation on no particular resource): a cluster permission or an `Allow` statement
+    /// allows it on each, and no `Deny` statement matches any.
+    pub fn aws_allows(&self, action: &str, resources: &[String]) -> bool {
+        let lowered = action.to_ascii_lowercase();
+        let matching = |effect: Effect, resource: &str| {
+            self.aws.iter().any(|statement| {
+                statement.effect == effect
+                    && statement
+                        .action
+                        .iter()
+                        .any(|pattern| pattern_matches(pattern, &lowered))
+                    && statement
+                        .resource
+                        .iter()
+                        .any(|pattern| pattern_matches(pattern, resource))
+            })
+        };
+        let everywhere = self.cluster_allows(action);
+        resources.iter().all(|resource| {
+            !matching(Effect::Deny, resource) && (everywhere || matching(Effect::Allow, resource))
+        })
     }
 
     /// Whether a cluster permission allows `action`.
@@ -594,7 +711,15 @@ impl RolesFile {
         let roles = self.roles_of(subject);
         let mut cluster = BTreeSet::new();
         let mut indices = Vec::new();
+        let mut aws = Vec::new();
         for definition in roles.iter().filter_map(|name| self.role(name)) {
+            for statement in &definition.aws_permissions {
+                let mut statement = statement.clone();
+                for action in &mut statement.action {
+                    *action = action.to_ascii_lowercase();
+                }
+                aws.push(statement);
+            }
             expand(
                 &definition.cluster_permissions,
                 &self.action_groups,
@@ -630,6 +755,7 @@ impl RolesFile {
             backend_roles: subject.backend_roles.to_vec(),
             cluster: cluster.into_iter().collect(),
             indices,
+            aws,
         }
     }
 }
@@ -808,6 +934,42 @@ mod tests {
         assert!(!grants.cluster_allows("restapi:admin/roles"));
         // Not mapped without the backend role.
         assert_eq!(file.grants(subject("delivery", &[], &[])).roles.len(), 0);
+    }
+
+    #[test]
+    fn iam_statements_allow_and_deny_by_resource() {
+        let mut file = RolesFile::empty();
+        file.roles.insert(
+            "orders".into(),
+            serde_json::from_value(serde_json::json!({
+                "cluster_permissions": ["kinesis:List*"],
+                "aws_permissions": [
+                    {"Effect": "Allow", "Action": ["kinesis:Put*", "kinesis:DescribeStream*"],
+                     "Resource": "arn:aws:kinesis:*:*:stream/orders*"},
+                    {"Effect": "Deny", "Action": "kinesis:*", "Resource": "arn:aws:kinesis:*:*:stream/orders-secret"},
+                    {"Action": "firehose:PutRecord"}
+                ]
+            }))
+            .unwrap(),
+        );
+        let grants = file.grants(subject("app", &["orders".to_owned()], &[]));
+        let stream = |name: &str| vec![format!("arn:aws:kinesis:us-east-1:000000000000:stream/{name}")];
+        assert!(grants.aws_allows("kinesis:PutRecords", &stream("orders-eu")));
+        assert!(grants.aws_allows("kinesis:putrecord", &stream("orders")));
+        assert!(!grants.aws_allows("kinesis:PutRecord", &stream("payments")));
+        assert!(!grants.aws_allows("kinesis:PutRecord", &stream("orders-secret")));
+        assert!(!grants.aws_allows("kinesis:DeleteStream", &stream("orders")));
+        // A cluster permission allows on every resource, but not past a Deny.
+        assert!(grants.aws_allows("kinesis:ListShards", &stream("payments")));
+        assert!(!grants.aws_allows("kinesis:ListShards", &stream("orders-secret")));
+        assert!(grants.aws_allows("kinesis:ListStreams", &["*".to_owned()]));
+        // `Resource` defaults to every resource.
+        assert!(grants.aws_allows("firehose:PutRecord", &["arn:aws:firehose:us-east-1:000000000000:deliverystream/x".to_owned()]));
+        assert!(grants.aws_statements_name("kinesis:PutRecord"));
+        assert!(!grants.aws_statements_name("dynamodb:PutItem"));
+        // Several resources: each must be allowed.
+        let both = [stream("orders")[0].clone(), stream("payments")[0].clone()];
+        assert!(!grants.aws_allows("kinesis:PutRecord", &both));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod lambda;
 pub mod lambda_events;
 pub mod qldb;
 pub mod qldb_session;
+mod resources;
 
 /// The account every resource belongs to (there is one, local, account), in ARNs and messages.
 pub const ACCOUNT_ID: &str = "000000000000";
@@ -344,8 +345,21 @@ impl AwsApi {
         };
         let action = self.iam_action(request, target);
         let grants = authenticator.grants(&principal);
-        // A request no route serves is answered as unknown once authenticated.
-        if action.is_empty() || grants.cluster_allows(&action) {
+        let allowed = if action.is_empty() {
+            // A request no route serves is answered as unknown once authenticated.
+            true
+        } else if !grants.aws_statements_name(&action) {
+            grants.cluster_allows(&action)
+        } else {
+            // Only statements naming the action make its resources matter: then the body is
+            // read for them.
+            let body = verified.decoded_body.as_deref().unwrap_or(&request.body);
+            match resources::of(&action, body, &request.segments) {
+                Some(resources) => grants.aws_allows(&action, &resources),
+                None => grants.aws_allows_somewhere(&action),
+            }
+        };
+        if allowed {
             Ok(verified.decoded_body)
         } else {
             Err(AwsError::new(
