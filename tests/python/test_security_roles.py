@@ -341,3 +341,62 @@ def test_a_delivery_stream_with_the_stock_role_writes_there_and_nowhere_else(sec
     assert {line["errorCode"] for line in lines} == {"403"}
     assert all("security_exception" in line["errorMessage"] for line in lines)
     assert not admin.indices.exists(index="secrets")
+
+
+def test_the_audit_log_records_failures_denials_and_privileged_actions(secure_sluice):
+    admin, security = admin_clients(secure_sluice)
+    admin.indices.create(index="doomed")
+    security.security.create_role(role="nothing", body={})
+    add_user(security, "mallory", roles=["nothing"])
+    with pytest.raises(Exception):
+        Elasticsearch(secure_sluice.es_url, basic_auth=("mallory", "wrong-password")).search(index="doomed")
+    with pytest.raises(AuthorizationException):
+        user_client(secure_sluice, "mallory").indices.delete(index="doomed")
+    admin.indices.delete(index="doomed")
+    key_id, secret = secure_sluice.access_key
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=secure_sluice.aws_url, region_name="us-east-1",
+        aws_access_key_id=key_id, aws_secret_access_key=secret + "x",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    with pytest.raises(ClientError):
+        kinesis.list_streams()
+
+    log = secure_sluice.data_dir / "security" / "audit.log"
+
+    def events():
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    def seen(category, **fields):
+        return any(
+            event["category"] == category and all(event.get(k) == v for k, v in fields.items())
+            for event in events()
+        )
+
+    wait_for(lambda: seen("authentication_failure", port="search")
+             and seen("permission_denied", principal="mallory", status=403)
+             and seen("privileged_action", principal="admin", action="DELETE /doomed")
+             and seen("privileged_action", action="PUT /_plugins/_security/api/internalusers/mallory")
+             and seen("authentication_failure", port="aws", principal=key_id),
+             "the audit events")
+    # The log never holds a password.
+    assert "mallory-password" not in log.read_text() and "wrong-password" not in log.read_text()
+
+    metrics = requests_signed_get(secure_sluice, "/metrics", key_id, secret)
+    assert 'sluice_audit_events_total{category="permission_denied"}' in metrics
+    assert "sluice_audit_events_dropped_total 0" in metrics
+
+
+def requests_signed_get(server, path, key_id, secret):
+    import botocore.auth
+    import requests
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=server.aws_url + path)
+    botocore.auth.SigV4Auth(Credentials(key_id, secret), "firehose", "us-east-1").add_auth(request)
+    answer = requests.get(server.aws_url + path, headers=dict(request.headers), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.text

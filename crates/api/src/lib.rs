@@ -7,6 +7,7 @@
 //! place (`es::error`, `aws::AwsError`).
 
 pub mod api_keys;
+pub mod audit;
 pub mod aws;
 pub mod cors;
 pub mod es;

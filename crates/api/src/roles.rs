@@ -89,7 +89,11 @@ pub struct AwsStatement {
     pub effect: Effect,
     #[serde(rename = "Action", deserialize_with = "one_or_many")]
     pub action: Vec<String>,
-    #[serde(rename = "Resource", default = "every_resource", deserialize_with = "one_or_many")]
+    #[serde(
+        rename = "Resource",
+        default = "every_resource",
+        deserialize_with = "one_or_many"
+    )]
     pub resource: Vec<String>,
 }
 
@@ -953,7 +957,11 @@ mod tests {
             .unwrap(),
         );
         let grants = file.grants(subject("app", &["orders".to_owned()], &[]));
-        let stream = |name: &str| vec![format!("arn:aws:kinesis:us-east-1:000000000000:stream/{name}")];
+        let stream = |name: &str| {
+            vec![format!(
+                "arn:aws:kinesis:us-east-1:000000000000:stream/{name}"
+            )]
+        };
         assert!(grants.aws_allows("kinesis:PutRecords", &stream("orders-eu")));
         assert!(grants.aws_allows("kinesis:putrecord", &stream("orders")));
         assert!(!grants.aws_allows("kinesis:PutRecord", &stream("payments")));
@@ -964,7 +972,10 @@ mod tests {
         assert!(!grants.aws_allows("kinesis:ListShards", &stream("orders-secret")));
         assert!(grants.aws_allows("kinesis:ListStreams", &["*".to_owned()]));
         // `Resource` defaults to every resource.
-        assert!(grants.aws_allows("firehose:PutRecord", &["arn:aws:firehose:us-east-1:000000000000:deliverystream/x".to_owned()]));
+        assert!(grants.aws_allows(
+            "firehose:PutRecord",
+            &["arn:aws:firehose:us-east-1:000000000000:deliverystream/x".to_owned()]
+        ));
         assert!(grants.aws_statements_name("kinesis:PutRecord"));
         assert!(!grants.aws_statements_name("dynamodb:PutItem"));
         // Several resources: each must be allowed.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use base64::Engine;
 
 use crate::api_keys::{ApiKeyRefusal, ApiKeys};
+use crate::audit::AuditLog;
 use crate::identities::{Identities, IdentityError, IdentityStore, verify_password};
 pub use crate::roles::Grants;
 use crate::roles::{Roles, Subject};
@@ -159,6 +160,7 @@ pub struct Authenticator {
     /// `None` when no data directory backs this authenticator (tests): API keys are refused.
     api_keys: Option<ApiKeys>,
     roles: Roles,
+    audit: AuditLog,
     /// The clock of API keys' creation and expiry (the node's, so tests can move it).
     clock: Arc<dyn sluice_log::Clock>,
 }
@@ -179,6 +181,7 @@ impl Authenticator {
             verified: Mutex::new(HashMap::new()),
             api_keys: None,
             roles: Roles::in_memory(),
+            audit: AuditLog::counting_only(Arc::new(sluice_log::SystemClock)),
             clock: Arc::new(sluice_log::SystemClock),
         })
     }
@@ -189,6 +192,7 @@ impl Authenticator {
         store: IdentityStore,
         api_keys: ApiKeys,
         roles: Roles,
+        audit: AuditLog,
         clock: Arc<dyn sluice_log::Clock>,
     ) -> Result<Arc<Authenticator>, IdentityError> {
         Ok(Arc::new(Authenticator {
@@ -197,8 +201,14 @@ impl Authenticator {
             verified: Mutex::new(HashMap::new()),
             api_keys: Some(api_keys),
             roles,
+            audit,
             clock,
         }))
+    }
+
+    /// The audit log every API records its security events in.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The API key store, when there is one.

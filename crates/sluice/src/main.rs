@@ -723,7 +723,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             ..ServerOptions::new(BodyBudget::new(args.request_buffer_bytes))
         };
         let mut es_api = EsApi::new(node.clone());
-        let mut aws = aws_api(&node, lambda);
+        let mut aws = aws_api(&node, lambda, authenticator.clone());
         if let Some(authenticator) = &authenticator {
             es_api = es_api.with_authenticator(authenticator.clone());
             aws = aws.with_authenticator(authenticator.clone());
@@ -909,7 +909,15 @@ fn dashboard_origins(
 }
 
 /// The AWS-compatible services served on `--aws-port`.
-fn aws_api(node: &Arc<Node>, lambda: Arc<LambdaService>) -> AwsApi {
+fn aws_api(
+    node: &Arc<Node>,
+    lambda: Arc<LambdaService>,
+    authenticator: Option<Arc<sluice_api::security::Authenticator>>,
+) -> AwsApi {
+    let mut metrics = MetricsService::new(node.clone());
+    if let Some(authenticator) = authenticator {
+        metrics = metrics.with_audit(authenticator);
+    }
     let qldb_session = Arc::new(QldbSessionService::new(
         node.ledgers().clone(),
         Arc::new(sluice_ledger::SystemClock),
@@ -934,7 +942,7 @@ fn aws_api(node: &Arc<Node>, lambda: Arc<LambdaService>) -> AwsApi {
         .with_json_service(Arc::new(qldb_session))
         .with_rest_service(Arc::new(qldb))
         .with_rest_service(lambda)
-        .with_rest_service(Arc::new(MetricsService::new(node.clone())))
+        .with_rest_service(Arc::new(metrics))
 }
 
 /// SIGTERM and SIGINT, caught from the moment this is created.

@@ -95,7 +95,9 @@ pub fn authenticator_for_up(
     }
     let api_keys = ApiKeys::open(data_dir).context("loading the API keys")?;
     let roles = Roles::open(data_dir).context("loading the roles")?;
-    sluice_api::security::Authenticator::open(store, api_keys, roles, clock)
+    let audit = sluice_api::audit::AuditLog::open(data_dir, clock.clone())
+        .context("opening the audit log")?;
+    sluice_api::security::Authenticator::open(store, api_keys, roles, audit, clock)
         .context("loading the identity store")
 }
 

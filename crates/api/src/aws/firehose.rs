@@ -946,11 +946,22 @@ impl JsonService for FirehoseService {
 /// `GET /metrics`: every delivery stream's counters in Prometheus text format.
 pub struct MetricsService {
     node: Arc<Node>,
+    /// With security on, whose audit counters `/metrics` shows too.
+    authenticator: Option<Arc<crate::security::Authenticator>>,
 }
 
 impl MetricsService {
     pub fn new(node: Arc<Node>) -> MetricsService {
-        MetricsService { node }
+        MetricsService {
+            node,
+            authenticator: None,
+        }
+    }
+
+    /// Shows the audit log's counters too.
+    pub fn with_audit(mut self, authenticator: Arc<crate::security::Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
+        self
     }
 }
 
@@ -1202,11 +1213,11 @@ impl RestService for MetricsService {
             return None;
         }
         Some(Box::pin(async move {
-            Response::new(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                prometheus_text(&self.node),
-            )
+            let mut text = prometheus_text(&self.node);
+            if let Some(authenticator) = &self.authenticator {
+                text.push_str(&authenticator.audit().prometheus_text());
+            }
+            Response::new(StatusCode::OK, "text/plain; version=0.0.4", text)
         }))
     }
 }

@@ -22,8 +22,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyper::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
 use crate::security::Authenticator;
+
+/// A request whose signature and permissions were checked.
+struct Checked {
+    /// The payload of an `aws-chunked` body, which the handlers read instead of the body.
+    decoded_body: Option<Vec<u8>>,
+    /// The access key id.
+    principal: String,
+    /// The IAM action (empty when no operation serves the request).
+    action: String,
+}
+
+/// Whether an IAM action is audited when it succeeds: deletes, and changes of a ledger's
+/// settings.
+fn is_privileged(action: &str) -> bool {
+    let operation = action
+        .split_once(':')
+        .map_or("", |(_, operation)| operation);
+    operation.starts_with("Delete")
+        || matches!(
+            operation,
+            "UpdateLedger" | "CancelJournalKinesisStream" | "RestoreLedger"
+        )
+}
 use crate::sigv4::{self, SigV4Error, SignedRequest};
 
 pub mod dynamodb;
@@ -310,7 +334,34 @@ impl AwsApi {
         authenticator: &Authenticator,
         request: &Request,
         target: Option<&str>,
-    ) -> Result<Option<Vec<u8>>, AwsError> {
+    ) -> Result<Checked, AwsError> {
+        let checked = self.check_signature_unaudited(authenticator, request, target);
+        if let Err((error, principal)) = &checked {
+            let category = if error.kind == "AccessDeniedException" {
+                Category::PermissionDenied
+            } else {
+                Category::AuthenticationFailure
+            };
+            authenticator.audit().record(AuditEvent {
+                category,
+                port: "aws",
+                principal: principal.clone(),
+                action: self.iam_action(request, target),
+                resource: request.raw_path.clone(),
+                status: error.status.as_u16(),
+                reason: format!("{}: {}", error.kind, error.message),
+            });
+        }
+        checked.map_err(|(error, _)| error)
+    }
+
+    /// [`Self::check_signature`] without its audit: `Err` carries the access key id when known.
+    fn check_signature_unaudited(
+        &self,
+        authenticator: &Authenticator,
+        request: &Request,
+        target: Option<&str>,
+    ) -> Result<Checked, (AwsError, Option<String>)> {
         let rest = target.is_none();
         let status = if rest {
             StatusCode::FORBIDDEN
@@ -320,10 +371,13 @@ impl AwsApi {
         if !request.headers.contains_key("authorization")
             && !sigv4::is_presigned(&request.raw_query)
         {
-            return Err(AwsError::new(
-                status,
-                "MissingAuthenticationTokenException",
-                "Missing Authentication Token",
+            return Err((
+                AwsError::new(
+                    status,
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                ),
+                None,
             ));
         }
         let signed = SignedRequest {
@@ -334,14 +388,16 @@ impl AwsApi {
             body: &request.body,
         };
         let mut principal = None;
+        let mut key_id = None;
         let verified = sigv4::verify(&signed, sigv4::now_s(), |id| {
+            key_id = Some(id.to_owned());
             let (secret, found) = authenticator.access_key(id)?;
             principal = Some(found);
             Some(secret)
         })
-        .map_err(|error| signature_error(&error, rest))?;
+        .map_err(|error| (signature_error(&error, rest), key_id.clone()))?;
         let Some(principal) = principal else {
-            return Err(signature_error(&SigV4Error::UnknownAccessKey, rest));
+            return Err((signature_error(&SigV4Error::UnknownAccessKey, rest), key_id));
         };
         let action = self.iam_action(request, target);
         let grants = authenticator.grants(&principal);
@@ -360,16 +416,23 @@ impl AwsApi {
             }
         };
         if allowed {
-            Ok(verified.decoded_body)
+            Ok(Checked {
+                decoded_body: verified.decoded_body,
+                principal: principal.name,
+                action,
+            })
         } else {
-            Err(AwsError::new(
-                status,
-                "AccessDeniedException",
-                format!(
-                    "User: {} is not authorized to perform: {action} with roles [{}]",
-                    principal.name,
-                    grants.roles.join(",")
+            Err((
+                AwsError::new(
+                    status,
+                    "AccessDeniedException",
+                    format!(
+                        "User: {} is not authorized to perform: {action} with roles [{}]",
+                        principal.name,
+                        grants.roles.join(",")
+                    ),
                 ),
+                Some(principal.name),
             ))
         }
     }
@@ -428,6 +491,7 @@ impl AwsApi {
     }
 
     async fn route(&self, mut request: Request) -> Response {
+        let mut audited = None;
         let target = request
             .headers
             .get("x-amz-target")
@@ -443,9 +507,16 @@ impl AwsApi {
         };
         if let Some(authenticator) = &self.authenticator {
             match self.check_signature(authenticator, &request, target.as_deref()) {
-                Ok(None) => {}
-                // An `aws-chunked` body, its signatures checked: the handlers read its payload.
-                Ok(Some(decoded)) => request.body = decoded.into(),
+                Ok(checked) => {
+                    // An `aws-chunked` body, its signatures checked: the handlers read its
+                    // payload.
+                    if let Some(decoded) = checked.decoded_body {
+                        request.body = decoded.into();
+                    }
+                    if is_privileged(&checked.action) {
+                        audited = Some((authenticator, checked.principal, checked.action));
+                    }
+                }
                 Err(error) => {
                     let content_type = if target.is_some() {
                         content_type
@@ -456,6 +527,30 @@ impl AwsApi {
                 }
             }
         }
+        let response = self.dispatch(&request, target, content_type).await;
+        if let Some((authenticator, principal, action)) = audited
+            && response.status.is_success()
+        {
+            authenticator.audit().record(AuditEvent {
+                category: Category::PrivilegedAction,
+                port: "aws",
+                principal: Some(principal),
+                action,
+                resource: request.raw_path.clone(),
+                status: response.status.as_u16(),
+                reason: String::new(),
+            });
+        }
+        response
+    }
+
+    /// Hands an authenticated request to its service.
+    async fn dispatch(
+        &self,
+        request: &Request,
+        target: Option<String>,
+        content_type: &'static str,
+    ) -> Response {
         let Some(target) = target else {
             let method = request.method.as_str();
             for service in &self.rest_services {
@@ -463,7 +558,7 @@ impl AwsApi {
                     .routes()
                     .iter()
                     .any(|route| route.matches(method, &request.segments));
-                if listed && let Some(response) = service.handle(&request) {
+                if listed && let Some(response) = service.handle(request) {
                     return response.await;
                 }
             }

@@ -120,7 +120,11 @@ mod tests {
             Some(vec![stream.clone()])
         );
         assert_eq!(
-            of("kinesis:PutRecord", format!(r#"{{"StreamARN":"{stream}"}}"#).as_bytes(), &[]),
+            of(
+                "kinesis:PutRecord",
+                format!(r#"{{"StreamARN":"{stream}"}}"#).as_bytes(),
+                &[]
+            ),
             Some(vec![stream])
         );
         assert_eq!(

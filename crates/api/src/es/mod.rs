@@ -35,6 +35,7 @@ use sluice_search::{Index, IndicesOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
+use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
 use crate::security::{Authenticator, Credentials, Principal, parse_authorization};
 
@@ -405,6 +406,19 @@ impl Handler for EsApi {
                 match checked {
                     Ok(()) => {}
                     Err(error) => {
+                        let category = if error.status == StatusCode::UNAUTHORIZED {
+                            Category::AuthenticationFailure
+                        } else {
+                            Category::PermissionDenied
+                        };
+                        audit(
+                            authenticator,
+                            category,
+                            principal.as_ref(),
+                            &request,
+                            error.status,
+                            &error.reason,
+                        );
                         let mut response = json_response(error.status, &error.body(), pretty);
                         if error.status == StatusCode::UNAUTHORIZED {
                             response
@@ -433,6 +447,30 @@ impl Handler for EsApi {
                 Ok(response) => response,
                 Err(error) => json_response(error.status, &error.body(), pretty),
             };
+            if let Some(authenticator) = &self.authenticator {
+                let category = if response.status == StatusCode::FORBIDDEN {
+                    Some(Category::PermissionDenied)
+                } else if response.status.is_success() && is_privileged(&request) {
+                    Some(Category::PrivilegedAction)
+                } else {
+                    None
+                };
+                if let Some(category) = category {
+                    let reason = if category == Category::PermissionDenied {
+                        String::from_utf8_lossy(&response.body).into_owned()
+                    } else {
+                        String::new()
+                    };
+                    audit(
+                        authenticator,
+                        category,
+                        principal.as_ref(),
+                        &request,
+                        response.status,
+                        &reason,
+                    );
+                }
+            }
             response
                 .headers
                 .push(("x-elastic-product", "Elasticsearch".into()));
@@ -448,6 +486,37 @@ impl Handler for EsApi {
             .push(("x-elastic-product", "Elasticsearch".into()));
         response
     }
+}
+
+/// Whether a request changes who may do what, or deletes an index: audited when it succeeds.
+fn is_privileged(request: &Request) -> bool {
+    let reads = matches!(request.method, Method::GET | Method::HEAD);
+    let first = request.segments.first().map(String::as_str);
+    !reads
+        && (security_api::is_security_api(&request.segments)
+            || (first == Some("_security")
+                && request.segments.get(1).is_some_and(|s| s == "api_key"))
+            || (request.method == Method::DELETE && request.segments.len() == 1))
+}
+
+/// Records a security event of the search port.
+fn audit(
+    authenticator: &Authenticator,
+    category: Category,
+    principal: Option<&Principal>,
+    request: &Request,
+    status: StatusCode,
+    reason: &str,
+) {
+    authenticator.audit().record(AuditEvent {
+        category,
+        port: "search",
+        principal: principal.map(|principal| principal.name.clone()),
+        action: format!("{} {}", request.method, request.raw_path),
+        resource: request.raw_path.clone(),
+        status: status.as_u16(),
+        reason: reason.to_owned(),
+    });
 }
 
 /// The Elasticsearch error for a request the HTTP server refused.

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
 use crate::roles::DASHBOARD_READ;
 use crate::security::{Authenticator, Credentials, parse_authorization};
@@ -85,7 +86,24 @@ impl UiApi {
             Some(Ok(Credentials::ApiKey { id, key })) => authenticator.api_key(&id, &key).ok(),
             _ => None,
         };
+        let record = |category, principal: Option<String>, status: StatusCode, reason: String| {
+            authenticator.audit().record(AuditEvent {
+                category,
+                port: "dashboard",
+                principal,
+                action: format!("{} {}", request.method, request.raw_path),
+                resource: request.raw_path.clone(),
+                status: status.as_u16(),
+                reason,
+            });
+        };
         let Some(principal) = principal else {
+            record(
+                Category::AuthenticationFailure,
+                None,
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong credentials".to_owned(),
+            );
             let mut response = api_error(
                 StatusCode::UNAUTHORIZED,
                 "the dashboard's API needs an internal user's credentials (basic auth)",
@@ -105,6 +123,12 @@ impl UiApi {
         if grants.cluster_allows(action) {
             None
         } else {
+            record(
+                Category::PermissionDenied,
+                Some(principal.name.clone()),
+                StatusCode::FORBIDDEN,
+                format!("[{action}] is not allowed"),
+            );
             Some(api_error(
                 StatusCode::FORBIDDEN,
                 format!(
