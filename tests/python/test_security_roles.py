@@ -400,3 +400,51 @@ def requests_signed_get(server, path, key_id, secret):
     answer = requests.get(server.aws_url + path, headers=dict(request.headers), timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.text
+
+
+def test_an_identity_beyond_its_rate_is_throttled_and_the_others_are_not(tmp_path, sluice_factory):
+    data_dir = tmp_path / "data"
+    created = subprocess.run(
+        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    key_id = re.search(r"access key id: (\S+)", created).group(1)
+    secret = re.search(r"secret access key: (\S+)", created).group(1)
+    config = tmp_path / "rates.json"
+    config.write_text(json.dumps({"identity_rates": {
+        "default": {"requests_per_second": 1000},
+        "identities": {"slow": {"requests_per_second": 1}, key_id: {"requests_per_second": 1}},
+    }}))
+    server = sluice_factory(data_dir, ["--security", "--config", str(config)])
+    password = re.search(r"created user admin with password (\S+)", "".join(server.output)).group(1)
+    security = OpenSearch(server.es_url, http_auth=("admin", password))
+    add_user(security, "slow", roles=["readall"])
+    slow = Elasticsearch(server.es_url, basic_auth=("slow", "slow-password"), max_retries=0)
+    # One request a second: within a second the second one is refused, with when to retry.
+    statuses = []
+    for _ in range(3):
+        try:
+            slow.cluster.health()
+            statuses.append(200)
+        except Exception as error:  # the client raises ApiError for 429
+            statuses.append(error.meta.status)
+            assert error.body["error"]["type"] == "es_rejected_execution_exception"
+            assert int(error.meta.headers["retry-after"]) >= 1
+    assert statuses[0] == 200 and 429 in statuses
+    # The admin is not held up by the slow user.
+    admin = Elasticsearch(server.es_url, basic_auth=("admin", password))
+    for _ in range(20):
+        admin.cluster.health()
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=server.aws_url, region_name="us-east-1",
+        aws_access_key_id=key_id, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    codes = []
+    for _ in range(3):
+        try:
+            kinesis.list_streams()
+            codes.append("ok")
+        except ClientError as error:
+            codes.append(error.response["Error"]["Code"])
+    assert codes[0] == "ok" and "ThrottlingException" in codes

@@ -289,8 +289,12 @@ pub fn static_role(name: &str) -> Option<RoleDefinition> {
     let (description, cluster, index_actions): (&str, &[&str], &[&str]) = match name {
         "all_access" => ("Allows everything on every port", &["*"], &["*"]),
         "readall" => (
-            "Allows searching and reading every index, and the dashboard's reads",
-            &["cluster_composite_ops_ro", DASHBOARD_READ],
+            "Allows searching and reading every index, the cluster's health and information, and the dashboard's reads",
+            &[
+                "cluster_composite_ops_ro",
+                "cluster_monitor",
+                DASHBOARD_READ,
+            ],
             &["read"],
         ),
         _ => return None,

@@ -10,6 +10,7 @@ use base64::Engine;
 use crate::api_keys::{ApiKeyRefusal, ApiKeys};
 use crate::audit::AuditLog;
 use crate::identities::{Identities, IdentityError, IdentityStore, verify_password};
+use crate::rates::Rates;
 pub use crate::roles::Grants;
 use crate::roles::{Roles, Subject};
 
@@ -161,6 +162,7 @@ pub struct Authenticator {
     api_keys: Option<ApiKeys>,
     roles: Roles,
     audit: AuditLog,
+    rates: Rates,
     /// The clock of API keys' creation and expiry (the node's, so tests can move it).
     clock: Arc<dyn sluice_log::Clock>,
 }
@@ -182,6 +184,7 @@ impl Authenticator {
             api_keys: None,
             roles: Roles::in_memory(),
             audit: AuditLog::counting_only(Arc::new(sluice_log::SystemClock)),
+            rates: Rates::default(),
             clock: Arc::new(sluice_log::SystemClock),
         })
     }
@@ -193,6 +196,7 @@ impl Authenticator {
         api_keys: ApiKeys,
         roles: Roles,
         audit: AuditLog,
+        rates: Rates,
         clock: Arc<dyn sluice_log::Clock>,
     ) -> Result<Arc<Authenticator>, IdentityError> {
         Ok(Arc::new(Authenticator {
@@ -202,8 +206,19 @@ impl Authenticator {
             api_keys: Some(api_keys),
             roles,
             audit,
+            rates,
             clock,
         }))
+    }
+
+    /// Admits a request of `principal` with a body of `bytes` under its identity's rates, or
+    /// says how long it should wait. An API key is an identity of its own.
+    pub fn admit(&self, principal: &Principal, bytes: usize) -> Result<(), std::time::Duration> {
+        let identity = match &principal.authentication {
+            Authentication::ApiKey { id, .. } => id,
+            _ => &principal.name,
+        };
+        self.rates.admit(identity, bytes)
     }
 
     /// The audit log every API records its security events in.

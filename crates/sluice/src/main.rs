@@ -347,6 +347,10 @@ struct ConfigFile {
     /// `--insecure`: listen beyond loopback without TLS and authentication.
     #[serde(default)]
     insecure: bool,
+    /// With `--security`, request and byte rates per user, API key and access key (none by
+    /// default: unlimited).
+    #[serde(default)]
+    identity_rates: sluice_api::rates::RatesConfig,
 }
 
 /// The system clock shifted by `SLUICE_CLOCK_OFFSET_MS`.
@@ -594,6 +598,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let authenticator = if args.security {
         Some(security_cli::authenticator_for_up(
             &args.data_dir,
+            config.identity_rates.clone(),
             clock.clone(),
         )?)
     } else {

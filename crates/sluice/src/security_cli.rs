@@ -76,6 +76,7 @@ pub const BOOTSTRAP_USER: &str = "admin";
 /// is kept.
 pub fn authenticator_for_up(
     data_dir: &std::path::Path,
+    rates: sluice_api::rates::RatesConfig,
     clock: std::sync::Arc<dyn sluice_log::Clock>,
 ) -> anyhow::Result<std::sync::Arc<sluice_api::security::Authenticator>> {
     let store = IdentityStore::new(data_dir);
@@ -97,7 +98,9 @@ pub fn authenticator_for_up(
     let roles = Roles::open(data_dir).context("loading the roles")?;
     let audit = sluice_api::audit::AuditLog::open(data_dir, clock.clone())
         .context("opening the audit log")?;
-    sluice_api::security::Authenticator::open(store, api_keys, roles, audit, clock)
+    rates.validate().map_err(|error| anyhow::anyhow!(error))?;
+    let rates = sluice_api::rates::Rates::new(rates);
+    sluice_api::security::Authenticator::open(store, api_keys, roles, audit, rates, clock)
         .context("loading the identity store")
 }
 

@@ -26,6 +26,9 @@ use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
 use crate::security::Authenticator;
 
+/// The error of an identity beyond its rate (not audited: it is not a security event).
+const THROTTLED: &str = "ThrottlingException";
+
 /// A request whose signature and permissions were checked.
 struct Checked {
     /// The payload of an `aws-chunked` body, which the handlers read instead of the body.
@@ -336,7 +339,9 @@ impl AwsApi {
         target: Option<&str>,
     ) -> Result<Checked, AwsError> {
         let checked = self.check_signature_unaudited(authenticator, request, target);
-        if let Err((error, principal)) = &checked {
+        if let Err((error, principal)) = &checked
+            && error.kind != THROTTLED
+        {
             let category = if error.kind == "AccessDeniedException" {
                 Category::PermissionDenied
             } else {
@@ -416,6 +421,27 @@ impl AwsApi {
             }
         };
         if allowed {
+            let body_bytes = verified
+                .decoded_body
+                .as_ref()
+                .map_or(request.body.len(), Vec::len);
+            if let Err(wait) = authenticator.admit(&principal, body_bytes) {
+                let status = if rest {
+                    StatusCode::TOO_MANY_REQUESTS
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                let error = AwsError::new(
+                    status,
+                    THROTTLED,
+                    format!(
+                        "Rate exceeded for access key {}: retry in {} ms",
+                        principal.name,
+                        wait.as_millis().max(1)
+                    ),
+                );
+                return Err((error, Some(principal.name)));
+            }
             Ok(Checked {
                 decoded_body: verified.decoded_body,
                 principal: principal.name,

@@ -403,6 +403,11 @@ impl Handler for EsApi {
                     }
                     Err(error) => Err(error),
                 };
+                if let (Ok(()), Some(principal)) = (&checked, &principal)
+                    && let Err(wait) = authenticator.admit(principal, request.body.len())
+                {
+                    return throttled(wait, pretty);
+                }
                 match checked {
                     Ok(()) => {}
                     Err(error) => {
@@ -486,6 +491,24 @@ impl Handler for EsApi {
             .push(("x-elastic-product", "Elasticsearch".into()));
         response
     }
+}
+
+/// The 429 of an identity beyond its rate, with `Retry-After`.
+fn throttled(wait: std::time::Duration, pretty: bool) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let error = EsError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "es_rejected_execution_exception",
+        format!(
+            "rejected execution: this identity is beyond its request or byte rate; retry in [{seconds}] seconds"
+        ),
+    );
+    let mut response = json_response(error.status, &error.body(), pretty);
+    response.headers.push(("retry-after", seconds.to_string()));
+    response
+        .headers
+        .push(("x-elastic-product", "Elasticsearch".into()));
+    response
 }
 
 /// Whether a request changes who may do what, or deletes an index: audited when it succeeds.

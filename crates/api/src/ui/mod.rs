@@ -121,7 +121,17 @@ impl UiApi {
         };
         let grants = authenticator.grants(&principal);
         if grants.cluster_allows(action) {
-            None
+            let wait = authenticator.admit(&principal, request.body.len()).err()?;
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "user [{}] is beyond its request or byte rate",
+                    principal.name
+                ),
+            );
+            response.headers.push(("retry-after", seconds.to_string()));
+            Some(response)
         } else {
             record(
                 Category::PermissionDenied,
