@@ -448,3 +448,60 @@ def test_an_identity_beyond_its_rate_is_throttled_and_the_others_are_not(tmp_pat
         except ClientError as error:
             codes.append(error.response["Error"]["Code"])
     assert codes[0] == "ok" and "ThrottlingException" in codes
+
+
+def test_ledger_statements_need_their_partiql_actions_on_their_tables(tmp_path, sluice_factory):
+    from pyqldb.config.retry_config import RetryConfig
+    from pyqldb.driver.qldb_driver import QldbDriver
+
+    data_dir = tmp_path / "data"
+    keys = {}
+    for name, role in (("admin", "all_access"), ("clerk", "vehicle_clerk")):
+        created = subprocess.run(
+            [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create", "--role", role],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        keys[name] = (re.search(r"access key id: (\S+)", created).group(1),
+                      re.search(r"secret access key: (\S+)", created).group(1))
+    server = sluice_factory(data_dir, ["--security"])
+    password = re.search(r"created user admin with password (\S+)", "".join(server.output)).group(1)
+    OpenSearch(server.es_url, http_auth=("admin", password)).security.create_role(
+        role="vehicle_clerk",
+        body={"aws_permissions": [
+            {"Action": "qldb:SendCommand", "Resource": "arn:aws:qldb:*:*:ledger/cars"},
+            {"Action": ["qldb:PartiQLSelect", "qldb:PartiQLInsert", "qldb:PartiQLUpdate"],
+             "Resource": "arn:aws:qldb:*:*:ledger/cars/table/Vehicle"},
+        ]},
+    )
+
+    def driver(name):
+        key_id, secret = keys[name]
+        return QldbDriver("cars", endpoint_url=server.aws_url, region_name="us-east-1",
+                          aws_access_key_id=key_id, aws_secret_access_key=secret,
+                          retry_config=RetryConfig(retry_limit=0))
+
+    boto3.client("qldb", endpoint_url=server.aws_url, region_name="us-east-1",
+                 aws_access_key_id=keys["admin"][0], aws_secret_access_key=keys["admin"][1]
+                 ).create_ledger(Name="cars", PermissionsMode="STANDARD", DeletionProtection=False)
+    admin = driver("admin")
+    admin.execute_lambda(lambda txn: txn.execute_statement("CREATE TABLE Vehicle"))
+    admin.execute_lambda(lambda txn: txn.execute_statement("CREATE TABLE Secret"))
+    admin.execute_lambda(lambda txn: txn.execute_statement("INSERT INTO Secret ?", {"pin": 1234}))
+
+    clerk = driver("clerk")
+    clerk.execute_lambda(lambda txn: txn.execute_statement("INSERT INTO Vehicle ?", {"VIN": "1"}))
+    clerk.execute_lambda(lambda txn: txn.execute_statement("UPDATE Vehicle AS v SET v.Year = 2020 WHERE v.VIN = '1'"))
+    rows = clerk.execute_lambda(lambda txn: list(txn.execute_statement("SELECT * FROM Vehicle")))
+    assert [row["VIN"] for row in rows] == ["1"]
+    for statement in (
+        "SELECT * FROM Secret",
+        "SELECT * FROM Vehicle AS v WHERE v.VIN IN (SELECT VALUE s.pin FROM Secret AS s)",
+        "SELECT * FROM history(Vehicle)",
+        "DELETE FROM Vehicle",
+        "CREATE TABLE Other",
+    ):
+        with pytest.raises(ClientError) as denied:
+            clerk.execute_lambda(lambda txn: txn.execute_statement(statement))
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException", statement
+    clerk.close()
+    admin.close()

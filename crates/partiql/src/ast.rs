@@ -608,53 +608,50 @@ impl Statement {
     /// expressions they contain, including expressions inside subqueries.
     pub fn for_each_expr(&self, visit: &mut dyn FnMut(&Expr)) {
         match self {
+            Statement::Select(select) => select.for_each_expr(visit),
+            _ => {
+                for expr in self.top_level_exprs() {
+                    expr.for_each(visit);
+                }
+            }
+        }
+    }
+
+    /// The expressions a statement other than a query holds itself (each may hold subqueries).
+    pub(crate) fn top_level_exprs(&self) -> Vec<&Expr> {
+        let mut exprs = Vec::new();
+        match self {
             Statement::CreateTable(create) => {
-                for option in &create.options {
-                    option.value.for_each(visit);
-                }
+                exprs.extend(create.options.iter().map(|option| &option.value));
             }
-            Statement::DropTable(_) | Statement::UndropTable(_) => {}
-            Statement::CreateIndex(create) => create.field.for_each(visit),
             Statement::DropIndex(drop) => {
-                for option in &drop.options {
-                    option.value.for_each(visit);
-                }
+                exprs.extend(drop.options.iter().map(|option| &option.value));
             }
+            Statement::DropTable(_) | Statement::UndropTable(_) | Statement::Select(_) => {}
+            Statement::CreateIndex(create) => exprs.push(&create.field),
             Statement::Insert(insert) => match &insert.source {
-                InsertSource::Value(expr) | InsertSource::Collection(expr) => expr.for_each(visit),
+                InsertSource::Value(expr) | InsertSource::Collection(expr) => exprs.push(expr),
             },
             Statement::Update(update) => {
                 for op in &update.ops {
                     match op {
-                        DmlOp::Set { path, value } => {
-                            path.for_each(visit);
-                            value.for_each(visit);
-                        }
-                        DmlOp::Remove { path } => path.for_each(visit),
+                        DmlOp::Set { path, value } => exprs.extend([path, value]),
+                        DmlOp::Remove { path } => exprs.push(path),
                         DmlOp::InsertInto {
                             path,
                             value,
                             position,
                         } => {
-                            path.for_each(visit);
-                            value.for_each(visit);
-                            if let Some(position) = position {
-                                position.for_each(visit);
-                            }
+                            exprs.extend([path, value]);
+                            exprs.extend(position.iter());
                         }
                     }
                 }
-                if let Some(condition) = &update.condition {
-                    condition.for_each(visit);
-                }
+                exprs.extend(update.condition.iter());
             }
-            Statement::Delete(delete) => {
-                if let Some(condition) = &delete.condition {
-                    condition.for_each(visit);
-                }
-            }
-            Statement::Select(select) => select.for_each_expr(visit),
+            Statement::Delete(delete) => exprs.extend(delete.condition.iter()),
         }
+        exprs
     }
 }
 
@@ -713,31 +710,40 @@ impl Expr {
     /// including the expressions of subqueries.
     pub fn for_each(&self, visit: &mut dyn FnMut(&Expr)) {
         visit(self);
+        self.for_each_child(&mut |child| child.for_each(visit));
+        if let Expr::Subquery(select) = self {
+            select.for_each_expr(visit);
+        }
+    }
+
+    /// Calls `visit` on each expression this one holds directly; a subquery's expressions are
+    /// not its children (they belong to the subquery's own scope).
+    pub fn for_each_child(&self, visit: &mut dyn FnMut(&Expr)) {
         match self {
             Expr::Lit(_) | Expr::Ion(_) | Expr::Param(_) | Expr::Var(_) | Expr::CountStar => {}
             Expr::Path { root, steps } => {
-                root.for_each(visit);
+                visit(root);
                 for step in steps {
                     if let PathStep::Index(index) = step {
-                        index.for_each(visit);
+                        visit(index);
                     }
                 }
             }
             Expr::Struct(fields) => {
                 for (key, value) in fields {
-                    key.for_each(visit);
-                    value.for_each(visit);
+                    visit(key);
+                    visit(value);
                 }
             }
             Expr::List(items) | Expr::Bag(items) | Expr::Call { args: items, .. } => {
                 for item in items {
-                    item.for_each(visit);
+                    visit(item);
                 }
             }
-            Expr::Unary { operand, .. } => operand.for_each(visit),
+            Expr::Unary { operand, .. } => visit(operand),
             Expr::Binary { left, right, .. } => {
-                left.for_each(visit);
-                right.for_each(visit);
+                visit(left);
+                visit(right);
             }
             Expr::Like {
                 value,
@@ -745,32 +751,32 @@ impl Expr {
                 escape,
                 ..
             } => {
-                value.for_each(visit);
-                pattern.for_each(visit);
+                visit(value);
+                visit(pattern);
                 if let Some(escape) = escape {
-                    escape.for_each(visit);
+                    visit(escape);
                 }
             }
             Expr::Between {
                 value, low, high, ..
             } => {
-                value.for_each(visit);
-                low.for_each(visit);
-                high.for_each(visit);
+                visit(value);
+                visit(low);
+                visit(high);
             }
             Expr::In {
                 value, collection, ..
             } => {
-                value.for_each(visit);
-                collection.for_each(visit);
+                visit(value);
+                visit(collection);
             }
-            Expr::Is { value, .. } => value.for_each(visit),
-            Expr::Cast { value, .. } => value.for_each(visit),
+            Expr::Is { value, .. } => visit(value),
+            Expr::Cast { value, .. } => visit(value),
             Expr::Trim { chars, value, .. } => {
                 if let Some(chars) = chars {
-                    chars.for_each(visit);
+                    visit(chars);
                 }
-                value.for_each(visit);
+                visit(value);
             }
             Expr::Case {
                 operand,
@@ -778,17 +784,17 @@ impl Expr {
                 otherwise,
             } => {
                 if let Some(operand) = operand {
-                    operand.for_each(visit);
+                    visit(operand);
                 }
                 for (when, then) in branches {
-                    when.for_each(visit);
-                    then.for_each(visit);
+                    visit(when);
+                    visit(then);
                 }
                 if let Some(otherwise) = otherwise {
-                    otherwise.for_each(visit);
+                    visit(otherwise);
                 }
             }
-            Expr::Subquery(select) => select.for_each_expr(visit),
+            Expr::Subquery(_) => {}
         }
     }
 }

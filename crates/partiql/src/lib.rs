@@ -11,6 +11,7 @@
     deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)
 )]
 
+mod access;
 pub mod ast;
 mod display;
 mod error;
@@ -18,6 +19,7 @@ mod lexer;
 mod parser;
 mod sql;
 
+pub use access::{Action as TableAction, INFORMATION_SCHEMA, TableAccess};
 pub use error::{ParseError, Position};
 pub use parser::NESTING_DEPTH_MAX;
 

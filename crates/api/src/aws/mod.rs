@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
+use crate::roles::Grants;
 use crate::security::Authenticator;
 
 /// The error of an identity beyond its rate (not audited: it is not a security event).
@@ -37,6 +38,7 @@ struct Checked {
     principal: String,
     /// The IAM action (empty when no operation serves the request).
     action: String,
+    grants: Arc<Grants>,
 }
 
 /// Whether an IAM action is audited when it succeeds: deletes, and changes of a ledger's
@@ -238,6 +240,16 @@ pub trait JsonService: Send + Sync + 'static {
         operation: &'a str,
         body: Value,
     ) -> BoxFuture<'a, Result<Value, AwsError>>;
+    /// [`JsonService::call`] for a caller whose grants (with security on) a service may check
+    /// further than the operation itself (QLDBSession checks each statement's tables).
+    fn call_as<'a>(
+        &'a self,
+        operation: &'a str,
+        body: Value,
+        _grants: Option<Arc<Grants>>,
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        self.call(operation, body)
+    }
 }
 
 /// A REST-JSON service: claims requests by path, answers them whole.
@@ -446,6 +458,7 @@ impl AwsApi {
                 decoded_body: verified.decoded_body,
                 principal: principal.name,
                 action,
+                grants: Arc::new(grants),
             })
         } else {
             Err((
@@ -518,6 +531,7 @@ impl AwsApi {
 
     async fn route(&self, mut request: Request) -> Response {
         let mut audited = None;
+        let mut grants = None;
         let target = request
             .headers
             .get("x-amz-target")
@@ -539,6 +553,7 @@ impl AwsApi {
                     if let Some(decoded) = checked.decoded_body {
                         request.body = decoded.into();
                     }
+                    grants = Some(checked.grants);
                     if is_privileged(&checked.action) {
                         audited = Some((authenticator, checked.principal, checked.action));
                     }
@@ -553,7 +568,7 @@ impl AwsApi {
                 }
             }
         }
-        let response = self.dispatch(&request, target, content_type).await;
+        let response = self.dispatch(&request, target, content_type, grants).await;
         if let Some((authenticator, principal, action)) = audited
             && response.status.is_success()
         {
@@ -576,6 +591,7 @@ impl AwsApi {
         request: &Request,
         target: Option<String>,
         content_type: &'static str,
+        grants: Option<Arc<Grants>>,
     ) -> Response {
         let Some(target) = target else {
             let method = request.method.as_str();
@@ -622,7 +638,7 @@ impl AwsApi {
             Ok(body) => body,
             Err(error) => return error_response(&error, content_type),
         };
-        match service.call(operation, body).await {
+        match service.call_as(operation, body, grants).await {
             Ok(body) => aws_response(StatusCode::OK, content_type, &body),
             Err(error) => error_response(&error, content_type),
         }

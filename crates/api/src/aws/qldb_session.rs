@@ -34,7 +34,9 @@ use serde_json::{Value, json};
 use sluice_ledger::{Clock, Ledger, LedgerError, Ledgers, Transaction};
 use time::OffsetDateTime;
 
-use super::{AwsError, BoxFuture, Format, JsonService, Operation};
+use super::{AwsError, BoxFuture, Format, JsonService, Operation, REGION};
+use crate::roles::Grants;
+use sluice_delivery::LOCAL_ACCOUNT_ID;
 
 /// The `X-Amz-Target` prefix of QLDBSession.
 pub const TARGET_PREFIX: &str = "QLDBSession";
@@ -284,6 +286,41 @@ fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
     Err(bad_request("a ValueHolder needs IonBinary or IonText"))
 }
 
+/// Refuses a statement whose PartiQL actions `grants` do not allow on its tables, as QLDB's
+/// STANDARD permissions mode does: `qldb:PartiQLSelect` on
+/// `arn:aws:qldb:…:ledger/LEDGER/table/TABLE` (tables named as written; a table's id for
+/// `UNDROP TABLE`), `…/information_schema/user_tables` for the catalog. A statement that does
+/// not parse is left to the ledger to refuse.
+fn check_statement(grants: &Grants, ledger: &str, statement: &str) -> Result<(), AwsError> {
+    let Ok(parsed) = sluice_partiql::parse(statement) else {
+        return Ok(());
+    };
+    for access in parsed.table_accesses() {
+        let action = format!("qldb:{}", access.action.name());
+        let resource = if access.table == sluice_partiql::INFORMATION_SCHEMA {
+            format!(
+                "arn:aws:qldb:{REGION}:{LOCAL_ACCOUNT_ID}:ledger/{ledger}/{}",
+                access.table
+            )
+        } else {
+            format!(
+                "arn:aws:qldb:{REGION}:{LOCAL_ACCOUNT_ID}:ledger/{ledger}/table/{}",
+                access.table
+            )
+        };
+        if !grants.aws_allows(&action, std::slice::from_ref(&resource)) {
+            return Err(AwsError::client(
+                "AccessDeniedException",
+                format!(
+                    "User: {} is not authorized to perform: {action} on resource: {resource}",
+                    grants.user
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn text_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, AwsError> {
     body.get(name)
         .and_then(Value::as_str)
@@ -415,8 +452,15 @@ impl QldbSessionService {
         })
     }
 
-    /// Blocking: runs one command.
+    /// Blocking: runs one command with security off.
+    #[cfg(test)]
     fn send_command(&self, body: &Value) -> Result<Value, AwsError> {
+        self.send_command_as(body, None)
+    }
+
+    /// Blocking: runs one command for a caller with `grants` (`None`: security is off), whose
+    /// statements need the PartiQL actions of QLDB's STANDARD permissions mode on their tables.
+    fn send_command_as(&self, body: &Value, grants: Option<&Grants>) -> Result<Value, AwsError> {
         let started = Instant::now();
         if let Some(request) = body.get("StartSession") {
             let ledger_name = text_field(request, "LedgerName")?;
@@ -561,6 +605,9 @@ impl QldbSessionService {
                 }
                 Some(_) => return Err(bad_request("Parameters must be a list of ValueHolders")),
             };
+            if let Some(grants) = grants {
+                check_statement(grants, &session.ledger_name, statement)?;
+            }
             let open = open_transaction(&mut session, transaction_id)?;
             if open.pending_results.len() >= PENDING_RESULTS_PER_TRANSACTION_MAX {
                 return Err(AwsError::client(
@@ -683,6 +730,15 @@ impl JsonService for Arc<QldbSessionService> {
         operation: &'a str,
         body: Value,
     ) -> BoxFuture<'a, Result<Value, AwsError>> {
+        self.call_as(operation, body, None)
+    }
+
+    fn call_as<'a>(
+        &'a self,
+        operation: &'a str,
+        body: Value,
+        grants: Option<Arc<Grants>>,
+    ) -> BoxFuture<'a, Result<Value, AwsError>> {
         Box::pin(async move {
             if operation != "SendCommand" {
                 return Err(AwsError::client(
@@ -699,7 +755,7 @@ impl JsonService for Arc<QldbSessionService> {
             let service = self.clone();
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                service.send_command(&body)
+                service.send_command_as(&body, grants.as_deref())
             })
             .await
             .unwrap_or_else(|error| Err(AwsError::internal(format!("command failed: {error}"))))
