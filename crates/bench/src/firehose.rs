@@ -234,6 +234,18 @@ pub(crate) fn put_all(
     batch: usize,
     clients: usize,
 ) -> anyhow::Result<PutResult> {
+    put_all_with(address, None, api, records, batch, clients)
+}
+
+/// [`put_all`] to a node reached as `secured` says.
+pub(crate) fn put_all_with(
+    address: &str,
+    secured: Option<&crate::http::Secured>,
+    api: PutApi,
+    records: &Records,
+    batch: usize,
+    clients: usize,
+) -> anyhow::Result<PutResult> {
     let n_batches = records.base64.len().div_ceil(batch);
     let next_batch = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -245,7 +257,7 @@ pub(crate) fn put_all(
         let handles: Vec<_> = (0..clients)
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<()> {
-                    let mut connection = Connection::open(address)?;
+                    let mut connection = Connection::open_with(address, secured)?;
                     let mut mine = Vec::new();
                     let result = (|| -> anyhow::Result<()> {
                         while !stop.load(Ordering::Relaxed) {
@@ -365,7 +377,17 @@ pub(crate) fn create_delivery_stream_into(
     cluster_endpoint: Option<&str>,
     interval_s: u64,
 ) -> anyhow::Result<()> {
-    let mut connection = Connection::open(&server.aws_address)?;
+    create_delivery_stream_with(server, cluster_endpoint, interval_s, None)
+}
+
+/// [`create_delivery_stream_into`] on a node reached as `secured` says.
+pub(crate) fn create_delivery_stream_with(
+    server: &Server,
+    cluster_endpoint: Option<&str>,
+    interval_s: u64,
+    secured: Option<&crate::http::Secured>,
+) -> anyhow::Result<()> {
+    let mut connection = Connection::open_with(&server.aws_address, secured)?;
     let mut body = serde_json::json!({
         "DeliveryStreamName": STREAM_NAME,
         "DeliveryStreamType": "DirectPut",

@@ -1,10 +1,14 @@
 //! A minimal HTTP/1.1 keep-alive client over `std::net::TcpStream`: enough to send requests to
 //! Sluice's search API and read its responses (fixed length or chunked), without pulling an HTTP
-//! stack into the benchmark.
+//! stack into the benchmark. Optionally over TLS (rustls) with every request signed with SigV4,
+//! as clients of a node started with `--security` send them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
+
+use sluice_cluster::sigv4::Credentials;
 
 use anyhow::{Context, bail};
 
@@ -27,27 +31,104 @@ impl Response {
     }
 }
 
+/// The bytes of a connection: plain TCP, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(stream) => stream.read(buf),
+            Transport::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(stream) => stream.write(buf),
+            Transport::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(stream) => stream.flush(),
+            Transport::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// How a secured node is reached: TLS trusting `tls`'s roots, requests signed with SigV4 by
+/// `credentials` for `service` (`es` on the search port; on the AWS port the service of each
+/// request's `X-Amz-Target`).
+#[derive(Clone)]
+pub struct Secured {
+    pub tls: Arc<rustls::ClientConfig>,
+    pub credentials: Credentials,
+}
+
+impl Secured {
+    /// Trusts the certificate of a `--tls-self-signed` node (`DATA_DIR/tls/self-signed-cert.pem`).
+    pub fn trusting(cert_pem: &std::path::Path, credentials: Credentials) -> anyhow::Result<Self> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(cert_pem)
+            .with_context(|| format!("reading {}", cert_pem.display()))?
+        {
+            roots.add(cert?)?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Secured {
+            tls: Arc::new(tls),
+            credentials,
+        })
+    }
+}
+
 /// One keep-alive connection.
 pub struct Connection {
     host: String,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
+    stream: BufReader<Transport>,
     /// Request headers are assembled here and sent with the body in one `write_all` when small.
     head: Vec<u8>,
+    /// Signs every request when the node is secured.
+    credentials: Option<Credentials>,
 }
 
 impl Connection {
     pub fn open(host: &str) -> anyhow::Result<Connection> {
+        Connection::open_with(host, None)
+    }
+
+    /// A connection over TLS with signed requests when `secured`, else plain.
+    pub fn open_with(host: &str, secured: Option<&Secured>) -> anyhow::Result<Connection> {
         let stream = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        let reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
+        let transport = match secured {
+            None => Transport::Plain(stream),
+            Some(secured) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost")?;
+                let connection = rustls::ClientConnection::new(secured.tls.clone(), name)?;
+                Transport::Tls(Box::new(rustls::StreamOwned::new(connection, stream)))
+            }
+        };
         Ok(Connection {
             host: host.to_string(),
-            writer: stream,
-            reader,
+            stream: BufReader::with_capacity(256 * 1024, transport),
             head: Vec::with_capacity(256),
+            credentials: secured.map(|secured| secured.credentials.clone()),
         })
     }
 
@@ -77,12 +158,68 @@ impl Connection {
             self.host,
             body.len()
         )?;
-        for (name, value) in headers {
-            write!(self.head, "{name}: {value}\r\n")?;
+        match &self.credentials {
+            None => {
+                for (name, value) in headers {
+                    write!(self.head, "{name}: {value}\r\n")?;
+                }
+            }
+            Some(credentials) => {
+                // The caller's stand-in signature headers give way to a real signature.
+                let kept: Vec<(&str, &str)> = headers
+                    .iter()
+                    .filter(|(name, _)| {
+                        !name.eq_ignore_ascii_case("authorization")
+                            && !name.eq_ignore_ascii_case("x-amz-date")
+                    })
+                    .copied()
+                    .collect();
+                let target = kept
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+                    .map(|(_, value)| *value);
+                let service = match target {
+                    None => "es",
+                    Some(target) if target.starts_with("Firehose") => "firehose",
+                    Some(target) if target.starts_with("DynamoDB") => "dynamodb",
+                    Some(_) => "kinesis",
+                };
+                let mut signed: Vec<(String, &str)> =
+                    vec![("content-type".to_owned(), content_type)];
+                signed.extend(
+                    kept.iter()
+                        .map(|(name, value)| (name.to_ascii_lowercase(), *value)),
+                );
+                let extra: Vec<(&str, &str)> = signed
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), *value))
+                    .collect();
+                let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+                let signature = sluice_cluster::sigv4::sign(
+                    method,
+                    &self.host,
+                    path_only,
+                    query,
+                    &extra,
+                    body,
+                    ("us-east-1", service),
+                    credentials,
+                    time::OffsetDateTime::now_utc(),
+                );
+                for (name, value) in kept.iter().copied().chain(
+                    signature
+                        .iter()
+                        .map(|(name, value)| (*name, value.as_str())),
+                ) {
+                    write!(self.head, "{name}: {value}\r\n")?;
+                }
+            }
         }
         self.head.extend_from_slice(b"\r\n");
-        self.writer.write_all(&self.head)?;
-        self.writer.write_all(body)?;
+        let writer = self.stream.get_mut();
+        writer.write_all(&self.head)?;
+        writer.write_all(body)?;
+        writer.flush()?;
         self.read_response()
             .with_context(|| format!("reading the response to {method} {path}"))
     }
@@ -93,7 +230,7 @@ impl Connection {
 
     fn read_line(&mut self, line: &mut String, header_bytes: &mut usize) -> anyhow::Result<()> {
         line.clear();
-        let n = self.reader.read_line(line)?;
+        let n = self.stream.read_line(line)?;
         if n == 0 {
             bail!("connection closed by the server");
         }
@@ -139,7 +276,7 @@ impl Connection {
                 bail!("response body of {length} bytes is over {BODY_BYTES_MAX}");
             }
             let mut body = vec![0; length];
-            self.reader.read_exact(&mut body)?;
+            self.stream.read_exact(&mut body)?;
             body
         };
         Ok(Response { status, body })
@@ -168,9 +305,9 @@ impl Connection {
             }
             let start = body.len();
             body.resize(start + size, 0);
-            self.reader.read_exact(&mut body[start..])?;
+            self.stream.read_exact(&mut body[start..])?;
             let mut crlf = [0; 2];
-            self.reader.read_exact(&mut crlf)?;
+            self.stream.read_exact(&mut crlf)?;
             header_bytes = 0;
         }
     }

@@ -42,6 +42,7 @@ mod machine;
 mod postgres;
 mod queries;
 mod report;
+mod secure;
 mod server;
 mod tables;
 
@@ -82,6 +83,9 @@ enum BenchCommand {
     Bulk(BulkArgs),
     /// Firehose PutRecordBatch into Sluice's own index until searchable, versus kinesalite.
     Firehose(firehose::FirehoseArgs),
+    /// What TLS and SigV4 cost: bulk indexing and PutRecordBatch on a plain node versus one
+    /// started with `--tls-self-signed --tls-only --security`, in alternating rounds.
+    Secure(secure::SecureArgs),
     /// Firehose delivery into an external cluster (a second Sluice over loopback, by
     /// ClusterEndpoint) versus into the embedded index, until searchable, in one run.
     External(external::ExternalArgs),
@@ -167,6 +171,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Bulk(args) => bulk(args),
         BenchCommand::Firehose(args) => firehose::run(args),
         BenchCommand::External(args) => external::run(args),
+        BenchCommand::Secure(args) => secure::run(args),
         BenchCommand::Tables(args) => tables::run(args),
         BenchCommand::Ledger(args) => ledger::run(args),
         BenchCommand::LedgerPipeline(args) => ledger_pipeline::run(args),

@@ -14,10 +14,18 @@ use anyhow::{Context, bail};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a SIGTERM'd server may take to commit and exit before it is killed.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
-/// What `sluice up` prints before the search API address.
-const SEARCH_API_PREFIX: &str = "search API (Elasticsearch): http://";
+/// What `sluice up` prints before the search API address (then `http://` or `https://`).
+const SEARCH_API_PREFIX: &str = "search API (Elasticsearch): ";
 /// What `sluice up` prints before the AWS APIs address, on the line after the search API's.
-const AWS_API_PREFIX: &str = "AWS APIs: http://";
+const AWS_API_PREFIX: &str = "AWS APIs: ";
+
+/// `host:port` of a printed `http://host:port` or `https://host:port`.
+fn address_of(url: &str) -> String {
+    url.strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url)
+        .to_owned()
+}
 
 pub struct Server {
     child: Child,
@@ -32,6 +40,16 @@ pub struct Server {
 impl Server {
     /// Starts `sluice up`; its log goes to `log_path`.
     pub fn start(sluice: &Path, data_dir: &Path, log_path: &Path) -> anyhow::Result<Server> {
+        Server::start_with(sluice, data_dir, log_path, &[])
+    }
+
+    /// Starts `sluice up` with `extra` arguments (`--security`, the TLS flags).
+    pub fn start_with(
+        sluice: &Path,
+        data_dir: &Path,
+        log_path: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         let log = fs::File::create(log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let mut child = Command::new(sluice)
@@ -39,6 +57,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--es-port", "0", "--aws-port", "0", "--ui-port", "0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -61,11 +80,11 @@ impl Server {
                     Ok(_) => {
                         let line = line.trim();
                         if let Some(address) = line.strip_prefix(SEARCH_API_PREFIX) {
-                            search_address = Some(address.to_string());
+                            search_address = Some(address_of(address));
                         } else if let Some(address) = line.strip_prefix(AWS_API_PREFIX) {
                             let addresses = search_address
                                 .take()
-                                .map(|search| (search, address.to_string()));
+                                .map(|search| (search, address_of(address)));
                             let _ = sender.send(addresses.map(|a| (a, reader)));
                             return;
                         }
