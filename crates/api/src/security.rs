@@ -9,7 +9,10 @@ use base64::Engine;
 
 use crate::api_keys::{ApiKeyRefusal, ApiKeys};
 use crate::audit::AuditLog;
-use crate::identities::{Identities, IdentityError, IdentityStore, verify_password};
+use crate::identities::{
+    Identities, IdentityError, IdentityStore, generate_access_key_id, generate_secret,
+    verify_password,
+};
 use crate::rates::Rates;
 pub use crate::roles::Grants;
 use crate::roles::{Roles, Subject};
@@ -29,6 +32,8 @@ pub enum Authentication {
     ApiKey { id: String, name: String },
     /// Sluice's own work on behalf of a resource (a delivery stream assuming its role ARN).
     Service,
+    /// A temporary access key the dashboard's login handed out; the principal is its user.
+    Session { key_id: String },
 }
 
 /// An authenticated identity.
@@ -145,6 +150,27 @@ pub fn parse_authorization(value: &[u8]) -> Result<Credentials, CredentialsError
     })
 }
 
+/// How long a dashboard login lasts.
+pub const SESSION_TTL_MS: u64 = 8 * 3600 * 1000;
+/// Most dashboard sessions live at once.
+pub const SESSIONS_MAX: usize = 10_000;
+
+/// A dashboard session's temporary access key.
+#[derive(Debug)]
+struct SessionKey {
+    secret: String,
+    principal: Principal,
+    expires_ms: u64,
+}
+
+/// What a login hands the page, once.
+#[derive(Debug, Clone)]
+pub struct SessionCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub expiration_ms: u64,
+}
+
 /// Most users whose last verified password is remembered (as a SHA-256), so basic auth costs
 /// one argon2id hash per user and password rather than per request. When full it is emptied and
 /// fills again.
@@ -163,6 +189,9 @@ pub struct Authenticator {
     roles: Roles,
     audit: AuditLog,
     rates: Rates,
+    /// Temporary access keys of dashboard logins, by id; in memory only (a restart logs
+    /// everyone out).
+    sessions: Mutex<HashMap<String, SessionKey>>,
     /// The clock of API keys' creation and expiry (the node's, so tests can move it).
     clock: Arc<dyn sluice_log::Clock>,
 }
@@ -185,6 +214,7 @@ impl Authenticator {
             roles: Roles::in_memory(),
             audit: AuditLog::counting_only(Arc::new(sluice_log::SystemClock)),
             rates: Rates::default(),
+            sessions: Mutex::new(HashMap::new()),
             clock: Arc::new(sluice_log::SystemClock),
         })
     }
@@ -207,8 +237,56 @@ impl Authenticator {
             roles,
             audit,
             rates,
+            sessions: Mutex::new(HashMap::new()),
             clock,
         }))
+    }
+
+    /// A temporary access key for `principal` (a user who just logged in to the dashboard),
+    /// valid [`SESSION_TTL_MS`]. When [`SESSIONS_MAX`] are live the one expiring soonest ends.
+    pub fn start_session(
+        &self,
+        principal: &Principal,
+    ) -> Result<SessionCredentials, IdentityError> {
+        let id = format!("ASIA{}", &generate_access_key_id()?[4..]);
+        let secret = generate_secret()?;
+        let now_ms = self.now_ms();
+        let expiration_ms = now_ms.saturating_add(SESSION_TTL_MS);
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| IdentityError::Hash("the session table is unavailable".to_owned()))?;
+        sessions.retain(|_, session| session.expires_ms > now_ms);
+        if sessions.len() >= SESSIONS_MAX
+            && let Some(soonest) = sessions
+                .iter()
+                .min_by_key(|(_, session)| session.expires_ms)
+                .map(|(id, _)| id.clone())
+        {
+            sessions.remove(&soonest);
+        }
+        let mut principal = principal.clone();
+        principal.authentication = Authentication::Session { key_id: id.clone() };
+        sessions.insert(
+            id.clone(),
+            SessionKey {
+                secret: secret.clone(),
+                principal,
+                expires_ms: expiration_ms,
+            },
+        );
+        Ok(SessionCredentials {
+            access_key_id: id,
+            secret_access_key: secret,
+            expiration_ms,
+        })
+    }
+
+    /// Ends a dashboard session; whether it was live.
+    pub fn end_session(&self, key_id: &str) -> bool {
+        self.sessions
+            .lock()
+            .is_ok_and(|mut sessions| sessions.remove(key_id).is_some())
     }
 
     /// Admits a request of `principal` with a body of `bytes` under its identity's rates, or
@@ -339,8 +417,16 @@ impl Authenticator {
         Some(principal)
     }
 
-    /// The secret and principal of an access key.
+    /// The secret and principal of an access key, or of a live dashboard session's key.
     pub fn access_key(&self, id: &str) -> Option<(String, Principal)> {
+        if id.starts_with("ASIA") {
+            let now_ms = self.now_ms();
+            let sessions = self.sessions.lock().ok()?;
+            let session = sessions
+                .get(id)
+                .filter(|session| session.expires_ms > now_ms)?;
+            return Some((session.secret.clone(), session.principal.clone()));
+        }
         let identities = self.identities.read().ok()?;
         let key = identities.access_keys.get(id)?;
         Some((

@@ -28,6 +28,8 @@ use crate::security::{Authentication, Authenticator, Principal};
 
 /// The realm of internal users, as `_authenticate` and API keys' owners name it.
 pub const USER_REALM: &str = "default_native";
+/// The realm of the dashboard's temporary keys (the user is looked up in the native realm).
+pub const DASHBOARD_REALM: &str = "sluice_dashboard";
 /// The realm of Sluice's own work on behalf of a resource's role ARN.
 pub const SERVICE_REALM: &str = "sluice_service";
 /// The realm of SigV4 access keys on the search port.
@@ -137,6 +139,10 @@ fn authenticate(caller: &Caller<'_>) -> super::Response {
         Authentication::Service => (
             realm(SERVICE_REALM, "service"),
             realm(SERVICE_REALM, "service"),
+        ),
+        Authentication::Session { .. } => (
+            realm(DASHBOARD_REALM, "dashboard"),
+            realm(USER_REALM, "native"),
         ),
         Authentication::ApiKey { id, name } => {
             set(&mut body, "authentication_type", json!("api_key"));

@@ -5,8 +5,13 @@
 //! the security headers: a CSP without inline scripts whose `connect-src` names exactly the two
 //! API origins, `nosniff`, no framing, no referrer. `index.html` is never cached; hashed bundles
 //! are cached for good. With security on (`with_authenticator`), `/api/` asks for an internal
-//! user's basic auth or an API key like the search port (saved objects are data), and writes
-//! need a role that may write; the assets hold no data and stay public so the page can load.
+//! user's basic auth, an API key, or a SigV4 signature like the search port (saved objects are
+//! data), and writes need a role that may write; the assets hold no data and stay public so the
+//! page can load. `POST /api/login` checks a user's password and answers a temporary access key
+//! (`Authenticator::start_session`) that the page signs its requests to every port with;
+//! `POST /api/logout` ends it. A 401 to the page's own requests (`Sec-Fetch-Mode` other than
+//! `navigate`) has no `WWW-Authenticate`, so the browser shows the login form, not its own
+//! prompt.
 
 mod saved_objects;
 
@@ -21,12 +26,12 @@ use serde_json::{Value, json};
 use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
 use crate::roles::DASHBOARD_READ;
-use crate::security::{Authenticator, Credentials, parse_authorization};
+use crate::security::{Authentication, Authenticator, Credentials, Principal, parse_authorization};
 pub use saved_objects::{SAVED_OBJECT_TYPES, SavedObjects, SavedObjectsError};
 
-/// `Cache-Control` of hashed bundles: their path changes with their content.
 /// The cluster permission of the dashboard's own writes (saved objects).
 const DASHBOARD_WRITE: &str = "sluice:dashboard/write";
+/// `Cache-Control` of hashed bundles: their path changes with their content.
 const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of `index.html` and the JSON API: a new build's page names new bundles.
 const CACHE_NONE: &str = "no-store";
@@ -68,14 +73,23 @@ impl UiApi {
         self
     }
 
-    /// `None` when the request may go on, else its 401 or 403.
-    async fn check_credentials(&self, request: &Request) -> Option<Response> {
-        let authenticator = self.authenticator.as_ref()?;
-        let credentials = request
-            .headers
-            .get("authorization")
+    /// The request's principal when it may go on (`None` with security off), else its 401,
+    /// 403 or 429.
+    async fn check_credentials(&self, request: &Request) -> Result<Option<Principal>, Response> {
+        let Some(authenticator) = self.authenticator.as_ref() else {
+            return Ok(None);
+        };
+        let header = request.headers.get("authorization");
+        let signed = header.is_some_and(|value| {
+            value
+                .as_bytes()
+                .starts_with(crate::sigv4::ALGORITHM.as_bytes())
+        });
+        let credentials = header
+            .filter(|_| !signed)
             .map(|value| parse_authorization(value.as_bytes()));
         let principal = match credentials {
+            _ if signed => verified_signer(authenticator, request),
             Some(Ok(Credentials::Basic { user, password })) => {
                 let checking = authenticator.clone();
                 tokio::task::spawn_blocking(move || checking.basic(&user, &password))
@@ -106,13 +120,19 @@ impl UiApi {
             );
             let mut response = api_error(
                 StatusCode::UNAUTHORIZED,
-                "the dashboard's API needs an internal user's credentials (basic auth)",
+                "the dashboard's API needs a login (or a user's basic auth, an API key or a SigV4 signature)",
             );
-            response.headers.push((
-                "www-authenticate",
-                "Basic realm=\"security\" charset=\"UTF-8\"".to_owned(),
-            ));
-            return Some(response);
+            let from_page = request
+                .headers
+                .get("sec-fetch-mode")
+                .is_some_and(|mode| mode.as_bytes() != b"navigate");
+            if !from_page {
+                response.headers.push((
+                    "www-authenticate",
+                    "Basic realm=\"security\" charset=\"UTF-8\"".to_owned(),
+                ));
+            }
+            return Err(response);
         };
         let action = if matches!(request.method, Method::GET | Method::HEAD) {
             DASHBOARD_READ
@@ -121,7 +141,9 @@ impl UiApi {
         };
         let grants = authenticator.grants(&principal);
         if grants.cluster_allows(action) {
-            let wait = authenticator.admit(&principal, request.body.len()).err()?;
+            let Err(wait) = authenticator.admit(&principal, request.body.len()) else {
+                return Ok(Some(principal));
+            };
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut response = api_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -131,7 +153,7 @@ impl UiApi {
                 ),
             );
             response.headers.push(("retry-after", seconds.to_string()));
-            Some(response)
+            Err(response)
         } else {
             record(
                 Category::PermissionDenied,
@@ -139,7 +161,7 @@ impl UiApi {
                 StatusCode::FORBIDDEN,
                 format!("[{action}] is not allowed"),
             );
-            Some(api_error(
+            Err(api_error(
                 StatusCode::FORBIDDEN,
                 format!(
                     "user [{}] with roles [{}] may not perform [{action}]",
@@ -223,16 +245,28 @@ impl UiApi {
     }
 
     async fn api(&self, request: &Request) -> Response {
-        if let Some(refused) = self.check_credentials(request).await {
-            return refused;
-        }
         let segments: Vec<&str> = request
             .segments
             .iter()
             .skip(1)
             .map(String::as_str)
             .collect();
+        if segments == ["login"] && request.method == Method::POST {
+            return self.log_in(request).await;
+        }
+        let principal = match self.check_credentials(request).await {
+            Ok(principal) => principal,
+            Err(refused) => return refused,
+        };
         match (segments.as_slice(), &request.method) {
+            (["logout"], &Method::POST) => {
+                if let (Some(authenticator), Some(principal)) = (&self.authenticator, principal)
+                    && let Authentication::Session { key_id } = &principal.authentication
+                {
+                    authenticator.end_session(key_id);
+                }
+                json_answer(StatusCode::OK, &json!({"logged_out": true}))
+            }
             (["config"], &Method::GET) => {
                 let config = json!({
                     "version": env!("CARGO_PKG_VERSION"),
@@ -245,6 +279,86 @@ impl UiApi {
                 saved_objects::handle(&self.saved_objects, request, rest).await
             }
             _ => api_error(StatusCode::NOT_FOUND, "no such dashboard API"),
+        }
+    }
+}
+
+/// The principal of a request signed with SigV4 by a known (or session) access key.
+fn verified_signer(authenticator: &Authenticator, request: &Request) -> Option<Principal> {
+    let signed = crate::sigv4::SignedRequest {
+        method: request.method.as_str(),
+        raw_path: &request.raw_path,
+        raw_query: &request.raw_query,
+        headers: &request.headers,
+        body: &request.body,
+    };
+    let mut principal = None;
+    crate::sigv4::verify(&signed, crate::sigv4::now_s(), |id| {
+        let (secret, found) = authenticator.access_key(id)?;
+        principal = Some(found);
+        Some(secret)
+    })
+    .ok()?;
+    principal
+}
+
+impl UiApi {
+    /// `POST /api/login` with `{"username", "password"}`: a temporary access key for the user,
+    /// or 401 (and an audited authentication failure).
+    async fn log_in(&self, request: &Request) -> Response {
+        let Some(authenticator) = self.authenticator.clone() else {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "security is off: the dashboard needs no login",
+            );
+        };
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Login {
+            username: String,
+            password: String,
+        }
+        let login: Login = match crate::json::parse(&request.body, crate::json::Duplicates::Refuse)
+            .ok()
+            .and_then(|value| serde_json::from_value(value).ok())
+        {
+            Some(login) => login,
+            None => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "a login is a JSON object with a username and a password",
+                );
+            }
+        };
+        let checking = authenticator.clone();
+        let name = login.username.clone();
+        let principal = tokio::task::spawn_blocking(move || checking.basic(&name, &login.password))
+            .await
+            .ok()
+            .flatten();
+        let Some(principal) = principal else {
+            authenticator.audit().record(AuditEvent {
+                category: Category::AuthenticationFailure,
+                port: "dashboard",
+                principal: Some(login.username.clone()),
+                action: "POST /api/login".to_owned(),
+                resource: request.raw_path.clone(),
+                status: 401,
+                reason: "wrong user name or password".to_owned(),
+            });
+            return api_error(StatusCode::UNAUTHORIZED, "wrong user name or password");
+        };
+        match authenticator.start_session(&principal) {
+            Ok(session) => json_answer(
+                StatusCode::OK,
+                &json!({
+                    "access_key_id": session.access_key_id,
+                    "secret_access_key": session.secret_access_key,
+                    "expiration": session.expiration_ms,
+                    "username": principal.name,
+                }),
+            ),
+            Err(error) => api_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
         }
     }
 }

@@ -593,3 +593,93 @@ async fn with_security_on_the_api_needs_a_user_and_writes_a_role_that_may_write(
         .await;
     assert_eq!(written.status, StatusCode::OK, "{:?}", written.body);
 }
+
+#[tokio::test]
+async fn a_login_hands_out_a_temporary_key_that_signs_requests_until_logout() {
+    use crate::identities::IdentityStore;
+    use crate::security::Authenticator;
+    let directory = tempfile::tempdir().unwrap();
+    let store = IdentityStore::new(directory.path());
+    store
+        .put_user(
+            "admin",
+            "admin-secret",
+            vec!["all_access".to_owned()],
+            false,
+        )
+        .unwrap();
+    let authenticator = Authenticator::new(store.load().unwrap());
+    let api = api(directory.path()).with_authenticator(authenticator.clone());
+
+    // A wrong password: 401, and no browser prompt for the page's own requests.
+    let wrong = api
+        .handle(request(
+            Method::POST,
+            "/api/login",
+            &[("sec-fetch-mode", "cors")],
+            r#"{"username":"admin","password":"nope"}"#,
+        ))
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let anonymous = api
+        .handle(request(
+            Method::GET,
+            "/api/config",
+            &[("sec-fetch-mode", "cors")],
+            "",
+        ))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&anonymous, "www-authenticate"), None);
+    let login = api
+        .handle(request(
+            Method::POST,
+            "/api/login",
+            &[],
+            r#"{"username":"admin","password":"admin-secret"}"#,
+        ))
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    let session = json_of(&login);
+    let credentials = sluice_cluster::sigv4::Credentials {
+        access_key_id: session["access_key_id"].as_str().unwrap().to_owned(),
+        secret_access_key: session["secret_access_key"].as_str().unwrap().to_owned(),
+        session_token: None,
+    };
+    assert!(credentials.access_key_id.starts_with("ASIA"));
+    let signed = |method: Method, path: &str| {
+        let headers = sluice_cluster::sigv4::sign(
+            method.as_str(),
+            "127.0.0.1:5601",
+            path,
+            "",
+            &[],
+            b"",
+            ("us-east-1", "execute-api"),
+            &credentials,
+            time::OffsetDateTime::now_utc(),
+        );
+        let headers: Vec<(&'static str, String)> = headers;
+        let borrowed: Vec<(&'static str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        request(method, path, &borrowed, "")
+    };
+    let config = api.handle(signed(Method::GET, "/api/config")).await;
+    assert_eq!(config.status, StatusCode::OK, "{:?}", config.body);
+    // The same key signs for the other ports: the authenticator knows it as the user.
+    let (_, principal) = authenticator
+        .access_key(&credentials.access_key_id)
+        .unwrap();
+    assert_eq!(principal.name, "admin");
+    let logout = api.handle(signed(Method::POST, "/api/logout")).await;
+    assert_eq!(logout.status, StatusCode::OK);
+    let after = api.handle(signed(Method::GET, "/api/config")).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        authenticator
+            .access_key(&credentials.access_key_id)
+            .is_none()
+    );
+}

@@ -2,6 +2,8 @@
 // APIs and the UI server's own /api. Every call takes an AbortSignal so a view can cancel what it
 // no longer needs (a new query, leaving the view).
 
+import { signedFetch } from "./auth";
+
 /** What `/api/config` says: the ports of the public APIs, on the host the page came from. */
 interface ServerConfig {
   version: string;
@@ -18,7 +20,7 @@ export interface Config {
 let config: Config | null = null;
 
 export async function loadConfig(signal?: AbortSignal): Promise<Config> {
-  const response = await fetch("/api/config", { signal });
+  const response = await signedFetch("/api/config", { signal });
   if (!response.ok) throw new Error(`GET /api/config: ${response.status}`);
   const server = (await response.json()) as ServerConfig;
   // The page reaches the other ports by the name it was itself reached by, so a dashboard opened
@@ -61,7 +63,7 @@ export async function searchRequest(
   if (body !== null && body.trim() !== "") {
     headers["Content-Type"] = isNdjson ? "application/x-ndjson" : "application/json";
   }
-  const response = await fetch(url, {
+  const response = await signedFetch(url, {
     method,
     headers,
     body: body !== null && body.trim() !== "" && method !== "GET" && method !== "HEAD" ? body : undefined,
@@ -111,7 +113,7 @@ export async function awsJson<T>(
   signal?: AbortSignal,
   version: "1.0" | "1.1" = "1.1",
 ): Promise<T> {
-  const response = await fetch(currentConfig().aws_url + "/", {
+  const response = await signedFetch(currentConfig().aws_url + "/", {
     method: "POST",
     headers: { "Content-Type": `application/x-amz-json-${version}`, "X-Amz-Target": target },
     body: JSON.stringify(body),
@@ -127,7 +129,7 @@ export async function awsRest<T>(
   body: unknown,
   signal?: AbortSignal,
 ): Promise<T> {
-  const response = await fetch(currentConfig().aws_url + path, {
+  const response = await signedFetch(currentConfig().aws_url + path, {
     method,
     headers: body === undefined ? {} : { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -138,7 +140,7 @@ export async function awsRest<T>(
 
 /** The Prometheus text of `/metrics` on the AWS port. */
 export async function metricsText(signal?: AbortSignal): Promise<string> {
-  const response = await fetch(currentConfig().aws_url + "/metrics", { signal });
+  const response = await signedFetch(currentConfig().aws_url + "/metrics", { signal });
   if (!response.ok) throw new Error(`GET /metrics: ${response.status}`);
   return response.text();
 }

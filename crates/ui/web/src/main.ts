@@ -3,6 +3,7 @@
 
 import "./app.css";
 import { isAbort, loadConfig } from "./api";
+import { currentSession, LoginRequired, logIn, logOut } from "./auth";
 import { clear, errorText, h } from "./dom";
 import { currentRoute, href } from "./router";
 import { applyTheme, currentTheme, followSystemTheme, toggleTheme } from "./theme";
@@ -82,13 +83,50 @@ async function start(): Promise<void> {
     const config = await loadConfig();
     version.textContent = `v${config.version}`;
   } catch (error) {
-    if (!isAbort(error)) {
+    if (error instanceof LoginRequired) {
+      showLogin(main);
+    } else if (!isAbort(error)) {
       main.appendChild(h("p", { class: "error", role: "alert" }, `the dashboard's configuration did not load: ${errorText(error)}`));
     }
     return;
   }
+  const session = currentSession();
+  if (session) {
+    const logOutButton = h("button", { type: "button", class: "log-out" }, `Log out ${session.username}`);
+    logOutButton.addEventListener("click", () => {
+      void logOut().then(() => location.reload());
+    });
+    themeButton.before(logOutButton);
+  }
   window.addEventListener("hashchange", () => render(main, nav));
   render(main, nav);
+}
+
+/** The login form of a node started with `--security`: on success the dashboard starts over. */
+function showLogin(main: HTMLElement): void {
+  document.title = "Log in · Sluice";
+  const username = h("input", { id: "login-username", name: "username", autocomplete: "username", required: "" }) as HTMLInputElement;
+  const password = h("input", { id: "login-password", name: "password", type: "password", autocomplete: "current-password", required: "" }) as HTMLInputElement;
+  const status = h("p", { class: "status", role: "status" });
+  const form = h("form", { class: "login", "aria-label": "Log in" },
+    h("label", { for: "login-username" }, "User"), username,
+    h("label", { for: "login-password" }, "Password"), password,
+    h("button", { type: "submit" }, "Log in"),
+    status);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    status.textContent = "logging in…";
+    logIn(username.value, password.value).then(
+      () => location.reload(),
+      (error: unknown) => {
+        status.textContent = errorText(error);
+        password.value = "";
+        password.focus();
+      },
+    );
+  });
+  main.append(h("h1", { class: "view-title" }, "Log in"), form);
+  username.focus();
 }
 
 void start();

@@ -1,6 +1,8 @@
 // The UI server's saved objects API (`/api/saved_objects`): index patterns, searches,
 // visualizations and dashboards, stored durably in the data directory.
 
+import { signedFetch } from "./auth";
+
 export interface SavedObject<A> {
   type: string;
   id: string;
@@ -21,12 +23,12 @@ async function answer<T>(response: Response): Promise<T> {
 }
 
 export async function listSaved<A>(type: string, signal?: AbortSignal): Promise<Array<SavedObject<A>>> {
-  const response = await fetch(`/api/saved_objects?type=${encodeURIComponent(type)}`, { signal });
+  const response = await signedFetch(`/api/saved_objects?type=${encodeURIComponent(type)}`, { signal });
   return (await answer<{ saved_objects: Array<SavedObject<A>> }>(response)).saved_objects;
 }
 
 export async function saveObject<A>(type: string, id: string, attributes: A, signal?: AbortSignal): Promise<SavedObject<A>> {
-  const response = await fetch(`/api/saved_objects/${encodeURIComponent(type)}/${encodeURIComponent(id)}`, {
+  const response = await signedFetch(`/api/saved_objects/${encodeURIComponent(type)}/${encodeURIComponent(id)}`, {
     method: "PUT",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ attributes }),

@@ -12,6 +12,7 @@ import { type IndexPatternAttributes, type SavedObject, idFromTitle, listSaved, 
 import { type VisState, VisRunner, normalizeVis } from "../vis";
 import type { View } from "../view";
 import { applyClick, field } from "./visualize";
+import { signedFetch } from "../auth";
 
 /** Columns of the grid; a panel's x and w are in these. */
 const GRID_COLUMNS = 12;
@@ -424,7 +425,7 @@ export const dashboardsView: View = {
 
     const start = async () => {
       try {
-        const answer = await fetch(`/api/saved_objects/dashboard/${encodeURIComponent(id)}`, { signal });
+        const answer = await signedFetch(`/api/saved_objects/dashboard/${encodeURIComponent(id)}`, { signal });
         if (!answer.ok) throw new Error(`the dashboard ${id} was not found (${answer.status})`);
         const saved = ((await answer.json()) as SavedObject<Partial<DashboardAttributes>>).attributes;
         [patterns, visualizations, searches] = await Promise.all([

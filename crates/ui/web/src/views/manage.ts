@@ -4,6 +4,7 @@
 import { isAbort } from "../api";
 import { clear, errorText, h } from "../dom";
 import type { View } from "../view";
+import { signedFetch } from "../auth";
 
 interface Listed {
   type: string;
@@ -25,13 +26,13 @@ export const manageView: View = {
 
     const load = async () => {
       try {
-        const response = await fetch("/api/saved_objects", { signal });
+        const response = await signedFetch("/api/saved_objects", { signal });
         const answer = (await response.json()) as { saved_objects: Listed[] };
         clear(body);
         for (const object of answer.saved_objects) {
           const remove = h("button", { type: "button", "aria-label": `Delete ${object.type} ${object.id}` }, "Delete");
           remove.addEventListener("click", async () => {
-            const deleted = await fetch(`/api/saved_objects/${encodeURIComponent(object.type)}/${encodeURIComponent(object.id)}`, { method: "DELETE", signal });
+            const deleted = await signedFetch(`/api/saved_objects/${encodeURIComponent(object.type)}/${encodeURIComponent(object.id)}`, { method: "DELETE", signal });
             status.textContent = deleted.ok ? `deleted ${object.type} ${object.id}` : `not deleted (${deleted.status})`;
             void load();
           });
@@ -51,7 +52,7 @@ export const manageView: View = {
         return;
       }
       try {
-        const response = await fetch(`/api/saved_objects/_import?overwrite=${overwrite.checked}`, {
+        const response = await signedFetch(`/api/saved_objects/_import?overwrite=${overwrite.checked}`, {
           method: "POST", headers: { "Content-Type": "application/x-ndjson" }, body: await chosen.text(), signal,
         });
         const answer = (await response.json()) as { successCount?: number; errors?: unknown[]; message?: string };

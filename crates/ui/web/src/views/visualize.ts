@@ -16,6 +16,7 @@ import {
   type VisState, VisRunner, defaultVis, normalizeVis,
 } from "../vis";
 import type { View } from "../view";
+import { signedFetch } from "../auth";
 
 /** Quiet time after an edit before the preview runs, so typing does not send a request a key. */
 const PREVIEW_DEBOUNCE_MS = 300;
@@ -280,7 +281,7 @@ export const visualizeView: View = {
     const start = async () => {
       try {
         if (id && !raw) {
-          const saved = await fetch(`/api/saved_objects/visualization/${encodeURIComponent(id)}`, { signal });
+          const saved = await signedFetch(`/api/saved_objects/visualization/${encodeURIComponent(id)}`, { signal });
           if (!saved.ok) throw new Error(`the visualization ${id} was not found (${saved.status})`);
           vis = normalizeVis(((await saved.json()) as SavedObject<VisState>).attributes);
           titleInput.value = vis.title;
