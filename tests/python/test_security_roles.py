@@ -185,6 +185,17 @@ def test_the_security_api_and_the_roles_survive_a_restart(tmp_path, secure_sluic
         with pytest.raises(TransportError) as refused:
             security.security.create_role(role="bad", body=body)
         assert refused.value.status_code == 400
+    # PATCH applies a JSON Patch to one resource, as the plugin does; a failing one changes nothing.
+    patched = security.security.patch_role(role="reader_of_stock", body=[
+        {"op": "add", "path": "/index_permissions/0/index_patterns/-", "value": "quotes*"}])
+    assert patched["status"] == "OK", patched
+    assert security.security.get_role(role="reader_of_stock")["reader_of_stock"]["index_permissions"][0]["index_patterns"] == ["stock*", "quotes*"]
+    with pytest.raises(TransportError) as failed:
+        security.security.patch_role(role="reader_of_stock", body=[
+            {"op": "replace", "path": "/index_permissions/0/index_patterns/0", "value": "x*"},
+            {"op": "remove", "path": "/no_such_field"}])
+    assert failed.value.status_code == 400
+    assert security.security.get_role(role="reader_of_stock")["reader_of_stock"]["index_permissions"][0]["index_patterns"] == ["stock*", "quotes*"]
     add_user(security, "stocky", roles=["reader_of_stock"])
     admin.index(index="stock", id="1", document={"p": 1}, refresh=True)
     stocky = user_client(secure_sluice, "stocky")

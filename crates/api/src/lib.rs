@@ -14,6 +14,7 @@ pub mod es;
 pub mod http;
 pub mod identities;
 pub mod json;
+pub mod json_patch;
 pub mod rates;
 pub mod roles;
 pub mod security;

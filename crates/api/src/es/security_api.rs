@@ -120,6 +120,12 @@ pub(super) async fn route(
     principal: Option<&Principal>,
 ) -> EsResult {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    // The body first, so a broken one is named whatever the node's security.
+    let body = if request.body.is_empty() {
+        Value::Null
+    } else {
+        parse_json_body(&request.body, "x_content_parse_exception")?
+    };
     let (Some(authenticator), Some(principal), Some(grants)) = (
         api.authenticator.clone(),
         principal,
@@ -130,11 +136,6 @@ pub(super) async fn route(
         ));
     };
     let method = request.method.as_str();
-    let body = if request.body.is_empty() {
-        Value::Null
-    } else {
-        parse_json_body(&request.body, "x_content_parse_exception")?
-    };
     let rest = segments.get(2..).unwrap_or_default();
     match (rest, method) {
         (["authinfo"], "GET") => Ok(authinfo(principal, grants)),
@@ -154,8 +155,9 @@ pub(super) async fn route(
                 ("GET", name) => Ok(list(&authenticator, kind, name)),
                 ("PUT", Some(name)) => put(&authenticator, kind, name, body).await,
                 ("DELETE", Some(name)) => delete(&authenticator, kind, name).await,
-                ("PATCH", _) => Ok(bad_request(
-                    "PATCH is not supported by Sluice yet: PUT the whole resource",
+                ("PATCH", Some(name)) => patch(&authenticator, kind, name, body).await,
+                ("PATCH", None) => Ok(bad_request(
+                    "PATCH of a whole collection is not supported by Sluice yet: PATCH each resource at its own path",
                 )),
                 _ => Ok(bad_request(format!(
                     "{method} needs a resource name: /_plugins/_security/api/{}/{{name}}",
@@ -537,6 +539,51 @@ async fn put(authenticator: &Arc<Authenticator>, kind: Kind, name: &str, body: V
             })
             .await
         }
+    }
+}
+
+/// `PATCH …/{kind}/{name}` with a JSON Patch: applied to the resource as a PUT would send it
+/// (a user without its hash; `password` may be added), then stored as that PUT would store it.
+async fn patch(
+    authenticator: &Arc<Authenticator>,
+    kind: Kind,
+    name: &str,
+    body: Value,
+) -> EsResult {
+    let file = authenticator.roles().snapshot();
+    let current = match kind {
+        Kind::InternalUsers => authenticator.identities().users.get(name).map(|user| {
+            json!({
+                "opendistro_security_roles": user.roles,
+                "backend_roles": user.backend_roles,
+                "attributes": user.attributes,
+            })
+        }),
+        Kind::Roles if static_role(name).is_some() => {
+            return Ok(roles_error(RolesError::Reserved(name.to_owned())));
+        }
+        Kind::ActionGroups if static_action_group(name).is_some() => {
+            return Ok(roles_error(RolesError::Reserved(name.to_owned())));
+        }
+        Kind::Roles => file
+            .roles
+            .get(name)
+            .and_then(|role| serde_json::to_value(role).ok()),
+        Kind::RolesMapping => file
+            .roles_mapping
+            .get(name)
+            .and_then(|mapping| serde_json::to_value(mapping).ok()),
+        Kind::ActionGroups => file
+            .action_groups
+            .get(name)
+            .and_then(|group| serde_json::to_value(group).ok()),
+    };
+    let Some(current) = current else {
+        return Ok(not_found(name));
+    };
+    match crate::json_patch::apply(&current, &body) {
+        Ok(patched) => put(authenticator, kind, name, patched).await,
+        Err(reason) => Ok(bad_request(reason)),
     }
 }
 
