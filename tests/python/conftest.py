@@ -132,22 +132,33 @@ def tls_sluice(tmp_path):
     server.stop()
 
 
+def create_access_key(data_dir, *roles):
+    """An access key made offline with `sluice security access-key create` (its roles, or the
+    default `all_access`): its (id, secret)."""
+    command = [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"]
+    for role in roles:
+        command += ["--role", role]
+    created = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return (re.search(r"access key id: (\S+)", created).group(1),
+            re.search(r"secret access key: (\S+)", created).group(1))
+
+
+def admin_password(server):
+    """The password the first start with `--security` printed for `admin`, or None."""
+    printed = re.search(r"created user admin with password (\S+)", "".join(server.output))
+    return printed.group(1) if printed else None
+
+
 @pytest.fixture
 def secure_sluice(tmp_path):
     """A fresh server with `--security`: `server.admin_password` is the password printed for the
     bootstrap user `admin`, `server.access_key` the (id, secret) of an all_access access key
     created with the CLI before the start."""
     data_dir = tmp_path / "data"
-    created = subprocess.run(
-        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    key_id = re.search(r"access key id: (\S+)", created).group(1)
-    secret = re.search(r"secret access key: (\S+)", created).group(1)
+    access_key = create_access_key(data_dir)
     server = Sluice(data_dir, ["--security"]).start()
-    printed = re.search(r"created user admin with password (\S+)", "".join(server.output))
-    server.admin_password = printed.group(1) if printed else None
-    server.access_key = (key_id, secret)
+    server.admin_password = admin_password(server)
+    server.access_key = access_key
     yield server
     server.stop()
 

@@ -6,8 +6,6 @@ mget and aggregations; static roles are read-only; the roles survive a restart; 
 are allowed or refused by a role's AWS actions."""
 
 import json
-import re
-import subprocess
 import time
 
 import boto3
@@ -18,7 +16,7 @@ from elasticsearch import AuthorizationException, Elasticsearch, NotFoundError
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
-from conftest import BINARY
+from conftest import admin_password, create_access_key
 
 STOCK_WRITER = {
     "cluster_permissions": ["cluster_composite_ops", "cluster_monitor"],
@@ -229,20 +227,10 @@ def test_the_security_api_and_the_roles_survive_a_restart(tmp_path, secure_sluic
 def test_aws_operations_follow_the_roles_aws_actions(tmp_path, sluice_factory):
     data_dir = tmp_path / "data"
     # Keys are made offline; the role they name is defined later, through the API.
-    created = subprocess.run(
-        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create", "--role", "stream_reader"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    key_id = re.search(r"access key id: (\S+)", created).group(1)
-    secret = re.search(r"secret access key: (\S+)", created).group(1)
-    created = subprocess.run(
-        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    admin_id = re.search(r"access key id: (\S+)", created).group(1)
-    admin_secret = re.search(r"secret access key: (\S+)", created).group(1)
+    key_id, secret = create_access_key(data_dir, "stream_reader")
+    admin_id, admin_secret = create_access_key(data_dir)
     server = sluice_factory(data_dir, ["--security"])
-    password = re.search(r"created user admin with password (\S+)", "".join(server.output)).group(1)
+    password = admin_password(server)
     security = OpenSearch(server.es_url, http_auth=("admin", password))
     kinesis = boto3.client(
         "kinesis", endpoint_url=server.aws_url, region_name="us-east-1",
@@ -415,19 +403,14 @@ def requests_signed_get(server, path, key_id, secret):
 
 def test_an_identity_beyond_its_rate_is_throttled_and_the_others_are_not(tmp_path, sluice_factory):
     data_dir = tmp_path / "data"
-    created = subprocess.run(
-        [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    key_id = re.search(r"access key id: (\S+)", created).group(1)
-    secret = re.search(r"secret access key: (\S+)", created).group(1)
+    key_id, secret = create_access_key(data_dir)
     config = tmp_path / "rates.json"
     config.write_text(json.dumps({"identity_rates": {
         "default": {"requests_per_second": 1000},
         "identities": {"slow": {"requests_per_second": 1}, key_id: {"requests_per_second": 1}},
     }}))
     server = sluice_factory(data_dir, ["--security", "--config", str(config)])
-    password = re.search(r"created user admin with password (\S+)", "".join(server.output)).group(1)
+    password = admin_password(server)
     security = OpenSearch(server.es_url, http_auth=("admin", password))
     add_user(security, "slow", roles=["readall"])
     slow = Elasticsearch(server.es_url, basic_auth=("slow", "slow-password"), max_retries=0)
@@ -466,16 +449,9 @@ def test_ledger_statements_need_their_partiql_actions_on_their_tables(tmp_path, 
     from pyqldb.driver.qldb_driver import QldbDriver
 
     data_dir = tmp_path / "data"
-    keys = {}
-    for name, role in (("admin", "all_access"), ("clerk", "vehicle_clerk")):
-        created = subprocess.run(
-            [str(BINARY), "security", "--data-dir", str(data_dir), "access-key", "create", "--role", role],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        keys[name] = (re.search(r"access key id: (\S+)", created).group(1),
-                      re.search(r"secret access key: (\S+)", created).group(1))
+    keys = {"admin": create_access_key(data_dir), "clerk": create_access_key(data_dir, "vehicle_clerk")}
     server = sluice_factory(data_dir, ["--security"])
-    password = re.search(r"created user admin with password (\S+)", "".join(server.output)).group(1)
+    password = admin_password(server)
     OpenSearch(server.es_url, http_auth=("admin", password)).security.create_role(
         role="vehicle_clerk",
         body={"aws_permissions": [

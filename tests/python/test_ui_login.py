@@ -7,17 +7,8 @@ import json
 
 from playwright.sync_api import expect
 from opensearchpy import OpenSearch
-from ui_support import browser, page, screenshot  # noqa: F401 (fixtures)
+from ui_support import EDITOR, browser, page, screenshot, send  # noqa: F401 (fixtures)
 
-EDITOR = "textarea.editor-input"
-
-
-def send(page, text):
-    page.fill(EDITOR, text)
-    page.press(EDITOR, "Control+Enter")
-    status = page.locator(".response-status")
-    status.filter(has_text=" ms").wait_for()
-    return status.inner_text(), page.locator(".response-body").inner_text()
 
 
 def log_in(page, user, password):

@@ -63,4 +63,16 @@ def screenshot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-__all__ = ["browser", "page", "screenshot", "Path"]
+# The console's editor; `send` types a request into it and returns the status line and body.
+EDITOR = "textarea.editor-input"
+
+
+def send(page, text):
+    page.fill(EDITOR, text)
+    page.press(EDITOR, "Control+Enter")
+    status = page.locator(".response-status")
+    status.filter(has_text=" ms").wait_for()
+    return status.inner_text(), page.locator(".response-body").inner_text()
+
+
+__all__ = ["browser", "page", "screenshot", "send", "EDITOR", "Path"]

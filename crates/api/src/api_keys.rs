@@ -30,7 +30,9 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::identities::{IDENTITIES_DIR, IdentityError, random_bytes, write_atomically};
+use crate::identities::{
+    IDENTITIES_DIR, IdentityError, parse_versioned, random_bytes, write_atomically,
+};
 
 /// The version written in the file; a reader refuses a later one. Format 1 held the owner's
 /// single `"role"`; it is read as a one-role list.
@@ -447,22 +449,7 @@ impl ApiKeys {
 }
 
 fn parse_file(path: &Path, bytes: &[u8]) -> Result<ApiKeysFile, IdentityError> {
-    #[derive(Deserialize)]
-    struct Version {
-        format_version: u32,
-    }
-    let corrupt = |error: serde_json::Error| IdentityError::Corrupt {
-        path: path.to_path_buf(),
-        reason: error.to_string(),
-    };
-    let version: Version = serde_json::from_slice(bytes).map_err(corrupt)?;
-    if version.format_version > API_KEYS_FORMAT_VERSION {
-        return Err(IdentityError::NewerFormat {
-            path: path.to_path_buf(),
-            found: version.format_version,
-        });
-    }
-    let mut file: ApiKeysFile = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let mut file: ApiKeysFile = parse_versioned(path, bytes, API_KEYS_FORMAT_VERSION)?;
     for record in file.api_keys.values_mut() {
         if let Some(role) = record.role.take() {
             record.roles.insert(0, role);

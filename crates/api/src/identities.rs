@@ -46,12 +46,14 @@ pub enum IdentityError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not an identity store: {reason}")]
+    #[error("{path} is not a security file: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error(
-        "{path} has format version {found}, newer than this build's {IDENTITIES_FORMAT_VERSION}"
-    )]
-    NewerFormat { path: PathBuf, found: u32 },
+    #[error("{path} has format version {found}, newer than this build's {newest}")]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        newest: u32,
+    },
     #[error("invalid name [{0}]: 1 to {NAME_BYTES_MAX} letters, digits, '-', '_', '.' or '@'")]
     InvalidName(String),
     #[error("the password must be 8 to {PASSWORD_BYTES_MAX} bytes")]
@@ -227,6 +229,32 @@ pub(crate) fn write_atomically(
     Ok(())
 }
 
+/// Parses one of the security files (identities, API keys, roles): its `format_version` first,
+/// so that a file of a format later than `newest` is named as such rather than as corrupt.
+pub(crate) fn parse_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    newest: u32,
+) -> Result<T, IdentityError> {
+    #[derive(Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let corrupt = |error: serde_json::Error| IdentityError::Corrupt {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    let version: Version = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if version.format_version > newest {
+        return Err(IdentityError::NewerFormat {
+            path: path.to_path_buf(),
+            found: version.format_version,
+            newest,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
 /// The store file of a data directory, read and written whole.
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
@@ -257,27 +285,7 @@ impl IdentityStore {
             }
             Err(source) => return Err(IdentityError::Io { path, source }),
         };
-        // The version first, so a later format is named as such rather than as corrupt.
-        #[derive(Deserialize)]
-        struct Version {
-            format_version: u32,
-        }
-        let version: Version =
-            serde_json::from_slice(&bytes).map_err(|error| IdentityError::Corrupt {
-                path: path.clone(),
-                reason: error.to_string(),
-            })?;
-        if version.format_version > IDENTITIES_FORMAT_VERSION {
-            return Err(IdentityError::NewerFormat {
-                path,
-                found: version.format_version,
-            });
-        }
-        let mut identities: Identities =
-            serde_json::from_slice(&bytes).map_err(|error| IdentityError::Corrupt {
-                path,
-                reason: error.to_string(),
-            })?;
+        let mut identities: Identities = parse_versioned(&path, &bytes, IDENTITIES_FORMAT_VERSION)?;
         for user in identities.users.values_mut() {
             upgrade(&mut user.role, &mut user.roles);
         }

@@ -35,7 +35,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::identities::{IDENTITIES_DIR, IdentityError, write_atomically};
+use crate::identities::{IDENTITIES_DIR, IdentityError, parse_versioned, write_atomically};
 
 /// The version written in the file; a reader refuses a later one.
 pub const ROLES_FORMAT_VERSION: u32 = 1;
@@ -776,28 +776,6 @@ pub struct Roles {
     file: RwLock<RolesFile>,
 }
 
-fn parse_file(path: &Path, bytes: &[u8]) -> Result<RolesFile, IdentityError> {
-    #[derive(Deserialize)]
-    struct Version {
-        format_version: u32,
-    }
-    let corrupt = |error: serde_json::Error| IdentityError::Corrupt {
-        path: path.to_path_buf(),
-        reason: error.to_string(),
-    };
-    let version: Version = serde_json::from_slice(bytes).map_err(corrupt)?;
-    if version.format_version > ROLES_FORMAT_VERSION {
-        return Err(IdentityError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!(
-                "format version {} is newer than this build's {ROLES_FORMAT_VERSION}",
-                version.format_version
-            ),
-        });
-    }
-    serde_json::from_slice(bytes).map_err(corrupt)
-}
-
 impl Roles {
     /// Roles held in memory only.
     pub fn in_memory() -> Roles {
@@ -812,7 +790,7 @@ impl Roles {
         let directory = data_dir.join(IDENTITIES_DIR);
         let path = directory.join(ROLES_FILE);
         let file = match std::fs::read(&path) {
-            Ok(bytes) => parse_file(&path, &bytes)?,
+            Ok(bytes) => parse_versioned(&path, &bytes, ROLES_FORMAT_VERSION)?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => RolesFile::empty(),
             Err(source) => return Err(IdentityError::Io { path, source }),
         };

@@ -417,6 +417,36 @@ impl Authenticator {
         Some(principal)
     }
 
+    /// Checks a request's SigV4 signature (header or presigned form) against the access keys,
+    /// stored or a dashboard session's: the verified signature and its key's principal. `Err`
+    /// carries the access key id when the request named one.
+    pub fn verify_signature(
+        &self,
+        request: &crate::http::Request,
+    ) -> Result<(crate::sigv4::Verified, Principal), (crate::sigv4::SigV4Error, Option<String>)>
+    {
+        let signed = crate::sigv4::SignedRequest {
+            method: request.method.as_str(),
+            raw_path: &request.raw_path,
+            raw_query: &request.raw_query,
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let mut principal = None;
+        let mut key_id = None;
+        let verified = crate::sigv4::verify(&signed, crate::sigv4::now_s(), |id| {
+            key_id = Some(id.to_owned());
+            let (secret, found) = self.access_key(id)?;
+            principal = Some(found);
+            Some(secret)
+        })
+        .map_err(|error| (error, key_id.clone()))?;
+        match principal {
+            Some(principal) => Ok((verified, principal)),
+            None => Err((crate::sigv4::SigV4Error::UnknownAccessKey, key_id)),
+        }
+    }
+
     /// The secret and principal of an access key, or of a live dashboard session's key.
     pub fn access_key(&self, id: &str) -> Option<(String, Principal)> {
         if id.starts_with("ASIA") {

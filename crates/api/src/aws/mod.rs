@@ -53,7 +53,7 @@ fn is_privileged(action: &str) -> bool {
             "UpdateLedger" | "CancelJournalKinesisStream" | "RestoreLedger"
         )
 }
-use crate::sigv4::{self, SigV4Error, SignedRequest};
+use crate::sigv4::{self, SigV4Error};
 
 pub mod dynamodb;
 pub mod dynamodb_streams;
@@ -397,26 +397,10 @@ impl AwsApi {
                 None,
             ));
         }
-        let signed = SignedRequest {
-            method: request.method.as_str(),
-            raw_path: &request.raw_path,
-            raw_query: &request.raw_query,
-            headers: &request.headers,
-            body: &request.body,
-        };
-        let mut principal = None;
-        let mut key_id = None;
-        let verified = sigv4::verify(&signed, sigv4::now_s(), |id| {
-            key_id = Some(id.to_owned());
-            let (secret, found) = authenticator.access_key(id)?;
-            principal = Some(found);
-            Some(secret)
-        })
-        .map_err(|error| (signature_error(&error, rest), key_id.clone()))?;
-        let Some(principal) = principal else {
-            return Err((signature_error(&SigV4Error::UnknownAccessKey, rest), key_id));
-        };
         let action = self.iam_action(request, target);
+        let (verified, principal) = authenticator
+            .verify_signature(request)
+            .map_err(|(error, key_id)| (signature_error(&error, rest), key_id))?;
         let grants = authenticator.grants(&principal);
         let allowed = if action.is_empty() {
             // A request no route serves is answered as unknown once authenticated.

@@ -151,28 +151,15 @@ impl EsApi {
         authenticator: &Authenticator,
         request: &Request,
     ) -> Result<Principal, EsError> {
-        let signed = crate::sigv4::SignedRequest {
-            method: request.method.as_str(),
-            raw_path: &request.raw_path,
-            raw_query: &request.raw_query,
-            headers: &request.headers,
-            body: &request.body,
-        };
-        let mut principal = None;
-        crate::sigv4::verify(&signed, crate::sigv4::now_s(), |id| {
-            let (secret, found) = authenticator.access_key(id)?;
-            principal = Some(found);
-            Some(secret)
-        })
-        .map_err(|error| {
-            unauthenticated(format!(
-                "unable to authenticate the AWS SigV4 signature of REST request [{}]: {error}",
-                request.raw_path
-            ))
-        })
-        .and_then(|_| {
-            principal.ok_or_else(|| unauthenticated("the SigV4 access key is not known".to_owned()))
-        })
+        authenticator
+            .verify_signature(request)
+            .map(|(_, principal)| principal)
+            .map_err(|(error, _)| {
+                unauthenticated(format!(
+                    "unable to authenticate the AWS SigV4 signature of REST request [{}]: {error}",
+                    request.raw_path
+                ))
+            })
     }
 
     fn slot(&self, slots: &Arc<Semaphore>, what: &str) -> Result<OwnedSemaphorePermit, EsError> {

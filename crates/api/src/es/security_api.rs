@@ -92,6 +92,15 @@ impl Kind {
         }
     }
 
+    /// Whether `name` is one of the kind's static, read-only resources.
+    fn is_static(self, name: &str) -> bool {
+        match self {
+            Kind::Roles => static_role(name).is_some(),
+            Kind::ActionGroups => static_action_group(name).is_some(),
+            Kind::InternalUsers | Kind::RolesMapping => false,
+        }
+    }
+
     fn permission(self) -> &'static str {
         match self {
             Kind::InternalUsers => "restapi:admin/internalusers",
@@ -477,12 +486,7 @@ async fn put(authenticator: &Arc<Authenticator>, kind: Kind, name: &str, body: V
             if let Err(error) = check_name(&name) {
                 return Ok(roles_error(error));
             }
-            let reserved = match kind {
-                Kind::Roles => static_role(&name).is_some(),
-                Kind::ActionGroups => static_action_group(&name).is_some(),
-                _ => false,
-            };
-            if reserved {
+            if kind.is_static(&name) {
                 return Ok(roles_error(RolesError::Reserved(name)));
             }
             let change: RolesChange = match kind {
@@ -559,10 +563,7 @@ async fn patch(
                 "attributes": user.attributes,
             })
         }),
-        Kind::Roles if static_role(name).is_some() => {
-            return Ok(roles_error(RolesError::Reserved(name.to_owned())));
-        }
-        Kind::ActionGroups if static_action_group(name).is_some() => {
+        _ if kind.is_static(name) => {
             return Ok(roles_error(RolesError::Reserved(name.to_owned())));
         }
         Kind::Roles => file
@@ -591,12 +592,7 @@ async fn patch(
 async fn delete(authenticator: &Arc<Authenticator>, kind: Kind, name: &str) -> EsResult {
     let name = name.to_owned();
     let authenticator = authenticator.clone();
-    let reserved = match kind {
-        Kind::Roles => static_role(&name).is_some(),
-        Kind::ActionGroups => static_action_group(&name).is_some(),
-        _ => false,
-    };
-    if reserved {
+    if kind.is_static(&name) {
         return Ok(roles_error(RolesError::Reserved(name)));
     }
     blocking(move || {

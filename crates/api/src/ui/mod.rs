@@ -89,7 +89,10 @@ impl UiApi {
             .filter(|_| !signed)
             .map(|value| parse_authorization(value.as_bytes()));
         let principal = match credentials {
-            _ if signed => verified_signer(authenticator, request),
+            _ if signed => authenticator
+                .verify_signature(request)
+                .ok()
+                .map(|(_, principal)| principal),
             Some(Ok(Credentials::Basic { user, password })) => {
                 let checking = authenticator.clone();
                 tokio::task::spawn_blocking(move || checking.basic(&user, &password))
@@ -281,25 +284,6 @@ impl UiApi {
             _ => api_error(StatusCode::NOT_FOUND, "no such dashboard API"),
         }
     }
-}
-
-/// The principal of a request signed with SigV4 by a known (or session) access key.
-fn verified_signer(authenticator: &Authenticator, request: &Request) -> Option<Principal> {
-    let signed = crate::sigv4::SignedRequest {
-        method: request.method.as_str(),
-        raw_path: &request.raw_path,
-        raw_query: &request.raw_query,
-        headers: &request.headers,
-        body: &request.body,
-    };
-    let mut principal = None;
-    crate::sigv4::verify(&signed, crate::sigv4::now_s(), |id| {
-        let (secret, found) = authenticator.access_key(id)?;
-        principal = Some(found);
-        Some(secret)
-    })
-    .ok()?;
-    principal
 }
 
 impl UiApi {
