@@ -95,14 +95,41 @@ def test_api_keys_authenticate_expire_and_are_invalidated_across_a_restart(secur
     assert names == {"ingest"}
 
 
-def test_role_descriptors_are_refused_and_a_key_may_be_granted(secure_sluice):
+def test_role_descriptors_limit_a_key_and_a_key_may_be_granted(secure_sluice):
     admin = admin_of(secure_sluice)
-    with pytest.raises(BadRequestError) as refused:
-        admin.security.create_api_key(
-            name="narrow",
-            role_descriptors={"logs": {"indices": [{"names": ["logs-*"], "privileges": ["read"]}]}},
-        )
-    assert "role_descriptors" in refused.value.body["error"]["reason"]
+    admin.bulk(refresh=True, operations=[
+        {"index": {"_index": "logs-a"}}, {"team": "red", "n": 1},
+        {"index": {"_index": "logs-a"}}, {"team": "blue", "n": 2},
+        {"index": {"_index": "secrets"}}, {"pin": 1},
+    ])
+    # A key limited below its (all_access) owner: read logs-*, only the red team's documents.
+    narrow = admin.security.create_api_key(
+        name="narrow",
+        role_descriptors={"logs": {
+            "cluster": ["monitor"],
+            "indices": [{"names": ["logs-*"], "privileges": ["read"], "query": {"term": {"team.keyword": "red"}}}],
+        }},
+    )
+    reader = Elasticsearch(secure_sluice.es_url, api_key=narrow["encoded"])
+    assert reader.count(index="logs-*")["count"] == 1
+    assert reader.search(index="*")["hits"]["total"]["value"] == 1
+    assert reader.cluster.health()["status"]
+    for call in (
+        lambda: reader.index(index="logs-a", document={"team": "red"}),
+        lambda: reader.search(index="secrets"),
+        lambda: reader.security.create_api_key(name="child"),
+    ):
+        with pytest.raises(AuthorizationException):
+            call()
+    # Privileges Sluice does not know, and field-level security, are refused, not ignored.
+    for descriptor in (
+        {"indices": [{"names": ["logs-*"], "privileges": ["read_cross_cluster"]}]},
+        {"indices": [{"names": ["logs-*"], "privileges": ["read"], "field_security": {"grant": ["n"]}}]},
+        {"run_as": ["someone"]},
+    ):
+        with pytest.raises(BadRequestError) as refused:
+            admin.security.create_api_key(name="bad", role_descriptors={"r": descriptor})
+        assert refused.value.body["error"]["type"] == "illegal_argument_exception"
     # An empty set of descriptors is the owner's rights, as in Elasticsearch.
     assert admin.security.create_api_key(name="plain", role_descriptors={})["id"]
 

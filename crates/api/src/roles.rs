@@ -474,6 +474,152 @@ pub fn validate_action_group(name: &str, group: &ActionGroup) -> Result<(), Role
     Ok(())
 }
 
+/// The actions of an Elasticsearch index privilege (`read`, `write`, `create_index`, …), as
+/// API keys' role descriptors name them; `None` for one Sluice does not know.
+fn es_index_privilege(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "all" => &["indices:*"],
+        "read" => &["read"],
+        "write" => &["write"],
+        "index" => &["index"],
+        "create" | "create_doc" => &[
+            "indices:data/write/index*",
+            "indices:data/write/bulk*",
+            "indices:admin/mapping/put",
+        ],
+        "delete" => &["delete"],
+        "create_index" | "auto_configure" => &["create_index"],
+        "delete_index" => &["indices:admin/delete"],
+        "manage" => &["manage"],
+        "monitor" => &["indices_monitor"],
+        "maintenance" => &[
+            "indices:admin/refresh*",
+            "indices:admin/flush*",
+            "indices:admin/forcemerge*",
+        ],
+        "view_index_metadata" => &[
+            "indices:admin/get",
+            "indices:admin/mappings/get",
+            "indices:admin/mappings/fields/get*",
+            "indices:admin/aliases/get",
+            "indices:admin/resolve/index",
+            "indices:data/read/field_caps*",
+            "indices:monitor/settings/get",
+        ],
+        _ => return None,
+    })
+}
+
+/// The actions of an Elasticsearch cluster privilege; `None` for one Sluice does not know.
+fn es_cluster_privilege(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "all" => &["*"],
+        "monitor" => &["cluster_monitor"],
+        "manage" => &["cluster:*", "cluster_manage_index_templates"],
+        "manage_index_templates" => &["cluster_manage_index_templates"],
+        "manage_own_api_key" => &["cluster:admin/xpack/security/api_key/create"],
+        "manage_api_key" => &["cluster:admin/xpack/security/api_key/*"],
+        "manage_security" => &["cluster:admin/xpack/security/*", "restapi:admin/*"],
+        _ => return None,
+    })
+}
+
+/// The roles an Elasticsearch API key's `role_descriptors` describe (`{"name": {"cluster": […],
+/// "indices": [{"names", "privileges", "query"}]}}`), which limit the key below its owner.
+/// Privileges Sluice does not know, field-level security, `run_as` and application privileges
+/// are refused rather than ignored.
+pub fn from_role_descriptors(
+    descriptors: &serde_json::Map<String, Value>,
+) -> Result<Vec<RoleDefinition>, RolesError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Descriptor {
+        #[serde(default)]
+        cluster: Vec<String>,
+        #[serde(default)]
+        indices: Vec<Indices>,
+        #[serde(default)]
+        applications: Vec<Value>,
+        #[serde(default)]
+        run_as: Vec<String>,
+        #[serde(default)]
+        metadata: Option<Value>,
+        #[serde(default)]
+        transient_metadata: Option<Value>,
+        #[serde(default)]
+        description: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Indices {
+        names: Vec<String>,
+        privileges: Vec<String>,
+        #[serde(default)]
+        query: Option<Value>,
+        #[serde(default)]
+        field_security: Option<Value>,
+        #[serde(default)]
+        allow_restricted_indices: bool,
+    }
+    let expand =
+        |names: &[String], known: fn(&str) -> Option<&'static [&'static str]>, what: &str| {
+            let mut actions = Vec::new();
+            for name in names {
+                if name.contains(':') {
+                    actions.push(name.clone());
+                } else {
+                    let listed = known(name).ok_or_else(|| {
+                        RolesError::Invalid(format!(
+                            "unknown {what} privilege [{name}] in an API key's role descriptor"
+                        ))
+                    })?;
+                    actions.extend(listed.iter().map(|action| (*action).to_owned()));
+                }
+            }
+            Ok::<_, RolesError>(actions)
+        };
+    let mut roles = Vec::with_capacity(descriptors.len());
+    for (name, descriptor) in descriptors {
+        let descriptor: Descriptor = serde_json::from_value(descriptor.clone())
+            .map_err(|error| RolesError::Invalid(format!("role descriptor [{name}]: {error}")))?;
+        let _ = (
+            &descriptor.metadata,
+            &descriptor.transient_metadata,
+            &descriptor.description,
+        );
+        if !descriptor.run_as.is_empty() || !descriptor.applications.is_empty() {
+            return Err(RolesError::Invalid(format!(
+                "role descriptor [{name}]: [run_as] and [applications] are not supported by Sluice"
+            )));
+        }
+        let mut role = RoleDefinition {
+            cluster_permissions: expand(&descriptor.cluster, es_cluster_privilege, "cluster")?,
+            ..RoleDefinition::default()
+        };
+        for indices in descriptor.indices {
+            let _ = indices.allow_restricted_indices;
+            if indices.field_security.is_some() {
+                return Err(RolesError::Invalid(format!(
+                    "role descriptor [{name}]: [field_security] is not supported by Sluice yet"
+                )));
+            }
+            role.index_permissions.push(IndexPermission {
+                index_patterns: indices.names,
+                allowed_actions: expand(&indices.privileges, es_index_privilege, "index")?,
+                dls: match indices.query {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(text)) => Some(text),
+                    Some(query) => Some(query.to_string()),
+                },
+                ..IndexPermission::default()
+            });
+        }
+        validate_role(&role)?;
+        roles.push(role);
+    }
+    Ok(roles)
+}
+
 /// Who a request is, as far as roles care.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -483,6 +629,8 @@ pub struct Subject<'a> {
     pub backend_roles: &'a [String],
     /// Whether role mappings apply (not to API keys, whose roles were fixed at creation).
     pub mapped: bool,
+    /// An API key's role descriptors: what it may do is also limited to what these allow.
+    pub limits: Option<&'a [RoleDefinition]>,
 }
 
 /// What one principal may do, computed from its roles.
@@ -498,6 +646,8 @@ pub struct Grants {
     indices: Vec<IndexGrant>,
     /// IAM statements, actions lower-cased.
     aws: Vec<AwsStatement>,
+    /// What an API key's role descriptors allow: every check must pass these too.
+    limit: Option<Box<Grants>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -531,32 +681,42 @@ impl Grants {
                 dls: None,
             }],
             aws: Vec::new(),
+            limit: None,
         }
+    }
+
+    /// Whether the limit (an API key's descriptors) allows what `check` asks, when there is one.
+    fn within_limit(&self, check: impl Fn(&Grants) -> bool) -> bool {
+        self.limit.as_deref().is_none_or(check)
     }
 
     /// Whether some IAM statement names `action`, so that its resources matter.
     pub fn aws_statements_name(&self, action: &str) -> bool {
-        let action = action.to_ascii_lowercase();
+        let lowered = action.to_ascii_lowercase();
         self.aws.iter().any(|statement| {
             statement
                 .action
                 .iter()
-                .any(|pattern| pattern_matches(pattern, &action))
-        })
+                .any(|pattern| pattern_matches(pattern, &lowered))
+        }) || self
+            .limit
+            .as_deref()
+            .is_some_and(|limit| limit.aws_statements_name(action))
     }
 
     /// Whether the IAM `action` is allowed on some resource: for the commands of a QLDB session,
     /// whose ledger was checked when the session started.
     pub fn aws_allows_somewhere(&self, action: &str) -> bool {
         let lowered = action.to_ascii_lowercase();
-        self.cluster_allows(action)
+        let own = self.own_cluster_allows(action)
             || self.aws.iter().any(|statement| {
                 statement.effect == Effect::Allow
                     && statement
                         .action
                         .iter()
                         .any(|pattern| pattern_matches(pattern, &lowered))
-            })
+            });
+        own && self.within_limit(|limit| limit.aws_allows_somewhere(action))
     }
 
     /// Whether the IAM `action` is allowed on every one of `resources` (ARNs; `*` for an
@@ -577,14 +737,19 @@ impl Grants {
                         .any(|pattern| pattern_matches(pattern, resource))
             })
         };
-        let everywhere = self.cluster_allows(action);
-        resources.iter().all(|resource| {
+        let everywhere = self.own_cluster_allows(action);
+        let own = resources.iter().all(|resource| {
             !matching(Effect::Deny, resource) && (everywhere || matching(Effect::Allow, resource))
-        })
+        });
+        own && self.within_limit(|limit| limit.aws_allows(action, resources))
     }
 
     /// Whether a cluster permission allows `action`.
     pub fn cluster_allows(&self, action: &str) -> bool {
+        self.own_cluster_allows(action) && self.within_limit(|limit| limit.cluster_allows(action))
+    }
+
+    fn own_cluster_allows(&self, action: &str) -> bool {
         self.cluster
             .iter()
             .any(|pattern| pattern_matches(pattern, action))
@@ -610,6 +775,7 @@ impl Grants {
     /// Whether an index permission allows `action` on the index or alias `index`.
     pub fn index_allows(&self, action: &str, index: &str) -> bool {
         self.grants_for(action, index).next().is_some()
+            && self.within_limit(|limit| limit.index_allows(action, index))
     }
 
     /// Whether `action` is allowed on some index (for requests that name none yet).
@@ -619,12 +785,34 @@ impl Grants {
                 .actions
                 .iter()
                 .any(|pattern| pattern_matches(pattern, action))
-        })
+        }) && self.within_limit(|limit| limit.any_index_allows(action))
     }
 
     /// What `action` may see of `index`: every document when one of the grants allowing it has
     /// no DLS query, else the documents matching any of their queries. `None`: not allowed.
     pub fn visibility(&self, action: &str, index: &str) -> Option<Visibility> {
+        let own = self.own_visibility(action, index)?;
+        let Some(limit) = self.limit.as_deref() else {
+            return Some(own);
+        };
+        Some(match (own, limit.visibility(action, index)?) {
+            (Visibility::All, other) | (other, Visibility::All) => other,
+            // Both restrict: a document must match one query of each.
+            (Visibility::Matching(mine), Visibility::Matching(theirs)) => {
+                let any = |queries: Vec<String>| {
+                    let parsed: Vec<Value> = queries
+                        .iter()
+                        .map(|text| serde_json::from_str(text).unwrap_or(Value::Null))
+                        .collect();
+                    serde_json::json!({"bool": {"should": parsed, "minimum_should_match": 1}})
+                };
+                let both = serde_json::json!({"bool": {"filter": [any(mine), any(theirs)]}});
+                Visibility::Matching(vec![both.to_string()])
+            }
+        })
+    }
+
+    fn own_visibility(&self, action: &str, index: &str) -> Option<Visibility> {
         let mut queries = Vec::new();
         let mut allowed = false;
         for grant in self.grants_for(action, index) {
@@ -717,10 +905,24 @@ impl RolesFile {
     /// What `subject` may do.
     pub fn grants(&self, subject: Subject<'_>) -> Grants {
         let roles = self.roles_of(subject);
+        let definitions: Vec<RoleDefinition> =
+            roles.iter().filter_map(|name| self.role(name)).collect();
+        let mut grants = self.grants_of(subject.name, &definitions);
+        grants.roles = roles;
+        grants.backend_roles = subject.backend_roles.to_vec();
+        if let Some(limits) = subject.limits {
+            grants.limit = Some(Box::new(self.grants_of(subject.name, limits)));
+        }
+        grants
+    }
+
+    /// What `definitions` allow `name`, action groups expanded.
+    fn grants_of(&self, name: &str, definitions: &[RoleDefinition]) -> Grants {
+        let subject_name = name;
         let mut cluster = BTreeSet::new();
         let mut indices = Vec::new();
         let mut aws = Vec::new();
-        for definition in roles.iter().filter_map(|name| self.role(name)) {
+        for definition in definitions {
             for statement in &definition.aws_permissions {
                 let mut statement = statement.clone();
                 for action in &mut statement.action {
@@ -746,24 +948,25 @@ impl RolesFile {
                     patterns: permission
                         .index_patterns
                         .iter()
-                        .map(|pattern| substitute(pattern, subject.name))
+                        .map(|pattern| substitute(pattern, subject_name))
                         .collect(),
                     actions: actions.into_iter().collect(),
                     dls: permission
                         .dls
                         .as_deref()
                         .filter(|query| !query.trim().is_empty())
-                        .map(|query| substitute(query, &json_escaped(subject.name))),
+                        .map(|query| substitute(query, &json_escaped(subject_name))),
                 });
             }
         }
         Grants {
-            user: subject.name.to_owned(),
-            roles,
-            backend_roles: subject.backend_roles.to_vec(),
+            user: subject_name.to_owned(),
+            roles: Vec::new(),
+            backend_roles: Vec::new(),
             cluster: cluster.into_iter().collect(),
             indices,
             aws,
+            limit: None,
         }
     }
 }
@@ -860,6 +1063,76 @@ mod tests {
             roles,
             backend_roles: backend,
             mapped: true,
+            limits: None,
+        }
+    }
+
+    #[test]
+    fn role_descriptors_limit_a_key_below_its_owner() {
+        let descriptors = serde_json::json!({
+            "ingest": {
+                "cluster": ["monitor"],
+                "indices": [{"names": ["logs-*"], "privileges": ["create_doc", "view_index_metadata"]}]
+            },
+            "red": {
+                "indices": [{"names": ["logs-*"], "privileges": ["read"], "query": {"term": {"team": "red"}}}]
+            }
+        });
+        let limits = from_role_descriptors(descriptors.as_object().unwrap()).unwrap();
+        let file = RolesFile::empty();
+        let owner = ["all_access".to_owned()];
+        let key = file.grants(Subject {
+            limits: Some(&limits),
+            ..subject("ops", &owner, &[])
+        });
+        assert!(key.index_allows("indices:data/write/index", "logs-2026"));
+        assert!(key.index_allows("indices:admin/mappings/get", "logs-2026"));
+        assert!(!key.index_allows("indices:data/write/delete", "logs-2026"));
+        assert!(!key.index_allows("indices:data/write/index", "secrets"));
+        assert!(key.cluster_allows("cluster:monitor/health"));
+        assert!(!key.cluster_allows("restapi:admin/roles"));
+        assert!(!key.aws_allows("kinesis:PutRecord", &["*".to_owned()]));
+        assert_eq!(
+            key.visibility("indices:data/read/search", "logs-1"),
+            Some(Visibility::Matching(vec![
+                r#"{"term":{"team":"red"}}"#.to_owned()
+            ]))
+        );
+        // Both the owner and the key restricting reads: a document must pass both.
+        let mut restricted = RolesFile::empty();
+        restricted.roles.insert(
+            "own".into(),
+            serde_json::from_value(serde_json::json!({"index_permissions": [{
+                "index_patterns": ["logs-*"], "allowed_actions": ["read"],
+                "dls": "{\"term\": {\"owner\": \"ops\"}}"
+            }]}))
+            .unwrap(),
+        );
+        let own = ["own".to_owned()];
+        let both = restricted.grants(Subject {
+            limits: Some(&limits),
+            ..subject("ops", &own, &[])
+        });
+        let Some(Visibility::Matching(queries)) =
+            both.visibility("indices:data/read/search", "logs-1")
+        else {
+            panic!("both restrict reads");
+        };
+        assert_eq!(queries.len(), 1);
+        assert!(
+            queries[0].contains("owner") && queries[0].contains("red"),
+            "{queries:?}"
+        );
+        for bad in [
+            serde_json::json!({"r": {"indices": [{"names": ["x"], "privileges": ["nope"]}]}}),
+            serde_json::json!({"r": {"cluster": ["read_ccr"]}}),
+            serde_json::json!({"r": {"indices": [{"names": ["x"], "privileges": ["read"], "field_security": {}}]}}),
+            serde_json::json!({"r": {"surprise": 1}}),
+        ] {
+            assert!(
+                from_role_descriptors(bad.as_object().unwrap()).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -37,7 +37,7 @@ pub enum Authentication {
 }
 
 /// An authenticated identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     /// The user name, the access key id, or the API key's owner.
     pub name: String,
@@ -46,6 +46,8 @@ pub struct Principal {
     /// What role mappings may map from (a user's backend roles, a delivery stream's role ARN).
     pub backend_roles: Vec<String>,
     pub authentication: Authentication,
+    /// An API key's role descriptors, which limit it below its owner's roles.
+    pub limits: Option<Arc<Vec<crate::roles::RoleDefinition>>>,
 }
 
 impl Principal {
@@ -57,6 +59,7 @@ impl Principal {
             roles: Vec::new(),
             backend_roles: vec![role_arn.to_owned()],
             authentication: Authentication::Service,
+            limits: None,
         }
     }
 }
@@ -365,6 +368,7 @@ impl Authenticator {
             roles: &principal.roles,
             backend_roles: &principal.backend_roles,
             mapped: !matches!(principal.authentication, Authentication::ApiKey { .. }),
+            limits: principal.limits.as_deref().map(Vec::as_slice),
         })
     }
 
@@ -375,6 +379,13 @@ impl Authenticator {
             .as_ref()
             .ok_or_else(|| ApiKeyRefusal::Unknown(id.to_owned()))?;
         let record = keys.authenticate(id, key, self.now_ms())?;
+        // Checked when the key was made; a descriptor that no longer converts limits to nothing.
+        let limits = (!record.role_descriptors.is_empty()).then(|| {
+            Arc::new(
+                crate::roles::from_role_descriptors(&record.role_descriptors)
+                    .unwrap_or_else(|_| vec![crate::roles::RoleDefinition::default()]),
+            )
+        });
         Ok(Principal {
             name: record.username,
             roles: record.roles,
@@ -383,6 +394,7 @@ impl Authenticator {
                 id: id.to_owned(),
                 name: record.name,
             },
+            limits,
         })
     }
 
@@ -395,6 +407,7 @@ impl Authenticator {
             roles: stored.roles.clone(),
             backend_roles: stored.backend_roles.clone(),
             authentication: Authentication::Password,
+            limits: None,
         };
         let fingerprint = sha256(password.as_bytes());
         let remembered = self
@@ -466,6 +479,7 @@ impl Authenticator {
                 roles: key.roles.clone(),
                 backend_roles: Vec::new(),
                 authentication: Authentication::AccessKey,
+                limits: None,
             },
         ))
     }

@@ -4,10 +4,10 @@
 //! in Elasticsearch 8's shapes. The request was authenticated before it got here (`mod.rs`);
 //! these handlers only see its `Principal`.
 //!
-//! A key holds its owner's effective roles as they were when it was made. Role descriptors
-//! cannot narrow a key below that yet: a key created with non-empty `role_descriptors` is
-//! refused (400, naming the field) rather than created with more rights than its creator asked
-//! for; an empty `role_descriptors` is what Elasticsearch does with none.
+//! A key holds its owner's effective roles as they were when it was made, limited by its
+//! `role_descriptors` when it has some (`roles::from_role_descriptors`: Elasticsearch's
+//! privilege names; one Sluice does not know, or field-level security, is refused with 400 rather
+//! than ignored); an empty `role_descriptors` is what Elasticsearch does with none.
 
 #![cfg_attr(
     not(test),
@@ -192,13 +192,8 @@ impl KeyRequest {
                 "Validation Failed: 1: api key name is required;",
             )
         })?;
-        if !self.role_descriptors.is_empty() {
-            return Err(EsError::illegal_argument(
-                "[role_descriptors] are not supported by Sluice yet: a key holds its owner's \
-                 roles; create the key without role_descriptors as a user whose roles are the \
-                 ones the key should have (a readall user for a read-only key)",
-            ));
-        }
+        crate::roles::from_role_descriptors(&self.role_descriptors)
+            .map_err(|error| EsError::illegal_argument(error.to_string()))?;
         let expires_in_ms = match self.expiration.as_deref() {
             None => None,
             Some(text) => {
