@@ -1584,16 +1584,7 @@ impl Index {
             || crate::sort::sorts_by_score(keys)
             || page.min_score.is_some()
             || page.explain;
-        let mut base = 0u64;
-        let bases = searcher
-            .segment_readers()
-            .iter()
-            .map(|segment| {
-                let this = base;
-                base += u64::from(segment.max_doc());
-                this
-            })
-            .collect();
+        let bases = doc_bases(&searcher);
         let limit = page.from.saturating_add(page.size);
         let scoring = scored || crate::sort::sort_reads_scores(keys);
         let fruit =
@@ -2006,6 +1997,35 @@ fn validate_id(id: String) -> Result<String> {
         });
     }
     Ok(id)
+}
+
+/// The number `_doc` gives the first document of each segment (by segment ordinal): segments
+/// ranked by their smallest `_seq_no`, so `_doc` is the order documents were indexed in, as
+/// Lucene's segment order is, rather than the order of tantivy's random segment ids, which a
+/// refresh reshuffles.
+fn doc_bases(searcher: &tantivy::Searcher) -> Vec<u64> {
+    let readers = searcher.segment_readers();
+    let mut ranked: Vec<(u64, usize)> = readers
+        .iter()
+        .enumerate()
+        .map(|(ordinal, segment)| {
+            let first = segment
+                .fast_fields()
+                .u64("_seq_no")
+                .map_or(u64::MAX, |column| column.min_value());
+            (first, ordinal)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let mut bases = vec![0u64; readers.len()];
+    let mut base = 0u64;
+    for (_, ordinal) in ranked {
+        if let (Some(slot), Some(segment)) = (bases.get_mut(ordinal), readers.get(ordinal)) {
+            *slot = base;
+            base += u64::from(segment.max_doc());
+        }
+    }
+    bases
 }
 
 #[cfg(test)]

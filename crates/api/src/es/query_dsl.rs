@@ -965,6 +965,21 @@ impl Parser {
                         "[range] query option [relation] value [{relation}] is only meaningful on range fields, which Sluice does not support"
                     )));
                 }
+                // A bound is a value: an object or an array is refused, as Elasticsearch does.
+                for (name, bound) in [
+                    ("gt", &o.gt),
+                    ("gte", &o.gte),
+                    ("lt", &o.lt),
+                    ("lte", &o.lte),
+                    ("from", &o.from),
+                    ("to", &o.to),
+                ] {
+                    if matches!(bound, Some(Value::Object(_) | Value::Array(_))) {
+                        return Err(parse_error(format!(
+                            "[range] query does not support [{name}]"
+                        )));
+                    }
+                }
                 let include_lower = o.include_lower.unwrap_or(true);
                 let include_upper = o.include_upper.unwrap_or(true);
                 let lower = match (o.gt, o.gte, o.from) {

@@ -601,3 +601,19 @@ fn url_query_strings() {
         "#,
     );
 }
+
+#[test]
+fn a_range_bound_must_be_a_value() {
+    for bound in [json!({"a": 1}), json!([1, 2])] {
+        let error = parse_query(&json!({"range": {"age": {"gte": bound}}})).unwrap_err();
+        assert_eq!(error.kind, "parsing_exception");
+        assert!(
+            error
+                .reason
+                .contains("[range] query does not support [gte]"),
+            "{}",
+            error.reason
+        );
+    }
+    assert!(parse_query(&json!({"range": {"age": {"gte": null, "lt": "now"}}})).is_ok());
+}
