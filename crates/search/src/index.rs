@@ -1584,7 +1584,7 @@ impl Index {
             || crate::sort::sorts_by_score(keys)
             || page.min_score.is_some()
             || page.explain;
-        let bases = doc_bases(&searcher);
+        let bases = doc_bases(searcher);
         let limit = page.from.saturating_add(page.size);
         let scoring = scored || crate::sort::sort_reads_scores(keys);
         let fruit =
