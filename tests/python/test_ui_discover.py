@@ -164,3 +164,30 @@ def test_a_search_is_saved_by_name_and_reopened(sluice, page):
     page.locator(".response-status", has_text="2 hits").wait_for()
     assert page.input_value('input[aria-label="Query (Lucene syntax or Query DSL)"]') == "service:api"
     assert page.input_value('select[aria-label="Time range"]') == ""
+
+
+def test_discover_pages_through_every_hit_with_search_after(sluice, page):
+    lines = []
+    # 120 documents a second apart in two indices; n = 0 is the newest.
+    for n in range(120):
+        lines.append(json.dumps({"index": {"_index": "paged-b" if n % 2 else "paged-a"}}))
+        lines.append(json.dumps({"@timestamp": iso(n + 1), "n": n}))
+    es(sluice, "POST", "/_bulk?refresh=true", "\n".join(lines) + "\n", "application/x-ndjson")
+
+    page.goto(f"{sluice.ui_url}/#/discover")
+    page.locator(".response-status", has_text="Create an index pattern").wait_for()
+    page.fill('input[aria-label="New index pattern"]', "paged-*")
+    page.locator(".pattern-form .hint", has_text="matches paged-a, paged-b").wait_for()
+    page.click('button:text-is("Create index pattern")')
+    page.locator(".response-status", has_text="120 hits").wait_for()
+    rows = page.locator("table.documents tr.doc")
+    expect(rows).to_have_count(50)
+    page.click("button.load-more")
+    expect(rows).to_have_count(100)
+    page.click("button.load-more")
+    expect(rows).to_have_count(120)
+    expect(page.locator("button.load-more")).to_be_hidden()
+    expect(page.locator(".records .status")).to_have_text("120 of 120 shown")
+    shown = [json.loads(text)["n"] for text in page.locator("table.documents tr.doc td:last-child").all_inner_texts()]
+    assert shown == list(range(120)), "every hit once, newest first"
+    screenshot(page, "discover-paged")

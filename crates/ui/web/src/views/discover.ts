@@ -37,6 +37,7 @@ interface Hit {
   _index: string;
   _id: string;
   _source?: Record<string, unknown>;
+  sort?: unknown[];
 }
 
 interface SearchAnswer {
@@ -341,8 +342,12 @@ export const discoverView: View = {
       const mustNot: unknown[] = [];
       for (const pill of filters) (pill.negate ? mustNot : filter).push({ match_phrase: { [pill.field]: pill.value } });
       const body: Record<string, unknown> = { size: PAGE_SIZE, track_total_hits: true, query: { bool: { must: [query], filter, must_not: mustNot } } };
+      // Newest first, then index order: the sort values of the last hit shown are where the next
+      // page starts (search_after), however deep.
+      const sort: unknown[] = timeField ? [{ [timeField]: { order: "desc", unmapped_type: "boolean" } }] : [];
+      sort.push({ _doc: "desc" });
+      body["sort"] = sort;
       if (timeField) {
-        body["sort"] = [{ [timeField]: { order: "desc", unmapped_type: "boolean" } }];
         body["aggs"] = { histogram: { auto_date_histogram: { field: timeField, buckets: HISTOGRAM_BUCKETS } } };
       }
       status.textContent = "searching…";
@@ -364,7 +369,8 @@ export const discoverView: View = {
         drawHistogram(result.aggregations?.histogram);
         drawFields(result.hits.hits.map((hit) => hit._source ?? {}));
         const rows = h("tbody");
-        for (const hit of result.hits.hits) {
+        const appendRows = (hits: Hit[]): void => {
+        for (const hit of hits) {
           const time = timeField ? valueAt(hit._source, timeField) : undefined;
           const shownTime = typeof time === "string" || typeof time === "number" ? new Date(time).toLocaleString() : "";
           const summary = JSON.stringify(hit._source ?? {});
@@ -386,9 +392,40 @@ export const discoverView: View = {
             h("tr", { class: "doc" }, h("td", {}, toggle), timeField ? h("td", { class: "mono" }, shownTime) : null, ...cells),
             detail);
         }
+        };
+        appendRows(result.hits.hits);
         table.appendChild(h("table", { class: "documents" },
           h("thead", {}, h("tr", {}, h("th", {}, ""), timeField ? h("th", {}, timeField) : null,
             ...(columns.length ? columns : ["_source"]).map((column) => h("th", {}, column)))), rows));
+        // More pages: each starts after the last hit shown, with the same query and sort.
+        let shown = result.hits.hits.length;
+        let last = result.hits.hits[shown - 1]?.sort;
+        const more = h("button", { type: "button", class: "load-more" }, "Load more");
+        const progress = h("p", { class: "status", role: "status" }, `${shown} of ${total.value}${total.relation === "gte" ? "+" : ""} shown`);
+        more.hidden = shown < PAGE_SIZE || shown >= total.value && total.relation !== "gte";
+        more.addEventListener("click", () => {
+          if (!last) return;
+          more.disabled = true;
+          const next: Record<string, unknown> = { ...body, track_total_hits: false, search_after: last };
+          delete next["aggs"];
+          searchRequest("POST", path, JSON.stringify(next), controller.signal).then((answer) => {
+            more.disabled = false;
+            if (answer.status !== 200) {
+              progress.textContent = `the next page failed: ${answer.status}`;
+              return;
+            }
+            const page = JSON.parse(answer.text) as SearchAnswer;
+            appendRows(page.hits.hits);
+            shown += page.hits.hits.length;
+            last = page.hits.hits[page.hits.hits.length - 1]?.sort ?? last;
+            progress.textContent = `${shown} of ${total.value}${total.relation === "gte" ? "+" : ""} shown`;
+            more.hidden = page.hits.hits.length < PAGE_SIZE;
+          }, (error: unknown) => {
+            more.disabled = false;
+            if (!isAbort(error)) progress.textContent = `the next page failed: ${errorText(error)}`;
+          });
+        });
+        table.append(progress, more);
       } catch (error) {
         if (isAbort(error)) return;
         status.textContent = `search failed: ${errorText(error)}`;
