@@ -63,7 +63,9 @@ def test_discover_searches_an_index_pattern_with_lucene_and_a_time_range(sluice,
     assert sum(counts) == 4 and len(counts) > 1, counts
     last = page.locator(".histogram .bar").last
     last_count = int(last.get_attribute("data-count"))
-    assert last_count == 3, counts
+    # The three recent documents share the last bar unless a bucket boundary (an hour, a day)
+    # falls between them, which the time of day the test runs at decides.
+    assert 1 <= last_count <= 3, counts
     last.click()
     page.locator(".response-status", has_text=f"{last_count} hits").wait_for()
     assert page.input_value('select[aria-label="Time range"]') == "absolute"
@@ -191,3 +193,25 @@ def test_discover_pages_through_every_hit_with_search_after(sluice, page):
     shown = [json.loads(text)["n"] for text in page.locator("table.documents tr.doc td:last-child").all_inner_texts()]
     assert shown == list(range(120)), "every hit once, newest first"
     screenshot(page, "discover-paged")
+
+
+def test_a_document_shows_its_surrounding_documents(sluice, page):
+    lines = []
+    for n in range(21):
+        lines.append(json.dumps({"index": {"_index": "around"}}))
+        lines.append(json.dumps({"@timestamp": iso(n + 1), "n": n}))
+    es(sluice, "POST", "/_bulk?refresh=true", "\n".join(lines) + "\n", "application/x-ndjson")
+    page.goto(f"{sluice.ui_url}/#/discover")
+    page.locator(".response-status", has_text="Create an index pattern").wait_for()
+    page.fill('input[aria-label="New index pattern"]', "around")
+    page.locator(".pattern-form .hint", has_text="matches around").wait_for()
+    page.click('button:text-is("Create index pattern")')
+    page.locator(".response-status", has_text="21 hits").wait_for()
+    # The 11th newest document (n = 10): five newer and five older around it.
+    page.locator("table.documents tr.doc").nth(10).locator("button").first.click()
+    page.locator("tr.doc-detail:visible button.view-surrounding").click()
+    items = page.locator("tr.doc-detail:visible ol.surrounding-list li")
+    expect(items).to_have_count(11)
+    assert [json.loads(text)["n"] for text in items.all_inner_texts()] == list(range(5, 16))
+    assert json.loads(page.locator("tr.doc-detail:visible li.anchor").inner_text())["n"] == 10
+    screenshot(page, "discover-surrounding")

@@ -46,6 +46,9 @@ interface SearchAnswer {
   aggregations?: { histogram?: { buckets: Array<{ key: number; key_as_string?: string; doc_count: number }>; interval?: string } };
 }
 
+/** Documents shown on each side of one by "view surrounding documents". */
+const SURROUNDING = 5;
+
 /** Bars of the hit histogram (auto_date_histogram picks an interval that gives at most this). */
 const HISTOGRAM_BUCKETS = 40;
 
@@ -369,6 +372,31 @@ export const discoverView: View = {
         drawHistogram(result.aggregations?.histogram);
         drawFields(result.hits.hits.map((hit) => hit._source ?? {}));
         const rows = h("tbody");
+        // The documents just newer and just older than `anchor` in the whole index pattern, by
+        // the same sort: Kibana's "view surrounding documents", without the query or the time
+        // range, in a list with the anchor between them.
+        const showSurrounding = async (anchor: Hit, into: HTMLElement): Promise<void> => {
+          if (!anchor.sort || !timeField) return;
+          const side = async (order: "asc" | "desc"): Promise<Hit[]> => {
+            const around = {
+              size: SURROUNDING, query: { match_all: {} }, search_after: anchor.sort,
+              sort: [{ [timeField]: { order, unmapped_type: "boolean" } }, { _doc: order }],
+            };
+            const answer = await searchRequest("POST", path, JSON.stringify(around), controller.signal);
+            if (answer.status !== 200) throw new Error(`${answer.status}: ${answer.text.slice(0, 200)}`);
+            return (JSON.parse(answer.text) as SearchAnswer).hits.hits;
+          };
+          clear(into);
+          try {
+            const [newer, older] = await Promise.all([side("asc"), side("desc")]);
+            const line = (hit: Hit, current: boolean) => h("li", current ? { class: "anchor", "aria-current": "true" } : {},
+              h("span", { class: "mono" }, JSON.stringify(hit._source ?? {})));
+            into.append(h("ol", { class: "surrounding-list", "aria-label": "Surrounding documents, newest first" },
+              ...newer.reverse().map((hit) => line(hit, false)), line(anchor, true), ...older.map((hit) => line(hit, false))));
+          } catch (error) {
+            if (!isAbort(error)) into.append(h("p", { class: "error", role: "alert" }, `surrounding documents failed: ${errorText(error)}`));
+          }
+        };
         const appendRows = (hits: Hit[]): void => {
         for (const hit of hits) {
           const time = timeField ? valueAt(hit._source, timeField) : undefined;
@@ -381,8 +409,18 @@ export const discoverView: View = {
               return h("td", { class: "mono" }, value === undefined ? "" : typeof value === "string" ? value : JSON.stringify(value));
             })
             : [h("td", { class: "mono" }, summary.length > SUMMARY_CHARS_MAX ? summary.slice(0, SUMMARY_CHARS_MAX) + "…" : summary)];
+          const surrounding = h("div", { class: "surrounding" });
+          const around = h("button", { type: "button", class: "view-surrounding" }, "View surrounding documents");
+          around.hidden = !timeField || !hit.sort;
+          around.addEventListener("click", () => {
+            around.disabled = true;
+            void showSurrounding(hit, surrounding).finally(() => {
+              around.disabled = false;
+            });
+          });
           const detail = h("tr", { class: "doc-detail", hidden: true },
-            h("td", { colspan: String(1 + (timeField ? 1 : 0) + cells.length) }, h("pre", {}, highlightJson(JSON.stringify(hit._source ?? {}, null, 2)))));
+            h("td", { colspan: String(1 + (timeField ? 1 : 0) + cells.length) },
+              h("pre", {}, highlightJson(JSON.stringify(hit._source ?? {}, null, 2))), around, surrounding));
           toggle.addEventListener("click", () => {
             detail.hidden = !detail.hidden;
             toggle.textContent = detail.hidden ? "▸" : "▾";
