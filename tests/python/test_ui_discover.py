@@ -168,6 +168,15 @@ def test_a_search_is_saved_by_name_and_reopened(sluice, page):
     assert page.input_value('select[aria-label="Time range"]') == ""
 
 
+def create_pattern(sluice, page, pattern, matched):
+    """Opens Discover on a node without patterns and creates `pattern`, which matches `matched`."""
+    page.goto(f"{sluice.ui_url}/#/discover")
+    page.locator(".response-status", has_text="Create an index pattern").wait_for()
+    page.fill('input[aria-label="New index pattern"]', pattern)
+    page.locator(".pattern-form .hint", has_text=f"matches {matched}").wait_for()
+    page.click('button:text-is("Create index pattern")')
+
+
 def test_discover_pages_through_every_hit_with_search_after(sluice, page):
     lines = []
     # 120 documents a second apart in two indices; n = 0 is the newest.
@@ -176,11 +185,7 @@ def test_discover_pages_through_every_hit_with_search_after(sluice, page):
         lines.append(json.dumps({"@timestamp": iso(n + 1), "n": n}))
     es(sluice, "POST", "/_bulk?refresh=true", "\n".join(lines) + "\n", "application/x-ndjson")
 
-    page.goto(f"{sluice.ui_url}/#/discover")
-    page.locator(".response-status", has_text="Create an index pattern").wait_for()
-    page.fill('input[aria-label="New index pattern"]', "paged-*")
-    page.locator(".pattern-form .hint", has_text="matches paged-a, paged-b").wait_for()
-    page.click('button:text-is("Create index pattern")')
+    create_pattern(sluice, page, "paged-*", "paged-a, paged-b")
     page.locator(".response-status", has_text="120 hits").wait_for()
     rows = page.locator("table.documents tr.doc")
     expect(rows).to_have_count(50)
@@ -201,11 +206,7 @@ def test_a_document_shows_its_surrounding_documents(sluice, page):
         lines.append(json.dumps({"index": {"_index": "around"}}))
         lines.append(json.dumps({"@timestamp": iso(n + 1), "n": n}))
     es(sluice, "POST", "/_bulk?refresh=true", "\n".join(lines) + "\n", "application/x-ndjson")
-    page.goto(f"{sluice.ui_url}/#/discover")
-    page.locator(".response-status", has_text="Create an index pattern").wait_for()
-    page.fill('input[aria-label="New index pattern"]', "around")
-    page.locator(".pattern-form .hint", has_text="matches around").wait_for()
-    page.click('button:text-is("Create index pattern")')
+    create_pattern(sluice, page, "around", "around")
     page.locator(".response-status", has_text="21 hits").wait_for()
     # The 11th newest document (n = 10): five newer and five older around it.
     page.locator("table.documents tr.doc").nth(10).locator("button").first.click()

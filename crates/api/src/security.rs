@@ -90,6 +90,33 @@ impl sluice_delivery::IndexAuthorizer for Authenticator {
     }
 }
 
+/// What a request's `Authorization` header offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// A SigV4 signature (`AWS4-HMAC-SHA256 …`), checked by [`Authenticator::verify_signature`].
+    Signature,
+    Credentials(Credentials),
+    /// No header, or one that cannot be read.
+    Nothing,
+}
+
+/// What the `Authorization` header of `headers` offers.
+pub fn offered(headers: &hyper::HeaderMap) -> Offered {
+    let Some(value) = headers.get("authorization") else {
+        return Offered::Nothing;
+    };
+    if value
+        .as_bytes()
+        .starts_with(crate::sigv4::ALGORITHM.as_bytes())
+    {
+        return Offered::Signature;
+    }
+    match parse_authorization(value.as_bytes()) {
+        Ok(credentials) => Offered::Credentials(credentials),
+        Err(_) => Offered::Nothing,
+    }
+}
+
 /// The credentials of an `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
@@ -458,6 +485,20 @@ impl Authenticator {
             Some(principal) => Ok((verified, principal)),
             None => Err((crate::sigv4::SigV4Error::UnknownAccessKey, key_id)),
         }
+    }
+
+    /// [`Authenticator::basic`] on a blocking thread (argon2id must not hold up the async ones).
+    pub async fn basic_off_thread(
+        self: &Arc<Self>,
+        user: &str,
+        password: &str,
+    ) -> Option<Principal> {
+        let checking = self.clone();
+        let (user, password) = (user.to_owned(), password.to_owned());
+        tokio::task::spawn_blocking(move || checking.basic(&user, &password))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The secret and principal of an access key, or of a live dashboard session's key.

@@ -37,7 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use self::error::EsError;
 use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
-use crate::security::{Authenticator, Credentials, Principal, parse_authorization};
+use crate::security::{Authenticator, Credentials, Offered, Principal, offered};
 
 /// The challenges of a 401, as Elasticsearch's security sends them.
 const WWW_AUTHENTICATE: &str = "Basic realm=\"security\" charset=\"UTF-8\", ApiKey";
@@ -98,31 +98,17 @@ impl EsApi {
         request: &Request,
     ) -> Result<Principal, EsError> {
         let path = &request.raw_path;
-        let header = request.headers.get("authorization");
-        let signed = header.is_some_and(|value| {
-            value
-                .as_bytes()
-                .starts_with(crate::sigv4::ALGORITHM.as_bytes())
-        });
-        let credentials = header
-            .filter(|_| !signed)
-            .map(|value| parse_authorization(value.as_bytes()));
-        let principal = match credentials {
-            _ if signed => self.check_signature(authenticator, request)?,
-            Some(Ok(Credentials::Basic { user, password })) => {
-                let checking = authenticator.clone();
-                let name = user.clone();
-                tokio::task::spawn_blocking(move || checking.basic(&name, &password))
-                    .await
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| {
-                        unauthenticated(format!(
-                            "unable to authenticate user [{user}] for REST request [{path}]"
-                        ))
-                    })?
-            }
-            Some(Ok(Credentials::ApiKey { id, key })) => {
+        let principal = match offered(&request.headers) {
+            Offered::Signature => self.check_signature(authenticator, request)?,
+            Offered::Credentials(Credentials::Basic { user, password }) => authenticator
+                .basic_off_thread(&user, &password)
+                .await
+                .ok_or_else(|| {
+                    unauthenticated(format!(
+                        "unable to authenticate user [{user}] for REST request [{path}]"
+                    ))
+                })?,
+            Offered::Credentials(Credentials::ApiKey { id, key }) => {
                 authenticator.api_key(&id, &key).map_err(|refusal| {
                     let mut error = unauthenticated(
                         "unable to authenticate with provided credentials and anonymous access is not allowed for this request".to_owned(),
@@ -134,7 +120,7 @@ impl EsApi {
                     error
                 })?
             }
-            Some(Err(_)) | None => {
+            Offered::Nothing => {
                 return Err(unauthenticated(format!(
                     "missing authentication credentials for REST request [{path}]"
                 )));

@@ -303,10 +303,7 @@ async fn grant(authenticator: &Arc<Authenticator>, caller: &Caller<'_>, body: Va
             "Validation Failed: 1: username is required;2: password is required;",
         ));
     };
-    let checking = authenticator.clone();
-    let name = username.clone();
-    let checked = blocking(move || Ok(checking.basic(&name, &password))).await?;
-    let Some(owner) = checked else {
+    let Some(owner) = authenticator.basic_off_thread(&username, &password).await else {
         return Err(EsError::new(
             StatusCode::UNAUTHORIZED,
             "security_exception",

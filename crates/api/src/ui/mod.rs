@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::audit::{AuditEvent, Category};
 use crate::http::{Handler, Refusal, Request, Response};
 use crate::roles::DASHBOARD_READ;
-use crate::security::{Authentication, Authenticator, Credentials, Principal, parse_authorization};
+use crate::security::{Authentication, Authenticator, Credentials, Offered, Principal, offered};
 pub use saved_objects::{SAVED_OBJECT_TYPES, SavedObjects, SavedObjectsError};
 
 /// The cluster permission of the dashboard's own writes (saved objects).
@@ -79,29 +79,18 @@ impl UiApi {
         let Some(authenticator) = self.authenticator.as_ref() else {
             return Ok(None);
         };
-        let header = request.headers.get("authorization");
-        let signed = header.is_some_and(|value| {
-            value
-                .as_bytes()
-                .starts_with(crate::sigv4::ALGORITHM.as_bytes())
-        });
-        let credentials = header
-            .filter(|_| !signed)
-            .map(|value| parse_authorization(value.as_bytes()));
-        let principal = match credentials {
-            _ if signed => authenticator
+        let principal = match offered(&request.headers) {
+            Offered::Signature => authenticator
                 .verify_signature(request)
                 .ok()
                 .map(|(_, principal)| principal),
-            Some(Ok(Credentials::Basic { user, password })) => {
-                let checking = authenticator.clone();
-                tokio::task::spawn_blocking(move || checking.basic(&user, &password))
-                    .await
-                    .ok()
-                    .flatten()
+            Offered::Credentials(Credentials::Basic { user, password }) => {
+                authenticator.basic_off_thread(&user, &password).await
             }
-            Some(Ok(Credentials::ApiKey { id, key })) => authenticator.api_key(&id, &key).ok(),
-            _ => None,
+            Offered::Credentials(Credentials::ApiKey { id, key }) => {
+                authenticator.api_key(&id, &key).ok()
+            }
+            Offered::Nothing => None,
         };
         let record = |category, principal: Option<String>, status: StatusCode, reason: String| {
             authenticator.audit().record(AuditEvent {
@@ -314,12 +303,9 @@ impl UiApi {
                 );
             }
         };
-        let checking = authenticator.clone();
-        let name = login.username.clone();
-        let principal = tokio::task::spawn_blocking(move || checking.basic(&name, &login.password))
-            .await
-            .ok()
-            .flatten();
+        let principal = authenticator
+            .basic_off_thread(&login.username, &login.password)
+            .await;
         let Some(principal) = principal else {
             authenticator.audit().record(AuditEvent {
                 category: Category::AuthenticationFailure,
