@@ -351,6 +351,9 @@ def test_the_audit_log_records_failures_denials_and_privileged_actions(secure_sl
         Elasticsearch(secure_sluice.es_url, basic_auth=("mallory", "wrong-password")).search(index="doomed")
     with pytest.raises(AuthorizationException):
         user_client(secure_sluice, "mallory").indices.delete(index="doomed")
+    refused = user_client(secure_sluice, "mallory").bulk(operations=[
+        {"index": {"_index": "doomed"}}, {"n": 1}, {"index": {"_index": "doomed"}}, {"n": 2}])
+    assert refused["errors"] is True
     admin.indices.delete(index="doomed")
     key_id, secret = secure_sluice.access_key
     kinesis = boto3.client(
@@ -378,7 +381,8 @@ def test_the_audit_log_records_failures_denials_and_privileged_actions(secure_sl
              and seen("permission_denied", principal="mallory", status=403)
              and seen("privileged_action", principal="admin", action="DELETE /doomed")
              and seen("privileged_action", action="PUT /_plugins/_security/api/internalusers/mallory")
-             and seen("authentication_failure", port="aws", principal=key_id),
+             and seen("authentication_failure", port="aws", principal=key_id)
+             and seen("permission_denied", principal="mallory", action="indices:data/write/bulk[s]", resource="doomed (2)"),
              "the audit events")
     # The log never holds a password.
     assert "mallory-password" not in log.read_text() and "wrong-password" not in log.read_text()

@@ -286,9 +286,15 @@ fn parse_items(body: &[u8], defaults: &BulkDefaults) -> Result<Vec<Item>, EsErro
 }
 
 /// Fails, with Elasticsearch's 403, each item whose action `grants` do not allow on its index
-/// (or alias), or whose index does not exist yet and may not be created.
-fn authorize_items(node: &sluice_node::Node, grants: &crate::roles::Grants, items: &mut [Item]) {
+/// (or alias), or whose index does not exist yet and may not be created; the indices refused,
+/// with how many items each.
+fn authorize_items(
+    node: &sluice_node::Node,
+    grants: &crate::roles::Grants,
+    items: &mut [Item],
+) -> BTreeMap<String, usize> {
     use super::access::{CREATE_INDEX, DELETE, INDEX, UPDATE, allowed, index_refusal};
+    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     for item in items.iter_mut().filter(|item| item.write.is_ok()) {
         let action = match item.action {
             Action::Index | Action::Create => INDEX,
@@ -308,9 +314,11 @@ fn authorize_items(node: &sluice_node::Node, grants: &crate::roles::Grants, item
             None
         };
         if let Some(action) = refused {
+            *refusals.entry(index.to_owned()).or_default() += 1;
             item.write = Err(index_refusal(grants, action, &[index]));
         }
     }
+    refusals
 }
 
 /// A failed item, with its fields in Elasticsearch's order: `_index`, `_id`, `status`, `error`.
@@ -353,11 +361,33 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
     let body = request.body.clone();
     let node = api.node.clone();
     let grants = request.grants.clone();
+    let authenticator = api.authenticator.clone();
+    let raw_path = request.raw_path.clone();
     blocking(move || {
         // Parsing up to 100 MB of NDJSON is CPU work: it runs here, off the async threads.
         let mut items = parse_items(&body, &defaults)?;
-        if let Some(grants) = &grants {
-            authorize_items(&node, grants, &mut items);
+        if let (Some(grants), Some(authenticator)) = (&grants, &authenticator) {
+            let refusals = authorize_items(&node, grants, &mut items);
+            // One audit event per request, however many of its items were refused.
+            if !refusals.is_empty() {
+                let listed: Vec<String> = refusals
+                    .iter()
+                    .map(|(index, n)| format!("{index} ({n})"))
+                    .collect();
+                authenticator.audit().record(crate::audit::AuditEvent {
+                    category: crate::audit::Category::PermissionDenied,
+                    port: "search",
+                    principal: Some(grants.user.clone()),
+                    action: "indices:data/write/bulk[s]".to_owned(),
+                    resource: listed.join(","),
+                    status: 403,
+                    reason: format!(
+                        "{} items of {raw_path} refused on indices [{}]",
+                        refusals.values().sum::<usize>(),
+                        listed.join(", ")
+                    ),
+                });
+            }
         }
         // Each item's response, serialised as it completes.
         let mut results: Vec<Option<String>> = vec![None; items.len()];
