@@ -1584,7 +1584,15 @@ impl Index {
             || crate::sort::sorts_by_score(keys)
             || page.min_score.is_some()
             || page.explain;
-        let bases = doc_bases(searcher);
+        // Only `_doc` and `_shard_doc` read the bases: other sorts skip ranking the segments.
+        let by_doc = keys
+            .iter()
+            .any(|key| matches!(key, SortKey::Doc(_) | SortKey::ShardDoc(_)));
+        let bases = if by_doc {
+            doc_bases(searcher)
+        } else {
+            Vec::new()
+        };
         let limit = page.from.saturating_add(page.size);
         let scoring = scored || crate::sort::sort_reads_scores(keys);
         let fruit =

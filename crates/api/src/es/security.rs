@@ -37,7 +37,7 @@ pub const SIGV4_REALM: &str = "aws_sigv4";
 
 fn security_off() -> EsError {
     EsError::illegal_argument(
-        "security is not enabled on this node: start sluice with --security to use the _security APIs",
+        "security is not enabled on this node: start sluice with --security to use the security APIs",
     )
 }
 
@@ -69,26 +69,15 @@ pub(super) async fn route(
 ) -> EsResult {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     let method = request.method.as_str();
-    // The body first, so a broken one is named whatever the node's security.
-    let body = if request.body.is_empty() {
-        Value::Null
-    } else {
-        parse_json_body(&request.body, "x_content_parse_exception")?
-    };
-    let (Some(authenticator), Some(principal), Some(grants)) = (
-        api.authenticator.as_ref(),
-        principal,
-        request.grants.as_deref(),
-    ) else {
-        return Err(security_off());
-    };
-    let caller = Caller { principal, grants };
+    let (body, authenticator, caller) = secured(api, request, principal)?;
+    let authenticator = &authenticator;
+    let caller = &caller;
     match (segments.as_slice(), method) {
-        (["_security", "_authenticate"], "GET") => Ok(authenticate(&caller)),
-        (["_security", "api_key"], "POST" | "PUT") => create(authenticator, &caller, body).await,
-        (["_security", "api_key"], "GET") => list(authenticator, &caller, request),
-        (["_security", "api_key"], "DELETE") => invalidate(authenticator, &caller, body).await,
-        (["_security", "api_key", "grant"], "POST") => grant(authenticator, &caller, body).await,
+        (["_security", "_authenticate"], "GET") => Ok(authenticate(caller)),
+        (["_security", "api_key"], "POST" | "PUT") => create(authenticator, caller, body).await,
+        (["_security", "api_key"], "GET") => list(authenticator, caller, request),
+        (["_security", "api_key"], "DELETE") => invalidate(authenticator, caller, body).await,
+        (["_security", "api_key", "grant"], "POST") => grant(authenticator, caller, body).await,
         _ => Err(EsError::new(
             StatusCode::BAD_REQUEST,
             "illegal_argument_exception",
@@ -100,10 +89,35 @@ pub(super) async fn route(
     }
 }
 
-/// Who sent a `_security` request, and what it may do.
-struct Caller<'a> {
-    principal: &'a Principal,
-    grants: &'a Grants,
+/// Who sent a security request, and what it may do.
+pub(super) struct Caller<'a> {
+    pub principal: &'a Principal,
+    pub grants: &'a Grants,
+}
+
+/// What every security request (`_security`, `_plugins/_security`) starts with: its JSON body,
+/// read first so a broken one is named whatever the node's security, then the node's
+/// authenticator and the caller, or the error of a node without `--security`.
+pub(super) fn secured<'a>(
+    api: &EsApi,
+    request: &'a Request,
+    principal: Option<&'a Principal>,
+) -> Result<(Value, Arc<Authenticator>, Caller<'a>), EsError> {
+    let body = if request.body.is_empty() {
+        Value::Null
+    } else {
+        parse_json_body(&request.body, "x_content_parse_exception")?
+    };
+    match (
+        api.authenticator.clone(),
+        principal,
+        request.grants.as_deref(),
+    ) {
+        (Some(authenticator), Some(principal), Some(grants)) => {
+            Ok((body, authenticator, Caller { principal, grants }))
+        }
+        _ => Err(security_off()),
+    }
 }
 
 /// The cluster action that lets a caller see and invalidate every user's keys, not only its own.

@@ -13,7 +13,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{EsApi, EsError, EsResult, blocking, json_response, parse_json_body};
+use super::{EsApi, EsResult, blocking, json_response, parse_json_body};
 use crate::http::{Request, Response};
 use crate::identities::{IdentityError, User, check_name as check_user_name, hash_password};
 use crate::roles::{
@@ -129,21 +129,8 @@ pub(super) async fn route(
     principal: Option<&Principal>,
 ) -> EsResult {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    // The body first, so a broken one is named whatever the node's security.
-    let body = if request.body.is_empty() {
-        Value::Null
-    } else {
-        parse_json_body(&request.body, "x_content_parse_exception")?
-    };
-    let (Some(authenticator), Some(principal), Some(grants)) = (
-        api.authenticator.clone(),
-        principal,
-        request.grants.as_deref(),
-    ) else {
-        return Err(EsError::illegal_argument(
-            "security is not enabled on this node: start sluice with --security to use the security API",
-        ));
-    };
+    let (body, authenticator, caller) = super::security::secured(api, request, principal)?;
+    let (principal, grants) = (caller.principal, caller.grants);
     let method = request.method.as_str();
     let rest = segments.get(2..).unwrap_or_default();
     match (rest, method) {
