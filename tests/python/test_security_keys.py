@@ -121,10 +121,22 @@ def test_role_descriptors_limit_a_key_and_a_key_may_be_granted(secure_sluice):
     ):
         with pytest.raises(AuthorizationException):
             call()
-    # Privileges Sluice does not know, and field-level security, are refused, not ignored.
+    # Field-level security as Elasticsearch says it: granted fields, or all but the exceptions.
+    for field_security, shown in (({"grant": ["team*"]}, {"team": "red"}), ({"grant": ["*"], "except": ["team"]}, {"n": 1})):
+        key = admin.security.create_api_key(name="fls", role_descriptors={"r": {"indices": [
+            {"names": ["logs-*"], "privileges": ["read"], "field_security": field_security}]}})
+        fls_reader = Elasticsearch(secure_sluice.es_url, api_key=key["encoded"])
+        hits = fls_reader.search(index="logs-a", query={"term": {"n": 1}})["hits"]["hits"]
+        if "n" in shown:
+            assert [hit["_source"] for hit in hits] == [shown]
+        else:
+            # The hidden field `n` matches nothing.
+            assert hits == []
+            assert fls_reader.search(index="logs-a", query={"term": {"team.keyword": "red"}})["hits"]["hits"][0]["_source"] == shown
+    # Privileges Sluice does not know, and field security it cannot say, are refused, not ignored.
     for descriptor in (
         {"indices": [{"names": ["logs-*"], "privileges": ["read_cross_cluster"]}]},
-        {"indices": [{"names": ["logs-*"], "privileges": ["read"], "field_security": {"grant": ["n"]}}]},
+        {"indices": [{"names": ["logs-*"], "privileges": ["read"], "field_security": {"grant": ["n"], "except": ["n.x"]}}]},
         {"run_as": ["someone"]},
     ):
         with pytest.raises(BadRequestError) as refused:

@@ -2,7 +2,8 @@
 `_plugins/_security/api` and used with elasticsearch-py: a role limited to `stockdata*` with crud,
 create_index and manage writes there and nowhere else; a wildcard search sees only the indices a
 user may read; document-level security hides other users' documents from search, count, get,
-mget and aggregations; static roles are read-only; the roles survive a restart; and boto3 calls
+mget and aggregations; field-level security hides fields from sources, queries, sorts,
+aggregations, field caps and mappings; static roles are read-only; the roles survive a restart; and boto3 calls
 are allowed or refused by a role's AWS actions."""
 
 import json
@@ -158,6 +159,65 @@ def test_document_level_security_in_search_get_mget_and_aggregations(secure_slui
     assert admin.count(index="orders")["count"] == 5
 
 
+def test_field_level_security_hides_fields_from_every_read(secure_sluice):
+    admin, security = admin_clients(secure_sluice)
+    admin.indices.create(index="staff", mappings={"properties": {"team": {"type": "nested"}}})
+    people = [
+        {"name": "Ada", "dept": "eng", "salary": 200, "contact": {"email": "ada@x", "phone": "1"}, "team": [{"role": "lead", "bonus": 9}]},
+        {"name": "Bob", "dept": "ops", "salary": 100, "contact": {"email": "bob@x", "phone": "2"}, "team": [{"role": "dev", "bonus": 3}]},
+    ]
+    operations = []
+    for n, person in enumerate(people):
+        operations += [{"index": {"_index": "staff", "_id": str(n)}}, person]
+    admin.bulk(operations=operations, refresh=True)
+    # One role hides fields (and everything beneath them), another shows only some.
+    security.security.create_role(role="no_pay", body={"index_permissions": [
+        {"index_patterns": ["staff"], "fls": ["~salary", "~contact.phone", "~team.bonus"], "allowed_actions": ["read", "get", "indices:admin/mappings/get"]}]})
+    security.security.create_role(role="names_only", body={"index_permissions": [
+        {"index_patterns": ["staff"], "fls": ["name", "dept*"], "allowed_actions": ["read"]}]})
+    add_user(security, "hr", roles=["no_pay"])
+    add_user(security, "lobby", roles=["names_only"])
+    hr, lobby = user_client(secure_sluice, "hr"), user_client(secure_sluice, "lobby")
+
+    # Sources of search hits, inner hits, top_hits, get, mget and _source lose the hidden fields.
+    hit = hr.search(index="staff", query={"term": {"name.keyword": "Ada"}})["hits"]["hits"][0]
+    assert hit["_source"] == {"name": "Ada", "dept": "eng", "contact": {"email": "ada@x"}, "team": [{"role": "lead"}]}
+    assert lobby.get(index="staff", id="1")["_source"] == {"name": "Bob", "dept": "ops"}
+    assert hr.get_source(index="staff", id="1").body == {"name": "Bob", "dept": "ops", "contact": {"email": "bob@x"}, "team": [{"role": "dev"}]}
+    docs = lobby.mget(index="staff", ids=["0", "1"])["docs"]
+    assert [doc["_source"] for doc in docs] == [{"name": "Ada", "dept": "eng"}, {"name": "Bob", "dept": "ops"}]
+    nested = hr.search(index="staff", query={"nested": {"path": "team", "query": {"match_all": {}}, "inner_hits": {}}})
+    inner = nested["hits"]["hits"][0]["inner_hits"]["team"]["hits"]["hits"][0]["_source"]
+    assert "bonus" not in inner and inner["role"] in ("lead", "dev")
+    tops = hr.search(index="staff", size=0, aggs={"t": {"top_hits": {"size": 2}}})["aggregations"]["t"]["hits"]["hits"]
+    assert all("salary" not in top["_source"] for top in tops)
+    fields = hr.search(index="staff", fields=["*"], query={"match_all": {}})["hits"]["hits"][0]["fields"]
+    assert "salary" not in fields and "contact.phone" not in fields and "name" in fields
+
+    # A hidden field matches nothing, sorts and aggregates as unmapped, and is not listed.
+    for query in (
+        {"range": {"salary": {"gte": 0}}},
+        {"exists": {"field": "contact.phone"}},
+        {"query_string": {"query": "200"}},
+        {"multi_match": {"query": "1", "fields": ["contact.*"]}},
+        {"nested": {"path": "team", "query": {"range": {"team.bonus": {"gt": 0}}}}},
+    ):
+        assert hr.count(index="staff", query=query)["count"] == 0, query
+        assert admin.count(index="staff", query=query)["count"] > 0, query
+    assert lobby.count(index="staff", query={"match": {"dept": "eng"}})["count"] == 1
+    named = hr.search(index="staff", query={"bool": {"should": [{"match_all": {}}, {"range": {"salary": {"gt": 150, "_name": "rich"}}}]}})
+    assert all("matched_queries" not in hit for hit in named["hits"]["hits"])
+    stats = hr.search(index="staff", size=0, aggs={"pay": {"sum": {"field": "salary"}}, "n": {"value_count": {"field": "name.keyword"}}})
+    assert stats["aggregations"]["pay"]["value"] == 0 and stats["aggregations"]["n"]["value"] == 2
+    caps = hr.field_caps(index="staff", fields="*")["fields"]
+    assert "salary" not in caps and "contact.phone" not in caps and "contact.email" in caps
+    assert "salary" not in hr.indices.get_mapping(index="staff")["staff"]["mappings"]["properties"]
+    assert set(lobby.field_caps(index="staff", fields="*")["fields"]) >= {"name", "dept"}
+    assert "contact" not in lobby.field_caps(index="staff", fields="*")["fields"]
+    # The admin sees every field.
+    assert admin.get(index="staff", id="0")["_source"]["salary"] == 200
+
+
 def test_the_security_api_and_the_roles_survive_a_restart(tmp_path, secure_sluice, sluice_factory):
     admin, security = admin_clients(secure_sluice)
     # Static resources are listed and read-only.
@@ -174,9 +234,11 @@ def test_the_security_api_and_the_roles_survive_a_restart(tmp_path, secure_sluic
     with pytest.raises(TransportError) as unknown:
         security.security.create_role_mapping(role="no_such_role", body={"users": ["x"]})
     assert unknown.value.status_code == 400
-    # Refused rather than ignored: field-level security and a DLS query that does not parse.
+    # Refused rather than ignored: masking, FLS mixing shown and hidden fields, a DLS query that
+    # does not parse.
     for body in (
-        {"index_permissions": [{"index_patterns": ["x"], "fls": ["~salary"], "allowed_actions": ["read"]}]},
+        {"index_permissions": [{"index_patterns": ["x"], "masked_fields": ["salary"], "allowed_actions": ["read"]}]},
+        {"index_permissions": [{"index_patterns": ["x"], "fls": ["~salary", "name"], "allowed_actions": ["read"]}]},
         {"index_permissions": [{"index_patterns": ["x"], "dls": "{\"nope\": {}}", "allowed_actions": ["read"]}]},
         {"index_permissions": [{"index_patterns": ["x"], "allowed_actions": ["read"], "surprise": 1}]},
     ):

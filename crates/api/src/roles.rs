@@ -125,7 +125,8 @@ pub struct IndexPermission {
     /// through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dls: Option<String>,
-    /// Field-level security; refused when not empty (see [`validate_role`]).
+    /// Field-level security: the fields reads show (`title`, `customer.*`), or, each prefixed
+    /// with `~`, the fields they hide; a field shown or hidden brings the fields beneath it.
     #[serde(default)]
     pub fls: Vec<String>,
     /// Field masking; refused when not empty.
@@ -409,9 +410,9 @@ fn check_list(what: &str, list: &[String]) -> Result<(), RolesError> {
     Ok(())
 }
 
-/// Checks what the Query-DSL-free part of a role can: sizes, and the features Sluice refuses
-/// rather than ignores (field-level security and masking). The DLS query itself is parsed by the
-/// search API, which owns the Query DSL.
+/// Checks what the Query-DSL-free part of a role can: sizes, field-level security lists, and the
+/// feature Sluice refuses rather than ignores (field masking). The DLS query itself is parsed by
+/// the search API, which owns the Query DSL.
 pub fn validate_role(role: &RoleDefinition) -> Result<(), RolesError> {
     check_list("cluster_permissions", &role.cluster_permissions)?;
     if role.index_permissions.len() > LIST_ITEMS_MAX {
@@ -422,10 +423,22 @@ pub fn validate_role(role: &RoleDefinition) -> Result<(), RolesError> {
     for permission in &role.index_permissions {
         check_list("index_patterns", &permission.index_patterns)?;
         check_list("allowed_actions", &permission.allowed_actions)?;
-        if !permission.fls.is_empty() {
-            return Err(RolesError::Invalid(
-                "[fls] field-level security is not supported by Sluice yet: give the role no [fls], or use [dls] to hide whole documents".to_owned(),
-            ));
+        check_list("fls", &permission.fls)?;
+        let excluded = permission.fls.iter().filter(|f| f.starts_with('~')).count();
+        if excluded != 0 && excluded != permission.fls.len() {
+            return Err(RolesError::Invalid(format!(
+                "[fls] {:?} mixes fields to show with fields to hide (prefixed with ~); give one kind per index permission",
+                permission.fls
+            )));
+        }
+        if let Some(empty) = permission
+            .fls
+            .iter()
+            .find(|f| f.trim_start_matches('~').is_empty())
+        {
+            return Err(RolesError::Invalid(format!(
+                "[fls] has an entry [{empty}] that names no field"
+            )));
         }
         if !permission.masked_fields.is_empty() {
             return Err(RolesError::Invalid(
@@ -598,12 +611,14 @@ pub fn from_role_descriptors(
         };
         for indices in descriptor.indices {
             let _ = indices.allow_restricted_indices;
-            if indices.field_security.is_some() {
-                return Err(RolesError::Invalid(format!(
-                    "role descriptor [{name}]: [field_security] is not supported by Sluice yet"
-                )));
-            }
+            let fls = match indices.field_security {
+                None => Vec::new(),
+                Some(security) => field_security_as_fls(&security).map_err(|reason| {
+                    RolesError::Invalid(format!("role descriptor [{name}]: {reason}"))
+                })?,
+            };
             role.index_permissions.push(IndexPermission {
+                fls,
                 index_patterns: indices.names,
                 allowed_actions: expand(&indices.privileges, es_index_privilege, "index")?,
                 dls: match indices.query {
@@ -618,6 +633,129 @@ pub fn from_role_descriptors(
         roles.push(role);
     }
     Ok(roles)
+}
+
+/// Elasticsearch's `field_security` (`{"grant": [...], "except": [...]}`) as an `fls` list: a
+/// grant list alone shows those fields, `grant: ["*"]` with `except` hides the exceptions. Other
+/// combinations cannot be said in one list and are refused.
+fn field_security_as_fls(security: &Value) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FieldSecurity {
+        #[serde(default)]
+        grant: Option<Vec<String>>,
+        #[serde(default)]
+        except: Vec<String>,
+    }
+    let security: FieldSecurity = serde_json::from_value(security.clone())
+        .map_err(|error| format!("[field_security]: {error}"))?;
+    let grant = security.grant.unwrap_or_default();
+    match (grant.as_slice(), security.except.is_empty()) {
+        (_, true) if grant.iter().any(|field| field == "*") => Ok(Vec::new()),
+        (_, true) if grant.is_empty() => {
+            Err("[field_security] grants no field; give [grant] at least one".to_owned())
+        }
+        (_, true) => Ok(grant),
+        ([all], false) if all == "*" => Ok(security
+            .except
+            .iter()
+            .map(|field| format!("~{field}"))
+            .collect()),
+        _ => {
+            Err("[field_security] with [except] is supported with [grant] [\"*\"] only".to_owned())
+        }
+    }
+}
+
+/// Which fields of an index one grant shows: those matching `show` (or everything when it is
+/// `None`), minus those matching `hide`. A pattern covers the path it matches and every path
+/// beneath (`title` covers `title.keyword`).
+#[derive(Debug, Clone, PartialEq)]
+struct FieldRule {
+    show: Option<Vec<String>>,
+    hide: Vec<String>,
+}
+
+impl FieldRule {
+    fn of(fls: &[String]) -> Option<FieldRule> {
+        if fls.is_empty() {
+            return None;
+        }
+        let hide: Vec<String> = fls
+            .iter()
+            .filter_map(|field| field.strip_prefix('~').map(str::to_owned))
+            .collect();
+        Some(if hide.is_empty() {
+            FieldRule {
+                show: Some(fls.to_vec()),
+                hide,
+            }
+        } else {
+            FieldRule { show: None, hide }
+        })
+    }
+
+    fn shows(&self, path: &str) -> bool {
+        let covered = |patterns: &[String]| {
+            patterns
+                .iter()
+                .any(|pattern| path_and_parents(path).any(|p| pattern_matches(pattern, p)))
+        };
+        self.show.as_deref().is_none_or(covered) && !covered(&self.hide)
+    }
+
+    fn shows_all_beneath(&self, path: &str) -> bool {
+        let beneath = format!("{path}.");
+        // Whether a hidden pattern could match some path under `path`: conservatively, when
+        // its literal start and `path.` agree as far as both go.
+        let may_hide_beneath = |pattern: &String| match pattern.find(['*', '?']) {
+            Some(wild) => {
+                let literal = &pattern[..wild];
+                literal.starts_with(&beneath) || beneath.starts_with(literal)
+            }
+            None => pattern.starts_with(&beneath),
+        };
+        self.shows(path) && !self.hide.iter().any(may_hide_beneath)
+    }
+}
+
+/// `a.b.c`, then `a.b`, then `a`.
+fn path_and_parents(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path), |p| p.rfind('.').map(|dot| &p[..dot]))
+}
+
+/// The fields a reader sees of one index: those some of its grants' rules show (several roles
+/// add up), and, for an API key, what its role descriptors show too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldAccess {
+    any_of: Vec<FieldRule>,
+    /// `None`: no further limit.
+    limit: Option<Box<FieldAccess>>,
+}
+
+impl FieldAccess {
+    /// No field.
+    pub fn nothing() -> FieldAccess {
+        FieldAccess {
+            any_of: Vec::new(),
+            limit: None,
+        }
+    }
+}
+
+impl sluice_search::field_security::FieldFilter for FieldAccess {
+    fn shows(&self, path: &str) -> bool {
+        self.any_of.iter().any(|rule| rule.shows(path))
+            && self.limit.as_deref().is_none_or(|limit| limit.shows(path))
+    }
+
+    fn shows_all_beneath(&self, path: &str) -> bool {
+        self.any_of.iter().any(|rule| rule.shows_all_beneath(path))
+            && self
+                .limit
+                .as_deref()
+                .is_none_or(|limit| limit.shows_all_beneath(path))
+    }
 }
 
 /// Who a request is, as far as roles care.
@@ -656,6 +794,8 @@ struct IndexGrant {
     actions: Vec<String>,
     /// The DLS query with `${user.name}` substituted (a JSON string), or `None`: every document.
     dls: Option<String>,
+    /// Field-level security, or `None`: every field.
+    fields: Option<FieldRule>,
 }
 
 /// What a read may see of an index it is allowed to read.
@@ -679,6 +819,7 @@ impl Grants {
                 patterns: vec!["*".to_owned()],
                 actions: vec!["*".to_owned()],
                 dls: None,
+                fields: None,
             }],
             aws: Vec::new(),
             limit: None,
@@ -791,11 +932,17 @@ impl Grants {
     /// What `action` may see of `index`: every document when one of the grants allowing it has
     /// no DLS query, else the documents matching any of their queries. `None`: not allowed.
     pub fn visibility(&self, action: &str, index: &str) -> Option<Visibility> {
-        let own = self.own_visibility(action, index)?;
+        self.visibility_of(action, &[index])
+    }
+
+    /// [`Grants::visibility`] of an index known by several names (itself and its aliases):
+    /// the grants on any of them add up.
+    pub fn visibility_of(&self, action: &str, names: &[&str]) -> Option<Visibility> {
+        let own = self.own_visibility(action, names)?;
         let Some(limit) = self.limit.as_deref() else {
             return Some(own);
         };
-        Some(match (own, limit.visibility(action, index)?) {
+        Some(match (own, limit.visibility_of(action, names)?) {
             (Visibility::All, other) | (other, Visibility::All) => other,
             // Both restrict: a document must match one query of each.
             (Visibility::Matching(mine), Visibility::Matching(theirs)) => {
@@ -812,10 +959,51 @@ impl Grants {
         })
     }
 
-    fn own_visibility(&self, action: &str, index: &str) -> Option<Visibility> {
+    /// The fields `action` may see of an index known by `names` (itself and its aliases):
+    /// `None` when every field, because a grant allowing it has no field-level security. When
+    /// no grant allows it, no field.
+    pub fn field_access(&self, action: &str, names: &[&str]) -> Option<FieldAccess> {
+        let own = self.own_field_access(action, names);
+        let limit = self
+            .limit
+            .as_deref()
+            .and_then(|limit| limit.field_access(action, names));
+        match (own, limit) {
+            (None, limit) => limit,
+            (Some(own), None) => Some(own),
+            (Some(own), Some(limit)) => Some(FieldAccess {
+                limit: Some(Box::new(limit)),
+                ..own
+            }),
+        }
+    }
+
+    fn own_field_access(&self, action: &str, names: &[&str]) -> Option<FieldAccess> {
+        let mut any_of = Vec::new();
+        for grant in self.grants_for_names(action, names) {
+            any_of.push(grant.fields.clone()?);
+        }
+        Some(FieldAccess {
+            any_of,
+            limit: None,
+        })
+    }
+
+    /// The grants allowing `action` on any of `names`.
+    fn grants_for_names<'a>(
+        &'a self,
+        action: &'a str,
+        names: &'a [&'a str],
+    ) -> impl Iterator<Item = &'a IndexGrant> + 'a {
+        names
+            .iter()
+            .flat_map(move |name| self.grants_for(action, name))
+    }
+
+    fn own_visibility(&self, action: &str, names: &[&str]) -> Option<Visibility> {
         let mut queries = Vec::new();
         let mut allowed = false;
-        for grant in self.grants_for(action, index) {
+        for grant in self.grants_for_names(action, names) {
             allowed = true;
             match &grant.dls {
                 None => return Some(Visibility::All),
@@ -956,6 +1144,7 @@ impl RolesFile {
                         .as_deref()
                         .filter(|query| !query.trim().is_empty())
                         .map(|query| substitute(query, &json_escaped(subject_name))),
+                    fields: FieldRule::of(&permission.fls),
                 });
             }
         }
@@ -1298,6 +1487,88 @@ mod tests {
     }
 
     #[test]
+    fn field_level_security_adds_up_across_roles_and_narrows_under_a_key() {
+        use sluice_search::field_security::FieldFilter;
+        let role = |fls: &[&str]| -> RoleDefinition {
+            serde_json::from_value(serde_json::json!({"index_permissions": [{
+                "index_patterns": ["staff", "alias-*"], "fls": fls, "allowed_actions": ["read"]
+            }]}))
+            .unwrap()
+        };
+        let mut file = RolesFile::empty();
+        file.roles
+            .insert("hide".into(), role(&["~salary", "~contact.phone", "~x*y"]));
+        file.roles.insert("show".into(), role(&["name", "team.*"]));
+        let search = "indices:data/read/search";
+
+        let hide = file.grants(subject("u", &["hide".to_owned()], &[]));
+        let fields = hide.field_access(search, &["staff"]).unwrap();
+        assert!(!fields.shows("salary") && !fields.shows("salary.keyword"));
+        assert!(fields.shows("contact") && fields.shows("contact.email"));
+        assert!(!fields.shows("contact.phone") && !fields.shows("xy") && !fields.shows("x.y"));
+        assert!(fields.shows("name.keyword") && fields.shows("salaries"));
+        // A flattened field stays only when nothing beneath it could be hidden.
+        assert!(fields.shows_all_beneath("name") && !fields.shows_all_beneath("contact"));
+        assert!(!fields.shows_all_beneath("x") && fields.shows_all_beneath("w"));
+
+        let show = file.grants(subject("u", &["show".to_owned()], &[]));
+        let fields = show.field_access(search, &["staff"]).unwrap();
+        assert!(fields.shows("name") && fields.shows("name.keyword") && fields.shows("team.role"));
+        assert!(!fields.shows("team") && !fields.shows("salary") && !fields.shows("named"));
+        // Through an alias name the alias's grants count; without any grant, nothing shows.
+        assert!(
+            show.field_access(search, &["other", "alias-1"])
+                .unwrap()
+                .shows("name")
+        );
+        assert!(!show.field_access(search, &["other"]).unwrap().shows("name"));
+
+        // Several roles add up; a role without FLS shows everything.
+        let both = file.grants(subject("u", &["hide".to_owned(), "show".to_owned()], &[]));
+        let fields = both.field_access(search, &["staff"]).unwrap();
+        assert!(fields.shows("contact.email") && fields.shows("name") && !fields.shows("salary"));
+        file.roles.insert("all".into(), role(&[]));
+        let all = file.grants(subject("u", &["hide".to_owned(), "all".to_owned()], &[]));
+        assert!(all.field_access(search, &["staff"]).is_none());
+
+        // An API key's descriptors narrow further: a field must be shown by both.
+        let limits = from_role_descriptors(
+            serde_json::json!({"k": {"indices": [{"names": ["staff"], "privileges": ["read"],
+                "field_security": {"grant": ["*"], "except": ["contact"]}}]}})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            limits[0].index_permissions[0].fls,
+            vec!["~contact".to_owned()]
+        );
+        let key = file.grants(Subject {
+            limits: Some(&limits),
+            ..subject("u", &["all".to_owned()], &[])
+        });
+        let fields = key.field_access(search, &["staff"]).unwrap();
+        assert!(fields.shows("salary") && !fields.shows("contact.email"));
+        let key = file.grants(Subject {
+            limits: Some(&limits),
+            ..subject("u", &["hide".to_owned()], &[])
+        });
+        let fields = key.field_access(search, &["staff"]).unwrap();
+        assert!(!fields.shows("salary") && !fields.shows("contact.email") && fields.shows("name"));
+        for refused in [
+            serde_json::json!({"grant": ["a"], "except": ["a.b"]}),
+            serde_json::json!({"grant": []}),
+            serde_json::json!({"except": ["a"]}),
+        ] {
+            assert!(field_security_as_fls(&refused).is_err(), "{refused}");
+        }
+        assert_eq!(
+            field_security_as_fls(&serde_json::json!({"grant": ["a", "b.*"]})).unwrap(),
+            vec!["a".to_owned(), "b.*".to_owned()]
+        );
+    }
+
+    #[test]
     fn action_groups_nest_and_cycles_end() {
         let mut file = RolesFile::empty();
         file.action_groups.insert(
@@ -1335,6 +1606,13 @@ mod tests {
     fn refused_definitions() {
         let mut role = stock_writer();
         role.index_permissions[0].fls = vec!["~salary".into()];
+        assert!(validate_role(&role).is_ok());
+        role.index_permissions[0].fls = vec!["~salary".into(), "name".into()];
+        assert!(validate_role(&role).is_err());
+        role.index_permissions[0].fls = vec!["~".into()];
+        assert!(validate_role(&role).is_err());
+        role.index_permissions[0].fls = Vec::new();
+        role.index_permissions[0].masked_fields = vec!["salary".into()];
         assert!(validate_role(&role).is_err());
         assert!(check_name("_hidden").is_err());
         assert!(check_name("a/b").is_err());

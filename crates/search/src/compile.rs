@@ -559,6 +559,8 @@ impl Compiler<'_> {
             }
             Query::FunctionScore(function_score) => self.function_score(function_score, next)?,
             Query::Named { query, .. } => self.compile_at(query, next)?,
+            // The read compiles everything under the restricted mapping (`Index::read_mappings`).
+            Query::Restricted(restricted) => self.compile_at(&restricted.query, next)?,
             Query::Geo(geo) => self.geo(geo)?,
             Query::Nested(nested) => self.nested(nested, next)?,
         })

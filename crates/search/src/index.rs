@@ -1428,10 +1428,29 @@ impl Index {
         query: &Query,
         searcher: &Searcher,
     ) -> Result<Box<dyn tantivy::query::Query>> {
-        let mappings = self.mappings();
+        self.compile_under(query, searcher, &self.read_mappings(query))
+    }
+
+    /// The mapping a read of `query` runs under: the index's, or what the reader's field-level
+    /// security leaves of it (`field_security.rs`).
+    fn read_mappings(&self, query: &Query) -> Arc<Mappings> {
+        match query.restriction() {
+            Some(restricted) => restricted.mappings.clone(),
+            None => self.mappings(),
+        }
+    }
+
+    /// Compiles a part of a read (a named clause, an aggregation's filter) under the read's
+    /// mapping.
+    fn compile_under(
+        &self,
+        query: &Query,
+        searcher: &Searcher,
+        mappings: &Mappings,
+    ) -> Result<Box<dyn tantivy::query::Query>> {
         let compiler = Compiler {
             fields: &self.fields,
-            mappings: &mappings,
+            mappings,
             searcher,
             doc_counts: &self.doc_counts,
             legacy_analyzer: self.legacy_analyzer.as_ref(),
@@ -1528,8 +1547,10 @@ impl Index {
                 Count,
             ),
         )?;
-        let named_weights = self.named_weights(named, &searcher)?;
+        let mappings = self.read_mappings(page.query);
+        let named_weights = self.named_weights(named, &searcher, &mappings)?;
         let inner = self.inner_hit_weights(page.query, &searcher)?;
+        let restriction = page.query.restriction().map(|r| r.fields.as_ref());
         let mut hits = Vec::with_capacity(top.len());
         let explain = page.explain.then_some(&query);
         for (score, address) in top {
@@ -1541,6 +1562,7 @@ impl Index {
                 &inner,
                 Vec::new(),
                 explain,
+                restriction,
             )?);
         }
         let max_score = hits.iter().map(|h| h.score).reduce(f32::max);
@@ -1568,7 +1590,7 @@ impl Index {
         } else {
             page.sort
         };
-        let mappings = self.mappings();
+        let mappings = self.read_mappings(page.query);
         let sort = IndexSort::new(
             keys,
             page.search_after,
@@ -1604,8 +1626,9 @@ impl Index {
             return Err(SearchError::Script(Box::new(failure)));
         }
         let explain = page.explain.then_some(query);
-        let named_weights = self.named_weights(named, searcher)?;
+        let named_weights = self.named_weights(named, searcher, &mappings)?;
         let inner = self.inner_hit_weights(page.query, searcher)?;
+        let restriction = page.query.restriction().map(|r| r.fields.as_ref());
         let mut hits = Vec::with_capacity(page.size);
         for kept in fruit.kept.into_iter().skip(page.from) {
             let mut hit = self.load_hit(
@@ -1616,6 +1639,7 @@ impl Index {
                 &inner,
                 kept.values,
                 explain,
+                restriction,
             )?;
             hit.collapse = kept.group;
             hits.push(hit);
@@ -1634,10 +1658,11 @@ impl Index {
         &self,
         named: Vec<(&str, Query)>,
         searcher: &Searcher,
+        mappings: &Mappings,
     ) -> Result<Vec<(String, Box<dyn tantivy::query::Weight>)>> {
         let mut named_weights = Vec::with_capacity(named.len());
         for (name, named_query) in named {
-            let compiled = self.to_tantivy(&named_query, searcher)?;
+            let compiled = self.compile_under(&named_query, searcher, mappings)?;
             named_weights.push((
                 name.to_string(),
                 compiled.weight(tantivy::query::EnableScoring::disabled_from_searcher(
@@ -1659,6 +1684,7 @@ impl Index {
         inner: &[InnerHitWeight<'_>],
         sort: Vec<SortValue>,
         explain: Option<&BooleanQuery>,
+        restriction: Option<&dyn crate::field_security::FieldFilter>,
     ) -> Result<Hit> {
         let explanation = match explain {
             Some(query) => Some(explanation_json(query.explain(searcher, address)?)),
@@ -1689,10 +1715,13 @@ impl Index {
             .get_first(self.fields.seq_no)
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        let source: Option<Arc<[u8]>> = document
+        let mut source: Option<Arc<[u8]>> = document
             .get_first(self.fields.source)
             .and_then(|v| v.as_bytes())
             .map(Arc::from);
+        if let (Some(filter), Some(bytes)) = (restriction, &source) {
+            source = crate::field_security::filter_source(bytes, filter);
+        }
         let mut inner_hits = Vec::with_capacity(inner.len());
         if !inner.is_empty() {
             let parsed: Value = source
@@ -1724,8 +1753,8 @@ impl Index {
         searcher: &Searcher,
     ) -> Result<Vec<InnerHitWeight<'q>>> {
         let mut weights = Vec::new();
+        let mappings = self.read_mappings(query);
         for nested in query.inner_hits() {
-            let mappings = self.mappings();
             let compiler = Compiler {
                 fields: &self.fields,
                 mappings: &mappings,
@@ -1833,15 +1862,16 @@ impl Index {
         budget: &crate::aggs::MemoryBudget,
     ) -> Result<crate::aggs::IndexPartials> {
         self.check_open()?;
-        let mappings = self.mappings();
+        let mappings = self.read_mappings(query);
         let searcher = self.reader.searcher();
         let main = self.without_tombstones(self.to_tantivy(query, &searcher)?);
         let all = self.without_tombstones(Box::new(tantivy::query::AllQuery));
-        let compile = |query: &Query| self.to_tantivy(query, &searcher);
+        let compile = |part: &Query| self.compile_under(part, &searcher, &mappings);
         crate::aggs::collect_index(
             &searcher,
             &self.fields,
             &mappings,
+            query.restriction().map(|r| r.fields.as_ref()),
             &self.name,
             &main,
             &all,

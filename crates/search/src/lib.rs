@@ -15,6 +15,7 @@ mod compile;
 pub mod date;
 pub mod date_math;
 mod error;
+pub mod field_security;
 mod fuzzy;
 pub mod geo;
 pub mod geo_query;

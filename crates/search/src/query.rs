@@ -124,6 +124,9 @@ pub enum Query {
         name: String,
         query: Box<Query>,
     },
+    /// A query under a reader's field-level security: the whole read it is part of sees only
+    /// the fields the filter shows (`field_security.rs`). Never parsed from a request.
+    Restricted(Box<crate::field_security::Restricted>),
 }
 
 /// A geo query: its field, the region, and whether an unmapped field matches nothing instead
@@ -251,8 +254,20 @@ impl Query {
             }
             Query::Named { query, .. } => visit(query),
             Query::Nested(nested) => visit(&nested.query),
+            Query::Restricted(restricted) => visit(&restricted.query),
             _ => {}
         }
+    }
+
+    /// The field-level security this query runs under, wherever in the tree it was put.
+    pub fn restriction(&self) -> Option<&crate::field_security::Restricted> {
+        let mut found = None;
+        self.visit(&mut |query| {
+            if let (None, Query::Restricted(restricted)) = (&found, query) {
+                found = Some(restricted.as_ref());
+            }
+        });
+        found
     }
 
     /// The top-level `nested` queries of the tree (not those inside other `nested` queries)
@@ -279,6 +294,7 @@ impl Query {
                 Query::DisMax { queries, .. } => children.extend(queries),
                 Query::FunctionScore(function_score) => children.push(&function_score.query),
                 Query::Named { query, .. } => children.push(query),
+                Query::Restricted(restricted) => children.push(&restricted.query),
                 _ => {}
             }
             for child in children {
@@ -969,6 +985,7 @@ impl fmt::Display for Query {
                 write!(f, ")")
             }
             Query::Named { name, query } => write!(f, "(named {name:?} {query})"),
+            Query::Restricted(restricted) => write!(f, "(restricted {})", restricted.query),
             Query::Geo(geo) => {
                 write!(f, "({} {} {:?}", geo.kind, geo.field, geo.shape)?;
                 if geo.ignore_unmapped {

@@ -438,6 +438,8 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
             let index_json = Value::String(index.name().to_string()).to_string();
             let shards_total = 1 + index.settings().number_of_replicas;
             let mut max_seq_no = None;
+            // What an update that shows its document may show, worked out once per index.
+            let mut restrictions = None;
             for (position, outcome) in positions.into_iter().zip(outcomes) {
                 let (action, _, id) = &actions[position];
                 results[position] = Some(match outcome {
@@ -447,8 +449,19 @@ pub(super) async fn bulk(api: &EsApi, request: &Request, default_index: Option<&
                             .get(position)
                             .and_then(Option::as_ref)
                             .and_then(|filter| {
+                                let restrictions = restrictions.get_or_insert_with(|| {
+                                    super::targets::restrictions_of(
+                                        &node,
+                                        grants.as_deref(),
+                                        super::access::UPDATE,
+                                        index.name(),
+                                    )
+                                    // Restrictions that cannot be read show nothing.
+                                    .unwrap_or_else(|_| super::targets::Restrictions::nothing())
+                                });
                                 let mut raw = RawSources::default();
-                                let get = update_get_json(&outcome, filter, &mut raw)?;
+                                let get =
+                                    update_get_json(&outcome, filter, restrictions, &mut raw)?;
                                 Some(raw.render_text(&get))
                             });
                         outcome_item_json(*action, &index_json, shards_total, &outcome, get)

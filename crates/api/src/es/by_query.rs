@@ -392,9 +392,16 @@ fn execute(
             if remaining == 0 {
                 break 'targets;
             }
-            let hits = scan.next_batch(operation.batch_docs.min(remaining))?;
+            let mut hits = scan.next_batch(operation.batch_docs.min(remaining))?;
             if hits.is_empty() {
                 break;
+            }
+            if operation.dest.is_some() {
+                // A reindex copies what its reader may see; by-query updates rewrite documents
+                // whole, which field-level security does not restrict (it restricts reads).
+                for hit in &mut hits {
+                    hit.source = target.restrictions.source(hit.source.take());
+                }
             }
             progress.batches.fetch_add(1, Ordering::Relaxed);
             let mut writes = Vec::with_capacity(hits.len());
@@ -767,14 +774,26 @@ async fn run(
 pub(super) async fn delete_by_query(api: &EsApi, request: &Request, target: &str) -> EsResult {
     let operation = parse_by_query(request, Kind::DeleteByQuery, target)?;
     let options = indices_options(request, IndicesOptions::STRICT_EXPAND_OPEN)?;
-    let targets = resolve_with(&api.node, request.grants.as_deref(), Some(target), options)?;
+    let targets = resolve_with(
+        &api.node,
+        request.grants.as_deref(),
+        "indices:data/write/delete/byquery",
+        Some(target),
+        options,
+    )?;
     run(api, request, targets, operation).await
 }
 
 pub(super) async fn update_by_query(api: &EsApi, request: &Request, target: &str) -> EsResult {
     let operation = parse_by_query(request, Kind::UpdateByQuery, target)?;
     let options = indices_options(request, IndicesOptions::STRICT_EXPAND_OPEN)?;
-    let targets = resolve_with(&api.node, request.grants.as_deref(), Some(target), options)?;
+    let targets = resolve_with(
+        &api.node,
+        request.grants.as_deref(),
+        "indices:data/write/update/byquery",
+        Some(target),
+        options,
+    )?;
     run(api, request, targets, operation).await
 }
 
@@ -817,6 +836,7 @@ pub(super) async fn reindex(api: &EsApi, request: &Request) -> EsResult {
     let targets = resolve_with(
         &api.node,
         grants,
+        super::access::SEARCH,
         Some(&source),
         IndicesOptions::STRICT_EXPAND_OPEN,
     )?;

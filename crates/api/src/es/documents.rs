@@ -11,6 +11,7 @@ use sluice_search::{
 };
 
 use super::search::stored_fields_source;
+use super::targets::Restrictions;
 use super::{
     EsApi, EsError, EsResult, RawSources, Refresh, blocking, bool_param, is_pretty, json_response,
     parse_json_body, refresh_param, shards_json, u64_param, wildcard_match,
@@ -57,15 +58,17 @@ fn request_condition(request: &Request, create: bool) -> Result<Condition, EsErr
 
 /// The `get` of an update's response (`_update` or a bulk `update` asked for `_source`): the
 /// document as the update left it.
+/// The reader's field-level security (`restrictions`) applies to what it shows.
 pub(crate) fn update_get_json(
     outcome: &WriteOutcome,
     filter: &SourceFilter,
+    restrictions: &Restrictions,
     raw: &mut RawSources,
 ) -> Option<Value> {
-    let source = outcome.source.as_ref()?;
+    let source = restrictions.source(outcome.source.clone())?;
     let mut get =
         json!({"_seq_no": outcome.seq_no, "_primary_term": outcome.primary_term, "found": true});
-    if let Some(source) = filter.render(source, raw) {
+    if let Some(source) = filter.render(&source, raw) {
         get["_source"] = source;
     }
     Some(get)
@@ -137,6 +140,15 @@ async fn write_one(
     fetch_source: Option<SourceFilter>,
 ) -> EsResult {
     let refresh = refresh_param(request)?;
+    let restrictions = match &fetch_source {
+        Some(_) => super::targets::restrictions_of(
+            &api.node,
+            request.grants.as_deref(),
+            super::access::UPDATE,
+            index.name(),
+        )?,
+        None => Restrictions::default(),
+    };
     let _slot = api.slot(&api.write_slots, "write")?;
     let pretty = is_pretty(request);
     blocking(move || {
@@ -155,7 +167,7 @@ async fn write_one(
         let mut raw = RawSources::default();
         // `_update` with `_source`: the document as the update left it, under `get`.
         if let Some(filter) = fetch_source
-            && let Some(get) = update_get_json(&outcome, &filter, &mut raw)
+            && let Some(get) = update_get_json(&outcome, &filter, &restrictions, &mut raw)
         {
             body["get"] = get;
         }
@@ -592,15 +604,34 @@ fn get_source_filter(request: &Request) -> Option<SourceFilter> {
 /// Whether a reader whose DLS queries on `index` are `dls` (`None`: none) may see document `id`:
 /// it must match one of them as the index was last refreshed, so under DLS a document written
 /// since is not visible to a GET until the next refresh.
-fn visible(index: &Index, id: &str, dls: Option<Vec<Query>>) -> Result<bool, SearchError> {
-    let Some(dls) = dls else {
+fn visible(index: &Index, id: &str, restrictions: &Restrictions) -> Result<bool, SearchError> {
+    let Some(dls) = &restrictions.dls else {
         return Ok(true);
     };
     let only = Query::Ids {
         values: vec![id.to_owned()],
         boost: 1.0,
     };
-    Ok(index.count(&only.with_alias_filters(Some(dls)))? > 0)
+    let scoped = restrictions.restrict(only.with_alias_filters(Some(dls.clone())), index);
+    Ok(index.count(&scoped)? > 0)
+}
+
+/// Reads one document as a reader with `restrictions` may see it: not at all when its DLS
+/// hides it, without the fields its field-level security hides.
+fn read_visible(
+    index: &Index,
+    id: &str,
+    realtime: bool,
+    refresh: bool,
+    restrictions: &Restrictions,
+) -> Result<Option<StoredDocument>, SearchError> {
+    Ok(match read_document(index, id, realtime, refresh)? {
+        Some(document) if visible(index, id, restrictions)? => Some(StoredDocument {
+            source: restrictions.source(document.source.clone()),
+            ..document
+        }),
+        _ => None,
+    })
 }
 
 /// Reads one document as GET sees it: from the last refresh when `realtime` is false, after a
@@ -648,14 +679,16 @@ pub(super) async fn get(
         )));
     }
     let index = api.node.indices().single_index(index_name)?;
-    let dls = super::targets::dls_of(request.grants.as_deref(), index.name())?;
+    let restrictions = super::targets::restrictions_of(
+        &api.node,
+        request.grants.as_deref(),
+        super::access::GET,
+        index.name(),
+    )?;
     let pretty = is_pretty(request);
     let id = id.to_string();
     blocking(move || {
-        let document = match read_document(&index, &id, realtime, refresh)? {
-            Some(document) if visible(&index, &id, dls)? => Some(document),
-            _ => None,
-        };
+        let document = read_visible(&index, &id, realtime, refresh, &restrictions)?;
         // A read's version check is an equality for every version type.
         if let (Some(document), Some(wanted)) = (&document, wanted_version)
             && document.version != wanted
@@ -846,11 +879,13 @@ pub(super) async fn mget(api: &EsApi, request: &Request, default_index: Option<&
                 if refresh_now {
                     refreshed.push(index_name.clone());
                 }
-                let dls = super::targets::dls_of(grants.as_deref(), index.name())?;
-                match read_document(&index, &id, realtime, refresh_now)? {
-                    Some(document) if visible(&index, &id, dls)? => Ok(Some(document)),
-                    _ => Ok(None),
-                }
+                let restrictions = super::targets::restrictions_of(
+                    &node,
+                    grants.as_deref(),
+                    super::access::MGET,
+                    index.name(),
+                )?;
+                Ok(read_visible(&index, &id, realtime, refresh_now, &restrictions)?)
             });
             let doc = match found {
                 Ok(Some(document)) => {

@@ -117,7 +117,13 @@ pub(super) fn get_field_mapping(
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let mut body = Map::new();
     for resolved in api.node.indices().resolve(target, options)? {
-        let mapping = resolved.index.mappings().to_json();
+        let restrictions = super::targets::restrictions_of(
+            &api.node,
+            request.grants.as_deref(),
+            "indices:admin/mappings/fields/get",
+            resolved.index.name(),
+        )?;
+        let mapping = restrictions.mappings(&resolved.index).to_json();
         let mut found = Map::new();
         for field in mapped_fields(&mapping) {
             if field.kind != FieldKind::Object && matches_any(&patterns, &field.path) {
@@ -286,14 +292,20 @@ pub(super) fn field_caps(api: &EsApi, request: &Request, target: Option<&str>) -
     let filters = caps_filters(request.param("filters"))?;
     let types: Option<Vec<String>> = request.param("types").map(comma_list);
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let mut targets = resolve_targets(api, request.grants.as_deref(), target, options)?;
+    let mut targets = resolve_targets(
+        api,
+        request.grants.as_deref(),
+        "indices:data/read/field_caps",
+        target,
+        options,
+    )?;
     if let Some(filter) = &body.index_filter
         && !matches!(filter, Query::MatchAll { .. })
     {
         // Elasticsearch leaves out the indices where the filter can match nothing.
         let mut kept = Vec::with_capacity(targets.len());
         for target in targets {
-            if target.index.count(filter)? > 0 {
+            if target.index.count(&target.scope(filter))? > 0 {
                 kept.push(target);
             }
         }
@@ -304,7 +316,7 @@ pub(super) fn field_caps(api: &EsApi, request: &Request, target: Option<&str>) -
     let index_names: Vec<String> = targets.iter().map(|t| t.index.name().to_string()).collect();
     for target in &targets {
         let index = target.index.name().to_string();
-        let mapping = target.index.mappings().to_json();
+        let mapping = target.restrictions.mappings(&target.index).to_json();
         let fields = mapped_fields(&mapping);
         let mut selected: BTreeSet<String> = BTreeSet::new();
         for field in &fields {

@@ -674,7 +674,7 @@ fn index_settings_json(index: &Index) -> Value {
         .to_json(index.uuid(), index.name(), index.creation_date_ms())
 }
 
-pub(super) fn get_index(api: &EsApi, target: &str) -> EsResult {
+pub(super) fn get_index(api: &EsApi, request: &Request, target: &str) -> EsResult {
     let mut body = Map::new();
     let catalog = api.node.indices().catalog();
     for index in api.resolve(Some(target))? {
@@ -682,9 +682,16 @@ pub(super) fn get_index(api: &EsApi, target: &str) -> EsResult {
             .aliases_of(index.name())
             .map(sluice_search::templates::aliases_json)
             .unwrap_or_else(|| json!({}));
+        let restrictions = super::targets::restrictions_of(
+            &api.node,
+            request.grants.as_deref(),
+            "indices:admin/get",
+            index.name(),
+        )?;
+        let mappings = restrictions.mappings(&index).to_json();
         body.insert(
             index.name().to_string(),
-            json!({"aliases": aliases, "mappings": index.mappings().to_json(), "settings": index_settings_json(&index)}),
+            json!({"aliases": aliases, "mappings": mappings, "settings": index_settings_json(&index)}),
         );
     }
     Ok(super::json_response(
@@ -704,9 +711,15 @@ fn is_typed_mapping(mapping: &Value) -> bool {
 pub(super) fn get_mapping(api: &EsApi, request: &Request, target: Option<&str>) -> EsResult {
     let mut body = Map::new();
     for index in api.resolve_with(target, super::request_options(request)?)? {
+        let restrictions = super::targets::restrictions_of(
+            &api.node,
+            request.grants.as_deref(),
+            "indices:admin/mappings/get",
+            index.name(),
+        )?;
         body.insert(
             index.name().to_string(),
-            json!({"mappings": index.mappings().to_json()}),
+            json!({"mappings": restrictions.mappings(&index).to_json()}),
         );
     }
     Ok(super::json_response(

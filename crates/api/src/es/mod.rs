@@ -289,7 +289,9 @@ impl EsApi {
             [index] if put => indices::create_index(self, request, index).await,
             [target] if delete => indices::delete_index(self, target).await,
             [target] if head => indices::index_exists(self, target),
-            [target] if get && !target.starts_with('_') => indices::get_index(self, target),
+            [target] if get && !target.starts_with('_') => {
+                indices::get_index(self, request, target)
+            }
             _ => Err(EsError::bad_request(
                 "illegal_argument_exception",
                 format!(

@@ -97,7 +97,13 @@ pub(super) async fn open_pit(api: &EsApi, request: &Request, target: &str) -> Es
         None => return Err(EsError::validation("[keep_alive] is not specified")),
     };
     let options = indices_options(request, IndicesOptions::STRICT_EXPAND_OPEN)?;
-    let targets = resolve_targets(api, request.grants.as_deref(), Some(target), options)?;
+    let targets = resolve_targets(
+        api,
+        request.grants.as_deref(),
+        "indices:data/read/open_point_in_time",
+        Some(target),
+        options,
+    )?;
     let count = targets.len();
     let readers = api.readers.clone();
     let pretty = super::is_pretty(request);
@@ -238,7 +244,13 @@ pub(super) async fn open_scroll(
         ));
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(api, request.grants.as_deref(), target, options)?;
+    let targets = resolve_targets(
+        api,
+        request.grants.as_deref(),
+        super::access::SEARCH,
+        target,
+        options,
+    )?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let readers = api.readers.clone();
     let pretty = super::is_pretty(request);

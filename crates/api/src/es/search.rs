@@ -659,7 +659,13 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
             .await;
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(api, request.grants.as_deref(), target, options)?;
+    let targets = resolve_targets(
+        api,
+        request.grants.as_deref(),
+        super::access::SEARCH,
+        target,
+        options,
+    )?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let pretty = super::is_pretty(request);
     blocking(move || {
@@ -1216,7 +1222,13 @@ pub(super) async fn msearch(api: &EsApi, request: &Request, target: Option<&str>
             let grants = grants.as_deref();
             let answer = authorized_expression(&node, grants, &item)
                 .and_then(|expression| {
-                    super::targets::resolve_with(&node, grants, expression.as_deref(), item.options)
+                    super::targets::resolve_with(
+                        &node,
+                        grants,
+                        super::access::SEARCH,
+                        expression.as_deref(),
+                        item.options,
+                    )
                 })
                 .and_then(|targets| {
                     if item.search.pit.is_some() {
@@ -1270,7 +1282,13 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
         query = url;
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(api, request.grants.as_deref(), target, options)?;
+    let targets = resolve_targets(
+        api,
+        request.grants.as_deref(),
+        super::access::SEARCH,
+        target,
+        options,
+    )?;
     let _slot = api.slot(&api.search_slots, "count")?;
     let shards = targets.len();
     let count = blocking(move || {

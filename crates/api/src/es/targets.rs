@@ -8,42 +8,115 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sluice_node::Node;
+use sluice_search::field_security::{FieldFilter, Restricted};
 use sluice_search::{Index, IndicesOptions, Query, ResolvedIndex};
 
 use super::search::parse_query;
 use super::{EsApi, EsError};
 use crate::http::Request;
-use crate::roles::{Grants, Visibility};
+use crate::roles::{FieldAccess, Grants, Visibility};
 
 /// One index to read, with the query restrictions its alias filters and the reader's
-/// document-level security impose.
+/// document- and field-level security impose.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub index: Arc<Index>,
     /// `None`: the whole index; `Some`: documents matching any of these filters.
     pub filters: Option<Vec<Query>>,
-    /// The reader's DLS queries: `None`, every document; `Some`, documents matching any.
-    pub dls: Option<Vec<Query>>,
+    /// What the reader may see of the index.
+    pub restrictions: Restrictions,
 }
 
 impl Target {
-    /// `query` as it runs on this target's index.
+    /// `query` as it runs on this target's index: inside its alias filters and the reader's
+    /// DLS queries, the whole under the reader's field-level security.
     pub fn scope(&self, query: &Query) -> Query {
-        query
+        let scoped = query
             .clone()
             .with_alias_filters(self.filters.clone())
-            .with_alias_filters(self.dls.clone())
+            .with_alias_filters(self.restrictions.dls.clone());
+        self.restrictions.restrict(scoped, &self.index)
     }
 }
 
-/// The DLS queries `grants` impose on searches of `index` (`None`: no restriction). A query
-/// that no longer parses hides everything rather than nothing.
-pub(crate) fn dls_of(grants: Option<&Grants>, index: &str) -> Result<Option<Vec<Query>>, EsError> {
+/// What one reader may see of one index.
+#[derive(Clone, Default)]
+pub(crate) struct Restrictions {
+    /// The reader's DLS queries: `None`, every document; `Some`, documents matching any.
+    pub dls: Option<Vec<Query>>,
+    /// The reader's field-level security: `None`, every field.
+    pub fields: Option<Arc<FieldAccess>>,
+}
+
+impl Restrictions {
+    /// No document at all.
+    pub fn nothing() -> Restrictions {
+        Restrictions {
+            dls: Some(vec![Query::MatchNone]),
+            fields: Some(Arc::new(FieldAccess::nothing())),
+        }
+    }
+
+    /// `query` under the field-level security, when there is some.
+    pub fn restrict(&self, query: Query, index: &Index) -> Query {
+        match &self.fields {
+            None => query,
+            Some(fields) => {
+                let filter: Arc<dyn FieldFilter> = fields.clone();
+                Query::Restricted(Box::new(Restricted::new(query, filter, &index.mappings())))
+            }
+        }
+    }
+
+    /// The index's mapping as the reader may see it.
+    pub fn mappings(&self, index: &Index) -> Arc<sluice_search::Mappings> {
+        let mappings = index.mappings();
+        match &self.fields {
+            None => mappings,
+            Some(fields) => Arc::new(mappings.restricted_to(fields.as_ref())),
+        }
+    }
+
+    /// A stored source as the reader may see it.
+    pub fn source(&self, source: Option<Arc<[u8]>>) -> Option<Arc<[u8]>> {
+        match (&self.fields, source) {
+            (Some(fields), Some(bytes)) => {
+                sluice_search::field_security::filter_source(&bytes, fields.as_ref())
+            }
+            (_, source) => source,
+        }
+    }
+}
+
+/// What `grants` let `action` see of `index`, counting the grants on its aliases too.
+/// Restrictions that cannot be worked out (no grant allows the action: the check in
+/// `access.rs` let it through by another route) hide everything rather than nothing.
+pub(crate) fn restrictions_of(
+    node: &Node,
+    grants: Option<&Grants>,
+    action: &str,
+    index: &str,
+) -> Result<Restrictions, EsError> {
     let Some(grants) = grants else {
-        return Ok(None);
+        return Ok(Restrictions::default());
     };
-    match grants.visibility(super::access::SEARCH, index) {
-        None | Some(Visibility::All) => Ok(None),
+    let catalog = node.indices().catalog();
+    let mut names = vec![index];
+    if let Some(aliases) = catalog.aliases_of(index) {
+        names.extend(aliases.keys().map(String::as_str));
+    }
+    Ok(Restrictions {
+        dls: dls_of(grants, action, &names)?,
+        fields: grants.field_access(action, &names).map(Arc::new),
+    })
+}
+
+/// The DLS queries `grants` impose on `action` over an index known by `names` (`None`: no
+/// restriction). A query that no longer parses hides everything rather than nothing.
+fn dls_of(grants: &Grants, action: &str, names: &[&str]) -> Result<Option<Vec<Query>>, EsError> {
+    match grants.visibility_of(action, names) {
+        None => Ok(Some(vec![Query::MatchNone])),
+        Some(Visibility::All) => Ok(None),
         Some(Visibility::Matching(texts)) => {
             let mut queries = Vec::with_capacity(texts.len());
             for text in texts {
@@ -95,31 +168,39 @@ pub(crate) fn options_from<'a>(
 }
 
 /// Resolves `expression` to the indices to read and their alias filters as queries.
+/// What the reader (`grants`) may see of each comes from the grants allowing `action`.
 pub(crate) fn resolve_targets(
     api: &EsApi,
     grants: Option<&Grants>,
+    action: &str,
     expression: Option<&str>,
     options: IndicesOptions,
 ) -> Result<Vec<Target>, EsError> {
-    resolve_with(&api.node, grants, expression, options)
+    resolve_with(&api.node, grants, action, expression, options)
 }
 
 /// [`resolve_targets`] for work that holds the node rather than the API (blocking tasks).
 pub(crate) fn resolve_with(
     node: &Node,
     grants: Option<&Grants>,
+    action: &str,
     expression: Option<&str>,
     options: IndicesOptions,
 ) -> Result<Vec<Target>, EsError> {
     let resolved = node.indices().resolve(expression, options)?;
     resolved
         .into_iter()
-        .map(|resolved| target_of(resolved, grants))
+        .map(|resolved| target_of(node, resolved, grants, action))
         .collect()
 }
 
-fn target_of(resolved: ResolvedIndex, grants: Option<&Grants>) -> Result<Target, EsError> {
-    let dls = dls_of(grants, resolved.index.name())?;
+fn target_of(
+    node: &Node,
+    resolved: ResolvedIndex,
+    grants: Option<&Grants>,
+    action: &str,
+) -> Result<Target, EsError> {
+    let restrictions = restrictions_of(node, grants, action, resolved.index.name())?;
     let filters = match resolved.filters {
         None => None,
         Some(filters) => Some(
@@ -132,7 +213,7 @@ fn target_of(resolved: ResolvedIndex, grants: Option<&Grants>) -> Result<Target,
     Ok(Target {
         index: resolved.index,
         filters,
-        dls,
+        restrictions,
     })
 }
 

@@ -61,6 +61,8 @@ pub(crate) struct IndexContext<'a> {
     pub searcher: &'a Searcher,
     pub fields: &'a SchemaFields,
     pub mappings: &'a Mappings,
+    /// The reader's field-level security: `top_hits` sources lose what it hides.
+    pub restriction: Option<&'a dyn crate::field_security::FieldFilter>,
     pub index_name: &'a str,
     pub compile: &'a Compile<'a>,
     /// Every live document (for `global`).
@@ -120,6 +122,7 @@ pub(crate) fn collect_index(
     searcher: &Searcher,
     fields: &SchemaFields,
     mappings: &Mappings,
+    restriction: Option<&dyn crate::field_security::FieldFilter>,
     index_name: &str,
     main: &dyn tantivy::query::Query,
     all: &dyn tantivy::query::Query,
@@ -131,6 +134,7 @@ pub(crate) fn collect_index(
         searcher,
         fields,
         mappings,
+        restriction,
         index_name,
         compile,
         all,
@@ -1633,7 +1637,9 @@ fn collect_top_hits(
         }
         _ => None,
     };
-    let stored_source = |doc: DocId| -> Result<(String, Option<Arc<[u8]>>)> {
+    // `filtered`: a document's source, which field-level security filters; a nested object's
+    // own stored source is where it sits in its document, which it does not.
+    let stored_source = |doc: DocId, filtered: bool| -> Result<(String, Option<Arc<[u8]>>)> {
         let document: TantivyDocument = segment
             .index
             .searcher
@@ -1643,20 +1649,27 @@ fn collect_top_hits(
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_string();
-        let source = document
+        let source: Option<Arc<[u8]>> = document
             .get_first(fields.source)
             .and_then(|v| v.as_bytes())
             .map(Arc::from);
+        let source = match (segment.index.restriction, source) {
+            // A nested object's own stored source is its identity, not document fields.
+            (Some(filter), Some(bytes)) if filtered => {
+                crate::field_security::filter_source(&bytes, filter)
+            }
+            (_, source) => source,
+        };
         Ok((id, source))
     };
     let mut hits = Vec::with_capacity(candidates.len());
     for (values, doc) in candidates {
-        let (id, source) = stored_source(doc)?;
+        let (id, source) = stored_source(doc, roots.is_none())?;
         let mut source: Arc<[u8]> = source.unwrap_or_else(|| Arc::from(&b"{}"[..]));
         let mut nested_identity = None;
         if let Some(root) = roots.as_ref().and_then(|roots| roots.next_from(doc)) {
             let identity: Value = serde_json::from_slice(&source).unwrap_or(Value::Null);
-            let (_, root_source) = stored_source(root)?;
+            let (_, root_source) = stored_source(root, true)?;
             let object = root_source
                 .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
                 .and_then(|root| nested::object_at(&root, &identity))
