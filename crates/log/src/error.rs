@@ -35,6 +35,10 @@ pub enum LogError {
         "shard {shard_index} of stream {stream} refuses writes after a failed write or fsync; reopen the log"
     )]
     ShardPoisoned { stream: String, shard_index: u32 },
+    /// An encrypted segment cannot be read or written: no keyring, a data key the keyring
+    /// does not hold, or the system's random numbers failed.
+    #[error("encrypted segment {path}: {reason}")]
+    Encryption { path: PathBuf, reason: String },
     /// Another process (or another `Log` in this one) holds the data directory.
     #[error("log directory {path} is locked by another open log")]
     DirectoryLocked { path: PathBuf },

@@ -36,6 +36,9 @@ pub struct LogOptions {
     /// Size at which a shard rolls to a new segment, within
     /// [`SEGMENT_BYTES_MIN`]..=[`SEGMENT_BYTES_MAX_LIMIT`].
     pub segment_bytes_max: u64,
+    /// With a keyring, every segment created is encrypted (format version 2) under its current
+    /// data key, and a shard whose active segment is not starts a new one when it opens.
+    pub keyring: Option<Arc<sluice_seal::Keyring>>,
 }
 
 impl Default for LogOptions {
@@ -44,6 +47,7 @@ impl Default for LogOptions {
             clock: Arc::new(SystemClock),
             disk: Arc::new(OsDisk),
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            keyring: None,
         }
     }
 }
@@ -77,6 +81,7 @@ impl Log {
             clock: options.clock,
             disk: options.disk,
             segment_bytes_max: options.segment_bytes_max,
+            keyring: options.keyring,
         });
         create_directory_durably(&directory, environment.disk.as_ref())?;
         let lock_path = directory.join(LOCK_FILE_NAME);

@@ -13,13 +13,14 @@ use std::{
     },
 };
 
+use sluice_seal::FileKey;
+
 use crate::{
     disk::Disk,
     error::{LogError, Result},
     format::{
-        FORMAT_VERSION, FRAME_BODY_BYTES_MAX, FRAME_BODY_BYTES_MIN, FRAME_HEADER_BYTES,
-        HeaderError, SEGMENT_HEADER_BYTES, SegmentHeader, StoredRecord, decode_frame_body,
-        decode_frame_header,
+        ENCRYPTED_SEGMENT_VERSION, FRAME_HEADER_BYTES, HeaderError, SegmentHeader, StoredRecord,
+        body_bytes_bounds, decode_frame_body, decode_frame_header,
     },
     limits::INDEX_INTERVAL_BYTES,
     lock,
@@ -77,16 +78,28 @@ pub(crate) struct Segment {
     pub size_bytes: AtomicU64,
     /// Sparse index; `None` for a sealed segment not read since the log was opened.
     pub index: Mutex<Option<Vec<IndexEntry>>>,
+    /// Where the first frame starts: the header's length.
+    pub data_start_bytes: u64,
+    /// The file key of an encrypted segment (format version 2).
+    pub key: Option<Arc<FileKey>>,
 }
 
 impl Segment {
-    pub fn new(path: PathBuf, header: SegmentHeader, size_bytes: u64) -> Segment {
+    /// `key` is the file key of an encrypted segment, derived from the header's key id and salt.
+    pub fn new(
+        path: PathBuf,
+        header: SegmentHeader,
+        size_bytes: u64,
+        key: Option<Arc<FileKey>>,
+    ) -> Segment {
         Segment {
             path,
             first_offset: header.first_offset,
             created_time_ms: header.created_time_ms,
             size_bytes: AtomicU64::new(size_bytes),
             index: Mutex::new(None),
+            data_start_bytes: header.length_bytes(),
+            key,
         }
     }
 
@@ -106,7 +119,7 @@ impl Segment {
             .copied()
             .unwrap_or(IndexEntry {
                 offset: self.first_offset,
-                position_bytes: SEGMENT_HEADER_BYTES,
+                position_bytes: self.data_start_bytes,
                 arrival_time_ms: self.created_time_ms,
             })
     }
@@ -129,7 +142,7 @@ impl Segment {
         if lock(&self.index).is_some() {
             return Ok(());
         }
-        let scan = scan_segment(&self.path)?;
+        let scan = scan_segment(&self.path, self.key.as_deref())?;
         if let Some(torn_tail) = scan.torn_tail {
             return Err(LogError::corruption(
                 &self.path,
@@ -152,24 +165,31 @@ impl Segment {
     }
 }
 
-/// Reads and checks the header of the segment file at `path`.
+/// Reads and checks the header of the segment file at `path` (either version).
 pub(crate) fn read_segment_header(path: &Path, file: &File) -> Result<SegmentHeader> {
-    let mut bytes = [0u8; SEGMENT_HEADER_BYTES as usize];
-    file.read_exact_at(&mut bytes, 0).map_err(|error| {
-        if error.kind() == io::ErrorKind::UnexpectedEof {
-            LogError::corruption(path, 0, "file shorter than a segment header")
-        } else {
-            LogError::io(format!("read segment header {}", path.display()), error)
-        }
-    })?;
-    SegmentHeader::decode(&bytes).map_err(|error| match error {
+    let read = |bytes: &mut [u8]| {
+        file.read_exact_at(bytes, 0).map_err(|error| {
+            if error.kind() == io::ErrorKind::UnexpectedEof {
+                LogError::corruption(path, 0, "file shorter than a segment header")
+            } else {
+                LogError::io(format!("read segment header {}", path.display()), error)
+            }
+        })
+    };
+    let header_error = |error| match error {
         HeaderError::Shape(reason) => LogError::corruption(path, 0, reason),
         HeaderError::Version(found) => LogError::UnsupportedFormatVersion {
             path: path.to_owned(),
             found,
-            supported: FORMAT_VERSION,
+            supported: ENCRYPTED_SEGMENT_VERSION,
         },
-    })
+    };
+    let mut start = [0u8; 12];
+    read(&mut start)?;
+    let length = SegmentHeader::length_from_start(&start).map_err(header_error)?;
+    let mut bytes = vec![0u8; length as usize];
+    read(&mut bytes)?;
+    SegmentHeader::decode(&bytes).map_err(header_error)
 }
 
 /// Creates a segment file durably: header into `<name>.tmp`, fsync, rename, fsync the directory.
@@ -177,6 +197,7 @@ pub(crate) fn read_segment_header(path: &Path, file: &File) -> Result<SegmentHea
 pub(crate) fn create_segment_file(
     directory: &Path,
     header: SegmentHeader,
+    key: Option<Arc<FileKey>>,
     disk: &dyn Disk,
 ) -> Result<(Segment, File)> {
     let file_name = segment_file_name(header.first_offset);
@@ -197,7 +218,8 @@ pub(crate) fn create_segment_file(
     fs::rename(&temporary_path, &path).map_err(|error| LogError::io(context("rename"), error))?;
     disk.sync_directory(directory)
         .map_err(|error| LogError::io(format!("fsync directory {}", directory.display()), error))?;
-    Ok((Segment::new(path, header, SEGMENT_HEADER_BYTES), file))
+    let length = header.length_bytes();
+    Ok((Segment::new(path, header, length, key), file))
 }
 
 /// Where and why a segment stops being valid at its very end.
@@ -222,24 +244,33 @@ pub(crate) struct SegmentScan {
     pub torn_tail: Option<TornTail>,
 }
 
-/// Scans every frame of a segment. Damage followed by more bytes is corruption and an error;
-/// damage that reaches the end of the file is reported as a torn tail for the caller to judge.
-pub(crate) fn scan_segment(path: &Path) -> Result<SegmentScan> {
+/// Scans every frame of a segment, opening each with `key` when the segment is encrypted.
+/// Damage followed by more bytes is corruption and an error; damage that reaches the end of the
+/// file is reported as a torn tail for the caller to judge.
+pub(crate) fn scan_segment(path: &Path, key: Option<&FileKey>) -> Result<SegmentScan> {
     let io_context = || format!("scan segment {}", path.display());
     let file = File::open(path).map_err(|error| LogError::io(io_context(), error))?;
     let header = read_segment_header(path, &file)?;
+    if header.encryption.is_some() != key.is_some() {
+        return Err(LogError::Encryption {
+            path: path.to_owned(),
+            reason: "the segment's encryption and its key disagree".to_owned(),
+        });
+    }
+    let data_start_bytes = header.length_bytes();
+    let bounds = body_bytes_bounds(key.is_some());
     let file_length_bytes = file
         .metadata()
         .map_err(|error| LogError::io(io_context(), error))?
         .len();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     reader
-        .seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
+        .seek(SeekFrom::Start(data_start_bytes))
         .map_err(|error| LogError::io(io_context(), error))?;
     let mut scan = SegmentScan {
         index: Vec::new(),
         next_offset: header.first_offset,
-        valid_end_bytes: SEGMENT_HEADER_BYTES,
+        valid_end_bytes: data_start_bytes,
         last_arrival_time_ms: None,
         file_length_bytes,
         torn_tail: None,
@@ -283,7 +314,7 @@ pub(crate) fn scan_segment(path: &Path) -> Result<SegmentScan> {
             scan.torn_tail = torn("partial frame: its length runs past the end of the file");
             break;
         }
-        if !(FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX).contains(&body_length) {
+        if !bounds.contains(&body_length) {
             return Err(LogError::corruption(
                 path,
                 position_bytes,
@@ -305,7 +336,7 @@ pub(crate) fn scan_segment(path: &Path) -> Result<SegmentScan> {
                 "frame checksum mismatch in the middle of the segment",
             ));
         }
-        let record = decode_frame_body(&body)
+        let record = decode_frame_body(&body, key)
             .map_err(|reason| LogError::corruption(path, position_bytes, reason))?;
         check_record_offset(path, position_bytes, &record, scan.next_offset)?;
         maybe_push_index_entry(
@@ -365,6 +396,7 @@ pub(crate) struct SegmentCursor {
     path: PathBuf,
     reader: BufReader<File>,
     position_bytes: u64,
+    key: Option<Arc<FileKey>>,
 }
 
 impl SegmentCursor {
@@ -385,6 +417,7 @@ impl SegmentCursor {
             path: segment.path.clone(),
             reader,
             position_bytes,
+            key: segment.key.clone(),
         }))
     }
 
@@ -409,7 +442,7 @@ impl SegmentCursor {
             .map_err(read_error)?;
         let (body_length, stored_crc) = decode_frame_header(frame_header);
         let body_length = u64::from(body_length);
-        if !(FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX).contains(&body_length) {
+        if !body_bytes_bounds(self.key.is_some()).contains(&body_length) {
             return Err(corrupt("implausible frame length"));
         }
         let mut body = vec![0u8; usize::try_from(body_length).unwrap_or(usize::MAX)];
@@ -417,7 +450,7 @@ impl SegmentCursor {
         if crc32fast::hash(&body) != stored_crc {
             return Err(corrupt("frame checksum mismatch"));
         }
-        let record = decode_frame_body(&body).map_err(corrupt)?;
+        let record = decode_frame_body(&body, self.key.as_deref()).map_err(corrupt)?;
         check_record_offset(&self.path, position_bytes, &record, expected_offset)?;
         self.position_bytes += FRAME_HEADER_BYTES + body_length;
         Ok(record)

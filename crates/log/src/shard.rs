@@ -19,12 +19,17 @@ use std::{
     },
 };
 
+use sluice_seal::FileKey;
+
 use crate::{
     clock::Clock,
     disk::Disk,
     error::{LogError, Result},
     files::create_directory_durably,
-    format::{SEGMENT_HEADER_BYTES, SegmentHeader, StoredRecord, encode_frame, frames_are_valid},
+    format::{
+        SEGMENT_PURPOSE, SegmentEncryption, SegmentHeader, StoredRecord, encode_frame, frame_bytes,
+        frames_are_valid,
+    },
     hash_key::HashKeyRange,
     limits::{READ_BYTES_MAX, READ_RECORDS_MAX},
     lock, read_lock,
@@ -41,12 +46,59 @@ use crate::{
 /// restarts from the new trim horizon, so more than one retry means a pathological retention loop.
 const READ_ATTEMPTS_MAX: usize = 3;
 
-/// What every shard shares: time, disk and the segment size limit.
+/// What every shard shares: time, disk, the segment size limit and the keyring.
 #[derive(Debug)]
 pub(crate) struct Environment {
     pub clock: Arc<dyn Clock>,
     pub disk: Arc<dyn Disk>,
     pub segment_bytes_max: u64,
+    pub keyring: Option<Arc<sluice_seal::Keyring>>,
+}
+
+impl Environment {
+    /// The header of a new segment, encrypted under a fresh file key when there is a keyring.
+    fn new_segment(
+        &self,
+        directory: &Path,
+        shard_index: u32,
+        first_offset: u64,
+        created_time_ms: u64,
+    ) -> Result<(SegmentHeader, Option<Arc<FileKey>>)> {
+        let key = match &self.keyring {
+            None => None,
+            Some(keyring) => Some(Arc::new(keyring.new_file_key(SEGMENT_PURPOSE).map_err(
+                |error| LogError::Encryption {
+                    path: directory.to_owned(),
+                    reason: error.to_string(),
+                },
+            )?)),
+        };
+        let header = SegmentHeader {
+            shard_index,
+            first_offset,
+            created_time_ms,
+            encryption: key.as_deref().map(SegmentEncryption::of),
+        };
+        Ok((header, key))
+    }
+
+    /// The file key of an existing segment with `header`, when it is encrypted.
+    fn segment_key(&self, path: &Path, header: &SegmentHeader) -> Result<Option<Arc<FileKey>>> {
+        let Some(encryption) = header.encryption else {
+            return Ok(None);
+        };
+        let error = |reason: String| LogError::Encryption {
+            path: path.to_owned(),
+            reason,
+        };
+        let keyring = self.keyring.as_ref().ok_or_else(|| {
+            error("it is encrypted, and the log was opened without the encryption key".to_owned())
+        })?;
+        keyring
+            .file_key(encryption.key_id, encryption.salt, SEGMENT_PURPOSE)
+            .map(|key| Some(Arc::new(key)))
+            .map_err(|e| error(e.to_string()))
+    }
 }
 
 /// A record to append. Validated against [`crate::limits`] by the stream before it reaches a shard.
@@ -236,12 +288,10 @@ impl Shard {
         environment: Arc<Environment>,
     ) -> Result<Shard> {
         create_directory_durably(&directory, environment.disk.as_ref())?;
-        let header = SegmentHeader {
-            shard_index,
-            first_offset: 0,
-            created_time_ms: environment.clock.now_ms(),
-        };
-        let (segment, file) = create_segment_file(&directory, header, environment.disk.as_ref())?;
+        let (header, key) =
+            environment.new_segment(&directory, shard_index, 0, environment.clock.now_ms())?;
+        let (segment, file) =
+            create_segment_file(&directory, header, key, environment.disk.as_ref())?;
         *lock(&segment.index) = Some(Vec::new());
         let segment = Arc::new(segment);
         Ok(Shard::assemble(
@@ -287,7 +337,13 @@ impl Shard {
                 .metadata()
                 .map_err(|error| LogError::io(io_context(), error))?
                 .len();
-            segments.push(Arc::new(Segment::new(path.clone(), header, size_bytes)));
+            let key = environment.segment_key(path, &header)?;
+            segments.push(Arc::new(Segment::new(
+                path.clone(),
+                header,
+                size_bytes,
+                key,
+            )));
         }
         let Some(last) = segments.last().cloned() else {
             return Err(LogError::corruption(
@@ -296,7 +352,7 @@ impl Shard {
                 "shard directory holds no segment",
             ));
         };
-        let scan = scan_segment(&last.path)?;
+        let scan = scan_segment(&last.path, last.key.as_deref())?;
         let io_context = || format!("recover segment {}", last.path.display());
         let file = OpenOptions::new()
             .read(true)
@@ -327,7 +383,7 @@ impl Shard {
             .last_arrival_time_ms
             .unwrap_or(0)
             .max(last.created_time_ms);
-        Ok(Shard::assemble(
+        let shard = Shard::assemble(
             stream_name,
             shard_index,
             hash_key_range,
@@ -337,7 +393,49 @@ impl Shard {
             file,
             scan.next_offset,
             last_arrival_time_ms,
-        ))
+        );
+        shard.encrypt_from_here()?;
+        Ok(shard)
+    }
+
+    /// With a keyring, makes the active segment an encrypted one, so that every record
+    /// appended from now on is sealed: a plain segment with records is closed and a new one
+    /// started; one without any is replaced (the new file is renamed over it).
+    fn encrypt_from_here(&self) -> Result<()> {
+        if self.environment.keyring.is_none() {
+            return Ok(());
+        }
+        let mut writer = lock(&self.writer);
+        if writer.segment.key.is_some() {
+            return Ok(());
+        }
+        let created_time_ms = self
+            .environment
+            .clock
+            .now_ms()
+            .max(writer.last_arrival_time_ms);
+        if writer.write_position_bytes > writer.segment.data_start_bytes {
+            return self.roll_segment(&mut writer, created_time_ms);
+        }
+        let (header, key) = self.environment.new_segment(
+            &self.directory,
+            self.shard_index,
+            writer.next_offset,
+            writer.segment.created_time_ms,
+        )?;
+        let (segment, file) =
+            create_segment_file(&self.directory, header, key, self.environment.disk.as_ref())?;
+        *lock(&segment.index) = Some(Vec::new());
+        let segment = Arc::new(segment);
+        if let Some(last) = write_lock(&self.segments).last_mut() {
+            *last = Arc::clone(&segment);
+        }
+        let file = Arc::new(file);
+        writer.write_position_bytes = segment.data_start_bytes;
+        writer.file = Arc::clone(&file);
+        writer.segment = segment;
+        lock(&self.sync).written_file = file;
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -496,6 +594,26 @@ impl Shard {
         let mut buffer = Vec::with_capacity(estimated_bytes);
         let mut frame_starts_bytes = Vec::with_capacity(records.len());
         let mut offset = first_offset;
+        // A batch never spans two segments: roll first, so that the batch is sealed under the
+        // key of the segment it goes into.
+        let batch_bytes: u64 = records
+            .iter()
+            .map(|record| {
+                frame_bytes(
+                    record.partition_key.len(),
+                    record.explicit_hash_key.is_some(),
+                    record.data.len(),
+                    writer.segment.key.is_some(),
+                )
+            })
+            .sum();
+        let segment_has_records = writer.write_position_bytes > writer.segment.data_start_bytes;
+        if segment_has_records
+            && writer.write_position_bytes + batch_bytes > self.environment.segment_bytes_max
+        {
+            self.roll_segment(&mut writer, arrival_time_ms)?;
+        }
+        let key = writer.segment.key.clone();
         for record in records {
             frame_starts_bytes.push(buffer.len() as u64);
             encode_frame(
@@ -505,18 +623,23 @@ impl Shard {
                 &record.partition_key,
                 record.explicit_hash_key,
                 &record.data,
-            );
+                key.as_deref(),
+            )
+            .map_err(|error| LogError::Encryption {
+                path: writer.segment.path.clone(),
+                reason: error.to_string(),
+            })?;
             offset += 1;
         }
         let end_offset = offset;
-        debug_assert!(frames_are_valid(&buffer, first_offset, records.len()));
+        debug_assert!(frames_are_valid(
+            &buffer,
+            first_offset,
+            records.len(),
+            key.as_deref()
+        ));
+        debug_assert_eq!(batch_bytes, buffer.len() as u64);
         let batch_bytes = buffer.len() as u64;
-        let segment_has_records = writer.write_position_bytes > SEGMENT_HEADER_BYTES;
-        if segment_has_records
-            && writer.write_position_bytes + batch_bytes > self.environment.segment_bytes_max
-        {
-            self.roll_segment(&mut writer, arrival_time_ms)?;
-        }
         let position_bytes = writer.write_position_bytes;
         if let Err(error) = writer.file.write_all_at(&buffer, position_bytes) {
             self.poison();
@@ -567,26 +690,31 @@ impl Shard {
             ));
         }
         self.mark_synced(writer.next_offset);
-        let header = SegmentHeader {
-            shard_index: self.shard_index,
-            first_offset: writer.next_offset,
-            created_time_ms,
+        let created = self
+            .environment
+            .new_segment(
+                &self.directory,
+                self.shard_index,
+                writer.next_offset,
+                created_time_ms,
+            )
+            .and_then(|(header, key)| {
+                create_segment_file(&self.directory, header, key, self.environment.disk.as_ref())
+            });
+        let (segment, file) = match created {
+            Ok(created) => created,
+            Err(error) => {
+                self.poison();
+                return Err(error);
+            }
         };
-        let (segment, file) =
-            match create_segment_file(&self.directory, header, self.environment.disk.as_ref()) {
-                Ok(created) => created,
-                Err(error) => {
-                    self.poison();
-                    return Err(error);
-                }
-            };
         *lock(&segment.index) = Some(Vec::new());
         tracing::debug!(path = %segment.path.display(), "rolled to a new segment");
         let segment = Arc::new(segment);
         write_lock(&self.segments).push(Arc::clone(&segment));
         writer.file = Arc::new(file);
         writer.segment = segment;
-        writer.write_position_bytes = SEGMENT_HEADER_BYTES;
+        writer.write_position_bytes = writer.segment.data_start_bytes;
         Ok(())
     }
 

@@ -52,9 +52,17 @@ pub(crate) struct TestLog {
     pub disk: Arc<TestDisk>,
     pub segment_bytes_max: u64,
     pub log: Option<Log>,
+    /// With a keyring, new segments are encrypted.
+    pub keyring: Option<Arc<sluice_seal::Keyring>>,
 }
 
 pub(crate) const START_TIME_MS: u64 = 1_700_000_000_000;
+
+/// A keyring in `directory` under a fixed master key.
+pub(crate) fn test_keyring(directory: &Path) -> sluice_seal::Keyring {
+    let master = sluice_seal::MasterKey::parse(&"2a".repeat(32)).unwrap();
+    sluice_seal::Keyring::open_or_create(directory, master).unwrap()
+}
 
 impl TestLog {
     pub fn new(segment_bytes_max: u64) -> TestLog {
@@ -64,9 +72,39 @@ impl TestLog {
             disk: Arc::new(TestDisk::default()),
             segment_bytes_max,
             log: None,
+            keyring: None,
         };
         test_log.reopen().unwrap();
         test_log
+    }
+
+    /// A test log whose segments are encrypted under a keyring kept beside it.
+    pub fn encrypted(segment_bytes_max: u64) -> TestLog {
+        let mut test_log = TestLog::new(segment_bytes_max);
+        test_log.log = None;
+        test_log.keyring = Some(Arc::new(test_keyring(&test_log.path().join("keys"))));
+        test_log.reopen().unwrap();
+        test_log
+    }
+
+    /// The file key of the segment at `path`, when it is encrypted.
+    pub fn segment_key(&self, path: &Path) -> Option<sluice_seal::FileKey> {
+        let file = File::open(path).unwrap();
+        let header = crate::segment::read_segment_header(path, &file).unwrap();
+        let encryption = header.encryption?;
+        let keyring = self
+            .keyring
+            .as_ref()
+            .expect("an encrypted segment needs the keyring");
+        Some(
+            keyring
+                .file_key(
+                    encryption.key_id,
+                    encryption.salt,
+                    crate::format::SEGMENT_PURPOSE,
+                )
+                .unwrap(),
+        )
     }
 
     pub fn options(&self) -> LogOptions {
@@ -74,6 +112,7 @@ impl TestLog {
             clock: self.clock.clone(),
             disk: self.disk.clone(),
             segment_bytes_max: self.segment_bytes_max,
+            keyring: self.keyring.clone(),
         }
     }
 

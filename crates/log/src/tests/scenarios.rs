@@ -6,6 +6,7 @@ use std::{
     collections::HashMap,
     fs::{self, OpenOptions},
     io::Write,
+    path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
 };
 
@@ -443,7 +444,9 @@ fn a_torn_tail_is_truncated_and_appends_continue() {
         "k",
         None,
         b"never acknowledged",
-    );
+        None,
+    )
+    .unwrap();
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(&frame[..frame.len() - 5]).unwrap();
     drop(file);
@@ -764,4 +767,158 @@ fn the_catalog_survives_reopen_and_leftover_folders_are_removed() {
             .record_offset(),
         0
     );
+}
+
+fn segment_files(log_directory: &Path, stream: &str, shard_index: u32) -> Vec<PathBuf> {
+    let directory = last_segment_path(log_directory, stream, shard_index)
+        .parent()
+        .unwrap()
+        .to_owned();
+    let mut paths: Vec<PathBuf> = fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn all_data(test_log: &TestLog, stream: &str) -> Vec<Vec<u8>> {
+    let stream = test_log.log().stream(stream).unwrap();
+    let shard = stream.shard(0).unwrap();
+    let start = shard.position_for(IteratorStart::TrimHorizon).unwrap();
+    read_to_end(shard, start, 1000)
+        .into_iter()
+        .map(|record| record.data)
+        .collect()
+}
+
+#[test]
+fn encrypted_segments_hold_no_plaintext_and_need_their_key() {
+    let mut test_log = TestLog::encrypted(1 << 20);
+    let stream = test_log
+        .log()
+        .create_stream("sealed", StreamConfig::new(1))
+        .unwrap();
+    for index in 0..3 {
+        stream
+            .append(&record("secret-key", &format!("SECRET-{index}")))
+            .unwrap();
+    }
+    drop(stream);
+    test_log.log = None;
+    let path = last_segment_path(&test_log.path(), "sealed", 0);
+    let bytes = fs::read(&path).unwrap();
+    assert!(!bytes.windows(6).any(|w| w == b"SECRET" || w == b"secret"));
+    assert_eq!(
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+        crate::format::ENCRYPTED_SEGMENT_VERSION
+    );
+    // A torn sealed frame at the end is cut like any other.
+    let key = test_log.segment_key(&path).unwrap();
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, 3, START_TIME_MS, "k", None, b"torn", Some(&key)).unwrap();
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(&frame[..frame.len() - 3]).unwrap();
+    drop(file);
+    test_log.reopen().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), bytes.len() as u64);
+    assert_eq!(
+        all_data(&test_log, "sealed"),
+        [
+            b"SECRET-0".to_vec(),
+            b"SECRET-1".to_vec(),
+            b"SECRET-2".to_vec()
+        ]
+    );
+    // Without the keyring the log does not open; with another keyring neither.
+    test_log.log = None;
+    let keyring = test_log.keyring.take();
+    assert!(matches!(
+        test_log.reopen(),
+        Err(LogError::Encryption { .. })
+    ));
+    test_log.keyring = Some(Arc::new(super::test_keyring(
+        &test_log.path().join("other-keys"),
+    )));
+    assert!(test_log.reopen().is_err());
+    test_log.keyring = keyring;
+    test_log.reopen().unwrap();
+    // A changed byte inside a sealed frame, its CRC made right again, is corruption: only the
+    // seal can tell, and it does.
+    test_log.log = None;
+    let mut damaged = fs::read(&path).unwrap();
+    let start = crate::format::ENCRYPTED_SEGMENT_HEADER_BYTES as usize;
+    let (length, _) =
+        crate::format::decode_frame_header(damaged[start..start + 8].try_into().unwrap());
+    let body = start + 8..start + 8 + length as usize;
+    damaged[body.end - 1] ^= 1;
+    let crc = crc32fast::hash(&damaged[body.clone()]);
+    damaged[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&path, &damaged).unwrap();
+    assert!(test_log.reopen().is_err());
+}
+
+#[test]
+fn a_key_given_later_encrypts_from_then_on_and_rotation_applies_to_new_segments() {
+    let mut test_log = TestLog::new(4096);
+    let stream = test_log
+        .log()
+        .create_stream("mixed", StreamConfig::new(1))
+        .unwrap();
+    stream.append(&record("k", "plain-0")).unwrap();
+    drop(stream);
+    test_log.log = None;
+    test_log.keyring = Some(Arc::new(super::test_keyring(&test_log.path().join("keys"))));
+    test_log.reopen().unwrap();
+    // The plain segment with a record was closed and an encrypted one started.
+    let files = segment_files(&test_log.path(), "mixed", 0);
+    assert_eq!(files.len(), 2);
+    assert!(test_log.segment_key(&files[0]).is_none());
+    assert_eq!(test_log.segment_key(&files[1]).unwrap().key_id(), 1);
+    let stream = test_log.log().stream("mixed").unwrap();
+    stream.append(&record("k", "sealed-1")).unwrap();
+    // Rotation: segments created after it use the new data key.
+    let keyring = test_log.keyring.clone().unwrap();
+    assert_eq!(keyring.rotate(None).unwrap(), 2);
+    for index in 2..60 {
+        stream
+            .append(&record("k", &format!("sealed-{index}-{}", "x".repeat(100))))
+            .unwrap();
+    }
+    drop(stream);
+    let files = segment_files(&test_log.path(), "mixed", 0);
+    assert!(files.len() > 3);
+    assert_eq!(
+        test_log
+            .segment_key(files.last().unwrap())
+            .unwrap()
+            .key_id(),
+        2
+    );
+    test_log.reopen().unwrap();
+    let data = all_data(&test_log, "mixed");
+    assert_eq!(data.len(), 60);
+    assert_eq!(data[0], b"plain-0");
+    assert_eq!(data[1], b"sealed-1");
+    // An empty plain segment is replaced in place rather than followed.
+    let mut fresh = TestLog::new(4096);
+    fresh
+        .log()
+        .create_stream("empty", StreamConfig::new(1))
+        .unwrap();
+    fresh.log = None;
+    fresh.keyring = Some(Arc::new(super::test_keyring(&fresh.path().join("keys"))));
+    fresh.reopen().unwrap();
+    let files = segment_files(&fresh.path(), "empty", 0);
+    assert_eq!(files.len(), 1);
+    assert!(fresh.segment_key(&files[0]).is_some());
+    fresh
+        .log()
+        .stream("empty")
+        .unwrap()
+        .append(&record("k", "first"))
+        .unwrap();
+    fresh.reopen().unwrap();
+    assert_eq!(all_data(&fresh, "empty"), [b"first".to_vec()]);
 }
