@@ -547,8 +547,8 @@ mod tests {
         source.execute("INSERT INTO T VALUE {'a': 1}", &[]).unwrap();
         let blocks = source.blocks_from(0).unwrap();
         let target_dir = dir.path().join("target.ledger");
-        Ledger::create_files(&target_dir, "target", true, source.strand_id()).unwrap();
-        let target = Ledger::open(&target_dir, clock, crate::Limits::default()).unwrap();
+        Ledger::create_files(&target_dir, "target", true, source.strand_id(), None).unwrap();
+        let target = Ledger::open(&target_dir, clock, crate::Limits::default(), None).unwrap();
         let cancel = CancelToken::new();
         cancel.cancel();
         assert!(matches!(

@@ -9,11 +9,18 @@
 //! framing (`crates/log`, `docs/log-format.md`) rather than the crate: a log frame carries a
 //! stream record (partition key, arrival time) where the ledger needs numbered blocks in one
 //! file whose positions its derived state points into. Spec: `docs/ledger-format.md`.
+//!
+//! An encrypted journal (version 3, with a keyring when the ledger was created) names its data
+//! key and salt in a longer header, and seals each block (`nonce · ciphertext · tag`, the
+//! sequence number before it in clear and authenticated); lengths and CRCs are as in version 2.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use ion_rs::Element;
+use sluice_seal::{FRAME_OVERHEAD_BYTES, FileKey, Keyring, MacKey, Purpose, SALT_BYTES};
 
 use crate::error::LedgerError;
 
@@ -23,10 +30,22 @@ pub const JOURNAL_MAGIC: [u8; 8] = *b"SLUICEJL";
 /// Version of the journal's byte layout, the ledger format version that introduced it.
 pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 
+/// Version of an encrypted journal: version 2's frames with every block sealed.
+pub const ENCRYPTED_JOURNAL_FORMAT_VERSION: u32 = 3;
+
 /// Header: magic 8, version 4, strand id length 1, strand id (at most
 /// [`STRAND_ID_BYTES_MAX`]), zero padding, CRC32 of the first 60 bytes 4.
 pub const HEADER_BYTES: u64 = 64;
 
+/// Encrypted header: version 2's first 60 bytes, data key id 4, salt 16, zero padding to 92,
+/// CRC32 of the first 92 bytes 4.
+pub const ENCRYPTED_HEADER_BYTES: u64 = 96;
+
+/// What an encrypted journal's file key is for (the HKDF label).
+const PURPOSE: Purpose = Purpose("sluice-ledger journal blocks");
+
+/// What the keyed hash of an encrypted ledger's index entries is for.
+const INDEX_PURPOSE: Purpose = Purpose("sluice-ledger index entries");
 /// Longest strand id the header holds (QLDB's are 22 characters).
 pub const STRAND_ID_BYTES_MAX: usize = 47;
 
@@ -76,20 +95,46 @@ impl FramePosition {
     }
 }
 
-/// Appends one frame for block `sequence_no` to `out`; returns its length.
-pub fn encode_frame(out: &mut Vec<u8>, sequence_no: u64, block_bytes: &[u8]) -> u32 {
+/// Appends one frame for block `sequence_no` to `out`, its block sealed under `key` in an
+/// encrypted journal; returns its length.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    sequence_no: u64,
+    block_bytes: &[u8],
+    key: Option<&FileKey>,
+) -> Result<u32, LedgerError> {
     let start = out.len();
-    let body_length = 8 + block_bytes.len();
-    out.extend_from_slice(&u32::try_from(body_length).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES as usize]);
     out.extend_from_slice(&sequence_no.to_le_bytes());
-    out.extend_from_slice(block_bytes);
-    let body_start = start + FRAME_HEADER_BYTES as usize;
-    let crc = crc32fast::hash(out.get(body_start..).unwrap_or_default());
-    if let Some(slot) = out.get_mut(start + 4..body_start) {
-        slot.copy_from_slice(&crc.to_le_bytes());
+    match key {
+        None => out.extend_from_slice(block_bytes),
+        Some(key) => key
+            .seal_into(&sequence_no.to_le_bytes(), block_bytes, out)
+            .map_err(|error| {
+                LedgerError::Storage(format!("sealing block {sequence_no}: {error}"))
+            })?,
     }
-    u32::try_from(out.len() - start).unwrap_or(u32::MAX)
+    let body_start = start + FRAME_HEADER_BYTES as usize;
+    let body_length = out.len() - body_start;
+    let crc = crc32fast::hash(out.get(body_start..).unwrap_or_default());
+    let mut header = [0u8; FRAME_HEADER_BYTES as usize];
+    let (length_part, crc_part) = header.split_at_mut(4);
+    length_part.copy_from_slice(&u32::try_from(body_length).unwrap_or(u32::MAX).to_le_bytes());
+    crc_part.copy_from_slice(&crc.to_le_bytes());
+    if let Some(slot) = out.get_mut(start..body_start) {
+        slot.copy_from_slice(&header);
+    }
+    Ok(u32::try_from(out.len() - start).unwrap_or(u32::MAX))
+}
+
+/// The valid lengths of a frame body, plain or encrypted.
+fn body_bounds(encrypted: bool) -> std::ops::RangeInclusive<u64> {
+    let overhead = if encrypted {
+        FRAME_OVERHEAD_BYTES as u64
+    } else {
+        0
+    };
+    FRAME_BODY_BYTES_MIN + overhead..=FRAME_BODY_BYTES_MAX + overhead
 }
 
 /// Body length and CRC from a frame header.
@@ -107,59 +152,106 @@ fn split_body(body: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*sequence), block))
 }
 
-fn encode_header(strand_id: &str) -> Result<[u8; HEADER_BYTES as usize], LedgerError> {
+fn encode_header(strand_id: &str, key: Option<&FileKey>) -> Result<Vec<u8>, LedgerError> {
     let strand = strand_id.as_bytes();
     if strand.len() > STRAND_ID_BYTES_MAX {
         return Err(LedgerError::BadRequest(format!(
             "a strand id has at most {STRAND_ID_BYTES_MAX} bytes"
         )));
     }
-    let mut header = [0u8; HEADER_BYTES as usize];
-    let mut bytes = Vec::with_capacity(HEADER_BYTES as usize);
+    let (version, length) = match key {
+        None => (JOURNAL_FORMAT_VERSION, HEADER_BYTES),
+        Some(_) => (ENCRYPTED_JOURNAL_FORMAT_VERSION, ENCRYPTED_HEADER_BYTES),
+    };
+    let mut bytes = Vec::with_capacity(length as usize);
     bytes.extend_from_slice(&JOURNAL_MAGIC);
-    bytes.extend_from_slice(&JOURNAL_FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.push(strand.len() as u8);
     bytes.extend_from_slice(strand);
     bytes.resize(HEADER_BYTES as usize - 4, 0);
+    if let Some(key) = key {
+        bytes.extend_from_slice(&key.key_id().to_le_bytes());
+        bytes.extend_from_slice(&key.salt());
+    }
+    bytes.resize(length as usize - 4, 0);
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    header.copy_from_slice(&bytes);
-    Ok(header)
+    Ok(bytes)
 }
 
-/// The strand id a header names, after checking magic, checksum and version.
-fn decode_header(path: &Path, header: &[u8]) -> Result<String, LedgerError> {
+/// What a journal header says.
+struct Header {
+    strand_id: String,
+    length: u64,
+    /// An encrypted journal's data key id and salt.
+    encryption: Option<(u32, [u8; SALT_BYTES])>,
+}
+
+/// The header's length from its version (bytes 8..12 of the file).
+fn header_length(path: &Path, start: &[u8]) -> Result<u64, LedgerError> {
     let corrupt = |what: &str| LedgerError::Storage(format!("journal {}: {what}", path.display()));
-    let covered = header
-        .get(..HEADER_BYTES as usize - 4)
-        .ok_or_else(|| corrupt("short header"))?;
-    let stored_crc = header
-        .get(HEADER_BYTES as usize - 4..HEADER_BYTES as usize)
-        .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| corrupt("short header"))?;
-    if covered.get(..8) != Some(JOURNAL_MAGIC.as_slice()) {
+    if start.get(..8) != Some(JOURNAL_MAGIC.as_slice()) {
         return Err(corrupt("not a ledger journal (bad magic)"));
     }
-    if crc32fast::hash(covered) != stored_crc {
-        return Err(corrupt("header checksum mismatch"));
-    }
-    let version = covered
+    let version = start
         .get(8..12)
         .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
         .map(u32::from_le_bytes)
         .ok_or_else(|| corrupt("short header"))?;
-    if version != JOURNAL_FORMAT_VERSION {
-        return Err(LedgerError::Storage(format!(
-            "journal {} has format version {version}; this build reads {JOURNAL_FORMAT_VERSION}",
+    match version {
+        JOURNAL_FORMAT_VERSION => Ok(HEADER_BYTES),
+        ENCRYPTED_JOURNAL_FORMAT_VERSION => Ok(ENCRYPTED_HEADER_BYTES),
+        _ => Err(LedgerError::Storage(format!(
+            "journal {} has format version {version}; this build reads {JOURNAL_FORMAT_VERSION} and {ENCRYPTED_JOURNAL_FORMAT_VERSION}",
             path.display()
-        )));
+        ))),
+    }
+}
+
+/// The strand id (and encryption) a header names, after checking magic, checksum and version.
+fn decode_header(path: &Path, header: &[u8]) -> Result<Header, LedgerError> {
+    let corrupt = |what: &str| LedgerError::Storage(format!("journal {}: {what}", path.display()));
+    let length = header_length(path, header)?;
+    let covered = header
+        .get(..length as usize - 4)
+        .ok_or_else(|| corrupt("short header"))?;
+    let stored_crc = header
+        .get(length as usize - 4..length as usize)
+        .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| corrupt("short header"))?;
+    if crc32fast::hash(covered) != stored_crc {
+        return Err(corrupt("header checksum mismatch"));
     }
     let strand_length = usize::from(*covered.get(12).ok_or_else(|| corrupt("short header"))?);
+    if strand_length > STRAND_ID_BYTES_MAX {
+        return Err(corrupt("strand id longer than the header"));
+    }
     let strand = covered
         .get(13..13 + strand_length)
         .ok_or_else(|| corrupt("strand id longer than the header"))?;
-    String::from_utf8(strand.to_vec()).map_err(|_| corrupt("strand id is not UTF-8"))
+    let strand_id =
+        String::from_utf8(strand.to_vec()).map_err(|_| corrupt("strand id is not UTF-8"))?;
+    let encryption = if length == ENCRYPTED_HEADER_BYTES {
+        let at = HEADER_BYTES as usize - 4;
+        let key_id = covered
+            .get(at..at + 4)
+            .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| corrupt("short header"))?;
+        let salt = covered
+            .get(at + 4..at + 4 + SALT_BYTES)
+            .and_then(|bytes| <[u8; SALT_BYTES]>::try_from(bytes).ok())
+            .ok_or_else(|| corrupt("short header"))?;
+        Some((key_id, salt))
+    } else {
+        None
+    };
+    Ok(Header {
+        strand_id,
+        length,
+        encryption,
+    })
 }
 
 /// How a scan ended.
@@ -194,15 +286,39 @@ pub struct JournalFile {
     path: PathBuf,
     file: File,
     strand_id: String,
+    /// Where the first frame starts.
+    header_bytes: u64,
+    /// An encrypted journal's file key.
+    key: Option<FileKey>,
+    /// An encrypted ledger's keyed hash of index values: its state's index entries hold tags,
+    /// not values.
+    index_mac: Option<MacKey>,
     /// The file's length: frames up to the ledger's journal end, then zeros. Only the writer
     /// (the commit leader, a load, recovery) changes it, under the ledger's tip lock.
     allocated_end: AtomicU64,
 }
 
 impl JournalFile {
-    /// Creates a journal holding only its header, durably (file and directory entry).
-    pub fn create(path: &Path, strand_id: &str) -> Result<JournalFile, LedgerError> {
-        let header = encode_header(strand_id)?;
+    /// Creates a journal holding only its header, durably (file and directory entry); with a
+    /// keyring, an encrypted one under its current data key.
+    pub fn create(
+        path: &Path,
+        strand_id: &str,
+        keyring: Option<&Keyring>,
+    ) -> Result<JournalFile, LedgerError> {
+        let key = keyring
+            .map(|keyring| keyring.new_file_key(PURPOSE))
+            .transpose()
+            .map_err(|error| LedgerError::Storage(format!("a journal key: {error}")))?;
+        let index_mac = match (keyring, &key) {
+            (Some(keyring), Some(key)) => Some(
+                keyring
+                    .mac_key(key.key_id(), key.salt(), INDEX_PURPOSE)
+                    .map_err(|error| LedgerError::Storage(format!("an index key: {error}")))?,
+            ),
+            _ => None,
+        };
+        let header = encode_header(strand_id, key.as_ref())?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -217,28 +333,96 @@ impl JournalFile {
             path: path.to_path_buf(),
             file,
             strand_id: strand_id.to_owned(),
-            allocated_end: AtomicU64::new(HEADER_BYTES),
+            header_bytes: header.len() as u64,
+            allocated_end: AtomicU64::new(header.len() as u64),
+            key,
+            index_mac,
         })
     }
 
-    /// Opens a journal and checks its header; frames are checked by [`JournalFile::scan`].
-    pub fn open(path: &Path) -> Result<JournalFile, LedgerError> {
+    /// Opens a journal and checks its header; frames are checked by [`JournalFile::scan`]. An
+    /// encrypted journal needs the keyring holding its data key.
+    pub fn open(path: &Path, keyring: Option<&Keyring>) -> Result<JournalFile, LedgerError> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let mut header = [0u8; HEADER_BYTES as usize];
-        file.read_exact_at(&mut header, 0).map_err(|error| {
-            LedgerError::Storage(format!(
-                "journal {}: cannot read its header: {error}",
-                path.display()
-            ))
-        })?;
-        let strand_id = decode_header(path, &header)?;
+        let read = |bytes: &mut [u8]| {
+            file.read_exact_at(bytes, 0).map_err(|error| {
+                LedgerError::Storage(format!(
+                    "journal {}: cannot read its header: {error}",
+                    path.display()
+                ))
+            })
+        };
+        let mut start = [0u8; 12];
+        read(&mut start)?;
+        let mut header = vec![0u8; header_length(path, &start)? as usize];
+        read(&mut header)?;
+        let header = decode_header(path, &header)?;
+        let (key, index_mac) = match header.encryption {
+            None => (None, None),
+            Some((key_id, salt)) => {
+                let keyring = keyring.ok_or_else(|| {
+                    LedgerError::Storage(format!(
+                        "journal {} is encrypted, and Sluice was started without the encryption key",
+                        path.display()
+                    ))
+                })?;
+                let error =
+                    |error| LedgerError::Storage(format!("journal {}: {error}", path.display()));
+                (
+                    Some(keyring.file_key(key_id, salt, PURPOSE).map_err(error)?),
+                    Some(
+                        keyring
+                            .mac_key(key_id, salt, INDEX_PURPOSE)
+                            .map_err(error)?,
+                    ),
+                )
+            }
+        };
         let allocated_end = AtomicU64::new(file.metadata()?.len());
         Ok(JournalFile {
             path: path.to_path_buf(),
             file,
-            strand_id,
+            strand_id: header.strand_id,
+            header_bytes: header.length,
             allocated_end,
+            key,
+            index_mac,
         })
+    }
+
+    /// The key an index entry for `value` is stored under: the value's normal form
+    /// ([`crate::value::index_value_key`]), or in an encrypted ledger its keyed hash, so equal
+    /// values still meet and none is stored in clear. `None` for values indexes skip (null).
+    pub fn index_key(&self, value: &Element) -> Option<String> {
+        let key = crate::value::index_value_key(value)?;
+        Some(match &self.index_mac {
+            None => key,
+            Some(mac) => mac.tag_hex(key.as_bytes()),
+        })
+    }
+
+    /// Where the first frame starts (the header's length).
+    pub fn header_bytes(&self) -> u64 {
+        self.header_bytes
+    }
+
+    /// Appends one frame for block `sequence_no` to `out` as this journal stores it; returns
+    /// its length.
+    pub fn encode_frame(
+        &self,
+        out: &mut Vec<u8>,
+        sequence_no: u64,
+        block_bytes: &[u8],
+    ) -> Result<u32, LedgerError> {
+        encode_frame(out, sequence_no, block_bytes, self.key.as_ref())
+    }
+
+    /// The block of a body whose CRC matched, opened when the journal is encrypted.
+    fn open_block(&self, sequence_no: u64, sealed: &[u8]) -> Option<Vec<u8>> {
+        match &self.key {
+            None => Some(sealed.to_vec()),
+            Some(key) => key.open(&sequence_no.to_le_bytes(), sealed).ok(),
+        }
     }
 
     /// The strand the header names.
@@ -359,7 +543,9 @@ impl JournalFile {
             return Err(damaged("checksum mismatch"));
         }
         match split_body(body) {
-            Some((stored, block)) if stored == sequence_no => Ok(block.to_vec()),
+            Some((stored, block)) if stored == sequence_no => self
+                .open_block(sequence_no, block)
+                .ok_or_else(|| damaged("its seal does not open")),
             _ => Err(damaged("it carries another sequence number")),
         }
     }
@@ -381,7 +567,7 @@ impl JournalFile {
             ))
         };
         let file_length = self.length_bytes()?;
-        if offset < HEADER_BYTES || offset > file_length {
+        if offset < self.header_bytes || offset > file_length {
             return Err(LedgerError::Storage(format!(
                 "journal {} holds {file_length} bytes, but the ledger's state points at byte {offset}: \
                  the state is ahead of its journal",
@@ -428,7 +614,7 @@ impl JournalFile {
                 end.torn_tail = Some("a partial frame header".to_owned());
                 break;
             }
-            if !(FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX).contains(&body_length) {
+            if !body_bounds(self.key.is_some()).contains(&body_length) {
                 return Err(corrupt(
                     position,
                     &format!("an implausible frame length {body_length}"),
@@ -445,8 +631,18 @@ impl JournalFile {
                 return Err(corrupt(position, "a checksum mismatch"));
             }
             let body = reader.bytes(position + FRAME_HEADER_BYTES, body_length as usize)?;
-            let (sequence_no, block_bytes) =
+            let (sequence_no, stored_block) =
                 split_body(body).ok_or_else(|| corrupt(position, "a short body"))?;
+            let opened;
+            let block_bytes = match &self.key {
+                None => stored_block,
+                Some(_) => {
+                    opened = self
+                        .open_block(sequence_no, stored_block)
+                        .ok_or_else(|| corrupt(position, "a block whose seal does not open"))?;
+                    &opened[..]
+                }
+            };
             if sequence_no != end.next_sequence_no {
                 return Err(corrupt(
                     position,
@@ -545,12 +741,12 @@ mod tests {
 
     fn journal_with(blocks: &[&[u8]]) -> (tempfile::TempDir, JournalFile, Vec<FramePosition>) {
         let dir = tempfile::tempdir().unwrap();
-        let journal = JournalFile::create(&dir.path().join("journal"), "strand").unwrap();
+        let journal = JournalFile::create(&dir.path().join("journal"), "strand", None).unwrap();
         let mut frames = Vec::new();
         let mut positions = Vec::new();
         let mut offset = HEADER_BYTES;
         for (sequence_no, block) in blocks.iter().enumerate() {
-            let length = encode_frame(&mut frames, sequence_no as u64, block);
+            let length = encode_frame(&mut frames, sequence_no as u64, block, None).unwrap();
             positions.push(FramePosition { offset, length });
             offset += u64::from(length);
         }
@@ -569,6 +765,68 @@ mod tests {
     }
 
     #[test]
+    fn an_encrypted_journal_seals_blocks_and_cuts_torn_sealed_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = sluice_seal::MasterKey::parse(&"c4".repeat(32)).unwrap();
+        let keyring = Keyring::open_or_create(&dir.path().join("keys"), master).unwrap();
+        let path = dir.path().join("journal");
+        let journal = JournalFile::create(&path, "strand", Some(&keyring)).unwrap();
+        assert_eq!(journal.header_bytes(), ENCRYPTED_HEADER_BYTES);
+        let mut frames = Vec::new();
+        let mut positions = Vec::new();
+        let mut offset = ENCRYPTED_HEADER_BYTES;
+        for (sequence_no, block) in [
+            &b"\xe0\x01\x00\xeaSECRET one"[..],
+            b"\xe0\x01\x00\xeaSECRET two",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let length = journal
+                .encode_frame(&mut frames, sequence_no as u64, block)
+                .unwrap();
+            positions.push(FramePosition { offset, length });
+            offset += u64::from(length);
+        }
+        journal.write_at(&frames, ENCRYPTED_HEADER_BYTES).unwrap();
+        journal.sync().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"SECRET"));
+        assert_eq!(
+            journal.read_block(positions[1], 1).unwrap(),
+            b"\xe0\x01\x00\xeaSECRET two"
+        );
+        drop(journal);
+        assert!(JournalFile::open(&path, None).is_err());
+        let reopened = JournalFile::open(&path, Some(&keyring)).unwrap();
+        assert_eq!(reopened.strand_id(), "strand");
+        let mut blocks = Vec::new();
+        let end = reopened
+            .scan(reopened.header_bytes(), 0, |frame| {
+                blocks.push(frame.block_bytes.to_vec());
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(blocks[0], b"\xe0\x01\x00\xeaSECRET one");
+        assert_eq!(end.valid_end, positions[1].end());
+        // A cut in the last sealed frame is a torn tail; a block moved to another sequence
+        // number (its CRC made right) does not open.
+        std::fs::write(&path, &bytes[..positions[1].end() as usize - 3]).unwrap();
+        let cut = JournalFile::open(&path, Some(&keyring)).unwrap();
+        let end = cut.scan(cut.header_bytes(), 0, |_| Ok(true)).unwrap();
+        assert_eq!(end.valid_end, positions[1].offset);
+        assert!(end.torn_tail.is_some());
+        let mut moved = bytes.clone();
+        let body = positions[0].offset as usize + 8;
+        moved[body] ^= 1;
+        let crc = crc32fast::hash(&moved[body..positions[0].end() as usize]);
+        moved[body - 4..body].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &moved).unwrap();
+        let moved = JournalFile::open(&path, Some(&keyring)).unwrap();
+        assert!(moved.scan(moved.header_bytes(), 0, |_| Ok(true)).is_err());
+    }
+
+    #[test]
     fn frames_read_back_by_position_and_by_scan() {
         let (dir, journal, positions) =
             journal_with(&[b"\xe0\x01\x00\xeafirst", b"\xe0\x01\x00\xeasecond"]);
@@ -580,7 +838,7 @@ mod tests {
             journal.read_block(positions[1], 0),
             Err(LedgerError::VerificationFailed(_))
         ));
-        let reopened = JournalFile::open(&dir.path().join("journal")).unwrap();
+        let reopened = JournalFile::open(&dir.path().join("journal"), None).unwrap();
         assert_eq!(reopened.strand_id(), "strand");
         let (blocks, end) = scan_all(&reopened).unwrap();
         assert_eq!(blocks.len(), 2);
@@ -599,7 +857,7 @@ mod tests {
         drop(journal);
         for cut in last.offset..last.end() {
             std::fs::write(&path, &bytes[..cut as usize]).unwrap();
-            let (blocks, end) = scan_all(&JournalFile::open(&path).unwrap()).unwrap();
+            let (blocks, end) = scan_all(&JournalFile::open(&path, None).unwrap()).unwrap();
             assert_eq!(blocks.len(), 1, "cut at {cut}");
             assert_eq!(end.valid_end, last.offset);
             assert_eq!(end.torn_tail.is_some(), cut > last.offset, "cut at {cut}");
@@ -616,7 +874,7 @@ mod tests {
         bytes[flipped] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(
-            scan_all(&JournalFile::open(&path).unwrap()),
+            scan_all(&JournalFile::open(&path, None).unwrap()),
             Err(LedgerError::VerificationFailed(_))
         ));
         bytes[flipped] ^= 0xff;
@@ -629,7 +887,7 @@ mod tests {
             end.torn_tail, None,
             "zeros after the frames are pre-allocated room"
         );
-        assert!(JournalFile::open(&dir.path().join("missing")).is_err());
+        assert!(JournalFile::open(&dir.path().join("missing"), None).is_err());
     }
 
     #[test]
@@ -642,11 +900,11 @@ mod tests {
         assert!(bytes[frames_end as usize..].iter().all(|byte| *byte == 0));
         // Appends into the room leave the length alone.
         let mut frame = Vec::new();
-        let length = encode_frame(&mut frame, 1, b"\xe0\x01\x00\xeatwo");
+        let length = encode_frame(&mut frame, 1, b"\xe0\x01\x00\xeatwo", None).unwrap();
         journal.write_at(&frame, frames_end).unwrap();
         journal.sync().unwrap();
         assert_eq!(journal.length_bytes().unwrap(), grown);
-        let reopened = JournalFile::open(&dir.path().join("journal")).unwrap();
+        let reopened = JournalFile::open(&dir.path().join("journal"), None).unwrap();
         let (blocks, end) = scan_all(&reopened).unwrap();
         assert_eq!(blocks.len(), 2);
         assert_eq!(end.valid_end, frames_end + u64::from(length));
@@ -654,7 +912,7 @@ mod tests {
         // An append larger than the room grows the file to hold it, plus a larger step.
         let big = vec![0x11u8; (JOURNAL_PREALLOCATION_STEP_BYTES_MIN * 2) as usize];
         let mut frame = Vec::new();
-        encode_frame(&mut frame, 2, &big);
+        encode_frame(&mut frame, 2, &big, None).unwrap();
         reopened.write_at(&frame, end.valid_end).unwrap();
         let big_end = end.valid_end + frame.len() as u64;
         assert_eq!(reopened.length_bytes().unwrap(), big_end * 2);
@@ -682,7 +940,7 @@ mod tests {
             let mut torn = bytes.clone();
             torn[cut as usize..].fill(0);
             std::fs::write(&path, &torn).unwrap();
-            let (blocks, end) = scan_all(&JournalFile::open(&path).unwrap()).unwrap();
+            let (blocks, end) = scan_all(&JournalFile::open(&path, None).unwrap()).unwrap();
             assert_eq!(blocks.len(), 1, "cut at {cut}");
             assert_eq!(end.valid_end, last.offset, "cut at {cut}");
             assert_eq!(end.torn_tail.is_some(), cut > last.offset, "cut at {cut}");
@@ -692,7 +950,7 @@ mod tests {
             std::fs::write(&path, &damaged).unwrap();
             assert!(
                 matches!(
-                    scan_all(&JournalFile::open(&path).unwrap()),
+                    scan_all(&JournalFile::open(&path, None).unwrap()),
                     Err(LedgerError::VerificationFailed(_))
                 ),
                 "cut at {cut}"
@@ -704,15 +962,15 @@ mod tests {
     fn headers_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
-        JournalFile::create(&path, "strand").unwrap();
+        JournalFile::create(&path, "strand", None).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(
-            JournalFile::open(&path),
+            JournalFile::open(&path, None),
             Err(LedgerError::Storage(message)) if message.contains("checksum")
         ));
         std::fs::write(&path, b"SLUICEJL").unwrap();
-        assert!(JournalFile::open(&path).is_err());
+        assert!(JournalFile::open(&path, None).is_err());
     }
 }

@@ -17,7 +17,9 @@ use crate::commit::{Checkpointer, CommitQueue};
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, Strictness};
-use crate::journal_file::{self, FramePosition, JournalFile};
+use sluice_seal::Keyring;
+
+use crate::journal_file::{FramePosition, JournalFile};
 use crate::journal_tree;
 use crate::model::{self, BlockAddress, Limits, Revision};
 use crate::source::ExportLocation;
@@ -108,6 +110,8 @@ pub struct Ledgers {
     clock: Arc<dyn Clock>,
     limits: Limits,
     open_ledgers: Mutex<HashMap<String, Arc<Ledger>>>,
+    /// With a keyring, ledgers created from now on have encrypted journals.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Ledgers {
@@ -144,7 +148,15 @@ impl Ledgers {
             clock,
             limits,
             open_ledgers: Mutex::new(HashMap::new()),
+            keyring: None,
         })
+    }
+
+    /// These ledgers with a keyring: journals created from now on are encrypted, and
+    /// encrypted ones open.
+    pub fn with_keyring(mut self, keyring: Option<Arc<Keyring>>) -> Ledgers {
+        self.keyring = keyring;
+        self
     }
 
     fn ledger_path(&self, name: &str) -> PathBuf {
@@ -183,6 +195,7 @@ impl Ledgers {
             &path,
             self.clock.clone(),
             self.limits.clone(),
+            self.keyring.as_deref(),
         )?))
     }
 
@@ -199,8 +212,14 @@ impl Ledgers {
             return Err(LedgerError::AlreadyExists(format!("ledger {name}")));
         }
         let partial = self.partial_path(name);
-        let ledger = Ledger::create_files(&partial, name, deletion_protection, &model::new_id())
-            .and_then(|()| self.install(&partial, name));
+        let ledger = Ledger::create_files(
+            &partial,
+            name,
+            deletion_protection,
+            &model::new_id(),
+            self.keyring.as_deref(),
+        )
+        .and_then(|()| self.install(&partial, name));
         let ledger = match ledger {
             Ok(ledger) => ledger,
             Err(error) => {
@@ -226,6 +245,7 @@ impl Ledgers {
                 &path,
                 self.clock.clone(),
                 self.limits.clone(),
+                self.keyring.as_deref(),
             )?)
         } else if self.v1_path(name).is_file() {
             self.migrate_v1(name)?
@@ -254,6 +274,7 @@ impl Ledgers {
             &partial,
             self.clock.clone(),
             self.limits.clone(),
+            self.keyring.as_deref(),
         )
         .and_then(|blocks| self.install(&partial, name).map(|ledger| (ledger, blocks)));
         let (ledger, blocks) = match migrated {
@@ -324,10 +345,13 @@ impl Ledgers {
         let strand_id =
             crate::export::verify_export_chain(&blocks, strictness, cancel).map_err(cancelled)?;
         let partial = self.partial_path(name);
-        let built = Ledger::create_files(&partial, name, true, &strand_id).and_then(|()| {
-            let ledger = Ledger::open(&partial, self.clock.clone(), self.limits.clone())?;
-            crate::export::apply_blocks(&ledger, &blocks, cancel)
-        });
+        let keyring = self.keyring.as_deref();
+        let built =
+            Ledger::create_files(&partial, name, true, &strand_id, keyring).and_then(|()| {
+                let ledger =
+                    Ledger::open(&partial, self.clock.clone(), self.limits.clone(), keyring)?;
+                crate::export::apply_blocks(&ledger, &blocks, cancel)
+            });
         if let Err(error) = built {
             remove_partial(&partial);
             return Err(cancelled(error));
@@ -479,9 +503,10 @@ impl Ledger {
         name: &str,
         deletion_protection: bool,
         strand_id: &str,
+        keyring: Option<&Keyring>,
     ) -> Result<(), LedgerError> {
         std::fs::create_dir(directory)?;
-        JournalFile::create(&directory.join(JOURNAL_FILE_NAME), strand_id)?;
+        let journal = JournalFile::create(&directory.join(JOURNAL_FILE_NAME), strand_id, keyring)?;
         let database = Database::create(directory.join(STATE_FILE_NAME))?;
         let mut write = database.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
@@ -502,7 +527,7 @@ impl Ledger {
             meta.insert(storage::APPLIED_BLOCK_COUNT_KEY, b"0".as_slice())?;
             meta.insert(
                 storage::JOURNAL_END_KEY,
-                journal_file::HEADER_BYTES.to_string().as_bytes(),
+                journal.header_bytes().to_string().as_bytes(),
             )?;
         }
         write.commit()?;
@@ -514,10 +539,12 @@ impl Ledger {
     /// Opens the ledger in `directory`: checks the format version, then brings the derived
     /// state up to the journal's end (replaying blocks written after the last checkpoint and
     /// cutting a torn tail, see [`Ledger::recover`]).
+    /// An encrypted journal needs `keyring`.
     pub fn open(
         directory: &Path,
         clock: Arc<dyn Clock>,
         limits: Limits,
+        keyring: Option<&Keyring>,
     ) -> Result<Self, LedgerError> {
         let database = Database::open(directory.join(STATE_FILE_NAME))?;
         let (name, strand_id, tip) = {
@@ -537,7 +564,7 @@ impl Ledger {
             let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
             (name, strand_id, Tip::read(&meta, &tree)?)
         };
-        let journal = JournalFile::open(&directory.join(JOURNAL_FILE_NAME))?;
+        let journal = JournalFile::open(&directory.join(JOURNAL_FILE_NAME), keyring)?;
         if journal.strand_id() != strand_id {
             return Err(LedgerError::Storage(format!(
                 "the journal of ledger {name} belongs to strand {}, its state to strand {strand_id}",
@@ -611,11 +638,11 @@ impl Ledger {
                 }
                 let offset = state.tip().journal_end;
                 let frame_start = frames.len();
-                let length = journal_file::encode_frame(
+                let length = self.journal.encode_frame(
                     &mut frames,
                     sequence_no,
                     &model::encode_binary(block)?,
-                );
+                )?;
                 let position = FramePosition { offset, length };
                 debug_assert_eq!(frames.len() - frame_start, length as usize);
                 state.apply(AppliedBlock::from_block(
@@ -682,6 +709,22 @@ impl Ledger {
     }
 
     /// The journal's only strand.
+    /// The key an index entry for `value` is stored under (see [`JournalFile::index_key`]).
+    pub(crate) fn index_key(&self, value: &Element) -> Option<String> {
+        self.journal.index_key(value)
+    }
+
+    /// Appends block `sequence_no`'s frame to `frames` as the journal stores it (sealed in an
+    /// encrypted one); returns its length.
+    pub(crate) fn encode_frame(
+        &self,
+        frames: &mut Vec<u8>,
+        sequence_no: u64,
+        block_bytes: &[u8],
+    ) -> Result<u32, LedgerError> {
+        self.journal.encode_frame(frames, sequence_no, block_bytes)
+    }
+
     pub fn strand_id(&self) -> &str {
         &self.strand_id
     }
@@ -966,7 +1009,7 @@ impl Ledger {
         let mut previous: Option<Hash> = None;
         let mut hashes = Vec::new();
         self.journal
-            .scan(journal_file::HEADER_BYTES, 0, |frame| {
+            .scan(self.journal.header_bytes(), 0, |frame| {
                 cancel.check()?;
                 let sequence_no = frame.sequence_no;
                 let block = model::decode_stored(frame.block_bytes)?;

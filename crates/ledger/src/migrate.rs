@@ -27,6 +27,7 @@ pub(crate) fn migrate_v1_file(
     target: &Path,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    keyring: Option<&sluice_seal::Keyring>,
 ) -> Result<u64, LedgerError> {
     let database = Database::open(v1_path)?;
     let read = database.begin_read()?;
@@ -50,8 +51,8 @@ pub(crate) fn migrate_v1_file(
             text("deletion_protection")? != "false",
         )
     };
-    Ledger::create_files(target, &name, deletion_protection, &strand_id)?;
-    let ledger = Ledger::open(target, clock, limits)?;
+    Ledger::create_files(target, &name, deletion_protection, &strand_id, keyring)?;
+    let ledger = Ledger::open(target, clock, limits, keyring)?;
     let blocks = read.open_table(storage::v1::BLOCKS)?;
     let never = CancelToken::new();
     let mut batch = Vec::with_capacity(LOAD_BLOCKS_PER_BATCH);

@@ -332,13 +332,13 @@ impl<'w> StateWriter<'w> {
                     let old_key = previous_data
                         .as_ref()
                         .and_then(|data| value::value_at_path(data, &index.field_path))
-                        .and_then(value::index_value_key);
+                        .and_then(|value| self.journal.index_key(value));
                     let new_key = applied
                         .revision
                         .data
                         .as_ref()
                         .and_then(|data| value::value_at_path(data, &index.field_path))
-                        .and_then(value::index_value_key);
+                        .and_then(|value| self.journal.index_key(value));
                     if old_key == new_key {
                         continue;
                     }
@@ -431,7 +431,7 @@ impl<'w> StateWriter<'w> {
             if let Some(key) = data
                 .as_ref()
                 .and_then(|data| value::value_at_path(data, &index.field_path))
-                .and_then(value::index_value_key)
+                .and_then(|value| self.journal.index_key(value))
             {
                 entries.insert(
                     (table_id, index.index_id.as_str(), key.as_str()),

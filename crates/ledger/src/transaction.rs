@@ -14,7 +14,7 @@ use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::ion_read;
 use crate::journal::{self, DocumentInfo, StatementInfo};
-use crate::journal_file::{self, FramePosition};
+use crate::journal_file::FramePosition;
 use crate::ledger::Ledger;
 use crate::model::{
     self, BlockAddress, IndexInfo, Revision, RevisionMetadata, TableInfo, TableStatus,
@@ -525,7 +525,8 @@ impl Transaction {
         index: &IndexInfo,
         lookup_value: &Element,
     ) -> Result<Option<Vec<DocumentView>>, LedgerError> {
-        let Some(value_key) = value::index_value_key(lookup_value) else {
+        let ledger = self.ledger.clone();
+        let Some(value_key) = ledger.index_key(lookup_value) else {
             return Ok(None);
         };
         // An index created by this transaction is not built yet: scan.
@@ -593,7 +594,7 @@ impl Transaction {
             .collect();
         for (document_id, data) in own {
             let matches = value::value_at_path(&data, &index.field_path)
-                .and_then(value::index_value_key)
+                .and_then(|value| ledger.index_key(value))
                 .is_some_and(|key| key == value_key);
             if matches {
                 let committed = match self.document_ref(table_id, &document_id)? {
@@ -962,7 +963,7 @@ impl Transaction {
         let block_bytes = model::encode_binary(&block.element)?;
         // The state's tip already counts the frames of the members before this one.
         let offset = tip.journal_end;
-        let length = journal_file::encode_frame(frames, sequence_no, &block_bytes);
+        let length = ledger.encode_frame(frames, sequence_no, &block_bytes)?;
         let applied = AppliedBlock {
             sequence_no,
             block_hash: block.block_hash,

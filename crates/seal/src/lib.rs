@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable that may hold the master key (64 hex digits).
@@ -366,6 +366,31 @@ impl Keyring {
         })
     }
 
+    /// The keyed hash of a file (its data key and salt) for `purpose`: equal inputs give equal
+    /// tags and nothing else about them shows, for lookups of values that must not be stored
+    /// in clear (a ledger's index entries).
+    pub fn mac_key(
+        &self,
+        key_id: u32,
+        salt: [u8; SALT_BYTES],
+        purpose: Purpose,
+    ) -> Result<MacKey, SealError> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let data_key = state
+            .keys
+            .get(&key_id)
+            .ok_or_else(|| SealError::UnknownKey {
+                path: "a sealed file".to_owned(),
+                key_id,
+            })?;
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(&data_key.bytes);
+        let info = [purpose.0.as_bytes()];
+        let okm = prk
+            .expand(&info, hmac::HMAC_SHA256)
+            .map_err(|_| SealError::Unopenable)?;
+        Ok(MacKey(hmac::Key::from(okm)))
+    }
+
     /// `plaintext` as a sealed file of kind `purpose`, under the current data key.
     pub fn seal_file(&self, purpose: Purpose, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let key = self.new_file_key(purpose)?;
@@ -470,6 +495,22 @@ impl NonceSource {
         nonce[..8].copy_from_slice(&self.prefix);
         nonce[8..].copy_from_slice(&self.counter.to_le_bytes());
         Ok(nonce)
+    }
+}
+
+/// A keyed hash (HMAC-SHA256) derived like a file key.
+pub struct MacKey(hmac::Key);
+
+impl std::fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MacKey(…)")
+    }
+}
+
+impl MacKey {
+    /// The tag of `data`, as 64 lowercase hexadecimal digits.
+    pub fn tag_hex(&self, data: &[u8]) -> String {
+        hex(hmac::sign(&self.0, data).as_ref())
     }
 }
 
@@ -755,6 +796,24 @@ mod tests {
         assert_eq!(rewrapped.keys().len(), 3);
         assert_eq!(rewrapped.open_file(LOG, &old).unwrap(), b"old");
         assert_eq!(rewrapped.open_file(LOG, &new).unwrap(), b"new");
+    }
+
+    #[test]
+    fn mac_tags_are_deterministic_per_file_and_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::open_or_create(dir.path(), master(1)).unwrap();
+        let a = keyring.mac_key(1, [1; SALT_BYTES], LOG).unwrap();
+        let again = keyring.mac_key(1, [1; SALT_BYTES], LOG).unwrap();
+        assert_eq!(a.tag_hex(b"VIN-1"), again.tag_hex(b"VIN-1"));
+        assert_ne!(a.tag_hex(b"VIN-1"), a.tag_hex(b"VIN-2"));
+        assert_eq!(a.tag_hex(b"x").len(), 64);
+        let other_salt = keyring.mac_key(1, [2; SALT_BYTES], LOG).unwrap();
+        assert_ne!(a.tag_hex(b"VIN-1"), other_salt.tag_hex(b"VIN-1"));
+        let other_purpose = keyring
+            .mac_key(1, [1; SALT_BYTES], Purpose("other"))
+            .unwrap();
+        assert_ne!(a.tag_hex(b"VIN-1"), other_purpose.tag_hex(b"VIN-1"));
+        assert!(keyring.mac_key(9, [1; SALT_BYTES], LOG).is_err());
     }
 
     #[test]

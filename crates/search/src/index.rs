@@ -663,6 +663,17 @@ impl Index {
         settings: IndexSettings,
         mappings: Mappings,
     ) -> Result<Index> {
+        Index::create_with_keyring(directory, name, settings, mappings, None)
+    }
+
+    /// [`Index::create`]; with a keyring, its translog is encrypted.
+    pub fn create_with_keyring(
+        directory: &Path,
+        name: &str,
+        settings: IndexSettings,
+        mappings: Mappings,
+        keyring: Option<Arc<sluice_seal::Keyring>>,
+    ) -> Result<Index> {
         fs::create_dir_all(directory.join("tantivy")).map_err(|e| SearchError::io(directory, e))?;
         let schema = build_schema();
         let mut mappings = mappings;
@@ -686,11 +697,20 @@ impl Index {
         if let Some(parent) = directory.parent() {
             sync_directory(parent)?;
         }
-        Index::open(directory)
+        Index::open_with_keyring(directory, keyring)
     }
 
     /// Opens the index in `directory`, replaying its translog.
     pub fn open(directory: &Path) -> Result<Index> {
+        Index::open_with_keyring(directory, None)
+    }
+
+    /// [`Index::open`]; with a keyring, its translog is encrypted from now on (and generations
+    /// written encrypted open).
+    pub fn open_with_keyring(
+        directory: &Path,
+        keyring: Option<Arc<sluice_seal::Keyring>>,
+    ) -> Result<Index> {
         let meta_path = directory.join("index.json");
         let meta_bytes = fs::read(&meta_path).map_err(|e| SearchError::io(&meta_path, e))?;
         let corrupt = |reason: String| SearchError::Corrupt {
@@ -755,7 +775,7 @@ impl Index {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let (translog, operations) = Translog::open(&directory.join("translog"))?;
+        let (translog, operations) = Translog::open_with(&directory.join("translog"), keyring)?;
 
         let id_lookup = Arc::new(IdLookup::new(reader.searcher(), fields.clone())?);
         let index = Index {

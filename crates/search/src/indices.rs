@@ -117,12 +117,22 @@ pub struct Indices {
     /// Serialises creations, deletions and catalog changes, so two auto-creates of one name make
     /// one index and every change sees the one before it.
     catalog_lock: Mutex<()>,
+    /// With a keyring, every index's translog is encrypted (`translog.rs`).
+    keyring: Option<Arc<sluice_seal::Keyring>>,
 }
 
 impl Indices {
     /// Opens every index under `directory`, replaying translogs, and the catalog of aliases and
     /// templates.
     pub fn open(directory: &Path) -> Result<Indices> {
+        Indices::open_with_keyring(directory, None)
+    }
+
+    /// [`Indices::open`]; with a keyring, translogs are encrypted.
+    pub fn open_with_keyring(
+        directory: &Path,
+        keyring: Option<Arc<sluice_seal::Keyring>>,
+    ) -> Result<Indices> {
         fs::create_dir_all(directory).map_err(|e| SearchError::io(directory, e))?;
         let mut indices = BTreeMap::new();
         for entry in fs::read_dir(directory).map_err(|e| SearchError::io(directory, e))? {
@@ -140,7 +150,7 @@ impl Indices {
                 fs::remove_dir_all(&path).map_err(|e| SearchError::io(&path, e))?;
                 continue;
             }
-            let index = Index::open(&path)?;
+            let index = Index::open_with_keyring(&path, keyring.clone())?;
             indices.insert(index.name().to_string(), Arc::new(index));
         }
         let mut catalog = Catalog::load(directory)?;
@@ -158,6 +168,7 @@ impl Indices {
             indices: RwLock::new(indices),
             catalog: RwLock::new(Arc::new(catalog)),
             catalog_lock: Mutex::new(()),
+            keyring,
         })
     }
 
@@ -328,11 +339,12 @@ impl Indices {
             // open drops.
             self.adopt(next)?;
         }
-        let created = Index::create(
+        let created = Index::create_with_keyring(
             &self.directory.join(ids::new_uuid()),
             name,
             settings,
             mappings,
+            self.keyring.clone(),
         );
         let index = match created {
             Ok(index) => Arc::new(index),

@@ -11,15 +11,27 @@
 //!
 //! Group commit: appends go into a buffer under the index's write lock; `sync_to` writes and
 //! fsyncs the buffer once for every writer waiting on it.
+//!
+//! Encrypted (with a keyring): the header is `SLTLOG02`, the data key id (u32) and a salt (16
+//! bytes), and each payload is sealed (`nonce · ciphertext · tag`) under the file key they name,
+//! the CRC covering the sealed payload. One translog instance seals every generation it writes
+//! with one file key, so that frames buffered before a roll open in whichever generation they
+//! land in; a roll with nothing buffered takes up a rotated data key.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use sluice_seal::{FileKey, Keyring, Purpose, SALT_BYTES};
 
 use crate::error::{Result, SearchError};
 
 const MAGIC: &[u8; 8] = b"SLTLOG01";
+const ENCRYPTED_MAGIC: &[u8; 8] = b"SLTLOG02";
+/// Encrypted header: magic 8, data key id 4, salt 16.
+const ENCRYPTED_HEADER_BYTES: usize = 8 + 4 + SALT_BYTES;
+const PURPOSE: Purpose = Purpose("sluice-search translog");
 const FRAME_HEADER_BYTES: usize = 8;
 /// The largest operation a frame may hold: the request body limit of the API, with room.
 pub const OPERATION_BYTES_MAX: usize = 128 * 1024 * 1024;
@@ -48,7 +60,7 @@ impl Operation {
         }
     }
 
-    fn encode_into(&self, out: &mut Vec<u8>) {
+    fn encode_into(&self, out: &mut Vec<u8>, key: Option<&FileKey>) -> Result<()> {
         let (kind, seq_no, version, id, source) = match self {
             Operation::Index {
                 seq_no,
@@ -72,12 +84,21 @@ impl Operation {
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(&(source.len() as u32).to_le_bytes());
         out.extend_from_slice(source);
+        if let Some(key) = key {
+            let plain = out.split_off(start + FRAME_HEADER_BYTES);
+            key.seal_into(&[], &plain, out)
+                .map_err(|error| SearchError::Corrupt {
+                    what: "the translog".into(),
+                    reason: error.to_string(),
+                })?;
+        }
         let payload_len = (out.len() - start - FRAME_HEADER_BYTES) as u32;
         let crc = crc32fast::hash(out.get(start + FRAME_HEADER_BYTES..).unwrap_or_default());
         if let Some(header) = out.get_mut(start..start + FRAME_HEADER_BYTES) {
             header[..4].copy_from_slice(&payload_len.to_le_bytes());
             header[4..].copy_from_slice(&crc.to_le_bytes());
         }
+        Ok(())
     }
 
     fn decode(payload: &[u8]) -> Option<Operation> {
@@ -146,6 +167,9 @@ struct Appender {
 
 pub struct Translog {
     directory: PathBuf,
+    keyring: Option<Arc<Keyring>>,
+    /// The file key every generation this instance writes is sealed with (encrypted only).
+    key: Mutex<Option<Arc<FileKey>>>,
     appender: Mutex<Appender>,
     /// Logical offset up to which everything is fsynced.
     synced_end: Mutex<u64>,
@@ -181,24 +205,42 @@ fn list_generations(directory: &Path) -> Result<Vec<u64>> {
     Ok(generations)
 }
 
-/// Reads the operations of one generation file. Returns them with the length of the valid prefix
-/// and whether anything after it was invalid.
-fn read_generation(path: &Path) -> Result<(Vec<Operation>, u64, bool)> {
+/// Reads the operations of one generation file, opening them with the key its header names when
+/// it is encrypted. Returns them with the length of the valid prefix and whether anything after
+/// it was invalid.
+fn read_generation(path: &Path, keyring: Option<&Keyring>) -> Result<(Vec<Operation>, u64, bool)> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| SearchError::io(path, e))?;
-    if bytes.len() < MAGIC.len() {
-        return Ok((Vec::new(), 0, !bytes.is_empty()));
-    }
-    if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
-        return Err(SearchError::Corrupt {
-            what: path.display().to_string(),
-            reason: "bad translog magic".into(),
-        });
-    }
+    let corrupt = |reason: String| SearchError::Corrupt {
+        what: path.display().to_string(),
+        reason,
+    };
+    let (header_bytes, key) = match bytes.get(..MAGIC.len()) {
+        // Torn before its magic was whole: it holds no frame, and is cut to nothing.
+        None => return Ok((Vec::new(), 0, !bytes.is_empty())),
+        Some(magic) if magic == MAGIC => (MAGIC.len(), None),
+        Some(magic) if magic == ENCRYPTED_MAGIC => {
+            let Some(header) = bytes.get(..ENCRYPTED_HEADER_BYTES) else {
+                // Torn before its header was whole: it holds no frame, and is cut to nothing.
+                return Ok((Vec::new(), 0, true));
+            };
+            let keyring = keyring.ok_or_else(|| {
+                corrupt("it is encrypted, and Sluice was started without the encryption key".into())
+            })?;
+            let key_id = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+            let mut salt = [0u8; SALT_BYTES];
+            salt.copy_from_slice(&header[12..ENCRYPTED_HEADER_BYTES]);
+            let key = keyring
+                .file_key(key_id, salt, PURPOSE)
+                .map_err(|error| corrupt(error.to_string()))?;
+            (ENCRYPTED_HEADER_BYTES, Some(key))
+        }
+        Some(_) => return Err(corrupt("bad translog magic".into())),
+    };
     let mut operations = Vec::new();
-    let mut position = MAGIC.len();
+    let mut position = header_bytes;
     while let Some(header) = bytes.get(position..position + FRAME_HEADER_BYTES) {
         let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -212,6 +254,19 @@ fn read_generation(path: &Path) -> Result<(Vec<Operation>, u64, bool)> {
         if crc32fast::hash(payload) != crc {
             break;
         }
+        let opened;
+        let payload = match &key {
+            None => payload,
+            Some(key) => {
+                // The CRC matched: a payload that does not open was changed, not torn.
+                opened = key.open(&[], payload).map_err(|_| {
+                    corrupt(format!(
+                        "an encrypted frame at byte {position} does not open"
+                    ))
+                })?;
+                &opened[..]
+            }
+        };
         let Some(operation) = Operation::decode(payload) else {
             break;
         };
@@ -221,7 +276,7 @@ fn read_generation(path: &Path) -> Result<(Vec<Operation>, u64, bool)> {
     Ok((operations, position as u64, position < bytes.len()))
 }
 
-fn create_generation(directory: &Path, generation: u64) -> Result<File> {
+fn create_generation(directory: &Path, generation: u64, key: Option<&FileKey>) -> Result<File> {
     let path = generation_path(directory, generation);
     let mut file = OpenOptions::new()
         .create(true)
@@ -229,11 +284,35 @@ fn create_generation(directory: &Path, generation: u64) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| SearchError::io(&path, e))?;
-    file.write_all(MAGIC)
+    let header = match key {
+        None => MAGIC.to_vec(),
+        Some(key) => {
+            let mut header = ENCRYPTED_MAGIC.to_vec();
+            header.extend_from_slice(&key.key_id().to_le_bytes());
+            header.extend_from_slice(&key.salt());
+            header
+        }
+    };
+    file.write_all(&header)
         .and_then(|()| file.sync_all())
         .map_err(|e| SearchError::io(&path, e))?;
     sync_directory(directory)?;
     Ok(file)
+}
+
+/// A fresh file key under the keyring's current data key, with a keyring.
+fn new_key(keyring: Option<&Keyring>) -> Result<Option<Arc<FileKey>>> {
+    keyring
+        .map(|keyring| {
+            keyring
+                .new_file_key(PURPOSE)
+                .map(Arc::new)
+                .map_err(|error| SearchError::Corrupt {
+                    what: "the translog's key".into(),
+                    reason: error.to_string(),
+                })
+        })
+        .transpose()
 }
 
 pub(crate) fn sync_directory(directory: &Path) -> Result<()> {
@@ -245,14 +324,23 @@ pub(crate) fn sync_directory(directory: &Path) -> Result<()> {
 impl Translog {
     /// Opens the translog in `directory`, recovering a torn tail, and returns it with every
     /// operation it holds, oldest first.
+    #[cfg(test)]
     pub fn open(directory: &Path) -> Result<(Translog, Vec<Operation>)> {
+        Translog::open_with(directory, None)
+    }
+
+    /// [`Translog::open`]; with a keyring, the generations it writes are encrypted.
+    pub fn open_with(
+        directory: &Path,
+        keyring: Option<Arc<Keyring>>,
+    ) -> Result<(Translog, Vec<Operation>)> {
         fs::create_dir_all(directory).map_err(|e| SearchError::io(directory, e))?;
         let generations = list_generations(directory)?;
         let mut operations = Vec::new();
         let newest = generations.last().copied();
         for &generation in &generations {
             let path = generation_path(directory, generation);
-            let (mut ops, valid_bytes, torn) = read_generation(&path)?;
+            let (mut ops, valid_bytes, torn) = read_generation(&path, keyring.as_deref())?;
             if torn {
                 if Some(generation) != newest {
                     return Err(SearchError::Corrupt {
@@ -267,7 +355,7 @@ impl Translog {
                     .write(true)
                     .open(&path)
                     .map_err(|e| SearchError::io(&path, e))?;
-                file.set_len(valid_bytes.max(MAGIC.len() as u64))
+                file.set_len(valid_bytes)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| SearchError::io(&path, e))?;
             }
@@ -275,9 +363,12 @@ impl Translog {
         }
         // Writes always go to a fresh generation, so a recovered file is never appended to.
         let generation = newest.map_or(1, |g| g + 1);
-        let file = create_generation(directory, generation)?;
+        let key = new_key(keyring.as_deref())?;
+        let file = create_generation(directory, generation, key.as_deref())?;
         let translog = Translog {
             directory: directory.to_path_buf(),
+            keyring,
+            key: Mutex::new(key),
             appender: Mutex::new(Appender {
                 generation,
                 file,
@@ -303,7 +394,8 @@ impl Translog {
             });
         }
         let before = appender.pending.len();
-        operation.encode_into(&mut appender.pending);
+        let key = lock(&self.key).clone();
+        operation.encode_into(&mut appender.pending, key.as_deref())?;
         appender.appended_end += (appender.pending.len() - before) as u64;
         Ok(appender.appended_end)
     }
@@ -361,7 +453,15 @@ impl Translog {
         // go to the new generation, which is why the roll happens under the index's write lock.
         let sealed = appender.generation;
         let next = sealed + 1;
-        appender.file = create_generation(&self.directory, next)?;
+        let mut key = lock(&self.key);
+        // Frames still buffered were sealed with the current key: it changes only when none is.
+        if appender.pending.is_empty()
+            && let (Some(keyring), Some(current)) = (&self.keyring, key.as_ref())
+            && keyring.current_key_id() != current.key_id()
+        {
+            *key = new_key(Some(keyring))?;
+        }
+        appender.file = create_generation(&self.directory, next, key.as_deref())?;
         appender.generation = next;
         Ok(sealed)
     }
@@ -447,6 +547,49 @@ mod tests {
         drop(log);
         let (_log, ops) = Translog::open(dir.path()).unwrap();
         assert_eq!(ops, vec![index_op(0, "a")]);
+    }
+
+    #[test]
+    fn encrypted_generations_hold_no_plaintext_and_need_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let master = || sluice_seal::MasterKey::parse(&"5e".repeat(32)).unwrap();
+        let keyring = Arc::new(Keyring::open_or_create(keys.path(), master()).unwrap());
+        let (log, _) = Translog::open_with(dir.path(), Some(keyring.clone())).unwrap();
+        let secret = Operation::Index {
+            seq_no: 0,
+            version: 1,
+            id: "secret-id".into(),
+            source: br#"{"pin":"SECRET"}"#.to_vec(),
+        };
+        log.sync_to(log.append(&secret).unwrap()).unwrap();
+        // A rotated key is taken up at the next roll; what was sealed before still opens.
+        keyring.rotate(None).unwrap();
+        let sealed = log.roll().unwrap();
+        log.sync_to(log.append(&index_op(1, "b")).unwrap()).unwrap();
+        // Half a sealed frame at the end is a torn tail.
+        log.append(&index_op(2, "c")).unwrap();
+        drop(log);
+        for generation in list_generations(dir.path()).unwrap() {
+            let bytes = fs::read(generation_path(dir.path(), generation)).unwrap();
+            assert!(bytes.starts_with(ENCRYPTED_MAGIC));
+            assert!(!bytes.windows(6).any(|w| w == b"SECRET" || w == b"secret"));
+        }
+        let newest = generation_path(dir.path(), sealed + 1);
+        assert_eq!(
+            u32::from_le_bytes(fs::read(&newest).unwrap()[8..12].try_into().unwrap()),
+            2
+        );
+        let mut file = OpenOptions::new().append(true).open(&newest).unwrap();
+        file.write_all(&[60, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(file);
+        let (_log, ops) = Translog::open_with(dir.path(), Some(keyring.clone())).unwrap();
+        assert_eq!(ops, vec![secret, index_op(1, "b")]);
+        drop(_log);
+        assert!(Translog::open(dir.path()).is_err());
+        let other = tempfile::tempdir().unwrap();
+        let stranger = Keyring::open_or_create(other.path(), master()).unwrap();
+        assert!(Translog::open_with(dir.path(), Some(Arc::new(stranger))).is_err());
     }
 
     #[test]
