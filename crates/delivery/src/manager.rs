@@ -54,6 +54,8 @@ pub struct DeliveryStreamsOptions {
     /// With security on, what a stream's RoleARN may write into Sluice's own search; `None`:
     /// anything.
     pub index_authorizer: Option<Arc<dyn IndexAuthorizer>>,
+    /// With a keyring, the catalog is written as a sealed file (encryption at rest).
+    pub keyring: Option<Arc<sluice_seal::Keyring>>,
 }
 
 /// Whether a delivery stream may write into an index of Sluice's own search, under the roles of
@@ -75,9 +77,13 @@ impl DeliveryStreamsOptions {
             objects: None,
             clusters: None,
             index_authorizer: None,
+            keyring: None,
         }
     }
 }
+
+/// What the catalog's sealed form is for (the HKDF label).
+const CATALOG_PURPOSE: sluice_seal::Purpose = sluice_seal::Purpose("sluice-delivery catalog");
 
 #[derive(Serialize, Deserialize)]
 struct CatalogFile {
@@ -204,13 +210,21 @@ impl DeliveryStreams {
         let directory = data_dir.join("delivery");
         fs::create_dir_all(&directory)
             .map_err(|e| DeliveryError::io(format!("creating {}", directory.display()), e))?;
+        let configs = read_catalog(&directory, options.keyring.as_deref())?;
+        if let Some(keyring) = options.keyring.as_deref()
+            && let Ok(bytes) = fs::read(directory.join(CATALOG_FILE_NAME))
+            && !sluice_seal::is_sealed_file(&bytes)
+        {
+            // A catalog written before the key was given is sealed now.
+            write_catalog(&directory, &configs, Some(keyring))?;
+        }
         let streams = DeliveryStreams {
             objects: options
                 .objects
                 .clone()
                 .unwrap_or_else(|| Arc::new(ObjectStores::local(data_dir.join("s3")))),
             clusters: options.clusters.clone().unwrap_or_default(),
-            configs: RwLock::new(read_catalog(&directory)?),
+            configs: RwLock::new(configs),
             directory,
             log,
             indices,
@@ -398,7 +412,7 @@ impl DeliveryStreams {
         }
         let mut configs = self.read_configs().clone();
         configs.insert(config.name.clone(), config.clone());
-        write_catalog(&self.directory, &configs)?;
+        write_catalog(&self.directory, &configs, self.options.keyring.as_deref())?;
         *self.configs.write().unwrap_or_else(PoisonError::into_inner) = configs;
         self.start(config, StartPhase::Create)
     }
@@ -414,7 +428,7 @@ impl DeliveryStreams {
         let Some(config) = configs.remove(name) else {
             return Err(DeliveryError::NotFound(name.to_owned()));
         };
-        write_catalog(&self.directory, &configs)?;
+        write_catalog(&self.directory, &configs, self.options.keyring.as_deref())?;
         *self.configs.write().unwrap_or_else(PoisonError::into_inner) = configs;
         let running = self.running().remove(name);
         if let Some(mut running) = running {
@@ -482,7 +496,10 @@ impl Drop for DeliveryStreams {
     }
 }
 
-fn read_catalog(directory: &Path) -> Result<BTreeMap<String, DeliveryStreamConfig>> {
+fn read_catalog(
+    directory: &Path,
+    keyring: Option<&sluice_seal::Keyring>,
+) -> Result<BTreeMap<String, DeliveryStreamConfig>> {
     let path = directory.join(CATALOG_FILE_NAME);
     let corrupt = |reason: String| DeliveryError::CorruptCatalog {
         path: path.display().to_string(),
@@ -505,6 +522,9 @@ fn read_catalog(directory: &Path) -> Result<BTreeMap<String, DeliveryStreamConfi
     if bytes.len() as u64 > CATALOG_BYTES_MAX {
         return Err(corrupt(format!("larger than {CATALOG_BYTES_MAX} bytes")));
     }
+    // Sealed when written with a keyring; a catalog from before it reads as it is.
+    let bytes = sluice_seal::open_maybe_sealed(keyring, CATALOG_PURPOSE, bytes)
+        .map_err(|error| corrupt(error.to_string()))?;
     let catalog: CatalogFile =
         serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
     if catalog.format_version != CATALOG_FORMAT_VERSION {
@@ -520,13 +540,23 @@ fn read_catalog(directory: &Path) -> Result<BTreeMap<String, DeliveryStreamConfi
         .collect())
 }
 
-fn write_catalog(directory: &Path, configs: &BTreeMap<String, DeliveryStreamConfig>) -> Result<()> {
+fn write_catalog(
+    directory: &Path,
+    configs: &BTreeMap<String, DeliveryStreamConfig>,
+    keyring: Option<&sluice_seal::Keyring>,
+) -> Result<()> {
     let catalog = CatalogFile {
         format_version: CATALOG_FORMAT_VERSION,
         delivery_streams: configs.values().cloned().collect(),
     };
     let bytes = serde_json::to_vec_pretty(&catalog)
         .map_err(|e| DeliveryError::invalid(format!("encoding the catalog: {e}")))?;
+    let bytes = match keyring {
+        None => bytes,
+        Some(keyring) => keyring
+            .seal_file(CATALOG_PURPOSE, &bytes)
+            .map_err(|e| DeliveryError::invalid(format!("sealing the catalog: {e}")))?,
+    };
     let path = directory.join(CATALOG_FILE_NAME);
     let temporary = directory.join(format!("{CATALOG_FILE_NAME}.tmp"));
     let io = |what: &str, e| DeliveryError::io(format!("{what} {}", path.display()), e);

@@ -167,7 +167,7 @@ impl Ledger {
         );
         write_file_durably(
             &directory.join(format!("{export_id}.started.manifest")),
-            model::encode_text(&started)?.as_bytes(),
+            &self.object_bytes(model::encode_text(&started)?.as_bytes())?,
         )?;
 
         // Blocks stream through one group (one data object) at a time.
@@ -225,7 +225,7 @@ impl Ledger {
         // The completed manifest is written last: its presence means the export is whole.
         write_file_durably(
             &directory.join(format!("{export_id}.completed.manifest")),
-            model::encode_text(&completed)?.as_bytes(),
+            &self.object_bytes(model::encode_text(&completed)?.as_bytes())?,
         )?;
         Ok((keys, blocks_exported))
     }
@@ -276,7 +276,7 @@ impl Ledger {
                 text.into_bytes()
             }
         };
-        write_file_durably(&directory.join(&key), &bytes)?;
+        write_file_durably(&directory.join(&key), &self.object_bytes(&bytes)?)?;
         Ok(key)
     }
 }

@@ -195,7 +195,7 @@ impl Ledgers {
             &path,
             self.clock.clone(),
             self.limits.clone(),
-            self.keyring.as_deref(),
+            self.keyring.as_ref(),
         )?))
     }
 
@@ -245,7 +245,7 @@ impl Ledgers {
                 &path,
                 self.clock.clone(),
                 self.limits.clone(),
-                self.keyring.as_deref(),
+                self.keyring.as_ref(),
             )?)
         } else if self.v1_path(name).is_file() {
             self.migrate_v1(name)?
@@ -274,7 +274,7 @@ impl Ledgers {
             &partial,
             self.clock.clone(),
             self.limits.clone(),
-            self.keyring.as_deref(),
+            self.keyring.as_ref(),
         )
         .and_then(|blocks| self.install(&partial, name).map(|ledger| (ledger, blocks)));
         let (ledger, blocks) = match migrated {
@@ -345,9 +345,9 @@ impl Ledgers {
         let strand_id =
             crate::export::verify_export_chain(&blocks, strictness, cancel).map_err(cancelled)?;
         let partial = self.partial_path(name);
-        let keyring = self.keyring.as_deref();
-        let built =
-            Ledger::create_files(&partial, name, true, &strand_id, keyring).and_then(|()| {
+        let keyring = self.keyring.as_ref();
+        let built = Ledger::create_files(&partial, name, true, &strand_id, keyring.map(|k| &**k))
+            .and_then(|()| {
                 let ledger =
                     Ledger::open(&partial, self.clock.clone(), self.limits.clone(), keyring)?;
                 crate::export::apply_blocks(&ledger, &blocks, cancel)
@@ -478,6 +478,8 @@ pub struct ChainReport {
 pub struct Ledger {
     name: String,
     strand_id: String,
+    /// With a keyring, what the ledger writes into the s3 store (exports) is encrypted.
+    keyring: Option<Arc<Keyring>>,
     pub(crate) database: Arc<Database>,
     pub(crate) journal: JournalFile,
     pub(crate) clock: Arc<dyn Clock>,
@@ -539,12 +541,12 @@ impl Ledger {
     /// Opens the ledger in `directory`: checks the format version, then brings the derived
     /// state up to the journal's end (replaying blocks written after the last checkpoint and
     /// cutting a torn tail, see [`Ledger::recover`]).
-    /// An encrypted journal needs `keyring`.
+    /// An encrypted journal needs `keyring`; with one, the ledger's exports are encrypted too.
     pub fn open(
         directory: &Path,
         clock: Arc<dyn Clock>,
         limits: Limits,
-        keyring: Option<&Keyring>,
+        keyring: Option<&Arc<Keyring>>,
     ) -> Result<Self, LedgerError> {
         let database = Database::open(directory.join(STATE_FILE_NAME))?;
         let (name, strand_id, tip) = {
@@ -564,7 +566,7 @@ impl Ledger {
             let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
             (name, strand_id, Tip::read(&meta, &tree)?)
         };
-        let journal = JournalFile::open(&directory.join(JOURNAL_FILE_NAME), keyring)?;
+        let journal = JournalFile::open(&directory.join(JOURNAL_FILE_NAME), keyring.map(|k| &**k))?;
         if journal.strand_id() != strand_id {
             return Err(LedgerError::Storage(format!(
                 "the journal of ledger {name} belongs to strand {}, its state to strand {strand_id}",
@@ -576,6 +578,7 @@ impl Ledger {
         let poisoned = Arc::new(AtomicBool::new(false));
         let checkpointer = Checkpointer::start(&name, database.clone(), poisoned.clone())?;
         Ok(Ledger {
+            keyring: keyring.cloned(),
             name,
             strand_id,
             database,
@@ -709,6 +712,18 @@ impl Ledger {
     }
 
     /// The journal's only strand.
+    /// `bytes` as an object of the s3 store: encrypted with a keyring, else as they are.
+    pub(crate) fn object_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, LedgerError> {
+        match &self.keyring {
+            None => Ok(bytes.to_vec()),
+            Some(keyring) => keyring
+                .seal_file(sluice_seal::LOCAL_OBJECT, bytes)
+                .map_err(|error| {
+                    LedgerError::Storage(format!("sealing an export object: {error}"))
+                }),
+        }
+    }
+
     /// The key an index entry for `value` is stored under (see [`JournalFile::index_key`]).
     pub(crate) fn index_key(&self, value: &Element) -> Option<String> {
         self.journal.index_key(value)

@@ -27,7 +27,7 @@ pub(crate) fn migrate_v1_file(
     target: &Path,
     clock: Arc<dyn Clock>,
     limits: Limits,
-    keyring: Option<&sluice_seal::Keyring>,
+    keyring: Option<&std::sync::Arc<sluice_seal::Keyring>>,
 ) -> Result<u64, LedgerError> {
     let database = Database::open(v1_path)?;
     let read = database.begin_read()?;
@@ -51,7 +51,13 @@ pub(crate) fn migrate_v1_file(
             text("deletion_protection")? != "false",
         )
     };
-    Ledger::create_files(target, &name, deletion_protection, &strand_id, keyring)?;
+    Ledger::create_files(
+        target,
+        &name,
+        deletion_protection,
+        &strand_id,
+        keyring.map(|k| &**k),
+    )?;
     let ledger = Ledger::open(target, clock, limits, keyring)?;
     let blocks = read.open_table(storage::v1::BLOCKS)?;
     let never = CancelToken::new();

@@ -84,6 +84,8 @@ impl Root {
 pub struct ImportRoots {
     s3_store: Root,
     import_dirs: Vec<Root>,
+    /// Opens objects the s3 store holds encrypted (files not encrypted are read as they are).
+    keyring: Option<std::sync::Arc<sluice_seal::Keyring>>,
 }
 
 impl ImportRoots {
@@ -96,7 +98,14 @@ impl ImportRoots {
                 .iter()
                 .map(|directory| Root::new(directory, "import directory"))
                 .collect::<Result<_, _>>()?,
+            keyring: None,
         })
+    }
+
+    /// These roots reading encrypted objects with `keyring`.
+    pub fn with_keyring(mut self, keyring: Option<std::sync::Arc<sluice_seal::Keyring>>) -> Self {
+        self.keyring = keyring;
+        self
     }
 
     /// The s3 store's canonical path: `<bucket>/<prefix>/…` below it.
@@ -135,6 +144,7 @@ impl ImportRoots {
             root: self.s3_store.canonical.clone(),
             relative,
             name: format!("s3://{bucket}/{}", prefix.trim_matches('/')),
+            keyring: self.keyring.clone(),
         })
     }
 
@@ -174,6 +184,7 @@ impl ImportRoots {
                         root: root.canonical.clone(),
                         relative: relative.to_path_buf(),
                         name: text.to_owned(),
+                        keyring: self.keyring.clone(),
                     });
                 }
             }
@@ -200,6 +211,7 @@ impl ImportRoots {
                 root: root.canonical.clone(),
                 relative: clean.clone(),
                 name: text.to_owned(),
+                keyring: self.keyring.clone(),
             })
             .collect();
         let found = locations
@@ -244,6 +256,8 @@ pub struct ExportLocation {
     relative: PathBuf,
     /// How errors name the export: as the request named it.
     name: String,
+    /// Opens encrypted files of the export.
+    keyring: Option<std::sync::Arc<sluice_seal::Keyring>>,
 }
 
 impl ExportLocation {
@@ -254,6 +268,7 @@ impl ExportLocation {
             root: path.to_path_buf(),
             relative: PathBuf::new(),
             name: path.display().to_string(),
+            keyring: None,
         }
     }
 
@@ -346,6 +361,7 @@ enum Lookup {
 /// reads files, all relative to the directory's handle and within the limits above.
 pub(crate) struct ExportReader<'a> {
     directory: OwnedFd,
+    keyring: Option<std::sync::Arc<sluice_seal::Keyring>>,
     cancel: &'a CancelToken,
     entries_seen: usize,
     bytes_read: u64,
@@ -359,6 +375,7 @@ impl<'a> ExportReader<'a> {
         cancel.check()?;
         Ok(ExportReader {
             directory: open_location(location)?,
+            keyring: location.keyring.clone(),
             cancel,
             entries_seen: 0,
             bytes_read: 0,
@@ -626,7 +643,11 @@ impl<'a> ExportReader<'a> {
                 "an export holds at most {EXPORT_BYTES_MAX} bytes"
             )));
         }
-        Ok(bytes)
+        // The s3 store keeps objects encrypted when Sluice has a key; other files pass as read.
+        sluice_seal::open_maybe_sealed(self.keyring.as_deref(), sluice_seal::LOCAL_OBJECT, bytes)
+            .map_err(|error| {
+                LedgerError::BadRequest(format!("{} in the export: {error}", display(relative)))
+            })
     }
 }
 

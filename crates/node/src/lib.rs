@@ -159,6 +159,11 @@ pub struct NodeOptions {
     /// With security on, what delivery streams' roles may write into Sluice's own search;
     /// `None`: anything.
     pub index_authorizer: Option<Arc<dyn sluice_delivery::IndexAuthorizer>>,
+    /// The master key of encryption at rest (`--encryption-key-file`, `SLUICE_ENCRYPTION_KEY`):
+    /// with it, what the node writes from now on is encrypted under the data directory's
+    /// keyring (`security/keyring.json`, created at the first start with a key). A data
+    /// directory that has a keyring does not open without its key.
+    pub encryption_key: Option<sluice_seal::MasterKey>,
 }
 
 impl Default for NodeOptions {
@@ -175,7 +180,30 @@ impl Default for NodeOptions {
             search_clusters: Vec::new(),
             kinesis_endpoints: Vec::new(),
             index_authorizer: None,
+            encryption_key: None,
         }
+    }
+}
+
+/// The keyring of `data_dir` under `key`, created at the first start with one; without a key, a
+/// data directory that has a keyring is refused (its encrypted files would not open).
+fn open_keyring(
+    data_dir: &Path,
+    key: Option<sluice_seal::MasterKey>,
+) -> Result<Option<Arc<sluice_seal::Keyring>>, NodeError> {
+    let security = data_dir.join("security");
+    match key {
+        Some(key) => Ok(Some(Arc::new(
+            sluice_seal::Keyring::open_or_create(&security, key)
+                .map_err(|error| NodeError::Config(error.to_string()))?,
+        ))),
+        None if sluice_seal::Keyring::exists(&security) => Err(NodeError::Config(format!(
+            "{} was encrypted (it has {}): start Sluice with its key, --encryption-key-file FILE or {}",
+            data_dir.display(),
+            sluice_seal::Keyring::path_in(&security).display(),
+            sluice_seal::MASTER_KEY_ENV
+        ))),
+        None => Ok(None),
     }
 }
 
@@ -205,6 +233,7 @@ pub struct Node {
     ledgers: Arc<Ledgers>,
     tables: Arc<Tables>,
     import_roots: ImportRoots,
+    keyring: Option<Arc<sluice_seal::Keyring>>,
     objects: Arc<ObjectStores>,
     long_operations: CancelToken,
     delivery: Arc<DeliveryStreams>,
@@ -237,31 +266,43 @@ impl Node {
             KinesisEndpoints::new(options.kinesis_endpoints.clone()).map_err(NodeError::Config)?;
         create_private_dir(data_dir).map_err(io)?;
         let data_dir = &fs::canonicalize(data_dir).map_err(io)?;
-        let lock = File::create(data_dir.join("sluice.lock")).map_err(io)?;
+        let mut lock = File::create(data_dir.join("sluice.lock")).map_err(io)?;
         lock.try_lock()
             .map_err(|_| NodeError::Locked(data_dir.to_path_buf()))?;
-        let indices = Arc::new(Indices::open(&data_dir.join("indices"))?);
+        // The holder's process id, for tools that signal it (`sluice security rotate-key`).
+        std::io::Write::write_all(&mut lock, std::process::id().to_string().as_bytes())
+            .map_err(io)?;
+        let keyring = open_keyring(data_dir, options.encryption_key.clone())?;
+        let indices = Arc::new(Indices::open_with_keyring(
+            &data_dir.join("indices"),
+            keyring.clone(),
+        )?);
         let log = Arc::new(Log::open(
             data_dir.join("streams"),
             LogOptions {
                 clock: options.clock.clone(),
+                keyring: keyring.clone(),
                 ..LogOptions::default()
             },
         )?);
-        let ledgers = Arc::new(Ledgers::open_dir(
-            data_dir.join("ledgers"),
-            Arc::new(sluice_ledger::SystemClock),
-            Limits::default(),
-        )?);
+        let ledgers = Arc::new(
+            Ledgers::open_dir(
+                data_dir.join("ledgers"),
+                Arc::new(sluice_ledger::SystemClock),
+                Limits::default(),
+            )?
+            .with_keyring(keyring.clone()),
+        );
         let tables = Arc::new(Tables::open(
             &data_dir.join("tables"),
             options.clock.clone(),
         )?);
-        let import_roots = ImportRoots::new(&data_dir.join("s3"), &options.import_dirs)?;
-        let objects = Arc::new(ObjectStores::new(
-            data_dir.join("s3"),
-            options.object_store.clone(),
-        )?);
+        let import_roots = ImportRoots::new(&data_dir.join("s3"), &options.import_dirs)?
+            .with_keyring(keyring.clone());
+        let objects = Arc::new(
+            ObjectStores::new(data_dir.join("s3"), options.object_store.clone())?
+                .with_keyring(keyring.clone()),
+        );
         let staging = data_dir.join(S3_STAGING_DIR);
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(io)?;
@@ -276,6 +317,7 @@ impl Node {
                     options.search_clusters.clone(),
                 )?)),
                 index_authorizer: options.index_authorizer.clone(),
+                keyring: keyring.clone(),
                 ..DeliveryStreamsOptions::new(options.clock.clone(), options.transformer.clone())
             },
         )?);
@@ -365,6 +407,7 @@ impl Node {
             ledgers,
             tables,
             import_roots,
+            keyring,
             objects,
             long_operations: CancelToken::new(),
             delivery,
@@ -422,6 +465,12 @@ impl Node {
     }
 
     /// Where ledger restores and imports may read: the `s3/` store and the import directories.
+    /// The keyring of encryption at rest, when the node was opened with a key: reloaded on
+    /// SIGHUP after `sluice security rotate-key`.
+    pub fn keyring(&self) -> Option<&Arc<sluice_seal::Keyring>> {
+        self.keyring.as_ref()
+    }
+
     pub fn import_roots(&self) -> &ImportRoots {
         &self.import_roots
     }

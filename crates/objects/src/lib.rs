@@ -446,6 +446,13 @@ impl ObjectStores {
         }
     }
 
+    /// These stores writing the local directory's objects sealed under `keyring` (S3's own
+    /// buckets get the plaintext, and their server-side encryption as configured).
+    pub fn with_keyring(mut self, keyring: Option<Arc<sluice_seal::Keyring>>) -> ObjectStores {
+        self.local = self.local.with_keyring(keyring);
+        self
+    }
+
     /// The local directory under `root` and the S3 buckets of `config` (checked first).
     pub fn new(root: impl Into<PathBuf>, config: ObjectStoreConfig) -> Result<ObjectStores> {
         config.validate()?;
@@ -539,8 +546,11 @@ impl ObjectStores {
         });
         let mut keys = Vec::with_capacity(files.len());
         for (relative, path) in files {
+            // Staged files may be sealed (an export written with a keyring): opened here, sealed
+            // again for the local directory, sent as they are to S3.
             let bytes = std::fs::read(&path)
                 .map_err(|error| ObjectsError::io(format!("reading {}", path.display()), error))?;
+            let bytes = self.local.open_bytes(bytes)?;
             let key = format!("{key_prefix}{relative}");
             self.put(placement, bucket, &key, &bytes)?;
             keys.push(key);

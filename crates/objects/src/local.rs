@@ -1,6 +1,8 @@
 //! The local stand-in for S3: bucket `B`, key `K` is the file `<root>/B/K`. Objects are written
 //! whole and durably (temporary file, fsync, rename, fsync of the folder), so a crash leaves the
-//! old object, the new one, or a `.tmp` file that is not an object.
+//! old object, the new one, or a `.tmp` file that is not an object. With a keyring, objects are
+//! written as sealed files (`sluice_seal`), and read back opened; objects written before the
+//! keyring read as they are.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -16,6 +18,7 @@ pub const READ_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    keyring: Option<std::sync::Arc<sluice_seal::Keyring>>,
 }
 
 /// A key both backends can hold the same way: relative, no `.`, `..` or empty parts (which a
@@ -41,7 +44,22 @@ pub fn validate_key(key: &str) -> Result<()> {
 
 impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStore { root: root.into() }
+        LocalStore {
+            root: root.into(),
+            keyring: None,
+        }
+    }
+
+    /// This store writing sealed objects under `keyring`.
+    pub fn with_keyring(mut self, keyring: Option<std::sync::Arc<sluice_seal::Keyring>>) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    /// An object's bytes as read from disk, opened when they are sealed.
+    pub fn open_bytes(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        sluice_seal::open_maybe_sealed(self.keyring.as_deref(), sluice_seal::LOCAL_OBJECT, bytes)
+            .map_err(|error| ObjectsError::Invalid(format!("an object of the s3 store: {error}")))
     }
 
     pub fn root(&self) -> &Path {
@@ -60,6 +78,18 @@ impl LocalStore {
         let mut temporary = path.clone().into_os_string();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
+        let sealed;
+        let bytes = match &self.keyring {
+            None => bytes,
+            Some(keyring) => {
+                sealed = keyring
+                    .seal_file(sluice_seal::LOCAL_OBJECT, bytes)
+                    .map_err(|error| {
+                        ObjectsError::Invalid(format!("sealing an object: {error}"))
+                    })?;
+                &sealed[..]
+            }
+        };
         let mut file = File::create(&temporary).map_err(|e| io("creating", e))?;
         file.write_all(bytes).map_err(|e| io("writing", e))?;
         file.sync_all().map_err(|e| io("syncing", e))?;
@@ -87,7 +117,7 @@ impl LocalStore {
                 path.display()
             )));
         }
-        Ok(bytes)
+        self.open_bytes(bytes)
     }
 }
 
@@ -107,5 +137,27 @@ mod tests {
         let store = LocalStore::new(dir.path().join("s3"));
         assert!(store.put("b-1", "../../escape", b"x").is_err());
         assert!(!dir.path().join("escape").exists());
+    }
+
+    #[test]
+    fn a_store_with_a_keyring_writes_sealed_objects_and_reads_both_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = sluice_seal::MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let keyring = std::sync::Arc::new(
+            sluice_seal::Keyring::open_or_create(&dir.path().join("keys"), master).unwrap(),
+        );
+        let plain = LocalStore::new(dir.path().join("s3"));
+        plain.put("b-1", "old", b"SECRET old").unwrap();
+        let sealed = LocalStore::new(dir.path().join("s3")).with_keyring(Some(keyring));
+        let path = sealed.put("b-1", "new", b"SECRET new").unwrap();
+        assert!(
+            !std::fs::read(&path)
+                .unwrap()
+                .windows(6)
+                .any(|w| w == b"SECRET")
+        );
+        assert_eq!(sealed.get("b-1", "new").unwrap(), b"SECRET new");
+        assert_eq!(sealed.get("b-1", "old").unwrap(), b"SECRET old");
+        assert!(plain.get("b-1", "new").is_err());
     }
 }

@@ -90,6 +90,7 @@ impl SealError {
 }
 
 /// The key that wraps a keyring's data keys.
+#[derive(Clone)]
 pub struct MasterKey([u8; KEY_BYTES]);
 
 impl std::fmt::Debug for MasterKey {
@@ -183,6 +184,9 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], SealError> {
 /// What a file of one kind uses its key for: the HKDF label that separates kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purpose(pub &'static str);
+
+/// Objects of the local stand-in for S3 (`DATA_DIR/s3`): backups, S3 destinations, exports.
+pub const LOCAL_OBJECT: Purpose = Purpose("sluice local object");
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

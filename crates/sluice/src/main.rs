@@ -300,6 +300,13 @@ struct UpArgs {
     /// start on such an address (the config file's `"insecure": true` says the same).
     #[arg(long)]
     insecure: bool,
+    /// The master key of encryption at rest: a file of 64 hexadecimal digits (`sluice security
+    /// generate-key`) or 32 raw bytes; SLUICE_ENCRYPTION_KEY may hold the digits instead. With
+    /// it, stream segments, translogs, ledger journals, the delivery catalog and the objects of
+    /// DATA_DIR/s3 written from then on are encrypted (AES-256-GCM); a data directory once
+    /// started with a key does not start without it.
+    #[arg(long, value_name = "FILE")]
+    encryption_key_file: Option<PathBuf>,
 }
 
 /// Open-file descriptors kept for the data directory's files (index and log segments, ledger
@@ -637,6 +644,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             index_authorizer: authenticator
                 .clone()
                 .map(|authenticator| authenticator as Arc<dyn sluice_node::IndexAuthorizer>),
+            encryption_key: security_cli::encryption_key(args.encryption_key_file.as_deref())?,
         };
         let data_dir = args.data_dir.clone();
         let node = tokio::task::spawn_blocking(move || Node::open_with(&data_dir, options))
@@ -744,8 +752,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         let ui = ui_server.serve(Arc::new(ui_api), server_options);
         let stop_signals = install_stop_signals()?;
-        if let Some(tls) = &tls {
-            reload_on_hangup(tls.cert.clone())?;
+        if tls.is_some() || node.keyring().is_some() {
+            reload_on_hangup(
+                tls.as_ref().map(|tls| tls.cert.clone()),
+                node.keyring().cloned(),
+            )?;
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         // Tests and scripts read these lines to find the endpoints.
@@ -850,22 +861,39 @@ fn tls_from_args(args: &UpArgs) -> anyhow::Result<Option<Tls>> {
     Ok(Some(Tls::new(Arc::new(cert), args.tls_only)?))
 }
 
-/// Reloads the certificate files at every SIGHUP; a pair that fails to load leaves the current
-/// one serving.
-fn reload_on_hangup(cert: Arc<ReloadingCert>) -> anyhow::Result<()> {
+/// Reloads the certificate files and the keyring of encryption at rest at every SIGHUP; a pair
+/// that fails to load leaves the current one serving, a keyring that fails the current keys.
+fn reload_on_hangup(
+    cert: Option<Arc<ReloadingCert>>,
+    keyring: Option<Arc<sluice_seal::Keyring>>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match cert.reload() {
-                Ok(()) => tracing::info!(
-                    fingerprint_sha256 = cert.fingerprint_sha256(),
-                    "reloaded the TLS certificate"
-                ),
-                Err(error) => tracing::warn!(
-                    %error,
-                    "reloading the TLS certificate failed; the current one stays in use"
-                ),
+            if let Some(cert) = &cert {
+                match cert.reload() {
+                    Ok(()) => tracing::info!(
+                        fingerprint_sha256 = cert.fingerprint_sha256(),
+                        "reloaded the TLS certificate"
+                    ),
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "reloading the TLS certificate failed; the current one stays in use"
+                    ),
+                }
+            }
+            if let Some(keyring) = &keyring {
+                match keyring.reload() {
+                    Ok(()) => tracing::info!(
+                        data_key = keyring.current_key_id(),
+                        "reloaded the encryption keyring; new files use its current data key"
+                    ),
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "reloading the encryption keyring failed; the current keys stay in use"
+                    ),
+                }
             }
         }
     });

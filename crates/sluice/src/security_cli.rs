@@ -31,6 +31,21 @@ enum SecurityCommand {
     /// AWS access keys (SigV4).
     #[command(subcommand)]
     AccessKey(AccessKeyCommand),
+    /// Print a new random encryption key (64 hexadecimal digits) for `sluice up
+    /// --encryption-key-file` or SLUICE_ENCRYPTION_KEY.
+    GenerateKey,
+    /// Add a data key to the data directory's keyring and make it the one new files are
+    /// encrypted with; files encrypted before keep opening with theirs. A running node is sent
+    /// SIGHUP and takes it up without a restart. With --new-encryption-key-file, the keyring is
+    /// also wrapped under that master key from now on (give it to the next `sluice up`).
+    RotateKey {
+        /// The current master key (else SLUICE_ENCRYPTION_KEY).
+        #[arg(long)]
+        encryption_key_file: Option<PathBuf>,
+        /// A new master key to wrap the keyring under.
+        #[arg(long)]
+        new_encryption_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,9 +136,82 @@ fn check_roles(data_dir: &std::path::Path, roles: &[String]) -> anyhow::Result<(
     Ok(())
 }
 
+/// The master key of encryption at rest from `file`, else from SLUICE_ENCRYPTION_KEY; `None`
+/// when neither is given.
+pub fn encryption_key(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<sluice_seal::MasterKey>> {
+    match file {
+        Some(file) => Ok(Some(sluice_seal::MasterKey::from_file(file)?)),
+        None => Ok(sluice_seal::MasterKey::from_env()?),
+    }
+}
+
+/// Rotates the data key of `data_dir`'s keyring and tells a running node.
+fn rotate_key(
+    data_dir: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+    new_key_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let key = encryption_key(key_file)?.with_context(|| {
+        format!(
+            "rotate-key needs the current encryption key: --encryption-key-file FILE or {}",
+            sluice_seal::MASTER_KEY_ENV
+        )
+    })?;
+    let new_key = new_key_file
+        .map(sluice_seal::MasterKey::from_file)
+        .transpose()?;
+    let keyring = sluice_seal::Keyring::open(&data_dir.join("security"), key)?;
+    let id = keyring.rotate(new_key)?;
+    println!("data key {id} is now the one new files are encrypted with");
+    if new_key_file.is_some() {
+        println!(
+            "the keyring is wrapped under the new master key: start Sluice with it from now on"
+        );
+    }
+    match running_node(data_dir) {
+        Some(pid) => {
+            rustix::process::kill_process(pid, rustix::process::Signal::HUP)
+                .with_context(|| format!("signalling the running sluice (process {pid:?})"))?;
+            println!(
+                "the running sluice (process {}) was told to reload it",
+                pid.as_raw_nonzero()
+            );
+        }
+        None => println!(
+            "no sluice is running on {}: the next start uses it",
+            data_dir.display()
+        ),
+    }
+    Ok(())
+}
+
+/// The process holding `data_dir`'s lock, read from the lock file, when one holds it.
+fn running_node(data_dir: &std::path::Path) -> Option<rustix::process::Pid> {
+    let path = data_dir.join("sluice.lock");
+    let file = std::fs::File::open(&path).ok()?;
+    if file.try_lock_shared().is_ok() {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    rustix::process::Pid::from_raw(text.trim().parse().ok()?)
+}
+
 pub fn run(args: SecurityArgs) -> anyhow::Result<()> {
     let store = IdentityStore::new(&args.data_dir);
     match args.command {
+        SecurityCommand::GenerateKey => {
+            println!("{}", sluice_seal::MasterKey::generate()?.to_hex());
+        }
+        SecurityCommand::RotateKey {
+            encryption_key_file,
+            new_encryption_key_file,
+        } => rotate_key(
+            &args.data_dir,
+            encryption_key_file.as_deref(),
+            new_encryption_key_file.as_deref(),
+        )?,
         SecurityCommand::User(UserCommand::Add {
             name,
             roles,

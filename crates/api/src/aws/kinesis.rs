@@ -1005,6 +1005,7 @@ pub fn log_error(error: LogError) -> AwsError {
         | LogError::Corruption { .. }
         | LogError::UnsupportedFormatVersion { .. }
         | LogError::ShardPoisoned { .. }
+        | LogError::Encryption { .. }
         | LogError::DirectoryLocked { .. }) => {
             tracing::error!(%error, "Kinesis call failed in the log");
             AwsError::internal(format!("Internal Service Failure: {error}"))

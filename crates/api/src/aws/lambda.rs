@@ -253,6 +253,7 @@ impl LambdaService {
     ) -> LambdaService {
         let (event_queue, left_events) = match EventQueue::open(
             &node.data_dir().join("functions").join("events"),
+            node.keyring().cloned(),
         ) {
             Ok((queue, left, damaged)) => {
                 for file in damaged {

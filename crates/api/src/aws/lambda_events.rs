@@ -4,6 +4,7 @@
 //! fsynced with its directory before the answer, removed once the invocation ends. At start the
 //! files left by a crash are invoked again, oldest first. So an acknowledged Event invocation
 //! runs at least once, as Lambda promises; one that was running at the crash may run twice.
+//! With a keyring (encryption at rest) the files are sealed, payloads and all.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +37,11 @@ pub type OpenedQueue = (EventQueue, Vec<(PathBuf, QueuedEvent)>, Vec<String>);
 pub struct EventQueue {
     directory: PathBuf,
     next: AtomicU64,
+    keyring: Option<std::sync::Arc<sluice_seal::Keyring>>,
 }
+
+/// What a sealed event file's key is for (the HKDF label).
+const EVENT_PURPOSE: sluice_seal::Purpose = sluice_seal::Purpose("sluice-lambda event");
 
 fn sequence_of(path: &Path) -> Option<u64> {
     path.file_name()?
@@ -49,7 +54,10 @@ fn sequence_of(path: &Path) -> Option<u64> {
 impl EventQueue {
     /// Opens (creating) the directory and reads the events a previous run left, oldest first.
     /// Files that cannot be read are reported in the second list and left in place.
-    pub fn open(directory: &Path) -> std::io::Result<OpenedQueue> {
+    pub fn open(
+        directory: &Path,
+        keyring: Option<std::sync::Arc<sluice_seal::Keyring>>,
+    ) -> std::io::Result<OpenedQueue> {
         std::fs::create_dir_all(directory)?;
         let mut found: Vec<(u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(directory)? {
@@ -63,7 +71,7 @@ impl EventQueue {
         let mut events = Vec::new();
         let mut damaged = Vec::new();
         for (_, path) in found {
-            match read_event(&path) {
+            match read_event(&path, keyring.as_deref()) {
                 Ok(event) => events.push((path, event)),
                 Err(error) => damaged.push(format!("{}: {error}", path.display())),
             }
@@ -71,6 +79,7 @@ impl EventQueue {
         let queue = EventQueue {
             directory: directory.to_owned(),
             next: AtomicU64::new(next),
+            keyring,
         };
         Ok((queue, events, damaged))
     }
@@ -84,6 +93,12 @@ impl EventQueue {
             payload: payload.clone(),
         };
         let bytes = serde_json::to_vec(&event)?;
+        let bytes = match &self.keyring {
+            None => bytes,
+            Some(keyring) => keyring
+                .seal_file(EVENT_PURPOSE, &bytes)
+                .map_err(|error| std::io::Error::other(error.to_string()))?,
+        };
         let sequence = self.next.fetch_add(1, Ordering::SeqCst);
         let path = self.directory.join(format!("{sequence:020}{EVENT_SUFFIX}"));
         let temporary = path.with_extension("tmp");
@@ -108,7 +123,7 @@ impl EventQueue {
     }
 }
 
-fn read_event(path: &Path) -> Result<QueuedEvent, String> {
+fn read_event(path: &Path, keyring: Option<&sluice_seal::Keyring>) -> Result<QueuedEvent, String> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::fs::File::open(path)
@@ -117,6 +132,8 @@ fn read_event(path: &Path) -> Result<QueuedEvent, String> {
     if bytes.len() as u64 > EVENT_FILE_BYTES_MAX {
         return Err(format!("larger than {EVENT_FILE_BYTES_MAX} bytes"));
     }
+    let bytes = sluice_seal::open_maybe_sealed(keyring, EVENT_PURPOSE, bytes)
+        .map_err(|error| error.to_string())?;
     let event: QueuedEvent = serde_json::from_slice(&bytes).map_err(|error| error.to_string())?;
     if event.format_version != EVENT_FORMAT_VERSION {
         return Err(format!("format version {}", event.format_version));
@@ -131,14 +148,14 @@ mod tests {
     #[test]
     fn events_persist_in_order_and_are_read_back_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (queue, left, damaged) = EventQueue::open(dir.path()).unwrap();
+        let (queue, left, damaged) = EventQueue::open(dir.path(), None).unwrap();
         assert!(left.is_empty() && damaged.is_empty());
         let first = queue.persist("f", &serde_json::json!({"n": 1})).unwrap();
         queue.persist("g", &serde_json::json!({"n": 2})).unwrap();
         EventQueue::done(&first);
         std::fs::write(dir.path().join("00000000000000000009.event"), b"{torn").unwrap();
         drop(queue);
-        let (queue, left, damaged) = EventQueue::open(dir.path()).unwrap();
+        let (queue, left, damaged) = EventQueue::open(dir.path(), None).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].1.function, "g");
         assert_eq!(left[0].1.payload, serde_json::json!({"n": 2}));
