@@ -4,7 +4,8 @@ given with `--encryption-key-file`; a Kinesis record, a document's translog, a l
 of the stream segments, translogs, ledgers, delivery catalog or s3 store holds them in clear.
 Everything reads back through the APIs, across a restart; without the key the data directory
 does not start; `sluice security rotate-key` while the node runs makes the segments created
-after it use the new data key, and the old ones still read."""
+after it use the new data key, and the old ones still read; kill -9 while records, documents
+and ledger transactions are written encrypted loses none that was acknowledged."""
 
 import json
 import subprocess
@@ -13,7 +14,7 @@ import time
 import pytest
 from pyqldb.driver.qldb_driver import QldbDriver
 
-from conftest import BINARY, Sluice, aws_client
+from conftest import BINARY, Sluice, aws_client, kill_9_while_writing
 
 MARKER = "SEALEDMARKER"
 DELIVERY_TIMEOUT_S = 60
@@ -188,3 +189,55 @@ def test_rotate_key_while_running_takes_effect_without_a_restart(tmp_path, sluic
     iterator = kinesis.get_shard_iterator(StreamName="before", ShardId="shardId-000000000000",
                                           ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
     assert [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]] == [b"old"]
+
+
+def test_kill_9_while_writing_encrypted_loses_nothing_acknowledged(tmp_path, sluice_factory):
+    key_file = generate_key(tmp_path / "key.hex")
+    data_dir = tmp_path / "data"
+    args = ["--encryption-key-file", str(key_file)]
+    server = sluice_factory(data_dir, args)
+    kinesis = aws_client(server, "kinesis")
+    kinesis.create_stream(StreamName="events", ShardCount=2)
+    aws_client(server, "qldb").create_ledger(Name="audit", PermissionsMode="ALLOW_ALL")
+    driver = QldbDriver("audit", **qldb_kwargs(server))
+    driver.execute_lambda(lambda txn: txn.execute_statement("CREATE TABLE Entries"))
+    import urllib.request
+    acknowledged = {"records": [], "documents": [], "entries": []}
+
+    def write_round(n):
+        batch = [{"PartitionKey": f"k{n}-{i}", "Data": f"{MARKER}-{n}-{i}".encode()} for i in range(20)]
+        answer = kinesis.put_records(StreamName="events", Records=batch)
+        acknowledged["records"] += [r["Data"] for r, out in zip(batch, answer["Records"]) if "SequenceNumber" in out]
+        lines = "".join(json.dumps({"index": {"_index": "docs", "_id": f"{n}-{i}"}}) + "\n"
+                        + json.dumps({"text": f"{MARKER}-{n}-{i}"}) + "\n" for i in range(20))
+        request = urllib.request.Request(f"{server.es_url}/_bulk", method="POST", data=lines.encode(),
+                                         headers={"Content-Type": "application/x-ndjson"})
+        items = json.loads(urllib.request.urlopen(request).read())["items"]
+        acknowledged["documents"] += [item["index"]["_id"] for item in items if item["index"]["status"] in (200, 201)]
+        driver.execute_lambda(lambda txn: txn.execute_statement("INSERT INTO Entries ?", {"n": n}))
+        acknowledged["entries"].append(n)
+
+    kill_9_while_writing(server, write_round, rounds=15, timeout_s=120)
+    assert len(acknowledged["entries"]) >= 15
+
+    restarted = sluice_factory(data_dir, args)
+    kinesis = aws_client(restarted, "kinesis")
+    read = []
+    for shard in kinesis.list_shards(StreamName="events")["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName="events", ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            answer = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+            read += [r["Data"] for r in answer["Records"]]
+            if not answer["Records"]:
+                break
+            iterator = answer.get("NextShardIterator")
+    assert set(acknowledged["records"]) <= set(read)
+    for document in acknowledged["documents"]:
+        found = json.loads(urllib.request.urlopen(f"{restarted.es_url}/docs/_doc/{document}").read())
+        assert found["found"], document
+    driver = QldbDriver("audit", **qldb_kwargs(restarted))
+    stored = driver.execute_lambda(lambda txn: sorted(row["n"] for row in txn.execute_statement("SELECT n FROM Entries")))
+    driver.close()
+    assert set(acknowledged["entries"]) <= set(stored)
+    assert files_holding(data_dir, MARKER.encode()) == []
