@@ -256,6 +256,33 @@ def test_the_security_api_and_the_roles_survive_a_restart(tmp_path, secure_sluic
             {"op": "remove", "path": "/no_such_field"}])
     assert failed.value.status_code == 400
     assert security.security.get_role(role="reader_of_stock")["reader_of_stock"]["index_permissions"][0]["index_patterns"] == ["stock*", "quotes*"]
+    # PATCH of a whole collection: several resources at once, all checked before any is stored.
+    done = security.security.patch_roles(body=[
+        {"op": "add", "path": "/quotes_reader", "value": {"index_permissions": [
+            {"index_patterns": ["quotes*"], "allowed_actions": ["read"]}]}},
+        {"op": "add", "path": "/scratch", "value": {"cluster_permissions": ["cluster_monitor"]}},
+    ])
+    assert done["status"] == "OK", done
+    assert {"quotes_reader", "scratch"} <= set(security.security.get_roles())
+    for failing in (
+        [{"op": "remove", "path": "/scratch"}, {"op": "add", "path": "/bad", "value": {"index_permissions": [
+            {"index_patterns": ["x"], "allowed_actions": ["read"], "fls": ["a", "~b"]}]}}],
+        [{"op": "remove", "path": "/scratch"}, {"op": "add", "path": "/all_access", "value": {}}],
+    ):
+        with pytest.raises(TransportError) as refused:
+            security.security.patch_roles(body=failing)
+        assert refused.value.status_code in (400, 403)
+        assert "scratch" in security.security.get_roles()
+    security.security.patch_roles(body=[{"op": "remove", "path": "/scratch"}])
+    assert "scratch" not in security.security.get_roles()
+    done = security.security.patch_users(body=[
+        {"op": "add", "path": "/patched-a", "value": {"password": "patched-a-password", "opendistro_security_roles": ["readall"]}},
+        {"op": "add", "path": "/patched-b", "value": {"password": "patched-b-password"}},
+    ])
+    assert done["status"] == "OK", done
+    assert Elasticsearch(secure_sluice.es_url, basic_auth=("patched-a", "patched-a-password")).count(index="*")["count"] >= 0
+    security.security.patch_users(body=[{"op": "remove", "path": "/patched-b"}])
+    assert "patched-b" not in security.security.get_users()
     add_user(security, "stocky", roles=["reader_of_stock"])
     admin.index(index="stock", id="1", document={"p": 1}, refresh=True)
     stocky = user_client(secure_sluice, "stocky")
@@ -556,5 +583,21 @@ def test_ledger_statements_need_their_partiql_actions_on_their_tables(tmp_path, 
         with pytest.raises(ClientError) as denied:
             clerk.execute_lambda(lambda txn: txn.execute_statement(statement))
         assert denied.value.response["Error"]["Code"] == "AccessDeniedException", statement
+    # In ALLOW_ALL mode, sending commands to the ledger is enough, as in QLDB; the mode is kept.
+    control = boto3.client("qldb", endpoint_url=server.aws_url, region_name="us-east-1",
+                           aws_access_key_id=keys["admin"][0], aws_secret_access_key=keys["admin"][1])
+    assert control.describe_ledger(Name="cars")["PermissionsMode"] == "STANDARD"
+    answer = control.update_ledger_permissions_mode(Name="cars", PermissionsMode="ALLOW_ALL")
+    assert answer["PermissionsMode"] == "ALLOW_ALL" and answer["Name"] == "cars"
+    assert control.describe_ledger(Name="cars")["PermissionsMode"] == "ALLOW_ALL"
+    rows = clerk.execute_lambda(lambda txn: list(txn.execute_statement("SELECT * FROM Secret")))
+    assert [row["pin"] for row in rows] == [1234]
+    control.update_ledger_permissions_mode(Name="cars", PermissionsMode="STANDARD")
+    with pytest.raises(ClientError) as denied:
+        clerk.execute_lambda(lambda txn: txn.execute_statement("SELECT * FROM Secret"))
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    with pytest.raises(ClientError) as invalid:
+        control.create_ledger(Name="other", PermissionsMode="SOMETIMES")
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
     clerk.close()
     admin.close()

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ion_rs::Element;
@@ -54,6 +54,19 @@ pub const STATE_FILE_NAME: &str = "state.redb";
 /// so the frames buffered in memory stay bounded (at most this many blocks).
 pub(crate) const LOAD_BLOCKS_PER_BATCH: usize = 1_000;
 
+/// Sets one `meta` entry of the ledger files in `directory` (durably), before they are installed.
+fn set_meta(directory: &Path, key: &str, value: &str) -> Result<(), LedgerError> {
+    let database = Database::open(directory.join(STATE_FILE_NAME))?;
+    let mut write = database.begin_write()?;
+    write.set_durability(redb::Durability::Immediate)?;
+    {
+        let mut meta = write.open_table(storage::META)?;
+        meta.insert(key, value.as_bytes())?;
+    }
+    write.commit()?;
+    Ok(())
+}
+
 /// Removes a partial ledger (a directory, or a file left by an older build); a failure is
 /// logged, and the next open of the data directory removes it.
 fn remove_partial(path: &Path) {
@@ -99,9 +112,48 @@ pub struct LedgerDescription {
     pub name: String,
     /// Whether deleting it is refused.
     pub deletion_protection: bool,
+    /// Whether statements need PartiQL permissions on their tables.
+    pub permissions_mode: PermissionsMode,
     /// The journal strand id.
     pub strand_id: String,
 }
+
+/// QLDB's permissions modes: under `Standard` a statement needs the PartiQL actions
+/// (`qldb:PartiQLSelect`, …) on every table it touches; under `AllowAll` sending commands to
+/// the ledger is enough. Kept in the ledger's state (`meta` key `permissions_mode`); a ledger
+/// without one (created before Sluice kept it) is `Standard`, the stricter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionsMode {
+    AllowAll,
+    Standard,
+}
+
+impl PermissionsMode {
+    /// QLDB's name: `ALLOW_ALL` or `STANDARD`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PermissionsMode::AllowAll => "ALLOW_ALL",
+            PermissionsMode::Standard => "STANDARD",
+        }
+    }
+
+    /// The mode QLDB names `name`.
+    pub fn parse(name: &str) -> Option<PermissionsMode> {
+        match name {
+            "ALLOW_ALL" => Some(PermissionsMode::AllowAll),
+            "STANDARD" => Some(PermissionsMode::Standard),
+            _ => None,
+        }
+    }
+
+    fn stored(text: Option<&str>) -> PermissionsMode {
+        text.and_then(PermissionsMode::parse)
+            .unwrap_or(PermissionsMode::Standard)
+    }
+}
+
+/// The meta key of a ledger's permissions mode.
+const PERMISSIONS_MODE_KEY: &str = "permissions_mode";
 
 /// The data directory holding every ledger, and the ledgers currently open.
 #[derive(Debug)]
@@ -206,6 +258,16 @@ impl Ledgers {
         name: &str,
         deletion_protection: bool,
     ) -> Result<Arc<Ledger>, LedgerError> {
+        self.create_ledger_with_mode(name, deletion_protection, PermissionsMode::Standard)
+    }
+
+    /// [`Ledgers::create_ledger`] in a permissions mode (QLDB's CreateLedger names one).
+    pub fn create_ledger_with_mode(
+        &self,
+        name: &str,
+        deletion_protection: bool,
+        permissions_mode: PermissionsMode,
+    ) -> Result<Arc<Ledger>, LedgerError> {
         validate_ledger_name(name)?;
         let mut open_ledgers = self.open_map()?;
         if open_ledgers.contains_key(name) || self.exists_on_disk(name) {
@@ -219,6 +281,7 @@ impl Ledgers {
             &model::new_id(),
             self.keyring.as_deref(),
         )
+        .and_then(|()| set_meta(&partial, PERMISSIONS_MODE_KEY, permissions_mode.name()))
         .and_then(|()| self.install(&partial, name));
         let ledger = match ledger {
             Ok(ledger) => ledger,
@@ -405,6 +468,17 @@ impl Ledgers {
         self.ledger(name)?.describe()
     }
 
+    /// Changes a ledger's permissions mode (QLDB's UpdateLedgerPermissionsMode).
+    pub fn update_permissions_mode(
+        &self,
+        name: &str,
+        permissions_mode: PermissionsMode,
+    ) -> Result<LedgerDescription, LedgerError> {
+        let ledger = self.ledger(name)?;
+        ledger.set_permissions_mode(permissions_mode)?;
+        ledger.describe()
+    }
+
     /// Turns deletion protection on or off.
     pub fn update_ledger(
         &self,
@@ -480,6 +554,8 @@ pub struct Ledger {
     strand_id: String,
     /// With a keyring, what the ledger writes into the s3 store (exports) is encrypted.
     keyring: Option<Arc<Keyring>>,
+    /// Its permissions mode is `Standard` (read from the state at open).
+    standard_permissions: std::sync::atomic::AtomicBool,
     pub(crate) database: Arc<Database>,
     pub(crate) journal: JournalFile,
     pub(crate) clock: Arc<dyn Clock>,
@@ -549,7 +625,7 @@ impl Ledger {
         keyring: Option<&Arc<Keyring>>,
     ) -> Result<Self, LedgerError> {
         let database = Database::open(directory.join(STATE_FILE_NAME))?;
-        let (name, strand_id, tip) = {
+        let (name, strand_id, tip, permissions_mode) = {
             let read = database.begin_read()?;
             let meta = read.open_table(storage::META)?;
             let format_version = storage::meta_u64(&meta, storage::FORMAT_VERSION_KEY)?;
@@ -563,8 +639,11 @@ impl Ledger {
                 .ok_or_else(|| LedgerError::Storage("ledger without a name".to_owned()))?;
             let strand_id = storage::meta_text(&meta, "strand_id")?
                 .ok_or_else(|| LedgerError::Storage("ledger without a strand id".to_owned()))?;
+            let permissions_mode = PermissionsMode::stored(
+                storage::meta_text(&meta, PERMISSIONS_MODE_KEY)?.as_deref(),
+            );
             let tree = read.open_table(journal_tree::JOURNAL_TREE)?;
-            (name, strand_id, Tip::read(&meta, &tree)?)
+            (name, strand_id, Tip::read(&meta, &tree)?, permissions_mode)
         };
         let journal = JournalFile::open(&directory.join(JOURNAL_FILE_NAME), keyring.map(|k| &**k))?;
         if journal.strand_id() != strand_id {
@@ -579,6 +658,9 @@ impl Ledger {
         let checkpointer = Checkpointer::start(&name, database.clone(), poisoned.clone())?;
         Ok(Ledger {
             keyring: keyring.cloned(),
+            standard_permissions: std::sync::atomic::AtomicBool::new(
+                permissions_mode == PermissionsMode::Standard,
+            ),
             name,
             strand_id,
             database,
@@ -757,8 +839,32 @@ impl Ledger {
             name: self.name.clone(),
             deletion_protection: storage::meta_text(&meta, "deletion_protection")?.as_deref()
                 != Some("false"),
+            permissions_mode: self.permissions_mode(),
             strand_id: self.strand_id.clone(),
         })
+    }
+
+    /// Whether statements need PartiQL permissions on their tables.
+    pub fn permissions_mode(&self) -> PermissionsMode {
+        if self.standard_permissions.load(Ordering::Acquire) {
+            PermissionsMode::Standard
+        } else {
+            PermissionsMode::AllowAll
+        }
+    }
+
+    /// Changes the permissions mode (durably, then in memory).
+    pub fn set_permissions_mode(&self, mode: PermissionsMode) -> Result<(), LedgerError> {
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut meta = write.open_table(storage::META)?;
+            meta.insert(PERMISSIONS_MODE_KEY, mode.name().as_bytes())?;
+        }
+        write.commit()?;
+        self.standard_permissions
+            .store(mode == PermissionsMode::Standard, Ordering::Release);
+        Ok(())
     }
 
     /// Turns deletion protection on or off (durably).

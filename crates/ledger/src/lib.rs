@@ -69,7 +69,7 @@ pub mod value;
 
 pub use export::{ExportFormat, JournalExport};
 pub use ledger::{
-    BlockWithProof, ChainReport, Ledger, LedgerDescription, LedgerDigest, Ledgers,
+    BlockWithProof, ChainReport, Ledger, LedgerDescription, LedgerDigest, Ledgers, PermissionsMode,
     RevisionWithProof,
 };
 pub use model::{BlockAddress, Limits, Revision, RevisionMetadata, TableInfo, TableStatus};

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use sluice_ledger::LedgerError;
+use sluice_ledger::{LedgerError, PermissionsMode};
 
 #[test]
 fn ledger_deletion_is_refused_while_protected() {
@@ -36,6 +36,40 @@ fn ledger_deletion_is_refused_while_protected() {
         fixture.ledgers.create_ledger("bad name!", true),
         Err(LedgerError::BadRequest(_))
     ));
+}
+
+#[test]
+fn the_permissions_mode_is_kept_across_reopen() {
+    let mut fixture = Fixture::new();
+    fixture
+        .ledgers
+        .create_ledger_with_mode("open", false, PermissionsMode::AllowAll)
+        .unwrap();
+    fixture.ledger("strict");
+    fixture.reopen();
+    let mode = |name: &str| {
+        fixture
+            .ledgers
+            .ledger(name)
+            .unwrap()
+            .describe()
+            .unwrap()
+            .permissions_mode
+    };
+    assert_eq!(mode("open"), PermissionsMode::AllowAll);
+    assert_eq!(mode("strict"), PermissionsMode::Standard);
+    fixture
+        .ledgers
+        .update_permissions_mode("open", PermissionsMode::Standard)
+        .unwrap();
+    fixture.reopen();
+    let ledger = fixture.ledgers.ledger("open").unwrap();
+    assert_eq!(ledger.permissions_mode(), PermissionsMode::Standard);
+    assert_eq!(
+        PermissionsMode::parse("ALLOW_ALL"),
+        Some(PermissionsMode::AllowAll)
+    );
+    assert_eq!(PermissionsMode::parse("allow_all"), None);
 }
 
 #[test]

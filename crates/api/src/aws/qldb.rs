@@ -43,7 +43,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_ledger::{
     BlockAddress, CancelToken, ExportFormat, ExportLocation, ImportRoots, LedgerDescription,
-    LedgerError, Ledgers,
+    LedgerError, Ledgers, PermissionsMode,
 };
 use sluice_node::journal_streams::{
     JournalStreamDescription, JournalStreamError, JournalStreamRequest,
@@ -94,6 +94,12 @@ pub const ROUTES: &[RestRoute] = &[
         method: "PATCH",
         path: "/ledgers/{name}",
         action: "qldb:UpdateLedger",
+        formats: &[Format::Json],
+    },
+    RestRoute {
+        method: "PATCH",
+        path: "/ledgers/{name}/permissions-mode",
+        action: "qldb:UpdateLedgerPermissionsMode",
         formats: &[Format::Json],
     },
     RestRoute {
@@ -481,6 +487,21 @@ fn journal_stream_request(
     })
 }
 
+/// The `PermissionsMode` of a CreateLedger or UpdateLedgerPermissionsMode body (required, as
+/// in QLDB).
+fn permissions_mode_of(body: &Value) -> Result<PermissionsMode, AwsError> {
+    let given = body.get("PermissionsMode").and_then(Value::as_str);
+    given.and_then(PermissionsMode::parse).ok_or_else(|| {
+        AwsError::client(
+            "ValidationException",
+            format!(
+                "1 validation error detected: Value {} at 'permissionsMode' failed to satisfy constraint: Member must satisfy enum value set: [ALLOW_ALL, STANDARD]",
+                given.map_or_else(|| "null".to_owned(), |mode| format!("'{mode}'"))
+            ),
+        )
+    })
+}
+
 fn invalid_parameter(message: impl Into<String>) -> AwsError {
     AwsError::client("InvalidParameterException", message)
 }
@@ -494,7 +515,7 @@ fn describe_json(description: &LedgerDescription) -> Value {
         "Name": description.name,
         "Arn": arn(&description.name),
         "State": "ACTIVE",
-        "PermissionsMode": "STANDARD",
+        "PermissionsMode": description.permissions_mode.name(),
         "DeletionProtection": description.deletion_protection,
     })
 }
@@ -621,13 +642,11 @@ impl QldbService {
                     .get("DeletionProtection")
                     .and_then(Value::as_bool)
                     .unwrap_or(sluice_ledger::ledger::DELETION_PROTECTION_DEFAULT);
+                let permissions_mode = permissions_mode_of(body)?;
                 let ledger = ledgers
-                    .create_ledger(name, deletion_protection)
+                    .create_ledger_with_mode(name, deletion_protection, permissions_mode)
                     .map_err(control_error)?;
                 let mut description = describe_json(&ledger.describe().map_err(control_error)?);
-                if let Some(mode) = body.get("PermissionsMode") {
-                    description["PermissionsMode"] = mode.clone();
-                }
                 description["CreationDateTime"] = json!(OffsetDateTime::now_utc().unix_timestamp());
                 Ok(description)
             }
@@ -665,6 +684,16 @@ impl QldbService {
                 }
                 .map_err(control_error)?;
                 Ok(describe_json(&description))
+            }
+            (&Method::PATCH, ["ledgers", name, "permissions-mode"]) => {
+                let description = ledgers
+                    .update_permissions_mode(name, permissions_mode_of(body)?)
+                    .map_err(control_error)?;
+                Ok(json!({
+                    "Name": description.name,
+                    "Arn": arn(&description.name),
+                    "PermissionsMode": description.permissions_mode.name(),
+                }))
             }
             (&Method::DELETE, ["ledgers", name]) => {
                 self.journal_streams

@@ -152,9 +152,7 @@ pub(super) async fn route(
                 ("PUT", Some(name)) => put(&authenticator, kind, name, body).await,
                 ("DELETE", Some(name)) => delete(&authenticator, kind, name).await,
                 ("PATCH", Some(name)) => patch(&authenticator, kind, name, body).await,
-                ("PATCH", None) => Ok(bad_request(
-                    "PATCH of a whole collection is not supported by Sluice yet: PATCH each resource at its own path",
-                )),
+                ("PATCH", None) => patch_collection(&authenticator, kind, body).await,
                 _ => Ok(bad_request(format!(
                     "{method} needs a resource name: /_plugins/_security/api/{}/{{name}}",
                     rest.first().copied().unwrap_or_default()
@@ -573,6 +571,171 @@ async fn patch(
         Ok(patched) => put(authenticator, kind, name, patched).await,
         Err(reason) => Ok(bad_request(reason)),
     }
+}
+
+/// `PATCH …/{kind}` with a JSON Patch over the whole collection (`{"op": "add", "path":
+/// "/name", "value": {…}}`, `{"op": "remove", "path": "/name"}`, `/name/field` paths): applied to
+/// the collection as GET shows it without the static resources, then every resource it adds,
+/// changes or removes is checked as its own PUT or DELETE would be before any is stored. The
+/// roles file takes all its changes in one write; users are stored one by one (their passwords
+/// hashed in turn) after all of them passed the checks.
+async fn patch_collection(authenticator: &Arc<Authenticator>, kind: Kind, body: Value) -> EsResult {
+    let file = authenticator.roles().snapshot();
+    let to_map = |value: Option<Value>| match value {
+        Some(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let current = match kind {
+        Kind::InternalUsers => authenticator
+            .identities()
+            .users
+            .iter()
+            .map(|(name, user)| {
+                (
+                    name.clone(),
+                    json!({
+                        "opendistro_security_roles": user.roles,
+                        "backend_roles": user.backend_roles,
+                        "attributes": user.attributes,
+                    }),
+                )
+            })
+            .collect(),
+        Kind::Roles => to_map(serde_json::to_value(&file.roles).ok()),
+        Kind::RolesMapping => to_map(serde_json::to_value(&file.roles_mapping).ok()),
+        Kind::ActionGroups => to_map(serde_json::to_value(&file.action_groups).ok()),
+    };
+    let patched = match crate::json_patch::apply(&Value::Object(current.clone()), &body) {
+        Ok(Value::Object(patched)) => patched,
+        Ok(_) => {
+            return Ok(bad_request(
+                "the patched collection must stay an object of resources",
+            ));
+        }
+        Err(reason) => return Ok(bad_request(reason)),
+    };
+    let removed: Vec<String> = current
+        .keys()
+        .filter(|name| !patched.contains_key(*name))
+        .cloned()
+        .collect();
+    let changed: Vec<(String, Value)> = patched
+        .into_iter()
+        .filter(|(name, value)| current.get(name) != Some(value))
+        .collect();
+    for name in removed.iter().chain(changed.iter().map(|(name, _)| name)) {
+        if kind.is_static(name) {
+            return Ok(roles_error(RolesError::Reserved(name.clone())));
+        }
+    }
+    match kind {
+        Kind::InternalUsers => {
+            let identities = authenticator.identities();
+            for (name, value) in &changed {
+                let user: UserBody = match read(value.clone()) {
+                    Ok(user) => user,
+                    Err(response) => return Ok(response),
+                };
+                if let Err(error) = check_user_name(name) {
+                    return Ok(identity_error(error));
+                }
+                if user.password.is_none()
+                    && user.hash.is_none()
+                    && !identities.users.contains_key(name)
+                {
+                    return Ok(identity_error(IdentityError::InvalidPassword));
+                }
+            }
+            drop(identities);
+            for (name, value) in changed {
+                let answered = put(authenticator, kind, &name, value).await?;
+                if !answered.status.is_success() {
+                    return Ok(answered);
+                }
+            }
+            for name in removed {
+                delete(authenticator, kind, &name).await?;
+            }
+        }
+        Kind::Roles | Kind::RolesMapping | Kind::ActionGroups => {
+            let mut roles = Vec::new();
+            let mut mappings = Vec::new();
+            let mut groups = Vec::new();
+            for (name, value) in changed {
+                if let Err(error) = check_name(&name) {
+                    return Ok(roles_error(error));
+                }
+                match kind {
+                    Kind::Roles => {
+                        let role: RoleDefinition = match read(value) {
+                            Ok(role) => role,
+                            Err(response) => return Ok(response),
+                        };
+                        if let Err(error) = validate_role(&role) {
+                            return Ok(roles_error(error));
+                        }
+                        if let Err(response) = check_dls(&role) {
+                            return Ok(response);
+                        }
+                        roles.push((name, role));
+                    }
+                    Kind::RolesMapping => {
+                        let mapping: RoleMapping = match read(value) {
+                            Ok(mapping) => mapping,
+                            Err(response) => return Ok(response),
+                        };
+                        if let Err(error) = validate_mapping(&mapping) {
+                            return Ok(roles_error(error));
+                        }
+                        mappings.push((name, mapping));
+                    }
+                    _ => {
+                        let group: ActionGroup = match read(value) {
+                            Ok(group) => group,
+                            Err(response) => return Ok(response),
+                        };
+                        if let Err(error) = validate_action_group(&name, &group) {
+                            return Ok(roles_error(error));
+                        }
+                        groups.push((name, group));
+                    }
+                }
+            }
+            let authenticator = authenticator.clone();
+            let changed = blocking(move || {
+                Ok(authenticator.roles().change(move |file| {
+                    for name in &removed {
+                        // Gone already (deleted meanwhile) is as good as removed.
+                        match kind {
+                            Kind::Roles => drop(file.roles.remove(name)),
+                            Kind::RolesMapping => drop(file.roles_mapping.remove(name)),
+                            _ => drop(file.action_groups.remove(name)),
+                        }
+                    }
+                    for (name, role) in roles {
+                        file.roles.insert(name, role);
+                    }
+                    for (name, mapping) in mappings {
+                        if file.role(&name).is_none() {
+                            return Err(RolesError::Invalid(format!(
+                                "role '{name}' is not available for role-mapping."
+                            )));
+                        }
+                        file.roles_mapping.insert(name, mapping);
+                    }
+                    for (name, group) in groups {
+                        file.action_groups.insert(name, group);
+                    }
+                    Ok(true)
+                }))
+            })
+            .await?;
+            if let Err(error) = changed {
+                return Ok(roles_error(error));
+            }
+        }
+    }
+    Ok(answer(StatusCode::OK, "Resource updated.".to_owned()))
 }
 
 /// `DELETE …/{kind}/{name}`.
