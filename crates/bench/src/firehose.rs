@@ -197,6 +197,22 @@ fn aws_call(connection: &mut Connection, target: &str, body: &[u8]) -> anyhow::R
     Ok(response)
 }
 
+/// Creates the Kinesis stream the `Kinesis` put API writes into (named as the delivery stream,
+/// which never clashes: a delivery stream's own buffer is `firehose.<name>`).
+pub(crate) fn create_kinesis_stream_with(
+    server: &Server,
+    secured: Option<&crate::http::Secured>,
+    shards: u32,
+) -> anyhow::Result<()> {
+    let mut connection = Connection::open_with(&server.aws_address, secured)?;
+    aws_json(
+        &mut connection,
+        "Kinesis_20131202.CreateStream",
+        &format!("{{\"StreamName\":\"{STREAM_NAME}\",\"ShardCount\":{shards}}}"),
+    )?;
+    Ok(())
+}
+
 fn aws_json(connection: &mut Connection, target: &str, body: &str) -> anyhow::Result<Value> {
     let response = aws_call(connection, target, body.as_bytes())?;
     ensure!(

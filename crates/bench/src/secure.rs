@@ -5,7 +5,9 @@
 //! `firehose` on the AWS port). Each round runs, on each node in turn, bulk indexing of the
 //! documents into a new index (until refreshed) and PutRecordBatch of the records into a DirectPut
 //! delivery stream (until acknowledged, then waiting, unmeasured, until the stream has indexed
-//! them all, so that no node works in the background while the other is measured). Reported:
+//! them all, so that no node works in the background while the other is measured). Before each
+//! measured phase both nodes are let settle until neither uses the CPU (refreshes and merges of
+//! the phase before run out of the measurement, not into the next one). Reported:
 //! the median throughput of each side, and the median of the rounds' secured/plain ratios; the
 //! target is at most 10 % cost (a ratio of 0.9 or more).
 
@@ -17,7 +19,10 @@ use std::time::Instant;
 
 use anyhow::{Context, ensure};
 
-use crate::firehose::{PutApi, Records, build_records, create_delivery_stream_with, put_all_with};
+use crate::firehose::{
+    PutApi, Records, build_records, create_delivery_stream_with, create_kinesis_stream_with,
+    put_all_with,
+};
 use crate::http::{Connection, Secured};
 use crate::machine::{self, Machine};
 use crate::server::Server;
@@ -46,8 +51,9 @@ pub struct SecureArgs {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Rounds; each runs both workloads on both nodes.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds; each runs both workloads on both nodes, the side that goes first alternating (an
+    /// even count gives each side the first place as often).
+    #[arg(long, default_value_t = 4)]
     rounds: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -72,6 +78,42 @@ struct Side {
 struct Measured {
     bulk_docs_per_s: Vec<f64>,
     put_records_per_s: Vec<f64>,
+    kinesis_records_per_s: Vec<f64>,
+    /// The node's own CPU time per 1000 records of the Kinesis puts, in milliseconds: what TLS
+    /// and SigV4 cost the server, whatever the client's share of the machine.
+    kinesis_node_cpu_ms_per_1000: Vec<f64>,
+}
+
+/// Most a node may use of one core, averaged over [`SETTLE_WINDOW`], to count as settled.
+const SETTLE_CPU_FRACTION: f64 = 0.05;
+/// How long each look at the nodes' CPU time lasts.
+const SETTLE_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+/// Longest wait for the nodes to settle; a node still busy after it is measured anyway.
+const SETTLE_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until no node uses more than [`SETTLE_CPU_FRACTION`] of a core: background work of
+/// one phase (a refresh, a merge, the last of a delivery stream's indexing) ends before the
+/// next phase's clock starts, on either node.
+fn settle(sides: &[&Side]) -> anyhow::Result<()> {
+    let cpu = || -> anyhow::Result<Vec<f64>> {
+        sides.iter().map(|side| side.server.cpu_seconds()).collect()
+    };
+    let deadline = Instant::now() + SETTLE_TIME_MAX;
+    let mut before = cpu()?;
+    loop {
+        thread::sleep(SETTLE_WINDOW);
+        let after = cpu()?;
+        let busiest = after
+            .iter()
+            .zip(&before)
+            .map(|(after, before)| after - before)
+            .fold(0.0, f64::max);
+        if busiest < SETTLE_CPU_FRACTION * SETTLE_WINDOW.as_secs_f64() || Instant::now() > deadline
+        {
+            return Ok(());
+        }
+        before = after;
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -232,6 +274,7 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
     );
     for side in [&plain, &secure] {
         create_delivery_stream_with(&side.server, None, 1, side.secured.as_ref())?;
+        create_kinesis_stream_with(&side.server, side.secured.as_ref(), 4)?;
     }
 
     let mut measured = [Measured::default(), Measured::default()];
@@ -240,8 +283,10 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
         let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for k in order {
             let side = if k == 0 { &plain } else { &secure };
+            settle(&[&plain, &secure])?;
             let docs_per_s = bulk(side, round, &bodies, args.docs, args.clients)
                 .with_context(|| format!("bulk on the {} node", side.name))?;
+            settle(&[&plain, &secure])?;
             let put = put_all_with(
                 &side.server.aws_address,
                 side.secured.as_ref(),
@@ -263,12 +308,42 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
             )
             .with_context(|| format!("delivery on the {} node", side.name))?;
             eprintln!(
-                "round {}: {}: bulk {docs_per_s:.0} docs/s, PutRecordBatch {records_per_s:.0} records/s",
+                "round {}: {}: bulk {docs_per_s:.0} docs/s, PutRecordBatch {records_per_s:.0} records/s ({} calls, {} refused, {} records retried, latency p50 {:.1} ms, p99 {:.1} ms)",
                 round + 1,
-                side.name
+                side.name,
+                put.n_calls,
+                put.n_calls_retried,
+                put.n_records_retried,
+                put.latency_p50_ms,
+                put.latency_p99_ms,
+            );
+            // The request path alone: PutRecords into a Kinesis stream, which nothing reads.
+            settle(&[&plain, &secure])?;
+            let cpu_before = side.server.cpu_seconds()?;
+            let kinesis = put_all_with(
+                &side.server.aws_address,
+                side.secured.as_ref(),
+                PutApi::Kinesis,
+                &records,
+                args.record_batch as usize,
+                args.clients,
+            )
+            .with_context(|| format!("PutRecords on the {} node", side.name))?;
+            let kinesis_records_per_s = args.records as f64 / kinesis.ack_seconds;
+            let node_cpu_ms_per_1000 =
+                (side.server.cpu_seconds()? - cpu_before) * 1000.0 / (args.records as f64 / 1000.0);
+            eprintln!(
+                "round {}: {}: Kinesis PutRecords {kinesis_records_per_s:.0} records/s (latency p50 {:.1} ms, node CPU {node_cpu_ms_per_1000:.2} ms per 1000 records)",
+                round + 1,
+                side.name,
+                kinesis.latency_p50_ms,
             );
             measured[k].bulk_docs_per_s.push(docs_per_s);
             measured[k].put_records_per_s.push(records_per_s);
+            measured[k].kinesis_records_per_s.push(kinesis_records_per_s);
+            measured[k]
+                .kinesis_node_cpu_ms_per_1000
+                .push(node_cpu_ms_per_1000);
         }
     }
     let [plain_measured, secure_measured] = measured;
@@ -283,19 +358,30 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
         &secure_measured.put_records_per_s,
         &plain_measured.put_records_per_s,
     ));
+    let kinesis_ratio = median(&ratios(
+        &secure_measured.kinesis_records_per_s,
+        &plain_measured.kinesis_records_per_s,
+    ));
+    // A cost ratio, plain / secured, so that like the throughputs 0.9 means 10 % cost.
+    let cpu_ratio = median(&ratios(
+        &plain_measured.kinesis_node_cpu_ms_per_1000,
+        &secure_measured.kinesis_node_cpu_ms_per_1000,
+    ));
     let mut table = String::from(
-        "| side | bulk, docs/s (median) | PutRecordBatch, records/s (median) |\n|---|---:|---:|\n",
+        "| side | bulk, docs/s (median) | PutRecordBatch, records/s (median) | Kinesis PutRecords, records/s (median) | node CPU per 1000 Kinesis records, ms (median) |\n|---|---:|---:|---:|---:|\n",
     );
     for (side, result) in [(&plain, &plain_measured), (&secure, &secure_measured)] {
         table.push_str(&format!(
-            "| {} | {:.0} | {:.0} |\n",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} |\n",
             side.name,
             median(&result.bulk_docs_per_s),
-            median(&result.put_records_per_s)
+            median(&result.put_records_per_s),
+            median(&result.kinesis_records_per_s),
+            median(&result.kinesis_node_cpu_ms_per_1000)
         ));
     }
     table.push_str(&format!(
-        "| secured / plain (median of the rounds' ratios) | {bulk_ratio:.2} | {put_ratio:.2} |\n"
+        "| secured / plain (median of the rounds' ratios; CPU as plain / secured) | {bulk_ratio:.2} | {put_ratio:.2} | {kinesis_ratio:.2} | {cpu_ratio:.2} |\n"
     ));
     println!("{table}");
     for side in [plain, secure] {
