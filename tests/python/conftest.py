@@ -187,6 +187,18 @@ def kill_9_while_writing(server, write_round, rounds, timeout_s):
     thread.join(timeout_s)
 
 
+def wait_until(condition, timeout_s=60, what="condition"):
+    """Polls `condition` until it returns something true, and returns that; fails after
+    `timeout_s` saying what it waited for."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def aws_client(server, service, resource=False, verify=None):
     """A boto3 client (or resource) for `service` on `server`'s AWS port. It retries nothing, so
     a test sees each error it expects at once. `verify` is a CA file for a TLS server."""

@@ -9,15 +9,13 @@ and ledger transactions are written encrypted loses none that was acknowledged."
 
 import json
 import subprocess
-import time
 
 import pytest
 from pyqldb.driver.qldb_driver import QldbDriver
 
-from conftest import BINARY, Sluice, aws_client, kill_9_while_writing
+from conftest import BINARY, Sluice, aws_client, kill_9_while_writing, wait_until
 
 MARKER = "SEALEDMARKER"
-DELIVERY_TIMEOUT_S = 60
 
 
 def qldb_kwargs(server):
@@ -41,16 +39,6 @@ def files_holding(data_dir, needle, skip=("tantivy", "tables", "sluice.log")):
         if path.is_file() and not any(part in skip for part in path.parts) and needle in path.read_bytes():
             found.append(str(path.relative_to(data_dir)))
     return found
-
-
-def wait_until(condition, what, timeout=DELIVERY_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def segment_key_ids(data_dir, stream):
@@ -95,7 +83,7 @@ def feed(server, data_dir):
         })
     firehose.put_record(DeliveryStreamName="archive", Record={"Data": f"{MARKER}-archived\n".encode()})
     return wait_until(lambda: [p for p in (data_dir / "s3" / "archive").rglob("*") if p.is_file()]
-                      if (data_dir / "s3" / "archive").exists() else [], "the archived object")
+                      if (data_dir / "s3" / "archive").exists() else [], what="the archived object")
 
 
 def test_what_sluice_writes_is_encrypted_and_reads_back_with_the_key(tmp_path, sluice_factory):
@@ -161,7 +149,7 @@ def test_rotate_key_while_running_takes_effect_without_a_restart(tmp_path, sluic
                              capture_output=True, text=True, timeout=60)
     assert rotated.returncode == 0, rotated.stderr
     assert "data key 2" in rotated.stdout and "told to reload" in rotated.stdout
-    wait_until(lambda: any("reloaded the encryption keyring" in line for line in server.output), "the reload")
+    wait_until(lambda: any("reloaded the encryption keyring" in line for line in server.output), what="the reload")
 
     kinesis.create_stream(StreamName="after", ShardCount=1)
     kinesis.put_record(StreamName="after", PartitionKey="k", Data=b"new")

@@ -17,10 +17,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import aws_client
+from conftest import aws_client, wait_until
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
-DELIVERY_TIMEOUT_S = 60
 LAMBDA_ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
 
 
@@ -44,16 +43,6 @@ def count(sluice, target, query=None):
     es(sluice, "POST", f"/{target}/_refresh")
     status, body = es(sluice, "POST", f"/{target}/_count", {"query": query or {"match_all": {}}})
     return body["count"] if status == 200 else 0
-
-
-def wait_until(condition, timeout_s=DELIVERY_TIMEOUT_S, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def config_file(tmp_path, functions=()):

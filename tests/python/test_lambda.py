@@ -7,32 +7,20 @@ import base64
 import json
 import shutil
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import botocore.exceptions
 import pytest
 
-from conftest import aws_client
+from conftest import aws_client, wait_until
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
-TIMEOUT_S = 60
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 
 
 def start(sluice_factory, extra_args=()):
     return sluice_factory(extra_args=["--lambda-python", sys.executable, *extra_args])
-
-
-def wait_until(condition, timeout_s=TIMEOUT_S, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def deploy(sluice, name, module, environment=None, **options):

@@ -340,7 +340,9 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
             );
             measured[k].bulk_docs_per_s.push(docs_per_s);
             measured[k].put_records_per_s.push(records_per_s);
-            measured[k].kinesis_records_per_s.push(kinesis_records_per_s);
+            measured[k]
+                .kinesis_records_per_s
+                .push(kinesis_records_per_s);
             measured[k]
                 .kinesis_node_cpu_ms_per_1000
                 .push(node_cpu_ms_per_1000);

@@ -349,15 +349,7 @@ impl Keyring {
         salt: [u8; SALT_BYTES],
         purpose: Purpose,
     ) -> Result<FileKey, SealError> {
-        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let data_key = state
-            .keys
-            .get(&key_id)
-            .ok_or_else(|| SealError::UnknownKey {
-                path: "a sealed file".to_owned(),
-                key_id,
-            })?;
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(&data_key.bytes);
+        let prk = self.file_secret(key_id, salt)?;
         let info = [purpose.0.as_bytes()];
         let okm = prk
             .expand(&info, &AES_256_GCM)
@@ -370,6 +362,19 @@ impl Keyring {
         })
     }
 
+    /// HKDF's pseudorandom key of a file: its data key extracted with its salt.
+    fn file_secret(&self, key_id: u32, salt: [u8; SALT_BYTES]) -> Result<hkdf::Prk, SealError> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let data_key = state
+            .keys
+            .get(&key_id)
+            .ok_or_else(|| SealError::UnknownKey {
+                path: "a sealed file".to_owned(),
+                key_id,
+            })?;
+        Ok(hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(&data_key.bytes))
+    }
+
     /// The keyed hash of a file (its data key and salt) for `purpose`: equal inputs give equal
     /// tags and nothing else about them shows, for lookups of values that must not be stored
     /// in clear (a ledger's index entries).
@@ -379,15 +384,7 @@ impl Keyring {
         salt: [u8; SALT_BYTES],
         purpose: Purpose,
     ) -> Result<MacKey, SealError> {
-        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let data_key = state
-            .keys
-            .get(&key_id)
-            .ok_or_else(|| SealError::UnknownKey {
-                path: "a sealed file".to_owned(),
-                key_id,
-            })?;
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(&data_key.bytes);
+        let prk = self.file_secret(key_id, salt)?;
         let info = [purpose.0.as_bytes()];
         let okm = prk
             .expand(&info, hmac::HMAC_SHA256)

@@ -410,6 +410,28 @@ fn check_dls(role: &RoleDefinition) -> Result<(), Response> {
     Ok(())
 }
 
+/// A role as a PUT sends it, checked (sizes, FLS lists, the DLS query).
+fn role_from(body: Value) -> Result<RoleDefinition, Response> {
+    let role: RoleDefinition = read(body)?;
+    validate_role(&role).map_err(roles_error)?;
+    check_dls(&role)?;
+    Ok(role)
+}
+
+/// A role mapping as a PUT sends it, checked.
+fn mapping_from(body: Value) -> Result<RoleMapping, Response> {
+    let mapping: RoleMapping = read(body)?;
+    validate_mapping(&mapping).map_err(roles_error)?;
+    Ok(mapping)
+}
+
+/// An action group as a PUT sends it, checked (no group naming itself).
+fn group_from(name: &str, body: Value) -> Result<ActionGroup, Response> {
+    let group: ActionGroup = read(body)?;
+    validate_action_group(name, &group).map_err(roles_error)?;
+    Ok(group)
+}
+
 /// A change of the roles file answering whether it replaced an entry.
 type RolesChange = Box<dyn FnOnce(&mut RolesFile) -> Result<bool, RolesError> + Send>;
 
@@ -476,27 +498,18 @@ async fn put(authenticator: &Arc<Authenticator>, kind: Kind, name: &str, body: V
             }
             let change: RolesChange = match kind {
                 Kind::Roles => {
-                    let role: RoleDefinition = match read(body) {
+                    let role = match role_from(body) {
                         Ok(role) => role,
                         Err(response) => return Ok(response),
                     };
-                    if let Err(error) = validate_role(&role) {
-                        return Ok(roles_error(error));
-                    }
-                    if let Err(response) = check_dls(&role) {
-                        return Ok(response);
-                    }
                     let name = name.clone();
                     Box::new(move |file| Ok(file.roles.insert(name, role).is_some()))
                 }
                 Kind::RolesMapping => {
-                    let mapping: RoleMapping = match read(body) {
+                    let mapping = match mapping_from(body) {
                         Ok(mapping) => mapping,
                         Err(response) => return Ok(response),
                     };
-                    if let Err(error) = validate_mapping(&mapping) {
-                        return Ok(roles_error(error));
-                    }
                     let name = name.clone();
                     Box::new(move |file| {
                         if file.role(&name).is_none() {
@@ -508,13 +521,10 @@ async fn put(authenticator: &Arc<Authenticator>, kind: Kind, name: &str, body: V
                     })
                 }
                 _ => {
-                    let group: ActionGroup = match read(body) {
+                    let group = match group_from(&name, body) {
                         Ok(group) => group,
                         Err(response) => return Ok(response),
                     };
-                    if let Err(error) = validate_action_group(&name, &group) {
-                        return Ok(roles_error(error));
-                    }
                     let name = name.clone();
                     Box::new(move |file| Ok(file.action_groups.insert(name, group).is_some()))
                 }
@@ -665,40 +675,15 @@ async fn patch_collection(authenticator: &Arc<Authenticator>, kind: Kind, body: 
                 if let Err(error) = check_name(&name) {
                     return Ok(roles_error(error));
                 }
-                match kind {
-                    Kind::Roles => {
-                        let role: RoleDefinition = match read(value) {
-                            Ok(role) => role,
-                            Err(response) => return Ok(response),
-                        };
-                        if let Err(error) = validate_role(&role) {
-                            return Ok(roles_error(error));
-                        }
-                        if let Err(response) = check_dls(&role) {
-                            return Ok(response);
-                        }
-                        roles.push((name, role));
-                    }
+                let parsed = match kind {
+                    Kind::Roles => role_from(value).map(|role| roles.push((name, role))),
                     Kind::RolesMapping => {
-                        let mapping: RoleMapping = match read(value) {
-                            Ok(mapping) => mapping,
-                            Err(response) => return Ok(response),
-                        };
-                        if let Err(error) = validate_mapping(&mapping) {
-                            return Ok(roles_error(error));
-                        }
-                        mappings.push((name, mapping));
+                        mapping_from(value).map(|mapping| mappings.push((name, mapping)))
                     }
-                    _ => {
-                        let group: ActionGroup = match read(value) {
-                            Ok(group) => group,
-                            Err(response) => return Ok(response),
-                        };
-                        if let Err(error) = validate_action_group(&name, &group) {
-                            return Ok(roles_error(error));
-                        }
-                        groups.push((name, group));
-                    }
+                    _ => group_from(&name, value).map(|group| groups.push((name, group))),
+                };
+                if let Err(response) = parsed {
+                    return Ok(response);
                 }
             }
             let authenticator = authenticator.clone();
