@@ -102,6 +102,9 @@ def test_phrases_and_prefixes(es):
     assert ids(search(es, index, {"match_phrase": {"t": {"query": "quick fox", "slop": 1}}})) == ["1", "2", "3"]
     assert ids(search(es, index, {"match_phrase": {"t": {"query": "fox quick", "slop": 2}}})) == ["2", "3"]
     assert ids(search(es, index, {"match_phrase_prefix": {"t": "quick bro"}})) == ["1"]
+    # With slop the prefix's terms stand in sloppy phrases, as Lucene's MultiPhraseQuery.
+    assert ids(search(es, index, {"match_phrase_prefix": {"t": {"query": "quick fo", "slop": 1}}})) == ["1", "2", "3"]
+    assert ids(search(es, index, {"match_phrase_prefix": {"t": {"query": "fox qui", "slop": 2}}})) == ["2", "3"]
     assert ids(search(es, index, {"match_bool_prefix": {"t": "fox bro"}})) == ["1", "2", "3"]
     assert ids(search(es, index, {"match_bool_prefix": {"t": {"query": "fox bro", "operator": "and"}}})) == ["1", "2"]
 

@@ -566,6 +566,58 @@ impl Compiler<'_> {
         })
     }
 
+    /// A phrase whose last term is a prefix, matched with `slop`: the prefix expands to the
+    /// first `max_expansions` terms of the index (in term order, over every segment) that start
+    /// with it, and a document matches when one of the sloppy phrases ending in them does.
+    fn sloppy_phrase_prefix(
+        &self,
+        mut terms: Vec<(usize, Term)>,
+        slop: u32,
+        max_expansions: u32,
+    ) -> Result<TantivyQuery> {
+        let Some((position, prefix)) = terms.pop() else {
+            return Ok(Box::new(EmptyQuery));
+        };
+        let wanted = max_expansions.max(1) as usize;
+        let start = prefix.serialized_value_bytes().to_vec();
+        let mut expanded: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+        for segment in self.searcher.segment_readers() {
+            let inverted = segment.inverted_index(prefix.field())?;
+            let mut stream = inverted
+                .terms()
+                .range()
+                .ge(&start)
+                .into_stream()
+                .map_err(tantivy::TantivyError::from)?;
+            let mut taken = 0;
+            while taken < wanted && stream.advance() {
+                if !stream.key().starts_with(&start) {
+                    break;
+                }
+                expanded.insert(stream.key().to_vec());
+                taken += 1;
+            }
+        }
+        let phrases: Vec<(Occur, TantivyQuery)> = expanded
+            .into_iter()
+            .take(wanted)
+            .map(|bytes| {
+                let mut term = prefix.clone();
+                term.truncate_value_bytes(0);
+                term.append_bytes(&bytes);
+                let mut phrase_terms = terms.clone();
+                phrase_terms.push((position, term));
+                let phrase: TantivyQuery =
+                    Box::new(PhraseQuery::new_with_offset_and_slop(phrase_terms, slop));
+                (Occur::Should, phrase)
+            })
+            .collect();
+        if phrases.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        Ok(Box::new(BooleanQuery::new(phrases)))
+    }
+
     /// The `nested` query: `nested.query` runs on the hidden documents of `nested.path` and
     /// their matches become their parents, the documents of the scope (`nested.rs`).
     fn nested(&self, nested: &Nested, depth: usize) -> Result<TantivyQuery> {
@@ -854,11 +906,6 @@ impl Compiler<'_> {
                 slop,
                 max_expansions,
             } => {
-                if slop > 0 {
-                    return Err(illegal(
-                        "[slop] on a phrase prefix query is not supported by Sluice",
-                    ));
-                }
                 if tokens.len() == 1 {
                     return self.regex_query(
                         &query.field,
@@ -868,10 +915,17 @@ impl Compiler<'_> {
                         query.boost,
                     );
                 }
-                let terms = tokens.iter().map(|(p, t)| (*p, term_of(t))).collect();
-                let mut phrase = PhrasePrefixQuery::new_with_offset(terms);
-                phrase.set_max_expansions(max_expansions);
-                Box::new(phrase)
+                let terms: Vec<(usize, Term)> =
+                    tokens.iter().map(|(p, t)| (*p, term_of(t))).collect();
+                if slop > 0 {
+                    // Lucene's sloppy MultiPhraseQuery: the last term stands for the first
+                    // `max_expansions` terms it is a prefix of, each a sloppy phrase.
+                    self.sloppy_phrase_prefix(terms, slop, max_expansions)?
+                } else {
+                    let mut phrase = PhrasePrefixQuery::new_with_offset(terms);
+                    phrase.set_max_expansions(max_expansions);
+                    Box::new(phrase)
+                }
             }
             MatchKind::Boolean | MatchKind::BoolPrefix => {
                 let occur = match query.operator {

@@ -382,6 +382,29 @@ fn phrases_prefixes_wildcards_regexps_and_fuzzy() {
         ..Match::new("msg", "quick bro")
     }));
     assert_eq!(index.ids(&prefix), ["1"]);
+    // With slop, the prefix expands (as Lucene's sloppy MultiPhraseQuery) and the phrases are
+    // sloppy: "brown quick" is two moves from "quick bro…"; "quick … fox" is one from "quick fo…".
+    let sloppy = |text: &str, slop, max_expansions| {
+        Query::Match(Box::new(Match {
+            kind: MatchKind::PhrasePrefix {
+                slop,
+                max_expansions,
+            },
+            ..Match::new("msg", text)
+        }))
+    };
+    assert_eq!(index.ids(&sloppy("quick bro", 2, 50)), ["1", "2"]);
+    assert_eq!(index.ids(&sloppy("quick bro", 1, 50)), ["1"]);
+    assert_eq!(index.ids(&sloppy("quick fo", 0, 50)), ["2"]);
+    assert_eq!(index.ids(&sloppy("quick fo", 1, 50)), ["1", "2"]);
+    assert_eq!(index.ids(&sloppy("brown fo", 1, 1)), ["1", "2"]);
+    assert!(index.ids(&sloppy("quick zz", 3, 50)).is_empty());
+    // No phrase across the values of an array, slop or not.
+    assert!(
+        !index
+            .ids(&sloppy("quick bro", 3, 50))
+            .contains(&"3".to_string())
+    );
     let wildcard = |field: &str, pattern: &str| Query::Wildcard {
         field: field.into(),
         pattern: pattern.into(),
