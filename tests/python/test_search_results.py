@@ -407,6 +407,14 @@ def test_fields_and_docvalue_fields_as_kibana_and_grafana_ask(es, events):
     with pytest.raises(BadRequestError) as error:
         es.search(index=events, docvalue_fields=["message"])
     assert error.value.body["error"]["reason"].startswith("Fielddata is disabled on [message]")
+    # Numbers in a DecimalFormat pattern, as Elasticsearch prints them; a keyword has no format.
+    found = es.search(index=events, sort=[{"@timestamp": {"order": "asc"}}], size=2,
+                      docvalue_fields=[{"field": "bytes", "format": "#,##0.00"}, {"field": "ratio", "format": "0.0"}])
+    assert found["hits"]["hits"][1]["fields"]["bytes"] == ["50.00", "500.00"]
+    assert found["hits"]["hits"][0]["fields"] == {"bytes": ["100.00"], "ratio": ["1.5"]}
+    with pytest.raises(BadRequestError) as error:
+        es.search(index=events, docvalue_fields=[{"field": "host", "format": "0.0"}])
+    assert "doesn't support formats" in error.value.body["error"]["reason"]
     # Unmapped source fields show only with include_unmapped.
     index = unique("unmapped")
     load(es, index, [{"a": 1, "extra": {"x": "y"}}],

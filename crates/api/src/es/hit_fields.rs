@@ -9,7 +9,7 @@
 //! shows no values. `fields` may include unmapped leaves of the source (`include_unmapped`).
 
 use serde_json::{Map, Value};
-use sluice_search::aggs::format::DateFormat;
+use sluice_search::aggs::format::{DateFormat, DecimalFormat};
 use sluice_search::geo::GeometryFormat;
 use sluice_search::highlight::HighlightField;
 use sluice_search::mapping::{FieldType, IndexValue};
@@ -193,14 +193,30 @@ fn values_of(
     let field_format = mappings
         .field(path)
         .map(|mapping| mapping.date_format().to_string());
+    let numeric = matches!(
+        field_type,
+        FieldType::Long
+            | FieldType::Integer
+            | FieldType::Short
+            | FieldType::Byte
+            | FieldType::Double
+            | FieldType::Float
+            | FieldType::ScaledFloat
+    );
+    // `docvalue_fields` print numbers with a `java.text.DecimalFormat` pattern, as
+    // Elasticsearch does (`{"field": "price", "format": "0.00"}` shows "12.30").
+    let mut number_format = None;
     let geometry_format = match (field_type, request.format.as_deref()) {
         (FieldType::GeoPoint, format) if !doc_values => {
             GeometryFormat::parse(format).map_err(EsError::illegal_argument)?
         }
         (FieldType::Date, _) | (_, None) => GeometryFormat::GeoJson,
-        // Elasticsearch's `docvalue_fields` formats of other types (decimal patterns for
-        // numbers) are not applied: the values show as stored.
-        _ if doc_values => GeometryFormat::GeoJson,
+        (_, Some(pattern)) if doc_values && numeric => {
+            number_format = Some(DecimalFormat::parse(pattern).map_err(EsError::illegal_argument)?);
+            GeometryFormat::GeoJson
+        }
+        // A geo point's docvalue shows its stored coordinates whatever the format.
+        (FieldType::GeoPoint, Some(_)) if doc_values => GeometryFormat::GeoJson,
         (_, Some(_)) => {
             return Err(EsError::illegal_argument(format!(
                 "Field [{path}] of type [{}] doesn't support formats.",
@@ -223,10 +239,16 @@ fn values_of(
                     serde_json::json!({"lat": stored.lat, "lon": stored.lon})
                 }
                 IndexValue::GeoPoint(point) => point.formatted(geometry_format),
-                IndexValue::Long(n) => Value::from(*n),
-                IndexValue::Double(f) => serde_json::Number::from_f64(*f)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null),
+                IndexValue::Long(n) => match &number_format {
+                    Some(format) => Value::String(format.format(*n as f64)),
+                    None => Value::from(*n),
+                },
+                IndexValue::Double(f) => match &number_format {
+                    Some(format) => Value::String(format.format(*f)),
+                    None => serde_json::Number::from_f64(*f)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
+                },
                 IndexValue::Boolean(b) => Value::Bool(*b),
                 IndexValue::Date(ms) => {
                     let format = request
