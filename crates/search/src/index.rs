@@ -302,6 +302,13 @@ pub struct SearchHits {
     pub timed_out: bool,
 }
 
+/// What one read sees of its index (see [`Index::read_view`]).
+struct ReadView<'q> {
+    mappings: Arc<Mappings>,
+    /// The reader's field-level security, when it has some.
+    fields: Option<&'q dyn crate::field_security::FieldFilter>,
+}
+
 /// One page of a search on one index.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchPage<'a> {
@@ -1448,15 +1455,23 @@ impl Index {
         query: &Query,
         searcher: &Searcher,
     ) -> Result<Box<dyn tantivy::query::Query>> {
-        self.compile_under(query, searcher, &self.read_mappings(query))
+        self.compile_under(query, searcher, &self.read_view(query).mappings)
     }
 
-    /// The mapping a read of `query` runs under: the index's, or what the reader's field-level
-    /// security leaves of it (`field_security.rs`).
-    fn read_mappings(&self, query: &Query) -> Arc<Mappings> {
+    /// What a read of `query` sees, worked out once per read (finding the restriction walks
+    /// the query tree): the mapping it runs under — the index's, or what the reader's
+    /// field-level security leaves of it (`field_security.rs`) — and the field filter its
+    /// sources go through.
+    fn read_view<'q>(&self, query: &'q Query) -> ReadView<'q> {
         match query.restriction() {
-            Some(restricted) => restricted.mappings.clone(),
-            None => self.mappings(),
+            Some(restricted) => ReadView {
+                mappings: restricted.mappings.clone(),
+                fields: Some(restricted.fields.as_ref()),
+            },
+            None => ReadView {
+                mappings: self.mappings(),
+                fields: None,
+            },
         }
     }
 
@@ -1541,13 +1556,15 @@ impl Index {
             None => self.reader.searcher(),
         };
         let named = page.query.names();
-        let query = self.without_tombstones(self.to_tantivy(page.query, &searcher)?);
+        let view = self.read_view(page.query);
+        let query =
+            self.without_tombstones(self.compile_under(page.query, &searcher, &view.mappings)?);
         if !page.sort.is_empty()
             || page.search_after.is_some()
             || page.bounds().is_set()
             || page.collapse.is_some()
         {
-            return self.search_sorted(page, &searcher, &query, named);
+            return self.search_sorted(page, &searcher, &query, named, &view);
         }
         if size == 0 {
             let total = searcher.search(&query, &Count)? as u64;
@@ -1567,10 +1584,9 @@ impl Index {
                 Count,
             ),
         )?;
-        let mappings = self.read_mappings(page.query);
-        let named_weights = self.named_weights(named, &searcher, &mappings)?;
-        let inner = self.inner_hit_weights(page.query, &searcher)?;
-        let restriction = page.query.restriction().map(|r| r.fields.as_ref());
+        let named_weights = self.named_weights(named, &searcher, &view.mappings)?;
+        let inner = self.inner_hit_weights(page.query, &searcher, &view.mappings)?;
+        let restriction = view.fields;
         let mut hits = Vec::with_capacity(top.len());
         let explain = page.explain.then_some(&query);
         for (score, address) in top {
@@ -1603,6 +1619,7 @@ impl Index {
         searcher: &Searcher,
         query: &BooleanQuery,
         named: Vec<(&str, Query)>,
+        view: &ReadView<'_>,
     ) -> Result<SearchHits> {
         let by_score = [SortKey::Score(SortOrder::Desc)];
         let keys = if page.sort.is_empty() {
@@ -1610,16 +1627,16 @@ impl Index {
         } else {
             page.sort
         };
-        let mappings = self.read_mappings(page.query);
+        let mappings = &view.mappings;
         let sort = IndexSort::new(
             keys,
             page.search_after,
-            &mappings,
+            mappings,
             &self.name,
             page.shard_index,
         )?;
         let sort = match page.collapse {
-            Some(field) => sort.collapse_on(field, &mappings, &self.name)?,
+            Some(field) => sort.collapse_on(field, mappings, &self.name)?,
             None => sort,
         };
         let scored = page.track_scores
@@ -1646,9 +1663,9 @@ impl Index {
             return Err(SearchError::Script(Box::new(failure)));
         }
         let explain = page.explain.then_some(query);
-        let named_weights = self.named_weights(named, searcher, &mappings)?;
-        let inner = self.inner_hit_weights(page.query, searcher)?;
-        let restriction = page.query.restriction().map(|r| r.fields.as_ref());
+        let named_weights = self.named_weights(named, searcher, mappings)?;
+        let inner = self.inner_hit_weights(page.query, searcher, mappings)?;
+        let restriction = view.fields;
         let mut hits = Vec::with_capacity(page.size);
         for kept in fruit.kept.into_iter().skip(page.from) {
             let mut hit = self.load_hit(
@@ -1771,13 +1788,13 @@ impl Index {
         &self,
         query: &'q Query,
         searcher: &Searcher,
+        mappings: &Mappings,
     ) -> Result<Vec<InnerHitWeight<'q>>> {
         let mut weights = Vec::new();
-        let mappings = self.read_mappings(query);
         for nested in query.inner_hits() {
             let compiler = Compiler {
                 fields: &self.fields,
-                mappings: &mappings,
+                mappings,
                 searcher,
                 doc_counts: &self.doc_counts,
                 legacy_analyzer: self.legacy_analyzer.as_ref(),
@@ -1882,16 +1899,16 @@ impl Index {
         budget: &crate::aggs::MemoryBudget,
     ) -> Result<crate::aggs::IndexPartials> {
         self.check_open()?;
-        let mappings = self.read_mappings(query);
+        let view = self.read_view(query);
         let searcher = self.reader.searcher();
-        let main = self.without_tombstones(self.to_tantivy(query, &searcher)?);
+        let main = self.without_tombstones(self.compile_under(query, &searcher, &view.mappings)?);
         let all = self.without_tombstones(Box::new(tantivy::query::AllQuery));
-        let compile = |part: &Query| self.compile_under(part, &searcher, &mappings);
+        let compile = |part: &Query| self.compile_under(part, &searcher, &view.mappings);
         crate::aggs::collect_index(
             &searcher,
             &self.fields,
-            &mappings,
-            query.restriction().map(|r| r.fields.as_ref()),
+            &view.mappings,
+            view.fields,
             &self.name,
             &main,
             &all,

@@ -57,8 +57,8 @@ fn request_condition(request: &Request, create: bool) -> Result<Condition, EsErr
 }
 
 /// The `get` of an update's response (`_update` or a bulk `update` asked for `_source`): the
-/// document as the update left it.
-/// The reader's field-level security (`restrictions`) applies to what it shows.
+/// document as the update left it, without the fields the reader's field-level security
+/// (`restrictions`) hides.
 pub(crate) fn update_get_json(
     outcome: &WriteOutcome,
     filter: &SourceFilter,
@@ -601,9 +601,9 @@ fn get_source_filter(request: &Request) -> Option<SourceFilter> {
     stored_fields_source(explicit, stored_fields.as_deref())
 }
 
-/// Whether a reader whose DLS queries on `index` are `dls` (`None`: none) may see document `id`:
-/// it must match one of them as the index was last refreshed, so under DLS a document written
-/// since is not visible to a GET until the next refresh.
+/// Whether a reader with `restrictions` may see document `id`: under DLS it must match one of
+/// the queries as the index was last refreshed, so a document written since is not visible to
+/// a GET until the next refresh.
 fn visible(index: &Index, id: &str, restrictions: &Restrictions) -> Result<bool, SearchError> {
     let Some(dls) = &restrictions.dls else {
         return Ok(true);

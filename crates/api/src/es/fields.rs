@@ -294,7 +294,7 @@ pub(super) fn field_caps(api: &EsApi, request: &Request, target: Option<&str>) -
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
     let mut targets = resolve_targets(
         api,
-        request.grants.as_deref(),
+        request,
         "indices:data/read/field_caps",
         target,
         options,

@@ -99,7 +99,7 @@ pub(super) async fn open_pit(api: &EsApi, request: &Request, target: &str) -> Es
     let options = indices_options(request, IndicesOptions::STRICT_EXPAND_OPEN)?;
     let targets = resolve_targets(
         api,
-        request.grants.as_deref(),
+        request,
         "indices:data/read/open_point_in_time",
         Some(target),
         options,
@@ -244,13 +244,7 @@ pub(super) async fn open_scroll(
         ));
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(
-        api,
-        request.grants.as_deref(),
-        super::access::SEARCH,
-        target,
-        options,
-    )?;
+    let targets = resolve_targets(api, request, super::access::SEARCH, target, options)?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let readers = api.readers.clone();
     let pretty = super::is_pretty(request);

@@ -659,13 +659,7 @@ pub(super) async fn search(api: &EsApi, request: &Request, target: Option<&str>)
             .await;
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(
-        api,
-        request.grants.as_deref(),
-        super::access::SEARCH,
-        target,
-        options,
-    )?;
+    let targets = resolve_targets(api, request, super::access::SEARCH, target, options)?;
     let _slot = api.slot(&api.search_slots, "search")?;
     let pretty = super::is_pretty(request);
     blocking(move || {
@@ -1282,13 +1276,7 @@ pub(super) async fn count(api: &EsApi, request: &Request, target: Option<&str>) 
         query = url;
     }
     let options = indices_options(request, IndicesOptions::LENIENT_EXPAND_OPEN)?;
-    let targets = resolve_targets(
-        api,
-        request.grants.as_deref(),
-        super::access::SEARCH,
-        target,
-        options,
-    )?;
+    let targets = resolve_targets(api, request, super::access::SEARCH, target, options)?;
     let _slot = api.slot(&api.search_slots, "count")?;
     let shards = targets.len();
     let count = blocking(move || {

@@ -168,14 +168,16 @@ pub(crate) fn options_from<'a>(
 }
 
 /// Resolves `expression` to the indices to read and their alias filters as queries.
-/// What the reader (`grants`) may see of each comes from the grants allowing `action`.
+/// What the reader (the request's grants) may see of each comes from the grants allowing
+/// `action`.
 pub(crate) fn resolve_targets(
     api: &EsApi,
-    grants: Option<&Grants>,
+    request: &Request,
     action: &str,
     expression: Option<&str>,
     options: IndicesOptions,
 ) -> Result<Vec<Target>, EsError> {
+    let grants = request.grants.as_deref();
     resolve_with(&api.node, grants, action, expression, options)
 }
 
