@@ -99,3 +99,75 @@ pub fn load_average() -> f64 {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A list of CPU numbers, as `taskset -c` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cpus(pub Vec<usize>);
+
+impl std::fmt::Display for Cpus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let numbers: Vec<String> = self.0.iter().map(usize::to_string).collect();
+        f.write_str(&numbers.join(","))
+    }
+}
+
+/// Parses a CPU list such as `0`, `1,3` or `0-3`.
+pub fn parse_cpus(list: &str) -> Result<Cpus, String> {
+    let mut cpus = Vec::new();
+    for part in list
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let number = |text: &str| {
+            text.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{text}` in the CPU list `{list}` is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((first, last)) => cpus.extend(number(first)?..=number(last)?),
+            None => cpus.push(number(part)?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err(format!("the CPU list `{list}` names no CPU"));
+    }
+    Ok(Cpus(cpus))
+}
+
+/// Lets the calling thread run only on `cpus`; threads and processes it starts afterwards
+/// inherit the set.
+pub fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    for &cpu in cpus {
+        anyhow::ensure!(
+            cpu < rustix::thread::CpuSet::MAX_CPU,
+            "CPU {cpu} is out of range"
+        );
+        set.set(cpu);
+    }
+    rustix::thread::sched_setaffinity(None, &set)
+        .map_err(|error| anyhow::anyhow!("pinning to CPUs {cpus:?}: {error}"))
+}
+
+/// The CPUs the calling thread may run on.
+pub fn current_cpus() -> anyhow::Result<Vec<usize>> {
+    let set = rustix::thread::sched_getaffinity(None)?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpus;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0").unwrap().0, vec![0]);
+        assert_eq!(parse_cpus("1,3").unwrap().to_string(), "1,3");
+        assert_eq!(parse_cpus("0-2,5").unwrap().0, vec![0, 1, 2, 5]);
+        assert!(parse_cpus("").is_err());
+        assert!(parse_cpus("a").is_err());
+    }
+}

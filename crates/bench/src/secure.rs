@@ -9,7 +9,9 @@
 //! measured phase both nodes are let settle until neither uses the CPU (refreshes and merges of
 //! the phase before run out of the measurement, not into the next one). Reported:
 //! the median throughput of each side, and the median of the rounds' secured/plain ratios; the
-//! target is at most 10 % cost (a ratio of 0.9 or more).
+//! target is at most 10 % cost (a ratio of 0.9 or more). With `--server-cpus` and
+//! `--client-cpus` the nodes and the load generator run on separate CPUs, so that the clients'
+//! own signing and encryption do not take the nodes' CPU.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -30,6 +32,8 @@ use crate::server::Server;
 const INDEX: &str = "bench-secure";
 const BEGIN_MARKER: &str = "<!-- bench-secure:begin -->";
 const END_MARKER: &str = "<!-- bench-secure:end -->";
+const PINNED_BEGIN_MARKER: &str = "<!-- bench-secure-pinned:begin -->";
+const PINNED_END_MARKER: &str = "<!-- bench-secure-pinned:end -->";
 /// The role ARN of the benchmark's delivery stream, mapped to `all_access` on the secured node
 /// so that both nodes deliver the same way.
 const ROLE_ARN: &str = "arn:aws:iam::000000000000:role/bench";
@@ -60,8 +64,16 @@ pub struct SecureArgs {
     /// The `sluice` binary; defaults to the one next to this binary (target/release/sluice).
     #[arg(long)]
     sluice: Option<PathBuf>,
+    /// Run both nodes on these CPUs only (e.g. `0`), so that the load generator's own signing
+    /// and encryption do not take the nodes' CPU: what TLS and SigV4 cost the server alone.
+    #[arg(long, value_parser = machine::parse_cpus, requires = "client_cpus")]
+    server_cpus: Option<machine::Cpus>,
+    /// Run the benchmark's clients on these CPUs only (e.g. `1`); with `--server-cpus`.
+    #[arg(long, value_parser = machine::parse_cpus, requires = "server_cpus")]
+    client_cpus: Option<machine::Cpus>,
     /// Write the results into this Markdown file between `<!-- bench-secure:begin -->` and
-    /// `<!-- bench-secure:end -->` (appended if the markers are missing).
+    /// `<!-- bench-secure:end -->` (appended if the markers are missing); a run with
+    /// `--server-cpus` between `<!-- bench-secure-pinned:begin -->` and its end marker.
     #[arg(long)]
     report: Option<PathBuf>,
 }
@@ -236,6 +248,12 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
     );
     let bodies = crate::build_batches(args.docs, args.batch, args.seed, false).bodies;
     let records: Records = build_records(args.records, args.seed);
+    // The nodes inherit the CPUs of the thread that starts them, the clients those of the
+    // thread that starts them after.
+    let all_cpus = machine::current_cpus()?;
+    if let Some(cpus) = &args.server_cpus {
+        machine::pin_current_thread(&cpus.0)?;
+    }
 
     let plain_dir = scratch.path().join("plain");
     let plain = Side {
@@ -255,6 +273,7 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
         &secure_dir.join("tls").join("self-signed-cert.pem"),
         credentials,
     )?;
+    machine::pin_current_thread(args.client_cpus.as_ref().map_or(&all_cpus, |cpus| &cpus.0))?;
     let secure = Side {
         name: "TLS and SigV4 (`--tls-self-signed --tls-only --security`)",
         server,
@@ -390,12 +409,28 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
         side.server.stop()?;
     }
     if let Some(path) = &args.report {
+        let (placement, title, begin, end) = match (&args.server_cpus, &args.client_cpus) {
+            (Some(server), Some(client)) => (
+                format!(" --server-cpus {server} --client-cpus {client}"),
+                format!(
+                    "TLS and SigV4 on versus off, the nodes on CPU {server} and the clients on CPU {client}"
+                ),
+                PINNED_BEGIN_MARKER,
+                PINNED_END_MARKER,
+            ),
+            _ => (
+                String::new(),
+                "TLS and SigV4 on versus off".to_owned(),
+                BEGIN_MARKER,
+                END_MARKER,
+            ),
+        };
         let command = format!(
-            "cargo build --release -p sluice -p sluice-bench && target/release/sluice-bench secure --docs {} --batch {} --records {} --record-batch {} --clients {} --rounds {}",
+            "cargo build --release -p sluice -p sluice-bench && target/release/sluice-bench secure --docs {} --batch {} --records {} --record-batch {} --clients {} --rounds {}{placement}",
             args.docs, args.batch, args.records, args.record_batch, args.clients, args.rounds
         );
         let section = format!(
-            "{BEGIN_MARKER}\n### TLS and SigV4 on versus off\n\n`{command}`\n\n{} ({} × {}, load average {:.1} before, {:.1} after), {} rounds, bulk of {} documents in batches of {} and PutRecordBatch of {} records in calls of {} from {} clients per round and side. Target: at most 10 % cost (a ratio of 0.90 or more).\n\n{table}{END_MARKER}\n",
+            "{begin}\n### {title}\n\n`{command}`\n\n{} ({} × {}, load average {:.1} before, {:.1} after), {} rounds, bulk of {} documents in batches of {} and PutRecordBatch of {} records in calls of {} from {} clients per round and side. Target: at most 10 % cost (a ratio of 0.90 or more).\n\n{table}{end}\n",
             crate::report::utc_date(),
             machine.n_cpus,
             machine.cpu_model,
@@ -408,7 +443,7 @@ pub fn run(args: SecureArgs) -> anyhow::Result<()> {
             args.record_batch,
             args.clients,
         );
-        crate::report::write_section(path, BEGIN_MARKER, END_MARKER, &section)?;
+        crate::report::write_section(path, begin, end, &section)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
