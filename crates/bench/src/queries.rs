@@ -95,6 +95,10 @@ pub struct QueryArgs {
     /// With `--perf-record`: record call graphs (DWARF unwinding; large files).
     #[arg(long)]
     perf_call_graph: bool,
+    /// Run only the workloads whose id contains this (e.g. `terms_avg`), on Sluice alone: for
+    /// profiling one workload with `--perf-record`; no ceiling, PostgreSQL or report.
+    #[arg(long, conflicts_with = "report")]
+    only: Option<String>,
 }
 
 /// The ceiling child's arguments (`sluice-bench tantivy-queries`).
@@ -424,10 +428,17 @@ pub fn run(kind: Kind, args: QueryArgs) -> anyhow::Result<()> {
         cold_reps: args.cold_reps,
         drop_caches,
     };
-    let workloads = plan.workloads();
+    let mut workloads = plan.workloads();
+    if let Some(only) = &args.only {
+        workloads.retain(|workload| workload.id.contains(only.as_str()));
+        ensure!(!workloads.is_empty(), "no workload's id contains `{only}`");
+    }
 
     let sluice_timings = run_sluice(&sluice, &args, &plan, &workloads, scratch.path())?;
     print_timings("sluice", &workloads, &sluice_timings);
+    if args.only.is_some() {
+        return Ok(());
+    }
     let ceiling = if args.skip_ceiling {
         None
     } else {
@@ -542,6 +553,8 @@ fn run_sluice(
     // Start from a server that opened the index from disk, as after any restart.
     server.stop()?;
     let server = Server::start(sluice, &data_dir, &log)?;
+    // The reopened index merges the segments of the load; measure the index it leaves.
+    crate::server::settle(&[&server])?;
     let mut timings = vec![Timings::default(); workloads.len()];
     {
         let mut connection = Connection::open(&server.search_address)?;

@@ -96,36 +96,10 @@ struct Measured {
     kinesis_node_cpu_ms_per_1000: Vec<f64>,
 }
 
-/// Most a node may use of one core, averaged over [`SETTLE_WINDOW`], to count as settled.
-const SETTLE_CPU_FRACTION: f64 = 0.05;
-/// How long each look at the nodes' CPU time lasts.
-const SETTLE_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
-/// Longest wait for the nodes to settle; a node still busy after it is measured anyway.
-const SETTLE_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Waits until no node uses more than [`SETTLE_CPU_FRACTION`] of a core: background work of
-/// one phase (a refresh, a merge, the last of a delivery stream's indexing) ends before the
-/// next phase's clock starts, on either node.
+/// Waits until neither node works in the background (see [`crate::server::settle`]).
 fn settle(sides: &[&Side]) -> anyhow::Result<()> {
-    let cpu = || -> anyhow::Result<Vec<f64>> {
-        sides.iter().map(|side| side.server.cpu_seconds()).collect()
-    };
-    let deadline = Instant::now() + SETTLE_TIME_MAX;
-    let mut before = cpu()?;
-    loop {
-        thread::sleep(SETTLE_WINDOW);
-        let after = cpu()?;
-        let busiest = after
-            .iter()
-            .zip(&before)
-            .map(|(after, before)| after - before)
-            .fold(0.0, f64::max);
-        if busiest < SETTLE_CPU_FRACTION * SETTLE_WINDOW.as_secs_f64() || Instant::now() > deadline
-        {
-            return Ok(());
-        }
-        before = after;
-    }
+    let servers: Vec<&Server> = sides.iter().map(|side| &side.server).collect();
+    crate::server::settle(&servers)
 }
 
 fn median(values: &[f64]) -> f64 {

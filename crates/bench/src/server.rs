@@ -238,3 +238,35 @@ pub fn sluice_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     );
     Ok(sluice)
 }
+
+/// Most a server may use of one core, averaged over [`SETTLE_WINDOW`], to count as settled.
+const SETTLE_CPU_FRACTION: f64 = 0.05;
+/// How long each look at the servers' CPU time lasts.
+const SETTLE_WINDOW: Duration = Duration::from_millis(500);
+/// Longest wait for the servers to settle; a server still busy after it is measured anyway.
+const SETTLE_TIME_MAX: Duration = Duration::from_secs(120);
+
+/// Waits until no server uses more than [`SETTLE_CPU_FRACTION`] of a core: background work
+/// (a refresh, the merges a reopened index starts, the last of a delivery stream's indexing)
+/// ends before a measurement's clock starts.
+pub fn settle(servers: &[&Server]) -> anyhow::Result<()> {
+    let cpu = || -> anyhow::Result<Vec<f64>> {
+        servers.iter().map(|server| server.cpu_seconds()).collect()
+    };
+    let deadline = Instant::now() + SETTLE_TIME_MAX;
+    let mut before = cpu()?;
+    loop {
+        thread::sleep(SETTLE_WINDOW);
+        let after = cpu()?;
+        let busiest = after
+            .iter()
+            .zip(&before)
+            .map(|(after, before)| after - before)
+            .fold(0.0, f64::max);
+        if busiest < SETTLE_CPU_FRACTION * SETTLE_WINDOW.as_secs_f64() || Instant::now() > deadline
+        {
+            return Ok(());
+        }
+        before = after;
+    }
+}
