@@ -368,6 +368,23 @@ fn matching_docs(
     let mut scorer = weight.scorer(reader, 1.0)?;
     let alive = reader.alive_bitset();
     let mut docs = Vec::new();
+    if !with_scores {
+        // Without scores the documents come a block at a time (`match_all` fills a block
+        // without stepping through it).
+        let mut block = [0 as DocId; tantivy::COLLECT_BLOCK_BUFFER_LEN];
+        loop {
+            let filled = scorer.fill_buffer(&mut block);
+            if filled == 0 {
+                break;
+            }
+            let block = &block[..filled];
+            match alive {
+                None => docs.extend_from_slice(block),
+                Some(bits) => docs.extend(block.iter().filter(|&&doc| bits.is_alive(doc))),
+            }
+        }
+        return Ok((docs, None));
+    }
     let mut scores = with_scores.then(|| vec![0f32; reader.max_doc() as usize]);
     let mut doc = scorer.doc();
     while doc != TERMINATED {
@@ -438,6 +455,19 @@ fn for_each_number(
     docs: &[DocId],
     mut f: impl FnMut(f64),
 ) -> Result<FieldKind> {
+    number_batches(segment, source, agg, docs, |values| {
+        values.iter().for_each(|&value| f(value))
+    })
+}
+
+/// [`for_each_number`] a slice of values at a time.
+fn number_batches(
+    segment: &Segment<'_>,
+    source: &ValueSource,
+    agg: &Aggregation,
+    docs: &[DocId],
+    f: impl FnMut(&[f64]),
+) -> Result<FieldKind> {
     let (kind, column) = field_of(segment, source, agg)?;
     if matches!(kind, FieldKind::Keyword | FieldKind::Ip) {
         return Err(SearchError::illegal(format!(
@@ -458,12 +488,7 @@ fn for_each_number(
         )?),
         None => None,
     };
-    for &doc in docs {
-        let any = column.for_each_number(doc, &mut f);
-        if !any && let Some(missing) = missing {
-            f(missing);
-        }
-    }
+    column.number_batches(docs, missing, f);
     Ok(kind)
 }
 
@@ -476,7 +501,11 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
         | AggKind::Stats(source)
         | AggKind::ExtendedStats { source, .. } => {
             let mut stats = StatsAcc::new(ValueFormat::Raw);
-            let kind = for_each_number(segment, source, agg, docs, |v| stats.add(v))?;
+            let with_squares =
+                matches!(agg.kind, AggKind::Stats(_) | AggKind::ExtendedStats { .. });
+            let kind = number_batches(segment, source, agg, docs, |values| {
+                stats.add_values(values, with_squares)
+            })?;
             stats.format = value_format(&kind, source.format.as_deref())?;
             Partial::Stats(stats)
         }
@@ -1131,24 +1160,68 @@ fn filter_docs(segment: &Segment<'_>, query: &Query, docs: &[DocId]) -> Result<V
             weight
         }
     };
-    let mut scorer = weight.scorer(segment.reader, 1.0)?;
-    let mut matched = Vec::new();
-    for &doc in docs {
-        let mut current = scorer.doc();
-        if current == TERMINATED {
-            break;
-        }
-        if current < doc {
-            current = scorer.seek(doc);
-        }
-        if current == doc {
-            matched.push(doc);
-        }
-    }
+    let scorer = weight.scorer(segment.reader, 1.0)?;
+    let matched = intersect(scorer, docs);
     context
         .budget
         .reserve(matched.len() * DOC_BYTES, "filter")?;
     Ok(matched)
+}
+
+/// The documents of `docs` (sorted, distinct) that `scorer` matches. Whichever side is behind
+/// leaps to the other: the scorer seeks, the list gallops, so that a filter with few hits in a
+/// long list costs about its hits, and a list of every document in a range (a top-level
+/// `match_all`) is not walked at all: the scorer's documents in the range are the answer.
+fn intersect(mut scorer: Box<dyn tantivy::query::Scorer>, docs: &[DocId]) -> Vec<DocId> {
+    let mut matched = Vec::new();
+    let (Some(&first), Some(&last)) = (docs.first(), docs.last()) else {
+        return matched;
+    };
+    if (last - first) as usize + 1 == docs.len() {
+        let mut block = [0 as DocId; tantivy::COLLECT_BLOCK_BUFFER_LEN];
+        if scorer.doc() < first {
+            scorer.seek(first);
+        }
+        loop {
+            let filled = scorer.fill_buffer(&mut block);
+            let block = &block[..filled];
+            let within = block.partition_point(|&doc| doc <= last);
+            matched.extend_from_slice(&block[..within]);
+            if within < block.len() || filled == 0 {
+                return matched;
+            }
+        }
+    }
+    let mut at = 0;
+    let mut current = scorer.doc();
+    while current != TERMINATED && at < docs.len() {
+        let doc = docs[at];
+        if current < doc {
+            current = scorer.seek(doc);
+        } else if current > doc {
+            at = gallop(docs, at, current);
+        } else {
+            matched.push(doc);
+            at += 1;
+            current = scorer.advance();
+        }
+    }
+    matched
+}
+
+/// The first position at or after `from` whose document is at least `target`, in a sorted list:
+/// steps of doubling length, then a binary search within the last one.
+fn gallop(docs: &[DocId], from: usize, target: DocId) -> usize {
+    let mut step = 1;
+    let mut low = from;
+    let mut high = from + step;
+    while high < docs.len() && docs[high] < target {
+        low = high;
+        step *= 2;
+        high = low + step;
+    }
+    let high = high.min(docs.len());
+    low + docs[low..high].partition_point(|&doc| doc < target)
 }
 
 /// Groups documents by their keys (a document counts once per distinct key): each key's count,
@@ -1218,23 +1291,38 @@ fn group_ords(
     } else {
         Vec::new()
     };
-    let mut ords = Vec::new();
-    for &doc in docs {
-        ords.clear();
-        column.for_each_ord(doc, |ord| ords.push(ord));
-        if ords.len() > 1 {
-            ords.sort_unstable();
-            ords.dedup();
-        }
-        if ords.is_empty() && missing.is_some() {
-            ords.push(num_terms);
-        }
-        for &ord in &ords {
+    if let Some(single) = column.single_valued_ords() {
+        let missing_ord = missing.is_some().then_some(num_terms);
+        super::values::first_values(single, docs, |doc, ord| {
+            let Some(ord) = ord.or(missing_ord) else {
+                return;
+            };
             if let Some(count) = counts.get_mut(ord as usize) {
                 *count += 1;
             }
             if let Some(list) = lists.get_mut(ord as usize) {
                 list.push(doc);
+            }
+        });
+    } else {
+        let mut ords = Vec::new();
+        for &doc in docs {
+            ords.clear();
+            column.for_each_ord(doc, |ord| ords.push(ord));
+            if ords.len() > 1 {
+                ords.sort_unstable();
+                ords.dedup();
+            }
+            if ords.is_empty() && missing.is_some() {
+                ords.push(num_terms);
+            }
+            for &ord in &ords {
+                if let Some(count) = counts.get_mut(ord as usize) {
+                    *count += 1;
+                }
+                if let Some(list) = lists.get_mut(ord as usize) {
+                    list.push(doc);
+                }
             }
         }
     }
@@ -2611,4 +2699,88 @@ fn next_combination<T>(indexes: &mut [usize], per_source: &[Vec<T>]) -> bool {
         *slot = 0;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gallop, intersect};
+    use tantivy::query::Scorer;
+    use tantivy::{DocId, DocSet, TERMINATED};
+
+    /// A scorer over a sorted list of documents.
+    struct Listed {
+        docs: Vec<DocId>,
+        at: usize,
+    }
+
+    impl DocSet for Listed {
+        fn advance(&mut self) -> DocId {
+            self.at += 1;
+            self.doc()
+        }
+        fn doc(&self) -> DocId {
+            self.docs.get(self.at).copied().unwrap_or(TERMINATED)
+        }
+        fn size_hint(&self) -> u32 {
+            self.docs.len() as u32
+        }
+    }
+
+    impl Scorer for Listed {
+        fn score(&mut self) -> f32 {
+            1.0
+        }
+    }
+
+    fn scorer(docs: &[DocId]) -> Box<dyn Scorer> {
+        Box::new(Listed {
+            docs: docs.to_vec(),
+            at: 0,
+        })
+    }
+
+    /// What a merge of the two sorted lists finds.
+    fn expected(a: &[DocId], b: &[DocId]) -> Vec<DocId> {
+        a.iter().copied().filter(|doc| b.contains(doc)).collect()
+    }
+
+    #[test]
+    fn intersections_equal_a_plain_merge() {
+        let hits: Vec<DocId> = (0..3000).filter(|d| d % 7 == 0 || d % 11 == 3).collect();
+        let lists: Vec<Vec<DocId>> = vec![
+            vec![],
+            (0..3000).collect(),
+            (100..2000).collect(),
+            (1..2).collect(),
+            (0..3000).filter(|d| d % 3 != 0).collect(),
+            (0..3000).filter(|d| d % 500 == 0).collect(),
+            vec![2999],
+            vec![5000, 5001],
+        ];
+        for list in &lists {
+            assert_eq!(intersect(scorer(&hits), list), expected(&hits, list));
+            assert_eq!(intersect(scorer(&[]), list), Vec::<DocId>::new());
+        }
+        // A filter with hits past a contiguous list's end stops at its end.
+        let near: Vec<DocId> = vec![5, 6, 9, 10, 200];
+        assert_eq!(intersect(scorer(&near), &[6, 7, 8, 9]), vec![6, 9]);
+    }
+
+    #[test]
+    fn gallop_finds_the_first_document_at_least_the_target() {
+        let docs: Vec<DocId> = (0..100).map(|d| d * 2).collect();
+        for from in [0, 3, 50] {
+            for target in 0..210 {
+                let want = docs[from..]
+                    .iter()
+                    .position(|&d| d >= target)
+                    .map_or(docs.len(), |p| from + p);
+                assert_eq!(
+                    gallop(&docs, from, target),
+                    want,
+                    "from {from} target {target}"
+                );
+            }
+        }
+    }
 }

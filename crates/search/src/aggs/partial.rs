@@ -167,6 +167,65 @@ impl StatsAcc {
         self.max = self.max.max(value);
     }
 
+    /// [`Self::add`] for each of `values`, the sum of squares only `with_squares` (the
+    /// single-value metrics do not read it). Four compensated sums run side by side and are
+    /// then added together, each as precise as one, so that the additions do not wait on each
+    /// other; the accumulators stay in registers over the slice.
+    pub(crate) fn add_values(&mut self, values: &[f64], with_squares: bool) {
+        let (mut min, mut max) = (self.min, self.max);
+        let mut sums = [0.0f64; 4];
+        let mut compensations = [0.0f64; 4];
+        let (quads, rest) = values.as_chunks::<4>();
+        for quad in quads {
+            for lane in 0..4 {
+                kahan_add(&mut sums[lane], &mut compensations[lane], quad[lane]);
+                min = min.min(quad[lane]);
+                max = max.max(quad[lane]);
+            }
+        }
+        for &value in rest {
+            kahan_add(&mut sums[0], &mut compensations[0], value);
+            min = min.min(value);
+            max = max.max(value);
+        }
+        for lane in 0..4 {
+            kahan_add(&mut self.sum, &mut self.sum_compensation, sums[lane]);
+            kahan_add(
+                &mut self.sum,
+                &mut self.sum_compensation,
+                -compensations[lane],
+            );
+        }
+        if with_squares {
+            let mut squares = [0.0f64; 4];
+            let mut compensations = [0.0f64; 4];
+            for quad in quads {
+                for lane in 0..4 {
+                    let square = quad[lane] * quad[lane];
+                    kahan_add(&mut squares[lane], &mut compensations[lane], square);
+                }
+            }
+            for &value in rest {
+                kahan_add(&mut squares[0], &mut compensations[0], value * value);
+            }
+            for lane in 0..4 {
+                kahan_add(
+                    &mut self.squares,
+                    &mut self.squares_compensation,
+                    squares[lane],
+                );
+                kahan_add(
+                    &mut self.squares,
+                    &mut self.squares_compensation,
+                    -compensations[lane],
+                );
+            }
+        }
+        self.count += values.len() as u64;
+        self.min = min;
+        self.max = max;
+    }
+
     pub(crate) fn sum(&self) -> f64 {
         self.sum
     }
@@ -624,4 +683,46 @@ pub(crate) fn effective_sort(sort: &[SortSpec]) -> Vec<SortSpec> {
 #[derive(Debug)]
 pub(crate) struct IndexPartials {
     pub partials: Vec<Partial>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatsAcc;
+    use crate::aggs::format::ValueFormat;
+
+    #[test]
+    fn values_added_a_slice_at_a_time_sum_as_one_by_one() {
+        // Magnitudes far apart: after the first value, an uncompensated sum would lose every
+        // one of the small values (each below half the spacing of doubles near 1e16).
+        let values: Vec<f64> = std::iter::once(1e16)
+            .chain((0..1003).map(|k| 0.25 + (k % 5) as f64 / 8.0))
+            .collect();
+        let mut one_by_one = StatsAcc::new(ValueFormat::Raw);
+        for &value in &values {
+            one_by_one.add(value);
+        }
+        let mut sliced = StatsAcc::new(ValueFormat::Raw);
+        for chunk in values.chunks(128) {
+            sliced.add_values(chunk, true);
+        }
+        let small: f64 = values[1..].iter().sum();
+        let exact = 1e16 + small;
+        let plain: f64 = values.iter().sum();
+        assert!((plain - exact).abs() > 100.0, "the data needs compensation");
+        assert_eq!(sliced.count, one_by_one.count);
+        assert_eq!((sliced.min, sliced.max), (one_by_one.min, one_by_one.max));
+        assert!(
+            (sliced.sum() - exact).abs() <= 4.0,
+            "{} vs {exact}",
+            sliced.sum()
+        );
+        assert!((one_by_one.sum() - exact).abs() <= 4.0);
+        let relative = (sliced.sum_of_squares() - one_by_one.sum_of_squares()).abs()
+            / one_by_one.sum_of_squares();
+        assert!(relative < 1e-12);
+        let mut no_squares = StatsAcc::new(ValueFormat::Raw);
+        no_squares.add_values(&values, false);
+        assert_eq!(no_squares.sum_of_squares(), 0.0);
+        assert!((no_squares.sum() - exact).abs() <= 4.0);
+    }
 }

@@ -8,8 +8,9 @@
 //! Elasticsearch.
 
 use serde_json::Value;
+use tantivy::DocId;
 use tantivy::SegmentReader;
-use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
+use tantivy::columnar::{Cardinality, Column, DynamicColumn, NumericalType, StrColumn};
 
 use super::format::{DateFormat, DecimalFormat, ValueFormat};
 use crate::date;
@@ -136,6 +137,36 @@ pub(crate) fn missing_number(kind: &FieldKind, missing: &Value) -> Result<f64> {
     })
 }
 
+/// Documents whose values [`first_values`] reads with one call into the column.
+const VALUE_BATCH: usize = 128;
+
+/// Whether a column holds at most one value per document.
+fn single_valued<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
+    column: &Column<T>,
+) -> bool {
+    column.get_cardinality() != Cardinality::Multivalued
+}
+
+/// Calls `f(doc, value)` for each document of `docs` in order, with its value or `None`: a
+/// column's values read [`VALUE_BATCH`] documents at a time (one dynamic call per batch for a
+/// column with a value in every document, instead of an iterator per document). Only the
+/// first value of a document is read: meant for [`single_valued`] columns.
+pub(crate) fn first_values<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
+    column: &Column<T>,
+    docs: &[DocId],
+    mut f: impl FnMut(DocId, Option<T>),
+) {
+    let mut values = [None; VALUE_BATCH];
+    for chunk in docs.chunks(VALUE_BATCH) {
+        let out = &mut values[..chunk.len()];
+        out.fill(None);
+        column.first_vals(chunk, out);
+        for (&doc, &value) in chunk.iter().zip(out.iter()) {
+            f(doc, value);
+        }
+    }
+}
+
 /// One segment's column of a field.
 pub(crate) enum SegmentColumn {
     Empty,
@@ -211,6 +242,63 @@ impl SegmentColumn {
             }
         }
         any
+    }
+
+    /// Calls `f` with `Some` of each numeric value of the documents `docs`, in order, and with
+    /// `None` for each document without one: [`Self::for_each_number`] over a list, reading a
+    /// column of at most one value per document in batches.
+    #[inline]
+    pub(crate) fn for_each_number_of(&self, docs: &[DocId], mut f: impl FnMut(Option<f64>)) {
+        match self {
+            SegmentColumn::I64(column) if single_valued(column) => {
+                first_values(column, docs, |_, v| f(v.map(|v| v as f64)));
+            }
+            SegmentColumn::F64(column) if single_valued(column) => {
+                first_values(column, docs, |_, v| f(v));
+            }
+            _ => {
+                for &doc in docs {
+                    if !self.for_each_number(doc, |v| f(Some(v))) {
+                        f(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with the numeric values of the documents `docs` in slices of at most
+    /// [`VALUE_BATCH`], `missing` standing for each document without one when given: for
+    /// accumulators that keep their state in registers over a slice.
+    pub(crate) fn number_batches(
+        &self,
+        docs: &[DocId],
+        missing: Option<f64>,
+        mut f: impl FnMut(&[f64]),
+    ) {
+        let mut batch = [0f64; VALUE_BATCH];
+        let mut len = 0;
+        self.for_each_number_of(docs, |value| {
+            if let Some(value) = value.or(missing) {
+                batch[len] = value;
+                len += 1;
+                if len == VALUE_BATCH {
+                    f(&batch);
+                    len = 0;
+                }
+            }
+        });
+        if len > 0 {
+            f(&batch[..len]);
+        }
+    }
+
+    /// The ordinals of a string column that holds at most one term per document, for reading
+    /// with [`first_values`].
+    pub(crate) fn single_valued_ords(&self) -> Option<&Column<u64>> {
+        match self {
+            SegmentColumn::Str(column) if single_valued(column.ords()) => Some(column.ords()),
+            _ => None,
+        }
     }
 
     /// Calls `f` with each `i64` value of `doc` (integers, dates, booleans as 0/1).
