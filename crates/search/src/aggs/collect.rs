@@ -385,18 +385,18 @@ fn matching_docs(
         }
         return Ok((docs, None));
     }
-    let mut scores = with_scores.then(|| vec![0f32; reader.max_doc() as usize]);
+    let mut scores = vec![0f32; reader.max_doc() as usize];
     let mut doc = scorer.doc();
     while doc != TERMINATED {
         if alive.is_none_or(|bits| bits.is_alive(doc)) {
             docs.push(doc);
-            if let Some(slot) = scores.as_mut().and_then(|s| s.get_mut(doc as usize)) {
+            if let Some(slot) = scores.get_mut(doc as usize) {
                 *slot = scorer.score();
             }
         }
         doc = scorer.advance();
     }
-    Ok((docs, scores))
+    Ok((docs, Some(scores)))
 }
 
 fn collect_level(

@@ -129,6 +129,32 @@ pub(crate) struct StatsAcc {
     pub format: ValueFormat,
 }
 
+/// Adds `term` of each of `values` into a compensated sum: four compensated sums run side by
+/// side in registers (so that the additions do not wait on each other), each as precise as
+/// one, and are then added in.
+fn add_compensated(
+    sum: &mut f64,
+    compensation: &mut f64,
+    values: &[f64],
+    term: impl Fn(f64) -> f64,
+) {
+    let mut sums = [0.0f64; 4];
+    let mut compensations = [0.0f64; 4];
+    let (quads, rest) = values.as_chunks::<4>();
+    for quad in quads {
+        for lane in 0..4 {
+            kahan_add(&mut sums[lane], &mut compensations[lane], term(quad[lane]));
+        }
+    }
+    for &value in rest {
+        kahan_add(&mut sums[0], &mut compensations[0], term(value));
+    }
+    for lane in 0..4 {
+        kahan_add(sum, compensation, sums[lane]);
+        kahan_add(sum, compensation, -compensations[lane]);
+    }
+}
+
 fn kahan_add(sum: &mut f64, compensation: &mut f64, value: f64) {
     if !value.is_finite() {
         *sum += value;
@@ -168,62 +194,20 @@ impl StatsAcc {
     }
 
     /// [`Self::add`] for each of `values`, the sum of squares only `with_squares` (the
-    /// single-value metrics do not read it). Four compensated sums run side by side and are
-    /// then added together, each as precise as one, so that the additions do not wait on each
-    /// other; the accumulators stay in registers over the slice.
+    /// single-value metrics do not read it).
     pub(crate) fn add_values(&mut self, values: &[f64], with_squares: bool) {
-        let (mut min, mut max) = (self.min, self.max);
-        let mut sums = [0.0f64; 4];
-        let mut compensations = [0.0f64; 4];
-        let (quads, rest) = values.as_chunks::<4>();
-        for quad in quads {
-            for lane in 0..4 {
-                kahan_add(&mut sums[lane], &mut compensations[lane], quad[lane]);
-                min = min.min(quad[lane]);
-                max = max.max(quad[lane]);
-            }
-        }
-        for &value in rest {
-            kahan_add(&mut sums[0], &mut compensations[0], value);
-            min = min.min(value);
-            max = max.max(value);
-        }
-        for lane in 0..4 {
-            kahan_add(&mut self.sum, &mut self.sum_compensation, sums[lane]);
-            kahan_add(
-                &mut self.sum,
-                &mut self.sum_compensation,
-                -compensations[lane],
+        add_compensated(&mut self.sum, &mut self.sum_compensation, values, |v| v);
+        if with_squares {
+            add_compensated(
+                &mut self.squares,
+                &mut self.squares_compensation,
+                values,
+                |v| v * v,
             );
         }
-        if with_squares {
-            let mut squares = [0.0f64; 4];
-            let mut compensations = [0.0f64; 4];
-            for quad in quads {
-                for lane in 0..4 {
-                    let square = quad[lane] * quad[lane];
-                    kahan_add(&mut squares[lane], &mut compensations[lane], square);
-                }
-            }
-            for &value in rest {
-                kahan_add(&mut squares[0], &mut compensations[0], value * value);
-            }
-            for lane in 0..4 {
-                kahan_add(
-                    &mut self.squares,
-                    &mut self.squares_compensation,
-                    squares[lane],
-                );
-                kahan_add(
-                    &mut self.squares,
-                    &mut self.squares_compensation,
-                    -compensations[lane],
-                );
-            }
-        }
         self.count += values.len() as u64;
-        self.min = min;
-        self.max = max;
+        self.min = values.iter().copied().fold(self.min, f64::min);
+        self.max = values.iter().copied().fold(self.max, f64::max);
     }
 
     pub(crate) fn sum(&self) -> f64 {
