@@ -1,7 +1,7 @@
 //! `sluice-tables`: DynamoDB-like tables and their streams. It owns typed attribute values
 //! ([`AttributeValue`], `N` as an exact 38-digit [`Number`]), items and their limits, primary
 //! keys and their order-preserving encoding, and durable storage ([`Tables`]) in which every
-//! acknowledged change and its stream record are one fsynced commit. Wire shapes (DynamoDB's
+//! acknowledged change and its stream record are one fsynced write-ahead log record. Wire shapes (DynamoDB's
 //! JSON, base64, error bodies) belong to the API; this crate's errors carry DynamoDB's texts.
 //!
 //! Entry points: [`Tables::open`], then [`Tables::create_table`], [`Tables::write`] (put or
@@ -36,6 +36,7 @@ mod schema;
 mod store;
 mod stream;
 mod value;
+mod wal;
 
 #[cfg(test)]
 mod index_tests;

@@ -2,10 +2,12 @@
 //! write path. A write joins a group-commit queue; whoever finds no leader takes the queue
 //! as one group and, inside one redb write transaction, reads each member's current item,
 //! runs its condition, writes the item, its counts and — when the table has a stream — its
-//! stream record, then commits durably (fsync) once for the whole group. Members are answered
-//! only after that commit: an acknowledged change is durable, and it and its stream record
-//! are one commit, so no crash can leave one without the other. Reads use redb snapshots,
-//! which only ever hold committed (so durable) state.
+//! stream record. The rows the group wrote are one record of the write-ahead log
+//! (`wal.rs`), appended and fsynced once for the whole group; then the redb transaction
+//! commits without an fsync. Members are answered only after that: an acknowledged change is
+//! durable, and it and its stream record are one log record, so no crash can leave one without
+//! the other. Reads use redb snapshots, which only ever hold committed (so logged, durable)
+//! state. Catalog changes commit durably in redb, which checkpoints the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -26,12 +28,14 @@ use crate::schema::{
 };
 use crate::stream::{STREAM_RETENTION_MS, StreamRecord, StreamSummary};
 use crate::value::{AttributeValue, Item, check_item_limits, item_size_bytes};
+use crate::wal::{Redo, Row, Rows, Wal};
 
 /// The on-disk format's version, kept in the `meta` table; `docs/tables-format.md` describes
 /// it. Version 1 (before secondary indexes) is upgraded when opened: it has no index entries,
-/// so adopting the `index_entries` table is the whole change. Opening a database of a later
-/// version fails rather than guess.
-pub const FORMAT_VERSION: u64 = 2;
+/// so adopting the `index_entries` table is the whole change. Version 2 (before the
+/// write-ahead log) has every commit durable in redb, so it opens as a version 3 database
+/// whose log holds nothing. Opening a database of a later version fails rather than guess.
+pub const FORMAT_VERSION: u64 = 3;
 /// Most writes one leader commits as one group (one redb commit, one fsync); later arrivals
 /// wait for the next group. Each member already holds its item in memory, so this bounds the
 /// group's transaction, not a queue: the queue holds one entry per waiting client thread.
@@ -69,6 +73,8 @@ const INDEX_ENTRIES: RedbTable<(u64, &[u8]), &[u8]> = RedbTable::new("index_entr
 const KEY_FORMAT_VERSION: &str = "format_version";
 const KEY_NEXT_TABLE_ID: &str = "next_table_id";
 const KEY_NEXT_STREAM_ID: &str = "next_stream_id";
+/// The last write-ahead log record the database holds (0 before the first).
+const KEY_WAL_APPLIED: &str = "wal_applied";
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -256,6 +262,21 @@ pub struct Tables {
     poisoned: AtomicBool,
     /// The catalog as last committed, for reads and for checking writes before they queue.
     catalog: Mutex<HashMap<String, Arc<TableDefinition>>>,
+    /// The commit point of item writes. Locked only while holding redb's write transaction,
+    /// so records are numbered in commit order.
+    wal: Mutex<Wal>,
+}
+
+impl Drop for Tables {
+    /// A clean close leaves every commit durable in the database and the log empty, so the next
+    /// open has nothing to apply. Not needed for safety: the log is applied after a crash.
+    fn drop(&mut self) {
+        if !self.poisoned.load(Ordering::SeqCst)
+            && let Err(error) = self.checkpoint()
+        {
+            tracing::warn!(%error, "tables: the closing checkpoint failed; the next open applies the write-ahead log");
+        }
+    }
 }
 
 impl std::fmt::Debug for Tables {
@@ -286,7 +307,7 @@ impl Tables {
                     meta.insert(KEY_NEXT_STREAM_ID, 1)?;
                 }
                 Some(FORMAT_VERSION) => {}
-                Some(1) => {
+                Some(1 | 2) => {
                     meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION)?;
                 }
                 Some(other) => {
@@ -303,6 +324,7 @@ impl Tables {
             write.open_table(RECORDS)?;
             write.open_table(INDEX_ENTRIES)?;
         }
+        let wal = recover(&write, directory)?;
         write.commit()?;
         let mut catalog = HashMap::new();
         {
@@ -321,7 +343,49 @@ impl Tables {
             turn: Condvar::new(),
             poisoned: AtomicBool::new(false),
             catalog: Mutex::new(catalog),
+            wal: Mutex::new(wal),
         })
+    }
+
+    /// Commits an item write transaction: its rows become the next write-ahead log record,
+    /// which is on disk before redb commits (without an fsync of its own) and readers see the
+    /// change. A failure refuses writes until the tables are reopened, which replays the log.
+    fn commit_logged(&self, mut write: redb::WriteTransaction, redo: &Redo) -> Result<()> {
+        let checkpoint = {
+            let mut wal = lock(&self.wal);
+            let logged = (|| -> Result<()> {
+                write
+                    .open_table(META)?
+                    .insert(KEY_WAL_APPLIED, wal.next_lsn())?;
+                write.set_durability(redb::Durability::None)?;
+                wal.append(redo.bytes())?;
+                write.commit()?;
+                Ok(())
+            })();
+            if let Err(error) = logged {
+                self.poisoned.store(true, Ordering::SeqCst);
+                tracing::error!(%error, "tables commit failed; writes refused until reopened");
+                return Err(error);
+            }
+            wal.wants_checkpoint()
+        };
+        // The group is committed and durable in the log whatever happens here; a checkpoint
+        // that fails leaves the log to grow and is tried again after the next commit (a failed
+        // database commit has poisoned the tables already).
+        if checkpoint {
+            if let Err(error) = self.checkpoint() {
+                tracing::error!(%error, "tables checkpoint failed; the write-ahead log keeps growing");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything committed durable in the database and starts the write-ahead log
+    /// again at its front.
+    fn checkpoint(&self) -> Result<()> {
+        let mut write = self.database.begin_write()?;
+        write.set_durability(redb::Durability::Immediate)?;
+        self.commit_control(write)
     }
 
     fn refuse_if_poisoned(&self) -> Result<()> {
@@ -504,12 +568,17 @@ impl Tables {
         Ok(definition)
     }
 
+    /// Commits a `Durability::Immediate` transaction (a catalog change or a checkpoint): it
+    /// makes every earlier commit durable in the database too, so the write-ahead log starts
+    /// again at its front.
     fn commit_control(&self, write: redb::WriteTransaction) -> Result<()> {
+        let mut wal = lock(&self.wal);
         if let Err(error) = write.commit() {
             self.poisoned.store(true, Ordering::SeqCst);
             tracing::error!(%error, "tables commit failed; writes refused until reopened");
             return Err(error.into());
         }
+        wal.restart();
         Ok(())
     }
 
@@ -823,8 +892,8 @@ impl Tables {
             ));
         }
         let now_ms = self.clock.now_ms();
-        let mut write = self.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
+        let write = self.database.begin_write()?;
+        let mut redo = Redo::default();
         let outcomes = {
             let catalog = write.open_table(CATALOG)?;
             let mut items = write.open_table(ITEMS)?;
@@ -882,6 +951,7 @@ impl Tables {
                 stream_next: &mut stream_next,
                 records: &mut records,
                 index_entries: &mut index_entries,
+                redo: &mut redo,
             };
             let mut outcomes = Vec::with_capacity(decided.len());
             for (definition, key_bytes, old, decision) in decided {
@@ -898,7 +968,11 @@ impl Tables {
             }
             outcomes
         };
-        self.commit_control(write)?;
+        if redo.is_empty() {
+            write.abort()?;
+        } else {
+            self.commit_logged(write, &redo)?;
+        }
         Ok(outcomes)
     }
 
@@ -966,10 +1040,9 @@ impl Tables {
     fn try_commit_group(&self, group: Vec<(u64, Prepared)>) -> Result<Vec<Result<WriteOutcome>>> {
         self.refuse_if_poisoned()?;
         let now_ms = self.clock.now_ms();
-        let mut write = self.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
+        let write = self.database.begin_write()?;
         let mut outcomes = Vec::with_capacity(group.len());
-        let mut changed = false;
+        let mut redo = Redo::default();
         {
             let catalog = write.open_table(CATALOG)?;
             let mut items = write.open_table(ITEMS)?;
@@ -1010,19 +1083,19 @@ impl Tables {
                             stream_next: &mut stream_next,
                             records: &mut records,
                             index_entries: &mut index_entries,
+                            redo: &mut redo,
                         };
                         outcomes.push(Ok(store_change(
                             &mut open, definition, &key_bytes, old, put, now_ms, by_service,
                         )?));
-                        changed = true;
                     }
                 }
             }
         }
-        if changed {
-            write.commit()?;
-        } else {
+        if redo.is_empty() {
             write.abort()?;
+        } else {
+            self.commit_logged(write, &redo)?;
         }
         Ok(outcomes)
     }
@@ -1462,6 +1535,76 @@ struct OpenTables<'a, 't> {
     stream_next: &'a mut redb::Table<'t, u64, u64>,
     records: &'a mut redb::Table<'t, (u64, u64), &'static [u8]>,
     index_entries: &'a mut redb::Table<'t, (u64, &'static [u8]), &'static [u8]>,
+    /// Every row written, for the write-ahead log.
+    redo: &'a mut Redo,
+}
+
+impl OpenTables<'_, '_> {
+    /// Writes one row and notes it for the write-ahead log.
+    fn apply(&mut self, row: Row<'_>) -> Result<()> {
+        match row {
+            Row::PutItem(id, key, value) => {
+                self.items.insert((id, key), value)?;
+            }
+            Row::RemoveItem(id, key) => {
+                self.items.remove((id, key))?;
+            }
+            Row::PutCounts(id, count, size) => {
+                self.counts.insert(id, (count, size))?;
+            }
+            Row::PutStreamNext(id, next) => {
+                self.stream_next.insert(id, next)?;
+            }
+            Row::PutRecord(id, sequence, value) => {
+                self.records.insert((id, sequence), value)?;
+            }
+            Row::PutIndexEntry(id, key, value) => {
+                self.index_entries.insert((id, key), value)?;
+            }
+            Row::RemoveIndexEntry(id, key) => {
+                self.index_entries.remove((id, key))?;
+            }
+        }
+        self.redo.push(&row);
+        Ok(())
+    }
+}
+
+/// Opens the write-ahead log and applies, in `write` (the open's transaction, which commits
+/// durably), every record the database does not hold yet: what was acknowledged before a crash
+/// but not yet durable in redb.
+fn recover(write: &redb::WriteTransaction, directory: &Path) -> Result<Wal> {
+    let mut meta = write.open_table(META)?;
+    let applied = meta.get(KEY_WAL_APPLIED)?.map_or(0, |value| value.value());
+    let (mut wal, records) = Wal::open(directory, applied)?;
+    let Some((last, _)) = records.last() else {
+        wal.restart();
+        return Ok(wal);
+    };
+    let last = *last;
+    let mut redo = Redo::default();
+    let mut open = OpenTables {
+        items: &mut write.open_table(ITEMS)?,
+        counts: &mut write.open_table(COUNTS)?,
+        stream_next: &mut write.open_table(STREAM_NEXT)?,
+        records: &mut write.open_table(RECORDS)?,
+        index_entries: &mut write.open_table(INDEX_ENTRIES)?,
+        redo: &mut redo,
+    };
+    for (_, payload) in &records {
+        for row in Rows::of(payload) {
+            open.apply(row?)?;
+        }
+    }
+    meta.insert(KEY_WAL_APPLIED, last)?;
+    tracing::info!(
+        records = records.len(),
+        last,
+        "tables: applied the write-ahead log's records after the last durable commit"
+    );
+    // The caller's commit is durable before anything is appended again.
+    wal.restart();
+    Ok(wal)
 }
 
 fn read_item(
@@ -1529,14 +1672,13 @@ fn store_change(
     by_service: bool,
 ) -> Result<WriteOutcome> {
     let id = definition.table_id;
-    let key = (id, key_bytes);
     let new = match put {
         Some((item, bytes)) => {
-            open.items.insert(key, bytes.as_slice())?;
+            open.apply(Row::PutItem(id, key_bytes, &bytes))?;
             Some(item)
         }
         None => {
-            open.items.remove(key)?;
+            open.apply(Row::RemoveItem(id, key_bytes))?;
             None
         }
     };
@@ -1549,7 +1691,7 @@ fn store_change(
         count += 1;
         size += item_size_bytes(new) as u64;
     }
-    open.counts.insert(id, (count, size))?;
+    open.apply(Row::PutCounts(id, count, size))?;
     for index in &definition.indexes {
         update_index_entry(
             open,
@@ -1576,9 +1718,8 @@ fn store_change(
                 .map_or(1, |next| next.value());
             record.sequence = next;
             record.by_service = by_service;
-            open.records
-                .insert((stream.stream_id, next), record.encode().as_slice())?;
-            open.stream_next.insert(stream.stream_id, next + 1)?;
+            open.apply(Row::PutRecord(stream.stream_id, next, &record.encode()))?;
+            open.apply(Row::PutStreamNext(stream.stream_id, next + 1))?;
             sequence = Some(next);
         }
     }
@@ -1761,17 +1902,16 @@ fn update_index_entry(
     let id = index.index_id;
     let (mut count, mut size) = open.counts.get(id)?.map_or((0, 0), |value| value.value());
     if let Some((key, projected)) = &old_entry {
-        open.index_entries.remove((id, key.as_slice()))?;
+        open.apply(Row::RemoveIndexEntry(id, key))?;
         count = count.saturating_sub(1);
         size = size.saturating_sub(item_size_bytes(projected) as u64);
     }
     if let Some((key, projected)) = &new_entry {
-        open.index_entries
-            .insert((id, key.as_slice()), encode_item(projected).as_slice())?;
+        open.apply(Row::PutIndexEntry(id, key, &encode_item(projected)))?;
         count += 1;
         size += item_size_bytes(projected) as u64;
     }
-    open.counts.insert(id, (count, size))?;
+    open.apply(Row::PutCounts(id, count, size))?;
     Ok(())
 }
 

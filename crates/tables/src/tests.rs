@@ -893,3 +893,36 @@ proptest! {
         prop_assert_eq!(found, expected, "{}", text);
     }
 }
+
+/// Past `WAL_CHECKPOINT_BYTES` of log, a commit checkpoints redb and the log starts again at
+/// its front: the file stays near that size however much is written, and everything written
+/// before and after the checkpoints is there after a reopen.
+#[test]
+fn the_write_ahead_log_is_checkpointed_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    tables
+        .create_table(create("big", Some(StreamViewType::NewImage)))
+        .unwrap();
+    let padding = "x".repeat(300 * 1024);
+    let count = 120_u64;
+    for number in 0..count {
+        let put = item(&[
+            ("userId", n("1")),
+            ("transactionId", n(&number.to_string())),
+            ("padding", s(&padding)),
+        ]);
+        tables.write(Write::put("big", put)).unwrap();
+    }
+    // 120 items and their stream records (with the new image) are about 70 MiB of log.
+    let log_bytes = std::fs::metadata(dir.path().join("tables.wal"))
+        .unwrap()
+        .len();
+    assert!(log_bytes < 2 * 16 * 1024 * 1024, "{log_bytes}");
+    drop(tables);
+    let tables = open(dir.path());
+    let description = tables.describe_table("big").unwrap();
+    assert_eq!(description.item_count, count);
+    let stream = description.definition.stream.unwrap().stream_id;
+    assert_eq!(tables.stream_bounds(stream).unwrap(), Some((1, count)));
+}

@@ -1,0 +1,451 @@
+//! The tables' write-ahead log, `tables/tables.wal`: the commit point of every item write.
+//!
+//! A write transaction's effect (every row it put or removed, as bytes: see [`Redo`]) is one
+//! log record, appended and fsynced before the redb transaction commits without an fsync of
+//! its own (`Durability::None`). Readers see a change only once its record is on disk. Now and
+//! then — when the log passes [`WAL_CHECKPOINT_BYTES`], and at every catalog change — a redb
+//! commit with `Durability::Immediate` makes everything before it durable in the database, and
+//! the log starts again at its front. After a crash redb is back at its last durable commit,
+//! whose `meta` row `wal_applied` names the last record it holds; the records after it are
+//! applied again, in order, before the tables open.
+//!
+//! A record is `len: u32 LE`, `crc: u32 LE` (CRC-32 of the next 8 bytes and the payload),
+//! `lsn: u64 LE`, then `len` payload bytes. Log sequence numbers count up by one and never
+//! repeat. The file is preallocated with zeros and reused from the front after a checkpoint,
+//! so a reader takes records from offset 0 for as long as each is whole (its CRC holds) and
+//! carries the next number: a torn record, zeros, or a stale record of an earlier round (whose
+//! number is lower) ends the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::error::{Result, TablesError};
+
+/// The log's file name in the tables directory.
+pub(crate) const WAL_FILE: &str = "tables.wal";
+/// The log's preallocated size, and the length past which the next commit checkpoints the
+/// database and starts the log again at its front. A write group's record may run past it
+/// (the file grows); the log is then wound back at the next commit.
+pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+const HEADER_BYTES: usize = 16;
+/// Most payload bytes one record may hold: its length is a `u32`.
+const RECORD_BYTES_MAX: usize = u32::MAX as usize;
+
+fn crc_of(lsn: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&lsn.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The open log: where the next record goes and the number it gets.
+pub(crate) struct Wal {
+    file: File,
+    position: u64,
+    next_lsn: u64,
+}
+
+impl Wal {
+    /// Opens the log in `directory` (creating and preallocating it the first time) and reads
+    /// back the records after `applied`, in order. The log is left positioned after the last
+    /// whole record, so appending before a checkpoint keeps every record it holds.
+    pub(crate) fn open(directory: &Path, applied: u64) -> Result<(Wal, Vec<(u64, Vec<u8>)>)> {
+        let path = directory.join(WAL_FILE);
+        let created = !path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        if created || file.metadata()?.len() < WAL_CHECKPOINT_BYTES {
+            preallocate(&file)?;
+            File::open(directory)?.sync_all()?;
+        }
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let mut position = 0_u64;
+        let mut previous: Option<u64> = None;
+        let mut records = Vec::new();
+        while let Some((lsn, payload)) = read_record(&mut reader)? {
+            if previous.is_some_and(|previous| lsn != previous + 1) {
+                break;
+            }
+            if previous.is_none() && lsn > applied + 1 {
+                return Err(TablesError::Corrupt(format!(
+                    "the write-ahead log starts at record {lsn}, but the database holds only up to {applied}"
+                )));
+            }
+            previous = Some(lsn);
+            position += (HEADER_BYTES + payload.len()) as u64;
+            if lsn > applied {
+                records.push((lsn, payload));
+            }
+        }
+        let next_lsn = previous.unwrap_or(applied).max(applied) + 1;
+        Ok((
+            Wal {
+                file,
+                position,
+                next_lsn,
+            },
+            records,
+        ))
+    }
+
+    /// The number the next record gets.
+    pub(crate) fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// Whether the log has passed [`WAL_CHECKPOINT_BYTES`] and wants a checkpoint.
+    pub(crate) fn wants_checkpoint(&self) -> bool {
+        self.position >= WAL_CHECKPOINT_BYTES
+    }
+
+    /// Appends record [`Self::next_lsn`] and returns once it is on disk. On an error the log
+    /// is unchanged in memory; the caller stops writing (what reached the file is at most a
+    /// torn record, which ends the log when it is read).
+    pub(crate) fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        if payload.len() > RECORD_BYTES_MAX {
+            return Err(TablesError::Storage(format!(
+                "a write group of {} bytes is more than the write-ahead log's record maximum",
+                payload.len()
+            )));
+        }
+        let lsn = self.next_lsn;
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc_of(lsn, payload).to_le_bytes());
+        bytes.extend_from_slice(&lsn.to_le_bytes());
+        bytes.extend_from_slice(payload);
+        self.file.write_all_at(&bytes, self.position)?;
+        self.file.sync_data()?;
+        self.position += bytes.len() as u64;
+        self.next_lsn += 1;
+        Ok(lsn)
+    }
+
+    /// Starts the log again at its front: call only once every record is durable in the
+    /// database (a `Durability::Immediate` commit after the last one).
+    pub(crate) fn restart(&mut self) {
+        self.position = 0;
+    }
+}
+
+/// Fills the log to [`WAL_CHECKPOINT_BYTES`] with zeros, so appends overwrite allocated blocks
+/// (an fdatasync then writes no file size).
+fn preallocate(file: &File) -> Result<()> {
+    let zeros = vec![0_u8; 1 << 20];
+    let mut offset = file.metadata()?.len();
+    while offset < WAL_CHECKPOINT_BYTES {
+        let length = (WAL_CHECKPOINT_BYTES - offset).min(zeros.len() as u64) as usize;
+        file.write_all_at(zeros.get(..length).unwrap_or(&zeros), offset)?;
+        offset += length as u64;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The next whole record, or None where the log ends (end of file, a torn or zeroed record).
+fn read_record(reader: &mut impl Read) -> Result<Option<(u64, Vec<u8>)>> {
+    let mut header = [0_u8; HEADER_BYTES];
+    if !read_fully(reader, &mut header)? {
+        return Ok(None);
+    }
+    let [
+        l0,
+        l1,
+        l2,
+        l3,
+        c0,
+        c1,
+        c2,
+        c3,
+        n0,
+        n1,
+        n2,
+        n3,
+        n4,
+        n5,
+        n6,
+        n7,
+    ] = header;
+    let length = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+    let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+    let lsn = u64::from_le_bytes([n0, n1, n2, n3, n4, n5, n6, n7]);
+    if lsn == 0 {
+        return Ok(None);
+    }
+    // Read the payload in steps, so a garbage length costs no more memory than the file holds.
+    let mut payload = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(length as u64)
+        .read_to_end(&mut payload)?;
+    if read != length || crc_of(lsn, &payload) != crc {
+        return Ok(None);
+    }
+    Ok(Some((lsn, payload)))
+}
+
+/// Fills `buffer`, or answers false at the end of the file.
+fn read_fully(reader: &mut impl Read, buffer: &mut [u8]) -> Result<bool> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let Some(rest) = buffer.get_mut(filled..) else {
+            break;
+        };
+        match reader.read(rest)? {
+            0 => return Ok(false),
+            read => filled += read,
+        }
+    }
+    Ok(true)
+}
+
+/// One write transaction's effect on the item-side tables, row by row, in the order it was
+/// made: what a log record holds. Every row is written whole (counts as their new values), so
+/// applying a record again onto the state it was made from gives the same state.
+#[derive(Default)]
+pub(crate) struct Redo {
+    bytes: Vec<u8>,
+}
+
+/// The rows a [`Redo`] names, by table.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Row<'a> {
+    PutItem(u64, &'a [u8], &'a [u8]),
+    RemoveItem(u64, &'a [u8]),
+    PutCounts(u64, u64, u64),
+    PutStreamNext(u64, u64),
+    PutRecord(u64, u64, &'a [u8]),
+    PutIndexEntry(u64, &'a [u8], &'a [u8]),
+    RemoveIndexEntry(u64, &'a [u8]),
+}
+
+impl Redo {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub(crate) fn push(&mut self, row: &Row<'_>) {
+        let bytes = &mut self.bytes;
+        match *row {
+            Row::PutItem(id, key, value) => {
+                bytes.push(1);
+                bytes.extend_from_slice(&id.to_le_bytes());
+                put_slice(bytes, key);
+                put_slice(bytes, value);
+            }
+            Row::RemoveItem(id, key) => {
+                bytes.push(2);
+                bytes.extend_from_slice(&id.to_le_bytes());
+                put_slice(bytes, key);
+            }
+            Row::PutCounts(id, count, size) => {
+                bytes.push(3);
+                for number in [id, count, size] {
+                    bytes.extend_from_slice(&number.to_le_bytes());
+                }
+            }
+            Row::PutStreamNext(id, next) => {
+                bytes.push(4);
+                bytes.extend_from_slice(&id.to_le_bytes());
+                bytes.extend_from_slice(&next.to_le_bytes());
+            }
+            Row::PutRecord(id, sequence, value) => {
+                bytes.push(5);
+                bytes.extend_from_slice(&id.to_le_bytes());
+                bytes.extend_from_slice(&sequence.to_le_bytes());
+                put_slice(bytes, value);
+            }
+            Row::PutIndexEntry(id, key, value) => {
+                bytes.push(6);
+                bytes.extend_from_slice(&id.to_le_bytes());
+                put_slice(bytes, key);
+                put_slice(bytes, value);
+            }
+            Row::RemoveIndexEntry(id, key) => {
+                bytes.push(7);
+                bytes.extend_from_slice(&id.to_le_bytes());
+                put_slice(bytes, key);
+            }
+        }
+    }
+}
+
+fn put_slice(bytes: &mut Vec<u8>, slice: &[u8]) {
+    bytes.extend_from_slice(&(slice.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(slice);
+}
+
+/// Reads a record's rows back, in order.
+pub(crate) struct Rows<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Rows<'a> {
+    pub(crate) fn of(payload: &'a [u8]) -> Rows<'a> {
+        Rows { rest: payload }
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let (head, rest) = self.rest.split_first_chunk::<8>().ok_or_else(truncated)?;
+        self.rest = rest;
+        Ok(u64::from_le_bytes(*head))
+    }
+
+    fn slice(&mut self) -> Result<&'a [u8]> {
+        let (head, rest) = self.rest.split_first_chunk::<4>().ok_or_else(truncated)?;
+        let length = u32::from_le_bytes(*head) as usize;
+        if rest.len() < length {
+            return Err(truncated());
+        }
+        let (slice, rest) = rest.split_at(length);
+        self.rest = rest;
+        Ok(slice)
+    }
+
+    fn row(&mut self, kind: u8) -> Result<Row<'a>> {
+        Ok(match kind {
+            1 => Row::PutItem(self.u64()?, self.slice()?, self.slice()?),
+            2 => Row::RemoveItem(self.u64()?, self.slice()?),
+            3 => Row::PutCounts(self.u64()?, self.u64()?, self.u64()?),
+            4 => Row::PutStreamNext(self.u64()?, self.u64()?),
+            5 => Row::PutRecord(self.u64()?, self.u64()?, self.slice()?),
+            6 => Row::PutIndexEntry(self.u64()?, self.slice()?, self.slice()?),
+            7 => Row::RemoveIndexEntry(self.u64()?, self.slice()?),
+            other => {
+                return Err(TablesError::Corrupt(format!(
+                    "write-ahead log row of unknown kind {other}"
+                )));
+            }
+        })
+    }
+}
+
+fn truncated() -> TablesError {
+    TablesError::Corrupt("a write-ahead log record ends inside a row".to_owned())
+}
+
+impl<'a> Iterator for Rows<'a> {
+    type Item = Result<Row<'a>>;
+
+    fn next(&mut self) -> Option<Result<Row<'a>>> {
+        let (kind, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        let row = self.row(*kind);
+        if row.is_err() {
+            self.rest = &[];
+        }
+        Some(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(payload: &[u8]) -> Vec<Row<'_>> {
+        Rows::of(payload).collect::<Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn rows_read_back_as_written() {
+        let written = vec![
+            Row::PutItem(3, b"key", b"value"),
+            Row::RemoveItem(3, b""),
+            Row::PutCounts(3, 7, 700),
+            Row::PutStreamNext(1, 9),
+            Row::PutRecord(1, 8, b"record"),
+            Row::PutIndexEntry(4, b"entry", b"projected"),
+            Row::RemoveIndexEntry(4, b"old"),
+        ];
+        let mut redo = Redo::default();
+        for row in &written {
+            redo.push(row);
+        }
+        assert_eq!(rows(redo.bytes()), written);
+        // A record cut inside a row is an error, never a panic or a short read taken as whole.
+        for cut in 0..redo.bytes().len() {
+            let prefix = redo.bytes().get(..cut).unwrap();
+            let read: Vec<Result<Row<'_>>> = Rows::of(prefix).collect();
+            assert!(read.len() <= written.len());
+        }
+        assert!(Rows::of(&[9]).next().unwrap().is_err());
+    }
+
+    #[test]
+    fn a_reopened_log_gives_back_the_records_after_the_applied_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, records) = Wal::open(dir.path(), 0).unwrap();
+        assert!(records.is_empty());
+        for payload in [&b"one"[..], b"two", b"three"] {
+            wal.append(payload).unwrap();
+        }
+        drop(wal);
+        let (wal, records) = Wal::open(dir.path(), 1).unwrap();
+        assert_eq!(records, vec![(2, b"two".to_vec()), (3, b"three".to_vec())]);
+        assert_eq!(wal.next_lsn(), 4);
+        let (_, records) = Wal::open(dir.path(), 3).unwrap();
+        assert!(records.is_empty());
+        // Records beyond the database's last would mean lost records: refused.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 5).unwrap();
+        wal.append(b"six").unwrap();
+        drop(wal);
+        assert!(Wal::open(dir.path(), 2).is_err());
+    }
+
+    #[test]
+    fn a_torn_record_ends_the_log_and_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        wal.append(b"whole").unwrap();
+        wal.append(b"torn record").unwrap();
+        drop(wal);
+        // Tear the second record: its last bytes never reached the disk.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(WAL_FILE))
+            .unwrap();
+        let torn_at = (HEADER_BYTES + 5 + HEADER_BYTES + 4) as u64;
+        file.write_all_at(&[0; 7], torn_at).unwrap();
+        drop(file);
+        let (mut wal, records) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(records, vec![(1, b"whole".to_vec())]);
+        wal.append(b"again").unwrap();
+        drop(wal);
+        let (_, records) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(
+            records,
+            vec![(1, b"whole".to_vec()), (2, b"again".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_restarted_log_ends_where_the_stale_records_begin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        for payload in [&b"a long first record"[..], b"second", b"third"] {
+            wal.append(payload).unwrap();
+        }
+        // Everything is durable elsewhere: the next round starts at the front.
+        wal.restart();
+        wal.append(b"4").unwrap();
+        drop(wal);
+        // The stale tail (records 2 and 3, and what is left of 1) is not read as part of it.
+        let (wal, records) = Wal::open(dir.path(), 3).unwrap();
+        assert_eq!(records, vec![(4, b"4".to_vec())]);
+        assert_eq!(wal.next_lsn(), 5);
+        // A crash between the checkpoint and the first record of the round: nothing to apply.
+        let (_, records) = Wal::open(dir.path(), 4).unwrap();
+        assert!(records.is_empty());
+    }
+}
