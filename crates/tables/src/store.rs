@@ -372,10 +372,8 @@ impl Tables {
         // The group is committed and durable in the log whatever happens here; a checkpoint
         // that fails leaves the log to grow and is tried again after the next commit (a failed
         // database commit has poisoned the tables already).
-        if checkpoint {
-            if let Err(error) = self.checkpoint() {
-                tracing::error!(%error, "tables checkpoint failed; the write-ahead log keeps growing");
-            }
+        if checkpoint && let Err(error) = self.checkpoint() {
+            tracing::error!(%error, "tables checkpoint failed; the write-ahead log keeps growing");
         }
         Ok(())
     }

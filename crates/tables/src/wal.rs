@@ -40,6 +40,9 @@ fn crc_of(lsn: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// A record read back from the log: its number and its payload.
+pub(crate) type LoggedRecord = (u64, Vec<u8>);
+
 /// The open log: where the next record goes and the number it gets.
 pub(crate) struct Wal {
     file: File,
@@ -51,7 +54,7 @@ impl Wal {
     /// Opens the log in `directory` (creating and preallocating it the first time) and reads
     /// back the records after `applied`, in order. The log is left positioned after the last
     /// whole record, so appending before a checkpoint keeps every record it holds.
-    pub(crate) fn open(directory: &Path, applied: u64) -> Result<(Wal, Vec<(u64, Vec<u8>)>)> {
+    pub(crate) fn open(directory: &Path, applied: u64) -> Result<(Wal, Vec<LoggedRecord>)> {
         let path = directory.join(WAL_FILE);
         let created = !path.exists();
         let file = OpenOptions::new()
