@@ -26,6 +26,13 @@ pub enum TablesError {
     /// More tables than [`crate::TABLES_MAX`].
     #[error("{0}")]
     LimitExceeded(String),
+    /// The write queue is full ([`crate::QUEUED_WRITE_BYTES_MAX`]): the write was not queued and
+    /// changed nothing; ask again later (DynamoDB's `ProvisionedThroughputExceededException`,
+    /// or the write's place in a BatchWriteItem's `UnprocessedItems`).
+    #[error(
+        "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API."
+    )]
+    Throttled,
     /// The disk or the storage engine failed; after a failed commit the store refuses writes
     /// until it is reopened.
     #[error("table storage failed: {0}")]

@@ -453,6 +453,48 @@ pub enum UpdateAction {
 }
 
 impl UpdateAction {
+    /// About how many bytes the action holds: its path's names and its operand values, as
+    /// DynamoDB counts an item's bytes.
+    pub fn size_bytes(&self) -> usize {
+        let path_bytes = |path: &[PathElement]| -> usize {
+            path.iter()
+                .map(|element| match element {
+                    PathElement::Name(name) => name.len(),
+                    PathElement::Index(_) => 8,
+                })
+                .sum()
+        };
+        match self {
+            UpdateAction::Remove(path) => path_bytes(path),
+            UpdateAction::Add(path, value) | UpdateAction::Delete(path, value) => {
+                path_bytes(path) + value.size_bytes()
+            }
+            UpdateAction::Set(path, value) => {
+                let mut bytes = path_bytes(path);
+                let mut pending = vec![value];
+                while let Some(value) = pending.pop() {
+                    match value {
+                        UpdateValue::Operand(Operand::Value(value)) => bytes += value.size_bytes(),
+                        UpdateValue::Operand(Operand::Path(path) | Operand::Size(path)) => {
+                            bytes += path_bytes(path)
+                        }
+                        UpdateValue::IfNotExists(path, value) => {
+                            bytes += path_bytes(path);
+                            pending.push(value);
+                        }
+                        UpdateValue::ListAppend(left, right)
+                        | UpdateValue::Plus(left, right)
+                        | UpdateValue::Minus(left, right) => {
+                            pending.push(left);
+                            pending.push(right);
+                        }
+                    }
+                }
+                bytes
+            }
+        }
+    }
+
     /// The document path the action writes.
     pub fn path(&self) -> &[PathElement] {
         match self {

@@ -40,6 +40,12 @@ pub const FORMAT_VERSION: u64 = 3;
 /// wait for the next group. Each member already holds its item in memory, so this bounds the
 /// group's transaction, not a queue: the queue holds one entry per waiting client thread.
 pub const GROUP_WRITES_MAX: usize = 256;
+/// Most bytes of writes waiting for a group commit (their keys, items and update operands, as
+/// DynamoDB counts item bytes). A call queues the longest run of its writes that fits and is
+/// answered [`TablesError::Throttled`] for the rest, which changed nothing: BatchWriteItem
+/// returns them as `UnprocessedItems`. A write always fits in an empty queue, so an item of
+/// any allowed size is written on an idle node.
+pub const QUEUED_WRITE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Most tables in one node (DynamoDB's default quota is 2,500 per region); CreateTable
 /// beyond it is `LimitExceededException`.
 pub const TABLES_MAX: usize = 2_500;
@@ -242,11 +248,15 @@ struct Prepared {
     /// A TTL expiry: the service, not a client, removes the item, and its stream record
     /// says so.
     by_service: bool,
+    /// What the write counts against [`QUEUED_WRITE_BYTES_MAX`] while it waits.
+    bytes: usize,
 }
 
 #[derive(Default)]
 struct QueueState {
     waiting: Vec<(u64, Prepared)>,
+    /// The sum of `waiting`'s `bytes`.
+    waiting_bytes: usize,
     leader_active: bool,
     finished: HashMap<u64, Result<WriteOutcome>>,
     next_ticket: u64,
@@ -257,6 +267,8 @@ pub struct Tables {
     database: Database,
     clock: Arc<dyn Clock>,
     queue: Mutex<QueueState>,
+    /// [`QUEUED_WRITE_BYTES_MAX`], smaller in tests.
+    queued_bytes_max: usize,
     turn: Condvar,
     /// Set when a commit failed: the database refuses writes until it is reopened.
     poisoned: AtomicBool,
@@ -340,6 +352,7 @@ impl Tables {
             database,
             clock,
             queue: Mutex::new(QueueState::default()),
+            queued_bytes_max: QUEUED_WRITE_BYTES_MAX,
             turn: Condvar::new(),
             poisoned: AtomicBool::new(false),
             catalog: Mutex::new(catalog),
@@ -810,6 +823,8 @@ impl Tables {
     /// answers each one's outcome in order. Every write is checked before any is queued: one
     /// that is malformed (its table missing, its key or item invalid) fails the whole batch
     /// and changes nothing. The writes are not one transaction: each has its own outcome.
+    /// When the queue is full the writes that do not fit are answered
+    /// [`TablesError::Throttled`] and changed nothing.
     pub fn write_batch(&self, writes: Vec<Write>) -> Result<Vec<Result<WriteOutcome>>> {
         self.refuse_if_poisoned()?;
         let prepared: Vec<Prepared> = writes
@@ -819,13 +834,22 @@ impl Tables {
         Ok(self.enqueue(prepared))
     }
 
-    /// Queues prepared writes for the group commit and waits for their outcomes, in order.
+    /// Queues prepared writes for the group commit and waits for their outcomes, in order. The
+    /// longest run of them that fits under `queued_bytes_max` is queued; the rest are answered
+    /// [`TablesError::Throttled`].
     fn enqueue(&self, prepared: Vec<Prepared>) -> Vec<Result<WriteOutcome>> {
         let mut state = lock(&self.queue);
-        let mut tickets = Vec::with_capacity(prepared.len());
+        let count = prepared.len();
+        let mut tickets = Vec::with_capacity(count);
         for prepared in prepared {
+            let fits = state.waiting.is_empty()
+                || state.waiting_bytes.saturating_add(prepared.bytes) <= self.queued_bytes_max;
+            if !fits {
+                break;
+            }
             let ticket = state.next_ticket;
             state.next_ticket += 1;
+            state.waiting_bytes += prepared.bytes;
             state.waiting.push((ticket, prepared));
             tickets.push(ticket);
         }
@@ -837,7 +861,7 @@ impl Tables {
                 }
             }
             if outcomes.len() == tickets.len() {
-                return tickets
+                let mut answers: Vec<Result<WriteOutcome>> = tickets
                     .iter()
                     .map(|ticket| {
                         outcomes.remove(ticket).unwrap_or_else(|| {
@@ -847,11 +871,15 @@ impl Tables {
                         })
                     })
                     .collect();
+                answers.resize_with(count, || Err(TablesError::Throttled));
+                return answers;
             }
             if !state.leader_active {
                 state.leader_active = true;
                 let take = state.waiting.len().min(GROUP_WRITES_MAX);
                 let group: Vec<(u64, Prepared)> = state.waiting.drain(..take).collect();
+                let taken: usize = group.iter().map(|(_, prepared)| prepared.bytes).sum();
+                state.waiting_bytes -= taken;
                 drop(state);
                 let mut guard = LeaderGuard {
                     tables: self,
@@ -995,6 +1023,12 @@ impl Tables {
                 let (partition, sort) = schema.exact_key(&write.key)?;
                 check_key_sizes(schema, partition, sort)?;
                 let key_bytes = encode_key(partition, sort);
+                let bytes = key_bytes.len()
+                    + item_size_bytes(&write.key)
+                    + actions
+                        .iter()
+                        .map(crate::expression::UpdateAction::size_bytes)
+                        .sum::<usize>();
                 return Ok(Prepared {
                     table: write.table,
                     key_bytes,
@@ -1003,9 +1037,11 @@ impl Tables {
                     check_only: false,
                     check: write.check,
                     by_service: false,
+                    bytes,
                 });
             }
         };
+        let bytes = key_bytes.len() + put.as_ref().map_or(0, |(_, stored)| stored.len());
         Ok(Prepared {
             table: write.table,
             key_bytes,
@@ -1014,6 +1050,7 @@ impl Tables {
             check_only,
             check: write.check,
             by_service: false,
+            bytes,
         })
     }
 
@@ -1504,6 +1541,7 @@ impl Tables {
                 }
             })),
             by_service: true,
+            bytes: key_bytes.len(),
         }
     }
 
@@ -1518,7 +1556,13 @@ impl Tables {
         for outcome in self.enqueue(group) {
             match outcome {
                 Ok(outcome) if outcome.old.is_some() => removed += 1,
-                Ok(_) | Err(TablesError::ConditionFailed { .. } | TablesError::NotFound(_)) => {}
+                // A full queue leaves the item for the next sweep.
+                Ok(_)
+                | Err(
+                    TablesError::ConditionFailed { .. }
+                    | TablesError::NotFound(_)
+                    | TablesError::Throttled,
+                ) => {}
                 Err(error) => return Err(error),
             }
         }
@@ -1980,5 +2024,24 @@ impl Drop for LeaderGuard<'_> {
         state.finished.extend(outcomes);
         drop(state);
         self.tables.turn.notify_all();
+    }
+}
+
+#[cfg(test)]
+impl Tables {
+    /// A smaller bound on the write queue, for tests that fill it.
+    pub(crate) fn set_queued_bytes_max(&mut self, max: usize) {
+        self.queued_bytes_max = max;
+    }
+
+    /// Takes the database's write lock: a leader waits for it until the transaction is dropped.
+    pub(crate) fn hold_writes(&self) -> redb::WriteTransaction {
+        self.database.begin_write().expect("write transaction")
+    }
+
+    /// How many writes wait for a group, and whether a leader is committing one.
+    pub(crate) fn queue_state(&self) -> (usize, bool) {
+        let state = lock(&self.queue);
+        (state.waiting.len(), state.leader_active)
     }
 }

@@ -926,3 +926,92 @@ fn the_write_ahead_log_is_checkpointed_and_reused() {
     let stream = description.definition.stream.unwrap().stream_id;
     assert_eq!(tables.stream_bounds(stream).unwrap(), Some((1, count)));
 }
+
+/// Waits (without a deadline that could flake, but never forever) until the queue is as asked.
+fn wait_for_queue(tables: &Tables, wanted: (usize, bool)) {
+    for _ in 0..60_000 {
+        if tables.queue_state() == wanted {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!(
+        "the write queue never became {wanted:?}: {:?}",
+        tables.queue_state()
+    );
+}
+
+#[test]
+fn a_full_write_queue_refuses_the_writes_that_do_not_fit_and_they_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tables = open(dir.path());
+    tables
+        .create_table(create("queued", Some(StreamViewType::NewImage)))
+        .unwrap();
+    // Each write holds about 1,000 bytes: two fit under 2,500, three do not.
+    tables.set_queued_bytes_max(2_500);
+    let tables = Arc::new(tables);
+    let padding = "x".repeat(1_000);
+    let put = |number: u64| {
+        Write::put(
+            "queued",
+            item(&[
+                ("userId", n("1")),
+                ("transactionId", n(&number.to_string())),
+                ("padding", s(&padding)),
+            ]),
+        )
+    };
+    let key = |number: u64| {
+        item(&[
+            ("userId", n("1")),
+            ("transactionId", n(&number.to_string())),
+        ])
+    };
+
+    let held = tables.hold_writes();
+    let leader = std::thread::spawn({
+        let tables = tables.clone();
+        let write = put(0);
+        move || tables.write(write)
+    });
+    // The leader has taken its group and waits for the database; the queue is empty.
+    wait_for_queue(&tables, (0, true));
+    let batch = std::thread::spawn({
+        let tables = tables.clone();
+        let writes = vec![put(1), put(2), put(3)];
+        move || tables.write_batch(writes)
+    });
+    wait_for_queue(&tables, (2, true));
+    // A single write finds the queue full and is refused at once.
+    assert!(matches!(tables.write(put(4)), Err(TablesError::Throttled)));
+    drop(held);
+
+    leader.join().unwrap().unwrap();
+    let outcomes = batch.join().unwrap().unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[2], Err(TablesError::Throttled)),
+        "{outcomes:?}"
+    );
+    for number in 0..=2 {
+        assert!(tables.get_item("queued", &key(number)).unwrap().is_some());
+    }
+    for number in 3..=4 {
+        assert_eq!(tables.get_item("queued", &key(number)).unwrap(), None);
+    }
+    let description = tables.describe_table("queued").unwrap();
+    assert_eq!(description.item_count, 3);
+    let stream = description.definition.stream.unwrap().stream_id;
+    assert_eq!(tables.stream_bounds(stream).unwrap(), Some((1, 3)));
+    // Once the queue has drained, the refused writes go through when asked again.
+    tables
+        .write_batch(vec![put(3), put(4)])
+        .unwrap()
+        .into_iter()
+        .for_each(|outcome| {
+            outcome.unwrap();
+        });
+    assert_eq!(tables.describe_table("queued").unwrap().item_count, 5);
+}

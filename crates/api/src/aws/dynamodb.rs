@@ -22,7 +22,7 @@ use sluice_tables::{
     AttributeValue, CreateTable, IndexRequest, IndexUpdate, Item, KeyAttribute, KeySchema,
     LIST_TABLES_PAGE_MAX, Number, Projection, ProjectionType, QueryRequest, SCAN_SEGMENTS_MAX,
     SEARCH_INDEX_TAG, ScalarType, ScanRequest, SecondaryIndex, StreamViewType, TableDefinition,
-    TableDescription, Tables, TablesError, Write,
+    TableDescription, Tables, TablesError, Write, WriteOutcome,
 };
 use tokio::sync::Semaphore;
 
@@ -194,6 +194,14 @@ fn validation(message: impl Into<String>) -> AwsError {
     AwsError::client(VALIDATION, message)
 }
 
+/// DynamoDB's answer when a call cannot be taken now; the AWS SDKs retry it with backoff.
+fn throughput_exceeded() -> AwsError {
+    AwsError::client(
+        THROUGHPUT_EXCEEDED,
+        "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.",
+    )
+}
+
 fn invalid_parameter(message: impl std::fmt::Display) -> AwsError {
     validation(format!(
         "One or more parameter values were invalid: {message}"
@@ -210,6 +218,7 @@ fn tables_error(error: TablesError) -> AwsError {
             AwsError::client(CONDITION_FAILED, "The conditional request failed")
         }
         TablesError::LimitExceeded(message) => AwsError::client(LIMIT_EXCEEDED, message),
+        TablesError::Throttled => throughput_exceeded(),
         TablesError::TransactionCanceled { reasons } => {
             let message = TablesError::TransactionCanceled {
                 reasons: reasons.clone(),
@@ -1217,8 +1226,9 @@ fn duplicates() -> AwsError {
     validation("Provided list of item keys contains duplicates")
 }
 
-/// BatchWriteItem's writes, in order, refused whole as DynamoDB refuses them.
-fn batch_writes(body: &Value) -> Result<Vec<Write>, AwsError> {
+/// BatchWriteItem's writes, in order, each with the request it came from (to hand back in
+/// `UnprocessedItems`), refused whole as DynamoDB refuses them.
+fn batch_writes(body: &Value) -> Result<Vec<(Write, Value)>, AwsError> {
     let mut writes = Vec::new();
     for (table, requests) in request_items(body)? {
         sluice_tables::validate_table_name(table).map_err(tables_error)?;
@@ -1233,7 +1243,7 @@ fn batch_writes(body: &Value) -> Result<Vec<Write>, AwsError> {
             let delete = request
                 .get("DeleteRequest")
                 .filter(|delete| !delete.is_null());
-            writes.push(match (put, delete) {
+            let write = match (put, delete) {
                 (Some(put), None) => Write::put(table.clone(), required_item(put, "Item", "item")?),
                 (None, Some(delete)) => {
                     Write::delete(table.clone(), required_item(delete, "Key", "key")?)
@@ -1243,7 +1253,8 @@ fn batch_writes(body: &Value) -> Result<Vec<Write>, AwsError> {
                         "A WriteRequest must contain exactly one of PutRequest and DeleteRequest",
                     ));
                 }
-            });
+            };
+            writes.push((write, request.clone()));
             if writes.len() > BATCH_WRITE_ITEMS_MAX {
                 return Err(validation(
                     "Too many items requested for the BatchWriteItem call",
@@ -1252,6 +1263,35 @@ fn batch_writes(body: &Value) -> Result<Vec<Write>, AwsError> {
         }
     }
     Ok(writes)
+}
+
+/// BatchWriteItem's answer: the writes the full queue refused go back in `UnprocessedItems`,
+/// under their table, as they were asked; when it refused every one, the call fails with
+/// `ProvisionedThroughputExceededException`, as DynamoDB's does. Any other failure fails the
+/// call (BatchWriteItem's puts and deletes are unconditional, so asking again is safe).
+fn batch_write_answer(
+    outcomes: impl IntoIterator<Item = ((String, Value), sluice_tables::Result<WriteOutcome>)>,
+) -> Result<Value, AwsError> {
+    let mut unprocessed = Map::new();
+    let mut written = 0;
+    for ((table, request), outcome) in outcomes {
+        match outcome {
+            Ok(_) => written += 1,
+            Err(TablesError::Throttled) => {
+                let requests = unprocessed
+                    .entry(table)
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(requests) = requests {
+                    requests.push(request);
+                }
+            }
+            Err(error) => return Err(tables_error(error)),
+        }
+    }
+    if written == 0 && !unprocessed.is_empty() {
+        return Err(throughput_exceeded());
+    }
+    Ok(json!({"UnprocessedItems": unprocessed}))
 }
 
 /// An update's actions, the top-level attributes they touch, and its condition.
@@ -1539,12 +1579,11 @@ impl DynamoDbService {
         &self,
         work: impl FnOnce(&Tables) -> Result<T, TablesError> + Send + 'static,
     ) -> Result<T, AwsError> {
-        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            AwsError::client(
-                THROUGHPUT_EXCEEDED,
-                "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.",
-            )
-        })?;
+        let permit = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| throughput_exceeded())?;
         let tables = self.tables.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -1797,7 +1836,8 @@ impl DynamoDbService {
                 Ok(answer)
             }
             "BatchWriteItem" => {
-                let writes = batch_writes(&body)?;
+                let (writes, requests): (Vec<Write>, Vec<Value>) =
+                    batch_writes(&body)?.into_iter().unzip();
                 // Two writes of one key in a batch are refused, as DynamoDB refuses them.
                 let mut seen = BTreeSet::new();
                 for write in &writes {
@@ -1810,13 +1850,11 @@ impl DynamoDbService {
                         return Err(duplicates());
                     }
                 }
+                let tables: Vec<String> = writes.iter().map(|write| write.table.clone()).collect();
                 let outcomes = self
                     .blocking(move |tables| tables.write_batch(writes))
                     .await?;
-                for outcome in outcomes {
-                    outcome.map_err(tables_error)?;
-                }
-                Ok(json!({"UnprocessedItems": {}}))
+                batch_write_answer(tables.into_iter().zip(requests).zip(outcomes))
             }
             "BatchGetItem" => {
                 let mut requests = Vec::new();
@@ -1992,6 +2030,54 @@ impl JsonService for DynamoDbService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_writes_the_full_queue_refused_come_back_as_unprocessed_items() {
+        let written = || {
+            Ok(WriteOutcome {
+                old: None,
+                new: None,
+                sequence: None,
+            })
+        };
+        let put = |id: &str| json!({"PutRequest": {"Item": {"id": {"S": id}}}});
+        let delete = |id: &str| json!({"DeleteRequest": {"Key": {"id": {"S": id}}}});
+        let answer = batch_write_answer([
+            (("a".to_owned(), put("1")), written()),
+            (("b".to_owned(), delete("2")), written()),
+            (("b".to_owned(), put("3")), Err(TablesError::Throttled)),
+            (("a".to_owned(), delete("4")), Err(TablesError::Throttled)),
+            (("b".to_owned(), delete("5")), Err(TablesError::Throttled)),
+        ])
+        .unwrap();
+        assert_eq!(
+            answer,
+            json!({"UnprocessedItems": {
+                "a": [delete("4")],
+                "b": [put("3"), delete("5")],
+            }})
+        );
+        let everything = batch_write_answer([((("a".to_owned()), put("1")), written())]).unwrap();
+        assert_eq!(everything, json!({"UnprocessedItems": {}}));
+
+        // Nothing taken: the call is throttled whole, which the SDKs retry.
+        let error = batch_write_answer([
+            (("a".to_owned(), put("1")), Err(TablesError::Throttled)),
+            (("a".to_owned(), put("2")), Err(TablesError::Throttled)),
+        ])
+        .unwrap_err();
+        assert_eq!(error.kind, THROUGHPUT_EXCEEDED);
+        // Any other failure fails the call.
+        let error = batch_write_answer([
+            (("a".to_owned(), put("1")), written()),
+            (
+                ("a".to_owned(), put("2")),
+                Err(TablesError::Storage("disk".to_owned())),
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(error.kind, INTERNAL);
+    }
 
     #[test]
     fn attribute_values_round_trip_through_json() {
