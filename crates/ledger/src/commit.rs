@@ -4,11 +4,13 @@
 //! A committing transaction joins a queue. Whoever finds no leader becomes it and takes the
 //! queue as one group: inside one redb write transaction it validates each member's read set
 //! against the state that already includes the members before it, builds its block and applies
-//! it to the derived state; then it appends every block of the group to the journal with one
-//! write, fsyncs once, and only then commits the redb transaction, without fsync. Members are
-//! acknowledged after that commit, so their writes are visible to every later transaction. A
-//! failed journal write or fsync poisons the ledger until it is reopened, and recovery decides
-//! from the journal what was committed.
+//! it to the derived state. It appends every block of the group to the journal with one write
+//! and hands the fsync to the ledger's [`JournalSyncer`] thread; while the disk works it applies
+//! the last member's block. Only once the fsync succeeded does it commit the redb transaction,
+//! without fsync, so nothing a reader sees can be lost by a crash; members are acknowledged
+//! after that commit, so their writes are visible to every later transaction. A failed journal
+//! write or fsync poisons the ledger until it is reopened (the uncommitted redb transaction is
+//! dropped), and recovery decides from the journal what was committed.
 //!
 //! Because redb only ever commits state whose blocks are already durable in the journal, the
 //! checkpoint (a durable redb commit, run by [`Checkpointer`] every [`CHECKPOINT_INTERVAL`] or
@@ -16,6 +18,8 @@
 //! leaves a state that is a prefix of the journal: opening replays the rest.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -25,7 +29,7 @@ use redb::Database;
 
 use crate::error::LedgerError;
 use crate::ledger::Ledger;
-use crate::state::StateWriter;
+use crate::state::{AppliedBlock, StateWriter};
 use crate::transaction::{CommitResult, Transaction};
 
 /// Most transactions one leader commits as one group: one journal write and one fsync. Later
@@ -158,8 +162,9 @@ impl Ledger {
         }
     }
 
-    /// Validates, builds and applies every member, appends and fsyncs the group's blocks, then
-    /// commits the derived state. An `Err` is fatal to the whole group (storage failed).
+    /// Validates, builds and applies every member, appends the group's blocks and fsyncs them
+    /// while the last block is applied, then commits the derived state. An `Err` is fatal to the
+    /// whole group (storage failed before its blocks were durable).
     fn try_commit_group(
         &self,
         group: &[(u64, Transaction)],
@@ -174,23 +179,42 @@ impl Ledger {
         let mut frames = Vec::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut state = StateWriter::load(&write, &self.journal, tip.clone())?;
+        // Each member is validated against the state with every earlier member's block applied;
+        // the last block is applied while the journal syncs.
+        let mut unapplied: Option<AppliedBlock> = None;
         for (_, transaction) in group {
-            outcomes.push(transaction.build_and_apply(&mut state, &mut frames)?);
+            if let Some(block) = unapplied.take() {
+                state.apply(block)?;
+            }
+            match transaction.build_block(&state, &mut frames) {
+                Ok((result, block)) => {
+                    outcomes.push(Ok(result));
+                    unapplied = Some(block);
+                }
+                // Refused alone: it changed nothing.
+                Err(refusal) => outcomes.push(Err(refusal)),
+            }
         }
         if frames.is_empty() {
             // Every member was refused: nothing to append, nothing changed.
             return Ok(outcomes);
         }
-        let new_tip = state.finish()?;
         self.journal.write_at(&frames, journal_start)?;
-        self.journal.sync()?;
-        // The blocks are durable from here: a failure below loses no acknowledged commit,
-        // but leaves the in-memory state behind the journal until reopened.
-        if let Err(error) = write.commit() {
-            self.poison();
-            tracing::error!(ledger = self.name(), %error, "applying committed blocks failed; ledger poisoned until reopened (they will be replayed)");
+        self.syncer.start();
+        // (Nothing is left unapplied when the members after the last block were refused.)
+        let applied = unapplied
+            .map_or(Ok(()), |block| state.apply(block))
+            .and_then(|()| state.finish());
+        self.syncer.wait()?;
+        // The blocks are durable from here: every member is committed, whatever happens below.
+        // A failure leaves the in-memory state behind the journal until reopened.
+        match applied.and_then(|new_tip| Ok((write.commit()?, new_tip))) {
+            Ok(((), new_tip)) => *tip = new_tip,
+            Err(error) => {
+                self.poison();
+                tracing::error!(ledger = self.name(), %error, "applying committed blocks failed; ledger poisoned until reopened (they will be replayed)");
+            }
         }
-        *tip = new_tip;
         drop(tip);
         self.checkpointer.note_appended(frames.len() as u64);
         Ok(outcomes)
@@ -334,6 +358,117 @@ impl Drop for Checkpointer {
             && thread.join().is_err()
         {
             tracing::error!(ledger = %self.shared.ledger_name, "the checkpoint thread panicked");
+        }
+    }
+}
+
+/// The thread that fsyncs a ledger's journal for the commit leader, so the leader can apply the
+/// group's last block to the derived state while the disk works. One leader at a time uses it:
+/// each [`JournalSyncer::start`] is followed by one [`JournalSyncer::wait`].
+#[derive(Debug)]
+pub(crate) struct JournalSyncer {
+    shared: Arc<SyncShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct SyncShared {
+    /// A handle of the journal file (`fdatasync` on it covers every write through any handle).
+    file: File,
+    path: PathBuf,
+    state: Mutex<SyncState>,
+    requested: Condvar,
+    finished: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    requested: bool,
+    outcome: Option<std::io::Result<()>>,
+    stop: bool,
+}
+
+impl JournalSyncer {
+    pub(crate) fn start_thread(
+        ledger_name: &str,
+        file: File,
+        path: &Path,
+    ) -> Result<JournalSyncer, LedgerError> {
+        let shared = Arc::new(SyncShared {
+            file,
+            path: path.to_owned(),
+            state: Mutex::new(SyncState::default()),
+            requested: Condvar::new(),
+            finished: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ledger-sync-{ledger_name}"))
+            .spawn(move || sync_loop(&thread_shared))?;
+        Ok(JournalSyncer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts an fsync of everything written to the journal so far.
+    fn start(&self) {
+        let mut state = lock(&self.shared.state);
+        state.requested = true;
+        state.outcome = None;
+        drop(state);
+        self.shared.requested.notify_one();
+    }
+
+    /// Waits for the fsync [`Self::start`] asked for.
+    fn wait(&self) -> Result<(), LedgerError> {
+        let mut state = lock(&self.shared.state);
+        loop {
+            if let Some(outcome) = state.outcome.take() {
+                return outcome.map_err(|error| {
+                    LedgerError::Storage(format!(
+                        "fsync of journal {}: {error}",
+                        self.shared.path.display()
+                    ))
+                });
+            }
+            state = self
+                .shared
+                .finished
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+fn sync_loop(shared: &SyncShared) {
+    loop {
+        let mut state = lock(&shared.state);
+        while !state.requested && !state.stop {
+            state = shared
+                .requested
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if !state.requested {
+            return;
+        }
+        state.requested = false;
+        drop(state);
+        let outcome = shared.file.sync_data();
+        lock(&shared.state).outcome = Some(outcome);
+        shared.finished.notify_all();
+    }
+}
+
+impl Drop for JournalSyncer {
+    fn drop(&mut self) {
+        lock(&self.shared.state).stop = true;
+        self.shared.requested.notify_all();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(path = %self.shared.path.display(), "the journal sync thread panicked");
         }
     }
 }

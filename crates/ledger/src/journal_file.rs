@@ -494,6 +494,12 @@ impl JournalFile {
         Ok(())
     }
 
+    /// A second handle of the file, for the thread that fsyncs it while the commit leader
+    /// works on (an `fdatasync` through it covers the writes through this one).
+    pub fn sync_handle(&self) -> Result<File, LedgerError> {
+        Ok(self.file.try_clone()?)
+    }
+
     /// Makes every written frame durable (`fdatasync`: the length is data too).
     pub fn sync(&self) -> Result<(), LedgerError> {
         self.file.sync_data().map_err(|error| {

@@ -13,7 +13,7 @@ use redb::{Database, ReadableDatabase};
 
 use crate::cancel::CancelToken;
 use crate::clock::Clock;
-use crate::commit::{Checkpointer, CommitQueue};
+use crate::commit::{Checkpointer, CommitQueue, JournalSyncer};
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, Strictness};
@@ -567,6 +567,8 @@ pub struct Ledger {
     /// loads) for the whole of a group, so it is also the writers' lock.
     pub(crate) tip: Mutex<Tip>,
     pub(crate) commits: CommitQueue,
+    /// Fsyncs the journal for the commit leader while it applies the group's last block.
+    pub(crate) syncer: JournalSyncer,
     pub(crate) checkpointer: Checkpointer,
     /// The catalog at the latest catalog version read, decoded once and shared by every
     /// transaction that begins at that version.
@@ -656,6 +658,7 @@ impl Ledger {
         let database = Arc::new(database);
         let poisoned = Arc::new(AtomicBool::new(false));
         let checkpointer = Checkpointer::start(&name, database.clone(), poisoned.clone())?;
+        let syncer = JournalSyncer::start_thread(&name, journal.sync_handle()?, journal.path())?;
         Ok(Ledger {
             keyring: keyring.cloned(),
             standard_permissions: std::sync::atomic::AtomicBool::new(
@@ -670,6 +673,7 @@ impl Ledger {
             poisoned,
             tip: Mutex::new(tip),
             commits: CommitQueue::default(),
+            syncer,
             checkpointer,
             catalog_cache: Mutex::new(None),
         })

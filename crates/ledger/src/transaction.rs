@@ -834,25 +834,10 @@ impl Transaction {
     }
 
     /// A member's part of a group commit, run by the group's leader: validates the read set
-    /// against `state` (which includes the members before it), builds the block, appends its
-    /// frame to `frames` and applies it to `state`. The inner `Err` refuses this transaction
-    /// alone and changed nothing; the outer one is a storage failure that ends the group.
-    pub(crate) fn build_and_apply(
-        &self,
-        state: &mut StateWriter<'_>,
-        frames: &mut Vec<u8>,
-    ) -> Result<Result<CommitResult, LedgerError>, LedgerError> {
-        let built = self.build_block(state, frames);
-        let applied = match built {
-            Ok((result, applied)) => (result, applied),
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        state.apply(applied.1)?;
-        Ok(Ok(applied.0))
-    }
-
-    /// Everything of a commit that only reads: validation, versions, the block and its frame.
-    fn build_block(
+    /// against `state` (which includes the members before it), builds the block and appends its
+    /// frame to `frames`; the leader applies the block. An `Err` refuses this transaction alone
+    /// and changed nothing. Everything here only reads.
+    pub(crate) fn build_block(
         &self,
         state: &StateWriter<'_>,
         frames: &mut Vec<u8>,
