@@ -28,6 +28,11 @@
 //! partition against Sluice and dynalite over HTTP, and the same shapes in PostgreSQL through
 //! pgbench, then table write → searchable in Sluice (see `tables.rs`).
 
+/// The allocator `sluice` itself runs on, so the engines measured in this process (the embedded
+/// ledger, the tantivy baselines) allocate as they do in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod baseline;
 mod ceiling;
 mod docs;
