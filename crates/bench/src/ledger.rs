@@ -586,6 +586,11 @@ fn sluice_proofs(
     let fill_seconds = started.elapsed().as_secs_f64();
     let ledger_bytes = directory_bytes(ledger_dir);
     eprintln!();
+    for file in ["journal", "state.redb"] {
+        let path = ledger_dir.join("bench.ledger").join(file);
+        let bytes = fs::metadata(&path).map_or(0, |m| m.len());
+        eprintln!("sluice: {file} {}", human_bytes(bytes as f64));
+    }
     ensure!(
         written.len() as u64 == args.revisions,
         "collected {} revisions, expected {}",
