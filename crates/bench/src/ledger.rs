@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use ion_rs::Element;
+use sluice_ledger::ledger::{JOURNAL_FILE_NAME, STATE_FILE_NAME};
 use sluice_ledger::{BlockAddress, Ledger, Ledgers, Limits, SystemClock, hash};
 
 use crate::ledger_session::{self, PreparedInsert};
@@ -41,6 +42,9 @@ const PROOFS_CHECKED: usize = 20;
 const DISK_CEILING_APPENDS: usize = 2_000;
 /// Bytes of each ceiling append: a page, about one single-document block's frame.
 const DISK_CEILING_APPEND_BYTES: usize = 4096;
+
+/// The embedded runs' ledger (its directory is `<name>.ledger` in the data directory).
+const LEDGER_NAME: &str = "bench";
 
 #[derive(clap::Args, Debug)]
 pub struct LedgerArgs {
@@ -286,7 +290,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&ledger_dir)?;
     let ledgers = Ledgers::open_dir(&ledger_dir, Arc::new(SystemClock), Limits::default())
         .context("opening the ledgers")?;
-    let ledger = ledgers.create_ledger("bench", false)?;
+    let ledger = ledgers.create_ledger(LEDGER_NAME, false)?;
     ledger.execute(&format!("CREATE TABLE {TABLE_NAME}"), &[])?;
 
     let mut written: Vec<(u64, String)> = Vec::with_capacity(args.revisions as usize);
@@ -586,8 +590,8 @@ fn sluice_proofs(
     let fill_seconds = started.elapsed().as_secs_f64();
     let ledger_bytes = directory_bytes(ledger_dir);
     eprintln!();
-    for file in ["journal", "state.redb"] {
-        let path = ledger_dir.join("bench.ledger").join(file);
+    for file in [JOURNAL_FILE_NAME, STATE_FILE_NAME] {
+        let path = ledger_dir.join(format!("{LEDGER_NAME}.ledger")).join(file);
         let bytes = fs::metadata(&path).map_or(0, |m| m.len());
         eprintln!("sluice: {file} {}", human_bytes(bytes as f64));
     }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use redb::Database;
 
 use crate::error::LedgerError;
+use crate::journal_file::sync_error;
 use crate::ledger::Ledger;
 use crate::state::{AppliedBlock, StateWriter};
 use crate::transaction::{CommitResult, Transaction};
@@ -208,8 +209,12 @@ impl Ledger {
         self.syncer.wait()?;
         // The blocks are durable from here: every member is committed, whatever happens below.
         // A failure leaves the in-memory state behind the journal until reopened.
-        match applied.and_then(|new_tip| Ok((write.commit()?, new_tip))) {
-            Ok(((), new_tip)) => *tip = new_tip,
+        let committed = applied.and_then(|new_tip| {
+            write.commit()?;
+            Ok(new_tip)
+        });
+        match committed {
+            Ok(new_tip) => *tip = new_tip,
             Err(error) => {
                 self.poison();
                 tracing::error!(ledger = self.name(), %error, "applying committed blocks failed; ledger poisoned until reopened (they will be replayed)");
@@ -425,12 +430,7 @@ impl JournalSyncer {
         let mut state = lock(&self.shared.state);
         loop {
             if let Some(outcome) = state.outcome.take() {
-                return outcome.map_err(|error| {
-                    LedgerError::Storage(format!(
-                        "fsync of journal {}: {error}",
-                        self.shared.path.display()
-                    ))
-                });
+                return outcome.map_err(|error| sync_error(&self.shared.path, &error));
             }
             state = self
                 .shared

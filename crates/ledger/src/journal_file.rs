@@ -279,6 +279,11 @@ pub struct ScannedFrame<'a> {
     pub block_bytes: &'a [u8],
 }
 
+/// The error of a failed fsync of the journal at `path`.
+pub(crate) fn sync_error(path: &Path, error: &std::io::Error) -> LedgerError {
+    LedgerError::Storage(format!("fsync of journal {}: {error}", path.display()))
+}
+
 /// A ledger's journal file. Appends and reads use positioned I/O on a shared handle: the
 /// ledger's commit leader is the only writer, readers only read below the durable end.
 #[derive(Debug)]
@@ -502,9 +507,9 @@ impl JournalFile {
 
     /// Makes every written frame durable (`fdatasync`: the length is data too).
     pub fn sync(&self) -> Result<(), LedgerError> {
-        self.file.sync_data().map_err(|error| {
-            LedgerError::Storage(format!("fsync of journal {}: {error}", self.path.display()))
-        })
+        self.file
+            .sync_data()
+            .map_err(|error| sync_error(&self.path, &error))
     }
 
     /// Cuts the file at `length` (a torn tail, or a cancelled load) and makes that durable.
