@@ -1,5 +1,6 @@
 //! Writes the format-version fixture of `tests/compatibility.rs` into the directory given as the
-//! first argument. Run once per format version and commit the files under `tests/fixtures/`:
+//! first argument. Run once per format version (and per journal version: `tests/fixtures/journal-v4`)
+//! and commit the files under `tests/fixtures/`:
 //! `cargo run -p sluice-ledger --example write_format_fixture -- crates/ledger/tests/fixtures/format-v<N>`
 
 use std::sync::Arc;

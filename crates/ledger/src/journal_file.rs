@@ -10,10 +10,14 @@
 //! stream record (partition key, arrival time) where the ledger needs numbered blocks in one
 //! file whose positions its derived state points into. Spec: `docs/ledger-format.md`.
 //!
-//! An encrypted journal (version 3, with a keyring when the ledger was created) names its data
-//! key and salt in a longer header, and seals each block (`nonce · ciphertext · tag`, the
-//! sequence number before it in clear and authenticated); lengths and CRCs are as in version 2.
+//! A clear journal created by this build (version 4) stores each block as one LZ4 block after
+//! its length; version 2 journals, which stored the Ion binary as is, stay readable and keep
+//! their version. An encrypted journal (version 3, with a keyring when the ledger was created)
+//! names its data key and salt in a longer header, and seals each block (`nonce · ciphertext ·
+//! tag`, the sequence number before it in clear and authenticated); lengths and CRCs are as in
+//! version 2.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,11 +31,21 @@ use crate::error::LedgerError;
 /// First bytes of every journal file.
 pub const JOURNAL_MAGIC: [u8; 8] = *b"SLUICEJL";
 
-/// Version of the journal's byte layout, the ledger format version that introduced it.
+/// Version of the journal's byte layout, the ledger format version that introduced it: each
+/// block's Ion binary stored as is. Read, no longer written.
 pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 
 /// Version of an encrypted journal: version 2's frames with every block sealed.
 pub const ENCRYPTED_JOURNAL_FORMAT_VERSION: u32 = 3;
+
+/// Version of a clear journal created by this build: version 2's header and frames, each body
+/// holding the block's length (u32 LE) and then the block as one LZ4 block. A block's field
+/// names, strand id, transaction id, time and table ids repeat in every revision and statement,
+/// so the journal takes about a third of version 2's bytes.
+pub const COMPRESSED_JOURNAL_FORMAT_VERSION: u32 = 4;
+
+/// Bytes a compressed body holds before its LZ4 block: the block's length.
+const BLOCK_LENGTH_BYTES: usize = 4;
 
 /// Header: magic 8, version 4, strand id length 1, strand id (at most
 /// [`STRAND_ID_BYTES_MAX`]), zero padding, CRC32 of the first 60 bytes 4.
@@ -95,25 +109,129 @@ impl FramePosition {
     }
 }
 
-/// Appends one frame for block `sequence_no` to `out`, its block sealed under `key` in an
-/// encrypted journal; returns its length.
-pub fn encode_frame(
+/// How a journal stores a block in a frame body, after the block's sequence number.
+#[derive(Debug)]
+enum BlockCodec {
+    /// Version 2: the block's Ion binary as is.
+    Plain,
+    /// Version 4: the block's length (u32 LE), then its Ion binary as one LZ4 block.
+    Lz4,
+    /// Version 3: the block sealed under the journal's file key (`nonce · ciphertext · tag`).
+    Sealed(Box<FileKey>),
+}
+
+impl BlockCodec {
+    fn version(&self) -> u32 {
+        match self {
+            BlockCodec::Plain => JOURNAL_FORMAT_VERSION,
+            BlockCodec::Lz4 => COMPRESSED_JOURNAL_FORMAT_VERSION,
+            BlockCodec::Sealed(_) => ENCRYPTED_JOURNAL_FORMAT_VERSION,
+        }
+    }
+
+    fn key(&self) -> Option<&FileKey> {
+        match self {
+            BlockCodec::Sealed(key) => Some(key),
+            BlockCodec::Plain | BlockCodec::Lz4 => None,
+        }
+    }
+
+    /// Appends block `sequence_no` as the body stores it.
+    fn encode_into(
+        &self,
+        out: &mut Vec<u8>,
+        sequence_no: u64,
+        block_bytes: &[u8],
+    ) -> Result<(), LedgerError> {
+        match self {
+            BlockCodec::Plain => out.extend_from_slice(block_bytes),
+            BlockCodec::Lz4 => {
+                let length = u32::try_from(block_bytes.len())
+                    .ok()
+                    .filter(|length| u64::from(*length) <= FRAME_BODY_BYTES_MAX)
+                    .ok_or_else(|| {
+                        LedgerError::Storage(format!(
+                            "block {sequence_no} has {} bytes, more than a journal frame holds",
+                            block_bytes.len()
+                        ))
+                    })?;
+                out.extend_from_slice(&length.to_le_bytes());
+                let start = out.len();
+                out.resize(
+                    start + lz4_flex::block::get_maximum_output_size(block_bytes.len()),
+                    0,
+                );
+                let written = lz4_flex::block::compress_into(
+                    block_bytes,
+                    out.get_mut(start..).unwrap_or_default(),
+                )
+                .map_err(|error| {
+                    LedgerError::Storage(format!("compressing block {sequence_no}: {error}"))
+                })?;
+                out.truncate(start + written);
+            }
+            BlockCodec::Sealed(key) => key
+                .seal_into(&sequence_no.to_le_bytes(), block_bytes, out)
+                .map_err(|error| {
+                    LedgerError::Storage(format!("sealing block {sequence_no}: {error}"))
+                })?,
+        }
+        Ok(())
+    }
+
+    /// The block of a body whose CRC matched; `None` when it does not decode (a seal that does
+    /// not open, LZ4 data that is damaged, or a block length out of bounds or not met).
+    fn decode<'b>(&self, sequence_no: u64, stored: &'b [u8]) -> Option<Cow<'b, [u8]>> {
+        match self {
+            BlockCodec::Plain => Some(Cow::Borrowed(stored)),
+            BlockCodec::Lz4 => {
+                let (length, compressed) = stored.split_first_chunk::<BLOCK_LENGTH_BYTES>()?;
+                let length = u32::from_le_bytes(*length);
+                if u64::from(length) > FRAME_BODY_BYTES_MAX {
+                    return None;
+                }
+                let mut block = vec![0u8; length as usize];
+                let decoded = lz4_flex::block::decompress_into(compressed, &mut block).ok()?;
+                (decoded == block.len()).then_some(Cow::Owned(block))
+            }
+            BlockCodec::Sealed(key) => key
+                .open(&sequence_no.to_le_bytes(), stored)
+                .ok()
+                .map(Cow::Owned),
+        }
+    }
+
+    /// The valid lengths of a frame body.
+    fn body_bounds(&self) -> std::ops::RangeInclusive<u64> {
+        match self {
+            BlockCodec::Plain => FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX,
+            // Up to LZ4's worst case for incompressible data.
+            BlockCodec::Lz4 => {
+                FRAME_BODY_BYTES_MIN
+                    ..=BLOCK_LENGTH_BYTES as u64
+                        + lz4_flex::block::get_maximum_output_size(FRAME_BODY_BYTES_MAX as usize)
+                            as u64
+            }
+            BlockCodec::Sealed(_) => {
+                let overhead = FRAME_OVERHEAD_BYTES as u64;
+                FRAME_BODY_BYTES_MIN + overhead..=FRAME_BODY_BYTES_MAX + overhead
+            }
+        }
+    }
+}
+
+/// Appends one frame for block `sequence_no` to `out`, its block stored by `codec`; returns its
+/// length.
+fn encode_frame(
     out: &mut Vec<u8>,
     sequence_no: u64,
     block_bytes: &[u8],
-    key: Option<&FileKey>,
+    codec: &BlockCodec,
 ) -> Result<u32, LedgerError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES as usize]);
     out.extend_from_slice(&sequence_no.to_le_bytes());
-    match key {
-        None => out.extend_from_slice(block_bytes),
-        Some(key) => key
-            .seal_into(&sequence_no.to_le_bytes(), block_bytes, out)
-            .map_err(|error| {
-                LedgerError::Storage(format!("sealing block {sequence_no}: {error}"))
-            })?,
-    }
+    codec.encode_into(out, sequence_no, block_bytes)?;
     let body_start = start + FRAME_HEADER_BYTES as usize;
     let body_length = out.len() - body_start;
     let crc = crc32fast::hash(out.get(body_start..).unwrap_or_default());
@@ -125,16 +243,6 @@ pub fn encode_frame(
         slot.copy_from_slice(&header);
     }
     Ok(u32::try_from(out.len() - start).unwrap_or(u32::MAX))
-}
-
-/// The valid lengths of a frame body, plain or encrypted.
-fn body_bounds(encrypted: bool) -> std::ops::RangeInclusive<u64> {
-    let overhead = if encrypted {
-        FRAME_OVERHEAD_BYTES as u64
-    } else {
-        0
-    };
-    FRAME_BODY_BYTES_MIN + overhead..=FRAME_BODY_BYTES_MAX + overhead
 }
 
 /// Body length and CRC from a frame header.
@@ -152,16 +260,18 @@ fn split_body(body: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*sequence), block))
 }
 
-fn encode_header(strand_id: &str, key: Option<&FileKey>) -> Result<Vec<u8>, LedgerError> {
+fn encode_header(strand_id: &str, codec: &BlockCodec) -> Result<Vec<u8>, LedgerError> {
     let strand = strand_id.as_bytes();
     if strand.len() > STRAND_ID_BYTES_MAX {
         return Err(LedgerError::BadRequest(format!(
             "a strand id has at most {STRAND_ID_BYTES_MAX} bytes"
         )));
     }
-    let (version, length) = match key {
-        None => (JOURNAL_FORMAT_VERSION, HEADER_BYTES),
-        Some(_) => (ENCRYPTED_JOURNAL_FORMAT_VERSION, ENCRYPTED_HEADER_BYTES),
+    let (version, key) = (codec.version(), codec.key());
+    let length = if key.is_some() {
+        ENCRYPTED_HEADER_BYTES
+    } else {
+        HEADER_BYTES
     };
     let mut bytes = Vec::with_capacity(length as usize);
     bytes.extend_from_slice(&JOURNAL_MAGIC);
@@ -182,13 +292,14 @@ fn encode_header(strand_id: &str, key: Option<&FileKey>) -> Result<Vec<u8>, Ledg
 /// What a journal header says.
 struct Header {
     strand_id: String,
+    version: u32,
     length: u64,
     /// An encrypted journal's data key id and salt.
     encryption: Option<(u32, [u8; SALT_BYTES])>,
 }
 
-/// The header's length from its version (bytes 8..12 of the file).
-fn header_length(path: &Path, start: &[u8]) -> Result<u64, LedgerError> {
+/// The header's version and length (from bytes 8..12 of the file).
+fn header_length(path: &Path, start: &[u8]) -> Result<(u32, u64), LedgerError> {
     let corrupt = |what: &str| LedgerError::Storage(format!("journal {}: {what}", path.display()));
     if start.get(..8) != Some(JOURNAL_MAGIC.as_slice()) {
         return Err(corrupt("not a ledger journal (bad magic)"));
@@ -199,10 +310,11 @@ fn header_length(path: &Path, start: &[u8]) -> Result<u64, LedgerError> {
         .map(u32::from_le_bytes)
         .ok_or_else(|| corrupt("short header"))?;
     match version {
-        JOURNAL_FORMAT_VERSION => Ok(HEADER_BYTES),
-        ENCRYPTED_JOURNAL_FORMAT_VERSION => Ok(ENCRYPTED_HEADER_BYTES),
+        JOURNAL_FORMAT_VERSION | COMPRESSED_JOURNAL_FORMAT_VERSION => Ok((version, HEADER_BYTES)),
+        ENCRYPTED_JOURNAL_FORMAT_VERSION => Ok((version, ENCRYPTED_HEADER_BYTES)),
         _ => Err(LedgerError::Storage(format!(
-            "journal {} has format version {version}; this build reads {JOURNAL_FORMAT_VERSION} and {ENCRYPTED_JOURNAL_FORMAT_VERSION}",
+            "journal {} has format version {version}; this build reads {JOURNAL_FORMAT_VERSION}, \
+             {ENCRYPTED_JOURNAL_FORMAT_VERSION} and {COMPRESSED_JOURNAL_FORMAT_VERSION}",
             path.display()
         ))),
     }
@@ -211,7 +323,7 @@ fn header_length(path: &Path, start: &[u8]) -> Result<u64, LedgerError> {
 /// The strand id (and encryption) a header names, after checking magic, checksum and version.
 fn decode_header(path: &Path, header: &[u8]) -> Result<Header, LedgerError> {
     let corrupt = |what: &str| LedgerError::Storage(format!("journal {}: {what}", path.display()));
-    let length = header_length(path, header)?;
+    let (version, length) = header_length(path, header)?;
     let covered = header
         .get(..length as usize - 4)
         .ok_or_else(|| corrupt("short header"))?;
@@ -249,6 +361,7 @@ fn decode_header(path: &Path, header: &[u8]) -> Result<Header, LedgerError> {
     };
     Ok(Header {
         strand_id,
+        version,
         length,
         encryption,
     })
@@ -293,8 +406,8 @@ pub struct JournalFile {
     strand_id: String,
     /// Where the first frame starts.
     header_bytes: u64,
-    /// An encrypted journal's file key.
-    key: Option<FileKey>,
+    /// How each block is stored in its frame (by the header's version).
+    codec: BlockCodec,
     /// An encrypted ledger's keyed hash of index values: its state's index entries hold tags,
     /// not values.
     index_mac: Option<MacKey>,
@@ -323,7 +436,11 @@ impl JournalFile {
             ),
             _ => None,
         };
-        let header = encode_header(strand_id, key.as_ref())?;
+        let codec = match key {
+            Some(key) => BlockCodec::Sealed(Box::new(key)),
+            None => BlockCodec::Lz4,
+        };
+        let header = encode_header(strand_id, &codec)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -340,7 +457,7 @@ impl JournalFile {
             strand_id: strand_id.to_owned(),
             header_bytes: header.len() as u64,
             allocated_end: AtomicU64::new(header.len() as u64),
-            key,
+            codec,
             index_mac,
         })
     }
@@ -359,11 +476,12 @@ impl JournalFile {
         };
         let mut start = [0u8; 12];
         read(&mut start)?;
-        let mut header = vec![0u8; header_length(path, &start)? as usize];
+        let mut header = vec![0u8; header_length(path, &start)?.1 as usize];
         read(&mut header)?;
         let header = decode_header(path, &header)?;
-        let (key, index_mac) = match header.encryption {
-            None => (None, None),
+        let (codec, index_mac) = match header.encryption {
+            None if header.version == JOURNAL_FORMAT_VERSION => (BlockCodec::Plain, None),
+            None => (BlockCodec::Lz4, None),
             Some((key_id, salt)) => {
                 let keyring = keyring.ok_or_else(|| {
                     LedgerError::Storage(format!(
@@ -374,7 +492,9 @@ impl JournalFile {
                 let error =
                     |error| LedgerError::Storage(format!("journal {}: {error}", path.display()));
                 (
-                    Some(keyring.file_key(key_id, salt, PURPOSE).map_err(error)?),
+                    BlockCodec::Sealed(Box::new(
+                        keyring.file_key(key_id, salt, PURPOSE).map_err(error)?,
+                    )),
                     Some(
                         keyring
                             .mac_key(key_id, salt, INDEX_PURPOSE)
@@ -390,7 +510,7 @@ impl JournalFile {
             strand_id: header.strand_id,
             header_bytes: header.length,
             allocated_end,
-            key,
+            codec,
             index_mac,
         })
     }
@@ -419,15 +539,12 @@ impl JournalFile {
         sequence_no: u64,
         block_bytes: &[u8],
     ) -> Result<u32, LedgerError> {
-        encode_frame(out, sequence_no, block_bytes, self.key.as_ref())
+        encode_frame(out, sequence_no, block_bytes, &self.codec)
     }
 
-    /// The block of a body whose CRC matched, opened when the journal is encrypted.
-    fn open_block(&self, sequence_no: u64, sealed: &[u8]) -> Option<Vec<u8>> {
-        match &self.key {
-            None => Some(sealed.to_vec()),
-            Some(key) => key.open(&sequence_no.to_le_bytes(), sealed).ok(),
-        }
+    /// The header's format version: 2 (plain), 3 (encrypted) or 4 (compressed).
+    pub fn format_version(&self) -> u32 {
+        self.codec.version()
     }
 
     /// The strand the header names.
@@ -555,8 +672,12 @@ impl JournalFile {
         }
         match split_body(body) {
             Some((stored, block)) if stored == sequence_no => self
-                .open_block(sequence_no, block)
-                .ok_or_else(|| damaged("its seal does not open")),
+                .codec
+                .decode(sequence_no, block)
+                .map(Cow::into_owned)
+                .ok_or_else(|| {
+                    damaged("its stored block does not decode (or its seal does not open)")
+                }),
             _ => Err(damaged("it carries another sequence number")),
         }
     }
@@ -625,7 +746,7 @@ impl JournalFile {
                 end.torn_tail = Some("a partial frame header".to_owned());
                 break;
             }
-            if !body_bounds(self.key.is_some()).contains(&body_length) {
+            if !self.codec.body_bounds().contains(&body_length) {
                 return Err(corrupt(
                     position,
                     &format!("an implausible frame length {body_length}"),
@@ -644,16 +765,15 @@ impl JournalFile {
             let body = reader.bytes(position + FRAME_HEADER_BYTES, body_length as usize)?;
             let (sequence_no, stored_block) =
                 split_body(body).ok_or_else(|| corrupt(position, "a short body"))?;
-            let opened;
-            let block_bytes = match &self.key {
-                None => stored_block,
-                Some(_) => {
-                    opened = self
-                        .open_block(sequence_no, stored_block)
-                        .ok_or_else(|| corrupt(position, "a block whose seal does not open"))?;
-                    &opened[..]
-                }
-            };
+            let block_bytes = self
+                .codec
+                .decode(sequence_no, stored_block)
+                .ok_or_else(|| {
+                    corrupt(
+                        position,
+                        "a block that does not decode (or whose seal does not open)",
+                    )
+                })?;
             if sequence_no != end.next_sequence_no {
                 return Err(corrupt(
                     position,
@@ -671,7 +791,7 @@ impl JournalFile {
             let keep_going = visit(ScannedFrame {
                 sequence_no,
                 position: frame_position,
-                block_bytes,
+                block_bytes: &block_bytes,
             })?;
             end.valid_end = frame_position.end();
             end.next_sequence_no += 1;
@@ -757,7 +877,9 @@ mod tests {
         let mut positions = Vec::new();
         let mut offset = HEADER_BYTES;
         for (sequence_no, block) in blocks.iter().enumerate() {
-            let length = encode_frame(&mut frames, sequence_no as u64, block, None).unwrap();
+            let length = journal
+                .encode_frame(&mut frames, sequence_no as u64, block)
+                .unwrap();
             positions.push(FramePosition { offset, length });
             offset += u64::from(length);
         }
@@ -911,7 +1033,9 @@ mod tests {
         assert!(bytes[frames_end as usize..].iter().all(|byte| *byte == 0));
         // Appends into the room leave the length alone.
         let mut frame = Vec::new();
-        let length = encode_frame(&mut frame, 1, b"\xe0\x01\x00\xeatwo", None).unwrap();
+        let length = journal
+            .encode_frame(&mut frame, 1, b"\xe0\x01\x00\xeatwo")
+            .unwrap();
         journal.write_at(&frame, frames_end).unwrap();
         journal.sync().unwrap();
         assert_eq!(journal.length_bytes().unwrap(), grown);
@@ -921,9 +1045,9 @@ mod tests {
         assert_eq!(end.valid_end, frames_end + u64::from(length));
         assert_eq!(end.torn_tail, None);
         // An append larger than the room grows the file to hold it, plus a larger step.
-        let big = vec![0x11u8; (JOURNAL_PREALLOCATION_STEP_BYTES_MIN * 2) as usize];
+        let big = incompressible((JOURNAL_PREALLOCATION_STEP_BYTES_MIN * 2) as usize, 3);
         let mut frame = Vec::new();
-        encode_frame(&mut frame, 2, &big, None).unwrap();
+        reopened.encode_frame(&mut frame, 2, &big).unwrap();
         reopened.write_at(&frame, end.valid_end).unwrap();
         let big_end = end.valid_end + frame.len() as u64;
         assert_eq!(reopened.length_bytes().unwrap(), big_end * 2);
@@ -937,11 +1061,31 @@ mod tests {
         assert_eq!(reopened.length_bytes().unwrap(), big_end);
     }
 
+    /// `length` bytes that LZ4 cannot compress (xorshift).
+    fn incompressible(length: usize, mut state: u64) -> Vec<u8> {
+        (0..length)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn a_cut_anywhere_in_the_last_frame_before_a_zeroed_tail_is_a_torn_tail() {
-        // A body of 261 bytes: a length whose first byte alone (5) is below the minimum, so the
-        // cuts inside the length field meet both kinds of partial header.
-        let last_block = [0x42u8; 253];
+        // A body longer than 255 bytes whose length's first byte alone is below the minimum, so
+        // the cuts inside the length field meet both kinds of partial header.
+        let last_block = (200..400)
+            .map(|length| incompressible(length, 7))
+            .find(|block| {
+                let mut body = Vec::new();
+                BlockCodec::Lz4.encode_into(&mut body, 1, block).unwrap();
+                let body_length = 8 + body.len() as u64;
+                body_length > 255 && (1..FRAME_BODY_BYTES_MIN).contains(&(body_length % 256))
+            })
+            .unwrap();
         let (dir, journal, positions) = journal_with(&[b"\xe0\x01\x00\xeaone", &last_block]);
         let path = dir.path().join("journal");
         let last = positions[1];
@@ -966,6 +1110,75 @@ mod tests {
                 ),
                 "cut at {cut}"
             );
+        }
+    }
+
+    #[test]
+    fn new_journals_compress_their_blocks_and_plain_version_2_journals_stay_readable() {
+        let repeated: Vec<u8> = b"\xe0\x01\x00\xea"
+            .iter()
+            .copied()
+            .chain(b"strand 0123456789 transaction ".repeat(100))
+            .collect();
+        let (dir, journal, positions) = journal_with(&[&repeated]);
+        assert_eq!(journal.format_version(), COMPRESSED_JOURNAL_FORMAT_VERSION);
+        assert!(u64::from(positions[0].length) < repeated.len() as u64 / 10);
+        assert_eq!(journal.read_block(positions[0], 0).unwrap(), repeated);
+        let reopened = JournalFile::open(&dir.path().join("journal"), None).unwrap();
+        assert_eq!(scan_all(&reopened).unwrap().0, [repeated.as_slice()]);
+
+        // A version 2 journal, as earlier builds wrote it: each block as is.
+        let path = dir.path().join("journal-v2");
+        let mut bytes = encode_header("strand", &BlockCodec::Plain).unwrap();
+        encode_frame(&mut bytes, 0, &repeated, &BlockCodec::Plain).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let plain = JournalFile::open(&path, None).unwrap();
+        assert_eq!(plain.format_version(), JOURNAL_FORMAT_VERSION);
+        let (blocks, end) = scan_all(&plain).unwrap();
+        assert_eq!(blocks, [repeated.as_slice()]);
+        assert_eq!(end.valid_end, bytes.len() as u64);
+        // It keeps its version: appends to it are written as version 2 frames.
+        let mut frame = Vec::new();
+        plain.encode_frame(&mut frame, 1, &repeated).unwrap();
+        assert_eq!(frame.len(), 16 + repeated.len());
+    }
+
+    #[test]
+    fn a_compressed_block_that_does_not_decode_is_corruption() {
+        let (dir, journal, positions) = journal_with(&[b"\xe0\x01\x00\xeaone two three"]);
+        let path = dir.path().join("journal");
+        let mut bytes = std::fs::read(&path).unwrap();
+        drop(journal);
+        // The block's length made longer than the LZ4 data holds, its CRC made right.
+        let body = positions[0].offset as usize + 8;
+        bytes[body + 8] += 1;
+        let crc = crc32fast::hash(&bytes[body..positions[0].end() as usize]);
+        bytes[body - 4..body].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let damaged = JournalFile::open(&path, None).unwrap();
+        assert!(matches!(
+            scan_all(&damaged),
+            Err(LedgerError::VerificationFailed(_))
+        ));
+        assert!(matches!(
+            damaged.read_block(positions[0], 0),
+            Err(LedgerError::VerificationFailed(_))
+        ));
+    }
+
+    proptest::proptest! {
+        /// Damaged LZ4 data (any bytes after any stated length) decodes to an error or to a
+        /// block of exactly the stated length, never a panic or an allocation past the bound.
+        #[test]
+        fn any_compressed_body_decodes_or_is_refused(
+            length in proptest::prop_oneof![0u32..4096, proptest::prelude::any::<u32>()],
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let mut stored = length.to_le_bytes().to_vec();
+            stored.extend_from_slice(&data);
+            if let Some(block) = BlockCodec::Lz4.decode(0, &stored) {
+                proptest::prop_assert_eq!(block.len(), length as usize);
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! Backward compatibility: the ledgers and journal exports written by format versions 1 and 2
-//! (`tests/fixtures/format-v<N>`, made by `examples/write_format_fixture.rs`) are read by this
+//! (`tests/fixtures/format-v<N>`, made by `examples/write_format_fixture.rs`), and a format 2
+//! ledger with a version 4 (compressed) journal (`tests/fixtures/journal-v4`), are read by this
 //! build; a format-1 ledger file is migrated to format 2 on open, keeping its digest.
 
 mod common;
@@ -11,7 +12,13 @@ use common::*;
 use sluice_ledger::{BlockAddress, CancelToken, ExportLocation, Ledgers, Limits, SystemClock};
 
 fn fixture_dir_of(version: u32) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-v{version}"))
+    fixture_named(&format!("format-v{version}"))
+}
+
+fn fixture_named(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn fixture_dir() -> PathBuf {
@@ -23,7 +30,10 @@ fn recorded() -> (String, BlockAddress, PathBuf) {
 }
 
 fn recorded_of(version: u32) -> (String, BlockAddress, PathBuf) {
-    let fixture_dir = fixture_dir_of(version);
+    recorded_in(&fixture_dir_of(version))
+}
+
+fn recorded_in(fixture_dir: &std::path::Path) -> (String, BlockAddress, PathBuf) {
     let text = std::fs::read_to_string(fixture_dir.join("digest.txt")).unwrap();
     let mut lines = text.lines();
     let digest = lines.next().unwrap().to_owned();
@@ -91,12 +101,23 @@ fn copy_directory(from: &std::path::Path, to: &std::path::Path) {
 
 #[test]
 fn format_v2_ledger_opens_verifies_and_queries() {
-    let (digest, tip, _) = recorded_of(2);
+    format_v2_ledger_in_opens_verifies_and_queries(&fixture_dir_of(2), 2);
+}
+
+#[test]
+fn format_v2_ledger_with_a_compressed_journal_opens_verifies_and_queries() {
+    format_v2_ledger_in_opens_verifies_and_queries(&fixture_named("journal-v4"), 4);
+}
+
+fn format_v2_ledger_in_opens_verifies_and_queries(fixture: &std::path::Path, journal_version: u8) {
+    let (digest, tip, _) = recorded_in(fixture);
     let dir = tempfile::tempdir().unwrap();
     copy_directory(
-        &fixture_dir_of(2).join("ledgers/fixture-v2.ledger"),
+        &fixture.join("ledgers/fixture-v2.ledger"),
         &dir.path().join("fixture-v2.ledger"),
     );
+    let journal = std::fs::read(dir.path().join("fixture-v2.ledger/journal")).unwrap();
+    assert_eq!(journal[8], journal_version);
     let ledgers = Ledgers::open_dir(dir.path(), Arc::new(SystemClock), Limits::default()).unwrap();
     let ledger = ledgers.ledger("fixture-v2").unwrap();
     let current = ledger.verify_chain(|_, _| {}).unwrap().digest.unwrap();

@@ -310,7 +310,10 @@ fn tampering_with_a_stored_block_is_detected() {
         sluice_ledger::model::encode_binary(&Element::read_one(forged.as_bytes()).unwrap())
             .unwrap();
     let mut frame = Vec::new();
-    sluice_ledger::journal_file::encode_frame(&mut frame, 1, &forged, None).unwrap();
+    sluice_ledger::journal_file::JournalFile::open(&path, None)
+        .unwrap()
+        .encode_frame(&mut frame, 1, &forged)
+        .unwrap();
     assert_eq!(frame.len(), *length);
     let mut tampered = original.clone();
     tampered[*offset..offset + length].copy_from_slice(&frame);

@@ -123,22 +123,23 @@ pub fn nested_binary_lists(depth: usize) -> Vec<u8> {
 /// One frame of a journal: its offset, its length and its block's bytes.
 pub type Frame = (usize, usize, Vec<u8>);
 
-/// The bytes and frames of a closed ledger's journal, read by the byte layout alone: frames
-/// from the header on until a zero frame header (the pre-allocated tail) or the end.
+/// The bytes and frames of a closed ledger's journal: frames from the header on until a zero
+/// frame header (the pre-allocated tail) or the end, each block as its frame stores it after
+/// decoding (LZ4 in a version 4 journal).
 pub fn journal_frames(path: &std::path::Path) -> (Vec<u8>, Vec<Frame>) {
     let bytes = std::fs::read(path).unwrap();
+    let journal = sluice_ledger::journal_file::JournalFile::open(path, None).unwrap();
     let mut frames = Vec::new();
-    let mut offset = sluice_ledger::journal_file::HEADER_BYTES as usize;
-    while offset + 8 <= bytes.len() {
-        let body_length =
-            u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-        if body_length == 0 {
-            break;
-        }
-        let length = 8 + body_length;
-        frames.push((offset, length, bytes[offset + 16..offset + length].to_vec()));
-        offset += length;
-    }
+    journal
+        .scan(journal.header_bytes(), 0, |frame| {
+            frames.push((
+                frame.position.offset as usize,
+                frame.position.length as usize,
+                frame.block_bytes.to_vec(),
+            ));
+            Ok(true)
+        })
+        .unwrap();
     (bytes, frames)
 }
 
