@@ -21,7 +21,7 @@
 //! index created by a write.
 
 use crate::position_file;
-use crate::worker::{Stop, Worker, lock, run_passes};
+use crate::worker::{Progress, Stop, Worker, lock, run_passes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -342,12 +342,13 @@ fn drop_indices(
 }
 
 /// One pass over one ledger: at most [`BLOCKS_PER_READ`] blocks written and the position moved.
-/// Returns whether it moved.
+/// Returns whether it moved, and whether it took every block there was (then the next pass
+/// waits a poll interval and takes what committed meanwhile in one batch).
 fn index_ledger(
     shared: &Shared,
     name: &str,
     dates_mapped: &mut BTreeSet<(String, String)>,
-) -> Result<bool, LedgerIndexError> {
+) -> Result<Progress, LedgerIndexError> {
     let saved = read_position(&shared.directory, name)?;
     let ledger = match shared.ledgers.ledger(name) {
         Ok(ledger) => ledger,
@@ -358,12 +359,12 @@ fn index_ledger(
                     .map_err(LedgerIndexError::Storage)?;
             }
             lock(&shared.positions).remove(name);
-            return Ok(false);
+            return Ok(Progress::Idle);
         }
         Err(error) => return Err(error.into()),
     };
     if !shared.config.ledger_enabled(name) {
-        return Ok(false);
+        return Ok(Progress::Idle);
     }
     let strand_id = ledger.strand_id().to_owned();
     let mut position = match saved {
@@ -388,7 +389,7 @@ fn index_ledger(
     lock(&shared.positions).insert(name.to_owned(), (strand_id.clone(), next));
     let blocks = ledger.committed_blocks(next, BLOCKS_PER_READ)?;
     let Some(last) = blocks.last().map(|block| block.sequence_no) else {
-        return Ok(false);
+        return Ok(Progress::Idle);
     };
     // Writes grouped by index, each index's in journal order.
     let mut writes: BTreeMap<String, Vec<(WriteRequest, Vec<String>)>> = BTreeMap::new();
@@ -493,7 +494,11 @@ fn index_ledger(
     position.next_sequence_no = last + 1;
     write_position(&shared.directory, name, &position)?;
     lock(&shared.positions).insert(name.to_owned(), (strand_id, last + 1));
-    Ok(true)
+    Ok(if blocks.len() < BLOCKS_PER_READ {
+        Progress::CaughtUp
+    } else {
+        Progress::Behind
+    })
 }
 
 /// `{"a": {"properties": {"b": {"type": "date"}}}}` for the path `a.b`, merged into `properties`.

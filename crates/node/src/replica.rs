@@ -35,7 +35,7 @@
 
 use crate::replica_assembler::{BlockAssembler, SETTLING_WINDOW_DEFAULT};
 use crate::replica_source::RecordSource;
-use crate::worker::{Stop, Worker, lock, run_passes};
+use crate::worker::{self, Stop, Worker, lock, run_passes};
 use crate::{kpl, position_file};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -833,13 +833,14 @@ fn run(shared: &Shared, stop: &Stop) {
             .into_iter()
             .find(|replica| replica.target == pair.target)
         else {
-            return Ok(false);
+            return Ok(worker::Progress::Idle);
         };
         if replica.is_in_process() {
             replicate_once(shared, &replica)
         } else {
             follow_stream_once(shared, &replica, &mut followers)
         }
+        .map(worker::Progress::moved)
     });
 }
 

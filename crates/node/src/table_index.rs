@@ -20,7 +20,7 @@
 //! versions keep them until the index is deleted.
 
 use crate::position_file;
-use crate::worker::{Stop, Worker, lock, run_passes};
+use crate::worker::{Progress, Stop, Worker, lock, run_passes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -244,7 +244,7 @@ impl TableIndexer {
 fn run(shared: &Shared, stop: &Stop) {
     let tables = || indexed_tables(shared);
     run_passes(WORKER_NAME, stop, tables, |table: &String| {
-        index_table(shared, table)
+        index_table(shared, table).map(Progress::moved)
     });
 }
 

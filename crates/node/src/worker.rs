@@ -12,7 +12,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long a worker waits when no unit had anything new.
+/// How long a worker waits when no unit had anything new, or every unit that moved took all
+/// there was.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Pause before a unit whose pass failed (an index refusing writes, a ledger being deleted) is
 /// tried again.
@@ -104,26 +105,51 @@ impl Drop for Worker {
     }
 }
 
-/// The follower loop: each round lists the units, runs `pass` on each (which says whether it
-/// moved), and pauses not at all after progress, [`RETRY_INTERVAL`] after a failure, else
+/// What one pass over a unit did, which decides the pause before the next round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Nothing new.
+    Idle,
+    /// Moved, and took everything there was. The next round waits [`POLL_INTERVAL`] as after an
+    /// idle one, so what arrives meanwhile goes in one batch: a follower that ran again at once
+    /// would pay its writes' fsyncs for every single commit it follows, on the disk those
+    /// commits wait for.
+    CaughtUp,
+    /// Moved, and more is waiting: the next round starts at once.
+    Behind,
+}
+
+impl Progress {
+    /// A pass that only knows whether it moved: moving counts as [`Progress::Behind`].
+    pub(crate) fn moved(moved: bool) -> Progress {
+        if moved {
+            Progress::Behind
+        } else {
+            Progress::Idle
+        }
+    }
+}
+
+/// The follower loop: each round lists the units, runs `pass` on each, and pauses not at all
+/// when a unit is [`Progress::Behind`], [`RETRY_INTERVAL`] after a failure, else
 /// [`POLL_INTERVAL`]. Returns when the worker is told to stop.
 pub(crate) fn run_passes<U, E>(
     worker: &'static str,
     stop: &Stop,
     mut units: impl FnMut() -> Vec<U>,
-    mut pass: impl FnMut(&U) -> Result<bool, E>,
+    mut pass: impl FnMut(&U) -> Result<Progress, E>,
 ) where
     U: Ord + Display,
     E: Display,
 {
     let mut failing: BTreeSet<U> = BTreeSet::new();
     loop {
-        let mut progressed = false;
+        let mut behind = false;
         let mut failed = false;
         for unit in units() {
             match pass(&unit) {
-                Ok(moved) => {
-                    progressed |= moved;
+                Ok(progress) => {
+                    behind |= progress == Progress::Behind;
                     if failing.remove(&unit) {
                         tracing::info!(worker, unit = %unit, "recovered");
                     }
@@ -137,7 +163,7 @@ pub(crate) fn run_passes<U, E>(
                 }
             }
         }
-        let pause = if progressed {
+        let pause = if behind {
             Duration::ZERO
         } else if failed {
             RETRY_INTERVAL
@@ -173,7 +199,7 @@ mod tests {
                     // Progress on the first ten passes, then idle polling.
                     let n = counter.fetch_add(1, Ordering::SeqCst);
                     let _ = seen.send(n);
-                    Ok(n < 10)
+                    Ok(Progress::moved(n < 10))
                 },
             )
         })
@@ -187,6 +213,38 @@ mod tests {
         // After shutdown returns, the thread is gone: no pass runs any more.
         worker.shutdown();
         assert_eq!(passes.load(Ordering::SeqCst), after);
+    }
+
+    /// Passes made in `window` by a worker whose one unit always reports `progress`.
+    fn passes_in(window: Duration, progress: Progress) -> u64 {
+        let passes = Arc::new(AtomicU64::new(0));
+        let counter = passes.clone();
+        let worker = Worker::spawn("test-worker", None, move |stop| {
+            run_passes(
+                "test-worker",
+                &stop,
+                || vec!["unit".to_owned()],
+                |_: &String| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(progress)
+                },
+            )
+        })
+        .expect("spawn");
+        std::thread::sleep(window);
+        worker.shutdown();
+        passes.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_unit_that_caught_up_waits_a_poll_interval_and_one_behind_goes_on_at_once() {
+        let window = POLL_INTERVAL * 6;
+        // At most one pass per poll interval (and the first at once): what commits meanwhile
+        // is taken in one batch.
+        let caught_up = passes_in(window, Progress::CaughtUp);
+        assert!(caught_up <= 8, "{caught_up} passes in {window:?}");
+        let behind = passes_in(window, Progress::Behind);
+        assert!(behind > 8 * 4, "{behind} passes in {window:?}");
     }
 
     #[test]
