@@ -41,7 +41,7 @@ pub const ENCRYPTED_JOURNAL_FORMAT_VERSION: u32 = 3;
 /// Version of a clear journal created by this build: version 2's header and frames, each body
 /// holding the block's length (u32 LE) and then the block as one LZ4 block. A block's field
 /// names, strand id, transaction id, time and table ids repeat in every revision and statement,
-/// so the journal takes about a third of version 2's bytes.
+/// so the journal takes about 40 % of version 2's bytes.
 pub const COMPRESSED_JOURNAL_FORMAT_VERSION: u32 = 4;
 
 /// Bytes a compressed body holds before its LZ4 block: the block's length.
