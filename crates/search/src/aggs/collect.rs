@@ -1347,8 +1347,9 @@ fn buckets_from_groups<K>(
     segment: &Segment<'_>,
     groups: FastMap<K, DocGroup>,
     format: ValueFormat,
-    key_of: impl FnMut(K) -> Result<Option<Key>>,
+    mut key_of: impl FnMut(K) -> Result<Option<Key>>,
 ) -> Result<BucketsAcc> {
+    let mut acc = BucketsAcc::new(format);
     segment.index.budget.reserve(
         groups.len() * BUCKET_BYTES
             + groups
@@ -1357,29 +1358,15 @@ fn buckets_from_groups<K>(
                 .sum::<usize>(),
         &agg.name,
     )?;
-    buckets_of(groups, format, key_of, |docs| {
-        if agg.subs.is_empty() {
-            Ok(Vec::new())
-        } else {
-            collect_level(&agg.subs, segment, &docs)
-        }
-    })
-}
-
-/// The buckets of `groups` (each a count and what its sub-aggregations come from), keyed by
-/// `key_of` (`None` leaves a group out).
-fn buckets_of<K, V>(
-    groups: FastMap<K, (u64, V)>,
-    format: ValueFormat,
-    mut key_of: impl FnMut(K) -> Result<Option<Key>>,
-    mut subs_of: impl FnMut(V) -> Result<Vec<Partial>>,
-) -> Result<BucketsAcc> {
-    let mut acc = BucketsAcc::new(format);
-    for (raw, (count, from)) in groups {
+    for (raw, (count, docs)) in groups {
         let Some(key) = key_of(raw)? else {
             continue;
         };
-        let subs = subs_of(from)?;
+        let subs = if agg.subs.is_empty() {
+            Vec::new()
+        } else {
+            collect_level(&agg.subs, segment, &docs)?
+        };
         acc.buckets.insert(
             key,
             BucketAcc {
@@ -1390,148 +1377,6 @@ fn buckets_of<K, V>(
         );
     }
     Ok(acc)
-}
-
-/// Most terms a segment's string column may have for [`group_ords_with_stats`]: its table holds
-/// one accumulator per term and metric.
-const FUSED_TERMS_MAX: u64 = 4096;
-
-/// The documents of one key counted, with the partials of its fused metrics.
-type StatsGroup = (u64, Vec<Partial>);
-
-/// A metric of the stats family (`avg`, `sum`, `min`, `max`, `stats`, `extended_stats`) under a
-/// `terms`, fed in the same pass as the bucketing.
-struct FusedStats {
-    column: SegmentColumn,
-    missing: Option<f64>,
-    with_squares: bool,
-    format: ValueFormat,
-}
-
-/// The sub-aggregations of `agg` as [`FusedStats`] when every one is a metric of the stats
-/// family over a column of at most one number per document; `None` otherwise, and whenever
-/// opening one fails, so that the two-pass path answers (or reports) exactly as always.
-fn fused_stats(agg: &Aggregation, segment: &Segment<'_>) -> Option<Vec<FusedStats>> {
-    let mut fused = Vec::with_capacity(agg.subs.len());
-    for sub in &agg.subs {
-        let (source, with_squares) = match &sub.kind {
-            AggKind::Avg(source)
-            | AggKind::Sum(source)
-            | AggKind::Min(source)
-            | AggKind::Max(source) => (source, false),
-            AggKind::Stats(source) | AggKind::ExtendedStats { source, .. } => (source, true),
-            _ => return None,
-        };
-        if !sub.subs.is_empty() {
-            return None;
-        }
-        let (kind, column) = field_of(segment, source, sub).ok()?;
-        if matches!(kind, FieldKind::Keyword | FieldKind::Ip) || !column.one_number_per_doc() {
-            return None;
-        }
-        let missing = match &source.missing {
-            Some(value) => Some(
-                missing_number(
-                    if kind == FieldKind::Unmapped {
-                        &FieldKind::Double
-                    } else {
-                        &kind
-                    },
-                    value,
-                )
-                .ok()?,
-            ),
-            None => None,
-        };
-        fused.push(FusedStats {
-            column,
-            missing,
-            with_squares,
-            format: value_format(&kind, source.format.as_deref()).ok()?,
-        });
-    }
-    Some(fused)
-}
-
-/// [`group_ords`] and the stats-family metrics under each group in one pass over the columns
-/// (the two-pass path lists each bucket's documents, then reads the metric's column again for
-/// every list), for a string column of at most one term per document and at most
-/// [`FUSED_TERMS_MAX`] terms. `None` when the column does not qualify.
-fn group_ords_with_stats(
-    agg: &Aggregation,
-    segment: &Segment<'_>,
-    docs: &[DocId],
-    column: &SegmentColumn,
-    missing: Option<u64>,
-    metrics: &[FusedStats],
-) -> Result<Option<FastMap<u64, StatsGroup>>> {
-    let (SegmentColumn::Str(strings), Some(ords)) = (column, column.single_valued_ords()) else {
-        return Ok(None);
-    };
-    let num_terms = strings.num_terms() as u64;
-    if num_terms > FUSED_TERMS_MAX {
-        return Ok(None);
-    }
-    // One slot per ordinal, then one for the missing value.
-    let slots = num_terms as usize + 1;
-    segment
-        .index
-        .budget
-        .reserve(slots * (1 + metrics.len()) * BUCKET_BYTES, &agg.name)?;
-    let mut counts = vec![0u64; slots];
-    let mut stats: Vec<Vec<StatsAcc>> = metrics
-        .iter()
-        .map(|_| vec![StatsAcc::new(ValueFormat::Raw); slots])
-        .collect();
-    let missing_slot = missing.is_some().then_some(num_terms);
-    let mut batch_slots = Vec::with_capacity(128);
-    for chunk in docs.chunks(128) {
-        batch_slots.clear();
-        super::values::first_values(ords, chunk, |_, ord| {
-            let slot = ord.or(missing_slot);
-            if let Some(count) = slot.and_then(|slot| counts.get_mut(slot as usize)) {
-                *count += 1;
-            }
-            batch_slots.push(slot);
-        });
-        for (metric, accumulators) in metrics.iter().zip(stats.iter_mut()) {
-            let mut at = 0;
-            metric.column.for_each_number_of(chunk, |value| {
-                let slot = batch_slots.get(at).copied().flatten();
-                at += 1;
-                if let (Some(slot), Some(value)) = (slot, value.or(metric.missing))
-                    && let Some(accumulator) = accumulators.get_mut(slot as usize)
-                {
-                    accumulator.add_one(value, metric.with_squares);
-                }
-            });
-        }
-    }
-    let mut per_slot: Vec<std::vec::IntoIter<StatsAcc>> =
-        stats.into_iter().map(Vec::into_iter).collect();
-    let mut groups = FastMap::default();
-    for (slot, count) in counts.into_iter().enumerate() {
-        let subs: Vec<Partial> = per_slot
-            .iter_mut()
-            .zip(metrics)
-            .map(|(accumulators, metric)| {
-                let mut accumulator = accumulators
-                    .next()
-                    .unwrap_or_else(|| StatsAcc::new(ValueFormat::Raw));
-                accumulator.format = metric.format.clone();
-                Partial::Stats(accumulator)
-            })
-            .collect();
-        if count > 0 {
-            let key = if slot as u64 == num_terms {
-                missing.unwrap_or(u64::MAX)
-            } else {
-                slot as u64
-            };
-            groups.insert(key, (count, subs));
-        }
-    }
-    Ok(Some(groups))
 }
 
 /// The encoded form of an address that a request gives for an `ip` field (`missing`, `after`).
@@ -1597,36 +1442,24 @@ fn collect_terms(
     const MISSING: u64 = u64::MAX;
     let mut acc = match &column {
         SegmentColumn::Str(_) => {
-            let missing_ord = missing.is_some().then_some(MISSING);
-            let fused = match fused_stats(agg, segment).filter(|_| keep_docs) {
-                Some(metrics) => {
-                    group_ords_with_stats(agg, segment, docs, &column, missing_ord, &metrics)?
-                }
-                None => None,
-            };
-            let groups = match &fused {
-                Some(_) => FastMap::default(),
-                None => group_ords(docs, keep_docs, &column, missing_ord),
-            };
-            let mut ords: Vec<u64> = match &fused {
-                Some(fused) => fused.keys().copied().filter(|&o| o != MISSING).collect(),
-                None => groups.keys().copied().filter(|&o| o != MISSING).collect(),
-            };
+            let groups = group_ords(
+                docs,
+                keep_docs,
+                &column,
+                missing.is_some().then_some(MISSING),
+            );
+            let mut ords: Vec<u64> = groups.keys().copied().filter(|&o| o != MISSING).collect();
             ords.sort_unstable();
             let names = column.terms(&ords)?;
             let mut names: HashMap<u64, String> = ords.into_iter().zip(names).collect();
-            let key_of = |ord| {
+            let mut acc = buckets_from_groups(agg, segment, groups, format.clone(), |ord| {
                 let key = if ord == MISSING {
                     missing.clone().unwrap_or(Key::Str(String::new()))
                 } else {
                     Key::Str(names.remove(&ord).unwrap_or_default())
                 };
                 Ok(accepted(&key).then_some(key))
-            };
-            let mut acc = match fused {
-                Some(fused) => buckets_of(fused, format.clone(), key_of, Ok)?,
-                None => buckets_from_groups(agg, segment, groups, format.clone(), key_of)?,
-            };
+            })?;
             if terms.min_doc_count == 0
                 && let SegmentColumn::Str(strings) = &column
             {

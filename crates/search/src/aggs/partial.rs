@@ -193,22 +193,6 @@ impl StatsAcc {
         self.max = self.max.max(value);
     }
 
-    /// [`Self::add`], the sum of squares only `with_squares`.
-    #[inline]
-    pub(crate) fn add_one(&mut self, value: f64, with_squares: bool) {
-        self.count += 1;
-        kahan_add(&mut self.sum, &mut self.sum_compensation, value);
-        if with_squares {
-            kahan_add(
-                &mut self.squares,
-                &mut self.squares_compensation,
-                value * value,
-            );
-        }
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-    }
-
     /// [`Self::add`] for each of `values`, the sum of squares only `with_squares` (the
     /// single-value metrics do not read it).
     pub(crate) fn add_values(&mut self, values: &[f64], with_squares: bool) {

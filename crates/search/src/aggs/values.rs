@@ -292,17 +292,6 @@ impl SegmentColumn {
         }
     }
 
-    /// Whether [`Self::for_each_number_of`] calls back exactly once per document: a numeric
-    /// column of at most one value per document, or no column at all.
-    pub(crate) fn one_number_per_doc(&self) -> bool {
-        match self {
-            SegmentColumn::Empty => true,
-            SegmentColumn::I64(column) => single_valued(column),
-            SegmentColumn::F64(column) => single_valued(column),
-            SegmentColumn::Str(_) | SegmentColumn::Bool(_) => false,
-        }
-    }
-
     /// The ordinals of a string column that holds at most one term per document, for reading
     /// with [`first_values`].
     pub(crate) fn single_valued_ords(&self) -> Option<&Column<u64>> {
