@@ -1005,9 +1005,9 @@ fn markdown(
     }
     let _ = writeln!(
         out,
-        "\nTargets: within {ceiling_max}× of raw tantivy's p50 on {ceiling_met} of {ceiling_total} \
-         workloads; at least {postgres_min}× lower p50 than PostgreSQL on {postgres_met} of \
-         {postgres_total} ({postgres_scope}).\n{end}"
+        "\nTargets: within {ceiling_max}× of raw tantivy's p50, met on {ceiling_met} of \
+         {ceiling_total} workloads; at least {postgres_min}× lower p50 than PostgreSQL \
+         ({postgres_scope}), met on {postgres_met} of {postgres_total}.\n{end}"
     );
     out
 }
