@@ -215,36 +215,46 @@ mod tests {
         assert_eq!(passes.load(Ordering::SeqCst), after);
     }
 
-    /// Passes made in `window` by a worker whose one unit always reports `progress`.
-    fn passes_in(window: Duration, progress: Progress) -> u64 {
-        let passes = Arc::new(AtomicU64::new(0));
-        let counter = passes.clone();
+    /// Starts a worker whose one unit reports `progress` on its first `passes` passes and is
+    /// idle after them; returns when it made them all, with the time they took.
+    fn time_passes(passes: u64, progress: Progress) -> Duration {
+        let (done, finished) = mpsc::channel();
+        let counter = Arc::new(AtomicU64::new(0));
+        let started = std::time::Instant::now();
         let worker = Worker::spawn("test-worker", None, move |stop| {
             run_passes(
                 "test-worker",
                 &stop,
                 || vec!["unit".to_owned()],
                 |_: &String| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, String>(progress)
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n == passes {
+                        let _ = done.send(());
+                    }
+                    Ok::<_, String>(if n <= passes {
+                        progress
+                    } else {
+                        Progress::Idle
+                    })
                 },
             )
         })
         .expect("spawn");
-        std::thread::sleep(window);
+        finished.recv().expect("the passes");
+        let took = started.elapsed();
         worker.shutdown();
-        passes.load(Ordering::SeqCst)
+        took
     }
 
     #[test]
     fn a_unit_that_caught_up_waits_a_poll_interval_and_one_behind_goes_on_at_once() {
-        let window = POLL_INTERVAL * 6;
-        // At most one pass per poll interval (and the first at once): what commits meanwhile
-        // is taken in one batch.
-        let caught_up = passes_in(window, Progress::CaughtUp);
-        assert!(caught_up <= 8, "{caught_up} passes in {window:?}");
-        let behind = passes_in(window, Progress::Behind);
-        assert!(behind > 8 * 4, "{behind} passes in {window:?}");
+        // Caught up: a poll interval between passes, so what commits meanwhile is taken in one
+        // batch (a lower bound: a slow machine only makes it longer).
+        let caught_up = time_passes(5, Progress::CaughtUp);
+        assert!(caught_up >= POLL_INTERVAL * 4, "{caught_up:?}");
+        // Behind: no pause; twenty passes that waited would take a second.
+        let behind = time_passes(20, Progress::Behind);
+        assert!(behind < POLL_INTERVAL * 20, "{behind:?}");
     }
 
     #[test]
