@@ -219,3 +219,59 @@ def test_panels_move_and_resize_by_keyboard_and_pointer(sluice, page):
 
     page.click('button[aria-label="Remove Notes"]')
     expect(page.locator(".dashboard-grid .panel")).to_have_count(0)
+
+
+def put_saved(sluice, kind, object_id, attributes):
+    urllib.request.urlopen(urllib.request.Request(
+        f"{sluice.ui_url}/api/saved_objects/{kind}/{object_id}", method="PUT",
+        data=json.dumps({"attributes": attributes}).encode(), headers={"Content-Type": "application/json"}))
+
+
+def overlapping(panels):
+    """Pairs of saved panels that share a grid cell."""
+    def cells(p):
+        return {(x, y) for x in range(p["x"], p["x"] + p["w"]) for y in range(p["y"], p["y"] + p["h"])}
+    return [(a["ref"], b["ref"]) for i, a in enumerate(panels) for b in panels[i + 1:] if cells(a) & cells(b)]
+
+
+def test_a_panel_moved_or_resized_onto_others_pushes_them_down(sluice, page):
+    for title in ["Notes", "Contacts", "Links"]:
+        put_saved(sluice, "visualization", title.lower(), {"title": title, "type": "markdown", "markdown": f"# {title}"})
+    put_saved(sluice, "dashboard", "layout", {"title": "Layout", "panels": [
+        {"id": "1", "kind": "visualization", "ref": "notes", "x": 0, "y": 0, "w": 6, "h": 4},
+        {"id": "2", "kind": "visualization", "ref": "contacts", "x": 6, "y": 0, "w": 6, "h": 4},
+        {"id": "3", "kind": "visualization", "ref": "links", "x": 6, "y": 4, "w": 6, "h": 2},
+    ]})
+    page.goto(f"{sluice.ui_url}/#/dashboards?id=layout")
+    panel(page, "Links").locator(".markdown h2").wait_for()
+
+    # Keyboard: Notes one column wider covers Contacts, which goes below it, and Links below that.
+    page.get_by_role("button", name="Resize Notes (arrow keys)").focus()
+    page.keyboard.press("ArrowRight")
+    assert grid_place(page, "Notes") == ["1", "span 7", "1", "span 4"]
+    assert grid_place(page, "Contacts") == ["7", "span 6", "5", "span 4"]
+    assert grid_place(page, "Links") == ["7", "span 6", "9", "span 2"]
+    expect(page.locator(".visually-hidden[role=status]")).to_have_text(
+        "Notes: column 1, row 1, 7 wide, 4 high; moved down: Contacts, Links")
+    # Narrower again: the others stay where they were pushed, nothing floats up.
+    page.keyboard.press("ArrowLeft")
+    assert grid_place(page, "Contacts") == ["7", "span 6", "5", "span 4"]
+
+    # Pointer: Contacts dragged onto Notes' place pushes Notes down by Contacts' height only,
+    # however many places the drag passed over on the way.
+    header = panel(page, "Contacts").locator(".panel-header")
+    box = header.bounding_box()
+    column = page.locator(".dashboard-grid").bounding_box()["width"] / 12
+    start = (box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] - 6 * column, start[1] - 4 * 88, steps=8)
+    page.mouse.up()
+    assert grid_place(page, "Contacts") == ["1", "span 6", "1", "span 4"]
+    assert grid_place(page, "Notes") == ["1", "span 6", "5", "span 4"]
+    assert grid_place(page, "Links") == ["7", "span 6", "9", "span 2"]
+    screenshot(page, "dashboard-pushed-down")
+
+    page.click('button:text-is("Save dashboard")')
+    page.locator(".edit-toolbar .hint", has_text="saved Layout").wait_for()
+    assert overlapping(saved(sluice, "dashboard", "layout")["attributes"]["panels"]) == []

@@ -20,11 +20,12 @@ const GRID_COLUMNS = 12;
 const ROW_HEIGHT_PX = 80;
 /** Gap between grid cells in pixels (as in app.css). */
 const GRID_GAP_PX = 8;
-/** Tallest panel in rows, and the lowest row a panel can be moved to. */
+/** Tallest panel in rows. */
 const PANEL_ROWS_MAX = 24;
-const ROWS_MAX = 200;
 /** Panels on one dashboard at most; "Add panel" says so beyond it. */
 const PANELS_MAX = 50;
+/** The lowest row a panel can be at: room for every panel stacked, so pushing never clamps. */
+const ROWS_MAX = PANELS_MAX * PANEL_ROWS_MAX;
 /** A new panel's size: half the width, four rows. */
 const NEW_PANEL_W = 6;
 const NEW_PANEL_H = 4;
@@ -88,6 +89,31 @@ export function normalizePanels(raw: unknown): Panel[] {
     });
   }
   return panels;
+}
+
+function overlaps(a: Panel, b: Panel): boolean {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+/**
+ * Makes room for `moved` where it now is: every panel it overlaps goes down to just below it, and
+ * so on for the panels those then overlap, top to bottom, so that no two panels share a cell.
+ * Panels that overlap nothing keep their places (nothing floats up into a gap). Returns the
+ * panels that moved down.
+ */
+export function pushDown(panels: Panel[], moved: Panel): Panel[] {
+  const settled = [moved];
+  const pushed: Panel[] = [];
+  const others = panels.filter((p) => p !== moved).sort((a, b) => a.y - b.y || a.x - b.x);
+  for (const panel of others) {
+    const from = panel.y;
+    for (let hit = settled.find((s) => overlaps(s, panel)); hit; hit = settled.find((s) => overlaps(s, panel))) {
+      panel.y = hit.y + hit.h;
+    }
+    if (panel.y !== from) pushed.push(panel);
+    settled.push(panel);
+  }
+  return pushed;
 }
 
 function place(element: HTMLElement, panel: Panel): void {
@@ -290,6 +316,17 @@ export const dashboardsView: View = {
       ? normalizeVis(visualizations.find((v) => v.id === panel.ref)?.attributes).title || panel.ref
       : searches.find((s) => s.id === panel.ref)?.attributes.title ?? panel.ref;
 
+    /** Places every panel after `moved` changed, pushing the ones it now covers down. */
+    const relayout = (moved: Panel): Panel[] => {
+      const pushed = pushDown(panels, moved);
+      for (const entry of mounted.values()) place(entry.element, entry.panel);
+      return pushed;
+    };
+    const announce = (moved: Panel, pushed: Panel[]) => {
+      const down = pushed.length ? `; moved down: ${pushed.map(panelTitle).join(", ")}` : "";
+      announcer.textContent = `${panelTitle(moved)}: ${describe(moved)}${down}`;
+    };
+
     /** Pointer drag of a panel's place (`move`) or size (`resize`), in grid cells. */
     const dragging = (handle: HTMLElement, panel: Panel, element: HTMLElement, mode: "move" | "resize") => {
       handle.addEventListener("pointerdown", (event) => {
@@ -299,6 +336,10 @@ export const dashboardsView: View = {
         event.preventDefault();
         handle.setPointerCapture(event.pointerId);
         const start = { x: event.clientX, y: event.clientY, panel: { ...panel } };
+        // Each step is laid out from where the panels were when the drag began, so a panel
+        // dragged across others pushes only those it ends up over.
+        const rowsAtStart = new Map(panels.map((p) => [p, p.y]));
+        let pushed: Panel[] = [];
         const cellW = (grid.clientWidth + GRID_GAP_PX) / GRID_COLUMNS;
         const cellH = ROW_HEIGHT_PX + GRID_GAP_PX;
         element.classList.add("dragging");
@@ -312,14 +353,15 @@ export const dashboardsView: View = {
             panel.w = Math.min(GRID_COLUMNS - panel.x, Math.max(1, start.panel.w + dx));
             panel.h = Math.min(PANEL_ROWS_MAX, Math.max(1, start.panel.h + dy));
           }
-          place(element, panel);
+          for (const [p, y] of rowsAtStart) if (p !== panel) p.y = y;
+          pushed = relayout(panel);
         };
         const up = () => {
           element.classList.remove("dragging");
           handle.removeEventListener("pointermove", move);
           handle.removeEventListener("pointerup", up);
           handle.removeEventListener("pointercancel", up);
-          announcer.textContent = `${panelTitle(panel)}: ${describe(panel)}`;
+          announce(panel, pushed);
         };
         handle.addEventListener("pointermove", move);
         handle.addEventListener("pointerup", up);
@@ -328,7 +370,7 @@ export const dashboardsView: View = {
     };
 
     /** Arrow keys on a panel's move or resize button. */
-    const arrows = (button: HTMLElement, panel: Panel, element: HTMLElement, mode: "move" | "resize") => {
+    const arrows = (button: HTMLElement, panel: Panel, mode: "move" | "resize") => {
       button.addEventListener("keydown", (event) => {
         const delta = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[event.key];
         if (!delta) return;
@@ -341,8 +383,7 @@ export const dashboardsView: View = {
           panel.w = Math.min(GRID_COLUMNS - panel.x, Math.max(1, panel.w + dx));
           panel.h = Math.min(PANEL_ROWS_MAX, Math.max(1, panel.h + dy));
         }
-        place(element, panel);
-        announcer.textContent = `${panelTitle(panel)}: ${describe(panel)}`;
+        announce(panel, relayout(panel));
       });
     };
 
@@ -361,8 +402,8 @@ export const dashboardsView: View = {
       place(element, panel);
       dragging(header, panel, element, "move");
       dragging(resizeButton, panel, element, "resize");
-      arrows(moveButton, panel, element, "move");
-      arrows(resizeButton, panel, element, "resize");
+      arrows(moveButton, panel, "move");
+      arrows(resizeButton, panel, "resize");
       removeButton.addEventListener("click", () => {
         panels = panels.filter((p) => p !== panel);
         mounted.get(panel.id)?.dispose();
