@@ -27,6 +27,10 @@
 //! `sluice-bench tables` times DynamoDB PutItem, GetItem and a paged Query of a 10,000-item
 //! partition against Sluice and dynalite over HTTP, and the same shapes in PostgreSQL through
 //! pgbench, then table write → searchable in Sluice (see `tables.rs`).
+//!
+//! `sluice-bench ui` loads 1,000,000 records into `example-*` and times the dashboard's views in
+//! headless Chromium, then reads the server's CPU while a dashboard refreshes itself (see
+//! `ui.rs`).
 
 /// The allocator `sluice` itself runs on, so the engines measured in this process (the embedded
 /// ledger, the tantivy baselines) allocate as they do in the server.
@@ -50,6 +54,7 @@ mod report;
 mod secure;
 mod server;
 mod tables;
+mod ui;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -114,6 +119,9 @@ enum BenchCommand {
     /// DynamoDB-compatible tables: PutItem and GetItem at 1 and N clients and a Query of a
     /// 10,000-item partition, versus dynalite and PostgreSQL; table write → searchable.
     Tables(tables::TablesArgs),
+    /// The dashboard with 1,000,000 records in `example-*`: each view's time to ready in
+    /// headless Chromium, and the server's CPU while a dashboard refreshes itself every 5 s.
+    Ui(ui::UiArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -178,6 +186,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::External(args) => external::run(args),
         BenchCommand::Secure(args) => secure::run(args),
         BenchCommand::Tables(args) => tables::run(args),
+        BenchCommand::Ui(args) => ui::run(args),
         BenchCommand::Ledger(args) => ledger::run(args),
         BenchCommand::LedgerPipeline(args) => ledger_pipeline::run(args),
         BenchCommand::Search(args) => queries::run(queries::Kind::Search, args),

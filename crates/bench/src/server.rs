@@ -16,6 +16,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 /// What `sluice up` prints before the search API address (then `http://` or `https://`).
 const SEARCH_API_PREFIX: &str = "search API (Elasticsearch): ";
+/// What `sluice up` prints before the dashboard's address, between the other two.
+const DASHBOARD_PREFIX: &str = "dashboard: ";
 /// What `sluice up` prints before the AWS APIs address, on the line after the search API's.
 const AWS_API_PREFIX: &str = "AWS APIs: ";
 
@@ -34,6 +36,8 @@ pub struct Server {
     pub search_address: String,
     /// `host:port` of the AWS APIs (Kinesis, Firehose, …).
     pub aws_address: String,
+    /// `host:port` of the dashboard (the web UI).
+    pub ui_address: String,
     log_path: PathBuf,
 }
 
@@ -70,6 +74,7 @@ impl Server {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             let mut search_address = None;
+            let mut ui_address = None;
             loop {
                 line.clear();
                 match reader.read_line(&mut line) {
@@ -81,10 +86,13 @@ impl Server {
                         let line = line.trim();
                         if let Some(address) = line.strip_prefix(SEARCH_API_PREFIX) {
                             search_address = Some(address_of(address));
+                        } else if let Some(address) = line.strip_prefix(DASHBOARD_PREFIX) {
+                            ui_address = Some(address_of(address));
                         } else if let Some(address) = line.strip_prefix(AWS_API_PREFIX) {
                             let addresses = search_address
                                 .take()
-                                .map(|search| (search, address_of(address)));
+                                .zip(ui_address.take())
+                                .map(|(search, ui)| (search, address_of(address), ui));
                             let _ = sender.send(addresses.map(|a| (a, reader)));
                             return;
                         }
@@ -93,18 +101,19 @@ impl Server {
             }
         });
         match receiver.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(Some(((search_address, aws_address), stdout))) => Ok(Server {
+            Ok(Some(((search_address, aws_address, ui_address), stdout))) => Ok(Server {
                 child,
                 stdout: Some(stdout),
                 search_address,
                 aws_address,
+                ui_address,
                 log_path: log_path.to_path_buf(),
             }),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!(
-                    "sluice did not print its search and AWS API addresses; its log:\n{}",
+                    "sluice did not print its search, dashboard and AWS API addresses; its log:\n{}",
                     log_tail(log_path)
                 )
             }
