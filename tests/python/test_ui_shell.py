@@ -113,7 +113,8 @@ def test_the_config_file_declares_saved_objects_once(sluice_factory, tmp_path):
 
 
 # The bound for the first page: interactive within 1 s on the test machine (here with an
-# empty data directory; with 1,000,000 documents in example-* is still to be measured).
+# empty data directory; with 1,000,000 documents in example-* it is measured by
+# `sluice-bench ui`, whose results are in BENCHMARKS.md).
 FIRST_PAGE_INTERACTIVE_MS = 1000
 
 

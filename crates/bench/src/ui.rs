@@ -505,6 +505,11 @@ fn markdown(
     let _ = writeln!(out, "{BEGIN_MARKER}");
     let _ = writeln!(
         out,
+        "## The dashboard with {} records (`sluice-bench ui`)\n",
+        args.docs
+    );
+    let _ = writeln!(
+        out,
         "{}\n",
         machine.measured_on(&crate::report::utc_date(), load_before, load_after)
     );
