@@ -216,3 +216,36 @@ def test_a_document_shows_its_surrounding_documents(sluice, page):
     assert [json.loads(text)["n"] for text in items.all_inner_texts()] == list(range(5, 16))
     assert json.loads(page.locator("tr.doc-detail:visible li.anchor").inner_text())["n"] == 10
     screenshot(page, "discover-surrounding")
+
+
+def test_dragging_across_the_histogram_zooms_to_the_bars_it_spans(sluice, page):
+    # One document a day, for six days: the histogram of all time has a bar per day.
+    lines = []
+    for day in range(6):
+        lines.append(json.dumps({"index": {"_index": "drag-a"}}))
+        lines.append(json.dumps({"@timestamp": iso(day * 86400 + 3600), "message": f"day {day}"}))
+    es(sluice, "POST", "/_bulk?refresh=true", "\n".join(lines) + "\n", "application/x-ndjson")
+    urllib.request.urlopen(urllib.request.Request(
+        f"{sluice.ui_url}/api/saved_objects/index-pattern/drag", method="PUT",
+        data=json.dumps({"attributes": {"title": "drag-*", "timeFieldName": "@timestamp"}}).encode(),
+        headers={"Content-Type": "application/json"}))
+    page.goto(f"{sluice.ui_url}/#/discover?pattern=drag&from=all")
+    page.locator(".response-status", has_text="6 hits").wait_for()
+    bars = page.locator(".histogram .bar")
+    counts = [int(c) for c in bars.evaluate_all("bars => bars.map(b => b.dataset.count)")]
+    assert sum(counts) == 6 and len(counts) >= 4, counts
+
+    # Press on the second bar's column (above the bar itself), drag to the fourth, release.
+    chart = page.locator(".histogram").bounding_box()
+    second, fourth = bars.nth(1).bounding_box(), bars.nth(3).bounding_box()
+    y = chart["y"] + 5
+    page.mouse.move(second["x"] + second["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(fourth["x"] + fourth["width"] / 2, y, steps=6)
+    assert bars.evaluate_all("bars => bars.map(b => b.classList.contains('in-selection'))") == [
+        1 <= i <= 3 for i in range(len(counts))]
+    page.mouse.up()
+    page.locator(".response-status", has_text=f"{sum(counts[1:4])} hits").wait_for()
+    assert page.input_value('select[aria-label="Time range"]') == "absolute"
+    assert page.locator(".histogram .bar.in-selection").count() == 0
+    screenshot(page, "discover-drag-zoom")

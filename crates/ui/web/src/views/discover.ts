@@ -248,29 +248,69 @@ export const discoverView: View = {
         pills.appendChild(h("li", { class: pill.negate ? "pill negated" : "pill" }, invert, remove));
       }
     };
+    type Buckets = NonNullable<NonNullable<SearchAnswer["aggregations"]>["histogram"]>["buckets"];
+    let shownBuckets: Buckets = [];
+    let bars: HTMLElement[] = [];
+    /** Zooms to buckets `from` to `to` (indexes, inclusive): from the first's start to the last's end. */
+    const zoomTo = (from: number, to: number) => {
+      const first = shownBuckets[Math.min(from, to)];
+      if (!first) return;
+      const next = shownBuckets[Math.max(from, to) + 1]?.key;
+      rangeSelect.value = "absolute";
+      fromInput.hidden = toInput.hidden = false;
+      fromInput.value = epochToLocal(String(first.key));
+      // The last bucket ends now (its end is not in the answer); a second more covers it.
+      toInput.value = epochToLocal(String(next !== undefined ? next - 1000 : Date.now() + 1000));
+      void search();
+    };
+    /** The bar whose column (not only its filled height) is under `x`, or the nearest end. */
+    const barAt = (x: number): number => {
+      const index = bars.findIndex((bar) => x < bar.getBoundingClientRect().right);
+      return index < 0 ? bars.length - 1 : index;
+    };
+    // Dragging across the bars selects their span and zooms to it on release; a click without
+    // a drag zooms to its one bar (the bar's own button, which the keyboard reaches too).
+    let dragFrom: number | null = null;
+    const highlight = (from: number, to: number) => bars.forEach((bar, i) =>
+      bar.classList.toggle("in-selection", i >= Math.min(from, to) && i <= Math.max(from, to)));
+    chart.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0 || bars.length === 0) return;
+      dragFrom = barAt(event.clientX);
+    });
+    chart.addEventListener("pointermove", (event) => {
+      if (dragFrom !== null) highlight(dragFrom, barAt(event.clientX));
+    });
+    const endDrag = (event: PointerEvent) => {
+      if (dragFrom === null) return;
+      const from = dragFrom;
+      const to = barAt(event.clientX);
+      dragFrom = null;
+      highlight(0, -1);
+      if (event.type === "pointerup" && to !== from) zoomTo(from, to);
+    };
+    window.addEventListener("pointerup", endDrag);
+    window.addEventListener("pointercancel", endDrag);
+    signal.addEventListener("abort", () => {
+      window.removeEventListener("pointerup", endDrag);
+      window.removeEventListener("pointercancel", endDrag);
+    }, { once: true });
     const drawHistogram = (histogram: NonNullable<SearchAnswer["aggregations"]>["histogram"]) => {
       clear(chart);
       chart.hidden = !histogram;
+      shownBuckets = histogram?.buckets ?? [];
+      bars = [];
       if (!histogram) return;
       const buckets = histogram.buckets;
       const highest = Math.max(1, ...buckets.map((bucket) => bucket.doc_count));
       const total = buckets.reduce((sum, bucket) => sum + bucket.doc_count, 0);
       chart.setAttribute("aria-label", `Hits over time: ${total} in ${buckets.length} intervals${histogram.interval ? ` of ${histogram.interval}` : ""}`);
       buckets.forEach((bucket, index) => {
-        const next = buckets[index + 1]?.key;
         const label = `${new Date(bucket.key).toLocaleString()}: ${bucket.doc_count}`;
         const bar = h("button", { type: "button", class: "bar", title: label, "aria-label": `${label}; zoom in`, "data-count": String(bucket.doc_count) });
         // Heights through the CSSOM: the CSP forbids style attributes, not this.
         bar.style.height = `${Math.round((bucket.doc_count / highest) * 100)}%`;
-        bar.addEventListener("click", () => {
-          // Zoom to the bucket: an absolute range from its start to the next bucket's.
-          rangeSelect.value = "absolute";
-          fromInput.hidden = toInput.hidden = false;
-          fromInput.value = epochToLocal(String(bucket.key));
-          // The last bucket ends now (its end is not in the answer); a second more covers it.
-          toInput.value = epochToLocal(String(next !== undefined ? next - 1000 : Date.now() + 1000));
-          void search();
-        });
+        bar.addEventListener("click", () => zoomTo(index, index));
+        bars.push(bar);
         chart.appendChild(bar);
       });
     };
