@@ -28,6 +28,8 @@ const DOUBLES: [f64; 5] = [-1.5, -0.5, 0.0, 0.5, 2.5];
 #[derive(Debug, Clone)]
 struct Doc {
     keys: Vec<usize>,
+    /// A keyword of at most one value (read a batch at a time as a first source).
+    key: Option<usize>,
     value: Option<i64>,
     double: Option<f64>,
     point: Option<(f64, f64)>,
@@ -38,6 +40,9 @@ impl Doc {
         let mut document = json!({
             "k": self.keys.iter().map(|&k| KEYS[k]).collect::<Vec<_>>(),
         });
+        if let Some(k) = self.key {
+            document["s"] = json!(KEYS[k]);
+        }
         if let Some(v) = self.value {
             document["v"] = json!(v);
         }
@@ -54,6 +59,7 @@ impl Doc {
 fn mappings() -> Mappings {
     Mappings::from_json(&json!({"properties": {
         "k": {"type": "keyword"},
+        "s": {"type": "keyword"},
         "v": {"type": "long"},
         "d": {"type": "double"},
         "p": {"type": "geo_point"}
@@ -79,6 +85,7 @@ enum RefValue {
 #[derive(Debug, Clone, Copy)]
 enum Field {
     Keys,
+    Key,
     Value,
     /// `d` in a histogram of interval 1.
     Double,
@@ -92,6 +99,7 @@ impl Field {
     fn source(self, direction: Direction, missing_bucket: bool) -> CompositeSource {
         let (name, kind) = match self {
             Field::Keys => ("k", CompositeSourceKind::Terms),
+            Field::Key => ("s", CompositeSourceKind::Terms),
             Field::Value => ("v", CompositeSourceKind::Terms),
             Field::Double => ("d", CompositeSourceKind::Histogram { interval: 1.0 }),
             Field::Tile => (
@@ -118,6 +126,11 @@ impl Field {
                 .keys
                 .iter()
                 .map(|&k| RefValue::Text(KEYS[k].into()))
+                .collect(),
+            Field::Key => doc
+                .key
+                .map(|k| RefValue::Text(KEYS[k].into()))
+                .into_iter()
                 .collect(),
             Field::Value => doc.value.map(RefValue::Number).into_iter().collect(),
             Field::Double => doc
@@ -149,7 +162,7 @@ impl Field {
             return None;
         }
         Some(match self {
-            Field::Keys => RefValue::Text(value.as_str().unwrap().to_string()),
+            Field::Keys | Field::Key => RefValue::Text(value.as_str().unwrap().to_string()),
             Field::Value => RefValue::Number(value.as_i64().unwrap()),
             Field::Double => RefValue::Number(value.as_f64().unwrap() as i64),
             Field::Tile => {
@@ -310,6 +323,7 @@ fn docs() -> impl Strategy<Value = Vec<Doc>> {
     prop::collection::vec(
         (
             prop::collection::vec(0..KEYS.len(), 0..3),
+            prop::option::of(0..KEYS.len()),
             prop::option::of(-4i64..4),
             prop::option::of(prop::sample::select(DOUBLES.to_vec())),
             prop::option::of((-80.0f64..80.0, -179.0f64..179.0)),
@@ -318,8 +332,9 @@ fn docs() -> impl Strategy<Value = Vec<Doc>> {
     )
     .prop_map(|raw| {
         raw.into_iter()
-            .map(|(keys, value, double, point)| Doc {
+            .map(|(keys, key, value, double, point)| Doc {
                 keys,
+                key,
                 value,
                 double,
                 point,
@@ -338,10 +353,10 @@ proptest! {
     #[test]
     fn paged_composite_lists_every_key_once_in_order(
         docs in docs(),
-        order in Just(vec![Field::Keys, Field::Value, Field::Double, Field::Tile]).prop_shuffle(),
+        order in Just(vec![Field::Keys, Field::Key, Field::Value, Field::Double, Field::Tile]).prop_shuffle(),
         count in 1usize..4,
-        directions in prop::collection::vec(direction(), 4),
-        missing in prop::collection::vec(any::<bool>(), 4),
+        directions in prop::collection::vec(direction(), 5),
+        missing in prop::collection::vec(any::<bool>(), 5),
         size in 1usize..6,
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -360,30 +375,42 @@ proptest! {
 #[test]
 fn pages_over_many_keys_per_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let docs: Vec<Doc> = (0..4000i64)
+    let docs: Vec<Doc> = (0..6000i64)
         .map(|i| Doc {
             keys: vec![(i % 6) as usize, ((i * 5) % 6) as usize],
+            key: (i % 11 != 0).then_some((i % 5) as usize),
             value: (i % 7 != 0).then_some((i * 7919) % 1601 - 800),
             double: None,
             point: None,
         })
         .collect();
     let indices = indices(dir.path(), &docs);
-    let fields = [Field::Value, Field::Keys];
-    let directions = [Direction::Desc, Direction::Asc];
-    let missing = [true, false];
-    let want = reference(&docs, &fields, &directions, &missing);
-    assert!(want.len() > 4000, "{} keys", want.len());
-    let got = paged(
-        &indices,
-        &fields,
-        &directions,
-        &missing,
-        150,
-        want.len() + 2,
-    );
-    assert_eq!(got.len(), want.len());
-    assert_eq!(got, want);
+    // A single-valued first source (read a batch at a time) of integers, then of keywords.
+    for (fields, directions, missing) in [
+        (
+            [Field::Value, Field::Keys],
+            [Direction::Desc, Direction::Asc],
+            [true, false],
+        ),
+        (
+            [Field::Key, Field::Value],
+            [Direction::Asc, Direction::Desc],
+            [true, true],
+        ),
+    ] {
+        let want = reference(&docs, &fields, &directions, &missing);
+        assert!(want.len() > 4000, "{} keys", want.len());
+        let got = paged(
+            &indices,
+            &fields,
+            &directions,
+            &missing,
+            150,
+            want.len() + 2,
+        );
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+    }
 }
 
 /// A `geotile_grid` source keys `zoom/x/y`, orders by tile (not by the key's text), pages after
@@ -406,12 +433,14 @@ fn geotile_sources_order_by_tile_and_page_after_one() {
         .enumerate()
         .map(|(i, &point)| Doc {
             keys: vec![i % 2],
+            key: None,
             value: None,
             double: None,
             point: Some(point),
         })
         .chain([Doc {
             keys: vec![0],
+            key: None,
             value: None,
             double: None,
             point: None,

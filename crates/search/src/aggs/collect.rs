@@ -26,7 +26,10 @@ use super::partial::{
 use super::reduce::{compare_buckets, shard_size};
 use super::result::TopHit;
 use super::tdigest::TDigest;
-use super::values::{FieldKind, SegmentColumn, missing_number, resolve_field, value_format};
+use super::values::{
+    FieldKind, SegmentColumn, VALUE_BATCH, first_values, missing_number, resolve_field,
+    value_format,
+};
 use super::{
     AggKind, Aggregation, BucketOrder, Composite, CompositeSourceKind, Direction, GeoCells,
     MemoryBudget, MultiTerms, SortSpec, TermsCut, ValueSource,
@@ -2295,6 +2298,65 @@ impl PartReader<'_> {
     }
 }
 
+/// A composite source of at most one value per document, read a batch of documents at a time.
+enum BatchReader<'a> {
+    Ords(&'a tantivy::columnar::Column<u64>),
+    Integers(&'a tantivy::columnar::Column<i64>),
+    Dates(
+        &'a tantivy::columnar::Column<i64>,
+        &'a super::rounding::PreparedRounding<'a>,
+    ),
+}
+
+impl<'a> PartReader<'a> {
+    /// This source as a batched reader, when its column holds at most one value per document.
+    fn batched(&'a self) -> Option<BatchReader<'a>> {
+        match self {
+            PartReader::Ords(column) => column.single_valued_ords().map(BatchReader::Ords),
+            PartReader::Integers(column) => column.single_valued_i64().map(BatchReader::Integers),
+            PartReader::Dates(column, rounding) => column
+                .single_valued_i64()
+                .map(|column| BatchReader::Dates(column, rounding)),
+            _ => None,
+        }
+    }
+}
+
+impl BatchReader<'_> {
+    /// The part of each document of `docs` into `out` (as [`PartReader::read`] gives it: the
+    /// missing bucket for no value when the source has one, `None` when it has not).
+    fn read(
+        &self,
+        docs: &[DocId],
+        descending: bool,
+        missing_bucket: bool,
+        out: &mut [Option<Part>],
+    ) {
+        let missing = missing_bucket.then_some(if descending { !0 } else { 0 });
+        let mut slots = out.iter_mut();
+        let mut put = |part: Option<Part>| {
+            if let Some(slot) = slots.next() {
+                *slot = match part {
+                    Some(part) if descending => Some(!part),
+                    Some(part) => Some(part),
+                    None => missing,
+                };
+            }
+        };
+        match self {
+            BatchReader::Ords(column) => {
+                first_values(column, docs, |_, ord| put(ord.map(part_of_ord)))
+            }
+            BatchReader::Integers(column) => {
+                first_values(column, docs, |_, v| put(v.map(part_of_i64)))
+            }
+            BatchReader::Dates(column, rounding) => first_values(column, docs, |_, v| {
+                put(v.map(|v| part_of_i64(rounding.round(v))))
+            }),
+        }
+    }
+}
+
 /// The `after` key in this segment's packed parts: a term the dictionary lacks takes the even
 /// position just below the next term's.
 fn packed_after(
@@ -2523,8 +2585,9 @@ impl CompositeScan<'_> {
     fn run<K: PackedKey + Clone>(&self, docs: &[DocId]) -> Vec<(Vec<Part>, DocGroup)> {
         let sources = &self.composite.sources;
         let size = self.composite.size;
-        // Pruning to the page costs a selection over the held keys, so it waits for a few pages.
-        let prune_at = size.saturating_mul(4).max(1024);
+        // Pruning to the page costs a selection over the held keys, so it waits for another
+        // page of them; until the first cut, every key past `after` is held.
+        let prune_at = size.saturating_mul(2).max(256);
         let mut groups: FastMap<K, DocGroup> = FastMap::default();
         let mut per_source: Vec<Vec<Part>> = vec![Vec::new(); sources.len()];
         let mut combination: Vec<Part> = vec![0; sources.len()];
@@ -2533,61 +2596,96 @@ impl CompositeScan<'_> {
         // The first source's bounds: a document none of whose first parts lies within them
         // cannot have a key on this page, whatever its other sources hold.
         let first_low = self.after.and_then(|after| after.first().copied());
-        'docs: for &doc in docs {
-            for (i, ((reader, source), parts)) in self
-                .readers
-                .iter()
-                .zip(sources)
-                .zip(per_source.iter_mut())
-                .enumerate()
-            {
-                reader.read(
-                    doc,
+        // A first source of one value per document is read a batch at a time, and most
+        // documents of a later page end there, their first part outside the bounds.
+        let batched = self.readers.first().and_then(PartReader::batched);
+        let mut firsts = [None; VALUE_BATCH];
+        for chunk in docs.chunks(VALUE_BATCH) {
+            if let (Some(batched), Some(source)) = (&batched, sources.first()) {
+                batched.read(
+                    chunk,
                     source.direction == Direction::Desc,
                     source.missing_bucket,
-                    parts,
+                    &mut firsts,
                 );
-                if i == 0 {
-                    let high = threshold.as_ref().and_then(|t| t.borrow().first().copied());
-                    parts.retain(|&part| {
-                        first_low.is_none_or(|low| part >= low)
-                            && high.is_none_or(|high| part <= high)
-                    });
-                }
-                if parts.is_empty() {
-                    continue 'docs;
-                }
-            }
-            // Every combination of the sources' parts (a cartesian product for multi-valued
-            // fields), each distinct since each source's parts are.
-            indexes.iter_mut().for_each(|i| *i = 0);
-            loop {
-                for ((slot, parts), &i) in combination.iter_mut().zip(&per_source).zip(&indexes) {
-                    *slot = parts.get(i).copied().unwrap_or(0);
-                }
-                let key = combination.as_slice();
-                let past_after = self.after.is_none_or(|after| key > after);
-                let within = threshold
-                    .as_ref()
-                    .is_none_or(|largest| key <= largest.borrow());
-                if past_after && within {
-                    let entry = match groups.get_mut(key) {
-                        Some(entry) => entry,
-                        None => groups
-                            .entry(K::from_parts(key))
-                            .or_insert_with(|| (0, Vec::new())),
-                    };
-                    entry.0 += 1;
-                    if self.keep_docs {
-                        entry.1.push(doc);
+                // Those outside the first source's bounds (as they stand at the start of the
+                // batch: the key's own check below sees any later cut) are dropped here, in
+                // one tight pass.
+                let high = threshold.as_ref().and_then(|t| t.borrow().first().copied());
+                for first in firsts.iter_mut().take(chunk.len()) {
+                    if first.is_some_and(|part| {
+                        first_low.is_some_and(|low| part < low)
+                            || high.is_some_and(|high| part > high)
+                    }) {
+                        *first = None;
                     }
                 }
-                if !next_combination(&mut indexes, &per_source) {
-                    break;
-                }
             }
-            if groups.len() > prune_at {
-                threshold = prune_packed(&mut groups, size).or(threshold);
+            'docs: for (&doc, &first) in chunk.iter().zip(&firsts) {
+                if first.is_none() && batched.is_some() {
+                    continue;
+                }
+                let high = threshold.as_ref().and_then(|t| t.borrow().first().copied());
+                let within = |part: Part| {
+                    first_low.is_none_or(|low| part >= low) && high.is_none_or(|high| part <= high)
+                };
+                for (i, ((reader, source), parts)) in self
+                    .readers
+                    .iter()
+                    .zip(sources)
+                    .zip(per_source.iter_mut())
+                    .enumerate()
+                {
+                    if i == 0 && batched.is_some() {
+                        parts.clear();
+                        parts.extend(first);
+                        continue;
+                    }
+                    reader.read(
+                        doc,
+                        source.direction == Direction::Desc,
+                        source.missing_bucket,
+                        parts,
+                    );
+                    if i == 0 {
+                        parts.retain(|&part| within(part));
+                    }
+                    if parts.is_empty() {
+                        continue 'docs;
+                    }
+                }
+                // Every combination of the sources' parts (a cartesian product for multi-valued
+                // fields), each distinct since each source's parts are.
+                indexes.iter_mut().for_each(|i| *i = 0);
+                loop {
+                    for ((slot, parts), &i) in combination.iter_mut().zip(&per_source).zip(&indexes)
+                    {
+                        *slot = parts.get(i).copied().unwrap_or(0);
+                    }
+                    let key = combination.as_slice();
+                    let past_after = self.after.is_none_or(|after| key > after);
+                    let within = threshold
+                        .as_ref()
+                        .is_none_or(|largest| key <= largest.borrow());
+                    if past_after && within {
+                        let entry = match groups.get_mut(key) {
+                            Some(entry) => entry,
+                            None => groups
+                                .entry(K::from_parts(key))
+                                .or_insert_with(|| (0, Vec::new())),
+                        };
+                        entry.0 += 1;
+                        if self.keep_docs {
+                            entry.1.push(doc);
+                        }
+                    }
+                    if !next_combination(&mut indexes, &per_source) {
+                        break;
+                    }
+                }
+                if groups.len() > prune_at {
+                    threshold = prune_packed(&mut groups, size).or(threshold);
+                }
             }
         }
         prune_packed(&mut groups, size);
