@@ -30,7 +30,9 @@ use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use crate::aggs::format::DateFormat;
-use crate::aggs::values::{FieldKind, SegmentColumn, resolve_field};
+use crate::aggs::values::{
+    FieldKind, SegmentColumn, VALUE_BATCH, first_values, resolve_field, single_valued,
+};
 use crate::date;
 use crate::error::{Result, SearchError};
 use crate::geo::{DistanceType, DistanceUnit, GeoPoint};
@@ -919,6 +921,119 @@ impl KeyReader {
     }
 }
 
+/// Keys a sort reads a block of documents at a time, at most: `@timestamp` then `_doc` is the
+/// common pair (Discover's, and `search_after` paging's).
+const BLOCK_KEYS_MAX: usize = 2;
+
+/// The codes of one document under a block-read sort; unused keys stay 0.
+type BlockCodes = [u64; BLOCK_KEYS_MAX];
+
+impl KeyReader {
+    /// Whether [`Self::block_codes`] can read this key: a number, keyword or ip of at most one
+    /// value per document in this segment (every mode then gives that value), or `_doc`.
+    fn reads_blocks(&self) -> bool {
+        match self {
+            KeyReader::Doc { .. } => true,
+            KeyReader::Number { column, double, .. } => match column {
+                SegmentColumn::Empty => true,
+                _ if *double => column.single_valued_f64().is_some(),
+                _ => column.single_valued_i64().is_some(),
+            },
+            KeyReader::Keyword { column, .. } => {
+                column.as_ref().is_none_or(|c| single_valued(c.ords()))
+            }
+            _ => false,
+        }
+    }
+
+    /// The directed codes of `docs` into `out` (as [`Self::code`] gives them), for a key that
+    /// [`Self::reads_blocks`].
+    fn block_codes(&self, docs: &[DocId], out: &mut [u64]) {
+        let mut slots = out.iter_mut();
+        let mut put = |code: u64| {
+            if let Some(slot) = slots.next() {
+                *slot = code;
+            }
+        };
+        match self {
+            KeyReader::Doc { desc, base } => {
+                for &doc in docs {
+                    put(directed(base + u64::from(doc), *desc));
+                }
+            }
+            KeyReader::Number {
+                column,
+                double,
+                desc,
+                missing_code,
+                ..
+            } => match (column.single_valued_f64(), column.single_valued_i64()) {
+                (Some(values), _) if *double => first_values(values, docs, |_, v| {
+                    put(directed(v.map_or(*missing_code, encode_f64), *desc))
+                }),
+                (_, Some(values)) if !*double => first_values(values, docs, |_, v| {
+                    put(directed(v.map_or(*missing_code, encode_i64), *desc))
+                }),
+                _ => docs
+                    .iter()
+                    .for_each(|_| put(directed(*missing_code, *desc))),
+            },
+            KeyReader::Keyword {
+                column,
+                desc,
+                missing_code,
+                ..
+            } => match column {
+                Some(column) => first_values(column.ords(), docs, |_, ord| {
+                    put(ord.map_or(*missing_code, |ord| directed(2 * ord + 2, *desc)))
+                }),
+                None => docs.iter().for_each(|_| put(*missing_code)),
+            },
+            _ => docs.iter().for_each(|_| put(0)),
+        }
+    }
+}
+
+/// The best documents of a segment under a block-read sort: candidates that order before the
+/// worst kept so far go into a buffer, cut back to the best `limit` whenever it holds twice
+/// that, so each document costs a comparison and most are not kept at all.
+struct BlockTop {
+    buffer: Vec<(BlockCodes, DocId)>,
+    /// The codes of the worst document kept at the last cut: a later document with the same
+    /// codes comes after it in document order, so only ones strictly before it can be kept.
+    threshold: Option<BlockCodes>,
+    /// `search_after`: only documents strictly after these codes.
+    after: Option<BlockCodes>,
+}
+
+impl BlockTop {
+    fn offer(&mut self, codes: BlockCodes, doc: DocId, limit: usize) {
+        if self.after.is_some_and(|after| codes <= after)
+            || self.threshold.is_some_and(|threshold| codes >= threshold)
+        {
+            return;
+        }
+        self.buffer.push((codes, doc));
+        if self.buffer.len() >= limit.saturating_mul(2).max(limit + 1) {
+            self.cut(limit);
+        }
+    }
+
+    /// Keeps the best `limit` of the buffer, in no particular order.
+    fn cut(&mut self, limit: usize) {
+        if self.buffer.len() <= limit {
+            return;
+        }
+        let Some(last) = limit.checked_sub(1) else {
+            self.buffer.clear();
+            return;
+        };
+        self.buffer.select_nth_unstable(last);
+        self.buffer.truncate(limit);
+        self.threshold = self.buffer.get(last).map(|(codes, _)| *codes);
+    }
+}
+
 impl KeyReader {
     /// The value of a string script key for `doc` (`None` for every other key); a failing
     /// script records its error and gives the empty string, as the search fails anyway.
@@ -1440,7 +1555,24 @@ impl Collector for SortCollector<'_> {
                 order: BTreeMap::new(),
             }),
         };
+        let block = (!text_keys
+            && groups.is_none()
+            && !self.bounds.is_set()
+            && readers.len() <= BLOCK_KEYS_MAX
+            && readers.iter().all(KeyReader::reads_blocks))
+        .then(|| BlockTop {
+            buffer: Vec::new(),
+            threshold: None,
+            after: after.as_ref().map(|(_, codes)| {
+                let mut padded = [0; BLOCK_KEYS_MAX];
+                for (slot, code) in padded.iter_mut().zip(codes) {
+                    *slot = *code;
+                }
+                padded
+            }),
+        });
         Ok(SortSegmentCollector {
+            block,
             groups,
             collapse_error: None,
             bounds: self.bounds,
@@ -1726,6 +1858,10 @@ pub(crate) struct SortSegmentCollector {
     total: u64,
     max_score: Option<Score>,
     scoring: bool,
+    /// Set when every key reads blocks and nothing else needs a look at each document (no
+    /// string keys, `collapse` or bounds): [`SegmentCollector::collect_block`] then keeps the
+    /// best documents here instead of in `heap`.
+    block: Option<BlockTop>,
 }
 
 impl SegmentCollector for SortSegmentCollector {
@@ -1836,7 +1972,48 @@ impl SegmentCollector for SortSegmentCollector {
         });
     }
 
-    fn harvest(self) -> SortedFruit {
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let Some(block) = self.block.as_mut() else {
+            for &doc in docs {
+                self.collect(doc, 0.0);
+            }
+            return;
+        };
+        self.total += docs.len() as u64;
+        if self.limit == 0 {
+            return;
+        }
+        let mut codes = [[0u64; VALUE_BATCH]; BLOCK_KEYS_MAX];
+        for chunk in docs.chunks(VALUE_BATCH) {
+            for (reader, out) in self.readers.iter().zip(codes.iter_mut()) {
+                reader.block_codes(chunk, out);
+            }
+            for (i, &doc) in chunk.iter().enumerate() {
+                let mut key = [0; BLOCK_KEYS_MAX];
+                for (slot, column) in key.iter_mut().zip(&codes).take(self.readers.len()) {
+                    *slot = column.get(i).copied().unwrap_or(0);
+                }
+                block.offer(key, doc, self.limit);
+            }
+        }
+    }
+
+    fn harvest(mut self) -> SortedFruit {
+        if let Some(mut block) = self.block.take() {
+            block.cut(self.limit);
+            for (codes, doc) in block.buffer {
+                self.heap.push(Kept {
+                    codes: codes.get(..self.readers.len()).unwrap_or(&codes).to_vec(),
+                    ordered: Vec::new(),
+                    texts: Vec::new(),
+                    address: DocAddress::new(self.segment_ord, doc),
+                    score: 0.0,
+                });
+                if self.heap.len() > self.limit {
+                    self.heap.pop();
+                }
+            }
+        }
         let script_error = self.readers.iter().find_map(|reader| match reader {
             KeyReader::Script { error, .. } => error.borrow().clone(),
             _ => None,

@@ -163,6 +163,9 @@ fn model_value(document: &Value, sort: &FieldSort) -> SortValue {
         }
         "price" => match pick(values.iter().filter_map(|v| v.as_f64()).collect()) {
             Some(v) => SortValue::Double(v),
+            None if let SortMissing::Value(value) = &sort.missing => {
+                SortValue::Double(value.as_f64().unwrap())
+            }
             None if largest => SortValue::Double(f64::INFINITY),
             None => SortValue::Double(f64::NEG_INFINITY),
         },
@@ -285,6 +288,60 @@ fn sorts_agree_with_the_model_across_segments() {
     ];
     for case in cases {
         index.check_against_model(&case);
+    }
+}
+
+/// Sorts of one or two single-valued keys read a block of documents at a time and keep only the
+/// best few: the top `k` and `search_after` pages must still be the model's, whatever `k`.
+#[test]
+fn the_best_few_of_single_valued_keys_agree_with_the_model() {
+    let index = model_index(4, 60);
+    use SortOrder::{Asc, Desc};
+    let with = |name: &str, order, f: &dyn Fn(&mut FieldSort)| {
+        let mut sort = field(name, order);
+        f(&mut sort);
+        sort
+    };
+    let cases: Vec<Vec<FieldSort>> = vec![
+        vec![field("price", Desc), field("uid", Asc)],
+        vec![field("at", Asc), field("uid", Desc)],
+        vec![
+            with("at", Desc, &|s| s.missing = SortMissing::First),
+            field("uid", Asc),
+        ],
+        vec![
+            with("price", Asc, &|s| {
+                s.missing = SortMissing::Value(json!(3.5))
+            }),
+            field("uid", Asc),
+        ],
+        vec![field("uid", Desc)],
+    ];
+    for sorts in cases {
+        let keys: Vec<SortKey> = sorts.iter().cloned().map(SortKey::Field).collect();
+        let mut expected: Vec<Vec<SortValue>> = index
+            .documents
+            .iter()
+            .map(|(_, document)| sorts.iter().map(|s| model_value(document, s)).collect())
+            .collect();
+        expected.sort_by(|a, b| model_compare(&sorts, a, b));
+        for k in [1, 5, 17, 100] {
+            let found = index.page(&keys, k, None);
+            assert_eq!(found.total, index.documents.len() as u64);
+            let got: Vec<Vec<SortValue>> = found.hits.iter().map(|hit| hit.sort.clone()).collect();
+            assert_eq!(got, expected[..k], "top {k} of {sorts:?}");
+        }
+        let mut paged = Vec::new();
+        let mut after: Option<Vec<Value>> = None;
+        loop {
+            let page = index.page(&keys, 9, after.as_deref());
+            let Some(last) = page.hits.last() else {
+                break;
+            };
+            after = Some(last.sort.iter().map(SortValue::to_json).collect());
+            paged.extend(page.hits.into_iter().map(|hit| hit.sort));
+        }
+        assert_eq!(paged, expected, "search_after through {sorts:?}");
     }
 }
 

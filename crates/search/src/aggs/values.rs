@@ -138,10 +138,10 @@ pub(crate) fn missing_number(kind: &FieldKind, missing: &Value) -> Result<f64> {
 }
 
 /// Documents whose values [`first_values`] reads with one call into the column.
-const VALUE_BATCH: usize = 128;
+pub(crate) const VALUE_BATCH: usize = 128;
 
 /// Whether a column holds at most one value per document.
-fn single_valued<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
+pub(crate) fn single_valued<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
     column: &Column<T>,
 ) -> bool {
     column.get_cardinality() != Cardinality::Multivalued
@@ -297,6 +297,24 @@ impl SegmentColumn {
     pub(crate) fn single_valued_ords(&self) -> Option<&Column<u64>> {
         match self {
             SegmentColumn::Str(column) if single_valued(column.ords()) => Some(column.ords()),
+            _ => None,
+        }
+    }
+
+    /// The column of a double field that holds at most one value per document, for reading
+    /// with [`first_values`].
+    pub(crate) fn single_valued_f64(&self) -> Option<&Column<f64>> {
+        match self {
+            SegmentColumn::F64(column) if single_valued(column) => Some(column),
+            _ => None,
+        }
+    }
+
+    /// The column of an integer or date field that holds at most one value per document, for
+    /// reading with [`first_values`].
+    pub(crate) fn single_valued_i64(&self) -> Option<&Column<i64>> {
+        match self {
+            SegmentColumn::I64(column) if single_valued(column) => Some(column),
             _ => None,
         }
     }
