@@ -19,12 +19,18 @@ use tantivy::{DocId, DocSet, Score, Searcher, SegmentReader, TERMINATED, Term};
 
 use crate::query::{BoostMode, DecayShape, Modifier, ScoreMode};
 
-/// Documents with a length norm in a text slot, per segment, counted once per segment (segments
-/// never change but for deletes, which Lucene's statistics ignore as well).
+/// Per-segment statistics, each computed once per segment (segments never change but for
+/// deletes, which Lucene's statistics ignore as well): the documents with a length norm in a
+/// text slot, and the document frequency of each term looked up for BM25 (a term dictionary
+/// lookup per segment, which a query otherwise makes twice: for the statistics and the scorer).
 #[derive(Debug, Default)]
 pub(crate) struct NormDocCounts {
     counts: Mutex<HashMap<(SegmentId, Field), u64>>,
+    doc_freqs: Mutex<HashMap<(SegmentId, Term), u32>>,
 }
+
+/// Terms' document frequencies kept at most; the cache starts over beyond it.
+const DOC_FREQS_MAX: usize = 65_536;
 
 impl NormDocCounts {
     /// `docCount` of a slot over the searcher's segments.
@@ -57,6 +63,39 @@ impl NormDocCounts {
         Ok(total)
     }
 
+    /// `doc_freq` of `term` over the searcher's segments.
+    fn doc_freq(&self, searcher: &Searcher, term: &Term) -> tantivy::Result<u64> {
+        let segments = searcher.segment_readers();
+        let mut cached = Vec::with_capacity(segments.len());
+        {
+            let freqs = self.doc_freqs.lock().unwrap_or_else(|p| p.into_inner());
+            for segment in segments {
+                cached.push(freqs.get(&(segment.segment_id(), term.clone())).copied());
+            }
+        }
+        let mut total = 0;
+        let mut found = Vec::new();
+        for (segment, cached) in segments.iter().zip(cached) {
+            let freq = match cached {
+                Some(freq) => freq,
+                None => {
+                    let freq = segment.inverted_index(term.field())?.doc_freq(term)?;
+                    found.push(((segment.segment_id(), term.clone()), freq));
+                    freq
+                }
+            };
+            total += u64::from(freq);
+        }
+        if !found.is_empty() {
+            let mut freqs = self.doc_freqs.lock().unwrap_or_else(|p| p.into_inner());
+            if freqs.len() + found.len() > DOC_FREQS_MAX {
+                freqs.clear();
+            }
+            freqs.extend(found);
+        }
+        Ok(total)
+    }
+
     /// Forgets segments the searcher no longer has (merged away).
     pub(crate) fn retain(&self, searcher: &Searcher) {
         let live: Vec<SegmentId> = searcher
@@ -68,12 +107,17 @@ impl NormDocCounts {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(segment, _), _| live.contains(segment));
+        self.doc_freqs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(segment, _), _| live.contains(segment));
     }
 }
 
 struct FieldStatistics<'a> {
     searcher: &'a Searcher,
     doc_count: u64,
+    cache: &'a NormDocCounts,
 }
 
 impl Bm25StatisticsProvider for FieldStatistics<'_> {
@@ -87,7 +131,7 @@ impl Bm25StatisticsProvider for FieldStatistics<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        Bm25StatisticsProvider::doc_freq(self.searcher, term)
+        self.cache.doc_freq(self.searcher, term)
     }
 }
 
@@ -112,6 +156,7 @@ impl Query for FieldStatsQuery {
                 let statistics = FieldStatistics {
                     searcher,
                     doc_count: self.doc_counts.doc_count(searcher, self.field)?,
+                    cache: &self.doc_counts,
                 };
                 self.inner
                     .weight(EnableScoring::enabled_from_statistics_provider(
