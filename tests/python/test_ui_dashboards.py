@@ -35,6 +35,21 @@ def panel(page, name):
     return page.locator(f'.dashboard-grid .panel[aria-label="{name}"]')
 
 
+# One grid row and the gap below it, in pixels (`.dashboard-grid` in app.css).
+ROW_PX = 88
+
+
+def drag_title(page, name, columns, rows, steps):
+    """Drags a panel by its title bar by whole grid cells."""
+    box = panel(page, name).locator(".panel-header").bounding_box()
+    column = page.locator(".dashboard-grid").bounding_box()["width"] / 12
+    start = (box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + columns * column, start[1] + rows * ROW_PX, steps=steps)
+    page.mouse.up()
+
+
 def grid_place(page, name):
     return panel(page, name).evaluate(
         "p => { const s = getComputedStyle(p); return [s.gridColumnStart, s.gridColumnEnd, s.gridRowStart, s.gridRowEnd]; }")
@@ -192,14 +207,8 @@ def test_panels_move_and_resize_by_keyboard_and_pointer(sluice, page):
     assert grid_place(page, "Notes") == ["3", "span 5", "2", "span 3"]
 
     # Pointer: drag the title bar two columns left and one row up; drag the corner wider.
-    header = panel(page, "Notes").locator(".panel-header")
-    box = header.bounding_box()
+    drag_title(page, "Notes", -2, -1, steps=5)
     column = page.locator(".dashboard-grid").bounding_box()["width"] / 12
-    start = (box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(start[0] - 2 * column, start[1] - 88, steps=5)
-    page.mouse.up()
     assert grid_place(page, "Notes") == ["1", "span 5", "1", "span 3"]
     corner = page.get_by_role("button", name="Resize Notes (arrow keys)").bounding_box()
     page.mouse.move(corner["x"] + 4, corner["y"] + 4)
@@ -259,14 +268,7 @@ def test_a_panel_moved_or_resized_onto_others_pushes_them_down(sluice, page):
 
     # Pointer: Contacts dragged onto Notes' place pushes Notes down by Contacts' height only,
     # however many places the drag passed over on the way.
-    header = panel(page, "Contacts").locator(".panel-header")
-    box = header.bounding_box()
-    column = page.locator(".dashboard-grid").bounding_box()["width"] / 12
-    start = (box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(start[0] - 6 * column, start[1] - 4 * 88, steps=8)
-    page.mouse.up()
+    drag_title(page, "Contacts", -6, -4, steps=8)
     assert grid_place(page, "Contacts") == ["1", "span 6", "1", "span 4"]
     assert grid_place(page, "Notes") == ["1", "span 6", "5", "span 4"]
     assert grid_place(page, "Links") == ["7", "span 6", "9", "span 2"]

@@ -104,6 +104,13 @@ fn model_index(segments: usize, per_segment: usize) -> TestIndex {
     }
 }
 
+/// [`field`] with `change` applied (a `missing`, a `mode`).
+fn with(name: &str, order: SortOrder, change: &dyn Fn(&mut FieldSort)) -> FieldSort {
+    let mut sort = field(name, order);
+    change(&mut sort);
+    sort
+}
+
 fn field(name: &str, order: SortOrder) -> FieldSort {
     FieldSort {
         field: name.into(),
@@ -237,11 +244,6 @@ impl TestIndex {
 fn sorts_agree_with_the_model_across_segments() {
     let index = model_index(4, 40);
     use SortOrder::{Asc, Desc};
-    let with = |name: &str, order, f: &dyn Fn(&mut FieldSort)| {
-        let mut sort = field(name, order);
-        f(&mut sort);
-        sort
-    };
     let cases: Vec<Vec<FieldSort>> = vec![
         vec![field("count", Asc), field("uid", Asc)],
         vec![field("count", Desc), field("uid", Desc)],
@@ -297,11 +299,6 @@ fn sorts_agree_with_the_model_across_segments() {
 fn the_best_few_of_single_valued_keys_agree_with_the_model() {
     let index = model_index(4, 60);
     use SortOrder::{Asc, Desc};
-    let with = |name: &str, order, f: &dyn Fn(&mut FieldSort)| {
-        let mut sort = field(name, order);
-        f(&mut sort);
-        sort
-    };
     let cases: Vec<Vec<FieldSort>> = vec![
         vec![field("price", Desc), field("uid", Asc)],
         vec![field("at", Asc), field("uid", Desc)],
