@@ -10,7 +10,9 @@
 use serde_json::Value;
 use tantivy::DocId;
 use tantivy::SegmentReader;
-use tantivy::columnar::{Cardinality, Column, DynamicColumn, NumericalType, StrColumn};
+use tantivy::columnar::{
+    Cardinality, Column, ColumnIndex, DynamicColumn, NumericalType, StrColumn,
+};
 
 use super::format::{DateFormat, DecimalFormat, ValueFormat};
 use crate::date;
@@ -147,17 +149,34 @@ pub(crate) fn single_valued<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync
     column.get_cardinality() != Cardinality::Multivalued
 }
 
-/// Calls `f(doc, value)` for each document of `docs` in order, with its value or `None`: a
-/// column's values read [`VALUE_BATCH`] documents at a time (one dynamic call per batch for a
-/// column with a value in every document, instead of an iterator per document). Only the
-/// first value of a document is read: meant for [`single_valued`] columns.
+/// Calls `f(doc, value)` for each document of `docs` (strictly increasing) in order, with its
+/// value or `None`: a column's values read [`VALUE_BATCH`] documents at a time (one dynamic
+/// call per batch for a column with a value in every document, instead of an iterator per
+/// document; a run of consecutive documents, as a `match_all` gives, is unpacked as a range).
+/// Only the first value of a document is read: meant for [`single_valued`] columns.
 pub(crate) fn first_values<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
     column: &Column<T>,
     docs: &[DocId],
     mut f: impl FnMut(DocId, Option<T>),
 ) {
+    debug_assert!(docs.windows(2).all(|pair| pair[0] < pair[1]));
     let mut values = [None; VALUE_BATCH];
+    // With a value in every document, row and document are one: a consecutive run of documents
+    // is a range of rows.
+    let mut range =
+        matches!(column.index, ColumnIndex::Full).then(|| [column.values.min_value(); VALUE_BATCH]);
     for chunk in docs.chunks(VALUE_BATCH) {
+        if let (Some(range), Some(&first), Some(&last)) =
+            (range.as_mut(), chunk.first(), chunk.last())
+            && (last - first) as usize + 1 == chunk.len()
+        {
+            let out = &mut range[..chunk.len()];
+            column.values.get_range(u64::from(first), out);
+            for (&doc, &value) in chunk.iter().zip(out.iter()) {
+                f(doc, Some(value));
+            }
+            continue;
+        }
         let out = &mut values[..chunk.len()];
         out.fill(None);
         column.first_vals(chunk, out);
