@@ -21,7 +21,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -257,14 +257,12 @@ fn number(event: &Value, key: &str) -> anyhow::Result<f64> {
 }
 
 fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| PathBuf::from(dir).join(program))
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
         .find(|path| path.is_file())
 }
 
-fn check_playwright(python: &PathBuf) -> anyhow::Result<()> {
+fn check_playwright(python: &Path) -> anyhow::Result<()> {
     let found = Command::new(python)
         .args(["-c", "import playwright.sync_api"])
         .stdin(Stdio::null())

@@ -967,17 +967,24 @@ impl KeyReader {
                 desc,
                 missing_code,
                 ..
-            } => match (column.single_valued_f64(), column.single_valued_i64()) {
-                (Some(values), _) if *double => first_values(values, docs, |_, v| {
-                    put(directed(v.map_or(*missing_code, encode_f64), *desc))
-                }),
-                (_, Some(values)) if !*double => first_values(values, docs, |_, v| {
-                    put(directed(v.map_or(*missing_code, encode_i64), *desc))
-                }),
-                _ => docs
-                    .iter()
-                    .for_each(|_| put(directed(*missing_code, *desc))),
-            },
+            } => {
+                let mut put_value =
+                    |v: Option<u64>| put(directed(v.unwrap_or(*missing_code), *desc));
+                match (
+                    *double,
+                    column.single_valued_f64(),
+                    column.single_valued_i64(),
+                ) {
+                    (true, Some(values), _) => {
+                        first_values(values, docs, |_, v| put_value(v.map(encode_f64)))
+                    }
+                    (false, _, Some(values)) => {
+                        first_values(values, docs, |_, v| put_value(v.map(encode_i64)))
+                    }
+                    // No column in this segment: every document is missing.
+                    _ => docs.iter().for_each(|_| put_value(None)),
+                }
+            }
             KeyReader::Keyword {
                 column,
                 desc,

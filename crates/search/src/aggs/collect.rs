@@ -2569,6 +2569,16 @@ fn collect_composite(
     Ok(Partial::Composite(acc))
 }
 
+/// The first part of the largest key held: past it no key can be on the page.
+fn first_high<K: PackedKey>(threshold: &Option<K>) -> Option<Part> {
+    threshold.as_ref().and_then(|t| t.borrow().first().copied())
+}
+
+/// Whether a first part lies within the page's bounds on the first source.
+fn first_within(part: Part, low: Option<Part>, high: Option<Part>) -> bool {
+    low.is_none_or(|low| part >= low) && high.is_none_or(|high| part <= high)
+}
+
 /// One segment's pass of a composite: the keys of one page, grouped raw.
 struct CompositeScan<'a> {
     composite: &'a Composite,
@@ -2611,12 +2621,9 @@ impl CompositeScan<'_> {
                 // Those outside the first source's bounds (as they stand at the start of the
                 // batch: the key's own check below sees any later cut) are dropped here, in
                 // one tight pass.
-                let high = threshold.as_ref().and_then(|t| t.borrow().first().copied());
+                let high = first_high(&threshold);
                 for first in firsts.iter_mut().take(chunk.len()) {
-                    if first.is_some_and(|part| {
-                        first_low.is_some_and(|low| part < low)
-                            || high.is_some_and(|high| part > high)
-                    }) {
+                    if first.is_some_and(|part| !first_within(part, first_low, high)) {
                         *first = None;
                     }
                 }
@@ -2625,10 +2632,6 @@ impl CompositeScan<'_> {
                 if first.is_none() && batched.is_some() {
                     continue;
                 }
-                let high = threshold.as_ref().and_then(|t| t.borrow().first().copied());
-                let within = |part: Part| {
-                    first_low.is_none_or(|low| part >= low) && high.is_none_or(|high| part <= high)
-                };
                 for (i, ((reader, source), parts)) in self
                     .readers
                     .iter()
@@ -2648,7 +2651,8 @@ impl CompositeScan<'_> {
                         parts,
                     );
                     if i == 0 {
-                        parts.retain(|&part| within(part));
+                        let high = first_high(&threshold);
+                        parts.retain(|&part| first_within(part, first_low, high));
                     }
                     if parts.is_empty() {
                         continue 'docs;

@@ -101,7 +101,7 @@ function overlaps(a: Panel, b: Panel): boolean {
  * Panels that overlap nothing keep their places (nothing floats up into a gap). Returns the
  * panels that moved down.
  */
-export function pushDown(panels: Panel[], moved: Panel): Panel[] {
+function pushDown(panels: Panel[], moved: Panel): Panel[] {
   const settled = [moved];
   const pushed: Panel[] = [];
   const others = panels.filter((p) => p !== moved).sort((a, b) => a.y - b.y || a.x - b.x);
