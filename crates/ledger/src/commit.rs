@@ -6,16 +6,21 @@
 //! against the state that already includes the members before it, builds its block and applies
 //! it to the derived state. It appends every block of the group to the journal with one write
 //! and hands the fsync to the ledger's [`JournalSyncer`] thread; while the disk works it applies
-//! the last member's block. Only once the fsync succeeded does it commit the redb transaction,
-//! without fsync, so nothing a reader sees can be lost by a crash; members are acknowledged
-//! after that commit, so their writes are visible to every later transaction. A failed journal
-//! write or fsync poisons the ledger until it is reopened (the uncommitted redb transaction is
-//! dropped), and recovery decides from the journal what was committed.
+//! the last member's block and commits the redb transaction, without fsync. Readers do not see
+//! that commit yet: they read the ledger's published snapshot, which the leader replaces only
+//! once the fsync succeeded, so nothing a reader sees can be lost by a crash. Members are
+//! acknowledged after that, so their writes are visible to every later transaction. A failed
+//! journal write or fsync poisons the ledger until it is reopened, and recovery decides from the
+//! journal what was committed.
 //!
-//! Because redb only ever commits state whose blocks are already durable in the journal, the
-//! checkpoint (a durable redb commit, run by [`Checkpointer`] every [`CHECKPOINT_INTERVAL`] or
-//! after [`CHECKPOINT_JOURNAL_BYTES`] of journal) can run at any time and a crash anywhere
-//! leaves a state that is a prefix of the journal: opening replays the rest.
+//! redb makes its state durable only in a checkpoint (a durable redb commit, run by
+//! [`Checkpointer`] every [`CHECKPOINT_INTERVAL`] or after [`CHECKPOINT_JOURNAL_BYTES`] of
+//! journal) or a settings change, and both hold the tip lock, which the leader holds from its
+//! redb write to the fsync's outcome: a durable state is always a prefix of the durable journal,
+//! and a crash anywhere leaves a state that opening brings up to the journal's end. If the fsync
+//! fails after the redb commit, the ledger is poisoned before the lock is released, and its
+//! redb handle is never closed (closing would make that commit durable): the state reverts to
+//! the last checkpoint when the process next opens the ledger.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -25,12 +30,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::Database;
+use redb::{Database, ReadableDatabase};
 
 use crate::error::LedgerError;
 use crate::journal_file::sync_error;
 use crate::ledger::Ledger;
-use crate::state::{AppliedBlock, StateWriter};
+use crate::state::{AppliedBlock, StateWriter, Tip};
 use crate::transaction::{CommitResult, Transaction};
 
 /// Most transactions one leader commits as one group: one journal write and one fsync. Later
@@ -47,7 +52,7 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 /// of commits cannot leave more than about this much to replay after a crash.
 pub const CHECKPOINT_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -202,19 +207,37 @@ impl Ledger {
         }
         self.journal.write_at(&frames, journal_start)?;
         self.syncer.start();
-        // (Nothing is left unapplied when the members after the last block were refused.)
-        let applied = unapplied
+        // While the disk works: apply the last block (nothing is left unapplied when the members
+        // after the last block were refused) and commit redb without fsync. Readers keep the
+        // published snapshot, and no durable redb commit can run (they take the tip lock), until
+        // the fsync succeeded.
+        let committed = unapplied
             .map_or(Ok(()), |block| state.apply(block))
-            .and_then(|()| state.finish());
-        self.syncer.wait()?;
+            .and_then(|()| state.finish())
+            .and_then(|new_tip| {
+                write.commit()?;
+                Ok((new_tip, self.database.begin_read()?))
+            });
+        let synced = self
+            .syncer
+            .wait()
+            .and_then(|()| self.injected_sync_failure(journal_start, frames.len()));
+        if let Err(error) = synced {
+            if committed.is_ok() {
+                // redb holds blocks the journal may not: see `Drop for Ledger`.
+                self.state_ahead_of_journal.store(true, Ordering::SeqCst);
+            }
+            // Poisoned before the tip lock is released, so no checkpoint makes that state durable.
+            self.poison();
+            return Err(error);
+        }
         // The blocks are durable from here: every member is committed, whatever happens below.
         // A failure leaves the in-memory state behind the journal until reopened.
-        let committed = applied.and_then(|new_tip| {
-            write.commit()?;
-            Ok(new_tip)
-        });
         match committed {
-            Ok(new_tip) => *tip = new_tip,
+            Ok((new_tip, read)) => {
+                *tip = new_tip;
+                self.publish(read);
+            }
             Err(error) => {
                 self.poison();
                 tracing::error!(ledger = self.name(), %error, "applying committed blocks failed; ledger poisoned until reopened (they will be replayed)");
@@ -223,6 +246,24 @@ impl Ledger {
         drop(tip);
         self.checkpointer.note_appended(frames.len() as u64);
         Ok(outcomes)
+    }
+
+    /// For fault-injection tests: the next group's journal fsync reports a failure, and its
+    /// frames are overwritten with zeros, as if the disk had lost them.
+    #[doc(hidden)]
+    pub fn fail_next_journal_sync(&self) {
+        self.fail_next_sync.store(true, Ordering::SeqCst);
+    }
+
+    fn injected_sync_failure(&self, start: u64, length: usize) -> Result<(), LedgerError> {
+        if !self.fail_next_sync.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.journal.write_at(&vec![0; length], start)?;
+        Err(LedgerError::Storage(format!(
+            "syncing journal {}: injected failure",
+            self.journal.path().display()
+        )))
     }
 
     /// Whether a storage failure made the ledger refuse transactions until reopened.
@@ -254,6 +295,9 @@ struct CheckpointShared {
     ledger_name: String,
     database: Arc<Database>,
     poisoned: Arc<AtomicBool>,
+    /// The ledger's tip, the writers' lock: a checkpoint holds it so that it never makes durable
+    /// a derived state whose blocks the commit leader has not yet fsynced.
+    tip: Arc<Mutex<Tip>>,
     signal: Mutex<CheckpointSignal>,
     wake: Condvar,
 }
@@ -269,6 +313,7 @@ struct CheckpointSignal {
 
 impl CheckpointShared {
     fn checkpoint(&self) -> Result<(), LedgerError> {
+        let _writers = lock(&self.tip);
         if self.poisoned.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -300,11 +345,13 @@ impl Checkpointer {
         ledger_name: &str,
         database: Arc<Database>,
         poisoned: Arc<AtomicBool>,
+        tip: Arc<Mutex<Tip>>,
     ) -> Result<Checkpointer, LedgerError> {
         let shared = Arc::new(CheckpointShared {
             ledger_name: ledger_name.to_owned(),
             database,
             poisoned,
+            tip,
             signal: Mutex::new(CheckpointSignal::default()),
             wake: Condvar::new(),
         });

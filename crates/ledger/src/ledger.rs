@@ -13,7 +13,7 @@ use redb::{Database, ReadableDatabase};
 
 use crate::cancel::CancelToken;
 use crate::clock::Clock;
-use crate::commit::{Checkpointer, CommitQueue, JournalSyncer};
+use crate::commit::{Checkpointer, CommitQueue, JournalSyncer, lock};
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::journal::{self, Strictness};
@@ -564,8 +564,19 @@ pub struct Ledger {
     /// in an unknown state): every later transaction is refused until the ledger is reopened.
     pub(crate) poisoned: Arc<AtomicBool>,
     /// The end of the journal as the derived state knows it; held by the commit leader (and by
-    /// loads) for the whole of a group, so it is also the writers' lock.
-    pub(crate) tip: Mutex<Tip>,
+    /// loads) for the whole of a group, so it is also the writers' lock. Every durable redb
+    /// commit (checkpoints, settings) holds it too, so none can make durable a derived state
+    /// whose blocks the leader has not yet fsynced.
+    pub(crate) tip: Arc<Mutex<Tip>>,
+    /// The derived state readers see: a snapshot taken after the latest redb commit whose blocks
+    /// are durable in the journal. The commit leader commits redb while the journal syncs and
+    /// publishes the new snapshot only once the fsync succeeded.
+    published: Mutex<Arc<redb::ReadTransaction>>,
+    /// Set when the journal's fsync failed after the group's derived state was committed to redb
+    /// (without fsync): that state must never become durable (see `Drop`).
+    pub(crate) state_ahead_of_journal: AtomicBool,
+    /// Set by [`Ledger::fail_next_journal_sync`] (fault-injection tests only).
+    pub(crate) fail_next_sync: AtomicBool,
     pub(crate) commits: CommitQueue,
     /// Fsyncs the journal for the commit leader while it applies the group's last block.
     pub(crate) syncer: JournalSyncer,
@@ -573,6 +584,19 @@ pub struct Ledger {
     /// The catalog at the latest catalog version read, decoded once and shared by every
     /// transaction that begins at that version.
     catalog_cache: Mutex<Option<(u64, Arc<Vec<crate::model::TableInfo>>)>>,
+}
+
+impl Drop for Ledger {
+    /// After a failed journal fsync whose group was already committed to redb, the redb handle
+    /// is leaked: closing it would make that commit durable, ahead of what the journal may hold.
+    /// Left open, the file reverts to the last checkpoint when the process next opens the ledger
+    /// (which a restart does), and recovery replays whatever the journal really kept.
+    fn drop(&mut self) {
+        if self.state_ahead_of_journal.load(Ordering::SeqCst) {
+            tracing::error!(ledger = %self.name, "the journal's fsync failed after its derived state was written: leaving the state file open until the process exits; restart the node to reopen this ledger");
+            std::mem::forget(self.database.clone());
+        }
+    }
 }
 
 impl Ledger {
@@ -655,9 +679,12 @@ impl Ledger {
             )));
         }
         let tip = recover(&database, &journal, &strand_id, tip)?;
+        let published = Mutex::new(Arc::new(database.begin_read()?));
         let database = Arc::new(database);
         let poisoned = Arc::new(AtomicBool::new(false));
-        let checkpointer = Checkpointer::start(&name, database.clone(), poisoned.clone())?;
+        let tip = Arc::new(Mutex::new(tip));
+        let checkpointer =
+            Checkpointer::start(&name, database.clone(), poisoned.clone(), tip.clone())?;
         let syncer = JournalSyncer::start_thread(&name, journal.sync_handle()?, journal.path())?;
         Ok(Ledger {
             keyring: keyring.cloned(),
@@ -671,7 +698,10 @@ impl Ledger {
             clock,
             limits,
             poisoned,
-            tip: Mutex::new(tip),
+            tip,
+            published,
+            state_ahead_of_journal: AtomicBool::new(false),
+            fail_next_sync: AtomicBool::new(false),
             commits: CommitQueue::default(),
             syncer,
             checkpointer,
@@ -745,11 +775,12 @@ impl Ledger {
             self.journal.write_at(&frames, journal_start)?;
             self.journal.sync()?;
             write.commit()?;
-            Ok(new_tip)
+            Ok((new_tip, self.database.begin_read()?))
         })();
         match result {
-            Ok(new_tip) => {
+            Ok((new_tip, read)) => {
                 *tip = new_tip;
+                self.publish(read);
                 Ok(())
             }
             Err(error) => {
@@ -835,9 +866,19 @@ impl Ledger {
         &self.limits
     }
 
+    /// The published snapshot of the derived state: everything in it is durable in the journal.
+    pub(crate) fn snapshot(&self) -> Arc<redb::ReadTransaction> {
+        lock(&self.published).clone()
+    }
+
+    /// Makes `read` (taken after a redb commit whose blocks are durable) what readers see.
+    pub(crate) fn publish(&self, read: redb::ReadTransaction) {
+        *lock(&self.published) = Arc::new(read);
+    }
+
     /// Name, deletion protection and strand id.
     pub fn describe(&self) -> Result<LedgerDescription, LedgerError> {
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         let meta = read.open_table(storage::META)?;
         Ok(LedgerDescription {
             name: self.name.clone(),
@@ -859,6 +900,11 @@ impl Ledger {
 
     /// Changes the permissions mode (durably, then in memory).
     pub fn set_permissions_mode(&self, mode: PermissionsMode) -> Result<(), LedgerError> {
+        let _writers = lock(&self.tip);
+        if self.is_poisoned() {
+            // A durable commit now could make durable a state ahead of the journal.
+            return Err(self.poisoned_error());
+        }
         let mut write = self.database.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         {
@@ -866,6 +912,7 @@ impl Ledger {
             meta.insert(PERMISSIONS_MODE_KEY, mode.name().as_bytes())?;
         }
         write.commit()?;
+        self.publish(self.database.begin_read()?);
         self.standard_permissions
             .store(mode == PermissionsMode::Standard, Ordering::Release);
         Ok(())
@@ -873,6 +920,11 @@ impl Ledger {
 
     /// Turns deletion protection on or off (durably).
     pub fn set_deletion_protection(&self, deletion_protection: bool) -> Result<(), LedgerError> {
+        let _writers = lock(&self.tip);
+        if self.is_poisoned() {
+            // A durable commit now could make durable a state ahead of the journal.
+            return Err(self.poisoned_error());
+        }
         let mut write = self.database.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         {
@@ -883,6 +935,7 @@ impl Ledger {
             )?;
         }
         write.commit()?;
+        self.publish(self.database.begin_read()?);
         Ok(())
     }
 
@@ -925,7 +978,7 @@ impl Ledger {
 
     /// The digest at the current tip; `None` while the journal is empty.
     pub fn digest(&self) -> Result<Option<LedgerDigest>, LedgerError> {
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         let block_count = applied_block_count(&read)?;
         let Some(tip) = block_count.checked_sub(1) else {
             return Ok(None);
@@ -988,7 +1041,7 @@ impl Ledger {
         digest_tip_address: Option<&BlockAddress>,
     ) -> Result<BlockWithProof, LedgerError> {
         self.check_address(address)?;
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         let (block, verified) =
             self.read_verified_block(&read, address.sequence_no, Strictness::Qldb)?;
         let proof = match digest_tip_address {
@@ -1043,7 +1096,7 @@ impl Ledger {
         digest_tip_address: Option<&BlockAddress>,
     ) -> Result<RevisionWithProof, LedgerError> {
         self.check_address(address)?;
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         // The block's links are checked, and the one revision returned is re-hashed below:
         // re-hashing all of a block's revisions for each would make a proof cost a block's
         // worth of hashing (`verify_chain` re-hashes everything).
@@ -1121,7 +1174,7 @@ impl Ledger {
         strictness: Strictness,
         cancel: &CancelToken,
     ) -> Result<ChainReport, LedgerError> {
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         let total = applied_block_count(&read)?;
         let Some(tip) = total.checked_sub(1) else {
             return Ok(ChainReport {
@@ -1202,7 +1255,7 @@ impl Ledger {
         first_sequence_no: u64,
         mut visit: impl FnMut(Element) -> Result<std::ops::ControlFlow<()>, LedgerError>,
     ) -> Result<(), LedgerError> {
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         let Some(tip) = applied_block_count(&read)?.checked_sub(1) else {
             return Ok(());
         };

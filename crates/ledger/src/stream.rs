@@ -4,7 +4,6 @@
 //! journal-stream workers move the records; this module only shapes them from blocks.
 
 use ion_rs::{Element, Struct};
-use redb::ReadableDatabase;
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
@@ -166,7 +165,7 @@ impl Ledger {
 
     /// How many blocks are committed: durable in the journal and applied to the state.
     pub fn committed_block_count(&self) -> Result<u64, LedgerError> {
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         let meta = read.open_table(crate::storage::META)?;
         crate::storage::meta_u64(&meta, crate::storage::APPLIED_BLOCK_COUNT_KEY)
     }
@@ -214,7 +213,7 @@ impl Ledger {
         &self,
         instant: OffsetDateTime,
     ) -> Result<u64, LedgerError> {
-        let read = self.database.begin_read()?;
+        let read = self.snapshot();
         let meta = read.open_table(crate::storage::META)?;
         let mut high = crate::storage::meta_u64(&meta, crate::storage::APPLIED_BLOCK_COUNT_KEY)?;
         let mut low = 0u64;

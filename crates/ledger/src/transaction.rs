@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ion_rs::{Element, Timestamp};
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableTable};
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
@@ -113,7 +113,7 @@ struct PendingWrite {
 #[derive(Debug)]
 pub struct Transaction {
     ledger: Arc<Ledger>,
-    snapshot: ReadTransaction,
+    snapshot: Arc<ReadTransaction>,
     transaction_id: String,
     started_at: OffsetDateTime,
     catalog_version_seen: u64,
@@ -135,7 +135,7 @@ impl Transaction {
         if ledger.is_poisoned() {
             return Err(ledger.poisoned_error());
         }
-        let snapshot = ledger.database.begin_read()?;
+        let snapshot = ledger.snapshot();
         let (catalog_version_seen, catalog) = ledger.catalog_of(&snapshot)?;
         let started_at = ledger.clock.now();
         Ok(Transaction {

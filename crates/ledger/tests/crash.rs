@@ -351,3 +351,68 @@ fn kill_9_of_many_sessions_and_checkpoints_keeps_every_acknowledged_block_exactl
     // to the scheduler, so this only reports it.
     eprintln!("{kills_during_checkpoint} of {CONCURRENT_RUNS} kills came during a checkpoint");
 }
+
+/// Environment variable that turns [`failed_sync_child`] into the writer process.
+const FAILED_SYNC_CHILD_DIR_VARIABLE: &str = "SLUICE_LEDGER_FAILED_SYNC_CHILD_DIR";
+
+/// The child of [`a_failed_journal_fsync_never_makes_its_state_durable`]: commits twice, then a
+/// third time with the journal's fsync failing (its frames lost), tries to checkpoint and to
+/// change a setting, and exits normally, closing everything; a no-op as a normal test.
+#[test]
+fn failed_sync_child() {
+    let Ok(dir) = std::env::var(FAILED_SYNC_CHILD_DIR_VARIABLE) else {
+        return;
+    };
+    let ledgers = Ledgers::open_dir(&dir, Arc::new(SystemClock), Limits::default()).unwrap();
+    let ledger = ledgers.ledger("sync").unwrap();
+    run(&ledger, "INSERT INTO T VALUE {'a': 1}");
+    ledger.checkpoint().unwrap();
+    run(&ledger, "INSERT INTO T VALUE {'a': 2}");
+    let before = ledger.digest().unwrap().unwrap();
+    ledger.fail_next_journal_sync();
+    let mut transaction = ledger.begin().unwrap();
+    transaction
+        .execute("INSERT INTO T VALUE {'a': 3}", &[])
+        .unwrap();
+    let error = transaction.commit().unwrap_err().to_string();
+    assert!(error.contains("injected failure"), "{error}");
+    // Readers never saw the failed group, and nothing more is accepted.
+    assert_eq!(ledger.digest().unwrap().unwrap(), before);
+    assert!(ledger.begin().is_err());
+    assert!(ledger.set_deletion_protection(false).is_err());
+    ledger.checkpoint().unwrap();
+    println!("FAILED AS INJECTED");
+}
+
+#[test]
+fn a_failed_journal_fsync_never_makes_its_state_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledgers =
+            Ledgers::open_dir(dir.path(), Arc::new(SystemClock), Limits::default()).unwrap();
+        let ledger = ledgers.create_ledger("sync", true).unwrap();
+        run(&ledger, "CREATE TABLE T");
+    }
+    // In a child process: redb's state, once committed, can only be dropped by ending the
+    // process without closing it, which is what the ledger does after such a failure.
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "failed_sync_child", "--nocapture"])
+        .env(FAILED_SYNC_CHILD_DIR_VARIABLE, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("FAILED AS INJECTED"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The state reverted to its checkpoint and the journal's replay stops where its frames do:
+    // the lost block is absent, the two acknowledged ones are there, the chain verifies.
+    let ledgers = Ledgers::open_dir(dir.path(), Arc::new(SystemClock), Limits::default()).unwrap();
+    let ledger = ledgers.ledger("sync").unwrap();
+    assert_bag_eq(&run(&ledger, "SELECT VALUE a FROM T"), "1 2");
+    assert_eq!(verify_independently(&ledger), 3);
+    run(&ledger, "INSERT INTO T VALUE {'a': 4}");
+    assert_bag_eq(&run(&ledger, "SELECT VALUE a FROM T"), "1 2 4");
+    assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks_verified, 4);
+}
