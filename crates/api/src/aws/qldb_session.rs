@@ -499,6 +499,51 @@ impl QldbSessionService {
             return Ok(json!({"StartSession": {
                 "SessionToken": token, "TimingInformation": timing(started)}}));
         }
+        let (token, session) = self.session_of(body)?;
+        let Ok(session) = session.lock() else {
+            // A command panicked while holding it: the session's state is unknown, so it goes,
+            // as QLDB drops a session after an internal error.
+            self.sessions_map().remove(token);
+            return Err(invalid_session("No such session"));
+        };
+        self.session_command(body, grants, token, session, started)
+    }
+
+    /// Runs a command that only touches memory (StartTransaction, FetchPage, AbortTransaction,
+    /// EndSession) on the caller's thread, if its session is not busy with another command:
+    /// handing it to the blocking pool and back costs two thread wake-ups, more than the command.
+    /// `None` when the command must go to the blocking pool.
+    fn send_quick_command(
+        &self,
+        body: &Value,
+        grants: Option<&Grants>,
+    ) -> Option<Result<Value, AwsError>> {
+        let quick = [
+            "StartTransaction",
+            "FetchPage",
+            "AbortTransaction",
+            "EndSession",
+        ]
+        .iter()
+        .any(|name| body.get(name).is_some())
+            && ["StartSession", "ExecuteStatement", "CommitTransaction"]
+                .iter()
+                .all(|name| body.get(name).is_none());
+        if !quick {
+            return None;
+        }
+        let started = Instant::now();
+        let (token, session) = match self.session_of(body) {
+            Ok(found) => found,
+            Err(error) => return Some(Err(error)),
+        };
+        // Busy or poisoned: the blocking path waits for it or drops it.
+        let session = session.try_lock().ok()?;
+        Some(self.session_command(body, grants, token, session, started))
+    }
+
+    /// The command's session token and its session.
+    fn session_of<'a>(&self, body: &'a Value) -> Result<(&'a str, Arc<Mutex<Session>>), AwsError> {
         let token = body
             .get("SessionToken")
             .and_then(Value::as_str)
@@ -508,12 +553,18 @@ impl QldbSessionService {
             .get(token)
             .cloned()
             .ok_or_else(|| invalid_session("No such session"))?;
-        let Ok(mut session) = session.lock() else {
-            // A command panicked while holding it: the session's state is unknown, so it goes,
-            // as QLDB drops a session after an internal error.
-            self.sessions_map().remove(token);
-            return Err(invalid_session("No such session"));
-        };
+        Ok((token, session))
+    }
+
+    /// Runs one command of the session `token`, whose lock the caller holds.
+    fn session_command(
+        &self,
+        body: &Value,
+        grants: Option<&Grants>,
+        token: &str,
+        mut session: std::sync::MutexGuard<'_, Session>,
+        started: Instant,
+    ) -> Result<Value, AwsError> {
         let now = self.clock.now();
         if let Some(expiry) = session.expiry(now) {
             drop(session);
@@ -755,6 +806,9 @@ impl JsonService for Arc<QldbSessionService> {
                     format!("more than {COMMANDS_IN_FLIGHT_MAX} commands in flight; retry later"),
                 ));
             };
+            if let Some(answer) = self.send_quick_command(&body, grants.as_deref()) {
+                return answer;
+            }
             let service = self.clone();
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
@@ -904,6 +958,46 @@ mod tests {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    #[test]
+    fn only_memory_commands_of_a_free_session_run_on_the_callers_thread() {
+        let (_directory, _clock, service) = service_with_clock();
+        let token = start_session(&service);
+        let start = json!({"SessionToken": token, "StartTransaction": {}});
+        // Busy with another command: left to the blocking path, which waits for it.
+        let session = service.sessions_map().get(&token).cloned().unwrap();
+        let busy = session.lock().unwrap();
+        assert!(service.send_quick_command(&start, None).is_none());
+        drop(busy);
+        let started = service.send_quick_command(&start, None).unwrap().unwrap();
+        let transaction_id = started["StartTransaction"]["TransactionId"]
+            .as_str()
+            .unwrap();
+        // Commands that may wait on storage never run there, alone or beside a quick one.
+        for slow in [
+            json!({"SessionToken": token, "ExecuteStatement":
+                {"TransactionId": transaction_id, "Statement": "SELECT * FROM T"}}),
+            json!({"SessionToken": token, "AbortTransaction": {}, "CommitTransaction":
+                {"TransactionId": transaction_id, "CommitDigest": "AAAA"}}),
+            json!({"StartSession": {"LedgerName": "expiry"}, "EndSession": {}}),
+        ] {
+            assert!(service.send_quick_command(&slow, None).is_none(), "{slow}");
+        }
+        let aborted = service
+            .send_quick_command(
+                &json!({"SessionToken": token, "AbortTransaction": {}}),
+                None,
+            )
+            .unwrap()
+            .unwrap();
+        assert!(aborted.get("AbortTransaction").is_some());
+        let unknown = json!({"SessionToken": "nope", "EndSession": {}});
+        let error = service
+            .send_quick_command(&unknown, None)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(error.kind, "InvalidSessionException");
     }
 
     fn start_transaction(service: &QldbSessionService, token: &str) -> Result<String, AwsError> {
