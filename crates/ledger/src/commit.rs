@@ -211,11 +211,13 @@ impl Ledger {
         // after the last block were refused) and commit redb without fsync. Readers keep the
         // published snapshot, and no durable redb commit can run (they take the tip lock), until
         // the fsync succeeded.
+        let mut redb_committed = false;
         let committed = unapplied
             .map_or(Ok(()), |block| state.apply(block))
             .and_then(|()| state.finish())
             .and_then(|new_tip| {
                 write.commit()?;
+                redb_committed = true;
                 Ok((new_tip, self.database.begin_read()?))
             });
         let synced = self
@@ -223,7 +225,7 @@ impl Ledger {
             .wait()
             .and_then(|()| self.injected_sync_failure(journal_start, frames.len()));
         if let Err(error) = synced {
-            if committed.is_ok() {
+            if redb_committed {
                 // redb holds blocks the journal may not: see `Drop for Ledger`.
                 self.state_ahead_of_journal.store(true, Ordering::SeqCst);
             }

@@ -900,19 +900,7 @@ impl Ledger {
 
     /// Changes the permissions mode (durably, then in memory).
     pub fn set_permissions_mode(&self, mode: PermissionsMode) -> Result<(), LedgerError> {
-        let _writers = lock(&self.tip);
-        if self.is_poisoned() {
-            // A durable commit now could make durable a state ahead of the journal.
-            return Err(self.poisoned_error());
-        }
-        let mut write = self.database.begin_write()?;
-        write.set_durability(redb::Durability::Immediate)?;
-        {
-            let mut meta = write.open_table(storage::META)?;
-            meta.insert(PERMISSIONS_MODE_KEY, mode.name().as_bytes())?;
-        }
-        write.commit()?;
-        self.publish(self.database.begin_read()?);
+        self.write_setting(PERMISSIONS_MODE_KEY, mode.name())?;
         self.standard_permissions
             .store(mode == PermissionsMode::Standard, Ordering::Release);
         Ok(())
@@ -920,19 +908,22 @@ impl Ledger {
 
     /// Turns deletion protection on or off (durably).
     pub fn set_deletion_protection(&self, deletion_protection: bool) -> Result<(), LedgerError> {
+        self.write_setting("deletion_protection", &deletion_protection.to_string())
+    }
+
+    /// Sets one `meta` entry with a durable redb commit, under the writers' (tip) lock, and
+    /// publishes it. Refused while redb holds a group whose journal fsync failed: the durable
+    /// commit would make that state durable too.
+    fn write_setting(&self, key: &str, value: &str) -> Result<(), LedgerError> {
         let _writers = lock(&self.tip);
-        if self.is_poisoned() {
-            // A durable commit now could make durable a state ahead of the journal.
+        if self.state_ahead_of_journal.load(Ordering::SeqCst) {
             return Err(self.poisoned_error());
         }
         let mut write = self.database.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         {
             let mut meta = write.open_table(storage::META)?;
-            meta.insert(
-                "deletion_protection",
-                deletion_protection.to_string().as_bytes(),
-            )?;
+            meta.insert(key, value.as_bytes())?;
         }
         write.commit()?;
         self.publish(self.database.begin_read()?);
