@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
@@ -35,6 +35,7 @@ use tantivy::{
 use crate::analysis::Analyzer;
 use crate::compile::Compiler;
 use crate::error::{Result, SearchError};
+use crate::id_filter::IdFilter;
 use crate::ids;
 use crate::mapping::{FieldType, Mappings, NestedDocument};
 use crate::query::Query;
@@ -480,25 +481,80 @@ struct IdLookup {
 }
 
 struct SegmentLookup {
+    segment_id: tantivy::index::SegmentId,
     inverted: Arc<tantivy::InvertedIndexReader>,
     alive: Option<tantivy::fastfield::AliveBitSet>,
     version: tantivy::columnar::Column<u64>,
     seq_no: tantivy::columnar::Column<u64>,
     deleted: tantivy::columnar::Column<bool>,
+    /// The segment's ids, once built: a lookup skips the segment when the filter refuses the
+    /// id, and reads the term dictionary until then. Carried over to the next searcher
+    /// generation while the segment lives (segments never change).
+    ids: Arc<OnceLock<IdFilter>>,
 }
 
+/// Segments with at most this many ids get their filter when a refresh first shows them (a
+/// few milliseconds); larger ones, which merges produce, on a thread of their own, so that the
+/// refresh, which holds the index's write lock, does not wait for them.
+const ID_FILTER_INLINE_TERMS_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
+
 impl IdLookup {
-    fn new(searcher: Searcher, fields: SchemaFields) -> Result<IdLookup> {
+    /// Readers for `searcher`'s segments, with the id filters of `previous` for the segments it
+    /// had; filters of new segments are built (see [`ID_FILTER_INLINE_TERMS_MAX`]).
+    fn new(
+        searcher: Searcher,
+        fields: SchemaFields,
+        previous: Option<&IdLookup>,
+    ) -> Result<IdLookup> {
+        let known: HashMap<tantivy::index::SegmentId, &Arc<OnceLock<IdFilter>>> = previous
+            .map(|previous| {
+                previous
+                    .segments
+                    .iter()
+                    .map(|segment| (segment.segment_id, &segment.ids))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut to_build = Vec::new();
         let mut segments = Vec::with_capacity(searcher.segment_readers().len());
         for segment in searcher.segment_readers() {
             let fast = segment.fast_fields();
+            let inverted = segment.inverted_index(fields.id)?;
+            let ids = match known.get(&segment.segment_id()) {
+                Some(ids) => Arc::clone(ids),
+                None => {
+                    let ids = Arc::new(OnceLock::new());
+                    to_build.push((Arc::clone(&inverted), Arc::clone(&ids)));
+                    ids
+                }
+            };
             segments.push(SegmentLookup {
-                inverted: segment.inverted_index(fields.id)?,
+                segment_id: segment.segment_id(),
+                inverted,
                 alive: segment.alive_bitset().cloned(),
                 version: fast.u64("_version")?,
                 seq_no: fast.u64("_seq_no")?,
                 deleted: fast.bool("_deleted")?,
+                ids,
             });
+        }
+        let (inline, large): (Vec<_>, Vec<_>) = to_build
+            .into_iter()
+            .partition(|(inverted, _)| inverted.terms().num_terms() <= ID_FILTER_INLINE_TERMS_MAX);
+        for (inverted, ids) in inline {
+            build_id_filter(&inverted, &ids);
+        }
+        if !large.is_empty() {
+            let spawned = std::thread::Builder::new()
+                .name("sluice-id-filter".into())
+                .spawn(move || {
+                    for (inverted, ids) in large {
+                        build_id_filter(&inverted, &ids);
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "no thread for the id filters of new segments; their lookups read the term dictionary");
+            }
         }
         Ok(IdLookup {
             searcher,
@@ -510,6 +566,13 @@ impl IdLookup {
     fn find(&self, id: &str, with_source: bool) -> Result<Option<Found>> {
         let term = Term::from_field_text(self.fields.id, id);
         for (segment_ord, segment) in self.segments.iter().enumerate() {
+            if segment
+                .ids
+                .get()
+                .is_some_and(|ids| !ids.may_contain(id.as_bytes()))
+            {
+                continue;
+            }
             let postings = segment
                 .inverted
                 .read_postings(&term, IndexRecordOption::Basic)
@@ -556,6 +619,27 @@ impl IdLookup {
             .get_first(self.fields.source)
             .and_then(|v| v.as_bytes())
             .map(Arc::from))
+    }
+}
+
+/// Fills `ids` with the filter of the `_id` terms of one segment; on a read error leaves it
+/// empty, so that lookups keep reading the dictionary.
+fn build_id_filter(inverted: &tantivy::InvertedIndexReader, ids: &OnceLock<IdFilter>) {
+    let terms = inverted.terms();
+    let built = terms.stream().map(|mut stream| {
+        let mut filter = IdFilter::new(terms.num_terms());
+        while stream.advance() {
+            filter.insert(stream.key());
+        }
+        filter
+    });
+    match built {
+        Ok(filter) => {
+            let _ = ids.set(filter);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reading a segment's ids for its filter failed; its lookups read the term dictionary");
+        }
     }
 }
 
@@ -784,7 +868,7 @@ impl Index {
             .try_into()?;
         let (translog, operations) = Translog::open_with(&directory.join("translog"), keyring)?;
 
-        let id_lookup = Arc::new(IdLookup::new(reader.searcher(), fields.clone())?);
+        let id_lookup = Arc::new(IdLookup::new(reader.searcher(), fields.clone(), None)?);
         let index = Index {
             format,
             name,
@@ -1973,7 +2057,11 @@ impl Index {
         prepared.commit()?;
         self.reader.reload()?;
         self.doc_counts.retain(&self.reader.searcher());
-        state.id_lookup = Arc::new(IdLookup::new(self.reader.searcher(), self.fields.clone())?);
+        state.id_lookup = Arc::new(IdLookup::new(
+            self.reader.searcher(),
+            self.fields.clone(),
+            Some(&state.id_lookup),
+        )?);
         state.live.clear();
         state.live_bytes = 0;
         state.dirty = false;
@@ -2180,5 +2268,97 @@ mod tests {
             "{error}"
         );
         assert_eq!(index.get("1").unwrap().unwrap().version, 1);
+    }
+
+    /// Index `ids`, each as `{"n": i}`, and answer their outcomes.
+    fn index_ids(index: &Index, ids: impl Iterator<Item = String>) -> Vec<WriteOutcome> {
+        let requests = ids
+            .map(|id| {
+                let document = json!({"n": id.len()});
+                WriteRequest::Index {
+                    id: Some(id),
+                    source: Arc::from(document.to_string().as_bytes()),
+                    document,
+                    condition: Condition::None,
+                }
+            })
+            .collect();
+        index
+            .write(requests)
+            .into_iter()
+            .map(|outcome| outcome.unwrap())
+            .collect()
+    }
+
+    /// A version lookup skips the segments whose id filter refuses the id. The filter of a
+    /// small segment is built by the refresh that first shows it, that of a large one on a
+    /// thread, and until it exists the lookup reads the term dictionary: either way an id the
+    /// index holds is found (indexing it again is an update to the next version) and a new one
+    /// is not; a later refresh keeps the filters of the segments it keeps.
+    #[test]
+    fn version_lookups_find_ids_through_the_segments_id_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::create(
+            &dir.path().join("ids"),
+            "ids",
+            IndexSettings::default(),
+            Mappings::default(),
+        )
+        .unwrap();
+        let small = (0..10).map(|i| format!("small-{i}"));
+        index_ids(&index, small);
+        index.refresh().unwrap();
+        let large = (0..5 * ID_FILTER_INLINE_TERMS_MAX).map(|i| format!("large-{i}"));
+        index_ids(&index, large);
+        index.refresh().unwrap();
+        let again = |id: &str| index_ids(&index, std::iter::once(id.to_owned())).remove(0);
+        // Possibly before the large segment's filter exists.
+        let outcome = again("large-7");
+        assert_eq!((outcome.result, outcome.version), (WriteResult::Updated, 2));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let lookup = || lock(&index.state).id_lookup.clone();
+        while !lookup()
+            .segments
+            .iter()
+            .all(|segment| segment.ids.get().is_some())
+        {
+            assert!(Instant::now() < deadline, "an id filter was never built");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let filters = lookup();
+        // Each refresh wrote one or two segments (tantivy's writer has two threads).
+        assert!(filters.segments.len() >= 2);
+        for segment in &filters.segments {
+            let ids = segment.ids.get().unwrap();
+            let refused = (0..1000)
+                .filter(|i| !ids.may_contain(format!("absent-{i}").as_bytes()))
+                .count();
+            assert!(
+                refused > 900,
+                "the filter refused only {refused} of 1000 absent ids"
+            );
+        }
+        for id in ["small-3", "large-8", "large-319"] {
+            let outcome = again(id);
+            assert_eq!(
+                (outcome.result, outcome.version),
+                (WriteResult::Updated, 2),
+                "{id}"
+            );
+        }
+        let outcome = again("new-1");
+        assert_eq!((outcome.result, outcome.version), (WriteResult::Created, 1));
+        index.refresh().unwrap();
+        let after = lookup();
+        for segment in &filters.segments {
+            let kept = after
+                .segments
+                .iter()
+                .find(|other| other.segment_id == segment.segment_id);
+            if let Some(kept) = kept {
+                assert!(Arc::ptr_eq(&kept.ids, &segment.ids));
+            }
+        }
+        assert_eq!(index.get("large-8").unwrap().unwrap().version, 2);
     }
 }

@@ -20,6 +20,7 @@ mod fuzzy;
 pub mod geo;
 pub mod geo_query;
 pub mod highlight;
+mod id_filter;
 mod ids;
 mod index;
 mod indices;
