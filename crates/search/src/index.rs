@@ -478,6 +478,8 @@ struct IdLookup {
     searcher: Searcher,
     fields: SchemaFields,
     segments: Vec<SegmentLookup>,
+    /// Where each segment is in `segments`.
+    by_segment: HashMap<tantivy::index::SegmentId, usize>,
 }
 
 struct SegmentLookup {
@@ -556,21 +558,33 @@ impl IdLookup {
                 tracing::warn!(%error, "no thread for the id filters of new segments; their lookups read the term dictionary");
             }
         }
+        let by_segment = segments
+            .iter()
+            .enumerate()
+            .map(|(position, segment)| (segment.segment_id, position))
+            .collect();
         Ok(IdLookup {
             searcher,
             fields,
             segments,
+            by_segment,
         })
+    }
+
+    /// Whether `segment` certainly holds no document with `id`: it is one of this lookup's
+    /// segments and its filter, built, refuses the id.
+    fn excludes(&self, segment: tantivy::index::SegmentId, id: &[u8]) -> bool {
+        self.by_segment
+            .get(&segment)
+            .and_then(|position| self.segments.get(*position))
+            .and_then(|segment| segment.ids.get())
+            .is_some_and(|ids| !ids.may_contain(id))
     }
 
     fn find(&self, id: &str, with_source: bool) -> Result<Option<Found>> {
         let term = Term::from_field_text(self.fields.id, id);
         for (segment_ord, segment) in self.segments.iter().enumerate() {
-            if segment
-                .ids
-                .get()
-                .is_some_and(|ids| !ids.may_contain(id.as_bytes()))
-            {
+            if self.excludes(segment.segment_id, id.as_bytes()) {
                 continue;
             }
             let postings = segment
@@ -619,6 +633,85 @@ impl IdLookup {
             .get_first(self.fields.source)
             .and_then(|v| v.as_bytes())
             .map(Arc::from))
+    }
+}
+
+/// The delete of the documents holding one `_id` (the replaced version, and its nested
+/// objects' hidden documents), which tantivy resolves against every segment at the next
+/// commit, and again against each segment a merge writes. A term delete reads a block of the
+/// `_id` dictionary of every segment; this one first asks the id filters of the searcher's
+/// segments as they were at the write (`lookup`), and reads the dictionary only of the segments
+/// they do not refuse and of the segments they do not know (flushed or merged since).
+#[derive(Clone)]
+struct IdDeleteQuery {
+    term: Term,
+    lookup: Arc<IdLookup>,
+}
+
+impl std::fmt::Debug for IdDeleteQuery {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("IdDeleteQuery")
+            .field("term", &self.term)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tantivy::query::Query for IdDeleteQuery {
+    fn weight(
+        &self,
+        enable_scoring: tantivy::query::EnableScoring<'_>,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Weight>> {
+        Ok(Box::new(IdDeleteWeight {
+            inner: TermQuery::new(self.term.clone(), IndexRecordOption::Basic)
+                .weight(enable_scoring)?,
+            id: self.term.serialized_value_bytes().to_vec(),
+            lookup: Arc::clone(&self.lookup),
+        }))
+    }
+}
+
+struct IdDeleteWeight {
+    inner: Box<dyn tantivy::query::Weight>,
+    id: Vec<u8>,
+    lookup: Arc<IdLookup>,
+}
+
+impl IdDeleteWeight {
+    fn excludes(&self, reader: &tantivy::SegmentReader) -> bool {
+        self.lookup.excludes(reader.segment_id(), &self.id)
+    }
+}
+
+impl tantivy::query::Weight for IdDeleteWeight {
+    fn scorer(
+        &self,
+        reader: &tantivy::SegmentReader,
+        boost: tantivy::Score,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Scorer>> {
+        if self.excludes(reader) {
+            return Ok(Box::new(tantivy::query::EmptyScorer));
+        }
+        self.inner.scorer(reader, boost)
+    }
+
+    fn explain(
+        &self,
+        reader: &tantivy::SegmentReader,
+        doc: tantivy::DocId,
+    ) -> tantivy::Result<tantivy::query::Explanation> {
+        self.inner.explain(reader, doc)
+    }
+
+    fn for_each_no_score(
+        &self,
+        reader: &tantivy::SegmentReader,
+        callback: &mut dyn FnMut(&[tantivy::DocId]),
+    ) -> tantivy::Result<()> {
+        if self.excludes(reader) {
+            return Ok(());
+        }
+        self.inner.for_each_no_score(reader, callback)
     }
 }
 
@@ -935,7 +1028,7 @@ impl Index {
                         });
                     // Replayed operations may overwrite committed documents: always replace.
                     self.add_to_tantivy(
-                        &state.writer,
+                        &state,
                         TantivyEntry {
                             id: &id,
                             version,
@@ -953,7 +1046,7 @@ impl Index {
                     id,
                 } => {
                     self.add_to_tantivy(
-                        &state.writer,
+                        &state,
                         TantivyEntry {
                             id: &id,
                             version,
@@ -1337,7 +1430,7 @@ impl Index {
         let end = self.translog.append(&operation)?;
         state.next_seq_no += 1;
         self.add_to_tantivy(
-            &state.writer,
+            state,
             TantivyEntry {
                 id: &id,
                 version,
@@ -1386,7 +1479,7 @@ impl Index {
 
     /// Adds a document, or a tombstone when `source` is `None`, replacing whatever tantivy holds
     /// for the id when `replaces` says it may hold something.
-    fn add_to_tantivy(&self, writer: &IndexWriter, entry: TantivyEntry<'_>) -> Result<()> {
+    fn add_to_tantivy(&self, state: &WriteState, entry: TantivyEntry<'_>) -> Result<()> {
         let TantivyEntry {
             id,
             version,
@@ -1403,8 +1496,13 @@ impl Index {
         // Skipping the delete spares tantivy a delete-queue entry that every commit would resolve
         // against every segment. Hidden documents of nested objects carry their document's `_id`,
         // so the same delete takes them with it.
+        // The delete goes first, so that it takes only what tantivy held before this write;
+        // no commit comes between it and the adds, which run under the same write lock.
         if replaces {
-            operations.push(UserOperation::Delete(Term::from_field_text(fields.id, id)));
+            state.writer.delete_query(Box::new(IdDeleteQuery {
+                term: Term::from_field_text(fields.id, id),
+                lookup: Arc::clone(&state.id_lookup),
+            }))?;
         }
         let mut document = TantivyDocument::new();
         document.add_text(fields.id, id);
@@ -1441,7 +1539,7 @@ impl Index {
             None => document.add_bool(fields.deleted, true),
         }
         operations.push(UserOperation::Add(document));
-        writer.run(operations)?;
+        state.writer.run(operations)?;
         Ok(())
     }
 
@@ -2360,5 +2458,16 @@ mod tests {
             }
         }
         assert_eq!(index.get("large-8").unwrap().unwrap().version, 2);
+        // The replaced versions are gone: their deletes asked the same filters, and read the
+        // dictionary of the segments the filters refuse nothing in.
+        let ids = 10 + 5 * ID_FILTER_INLINE_TERMS_MAX as u64 + 1;
+        assert_eq!(index.count(&Query::match_all()).unwrap(), ids);
+        let term = |id: &str| Query::Ids {
+            values: vec![id.to_owned()],
+            boost: 1.0,
+        };
+        for id in ["small-3", "large-7", "large-8", "large-319", "new-1"] {
+            assert_eq!(index.count(&term(id)).unwrap(), 1, "{id}");
+        }
     }
 }
