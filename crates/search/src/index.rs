@@ -478,8 +478,24 @@ struct IdLookup {
     searcher: Searcher,
     fields: SchemaFields,
     segments: Vec<SegmentLookup>,
-    /// Where each segment is in `segments`.
-    by_segment: HashMap<tantivy::index::SegmentId, usize>,
+    /// The segments' id filters by segment, for the deletes of this generation's writes.
+    filters: Arc<SegmentFilters>,
+}
+
+/// The id filters of one searcher generation's segments. A delete holds these (bit arrays
+/// only) rather than the lookup, which would keep the generation's segment files open until
+/// tantivy has resolved the delete everywhere, merges included.
+struct SegmentFilters(HashMap<tantivy::index::SegmentId, Arc<OnceLock<IdFilter>>>);
+
+impl SegmentFilters {
+    /// Whether `segment` certainly holds no document with `id`: it is one of these segments
+    /// and its filter, built, refuses the id.
+    fn excludes(&self, segment: tantivy::index::SegmentId, id: &[u8]) -> bool {
+        self.0
+            .get(&segment)
+            .and_then(|ids| ids.get())
+            .is_some_and(|ids| !ids.may_contain(id))
+    }
 }
 
 struct SegmentLookup {
@@ -558,33 +574,28 @@ impl IdLookup {
                 tracing::warn!(%error, "no thread for the id filters of new segments; their lookups read the term dictionary");
             }
         }
-        let by_segment = segments
-            .iter()
-            .enumerate()
-            .map(|(position, segment)| (segment.segment_id, position))
-            .collect();
+        let filters = Arc::new(SegmentFilters(
+            segments
+                .iter()
+                .map(|segment| (segment.segment_id, Arc::clone(&segment.ids)))
+                .collect(),
+        ));
         Ok(IdLookup {
             searcher,
             fields,
             segments,
-            by_segment,
+            filters,
         })
-    }
-
-    /// Whether `segment` certainly holds no document with `id`: it is one of this lookup's
-    /// segments and its filter, built, refuses the id.
-    fn excludes(&self, segment: tantivy::index::SegmentId, id: &[u8]) -> bool {
-        self.by_segment
-            .get(&segment)
-            .and_then(|position| self.segments.get(*position))
-            .and_then(|segment| segment.ids.get())
-            .is_some_and(|ids| !ids.may_contain(id))
     }
 
     fn find(&self, id: &str, with_source: bool) -> Result<Option<Found>> {
         let term = Term::from_field_text(self.fields.id, id);
         for (segment_ord, segment) in self.segments.iter().enumerate() {
-            if self.excludes(segment.segment_id, id.as_bytes()) {
+            if segment
+                .ids
+                .get()
+                .is_some_and(|ids| !ids.may_contain(id.as_bytes()))
+            {
                 continue;
             }
             let postings = segment
@@ -640,12 +651,12 @@ impl IdLookup {
 /// objects' hidden documents), which tantivy resolves against every segment at the next
 /// commit, and again against each segment a merge writes. A term delete reads a block of the
 /// `_id` dictionary of every segment; this one first asks the id filters of the searcher's
-/// segments as they were at the write (`lookup`), and reads the dictionary only of the segments
+/// segments as they were at the write (`filters`), and reads the dictionary only of the segments
 /// they do not refuse and of the segments they do not know (flushed or merged since).
 #[derive(Clone)]
 struct IdDeleteQuery {
     term: Term,
-    lookup: Arc<IdLookup>,
+    filters: Arc<SegmentFilters>,
 }
 
 impl std::fmt::Debug for IdDeleteQuery {
@@ -666,7 +677,7 @@ impl tantivy::query::Query for IdDeleteQuery {
             inner: TermQuery::new(self.term.clone(), IndexRecordOption::Basic)
                 .weight(enable_scoring)?,
             id: self.term.serialized_value_bytes().to_vec(),
-            lookup: Arc::clone(&self.lookup),
+            filters: Arc::clone(&self.filters),
         }))
     }
 }
@@ -674,12 +685,12 @@ impl tantivy::query::Query for IdDeleteQuery {
 struct IdDeleteWeight {
     inner: Box<dyn tantivy::query::Weight>,
     id: Vec<u8>,
-    lookup: Arc<IdLookup>,
+    filters: Arc<SegmentFilters>,
 }
 
 impl IdDeleteWeight {
     fn excludes(&self, reader: &tantivy::SegmentReader) -> bool {
-        self.lookup.excludes(reader.segment_id(), &self.id)
+        self.filters.excludes(reader.segment_id(), &self.id)
     }
 }
 
@@ -1501,7 +1512,7 @@ impl Index {
         if replaces {
             state.writer.delete_query(Box::new(IdDeleteQuery {
                 term: Term::from_field_text(fields.id, id),
-                lookup: Arc::clone(&state.id_lookup),
+                filters: Arc::clone(&state.id_lookup.filters),
             }))?;
         }
         let mut document = TantivyDocument::new();
