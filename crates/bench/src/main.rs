@@ -145,6 +145,11 @@ struct BulkArgs {
     /// letting Sluice generate ids, as log shippers usually do.
     #[arg(long)]
     ids: bool,
+    /// With `--ids`: load the documents once untimed, then time a second load of the same
+    /// documents, each replacing the one with its id (an update of every document, as a change
+    /// stream replays rows). Implies `--skip-baseline`: tantivy's baseline only adds.
+    #[arg(long, requires = "ids")]
+    replace: bool,
     /// Body of the `PUT /index` that creates the index: default settings and dynamic mapping
     /// unless given, e.g. `{"settings":{"index":{"refresh_interval":"30s"}}}` to measure a change.
     #[arg(long, default_value = "{}")]
@@ -367,7 +372,7 @@ fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     let shutdown = server.stop()?;
     eprintln!("sluice stopped in {:.2}s", shutdown.as_secs_f64());
 
-    let baseline = if args.skip_baseline {
+    let baseline = if args.skip_baseline || args.replace {
         None
     } else {
         eprintln!("tantivy baseline…");
@@ -408,6 +413,9 @@ fn command_line(args: &BulkArgs) -> String {
     if args.ids {
         line.push_str(" --ids");
     }
+    if args.replace {
+        line.push_str(" --replace");
+    }
     if args.index_body != "{}" {
         line.push_str(&format!(" --index-body '{}'", args.index_body));
     }
@@ -420,15 +428,74 @@ fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<B
     let response = admin.json("PUT", &format!("/{INDEX_NAME}"), &args.index_body)?;
     check_ok(&response, "creating the index")?;
 
+    if args.replace {
+        eprintln!("loading the documents once, untimed, so that the timed load replaces them…");
+        send_batches(server, args, batches)?;
+        let response = admin.json("POST", &format!("/{INDEX_NAME}/_refresh"), "")?;
+        check_ok(&response, "refreshing")?;
+    }
+    let cpu_before = server.cpu_seconds()?;
     let perf = match &args.perf_record {
         Some(path) => Some(start_perf(server.pid(), path, args.perf_call_graph)?),
         None => None,
     };
+    let started = Instant::now();
+    let latencies = send_batches(server, args, batches)?;
+    let sent_seconds = started.elapsed().as_secs_f64();
+    let response = admin.json("POST", &format!("/{INDEX_NAME}/_refresh"), "")?;
+    check_ok(&response, "refreshing")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(perf) = perf {
+        stop_perf(perf)?;
+    }
+
+    let response = admin.json("GET", &format!("/{INDEX_NAME}/_count"), "")?;
+    check_ok(&response, "counting")?;
+    let count: serde_json::Value = serde_json::from_slice(&response.body)?;
+    let count = count["count"]
+        .as_u64()
+        .context("no count in the _count response")?;
+    ensure!(
+        count == args.docs,
+        "Sluice holds {count} documents after the load, expected {}",
+        args.docs
+    );
+    let peak_rss_bytes = server.peak_rss_bytes()?;
+    let cpu_seconds = server.cpu_seconds()? - cpu_before;
+    let mut latencies = latencies;
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(BulkResult {
+        n_docs: args.docs,
+        source_bytes: batches.source_bytes,
+        seconds,
+        sent_seconds,
+        peak_rss_bytes,
+        cpu_seconds,
+        batch: args.batch,
+        clients: args.clients,
+        replaced: args.replace,
+        latency_p50_ms: percentile(0.5),
+        latency_p99_ms: percentile(0.99),
+        latency_max_ms: percentile(1.0),
+    })
+}
+
+/// Sends every batch from `args.clients` connections, each taking the next batch; answers the
+/// latency of each request.
+fn send_batches(
+    server: &Server,
+    args: &BulkArgs,
+    batches: &Batches,
+) -> anyhow::Result<Vec<Duration>> {
     let next_batch = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let latencies: Mutex<Vec<Duration>> = Mutex::new(Vec::with_capacity(batches.bodies.len()));
     let bulk_path = format!("/{INDEX_NAME}/_bulk");
-    let started = Instant::now();
     let outcome: anyhow::Result<()> = thread::scope(|scope| {
         let handles: Vec<_> = (0..args.clients)
             .map(|_| {
@@ -473,47 +540,7 @@ fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<B
     });
     eprintln!();
     outcome?;
-    let sent_seconds = started.elapsed().as_secs_f64();
-    let response = admin.json("POST", &format!("/{INDEX_NAME}/_refresh"), "")?;
-    check_ok(&response, "refreshing")?;
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(perf) = perf {
-        stop_perf(perf)?;
-    }
-
-    let response = admin.json("GET", &format!("/{INDEX_NAME}/_count"), "")?;
-    check_ok(&response, "counting")?;
-    let count: serde_json::Value = serde_json::from_slice(&response.body)?;
-    let count = count["count"]
-        .as_u64()
-        .context("no count in the _count response")?;
-    ensure!(
-        count == args.docs,
-        "Sluice holds {count} documents after the load, expected {}",
-        args.docs
-    );
-    let peak_rss_bytes = server.peak_rss_bytes()?;
-    let cpu_seconds = server.cpu_seconds()?;
-    let mut latencies = latencies.into_inner().unwrap_or_else(|p| p.into_inner());
-    latencies.sort();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Ok(BulkResult {
-        n_docs: args.docs,
-        source_bytes: batches.source_bytes,
-        seconds,
-        sent_seconds,
-        peak_rss_bytes,
-        cpu_seconds,
-        batch: args.batch,
-        clients: args.clients,
-        latency_p50_ms: percentile(0.5),
-        latency_p99_ms: percentile(0.99),
-        latency_max_ms: percentile(1.0),
-    })
+    Ok(latencies.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 fn run_baseline(args: &BulkArgs, scratch: &Path) -> anyhow::Result<BaselineResult> {

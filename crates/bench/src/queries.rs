@@ -527,6 +527,7 @@ fn run_sluice(
         seed: plan.seed,
         sluice: None,
         ids: false,
+        replace: false,
         index_body: "{}".into(),
         skip_baseline: true,
         report: None,

@@ -19,10 +19,12 @@ pub struct BulkResult {
     /// From the first bulk request sent to the last one acknowledged.
     pub sent_seconds: f64,
     pub peak_rss_bytes: u64,
-    /// CPU time of the server process over its whole life (startup is negligible).
+    /// CPU time of the server process during the timed load.
     pub cpu_seconds: f64,
     pub batch: u64,
     pub clients: usize,
+    /// Every document replaced a loaded one with its id (`--replace`).
+    pub replaced: bool,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
@@ -57,8 +59,14 @@ impl Report {
         let s = &self.sluice;
         let mut rows = vec![Row {
             name: format!(
-                "Sluice `_bulk` over HTTP ({} clients × {} docs, fsync per bulk)",
-                s.clients, s.batch
+                "Sluice `_bulk` over HTTP ({} clients × {} docs, fsync per bulk{})",
+                s.clients,
+                s.batch,
+                if s.replaced {
+                    ", each replacing a loaded document by id"
+                } else {
+                    ""
+                }
             ),
             docs_per_second: s.n_docs as f64 / s.seconds,
             mb_per_second: s.source_bytes as f64 / 1e6 / s.seconds,
