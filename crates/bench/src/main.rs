@@ -440,7 +440,7 @@ fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<B
         None => None,
     };
     let started = Instant::now();
-    let latencies = send_batches(server, args, batches)?;
+    let mut latencies = send_batches(server, args, batches)?;
     let sent_seconds = started.elapsed().as_secs_f64();
     let response = admin.json("POST", &format!("/{INDEX_NAME}/_refresh"), "")?;
     check_ok(&response, "refreshing")?;
@@ -462,7 +462,6 @@ fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<B
     );
     let peak_rss_bytes = server.peak_rss_bytes()?;
     let cpu_seconds = server.cpu_seconds()? - cpu_before;
-    let mut latencies = latencies;
     latencies.sort();
     let percentile = |p: f64| {
         latencies

@@ -491,11 +491,13 @@ impl SegmentFilters {
     /// Whether `segment` certainly holds no document with `id`: it is one of these segments
     /// and its filter, built, refuses the id.
     fn excludes(&self, segment: tantivy::index::SegmentId, id: &[u8]) -> bool {
-        self.0
-            .get(&segment)
-            .and_then(|ids| ids.get())
-            .is_some_and(|ids| !ids.may_contain(id))
+        self.0.get(&segment).is_some_and(|ids| refuses(ids, id))
     }
+}
+
+/// Whether a segment's filter is built and refuses `id`.
+fn refuses(ids: &OnceLock<IdFilter>, id: &[u8]) -> bool {
+    ids.get().is_some_and(|ids| !ids.may_contain(id))
 }
 
 struct SegmentLookup {
@@ -524,21 +526,13 @@ impl IdLookup {
         fields: SchemaFields,
         previous: Option<&IdLookup>,
     ) -> Result<IdLookup> {
-        let known: HashMap<tantivy::index::SegmentId, &Arc<OnceLock<IdFilter>>> = previous
-            .map(|previous| {
-                previous
-                    .segments
-                    .iter()
-                    .map(|segment| (segment.segment_id, &segment.ids))
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut to_build = Vec::new();
         let mut segments = Vec::with_capacity(searcher.segment_readers().len());
         for segment in searcher.segment_readers() {
             let fast = segment.fast_fields();
             let inverted = segment.inverted_index(fields.id)?;
-            let ids = match known.get(&segment.segment_id()) {
+            let known = previous.and_then(|previous| previous.filters.0.get(&segment.segment_id()));
+            let ids = match known {
                 Some(ids) => Arc::clone(ids),
                 None => {
                     let ids = Arc::new(OnceLock::new());
@@ -591,11 +585,7 @@ impl IdLookup {
     fn find(&self, id: &str, with_source: bool) -> Result<Option<Found>> {
         let term = Term::from_field_text(self.fields.id, id);
         for (segment_ord, segment) in self.segments.iter().enumerate() {
-            if segment
-                .ids
-                .get()
-                .is_some_and(|ids| !ids.may_contain(id.as_bytes()))
-            {
+            if refuses(&segment.ids, id.as_bytes()) {
                 continue;
             }
             let postings = segment
@@ -1501,14 +1491,14 @@ impl Index {
             replaces,
         } = entry;
         let fields = &self.fields;
-        let mut operations = Vec::with_capacity(nested.len() + 2);
+        let mut operations = Vec::with_capacity(nested.len() + 1);
         // Under the write lock the live map and the searcher know every id tantivy holds, so a
         // write whose lookup found nothing (always so for generated ids) has nothing to replace.
         // Skipping the delete spares tantivy a delete-queue entry that every commit would resolve
         // against every segment. Hidden documents of nested objects carry their document's `_id`,
-        // so the same delete takes them with it.
-        // The delete goes first, so that it takes only what tantivy held before this write;
-        // no commit comes between it and the adds, which run under the same write lock.
+        // so the same delete takes them with it. It is queued before the adds, so that it takes
+        // only what tantivy held before this write; no commit comes between the two, which both
+        // run under the write lock.
         if replaces {
             state.writer.delete_query(Box::new(IdDeleteQuery {
                 term: Term::from_field_text(fields.id, id),
@@ -2379,7 +2369,7 @@ mod tests {
         assert_eq!(index.get("1").unwrap().unwrap().version, 1);
     }
 
-    /// Index `ids`, each as `{"n": i}`, and answer their outcomes.
+    /// Index `ids`, each as `{"n": <its length>}`, and answer their outcomes.
     fn index_ids(index: &Index, ids: impl Iterator<Item = String>) -> Vec<WriteOutcome> {
         let requests = ids
             .map(|id| {
