@@ -823,6 +823,11 @@ impl Ledger {
         Ok((version, catalog))
     }
 
+    /// The catalog [`Self::catalog_of`] decoded last, with its version.
+    pub(crate) fn cached_catalog(&self) -> Option<(u64, Arc<Vec<crate::model::TableInfo>>)> {
+        crate::commit::lock(&self.catalog_cache).clone()
+    }
+
     /// The ledger's name.
     pub fn name(&self) -> &str {
         &self.name

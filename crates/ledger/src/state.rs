@@ -172,18 +172,29 @@ impl<'w> StateWriter<'w> {
         journal: &'w JournalFile,
         tip: Tip,
     ) -> Result<StateWriter<'w>, LedgerError> {
-        let (catalog, catalog_version) = {
-            let tables = write.open_table(storage::TABLES)?;
+        StateWriter::load_with_catalog(write, journal, tip, None)
+    }
+
+    /// [`Self::load`], taking the catalog from `known` (a catalog version and that version's
+    /// tables) instead of decoding it when the state's catalog version is the same.
+    pub fn load_with_catalog(
+        write: &'w WriteTransaction,
+        journal: &'w JournalFile,
+        tip: Tip,
+        known: Option<(u64, &[TableInfo])>,
+    ) -> Result<StateWriter<'w>, LedgerError> {
+        let catalog_version = {
             let meta = write.open_table(storage::META)?;
-            let catalog = storage::read_tables(&tables)?
-                .into_iter()
-                .map(|table| (table.table_id.clone(), table))
-                .collect();
-            (
-                catalog,
-                storage::meta_u64(&meta, storage::CATALOG_VERSION_KEY)?,
-            )
+            storage::meta_u64(&meta, storage::CATALOG_VERSION_KEY)?
         };
+        let tables = match known {
+            Some((version, tables)) if version == catalog_version => tables.to_vec(),
+            _ => storage::read_tables(&write.open_table(storage::TABLES)?)?,
+        };
+        let catalog = tables
+            .into_iter()
+            .map(|table| (table.table_id.clone(), table))
+            .collect();
         Ok(StateWriter {
             write,
             journal,
