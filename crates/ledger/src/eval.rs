@@ -13,6 +13,7 @@ use sluice_partiql::ast::{
 };
 
 use crate::error::LedgerError;
+use crate::hash::Hash;
 use crate::ion_read;
 use crate::model::{self, IndexInfo, TableInfo};
 use crate::transaction::{DocumentView, Transaction};
@@ -126,11 +127,13 @@ pub(crate) fn execute_statement(
     transaction: &mut Transaction,
     statement: &Statement,
     parameters: &[Element],
+    parameter_hashes: &[Hash],
     statement_index: usize,
 ) -> Result<Vec<Element>, LedgerError> {
     let mut evaluator = Evaluator {
         transaction,
         parameters,
+        parameter_hashes,
         statement_index,
         depth: 0,
     };
@@ -140,6 +143,8 @@ pub(crate) fn execute_statement(
 struct Evaluator<'a> {
     transaction: &'a mut Transaction,
     parameters: &'a [Element],
+    /// The Ion hash of each parameter, computed for the statement's digest.
+    parameter_hashes: &'a [Hash],
     statement_index: usize,
     depth: usize,
 }
@@ -196,30 +201,41 @@ impl Evaluator<'_> {
             }
             Statement::Insert(insert) => {
                 let table = self.table(&insert.table)?;
-                let documents = match &insert.source {
+                // A document that is a parameter as given already has its Ion hash.
+                let parameter_hash = |expr: &Expr| match expr {
+                    Expr::Param(index) => self.parameter_hashes.get(*index).copied(),
+                    _ => None,
+                };
+                let documents: Vec<(Element, Option<Hash>)> = match &insert.source {
                     InsertSource::Value(expr) => {
-                        vec![
+                        let known = parameter_hash(expr);
+                        vec![(
                             self.expr(expr, &Env::default())?
                                 .ok_or_else(|| bad("INSERT of MISSING"))?,
-                        ]
+                            known,
+                        )]
                     }
                     InsertSource::Collection(expr) => {
+                        let known = parameter_hash(expr);
                         let value = self
                             .expr(expr, &Env::default())?
                             .ok_or_else(|| bad("INSERT of MISSING"))?;
                         match value.value() {
                             Value::List(items) | Value::SExp(items) => {
-                                items.elements().cloned().collect()
+                                items.elements().map(|item| (item.clone(), None)).collect()
                             }
-                            _ => vec![value],
+                            _ => vec![(value, known)],
                         }
                     }
                 };
                 let mut results = Vec::with_capacity(documents.len());
-                for document in documents {
-                    let document_id =
-                        self.transaction
-                            .insert_document(&table, document, self.statement_index)?;
+                for (document, known_hash) in documents {
+                    let document_id = self.transaction.insert_document(
+                        &table,
+                        document,
+                        known_hash,
+                        self.statement_index,
+                    )?;
                     results.push(document_id_struct(&document_id));
                 }
                 Ok(results)

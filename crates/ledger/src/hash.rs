@@ -132,12 +132,16 @@ pub fn fold_proof(leaf: &Hash, proof: &[Hash]) -> Hash {
 /// Revision hash = `dot(IonHash(metadata), IonHash(data))`; a deleted document's final revision
 /// has no data, so its hash is the metadata hash alone.
 pub fn revision_hash(metadata: &Element, data: Option<&Element>) -> Result<Hash, LedgerError> {
-    let metadata_hash = ion_hash(metadata)?;
     let data_hash = match data {
         Some(data) => Some(ion_hash(data)?),
         None => None,
     };
-    Ok(dot(Some(&metadata_hash), data_hash.as_ref()).unwrap_or(metadata_hash))
+    Ok(revision_hash_of(&ion_hash(metadata)?, data_hash.as_ref()))
+}
+
+/// [`revision_hash`] from the Ion hashes of the metadata and of the data.
+pub fn revision_hash_of(metadata_hash: &Hash, data_hash: Option<&Hash>) -> Hash {
+    dot(Some(metadata_hash), data_hash).unwrap_or(*metadata_hash)
 }
 
 /// The hashes of a block, computed from its transaction info and its revision hashes.

@@ -105,6 +105,8 @@ enum ReadItem {
 struct PendingWrite {
     table_name: String,
     data: Option<Element>,
+    /// The Ion hash of `data` when it is already known (a document given as a parameter).
+    data_hash: Option<Hash>,
     statement_indexes: BTreeSet<usize>,
     order: usize,
 }
@@ -193,19 +195,30 @@ impl Transaction {
                 parameters.len()
             )));
         }
-        let statement_index = self.record_statement(statement_text, parameters)?;
-        crate::eval::execute_statement(self, &statement, parameters, statement_index)
+        let (statement_index, parameter_hashes) =
+            self.record_statement(statement_text, parameters)?;
+        crate::eval::execute_statement(
+            self,
+            &statement,
+            parameters,
+            &parameter_hashes,
+            statement_index,
+        )
     }
 
-    /// Records a statement for `transactionInfo` and returns its index.
+    /// Records a statement for `transactionInfo`; returns its index and each parameter's Ion
+    /// hash (a document inserted as a parameter keeps its hash for its revision).
     pub(crate) fn record_statement(
         &mut self,
         text: &str,
         parameters: &[Element],
-    ) -> Result<usize, LedgerError> {
+    ) -> Result<(usize, Vec<Hash>), LedgerError> {
         let mut digest = hash::ion_hash(&Element::string(text))?;
+        let mut parameter_hashes = Vec::with_capacity(parameters.len());
         for parameter in parameters {
-            digest = hash::dot_hashes(&digest, &hash::ion_hash(parameter)?);
+            let parameter_hash = hash::ion_hash(parameter)?;
+            digest = hash::dot_hashes(&digest, &parameter_hash);
+            parameter_hashes.push(parameter_hash);
         }
         let start_time = model::timestamp_from_datetime(self.ledger.clock.now())?;
         self.statements.push(StatementInfo {
@@ -213,7 +226,7 @@ impl Transaction {
             start_time,
             digest,
         });
-        Ok(self.statements.len() - 1)
+        Ok((self.statements.len() - 1, parameter_hashes))
     }
 
     /// QLDB's commit digest of this transaction so far.
@@ -681,6 +694,7 @@ impl Transaction {
         table: &TableInfo,
         document_id: &str,
         data: Option<Element>,
+        data_hash: Option<Hash>,
         statement_index: usize,
     ) -> Result<(), LedgerError> {
         let key = (table.table_id.clone(), document_id.to_owned());
@@ -696,24 +710,28 @@ impl Transaction {
         let pending = self.writes.entry(key).or_insert_with(|| PendingWrite {
             table_name: table.name.clone(),
             data: None,
+            data_hash: None,
             statement_indexes: BTreeSet::new(),
             order: next_order,
         });
         pending.data = data;
+        pending.data_hash = data_hash;
         pending.statement_indexes.insert(statement_index);
         Ok(())
     }
 
-    /// Inserts a new document; returns its id.
+    /// Inserts a new document; returns its id. `data_hash` is the Ion hash of `data` when the
+    /// caller already computed it.
     pub(crate) fn insert_document(
         &mut self,
         table: &TableInfo,
         data: Element,
+        data_hash: Option<Hash>,
         statement_index: usize,
     ) -> Result<String, LedgerError> {
         self.check_document(&data)?;
         let document_id = model::new_id();
-        self.put_write(table, &document_id, Some(data), statement_index)?;
+        self.put_write(table, &document_id, Some(data), data_hash, statement_index)?;
         Ok(document_id)
     }
 
@@ -726,7 +744,7 @@ impl Transaction {
         statement_index: usize,
     ) -> Result<(), LedgerError> {
         self.check_document(&data)?;
-        self.put_write(table, document_id, Some(data), statement_index)
+        self.put_write(table, document_id, Some(data), None, statement_index)
     }
 
     /// Deletes a document (its final revision will have no data).
@@ -743,7 +761,7 @@ impl Transaction {
             self.writes.remove(&key);
             return Ok(());
         }
-        self.put_write(table, document_id, None, statement_index)
+        self.put_write(table, document_id, None, None, statement_index)
     }
 
     // ----- replication -----
@@ -752,7 +770,7 @@ impl Transaction {
     /// [`Transaction::replicate_write`]. A journal keeps a statement's text and digest but not
     /// its parameters (as in QLDB), so the digest here covers the text alone.
     pub fn replicate_statement(&mut self, text: &str) -> Result<usize, LedgerError> {
-        self.record_statement(text, &[])
+        Ok(self.record_statement(text, &[])?.0)
     }
 
     /// Writes one revision replayed from another ledger into the active table `table_name`
@@ -777,7 +795,7 @@ impl Transaction {
         };
         match (document_id, data) {
             (None, Some(data)) => self
-                .insert_document(&table, data, statement_index)
+                .insert_document(&table, data, None, statement_index)
                 .map(Some),
             (Some(document_id), Some(data)) => {
                 self.update_document(&table, document_id, data, statement_index)?;
@@ -881,6 +899,7 @@ impl Transaction {
             let pending = PendingWrite {
                 table_name: CATALOG_TABLE_NAME.to_owned(),
                 data: Some(table.to_element()),
+                data_hash: None,
                 statement_indexes: self
                     .catalog_statements
                     .get(&table.table_id)
@@ -911,7 +930,15 @@ impl Transaction {
                     tx_time: tx_time.clone(),
                     tx_id: self.transaction_id.clone(),
                 };
-                let hash = hash::revision_hash(&metadata.to_element(), pending.data.as_ref())?;
+                let data_hash = match (&pending.data, pending.data_hash) {
+                    (Some(_), Some(known)) => Some(known),
+                    (Some(data), None) => Some(hash::ion_hash(data)?),
+                    (None, _) => None,
+                };
+                let hash = hash::revision_hash_of(
+                    &hash::ion_hash(&metadata.to_element())?,
+                    data_hash.as_ref(),
+                );
                 revisions.push(Revision {
                     block_address: address.clone(),
                     hash,

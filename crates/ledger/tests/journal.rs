@@ -225,6 +225,66 @@ fn blocks_digest_and_proofs_verify_independently() {
     assert_eq!(report.digest.unwrap(), digest);
 }
 
+/// A document given as a parameter keeps the Ion hash its statement digest computed; every
+/// other inserted document is hashed from its data. Either way the revision hash must be the
+/// hash of the stored data, in every form of INSERT.
+#[test]
+fn revisions_of_documents_given_as_parameters_verify_independently() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let mut transaction = ledger.begin().unwrap();
+    let statements: [(&str, Vec<Element>); 6] = [
+        (
+            "INSERT INTO T ?",
+            vec![ion("{form: 1, at: 2026-12-04T10:00:00.000Z}")],
+        ),
+        ("INSERT INTO T VALUE ?", vec![ion("{form: 2, price: 1.50}")]),
+        (
+            "INSERT INTO T VALUE ?",
+            vec![ion("{form: 3, nested: {list: [1, 2e0, \"x\"]}}")],
+        ),
+        // A parameter inside a document literal: its hash is not the document's.
+        (
+            "INSERT INTO T VALUE {'form': 4, 'inner': ?}",
+            vec![ion("{a: 1}")],
+        ),
+        // A list parameter inserts each of its elements, none of which is the parameter.
+        ("INSERT INTO T ?", vec![ion("[{form: 5}, {form: 6}]")]),
+        (
+            "INSERT INTO T << ?, ? >>",
+            vec![ion("{form: 7}"), ion("{form: 8}")],
+        ),
+    ];
+    for (statement, parameters) in &statements {
+        transaction.execute(statement, parameters).unwrap();
+    }
+    transaction.commit().unwrap();
+
+    let digest = ledger.digest().unwrap().unwrap();
+    let tip = digest.digest_tip_address;
+    let block = ledger.block(&tip, Some(&tip)).unwrap();
+    let revisions = block
+        .block
+        .as_struct()
+        .unwrap()
+        .get("revisions")
+        .unwrap()
+        .as_sequence()
+        .unwrap()
+        .len();
+    assert_eq!(revisions, 8);
+    let previous = BlockAddress {
+        strand_id: tip.strand_id.clone(),
+        sequence_no: tip.sequence_no - 1,
+    };
+    let previous = ledger.block(&previous, Some(&tip)).unwrap().block_hash;
+    assert_eq!(
+        independently_verify_block(&block.block, Some(previous)),
+        block.block_hash
+    );
+}
+
 #[test]
 fn block_shape_follows_qldb() {
     let fixture = Fixture::new();
