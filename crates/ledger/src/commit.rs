@@ -5,8 +5,8 @@
 //! queue as one group: inside one redb write transaction it validates each member's read set
 //! against the state that already includes the members before it, builds its block and applies
 //! it to the derived state. It appends every block of the group to the journal with one write
-//! and hands the fsync to the ledger's [`JournalSyncer`] thread (the two poll for each other for
-//! up to [`SYNC_HAND_OFF_POLL`] before parking); while the disk works it applies
+//! and hands the fsync to the ledger's [`JournalSyncer`] thread (the two poll for each other
+//! briefly before parking, see [`SYNC_HAND_OFF_POLL`]); while the disk works it applies
 //! the last member's block and commits the redb transaction, without fsync. Readers do not see
 //! that commit yet: they read the ledger's published snapshot, which the leader replaces only
 //! once the fsync succeeded, so nothing a reader sees can be lost by a crash. Members are
@@ -26,10 +26,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase};
 
@@ -425,12 +425,25 @@ impl Drop for Checkpointer {
     }
 }
 
-/// How long each side of the leader/sync-thread hand-off polls for the other before parking.
+/// The longest either side of the leader/sync-thread hand-off polls for the other before parking.
 /// With one client committing back to back, a request follows the last fsync within about
 /// 100–200 µs and an fsync ends within a few hundred: polling (yielding the CPU to any other
 /// runnable thread) catches both without the futex wake-up, which costs 15–20 µs on each side
-/// on a virtual machine, a tenth of a commit. An idle ledger parks after this long.
+/// on a virtual machine, a tenth of a commit. Each side polls for twice what it waited last
+/// time when that fits within this bound, and not at all otherwise: a slower stream of commits
+/// (over HTTP, where a transaction takes three round trips) parks at once instead of burning a
+/// core.
 pub const SYNC_HAND_OFF_POLL: Duration = Duration::from_micros(500);
+
+/// How long to poll next, given how long the last wait took.
+fn poll_budget(last_wait: Duration) -> Duration {
+    let budget = last_wait.saturating_mul(2);
+    if budget > SYNC_HAND_OFF_POLL {
+        Duration::ZERO
+    } else {
+        budget
+    }
+}
 
 /// The thread that fsyncs a ledger's journal for the commit leader, so the leader can apply the
 /// group's last block to the derived state while the disk works. One leader at a time uses it:
@@ -452,6 +465,8 @@ struct SyncShared {
     requested: AtomicBool,
     /// Set with `SyncState::outcome`.
     finished: AtomicBool,
+    /// How long the last fsync took, in microseconds (the leader's polling budget).
+    last_sync_micros: AtomicU64,
     wake_syncer: Condvar,
     wake_leader: Condvar,
 }
@@ -466,14 +481,17 @@ struct SyncState {
     leader_parked: bool,
 }
 
-/// Polls `flag` for up to [`SYNC_HAND_OFF_POLL`]; whether it was seen set.
-fn poll_for(flag: &AtomicBool) -> bool {
-    let started = std::time::Instant::now();
+/// Polls `flag` for up to `budget`; whether it was seen set.
+fn poll_for(flag: &AtomicBool, budget: Duration) -> bool {
+    if budget.is_zero() {
+        return flag.load(Ordering::Acquire);
+    }
+    let started = Instant::now();
     loop {
         if flag.load(Ordering::Acquire) {
             return true;
         }
-        if started.elapsed() >= SYNC_HAND_OFF_POLL {
+        if started.elapsed() >= budget {
             return false;
         }
         std::thread::yield_now();
@@ -492,6 +510,7 @@ impl JournalSyncer {
             state: Mutex::new(SyncState::default()),
             requested: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            last_sync_micros: AtomicU64::new(0),
             wake_syncer: Condvar::new(),
             wake_leader: Condvar::new(),
         });
@@ -521,7 +540,8 @@ impl JournalSyncer {
 
     /// Waits for the fsync [`Self::start`] asked for.
     fn wait(&self) -> Result<(), LedgerError> {
-        poll_for(&self.shared.finished);
+        let last_sync = Duration::from_micros(self.shared.last_sync_micros.load(Ordering::Relaxed));
+        poll_for(&self.shared.finished, poll_budget(last_sync));
         let mut state = lock(&self.shared.state);
         loop {
             if let Some(outcome) = state.outcome.take() {
@@ -539,8 +559,11 @@ impl JournalSyncer {
 }
 
 fn sync_loop(shared: &SyncShared) {
+    // How long the thread waited for the last request after the fsync before it.
+    let mut last_idle = SYNC_HAND_OFF_POLL;
     loop {
-        poll_for(&shared.requested);
+        let idle_from = Instant::now();
+        poll_for(&shared.requested, poll_budget(last_idle));
         let mut state = lock(&shared.state);
         while !state.requested && !state.stop {
             state.syncer_parked = true;
@@ -556,7 +579,11 @@ fn sync_loop(shared: &SyncShared) {
         state.requested = false;
         shared.requested.store(false, Ordering::Release);
         drop(state);
+        let sync_from = Instant::now();
+        last_idle = sync_from.duration_since(idle_from);
         let outcome = shared.file.sync_data();
+        let took = u64::try_from(sync_from.elapsed().as_micros()).unwrap_or(u64::MAX);
+        shared.last_sync_micros.store(took, Ordering::Relaxed);
         let mut state = lock(&shared.state);
         state.outcome = Some(outcome);
         shared.finished.store(true, Ordering::Release);
@@ -577,5 +604,56 @@ impl Drop for JournalSyncer {
         {
             tracing::error!(path = %self.shared.path.display(), "the journal sync thread panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_is_for_short_waits_only() {
+        assert_eq!(
+            poll_budget(Duration::from_micros(120)),
+            Duration::from_micros(240)
+        );
+        assert_eq!(poll_budget(SYNC_HAND_OFF_POLL / 2), SYNC_HAND_OFF_POLL);
+        assert_eq!(
+            poll_budget(SYNC_HAND_OFF_POLL / 2 + Duration::from_micros(1)),
+            Duration::ZERO
+        );
+        assert_eq!(poll_budget(Duration::from_secs(3600)), Duration::ZERO);
+    }
+
+    /// Every start is answered, whether the other side polls or parks: requests come back to
+    /// back, after gaps that fit the polling budget, and after gaps that do not. A lost wake-up
+    /// hangs the rounds, so they run on a thread of their own with a deadline.
+    #[test]
+    fn every_sync_request_is_answered_whether_the_sides_poll_or_park() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal");
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let file = File::create(&path).unwrap();
+            let syncer =
+                JournalSyncer::start_thread("test", file.try_clone().unwrap(), &path).unwrap();
+            let gaps_micros = [0u64, 0, 50, 0, 300, 20, 2_000, 0, 0, 700, 100, 5_000, 0];
+            for round in 0..120 {
+                let gap = gaps_micros[round % gaps_micros.len()];
+                std::thread::sleep(Duration::from_micros(gap));
+                std::io::Write::write_all(&mut &file, b"frame").unwrap();
+                syncer.start();
+                // The leader's own work while the disk syncs, sometimes longer than the fsync.
+                let work = gaps_micros[(round * 7) % gaps_micros.len()];
+                std::thread::sleep(Duration::from_micros(work));
+                syncer.wait().unwrap();
+            }
+            // Dropping stops the thread whether it polls or parks.
+            drop(syncer);
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a sync request was never answered");
     }
 }
