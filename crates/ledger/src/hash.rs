@@ -22,6 +22,9 @@ pub fn sha256_bytes(bytes: &[u8]) -> Hash {
 
 /// The Ion Hash 1.0 (SHA-256) of an Ion value. Struct field order does not matter; list order does.
 pub fn ion_hash(element: &Element) -> Result<Hash, LedgerError> {
+    if let Some(hash) = crate::ion_hash::sha256(element) {
+        return Ok(hash);
+    }
     let output = ion_rs::ion_hash::sha256(element)
         .map_err(|error| LedgerError::Internal(format!("ion hash failed: {error}")))?;
     let mut hash = [0u8; HASH_LENGTH_BYTES];

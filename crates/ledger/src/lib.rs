@@ -53,6 +53,7 @@ pub use error::LedgerError;
 pub mod commit;
 pub mod eval;
 pub mod export;
+mod ion_hash;
 pub mod ion_read;
 pub mod journal;
 pub mod journal_file;
