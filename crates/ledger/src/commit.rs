@@ -481,19 +481,10 @@ struct SyncState {
     leader_parked: bool,
 }
 
-/// Polls `flag` for up to `budget`; whether it was seen set.
-fn poll_for(flag: &AtomicBool, budget: Duration) -> bool {
-    if budget.is_zero() {
-        return flag.load(Ordering::Acquire);
-    }
+/// Polls `flag` until it is set or `budget` is spent; the caller then checks under the lock.
+fn poll_for(flag: &AtomicBool, budget: Duration) {
     let started = Instant::now();
-    loop {
-        if flag.load(Ordering::Acquire) {
-            return true;
-        }
-        if started.elapsed() >= budget {
-            return false;
-        }
+    while !flag.load(Ordering::Acquire) && started.elapsed() < budget {
         std::thread::yield_now();
     }
 }
