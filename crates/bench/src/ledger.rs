@@ -142,6 +142,12 @@ struct PostgresResult {
 #[derive(Debug, Clone)]
 struct HttpResult {
     single: InsertResult,
+    /// The 1-client run on a node that does not index its ledgers into search.
+    unindexed: InsertResult,
+    /// Medians of each command of that run.
+    unindexed_commands: ledger_session::CommandMedians,
+    /// One round trip of a command that does no ledger work, 1 client.
+    bare_round_trip: Latency,
     concurrent: InsertResult,
 }
 
@@ -407,36 +413,27 @@ fn disk_ceiling(scratch: &Path, zero_filled: bool) -> anyhow::Result<InsertResul
 
 /// The runs through QLDBSession: a real `sluice up` on ephemeral ports with its own data
 /// directory, a ledger created through the control plane, then `--inserts` transactions from 1
-/// session and `--inserts` from `--clients` sessions.
+/// session and `--inserts` from `--clients` sessions; then the 1-session run again on a node
+/// that does not index its ledgers into search, which leaves the network path alone on top of
+/// the engine.
 fn sluice_http(sluice: &Path, args: &LedgerArgs, scratch: &Path) -> anyhow::Result<HttpResult> {
-    let data_dir = scratch.join("sluice-data");
-    let server = Server::start(sluice, &data_dir, &scratch.join("sluice.log"))?;
-    eprintln!(
-        "sluice pid {}: AWS APIs on {}",
-        server.pid(),
-        server.aws_address
-    );
-    let result = (|| -> anyhow::Result<HttpResult> {
-        let ledger = "bench-http";
-        ledger_session::create_ledger(&server.aws_address, ledger, TABLE_NAME)?;
-        let statement = format!("INSERT INTO {TABLE_NAME} ?");
-        let prepare = |range: std::ops::Range<u64>| {
-            range
-                .map(|n| {
-                    PreparedInsert::new(&statement, &Registration::generate(args.seed, n).ion()?)
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        };
-        let single = ledger_session::run_clients(
-            &server.aws_address,
+    let statement = format!("INSERT INTO {TABLE_NAME} ?");
+    let prepare = |range: std::ops::Range<u64>| {
+        range
+            .map(|n| PreparedInsert::new(&statement, &Registration::generate(args.seed, n).ion()?))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    let (single, concurrent) = with_server(sluice, scratch, &[], |aws_address, ledger| {
+        let (single, _) = ledger_session::run_clients(
+            aws_address,
             ledger,
             &statement,
             &prepare(0..args.inserts)?,
             1,
         )?;
         report_inserts("sluice QLDBSession, 1 client", &single);
-        let concurrent = ledger_session::run_clients(
-            &server.aws_address,
+        let (concurrent, _) = ledger_session::run_clients(
+            aws_address,
             ledger,
             &statement,
             &prepare(args.inserts..2 * args.inserts)?,
@@ -446,7 +443,71 @@ fn sluice_http(sluice: &Path, args: &LedgerArgs, scratch: &Path) -> anyhow::Resu
             &format!("sluice QLDBSession, {} clients", args.clients),
             &concurrent,
         );
-        Ok(HttpResult { single, concurrent })
+        Ok((single, concurrent))
+    })?;
+    let config = scratch.join("no-ledger-indexing.json");
+    fs::write(&config, r#"{"ledger_indexing": {"enabled": false}}"#)?;
+    let config = config.to_str().context("the scratch path is not UTF-8")?;
+    let (unindexed, unindexed_commands, bare_round_trip) = with_server(
+        sluice,
+        scratch,
+        &["--config", config],
+        |aws_address, ledger| {
+            let bare_round_trip = ledger_session::bare_round_trips(
+                aws_address,
+                ledger,
+                usize::try_from(args.inserts)?,
+            )?;
+            eprintln!(
+                "  sluice QLDBSession, a round trip with no ledger work: p50 {:.3} ms",
+                bare_round_trip.p50_ms
+            );
+            let (unindexed, commands) = ledger_session::run_clients(
+                aws_address,
+                ledger,
+                &statement,
+                &prepare(0..args.inserts)?,
+                1,
+            )?;
+            report_inserts(
+                "sluice QLDBSession, 1 client, ledger indexing off",
+                &unindexed,
+            );
+            eprintln!(
+                "  commands' p50: StartTransaction {:.3} ms, ExecuteStatement {:.3} ms, CommitTransaction {:.3} ms",
+                commands.start_ms, commands.execute_ms, commands.commit_ms
+            );
+            Ok((unindexed, commands, bare_round_trip))
+        },
+    )?;
+    Ok(HttpResult {
+        single,
+        unindexed,
+        unindexed_commands,
+        bare_round_trip,
+        concurrent,
+    })
+}
+
+/// Runs `run` against a fresh `sluice up` (started with `extra` arguments) holding the ledger
+/// `bench-http` with the benchmark's table; stops the node and removes its data afterwards.
+fn with_server<T>(
+    sluice: &Path,
+    scratch: &Path,
+    extra: &[&str],
+    run: impl FnOnce(&str, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let data_dir = scratch.join("sluice-data");
+    let server = Server::start_with(sluice, &data_dir, &scratch.join("sluice.log"), extra)?;
+    eprintln!(
+        "sluice pid {}: AWS APIs on {}",
+        server.pid(),
+        server.aws_address
+    );
+    let result = (|| -> anyhow::Result<T> {
+        let ledger = "bench-http";
+        ledger_session::create_ledger(&server.aws_address, ledger, TABLE_NAME)?;
+        run(&server.aws_address, ledger)
     })();
     let log_tail = server.log_tail();
     server.stop()?;
@@ -872,6 +933,11 @@ impl LedgerReport {
                 self.clients,
                 &http.concurrent,
             );
+            row(
+                "Sluice ledger through QLDBSession over HTTP, the node's indexing of ledgers into search turned off",
+                1,
+                &http.unindexed,
+            );
         }
         if let Some(pg) = &self.postgres {
             row(
@@ -979,6 +1045,23 @@ impl LedgerReport {
                     self.clients
                 );
             }
+        }
+        if let Some(http) = &self.http {
+            let c = &http.unindexed_commands;
+            let round_trips_ms = 3.0 * http.bare_round_trip.p50_ms;
+            let _ = writeln!(
+                out,
+                "- The network path, 1 client, the node's indexing of ledgers into search turned off: a transaction through QLDBSession takes **{:.3} ms** p50; three round trips of a command that does no ledger work (AbortTransaction with none open) take 3 × {:.3} ms, and the engine {:.3} ms (the embedded p50), together {:.3} ms; the rest, **{:.3} ms**, is what the engine's calls add on the network path, not broken down further (the parameter's and the answers' JSON and Ion, the session's bookkeeping, the engine's calls leaving the async workers with `block_in_place`, and a journal sync thread that parks in the round trips between commits). Per command, p50: StartTransaction {:.3} ms, ExecuteStatement {:.3} ms, CommitTransaction {:.3} ms. With indexing on (the default) the p50 is {:.3} ms: the indexer shares the two cores and the disk with the commits.",
+                http.unindexed.latency.p50_ms,
+                http.bare_round_trip.p50_ms,
+                s.latency.p50_ms,
+                round_trips_ms + s.latency.p50_ms,
+                http.unindexed.latency.p50_ms - round_trips_ms - s.latency.p50_ms,
+                c.start_ms,
+                c.execute_ms,
+                c.commit_ms,
+                http.single.latency.p50_ms
+            );
         }
         let _ = writeln!(
             out,

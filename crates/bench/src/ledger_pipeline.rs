@@ -439,7 +439,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     );
     ledger_session::create_ledger(&server.aws_address, "maxrate", TABLE_NAME)?;
     let inserts = prepared(0, args.max_rate_transactions)?;
-    let max = ledger_session::run_clients(
+    let (max, _) = ledger_session::run_clients(
         &server.aws_address,
         "maxrate",
         INSERT_STATEMENT,

@@ -62,9 +62,16 @@ impl SessionClient {
         send(&mut self.connection, &command)
     }
 
-    /// One transaction of one statement; returns once the commit is acknowledged.
-    pub(crate) fn run(&mut self, statement: &str, insert: &PreparedInsert) -> anyhow::Result<()> {
+    /// One transaction of one statement; returns once the commit is acknowledged, with the
+    /// time each of its three commands took from sending to the answer read.
+    pub(crate) fn run(
+        &mut self,
+        statement: &str,
+        insert: &PreparedInsert,
+    ) -> anyhow::Result<CommandTimes> {
+        let sent = Instant::now();
         let started = self.command("StartTransaction", json!({}))?;
+        let start_done = Instant::now();
         let transaction_id = started
             .pointer("/StartTransaction/TransactionId")
             .and_then(Value::as_str)
@@ -75,11 +82,13 @@ impl SessionClient {
             json!({"TransactionId": transaction_id, "Statement": statement,
                    "Parameters": [insert.holder]}),
         )?;
+        let execute_done = Instant::now();
         let digest = hash::dot_hashes(
             &hash::ion_hash(&Element::string(transaction_id.as_str()))?,
             &insert.statement_hash,
         );
         let digest = base64::engine::general_purpose::STANDARD.encode(digest);
+        let commit_sent = Instant::now();
         let committed = self.command(
             "CommitTransaction",
             json!({"TransactionId": transaction_id, "CommitDigest": digest}),
@@ -91,8 +100,64 @@ impl SessionClient {
                 == Some(digest.as_str()),
             "the server's commit digest differs from the client's"
         );
+        Ok(CommandTimes {
+            start_ms: ms(start_done - sent),
+            execute_ms: ms(execute_done - start_done),
+            commit_ms: ms(commit_sent.elapsed()),
+        })
+    }
+
+    /// One round trip that does no ledger work: AbortTransaction with no transaction open, the
+    /// cheapest command (HTTP, the AWS JSON dispatch, the session lookup, the answer).
+    fn bare_round_trip(&mut self) -> anyhow::Result<()> {
+        self.command("AbortTransaction", json!({}))?;
         Ok(())
     }
+}
+
+fn ms(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// How long each command of one transaction took, client-side, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CommandTimes {
+    start_ms: f64,
+    execute_ms: f64,
+    commit_ms: f64,
+}
+
+/// Median time of each command of a run's transactions, and of a bare round trip.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CommandMedians {
+    pub(crate) start_ms: f64,
+    pub(crate) execute_ms: f64,
+    pub(crate) commit_ms: f64,
+}
+
+impl CommandMedians {
+    fn of(times: &[CommandTimes]) -> CommandMedians {
+        let median =
+            |pick: fn(&CommandTimes) -> f64| Latency::of(times.iter().map(pick).collect()).p50_ms;
+        CommandMedians {
+            start_ms: median(|t| t.start_ms),
+            execute_ms: median(|t| t.execute_ms),
+            commit_ms: median(|t| t.commit_ms),
+        }
+    }
+}
+
+/// `count` bare round trips ([`SessionClient::bare_round_trip`]) from one client, one after
+/// another: the HTTP path's own cost, which a transaction pays three times.
+pub fn bare_round_trips(aws_address: &str, ledger: &str, count: usize) -> anyhow::Result<Latency> {
+    let mut session = SessionClient::start(aws_address, ledger)?;
+    let mut latencies_ms = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent = Instant::now();
+        session.bare_round_trip()?;
+        latencies_ms.push(ms(sent.elapsed()));
+    }
+    Ok(Latency::of(latencies_ms))
 }
 
 fn send(connection: &mut Connection, command: &Value) -> anyhow::Result<Value> {
@@ -149,14 +214,15 @@ pub fn create_ledger(aws_address: &str, ledger: &str, table: &str) -> anyhow::Re
 }
 
 /// Sends `inserts` as single-statement transactions from `clients` sessions at once (each its
-/// own share, in order), timing each transaction from StartTransaction to the commit's answer.
+/// own share, in order), timing each transaction from StartTransaction to the commit's answer,
+/// and each of its commands.
 pub fn run_clients(
     aws_address: &str,
     ledger: &str,
     statement: &str,
     inserts: &[PreparedInsert],
     clients: usize,
-) -> anyhow::Result<InsertResult> {
+) -> anyhow::Result<(InsertResult, CommandMedians)> {
     let clients = clients.max(1);
     let per_client = inserts.len().div_ceil(clients);
     let sessions = (0..clients)
@@ -169,13 +235,13 @@ pub fn run_clients(
             .zip(inserts.chunks(per_client.max(1)))
             .map(|(mut session, share)| {
                 let barrier = barrier.clone();
-                scope.spawn(move || -> anyhow::Result<Vec<f64>> {
+                scope.spawn(move || -> anyhow::Result<Vec<(f64, CommandTimes)>> {
                     barrier.wait();
                     let mut latencies_ms = Vec::with_capacity(share.len());
                     for insert in share {
                         let sent = Instant::now();
-                        session.run(statement, insert)?;
-                        latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+                        let times = session.run(statement, insert)?;
+                        latencies_ms.push((ms(sent.elapsed()), times));
                     }
                     Ok(latencies_ms)
                 })
@@ -195,12 +261,19 @@ pub fn run_clients(
     });
     let (seconds, outcomes) = outcomes;
     let mut latencies_ms = Vec::with_capacity(inserts.len());
+    let mut command_times = Vec::with_capacity(inserts.len());
     for outcome in outcomes {
-        latencies_ms.extend(outcome?);
+        for (latency_ms, times) in outcome? {
+            latencies_ms.push(latency_ms);
+            command_times.push(times);
+        }
     }
-    Ok(InsertResult {
-        n_transactions: latencies_ms.len() as u64,
-        seconds,
-        latency: Latency::of(latencies_ms),
-    })
+    Ok((
+        InsertResult {
+            n_transactions: latencies_ms.len() as u64,
+            seconds,
+            latency: Latency::of(latencies_ms),
+        },
+        CommandMedians::of(&command_times),
+    ))
 }
