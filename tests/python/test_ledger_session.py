@@ -212,3 +212,40 @@ def test_ion_binary_values_round_trip_exactly(ledger, sluice):
     assert returned.ion_hash("SHA256") == value.ion_hash("SHA256")
     assert str(returned["price"]) == "1.50"
     assert base64.b64encode(bytes(loads(page["Values"][0]["IonBinary"])["blob"])) == b"AAEC"
+
+
+def test_a_long_statement_of_one_session_does_not_hold_up_the_others(ledger, sluice):
+    # 700 documents: the cross join below reads 490 000 pairs, seconds of work for the engine.
+    for first in range(0, 700, 35):
+        batch = [{"VIN": f"L{n}", "n": n} for n in range(first, first + 35)]
+        ledger.execute_lambda(lambda txn, batch=batch: txn.execute_statement("INSERT INTO Vehicle ?", batch))
+    long_done = threading.Event()
+    long_started = threading.Event()
+    outcome = {}
+
+    def long_statement():
+        session = boto3.client("qldb-session", **aws_kwargs(sluice))
+        token = session.send_command(StartSession={"LedgerName": LEDGER})["StartSession"]["SessionToken"]
+        txn = session.send_command(SessionToken=token, StartTransaction={})["StartTransaction"]["TransactionId"]
+        long_started.set()
+        try:
+            answer = session.send_command(SessionToken=token, ExecuteStatement={
+                "TransactionId": txn,
+                "Statement": "SELECT COUNT(*) AS pairs FROM Vehicle AS a, Vehicle AS b WHERE a.n + b.n >= 0"})
+            outcome["pairs"] = loads(answer["ExecuteStatement"]["FirstPage"]["Values"][0]["IonBinary"])["pairs"]
+        except Exception as exception:  # noqa: BLE001 - reported below
+            outcome["error"] = exception
+        finally:
+            long_done.set()
+
+    thread = threading.Thread(target=long_statement)
+    thread.start()
+    assert long_started.wait(60)
+    # While that statement runs, another session commits transactions of its own, each of which
+    # the server runs while the long one holds its thread.
+    for n in range(20):
+        ledger.execute_lambda(lambda txn, n=n: txn.execute_statement("INSERT INTO Vehicle ?", {"VIN": f"S{n}"}))
+    assert not long_done.is_set(), "the short transactions waited for the long statement"
+    thread.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["pairs"] == 700 * 700
