@@ -127,7 +127,7 @@ pub(crate) struct CommandTimes {
     commit_ms: f64,
 }
 
-/// Median time of each command of a run's transactions, and of a bare round trip.
+/// Median time of each command of a run's transactions, client-side.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct CommandMedians {
     pub(crate) start_ms: f64,

@@ -511,9 +511,10 @@ impl QldbSessionService {
     }
 
     /// Runs a command that only touches memory (StartTransaction, FetchPage, AbortTransaction,
-    /// EndSession) on the caller's thread, if its session is not busy with another command:
-    /// handing it to the blocking pool and back costs two thread wake-ups, more than the command.
-    /// `None` when the command must go to the blocking pool.
+    /// EndSession) as an ordinary step of the async task, if its session is not busy with
+    /// another command: leaving the async workers (`block_in_place` hands the worker's other
+    /// tasks to another thread) costs more than the command. `None` when the command must leave
+    /// them.
     fn send_quick_command(
         &self,
         body: &Value,
@@ -979,7 +980,7 @@ mod tests {
         let (_directory, _clock, service) = service_with_clock();
         let token = start_session(&service);
         let start = json!({"SessionToken": token, "StartTransaction": {}});
-        // Busy with another command: left to the blocking path, which waits for it.
+        // Busy with another command: left to the path off the async workers, which waits for it.
         let session = service.sessions_map().get(&token).cloned().unwrap();
         let busy = session.lock().unwrap();
         assert!(service.send_quick_command(&start, None).is_none());
