@@ -6,7 +6,8 @@
 //! against the state that already includes the members before it, builds its block and applies
 //! it to the derived state. It appends every block of the group to the journal with one write
 //! and hands the fsync to the ledger's [`JournalSyncer`] thread (the two poll for each other
-//! briefly before parking, see [`SYNC_HAND_OFF_POLL`]); while the disk works it applies
+//! briefly before parking, see [`SYNC_HAND_OFF_POLL`], and the leader runs the fsync itself if
+//! the thread has not taken it by the time the leader would wait); while the disk works it applies
 //! the last member's block and commits the redb transaction, without fsync. Readers do not see
 //! that commit yet: they read the ledger's published snapshot, which the leader replaces only
 //! once the fsync succeeded, so nothing a reader sees can be lost by a crash. Members are
@@ -179,6 +180,7 @@ impl Ledger {
         if self.is_poisoned() {
             return Ok(group.iter().map(|_| Err(self.poisoned_error())).collect());
         }
+        self.syncer.forewarn();
         let mut tip = lock(&self.tip);
         let mut write = self.database.begin_write()?;
         write.set_durability(redb::Durability::None)?;
@@ -215,7 +217,7 @@ impl Ledger {
             return Ok(outcomes);
         }
         self.journal.write_at(&frames, journal_start)?;
-        self.syncer.start();
+        let sync_started = self.syncer.start();
         // While the disk works: apply the last block (nothing is left unapplied when the members
         // after the last block were refused) and commit redb without fsync. Readers keep the
         // published snapshot, and no durable redb commit can run (they take the tip lock), until
@@ -231,7 +233,7 @@ impl Ledger {
             });
         let synced = self
             .syncer
-            .wait()
+            .wait(sync_started)
             .and_then(|()| self.injected_sync_failure(journal_start, frames.len()));
         if let Err(error) = synced {
             if redb_committed {
@@ -429,10 +431,12 @@ impl Drop for Checkpointer {
 /// With one client committing back to back, a request follows the last fsync within about
 /// 100–200 µs and an fsync ends within a few hundred: polling (yielding the CPU to any other
 /// runnable thread) catches both without the futex wake-up, which costs 15–20 µs on each side
-/// on a virtual machine, a tenth of a commit. Each side polls for twice what it waited last
-/// time when that fits within this bound, and not at all otherwise: a slower stream of commits
-/// (over HTTP, where a transaction takes three round trips) parks at once instead of burning a
-/// core.
+/// on a virtual machine, a tenth of a commit. The sync thread polls for twice what it waited
+/// last time when that fits within this bound, and not at all otherwise: a slower stream of
+/// commits (over HTTP, where a transaction takes three round trips) parks at once instead of
+/// burning a core, and is woken by each leader as it starts its group, ahead of its request
+/// ([`JournalSyncer::forewarn`]). The leader polls for what the fsync should still take
+/// ([`leader_poll_budget`]).
 pub const SYNC_HAND_OFF_POLL: Duration = Duration::from_micros(500);
 
 /// How long to poll next, given how long the last wait took.
@@ -442,6 +446,22 @@ fn poll_budget(last_wait: Duration) -> Duration {
         Duration::ZERO
     } else {
         budget
+    }
+}
+
+/// Slack on the leader's polling for an fsync that runs a little longer than the last one.
+const LEADER_POLL_SLACK: Duration = Duration::from_micros(100);
+
+/// How long the leader polls for the fsync it started `elapsed` ago, the last one having taken
+/// `last_sync`: what the fsync should still take (the leader applied a block meanwhile, so on a
+/// slow disk a long fsync can have a short rest), twice over plus some slack, within
+/// [`SYNC_HAND_OFF_POLL`]; nothing when even the expected rest is longer than half of that.
+fn leader_poll_budget(last_sync: Duration, elapsed: Duration) -> Duration {
+    let rest = last_sync.saturating_sub(elapsed);
+    if rest.saturating_mul(2) > SYNC_HAND_OFF_POLL {
+        Duration::ZERO
+    } else {
+        (rest.saturating_mul(2) + LEADER_POLL_SLACK).min(SYNC_HAND_OFF_POLL)
     }
 }
 
@@ -474,11 +494,28 @@ struct SyncShared {
 #[derive(Debug, Default)]
 struct SyncState {
     requested: bool,
+    /// A leader started a group: a parked sync thread wakes and polls for its request.
+    forewarned: bool,
     outcome: Option<std::io::Result<()>>,
     stop: bool,
     /// Whether a side waits on its condition variable (so the other side must notify it).
     syncer_parked: bool,
     leader_parked: bool,
+}
+
+impl SyncShared {
+    fn new(file: File, path: &Path) -> Arc<SyncShared> {
+        Arc::new(SyncShared {
+            file,
+            path: path.to_owned(),
+            state: Mutex::new(SyncState::default()),
+            requested: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            last_sync_micros: AtomicU64::new(0),
+            wake_syncer: Condvar::new(),
+            wake_leader: Condvar::new(),
+        })
+    }
 }
 
 /// Polls `flag` until it is set or `budget` is spent; the caller then checks under the lock.
@@ -495,16 +532,7 @@ impl JournalSyncer {
         file: File,
         path: &Path,
     ) -> Result<JournalSyncer, LedgerError> {
-        let shared = Arc::new(SyncShared {
-            file,
-            path: path.to_owned(),
-            state: Mutex::new(SyncState::default()),
-            requested: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            last_sync_micros: AtomicU64::new(0),
-            wake_syncer: Condvar::new(),
-            wake_leader: Condvar::new(),
-        });
+        let shared = SyncShared::new(file, path);
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ledger-sync-{ledger_name}"))
@@ -515,8 +543,24 @@ impl JournalSyncer {
         })
     }
 
-    /// Starts an fsync of everything written to the journal so far.
-    fn start(&self) {
+    /// Tells a parked sync thread that a leader started a group and will ask for an fsync once
+    /// its blocks are built: the thread wakes now and polls for the request, so its wake-up
+    /// (tens of microseconds on a virtual machine, more when the cores are busy) overlaps the
+    /// group's validation and block building instead of delaying the fsync. A thread that is
+    /// already polling (commits back to back) is left alone.
+    fn forewarn(&self) {
+        let mut state = lock(&self.shared.state);
+        if !state.syncer_parked {
+            return;
+        }
+        state.forewarned = true;
+        drop(state);
+        self.shared.wake_syncer.notify_one();
+    }
+
+    /// Starts an fsync of everything written to the journal so far; returns when it was asked
+    /// for, which [`Self::wait`] takes.
+    fn start(&self) -> Instant {
         let mut state = lock(&self.shared.state);
         state.requested = true;
         state.outcome = None;
@@ -527,12 +571,27 @@ impl JournalSyncer {
         if parked {
             self.shared.wake_syncer.notify_one();
         }
+        Instant::now()
     }
 
-    /// Waits for the fsync [`Self::start`] asked for.
-    fn wait(&self) -> Result<(), LedgerError> {
+    /// Waits for the fsync [`Self::start`] asked for at `started`. If the sync thread has not
+    /// taken it yet (it was parked and is still waking up), the leader, its own work done, runs
+    /// the fsync itself: a late wake-up never adds to a commit's latency.
+    fn wait(&self, started: Instant) -> Result<(), LedgerError> {
+        let mut state = lock(&self.shared.state);
+        if state.requested {
+            state.requested = false;
+            self.shared.requested.store(false, Ordering::Release);
+            drop(state);
+            let outcome = sync_timed(&self.shared);
+            return outcome.map_err(|error| sync_error(&self.shared.path, &error));
+        }
+        drop(state);
         let last_sync = Duration::from_micros(self.shared.last_sync_micros.load(Ordering::Relaxed));
-        poll_for(&self.shared.finished, poll_budget(last_sync));
+        poll_for(
+            &self.shared.finished,
+            leader_poll_budget(last_sync, started.elapsed()),
+        );
         let mut state = lock(&self.shared.state);
         loop {
             if let Some(outcome) = state.outcome.take() {
@@ -549,6 +608,15 @@ impl JournalSyncer {
     }
 }
 
+/// One fsync of the journal, its duration kept as the next polling budgets' estimate.
+fn sync_timed(shared: &SyncShared) -> std::io::Result<()> {
+    let sync_from = Instant::now();
+    let outcome = shared.file.sync_data();
+    let took = u64::try_from(sync_from.elapsed().as_micros()).unwrap_or(u64::MAX);
+    shared.last_sync_micros.store(took, Ordering::Relaxed);
+    outcome
+}
+
 fn sync_loop(shared: &SyncShared) {
     // How long the thread waited for the last request after the fsync before it.
     let mut last_idle = SYNC_HAND_OFF_POLL;
@@ -557,6 +625,12 @@ fn sync_loop(shared: &SyncShared) {
         poll_for(&shared.requested, poll_budget(last_idle));
         let mut state = lock(&shared.state);
         while !state.requested && !state.stop {
+            if std::mem::take(&mut state.forewarned) {
+                drop(state);
+                poll_for(&shared.requested, SYNC_HAND_OFF_POLL);
+                state = lock(&shared.state);
+                continue;
+            }
             state.syncer_parked = true;
             state = shared
                 .wake_syncer
@@ -570,11 +644,8 @@ fn sync_loop(shared: &SyncShared) {
         state.requested = false;
         shared.requested.store(false, Ordering::Release);
         drop(state);
-        let sync_from = Instant::now();
-        last_idle = sync_from.duration_since(idle_from);
-        let outcome = shared.file.sync_data();
-        let took = u64::try_from(sync_from.elapsed().as_micros()).unwrap_or(u64::MAX);
-        shared.last_sync_micros.store(took, Ordering::Relaxed);
+        last_idle = idle_from.elapsed();
+        let outcome = sync_timed(shared);
         let mut state = lock(&shared.state);
         state.outcome = Some(outcome);
         shared.finished.store(true, Ordering::Release);
@@ -616,6 +687,60 @@ mod tests {
         assert_eq!(poll_budget(Duration::from_secs(3600)), Duration::ZERO);
     }
 
+    #[test]
+    fn the_leader_polls_for_what_the_fsync_should_still_take() {
+        let micros = Duration::from_micros;
+        // The fsync should be done by now: a short poll for a late finish.
+        assert_eq!(
+            leader_poll_budget(micros(150), micros(155)),
+            LEADER_POLL_SLACK
+        );
+        // A slow disk, but most of it already spent applying the block.
+        assert_eq!(
+            leader_poll_budget(micros(335), micros(155)),
+            micros(360) + LEADER_POLL_SLACK
+        );
+        assert_eq!(
+            leader_poll_budget(micros(240), micros(0)),
+            SYNC_HAND_OFF_POLL
+        );
+        // Long waits park at once.
+        assert_eq!(
+            leader_poll_budget(SYNC_HAND_OFF_POLL / 2 + micros(1), micros(0)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            leader_poll_budget(micros(5_000), micros(155)),
+            Duration::ZERO
+        );
+    }
+
+    /// A leader whose fsync the sync thread has not taken runs it itself: with no sync thread at
+    /// all, every start is still answered (waiting for the thread would hang here).
+    #[test]
+    fn the_leader_runs_an_fsync_the_sync_thread_has_not_taken() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("journal");
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let file = File::create(&path).unwrap();
+            let syncer = JournalSyncer {
+                shared: SyncShared::new(file.try_clone().unwrap(), &path),
+                thread: None,
+            };
+            for _ in 0..3 {
+                std::io::Write::write_all(&mut &file, b"frame").unwrap();
+                let started = syncer.start();
+                syncer.wait(started).unwrap();
+            }
+            assert!(!syncer.shared.requested.load(Ordering::Acquire));
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the leader waited for a sync thread that never came");
+    }
+
     /// Every start is answered, whether the other side polls or parks: requests come back to
     /// back, after gaps that fit the polling budget, and after gaps that do not. A lost wake-up
     /// hangs the rounds, so they run on a thread of their own with a deadline.
@@ -631,15 +756,21 @@ mod tests {
             let gaps_micros = [0u64, 0, 50, 0, 300, 20, 2_000, 0, 0, 700, 100, 5_000, 0];
             for round in 0..120 {
                 let gap = gaps_micros[round % gaps_micros.len()];
+                // Some rounds forewarn the thread, sometimes long before their request.
+                if round % 3 == 0 {
+                    syncer.forewarn();
+                }
                 std::thread::sleep(Duration::from_micros(gap));
                 std::io::Write::write_all(&mut &file, b"frame").unwrap();
-                syncer.start();
+                let started = syncer.start();
                 // The leader's own work while the disk syncs, sometimes longer than the fsync.
                 let work = gaps_micros[(round * 7) % gaps_micros.len()];
                 std::thread::sleep(Duration::from_micros(work));
-                syncer.wait().unwrap();
+                syncer.wait(started).unwrap();
             }
-            // Dropping stops the thread whether it polls or parks.
+            // A forewarning with no request after it, then dropping: the thread stops whether
+            // it polls or parks.
+            syncer.forewarn();
             drop(syncer);
             done.send(()).unwrap();
         });
