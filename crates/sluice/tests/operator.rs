@@ -1,6 +1,7 @@
 //! What an operator meets running the real binary: `--bind` with a host name, a plain log when
 //! stderr is not a terminal, a data directory only its owner can read, absolute paths in what
-//! the CLI prints, and one clear line for each CLI mistake or unreachable server.
+//! the CLI prints, one clear line for each CLI mistake or unreachable server, and a process that
+//! runs without transparent huge pages.
 
 mod util;
 
@@ -119,6 +120,21 @@ fn an_existing_data_dir_open_to_others_is_made_private() {
             .log_text()
             .contains("the data directory was open to other users (mode 755)")
     );
+}
+
+/// mimalloc would back its arenas with transparent huge pages, which cost the indexer its time
+/// zeroing 2 MiB at every first touch (BENCHMARKS.md); the server turns them off for itself.
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data_dir.path());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("the server's /proc status");
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .expect("Linux 5.0 and later report THP_enabled");
+    assert_eq!(thp.trim(), "0", "{status}");
 }
 
 #[test]

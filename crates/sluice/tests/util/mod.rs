@@ -61,7 +61,9 @@ impl Server {
             .args(["up", "--es-port", "0", "--aws-port", "0", "--ui-port", "0"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // The server's own allocator settings, whatever the test runner's environment says.
+            .env_remove("MIMALLOC_ALLOW_THP");
         if let Some(current_dir) = current_dir {
             command.current_dir(current_dir);
         }
@@ -155,6 +157,11 @@ impl Server {
         assert_eq!(root.status, 200, "search API after {after}");
         let ledgers = self.aws("GET", "/ledgers", &[], b"");
         assert_eq!(ledgers.status, 200, "AWS APIs after {after}");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits for the process to stop, so its log is complete.
