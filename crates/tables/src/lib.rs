@@ -58,9 +58,10 @@ pub use crate::{
         ttl_expired, validate_table_name,
     },
     store::{
-        Change, Check, FORMAT_VERSION, GROUP_WRITES_MAX, IndexUpdate, LIST_TABLES_PAGE_MAX,
-        PAGE_BYTES_MAX, PAGE_ITEMS_MAX, QueryRequest, SCAN_SEGMENTS_MAX, STREAM_READ_MAX, ScanPage,
-        ScanRequest, TABLES_MAX, TTL_EXPIRE_GROUP_MAX, Tables, Write, WriteOutcome,
+        Change, Check, Deliver, FORMAT_VERSION, GROUP_WRITES_MAX, IndexUpdate,
+        LIST_TABLES_PAGE_MAX, PAGE_BYTES_MAX, PAGE_ITEMS_MAX, QueryRequest, SCAN_SEGMENTS_MAX,
+        STREAM_READ_MAX, ScanPage, ScanRequest, Submitted, TABLES_MAX, TTL_EXPIRE_GROUP_MAX,
+        Tables, Write, WriteOutcome,
     },
     stream::{EventName, STREAM_RETENTION_MS, StreamRecord, StreamSummary},
     value::{

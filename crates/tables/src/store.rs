@@ -1,6 +1,7 @@
 //! [`Tables`]: every table of a node in one redb database (`tables/tables.redb`), and the
-//! write path. A write joins a group-commit queue; whoever finds no leader takes the queue
-//! as one group and, inside one redb write transaction, reads each member's current item,
+//! write path. A write joins a group-commit queue; whoever finds no leader leads: it takes the
+//! queue as one group (and the next, until none wait) and, inside one redb write transaction
+//! per group, reads each member's current item,
 //! runs its condition, writes the item, its counts and — when the table has a stream — its
 //! stream record. The rows the group wrote are one record of the write-ahead log
 //! (`wal.rs`), appended and fsynced once for the whole group; then the redb transaction
@@ -12,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition as RedbTable,
@@ -38,7 +39,7 @@ use crate::wal::{Redo, Row, Rows, Wal};
 pub const FORMAT_VERSION: u64 = 3;
 /// Most writes one leader commits as one group (one redb commit, one fsync); later arrivals
 /// wait for the next group. Each member already holds its item in memory, so this bounds the
-/// group's transaction, not a queue: the queue holds one entry per waiting client thread.
+/// group's transaction, not a queue: [`QUEUED_WRITE_BYTES_MAX`] bounds the queue.
 pub const GROUP_WRITES_MAX: usize = 256;
 /// Most bytes of writes waiting for a group commit (their keys, items and update operands, as
 /// DynamoDB counts item bytes). A call queues the longest run of its writes that fits and is
@@ -252,14 +253,46 @@ struct Prepared {
     bytes: usize,
 }
 
+/// Receives a queued call's outcomes, in the order of its writes, once every one of them has
+/// committed or been refused. It runs on the thread that finished the call's last group, outside
+/// the queue's lock, so it must only hand the outcomes on (to a channel, a waiting task).
+pub type Deliver = Box<dyn FnOnce(Vec<Result<WriteOutcome>>) + Send>;
+
+/// Where a queued write's outcome goes: its call and its place in the call.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    call: u64,
+    index: usize,
+}
+
+/// A call whose writes are queued or being committed.
+struct PendingCall {
+    outcomes: Vec<Option<Result<WriteOutcome>>>,
+    /// Writes of the call not yet answered.
+    remaining: usize,
+    deliver: Deliver,
+}
+
 #[derive(Default)]
 struct QueueState {
-    waiting: Vec<(u64, Prepared)>,
+    waiting: Vec<(Slot, Prepared)>,
     /// The sum of `waiting`'s `bytes`.
     waiting_bytes: usize,
+    /// Whether some thread leads: commits the waiting writes, group after group, until none
+    /// wait. Whoever queues writes while nobody leads is told to lead.
     leader_active: bool,
-    finished: HashMap<u64, Result<WriteOutcome>>,
-    next_ticket: u64,
+    pending: HashMap<u64, PendingCall>,
+    next_call: u64,
+}
+
+/// What the caller of [`Tables::submit`] must do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a caller told to lead must call `Tables::lead` until it answers false"]
+pub enum Submitted {
+    /// A leader is at work: the outcomes arrive through the call's [`Deliver`].
+    Queued,
+    /// Nobody leads: the caller must, with [`Tables::lead`], until it answers false.
+    Lead,
 }
 
 /// All tables of a node and their streams.
@@ -269,7 +302,6 @@ pub struct Tables {
     queue: Mutex<QueueState>,
     /// [`QUEUED_WRITE_BYTES_MAX`], smaller in tests.
     queued_bytes_max: usize,
-    turn: Condvar,
     /// Set when a commit failed: the database refuses writes until it is reopened.
     poisoned: AtomicBool,
     /// The catalog as last committed, for reads and for checking writes before they queue.
@@ -353,7 +385,6 @@ impl Tables {
             clock,
             queue: Mutex::new(QueueState::default()),
             queued_bytes_max: QUEUED_WRITE_BYTES_MAX,
-            turn: Condvar::new(),
             poisoned: AtomicBool::new(false),
             catalog: Mutex::new(catalog),
             wal: Mutex::new(wal),
@@ -834,67 +865,151 @@ impl Tables {
         Ok(self.enqueue(prepared))
     }
 
-    /// Queues prepared writes for the group commit and waits for their outcomes, in order. The
-    /// longest run of them that fits under `queued_bytes_max` is queued; the rest are answered
-    /// [`TablesError::Throttled`].
+    /// [`Tables::write_batch`] without blocking: the writes are checked and queued, and their
+    /// outcomes go to `deliver` once committed. An `Err` (a malformed write, refused writes)
+    /// queued nothing, and `deliver` is dropped uncalled. When the answer is
+    /// [`Submitted::Lead`], the caller must call [`Tables::lead`] until it answers false, on a
+    /// thread that may block: nothing else commits the queue meanwhile.
+    pub fn submit(&self, writes: Vec<Write>, deliver: Deliver) -> Result<Submitted> {
+        self.refuse_if_poisoned()?;
+        let prepared: Vec<Prepared> = writes
+            .into_iter()
+            .map(|write| self.prepare(write))
+            .collect::<Result<_>>()?;
+        Ok(self.submit_prepared(prepared, deliver))
+    }
+
+    /// Queues prepared writes for the group commit and waits for their outcomes, in order,
+    /// leading the queue when nobody does.
     fn enqueue(&self, prepared: Vec<Prepared>) -> Vec<Result<WriteOutcome>> {
-        let mut state = lock(&self.queue);
         let count = prepared.len();
-        let mut tickets = Vec::with_capacity(count);
-        for prepared in prepared {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let deliver: Deliver = Box::new(move |outcomes| {
+            // The receiver is this thread, waiting below.
+            let _ = sender.send(outcomes);
+        });
+        if self.submit_prepared(prepared, deliver) == Submitted::Lead {
+            while self.lead(usize::MAX) {}
+        }
+        receiver.recv().unwrap_or_else(|_| {
+            (0..count)
+                .map(|_| {
+                    Err(TablesError::Storage(
+                        "a queued write lost its outcome".to_owned(),
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// Queues the longest run of `prepared` that fits under `queued_bytes_max` (the rest are
+    /// answered [`TablesError::Throttled`]); says whether the caller must lead.
+    fn submit_prepared(&self, prepared: Vec<Prepared>, deliver: Deliver) -> Submitted {
+        let count = prepared.len();
+        let mut state = lock(&self.queue);
+        let call = state.next_call;
+        state.next_call += 1;
+        let mut queued = 0;
+        for (index, prepared) in prepared.into_iter().enumerate() {
             let fits = state.waiting.is_empty()
                 || state.waiting_bytes.saturating_add(prepared.bytes) <= self.queued_bytes_max;
             if !fits {
                 break;
             }
-            let ticket = state.next_ticket;
-            state.next_ticket += 1;
             state.waiting_bytes += prepared.bytes;
-            state.waiting.push((ticket, prepared));
-            tickets.push(ticket);
+            state.waiting.push((Slot { call, index }, prepared));
+            queued += 1;
         }
-        let mut outcomes: HashMap<u64, Result<WriteOutcome>> = HashMap::new();
-        loop {
-            for ticket in &tickets {
-                if let Some(outcome) = state.finished.remove(ticket) {
-                    outcomes.insert(*ticket, outcome);
+        let outcomes: Vec<Option<Result<WriteOutcome>>> = (0..count)
+            .map(|index| (index >= queued).then_some(Err(TablesError::Throttled)))
+            .collect();
+        if queued == 0 {
+            drop(state);
+            deliver(outcomes.into_iter().flatten().collect());
+            return Submitted::Queued;
+        }
+        state.pending.insert(
+            call,
+            PendingCall {
+                outcomes,
+                remaining: queued,
+                deliver,
+            },
+        );
+        if state.leader_active {
+            Submitted::Queued
+        } else {
+            state.leader_active = true;
+            Submitted::Lead
+        }
+    }
+
+    /// The leader's turn: commits up to `groups_max` groups of the waiting writes, each as one
+    /// transaction with one fsync, and delivers the outcomes of every call they complete.
+    /// Answers whether writes still wait: then the caller is still the leader and must call
+    /// again (or hand the turn to a thread that will); otherwise nobody leads any more.
+    pub fn lead(&self, groups_max: usize) -> bool {
+        for _ in 0..groups_max {
+            let group = {
+                let mut state = lock(&self.queue);
+                if state.waiting.is_empty() {
+                    state.leader_active = false;
+                    return false;
                 }
-            }
-            if outcomes.len() == tickets.len() {
-                let mut answers: Vec<Result<WriteOutcome>> = tickets
-                    .iter()
-                    .map(|ticket| {
-                        outcomes.remove(ticket).unwrap_or_else(|| {
-                            Err(TablesError::Storage(
-                                "a batch write lost its outcome".to_owned(),
-                            ))
-                        })
-                    })
-                    .collect();
-                answers.resize_with(count, || Err(TablesError::Throttled));
-                return answers;
-            }
-            if !state.leader_active {
-                state.leader_active = true;
                 let take = state.waiting.len().min(GROUP_WRITES_MAX);
-                let group: Vec<(u64, Prepared)> = state.waiting.drain(..take).collect();
+                let group: Vec<(Slot, Prepared)> = state.waiting.drain(..take).collect();
                 let taken: usize = group.iter().map(|(_, prepared)| prepared.bytes).sum();
                 state.waiting_bytes -= taken;
-                drop(state);
-                let mut guard = LeaderGuard {
-                    tables: self,
-                    tickets: group.iter().map(|(ticket, _)| *ticket).collect(),
-                    outcomes: None,
+                group
+            };
+            let mut guard = LeaderGuard {
+                tables: self,
+                slots: group.iter().map(|(slot, _)| *slot).collect(),
+                outcomes: None,
+            };
+            guard.outcomes = Some(self.commit_group(group));
+            drop(guard);
+        }
+        let mut state = lock(&self.queue);
+        if state.waiting.is_empty() {
+            state.leader_active = false;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Puts a group's outcomes in their calls, then delivers each call they complete.
+    fn finish(&self, outcomes: Vec<(Slot, Result<WriteOutcome>)>) {
+        let mut complete = Vec::new();
+        {
+            let mut state = lock(&self.queue);
+            for (slot, outcome) in outcomes {
+                let Some(call) = state.pending.get_mut(&slot.call) else {
+                    continue;
                 };
-                guard.outcomes = Some(self.commit_group(group));
-                drop(guard);
-                state = lock(&self.queue);
-                continue;
+                if let Some(place) = call.outcomes.get_mut(slot.index) {
+                    *place = Some(outcome);
+                }
+                call.remaining -= 1;
+                if call.remaining == 0
+                    && let Some(call) = state.pending.remove(&slot.call)
+                {
+                    complete.push(call);
+                }
             }
-            state = self
-                .turn
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+        }
+        for call in complete {
+            let outcomes = call
+                .outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.unwrap_or_else(|| {
+                        Err(TablesError::Storage("a write lost its outcome".to_owned()))
+                    })
+                })
+                .collect();
+            (call.deliver)(outcomes);
         }
     }
 
@@ -1055,16 +1170,16 @@ impl Tables {
     }
 
     /// The leader's work: every member in one transaction, one durable commit.
-    fn commit_group(&self, group: Vec<(u64, Prepared)>) -> Vec<(u64, Result<WriteOutcome>)> {
-        let tickets: Vec<u64> = group.iter().map(|(ticket, _)| *ticket).collect();
+    fn commit_group(&self, group: Vec<(Slot, Prepared)>) -> Vec<(Slot, Result<WriteOutcome>)> {
+        let slots: Vec<Slot> = group.iter().map(|(slot, _)| *slot).collect();
         match self.try_commit_group(group) {
-            Ok(outcomes) => tickets.into_iter().zip(outcomes).collect(),
+            Ok(outcomes) => slots.into_iter().zip(outcomes).collect(),
             Err(error) => {
                 self.poisoned.store(true, Ordering::SeqCst);
                 tracing::error!(%error, "tables group commit failed; writes refused until reopened");
-                tickets
+                slots
                     .into_iter()
-                    .map(|ticket| (ticket, Err(TablesError::Storage(error.to_string()))))
+                    .map(|slot| (slot, Err(TablesError::Storage(error.to_string()))))
                     .collect()
             }
         }
@@ -1072,7 +1187,7 @@ impl Tables {
 
     /// An `Err` is fatal to the whole group (storage failed); a member's own failure (its
     /// table is gone, its condition is false) is its outcome.
-    fn try_commit_group(&self, group: Vec<(u64, Prepared)>) -> Result<Vec<Result<WriteOutcome>>> {
+    fn try_commit_group(&self, group: Vec<(Slot, Prepared)>) -> Result<Vec<Result<WriteOutcome>>> {
         self.refuse_if_poisoned()?;
         let now_ms = self.clock.now_ms();
         let write = self.database.begin_write()?;
@@ -1991,39 +2106,38 @@ fn next_id(meta: &mut redb::Table<&str, u64>, key: &str) -> Result<u64> {
     Ok(id)
 }
 
-/// Hands a group's outcomes back even if the leader panics, so no member waits forever.
+/// Hands a group's outcomes back even if the leader panics, so no call waits forever.
 struct LeaderGuard<'a> {
     tables: &'a Tables,
-    tickets: Vec<u64>,
-    outcomes: Option<Vec<(u64, Result<WriteOutcome>)>>,
+    slots: Vec<Slot>,
+    outcomes: Option<Vec<(Slot, Result<WriteOutcome>)>>,
 }
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
-        let outcomes = match self.outcomes.take() {
-            Some(outcomes) => outcomes,
-            None => {
-                // The leader unwound mid-group: its transaction was dropped, so nothing of the
-                // group was committed; refuse writes anyway, the cause is a bug.
-                self.tables.poisoned.store(true, Ordering::SeqCst);
-                self.tickets
-                    .iter()
-                    .map(|ticket| {
-                        (
-                            *ticket,
-                            Err(TablesError::Storage(
-                                "the commit of this write's group failed".to_owned(),
-                            )),
-                        )
-                    })
-                    .collect()
-            }
+        if let Some(outcomes) = self.outcomes.take() {
+            self.tables.finish(outcomes);
+            return;
+        }
+        // The leader unwound mid-group: its transaction was dropped, so nothing of the group
+        // was committed. Refuse writes (the cause is a bug), answer the group, and answer
+        // everything still waiting too: nobody leads any more to do it.
+        self.tables.poisoned.store(true, Ordering::SeqCst);
+        let failed = || {
+            Err(TablesError::Storage(
+                "the commit of this write's group failed".to_owned(),
+            ))
         };
-        let mut state = lock(&self.tables.queue);
-        state.leader_active = false;
-        state.finished.extend(outcomes);
-        drop(state);
-        self.tables.turn.notify_all();
+        let mut outcomes: Vec<(Slot, Result<WriteOutcome>)> =
+            self.slots.iter().map(|slot| (*slot, failed())).collect();
+        {
+            let mut state = lock(&self.tables.queue);
+            let waiting = std::mem::take(&mut state.waiting);
+            state.waiting_bytes = 0;
+            state.leader_active = false;
+            outcomes.extend(waiting.into_iter().map(|(slot, _)| (slot, failed())));
+        }
+        self.tables.finish(outcomes);
     }
 }
 

@@ -1015,3 +1015,85 @@ fn a_full_write_queue_refuses_the_writes_that_do_not_fit_and_they_change_nothing
         });
     assert_eq!(tables.describe_table("queued").unwrap().item_count, 5);
 }
+
+/// A receiver of one submitted call's outcomes, and the `Deliver` that feeds it.
+fn delivery() -> (
+    Deliver,
+    std::sync::mpsc::Receiver<Vec<crate::Result<WriteOutcome>>>,
+) {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let deliver: Deliver = Box::new(move |outcomes| sender.send(outcomes).unwrap());
+    (deliver, receiver)
+}
+
+#[test]
+fn a_submitted_write_holds_no_thread_and_the_leader_hands_over_after_its_own_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    tables
+        .create_table(create("submitted", Some(StreamViewType::NewImage)))
+        .unwrap();
+    let tables = Arc::new(tables);
+    let put = |number: u64| {
+        Write::put(
+            "submitted",
+            item(&[
+                ("userId", n("1")),
+                ("transactionId", n(&number.to_string())),
+            ]),
+        )
+    };
+
+    // Nobody leads: the first call is told to lead, and commits only when it does.
+    let held = tables.hold_writes();
+    let (deliver, first) = delivery();
+    assert_eq!(
+        tables.submit(vec![put(0)], deliver).unwrap(),
+        Submitted::Lead
+    );
+    assert_eq!(tables.queue_state(), (1, true));
+    let leader = std::thread::spawn({
+        let tables = tables.clone();
+        move || tables.lead(1)
+    });
+    wait_for_queue(&tables, (0, true));
+    // Calls that arrive while the leader works queue without a thread of their own.
+    let (deliver, second) = delivery();
+    assert_eq!(
+        tables.submit(vec![put(1), put(2)], deliver).unwrap(),
+        Submitted::Queued
+    );
+    assert_eq!(tables.queue_state(), (2, true));
+    drop(held);
+
+    // One group: the leader's own write is answered, the later call still waits, and the
+    // leader is told that it still leads.
+    assert!(leader.join().unwrap(), "writes still wait");
+    let outcomes = first.recv().unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+    assert!(second.try_recv().is_err(), "not committed yet");
+    assert_eq!(tables.queue_state(), (2, true));
+
+    // Whoever takes the turn over commits the rest and gives the lead up.
+    assert!(!tables.lead(usize::MAX));
+    let outcomes = second.recv().unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(tables.queue_state(), (0, false));
+    let stream = tables
+        .describe_table("submitted")
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    assert_eq!(tables.stream_bounds(stream).unwrap(), Some((1, 3)));
+
+    // A malformed write queues nothing and says so at once.
+    let (deliver, never) = delivery();
+    let missing = Write::put("no-such-table", item(&[("userId", n("1"))]));
+    assert!(tables.submit(vec![missing], deliver).is_err());
+    assert!(never.recv().is_err(), "its Deliver was dropped uncalled");
+    assert_eq!(tables.queue_state(), (0, false));
+}

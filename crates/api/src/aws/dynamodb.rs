@@ -21,8 +21,8 @@ use sluice_tables::expression::{
 use sluice_tables::{
     AttributeValue, CreateTable, IndexRequest, IndexUpdate, Item, KeyAttribute, KeySchema,
     LIST_TABLES_PAGE_MAX, Number, Projection, ProjectionType, QueryRequest, SCAN_SEGMENTS_MAX,
-    SEARCH_INDEX_TAG, ScalarType, ScanRequest, SecondaryIndex, StreamViewType, TableDefinition,
-    TableDescription, Tables, TablesError, Write, WriteOutcome,
+    SEARCH_INDEX_TAG, ScalarType, ScanRequest, SecondaryIndex, StreamViewType, Submitted,
+    TableDefinition, TableDescription, Tables, TablesError, Write, WriteOutcome,
 };
 use tokio::sync::Semaphore;
 
@@ -1594,6 +1594,60 @@ impl DynamoDbService {
         .map_err(tables_error)
     }
 
+    /// Applies writes through the tables' group commit, within the in-flight bound, and answers
+    /// each one's outcome in order (see [`Tables::write_batch`]).
+    ///
+    /// A call that waits for a group holds no thread: its outcomes come back through a channel.
+    /// A call that finds nobody committing leads: it commits one group, its own, on this
+    /// worker's thread (`block_in_place` hands the worker's other tasks to another thread), so
+    /// an idle table's write pays no thread hand-off before its fsync or after it. Writes that
+    /// queued meanwhile are then committed on a blocking-pool thread, so this call answers
+    /// without waiting for them.
+    async fn write_batch(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<WriteOutcome, TablesError>>, AwsError> {
+        let permit = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| throughput_exceeded())?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let deliver: sluice_tables::Deliver = Box::new(move |outcomes| {
+            // A caller that went away (its client disconnected) no longer wants them.
+            let _ = sender.send(outcomes);
+        });
+        // Checking and encoding the writes is CPU work of a few microseconds: done here.
+        let submitted = self.tables.submit(writes, deliver).map_err(tables_error)?;
+        if submitted == Submitted::Lead {
+            let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+            let more = if multi_thread {
+                tokio::task::block_in_place(|| self.tables.lead(1))
+            } else {
+                true
+            };
+            if more {
+                let tables = self.tables.clone();
+                tokio::task::spawn_blocking(move || while tables.lead(usize::MAX) {});
+            }
+        }
+        let outcomes = receiver
+            .await
+            .map_err(|_| AwsError::internal("a write lost its outcome"))?;
+        drop(permit);
+        Ok(outcomes)
+    }
+
+    /// One write through [`DynamoDbService::write_batch`].
+    async fn write(&self, write: Write) -> Result<WriteOutcome, AwsError> {
+        self.write_batch(vec![write])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(TablesError::Storage("a write lost its outcome".to_owned())))
+            .map_err(tables_error)
+    }
+
     async fn dispatch(&self, operation: &str, body: Value) -> Result<Value, AwsError> {
         match operation {
             "CreateTable" => {
@@ -1741,7 +1795,7 @@ impl DynamoDbService {
                 let return_old = returns_old(&body, "PutItem")?;
                 let mut write = Write::put(name, item);
                 write.check = condition_check(&body)?;
-                let outcome = self.blocking(move |tables| tables.write(write)).await?;
+                let outcome = self.write(write).await?;
                 Ok(match outcome.old {
                     Some(old) if return_old => json!({"Attributes": item_json(&old)}),
                     _ => json!({}),
@@ -1769,7 +1823,7 @@ impl DynamoDbService {
                 let return_old = returns_old(&body, "DeleteItem")?;
                 let mut write = Write::delete(name, key);
                 write.check = condition_check(&body)?;
-                let outcome = self.blocking(move |tables| tables.write(write)).await?;
+                let outcome = self.write(write).await?;
                 Ok(match outcome.old {
                     Some(old) if return_old => json!({"Attributes": item_json(&old)}),
                     _ => json!({}),
@@ -1851,9 +1905,7 @@ impl DynamoDbService {
                     }
                 }
                 let tables: Vec<String> = writes.iter().map(|write| write.table.clone()).collect();
-                let outcomes = self
-                    .blocking(move |tables| tables.write_batch(writes))
-                    .await?;
+                let outcomes = self.write_batch(writes).await?;
                 batch_write_answer(tables.into_iter().zip(requests).zip(outcomes))
             }
             "BatchGetItem" => {
@@ -1980,7 +2032,7 @@ impl DynamoDbService {
                     change: sluice_tables::Change::Update(actions),
                     check,
                 };
-                let outcome = self.blocking(move |tables| tables.write(write)).await?;
+                let outcome = self.write(write).await?;
                 let only_touched = |item: Option<Item>| -> Option<Item> {
                     item.map(|mut item| {
                         item.retain(|name, _| touched.contains(name));
