@@ -209,6 +209,29 @@ fn invalid_parameter(message: impl std::fmt::Display) -> AwsError {
 }
 
 /// The one map from engine errors to DynamoDB's.
+/// A request's turn to lead the tables' write queue ([`Submitted::Lead`]). Unless given up
+/// (the queue is empty), dropping it hands the turn to a blocking-pool thread that commits until
+/// no writes wait — also when the request unwinds before leading, so that queued writes never
+/// wait for a leader that is gone.
+struct WriteLead {
+    tables: Option<Arc<Tables>>,
+}
+
+impl WriteLead {
+    /// [`Tables::lead`] answered that no writes wait: nobody leads, and nobody needs to.
+    fn given_up(mut self) {
+        self.tables = None;
+    }
+}
+
+impl Drop for WriteLead {
+    fn drop(&mut self) {
+        if let Some(tables) = self.tables.take() {
+            tokio::task::spawn_blocking(move || while tables.lead(usize::MAX) {});
+        }
+    }
+}
+
 fn tables_error(error: TablesError) -> AwsError {
     match error {
         TablesError::Validation(message) => validation(message),
@@ -1620,17 +1643,15 @@ impl DynamoDbService {
         // Checking and encoding the writes is CPU work of a few microseconds: done here.
         let submitted = self.tables.submit(writes, deliver).map_err(tables_error)?;
         if submitted == Submitted::Lead {
+            let lead = WriteLead {
+                tables: Some(self.tables.clone()),
+            };
             let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
                 == tokio::runtime::RuntimeFlavor::MultiThread;
-            let more = if multi_thread {
-                tokio::task::block_in_place(|| self.tables.lead(1))
-            } else {
-                true
-            };
-            if more {
-                let tables = self.tables.clone();
-                tokio::task::spawn_blocking(move || while tables.lead(usize::MAX) {});
+            if multi_thread && !tokio::task::block_in_place(|| self.tables.lead(1)) {
+                lead.given_up();
             }
+            // Otherwise dropping `lead` hands the turn to a blocking-pool thread.
         }
         let outcomes = receiver
             .await
@@ -2082,6 +2103,66 @@ impl JsonService for DynamoDbService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request told to lead the write queue that unwinds before leading (its turn dropped
+    /// unused) hands the turn to a blocking-pool thread: the writes queued behind it commit, and
+    /// later writes are not left waiting for a leader that is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_turn_to_lead_dropped_unused_is_handed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = Arc::new(Tables::open(dir.path(), Arc::new(sluice_log::SystemClock)).unwrap());
+        let service = DynamoDbService::new(tables.clone());
+        service
+            .call(
+                "CreateTable",
+                json!({
+                    "TableName": "turns",
+                    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                    "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                    "BillingMode": "PAY_PER_REQUEST",
+                }),
+            )
+            .await
+            .unwrap();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let item = Item::from([("id".to_owned(), AttributeValue::S("first".to_owned()))]);
+        let submitted = tables
+            .submit(
+                vec![Write::put("turns", item)],
+                Box::new(move |outcomes| {
+                    let _ = sender.send(outcomes);
+                }),
+            )
+            .unwrap();
+        assert_eq!(submitted, Submitted::Lead);
+        drop(WriteLead {
+            tables: Some(tables.clone()),
+        });
+        // A deadline only so that a lost turn fails the test instead of hanging it.
+        let outcomes = tokio::time::timeout(std::time::Duration::from_secs(120), receiver)
+            .await
+            .expect("nobody committed the queued write")
+            .unwrap();
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        // The turn was given up once the queue was empty: the next write leads itself.
+        service
+            .call(
+                "PutItem",
+                json!({"TableName": "turns", "Item": {"id": {"S": "second"}}}),
+            )
+            .await
+            .unwrap();
+        for id in ["first", "second"] {
+            let found = service
+                .call(
+                    "GetItem",
+                    json!({"TableName": "turns", "Key": {"id": {"S": id}}}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(found["Item"]["id"]["S"], id, "{found}");
+        }
+    }
 
     #[test]
     fn batch_writes_the_full_queue_refused_come_back_as_unprocessed_items() {
