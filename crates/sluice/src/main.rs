@@ -11,24 +11,6 @@ mod security_cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
-///
-/// mimalloc asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), so every first touch of
-/// a 2 MiB range makes the kernel zero all of it, and indexing frees and refills large buffers
-/// (tantivy's per-segment arenas and postings buffers) all the time: with huge pages, zeroing
-/// them was 12 % of the server's CPU while bulk loading, and turning them off cut its CPU per
-/// document by 10 % and its peak memory by 12 % (BENCHMARKS.md, "Bulk loading …, huge pages").
-/// The flag is process-wide and takes effect for every later page fault, including in the arena
-/// mimalloc reserved before `main`, and children (function runtimes) inherit it;
-/// `MIMALLOC_ALLOW_THP=1` keeps mimalloc's default.
-fn disable_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // Best effort: an old kernel without the flag just keeps its huge pages.
-        let _ = rustix::thread::disable_transparent_huge_pages(true);
-    }
-}
-
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -426,6 +408,24 @@ fn read_config(args: &UpArgs) -> anyhow::Result<ConfigFile> {
         ));
     }
     Ok(config)
+}
+
+/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
+///
+/// mimalloc asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), so every first touch of
+/// a 2 MiB range makes the kernel zero all of it, and indexing frees and refills large buffers
+/// (tantivy's per-segment arenas and postings buffers) all the time: with huge pages, zeroing
+/// them was 12 % of the server's CPU while bulk loading, and turning them off cut its CPU per
+/// document by 10 % and its peak memory by 12 % (BENCHMARKS.md, "Bulk loading …, huge pages").
+/// The flag is process-wide and takes effect for every later page fault, including in the arena
+/// mimalloc reserved before `main`, and children (function runtimes) inherit it;
+/// `MIMALLOC_ALLOW_THP=1` keeps mimalloc's default.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // Best effort: an old kernel without the flag just keeps its huge pages.
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
+    }
 }
 
 fn main() -> std::process::ExitCode {

@@ -208,7 +208,6 @@ fn invalid_parameter(message: impl std::fmt::Display) -> AwsError {
     ))
 }
 
-/// The one map from engine errors to DynamoDB's.
 /// A request's turn to lead the tables' write queue ([`Submitted::Lead`]). Unless given up
 /// (the queue is empty), dropping it hands the turn to a blocking-pool thread that commits until
 /// no writes wait — also when the request unwinds before leading, so that queued writes never
@@ -232,6 +231,7 @@ impl Drop for WriteLead {
     }
 }
 
+/// The one map from engine errors to DynamoDB's.
 fn tables_error(error: TablesError) -> AwsError {
     match error {
         TablesError::Validation(message) => validation(message),
