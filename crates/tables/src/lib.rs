@@ -28,6 +28,7 @@
 )]
 
 mod codec;
+mod committer;
 mod error;
 pub mod expression;
 mod index;

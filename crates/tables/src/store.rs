@@ -4,11 +4,13 @@
 //! per group, reads each member's current item,
 //! runs its condition, writes the item, its counts and — when the table has a stream — its
 //! stream record. The rows the group wrote are one record of the write-ahead log
-//! (`wal.rs`), appended and fsynced once for the whole group; then the redb transaction
-//! commits without an fsync. Members are answered only after that: an acknowledged change is
-//! durable, and it and its stream record are one log record, so no crash can leave one without
-//! the other. Reads use redb snapshots, which only ever hold committed (so logged, durable)
-//! state. Catalog changes commit durably in redb, which checkpoints the log.
+//! (`wal.rs`), appended durably once for the whole group. Members are answered then: an
+//! acknowledged change is durable, and it and its stream record are one log record, so no
+//! crash can leave one without the other. The redb transaction goes to the committer
+//! (`committer.rs`), which commits it without an fsync while the answers travel. Reads use
+//! redb snapshots begun once every transaction handed over before them has committed, so they
+//! hold every acknowledged change and nothing that is not durable. Catalog changes commit
+//! durably in redb, which checkpoints the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,6 +23,7 @@ use redb::{
 use sluice_log::Clock;
 
 use crate::codec::{decode_item, encode_item, encode_key};
+use crate::committer::Committer;
 use crate::error::{CancellationReason, Result, TablesError};
 use crate::index::{IndexRequest, SecondaryIndex, validate_indexes};
 use crate::schema::{
@@ -303,18 +306,21 @@ pub struct Tables {
     /// [`QUEUED_WRITE_BYTES_MAX`], smaller in tests.
     queued_bytes_max: usize,
     /// Set when a commit failed: the database refuses writes until it is reopened.
-    poisoned: AtomicBool,
+    poisoned: Arc<AtomicBool>,
     /// The catalog as last committed, for reads and for checking writes before they queue.
     catalog: Mutex<HashMap<String, Arc<TableDefinition>>>,
     /// The commit point of item writes. Locked only while holding redb's write transaction,
     /// so records are numbered in commit order.
     wal: Mutex<Wal>,
+    /// Commits logged groups to redb after they are answered; readers wait for it.
+    committer: Committer,
 }
 
 impl Drop for Tables {
     /// A clean close leaves every commit durable in the database and the log empty, so the next
     /// open has nothing to apply. Not needed for safety: the log is applied after a crash.
     fn drop(&mut self) {
+        self.committer.stop();
         if !self.poisoned.load(Ordering::SeqCst)
             && let Err(error) = self.checkpoint()
         {
@@ -380,20 +386,38 @@ impl Tables {
                 catalog.insert(name.value().to_owned(), Arc::new(definition));
             }
         }
+        let poisoned = Arc::new(AtomicBool::new(false));
         Ok(Tables {
             database,
             clock,
             queue: Mutex::new(QueueState::default()),
             queued_bytes_max: QUEUED_WRITE_BYTES_MAX,
-            poisoned: AtomicBool::new(false),
+            committer: Committer::start(poisoned.clone())?,
+            poisoned,
             catalog: Mutex::new(catalog),
             wal: Mutex::new(wal),
         })
     }
 
-    /// Commits an item write transaction: its rows become the next write-ahead log record,
-    /// which is on disk before redb commits (without an fsync of its own) and readers see the
-    /// change. A failure refuses writes until the tables are reopened, which replays the log.
+    /// redb's write transaction, once the last group handed to the committer is committed
+    /// (here, when the committer's thread has not taken it yet).
+    fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        self.committer.help();
+        Ok(self.database.begin_write()?)
+    }
+
+    /// A snapshot holding every acknowledged write (and nothing that is not durable: redb
+    /// only ever sees a group after its log record is on disk).
+    fn read(&self) -> Result<redb::ReadTransaction> {
+        self.committer.wait_visible()?;
+        Ok(self.database.begin_read()?)
+    }
+
+    /// Commits an item write transaction: its rows become the next write-ahead log record.
+    /// Once that is on disk the change is durable and may be answered; the transaction goes
+    /// to the committer, which commits it to redb (without an fsync of its own) while the
+    /// answers travel, and readers wait for that. A failure refuses writes until the tables
+    /// are reopened, which replays the log.
     fn commit_logged(&self, mut write: redb::WriteTransaction, redo: &Redo) -> Result<()> {
         let checkpoint = {
             let mut wal = lock(&self.wal);
@@ -403,7 +427,6 @@ impl Tables {
                     .insert(KEY_WAL_APPLIED, wal.next_lsn())?;
                 write.set_durability(redb::Durability::None)?;
                 wal.append(redo.bytes())?;
-                write.commit()?;
                 Ok(())
             })();
             if let Err(error) = logged {
@@ -413,9 +436,12 @@ impl Tables {
             }
             wal.wants_checkpoint()
         };
-        // The group is committed and durable in the log whatever happens here; a checkpoint
-        // that fails leaves the log to grow and is tried again after the next commit (a failed
-        // database commit has poisoned the tables already).
+        // Only the holder of redb's write transaction appends to the log, so records reach
+        // redb in log order.
+        self.committer.hand_over(write);
+        // The group is durable in the log whatever happens here; a checkpoint (which waits for
+        // the committer in `begin_write`) that fails leaves the log to grow and is tried again
+        // after the next commit (a failed database commit has poisoned the tables already).
         if checkpoint && let Err(error) = self.checkpoint() {
             tracing::error!(%error, "tables checkpoint failed; the write-ahead log keeps growing");
         }
@@ -425,7 +451,7 @@ impl Tables {
     /// Makes everything committed durable in the database and starts the write-ahead log
     /// again at its front.
     fn checkpoint(&self) -> Result<()> {
-        let mut write = self.database.begin_write()?;
+        let mut write = self.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         self.commit_control(write)
     }
@@ -450,7 +476,7 @@ impl Tables {
         request.validate()?;
         self.refuse_if_poisoned()?;
         let now_ms = self.clock.now_ms();
-        let mut write = self.database.begin_write()?;
+        let mut write = self.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         let definition = {
             let mut catalog = write.open_table(CATALOG)?;
@@ -589,7 +615,7 @@ impl Tables {
         change: impl FnOnce(&redb::WriteTransaction, &mut TableDefinition) -> Result<()>,
     ) -> Result<Arc<TableDefinition>> {
         self.refuse_if_poisoned()?;
-        let mut write = self.database.begin_write()?;
+        let mut write = self.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         let definition = {
             let mut catalog = write.open_table(CATALOG)?;
@@ -627,7 +653,7 @@ impl Tables {
     /// A table's definition and counts.
     pub fn describe_table(&self, name: &str) -> Result<TableDescription> {
         let definition = self.definition(name)?;
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let counts = read.open_table(COUNTS)?;
         let (item_count, size_bytes) = counts
             .get(definition.table_id)?
@@ -675,7 +701,7 @@ impl Tables {
         self.refuse_if_poisoned()?;
         let description = self.describe_table(name)?;
         let definition = &description.definition;
-        let mut write = self.database.begin_write()?;
+        let mut write = self.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         {
             let mut catalog = write.open_table(CATALOG)?;
@@ -716,7 +742,7 @@ impl Tables {
         let definition = self.definition(table)?;
         let (partition, sort) = definition.key_schema.exact_key(key)?;
         let key_bytes = encode_key(partition, sort);
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let items = read.open_table(ITEMS)?;
         let stored = items.get((definition.table_id, key_bytes.as_slice()))?;
         stored.map(|bytes| decode_item(bytes.value())).transpose()
@@ -727,7 +753,7 @@ impl Tables {
     pub fn scan(&self, table: &str, request: &ScanRequest) -> Result<ScanPage> {
         let definition = self.definition(table)?;
         let schema = &definition.key_schema;
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let view = View::of(&definition, request.index.as_deref(), request.fetch_items)?;
         let start = request
             .exclusive_start_key
@@ -782,7 +808,7 @@ impl Tables {
             .as_ref()
             .map(|key| view.start_key(schema, key))
             .transpose()?;
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let store = read.open_table(view.store())?;
         let table_items = read.open_table(ITEMS)?;
         let lower = match (&start, request.forward) {
@@ -827,7 +853,7 @@ impl Tables {
 
     /// Several items, each at `(table, key)`, read from one snapshot (TransactGetItems).
     pub fn get_items(&self, keys: &[(String, Item)]) -> Result<Vec<Option<Item>>> {
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let items = read.open_table(ITEMS)?;
         keys.iter()
             .map(|(table, key)| {
@@ -1033,7 +1059,7 @@ impl Tables {
             ));
         }
         let now_ms = self.clock.now_ms();
-        let write = self.database.begin_write()?;
+        let write = self.begin_write()?;
         let mut redo = Redo::default();
         let outcomes = {
             let catalog = write.open_table(CATALOG)?;
@@ -1190,7 +1216,7 @@ impl Tables {
     fn try_commit_group(&self, group: Vec<(Slot, Prepared)>) -> Result<Vec<Result<WriteOutcome>>> {
         self.refuse_if_poisoned()?;
         let now_ms = self.clock.now_ms();
-        let write = self.database.begin_write()?;
+        let write = self.begin_write()?;
         let mut outcomes = Vec::with_capacity(group.len());
         let mut redo = Redo::default();
         {
@@ -1252,7 +1278,7 @@ impl Tables {
 
     /// Every stream with records or enabled, oldest first.
     pub fn streams(&self) -> Result<Vec<StreamSummary>> {
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let mut streams = Vec::new();
         for entry in read.open_table(STREAMS)?.iter()? {
             let (_, json) = entry?;
@@ -1263,7 +1289,7 @@ impl Tables {
 
     /// One stream's summary.
     pub fn stream(&self, stream_id: u64) -> Result<StreamSummary> {
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let json = read
             .open_table(STREAMS)?
             .get(stream_id)?
@@ -1274,7 +1300,7 @@ impl Tables {
 
     /// The first and last sequence numbers a stream holds, None when it holds none.
     pub fn stream_bounds(&self, stream_id: u64) -> Result<Option<(u64, u64)>> {
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let records = read.open_table(RECORDS)?;
         let mut range = records.range((stream_id, 0)..=(stream_id, u64::MAX))?;
         let first = range.next().transpose()?.map(|(key, _)| key.value().1);
@@ -1284,7 +1310,7 @@ impl Tables {
 
     /// The sequence number the stream's next record will get (1 for a stream without any).
     pub fn stream_next_sequence(&self, stream_id: u64) -> Result<u64> {
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let next = read
             .open_table(STREAM_NEXT)?
             .get(stream_id)?
@@ -1303,7 +1329,7 @@ impl Tables {
         limit: usize,
     ) -> Result<Vec<StreamRecord>> {
         let limit = limit.clamp(1, STREAM_READ_MAX);
-        let read = self.database.begin_read()?;
+        let read = self.read()?;
         let records = read.open_table(RECORDS)?;
         let mut out = Vec::new();
         for entry in records
@@ -1323,7 +1349,7 @@ impl Tables {
         let cutoff_ms = self.clock.now_ms().saturating_sub(STREAM_RETENTION_MS);
         let streams = self.streams()?;
         let mut removed = 0;
-        let mut write = self.database.begin_write()?;
+        let mut write = self.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
         {
             let mut records = write.open_table(RECORDS)?;
@@ -1613,7 +1639,7 @@ impl Tables {
                 continue;
             };
             let id = definition.table_id;
-            let read = self.database.begin_read()?;
+            let read = self.read()?;
             let items = read.open_table(ITEMS)?;
             let mut group = Vec::new();
             for entry in items.range((id, &[][..])..(id + 1, &[][..]))? {
@@ -2151,6 +2177,10 @@ impl Tables {
     /// Takes the database's write lock: a leader waits for it until the transaction is dropped.
     pub(crate) fn hold_writes(&self) -> redb::WriteTransaction {
         self.database.begin_write().expect("write transaction")
+    }
+
+    pub(crate) fn committer(&self) -> &Committer {
+        &self.committer
     }
 
     /// How many writes wait for a group, and whether a leader is committing one.

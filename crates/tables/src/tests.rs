@@ -1097,3 +1097,75 @@ fn a_submitted_write_holds_no_thread_and_the_leader_hands_over_after_its_own_gro
     assert!(never.recv().is_err(), "its Deliver was dropped uncalled");
     assert_eq!(tables.queue_state(), (0, false));
 }
+
+/// Copies the files of a tables directory as they are on disk: what a crash would leave.
+fn crash_image(from: &std::path::Path, to: &std::path::Path) {
+    for name in ["tables.redb", "tables.wal"] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn a_write_is_answered_before_its_redb_commit_and_readers_and_crashes_still_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = Arc::new(open(dir.path()));
+    let stream = tables
+        .create_table(create("transactions", Some(StreamViewType::NewImage)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    let key = item(&[("userId", n("3")), ("transactionId", n("51"))]);
+    let mut written = key.clone();
+    written.insert("amount".to_owned(), n("12.50"));
+
+    tables.committer().hold(true);
+    // Answered while its redb commit is held back: the log record is what makes it durable.
+    tables
+        .write(Write::put("transactions", written.clone()))
+        .unwrap();
+    assert_eq!(tables.committer().uncommitted(), 1);
+
+    // A crash now leaves the database without the write and the log with it.
+    let crashed = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), crashed.path());
+
+    // A reader that begins after the answer waits for the commit rather than miss the write.
+    let reader = std::thread::spawn({
+        let tables = tables.clone();
+        let key = key.clone();
+        move || tables.get_item("transactions", &key).unwrap()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !reader.is_finished(),
+        "a read ran before the write it must see was visible"
+    );
+    tables.committer().hold(false);
+    assert_eq!(reader.join().unwrap(), Some(written.clone()));
+    assert_eq!(tables.committer().uncommitted(), 0);
+
+    // Closing commits a held-back transaction too.
+    tables.committer().hold(true);
+    let mut second = item(&[("userId", n("3")), ("transactionId", n("52"))]);
+    second.insert("amount".to_owned(), n("1"));
+    tables
+        .write(Write::put("transactions", second.clone()))
+        .unwrap();
+    drop(Arc::into_inner(tables).unwrap());
+    let reopened = open(dir.path());
+    assert_eq!(
+        reopened.describe_table("transactions").unwrap().item_count,
+        2
+    );
+    assert_eq!(reopened.stream_bounds(stream).unwrap(), Some((1, 2)));
+
+    // The crash image recovers the answered write, with its stream record, from the log.
+    let recovered = open(crashed.path());
+    assert_eq!(
+        recovered.get_item("transactions", &key).unwrap(),
+        Some(written)
+    );
+    assert_eq!(recovered.stream_bounds(stream).unwrap(), Some((1, 1)));
+}
