@@ -35,6 +35,9 @@ struct State {
     closing: bool,
     /// Tests hold commits back to see what readers and a crash see meanwhile.
     held: bool,
+    /// Tests make the next commit fail.
+    #[cfg(test)]
+    fail_next: bool,
 }
 
 struct Shared {
@@ -93,11 +96,16 @@ impl Committer {
     pub(crate) fn wait_visible(&self) -> Result<()> {
         let mut state = lock(&self.shared.state);
         let target = state.handed_count;
-        while state.committed_count < target {
+        loop {
+            // After a failed commit redb lacks acknowledged writes (the log has them), and a
+            // later commit would make the count below look complete: every read fails.
             if let Some(reason) = &state.failed {
                 return Err(TablesError::Storage(format!(
                     "a commit failed earlier ({reason}); tables must be reopened"
                 )));
+            }
+            if state.committed_count >= target {
+                return Ok(());
             }
             if let Some(write) = take(&mut state) {
                 drop(state);
@@ -113,7 +121,6 @@ impl Committer {
                 .unwrap_or_else(PoisonError::into_inner);
             state.readers_waiting -= 1;
         }
-        Ok(())
     }
 
     /// Commits the handed-over transaction here if the thread has not taken it yet: a writer
@@ -145,6 +152,11 @@ impl Committer {
     pub(crate) fn hold(&self, held: bool) {
         lock(&self.shared.state).held = held;
         self.shared.handed.notify_one();
+    }
+
+    /// Makes the next commit panic, as a failing redb would.
+    pub(crate) fn fail_next(&self) {
+        lock(&self.shared.state).fail_next = true;
     }
 
     /// Transactions handed over and not yet committed.
@@ -190,15 +202,39 @@ fn run(shared: &Shared, poisoned: &AtomicBool) {
     }
 }
 
+#[cfg(test)]
+fn injected_failure(state: &mut State) -> bool {
+    std::mem::take(&mut state.fail_next)
+}
+
+#[cfg(not(test))]
+fn injected_failure(_: &mut State) -> bool {
+    false
+}
+
 /// Commits a handed-over transaction and tells the readers waiting for it.
 fn commit(shared: &Shared, poisoned: &AtomicBool, write: redb::WriteTransaction) {
+    let inject_failure = {
+        let mut state = lock(&shared.state);
+        if state.failed.is_some() {
+            // Committing past a failed commit would put a later group in redb without the
+            // earlier one; the log replays both when the tables are reopened.
+            drop(state);
+            drop(write);
+            return;
+        }
+        injected_failure(&mut state)
+    };
     // A panic inside redb must not leave readers waiting for a commit that never comes.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write.commit()))
-        .unwrap_or_else(|_| {
-            Err(redb::CommitError::Storage(redb::StorageError::Io(
-                std::io::Error::other("the commit panicked"),
-            )))
-        });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(!inject_failure, "an injected commit failure");
+        write.commit()
+    }))
+    .unwrap_or_else(|_| {
+        Err(redb::CommitError::Storage(redb::StorageError::Io(
+            std::io::Error::other("the commit panicked"),
+        )))
+    });
     let wake = {
         let mut state = lock(&shared.state);
         match result {

@@ -1169,3 +1169,37 @@ fn a_write_is_answered_before_its_redb_commit_and_readers_and_crashes_still_see_
     );
     assert_eq!(recovered.stream_bounds(stream).unwrap(), Some((1, 1)));
 }
+
+#[test]
+fn a_failed_redb_commit_after_the_answer_fails_reads_and_the_log_keeps_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    tables
+        .create_table(create("transactions", Some(StreamViewType::NewImage)))
+        .unwrap();
+    let key = item(&[("userId", n("3")), ("transactionId", n("51"))]);
+    let mut written = key.clone();
+    written.insert("amount".to_owned(), n("12.50"));
+    tables.committer().hold(true);
+    tables.committer().fail_next();
+    tables
+        .write(Write::put("transactions", written.clone()))
+        .unwrap();
+    tables.committer().hold(false);
+    // The read would miss an answered write: it fails instead, and so do writes.
+    assert!(matches!(
+        tables.get_item("transactions", &key),
+        Err(TablesError::Storage(_))
+    ));
+    assert!(matches!(
+        tables.write(Write::put("transactions", written.clone())),
+        Err(TablesError::Storage(_))
+    ));
+    drop(tables);
+    // Reopening applies the log: the answered write is there.
+    let reopened = open(dir.path());
+    assert_eq!(
+        reopened.get_item("transactions", &key).unwrap(),
+        Some(written)
+    );
+}
