@@ -86,7 +86,8 @@ const KEY_NEXT_STREAM_ID: &str = "next_stream_id";
 /// The last write-ahead log record the database holds (0 before the first).
 const KEY_WAL_APPLIED: &str = "wal_applied";
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks a mutex, poisoned or not.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
