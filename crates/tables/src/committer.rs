@@ -1,6 +1,6 @@
 //! The redb commit of a logged write group, off the answer's path.
 //!
-//! A group is durable once its write-ahead log record is fsynced; redb's commit of it (without
+//! A group is durable once its write-ahead log record is on disk; redb's commit of it (without
 //! an fsync, about 30 µs) only makes it visible to readers. So the leader answers the group as
 //! soon as the record is on disk and hands the still-open transaction to this thread, which
 //! commits it while the answers travel. Readers keep seeing every acknowledged write: a reader
@@ -31,6 +31,7 @@ struct State {
     failed: Option<String>,
     closing: bool,
     /// Tests hold commits back to see what readers and a crash see meanwhile.
+    #[cfg(test)]
     held: bool,
     /// Tests make the next commit fail.
     #[cfg(test)]
@@ -134,7 +135,10 @@ impl Committer {
         {
             let mut state = lock(&self.shared.state);
             state.closing = true;
-            state.held = false;
+            #[cfg(test)]
+            {
+                state.held = false;
+            }
         }
         self.shared.handed.notify_one();
         if let Some(thread) = self.thread.take() {
@@ -171,11 +175,11 @@ impl Drop for Committer {
 
 /// The handed-over transaction, unless tests hold it back.
 fn take(state: &mut State) -> Option<redb::WriteTransaction> {
+    #[cfg(test)]
     if state.held {
-        None
-    } else {
-        state.handed.take()
+        return None;
     }
+    state.handed.take()
 }
 
 fn run(shared: &Shared, poisoned: &AtomicBool) {

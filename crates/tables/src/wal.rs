@@ -65,14 +65,17 @@ pub(crate) struct Wal {
 /// were. Where the file system refuses direct I/O (tmpfs), appends go through the page cache
 /// and an `fdatasync`.
 enum Writer {
-    Direct {
-        file: File,
-        /// Bytes of the block the log ends in, up to the end of the log.
-        tail: Vec<u8>,
-        /// Room for one aligned write; the write uses its aligned part.
-        buffer: Vec<u8>,
-    },
+    Direct(DirectWriter),
     Buffered,
+}
+
+/// The log opened with `O_DIRECT | O_DSYNC`.
+struct DirectWriter {
+    file: File,
+    /// Bytes of the block the log ends in, up to the end of the log.
+    tail: Vec<u8>,
+    /// Room for one aligned write; the write uses its aligned part.
+    buffer: Vec<u8>,
 }
 
 impl Wal {
@@ -132,7 +135,7 @@ impl Wal {
 
     #[cfg(test)]
     fn is_direct(&self) -> bool {
-        matches!(self.writer, Writer::Direct { .. })
+        matches!(self.writer, Writer::Direct(_))
     }
 
     /// The number the next record gets.
@@ -161,21 +164,24 @@ impl Wal {
         bytes.extend_from_slice(&crc_of(lsn, payload).to_le_bytes());
         bytes.extend_from_slice(&lsn.to_le_bytes());
         bytes.extend_from_slice(payload);
-        match self.writer.append(&bytes, self.position) {
-            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                // A file system that opens files for direct I/O but refuses the writes: nothing
-                // was written, so the record goes through the page cache instead, as every
-                // later one will.
-                tracing::warn!(%error, "tables: direct writes to the write-ahead log refused; using fdatasync");
-                self.writer = Writer::Buffered;
-                self.writer
-                    .append_buffered(&self.file, &bytes, self.position)?;
-            }
-            Err(error) => return Err(error.into()),
-            Ok(true) => {}
-            Ok(false) => self
-                .writer
-                .append_buffered(&self.file, &bytes, self.position)?,
+        let written = match &mut self.writer {
+            Writer::Direct(direct) => match direct.append(&bytes, self.position) {
+                Ok(()) => true,
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    // A file system that opens files for direct I/O but refuses the writes: the
+                    // record goes through the page cache instead, over whatever part of it was
+                    // written, and so does every later one.
+                    tracing::warn!(%error, "tables: direct writes to the write-ahead log refused; using fdatasync");
+                    self.writer = Writer::Buffered;
+                    false
+                }
+                Err(error) => return Err(error.into()),
+            },
+            Writer::Buffered => false,
+        };
+        if !written {
+            self.file.write_all_at(&bytes, self.position)?;
+            self.file.sync_data()?;
         }
         self.position += bytes.len() as u64;
         self.next_lsn += 1;
@@ -186,8 +192,8 @@ impl Wal {
     /// database (a `Durability::Immediate` commit after the last one).
     pub(crate) fn restart(&mut self) {
         self.position = 0;
-        if let Writer::Direct { tail, .. } = &mut self.writer {
-            tail.clear();
+        if let Writer::Direct(direct) = &mut self.writer {
+            direct.tail.clear();
         }
     }
 }
@@ -211,18 +217,18 @@ impl Writer {
         let block_start = position - position % BLOCK_BYTES as u64;
         let mut tail = vec![0_u8; (position - block_start) as usize];
         file.read_exact_at(&mut tail, block_start)?;
-        Ok(Writer::Direct {
+        Ok(Writer::Direct(DirectWriter {
             file: direct,
             tail,
             buffer: Vec::new(),
-        })
+        }))
     }
+}
 
-    /// Writes `record` at `position` durably: answers false when this writer is buffered.
-    fn append(&mut self, record: &[u8], position: u64) -> std::io::Result<bool> {
-        let Writer::Direct { file, tail, buffer } = self else {
-            return Ok(false);
-        };
+impl DirectWriter {
+    /// Writes `record` at `position` (the log's end) durably, with the block it starts in.
+    fn append(&mut self, record: &[u8], position: u64) -> std::io::Result<()> {
+        let DirectWriter { file, tail, buffer } = self;
         let block_start = position - tail.len() as u64;
         let end = tail.len() + record.len();
         let padded = end.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
@@ -245,12 +251,6 @@ impl Writer {
         if buffer.capacity() > BUFFER_KEPT_BYTES {
             *buffer = Vec::new();
         }
-        Ok(true)
-    }
-
-    fn append_buffered(&self, file: &File, record: &[u8], position: u64) -> Result<()> {
-        file.write_all_at(record, position)?;
-        file.sync_data()?;
         Ok(())
     }
 }
