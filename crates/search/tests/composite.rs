@@ -33,6 +33,8 @@ struct Doc {
     value: Option<i64>,
     double: Option<f64>,
     point: Option<(f64, f64)>,
+    /// A keyword of many distinct values: a first source that walks many terms per page.
+    name: Option<u32>,
 }
 
 impl Doc {
@@ -52,6 +54,9 @@ impl Doc {
         if let Some((lat, lon)) = self.point {
             document["p"] = json!({"lat": lat, "lon": lon});
         }
+        if let Some(name) = self.name {
+            document["n"] = json!(format!("n{name:05}"));
+        }
         document
     }
 }
@@ -62,7 +67,8 @@ fn mappings() -> Mappings {
         "s": {"type": "keyword"},
         "v": {"type": "long"},
         "d": {"type": "double"},
-        "p": {"type": "geo_point"}
+        "p": {"type": "geo_point"},
+        "n": {"type": "keyword"}
     }}))
     .unwrap()
 }
@@ -91,6 +97,7 @@ enum Field {
     Double,
     /// `p` in tiles of zoom 3.
     Tile,
+    Name,
 }
 
 const TILE_ZOOM: u32 = 3;
@@ -101,6 +108,7 @@ impl Field {
             Field::Keys => ("k", CompositeSourceKind::Terms),
             Field::Key => ("s", CompositeSourceKind::Terms),
             Field::Value => ("v", CompositeSourceKind::Terms),
+            Field::Name => ("n", CompositeSourceKind::Terms),
             Field::Double => ("d", CompositeSourceKind::Histogram { interval: 1.0 }),
             Field::Tile => (
                 "p",
@@ -133,6 +141,11 @@ impl Field {
                 .into_iter()
                 .collect(),
             Field::Value => doc.value.map(RefValue::Number).into_iter().collect(),
+            Field::Name => doc
+                .name
+                .map(|name| RefValue::Text(format!("n{name:05}")))
+                .into_iter()
+                .collect(),
             Field::Double => doc
                 .double
                 .map(|d| RefValue::Number(d.floor() as i64))
@@ -162,7 +175,9 @@ impl Field {
             return None;
         }
         Some(match self {
-            Field::Keys | Field::Key => RefValue::Text(value.as_str().unwrap().to_string()),
+            Field::Keys | Field::Key | Field::Name => {
+                RefValue::Text(value.as_str().unwrap().to_string())
+            }
             Field::Value => RefValue::Number(value.as_i64().unwrap()),
             Field::Double => RefValue::Number(value.as_f64().unwrap() as i64),
             Field::Tile => {
@@ -234,10 +249,35 @@ fn reference(
 type Page = (Vec<(Vec<Value>, u64)>, Option<Vec<Value>>);
 
 fn run(indices: &[Arc<Index>], composite: Composite) -> Result<Page, SearchError> {
-    let targets: Vec<(Arc<Index>, Query)> = indices
-        .iter()
-        .map(|i| (i.clone(), Query::match_all()))
-        .collect();
+    run_over(indices, composite, &Query::match_all())
+}
+
+/// The documents whose `v` is one of `values` (all documents for `None`).
+fn filter(values: Option<&[i64]>) -> Query {
+    match values {
+        None => Query::match_all(),
+        Some(values) => Query::Terms {
+            field: "v".into(),
+            values: values.iter().map(|v| json!(v)).collect(),
+            boost: 1.0,
+        },
+    }
+}
+
+fn kept(docs: &[Doc], values: Option<&[i64]>) -> Vec<Doc> {
+    docs.iter()
+        .filter(|doc| values.is_none_or(|values| doc.value.is_some_and(|v| values.contains(&v))))
+        .cloned()
+        .collect()
+}
+
+fn run_over(
+    indices: &[Arc<Index>],
+    composite: Composite,
+    query: &Query,
+) -> Result<Page, SearchError> {
+    let targets: Vec<(Arc<Index>, Query)> =
+        indices.iter().map(|i| (i.clone(), query.clone())).collect();
     let agg = Aggregation {
         name: "c".into(),
         kind: AggKind::Composite(composite),
@@ -277,6 +317,7 @@ fn paged(
     missing: &[bool],
     size: usize,
     most_pages: usize,
+    values: Option<&[i64]>,
 ) -> Vec<(Vec<RefPart>, u64)> {
     let sources: Vec<CompositeSource> = fields
         .iter()
@@ -287,7 +328,7 @@ fn paged(
     let mut after: Option<Vec<Value>> = None;
     let mut listed = Vec::new();
     for _ in 0..most_pages {
-        let (buckets, after_key) = run(
+        let (buckets, after_key) = run_over(
             indices,
             Composite {
                 sources: sources.clone(),
@@ -298,6 +339,7 @@ fn paged(
                         .collect()
                 }),
             },
+            &filter(values),
         )
         .unwrap();
         if buckets.is_empty() {
@@ -327,17 +369,19 @@ fn docs() -> impl Strategy<Value = Vec<Doc>> {
             prop::option::of(-4i64..4),
             prop::option::of(prop::sample::select(DOUBLES.to_vec())),
             prop::option::of((-80.0f64..80.0, -179.0f64..179.0)),
+            prop::option::of(0u32..200),
         ),
         1..60,
     )
     .prop_map(|raw| {
         raw.into_iter()
-            .map(|(keys, key, value, double, point)| Doc {
+            .map(|(keys, key, value, double, point, name)| Doc {
                 keys,
                 key,
                 value,
                 double,
                 point,
+                name,
             })
             .collect()
     })
@@ -353,25 +397,31 @@ proptest! {
     #[test]
     fn paged_composite_lists_every_key_once_in_order(
         docs in docs(),
-        order in Just(vec![Field::Keys, Field::Key, Field::Value, Field::Double, Field::Tile]).prop_shuffle(),
+        order in Just(vec![
+            Field::Keys, Field::Key, Field::Value, Field::Double, Field::Tile, Field::Name,
+        ]).prop_shuffle(),
         count in 1usize..4,
-        directions in prop::collection::vec(direction(), 5),
-        missing in prop::collection::vec(any::<bool>(), 5),
+        directions in prop::collection::vec(direction(), 6),
+        missing in prop::collection::vec(any::<bool>(), 6),
         size in 1usize..6,
+        values in prop::option::of(prop::sample::subsequence((-4i64..4).collect::<Vec<_>>(), 1..8)),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let indices = indices(dir.path(), &docs);
         let fields = &order[..count];
         let directions = &directions[..count];
         let missing = &missing[..count];
-        let want = reference(&docs, fields, directions, missing);
-        let got = paged(&indices, fields, directions, missing, size, want.len() + 2);
+        let values = values.as_deref();
+        let want = reference(&kept(&docs, values), fields, directions, missing);
+        let got = paged(&indices, fields, directions, missing, size, want.len() + 2, values);
         prop_assert_eq!(got, want);
     }
 }
 
 /// More distinct keys per segment than the collector holds before pruning to a page (it then
-/// skips keys past the page): two sources, one multi-valued, descending and ascending.
+/// skips keys past the page): two sources, one multi-valued, descending and ascending; and a
+/// leading keyword walked by its terms, over every document or a filter's, with few documents
+/// per term (where the walk gives way to a scan) or many.
 #[test]
 fn pages_over_many_keys_per_segment() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,24 +432,52 @@ fn pages_over_many_keys_per_segment() {
             value: (i % 7 != 0).then_some((i * 7919) % 1601 - 800),
             double: None,
             point: None,
+            name: Some(((i * 37) % 6000) as u32),
         })
         .collect();
     let indices = indices(dir.path(), &docs);
+    let some: Vec<i64> = (-800..800).filter(|v| v % 3 != 0).collect();
     // A single-valued first source (read a batch at a time) of integers, then of keywords.
-    for (fields, directions, missing) in [
+    for (fields, directions, missing, values) in [
         (
             [Field::Value, Field::Keys],
             [Direction::Desc, Direction::Asc],
             [true, false],
+            None,
         ),
         (
             [Field::Key, Field::Value],
             [Direction::Asc, Direction::Desc],
             [true, true],
+            None,
+        ),
+        (
+            [Field::Key, Field::Value],
+            [Direction::Asc, Direction::Desc],
+            [false, true],
+            Some(some.as_slice()),
+        ),
+        (
+            [Field::Keys, Field::Name],
+            [Direction::Asc, Direction::Asc],
+            [false, false],
+            Some(some.as_slice()),
+        ),
+        (
+            [Field::Name, Field::Key],
+            [Direction::Asc, Direction::Asc],
+            [false, true],
+            None,
+        ),
+        (
+            [Field::Name, Field::Key],
+            [Direction::Asc, Direction::Asc],
+            [false, true],
+            Some(some.as_slice()),
         ),
     ] {
-        let want = reference(&docs, &fields, &directions, &missing);
-        assert!(want.len() > 4000, "{} keys", want.len());
+        let want = reference(&kept(&docs, values), &fields, &directions, &missing);
+        assert!(want.len() > 2000, "{} keys", want.len());
         let got = paged(
             &indices,
             &fields,
@@ -407,6 +485,7 @@ fn pages_over_many_keys_per_segment() {
             &missing,
             150,
             want.len() + 2,
+            values,
         );
         assert_eq!(got.len(), want.len());
         assert_eq!(got, want);
@@ -437,6 +516,7 @@ fn geotile_sources_order_by_tile_and_page_after_one() {
             value: None,
             double: None,
             point: Some(point),
+            name: None,
         })
         .chain([Doc {
             keys: vec![0],
@@ -444,6 +524,7 @@ fn geotile_sources_order_by_tile_and_page_after_one() {
             value: None,
             double: None,
             point: None,
+            name: None,
         }])
         .collect();
     let indices = indices(dir.path(), &docs);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tantivy::query::{EnableScoring, Weight};
-use tantivy::schema::Value as _;
+use tantivy::schema::{IndexRecordOption, Term, Value as _};
 use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED, TantivyDocument};
 
 use super::format::ValueFormat;
@@ -1175,7 +1175,7 @@ fn filter_docs(segment: &Segment<'_>, query: &Query, docs: &[DocId]) -> Result<V
 /// leaps to the other: the scorer seeks, the list gallops, so that a filter with few hits in a
 /// long list costs about its hits, and a list of every document in a range (a top-level
 /// `match_all`) is not walked at all: the scorer's documents in the range are the answer.
-fn intersect(mut scorer: Box<dyn tantivy::query::Scorer>, docs: &[DocId]) -> Vec<DocId> {
+fn intersect(mut scorer: impl DocSet, docs: &[DocId]) -> Vec<DocId> {
     let mut matched = Vec::new();
     let (Some(&first), Some(&last)) = (docs.first(), docs.last()) else {
         return matched;
@@ -2448,8 +2448,10 @@ fn collect_composite(
         columns.push(column);
         geo_columns.push(None);
     }
-    let after = after_key(composite, &kinds)?
-        .map(|key| packed_after(&key, composite, &columns))
+    let after_key = after_key(composite, &kinds)?;
+    let after = after_key
+        .as_ref()
+        .map(|key| packed_after(key, composite, &columns))
         .transpose()?;
     let mut readers = Vec::with_capacity(composite.sources.len());
     for (((source, kind), column), geo) in composite
@@ -2484,12 +2486,46 @@ fn collect_composite(
         after: after.as_deref(),
         keep_docs: !agg.subs.is_empty(),
     };
-    let groups: Vec<(Vec<Part>, DocGroup)> = match composite.sources.len() {
-        1 => scan.run::<[Part; 1]>(docs),
-        2 => scan.run::<[Part; 2]>(docs),
-        3 => scan.run::<[Part; 3]>(docs),
-        PACKED_SOURCES_MAX => scan.run::<[Part; PACKED_SOURCES_MAX]>(docs),
-        _ => scan.run::<Box<[Part]>>(docs),
+    // A leading keyword walked by its terms, when the page's documents are a large enough
+    // share of the segment's for its postings to be mostly theirs.
+    let by_terms = match (composite.sources.first(), columns.first()) {
+        (Some(source), Some(SegmentColumn::Str(strings)))
+            if matches!(source.kind, CompositeSourceKind::Terms)
+                && source.direction == Direction::Asc
+                && docs.len().saturating_mul(4) >= segment.reader.max_doc() as usize =>
+        {
+            let after_term = match after_key.as_ref().and_then(|key| key.first()) {
+                Some(Some(Key::Str(term))) => Some(Some(term.as_str())),
+                // The missing bucket sorts first: past a present `after`, none is on the page.
+                Some(Some(_)) => None,
+                Some(None) | None if source.missing_bucket => None,
+                Some(None) | None => Some(None),
+            };
+            after_term.map(|after_term| (&source.source.field, strings, after_term))
+        }
+        _ => None,
+    };
+    let walked = match by_terms {
+        Some((field, strings, after_term)) => match composite.sources.len() {
+            1 => scan.run_by_terms::<[Part; 1]>(segment, field, strings, after_term, docs)?,
+            2 => scan.run_by_terms::<[Part; 2]>(segment, field, strings, after_term, docs)?,
+            3 => scan.run_by_terms::<[Part; 3]>(segment, field, strings, after_term, docs)?,
+            PACKED_SOURCES_MAX => scan.run_by_terms::<[Part; PACKED_SOURCES_MAX]>(
+                segment, field, strings, after_term, docs,
+            )?,
+            _ => scan.run_by_terms::<Box<[Part]>>(segment, field, strings, after_term, docs)?,
+        },
+        None => None,
+    };
+    let groups: PageGroups = match walked {
+        Some(groups) => groups,
+        None => match composite.sources.len() {
+            1 => scan.run::<[Part; 1]>(docs),
+            2 => scan.run::<[Part; 2]>(docs),
+            3 => scan.run::<[Part; 3]>(docs),
+            PACKED_SOURCES_MAX => scan.run::<[Part; PACKED_SOURCES_MAX]>(docs),
+            _ => scan.run::<Box<[Part]>>(docs),
+        },
     };
     segment
         .index
@@ -2579,6 +2615,9 @@ fn first_within(part: Part, low: Option<Part>, high: Option<Part>) -> bool {
     low.is_none_or(|low| part >= low) && high.is_none_or(|high| part <= high)
 }
 
+/// A segment's keys of one page, as parts, with their documents.
+type PageGroups = Vec<(Vec<Part>, DocGroup)>;
+
 /// One segment's pass of a composite: the keys of one page, grouped raw.
 struct CompositeScan<'a> {
     composite: &'a Composite,
@@ -2592,17 +2631,10 @@ impl CompositeScan<'_> {
     /// Groups the documents by key, keeping only keys that can be on the page: past `after`
     /// and, once more than a page is held, not past the largest of the `size` smallest held.
     /// Answers at most `size` groups with their keys' parts.
-    fn run<K: PackedKey + Clone>(&self, docs: &[DocId]) -> Vec<(Vec<Part>, DocGroup)> {
+    fn run<K: PackedKey + Clone>(&self, docs: &[DocId]) -> PageGroups {
         let sources = &self.composite.sources;
-        let size = self.composite.size;
-        // Pruning to the page costs a selection over the held keys, so it waits for another
-        // page of them; until the first cut, every key past `after` is held.
-        let prune_at = size.saturating_mul(2).max(256);
-        let mut groups: FastMap<K, DocGroup> = FastMap::default();
+        let mut page = PageKeys::<K>::new(sources.len(), self.composite.size);
         let mut per_source: Vec<Vec<Part>> = vec![Vec::new(); sources.len()];
-        let mut combination: Vec<Part> = vec![0; sources.len()];
-        let mut indexes = vec![0usize; sources.len()];
-        let mut threshold: Option<K> = None;
         // The first source's bounds: a document none of whose first parts lies within them
         // cannot have a key on this page, whatever its other sources hold.
         let first_low = self.after.and_then(|after| after.first().copied());
@@ -2621,79 +2653,227 @@ impl CompositeScan<'_> {
                 // Those outside the first source's bounds (as they stand at the start of the
                 // batch: the key's own check below sees any later cut) are dropped here, in
                 // one tight pass.
-                let high = first_high(&threshold);
+                let high = first_high(&page.threshold);
                 for first in firsts.iter_mut().take(chunk.len()) {
                     if first.is_some_and(|part| !first_within(part, first_low, high)) {
                         *first = None;
                     }
                 }
             }
-            'docs: for (&doc, &first) in chunk.iter().zip(&firsts) {
-                if first.is_none() && batched.is_some() {
-                    continue;
-                }
-                for (i, ((reader, source), parts)) in self
-                    .readers
-                    .iter()
-                    .zip(sources)
-                    .zip(per_source.iter_mut())
-                    .enumerate()
-                {
-                    if i == 0 && batched.is_some() {
-                        parts.clear();
-                        parts.extend(first);
+            for (&doc, &first) in chunk.iter().zip(&firsts) {
+                if batched.is_some() {
+                    let (Some(first), Some(parts)) = (first, per_source.first_mut()) else {
                         continue;
-                    }
-                    reader.read(
-                        doc,
-                        source.direction == Direction::Desc,
-                        source.missing_bucket,
-                        parts,
-                    );
-                    if i == 0 {
-                        let high = first_high(&threshold);
-                        parts.retain(|&part| first_within(part, first_low, high));
-                    }
-                    if parts.is_empty() {
-                        continue 'docs;
-                    }
+                    };
+                    parts.clear();
+                    parts.push(first);
+                } else if let Some(parts) = per_source.first_mut() {
+                    self.read_source(0, doc, parts);
+                    let high = first_high(&page.threshold);
+                    parts.retain(|&part| first_within(part, first_low, high));
                 }
-                // Every combination of the sources' parts (a cartesian product for multi-valued
-                // fields), each distinct since each source's parts are.
-                indexes.iter_mut().for_each(|i| *i = 0);
-                loop {
-                    for ((slot, parts), &i) in combination.iter_mut().zip(&per_source).zip(&indexes)
-                    {
-                        *slot = parts.get(i).copied().unwrap_or(0);
-                    }
-                    let key = combination.as_slice();
-                    let past_after = self.after.is_none_or(|after| key > after);
-                    let within = threshold
-                        .as_ref()
-                        .is_none_or(|largest| key <= largest.borrow());
-                    if past_after && within {
-                        let entry = match groups.get_mut(key) {
-                            Some(entry) => entry,
-                            None => groups
-                                .entry(K::from_parts(key))
-                                .or_insert_with(|| (0, Vec::new())),
-                        };
-                        entry.0 += 1;
-                        if self.keep_docs {
-                            entry.1.push(doc);
-                        }
-                    }
-                    if !next_combination(&mut indexes, &per_source) {
-                        break;
-                    }
-                }
-                if groups.len() > prune_at {
-                    threshold = prune_packed(&mut groups, size).or(threshold);
+                if self.read_rest(doc, &mut per_source) {
+                    self.add(&mut page, doc, &per_source);
                 }
             }
         }
-        prune_packed(&mut groups, size);
-        groups
+        page.finish()
+    }
+
+    /// The page by the first source's terms (a keyword, ascending, with no missing-value
+    /// bucket that could be on the page): the field's terms are walked in order from `after`'s
+    /// and each one's documents read from the inverted index, as Elasticsearch's composite
+    /// does for a leading indexed field. The page is complete once it holds `size` keys when a
+    /// term is done, since every later term's keys sort after them, so a page costs about its
+    /// own documents instead of a pass over the segment's. `None` (the caller scans instead)
+    /// when the terms visited have too few matching documents for the walk to beat a scan.
+    fn run_by_terms<K: PackedKey + Clone>(
+        &self,
+        segment: &Segment<'_>,
+        field: &str,
+        strings: &tantivy::columnar::StrColumn,
+        after_term: Option<&str>,
+        docs: &[DocId],
+    ) -> Result<Option<PageGroups>> {
+        let corrupt = |e: std::io::Error| SearchError::Corrupt {
+            what: format!("terms of {field}"),
+            reason: e.to_string(),
+        };
+        let inverted = segment.reader.inverted_index(segment.index.fields.exact)?;
+        // The field's string terms: a key range of the index's dictionary, read in order
+        // (a lookup per term would decode a block of the dictionary each), beside the
+        // column's dictionary of the same strings, whose ordinals the keys use.
+        let mut prefix = Term::from_field_json_path(segment.index.fields.exact, field, true);
+        prefix.append_type_and_str("");
+        let low = prefix.serialized_value_bytes().to_vec();
+        let mut high = low.clone();
+        if let Some(type_code) = high.last_mut() {
+            *type_code += 1;
+        }
+        let from = [low.as_slice(), after_term.unwrap_or_default().as_bytes()].concat();
+        let mut postings_of = inverted
+            .terms()
+            .range()
+            .ge(&from)
+            .lt(&high)
+            .into_stream()
+            .map_err(corrupt)?;
+        let mut terms = strings
+            .dictionary()
+            .range()
+            .ge(after_term.unwrap_or_default().as_bytes())
+            .into_stream()
+            .map_err(corrupt)?;
+        let mut page = PageKeys::<K>::new(self.composite.sources.len(), self.composite.size);
+        let mut per_source: Vec<Vec<Part>> = vec![Vec::new(); self.composite.sources.len()];
+        // What a scan would cost, in documents (and a few terms' worth more, which is
+        // nothing beside a scan worth avoiding); each term's postings count as many.
+        let mut budget = docs.len() + TERM_LOOKUP_DOCS * TERMS_FREE;
+        while postings_of.advance() {
+            budget = match budget.checked_sub(TERM_LOOKUP_DOCS) {
+                Some(left) => left,
+                None => return Ok(None),
+            };
+            // Both dictionaries hold the strings of the field's values; should they ever
+            // differ, the scan answers.
+            let text = postings_of.key().get(low.len()..).unwrap_or_default();
+            if !terms.advance() || terms.key() != text {
+                return Ok(None);
+            }
+            let postings = inverted
+                .read_postings_from_terminfo(postings_of.value(), IndexRecordOption::Basic)
+                .map_err(corrupt)?;
+            let matched = intersect(postings, docs);
+            budget = budget.saturating_sub(matched.len());
+            let first = part_of_ord(terms.term_ord());
+            for doc in matched {
+                if let Some(parts) = per_source.first_mut() {
+                    parts.clear();
+                    parts.push(first);
+                }
+                if self.read_rest(doc, &mut per_source) {
+                    self.add(&mut page, doc, &per_source);
+                }
+            }
+            if page.groups.len() >= self.composite.size {
+                break;
+            }
+        }
+        Ok(Some(page.finish()))
+    }
+
+    /// Source `i`'s parts of `doc`.
+    #[inline]
+    fn read_source(&self, i: usize, doc: DocId, parts: &mut Vec<Part>) {
+        if let (Some(reader), Some(source)) = (self.readers.get(i), self.composite.sources.get(i)) {
+            reader.read(
+                doc,
+                source.direction == Direction::Desc,
+                source.missing_bucket,
+                parts,
+            );
+        }
+    }
+
+    /// Reads the parts of every source after the first; whether each source (the first, as
+    /// given, included) has some, so that the document has keys.
+    #[inline]
+    fn read_rest(&self, doc: DocId, per_source: &mut [Vec<Part>]) -> bool {
+        if per_source.first().is_none_or(Vec::is_empty) {
+            return false;
+        }
+        for (i, parts) in per_source.iter_mut().enumerate().skip(1) {
+            self.read_source(i, doc, parts);
+            if parts.is_empty() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Counts `doc` under every combination of the sources' parts (a cartesian product for
+    /// multi-valued fields, each distinct since each source's parts are) that can be on the page.
+    #[inline]
+    fn add<K: PackedKey + Clone>(
+        &self,
+        page: &mut PageKeys<K>,
+        doc: DocId,
+        per_source: &[Vec<Part>],
+    ) {
+        page.indexes.iter_mut().for_each(|i| *i = 0);
+        loop {
+            for ((slot, parts), &i) in page
+                .combination
+                .iter_mut()
+                .zip(per_source)
+                .zip(&page.indexes)
+            {
+                *slot = parts.get(i).copied().unwrap_or(0);
+            }
+            let key = page.combination.as_slice();
+            let past_after = self.after.is_none_or(|after| key > after);
+            let within = page
+                .threshold
+                .as_ref()
+                .is_none_or(|largest| key <= largest.borrow());
+            if past_after && within {
+                let entry = match page.groups.get_mut(key) {
+                    Some(entry) => entry,
+                    None => page
+                        .groups
+                        .entry(K::from_parts(key))
+                        .or_insert_with(|| (0, Vec::new())),
+                };
+                entry.0 += 1;
+                if self.keep_docs {
+                    entry.1.push(doc);
+                }
+            }
+            if !next_combination(&mut page.indexes, per_source) {
+                break;
+            }
+        }
+        if page.groups.len() > page.prune_at {
+            page.threshold = prune_packed(&mut page.groups, page.size).or(page.threshold.take());
+        }
+    }
+}
+
+/// A term's dictionary lookup in a composite's walk of terms, counted as this many documents
+/// of a scan.
+const TERM_LOOKUP_DOCS: usize = 64;
+/// Terms a composite's walk may visit beyond a scan's cost before it gives way to the scan.
+const TERMS_FREE: usize = 64;
+
+/// The keys one segment's pass holds: those that can be on the page, and the largest of them
+/// once the held keys were cut to a page.
+struct PageKeys<K> {
+    groups: FastMap<K, DocGroup>,
+    threshold: Option<K>,
+    size: usize,
+    /// Pruning to the page costs a selection over the held keys, so it waits for another page
+    /// of them; until the first cut, every key past `after` is held.
+    prune_at: usize,
+    combination: Vec<Part>,
+    indexes: Vec<usize>,
+}
+
+impl<K: PackedKey + Clone> PageKeys<K> {
+    fn new(sources: usize, size: usize) -> Self {
+        PageKeys {
+            groups: FastMap::default(),
+            threshold: None,
+            size,
+            prune_at: size.saturating_mul(2).max(256),
+            combination: vec![0; sources],
+            indexes: vec![0; sources],
+        }
+    }
+
+    /// At most `size` groups, the smallest keys, with their parts.
+    fn finish(mut self) -> PageGroups {
+        prune_packed(&mut self.groups, self.size);
+        self.groups
             .into_iter()
             .map(|(key, group)| (key.borrow().to_vec(), group))
             .collect()
