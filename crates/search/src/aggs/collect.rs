@@ -2488,7 +2488,7 @@ fn collect_composite(
     };
     // A leading keyword walked by its terms, when the page's documents are a large enough
     // share of the segment's for its postings to be mostly theirs.
-    let by_terms = match (composite.sources.first(), columns.first()) {
+    let by_terms: Option<ByTerms<'_>> = match (composite.sources.first(), columns.first()) {
         (Some(source), Some(SegmentColumn::Str(strings)))
             if matches!(source.kind, CompositeSourceKind::Terms)
                 && source.direction == Direction::Asc
@@ -2501,31 +2501,16 @@ fn collect_composite(
                 Some(None) | None if source.missing_bucket => None,
                 Some(None) | None => Some(None),
             };
-            after_term.map(|after_term| (&source.source.field, strings, after_term))
+            after_term.map(|after_term| (source.source.field.as_str(), strings, after_term))
         }
         _ => None,
     };
-    let walked = match by_terms {
-        Some((field, strings, after_term)) => match composite.sources.len() {
-            1 => scan.run_by_terms::<[Part; 1]>(segment, field, strings, after_term, docs)?,
-            2 => scan.run_by_terms::<[Part; 2]>(segment, field, strings, after_term, docs)?,
-            3 => scan.run_by_terms::<[Part; 3]>(segment, field, strings, after_term, docs)?,
-            PACKED_SOURCES_MAX => scan.run_by_terms::<[Part; PACKED_SOURCES_MAX]>(
-                segment, field, strings, after_term, docs,
-            )?,
-            _ => scan.run_by_terms::<Box<[Part]>>(segment, field, strings, after_term, docs)?,
-        },
-        None => None,
-    };
-    let groups: PageGroups = match walked {
-        Some(groups) => groups,
-        None => match composite.sources.len() {
-            1 => scan.run::<[Part; 1]>(docs),
-            2 => scan.run::<[Part; 2]>(docs),
-            3 => scan.run::<[Part; 3]>(docs),
-            PACKED_SOURCES_MAX => scan.run::<[Part; PACKED_SOURCES_MAX]>(docs),
-            _ => scan.run::<Box<[Part]>>(docs),
-        },
+    let groups = match composite.sources.len() {
+        1 => scan.page::<[Part; 1]>(segment, by_terms, docs)?,
+        2 => scan.page::<[Part; 2]>(segment, by_terms, docs)?,
+        3 => scan.page::<[Part; 3]>(segment, by_terms, docs)?,
+        PACKED_SOURCES_MAX => scan.page::<[Part; PACKED_SOURCES_MAX]>(segment, by_terms, docs)?,
+        _ => scan.page::<Box<[Part]>>(segment, by_terms, docs)?,
     };
     segment
         .index
@@ -2627,7 +2612,27 @@ struct CompositeScan<'a> {
     keep_docs: bool,
 }
 
+/// A leading keyword a page may walk by its terms: its field, its column, and `after`'s term.
+type ByTerms<'a> = (&'a str, &'a tantivy::columnar::StrColumn, Option<&'a str>);
+
 impl CompositeScan<'_> {
+    /// The page's groups: by the first source's terms when given and the walk pays, else by a
+    /// scan.
+    fn page<K: PackedKey + Clone>(
+        &self,
+        segment: &Segment<'_>,
+        by_terms: Option<ByTerms<'_>>,
+        docs: &[DocId],
+    ) -> Result<PageGroups> {
+        if let Some((field, strings, after_term)) = by_terms
+            && let Some(groups) =
+                self.run_by_terms::<K>(segment, field, strings, after_term, docs)?
+        {
+            return Ok(groups);
+        }
+        Ok(self.run::<K>(docs))
+    }
+
     /// Groups the documents by key, keeping only keys that can be on the page: past `after`
     /// and, once more than a page is held, not past the largest of the `size` smallest held.
     /// Answers at most `size` groups with their keys' parts.
