@@ -449,21 +449,8 @@ fn field_of<'a>(
     Ok((kind, column))
 }
 
-/// Calls `f` with every numeric value of the documents, and with `missing` for documents
-/// without one.
-fn for_each_number(
-    segment: &Segment<'_>,
-    source: &ValueSource,
-    agg: &Aggregation,
-    docs: &[DocId],
-    mut f: impl FnMut(f64),
-) -> Result<FieldKind> {
-    number_batches(segment, source, agg, docs, |values| {
-        values.iter().for_each(|&value| f(value))
-    })
-}
-
-/// [`for_each_number`] a slice of values at a time.
+/// Calls `f` with the numeric values of the documents a slice at a time, with `missing` for
+/// documents without one.
 fn number_batches(
     segment: &Segment<'_>,
     source: &ValueSource,
@@ -562,7 +549,9 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
             compression,
         } => {
             let mut digest = TDigest::new(*compression);
-            let kind = for_each_number(segment, source, agg, docs, |v| digest.add(v))?;
+            let kind = number_batches(segment, source, agg, docs, |values| {
+                digest.add_values(values)
+            })?;
             digest.compress();
             segment
                 .index

@@ -14,9 +14,11 @@ use std::f64::consts::PI;
 pub const COMPRESSION_DEFAULT: f64 = 100.0;
 /// Largest `compression` accepted: memory grows linearly with it (a centroid is 16 bytes).
 pub const COMPRESSION_MAX: f64 = 10_000.0;
-/// Buffered values per unit of compression before a merge; more buffer means fewer merges
-/// (each recomputes the scale function per centroid) and no loss of accuracy.
-const BUFFER_PER_COMPRESSION: usize = 10;
+/// Buffered values per unit of compression before a merge. Unit values sort in about linear
+/// time ([`sort_order_keys`]), so a larger buffer costs no more per value, and every merge
+/// re-reads the centroids and evaluates the scale function once per centroid: fewer merges
+/// are cheaper, with no loss of accuracy.
+const BUFFER_PER_COMPRESSION: usize = 40;
 
 /// An integer that orders as the finite double `value` does (`f64::total_cmp`).
 fn order_key(value: f64) -> u64 {
@@ -37,22 +39,192 @@ fn from_order_key(key: u64) -> f64 {
 }
 
 /// The points of two runs sorted by mean, in one run sorted by mean.
-fn merge_sorted(
-    len: usize,
-    a: impl Iterator<Item = (f64, f64)>,
-    b: impl Iterator<Item = (f64, f64)>,
-) -> Vec<(f64, f64)> {
-    let mut merged = Vec::with_capacity(len);
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.0.total_cmp(&y.0).is_le() => a.next(),
-            (Some(_), Some(_)) => b.next(),
-            (Some(_), None) => a.next(),
-            (None, Some(_)) => b.next(),
-            (None, None) => return merged,
+fn merge_sorted(a: &[(f64, f64)], b: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].0.total_cmp(&b[j].0).is_le() {
+            merged.push(a[i]);
+            i += 1;
+        } else {
+            merged.push(b[j]);
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&a[i..]);
+    merged.extend_from_slice(&b[j..]);
+    merged
+}
+
+/// Below this many keys a comparison sort is as quick as counting digits.
+const RADIX_SORT_MIN: usize = 128;
+/// The radix sort's digits: two of 11 bits, whose counts (16 KiB) stay in the cache. A third
+/// digit measured half again slower than a pass of insertion over the keys it would order.
+const DIGITS: usize = 2;
+const DIGIT_BITS: u32 = 11;
+const RADIX: usize = 1 << DIGIT_BITS;
+const DIGIT_MASK: u64 = RADIX as u64 - 1;
+
+/// Sorts `keys` in about linear time. A least-significant-digit radix sort orders them by the
+/// top 22 bits of their distance from the least key: one pass counts both digits, each digit
+/// then moves the keys once (skipped when every key shares it). Keys that differ only below
+/// those bits are then next to each other, and an insertion pass puts them in order; for
+/// measurements spread over 20 binades that is values within about 10^-5 of each other. Should that pass
+/// move keys far (keys bunched below the sorted bits), a comparison sort finishes instead.
+fn sort_order_keys(keys: &mut [u64]) {
+    if keys.len() < RADIX_SORT_MIN {
+        keys.sort_unstable();
+        return;
+    }
+    let (min, max) = keys.iter().fold((u64::MAX, 0), |(low, high), &key| {
+        (low.min(key), high.max(key))
+    });
+    let range = max - min;
+    if range == 0 {
+        return;
+    }
+    let low = (u64::BITS - range.leading_zeros()).saturating_sub(DIGITS as u32 * DIGIT_BITS);
+    let mut counts = [[0u32; RADIX]; DIGITS];
+    for &key in keys.iter() {
+        let digits = (key - min) >> low;
+        for (digit, slots) in counts.iter_mut().enumerate() {
+            slots[(digits >> (digit as u32 * DIGIT_BITS) & DIGIT_MASK) as usize] += 1;
+        }
+    }
+    let mut scratch = vec![0u64; keys.len()];
+    let mut in_keys = true;
+    for (digit, slots) in counts.iter_mut().enumerate() {
+        if slots.iter().any(|&count| count as usize == keys.len()) {
+            continue;
+        }
+        let mut start = 0;
+        for slot in slots.iter_mut() {
+            (*slot, start) = (start, start + *slot);
+        }
+        let shift = low + digit as u32 * DIGIT_BITS;
+        let (from, to): (&[u64], &mut [u64]) = if in_keys {
+            (&*keys, &mut scratch[..])
+        } else {
+            (&scratch[..], &mut *keys)
         };
-        merged.extend(next);
+        for &key in from {
+            let slot = &mut slots[((key - min) >> shift & DIGIT_MASK) as usize];
+            to[*slot as usize] = key;
+            *slot += 1;
+        }
+        in_keys = !in_keys;
+    }
+    if !in_keys {
+        keys.copy_from_slice(&scratch);
+    }
+    if low > 0 {
+        let mut moves_left = keys.len() * 4;
+        for i in 1..keys.len() {
+            let key = keys[i];
+            let mut j = i;
+            while j > 0 && keys[j - 1] > key {
+                keys[j] = keys[j - 1];
+                j -= 1;
+            }
+            keys[j] = key;
+            moves_left = moves_left.saturating_sub(i - j);
+            if moves_left == 0 {
+                keys.sort_unstable();
+                return;
+            }
+        }
+    }
+}
+
+/// Centroids built from points fed in order of mean: each takes points while its weight stays
+/// within what the scale function allows at its place, then closes.
+struct Builder<'d> {
+    digest: &'d TDigest,
+    centroids: Vec<(f64, f64)>,
+    /// Weight of the closed centroids.
+    weight_before: f64,
+    /// Weight the open centroid may reach.
+    room: f64,
+    /// The open centroid: its first point's mean, the sum of each point's distance from that
+    /// mean times its weight (so a run of equal values keeps their exact mean, and no division
+    /// sits in the loop), and its weight.
+    first: f64,
+    offsets: f64,
+    weight: f64,
+    /// Cosine and sine of the step of one unit of k in the scale function's angle, when it is
+    /// under a right angle: they turn the next centroid's bound into a square root.
+    step: Option<(f64, f64)>,
+}
+
+impl<'d> Builder<'d> {
+    fn new(digest: &'d TDigest) -> Builder<'d> {
+        let mut builder = Builder {
+            digest,
+            centroids: Vec::with_capacity(digest.compression as usize * 2),
+            weight_before: 0.0,
+            room: 0.0,
+            first: 0.0,
+            offsets: 0.0,
+            weight: 0.0,
+            step: None,
+        };
+        let step = 2.0 * PI / digest.compression;
+        builder.step = (step < PI / 2.0).then(|| (step.cos(), step.sin()));
+        builder.room = builder.room_after(0.0);
+        builder
+    }
+
+    /// How much weight the centroid after `weight_before` may take: the quantile one unit
+    /// of k further, `k_inverse(k(q) + 1)`. With angle `a = asin(2q - 1)` that is
+    /// `(sin(a + step) + 1) / 2`, and `sin(a + step)` expands to
+    /// `(2q - 1)·cos(step) + sqrt(1 - (2q - 1)²)·sin(step)`, reaching 1 once `a + step` passes a
+    /// right angle.
+    fn room_after(&self, weight_before: f64) -> f64 {
+        let (digest, total) = (self.digest, self.digest.total_weight);
+        let q = weight_before / total;
+        let next = match self.step {
+            Some((cos, sin)) => {
+                let s = (2.0 * q - 1.0).clamp(-1.0, 1.0);
+                if s >= cos {
+                    1.0
+                } else {
+                    (s * cos + (1.0 - s * s).sqrt() * sin + 1.0) / 2.0
+                }
+            }
+            None => digest.k_inverse(digest.k(q) + 1.0),
+        };
+        total * next - weight_before
+    }
+
+    #[inline]
+    fn push(&mut self, mean: f64, weight: f64) {
+        if self.weight + weight <= self.room || self.weight == 0.0 {
+            if self.weight == 0.0 {
+                self.first = mean;
+            }
+            self.offsets += (mean - self.first) * weight;
+            self.weight += weight;
+        } else {
+            self.close();
+            self.first = mean;
+            self.offsets = 0.0;
+            self.weight = weight;
+        }
+    }
+
+    #[inline(always)]
+    fn close(&mut self) {
+        self.centroids
+            .push((self.first + self.offsets / self.weight, self.weight));
+        self.weight_before += self.weight;
+        self.room = self.room_after(self.weight_before);
+    }
+
+    fn finish(mut self) -> Vec<(f64, f64)> {
+        if self.weight > 0.0 {
+            self.close();
+        }
+        self.centroids
     }
 }
 
@@ -94,15 +266,24 @@ impl TDigest {
     }
 
     pub fn add(&mut self, value: f64) {
-        if !value.is_finite() {
-            return;
-        }
-        self.values.push(order_key(value));
-        self.total_weight += 1.0;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        if self.values.len() + self.buffer.len() >= self.buffer_limit() {
-            self.compress();
+        self.add_values(&[value]);
+    }
+
+    /// Adds each finite value of `values` with weight one. Their minimum and maximum are
+    /// taken when they are merged, from the sorted buffer.
+    pub fn add_values(&mut self, values: &[f64]) {
+        for chunk in values.chunks(self.buffer_limit()) {
+            let before = self.values.len();
+            self.values.extend(
+                chunk
+                    .iter()
+                    .filter(|value| value.is_finite())
+                    .map(|&value| order_key(value)),
+            );
+            self.total_weight += (self.values.len() - before) as f64;
+            if self.values.len() + self.buffer.len() >= self.buffer_limit() {
+                self.compress();
+            }
         }
     }
 
@@ -152,56 +333,46 @@ impl TDigest {
             return;
         }
         // Points of equal means merge alike in any order: unstable sorts do. The centroids
-        // are sorted already; the unit values sort as integers; three sorted runs merge.
+        // are sorted already; the weighted points sort by mean and join them; the unit values
+        // sort as integers and are fed in between.
         self.buffer.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        self.values.sort_unstable();
-        let centroids = std::mem::take(&mut self.centroids);
-        let weighted = merge_sorted(
-            centroids.len() + self.buffer.len(),
-            centroids.into_iter(),
-            self.buffer.drain(..),
-        );
-        let points = merge_sorted(
-            weighted.len() + self.values.len(),
-            weighted.into_iter(),
-            self.values.drain(..).map(|key| (from_order_key(key), 1.0)),
-        );
-        let total = self.total_weight;
-        let mut merged: Vec<(f64, f64)> = Vec::with_capacity(self.compression as usize * 2);
-        let mut weight_before = 0.0;
-        let mut limit = total * self.k_inverse(self.k(0.0) + 1.0);
-        let mut current: Option<(f64, f64)> = None;
-        for (mean, weight) in points {
-            match current.as_mut() {
-                Some((current_mean, current_weight))
-                    if weight_before + *current_weight + weight <= limit =>
-                {
-                    *current_weight += weight;
-                    *current_mean += (mean - *current_mean) * weight / *current_weight;
-                }
-                Some(done) => {
-                    let done = *done;
-                    weight_before += done.1;
-                    merged.push(done);
-                    limit = total * self.k_inverse(self.k(weight_before / total) + 1.0);
-                    current = Some((mean, weight));
-                }
-                None => current = Some((mean, weight)),
+        let weighted = merge_sorted(&self.centroids, &self.buffer);
+        let mut values = std::mem::take(&mut self.values);
+        sort_order_keys(&mut values);
+        if let (Some(&low), Some(&high)) = (values.first(), values.last()) {
+            self.min = self.min.min(from_order_key(low));
+            self.max = self.max.max(from_order_key(high));
+        }
+        let mut builder = Builder::new(self);
+        let mut weighted = weighted.into_iter().peekable();
+        // Finite means have order keys below u64::MAX.
+        let key_of = |point: Option<&(f64, f64)>| point.map_or(u64::MAX, |p| order_key(p.0));
+        let mut next_key = key_of(weighted.peek());
+        for &key in &values {
+            while next_key <= key {
+                let (mean, weight) = weighted.next().expect("a key below u64::MAX is a point");
+                builder.push(mean, weight);
+                next_key = key_of(weighted.peek());
             }
+            builder.push(from_order_key(key), 1.0);
         }
-        if let Some(done) = current {
-            merged.push(done);
+        for (mean, weight) in weighted {
+            builder.push(mean, weight);
         }
-        self.centroids = merged;
+        self.centroids = builder.finish();
+        self.buffer.clear();
+        values.clear();
+        self.values = values;
     }
 
-    fn sorted(&self) -> std::borrow::Cow<'_, [(f64, f64)]> {
+    /// This digest with its buffers merged.
+    fn merged(&self) -> std::borrow::Cow<'_, TDigest> {
         if self.buffer.is_empty() && self.values.is_empty() {
-            std::borrow::Cow::Borrowed(&self.centroids)
+            std::borrow::Cow::Borrowed(self)
         } else {
             let mut copy = self.clone();
             copy.compress();
-            std::borrow::Cow::Owned(copy.centroids)
+            std::borrow::Cow::Owned(copy)
         }
     }
 
@@ -210,15 +381,16 @@ impl TDigest {
         if self.total_weight <= 0.0 {
             return None;
         }
-        let centroids = self.sorted();
+        let digest = self.merged();
+        let (centroids, min, max) = (&digest.centroids, digest.min, digest.max);
         let q = q.clamp(0.0, 1.0);
         let (&(first_mean, first_weight), &(last_mean, last_weight)) =
             (centroids.first()?, centroids.last()?);
         if centroids.len() == 1 || q == 0.0 {
-            return Some(if q == 0.0 { self.min } else { first_mean });
+            return Some(if q == 0.0 { min } else { first_mean });
         }
         if q == 1.0 {
-            return Some(self.max);
+            return Some(max);
         }
         let index = q * self.total_weight;
         // Centroid centres are at cumulative weight before + weight / 2.
@@ -227,8 +399,7 @@ impl TDigest {
                 return Some(first_mean);
             }
             return Some(
-                self.min
-                    + (first_mean - self.min) * index / (first_weight / 2.0).max(f64::MIN_POSITIVE),
+                min + (first_mean - min) * index / (first_weight / 2.0).max(f64::MIN_POSITIVE),
             );
         }
         let mut weight_so_far = first_weight / 2.0;
@@ -247,7 +418,7 @@ impl TDigest {
             return Some(last_mean);
         }
         let remaining = (self.total_weight - index) / (last_weight / 2.0);
-        Some(self.max - (self.max - last_mean) * remaining.clamp(0.0, 1.0))
+        Some(max - (max - last_mean) * remaining.clamp(0.0, 1.0))
     }
 
     /// The fraction (0..=1) of values at or below `value`; `None` when empty.
@@ -255,20 +426,21 @@ impl TDigest {
         if self.total_weight <= 0.0 {
             return None;
         }
-        if value < self.min {
+        let digest = self.merged();
+        let (centroids, min, max) = (&digest.centroids, digest.min, digest.max);
+        if value < min {
             return Some(0.0);
         }
-        if value >= self.max {
+        if value >= max {
             return Some(1.0);
         }
-        let centroids = self.sorted();
         let total = self.total_weight;
         if centroids.len() == 1 {
-            let width = self.max - self.min;
+            let width = max - min;
             return Some(if width <= 0.0 {
                 1.0
             } else {
-                (value - self.min) / width
+                (value - min) / width
             });
         }
         // Exact for singletons: the weight of every centroid at or below `value`.
@@ -282,9 +454,9 @@ impl TDigest {
         let (&(first_mean, first_weight), &(last_mean, last_weight)) =
             (centroids.first()?, centroids.last()?);
         if value < first_mean {
-            let span = first_mean - self.min;
+            let span = first_mean - min;
             let fraction = if span > 0.0 {
-                (value - self.min) / span
+                (value - min) / span
             } else {
                 1.0
             };
@@ -307,7 +479,7 @@ impl TDigest {
             }
             weight_so_far += gap;
         }
-        let span = self.max - last_mean;
+        let span = max - last_mean;
         let fraction = if span > 0.0 {
             (value - last_mean) / span
         } else {
@@ -318,7 +490,7 @@ impl TDigest {
 
     /// The centroids, merged: what `median_absolute_deviation` walks.
     pub fn centroids(&self) -> Vec<(f64, f64)> {
-        self.sorted().into_owned()
+        self.merged().centroids.clone()
     }
 }
 
@@ -348,6 +520,67 @@ mod tests {
             back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn order_keys_sort_by_radix_as_by_comparison() {
+        // Spread out, measured, bunched below the sorted bits, few distinct, too few to count.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let spread: Vec<u64> = (0..5_000).map(|_| order_key(next() as f64 / 7.0)).collect();
+        let mut bunched: Vec<u64> = (0..5_000)
+            .map(|_| order_key(1.0 + (next() % 100) as f64 * 1e-12))
+            .collect();
+        bunched.push(order_key(1e9));
+        // Exponential, with zeros: a few busy binades among a thousand empty ones.
+        let measured: Vec<u64> = (0..5_000)
+            .map(|_| {
+                let unit = (next() % 1_000_000) as f64 / 1e6;
+                order_key((-(unit.max(1e-9)).ln() * 40.0 * 1000.0).round() / 1000.0)
+            })
+            .collect();
+        let few: Vec<u64> = (0..5_000)
+            .map(|_| order_key((next() % 3) as f64 - 1.0))
+            .collect();
+        let small: Vec<u64> = (0..100).map(|_| next()).collect();
+        for keys in [
+            spread,
+            measured,
+            bunched,
+            few,
+            small,
+            vec![7; 300],
+            Vec::new(),
+        ] {
+            let mut expected = keys.clone();
+            expected.sort_unstable();
+            let mut sorted = keys;
+            sort_order_keys(&mut sorted);
+            assert_eq!(sorted, expected);
+        }
+    }
+
+    #[test]
+    fn centroid_bounds_without_trigonometry_match_the_scale_function() {
+        for compression in [1.0, 3.0, 5.0, 100.0, 1000.0] {
+            let mut digest = TDigest::new(compression);
+            digest.total_weight = 1000.0;
+            let builder = Builder::new(&digest);
+            for before in 0..=1000 {
+                let before = f64::from(before);
+                let expected = 1000.0 * digest.k_inverse(digest.k(before / 1000.0) + 1.0) - before;
+                let room = builder.room_after(before);
+                assert!(
+                    (room - expected).abs() < 1e-9,
+                    "compression {compression}, {before} before: {room} vs {expected}"
+                );
+            }
+        }
     }
 
     #[test]
