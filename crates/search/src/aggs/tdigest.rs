@@ -265,6 +265,7 @@ impl TDigest {
         (self.centroids.capacity() + self.buffer.capacity()) * 16 + self.values.capacity() * 8 + 64
     }
 
+    #[cfg(test)]
     pub fn add(&mut self, value: f64) {
         self.add_values(&[value]);
     }
@@ -350,7 +351,9 @@ impl TDigest {
         let mut next_key = key_of(weighted.peek());
         for &key in &values {
             while next_key <= key {
-                let (mean, weight) = weighted.next().expect("a key below u64::MAX is a point");
+                let Some((mean, weight)) = weighted.next() else {
+                    break;
+                };
                 builder.push(mean, weight);
                 next_key = key_of(weighted.peek());
             }
