@@ -421,7 +421,8 @@ proptest! {
 /// More distinct keys per segment than the collector holds before pruning to a page (it then
 /// skips keys past the page): two sources, one multi-valued, descending and ascending; and a
 /// leading keyword walked by its terms, over every document or a filter's, with few documents
-/// per term (where the walk gives way to a scan) or many.
+/// per term (where the walk gives way to a scan) or many, and a single-valued keyword after it
+/// (counted by ordinal).
 #[test]
 fn pages_over_many_keys_per_segment() {
     let dir = tempfile::tempdir().unwrap();
@@ -432,7 +433,7 @@ fn pages_over_many_keys_per_segment() {
             value: (i % 7 != 0).then_some((i * 7919) % 1601 - 800),
             double: None,
             point: None,
-            name: Some(((i * 37) % 6000) as u32),
+            name: (i % 13 != 0).then_some(((i * 37) % 6000) as u32),
         })
         .collect();
     let indices = indices(dir.path(), &docs);
@@ -462,6 +463,14 @@ fn pages_over_many_keys_per_segment() {
             [Direction::Asc, Direction::Asc],
             [false, false],
             Some(some.as_slice()),
+        ),
+        // A walk whose second source is a single-valued keyword counts each term's documents
+        // by that keyword's ordinals: descending, with its missing bucket.
+        (
+            [Field::Keys, Field::Name],
+            [Direction::Asc, Direction::Desc],
+            [false, true],
+            None,
         ),
         (
             [Field::Name, Field::Key],

@@ -2720,6 +2720,7 @@ impl CompositeScan<'_> {
             .map_err(corrupt)?;
         let mut page = PageKeys::<K>::new(self.composite.sources.len(), self.composite.size);
         let mut per_source: Vec<Vec<Part>> = vec![Vec::new(); self.composite.sources.len()];
+        let mut dense = DenseSecond::new(self);
         // What a scan would cost, in documents (and a few terms' worth more, which is
         // nothing beside a scan worth avoiding); each term's postings count as many.
         let mut budget = docs.len() + TERM_LOOKUP_DOCS * TERMS_FREE;
@@ -2740,6 +2741,13 @@ impl CompositeScan<'_> {
             let matched = intersect(postings, docs);
             budget = budget.saturating_sub(matched.len());
             let first = part_of_ord(terms.term_ord());
+            if let Some(counts) = dense.as_mut() {
+                counts.add_term(self, &mut page, first, &matched);
+                if page.groups.len() >= self.composite.size {
+                    break;
+                }
+                continue;
+            }
             for doc in matched {
                 if let Some(parts) = per_source.first_mut() {
                     parts.clear();
@@ -2804,32 +2812,97 @@ impl CompositeScan<'_> {
             {
                 *slot = parts.get(i).copied().unwrap_or(0);
             }
-            let key = page.combination.as_slice();
-            let past_after = self.after.is_none_or(|after| key > after);
-            let within = page
-                .threshold
-                .as_ref()
-                .is_none_or(|largest| key <= largest.borrow());
-            if past_after && within {
-                let entry = match page.groups.get_mut(key) {
-                    Some(entry) => entry,
-                    None => page
-                        .groups
-                        .entry(K::from_parts(key))
-                        .or_insert_with(|| (0, Vec::new())),
-                };
-                entry.0 += 1;
-                if self.keep_docs {
-                    entry.1.push(doc);
+            let keep_docs = self.keep_docs;
+            page.with_group(self.after, None, |group| {
+                group.0 += 1;
+                if keep_docs {
+                    group.1.push(doc);
                 }
-            }
+            });
             if !next_combination(&mut page.indexes, per_source) {
                 break;
             }
         }
-        if page.groups.len() > page.prune_at {
-            page.threshold = prune_packed(&mut page.groups, page.size).or(page.threshold.take());
+        page.prune_when_due();
+    }
+}
+
+/// A composite of two sources whose second is a keyword with at most one term per document,
+/// in a walk of the first source's terms: within a term every key shares its first part, so
+/// the term's documents are counted in a table indexed by the second source's ordinal (read a
+/// batch at a time), and only the distinct keys meet the page's map. Without sub-aggregations
+/// (which need each key's documents).
+struct DenseSecond<'a> {
+    ords: &'a tantivy::columnar::Column<u64>,
+    descending: bool,
+    missing_bucket: bool,
+    /// By ordinal, then one slot for documents without a term.
+    counts: Vec<u64>,
+    touched: Vec<usize>,
+}
+
+/// Terms the second source may have for [`DenseSecond`]'s table.
+const DENSE_SECOND_TERMS_MAX: usize = 1 << 16;
+
+impl<'a> DenseSecond<'a> {
+    fn new(scan: &CompositeScan<'a>) -> Option<DenseSecond<'a>> {
+        let ([_, source], [_, PartReader::Ords(column)]) =
+            (&scan.composite.sources[..], scan.readers)
+        else {
+            return None;
+        };
+        let SegmentColumn::Str(strings) = column else {
+            return None;
+        };
+        let ords = column.single_valued_ords()?;
+        let terms = strings.num_terms();
+        if scan.keep_docs || terms > DENSE_SECOND_TERMS_MAX {
+            return None;
         }
+        Some(DenseSecond {
+            ords,
+            descending: source.direction == Direction::Desc,
+            missing_bucket: source.missing_bucket,
+            counts: vec![0; terms + 1],
+            touched: Vec::new(),
+        })
+    }
+
+    /// Counts the documents of the term whose part is `first` under their keys.
+    fn add_term<K: PackedKey + Clone>(
+        &mut self,
+        scan: &CompositeScan<'_>,
+        page: &mut PageKeys<K>,
+        first: Part,
+        docs: &[DocId],
+    ) {
+        let missing_slot = self.counts.len() - 1;
+        first_values(self.ords, docs, |_, ord| {
+            let slot = ord.map_or(missing_slot, |ord| ord as usize);
+            if let Some(count) = self.counts.get_mut(slot) {
+                if *count == 0 {
+                    self.touched.push(slot);
+                }
+                *count += 1;
+            }
+        });
+        for slot in self.touched.drain(..) {
+            let Some(count) = self.counts.get_mut(slot) else {
+                continue;
+            };
+            let n = std::mem::take(count);
+            let second = if slot == missing_slot {
+                if !self.missing_bucket {
+                    continue;
+                }
+                0
+            } else {
+                part_of_ord(slot as u64)
+            };
+            let second = if self.descending { !second } else { second };
+            page.with_group(scan.after, Some(&[first, second]), |group| group.0 += n);
+        }
+        page.prune_when_due();
     }
 }
 
@@ -2861,6 +2934,42 @@ impl<K: PackedKey + Clone> PageKeys<K> {
             prune_at: size.saturating_mul(2).max(256),
             combination: vec![0; sources],
             indexes: vec![0; sources],
+        }
+    }
+
+    /// Calls `f` with the group of `key` (else of the combination built in place) when the
+    /// key can be on the page: past `after`, and not past the largest held key once they were
+    /// cut.
+    #[inline]
+    fn with_group(
+        &mut self,
+        after: Option<&[Part]>,
+        key: Option<&[Part]>,
+        f: impl FnOnce(&mut DocGroup),
+    ) {
+        let key = key.unwrap_or(self.combination.as_slice());
+        let past_after = after.is_none_or(|after| key > after);
+        let within = self
+            .threshold
+            .as_ref()
+            .is_none_or(|largest| key <= largest.borrow());
+        if !(past_after && within) {
+            return;
+        }
+        // Looked up by the slice first, so that a held key is found without building one.
+        match self.groups.get_mut(key) {
+            Some(group) => f(group),
+            None => f(self
+                .groups
+                .entry(K::from_parts(key))
+                .or_insert_with(|| (0, Vec::new()))),
+        }
+    }
+
+    /// Cuts the held keys to the page once another page of them has gathered.
+    fn prune_when_due(&mut self) {
+        if self.groups.len() > self.prune_at {
+            self.threshold = prune_packed(&mut self.groups, self.size).or(self.threshold.take());
         }
     }
 
