@@ -493,8 +493,10 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
             let mut stats = StatsAcc::new(ValueFormat::Raw);
             let with_squares =
                 matches!(agg.kind, AggKind::Stats(_) | AggKind::ExtendedStats { .. });
+            // An avg or a sum reads neither extreme: their folds are a chain per value.
+            let with_extremes = !matches!(agg.kind, AggKind::Avg(_) | AggKind::Sum(_));
             let kind = number_batches(segment, source, agg, docs, |values| {
-                stats.add_values(values, with_squares)
+                stats.add_values(values, with_squares, with_extremes)
             })?;
             stats.format = value_format(&kind, source.format.as_deref())?;
             Partial::Stats(stats)

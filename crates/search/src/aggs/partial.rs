@@ -194,8 +194,9 @@ impl StatsAcc {
     }
 
     /// [`Self::add`] for each of `values`, the sum of squares only `with_squares` (the
-    /// single-value metrics do not read it).
-    pub(crate) fn add_values(&mut self, values: &[f64], with_squares: bool) {
+    /// single-value metrics do not read it), the minimum and maximum only `with_extremes`
+    /// (avg and sum do not read them).
+    pub(crate) fn add_values(&mut self, values: &[f64], with_squares: bool, with_extremes: bool) {
         add_compensated(&mut self.sum, &mut self.sum_compensation, values, |v| v);
         if with_squares {
             add_compensated(
@@ -206,8 +207,10 @@ impl StatsAcc {
             );
         }
         self.count += values.len() as u64;
-        self.min = values.iter().copied().fold(self.min, f64::min);
-        self.max = values.iter().copied().fold(self.max, f64::max);
+        if with_extremes {
+            self.min = values.iter().copied().fold(self.min, f64::min);
+            self.max = values.iter().copied().fold(self.max, f64::max);
+        }
     }
 
     pub(crate) fn sum(&self) -> f64 {
@@ -687,7 +690,7 @@ mod tests {
         }
         let mut sliced = StatsAcc::new(ValueFormat::Raw);
         for chunk in values.chunks(128) {
-            sliced.add_values(chunk, true);
+            sliced.add_values(chunk, true, true);
         }
         let small: f64 = values[1..].iter().sum();
         let exact = 1e16 + small;
@@ -705,7 +708,7 @@ mod tests {
             / one_by_one.sum_of_squares();
         assert!(relative < 1e-12);
         let mut no_squares = StatsAcc::new(ValueFormat::Raw);
-        no_squares.add_values(&values, false);
+        no_squares.add_values(&values, false, false);
         assert_eq!(no_squares.sum_of_squares(), 0.0);
         assert!((no_squares.sum() - exact).abs() <= 4.0);
     }

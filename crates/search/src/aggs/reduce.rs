@@ -223,8 +223,25 @@ pub(crate) fn partial_value(agg: &Aggregation, partial: &Partial, metric: Option
             match name {
                 "avg" if !empty => acc.sum() / count,
                 "sum" => acc.sum(),
-                "min" if !empty => acc.min,
-                "max" if !empty => acc.max,
+                // Only these collect the extremes (an avg's or a sum's are not kept).
+                "min"
+                    if !empty
+                        && matches!(
+                            kind,
+                            AggKind::Min(_) | AggKind::Stats(_) | AggKind::ExtendedStats { .. }
+                        ) =>
+                {
+                    acc.min
+                }
+                "max"
+                    if !empty
+                        && matches!(
+                            kind,
+                            AggKind::Max(_) | AggKind::Stats(_) | AggKind::ExtendedStats { .. }
+                        ) =>
+                {
+                    acc.max
+                }
                 "count" | "value" if matches!(kind, AggKind::ValueCount(_)) => count,
                 "count" => count,
                 "sum_of_squares" if !empty => acc.sum_of_squares(),
