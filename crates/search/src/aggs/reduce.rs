@@ -220,28 +220,13 @@ pub(crate) fn partial_value(agg: &Aggregation, partial: &Partial, metric: Option
                 _ => "",
             };
             let empty = acc.count == 0;
+            // Avg and sum do not collect the extremes (`collect_one`).
+            let extremes = !matches!(kind, AggKind::Avg(_) | AggKind::Sum(_));
             match name {
                 "avg" if !empty => acc.sum() / count,
                 "sum" => acc.sum(),
-                // Only these collect the extremes (an avg's or a sum's are not kept).
-                "min"
-                    if !empty
-                        && matches!(
-                            kind,
-                            AggKind::Min(_) | AggKind::Stats(_) | AggKind::ExtendedStats { .. }
-                        ) =>
-                {
-                    acc.min
-                }
-                "max"
-                    if !empty
-                        && matches!(
-                            kind,
-                            AggKind::Max(_) | AggKind::Stats(_) | AggKind::ExtendedStats { .. }
-                        ) =>
-                {
-                    acc.max
-                }
+                "min" if !empty && extremes => acc.min,
+                "max" if !empty && extremes => acc.max,
                 "count" | "value" if matches!(kind, AggKind::ValueCount(_)) => count,
                 "count" => count,
                 "sum_of_squares" if !empty => acc.sum_of_squares(),
