@@ -44,6 +44,7 @@ pub fn run(dir: &Path, plan: &Plan, reuse: bool) -> anyhow::Result<()> {
             plan.seed,
             crate::INDEXING_THREADS,
             crate::INDEXING_MEMORY_MIB * 1024 * 1024,
+            &crate::baseline::Variant::CEILING,
         )?;
         eprintln!(
             "tantivy: indexed {} docs in {:.1} s",

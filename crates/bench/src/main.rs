@@ -79,6 +79,8 @@ const INDEXING_THREADS: usize = 2;
 const INDEXING_MEMORY_MIB: usize = 96;
 /// The index the benchmark loads.
 const INDEX_NAME: &str = "bench-logs";
+/// Elasticsearch's default `index.refresh_interval`, which a Sluice index also refreshes at.
+const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice-bench", about = "Benchmarks of Sluice")]
@@ -157,6 +159,11 @@ struct BulkArgs {
     /// Skip the tantivy baseline (for profiling runs).
     #[arg(long)]
     skip_baseline: bool,
+    /// Also write the documents into tantivy with the fields Elasticsearch's dynamic mapping
+    /// gives them (every string as text and as a keyword), committing once and committing every
+    /// second: what the default mapping asks of tantivy itself, without Sluice around it.
+    #[arg(long, conflicts_with_all = ["skip_baseline", "replace"])]
+    dynamic_baselines: bool,
     /// Write the results into this Markdown file between `<!-- bench:begin -->` and
     /// `<!-- bench:end -->` (created if missing).
     #[arg(long)]
@@ -182,6 +189,15 @@ struct BaselineArgs {
     /// Empty directory for the index.
     #[arg(long)]
     dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = baseline::Fields::Ceiling)]
+    fields: baseline::Fields,
+    /// Commit every this many milliseconds as well as at the end.
+    #[arg(long)]
+    commit_every_ms: Option<u64>,
+    /// Declare this many text fields that no document uses (a Sluice index declares 64 text
+    /// slots), to measure what unused fields cost.
+    #[arg(long, default_value_t = 0)]
+    unused_text_fields: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -204,6 +220,11 @@ fn main() -> anyhow::Result<()> {
                 args.seed,
                 args.threads,
                 args.memory_mib * 1024 * 1024,
+                &baseline::Variant {
+                    fields: args.fields,
+                    commit_every: args.commit_every_ms.map(Duration::from_millis),
+                    unused_text_fields: args.unused_text_fields,
+                },
             )?;
             println!("{}", result.to_line());
             Ok(())
@@ -376,12 +397,36 @@ fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         None
     } else {
         eprintln!("tantivy baseline…");
-        Some(run_baseline(&args, scratch.path())?)
+        Some(run_baseline(
+            &args,
+            scratch.path(),
+            baseline::Fields::Ceiling,
+            None,
+        )?)
     };
-    if let Some(baseline) = &baseline {
+    let dynamic_baselines = if args.dynamic_baselines {
+        eprintln!("tantivy with the dynamic mapping's fields, one commit…");
+        let once = run_baseline(&args, scratch.path(), baseline::Fields::Dynamic, None)?;
+        eprintln!("tantivy with the dynamic mapping's fields, a commit every second…");
+        let every_second = run_baseline(
+            &args,
+            scratch.path(),
+            baseline::Fields::Dynamic,
+            Some(DEFAULT_REFRESH_INTERVAL),
+        )?;
+        Some(report::DynamicBaselines { once, every_second })
+    } else {
+        None
+    };
+    let all_baselines = baseline.iter().chain(
+        dynamic_baselines
+            .iter()
+            .flat_map(|d| [&d.once, &d.every_second]),
+    );
+    for baseline in all_baselines {
         ensure!(
             baseline.source_bytes == batches.source_bytes,
-            "the baseline indexed different documents ({} source bytes, Sluice {})",
+            "a baseline indexed different documents ({} source bytes, Sluice {})",
             baseline.source_bytes,
             batches.source_bytes
         );
@@ -391,6 +436,7 @@ fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         command: command_line(&args),
         sluice: sluice_result,
         baseline,
+        dynamic_baselines,
         date_utc: report::utc_date(),
         load_average_after: machine::load_average(),
     };
@@ -418,6 +464,9 @@ fn command_line(args: &BulkArgs) -> String {
     }
     if args.index_body != "{}" {
         line.push_str(&format!(" --index-body '{}'", args.index_body));
+    }
+    if args.dynamic_baselines {
+        line.push_str(" --dynamic-baselines");
     }
     line
 }
@@ -542,11 +591,20 @@ fn send_batches(
     Ok(latencies.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
-fn run_baseline(args: &BulkArgs, scratch: &Path) -> anyhow::Result<BaselineResult> {
-    let dir = scratch.join("tantivy-baseline");
-    std::fs::create_dir_all(&dir)?;
+/// Runs one tantivy baseline in a process of its own (so that its peak memory is its own), in a
+/// fresh directory under `scratch`.
+fn run_baseline(
+    args: &BulkArgs,
+    scratch: &Path,
+    fields: baseline::Fields,
+    commit_every: Option<Duration>,
+) -> anyhow::Result<BaselineResult> {
+    let dir = tempfile::Builder::new()
+        .prefix("tantivy-baseline")
+        .tempdir_in(scratch)?;
     let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg("tantivy-baseline")
         .args([
             "--docs",
@@ -555,9 +613,16 @@ fn run_baseline(args: &BulkArgs, scratch: &Path) -> anyhow::Result<BaselineResul
             &args.seed.to_string(),
         ])
         .args(["--threads", &INDEXING_THREADS.to_string()])
-        .args(["--memory-mib", &INDEXING_MEMORY_MIB.to_string()])
+        .args(["--memory-mib", &INDEXING_MEMORY_MIB.to_string()]);
+    if let Some(value) = clap::ValueEnum::to_possible_value(&fields) {
+        command.args(["--fields", value.get_name()]);
+    }
+    if let Some(every) = commit_every {
+        command.args(["--commit-every-ms", &every.as_millis().to_string()]);
+    }
+    let output = command
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir.path())
         .stderr(Stdio::inherit())
         .output()
         .context("running the tantivy baseline")?;

@@ -530,6 +530,7 @@ fn run_sluice(
         replace: false,
         index_body: "{}".into(),
         skip_baseline: true,
+        dynamic_baselines: false,
         report: None,
         perf_record: None,
         perf_call_graph: false,

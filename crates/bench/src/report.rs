@@ -36,8 +36,18 @@ pub struct Report {
     pub command: String,
     pub sluice: BulkResult,
     pub baseline: Option<BaselineResult>,
+    pub dynamic_baselines: Option<DynamicBaselines>,
     pub date_utc: String,
     pub load_average_after: f64,
+}
+
+/// tantivy given the fields Elasticsearch's dynamic mapping makes of the documents.
+#[derive(Debug, Clone)]
+pub struct DynamicBaselines {
+    /// One commit at the end, as the ceiling.
+    pub once: BaselineResult,
+    /// A commit every second as well, as a Sluice index refreshes by default.
+    pub every_second: BaselineResult,
 }
 
 struct Row {
@@ -75,18 +85,46 @@ impl Report {
             docs_per_cpu_second: s.n_docs as f64 / s.cpu_seconds,
             peak_rss_mib: mib(s.peak_rss_bytes),
         }];
+        let tantivy_row = |name: &str, b: &BaselineResult| Row {
+            name: name.to_owned(),
+            docs_per_second: b.n_docs as f64 / b.seconds,
+            mb_per_second: b.source_bytes as f64 / 1e6 / b.seconds,
+            seconds: b.seconds,
+            cpu_seconds: b.cpu_seconds,
+            docs_per_cpu_second: b.n_docs as f64 / b.cpu_seconds,
+            peak_rss_mib: mib(b.peak_rss_bytes),
+        };
         if let Some(b) = &self.baseline {
-            rows.push(Row {
-                name: "tantivy `IndexWriter` directly (same threads and memory budget)".into(),
-                docs_per_second: b.n_docs as f64 / b.seconds,
-                mb_per_second: b.source_bytes as f64 / 1e6 / b.seconds,
-                seconds: b.seconds,
-                cpu_seconds: b.cpu_seconds,
-                docs_per_cpu_second: b.n_docs as f64 / b.cpu_seconds,
-                peak_rss_mib: mib(b.peak_rss_bytes),
-            });
+            rows.push(tantivy_row(
+                "tantivy `IndexWriter` directly (same threads and memory budget)",
+                b,
+            ));
+        }
+        if let Some(d) = &self.dynamic_baselines {
+            rows.push(tantivy_row(
+                "tantivy, the dynamic mapping's fields (each string as text and as keyword), one commit",
+                &d.once,
+            ));
+            rows.push(tantivy_row(
+                "tantivy, the dynamic mapping's fields, a commit every second",
+                &d.every_second,
+            ));
         }
         rows
+    }
+
+    /// What the dynamic mapping's fields cost tantivy itself: each dynamic baseline's docs/s
+    /// over the ceiling's (one commit, a commit a second), and Sluice's over the second.
+    fn dynamic_ratios(&self) -> Option<(f64, f64, f64)> {
+        let b = self.baseline.as_ref()?;
+        let d = self.dynamic_baselines.as_ref()?;
+        let rate = |r: &BaselineResult| r.n_docs as f64 / r.seconds;
+        let sluice = self.sluice.n_docs as f64 / self.sluice.seconds;
+        Some((
+            rate(&d.once) / rate(b),
+            rate(&d.every_second) / rate(b),
+            sluice / rate(&d.every_second),
+        ))
     }
 
     /// Sluice's rate over tantivy's: by wall clock, and by CPU time, which a busy machine skews less.
@@ -119,6 +157,12 @@ impl Report {
             out.push_str(&format!(
                 "\nSluice / tantivy: **{wall:.2}** by docs/s (target ≥ 0.50: {}), {cpu:.2} by docs per CPU-second\n",
                 if wall >= 0.5 { "met" } else { "not met" }
+            ));
+        }
+        if let Some((once, every_second, sluice)) = self.dynamic_ratios() {
+            out.push_str(&format!(
+                "\ntantivy itself, given the dynamic mapping's fields: {once:.2} of the ceiling's docs/s \
+                 with one commit, {every_second:.2} committing every second; Sluice / the latter: {sluice:.2}\n"
             ));
         }
         out
