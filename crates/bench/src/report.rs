@@ -60,6 +60,27 @@ struct Row {
     peak_rss_mib: f64,
 }
 
+impl Row {
+    /// A row's rates from what a run measured (its name left empty).
+    fn measured(
+        n_docs: u64,
+        source_bytes: u64,
+        seconds: f64,
+        cpu_seconds: f64,
+        peak_rss_bytes: u64,
+    ) -> Row {
+        Row {
+            name: String::new(),
+            docs_per_second: n_docs as f64 / seconds,
+            mb_per_second: source_bytes as f64 / 1e6 / seconds,
+            seconds,
+            cpu_seconds,
+            docs_per_cpu_second: n_docs as f64 / cpu_seconds,
+            peak_rss_mib: mib(peak_rss_bytes),
+        }
+    }
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
 }
@@ -78,21 +99,23 @@ impl Report {
                     ""
                 }
             ),
-            docs_per_second: s.n_docs as f64 / s.seconds,
-            mb_per_second: s.source_bytes as f64 / 1e6 / s.seconds,
-            seconds: s.seconds,
-            cpu_seconds: s.cpu_seconds,
-            docs_per_cpu_second: s.n_docs as f64 / s.cpu_seconds,
-            peak_rss_mib: mib(s.peak_rss_bytes),
+            ..Row::measured(
+                s.n_docs,
+                s.source_bytes,
+                s.seconds,
+                s.cpu_seconds,
+                s.peak_rss_bytes,
+            )
         }];
         let tantivy_row = |name: &str, b: &BaselineResult| Row {
             name: name.to_owned(),
-            docs_per_second: b.n_docs as f64 / b.seconds,
-            mb_per_second: b.source_bytes as f64 / 1e6 / b.seconds,
-            seconds: b.seconds,
-            cpu_seconds: b.cpu_seconds,
-            docs_per_cpu_second: b.n_docs as f64 / b.cpu_seconds,
-            peak_rss_mib: mib(b.peak_rss_bytes),
+            ..Row::measured(
+                b.n_docs,
+                b.source_bytes,
+                b.seconds,
+                b.cpu_seconds,
+                b.peak_rss_bytes,
+            )
         };
         if let Some(b) = &self.baseline {
             rows.push(tantivy_row(
