@@ -121,12 +121,17 @@ fn string_values(doc: &LogDoc) -> [&str; 7] {
     ]
 }
 
+/// Where `@timestamp`, `status`, `latency_ms` and `bytes` go.
+enum Exact {
+    /// A typed field each, in that order.
+    Typed([Field; 4]),
+    /// One JSON field, with the keywords.
+    Json(Field),
+}
+
 /// Where each value of a document goes.
 struct Layout {
-    /// `@timestamp`, `status`, `latency_ms` and `bytes` as typed fields, or
-    exact_values: Option<[Field; 4]>,
-    /// all of them and the keywords in one JSON field.
-    exact_json: Option<Field>,
+    exact: Exact,
     source: Field,
     /// Per string field, in [`STRING_FIELDS`]' order: the fields its value is added to.
     strings: Vec<Vec<Field>>,
@@ -134,7 +139,7 @@ struct Layout {
 
 fn layout(variant: &Variant) -> (Schema, Layout) {
     let mut builder = Schema::builder();
-    let (exact_values, exact_json) = if variant.fields == Fields::DynamicJson {
+    let exact = if variant.fields == Fields::DynamicJson {
         let raw = TextFieldIndexing::default()
             .set_tokenizer("raw")
             .set_index_option(IndexRecordOption::Basic);
@@ -142,15 +147,14 @@ fn layout(variant: &Variant) -> (Schema, Layout) {
             .set_indexing_options(raw)
             .set_fast("raw")
             .set_expand_dots_enabled();
-        (None, Some(builder.add_json_field("_fields", options)))
+        Exact::Json(builder.add_json_field("_fields", options))
     } else {
-        let values = [
+        Exact::Typed([
             builder.add_date_field("@timestamp", INDEXED | FAST),
             builder.add_i64_field("status", INDEXED | FAST),
             builder.add_f64_field("latency_ms", INDEXED | FAST),
             builder.add_i64_field("bytes", INDEXED | FAST),
-        ];
-        (Some(values), None)
+        ])
     };
     let strings = STRING_FIELDS
         .iter()
@@ -170,8 +174,7 @@ fn layout(variant: &Variant) -> (Schema, Layout) {
     // A search engine returns what it was given: keep the source, as Sluice keeps `_source`.
     let source = builder.add_bytes_field("_source", STORED);
     let layout = Layout {
-        exact_values,
-        exact_json,
+        exact,
         source,
         strings,
     };
@@ -187,23 +190,25 @@ fn document(layout: &Layout, doc: &LogDoc, json: &[u8]) -> TantivyDocument {
             document.add_text(field, value);
         }
     }
-    if let Some([timestamp, status, latency_ms, bytes]) = layout.exact_values {
-        document.add_date(timestamp, DateTime::from_timestamp_millis(doc.timestamp_ms));
-        document.add_i64(status, doc.status);
-        document.add_f64(latency_ms, doc.latency_ms);
-        document.add_i64(bytes, doc.bytes);
-    }
-    if let Some(exact) = layout.exact_json {
-        let mut entries: Vec<(String, OwnedValue)> = STRING_FIELDS
-            .iter()
-            .zip(strings)
-            .map(|(name, value)| (format!("{name}.keyword"), OwnedValue::Str(value.to_owned())))
-            .collect();
-        entries.push(("@timestamp".into(), OwnedValue::I64(doc.timestamp_ms)));
-        entries.push(("status".into(), OwnedValue::I64(doc.status)));
-        entries.push(("latency_ms".into(), OwnedValue::F64(doc.latency_ms)));
-        entries.push(("bytes".into(), OwnedValue::I64(doc.bytes)));
-        document.add_field_value(exact, &OwnedValue::Object(entries));
+    match layout.exact {
+        Exact::Typed([timestamp, status, latency_ms, bytes]) => {
+            document.add_date(timestamp, DateTime::from_timestamp_millis(doc.timestamp_ms));
+            document.add_i64(status, doc.status);
+            document.add_f64(latency_ms, doc.latency_ms);
+            document.add_i64(bytes, doc.bytes);
+        }
+        Exact::Json(exact) => {
+            let mut entries: Vec<(String, OwnedValue)> = STRING_FIELDS
+                .iter()
+                .zip(strings)
+                .map(|(name, value)| (format!("{name}.keyword"), OwnedValue::Str(value.to_owned())))
+                .collect();
+            entries.push(("@timestamp".into(), OwnedValue::I64(doc.timestamp_ms)));
+            entries.push(("status".into(), OwnedValue::I64(doc.status)));
+            entries.push(("latency_ms".into(), OwnedValue::F64(doc.latency_ms)));
+            entries.push(("bytes".into(), OwnedValue::I64(doc.bytes)));
+            document.add_field_value(exact, &OwnedValue::Object(entries));
+        }
     }
     document.add_bytes(layout.source, json);
     document

@@ -400,20 +400,22 @@ fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         Some(run_baseline(
             &args,
             scratch.path(),
-            baseline::Fields::Ceiling,
-            None,
+            &baseline::Variant::CEILING,
         )?)
     };
     let dynamic_baselines = if args.dynamic_baselines {
         eprintln!("tantivy with the dynamic mapping's fields, one commit…");
-        let once = run_baseline(&args, scratch.path(), baseline::Fields::Dynamic, None)?;
+        let dynamic = baseline::Variant {
+            fields: baseline::Fields::Dynamic,
+            ..baseline::Variant::CEILING
+        };
+        let once = run_baseline(&args, scratch.path(), &dynamic)?;
         eprintln!("tantivy with the dynamic mapping's fields, a commit every second…");
-        let every_second = run_baseline(
-            &args,
-            scratch.path(),
-            baseline::Fields::Dynamic,
-            Some(DEFAULT_REFRESH_INTERVAL),
-        )?;
+        let every_second = baseline::Variant {
+            commit_every: Some(DEFAULT_REFRESH_INTERVAL),
+            ..dynamic
+        };
+        let every_second = run_baseline(&args, scratch.path(), &every_second)?;
         Some(report::DynamicBaselines { once, every_second })
     } else {
         None
@@ -596,8 +598,7 @@ fn send_batches(
 fn run_baseline(
     args: &BulkArgs,
     scratch: &Path,
-    fields: baseline::Fields,
-    commit_every: Option<Duration>,
+    variant: &baseline::Variant,
 ) -> anyhow::Result<BaselineResult> {
     let dir = tempfile::Builder::new()
         .prefix("tantivy-baseline")
@@ -614,12 +615,16 @@ fn run_baseline(
         ])
         .args(["--threads", &INDEXING_THREADS.to_string()])
         .args(["--memory-mib", &INDEXING_MEMORY_MIB.to_string()]);
-    if let Some(value) = clap::ValueEnum::to_possible_value(&fields) {
+    if let Some(value) = clap::ValueEnum::to_possible_value(&variant.fields) {
         command.args(["--fields", value.get_name()]);
     }
-    if let Some(every) = commit_every {
+    if let Some(every) = variant.commit_every {
         command.args(["--commit-every-ms", &every.as_millis().to_string()]);
     }
+    command.args([
+        "--unused-text-fields",
+        &variant.unused_text_fields.to_string(),
+    ]);
     let output = command
         .arg("--dir")
         .arg(dir.path())
