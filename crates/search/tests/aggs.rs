@@ -1012,3 +1012,123 @@ fn auto_date_histograms_take_the_smallest_inner_interval() {
     let counts: Vec<u64> = auto.buckets.iter().map(|b| b.doc_count).collect();
     assert_eq!(counts, vec![3, 3, 3, 3, 3, 3, 3, 3, 1]);
 }
+
+fn metric_mappings() -> Mappings {
+    Mappings::from_json(&json!({"properties": {
+        "k": {"type": "keyword"},
+        "g": {"type": "keyword"},
+        "v": {"type": "long"},
+        "d": {"type": "double"}
+    }}))
+    .unwrap()
+}
+
+/// `terms` over a small dictionary with metrics beneath is collected in one pass (no document
+/// list per bucket); its buckets must equal, to the bit, those of the general path, which an
+/// extra `value_count` beneath forces, and the exact sums. Buckets get more values than one
+/// batch, documents lack the term, the integer or the double, and `missing` stands in for some.
+#[test]
+fn terms_with_metrics_equal_the_general_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let documents: Vec<serde_json::Value> = (0..3000i64)
+        .map(|i| {
+            let mut doc = json!({"g": if i % 3 == 0 { "a" } else { "b" }});
+            if i % 7 != 0 {
+                doc["k"] = json!(KEYS[(i % 4) as usize]);
+            }
+            if i % 5 != 0 {
+                doc["v"] = json!(i * 37 % 1001 - 500);
+            }
+            if i % 11 != 0 {
+                doc["d"] = json!(i as f64 * 0.1 + 1e-3);
+            }
+            doc
+        })
+        .collect();
+    let indices = common::split_indices(dir.path(), metric_mappings, &documents);
+    let missing_v = ValueSource {
+        missing: Some(json!(1000)),
+        ..ValueSource::field("v")
+    };
+    let terms = |subs: Vec<Aggregation>| Aggregation {
+        subs,
+        ..agg(
+            "by_key",
+            AggKind::Terms(Terms {
+                source: ValueSource {
+                    missing: Some(json!("none")),
+                    ..ValueSource::field("k")
+                },
+                size: 10,
+                shard_size: None,
+                min_doc_count: 1,
+                shard_min_doc_count: 0,
+                order: Vec::new(),
+                include: None,
+                exclude: None,
+                show_term_doc_count_error: false,
+            }),
+        )
+    };
+    let metrics = vec![
+        agg("avg_v", AggKind::Avg(missing_v.clone())),
+        agg("sum_d", AggKind::Sum(ValueSource::field("d"))),
+        agg("stats_d", AggKind::Stats(ValueSource::field("d"))),
+        agg(
+            "ext_v",
+            AggKind::ExtendedStats {
+                source: ValueSource::field("v"),
+                sigma: 2.0,
+            },
+        ),
+        agg("min_d", AggKind::Min(ValueSource::field("d"))),
+        agg("max_v", AggKind::Max(ValueSource::field("v"))),
+        agg("avg_unmapped", AggKind::Avg(ValueSource::field("nothing"))),
+    ];
+    let mut general = metrics.clone();
+    general.push(agg("count_v", AggKind::ValueCount(ValueSource::field("v"))));
+    let sparse = Query::Term {
+        field: "g".into(),
+        value: json!("a"),
+        case_insensitive: false,
+        boost: 1.0,
+    };
+    for query in [Query::match_all(), sparse] {
+        let targets: Vec<_> = indices.iter().map(|i| (i.clone(), query.clone())).collect();
+        let limits = AggregationLimits::default;
+        let fused = aggs::aggregate(&targets, &[terms(metrics.clone())], limits()).unwrap();
+        let slow = aggs::aggregate(&targets, &[terms(general.clone())], limits()).unwrap();
+        let fused = buckets(&fused[0]);
+        let slow = buckets(&slow[0]);
+        assert_eq!(fused.len(), 5, "four keys and the missing one");
+        assert_eq!(fused.len(), slow.len());
+        for (f, s) in fused.iter().zip(&slow) {
+            assert_eq!((&f.0, f.2), (&s.0, s.2));
+            assert_eq!(f.3[..], s.3[..metrics.len()], "bucket {:?}", f.0);
+        }
+        // The exact values, from the documents.
+        let only_a = matches!(query, Query::Term { .. });
+        for (key, _, count, subs) in &fused {
+            let BucketKey::Str(key) = key else {
+                panic!("terms key {key:?}");
+            };
+            let mine: Vec<&serde_json::Value> = documents
+                .iter()
+                .filter(|d| !only_a || d["g"] == "a")
+                .filter(|d| d["k"].as_str().unwrap_or("none") == key)
+                .collect();
+            assert_eq!(*count, mine.len() as u64, "{key}");
+            let v_sum: i64 = mine.iter().map(|d| d["v"].as_i64().unwrap_or(1000)).sum();
+            let avg = value(&subs[0]).unwrap();
+            assert!(
+                (avg - v_sum as f64 / mine.len() as f64).abs() < 1e-9,
+                "{key}"
+            );
+            let d_sum: f64 = mine.iter().filter_map(|d| d["d"].as_f64()).sum();
+            assert!((value(&subs[1]).unwrap() - d_sum).abs() < 1e-6, "{key}");
+            let v_max = mine.iter().filter_map(|d| d["v"].as_i64()).max();
+            assert_eq!(value(&subs[5]), v_max.map(|v| v as f64), "{key}");
+            assert_eq!(value(&subs[6]), None, "{key}");
+        }
+    }
+}

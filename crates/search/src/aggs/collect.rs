@@ -42,6 +42,8 @@ use crate::nested;
 use crate::query::Query;
 use crate::schema::SchemaFields;
 
+mod fused;
+
 /// Bytes reserved per bucket beside its documents: map entry, key, counts, sub-partials.
 const BUCKET_BYTES: usize = 128;
 /// Bytes reserved per document id held in a bucket's list.
@@ -458,6 +460,17 @@ fn number_batches(
     docs: &[DocId],
     f: impl FnMut(&[f64]),
 ) -> Result<FieldKind> {
+    let (kind, column, missing) = numeric_source(segment, source, agg)?;
+    column.number_batches(docs, missing, f);
+    Ok(kind)
+}
+
+/// The column of a numeric metric's field and its `missing` value; keywords are refused.
+fn numeric_source(
+    segment: &Segment<'_>,
+    source: &ValueSource,
+    agg: &Aggregation,
+) -> Result<(FieldKind, SegmentColumn, Option<f64>)> {
     let (kind, column) = field_of(segment, source, agg)?;
     if matches!(kind, FieldKind::Keyword | FieldKind::Ip) {
         return Err(SearchError::illegal(format!(
@@ -478,8 +491,20 @@ fn number_batches(
         )?),
         None => None,
     };
-    column.number_batches(docs, missing, f);
-    Ok(kind)
+    Ok((kind, column, missing))
+}
+
+/// The accumulator of a metric that [`StatsAcc`] serves, with what it reads: the sum of
+/// squares for `stats` and `extended_stats`, the extremes for all but `avg` and `sum` (whose
+/// folds are then a chain per value); `None` for other aggregations.
+fn stats_metric(agg: &Aggregation) -> Option<(&ValueSource, bool, bool)> {
+    let (source, with_squares, with_extremes) = match &agg.kind {
+        AggKind::Avg(source) | AggKind::Sum(source) => (source, false, false),
+        AggKind::Min(source) | AggKind::Max(source) => (source, false, true),
+        AggKind::Stats(source) | AggKind::ExtendedStats { source, .. } => (source, true, true),
+        _ => return None,
+    };
+    Some((source, with_squares, with_extremes))
 }
 
 fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Result<Partial> {
@@ -491,10 +516,8 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
         | AggKind::Stats(source)
         | AggKind::ExtendedStats { source, .. } => {
             let mut stats = StatsAcc::new(ValueFormat::Raw);
-            let with_squares =
-                matches!(agg.kind, AggKind::Stats(_) | AggKind::ExtendedStats { .. });
-            // An avg or a sum reads neither extreme: their folds are a chain per value.
-            let with_extremes = !matches!(agg.kind, AggKind::Avg(_) | AggKind::Sum(_));
+            let (with_squares, with_extremes) = stats_metric(agg)
+                .map_or((true, true), |(_, squares, extremes)| (squares, extremes));
             let kind = number_batches(segment, source, agg, docs, |values| {
                 stats.add_values(values, with_squares, with_extremes)
             })?;
@@ -635,14 +658,21 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
         AggKind::Histogram(histogram) => {
             let (kind, column) = field_of(segment, &histogram.source, agg)?;
             let missing = missing_of(&kind, &histogram.source)?;
-            let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<u64>| {
-                let any = column.for_each_number(doc, |v| {
-                    keys.push(histogram_key(v, histogram.interval, histogram.offset).to_bits())
-                });
-                if !any && let Some(m) = missing {
-                    keys.push(histogram_key(m, histogram.interval, histogram.offset).to_bits());
-                }
-            });
+            let key = |v: f64| histogram_key(v, histogram.interval, histogram.offset).to_bits();
+            let keep_docs = !agg.subs.is_empty();
+            let missing_key = missing.map(key);
+            let groups = if let Some(values) = column.single_valued_f64() {
+                group_single(docs, keep_docs, values, missing_key, key)
+            } else if let Some(values) = column.single_valued_i64() {
+                group_single(docs, keep_docs, values, missing_key, |v| key(v as f64))
+            } else {
+                group_docs(docs, keep_docs, |doc, keys: &mut Vec<u64>| {
+                    let any = column.for_each_number(doc, |v| keys.push(key(v)));
+                    if !any && let Some(key) = missing_key {
+                        keys.push(key);
+                    }
+                })
+            };
             let format = value_format(&kind, histogram.source.format.as_deref())?;
             Partial::Buckets(buckets_from_groups(agg, segment, groups, format, |bits| {
                 Ok(Some(Key::Double(f64::from_bits(bits))))
@@ -666,12 +696,22 @@ fn collect_one(agg: &Aggregation, segment: &Segment<'_>, docs: &[DocId]) -> Resu
                 Some((min, max)) => rounding.prepare(min, max, docs.len() / 4),
                 None => rounding.prepare(1, 0, 0),
             };
-            let groups = group_docs(docs, !agg.subs.is_empty(), |doc, keys: &mut Vec<i64>| {
-                let any = column.for_each_i64(doc, |v| keys.push(prepared.round(v)));
-                if !any && let Some(m) = missing {
-                    keys.push(rounding.round(m));
-                }
-            });
+            let keep_docs = !agg.subs.is_empty();
+            let groups = match column.single_valued_i64() {
+                Some(values) => group_single(
+                    docs,
+                    keep_docs,
+                    values,
+                    missing.map(|m| rounding.round(m)),
+                    |v| prepared.round(v),
+                ),
+                None => group_docs(docs, keep_docs, |doc, keys: &mut Vec<i64>| {
+                    let any = column.for_each_i64(doc, |v| keys.push(prepared.round(v)));
+                    if !any && let Some(m) = missing {
+                        keys.push(rounding.round(m));
+                    }
+                }),
+            };
             let format = value_format(&date_kind(kind), histogram.source.format.as_deref())?;
             Partial::Buckets(buckets_from_groups(agg, segment, groups, format, |key| {
                 Ok(Some(Key::Long(key)))
@@ -1245,6 +1285,49 @@ fn group_docs<K: Hash + Eq + Ord + Copy>(
     groups
 }
 
+/// [`group_docs`] for a column of at most one value per document, read in batches with
+/// [`first_values`]: each document's key is `key_of` its value, or `missing`. A document with
+/// the key of the one before it (runs of them are what time-ordered data gives a date
+/// histogram) finds its group without hashing.
+fn group_single<T, K>(
+    docs: &[DocId],
+    keep_docs: bool,
+    column: &tantivy::columnar::Column<T>,
+    missing: Option<K>,
+    mut key_of: impl FnMut(T) -> K,
+) -> FastMap<K, DocGroup>
+where
+    T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static,
+    K: Hash + Eq + Copy,
+{
+    let mut groups: Vec<(K, DocGroup)> = Vec::new();
+    let mut slots: FastMap<K, usize> = FastMap::default();
+    let mut last: Option<(K, usize)> = None;
+    first_values(column, docs, |doc, value| {
+        let Some(key) = value.map(&mut key_of).or(missing) else {
+            return;
+        };
+        let slot = match last {
+            Some((last_key, slot)) if last_key == key => slot,
+            _ => {
+                let slot = *slots.entry(key).or_insert_with(|| {
+                    groups.push((key, (0, Vec::new())));
+                    groups.len() - 1
+                });
+                last = Some((key, slot));
+                slot
+            }
+        };
+        if let Some((_, (count, list))) = groups.get_mut(slot) {
+            *count += 1;
+            if keep_docs {
+                list.push(doc);
+            }
+        }
+    });
+    groups.into_iter().collect()
+}
+
 /// Term ordinals a segment's column may have for [`group_ords`] to count them in a table
 /// indexed by ordinal (8 bytes a slot, 32 with document lists, freed when grouped); a column
 /// with more, or with more than twice as many terms as documents to group (so that the table
@@ -1373,6 +1456,32 @@ fn buckets_from_groups<K>(
     Ok(acc)
 }
 
+/// [`buckets_from_groups`] for buckets whose sub-aggregations were collected with them.
+fn buckets_from_partials<K>(
+    agg: &Aggregation,
+    segment: &Segment<'_>,
+    groups: FastMap<K, fused::Counted>,
+    format: ValueFormat,
+    mut key_of: impl FnMut(K) -> Result<Option<Key>>,
+) -> Result<BucketsAcc> {
+    let mut acc = BucketsAcc::new(format);
+    segment
+        .index
+        .budget
+        .reserve(groups.len() * BUCKET_BYTES, &agg.name)?;
+    for (raw, (doc_count, subs)) in groups {
+        if let Some(key) = key_of(raw)? {
+            let bucket = BucketAcc {
+                doc_count,
+                error: 0,
+                subs,
+            };
+            acc.buckets.insert(key, bucket);
+        }
+    }
+    Ok(acc)
+}
+
 /// The encoded form of an address that a request gives for an `ip` field (`missing`, `after`).
 fn ip_key(field: &str, value: &Value) -> Result<String> {
     value
@@ -1436,24 +1545,36 @@ fn collect_terms(
     const MISSING: u64 = u64::MAX;
     let mut acc = match &column {
         SegmentColumn::Str(_) => {
-            let groups = group_ords(
-                docs,
-                keep_docs,
-                &column,
-                missing.is_some().then_some(MISSING),
-            );
-            let mut ords: Vec<u64> = groups.keys().copied().filter(|&o| o != MISSING).collect();
-            ords.sort_unstable();
-            let names = column.terms(&ords)?;
-            let mut names: HashMap<u64, String> = ords.into_iter().zip(names).collect();
-            let mut acc = buckets_from_groups(agg, segment, groups, format.clone(), |ord| {
+            let missing_key = missing.is_some().then_some(MISSING);
+            let names_of = |keys: Vec<u64>| -> Result<HashMap<u64, String>> {
+                let mut ords: Vec<u64> = keys.into_iter().filter(|&o| o != MISSING).collect();
+                ords.sort_unstable();
+                let names = column.terms(&ords)?;
+                Ok(ords.into_iter().zip(names).collect())
+            };
+            let key_of = |names: &mut HashMap<u64, String>, ord: u64| {
                 let key = if ord == MISSING {
                     missing.clone().unwrap_or(Key::Str(String::new()))
                 } else {
                     Key::Str(names.remove(&ord).unwrap_or_default())
                 };
                 Ok(accepted(&key).then_some(key))
-            })?;
+            };
+            let mut acc = match fused::collect(agg, segment, docs, &column, missing_key)? {
+                Some(groups) => {
+                    let mut names = names_of(groups.keys().copied().collect())?;
+                    buckets_from_partials(agg, segment, groups, format.clone(), |ord| {
+                        key_of(&mut names, ord)
+                    })?
+                }
+                None => {
+                    let groups = group_ords(docs, keep_docs, &column, missing_key);
+                    let mut names = names_of(groups.keys().copied().collect())?;
+                    buckets_from_groups(agg, segment, groups, format.clone(), |ord| {
+                        key_of(&mut names, ord)
+                    })?
+                }
+            };
             if terms.min_doc_count == 0
                 && let SegmentColumn::Str(strings) = &column
             {
@@ -1556,19 +1677,26 @@ fn collect_hashes(
         _ => missing_number(&kind, m).map(|v| mix64(v as i64 as u64)),
     });
     let missing_hash = missing_hash.transpose()?;
+    // A document without a value adds the `missing` hash, once for all: a set ignores repeats.
+    let mut any_missing = false;
     match &column {
         SegmentColumn::Str(strings) => {
             // Distinct ordinals first, so each term is read and hashed once per segment.
             let mut seen = vec![false; strings.num_terms()];
             segment.index.budget.reserve(seen.len(), &agg.name)?;
-            for &doc in docs {
-                let any = column.for_each_ord(doc, |ord| {
-                    if let Some(flag) = seen.get_mut(ord as usize) {
-                        *flag = true;
-                    }
+            let mut see = |ord: u64| {
+                if let Some(flag) = seen.get_mut(ord as usize) {
+                    *flag = true;
+                }
+            };
+            if let Some(ords) = column.single_valued_ords() {
+                first_values(ords, docs, |_, ord| match ord {
+                    Some(ord) => see(ord),
+                    None => any_missing = true,
                 });
-                if !any && let Some(hash) = missing_hash {
-                    sketch.add_hash(hash);
+            } else {
+                for &doc in docs {
+                    any_missing |= !column.for_each_ord(doc, &mut see);
                 }
             }
             let ords: Vec<u64> = seen
@@ -1577,23 +1705,29 @@ fn collect_hashes(
                 .filter(|(_, s)| **s)
                 .map(|(ord, _)| ord as u64)
                 .collect();
-            for term in column.terms(&ords)? {
-                sketch.add_hash(hash_bytes(term.as_bytes()));
-            }
+            column.for_each_term(&ords, |term| sketch.add_hash(hash_bytes(term)))?;
+        }
+        _ if kind == FieldKind::Double => {
+            column.for_each_number_of(docs, |value| match value {
+                Some(v) => sketch.add_hash(mix64(v.to_bits())),
+                None => any_missing = true,
+            });
         }
         _ => {
-            let double = kind == FieldKind::Double;
-            for &doc in docs {
-                let any = if double {
-                    column.for_each_number(doc, |v| sketch.add_hash(mix64(v.to_bits())))
-                } else {
-                    column.for_each_i64(doc, |v| sketch.add_hash(mix64(v as u64)))
-                };
-                if !any && let Some(hash) = missing_hash {
-                    sketch.add_hash(hash);
+            if let Some(values) = column.single_valued_i64() {
+                first_values(values, docs, |_, value| match value {
+                    Some(v) => sketch.add_hash(mix64(v as u64)),
+                    None => any_missing = true,
+                });
+            } else {
+                for &doc in docs {
+                    any_missing |= !column.for_each_i64(doc, |v| sketch.add_hash(mix64(v as u64)));
                 }
             }
         }
+    }
+    if any_missing && let Some(hash) = missing_hash {
+        sketch.add_hash(hash);
     }
     Ok(())
 }

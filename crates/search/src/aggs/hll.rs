@@ -4,6 +4,31 @@
 //! (set union, register maximum), so counts over index patterns are those of one sketch.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The hasher of the exact phase's set: its keys are hashes already ([`mix64`] or
+/// [`hash_bytes`]), so they are their own hash.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; fold anything else in anyway.
+        for &byte in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type HashSetOfHashes = HashSet<u64, BuildHasherDefault<Prehashed>>;
 
 /// Elasticsearch's default `precision_threshold`.
 pub const PRECISION_THRESHOLD_DEFAULT: u64 = 3000;
@@ -22,7 +47,7 @@ pub struct Cardinality {
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
-    Exact(HashSet<u64>),
+    Exact(HashSetOfHashes),
     Registers(Vec<u8>),
 }
 
@@ -40,7 +65,7 @@ impl Cardinality {
         Cardinality {
             precision: precision_for(threshold),
             threshold: threshold as usize,
-            state: State::Exact(HashSet::new()),
+            state: State::Exact(HashSetOfHashes::default()),
         }
     }
 

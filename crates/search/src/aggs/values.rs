@@ -406,6 +406,15 @@ impl SegmentColumn {
     /// alone would decode a dictionary block per term).
     pub(crate) fn terms(&self, sorted_ords: &[u64]) -> Result<Vec<String>> {
         let mut out = Vec::with_capacity(sorted_ords.len());
+        self.for_each_term(sorted_ords, |bytes| {
+            out.push(String::from_utf8_lossy(bytes).into_owned())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with the bytes of the term of each of the sorted, distinct ordinals, in one
+    /// pass over the dictionary and without a copy: for callers that only hash or compare them.
+    pub(crate) fn for_each_term(&self, sorted_ords: &[u64], f: impl FnMut(&[u8])) -> Result<()> {
         if let SegmentColumn::Str(column) = self {
             if !sorted_ords.is_sorted() {
                 return Err(SearchError::Corrupt {
@@ -415,15 +424,13 @@ impl SegmentColumn {
             }
             column
                 .dictionary()
-                .sorted_ords_to_term_cb(sorted_ords, |bytes| {
-                    out.push(String::from_utf8_lossy(bytes).into_owned())
-                })
+                .sorted_ords_to_term_cb(sorted_ords, f)
                 .map_err(|e| SearchError::Corrupt {
                     what: "term dictionary".into(),
                     reason: e.to_string(),
                 })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Smallest and largest numeric values of the segment, if numeric and not empty.
