@@ -5,8 +5,10 @@
 //! The harness loads the same generated documents three times: into a real `sluice up` over
 //! `_bulk` with the default dynamic mapping (what users get), into a tantivy index on the bulk
 //! baseline's schema in a child process that then times its own queries, and into PostgreSQL with
-//! `\copy`. Each workload is timed `--reps` times warm (after `--warmup` untimed runs) and
-//! `--cold-reps` times cold: the Sluice server and PostgreSQL are restarted and the tantivy index
+//! `\copy`. All three stay up while each workload is timed `--reps` times warm, in `--rounds`
+//! rounds: in each, every engine in turn runs its share of the repetitions (after `--warmup`
+//! untimed runs), so that a shared machine's drift in speed over minutes weighs on each alike.
+//! Then each workload is timed `--cold-reps` times cold: the Sluice server and PostgreSQL are restarted and the tantivy index
 //! reopened before each cold round, and the page cache is dropped before each cold sample when
 //! this process may write `/proc/sys/vm/drop_caches` (the report says which).
 
@@ -59,6 +61,9 @@ pub enum Kind {
     Aggs,
 }
 
+/// Rounds the warm repetitions are taken in, by default.
+const ROUNDS_DEFAULT: usize = 3;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct QueryArgs {
     /// Documents to load.
@@ -76,6 +81,11 @@ pub struct QueryArgs {
     /// Cold rounds: each restarts the engines and times every workload once on a cold cache.
     #[arg(long, default_value_t = 5)]
     cold_reps: usize,
+    /// Rounds the warm repetitions are split into: in each, every engine runs its share of them
+    /// in turn (after its untimed runs), so that a shared machine's speed, which drifts over
+    /// minutes, weighs on every engine alike.
+    #[arg(long, default_value_t = ROUNDS_DEFAULT)]
+    rounds: usize,
     /// The `sluice` binary; defaults to the one next to this binary (target/release/sluice).
     #[arg(long)]
     sluice: Option<PathBuf>,
@@ -119,9 +129,12 @@ pub struct CeilingArgs {
     /// Drop the page cache before each cold sample.
     #[arg(long)]
     drop_caches: bool,
-    /// Empty directory for the index.
+    /// Directory for the index: empty, or holding the index of an earlier run with `--reuse`.
     #[arg(long)]
     dir: PathBuf,
+    /// Time the index an earlier run built in `--dir` instead of building one.
+    #[arg(long)]
+    reuse: bool,
 }
 
 /// What every engine runs: the workloads of one kind over `docs` documents, and how often.
@@ -385,6 +398,8 @@ struct Timings {
 
 /// All the numbers of a run.
 struct Results {
+    /// Rounds the warm repetitions were taken in.
+    rounds: usize,
     sluice: Vec<Timings>,
     ceiling: Option<Vec<Timings>>,
     postgres: Option<Vec<Timings>>,
@@ -434,26 +449,67 @@ pub fn run(kind: Kind, args: QueryArgs) -> anyhow::Result<()> {
         ensure!(!workloads.is_empty(), "no workload's id contains `{only}`");
     }
 
-    let sluice_timings = run_sluice(&sluice, &args, &plan, &workloads, scratch.path())?;
+    let mut sluice_side = SluiceSide::start(&sluice, &plan, scratch.path())?;
+    let perf = match &args.perf_record {
+        Some(path) => Some(crate::start_perf(
+            sluice_side.server.pid(),
+            path,
+            args.perf_call_graph,
+        )?),
+        None => None,
+    };
+    let ceiling_dir = if args.skip_ceiling || args.only.is_some() {
+        None
+    } else {
+        Some(build_ceiling(&plan, scratch.path())?)
+    };
+    let mut postgres_side = if args.skip_postgres || args.only.is_some() {
+        None
+    } else {
+        Some(PostgresSide::start(&plan, scratch.path())?)
+    };
+    let blank = || vec![Timings::default(); workloads.len()];
+    let (mut sluice_timings, mut ceiling, mut postgres) = (blank(), blank(), blank());
+    let rounds = args.rounds.clamp(1, plan.reps);
+    for round in 0..rounds {
+        let reps = plan.reps / rounds + usize::from(round < plan.reps % rounds);
+        eprintln!("warm round {} of {rounds}: {reps} repetitions", round + 1);
+        sluice_side.warm(&workloads, &plan, reps, &mut sluice_timings)?;
+        if let Some(dir) = &ceiling_dir {
+            run_ceiling(&plan, dir, reps, 0, &mut ceiling)?;
+        }
+        if let Some(side) = &postgres_side {
+            side.warm(&workloads, &plan, reps, &mut postgres)?;
+        }
+    }
+    if let Some(perf) = perf {
+        crate::stop_perf(perf)?;
+    }
+    sluice_side.cold(&workloads, &plan, &mut sluice_timings)?;
     print_timings("sluice", &workloads, &sluice_timings);
     if args.only.is_some() {
         return Ok(());
     }
-    let ceiling = if args.skip_ceiling {
-        None
-    } else {
-        let timings = run_ceiling(&plan, scratch.path())?;
-        print_timings("tantivy", &workloads, &timings);
-        Some(timings)
+    let ceiling = match &ceiling_dir {
+        Some(dir) => {
+            run_ceiling(&plan, dir, 0, plan.cold_reps, &mut ceiling)?;
+            print_timings("tantivy", &workloads, &ceiling);
+            Some(ceiling)
+        }
+        None => None,
     };
-    let (postgres, postgres_version) = if args.skip_postgres {
-        (None, None)
-    } else {
-        let (timings, version) = run_postgres(&plan, &workloads, scratch.path())?;
-        print_timings("postgres", &workloads, &timings);
-        (Some(timings), Some(version))
+    let (postgres, postgres_version) = match postgres_side.take() {
+        Some(mut side) => {
+            side.cold(&workloads, &plan, &mut postgres)?;
+            print_timings("postgres", &workloads, &postgres);
+            let version = side.version.clone();
+            side.stop();
+            (Some(postgres), Some(version))
+        }
+        None => (None, None),
     };
     let results = Results {
+        rounds,
         sluice: sluice_timings,
         ceiling,
         postgres,
@@ -495,7 +551,7 @@ fn markers(kind: Kind) -> (&'static str, &'static str) {
 
 fn command_line(kind: Kind, args: &QueryArgs) -> String {
     format!(
-        "cargo build --release -p sluice -p sluice-bench && cargo run --release -p sluice-bench -- {} --docs {} --reps {} --cold-reps {}{}",
+        "cargo build --release -p sluice -p sluice-bench && cargo run --release -p sluice-bench -- {} --docs {} --reps {} --cold-reps {}{}{}",
         match kind {
             Kind::Search => "search",
             Kind::Aggs => "aggs",
@@ -503,6 +559,11 @@ fn command_line(kind: Kind, args: &QueryArgs) -> String {
         args.docs,
         args.reps,
         args.cold_reps,
+        if args.rounds == ROUNDS_DEFAULT {
+            String::new()
+        } else {
+            format!(" --rounds {}", args.rounds)
+        },
         if args.seed == 42 {
             String::new()
         } else {
@@ -511,92 +572,113 @@ fn command_line(kind: Kind, args: &QueryArgs) -> String {
     )
 }
 
-/// Loads Sluice over `_bulk` with the default dynamic mapping, then times every workload warm,
-/// then in cold rounds (server restarted; page cache dropped before each sample when allowed).
-fn run_sluice(
-    sluice: &Path,
-    args: &QueryArgs,
-    plan: &Plan,
-    workloads: &[Workload],
-    scratch: &Path,
-) -> anyhow::Result<Vec<Timings>> {
-    let bulk_args = crate::BulkArgs {
-        docs: plan.docs,
-        batch: 5_000,
-        clients: 4,
-        seed: plan.seed,
-        sluice: None,
-        ids: false,
-        replace: false,
-        index_body: "{}".into(),
-        skip_baseline: true,
-        dynamic_baselines: false,
-        report: None,
-        perf_record: None,
-        perf_call_graph: false,
-    };
-    eprintln!("generating {} documents…", plan.docs);
-    let batches = crate::build_batches(plan.docs, bulk_args.batch, plan.seed, false);
-    let data_dir = scratch.join("sluice-data");
-    let log = scratch.join("sluice.log");
-    let server = Server::start(sluice, &data_dir, &log)?;
-    let loaded = crate::load(&server, &bulk_args, &batches);
-    let loaded = match loaded {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("server log:\n{}", server.log_tail());
-            return Err(error);
-        }
-    };
-    eprintln!(
-        "sluice: loaded {} docs in {:.1} s",
-        loaded.n_docs, loaded.seconds
-    );
-    // Start from a server that opened the index from disk, as after any restart.
-    server.stop()?;
-    let server = Server::start(sluice, &data_dir, &log)?;
-    // The reopened index merges the segments of the load; measure the index it leaves.
-    crate::server::settle(&[&server])?;
-    let mut timings = vec![Timings::default(); workloads.len()];
-    {
-        let mut connection = Connection::open(&server.search_address)?;
-        let perf = match &args.perf_record {
-            Some(path) => Some(crate::start_perf(server.pid(), path, args.perf_call_graph)?),
-            None => None,
+/// The Sluice server of a run, loaded and settled, with its client connection.
+struct SluiceSide {
+    binary: PathBuf,
+    data_dir: PathBuf,
+    log: PathBuf,
+    server: Server,
+}
+
+impl SluiceSide {
+    /// Loads Sluice over `_bulk` with the default dynamic mapping, then restarts it and waits
+    /// for the merges of the reopened index, as after any restart.
+    fn start(sluice: &Path, plan: &Plan, scratch: &Path) -> anyhow::Result<SluiceSide> {
+        let bulk_args = crate::BulkArgs {
+            docs: plan.docs,
+            batch: 5_000,
+            clients: 4,
+            seed: plan.seed,
+            sluice: None,
+            ids: false,
+            replace: false,
+            index_body: "{}".into(),
+            skip_baseline: true,
+            dynamic_baselines: false,
+            report: None,
+            perf_record: None,
+            perf_call_graph: false,
         };
-        for (n, workload) in workloads.iter().enumerate() {
+        eprintln!("generating {} documents…", plan.docs);
+        let batches = crate::build_batches(plan.docs, bulk_args.batch, plan.seed, false);
+        let data_dir = scratch.join("sluice-data");
+        let log = scratch.join("sluice.log");
+        let server = Server::start(sluice, &data_dir, &log)?;
+        let loaded = match crate::load(&server, &bulk_args, &batches) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                eprintln!("server log:\n{}", server.log_tail());
+                return Err(error);
+            }
+        };
+        eprintln!(
+            "sluice: loaded {} docs in {:.1} s",
+            loaded.n_docs, loaded.seconds
+        );
+        server.stop()?;
+        let server = Server::start(sluice, &data_dir, &log)?;
+        // The reopened index merges the segments of the load; measure the index it leaves.
+        crate::server::settle(&[&server])?;
+        Ok(SluiceSide {
+            binary: sluice.to_path_buf(),
+            data_dir,
+            log,
+            server,
+        })
+    }
+
+    /// Times `reps` warm repetitions of every workload, each after its untimed runs, on a
+    /// new connection (the server closes idle ones while the other engines run).
+    fn warm(
+        &mut self,
+        workloads: &[Workload],
+        plan: &Plan,
+        reps: usize,
+        timings: &mut [Timings],
+    ) -> anyhow::Result<()> {
+        let mut connection = Connection::open(&self.server.search_address)?;
+        for (workload, timing) in workloads.iter().zip(timings) {
             for _ in 0..plan.warmup {
                 sluice_run(&mut connection, workload, plan)?;
             }
-            for _ in 0..plan.reps {
+            for _ in 0..reps {
                 let started = Instant::now();
                 let check = sluice_run(&mut connection, workload, plan)?;
-                timings[n]
-                    .warm
-                    .push(started.elapsed().as_secs_f64() * 1000.0);
-                timings[n].check = check;
+                timing.warm.push(started.elapsed().as_secs_f64() * 1000.0);
+                timing.check = check;
             }
         }
-        if let Some(perf) = perf {
-            crate::stop_perf(perf)?;
-        }
+        Ok(())
     }
-    let mut server = server;
-    for _ in 0..plan.cold_reps {
+
+    /// Cold rounds (server restarted; page cache dropped before each sample when allowed),
+    /// then stops the server.
+    fn cold(
+        self,
+        workloads: &[Workload],
+        plan: &Plan,
+        timings: &mut [Timings],
+    ) -> anyhow::Result<()> {
+        let SluiceSide {
+            binary,
+            data_dir,
+            log,
+            mut server,
+        } = self;
+        for _ in 0..plan.cold_reps {
+            server.stop()?;
+            server = Server::start(&binary, &data_dir, &log)?;
+            let mut connection = Connection::open(&server.search_address)?;
+            for (workload, timing) in workloads.iter().zip(timings.iter_mut()) {
+                drop_page_cache(plan.drop_caches);
+                let started = Instant::now();
+                sluice_run(&mut connection, workload, plan)?;
+                timing.cold.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
         server.stop()?;
-        server = Server::start(sluice, &data_dir, &log)?;
-        let mut connection = Connection::open(&server.search_address)?;
-        for (n, workload) in workloads.iter().enumerate() {
-            drop_page_cache(plan.drop_caches);
-            let started = Instant::now();
-            sluice_run(&mut connection, workload, plan)?;
-            timings[n]
-                .cold
-                .push(started.elapsed().as_secs_f64() * 1000.0);
-        }
+        Ok(())
     }
-    server.stop()?;
-    Ok(timings)
 }
 
 fn search(connection: &mut Connection, body: &Value) -> anyhow::Result<Value> {
@@ -685,12 +767,57 @@ fn sluice_run(
     }
 }
 
-/// Builds the tantivy index and times the workloads in a child process, so its caches and
-/// memory are its own.
-fn run_ceiling(plan: &Plan, scratch: &Path) -> anyhow::Result<Vec<Timings>> {
+/// Builds the tantivy index in a child process and returns its directory.
+fn build_ceiling(plan: &Plan, scratch: &Path) -> anyhow::Result<PathBuf> {
     let dir = scratch.join("tantivy-ceiling");
     fs::create_dir_all(&dir)?;
     eprintln!("tantivy ceiling…");
+    let build = Plan {
+        reps: 0,
+        warmup: 0,
+        cold_reps: 0,
+        ..plan.clone()
+    };
+    ceiling_child(&build, &dir, false)?;
+    Ok(dir)
+}
+
+/// Times the workloads on the index in `dir` in a child process, so its caches and memory are
+/// its own: `reps` warm samples (after the plan's untimed runs, none when `reps` is 0) and
+/// `cold_reps` cold ones, added to `timings`.
+fn run_ceiling(
+    plan: &Plan,
+    dir: &Path,
+    reps: usize,
+    cold_reps: usize,
+    timings: &mut [Timings],
+) -> anyhow::Result<()> {
+    let this = Plan {
+        reps,
+        warmup: if reps == 0 { 0 } else { plan.warmup },
+        cold_reps,
+        ..plan.clone()
+    };
+    let mut by_id = ceiling_child(&this, dir, true)?;
+    for (workload, timing) in plan.workloads().iter().zip(timings) {
+        let result = by_id
+            .remove(workload.id)
+            .with_context(|| format!("the ceiling printed no result for {}", workload.id))?;
+        timing.warm.extend(result.warm);
+        timing.cold.extend(result.cold);
+        if !result.check.is_empty() {
+            timing.check = result.check;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `sluice-bench tantivy-queries` for `plan` and returns its timings by workload id.
+fn ceiling_child(
+    plan: &Plan,
+    dir: &Path,
+    reuse: bool,
+) -> anyhow::Result<std::collections::HashMap<String, Timings>> {
     let output = Command::new(std::env::current_exe()?)
         .arg("tantivy-queries")
         .args([
@@ -706,8 +833,9 @@ fn run_ceiling(plan: &Plan, scratch: &Path) -> anyhow::Result<Vec<Timings>> {
         .args(["--warmup", &plan.warmup.to_string()])
         .args(["--cold-reps", &plan.cold_reps.to_string()])
         .args(plan.drop_caches.then_some("--drop-caches"))
+        .args(reuse.then_some("--reuse"))
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir)
         .stderr(Stdio::inherit())
         .output()
         .context("running the tantivy ceiling")?;
@@ -738,14 +866,7 @@ fn run_ceiling(plan: &Plan, scratch: &Path) -> anyhow::Result<Vec<Timings>> {
             );
         }
     }
-    plan.workloads()
-        .iter()
-        .map(|w| {
-            by_id
-                .remove(w.id)
-                .with_context(|| format!("the ceiling printed no result for {}", w.id))
-        })
-        .collect()
+    Ok(by_id)
 }
 
 /// The child side: `sluice-bench tantivy-queries`.
@@ -759,7 +880,7 @@ pub fn run_ceiling_child(args: CeilingArgs) -> anyhow::Result<()> {
         cold_reps: args.cold_reps,
         drop_caches: args.drop_caches,
     };
-    crate::ceiling::run(&args.dir, &plan, false)
+    crate::ceiling::run(&args.dir, &plan, args.reuse)
 }
 
 /// The table and its indexes: the document as JSONB, its timestamp also as a typed column (as
@@ -779,100 +900,130 @@ CREATE INDEX logs_status ON logs (((doc->>'status')::int));
 VACUUM ANALYZE logs;
 ";
 
-fn run_postgres(
-    plan: &Plan,
-    workloads: &[Workload],
-    scratch: &Path,
-) -> anyhow::Result<(Vec<Timings>, String)> {
-    let root = scratch.join("postgres");
-    let postgres = Postgres::start(&root, POSTGRES_SETTINGS)?;
-    let version = postgres.psql("SHOW server_version")?;
-    eprintln!("postgres {version}: loading…");
-    postgres.psql(POSTGRES_SCHEMA)?;
-    // `\copy` text format: the generated JSON holds no tabs, backslashes or newlines.
-    let rows = scratch.join("postgres-rows.tsv");
-    {
-        let mut out = Vec::with_capacity(plan.docs as usize * 340);
-        let mut json = Vec::with_capacity(512);
-        for i in 0..plan.docs {
-            let doc = LogDoc::generate(plan.seed, i);
-            json.clear();
-            doc.write_json(&mut json);
-            out.extend_from_slice(iso_timestamp(doc.timestamp_ms).as_bytes());
-            out.push(b'\t');
-            out.extend_from_slice(&json);
-            out.push(b'\n');
-        }
-        fs::write(&rows, out)?;
-    }
-    let started = Instant::now();
-    postgres.psql_script(
-        format!(
-            "\\copy logs (ts, doc) FROM '{}'\n{POSTGRES_INDEXES}",
-            path_str(&rows)?
-        )
-        .as_bytes(),
-    )?;
-    fs::remove_file(&rows)?;
-    eprintln!(
-        "postgres: loaded and indexed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let count: u64 = postgres.psql("SELECT count(*) FROM logs")?.parse()?;
-    ensure!(count == plan.docs, "postgres holds {count} rows");
+/// PostgreSQL 15 of a run, the documents loaded and indexed.
+struct PostgresSide {
+    root: PathBuf,
+    postgres: Postgres,
+    version: String,
+}
 
-    let mut timings = vec![Timings::default(); workloads.len()];
-    // Warm: one psql session, each workload's warm-up then its timed samples.
-    let mut script = String::from("\\timing on\n\\o /dev/null\n");
-    for workload in workloads {
-        for _ in 0..plan.warmup + plan.reps {
-            for statement in &workload.sql {
-                let _ = writeln!(script, "{statement}");
+impl PostgresSide {
+    fn start(plan: &Plan, scratch: &Path) -> anyhow::Result<PostgresSide> {
+        let root = scratch.join("postgres");
+        let postgres = Postgres::start(&root, POSTGRES_SETTINGS)?;
+        let version = postgres.psql("SHOW server_version")?;
+        eprintln!("postgres {version}: loading…");
+        postgres.psql(POSTGRES_SCHEMA)?;
+        // `\copy` text format: the generated JSON holds no tabs, backslashes or newlines.
+        let rows = scratch.join("postgres-rows.tsv");
+        {
+            let mut out = Vec::with_capacity(plan.docs as usize * 340);
+            let mut json = Vec::with_capacity(512);
+            for i in 0..plan.docs {
+                let doc = LogDoc::generate(plan.seed, i);
+                json.clear();
+                doc.write_json(&mut json);
+                out.extend_from_slice(iso_timestamp(doc.timestamp_ms).as_bytes());
+                out.push(b'\t');
+                out.extend_from_slice(&json);
+                out.push(b'\n');
             }
+            fs::write(&rows, out)?;
         }
+        let started = Instant::now();
+        postgres.psql_script(
+            format!(
+                "\\copy logs (ts, doc) FROM '{}'\n{POSTGRES_INDEXES}",
+                path_str(&rows)?
+            )
+            .as_bytes(),
+        )?;
+        fs::remove_file(&rows)?;
+        eprintln!(
+            "postgres: loaded and indexed in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let count: u64 = postgres.psql("SELECT count(*) FROM logs")?.parse()?;
+        ensure!(count == plan.docs, "postgres holds {count} rows");
+        Ok(PostgresSide {
+            root,
+            postgres,
+            version,
+        })
     }
-    let times = psql_times(&postgres, &script)?;
-    let expected: usize = workloads
-        .iter()
-        .map(|w| timed_statements(w) * (plan.warmup + plan.reps))
-        .sum();
-    ensure!(
-        times.len() == expected,
-        "psql printed {} timings, expected {expected}",
-        times.len()
-    );
-    let mut times = times.into_iter();
-    for (n, workload) in workloads.iter().enumerate() {
-        let per_sample = timed_statements(workload);
-        for rep in 0..plan.warmup + plan.reps {
-            let sample: f64 = times.by_ref().take(per_sample).sum();
-            if rep >= plan.warmup {
-                timings[n].warm.push(sample);
-            }
-        }
-    }
-    // Cold: restart (empty shared buffers), page cache dropped before each sample.
-    for _ in 0..plan.cold_reps {
-        postgres.restart()?;
+
+    /// Times `reps` warm repetitions of every workload in one psql session, each workload's
+    /// untimed runs first.
+    fn warm(
+        &self,
+        workloads: &[Workload],
+        plan: &Plan,
+        reps: usize,
+        timings: &mut [Timings],
+    ) -> anyhow::Result<()> {
         let mut script = String::from("\\timing on\n\\o /dev/null\n");
         for workload in workloads {
-            if plan.drop_caches {
-                script.push_str("\\! echo 1 > /proc/sys/vm/drop_caches\n");
-            }
-            for statement in &workload.sql {
-                let _ = writeln!(script, "{statement}");
+            for _ in 0..plan.warmup + reps {
+                for statement in &workload.sql {
+                    let _ = writeln!(script, "{statement}");
+                }
             }
         }
-        let mut times = psql_times(&postgres, &script)?.into_iter();
-        for (n, workload) in workloads.iter().enumerate() {
-            timings[n]
-                .cold
-                .push(times.by_ref().take(timed_statements(workload)).sum());
+        let times = psql_times(&self.postgres, &script)?;
+        let expected: usize = workloads
+            .iter()
+            .map(|w| timed_statements(w) * (plan.warmup + reps))
+            .sum();
+        ensure!(
+            times.len() == expected,
+            "psql printed {} timings, expected {expected}",
+            times.len()
+        );
+        let mut times = times.into_iter();
+        for (workload, timing) in workloads.iter().zip(timings) {
+            let per_sample = timed_statements(workload);
+            for rep in 0..plan.warmup + reps {
+                let sample: f64 = times.by_ref().take(per_sample).sum();
+                if rep >= plan.warmup {
+                    timing.warm.push(sample);
+                }
+            }
         }
+        Ok(())
     }
-    drop(postgres);
-    let _ = fs::remove_dir_all(&root);
-    Ok((timings, version))
+
+    /// Cold rounds: restarted (empty shared buffers), page cache dropped before each sample.
+    fn cold(
+        &mut self,
+        workloads: &[Workload],
+        plan: &Plan,
+        timings: &mut [Timings],
+    ) -> anyhow::Result<()> {
+        for _ in 0..plan.cold_reps {
+            self.postgres.restart()?;
+            let mut script = String::from("\\timing on\n\\o /dev/null\n");
+            for workload in workloads {
+                if plan.drop_caches {
+                    script.push_str("\\! echo 1 > /proc/sys/vm/drop_caches\n");
+                }
+                for statement in &workload.sql {
+                    let _ = writeln!(script, "{statement}");
+                }
+            }
+            let mut times = psql_times(&self.postgres, &script)?.into_iter();
+            for (workload, timing) in workloads.iter().zip(timings.iter_mut()) {
+                timing
+                    .cold
+                    .push(times.by_ref().take(timed_statements(workload)).sum());
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(self) {
+        drop(self.postgres);
+        let _ = fs::remove_dir_all(&self.root);
+    }
 }
 
 /// Statements of a sample that psql times (meta-commands such as `\set` are not timed).
@@ -935,18 +1086,21 @@ fn markdown(
     let _ = writeln!(
         out,
         "{} documents of `sluice-bench bulk`. p50 / p99 in milliseconds over {} warm repetitions \
-         (after {} untimed) and {} cold ones. Cold: {}. Sluice is timed over HTTP from a client \
+         and {} cold ones. Warm: in {} rounds, in each of which every engine runs its share of \
+         the repetitions in turn, each workload after {} untimed runs, so that the machine's \
+         drift in speed weighs on every engine alike. Cold: {}. Sluice is timed over HTTP from a client \
          in this process (request sent to response read); tantivy in-process; PostgreSQL {} by \
          psql's `\\timing` over a unix socket.\n",
         plan.docs,
         plan.reps,
-        plan.warmup,
         plan.cold_reps,
+        results.rounds,
+        plan.warmup,
         if plan.drop_caches {
-            "the Sluice server and PostgreSQL restarted and the tantivy index reopened before each \
+            "the Sluice server and PostgreSQL restarted and the tantivy index reopened before each cold \
              round, and the page cache dropped (`/proc/sys/vm/drop_caches`) before each sample"
         } else {
-            "processes restarted and the index reopened before each round; the page cache could \
+            "processes restarted and the index reopened before each cold round; the page cache could \
              not be dropped"
         },
         results.postgres_version.as_deref().unwrap_or("(skipped)")
