@@ -19,9 +19,9 @@ use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED, Ta
 use super::format::ValueFormat;
 use super::hll::{Cardinality, hash_bytes, mix64};
 use super::partial::{
-    AutoDateAcc, Background, BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, Partial,
-    SignificantAcc, SortValue, StatsAcc, TopHitsAcc, TopMetricsAcc, compare_sort, effective_sort,
-    empty_all, merge_all,
+    AutoDateAcc, Background, BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, KeyMap,
+    Partial, SignificantAcc, SortValue, StatsAcc, TopHitsAcc, TopMetricsAcc, compare_sort,
+    effective_sort, empty_all, merge_all,
 };
 use super::reduce::{compare_buckets, shard_size};
 use super::result::TopHit;
@@ -372,7 +372,9 @@ fn matching_docs(
 ) -> Result<(Vec<DocId>, Option<Vec<f32>>)> {
     let mut scorer = weight.scorer(reader, 1.0)?;
     let alive = reader.alive_bitset();
-    let mut docs = Vec::new();
+    // The scorer's estimate (exact for `match_all` and a term), so that a million documents
+    // are not copied over and over as the list doubles.
+    let mut docs = Vec::with_capacity(scorer.size_hint().min(reader.max_doc()) as usize);
     if !with_scores {
         // Without scores the documents come a block at a time (`match_all` fills a block
         // without stepping through it).
@@ -2689,7 +2691,7 @@ fn collect_composite(
         })
     };
     let mut acc = CompositeAcc {
-        buckets: HashMap::new(),
+        buckets: KeyMap::default(),
         formats,
     };
     for (packed, (count, bucket_docs)) in groups {

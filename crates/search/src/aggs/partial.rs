@@ -245,11 +245,16 @@ pub(crate) struct BucketAcc {
     pub subs: Vec<Partial>,
 }
 
+/// Buckets by key: FxHash, as `collect.rs`'s maps of integers (keys come from the index's
+/// columns and the request's memory budget bounds every map, so a poor spread costs time, never
+/// memory); a bucket is looked up per segment and per index merged.
+pub(crate) type KeyMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
 /// The buckets of `terms`, `histogram`, `date_histogram`, `range` (keyed by range index) and
 /// `filters` (keyed by filter index).
 #[derive(Debug, Clone)]
 pub(crate) struct BucketsAcc {
-    pub buckets: HashMap<Key, BucketAcc>,
+    pub buckets: KeyMap<Key, BucketAcc>,
     pub format: ValueFormat,
     /// Multi terms: the format of each part of the keys.
     pub part_formats: Vec<ValueFormat>,
@@ -262,7 +267,7 @@ pub(crate) struct BucketsAcc {
 impl BucketsAcc {
     pub(crate) fn new(format: ValueFormat) -> BucketsAcc {
         BucketsAcc {
-            buckets: HashMap::new(),
+            buckets: KeyMap::default(),
             format,
             part_formats: Vec::new(),
             other_doc_count: 0,
@@ -334,7 +339,7 @@ pub(crate) struct SignificantAcc {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompositeAcc {
-    pub buckets: HashMap<Vec<Option<Key>>, BucketAcc>,
+    pub buckets: KeyMap<Vec<Option<Key>>, BucketAcc>,
     pub formats: Vec<ValueFormat>,
 }
 
@@ -440,7 +445,7 @@ impl Partial {
                 backgrounds: Vec::new(),
             }),
             AggKind::Composite(composite) => Partial::Composite(CompositeAcc {
-                buckets: HashMap::new(),
+                buckets: KeyMap::default(),
                 formats: composite
                     .sources
                     .iter()
