@@ -126,6 +126,21 @@ fn agg(name: &str, kind: AggKind) -> Aggregation {
     }
 }
 
+/// `terms` as Elasticsearch's defaults: the ten largest counts.
+fn top_ten(field: &str) -> Terms {
+    Terms {
+        source: ValueSource::field(field),
+        size: 10,
+        shard_size: None,
+        min_doc_count: 1,
+        shard_min_doc_count: 0,
+        order: Vec::new(),
+        include: None,
+        exclude: None,
+        show_term_doc_count_error: false,
+    }
+}
+
 fn date_histogram(interval: Interval, zone: &str) -> AggKind {
     AggKind::DateHistogram(DateHistogram {
         source: ValueSource::field("t"),
@@ -337,17 +352,7 @@ proptest! {
         }
 
         // Terms with metrics beneath, and metrics over everything.
-        let mut terms = agg("by_key", AggKind::Terms(Terms {
-            source: ValueSource::field("k"),
-            size: 10,
-            shard_size: None,
-            min_doc_count: 1,
-            shard_min_doc_count: 0,
-            order: Vec::new(),
-            include: None,
-            exclude: None,
-            show_term_doc_count_error: false,
-        }));
+        let mut terms = agg("by_key", AggKind::Terms(top_ten("k")));
         terms.subs = vec![
             agg("avg", AggKind::Avg(ValueSource::field("v"))),
             agg("min", AggKind::Min(ValueSource::field("v"))),
@@ -1059,14 +1064,7 @@ fn terms_with_metrics_equal_the_general_path() {
                     missing: Some(json!("none")),
                     ..ValueSource::field("k")
                 },
-                size: 10,
-                shard_size: None,
-                min_doc_count: 1,
-                shard_min_doc_count: 0,
-                order: Vec::new(),
-                include: None,
-                exclude: None,
-                show_term_doc_count_error: false,
+                ..top_ten("k")
             }),
         )
     };
