@@ -463,7 +463,7 @@ pub fn run(kind: Kind, args: QueryArgs) -> anyhow::Result<()> {
     } else {
         Some(build_ceiling(&plan, scratch.path())?)
     };
-    let mut postgres_side = if args.skip_postgres || args.only.is_some() {
+    let postgres_side = if args.skip_postgres || args.only.is_some() {
         None
     } else {
         Some(PostgresSide::start(&plan, scratch.path())?)
@@ -498,7 +498,7 @@ pub fn run(kind: Kind, args: QueryArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (postgres, postgres_version) = match postgres_side.take() {
+    let (postgres, postgres_version) = match postgres_side {
         Some(mut side) => {
             side.cold(&workloads, &plan, &mut postgres)?;
             print_timings("postgres", &workloads, &postgres);

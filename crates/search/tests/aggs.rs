@@ -664,24 +664,7 @@ fn limits_and_refusals() {
     );
 
     // Text without fielddata: Elasticsearch's reason and the keyword sub-field.
-    let error = run(
-        &indices,
-        vec![agg(
-            "t",
-            AggKind::Terms(Terms {
-                source: ValueSource::field("msg"),
-                size: 10,
-                shard_size: None,
-                min_doc_count: 1,
-                shard_min_doc_count: 0,
-                order: Vec::new(),
-                include: None,
-                exclude: None,
-                show_term_doc_count_error: false,
-            }),
-        )],
-    )
-    .unwrap_err();
+    let error = run(&indices, vec![agg("t", AggKind::Terms(top_ten("msg")))]).unwrap_err();
     let text = error.to_string();
     assert!(
         text.starts_with("Fielddata is disabled on [msg] in [example-0]."),
@@ -725,15 +708,10 @@ fn terms_cut_per_index_keep_the_largest_counts() {
         vec![agg(
             "top",
             AggKind::Terms(Terms {
-                source: ValueSource::field("k"),
                 size: 1,
                 shard_size: Some(2),
-                min_doc_count: 1,
-                shard_min_doc_count: 0,
-                order: Vec::new(),
-                include: None,
-                exclude: None,
                 show_term_doc_count_error: true,
+                ..top_ten("k")
             }),
         )],
     )

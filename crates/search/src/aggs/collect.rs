@@ -19,7 +19,7 @@ use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED, Ta
 use super::format::ValueFormat;
 use super::hll::{Cardinality, hash_bytes, mix64};
 use super::partial::{
-    AutoDateAcc, Background, BucketAcc, BucketsAcc, CompositeAcc, IndexPartials, Key, KeyMap,
+    AutoDateAcc, Background, BucketAcc, BucketsAcc, CompositeAcc, FastMap, IndexPartials, Key,
     Partial, SignificantAcc, SortValue, StatsAcc, TopHitsAcc, TopMetricsAcc, compare_sort,
     effective_sort, empty_all, merge_all,
 };
@@ -51,12 +51,6 @@ const DOC_BYTES: usize = std::mem::size_of::<DocId>();
 
 /// The documents of one key: how many, and which when sub-aggregations need them.
 type DocGroup = (u64, Vec<DocId>);
-
-/// Maps keyed by integers (term ordinals, numbers, packed composite keys) hash them with
-/// FxHash (tantivy's own hasher, already in the tree): a multiply and a rotate per word instead
-/// of SipHash's rounds. Keys come from the index's columns, and every map is bounded by the
-/// request's memory budget, so a poor spread costs time, never memory.
-type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// Turns a query of Sluice's tree into tantivy's, under the index's mapping.
 pub(crate) type Compile<'a> = dyn Fn(&Query) -> Result<Box<dyn tantivy::query::Query>> + 'a;
@@ -2691,7 +2685,7 @@ fn collect_composite(
         })
     };
     let mut acc = CompositeAcc {
-        buckets: KeyMap::default(),
+        buckets: FastMap::default(),
         formats,
     };
     for (packed, (count, bucket_docs)) in groups {

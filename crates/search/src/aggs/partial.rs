@@ -245,16 +245,17 @@ pub(crate) struct BucketAcc {
     pub subs: Vec<Partial>,
 }
 
-/// Buckets by key: FxHash, as `collect.rs`'s maps of integers (keys come from the index's
-/// columns and the request's memory budget bounds every map, so a poor spread costs time, never
-/// memory); a bucket is looked up per segment and per index merged.
-pub(crate) type KeyMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+/// Maps keyed by integers (term ordinals, numbers, packed composite keys) and bucket keys hash
+/// them with FxHash (tantivy's own hasher, already in the tree): a multiply and a rotate per word
+/// instead of SipHash's rounds. Keys come from the index's columns, and every map is bounded by
+/// the request's memory budget, so a poor spread costs time, never memory.
+pub(crate) type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// The buckets of `terms`, `histogram`, `date_histogram`, `range` (keyed by range index) and
 /// `filters` (keyed by filter index).
 #[derive(Debug, Clone)]
 pub(crate) struct BucketsAcc {
-    pub buckets: KeyMap<Key, BucketAcc>,
+    pub buckets: FastMap<Key, BucketAcc>,
     pub format: ValueFormat,
     /// Multi terms: the format of each part of the keys.
     pub part_formats: Vec<ValueFormat>,
@@ -267,7 +268,7 @@ pub(crate) struct BucketsAcc {
 impl BucketsAcc {
     pub(crate) fn new(format: ValueFormat) -> BucketsAcc {
         BucketsAcc {
-            buckets: KeyMap::default(),
+            buckets: FastMap::default(),
             format,
             part_formats: Vec::new(),
             other_doc_count: 0,
@@ -339,7 +340,7 @@ pub(crate) struct SignificantAcc {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompositeAcc {
-    pub buckets: KeyMap<Vec<Option<Key>>, BucketAcc>,
+    pub buckets: FastMap<Vec<Option<Key>>, BucketAcc>,
     pub formats: Vec<ValueFormat>,
 }
 
@@ -445,7 +446,7 @@ impl Partial {
                 backgrounds: Vec::new(),
             }),
             AggKind::Composite(composite) => Partial::Composite(CompositeAcc {
-                buckets: KeyMap::default(),
+                buckets: FastMap::default(),
                 formats: composite
                     .sources
                     .iter()
