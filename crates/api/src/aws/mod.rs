@@ -85,6 +85,17 @@ pub(crate) fn check_iterator_age(issued_ms: u64, now_ms: u64, ttl_ms: u64) -> Re
     Ok(())
 }
 
+/// Whether a blocking call that is the only one of its service in flight may run on the async
+/// worker as it is, rather than handing the worker's other tasks to another thread first
+/// (`block_in_place`): only on a multi-thread runtime with a second worker, which keeps
+/// serving every other connection (and drives the sockets) while this one waits. The hand-off
+/// costs a lone client more than a short table write or ledger statement does.
+pub(crate) fn lone_call_may_block_worker() -> bool {
+    let handle = tokio::runtime::Handle::current();
+    handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        && handle.metrics().num_workers() >= 2
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An error as AWS JSON protocols report it.
@@ -736,6 +747,24 @@ fn refusal_error(refusal: Refusal, target: &str) -> AwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_call_blocks_a_worker_only_where_another_serves_the_rest() {
+        let on = |runtime: tokio::runtime::Runtime| {
+            runtime.block_on(async { tokio::spawn(async { lone_call_may_block_worker() }).await })
+        };
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(!on(current).unwrap());
+        for (workers, may) in [(1, false), (2, true)] {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .build()
+                .unwrap();
+            assert_eq!(on(runtime).unwrap(), may, "{workers} workers");
+        }
+    }
 
     #[test]
     fn overload_gets_the_error_each_services_clients_retry() {

@@ -7,8 +7,9 @@
 //! and after [`SESSION_IDLE_TIMEOUT_MS`] without a command; each holds at most one open
 //! [`Transaction`], which the engine expires after its own timeout (30 s by default). Results
 //! are cut into pages of at most [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the
-//! rest waits, bounded, for FetchPage. Every engine call runs off the async workers
-//! (`block_in_place`, or `spawn_blocking` on a current-thread runtime).
+//! rest waits, bounded, for FetchPage. An engine call that is the only command in flight runs
+//! on its async worker as it is, when another worker serves everything else; otherwise it
+//! leaves the async workers (`block_in_place`, or `spawn_blocking` on a current-thread runtime).
 //!
 //! QLDB limits *active* sessions per ledger, not sessions: a session is active while it runs a
 //! transaction and for [`ACTIVE_AFTER_TRANSACTION_MS`] after one ended, and StartTransaction on
@@ -811,11 +812,19 @@ impl JsonService for Arc<QldbSessionService> {
             if let Some(answer) = self.send_quick_command(&body, grants.as_deref()) {
                 return answer;
             }
+            // This command holds one permit: all others free means no other command is in
+            // flight, so it runs on the worker as it is (see `lone_call_may_block_worker`).
+            if self.in_flight.available_permits() + 1 >= COMMANDS_IN_FLIGHT_MAX
+                && super::lone_call_may_block_worker()
+            {
+                let _permit = permit;
+                return self.send_command_as(&body, grants.as_deref());
+            }
             // The engine's calls read the ledger's files and wait for the journal's fsync, so
-            // they leave the async workers: on this thread, with the worker's other tasks handed
-            // to another thread (`block_in_place`). A `spawn_blocking` hand-off would put two
-            // thread wake-ups on the answer's path, 40-50 µs per command on a 2-core machine:
-            // more than the engine spends on a single-document statement.
+            // under concurrency they leave the async workers: on this thread, with the worker's
+            // other tasks handed to another thread (`block_in_place`). A `spawn_blocking`
+            // hand-off would put two thread wake-ups on the answer's path, 40-50 µs per command
+            // on a 2-core machine.
             if tokio::runtime::Handle::current().runtime_flavor()
                 == tokio::runtime::RuntimeFlavor::MultiThread
             {
