@@ -180,7 +180,13 @@ impl Ledger {
         if self.is_poisoned() {
             return Ok(group.iter().map(|_| Err(self.poisoned_error())).collect());
         }
-        self.syncer.forewarn();
+        // A group of one (a lone client) has the sync thread wake while it builds its block. A
+        // larger group means other clients keep the cores busy: a thread polling there would
+        // take CPU from this leader, whose work every queued member waits behind, so the fsync
+        // request wakes it instead (and the leader runs the fsync itself if it is late).
+        if group.len() == 1 {
+            self.syncer.forewarn();
+        }
         let mut tip = lock(&self.tip);
         let mut write = self.database.begin_write()?;
         write.set_durability(redb::Durability::None)?;
@@ -434,8 +440,9 @@ impl Drop for Checkpointer {
 /// on a virtual machine, a tenth of a commit. The sync thread polls for twice what it waited
 /// last time when that fits within this bound, and not at all otherwise: a slower stream of
 /// commits (over HTTP, where a transaction takes three round trips) parks at once instead of
-/// burning a core, and is woken by each leader as it starts its group, ahead of its request
-/// ([`JournalSyncer::forewarn`]). The leader polls for what the fsync should still take
+/// burning a core, and is woken by each leader of a one-transaction group as it starts, ahead
+/// of its request ([`JournalSyncer::forewarn`]); under concurrency the request itself wakes it,
+/// so that no polling thread competes with the leader for the cores. The leader polls for what the fsync should still take
 /// ([`leader_poll_budget`]).
 pub const SYNC_HAND_OFF_POLL: Duration = Duration::from_micros(500);
 
