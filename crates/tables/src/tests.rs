@@ -1170,6 +1170,51 @@ fn a_write_is_answered_before_its_redb_commit_and_readers_and_crashes_still_see_
     assert_eq!(recovered.stream_bounds(stream).unwrap(), Some((1, 1)));
 }
 
+/// A durable commit (here a catalog change) starts the log again at its front; a crash after
+/// later writes applies exactly the records written since, once.
+#[test]
+fn a_crash_after_a_durable_commit_applies_the_log_records_written_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    let stream = tables
+        .create_table(create("before", Some(StreamViewType::NewImage)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    let put = |number: u64| {
+        Write::put(
+            "before",
+            item(&[
+                ("userId", n("1")),
+                ("transactionId", n(&number.to_string())),
+            ]),
+        )
+    };
+    for number in 1..=3 {
+        tables.write(put(number)).unwrap();
+    }
+    // A durable commit: redb now holds log records 1 to 3, and the log starts again.
+    tables.create_table(create("after", None)).unwrap();
+    // Record 4 is answered and held back from redb: only the log has it when the crash comes.
+    tables.committer().hold(true);
+    tables.write(put(4)).unwrap();
+    assert_eq!(tables.committer().uncommitted(), 1);
+    let crashed = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), crashed.path());
+    tables.committer().hold(false);
+    let recovered = open(crashed.path());
+    assert_eq!(recovered.describe_table("before").unwrap().item_count, 4);
+    assert_eq!(recovered.stream_bounds(stream).unwrap(), Some((1, 4)));
+    assert!(recovered.describe_table("after").is_ok());
+    // Opened again after that recovery's durable commit, nothing is applied twice.
+    drop(recovered);
+    let reopened = open(crashed.path());
+    assert_eq!(reopened.describe_table("before").unwrap().item_count, 4);
+    assert_eq!(reopened.stream_bounds(stream).unwrap(), Some((1, 4)));
+}
+
 #[test]
 fn a_failed_redb_commit_after_the_answer_fails_reads_and_the_log_keeps_the_write() {
     let dir = tempfile::tempdir().unwrap();
