@@ -373,14 +373,7 @@ fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     let data_dir = scratch.path().join("sluice-data");
     let server = Server::start(&sluice, &data_dir, &scratch.path().join("sluice.log"))?;
     eprintln!("sluice pid {} on {}", server.pid(), server.search_address);
-    let sluice_result = load(&server, &args, &batches);
-    let sluice_result = match sluice_result {
-        Ok(result) => result,
-        Err(error) => {
-            eprintln!("server log:\n{}", server.log_tail());
-            return Err(error);
-        }
-    };
+    let sluice_result = load(&server, &args, &batches)?;
     // Printed now so that a failure later never loses the Sluice measurement.
     eprintln!(
         "sluice: {} docs in {:.1} s ({:.0} docs/s), {:.1} CPU-s, peak RSS {} MiB",
@@ -473,8 +466,15 @@ fn command_line(args: &BulkArgs) -> String {
     line
 }
 
-/// The timed part on the Sluice side: create the index, send every batch, refresh, count.
+/// The timed part on the Sluice side ([`load_timed`]); on a failure the server's log tail is
+/// printed first.
 fn load(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<BulkResult> {
+    load_timed(server, args, batches)
+        .inspect_err(|_| eprintln!("server log:\n{}", server.log_tail()))
+}
+
+/// Creates the index, sends every batch, refreshes and counts.
+fn load_timed(server: &Server, args: &BulkArgs, batches: &Batches) -> anyhow::Result<BulkResult> {
     let mut admin = Connection::open(&server.search_address)?;
     let response = admin.json("PUT", &format!("/{INDEX_NAME}"), &args.index_body)?;
     check_ok(&response, "creating the index")?;

@@ -604,13 +604,7 @@ impl SluiceSide {
         let data_dir = scratch.join("sluice-data");
         let log = scratch.join("sluice.log");
         let server = Server::start(sluice, &data_dir, &log)?;
-        let loaded = match crate::load(&server, &bulk_args, &batches) {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                eprintln!("server log:\n{}", server.log_tail());
-                return Err(error);
-            }
-        };
+        let loaded = crate::load(&server, &bulk_args, &batches)?;
         eprintln!(
             "sluice: loaded {} docs in {:.1} s",
             loaded.n_docs, loaded.seconds

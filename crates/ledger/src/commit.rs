@@ -442,8 +442,8 @@ impl Drop for Checkpointer {
 /// commits (over HTTP, where a transaction takes three round trips) parks at once instead of
 /// burning a core, and is woken by each leader of a one-transaction group as it starts, ahead
 /// of its request ([`JournalSyncer::forewarn`]); under concurrency the request itself wakes it,
-/// so that no polling thread competes with the leader for the cores. The leader polls for what the fsync should still take
-/// ([`leader_poll_budget`]).
+/// so that no polling thread competes with the leader for the cores. The leader polls for what
+/// the fsync should still take ([`leader_poll_budget`]).
 pub const SYNC_HAND_OFF_POLL: Duration = Duration::from_micros(500);
 
 /// How long to poll next, given how long the last wait took.

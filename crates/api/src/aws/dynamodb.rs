@@ -1643,10 +1643,8 @@ impl DynamoDbService {
             // A caller that went away (its client disconnected) no longer wants them.
             let _ = sender.send(outcomes);
         });
-        // This call holds one permit: all others free means no other table call is in flight.
-        let alone = writes.len() == 1
-            && self.in_flight.available_permits() + 1 >= IN_FLIGHT_CALLS_MAX
-            && super::lone_call_may_block_worker();
+        let alone =
+            writes.len() == 1 && super::alone_on_worker(&self.in_flight, IN_FLIGHT_CALLS_MAX);
         // Checking and encoding the writes is CPU work of a few microseconds: done here.
         let submitted = self.tables.submit(writes, deliver).map_err(tables_error)?;
         if submitted == Submitted::Lead {

@@ -812,11 +812,7 @@ impl JsonService for Arc<QldbSessionService> {
             if let Some(answer) = self.send_quick_command(&body, grants.as_deref()) {
                 return answer;
             }
-            // This command holds one permit: all others free means no other command is in
-            // flight, so it runs on the worker as it is (see `lone_call_may_block_worker`).
-            if self.in_flight.available_permits() + 1 >= COMMANDS_IN_FLIGHT_MAX
-                && super::lone_call_may_block_worker()
-            {
+            if super::alone_on_worker(&self.in_flight, COMMANDS_IN_FLIGHT_MAX) {
                 let _permit = permit;
                 return self.send_command_as(&body, grants.as_deref());
             }
