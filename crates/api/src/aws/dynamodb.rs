@@ -1623,12 +1623,11 @@ impl DynamoDbService {
     /// A call that waits for a group holds no thread: its outcomes come back through a channel.
     /// A call that finds nobody committing leads: it commits one group, its own, on this
     /// worker's thread, so an idle table's write pays no thread hand-off before its log write
-    /// or after it. A single write (at most one item, so one log write of well under 2 MB) made
-    /// while no other table call is in flight is committed on the worker as it is: a
-    /// synchronous write of a few hundred microseconds that stalls no other table call. Otherwise
-    /// `block_in_place` first hands the worker's other tasks to another thread, which costs
-    /// 13 µs p50 per call and keeps concurrent calls moving. Writes that queued meanwhile are
-    /// then committed on a blocking-pool thread, so this call answers without waiting for them.
+    /// or after it. `block_in_place` first hands the worker's other tasks to another thread
+    /// (13 µs p50 per call): the group waits for the disk, and tokio polls the sockets only from
+    /// a worker that parks, so a worker waiting on a write would leave every connection of every
+    /// service unread until the disk answered. Writes that queued meanwhile are then committed
+    /// on a blocking-pool thread, so this call answers without waiting for them.
     async fn write_batch(
         &self,
         writes: Vec<Write>,
@@ -1643,8 +1642,6 @@ impl DynamoDbService {
             // A caller that went away (its client disconnected) no longer wants them.
             let _ = sender.send(outcomes);
         });
-        let alone =
-            writes.len() == 1 && super::alone_on_worker(&self.in_flight, IN_FLIGHT_CALLS_MAX);
         // Checking and encoding the writes is CPU work of a few microseconds: done here.
         let submitted = self.tables.submit(writes, deliver).map_err(tables_error)?;
         if submitted == Submitted::Lead {
@@ -1653,9 +1650,7 @@ impl DynamoDbService {
             };
             let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
                 == tokio::runtime::RuntimeFlavor::MultiThread;
-            let still_leading = if alone {
-                Some(self.tables.lead(1))
-            } else if multi_thread {
+            let still_leading = if multi_thread {
                 Some(tokio::task::block_in_place(|| self.tables.lead(1)))
             } else {
                 None

@@ -85,19 +85,6 @@ pub(crate) fn check_iterator_age(issued_ms: u64, now_ms: u64, ttl_ms: u64) -> Re
     Ok(())
 }
 
-/// Whether a blocking call holding one of `in_flight`'s `permits` may run on the async worker
-/// as it is, rather than handing the worker's other tasks to another thread first
-/// (`block_in_place`): only when every other permit is free (no other call of its service is in
-/// flight) and on a multi-thread runtime with a second worker, which keeps serving every other
-/// connection (and drives the sockets) while this one waits. The hand-off costs a lone client
-/// more than a short table write or ledger statement does.
-pub(crate) fn alone_on_worker(in_flight: &tokio::sync::Semaphore, permits: usize) -> bool {
-    let handle = tokio::runtime::Handle::current();
-    in_flight.available_permits() + 1 >= permits
-        && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        && handle.metrics().num_workers() >= 2
-}
-
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An error as AWS JSON protocols report it.
@@ -749,37 +736,6 @@ fn refusal_error(refusal: Refusal, target: &str) -> AwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_lone_call_blocks_a_worker_only_where_another_serves_the_rest() {
-        // Two permits, one held by the call: alone; both held: another call is in flight.
-        let on = |runtime: tokio::runtime::Runtime, held: usize| {
-            runtime.block_on(async move {
-                tokio::spawn(async move {
-                    let in_flight = tokio::sync::Semaphore::new(2);
-                    let _held = in_flight.acquire_many(held as u32).await.unwrap();
-                    alone_on_worker(&in_flight, 2)
-                })
-                .await
-                .unwrap()
-            })
-        };
-        let current = || {
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap()
-        };
-        let workers = |count| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(count)
-                .build()
-                .unwrap()
-        };
-        assert!(!on(current(), 1));
-        assert!(!on(workers(1), 1));
-        assert!(on(workers(2), 1));
-        assert!(!on(workers(2), 2));
-    }
 
     #[test]
     fn overload_gets_the_error_each_services_clients_retry() {

@@ -812,13 +812,11 @@ impl JsonService for Arc<QldbSessionService> {
             if let Some(answer) = self.send_quick_command(&body, grants.as_deref()) {
                 return answer;
             }
-            if super::alone_on_worker(&self.in_flight, COMMANDS_IN_FLIGHT_MAX) {
-                let _permit = permit;
-                return self.send_command_as(&body, grants.as_deref());
-            }
             // The engine's calls read the ledger's files and wait for the journal's fsync, so
-            // under concurrency they leave the async workers: on this thread, with the worker's
-            // other tasks handed to another thread (`block_in_place`). A `spawn_blocking`
+            // they leave the async workers: on this thread, with the worker's other tasks handed
+            // to another thread (`block_in_place`). Even a call alone in flight must: tokio polls
+            // the sockets only from a worker that parks, so a statement run on the worker as it
+            // is would leave every other connection unread until it ended. A `spawn_blocking`
             // hand-off would put two thread wake-ups on the answer's path, 40-50 µs per command
             // on a 2-core machine.
             if tokio::runtime::Handle::current().runtime_flavor()
