@@ -288,6 +288,47 @@ fn value_from_holder(holder: &Value) -> Result<Element, AwsError> {
     Err(bad_request("a ValueHolder needs IonBinary or IonText"))
 }
 
+/// Parameters of at most this many bytes (as sent, base64 or Ion text) let an INSERT of them
+/// run on the async worker ([`inserts_its_parameters`]): decoding and hashing them takes tens of
+/// microseconds, like parsing any request's JSON.
+const INLINE_PARAMETER_BYTES_MAX: usize = 16 * 1024;
+
+/// Whether an ExecuteStatement request is an INSERT of its parameters (`INSERT INTO T ?`,
+/// `INSERT INTO T VALUE ?`) with at most [`INLINE_PARAMETER_BYTES_MAX`] of them. Such a
+/// statement reads nothing from the ledger's files and waits for nothing: it checks the
+/// documents and stages them in the transaction's memory (at most a transaction's document
+/// limit). Every other statement may read any number of documents, so it leaves the worker.
+/// A request that is malformed is not one: the blocking path answers its error.
+fn inserts_its_parameters(request: &Value) -> bool {
+    use sluice_partiql::ast::{Expr, InsertSource, Statement};
+    let Some(statement) = request.get("Statement").and_then(Value::as_str) else {
+        return false;
+    };
+    let parameter_bytes = match request.get("Parameters") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Array(holders)) => holders
+            .iter()
+            .map(
+                |holder| match (holder.get("IonBinary"), holder.get("IonText")) {
+                    (Some(Value::String(text)), None) | (None, Some(Value::String(text))) => {
+                        text.len()
+                    }
+                    _ => usize::MAX,
+                },
+            )
+            .fold(0, usize::saturating_add),
+        Some(_) => usize::MAX,
+    };
+    if statement.len() > STATEMENT_BYTES_MAX || parameter_bytes > INLINE_PARAMETER_BYTES_MAX {
+        return false;
+    }
+    matches!(
+        sluice_partiql::parse(statement),
+        Ok(Statement::Insert(insert))
+            if matches!(insert.source, InsertSource::Value(Expr::Param(_)) | InsertSource::Collection(Expr::Param(_)))
+    )
+}
+
 /// Refuses a statement whose PartiQL actions `grants` do not allow on its tables, as QLDB's
 /// STANDARD permissions mode does (a ledger in ALLOW_ALL mode skips this): `qldb:PartiQLSelect` on
 /// `arn:aws:qldb:…:ledger/LEDGER/table/TABLE` (tables named as written; a table's id for
@@ -512,26 +553,29 @@ impl QldbSessionService {
     }
 
     /// Runs a command that only touches memory (StartTransaction, FetchPage, AbortTransaction,
-    /// EndSession) as an ordinary step of the async task, if its session is not busy with
-    /// another command: leaving the async workers (`block_in_place` hands the worker's other
-    /// tasks to another thread) costs more than the command. `None` when the command must leave
-    /// them.
+    /// EndSession, and an ExecuteStatement that [`inserts_its_parameters`]) as an ordinary step
+    /// of the async task, if its session is not busy with another command: leaving the async
+    /// workers (`block_in_place` hands the worker's other tasks to another thread, and on two
+    /// cores the threads it wakes take them from the caller) costs more than the command. `None`
+    /// when the command must leave them.
     fn send_quick_command(
         &self,
         body: &Value,
         grants: Option<&Grants>,
     ) -> Option<Result<Value, AwsError>> {
-        let quick = [
-            "StartTransaction",
-            "FetchPage",
-            "AbortTransaction",
-            "EndSession",
-        ]
-        .iter()
-        .any(|name| body.get(name).is_some())
-            && ["StartSession", "ExecuteStatement", "CommitTransaction"]
-                .iter()
-                .all(|name| body.get(name).is_none());
+        let quick = match body.get("ExecuteStatement") {
+            Some(request) => inserts_its_parameters(request),
+            None => [
+                "StartTransaction",
+                "FetchPage",
+                "AbortTransaction",
+                "EndSession",
+            ]
+            .iter()
+            .any(|name| body.get(name).is_some()),
+        } && ["StartSession", "CommitTransaction"]
+            .iter()
+            .all(|name| body.get(name).is_none());
         if !quick {
             return None;
         }
@@ -1175,6 +1219,43 @@ mod tests {
         }
         start_transaction(&service, &late).unwrap();
         assert_eq!(service.active_session_count("expiry"), 2);
+    }
+
+    #[test]
+    fn only_an_insert_of_small_parameters_runs_on_the_async_worker() {
+        let request = |statement: &str, parameters: Value| json!({"TransactionId": "t", "Statement": statement, "Parameters": parameters});
+        let document = json!([{"IonText": "{VIN: \"A\"}"}]);
+        assert!(inserts_its_parameters(&request(
+            "INSERT INTO Vehicle ?",
+            document.clone()
+        )));
+        assert!(inserts_its_parameters(&request(
+            "insert into Vehicle value ?",
+            document.clone()
+        )));
+        // Statements that read documents, however short, leave the worker.
+        for statement in [
+            "SELECT * FROM Vehicle",
+            "UPDATE Vehicle SET n = ?",
+            "DELETE FROM Vehicle WHERE VIN = ?",
+            "INSERT INTO Vehicle VALUE {'n': (SELECT COUNT(*) FROM Vehicle)}",
+            "INSERT INTO Vehicle <<",
+        ] {
+            assert!(
+                !inserts_its_parameters(&request(statement, document.clone())),
+                "{statement}"
+            );
+        }
+        let large = json!([{"IonText": "x".repeat(INLINE_PARAMETER_BYTES_MAX + 1)}]);
+        assert!(!inserts_its_parameters(&request(
+            "INSERT INTO Vehicle ?",
+            large
+        )));
+        assert!(!inserts_its_parameters(&request(
+            "INSERT INTO Vehicle ?",
+            json!([{"IonText": 1}])
+        )));
+        assert!(!inserts_its_parameters(&json!({"Statement": 7})));
     }
 
     #[test]
