@@ -1213,7 +1213,8 @@ impl RestService for MetricsService {
             return None;
         }
         Some(Box::pin(async move {
-            let mut text = prometheus_text(&self.node);
+            // Opening a ledger not yet open, or waiting for one being created, reads the disk.
+            let mut text = crate::http::off_worker(|| prometheus_text(&self.node));
             if let Some(authenticator) = &self.authenticator {
                 text.push_str(&authenticator.audit().prometheus_text());
             }

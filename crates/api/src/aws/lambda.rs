@@ -679,17 +679,20 @@ impl LambdaService {
     async fn delete_function(&self, name: &str) -> Result<(), AwsError> {
         let name = function_name(name).map_err(functions_error)?.to_owned();
         self.registry.remove(&name).await.map_err(functions_error)?;
-        let mut created = self
-            .created
-            .lock()
-            .map_err(|_| AwsError::internal("the function catalog is unusable"))?;
-        if let Some(removed) = created.remove(&name) {
-            self.persist(&created)?;
-            if removed.code_location == "ZipFile" {
-                let _ = std::fs::remove_dir_all(self.unpacked_dir(&name));
+        // Writing the catalog (fsynced) and removing the unpacked code: off the async workers.
+        tokio::task::block_in_place(|| {
+            let mut created = self
+                .created
+                .lock()
+                .map_err(|_| AwsError::internal("the function catalog is unusable"))?;
+            if let Some(removed) = created.remove(&name) {
+                self.persist(&created)?;
+                if removed.code_location == "ZipFile" {
+                    let _ = std::fs::remove_dir_all(self.unpacked_dir(&name));
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     async fn invoke(&self, name: &str, request: &Request) -> Response {
@@ -1288,13 +1291,23 @@ impl LambdaService {
                 let body = body()?;
                 tokio::task::block_in_place(|| self.create_function(&body))
             }
-            (&Method::GET, [_, "functions"]) => Ok((StatusCode::OK, self.list_functions(request)?)),
-            (&Method::GET, [_, "functions", name]) => {
-                Ok((StatusCode::OK, self.get_function(name)?))
-            }
+            // The function catalog's lock is held across its fsynced writes, and the mappings'
+            // across stopping their workers (which waits for an invocation in flight): readers
+            // wait for it off the async workers too.
+            (&Method::GET, [_, "functions"]) => Ok((
+                StatusCode::OK,
+                crate::http::off_worker(|| self.list_functions(request))?,
+            )),
+            (&Method::GET, [_, "functions", name]) => Ok((
+                StatusCode::OK,
+                crate::http::off_worker(|| self.get_function(name))?,
+            )),
             (&Method::GET, [_, "functions", name, "configuration"]) => {
                 let definition = self.registry.definition(name).map_err(functions_error)?;
-                Ok((StatusCode::OK, self.configuration(&definition)))
+                Ok((
+                    StatusCode::OK,
+                    crate::http::off_worker(|| self.configuration(&definition)),
+                ))
             }
             (&Method::DELETE, [_, "functions", name]) => {
                 self.delete_function(name).await?;
@@ -1305,12 +1318,17 @@ impl LambdaService {
                 let body = body()?;
                 tokio::task::block_in_place(|| self.create_mapping(&body))
             }
-            (&Method::GET, [_, "event-source-mappings"]) => {
-                Ok((StatusCode::OK, self.list_mappings(request)?))
-            }
+            (&Method::GET, [_, "event-source-mappings"]) => Ok((
+                StatusCode::OK,
+                crate::http::off_worker(|| self.list_mappings(request))?,
+            )),
             (&Method::GET, [_, "event-source-mappings", uuid]) => Ok((
                 StatusCode::OK,
-                mapping_json(&self.mappings().get(uuid).map_err(mapping_error)?, None),
+                mapping_json(
+                    &crate::http::off_worker(|| self.mappings().get(uuid))
+                        .map_err(mapping_error)?,
+                    None,
+                ),
             )),
             (&Method::PUT, [_, "event-source-mappings", uuid]) => {
                 // Stopping the workers waits for an invocation in flight.

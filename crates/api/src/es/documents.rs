@@ -233,7 +233,7 @@ pub(super) async fn index(
         ));
     }
     let document = parse_json_body(&request.body, "document_parsing_exception")?;
-    let index = api.node.indices().get_or_create(index)?;
+    let index = super::write_target(api, index).await?;
     let write = WriteRequest::Index {
         id: id.map(str::to_string),
         source: Arc::from(&request.body[..]),
@@ -276,7 +276,7 @@ pub(super) async fn update(api: &EsApi, request: &Request, index: &str, id: &str
     let update = parse_update(id, &body, condition)?;
     let fetch_source = update_fetch_source(body.get("_source"), request)?;
     check_require_alias(api, request, index)?;
-    let index = api.node.indices().get_or_create(index)?;
+    let index = super::write_target(api, index).await?;
     write_one(
         api,
         request,

@@ -36,7 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::error::EsError;
 use crate::audit::{AuditEvent, Category};
-use crate::http::{Handler, Refusal, Request, Response};
+use crate::http::{Handler, Refusal, Request, Response, off_worker};
 use crate::security::{Authenticator, Credentials, Offered, Principal, offered};
 
 /// The challenges of a 401, as Elasticsearch's security sends them.
@@ -172,8 +172,11 @@ impl EsApi {
             ["_cluster", "health", target] if get => {
                 indices::cluster_health(self, request, Some(target))
             }
-            ["_cat", "indices"] if get => indices::cat_indices(self, request, None),
-            ["_cat", "indices", target] if get => indices::cat_indices(self, request, Some(target)),
+            // Walks every index's files and counts its documents.
+            ["_cat", "indices"] if get => off_worker(|| indices::cat_indices(self, request, None)),
+            ["_cat", "indices", target] if get => {
+                off_worker(|| indices::cat_indices(self, request, Some(target)))
+            }
             ["_aliases"] if post => aliases::update_aliases(self, request).await,
             ["_alias"] | ["_aliases"] if get || head => {
                 aliases::get_aliases(self, request, None, None, head)
@@ -231,9 +234,12 @@ impl EsApi {
             [target, "_msearch"] if get || post => {
                 search::msearch(self, request, Some(target)).await
             }
-            ["_field_caps"] if get || post => fields::field_caps(self, request, None),
+            // An `index_filter` is a query counted over every target index.
+            ["_field_caps"] if get || post => {
+                off_worker(|| fields::field_caps(self, request, None))
+            }
             [target, "_field_caps"] if get || post => {
-                fields::field_caps(self, request, Some(target))
+                off_worker(|| fields::field_caps(self, request, Some(target)))
             }
             ["_mapping", "field", fields] if get => {
                 fields::get_field_mapping(self, request, None, fields)
@@ -731,6 +737,19 @@ pub(crate) fn is_pretty(request: &Request) -> bool {
 }
 
 /// Runs blocking engine work off the async threads.
+/// The index a write to `name` goes to ([`sluice_search::Indices::get_or_create`]): found in
+/// memory on the worker, or created off it (templates applied, files written and fsynced under
+/// the catalog's lock, which an index being deleted also holds).
+pub(crate) async fn write_target(api: &EsApi, name: &str) -> Result<Arc<Index>, EsError> {
+    match api.node.indices().write_index(name) {
+        Err(sluice_search::SearchError::IndexNotFound { .. }) => {}
+        found => return Ok(found?),
+    }
+    let indices = api.node.indices().clone();
+    let name = name.to_owned();
+    blocking(move || Ok(indices.get_or_create(&name)?)).await
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, EsError> + Send + 'static,
 ) -> Result<T, EsError> {

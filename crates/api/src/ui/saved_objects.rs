@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{api_error, json_answer};
-use crate::http::{Request, Response};
+use crate::http::{Request, Response, off_worker};
 use crate::json::{Duplicates, parse};
 
 /// The file's format; a file of a later version is refused at start rather than overwritten.
@@ -384,8 +384,9 @@ pub(super) async fn handle(
         return response;
     }
     let outcome = match (rest, &request.method) {
-        ([], &Method::GET) => list(store, request),
-        (["_export"], &Method::GET) => Ok(export(store)),
+        // The store's lock is held while a change rewrites and fsyncs its file.
+        ([], &Method::GET) => off_worker(|| list(store, request)),
+        (["_export"], &Method::GET) => Ok(off_worker(|| export(store))),
         (["_import"], &Method::POST) => {
             let store = store.clone();
             let body = request.body.clone();
@@ -393,8 +394,7 @@ pub(super) async fn handle(
             run_blocking(move || import(&store, &body, overwrite)).await
         }
         ([kind, id], &Method::GET) => check_kind(kind).and_then(|()| {
-            store
-                .get(kind, id)
+            off_worker(|| store.get(kind, id))
                 .map(|object| json_answer(StatusCode::OK, &to_value(&object)))
                 .ok_or_else(|| {
                     api_error(
