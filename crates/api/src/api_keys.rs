@@ -225,6 +225,9 @@ impl KeyFilter {
 pub struct ApiKeys {
     directory: PathBuf,
     keys: Mutex<ApiKeysFile>,
+    /// Held by a change from its copy to its adoption, so changes apply one at a time while
+    /// `authenticate` keeps reading the keys as they were until the file is written.
+    changes: Mutex<()>,
 }
 
 fn encode(bytes: &[u8]) -> String {
@@ -301,6 +304,7 @@ impl ApiKeys {
         Ok(ApiKeys {
             directory,
             keys: Mutex::new(keys),
+            changes: Mutex::new(()),
         })
     }
 
@@ -315,11 +319,9 @@ impl ApiKeys {
         now_ms: u64,
         change: impl FnOnce(&mut ApiKeysFile) -> Result<T, ApiKeyError>,
     ) -> Result<T, ApiKeyError> {
-        let mut keys = self
-            .keys
-            .lock()
-            .map_err(|_| ApiKeyError::Invalid("the API key store is unavailable".into()))?;
-        let mut changed = keys.clone();
+        let unavailable = || ApiKeyError::Invalid("the API key store is unavailable".into());
+        let _changing = self.changes.lock().map_err(|_| unavailable())?;
+        let mut changed = self.keys.lock().map_err(|_| unavailable())?.clone();
         changed
             .api_keys
             .retain(|_, record| !record.removable(now_ms));
@@ -332,7 +334,7 @@ impl ApiKeys {
             })?;
         text.push(b'\n');
         write_atomically(&self.directory, API_KEYS_FILE, &text)?;
-        *keys = changed;
+        *self.keys.lock().map_err(|_| unavailable())? = changed;
         Ok(answer)
     }
 

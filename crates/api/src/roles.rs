@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -1166,6 +1166,10 @@ pub struct Roles {
     /// `None`: not backed by a file (tests); changes stay in memory.
     directory: Option<PathBuf>,
     file: RwLock<RolesFile>,
+    /// Held by a change from its copy to its adoption, so changes apply one at a time while
+    /// readers (every authenticated request) keep the roles as they were until the file is
+    /// written: `file`'s write lock is taken only to swap in the written copy.
+    changes: Mutex<()>,
 }
 
 impl Roles {
@@ -1174,6 +1178,7 @@ impl Roles {
         Roles {
             directory: None,
             file: RwLock::new(RolesFile::empty()),
+            changes: Mutex::new(()),
         }
     }
 
@@ -1189,6 +1194,7 @@ impl Roles {
         Ok(Roles {
             directory: Some(directory),
             file: RwLock::new(file),
+            changes: Mutex::new(()),
         })
     }
 
@@ -1214,11 +1220,9 @@ impl Roles {
         &self,
         change: impl FnOnce(&mut RolesFile) -> Result<T, RolesError>,
     ) -> Result<T, RolesError> {
-        let mut file = self
-            .file
-            .write()
-            .map_err(|_| RolesError::Store("the roles store is unavailable".to_owned()))?;
-        let mut changed = file.clone();
+        let unavailable = || RolesError::Store("the roles store is unavailable".to_owned());
+        let _changing = self.changes.lock().map_err(|_| unavailable())?;
+        let mut changed = self.file.read().map_err(|_| unavailable())?.clone();
         let answer = change(&mut changed)?;
         if changed.roles.len() > ENTRIES_MAX {
             return Err(RolesError::TooMany("roles"));
@@ -1236,7 +1240,7 @@ impl Roles {
             text.push(b'\n');
             write_atomically(directory, ROLES_FILE, &text)?;
         }
-        *file = changed;
+        *self.file.write().map_err(|_| unavailable())? = changed;
         Ok(answer)
     }
 }

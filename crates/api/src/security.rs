@@ -211,6 +211,10 @@ pub const VERIFIED_PASSWORDS_MAX: usize = 1024;
 #[derive(Debug)]
 pub struct Authenticator {
     identities: RwLock<Identities>,
+    /// Held by a change of the identities from its start to its adoption, so changes apply one
+    /// at a time while requests keep reading the identities as they were until the store is
+    /// written: `identities`' write lock is taken only to swap in the result.
+    identity_changes: Mutex<()>,
     /// `None` when no data directory backs the identities (tests): changes stay in memory.
     store: Option<IdentityStore>,
     verified: Mutex<HashMap<String, [u8; 32]>>,
@@ -238,6 +242,7 @@ impl Authenticator {
     pub fn new(identities: Identities) -> Arc<Authenticator> {
         Arc::new(Authenticator {
             identities: RwLock::new(identities),
+            identity_changes: Mutex::new(()),
             store: None,
             verified: Mutex::new(HashMap::new()),
             api_keys: None,
@@ -261,6 +266,7 @@ impl Authenticator {
     ) -> Result<Arc<Authenticator>, IdentityError> {
         Ok(Arc::new(Authenticator {
             identities: RwLock::new(store.load()?),
+            identity_changes: Mutex::new(()),
             store: Some(store),
             verified: Mutex::new(HashMap::new()),
             api_keys: Some(api_keys),
@@ -362,11 +368,9 @@ impl Authenticator {
         &self,
         change: impl FnOnce(&mut Identities) -> Result<T, IdentityError>,
     ) -> Result<T, IdentityError> {
-        let mut identities = self
-            .identities
-            .write()
-            .map_err(|_| IdentityError::Hash("the identity store is unavailable".to_owned()))?;
-        let answer = match &self.store {
+        let unavailable = || IdentityError::Hash("the identity store is unavailable".to_owned());
+        let _changing = self.identity_changes.lock().map_err(|_| unavailable())?;
+        let (answer, fresh) = match &self.store {
             Some(store) => {
                 let mut fresh = None;
                 let answer = store.update(|stored| {
@@ -374,13 +378,17 @@ impl Authenticator {
                     fresh = Some(stored.clone());
                     Ok(answer)
                 })?;
-                if let Some(fresh) = fresh {
-                    *identities = fresh;
-                }
-                answer
+                (answer, fresh)
             }
-            None => change(&mut identities)?,
+            None => {
+                let mut copy = self.identities.read().map_err(|_| unavailable())?.clone();
+                let answer = change(&mut copy)?;
+                (answer, Some(copy))
+            }
         };
+        if let Some(fresh) = fresh {
+            *self.identities.write().map_err(|_| unavailable())? = fresh;
+        }
         // A changed or removed password must be verified again.
         if let Ok(mut verified) = self.verified.lock() {
             verified.clear();
@@ -436,7 +444,16 @@ impl Authenticator {
             authentication: Authentication::Password,
             limits: None,
         };
-        let fingerprint = sha256(password.as_bytes());
+        // Of the password with the hash it is checked against: a password verified against a
+        // hash that has since been replaced (a login in flight while the password changed) is
+        // never taken for the new one.
+        let fingerprint = {
+            let mut checked = Vec::with_capacity(stored.hash.len() + 1 + password.len());
+            checked.extend_from_slice(stored.hash.as_bytes());
+            checked.push(0);
+            checked.extend_from_slice(password.as_bytes());
+            sha256(&checked)
+        };
         let remembered = self
             .verified
             .lock()
@@ -530,6 +547,30 @@ impl Authenticator {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_password_verified_against_a_replaced_hash_is_not_remembered_for_the_new_one() {
+        let user = |password: &str| {
+            crate::identities::User::new(
+                crate::identities::hash_password(password).unwrap(),
+                Vec::new(),
+            )
+        };
+        let mut identities = Identities::default();
+        identities
+            .users
+            .insert("ana".to_owned(), user("old password"));
+        let authenticator = Authenticator::new(identities.clone());
+        assert!(authenticator.basic("ana", "old password").is_some());
+        // As if a login with the old password, verified before the change, remembered it after
+        // the change cleared the cache: the new hash is in place and the old fingerprint stays.
+        identities
+            .users
+            .insert("ana".to_owned(), user("new password"));
+        *authenticator.identities.write().unwrap() = identities;
+        assert!(authenticator.basic("ana", "old password").is_none());
+        assert!(authenticator.basic("ana", "new password").is_some());
+    }
 
     #[test]
     fn basic_and_api_key_headers() {
