@@ -92,11 +92,10 @@ pub const H2_STREAMS_PER_CONNECTION_MAX: u32 = 100;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs synchronous `work` whose cost grows with the data (walking an index's files, counting
-/// its documents) or that may wait for the disk or for a lock held across disk writes, with the
-/// worker's other tasks handed to another thread first
-/// (`block_in_place`): tokio polls the sockets only from a worker that parks, so a worker busy
-/// with it would leave every connection unread. On a current-thread runtime (unit tests) it
-/// runs as it is.
+/// its documents) or that may wait for the disk or for a lock held across disk writes, with
+/// the worker's other tasks handed to another thread first (`block_in_place`): tokio polls the
+/// sockets only from a worker that parks, so a worker busy with it would leave every
+/// connection unread. On a current-thread runtime (unit tests) it runs as it is.
 pub(crate) fn off_worker<T>(work: impl FnOnce() -> T) -> T {
     if tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread

@@ -736,7 +736,6 @@ pub(crate) fn is_pretty(request: &Request) -> bool {
     request.query.get("pretty").is_some_and(|v| v != "false")
 }
 
-/// Runs blocking engine work off the async threads.
 /// The index a write to `name` goes to ([`sluice_search::Indices::get_or_create`]): found in
 /// memory on the worker, or created off it (templates applied, files written and fsynced under
 /// the catalog's lock, which an index being deleted also holds).
@@ -750,6 +749,7 @@ pub(crate) async fn write_target(api: &EsApi, name: &str) -> Result<Arc<Index>, 
     blocking(move || Ok(indices.get_or_create(&name)?)).await
 }
 
+/// Runs blocking engine work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, EsError> + Send + 'static,
 ) -> Result<T, EsError> {
