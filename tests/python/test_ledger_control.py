@@ -102,6 +102,28 @@ def test_create_describe_list_update_delete(sluice):
     assert error.value.response["Error"]["Code"] == "InvalidParameterException"
 
 
+def test_a_transaction_open_across_delete_ledger_is_not_acknowledged(sluice):
+    qldb = boto3.client("qldb", **aws_kwargs(sluice))
+    qldb.create_ledger(Name="gone", PermissionsMode="ALLOW_ALL", DeletionProtection=False)
+    driver = QldbDriver("gone", **aws_kwargs(sluice))
+    driver.execute_lambda(lambda txn: txn.execute_statement("CREATE TABLE T"))
+
+    def insert_then_delete(txn):
+        txn.execute_statement("INSERT INTO T ?", {"a": 1})
+        qldb.delete_ledger(Name="gone")
+
+    with pytest.raises(ClientError) as error:
+        driver.execute_lambda(insert_then_delete)
+    assert error.value.response["Error"]["Code"] == "BadRequestException"
+    assert "gone" in error.value.response["Error"]["Message"]
+    driver.close()
+    qldb.create_ledger(Name="gone", PermissionsMode="ALLOW_ALL", DeletionProtection=False)
+    again = QldbDriver("gone", **aws_kwargs(sluice))
+    with pytest.raises(ClientError):
+        again.execute_lambda(lambda txn: list(txn.execute_statement("SELECT * FROM T")))
+    again.close()
+
+
 @pytest.fixture
 def filled(sluice):
     qldb = boto3.client("qldb", **aws_kwargs(sluice))

@@ -188,6 +188,9 @@ impl Ledger {
             self.syncer.forewarn();
         }
         let mut tip = lock(&self.tip);
+        if self.is_deleted() {
+            return Ok(group.iter().map(|_| Err(self.deleted_error())).collect());
+        }
         let mut write = self.database.begin_write()?;
         write.set_durability(redb::Durability::None)?;
         let journal_start = tip.journal_end;
@@ -292,6 +295,22 @@ impl Ledger {
 
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Refuses every later transaction of a ledger being deleted. Taken under the tip lock, so
+    /// a group in flight finishes first (and was acknowledged before the deletion) and every
+    /// later group sees the mark.
+    pub(crate) fn mark_deleted(&self) {
+        let _tip = lock(&self.tip);
+        self.deleted.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn deleted_error(&self) -> LedgerError {
+        LedgerError::NotFound(format!("the ledger {} was deleted", self.name()))
     }
 
     pub(crate) fn poisoned_error(&self) -> LedgerError {

@@ -500,6 +500,7 @@ impl Ledgers {
         }
         let mut open_ledgers = self.open_map()?;
         open_ledgers.remove(name);
+        ledger.mark_deleted();
         drop(ledger);
         std::fs::remove_dir_all(self.ledger_path(name))?;
         sync_directory(&self.data_dir)?;
@@ -575,6 +576,9 @@ pub struct Ledger {
     /// Set when the journal's fsync failed after the group's derived state was committed to redb
     /// (without fsync): that state must never become durable (see `Drop`).
     pub(crate) state_ahead_of_journal: AtomicBool,
+    /// Set by [`Ledgers::delete_ledger`] under the tip lock: sessions still holding the ledger
+    /// begin and commit nothing more, so no commit is acknowledged into deleted files.
+    pub(crate) deleted: AtomicBool,
     /// Set by [`Ledger::fail_next_journal_sync`] (fault-injection tests only).
     pub(crate) fail_next_sync: AtomicBool,
     pub(crate) commits: CommitQueue,
@@ -701,6 +705,7 @@ impl Ledger {
             tip,
             published,
             state_ahead_of_journal: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
             fail_next_sync: AtomicBool::new(false),
             commits: CommitQueue::default(),
             syncer,

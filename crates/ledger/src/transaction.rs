@@ -137,6 +137,9 @@ impl Transaction {
         if ledger.is_poisoned() {
             return Err(ledger.poisoned_error());
         }
+        if ledger.is_deleted() {
+            return Err(ledger.deleted_error());
+        }
         let snapshot = ledger.snapshot();
         let (catalog_version_seen, catalog) = ledger.catalog_of(&snapshot)?;
         let started_at = ledger.clock.now();

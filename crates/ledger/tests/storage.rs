@@ -39,6 +39,28 @@ fn ledger_deletion_is_refused_while_protected() {
 }
 
 #[test]
+fn a_deleted_ledger_commits_nothing_for_the_handles_still_open() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("orders");
+    run(&ledger, "CREATE TABLE Orders");
+    fixture.ledgers.update_ledger("orders", false).unwrap();
+    // A session's transaction, begun before the deletion and committed after it.
+    let mut open = ledger.begin().unwrap();
+    open.execute("INSERT INTO Orders ?", &[ion("{id: 1}")])
+        .unwrap();
+    fixture.ledgers.delete_ledger("orders").unwrap();
+    assert!(matches!(open.commit(), Err(LedgerError::NotFound(_))));
+    assert!(matches!(ledger.begin(), Err(LedgerError::NotFound(_))));
+    // A ledger created again under the name starts empty.
+    fixture.ledgers.create_ledger("orders", false).unwrap();
+    let again = fixture.ledgers.ledger("orders").unwrap();
+    assert!(matches!(
+        again.execute("SELECT * FROM Orders", &[]),
+        Err(LedgerError::NotFound(_))
+    ));
+}
+
+#[test]
 fn the_permissions_mode_is_kept_across_reopen() {
     let mut fixture = Fixture::new();
     fixture
