@@ -1157,20 +1157,22 @@ impl Index {
     /// Applies `requests` in order and returns once every accepted one is durable. One request
     /// failing never fails the others.
     pub fn write(&self, requests: Vec<WriteRequest>) -> Vec<Result<WriteOutcome>> {
-        if self.check_open().is_err() {
-            return requests
-                .iter()
-                .map(|_| {
-                    Err(SearchError::IndexNotFound {
-                        index: self.name.clone(),
-                    })
-                })
-                .collect();
-        }
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut durable_end = 0;
         {
             let mut state = lock(&self.state);
+            // Checked again under the lock `close` takes: a write that raced the index's
+            // deletion is refused, never acknowledged into files about to be removed.
+            if self.check_open().is_err() {
+                return requests
+                    .iter()
+                    .map(|_| {
+                        Err(SearchError::IndexNotFound {
+                            index: self.name.clone(),
+                        })
+                    })
+                    .collect();
+            }
             for request in requests {
                 let outcome = self.apply(&mut state, request).map(|(outcome, end)| {
                     durable_end = durable_end.max(end);
@@ -2209,6 +2211,9 @@ impl Index {
         if commit && !self.translog.is_poisoned() {
             self.refresh()?;
         }
+        // Under the writers' lock: a write applied before this is durable before its answer,
+        // and every later one sees the index closed.
+        let _state = lock(&self.state);
         self.closed.store(true, Ordering::Release);
         Ok(())
     }

@@ -291,3 +291,26 @@ fn filtered_aliases_search_only_their_documents() {
         2
     );
 }
+
+#[test]
+fn a_write_through_a_handle_held_across_a_deletion_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let indices = Indices::open(directory.path()).unwrap();
+    let held = indices.get_or_create("logs").unwrap();
+    put(&held, "1", json!({"message": "before"}));
+    indices.delete("logs").unwrap();
+    let refused = held
+        .write(vec![WriteRequest::Index {
+            id: Some("2".to_string()),
+            source: Arc::from(&b"{}"[..]),
+            document: json!({}),
+            condition: Condition::None,
+        }])
+        .pop()
+        .unwrap();
+    assert!(matches!(refused, Err(SearchError::IndexNotFound { .. })));
+    // The name, created again, starts empty.
+    let again = indices.get_or_create("logs").unwrap();
+    again.refresh().unwrap();
+    assert_eq!(again.count(&Query::MatchAll { boost: 1.0 }).unwrap(), 0);
+}
