@@ -7,9 +7,9 @@
 //! and after [`SESSION_IDLE_TIMEOUT_MS`] without a command; each holds at most one open
 //! [`Transaction`], which the engine expires after its own timeout (30 s by default). Results
 //! are cut into pages of at most [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the
-//! rest waits, bounded, for FetchPage. An engine call that is the only command in flight runs
-//! on its async worker as it is, when another worker serves everything else; otherwise it
-//! leaves the async workers (`block_in_place`, or `spawn_blocking` on a current-thread runtime).
+//! rest waits, bounded, for FetchPage. Commands that only touch memory (the session's own, and
+//! an INSERT of its parameters) run on the async worker; every other engine call leaves the
+//! async workers (`block_in_place`, or `spawn_blocking` on a current-thread runtime).
 //!
 //! QLDB limits *active* sessions per ledger, not sessions: a session is active while it runs a
 //! transaction and for [`ACTIVE_AFTER_TRANSACTION_MS`] after one ended, and StartTransaction on
