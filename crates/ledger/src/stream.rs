@@ -54,58 +54,35 @@ pub fn block_records(stream_arn: &str, block: &Element) -> Result<Vec<Element>, 
             summary = summary.with_field(name, value.clone());
         }
     }
-    let documents = fields
-        .get("transactionInfo")
-        .and_then(Element::as_struct)
-        .and_then(|info| info.get("documents"))
-        .and_then(Element::as_struct);
     let mut summaries = Vec::new();
     let mut details = Vec::new();
-    if let Some(revisions) = fields.get("revisions").and_then(Element::as_sequence) {
-        for revision in revisions.elements() {
-            let revision_fields = model::expect_struct(revision, "revision")?;
-            let document_id = revision_fields
-                .get("metadata")
-                .and_then(Element::as_struct)
-                .and_then(|metadata| metadata.get("id"))
-                .and_then(Element::as_text);
-            let mut revision_summary = Struct::builder();
-            if let Some(hash) = revision_fields.get("hash") {
-                revision_summary = revision_summary.with_field("hash", hash.clone());
-            }
-            if let Some(document_id) = document_id {
-                revision_summary =
-                    revision_summary.with_field("documentId", Element::string(document_id));
-            }
-            summaries.push(Element::from(revision_summary.build()));
-            let table = document_id
-                .and_then(|id| documents.and_then(|documents| documents.get(id)))
-                .and_then(Element::as_struct);
-            if let Some(table) = table {
-                let table_id = model::field_text(table, "tableId")?;
-                if table_id == CATALOG_TABLE_ID {
-                    continue;
-                }
-                let table_info = Element::from(
+    for revision in block_revisions(block)? {
+        let mut revision_summary = Struct::builder();
+        if let Some(hash) = revision.fields.get("hash") {
+            revision_summary = revision_summary.with_field("hash", hash.clone());
+        }
+        if let Some(document_id) = revision.document_id {
+            revision_summary =
+                revision_summary.with_field("documentId", Element::string(document_id));
+        }
+        summaries.push(Element::from(revision_summary.build()));
+        if let Some(table) = revision.user_table() {
+            let table_info = Element::from(
+                Struct::builder()
+                    .with_field("tableName", Element::string(table.name))
+                    .with_field("tableId", Element::string(table.id))
+                    .build(),
+            );
+            details.push(record(
+                stream_arn,
+                "REVISION_DETAILS",
+                Element::from(
                     Struct::builder()
-                        .with_field(
-                            "tableName",
-                            Element::string(model::field_text(table, "tableName")?),
-                        )
-                        .with_field("tableId", Element::string(table_id))
+                        .with_field("tableInfo", table_info)
+                        .with_field("revision", revision.element.clone())
                         .build(),
-                );
-                details.push(record(
-                    stream_arn,
-                    "REVISION_DETAILS",
-                    Element::from(
-                        Struct::builder()
-                            .with_field("tableInfo", table_info)
-                            .with_field("revision", revision.clone())
-                            .build(),
-                    ),
-                ));
-            }
+                ),
+            ));
         }
     }
     summary = summary.with_field("revisionSummaries", model::list_element(summaries));
@@ -116,6 +93,82 @@ pub fn block_records(stream_arn: &str, block: &Element) -> Result<Vec<Element>, 
     )];
     records.extend(details);
     Ok(records)
+}
+
+/// A revision of a block, borrowed from it, with what the block says about its table.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRevision<'a> {
+    /// The whole revision (`blockAddress`, `hash`, and `data` and `metadata` unless it is
+    /// hash-only).
+    pub element: &'a Element,
+    /// Its fields.
+    pub fields: &'a Struct,
+    /// `metadata.id`; `None` for a hash-only revision.
+    pub document_id: Option<&'a str>,
+    /// Its table, from the block's `transactionInfo.documents`.
+    table: Option<RevisionTable<'a>>,
+}
+
+/// The table a revision belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct RevisionTable<'a> {
+    pub name: &'a str,
+    pub id: &'a str,
+}
+
+impl<'a> BlockRevision<'a> {
+    /// Its table, unless it is a revision of the catalog (a table's own definition) or has
+    /// none: what journal streams detail in `REVISION_DETAILS` records.
+    pub fn user_table(&self) -> Option<RevisionTable<'a>> {
+        self.table.filter(|table| table.id != CATALOG_TABLE_ID)
+    }
+}
+
+/// Every revision of a block in order, borrowed, each with its table: what journal streams and
+/// the ledger's indexing into search read from a block, without copying it.
+pub fn block_revisions(block: &Element) -> Result<Vec<BlockRevision<'_>>, LedgerError> {
+    let fields = model::expect_struct(block, "block")?;
+    let documents = fields
+        .get("transactionInfo")
+        .and_then(Element::as_struct)
+        .and_then(|info| info.get("documents"))
+        .and_then(Element::as_struct);
+    let Some(revisions) = fields.get("revisions").and_then(Element::as_sequence) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(revisions.len());
+    for element in revisions.elements() {
+        let revision_fields = model::expect_struct(element, "revision")?;
+        let document_id = revision_fields
+            .get("metadata")
+            .and_then(Element::as_struct)
+            .and_then(|metadata| metadata.get("id"))
+            .and_then(Element::as_text);
+        let table = document_id
+            .and_then(|id| documents.and_then(|documents| documents.get(id)))
+            .and_then(Element::as_struct)
+            .map(|table| {
+                let id = model::field_text(table, "tableId")?;
+                // The catalog's own entries need no name: they are never detailed.
+                let name = if id == CATALOG_TABLE_ID {
+                    table
+                        .get("tableName")
+                        .and_then(Element::as_text)
+                        .unwrap_or("")
+                } else {
+                    model::field_text(table, "tableName")?
+                };
+                Ok::<_, LedgerError>(RevisionTable { name, id })
+            })
+            .transpose()?;
+        out.push(BlockRevision {
+            element,
+            fields: revision_fields,
+            document_id,
+            table,
+        });
+    }
+    Ok(out)
 }
 
 /// A block committed to the journal, as journal streams read it.

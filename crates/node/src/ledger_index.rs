@@ -396,36 +396,26 @@ fn index_ledger(
     // The table each index holds, for the configured mapping it is created with.
     let mut tables: BTreeMap<String, String> = BTreeMap::new();
     for block in &blocks {
-        for record in stream::block_records("", &block.block)? {
-            let Some(payload) = record
-                .as_struct()
-                .and_then(|fields| fields.get("payload"))
-                .and_then(Element::as_struct)
-            else {
+        for revision in stream::block_revisions(&block.block)? {
+            let Some(table) = revision.user_table() else {
                 continue;
             };
-            let Some(table) = payload
-                .get("tableInfo")
-                .and_then(Element::as_struct)
-                .and_then(|info| info.get("tableName"))
-                .and_then(Element::as_text)
-            else {
-                continue;
-            };
-            let Some(index) = shared.config.index_for(name, table) else {
-                continue;
-            };
-            let Some(revision) = payload.get("revision") else {
+            let Some(index) = shared.config.index_for(name, table.name) else {
                 continue;
             };
             tables
                 .entry(index.clone())
-                .or_insert_with(|| table.to_owned());
-            match revision_write(revision) {
+                .or_insert_with(|| table.name.to_owned());
+            match revision_write(revision.element) {
                 Ok(write) => writes.entry(index).or_default().push(write),
                 Err(reason) => {
                     shared.failed_revisions.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(ledger = name, table, reason, "a revision cannot be indexed");
+                    tracing::warn!(
+                        ledger = name,
+                        table = table.name,
+                        reason,
+                        "a revision cannot be indexed"
+                    );
                 }
             }
         }
@@ -549,16 +539,14 @@ fn revision_write(revision: &Element) -> Result<(WriteRequest, Vec<String>), Str
         None => Ok((WriteRequest::Delete { id, condition }, Vec::new())),
         Some(data) => {
             let json = ion_to_json(data)?;
-            let document: serde_json::Value = serde_json::from_slice(&json.source)
-                .map_err(|error| format!("the converted document does not parse: {error}"))?;
-            if !document.is_object() {
+            if !json.value.is_object() {
                 return Err("the document is not a struct".to_owned());
             }
             Ok((
                 WriteRequest::Index {
                     id: Some(id),
                     source: Arc::from(json.source),
-                    document,
+                    document: json.value,
                     condition,
                 },
                 json.date_paths.into_iter().collect(),
@@ -567,11 +555,13 @@ fn revision_write(revision: &Element) -> Result<(WriteRequest, Vec<String>), Str
     }
 }
 
-/// An Ion value as JSON text, and where its timestamps are.
+/// An Ion value as JSON text, the same as a JSON value, and where its timestamps are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonDocument {
     /// The JSON text: decimals written with their own digits.
     pub source: Vec<u8>,
+    /// The same document parsed, as `serde_json` would parse `source` (decimals as floats).
+    pub value: serde_json::Value,
     /// Dotted paths (through structs; lists are transparent) holding timestamps.
     pub date_paths: BTreeSet<String>,
 }
@@ -580,59 +570,83 @@ pub struct JsonDocument {
 /// decimals numbers with their digits (`1.50` stays `1.50`), timestamps RFC 3339 strings,
 /// strings and symbols strings, blobs and clobs base64, lists and s-expressions arrays, structs
 /// objects, nulls of any type null; annotations are dropped. Nesting beyond
-/// [`DOCUMENT_DEPTH_MAX`] is refused.
+/// [`DOCUMENT_DEPTH_MAX`] is refused. The text and the value are written in one walk, so the
+/// indexer never parses the text it just wrote.
 pub fn ion_to_json(value: &Element) -> Result<JsonDocument, String> {
-    let mut document = JsonDocument {
-        source: Vec::new(),
-        date_paths: BTreeSet::new(),
-    };
-    write_json(value, &mut document, &mut String::new(), 0)?;
-    Ok(document)
+    let mut source = Vec::new();
+    let mut date_paths = BTreeSet::new();
+    let value = write_json(value, &mut source, &mut date_paths, &mut String::new(), 0)?;
+    Ok(JsonDocument {
+        source,
+        value,
+        date_paths,
+    })
 }
 
+/// Writes `value`'s JSON text to `out` and returns it as a JSON value.
 fn write_json(
     value: &Element,
-    out: &mut JsonDocument,
+    out: &mut Vec<u8>,
+    date_paths: &mut BTreeSet<String>,
     path: &mut String,
     depth: usize,
-) -> Result<(), String> {
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
     if depth > DOCUMENT_DEPTH_MAX {
         return Err(format!(
             "the document nests deeper than {DOCUMENT_DEPTH_MAX} levels"
         ));
     }
     if value.is_null() {
-        out.source.extend_from_slice(b"null");
-        return Ok(());
+        out.extend_from_slice(b"null");
+        return Ok(Value::Null);
     }
-    let string = |out: &mut JsonDocument, text: &str| {
-        // Serialising a string cannot fail.
-        let quoted = serde_json::to_string(text).unwrap_or_default();
-        out.source.extend_from_slice(quoted.as_bytes());
+    let string = |out: &mut Vec<u8>, text: &str| {
+        // Writing a string into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+        Value::String(text.to_owned())
     };
-    match value.ion_type() {
-        IonType::Null => out.source.extend_from_slice(b"null"),
+    // A number's text as `serde_json` reads it back (an integer beyond 64 bits as a float).
+    let number = |out: &mut Vec<u8>, text: &str| -> Result<Value, String> {
+        out.extend_from_slice(text.as_bytes());
+        serde_json::from_str::<serde_json::Number>(text)
+            .map(Value::Number)
+            .map_err(|error| format!("the number {text} does not convert: {error}"))
+    };
+    Ok(match value.ion_type() {
+        IonType::Null => {
+            out.extend_from_slice(b"null");
+            Value::Null
+        }
         IonType::Bool => {
-            let text = if value.as_bool() == Some(true) {
-                "true"
-            } else {
-                "false"
-            };
-            out.source.extend_from_slice(text.as_bytes());
+            let bool = value.as_bool() == Some(true);
+            out.extend_from_slice(if bool { b"true" } else { b"false" });
+            Value::Bool(bool)
         }
         IonType::Int => {
             let int = value.as_int().ok_or("an int without a value")?;
-            out.source.extend_from_slice(int.to_string().as_bytes());
+            match int.as_i64() {
+                Some(small) => {
+                    out.extend_from_slice(small.to_string().as_bytes());
+                    Value::from(small)
+                }
+                None => number(out, &int.to_string())?,
+            }
         }
         IonType::Float => match value.as_float().and_then(serde_json::Number::from_f64) {
-            Some(number) => out.source.extend_from_slice(number.to_string().as_bytes()),
-            None => out.source.extend_from_slice(b"null"),
+            Some(float) => {
+                out.extend_from_slice(float.to_string().as_bytes());
+                Value::Number(float)
+            }
+            None => {
+                out.extend_from_slice(b"null");
+                Value::Null
+            }
         },
         IonType::Decimal => {
             let decimal = value.as_decimal().ok_or("a decimal without a value")?;
-            out.source.extend_from_slice(
-                decimal_text(&decimal.coefficient().to_string(), decimal.exponent()).as_bytes(),
-            );
+            let text = decimal_text(&decimal.coefficient().to_string(), decimal.exponent());
+            number(out, &text)?
         }
         IonType::Timestamp => {
             let timestamp = value.as_timestamp().ok_or("a timestamp without a value")?;
@@ -641,8 +655,8 @@ fn write_json(
             let text = instant
                 .format(&time::format_description::well_known::Rfc3339)
                 .map_err(|error| error.to_string())?;
-            string(out, &text);
-            out.date_paths.insert(path.clone());
+            date_paths.insert(path.clone());
+            string(out, &text)
         }
         IonType::String | IonType::Symbol => string(out, value.as_text().unwrap_or_default()),
         IonType::Blob | IonType::Clob => {
@@ -650,41 +664,47 @@ fn write_json(
             string(
                 out,
                 &base64::engine::general_purpose::STANDARD.encode(bytes),
-            );
+            )
         }
         IonType::List | IonType::SExp => {
             let sequence = value.as_sequence().ok_or("a list without a value")?;
-            out.source.push(b'[');
+            let mut items = Vec::with_capacity(sequence.len());
+            out.push(b'[');
             for (position, item) in sequence.elements().enumerate() {
                 if position > 0 {
-                    out.source.push(b',');
+                    out.push(b',');
                 }
-                write_json(item, out, path, depth + 1)?;
+                items.push(write_json(item, out, date_paths, path, depth + 1)?);
             }
-            out.source.push(b']');
+            out.push(b']');
+            Value::Array(items)
         }
         IonType::Struct => {
             let fields = value.as_struct().ok_or("a struct without a value")?;
-            out.source.push(b'{');
+            let mut object = serde_json::Map::with_capacity(fields.len());
+            out.push(b'{');
             for (position, (name, item)) in fields.fields().enumerate() {
                 if position > 0 {
-                    out.source.push(b',');
+                    out.push(b',');
                 }
                 let name = name.text().unwrap_or_default();
                 string(out, name);
-                out.source.push(b':');
+                out.push(b':');
                 let length = path.len();
                 if !path.is_empty() {
                     path.push('.');
                 }
                 path.push_str(name);
-                write_json(item, out, path, depth + 1)?;
+                let item = write_json(item, out, date_paths, path, depth + 1)?;
                 path.truncate(length);
+                // As a parser of the text keeps a repeated name: its last value, in the place
+                // of its first.
+                object.insert(name.to_owned(), item);
             }
-            out.source.push(b'}');
+            out.push(b'}');
+            Value::Object(object)
         }
-    }
-    Ok(())
+    })
 }
 
 /// A decimal's coefficient (`-150`, `-0`) and exponent as a JSON number with the same digits:
@@ -735,6 +755,9 @@ mod tests {
 
     fn json(ion: &str) -> (String, Vec<String>) {
         let document = ion_to_json(&Element::read_one(ion).unwrap()).unwrap();
+        // The value built beside the text is the text parsed.
+        let parsed: serde_json::Value = serde_json::from_slice(&document.source).unwrap();
+        assert_eq!(document.value, parsed, "{ion}");
         (
             String::from_utf8(document.source).unwrap(),
             document.date_paths.into_iter().collect(),
@@ -762,6 +785,22 @@ mod tests {
             "]".repeat(DOCUMENT_DEPTH_MAX + 2)
         );
         assert!(ion_to_json(&Element::read_one(deep).unwrap()).is_err());
+    }
+
+    #[test]
+    fn the_value_is_the_text_parsed_for_big_numbers_and_repeated_names() {
+        let (text, _) = json(
+            "{a: 1, huge: 123456789012345678901234567890, low: -9223372036854775809, \
+             top: 18446744073709551615, a: {b: 2}}",
+        );
+        assert_eq!(
+            text,
+            r#"{"a":1,"huge":123456789012345678901234567890,"low":-9223372036854775809,"top":18446744073709551615,"a":{"b":2}}"#
+        );
+        // JSON has no number this large: the revision is not indexable, as its text would not
+        // parse.
+        let beyond = Element::read_one("{e: 1d400}").unwrap();
+        assert!(ion_to_json(&beyond).is_err());
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn check_table(
             .context("a row without a version")?;
         let data = fields.get("data").context("a row without data")?;
         let expected: Value = match sluice_node::ledger_index::ion_to_json(data) {
-            Ok(document) => serde_json::from_slice(&document.source)?,
+            Ok(document) => document.value,
             Err(reason) => {
                 report(format!("{index}/{id}: not indexable ({reason})"));
                 continue;
