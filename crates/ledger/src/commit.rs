@@ -1,8 +1,11 @@
 //! The commit pipeline: group commit across concurrent transactions, and the background
 //! checkpoints of the derived state.
 //!
-//! A committing transaction joins a queue. Whoever finds no leader becomes it and takes the
-//! queue as one group: inside one redb write transaction it validates each member's read set
+//! A committing transaction joins a queue with where its outcome goes ([`CommitDelivery`]): a
+//! channel its own thread waits on ([`Transaction::commit`]), or, for an async server, a oneshot
+//! its task awaits without holding a thread ([`Transaction::submit_commit_with_digest`]).
+//! Whoever finds no leader becomes it ([`Ledger::lead_commits`]) and takes the queue as one
+//! group: inside one redb write transaction it validates each member's read set
 //! against the state that already includes the members before it, builds its block and applies
 //! it to the derived state. It appends every block of the group to the journal with one write
 //! and hands the fsync to the ledger's [`JournalSyncer`] thread (the two poll for each other
@@ -24,7 +27,7 @@
 //! redb handle is never closed (closing would make that commit durable): the state reverts to
 //! the last checkpoint when the process next opens the ledger.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,55 +61,88 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Transactions waiting to commit and the outcomes of finished groups.
-#[derive(Debug, Default)]
+/// Where a committing transaction's outcome goes: called once, by the leader of its group
+/// (or at once, for an outcome known without the group).
+pub type CommitDelivery = Box<dyn FnOnce(Result<CommitResult, LedgerError>) + Send>;
+
+/// What [`Transaction::submit_commit_with_digest`] did with a transaction.
+#[derive(Debug)]
+pub enum CommitSubmitted {
+    /// Its outcome is already delivered: it wrote nothing, or it was refused before the group.
+    Delivered,
+    /// Queued: a leader commits it and delivers its outcome.
+    Queued,
+    /// Queued, and nobody leads: the caller must call [`Ledger::lead_commits`] on this ledger
+    /// until it answers false, on a thread that may block. Nothing else commits meanwhile.
+    Lead(Arc<Ledger>),
+}
+
+/// Transactions waiting to commit, with where their outcomes go.
+#[derive(Default)]
 struct QueueState {
-    waiting: VecDeque<(u64, Transaction)>,
+    waiting: VecDeque<(Transaction, CommitDelivery)>,
     leader_active: bool,
-    finished: HashMap<u64, Result<CommitResult, LedgerError>>,
-    next_ticket: u64,
 }
 
 /// The group-commit queue of one ledger.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct CommitQueue {
     state: Mutex<QueueState>,
-    turn: Condvar,
 }
 
-/// Hands a group's outcomes back even if the leader panics, so no member waits forever.
+impl std::fmt::Debug for CommitQueue {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        formatter
+            .debug_struct("CommitQueue")
+            .field("waiting", &state.waiting.len())
+            .field("leader_active", &state.leader_active)
+            .finish()
+    }
+}
+
+/// Delivers a group's outcomes even if the leader panics, so no member waits forever.
 struct LeaderGuard<'a> {
     ledger: &'a Ledger,
-    tickets: Vec<u64>,
-    outcomes: Option<Vec<(u64, Result<CommitResult, LedgerError>)>>,
+    deliveries: Vec<CommitDelivery>,
+}
+
+impl LeaderGuard<'_> {
+    fn deliver(mut self, outcomes: Vec<Result<CommitResult, LedgerError>>) {
+        let deliveries = std::mem::take(&mut self.deliveries);
+        let mut outcomes = outcomes.into_iter();
+        for deliver in deliveries {
+            deliver(outcomes.next().unwrap_or_else(|| {
+                Err(LedgerError::Internal(
+                    "the group lost this transaction's outcome".to_owned(),
+                ))
+            }));
+        }
+    }
 }
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
-        let outcomes = match self.outcomes.take() {
-            Some(outcomes) => outcomes,
-            None => {
-                // The leader unwound mid-group: the state of its redb transaction is unknown.
-                self.ledger.poison();
-                self.tickets
-                    .iter()
-                    .map(|ticket| {
-                        (
-                            *ticket,
-                            Err(LedgerError::Internal(
-                                "the commit of this transaction's group failed".to_owned(),
-                            )),
-                        )
-                    })
-                    .collect()
-            }
+        if self.deliveries.is_empty() {
+            return;
+        }
+        // The leader unwound mid-group: the state of its redb transaction is unknown. The ledger
+        // is poisoned, so every transaction still queued is refused too, and nobody is left
+        // waiting for a leader.
+        self.ledger.poison();
+        let queued: Vec<(Transaction, CommitDelivery)> = {
+            let mut state = lock(&self.ledger.commits.state);
+            state.leader_active = false;
+            state.waiting.drain(..).collect()
         };
-        let queue = &self.ledger.commits;
-        let mut state = lock(&queue.state);
-        state.leader_active = false;
-        state.finished.extend(outcomes);
-        drop(state);
-        queue.turn.notify_all();
+        for deliver in std::mem::take(&mut self.deliveries) {
+            deliver(Err(LedgerError::Internal(
+                "the commit of this transaction's group failed".to_owned(),
+            )));
+        }
+        for (_, deliver) in queued {
+            deliver(Err(self.ledger.poisoned_error()));
+        }
     }
 }
 
@@ -117,54 +153,73 @@ impl Ledger {
         &self,
         transaction: Transaction,
     ) -> Result<CommitResult, LedgerError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let deliver: CommitDelivery = Box::new(move |outcome| {
+            // The receiver is this thread, waiting below.
+            let _ = sender.send(outcome);
+        });
+        if self.submit_to_group(transaction, deliver) {
+            while self.lead_commits(usize::MAX) {}
+        }
+        receiver.recv().unwrap_or_else(|_| {
+            Err(LedgerError::Internal(
+                "a committing transaction lost its outcome".to_owned(),
+            ))
+        })
+    }
+
+    /// Queues a transaction for the next group; answers whether the caller must lead.
+    pub(crate) fn submit_to_group(
+        &self,
+        transaction: Transaction,
+        deliver: CommitDelivery,
+    ) -> bool {
         let mut state = lock(&self.commits.state);
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.waiting.push_back((ticket, transaction));
-        loop {
-            if let Some(outcome) = state.finished.remove(&ticket) {
-                return outcome;
-            }
-            if !state.leader_active {
-                state.leader_active = true;
+        state.waiting.push_back((transaction, deliver));
+        !std::mem::replace(&mut state.leader_active, true)
+    }
+
+    /// The leader's turn: commits up to `groups_max` groups of the waiting transactions, each
+    /// with one journal append and one fsync, and delivers their outcomes. Answers whether
+    /// transactions still wait: then the caller is still the leader and must call again (or
+    /// hand the turn to a thread that will); otherwise nobody leads any more.
+    pub fn lead_commits(&self, groups_max: usize) -> bool {
+        for _ in 0..groups_max {
+            let (group, deliveries): (Vec<Transaction>, Vec<CommitDelivery>) = {
+                let mut state = lock(&self.commits.state);
+                if state.waiting.is_empty() {
+                    state.leader_active = false;
+                    return false;
+                }
                 let take = state.waiting.len().min(GROUP_TRANSACTIONS_MAX);
-                let group: Vec<(u64, Transaction)> = state.waiting.drain(..take).collect();
-                drop(state);
-                let mut guard = LeaderGuard {
-                    ledger: self,
-                    tickets: group.iter().map(|(ticket, _)| *ticket).collect(),
-                    outcomes: None,
-                };
-                guard.outcomes = Some(self.commit_group(group));
-                drop(guard);
-                state = lock(&self.commits.state);
-                continue;
-            }
-            state = self
-                .commits
-                .turn
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                state.waiting.drain(..take).unzip()
+            };
+            let guard = LeaderGuard {
+                ledger: self,
+                deliveries,
+            };
+            let outcomes = self.commit_group(group);
+            guard.deliver(outcomes);
+        }
+        let mut state = lock(&self.commits.state);
+        if state.waiting.is_empty() {
+            state.leader_active = false;
+            false
+        } else {
+            true
         }
     }
 
-    /// The leader's work for one group.
-    fn commit_group(
-        &self,
-        group: Vec<(u64, Transaction)>,
-    ) -> Vec<(u64, Result<CommitResult, LedgerError>)> {
+    /// The leader's work for one group: each member's outcome, in order.
+    fn commit_group(&self, group: Vec<Transaction>) -> Vec<Result<CommitResult, LedgerError>> {
         match self.try_commit_group(&group) {
-            Ok(outcomes) => group
-                .iter()
-                .map(|(ticket, _)| *ticket)
-                .zip(outcomes)
-                .collect(),
+            Ok(outcomes) => outcomes,
             Err(error) => {
                 self.poison();
                 tracing::error!(ledger = self.name(), %error, "group commit failed; ledger poisoned until reopened");
                 group
                     .iter()
-                    .map(|(ticket, _)| (*ticket, Err(LedgerError::Storage(error.to_string()))))
+                    .map(|_| Err(LedgerError::Storage(error.to_string())))
                     .collect()
             }
         }
@@ -175,7 +230,7 @@ impl Ledger {
     /// whole group (storage failed before its blocks were durable).
     fn try_commit_group(
         &self,
-        group: &[(u64, Transaction)],
+        group: &[Transaction],
     ) -> Result<Vec<Result<CommitResult, LedgerError>>, LedgerError> {
         if self.is_poisoned() {
             return Ok(group.iter().map(|_| Err(self.poisoned_error())).collect());
@@ -208,7 +263,7 @@ impl Ledger {
         // Each member is validated against the state with every earlier member's block applied;
         // the last block is applied while the journal syncs.
         let mut unapplied: Option<AppliedBlock> = None;
-        for (_, transaction) in group {
+        for transaction in group {
             if let Some(block) = unapplied.take() {
                 state.apply(block)?;
             }

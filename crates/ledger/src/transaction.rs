@@ -10,6 +10,7 @@ use ion_rs::{Element, Timestamp};
 use redb::{ReadTransaction, ReadableTable};
 use time::OffsetDateTime;
 
+use crate::commit::{CommitDelivery, CommitSubmitted};
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
 use crate::ion_read;
@@ -824,6 +825,36 @@ impl Transaction {
         self,
         client_commit_digest: &[u8],
     ) -> Result<CommitResult, LedgerError> {
+        self.check_commit_digest(client_commit_digest)?;
+        self.commit()
+    }
+
+    /// [`Self::commit_with_digest`] without blocking, for callers that must not hold a thread
+    /// while the group commits (an async server): the outcome goes to `deliver`, now or from the
+    /// leader of the transaction's group. When the answer is [`CommitSubmitted::Lead`], the
+    /// caller must run [`Ledger::lead_commits`] until it answers false.
+    pub fn submit_commit_with_digest(
+        self,
+        client_commit_digest: &[u8],
+        deliver: CommitDelivery,
+    ) -> CommitSubmitted {
+        let settled = match self.check_commit_digest(client_commit_digest) {
+            Err(refused) => Some(Err(refused)),
+            Ok(()) => self.outcome_without_group(),
+        };
+        if let Some(outcome) = settled {
+            deliver(outcome);
+            return CommitSubmitted::Delivered;
+        }
+        let ledger = self.ledger.clone();
+        if ledger.submit_to_group(self, deliver) {
+            CommitSubmitted::Lead(ledger)
+        } else {
+            CommitSubmitted::Queued
+        }
+    }
+
+    fn check_commit_digest(&self, client_commit_digest: &[u8]) -> Result<(), LedgerError> {
         let ours = self.commit_digest()?;
         if client_commit_digest != ours.as_slice() {
             return Err(LedgerError::BadRequest(format!(
@@ -832,26 +863,36 @@ impl Transaction {
                 hash::to_base64(&ours)
             )));
         }
-        self.commit()
+        Ok(())
     }
 
     /// Validates the read set and writes the transaction's block durably, in a group with the
     /// transactions committing at the same time. Fails with [`LedgerError::OccConflict`] when
     /// anything read changed since the snapshot, earlier members of the group included.
     pub fn commit(self) -> Result<CommitResult, LedgerError> {
-        self.check_not_expired()?;
-        // A read-only transaction read one consistent snapshot, which is a serializable history
-        // by itself: nothing to validate, nothing to write, and no wait for the group.
-        if self.writes.is_empty() && !self.catalog_changed {
-            let commit_digest = self.commit_digest()?;
-            return Ok(CommitResult {
-                transaction_id: self.transaction_id,
-                block_address: None,
-                commit_digest,
-            });
+        if let Some(outcome) = self.outcome_without_group() {
+            return outcome;
         }
         let ledger = self.ledger.clone();
         ledger.commit_in_group(self)
+    }
+
+    /// The outcome of a commit that needs no group: an expired transaction's refusal, or a
+    /// read-only transaction's result. A read-only transaction read one consistent snapshot,
+    /// which is a serializable history by itself: nothing to validate, nothing to write, and no
+    /// wait for the group.
+    fn outcome_without_group(&self) -> Option<Result<CommitResult, LedgerError>> {
+        if let Err(expired) = self.check_not_expired() {
+            return Some(Err(expired));
+        }
+        if !self.writes.is_empty() || self.catalog_changed {
+            return None;
+        }
+        Some(self.commit_digest().map(|commit_digest| CommitResult {
+            transaction_id: self.transaction_id.clone(),
+            block_address: None,
+            commit_digest,
+        }))
     }
 
     /// A member's part of a group commit, run by the group's leader: validates the read set

@@ -440,6 +440,82 @@ fn commit_digest_is_checked_like_qldb_session() {
     assert_eq!(commit.commit_digest, right);
 }
 
+/// The non-blocking commit an async server uses: the first submitter is told to lead, later
+/// ones queue behind it, and one call of the leader commits them all as one group and delivers
+/// every outcome; refusals and read-only transactions are delivered at once, without a group.
+#[test]
+fn submitted_commits_queue_until_their_leader_commits_them_as_one_group() {
+    use sluice_ledger::{CommitDelivery, CommitSubmitted};
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let blocks_before = ledger.committed_block_count().unwrap();
+    let (sender, outcomes) = std::sync::mpsc::channel();
+    let deliver = |n: usize| -> CommitDelivery {
+        let sender = sender.clone();
+        Box::new(move |outcome| sender.send((n, outcome)).unwrap())
+    };
+    let mut leader = None;
+    for n in 0..5 {
+        let mut transaction = ledger.begin().unwrap();
+        transaction
+            .execute(&format!("INSERT INTO T VALUE {{'n': {n}}}"), &[])
+            .unwrap();
+        let digest = transaction.commit_digest().unwrap();
+        match transaction.submit_commit_with_digest(&digest, deliver(n)) {
+            CommitSubmitted::Lead(to_lead) if n == 0 => leader = Some(to_lead),
+            CommitSubmitted::Queued if n > 0 => {}
+            other => panic!("transaction {n}: {other:?}"),
+        }
+    }
+    assert!(
+        outcomes.try_recv().is_err(),
+        "nothing commits before the leader leads"
+    );
+    // A wrong digest and a read-only transaction are answered without the queue.
+    let mut wrong = ledger.begin().unwrap();
+    wrong.execute("INSERT INTO T VALUE {'n': 99}", &[]).unwrap();
+    assert!(matches!(
+        wrong.submit_commit_with_digest(b"not the digest", deliver(99)),
+        CommitSubmitted::Delivered
+    ));
+    assert!(matches!(
+        outcomes.try_recv(),
+        Ok((99, Err(LedgerError::BadRequest(_))))
+    ));
+    let mut reader = ledger.begin().unwrap();
+    reader.execute("SELECT * FROM T", &[]).unwrap();
+    let digest = reader.commit_digest().unwrap();
+    assert!(matches!(
+        reader.submit_commit_with_digest(&digest, deliver(100)),
+        CommitSubmitted::Delivered
+    ));
+    assert!(matches!(outcomes.try_recv(), Ok((100, Ok(result))) if result.block_address.is_none()));
+
+    let leader = leader.expect("the first submitter leads");
+    assert!(!leader.lead_commits(1), "one group took the whole queue");
+    let mut delivered: Vec<usize> = (0..5)
+        .map(|_| {
+            let (n, outcome) = outcomes.try_recv().expect("every member is delivered");
+            assert!(outcome.unwrap().block_address.is_some());
+            n
+        })
+        .collect();
+    delivered.sort_unstable();
+    assert_eq!(delivered, vec![0, 1, 2, 3, 4]);
+    assert_eq!(ledger.committed_block_count().unwrap(), blocks_before + 5);
+    assert_eq!(run(&ledger, "SELECT VALUE COUNT(*) FROM T"), vec![ion("5")]);
+    // Nobody leads now: the next submitter does.
+    let mut next = ledger.begin().unwrap();
+    next.execute("INSERT INTO T VALUE {'n': 5}", &[]).unwrap();
+    let digest = next.commit_digest().unwrap();
+    let CommitSubmitted::Lead(leader) = next.submit_commit_with_digest(&digest, deliver(5)) else {
+        panic!("the next submitter leads");
+    };
+    assert!(!leader.lead_commits(usize::MAX));
+    assert!(matches!(outcomes.try_recv(), Ok((5, Ok(_)))));
+}
+
 #[test]
 fn lookups_by_document_id_read_only_that_document() {
     let fixture = Fixture::new();

@@ -8,8 +8,10 @@
 //! [`Transaction`], which the engine expires after its own timeout (30 s by default). Results
 //! are cut into pages of at most [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the
 //! rest waits, bounded, for FetchPage. Commands that only touch memory (the session's own, and
-//! an INSERT of its parameters) run on the async worker; every other engine call leaves the
-//! async workers (`block_in_place`, or `spawn_blocking` on a current-thread runtime).
+//! an INSERT of its parameters) run on the async worker; a CommitTransaction waits for its
+//! ledger's group commit without holding a thread, and leaves the async workers only to lead a
+//! group ([`CommitJob::run`]); every other engine call leaves them (`block_in_place`, or
+//! `spawn_blocking` on a current-thread runtime).
 //!
 //! QLDB limits *active* sessions per ledger, not sessions: a session is active while it runs a
 //! transaction and for [`ACTIVE_AFTER_TRANSACTION_MS`] after one ended, and StartTransaction on
@@ -33,7 +35,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use ion_rs::Element;
 use serde_json::{Value, json};
-use sluice_ledger::{Clock, Ledger, LedgerError, Ledgers, Transaction};
+use sluice_ledger::{Clock, CommitSubmitted, Ledger, LedgerError, Ledgers, Transaction};
 use time::OffsetDateTime;
 
 use super::{AwsError, BoxFuture, Format, JsonService, Operation, REGION};
@@ -121,6 +123,124 @@ struct OpenTransaction {
     _slot: CountedSlot,
     /// Results not yet read, by page token: Ion binary of each value.
     pending_results: HashMap<String, VecDeque<Vec<u8>>>,
+}
+
+/// What a command of a session leaves to do once the session's lock is released.
+enum Step {
+    /// The command's answer.
+    Answer(Value),
+    /// A commit: its transaction, taken out of the session, waits for its group.
+    Commit(Box<CommitJob>),
+}
+
+impl Step {
+    /// The answer of a command that commits nothing; a commit is a bug of the caller.
+    fn answer(self) -> Result<Value, AwsError> {
+        match self {
+            Step::Answer(answer) => Ok(answer),
+            Step::Commit(_) => Err(AwsError::internal("a commit took the quick path")),
+        }
+    }
+
+    /// The answer, committing on this thread (which waits for the group) if it is a commit.
+    fn run_blocking(self) -> Result<Value, AwsError> {
+        match self {
+            Step::Answer(answer) => Ok(answer),
+            Step::Commit(job) => {
+                let outcome = job.transaction.commit_with_digest(&job.client_digest);
+                commit_answer(outcome, &job.transaction_id, job.started)
+            }
+        }
+    }
+}
+
+/// A CommitTransaction whose transaction left its session.
+struct CommitJob {
+    transaction: Transaction,
+    client_digest: Vec<u8>,
+    transaction_id: String,
+    /// The transaction's place among the open ones, kept until it is decided.
+    _slot: CountedSlot,
+    started: Instant,
+}
+
+impl CommitJob {
+    /// Commits without holding a thread while the group commits: the transaction joins its
+    /// ledger's queue and this task awaits its outcome. If nobody leads the queue, this call
+    /// leads one group, its own, on this worker's thread (`block_in_place`: the group waits for
+    /// the disk), and a blocking-pool thread commits the transactions that queued meanwhile, so
+    /// this call answers without waiting for them. Only a multi-thread runtime has this path.
+    async fn run(self: Box<Self>) -> Result<Value, AwsError> {
+        let CommitJob {
+            transaction,
+            client_digest,
+            transaction_id,
+            _slot,
+            started,
+        } = *self;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let deliver: sluice_ledger::CommitDelivery = Box::new(move |outcome| {
+            // A caller that went away (its client disconnected) no longer wants it.
+            let _ = sender.send(outcome);
+        });
+        if let CommitSubmitted::Lead(ledger) =
+            transaction.submit_commit_with_digest(&client_digest, deliver)
+        {
+            let lead = CommitLead {
+                ledger: Some(ledger),
+            };
+            if let Some(ledger) = &lead.ledger
+                && !tokio::task::block_in_place(|| ledger.lead_commits(1))
+            {
+                lead.given_up();
+            }
+            // Otherwise dropping `lead` hands the turn to a blocking-pool thread.
+        }
+        let outcome = receiver.await.unwrap_or_else(|_| {
+            Err(LedgerError::Internal(
+                "a committing transaction lost its outcome".to_owned(),
+            ))
+        });
+        commit_answer(outcome, &transaction_id, started)
+    }
+}
+
+/// A command's turn to lead its ledger's commit queue ([`CommitSubmitted::Lead`]). Unless given
+/// up (the queue is empty), dropping it hands the turn to a blocking-pool thread that commits
+/// until no transaction waits, also when the command unwinds before leading, so that queued
+/// transactions never wait for a leader that is gone.
+struct CommitLead {
+    ledger: Option<Arc<Ledger>>,
+}
+
+impl CommitLead {
+    /// [`Ledger::lead_commits`] answered that nothing waits: nobody leads, and nobody needs to.
+    fn given_up(mut self) {
+        self.ledger = None;
+    }
+}
+
+impl Drop for CommitLead {
+    fn drop(&mut self) {
+        if let Some(ledger) = self.ledger.take() {
+            tokio::task::spawn_blocking(move || while ledger.lead_commits(usize::MAX) {});
+        }
+    }
+}
+
+/// CommitTransaction's answer for a commit's outcome.
+fn commit_answer(
+    outcome: Result<sluice_ledger::CommitResult, LedgerError>,
+    transaction_id: &str,
+    started: Instant,
+) -> Result<Value, AwsError> {
+    let commit = outcome.map_err(|error| session_error(error, Some(transaction_id)))?;
+    Ok(json!({"CommitTransaction": {
+        "TransactionId": commit.transaction_id,
+        "CommitDigest": base64::engine::general_purpose::STANDARD.encode(commit.commit_digest),
+        "TimingInformation": timing(started),
+        "ConsumedIOs": {"ReadIOs": 0, "WriteIOs": usize::from(commit.block_address.is_some())},
+    }}))
 }
 
 struct Session {
@@ -549,7 +669,8 @@ impl QldbSessionService {
             self.sessions_map().remove(token);
             return Err(invalid_session("No such session"));
         };
-        self.session_command(body, grants, token, session, started)
+        self.session_command(body, grants, token, session, started)?
+            .run_blocking()
     }
 
     /// Runs a command that only touches memory (StartTransaction, FetchPage, AbortTransaction,
@@ -586,6 +707,22 @@ impl QldbSessionService {
         };
         // Busy or poisoned: the blocking path waits for it or drops it.
         let session = session.try_lock().ok()?;
+        Some(
+            self.session_command(body, grants, token, session, started)
+                .and_then(Step::answer),
+        )
+    }
+
+    /// Takes a CommitTransaction's transaction out of its session without blocking, if the
+    /// session is not busy with another command: the commit itself then runs through
+    /// [`CommitJob::run`]. `None` when the blocking path must take the command.
+    fn take_commit(&self, body: &Value, grants: Option<&Grants>) -> Option<Result<Step, AwsError>> {
+        let started = Instant::now();
+        let (token, session) = match self.session_of(body) {
+            Ok(found) => found,
+            Err(error) => return Some(Err(error)),
+        };
+        let session = session.try_lock().ok()?;
         Some(self.session_command(body, grants, token, session, started))
     }
 
@@ -603,7 +740,8 @@ impl QldbSessionService {
         Ok((token, session))
     }
 
-    /// Runs one command of the session `token`, whose lock the caller holds.
+    /// Runs one command of the session `token`, whose lock the caller holds; a commit is
+    /// handed back to run ([`Step::Commit`]) once the session is released.
     fn session_command(
         &self,
         body: &Value,
@@ -611,7 +749,7 @@ impl QldbSessionService {
         token: &str,
         mut session: std::sync::MutexGuard<'_, Session>,
         started: Instant,
-    ) -> Result<Value, AwsError> {
+    ) -> Result<Step, AwsError> {
         let now = self.clock.now();
         if let Some(expiry) = session.expiry(now) {
             drop(session);
@@ -622,7 +760,48 @@ impl QldbSessionService {
             }));
         }
         session.last_used = now;
+        let other = [
+            "EndSession",
+            "StartTransaction",
+            "AbortTransaction",
+            "ExecuteStatement",
+            "FetchPage",
+        ];
+        if let Some(request) = body.get("CommitTransaction")
+            && other.iter().all(|name| body.get(name).is_none())
+        {
+            let transaction_id = text_field(request, "TransactionId")?;
+            let digest_text = text_field(request, "CommitDigest")?;
+            let client_digest = base64::engine::general_purpose::STANDARD
+                .decode(digest_text)
+                .map_err(|error| bad_request(format!("CommitDigest is not base64: {error}")))?;
+            open_transaction(&mut session, transaction_id)?;
+            // Commit or fail, the transaction is over either way (QLDB: an OCC conflict ends it).
+            let open = session
+                .end_transaction(now)
+                .ok_or_else(|| AwsError::internal("the open transaction vanished"))?;
+            return Ok(Step::Commit(Box::new(CommitJob {
+                transaction: open.transaction,
+                client_digest,
+                transaction_id: transaction_id.to_owned(),
+                _slot: open._slot,
+                started,
+            })));
+        }
+        self.other_command(body, grants, token, session, now, started)
+            .map(Step::Answer)
+    }
 
+    /// Every command but CommitTransaction, the session's lock held and its clock updated.
+    fn other_command(
+        &self,
+        body: &Value,
+        grants: Option<&Grants>,
+        token: &str,
+        mut session: std::sync::MutexGuard<'_, Session>,
+        now: OffsetDateTime,
+        started: Instant,
+    ) -> Result<Value, AwsError> {
         if body.get("EndSession").is_some() {
             session.transaction = None;
             drop(session);
@@ -776,28 +955,6 @@ impl QldbSessionService {
                 "ConsumedIOs": {"ReadIOs": read_ios, "WriteIOs": 0},
             }}));
         }
-        if let Some(request) = body.get("CommitTransaction") {
-            let transaction_id = text_field(request, "TransactionId")?;
-            let digest_text = text_field(request, "CommitDigest")?;
-            let client_digest = base64::engine::general_purpose::STANDARD
-                .decode(digest_text)
-                .map_err(|error| bad_request(format!("CommitDigest is not base64: {error}")))?;
-            open_transaction(&mut session, transaction_id)?;
-            // Commit or fail, the transaction is over either way (QLDB: an OCC conflict ends it).
-            let open = session
-                .end_transaction(now)
-                .ok_or_else(|| AwsError::internal("the open transaction vanished"))?;
-            let commit = open
-                .transaction
-                .commit_with_digest(&client_digest)
-                .map_err(|error| session_error(error, Some(transaction_id)))?;
-            return Ok(json!({"CommitTransaction": {
-                "TransactionId": commit.transaction_id,
-                "CommitDigest": base64::engine::general_purpose::STANDARD.encode(commit.commit_digest),
-                "TimingInformation": timing(started),
-                "ConsumedIOs": {"ReadIOs": 0, "WriteIOs": usize::from(commit.block_address.is_some())},
-            }}));
-        }
         Err(bad_request(
             "SendCommand needs one of StartSession, StartTransaction, ExecuteStatement, FetchPage, CommitTransaction, AbortTransaction, EndSession",
         ))
@@ -854,6 +1011,19 @@ impl JsonService for Arc<QldbSessionService> {
                 ));
             };
             if let Some(answer) = self.send_quick_command(&body, grants.as_deref()) {
+                return answer;
+            }
+            let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+            if multi_thread
+                && body.get("CommitTransaction").is_some()
+                && let Some(step) = self.take_commit(&body, grants.as_deref())
+            {
+                let answer = match step? {
+                    Step::Answer(answer) => Ok(answer),
+                    Step::Commit(job) => job.run().await,
+                };
+                drop(permit);
                 return answer;
             }
             // The engine's calls read the ledger's files and wait for the journal's fsync, so
