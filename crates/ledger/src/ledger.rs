@@ -1256,6 +1256,15 @@ impl Ledger {
         first_sequence_no: u64,
         mut visit: impl FnMut(Element) -> Result<std::ops::ControlFlow<()>, LedgerError>,
     ) -> Result<(), LedgerError> {
+        self.for_each_stored_block(first_sequence_no, |block, _| visit(block))
+    }
+
+    /// [`Self::for_each_block`], with each block's size as stored in the journal (compressed).
+    pub(crate) fn for_each_stored_block(
+        &self,
+        first_sequence_no: u64,
+        mut visit: impl FnMut(Element, usize) -> Result<std::ops::ControlFlow<()>, LedgerError>,
+    ) -> Result<(), LedgerError> {
         let read = self.snapshot();
         let Some(tip) = applied_block_count(&read)?.checked_sub(1) else {
             return Ok(());
@@ -1271,7 +1280,7 @@ impl Ledger {
         self.journal
             .scan(start.offset, first_sequence_no, |frame| {
                 let block = model::decode_stored(frame.block_bytes)?;
-                Ok(visit(block)?.is_continue() && frame.sequence_no < tip)
+                Ok(visit(block, frame.block_bytes.len())?.is_continue() && frame.sequence_no < tip)
             })?;
         Ok(())
     }

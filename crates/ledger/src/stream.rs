@@ -180,6 +180,8 @@ pub struct CommittedBlock {
     pub timestamp: OffsetDateTime,
     /// The whole block.
     pub block: Element,
+    /// Its size in the journal (its frame's payload, compressed).
+    pub stored_bytes: usize,
 }
 
 /// The partition key of a stream record. QLDB does not document its keys; these keep what a
@@ -233,27 +235,43 @@ impl Ledger {
         first_sequence_no: u64,
         blocks_max: usize,
     ) -> Result<Vec<CommittedBlock>, LedgerError> {
+        self.committed_blocks_within(first_sequence_no, blocks_max, usize::MAX)
+    }
+
+    /// [`Self::committed_blocks`], stopping after the block that brings what was read past
+    /// `stored_bytes_max` bytes of journal (at least one block is read).
+    pub fn committed_blocks_within(
+        &self,
+        first_sequence_no: u64,
+        blocks_max: usize,
+        stored_bytes_max: usize,
+    ) -> Result<Vec<CommittedBlock>, LedgerError> {
         let mut blocks = Vec::new();
         if blocks_max == 0 {
             return Ok(blocks);
         }
         let mut sequence_no = first_sequence_no;
-        self.for_each_block(first_sequence_no, |block| {
+        let mut stored_bytes = 0usize;
+        self.for_each_stored_block(first_sequence_no, |block, size| {
+            stored_bytes = stored_bytes.saturating_add(size);
             let timestamp = model::expect_struct(&block, "block")?
                 .get("blockTimestamp")
                 .and_then(Element::as_timestamp)
                 .ok_or_else(|| LedgerError::Storage("block without timestamp".to_owned()))?;
             blocks.push(CommittedBlock {
+                stored_bytes: size,
                 sequence_no,
                 timestamp: model::datetime_from_timestamp(&timestamp)?,
                 block,
             });
             sequence_no += 1;
-            Ok(if blocks.len() >= blocks_max {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            })
+            Ok(
+                if blocks.len() >= blocks_max || stored_bytes >= stored_bytes_max {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                },
+            )
         })?;
         Ok(blocks)
     }

@@ -105,6 +105,20 @@ fn committed_blocks_are_read_in_order_from_any_sequence_number() {
     );
     assert_eq!(page[0].block, all[2].block);
     assert!(ledger.committed_blocks(5, 10).unwrap().is_empty());
+    // A byte budget stops after the block that reaches it, and reads one block at least.
+    assert!(all.iter().all(|block| block.stored_bytes > 0));
+    let budget = all[1].stored_bytes + all[2].stored_bytes;
+    let within = ledger.committed_blocks_within(1, 100, budget).unwrap();
+    assert_eq!(
+        within
+            .iter()
+            .map(|block| block.sequence_no)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let one = ledger.committed_blocks_within(1, 100, 1).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].block, all[1].block);
     for block in &all {
         assert!(
             ledger
