@@ -26,7 +26,7 @@ use sluice_tables::{
 };
 use tokio::sync::Semaphore;
 
-use super::{ACCOUNT_ID, AwsError, BoxFuture, Format, JsonService, Operation, REGION};
+use super::{ACCOUNT_ID, AwsError, BoxFuture, Format, JsonService, LeadTurn, Operation, REGION};
 
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810";
 
@@ -206,29 +206,6 @@ fn invalid_parameter(message: impl std::fmt::Display) -> AwsError {
     validation(format!(
         "One or more parameter values were invalid: {message}"
     ))
-}
-
-/// A request's turn to lead the tables' write queue ([`Submitted::Lead`]). Unless given up
-/// (the queue is empty), dropping it hands the turn to a blocking-pool thread that commits until
-/// no writes wait — also when the request unwinds before leading, so that queued writes never
-/// wait for a leader that is gone.
-struct WriteLead {
-    tables: Option<Arc<Tables>>,
-}
-
-impl WriteLead {
-    /// [`Tables::lead`] answered that no writes wait: nobody leads, and nobody needs to.
-    fn given_up(mut self) {
-        self.tables = None;
-    }
-}
-
-impl Drop for WriteLead {
-    fn drop(&mut self) {
-        if let Some(tables) = self.tables.take() {
-            tokio::task::spawn_blocking(move || while tables.lead(usize::MAX) {});
-        }
-    }
 }
 
 /// The one map from engine errors to DynamoDB's.
@@ -1645,20 +1622,7 @@ impl DynamoDbService {
         // Checking and encoding the writes is CPU work of a few microseconds: done here.
         let submitted = self.tables.submit(writes, deliver).map_err(tables_error)?;
         if submitted == Submitted::Lead {
-            let lead = WriteLead {
-                tables: Some(self.tables.clone()),
-            };
-            let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread;
-            let still_leading = if multi_thread {
-                Some(tokio::task::block_in_place(|| self.tables.lead(1)))
-            } else {
-                None
-            };
-            if still_leading == Some(false) {
-                lead.given_up();
-            }
-            // Otherwise dropping `lead` hands the turn to a blocking-pool thread.
+            LeadTurn::new(self.tables.clone(), Tables::lead).lead_one_group();
         }
         let outcomes = receiver
             .await
@@ -2142,9 +2106,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(submitted, Submitted::Lead);
-        drop(WriteLead {
-            tables: Some(tables.clone()),
-        });
+        drop(LeadTurn::new(tables.clone(), Tables::lead));
         // A deadline only so that a lost turn fails the test instead of hanging it.
         let outcomes = tokio::time::timeout(std::time::Duration::from_secs(120), receiver)
             .await

@@ -70,6 +70,50 @@ pub const ACCOUNT_ID: &str = "000000000000";
 /// The region named in ARNs.
 pub const REGION: &str = "us-east-1";
 
+/// A request's turn to lead a group-commit queue (the tables' writes, a ledger's commits): the
+/// queue is `queue`, and `lead(queue, n)` commits up to `n` groups and answers whether more wait.
+/// Unless given up, dropping the turn hands it to a blocking-pool thread that leads until
+/// nothing waits, also when the request unwinds before leading, so that queued work never waits
+/// for a leader that is gone.
+pub(crate) struct LeadTurn<Q: Send + Sync + 'static> {
+    queue: Option<Arc<Q>>,
+    lead: fn(&Q, usize) -> bool,
+}
+
+impl<Q: Send + Sync + 'static> LeadTurn<Q> {
+    pub(crate) fn new(queue: Arc<Q>, lead: fn(&Q, usize) -> bool) -> Self {
+        LeadTurn {
+            queue: Some(queue),
+            lead,
+        }
+    }
+
+    /// Leads one group, the caller's own, on this worker's thread (`block_in_place`: the group
+    /// waits for the disk, and tokio reads sockets only from workers that park), then leaves
+    /// what queued meanwhile to a blocking-pool thread, so the caller answers without waiting
+    /// for it. On a current-thread runtime the whole turn goes to the blocking pool.
+    pub(crate) fn lead_one_group(mut self) {
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        if let Some(queue) = &self.queue
+            && multi_thread
+            && !tokio::task::block_in_place(|| (self.lead)(queue, 1))
+        {
+            // Nothing waits: nobody leads, and nobody needs to.
+            self.queue = None;
+        }
+    }
+}
+
+impl<Q: Send + Sync + 'static> Drop for LeadTurn<Q> {
+    fn drop(&mut self) {
+        if let Some(queue) = self.queue.take() {
+            let lead = self.lead;
+            tokio::task::spawn_blocking(move || while lead(&queue, usize::MAX) {});
+        }
+    }
+}
+
 /// A shard iterator (Kinesis or DynamoDB Streams) issued at `issued_ms` is valid for `ttl_ms`;
 /// past that, GetRecords answers `ExpiredIteratorException` in the services' own words. A clock
 /// that went back never expires one early.

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use sluice_ledger::{Clock, CommitSubmitted, Ledger, LedgerError, Ledgers, Transaction};
 use time::OffsetDateTime;
 
-use super::{AwsError, BoxFuture, Format, JsonService, Operation, REGION};
+use super::{AwsError, BoxFuture, Format, JsonService, LeadTurn, Operation, REGION};
 use crate::roles::Grants;
 use sluice_delivery::LOCAL_ACCOUNT_ID;
 
@@ -186,15 +186,7 @@ impl CommitJob {
         if let CommitSubmitted::Lead(ledger) =
             transaction.submit_commit_with_digest(&client_digest, deliver)
         {
-            let lead = CommitLead {
-                ledger: Some(ledger),
-            };
-            if let Some(ledger) = &lead.ledger
-                && !tokio::task::block_in_place(|| ledger.lead_commits(1))
-            {
-                lead.given_up();
-            }
-            // Otherwise dropping `lead` hands the turn to a blocking-pool thread.
+            LeadTurn::new(ledger, Ledger::lead_commits).lead_one_group();
         }
         let outcome = receiver.await.unwrap_or_else(|_| {
             Err(LedgerError::Internal(
@@ -202,29 +194,6 @@ impl CommitJob {
             ))
         });
         commit_answer(outcome, &transaction_id, started)
-    }
-}
-
-/// A command's turn to lead its ledger's commit queue ([`CommitSubmitted::Lead`]). Unless given
-/// up (the queue is empty), dropping it hands the turn to a blocking-pool thread that commits
-/// until no transaction waits, also when the command unwinds before leading, so that queued
-/// transactions never wait for a leader that is gone.
-struct CommitLead {
-    ledger: Option<Arc<Ledger>>,
-}
-
-impl CommitLead {
-    /// [`Ledger::lead_commits`] answered that nothing waits: nobody leads, and nobody needs to.
-    fn given_up(mut self) {
-        self.ledger = None;
-    }
-}
-
-impl Drop for CommitLead {
-    fn drop(&mut self) {
-        if let Some(ledger) = self.ledger.take() {
-            tokio::task::spawn_blocking(move || while ledger.lead_commits(usize::MAX) {});
-        }
     }
 }
 
