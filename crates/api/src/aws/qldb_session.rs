@@ -1201,6 +1201,100 @@ mod tests {
         assert_eq!(error.kind, "InvalidSessionException");
     }
 
+    /// The commit digest a driver sends for a transaction of statements without parameters.
+    fn driver_digest(transaction_id: &str, statements: &[&str]) -> String {
+        use sluice_ledger::hash::{dot_hashes, ion_hash};
+        let mut digest = ion_hash(&Element::string(transaction_id)).unwrap();
+        for statement in statements {
+            digest = dot_hashes(&digest, &ion_hash(&Element::string(*statement)).unwrap());
+        }
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    }
+
+    /// Commits through the async path: many sessions' commits wait for their groups without
+    /// threads, each gets its own outcome, a wrong digest is refused on that path as on the
+    /// blocking one, and a commit whose session is busy is left to the blocking path.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_of_many_sessions_are_answered_from_their_groups() {
+        let (_directory, _clock, service) = service_with_clock();
+        let service = Arc::new(service);
+        let token = start_session(&service);
+        let transaction_id = start_transaction(&service, &token).unwrap();
+        service
+            .send_command(&json!({"SessionToken": token, "ExecuteStatement": {
+                "TransactionId": transaction_id, "Statement": "CREATE TABLE T"}}))
+            .unwrap();
+        let commit = json!({"SessionToken": token, "CommitTransaction": {
+            "TransactionId": transaction_id,
+            "CommitDigest": driver_digest(&transaction_id, &["CREATE TABLE T"])}});
+        // Busy with another command: left to the blocking path.
+        let session = service.sessions_map().get(&token).cloned().unwrap();
+        let busy = session.lock().unwrap();
+        assert!(service.take_commit(&commit, None).is_none());
+        drop(busy);
+        service.call("SendCommand", commit).await.unwrap();
+
+        let mut clients = Vec::new();
+        for n in 0..24 {
+            let service = service.clone();
+            clients.push(tokio::spawn(async move {
+                let token = start_session(&service);
+                let started = service
+                    .call(
+                        "SendCommand",
+                        json!({"SessionToken": token, "StartTransaction": {}}),
+                    )
+                    .await?;
+                let transaction_id = started["StartTransaction"]["TransactionId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let statement = format!("INSERT INTO T VALUE {{'n': {n}}}");
+                service
+                    .call(
+                        "SendCommand",
+                        json!({"SessionToken": token, "ExecuteStatement": {
+                            "TransactionId": transaction_id, "Statement": statement}}),
+                    )
+                    .await?;
+                // Every third client sends a digest of other statements: refused, alone.
+                let digest = if n % 3 == 0 {
+                    driver_digest(&transaction_id, &["INSERT INTO T VALUE {'n': -1}"])
+                } else {
+                    driver_digest(&transaction_id, &[&statement])
+                };
+                service
+                    .call(
+                        "SendCommand",
+                        json!({"SessionToken": token, "CommitTransaction": {
+                            "TransactionId": transaction_id, "CommitDigest": digest}}),
+                    )
+                    .await
+            }));
+        }
+        let mut committed = 0;
+        for (n, client) in clients.into_iter().enumerate() {
+            match client.await.unwrap() {
+                Ok(answer) => {
+                    assert!(n % 3 != 0, "client {n}'s wrong digest was accepted");
+                    assert_eq!(answer["CommitTransaction"]["ConsumedIOs"]["WriteIOs"], 1);
+                    committed += 1;
+                }
+                Err(error) => {
+                    assert!(n % 3 == 0, "client {n}: {error:?}");
+                    assert_eq!(error.kind, "BadRequestException", "{error:?}");
+                }
+            }
+        }
+        assert_eq!(committed, 16);
+        let ledger = service.ledgers.ledger("expiry").unwrap();
+        let mut count = ledger.begin().unwrap();
+        assert_eq!(
+            count.execute("SELECT VALUE COUNT(*) FROM T", &[]).unwrap(),
+            vec![Element::from(16i64)]
+        );
+    }
+
     fn start_transaction(service: &QldbSessionService, token: &str) -> Result<String, AwsError> {
         let started =
             service.send_command(&json!({"SessionToken": token, "StartTransaction": {}}))?;
