@@ -134,14 +134,6 @@ enum Step {
 }
 
 impl Step {
-    /// The answer of a command that commits nothing; a commit is a bug of the caller.
-    fn answer(self) -> Result<Value, AwsError> {
-        match self {
-            Step::Answer(answer) => Ok(answer),
-            Step::Commit(_) => Err(AwsError::internal("a commit took the quick path")),
-        }
-    }
-
     /// The answer, committing on this thread (which waits for the group) if it is a commit.
     fn run_blocking(self) -> Result<Value, AwsError> {
         match self {
@@ -169,7 +161,7 @@ impl CommitJob {
     /// ledger's queue and this task awaits its outcome. If nobody leads the queue, this call
     /// leads one group, its own, on this worker's thread (`block_in_place`: the group waits for
     /// the disk), and a blocking-pool thread commits the transactions that queued meanwhile, so
-    /// this call answers without waiting for them. Only a multi-thread runtime has this path.
+    /// this call answers without waiting for them ([`LeadTurn::lead_one_group`]).
     async fn run(self: Box<Self>) -> Result<Value, AwsError> {
         let CommitJob {
             transaction,
@@ -646,13 +638,15 @@ impl QldbSessionService {
     /// EndSession, and an ExecuteStatement that [`inserts_its_parameters`]) as an ordinary step
     /// of the async task, if its session is not busy with another command: leaving the async
     /// workers (`block_in_place` hands the worker's other tasks to another thread, and on two
-    /// cores the threads it wakes take them from the caller) costs more than the command. `None`
-    /// when the command must leave them.
+    /// cores the threads it wakes take them from the caller) costs more than the command. A
+    /// CommitTransaction's part here only takes its transaction out of the session: the commit
+    /// comes back as [`Step::Commit`], for [`CommitJob::run`]. `None` when the command must
+    /// leave the async workers.
     fn send_quick_command(
         &self,
         body: &Value,
         grants: Option<&Grants>,
-    ) -> Option<Result<Value, AwsError>> {
+    ) -> Option<Result<Step, AwsError>> {
         let quick = match body.get("ExecuteStatement") {
             Some(request) => inserts_its_parameters(request),
             None => [
@@ -660,12 +654,11 @@ impl QldbSessionService {
                 "FetchPage",
                 "AbortTransaction",
                 "EndSession",
+                "CommitTransaction",
             ]
             .iter()
             .any(|name| body.get(name).is_some()),
-        } && ["StartSession", "CommitTransaction"]
-            .iter()
-            .all(|name| body.get(name).is_none());
+        } && body.get("StartSession").is_none();
         if !quick {
             return None;
         }
@@ -675,22 +668,6 @@ impl QldbSessionService {
             Err(error) => return Some(Err(error)),
         };
         // Busy or poisoned: the blocking path waits for it or drops it.
-        let session = session.try_lock().ok()?;
-        Some(
-            self.session_command(body, grants, token, session, started)
-                .and_then(Step::answer),
-        )
-    }
-
-    /// Takes a CommitTransaction's transaction out of its session without blocking, if the
-    /// session is not busy with another command: the commit itself then runs through
-    /// [`CommitJob::run`]. `None` when the blocking path must take the command.
-    fn take_commit(&self, body: &Value, grants: Option<&Grants>) -> Option<Result<Step, AwsError>> {
-        let started = Instant::now();
-        let (token, session) = match self.session_of(body) {
-            Ok(found) => found,
-            Err(error) => return Some(Err(error)),
-        };
         let session = session.try_lock().ok()?;
         Some(self.session_command(body, grants, token, session, started))
     }
@@ -979,15 +956,7 @@ impl JsonService for Arc<QldbSessionService> {
                     format!("more than {COMMANDS_IN_FLIGHT_MAX} commands in flight; retry later"),
                 ));
             };
-            if let Some(answer) = self.send_quick_command(&body, grants.as_deref()) {
-                return answer;
-            }
-            let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread;
-            if multi_thread
-                && body.get("CommitTransaction").is_some()
-                && let Some(step) = self.take_commit(&body, grants.as_deref())
-            {
+            if let Some(step) = self.send_quick_command(&body, grants.as_deref()) {
                 let answer = match step? {
                     Step::Answer(answer) => Ok(answer),
                     Step::Commit(job) => job.run().await,
@@ -1161,6 +1130,16 @@ mod tests {
             .to_owned()
     }
 
+    /// `send_quick_command`'s answer, for commands that commit nothing.
+    fn quick(service: &QldbSessionService, body: &Value) -> Option<Result<Value, AwsError>> {
+        service
+            .send_quick_command(body, None)
+            .map(|step| match step? {
+                Step::Answer(answer) => Ok(answer),
+                Step::Commit(_) => panic!("{body} committed"),
+            })
+    }
+
     #[test]
     fn only_memory_commands_of_a_free_session_run_on_the_callers_thread() {
         let (_directory, _clock, service) = service_with_clock();
@@ -1169,9 +1148,9 @@ mod tests {
         // Busy with another command: left to the path off the async workers, which waits for it.
         let session = service.sessions_map().get(&token).cloned().unwrap();
         let busy = session.lock().unwrap();
-        assert!(service.send_quick_command(&start, None).is_none());
+        assert!(quick(&service, &start).is_none());
         drop(busy);
-        let started = service.send_quick_command(&start, None).unwrap().unwrap();
+        let started = quick(&service, &start).unwrap().unwrap();
         let transaction_id = started["StartTransaction"]["TransactionId"]
             .as_str()
             .unwrap();
@@ -1179,25 +1158,30 @@ mod tests {
         for slow in [
             json!({"SessionToken": token, "ExecuteStatement":
                 {"TransactionId": transaction_id, "Statement": "SELECT * FROM T"}}),
-            json!({"SessionToken": token, "AbortTransaction": {}, "CommitTransaction":
-                {"TransactionId": transaction_id, "CommitDigest": "AAAA"}}),
+            json!({"SessionToken": token, "ExecuteStatement":
+                {"TransactionId": transaction_id, "Statement": "SELECT * FROM T"},
+                "CommitTransaction": {"TransactionId": transaction_id, "CommitDigest": "AAAA"}}),
             json!({"StartSession": {"LedgerName": "expiry"}, "EndSession": {}}),
         ] {
-            assert!(service.send_quick_command(&slow, None).is_none(), "{slow}");
+            assert!(quick(&service, &slow).is_none(), "{slow}");
         }
-        let aborted = service
-            .send_quick_command(
-                &json!({"SessionToken": token, "AbortTransaction": {}}),
-                None,
-            )
-            .unwrap()
-            .unwrap();
+        // A commit only leaves its session there: the commit itself comes back to be awaited.
+        let commit = json!({"SessionToken": token, "CommitTransaction":
+            {"TransactionId": transaction_id, "CommitDigest": "AAAA"}});
+        assert!(matches!(
+            service.send_quick_command(&commit, None),
+            Some(Ok(Step::Commit(_)))
+        ));
+        quick(&service, &start).unwrap().unwrap();
+        let aborted = quick(
+            &service,
+            &json!({"SessionToken": token, "AbortTransaction": {}}),
+        )
+        .unwrap()
+        .unwrap();
         assert!(aborted.get("AbortTransaction").is_some());
         let unknown = json!({"SessionToken": "nope", "EndSession": {}});
-        let error = service
-            .send_quick_command(&unknown, None)
-            .unwrap()
-            .unwrap_err();
+        let error = quick(&service, &unknown).unwrap().unwrap_err();
         assert_eq!(error.kind, "InvalidSessionException");
     }
 
@@ -1230,7 +1214,7 @@ mod tests {
         // Busy with another command: left to the blocking path.
         let session = service.sessions_map().get(&token).cloned().unwrap();
         let busy = session.lock().unwrap();
-        assert!(service.take_commit(&commit, None).is_none());
+        assert!(service.send_quick_command(&commit, None).is_none());
         drop(busy);
         service.call("SendCommand", commit).await.unwrap();
 
