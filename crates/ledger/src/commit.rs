@@ -263,16 +263,14 @@ impl Ledger {
         // Each member is validated against the state with every earlier member's block applied;
         // the last block is applied while the journal syncs.
         let mut unapplied: Option<AppliedBlock> = None;
-        let mut built = Vec::with_capacity(group.len());
         for transaction in group {
             if let Some(block) = unapplied.take() {
                 state.apply(block)?;
             }
             match transaction.build_block(&state, &mut frames) {
-                Ok((result, block, committed)) => {
+                Ok((result, block)) => {
                     outcomes.push(Ok(result));
                     unapplied = Some(block);
-                    built.push(committed);
                 }
                 // Refused alone: it changed nothing.
                 Err(refusal) => outcomes.push(Err(refusal)),
@@ -316,7 +314,6 @@ impl Ledger {
             Ok((new_tip, read)) => {
                 *tip = new_tip;
                 self.publish(read);
-                self.recent.extend(built);
             }
             Err(error) => {
                 self.poison();

@@ -588,8 +588,6 @@ pub struct Ledger {
     /// The catalog at the latest catalog version read, decoded once and shared by every
     /// transaction that begins at that version.
     catalog_cache: Mutex<Option<(u64, Arc<Vec<crate::model::TableInfo>>)>>,
-    /// The blocks committed last, for readers close behind the tip.
-    pub(crate) recent: crate::stream::RecentBlocks,
 }
 
 impl Drop for Ledger {
@@ -713,7 +711,6 @@ impl Ledger {
             syncer,
             checkpointer,
             catalog_cache: Mutex::new(None),
-            recent: crate::stream::RecentBlocks::default(),
         })
     }
 

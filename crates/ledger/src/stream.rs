@@ -3,9 +3,6 @@
 //! committed blocks ([`Ledger::committed_blocks`]) that journal streams follow. The node's
 //! journal-stream workers move the records; this module only shapes them from blocks.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
 use ion_rs::{Element, Struct};
 use time::OffsetDateTime;
 
@@ -181,88 +178,10 @@ pub struct CommittedBlock {
     pub sequence_no: u64,
     /// Its `blockTimestamp`: the time of its commit.
     pub timestamp: OffsetDateTime,
-    /// The whole block, shared with [`RecentBlocks`] while it is among the latest.
-    pub block: Arc<Element>,
-    /// Its size as Ion binary (what its journal frame holds, before compression).
+    /// The whole block.
+    pub block: Element,
+    /// Its size in the journal (its frame's payload, compressed).
     pub stored_bytes: usize,
-}
-
-/// Most blocks [`RecentBlocks`] keeps.
-pub const RECENT_BLOCKS_MAX: usize = 1024;
-/// Most Ion bytes of blocks [`RecentBlocks`] keeps: with [`RECENT_BLOCKS_MAX`], bounds its
-/// memory at a few times this (a decoded block takes more room than its Ion binary).
-pub const RECENT_BLOCK_BYTES_MAX: usize = 2 * 1024 * 1024;
-
-/// The blocks committed last, as their leader built them. Readers close behind the tip (the
-/// indexing of ledgers into search, journal streams) take them from here instead of reading and
-/// decoding the journal, which at many commits a second costs more than the indexing itself.
-/// Holds a run of consecutive sequence numbers, each block only once it is committed (durable
-/// in the journal and its state published), so it never shows a block the journal may lose.
-#[derive(Debug, Default)]
-pub(crate) struct RecentBlocks {
-    run: Mutex<RecentRun>,
-}
-
-#[derive(Debug, Default)]
-struct RecentRun {
-    blocks: VecDeque<CommittedBlock>,
-    stored_bytes: usize,
-}
-
-impl RecentBlocks {
-    /// Adds a group's committed blocks, in order, dropping the oldest beyond the bounds. A block
-    /// that does not follow the last one kept (blocks committed by another path, such as an
-    /// import, came between) starts a new run.
-    pub(crate) fn extend(&self, committed: Vec<CommittedBlock>) {
-        let mut run = crate::commit::lock(&self.run);
-        for block in committed {
-            let follows = run
-                .blocks
-                .back()
-                .is_none_or(|last| last.sequence_no + 1 == block.sequence_no);
-            if !follows {
-                run.blocks.clear();
-                run.stored_bytes = 0;
-            }
-            run.stored_bytes += block.stored_bytes;
-            run.blocks.push_back(block);
-            while run.blocks.len() > RECENT_BLOCKS_MAX
-                || (run.stored_bytes > RECENT_BLOCK_BYTES_MAX && run.blocks.len() > 1)
-            {
-                if let Some(oldest) = run.blocks.pop_front() {
-                    run.stored_bytes -= oldest.stored_bytes;
-                }
-            }
-        }
-    }
-
-    /// Calls `accept` with each kept block from `first_sequence_no` on, in order, while it
-    /// answers `Continue`; answers how many it was given (none when `first_sequence_no` is not
-    /// kept).
-    fn visit_from(
-        &self,
-        first_sequence_no: u64,
-        mut accept: impl FnMut(CommittedBlock) -> std::ops::ControlFlow<()>,
-    ) -> usize {
-        let run = crate::commit::lock(&self.run);
-        let Some(front) = run.blocks.front().map(|block| block.sequence_no) else {
-            return 0;
-        };
-        let Some(skip) = first_sequence_no
-            .checked_sub(front)
-            .and_then(|skip| usize::try_from(skip).ok())
-        else {
-            return 0;
-        };
-        let mut given = 0;
-        for block in run.blocks.iter().skip(skip) {
-            given += 1;
-            if accept(block.clone()).is_break() {
-                break;
-            }
-        }
-        given
-    }
 }
 
 /// The partition key of a stream record. QLDB does not document its keys; these keep what a
@@ -331,41 +250,28 @@ impl Ledger {
         if blocks_max == 0 {
             return Ok(blocks);
         }
+        let mut sequence_no = first_sequence_no;
         let mut stored_bytes = 0usize;
-        let mut accept = |block: CommittedBlock| {
-            stored_bytes = stored_bytes.saturating_add(block.stored_bytes);
-            blocks.push(block);
-            if blocks.len() >= blocks_max || stored_bytes >= stored_bytes_max {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        };
-        // The latest blocks as built, then (behind them, or past them when a group committed
-        // after they were looked at) the journal.
-        let mut full = false;
-        let given = self.recent.visit_from(first_sequence_no, |block| {
-            let flow = accept(block);
-            full = flow.is_break();
-            flow
-        });
-        if full {
-            return Ok(blocks);
-        }
-        let mut sequence_no = first_sequence_no + given as u64;
-        self.for_each_stored_block(sequence_no, |block, size| {
+        self.for_each_stored_block(first_sequence_no, |block, size| {
+            stored_bytes = stored_bytes.saturating_add(size);
             let timestamp = model::expect_struct(&block, "block")?
                 .get("blockTimestamp")
                 .and_then(Element::as_timestamp)
                 .ok_or_else(|| LedgerError::Storage("block without timestamp".to_owned()))?;
-            let flow = accept(CommittedBlock {
+            blocks.push(CommittedBlock {
                 stored_bytes: size,
                 sequence_no,
                 timestamp: model::datetime_from_timestamp(&timestamp)?,
-                block: Arc::new(block),
+                block,
             });
             sequence_no += 1;
-            Ok(flow)
+            Ok(
+                if blocks.len() >= blocks_max || stored_bytes >= stored_bytes_max {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                },
+            )
         })?;
         Ok(blocks)
     }
@@ -421,73 +327,5 @@ impl Ledger {
             Ok(std::ops::ControlFlow::Continue(()))
         })?;
         Ok(records)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn block(sequence_no: u64, stored_bytes: usize) -> CommittedBlock {
-        CommittedBlock {
-            sequence_no,
-            timestamp: OffsetDateTime::UNIX_EPOCH,
-            block: Arc::new(Element::int(sequence_no as i64)),
-            stored_bytes,
-        }
-    }
-
-    fn kept_from(recent: &RecentBlocks, first: u64) -> Vec<u64> {
-        let mut seen = Vec::new();
-        recent.visit_from(first, |block| {
-            seen.push(block.sequence_no);
-            std::ops::ControlFlow::Continue(())
-        });
-        seen
-    }
-
-    #[test]
-    fn recent_blocks_keep_the_latest_run_within_their_bounds() {
-        let recent = RecentBlocks::default();
-        assert!(kept_from(&recent, 0).is_empty());
-        recent.extend(
-            (0..RECENT_BLOCKS_MAX as u64 + 3)
-                .map(|n| block(n, 10))
-                .collect(),
-        );
-        let kept = kept_from(&recent, 0);
-        assert!(
-            kept.is_empty(),
-            "block 0 was dropped: nothing is given from it"
-        );
-        let kept = kept_from(&recent, 3);
-        assert_eq!(kept.len(), RECENT_BLOCKS_MAX);
-        assert_eq!(kept.last(), Some(&(RECENT_BLOCKS_MAX as u64 + 2)));
-        assert!(kept_from(&recent, RECENT_BLOCKS_MAX as u64 + 3).is_empty());
-        // A stop after two blocks counts the block it stopped at.
-        let mut seen = 0;
-        let given = recent.visit_from(10, |_| {
-            seen += 1;
-            if seen == 2 {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        });
-        assert_eq!(given, 2);
-
-        // The byte bound, keeping the newest block even when it alone is over it.
-        let next = RECENT_BLOCKS_MAX as u64 + 3;
-        recent.extend(vec![block(next, RECENT_BLOCK_BYTES_MAX / 2)]);
-        recent.extend(vec![block(next + 1, RECENT_BLOCK_BYTES_MAX / 2)]);
-        assert_eq!(kept_from(&recent, next), vec![next, next + 1]);
-        recent.extend(vec![block(next + 2, RECENT_BLOCK_BYTES_MAX + 1)]);
-        assert_eq!(kept_from(&recent, next + 2), vec![next + 2]);
-        assert!(kept_from(&recent, next + 1).is_empty());
-
-        // A block that does not follow starts a new run.
-        recent.extend(vec![block(next + 10, 10)]);
-        assert!(kept_from(&recent, next + 2).is_empty());
-        assert_eq!(kept_from(&recent, next + 10), vec![next + 10]);
     }
 }

@@ -22,7 +22,6 @@ use crate::model::{
 };
 use crate::state::{AppliedBlock, AppliedRevision, StateWriter};
 use crate::storage;
-use crate::stream::CommittedBlock;
 use crate::value;
 
 /// A document as a transaction sees it: committed, or written earlier in the transaction.
@@ -898,14 +897,13 @@ impl Transaction {
 
     /// A member's part of a group commit, run by the group's leader: validates the read set
     /// against `state` (which includes the members before it), builds the block and appends its
-    /// frame to `frames`; the leader applies the block, and keeps it as built among the recent
-    /// blocks once it is committed. An `Err` refuses this transaction alone
+    /// frame to `frames`; the leader applies the block. An `Err` refuses this transaction alone
     /// and changed nothing. Everything here only reads.
     pub(crate) fn build_block(
         &self,
         state: &StateWriter<'_>,
         frames: &mut Vec<u8>,
-    ) -> Result<(CommitResult, AppliedBlock, CommittedBlock), LedgerError> {
+    ) -> Result<(CommitResult, AppliedBlock), LedgerError> {
         let ledger = &self.ledger;
         let commit_digest = self.commit_digest()?;
         let write = state.write();
@@ -928,8 +926,7 @@ impl Transaction {
             _ => now,
         };
         let tx_time: Timestamp = model::timestamp_from_datetime(commit_instant)?;
-        let block_time = model::datetime_from_timestamp(&tx_time)?;
-        let block_time_unix_ns = block_time.unix_timestamp_nanos();
+        let block_time_unix_ns = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
 
         let mut ordered: Vec<((String, String), PendingWrite)> = self
             .writes
@@ -1023,12 +1020,6 @@ impl Transaction {
         // The state's tip already counts the frames of the members before this one.
         let offset = tip.journal_end;
         let length = ledger.encode_frame(frames, sequence_no, &block_bytes)?;
-        let committed = CommittedBlock {
-            sequence_no,
-            timestamp: block_time,
-            block: Arc::new(block.element),
-            stored_bytes: block_bytes.len(),
-        };
         let applied = AppliedBlock {
             sequence_no,
             block_hash: block.block_hash,
@@ -1054,7 +1045,6 @@ impl Transaction {
                 commit_digest,
             },
             applied,
-            committed,
         ))
     }
 
