@@ -72,9 +72,9 @@ pub const REGION: &str = "us-east-1";
 
 /// A request's turn to lead a group-commit queue (the tables' writes, a ledger's commits): the
 /// queue is `queue`, and `lead(queue, n)` commits up to `n` groups and answers whether more wait.
-/// Unless given up, dropping the turn hands it to a blocking-pool thread that leads until
-/// nothing waits, also when the request unwinds before leading, so that queued work never waits
-/// for a leader that is gone.
+/// Dropping a turn that still leads (work still waits, or the request unwound before leading)
+/// hands it to a blocking-pool thread that leads until nothing waits, so queued work never
+/// waits for a leader that is gone.
 pub(crate) struct LeadTurn<Q: Send + Sync + 'static> {
     queue: Option<Arc<Q>>,
     lead: fn(&Q, usize) -> bool,

@@ -125,6 +125,16 @@ struct OpenTransaction {
     pending_results: HashMap<String, VecDeque<Vec<u8>>>,
 }
 
+/// The commands `other_command` answers, which take precedence over a CommitTransaction sent
+/// in the same SendCommand (as before a commit had a path of its own).
+const COMMANDS_BEFORE_COMMIT: [&str; 5] = [
+    "EndSession",
+    "StartTransaction",
+    "AbortTransaction",
+    "ExecuteStatement",
+    "FetchPage",
+];
+
 /// What a command of a session leaves to do once the session's lock is released.
 enum Step {
     /// The command's answer.
@@ -706,15 +716,10 @@ impl QldbSessionService {
             }));
         }
         session.last_used = now;
-        let other = [
-            "EndSession",
-            "StartTransaction",
-            "AbortTransaction",
-            "ExecuteStatement",
-            "FetchPage",
-        ];
         if let Some(request) = body.get("CommitTransaction")
-            && other.iter().all(|name| body.get(name).is_none())
+            && COMMANDS_BEFORE_COMMIT
+                .iter()
+                .all(|name| body.get(name).is_none())
         {
             let transaction_id = text_field(request, "TransactionId")?;
             let digest_text = text_field(request, "CommitDigest")?;
