@@ -1259,7 +1259,7 @@ impl Ledger {
         self.for_each_stored_block(first_sequence_no, |block, _| visit(block))
     }
 
-    /// [`Self::for_each_block`], with each block's size as stored in the journal (compressed).
+    /// [`Self::for_each_block`], with each block's size as Ion binary (before compression).
     pub(crate) fn for_each_stored_block(
         &self,
         first_sequence_no: u64,

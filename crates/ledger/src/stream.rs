@@ -180,7 +180,7 @@ pub struct CommittedBlock {
     pub timestamp: OffsetDateTime,
     /// The whole block.
     pub block: Element,
-    /// Its size in the journal (its frame's payload, compressed).
+    /// Its size as Ion binary (what its journal frame holds, before compression or sealing).
     pub stored_bytes: usize,
 }
 

@@ -42,8 +42,8 @@ const POSITION_FORMAT_VERSION: u32 = 1;
 /// pass costs the index's translog fsync and the position's, on the disk the ledger's commits
 /// wait for: under a steady stream of commits the passes are as large as this allows.
 pub const BLOCKS_PER_READ: usize = 1024;
-/// Most journal bytes (as stored, compressed) one pass reads: with [`BLOCKS_PER_READ`], bounds
-/// the worker's memory and what a crash writes again.
+/// Most journal bytes (as Ion binary, before compression) one pass reads: with
+/// [`BLOCKS_PER_READ`], bounds the worker's memory and what a crash writes again.
 pub const BLOCK_BYTES_PER_READ: usize = 4 * 1024 * 1024;
 /// The worker thread's name, also its name in logs.
 const WORKER_NAME: &str = "sluice-ledger-index";
