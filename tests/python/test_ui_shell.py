@@ -18,15 +18,16 @@ def test_every_view_opens_by_its_link_without_errors(shared_sluice, page):
     for view in VIEWS:
         page.goto(f"{shared_sluice.ui_url}/#/{view}")
         link = page.locator(f'nav a[data-view="{view}"]')
-        assert link.get_attribute("aria-current") == "page"
+        # A change of the hash alone renders the view after `goto` returns: wait for it.
+        expect(link).to_have_attribute("aria-current", "page")
         heading = page.locator("h1.view-title")
-        assert heading.inner_text() == link.inner_text()
+        expect(heading).to_have_text(link.inner_text())
         assert page.title() == f"{heading.inner_text()} · Sluice"
         screenshot(page, f"shell-{view}")
     # The navigation works by clicking too.
     page.click('nav a[data-view="ledgers"]')
     page.wait_for_url("**/#/ledgers")
-    assert page.locator("h1.view-title").inner_text() == "Ledgers"
+    expect(page.locator("h1.view-title")).to_have_text("Ledgers")
 
 
 def test_a_deep_link_reloads_on_any_path(shared_sluice, page):
