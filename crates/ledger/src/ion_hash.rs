@@ -13,20 +13,16 @@
 //! escape(sorted field hashes) E`, each field hash being `H(s(name) s(value))`; annotations
 //! wrap the value as `B 0xE0 s(annotation)… s(value) E`.
 
-use ion_rs::{Decimal, Element, IonType, Timestamp, TimestampPrecision, Value};
+use ion_rs::{Element, Value};
 use sha2::{Digest, Sha256};
+
+use crate::ion_binary::{
+    Body, Unsupported, significant, type_code, write_decimal, write_timestamp,
+};
 
 const BEGIN: u8 = 0x0B;
 const END: u8 = 0x0E;
 const ESCAPE: u8 = 0x0C;
-
-/// The most bytes a timestamp's or decimal's body takes here: offset, year, five components
-/// and a fraction of at most nine digits; or a 64-bit exponent and a 128-bit coefficient.
-const SCALAR_BODY_BYTES_MAX: usize = 48;
-
-/// A value this module leaves to `ion_rs`.
-#[derive(Debug)]
-struct Unsupported;
 
 /// The Ion hash of `element`, or `None` for the rare values left to `ion_rs`.
 pub(crate) fn sha256(element: &Element) -> Option<[u8; 32]> {
@@ -78,29 +74,10 @@ fn serialize_symbol(digest: &mut Sha256, text: Option<&str>) {
     digest.update([END]);
 }
 
-/// The type code (the high nibble of the type qualifier) of a null of `ion_type`.
-fn null_type_code(ion_type: IonType) -> u8 {
-    match ion_type {
-        IonType::Null => 0x0,
-        IonType::Bool => 0x1,
-        IonType::Int => 0x2,
-        IonType::Float => 0x4,
-        IonType::Decimal => 0x5,
-        IonType::Timestamp => 0x6,
-        IonType::Symbol => 0x7,
-        IonType::String => 0x8,
-        IonType::Clob => 0x9,
-        IonType::Blob => 0xA,
-        IonType::List => 0xB,
-        IonType::SExp => 0xC,
-        IonType::Struct => 0xD,
-    }
-}
-
 fn serialize_value(digest: &mut Sha256, element: &Element) -> Result<(), Unsupported> {
     digest.update([BEGIN]);
     match element.value() {
-        Value::Null(ion_type) => digest.update([null_type_code(*ion_type) << 4 | 0x0F]),
+        Value::Null(ion_type) => digest.update([type_code(*ion_type) << 4 | 0x0F]),
         Value::Bool(value) => digest.update([0x10 | u8::from(*value)]),
         Value::Int(int) => {
             let value = int.as_i128().ok_or(Unsupported)?;
@@ -174,152 +151,10 @@ fn serialize_value(digest: &mut Sha256, element: &Element) -> Result<(), Unsuppo
     Ok(())
 }
 
-/// Big-endian bytes without their leading zeros (none at all for zero).
-fn significant(bytes: &[u8]) -> &[u8] {
-    let skip = bytes.iter().take_while(|byte| **byte == 0).count();
-    bytes.get(skip..).unwrap_or_default()
-}
-
-/// A decimal's binary body: nothing for `0d0`; else the exponent, then the coefficient (nothing
-/// for +0, a lone sign byte for -0).
-fn write_decimal(body: &mut Body, decimal: &Decimal) -> Result<(), Unsupported> {
-    let coefficient = decimal.coefficient();
-    let exponent = decimal.exponent();
-    if exponent == 0 && coefficient.is_positive_zero() {
-        return Ok(());
-    }
-    body.var_int(exponent)?;
-    if coefficient.is_zero() {
-        if coefficient.is_negative() {
-            body.push(0x80)?;
-        }
-        return Ok(());
-    }
-    let magnitude = coefficient.magnitude().as_u128().ok_or(Unsupported)?;
-    body.int(magnitude, coefficient.is_negative())
-}
-
-/// A timestamp's binary body: its offset (-0 when unknown), then its UTC components down to its
-/// precision, then its fractional seconds as a decimal.
-fn write_timestamp(body: &mut Body, timestamp: &Timestamp) -> Result<(), Unsupported> {
-    match timestamp.offset() {
-        Some(minutes) => body.var_int(i64::from(minutes))?,
-        None => body.push(0xC0)?,
-    }
-    let utc = timestamp.to_utc();
-    body.var_uint(u64::from(utc.year()))?;
-    let precision = timestamp.precision();
-    if precision == TimestampPrecision::Year {
-        return Ok(());
-    }
-    body.var_uint(u64::from(utc.month()))?;
-    if precision == TimestampPrecision::Month {
-        return Ok(());
-    }
-    body.var_uint(u64::from(utc.day()))?;
-    if precision == TimestampPrecision::Day {
-        return Ok(());
-    }
-    body.var_uint(u64::from(utc.hour()))?;
-    body.var_uint(u64::from(utc.minute()))?;
-    if precision == TimestampPrecision::HourAndMinute {
-        return Ok(());
-    }
-    body.var_uint(u64::from(utc.second()))?;
-    let Some(scale) = timestamp.fractional_seconds_scale() else {
-        return Ok(());
-    };
-    // Finer than nanoseconds is not reachable through the public API: left to ion_rs.
-    let scale = u32::try_from(scale)
-        .ok()
-        .filter(|scale| *scale <= 9)
-        .ok_or(Unsupported)?;
-    let coefficient = u64::from(timestamp.nanoseconds()) / 10u64.pow(9 - scale);
-    write_decimal(body, &Decimal::new(coefficient, -i64::from(scale)))
-}
-
-/// A scalar's binary body, on the stack.
-struct Body {
-    bytes: [u8; SCALAR_BODY_BYTES_MAX],
-    length: usize,
-}
-
-impl Body {
-    fn new() -> Body {
-        Body {
-            bytes: [0; SCALAR_BODY_BYTES_MAX],
-            length: 0,
-        }
-    }
-
-    fn push(&mut self, byte: u8) -> Result<(), Unsupported> {
-        let slot = self.bytes.get_mut(self.length).ok_or(Unsupported)?;
-        *slot = byte;
-        self.length += 1;
-        Ok(())
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.bytes.get(..self.length).unwrap_or_default()
-    }
-
-    /// Ion 1.0 `VarUInt`: 7 bits a byte, most significant first, the last byte flagged.
-    fn var_uint(&mut self, value: u64) -> Result<(), Unsupported> {
-        let groups = (u64::BITS - value.leading_zeros()).div_ceil(7).max(1);
-        for index in (0..groups).rev() {
-            let group = ((value >> (7 * index)) & 0x7F) as u8;
-            self.push(group | if index == 0 { 0x80 } else { 0 })?;
-        }
-        Ok(())
-    }
-
-    /// Ion 1.0 `VarInt`: as `VarUInt`, with the sign in bit 6 of the first byte (which so
-    /// carries 6 bits of the magnitude).
-    fn var_int(&mut self, value: i64) -> Result<(), Unsupported> {
-        let magnitude = value.unsigned_abs();
-        let bits = u64::BITS - magnitude.leading_zeros();
-        let groups = if bits <= 6 {
-            1
-        } else {
-            1 + (bits - 6).div_ceil(7)
-        };
-        for index in (0..groups).rev() {
-            let mut byte = ((magnitude >> (7 * index)) & 0x7F) as u8;
-            if index == groups - 1 && value < 0 {
-                byte |= 0x40;
-            }
-            if index == 0 {
-                byte |= 0x80;
-            }
-            self.push(byte)?;
-        }
-        Ok(())
-    }
-
-    /// Ion 1.0 `Int` (sign and magnitude) of a non-zero magnitude: its significant bytes,
-    /// behind a byte of its own for the sign when the first one has its top bit set.
-    fn int(&mut self, magnitude: u128, negative: bool) -> Result<(), Unsupported> {
-        let be = magnitude.to_be_bytes();
-        let digits = significant(&be);
-        let sign = if negative { 0x80 } else { 0 };
-        let (first, rest) = digits.split_first().ok_or(Unsupported)?;
-        if first & 0x80 != 0 {
-            self.push(sign)?;
-            self.push(*first)?;
-        } else {
-            self.push(first | sign)?;
-        }
-        for byte in rest {
-            self.push(*byte)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ion_rs::{Int, Struct, Symbol};
+    use crate::ion_values::element;
     use proptest::prelude::*;
 
     fn reference(element: &Element) -> [u8; 32] {
@@ -328,157 +163,6 @@ mod tests {
             .as_slice()
             .try_into()
             .unwrap()
-    }
-
-    /// Text that often holds the three marker bytes, which must be escaped.
-    fn text() -> impl Strategy<Value = String> {
-        prop::collection::vec(
-            prop_oneof![
-                Just('\u{0B}'),
-                Just('\u{0C}'),
-                Just('\u{0E}'),
-                any::<char>(),
-                prop::char::range('a', 'z'),
-            ],
-            0..12,
-        )
-        .prop_map(|chars| chars.into_iter().collect())
-    }
-
-    fn bytes() -> impl Strategy<Value = Vec<u8>> {
-        prop::collection::vec(
-            prop_oneof![Just(0x0Bu8), Just(0x0C), Just(0x0E), any::<u8>()],
-            0..12,
-        )
-    }
-
-    fn timestamp() -> impl Strategy<Value = Element> {
-        (
-            1u32..9999,
-            1u32..=12,
-            1u32..=28,
-            0u32..24,
-            0u32..60,
-            0u32..60,
-            0u32..1_000_000_000,
-            0u32..=9,
-            prop::option::of(-1439i32..=1439),
-            0u8..5,
-        )
-            .prop_map(
-                |(year, month, day, hour, minute, second, nanos, digits, offset, precision)| {
-                    let built = match precision {
-                        0 => Timestamp::with_year(year).build(),
-                        1 => Timestamp::with_year(year).with_month(month).build(),
-                        2 => Timestamp::with_ymd(year, month, day).build(),
-                        3 => {
-                            let local = Timestamp::with_ymd(year, month, day)
-                                .with_hour_and_minute(hour, minute);
-                            match offset {
-                                Some(offset) => local.with_offset(offset).build(),
-                                None => local.build(),
-                            }
-                        }
-                        _ => {
-                            let seconds = Timestamp::with_ymd(year, month, day)
-                                .with_hms(hour, minute, second);
-                            let scale = 10u32.pow(9 - digits);
-                            let local = if digits == 0 {
-                                seconds.with_nanoseconds_and_precision(0, 0)
-                            } else {
-                                seconds
-                                    .with_nanoseconds_and_precision(nanos / scale * scale, digits)
-                            };
-                            match offset {
-                                Some(offset) => local.with_offset(offset).build(),
-                                None => local.build(),
-                            }
-                        }
-                    };
-                    // Dates the offset pushes out of range are not what this tests.
-                    built.map(Element::from).unwrap_or_else(|_| {
-                        Element::from(Timestamp::with_year(year).build().unwrap())
-                    })
-                },
-            )
-    }
-
-    fn decimal() -> impl Strategy<Value = Element> {
-        prop_oneof![
-            (any::<i64>(), -40i64..40).prop_map(|(c, e)| Element::from(Decimal::new(c, e))),
-            (any::<i128>(), any::<i64>()).prop_map(|(c, e)| Element::from(Decimal::new(c, e))),
-            (-5i64..5).prop_map(|e| Element::from(Decimal::negative_zero_with_exponent(e))),
-            (-5i64..5).prop_map(|e| Element::from(Decimal::new(0, e))),
-            Just(Element::from(Decimal::new(0, 0))),
-        ]
-    }
-
-    fn scalar() -> impl Strategy<Value = Element> {
-        prop_oneof![
-            Just(Element::null(IonType::Null)),
-            prop::sample::select(vec![
-                IonType::Bool,
-                IonType::Int,
-                IonType::Float,
-                IonType::Decimal,
-                IonType::Timestamp,
-                IonType::Symbol,
-                IonType::String,
-                IonType::Clob,
-                IonType::Blob,
-                IonType::List,
-                IonType::SExp,
-                IonType::Struct,
-            ])
-            .prop_map(Element::null),
-            any::<bool>().prop_map(Element::from),
-            any::<i64>().prop_map(Element::from),
-            any::<i128>().prop_map(|value| Element::from(Int::from(value))),
-            prop_oneof![
-                any::<f64>(),
-                Just(0.0),
-                Just(-0.0),
-                Just(f64::NAN),
-                Just(f64::INFINITY),
-                Just(f64::NEG_INFINITY)
-            ]
-            .prop_map(Element::from),
-            decimal(),
-            timestamp(),
-            text().prop_map(|text| Element::symbol(Symbol::from(text))),
-            Just(Element::symbol(Symbol::unknown_text())),
-            text().prop_map(Element::string),
-            bytes().prop_map(Element::blob),
-            bytes().prop_map(Element::clob),
-        ]
-    }
-
-    fn element() -> impl Strategy<Value = Element> {
-        let leaf =
-            (scalar(), prop::collection::vec(text(), 0..3)).prop_map(|(value, annotations)| {
-                if annotations.is_empty() {
-                    value
-                } else {
-                    value.with_annotations(annotations)
-                }
-            });
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6)
-                    .prop_map(|items| Element::from(ion_rs::List::from(items))),
-                prop::collection::vec(inner.clone(), 0..6)
-                    .prop_map(|items| Element::from(ion_rs::SExp::from(items))),
-                // Repeated names too: a struct may hold a name more than once.
-                prop::collection::vec((prop_oneof![text(), Just("a".to_owned())], inner), 0..6)
-                    .prop_map(|fields| {
-                        let mut builder = Struct::builder();
-                        for (name, value) in fields {
-                            builder = builder.with_field(name, value);
-                        }
-                        Element::from(builder.build())
-                    }),
-            ]
-        })
     }
 
     proptest! {

@@ -5,6 +5,7 @@ use ion_rs::{Element, Struct, Timestamp};
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
+use crate::ion_binary;
 use crate::model::{self, BlockAddress, Revision};
 
 /// One statement of a block's `transactionInfo`.
@@ -81,13 +82,26 @@ pub fn transaction_info_element(
 /// A block as built at commit.
 #[derive(Debug, Clone)]
 pub struct BuiltBlock {
-    /// The whole block as stored and exported.
-    pub element: Element,
+    /// The whole block as stored and exported: Ion binary.
+    pub bytes: Vec<u8>,
     /// Its hash.
     pub block_hash: Hash,
 }
 
-/// Builds a block element and computes its hashes.
+/// What a block is made of, besides the hashes computed from it.
+struct BlockParts<'a> {
+    address: &'a BlockAddress,
+    transaction_id: &'a str,
+    block_timestamp: &'a Timestamp,
+    transaction_info: &'a Element,
+    revisions: &'a [Revision],
+    previous_block_hash: Option<&'a Hash>,
+}
+
+/// Builds a block and computes its hashes. The block is written straight into Ion binary from
+/// its parts, without an element of the whole block (which would clone every document once
+/// more); a block holding values that writer leaves to `ion_rs` is built as an element and
+/// encoded by `ion_rs`. Both give the same block, field for field.
 pub fn build_block(
     address: &BlockAddress,
     transaction_id: &str,
@@ -98,16 +112,115 @@ pub fn build_block(
 ) -> Result<BuiltBlock, LedgerError> {
     let revision_hashes: Vec<Hash> = revisions.iter().map(|revision| revision.hash).collect();
     let hashes = hash::block_hashes(&transaction_info, &revision_hashes, previous_block_hash)?;
+    let parts = BlockParts {
+        address,
+        transaction_id,
+        block_timestamp,
+        transaction_info: &transaction_info,
+        revisions,
+        previous_block_hash,
+    };
+    let bytes = match write_block(&parts, &hashes) {
+        Ok(bytes) => bytes,
+        Err(ion_binary::Declined::LeftToIonRs) => {
+            model::encode_binary(&block_element(&parts, &hashes))?
+        }
+        Err(ion_binary::Declined::Unreadable(reason)) => {
+            return Err(LedgerError::BadRequest(format!(
+                "value cannot be stored as ion binary: {reason}"
+            )));
+        }
+    };
+    Ok(BuiltBlock {
+        bytes,
+        block_hash: hashes.block_hash,
+    })
+}
+
+/// The block as Ion binary, unless it holds a value the writer declines. The fields and their
+/// order are those of [`block_element`].
+fn write_block(
+    parts: &BlockParts<'_>,
+    hashes: &hash::BlockHashes,
+) -> Result<Vec<u8>, ion_binary::Declined> {
+    let mut writer = ion_binary::Writer::new();
+    let address = |writer: &mut ion_binary::Writer<'_>| {
+        writer.begin_struct();
+        writer.field("strandId");
+        writer.string(&parts.address.strand_id);
+        writer.field("sequenceNo");
+        writer.int(parts.address.sequence_no);
+        writer.end();
+    };
+    writer.begin_struct();
+    writer.field("blockAddress");
+    address(&mut writer);
+    writer.field("transactionId");
+    writer.string(parts.transaction_id);
+    writer.field("blockTimestamp");
+    writer.timestamp(parts.block_timestamp)?;
+    writer.field("blockHash");
+    writer.blob(&hashes.block_hash);
+    writer.field("entriesHash");
+    writer.blob(&hashes.entries_hash);
+    if let Some(previous) = parts.previous_block_hash {
+        writer.field("previousBlockHash");
+        writer.blob(previous);
+    }
+    writer.field("entriesHashList");
+    writer.begin_list();
+    for entry in &hashes.entries_hash_list {
+        writer.blob(entry);
+    }
+    writer.end();
+    writer.field("transactionInfo");
+    writer.element(parts.transaction_info)?;
+    if !parts.revisions.is_empty() {
+        writer.field("revisions");
+        writer.begin_list();
+        for revision in parts.revisions {
+            writer.begin_struct();
+            writer.field("blockAddress");
+            address(&mut writer);
+            writer.field("hash");
+            writer.blob(&revision.hash);
+            if let Some(data) = &revision.data {
+                writer.field("data");
+                writer.element(data)?;
+            }
+            writer.field("metadata");
+            writer.begin_struct();
+            writer.field("id");
+            writer.string(&revision.metadata.id);
+            writer.field("version");
+            writer.int(revision.metadata.version);
+            writer.field("txTime");
+            writer.timestamp(&revision.metadata.tx_time)?;
+            writer.field("txId");
+            writer.string(&revision.metadata.tx_id);
+            writer.end();
+            writer.end();
+        }
+        writer.end();
+    }
+    writer.end();
+    Ok(writer.finish())
+}
+
+/// The block as one element: `{blockAddress, transactionId, blockTimestamp, blockHash,
+/// entriesHash, previousBlockHash (but in the first block), entriesHashList, transactionInfo,
+/// revisions (if any)}`.
+fn block_element(parts: &BlockParts<'_>, hashes: &hash::BlockHashes) -> Element {
     let mut builder = Struct::builder()
-        .with_field("blockAddress", address.to_element())
-        .with_field("transactionId", Element::string(transaction_id))
+        .with_field("blockAddress", parts.address.to_element())
+        .with_field("transactionId", Element::string(parts.transaction_id))
         .with_field(
             "blockTimestamp",
-            Element::timestamp(block_timestamp.clone()),
+            Element::timestamp(parts.block_timestamp.clone()),
         )
         .with_field("blockHash", Element::blob(hashes.block_hash))
         .with_field("entriesHash", Element::blob(hashes.entries_hash));
-    if let Some(previous) = previous_block_hash {
+    if let Some(previous) = parts.previous_block_hash {
         builder = builder.with_field("previousBlockHash", Element::blob(*previous));
     }
     let entries: Vec<Element> = hashes
@@ -117,15 +230,13 @@ pub fn build_block(
         .collect();
     builder = builder
         .with_field("entriesHashList", model::list_element(entries))
-        .with_field("transactionInfo", transaction_info);
-    if !revisions.is_empty() {
-        let revision_elements: Vec<Element> = revisions.iter().map(Revision::to_element).collect();
+        .with_field("transactionInfo", parts.transaction_info.clone());
+    if !parts.revisions.is_empty() {
+        let revision_elements: Vec<Element> =
+            parts.revisions.iter().map(Revision::to_element).collect();
         builder = builder.with_field("revisions", model::list_element(revision_elements));
     }
-    Ok(BuiltBlock {
-        element: Element::from(builder.build()),
-        block_hash: hashes.block_hash,
-    })
+    Element::from(builder.build())
 }
 
 /// How strictly [`verify_block`] checks a block.
@@ -326,5 +437,146 @@ pub fn revisions_at(block_bytes: &[u8], indexes: &[u32]) -> Result<Vec<Element>,
     match wanted.next() {
         None => Ok(found),
         Some(index) => Err(corrupt(format!("no revision at position {index}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ion_values::element;
+    use crate::model::RevisionMetadata;
+    use proptest::prelude::*;
+
+    fn same(left: &Element, right: &Element) -> bool {
+        ion_rs::IonData::from(left.clone()) == ion_rs::IonData::from(right.clone())
+    }
+
+    fn revision(address: &BlockAddress, index: u8, data: Option<Element>) -> Revision {
+        Revision {
+            block_address: address.clone(),
+            hash: [index; 32],
+            data,
+            metadata: RevisionMetadata {
+                id: format!("document{index}"),
+                version: u64::from(index) * 1000,
+                tx_time: Timestamp::with_ymd(2026, 12, 6)
+                    .with_hms(2, 41, 12)
+                    .with_milliseconds(123)
+                    .build()
+                    .unwrap(),
+                tx_id: "L7S9iJqcn8fAbqlL8f6wdq".to_owned(),
+            },
+        }
+    }
+
+    /// The block written from its parts and the block built as an element (what `ion_rs`
+    /// encodes when the writer declines) are the same value.
+    fn check_written_as_built(documents: Vec<Option<Element>>, previous: Option<Hash>) {
+        let address = BlockAddress {
+            strand_id: "JdxjkR9bSYZ7w8aRgCJKNh".to_owned(),
+            sequence_no: 300,
+        };
+        let revisions: Vec<Revision> = documents
+            .into_iter()
+            .enumerate()
+            .map(|(index, data)| revision(&address, index as u8, data))
+            .collect();
+        let statement = StatementInfo {
+            text: "INSERT INTO T ?".to_owned(),
+            start_time: revisions
+                .first()
+                .map_or(Timestamp::with_year(2026).build().unwrap(), |revision| {
+                    revision.metadata.tx_time.clone()
+                }),
+            digest: [7; 32],
+        };
+        let documents: Vec<DocumentInfo> = revisions
+            .iter()
+            .map(|revision| DocumentInfo {
+                document_id: revision.metadata.id.clone(),
+                table_name: "T".to_owned(),
+                table_id: "DNxZcE8Dz3YNRtRT5O1xpU".to_owned(),
+                statement_indexes: vec![0],
+            })
+            .collect();
+        let transaction_info = transaction_info_element(&[statement], &documents);
+        let timestamp = Timestamp::with_ymd(2026, 12, 6).build().unwrap();
+        let parts = BlockParts {
+            address: &address,
+            transaction_id: "L7S9iJqcn8fAbqlL8f6wdq",
+            block_timestamp: &timestamp,
+            transaction_info: &transaction_info,
+            revisions: &revisions,
+            previous_block_hash: previous.as_ref(),
+        };
+        let revision_hashes: Vec<Hash> = revisions.iter().map(|revision| revision.hash).collect();
+        let hashes =
+            hash::block_hashes(&transaction_info, &revision_hashes, previous.as_ref()).unwrap();
+        let expected = block_element(&parts, &hashes);
+        let built = build_block(
+            &address,
+            "L7S9iJqcn8fAbqlL8f6wdq",
+            &timestamp,
+            transaction_info.clone(),
+            &revisions,
+            previous.as_ref(),
+        );
+        let unreadable = revisions
+            .iter()
+            .filter_map(|revision| revision.data.as_ref())
+            .any(|data| ion_binary::check_readable(data).is_err());
+        if unreadable {
+            assert!(
+                matches!(built, Err(LedgerError::BadRequest(_))),
+                "{built:?}"
+            );
+            return;
+        }
+        let built = built.unwrap();
+        assert_eq!(built.block_hash, hashes.block_hash);
+        let read = model::decode_stored(&built.bytes).unwrap();
+        assert!(same(&read, &expected), "{read} against {expected}");
+        if let Ok(written) = write_block(&parts, &hashes) {
+            assert_eq!(written, built.bytes);
+        }
+        verify_block(&read, previous.as_ref(), Strictness::Links).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn a_block_written_from_its_parts_is_the_block_built(
+            documents in prop::collection::vec(prop::option::of(element()), 0..4),
+            previous in prop::option::of(any::<[u8; 32]>()),
+        ) {
+            check_written_as_built(documents, previous);
+        }
+    }
+
+    #[test]
+    fn a_block_with_a_value_the_writer_declines_is_built_by_ion_rs() {
+        let finer_than_nanoseconds =
+            Element::read_one(b"{at: 2026-12-04T01:02:03.123456789012Z}").unwrap();
+        let address = BlockAddress {
+            strand_id: "s".to_owned(),
+            sequence_no: 1,
+        };
+        let revisions = [revision(&address, 0, Some(finer_than_nanoseconds.clone()))];
+        let transaction_info = transaction_info_element(&[], &[]);
+        let timestamp = Timestamp::with_year(2026).build().unwrap();
+        let parts = BlockParts {
+            address: &address,
+            transaction_id: "t",
+            block_timestamp: &timestamp,
+            transaction_info: &transaction_info,
+            revisions: &revisions,
+            previous_block_hash: None,
+        };
+        let hashes = hash::block_hashes(&transaction_info, &[[0; 32]], None).unwrap();
+        assert_eq!(
+            write_block(&parts, &hashes),
+            Err(ion_binary::Declined::LeftToIonRs)
+        );
+        check_written_as_built(vec![Some(finer_than_nanoseconds), None], Some([1; 32]));
     }
 }

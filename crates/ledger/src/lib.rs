@@ -53,8 +53,11 @@ pub use error::LedgerError;
 pub mod commit;
 pub mod eval;
 pub mod export;
+mod ion_binary;
 mod ion_hash;
 pub mod ion_read;
+#[cfg(test)]
+mod ion_values;
 pub mod journal;
 pub mod journal_file;
 pub mod journal_tree;

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::LedgerError;
 use crate::hash::{self, Hash};
+use crate::ion_binary::Declined;
 use crate::ion_read;
 
 /// Length of QLDB ids (documents, transactions, tables, indexes, strands) in Base62 characters.
@@ -404,11 +405,26 @@ pub fn field_hash(fields: &Struct, name: &str) -> Result<Hash, LedgerError> {
     hash::hash_from_slice(bytes)
 }
 
-/// Ion binary encoding of an element (the stored form of documents, revisions and blocks).
+/// Ion binary encoding of an element (the stored form of documents, revisions and blocks):
+/// written by [`crate::ion_binary`], or by `ion_rs` for the few values that module leaves to it.
+/// A value that could not be read back (a decimal exponent beyond 62 bits) is refused as a bad
+/// request, so no statement stores one and no block becomes unreadable.
 pub fn encode_binary(element: &Element) -> Result<Vec<u8>, LedgerError> {
-    element
-        .encode_as(ion_rs::v1_0::Binary)
-        .map_err(|error| LedgerError::Internal(format!("ion encode: {error}")))
+    let refused = |reason: String| {
+        LedgerError::BadRequest(format!("value cannot be stored as ion binary: {reason}"))
+    };
+    match crate::ion_binary::encode(element) {
+        Ok(bytes) => Ok(bytes),
+        Err(Declined::Unreadable(reason)) => Err(refused(reason)),
+        Err(Declined::LeftToIonRs) => {
+            if let Err(Declined::Unreadable(reason)) = crate::ion_binary::check_readable(element) {
+                return Err(refused(reason));
+            }
+            element
+                .encode_as(ion_rs::v1_0::Binary)
+                .map_err(|error| LedgerError::Internal(format!("ion encode: {error}")))
+        }
+    }
 }
 
 /// Ion text encoding of an element.

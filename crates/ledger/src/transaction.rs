@@ -1006,17 +1006,17 @@ impl Transaction {
             &revisions,
             previous_block_hash.as_ref(),
         )?;
-        // Check the block just before writing it, as the reader will: in debug builds (every
-        // test), as the log checks its frames; in release it would double the hashing the
-        // commit leader does for each member, and every read of the block (recovery, GetBlock,
-        // `verify_chain`) re-hashes it anyway.
+        // Check the block just before writing it, read back from its bytes as the reader will:
+        // in debug builds (every test), as the log checks its frames; in release it would
+        // double the hashing the commit leader does for each member, and every read of the
+        // block (recovery, GetBlock, `verify_chain`) re-hashes it anyway.
         #[cfg(debug_assertions)]
         journal::verify_block(
-            &block.element,
+            &model::decode_stored(&block.bytes)?,
             previous_block_hash.as_ref(),
             journal::Strictness::Exact,
         )?;
-        let block_bytes = model::encode_binary(&block.element)?;
+        let block_bytes = block.bytes;
         // The state's tip already counts the frames of the members before this one.
         let offset = tip.journal_end;
         let length = ledger.encode_frame(frames, sequence_no, &block_bytes)?;

@@ -270,6 +270,40 @@ fn limits_are_enforced() {
     run(&ledger, "INSERT INTO T << {'a': 1}, {'a': 2}, {'a': 3} >>");
 }
 
+/// `ion_rs` writes a decimal whose exponent needs more than 62 bits but does not read it back:
+/// stored, it would make its block unreadable, and the ledger would not reopen. Such a value is
+/// a bad request, as a parameter and as a literal, and the ledger goes on.
+#[test]
+fn a_decimal_that_ion_binary_cannot_hold_is_refused() {
+    let mut fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let parameter = ion("{price: 1d4611686018427387904}");
+    assert!(matches!(
+        ledger.execute("INSERT INTO T VALUE ?", &[parameter]),
+        Err(LedgerError::BadRequest(_))
+    ));
+    assert!(matches!(
+        ledger.execute(
+            "INSERT INTO T VALUE {'price': `-1d-4611686018427387904`}",
+            &[]
+        ),
+        Err(LedgerError::BadRequest(_))
+    ));
+    run(
+        &ledger,
+        "INSERT INTO T VALUE {'price': `1d4611686018427387903`}",
+    );
+    drop(ledger);
+    fixture.reopen();
+    let ledger = fixture.ledgers.ledger("l").unwrap();
+    assert_eq!(ledger.verify_chain(|_, _| {}).unwrap().blocks_verified, 2);
+    assert_bag_eq(
+        &run(&ledger, "SELECT * FROM T"),
+        "{price: 1d4611686018427387903}",
+    );
+}
+
 #[test]
 fn default_limits_are_qldb_quotas() {
     let limits = Limits::default();
