@@ -928,39 +928,43 @@ impl Transaction {
         let tx_time: Timestamp = model::timestamp_from_datetime(commit_instant)?;
         let block_time_unix_ns = model::datetime_from_timestamp(&tx_time)?.unix_timestamp_nanos();
 
-        let mut ordered: Vec<((String, String), PendingWrite)> = self
-            .writes
-            .iter()
-            .map(|(key, pending)| (key.clone(), pending.clone()))
-            .collect();
-        ordered.sort_by_key(|(_, pending)| pending.order);
         // Catalog changes are journaled too, as revisions of the system catalog table, so the
         // journal alone rebuilds the ledger (restore, recovery) and DDL is verifiable like data.
-        for table in self.catalog.iter() {
-            if self.catalog_at_start.contains(table) {
-                continue;
-            }
-            let pending = PendingWrite {
-                table_name: CATALOG_TABLE_NAME.to_owned(),
-                data: Some(table.to_element()),
-                data_hash: None,
-                statement_indexes: self
-                    .catalog_statements
-                    .get(&table.table_id)
-                    .cloned()
-                    .unwrap_or_default(),
-                order: ordered.len(),
-            };
-            ordered.push((
-                (CATALOG_TABLE_ID.to_owned(), table.table_id.clone()),
-                pending,
-            ));
-        }
+        let catalog_writes: Vec<((String, String), PendingWrite)> = self
+            .catalog
+            .iter()
+            .filter(|table| !self.catalog_at_start.contains(table))
+            .enumerate()
+            .map(|(index, table)| {
+                let pending = PendingWrite {
+                    table_name: CATALOG_TABLE_NAME.to_owned(),
+                    data: Some(table.to_element()),
+                    data_hash: None,
+                    statement_indexes: self
+                        .catalog_statements
+                        .get(&table.table_id)
+                        .cloned()
+                        .unwrap_or_default(),
+                    order: self.writes.len() + index,
+                };
+                (
+                    (CATALOG_TABLE_ID.to_owned(), table.table_id.clone()),
+                    pending,
+                )
+            })
+            .collect();
+        // By reference: the documents are cloned once, into their revisions.
+        let mut ordered: Vec<(&(String, String), &PendingWrite)> = self
+            .writes
+            .iter()
+            .chain(catalog_writes.iter().map(|(key, pending)| (key, pending)))
+            .collect();
+        ordered.sort_by_key(|(_, pending)| pending.order);
         let mut revisions = Vec::with_capacity(ordered.len());
         let mut document_infos = Vec::with_capacity(ordered.len());
         {
             let documents = write.open_table(storage::DOCUMENTS)?;
-            for ((table_id, document_id), pending) in &ordered {
+            for &((table_id, document_id), pending) in &ordered {
                 let current = storage::read_document(&documents, table_id, document_id)?;
                 if current.is_some_and(|reference| reference.deleted) {
                     return Err(LedgerError::OccConflict(format!(
