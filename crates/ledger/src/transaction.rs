@@ -20,7 +20,7 @@ use crate::ledger::Ledger;
 use crate::model::{
     self, BlockAddress, IndexInfo, Revision, RevisionMetadata, TableInfo, TableStatus,
 };
-use crate::state::{AppliedBlock, AppliedRevision, StateWriter};
+use crate::state::{AppliedBlock, AppliedRevision, OpenTables, StateWriter};
 use crate::storage;
 use crate::value;
 
@@ -906,8 +906,8 @@ impl Transaction {
     ) -> Result<(CommitResult, AppliedBlock), LedgerError> {
         let ledger = &self.ledger;
         let commit_digest = self.commit_digest()?;
-        let write = state.write();
-        self.validate_reads(write, state.catalog_version())?;
+        let tables = state.tables();
+        self.validate_reads(tables, state.catalog_version())?;
         let tip = state.tip();
         let sequence_no = tip.block_count;
         let previous_block_hash = tip.last_block_hash;
@@ -963,9 +963,8 @@ impl Transaction {
         let mut revisions = Vec::with_capacity(ordered.len());
         let mut document_infos = Vec::with_capacity(ordered.len());
         {
-            let documents = write.open_table(storage::DOCUMENTS)?;
             for &((table_id, document_id), pending) in &ordered {
-                let current = storage::read_document(&documents, table_id, document_id)?;
+                let current = storage::read_document(&tables.documents, table_id, document_id)?;
                 if current.is_some_and(|reference| reference.deleted) {
                     return Err(LedgerError::OccConflict(format!(
                         "document {document_id} was deleted"
@@ -1054,7 +1053,7 @@ impl Transaction {
 
     fn validate_reads(
         &self,
-        write: &redb::WriteTransaction,
+        tables: &OpenTables<'_>,
         catalog_version: u64,
     ) -> Result<(), LedgerError> {
         if catalog_version != self.catalog_version_seen {
@@ -1062,9 +1061,12 @@ impl Transaction {
                 "the catalog changed since the transaction started".to_owned(),
             ));
         }
-        let documents = write.open_table(storage::DOCUMENTS)?;
-        let write_sequences = write.open_table(storage::TABLE_WRITE_SEQUENCE)?;
-        let entries = write.open_multimap_table(storage::INDEX_ENTRIES)?;
+        let OpenTables {
+            documents,
+            write_sequences,
+            entries,
+            ..
+        } = tables;
         for read in &self.reads {
             match read {
                 ReadItem::Document {
@@ -1072,7 +1074,7 @@ impl Transaction {
                     document_id,
                     version,
                 } => {
-                    let now = storage::read_document(&documents, table_id, document_id)?
+                    let now = storage::read_document(documents, table_id, document_id)?
                         .map(|reference| reference.version);
                     if now != *version {
                         return Err(LedgerError::OccConflict(format!(
@@ -1100,7 +1102,7 @@ impl Transaction {
                     document_ids,
                 } => {
                     let now: BTreeSet<String> =
-                        storage::read_index(&entries, table_id, index_id, value_key)?
+                        storage::read_index(entries, table_id, index_id, value_key)?
                             .into_iter()
                             .collect();
                     if now != *document_ids {
