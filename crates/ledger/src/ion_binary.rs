@@ -1,6 +1,15 @@
-//! Ion 1.0 binary written straight from an [`Element`], and the scalar bodies it shares with the
-//! hasher ([`crate::ion_hash`], whose representations are these same bodies).
+//! Ion 1.0 binary written straight from an [`Element`] and read straight back into one, and the
+//! scalar bodies the writer shares with the hasher ([`crate::ion_hash`], whose representations
+//! are these same bodies).
 //!
+//! **Reading** ([`decode_one`]) serves every stored block and revision (the indexer, GetBlock,
+//! proofs, recovery) and drivers' binary parameters, through [`crate::ion_read::read_one`],
+//! which bounds the nesting first. It builds each value with the same `ion_rs` constructors
+//! `ion_rs`'s reader uses (timestamps through the same builder calls), and leaves to `ion_rs`
+//! whatever it does not read itself, malformed input included, so errors keep `ion_rs`'s
+//! messages. Property tests read what both writers wrote, and damaged bytes, against `ion_rs`.
+//!
+//! **Writing:**
 //! Every block a commit appends is encoded here, on the commit leader, as are the answers of
 //! QLDBSession and the size checks of documents. `ion_rs`'s writer builds a general-purpose
 //! writer, with its own symbol table and buffers, for each value; this writes the value's body
@@ -14,7 +23,11 @@
 //! with a local symbol table (the tests read every value back and compare). A decimal whose
 //! exponent `ion_rs` would write but not read back is refused outright ([`Declined::Unreadable`]).
 
-use ion_rs::{Decimal, Element, IonType, Timestamp, TimestampPrecision, Value};
+use std::sync::Arc;
+
+use ion_rs::{
+    Decimal, Element, Int, IonType, Struct, Symbol, Timestamp, TimestampPrecision, Value,
+};
 
 /// The Ion 1.0 binary version marker.
 const VERSION_MARKER: [u8; 4] = [0xE0, 0x01, 0x00, 0xEA];
@@ -198,6 +211,488 @@ impl<'a> Writer<'a> {
         }
         out.extend_from_slice(&self.body);
         out
+    }
+}
+
+/// The system symbol table's texts, `$1` to `$9`.
+const SYSTEM_SYMBOLS: [&str; 9] = [
+    "$ion",
+    "$ion_1_0",
+    "$ion_symbol_table",
+    "name",
+    "version",
+    "imports",
+    "symbols",
+    "max_id",
+    "$ion_shared_symbol_table",
+];
+
+/// Reads exactly one value of Ion 1.0 binary (version marker, local symbol tables, one value),
+/// as `Element::read_one` would, or `None` for anything it leaves to `ion_rs`: shared symbol
+/// table imports, integers and decimal coefficients beyond 128 bits, sub-nanosecond or unusual
+/// fractions, anything malformed (so that `ion_rs` reports it), and more than one value. The
+/// caller bounds the nesting first ([`crate::ion_read`]): this recurses once per level.
+pub(crate) fn decode_one(bytes: &[u8]) -> Option<Element> {
+    let mut reader = Reader {
+        bytes: bytes.strip_prefix(&VERSION_MARKER)?,
+        symbols: system_symbols(),
+    };
+    let mut value = None;
+    while !reader.bytes.is_empty() {
+        if let Some(rest) = reader.bytes.strip_prefix(&VERSION_MARKER) {
+            reader.bytes = rest;
+            reader.symbols = system_symbols();
+            continue;
+        }
+        let descriptor = *reader.bytes.first()?;
+        if descriptor >> 4 == 0xE {
+            // A struct whose first annotation is `$ion_symbol_table` is a symbol table, not a
+            // value; any other shape so annotated is left to ion_rs.
+            match first_annotation(reader.bytes) {
+                Some(ION_SYMBOL_TABLE_SID) => {
+                    reader.read_symbol_table()?;
+                    continue;
+                }
+                Some(id) => {
+                    let text = reader.symbol(id)?;
+                    if text.text() == Some("$ion_symbol_table") {
+                        return None;
+                    }
+                }
+                None => return None,
+            }
+        } else if descriptor >> 4 == 0x7 {
+            return None; // a top-level symbol, which a reader may take for a system value
+        }
+        match reader.read_value()? {
+            Some(element) if value.is_none() => value = Some(element),
+            Some(_) => return None,
+            None => {} // a NOP pad
+        }
+    }
+    value
+}
+
+fn system_symbols() -> Vec<Symbol> {
+    std::iter::once(Symbol::unknown_text())
+        .chain(
+            SYSTEM_SYMBOLS
+                .iter()
+                .map(|text| Symbol::shared(Arc::from(*text))),
+        )
+        .collect()
+}
+
+/// The first annotation's symbol ID of the annotation wrapper at the start of `bytes`.
+fn first_annotation(bytes: &[u8]) -> Option<u64> {
+    let mut probe = Reader {
+        bytes,
+        symbols: Vec::new(),
+    };
+    let (_, length) = probe.read_descriptor()?;
+    let mut body = probe.take(length)?;
+    read_var_uint(&mut body)?;
+    read_var_uint(&mut body)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    /// Symbol texts by ID: `$0`, the system table, then the local ones.
+    symbols: Vec<Symbol>,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, length: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.bytes.split_at_checked(length)?;
+        self.bytes = rest;
+        Some(taken)
+    }
+
+    /// A type descriptor and its body's length (`LENGTH_FOLLOWS` read through; 15, a null, as
+    /// a length of zero).
+    fn read_descriptor(&mut self) -> Option<(u8, usize)> {
+        let (&descriptor, rest) = self.bytes.split_first()?;
+        self.bytes = rest;
+        let nibble = descriptor & 0x0F;
+        let length = match nibble {
+            LENGTH_FOLLOWS => usize::try_from(read_var_uint(&mut self.bytes)?).ok()?,
+            15 => 0,
+            _ => usize::from(nibble),
+        };
+        Some((descriptor, length))
+    }
+
+    fn symbol(&self, id: u64) -> Option<Symbol> {
+        self.symbols.get(usize::try_from(id).ok()?).cloned()
+    }
+
+    /// A local symbol table: `$ion_symbol_table::{imports: $ion_symbol_table, symbols: [...]}`
+    /// appends to the current table, without `imports` replaces it; shared imports are left to
+    /// `ion_rs`.
+    fn read_symbol_table(&mut self) -> Option<()> {
+        let (_, length) = self.read_descriptor()?;
+        let mut wrapper = Reader {
+            bytes: self.take(length)?,
+            symbols: Vec::new(),
+        };
+        let annotations_length = usize::try_from(read_var_uint(&mut wrapper.bytes)?).ok()?;
+        wrapper.take(annotations_length)?;
+        if annotations_length != 1 {
+            return None;
+        }
+        let (descriptor, length) = wrapper.read_descriptor()?;
+        if descriptor >> 4 != 0xD || matches!(descriptor & 0x0F, 1 | 15) {
+            return None;
+        }
+        let mut fields = wrapper.take(length)?;
+        if !wrapper.bytes.is_empty() {
+            return None;
+        }
+        let mut append = false;
+        let mut texts: Option<Vec<Symbol>> = None;
+        while !fields.is_empty() {
+            let field = read_var_uint(&mut fields)?;
+            let mut value = Reader {
+                bytes: fields,
+                symbols: Vec::new(),
+            };
+            let (descriptor, length) = value.read_descriptor()?;
+            let body = value.take(length)?;
+            fields = value.bytes;
+            match field {
+                6 => {
+                    // imports: only `$ion_symbol_table` (append) is read here.
+                    if descriptor != 0x71 || body != [ION_SYMBOL_TABLE_SID as u8] || append {
+                        return None;
+                    }
+                    append = true;
+                }
+                7 => {
+                    if descriptor >> 4 != 0xB || descriptor & 0x0F == 15 || texts.is_some() {
+                        return None;
+                    }
+                    let mut list = Reader {
+                        bytes: body,
+                        symbols: Vec::new(),
+                    };
+                    let mut read = Vec::new();
+                    while !list.bytes.is_empty() {
+                        let (descriptor, length) = list.read_descriptor()?;
+                        let text = list.take(length)?;
+                        if descriptor >> 4 != 0x8 || descriptor & 0x0F == 15 {
+                            return None;
+                        }
+                        read.push(Symbol::shared(Arc::from(std::str::from_utf8(text).ok()?)));
+                    }
+                    texts = Some(read);
+                }
+                _ => {} // other fields (`max_id`, …) and NOP pads
+            }
+        }
+        if !append {
+            self.symbols = system_symbols();
+        }
+        self.symbols.extend(texts.unwrap_or_default());
+        Some(())
+    }
+
+    /// The next value, `None` inside for a NOP pad.
+    fn read_value(&mut self) -> Option<Option<Element>> {
+        let (descriptor, length) = self.read_descriptor()?;
+        let type_code = descriptor >> 4;
+        let null = descriptor & 0x0F == 15;
+        if type_code == 0 && !null {
+            self.take(length)?;
+            return Some(None);
+        }
+        if type_code == 0xE {
+            let mut wrapper = Reader {
+                bytes: self.take(length)?,
+                symbols: std::mem::take(&mut self.symbols),
+            };
+            let read = wrapper.read_annotated();
+            self.symbols = wrapper.symbols;
+            return read.map(Some);
+        }
+        let body = self.take(length)?;
+        let element = if null {
+            Element::null(ion_type(type_code)?)
+        } else {
+            self.read_body(type_code, descriptor & 0x0F, body)?
+        };
+        Some(Some(element))
+    }
+
+    /// The inside of an annotation wrapper: the annotations, then exactly one value.
+    fn read_annotated(&mut self) -> Option<Element> {
+        let annotations_length = usize::try_from(read_var_uint(&mut self.bytes)?).ok()?;
+        let mut ids = self.take(annotations_length)?;
+        let mut annotations = Vec::new();
+        while !ids.is_empty() {
+            annotations.push(self.symbol(read_var_uint(&mut ids)?)?);
+        }
+        if annotations.is_empty() {
+            return None;
+        }
+        let descriptor = *self.bytes.first()?;
+        if descriptor >> 4 == 0xE || (descriptor >> 4 == 0 && descriptor & 0x0F != 15) {
+            return None;
+        }
+        let element = self.read_value()??;
+        if !self.bytes.is_empty() {
+            return None;
+        }
+        Some(element.with_annotations(annotations))
+    }
+
+    fn read_body(&mut self, type_code: u8, nibble: u8, body: &'a [u8]) -> Option<Element> {
+        Some(match type_code {
+            0x1 => match (nibble, body.len()) {
+                (0, 0) => Element::from(false),
+                (1, 0) => Element::from(true),
+                _ => return None,
+            },
+            0x2 | 0x3 => {
+                let magnitude = read_uint(body)?;
+                if type_code == 0x3 && magnitude == 0 {
+                    return None; // a negative zero integer is not Ion
+                }
+                let value = if type_code == 0x3 {
+                    0i128.checked_sub_unsigned(magnitude)?
+                } else {
+                    i128::try_from(magnitude).ok()?
+                };
+                Element::from(Int::from(value))
+            }
+            0x4 => Element::from(match body.len() {
+                0 => 0f64,
+                4 => f64::from(f32::from_be_bytes(body.try_into().ok()?)),
+                8 => f64::from_be_bytes(body.try_into().ok()?),
+                _ => return None,
+            }),
+            0x5 => Element::from(read_decimal(body)?),
+            0x6 => Element::from(read_timestamp(body)?),
+            0x7 => Element::symbol(self.symbol(read_uint_u64(body)?)?),
+            0x8 => Element::string(std::str::from_utf8(body).ok()?),
+            0x9 => Element::clob(body),
+            0xA => Element::blob(body),
+            0xB | 0xC => {
+                let mut items = Reader {
+                    bytes: body,
+                    symbols: std::mem::take(&mut self.symbols),
+                };
+                let read = items.read_sequence();
+                self.symbols = items.symbols;
+                let sequence = read?;
+                if type_code == 0xB {
+                    Element::from(ion_rs::List::from(sequence))
+                } else {
+                    Element::from(ion_rs::SExp::from(sequence))
+                }
+            }
+            0xD => {
+                if nibble == 1 {
+                    return None; // the sorted form: left to ion_rs
+                }
+                let mut fields = Reader {
+                    bytes: body,
+                    symbols: std::mem::take(&mut self.symbols),
+                };
+                let read = fields.read_fields();
+                self.symbols = fields.symbols;
+                Element::from(read?)
+            }
+            _ => return None,
+        })
+    }
+
+    fn read_sequence(&mut self) -> Option<Vec<Element>> {
+        let mut items = Vec::new();
+        while !self.bytes.is_empty() {
+            if let Some(item) = self.read_value()? {
+                items.push(item);
+            }
+        }
+        Some(items)
+    }
+
+    fn read_fields(&mut self) -> Option<Struct> {
+        let mut fields = Vec::new();
+        while !self.bytes.is_empty() {
+            let id = read_var_uint(&mut self.bytes)?;
+            let name = self.symbol(id)?;
+            if let Some(value) = self.read_value()? {
+                fields.push((name, value));
+            }
+        }
+        Some(fields.into_iter().collect())
+    }
+}
+
+fn ion_type(type_code: u8) -> Option<IonType> {
+    Some(match type_code {
+        0x0 => IonType::Null,
+        0x1 => IonType::Bool,
+        0x2 | 0x3 => IonType::Int,
+        0x4 => IonType::Float,
+        0x5 => IonType::Decimal,
+        0x6 => IonType::Timestamp,
+        0x7 => IonType::Symbol,
+        0x8 => IonType::String,
+        0x9 => IonType::Clob,
+        0xA => IonType::Blob,
+        0xB => IonType::List,
+        0xC => IonType::SExp,
+        0xD => IonType::Struct,
+        _ => return None,
+    })
+}
+
+/// Ion 1.0 `VarUInt` from the front of `bytes`, at most 9 bytes (63 bits).
+fn read_var_uint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for index in 0..9 {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value = (value << 7) | u64::from(byte & 0x7F);
+        if byte & 0x80 != 0 {
+            return Some(value);
+        }
+        if index == 8 {
+            return None;
+        }
+    }
+    None
+}
+
+/// Ion 1.0 `VarInt` from the front of `bytes`, at most 9 bytes: the value and whether it was a
+/// negative zero.
+fn read_var_int(bytes: &mut &[u8]) -> Option<(i64, bool)> {
+    let (&first, rest) = bytes.split_first()?;
+    *bytes = rest;
+    let negative = first & 0x40 != 0;
+    let mut magnitude = u64::from(first & 0x3F);
+    let mut last = first & 0x80 != 0;
+    let mut read = 1;
+    while !last {
+        if read == 9 {
+            return None;
+        }
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        magnitude = (magnitude << 7) | u64::from(byte & 0x7F);
+        last = byte & 0x80 != 0;
+        read += 1;
+    }
+    let value = i64::try_from(magnitude).ok()?;
+    Some((
+        if negative { -value } else { value },
+        negative && magnitude == 0,
+    ))
+}
+
+/// Ion 1.0 `UInt` of at most 16 bytes.
+fn read_uint(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 16 {
+        return None;
+    }
+    Some(
+        bytes
+            .iter()
+            .fold(0u128, |value, byte| (value << 8) | u128::from(*byte)),
+    )
+}
+
+fn read_uint_u64(bytes: &[u8]) -> Option<u64> {
+    u64::try_from(read_uint(bytes)?).ok()
+}
+
+/// Ion 1.0 `Int` (sign and magnitude) of at most 16 bytes: the value and whether it was a
+/// negative zero. Empty is zero.
+fn read_int(bytes: &[u8]) -> Option<(i128, bool)> {
+    let Some((&first, rest)) = bytes.split_first() else {
+        return Some((0, false));
+    };
+    let negative = first & 0x80 != 0;
+    if rest.len() >= 16 {
+        return None;
+    }
+    let magnitude = rest.iter().fold(u128::from(first & 0x7F), |value, byte| {
+        (value << 8) | u128::from(*byte)
+    });
+    let value = if negative {
+        0i128.checked_sub_unsigned(magnitude)?
+    } else {
+        i128::try_from(magnitude).ok()?
+    };
+    Some((value, negative && magnitude == 0))
+}
+
+fn read_decimal(body: &[u8]) -> Option<Decimal> {
+    if body.is_empty() {
+        return Some(Decimal::new(0i32, 0i64));
+    }
+    let mut rest = body;
+    let (exponent, _) = read_var_int(&mut rest)?;
+    let (coefficient, negative_zero) = read_int(rest)?;
+    Some(if negative_zero {
+        Decimal::negative_zero_with_exponent(exponent)
+    } else {
+        Decimal::new(coefficient, exponent)
+    })
+}
+
+/// A timestamp's body, built as `ion_rs`'s reader builds it; fractions other than 1 to 9
+/// digits are left to it.
+fn read_timestamp(body: &[u8]) -> Option<Timestamp> {
+    let mut rest = body;
+    let (offset, unknown_offset) = read_var_int(&mut rest)?;
+    let offset = i32::try_from(offset).ok()?;
+    let year = u32::try_from(read_var_uint(&mut rest)?).ok()?;
+    let builder = Timestamp::with_year(year);
+    if rest.is_empty() {
+        return builder.build().ok();
+    }
+    let builder = builder.with_month(u32::try_from(read_var_uint(&mut rest)?).ok()?);
+    if rest.is_empty() {
+        return builder.build().ok();
+    }
+    let builder = builder.with_day(u32::try_from(read_var_uint(&mut rest)?).ok()?);
+    if rest.is_empty() {
+        return builder.build().ok();
+    }
+    let hour = u32::try_from(read_var_uint(&mut rest)?).ok()?;
+    let minute = u32::try_from(read_var_uint(&mut rest)?).ok()?;
+    let builder = builder.with_hour_and_minute(hour, minute);
+    if rest.is_empty() {
+        return if unknown_offset {
+            builder.build().ok()
+        } else {
+            builder.localize_to_offset(offset).build().ok()
+        };
+    }
+    let builder = builder.with_second(u32::try_from(read_var_uint(&mut rest)?).ok()?);
+    if rest.is_empty() {
+        return if unknown_offset {
+            builder.build().ok()
+        } else {
+            builder.localize_to_offset(offset).build().ok()
+        };
+    }
+    let (exponent, _) = read_var_int(&mut rest)?;
+    let (coefficient, negative_zero) = read_int(rest)?;
+    if !(-9..=-1).contains(&exponent)
+        || negative_zero
+        || coefficient < 0
+        || coefficient >= 10i128.pow(exponent.unsigned_abs() as u32)
+    {
+        return None;
+    }
+    let builder = builder.with_fractional_seconds(Decimal::new(coefficient, exponent));
+    if unknown_offset {
+        builder.build().ok()
+    } else {
+        builder.localize_to_offset(offset).build().ok()
     }
 }
 
@@ -657,6 +1152,86 @@ mod tests {
                 (Err(_), _) => {}
             }
         }
+    }
+
+    /// What `ion_rs` reads from `bytes`, if anything.
+    fn ion_rs_reads(bytes: &[u8]) -> Option<Element> {
+        std::panic::catch_unwind(|| Element::read_one(bytes).ok())
+            .ok()
+            .flatten()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The reader reads what either writer wrote as `ion_rs` reads it.
+        #[test]
+        fn reads_what_ion_rs_reads(inner in element()) {
+            let element = Element::from(ion_rs::List::from(vec![inner]));
+            let theirs = element.encode_as(ion_rs::v1_0::Binary).unwrap();
+            for bytes in [Some(theirs), encode(&element).ok()].into_iter().flatten() {
+                if let (Some(read), Some(reference)) = (decode_one(&bytes), ion_rs_reads(&bytes)) {
+                    prop_assert!(same(&read, &reference), "{} against {}", read, reference);
+                }
+            }
+        }
+
+        /// Damaged bytes never panic the reader, and whatever it reads from them `ion_rs`
+        /// reads the same (the rest it leaves to `ion_rs`, which then reports the damage).
+        #[test]
+        fn reads_damaged_bytes_as_ion_rs_does_or_not_at_all(
+            inner in element(),
+            damage in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+        ) {
+            let element = Element::from(ion_rs::List::from(vec![inner]));
+            let mut bytes = encode(&element)
+                .unwrap_or_else(|_| element.encode_as(ion_rs::v1_0::Binary).unwrap());
+            for (at, byte, kind) in damage {
+                let position = at.index(bytes.len());
+                match kind {
+                    0 => bytes[position] = byte,
+                    1 => bytes.insert(position, byte),
+                    _ => {
+                        bytes.remove(position);
+                    }
+                }
+                if bytes.is_empty() {
+                    return Ok(());
+                }
+            }
+            if crate::ion_read::nesting_depth(&bytes, crate::ion_read::BLOCK_DEPTH_MAX).is_err() {
+                return Ok(());
+            }
+            if let Some(read) = decode_one(&bytes) {
+                let reference = ion_rs_reads(&bytes);
+                prop_assert!(
+                    reference.as_ref().is_some_and(|reference| same(&read, reference)),
+                    "read {} where ion_rs reads {:?}", read, reference.map(|r| r.to_string())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reads_the_ledgers_own_values_itself() {
+        for text in [
+            "{VIN: \"1C4RJFAG0FC625797\", Year: 2019, Price: 123.45d0, From: 2019-04-05T, Owner: null.string, Tags: [a, 'b c'], Blob: {{aGVsbG8=}}}",
+            "{id: \"3Qv67yjXEwB9SjmvkuG6Cp\", version: 0, txTime: 2026-12-04T15:28:32.123Z}",
+            "{statements: [{statement: \"INSERT INTO T ?\", startTime: 2026-12-04T15:28:32.123456789-08:00}]}",
+            "{a: x::y::[1, -1, 0, 1e0, -0e0, 0d0, -0d-3, 1.5d40, (x y), {}, 2026T, 2026-12T, 2026-12-04T01:02-00:00, 2026-12-04T01:02:03+05:30]}",
+        ] {
+            let element = read(text.as_bytes());
+            for bytes in [
+                encode(&element).unwrap(),
+                element.encode_as(ion_rs::v1_0::Binary).unwrap(),
+            ] {
+                let decoded = decode_one(&bytes).expect(text);
+                assert!(same(&decoded, &element), "{text}: {decoded}");
+            }
+        }
+        // Two values, or a shared import, are left to ion_rs.
+        let mut two = encode(&read(b"{a: 1}")).unwrap();
+        two.extend_from_slice(&[0x21, 0x01]);
+        assert!(decode_one(&two).is_none());
     }
 
     #[test]

@@ -63,8 +63,13 @@ impl From<IonReadError> for LedgerError {
 }
 
 /// Reads exactly one Ion value (text or binary) nested at most `depth_max` levels.
+/// Ion binary is read by [`crate::ion_binary::decode_one`] when it can (journal blocks,
+/// revisions, drivers' parameters), else, like text, by ion-rs.
 pub fn read_one(bytes: &[u8], depth_max: usize) -> Result<Element, IonReadError> {
     nesting_depth(bytes, depth_max)?;
+    if let Some(element) = crate::ion_binary::decode_one(bytes) {
+        return Ok(element);
+    }
     contain_panic(|| Element::read_one(bytes))
 }
 
