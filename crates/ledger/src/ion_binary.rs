@@ -309,14 +309,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A type descriptor and its body's length (`LENGTH_FOLLOWS` read through; 15, a null, as
-    /// a length of zero).
+    /// a length of zero, as a bool's, whose nibble is its value).
     fn read_descriptor(&mut self) -> Option<(u8, usize)> {
         let (&descriptor, rest) = self.bytes.split_first()?;
         self.bytes = rest;
         let nibble = descriptor & 0x0F;
-        let length = match nibble {
-            LENGTH_FOLLOWS => usize::try_from(read_var_uint(&mut self.bytes)?).ok()?,
-            15 => 0,
+        let length = match (descriptor >> 4, nibble) {
+            (0x1, _) | (_, 15) => 0,
+            (_, LENGTH_FOLLOWS) => usize::try_from(read_var_uint(&mut self.bytes)?).ok()?,
             _ => usize::from(nibble),
         };
         Some((descriptor, length))
@@ -1214,7 +1214,7 @@ mod tests {
     #[test]
     fn reads_the_ledgers_own_values_itself() {
         for text in [
-            "{VIN: \"1C4RJFAG0FC625797\", Year: 2019, Price: 123.45d0, From: 2019-04-05T, Owner: null.string, Tags: [a, 'b c'], Blob: {{aGVsbG8=}}}",
+            "{VIN: \"1C4RJFAG0FC625797\", Year: 2019, Price: 123.45d0, From: 2019-04-05T, Owner: null.string, Tags: [a, 'b c'], Blob: {{aGVsbG8=}}, Sold: true, Stolen: false, Notes: null.bool}",
             "{id: \"3Qv67yjXEwB9SjmvkuG6Cp\", version: 0, txTime: 2026-12-04T15:28:32.123Z}",
             "{statements: [{statement: \"INSERT INTO T ?\", startTime: 2026-12-04T15:28:32.123456789-08:00}]}",
             "{a: x::y::[1, -1, 0, 1e0, -0e0, 0d0, -0d-3, 1.5d40, (x y), {}, 2026T, 2026-12T, 2026-12-04T01:02-00:00, 2026-12-04T01:02:03+05:30]}",
