@@ -214,17 +214,17 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// The system symbol table's texts, `$1` to `$9`.
-const SYSTEM_SYMBOLS: [&str; 9] = [
-    "$ion",
-    "$ion_1_0",
-    "$ion_symbol_table",
-    "name",
-    "version",
-    "imports",
-    "symbols",
-    "max_id",
-    "$ion_shared_symbol_table",
+/// The system symbols, `$1` to `$9`.
+const SYSTEM_SYMBOLS: [Symbol; 9] = [
+    Symbol::static_text("$ion"),
+    Symbol::static_text("$ion_1_0"),
+    Symbol::static_text("$ion_symbol_table"),
+    Symbol::static_text("name"),
+    Symbol::static_text("version"),
+    Symbol::static_text("imports"),
+    Symbol::static_text("symbols"),
+    Symbol::static_text("max_id"),
+    Symbol::static_text("$ion_shared_symbol_table"),
 ];
 
 /// Reads exactly one value of Ion 1.0 binary (version marker, local symbol tables, one value),
@@ -233,29 +233,26 @@ const SYSTEM_SYMBOLS: [&str; 9] = [
 /// fractions, anything malformed (so that `ion_rs` reports it), and more than one value. The
 /// caller bounds the nesting first ([`crate::ion_read`]): this recurses once per level.
 pub(crate) fn decode_one(bytes: &[u8]) -> Option<Element> {
-    let mut reader = Reader {
-        bytes: bytes.strip_prefix(&VERSION_MARKER)?,
-        symbols: system_symbols(),
-    };
+    let mut bytes = bytes.strip_prefix(&VERSION_MARKER)?;
+    let mut symbols = system_symbols();
     let mut value = None;
-    while !reader.bytes.is_empty() {
-        if let Some(rest) = reader.bytes.strip_prefix(&VERSION_MARKER) {
-            reader.bytes = rest;
-            reader.symbols = system_symbols();
+    while !bytes.is_empty() {
+        if let Some(rest) = bytes.strip_prefix(&VERSION_MARKER) {
+            bytes = rest;
+            symbols = system_symbols();
             continue;
         }
-        let descriptor = *reader.bytes.first()?;
+        let descriptor = *bytes.first()?;
         if descriptor >> 4 == 0xE {
             // A struct whose first annotation is `$ion_symbol_table` is a symbol table, not a
             // value; any other shape so annotated is left to ion_rs.
-            match first_annotation(reader.bytes) {
+            match first_annotation(bytes) {
                 Some(ION_SYMBOL_TABLE_SID) => {
-                    reader.read_symbol_table()?;
+                    read_symbol_table(&mut bytes, &mut symbols)?;
                     continue;
                 }
                 Some(id) => {
-                    let text = reader.symbol(id)?;
-                    if text.text() == Some("$ion_symbol_table") {
+                    if symbol(&symbols, id)?.text() == Some("$ion_symbol_table") {
                         return None;
                     }
                 }
@@ -264,7 +261,7 @@ pub(crate) fn decode_one(bytes: &[u8]) -> Option<Element> {
         } else if descriptor >> 4 == 0x7 {
             return None; // a top-level symbol, which a reader may take for a system value
         }
-        match reader.read_value()? {
+        match read_value(&mut bytes, &symbols)? {
             Some(element) if value.is_none() => value = Some(element),
             Some(_) => return None,
             None => {} // a NOP pad
@@ -273,260 +270,195 @@ pub(crate) fn decode_one(bytes: &[u8]) -> Option<Element> {
     value
 }
 
+/// The symbol table every stream starts with: `$0` (no text), then the system symbols.
 fn system_symbols() -> Vec<Symbol> {
     std::iter::once(Symbol::unknown_text())
-        .chain(
-            SYSTEM_SYMBOLS
-                .iter()
-                .map(|text| Symbol::shared(Arc::from(*text))),
-        )
+        .chain(SYSTEM_SYMBOLS)
         .collect()
 }
 
+fn symbol(symbols: &[Symbol], id: u64) -> Option<Symbol> {
+    symbols.get(usize::try_from(id).ok()?).cloned()
+}
+
 /// The first annotation's symbol ID of the annotation wrapper at the start of `bytes`.
-fn first_annotation(bytes: &[u8]) -> Option<u64> {
-    let mut probe = Reader {
-        bytes,
-        symbols: Vec::new(),
-    };
-    let (_, length) = probe.read_descriptor()?;
-    let mut body = probe.take(length)?;
+fn first_annotation(mut bytes: &[u8]) -> Option<u64> {
+    let (_, length) = read_descriptor(&mut bytes)?;
+    let mut body = take(&mut bytes, length)?;
     read_var_uint(&mut body)?;
     read_var_uint(&mut body)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    /// Symbol texts by ID: `$0`, the system table, then the local ones.
-    symbols: Vec<Symbol>,
+/// The first `length` bytes of `bytes`, which move past them.
+fn take<'a>(bytes: &mut &'a [u8], length: usize) -> Option<&'a [u8]> {
+    let (taken, rest) = bytes.split_at_checked(length)?;
+    *bytes = rest;
+    Some(taken)
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, length: usize) -> Option<&'a [u8]> {
-        let (taken, rest) = self.bytes.split_at_checked(length)?;
-        self.bytes = rest;
-        Some(taken)
-    }
+/// A type descriptor and its body's length (`LENGTH_FOLLOWS` read through; 15, a null, as a
+/// length of zero, as a bool's, whose nibble is its value).
+fn read_descriptor(bytes: &mut &[u8]) -> Option<(u8, usize)> {
+    let (&descriptor, rest) = bytes.split_first()?;
+    *bytes = rest;
+    let nibble = descriptor & 0x0F;
+    let length = match (descriptor >> 4, nibble) {
+        (0x1, _) | (_, 15) => 0,
+        (_, LENGTH_FOLLOWS) => usize::try_from(read_var_uint(bytes)?).ok()?,
+        _ => usize::from(nibble),
+    };
+    Some((descriptor, length))
+}
 
-    /// A type descriptor and its body's length (`LENGTH_FOLLOWS` read through; 15, a null, as
-    /// a length of zero, as a bool's, whose nibble is its value).
-    fn read_descriptor(&mut self) -> Option<(u8, usize)> {
-        let (&descriptor, rest) = self.bytes.split_first()?;
-        self.bytes = rest;
-        let nibble = descriptor & 0x0F;
-        let length = match (descriptor >> 4, nibble) {
-            (0x1, _) | (_, 15) => 0,
-            (_, LENGTH_FOLLOWS) => usize::try_from(read_var_uint(&mut self.bytes)?).ok()?,
-            _ => usize::from(nibble),
-        };
-        Some((descriptor, length))
+/// A local symbol table: `$ion_symbol_table::{imports: $ion_symbol_table, symbols: [...]}`
+/// appends to `symbols`, without `imports` replaces them; shared imports are left to `ion_rs`.
+fn read_symbol_table(bytes: &mut &[u8], symbols: &mut Vec<Symbol>) -> Option<()> {
+    let (_, length) = read_descriptor(bytes)?;
+    let mut wrapper = take(bytes, length)?;
+    if read_var_uint(&mut wrapper)? != 1 {
+        return None;
     }
-
-    fn symbol(&self, id: u64) -> Option<Symbol> {
-        self.symbols.get(usize::try_from(id).ok()?).cloned()
+    take(&mut wrapper, 1)?;
+    let (descriptor, length) = read_descriptor(&mut wrapper)?;
+    if descriptor >> 4 != 0xD || matches!(descriptor & 0x0F, 1 | 15) {
+        return None;
     }
-
-    /// A local symbol table: `$ion_symbol_table::{imports: $ion_symbol_table, symbols: [...]}`
-    /// appends to the current table, without `imports` replaces it; shared imports are left to
-    /// `ion_rs`.
-    fn read_symbol_table(&mut self) -> Option<()> {
-        let (_, length) = self.read_descriptor()?;
-        let mut wrapper = Reader {
-            bytes: self.take(length)?,
-            symbols: Vec::new(),
-        };
-        let annotations_length = usize::try_from(read_var_uint(&mut wrapper.bytes)?).ok()?;
-        wrapper.take(annotations_length)?;
-        if annotations_length != 1 {
-            return None;
-        }
-        let (descriptor, length) = wrapper.read_descriptor()?;
-        if descriptor >> 4 != 0xD || matches!(descriptor & 0x0F, 1 | 15) {
-            return None;
-        }
-        let mut fields = wrapper.take(length)?;
-        if !wrapper.bytes.is_empty() {
-            return None;
-        }
-        let mut append = false;
-        let mut texts: Option<Vec<Symbol>> = None;
-        while !fields.is_empty() {
-            let field = read_var_uint(&mut fields)?;
-            let mut value = Reader {
-                bytes: fields,
-                symbols: Vec::new(),
-            };
-            let (descriptor, length) = value.read_descriptor()?;
-            let body = value.take(length)?;
-            fields = value.bytes;
-            match field {
-                6 => {
-                    // imports: only `$ion_symbol_table` (append) is read here.
-                    if descriptor != 0x71 || body != [ION_SYMBOL_TABLE_SID as u8] || append {
+    let mut fields = take(&mut wrapper, length)?;
+    if !wrapper.is_empty() {
+        return None;
+    }
+    let mut append = false;
+    let mut texts: Option<Vec<Symbol>> = None;
+    while !fields.is_empty() {
+        let field = read_var_uint(&mut fields)?;
+        let (descriptor, length) = read_descriptor(&mut fields)?;
+        let mut body = take(&mut fields, length)?;
+        match field {
+            6 => {
+                // imports: only `$ion_symbol_table` (append) is read here.
+                if descriptor != 0x71 || body != [ION_SYMBOL_TABLE_SID as u8] || append {
+                    return None;
+                }
+                append = true;
+            }
+            7 => {
+                if descriptor >> 4 != 0xB || descriptor & 0x0F == 15 || texts.is_some() {
+                    return None;
+                }
+                let mut read = Vec::new();
+                while !body.is_empty() {
+                    let (descriptor, length) = read_descriptor(&mut body)?;
+                    let text = take(&mut body, length)?;
+                    if descriptor >> 4 != 0x8 || descriptor & 0x0F == 15 {
                         return None;
                     }
-                    append = true;
+                    read.push(Symbol::shared(Arc::from(std::str::from_utf8(text).ok()?)));
                 }
-                7 => {
-                    if descriptor >> 4 != 0xB || descriptor & 0x0F == 15 || texts.is_some() {
-                        return None;
-                    }
-                    let mut list = Reader {
-                        bytes: body,
-                        symbols: Vec::new(),
-                    };
-                    let mut read = Vec::new();
-                    while !list.bytes.is_empty() {
-                        let (descriptor, length) = list.read_descriptor()?;
-                        let text = list.take(length)?;
-                        if descriptor >> 4 != 0x8 || descriptor & 0x0F == 15 {
-                            return None;
-                        }
-                        read.push(Symbol::shared(Arc::from(std::str::from_utf8(text).ok()?)));
-                    }
-                    texts = Some(read);
-                }
-                _ => {} // other fields (`max_id`, …) and NOP pads
+                texts = Some(read);
             }
+            _ => {} // other fields (`max_id`, …) and NOP pads
         }
-        if !append {
-            self.symbols = system_symbols();
-        }
-        self.symbols.extend(texts.unwrap_or_default());
-        Some(())
     }
-
-    /// The next value, `None` inside for a NOP pad.
-    fn read_value(&mut self) -> Option<Option<Element>> {
-        let (descriptor, length) = self.read_descriptor()?;
-        let type_code = descriptor >> 4;
-        let null = descriptor & 0x0F == 15;
-        if type_code == 0 && !null {
-            self.take(length)?;
-            return Some(None);
-        }
-        if type_code == 0xE {
-            let mut wrapper = Reader {
-                bytes: self.take(length)?,
-                symbols: std::mem::take(&mut self.symbols),
-            };
-            let read = wrapper.read_annotated();
-            self.symbols = wrapper.symbols;
-            return read.map(Some);
-        }
-        let body = self.take(length)?;
-        let element = if null {
-            Element::null(ion_type(type_code)?)
-        } else {
-            self.read_body(type_code, descriptor & 0x0F, body)?
-        };
-        Some(Some(element))
+    if !append {
+        *symbols = system_symbols();
     }
+    symbols.extend(texts.unwrap_or_default());
+    Some(())
+}
 
-    /// The inside of an annotation wrapper: the annotations, then exactly one value.
-    fn read_annotated(&mut self) -> Option<Element> {
-        let annotations_length = usize::try_from(read_var_uint(&mut self.bytes)?).ok()?;
-        let mut ids = self.take(annotations_length)?;
-        let mut annotations = Vec::new();
-        while !ids.is_empty() {
-            annotations.push(self.symbol(read_var_uint(&mut ids)?)?);
-        }
-        if annotations.is_empty() {
-            return None;
-        }
-        let descriptor = *self.bytes.first()?;
-        if descriptor >> 4 == 0xE || (descriptor >> 4 == 0 && descriptor & 0x0F != 15) {
-            return None;
-        }
-        let element = self.read_value()??;
-        if !self.bytes.is_empty() {
-            return None;
-        }
-        Some(element.with_annotations(annotations))
+/// The next value, `None` inside for a NOP pad.
+fn read_value(bytes: &mut &[u8], symbols: &[Symbol]) -> Option<Option<Element>> {
+    let (descriptor, length) = read_descriptor(bytes)?;
+    let body = take(bytes, length)?;
+    let type_code = descriptor >> 4;
+    let null = descriptor & 0x0F == 15;
+    Some(Some(match type_code {
+        0x0 if !null => return Some(None),
+        0xE => read_annotated(body, symbols)?,
+        _ if null => Element::null(ion_type(type_code)?),
+        _ => read_body(type_code, descriptor & 0x0F, body, symbols)?,
+    }))
+}
+
+/// The inside of an annotation wrapper: the annotations, then exactly one value.
+fn read_annotated(mut body: &[u8], symbols: &[Symbol]) -> Option<Element> {
+    let annotations_length = usize::try_from(read_var_uint(&mut body)?).ok()?;
+    let mut ids = take(&mut body, annotations_length)?;
+    let mut annotations = Vec::new();
+    while !ids.is_empty() {
+        annotations.push(symbol(symbols, read_var_uint(&mut ids)?)?);
     }
+    if annotations.is_empty() {
+        return None;
+    }
+    let descriptor = *body.first()?;
+    if descriptor >> 4 == 0xE || (descriptor >> 4 == 0 && descriptor & 0x0F != 15) {
+        return None;
+    }
+    let element = read_value(&mut body, symbols)??;
+    if !body.is_empty() {
+        return None;
+    }
+    Some(element.with_annotations(annotations))
+}
 
-    fn read_body(&mut self, type_code: u8, nibble: u8, body: &'a [u8]) -> Option<Element> {
-        Some(match type_code {
-            0x1 => match (nibble, body.len()) {
-                (0, 0) => Element::from(false),
-                (1, 0) => Element::from(true),
-                _ => return None,
-            },
-            0x2 | 0x3 => {
-                let magnitude = read_uint(body)?;
-                if type_code == 0x3 && magnitude == 0 {
-                    return None; // a negative zero integer is not Ion
-                }
-                let value = if type_code == 0x3 {
-                    0i128.checked_sub_unsigned(magnitude)?
-                } else {
-                    i128::try_from(magnitude).ok()?
-                };
-                Element::from(Int::from(value))
-            }
-            0x4 => Element::from(match body.len() {
-                0 => 0f64,
-                4 => f64::from(f32::from_be_bytes(body.try_into().ok()?)),
-                8 => f64::from_be_bytes(body.try_into().ok()?),
-                _ => return None,
-            }),
-            0x5 => Element::from(read_decimal(body)?),
-            0x6 => Element::from(read_timestamp(body)?),
-            0x7 => Element::symbol(self.symbol(read_uint_u64(body)?)?),
-            0x8 => Element::string(std::str::from_utf8(body).ok()?),
-            0x9 => Element::clob(body),
-            0xA => Element::blob(body),
-            0xB | 0xC => {
-                let mut items = Reader {
-                    bytes: body,
-                    symbols: std::mem::take(&mut self.symbols),
-                };
-                let read = items.read_sequence();
-                self.symbols = items.symbols;
-                let sequence = read?;
-                if type_code == 0xB {
-                    Element::from(ion_rs::List::from(sequence))
-                } else {
-                    Element::from(ion_rs::SExp::from(sequence))
-                }
-            }
-            0xD => {
-                if nibble == 1 {
-                    return None; // the sorted form: left to ion_rs
-                }
-                let mut fields = Reader {
-                    bytes: body,
-                    symbols: std::mem::take(&mut self.symbols),
-                };
-                let read = fields.read_fields();
-                self.symbols = fields.symbols;
-                Element::from(read?)
-            }
+fn read_body(type_code: u8, nibble: u8, body: &[u8], symbols: &[Symbol]) -> Option<Element> {
+    Some(match type_code {
+        0x1 => match (nibble, body.len()) {
+            (0, 0) => Element::from(false),
+            (1, 0) => Element::from(true),
             _ => return None,
-        })
-    }
-
-    fn read_sequence(&mut self) -> Option<Vec<Element>> {
-        let mut items = Vec::new();
-        while !self.bytes.is_empty() {
-            if let Some(item) = self.read_value()? {
-                items.push(item);
+        },
+        0x2 | 0x3 => {
+            let magnitude = read_uint(body)?;
+            if type_code == 0x3 && magnitude == 0 {
+                return None; // a negative zero integer is not Ion
             }
+            let value = if type_code == 0x3 {
+                0i128.checked_sub_unsigned(magnitude)?
+            } else {
+                i128::try_from(magnitude).ok()?
+            };
+            Element::from(Int::from(value))
         }
-        Some(items)
-    }
+        0x4 => Element::from(match body.len() {
+            0 => 0f64,
+            4 => f64::from(f32::from_be_bytes(body.try_into().ok()?)),
+            8 => f64::from_be_bytes(body.try_into().ok()?),
+            _ => return None,
+        }),
+        0x5 => Element::from(read_decimal(body)?),
+        0x6 => Element::from(read_timestamp(body)?),
+        0x7 => Element::symbol(symbol(symbols, read_uint_u64(body)?)?),
+        0x8 => Element::string(std::str::from_utf8(body).ok()?),
+        0x9 => Element::clob(body),
+        0xA => Element::blob(body),
+        0xB => Element::from(ion_rs::List::from(read_sequence(body, symbols)?)),
+        0xC => Element::from(ion_rs::SExp::from(read_sequence(body, symbols)?)),
+        0xD if nibble != 1 => Element::from(read_fields(body, symbols)?),
+        _ => return None, // the sorted struct form is left to ion_rs too
+    })
+}
 
-    fn read_fields(&mut self) -> Option<Struct> {
-        let mut fields = Vec::new();
-        while !self.bytes.is_empty() {
-            let id = read_var_uint(&mut self.bytes)?;
-            let name = self.symbol(id)?;
-            if let Some(value) = self.read_value()? {
-                fields.push((name, value));
-            }
+fn read_sequence(mut body: &[u8], symbols: &[Symbol]) -> Option<Vec<Element>> {
+    let mut items = Vec::new();
+    while !body.is_empty() {
+        if let Some(item) = read_value(&mut body, symbols)? {
+            items.push(item);
         }
-        Some(fields.into_iter().collect())
     }
+    Some(items)
+}
+
+fn read_fields(mut body: &[u8], symbols: &[Symbol]) -> Option<Struct> {
+    let mut fields = Vec::new();
+    while !body.is_empty() {
+        let name = symbol(symbols, read_var_uint(&mut body)?)?;
+        if let Some(value) = read_value(&mut body, symbols)? {
+            fields.push((name, value));
+        }
+    }
+    Some(fields.into_iter().collect())
 }
 
 fn ion_type(type_code: u8) -> Option<IonType> {
@@ -1117,16 +1049,11 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ion_values::element;
+    use crate::ion_values::{element, same};
     use proptest::prelude::*;
 
     fn read(bytes: &[u8]) -> Element {
         Element::read_one(bytes).unwrap()
-    }
-
-    /// Equal in Ion's data model (where `nan` equals `nan`).
-    fn same(left: &Element, right: &Element) -> bool {
-        ion_rs::IonData::from(left.clone()) == ion_rs::IonData::from(right.clone())
     }
 
     proptest! {

@@ -1,9 +1,14 @@
-//! Generated Ion values for the property tests of the hasher and the binary writer: every type,
-//! nulls of every type, annotations, repeated field names, and text and bytes that often hold
-//! the bytes Ion Hash escapes.
+//! Generated Ion values for the property tests of the hasher and the binary writer and reader
+//! (every type, nulls of every type, annotations, repeated field names, and text and bytes that
+//! often hold the bytes Ion Hash escapes), and equality in Ion's data model.
 
 use ion_rs::{Decimal, Element, Int, IonType, Struct, Symbol, Timestamp};
 use proptest::prelude::*;
+
+/// Equal in Ion's data model (where `nan` equals `nan`, unlike `Element`'s `==`).
+pub(crate) fn same(left: &Element, right: &Element) -> bool {
+    ion_rs::IonData::from(left.clone()) == ion_rs::IonData::from(right.clone())
+}
 
 /// Text that often holds the three marker bytes, which must be escaped.
 pub(crate) fn text() -> impl Strategy<Value = String> {

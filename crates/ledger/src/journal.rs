@@ -120,16 +120,11 @@ pub fn build_block(
         revisions,
         previous_block_hash,
     };
+    // Declined: the whole block goes through `encode_binary`, which falls back to ion_rs or
+    // refuses a value no reader could read back, as for any other value.
     let bytes = match write_block(&parts, &hashes) {
         Ok(bytes) => bytes,
-        Err(ion_binary::Declined::LeftToIonRs) => {
-            model::encode_binary(&block_element(&parts, &hashes))?
-        }
-        Err(ion_binary::Declined::Unreadable(reason)) => {
-            return Err(LedgerError::BadRequest(format!(
-                "value cannot be stored as ion binary: {reason}"
-            )));
-        }
+        Err(_) => model::encode_binary(&block_element(&parts, &hashes))?,
     };
     Ok(BuiltBlock {
         bytes,
@@ -443,13 +438,9 @@ pub fn revisions_at(block_bytes: &[u8], indexes: &[u32]) -> Result<Vec<Element>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ion_values::element;
+    use crate::ion_values::{element, same};
     use crate::model::RevisionMetadata;
     use proptest::prelude::*;
-
-    fn same(left: &Element, right: &Element) -> bool {
-        ion_rs::IonData::from(left.clone()) == ion_rs::IonData::from(right.clone())
-    }
 
     fn revision(address: &BlockAddress, index: u8, data: Option<Element>) -> Revision {
         Revision {
