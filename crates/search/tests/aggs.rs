@@ -996,6 +996,56 @@ fn auto_date_histograms_take_the_smallest_inner_interval() {
     assert_eq!(counts, vec![3, 3, 3, 3, 3, 3, 3, 3, 1]);
 }
 
+/// A `terms` whose field has no value in a segment (a keyword field all of the segment's
+/// documents lack, or an unmapped field) puts those documents in the `missing` bucket under its
+/// string key. It once keyed them `0`, a number, as for a numeric field: with the default
+/// indexing threads a segment of one document without the field was enough, so the test below
+/// failed now and then on a loaded machine.
+#[test]
+fn terms_missing_in_a_segment_without_the_field_keeps_its_string_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // The second index holds no `k` at all, so its segments have no column for it.
+    let documents: Vec<serde_json::Value> = (0..40i64)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({"k": "aapl"})
+            } else {
+                json!({"g": "a"})
+            }
+        })
+        .collect();
+    let indices = common::split_indices(dir.path(), metric_mappings, &documents);
+    let targets: Vec<_> = indices
+        .iter()
+        .map(|i| (i.clone(), Query::match_all()))
+        .collect();
+    for field in ["k", "nothing"] {
+        let terms = agg(
+            "by_key",
+            AggKind::Terms(Terms {
+                source: ValueSource {
+                    missing: Some(json!("none")),
+                    ..ValueSource::field(field)
+                },
+                ..top_ten(field)
+            }),
+        );
+        let result = aggs::aggregate(&targets, &[terms], AggregationLimits::default()).unwrap();
+        let keys: Vec<(BucketKey, u64)> = buckets(&result[0])
+            .into_iter()
+            .map(|bucket| (bucket.0, bucket.2))
+            .collect();
+        let expected = match field {
+            "k" => vec![
+                (BucketKey::Str("aapl".into()), 20),
+                (BucketKey::Str("none".into()), 20),
+            ],
+            _ => vec![(BucketKey::Str("none".into()), 40)],
+        };
+        assert_eq!(keys, expected, "terms of {field}");
+    }
+}
+
 fn metric_mappings() -> Mappings {
     Mappings::from_json(&json!({"properties": {
         "k": {"type": "keyword"},
@@ -1076,7 +1126,19 @@ fn terms_with_metrics_equal_the_general_path() {
         let slow = aggs::aggregate(&targets, &[terms(general.clone())], limits()).unwrap();
         let fused = buckets(&fused[0]);
         let slow = buckets(&slow[0]);
-        assert_eq!(fused.len(), 5, "four keys and the missing one");
+        let keys = |buckets: &[(BucketKey, Option<String>, u64, &Vec<AggResult>)]| {
+            buckets
+                .iter()
+                .map(|bucket| (bucket.0.clone(), bucket.2))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fused.len(),
+            5,
+            "four keys and the missing one: {:?}, the general path {:?}",
+            keys(&fused),
+            keys(&slow)
+        );
         assert_eq!(fused.len(), slow.len());
         for (f, s) in fused.iter().zip(&slow) {
             assert_eq!((&f.0, f.2), (&s.0, s.2));

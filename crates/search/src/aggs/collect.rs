@@ -1596,6 +1596,15 @@ fn collect_terms(
             }
             acc
         }
+        SegmentColumn::Empty if matches!(missing, Some(Key::Str(_))) => {
+            // No value of the field in this segment (a keyword field all its documents lack,
+            // or an unmapped one): every document is in the `missing` bucket, under the same
+            // key the other segments give it.
+            let groups = group_docs(docs, keep_docs, |_, keys: &mut Vec<u64>| keys.push(0));
+            buckets_from_groups(agg, segment, groups, format.clone(), |_| {
+                Ok(missing.clone().filter(|key| accepted(key)))
+            })?
+        }
         _ => {
             let double = kind == FieldKind::Double;
             let missing_bits = missing.as_ref().map(|k| match k {
