@@ -332,6 +332,17 @@ impl Ledger {
         self.fail_next_sync.store(true, Ordering::SeqCst);
     }
 
+    /// For tests of what waits on a slow disk: the next journal fsync (whoever runs it) first
+    /// sleeps for `by`.
+    #[doc(hidden)]
+    pub fn delay_next_journal_sync(&self, by: Duration) {
+        let micros = u64::try_from(by.as_micros()).unwrap_or(u64::MAX);
+        self.syncer
+            .shared
+            .delay_next_micros
+            .store(micros, Ordering::SeqCst);
+    }
+
     fn injected_sync_failure(&self, start: u64, length: usize) -> Result<(), LedgerError> {
         if !self.fail_next_sync.swap(false, Ordering::SeqCst) {
             return Ok(());
@@ -568,6 +579,8 @@ struct SyncShared {
     finished: AtomicBool,
     /// How long the last fsync took, in microseconds (the leader's polling budget).
     last_sync_micros: AtomicU64,
+    /// A delay the next fsync sleeps first ([`Ledger::delay_next_journal_sync`], tests only).
+    delay_next_micros: AtomicU64,
     wake_syncer: Condvar,
     wake_leader: Condvar,
 }
@@ -593,6 +606,7 @@ impl SyncShared {
             requested: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             last_sync_micros: AtomicU64::new(0),
+            delay_next_micros: AtomicU64::new(0),
             wake_syncer: Condvar::new(),
             wake_leader: Condvar::new(),
         })
@@ -692,6 +706,10 @@ impl JournalSyncer {
 /// One fsync of the journal, its duration kept as the next polling budgets' estimate.
 fn sync_timed(shared: &SyncShared) -> std::io::Result<()> {
     let sync_from = Instant::now();
+    let delay = shared.delay_next_micros.swap(0, Ordering::SeqCst);
+    if delay > 0 {
+        std::thread::sleep(Duration::from_micros(delay));
+    }
     let outcome = shared.file.sync_data();
     let took = u64::try_from(sync_from.elapsed().as_micros()).unwrap_or(u64::MAX);
     shared.last_sync_micros.store(took, Ordering::Relaxed);

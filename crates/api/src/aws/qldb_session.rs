@@ -1284,6 +1284,62 @@ mod tests {
         );
     }
 
+    /// A commit that leads its group and waits for the disk does not hold up the async worker:
+    /// with one worker, another session starts a transaction and runs a statement while the
+    /// commit waits two seconds for its fsync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_commit_waiting_for_the_disk_leaves_the_worker_to_other_sessions() {
+        let (_directory, _clock, service) = service_with_clock();
+        let service = Arc::new(service);
+        let ledger = service.ledgers.ledger("expiry").unwrap();
+        let started = service.clone();
+        let send = move |body: Value| {
+            let service = service.clone();
+            async move { service.call("SendCommand", body).await }
+        };
+        let token = start_session(&started);
+        let transaction_id = start_transaction(&started, &token).unwrap();
+        send(json!({"SessionToken": token, "ExecuteStatement": {
+            "TransactionId": transaction_id, "Statement": "CREATE TABLE T"}}))
+        .await
+        .unwrap();
+        send(json!({"SessionToken": token, "CommitTransaction": {
+            "TransactionId": transaction_id,
+            "CommitDigest": driver_digest(&transaction_id, &["CREATE TABLE T"])}}))
+        .await
+        .unwrap();
+
+        let statement = "INSERT INTO T VALUE {'n': 1}";
+        let transaction_id = start_transaction(&started, &token).unwrap();
+        send(json!({"SessionToken": token, "ExecuteStatement": {
+            "TransactionId": transaction_id, "Statement": statement}}))
+        .await
+        .unwrap();
+        ledger.delay_next_journal_sync(std::time::Duration::from_secs(2));
+        let slow = tokio::spawn(send(json!({"SessionToken": token, "CommitTransaction": {
+            "TransactionId": transaction_id,
+            "CommitDigest": driver_digest(&transaction_id, &[statement])}})));
+        let other = tokio::spawn({
+            let send = send.clone();
+            async move {
+                let started = send(json!({"StartSession": {"LedgerName": "expiry"}})).await?;
+                let token = started["StartSession"]["SessionToken"].clone();
+                let started = send(json!({"SessionToken": token, "StartTransaction": {}})).await?;
+                let transaction_id = started["StartTransaction"]["TransactionId"].clone();
+                send(json!({"SessionToken": token, "ExecuteStatement": {
+                    "TransactionId": transaction_id, "Statement": "INSERT INTO T VALUE {'n': 2}"}}))
+                .await
+            }
+        });
+        let other = tokio::time::timeout(std::time::Duration::from_secs(1), other)
+            .await
+            .expect("another session is served while the commit waits for the disk");
+        other.unwrap().unwrap();
+        assert!(!slow.is_finished(), "the commit still waits for its fsync");
+        let committed = slow.await.unwrap().unwrap();
+        assert_eq!(committed["CommitTransaction"]["ConsumedIOs"]["WriteIOs"], 1);
+    }
+
     fn start_transaction(service: &QldbSessionService, token: &str) -> Result<String, AwsError> {
         let started =
             service.send_command(&json!({"SessionToken": token, "StartTransaction": {}}))?;
