@@ -653,3 +653,62 @@ fn transactions_share_the_catalog_until_one_changes_it() {
     stale.execute("INSERT INTO A VALUE {'x': 1}", &[]).unwrap();
     assert!(matches!(stale.commit(), Err(LedgerError::OccConflict(_))));
 }
+
+/// A leader on an async worker commits a lone, small transaction in place and waits for a slow
+/// fsync only through the `LongWait` it was given (the server hands the worker's other tasks
+/// away there); a transaction that is not quick is committed inside one `LongWait` as a whole.
+#[test]
+fn a_leader_on_a_worker_waits_for_the_disk_and_large_groups_only_through_its_long_wait() {
+    use ion_rs::Element;
+    use sluice_ledger::CommitSubmitted;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let count = || run(&ledger, "SELECT VALUE COUNT(*) FROM T");
+    // Commits the statements as a leader on a worker would, the next fsync `delay`ed; answers
+    // how many documents a reader saw right after each long wait.
+    let commit_on_worker = |statements: &[String], delay: Duration| -> Vec<Vec<Element>> {
+        let mut transaction = ledger.begin().unwrap();
+        for statement in statements {
+            transaction.execute(statement, &[]).unwrap();
+        }
+        let digest = transaction.commit_digest().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        ledger.delay_next_journal_sync(delay);
+        let CommitSubmitted::Lead(leader) = transaction.submit_commit_with_digest(
+            &digest,
+            Box::new(move |outcome| sender.send(outcome).unwrap()),
+        ) else {
+            panic!("nobody else commits here, so this transaction leads");
+        };
+        let seen = Mutex::new(Vec::new());
+        let more = leader.lead_one_group_on_worker(&|wait| {
+            wait();
+            seen.lock().unwrap().push(count());
+        });
+        assert!(!more, "one transaction, one group");
+        let committed = receiver.try_recv().expect("delivered by its leader");
+        assert!(committed.unwrap().block_address.is_some());
+        seen.into_inner().unwrap()
+    };
+
+    let one = vec!["INSERT INTO T VALUE {'n': 0}".to_owned()];
+    assert_eq!(
+        commit_on_worker(&one, Duration::from_millis(300)),
+        vec![ion_all("0")],
+        "a 300 ms fsync outlasts the leader's polling: it waits for it through its long wait, \
+         and commits the rest of the group (publishing the document) after it, in place"
+    );
+    let many: Vec<String> = (1..=17)
+        .map(|n| format!("INSERT INTO T VALUE {{'n': {n}}}"))
+        .collect();
+    assert_eq!(
+        commit_on_worker(&many, Duration::from_millis(300)),
+        vec![ion_all("18")],
+        "17 documents are not quick: the whole group commits inside one long wait"
+    );
+    assert_bag_eq(&count(), "18");
+}
