@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,38 +64,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Where a committing transaction's outcome goes: called once, by the leader of its group
 /// (or at once, for an outcome known without the group).
 pub type CommitDelivery = Box<dyn FnOnce(Result<CommitResult, LedgerError>) + Send>;
-
-/// How a commit leader runs a wait that may be long: the writers' (tip) lock while a
-/// checkpoint or a settings change holds it, an fsync past the leader's short polling, or a
-/// whole group that is not quick ([`Transaction::commits_quickly`]). It is called with the wait
-/// and must run it before returning. A leader on an async runtime's worker thread passes one
-/// that first hands the worker's other tasks to another thread (tokio's `block_in_place`), so
-/// that a lone, small commit runs on the worker and leaves it only if the disk makes it wait
-/// ([`Ledger::lead_one_group_on_worker`]). Anywhere else the leader just waits.
-pub type LongWait<'a> = &'a dyn Fn(&mut dyn FnMut());
-
-/// The [`LongWait`] of a leader on its own thread.
-fn wait_in_place(wait: &mut dyn FnMut()) {
-    wait();
-}
-
-/// Longest a leader on an async worker polls for its fsync before it waits through its
-/// [`LongWait`]: the worker runs no other task while it polls, and under concurrency those
-/// tasks are the other clients' requests.
-const WORKER_SYNC_POLL_MAX: Duration = Duration::from_micros(50);
-
-/// How a leader waits: through what, and how long it may poll for its fsync first.
-#[derive(Clone, Copy)]
-struct Waiting<'a> {
-    long_wait: LongWait<'a>,
-    sync_poll_max: Duration,
-}
-
-/// A leader on its own thread.
-const IN_PLACE: Waiting<'static> = Waiting {
-    long_wait: &wait_in_place,
-    sync_poll_max: SYNC_HAND_OFF_POLL,
-};
 
 /// What [`Transaction::submit_commit_with_digest`] did with a transaction.
 #[derive(Debug)]
@@ -216,23 +184,6 @@ impl Ledger {
     /// transactions still wait: then the caller is still the leader and must call again (or
     /// hand the turn to a thread that will); otherwise nobody leads any more.
     pub fn lead_commits(&self, groups_max: usize) -> bool {
-        self.lead_groups(groups_max, None)
-    }
-
-    /// [`Self::lead_commits`] of one group by a leader on an async runtime's worker thread: a
-    /// group of one transaction that [commits quickly](Transaction::commits_quickly) is committed
-    /// right here, with every wait that may be long run through `long_wait`; any other group is
-    /// committed inside `long_wait` as a whole. A lone client's commit then costs no hand-off of
-    /// the worker unless the disk or a checkpoint makes it wait.
-    pub fn lead_one_group_on_worker(&self, long_wait: LongWait<'_>) -> bool {
-        self.lead_groups(1, Some(long_wait))
-    }
-
-    fn lead_groups(&self, groups_max: usize, on_worker: Option<LongWait<'_>>) -> bool {
-        let on_worker = on_worker.map(|long_wait| Waiting {
-            long_wait,
-            sync_poll_max: WORKER_SYNC_POLL_MAX,
-        });
         for _ in 0..groups_max {
             let (group, deliveries): (Vec<Transaction>, Vec<CommitDelivery>) = {
                 let mut state = lock(&self.commits.state);
@@ -247,19 +198,7 @@ impl Ledger {
                 ledger: self,
                 deliveries,
             };
-            let outcomes = match on_worker {
-                Some(waiting) if matches!(group.as_slice(), [only] if only.commits_quickly()) => {
-                    self.commit_group(&group, waiting)
-                }
-                Some(waiting) => {
-                    let mut outcomes = None;
-                    (waiting.long_wait)(&mut || {
-                        outcomes = Some(self.commit_group(&group, IN_PLACE));
-                    });
-                    outcomes.unwrap_or_else(|| self.commit_group(&group, IN_PLACE))
-                }
-                None => self.commit_group(&group, IN_PLACE),
-            };
+            let outcomes = self.commit_group(group);
             guard.deliver(outcomes);
         }
         let mut state = lock(&self.commits.state);
@@ -272,12 +211,8 @@ impl Ledger {
     }
 
     /// The leader's work for one group: each member's outcome, in order.
-    fn commit_group(
-        &self,
-        group: &[Transaction],
-        waiting: Waiting<'_>,
-    ) -> Vec<Result<CommitResult, LedgerError>> {
-        match self.try_commit_group(group, waiting) {
+    fn commit_group(&self, group: Vec<Transaction>) -> Vec<Result<CommitResult, LedgerError>> {
+        match self.try_commit_group(&group) {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 self.poison();
@@ -296,7 +231,6 @@ impl Ledger {
     fn try_commit_group(
         &self,
         group: &[Transaction],
-        waiting: Waiting<'_>,
     ) -> Result<Vec<Result<CommitResult, LedgerError>>, LedgerError> {
         if self.is_poisoned() {
             return Ok(group.iter().map(|_| Err(self.poisoned_error())).collect());
@@ -308,15 +242,7 @@ impl Ledger {
         if group.len() == 1 {
             self.syncer.forewarn();
         }
-        let mut tip = match self.tip.try_lock() {
-            Ok(tip) => tip,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                let mut tip = None;
-                (waiting.long_wait)(&mut || tip = Some(lock(&self.tip)));
-                tip.unwrap_or_else(|| lock(&self.tip))
-            }
-        };
+        let mut tip = lock(&self.tip);
         if self.is_deleted() {
             return Ok(group.iter().map(|_| Err(self.deleted_error())).collect());
         }
@@ -371,7 +297,7 @@ impl Ledger {
             });
         let synced = self
             .syncer
-            .wait(sync_started, waiting)
+            .wait(sync_started)
             .and_then(|()| self.injected_sync_failure(journal_start, frames.len()));
         if let Err(error) = synced {
             if redb_committed {
@@ -745,42 +671,26 @@ impl JournalSyncer {
 
     /// Waits for the fsync [`Self::start`] asked for at `started`. If the sync thread has not
     /// taken it yet (it was parked and is still waking up), the leader, its own work done, runs
-    /// the fsync itself: a late wake-up never adds to a commit's latency. The fsync the leader
-    /// runs, and its parking once its polling is spent, go through `waiting`'s long wait.
-    fn wait(&self, started: Instant, waiting: Waiting<'_>) -> Result<(), LedgerError> {
-        let long_wait = waiting.long_wait;
+    /// the fsync itself: a late wake-up never adds to a commit's latency.
+    fn wait(&self, started: Instant) -> Result<(), LedgerError> {
         let mut state = lock(&self.shared.state);
         if state.requested {
             state.requested = false;
             self.shared.requested.store(false, Ordering::Release);
             drop(state);
-            let mut outcome = None;
-            long_wait(&mut || outcome = Some(sync_timed(&self.shared)));
-            let outcome = outcome.unwrap_or_else(|| sync_timed(&self.shared));
+            let outcome = sync_timed(&self.shared);
             return outcome.map_err(|error| sync_error(&self.shared.path, &error));
         }
         drop(state);
         let last_sync = Duration::from_micros(self.shared.last_sync_micros.load(Ordering::Relaxed));
         poll_for(
             &self.shared.finished,
-            leader_poll_budget(last_sync, started.elapsed()).min(waiting.sync_poll_max),
+            leader_poll_budget(last_sync, started.elapsed()),
         );
-        if let Some(outcome) = lock(&self.shared.state).outcome.take() {
-            return outcome.map_err(|error| sync_error(&self.shared.path, &error));
-        }
-        let mut outcome = None;
-        long_wait(&mut || outcome = Some(self.park_for_outcome()));
-        outcome
-            .unwrap_or_else(|| self.park_for_outcome())
-            .map_err(|error| sync_error(&self.shared.path, &error))
-    }
-
-    /// Parks until the sync thread reports the fsync's outcome.
-    fn park_for_outcome(&self) -> std::io::Result<()> {
         let mut state = lock(&self.shared.state);
         loop {
             if let Some(outcome) = state.outcome.take() {
-                return outcome;
+                return outcome.map_err(|error| sync_error(&self.shared.path, &error));
             }
             state.leader_parked = true;
             state = self
@@ -920,7 +830,7 @@ mod tests {
             for _ in 0..3 {
                 std::io::Write::write_all(&mut &file, b"frame").unwrap();
                 let started = syncer.start();
-                syncer.wait(started, IN_PLACE).unwrap();
+                syncer.wait(started).unwrap();
             }
             assert!(!syncer.shared.requested.load(Ordering::Acquire));
             done.send(()).unwrap();
@@ -955,7 +865,7 @@ mod tests {
                 // The leader's own work while the disk syncs, sometimes longer than the fsync.
                 let work = gaps_micros[(round * 7) % gaps_micros.len()];
                 std::thread::sleep(Duration::from_micros(work));
-                syncer.wait(started, IN_PLACE).unwrap();
+                syncer.wait(started).unwrap();
             }
             // A forewarning with no request after it, then dropping: the thread stops whether
             // it polls or parks.

@@ -101,10 +101,6 @@ enum ReadItem {
     },
 }
 
-/// Most documents written, statements run and reads to validate by a transaction that
-/// [commits quickly](Transaction::commits_quickly).
-pub const QUICK_COMMIT_ITEMS_MAX: usize = 16;
-
 /// A document written by the transaction and not yet committed.
 #[derive(Debug, Clone)]
 struct PendingWrite {
@@ -836,8 +832,7 @@ impl Transaction {
     /// [`Self::commit_with_digest`] without blocking, for callers that must not hold a thread
     /// while the group commits (an async server): the outcome goes to `deliver`, now or from the
     /// leader of the transaction's group. When the answer is [`CommitSubmitted::Lead`], the
-    /// caller must run [`Ledger::lead_commits`] (or [`Ledger::lead_one_group_on_worker`]) until it
-    /// answers false.
+    /// caller must run [`Ledger::lead_commits`] until it answers false.
     pub fn submit_commit_with_digest(
         self,
         client_commit_digest: &[u8],
@@ -857,26 +852,6 @@ impl Transaction {
         } else {
             CommitSubmitted::Queued
         }
-    }
-
-    /// Whether committing this transaction is quick work for its leader, a few tens of
-    /// microseconds of CPU with no wait of its own, so that a leader on an async runtime's
-    /// worker may commit it there ([`Ledger::lead_one_group_on_worker`]): at most
-    /// [`QUICK_COMMIT_ITEMS_MAX`] documents written, statements and reads to validate, no index
-    /// read that found more than that many documents, and no change to the catalog.
-    pub fn commits_quickly(&self) -> bool {
-        self.writes.len() <= QUICK_COMMIT_ITEMS_MAX
-            && self.statements.len() <= QUICK_COMMIT_ITEMS_MAX
-            && self.reads.len() <= QUICK_COMMIT_ITEMS_MAX
-            && self.reads.iter().all(|read| match read {
-                ReadItem::Index { document_ids, .. } => {
-                    document_ids.len() <= QUICK_COMMIT_ITEMS_MAX
-                }
-                ReadItem::Document { .. } | ReadItem::Table { .. } => true,
-            })
-            && !self.catalog_changed
-            && self.new_indexes.is_empty()
-            && self.dropped_indexes.is_empty()
     }
 
     fn check_commit_digest(&self, client_commit_digest: &[u8]) -> Result<(), LedgerError> {

@@ -105,24 +105,6 @@ impl<Q: Send + Sync + 'static> LeadTurn<Q> {
     }
 }
 
-impl LeadTurn<sluice_ledger::Ledger> {
-    /// [`Self::lead_one_group`] for a ledger's commits: a lone, small transaction is committed
-    /// on this worker's thread as it is, and only what may wait long (the disk's fsync past the
-    /// leader's polling, a checkpoint holding the writers' lock, a larger group) enters
-    /// `block_in_place` ([`sluice_ledger::Ledger::lead_one_group_on_worker`]). At one client
-    /// that spares each commit handing the worker's other tasks to another thread and back.
-    pub(crate) fn lead_one_ledger_group(mut self) {
-        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-        if let Some(ledger) = &self.queue
-            && multi_thread
-            && !ledger.lead_one_group_on_worker(&|wait| tokio::task::block_in_place(wait))
-        {
-            self.queue = None;
-        }
-    }
-}
-
 impl<Q: Send + Sync + 'static> Drop for LeadTurn<Q> {
     fn drop(&mut self) {
         if let Some(queue) = self.queue.take() {

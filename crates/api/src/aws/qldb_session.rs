@@ -9,9 +9,8 @@
 //! are cut into pages of at most [`PAGE_VALUES_MAX`] values and [`PAGE_BYTES_MAX`] bytes; the
 //! rest waits, bounded, for FetchPage. Commands that only touch memory (the session's own, and
 //! an INSERT of its parameters) run on the async worker; a CommitTransaction waits for its
-//! ledger's group commit without holding a thread, leads a lone, small group on the worker and
-//! leaves it only for what may wait long: the disk, a checkpoint, a larger group
-//! ([`CommitJob::run`]); every other engine call leaves them (`block_in_place`, or
+//! ledger's group commit without holding a thread, and leaves the async workers only to lead a
+//! group ([`CommitJob::run`]); every other engine call leaves them (`block_in_place`, or
 //! `spawn_blocking` on a current-thread runtime).
 //!
 //! QLDB limits *active* sessions per ledger, not sessions: a session is active while it runs a
@@ -170,11 +169,9 @@ struct CommitJob {
 impl CommitJob {
     /// Commits without holding a thread while the group commits: the transaction joins its
     /// ledger's queue and this task awaits its outcome. If nobody leads the queue, this call
-    /// leads one group, its own, on this worker's thread: as it is when the group is this one
-    /// small transaction, entering `block_in_place` for any wait that may be long (the fsync,
-    /// once the leader's polling is spent) and for a larger group as a whole. A blocking-pool
-    /// thread commits the transactions that queued meanwhile, so this call answers without
-    /// waiting for them ([`LeadTurn::lead_one_ledger_group`]).
+    /// leads one group, its own, on this worker's thread (`block_in_place`: the group waits for
+    /// the disk), and a blocking-pool thread commits the transactions that queued meanwhile, so
+    /// this call answers without waiting for them ([`LeadTurn::lead_one_group`]).
     async fn run(self: Box<Self>) -> Result<Value, AwsError> {
         let CommitJob {
             transaction,
@@ -191,7 +188,7 @@ impl CommitJob {
         if let CommitSubmitted::Lead(ledger) =
             transaction.submit_commit_with_digest(&client_digest, deliver)
         {
-            LeadTurn::new(ledger, Ledger::lead_commits).lead_one_ledger_group();
+            LeadTurn::new(ledger, Ledger::lead_commits).lead_one_group();
         }
         let outcome = receiver.await.unwrap_or_else(|_| {
             Err(LedgerError::Internal(
