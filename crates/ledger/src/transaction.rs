@@ -109,6 +109,7 @@ struct PendingWrite {
     /// The Ion hash of `data` when it is already known (a document given as a parameter).
     data_hash: Option<Hash>,
     statement_indexes: BTreeSet<usize>,
+    /// When the transaction first wrote the document: its place among the block's revisions.
     order: usize,
 }
 
@@ -129,6 +130,9 @@ pub struct Transaction {
     new_indexes: Vec<(String, IndexInfo)>,
     dropped_indexes: Vec<(String, String)>,
     writes: BTreeMap<(String, String), PendingWrite>,
+    /// Documents written so far, counting those written again or dropped: the next write's
+    /// [`PendingWrite::order`].
+    writes_made: usize,
     reads: Vec<ReadItem>,
     statements: Vec<StatementInfo>,
 }
@@ -157,6 +161,7 @@ impl Transaction {
             new_indexes: Vec::new(),
             dropped_indexes: Vec::new(),
             writes: BTreeMap::new(),
+            writes_made: 0,
             reads: Vec::new(),
             statements: Vec::new(),
         })
@@ -702,7 +707,7 @@ impl Transaction {
         statement_index: usize,
     ) -> Result<(), LedgerError> {
         let key = (table.table_id.clone(), document_id.to_owned());
-        let next_order = self.writes.len();
+        let next_order = self.writes_made;
         if !self.writes.contains_key(&key)
             && self.writes.len() >= self.ledger.limits.documents_written_per_transaction_max
         {
@@ -718,6 +723,7 @@ impl Transaction {
             statement_indexes: BTreeSet::new(),
             order: next_order,
         });
+        self.writes_made += 1;
         pending.data = data;
         pending.data_hash = data_hash;
         pending.statement_indexes.insert(statement_index);
@@ -945,7 +951,7 @@ impl Transaction {
                         .get(&table.table_id)
                         .cloned()
                         .unwrap_or_default(),
-                    order: self.writes.len() + index,
+                    order: index,
                 };
                 (
                     (CATALOG_TABLE_ID.to_owned(), table.table_id.clone()),
@@ -953,13 +959,11 @@ impl Transaction {
                 )
             })
             .collect();
-        // By reference: the documents are cloned once, into their revisions.
-        let mut ordered: Vec<(&(String, String), &PendingWrite)> = self
-            .writes
-            .iter()
-            .chain(catalog_writes.iter().map(|(key, pending)| (key, pending)))
-            .collect();
+        // By reference: the documents are cloned once, into their revisions. The documents in
+        // the order their statements first wrote them, then the catalog's revisions.
+        let mut ordered: Vec<(&(String, String), &PendingWrite)> = self.writes.iter().collect();
         ordered.sort_by_key(|(_, pending)| pending.order);
+        ordered.extend(catalog_writes.iter().map(|(key, pending)| (key, pending)));
         let mut revisions = Vec::with_capacity(ordered.len());
         let mut document_infos = Vec::with_capacity(ordered.len());
         {

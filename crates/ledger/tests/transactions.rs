@@ -653,3 +653,52 @@ fn transactions_share_the_catalog_until_one_changes_it() {
     stale.execute("INSERT INTO A VALUE {'x': 1}", &[]).unwrap();
     assert!(matches!(stale.commit(), Err(LedgerError::OccConflict(_))));
 }
+
+/// A block's revisions are in the order the transaction's statements first wrote their
+/// documents, also after a document it inserted was deleted again (which leaves no revision),
+/// and the catalog's revisions of its DDL come after them.
+#[test]
+fn a_block_lists_revisions_in_the_order_they_were_written_and_the_catalog_last() {
+    let fixture = Fixture::new();
+    let ledger = fixture.ledger("l");
+    run(&ledger, "CREATE TABLE T");
+    let mut transaction = ledger.begin().unwrap();
+    for k in 0..8 {
+        transaction
+            .execute(&format!("INSERT INTO T VALUE {{'k': {k}}}"), &[])
+            .unwrap();
+    }
+    transaction
+        .execute("DELETE FROM T WHERE k < 4", &[])
+        .unwrap();
+    for k in 8..12 {
+        transaction
+            .execute(&format!("INSERT INTO T VALUE {{'k': {k}}}"), &[])
+            .unwrap();
+    }
+    transaction.execute("CREATE TABLE U", &[]).unwrap();
+    let committed = transaction.commit().unwrap();
+    let sequence_no = committed.block_address.unwrap().sequence_no;
+    let block = ledger.committed_blocks(sequence_no, 1).unwrap().remove(0);
+    let revisions = block
+        .block
+        .as_struct()
+        .and_then(|block| block.get("revisions"))
+        .and_then(|revisions| revisions.as_sequence())
+        .expect("a block with revisions")
+        .elements()
+        .map(|revision| {
+            let data = revision.as_struct().unwrap().get("data").unwrap();
+            let data = data.as_struct().unwrap();
+            match data.get("k") {
+                Some(k) => k.to_string(),
+                None => data.get("name").unwrap().to_string(),
+            }
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        revisions,
+        ["4", "5", "6", "7", "8", "9", "10", "11", "\"U\""],
+        "the documents in statement order, then the new table"
+    );
+}
