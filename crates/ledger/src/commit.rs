@@ -369,6 +369,7 @@ impl Ledger {
     pub(crate) fn mark_deleted(&self) {
         let _tip = lock(&self.tip);
         self.deleted.store(true, Ordering::SeqCst);
+        self.checkpointer.discard();
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
@@ -391,6 +392,12 @@ impl Ledger {
     pub fn checkpoint(&self) -> Result<(), LedgerError> {
         self.checkpointer.shared.checkpoint()
     }
+
+    /// For tests: the number of checkpoints made so far, readable after the ledger is gone.
+    #[doc(hidden)]
+    pub fn checkpoint_counter(&self) -> Arc<AtomicU64> {
+        self.checkpointer.shared.made.clone()
+    }
 }
 
 /// What the checkpoint thread and the ledger share.
@@ -404,6 +411,11 @@ struct CheckpointShared {
     tip: Arc<Mutex<Tip>>,
     signal: Mutex<CheckpointSignal>,
     wake: Condvar,
+    /// Set once the ledger is deleted (under the writers' lock): its files are gone, and no
+    /// checkpoint is made any more, the last one at close included.
+    discarded: AtomicBool,
+    /// Checkpoints made so far ([`Ledger::checkpoint_counter`], for tests).
+    made: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -418,7 +430,7 @@ struct CheckpointSignal {
 impl CheckpointShared {
     fn checkpoint(&self) -> Result<(), LedgerError> {
         let _writers = lock(&self.tip);
-        if self.poisoned.load(Ordering::SeqCst) {
+        if self.poisoned.load(Ordering::SeqCst) || self.discarded.load(Ordering::SeqCst) {
             return Ok(());
         }
         let result = (|| {
@@ -427,6 +439,7 @@ impl CheckpointShared {
             // A crash after this commit reopens without a full repair of the file.
             write.set_quick_repair(true);
             write.commit()?;
+            self.made.fetch_add(1, Ordering::SeqCst);
             Ok::<(), LedgerError>(())
         })();
         if let Err(error) = &result {
@@ -458,6 +471,8 @@ impl Checkpointer {
             tip,
             signal: Mutex::new(CheckpointSignal::default()),
             wake: Condvar::new(),
+            discarded: AtomicBool::new(false),
+            made: Arc::default(),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -502,6 +517,22 @@ fn checkpoint_loop(shared: &CheckpointShared) {
         if stop {
             return;
         }
+    }
+}
+
+impl Checkpointer {
+    /// No checkpoint is made from now on; called under the writers' lock, so none is under
+    /// way either.
+    fn discard(&self) {
+        self.shared.discarded.store(true, Ordering::SeqCst);
+    }
+
+    /// Tells the thread to stop and hands back its handle to join (after which dropping `self`
+    /// waits for nothing).
+    pub(crate) fn stop_detached(&mut self) -> Option<JoinHandle<()>> {
+        lock(&self.shared.signal).stop = true;
+        self.shared.wake.notify_all();
+        self.thread.take()
     }
 }
 
@@ -753,6 +784,16 @@ fn sync_loop(shared: &SyncShared) {
         if parked {
             shared.wake_leader.notify_one();
         }
+    }
+}
+
+impl JournalSyncer {
+    /// Tells the thread to stop and hands back its handle to join (after which dropping `self`
+    /// waits for nothing).
+    pub(crate) fn stop_detached(&mut self) -> Option<JoinHandle<()>> {
+        lock(&self.shared.state).stop = true;
+        self.shared.wake_syncer.notify_all();
+        self.thread.take()
     }
 }
 

@@ -595,10 +595,31 @@ impl Drop for Ledger {
     /// is leaked: closing it would make that commit durable, ahead of what the journal may hold.
     /// Left open, the file reverts to the last checkpoint when the process next opens the ledger
     /// (which a restart does), and recovery replays whatever the journal really kept.
+    ///
+    /// The last handle of a deleted ledger may be dropped anywhere, an async worker ending a
+    /// session included, and nothing of it needs to reach the disk any more: it makes no last
+    /// checkpoint (none since its deletion), and the threads' ends and redb's closing flush run
+    /// on a thread of their own.
     fn drop(&mut self) {
         if self.state_ahead_of_journal.load(Ordering::SeqCst) {
             tracing::error!(ledger = %self.name, "the journal's fsync failed after its derived state was written: leaving the state file open until the process exits; restart the node to reopen this ledger");
             std::mem::forget(self.database.clone());
+        } else if self.deleted.load(Ordering::SeqCst) {
+            let threads = [
+                self.checkpointer.stop_detached(),
+                self.syncer.stop_detached(),
+            ];
+            let database = self.database.clone();
+            // Without a thread to spare, the closure is dropped here: the threads, told to
+            // stop, end on their own and redb closes on this thread, as any other ledger does.
+            let _ = std::thread::Builder::new()
+                .name(format!("ledger-close-{}", self.name))
+                .spawn(move || {
+                    for thread in threads.into_iter().flatten() {
+                        let _ = thread.join();
+                    }
+                    drop(database);
+                });
         }
     }
 }

@@ -4,6 +4,9 @@
 mod common;
 
 use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sluice_ledger::{LedgerError, PermissionsMode};
 
 #[test]
@@ -58,6 +61,57 @@ fn a_deleted_ledger_commits_nothing_for_the_handles_still_open() {
         again.execute("SELECT * FROM Orders", &[]),
         Err(LedgerError::NotFound(_))
     ));
+}
+
+/// Descriptors this process holds on files under `directory` (deleted files included).
+fn open_files_under(directory: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.starts_with(directory))
+        .count()
+}
+
+/// The last handle of a deleted ledger may be dropped by an async worker ending a session:
+/// its files are gone, so it makes no checkpoint after the deletion (a durable redb commit),
+/// the last one at close included, and it still closes every file. A ledger closed with its
+/// node makes that last checkpoint.
+#[test]
+fn a_deleted_ledgers_last_handle_closes_its_files_without_a_last_checkpoint() {
+    let mut fixture = Fixture::new();
+    let mut counters = Vec::new();
+    for name in ["kept", "doomed"] {
+        let ledger = fixture.ledger(name);
+        run(&ledger, "CREATE TABLE T");
+        ledger.checkpoint().unwrap();
+        run(&ledger, "INSERT INTO T << {'id': 1} >>");
+        let counter = ledger.checkpoint_counter();
+        if name == "kept" {
+            counters.push((counter.load(Ordering::SeqCst), counter));
+        } else {
+            let directory = fixture.dir.path().join("ledgers").join("doomed.ledger");
+            assert!(open_files_under(&directory) > 0);
+            fixture.ledgers.update_ledger(name, false).unwrap();
+            fixture.ledgers.delete_ledger(name).unwrap();
+            // From the deletion on, no checkpoint (which a timer may start at any moment).
+            counters.push((counter.load(Ordering::SeqCst), counter));
+            drop(ledger);
+            // Closed on a thread of its own: wait for it (a stuck close fails here).
+            let waited = std::time::Instant::now();
+            while open_files_under(&directory) > 0 {
+                assert!(
+                    waited.elapsed() < std::time::Duration::from_secs(60),
+                    "the deleted ledger's files stay open"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    // Closing the node closes "kept" with a last checkpoint.
+    fixture.reopen();
+    let made = |(before, counter): &(u64, Arc<AtomicU64>)| counter.load(Ordering::SeqCst) - before;
+    assert!(made(&counters[0]) >= 1, "the kept ledger's last checkpoint");
+    assert_eq!(made(&counters[1]), 0, "a checkpoint of the deleted ledger");
 }
 
 #[test]
