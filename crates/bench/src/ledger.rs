@@ -1130,19 +1130,17 @@ impl LedgerReport {
         if let Some(http) = &self.http {
             let c = &http.unindexed_commands;
             let round_trips_ms = 3.0 * http.bare_round_trip.p50_ms;
-            let engine_ms = self.sluice_paused.latency.p50_ms;
-            let rest_ms = http.unindexed.latency.p50_ms - round_trips_ms - engine_ms;
+            let engine_ms = s.latency.p50_ms;
             let _ = writeln!(
                 out,
-                "- The network path, 1 client, the node's indexing of ledgers into search turned off: a transaction through QLDBSession takes **{:.3} ms** p50. Three round trips of a command that does no ledger work (AbortTransaction with none open) take 3 × {:.3} ms, and the engine {:.3} ms (the embedded p50 with a pause before each transaction, as the network client leaves the disk idle between its commits), together {:.3} ms. The rest, **{:.3} ms** ({:.0} % of the transaction), is what the network path adds over its round trips and the engine: the parameter's and the answers' Ion and JSON, the session's bookkeeping, the hand-off of the worker's other tasks to another thread (`block_in_place`) around the commit. (Against the engine's commits back to back, {:.3} ms p50, the rest would be {:.3} ms; but a request-response client cannot keep the disk busy.) Per command, p50: StartTransaction {:.3} ms, ExecuteStatement {:.3} ms, CommitTransaction {:.3} ms. With indexing on (the default) the p50 is {:.3} ms: the indexer shares the two cores and the disk with the commits.",
+                "- The network path, 1 client, the node's indexing of ledgers into search turned off: a transaction through QLDBSession takes **{:.3} ms** p50. Three round trips of a command that does no ledger work (AbortTransaction with none open) take 3 × {:.3} ms, and the engine {:.3} ms (the embedded p50, commits back to back), together {:.3} ms. The rest, **{:.3} ms**, is what the engine's calls add on the network path: the parameter's and the answers' Ion and JSON, the session's bookkeeping, the hand-off of the worker's other tasks to another thread (`block_in_place`) around the commit, and a disk that is slower when commits do not come back to back (the engine with a pause of {} µs before each transaction takes {:.3} ms p50, the row above). Per command, p50: StartTransaction {:.3} ms, ExecuteStatement {:.3} ms, CommitTransaction {:.3} ms. With indexing on (the default) the p50 is {:.3} ms: the indexer shares the two cores and the disk with the commits.",
                 http.unindexed.latency.p50_ms,
                 http.bare_round_trip.p50_ms,
                 engine_ms,
                 round_trips_ms + engine_ms,
-                rest_ms,
-                100.0 * rest_ms / http.unindexed.latency.p50_ms.max(1e-9),
-                s.latency.p50_ms,
-                http.unindexed.latency.p50_ms - round_trips_ms - s.latency.p50_ms,
+                http.unindexed.latency.p50_ms - round_trips_ms - engine_ms,
+                DISK_CEILING_PAUSE.as_micros(),
+                self.sluice_paused.latency.p50_ms,
                 c.start_ms,
                 c.execute_ms,
                 c.commit_ms,
