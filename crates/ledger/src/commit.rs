@@ -484,6 +484,20 @@ impl Checkpointer {
         })
     }
 
+    /// No checkpoint is made from now on; called under the writers' lock, so none is under
+    /// way either.
+    fn discard(&self) {
+        self.shared.discarded.store(true, Ordering::SeqCst);
+    }
+
+    /// Tells the thread to stop and hands back its handle to join (after which dropping `self`
+    /// waits for nothing).
+    pub(crate) fn stop_detached(&mut self) -> Option<JoinHandle<()>> {
+        lock(&self.shared.signal).stop = true;
+        self.shared.wake.notify_all();
+        self.thread.take()
+    }
+
     /// Called by the leader after a group: wakes the thread once enough journal piled up.
     fn note_appended(&self, bytes: u64) {
         let mut signal = lock(&self.shared.signal);
@@ -520,24 +534,9 @@ fn checkpoint_loop(shared: &CheckpointShared) {
     }
 }
 
-impl Checkpointer {
-    /// No checkpoint is made from now on; called under the writers' lock, so none is under
-    /// way either.
-    fn discard(&self) {
-        self.shared.discarded.store(true, Ordering::SeqCst);
-    }
-
-    /// Tells the thread to stop and hands back its handle to join (after which dropping `self`
-    /// waits for nothing).
-    pub(crate) fn stop_detached(&mut self) -> Option<JoinHandle<()>> {
-        lock(&self.shared.signal).stop = true;
-        self.shared.wake.notify_all();
-        self.thread.take()
-    }
-}
-
 impl Drop for Checkpointer {
-    /// Stops the thread after a last checkpoint, so a clean close replays nothing on open.
+    /// Stops the thread after a last checkpoint (none for a deleted ledger), so a clean close
+    /// replays nothing on open.
     fn drop(&mut self) {
         lock(&self.shared.signal).stop = true;
         self.shared.wake.notify_all();
