@@ -538,9 +538,7 @@ impl Drop for Checkpointer {
     /// Stops the thread after a last checkpoint (none for a deleted ledger), so a clean close
     /// replays nothing on open.
     fn drop(&mut self) {
-        lock(&self.shared.signal).stop = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take()
+        if let Some(thread) = self.stop_detached()
             && thread.join().is_err()
         {
             tracing::error!(ledger = %self.shared.ledger_name, "the checkpoint thread panicked");
@@ -668,6 +666,14 @@ impl JournalSyncer {
         })
     }
 
+    /// Tells the thread to stop and hands back its handle to join (after which dropping `self`
+    /// waits for nothing).
+    pub(crate) fn stop_detached(&mut self) -> Option<JoinHandle<()>> {
+        lock(&self.shared.state).stop = true;
+        self.shared.wake_syncer.notify_all();
+        self.thread.take()
+    }
+
     /// Tells a parked sync thread that a leader started a group and will ask for an fsync once
     /// its blocks are built: the thread wakes now and polls for the request, so its wake-up
     /// (tens of microseconds on a virtual machine, more when the cores are busy) overlaps the
@@ -786,21 +792,9 @@ fn sync_loop(shared: &SyncShared) {
     }
 }
 
-impl JournalSyncer {
-    /// Tells the thread to stop and hands back its handle to join (after which dropping `self`
-    /// waits for nothing).
-    pub(crate) fn stop_detached(&mut self) -> Option<JoinHandle<()>> {
-        lock(&self.shared.state).stop = true;
-        self.shared.wake_syncer.notify_all();
-        self.thread.take()
-    }
-}
-
 impl Drop for JournalSyncer {
     fn drop(&mut self) {
-        lock(&self.shared.state).stop = true;
-        self.shared.wake_syncer.notify_all();
-        if let Some(thread) = self.thread.take()
+        if let Some(thread) = self.stop_detached()
             && thread.join().is_err()
         {
             tracing::error!(path = %self.shared.path.display(), "the journal sync thread panicked");
