@@ -25,8 +25,9 @@
 //! `ledger_pipeline.rs`).
 //!
 //! `sluice-bench tables` times DynamoDB PutItem, GetItem and a paged Query of a 10,000-item
-//! partition against Sluice and dynalite over HTTP, and the same shapes in PostgreSQL through
-//! pgbench, then table write → searchable in Sluice (see `tables.rs`).
+//! partition against Sluice and dynalite (as shipped, and with durable writes) over HTTP, and the
+//! same shapes in PostgreSQL through pgbench, then table write → searchable in Sluice, then
+//! one-client PutItem with every engine up at once, interleaved round by round (see `tables.rs`).
 //!
 //! `sluice-bench ui` loads 1,000,000 records into `example-*` and times the dashboard's views in
 //! headless Chromium, then reads the server's CPU while a dashboard refreshes itself (see
@@ -119,7 +120,8 @@ enum BenchCommand {
     /// The raw tantivy side of `search` and `aggs`, run as a child process.
     TantivyQueries(queries::CeilingArgs),
     /// DynamoDB-compatible tables: PutItem and GetItem at 1 and N clients and a Query of a
-    /// 10,000-item partition, versus dynalite and PostgreSQL; table write → searchable.
+    /// 10,000-item partition, versus dynalite and PostgreSQL; table write → searchable;
+    /// one-client PutItem of every engine interleaved.
     Tables(tables::TablesArgs),
     /// The dashboard with 1,000,000 records in `example-*`: each view's time to ready in
     /// headless Chromium, and the server's CPU while a dashboard refreshes itself every 5 s.

@@ -1,8 +1,9 @@
 //! `sluice-bench tables`: DynamoDB-compatible tables against dynalite and PostgreSQL, in one run.
 //!
-//! Each DynamoDB side (a real `sluice up`, and dynalite from npm with its LevelDB store on disk)
-//! gets the same calls over HTTP/1.1 keep-alive connections, with the JSON 1.0 protocol: a
-//! table keyed by `userId` (number) and `transactionId` (number), the item shape of scenario 4
+//! Each DynamoDB side (a real `sluice up`, and dynalite from npm with its LevelDB store on disk,
+//! run twice: as shipped, whose LevelDB writes skip the fsync, and with every write made durable
+//! by LevelDB's `sync: true`, as Sluice's and PostgreSQL's are) gets the same calls over HTTP/1.1
+//! keep-alive connections, with the JSON 1.0 protocol: a table keyed by `userId` (number) and `transactionId` (number), the item shape of scenario 4
 //! (ten attributes, about 300 bytes); `PutItem` of new items from 1 client and from N clients
 //! (one thread and connection each); `GetItem` of random written keys, 1 and N clients; and a
 //! `Query` reading a whole partition of 10,000 items page by page (`LastEvaluatedKey`), timed
@@ -14,6 +15,11 @@
 //! `sluice:search-index` tag, items put at a steady rate from one client, and a poller that reads
 //! `_count` of the index; an item is searchable when the count covers it (one table stream
 //! shard, indexed in order).
+//!
+//! Last, one-client PutItem runs again with every engine up at once, interleaved: `--rounds`
+//! rounds, each giving every engine its share of `--calls`, the order rotated from round to
+//! round. One client waits for one durable write per call, and this VM's disk drifts by 2×
+//! within minutes; interleaved, each round's engines meet the same disk ([`Interleaved`]).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -50,6 +56,9 @@ const SEARCHABLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// dynalite checks that a signature is there and well formed, never the signature itself.
 const FAKE_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000";
 const TARGET_DYNALITE_RATIO: f64 = 2.0;
+const DYNALITE_AS_SHIPPED: &str =
+    "dynalite (npm, LevelDB store on disk, as shipped: answers before its writes are on disk)";
+const DYNALITE_DURABLE: &str = "dynalite, durable (the same, each LevelDB write with `sync: true`)";
 const TARGET_POSTGRES_RATIO: f64 = 1.0;
 const TARGET_SEARCHABLE_P99_MS: f64 = 1500.0;
 
@@ -69,6 +78,9 @@ pub struct TablesArgs {
     searchable_items: u64,
     #[arg(long, default_value_t = 200)]
     searchable_rate: u64,
+    /// Rounds of the interleaved one-client PutItem run (`--calls` calls per engine in all).
+    #[arg(long, default_value_t = 10)]
+    rounds: u64,
     /// Where dynalite is (or gets) installed with `npm install --prefix DIR dynalite`.
     #[arg(long, default_value = "/tmp/sluice-bench-dynalite")]
     dynalite_dir: PathBuf,
@@ -330,7 +342,50 @@ impl Drop for Dynalite {
     }
 }
 
-fn start_dynalite(dir: &Path, store: &Path, log_path: &Path) -> anyhow::Result<Dynalite> {
+/// Loaded into dynalite's node with `--require`: every LevelDB write (`put`, `del`, `batch`) of
+/// its store passes LevelDB's `sync: true`, so it is on disk before dynalite answers. dynalite
+/// itself passes no `sync` option, and LevelDB's default (`false`) leaves an acknowledged write
+/// in the operating system's cache. The issue's baseline is a durable dynalite: this is it.
+const DYNALITE_DURABLE_WRITES: &str = r#"// Written by sluice-bench: LevelDB's `sync: true` on every write of dynalite's store.
+const { ClassicLevel } = require('classic-level');
+for (const method of ['_put', '_del', '_batch']) {
+  const write = ClassicLevel.prototype[method];
+  ClassicLevel.prototype[method] = function (...args) {
+    args[args.length - 1] = { ...args[args.length - 1], sync: true };
+    return write.apply(this, args);
+  };
+}
+"#;
+
+/// The two dynalites: how each writes, its name in the report, its store's directory name.
+const DYNALITES: [(DynaliteWrites, &str, &str); 2] = [
+    (
+        DynaliteWrites::AsShipped,
+        DYNALITE_AS_SHIPPED,
+        "dynalite-store",
+    ),
+    (
+        DynaliteWrites::Durable,
+        DYNALITE_DURABLE,
+        "dynalite-durable-store",
+    ),
+];
+
+/// How dynalite's store writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DynaliteWrites {
+    /// As dynalite ships: LevelDB's default, no fsync.
+    AsShipped,
+    /// LevelDB's `sync: true` on every write ([`DYNALITE_DURABLE_WRITES`]).
+    Durable,
+}
+
+fn start_dynalite(
+    dir: &Path,
+    store: &Path,
+    log_path: &Path,
+    writes: DynaliteWrites,
+) -> anyhow::Result<Dynalite> {
     let cli = dir.join("node_modules/dynalite/cli.js");
     if !cli.is_file() {
         eprintln!("installing dynalite into {}…", dir.display());
@@ -346,7 +401,13 @@ fn start_dynalite(dir: &Path, store: &Path, log_path: &Path) -> anyhow::Result<D
     // A free port: bind, read it, let it go (dynalite has no "port 0, print it" mode).
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let log = fs::File::create(log_path)?;
-    let child = Command::new("node")
+    let mut node = Command::new("node");
+    if writes == DynaliteWrites::Durable {
+        let preload = dir.join("sluice-bench-durable-writes.js");
+        fs::write(&preload, DYNALITE_DURABLE_WRITES)?;
+        node.arg("--require").arg(preload);
+    }
+    let child = node
         .arg(&cli)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--path")
@@ -397,19 +458,31 @@ fn pgbench(
     })
 }
 
-/// The same shapes in PostgreSQL 15, fsync and synchronous commit on.
-fn postgres_side(root: &Path, args: &TablesArgs) -> anyhow::Result<Side> {
+/// The item of a PutItem as PostgreSQL's JSONB, from pgbench's variables `:u` and `:t`.
+const POSTGRES_DOCUMENT: &str = "jsonb_build_object('userId', :u, 'transactionId', :t, 'amount', (:t::bigint * 7919 % 100000) / 100.0, 'currency', 'EUR', 'merchant', 'grocer', 'status', 'settled', 'createdAt', '2026-12-01T10:00:00Z', 'card', 'card-' || :t, 'tags', jsonb_build_array('online', 'recurring'), 'note', 'monthly subscription renewal for the premium plan')";
+
+/// A PostgreSQL 15 under `root`, fsync and synchronous commit on, with the items table.
+fn start_postgres(root: &Path) -> anyhow::Result<Postgres> {
     let postgres = Postgres::start(root, "-c fsync=on -c synchronous_commit=on")?;
     postgres.psql(
         "CREATE TABLE items (pk bigint NOT NULL, sk bigint NOT NULL, doc jsonb NOT NULL, PRIMARY KEY (pk, sk));",
     )?;
-    let document = "jsonb_build_object('userId', :u, 'transactionId', :t, 'amount', (:t::bigint * 7919 % 100000) / 100.0, 'currency', 'EUR', 'merchant', 'grocer', 'status', 'settled', 'createdAt', '2026-12-01T10:00:00Z', 'card', 'card-' || :t, 'tags', jsonb_build_array('online', 'recurring'), 'note', 'monthly subscription renewal for the premium plan')";
-    let put = |offset: u64| {
-        format!(
-            "\\set t random({offset}, {})\n\\set u 1 + :t % 1000\nINSERT INTO items VALUES (:u, :t, {document}) ON CONFLICT (pk, sk) DO UPDATE SET doc = EXCLUDED.doc;\n",
-            offset + 1_000_000_000
-        )
-    };
+    Ok(postgres)
+}
+
+/// pgbench's PutItem: an upsert of a random key among a billion from `offset`.
+fn postgres_put(offset: u64) -> String {
+    format!(
+        "\\set t random({offset}, {})\n\\set u 1 + :t % 1000\nINSERT INTO items VALUES (:u, :t, {POSTGRES_DOCUMENT}) ON CONFLICT (pk, sk) DO UPDATE SET doc = EXCLUDED.doc;\n",
+        offset + 1_000_000_000
+    )
+}
+
+/// The same shapes in PostgreSQL 15, fsync and synchronous commit on.
+fn postgres_side(root: &Path, args: &TablesArgs) -> anyhow::Result<Side> {
+    let postgres = start_postgres(root)?;
+    let document = POSTGRES_DOCUMENT;
+    let put = postgres_put;
     let put_1 = pgbench(&postgres, root, "put1", &put(0), 1, args.calls)?;
     let put_n = pgbench(
         &postgres,
@@ -571,35 +644,37 @@ pub fn run(args: TablesArgs) -> anyhow::Result<()> {
     eprintln!("{}", side_line(&sluice_side));
     let mut baselines = Vec::new();
     if !args.skip_dynalite {
-        let dynalite = start_dynalite(
-            &args.dynalite_dir,
-            &scratch.path().join("dynalite-store"),
-            &scratch.path().join("dynalite.log"),
-        )?;
-        let side = dynamodb_side(
-            "dynalite (npm, LevelDB store on disk)",
-            &dynalite.address,
-            &args,
-        )?;
-        eprintln!("{}", side_line(&side));
-        baselines.push(side);
+        for (writes, name, store) in DYNALITES {
+            let dynalite = start_dynalite(
+                &args.dynalite_dir,
+                &scratch.path().join(store),
+                &scratch.path().join(format!("{store}.log")),
+                writes,
+            )?;
+            let side = dynamodb_side(name, &dynalite.address, &args)?;
+            eprintln!("{}", side_line(&side));
+            baselines.push(side);
+        }
     }
     if !args.skip_postgres {
         let side = postgres_side(&scratch.path().join("postgres"), &args)?;
         eprintln!("{}", side_line(&side));
         baselines.push(side);
     }
+    let interleaved = interleaved_puts(&sluice, &scratch.path().join("interleaved"), &args)?;
+    eprintln!("{}", interleaved.markdown());
     let report = TablesReport {
         machine,
         date_utc: crate::report::utc_date(),
         load_average_after: machine::load_average(),
         command: format!(
-            "cargo build --release -p sluice -p sluice-bench && target/release/sluice-bench tables --calls {} --clients {} --partition-items {} --searchable-items {} --searchable-rate {} --report BENCHMARKS.md",
+            "cargo build --release -p sluice -p sluice-bench && target/release/sluice-bench tables --calls {} --clients {} --partition-items {} --searchable-items {} --searchable-rate {} --rounds {} --report BENCHMARKS.md",
             args.calls,
             args.clients,
             args.partition_items,
             args.searchable_items,
-            args.searchable_rate
+            args.searchable_rate,
+            args.rounds
         ),
         clients: args.clients,
         partition_items: args.partition_items,
@@ -607,6 +682,7 @@ pub fn run(args: TablesArgs) -> anyhow::Result<()> {
         sluice: sluice_side,
         baselines,
         searchable: searchable_latency,
+        interleaved,
     };
     println!("{}", report.table_markdown());
     if let Some(path) = &args.report {
@@ -639,6 +715,7 @@ struct TablesReport {
     sluice: Side,
     baselines: Vec<Side>,
     searchable: Latency,
+    interleaved: Interleaved,
 }
 
 impl TablesReport {
@@ -704,6 +781,8 @@ impl TablesReport {
                     && self.sluice.put_n.rate() / baseline.put_n.rate() >= target)
             );
         }
+        out.push('\n');
+        out.push_str(&self.interleaved.markdown());
         out
     }
 
@@ -714,7 +793,10 @@ impl TablesReport {
              ## Tables (DynamoDB-compatible) versus dynalite and PostgreSQL\n\n\
              {measured} Every DynamoDB side is called over HTTP/1.1 keep-alive connections (one \
              per client thread) with the JSON 1.0 protocol; the items have scenario 4's shape \
-             (ten attributes, about 300 bytes). PostgreSQL runs the same shapes through pgbench \
+             (ten attributes, about 300 bytes). dynalite runs twice: as shipped (LevelDB's default \
+             `sync: false`, so a PutItem is answered before it is on disk) and with each LevelDB \
+             write made durable (`sync: true`, loaded with `node --require`), the durable \
+             baseline the issue names. PostgreSQL runs the same shapes through pgbench \
              (an upsert of a JSONB document, a select by primary key, the partition in key \
              order), `fsync` and `synchronous_commit` on.\n\n\
              ```sh\n{command}\n```\n\n\
@@ -729,4 +811,170 @@ impl TablesReport {
 
 fn met(yes: bool) -> &'static str {
     if yes { "met" } else { "not met" }
+}
+
+/// One-client PutItem with every engine up at once, in rounds: each round gives each engine
+/// `calls / rounds` calls, one engine after another, the order rotated from round to round.
+/// One client waits for one durable write per call, and this VM's disk drifts by 2× within
+/// minutes, so engines measured one after another can meet different disks; here every round's
+/// slices meet the same one, and the ratios are taken round by round.
+struct Interleaved {
+    rounds: u64,
+    calls_per_round: u64,
+    /// Per engine, Sluice first: its name and its run in each round.
+    engines: Vec<(String, Vec<Run>)>,
+}
+
+/// An engine of the interleaved run: runs `calls` one-client PutItems of round `round`.
+type Slice<'a> = Box<dyn Fn(u64, u64) -> anyhow::Result<Run> + 'a>;
+
+fn interleaved_puts(sluice: &Path, root: &Path, args: &TablesArgs) -> anyhow::Result<Interleaved> {
+    ensure!(args.rounds > 0, "--rounds must be positive");
+    fs::create_dir_all(root)?;
+    let calls_per_round = (args.calls / args.rounds).max(1);
+    let server = Server::start(sluice, &root.join("sluice-data"), &root.join("sluice.log"))?;
+    let mut dynalites = Vec::new();
+    if !args.skip_dynalite {
+        for (writes, name, store) in DYNALITES {
+            let dynalite = start_dynalite(
+                &args.dynalite_dir,
+                &root.join(store),
+                &root.join(format!("{store}.log")),
+                writes,
+            )?;
+            dynalites.push((name, dynalite));
+        }
+    }
+    let postgres = if args.skip_postgres {
+        None
+    } else {
+        Some(start_postgres(&root.join("postgres"))?)
+    };
+    let dynamodb = |address: String| -> anyhow::Result<Slice<'_>> {
+        create_table(&address, None)?;
+        Ok(Box::new(move |round, calls| {
+            // Keys of their own per round, past those of the warm-up (round 0).
+            let first = 100_000_000 + round * calls;
+            timed_calls(&address, 1, calls, |n| {
+                (
+                    "PutItem",
+                    json!({"TableName": TABLE, "Item": item(1 + n % 1000, first + n)}),
+                )
+            })
+        }))
+    };
+    let mut engines: Vec<(String, Slice<'_>)> = vec![(
+        "Sluice (`sluice up`)".to_owned(),
+        dynamodb(server.aws_address.clone())?,
+    )];
+    for (name, dynalite) in &dynalites {
+        engines.push(((*name).to_owned(), dynamodb(dynalite.address.clone())?));
+    }
+    if let Some(postgres) = &postgres {
+        let script = postgres_put(3_000_000_000);
+        let postgres_root = root.join("postgres");
+        engines.push((
+            format!(
+                "PostgreSQL {} (pgbench over a unix socket)",
+                postgres_version()
+            ),
+            Box::new(move |round, calls| {
+                pgbench(
+                    postgres,
+                    &postgres_root,
+                    &format!("iput{round}"),
+                    &script,
+                    1,
+                    calls,
+                )
+            }),
+        ));
+    }
+    // Round 0 warms every engine up (connections, node's JIT) and is not counted.
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); engines.len()];
+    for round in 0..=args.rounds {
+        for offset in 0..engines.len() {
+            let which = (round as usize + offset) % engines.len();
+            let (name, slice) = &engines[which];
+            let run = slice(round, calls_per_round)
+                .with_context(|| format!("{name}: round {round} of the interleaved run"))?;
+            if round > 0 {
+                runs[which].push(run);
+            }
+        }
+    }
+    server.stop()?;
+    Ok(Interleaved {
+        rounds: args.rounds,
+        calls_per_round,
+        engines: engines
+            .into_iter()
+            .map(|(name, _)| name)
+            .zip(runs)
+            .collect(),
+    })
+}
+
+impl Interleaved {
+    /// Calls per second over all rounds.
+    fn rate(runs: &[Run]) -> f64 {
+        let calls: u64 = runs.iter().map(|run| run.calls).sum();
+        let seconds: f64 = runs.iter().map(|run| run.seconds).sum();
+        calls as f64 / seconds
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = String::new();
+        let Some((_, sluice)) = self.engines.first() else {
+            return out;
+        };
+        let _ = writeln!(
+            out,
+            "One-client PutItem, interleaved: every engine up at once, {} rounds of {} calls each, \
+             the engines' order rotated from round to round, so that each round's engines meet the \
+             same disk.\n\n\
+             | engine | PutItem/s, all rounds | slowest and fastest round | Sluice ÷ engine: all rounds | per round: median (min–max) |\n\
+             | --- | ---: | ---: | ---: | ---: |",
+            self.rounds, self.calls_per_round
+        );
+        let mut verdicts = String::new();
+        for (name, runs) in &self.engines {
+            let rates: Vec<f64> = runs.iter().map(Run::rate).collect();
+            let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+            let fastest = rates.iter().copied().fold(0.0, f64::max);
+            let overall = Interleaved::rate(sluice) / Interleaved::rate(runs);
+            let mut ratios: Vec<f64> = sluice
+                .iter()
+                .zip(runs)
+                .map(|(ours, theirs)| ours.rate() / theirs.rate())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+            let (low, high) = (
+                ratios.first().copied().unwrap_or(f64::NAN),
+                ratios.last().copied().unwrap_or(f64::NAN),
+            );
+            let _ = writeln!(
+                out,
+                "| {name} | {:.0} | {slowest:.0}–{fastest:.0} | {overall:.2}× | {median:.2}× ({low:.2}–{high:.2}) |",
+                Interleaved::rate(runs)
+            );
+            if std::ptr::eq(runs, sluice) {
+                continue;
+            }
+            let target = if name.starts_with("dynalite") {
+                TARGET_DYNALITE_RATIO
+            } else {
+                TARGET_POSTGRES_RATIO
+            };
+            let _ = writeln!(
+                verdicts,
+                "- One client, interleaved, against {name}: **{overall:.2}×** over all rounds (target ≥ {target}: {}).",
+                met(overall >= target)
+            );
+        }
+        out.push('\n');
+        out.push_str(&verdicts);
+        out
+    }
 }
