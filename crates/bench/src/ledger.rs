@@ -24,6 +24,7 @@ use ion_rs::Element;
 use sluice_ledger::ledger::{JOURNAL_FILE_NAME, STATE_FILE_NAME};
 use sluice_ledger::{BlockAddress, Ledger, Ledgers, Limits, SystemClock, hash};
 
+use crate::interleave::{Interleaved, Slice};
 use crate::ledger_session::{self, PreparedInsert};
 use crate::machine::Machine;
 use crate::postgres::{Postgres, pgbench};
@@ -66,6 +67,10 @@ pub struct LedgerArgs {
     /// Concurrent clients of the concurrent runs (threads, sessions, pgbench clients).
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// Rounds of the interleaved one-client run of QLDBSession and PostgreSQL (`--inserts`
+    /// transactions per side in all).
+    #[arg(long, default_value_t = 10)]
+    rounds: u64,
     /// Skip the PostgreSQL baseline.
     #[arg(long)]
     skip_postgres: bool,
@@ -262,6 +267,7 @@ impl Registration {
 pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
     ensure!(args.inserts > 0, "--inserts must be positive");
     ensure!(args.clients > 0, "--clients must be positive");
+    ensure!(args.rounds > 0, "--rounds must be positive");
     ensure!(
         args.revisions >= 3 * args.inserts,
         "--revisions must be at least three times --inserts (the single inserts of the three embedded runs are part of the ledger)"
@@ -370,6 +376,13 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
     } else {
         Some(postgres_baseline(&args, scratch.path())?)
     };
+    let interleaved = if args.skip_http || args.skip_postgres {
+        None
+    } else {
+        let interleaved = interleaved_one_client(&sluice, &args, scratch.path())?;
+        eprintln!("{}", interleaved.markdown("transactions", postgres_target));
+        Some(interleaved)
+    };
     let report = LedgerReport {
         machine,
         load_average_before,
@@ -387,6 +400,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         proofs,
         reads,
         postgres,
+        interleaved,
     };
     println!("{}", report.markdown());
     if let Some(path) = &args.report {
@@ -566,6 +580,9 @@ fn command_line(args: &LedgerArgs) -> String {
     );
     if args.seed != 42 {
         line.push_str(&format!(" --seed {}", args.seed));
+    }
+    if args.rounds != 10 {
+        line.push_str(&format!(" --rounds {}", args.rounds));
     }
     line
 }
@@ -906,6 +923,64 @@ fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<Postgr
     Ok(result)
 }
 
+/// One-client single-document transactions through QLDBSession (a `sluice up` and Sluice's own
+/// client) and through pgbench into PostgreSQL with the audit trigger, interleaved round by
+/// round ([`Interleaved`]): both wait for one durable write per transaction, so run one after
+/// the other they can meet different disks.
+fn interleaved_one_client(
+    sluice: &Path,
+    args: &LedgerArgs,
+    scratch: &Path,
+) -> anyhow::Result<Interleaved> {
+    let root = scratch.join("postgres-interleaved");
+    let postgres = Postgres::start(
+        &root,
+        "-c fsync=on -c synchronous_commit=on -c shared_buffers=256MB",
+    )?;
+    let version = postgres.psql("SHOW server_version")?;
+    postgres.psql(POSTGRES_SCHEMA)?;
+    let script = root.join("insert.sql");
+    fs::write(&script, PGBENCH_SCRIPT)?;
+    let statement = format!("INSERT INTO {TABLE_NAME} ?");
+    let interleaved = with_server(sluice, scratch, &[], |aws_address, ledger| {
+        let engines: Vec<(String, Slice<'_>)> = vec![
+            (
+                "Sluice, QLDBSession over HTTP (`sluice up`, Sluice's own client)".to_owned(),
+                Box::new(|round, calls| {
+                    // Documents of their own per round, past those of the other runs.
+                    let first = 10 * args.inserts + round * calls;
+                    let inserts = (first..first + calls)
+                        .map(|n| {
+                            let document = Registration::generate(args.seed, n).ion()?;
+                            PreparedInsert::new(&statement, &document)
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let (run, _) =
+                        ledger_session::run_clients(aws_address, ledger, &statement, &inserts, 1)?;
+                    Ok(run.seconds)
+                }),
+            ),
+            (
+                format!("PostgreSQL {version} with the audit trigger (pgbench)"),
+                Box::new(|round, calls| {
+                    let name = format!("interleaved{round}");
+                    Ok(pgbench(&postgres, &root, &script, &name, 1, calls)?.seconds)
+                }),
+            ),
+        ];
+        Interleaved::run(engines, args.rounds, (args.inserts / args.rounds).max(1))
+    })?;
+    drop(postgres);
+    fs::remove_dir_all(&root)?;
+    Ok(interleaved)
+}
+
+/// The target of the interleaved run against the baseline named `name`: at least PostgreSQL's
+/// one-client transactions/s.
+fn postgres_target(name: &str) -> Option<f64> {
+    name.starts_with("PostgreSQL").then_some(1.0)
+}
+
 struct LedgerReport {
     machine: Machine,
     load_average_before: f64,
@@ -925,6 +1000,8 @@ struct LedgerReport {
     proofs: ProofResult,
     reads: Vec<crate::ledger_reads::ReadRow>,
     postgres: Option<PostgresResult>,
+    /// QLDBSession and PostgreSQL at one client, interleaved round by round.
+    interleaved: Option<Interleaved>,
 }
 
 impl LedgerReport {
@@ -1154,6 +1231,10 @@ impl LedgerReport {
             p.ledger_bytes as f64 / (1u64 << 20) as f64,
             p.latency.p50_ms
         );
+        if let Some(interleaved) = &self.interleaved {
+            out.push('\n');
+            out.push_str(&interleaved.markdown("transactions", postgres_target));
+        }
 
         out.push_str(REPORT_NOTES);
         let _ = writeln!(out, "{END_MARKER}");

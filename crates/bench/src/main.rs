@@ -44,6 +44,7 @@ mod docs;
 mod external;
 mod firehose;
 mod http;
+mod interleave;
 mod ledger;
 mod ledger_pipeline;
 mod ledger_reads;

@@ -36,6 +36,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::http::Connection;
+use crate::interleave::{Interleaved, Slice};
 use crate::ledger::Latency;
 use crate::machine::{self, Machine};
 use crate::postgres::Postgres;
@@ -662,7 +663,10 @@ pub fn run(args: TablesArgs) -> anyhow::Result<()> {
         baselines.push(side);
     }
     let interleaved = interleaved_puts(&sluice, &scratch.path().join("interleaved"), &args)?;
-    eprintln!("{}", interleaved.markdown());
+    eprintln!(
+        "{}",
+        interleaved.markdown("PutItem", |name| Some(target_of(name)))
+    );
     let report = TablesReport {
         machine,
         date_utc: crate::report::utc_date(),
@@ -765,11 +769,7 @@ impl TablesReport {
             met(self.searchable.p99_ms <= TARGET_SEARCHABLE_P99_MS)
         );
         for baseline in &self.baselines {
-            let target = if baseline.name.starts_with("dynalite") {
-                TARGET_DYNALITE_RATIO
-            } else {
-                TARGET_POSTGRES_RATIO
-            };
+            let target = target_of(&baseline.name);
             let _ = writeln!(
                 out,
                 "- PutItem throughput against {}: **{:.2}×** at 1 client, **{:.2}×** at {} (target ≥ {target}: {}).",
@@ -782,7 +782,11 @@ impl TablesReport {
             );
         }
         out.push('\n');
-        out.push_str(&self.interleaved.markdown());
+        out.push_str(
+            &self
+                .interleaved
+                .markdown("PutItem", |name| Some(target_of(name))),
+        );
         out
     }
 
@@ -813,25 +817,10 @@ fn met(yes: bool) -> &'static str {
     if yes { "met" } else { "not met" }
 }
 
-/// One-client PutItem with every engine up at once, in rounds: each round gives each engine
-/// `calls / rounds` calls, one engine after another, the order rotated from round to round.
-/// One client waits for one durable write per call, and this VM's disk drifts by 2× within
-/// minutes, so engines measured one after another can meet different disks; here every round's
-/// slices meet the same one, and the ratios are taken round by round.
-struct Interleaved {
-    rounds: u64,
-    calls_per_round: u64,
-    /// Per engine, Sluice first: its name and its run in each round.
-    engines: Vec<(String, Vec<Run>)>,
-}
-
-/// An engine of the interleaved run: runs `calls` one-client PutItems of round `round`.
-type Slice<'a> = Box<dyn Fn(u64, u64) -> anyhow::Result<Run> + 'a>;
-
+/// One-client PutItem of every engine, interleaved round by round ([`Interleaved`]).
 fn interleaved_puts(sluice: &Path, root: &Path, args: &TablesArgs) -> anyhow::Result<Interleaved> {
     ensure!(args.rounds > 0, "--rounds must be positive");
     fs::create_dir_all(root)?;
-    let calls_per_round = (args.calls / args.rounds).max(1);
     let server = Server::start(sluice, &root.join("sluice-data"), &root.join("sluice.log"))?;
     let mut dynalites = Vec::new();
     if !args.skip_dynalite {
@@ -853,14 +842,13 @@ fn interleaved_puts(sluice: &Path, root: &Path, args: &TablesArgs) -> anyhow::Re
     let dynamodb = |address: String| -> anyhow::Result<Slice<'_>> {
         create_table(&address, None)?;
         Ok(Box::new(move |round, calls| {
-            // Keys of their own per round, past those of the warm-up (round 0).
+            // Keys of their own per round.
             let first = 100_000_000 + round * calls;
-            timed_calls(&address, 1, calls, |n| {
-                (
-                    "PutItem",
-                    json!({"TableName": TABLE, "Item": item(1 + n % 1000, first + n)}),
-                )
-            })
+            let run = timed_calls(&address, 1, calls, |n| {
+                let item = item(1 + n % 1000, first + n);
+                ("PutItem", json!({"TableName": TABLE, "Item": item}))
+            })?;
+            Ok(run.seconds)
         }))
     };
     let mut engines: Vec<(String, Slice<'_>)> = vec![(
@@ -879,102 +867,21 @@ fn interleaved_puts(sluice: &Path, root: &Path, args: &TablesArgs) -> anyhow::Re
                 postgres_version()
             ),
             Box::new(move |round, calls| {
-                pgbench(
-                    postgres,
-                    &postgres_root,
-                    &format!("iput{round}"),
-                    &script,
-                    1,
-                    calls,
-                )
+                let name = format!("iput{round}");
+                Ok(pgbench(postgres, &postgres_root, &name, &script, 1, calls)?.seconds)
             }),
         ));
     }
-    // Round 0 warms every engine up (connections, node's JIT) and is not counted.
-    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); engines.len()];
-    for round in 0..=args.rounds {
-        for offset in 0..engines.len() {
-            let which = (round as usize + offset) % engines.len();
-            let (name, slice) = &engines[which];
-            let run = slice(round, calls_per_round)
-                .with_context(|| format!("{name}: round {round} of the interleaved run"))?;
-            if round > 0 {
-                runs[which].push(run);
-            }
-        }
-    }
+    let interleaved = Interleaved::run(engines, args.rounds, (args.calls / args.rounds).max(1))?;
     server.stop()?;
-    Ok(Interleaved {
-        rounds: args.rounds,
-        calls_per_round,
-        engines: engines
-            .into_iter()
-            .map(|(name, _)| name)
-            .zip(runs)
-            .collect(),
-    })
+    Ok(interleaved)
 }
 
-impl Interleaved {
-    /// Calls per second over all rounds.
-    fn rate(runs: &[Run]) -> f64 {
-        let calls: u64 = runs.iter().map(|run| run.calls).sum();
-        let seconds: f64 = runs.iter().map(|run| run.seconds).sum();
-        calls as f64 / seconds
-    }
-
-    fn markdown(&self) -> String {
-        let mut out = String::new();
-        let Some((_, sluice)) = self.engines.first() else {
-            return out;
-        };
-        let _ = writeln!(
-            out,
-            "One-client PutItem, interleaved: every engine up at once, {} rounds of {} calls each, \
-             the engines' order rotated from round to round, so that each round's engines meet the \
-             same disk.\n\n\
-             | engine | PutItem/s, all rounds | slowest and fastest round | Sluice ÷ engine: all rounds | per round: median (min–max) |\n\
-             | --- | ---: | ---: | ---: | ---: |",
-            self.rounds, self.calls_per_round
-        );
-        let mut verdicts = String::new();
-        for (name, runs) in &self.engines {
-            let rates: Vec<f64> = runs.iter().map(Run::rate).collect();
-            let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
-            let fastest = rates.iter().copied().fold(0.0, f64::max);
-            let overall = Interleaved::rate(sluice) / Interleaved::rate(runs);
-            let mut ratios: Vec<f64> = sluice
-                .iter()
-                .zip(runs)
-                .map(|(ours, theirs)| ours.rate() / theirs.rate())
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
-            let (low, high) = (
-                ratios.first().copied().unwrap_or(f64::NAN),
-                ratios.last().copied().unwrap_or(f64::NAN),
-            );
-            let _ = writeln!(
-                out,
-                "| {name} | {:.0} | {slowest:.0}–{fastest:.0} | {overall:.2}× | {median:.2}× ({low:.2}–{high:.2}) |",
-                Interleaved::rate(runs)
-            );
-            if std::ptr::eq(runs, sluice) {
-                continue;
-            }
-            let target = if name.starts_with("dynalite") {
-                TARGET_DYNALITE_RATIO
-            } else {
-                TARGET_POSTGRES_RATIO
-            };
-            let _ = writeln!(
-                verdicts,
-                "- One client, interleaved, against {name}: **{overall:.2}×** over all rounds (target ≥ {target}: {}).",
-                met(overall >= target)
-            );
-        }
-        out.push('\n');
-        out.push_str(&verdicts);
-        out
+/// The target of the baseline named `name`: Sluice's PutItem throughput over its.
+fn target_of(name: &str) -> f64 {
+    if name.starts_with("dynalite") {
+        TARGET_DYNALITE_RATIO
+    } else {
+        TARGET_POSTGRES_RATIO
     }
 }
