@@ -67,8 +67,8 @@ pub struct LedgerArgs {
     /// Concurrent clients of the concurrent runs (threads, sessions, pgbench clients).
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// Rounds of the interleaved one-client run of QLDBSession and PostgreSQL (`--inserts`
-    /// transactions per side in all).
+    /// Rounds of the interleaved one-client runs, the embedded engine with the disk and
+    /// QLDBSession with PostgreSQL (`--inserts` calls per side in all).
     #[arg(long, default_value_t = 10)]
     rounds: u64,
     /// Skip the PostgreSQL baseline.
@@ -365,6 +365,11 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
     drop(ledgers);
     // The filled ledger is not needed any more: its disk space goes back before the next runs.
     fs::remove_dir_all(&ledger_dir)?;
+    let interleaved_embedded = interleaved_embedded(scratch.path(), &args)?;
+    eprintln!(
+        "{}",
+        interleaved_embedded.markdown("transactions", disk_target)
+    );
 
     let http = if args.skip_http {
         None
@@ -400,6 +405,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         proofs,
         reads,
         postgres,
+        interleaved_embedded,
         interleaved,
     };
     println!("{}", report.markdown());
@@ -433,20 +439,27 @@ fn disk_ceiling(
     zero_filled: bool,
     pause: Duration,
 ) -> anyhow::Result<InsertResult> {
+    disk_appends(scratch, DISK_CEILING_APPENDS, zero_filled, pause)
+}
+
+/// [`disk_ceiling`] of `appends` appends.
+fn disk_appends(
+    scratch: &Path,
+    appends: usize,
+    zero_filled: bool,
+    pause: Duration,
+) -> anyhow::Result<InsertResult> {
     use std::os::unix::fs::FileExt as _;
     let path = scratch.join("disk-ceiling");
     let file = fs::File::create(&path)?;
     if zero_filled {
-        file.write_all_at(
-            &vec![0u8; DISK_CEILING_APPENDS * DISK_CEILING_APPEND_BYTES],
-            0,
-        )?;
+        file.write_all_at(&vec![0u8; appends * DISK_CEILING_APPEND_BYTES], 0)?;
         file.sync_all()?;
     }
     let block = vec![0x5a_u8; DISK_CEILING_APPEND_BYTES];
-    let mut latencies_ms = Vec::with_capacity(DISK_CEILING_APPENDS);
+    let mut latencies_ms = Vec::with_capacity(appends);
     let started = Instant::now();
-    for n in 0..DISK_CEILING_APPENDS {
+    for n in 0..appends {
         if !pause.is_zero() {
             std::thread::sleep(pause);
         }
@@ -463,7 +476,7 @@ fn disk_ceiling(
     drop(file);
     fs::remove_file(&path)?;
     Ok(InsertResult {
-        n_transactions: DISK_CEILING_APPENDS as u64,
+        n_transactions: appends as u64,
         seconds,
         latency: Latency::of(latencies_ms),
     })
@@ -975,6 +988,52 @@ fn interleaved_one_client(
     Ok(interleaved)
 }
 
+/// One-client transactions of the embedded engine, in a fresh ledger, and the disk's fsync'd
+/// 4 KiB appends into a new file (the report's first row), interleaved round by round
+/// ([`Interleaved`]): one after the other they can meet different disks.
+fn interleaved_embedded(scratch: &Path, args: &LedgerArgs) -> anyhow::Result<Interleaved> {
+    let dir = scratch.join("ledgers-interleaved");
+    fs::create_dir_all(&dir)?;
+    let ledgers = Ledgers::open_dir(&dir, Arc::new(SystemClock), Limits::default())
+        .context("opening the ledgers")?;
+    let ledger = ledgers.create_ledger(LEDGER_NAME, false)?;
+    ledger.execute(&format!("CREATE TABLE {TABLE_NAME}"), &[])?;
+    let engines: Vec<(String, Slice<'_>)> = vec![
+        (
+            "Sluice ledger, embedded, `begin`/`execute`/`commit`".to_owned(),
+            Box::new(|round, calls| {
+                let first = round * calls;
+                let mut written = Vec::new();
+                let run = sluice_single_inserts(
+                    &ledger,
+                    args,
+                    first..first + calls,
+                    1,
+                    Duration::ZERO,
+                    &mut written,
+                )?;
+                Ok(run.seconds)
+            }),
+        ),
+        (
+            "the disk alone: 4 KiB appends, each `fdatasync`ed".to_owned(),
+            Box::new(|_, calls| {
+                Ok(disk_appends(scratch, usize::try_from(calls)?, false, Duration::ZERO)?.seconds)
+            }),
+        ),
+    ];
+    let interleaved = Interleaved::run(engines, args.rounds, (args.inserts / args.rounds).max(1))?;
+    drop(ledger);
+    drop(ledgers);
+    fs::remove_dir_all(&dir)?;
+    Ok(interleaved)
+}
+
+/// The target of the embedded engine against the disk named `name`: 0.8 of its appends/s.
+fn disk_target(name: &str) -> Option<f64> {
+    name.starts_with("the disk").then_some(0.8)
+}
+
 /// The target of the interleaved run against the baseline named `name`: at least PostgreSQL's
 /// one-client transactions/s.
 fn postgres_target(name: &str) -> Option<f64> {
@@ -1000,6 +1059,8 @@ struct LedgerReport {
     proofs: ProofResult,
     reads: Vec<crate::ledger_reads::ReadRow>,
     postgres: Option<PostgresResult>,
+    /// The embedded engine and the disk's fsync'd appends at one client, interleaved.
+    interleaved_embedded: Interleaved,
     /// QLDBSession and PostgreSQL at one client, interleaved round by round.
     interleaved: Option<Interleaved>,
 }
@@ -1230,6 +1291,12 @@ impl LedgerReport {
             p.n_revisions,
             p.ledger_bytes as f64 / (1u64 << 20) as f64,
             p.latency.p50_ms
+        );
+        out.push('\n');
+        out.push_str(
+            &self
+                .interleaved_embedded
+                .markdown("transactions", disk_target),
         );
         if let Some(interleaved) = &self.interleaved {
             out.push('\n');
