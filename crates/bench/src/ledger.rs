@@ -884,11 +884,12 @@ const POSTGRES_VERIFY_CHAIN: &str = "SELECT count(*) FROM (SELECT hash, prev_has
      lag(hash, 1, '\\x'::bytea) OVER (ORDER BY seq) AS expected_prev FROM vehicle_registration_audit) a \
      WHERE prev_hash <> expected_prev OR hash <> sha256(prev_hash || convert_to(revision::text, 'UTF8'))";
 
-fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<PostgresResult> {
-    let root = scratch.join("postgres");
+/// A PostgreSQL 15 under `root` with the audit schema: the server, its version, and the path
+/// of pgbench's insert script.
+fn start_audit_postgres(root: &Path) -> anyhow::Result<(Postgres, String, PathBuf)> {
     // fsync and synchronous_commit are left at their defaults (on); stated anyway.
     let postgres = Postgres::start(
-        &root,
+        root,
         "-c fsync=on -c synchronous_commit=on -c shared_buffers=256MB",
     )?;
     let version = postgres.psql("SHOW server_version")?;
@@ -896,6 +897,12 @@ fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<Postgr
     postgres.psql(POSTGRES_SCHEMA)?;
     let script = root.join("insert.sql");
     fs::write(&script, PGBENCH_SCRIPT)?;
+    Ok((postgres, version, script))
+}
+
+fn postgres_baseline(args: &LedgerArgs, scratch: &Path) -> anyhow::Result<PostgresResult> {
+    let root = scratch.join("postgres");
+    let (postgres, version, script) = start_audit_postgres(&root)?;
     let inserts = pgbench(&postgres, &root, &script, "insert", 1, args.inserts)?;
     report_inserts("postgres, 1 client", &inserts);
     let concurrent = pgbench(
@@ -946,14 +953,7 @@ fn interleaved_one_client(
     scratch: &Path,
 ) -> anyhow::Result<Interleaved> {
     let root = scratch.join("postgres-interleaved");
-    let postgres = Postgres::start(
-        &root,
-        "-c fsync=on -c synchronous_commit=on -c shared_buffers=256MB",
-    )?;
-    let version = postgres.psql("SHOW server_version")?;
-    postgres.psql(POSTGRES_SCHEMA)?;
-    let script = root.join("insert.sql");
-    fs::write(&script, PGBENCH_SCRIPT)?;
+    let (postgres, version, script) = start_audit_postgres(&root)?;
     let statement = format!("INSERT INTO {TABLE_NAME} ?");
     let interleaved = with_server(sluice, scratch, &[], |aws_address, ledger| {
         let engines: Vec<(String, Slice<'_>)> = vec![
