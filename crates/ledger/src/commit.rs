@@ -101,6 +101,10 @@ impl std::fmt::Debug for CommitQueue {
     }
 }
 
+fn lost_outcome() -> LedgerError {
+    LedgerError::Internal("a committing transaction lost its outcome".to_owned())
+}
+
 /// Delivers a group's outcomes even if the leader panics, so no member waits forever.
 struct LeaderGuard<'a> {
     ledger: &'a Ledger,
@@ -149,23 +153,60 @@ impl Drop for LeaderGuard<'_> {
 impl Ledger {
     /// Commits a transaction that wrote something, as part of a group; returns once its block is
     /// durable in the journal and applied to the derived state.
+    ///
+    /// A caller that finds nobody leading leads until its own group is committed. If others
+    /// queued meanwhile, it hands the turn to a thread of its own and returns: led until the
+    /// queue ran dry, a steady stream of other sessions' commits would hold its answer back for
+    /// as long as the stream lasts (1.5 s under 16 clients, 2026-12-06).
     pub(crate) fn commit_in_group(
-        &self,
+        self: &Arc<Self>,
         transaction: Transaction,
     ) -> Result<CommitResult, LedgerError> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let (sender, own) = std::sync::mpsc::sync_channel(1);
         let deliver: CommitDelivery = Box::new(move |outcome| {
             // The receiver is this thread, waiting below.
             let _ = sender.send(outcome);
         });
         if self.submit_to_group(transaction, deliver) {
+            self.lead_until_delivered(&own)
+        } else {
+            own.recv().unwrap_or_else(|_| Err(lost_outcome()))
+        }
+    }
+
+    /// The leader's turn of a caller whose transaction's outcome comes through `own`: leads a
+    /// group at a time until that outcome is in, then hands the turn over if others wait.
+    fn lead_until_delivered(
+        self: &Arc<Self>,
+        own: &std::sync::mpsc::Receiver<Result<CommitResult, LedgerError>>,
+    ) -> Result<CommitResult, LedgerError> {
+        loop {
+            let more = self.lead_commits(1);
+            match own.try_recv() {
+                Ok(outcome) => {
+                    if more {
+                        self.hand_over_lead();
+                    }
+                    return outcome;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) if more => {}
+                // Nothing waits any more, so every queued outcome was delivered: ours is lost.
+                Err(_) => return Err(lost_outcome()),
+            }
+        }
+    }
+
+    /// Hands the leader's turn, with transactions waiting, to a new thread that leads until
+    /// none wait. If no thread can be started, the caller leads on.
+    fn hand_over_lead(self: &Arc<Self>) {
+        let ledger = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ledger-lead-{}", self.name()))
+            .spawn(move || while ledger.lead_commits(usize::MAX) {});
+        if let Err(error) = spawned {
+            tracing::warn!(ledger = %self.name(), %error, "no thread to hand the commit lead to; leading on");
             while self.lead_commits(usize::MAX) {}
         }
-        receiver.recv().unwrap_or_else(|_| {
-            Err(LedgerError::Internal(
-                "a committing transaction lost its outcome".to_owned(),
-            ))
-        })
     }
 
     /// Queues a transaction for the next group; answers whether the caller must lead.
@@ -805,6 +846,55 @@ impl Drop for JournalSyncer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_answers_after_its_own_group_and_hands_the_waiting_ones_to_another_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledgers = crate::Ledgers::open_dir(
+            dir.path(),
+            Arc::new(crate::SystemClock),
+            crate::Limits::default(),
+        )
+        .unwrap();
+        let ledger = ledgers.create_ledger("lead", false).unwrap();
+        ledger.execute("CREATE TABLE T", &[]).unwrap();
+        let insert = |n: usize| {
+            let mut transaction = ledger.begin().unwrap();
+            transaction
+                .execute(&format!("INSERT INTO T VALUE {{'n': {n}}}"), &[])
+                .unwrap();
+            transaction
+        };
+        // This thread's transaction first, with nobody leading: this thread leads.
+        let (sender, own) = std::sync::mpsc::sync_channel(1);
+        let deliver: CommitDelivery = Box::new(move |outcome| {
+            let _ = sender.send(outcome);
+        });
+        assert!(ledger.submit_to_group(insert(0), deliver));
+        // Two groups' worth of others queue behind it; each notes the thread that answered it.
+        let (sender, answered) = std::sync::mpsc::channel();
+        let others = 2 * GROUP_TRANSACTIONS_MAX;
+        for n in 1..=others {
+            let sender = sender.clone();
+            let deliver: CommitDelivery = Box::new(move |outcome| {
+                let _ = sender.send((std::thread::current().id(), outcome.is_ok()));
+            });
+            assert!(!ledger.submit_to_group(insert(n), deliver));
+        }
+        assert!(ledger.lead_until_delivered(&own).is_ok());
+        let answers: Vec<_> = (0..others)
+            .map(|_| answered.recv_timeout(Duration::from_secs(60)).unwrap())
+            .collect();
+        assert!(answers.iter().all(|(_, committed)| *committed));
+        // This thread led the first group only (its own transaction and the first others).
+        let here = std::thread::current().id();
+        let led_here = answers.iter().filter(|(thread, _)| *thread == here).count();
+        assert_eq!(led_here, GROUP_TRANSACTIONS_MAX - 1);
+        assert_eq!(
+            ledger.execute("SELECT * FROM T", &[]).unwrap().len(),
+            others + 1
+        );
+    }
 
     #[test]
     fn polling_is_for_short_waits_only() {
