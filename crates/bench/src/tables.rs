@@ -3,8 +3,9 @@
 //! Each DynamoDB side (a real `sluice up`, and dynalite from npm with its LevelDB store on disk,
 //! run twice: as shipped, whose LevelDB writes skip the fsync, and with every write made durable
 //! by LevelDB's `sync: true`, as Sluice's and PostgreSQL's are) gets the same calls over HTTP/1.1
-//! keep-alive connections, with the JSON 1.0 protocol: a table keyed by `userId` (number) and `transactionId` (number), the item shape of scenario 4
-//! (ten attributes, about 300 bytes); `PutItem` of new items from 1 client and from N clients
+//! keep-alive connections, with the JSON 1.0 protocol: a table keyed by `userId` (number) and
+//! `transactionId` (number), the item shape of scenario 4 (ten attributes, about 300 bytes);
+//! `PutItem` of new items from 1 client and from N clients
 //! (one thread and connection each); `GetItem` of random written keys, 1 and N clients; and a
 //! `Query` reading a whole partition of 10,000 items page by page (`LastEvaluatedKey`), timed
 //! end to end. PostgreSQL 15 gets the same shapes through pgbench over a unix socket: an
@@ -482,20 +483,18 @@ fn postgres_put(offset: u64) -> String {
 /// The same shapes in PostgreSQL 15, fsync and synchronous commit on.
 fn postgres_side(root: &Path, args: &TablesArgs) -> anyhow::Result<Side> {
     let postgres = start_postgres(root)?;
-    let document = POSTGRES_DOCUMENT;
-    let put = postgres_put;
-    let put_1 = pgbench(&postgres, root, "put1", &put(0), 1, args.calls)?;
+    let put_1 = pgbench(&postgres, root, "put1", &postgres_put(0), 1, args.calls)?;
     let put_n = pgbench(
         &postgres,
         root,
         "putn",
-        &put(2_000_000_000),
+        &postgres_put(2_000_000_000),
         args.clients,
         args.calls,
     )?;
     postgres.psql(&format!(
         "INSERT INTO items SELECT 1 + t % 1000, t, {} FROM generate_series(1, {}) AS t ON CONFLICT DO NOTHING;",
-        document.replace(":u", "(1 + t % 1000)").replace(":t", "t"),
+        POSTGRES_DOCUMENT.replace(":u", "(1 + t % 1000)").replace(":t", "t"),
         2 * args.calls
     ))?;
     let get = format!(
@@ -506,7 +505,7 @@ fn postgres_side(root: &Path, args: &TablesArgs) -> anyhow::Result<Side> {
     let get_n = pgbench(&postgres, root, "getn", &get, args.clients, args.calls)?;
     postgres.psql(&format!(
         "INSERT INTO items SELECT {QUERY_USER}, t, {} FROM generate_series(0, {}) AS t;",
-        document
+        POSTGRES_DOCUMENT
             .replace(":u", &QUERY_USER.to_string())
             .replace(":t", "t"),
         args.partition_items - 1
@@ -616,6 +615,7 @@ pub fn run(args: TablesArgs) -> anyhow::Result<()> {
         args.calls > 0 && args.clients > 0 && args.partition_items > 0,
         "calls, clients and partition items must be positive"
     );
+    ensure!(args.rounds > 0, "--rounds must be positive");
     let sluice = crate::server::sluice_binary(args.sluice.as_deref())?;
     let scratch = tempfile::Builder::new()
         .prefix("sluice-bench-tables")
@@ -819,7 +819,6 @@ fn met(yes: bool) -> &'static str {
 
 /// One-client PutItem of every engine, interleaved round by round ([`Interleaved`]).
 fn interleaved_puts(sluice: &Path, root: &Path, args: &TablesArgs) -> anyhow::Result<Interleaved> {
-    ensure!(args.rounds > 0, "--rounds must be positive");
     fs::create_dir_all(root)?;
     let server = Server::start(sluice, &root.join("sluice-data"), &root.join("sluice.log"))?;
     let mut dynalites = Vec::new();
