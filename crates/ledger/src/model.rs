@@ -21,11 +21,48 @@ const BASE62_ALPHABET: &[u8; 62] =
 
 static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh random 22-character Base62 id (about 128 bits: 62^22 > 2^130).
-///
-/// The entropy comes from std's randomly keyed hasher, a process-wide counter and the time, hashed
-/// with SHA-256; ids need to be unique, not secret.
+/// A fresh random 22-character Base62 id (about 128 bits: 62^22 > 2^130), for everything that
+/// must not be guessable or ordered: sessions, page tokens, transactions, tables, indexes, strands.
 pub fn new_id() -> String {
+    let mut number = random_u128();
+    let mut text = Vec::with_capacity(ID_LENGTH_CHARS);
+    for _ in 0..ID_LENGTH_CHARS {
+        text.push(base62_digit(&mut number));
+    }
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// Base62 characters of a document id that hold its creation time.
+const DOCUMENT_ID_TIME_CHARS: usize = 8;
+
+/// A fresh 22-character Base62 document id that sorts by creation time: 8 characters of the
+/// Unix time in milliseconds, most significant first (62^8 ms is about 6,900 years), then 14
+/// random ones (about 83 bits, so ids made in the same millisecond do not collide).
+///
+/// The state keys documents and their revisions by id, so time-ordered
+/// ids make inserts append to the right edge of those B-trees: a checkpoint writes the few pages
+/// there, not one leaf per new document scattered across the whole file (which made a
+/// checkpoint, and every commit waiting behind it, slower the larger the ledger grew).
+/// The alphabet is in ASCII order, so the ids' byte order is their numeric order.
+pub fn new_document_id() -> String {
+    let now_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let mut time = u128::try_from(now_ms).unwrap_or(0);
+    let mut time_digits = [b'0'; DOCUMENT_ID_TIME_CHARS];
+    for digit in time_digits.iter_mut().rev() {
+        *digit = base62_digit(&mut time);
+    }
+    let mut number = random_u128();
+    let mut text = Vec::with_capacity(ID_LENGTH_CHARS);
+    text.extend_from_slice(&time_digits);
+    for _ in DOCUMENT_ID_TIME_CHARS..ID_LENGTH_CHARS {
+        text.push(base62_digit(&mut number));
+    }
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// 128 bits that are unique and unpredictable, not secret: std's randomly keyed hasher, a
+/// process-wide counter and the time, hashed with SHA-256.
+fn random_u128() -> u128 {
     let mut seed = Vec::with_capacity(40);
     let hasher_output = RandomState::new().build_hasher().finish();
     seed.extend_from_slice(&hasher_output.to_le_bytes());
@@ -35,14 +72,14 @@ pub fn new_id() -> String {
     let digest = hash::sha256_bytes(&seed);
     let mut number_bytes = [0u8; 16];
     number_bytes.copy_from_slice(&digest[..16]);
-    let mut number = u128::from_le_bytes(number_bytes);
-    let mut text = Vec::with_capacity(ID_LENGTH_CHARS);
-    for _ in 0..ID_LENGTH_CHARS {
-        let digit = (number % 62) as usize;
-        number /= 62;
-        text.push(BASE62_ALPHABET.get(digit).copied().unwrap_or(b'0'));
-    }
-    String::from_utf8(text).unwrap_or_default()
+    u128::from_le_bytes(number_bytes)
+}
+
+/// The Base62 character of `number`'s lowest digit, which it removes.
+fn base62_digit(number: &mut u128) -> u8 {
+    let digit = (*number % 62) as usize;
+    *number /= 62;
+    BASE62_ALPHABET.get(digit).copied().unwrap_or(b'0')
 }
 
 /// Converts a UTC instant to an Ion timestamp with millisecond precision, as QLDB stamps `txTime`.
@@ -448,4 +485,44 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Element, LedgerError> {
 /// An Ion null.
 pub fn null_element() -> Element {
     Element::null(IonType::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn is_base62_id(id: &str) -> bool {
+        id.len() == ID_LENGTH_CHARS && id.bytes().all(|b| BASE62_ALPHABET.contains(&b))
+    }
+
+    #[test]
+    fn document_ids_are_base62_distinct_and_sort_by_creation_time() {
+        let first: Vec<String> = (0..1000).map(|_| new_document_id()).collect();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let later = new_document_id();
+        assert!(first.iter().all(|id| is_base62_id(id)));
+        assert_eq!(first.iter().collect::<HashSet<_>>().len(), first.len());
+        assert!(
+            first.iter().all(|id| *id < later),
+            "{later} sorts before an earlier id"
+        );
+        // The time prefix decodes to now, in milliseconds.
+        let prefix = later[..DOCUMENT_ID_TIME_CHARS].bytes().fold(0u128, |n, b| {
+            n * 62 + BASE62_ALPHABET.iter().position(|&c| c == b).unwrap() as u128
+        });
+        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u128;
+        assert!(
+            prefix <= now_ms && now_ms - prefix < 60_000,
+            "{prefix} vs {now_ms}"
+        );
+    }
+
+    #[test]
+    fn other_ids_are_base62_and_distinct() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        assert!(ids.iter().all(|id| is_base62_id(id)));
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+    }
 }

@@ -740,7 +740,7 @@ impl Transaction {
         statement_index: usize,
     ) -> Result<String, LedgerError> {
         self.check_document(&data)?;
-        let document_id = model::new_id();
+        let document_id = model::new_document_id();
         self.put_write(table, &document_id, Some(data), data_hash, statement_index)?;
         Ok(document_id)
     }
