@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use ion_rs::Element;
 use sluice_ledger::ledger::{JOURNAL_FILE_NAME, STATE_FILE_NAME};
-use sluice_ledger::{BlockAddress, Ledger, Ledgers, Limits, SystemClock, hash};
+use sluice_ledger::{BlockAddress, CheckpointStats, Ledger, Ledgers, Limits, SystemClock, hash};
 
 use crate::interleave::{Interleaved, Slice};
 use crate::ledger_session::{self, PreparedInsert};
@@ -122,6 +122,32 @@ pub(crate) struct InsertResult {
 impl InsertResult {
     fn per_second(&self) -> f64 {
         self.n_transactions as f64 / self.seconds
+    }
+}
+
+/// The checkpoints during one embedded run: while one runs, no transaction commits.
+#[derive(Debug, Clone)]
+struct CheckpointRow {
+    run: String,
+    seconds: f64,
+    stats: CheckpointStats,
+}
+
+impl CheckpointRow {
+    /// The checkpoints since the last call, for the run just finished.
+    fn take(run: &str, seconds: f64, ledger: &Ledger) -> CheckpointRow {
+        let stats = ledger.take_checkpoint_stats();
+        eprintln!(
+            "sluice checkpoints, {run}: {} holding the writers {:.1} ms at most, {:.1} ms together",
+            stats.count,
+            stats.max.as_secs_f64() * 1e3,
+            stats.total.as_secs_f64() * 1e3
+        );
+        CheckpointRow {
+            run: run.to_owned(),
+            seconds,
+            stats,
+        }
     }
 }
 
@@ -314,6 +340,8 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
     ledger.execute(&format!("CREATE TABLE {TABLE_NAME}"), &[])?;
 
     let mut written: Vec<(u64, String)> = Vec::with_capacity(args.revisions as usize);
+    let mut checkpoints = Vec::new();
+    ledger.take_checkpoint_stats();
     let sluice_inserts = sluice_single_inserts(
         &ledger,
         &args,
@@ -323,6 +351,11 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         &mut written,
     )?;
     report_inserts("sluice embedded, 1 client", &sluice_inserts);
+    checkpoints.push(CheckpointRow::take(
+        "1 client",
+        sluice_inserts.seconds,
+        &ledger,
+    ));
     let sluice_paused = sluice_single_inserts(
         &ledger,
         &args,
@@ -335,6 +368,11 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         "sluice embedded, 1 client, each transaction after a pause (pauses not counted)",
         &sluice_paused,
     );
+    checkpoints.push(CheckpointRow::take(
+        "1 client, each transaction after a pause",
+        sluice_paused.seconds,
+        &ledger,
+    ));
     let sluice_concurrent = sluice_single_inserts(
         &ledger,
         &args,
@@ -347,10 +385,23 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         &format!("sluice embedded, {} clients", args.clients),
         &sluice_concurrent,
     );
+    checkpoints.push(CheckpointRow::take(
+        &format!("{} clients", args.clients),
+        sluice_concurrent.seconds,
+        &ledger,
+    ));
     // The fill maintains an index on VIN for the read rows; created after the insert runs, so
     // those stay comparable with PostgreSQL's table, which has only its primary key.
     ledger.execute(&format!("CREATE INDEX ON {TABLE_NAME} (VIN)"), &[])?;
     let proofs = sluice_proofs(&ledger, &args, &mut written, &ledger_dir)?;
+    checkpoints.push(CheckpointRow::take(
+        &format!(
+            "the fill to {} revisions, {FILL_DOCUMENTS_PER_TRANSACTION} documents per transaction, with an index",
+            args.revisions
+        ),
+        proofs.fill_seconds,
+        &ledger,
+    ));
     let digest = ledger.digest()?.context("the ledger has no digest")?;
     let reads = crate::ledger_reads::sluice_reads(
         &ledger,
@@ -403,6 +454,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         sluice_concurrent,
         http,
         proofs,
+        checkpoints,
         reads,
         postgres,
         interleaved_embedded,
@@ -1057,6 +1109,8 @@ struct LedgerReport {
     sluice_concurrent: InsertResult,
     http: Option<HttpResult>,
     proofs: ProofResult,
+    /// How long checkpoints held the writers during each embedded run.
+    checkpoints: Vec<CheckpointRow>,
     reads: Vec<crate::ledger_reads::ReadRow>,
     postgres: Option<PostgresResult>,
     /// The embedded engine and the disk's fsync'd appends at one client, interleaved.
@@ -1216,10 +1270,7 @@ impl LedgerReport {
             "\n| reads at {} revisions, the ledger's files evicted from the page cache first | samples | p50 | p99 | max | bytes read per operation | of which from the device |",
             p.n_revisions
         );
-        let _ = writeln!(
-            out,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        );
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         for read in &self.reads {
             let _ = writeln!(
                 out,
@@ -1231,6 +1282,23 @@ impl LedgerReport {
                 read.latency.max_ms,
                 human_bytes(read.syscall_bytes_mean),
                 human_bytes(read.device_bytes_mean)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| checkpoints during the embedded runs (each holds the writers: no transaction commits meanwhile) | length | checkpoints | longest hold | holds together | share of the run |"
+        );
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
+        for row in &self.checkpoints {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} s | {} | {:.1} ms | {:.1} ms | {:.1} % |",
+                row.run,
+                row.seconds,
+                row.stats.count,
+                row.stats.max.as_secs_f64() * 1e3,
+                row.stats.total.as_secs_f64() * 1e3,
+                100.0 * row.stats.total.as_secs_f64() / row.seconds.max(1e-9)
             );
         }
         let _ = writeln!(out, "\nAgainst the issue's targets:\n");

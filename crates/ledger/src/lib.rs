@@ -71,7 +71,7 @@ pub mod stream;
 pub mod transaction;
 pub mod value;
 
-pub use commit::{CommitDelivery, CommitSubmitted};
+pub use commit::{CheckpointStats, CommitDelivery, CommitSubmitted};
 pub use export::{ExportFormat, JournalExport};
 pub use ledger::{
     BlockWithProof, ChainReport, Ledger, LedgerDescription, LedgerDigest, Ledgers, PermissionsMode,
