@@ -1424,6 +1424,11 @@ Notes:
   live in the 40-document fill blocks. **Size on disk** is the ledger's directory (journal and
   `state.redb`) right after the fill, before the proofs, counting the journal's zero-filled
   pre-allocated room (at most 16 MiB, `JOURNAL_PREALLOCATION_STEP_BYTES_MAX`).
+- **Checkpoints** are durable redb commits of the derived state, every 250 ms while it changed
+  (`CHECKPOINT_INTERVAL`) or after 8 MiB of journal; each writes the pages dirtied since the last
+  and fsyncs, holding the writers' lock, so no group commits meanwhile. Their table is
+  `Ledger::take_checkpoint_stats` around each run; *share of the run* is the holds' sum over the
+  run's length.
 - **Reads** run after the fill and a checkpoint, on documents drawn at random from all those
   written, each kind after `posix_fadvise(DONTNEED)` on the ledger's files (the rest of the
   machine keeps its page cache). redb's own cache in the process stays warm, as in a running
