@@ -880,17 +880,20 @@ impl Drop for JournalSyncer {
 mod tests {
     use super::*;
 
+    /// A new ledger in `dir` with an empty table `T`, and the ledgers holding it.
+    fn ledger_with_table(dir: &Path) -> (crate::Ledgers, Arc<Ledger>) {
+        let ledgers =
+            crate::Ledgers::open_dir(dir, Arc::new(crate::SystemClock), crate::Limits::default())
+                .unwrap();
+        let ledger = ledgers.create_ledger("test", false).unwrap();
+        ledger.execute("CREATE TABLE T", &[]).unwrap();
+        (ledgers, ledger)
+    }
+
     #[test]
     fn a_leader_answers_after_its_own_group_and_hands_the_waiting_ones_to_another_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let ledgers = crate::Ledgers::open_dir(
-            dir.path(),
-            Arc::new(crate::SystemClock),
-            crate::Limits::default(),
-        )
-        .unwrap();
-        let ledger = ledgers.create_ledger("lead", false).unwrap();
-        ledger.execute("CREATE TABLE T", &[]).unwrap();
+        let (_ledgers, ledger) = ledger_with_table(dir.path());
         let insert = |n: usize| {
             let mut transaction = ledger.begin().unwrap();
             transaction
@@ -932,14 +935,7 @@ mod tests {
     #[test]
     fn checkpoints_report_how_long_they_held_the_writers() {
         let dir = tempfile::tempdir().unwrap();
-        let ledgers = crate::Ledgers::open_dir(
-            dir.path(),
-            Arc::new(crate::SystemClock),
-            crate::Limits::default(),
-        )
-        .unwrap();
-        let ledger = ledgers.create_ledger("held", false).unwrap();
-        ledger.execute("CREATE TABLE T", &[]).unwrap();
+        let (_ledgers, ledger) = ledger_with_table(dir.path());
         ledger.take_checkpoint_stats();
         ledger.execute("INSERT INTO T VALUE {'n': 1}", &[]).unwrap();
         ledger.checkpoint().unwrap();
