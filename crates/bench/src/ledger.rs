@@ -341,6 +341,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
 
     let mut written: Vec<(u64, String)> = Vec::with_capacity(args.revisions as usize);
     let mut checkpoints = Vec::new();
+    // The checkpoints of the ledger's creation are none of the runs'.
     ledger.take_checkpoint_stats();
     let sluice_inserts = sluice_single_inserts(
         &ledger,

@@ -21,8 +21,8 @@ const BASE62_ALPHABET: &[u8; 62] =
 
 static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh random 22-character Base62 id (about 128 bits: 62^22 > 2^130), for everything that
-/// must not be guessable or ordered: sessions, page tokens, transactions, tables, indexes, strands.
+/// A fresh random 22-character Base62 id (about 128 bits: 62^22 > 2^130), for every id but a
+/// document's: sessions, page tokens, transactions, tables, indexes, strands, exports.
 pub fn new_id() -> String {
     let mut number = random_u128();
     let mut text = Vec::with_capacity(ID_LENGTH_CHARS);
@@ -37,13 +37,14 @@ const DOCUMENT_ID_TIME_CHARS: usize = 8;
 
 /// A fresh 22-character Base62 document id that sorts by creation time: 8 characters of the
 /// Unix time in milliseconds, most significant first (62^8 ms is about 6,900 years), then 14
-/// random ones (about 83 bits, so ids made in the same millisecond do not collide).
+/// random ones (about 83 bits, so ids made in the same millisecond do not collide). The time is
+/// the system's, not the ledger's injectable `Clock`: it only orders the ids.
 ///
-/// The state keys documents and their revisions by id, so time-ordered
-/// ids make inserts append to the right edge of those B-trees: a checkpoint writes the few pages
-/// there, not one leaf per new document scattered across the whole file (which made a
-/// checkpoint, and every commit waiting behind it, slower the larger the ledger grew).
-/// The alphabet is in ASCII order, so the ids' byte order is their numeric order.
+/// The state keys documents and their revisions by id, so time-ordered ids make inserts append
+/// to the right edge of those B-trees: a checkpoint writes the few pages there, not one leaf per
+/// new document scattered across the whole file (which made a checkpoint, and every commit
+/// waiting behind it, slower the larger the ledger grew). The alphabet is in ASCII order, so the
+/// ids' byte order is their numeric order.
 pub fn new_document_id() -> String {
     let now_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let mut time = u128::try_from(now_ms).unwrap_or(0);
