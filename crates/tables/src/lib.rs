@@ -27,12 +27,13 @@
     )
 )]
 
+mod applier;
 mod codec;
-mod committer;
 mod error;
 pub mod expression;
 mod index;
 mod number;
+mod pending;
 mod schema;
 mod store;
 mod stream;

@@ -1,16 +1,16 @@
 //! [`Tables`]: every table of a node in one redb database (`tables/tables.redb`), and the
 //! write path. A write joins a group-commit queue; whoever finds no leader leads: it takes the
-//! queue as one group (and the next, until none wait) and, inside one redb write transaction
-//! per group, reads each member's current item,
-//! runs its condition, writes the item, its counts and — when the table has a stream — its
-//! stream record. The rows the group wrote are one record of the write-ahead log
-//! (`wal.rs`), appended durably once for the whole group. Members are answered then: an
-//! acknowledged change is durable, and it and its stream record are one log record, so no
-//! crash can leave one without the other. The redb transaction goes to the committer
-//! (`committer.rs`), which commits it without an fsync while the answers travel. Reads use
-//! redb snapshots begun once every transaction handed over before them has committed, so they
-//! hold every acknowledged change and nothing that is not durable. Catalog changes commit
-//! durably in redb, which checkpoints the log.
+//! queue as one group (and the next, until none wait) and, against the latest state (a redb
+//! snapshot under the rows logged but not yet in redb: `pending.rs`), reads each member's
+//! current item, runs its condition, and computes the rows it writes: the item, its counts,
+//! its index entries and — when the table has a stream — its stream record. The group's rows
+//! are one record of the write-ahead log (`wal.rs`), appended durably once for the whole group.
+//! Members are answered then: an acknowledged change is durable, and it and its stream record
+//! are one log record, so no crash can leave one without the other. The record goes to the
+//! applier (`applier.rs`), which writes it into redb and commits without an fsync while the
+//! answers travel. Reads use redb snapshots begun once every record handed over before them is
+//! committed, so they hold every acknowledged change and nothing that is not durable. Catalog
+//! changes wait for the applier and commit durably in redb, which checkpoints the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -22,10 +22,11 @@ use redb::{
 };
 use sluice_log::Clock;
 
+use crate::applier::{Applier, Logged};
 use crate::codec::{decode_item, encode_item, encode_key};
-use crate::committer::Committer;
 use crate::error::{CancellationReason, Result, TablesError};
 use crate::index::{IndexRequest, SecondaryIndex, validate_indexes};
+use crate::pending::{GroupView, Pending, Snapshot, Staged};
 use crate::schema::{
     CreateTable, KeyAttribute, StreamInfo, StreamViewType, TTL_ATTRIBUTE_BYTES_MAX,
     TableDefinition, TableDescription, check_key_sizes, ttl_expired, validate_table_name,
@@ -299,9 +300,21 @@ pub enum Submitted {
     Lead,
 }
 
+/// Most item rows logged and not yet applied to redb before a leader waits for the applier:
+/// it bounds the memory of [`Pending`] should redb fall behind.
+const PENDING_ITEM_ROWS_MAX: usize = 16 * 1024;
+
+/// The write side, locked by a leader from its group's first read to its record's hand-over,
+/// and by catalog changes and checkpoints for their whole redb transaction: so records are
+/// numbered in the order they were computed, each against every record before it.
+pub(crate) struct WriteSide {
+    wal: Wal,
+    pending: Pending,
+}
+
 /// All tables of a node and their streams.
 pub struct Tables {
-    database: Database,
+    database: Arc<Database>,
     clock: Arc<dyn Clock>,
     queue: Mutex<QueueState>,
     /// [`QUEUED_WRITE_BYTES_MAX`], smaller in tests.
@@ -309,21 +322,22 @@ pub struct Tables {
     /// Set when a commit failed: the database refuses writes until it is reopened.
     poisoned: Arc<AtomicBool>,
     /// The catalog as last committed, for reads and for checking writes before they queue.
+    /// Changed only while holding `write_side`, so a leader holding it sees the catalog as
+    /// committed.
     catalog: Mutex<HashMap<String, Arc<TableDefinition>>>,
-    /// The commit point of item writes. Locked only while holding redb's write transaction,
-    /// so records are numbered in commit order.
-    wal: Mutex<Wal>,
-    /// Commits logged groups to redb after they are answered; readers wait for it.
-    committer: Committer,
+    /// The commit point of item writes and the rows logged but not yet in redb.
+    write_side: Mutex<WriteSide>,
+    /// Applies logged groups to redb after they are answered; readers wait for it.
+    applier: Applier,
 }
 
 impl Drop for Tables {
     /// A clean close leaves every commit durable in the database and the log empty, so the next
     /// open has nothing to apply. Not needed for safety: the log is applied after a crash.
     fn drop(&mut self) {
-        self.committer.stop();
+        self.applier.stop();
         if !self.poisoned.load(Ordering::SeqCst)
-            && let Err(error) = self.checkpoint()
+            && let Err(error) = self.checkpoint(&mut lock(&self.write_side))
         {
             tracing::warn!(%error, "tables: the closing checkpoint failed; the next open applies the write-ahead log");
         }
@@ -346,7 +360,7 @@ impl Tables {
     /// Opens (or creates) the tables database in `directory`.
     pub fn open(directory: &Path, clock: Arc<dyn Clock>) -> Result<Tables> {
         std::fs::create_dir_all(directory)?;
-        let database = Database::create(directory.join("tables.redb"))?;
+        let database = Arc::new(Database::create(directory.join("tables.redb"))?);
         let write = database.begin_write()?;
         {
             let mut meta = write.open_table(META)?;
@@ -388,73 +402,91 @@ impl Tables {
             }
         }
         let poisoned = Arc::new(AtomicBool::new(false));
+        let applied = wal.next_lsn() - 1;
         Ok(Tables {
+            applier: Applier::start(database.clone(), applied, poisoned.clone())?,
             database,
             clock,
             queue: Mutex::new(QueueState::default()),
             queued_bytes_max: QUEUED_WRITE_BYTES_MAX,
-            committer: Committer::start(poisoned.clone())?,
             poisoned,
             catalog: Mutex::new(catalog),
-            wal: Mutex::new(wal),
+            write_side: Mutex::new(WriteSide {
+                wal,
+                pending: Pending::default(),
+            }),
         })
     }
 
-    /// redb's write transaction, once the last group handed to the committer is committed
-    /// (here, when the committer's thread has not taken it yet).
-    fn begin_write(&self) -> Result<redb::WriteTransaction> {
-        self.committer.help();
-        Ok(self.database.begin_write()?)
+    /// The write side and redb's write transaction, for a change made in redb directly (a
+    /// catalog change, a checkpoint), once redb holds every logged record. The caller holds
+    /// the returned guard until it has committed.
+    fn begin_direct(&self) -> Result<(MutexGuard<'_, WriteSide>, redb::WriteTransaction)> {
+        let mut side = lock(&self.write_side);
+        self.applier.wait_visible()?;
+        side.pending.clear();
+        let write = self.database.begin_write()?;
+        Ok((side, write))
     }
 
     /// A snapshot holding every acknowledged write (and nothing that is not durable: redb
     /// only ever sees a group after its log record is on disk).
     fn read(&self) -> Result<redb::ReadTransaction> {
-        self.committer.wait_visible()?;
+        self.applier.wait_visible()?;
         Ok(self.database.begin_read()?)
     }
 
-    /// Commits an item write transaction: its rows become the next write-ahead log record.
-    /// Once that is on disk the change is durable and may be answered; the transaction goes
-    /// to the committer, which commits it to redb (without an fsync of its own) while the
-    /// answers travel, and readers wait for that. A failure refuses writes until the tables
-    /// are reopened, which replays the log.
-    fn commit_logged(&self, mut write: redb::WriteTransaction, redo: &Redo) -> Result<()> {
-        let checkpoint = {
-            let mut wal = lock(&self.wal);
-            let logged = (|| -> Result<()> {
-                write
-                    .open_table(META)?
-                    .insert(KEY_WAL_APPLIED, wal.next_lsn())?;
-                write.set_durability(redb::Durability::None)?;
-                wal.append(redo.bytes())?;
-                Ok(())
-            })();
-            if let Err(error) = logged {
+    /// The latest state's redb part for a group about to be computed: a snapshot holding at
+    /// least every record [`Pending`] no longer holds.
+    fn group_snapshot(&self, side: &mut WriteSide) -> Result<Snapshot> {
+        if side.pending.item_rows() > PENDING_ITEM_ROWS_MAX {
+            self.applier.wait_visible()?;
+        }
+        // Read what redb holds before the snapshot begins, so the snapshot holds it too.
+        let applied = self.applier.applied();
+        let read = self.database.begin_read()?;
+        side.pending.forget_applied(applied);
+        Ok(Snapshot {
+            items: read.open_table(ITEMS)?,
+            counts: read.open_table(COUNTS)?,
+            stream_next: read.open_table(STREAM_NEXT)?,
+        })
+    }
+
+    /// Logs a group's rows: once its record is on disk the change is durable and may be
+    /// answered; the rows join the pending ones and go to the applier, which writes them into
+    /// redb (without an fsync of its own) while the answers travel; readers wait for that. A
+    /// failure refuses writes until the tables are reopened, which replays the log.
+    fn log_group(&self, side: &mut WriteSide, staged: Staged, redo: Redo) -> Result<()> {
+        let lsn = match side.wal.append(redo.bytes()) {
+            Ok(lsn) => lsn,
+            Err(error) => {
                 self.poisoned.store(true, Ordering::SeqCst);
                 tracing::error!(%error, "tables commit failed; writes refused until reopened");
                 return Err(error);
             }
-            wal.wants_checkpoint()
         };
-        // Only the holder of redb's write transaction appends to the log, so records reach
-        // redb in log order.
-        self.committer.hand_over(write);
-        // The group is durable in the log whatever happens here; a checkpoint (which waits for
-        // the committer in `begin_write`) that fails leaves the log to grow and is tried again
-        // after the next commit (a failed database commit has poisoned the tables already).
-        if checkpoint && let Err(error) = self.checkpoint() {
+        side.pending.merge(staged, lsn);
+        self.applier.hand_over(lsn, redo.into_bytes());
+        // The group is durable in the log whatever happens here; a checkpoint that fails
+        // leaves the log to grow and is tried again after the next group (a failed database
+        // commit has poisoned the tables already).
+        if side.wal.wants_checkpoint()
+            && let Err(error) = self.checkpoint(side)
+        {
             tracing::error!(%error, "tables checkpoint failed; the write-ahead log keeps growing");
         }
         Ok(())
     }
 
-    /// Makes everything committed durable in the database and starts the write-ahead log
-    /// again at its front.
-    fn checkpoint(&self) -> Result<()> {
-        let mut write = self.begin_write()?;
+    /// Makes every logged record durable in the database and starts the write-ahead log
+    /// again at its front. The caller holds the write side.
+    fn checkpoint(&self, side: &mut WriteSide) -> Result<()> {
+        self.applier.wait_visible()?;
+        side.pending.clear();
+        let mut write = self.database.begin_write()?;
         write.set_durability(redb::Durability::Immediate)?;
-        self.commit_control(write)
+        self.commit_control(side, write)
     }
 
     fn refuse_if_poisoned(&self) -> Result<()> {
@@ -477,7 +509,7 @@ impl Tables {
         request.validate()?;
         self.refuse_if_poisoned()?;
         let now_ms = self.clock.now_ms();
-        let mut write = self.begin_write()?;
+        let (mut side, mut write) = self.begin_direct()?;
         write.set_durability(redb::Durability::Immediate)?;
         let definition = {
             let mut catalog = write.open_table(CATALOG)?;
@@ -543,7 +575,7 @@ impl Tables {
             counts.insert(table_id, (0, 0))?;
             definition
         };
-        self.commit_control(write)?;
+        self.commit_control(&mut side, write)?;
         let definition = Arc::new(definition);
         lock(&self.catalog).insert(definition.name.clone(), definition.clone());
         Ok(TableDescription {
@@ -616,7 +648,7 @@ impl Tables {
         change: impl FnOnce(&redb::WriteTransaction, &mut TableDefinition) -> Result<()>,
     ) -> Result<Arc<TableDefinition>> {
         self.refuse_if_poisoned()?;
-        let mut write = self.begin_write()?;
+        let (mut side, mut write) = self.begin_direct()?;
         write.set_durability(redb::Durability::Immediate)?;
         let definition = {
             let mut catalog = write.open_table(CATALOG)?;
@@ -631,23 +663,22 @@ impl Tables {
             catalog.insert(name, json.as_str())?;
             definition
         };
-        self.commit_control(write)?;
+        self.commit_control(&mut side, write)?;
         let definition = Arc::new(definition);
         lock(&self.catalog).insert(name.to_owned(), definition.clone());
         Ok(definition)
     }
 
-    /// Commits a `Durability::Immediate` transaction (a catalog change or a checkpoint): it
-    /// makes every earlier commit durable in the database too, so the write-ahead log starts
-    /// again at its front.
-    fn commit_control(&self, write: redb::WriteTransaction) -> Result<()> {
-        let mut wal = lock(&self.wal);
+    /// Commits a `Durability::Immediate` transaction (a catalog change or a checkpoint), begun
+    /// once redb held every logged record: it makes them durable in the database too, so the
+    /// write-ahead log starts again at its front.
+    fn commit_control(&self, side: &mut WriteSide, write: redb::WriteTransaction) -> Result<()> {
         if let Err(error) = write.commit() {
             self.poisoned.store(true, Ordering::SeqCst);
             tracing::error!(%error, "tables commit failed; writes refused until reopened");
             return Err(error.into());
         }
-        wal.restart();
+        side.wal.restart();
         Ok(())
     }
 
@@ -702,7 +733,7 @@ impl Tables {
         self.refuse_if_poisoned()?;
         let description = self.describe_table(name)?;
         let definition = &description.definition;
-        let mut write = self.begin_write()?;
+        let (mut side, mut write) = self.begin_direct()?;
         write.set_durability(redb::Durability::Immediate)?;
         {
             let mut catalog = write.open_table(CATALOG)?;
@@ -721,7 +752,7 @@ impl Tables {
                 self.disable_stream(&write, stream.stream_id)?;
             }
         }
-        self.commit_control(write)?;
+        self.commit_control(&mut side, write)?;
         lock(&self.catalog).remove(name);
         Ok(description)
     }
@@ -1060,26 +1091,24 @@ impl Tables {
             ));
         }
         let now_ms = self.clock.now_ms();
-        let write = self.begin_write()?;
+        let mut side = lock(&self.write_side);
+        let snapshot = self.group_snapshot(&mut side)?;
         let mut redo = Redo::default();
+        let mut staged = Staged::default();
         let outcomes = {
-            let catalog = write.open_table(CATALOG)?;
-            let mut items = write.open_table(ITEMS)?;
-            let mut counts = write.open_table(COUNTS)?;
-            let mut stream_next = write.open_table(STREAM_NEXT)?;
-            let mut records = write.open_table(RECORDS)?;
-            let mut index_entries = write.open_table(INDEX_ENTRIES)?;
+            let mut view = GroupView {
+                snapshot: &snapshot,
+                pending: &side.pending,
+                staged: &mut staged,
+                redo: &mut redo,
+            };
             let mut decided = Vec::with_capacity(prepared.len());
             let mut reasons = Vec::with_capacity(prepared.len());
             let mut failed = false;
             for mut member in prepared {
-                let definition: TableDefinition = catalog
-                    .get(member.table.as_str())?
-                    .map(|json| serde_json::from_str(json.value()))
-                    .transpose()
-                    .map_err(json_error)?
-                    .ok_or_else(not_found)?;
-                let old = read_item(&items, definition.table_id, &member.key_bytes)?;
+                // The catalog changes only under the write side, held here.
+                let definition = self.definition(&member.table)?;
+                let old = view.item(definition.table_id, &member.key_bytes)?;
                 let key_bytes = std::mem::take(&mut member.key_bytes);
                 match decide(&definition, member, old.as_ref()) {
                     Ok(decision) => {
@@ -1109,18 +1138,8 @@ impl Tables {
                 }
             }
             if failed {
-                drop((catalog, items, counts, stream_next, records, index_entries));
-                write.abort()?;
                 return Err(TablesError::TransactionCanceled { reasons });
             }
-            let mut open = OpenTables {
-                items: &mut items,
-                counts: &mut counts,
-                stream_next: &mut stream_next,
-                records: &mut records,
-                index_entries: &mut index_entries,
-                redo: &mut redo,
-            };
             let mut outcomes = Vec::with_capacity(decided.len());
             for (definition, key_bytes, old, decision) in decided {
                 outcomes.push(match decision {
@@ -1130,16 +1149,14 @@ impl Tables {
                         sequence: None,
                     },
                     Some(put) => {
-                        store_change(&mut open, &definition, &key_bytes, old, put, now_ms, false)?
+                        store_change(&mut view, &definition, &key_bytes, old, put, now_ms, false)?
                     }
                 });
             }
             outcomes
         };
-        if redo.is_empty() {
-            write.abort()?;
-        } else {
-            self.commit_logged(write, &redo)?;
+        if !redo.is_empty() {
+            self.log_group(&mut side, staged, redo)?;
         }
         Ok(outcomes)
     }
@@ -1217,62 +1234,49 @@ impl Tables {
     fn try_commit_group(&self, group: Vec<(Slot, Prepared)>) -> Result<Vec<Result<WriteOutcome>>> {
         self.refuse_if_poisoned()?;
         let now_ms = self.clock.now_ms();
-        let write = self.begin_write()?;
+        let mut side = lock(&self.write_side);
+        let snapshot = self.group_snapshot(&mut side)?;
         let mut outcomes = Vec::with_capacity(group.len());
         let mut redo = Redo::default();
+        let mut staged = Staged::default();
         {
-            let catalog = write.open_table(CATALOG)?;
-            let mut items = write.open_table(ITEMS)?;
-            let mut counts = write.open_table(COUNTS)?;
-            let mut stream_next = write.open_table(STREAM_NEXT)?;
-            let mut records = write.open_table(RECORDS)?;
-            let mut index_entries = write.open_table(INDEX_ENTRIES)?;
-            // Definitions as this transaction sees them: a table deleted or recreated before
-            // it is seen here, never half.
-            let mut definitions: HashMap<String, Option<TableDefinition>> = HashMap::new();
+            let mut view = GroupView {
+                snapshot: &snapshot,
+                pending: &side.pending,
+                staged: &mut staged,
+                redo: &mut redo,
+            };
+            // The catalog changes only under the write side, held here: a table deleted or
+            // recreated is seen before or after, never half.
             for (_, mut prepared) in group {
-                if !definitions.contains_key(&prepared.table) {
-                    let definition = catalog
-                        .get(prepared.table.as_str())?
-                        .map(|json| serde_json::from_str(json.value()))
-                        .transpose()
-                        .map_err(json_error)?;
-                    definitions.insert(prepared.table.clone(), definition);
-                }
-                let Some(Some(definition)) = definitions.get(&prepared.table) else {
+                let Ok(definition) = self.definition(&prepared.table) else {
                     outcomes.push(Err(not_found()));
                     continue;
                 };
-                let old = read_item(&items, definition.table_id, &prepared.key_bytes)?;
+                let old = view.item(definition.table_id, &prepared.key_bytes)?;
                 let key_bytes = std::mem::take(&mut prepared.key_bytes);
                 let by_service = prepared.by_service;
-                match decide(definition, prepared, old.as_ref()) {
+                match decide(&definition, prepared, old.as_ref()) {
                     Err(refused) => outcomes.push(Err(refused)),
                     Ok(None) => outcomes.push(Ok(WriteOutcome {
                         new: old.clone(),
                         old,
                         sequence: None,
                     })),
-                    Ok(Some(put)) => {
-                        let mut open = OpenTables {
-                            items: &mut items,
-                            counts: &mut counts,
-                            stream_next: &mut stream_next,
-                            records: &mut records,
-                            index_entries: &mut index_entries,
-                            redo: &mut redo,
-                        };
-                        outcomes.push(Ok(store_change(
-                            &mut open, definition, &key_bytes, old, put, now_ms, by_service,
-                        )?));
-                    }
+                    Ok(Some(put)) => outcomes.push(Ok(store_change(
+                        &mut view,
+                        &definition,
+                        &key_bytes,
+                        old,
+                        put,
+                        now_ms,
+                        by_service,
+                    )?)),
                 }
             }
         }
-        if redo.is_empty() {
-            write.abort()?;
-        } else {
-            self.commit_logged(write, &redo)?;
+        if !redo.is_empty() {
+            self.log_group(&mut side, staged, redo)?;
         }
         Ok(outcomes)
     }
@@ -1350,7 +1354,7 @@ impl Tables {
         let cutoff_ms = self.clock.now_ms().saturating_sub(STREAM_RETENTION_MS);
         let streams = self.streams()?;
         let mut removed = 0;
-        let mut write = self.begin_write()?;
+        let (mut side, mut write) = self.begin_direct()?;
         write.set_durability(redb::Durability::Immediate)?;
         {
             let mut records = write.open_table(RECORDS)?;
@@ -1386,7 +1390,7 @@ impl Tables {
             write.abort()?;
             return Ok(0);
         }
-        self.commit_control(write)?;
+        self.commit_control(&mut side, write)?;
         Ok(removed)
     }
 }
@@ -1712,75 +1716,82 @@ impl Tables {
     }
 }
 
-/// The write-side tables a change touches, open in one redb write transaction.
-struct OpenTables<'a, 't> {
-    items: &'a mut redb::Table<'t, (u64, &'static [u8]), &'static [u8]>,
-    counts: &'a mut redb::Table<'t, u64, (u64, u64)>,
-    stream_next: &'a mut redb::Table<'t, u64, u64>,
-    records: &'a mut redb::Table<'t, (u64, u64), &'static [u8]>,
-    index_entries: &'a mut redb::Table<'t, (u64, &'static [u8]), &'static [u8]>,
-    /// Every row written, for the write-ahead log.
-    redo: &'a mut Redo,
-}
-
-impl OpenTables<'_, '_> {
-    /// Writes one row and notes it for the write-ahead log.
-    fn apply(&mut self, row: Row<'_>) -> Result<()> {
-        match row {
-            Row::PutItem(id, key, value) => {
-                self.items.insert((id, key), value)?;
-            }
-            Row::RemoveItem(id, key) => {
-                self.items.remove((id, key))?;
-            }
-            Row::PutCounts(id, count, size) => {
-                self.counts.insert(id, (count, size))?;
-            }
-            Row::PutStreamNext(id, next) => {
-                self.stream_next.insert(id, next)?;
-            }
-            Row::PutRecord(id, sequence, value) => {
-                self.records.insert((id, sequence), value)?;
-            }
-            Row::PutIndexEntry(id, key, value) => {
-                self.index_entries.insert((id, key), value)?;
-            }
-            Row::RemoveIndexEntry(id, key) => {
-                self.index_entries.remove((id, key))?;
+/// Writes log records' rows into redb, in log order, and notes `last` as the last record
+/// the database holds.
+fn write_records<'r>(
+    write: &redb::WriteTransaction,
+    records: impl IntoIterator<Item = &'r [u8]>,
+    last: u64,
+) -> Result<()> {
+    let mut items = write.open_table(ITEMS)?;
+    let mut counts = write.open_table(COUNTS)?;
+    let mut stream_next = write.open_table(STREAM_NEXT)?;
+    let mut stream_records = write.open_table(RECORDS)?;
+    let mut index_entries = write.open_table(INDEX_ENTRIES)?;
+    for payload in records {
+        for row in Rows::of(payload) {
+            match row? {
+                Row::PutItem(id, key, value) => {
+                    items.insert((id, key), value)?;
+                }
+                Row::RemoveItem(id, key) => {
+                    items.remove((id, key))?;
+                }
+                Row::PutCounts(id, count, size) => {
+                    counts.insert(id, (count, size))?;
+                }
+                Row::PutStreamNext(id, next) => {
+                    stream_next.insert(id, next)?;
+                }
+                Row::PutRecord(id, sequence, value) => {
+                    stream_records.insert((id, sequence), value)?;
+                }
+                Row::PutIndexEntry(id, key, value) => {
+                    index_entries.insert((id, key), value)?;
+                }
+                Row::RemoveIndexEntry(id, key) => {
+                    index_entries.remove((id, key))?;
+                }
             }
         }
-        self.redo.push(&row);
-        Ok(())
     }
+    write.open_table(META)?.insert(KEY_WAL_APPLIED, last)?;
+    Ok(())
+}
+
+/// The applier's work: logged records, on disk and in log order, written into redb in one
+/// commit without an fsync (the log makes them durable; a checkpoint makes redb durable).
+pub(crate) fn apply_logged(database: &Database, records: &[Logged]) -> Result<()> {
+    let Some(&(last, _)) = records.last() else {
+        return Ok(());
+    };
+    let mut write = database.begin_write()?;
+    write.set_durability(redb::Durability::None)?;
+    write_records(
+        &write,
+        records.iter().map(|(_, rows)| rows.as_slice()),
+        last,
+    )?;
+    write.commit()?;
+    Ok(())
 }
 
 /// Opens the write-ahead log and applies, in `write` (the open's transaction, which commits
 /// durably), every record the database does not hold yet: what was acknowledged before a crash
 /// but not yet durable in redb.
 fn recover(write: &redb::WriteTransaction, directory: &Path) -> Result<Wal> {
-    let mut meta = write.open_table(META)?;
-    let applied = meta.get(KEY_WAL_APPLIED)?.map_or(0, |value| value.value());
+    let applied = (write.open_table(META)?.get(KEY_WAL_APPLIED)?).map_or(0, |value| value.value());
     let (mut wal, records) = Wal::open(directory, applied)?;
     let Some((last, _)) = records.last() else {
         wal.restart();
         return Ok(wal);
     };
     let last = *last;
-    let mut redo = Redo::default();
-    let mut open = OpenTables {
-        items: &mut write.open_table(ITEMS)?,
-        counts: &mut write.open_table(COUNTS)?,
-        stream_next: &mut write.open_table(STREAM_NEXT)?,
-        records: &mut write.open_table(RECORDS)?,
-        index_entries: &mut write.open_table(INDEX_ENTRIES)?,
-        redo: &mut redo,
-    };
-    for (_, payload) in &records {
-        for row in Rows::of(payload) {
-            open.apply(row?)?;
-        }
-    }
-    meta.insert(KEY_WAL_APPLIED, last)?;
+    write_records(
+        write,
+        records.iter().map(|(_, payload)| payload.as_slice()),
+        last,
+    )?;
     tracing::info!(
         records = records.len(),
         last,
@@ -1789,17 +1800,6 @@ fn recover(write: &redb::WriteTransaction, directory: &Path) -> Result<Wal> {
     // The caller's commit is durable before anything is appended again.
     wal.restart();
     Ok(wal)
-}
-
-fn read_item(
-    items: &redb::Table<'_, (u64, &'static [u8]), &'static [u8]>,
-    table_id: u64,
-    key_bytes: &[u8],
-) -> Result<Option<Item>> {
-    items
-        .get((table_id, key_bytes))?
-        .map(|bytes| decode_item(bytes.value()))
-        .transpose()
 }
 
 /// An item to store with its encoded bytes, or None to remove the item.
@@ -1847,7 +1847,7 @@ fn decide(
 /// Stores one change: the item, its table's counts and — when the table has a stream and the
 /// item changed (DynamoDB writes no record for a write that changed nothing) — its record.
 fn store_change(
-    open: &mut OpenTables<'_, '_>,
+    open: &mut GroupView<'_>,
     definition: &TableDefinition,
     key_bytes: &[u8],
     old: Option<Item>,
@@ -1858,15 +1858,15 @@ fn store_change(
     let id = definition.table_id;
     let new = match put {
         Some((item, bytes)) => {
-            open.apply(Row::PutItem(id, key_bytes, &bytes))?;
+            open.apply(Row::PutItem(id, key_bytes, &bytes));
             Some(item)
         }
         None => {
-            open.apply(Row::RemoveItem(id, key_bytes))?;
+            open.apply(Row::RemoveItem(id, key_bytes));
             None
         }
     };
-    let (mut count, mut size) = open.counts.get(id)?.map_or((0, 0), |value| value.value());
+    let (mut count, mut size) = open.counts(id)?;
     if let Some(old) = &old {
         count = count.saturating_sub(1);
         size = size.saturating_sub(item_size_bytes(old) as u64);
@@ -1875,7 +1875,7 @@ fn store_change(
         count += 1;
         size += item_size_bytes(new) as u64;
     }
-    open.apply(Row::PutCounts(id, count, size))?;
+    open.apply(Row::PutCounts(id, count, size));
     for index in &definition.indexes {
         update_index_entry(
             open,
@@ -1896,14 +1896,11 @@ fn store_change(
         if let Some(mut record) =
             StreamRecord::for_change(stream.view_type, keys, old.as_ref(), new.as_ref(), now_ms)
         {
-            let next = open
-                .stream_next
-                .get(stream.stream_id)?
-                .map_or(1, |next| next.value());
+            let next = open.stream_next(stream.stream_id)?;
             record.sequence = next;
             record.by_service = by_service;
-            open.apply(Row::PutRecord(stream.stream_id, next, &record.encode()))?;
-            open.apply(Row::PutStreamNext(stream.stream_id, next + 1))?;
+            open.apply(Row::PutRecord(stream.stream_id, next, &record.encode()));
+            open.apply(Row::PutStreamNext(stream.stream_id, next + 1));
             sequence = Some(next);
         }
     }
@@ -2066,7 +2063,7 @@ impl<'a> View<'a> {
 /// entry removed and the new one written (an item without the index's keys has none), and the
 /// index's counts moved with them.
 fn update_index_entry(
-    open: &mut OpenTables<'_, '_>,
+    open: &mut GroupView<'_>,
     definition: &TableDefinition,
     index: &SecondaryIndex,
     key_bytes: &[u8],
@@ -2084,18 +2081,18 @@ fn update_index_entry(
         return Ok(());
     }
     let id = index.index_id;
-    let (mut count, mut size) = open.counts.get(id)?.map_or((0, 0), |value| value.value());
+    let (mut count, mut size) = open.counts(id)?;
     if let Some((key, projected)) = &old_entry {
-        open.apply(Row::RemoveIndexEntry(id, key))?;
+        open.apply(Row::RemoveIndexEntry(id, key));
         count = count.saturating_sub(1);
         size = size.saturating_sub(item_size_bytes(projected) as u64);
     }
     if let Some((key, projected)) = &new_entry {
-        open.apply(Row::PutIndexEntry(id, key, &encode_item(projected)))?;
+        open.apply(Row::PutIndexEntry(id, key, &encode_item(projected)));
         count += 1;
         size += item_size_bytes(projected) as u64;
     }
-    open.apply(Row::PutCounts(id, count, size))?;
+    open.apply(Row::PutCounts(id, count, size));
     Ok(())
 }
 
@@ -2175,13 +2172,13 @@ impl Tables {
         self.queued_bytes_max = max;
     }
 
-    /// Takes the database's write lock: a leader waits for it until the transaction is dropped.
-    pub(crate) fn hold_writes(&self) -> redb::WriteTransaction {
-        self.database.begin_write().expect("write transaction")
+    /// Takes the write side: a leader waits for it until the guard is dropped.
+    pub(crate) fn hold_writes(&self) -> MutexGuard<'_, WriteSide> {
+        lock(&self.write_side)
     }
 
-    pub(crate) fn committer(&self) -> &Committer {
-        &self.committer
+    pub(crate) fn applier(&self) -> &Applier {
+        &self.applier
     }
 
     /// How many writes wait for a group, and whether a leader is committing one.

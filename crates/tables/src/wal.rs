@@ -355,6 +355,10 @@ impl Redo {
         &self.bytes
     }
 
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     pub(crate) fn push(&mut self, row: &Row<'_>) {
         let bytes = &mut self.bytes;
         match *row {
