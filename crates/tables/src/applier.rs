@@ -8,6 +8,10 @@
 //! the touched B-tree pages and its commit run while the answers travel and the next group's
 //! log record is written. Readers keep seeing every acknowledged write: a reader first waits
 //! until every record handed over before it began is committed ([`Applier::wait_visible`]).
+//!
+//! A record handed over with a checkpoint (the log moved to its other file) makes the commit
+//! that applies it durable (`Durability::Immediate`), which frees the file left behind for
+//! reuse. Writers go on meanwhile; readers of records handed over after it wait for it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -28,9 +32,13 @@ struct State {
     /// Whether some thread is applying records it took: only one at a time, so redb gets the
     /// records in log order.
     applying: bool,
-    /// The last record handed over, and the last one committed to redb.
+    /// The last record handed over, the last one committed to redb, and the last one
+    /// committed durably.
     logged: u64,
     applied: u64,
+    durable: u64,
+    /// A record whose commit must be durable: a checkpoint asked for and not yet taken.
+    checkpoint_at: Option<u64>,
     /// Readers waiting in [`Applier::wait_visible`].
     readers_waiting: usize,
     /// Why applying failed: nothing handed over later becomes visible until the tables are
@@ -74,6 +82,7 @@ impl Applier {
             state: Mutex::new(State {
                 logged: applied,
                 applied,
+                durable: applied,
                 ..State::default()
             }),
             handed: Condvar::new(),
@@ -94,15 +103,31 @@ impl Applier {
     }
 
     /// Hands over record `lsn`, which is on disk; records come in log order. Readers that begin
-    /// after this call see it.
-    pub(crate) fn hand_over(&self, lsn: u64, rows: Vec<u8>) {
+    /// after this call see it. With `checkpoint`, the commit that applies it is durable.
+    pub(crate) fn hand_over(&self, lsn: u64, rows: Vec<u8>, checkpoint: bool) {
         {
             let mut state = lock(&self.shared.state);
             debug_assert!(lsn > state.logged);
             state.queue.push((lsn, rows));
             state.logged = lsn;
+            if checkpoint {
+                state.checkpoint_at = Some(lsn);
+            }
         }
         self.shared.handed.notify_one();
+    }
+
+    /// The last record redb holds durably.
+    pub(crate) fn durable(&self) -> u64 {
+        lock(&self.shared.state).durable
+    }
+
+    /// Notes that redb holds every record handed over durably: a durable commit made directly,
+    /// after [`Applier::wait_visible`], under the write side.
+    pub(crate) fn mark_durable(&self) {
+        let mut state = lock(&self.shared.state);
+        state.durable = state.logged;
+        state.checkpoint_at = None;
     }
 
     /// The last record redb holds: a snapshot begun after this call holds it and every earlier
@@ -128,9 +153,9 @@ impl Applier {
             if state.applied >= target {
                 return Ok(());
             }
-            if let Some(records) = take(&mut state) {
+            if let Some(taken) = take(&mut state) {
                 drop(state);
-                apply(&self.shared, &self.poisoned, records);
+                apply(&self.shared, &self.poisoned, taken);
                 state = lock(&self.shared.state);
                 continue;
             }
@@ -187,9 +212,15 @@ impl Drop for Applier {
     }
 }
 
+/// Records taken to apply in one commit, and whether that commit must be durable.
+struct Taken {
+    records: Vec<Logged>,
+    durable: bool,
+}
+
 /// The records waiting, for the caller to apply, unless another thread is applying or tests
 /// hold them back.
-fn take(state: &mut State) -> Option<Vec<Logged>> {
+fn take(state: &mut State) -> Option<Taken> {
     #[cfg(test)]
     if state.held {
         return None;
@@ -198,16 +229,22 @@ fn take(state: &mut State) -> Option<Vec<Logged>> {
         return None;
     }
     state.applying = true;
-    Some(std::mem::take(&mut state.queue))
+    let records = std::mem::take(&mut state.queue);
+    let last = records.last().map_or(0, |(lsn, _)| *lsn);
+    let durable = state.checkpoint_at.is_some_and(|at| at <= last);
+    if durable {
+        state.checkpoint_at = None;
+    }
+    Some(Taken { records, durable })
 }
 
 fn run(shared: &Shared, poisoned: &AtomicBool) {
     loop {
-        let records = {
+        let taken = {
             let mut state = lock(&shared.state);
             loop {
-                if let Some(records) = take(&mut state) {
-                    break records;
+                if let Some(taken) = take(&mut state) {
+                    break taken;
                 }
                 if state.closing && (state.queue.is_empty() || state.failed.is_some()) {
                     return;
@@ -218,7 +255,7 @@ fn run(shared: &Shared, poisoned: &AtomicBool) {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         };
-        apply(shared, poisoned, records);
+        apply(shared, poisoned, taken);
     }
 }
 
@@ -233,7 +270,7 @@ fn injected_failure(_: &mut State) -> bool {
 }
 
 /// Applies taken records in one redb commit and tells the readers waiting for them.
-fn apply(shared: &Shared, poisoned: &AtomicBool, records: Vec<Logged>) {
+fn apply(shared: &Shared, poisoned: &AtomicBool, Taken { records, durable }: Taken) {
     let Some(&(last, _)) = records.last() else {
         lock(&shared.state).applying = false;
         return;
@@ -253,14 +290,19 @@ fn apply(shared: &Shared, poisoned: &AtomicBool, records: Vec<Logged>) {
     // A panic inside redb must not leave readers waiting for a commit that never comes.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert!(!inject_failure, "an injected commit failure");
-        apply_logged(&shared.database, &records)
+        apply_logged(&shared.database, &records, durable)
     }))
     .unwrap_or_else(|_| Err(TablesError::Storage("applying the log panicked".to_owned())));
     let wake = {
         let mut state = lock(&shared.state);
         state.applying = false;
         match result {
-            Ok(()) => state.applied = last,
+            Ok(()) => {
+                state.applied = last;
+                if durable {
+                    state.durable = last;
+                }
+            }
             Err(error) => {
                 poisoned.store(true, Ordering::SeqCst);
                 tracing::error!(%error, "tables commit failed; writes refused until reopened");

@@ -38,9 +38,12 @@ use crate::wal::{Redo, Row, Rows, Wal};
 /// The on-disk format's version, kept in the `meta` table; `docs/tables-format.md` describes
 /// it. Version 1 (before secondary indexes) is upgraded when opened: it has no index entries,
 /// so adopting the `index_entries` table is the whole change. Version 2 (before the
-/// write-ahead log) has every commit durable in redb, so it opens as a version 3 database
-/// whose log holds nothing. Opening a database of a later version fails rather than guess.
-pub const FORMAT_VERSION: u64 = 3;
+/// write-ahead log) has every commit durable in redb, so it opens as a database whose log holds
+/// nothing. Version 3 (the log in one file) opens as version 4: its one file is the first of
+/// the log's two, the second is created empty. A version-3 build refuses a version-4 database,
+/// whose second file it would not read. Opening a database of a later version fails rather
+/// than guess.
+pub const FORMAT_VERSION: u64 = 4;
 /// Most writes one leader commits as one group (one redb commit, one fsync); later arrivals
 /// wait for the next group. Each member already holds its item in memory, so this bounds the
 /// group's transaction, not a queue: [`QUEUED_WRITE_BYTES_MAX`] bounds the queue.
@@ -372,7 +375,7 @@ impl Tables {
                     meta.insert(KEY_NEXT_STREAM_ID, 1)?;
                 }
                 Some(FORMAT_VERSION) => {}
-                Some(1 | 2) => {
+                Some(1..=3) => {
                     meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION)?;
                 }
                 Some(other) => {
@@ -467,11 +470,16 @@ impl Tables {
             }
         };
         side.pending.merge(staged, lsn);
-        self.applier.hand_over(lsn, redo.into_bytes());
-        // The group is durable in the log whatever happens here; a checkpoint that fails
-        // leaves the log to grow and is tried again after the next group (a failed database
-        // commit has poisoned the tables already).
-        if side.wal.wants_checkpoint()
+        // Past its size the log moves to its other file, whose records redb holds durably by
+        // now, and the applier's commit of this group is made durable, which frees this file.
+        let checkpoint =
+            side.wal.wants_checkpoint() && side.wal.switch_if_free(self.applier.durable());
+        self.applier.hand_over(lsn, redo.into_bytes(), checkpoint);
+        // Should that checkpoint still be running when this file is full too, the writer
+        // waits for one. The group is durable in the log whatever happens here; a checkpoint
+        // that fails leaves the log to grow and is tried again after the next group (a failed
+        // database commit has poisoned the tables already).
+        if side.wal.must_checkpoint()
             && let Err(error) = self.checkpoint(side)
         {
             tracing::error!(%error, "tables checkpoint failed; the write-ahead log keeps growing");
@@ -678,6 +686,7 @@ impl Tables {
             tracing::error!(%error, "tables commit failed; writes refused until reopened");
             return Err(error.into());
         }
+        self.applier.mark_durable();
         side.wal.restart();
         Ok(())
     }
@@ -1760,13 +1769,17 @@ fn write_records<'r>(
 }
 
 /// The applier's work: logged records, on disk and in log order, written into redb in one
-/// commit without an fsync (the log makes them durable; a checkpoint makes redb durable).
-pub(crate) fn apply_logged(database: &Database, records: &[Logged]) -> Result<()> {
+/// commit, without an fsync (the log makes them durable) unless it is a checkpoint's.
+pub(crate) fn apply_logged(database: &Database, records: &[Logged], durable: bool) -> Result<()> {
     let Some(&(last, _)) = records.last() else {
         return Ok(());
     };
     let mut write = database.begin_write()?;
-    write.set_durability(redb::Durability::None)?;
+    write.set_durability(if durable {
+        redb::Durability::Immediate
+    } else {
+        redb::Durability::None
+    })?;
     write_records(
         &write,
         records.iter().map(|(_, rows)| rows.as_slice()),

@@ -1068,6 +1068,24 @@ proptest! {
 /// Past `WAL_CHECKPOINT_BYTES` of log, a commit checkpoints redb and the log starts again at
 /// its front: the file stays near that size however much is written, and everything written
 /// before and after the checkpoints is there after a reopen.
+/// Puts item `number` of about 300 KiB into table "big", whose stream keeps new images: about
+/// 600 KiB of log per put.
+fn put_big(tables: &Tables, number: u64) {
+    let put = item(&[
+        ("userId", n("1")),
+        ("transactionId", n(&number.to_string())),
+        ("padding", s(&"x".repeat(300 * 1024))),
+    ]);
+    tables.write(Write::put("big", put)).unwrap();
+}
+
+fn log_file_bytes(dir: &std::path::Path) -> Vec<u64> {
+    ["tables.wal", "tables.wal2"]
+        .iter()
+        .map(|name| std::fs::metadata(dir.join(name)).unwrap().len())
+        .collect()
+}
+
 #[test]
 fn the_write_ahead_log_is_checkpointed_and_reused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1075,27 +1093,74 @@ fn the_write_ahead_log_is_checkpointed_and_reused() {
     tables
         .create_table(create("big", Some(StreamViewType::NewImage)))
         .unwrap();
-    let padding = "x".repeat(300 * 1024);
     let count = 120_u64;
     for number in 0..count {
-        let put = item(&[
-            ("userId", n("1")),
-            ("transactionId", n(&number.to_string())),
-            ("padding", s(&padding)),
-        ]);
-        tables.write(Write::put("big", put)).unwrap();
+        put_big(&tables, number);
     }
-    // 120 items and their stream records (with the new image) are about 70 MiB of log.
-    let log_bytes = std::fs::metadata(dir.path().join("tables.wal"))
-        .unwrap()
-        .len();
-    assert!(log_bytes < 2 * 16 * 1024 * 1024, "{log_bytes}");
+    // About 70 MiB of log went through two files of 16 MiB, each reused once redb held its
+    // records durably.
+    for bytes in log_file_bytes(dir.path()) {
+        assert!(bytes < 2 * 16 * 1024 * 1024, "{bytes}");
+    }
     drop(tables);
     let tables = open(dir.path());
     let description = tables.describe_table("big").unwrap();
     assert_eq!(description.item_count, count);
     let stream = description.definition.stream.unwrap().stream_id;
     assert_eq!(tables.stream_bounds(stream).unwrap(), Some((1, count)));
+}
+
+/// A checkpoint holds up no write: with redb held back entirely, writes go on past the first
+/// file into the second, and a crash then applies the records of both. Once the checkpoint is
+/// durable the first file is reused from its front, and a crash then applies its new records
+/// and none of the second file's, which redb holds.
+#[test]
+fn a_checkpoint_holds_up_no_write_and_a_crash_during_one_recovers_from_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    let stream = tables
+        .create_table(create("big", Some(StreamViewType::NewImage)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    tables.applier().hold(true);
+    // About 48 MiB of log: the first file fills, the second takes the rest and grows past its
+    // size, as the first is not free.
+    for number in 0..80 {
+        put_big(&tables, number);
+    }
+    assert_eq!(tables.applier().unapplied(), 80);
+    let bytes = log_file_bytes(dir.path());
+    assert!(bytes[1] > 16 * 1024 * 1024, "{bytes:?}");
+    let crashed = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), crashed.path());
+    let recovered = open(crashed.path());
+    assert_eq!(recovered.describe_table("big").unwrap().item_count, 80);
+    assert_eq!(recovered.stream_bounds(stream).unwrap(), Some((1, 80)));
+    drop(recovered);
+
+    // The held records are applied, the checkpoint's commit durable; the next write moves the
+    // log back to the first file's front.
+    tables.applier().hold(false);
+    assert_eq!(tables.describe_table("big").unwrap().item_count, 80);
+    tables.applier().hold(true);
+    for number in 80..100 {
+        put_big(&tables, number);
+    }
+    assert_eq!(tables.applier().unapplied(), 20);
+    let crashed = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), crashed.path());
+    let recovered = open(crashed.path());
+    assert_eq!(recovered.describe_table("big").unwrap().item_count, 100);
+    assert_eq!(recovered.stream_bounds(stream).unwrap(), Some((1, 100)));
+    drop(recovered);
+    tables.applier().hold(false);
+    assert_eq!(tables.describe_table("big").unwrap().item_count, 100);
+    // The first file was written again from its front: it is no longer than its first round.
+    let bytes = log_file_bytes(dir.path());
+    assert!(bytes[0] < 16 * 1024 * 1024 + 2 * 700 * 1024, "{bytes:?}");
 }
 
 /// Waits (without a deadline that could flake, but never forever) until the queue is as asked.
@@ -1271,7 +1336,7 @@ fn a_submitted_write_holds_no_thread_and_the_leader_hands_over_after_its_own_gro
 
 /// Copies the files of a tables directory as they are on disk: what a crash would leave.
 fn crash_image(from: &std::path::Path, to: &std::path::Path) {
-    for name in ["tables.redb", "tables.wal"] {
+    for name in ["tables.redb", "tables.wal", "tables.wal2"] {
         std::fs::copy(from.join(name), to.join(name)).unwrap();
     }
 }

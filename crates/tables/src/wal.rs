@@ -1,20 +1,27 @@
-//! The tables' write-ahead log, `tables/tables.wal`: the commit point of every item write.
+//! The tables' write-ahead log, `tables/tables.wal` and `tables/tables.wal2`: the commit point
+//! of every item write.
 //!
-//! A write transaction's effect (every row it put or removed, as bytes: see [`Redo`]) is one
-//! log record, appended durably before the redb transaction commits without an fsync of its
-//! own (`Durability::None`). Readers see a change only once its record is on disk. Now and
-//! then — when the log passes [`WAL_CHECKPOINT_BYTES`], and at every catalog change — a redb
-//! commit with `Durability::Immediate` makes everything before it durable in the database, and
-//! the log starts again at its front. After a crash redb is back at its last durable commit,
-//! whose `meta` row `wal_applied` names the last record it holds; the records after it are
-//! applied again, in order, before the tables open.
+//! A write group's effect (every row it put or removed, as bytes: see [`Redo`]) is one log
+//! record, appended durably before redb holds it; redb then commits it without an fsync of its
+//! own (`Durability::None`). Readers see a change only once its record is on disk. After a crash
+//! redb is back at its last durable commit, whose `meta` row `wal_applied` names the last record
+//! it holds; the records after it are applied again, in order, before the tables open.
+//!
+//! The log is two files, one of them active. When the active one passes
+//! [`WAL_CHECKPOINT_BYTES`], appends go on at the front of the other — once every record it
+//! holds is durable in redb — and the applier makes the next redb commit durable, which frees
+//! the first file in turn. So a checkpoint never holds up a write. Should the other file not be
+//! free yet, the active one grows; past [`WAL_BYTES_MAX`] the writer waits for a checkpoint. A
+//! durable redb commit of everything logged (a catalog change, a clean close) starts both files
+//! again.
 //!
 //! A record is `len: u32 LE`, `crc: u32 LE` (CRC-32 of the next 8 bytes and the payload),
-//! `lsn: u64 LE`, then `len` payload bytes. Log sequence numbers count up by one and never
-//! repeat. The file is preallocated with zeros and reused from the front after a checkpoint,
-//! so a reader takes records from offset 0 for as long as each is whole (its CRC holds) and
+//! `lsn: u64 LE`, then `len` payload bytes. Log sequence numbers count up by one across both
+//! files and never repeat. Each file is preallocated with zeros and reused from the front, so a
+//! reader takes a file's records from offset 0 for as long as each is whole (its CRC holds) and
 //! carries the next number: a torn record, zeros, or a stale record of an earlier round (whose
-//! number is lower) ends the log.
+//! number is lower) ends the file. The records of both files numbered after `wal_applied` are
+//! the log, and they must follow each other without a gap.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
@@ -23,12 +30,14 @@ use std::path::Path;
 
 use crate::error::{Result, TablesError};
 
-/// The log's file name in the tables directory.
-pub(crate) const WAL_FILE: &str = "tables.wal";
-/// The log's preallocated size, and the length past which the next commit checkpoints the
-/// database and starts the log again at its front. A write group's record may run past it
-/// (the file grows); the log is then wound back at the next commit.
+/// The log's file names in the tables directory.
+pub(crate) const WAL_FILES: [&str; 2] = ["tables.wal", "tables.wal2"];
+/// Each file's preallocated size, and the length past which appends move to the other file
+/// and a checkpoint begins. A write group's record may run past it (the file grows).
 pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+/// The length past which the active file waits for a checkpoint instead of growing, when the
+/// other file is still needed (its checkpoint has not finished).
+pub(crate) const WAL_BYTES_MAX: u64 = 8 * WAL_CHECKPOINT_BYTES;
 const HEADER_BYTES: usize = 16;
 /// Most payload bytes one record may hold: its length is a `u32`.
 const RECORD_BYTES_MAX: usize = u32::MAX as usize;
@@ -48,13 +57,23 @@ const BLOCK_BYTES: usize = 4096;
 /// A direct-write buffer grown past this by a large group is given back after its write.
 const BUFFER_KEPT_BYTES: usize = 1 << 20;
 
-/// The open log: where the next record goes and the number it gets.
+/// The open log: its two files, the one appends go to, and the number the next record gets.
 pub(crate) struct Wal {
+    files: [LogFile; 2],
+    active: usize,
+    next_lsn: u64,
+}
+
+/// One file of the log.
+struct LogFile {
     file: File,
     /// How appends reach the disk.
     writer: Writer,
+    /// Where the next record goes.
     position: u64,
-    next_lsn: u64,
+    /// The number of the last record the file holds since it was last started again (0 for
+    /// none): the file may be started again once redb holds that record durably.
+    last_lsn: u64,
 }
 
 /// An append is durable when its write returns: with `O_DIRECT | O_DSYNC` the data goes from
@@ -79,48 +98,62 @@ struct DirectWriter {
 }
 
 impl Wal {
-    /// Opens the log in `directory` (creating and preallocating it the first time) and reads
-    /// back the records after `applied`, in order. The log is left positioned after the last
-    /// whole record, so appending before a checkpoint keeps every record it holds.
+    /// Opens the log in `directory` (creating and preallocating its files the first time) and
+    /// reads back the records after `applied`, in order. Appends go on after the file holding
+    /// the last record, so appending before a checkpoint keeps every record the log holds.
     pub(crate) fn open(directory: &Path, applied: u64) -> Result<(Wal, Vec<LoggedRecord>)> {
-        let path = directory.join(WAL_FILE);
-        let created = !path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        if created || file.metadata()?.len() < WAL_CHECKPOINT_BYTES {
-            preallocate(&file)?;
-            File::open(directory)?.sync_all()?;
+        let mut chains = Vec::with_capacity(WAL_FILES.len());
+        let mut files = Vec::with_capacity(WAL_FILES.len());
+        for name in WAL_FILES {
+            let (file, chain, position) = open_file(directory, name)?;
+            let last_lsn = chain.last().map_or(0, |(lsn, _)| *lsn);
+            chains.push(chain);
+            files.push((file, position, last_lsn));
         }
-        let mut reader = BufReader::with_capacity(1 << 20, &file);
-        let mut position = 0_u64;
-        let mut previous: Option<u64> = None;
-        let mut records = Vec::new();
-        while let Some((lsn, payload)) = read_record(&mut reader)? {
-            if previous.is_some_and(|previous| lsn != previous + 1) {
-                break;
-            }
-            if previous.is_none() && lsn > applied + 1 {
-                return Err(TablesError::Corrupt(format!(
-                    "the write-ahead log starts at record {lsn}, but the database holds only up to {applied}"
-                )));
-            }
-            previous = Some(lsn);
-            position += (HEADER_BYTES + payload.len()) as u64;
-            if lsn > applied {
-                records.push((lsn, payload));
+        // The file with the highest number is where appends go on; a file that holds nothing
+        // has last number 0.
+        let active = usize::from(
+            files.get(1).map_or(0, |file| file.2) > files.first().map_or(0, |file| file.2),
+        );
+        let mut records: Vec<LoggedRecord> = chains
+            .into_iter()
+            .flatten()
+            .filter(|(lsn, _)| *lsn > applied)
+            .collect();
+        records.sort_by_key(|(lsn, _)| *lsn);
+        for (expected, (lsn, _)) in (applied + 1..).zip(&records) {
+            if *lsn != expected {
+                return Err(TablesError::Corrupt(if expected == applied + 1 {
+                    format!(
+                        "the write-ahead log starts at record {lsn}, but the database holds only up to {applied}"
+                    )
+                } else {
+                    format!(
+                        "the write-ahead log skips from record {} to {lsn}",
+                        expected - 1
+                    )
+                }));
             }
         }
-        let next_lsn = previous.unwrap_or(applied).max(applied) + 1;
-        let writer = Writer::open(&path, &file, position)?;
-        Ok((
-            Wal {
+        let last = files.iter().map(|file| file.2).max().unwrap_or(0);
+        let next_lsn = last.max(applied) + 1;
+        let mut opened = Vec::with_capacity(files.len());
+        for (name, (file, position, last_lsn)) in WAL_FILES.iter().zip(files) {
+            let writer = Writer::open(&directory.join(name), &file, position)?;
+            opened.push(LogFile {
                 file,
                 writer,
                 position,
+                last_lsn,
+            });
+        }
+        let files: [LogFile; 2] = opened
+            .try_into()
+            .map_err(|_| TablesError::Storage("the write-ahead log has two files".to_owned()))?;
+        Ok((
+            Wal {
+                files,
+                active,
                 next_lsn,
             },
             records,
@@ -129,13 +162,17 @@ impl Wal {
 
     #[cfg(test)]
     fn buffered(mut self) -> Wal {
-        self.writer = Writer::Buffered;
+        for file in &mut self.files {
+            file.writer = Writer::Buffered;
+        }
         self
     }
 
     #[cfg(test)]
     fn is_direct(&self) -> bool {
-        matches!(self.writer, Writer::Direct(_))
+        self.files
+            .iter()
+            .all(|file| matches!(file.writer, Writer::Direct(_)))
     }
 
     /// The number the next record gets.
@@ -143,9 +180,43 @@ impl Wal {
         self.next_lsn
     }
 
-    /// Whether the log has passed [`WAL_CHECKPOINT_BYTES`] and wants a checkpoint.
+    fn active(&mut self) -> &mut LogFile {
+        let active = self.active;
+        let [first, second] = &mut self.files;
+        if active == 0 { first } else { second }
+    }
+
+    fn other(&self) -> &LogFile {
+        let [first, second] = &self.files;
+        if self.active == 0 { second } else { first }
+    }
+
+    /// Whether the active file has passed [`WAL_CHECKPOINT_BYTES`]: appends should move to the
+    /// other file, and a checkpoint begin.
     pub(crate) fn wants_checkpoint(&self) -> bool {
-        self.position >= WAL_CHECKPOINT_BYTES
+        let [first, second] = &self.files;
+        let active = if self.active == 0 { first } else { second };
+        active.position >= WAL_CHECKPOINT_BYTES
+    }
+
+    /// Whether the active file has passed [`WAL_BYTES_MAX`]: the writer must wait for a
+    /// checkpoint rather than grow it further.
+    pub(crate) fn must_checkpoint(&self) -> bool {
+        let [first, second] = &self.files;
+        let active = if self.active == 0 { first } else { second };
+        active.position >= WAL_BYTES_MAX
+    }
+
+    /// Moves appends to the front of the other file, if redb holds every record of it durably
+    /// (up to `durable`). Answers whether it did: then the records of the file left behind
+    /// are needed until the next durable commit.
+    pub(crate) fn switch_if_free(&mut self, durable: u64) -> bool {
+        if self.other().last_lsn > durable {
+            return false;
+        }
+        self.active = 1 - self.active;
+        self.active().restart();
+        true
     }
 
     /// Appends record [`Self::next_lsn`] and returns once it is on disk. On an error the log
@@ -164,8 +235,25 @@ impl Wal {
         bytes.extend_from_slice(&crc_of(lsn, payload).to_le_bytes());
         bytes.extend_from_slice(&lsn.to_le_bytes());
         bytes.extend_from_slice(payload);
+        self.active().append(&bytes)?;
+        self.active().last_lsn = lsn;
+        self.next_lsn += 1;
+        Ok(lsn)
+    }
+
+    /// Starts both files again at their front: call only once every record is durable in the
+    /// database (a `Durability::Immediate` commit after the last one).
+    pub(crate) fn restart(&mut self) {
+        for file in &mut self.files {
+            file.restart();
+        }
+    }
+}
+
+impl LogFile {
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
         let written = match &mut self.writer {
-            Writer::Direct(direct) => match direct.append(&bytes, self.position) {
+            Writer::Direct(direct) => match direct.append(bytes, self.position) {
                 Ok(()) => true,
                 Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
                     // A file system that opens files for direct I/O but refuses the writes: the
@@ -180,22 +268,53 @@ impl Wal {
             Writer::Buffered => false,
         };
         if !written {
-            self.file.write_all_at(&bytes, self.position)?;
+            self.file.write_all_at(bytes, self.position)?;
             self.file.sync_data()?;
         }
         self.position += bytes.len() as u64;
-        self.next_lsn += 1;
-        Ok(lsn)
+        Ok(())
     }
 
-    /// Starts the log again at its front: call only once every record is durable in the
-    /// database (a `Durability::Immediate` commit after the last one).
-    pub(crate) fn restart(&mut self) {
+    fn restart(&mut self) {
         self.position = 0;
+        self.last_lsn = 0;
         if let Writer::Direct(direct) = &mut self.writer {
             direct.tail.clear();
         }
     }
+}
+
+/// Opens one file of the log (creating and preallocating it the first time) and reads its
+/// records from the front while they are whole and numbered one after another: the file's
+/// chain, and where it ends.
+fn open_file(directory: &Path, name: &str) -> Result<(File, Vec<LoggedRecord>, u64)> {
+    let path = directory.join(name);
+    let created = !path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    if created || file.metadata()?.len() < WAL_CHECKPOINT_BYTES {
+        preallocate(&file)?;
+        File::open(directory)?.sync_all()?;
+    }
+    let mut reader = BufReader::with_capacity(1 << 20, &file);
+    let mut position = 0_u64;
+    let mut chain: Vec<LoggedRecord> = Vec::new();
+    while let Some((lsn, payload)) = read_record(&mut reader)? {
+        if chain
+            .last()
+            .is_some_and(|(previous, _)| lsn != previous + 1)
+        {
+            break;
+        }
+        position += (HEADER_BYTES + payload.len()) as u64;
+        chain.push((lsn, payload));
+    }
+    drop(reader);
+    Ok((file, chain, position))
 }
 
 impl Writer {
@@ -584,7 +703,7 @@ mod tests {
         // Tear the second record: its last bytes never reached the disk.
         let file = OpenOptions::new()
             .write(true)
-            .open(dir.path().join(WAL_FILE))
+            .open(dir.path().join(WAL_FILES[0]))
             .unwrap();
         let torn_at = (HEADER_BYTES + 5 + HEADER_BYTES + 4) as u64;
         file.write_all_at(&[0; 7], torn_at).unwrap();
@@ -598,6 +717,40 @@ mod tests {
             records,
             vec![(1, b"whole".to_vec()), (2, b"again".to_vec())]
         );
+    }
+
+    #[test]
+    fn the_records_of_both_files_read_back_in_order_and_a_gap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        wal.append(b"one").unwrap();
+        wal.append(b"two").unwrap();
+        // The second file is free (it holds nothing): appends move there.
+        assert!(wal.switch_if_free(0));
+        wal.append(b"three").unwrap();
+        // The first file holds records 1 and 2, which redb does not hold durably yet.
+        assert!(!wal.switch_if_free(1));
+        wal.append(b"four").unwrap();
+        drop(wal);
+        let (mut wal, records) = Wal::open(dir.path(), 0).unwrap();
+        let payloads: Vec<&[u8]> = records
+            .iter()
+            .map(|(_, payload)| payload.as_slice())
+            .collect();
+        assert_eq!(payloads, vec![&b"one"[..], b"two", b"three", b"four"]);
+        assert_eq!(wal.next_lsn(), 5);
+        // Appends go on in the file with the last record, and the first file is reused once
+        // redb holds its records.
+        wal.append(b"five").unwrap();
+        assert!(wal.switch_if_free(2));
+        wal.append(b"six").unwrap();
+        drop(wal);
+        let (_, records) = Wal::open(dir.path(), 2).unwrap();
+        let numbers: Vec<u64> = records.iter().map(|(lsn, _)| *lsn).collect();
+        assert_eq!(numbers, vec![3, 4, 5, 6]);
+        // Without the second file's records, the first file's record 6 follows a gap.
+        std::fs::write(dir.path().join(WAL_FILES[1]), vec![0_u8; 4096]).unwrap();
+        assert!(Wal::open(dir.path(), 2).is_err());
     }
 
     #[test]
