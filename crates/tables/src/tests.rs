@@ -337,6 +337,72 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A stream record as the model tests expect it: its event and its images.
+type ModelRecord = (EventName, Option<Item>, Option<Item>);
+
+/// The key of the model tests' item at (p, s).
+fn model_key(p: u8, s: u8) -> Item {
+    item(&[
+        ("userId", n(&p.to_string())),
+        ("transactionId", n(&s.to_string())),
+    ])
+}
+
+/// Every key of `partitions` × `sorts` reads as the model has it, and the table's counts agree.
+fn check_against_model(
+    tables: &Tables,
+    table: &str,
+    model: &BTreeMap<(u8, u8), Item>,
+    partitions: u8,
+    sorts: u8,
+) -> Result<(), TestCaseError> {
+    for p in 0..partitions {
+        for s in 0..sorts {
+            prop_assert_eq!(
+                tables.get_item(table, &model_key(p, s)).unwrap(),
+                model.get(&(p, s)).cloned()
+            );
+        }
+    }
+    let description = tables.describe_table(table).unwrap();
+    prop_assert_eq!(description.item_count, model.len() as u64);
+    prop_assert_eq!(
+        description.size_bytes,
+        model
+            .values()
+            .map(|row| item_size_bytes(row) as u64)
+            .sum::<u64>()
+    );
+    Ok(())
+}
+
+/// The stream holds exactly the expected records, numbered from 1 without a gap.
+fn check_stream(
+    tables: &Tables,
+    stream_id: u64,
+    expected: Vec<ModelRecord>,
+) -> Result<(), TestCaseError> {
+    let records = tables.read_stream(stream_id, 1, 1000).unwrap();
+    let actual: Vec<ModelRecord> = records
+        .iter()
+        .map(|record| {
+            (
+                record.event_name,
+                record.new_image.clone(),
+                record.old_image.clone(),
+            )
+        })
+        .collect();
+    prop_assert_eq!(actual, expected);
+    prop_assert!(
+        records
+            .iter()
+            .enumerate()
+            .all(|(index, record)| record.sequence == index as u64 + 1)
+    );
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -350,8 +416,8 @@ proptest! {
             .create_table(create("model", Some(StreamViewType::NewAndOldImages)))
             .unwrap().definition.stream.unwrap().stream_id;
         let mut model: BTreeMap<(u8, u8), Item> = BTreeMap::new();
-        let mut expected_records: Vec<(EventName, Option<Item>, Option<Item>)> = Vec::new();
-        let key = |p: u8, s: u8| item(&[("userId", n(&p.to_string())), ("transactionId", n(&s.to_string()))]);
+        let mut expected_records: Vec<ModelRecord> = Vec::new();
+        let key = model_key;
         for op in ops {
             match op {
                 Op::Put(p, s, v) => {
@@ -378,19 +444,9 @@ proptest! {
                     tables = open(dir.path());
                 }
             }
-            for p in 0..3 {
-                for s in 0..4 {
-                    prop_assert_eq!(tables.get_item("model", &key(p, s)).unwrap(), model.get(&(p, s)).cloned());
-                }
-            }
-            let description = tables.describe_table("model").unwrap();
-            prop_assert_eq!(description.item_count, model.len() as u64);
-            prop_assert_eq!(description.size_bytes, model.values().map(|row| item_size_bytes(row) as u64).sum::<u64>());
+            check_against_model(&tables, "model", &model, 3, 4)?;
         }
-        let records = tables.read_stream(stream_id, 1, 1000).unwrap();
-        let actual: Vec<_> = records.iter().map(|record| (record.event_name, record.new_image.clone(), record.old_image.clone())).collect();
-        prop_assert_eq!(actual, expected_records);
-        prop_assert!(records.iter().enumerate().all(|(index, record)| record.sequence == index as u64 + 1));
+        check_stream(&tables, stream_id, expected_records)?;
     }
 }
 
@@ -459,8 +515,8 @@ proptest! {
             .create_table(create_indexed("lagging"))
             .unwrap().definition.stream.unwrap().stream_id;
         let mut model: BTreeMap<(u8, u8), Item> = BTreeMap::new();
-        let mut expected_records: Vec<(EventName, Option<Item>, Option<Item>)> = Vec::new();
-        let key = |p: u8, s: u8| item(&[("userId", n(&p.to_string())), ("transactionId", n(&s.to_string()))]);
+        let mut expected_records: Vec<ModelRecord> = Vec::new();
+        let key = model_key;
         let with_v = |p: u8, s: u8, v: i32| {
             let mut row = key(p, s);
             row.insert("v".into(), n(&v.to_string()));
@@ -538,15 +594,9 @@ proptest! {
             if held {
                 continue;
             }
-            for p in 0..2 {
-                for s in 0..3 {
-                    prop_assert_eq!(tables.get_item("lagging", &key(p, s)).unwrap(), model.get(&(p, s)).cloned());
-                }
-            }
-            let description = tables.describe_table("lagging").unwrap();
-            prop_assert_eq!(description.item_count, model.len() as u64);
-            prop_assert_eq!(description.size_bytes, model.values().map(|row| item_size_bytes(row) as u64).sum::<u64>());
+            check_against_model(&tables, "lagging", &model, 2, 3)?;
             // Every item has `v`, so every item has one index entry.
+            let description = tables.describe_table("lagging").unwrap();
             prop_assert_eq!(description.index_counts[0].0, model.len() as u64);
             let entries = tables.scan("lagging", &ScanRequest {
                 index: Some("by_v".into()),
@@ -557,11 +607,8 @@ proptest! {
         tables.applier().hold(false);
         drop(tables);
         let tables = open(dir.path());
-        let records = tables.read_stream(stream_id, 1, 1000).unwrap();
-        let actual: Vec<_> = records.iter().map(|record| (record.event_name, record.new_image.clone(), record.old_image.clone())).collect();
-        prop_assert_eq!(actual, expected_records);
-        prop_assert!(records.iter().enumerate().all(|(index, record)| record.sequence == index as u64 + 1));
-        prop_assert_eq!(tables.describe_table("lagging").unwrap().item_count, model.len() as u64);
+        check_stream(&tables, stream_id, expected_records)?;
+        check_against_model(&tables, "lagging", &model, 2, 3)?;
     }
 }
 
