@@ -277,11 +277,10 @@ def test_items_survive_a_restart(sluice_factory, tmp_path):
     assert dynamodb.describe_table(TableName="transactions")["Table"]["ItemCount"] == 20
 
 
-def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
-    server = sluice_factory(tmp_path / "data")
-    arn = create_transactions(
-        client(server), StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
-    )["LatestStreamArn"]
+def put_until_killed(server, min_acked, extra_attributes=None):
+    """Puts items from CRASH_CLIENTS concurrent clients (client `writer` puts keys (writer, 0),
+    (writer, 1), ...) until `min_acked` are acknowledged, then kills the server with SIGKILL;
+    answers the acknowledged keys."""
     acked = set()
     lock = threading.Lock()
     stop = threading.Event()
@@ -293,7 +292,11 @@ def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
             try:
                 dynamodb.put_item(
                     TableName="transactions",
-                    Item={"userId": {"N": str(writer)}, "transactionId": {"N": str(index)}},
+                    Item={
+                        "userId": {"N": str(writer)},
+                        "transactionId": {"N": str(index)},
+                        **(extra_attributes or {}),
+                    },
                 )
             except Exception:  # the server was killed: this put may or may not have landed
                 return
@@ -305,25 +308,28 @@ def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + DEADLINE_S
-    while len(acked) < MIN_ACKED_BEFORE_KILL and time.monotonic() < deadline:
+    while len(acked) < min_acked and time.monotonic() < deadline:
         time.sleep(0.05)
     server.kill()
     stop.set()
     for thread in threads:
         thread.join()
-    assert len(acked) >= MIN_ACKED_BEFORE_KILL
+    assert len(acked) >= min_acked
+    return acked
 
-    server = sluice_factory(tmp_path / "data")
+
+def check_survivors(server, arn, acked, extra_attributes=None):
+    """After a kill -9 and a restart: every acknowledged put is there whole, nothing beyond
+    what was sent, and the stream holds exactly one INSERT per item present."""
     dynamodb = client(server)
-    missing = [
-        key
-        for key in sorted(acked)
-        if "Item"
-        not in dynamodb.get_item(
+    missing = []
+    for key in sorted(acked):
+        got = dynamodb.get_item(
             TableName="transactions",
             Key={"userId": {"N": str(key[0])}, "transactionId": {"N": str(key[1])}},
         )
-    ]
+        if "Item" not in got or any(got["Item"].get(name) != value for name, value in (extra_attributes or {}).items()):
+            missing.append(key)
     assert missing == []
     # Nothing beyond what was sent: each writer's items are a prefix of its indices, at most one
     # past what it saw acknowledged (the put that was in flight at the kill).
@@ -339,6 +345,35 @@ def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
     assert all(record["eventName"] == "INSERT" for record in records)
     assert len(keys) == len(set(keys)) == count
     assert acked <= set(keys)
+    return records
+
+
+def test_acknowledged_puts_survive_kill_9(sluice_factory, tmp_path):
+    server = sluice_factory(tmp_path / "data")
+    arn = create_transactions(
+        client(server), StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    )["LatestStreamArn"]
+    acked = put_until_killed(server, MIN_ACKED_BEFORE_KILL)
+    server = sluice_factory(tmp_path / "data")
+    check_survivors(server, arn, acked)
+
+
+def test_acknowledged_puts_survive_kill_9_while_the_log_checkpoints(sluice_factory, tmp_path):
+    """Items of ~100 KB with their new images in the stream: about 200 KB of write-ahead log per
+    put, so 300 puts fill the log's first 16-MiB file and move on into the second one (with a
+    checkpoint running behind the writes) before the kill."""
+    server = sluice_factory(tmp_path / "data")
+    arn = create_transactions(
+        client(server), StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    )["LatestStreamArn"]
+    padding = {"padding": {"S": "x" * 100_000}}
+    acked = put_until_killed(server, 300, padding)
+    # The log moved to its second file: a record begins at its front.
+    second = (tmp_path / "data" / "tables" / "tables.wal2").read_bytes()[:16]
+    assert second != bytes(16)
+    server = sluice_factory(tmp_path / "data")
+    records = check_survivors(server, arn, acked, padding)
+    assert all(record["dynamodb"]["NewImage"]["padding"] == padding["padding"] for record in records)
 
 
 def streams_client(server):
