@@ -1210,6 +1210,64 @@ fn a_checkpoint_holds_up_no_write_and_a_crash_during_one_recovers_from_both_file
     assert!(bytes[0] < 16 * 1024 * 1024 + 2 * 700 * 1024, "{bytes:?}");
 }
 
+/// When the log's other file is still needed (its checkpoint has not finished) and the active
+/// one reaches its maximum, the writer waits for the checkpoint instead of growing the log
+/// further; the writes it has answered meanwhile survive a crash, and once the checkpoint is
+/// done it goes on.
+#[test]
+fn a_writer_waits_for_a_checkpoint_when_both_log_files_are_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = Arc::new(open(dir.path()));
+    let stream = tables
+        .create_table(create("big", Some(StreamViewType::NewImage)))
+        .unwrap()
+        .definition
+        .stream
+        .unwrap()
+        .stream_id;
+    tables.applier().hold(true);
+    // About 156 MiB of log: the first file's 16 MiB, then the second up to its maximum.
+    let count = 260;
+    let writer = std::thread::spawn({
+        let tables = tables.clone();
+        move || {
+            for number in 0..count {
+                put_big(&tables, number);
+            }
+        }
+    });
+    let maximum = crate::wal::WAL_BYTES_MAX;
+    for _ in 0..60_000 {
+        if log_file_bytes(dir.path())[1] >= maximum || writer.is_finished() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The write that took the second file to its maximum waits: the file stops there.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !writer.is_finished(),
+        "the writer went on past the log's maximum"
+    );
+    let bytes = log_file_bytes(dir.path());
+    assert!(bytes[1] < maximum + 700 * 1024, "{bytes:?}");
+    // Every logged write survives a crash now: those answered, and the one waiting, which is
+    // on disk though not answered yet.
+    let logged = tables.applier().unapplied();
+    let crashed = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), crashed.path());
+    let recovered = open(crashed.path());
+    assert_eq!(recovered.describe_table("big").unwrap().item_count, logged);
+    assert_eq!(recovered.stream_bounds(stream).unwrap(), Some((1, logged)));
+    drop(recovered);
+
+    tables.applier().hold(false);
+    writer.join().unwrap();
+    let description = tables.describe_table("big").unwrap();
+    assert_eq!(description.item_count, count);
+    assert_eq!(tables.stream_bounds(stream).unwrap(), Some((1, count)));
+}
+
 /// Waits (without a deadline that could flake, but never forever) until the queue is as asked.
 fn wait_for_queue(tables: &Tables, wanted: (usize, bool)) {
     for _ in 0..60_000 {
