@@ -132,32 +132,18 @@ impl GroupView<'_> {
 
     /// A table's or an index's (item count, size in bytes).
     pub(crate) fn counts(&self, id: u64) -> Result<(u64, u64)> {
-        if let Some(counts) = self.staged.counts.get(&id) {
-            return Ok(*counts);
+        match latest(&self.staged.counts, &self.pending.counts, id) {
+            Some(counts) => Ok(counts),
+            None => Ok((self.snapshot.counts.get(id)?).map_or((0, 0), |value| value.value())),
         }
-        if let Some((_, counts)) = self.pending.counts.get(&id) {
-            return Ok(*counts);
-        }
-        Ok(self
-            .snapshot
-            .counts
-            .get(id)?
-            .map_or((0, 0), |value| value.value()))
     }
 
     /// The sequence number a stream's next record gets.
     pub(crate) fn stream_next(&self, stream: u64) -> Result<u64> {
-        if let Some(next) = self.staged.stream_next.get(&stream) {
-            return Ok(*next);
+        match latest(&self.staged.stream_next, &self.pending.stream_next, stream) {
+            Some(next) => Ok(next),
+            None => Ok((self.snapshot.stream_next.get(stream)?).map_or(1, |value| value.value())),
         }
-        if let Some((_, next)) = self.pending.stream_next.get(&stream) {
-            return Ok(*next);
-        }
-        Ok(self
-            .snapshot
-            .stream_next
-            .get(stream)?
-            .map_or(1, |value| value.value()))
     }
 
     /// Writes one row: into the log record, and among the staged rows when a later write may
@@ -181,4 +167,13 @@ impl GroupView<'_> {
         }
         self.redo.push(&row);
     }
+}
+
+/// A row's value as of the group so far, when the group or a pending record wrote it.
+fn latest<V: Copy>(
+    staged: &HashMap<u64, V>,
+    pending: &HashMap<u64, (u64, V)>,
+    id: u64,
+) -> Option<V> {
+    (staged.get(&id).copied()).or_else(|| pending.get(&id).map(|(_, value)| *value))
 }

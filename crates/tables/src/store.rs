@@ -426,10 +426,15 @@ impl Tables {
     /// the returned guard until it has committed.
     fn begin_direct(&self) -> Result<(MutexGuard<'_, WriteSide>, redb::WriteTransaction)> {
         let mut side = lock(&self.write_side);
+        let write = self.begin_direct_held(&mut side)?;
+        Ok((side, write))
+    }
+
+    /// [`Tables::begin_direct`] for a caller that holds the write side already.
+    fn begin_direct_held(&self, side: &mut WriteSide) -> Result<redb::WriteTransaction> {
         self.applier.wait_visible()?;
         side.pending.clear();
-        let write = self.database.begin_write()?;
-        Ok((side, write))
+        Ok(self.database.begin_write()?)
     }
 
     /// A snapshot holding every acknowledged write (and nothing that is not durable: redb
@@ -490,9 +495,7 @@ impl Tables {
     /// Makes every logged record durable in the database and starts the write-ahead log
     /// again at its front. The caller holds the write side.
     fn checkpoint(&self, side: &mut WriteSide) -> Result<()> {
-        self.applier.wait_visible()?;
-        side.pending.clear();
-        let mut write = self.database.begin_write()?;
+        let mut write = self.begin_direct_held(side)?;
         write.set_durability(redb::Durability::Immediate)?;
         self.commit_control(side, write)
     }
@@ -1860,7 +1863,7 @@ fn decide(
 /// Stores one change: the item, its table's counts and — when the table has a stream and the
 /// item changed (DynamoDB writes no record for a write that changed nothing) — its record.
 fn store_change(
-    open: &mut GroupView<'_>,
+    view: &mut GroupView<'_>,
     definition: &TableDefinition,
     key_bytes: &[u8],
     old: Option<Item>,
@@ -1871,15 +1874,15 @@ fn store_change(
     let id = definition.table_id;
     let new = match put {
         Some((item, bytes)) => {
-            open.apply(Row::PutItem(id, key_bytes, &bytes));
+            view.apply(Row::PutItem(id, key_bytes, &bytes));
             Some(item)
         }
         None => {
-            open.apply(Row::RemoveItem(id, key_bytes));
+            view.apply(Row::RemoveItem(id, key_bytes));
             None
         }
     };
-    let (mut count, mut size) = open.counts(id)?;
+    let (mut count, mut size) = view.counts(id)?;
     if let Some(old) = &old {
         count = count.saturating_sub(1);
         size = size.saturating_sub(item_size_bytes(old) as u64);
@@ -1888,10 +1891,10 @@ fn store_change(
         count += 1;
         size += item_size_bytes(new) as u64;
     }
-    open.apply(Row::PutCounts(id, count, size));
+    view.apply(Row::PutCounts(id, count, size));
     for index in &definition.indexes {
         update_index_entry(
-            open,
+            view,
             definition,
             index,
             key_bytes,
@@ -1909,11 +1912,11 @@ fn store_change(
         if let Some(mut record) =
             StreamRecord::for_change(stream.view_type, keys, old.as_ref(), new.as_ref(), now_ms)
         {
-            let next = open.stream_next(stream.stream_id)?;
+            let next = view.stream_next(stream.stream_id)?;
             record.sequence = next;
             record.by_service = by_service;
-            open.apply(Row::PutRecord(stream.stream_id, next, &record.encode()));
-            open.apply(Row::PutStreamNext(stream.stream_id, next + 1));
+            view.apply(Row::PutRecord(stream.stream_id, next, &record.encode()));
+            view.apply(Row::PutStreamNext(stream.stream_id, next + 1));
             sequence = Some(next);
         }
     }
@@ -2076,7 +2079,7 @@ impl<'a> View<'a> {
 /// entry removed and the new one written (an item without the index's keys has none), and the
 /// index's counts moved with them.
 fn update_index_entry(
-    open: &mut GroupView<'_>,
+    view: &mut GroupView<'_>,
     definition: &TableDefinition,
     index: &SecondaryIndex,
     key_bytes: &[u8],
@@ -2094,18 +2097,18 @@ fn update_index_entry(
         return Ok(());
     }
     let id = index.index_id;
-    let (mut count, mut size) = open.counts(id)?;
+    let (mut count, mut size) = view.counts(id)?;
     if let Some((key, projected)) = &old_entry {
-        open.apply(Row::RemoveIndexEntry(id, key));
+        view.apply(Row::RemoveIndexEntry(id, key));
         count = count.saturating_sub(1);
         size = size.saturating_sub(item_size_bytes(projected) as u64);
     }
     if let Some((key, projected)) = &new_entry {
-        open.apply(Row::PutIndexEntry(id, key, &encode_item(projected)));
+        view.apply(Row::PutIndexEntry(id, key, &encode_item(projected)));
         count += 1;
         size += item_size_bytes(projected) as u64;
     }
-    open.apply(Row::PutCounts(id, count, size));
+    view.apply(Row::PutCounts(id, count, size));
     Ok(())
 }
 

@@ -186,6 +186,12 @@ impl Wal {
         if active == 0 { first } else { second }
     }
 
+    /// How far the active file reaches.
+    fn active_position(&self) -> u64 {
+        let [first, second] = &self.files;
+        if self.active == 0 { first } else { second }.position
+    }
+
     fn other(&self) -> &LogFile {
         let [first, second] = &self.files;
         if self.active == 0 { second } else { first }
@@ -194,17 +200,13 @@ impl Wal {
     /// Whether the active file has passed [`WAL_CHECKPOINT_BYTES`]: appends should move to the
     /// other file, and a checkpoint begin.
     pub(crate) fn wants_checkpoint(&self) -> bool {
-        let [first, second] = &self.files;
-        let active = if self.active == 0 { first } else { second };
-        active.position >= WAL_CHECKPOINT_BYTES
+        self.active_position() >= WAL_CHECKPOINT_BYTES
     }
 
     /// Whether the active file has passed [`WAL_BYTES_MAX`]: the writer must wait for a
     /// checkpoint rather than grow it further.
     pub(crate) fn must_checkpoint(&self) -> bool {
-        let [first, second] = &self.files;
-        let active = if self.active == 0 { first } else { second };
-        active.position >= WAL_BYTES_MAX
+        self.active_position() >= WAL_BYTES_MAX
     }
 
     /// Moves appends to the front of the other file, if redb holds every record of it durably
