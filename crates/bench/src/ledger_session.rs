@@ -119,12 +119,13 @@ fn ms(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// How long each command of one transaction took, client-side, in milliseconds.
+/// How long each command of one transaction took, client-side, in milliseconds; for the
+/// embedded engine, its calls `begin`, `execute` and `commit`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CommandTimes {
-    start_ms: f64,
-    execute_ms: f64,
-    commit_ms: f64,
+    pub(crate) start_ms: f64,
+    pub(crate) execute_ms: f64,
+    pub(crate) commit_ms: f64,
 }
 
 /// Median time of each command of a run's transactions, client-side.
@@ -136,7 +137,7 @@ pub(crate) struct CommandMedians {
 }
 
 impl CommandMedians {
-    fn of(times: &[CommandTimes]) -> CommandMedians {
+    pub(crate) fn of(times: &[CommandTimes]) -> CommandMedians {
         let median =
             |pick: fn(&CommandTimes) -> f64| Latency::of(times.iter().map(pick).collect()).p50_ms;
         CommandMedians {
@@ -147,12 +148,23 @@ impl CommandMedians {
     }
 }
 
-/// `count` bare round trips ([`SessionClient::bare_round_trip`]) from one client, one after
-/// another: the HTTP path's own cost, which a transaction pays three times.
-pub fn bare_round_trips(aws_address: &str, ledger: &str, count: usize) -> anyhow::Result<Latency> {
+/// `count` bare round trips ([`SessionClient::bare_round_trip`]) from one client: the HTTP
+/// path's own cost, which a transaction pays three times. With a `pause`, the client sleeps
+/// that long before each (not timed), so that each finds the node's threads parked, as the
+/// command after a commit does: on a virtual machine, waking a parked thread on an idle core
+/// costs tens of microseconds.
+pub fn bare_round_trips(
+    aws_address: &str,
+    ledger: &str,
+    count: usize,
+    pause: std::time::Duration,
+) -> anyhow::Result<Latency> {
     let mut session = SessionClient::start(aws_address, ledger)?;
     let mut latencies_ms = Vec::with_capacity(count);
     for _ in 0..count {
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let sent = Instant::now();
         session.bare_round_trip()?;
         latencies_ms.push(ms(sent.elapsed()));
