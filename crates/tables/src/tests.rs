@@ -348,6 +348,40 @@ fn model_key(p: u8, s: u8) -> Item {
     ])
 }
 
+/// The model tests' item at (p, s) with the attribute `v`.
+fn model_item(p: u8, s: u8, v: i32) -> Item {
+    let mut row = model_key(p, s);
+    row.insert("v".into(), n(&v.to_string()));
+    row
+}
+
+/// What the model tests expect: the items by (p, s), and the stream records their changes make.
+#[derive(Default)]
+struct Model {
+    items: BTreeMap<(u8, u8), Item>,
+    records: Vec<ModelRecord>,
+}
+
+impl Model {
+    /// Stores `new` at (p, s) (`None` removes), expecting a record if that changes the item;
+    /// answers the item it replaced.
+    fn change(&mut self, p: u8, s: u8, new: Option<Item>) -> Option<Item> {
+        let old = match &new {
+            Some(row) => self.items.insert((p, s), row.clone()),
+            None => self.items.remove(&(p, s)),
+        };
+        if old != new {
+            let event = match (&old, &new) {
+                (None, _) => EventName::Insert,
+                (Some(_), Some(_)) => EventName::Modify,
+                (Some(_), None) => EventName::Remove,
+            };
+            self.records.push((event, new, old.clone()));
+        }
+        old
+    }
+}
+
 /// Every key of `partitions` × `sorts` reads as the model has it, and the table's counts agree.
 fn check_against_model(
     tables: &Tables,
@@ -415,28 +449,17 @@ proptest! {
         let stream_id = tables
             .create_table(create("model", Some(StreamViewType::NewAndOldImages)))
             .unwrap().definition.stream.unwrap().stream_id;
-        let mut model: BTreeMap<(u8, u8), Item> = BTreeMap::new();
-        let mut expected_records: Vec<ModelRecord> = Vec::new();
-        let key = model_key;
+        let mut model = Model::default();
         for op in ops {
             match op {
                 Op::Put(p, s, v) => {
-                    let mut row = key(p, s);
-                    row.insert("v".into(), n(&v.to_string()));
-                    let old = model.insert((p, s), row.clone());
-                    if old.as_ref() != Some(&row) {
-                        let event = if old.is_some() { EventName::Modify } else { EventName::Insert };
-                        expected_records.push((event, Some(row.clone()), old.clone()));
-                    }
-                    let outcome = tables.write(Write::put("model", row)).unwrap();
+                    let old = model.change(p, s, Some(model_item(p, s, v)));
+                    let outcome = tables.write(Write::put("model", model_item(p, s, v))).unwrap();
                     prop_assert_eq!(outcome.old, old);
                 }
                 Op::Delete(p, s) => {
-                    let old = model.remove(&(p, s));
-                    if old.is_some() {
-                        expected_records.push((EventName::Remove, None, old.clone()));
-                    }
-                    let outcome = tables.write(Write::delete("model", key(p, s))).unwrap();
+                    let old = model.change(p, s, None);
+                    let outcome = tables.write(Write::delete("model", model_key(p, s))).unwrap();
                     prop_assert_eq!(outcome.old, old);
                 }
                 Op::Reopen => {
@@ -444,9 +467,9 @@ proptest! {
                     tables = open(dir.path());
                 }
             }
-            check_against_model(&tables, "model", &model, 3, 4)?;
+            check_against_model(&tables, "model", &model.items, 3, 4)?;
         }
-        check_stream(&tables, stream_id, expected_records)?;
+        check_stream(&tables, stream_id, model.records)?;
     }
 }
 
@@ -514,57 +537,34 @@ proptest! {
         let stream_id = tables
             .create_table(create_indexed("lagging"))
             .unwrap().definition.stream.unwrap().stream_id;
-        let mut model: BTreeMap<(u8, u8), Item> = BTreeMap::new();
-        let mut expected_records: Vec<ModelRecord> = Vec::new();
-        let key = model_key;
-        let with_v = |p: u8, s: u8, v: i32| {
-            let mut row = key(p, s);
-            row.insert("v".into(), n(&v.to_string()));
-            row
-        };
-        // Stores `new` (None removes) in the model; answers the item it replaced.
-        let mut change = |model: &mut BTreeMap<(u8, u8), Item>, p: u8, s: u8, new: Option<Item>| {
-            let old = match &new {
-                Some(row) => model.insert((p, s), row.clone()),
-                None => model.remove(&(p, s)),
-            };
-            if old != new {
-                let event = match (&old, &new) {
-                    (None, _) => EventName::Insert,
-                    (Some(_), Some(_)) => EventName::Modify,
-                    (Some(_), None) => EventName::Remove,
-                };
-                expected_records.push((event, new, old.clone()));
-            }
-            old
-        };
+        let mut model = Model::default();
         let mut held = false;
         for op in ops {
             match op {
                 LaggingOp::Put(p, s, v) => {
-                    let old = change(&mut model, p, s, Some(with_v(p, s, v)));
-                    let outcome = tables.write(Write::put("lagging", with_v(p, s, v))).unwrap();
+                    let old = model.change(p, s, Some(model_item(p, s, v)));
+                    let outcome = tables.write(Write::put("lagging", model_item(p, s, v))).unwrap();
                     prop_assert_eq!(outcome.old, old);
                 }
                 LaggingOp::Delete(p, s) => {
-                    let old = change(&mut model, p, s, None);
-                    let outcome = tables.write(Write::delete("lagging", key(p, s))).unwrap();
+                    let old = model.change(p, s, None);
+                    let outcome = tables.write(Write::delete("lagging", model_key(p, s))).unwrap();
                     prop_assert_eq!(outcome.old, old);
                 }
                 LaggingOp::Add(p, s, delta) => {
-                    let before = model.get(&(p, s)).and_then(|row| match row.get("v") {
+                    let before = model.items.get(&(p, s)).and_then(|row| match row.get("v") {
                         Some(AttributeValue::N(number)) => number.to_string().parse::<i32>().ok(),
                         _ => None,
                     });
-                    let new = with_v(p, s, before.unwrap_or(0) + delta);
-                    let old = change(&mut model, p, s, Some(new.clone()));
+                    let new = model_item(p, s, before.unwrap_or(0) + delta);
+                    let old = model.change(p, s, Some(new.clone()));
                     let add = crate::expression::UpdateAction::Add(
                         vec![crate::expression::PathElement::Name("v".into())],
                         n(&delta.to_string()),
                     );
                     let outcome = tables.write(Write {
                         table: "lagging".into(),
-                        key: key(p, s),
+                        key: model_key(p, s),
                         change: Change::Update(vec![add]),
                         check: None,
                     }).unwrap();
@@ -572,11 +572,11 @@ proptest! {
                     prop_assert_eq!(outcome.new, Some(new));
                 }
                 LaggingOp::PutTwice(p, s, v, w) => {
-                    let first_old = change(&mut model, p, s, Some(with_v(p, s, v)));
-                    let second_old = change(&mut model, p, s, Some(with_v(p, s, w)));
+                    let first_old = model.change(p, s, Some(model_item(p, s, v)));
+                    let second_old = model.change(p, s, Some(model_item(p, s, w)));
                     let outcomes = tables.write_batch(vec![
-                        Write::put("lagging", with_v(p, s, v)),
-                        Write::put("lagging", with_v(p, s, w)),
+                        Write::put("lagging", model_item(p, s, v)),
+                        Write::put("lagging", model_item(p, s, w)),
                     ]).unwrap();
                     let olds: Vec<Option<Item>> = outcomes.into_iter().map(|outcome| outcome.unwrap().old).collect();
                     prop_assert_eq!(olds, vec![first_old, second_old]);
@@ -594,21 +594,21 @@ proptest! {
             if held {
                 continue;
             }
-            check_against_model(&tables, "lagging", &model, 2, 3)?;
+            check_against_model(&tables, "lagging", &model.items, 2, 3)?;
             // Every item has `v`, so every item has one index entry.
             let description = tables.describe_table("lagging").unwrap();
-            prop_assert_eq!(description.index_counts[0].0, model.len() as u64);
+            prop_assert_eq!(description.index_counts[0].0, model.items.len() as u64);
             let entries = tables.scan("lagging", &ScanRequest {
                 index: Some("by_v".into()),
                 ..ScanRequest::default()
             }).unwrap();
-            prop_assert_eq!(entries.items.len(), model.len());
+            prop_assert_eq!(entries.items.len(), model.items.len());
         }
         tables.applier().hold(false);
         drop(tables);
         let tables = open(dir.path());
-        check_stream(&tables, stream_id, expected_records)?;
-        check_against_model(&tables, "lagging", &model, 2, 3)?;
+        check_against_model(&tables, "lagging", &model.items, 2, 3)?;
+        check_stream(&tables, stream_id, model.records)?;
     }
 }
 
