@@ -33,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
+use crate::self_wake::PollAgainOnSelfWake;
 use crate::tls::{TLS_HANDSHAKE_RECORD, Tls};
 
 /// The largest request body any API accepts (Elasticsearch's `http.max_content_length`); a
@@ -937,10 +938,10 @@ impl Server {
                 let handler = handler.clone();
                 let options = options.clone();
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                tokio::spawn(PollAgainOnSelfWake::new(async move {
                     let _permit = permit;
                     serve_connection(handler, options, stream, watcher).await;
-                });
+                }));
             }
             drop(self.listener);
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;

@@ -18,6 +18,7 @@ pub mod json_patch;
 pub mod rates;
 pub mod roles;
 pub mod security;
+mod self_wake;
 pub mod sigv4;
 pub mod tls;
 pub mod ui;
