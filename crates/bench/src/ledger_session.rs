@@ -148,23 +148,32 @@ impl CommandMedians {
     }
 }
 
-/// `count` bare round trips ([`SessionClient::bare_round_trip`]) from one client: the HTTP
-/// path's own cost, which a transaction pays three times. With a `pause`, the client sleeps
-/// that long before each (not timed), so that each finds the node's threads parked, as the
-/// command after a commit does: on a virtual machine, waking a parked thread on an idle core
-/// costs tens of microseconds.
-pub fn bare_round_trips(
-    aws_address: &str,
-    ledger: &str,
-    count: usize,
-    pause: std::time::Duration,
-) -> anyhow::Result<Latency> {
+/// `count` bare round trips ([`SessionClient::bare_round_trip`]) from one client, back to back:
+/// the HTTP path's own cost, which a transaction pays three times.
+pub fn bare_round_trips(aws_address: &str, ledger: &str, count: usize) -> anyhow::Result<Latency> {
     let mut session = SessionClient::start(aws_address, ledger)?;
     let mut latencies_ms = Vec::with_capacity(count);
     for _ in 0..count {
-        if !pause.is_zero() {
-            std::thread::sleep(pause);
-        }
+        let sent = Instant::now();
+        session.bare_round_trip()?;
+        latencies_ms.push(ms(sent.elapsed()));
+    }
+    Ok(Latency::of(latencies_ms))
+}
+
+/// A transaction for each of `inserts`, each followed at once by a bare round trip, which is
+/// timed: the round trip that a transaction's first command meets, right after the commit
+/// before it, when the node's threads have waited for the disk.
+pub fn round_trips_after_commits(
+    aws_address: &str,
+    ledger: &str,
+    statement: &str,
+    inserts: &[PreparedInsert],
+) -> anyhow::Result<Latency> {
+    let mut session = SessionClient::start(aws_address, ledger)?;
+    let mut latencies_ms = Vec::with_capacity(inserts.len());
+    for insert in inserts {
+        session.run(statement, insert)?;
         let sent = Instant::now();
         session.bare_round_trip()?;
         latencies_ms.push(ms(sent.elapsed()));
