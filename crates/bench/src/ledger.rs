@@ -25,7 +25,7 @@ use sluice_ledger::ledger::{JOURNAL_FILE_NAME, STATE_FILE_NAME};
 use sluice_ledger::{BlockAddress, CheckpointStats, Ledger, Ledgers, Limits, SystemClock, hash};
 
 use crate::interleave::{Interleaved, Slice};
-use crate::ledger_session::{self, CommandMedians, CommandTimes, PreparedInsert};
+use crate::ledger_session::{self, CommandMedians, CommandTimes, PreparedInsert, ms};
 use crate::machine::Machine;
 use crate::postgres::{Postgres, pgbench};
 use crate::server::Server;
@@ -182,8 +182,8 @@ struct HttpResult {
     unindexed_commands: CommandMedians,
     /// One round trip of a command that does no ledger work, 1 client, back to back.
     bare_round_trip: Latency,
-    /// The same right after each commit of a run of transactions: what a transaction's first
-    /// command meets.
+    /// The same right after each commit of a run of transactions, the node's threads parked:
+    /// what a transaction's commands meet.
     round_trip_after_commit: Latency,
     concurrent: InsertResult,
 }
@@ -591,7 +591,7 @@ fn sluice_http(sluice: &Path, args: &LedgerArgs, scratch: &Path) -> anyhow::Resu
                 aws_address,
                 ledger,
                 &statement,
-                &prepare(args.inserts..args.inserts + args.inserts / 2)?,
+                &prepare(args.inserts..args.inserts + args.inserts.div_ceil(2))?,
             )?;
             eprintln!(
                 "  sluice QLDBSession, a round trip with no ledger work: p50 {:.3} ms back to back, {:.3} ms right after a commit",
@@ -776,10 +776,6 @@ fn sluice_single_inserts(
         },
         CommandMedians::of(&calls),
     ))
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 /// Fills the ledger to `--revisions` with 40-document transactions, takes the digest, then times

@@ -115,7 +115,7 @@ impl SessionClient {
     }
 }
 
-fn ms(duration: std::time::Duration) -> f64 {
+pub(crate) fn ms(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
@@ -162,8 +162,8 @@ pub fn bare_round_trips(aws_address: &str, ledger: &str, count: usize) -> anyhow
 }
 
 /// A transaction for each of `inserts`, each followed at once by a bare round trip, which is
-/// timed: the round trip that a transaction's first command meets, right after the commit
-/// before it, when the node's threads have waited for the disk.
+/// timed: a round trip that finds the node's threads parked after waiting for the disk, as a
+/// transaction's commands find them.
 pub fn round_trips_after_commits(
     aws_address: &str,
     ledger: &str,
